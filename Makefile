@@ -1,0 +1,34 @@
+# pkgline: the two commands a newcomer needs.
+#   make demo   install everything into .venv and run a simulated line end to end on SQLite
+#   make test   install, then ruff, mypy --strict and the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test check lint typecheck install clean
+
+demo: install
+	$(BIN)/pkgline demo
+
+test: install lint typecheck
+	$(BIN)/pytest
+
+check: lint typecheck
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+install: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

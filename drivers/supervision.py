@@ -1,0 +1,109 @@
+"""Connection supervision shared by every transport: backoff delays, the fan-out of tool
+events to any number of listeners, and connectivity changes logged once, on the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+
+import structlog
+
+from drivers.config import ConnectionPolicy
+from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged, ToolEvent
+from drivers.model import ToolStatus
+
+log = structlog.get_logger("pkgline.drivers")
+
+
+def backoff_delays(policy: ConnectionPolicy, rng: random.Random | None = None) -> Iterator[float]:
+    """Delays between reconnect attempts: doubling from ``backoff_initial_s`` to
+    ``backoff_max_s``, each shortened at random by up to ``backoff_jitter`` so that a line of
+    tools that went down together does not reconnect in lock step."""
+    rng = rng or random.Random()
+    delay = policy.backoff_initial_s
+    while True:
+        capped = min(delay, policy.backoff_max_s)
+        yield capped * (1.0 - policy.backoff_jitter * rng.random())
+        delay = capped * 2.0
+
+
+class EventHub:
+    """Publishes one tool's events to every open :meth:`subscribe` stream.
+
+    Remembers the current connectivity and status, so that a new subscriber starts with them.
+    Logs connectivity changes once each, on the edge. Publishing never blocks: each subscriber
+    has its own queue.
+    """
+
+    def __init__(self, tool_id: str):
+        self.tool_id = tool_id
+        self._subscribers: set[asyncio.Queue[ToolEvent | None]] = set()
+        self._connected: bool | None = None
+        self._status: ToolStatus | None = None
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._connected)
+
+    @property
+    def last_status(self) -> ToolStatus | None:
+        return self._status
+
+    def _publish(self, event: ToolEvent) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def online(self) -> None:
+        """The tool answered. Publishes ConnectionRestored only if it was not online before."""
+        if self._connected:
+            return
+        was_known = self._connected is not None
+        self._connected = True
+        if was_known:
+            log.info("tool back online", tool_id=self.tool_id)
+        else:
+            log.info("tool online", tool_id=self.tool_id)
+        self._publish(ConnectionRestored(self.tool_id))
+
+    def offline(self, reason: str) -> None:
+        """The tool stopped answering. Publishes ConnectionLost only on the edge."""
+        if self._connected is False:
+            return
+        self._connected = False
+        self._status = None
+        log.warning("tool offline", tool_id=self.tool_id, reason=reason)
+        self._publish(ConnectionLost(self.tool_id, reason))
+
+    def status(self, status: ToolStatus) -> None:
+        """A fresh status reading. Publishes StatusChanged only when it differs."""
+        if status == self._status:
+            return
+        self._status = status
+        self._publish(StatusChanged(self.tool_id, status))
+
+    async def subscribe(self) -> AsyncIterator[ToolEvent]:
+        """Events from now on, starting with the current connectivity and status."""
+        queue: asyncio.Queue[ToolEvent | None] = asyncio.Queue()
+        if self._closed:
+            return
+        if self._connected is True:
+            queue.put_nowait(ConnectionRestored(self.tool_id))
+            if self._status is not None:
+                queue.put_nowait(StatusChanged(self.tool_id, self._status))
+        elif self._connected is False:
+            queue.put_nowait(ConnectionLost(self.tool_id, "not connected"))
+        self._subscribers.add(queue)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        """End every subscription."""
+        self._closed = True
+        for queue in self._subscribers:
+            queue.put_nowait(None)

@@ -1,0 +1,110 @@
+"""Test harness: real servers on loopback, real databases, and no leaks.
+
+Every test is checked for sockets it leaves open and, for async tests, for asyncio tasks it
+leaves running. PostgreSQL tests get a database of their own, created and dropped around the
+test; they skip when no server answers, unless PKGLINE_REQUIRE_POSTGRES=1 (as on CI), where
+they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+PG_ADMIN_URL = os.environ.get("PKGLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("PKGLINE_REQUIRE_POSTGRES") == "1"
+
+
+def _open_sockets() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found[fd.name] = target
+    return found
+
+
+@pytest.fixture
+async def _task_guard() -> AsyncIterator[None]:
+    before = asyncio.all_tasks()
+    yield
+    await asyncio.sleep(0)
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    if left:
+        names = ", ".join(sorted(t.get_name() + ":" + repr(t.get_coro()) for t in left))
+        pytest.fail(f"the test left {len(left)} asyncio task(s) running: {names}")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves sockets open or (async tests) tasks running."""
+    if inspect.iscoroutinefunction(request.function):
+        # The test's event loop (and its self-pipe socket pair) outlives this fixture: make it
+        # exist before the first look, so that only the test's own sockets count.
+        request.getfixturevalue("_function_scoped_runner").get_loop()
+        request.getfixturevalue("_task_guard")
+    before = _open_sockets()
+    yield
+    gc.collect()
+    leaked = {fd: t for fd, t in _open_sockets().items() if before.get(fd) != t}
+    if leaked:
+        pytest.fail(f"the test left {len(leaked)} socket(s) open: {sorted(leaked.values())}")
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _pg_url(database: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test (``postgresql://`` URL), dropped after."""
+    if not _postgres_reachable():
+        reason = (
+            "PostgreSQL is not reachable on 127.0.0.1:5432 (start it with "
+            "'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start')"
+        )
+        if REQUIRE_POSTGRES:
+            pytest.fail(reason + "; PKGLINE_REQUIRE_POSTGRES=1 says these tests must run")
+        pytest.skip(reason)
+    name = f"pkgline_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _pg_url(name)
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite database file of this test's own (``sqlite:///`` URL; the file is not created)."""
+    return f"sqlite:///{tmp_path / 'pkgline.db'}"
