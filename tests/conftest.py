@@ -9,6 +9,7 @@ they fail instead.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import inspect
 import os
@@ -58,8 +59,10 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("_task_guard")
     before = _open_sockets()
     yield
-    gc.collect()
     leaked = {fd: t for fd, t in _open_sockets().items() if before.get(fd) != t}
+    if leaked:  # an unreferenced socket may only wait for the collector: give it that chance
+        gc.collect()
+        leaked = {fd: t for fd, t in _open_sockets().items() if before.get(fd) != t}
     if leaked:
         pytest.fail(f"the test left {len(leaked)} socket(s) open: {sorted(leaked.values())}")
 
@@ -77,12 +80,18 @@ def _pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
-async def _admin(sql: str) -> None:
+async def _admin_async(sql: str) -> None:
     conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
     try:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def _admin(sql: str) -> None:
+    # On a worker thread: the fixture may be set up while a test's event loop is running.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _admin_async(sql)).result()
 
 
 @pytest.fixture
@@ -97,11 +106,11 @@ def postgres_url() -> Iterator[str]:
             pytest.fail(reason + "; PKGLINE_REQUIRE_POSTGRES=1 says these tests must run")
         pytest.skip(reason)
     name = f"pkgline_t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    _admin(f'CREATE DATABASE "{name}"')
     try:
         yield _pg_url(name)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
