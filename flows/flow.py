@@ -1,0 +1,188 @@
+"""A flow, as the lot tracker sees it: what a lot may do next and whether its values are
+within the limits the claims fix; and the library of all flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from flows.automaton import compile_expression
+from flows.errors import PathError, UnknownFlow
+from flows.grammar import Expr, counts
+from flows.limits import check_recorded, check_values, resolver
+from flows.model import (
+    LotContext,
+    Position,
+    StepCodeInfo,
+    StepSpec,
+    Value,
+    Values,
+    ValueSpec,
+    Violation,
+)
+
+
+def _unknown(what: str, name: str, expected: Sequence[str]) -> ValueError:
+    listing = ", ".join(sorted(expected)) if expected else "none"
+    return ValueError(f"unknown {what} {name!r}; expected one of: {listing}")
+
+
+def _parse_given(
+    specs: Mapping[str, ValueSpec], given: Mapping[str, str], what: str
+) -> dict[str, Value]:
+    values: dict[str, Value] = {}
+    for name, text in given.items():
+        spec = specs.get(name)
+        if spec is None:
+            raise _unknown(what, name, list(specs))
+        values[name] = spec.parse(text)
+    return values
+
+
+def _known(specs: Mapping[str, ValueSpec], values: Values, what: str) -> None:
+    for name in values:
+        if name not in specs:
+            raise _unknown(what, name, list(specs))
+
+
+@dataclass(frozen=True, eq=False)
+class Flow:
+    """One process flow of flows.md, loaded from its defs file."""
+
+    name: str
+    title: str
+    version: int
+    document: str
+    """The patent document the flow comes from, e.g. ``002``."""
+    claims: str
+    """The method claims the flow implements, e.g. ``61-101``."""
+    sequence: str
+    """The step order in the notation of flows.md, as written in the flow file."""
+    description: str
+    lot_params: Mapping[str, ValueSpec]
+    steps: Mapping[str, StepSpec]
+    expression: Expr
+    """The sequence with fragments and step codes resolved (the automaton's input)."""
+    has_layers: bool
+    """The flow has wiring layers (``Position.layer`` and ``layers`` are given)."""
+
+    def recipe_name(self, step: str) -> str:
+        """The name of the recipe the controller downloads for ``step``."""
+        return f"{self.name}/{step}"
+
+    def step(self, code: str) -> StepSpec:
+        """The spec of a step of this flow; ValueError for a step the flow does not have."""
+        spec = self.steps.get(code)
+        if spec is None:
+            raise _unknown(f"step of flow {self.name}:", code, list(self.steps))
+        return spec
+
+    # --- CLI text -> values ----------------------------------------------------------------
+
+    def lot_param_defaults(self) -> dict[str, Value]:
+        return {n: s.default for n, s in self.lot_params.items() if s.default is not None}
+
+    def lot_params_from(self, given: Mapping[str, str]) -> dict[str, Value]:
+        """Lot parameters from ``--param NAME=VALUE`` texts, over the flow's defaults."""
+        values = self.lot_param_defaults()
+        values.update(_parse_given(self.lot_params, given, f"lot parameter of flow {self.name}:"))
+        return values
+
+    def step_values_from(
+        self, step: str, given: Mapping[str, str], kind: Literal["recipe", "measured"]
+    ) -> dict[str, Value]:
+        """Track-in recipe values (over the step's defaults) or track-out measured values
+        (only those given) from CLI texts."""
+        spec = self.step(step)
+        if kind == "recipe":
+            values = spec.recipe_defaults()
+            values.update(_parse_given(spec.recipe, given, f"recipe value of {step}:"))
+            return values
+        return _parse_given(spec.measured, given, f"measured value of {step}:")
+
+    # --- order ---------------------------------------------------------------------------
+
+    def _counts(self, params: Values) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for count in counts(self.expression):
+            if count.param is None or count.param in result:
+                continue
+            value = params.get(count.param, self.lot_params[count.param].default)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(
+                    f"{self.name}: lot parameter {count.param} must be a whole number, "
+                    f"not {value!r}"
+                )
+            result[count.param] = value
+        return result
+
+    def position(self, path: Sequence[str], params: Values) -> Position:
+        """Where a lot stands after completing the steps of ``path`` (its effective route).
+
+        Raises PathError at the first step the flow does not accept there.
+        """
+        automaton = compile_expression(self.expression, self._counts(params))
+        state: frozenset[int] | None = None
+        for index, code in enumerate(path):
+            after = path[index - 1] if index else None
+            taken = automaton.step(state, code)
+            if not taken:
+                allowed = automaton.allowed(state)
+                reason = None
+                if code not in self.steps:
+                    listing = ", ".join(sorted(allowed)) or "nothing (the flow is complete)"
+                    reason = f"not a step of flow {self.name}; allowed there: {listing}"
+                raise PathError(self.name, index, code, after, allowed, reason)
+            state = taken
+        layer_numbers = [automaton.layers[p] for p in state or ()]
+        layers_here = [n for n in layer_numbers if n is not None]
+        return Position(
+            next_steps=automaton.allowed(state),
+            complete=automaton.accepts_end(state),
+            layer=min(layers_here) if layers_here and self.has_layers else None,
+            layers=automaton.layer_count if self.has_layers else None,
+        )
+
+    # --- limits --------------------------------------------------------------------------
+
+    def check_lot_start(self, params: Values, ctx: LotContext) -> list[Violation]:
+        """Lot parameters against their limits (defaults fill what ``params`` lacks)."""
+        _known(self.lot_params, params, f"lot parameter of flow {self.name}:")
+        values = {**self.lot_param_defaults(), **params}
+        return check_values(self.lot_params, values, resolver(values, ctx), "lot start")
+
+    def check_track_in(self, step: str, values: Values, ctx: LotContext) -> list[Violation]:
+        """Recipe values of a track-in (defaults fill what ``values`` lacks) against their
+        limits, then the step's checks on values recorded at earlier steps."""
+        spec = self.step(step)
+        _known(spec.recipe, values, f"recipe value of {step}:")
+        merged = {**spec.recipe_defaults(), **values}
+        resolve = resolver(merged, ctx)
+        where = f"{step} track-in"
+        return check_values(spec.recipe, merged, resolve, where) + check_recorded(
+            spec.checks, ctx.recorded, resolve, where
+        )
+
+    def check_track_out(self, step: str, measured: Values, ctx: LotContext) -> list[Violation]:
+        """Measured values of a track-out against their limits; values not measured are not
+        checked."""
+        spec = self.step(step)
+        _known(spec.measured, measured, f"measured value of {step}:")
+        return check_values(spec.measured, measured, resolver(measured, ctx), f"{step} track-out")
+
+
+@dataclass(frozen=True, eq=False)
+class FlowLibrary:
+    """Every flow of the defs directory, and the step codes they share."""
+
+    flows: Mapping[str, Flow]
+    step_codes: Mapping[str, StepCodeInfo]
+
+    def get(self, name: str) -> Flow:
+        """The flow called ``name``; UnknownFlow (a LookupError) lists the known names."""
+        flow = self.flows.get(name)
+        if flow is None:
+            raise UnknownFlow(name, self.flows)
+        return flow
