@@ -1,0 +1,1 @@
+"""Tests of the Modbus TCP transport: codec, register maps, session, driver."""
