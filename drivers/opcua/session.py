@@ -1,0 +1,687 @@
+"""One OPC UA session per server endpoint, shared by the drivers of every tool behind it.
+
+An OPC UA server may host many tools (a gateway does). :class:`EndpointSession` owns the one
+asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
+
+- connect and reconnect with capped, jittered backoff (``drivers.supervision.backoff_delays``);
+- a watchdog: a dropped socket is seen at once; a silent one is probed after
+  ``poll_interval_s`` and declared dead when the probe gets no answer in ``timeout_s``, so a
+  dead server is noticed within about ``poll_interval_s + timeout_s`` (1.2 s by default);
+- ONE subscription per session at ``poll_interval_s``, with the monitored items of every tool;
+  asyncua does not carry a subscription over a new session, so after every reconnect the session
+  is rebuilt from scratch: a fresh Client, a fresh subscription, every tool's nodes resolved
+  again and its monitored items created again;
+- every waiting request fails at once when the connection drops (the socket is closed, which
+  fails asyncua's pending futures), and requests made while disconnected fail immediately;
+- asyncua and ``ua`` exceptions become the project's own errors here, once
+  (:func:`translate_error`), with the tool and the request attached.
+
+Drivers plug in as :class:`SessionListener`: on every (re)connection the session asks each one
+to resolve its nodes and name the items it wants monitored, then routes notifications back by
+client handle. :class:`OpcUaSessionPool` hands out sessions by URL, reference-counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+from asyncua import ua
+
+from drivers.config import ConnectionPolicy
+from drivers.errors import DriverError, ProtocolError, ToolTimeout, ToolUnreachable
+from drivers.opcua.ua_typed import (
+    AttributeIds,
+    Client,
+    ObjectIds,
+    StatusCodes,
+    UaClientState,
+    UaStatusCodeError,
+    boolean,
+    node_id,
+    status,
+)
+from drivers.supervision import backoff_delays
+
+log = structlog.get_logger("pkgline.drivers.opcua")
+
+SESSION_TIMEOUT_MS = 30_000
+"""How long a server keeps our session after the connection drops. We never resume one (a
+reconnect builds a new session), so a short timeout frees the server's resources sooner."""
+
+MONITORED_ITEMS_PER_REQUEST = 1000
+_PROBE = ua.ReadParameters(
+    NodesToRead=[
+        ua.ReadValueId(
+            NodeId=node_id(ObjectIds.Server_ServerStatus_State),
+            AttributeId=AttributeIds.Value,
+        )
+    ]
+)
+_HIERARCHICAL = node_id(ObjectIds.HierarchicalReferences)
+
+_UNREACHABLE_CODES = frozenset(
+    {
+        StatusCodes.BadSessionClosed,
+        StatusCodes.BadSessionIdInvalid,
+        StatusCodes.BadSessionNotActivated,
+        StatusCodes.BadSecureChannelClosed,
+        StatusCodes.BadSecureChannelIdInvalid,
+        StatusCodes.BadConnectionClosed,
+        StatusCodes.BadNotConnected,
+        StatusCodes.BadServerNotConnected,
+        StatusCodes.BadServerHalted,
+        StatusCodes.BadShutdown,
+        StatusCodes.BadCommunicationError,
+        StatusCodes.BadTcpServerTooBusy,
+        StatusCodes.BadTooManySessions,
+    }
+)
+_TIMEOUT_CODES = frozenset({StatusCodes.BadTimeout, StatusCodes.BadRequestTimeout})
+
+
+class _PublishLossFilter(logging.Filter):
+    """asyncua's publish loop logs "Publish iteration crashed" at ERROR, with a traceback,
+    whenever a connection drops while a publish request waits, which is at every disconnect. The
+    session reports a lost connection itself, once, on the edge; so that record is dropped when
+    its cause is the lost connection. Any other publish failure is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cause = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(cause, ConnectionError) and str(record.msg).startswith("Publish iteration")
+        )
+
+
+_PUBLISH_LOSS_FILTER = _PublishLossFilter()
+
+
+def _quiet_publish_loss() -> None:
+    logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_PUBLISH_LOSS_FILTER)
+
+
+def status_name(code: int) -> str:
+    return status(code).name
+
+
+def translate_error(exc: BaseException, *, tool_id: str | None, request: str) -> DriverError:
+    """The project's error for an asyncua/ua/socket failure (the one place this happens)."""
+    if isinstance(exc, DriverError):
+        return exc
+    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError (an OSError)
+        return ToolTimeout("the server did not answer in time", tool_id=tool_id, request=request)
+    if isinstance(exc, UaStatusCodeError):
+        name = status_name(exc.code)
+        if exc.code in _TIMEOUT_CODES:
+            return ToolTimeout(f"the server answered {name}", tool_id=tool_id, request=request)
+        if exc.code in _UNREACHABLE_CODES:
+            return ToolUnreachable(f"the server answered {name}", tool_id=tool_id, request=request)
+        return ProtocolError(f"the server answered {name}", tool_id=tool_id, request=request)
+    if isinstance(exc, ConnectionError | OSError):
+        text = str(exc) or type(exc).__name__
+        return ToolUnreachable(f"connection failed: {text}", tool_id=tool_id, request=request)
+    return ProtocolError(f"unexpected answer: {exc!r}", tool_id=tool_id, request=request)
+
+
+def relative_path(names: Sequence[ua.QualifiedName]) -> ua.RelativePath:
+    """A browse path following any hierarchical reference (HasComponent, Organizes,
+    HasProperty, HasSubtype, ...) forward."""
+    return ua.RelativePath(
+        Elements=[
+            ua.RelativePathElement(
+                ReferenceTypeId=_HIERARCHICAL,
+                IsInverse=boolean(False),
+                IncludeSubtypes=boolean(True),
+                TargetName=n,
+            )
+            for n in names
+        ]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSpec:
+    """A monitored item a listener wants: data changes of a variable's value, or (with an
+    event filter) the events an object emits. ``key`` comes back with each notification."""
+
+    node_id: ua.NodeId
+    key: int
+    event_filter: ua.EventFilter | None = None
+
+
+class Link(Protocol):
+    """The live connection, as a listener sees it while it resolves its nodes."""
+
+    async def namespace_index(self, uri: str) -> int: ...
+
+    async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]: ...
+
+
+class SessionListener(Protocol):
+    """What a driver plugs into an :class:`EndpointSession` (called in the session's task)."""
+
+    @property
+    def tool_id(self) -> str: ...
+
+    async def attach(self, link: Link) -> Sequence[ItemSpec]:
+        """Resolve this tool's nodes on a fresh connection; name the items to monitor."""
+        ...
+
+    def attached(self) -> None:
+        """The monitored items exist: the tool is online; its values follow."""
+        ...
+
+    def attach_failed(self, error: DriverError) -> None:
+        """This tool's nodes could not be resolved or monitored on this connection."""
+        ...
+
+    def values_changed(self, changes: Sequence[tuple[int, ua.DataValue]]) -> None:
+        """New values of monitored variables, all of one publish response, by key."""
+        ...
+
+    def event_received(self, key: int, fields: Sequence[ua.Variant]) -> None: ...
+
+    def connection_lost(self, reason: str) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class _Connection:
+    """One connected Client with its subscription; replaced wholesale on reconnect."""
+
+    client: Client
+    endpoint: str
+    subscription_id: int = 0
+    handles: dict[int, tuple[SessionListener, int]] = field(default_factory=dict)
+    items: dict[SessionListener, list[int]] = field(default_factory=dict)
+    namespaces: list[str] | None = None
+    last_heard: float = field(default_factory=time.monotonic)
+    lost_reason: str | None = None
+
+    def lose(self, reason: str) -> None:
+        if self.lost_reason is None:
+            self.lost_reason = reason
+            # Wakes the watchdog at once (it waits on the client's state).
+            self.client.uaclient.notify_transport_lost()
+
+    async def namespace_index(self, uri: str) -> int:
+        if self.namespaces is None:
+            node = self.client.get_node(node_id(ObjectIds.Server_NamespaceArray))
+            try:
+                value = await node.read_value()
+            except Exception as exc:
+                raise translate_error(exc, tool_id=None, request="read NamespaceArray") from exc
+            if not isinstance(value, list):
+                raise ProtocolError(f"NamespaceArray is not a list: {value!r}")
+            self.namespaces = [str(v) for v in value]
+            self.last_heard = time.monotonic()
+        try:
+            return self.namespaces.index(uri)
+        except ValueError:
+            raise ProtocolError(
+                f"the server has no namespace {uri!r} (it has: {', '.join(self.namespaces)})",
+                request="resolve nodes",
+            ) from None
+
+    async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]:
+        try:
+            results = await self.client.uaclient.translate_browsepaths_to_nodeids(list(paths))
+        except Exception as exc:
+            raise translate_error(exc, tool_id=None, request="translate browse paths") from exc
+        self.last_heard = time.monotonic()
+        return results
+
+
+async def _close_client_now(client: Client) -> None:
+    """Tear a Client down without waiting on the network.
+
+    Closing the socket fails every request still waiting (asyncua's connection_lost), and the
+    Client's background tasks are cancelled and awaited so nothing outlives the session.
+    asyncua 2.1 keeps them in these attributes; ``disconnect()`` would instead send
+    CloseSession on a dead connection and log warnings about it.
+    """
+    uaclient = client.uaclient
+    uaclient.request_disconnect()
+    protocol = uaclient.protocol
+    if protocol is not None and not protocol.is_closed:
+        protocol.disconnect_socket()
+    tasks = [
+        getattr(client, "_supervisor_task", None),
+        getattr(client, "_stale_watchdog_task", None),
+        getattr(client, "_renew_channel_task", None),
+        getattr(uaclient.session, "_publish_task", None),
+    ]
+    live = [t for t in tasks if isinstance(t, asyncio.Task) and not t.done()]
+    for task in live:
+        task.cancel()
+    await asyncio.gather(*live, return_exceptions=True)
+    uaclient.disconnect_socket()
+
+
+class EndpointSession:
+    """The shared connection to one OPC UA server endpoint (see the module docstring)."""
+
+    def __init__(self, url: str, policy: ConnectionPolicy, *, rng: random.Random | None = None):
+        _quiet_publish_loss()
+        self.url = url
+        self.policy = policy
+        self._rng = rng or random.Random()
+        self._listeners: list[SessionListener] = []
+        self._conn: _Connection | None = None
+        self._attach_lock = asyncio.Lock()
+        self._handles = itertools.count(1)
+        self._supervisor: asyncio.Task[None] | None = None
+        self._first_attempt = asyncio.Event()
+        self._last_reason = "not connected yet"
+        self._online: bool | None = None
+        self._closed = False
+        self.connections_made = 0
+        """How many times a connection was established (for tests and diagnostics)."""
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.lost_reason is None
+
+    @property
+    def listeners(self) -> tuple[SessionListener, ...]:
+        return tuple(self._listeners)
+
+    # -- listeners -----------------------------------------------------------------------------
+
+    async def add(self, listener: SessionListener) -> None:
+        """Add a tool; returns once it is attached or the first connection attempt failed."""
+        if self._closed:
+            raise ToolUnreachable("the session is closed", tool_id=listener.tool_id)
+        self._listeners.append(listener)
+        if self._supervisor is None:
+            self._supervisor = asyncio.get_running_loop().create_task(
+                self._supervise(), name=f"opcua-session {self.url}"
+            )
+        await self._first_attempt.wait()
+        async with self._attach_lock:
+            conn = self._conn
+            if conn is not None and conn.lost_reason is None:
+                if listener not in conn.items:
+                    await self._attach(conn, [listener])
+                return
+        listener.connection_lost(self._last_reason)
+
+    async def remove(self, listener: SessionListener) -> None:
+        """Remove a tool: its monitored items are deleted if the connection is up."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+        async with self._attach_lock:
+            conn = self._conn
+            if conn is None:
+                return
+            ids = conn.items.pop(listener, [])
+            for handle in [h for h, (owner, _) in conn.handles.items() if owner is listener]:
+                del conn.handles[handle]
+            if ids and conn.lost_reason is None:
+                params = ua.DeleteMonitoredItemsParameters(
+                    SubscriptionId=conn.subscription_id, MonitoredItemIds=ids
+                )
+                try:
+                    await conn.client.uaclient.delete_monitored_items(params)
+                except Exception as exc:
+                    log.debug("delete monitored items failed", url=self.url, error=repr(exc))
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _require(self, tool_id: str, request: str) -> _Connection:
+        conn = self._conn
+        if conn is None or conn.lost_reason is not None:
+            raise ToolUnreachable(
+                f"not connected to {self.url} ({self._last_reason})",
+                tool_id=tool_id,
+                request=request,
+            )
+        return conn
+
+    async def read(
+        self, tool_id: str, request: str, params: ua.ReadParameters
+    ) -> list[ua.DataValue]:
+        """One Read request; the service result is checked, each value's status is not."""
+        conn = self._require(tool_id, request)
+        try:
+            results = await conn.client.uaclient.read(params)
+        except Exception as exc:
+            raise translate_error(exc, tool_id=tool_id, request=request) from exc
+        conn.last_heard = time.monotonic()
+        if len(results) != len(params.NodesToRead):
+            raise ProtocolError(
+                f"asked for {len(params.NodesToRead)} values, got {len(results)}",
+                tool_id=tool_id,
+                request=request,
+            )
+        return results
+
+    async def call(
+        self, tool_id: str, request: str, method: ua.CallMethodRequest
+    ) -> ua.CallMethodResult:
+        """One Call request; a Bad method status becomes a ProtocolError."""
+        conn = self._require(tool_id, request)
+        try:
+            results = await conn.client.uaclient.call([method])
+        except Exception as exc:
+            raise translate_error(exc, tool_id=tool_id, request=request) from exc
+        conn.last_heard = time.monotonic()
+        if len(results) != 1:
+            raise ProtocolError(
+                f"got {len(results)} results for one call", tool_id=tool_id, request=request
+            )
+        result = results[0]
+        if not result.StatusCode.is_good():
+            bad_args = [
+                f"argument {i + 1}: {status_name(s.value)}"
+                for i, s in enumerate(result.InputArgumentResults or [])
+                if not s.is_good()
+            ]
+            detail = f" ({'; '.join(bad_args)})" if bad_args else ""
+            raise ProtocolError(
+                f"the method failed with {result.StatusCode.name}{detail}",
+                tool_id=tool_id,
+                request=request,
+            )
+        return result
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    def _new_client(self) -> Client:
+        # asyncua's own watchdog probes with a timeout equal to its interval, too short for a
+        # loaded line; ours (``_watch``) probes only a silent connection, with the policy
+        # timeout. So asyncua's is left to notice state changes only.
+        client = Client(self.url, timeout=self.policy.timeout_s, watchdog_intervall=3600.0)
+        client.name = client.description = "pkgline controller"
+        client.application_uri = "urn:pkgline:controller"
+        client.product_uri = "urn:pkgline"
+        client.session_timeout = SESSION_TIMEOUT_MS
+        return client
+
+    def _subscription_parameters(self) -> ua.CreateSubscriptionParameters:
+        interval_ms = self.policy.poll_interval_s * 1000.0
+        # The server sends a keep-alive when nothing changed for about half the timeout, so an
+        # idle connection stays "heard" without probes.
+        keep_alive = max(1, round(self.policy.timeout_s * 500.0 / interval_ms))
+        return ua.CreateSubscriptionParameters(
+            RequestedPublishingInterval=interval_ms,
+            RequestedLifetimeCount=max(3 * keep_alive, round(SESSION_TIMEOUT_MS / interval_ms)),
+            RequestedMaxKeepAliveCount=keep_alive,
+            MaxNotificationsPerPublish=0,
+            PublishingEnabled=True,
+            Priority=0,
+        )
+
+    async def _supervise(self) -> None:
+        delays = backoff_delays(self.policy, self._rng)
+        try:
+            while not self._closed:
+                try:
+                    conn = await self._open()
+                except DriverError as exc:
+                    self._went_offline(exc.message)
+                    self._first_attempt.set()
+                    await asyncio.sleep(next(delays))
+                    continue
+                self._first_attempt.set()
+                delays = backoff_delays(self.policy, self._rng)
+                reason = await self._watch(conn)
+                await self._drop(conn, reason)
+                await asyncio.sleep(next(delays))
+        finally:
+            self._first_attempt.set()
+            last, self._conn = self._conn, None
+            if last is not None:
+                await self._close_gracefully(last)
+
+    async def _open(self) -> _Connection:
+        client = self._new_client()
+        conn = _Connection(client, self.url)
+        try:
+            await client.connect()
+            result = await client.uaclient.create_subscription(
+                self._subscription_parameters(), lambda r: self._on_publish(conn, r)
+            )
+            conn.subscription_id = result.SubscriptionId
+            async with self._attach_lock:
+                self._conn = conn
+                await self._attach(conn, list(self._listeners))
+        except BaseException as exc:
+            if self._conn is conn:
+                self._conn = None
+            await _close_client_now(client)
+            if isinstance(exc, Exception):
+                raise translate_error(exc, tool_id=None, request=f"connect to {self.url}") from exc
+            raise
+        self.connections_made += 1
+        if self._online is not True:
+            log.info("opc ua endpoint connected", url=self.url, tools=len(self._listeners))
+        self._online = True
+        return conn
+
+    def _went_offline(self, reason: str) -> None:
+        self._last_reason = reason
+        if self._online is not False:
+            log.warning("opc ua endpoint unreachable", url=self.url, reason=reason)
+        self._online = False
+        for listener in list(self._listeners):
+            listener.connection_lost(reason)
+
+    async def _attach(self, conn: _Connection, listeners: Sequence[SessionListener]) -> None:
+        """Resolve listeners' nodes and create their monitored items (call under the lock)."""
+        wanted: list[tuple[SessionListener, Sequence[ItemSpec]]] = []
+        outcomes = await asyncio.gather(
+            *(listener.attach(conn) for listener in listeners), return_exceptions=True
+        )
+        for listener, outcome in zip(listeners, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome
+                listener.attach_failed(
+                    translate_error(outcome, tool_id=listener.tool_id, request="resolve nodes")
+                )
+            else:
+                wanted.append((listener, outcome))
+        requests: list[ua.MonitoredItemCreateRequest] = []
+        owners: list[SessionListener] = []
+        for listener, specs in wanted:
+            conn.items[listener] = []
+            for spec in specs:
+                handle = next(self._handles)
+                conn.handles[handle] = (listener, spec.key)
+                requests.append(self._item_request(spec, handle))
+                owners.append(listener)
+        failed: dict[SessionListener, str] = {}
+        for start in range(0, len(requests), MONITORED_ITEMS_PER_REQUEST):
+            chunk = requests[start : start + MONITORED_ITEMS_PER_REQUEST]
+            params = ua.CreateMonitoredItemsParameters(
+                SubscriptionId=conn.subscription_id,
+                TimestampsToReturn=ua.TimestampsToReturn.Neither,
+                ItemsToCreate=chunk,
+            )
+            results = await conn.client.uaclient.create_monitored_items(params)
+            conn.last_heard = time.monotonic()
+            for offset, result in enumerate(results):
+                owner = owners[start + offset]
+                if result.StatusCode.is_good():
+                    conn.items[owner].append(result.MonitoredItemId)
+                else:
+                    node = chunk[offset].ItemToMonitor.NodeId.to_string()
+                    failed.setdefault(owner, f"cannot monitor {node}: {result.StatusCode.name}")
+        for listener, _ in wanted:
+            if listener in failed:
+                listener.attach_failed(
+                    ProtocolError(failed[listener], tool_id=listener.tool_id, request="subscribe")
+                )
+            else:
+                listener.attached()
+
+    def _item_request(self, spec: ItemSpec, handle: int) -> ua.MonitoredItemCreateRequest:
+        interval_ms = self.policy.poll_interval_s * 1000.0
+        if spec.event_filter is not None:
+            attribute, queue, sampling = AttributeIds.EventNotifier, 64, 0.0
+        else:
+            # Sample at twice the publishing rate: a change waits at most 1.5 intervals.
+            attribute, queue, sampling = AttributeIds.Value, 1, interval_ms / 2
+        return ua.MonitoredItemCreateRequest(
+            ItemToMonitor=ua.ReadValueId(NodeId=spec.node_id, AttributeId=attribute),
+            MonitoringMode=ua.MonitoringMode.Reporting,
+            RequestedParameters=ua.MonitoringParameters(
+                ClientHandle=handle,
+                SamplingInterval=sampling,
+                Filter=spec.event_filter,
+                QueueSize=queue,
+                DiscardOldest=True,
+            ),
+        )
+
+    def _on_publish(self, conn: _Connection, result: ua.PublishResult) -> None:
+        """asyncua's publish loop hands every publish response (keep-alives included) here."""
+        if conn is not self._conn:
+            return
+        conn.last_heard = time.monotonic()
+        batches: dict[SessionListener, list[tuple[int, ua.DataValue]]] = {}
+        for notification in result.NotificationMessage.NotificationData or ():
+            if isinstance(notification, ua.DataChangeNotification):
+                for item in notification.MonitoredItems:
+                    target = conn.handles.get(item.ClientHandle)
+                    if target is not None:
+                        batches.setdefault(target[0], []).append((target[1], item.Value))
+            elif isinstance(notification, ua.EventNotificationList):
+                for event in notification.Events:
+                    target = conn.handles.get(event.ClientHandle)
+                    if target is not None:
+                        self._deliver(target[0].event_received, target[1], event.EventFields)
+            elif (
+                isinstance(notification, ua.StatusChangeNotification)
+                and not notification.Status.is_good()
+            ):
+                # asyncua reports a dropped connection to subscriptions as BadShutdown.
+                closed = conn.client.uaclient.state is not UaClientState.CONNECTED
+                conn.lose(
+                    "connection closed"
+                    if closed
+                    else f"subscription ended: {notification.Status.name}"
+                )
+        for listener, changes in batches.items():
+            self._deliver(listener.values_changed, changes)
+
+    @staticmethod
+    def _deliver(callback: Callable[..., None], *args: object) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("listener failed on a notification")
+
+    async def _watch(self, conn: _Connection) -> str:
+        """Return why the connection is no longer usable, as soon as it is not."""
+        tick = self.policy.poll_interval_s
+        uaclient = conn.client.uaclient
+        async with conn.client.subscribe_state() as states:
+            while True:
+                if conn.lost_reason is not None:
+                    return conn.lost_reason
+                if uaclient.state is not UaClientState.CONNECTED:
+                    return "connection closed"
+                try:
+                    await states.next_change(timeout=tick)
+                    continue
+                except TimeoutError:
+                    pass
+                if time.monotonic() - conn.last_heard < tick:
+                    continue
+                try:
+                    await uaclient.read(_PROBE)
+                except Exception as exc:
+                    error = translate_error(exc, tool_id=None, request="keep-alive")
+                    return f"keep-alive failed: {error.message}"
+                conn.last_heard = time.monotonic()
+
+    async def _drop(self, conn: _Connection, reason: str) -> None:
+        if self._conn is conn:
+            self._conn = None
+        conn.lost_reason = conn.lost_reason or reason
+        self._went_offline(reason)
+        await _close_client_now(conn.client)
+
+    async def _close_gracefully(self, conn: _Connection) -> None:
+        """CloseSession (the server deletes our subscription), then make sure all is gone."""
+        if conn.lost_reason is None:
+            conn.lost_reason = "session closed"
+            try:
+                await asyncio.wait_for(conn.client.disconnect(), self.policy.timeout_s * 2)
+            except Exception as exc:
+                log.debug("graceful disconnect failed", url=self.url, error=repr(exc))
+        await _close_client_now(conn.client)
+
+    async def close(self) -> None:
+        """Close the connection and stop reconnecting. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for listener in list(self._listeners):
+            listener.connection_lost("session closed")
+        self._listeners.clear()
+
+
+def _endpoint_key(url: str) -> str:
+    return url.rstrip("/")
+
+
+class OpcUaSessionPool:
+    """Hands out one :class:`EndpointSession` per endpoint URL, shared and reference-counted:
+    the last driver to release a session closes it. The first driver's connection policy sets
+    the session's timing. Creating a pool does no I/O."""
+
+    def __init__(self, *, rng: random.Random | None = None):
+        self._rng = rng
+        self._sessions: dict[str, tuple[EndpointSession, int]] = {}
+        self._closed = False
+
+    def acquire(self, url: str, policy: ConnectionPolicy) -> EndpointSession:
+        if self._closed:
+            raise ToolUnreachable(f"the session pool is closed (asked for {url})")
+        key = _endpoint_key(url)
+        session, count = self._sessions.get(key, (None, 0))
+        if session is None:
+            session = EndpointSession(url, policy, rng=self._rng)
+        self._sessions[key] = (session, count + 1)
+        return session
+
+    async def release(self, session: EndpointSession) -> None:
+        key = _endpoint_key(session.url)
+        held, count = self._sessions.get(key, (None, 0))
+        if held is not session:
+            await session.close()
+            return
+        if count > 1:
+            self._sessions[key] = (session, count - 1)
+            return
+        del self._sessions[key]
+        await session.close()
+
+    def session_for(self, url: str) -> EndpointSession | None:
+        entry = self._sessions.get(_endpoint_key(url))
+        return entry[0] if entry else None
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def aclose(self) -> None:
+        """Close every session. Idempotent."""
+        self._closed = True
+        sessions = [s for s, _ in self._sessions.values()]
+        self._sessions.clear()
+        await asyncio.gather(*(s.close() for s in sessions))
