@@ -116,8 +116,31 @@ class _Origin:
     def child(self, *keys: str | int) -> _Origin:
         return _Origin(self.doc, self.loc + keys)
 
+    def line(self) -> int | None:
+        """The line of the last key of ``loc`` (of the nearest one present): for a key whose
+        value is a block below it, the key's own line is where an engineer looks."""
+        node = self.doc.node
+        if node is None:
+            return None
+        line: int = node.start_mark.line + 1
+        for key in self.loc:
+            if isinstance(node, yaml.MappingNode):
+                pair = next(((k, v) for k, v in node.value if str(k.value) == str(key)), None)
+                if pair is None:
+                    return line
+                line = pair[0].start_mark.line + 1
+                node = pair[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+                if not 0 <= key < len(node.value):
+                    return line
+                node = node.value[key]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
     def error(self, message: str) -> FlowError:
-        return FlowError(self.doc.path, self.doc.line_of(self.loc), message)
+        return FlowError(self.doc.path, self.line(), message)
 
     def node(self) -> yaml.Node | None:
         node = self.doc.node
@@ -132,7 +155,7 @@ class _Origin:
 
     def sequence_error(self, text: str, column: int, message: str) -> FlowError:
         """An error at ``column`` (1-based) of the sequence text written here."""
-        line = self.doc.line_of(self.loc)
+        line = self.line()
         offset = column - 1
         line_start = text.rfind("\n", 0, offset) + 1
         node = self.node()
@@ -421,7 +444,8 @@ class _FlowBuilder:
             )
         claim: str | None = draft.get("claim")
         if rules and not claim:
-            raise draft.origin.error(
+            first_rule = next(kind for kind in RULE_KINDS if draft.get(kind) is not None)
+            raise draft.where(first_rule).error(
                 f"{value_name}: a limit needs the claim it comes from, e.g. "
                 'claim: "001: 4, 13" (document: claim numbers)'
             )
