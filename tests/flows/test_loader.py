@@ -333,3 +333,20 @@ def test_invalid_yaml_is_reported_with_its_line(defs: Path) -> None:
 def test_a_missing_steps_file_is_reported(defs: Path) -> None:
     (defs / "steps.yaml").unlink()
     assert "cannot read" in str(load_error(defs))
+
+
+def test_a_check_on_a_lot_parameter_is_refused(defs: Path) -> None:
+    """A lot parameter is never recorded at a step: such a check would never apply."""
+    flow = defs / "fo-organic-insulating.yaml"
+    edit(flow, "    checks:\n      insulating_thickness_um:", "    checks:\n      layers:")
+    assert_at(load_error(defs), flow, "      layers:", "'layers' is no recipe or measured value")
+
+
+def test_a_claim_without_a_limit_is_refused(defs: Path) -> None:
+    flow = defs / "fo-metal.yaml"
+    edit(
+        flow,
+        "die_thickness_um: {default: 150.0,",
+        'die_thickness_um: {default: 150.0, claim: "003: 65",',
+    )
+    assert_at(load_error(defs), flow, "die_thickness_um:", "claim given but no limit")
