@@ -1,0 +1,1 @@
+"""Storage adapters of the lot tracker: SQL (SQLite, PostgreSQL) and in-memory."""

@@ -1,0 +1,129 @@
+"""An in-memory lot store with the same contract as the SQL one: for fast tests of the service
+layer and property tests that drive thousands of operations.
+
+A unit of work works on a copy and publishes it on commit, so a refused or failed operation
+leaves the store exactly as it was (as a rolled-back transaction would). Version checks behave
+as in SQL: a lot changed since it was read makes ``save`` raise ConcurrentUpdate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+from mes.domain.errors import ConcurrentUpdate, LotExists
+from mes.domain.model import Carrier, Change, HistoryEntry, Lot, LotState, SiteReject
+from mes.domain.report import history_dict
+
+
+@dataclass
+class MemoryStore:
+    lots: dict[str, Lot] = field(default_factory=dict)
+    carriers: dict[str, Carrier] = field(default_factory=dict)
+    rejects: list[SiteReject] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+
+class MemoryLotRepository:
+    def __init__(self, store: MemoryStore, committed: MemoryStore | None = None):
+        self._store = store
+        self._committed = committed or store
+
+    async def get(self, lot_id: str) -> Lot | None:
+        return self._store.lots.get(lot_id)
+
+    async def carriers(self, lot_id: str) -> list[Carrier]:
+        found = [c for c in self._store.carriers.values() if c.lot_id == lot_id]
+        return sorted(found, key=lambda c: c.position)
+
+    async def rejects(self, lot_id: str) -> list[SiteReject]:
+        mine = {c.id for c in self._store.carriers.values() if c.lot_id == lot_id}
+        return [r for r in self._store.rejects if r.carrier_id in mine]
+
+    async def history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
+        return [
+            e
+            for e in self._store.history
+            if e.lot_id == lot_id and (before_seq is None or (e.seq or 0) < before_seq)
+        ]
+
+    async def children(self, lot_id: str) -> list[str]:
+        return [lot.id for lot in self._store.lots.values() if lot.parent_id == lot_id]
+
+    async def find(
+        self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
+    ) -> list[Lot]:
+        found = [
+            lot
+            for lot in self._store.lots.values()
+            if (not states or lot.state in states) and (flow is None or lot.flow == flow)
+        ]
+        found.sort(key=lambda lot: (lot.priority, lot.created_at, lot.id))
+        return found[:limit]
+
+    async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
+        store = self._store
+        for lot in change.lots:
+            expected = change.expected_versions[lot.id]
+            # Check against what is committed, as a database would on UPDATE ... WHERE version.
+            current = self._committed.lots.get(lot.id)
+            if expected is None and current is not None:
+                raise LotExists(f"lot {lot.id} already exists", lot_id=lot.id)
+            if expected is not None and (current is None or current.version != expected):
+                raise ConcurrentUpdate(f"lot {lot.id} was changed by someone else", lot_id=lot.id)
+            store.lots[lot.id] = lot
+        for c in change.new_carriers:
+            store.carriers[c.id] = c
+        for carrier_id, (lot_id, position) in change.moved_carriers.items():
+            store.carriers[carrier_id] = replace(
+                store.carriers[carrier_id], lot_id=lot_id, position=position
+            )
+        taken = {r.site for r in store.rejects}
+        for r in change.rejects:
+            if r.site in taken:
+                raise AssertionError(f"site {r.site} rejected twice: the rules should refuse it")
+        store.rejects.extend(change.rejects)
+        written = []
+        for entry in change.entries:
+            stored = replace(entry, seq=len(store.history) + 1)
+            store.history.append(stored)
+            store.outbox.append(
+                {"lot_id": entry.lot_id, "kind": entry.event_kind, "payload": history_dict(stored)}
+            )
+            written.append(stored)
+        return tuple(written)
+
+
+class MemoryUnitOfWork:
+    def __init__(self, shared: MemoryStore):
+        self._shared = shared
+        self._work = copy.deepcopy(shared)
+        self.lots = MemoryLotRepository(self._work, shared)
+
+    async def __aenter__(self) -> MemoryUnitOfWork:
+        return self
+
+    async def commit(self) -> None:
+        self._shared.__dict__.update(self._work.__dict__)
+        self._work = copy.deepcopy(self._shared)
+        self.lots = MemoryLotRepository(self._work, self._shared)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+class MemoryUnitOfWorkFactory:
+    def __init__(self, store: MemoryStore | None = None):
+        self.store = store or MemoryStore()
+
+    def __call__(self, *, readonly: bool = False) -> MemoryUnitOfWork:
+        return MemoryUnitOfWork(self.store)

@@ -1,0 +1,1 @@
+"""The lot tracker's rules: pure Python, no I/O. See :mod:`mes.domain.operations`."""

@@ -1,0 +1,145 @@
+"""Requests to the lot tracker: small frozen dataclasses named in the imperative.
+
+Values given by people arrive as text (``--param NAME=VALUE``) and are parsed with the flow's
+value types; values given by the line controller arrive typed. Either form is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flows import Value
+from mes.domain.model import HoldSource, SiteRef
+
+GivenValue = str | Value
+"""A value as given: text to be parsed, or already typed."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartLot:
+    lot_id: str
+    flow: str
+    user: str
+    carriers: int = 2
+    site_rows: int = 4
+    site_cols: int = 8
+    params: Mapping[str, GivenValue] = field(default_factory=dict)
+    priority: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class TrackIn:
+    lot_id: str
+    step: str
+    user: str
+    tool: str | None = None
+    values: Mapping[str, GivenValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRejectGiven:
+    """A reject as given: a carrier (id, or 1-based position in the lot), row, col, code."""
+
+    carrier: str
+    row: int
+    col: int
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackOut:
+    lot_id: str
+    user: str
+    measured: Mapping[str, GivenValue] = field(default_factory=dict)
+    rejects: tuple[SiteRejectGiven, ...] = ()
+    tool_data: Mapping[str, object] = field(default_factory=dict)
+    """Anything else the tool reported (kept in history as it came)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AbortStep:
+    lot_id: str
+    user: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldLot:
+    lot_id: str
+    user: str
+    reason: str
+    source: HoldSource = HoldSource.OPERATOR
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLot:
+    lot_id: str
+    user: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapLot:
+    lot_id: str
+    user: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapSites:
+    lot_id: str
+    user: str
+    reason: str
+    sites: tuple[SiteRejectGiven, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SplitLot:
+    lot_id: str
+    child_id: str
+    carriers: tuple[str, ...]
+    user: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MergeLots:
+    child_id: str
+    into_id: str
+    user: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReworkLot:
+    lot_id: str
+    step: str
+    user: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteLot:
+    lot_id: str
+    user: str
+    reason: str | None = None
+
+
+__all__ = [
+    "AbortStep",
+    "CompleteLot",
+    "GivenValue",
+    "HoldLot",
+    "MergeLots",
+    "ReleaseLot",
+    "ReworkLot",
+    "ScrapLot",
+    "ScrapSites",
+    "SiteRef",
+    "SiteRejectGiven",
+    "SplitLot",
+    "StartLot",
+    "TrackIn",
+    "TrackOut",
+]

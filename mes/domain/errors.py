@@ -1,0 +1,113 @@
+"""Why the lot tracker refuses something. Every refusal changes nothing.
+
+::
+
+    LotTrackerError                 root
+    ├── UnknownLot                  no lot of that id
+    ├── LotExists                   a lot of that id already exists
+    ├── InvalidInput                a malformed value, unknown parameter, bad site, bad id
+    ├── OperationNotAllowed         the lot's state does not allow the operation
+    ├── StepNotAllowed              the flow does not allow that step now (claim cited)
+    ├── LimitViolated               a value outside a limit the claims fix (claims cited)
+    ├── ReworkNotAllowed
+    ├── SplitMergeNotAllowed
+    └── ConcurrentUpdate            another transaction moved the lot first; retry
+
+Each error knows what was expected (``allowed``) and renders itself for ``--json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from flows import Violation
+
+
+class LotTrackerError(Exception):
+    """A refusal: says what was refused, why, and what is allowed."""
+
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        lot_id: str | None = None,
+        allowed: Iterable[str] = (),
+        claim: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.lot_id = lot_id
+        self.allowed = tuple(allowed)
+        self.claim = claim
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.kind, "message": self.message}
+        if self.lot_id is not None:
+            out["lot"] = self.lot_id
+        if self.allowed:
+            out["allowed"] = list(self.allowed)
+        if self.claim:
+            out["claim"] = self.claim
+        return out
+
+
+class UnknownLot(LotTrackerError):
+    kind = "unknown_lot"
+
+
+class LotExists(LotTrackerError):
+    kind = "lot_exists"
+
+
+class InvalidInput(LotTrackerError):
+    kind = "invalid_input"
+
+
+class OperationNotAllowed(LotTrackerError):
+    kind = "operation_not_allowed"
+
+
+class StepNotAllowed(LotTrackerError):
+    kind = "step_not_allowed"
+
+
+class ReworkNotAllowed(LotTrackerError):
+    kind = "rework_not_allowed"
+
+
+class SplitMergeNotAllowed(LotTrackerError):
+    kind = "split_merge_not_allowed"
+
+
+class ConcurrentUpdate(LotTrackerError):
+    kind = "conflict"
+
+
+class LimitViolated(LotTrackerError):
+    """Values outside the limits the claims fix. ``violations`` cite each claim."""
+
+    kind = "limit_violated"
+
+    def __init__(self, message: str, violations: Sequence[Violation], *, lot_id: str | None = None):
+        claims = "; ".join(dict.fromkeys(v.claim for v in violations if v.claim))
+        super().__init__(message, lot_id=lot_id, claim=claims or None)
+        self.violations = tuple(violations)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["violations"] = [violation_dict(v) for v in self.violations]
+        return out
+
+
+def violation_dict(v: Violation) -> dict[str, Any]:
+    return {
+        "step": v.step,
+        "value": v.value_name,
+        "given": v.value,
+        "expected": v.expected,
+        "claim": v.claim,
+        "message": v.message,
+    }

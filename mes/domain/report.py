@@ -1,0 +1,283 @@
+"""What ``lot show`` tells: a lot's state and position, its carriers' site maps, yields per
+step, and the path reconstructed from its history. Pure functions over loaded values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flows import Flow, Value
+from mes.domain.model import (
+    SCRAP_STEP,
+    Carrier,
+    HistoryEntry,
+    Lot,
+    LotState,
+    Operation,
+    SiteReject,
+)
+from mes.domain.operations import position_of
+
+
+@dataclass(frozen=True, slots=True)
+class StepYield:
+    path_index: int
+    step: str
+    sites_in: int
+    rejected: int
+
+    @property
+    def yield_pct(self) -> float | None:
+        if self.sites_in == 0:
+            return None
+        return 100.0 * (self.sites_in - self.rejected) / self.sites_in
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierMap:
+    carrier: Carrier
+    rejects: tuple[SiteReject, ...]
+
+    @property
+    def good_sites(self) -> int:
+        return self.carrier.rows * self.carrier.cols - len(self.rejects)
+
+    def grid(self) -> list[list[str | None]]:
+        """Rows of sites (1-based positions map to [row-1][col-1]): None good, else the code."""
+        cells: list[list[str | None]] = [
+            [None] * self.carrier.cols for _ in range(self.carrier.rows)
+        ]
+        for r in self.rejects:
+            cells[r.row - 1][r.col - 1] = r.code
+        return cells
+
+
+@dataclass(frozen=True, slots=True)
+class PathStep:
+    """A step the lot completed, as its history tells it."""
+
+    path_index: int
+    step: str
+    tool: str | None
+    user: str
+    at: str
+    measured: Mapping[str, Value]
+    rejects: int
+
+
+@dataclass(frozen=True, slots=True)
+class LotReport:
+    lot: Lot
+    next_steps: tuple[str, ...]
+    may_complete: bool
+    layer: int | None
+    layers: int | None
+    carriers: tuple[CarrierMap, ...]
+    yields: tuple[StepYield, ...]
+    path: tuple[PathStep, ...]
+    history: tuple[HistoryEntry, ...]
+    children: tuple[str, ...]
+
+
+def step_yields(lot: Lot, rejects: Sequence[SiteReject]) -> tuple[StepYield, ...]:
+    """Yield of every step in the lot's path: sites that came in good, and how many it rejected.
+
+    Sites scrapped by hand between two steps count against neither step: they simply do not
+    come in to the next one."""
+    rejected_at: Counter[int] = Counter()
+    scrapped_before: Counter[int] = Counter()
+    for r in rejects:
+        if r.step == SCRAP_STEP:
+            scrapped_before[r.path_index] += 1
+        else:
+            rejected_at[r.path_index] += 1
+    out: list[StepYield] = []
+    gone = 0
+    for index, step in enumerate(lot.path):
+        gone += scrapped_before[index]
+        sites_in = lot.total_sites - gone
+        out.append(StepYield(index, step, sites_in, rejected_at[index]))
+        gone += rejected_at[index]
+    return tuple(out)
+
+
+def reconstruct_path(history: Sequence[HistoryEntry]) -> tuple[PathStep, ...]:
+    """Replay history: every track-out adds a step; a rework cuts the path back."""
+    path: list[PathStep] = []
+    for entry in history:
+        if entry.operation is Operation.TRACK_OUT and entry.step is not None:
+            data = entry.data
+            index = int(data.get("path_index", len(path)))
+            del path[index:]
+            path.append(
+                PathStep(
+                    path_index=index,
+                    step=entry.step,
+                    tool=entry.tool,
+                    user=entry.user,
+                    at=entry.at.isoformat(),
+                    measured=dict(data.get("measured", {})),
+                    rejects=len(data.get("rejects", [])),
+                )
+            )
+        elif entry.operation is Operation.REWORK:
+            del path[int(entry.data.get("path_index", len(path))) :]
+    return tuple(path)
+
+
+def build_report(
+    lot: Lot,
+    flow: Flow,
+    carriers: Sequence[Carrier],
+    rejects: Sequence[SiteReject],
+    history: Sequence[HistoryEntry],
+    children: Sequence[str] = (),
+) -> LotReport:
+    by_carrier: dict[str, list[SiteReject]] = defaultdict(list)
+    for r in rejects:
+        by_carrier[r.carrier_id].append(r)
+    following, may_end, layer, layers = position_of(lot, flow)
+    waiting = lot.state is LotState.WAITING
+    return LotReport(
+        lot=lot,
+        next_steps=tuple(sorted(following)) if waiting else (),
+        may_complete=waiting and may_end,
+        layer=layer,
+        layers=layers,
+        carriers=tuple(
+            CarrierMap(c, tuple(sorted(by_carrier[c.id], key=lambda r: (r.row, r.col))))
+            for c in sorted(carriers, key=lambda c: c.position)
+        ),
+        yields=step_yields(lot, rejects),
+        path=reconstruct_path(history),
+        history=tuple(history),
+        children=tuple(children),
+    )
+
+
+def report_dict(report: LotReport) -> dict[str, Any]:
+    """The JSON form of ``lot show`` (a contract: scripts read it)."""
+    lot = report.lot
+    return {
+        "id": lot.id,
+        "flow": lot.flow,
+        "flow_version": lot.flow_version,
+        "state": lot.state.value,
+        "step": lot.step,
+        "next_steps": list(report.next_steps),
+        "may_complete": report.may_complete,
+        "layer": report.layer,
+        "layers": report.layers,
+        "priority": lot.priority,
+        "params": dict(lot.params),
+        "units": lot.units,
+        "good_sites": lot.good_sites,
+        "total_sites": lot.total_sites,
+        "yield_pct": round(100.0 * lot.good_sites / lot.total_sites, 2)
+        if lot.total_sites
+        else None,
+        "running": None
+        if lot.running is None
+        else {
+            "step": lot.running.step,
+            "tool": lot.running.tool,
+            "since": lot.running.since.isoformat(),
+            "user": lot.running.user,
+            "values": dict(lot.running.values),
+        },
+        "hold": None
+        if lot.hold is None
+        else {
+            "reason": lot.hold.reason,
+            "user": lot.hold.user,
+            "since": lot.hold.since.isoformat(),
+            "source": lot.hold.source.value,
+        },
+        "pending_rework": lot.pending_rework,
+        "rework_counts": dict(lot.rework_counts),
+        "parent": lot.parent_id,
+        "children": list(report.children),
+        "created_at": lot.created_at.isoformat(),
+        "updated_at": lot.updated_at.isoformat(),
+        "carriers": [
+            {
+                "id": m.carrier.id,
+                "position": m.carrier.position,
+                "rows": m.carrier.rows,
+                "cols": m.carrier.cols,
+                "good_sites": m.good_sites,
+                "rejects": [
+                    {"row": r.row, "col": r.col, "code": r.code, "step": r.step} for r in m.rejects
+                ],
+            }
+            for m in report.carriers
+        ],
+        "yields": [
+            {
+                "path_index": y.path_index,
+                "step": y.step,
+                "sites_in": y.sites_in,
+                "rejected": y.rejected,
+                "yield_pct": None if y.yield_pct is None else round(y.yield_pct, 2),
+            }
+            for y in report.yields
+        ],
+        "path": [
+            {
+                "path_index": p.path_index,
+                "step": p.step,
+                "tool": p.tool,
+                "user": p.user,
+                "at": p.at,
+                "measured": dict(p.measured),
+                "rejects": p.rejects,
+            }
+            for p in report.path
+        ],
+        "history": [history_dict(e) for e in report.history],
+    }
+
+
+def history_dict(e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "lot": e.lot_id,
+        "at": e.at.isoformat(),
+        "user": e.user,
+        "operation": e.operation.value,
+        "event": e.event_kind,
+        "state_before": e.state_before.value if e.state_before else None,
+        "state_after": e.state_after.value,
+        "step": e.step,
+        "tool": e.tool,
+        "reason": e.reason,
+        "data": dict(e.data),
+    }
+
+
+def summary_dict(lot: Lot, flow: Flow) -> dict[str, Any]:
+    """A lot in one line of JSON: what ``lot list`` and every lot command print."""
+    following, may_end, layer, layers = position_of(lot, flow)
+    waiting = lot.state is LotState.WAITING
+    return {
+        "id": lot.id,
+        "flow": lot.flow,
+        "state": lot.state.value,
+        "step": lot.step,
+        "next_steps": sorted(following) if waiting else [],
+        "may_complete": waiting and may_end,
+        "layer": layer,
+        "layers": layers,
+        "priority": lot.priority,
+        "units": lot.units,
+        "good_sites": lot.good_sites,
+        "total_sites": lot.total_sites,
+        "tool": lot.running.tool if lot.running else None,
+        "hold_reason": lot.hold.reason if lot.hold else None,
+        "pending_rework": lot.pending_rework,
+        "parent": lot.parent_id,
+        "updated_at": lot.updated_at.isoformat(),
+    }

@@ -1,0 +1,73 @@
+"""The lot tracker's seams: what the service layer needs from storage.
+
+The SQL adapter (:mod:`mes.adapters.sql`) implements these on SQLite and PostgreSQL; the
+in-memory one (:mod:`mes.adapters.memory`) serves fast tests of the service layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol
+
+from mes.domain.model import Carrier, Change, HistoryEntry, Lot, LotState, SiteReject
+
+
+class LotRepository(Protocol):
+    """Lots and everything that belongs to them, inside one unit of work."""
+
+    async def get(self, lot_id: str) -> Lot | None:
+        """The lot as stored now, or None."""
+        ...
+
+    async def carriers(self, lot_id: str) -> list[Carrier]: ...
+
+    async def rejects(self, lot_id: str) -> list[SiteReject]:
+        """Every rejected site of the lot's carriers (wherever the rejection happened)."""
+        ...
+
+    async def history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
+        """The lot's history in order; only entries before ``before_seq`` when given."""
+        ...
+
+    async def children(self, lot_id: str) -> list[str]:
+        """Ids of lots split from this one."""
+        ...
+
+    async def find(
+        self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
+    ) -> list[Lot]:
+        """Lots by state and flow, most urgent first (priority, then age)."""
+        ...
+
+    async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
+        """Write a change: lots (inserted, or updated if their version is still the expected
+        one, else ConcurrentUpdate), carriers, rejects, history and outbox. Returns the
+        history entries with their sequence numbers."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Leaving the block without :meth:`commit` rolls everything back."""
+
+    @property
+    def lots(self) -> LotRepository:
+        """The lots, as this transaction sees them (valid inside the ``async with``)."""
+        ...
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, readonly: bool = False) -> UnitOfWork:
+        """A new unit of work; ``readonly`` ones take no write lock."""
+        ...

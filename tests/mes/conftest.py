@@ -1,0 +1,59 @@
+"""Lot tracker fixtures: the same service on every store (memory, SQLite file, PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from flows import FlowLibrary, load_library
+from mes.adapters.database import create_engine
+from mes.adapters.memory import MemoryUnitOfWorkFactory
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.service import LotService
+
+
+@pytest.fixture(scope="session")
+def library() -> FlowLibrary:
+    return load_library()
+
+
+class Clock:
+    """A clock that ticks one second per reading, so history order is visible in times."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=STORES)
+async def service(
+    request: pytest.FixtureRequest, library: FlowLibrary, clock: Clock
+) -> AsyncIterator[LotService]:
+    """A lot service on a fresh, migrated store."""
+    if request.param == "memory":
+        yield LotService(MemoryUnitOfWorkFactory(), library, clock)
+        return
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        yield LotService(SqlUnitOfWorkFactory(engine), library, clock)
+    finally:
+        await engine.dispose()
+
+
+ServiceFactory = Callable[[], LotService]

@@ -1,0 +1,479 @@
+"""The lot tracker's service layer, on every store: lots move only as their flow and its claimed
+limits allow; every refusal changes nothing; holds, rework, split/merge, rejects, yields and
+units behave as an operator expects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from flows import FlowLibrary
+from mes.domain import commands as cmd
+from mes.domain.errors import (
+    InvalidInput,
+    LimitViolated,
+    LotExists,
+    OperationNotAllowed,
+    ReworkNotAllowed,
+    SplitMergeNotAllowed,
+    StepNotAllowed,
+    UnknownLot,
+)
+from mes.domain.model import HoldSource, LotState, Operation
+from mes.domain.report import report_dict
+from mes.service import LotService
+
+USER = "op1"
+
+
+def _geometry(library: FlowLibrary, flow: str) -> tuple[int, int]:
+    """Carrier rows/cols matching the flow's default stiffener openings, else 4 x 8."""
+    step = library.get(flow).steps.get("STIFFENER_ATTACH")
+    if step is not None:
+        rows = step.recipe["stiffener_opening_rows"].default
+        cols = step.recipe["stiffener_opening_cols"].default
+        assert isinstance(rows, int | float) and isinstance(cols, int | float)
+        return int(rows), int(cols)
+    return 4, 8
+
+
+async def _start(service: LotService, lot: str, flow: str, carriers: int = 2) -> None:
+    rows, cols = _geometry(service.flows, flow)
+    await service.start(
+        cmd.StartLot(lot, flow, USER, carriers=carriers, site_rows=rows, site_cols=cols)
+    )
+
+
+async def _run(service: LotService, lot: str, steps: Sequence[str], tool: str = "T1") -> None:
+    for step in steps:
+        await service.track_in(cmd.TrackIn(lot, step, USER, tool=tool))
+        await service.track_out(cmd.TrackOut(lot, USER))
+
+
+async def _snapshot(service: LotService, lot: str) -> dict[str, object]:
+    return report_dict(await service.report(lot))
+
+
+STIFFENER_TO_MOLD = ["SUBSTRATE_LOAD", "DIE_ATTACH", "WIRE_BOND", "STIFFENER_ATTACH", "MOLD"]
+
+
+@pytest.mark.parametrize(
+    "flow",
+    [
+        "stiffener-bga",
+        "fc-heatsink-muf",
+        "fc-stack-muf",
+        "fc-stack3-muf",
+        "fo-organic",
+        "fo-organic-recon",
+        "fo-organic-insulating",
+        "fo-metal",
+        "fo-metal-recon",
+    ],
+)
+async def test_a_lot_of_every_flow_runs_to_completion_on_its_default_values(
+    service: LotService, flow: str
+) -> None:
+    await _start(service, "L1", flow)
+    for _ in range(100):
+        lot = await service.get("L1")
+        if lot.state is LotState.COMPLETED:
+            break
+        following = sorted(service.next_steps(lot))
+        assert following, f"{flow} stopped after {lot.path} in {lot.state}"
+        await _run(service, "L1", following[:1])
+    lot = await service.get("L1")
+    assert lot.state is LotState.COMPLETED
+    if "DICE" in lot.path:
+        assert lot.units == lot.good_sites == lot.total_sites
+
+
+async def test_mold_before_stiffener_attach_is_refused_with_the_claim_and_what_is_allowed(
+    service: LotService,
+) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    await _run(service, "L1", ["SUBSTRATE_LOAD", "DIE_ATTACH", "WIRE_BOND"])
+    with pytest.raises(StepNotAllowed) as refused:
+        await service.track_in(cmd.TrackIn("L1", "MOLD", USER))
+    assert refused.value.allowed == ("STIFFENER_ATTACH",)
+    assert refused.value.claim is not None and "000" in refused.value.claim
+    assert "MOLD" in refused.value.message
+
+
+async def test_a_refused_command_changes_nothing(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    await _run(service, "L1", ["SUBSTRATE_LOAD"])
+    before = await _snapshot(service, "L1")
+    refusals = [
+        service.track_in(cmd.TrackIn("L1", "MOLD", USER)),
+        service.track_in(
+            cmd.TrackIn("L1", "DIE_ATTACH", USER, values={"die_orientation": "face_down"})
+        ),
+        service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", USER, values={"bond_force": "3"})),
+        service.track_out(cmd.TrackOut("L1", USER)),
+        service.release(cmd.ReleaseLot("L1", USER)),
+        service.hold(cmd.HoldLot("L1", USER, "")),
+        service.rework(cmd.ReworkLot("L1", "SUBSTRATE_LOAD", USER, "why not")),
+        service.complete(cmd.CompleteLot("L1", USER)),
+        service.split(cmd.SplitLot("L1", "L1", ("1",), USER)),
+    ]
+    for attempt in refusals:
+        with pytest.raises(
+            (StepNotAllowed, LimitViolated, InvalidInput, OperationNotAllowed, SplitMergeNotAllowed)
+        ):
+            await attempt
+    assert await _snapshot(service, "L1") == before
+
+
+async def test_an_unknown_lot_is_refused(service: LotService) -> None:
+    with pytest.raises(UnknownLot):
+        await service.track_in(cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER))
+    with pytest.raises(UnknownLot):
+        await service.report("NOPE")
+
+
+async def test_starting_a_lot_twice_is_refused(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    with pytest.raises(LotExists):
+        await _start(service, "L1", "fo-organic")
+
+
+async def test_an_unknown_flow_is_refused_with_the_flows_there_are(service: LotService) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await service.start(cmd.StartLot("L1", "no-such-flow", USER))
+    assert "stiffener-bga" in refused.value.allowed
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"layers": "9"}, LimitViolated),
+        ({"layers": "0"}, LimitViolated),
+        ({"layers": "two"}, InvalidInput),
+        ({"colour": "red"}, InvalidInput),
+    ],
+)
+async def test_lot_parameters_outside_their_limits_are_refused_at_start(
+    service: LotService, params: dict[str, str], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await service.start(cmd.StartLot("L1", "fo-organic", USER, params=params))
+    with pytest.raises(UnknownLot):
+        await service.get("L1")
+
+
+async def test_eight_layers_are_accepted_at_start(service: LotService) -> None:
+    await service.start(cmd.StartLot("L1", "fo-organic", USER, params={"layers": "8"}))
+    assert (await service.get("L1")).params["layers"] == 8
+
+
+@pytest.mark.parametrize(
+    ("thickness", "accepted"), [("0.1", True), ("0.5", True), ("0.09", False), ("0.51", False)]
+)
+async def test_substrate_thickness_is_checked_at_track_in_at_its_edges(
+    service: LotService, thickness: str, accepted: bool
+) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    track_in = cmd.TrackIn(
+        "L1", "SUBSTRATE_LOAD", USER, values={"substrate_thickness_mm": thickness}
+    )
+    if accepted:
+        await service.track_in(track_in)
+        assert (await service.get("L1")).state is LotState.RUNNING
+    else:
+        with pytest.raises(LimitViolated) as refused:
+            await service.track_in(track_in)
+        assert refused.value.claim is not None and "000: 14" in refused.value.claim
+        assert (await service.get("L1")).state is LotState.WAITING
+
+
+async def test_a_measured_value_outside_its_claimed_limit_holds_the_lot(
+    service: LotService,
+) -> None:
+    await _start(service, "L1", "fc-heatsink-muf")
+    await _run(service, "L1", ["SUBSTRATE_LOAD", "FLIP_CHIP_BOND"])
+    await service.track_in(
+        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", USER, values={"standoff_height_um": "100"})
+    )
+    await service.track_out(cmd.TrackOut("L1", USER))
+    await service.track_in(
+        cmd.TrackIn("L1", "MOLD", USER, values={"mold_cap_over_heat_sink_um": "100"})
+    )
+    outcome = await service.track_out(
+        cmd.TrackOut("L1", USER, measured={"mold_cap_over_heat_sink_um": "106"})
+    )
+    lot = outcome.lot
+    assert lot.state is LotState.HOLD
+    assert lot.hold is not None and lot.hold.source is HoldSource.LIMIT
+    assert "001: 2" in lot.hold.reason and "mold_cap_over_heat_sink_um" in lot.hold.reason
+    assert lot.path[-1] == "MOLD", "the step happened: it is recorded, then the lot is held"
+    released = await service.release(cmd.ReleaseLot("L1", "eng1", "cap re-measured by hand"))
+    assert released.lot.state is LotState.WAITING
+
+
+async def test_a_mold_cap_recipe_that_does_not_match_the_standoffs_is_refused(
+    service: LotService,
+) -> None:
+    await _start(service, "L1", "fc-heatsink-muf")
+    await _run(service, "L1", ["SUBSTRATE_LOAD", "FLIP_CHIP_BOND"])
+    await service.track_in(
+        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", USER, values={"standoff_height_um": "100"})
+    )
+    await service.track_out(cmd.TrackOut("L1", USER))
+    with pytest.raises(LimitViolated):
+        await service.track_in(
+            cmd.TrackIn("L1", "MOLD", USER, values={"mold_cap_over_heat_sink_um": "105.5"})
+        )
+    await service.track_in(
+        cmd.TrackIn("L1", "MOLD", USER, values={"mold_cap_over_heat_sink_um": "105"})
+    )
+
+
+async def test_a_held_lot_cannot_be_moved_until_released(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    await service.hold(cmd.HoldLot("L1", USER, "suspect substrate batch"))
+    with pytest.raises(OperationNotAllowed) as refused:
+        await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", USER))
+    assert "release" in refused.value.allowed
+    lot = (await service.release(cmd.ReleaseLot("L1", USER, "batch cleared"))).lot
+    assert lot.state is LotState.WAITING
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", USER))
+
+
+async def test_a_hold_needs_a_reason(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    with pytest.raises(InvalidInput):
+        await service.hold(cmd.HoldLot("L1", USER, "  "))
+
+
+async def test_holding_a_running_lot_abandons_the_step_and_release_waits_for_it_again(
+    service: LotService,
+) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", USER, tool="LOADER"))
+    held = (await service.hold(cmd.HoldLot("L1", "ctrl", "tool alarm 1001", HoldSource.ALARM))).lot
+    assert held.running is None and held.path == ()
+    lot = (await service.release(cmd.ReleaseLot("L1", USER))).lot
+    assert service.next_steps(lot) == {"SUBSTRATE_LOAD"}
+
+
+async def test_abort_returns_the_lot_to_waiting_at_the_same_step(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    await _run(service, "L1", ["SUBSTRATE_LOAD"])
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", USER))
+    lot = (await service.abort(cmd.AbortStep("L1", USER, "wrong magazine"))).lot
+    assert lot.state is LotState.WAITING and lot.path == ("SUBSTRATE_LOAD",)
+    assert service.next_steps(lot) == {"DIE_ATTACH"}
+
+
+async def test_rejected_sites_stay_rejected_and_give_yields_and_units(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga", carriers=2)
+    await _run(service, "L1", ["SUBSTRATE_LOAD"])
+    lot = await service.get("L1")
+    total = lot.total_sites
+    first, second = lot.carriers
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", USER))
+    await service.track_out(
+        cmd.TrackOut(
+            "L1",
+            USER,
+            rejects=(
+                cmd.SiteRejectGiven(first, 1, 1, "PICK_FAIL"),
+                cmd.SiteRejectGiven("2", 2, 3, "PLACEMENT_OFFSET"),
+            ),
+        )
+    )
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", USER))
+    with pytest.raises(InvalidInput) as refused:
+        await service.track_out(
+            cmd.TrackOut("L1", USER, rejects=(cmd.SiteRejectGiven(first, 1, 1, "NSOP"),))
+        )
+    assert "already rejected at DIE_ATTACH" in refused.value.message
+    with pytest.raises(InvalidInput):
+        await service.track_out(
+            cmd.TrackOut("L1", USER, rejects=(cmd.SiteRejectGiven(first, 99, 1, "NSOP"),))
+        )
+    with pytest.raises(InvalidInput):
+        await service.track_out(
+            cmd.TrackOut("L1", USER, rejects=(cmd.SiteRejectGiven("C9", 1, 1, "NSOP"),))
+        )
+    await service.track_out(
+        cmd.TrackOut("L1", USER, rejects=(cmd.SiteRejectGiven(second, 1, 1, "NON_STICK_ON_PAD"),))
+    )
+    await _run(service, "L1", ["STIFFENER_ATTACH", "MOLD", "DICE", "BALL_MOUNT"])
+    report = await service.report("L1")
+    lot = report.lot
+    assert lot.state is LotState.COMPLETED
+    assert lot.good_sites == total - 3
+    assert lot.units == total - 3
+    by_step = {y.step: y for y in report.yields}
+    assert (by_step["DIE_ATTACH"].sites_in, by_step["DIE_ATTACH"].rejected) == (total, 2)
+    assert (by_step["WIRE_BOND"].sites_in, by_step["WIRE_BOND"].rejected) == (total - 2, 1)
+    assert by_step["MOLD"].sites_in == total - 3
+    assert [m.good_sites for m in report.carriers] == [total // 2 - 1, total // 2 - 2]
+    assert [p.step for p in report.path] == [
+        "SUBSTRATE_LOAD",
+        "DIE_ATTACH",
+        "WIRE_BOND",
+        "STIFFENER_ATTACH",
+        "MOLD",
+        "DICE",
+        "BALL_MOUNT",
+    ]
+
+
+async def test_scrapping_sites_and_whole_lots(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga", carriers=1)
+    lot = await service.get("L1")
+    after = (
+        await service.scrap_sites(
+            cmd.ScrapSites("L1", USER, "cracked", (cmd.SiteRejectGiven("1", 1, 2, "SCRAP"),))
+        )
+    ).lot
+    assert after.good_sites == lot.total_sites - 1
+    with pytest.raises(InvalidInput):
+        await service.scrap(cmd.ScrapLot("L1", USER, ""))
+    scrapped = (await service.scrap(cmd.ScrapLot("L1", USER, "line down, material expired"))).lot
+    assert scrapped.state is LotState.SCRAPPED
+    with pytest.raises(OperationNotAllowed):
+        await service.release(cmd.ReleaseLot("L1", USER))
+
+
+async def test_the_flow_may_be_completed_where_only_optional_steps_remain(
+    service: LotService,
+) -> None:
+    await _start(service, "L1", "fc-heatsink-muf")
+    await service.track_in(
+        cmd.TrackIn("L1", "SUBSTRATE_LOAD", USER, values={"carrier_type": "leadframe"})
+    )
+    await service.track_out(cmd.TrackOut("L1", USER))
+    await _run(service, "L1", ["FLIP_CHIP_BOND", "HEAT_SINK_ATTACH"])
+    with pytest.raises(StepNotAllowed) as refused:
+        await service.complete(cmd.CompleteLot("L1", USER))
+    assert refused.value.allowed == ("MOLD",)
+    await _run(service, "L1", ["MOLD"])
+    report = await service.report("L1")
+    assert report.may_complete
+    lot = (await service.complete(cmd.CompleteLot("L1", USER))).lot
+    assert lot.state is LotState.COMPLETED and lot.units is None
+
+
+async def _to_layer_one_via(service: LotService) -> None:
+    await _start(service, "L1", "fo-organic")
+    await _run(service, "L1", ["SUBSTRATE_PREP", "DIE_ATTACH", "DIELECTRIC_COAT", "VIA_PATTERN"])
+
+
+async def test_rework_sends_a_held_lot_back_to_the_current_dielectric_layer(
+    service: LotService,
+) -> None:
+    await _to_layer_one_via(service)
+    with pytest.raises(OperationNotAllowed):
+        await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng1", "not held"))
+    await service.hold(cmd.HoldLot("L1", "eng1", "via opening undersized"))
+    lot = (
+        await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng1", "strip and re-coat"))
+    ).lot
+    assert lot.state is LotState.WAITING
+    assert lot.path == ("SUBSTRATE_PREP", "DIE_ATTACH")
+    assert service.next_steps(lot) == {"DIELECTRIC_COAT"}
+    with pytest.raises(StepNotAllowed):
+        await service.track_in(cmd.TrackIn("L1", "FILL", USER))
+    await _run(service, "L1", ["DIELECTRIC_COAT", "VIA_PATTERN"])
+    report = await service.report("L1")
+    assert report.layer == 1
+    assert [p.step for p in report.path] == [
+        "SUBSTRATE_PREP",
+        "DIE_ATTACH",
+        "DIELECTRIC_COAT",
+        "VIA_PATTERN",
+    ]
+    assert [e.operation for e in report.history].count(Operation.REWORK) == 1
+
+
+async def test_rework_is_counted_and_limited_per_step(
+    service: LotService, library: FlowLibrary
+) -> None:
+    await _to_layer_one_via(service)
+    spec = library.get("fo-organic").steps["DIELECTRIC_COAT"].rework
+    assert spec is not None
+    for _ in range(spec.max_reworks):
+        await service.hold(cmd.HoldLot("L1", "eng1", "thickness out"))
+        await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng1", "re-coat"))
+        await _run(service, "L1", ["DIELECTRIC_COAT", "VIA_PATTERN"])
+    await service.hold(cmd.HoldLot("L1", "eng1", "thickness out again"))
+    with pytest.raises(ReworkNotAllowed) as refused:
+        await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng1", "once more"))
+    assert str(spec.max_reworks) in refused.value.message
+
+
+async def test_rework_cannot_undo_steps_beyond_what_the_flow_allows(service: LotService) -> None:
+    await _to_layer_one_via(service)
+    await _run(service, "L1", ["SPUTTER"])
+    await service.hold(cmd.HoldLot("L1", "eng1", "delamination"))
+    with pytest.raises(ReworkNotAllowed) as refused:
+        await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng1", "re-coat"))
+    assert "SPUTTER" in refused.value.message
+    with pytest.raises(ReworkNotAllowed):
+        await service.rework(cmd.ReworkLot("L1", "DIE_ATTACH", "eng1", "not reworkable"))
+
+
+async def test_split_and_merge_move_carriers_between_lots_at_the_same_position(
+    service: LotService,
+) -> None:
+    await _start(service, "L1", "stiffener-bga", carriers=3)
+    await _run(service, "L1", ["SUBSTRATE_LOAD", "DIE_ATTACH"])
+    parent = await service.get("L1")
+    child = (await service.split(cmd.SplitLot("L1", "L1A", ("2", parent.carriers[2]), USER))).lot
+    assert child.carriers == parent.carriers[1:]
+    assert child.path == parent.path and child.parent_id == "L1"
+    assert (await service.get("L1")).carriers == parent.carriers[:1]
+    child_report = await service.report("L1A")
+    assert [p.step for p in child_report.path] == ["SUBSTRATE_LOAD", "DIE_ATTACH"], "inherited"
+    assert (await service.report("L1")).children == ("L1A",)
+
+    await _run(service, "L1A", ["WIRE_BOND"])
+    with pytest.raises(SplitMergeNotAllowed) as refused:
+        await service.merge(cmd.MergeLots("L1A", "L1", USER))
+    assert "position" in refused.value.message
+    await _run(service, "L1", ["WIRE_BOND"])
+    merged = (await service.merge(cmd.MergeLots("L1A", "L1", USER))).lot
+    assert merged.carriers == parent.carriers
+    assert merged.good_sites == parent.good_sites
+    assert (await service.get("L1A")).state is LotState.MERGED
+    with pytest.raises(OperationNotAllowed):
+        await service.track_in(cmd.TrackIn("L1A", "STIFFENER_ATTACH", USER))
+
+
+async def test_a_split_must_leave_the_parent_a_carrier(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga", carriers=2)
+    with pytest.raises(SplitMergeNotAllowed):
+        await service.split(cmd.SplitLot("L1", "L1A", ("1", "2"), USER))
+    with pytest.raises(InvalidInput):
+        await service.split(cmd.SplitLot("L1", "L1A", ("7",), USER))
+
+
+async def test_history_tells_who_did_what_with_states_before_and_after(service: LotService) -> None:
+    await _start(service, "L1", "stiffener-bga")
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "alice", tool="LOAD-1"))
+    await service.track_out(cmd.TrackOut("L1", "bob"))
+    await service.hold(cmd.HoldLot("L1", "carol", "customer request"))
+    history = (await service.report("L1")).history
+    assert [(e.operation, e.user, e.state_before, e.state_after) for e in history] == [
+        (Operation.START, USER, None, LotState.WAITING),
+        (Operation.TRACK_IN, "alice", LotState.WAITING, LotState.RUNNING),
+        (Operation.TRACK_OUT, "bob", LotState.RUNNING, LotState.WAITING),
+        (Operation.HOLD, "carol", LotState.WAITING, LotState.HOLD),
+    ]
+    assert history[1].tool == "LOAD-1" and history[1].step == "SUBSTRATE_LOAD"
+    assert history[1].data["values"]["substrate_thickness_mm"] is not None
+    assert history[3].reason == "customer request"
+    seqs = [e.seq for e in history]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert history[0].at < history[1].at < history[2].at < history[3].at
+
+
+async def test_layers_are_reported_for_fan_out_lots(service: LotService) -> None:
+    await service.start(cmd.StartLot("L1", "fo-organic-insulating", USER, params={"layers": "3"}))
+    report = await service.report("L1")
+    assert report.layers == 3
