@@ -1,0 +1,118 @@
+"""Database URLs and engines: SQLite (embedded default) and PostgreSQL (production).
+
+The plain URL forms work as written (``sqlite:///PATH``, ``postgresql://...``): we pick the
+async driver (aiosqlite, asyncpg). Durability is explicit:
+
+- SQLite: WAL journal, ``synchronous=FULL`` (a committed move survives a power cut), foreign
+  keys on, and writers take the lock up front with ``BEGIN IMMEDIATE`` so a concurrent writer
+  waits (``busy_timeout``) instead of failing half-way. Read-only units of work use a plain
+  ``BEGIN`` and never block writers.
+- PostgreSQL: READ COMMITTED with an optimistic version check on every lot update, and
+  ``synchronous_commit`` left at the server's default (on).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, event, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+READONLY = "pkgline_readonly"
+"""Execution option marking a read-only transaction (SQLite: plain BEGIN, no write lock)."""
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL pkgline cannot use."""
+
+
+def default_database_url() -> str:
+    """``$PKGLINE_DB``, else a SQLite file in the user's data directory."""
+    configured = os.environ.get("PKGLINE_DB")
+    if configured:
+        return configured
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{data_home / 'pkgline' / 'pkgline.db'}"
+
+
+def async_url(url: str | URL) -> URL:
+    """The URL with pkgline's async driver: sqlite -> aiosqlite, postgresql -> asyncpg."""
+    text = str(url) if isinstance(url, URL) else url
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text.removeprefix("postgres://")
+    try:
+        parsed = make_url(text)
+    except ArgumentError as exc:
+        raise DatabaseUrlError(
+            f"{text!r} is not a database URL: expected sqlite:///PATH or postgresql://HOST/DB"
+        ) from exc
+    backend = parsed.get_backend_name()
+    # The plain form names no driver (``postgresql://``); one given explicitly must be ours.
+    explicit = parsed.drivername.partition("+")[2]
+    if backend == "sqlite":
+        if explicit not in ("", "aiosqlite"):
+            raise DatabaseUrlError(f"SQLite is used through aiosqlite, not {explicit}")
+        if not parsed.database or parsed.database == ":memory:":
+            raise DatabaseUrlError("pkgline needs a SQLite file: sqlite:///PATH")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        if explicit not in ("", "asyncpg"):
+            raise DatabaseUrlError(f"PostgreSQL is used through asyncpg, not {explicit}")
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise DatabaseUrlError(
+        f"unsupported database {backend!r}: expected sqlite:///PATH or postgresql://HOST/DB"
+    )
+
+
+def display_url(url: str | URL) -> str:
+    """The URL as people should see it: plain form, password hidden."""
+    parsed = async_url(url)
+    plain = parsed.set(drivername=parsed.get_backend_name())
+    return plain.render_as_string(hide_password=True)
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str | URL, *, pool_size: int = 5, echo: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` with pkgline's durability settings."""
+    target = async_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if target.get_backend_name() == "sqlite":
+        assert target.database is not None
+        Path(target.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(target, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
+    return create_async_engine(target, **kwargs)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the sqlite3 module, so that our BEGIN below is
+        # the only one (SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional
+        # DDL"), then set durability.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")

@@ -1,0 +1,58 @@
+"""The schema revision this code needs, checked cheaply on every start.
+
+``SCHEMA_REVISION`` must name the head of the Alembic revisions in ``mes/migrations`` (a test
+keeps them equal). Checking it is one query, without loading Alembic: the CLI does it on
+every command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+SCHEMA_REVISION = "0001"
+
+
+class SchemaMismatch(RuntimeError):
+    """The database's schema revision is not the one this code was written for."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    current: str | None
+    head: str = SCHEMA_REVISION
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision recorded in the database, None when it has no pkgline schema."""
+    async with engine.connect() as conn:
+        exists = await conn.run_sync(lambda sync: sync.dialect.has_table(sync, "alembic_version"))
+        if not exists:
+            return None
+        try:
+            row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+        except DBAPIError:
+            return None
+        return None if row is None else str(row[0])
+
+
+async def schema_status(engine: AsyncEngine) -> SchemaStatus:
+    return SchemaStatus(await current_revision(engine))
+
+
+async def require_current_schema(engine: AsyncEngine) -> None:
+    """Refuse to work on a database whose schema is not this code's."""
+    status = await schema_status(engine)
+    if not status.up_to_date:
+        found = "no pkgline schema" if status.current is None else f"revision {status.current}"
+        raise SchemaMismatch(
+            f"the database has {found}, this pkgline needs revision {status.head}: "
+            "run 'pkgline db upgrade'"
+        )

@@ -1,0 +1,142 @@
+"""The lot tracker's tables (SQLAlchemy Core). The schema itself is created and changed only
+by Alembic revisions (``mes/migrations``); this module must match the latest revision, which
+a test checks on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite keeps none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json: Any = JSON().with_variant(JSONB(), "postgresql")
+Seq: Any = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+lots = Table(
+    "lots",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("flow", String(64), nullable=False),
+    Column("flow_version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("params", Json, nullable=False),
+    Column("site_rows", Integer, nullable=False),
+    Column("site_cols", Integer, nullable=False),
+    Column("total_sites", Integer, nullable=False),
+    Column("good_sites", Integer, nullable=False),
+    Column("units", Integer),
+    Column("path", Json, nullable=False),
+    Column("recorded", Json, nullable=False),
+    Column("running", Json),
+    Column("hold", Json),
+    Column("rework_counts", Json, nullable=False),
+    Column("pending_rework", String(32)),
+    Column("parent_id", String(32), ForeignKey("lots.id")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_lots_state_priority", "state", "priority", "created_at"),
+    Index("ix_lots_parent_id", "parent_id"),
+)
+
+carriers = Table(
+    "carriers",
+    metadata,
+    Column("id", String(48), primary_key=True),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("cols", Integer, nullable=False),
+    Index("ix_carriers_lot_id", "lot_id", "position"),
+)
+
+site_rejects = Table(
+    "site_rejects",
+    metadata,
+    Column("id", Seq, primary_key=True, autoincrement=True),
+    Column("carrier_id", String(48), ForeignKey("carriers.id"), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("col", Integer, nullable=False),
+    Column("code", String(24), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("path_index", Integer, nullable=False),
+    UniqueConstraint("carrier_id", "row", "col", name="uq_site_rejects_site"),
+)
+
+lot_history = Table(
+    "lot_history",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("user", String(64), nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("state_before", String(16)),
+    Column("state_after", String(16), nullable=False),
+    Column("step", String(32)),
+    Column("tool", String(32)),
+    Column("reason", Text),
+    Column("data", Json, nullable=False),
+    Index("ix_lot_history_lot_id", "lot_id", "seq"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("lot_id", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime),
+    Index("ix_outbox_unpublished", "published_at", "seq"),
+)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the lot tracker's schema (run with ``pkgline db upgrade``)."""

@@ -1,0 +1,69 @@
+"""Every schema change is an Alembic revision: up and down on SQLite and PostgreSQL, and the
+upgraded schema is exactly what the code's table definitions say."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import downgrade, head_revision, upgrade
+from mes.adapters.schema import (
+    SCHEMA_REVISION,
+    SchemaMismatch,
+    require_current_schema,
+    schema_status,
+)
+from mes.adapters.tables import metadata
+
+DATABASES = ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)]
+
+
+def test_the_code_needs_the_latest_revision() -> None:
+    assert head_revision() == SCHEMA_REVISION
+
+
+def _diff(conn: Connection) -> list[Any]:
+    return list(
+        compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    )
+
+
+def _tables(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_migrations_go_up_and_down_and_match_the_tables(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    engine = create_engine(request.getfixturevalue(database))
+    try:
+        assert (await schema_status(engine)).current is None
+        with pytest.raises(SchemaMismatch, match="pkgline db upgrade"):
+            await require_current_schema(engine)
+        await upgrade(engine)
+        await require_current_schema(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            assert {
+                "lots",
+                "carriers",
+                "site_rejects",
+                "lot_history",
+                "outbox",
+            } <= await conn.run_sync(_tables)
+        await downgrade(engine, "base")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_tables) <= {"alembic_version"}
+        assert (await schema_status(engine)).current is None
+        await upgrade(engine)
+        await upgrade(engine)  # again: nothing to do
+        assert (await schema_status(engine)).up_to_date
+    finally:
+        await engine.dispose()
