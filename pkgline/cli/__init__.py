@@ -1,0 +1,9 @@
+"""The operator CLI (typer + rich). Thin: every command parses, calls a service, prints."""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    from pkgline.cli.app import app
+
+    app()

@@ -1,0 +1,25 @@
+"""The ``pkgline`` command: one entry point for operators, engineers and the daemon."""
+
+from __future__ import annotations
+
+import typer
+
+from pkgline import __version__
+from pkgline.cli import db, flow, lot
+
+app = typer.Typer(
+    name="pkgline",
+    help="Equipment control and lot tracking for a semiconductor packaging line.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(flow.app, name="flow")
+app.add_typer(lot.app, name="lot")
+
+
+@app.command()
+def version() -> None:
+    """Print pkgline's version."""
+    typer.echo(__version__)

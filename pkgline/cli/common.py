@@ -1,0 +1,184 @@
+"""What every pkgline command shares: options, input parsing, output, and exit codes.
+
+Exit codes (a contract for scripts):
+
+==  ==========================================================================
+0   done
+1   refused by the lot tracker's rules (state, step order, a claimed limit, unknown lot,
+    invalid value); nothing was changed
+2   the command line itself is wrong (unknown option, malformed KEY=VALUE, bad URL)
+3   conflict: another process moved the same lot first; nothing was changed, retry
+4   the database or a data file is not usable (unreachable, schema not current)
+==  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from mes.adapters.database import DatabaseUrlError, display_url
+from mes.adapters.schema import SchemaMismatch
+from mes.domain.commands import SiteRejectGiven
+from mes.domain.errors import ConcurrentUpdate, LotTrackerError
+from pkgline.bootstrap import resolve_url
+from pkgline.datafiles import DataFileError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_CONFLICT = 3
+EXIT_UNAVAILABLE = 4
+
+T = TypeVar("T")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="PKGLINE_DB",
+        help="Database URL: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(default: $PKGLINE_DB, else ~/.local/share/pkgline/pkgline.db).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        envvar="PKGLINE_USER",
+        help="Who does this (recorded in history; default: $PKGLINE_USER or your login).",
+        show_default=False,
+    ),
+]
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (recorded in history).")]
+
+
+def current_user(given: str | None) -> str:
+    if given:
+        return given
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def usage_error(message: str, *, as_json: bool = False) -> NoReturn:
+    if as_json:
+        print_json({"error": "usage", "message": message})
+    else:
+        err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+def parse_assignments(
+    items: Sequence[str], option: str, *, as_json: bool = False
+) -> dict[str, str]:
+    """``NAME=VALUE`` items into a mapping; malformed or repeated names are usage errors."""
+    values: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            usage_error(f"{option} expects NAME=VALUE, got {item!r}", as_json=as_json)
+        if name in values:
+            usage_error(f"{option} {name} is given twice", as_json=as_json)
+        values[name] = value.strip()
+    return values
+
+
+def parse_sites(
+    items: Sequence[str],
+    option: str,
+    *,
+    with_code: bool,
+    default_code: str = "",
+    as_json: bool = False,
+) -> tuple[SiteRejectGiven, ...]:
+    """``CARRIER:ROW:COL[:CODE]`` items (row and column 1-based)."""
+    form = "CARRIER:ROW:COL:CODE" if with_code else "CARRIER:ROW:COL"
+    sites = []
+    for item in items:
+        parts = item.split(":")
+        if len(parts) != (4 if with_code else 3) or not all(parts):
+            usage_error(f"{option} expects {form}, got {item!r}", as_json=as_json)
+        carrier, row, col = parts[0], parts[1], parts[2]
+        if not (row.isdigit() and col.isdigit()):
+            usage_error(f"{option} {item!r}: ROW and COL are whole numbers from 1", as_json=as_json)
+        code = parts[3] if with_code else default_code
+        sites.append(SiteRejectGiven(carrier, int(row), int(col), code))
+    return tuple(sites)
+
+
+def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | None = None) -> T:
+    """Run one command's async work, turning failures into a message and an exit code."""
+    try:
+        return asyncio.run(_guarded(work))
+    except ConcurrentUpdate as exc:
+        _fail(exc.message, exc.to_dict(), EXIT_CONFLICT, as_json)
+    except LotTrackerError as exc:
+        _fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
+    except DatabaseUrlError as exc:
+        _fail(str(exc), {"error": "usage", "message": str(exc)}, EXIT_USAGE, as_json)
+    except SchemaMismatch as exc:
+        message = f"{_where(db)}: {exc}"
+        _fail(message, {"error": "schema", "message": message}, EXIT_UNAVAILABLE, as_json)
+    except DataFileError as exc:
+        _fail(str(exc), {"error": "data_file", "message": str(exc)}, EXIT_UNAVAILABLE, as_json)
+    except _Unavailable as exc:
+        message = f"cannot use the database {_where(db)}: {exc}"
+        _fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
+
+
+class _Unavailable(Exception):
+    pass
+
+
+async def _guarded(work: Callable[[], Awaitable[T]]) -> T:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    try:
+        return await work()
+    except (OperationalError, InterfaceError) as exc:
+        raise _Unavailable(str(exc.orig) if exc.orig else str(exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise _Unavailable(str(exc.orig)) from exc
+        raise
+    except OSError as exc:  # connection refused, no such file or directory, ...
+        raise _Unavailable(exc.strerror or str(exc)) from exc
+
+
+def _where(db: str | None) -> str:
+    try:
+        return display_url(resolve_url(db))
+    except DatabaseUrlError:
+        return str(db)
+
+
+def _fail(message: str, payload: dict[str, Any], code: int, as_json: bool) -> NoReturn:
+    if as_json:
+        print_json(payload)
+    else:
+        err.print(
+            f"[bold red]✘[/] {message}" if code in (1, 3) else f"[bold red]error:[/] {message}"
+        )
+        allowed = payload.get("allowed")
+        if allowed:
+            err.print(f"allowed: {', '.join(str(a) for a in allowed)}")
+    raise typer.Exit(code)

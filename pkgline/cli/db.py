@@ -1,0 +1,80 @@
+"""``pkgline db``: create and upgrade the database schema, and say where the database is."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mes.adapters.database import display_url
+from mes.adapters.schema import SchemaStatus, schema_status
+from pkgline.bootstrap import open_engine, resolve_url
+from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
+
+app = typer.Typer(help="The database: schema upgrades and status.", no_args_is_help=True)
+
+
+@app.command()
+def upgrade(db: DbOption = None, json: JsonOption = False) -> None:
+    """Create the schema or bring it to this pkgline's revision (safe to run again)."""
+
+    from mes.adapters.migrate import upgrade as migrate_up  # Alembic: only when migrating
+
+    async def work() -> SchemaStatus:
+        async with open_engine(db) as engine:
+            await migrate_up(engine)
+            return await schema_status(engine)
+
+    status = run(work, as_json=json, db=db)
+    _report(db, status, json)
+
+
+@app.command()
+def status(db: DbOption = None, json: JsonOption = False) -> None:
+    """Where the database is and which schema revision it has."""
+
+    async def work() -> SchemaStatus:
+        async with open_engine(db) as engine:
+            return await schema_status(engine)
+
+    current = run(work, as_json=json, db=db)
+    _report(db, current, json)
+
+
+@app.command()
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for no schema.")],
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Take the schema back to an earlier revision (engineers only: drops data)."""
+
+    from mes.adapters.migrate import downgrade as migrate_down
+
+    async def work() -> SchemaStatus:
+        async with open_engine(db) as engine:
+            await migrate_down(engine, revision)
+            return await schema_status(engine)
+
+    _report(db, run(work, as_json=json, db=db), json)
+
+
+def _report(db: str | None, status: SchemaStatus, as_json: bool) -> None:
+    url = display_url(resolve_url(db))
+    if as_json:
+        print_json(
+            {
+                "database": url,
+                "revision": status.current,
+                "head": status.head,
+                "up_to_date": status.up_to_date,
+            }
+        )
+        return
+    out.print(f"database: {url}")
+    state = (
+        "up to date"
+        if status.up_to_date
+        else f"needs 'pkgline db upgrade' (code is at {status.head})"
+    )
+    out.print(f"schema revision: {status.current or 'none'} ({state})")

@@ -1,0 +1,449 @@
+"""``pkgline lot``: the operator's commands. Thin: parse, call the lot service, print.
+
+This command line is a contract: scripts and other systems call it. A refused command exits
+non-zero, says what was refused, why (with the claim, for a claimed rule) and what is
+allowed, and changes nothing (see :mod:`pkgline.cli.common` for exit codes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from mes.adapters.database import display_url
+from mes.domain import commands as cmd
+from mes.domain.model import LotState
+from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
+from mes.service import LotService, Outcome
+from pkgline.bootstrap import open_lot_service, resolve_url
+from pkgline.cli.common import (
+    DbOption,
+    JsonOption,
+    ReasonOption,
+    UserOption,
+    current_user,
+    out,
+    parse_assignments,
+    parse_sites,
+    print_json,
+    run,
+    usage_error,
+)
+
+app = typer.Typer(
+    help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
+)
+
+LotArg = Annotated[str, typer.Argument(help="Lot id.", show_default=False)]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="A recipe or lot parameter value, NAME=VALUE (repeatable)."),
+]
+
+STATE_STYLE = {
+    LotState.WAITING: "cyan",
+    LotState.RUNNING: "green",
+    LotState.HOLD: "bold red",
+    LotState.COMPLETED: "bold green",
+    LotState.SCRAPPED: "dim red",
+    LotState.MERGED: "dim",
+}
+
+
+def _state(state: LotState) -> Text:
+    return Text(state.value, style=STATE_STYLE[state])
+
+
+def _act(
+    db: str | None,
+    as_json: bool,
+    action: Callable[[LotService], Awaitable[Outcome]],
+    done: str,
+) -> None:
+    """Run one lot operation and print the lot as it now is."""
+
+    async def work() -> tuple[Outcome, dict[str, object]]:
+        async with open_lot_service(db) as service:
+            outcome = await action(service)
+            return outcome, summary_dict(outcome.lot, service.flow(outcome.lot.flow))
+
+    outcome, summary = run(work, as_json=as_json, db=db)
+    if as_json:
+        print_json({**summary, "recorded": [history_dict(e) for e in outcome.entries]})
+        return
+    lot = outcome.lot
+    line = Text.assemble(("✔ ", "green"), f"lot {lot.id} {done}: ", _state(lot.state))
+    if lot.step:
+        line.append(f" at {lot.step}" if lot.state is LotState.RUNNING else f" after {lot.step}")
+    if lot.running and lot.running.tool:
+        line.append(f" on {lot.running.tool}")
+    out.print(line)
+    if lot.hold:
+        out.print(Text(f"  on hold: {lot.hold.reason}", style="red"))
+    nxt = summary["next_steps"]
+    if isinstance(nxt, list) and nxt:
+        out.print(f"  next: {', '.join(str(s) for s in nxt)}")
+    if lot.units is not None:
+        out.print(f"  units: {lot.units}")
+
+
+@app.command()
+def start(
+    lot: LotArg,
+    flow: Annotated[str, typer.Option("--flow", help="Flow name (pkgline flow list).")],
+    carriers: Annotated[int, typer.Option(help="Number of carriers (strips or panels).")] = 2,
+    rows: Annotated[int, typer.Option(help="Site rows per carrier.")] = 4,
+    cols: Annotated[int, typer.Option(help="Site columns per carrier.")] = 8,
+    param: ParamOption = None,
+    priority: Annotated[int, typer.Option(help="1 (most urgent) to 9.")] = 5,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Start a lot of a flow, with its carriers and lot parameters."""
+    command = cmd.StartLot(
+        lot_id=lot,
+        flow=flow,
+        user=current_user(user),
+        carriers=carriers,
+        site_rows=rows,
+        site_cols=cols,
+        params=parse_assignments(param or [], "--param", as_json=json),
+        priority=priority,
+    )
+    _act(db, json, lambda s: s.start(command), "started")
+
+
+@app.command("track-in")
+def track_in(
+    lot: LotArg,
+    step: Annotated[str, typer.Option("--step", help="Step code to start.")],
+    tool: Annotated[str | None, typer.Option("--tool", help="Tool that runs it.")] = None,
+    param: ParamOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Start a step: refused unless the flow allows it now and its values are within limits."""
+    command = cmd.TrackIn(
+        lot_id=lot,
+        step=step,
+        user=current_user(user),
+        tool=tool,
+        values=parse_assignments(param or [], "--param", as_json=json),
+    )
+    _act(db, json, lambda s: s.track_in(command), "tracked in")
+
+
+@app.command("track-out")
+def track_out(
+    lot: LotArg,
+    data: Annotated[
+        list[str] | None, typer.Option("--data", help="A measured value, NAME=VALUE (repeatable).")
+    ] = None,
+    reject: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reject",
+            help="A rejected site, CARRIER:ROW:COL:CODE (carrier id or position; 1-based).",
+        ),
+    ] = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Finish the running step with its measured values and rejected sites."""
+    command = cmd.TrackOut(
+        lot_id=lot,
+        user=current_user(user),
+        measured=parse_assignments(data or [], "--data", as_json=json),
+        rejects=parse_sites(reject or [], "--reject", with_code=True, as_json=json),
+    )
+    _act(db, json, lambda s: s.track_out(command), "tracked out")
+
+
+@app.command()
+def abort(
+    lot: LotArg,
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Abandon the running step: the lot waits at the same step again."""
+    command = cmd.AbortStep(lot, current_user(user), reason)
+    _act(db, json, lambda s: s.abort(command), "aborted")
+
+
+@app.command()
+def hold(
+    lot: LotArg,
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Hold a lot (a reason is required). A running step is abandoned."""
+    command = cmd.HoldLot(lot, current_user(user), reason or "")
+    _act(db, json, lambda s: s.hold(command), "held")
+
+
+@app.command()
+def release(
+    lot: LotArg,
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Release a held lot: it waits for its next step again."""
+    command = cmd.ReleaseLot(lot, current_user(user), reason)
+    _act(db, json, lambda s: s.release(command), "released")
+
+
+@app.command()
+def scrap(
+    lot: LotArg,
+    reason: ReasonOption = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option("--site", help="Scrap only this site, CARRIER:ROW:COL (repeatable)."),
+    ] = None,
+    code: Annotated[str, typer.Option(help="Reject code for scrapped sites.")] = "SCRAP",
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Scrap a whole lot, or some of its sites (--site). A reason is required."""
+    who = current_user(user)
+    if site:
+        sites = parse_sites(site, "--site", with_code=False, default_code=code, as_json=json)
+        scrap_sites = cmd.ScrapSites(lot, who, reason or "", sites)
+        _act(db, json, lambda s: s.scrap_sites(scrap_sites), "sites scrapped")
+    else:
+        scrap_lot = cmd.ScrapLot(lot, who, reason or "")
+        _act(db, json, lambda s: s.scrap(scrap_lot), "scrapped")
+
+
+@app.command()
+def split(
+    lot: LotArg,
+    carriers: Annotated[
+        list[str],
+        typer.Option("--carriers", help="Carriers to move (ids or positions; comma-separated)."),
+    ],
+    into: Annotated[str, typer.Option("--into", help="Id of the new child lot.")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Split some carriers off into a new child lot at the same position."""
+    names = tuple(c.strip() for item in carriers for c in item.split(",") if c.strip())
+    if not names:
+        usage_error("--carriers names no carrier", as_json=json)
+    command = cmd.SplitLot(lot, into, names, current_user(user), reason)
+    _act(db, json, lambda s: s.split(command), f"split off from {lot}")
+
+
+@app.command()
+def merge(
+    lot: Annotated[str, typer.Argument(help="The lot to merge (it ends).", show_default=False)],
+    into: Annotated[str, typer.Option("--into", help="The lot that takes its carriers.")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Merge a lot into another of the same flow at the same position."""
+    command = cmd.MergeLots(lot, into, current_user(user), reason)
+    _act(db, json, lambda s: s.merge(command), f"took in {lot}")
+
+
+@app.command()
+def rework(
+    lot: LotArg,
+    step: Annotated[str, typer.Option("--step", help="The reworkable step to go back to.")],
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Send a held lot back to an earlier reworkable step (engineers)."""
+    command = cmd.ReworkLot(lot, step, current_user(user), reason or "")
+    _act(db, json, lambda s: s.rework(command), "sent back for rework")
+
+
+@app.command()
+def complete(
+    lot: LotArg,
+    reason: ReasonOption = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """End a lot whose flow may end here (only optional steps remain)."""
+    command = cmd.CompleteLot(lot, current_user(user), reason)
+    _act(db, json, lambda s: s.complete(command), "completed")
+
+
+@app.command()
+def show(lot: LotArg, db: DbOption = None, json: JsonOption = False) -> None:
+    """State, step, next steps, layer, carriers and site maps, yields, and full history."""
+
+    async def work() -> LotReport:
+        async with open_lot_service(db) as service:
+            return await service.report(lot)
+
+    report = run(work, as_json=json, db=db)
+    if json:
+        print_json(report_dict(report))
+        return
+    _print_report(report)
+
+
+@app.command("list")
+def list_lots(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Only lots in this state (repeatable).")
+    ] = None,
+    flow: Annotated[str | None, typer.Option("--flow", help="Only lots of this flow.")] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Lots, most urgent first."""
+    states = []
+    for s in state or []:
+        try:
+            states.append(LotState(s.upper()))
+        except ValueError:
+            usage_error(
+                f"--state {s!r}: expected one of {', '.join(x.value for x in LotState)}",
+                as_json=json,
+            )
+
+    async def work() -> list[dict[str, object]]:
+        async with open_lot_service(db) as service:
+            found = await service.find(states=states, flow=flow)
+            return [summary_dict(lot, service.flow(lot.flow)) for lot in found]
+
+    rows = run(work, as_json=json, db=db)
+    if json:
+        print_json(rows)
+        return
+    table = Table(title="Lots", caption=f"database: {display_url(resolve_url(db))}")
+    for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
+        table.add_column(column)
+    for r in rows:
+        nxt = r["next_steps"]
+        table.add_row(
+            str(r["id"]),
+            str(r["flow"]),
+            _state(LotState(str(r["state"]))),
+            str(r["step"] or "-"),
+            ", ".join(str(x) for x in nxt) if isinstance(nxt, list) else "",
+            str(r["priority"]),
+            f"{r['good_sites']}/{r['total_sites']}",
+            "-" if r["units"] is None else str(r["units"]),
+        )
+    out.print(table)
+
+
+def _print_report(report: LotReport) -> None:
+    lot = report.lot
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("lot", f"{lot.id}  (flow {lot.flow} v{lot.flow_version}, priority {lot.priority})")
+    head.add_row("state", _state(lot.state))
+    head.add_row("step", lot.step or "-")
+    if lot.running:
+        head.add_row(
+            "running",
+            f"{lot.running.step} on {lot.running.tool or '-'} since {lot.running.since:%Y-%m-%d %H:%M:%S}",
+        )
+    if lot.hold:
+        head.add_row(
+            "hold",
+            Text(f"{lot.hold.reason} ({lot.hold.source.value}, {lot.hold.user})", style="red"),
+        )
+    if lot.pending_rework:
+        head.add_row("rework", f"must run {lot.pending_rework} next")
+    head.add_row("next steps", ", ".join(report.next_steps) or "-")
+    if report.may_complete:
+        head.add_row("", "the flow may end here (pkgline lot complete)")
+    if report.layers:
+        head.add_row("layer", f"{report.layer or 0} of {report.layers}")
+    head.add_row("params", ", ".join(f"{k}={v}" for k, v in lot.params.items()) or "-")
+    yield_pct = 100.0 * lot.good_sites / lot.total_sites if lot.total_sites else 0.0
+    head.add_row("sites", f"{lot.good_sites} good of {lot.total_sites} ({yield_pct:.1f} %)")
+    head.add_row("units", "-" if lot.units is None else str(lot.units))
+    if lot.parent_id or report.children:
+        head.add_row(
+            "genealogy",
+            f"parent {lot.parent_id or '-'}; children {', '.join(report.children) or '-'}",
+        )
+    out.print(head)
+
+    if report.path:
+        path = Table(title="Path", title_justify="left")
+        for column in ("#", "step", "tool", "by", "at", "rejects", "measured"):
+            path.add_column(column)
+        for p in report.path:
+            measured = ", ".join(f"{k}={v}" for k, v in p.measured.items())
+            path.add_row(
+                str(p.path_index + 1),
+                p.step,
+                p.tool or "-",
+                p.user,
+                p.at[:19],
+                str(p.rejects),
+                measured,
+            )
+        out.print(path)
+
+    if report.yields:
+        yields = Table(title="Yield per step", title_justify="left")
+        for column in ("#", "step", "in", "rejected", "yield %"):
+            yields.add_column(column)
+        for y in report.yields:
+            pct = "-" if y.yield_pct is None else f"{y.yield_pct:.1f}"
+            yields.add_row(str(y.path_index + 1), y.step, str(y.sites_in), str(y.rejected), pct)
+        out.print(yields)
+
+    for m in report.carriers:
+        grid = m.grid()
+        out.print(
+            Text(
+                f"carrier {m.carrier.id} ({m.carrier.rows}x{m.carrier.cols}, {m.good_sites} good)",
+                style="bold",
+            )
+        )
+        for row in grid:
+            out.print("  " + " ".join("·" if code is None else "x" for code in row))
+        if m.rejects:
+            out.print(
+                "  rejects: " + ", ".join(f"{r.row}:{r.col} {r.code} ({r.step})" for r in m.rejects)
+            )
+
+    history = Table(title="History", title_justify="left")
+    for column in ("seq", "at", "user", "operation", "state", "step", "tool", "reason"):
+        history.add_column(column)
+    for e in report.history:
+        inherited = e.lot_id != lot.id
+        history.add_row(
+            str(e.seq),
+            f"{e.at:%m-%d %H:%M:%S}",
+            e.user,
+            e.operation.value + (f" ({e.lot_id})" if inherited else ""),
+            f"{e.state_before.value if e.state_before else '-'} → {e.state_after.value}",
+            e.step or "-",
+            e.tool or "-",
+            e.reason or "",
+            style="dim" if inherited else None,
+        )
+    out.print(history)

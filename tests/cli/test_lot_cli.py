@@ -1,0 +1,163 @@
+"""The operator CLI end to end, in a subprocess against a real database: what scripts see
+(JSON, exit codes) and what a refusal leaves behind (nothing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+
+def pkgline(db: str, *args: str, user: str = "op1") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": user, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok_json(db: str, *args: str) -> Any:
+    result = pkgline(db, *args, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> str:
+    result = pkgline(sqlite_url, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    return sqlite_url
+
+
+def test_db_upgrade_says_where_the_database_is_and_is_safe_to_repeat(sqlite_url: str) -> None:
+    first = pkgline(sqlite_url, "db", "upgrade")
+    assert first.returncode == 0
+    assert sqlite_url in first.stdout and "up to date" in first.stdout
+    again = ok_json(sqlite_url, "db", "upgrade")
+    assert again["up_to_date"] is True and again["database"] == sqlite_url
+
+
+def test_a_database_without_the_schema_is_refused_with_the_command_to_run(sqlite_url: str) -> None:
+    result = pkgline(sqlite_url, "lot", "list")
+    assert result.returncode == 4
+    assert "pkgline db upgrade" in result.stderr
+
+
+def test_an_unreachable_database_is_a_clear_error() -> None:
+    result = pkgline("postgresql://postgres@127.0.0.1:1/nothing", "lot", "list", "--json")
+    assert result.returncode == 4
+    assert json.loads(result.stdout)["error"] == "database"
+
+
+def test_flows_are_listed_and_shown(db: str) -> None:
+    flows = ok_json(db, "flow", "list")
+    assert len(flows) == 9
+    shown = ok_json(db, "flow", "show", "stiffener-bga")
+    assert (
+        shown["steps"]["SUBSTRATE_LOAD"]["recipe"]["substrate_thickness_mm"]["limits"][0]["claim"]
+        == "000: 14"
+    )
+    missing = pkgline(db, "flow", "show", "nope", "--json")
+    assert missing.returncode == 1 and "stiffener-bga" in json.loads(missing.stdout)["allowed"]
+
+
+def test_a_lot_is_started_moved_and_shown(db: str) -> None:
+    started = ok_json(
+        db, "lot", "start", "L1", "--flow", "stiffener-bga", "--carriers", "1", "--priority", "2"
+    )
+    assert started["state"] == "WAITING" and started["next_steps"] == ["SUBSTRATE_LOAD"]
+    moved = ok_json(
+        db,
+        "lot",
+        "track-in",
+        "L1",
+        "--step",
+        "SUBSTRATE_LOAD",
+        "--tool",
+        "LD-1",
+        "--param",
+        "substrate_thickness_mm=0.2",
+    )
+    assert (
+        moved["state"] == "RUNNING"
+        and moved["recorded"][0]["data"]["values"]["substrate_thickness_mm"] == 0.2
+    )
+    out = ok_json(db, "lot", "track-out", "L1", "--reject", "1:2:3:SCRATCH")
+    assert out["state"] == "WAITING" and out["step"] == "SUBSTRATE_LOAD"
+    shown = ok_json(db, "lot", "show", "L1")
+    for key in ("id", "flow", "state", "step", "next_steps", "units", "history"):
+        assert key in shown
+    assert shown["next_steps"] == ["DIE_ATTACH"]
+    assert shown["carriers"][0]["rejects"] == [
+        {"row": 2, "col": 3, "code": "SCRATCH", "step": "SUBSTRATE_LOAD"}
+    ]
+    assert [h["operation"] for h in shown["history"]] == ["start", "track_in", "track_out"]
+    assert {h["user"] for h in shown["history"]} == {"op1"}
+    human = pkgline(db, "lot", "show", "L1")
+    assert human.returncode == 0 and "DIE_ATTACH" in human.stdout and "SCRATCH" in human.stdout
+    listed = ok_json(db, "lot", "list", "--state", "waiting")
+    assert [row["id"] for row in listed] == ["L1"]
+
+
+def test_a_refused_move_exits_1_says_why_and_changes_nothing(db: str) -> None:
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga")
+    before = ok_json(db, "lot", "show", "L1")
+    result = pkgline(db, "lot", "track-in", "L1", "--step", "MOLD", "--json")
+    assert result.returncode == 1
+    refusal = json.loads(result.stdout)
+    assert refusal["error"] == "step_not_allowed"
+    assert refusal["allowed"] == ["SUBSTRATE_LOAD"] and "000" in refusal["claim"]
+    limit = pkgline(
+        db,
+        "lot",
+        "track-in",
+        "L1",
+        "--step",
+        "SUBSTRATE_LOAD",
+        "--param",
+        "substrate_thickness_mm=0.7",
+    )
+    assert limit.returncode == 1 and "000: 14" in limit.stderr
+    assert ok_json(db, "lot", "show", "L1") == before
+
+
+def test_a_malformed_command_line_exits_2(db: str) -> None:
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga")
+    assert (
+        pkgline(
+            db, "lot", "track-in", "L1", "--step", "SUBSTRATE_LOAD", "--param", "novalue"
+        ).returncode
+        == 2
+    )
+    assert pkgline(db, "lot", "track-out", "L1", "--reject", "1:x:2:VOID").returncode == 2
+    assert pkgline(db, "lot", "list", "--state", "sleeping").returncode == 2
+    assert pkgline("mysql://nobody/db", "lot", "list").returncode == 2
+
+
+def test_hold_release_split_and_merge_from_the_command_line(db: str) -> None:
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga", "--carriers", "3")
+    assert pkgline(db, "lot", "hold", "L1").returncode == 1, "a hold needs a reason"
+    held = ok_json(db, "lot", "hold", "L1", "--reason", "incoming inspection")
+    assert held["state"] == "HOLD" and held["hold_reason"] == "incoming inspection"
+    assert ok_json(db, "lot", "release", "L1")["state"] == "WAITING"
+    child = ok_json(db, "lot", "split", "L1", "--carriers", "2,3", "--into", "L1A")
+    assert child["id"] == "L1A" and child["parent"] == "L1"
+    merged = ok_json(db, "lot", "merge", "L1A", "--into", "L1")
+    assert merged["id"] == "L1" and merged["total_sites"] == 3 * 32
+
+
+@pytest.mark.postgres
+def test_the_same_commands_work_on_postgresql(postgres_url: str) -> None:
+    assert pkgline(postgres_url, "db", "upgrade").returncode == 0
+    ok_json(postgres_url, "lot", "start", "P1", "--flow", "fo-organic", "--param", "layers=3")
+    ok_json(postgres_url, "lot", "track-in", "P1", "--step", "SUBSTRATE_PREP")
+    shown = ok_json(postgres_url, "lot", "show", "P1")
+    assert shown["state"] == "RUNNING" and shown["layers"] == 3
