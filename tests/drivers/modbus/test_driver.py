@@ -63,9 +63,7 @@ async def test_identify_refuses_a_tool_of_another_class(
     server: ModbusToolServer, equipment_class: EquipmentClass
 ) -> None:
     other = next(c for c in EquipmentClass if c is not equipment_class)
-    driver = ModbusDriver(
-        tool_config(other, server.port), register_map=None
-    )  # the packaged map of the other class: the common blocks are the same
+    driver = ModbusDriver(tool_config(other, server.port))  # the common blocks are shared
     await driver.start()
     try:
         with pytest.raises(ConfigurationError, match=f"reports class {equipment_class.value}"):
