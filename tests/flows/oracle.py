@@ -98,7 +98,7 @@ _Node = Union[_Step, _Seq, _Alt, _Opt, _Rep]  # noqa: UP007 (a forward reference
 
 
 def _parse(text: str) -> _Node:
-    tokens = re.findall(r"[A-Z_]{2,}|N|x|\d+|[\[\](){}|\-]", text)
+    tokens: list[str] = re.findall(r"[A-Z_]{2,}|N|x|\d+|[\[\](){}|\-]", text)
     pos = 0
 
     def peek() -> str | None:

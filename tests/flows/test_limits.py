@@ -21,7 +21,7 @@ FO = ["fo-organic", "fo-metal", "fo-organic-recon", "fo-metal-recon", "fo-organi
 def _track_in(
     flow: Flow,
     step: str,
-    values: dict[str, Value],
+    values: Mapping[str, Value],
     *,
     params: Mapping[str, Value] | None = None,
     recorded: Mapping[str, Value] | None = None,

@@ -14,10 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows import FlowLibrary, PathError, load_library
+from flows import FlowLibrary, PathError
 from tests.flows import oracle
-
-LIBRARY: FlowLibrary = load_library()
 
 
 @st.composite
@@ -46,10 +44,10 @@ def walks(draw: st.DrawFn) -> tuple[str, int, list[str]]:
 @settings(max_examples=250, deadline=None)
 @given(walks())
 def test_a_random_walk_is_accepted_exactly_when_it_matches_the_flow(
-    walk: tuple[str, int, list[str]],
+    library: FlowLibrary, walk: tuple[str, int, list[str]]
 ) -> None:
     flow_name, layers, path = walk
-    flow = LIBRARY.get(flow_name)
+    flow = library.get(flow_name)
     params = {"layers": layers}
     if oracle.viable(flow_name, layers, path):
         position = flow.position(path, params)
@@ -76,10 +74,10 @@ def test_a_random_walk_is_accepted_exactly_when_it_matches_the_flow(
     st.data(),
 )
 def test_a_complete_claimed_walk_is_complete(
-    flow_name: str, layers: int, data: st.DataObject
+    library: FlowLibrary, flow_name: str, layers: int, data: st.DataObject
 ) -> None:
     """Walk only through allowed steps to the end: the flow must say complete exactly there."""
-    flow = LIBRARY.get(flow_name)
+    flow = library.get(flow_name)
     path: list[str] = []
     while True:
         allowed = oracle.next_steps(flow_name, layers, path)
