@@ -110,6 +110,8 @@ class Flow:
             if count.param is None or count.param in result:
                 continue
             value = params.get(count.param, self.lot_params[count.param].default)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # e.g. a count stored as JSON by another program
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(
                     f"{self.name}: lot parameter {count.param} must be a whole number, "

@@ -8,9 +8,10 @@ import pytest
 
 from flows import FlowLibrary, LotContext, Value, load_library
 
-# The geometry the defaults of stiffener-bga's opening map are for: 4 rows x 16 columns.
+# The geometry the defaults of stiffener-bga's opening map are for: 4 rows x 8 columns, the
+# lot tracker's default carrier.
 DEFAULT_ROWS = 4
-DEFAULT_COLS = 16
+DEFAULT_COLS = 8
 
 
 @pytest.fixture(scope="session")

@@ -337,5 +337,8 @@ def test_flows_without_wiring_layers_report_no_layers(library: FlowLibrary, flow
 
 
 def test_a_layer_count_that_is_not_a_whole_number_is_refused(library: FlowLibrary) -> None:
-    with pytest.raises(ValueError, match="layers must be a whole number"):
+    with pytest.raises(ValueError, match=r"layers must be a whole number, not 2\.5"):
         library.get("fo-organic").position([], {"layers": 2.5})
+    with pytest.raises(ValueError, match="layers must be a whole number, not 'two'"):
+        library.get("fo-organic").position([], {"layers": "two"})
+    assert library.get("fo-organic").position([], {"layers": 3.0}).layers == 3
