@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flows import Flow, LotContext, PathError, Value, ValueSpec
+from flows import Flow, LotContext, Value, ValueSpec
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
@@ -296,7 +296,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime) -> Change:
         )
     try:
         flow.position((), params)
-    except PathError as exc:  # e.g. a repeat count the parameters make impossible
+    except ValueError as exc:  # a PathError, or a repeat count the parameters make impossible
         raise InvalidInput(f"lot {cmd.lot_id} refused: {exc}", lot_id=cmd.lot_id) from None
     entry = HistoryEntry(
         lot_id=lot.id,
