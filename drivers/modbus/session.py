@@ -103,7 +103,7 @@ class _Connection:
     def __init__(self) -> None:
         self.client: AsyncModbusTcpClient | None = None
         self.waiting: dict[asyncio.Future[ModbusPDU], str] = {}
-        self.tasks: set[asyncio.Task[ModbusPDU]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.broken = False
         self.request_frame = b""
 
@@ -132,7 +132,7 @@ class ModbusSession:
         self.timeout_s = timeout_s
         self._on_lost = on_lost
         self._conn: _Connection | None = None
-        self._orphans: set[asyncio.Task[ModbusPDU]] = set()
+        self._orphans: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -243,16 +243,12 @@ class ModbusSession:
             raise self._error(ToolUnreachable, "not connected", request)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[ModbusPDU] = loop.create_future()
-        try:
-            task = asyncio.ensure_future(call(conn.client))
-        except ModbusException as exc:
-            error, drop = self._translate(exc, request)
-            if drop:
-                self._break(conn, type(error), error.message)
-            raise error from exc
-        conn.tasks.add(task)
         conn.waiting[answer] = request
-        task.add_done_callback(lambda done: self._finished(conn, answer, request, done))
+        # The pymodbus call runs in a task of its own, which hands its outcome to ``answer``:
+        # a caller cancelled while waiting cancels ``answer``, never the call.
+        task = loop.create_task(self._call(conn, answer, request, call))
+        conn.tasks.add(task)
+        task.add_done_callback(conn.tasks.discard)
         timer = loop.call_later(self.timeout_s, self._expire, conn, answer)
         try:
             return await answer
@@ -260,29 +256,28 @@ class ModbusSession:
             timer.cancel()
             conn.waiting.pop(answer, None)
 
-    def _finished(
+    async def _call(
         self,
         conn: _Connection,
         answer: asyncio.Future[ModbusPDU],
         request: str,
-        task: asyncio.Task[ModbusPDU],
+        call: Callable[[AsyncModbusTcpClient], Awaitable[ModbusPDU]],
     ) -> None:
-        conn.tasks.discard(task)
-        if task.cancelled():
-            return  # cancelled by _break, which failed the answer already
-        exc = task.exception()  # retrieved even when nobody waits any more
-        if answer.done():
-            return
-        if exc is None:
-            answer.set_result(task.result())
-            return
-        if not isinstance(exc, ModbusException | OSError | asyncio.TimeoutError):
-            answer.set_exception(exc)  # a bug, not a transport failure: show it as it is
-            return
-        error, drop = self._translate(exc, request)
-        answer.set_exception(error)
-        if drop:
-            self._break(conn, type(error), error.message)
+        assert conn.client is not None
+        try:
+            pdu = await call(conn.client)
+        except (TimeoutError, ModbusException, OSError) as exc:
+            error, drop = self._translate(exc, request)
+            if not answer.done():  # else nobody waits any more (a cancelled caller)
+                answer.set_exception(error)
+            if drop:
+                self._break(conn, type(error), error.message)
+        except Exception as exc:  # a bug, not a transport failure: show it as it is
+            if not answer.done():
+                answer.set_exception(exc)
+        else:
+            if not answer.done():
+                answer.set_result(pdu)
 
     def _expire(self, conn: _Connection, answer: asyncio.Future[ModbusPDU]) -> None:
         if not answer.done():
@@ -297,7 +292,7 @@ class ModbusSession:
             error = self._error(ToolUnreachable, f"connection failed: {exc}", request)
         elif isinstance(exc, ModbusIOException):
             error = self._error(ProtocolError, f"cannot read the answer: {exc}", request)
-        elif isinstance(exc, asyncio.TimeoutError):
+        elif isinstance(exc, TimeoutError):
             error = self._error(ToolTimeout, f"no answer within {self.timeout_s:g} s", request)
         elif isinstance(exc, ModbusException):
             error, drop = self._error(ProtocolError, str(exc), request), False

@@ -1,0 +1,186 @@
+"""Driver overhead: a tool's status read through our driver vs. the same read done bare.
+
+Run: ``.venv/bin/python bench/driver_overhead.py [--reads 2000] [--rounds 6]``
+
+For each transport, a simulator runs in another process (so that its work does not share
+this process's event loop), and this process reads the tool's status N times through our
+driver and N times with the transport library alone (same registers / nodes, same server),
+interleaved in rounds so that drift on a busy machine hits both alike. It prints, per read,
+the median and 99th percentile of the wall time, the CPU time of this process, and the ratio
+driver / bare (goal: 1.25 or less). Figures only: nothing here asserts on timings.
+
+Each transport is a function in ``BENCHMARKS`` returning a :class:`Comparison`; add one for
+another transport next to :func:`bench_modbus`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+
+import pymodbus
+from pymodbus.client import AsyncModbusTcpClient
+
+from drivers.config import ConnectionPolicy, ModbusEndpoint, ToolConfig
+from drivers.modbus.driver import ModbusDriver
+from drivers.modbus.regmap import packaged_map
+from drivers.model import EquipmentClass
+
+Read = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Series:
+    """Per-read wall times (ns) and the CPU time (ns) this process spent on them."""
+
+    label: str
+    wall_ns: list[int] = field(default_factory=list)
+    cpu_ns: int = 0
+
+    def median_us(self) -> float:
+        return statistics.median(self.wall_ns) / 1000
+
+    def p99_us(self) -> float:
+        ordered = sorted(self.wall_ns)
+        return ordered[min(len(ordered) - 1, round(0.99 * len(ordered)))] / 1000
+
+    def cpu_us(self) -> float:
+        return self.cpu_ns / len(self.wall_ns) / 1000
+
+
+@dataclass
+class Comparison:
+    transport: str
+    what: str
+    ours: Series
+    bare: Series
+
+    def print(self) -> None:
+        print(f"\n{self.transport}: {self.what}")
+        print(f"  {'':24} {'median µs':>10} {'p99 µs':>10} {'CPU µs':>10} {'reads':>7}")
+        for series in (self.ours, self.bare):
+            print(
+                f"  {series.label:24} {series.median_us():10.1f} {series.p99_us():10.1f} "
+                f"{series.cpu_us():10.1f} {len(series.wall_ns):7d}"
+            )
+        median = self.ours.median_us() / self.bare.median_us()
+        p99 = self.ours.p99_us() / self.bare.p99_us()
+        cpu = self.ours.cpu_us() / self.bare.cpu_us()
+        print(
+            f"  ratio ours / bare: median {median:.2f}, p99 {p99:.2f}, CPU {cpu:.2f} (goal: median 1.25 or less)"
+        )
+
+
+async def _measure(read: Read, series: Series, reads: int) -> None:
+    perf, cpu = time.perf_counter_ns, time.process_time_ns
+    cpu_before = cpu()
+    for _ in range(reads):
+        began = perf()
+        await read()
+        series.wall_ns.append(perf() - began)
+    series.cpu_ns += cpu() - cpu_before
+
+
+async def _compare(ours: Read, bare: Read, result: Comparison, reads: int, rounds: int) -> None:
+    for _ in range(max(1, reads // 10)):  # warm up both paths
+        await ours()
+        await bare()
+    for round_number in range(rounds):
+        pairs = [(ours, result.ours), (bare, result.bare)]
+        if round_number % 2:
+            pairs.reverse()
+        for read, series in pairs:
+            await _measure(read, series, reads)
+
+
+# -- Modbus TCP ------------------------------------------------------------------------------
+
+
+def _start_modbus_simulator(equipment_class: EquipmentClass) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulators.modbus_server",
+            equipment_class.value,
+            "--port",
+            "0",
+            "--time-scale",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # "<class> listening on 127.0.0.1:<port>"
+    if "listening on" not in line:
+        process.kill()
+        raise RuntimeError(f"the simulator did not start: {line!r}")
+    return process, int(line.rsplit(":", 1)[1])
+
+
+async def bench_modbus(reads: int, rounds: int) -> Comparison:
+    """ModbusDriver.status() vs. AsyncModbusTcpClient.read_input_registers of the same
+    status block, against one simulator process."""
+    equipment_class = EquipmentClass.MOLDER
+    block = packaged_map(equipment_class).status
+    process, port = _start_modbus_simulator(equipment_class)
+    # A long poll interval: the driver's own supervision stays out of the measurement.
+    policy = ConnectionPolicy(timeout_s=2.0, poll_interval_s=60.0)
+    config = ToolConfig(
+        id="BENCH-1",
+        equipment_class=equipment_class,
+        endpoint=ModbusEndpoint(host="127.0.0.1", port=port),
+        policy=policy,
+    )
+    driver = ModbusDriver(config)
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2.0, retries=0, reconnect_delay=0)
+    try:
+        await driver.start()
+        if not await client.connect():
+            raise RuntimeError("the bare client cannot connect")
+
+        async def bare() -> object:
+            return await client.read_input_registers(block.start, count=block.count, device_id=1)
+
+        result = Comparison(
+            "Modbus TCP",
+            f"status, one read of {block.count} input registers (pymodbus {pymodbus.__version__})",
+            Series("ModbusDriver.status()"),
+            Series("bare pymodbus read"),
+        )
+        await _compare(driver.status, bare, result, reads, rounds)
+        return result
+    finally:
+        client.close()
+        await driver.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+BENCHMARKS: list[Callable[[int, int], Coroutine[object, object, Comparison]]] = [bench_modbus]
+"""One function per transport; each starts its own simulator and cleans up."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reads", type=int, default=2000, help="reads per round and path")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds")
+    args = parser.parse_args(argv)
+    print(
+        f"driver overhead: {args.rounds} rounds x {args.reads} reads per path; "
+        f"Python {platform.python_version()} on {platform.machine()}"
+    )
+    for benchmark in BENCHMARKS:
+        asyncio.run(benchmark(args.reads, args.rounds)).print()
+
+
+if __name__ == "__main__":
+    main()
