@@ -545,6 +545,16 @@ class OpcUaToolServer:
         await asyncio.sleep(delay_s)
         server.iserver.max_connections = self._max_connections
 
+    def stall(self, stalled: bool = True) -> None:
+        """Stop (or resume) reading from every client connection open now: the sockets stay
+        open but no request is answered, like a hung gateway. New connections are served."""
+        server = self._require()
+        for transport in server.iserver.asyncio_transports:
+            if stalled:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
     def _require(self) -> Server:
         if self._server is None:
             raise RuntimeError("the OPC UA simulator is not running")

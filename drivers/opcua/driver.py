@@ -24,6 +24,7 @@ from drivers.config import OpcUaEndpoint, ToolConfig
 from drivers.errors import (
     CommandRefused,
     ConfigurationError,
+    DriverError,
     ProtocolError,
     RecipeMismatch,
     ToolAlarmed,
@@ -111,6 +112,14 @@ class _Resolved:
     event_filter: ua.EventFilter
 
 
+def _all_found(found: Sequence[tuple[ua.NodeId | None, str]], tool_id: str) -> list[ua.NodeId]:
+    missing = [problem for node, problem in found if node is None]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ProtocolError(missing[0] + more, tool_id=tool_id, request="resolve nodes")
+    return [node for node, _ in found if node is not None]
+
+
 class OpcUaDriver:
     """Controls one tool through an OPC UA server (see the module docstring).
 
@@ -135,6 +144,8 @@ class OpcUaDriver:
         self._resolved: _Resolved | None = None
         self._latest: dict[int, ua.DataValue] = {}
         self._bad_status: str | None = None
+        self._attach_error: Exception | None = None
+        self._offline_reason = "not connected yet"
         self._started = False
         self._closed = False
 
@@ -187,32 +198,42 @@ class OpcUaDriver:
     # -- SessionListener: called by the session ---------------------------------------------
 
     async def attach(self, link: Link) -> Sequence[ItemSpec]:
-        """Resolve the node map on a fresh connection (one TranslateBrowsePaths request for
-        the tool's nodes, one for the alarm event type)."""
+        """Resolve the node map on a fresh connection: one TranslateBrowsePaths request for
+        the tool's nodes (one more for the alarm event type), and a check of its class."""
         self._resolved = None
         self._latest.clear()
         tool_object = await self._resolve_from(
             link, _OBJECTS, [self._map.tool_object_for(self._object_name)], "tool object"
         )
-        node = tool_object[0]
+        node = _all_found(tool_object, self.tool_id)[0]
         signals = list(Signal)
         methods = list(Method)
         measured = tuple(self._spec.measured)
-        addresses = (
-            [self._map.signals[s] for s in signals]
-            + [self._map.methods[m] for m in methods]
-            + [self._map.measured(name) for name in measured]
-        )
-        ids = await self._resolve_from(link, node, addresses, "tool nodes")
+        addresses = [
+            a.for_object(self._object_name)
+            for a in (
+                [self._map.signals[s] for s in signals]
+                + [self._map.methods[m] for m in methods]
+                + [self._map.measured(name) for name in measured]
+            )
+        ]
+        found = await self._resolve_from(link, node, addresses, "tool nodes")
+        class_node = found[signals.index(Signal.EQUIPMENT_CLASS)][0]
+        if class_node is not None:
+            # A tool of another class lacks some nodes: say that, not which node is missing.
+            (reported,) = await link.read(_read_parameters([class_node]))
+            self._check_class(reported, "connect")
+        ids = _all_found(found, self.tool_id)
         by_signal = dict(zip(signals, ids[: len(signals)], strict=True))
         method_ids = dict(
             zip(methods, ids[len(signals) : len(signals) + len(methods)], strict=True)
         )
         measured_ids = ids[len(signals) + len(methods) :]
-        event_type = (
+        event_type = _all_found(
             await self._resolve_from(
                 link, _BASE_EVENT_TYPE, [self._map.alarm_event.event_type], "alarm event type"
-            )
+            ),
+            self.tool_id,
         )[0]
         resolved = _Resolved(
             tool_object=node,
@@ -225,6 +246,7 @@ class OpcUaDriver:
             event_filter=await self._event_filter(link, event_type),
         )
         self._resolved = resolved
+        self._attach_error = None
         items = [ItemSpec(by_signal[s], key) for key, s in enumerate(STATUS_SIGNALS)]
         items.append(ItemSpec(node, _EVENT_KEY, resolved.event_filter))
         return items
@@ -234,11 +256,14 @@ class OpcUaDriver:
 
     def attach_failed(self, error: Exception) -> None:
         self._resolved = None
+        self._attach_error = error
         self._hub.offline(str(error))
 
     def connection_lost(self, reason: str) -> None:
         self._resolved = None
         self._latest.clear()
+        self._attach_error = None
+        self._offline_reason = reason
         self._hub.offline(reason)
 
     def values_changed(self, changes: Sequence[tuple[int, ua.DataValue]]) -> None:
@@ -278,41 +303,56 @@ class OpcUaDriver:
 
     async def _resolve_from(
         self, link: Link, start: ua.NodeId, addresses: Sequence[Address], what: str
-    ) -> list[ua.NodeId]:
+    ) -> list[tuple[ua.NodeId | None, str]]:
+        """Each address's node id, or None with what went wrong."""
         paths: list[ua.BrowsePath] = []
         slots: list[int] = []
-        found: list[ua.NodeId | None] = []
+        found: list[tuple[ua.NodeId | None, str]] = []
         for address in addresses:
             if address.node_id is not None:
-                found.append(await self._node_id(link, address))
+                found.append((await self._node_id(link, address), ""))
                 continue
             names = [
                 ua.QualifiedName(q.name, await link.namespace_index(q.namespace_uri))
                 for q in address.browse_path
             ]
             slots.append(len(found))
-            found.append(None)
+            found.append((None, ""))
             paths.append(ua.BrowsePath(StartingNode=start, RelativePath=relative_path(names)))
-        if paths:
-            results = await link.translate(paths)
-            if len(results) != len(paths):
-                raise ProtocolError(
-                    f"{what}: asked for {len(paths)} paths, got {len(results)}",
-                    tool_id=self.tool_id,
-                    request="resolve nodes",
-                )
-            for slot, result, path in zip(slots, results, paths, strict=True):
-                if not result.StatusCode.is_good() or not result.Targets:
-                    text = "/".join(e.TargetName.Name for e in path.RelativePath.Elements)
-                    raise ProtocolError(
-                        f"{what}: {text} not found ({result.StatusCode.name}); "
-                        f"check the node map {self._map.path.name}",
-                        tool_id=self.tool_id,
-                        request="resolve nodes",
-                    )
+        if not paths:
+            return found
+        results = await link.translate(paths)
+        if len(results) != len(paths):
+            raise ProtocolError(
+                f"{what}: asked for {len(paths)} paths, got {len(results)}",
+                tool_id=self.tool_id,
+                request="resolve nodes",
+            )
+        for slot, result, path in zip(slots, results, paths, strict=True):
+            if result.StatusCode.is_good() and result.Targets:
                 target = result.Targets[0].TargetId
-                found[slot] = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
-        return [n for n in found if n is not None]
+                found[slot] = (
+                    ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType),
+                    "",
+                )
+            else:
+                text = "/".join(e.TargetName.Name for e in path.RelativePath.Elements)
+                found[slot] = (
+                    None,
+                    f"{what}: {text} not found ({result.StatusCode.name}); "
+                    f"check the node map {self._map.path.name}",
+                )
+        return found
+
+    def _check_class(self, reported: ua.DataValue, request: str) -> None:
+        name = self._decode(request, lambda: codec.as_str("equipment_class", reported))
+        if name != self.equipment_class.value:
+            raise ConfigurationError(
+                f"the tool says it is a {name}, the line configuration says "
+                f"{self.equipment_class.value}",
+                tool_id=self.tool_id,
+                request=request,
+            )
 
     async def _event_filter(self, link: Link, event_type: ua.NodeId) -> ua.EventFilter:
         """Select EventType, Time and the alarm fields; only events of the alarm type."""
@@ -346,12 +386,21 @@ class OpcUaDriver:
 
     def _nodes(self, request: str) -> tuple[EndpointSession, _Resolved]:
         session, resolved = self._session, self._resolved
-        if session is None or resolved is None:
-            reason = "driver not started" if not self._started else "not connected"
-            if self._closed:
-                reason = "driver closed"
-            raise ToolUnreachable(reason, tool_id=self.tool_id, request=request)
-        return session, resolved
+        if session is not None and resolved is not None:
+            return session, resolved
+        if isinstance(self._attach_error, ConfigurationError):
+            raise ConfigurationError(
+                self._attach_error.message, tool_id=self.tool_id, request=request
+            )
+        if self._closed:
+            reason = "the driver is closed"
+        elif not self._started:
+            reason = "the driver is not started"
+        elif self._attach_error is not None:
+            reason = f"the tool's nodes are not usable: {self._attach_error}"
+        else:
+            reason = f"not connected ({self._offline_reason})"
+        raise ToolUnreachable(reason, tool_id=self.tool_id, request=request)
 
     def _decode(self, request: str, decode: Callable[[], T]) -> T:
         try:
@@ -367,18 +416,11 @@ class OpcUaDriver:
 
     async def identify(self) -> ToolIdentity:
         _, values = await self._read("identify", lambda r: r.identity_read)
-        identity = self._decode(
+        self._check_class(values[0], "identify")
+        return self._decode(
             "identify",
             lambda: codec.decode_identity(self.tool_id, dict(zip(_IDENTITY, values, strict=True))),
         )
-        if identity.equipment_class is not self.equipment_class:
-            raise ConfigurationError(
-                f"the tool says it is a {identity.equipment_class}, the line configuration "
-                f"says {self.equipment_class}",
-                tool_id=self.tool_id,
-                request="identify",
-            )
-        return identity
 
     async def status(self) -> ToolStatus:
         _, values = await self._read("status", lambda r: r.status_read)
@@ -425,7 +467,10 @@ class OpcUaDriver:
         )
         if code == RefusalCode.WRONG_STATE:
             # A tool in ALARM refuses for that reason: say so, with the alarm.
-            status = await self.status()
+            try:
+                status = await self.status()
+            except DriverError:
+                raise refused from None
             if status.state is ProcessState.ALARM and status.alarm is not None:
                 raise ToolAlarmed(status.alarm, tool_id=self.tool_id, request=request) from refused
         raise refused

@@ -321,7 +321,7 @@ def parse_node_map(path: Path | str, text: str | None = None) -> NodeMap:
         spec = validate(doc, _NodeMapSpec)
         return _Builder(doc, spec).build(path)
     except DataFileError as exc:
-        raise ConfigurationError(str(exc), request="load node map") from exc
+        raise ConfigurationError(str(exc)) from exc
 
 
 @cache

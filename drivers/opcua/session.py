@@ -164,6 +164,8 @@ class Link(Protocol):
 
     async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]: ...
 
+    async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]: ...
+
 
 class SessionListener(Protocol):
     """What a driver plugs into an :class:`EndpointSession` (called in the session's task)."""
@@ -235,6 +237,14 @@ class _Connection:
             results = await self.client.uaclient.translate_browsepaths_to_nodeids(list(paths))
         except Exception as exc:
             raise translate_error(exc, tool_id=None, request="translate browse paths") from exc
+        self.last_heard = time.monotonic()
+        return results
+
+    async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
+        try:
+            results = await self.client.uaclient.read(params)
+        except Exception as exc:
+            raise translate_error(exc, tool_id=None, request="read") from exc
         self.last_heard = time.monotonic()
         return results
 

@@ -1,0 +1,59 @@
+"""Builds the driver for each tool of the line from its configuration.
+
+One :class:`DriverFactory` per controller process: it owns the OPC UA session pool, so that the
+drivers of tools behind the same OPC UA server (a gateway) share one session; Modbus drivers own
+their connections. Nothing is connected before a driver's ``start()``; :meth:`aclose` closes
+whatever sessions are still open (after the drivers are closed). The transports are imported
+when first needed, so a line without Modbus tools never loads pymodbus, and the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
+from drivers.errors import ConfigurationError
+from drivers.interface import ToolDriver
+
+if TYPE_CHECKING:
+    from drivers.opcua.session import OpcUaSessionPool
+
+
+class DriverFactory:
+    """``create(config)`` gives a started-on-demand :class:`ToolDriver` for any transport."""
+
+    def __init__(self) -> None:
+        self._opcua: OpcUaSessionPool | None = None
+        self._closed = False
+
+    @property
+    def opcua_sessions(self) -> OpcUaSessionPool | None:
+        """The shared OPC UA session pool (None until the first OPC UA driver)."""
+        return self._opcua
+
+    def create(self, config: ToolConfig) -> ToolDriver:
+        if self._closed:
+            raise ConfigurationError("the driver factory is closed", tool_id=config.id)
+        endpoint = config.endpoint
+        if isinstance(endpoint, OpcUaEndpoint):
+            from drivers.opcua.driver import OpcUaDriver
+            from drivers.opcua.session import OpcUaSessionPool
+
+            if self._opcua is None:
+                self._opcua = OpcUaSessionPool()
+            return OpcUaDriver(config, self._opcua)
+        if isinstance(endpoint, ModbusEndpoint):
+            from drivers.modbus.driver import ModbusDriver
+
+            return ModbusDriver(config)
+        raise ConfigurationError(  # pragma: no cover - the config model admits no other
+            f"no driver for transport {endpoint.transport!r}", tool_id=config.id
+        )
+
+    async def aclose(self) -> None:
+        """Close the shared OPC UA sessions. Idempotent. Close the drivers first: a session
+        still used by a driver is closed under it."""
+        self._closed = True
+        pool, self._opcua = self._opcua, None
+        if pool is not None:
+            await pool.aclose()
