@@ -9,8 +9,8 @@ interleaved in rounds so that drift on a busy machine hits both alike. It prints
 the median and 99th percentile of the wall time, the CPU time of this process, and the ratio
 driver / bare (goal: 1.25 or less). Figures only: nothing here asserts on timings.
 
-Each transport is a function in ``BENCHMARKS`` returning a :class:`Comparison`; add one for
-another transport next to :func:`bench_modbus`.
+Each transport is a function in ``BENCHMARKS`` returning a :class:`Comparison`
+(:func:`bench_modbus`, :func:`bench_opcua`); add one for another transport next to them.
 """
 
 from __future__ import annotations
@@ -165,7 +165,96 @@ async def bench_modbus(reads: int, rounds: int) -> Comparison:
         process.wait(timeout=10)
 
 
-BENCHMARKS: list[Callable[[int, int], Coroutine[object, object, Comparison]]] = [bench_modbus]
+# -- OPC UA ----------------------------------------------------------------------------------
+
+
+def _start_opcua_simulator(equipment_class: EquipmentClass) -> tuple[subprocess.Popen[str], str]:
+    """``python -m simulators.opcua_server``; returns the process and its endpoint URL."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulators.opcua_server",
+            equipment_class.value,
+            "--port",
+            "0",
+            "--time-scale",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # "listening on opc.tcp://127.0.0.1:<port> (...)"
+    if "listening on" not in line:
+        process.kill()
+        raise RuntimeError(f"the simulator did not start: {line!r}")
+    print(f"  OPC UA simulator {line.strip()}")
+    return process, line.split()[2]
+
+
+async def bench_opcua(reads: int, rounds: int) -> Comparison:
+    """OpcUaDriver.status() vs. a bare asyncua Client reading the same status nodes with one
+    Read request (``Client.read_values``), against one simulator process."""
+    import asyncua
+    from asyncua.client.client import Client
+
+    from drivers.config import OpcUaEndpoint
+    from drivers.opcua import OpcUaDriver, OpcUaSessionPool
+    from drivers.opcua.nodemap import STATUS_SIGNALS, load_node_map
+
+    equipment_class = EquipmentClass.MOLDER
+    process, url = _start_opcua_simulator(equipment_class)
+    tool_id = f"{equipment_class.value.upper()}-1"
+    # The default publishing interval (0.2 s): the driver's subscription and keep-alives run
+    # during the measurement, as they would on the line (the tool is idle: keep-alives only).
+    policy = ConnectionPolicy(timeout_s=2.0)
+    config = ToolConfig(
+        id=tool_id, equipment_class=equipment_class, endpoint=OpcUaEndpoint(url=url), policy=policy
+    )
+    sessions = OpcUaSessionPool()
+    driver = OpcUaDriver(config, sessions)
+    client = Client(url, timeout=2.0)
+    try:
+        await driver.start()
+        if not driver.connected:
+            raise RuntimeError("the driver did not connect")
+        await client.connect()
+        # The same nodes, found by the bare client itself through the packaged node map.
+        node_map = load_node_map()
+        namespace = await client.get_namespace_index(node_map.namespaces["pk"])
+        tool = await client.nodes.objects.get_child(
+            [f"{namespace}:Tools", f"{namespace}:{tool_id}"]
+        )
+        nodes = [
+            await tool.get_child([f"{namespace}:{q.name}" for q in node_map.signals[s].browse_path])
+            for s in STATUS_SIGNALS
+        ]
+
+        async def bare() -> object:
+            return await client.read_values(nodes)
+
+        result = Comparison(
+            "OPC UA",
+            f"status, one Read of {len(nodes)} values (asyncua {asyncua.__version__}, "
+            "server in another process)",
+            Series("OpcUaDriver.status()"),
+            Series("bare asyncua Read"),
+        )
+        await _compare(driver.status, bare, result, reads, rounds)
+        return result
+    finally:
+        await client.disconnect()
+        await driver.close()
+        await sessions.aclose()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+BENCHMARKS: list[Callable[[int, int], Coroutine[object, object, Comparison]]] = [
+    bench_modbus,
+    bench_opcua,
+]
 """One function per transport; each starts its own simulator and cleans up."""
 
 

@@ -30,12 +30,14 @@ once per process and copied for each server (~0.2 s).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import copy
 import dataclasses
 import datetime
 import json
+import signal
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -55,8 +57,18 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
-from drivers.model import Alarm, Job, Mode, Recipe, RecipeValue, RefusalCode, SiteMap, ToolStatus
-from simulators.engine import Refused, VirtualTool
+from drivers.model import (
+    Alarm,
+    EquipmentClass,
+    Job,
+    Mode,
+    Recipe,
+    RecipeValue,
+    RefusalCode,
+    SiteMap,
+    ToolStatus,
+)
+from simulators.engine import Refused, SimulationSettings, VirtualTool
 
 NAMESPACE_URI = "urn:pkgline:equipment"
 APPLICATION_URI = "urn:pkgline:simulator"
@@ -723,3 +735,68 @@ class OpcUaToolServer:
         data = ua.DataValue(value)
         server.set_attribute_value_callback(node_id, lambda _node, _attr: data)
         entry.written.pop(path, None)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+async def serve(
+    tools: Sequence[VirtualTool],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 4840,
+    ready: Callable[[OpcUaToolServer], None] | None = None,
+) -> None:
+    """Serve ``tools`` until cancelled or sent SIGTERM/SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with OpcUaToolServer(tools, host=host, port=port) as server:
+        if ready is not None:
+            ready(server)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve simulated tools over OPC UA (a gateway).")
+    parser.add_argument(
+        "equipment_classes",
+        nargs="*",
+        choices=[c.value for c in EquipmentClass],
+        help="one tool per class named (default: every class)",
+        metavar="CLASS",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4840)
+    parser.add_argument("--per-class", type=int, default=1, help="tools of each class")
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--reject-rate", type=float, default=0.0)
+    parser.add_argument("--alarm-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    classes = [EquipmentClass(c) for c in args.equipment_classes] or list(EquipmentClass)
+    tools = [
+        VirtualTool(
+            f"{cls.value.upper().replace('_', '-')}-{n}",
+            cls,
+            SimulationSettings(args.time_scale, args.reject_rate, args.alarm_rate, args.seed),
+        )
+        for cls in classes
+        for n in range(1, args.per_class + 1)
+    ]
+
+    def ready(server: OpcUaToolServer) -> None:
+        print(
+            f"listening on {server.url} ({len(tools)} tools; started in "
+            f"{server.startup_s or 0:.3f} s)",
+            flush=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(tools, host=args.host, port=args.port, ready=ready))
+
+
+if __name__ == "__main__":
+    main()
