@@ -28,6 +28,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
+import structlog
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -53,6 +54,8 @@ from drivers.model import (
     ToolStatus,
 )
 from simulators.engine import ALARM_JOB_FAULT, Refused, SimulationSettings, VirtualTool
+
+log = structlog.get_logger("pkgline.simulators")
 
 _READ_INPUT = 4
 _WRITES = frozenset({6, 16})
@@ -175,7 +178,10 @@ class ModbusToolServer:
     async def _listen_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         self._relisten = None
-        await self._listen()
+        try:
+            await self._listen()
+        except OSError as exc:  # the port was taken meanwhile: the tool stays away
+            log.warning("simulator cannot listen again", tool_id=self.tool.tool_id, error=str(exc))
 
     def inject_alarm(self, alarm: Alarm = ALARM_JOB_FAULT) -> None:
         """Raise an alarm on the tool now (see :meth:`VirtualTool.inject_alarm`)."""
