@@ -53,7 +53,6 @@ from asyncua.server.address_space import (
 from asyncua.server.event_generator import EventGenerator
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.server import Server
-from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 
@@ -278,6 +277,34 @@ def _argument(name: str, vtype: ua.VariantType, description: str) -> ua.Argument
         ValueRank=-1,
         ArrayDimensions=[],
         Description=ua.LocalizedText(description),
+    )
+
+
+def _variable_item(
+    parent: ua.NodeId,
+    node_id: ua.NodeId,
+    name: ua.QualifiedName,
+    value: ua.Variant,
+    description: str,
+) -> ua.AddNodesItem:
+    """A read-only scalar BaseDataVariable, as asyncua's add_variable makes, with a description."""
+    attributes = ua.VariableAttributes(
+        DisplayName=ua.LocalizedText(name.Name),
+        Description=ua.LocalizedText(description or name.Name),
+        Value=value,
+        DataType=_node_id(value.VariantType.value),
+        ValueRank=ua.ValueRank.Scalar,
+        AccessLevel=ua.AccessLevel.CurrentRead.mask,
+        UserAccessLevel=ua.AccessLevel.CurrentRead.mask,
+    )
+    return ua.AddNodesItem(
+        ParentNodeId=parent,
+        ReferenceTypeId=_node_id(ObjectIds.HasComponent),
+        RequestedNewNodeId=node_id,
+        BrowseName=name,
+        NodeClass=ua.NodeClass.Variable,
+        NodeAttributes=attributes,
+        TypeDefinition=_node_id(ObjectIds.BaseDataVariableType),
     )
 
 
@@ -616,18 +643,22 @@ class OpcUaToolServer:
             "Identification/SoftwareVersion": identity.software_version,
         }
         variables: dict[str, tuple[ua.NodeId, ua.VariantType]] = {}
+        items = []
         for path, vtype, description in declared:
             head, _, name = path.rpartition("/")
-            node = await parents[head].add_variable(
-                _node_id(f"{tid}/{path}", ns),
-                ua.QualifiedName(name, ns),
-                initial[path],
-                varianttype=vtype,
+            variables[path] = (_node_id(f"{tid}/{path}", ns), vtype)
+            items.append(
+                _variable_item(
+                    parents[head].nodeid,
+                    variables[path][0],
+                    ua.QualifiedName(name, ns),
+                    ua.Variant(initial[path], vtype),
+                    description,
+                )
             )
-            await node.write_attribute(
-                AttributeIds.Description, ua.DataValue(ua.Variant(ua.LocalizedText(description)))
-            )
-            variables[path] = (node.nodeid, vtype)
+        # One AddNodes call for the tool's variables (asyncua's add_variable is one per node).
+        for result in await server.iserver.isession.add_nodes(items):
+            result.StatusCode.check()
         for method, inputs in METHODS.items():
             await obj.add_method(
                 _node_id(f"{tid}/{method}", ns),
@@ -761,11 +792,11 @@ async def serve(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve simulated tools over OPC UA (a gateway).")
+    names = [c.value for c in EquipmentClass]
     parser.add_argument(
         "equipment_classes",
         nargs="*",
-        choices=[c.value for c in EquipmentClass],
-        help="one tool per class named (default: every class)",
+        help=f"classes to serve (default: all): {', '.join(names)}",
         metavar="CLASS",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -776,6 +807,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--alarm-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.equipment_classes) - set(names))
+    if unknown:
+        parser.error(
+            f"unknown equipment class {', '.join(unknown)}; choose from {', '.join(names)}"
+        )
     classes = [EquipmentClass(c) for c in args.equipment_classes] or list(EquipmentClass)
     tools = [
         VirtualTool(

@@ -194,6 +194,16 @@ class SessionListener(Protocol):
     def connection_lost(self, reason: str) -> None: ...
 
 
+def _path_key(path: ua.BrowsePath) -> tuple[object, ...]:
+    return (
+        path.StartingNode.to_string(),
+        *(
+            (e.ReferenceTypeId.to_string(), bool(e.IsInverse), e.TargetName.to_string())
+            for e in path.RelativePath.Elements
+        ),
+    )
+
+
 @dataclass(eq=False, slots=True)
 class _Connection:
     """One connected Client with its subscription; replaced wholesale on reconnect."""
@@ -206,6 +216,8 @@ class _Connection:
     namespaces: list[str] | None = None
     last_heard: float = field(default_factory=time.monotonic)
     lost_reason: str | None = None
+    _namespace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _translated: dict[tuple[object, ...], ua.BrowsePathResult] = field(default_factory=dict)
 
     def lose(self, reason: str) -> None:
         if self.lost_reason is None:
@@ -214,16 +226,19 @@ class _Connection:
             self.client.uaclient.notify_transport_lost()
 
     async def namespace_index(self, uri: str) -> int:
-        if self.namespaces is None:
-            node = self.client.get_node(node_id(ObjectIds.Server_NamespaceArray))
-            try:
-                value = await node.read_value()
-            except Exception as exc:
-                raise translate_error(exc, tool_id=None, request="read NamespaceArray") from exc
-            if not isinstance(value, list):
-                raise ProtocolError(f"NamespaceArray is not a list: {value!r}")
-            self.namespaces = [str(v) for v in value]
-            self.last_heard = time.monotonic()
+        """The index of ``uri`` on this connection (NamespaceArray is read once, however many
+        tools resolve their nodes at the same time)."""
+        async with self._namespace_lock:
+            if self.namespaces is None:
+                node = self.client.get_node(node_id(ObjectIds.Server_NamespaceArray))
+                try:
+                    value = await node.read_value()
+                except Exception as exc:
+                    raise translate_error(exc, tool_id=None, request="read NamespaceArray") from exc
+                if not isinstance(value, list):
+                    raise ProtocolError(f"NamespaceArray is not a list: {value!r}")
+                self.namespaces = [str(v) for v in value]
+                self.last_heard = time.monotonic()
         try:
             return self.namespaces.index(uri)
         except ValueError:
@@ -233,12 +248,27 @@ class _Connection:
             ) from None
 
     async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]:
-        try:
-            results = await self.client.uaclient.translate_browsepaths_to_nodeids(list(paths))
-        except Exception as exc:
-            raise translate_error(exc, tool_id=None, request="translate browse paths") from exc
-        self.last_heard = time.monotonic()
-        return results
+        """TranslateBrowsePathsToNodeIds, in one request. A path found once is not asked for
+        again on this connection (every tool of a gateway resolves the same alarm event type)."""
+        keys = [_path_key(p) for p in paths]
+        missing = [(k, p) for k, p in zip(keys, paths, strict=True) if k not in self._translated]
+        if missing:
+            try:
+                results = await self.client.uaclient.translate_browsepaths_to_nodeids(
+                    [p for _, p in missing]
+                )
+            except Exception as exc:
+                raise translate_error(exc, tool_id=None, request="translate browse paths") from exc
+            self.last_heard = time.monotonic()
+            if len(results) != len(missing):
+                raise ProtocolError(f"asked for {len(missing)} paths, got {len(results)}")
+            found = {k: r for (k, _), r in zip(missing, results, strict=True)}
+            for key, result in found.items():
+                if result.StatusCode.is_good():
+                    self._translated[key] = result
+        else:
+            found = {}
+        return [self._translated.get(k) or found[k] for k in keys]
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         try:
