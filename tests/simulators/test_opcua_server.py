@@ -19,13 +19,8 @@ from asyncua.ua.uaerrors import BadArgumentsMissing, BadInvalidArgument
 
 from drivers.model import Alarm, AlarmSeverity, EquipmentClass, Mode, ProcessState, RefusalCode
 from simulators.engine import SimulationSettings, VirtualTool
-from simulators.opcua_server import (
-    ALARM_EVENT_FIELDS,
-    METHODS,
-    NAMESPACE_URI,
-    VARIABLES,
-    OpcUaToolServer,
-)
+from simulators.opcua_model import ALARM_EVENT_FIELDS, METHODS, NAMESPACE_URI, VARIABLES
+from simulators.opcua_server import OpcUaToolServer
 
 V = ua.VariantType
 _MEASURED = {"float": V.Double, "int": V.Int32, "enum": V.String}

@@ -19,7 +19,8 @@ from drivers.opcua.nodemap import (
     load_node_map,
     parse_node_map,
 )
-from simulators.opcua_server import NAMESPACE_URI, OpcUaToolServer
+from simulators.opcua_model import NAMESPACE_URI
+from simulators.opcua_server import OpcUaToolServer
 
 from .conftest import DriverMaker, full_recipe, wait_for_state
 
