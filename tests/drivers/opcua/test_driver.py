@@ -245,13 +245,15 @@ async def test_results_are_kept_until_acknowledged_even_across_a_controller_rest
 async def test_a_new_event_stream_starts_with_the_connection_and_the_current_status(
     driver: OpcUaDriver, tool: VirtualTool, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
+    async with event_stream(driver) as events:
+        await driver.load_recipe(full_recipe(equipment_class))
+        ready = await next_status(events, ProcessState.READY)
     async with event_stream(driver) as events:
         first = await next_event(events, ConnectionRestored)
         assert first.tool_id == driver.tool_id
         current = await next_event(events, StatusChanged)
         assert isinstance(current, StatusChanged)
-        assert current.status == await driver.status()
+        assert current.status == ready == await driver.status()
         tool.set_mode(Mode.ENGINEERING)
         changed = await next_event(events, StatusChanged)
         assert isinstance(changed, StatusChanged)
