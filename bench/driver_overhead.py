@@ -215,6 +215,7 @@ async def bench_opcua(reads: int, rounds: int) -> Comparison:
     sessions = OpcUaSessionPool()
     driver = OpcUaDriver(config, sessions)
     client = Client(url, timeout=2.0)
+    client.session_timeout = 30_000  # as the driver asks (the server would cut 1 h to 10 min)
     try:
         await driver.start()
         if not driver.connected:
