@@ -349,7 +349,10 @@ class EndpointSession:
             conn = self._conn
             if conn is not None and conn.lost_reason is None:
                 if listener not in conn.items:
-                    await self._attach(conn, [listener])
+                    try:
+                        await self._attach(conn, [listener])
+                    except DriverError as exc:  # the connection failed meanwhile
+                        listener.attach_failed(exc)
                 return
         listener.connection_lost(self._last_reason)
 
@@ -546,7 +549,10 @@ class EndpointSession:
                 TimestampsToReturn=ua.TimestampsToReturn.Neither,
                 ItemsToCreate=chunk,
             )
-            results = await conn.client.uaclient.create_monitored_items(params)
+            try:
+                results = await conn.client.uaclient.create_monitored_items(params)
+            except Exception as exc:
+                raise translate_error(exc, tool_id=None, request="subscribe") from exc
             conn.last_heard = time.monotonic()
             for offset, result in enumerate(results):
                 owner = owners[start + offset]
