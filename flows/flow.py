@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from flows.automaton import compile_expression
@@ -104,48 +105,27 @@ class Flow:
 
     # --- order ---------------------------------------------------------------------------
 
-    def _counts(self, params: Values) -> dict[str, int]:
+    def _counts(self, params: Values) -> tuple[tuple[str, int], ...]:
+        """The repeat counts the lot parameters give, as a hashable key."""
         result: dict[str, int] = {}
-        for count in counts(self.expression):
-            if count.param is None or count.param in result:
-                continue
-            value = params.get(count.param, self.lot_params[count.param].default)
+        for name in _count_params(self):
+            value = params.get(name, self.lot_params[name].default)
             if isinstance(value, float) and value.is_integer():
                 value = int(value)  # e.g. a count stored as JSON by another program
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(
-                    f"{self.name}: lot parameter {count.param} must be a whole number, "
-                    f"not {value!r}"
+                    f"{self.name}: lot parameter {name} must be a whole number, not {value!r}"
                 )
-            result[count.param] = value
-        return result
+            result[name] = value
+        return tuple(sorted(result.items()))
 
     def position(self, path: Sequence[str], params: Values) -> Position:
         """Where a lot stands after completing the steps of ``path`` (its effective route).
 
-        Raises PathError at the first step the flow does not accept there.
+        Raises PathError at the first step the flow does not accept there. Positions are
+        remembered per (repeat counts, path): every lot move asks for one.
         """
-        automaton = compile_expression(self.expression, self._counts(params))
-        state: frozenset[int] | None = None
-        for index, code in enumerate(path):
-            after = path[index - 1] if index else None
-            taken = automaton.step(state, code)
-            if not taken:
-                allowed = automaton.allowed(state)
-                reason = None
-                if code not in self.steps:
-                    listing = ", ".join(sorted(allowed)) or "nothing (the flow is complete)"
-                    reason = f"not a step of flow {self.name}; allowed there: {listing}"
-                raise PathError(self.name, index, code, after, allowed, reason)
-            state = taken
-        layer_numbers = [automaton.layers[p] for p in state or ()]
-        layers_here = [n for n in layer_numbers if n is not None]
-        return Position(
-            next_steps=automaton.allowed(state),
-            complete=automaton.accepts_end(state),
-            layer=min(layers_here) if layers_here and self.has_layers else None,
-            layers=automaton.layer_count if self.has_layers else None,
-        )
+        return _position(self, self._counts(params), tuple(path))
 
     # --- limits --------------------------------------------------------------------------
 
@@ -188,3 +168,34 @@ class FlowLibrary:
         if flow is None:
             raise UnknownFlow(name, self.flows)
         return flow
+
+
+@lru_cache(maxsize=64)
+def _count_params(flow: Flow) -> tuple[str, ...]:
+    """The lot parameters the flow's repeat counts use, once per flow."""
+    return tuple(dict.fromkeys(c.param for c in counts(flow.expression) if c.param is not None))
+
+
+@lru_cache(maxsize=16384)
+def _position(flow: Flow, count_key: tuple[tuple[str, int], ...], path: tuple[str, ...]) -> Position:
+    automaton = compile_expression(flow.expression, dict(count_key))
+    state: frozenset[int] | None = None
+    for index, code in enumerate(path):
+        after = path[index - 1] if index else None
+        taken = automaton.step(state, code)
+        if not taken:
+            allowed = automaton.allowed(state)
+            reason = None
+            if code not in flow.steps:
+                listing = ", ".join(sorted(allowed)) or "nothing (the flow is complete)"
+                reason = f"not a step of flow {flow.name}; allowed there: {listing}"
+            raise PathError(flow.name, index, code, after, allowed, reason)
+        state = taken
+    layer_numbers = [automaton.layers[p] for p in state or ()]
+    layers_here = [n for n in layer_numbers if n is not None]
+    return Position(
+        next_steps=automaton.allowed(state),
+        complete=automaton.accepts_end(state),
+        layer=min(layers_here) if layers_here and flow.has_layers else None,
+        layers=automaton.layer_count if flow.has_layers else None,
+    )
