@@ -85,7 +85,10 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 def create_engine(url: str | URL, *, pool_size: int = 5, echo: bool = False) -> AsyncEngine:
     """An async engine for ``url`` with pkgline's durability settings."""
     target = async_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # No rollback on return to the pool: every unit of work ends its transaction itself, and
+    # Connection.close() rolls back one left open. The reset would cost a round trip per
+    # transaction (a thread hop on SQLite).
+    kwargs: dict[str, Any] = {"echo": echo, "pool_reset_on_return": None}
     if target.get_backend_name() == "sqlite":
         assert target.database is not None
         Path(target.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

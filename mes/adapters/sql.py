@@ -1,6 +1,8 @@
-"""The lot repository and unit of work on SQLAlchemy Core (async), for SQLite and PostgreSQL.
+"""The lot repository and unit of work for SQLite and PostgreSQL.
 
-Lots are read with their carriers in one query and written with an optimistic version check:
+Every statement is SQLAlchemy Core, built once and compiled once per dialect; a unit of work
+runs them on the pooled driver connection (:mod:`mes.adapters.driver`). Lots are read with
+their carriers in one query and written with an optimistic version check:
 ``UPDATE lots ... WHERE id = :id AND version = :expected``. When another transaction moved the
 lot first, no row matches and the change is refused with ConcurrentUpdate. Every history entry
 is mirrored by an outbox row in the same transaction.
@@ -9,15 +11,36 @@ is mirrored by an outbox row in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ClauseElement
 
-from mes.adapters.database import READONLY
+from mes.adapters.driver import (
+    CompiledStatement,
+    DatabaseUnavailable,
+    DriverSession,
+    IntegrityViolation,
+    session_for,
+)
 from mes.adapters.tables import carriers, lot_history, lots, outbox, site_rejects
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
@@ -85,8 +108,7 @@ def _lot_values(lot: Lot) -> dict[str, Any]:
     }
 
 
-def _lot_from_row(row: Row[Any], carrier_ids: tuple[str, ...]) -> Lot:
-    m = row._mapping
+def _lot_from_row(m: Mapping[str, Any], carrier_ids: tuple[str, ...]) -> Lot:
     running = m["running"]
     hold = m["hold"]
     return Lot(
@@ -131,8 +153,7 @@ def _lot_from_row(row: Row[Any], carrier_ids: tuple[str, ...]) -> Lot:
     )
 
 
-def _entry_from_row(row: Row[Any]) -> HistoryEntry:
-    m = row._mapping
+def _entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
     return HistoryEntry(
         lot_id=m["lot_id"],
         operation=Operation(m["operation"]),
@@ -149,110 +170,218 @@ def _entry_from_row(row: Row[Any]) -> HistoryEntry:
 
 
 _LOT_COLUMNS = (*lots.c, carriers.c.id.label("carrier_id"))
+_LOT_WITH_CARRIERS = lots.outerjoin(carriers, carriers.c.lot_id == lots.c.id)
+_LOT_KEYS = [c.name for c in lots.c]
+_HISTORY_KEYS = [c.name for c in lot_history.c if c.name != "seq"]
+_OUTBOX_KEYS = ["lot_id", "kind", "payload", "created_at"]
+_CARRIER_KEYS = [c.name for c in carriers.c]
+_REJECT_KEYS = [c.name for c in site_rejects.c if c.name != "id"]
+
+
+class Statements:
+    """The lot store's statements, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+
+        def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
+            return CompiledStatement.compile(statement, dialect, keys)
+
+        self.get_lot = c(
+            select(*_LOT_COLUMNS)
+            .select_from(_LOT_WITH_CARRIERS)
+            .where(lots.c.id == bindparam("lot_id"))
+            .order_by(carriers.c.position)
+        )
+        self.carriers = c(
+            select(carriers)
+            .where(carriers.c.lot_id == bindparam("lot_id"))
+            .order_by(carriers.c.position)
+        )
+        self.rejects = c(
+            select(site_rejects)
+            .join(carriers, carriers.c.id == site_rejects.c.carrier_id)
+            .where(carriers.c.lot_id == bindparam("lot_id"))
+            .order_by(site_rejects.c.id)
+        )
+        history = select(lot_history).where(lot_history.c.lot_id == bindparam("lot_id"))
+        self.history = c(history.order_by(lot_history.c.seq))
+        self.history_before = c(
+            history.where(lot_history.c.seq < bindparam("before_seq")).order_by(lot_history.c.seq)
+        )
+        self.children = c(
+            select(lots.c.id)
+            .where(lots.c.parent_id == bindparam("lot_id"))
+            .order_by(lots.c.created_at)
+        )
+        self.insert_lot = c(insert(lots), _LOT_KEYS)
+        self.update_lot = c(
+            update(lots)
+            .where(lots.c.id == bindparam("b_id"), lots.c.version == bindparam("b_expected"))
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in lots.c
+                    if col.name != "id"
+                }
+            )
+            .returning(lots.c.id)
+        )
+        self.insert_carrier = c(insert(carriers), _CARRIER_KEYS)
+        self.move_carrier = c(
+            update(carriers)
+            .where(carriers.c.id == bindparam("b_id"))
+            .values(lot_id=bindparam("v_lot_id"), position=bindparam("v_position"))
+        )
+        self.insert_reject = c(insert(site_rejects), _REJECT_KEYS)
+        self.insert_history = c(insert(lot_history).returning(lot_history.c.seq), _HISTORY_KEYS)
+        self.insert_outbox = c(insert(outbox), _OUTBOX_KEYS)
+        self.move_in_one = c(_move_in_one_statement()) if dialect.name == "postgresql" else None
+        self._find: dict[tuple[int, bool], CompiledStatement] = {}
+
+    def find(self, states: int, by_flow: bool) -> CompiledStatement:
+        """Lot ids by state (``states`` of them, bound as s0, s1, ...) and flow, most urgent
+        first, at most ``limit``."""
+        key = (states, by_flow)
+        if key not in self._find:
+            query = select(lots.c.id)
+            if states:
+                query = query.where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
+            if by_flow:
+                query = query.where(lots.c.flow == bindparam("flow"))
+            query = query.order_by(lots.c.priority, lots.c.created_at, lots.c.id)
+            self._find[key] = CompiledStatement.compile(
+                query.limit(bindparam("limit", type_=Integer)), self.dialect
+            )
+        return self._find[key]
+
+
+def _move_in_one_statement() -> ClauseElement:
+    """PostgreSQL: update the lot (version-checked), append its history row and its outbox
+    row in one statement. The inserts select from the update's RETURNING, so when the version
+    check fails nothing at all is written and no row comes back. One round trip instead of
+    three on every move."""
+    moved = (
+        update(lots)
+        .where(lots.c.id == bindparam("b_id"), lots.c.version == bindparam("b_expected"))
+        .values(
+            {col: bindparam(f"v_{col.name}", type_=col.type) for col in lots.c if col.name != "id"}
+        )
+        .returning(lots.c.id)
+        .cte("moved")
+    )
+    history_columns = [col for col in lot_history.c if col.name != "seq"]
+    recorded = (
+        insert(lot_history)
+        .from_select(
+            [col.name for col in history_columns],
+            select(
+                *[bindparam(f"h_{col.name}", type_=col.type) for col in history_columns]
+            ).select_from(moved),
+        )
+        .returning(lot_history.c.seq)
+        .cte("recorded")
+    )
+    # The outbox payload is the history entry, sequence number included.
+    payload = func.jsonb_set(
+        bindparam("o_payload", type_=JSONB),
+        literal("{seq}", type_=Text).cast(ARRAY(Text)),
+        func.to_jsonb(recorded.c.seq),
+    )
+    return (
+        insert(outbox)
+        .from_select(
+            ["lot_id", "kind", "payload", "created_at"],
+            select(
+                bindparam("o_lot_id", type_=outbox.c.lot_id.type),
+                bindparam("o_kind", type_=outbox.c.kind.type),
+                payload,
+                bindparam("o_created_at", type_=outbox.c.created_at.type),
+            ).select_from(recorded),
+        )
+        .returning(cast(outbox.c.payload["seq"].as_string(), BigInteger).label("seq"))
+    )
+
+
+def _group_lots(rows: Sequence[Mapping[str, Any]]) -> dict[str, Lot]:
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["id"], []).append(row)
+    return {
+        lot_id: _lot_from_row(
+            group[0], tuple(r["carrier_id"] for r in group if r["carrier_id"] is not None)
+        )
+        for lot_id, group in grouped.items()
+    }
 
 
 class SqlLotRepository:
-    """:class:`mes.ports.LotRepository` on one open connection (inside a transaction)."""
+    """:class:`mes.ports.LotRepository` on one driver session (inside a transaction)."""
 
-    def __init__(self, conn: AsyncConnection):
-        self._conn = conn
+    def __init__(self, session: DriverSession, statements: Statements):
+        self._db = session
+        self._sql = statements
 
     async def get(self, lot_id: str) -> Lot | None:
-        query = (
-            select(*_LOT_COLUMNS)
-            .select_from(lots.outerjoin(carriers, carriers.c.lot_id == lots.c.id))
-            .where(lots.c.id == lot_id)
-            .order_by(carriers.c.position)
-        )
-        rows = (await self._conn.execute(query)).all()
-        if not rows:
-            return None
-        ids = tuple(r.carrier_id for r in rows if r.carrier_id is not None)
-        return _lot_from_row(rows[0], ids)
+        rows = await self._db.fetch(self._sql.get_lot, {"lot_id": lot_id})
+        return _group_lots(rows).get(lot_id)
 
     async def carriers(self, lot_id: str) -> list[Carrier]:
-        query = select(carriers).where(carriers.c.lot_id == lot_id).order_by(carriers.c.position)
-        return [
-            Carrier(r.id, r.lot_id, r.position, r.rows, r.cols)
-            for r in (await self._conn.execute(query)).all()
-        ]
+        rows = await self._db.fetch(self._sql.carriers, {"lot_id": lot_id})
+        return [Carrier(r["id"], r["lot_id"], r["position"], r["rows"], r["cols"]) for r in rows]
 
     async def rejects(self, lot_id: str) -> list[SiteReject]:
-        query = (
-            select(site_rejects)
-            .join(carriers, carriers.c.id == site_rejects.c.carrier_id)
-            .where(carriers.c.lot_id == lot_id)
-            .order_by(site_rejects.c.id)
-        )
+        rows = await self._db.fetch(self._sql.rejects, {"lot_id": lot_id})
         return [
-            SiteReject(r.carrier_id, r.row, r.col, r.code, r.step, r.path_index)
-            for r in (await self._conn.execute(query)).all()
+            SiteReject(r["carrier_id"], r["row"], r["col"], r["code"], r["step"], r["path_index"])
+            for r in rows
         ]
 
     async def history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
-        query = select(lot_history).where(lot_history.c.lot_id == lot_id)
-        if before_seq is not None:
-            query = query.where(lot_history.c.seq < before_seq)
-        rows = (await self._conn.execute(query.order_by(lot_history.c.seq))).all()
+        if before_seq is None:
+            rows = await self._db.fetch(self._sql.history, {"lot_id": lot_id})
+        else:
+            rows = await self._db.fetch(
+                self._sql.history_before, {"lot_id": lot_id, "before_seq": before_seq}
+            )
         return [_entry_from_row(r) for r in rows]
 
     async def children(self, lot_id: str) -> list[str]:
-        query = select(lots.c.id).where(lots.c.parent_id == lot_id).order_by(lots.c.created_at)
-        return list((await self._conn.execute(query)).scalars())
+        return [r["id"] for r in await self._db.fetch(self._sql.children, {"lot_id": lot_id})]
 
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
-        page = select(lots.c.id)
-        if states:
-            page = page.where(lots.c.state.in_([s.value for s in states]))
-        if flow is not None:
-            page = page.where(lots.c.flow == flow)
-        page = page.order_by(lots.c.priority, lots.c.created_at, lots.c.id).limit(limit)
-        ids = list((await self._conn.execute(page)).scalars())
-        if not ids:
-            return []
-        query = (
-            select(*_LOT_COLUMNS)
-            .select_from(lots.outerjoin(carriers, carriers.c.lot_id == lots.c.id))
-            .where(lots.c.id.in_(ids))
-            .order_by(lots.c.id, carriers.c.position)
-        )
-        grouped: dict[str, list[Row[Any]]] = {}
-        for row in (await self._conn.execute(query)).all():
-            grouped.setdefault(row.id, []).append(row)
-        return [
-            _lot_from_row(
-                grouped[i][0], tuple(r.carrier_id for r in grouped[i] if r.carrier_id is not None)
-            )
-            for i in ids
-        ]
+        values: dict[str, Any] = {f"s{i}": s.value for i, s in enumerate(states)}
+        values.update(flow=flow, limit=limit)
+        page = self._sql.find(len(states), flow is not None)
+        ids = [r["id"] for r in await self._db.fetch(page, values)]
+        found: dict[str, Lot] = {}
+        for lot_id in ids:  # one indexed read per lot: the page is small and ordered
+            found.update(_group_lots(await self._db.fetch(self._sql.get_lot, {"lot_id": lot_id})))
+        return [found[i] for i in ids if i in found]
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
-        conn = self._conn
+        if self._sql.move_in_one is not None and _is_simple_move(change):
+            return (await self._save_move_in_one(change),)
+        db, sql = self._db, self._sql
         for lot in change.lots:
             expected = change.expected_versions[lot.id]
             if expected is None:
                 try:
-                    await conn.execute(insert(lots).values(id=lot.id, **_lot_values(lot)))
-                except IntegrityError:  # the transaction is rolled back by the unit of work
+                    await db.execute(sql.insert_lot, {"id": lot.id, **_lot_values(lot)})
+                except IntegrityViolation:  # the unit of work rolls the transaction back
                     raise LotExists(f"lot {lot.id} already exists", lot_id=lot.id) from None
-            else:
-                result = await conn.execute(
-                    update(lots)
-                    .where(lots.c.id == lot.id, lots.c.version == expected)
-                    .values(**_lot_values(lot))
-                )
-                if result.rowcount != 1:
-                    raise ConcurrentUpdate(
-                        f"lot {lot.id} was changed by someone else while this command ran "
-                        f"(it is no longer at version {expected}); nothing was changed: "
-                        "look at it again (lot show) and retry",
-                        lot_id=lot.id,
-                    )
+                continue
+            values = {f"v_{k}": v for k, v in _lot_values(lot).items()}
+            updated = await db.fetch(
+                sql.update_lot, {"b_id": lot.id, "b_expected": expected, **values}
+            )
+            if not updated:
+                raise _conflict(lot.id, expected)
         if change.new_carriers:
-            await conn.execute(
-                insert(carriers),
+            await db.execute_many(
+                sql.insert_carrier,
                 [
                     {
                         "id": c.id,
@@ -264,10 +393,17 @@ class SqlLotRepository:
                     for c in change.new_carriers
                 ],
             )
-        await self._move_carriers(change.moved_carriers)
+        if change.moved_carriers:
+            await db.execute_many(
+                sql.move_carrier,
+                [
+                    {"b_id": carrier_id, "v_lot_id": lot_id, "v_position": position}
+                    for carrier_id, (lot_id, position) in change.moved_carriers.items()
+                ],
+            )
         if change.rejects:
-            await conn.execute(
-                insert(site_rejects),
+            await db.execute_many(
+                sql.insert_reject,
                 [
                     {
                         "carrier_id": r.carrier_id,
@@ -282,88 +418,114 @@ class SqlLotRepository:
             )
         written: list[HistoryEntry] = []
         for entry in change.entries:
-            seq = (
-                await conn.execute(
-                    insert(lot_history)
-                    .values(
-                        lot_id=entry.lot_id,
-                        at=entry.at,
-                        user=entry.user,
-                        operation=entry.operation.value,
-                        state_before=entry.state_before.value if entry.state_before else None,
-                        state_after=entry.state_after.value,
-                        step=entry.step,
-                        tool=entry.tool,
-                        reason=entry.reason,
-                        data=dict(entry.data),
-                    )
-                    .returning(lot_history.c.seq)
-                )
-            ).scalar_one()
-            stored = _with_seq(entry, seq)
+            rows = await db.fetch(sql.insert_history, _history_values(entry))
+            stored = replace(entry, seq=rows[0]["seq"])
             written.append(stored)
-            await conn.execute(
-                insert(outbox).values(
-                    lot_id=entry.lot_id,
-                    kind=entry.event_kind,
-                    payload=history_dict(stored),
-                    created_at=entry.at,
-                )
+            await db.execute(
+                sql.insert_outbox,
+                {
+                    "lot_id": entry.lot_id,
+                    "kind": entry.event_kind,
+                    "payload": history_dict(stored),
+                    "created_at": entry.at,
+                },
             )
         return tuple(written)
 
-    async def _move_carriers(self, moved: Mapping[str, tuple[str, int]]) -> None:
-        for carrier_id, (lot_id, position) in moved.items():
-            await self._conn.execute(
-                update(carriers)
-                .where(carriers.c.id == carrier_id)
-                .values(lot_id=lot_id, position=position)
-            )
+    async def _save_move_in_one(self, change: Change) -> HistoryEntry:
+        lot, entry = change.lots[0], change.entries[0]
+        expected = change.expected_versions[lot.id]
+        assert self._sql.move_in_one is not None
+        assert expected is not None
+        values: dict[str, Any] = {f"v_{k}": v for k, v in _lot_values(lot).items()}
+        values.update({f"h_{k}": v for k, v in _history_values(entry).items()})
+        values.update(
+            b_id=lot.id,
+            b_expected=expected,
+            o_lot_id=entry.lot_id,
+            o_kind=entry.event_kind,
+            o_payload=history_dict(entry),
+            o_created_at=entry.at,
+        )
+        rows = await self._db.fetch(self._sql.move_in_one, values)
+        if not rows:
+            raise _conflict(lot.id, expected)
+        return replace(entry, seq=int(rows[0]["seq"]))
 
 
-def _with_seq(entry: HistoryEntry, seq: int) -> HistoryEntry:
-    return HistoryEntry(
-        lot_id=entry.lot_id,
-        operation=entry.operation,
-        user=entry.user,
-        at=entry.at,
-        state_before=entry.state_before,
-        state_after=entry.state_after,
-        step=entry.step,
-        tool=entry.tool,
-        reason=entry.reason,
-        data=entry.data,
-        seq=seq,
+def _is_simple_move(change: Change) -> bool:
+    """One existing lot, one history entry, no carriers or sites: most of every lot's life."""
+    return (
+        len(change.lots) == 1
+        and len(change.entries) == 1
+        and change.expected_versions[change.lots[0].id] is not None
+        and not (change.new_carriers or change.moved_carriers or change.rejects)
     )
 
 
+def _conflict(lot_id: str, expected: int) -> ConcurrentUpdate:
+    return ConcurrentUpdate(
+        f"lot {lot_id} was changed by someone else while this command ran "
+        f"(it is no longer at version {expected}); nothing was changed: "
+        "look at it again (lot show) and retry",
+        lot_id=lot_id,
+    )
+
+
+def _history_values(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "lot_id": entry.lot_id,
+        "at": entry.at,
+        "user": entry.user,
+        "operation": entry.operation.value,
+        "state_before": entry.state_before.value if entry.state_before else None,
+        "state_after": entry.state_after.value,
+        "step": entry.step,
+        "tool": entry.tool,
+        "reason": entry.reason,
+        "data": dict(entry.data),
+    }
+
+
 class SqlUnitOfWork:
-    """One transaction on a pooled connection. Rolls back unless committed."""
+    """One transaction on a pooled connection, run on its driver. Rolls back unless
+    committed."""
 
-    lots: SqlLotRepository
-
-    def __init__(self, engine: AsyncEngine, *, readonly: bool = False):
+    def __init__(self, engine: AsyncEngine, statements: Statements, *, readonly: bool = False):
         self._engine = engine
+        self._statements = statements
         self._readonly = readonly
         self._conn: AsyncConnection | None = None
+        self._session: DriverSession | None = None
+        self._lots: SqlLotRepository | None = None
         self._committed = False
 
+    @property
+    def lots(self) -> SqlLotRepository:
+        assert self._lots is not None, "use the unit of work inside 'async with'"
+        return self._lots
+
     async def __aenter__(self) -> SqlUnitOfWork:
-        conn = await self._engine.connect()
-        if self._readonly:
-            conn = await conn.execution_options(**{READONLY: True})
         try:
-            await conn.begin()
+            conn = await self._engine.connect()
+        except (DBAPIError, OSError) as exc:
+            reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+            raise DatabaseUnavailable(str(reason) or type(reason).__name__) from exc
+        try:
+            raw = await conn.get_raw_connection()
+            session = session_for(self._engine.dialect.name, raw.driver_connection)
+            await session.begin(readonly=self._readonly)
         except BaseException:
+            await conn.invalidate()
             await conn.close()
             raise
-        self._conn = conn
-        self.lots = SqlLotRepository(conn)
+        self._conn, self._session = conn, session
+        self._lots = SqlLotRepository(session, self._statements)
         return self
 
     async def commit(self) -> None:
-        assert self._conn is not None
-        await self._conn.commit()
+        assert self._session is not None
+        await self._session.commit()
         self._committed = True
 
     async def __aexit__(
@@ -372,12 +534,16 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+        conn, session = self._conn, self._session
+        self._conn = self._session = self._lots = None
+        if conn is None or session is None:
             return
         try:
             if not self._committed:
-                await conn.rollback()
+                await session.rollback()
+        except BaseException:
+            await conn.invalidate()  # a connection that cannot roll back is not reused
+            raise
         finally:
             await conn.close()
 
@@ -387,6 +553,7 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
+        self.statements = Statements(engine.dialect)
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, readonly=readonly)
+        return SqlUnitOfWork(self.engine, self.statements, readonly=readonly)

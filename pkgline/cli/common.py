@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 
 from mes.adapters.database import DatabaseUrlError, display_url
+from mes.adapters.driver import DatabaseUnavailable
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.commands import SiteRejectGiven
 from mes.domain.errors import ConcurrentUpdate, LotTrackerError
@@ -154,6 +155,8 @@ async def _guarded(work: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return await work()
+    except DatabaseUnavailable as exc:
+        raise _Unavailable(str(exc)) from exc
     except (OperationalError, InterfaceError) as exc:
         raise _Unavailable(str(exc.orig) if exc.orig else str(exc)) from exc
     except DBAPIError as exc:
