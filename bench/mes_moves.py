@@ -1,0 +1,349 @@
+"""Lot moves per second through the lot tracker, against the floor of the same transactions.
+
+A move is a track-in plus a track-out: two transactions, each reading the lot, updating it,
+and appending one history row and one outbox row. For each database and writer count this
+prints moves per second and the p50/p99 latency of one move, first through pkgline's service
+(rules, SQLAlchemy Core, optimistic version check) and then through the floor: the same
+transaction shape in raw SQL on the same driver (aiosqlite / asyncpg), the same tables and
+the same durability settings (SQLite WAL, synchronous=FULL, BEGIN IMMEDIATE; PostgreSQL
+synchronous_commit on). The ratio is pkgline / floor throughput.
+
+Goals (issue 2): PostgreSQL with 8 writers at 0.7 of the floor or better; SQLite (1 writer)
+at 0.35 or better.
+
+    .venv/bin/python bench/mes_moves.py [--moves N] [--no-postgres]
+
+PostgreSQL is reached at $PKGLINE_BENCH_POSTGRES (default
+postgresql://postgres@127.0.0.1:5432/test); a scratch database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flows import load_library  # noqa: E402
+from mes.adapters.database import SQLITE_BUSY_TIMEOUT_MS, create_engine  # noqa: E402
+from mes.adapters.migrate import upgrade  # noqa: E402
+from mes.adapters.sql import SqlUnitOfWorkFactory  # noqa: E402
+from mes.domain import commands as cmd  # noqa: E402
+from mes.domain.model import LotState  # noqa: E402
+from mes.service import LotService  # noqa: E402
+
+FLOW = "fo-organic"
+PARAMS = {"layers": "8"}  # a long flow: few lot starts per measured move
+
+
+@dataclass
+class Result:
+    moves: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.moves / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+
+# -- pkgline -------------------------------------------------------------------------------
+
+
+async def _pkgline_writer(service: LotService, writer: int, moves: int, lat: list[float]) -> None:
+    n, lot_id = 0, ""
+    done = 0
+    while done < moves:
+        if not lot_id:
+            n += 1
+            lot_id = f"W{writer}-{n}-{uuid.uuid4().hex[:6]}"
+            await service.start(cmd.StartLot(lot_id, FLOW, "bench", params=PARAMS))
+            lot = await service.get(lot_id)
+        step = sorted(service.next_steps(lot))[0]
+        t0 = time.perf_counter()
+        await service.track_in(cmd.TrackIn(lot_id, step, "bench", tool="T"))
+        lot = (await service.track_out(cmd.TrackOut(lot_id, "bench"))).lot
+        lat.append(time.perf_counter() - t0)
+        done += 1
+        if lot.state is not LotState.WAITING:
+            lot_id = ""
+
+
+async def run_pkgline(url: str, writers: int, moves: int) -> Result:
+    engine = create_engine(url, pool_size=max(5, writers))
+    try:
+        await upgrade(engine)
+        service = LotService(SqlUnitOfWorkFactory(engine), load_library())
+        await _pkgline_writer(service, 99, 5, [])  # warm up pools and caches
+        lat: list[float] = []
+        t0 = time.perf_counter()
+        await asyncio.gather(
+            *(_pkgline_writer(service, w, moves // writers, lat) for w in range(writers))
+        )
+        return Result(len(lat), time.perf_counter() - t0, lat)
+    finally:
+        await engine.dispose()
+
+
+# -- the floor: the same transactions in raw SQL -------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lot_row(lot_id: str) -> dict[str, object]:
+    now = _now()
+    return {
+        "id": lot_id,
+        "flow": FLOW,
+        "flow_version": 1,
+        "state": "WAITING",
+        "priority": 5,
+        "params": json.dumps({"layers": 8}),
+        "site_rows": 4,
+        "site_cols": 8,
+        "total_sites": 64,
+        "good_sites": 64,
+        "path": "[]",
+        "recorded": "{}",
+        "rework_counts": "{}",
+        "created_at": now,
+        "updated_at": now,
+        "created_by": "bench",
+        "version": 1,
+    }
+
+
+MOVE_STATES = (("RUNNING", "track_in", "LotTrackedIn"), ("WAITING", "track_out", "LotTrackedOut"))
+
+
+class SqliteFloor:
+    def __init__(self, path: str):
+        self.path = path
+
+    async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=FULL",
+                "foreign_keys=ON",
+                f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            ):
+                await db.execute(f"PRAGMA {pragma}")
+            lot_id = f"F{writer}-{uuid.uuid4().hex[:8]}"
+            row = _lot_row(lot_id)
+            cols = ", ".join(row)
+            await db.execute("BEGIN IMMEDIATE")
+            await db.execute(
+                f"INSERT INTO lots ({cols}) VALUES ({', '.join('?' for _ in row)})",
+                [v.isoformat() if isinstance(v, datetime) else v for v in row.values()],
+            )
+            await db.execute("COMMIT")
+            path: list[str] = []
+            for i in range(moves):
+                t0 = time.perf_counter()
+                for state, op, kind in MOVE_STATES:
+                    await db.execute("BEGIN IMMEDIATE")
+                    cur = await db.execute("SELECT * FROM lots WHERE id = ?", (lot_id,))
+                    current = await cur.fetchone()
+                    await cur.close()
+                    assert current is not None
+                    if op == "track_out":
+                        path.append(f"STEP{i}")
+                    now = _now().isoformat()
+                    cur = await db.execute(
+                        "UPDATE lots SET state = ?, path = ?, running = ?, updated_at = ?, version = version + 1 "
+                        "WHERE id = ? AND version = ?",
+                        (
+                            state,
+                            json.dumps(path),
+                            json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
+                            now,
+                            lot_id,
+                            i * 2 + (op == "track_out") + 1,
+                        ),
+                    )
+                    assert cur.rowcount == 1
+                    data = json.dumps({"values": {"v": 1.0}, "path_index": i})
+                    cur = await db.execute(
+                        'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data) '
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                        (lot_id, now, "bench", op, "WAITING", state, f"STEP{i}", "T", None, data),
+                    )
+                    await cur.fetchone()
+                    await cur.close()
+                    await db.execute(
+                        "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+                        (lot_id, kind, data, now),
+                    )
+                    await db.execute("COMMIT")
+                lat.append(time.perf_counter() - t0)
+        finally:
+            await db.close()
+
+
+class PostgresFloor:
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+
+    async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            lot_id = f"F{writer}-{uuid.uuid4().hex[:8]}"
+            row = _lot_row(lot_id)
+            cols = ", ".join(row)
+            await conn.execute(
+                f"INSERT INTO lots ({cols}) VALUES ({', '.join(f'${i + 1}' for i in range(len(row)))})",
+                *row.values(),
+            )
+            path: list[str] = []
+            for i in range(moves):
+                t0 = time.perf_counter()
+                for state, op, kind in MOVE_STATES:
+                    async with conn.transaction():
+                        current = await conn.fetchrow("SELECT * FROM lots WHERE id = $1", lot_id)
+                        assert current is not None
+                        if op == "track_out":
+                            path.append(f"STEP{i}")
+                        now = _now()
+                        status = await conn.execute(
+                            "UPDATE lots SET state = $1, path = $2, running = $3, updated_at = $4, version = version + 1 "
+                            "WHERE id = $5 AND version = $6",
+                            state,
+                            json.dumps(path),
+                            json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
+                            now,
+                            lot_id,
+                            current["version"],
+                        )
+                        assert status == "UPDATE 1"
+                        data = json.dumps({"values": {"v": 1.0}, "path_index": i})
+                        await conn.fetchval(
+                            'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data) '
+                            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+                            lot_id,
+                            now,
+                            "bench",
+                            op,
+                            "WAITING",
+                            state,
+                            f"STEP{i}",
+                            "T",
+                            None,
+                            data,
+                        )
+                        await conn.execute(
+                            "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES ($1, $2, $3, $4)",
+                            lot_id,
+                            kind,
+                            data,
+                            now,
+                        )
+                lat.append(time.perf_counter() - t0)
+        finally:
+            await conn.close()
+
+
+async def run_floor(floor: SqliteFloor | PostgresFloor, writers: int, moves: int) -> Result:
+    await floor.writer(99, 5, [])  # warm up
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    await asyncio.gather(*(floor.writer(w, moves // writers, lat) for w in range(writers)))
+    return Result(len(lat), time.perf_counter() - t0, lat)
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def report(label: str, ours: Result, floor: Result, goal: float) -> None:
+    ratio = ours.rate / floor.rate
+    print(
+        f"{label:<22} pkgline {ours.rate:8.1f} moves/s  p50 {ours.pct(0.5):6.2f} ms  p99 {ours.pct(0.99):6.2f} ms"
+    )
+    print(
+        f"{'':<22} floor   {floor.rate:8.1f} moves/s  p50 {floor.pct(0.5):6.2f} ms  p99 {floor.pct(0.99):6.2f} ms"
+    )
+    verdict = "meets" if ratio >= goal else "BELOW"
+    print(f"{'':<22} ratio   {ratio:8.2f}  (goal >= {goal}: {verdict})")
+
+
+async def _pg_admin(admin_dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _fresh_pg(admin_dsn: str) -> str:
+    name = f"pkgline_bench_{uuid.uuid4().hex[:8]}"
+    await _pg_admin(admin_dsn, f'CREATE DATABASE "{name}"')
+    return name
+
+
+async def bench(moves: int, with_postgres: bool) -> None:
+    print(
+        f"lot moves: flow {FLOW} {PARAMS}, {moves} moves per configuration; a move is track-in + track-out"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = await run_pkgline(f"sqlite:///{tmp}/ours.db", 1, moves)
+        floor_engine = create_engine(f"sqlite:///{tmp}/floor.db")
+        await upgrade(floor_engine)
+        await floor_engine.dispose()
+        floor = await run_floor(SqliteFloor(f"{tmp}/floor.db"), 1, moves)
+        report("SQLite, 1 writer", ours, floor, 0.35)
+    if not with_postgres:
+        return
+    admin = os.environ.get("PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    base = admin.rsplit("/", 1)[0]
+    for writers in (1, 8):
+        names = [await _fresh_pg(admin), await _fresh_pg(admin)]
+        try:
+            ours = await run_pkgline(f"{base}/{names[0]}", writers, moves)
+            engine = create_engine(f"{base}/{names[1]}")
+            await upgrade(engine)
+            await engine.dispose()
+            floor = await run_floor(PostgresFloor(f"{base}/{names[1]}"), writers, moves)
+            report(
+                f"PostgreSQL, {writers} writer{'s' if writers > 1 else ''}",
+                ours,
+                floor,
+                0.7 if writers == 8 else 0.0,
+            )
+        finally:
+            for name in names:
+                await _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--moves", type=int, default=800, help="moves per configuration (default 800)"
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    asyncio.run(bench(args.moves, not args.no_postgres))
+
+
+if __name__ == "__main__":
+    main()
