@@ -177,7 +177,9 @@ def _count_params(flow: Flow) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=16384)
-def _position(flow: Flow, count_key: tuple[tuple[str, int], ...], path: tuple[str, ...]) -> Position:
+def _position(
+    flow: Flow, count_key: tuple[tuple[str, int], ...], path: tuple[str, ...]
+) -> Position:
     automaton = compile_expression(flow.expression, dict(count_key))
     state: frozenset[int] | None = None
     for index, code in enumerate(path):
@@ -193,8 +195,12 @@ def _position(flow: Flow, count_key: tuple[tuple[str, int], ...], path: tuple[st
         state = taken
     layer_numbers = [automaton.layers[p] for p in state or ()]
     layers_here = [n for n in layer_numbers if n is not None]
+    order: dict[str, int] = {}
+    for p in sorted(automaton.candidates(state)):
+        order.setdefault(automaton.symbols[p], p)
     return Position(
-        next_steps=automaton.allowed(state),
+        next_steps=frozenset(order),
+        in_flow_order=tuple(order),
         complete=automaton.accepts_end(state),
         layer=min(layers_here) if layers_here and flow.has_layers else None,
         layers=automaton.layer_count if flow.has_layers else None,

@@ -294,3 +294,7 @@ class Position:
     complete: bool
     layer: int | None
     layers: int | None
+    in_flow_order: tuple[str, ...] = ()
+    """``next_steps`` in the order the flow writes them from here: an optional step before
+    the step that may skip it, the first alternative before the others. A dispatcher that
+    always takes the first one follows one deterministic route."""
