@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 
-from mes.domain.model import Carrier, Change, HistoryEntry, Lot, LotState, SiteReject
+from mes.domain.model import (
+    Carrier,
+    Change,
+    HistoryEntry,
+    JobRecord,
+    Lot,
+    LotState,
+    SiteReject,
+)
 
 
 class LotRepository(Protocol):
@@ -38,6 +46,15 @@ class LotRepository(Protocol):
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
         """Lots by state and flow, most urgent first (priority, then age)."""
+        ...
+
+    async def job(self, job_id: str) -> JobRecord | None: ...
+
+    async def jobs_of(
+        self, lot_id: str, path_index: int, *, and_later: bool = False
+    ) -> list[JobRecord]:
+        """Jobs of the lot's carriers at step occurrence ``path_index`` (and after it, with
+        ``and_later``), in the order they started."""
         ...
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:

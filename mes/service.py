@@ -18,17 +18,29 @@ from mes.domain.commands import (
     CompleteLot,
     HoldLot,
     MergeLots,
+    RecordJob,
     ReleaseLot,
     ReworkLot,
     ScrapLot,
     ScrapSites,
     SplitLot,
+    StartJob,
     StartLot,
     TrackIn,
     TrackOut,
 )
 from mes.domain.errors import InvalidInput, LotExists, UnknownLot
-from mes.domain.model import Change, HistoryEntry, Lot, LotState, Operation, SiteRef, SiteReject
+from mes.domain.model import (
+    Change,
+    HistoryEntry,
+    JobRecord,
+    JobStatus,
+    Lot,
+    LotState,
+    Operation,
+    SiteRef,
+    SiteReject,
+)
 from mes.domain.report import LotReport, build_report
 from mes.ports import LotRepository, UnitOfWorkFactory
 
@@ -43,6 +55,16 @@ class Outcome:
 
     lot: Lot
     entries: tuple[HistoryEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """A job's results recorded (or found recorded already): the lot as it is now."""
+
+    lot: Lot
+    job: JobRecord
+    entries: tuple[HistoryEntry, ...]
+    already_recorded: bool = False
 
 
 Rule = Callable[[Lot, Flow, LotRepository], Awaitable[Change]]
@@ -103,14 +125,14 @@ class LotService:
         return await self._on_lot(cmd.lot_id, rule)
 
     async def abort(self, cmd: AbortStep) -> Outcome:
-        async def rule(lot: Lot, _: Flow, __: LotRepository) -> Change:
-            return ops.abort(lot, cmd, self._clock())
+        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
+            return ops.abort(lot, cmd, self._clock(), await _open_jobs(repo, lot))
 
         return await self._on_lot(cmd.lot_id, rule)
 
     async def hold(self, cmd: HoldLot) -> Outcome:
-        async def rule(lot: Lot, _: Flow, __: LotRepository) -> Change:
-            return ops.hold(lot, cmd, self._clock())
+        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
+            return ops.hold(lot, cmd, self._clock(), await _open_jobs(repo, lot))
 
         return await self._on_lot(cmd.lot_id, rule)
 
@@ -133,8 +155,9 @@ class LotService:
         return await self._on_lot(cmd.lot_id, rule)
 
     async def rework(self, cmd: ReworkLot) -> Outcome:
-        async def rule(lot: Lot, flow: Flow, _: LotRepository) -> Change:
-            return ops.rework(lot, flow, cmd, self._clock())
+        async def rule(lot: Lot, flow: Flow, repo: LotRepository) -> Change:
+            done = await repo.jobs_of(lot.id, 0, and_later=True)
+            return ops.rework(lot, flow, cmd, self._clock(), done)
 
         return await self._on_lot(cmd.lot_id, rule)
 
@@ -161,6 +184,55 @@ class LotService:
             return ops.merge(child, target, cmd, self._clock())
 
         return await self._on_lot(cmd.child_id, rule, primary=cmd.into_id)
+
+    # -- jobs (the line controller) ---------------------------------------------------------
+
+    async def start_job(self, cmd: StartJob) -> Outcome:
+        """Record that a tool is about to process one carrier of the lot's running step."""
+
+        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
+            jobs = await repo.jobs_of(lot.id, len(lot.path)) if lot.running else []
+            if await repo.job(cmd.job_id) is not None:
+                raise InvalidInput(f"job id {cmd.job_id} is taken", lot_id=lot.id)
+            return ops.start_job(lot, cmd, jobs, self._clock())
+
+        return await self._on_lot(cmd.lot_id, rule)
+
+    async def record_job(self, cmd: RecordJob) -> JobOutcome:
+        """Record a tool's results for one carrier; the last carrier tracks the lot out.
+
+        Idempotent: results recorded before (a controller that failed before it could tell the
+        tool) are not recorded again, and the outcome says so."""
+        async with self._uow() as uow:
+            repo = uow.lots
+            job = await repo.job(cmd.job_id)
+            if job is None:
+                raise InvalidInput(f"there is no job {cmd.job_id}")
+            lot = await repo.get(job.lot_id)
+            assert lot is not None
+            if job.status is JobStatus.RECORDED:
+                return JobOutcome(lot, job, (), already_recorded=True)
+            done = [
+                j
+                for j in await repo.jobs_of(lot.id, job.path_index)
+                if j.status is JobStatus.RECORDED
+            ]
+            change = ops.record_job(
+                lot, self.flow(lot.flow), job, cmd, done, await _rejected(repo, lot), self._clock()
+            )
+            entries = await repo.save(change)
+            await uow.commit()
+        recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
+        return JobOutcome(change.lot, recorded, entries)
+
+    async def job(self, job_id: str) -> JobRecord | None:
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.job(job_id)
+
+    async def jobs_of_step(self, lot: Lot) -> list[JobRecord]:
+        """The jobs of the lot's carriers at its current step occurrence."""
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.jobs_of(lot.id, len(lot.path))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -198,6 +270,12 @@ class LotService:
 
     def next_steps(self, lot: Lot) -> frozenset[str]:
         return ops.next_steps(lot, self.flow(lot.flow))
+
+
+async def _open_jobs(repo: LotRepository, lot: Lot) -> list[JobRecord]:
+    if lot.running is None:
+        return []
+    return [j for j in await repo.jobs_of(lot.id, len(lot.path)) if j.status is JobStatus.STARTED]
 
 
 async def _rejected(repo: LotRepository, lot: Lot) -> dict[SiteRef, SiteReject]:

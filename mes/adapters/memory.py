@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from mes.domain.errors import ConcurrentUpdate, LotExists
-from mes.domain.model import Carrier, Change, HistoryEntry, Lot, LotState, SiteReject
+from mes.domain.model import Carrier, Change, HistoryEntry, JobRecord, Lot, LotState, SiteReject
 from mes.domain.report import history_dict
 
 
@@ -26,6 +26,7 @@ class MemoryStore:
     rejects: list[SiteReject] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
 
 
 class MemoryLotRepository:
@@ -65,6 +66,23 @@ class MemoryLotRepository:
         found.sort(key=lambda lot: (lot.priority, lot.created_at, lot.id))
         return found[:limit]
 
+    async def job(self, job_id: str) -> JobRecord | None:
+        return self._store.jobs.get(job_id)
+
+    async def jobs_of(
+        self, lot_id: str, path_index: int, *, and_later: bool = False
+    ) -> list[JobRecord]:
+        mine = {c.id for c in self._store.carriers.values() if c.lot_id == lot_id}
+        return sorted(
+            (
+                j
+                for j in self._store.jobs.values()
+                if j.carrier_id in mine
+                and (j.path_index >= path_index if and_later else j.path_index == path_index)
+            ),
+            key=lambda j: (j.started_at, j.job_id),
+        )
+
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
         store = self._store
         for lot in change.lots:
@@ -87,6 +105,13 @@ class MemoryLotRepository:
             if r.site in taken:
                 raise AssertionError(f"site {r.site} rejected twice: the rules should refuse it")
         store.rejects.extend(change.rejects)
+        for job, expected_status in change.jobs:
+            known = self._committed.jobs.get(job.job_id)
+            if (known is None) != (expected_status is None) or (
+                known is not None and known.status is not expected_status
+            ):
+                raise ConcurrentUpdate(f"job {job.job_id} changed meanwhile", lot_id=job.lot_id)
+            store.jobs[job.job_id] = job
         written = []
         for entry in change.entries:
             stored = replace(entry, seq=len(store.history) + 1)

@@ -41,7 +41,7 @@ from mes.adapters.driver import (
     IntegrityViolation,
     session_for,
 )
-from mes.adapters.tables import carriers, lot_history, lots, outbox, site_rejects
+from mes.adapters.tables import carriers, jobs, lot_history, lots, outbox, site_rejects
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
     Carrier,
@@ -49,6 +49,8 @@ from mes.domain.model import (
     HistoryEntry,
     Hold,
     HoldSource,
+    JobRecord,
+    JobStatus,
     Lot,
     LotState,
     Operation,
@@ -176,6 +178,47 @@ _HISTORY_KEYS = [c.name for c in lot_history.c if c.name != "seq"]
 _OUTBOX_KEYS = ["lot_id", "kind", "payload", "created_at"]
 _CARRIER_KEYS = [c.name for c in carriers.c]
 _REJECT_KEYS = [c.name for c in site_rejects.c if c.name != "id"]
+_JOB_KEYS = [c.name for c in jobs.c]
+
+
+def _job_values(job: JobRecord) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "lot_id": job.lot_id,
+        "tool_id": job.tool_id,
+        "step": job.step,
+        "path_index": job.path_index,
+        "carrier_id": job.carrier_id,
+        "status": job.status.value,
+        "started_at": job.started_at,
+        "recorded_at": job.recorded_at,
+        "measured": dict(job.measured),
+        "rejects": [
+            {"carrier_id": r.carrier_id, "row": r.row, "col": r.col, "code": r.code}
+            for r in job.rejects
+        ],
+        "tool_data": dict(job.tool_data),
+    }
+
+
+def _job_from_row(m: Mapping[str, Any]) -> JobRecord:
+    return JobRecord(
+        job_id=m["job_id"],
+        lot_id=m["lot_id"],
+        tool_id=m["tool_id"],
+        step=m["step"],
+        path_index=m["path_index"],
+        carrier_id=m["carrier_id"],
+        status=JobStatus(m["status"]),
+        started_at=m["started_at"],
+        recorded_at=m["recorded_at"],
+        measured=m["measured"],
+        rejects=tuple(
+            SiteReject(r["carrier_id"], r["row"], r["col"], r["code"], m["step"], m["path_index"])
+            for r in m["rejects"]
+        ),
+        tool_data=m["tool_data"],
+    )
 
 
 class Statements:
@@ -236,6 +279,32 @@ class Statements:
         self.insert_reject = c(insert(site_rejects), _REJECT_KEYS)
         self.insert_history = c(insert(lot_history).returning(lot_history.c.seq), _HISTORY_KEYS)
         self.insert_outbox = c(insert(outbox), _OUTBOX_KEYS)
+        self.job = c(select(jobs).where(jobs.c.job_id == bindparam("job_id")))
+        lot_jobs = (
+            select(jobs)
+            .join(carriers, carriers.c.id == jobs.c.carrier_id)
+            .where(carriers.c.lot_id == bindparam("lot_id"))
+        )
+        order = (jobs.c.started_at, jobs.c.job_id)
+        self.jobs_at = c(
+            lot_jobs.where(jobs.c.path_index == bindparam("path_index")).order_by(*order)
+        )
+        self.jobs_from = c(
+            lot_jobs.where(jobs.c.path_index >= bindparam("path_index")).order_by(*order)
+        )
+        self.insert_job = c(insert(jobs), _JOB_KEYS)
+        self.update_job = c(
+            update(jobs)
+            .where(jobs.c.job_id == bindparam("b_job_id"), jobs.c.status == bindparam("b_expected"))
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in jobs.c
+                    if col.name in ("status", "recorded_at", "measured", "rejects", "tool_data")
+                }
+            )
+            .returning(jobs.c.job_id)
+        )
         self.move_in_one = c(_move_in_one_statement()) if dialect.name == "postgresql" else None
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
 
@@ -349,6 +418,17 @@ class SqlLotRepository:
     async def children(self, lot_id: str) -> list[str]:
         return [r["id"] for r in await self._db.fetch(self._sql.children, {"lot_id": lot_id})]
 
+    async def job(self, job_id: str) -> JobRecord | None:
+        rows = await self._db.fetch(self._sql.job, {"job_id": job_id})
+        return _job_from_row(rows[0]) if rows else None
+
+    async def jobs_of(
+        self, lot_id: str, path_index: int, *, and_later: bool = False
+    ) -> list[JobRecord]:
+        statement = self._sql.jobs_from if and_later else self._sql.jobs_at
+        rows = await self._db.fetch(statement, {"lot_id": lot_id, "path_index": path_index})
+        return [_job_from_row(r) for r in rows]
+
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
@@ -416,6 +496,33 @@ class SqlLotRepository:
                     for r in change.rejects
                 ],
             )
+        for job, expected_status in change.jobs:
+            values = _job_values(job)
+            if expected_status is None:
+                try:
+                    await db.execute(sql.insert_job, values)
+                except IntegrityViolation:
+                    raise ConcurrentUpdate(
+                        f"job {job.job_id} exists already", lot_id=job.lot_id
+                    ) from None
+                continue
+            changed = await db.fetch(
+                sql.update_job,
+                {
+                    "b_job_id": job.job_id,
+                    "b_expected": expected_status.value,
+                    **{
+                        f"v_{k}": values[k]
+                        for k in ("status", "recorded_at", "measured", "rejects", "tool_data")
+                    },
+                },
+            )
+            if not changed:
+                raise ConcurrentUpdate(
+                    f"job {job.job_id} is no longer {expected_status.value}: another controller "
+                    "or operator got there first; nothing was changed",
+                    lot_id=job.lot_id,
+                )
         written: list[HistoryEntry] = []
         for entry in change.entries:
             rows = await db.fetch(sql.insert_history, _history_values(entry))
@@ -459,7 +566,7 @@ def _is_simple_move(change: Change) -> bool:
         len(change.lots) == 1
         and len(change.entries) == 1
         and change.expected_versions[change.lots[0].id] is not None
-        and not (change.new_carriers or change.moved_carriers or change.rejects)
+        and not (change.new_carriers or change.moved_carriers or change.rejects or change.jobs)
     )
 
 

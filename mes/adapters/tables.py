@@ -140,3 +140,22 @@ outbox = Table(
     Column("published_at", UtcDateTime),
     Index("ix_outbox_unpublished", "published_at", "seq"),
 )
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("tool_id", String(32), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("path_index", Integer, nullable=False),
+    Column("carrier_id", String(48), ForeignKey("carriers.id"), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime),
+    Column("measured", Json, nullable=False),
+    Column("rejects", Json, nullable=False),
+    Column("tool_data", Json, nullable=False),
+    Index("ix_jobs_carrier_id", "carrier_id", "path_index"),
+    Index("ix_jobs_tool_id", "tool_id", "status"),
+)

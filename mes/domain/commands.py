@@ -132,6 +132,7 @@ __all__ = [
     "GivenValue",
     "HoldLot",
     "MergeLots",
+    "RecordJob",
     "ReleaseLot",
     "ReworkLot",
     "ScrapLot",
@@ -139,7 +140,30 @@ __all__ = [
     "SiteRef",
     "SiteRejectGiven",
     "SplitLot",
+    "StartJob",
     "StartLot",
     "TrackIn",
     "TrackOut",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class StartJob:
+    """The line controller is about to start one carrier of the running step on its tool."""
+
+    lot_id: str
+    job_id: str
+    tool: str
+    carrier: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordJob:
+    """A tool's results for one carrier, under the flow's value names."""
+
+    job_id: str
+    user: str
+    measured: Mapping[str, GivenValue] = field(default_factory=dict)
+    rejects: tuple[SiteRejectGiven, ...] = ()
+    tool_data: Mapping[str, object] = field(default_factory=dict)

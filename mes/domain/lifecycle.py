@@ -41,6 +41,8 @@ TRANSITIONS: Mapping[tuple[LotState, Operation], frozenset[LotState]] = {
     (R, Operation.TRACK_OUT): frozenset({W, H, C}),
     (R, Operation.ABORT): frozenset({W}),
     (R, Operation.HOLD): frozenset({H}),
+    (R, Operation.JOB_START): frozenset({R}),
+    (R, Operation.JOB_RECORD): frozenset({R, W, H, C}),
     (H, Operation.RELEASE): frozenset({W, C}),
     (H, Operation.REWORK): frozenset({W}),
     (H, Operation.SCRAP): frozenset({S}),

@@ -73,6 +73,10 @@ class Operation(StrEnum):
     """The absorbed lot gives all its carriers away and ends."""
     REWORK = "rework"
     COMPLETE = "complete"
+    JOB_START = "job_start"
+    """A tool starts one carrier of the running step (line controller)."""
+    JOB_RECORD = "job_record"
+    """A tool's results for one carrier are recorded; the last carrier's tracks the lot out."""
 
 
 EVENT_KINDS: Mapping[Operation, str] = {
@@ -90,6 +94,8 @@ EVENT_KINDS: Mapping[Operation, str] = {
     Operation.MERGE_INTO: "LotMergedInto",
     Operation.REWORK: "LotReworked",
     Operation.COMPLETE: "LotCompleted",
+    Operation.JOB_START: "JobStarted",
+    Operation.JOB_RECORD: "JobRecorded",
 }
 """The fact (past tense) each operation records in the outbox."""
 
@@ -198,6 +204,41 @@ class Lot:
         return self.path[-1] if self.path else None
 
 
+class JobStatus(StrEnum):
+    STARTED = "started"
+    """Written before the tool is asked to start: the tool may or may not have it."""
+    RECORDED = "recorded"
+    """The tool's results are recorded; the tool may forget them."""
+    ABANDONED = "abandoned"
+    """The lot left the step (hold, abort) before the job's results were recorded."""
+    SUPERSEDED = "superseded"
+    """A rework sent the lot back before this job's step: the carrier runs it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One carrier processed by a tool at one step occurrence of a lot.
+
+    A step on a tool runs as one job per carrier. Its results are recorded here before the
+    tool is told to forget them, and the last carrier's record tracks the lot out in the same
+    transaction: a controller that fails between the two finds the results again and records
+    them once.
+    """
+
+    job_id: str
+    lot_id: LotId
+    tool_id: str
+    step: StepCode
+    path_index: int
+    carrier_id: CarrierId
+    status: JobStatus
+    started_at: datetime
+    recorded_at: datetime | None = None
+    measured: Mapping[str, Value] = field(default_factory=dict)
+    rejects: tuple[SiteReject, ...] = ()
+    tool_data: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One row of a lot's append-only history: who did what, when, and what it changed."""
@@ -235,6 +276,9 @@ class Change:
     new_carriers: tuple[Carrier, ...] = ()
     moved_carriers: Mapping[CarrierId, tuple[LotId, int]] = field(default_factory=dict)
     """Carriers that change lot: carrier id -> (new lot id, new position)."""
+    jobs: tuple[tuple[JobRecord, JobStatus | None], ...] = ()
+    """Jobs to write, each with the status it must still have in the store (None: a new
+    job). A job whose status changed meanwhile makes the change a ConcurrentUpdate."""
 
     @property
     def lot(self) -> Lot:

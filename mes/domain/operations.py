@@ -14,19 +14,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flows import Flow, LotContext, Value, ValueSpec
+from flows import Flow, LotContext, Value, ValueSpec, Violation
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
     GivenValue,
     HoldLot,
     MergeLots,
+    RecordJob,
     ReleaseLot,
     ReworkLot,
     ScrapLot,
     ScrapSites,
     SiteRejectGiven,
     SplitLot,
+    StartJob,
     StartLot,
     TrackIn,
     TrackOut,
@@ -34,6 +36,7 @@ from mes.domain.commands import (
 from mes.domain.errors import (
     InvalidInput,
     LimitViolated,
+    OperationNotAllowed,
     ReworkNotAllowed,
     SplitMergeNotAllowed,
     StepNotAllowed,
@@ -52,6 +55,8 @@ from mes.domain.model import (
     HistoryEntry,
     Hold,
     HoldSource,
+    JobRecord,
+    JobStatus,
     Lot,
     LotState,
     Operation,
@@ -387,27 +392,43 @@ def track_out(
     step = lot.running.step
     spec = flow.steps[step]
     measured = coerce_values(spec.measured, cmd.measured, f"step {step} measured values", lot.id)
-    path_index = len(lot.path)
-    rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=path_index)
+    rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))
     violations = flow.check_track_out(
         step, measured, context(lot, extra_recorded=lot.running.values)
     )
+    after, entry = _finish_step(
+        lot, flow, measured, rejects, violations, cmd.user, now, dict(cmd.tool_data)
+    )
+    return _single(lot, after, entry, rejects=rejects)
+
+
+def _finish_step(
+    lot: Lot,
+    flow: Flow,
+    measured: Mapping[str, Value],
+    rejects: Sequence[SiteReject],
+    violations: Sequence[Violation],
+    user: str,
+    now: datetime,
+    tool_data: Mapping[str, Any],
+) -> tuple[Lot, HistoryEntry]:
+    """The running step is done: the lot's new state and the track-out history entry."""
+    assert lot.running is not None
+    step = lot.running.step
+    path_index = len(lot.path)
     path = (*lot.path, step)
     good = lot.good_sites - len(rejects)
     recorded = {**lot.recorded, **lot.running.values, **measured}
-    moved = replace(lot, path=path)
     hold: Hold | None = None
     if violations:
         hold = Hold(
-            f"measured at {step}: {_violations_text(violations)}", cmd.user, now, HoldSource.LIMIT
+            f"measured at {step}: {_violations_text(violations)}", user, now, HoldSource.LIMIT
         )
     elif good <= 0:
-        hold = Hold(
-            f"every site of lot {lot.id} has been rejected", cmd.user, now, HoldSource.LIMIT
-        )
+        hold = Hold(f"every site of lot {lot.id} has been rejected", user, now, HoldSource.LIMIT)
     state = LotState.HOLD if hold else LotState.WAITING
     if state is LotState.WAITING:
-        following, may_end, _, _ = position_of(moved, flow)
+        following, may_end, _, _ = position_of(replace(lot, path=path, pending_rework=None), flow)
         if may_end and not following:
             state = LotState.COMPLETED
     after = _moved(
@@ -423,7 +444,7 @@ def track_out(
         pending_rework=None,
     )
     data: dict[str, Any] = {
-        "measured": measured,
+        "measured": dict(measured),
         "rejects": [f"{r.carrier_id}:{r.row}:{r.col}:{r.code}" for r in rejects],
         "path_index": path_index,
         "good_sites": good,
@@ -435,12 +456,12 @@ def track_out(
             {"value": v.value_name, "given": v.value, "expected": v.expected, "claim": v.claim}
             for v in violations
         ]
-    if cmd.tool_data:
-        data["tool_data"] = dict(cmd.tool_data)
+    if tool_data:
+        data["tool_data"] = dict(tool_data)
     entry = _entry(
         lot,
         Operation.TRACK_OUT,
-        cmd.user,
+        user,
         now,
         state,
         step=step,
@@ -448,11 +469,199 @@ def track_out(
         reason=hold.reason if hold else None,
         data=data,
     )
-    return _single(lot, after, entry, rejects=rejects)
+    return after, entry
 
 
-def abort(lot: Lot, cmd: AbortStep, now: datetime) -> Change:
-    """Back to waiting at the same position: the running step did not happen."""
+# -- jobs: one carrier of the running step on its tool (line controller) --------------------
+
+
+def _require_running_on(lot: Lot, tool: str) -> RunningStep:
+    running = lot.running
+    assert running is not None
+    if running.tool != tool:
+        raise OperationNotAllowed(
+            f"lot {lot.id} runs {running.step} on tool {running.tool or '(none)'}, not on {tool}",
+            lot_id=lot.id,
+        )
+    return running
+
+
+def start_job(lot: Lot, cmd: StartJob, jobs: Sequence[JobRecord], now: datetime) -> Change:
+    """Record that the tool is about to process one carrier of the running step.
+
+    ``jobs`` are the jobs of the lot's carriers at this step occurrence. A carrier done already
+    is refused, and so is a second open job."""
+    require(lot.state, Operation.JOB_START, lot.id)
+    running = _require_running_on(lot, cmd.tool)
+    carrier = _resolve_carrier(lot, cmd.carrier)
+    for job in jobs:
+        if job.carrier_id == carrier and job.status is JobStatus.RECORDED:
+            raise InvalidInput(
+                f"carrier {carrier} of lot {lot.id} is done at {running.step} already (job {job.job_id})",
+                lot_id=lot.id,
+            )
+        if job.status is JobStatus.STARTED:
+            raise OperationNotAllowed(
+                f"job {job.job_id} (carrier {job.carrier_id}) of lot {lot.id} is still open",
+                lot_id=lot.id,
+            )
+    job = JobRecord(
+        job_id=cmd.job_id,
+        lot_id=lot.id,
+        tool_id=cmd.tool,
+        step=running.step,
+        path_index=len(lot.path),
+        carrier_id=carrier,
+        status=JobStatus.STARTED,
+        started_at=now,
+    )
+    after = _moved(lot, now)
+    entry = _entry(
+        lot,
+        Operation.JOB_START,
+        cmd.user,
+        now,
+        after.state,
+        step=running.step,
+        tool=cmd.tool,
+        data={"job": cmd.job_id, "carrier": carrier},
+    )
+    return _single(lot, after, entry, jobs=((job, None),))
+
+
+def _aggregate(values: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
+    """One value per name over the carriers: the mean of numbers, the common word (or the
+    words joined when carriers differ)."""
+    out: dict[str, Value] = {}
+    names = dict.fromkeys(name for v in values for name in v)
+    for name in names:
+        given = [v[name] for v in values if name in v]
+        numbers = [x for x in given if isinstance(x, int | float) and not isinstance(x, bool)]
+        if len(numbers) == len(given):
+            mean = sum(float(x) for x in numbers) / len(numbers)
+            out[name] = round(mean, 6)
+        else:
+            out[name] = "/".join(dict.fromkeys(str(x) for x in given))
+    return out
+
+
+def record_job(
+    lot: Lot,
+    flow: Flow,
+    job: JobRecord,
+    cmd: RecordJob,
+    done: Sequence[JobRecord],
+    rejected: Mapping[SiteRef, SiteReject],
+    now: datetime,
+) -> Change:
+    """Record one carrier's results. The last carrier of the step also tracks the lot out, in
+    the same change: measured values are checked carrier by carrier (any one outside a claimed
+    limit holds the lot) and recorded as their mean; every carrier's rejects are recorded.
+
+    ``done`` are the jobs recorded already at this step occurrence for the lot's carriers."""
+    require(lot.state, Operation.JOB_RECORD, lot.id)
+    running = _require_running_on(lot, job.tool_id)
+    if job.status is not JobStatus.STARTED:
+        raise OperationNotAllowed(f"job {job.job_id} is {job.status.value}", lot_id=lot.id)
+    if (
+        job.step != running.step
+        or job.path_index != len(lot.path)
+        or job.carrier_id not in lot.carriers
+    ):
+        raise OperationNotAllowed(
+            f"job {job.job_id} ({job.step}, carrier {job.carrier_id}) is not part of the step "
+            f"lot {lot.id} runs now ({running.step})",
+            lot_id=lot.id,
+        )
+    spec = flow.steps[running.step]
+    measured = coerce_values(
+        spec.measured, cmd.measured, f"step {running.step} measured values", lot.id
+    )
+    foreign = [g for g in cmd.rejects if _resolve_carrier(lot, g.carrier) != job.carrier_id]
+    if foreign:
+        raise InvalidInput(
+            f"job {job.job_id} processed carrier {job.carrier_id}; rejects name other carriers",
+            lot_id=lot.id,
+        )
+    taken = dict(rejected)
+    for other in done:
+        taken.update({r.site: r for r in other.rejects})
+    rejects = resolve_sites(lot, cmd.rejects, taken, step=running.step, path_index=len(lot.path))
+    recorded = replace(
+        job,
+        status=JobStatus.RECORDED,
+        recorded_at=now,
+        measured=measured,
+        rejects=rejects,
+        tool_data=dict(cmd.tool_data),
+    )
+    finished = {j.carrier_id for j in done} | {job.carrier_id} >= set(lot.carriers)
+    job_data = {
+        "job": job.job_id,
+        "carrier": job.carrier_id,
+        "measured": measured,
+        "rejects": [f"{r.carrier_id}:{r.row}:{r.col}:{r.code}" for r in rejects],
+    }
+    if not finished:
+        after = _moved(lot, now)
+        entry = _entry(
+            lot,
+            Operation.JOB_RECORD,
+            cmd.user,
+            now,
+            after.state,
+            step=running.step,
+            tool=job.tool_id,
+            data=job_data,
+        )
+        return _single(lot, after, entry, jobs=((recorded, JobStatus.STARTED),))
+    jobs = [*done, recorded]
+    ctx = context(lot, extra_recorded=running.values)
+    violations: dict[str, Violation] = {}
+    for j in jobs:
+        for v in flow.check_track_out(running.step, j.measured, ctx):
+            violations.setdefault(v.message, v)
+    all_rejects = tuple(r for j in jobs for r in j.rejects)
+    job_entry = _entry(
+        lot,
+        Operation.JOB_RECORD,
+        cmd.user,
+        now,
+        LotState.RUNNING,
+        step=running.step,
+        tool=job.tool_id,
+        data=job_data,
+    )
+    after, out_entry = _finish_step(
+        replace(lot, version=lot.version + 1),
+        flow,
+        _aggregate([j.measured for j in jobs]),
+        all_rejects,
+        list(violations.values()),
+        cmd.user,
+        now,
+        {"jobs": [j.job_id for j in jobs]},
+    )
+    return Change(
+        lots=(after,),
+        expected_versions={lot.id: lot.version},
+        entries=(job_entry, out_entry),
+        rejects=all_rejects,
+        jobs=((recorded, JobStatus.STARTED),),
+    )
+
+
+def _abandoned(open_jobs: Sequence[JobRecord]) -> tuple[tuple[JobRecord, JobStatus | None], ...]:
+    return tuple(
+        (replace(j, status=JobStatus.ABANDONED), JobStatus.STARTED)
+        for j in open_jobs
+        if j.status is JobStatus.STARTED
+    )
+
+
+def abort(lot: Lot, cmd: AbortStep, now: datetime, open_jobs: Sequence[JobRecord] = ()) -> Change:
+    """Back to waiting at the same position: the running step did not happen. Carriers whose
+    jobs are recorded stay done at this step; an open job is abandoned."""
     require(lot.state, Operation.ABORT, lot.id)
     assert lot.running is not None
     after = _moved(lot, now, state=LotState.WAITING, running=None)
@@ -466,14 +675,15 @@ def abort(lot: Lot, cmd: AbortStep, now: datetime) -> Change:
         tool=lot.running.tool,
         reason=cmd.reason,
     )
-    return _single(lot, after, entry)
+    return _single(lot, after, entry, jobs=_abandoned(open_jobs))
 
 
 # -- hold / release / scrap ------------------------------------------------------------------
 
 
-def hold(lot: Lot, cmd: HoldLot, now: datetime) -> Change:
-    """Hold a lot. A running step is abandoned: on release the lot waits for it again."""
+def hold(lot: Lot, cmd: HoldLot, now: datetime, open_jobs: Sequence[JobRecord] = ()) -> Change:
+    """Hold a lot. A running step is abandoned (and its open job): on release the lot waits
+    for it again."""
     require(lot.state, Operation.HOLD, lot.id)
     reason = _require_text(cmd.reason, "a hold", lot.id)
     running = lot.running
@@ -494,7 +704,7 @@ def hold(lot: Lot, cmd: HoldLot, now: datetime) -> Change:
         reason=reason,
         data=data,
     )
-    return _single(lot, after, entry)
+    return _single(lot, after, entry, jobs=_abandoned(open_jobs))
 
 
 def release(lot: Lot, flow: Flow, cmd: ReleaseLot, now: datetime) -> Change:
@@ -570,7 +780,9 @@ def scrap_sites(
 # -- rework / complete -----------------------------------------------------------------------
 
 
-def rework(lot: Lot, flow: Flow, cmd: ReworkLot, now: datetime) -> Change:
+def rework(
+    lot: Lot, flow: Flow, cmd: ReworkLot, now: datetime, done_jobs: Sequence[JobRecord] = ()
+) -> Change:
     """Send a held lot back to the most recent occurrence of a reworkable step.
 
     Allowed when the flow marks the step reworkable, every step completed since then is one
@@ -635,7 +847,12 @@ def rework(lot: Lot, flow: Flow, cmd: ReworkLot, now: datetime) -> Change:
             "max_reworks": spec.rework.max_reworks,
         },
     )
-    return _single(lot, after, entry)
+    superseded = tuple(
+        (replace(j, status=JobStatus.SUPERSEDED), JobStatus.RECORDED)
+        for j in done_jobs
+        if j.status is JobStatus.RECORDED and j.path_index >= index
+    )
+    return _single(lot, after, entry, jobs=superseded)
 
 
 def complete(lot: Lot, flow: Flow, cmd: CompleteLot, now: datetime) -> Change:
@@ -825,12 +1042,14 @@ __all__ = [
     "merge",
     "next_steps",
     "position_of",
+    "record_job",
     "release",
     "resolve_sites",
     "rework",
     "scrap",
     "scrap_sites",
     "split",
+    "start_job",
     "start_lot",
     "track_in",
     "track_out",

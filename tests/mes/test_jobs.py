@@ -1,0 +1,139 @@
+"""A step on a tool runs as one job per carrier. Each job is recorded before the tool forgets
+its results, exactly once; the last carrier's record tracks the lot out in the same
+transaction. A hold abandons the open job but keeps the carriers already done."""
+
+from __future__ import annotations
+
+import pytest
+
+from mes.domain import commands as cmd
+from mes.domain.errors import InvalidInput, OperationNotAllowed
+from mes.domain.model import JobStatus, LotState, Operation
+from mes.service import LotService
+
+CTRL = "controller"
+
+
+async def _at_die_attach(service: LotService, carriers: int = 2) -> list[str]:
+    await service.start(cmd.StartLot("L1", "stiffener-bga", "op", carriers=carriers))
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "op"))
+    await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1"))
+    return list((await service.get("L1")).carriers)
+
+
+async def test_the_last_carrier_recorded_tracks_the_lot_out(service: LotService) -> None:
+    first, second = await _at_die_attach(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    one = await service.record_job(
+        cmd.RecordJob(
+            "J1", CTRL, {"bond_force_n": 10.0}, (cmd.SiteRejectGiven(first, 1, 1, "PICK_FAIL"),)
+        )
+    )
+    assert one.lot.state is LotState.RUNNING and one.job.status is JobStatus.RECORDED
+    await service.start_job(cmd.StartJob("L1", "J2", "DB-1", second, CTRL))
+    two = await service.record_job(
+        cmd.RecordJob(
+            "J2", CTRL, {"bond_force_n": 12.0}, (cmd.SiteRejectGiven(second, 2, 2, "PICK_FAIL"),)
+        )
+    )
+    lot = two.lot
+    assert lot.state is LotState.WAITING and lot.path[-1] == "DIE_ATTACH"
+    assert lot.good_sites == lot.total_sites - 2
+    assert lot.recorded["bond_force_n"] == pytest.approx(11.0)
+    assert [e.operation for e in two.entries] == [Operation.JOB_RECORD, Operation.TRACK_OUT]
+    report = await service.report("L1")
+    assert report.yields[-1].rejected == 2
+    operations = [e.operation for e in report.history]
+    assert operations.count(Operation.JOB_START) == 2 and operations.count(Operation.TRACK_OUT) == 2
+
+
+async def test_recording_a_job_twice_records_it_once(service: LotService) -> None:
+    first, _ = await _at_die_attach(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J1", CTRL, {"bond_force_n": 10.0}))
+    before = await service.report("L1")
+    again = await service.record_job(cmd.RecordJob("J1", CTRL, {"bond_force_n": 10.0}))
+    assert again.already_recorded and again.entries == ()
+    assert (await service.report("L1")).history == before.history
+
+
+async def test_jobs_are_refused_for_a_done_carrier_a_second_open_job_or_another_tool(
+    service: LotService,
+) -> None:
+    first, second = await _at_die_attach(service)
+    with pytest.raises(OperationNotAllowed):
+        await service.start_job(cmd.StartJob("L1", "J0", "DB-2", first, CTRL))
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    with pytest.raises(OperationNotAllowed):
+        await service.start_job(cmd.StartJob("L1", "J2", "DB-1", second, CTRL))
+    await service.record_job(cmd.RecordJob("J1", CTRL))
+    with pytest.raises(InvalidInput):
+        await service.start_job(cmd.StartJob("L1", "J3", "DB-1", first, CTRL))
+    with pytest.raises(InvalidInput):
+        await service.start_job(cmd.StartJob("L1", "J1", "DB-1", second, CTRL))
+    with pytest.raises(InvalidInput):
+        await service.record_job(cmd.RecordJob("NO-SUCH-JOB", CTRL))
+
+
+async def test_a_hold_abandons_the_open_job_and_keeps_the_carriers_done(
+    service: LotService,
+) -> None:
+    first, second = await _at_die_attach(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J1", CTRL))
+    await service.start_job(cmd.StartJob("L1", "J2", "DB-1", second, CTRL))
+    await service.hold(cmd.HoldLot("L1", CTRL, "alarm 1001 on DB-1"))
+    assert (job := await service.job("J2")) is not None and job.status is JobStatus.ABANDONED
+    with pytest.raises(OperationNotAllowed):
+        await service.record_job(cmd.RecordJob("J2", CTRL))
+    await service.release(cmd.ReleaseLot("L1", "eng"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1"))
+    lot = await service.get("L1")
+    jobs = await service.jobs_of_step(lot)
+    assert {(j.carrier_id, j.status) for j in jobs} == {
+        (first, JobStatus.RECORDED),
+        (second, JobStatus.ABANDONED),
+    }
+    with pytest.raises(InvalidInput):
+        await service.start_job(cmd.StartJob("L1", "J3", "DB-1", first, CTRL))
+    await service.start_job(cmd.StartJob("L1", "J4", "DB-1", second, CTRL))
+    done = await service.record_job(cmd.RecordJob("J4", CTRL))
+    assert done.lot.state is LotState.WAITING and done.lot.path[-1] == "DIE_ATTACH"
+
+
+async def test_one_carrier_outside_a_claimed_limit_holds_the_lot(service: LotService) -> None:
+    await service.start(cmd.StartLot("L1", "fc-heatsink-muf", "op", carriers=2))
+    lot = await service.get("L1")
+    for step in ("SUBSTRATE_LOAD", "FLIP_CHIP_BOND"):
+        await service.track_in(cmd.TrackIn("L1", step, "op"))
+        await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(
+        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", "op", values={"standoff_height_um": "100"})
+    )
+    await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(
+        cmd.TrackIn("L1", "MOLD", CTRL, tool="MOLD-1", values={"mold_cap_over_heat_sink_um": "100"})
+    )
+    caps = {lot.carriers[0]: 101.0, lot.carriers[1]: 106.0}  # the mean (103.5) is within 5 um
+    for n, (carrier, cap) in enumerate(caps.items()):
+        await service.start_job(cmd.StartJob("L1", f"M{n}", "MOLD-1", carrier, CTRL))
+        outcome = await service.record_job(
+            cmd.RecordJob(f"M{n}", CTRL, {"mold_cap_over_heat_sink_um": cap})
+        )
+    assert outcome.lot.state is LotState.HOLD
+    assert outcome.lot.hold is not None and "001: 2" in outcome.lot.hold.reason
+
+
+async def test_a_rework_supersedes_the_jobs_of_the_steps_it_undoes(service: LotService) -> None:
+    await service.start(cmd.StartLot("L1", "fo-organic", "op", carriers=1))
+    for step in ("SUBSTRATE_PREP", "DIE_ATTACH", "DIELECTRIC_COAT"):
+        await service.track_in(cmd.TrackIn("L1", step, "op"))
+        await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(cmd.TrackIn("L1", "VIA_PATTERN", CTRL, tool="LITHO-1"))
+    carrier = (await service.get("L1")).carriers[0]
+    await service.start_job(cmd.StartJob("L1", "V1", "LITHO-1", carrier, CTRL))
+    await service.record_job(cmd.RecordJob("V1", CTRL))
+    await service.hold(cmd.HoldLot("L1", "eng", "via undersized"))
+    await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng", "re-coat"))
+    assert (job := await service.job("V1")) is not None and job.status is JobStatus.SUPERSEDED
