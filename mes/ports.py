@@ -7,9 +7,11 @@ in-memory one (:mod:`mes.adapters.memory`) serves fast tests of the service laye
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
+from mes.domain.equipment import ControllerRecord, E10Change, ToolRecord
 from mes.domain.model import (
     Carrier,
     Change,
@@ -64,12 +66,41 @@ class LotRepository(Protocol):
         ...
 
 
+class EquipmentRepository(Protocol):
+    """Tools, their E10 state changes and controller heartbeats, inside one unit of work."""
+
+    async def tool(self, tool_id: str) -> ToolRecord | None: ...
+
+    async def tools(self, line: str | None = None) -> list[ToolRecord]: ...
+
+    async def add_tool(self, tool: ToolRecord) -> None: ...
+
+    async def update_tool(self, tool: ToolRecord) -> None: ...
+
+    async def add_change(self, change: E10Change) -> None: ...
+
+    async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
+        """Changes within [start, end), preceded by the last one before ``start``."""
+        ...
+
+    async def controller(self, name: str) -> ControllerRecord | None: ...
+
+    async def controllers(self) -> list[ControllerRecord]: ...
+
+    async def save_controller(self, record: ControllerRecord) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Leaving the block without :meth:`commit` rolls everything back."""
 
     @property
     def lots(self) -> LotRepository:
         """The lots, as this transaction sees them (valid inside the ``async with``)."""
+        ...
+
+    @property
+    def equipment(self) -> EquipmentRepository:
+        """The tools, as this transaction sees them."""
         ...
 
     async def __aenter__(self) -> UnitOfWork: ...

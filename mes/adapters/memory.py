@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from mes.domain.equipment import ControllerRecord, E10Change, ToolRecord
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import Carrier, Change, HistoryEntry, JobRecord, Lot, LotState, SiteReject
 from mes.domain.report import history_dict
@@ -27,6 +29,9 @@ class MemoryStore:
     history: list[HistoryEntry] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
+    tools: dict[str, ToolRecord] = field(default_factory=dict)
+    changes: list[E10Change] = field(default_factory=list)
+    controllers: dict[str, ControllerRecord] = field(default_factory=dict)
 
 
 class MemoryLotRepository:
@@ -123,11 +128,49 @@ class MemoryLotRepository:
         return tuple(written)
 
 
+class MemoryEquipmentRepository:
+    def __init__(self, store: MemoryStore):
+        self._store = store
+
+    async def tool(self, tool_id: str) -> ToolRecord | None:
+        return self._store.tools.get(tool_id)
+
+    async def tools(self, line: str | None = None) -> list[ToolRecord]:
+        return sorted(
+            (t for t in self._store.tools.values() if line is None or t.line == line),
+            key=lambda t: t.id,
+        )
+
+    async def add_tool(self, tool: ToolRecord) -> None:
+        self._store.tools[tool.id] = tool
+
+    async def update_tool(self, tool: ToolRecord) -> None:
+        self._store.tools[tool.id] = tool
+
+    async def add_change(self, change: E10Change) -> None:
+        self._store.changes.append(change)
+
+    async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
+        mine = sorted((c for c in self._store.changes if c.tool_id == tool_id), key=lambda c: c.at)
+        before = [c for c in mine if c.at < start][-1:]
+        return before + [c for c in mine if start <= c.at < end]
+
+    async def controller(self, name: str) -> ControllerRecord | None:
+        return self._store.controllers.get(name)
+
+    async def controllers(self) -> list[ControllerRecord]:
+        return sorted(self._store.controllers.values(), key=lambda c: c.name)
+
+    async def save_controller(self, record: ControllerRecord) -> None:
+        self._store.controllers[record.name] = record
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
         self._work = copy.deepcopy(shared)
         self.lots = MemoryLotRepository(self._work, shared)
+        self.equipment = MemoryEquipmentRepository(self._work)
 
     async def __aenter__(self) -> MemoryUnitOfWork:
         return self
@@ -136,6 +179,7 @@ class MemoryUnitOfWork:
         self._shared.__dict__.update(self._work.__dict__)
         self._work = copy.deepcopy(self._shared)
         self.lots = MemoryLotRepository(self._work, self._shared)
+        self.equipment = MemoryEquipmentRepository(self._work)
 
     async def __aexit__(
         self,

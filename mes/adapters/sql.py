@@ -41,6 +41,7 @@ from mes.adapters.driver import (
     IntegrityViolation,
     session_for,
 )
+from mes.adapters.sql_equipment import EquipmentStatements, SqlEquipmentRepository
 from mes.adapters.tables import carriers, jobs, lot_history, lots, outbox, site_rejects
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
@@ -598,19 +599,33 @@ class SqlUnitOfWork:
     """One transaction on a pooled connection, run on its driver. Rolls back unless
     committed."""
 
-    def __init__(self, engine: AsyncEngine, statements: Statements, *, readonly: bool = False):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        statements: Statements,
+        equipment: EquipmentStatements,
+        *,
+        readonly: bool = False,
+    ):
         self._engine = engine
         self._statements = statements
+        self._equipment_statements = equipment
         self._readonly = readonly
         self._conn: AsyncConnection | None = None
         self._session: DriverSession | None = None
         self._lots: SqlLotRepository | None = None
+        self._equipment: SqlEquipmentRepository | None = None
         self._committed = False
 
     @property
     def lots(self) -> SqlLotRepository:
         assert self._lots is not None, "use the unit of work inside 'async with'"
         return self._lots
+
+    @property
+    def equipment(self) -> SqlEquipmentRepository:
+        assert self._equipment is not None, "use the unit of work inside 'async with'"
+        return self._equipment
 
     async def __aenter__(self) -> SqlUnitOfWork:
         try:
@@ -628,6 +643,7 @@ class SqlUnitOfWork:
             raise
         self._conn, self._session = conn, session
         self._lots = SqlLotRepository(session, self._statements)
+        self._equipment = SqlEquipmentRepository(session, self._equipment_statements)
         return self
 
     async def commit(self) -> None:
@@ -642,7 +658,7 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, session = self._conn, self._session
-        self._conn = self._session = self._lots = None
+        self._conn = self._session = self._lots = self._equipment = None
         if conn is None or session is None:
             return
         try:
@@ -661,6 +677,9 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.statements = Statements(engine.dialect)
+        self.equipment_statements = EquipmentStatements(engine.dialect)
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.statements, readonly=readonly)
+        return SqlUnitOfWork(
+            self.engine, self.statements, self.equipment_statements, readonly=readonly
+        )

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -158,4 +159,56 @@ jobs = Table(
     Column("tool_data", Json, nullable=False),
     Index("ix_jobs_carrier_id", "carrier_id", "path_index"),
     Index("ix_jobs_tool_id", "tool_id", "status"),
+)
+
+tools = Table(
+    "tools",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("line", String(32), nullable=False),
+    Column("equipment_class", String(16), nullable=False),
+    Column("address", String(128), nullable=False),
+    Column("steps", Json, nullable=False),
+    Column("dispatch", String(8), nullable=False),
+    Column("dispatch_reason", Text),
+    Column("dispatch_by", String(64)),
+    Column("dispatch_at", UtcDateTime),
+    Column("connected", Boolean, nullable=False),
+    Column("e10", String(20), nullable=False),
+    Column("e10_since", UtcDateTime, nullable=False),
+    Column("process_state", String(12)),
+    Column("mode", String(12)),
+    Column("alarm", Json),
+    Column("job_id", String(32)),
+    Column("lot_id", String(32)),
+    Column("sites_done", Integer, nullable=False),
+    Column("sites_total", Integer, nullable=False),
+    Column("reason", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_tools_line", "line"),
+)
+
+tool_states = Table(
+    "tool_states",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("tool_id", String(32), ForeignKey("tools.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("e10", String(20), nullable=False),
+    Column("process_state", String(12)),
+    Column("connected", Boolean, nullable=False),
+    Column("reason", Text),
+    Index("ix_tool_states_tool_id", "tool_id", "at"),
+)
+
+controllers = Table(
+    "controllers",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("host", String(128), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("tools", Json, nullable=False),
 )

@@ -11,6 +11,8 @@
     ├── LimitViolated               a value outside a limit the claims fix (claims cited)
     ├── ReworkNotAllowed
     ├── SplitMergeNotAllowed
+    ├── UnknownTool                 no tool of that id is registered
+    ├── ToolOwnedElsewhere          the tool belongs to another line controller
     └── ConcurrentUpdate            another transaction moved the lot first; retry
 
 Each error knows what was expected (``allowed``) and renders itself for ``--json``.
@@ -80,6 +82,14 @@ class ReworkNotAllowed(LotTrackerError):
 
 class SplitMergeNotAllowed(LotTrackerError):
     kind = "split_merge_not_allowed"
+
+
+class UnknownTool(LotTrackerError):
+    kind = "unknown_tool"
+
+
+class ToolOwnedElsewhere(LotTrackerError):
+    kind = "tool_owned_elsewhere"
 
 
 class ConcurrentUpdate(LotTrackerError):

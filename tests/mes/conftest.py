@@ -12,6 +12,8 @@ from mes.adapters.database import create_engine
 from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.equipment import EquipmentService
+from mes.ports import UnitOfWorkFactory
 from mes.service import LotService
 
 
@@ -40,20 +42,30 @@ STORES = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgre
 
 
 @pytest.fixture(params=STORES)
-async def service(
-    request: pytest.FixtureRequest, library: FlowLibrary, clock: Clock
-) -> AsyncIterator[LotService]:
-    """A lot service on a fresh, migrated store."""
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[UnitOfWorkFactory]:
+    """Units of work on a fresh, migrated store: memory, a SQLite file, or PostgreSQL."""
     if request.param == "memory":
-        yield LotService(MemoryUnitOfWorkFactory(), library, clock)
+        yield MemoryUnitOfWorkFactory()
         return
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
     engine = create_engine(url)
     try:
         await upgrade(engine)
-        yield LotService(SqlUnitOfWorkFactory(engine), library, clock)
+        yield SqlUnitOfWorkFactory(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def service(store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock) -> LotService:
+    """A lot service on a fresh store (every store in turn)."""
+    return LotService(store, library, clock)
+
+
+@pytest.fixture
+def equipment(store: UnitOfWorkFactory, clock: Clock) -> EquipmentService:
+    """An equipment service on a fresh store (every store in turn)."""
+    return EquipmentService(store, clock)
 
 
 ServiceFactory = Callable[[], LotService]

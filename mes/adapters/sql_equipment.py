@@ -1,0 +1,238 @@
+"""The equipment repository (tools, E10 state changes, controller heartbeats) for SQLite and
+PostgreSQL, on the same compiled statements and driver sessions as the lot store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+
+from mes.adapters.driver import CompiledStatement, DriverSession
+from mes.adapters.tables import controllers, tool_states, tools
+from mes.domain.equipment import (
+    ControllerRecord,
+    DispatchMode,
+    E10Change,
+    ToolRecord,
+    ToolSnapshot,
+)
+
+
+def _tool_values(t: ToolRecord) -> dict[str, Any]:
+    s = t.snapshot
+    return {
+        "id": t.id,
+        "line": t.line,
+        "equipment_class": t.equipment_class,
+        "address": t.address,
+        "steps": list(t.steps),
+        "dispatch": t.dispatch.value,
+        "dispatch_reason": t.dispatch_reason,
+        "dispatch_by": t.dispatch_by,
+        "dispatch_at": t.dispatch_at,
+        "connected": s.connected,
+        "e10": s.e10,
+        "e10_since": t.e10_since,
+        "process_state": s.process_state,
+        "mode": s.mode,
+        "alarm": dict(s.alarm) if s.alarm is not None else None,
+        "job_id": s.job_id,
+        "lot_id": s.lot_id,
+        "sites_done": s.sites_done,
+        "sites_total": s.sites_total,
+        "reason": s.reason,
+        "updated_at": t.updated_at,
+    }
+
+
+def _tool_from_row(m: Mapping[str, Any]) -> ToolRecord:
+    return ToolRecord(
+        id=m["id"],
+        line=m["line"],
+        equipment_class=m["equipment_class"],
+        address=m["address"],
+        steps=tuple(m["steps"]),
+        dispatch=DispatchMode(m["dispatch"]),
+        dispatch_reason=m["dispatch_reason"],
+        dispatch_by=m["dispatch_by"],
+        dispatch_at=m["dispatch_at"],
+        snapshot=ToolSnapshot(
+            connected=bool(m["connected"]),
+            e10=m["e10"],
+            process_state=m["process_state"],
+            mode=m["mode"],
+            alarm=m["alarm"],
+            job_id=m["job_id"],
+            lot_id=m["lot_id"],
+            sites_done=m["sites_done"],
+            sites_total=m["sites_total"],
+            reason=m["reason"],
+        ),
+        e10_since=m["e10_since"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _change_from_row(m: Mapping[str, Any]) -> E10Change:
+    return E10Change(
+        tool_id=m["tool_id"],
+        at=m["at"],
+        e10=m["e10"],
+        process_state=m["process_state"],
+        connected=bool(m["connected"]),
+        reason=m["reason"],
+    )
+
+
+def _controller_from_row(m: Mapping[str, Any]) -> ControllerRecord:
+    return ControllerRecord(
+        name=m["name"],
+        host=m["host"],
+        pid=m["pid"],
+        started_at=m["started_at"],
+        heartbeat_at=m["heartbeat_at"],
+        status=m["status"],
+        tools=tuple(m["tools"]),
+    )
+
+
+def _controller_values(c: ControllerRecord) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "host": c.host,
+        "pid": c.pid,
+        "started_at": c.started_at,
+        "heartbeat_at": c.heartbeat_at,
+        "status": c.status,
+        "tools": list(c.tools),
+    }
+
+
+class EquipmentStatements:
+    """The equipment store's statements, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect):
+        def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
+            return CompiledStatement.compile(statement, dialect, keys)
+
+        tool_keys = [col.name for col in tools.c]
+        self.tool = c(select(tools).where(tools.c.id == bindparam("id")))
+        self.all_tools = c(select(tools).order_by(tools.c.id))
+        self.line_tools = c(
+            select(tools).where(tools.c.line == bindparam("line")).order_by(tools.c.id)
+        )
+        self.insert_tool = c(insert(tools), tool_keys)
+        self.update_tool = c(
+            update(tools)
+            .where(tools.c.id == bindparam("b_id"))
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in tools.c
+                    if col.name != "id"
+                }
+            )
+        )
+        self.insert_change = c(
+            insert(tool_states), [col.name for col in tool_states.c if col.name != "seq"]
+        )
+        self.changes = c(
+            select(tool_states)
+            .where(
+                tool_states.c.tool_id == bindparam("tool_id"),
+                tool_states.c.at >= bindparam("start"),
+                tool_states.c.at < bindparam("end"),
+            )
+            .order_by(tool_states.c.at, tool_states.c.seq)
+        )
+        self.change_before = c(
+            select(tool_states)
+            .where(
+                tool_states.c.tool_id == bindparam("tool_id"), tool_states.c.at < bindparam("start")
+            )
+            .order_by(tool_states.c.at.desc(), tool_states.c.seq.desc())
+            .limit(1)
+        )
+        controller_keys = [col.name for col in controllers.c]
+        self.controller = c(select(controllers).where(controllers.c.name == bindparam("name")))
+        self.all_controllers = c(select(controllers).order_by(controllers.c.name))
+        self.insert_controller = c(insert(controllers), controller_keys)
+        self.update_controller = c(
+            update(controllers)
+            .where(controllers.c.name == bindparam("b_name"))
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in controllers.c
+                    if col.name != "name"
+                }
+            )
+        )
+
+
+class SqlEquipmentRepository:
+    """:class:`mes.ports.EquipmentRepository` on one driver session."""
+
+    def __init__(self, session: DriverSession, statements: EquipmentStatements):
+        self._db = session
+        self._sql = statements
+
+    async def tool(self, tool_id: str) -> ToolRecord | None:
+        rows = await self._db.fetch(self._sql.tool, {"id": tool_id})
+        return _tool_from_row(rows[0]) if rows else None
+
+    async def tools(self, line: str | None = None) -> list[ToolRecord]:
+        if line is None:
+            rows = await self._db.fetch(self._sql.all_tools, {})
+        else:
+            rows = await self._db.fetch(self._sql.line_tools, {"line": line})
+        return [_tool_from_row(r) for r in rows]
+
+    async def add_tool(self, tool: ToolRecord) -> None:
+        await self._db.execute(self._sql.insert_tool, _tool_values(tool))
+
+    async def update_tool(self, tool: ToolRecord) -> None:
+        values = {f"v_{k}": v for k, v in _tool_values(tool).items() if k != "id"}
+        await self._db.execute(self._sql.update_tool, {"b_id": tool.id, **values})
+
+    async def add_change(self, change: E10Change) -> None:
+        await self._db.execute(
+            self._sql.insert_change,
+            {
+                "tool_id": change.tool_id,
+                "at": change.at,
+                "e10": change.e10,
+                "process_state": change.process_state,
+                "connected": change.connected,
+                "reason": change.reason,
+            },
+        )
+
+    async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
+        before = await self._db.fetch(self._sql.change_before, {"tool_id": tool_id, "start": start})
+        within = await self._db.fetch(
+            self._sql.changes, {"tool_id": tool_id, "start": start, "end": end}
+        )
+        return [_change_from_row(r) for r in (*before, *within)]
+
+    async def controller(self, name: str) -> ControllerRecord | None:
+        rows = await self._db.fetch(self._sql.controller, {"name": name})
+        return _controller_from_row(rows[0]) if rows else None
+
+    async def controllers(self) -> list[ControllerRecord]:
+        return [
+            _controller_from_row(r) for r in await self._db.fetch(self._sql.all_controllers, {})
+        ]
+
+    async def save_controller(self, record: ControllerRecord) -> None:
+        values = _controller_values(record)
+        changed = await self._db.execute(
+            self._sql.update_controller,
+            {"b_name": record.name, **{f"v_{k}": v for k, v in values.items() if k != "name"}},
+        )
+        if changed == 0:
+            await self._db.execute(self._sql.insert_controller, values)

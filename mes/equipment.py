@@ -1,0 +1,161 @@
+"""The equipment service: which tools each line controller owns, what state they are in, and
+every SEMI E10 state change with its time. Each call is one transaction.
+
+Line controllers register their tools at start (a tool belongs to one controller) and report
+what their tools do; operators switch tools between automatic dispatch and manual; anyone can
+ask how long a tool spent in each state over a window, and its availability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from mes.domain.equipment import (
+    ControllerRecord,
+    DispatchMode,
+    E10Change,
+    StateTimes,
+    ToolRecord,
+    ToolRegistration,
+    ToolSnapshot,
+    time_in_states,
+)
+from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
+from mes.ports import UnitOfWorkFactory
+from mes.service import utc_now
+
+NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
+
+
+class EquipmentService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], datetime] = utc_now):
+        self._uow = uow
+        self._clock = clock
+
+    async def register(self, line: str, tools: Sequence[ToolRegistration]) -> list[ToolRecord]:
+        """Claim ``tools`` for the controller ``line``. Refused, changing nothing, when one of
+        them belongs to another controller. A tool seen for the first time starts
+        unscheduled-down until its controller reaches it."""
+        now = self._clock()
+        out: list[ToolRecord] = []
+        async with self._uow() as uow:
+            repo = uow.equipment
+            for reg in tools:
+                known = await repo.tool(reg.id)
+                if known is not None and known.line != line:
+                    raise ToolOwnedElsewhere(
+                        f"tool {reg.id} belongs to line controller {known.line!r}, not {line!r}: "
+                        "a tool has one controller; take it out of one configuration",
+                    )
+                if known is None:
+                    record = ToolRecord(
+                        id=reg.id,
+                        line=line,
+                        equipment_class=reg.equipment_class,
+                        address=reg.address,
+                        steps=reg.steps,
+                        dispatch=DispatchMode.AUTO,
+                        snapshot=NOT_CONNECTED,
+                        e10_since=now,
+                        updated_at=now,
+                    )
+                    await repo.add_tool(record)
+                    await repo.add_change(
+                        E10Change(reg.id, now, NOT_CONNECTED.e10, None, False, NOT_CONNECTED.reason)
+                    )
+                else:
+                    record = replace(
+                        known,
+                        equipment_class=reg.equipment_class,
+                        address=reg.address,
+                        steps=reg.steps,
+                        updated_at=now,
+                    )
+                    await repo.update_tool(record)
+                out.append(record)
+            await uow.commit()
+        return out
+
+    async def report(self, tool_id: str, snapshot: ToolSnapshot) -> ToolRecord:
+        """What a tool does now; an E10 state change is recorded with its time."""
+        now = self._clock()
+        async with self._uow() as uow:
+            repo = uow.equipment
+            known = await repo.tool(tool_id)
+            if known is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            changed = snapshot.e10 != known.snapshot.e10
+            record = replace(
+                known,
+                snapshot=snapshot,
+                e10_since=now if changed else known.e10_since,
+                updated_at=now,
+            )
+            await repo.update_tool(record)
+            if changed:
+                await repo.add_change(
+                    E10Change(
+                        tool_id,
+                        now,
+                        snapshot.e10,
+                        snapshot.process_state,
+                        snapshot.connected,
+                        snapshot.reason,
+                    )
+                )
+            await uow.commit()
+        return record
+
+    async def set_dispatch(
+        self, tool_id: str, mode: DispatchMode, user: str, reason: str | None = None
+    ) -> ToolRecord:
+        now = self._clock()
+        async with self._uow() as uow:
+            known = await uow.equipment.tool(tool_id)
+            if known is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            record = replace(
+                known, dispatch=mode, dispatch_by=user, dispatch_at=now, dispatch_reason=reason
+            )
+            await uow.equipment.update_tool(record)
+            await uow.commit()
+        return record
+
+    async def tool(self, tool_id: str) -> ToolRecord:
+        async with self._uow(readonly=True) as uow:
+            known = await uow.equipment.tool(tool_id)
+        if known is None:
+            raise UnknownTool(f"there is no tool {tool_id}")
+        return known
+
+    async def tools(self, line: str | None = None) -> list[ToolRecord]:
+        async with self._uow(readonly=True) as uow:
+            return await uow.equipment.tools(line)
+
+    async def state_times(
+        self, tool_id: str, start: datetime, end: datetime | None = None
+    ) -> StateTimes:
+        """Seconds in each E10 state, availability and utilization over [start, end)."""
+        end = end or self._clock()
+        if end <= start:
+            raise InvalidInput("the window must end after it starts")
+        async with self._uow(readonly=True) as uow:
+            if await uow.equipment.tool(tool_id) is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            changes = await uow.equipment.changes(tool_id, start, end)
+        return time_in_states(changes, start, end)
+
+    async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
+        async with self._uow(readonly=True) as uow:
+            return await uow.equipment.changes(tool_id, start, end)
+
+    async def heartbeat(self, record: ControllerRecord) -> None:
+        async with self._uow() as uow:
+            await uow.equipment.save_controller(record)
+            await uow.commit()
+
+    async def controllers(self) -> list[ControllerRecord]:
+        async with self._uow(readonly=True) as uow:
+            return await uow.equipment.controllers()

@@ -1,0 +1,123 @@
+"""Equipment tracking: tools belong to one line controller; every SEMI E10 state change is
+recorded with its time, so time in state and availability can be told over any window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mes.domain.equipment import (
+    DispatchMode,
+    E10Change,
+    ToolRegistration,
+    ToolSnapshot,
+    time_in_states,
+)
+from mes.domain.errors import ToolOwnedElsewhere, UnknownTool
+from mes.equipment import EquipmentService
+from tests.mes.conftest import Clock
+
+T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+MOLDER = ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5020", ("MOLD", "FILL"))
+
+
+def _at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_time_in_states_clips_each_state_to_the_window() -> None:
+    changes = [
+        E10Change("T", _at(-30), "standby"),
+        E10Change("T", _at(10), "productive"),
+        E10Change("T", _at(40), "unscheduled_down"),
+        E10Change("T", _at(50), "standby"),
+    ]
+    times = time_in_states(changes, _at(0), _at(60))
+    assert times.seconds["standby"] == 20 * 60
+    assert times.seconds["productive"] == 30 * 60
+    assert times.seconds["unscheduled_down"] == 10 * 60
+    assert times.availability == pytest.approx(50 / 60)
+    assert times.utilization == pytest.approx(30 / 60)
+
+
+def test_non_scheduled_time_is_left_out_of_availability() -> None:
+    changes = [E10Change("T", _at(0), "non_scheduled"), E10Change("T", _at(30), "productive")]
+    times = time_in_states(changes, _at(0), _at(60))
+    assert times.availability == 1.0
+    assert (
+        time_in_states([E10Change("T", _at(0), "non_scheduled")], _at(0), _at(10)).availability
+        is None
+    )
+
+
+def test_a_window_before_the_first_change_knows_nothing() -> None:
+    times = time_in_states([E10Change("T", _at(30), "standby")], _at(0), _at(60))
+    assert times.known_s == 30 * 60 and times.seconds["standby"] == 30 * 60
+
+
+async def test_a_new_tool_is_down_until_its_controller_reaches_it(
+    equipment: EquipmentService,
+) -> None:
+    [tool] = await equipment.register("line-1", [MOLDER])
+    assert tool.snapshot.e10 == "unscheduled_down" and not tool.snapshot.connected
+    assert tool.dispatch is DispatchMode.AUTO
+    assert [t.id for t in await equipment.tools("line-1")] == ["MOLD-1"]
+
+
+async def test_a_tool_belongs_to_one_controller(equipment: EquipmentService) -> None:
+    await equipment.register("line-1", [MOLDER])
+    other = ToolRegistration("DB-1", "die_bonder", "opcua", ("DIE_ATTACH",))
+    with pytest.raises(ToolOwnedElsewhere) as refused:
+        await equipment.register("line-2", [other, MOLDER])
+    assert "line-1" in refused.value.message
+    assert [t.id for t in await equipment.tools()] == ["MOLD-1"], "nothing changed"
+    again = await equipment.register("line-1", [MOLDER])
+    assert again[0].line == "line-1"
+
+
+async def test_state_changes_are_recorded_with_their_times(
+    equipment: EquipmentService, clock: Clock
+) -> None:
+    await equipment.register("line-1", [MOLDER])
+    start = clock.now
+    await equipment.report("MOLD-1", ToolSnapshot(True, "standby", "READY", "PRODUCTION"))
+    clock.now += timedelta(minutes=10)
+    await equipment.report(
+        "MOLD-1", ToolSnapshot(True, "productive", "EXECUTING", "PRODUCTION", sites_done=1)
+    )
+    clock.now += timedelta(minutes=5)
+    await equipment.report(
+        "MOLD-1", ToolSnapshot(True, "productive", "EXECUTING", "PRODUCTION", sites_done=9)
+    )
+    clock.now += timedelta(minutes=5)
+    await equipment.report(
+        "MOLD-1", ToolSnapshot(True, "unscheduled_down", "ALARM", "PRODUCTION", alarm={"code": 7})
+    )
+    clock.now += timedelta(minutes=10)
+    changes = await equipment.changes("MOLD-1", start, clock.now)
+    assert [c.e10 for c in changes] == [
+        "unscheduled_down",
+        "standby",
+        "productive",
+        "unscheduled_down",
+    ]
+    times = await equipment.state_times("MOLD-1", start + timedelta(seconds=1), clock.now)
+    assert times.seconds["productive"] == pytest.approx(600, abs=3)
+    assert times.seconds["unscheduled_down"] == pytest.approx(600, abs=3)
+    assert times.availability == pytest.approx(2 / 3, abs=0.01)
+    tool = await equipment.tool("MOLD-1")
+    assert tool.snapshot.alarm == {"code": 7} and tool.snapshot.process_state == "ALARM"
+
+
+async def test_operators_switch_a_tool_between_automatic_and_manual(
+    equipment: EquipmentService,
+) -> None:
+    await equipment.register("line-1", [MOLDER])
+    manual = await equipment.set_dispatch(
+        "MOLD-1", DispatchMode.MANUAL, "eng1", "qualification run"
+    )
+    assert manual.dispatch is DispatchMode.MANUAL and manual.dispatch_by == "eng1"
+    assert (await equipment.tool("MOLD-1")).dispatch_reason == "qualification run"
+    with pytest.raises(UnknownTool):
+        await equipment.set_dispatch("NOPE", DispatchMode.AUTO, "eng1")
