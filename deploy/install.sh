@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Install (or upgrade) the pkgline line controller on a Debian-like host with systemd.
+#
+#   sudo deploy/install.sh [--dry-run] [--no-start] [--operator NAME]... [--python PYTHON]
+#
+# Idempotent: run it again after `git pull` to upgrade. It
+#   1. creates the system group and user `pkgline` (no login shell),
+#   2. installs this checkout into the virtualenv /opt/pkgline/.venv (the service stops first
+#      when it runs, so that code and schema change together),
+#   3. creates /etc/pkgline/line.toml from deploy/line.example.toml and
+#      /etc/pkgline/environment (the database URL), only when they do not exist,
+#   4. creates /var/lib/pkgline (group-writable, setgid) and runs `pkgline db upgrade` as the
+#      service user,
+#   5. links /usr/local/bin/pkgline and gives members of group pkgline the database URL at login,
+#   6. installs, enables and (re)starts pkgline.service,
+#   7. adds the operators named with --operator to group pkgline.
+# --dry-run prints what it would do and changes nothing (no root needed).
+# See docs/operations.md.
+set -euo pipefail
+
+SERVICE_USER=pkgline
+SERVICE_GROUP=pkgline
+PREFIX=/opt/pkgline
+VENV=$PREFIX/.venv
+CONFIG_DIR=/etc/pkgline
+STATE_DIR=/var/lib/pkgline
+UNIT=pkgline.service
+UNIT_PATH=/etc/systemd/system/$UNIT
+PROFILE_SNIPPET=/etc/profile.d/pkgline.sh
+CLI_LINK=/usr/local/bin/pkgline
+DEFAULT_DB=sqlite:///$STATE_DIR/pkgline.db
+
+CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DRY_RUN=0
+START=1
+PYTHON=python3
+OPERATORS=()
+
+usage() {
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+while (($#)); do
+    case $1 in
+        --dry-run) DRY_RUN=1 ;;
+        --no-start) START=0 ;;
+        --operator)
+            [[ $# -ge 2 && -n $2 ]] || { echo "install.sh: --operator needs a user name" >&2; exit 2; }
+            OPERATORS+=("$2")
+            shift
+            ;;
+        --python)
+            [[ $# -ge 2 && -n $2 ]] || { echo "install.sh: --python needs an interpreter" >&2; exit 2; }
+            PYTHON=$2
+            shift
+            ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Run a command that changes the system, or only show it with --dry-run.
+run() {
+    printf '    +'
+    local word
+    for word in "$@"; do
+        if [[ $word =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then printf ' %s' "$word"; else printf ' %s' "${word@Q}"; fi
+    done
+    printf '\n'
+    if ((!DRY_RUN)); then
+        "$@"
+    fi
+}
+
+# Write stdin to a file with a mode and owner (shown, not written, with --dry-run).
+write_file() {
+    local path=$1 mode=$2 owner=$3
+    local content
+    content=$(cat)
+    printf '    + write %s (mode %s, owner %s)\n' "$path" "$mode" "$owner"
+    if ((DRY_RUN)); then
+        printf '%s\n' "$content" | sed 's/^/      | /'
+        return
+    fi
+    local tmp
+    tmp=$(mktemp "$path.XXXXXX")
+    printf '%s\n' "$content" >"$tmp"
+    chmod "$mode" "$tmp"
+    chown "$owner" "$tmp"
+    mv -f "$tmp" "$path"
+}
+
+# --- checks ---------------------------------------------------------------------------------
+if ((DRY_RUN)); then
+    echo "install.sh --dry-run: showing what would be done; nothing is changed."
+elif ((EUID != 0)); then
+    die "run as root (sudo $0), or with --dry-run to see what it would do"
+fi
+for tool in systemctl useradd groupadd usermod setpriv; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        if ((DRY_RUN)); then
+            note "warning: '$tool' not found (needed for a real installation)"
+        else
+            die "'$tool' not found: this script is for Debian-like hosts with systemd"
+        fi
+    fi
+done
+[[ -f $CHECKOUT/pyproject.toml && -f $CHECKOUT/deploy/$UNIT ]] ||
+    die "$CHECKOUT does not look like a pkgline checkout (no pyproject.toml or deploy/$UNIT)"
+if ! "$PYTHON" -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    message="$PYTHON is missing, older than 3.11, or has no venv module (Debian: apt-get install python3-venv)"
+    if ((DRY_RUN)); then note "warning: $message"; else die "$message"; fi
+fi
+
+unit_active=0
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$UNIT" 2>/dev/null; then
+    unit_active=1
+fi
+
+# --- 1. user and group ----------------------------------------------------------------------
+step "System group and user '$SERVICE_USER'"
+if getent group "$SERVICE_GROUP" >/dev/null; then
+    note "group $SERVICE_GROUP exists"
+else
+    run groupadd --system "$SERVICE_GROUP"
+fi
+if getent passwd "$SERVICE_USER" >/dev/null; then
+    note "user $SERVICE_USER exists"
+else
+    run useradd --system --gid "$SERVICE_GROUP" --home-dir "$STATE_DIR" --no-create-home \
+        --shell /usr/sbin/nologin --comment "pkgline line controller" "$SERVICE_USER"
+fi
+
+# --- 2. the code ----------------------------------------------------------------------------
+step "pkgline from $CHECKOUT into $VENV"
+if ((unit_active)); then
+    note "$UNIT is running: stopping it while code and schema change"
+    run systemctl stop "$UNIT"
+fi
+run install -d -m 0755 -o root -g root "$PREFIX"
+if [[ -x $VENV/bin/python ]]; then
+    note "virtualenv $VENV exists"
+else
+    run "$PYTHON" -m venv "$VENV"
+fi
+# Dependencies first; then pkgline itself again even when its version did not change.
+run "$VENV/bin/pip" install --quiet --upgrade "$CHECKOUT"
+run "$VENV/bin/pip" install --quiet --force-reinstall --no-deps "$CHECKOUT"
+run ln -sfn "$VENV/bin/pkgline" "$CLI_LINK"
+
+# --- 3. configuration -----------------------------------------------------------------------
+step "Configuration in $CONFIG_DIR"
+run install -d -m 0750 -o root -g "$SERVICE_GROUP" "$CONFIG_DIR"
+config_created=0
+if [[ -e $CONFIG_DIR/line.toml ]]; then
+    note "$CONFIG_DIR/line.toml exists: kept"
+else
+    example=$CHECKOUT/deploy/line.example.toml
+    if [[ ! -f $example ]]; then
+        if ((DRY_RUN)); then note "warning: $example is missing"; else die "$example is missing"; fi
+    fi
+    run install -m 0640 -o root -g "$SERVICE_GROUP" "$example" "$CONFIG_DIR/line.toml"
+    config_created=1
+fi
+if [[ -e $CONFIG_DIR/environment ]]; then
+    note "$CONFIG_DIR/environment exists: kept"
+else
+    write_file "$CONFIG_DIR/environment" 0640 "root:$SERVICE_GROUP" <<EOF
+# pkgline: read by pkgline.service (EnvironmentFile=) and, at login, by members of group
+# $SERVICE_GROUP (/etc/profile.d/pkgline.sh). KEY=VALUE lines, no quotes. PKGLINE_DB takes
+# precedence over "database" in line.toml.
+# PostgreSQL instead: PKGLINE_DB=postgresql://pkgline:PASSWORD@dbhost/pkgline
+PKGLINE_DB=$DEFAULT_DB
+EOF
+fi
+
+# --- 4. the database ------------------------------------------------------------------------
+step "Database schema (as user $SERVICE_USER)"
+# 2770 and setgid, like the unit's StateDirectoryMode: operators' CLI writes here too.
+run install -d -m 2770 -o "$SERVICE_USER" -g "$SERVICE_GROUP" "$STATE_DIR"
+run chmod 2770 "$STATE_DIR"
+db_url=$DEFAULT_DB
+if [[ -r $CONFIG_DIR/environment ]]; then
+    configured=$(sed -n 's/^PKGLINE_DB=//p' "$CONFIG_DIR/environment" | tail -n 1)
+    db_url=${configured:-$DEFAULT_DB}
+fi
+if [[ $db_url == sqlite* ]]; then shown=$db_url; else shown="${db_url%%://*}://…"; fi
+note "database: $shown (from $CONFIG_DIR/environment, else the default)"
+# SQLite creates a database file with mode 0644 minus the umask, and its -wal and -shm files
+# with the database file's mode: a database file created here, 0660, keeps all of them
+# writable by group pkgline (the operators' CLI).
+if [[ $db_url == sqlite:///* ]]; then
+    db_file=${db_url#sqlite:///}
+    db_file=${db_file%%\?*}
+    if [[ -e $db_file ]]; then
+        run chmod g+rw "$db_file"
+    elif [[ $db_file == "$STATE_DIR"/* ]]; then
+        run install -m 0660 -o "$SERVICE_USER" -g "$SERVICE_GROUP" /dev/null "$db_file"
+    else
+        note "warning: $db_file is outside $STATE_DIR: make sure user $SERVICE_USER can write it and its directory"
+    fi
+fi
+# setpriv, not su/runuser: no PAM session that could reset the umask. 0007 makes a new SQLite
+# file group-writable (0660), as the service's UMask= would.
+run setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
+    env -i PATH=/usr/bin:/bin HOME="$STATE_DIR" PKGLINE_DB="$db_url" \
+    sh -c 'umask 0007 && exec "$0" db upgrade' "$VENV/bin/pkgline"
+
+# --- 5. operators' shell --------------------------------------------------------------------
+step "The CLI for members of group $SERVICE_GROUP"
+write_file "$PROFILE_SNIPPET" 0644 root:root <<'EOF'
+# pkgline (installed by deploy/install.sh): members of group pkgline use the line
+# controller's database with the pkgline CLI.
+if [ -z "${PKGLINE_DB:-}" ] && [ -r /etc/pkgline/environment ]; then
+    PKGLINE_DB=$(sed -n 's/^PKGLINE_DB=//p' /etc/pkgline/environment | tail -n 1)
+    if [ -n "$PKGLINE_DB" ]; then export PKGLINE_DB; else unset PKGLINE_DB; fi
+fi
+EOF
+
+# --- 6. the service -------------------------------------------------------------------------
+step "systemd unit $UNIT_PATH"
+run install -m 0644 -o root -g root "$CHECKOUT/deploy/$UNIT" "$UNIT_PATH"
+run systemctl daemon-reload
+if ((!START)); then
+    run systemctl enable "$UNIT"
+    note "not started (--no-start): systemctl start $UNIT"
+elif ((config_created && !unit_active)); then
+    # A fresh line.toml is the example's simulated line: the controller would look for tools
+    # that are not there. Enabled, so it starts at the next boot; start it once it is edited.
+    run systemctl enable "$UNIT"
+    note "not started: $CONFIG_DIR/line.toml is the example; edit it, then: systemctl start $UNIT"
+else
+    run systemctl enable "$UNIT"
+    run systemctl restart "$UNIT"
+fi
+
+# --- 7. operators ---------------------------------------------------------------------------
+step "Operators (group $SERVICE_GROUP)"
+for name in "${OPERATORS[@]}"; do
+    if ! id "$name" >/dev/null 2>&1; then
+        if ((DRY_RUN)); then note "warning: no user '$name'"; else die "no user '$name'"; fi
+    fi
+    if id -nG "$name" 2>/dev/null | tr ' ' '\n' | grep -qx "$SERVICE_GROUP"; then
+        note "$name is in group $SERVICE_GROUP"
+    else
+        run usermod -aG "$SERVICE_GROUP" "$name"
+    fi
+done
+note "add an operator:  usermod -aG $SERVICE_GROUP NAME   (takes effect at their next login)"
+
+step "Done"
+note "status:  systemctl status $UNIT"
+note "logs:    journalctl -u pkgline -o cat | jq"

@@ -1,0 +1,85 @@
+"""deploy/install.sh: ``--dry-run`` shows every step of an installation and changes nothing;
+bad options are refused. The script is never run for real here (it creates users and
+services)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "install.sh"
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+
+
+def _install(*args: str, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
+    command = ["bash", str(SCRIPT), *args]
+    if as_nobody and os.geteuid() == 0:
+        command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+
+
+def test_dry_run_shows_every_step_and_succeeds() -> None:
+    result = _install("--dry-run", "--operator", "root")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "nothing is changed" in out
+    assert "useradd --system --gid pkgline" in out or "user pkgline exists" in out
+    assert "/opt/pkgline/.venv/bin/pip install" in out
+    assert "/etc/pkgline/line.toml" in out
+    assert "/var/lib/pkgline" in out
+    assert "setpriv --reuid=pkgline --regid=pkgline" in out
+    assert "db upgrade" in out
+    assert "install -m 0644 -o root -g root" in out
+    assert "/etc/systemd/system/pkgline.service" in out
+    assert "systemctl daemon-reload" in out
+    assert "systemctl enable pkgline.service" in out
+    assert "usermod -aG pkgline" in out
+
+
+needs_a_non_root_user = pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="running as root, and no setpriv to run the script as user nobody",
+)
+
+
+@needs_a_non_root_user
+def test_without_root_only_a_dry_run_is_allowed() -> None:
+    real = _install(as_nobody=True)
+    assert real.returncode == 1
+    assert "run as root" in real.stderr
+    dry = _install("--dry-run", as_nobody=True)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("install.sh --dry-run: showing what would be done")
+
+
+def test_no_start_enables_the_service_without_starting_it() -> None:
+    result = _install("--dry-run", "--no-start")
+    assert result.returncode == 0, result.stderr
+    assert "systemctl enable pkgline.service" in result.stdout
+    assert "systemctl restart" not in result.stdout
+    assert "not started (--no-start)" in result.stdout
+
+
+def test_help_describes_the_script() -> None:
+    result = _install("--help")
+    assert result.returncode == 0
+    assert "--dry-run prints what it would do" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--operator"], ["--python"]])
+def test_a_wrong_command_line_exits_2(args: list[str]) -> None:
+    result = _install(*args)
+    assert result.returncode == 2
+    assert "install.sh:" in result.stderr
