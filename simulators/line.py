@@ -123,6 +123,7 @@ class SimulatedLine:
         self._servers: dict[str, ToolServer] = {}
         self._order: list[ToolServer] = []
         self._gateways: dict[object, _Gateway] = {}
+        self._gateway_of: dict[str, _Gateway] = {}
         self._started = False
         taken: dict[tuple[str, int], str] = {}
         for tool in config.tools:
@@ -156,6 +157,7 @@ class SimulatedLine:
             self._order.append(gateway.server)
             for tool_id in gateway.tool_ids:
                 self._servers[tool_id] = gateway.server
+                self._gateway_of[tool_id] = gateway
 
     @staticmethod
     def _virtual_tool(
@@ -282,8 +284,8 @@ class SimulatedLine:
                 host = f"[{server.host}]" if ":" in server.host else server.host
                 address, transport, name = f"{host}:{server.port}", "modbus", None
             else:
-                gateway = next(g for g in self._gateways.values() if g.server is server)
-                address = _with_port(gateway.url, gateway.host, server.port or gateway.port)
+                gateway = self._gateway_of[tool_id]
+                address = _with_port(gateway.url, gateway.host, server.port)
                 transport, name = "opcua", virtual.tool_id
             found.append(
                 Endpoint(tool_id, virtual.equipment_class, transport, address, object_name=name)
