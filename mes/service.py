@@ -31,6 +31,7 @@ from mes.domain.commands import (
 )
 from mes.domain.errors import InvalidInput, LotExists, UnknownLot
 from mes.domain.model import (
+    Carrier,
     Change,
     HistoryEntry,
     JobRecord,
@@ -270,6 +271,18 @@ class LotService:
 
     def next_steps(self, lot: Lot) -> frozenset[str]:
         return ops.next_steps(lot, self.flow(lot.flow))
+
+    def next_in_order(self, lot: Lot) -> tuple[str, ...]:
+        """A waiting lot's next steps in the order its flow writes them."""
+        return ops.next_in_order(lot, self.flow(lot.flow))
+
+    async def carriers(self, lot_id: str) -> list[Carrier]:
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.carriers(lot_id)
+
+    async def rejected_sites(self, lot_id: str) -> list[SiteReject]:
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.rejects(lot_id)
 
 
 async def _open_jobs(repo: LotRepository, lot: Lot) -> list[JobRecord]:

@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Integer,
     Text,
     bindparam,
     cast,
@@ -310,19 +309,19 @@ class Statements:
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
 
     def find(self, states: int, by_flow: bool) -> CompiledStatement:
-        """Lot ids by state (``states`` of them, bound as s0, s1, ...) and flow, most urgent
-        first, at most ``limit``."""
+        """Lots with their carriers by state (``states`` of them, bound as s0, s1, ...) and
+        flow, most urgent first."""
         key = (states, by_flow)
         if key not in self._find:
-            query = select(lots.c.id)
+            query = select(*_LOT_COLUMNS).select_from(_LOT_WITH_CARRIERS)
             if states:
                 query = query.where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
             if by_flow:
                 query = query.where(lots.c.flow == bindparam("flow"))
-            query = query.order_by(lots.c.priority, lots.c.created_at, lots.c.id)
-            self._find[key] = CompiledStatement.compile(
-                query.limit(bindparam("limit", type_=Integer)), self.dialect
+            query = query.order_by(
+                lots.c.priority, lots.c.created_at, lots.c.id, carriers.c.position
             )
+            self._find[key] = CompiledStatement.compile(query, self.dialect)
         return self._find[key]
 
 
@@ -434,13 +433,10 @@ class SqlLotRepository:
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
         values: dict[str, Any] = {f"s{i}": s.value for i, s in enumerate(states)}
-        values.update(flow=flow, limit=limit)
-        page = self._sql.find(len(states), flow is not None)
-        ids = [r["id"] for r in await self._db.fetch(page, values)]
-        found: dict[str, Lot] = {}
-        for lot_id in ids:  # one indexed read per lot: the page is small and ordered
-            found.update(_group_lots(await self._db.fetch(self._sql.get_lot, {"lot_id": lot_id})))
-        return [found[i] for i in ids if i in found]
+        values.update(flow=flow)
+        rows = await self._db.fetch(self._sql.find(len(states), flow is not None), values)
+        found = _group_lots(rows)  # insertion order: most urgent first
+        return list(found.values())[:limit]
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
         if self._sql.move_in_one is not None and _is_simple_move(change):

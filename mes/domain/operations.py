@@ -148,6 +148,16 @@ def next_steps(lot: Lot, flow: Flow) -> frozenset[str]:
     return position_of(lot, flow)[0]
 
 
+def next_in_order(lot: Lot, flow: Flow) -> tuple[str, ...]:
+    """The steps a waiting lot may take next, in the order its flow writes them (the first is
+    the one an unattended line runs)."""
+    if lot.state is not LotState.WAITING:
+        return ()
+    if lot.pending_rework is not None:
+        return (lot.pending_rework,)
+    return flow.position(lot.path, lot.params).in_flow_order
+
+
 def coerce_values(
     specs: Mapping[str, ValueSpec], given: Mapping[str, GivenValue], what: str, lot_id: str
 ) -> dict[str, Value]:
@@ -1040,6 +1050,7 @@ __all__ = [
     "context",
     "hold",
     "merge",
+    "next_in_order",
     "next_steps",
     "position_of",
     "record_job",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import db, flow, lot, sim
+from pkgline.cli import db, flow, lot, serve, sim
 
 app = typer.Typer(
     name="pkgline",
@@ -18,6 +18,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(flow.app, name="flow")
 app.add_typer(lot.app, name="lot")
 app.command(name="sim")(sim.sim)
+app.command(name="serve")(serve.serve)
 
 
 @app.command()

@@ -1,0 +1,6 @@
+"""The line controller (``pkgline serve``): joins the lot tracker and the equipment.
+
+:mod:`~pkgline.controller.line` owns the tools of one line controller and dispatches lots to
+them; :mod:`~pkgline.controller.runner` runs one tool; :mod:`~pkgline.controller.translate`
+and :mod:`~pkgline.controller.dispatch` are the pure rules between the two worlds.
+"""

@@ -1,0 +1,313 @@
+"""The line controller: the tools one ``pkgline serve`` owns, and the lots it runs on them.
+
+Start: claim the tools in equipment tracking (a tool has one controller), connect to each
+(supervised on its own), wait until every tool has answered or been found unreachable, then
+recover (lots running on our tools are followed, results left on a tool are recorded once) and
+tell systemd we are ready. Then, until asked to stop: dispatch waiting lots to idle tools,
+complete manual steps if configured to, report a heartbeat and the one-line status, and ping
+the watchdog. Stop: no new jobs; what is being recorded is finished; then exit.
+
+Several controllers may share one PostgreSQL database, each with its own tools: they only
+ever start lots on their own tools, and a lot two of them reach for is taken by one (the
+other's track-in is refused by the version check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from drivers.interface import ToolDriver
+from flows import FlowLibrary
+from mes.adapters.driver import DatabaseUnavailable
+from mes.domain import commands as cmd
+from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, ToolRegistration
+from mes.domain.errors import LotTrackerError
+from mes.domain.model import LotState
+from mes.equipment import EquipmentService
+from mes.service import LotService, utc_now
+from pkgline.config import ConfigError, LineConfig, LineTool
+from pkgline.controller.dispatch import Candidate, choose, next_step_of
+from pkgline.controller.runner import ToolRunner
+from pkgline.systemd import Notifier
+
+log = structlog.get_logger("pkgline.controller")
+
+MANUAL = "manual"
+HEARTBEAT_S = 5.0
+FIRST_CONTACT_MARGIN_S = 10.0
+
+
+def tool_steps(tool: LineTool, library: FlowLibrary) -> tuple[str, ...]:
+    """The steps a tool may run: as configured (checked against its class), else every step
+    of its class."""
+    of_class = [
+        code
+        for code, info in library.step_codes.items()
+        if info.equipment_class == tool.equipment_class.value
+    ]
+    if tool.steps is None:
+        return tuple(of_class)
+    wrong = [s for s in tool.steps if s not in of_class]
+    if wrong:
+        raise ConfigError(
+            f"tool {tool.id} ({tool.equipment_class.value}) cannot run {', '.join(wrong)}; "
+            f"its class runs {', '.join(of_class) or 'no step'}"
+        )
+    return tool.steps
+
+
+def describe_endpoint(tool: LineTool) -> str:
+    endpoint = tool.endpoint
+    if endpoint.transport == "modbus":
+        return f"modbus://{endpoint.host}:{endpoint.port}/{endpoint.unit_id}"
+    return f"{endpoint.url} {endpoint.object_name or tool.id}"
+
+
+class LineController:
+    def __init__(
+        self,
+        config: LineConfig,
+        lots: LotService,
+        equipment: EquipmentService,
+        drivers: Sequence[ToolDriver],
+        *,
+        notifier: Notifier | None = None,
+    ):
+        self.config = config
+        self.name = config.name
+        self._lots = lots
+        self._equipment = equipment
+        self._library = lots.flows
+        self._notifier = notifier or Notifier(None)
+        self._user = config.controller.user
+        by_id = {d.tool_id: d for d in drivers}
+        self.runners: dict[str, ToolRunner] = {}
+        for tool in config.tools:
+            steps = tool_steps(tool, self._library)
+            runner = ToolRunner(
+                tool.model_copy(update={"steps": steps}),
+                by_id[tool.id],
+                lots,
+                equipment,
+                user=self._user,
+                on_idle=self.wake,
+            )
+            self.runners[tool.id] = runner
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._started_at = utc_now()
+        self._counts = (0, 0)
+        self.ready = asyncio.Event()
+
+    # -- control -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Dispatch now (a tool became idle)."""
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def status_line(self) -> str:
+        up = sum(1 for r in self.runners.values() if r.connected)
+        running, waiting = self._counts
+        return (
+            f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
+            f"{waiting} waiting"
+        )
+
+    # -- the main loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop`. Raises if a part of the controller fails."""
+        await self._equipment.register(
+            self.name,
+            [
+                ToolRegistration(
+                    r.tool_id,
+                    r.tool.equipment_class.value,
+                    describe_endpoint(r.tool),
+                    r.tool.steps or (),
+                )
+                for r in self.runners.values()
+            ],
+        )
+        log.info("line controller starting", line=self.name, tools=len(self.runners))
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(runner.run(), name=f"tool-{tool_id}")
+            for tool_id, runner in self.runners.items()
+        ]
+        try:
+            await self._first_contact()
+            await self._dispatch_once()
+            self.ready.set()
+            self._notifier.ready(self.status_line())
+            log.info("line controller ready", status=self.status_line())
+            loops = [
+                asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+                asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            ]
+            stop = asyncio.create_task(self._stop.wait(), name="stop")
+            done, _ = await asyncio.wait(
+                [stop, *tasks, *loops], return_when=asyncio.FIRST_COMPLETED
+            )
+            failed = [t for t in done if t is not stop]
+            tasks += loops
+            tasks.append(stop)
+            for task in failed:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+        finally:
+            await self._shutdown(tasks)
+
+    async def _first_contact(self) -> None:
+        """Every tool answered or was found unreachable (READY comes after this)."""
+        limit = (
+            max(
+                (
+                    r.tool.policy.timeout_s + r.tool.policy.poll_interval_s
+                    for r in self.runners.values()
+                ),
+                default=0.0,
+            )
+            * 3
+            + FIRST_CONTACT_MARGIN_S
+        )
+        waiting = [asyncio.create_task(r.first_contact.wait()) for r in self.runners.values()]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=limit)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _shutdown(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
+        self._notifier.stopping("finishing what is being recorded")
+        log.info("line controller stopping: finishing what is being recorded")
+        for runner in self.runners.values():
+            runner.stopping = True
+        await asyncio.gather(
+            *(r.in_flight() for r in self.runners.values()), return_exceptions=True
+        )
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
+        try:
+            await self._equipment.heartbeat(self._record("stopped"))
+        except (DatabaseUnavailable, OSError) as exc:
+            log.warning("cannot record the stop", error=str(exc))
+        log.info("line controller stopped")
+
+    async def _dispatch_loop(self) -> None:
+        interval = self.config.controller.dispatch_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+            try:
+                await self._dispatch_once()
+            except DatabaseUnavailable as exc:
+                log.warning("cannot dispatch: database unavailable", error=str(exc))
+
+    async def _heartbeat_loop(self) -> None:
+        watchdog = self._notifier.watchdog_interval_s
+        tick = HEARTBEAT_S
+        if watchdog is not None:
+            tick = min(tick, watchdog * self.config.controller.watchdog_fraction)
+        last_beat = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            self._notifier.watchdog()
+            if loop.time() - last_beat >= HEARTBEAT_S:
+                status = self.status_line()
+                self._notifier.status(status)
+                try:
+                    await self._equipment.heartbeat(self._record(status))
+                except DatabaseUnavailable as exc:
+                    log.warning("cannot record the heartbeat", error=str(exc))
+                last_beat = loop.time()
+            await asyncio.sleep(tick)
+
+    def _record(self, status: str) -> ControllerRecord:
+        return ControllerRecord(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self._started_at,
+            heartbeat_at=utc_now(),
+            status=status,
+            tools=tuple(self.runners),
+        )
+
+    # -- dispatching -------------------------------------------------------------------------
+
+    async def _dispatch_once(self) -> None:
+        """Follow lots running on our tools; start waiting lots on idle tools; complete manual
+        steps when configured to."""
+        tools: dict[str, ToolRecord] = {t.id: t for t in await self._equipment.tools(self.name)}
+        lots = await self._lots.find(states=[LotState.WAITING, LotState.RUNNING], limit=1_000_000)
+        running = [lot for lot in lots if lot.state is LotState.RUNNING]
+        for lot in running:
+            runner = self.runners.get(lot.running.tool or "") if lot.running else None
+            if runner is not None and not runner.is_working_on(lot.id):
+                runner.assign(lot.id)
+        candidates: list[Candidate] = []
+        for lot in lots:
+            if lot.state is LotState.WAITING:
+                candidate = next_step_of(lot, self._lots.next_in_order(lot))
+                if candidate is not None:
+                    candidates.append(candidate)
+        self._counts = (
+            sum(1 for lot in running if lot.running and lot.running.tool in self.runners),
+            len(candidates),
+        )
+        if self.config.controller.auto_manual_steps:
+            candidates = await self._complete_manual_steps(candidates)
+        for tool_id, runner in sorted(self.runners.items()):
+            record = tools.get(tool_id)
+            if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
+                continue
+            pick = choose(candidates, runner.steps)
+            if pick is None:
+                continue
+            candidates.remove(pick)
+            await self._start(pick, runner)
+
+    async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
+        try:
+            await self._lots.track_in(
+                cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
+            )
+        except LotTrackerError as exc:
+            log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=exc.message)
+            return
+        log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
+        runner.assign(pick.lot.id)
+
+    async def _complete_manual_steps(self, candidates: list[Candidate]) -> list[Candidate]:
+        left = []
+        for candidate in candidates:
+            info = self._library.step_codes.get(candidate.step)
+            if info is None or info.equipment_class != MANUAL:
+                left.append(candidate)
+                continue
+            lot = candidate.lot
+            try:
+                await self._lots.track_in(cmd.TrackIn(lot.id, candidate.step, self._user))
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+            except LotTrackerError as exc:
+                log.info(
+                    "manual step not completed", lot=lot.id, step=candidate.step, reason=exc.message
+                )
+                continue
+            log.info("manual step completed", lot=lot.id, step=candidate.step)
+            self._wake.set()
+        return left

@@ -1,0 +1,565 @@
+"""One tool under the line controller: follow it, record its E10 states, and run the lots
+tracked in on it, one carrier (job) at a time.
+
+For each lot running on the tool: make the step's recipe active and verify it (a mismatch
+gives the lot back, waiting, with the reason, and takes the tool out of dispatch); then for
+each carrier not done at this step: record the job, start it with the carrier's site map,
+wait for it, record its results (the last carrier tracks the lot out), and only then let the
+tool forget them. A failure anywhere loses nothing and records nothing twice:
+
+- results recorded but not acknowledged: found on the tool again, seen recorded, acknowledged;
+- results not recorded: found on the tool again, recorded, acknowledged;
+- a job recorded as started that the tool no longer knows: the lot is held, with the reason.
+
+An alarm during a job holds the lot with the alarm in the reason; the tool is unscheduled
+down until someone resets it. A tool that stops answering is marked down; its lot is held
+only if the tool comes back without the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import structlog
+
+from drivers.catalogue import class_spec
+from drivers.errors import (
+    CommandRefused,
+    DriverError,
+    ProtocolError,
+    RecipeMismatch,
+    ToolUnreachable,
+)
+from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged, ToolDriver
+from drivers.model import Job, JobResults, Mode, ProcessState, Recipe, SiteMap, ToolStatus
+from mes.adapters.driver import DatabaseUnavailable
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode, ToolSnapshot
+from mes.domain.errors import LotTrackerError
+from mes.domain.model import Carrier, HoldSource, JobStatus, Lot, LotState, SiteReject
+from mes.equipment import EquipmentService
+from mes.service import JobOutcome, LotService
+from pkgline.config import LineTool
+from pkgline.controller import translate
+
+log = structlog.get_logger("pkgline.controller")
+
+SETUP_TIMEOUT_S = 600.0
+"""How long a recipe load may take before the step is given up."""
+LOT_CHECK_S = 5.0
+"""While a job runs: how often to check that its lot is still running here."""
+PROGRESS_REPORT_S = 1.0
+"""Progress (sites done) is written to equipment tracking at most this often."""
+RETRY_S = 2.0
+
+JobEnd = Literal["complete", "alarm", "aborted", "lost", "withdrawn"]
+
+
+class StepGivenUp(Exception):
+    """The step cannot go on on this tool now; the lot was given back or held."""
+
+
+class ToolRunner:
+    """Follows one tool and runs the lots tracked in on it."""
+
+    def __init__(
+        self,
+        tool: LineTool,
+        driver: ToolDriver,
+        lots: LotService,
+        equipment: EquipmentService,
+        *,
+        user: str,
+        on_idle: Callable[[], None] = lambda: None,
+    ):
+        self.tool = tool
+        self.tool_id = tool.id
+        self.steps: frozenset[str] = frozenset(tool.steps or ())
+        self._driver = driver
+        self._lots = lots
+        self._equipment = equipment
+        self._user = user
+        self._spec = class_spec(tool.equipment_class)
+        self._on_idle = on_idle
+        self._status: ToolStatus | None = None
+        self._connected = False
+        self._epoch = 0
+        self._changed = asyncio.Event()
+        self.first_contact = asyncio.Event()
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._current: str | None = None
+        self._reported: ToolSnapshot | None = None
+        self._reported_at = 0.0
+        self._in_flight: set[asyncio.Task[JobOutcome]] = set()
+        self.stopping = False
+
+    # -- what the line controller sees -------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def status(self) -> ToolStatus | None:
+        return self._status
+
+    @property
+    def current_lot(self) -> str | None:
+        return self._current
+
+    def is_idle(self) -> bool:
+        """Ready for a new lot: answering, not busy, in production, nothing waiting."""
+        status = self._status
+        return (
+            self._connected
+            and status is not None
+            and status.state in (ProcessState.IDLE, ProcessState.READY)
+            and status.mode is Mode.PRODUCTION
+            and status.alarm is None
+            and not status.results_waiting
+            and self._current is None
+            and not self._queued
+            and not self.stopping
+        )
+
+    def is_working_on(self, lot_id: str) -> bool:
+        return lot_id == self._current or lot_id in self._queued
+
+    def assign(self, lot_id: str) -> None:
+        """Run the step ``lot_id`` is tracked in at on this tool."""
+        if not self.is_working_on(lot_id):
+            self._queued.add(lot_id)
+            self._queue.put_nowait(lot_id)
+
+    async def close(self) -> None:
+        """Close the tool's driver (its connection and supervision)."""
+        await self._driver.close()
+
+    async def in_flight(self) -> None:
+        """Wait for results being recorded and acknowledged right now (on shutdown)."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the tool and run its lots until cancelled."""
+        with structlog.contextvars.bound_contextvars(tool_id=self.tool_id):
+            await self._driver.start()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._follow(), name=f"follow-{self.tool_id}")
+                tasks.create_task(self._work(), name=f"work-{self.tool_id}")
+
+    async def _follow(self) -> None:
+        async for event in self._driver.events():
+            if isinstance(event, ConnectionLost):
+                self._connected = False
+                self._status = None
+                await self._report(reason=event.reason, force=True)
+                self.first_contact.set()
+            elif isinstance(event, ConnectionRestored):
+                self._connected = True
+                self._epoch += 1
+            elif isinstance(event, StatusChanged):
+                self._connected = True
+                self._status = event.status
+                await self._report()
+                self.first_contact.set()
+            self._changed.set()
+            if self.is_idle():
+                self._on_idle()
+
+    async def _report(self, *, reason: str | None = None, force: bool = False) -> None:
+        """Tell equipment tracking what the tool does: at once when its state, mode, alarm,
+        job or connection changes; progress alone at most once a second."""
+        snap = translate.snapshot(
+            self._status, connected=self._connected, lot_id=self._current, reason=reason
+        )
+        last = self._reported
+        now = time.monotonic()
+        if last is not None and not force:
+            same = (
+                last.connected == snap.connected
+                and last.e10 == snap.e10
+                and last.process_state == snap.process_state
+                and last.mode == snap.mode
+                and last.alarm == snap.alarm
+                and last.job_id == snap.job_id
+                and last.lot_id == snap.lot_id
+            )
+            if same and (
+                snap.sites_done == last.sites_done or now - self._reported_at < PROGRESS_REPORT_S
+            ):
+                return
+        try:
+            await self._equipment.report(self.tool_id, snap)
+        except (DatabaseUnavailable, LotTrackerError) as exc:
+            log.warning("cannot record tool state", error=str(exc))
+            return
+        self._reported, self._reported_at = snap, now
+
+    async def _work(self) -> None:
+        await self.first_contact.wait()
+        while True:
+            try:
+                await self._settle()
+            except (DriverError, DatabaseUnavailable) as exc:
+                log.warning("cannot settle the tool's results yet", error=str(exc))
+                await self._wait_connected()
+                await asyncio.sleep(RETRY_S)
+                continue
+            lot_id = await self._queue.get()
+            self._current = lot_id
+            retry = False
+            try:
+                with structlog.contextvars.bound_contextvars(lot_id=lot_id):
+                    await self._run_step(lot_id)
+            except StepGivenUp as exc:
+                log.info("step given up", reason=str(exc))
+            except (ToolUnreachable, DatabaseUnavailable) as exc:
+                log.warning(
+                    "step interrupted; will go on when possible", lot_id=lot_id, error=str(exc)
+                )
+                retry = True
+            except DriverError as exc:
+                log.warning("step interrupted by the tool", lot_id=lot_id, error=str(exc))
+                retry = True
+            except LotTrackerError as exc:
+                log.info("lot moved by someone else", lot_id=lot_id, reason=exc.message)
+            finally:
+                self._queued.discard(lot_id)
+                self._current = None
+            await self._report(force=True)
+            if retry:
+                await self._wait_connected()
+                await asyncio.sleep(RETRY_S)
+                self.assign(lot_id)
+            elif self.is_idle():
+                self._on_idle()
+
+    # -- waiting on the tool -----------------------------------------------------------------
+
+    async def _wait_for(self, condition: Callable[[], bool], within_s: float | None) -> bool:
+        """Wait until ``condition()`` holds after a tool event, at most ``within_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within_s is None else loop.time() + within_s
+        while not condition():
+            self._changed.clear()
+            if condition():
+                break
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return condition()
+        return True
+
+    async def _wait_connected(self) -> None:
+        await self._wait_for(lambda: self._connected and self._status is not None, None)
+
+    async def _read_until(self, states: frozenset[ProcessState], within_s: float) -> ToolStatus:
+        """Read the tool's status directly (no stale event) until it is in one of ``states``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            status = await self._driver.status()
+            if status.state in states:
+                return status
+            if loop.time() >= deadline:
+                raise StepGivenUp(
+                    f"tool {self.tool_id} stayed {status.state.name} for {within_s:.0f} s "
+                    f"(waiting for {', '.join(s.name for s in states)})"
+                )
+            await self._wait_for(lambda: False, min(0.5, max(0.0, deadline - loop.time())))
+
+    # -- results left on the tool ------------------------------------------------------------
+
+    async def _settle(self) -> None:
+        """Results waiting on the tool (after a controller restart, a lost connection or a
+        failed acknowledge): record them if they are not recorded yet, then acknowledge."""
+        status = self._status
+        if not self._connected or status is None or not status.results_waiting:
+            return
+        results = await self._driver.results()
+        if results is None:
+            return
+        job = await self._lots.job(results.job_id)
+        if job is None:
+            log.warning(
+                "results of a job pkgline did not start: acknowledged without recording",
+                job_id=results.job_id,
+                lot=results.lot_id,
+            )
+        elif job.status is JobStatus.STARTED:
+            lot = await self._lots.get(job.lot_id)
+            carrier = next(c for c in await self._lots.carriers(lot.id) if c.id == job.carrier_id)
+            incoming = translate.incoming_site_map(carrier, await self._rejected_before(lot))
+            log.info("recording results found on the tool", job_id=job.job_id, lot=lot.id)
+            await self._record(lot, carrier, incoming, job.job_id, results)
+            return
+        else:
+            log.info(
+                "results already recorded: acknowledging",
+                job_id=job.job_id,
+                status=job.status.value,
+            )
+        await self._driver.acknowledge_results(results.job_id)
+
+    async def _rejected_before(self, lot: Lot) -> list[SiteReject]:
+        """Sites rejected before this step (the map the tool was given)."""
+        return await self._lots.rejected_sites(lot.id)
+
+    # -- one step of one lot -----------------------------------------------------------------
+
+    async def _run_step(self, lot_id: str) -> None:
+        lot = await self._lots.get(lot_id)
+        if (
+            lot.state is not LotState.RUNNING
+            or lot.running is None
+            or lot.running.tool != self.tool_id
+        ):
+            return
+        await self._wait_connected()
+        await self._settle()
+        lot = await self._lots.get(lot_id)
+        if (
+            lot.state is not LotState.RUNNING
+            or lot.running is None
+            or lot.running.tool != self.tool_id
+        ):
+            return  # the results found on the tool finished the step
+        running = lot.running
+        flow = self._lots.flow(lot.flow)
+        jobs = await self._lots.jobs_of_step(lot)
+        open_job = next((j for j in jobs if j.status is JobStatus.STARTED), None)
+        carriers = await self._lots.carriers(lot.id)
+        rejected = await self._rejected_before(lot)
+        if open_job is not None:
+            status = self._status
+            if status is not None and status.job_id == open_job.job_id:
+                carrier = next(c for c in carriers if c.id == open_job.carrier_id)
+                log.info("following a job already running", job_id=open_job.job_id)
+                if not await self._finish_job(
+                    lot,
+                    carrier,
+                    translate.incoming_site_map(carrier, rejected),
+                    open_job.job_id,
+                    self._epoch,
+                ):
+                    return
+                lot = await self._lots.get(lot_id)
+                jobs = await self._lots.jobs_of_step(lot)
+            else:
+                await self._hold(
+                    lot,
+                    f"tool {self.tool_id} no longer knows job {open_job.job_id} (carrier "
+                    f"{open_job.carrier_id} at {open_job.step}); its results are lost: check the carrier",
+                    HoldSource.CONTROLLER,
+                )
+                return
+        if lot.state is not LotState.RUNNING:
+            return
+        recipe = translate.tool_recipe(
+            flow, running.step, running.values, self._driver.recipe_parameters
+        )
+        await self._make_recipe_active(lot, recipe)
+        done = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
+        for carrier in carriers:
+            if carrier.id in done:
+                continue
+            if self.stopping:
+                return
+            incoming = translate.incoming_site_map(carrier, rejected)
+            job_id = translate.new_job_id()
+            await self._lots.start_job(
+                cmd.StartJob(lot.id, job_id, self.tool_id, carrier.id, self._user)
+            )
+            epoch = self._epoch
+            try:
+                await self._driver.start_job(
+                    Job(job_id, lot.id, running.step, carrier.id, incoming)
+                )
+            except CommandRefused as exc:
+                await self._give_back(
+                    lot, f"tool {self.tool_id} refused job {job_id}: {exc.message}"
+                )
+                return
+            log.info("job started", job_id=job_id, carrier=carrier.id, step=running.step)
+            if not await self._finish_job(lot, carrier, incoming, job_id, epoch):
+                return
+            lot = await self._lots.get(lot.id)
+            if lot.state is not LotState.RUNNING:
+                return
+
+    async def _make_recipe_active(self, lot: Lot, recipe: Recipe) -> None:
+        ready = frozenset({ProcessState.READY, ProcessState.IDLE})
+        status = await self._read_until(ready | {ProcessState.ALARM}, SETUP_TIMEOUT_S)
+        if status.state is ProcessState.ALARM:
+            raise StepGivenUp(f"tool {self.tool_id} is in alarm")
+        active = await self._driver.active_recipe()
+        if status.state is ProcessState.IDLE or active != recipe.info():
+            try:
+                await self._driver.load_recipe(recipe)
+            except CommandRefused as exc:
+                await self._give_back(
+                    lot, f"tool {self.tool_id} refused recipe {recipe.name}: {exc.message}"
+                )
+                raise StepGivenUp("recipe refused") from exc
+            log.info("recipe loaded", recipe=recipe.name, version=recipe.version)
+            status = await self._read_until(
+                frozenset({ProcessState.READY, ProcessState.ALARM}), SETUP_TIMEOUT_S
+            )
+            if status.state is ProcessState.ALARM:
+                await self._hold(
+                    lot,
+                    f"alarm on {self.tool_id} during recipe setup: {_alarm_text(status)}",
+                    HoldSource.ALARM,
+                )
+                raise StepGivenUp("alarm during setup")
+        try:
+            await self._driver.verify_recipe(recipe)
+        except RecipeMismatch as exc:
+            reason = f"recipe check failed on {self.tool_id}: {exc.message}"
+            await self._give_back(lot, reason)
+            await self._equipment.set_dispatch(
+                self.tool_id, DispatchMode.MANUAL, self._user, reason
+            )
+            raise StepGivenUp(reason) from exc
+
+    async def _finish_job(
+        self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, epoch: int
+    ) -> bool:
+        """Wait for the job and record it. False when the step cannot go on."""
+        end = await self._await_job(lot, job_id, epoch)
+        if end == "complete":
+            results = await self._driver.results()
+            if results is None or results.job_id != job_id:
+                found = "none" if results is None else f"job {results.job_id}"
+                await self._hold(
+                    lot,
+                    f"tool {self.tool_id} completed job {job_id} but holds results of {found}",
+                    HoldSource.CONTROLLER,
+                )
+                return False
+            try:
+                await self._record(lot, carrier, incoming, job_id, results)
+            except (ProtocolError, ValueError) as exc:
+                await self._hold(
+                    lot,
+                    f"results of job {job_id} from {self.tool_id} are unusable: {exc}",
+                    HoldSource.CONTROLLER,
+                )
+                return False
+            return True
+        if end == "alarm":
+            await self._hold(
+                lot,
+                f"alarm on {self.tool_id} during job {job_id} (carrier {carrier.id}): {_alarm_text(self._status)}",
+                HoldSource.ALARM,
+            )
+        elif end == "aborted":
+            await self._give_back(lot, f"job {job_id} was aborted at tool {self.tool_id}")
+            with contextlib.suppress(DriverError):
+                await self._driver.reset_alarm()
+        elif end == "lost":
+            await self._hold(
+                lot,
+                f"tool {self.tool_id} came back without job {job_id} (carrier {carrier.id}): "
+                "its results are lost; check the carrier",
+                HoldSource.CONTROLLER,
+            )
+        elif end == "withdrawn":
+            log.info("lot taken off the tool while its job ran: aborting the job", job_id=job_id)
+            with contextlib.suppress(DriverError):
+                await self._driver.abort()
+                await self._driver.reset_alarm()
+        return False
+
+    def _job_end(self, job_id: str, epoch: int) -> JobEnd | None:
+        status = self._status
+        if not self._connected or status is None:
+            return None
+        if status.state is ProcessState.ALARM:
+            return "alarm"
+        if status.state is ProcessState.ABORTED:
+            return "aborted"
+        if status.results_waiting and status.job_id in (job_id, None):
+            return "complete"
+        if self._epoch > epoch and status.job_id != job_id:
+            return "lost"
+        return None
+
+    async def _await_job(self, lot: Lot, job_id: str, epoch: int) -> JobEnd:
+        while True:
+            if await self._wait_for(lambda: self._job_end(job_id, epoch) is not None, LOT_CHECK_S):
+                end = self._job_end(job_id, epoch)
+                assert end is not None
+                return end
+            now = await self._lots.get(lot.id)
+            if (
+                now.state is not LotState.RUNNING
+                or now.running is None
+                or now.running.tool != self.tool_id
+            ):
+                return "withdrawn"
+
+    async def _record(
+        self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, results: JobResults
+    ) -> JobOutcome:
+        """Record the results, then acknowledge them on the tool: shielded, so that a shutdown
+        never separates the two."""
+        step = results.step or (lot.running.step if lot.running else "")
+        flow = self._lots.flow(lot.flow)
+        measured = translate.measured_for_flow(flow, step, results)
+        rejects = translate.outgoing_rejects(carrier, incoming, results.site_map, self._spec)
+
+        async def record_then_acknowledge() -> JobOutcome:
+            outcome = await self._lots.record_job(
+                cmd.RecordJob(job_id, self._user, measured, rejects, translate.tool_data(results))
+            )
+            await self._driver.acknowledge_results(job_id)
+            log.info(
+                "job recorded",
+                job_id=job_id,
+                carrier=carrier.id,
+                rejects=len(rejects),
+                lot_state=outcome.lot.state.value,
+                again=outcome.already_recorded,
+            )
+            return outcome
+
+        task = asyncio.get_running_loop().create_task(record_then_acknowledge())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return await asyncio.shield(task)
+
+    # -- giving a lot back -------------------------------------------------------------------
+
+    async def _hold(self, lot: Lot, reason: str, source: HoldSource) -> None:
+        log.warning("holding lot", lot=lot.id, reason=reason)
+        try:
+            await self._lots.hold(cmd.HoldLot(lot.id, self._user, reason, source))
+        except LotTrackerError as exc:
+            log.info("lot not held: it moved meanwhile", lot=lot.id, reason=exc.message)
+
+    async def _give_back(self, lot: Lot, reason: str) -> None:
+        """Abort the step: the lot waits at the same step again, with the reason recorded."""
+        log.warning("giving the lot back", lot=lot.id, reason=reason)
+        try:
+            await self._lots.abort(cmd.AbortStep(lot.id, self._user, reason))
+        except LotTrackerError as exc:
+            log.info("lot not given back: it moved meanwhile", lot=lot.id, reason=exc.message)
+
+
+def _alarm_text(status: ToolStatus | None) -> str:
+    if status is None or status.alarm is None:
+        return "no alarm details"
+    a = status.alarm
+    return f"alarm {a.code} ({a.severity.name.lower()}): {a.text}"
