@@ -34,7 +34,7 @@ from mes.equipment import EquipmentService
 from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, next_step_of
-from pkgline.controller.runner import ToolRunner
+from pkgline.controller.runner import RunnerObserver, ToolRunner
 from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.controller")
@@ -79,6 +79,7 @@ class LineController:
         drivers: Sequence[ToolDriver],
         *,
         notifier: Notifier | None = None,
+        observer: RunnerObserver | None = None,
     ):
         self.config = config
         self.name = config.name
@@ -98,6 +99,7 @@ class LineController:
                 equipment,
                 user=self._user,
                 on_idle=self.wake,
+                observer=observer,
             )
             self.runners[tool.id] = runner
         self._wake = asyncio.Event()

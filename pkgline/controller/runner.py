@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol
 
 import structlog
 
@@ -59,6 +59,24 @@ RETRY_S = 2.0
 JobEnd = Literal["complete", "alarm", "aborted", "lost", "withdrawn"]
 
 
+class RunnerObserver(Protocol):
+    """Timing hooks for measurements (the throughput benchmark); a no-op by default."""
+
+    def job_done_seen(self, tool_id: str, job_id: str) -> None:
+        """The controller has seen the tool report the job complete."""
+
+    def job_starting(self, tool_id: str, job_id: str) -> None:
+        """The controller is about to send the tool the next start."""
+
+
+class _NoObserver:
+    def job_done_seen(self, tool_id: str, job_id: str) -> None:
+        return None
+
+    def job_starting(self, tool_id: str, job_id: str) -> None:
+        return None
+
+
 class StepGivenUp(Exception):
     """The step cannot go on on this tool now; the lot was given back or held."""
 
@@ -75,6 +93,7 @@ class ToolRunner:
         *,
         user: str,
         on_idle: Callable[[], None] = lambda: None,
+        observer: RunnerObserver | None = None,
     ):
         self.tool = tool
         self.tool_id = tool.id
@@ -85,6 +104,7 @@ class ToolRunner:
         self._user = user
         self._spec = class_spec(tool.equipment_class)
         self._on_idle = on_idle
+        self._observer = observer or _NoObserver()
         self._status: ToolStatus | None = None
         self._connected = False
         self._epoch = 0
@@ -382,6 +402,7 @@ class ToolRunner:
                 cmd.StartJob(lot.id, job_id, self.tool_id, carrier.id, self._user)
             )
             epoch = self._epoch
+            self._observer.job_starting(self.tool_id, job_id)
             try:
                 await self._driver.start_job(
                     Job(job_id, lot.id, running.step, carrier.id, incoming)
@@ -439,6 +460,7 @@ class ToolRunner:
         """Wait for the job and record it. False when the step cannot go on."""
         end = await self._await_job(lot, job_id, epoch)
         if end == "complete":
+            self._observer.job_done_seen(self.tool_id, job_id)
             results = await self._driver.results()
             if results is None or results.job_id != job_id:
                 found = "none" if results is None else f"job {results.job_id}"
