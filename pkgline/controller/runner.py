@@ -254,6 +254,7 @@ class ToolRunner:
             finally:
                 self._queued.discard(lot_id)
                 self._current = None
+            await self._refresh_status()
             await self._report(force=True)
             if retry:
                 await self._wait_connected()
@@ -261,6 +262,21 @@ class ToolRunner:
                 self.assign(lot_id)
             elif self.is_idle():
                 self._on_idle()
+
+    async def _refresh_status(self) -> None:
+        """After a step, the status last heard may predate the acknowledge (results still
+        waiting until the next poll or publish, up to ``poll_interval_s`` later): read it now,
+        so that a tool that is idle asks for its next lot at once."""
+        status = self._status
+        if not self._connected or status is None or not status.results_waiting:
+            return
+        try:
+            fresh = await self._driver.status()
+        except DriverError:
+            return  # the supervision reports it
+        if self._status is status:  # no newer event meanwhile
+            self._status = fresh
+            self._changed.set()
 
     # -- waiting on the tool -----------------------------------------------------------------
 
