@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import cache
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,6 +17,7 @@ from flows import FlowLibrary, load_library
 from mes.adapters.database import create_engine, default_database_url
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.equipment import EquipmentService
 from mes.service import LotService
 
 
@@ -48,3 +50,24 @@ async def open_lot_service(
         if check_schema:
             await require_current_schema(engine)
         yield LotService(SqlUnitOfWorkFactory(engine), flow_library())
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The lot tracker and equipment tracking on one database."""
+
+    lots: LotService
+    equipment: EquipmentService
+
+
+@asynccontextmanager
+async def open_services(
+    url: str | None, *, check_schema: bool = True, pool_size: int = 5
+) -> AsyncIterator[Services]:
+    """Lots and equipment on the database at ``url``, sharing one engine (the operator's view
+    of the line reads both)."""
+    async with open_engine(url, pool_size=pool_size) as engine:
+        if check_schema:
+            await require_current_schema(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        yield Services(LotService(factory, flow_library()), EquipmentService(factory))

@@ -1,0 +1,452 @@
+"""``pkgline tool``: the line's tools as equipment tracking records them. Thin: parse, call the
+equipment service, print.
+
+``list`` and ``show`` read what the line controllers wrote (state, mode, SEMI E10 state and
+since when, lot, progress, alarm; ``show`` adds time in each E10 state over a window and the
+state changes); ``manual`` and ``auto`` take a tool out of automatic dispatch and give it back,
+recorded with the user and the reason. An unknown tool is exit 1 with the known ids, a bad
+window exit 2 (see :mod:`pkgline.cli.common`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from mes.domain.equipment import E10_STATES, DispatchMode, E10Change, StateTimes, ToolRecord
+from mes.domain.errors import UnknownTool
+from mes.equipment import EquipmentService
+from mes.service import utc_now
+from pkgline.bootstrap import open_services
+from pkgline.cli.common import (
+    DbOption,
+    JsonOption,
+    UserOption,
+    current_user,
+    out,
+    print_json,
+    run,
+    usage_error,
+)
+
+app = typer.Typer(
+    help="Tools: states, time in state, and automatic or manual dispatch.", no_args_is_help=True
+)
+
+ToolArg = Annotated[str, typer.Argument(help="Tool id (pkgline tool list).", show_default=False)]
+
+E10_STYLE = {
+    "productive": "bold green",
+    "standby": "cyan",
+    "engineering": "blue",
+    "scheduled_down": "yellow",
+    "unscheduled_down": "bold red",
+    "non_scheduled": "dim",
+}
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_window(text: str) -> timedelta:
+    """``90s``, ``30m``, ``8h``, ``2d`` as a duration; ValueError for anything else."""
+    match = _WINDOW.match(text.lower())
+    if match is None:
+        raise ValueError(f"--window {text!r}: expected a number and a unit, e.g. 30m, 8h or 2d")
+    seconds = float(match[1]) * WINDOW_UNITS[match[2]]
+    if seconds <= 0:
+        raise ValueError(f"--window {text!r}: the window must be longer than 0")
+    return timedelta(seconds=seconds)
+
+
+def ago(delta: timedelta) -> str:
+    """A duration for people: ``4s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    s = max(0, int(delta.total_seconds()))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def clock(at: datetime) -> str:
+    """A time of day in the local time zone (the date too when not today)."""
+    local = at.astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return f"{local:%H:%M:%S}"
+    return f"{local:%Y-%m-%d %H:%M:%S}"
+
+
+def e10_text(state: str) -> Text:
+    return Text(state, style=E10_STYLE.get(state, ""))
+
+
+def progress_text(record: ToolRecord) -> str:
+    snap = record.snapshot
+    return f"{snap.sites_done}/{snap.sites_total}" if snap.sites_total else "-"
+
+
+def alarm_text(record: ToolRecord) -> str:
+    alarm = record.snapshot.alarm
+    if not alarm:
+        return ""
+    return f"{alarm.get('code')} {alarm.get('severity', '')}: {alarm.get('text', '')}".strip()
+
+
+# -- JSON (a contract: scripts read it) --------------------------------------------------------
+
+
+def tool_dict(record: ToolRecord, now: datetime) -> dict[str, Any]:
+    snap = record.snapshot
+    return {
+        "id": record.id,
+        "line": record.line,
+        "class": record.equipment_class,
+        "address": record.address,
+        "steps": list(record.steps),
+        "dispatch": record.dispatch.value,
+        "dispatch_by": record.dispatch_by,
+        "dispatch_at": record.dispatch_at.isoformat() if record.dispatch_at else None,
+        "dispatch_reason": record.dispatch_reason,
+        "connected": snap.connected,
+        "process_state": snap.process_state,
+        "mode": snap.mode,
+        "e10": snap.e10,
+        "e10_since": record.e10_since.isoformat(),
+        "e10_for_s": round((now - record.e10_since).total_seconds(), 3),
+        "lot": snap.lot_id,
+        "job": snap.job_id,
+        "sites_done": snap.sites_done,
+        "sites_total": snap.sites_total,
+        "alarm": dict(snap.alarm) if snap.alarm else None,
+        "reason": snap.reason,
+        "updated_at": record.updated_at.isoformat(),
+    }
+
+
+def state_times_dict(times: StateTimes) -> dict[str, Any]:
+    known = times.known_s
+    return {
+        "start": times.start.isoformat(),
+        "end": times.end.isoformat(),
+        "window_s": round(times.total_s, 3),
+        "recorded_s": round(known, 3),
+        "seconds": {s: round(times.seconds.get(s, 0.0), 3) for s in E10_STATES},
+        "percent": {
+            s: round(100.0 * times.seconds.get(s, 0.0) / known, 2) if known > 0 else None
+            for s in E10_STATES
+        },
+        "availability_pct": None
+        if times.availability is None
+        else round(100.0 * times.availability, 2),
+        "utilization_pct": None
+        if times.utilization is None
+        else round(100.0 * times.utilization, 2),
+    }
+
+
+def change_dict(change: E10Change) -> dict[str, Any]:
+    return {
+        "at": change.at.isoformat(),
+        "e10": change.e10,
+        "process_state": change.process_state,
+        "connected": change.connected,
+        "reason": change.reason,
+    }
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def tools_table(records: Sequence[ToolRecord], now: datetime, *, compact: bool = False) -> Table:
+    """The tools, one row each; ``compact`` leaves out line, address and mode."""
+    table = Table(title="Tools", title_justify="left")
+    columns = ["tool", "class"] if compact else ["tool", "line", "class", "address"]
+    columns += ["dispatch", "E10 state", "since"]
+    columns += ["state", "lot", "sites", "alarm"] if compact else ["state", "mode", "lot / job"]
+    if not compact:
+        columns += ["sites", "alarm"]
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for r in records:
+        snap = r.snapshot
+        dispatch = Text(
+            r.dispatch.value, style="bold yellow" if r.dispatch is DispatchMode.MANUAL else ""
+        )
+        state = snap.process_state or Text(
+            "not connected" + (f": {snap.reason}" if snap.reason and not compact else ""),
+            style="red",
+        )
+        since = f"{clock(r.e10_since)} ({ago(now - r.e10_since)})"
+        alarm = Text(alarm_text(r), style="bold red")
+        if compact:
+            table.add_row(
+                r.id,
+                r.equipment_class,
+                dispatch,
+                e10_text(snap.e10),
+                since,
+                state,
+                snap.lot_id or "-",
+                progress_text(r),
+                alarm,
+            )
+        else:
+            lot_job = (snap.lot_id or "-") + (f" / {snap.job_id}" if snap.job_id else "")
+            table.add_row(
+                r.id,
+                r.line,
+                r.equipment_class,
+                r.address,
+                dispatch,
+                e10_text(snap.e10),
+                since,
+                state,
+                snap.mode or "-",
+                lot_job,
+                progress_text(r),
+                alarm,
+            )
+    return table
+
+
+async def _known(equipment: EquipmentService, tool_id: str) -> ToolRecord:
+    """The tool, or UnknownTool naming the tools there are."""
+    try:
+        return await equipment.tool(tool_id)
+    except UnknownTool:
+        known = [t.id for t in await equipment.tools()]
+        raise UnknownTool(
+            f"there is no tool {tool_id}" + ("" if known else " (no tool is registered yet)"),
+            allowed=known,
+        ) from None
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_tools(
+    line: Annotated[
+        str | None, typer.Option("--line", help="Only the tools of this line controller.")
+    ] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Every tool: dispatch, connection, process state, mode, E10 state and since when, lot,
+    progress, alarm."""
+
+    async def work() -> list[ToolRecord]:
+        async with open_services(db) as services:
+            return await services.equipment.tools(line)
+
+    records = run(work, as_json=json, db=db)
+    now = utc_now()
+    if json:
+        print_json([tool_dict(r, now) for r in records])
+        return
+    if not records:
+        out.print("no tools: a line controller registers its tools when it starts (pkgline serve)")
+        return
+    out.print(tools_table(records, now))
+
+
+@app.command()
+def show(
+    tool: ToolArg,
+    window: Annotated[
+        str, typer.Option("--window", help="Time in state over this window: 30m, 8h, 2d.")
+    ] = "8h",
+    changes: Annotated[
+        int, typer.Option("--changes", min=0, help="Show up to this many recent state changes.")
+    ] = 20,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """A tool as in list, plus time in each E10 state over a window, availability and
+    utilization, and its recent state changes."""
+    try:
+        span = parse_window(window)
+    except ValueError as exc:
+        usage_error(str(exc), as_json=json)
+
+    async def work() -> tuple[ToolRecord, StateTimes, list[E10Change], datetime]:
+        async with open_services(db) as services:
+            equipment = services.equipment
+            record = await _known(equipment, tool)
+            end = utc_now()
+            start = end - span
+            times = await equipment.state_times(tool, start, end)
+            found = await equipment.changes(tool, start, end)
+            return record, times, found, end
+
+    record, times, found, now = run(work, as_json=json, db=db)
+    recent = found[-changes:] if changes else []
+    if json:
+        print_json(
+            {
+                **tool_dict(record, now),
+                "window": state_times_dict(times),
+                "changes_in_window": sum(1 for c in found if c.at >= times.start),
+                "changes": [change_dict(c) for c in recent],
+            }
+        )
+        return
+    _print_tool(record, now)
+    _print_times(times, window)
+    _print_changes(recent, times, len(found))
+
+
+def _set_dispatch(
+    tool: str, mode: DispatchMode, reason: str | None, user: str | None, db: str | None, json: bool
+) -> None:
+    who = current_user(user)
+
+    async def work() -> ToolRecord:
+        async with open_services(db) as services:
+            await _known(services.equipment, tool)
+            return await services.equipment.set_dispatch(tool, mode, who, reason)
+
+    record = run(work, as_json=json, db=db)
+    if json:
+        print_json(tool_dict(record, utc_now()))
+        return
+    out.print(
+        Text.assemble(
+            ("✔ ", "green"),
+            f"tool {record.id} is now ",
+            (mode.value, "bold yellow" if mode is DispatchMode.MANUAL else "bold green"),
+            f" (by {who}" + (f": {reason})" if reason else ")"),
+        )
+    )
+    if mode is DispatchMode.MANUAL:
+        out.print(
+            f"  line controller {record.line} starts no new lot on it within its dispatch "
+            "interval; a step running there finishes"
+        )
+    else:
+        out.print(
+            f"  line controller {record.line} dispatches waiting lots to it again within its "
+            "dispatch interval"
+        )
+
+
+@app.command()
+def manual(
+    tool: ToolArg,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (recorded with the tool).", show_default=False)
+    ],
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Take a tool out of automatic dispatch: the controller starts no new lot on it."""
+    if not reason.strip():
+        usage_error("--reason must say why the tool goes manual", as_json=json)
+    _set_dispatch(tool, DispatchMode.MANUAL, reason.strip(), user, db, json)
+
+
+@app.command()
+def auto(
+    tool: ToolArg,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (recorded with the tool).")
+    ] = None,
+    db: DbOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Give a tool back to automatic dispatch."""
+    _set_dispatch(tool, DispatchMode.AUTO, reason, user, db, json)
+
+
+# -- printing show -----------------------------------------------------------------------------
+
+
+def _print_tool(record: ToolRecord, now: datetime) -> None:
+    snap = record.snapshot
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("tool", f"{record.id}  ({record.equipment_class}, line {record.line})")
+    head.add_row("address", record.address)
+    head.add_row("steps", ", ".join(record.steps) or "-")
+    dispatch = Text(
+        record.dispatch.value,
+        style="bold yellow" if record.dispatch is DispatchMode.MANUAL else "green",
+    )
+    if record.dispatch_at:
+        dispatch.append(f" since {clock(record.dispatch_at)} by {record.dispatch_by or '-'}")
+    if record.dispatch_reason:
+        dispatch.append(f": {record.dispatch_reason}")
+    head.add_row("dispatch", dispatch)
+    if snap.connected:
+        head.add_row("state", f"{snap.process_state or '-'}, mode {snap.mode or '-'}")
+    else:
+        head.add_row("state", Text(f"not connected: {snap.reason or 'no answer'}", style="red"))
+    e10 = e10_text(snap.e10)
+    e10.append(f" since {clock(record.e10_since)} ({ago(now - record.e10_since)})", style="")
+    head.add_row("E10 state", e10)
+    if snap.lot_id or snap.job_id:
+        head.add_row(
+            "lot / job",
+            f"{snap.lot_id or '-'} / {snap.job_id or '-'}, sites {progress_text(record)}",
+        )
+    if snap.alarm:
+        head.add_row("alarm", Text(alarm_text(record), style="bold red"))
+    head.add_row("recorded", f"{clock(record.updated_at)} ({ago(now - record.updated_at)} ago)")
+    out.print(head)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100.0 * value:.1f} %"
+
+
+def _print_times(times: StateTimes, window: str) -> None:
+    known = times.known_s
+    table = Table(
+        title=f"Time in state, last {window} ({clock(times.start)} to {clock(times.end)})",
+        title_justify="left",
+        caption=f"recorded {ago(timedelta(seconds=known))} of the window"
+        if known < times.total_s - 1
+        else None,
+        caption_justify="left",
+    )
+    for name in ("E10 state", "time", "seconds", "%"):
+        table.add_column(name, justify="left" if name == "E10 state" else "right")
+    for state in E10_STATES:
+        seconds = times.seconds.get(state, 0.0)
+        pct = f"{100.0 * seconds / known:.1f}" if known > 0 else "-"
+        table.add_row(e10_text(state), ago(timedelta(seconds=seconds)), f"{seconds:.1f}", pct)
+    out.print(table)
+    out.print(
+        f"availability {_pct(times.availability)}  "
+        f"utilization {_pct(times.utilization)}  "
+        "(SEMI E10: uptime and productive time over operations time)"
+    )
+
+
+def _print_changes(recent: Sequence[E10Change], times: StateTimes, found: int) -> None:
+    if not recent:
+        return
+    table = Table(title=f"State changes (the last {len(recent)} of {found})", title_justify="left")
+    for name in ("at", "E10 state", "process state", "connected", "reason"):
+        table.add_column(name)
+    for c in recent:
+        at = clock(c.at) + (" (before the window)" if c.at < times.start else "")
+        table.add_row(
+            at,
+            e10_text(c.e10),
+            c.process_state or "-",
+            "yes" if c.connected else Text("no", style="red"),
+            c.reason or "",
+        )
+    out.print(table)

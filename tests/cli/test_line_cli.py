@@ -1,0 +1,114 @@
+"""``pkgline line status`` in a subprocess: the controllers (a stopped one, or one whose
+heartbeat is stale, is "not running"; a live one is running), the tools, the lots running, the
+queue per step (in flow order, most urgent first) and held lots with their reasons."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mes.domain import commands as cmd
+from mes.domain.equipment import ControllerRecord
+from pkgline.cli.line import STALE_AFTER_S, controller_running
+from tests.cli.recorded_line import (
+    FLOW,
+    HOLD_REASON,
+    LINE,
+    create_database,
+    line_config,
+    running_line,
+    wait_until,
+)
+
+
+def pkgline(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PKGLINE_DB": db, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def status_json(db: str) -> Any:
+    result = pkgline(db, "line", "status", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_status_shows_the_stopped_controller_tools_running_lots_queue_and_holds(
+    line_db: str,
+) -> None:
+    status = status_json(line_db)
+    (controller,) = status["controllers"]
+    assert controller["name"] == LINE and controller["status"] == "stopped"
+    assert controller["running"] is False and controller["pid"] > 0
+    assert controller["tools"] == ["DB-1", "WB-1"]
+    assert {t["id"]: t["e10"] for t in status["tools"]} == {
+        "DB-1": "standby",
+        "WB-1": "unscheduled_down",
+    }
+    assert [(r["lot"], r["step"], r["tool"]) for r in status["running"]] == [
+        ("L-4", "SUBSTRATE_LOAD", None)
+    ]
+    # Flow order (SUBSTRATE_LOAD before MOLD); in a step, priority first, not age.
+    assert [(q["step"], q["count"], q["lots"], q["tools"]) for q in status["queue"]] == [
+        ("SUBSTRATE_LOAD", 2, ["L-5", "L-3"], []),
+        ("MOLD", 1, ["L-1"], []),
+    ]
+    (held,) = status["held"]
+    assert held["lot"] == "L-2" and held["reason"] == HOLD_REASON and held["user"] == "op1"
+
+    text = pkgline(line_db, "line", "status")
+    assert text.returncode == 0, text.stderr
+    for expected in ("not running", "Queue per step (3 waiting", "L-5/1, L-3/6", HOLD_REASON):
+        assert expected in text.stdout
+
+
+def test_status_of_a_database_no_controller_has_used(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    asyncio.run(create_database(url))
+    result = pkgline(url, "line", "status")
+    assert result.returncode == 0, result.stderr
+    assert "no line controller has run on this database" in result.stdout
+    assert "no lot waiting" in result.stdout
+
+
+async def test_a_running_controller_is_shown_alive_with_its_lots(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    await create_database(url)
+    async with running_line(line_config(), url) as line:
+        lots = line.services.lots
+        await lots.start(cmd.StartLot("R-1", FLOW, "planner", carriers=1))
+
+        async def parked() -> bool:  # the line has no molder: the lot stops before MOLD
+            return (await lots.get("R-1")).step == "STIFFENER_ATTACH"
+
+        await wait_until(parked, "the lot waiting for MOLD")
+        status = await asyncio.to_thread(status_json, url)
+    (controller,) = status["controllers"]
+    assert controller["running"] is True and controller["status"] != "stopped"
+    assert controller["heartbeat_age_s"] < STALE_AFTER_S
+    assert all(t["connected"] for t in status["tools"])
+    assert [(q["step"], q["lots"]) for q in status["queue"]] == [("MOLD", ["R-1"])]
+
+
+def test_a_controller_is_not_running_once_stopped_or_its_heartbeat_is_stale() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+    def record(age_s: float, status: str = "2/2 tools answering") -> ControllerRecord:
+        return ControllerRecord("l", "h", 1, now, now - timedelta(seconds=age_s), status)
+
+    assert controller_running(record(4), now)
+    assert controller_running(record(STALE_AFTER_S), now)
+    assert not controller_running(record(STALE_AFTER_S + 0.1), now)
+    assert not controller_running(record(0, "stopped"), now)

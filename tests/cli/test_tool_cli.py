@@ -1,0 +1,198 @@
+"""``pkgline tool`` in a subprocess against a database a real line controller wrote: what
+each tool does and since when, time in each E10 state over a window with availability, the
+state changes; manual and auto dispatch recorded with the user and honoured by a running
+controller; an unknown tool is exit 1 with the known ids, a bad window exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mes.domain import commands as cmd
+from mes.domain.equipment import E10_STATES
+from mes.domain.model import LotState
+from pkgline.cli.tool import ago, parse_window
+from tests.cli.recorded_line import (
+    FLOW,
+    LINE,
+    create_database,
+    line_config,
+    running_line,
+    wait_until,
+)
+
+
+def pkgline(db: str, *args: str, user: str = "op1") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": user, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok_json(db: str, *args: str) -> Any:
+    result = pkgline(db, *args, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_tool_list_shows_state_mode_e10_and_alarm_as_the_controller_recorded(
+    line_db: str,
+) -> None:
+    tools = {t["id"]: t for t in ok_json(line_db, "tool", "list")}
+    assert set(tools) == {"DB-1", "WB-1"}
+    bonder, wire = tools["DB-1"], tools["WB-1"]
+    assert bonder["line"] == LINE and bonder["class"] == "die_bonder"
+    assert bonder["address"].startswith("modbus://127.0.0.1:")
+    assert wire["address"].startswith("opc.tcp://127.0.0.1:")
+    assert bonder["dispatch"] == "auto" and bonder["connected"] is True
+    assert (bonder["process_state"], bonder["mode"], bonder["e10"]) == (
+        "READY",
+        "PRODUCTION",
+        "standby",
+    )
+    assert wire["process_state"] == "ALARM" and wire["e10"] == "unscheduled_down"
+    assert wire["alarm"]["code"] == 1001 and "fault" in wire["alarm"]["text"]
+    assert "STIFFENER_ATTACH" in bonder["steps"]
+
+    table = pkgline(line_db, "tool", "list")
+    assert table.returncode == 0, table.stderr
+    assert "WB-1" in table.stdout and "unscheduled_down" in table.stdout
+    assert "process fault during job" in table.stdout
+
+
+def test_tool_show_gives_seconds_and_percent_per_e10_state_availability_and_changes(
+    line_db: str,
+) -> None:
+    shown = ok_json(line_db, "tool", "show", "DB-1", "--window", "1h")
+    window = shown["window"]
+    assert window["window_s"] == pytest.approx(3600, abs=1)
+    assert set(window["seconds"]) == set(E10_STATES)
+    seconds = window["seconds"]
+    assert seconds["productive"] > 0  # it ran jobs
+    assert sum(seconds.values()) == pytest.approx(window["recorded_s"], abs=0.01)
+    assert sum(window["percent"].values()) == pytest.approx(100, abs=0.1)
+    uptime = seconds["productive"] + seconds["standby"] + seconds["engineering"]
+    assert window["availability_pct"] == pytest.approx(
+        100 * uptime / window["recorded_s"], abs=0.01
+    )
+    assert window["utilization_pct"] == pytest.approx(
+        100 * seconds["productive"] / window["recorded_s"], abs=0.01
+    )
+    changes = shown["changes"]
+    assert changes[0]["e10"] == "unscheduled_down" and not changes[0]["connected"]
+    assert {"productive", "standby"} <= {c["e10"] for c in changes}
+    assert [c["at"] for c in changes] == sorted(c["at"] for c in changes)
+
+    text = pkgline(line_db, "tool", "show", "WB-1", "--window", "30m", "--changes", "3")
+    assert text.returncode == 0, text.stderr
+    assert "Time in state, last 30m" in text.stdout and "availability" in text.stdout
+    assert "State changes (the last 3 of" in text.stdout
+    assert "1001 error: process fault during job" in text.stdout
+
+
+def test_an_unknown_tool_is_refused_with_the_known_ids(line_db: str) -> None:
+    result = pkgline(line_db, "tool", "show", "DB-9", "--json")
+    assert result.returncode == 1
+    refusal = json.loads(result.stdout)
+    assert refusal["error"] == "unknown_tool" and refusal["allowed"] == ["DB-1", "WB-1"]
+    text = pkgline(line_db, "tool", "manual", "DB-9", "--reason", "x")
+    assert text.returncode == 1
+    assert "there is no tool DB-9" in text.stderr and "DB-1, WB-1" in text.stderr
+
+
+def test_a_bad_window_is_a_usage_error(line_db: str) -> None:
+    result = pkgline(line_db, "tool", "show", "DB-1", "--window", "8x")
+    assert result.returncode == 2
+    assert "--window '8x'" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["8x", "h", "0h", "-2d", "2 days", ""])
+def test_a_window_without_a_number_and_a_unit_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="--window"):
+        parse_window(text)
+
+
+def test_manual_and_auto_are_recorded_with_the_user_and_the_reason(line_db: str) -> None:
+    manual = ok_json(line_db, "tool", "manual", "DB-1", "--reason", "bond head cleaning")
+    assert manual["dispatch"] == "manual" and manual["dispatch_by"] == "op1"
+    assert manual["dispatch_reason"] == "bond head cleaning"
+
+    back = pkgline(line_db, "tool", "auto", "DB-1", user="op2")
+    assert back.returncode == 0, back.stderr
+    assert "tool DB-1 is now auto (by op2)" in back.stdout
+    shown = ok_json(line_db, "tool", "show", "DB-1")
+    assert shown["dispatch"] == "auto" and shown["dispatch_by"] == "op2"
+
+
+def test_manual_needs_a_reason(line_db: str) -> None:
+    result = pkgline(line_db, "tool", "manual", "DB-1", "--reason", " ")
+    assert result.returncode == 2
+    assert "--reason must say why" in result.stderr
+
+
+async def test_a_running_controller_starts_no_lot_on_a_manual_tool_until_it_is_auto(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    await create_database(url)
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(pkgline, url, *args)
+
+    async with running_line(line_config(), url) as line:
+        lots = line.services.lots
+        result = await cli("tool", "manual", "DB-1", "--reason", "recipe qualification")
+        assert result.returncode == 0, result.stderr
+        await lots.start(cmd.StartLot("M-1", FLOW, "planner", carriers=1))
+
+        async def loaded() -> bool:
+            return (await lots.get("M-1")).step == "SUBSTRATE_LOAD"
+
+        await wait_until(loaded, "the manual step done")
+        # Several dispatch intervals (0.2 s) with DIE_ATTACH waiting for the manual DB-1.
+        for _ in range(5):
+            await asyncio.sleep(0.2)
+            lot = await lots.get("M-1")
+            assert lot.state is LotState.WAITING and lot.step == "SUBSTRATE_LOAD"
+
+        result = await cli("tool", "auto", "DB-1")
+        assert result.returncode == 0, result.stderr
+
+        async def bonded() -> bool:
+            lot = await lots.get("M-1")
+            return "DIE_ATTACH" in lot.path or (
+                lot.running is not None and lot.running.tool == "DB-1"
+            )
+
+        await wait_until(bonded, "DIE_ATTACH on DB-1 once it is auto")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("30m", 1800), ("8h", 28800), ("2d", 172800), ("1.5h", 5400), (" 2H ", 7200)],
+)
+def test_windows_are_a_number_and_a_unit(text: str, seconds: float) -> None:
+    assert parse_window(text) == timedelta(seconds=seconds)
+
+
+def test_durations_read_shortest_first() -> None:
+    assert [ago(timedelta(seconds=s)) for s in (4, 192, 7500, 273600, -3)] == [
+        "4s",
+        "3m12s",
+        "2h05m",
+        "3d04h",
+        "0s",
+    ]
