@@ -1,0 +1,204 @@
+"""What the line controller does when a tool misbehaves: an alarm mid-job, a lost connection
+(the tool comes back with or without the job), a recipe the tool does not hold as sent, a tool
+taken out of dispatch, and a lot taken off a tool by an operator while its job runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from drivers.model import Alarm, AlarmSeverity, ProcessState, Recipe
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode
+from mes.domain.model import HoldSource, JobStatus, LotState, Operation
+from simulators.line import SimulatedLine
+from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
+
+pytestmark = pytest.mark.slow
+
+SLOW_DIE_BONDER = {"DB-1": 0.3}  # DIE_ATTACH: about 1.4 s per 4x8 carrier
+LOT = "S1"
+
+
+async def _start(stack: Stack) -> None:
+    await stack.lots.start(cmd.StartLot(LOT, "stiffener-bga", "planner", carriers=2))
+
+
+async def _executing_on(line: SimulatedLine, tool_id: str, stack: Stack) -> None:
+    async def executing() -> bool:
+        lot = await stack.lots.get(LOT)
+        return (
+            lot.state is LotState.RUNNING
+            and lot.running is not None
+            and lot.running.tool == tool_id
+            and line.tool(tool_id).status.state is ProcessState.EXECUTING
+        )
+
+    await wait_until(
+        executing, timeout_s=30, every_s=0.05, what=f"a job of {LOT} executing on {tool_id}"
+    )
+
+
+async def _state(stack: Stack) -> LotState:
+    return (await stack.lots.get(LOT)).state
+
+
+async def test_an_alarm_mid_job_holds_the_lot_downs_the_tool_and_after_reset_and_release_it_finishes(
+    stack: Stack,
+) -> None:
+    config = line_config(slow=SLOW_DIE_BONDER)
+    async with simulated(config) as line, running_controller(config, stack):
+        await _start(stack)
+        await _executing_on(line, "DB-1", stack)
+        line.tool("DB-1").inject_alarm(Alarm(4711, "bond head crash", AlarmSeverity.FATAL))
+        await wait_until(lambda: _is(stack, LotState.HOLD), timeout_s=10, what="the lot held")
+        lot = await stack.lots.get(LOT)
+        assert lot.hold is not None and lot.hold.source is HoldSource.ALARM
+        assert "4711" in lot.hold.reason and "bond head crash" in lot.hold.reason
+        await wait_until(
+            lambda: _e10(stack, "DB-1", "unscheduled_down"), timeout_s=5, what="DB-1 down"
+        )
+
+        line.tool("DB-1").reset_alarm()  # at the tool's panel
+        await wait_until(lambda: _e10(stack, "DB-1", "standby"), timeout_s=5, what="DB-1 back")
+        await stack.lots.release(cmd.ReleaseLot(LOT, "eng1", "bond head replaced"))
+        await wait_until(
+            lambda: _is(stack, LotState.COMPLETED), timeout_s=90, what="the lot to finish"
+        )
+    report = await stack.lots.report(LOT)
+    die_attach_jobs = [
+        e for e in report.history if e.operation is Operation.JOB_RECORD and e.step == "DIE_ATTACH"
+    ]
+    assert len(die_attach_jobs) == 2, "each carrier recorded once, the interrupted one redone"
+    states = [
+        c.e10
+        for c in await stack.equipment.changes("DB-1", report.lot.created_at, report.lot.updated_at)
+    ]
+    assert "unscheduled_down" in states and "productive" in states
+
+
+async def test_a_tool_that_drops_its_connection_mid_job_is_followed_when_it_comes_back(
+    stack: Stack,
+) -> None:
+    config = line_config(slow=SLOW_DIE_BONDER)
+    async with simulated(config) as line, running_controller(config, stack):
+        await _start(stack)
+        await _executing_on(line, "DB-1", stack)
+        await line.drop_connections("DB-1", refuse_for_s=0.5)
+        await wait_until(
+            lambda: _connected(stack, "DB-1", False), timeout_s=5, what="DB-1 marked down"
+        )
+        await wait_until(
+            lambda: _is(stack, LotState.COMPLETED), timeout_s=90, what="the lot to finish"
+        )
+    report = await stack.lots.report(LOT)
+    assert not [e for e in report.history if e.operation is Operation.HOLD]
+
+
+async def test_a_tool_that_comes_back_without_the_job_holds_the_lot(stack: Stack) -> None:
+    config = line_config(slow=SLOW_DIE_BONDER)
+    async with simulated(config) as line, running_controller(config, stack):
+        await _start(stack)
+        await _executing_on(line, "DB-1", stack)
+        tool = line.tool("DB-1")
+        await line.drop_connections("DB-1", refuse_for_s=1.0)
+        tool.inject_alarm(Alarm(1, "power cycle", AlarmSeverity.FATAL))
+        tool.reset_alarm()  # restarted: the job is gone
+        await wait_until(lambda: _is(stack, LotState.HOLD), timeout_s=15, what="the lot held")
+        lot = await stack.lots.get(LOT)
+        assert lot.hold is not None and lot.hold.source is HoldSource.CONTROLLER
+        assert "without job" in lot.hold.reason
+        jobs = await stack.lots.jobs_of_step(lot)
+        assert [j.status for j in jobs].count(JobStatus.ABANDONED) == 1
+
+
+async def test_a_recipe_the_tool_does_not_hold_as_sent_gives_the_lot_back_and_stops_dispatch_to_it(
+    stack: Stack,
+) -> None:
+    config = line_config()
+    async with simulated(config) as line:
+        tool = line.tool("WB-1")
+        load = tool.load_recipe
+
+        def mangled(recipe: Recipe) -> None:  # a tool that stores a value other than it was sent
+            body: dict[str, Any] = {**recipe.body, "wire_diameter_um": 99.0}
+            load(Recipe(recipe.name, recipe.version, body))
+
+        tool.load_recipe = mangled  # type: ignore[method-assign]
+        async with running_controller(config, stack):
+            await _start(stack)
+            await wait_until(
+                lambda: _dispatch(stack, "WB-1", DispatchMode.MANUAL),
+                timeout_s=30,
+                what="WB-1 manual",
+            )
+            lot = await stack.lots.get(LOT)
+            assert lot.state is LotState.WAITING and lot.path[-1] == "DIE_ATTACH"
+            aborts = [
+                e for e in (await stack.lots.report(LOT)).history if e.operation is Operation.ABORT
+            ]
+            assert aborts and "recipe check failed on WB-1" in (aborts[-1].reason or "")
+            assert "checksum" in (aborts[-1].reason or "")
+            record = await stack.equipment.tool("WB-1")
+            assert record.dispatch_reason is not None and "recipe" in record.dispatch_reason
+
+
+async def test_a_tool_switched_to_manual_gets_no_lots_until_switched_back(stack: Stack) -> None:
+    config = line_config()
+    async with simulated(config), running_controller(config, stack):
+        await stack.equipment.set_dispatch("WB-1", DispatchMode.MANUAL, "eng1", "wire change")
+        await _start(stack)
+        await wait_until(
+            lambda: _after(stack, "DIE_ATTACH"), timeout_s=30, what="the lot to wait for WIRE_BOND"
+        )
+        await wait_until(
+            lambda: _still_waiting(stack), timeout_s=2, every_s=1.5, what="no dispatch"
+        )
+        assert (await stack.lots.get(LOT)).state is LotState.WAITING
+        await stack.equipment.set_dispatch("WB-1", DispatchMode.AUTO, "eng1")
+        await wait_until(
+            lambda: _is(stack, LotState.COMPLETED), timeout_s=60, what="the lot to finish"
+        )
+
+
+async def test_a_lot_held_by_an_operator_while_its_job_runs_is_taken_off_the_tool(
+    stack: Stack,
+) -> None:
+    config = line_config(slow={"DB-1": 1.0})
+    async with simulated(config) as line, running_controller(config, stack):
+        await _start(stack)
+        await _executing_on(line, "DB-1", stack)
+        await stack.lots.hold(cmd.HoldLot(LOT, "op2", "wrong die lot loaded"))
+        await wait_until(
+            lambda: line.tool("DB-1").status.state is ProcessState.READY,
+            timeout_s=15,
+            what="the job aborted and the tool ready again",
+        )
+        lot = await stack.lots.get(LOT)
+        assert lot.state is LotState.HOLD and lot.hold is not None and lot.hold.user == "op2"
+
+
+async def _is(stack: Stack, state: LotState) -> bool:
+    return await _state(stack) is state
+
+
+async def _after(stack: Stack, step: str) -> bool:
+    lot = await stack.lots.get(LOT)
+    return lot.state is LotState.WAITING and bool(lot.path) and lot.path[-1] == step
+
+
+async def _still_waiting(stack: Stack) -> bool:
+    return await _after(stack, "DIE_ATTACH")
+
+
+async def _e10(stack: Stack, tool_id: str, e10: str) -> bool:
+    return (await stack.equipment.tool(tool_id)).snapshot.e10 == e10
+
+
+async def _connected(stack: Stack, tool_id: str, connected: bool) -> bool:
+    return (await stack.equipment.tool(tool_id)).snapshot.connected is connected
+
+
+async def _dispatch(stack: Stack, tool_id: str, mode: DispatchMode) -> bool:
+    return (await stack.equipment.tool(tool_id)).dispatch is mode
