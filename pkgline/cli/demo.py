@@ -1,0 +1,663 @@
+"""``pkgline demo``: the whole line on one machine, end to end, in under two minutes.
+
+A fresh SQLite file, the packaged example line (every equipment class, Modbus and OPC UA) on
+free loopback ports, and the real programs as child processes: ``pkgline sim`` (the simulated
+tools) and ``pkgline serve`` (the line controller). One lot of each of the nine flows is
+started; a live view follows them from the database until every lot is completed (or held,
+scrapped, or out of time); then the controller and the simulators are stopped with SIGTERM and
+a summary per lot is printed, with the commands to look further.
+
+Nothing is left running, whatever happens: the children are stopped in ``finally`` (SIGTERM,
+then SIGKILL), and on Linux the kernel sends them SIGTERM if the demo itself dies
+(``PR_SET_PDEATHSIG``), so not even ``kill -9`` of the demo leaves an orphan. ``--keep`` is the
+exception: the line stays up, for exploring, until you stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import IO, Annotated
+
+import typer
+from rich import box
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from flows import Flow
+from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRecord
+from mes.domain.model import Lot, LotState
+from pkgline.bootstrap import Services, open_engine, open_services
+from pkgline.cli.common import UserOption, current_user, err, out
+from pkgline.cli.tool import e10_text
+from pkgline.config import LineConfig, load_line_config
+
+EXAMPLE = "line.example.toml"
+"""The example line, packaged with pkgline (deploy/line.example.toml links to it)."""
+DEFAULT_DB = Path("pkgline-demo.db")
+DEFAULT_TIME_SCALE = 0.05
+"""Process times x this: a 4x8 carrier takes 0.05-0.3 s, a recipe setup 0.1-0.5 s."""
+TIME_LIMIT_S = 110.0
+LOT_PREFIX = "DEMO-"
+# One lot per flow, the longest routes most urgent (priority 1 is the most urgent): the line
+# finishes soonest when the fan-out lots, which share the RDL cell, start first.
+LOTS: tuple[tuple[str, int], ...] = (
+    ("fo-metal-recon", 2),
+    ("fo-organic-recon", 2),
+    ("fo-organic-insulating", 3),
+    ("fo-metal", 3),
+    ("fo-organic", 3),
+    ("fc-stack3-muf", 4),
+    ("fc-stack-muf", 5),
+    ("fc-heatsink-muf", 5),
+    ("stiffener-bga", 6),
+)
+CARRIERS, SITE_ROWS, SITE_COLS = 2, 4, 8
+SIM_READY = "Ctrl-C or SIGTERM stops it"
+REFRESH_S = 0.3
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+FINAL = frozenset({LotState.COMPLETED, LotState.HOLD, LotState.SCRAPPED, LotState.MERGED})
+
+# Run in the child before it becomes ``python -m pkgline ...``: ask the kernel for SIGTERM when
+# the demo dies (PR_SET_PDEATHSIG = 1; kept across exec), unless it died already.
+_DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.executable, [sys.executable, "-m", "pkgline", *sys.argv[2:]])
+"""
+
+
+class DemoFailed(Exception):
+    def __init__(self, message: str, code: int = EXIT_INCOMPLETE):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass
+class Child:
+    """A ``pkgline`` subcommand running as a child process, its output in a log file."""
+
+    name: str
+    log: Path
+    process: subprocess.Popen[bytes]
+    _log_file: IO[bytes] = field(repr=False)
+
+    @classmethod
+    def start(cls, name: str, args: Sequence[str], log: Path, *, keep: bool) -> Child:
+        log_file = log.open("wb")
+        if keep or sys.platform != "linux":
+            argv = [sys.executable, "-m", "pkgline", *args]
+        else:
+            argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args]
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # Not in the terminal's process group: Ctrl-C reaches the demo only, which then
+            # stops the controller before the simulators. --keep: a session of its own.
+            start_new_session=keep,
+            process_group=None if keep else 0,
+        )
+        return cls(name, log, process, log_file)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    async def stop(self, within_s: float) -> int:
+        """SIGTERM, wait up to ``within_s``, then SIGKILL. The exit code (negative: signal)."""
+        if self.running():
+            self.process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(self.process.wait, within_s)
+        return self.kill()
+
+    def kill(self) -> int:
+        """Whatever happens: nothing left running, the log closed."""
+        if self.running():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        code = self.process.wait()
+        self._log_file.close()
+        return code
+
+
+@dataclass
+class Demo:
+    """What one run works with."""
+
+    database: Path
+    url: str
+    config_path: Path
+    config: LineConfig
+    time_scale: float
+    reject_rate: float | None
+    keep: bool
+    user: str
+    started: float
+    deadline: float
+    children: list[Child] = field(default_factory=list)
+    planned: dict[str, int] = field(default_factory=dict)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def log(self, suffix: str) -> Path:
+        return self.database.with_name(f"{self.database.stem}.{suffix}.log")
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def demo(
+    db: Annotated[
+        Path,
+        typer.Option(
+            "--db",
+            help="The demo's SQLite file; an earlier demo database there is replaced.",
+            dir_okay=False,
+        ),
+    ] = DEFAULT_DB,
+    time_scale: Annotated[
+        float,
+        typer.Option("--time-scale", min=0, help="Process times of every simulated tool x this."),
+    ] = DEFAULT_TIME_SCALE,
+    reject_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--reject-rate",
+            min=0,
+            max=1,
+            help="Chance that a good site is rejected at a step (default: the example line's, "
+            "0.5-1 %).",
+            show_default=False,
+        ),
+    ] = None,
+    time_limit: Annotated[
+        float, typer.Option("--time-limit", min=5, help="Give up after this many seconds.")
+    ] = TIME_LIMIT_S,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="Leave the simulated line and its controller running."),
+    ] = False,
+    user: UserOption = None,
+) -> None:
+    """Run a simulated line end to end: one lot of each of the nine flows, with a live view,
+    then a summary per lot."""
+    started = time.monotonic()
+    database = db.expanduser().resolve()
+    run = Demo(
+        database=database,
+        url=f"sqlite:///{database}",
+        config_path=database,  # set once written
+        config=_example_config(),
+        time_scale=time_scale,
+        reject_rate=reject_rate,
+        keep=keep,
+        user=current_user(user),
+        started=started,
+        deadline=started + time_limit,
+    )
+    code = 0
+    try:
+        code = asyncio.run(_demo(run))
+    except DemoFailed as exc:
+        err.print(Text.assemble(("error: ", "bold red"), exc.message))
+        code = exc.code
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("interrupted: stopping the line")
+        code = EXIT_INTERRUPTED
+    finally:
+        for child in reversed(run.children):  # the controller first, then the simulators
+            if not (keep and code == 0):
+                child.kill()
+        if not (keep and code == 0) and run.config_path != database:
+            run.config_path.unlink(missing_ok=True)
+    if run.children and not (keep and code == 0):
+        pids = ", ".join(str(c.pid) for c in run.children)
+        out.print(f"nothing left running (child pids {pids} ended)")
+    out.print(f"demo finished in {time.monotonic() - started:.1f} s")
+    raise typer.Exit(code)
+
+
+def _example_config() -> LineConfig:
+    example = resources.files("pkgline").joinpath(EXAMPLE)
+    with resources.as_file(example) as path:
+        return load_line_config(path)
+
+
+async def _demo(run: Demo) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    await _fresh_database(run)
+    _write_config(run)
+    await _start_line(run)
+    async with open_services(run.url) as services:
+        await _wait_for_controller(run, services)
+        await _start_lots(run, services)
+        finished = await _follow(run, services)
+        if not run.keep:
+            await _stop_line(run)
+        lots = await services.lots.find(limit=1000)
+    _print_summary(run, lots)
+    _print_next(run)
+    return 0 if finished else EXIT_INCOMPLETE
+
+
+# -- setting up ---------------------------------------------------------------------------------
+
+
+def _is_demo_database(path: Path) -> bool:
+    """Empty, or a pkgline database holding demo lots only (never replace anything else)."""
+    if path.stat().st_size == 0:
+        return True
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "lots" not in tables:
+                return not tables
+            return all(r[0].startswith(LOT_PREFIX) for r in conn.execute("SELECT id FROM lots"))
+    except sqlite3.Error:
+        return False
+
+
+async def _fresh_database(run: Demo) -> None:
+    from mes.adapters.migrate import upgrade  # Alembic: only when migrating
+
+    path = run.database
+    if path.exists():
+        if not path.is_file() or not _is_demo_database(path):
+            raise DemoFailed(
+                f"{path} exists and is not a pkgline demo database; choose another --db",
+                EXIT_USAGE,
+            )
+        out.print(f"database: {path} (the earlier demo database there is replaced)")
+    else:
+        out.print(f"database: {path}")
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    async with open_engine(run.url) as engine:
+        await upgrade(engine)
+
+
+def _write_config(run: Demo) -> None:
+    from simulators.line import with_free_ports, write_line_config
+
+    config = with_free_ports(run.config).model_copy(update={"database": run.url})
+    run.config_path = write_line_config(config, run.database.with_suffix(".line.toml"))
+    run.config = config
+    modbus = sum(1 for t in config.tools if t.endpoint.transport == "modbus")
+    out.print(
+        f"line {config.name}: {len(config.tools)} simulated tools of "
+        f"{len({t.equipment_class for t in config.tools})} classes, {modbus} over Modbus TCP and "
+        f"{len(config.tools) - modbus} over OPC UA, on free ports of 127.0.0.1 "
+        f"({run.config_path.name}); time scale {run.time_scale:g}"
+    )
+
+
+async def _start_line(run: Demo) -> None:
+    config = str(run.config_path)
+    sim_args = ["sim", "--config", config, "--time-scale", f"{run.time_scale:g}"]
+    if run.reject_rate is not None:
+        sim_args += ["--reject-rate", f"{run.reject_rate:g}"]
+    sim = Child.start("simulators", sim_args, run.log("sim"), keep=run.keep)
+    run.children.append(sim)
+    await _wait_until(
+        run, sim, lambda: SIM_READY in sim.output(), within_s=30, what="the simulators to listen"
+    )
+    serve = Child.start(
+        "line controller",
+        ["serve", "--config", config, "--db", run.url],
+        run.log("serve"),
+        keep=run.keep,
+    )
+    run.children.append(serve)
+    out.print(
+        f"started: simulators (pkgline sim, pid {sim.pid}), line controller "
+        f"(pkgline serve, pid {serve.pid}); logs: {sim.log.name}, {serve.log.name}"
+    )
+
+
+async def _wait_until(
+    run: Demo, child: Child, ready: Callable[[], bool], *, within_s: float, what: str
+) -> None:
+    deadline = min(time.monotonic() + within_s, run.deadline)
+    while not ready():
+        if not child.running():
+            raise DemoFailed(
+                f"the {child.name} exited ({child.process.returncode}) before {what}:\n"
+                f"{child.tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"no {what} within {within_s:.0f} s; {child.log}:\n{child.tail()}")
+        await asyncio.sleep(0.1)
+
+
+async def _wait_for_controller(run: Demo, services: Services) -> None:
+    """Ready: its heartbeat is in the database (written once every tool has answered)."""
+    serve = run.children[-1]
+    name = run.config.name
+    up = False
+
+    async def check() -> bool:
+        nonlocal up
+        beats = [c for c in await services.equipment.controllers() if c.name == name]
+        if not beats or beats[0].status == "stopped":
+            return False
+        tools = await services.equipment.tools(name)
+        up = all(t.snapshot.connected for t in tools) and len(tools) == len(run.config.tools)
+        return up
+
+    deadline = min(time.monotonic() + 60, run.deadline)
+    while not await check():
+        if not serve.running():
+            raise DemoFailed(
+                f"the line controller exited ({serve.process.returncode}):\n{serve.tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the line controller did not get ready; {serve.log}:\n{serve.tail()}")
+        await asyncio.sleep(0.2)
+    out.print(
+        f"line controller ready after {run.elapsed():.1f} s: "
+        f"{len(run.config.tools)}/{len(run.config.tools)} tools answering"
+    )
+
+
+async def _start_lots(run: Demo, services: Services) -> None:
+    user = run.user
+    for number, (flow, priority) in enumerate(LOTS, start=1):
+        outcome = await services.lots.start(
+            cmd.StartLot(
+                lot_id=f"{LOT_PREFIX}{number}",
+                flow=flow,
+                user=user,
+                carriers=CARRIERS,
+                site_rows=SITE_ROWS,
+                site_cols=SITE_COLS,
+                priority=priority,
+            )
+        )
+        run.planned[outcome.lot.id] = planned_steps(outcome.lot, services.lots.flow(flow))
+    out.print(
+        f"started {len(LOTS)} lots, one per flow, {CARRIERS} carriers of {SITE_ROWS}x{SITE_COLS} "
+        f"sites each ({LOT_PREFIX}1 to {LOT_PREFIX}{len(LOTS)}), as {user}"
+    )
+
+
+def planned_steps(lot: Lot, flow: Flow, limit: int = 500) -> int:
+    """How many steps the lot will have run when it completes, on the route an unattended
+    line takes (the first allowed step each time, as the controller dispatches)."""
+    path = list(lot.path)
+    for _ in range(limit):
+        following = flow.position(path, lot.params).in_flow_order
+        if not following:
+            break
+        path.append(following[0])
+    return len(path)
+
+
+# -- following the line -------------------------------------------------------------------------
+
+
+async def _follow(run: Demo, services: Services) -> bool:
+    """Show the line until every lot has ended (True if all completed) or time is up."""
+    serve = run.children[-1]
+    lots, tools = await _read(services)
+    if out.is_terminal:
+        with Live(_view(run, lots, tools), console=out, refresh_per_second=4) as live:
+            while not _all_ended(lots) and time.monotonic() < run.deadline and serve.running():
+                await asyncio.sleep(REFRESH_S)
+                lots, tools = await _read(services)
+                live.update(_view(run, lots, tools))
+    else:  # a pipe or a file: one line per move instead of a redrawn view
+        seen: dict[str, tuple[object, ...]] = {}
+        while True:
+            for lot in lots:
+                key = (lot.state, lot.step, lot.running.tool if lot.running else None)
+                if seen.get(lot.id) != key:
+                    seen[lot.id] = key
+                    out.print(_move_line(run, lot))
+            if _all_ended(lots) or time.monotonic() >= run.deadline or not serve.running():
+                break
+            await asyncio.sleep(REFRESH_S)
+            lots, tools = await _read(services)
+    if not serve.running():
+        err.print(
+            f"[bold red]the line controller stopped unexpectedly[/] "
+            f"(exit {serve.process.returncode}); {serve.log}:\n{serve.tail()}"
+        )
+    unfinished = [lot for lot in lots if lot.state is not LotState.COMPLETED]
+    if not unfinished:
+        out.print(f"all {len(lots)} lots completed after {run.elapsed():.1f} s")
+        return True
+    timed_out = not _all_ended(lots)
+    for lot in unfinished:
+        why = f" ({lot.hold.reason})" if lot.hold else ""
+        out.print(
+            Text(
+                f"{lot.id} ({lot.flow}) did not complete: {lot.state.value} at "
+                f"{lot.step or '-'}{why}",
+                style="bold red",
+            )
+        )
+    if timed_out:
+        out.print(Text(f"out of time after {run.elapsed():.0f} s", style="bold red"))
+    return False
+
+
+async def _read(services: Services) -> tuple[list[Lot], list[ToolRecord]]:
+    lots = await services.lots.find(limit=1000)
+    return sorted(lots, key=_lot_order), await services.equipment.tools()
+
+
+def _lot_order(lot: Lot) -> int:
+    number = lot.id.removeprefix(LOT_PREFIX)
+    return int(number) if number.isdigit() else 0
+
+
+def _all_ended(lots: Sequence[Lot]) -> bool:
+    return bool(lots) and all(lot.state in FINAL for lot in lots)
+
+
+STATE_STYLE = {
+    LotState.WAITING: "cyan",
+    LotState.RUNNING: "green",
+    LotState.HOLD: "bold red",
+    LotState.COMPLETED: "bold green",
+    LotState.SCRAPPED: "dim red",
+    LotState.MERGED: "dim",
+}
+
+
+def _yield_pct(lot: Lot) -> float:
+    return 100.0 * lot.good_sites / lot.total_sites if lot.total_sites else 0.0
+
+
+def _move_line(run: Demo, lot: Lot) -> Text:
+    line = Text(f"{run.elapsed():6.1f} s  {lot.id:8} {lot.flow:22} ")
+    line.append(lot.state.value, style=STATE_STYLE[lot.state])
+    if lot.running:
+        line.append(f" {lot.running.step} on {lot.running.tool or '-'}")
+    elif lot.step:
+        line.append(f" after {lot.step}")
+    line.append(
+        f"  step {len(lot.path)}/{run.planned.get(lot.id, '?')}, "
+        f"{lot.good_sites}/{lot.total_sites} good ({_yield_pct(lot):.1f} %)"
+    )
+    if lot.hold:
+        line.append(f"  {lot.hold.reason}", style="red")
+    return line
+
+
+def _bar(done: int, total: int, width: int = 10) -> str:
+    filled = round(width * done / total) if total else 0
+    return "█" * filled + "·" * (width - filled)
+
+
+def _view(run: Demo, lots: Sequence[Lot], tools: Sequence[ToolRecord]) -> RenderableType:
+    completed = sum(1 for lot in lots if lot.state is LotState.COMPLETED)
+    head = Text.assemble(
+        ("pkgline demo ", "bold"),
+        f"{run.elapsed():5.1f} s   {completed}/{len(lots)} lots completed   ",
+        (f"(Ctrl-C stops; gives up at {run.deadline - run.started:.0f} s)", "dim"),
+    )
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for name in ("lot", "flow", "prio", "state", "step", "tool", "steps", "good", "yield"):
+        table.add_column(name, no_wrap=True, justify="right" if name == "yield" else "left")
+    for lot in lots:
+        planned = run.planned.get(lot.id, len(lot.path))
+        table.add_row(
+            lot.id,
+            lot.flow,
+            str(lot.priority),
+            Text(lot.state.value, style=STATE_STYLE[lot.state]),
+            (lot.running.step if lot.running else lot.step) or "-",
+            (lot.running.tool if lot.running else None) or "",
+            f"{_bar(len(lot.path), planned)} {len(lot.path):2}/{planned}",
+            f"{lot.good_sites}/{lot.total_sites}",
+            f"{_yield_pct(lot):.1f} %",
+        )
+    grid = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    half = (len(tools) + 1) // 2
+    for _ in range(2 if len(tools) > 1 else 1):
+        for name in ("tool", "E10 state", "lot", "sites"):
+            grid.add_column(name, no_wrap=True)
+    for i in range(half):
+        cells: list[RenderableType] = []
+        for tool in (tools[i], tools[i + half] if i + half < len(tools) else None):
+            if tool is None:
+                cells += ["", "", "", ""]
+                continue
+            snap = tool.snapshot
+            cells += [
+                tool.id,
+                e10_text(snap.e10),
+                snap.lot_id or "",
+                f"{snap.sites_done}/{snap.sites_total}" if snap.sites_total else "",
+            ]
+        grid.add_row(*cells[: len(grid.columns)])
+    return Group(head, table, grid)
+
+
+# -- ending -------------------------------------------------------------------------------------
+
+
+async def _stop_line(run: Demo) -> None:
+    """SIGTERM to the controller (it finishes what it records and exits 0), then the
+    simulators."""
+    codes = []
+    for child in reversed(run.children):
+        code = await child.stop(30.0 if child.name == "line controller" else 10.0)
+        codes.append(f"{child.name} exit {code}")
+    out.print("stopped with SIGTERM: " + ", ".join(codes))
+
+
+def _print_summary(run: Demo, lots: Sequence[Lot]) -> None:
+    done = [lot for lot in lots if lot.state is LotState.COMPLETED]
+    table = Table(
+        title=f"Lots: {len(done)} of {len(lots)} completed, "
+        f"{sum(lot.units or 0 for lot in done)} units",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=0,  # fits 80 columns (a pipe, or make demo | tee)
+    )
+    for name in ("lot", "flow", "state", "steps", "units", "good", "yield %", "time s"):
+        table.add_column(
+            name, no_wrap=True, justify="left" if name in ("lot", "flow", "state") else "right"
+        )
+    for lot in sorted(lots, key=_lot_order):
+        ended = lot.state in FINAL
+        taken = (lot.updated_at if ended else datetime.now(lot.created_at.tzinfo)) - lot.created_at
+        table.add_row(
+            lot.id,
+            lot.flow,
+            Text(lot.state.value, style=STATE_STYLE[lot.state]),
+            str(len(lot.path)),
+            "-" if lot.units is None else str(lot.units),
+            f"{lot.good_sites}/{lot.total_sites}",
+            f"{_yield_pct(lot):.1f}",
+            f"{taken.total_seconds():.1f}",
+        )
+    out.print(table)
+
+
+def _pkgline_command() -> str:
+    """How to call pkgline the way this demo was called (``pkgline`` when it is on PATH)."""
+    called = Path(sys.argv[0])
+    if called.name == "pkgline":
+        found = shutil.which("pkgline")
+        if found and Path(found).resolve() == called.resolve():
+            return "pkgline"
+        return _short(called)
+    return f"{_short(Path(sys.executable))} -m pkgline"
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _print_next(run: Demo) -> None:
+    pkgline = _pkgline_command()
+    db = f"--db {run.url}"
+    tool = "PLATE-1" if any(t.id == "PLATE-1" for t in run.config.tools) else run.config.tools[0].id
+    out.print("\nLook further (the database stays):", style="bold")
+    for line in (
+        f"{pkgline} lot list {db}",
+        f"{pkgline} lot show {LOT_PREFIX}1 {db}",
+        f"{pkgline} line status {db}",
+        f"{pkgline} tool show {tool} --window 10m {db}",
+    ):
+        out.print(Text(f"  {line}"))
+    out.print(
+        Text(
+            f"  logs: {run.log('serve')} (line controller, JSON lines), {run.log('sim')}",
+            style="dim",
+        )
+    )
+    if run.keep:
+        pids = " ".join(str(c.pid) for c in run.children)
+        out.print(
+            Text(
+                f"The line is still running (--keep): configuration {run.config_path}; "
+                f"stop it with: kill {pids}",
+                style="yellow",
+            )
+        )

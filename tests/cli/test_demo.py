@@ -1,0 +1,166 @@
+"""``pkgline demo`` end to end in a subprocess: the simulated line and the line controller run
+as its children, the nine lots (one per flow) complete, a summary per lot and the commands to
+look further are printed, and no child is left running, whether the demo ends, is
+interrupted with Ctrl-C or is killed. It never replaces a database that is not a demo's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mes.domain import commands as cmd
+from mes.domain.operations import start_lot
+from mes.service import utc_now
+from pkgline.bootstrap import flow_library
+from pkgline.cli.demo import LOT_PREFIX, LOTS, planned_steps
+
+STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
+
+
+def demo(db: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLUMNS": "200", "PKGLINE_USER": "demo-test"}
+    env.pop("PKGLINE_DB", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pkgline", "demo", "--db", str(db), *args],
+        cwd=db.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def read_until(process: subprocess.Popen[str], pattern: re.Pattern[str], within_s: float) -> str:
+    """The demo's output up to the first match of ``pattern``."""
+    assert process.stdout is not None
+    text = ""
+    deadline = time.monotonic() + within_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while not pattern.search(text):
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise AssertionError(f"no {pattern.pattern!r} within {within_s} s:\n{text}")
+            chunk = os.read(process.stdout.fileno(), 65536).decode()
+            if not chunk:
+                raise AssertionError(f"the demo ended before {pattern.pattern!r}:\n{text}")
+            text += chunk
+    return text
+
+
+def alive(pid: int) -> bool:
+    """A pkgline process with this pid is running (not merely a reused pid or a zombie)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return b"pkgline" in cmdline and state != "Z"
+
+
+def gone(pids: tuple[int, ...], within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while any(alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def children_of(output: str) -> tuple[int, int]:
+    match = STARTED.search(output)
+    assert match, output
+    return int(match[1]), int(match[2])
+
+
+def finish(process: subprocess.Popen[str], within_s: float) -> tuple[int, str]:
+    try:
+        rest, _ = process.communicate(timeout=within_s)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, rest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "demo.db"
+    process = demo(db, "--time-scale", "0.02")
+    head = read_until(process, STARTED, 60)
+    sim, serve = children_of(head)
+    code, rest = finish(process, 150)
+    output = head + rest
+    assert code == 0, output
+    assert "all 9 lots completed" in output
+    assert "as demo-test" in output  # who started the lots (PKGLINE_USER)
+    summary = output[output.index("Lots: 9 of 9 completed") :]
+    assert "line controller exit 0, simulators exit 0" in output
+    for number, (flow, _) in enumerate(LOTS, start=1):
+        assert re.search(rf"{LOT_PREFIX}{number}\s+{flow}\s+COMPLETED", summary), output
+    assert f"lot show {LOT_PREFIX}1 --db sqlite:///{db}" in output
+    assert f"line status --db sqlite:///{db}" in output
+    assert re.search(r"demo finished in \d+\.\d s", output)
+    assert gone((sim, serve), within_s=0), "a child of the demo is still running"
+    assert not db.with_suffix(".line.toml").exists()  # the line's configuration is removed
+    assert "line controller stopped" in db.with_name("demo.serve.log").read_text()
+
+    library = flow_library()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        states = dict(conn.execute("SELECT id, state FROM lots").fetchall())
+    assert states == {f"{LOT_PREFIX}{n}": "COMPLETED" for n in range(1, len(LOTS) + 1)}
+    # The live view's "steps done / planned": the route the controller took, step for step.
+    for number, (flow, _) in enumerate(LOTS, start=1):
+        lot = start_lot(cmd.StartLot(f"P{number}", flow, "t"), library.get(flow), utc_now()).lot
+        steps = planned_steps(lot, library.get(flow))
+        assert re.search(rf"{LOT_PREFIX}{number}\s+{flow}\s+COMPLETED\s+{steps}\s", summary), (
+            flow,
+            steps,
+        )
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_line_and_leaves_nothing_running(tmp_path: Path) -> None:
+    process = demo(tmp_path / "demo.db")
+    output = read_until(process, re.compile(r"RUNNING"), 60)
+    children = children_of(output)
+    process.send_signal(signal.SIGINT)
+    code, rest = finish(process, 30)
+    assert code == 130, output + rest
+    assert "interrupted: stopping the line" in rest
+    assert gone(children), "a child of the demo is still running"
+
+
+@pytest.mark.slow
+def test_the_line_stops_when_the_demo_is_killed(tmp_path: Path) -> None:
+    process = demo(tmp_path / "demo.db")
+    children = children_of(read_until(process, STARTED, 60))
+    process.kill()
+    process.communicate(timeout=10)
+    assert gone(children), "the demo's children outlived it"
+
+
+def test_a_database_that_is_not_a_demo_database_is_never_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "precious.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE lots (id TEXT)")
+        conn.execute("INSERT INTO lots VALUES ('L2024-0001')")
+        conn.commit()
+    before = db.read_bytes()
+    code, output = finish(demo(db), 60)
+    assert code == 2, output
+    assert "is not a pkgline demo database" in output
+    assert db.read_bytes() == before
