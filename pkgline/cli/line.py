@@ -23,15 +23,17 @@ from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord
 from mes.domain.model import Lot, LotState
 from pkgline.bootstrap import Services, open_services, resolve_url
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
-from pkgline.cli.tool import ago, clock, tool_dict, tools_table
+from pkgline.cli.tool import (
+    ago,
+    clock,
+    controller_running,
+    tool_dict,
+    tools_table,
+)
 from pkgline.controller.dispatch import Candidate
-from pkgline.controller.line import HEARTBEAT_S
 
 app = typer.Typer(help="The line at a glance: controllers, tools, lots.", no_args_is_help=True)
 
-STALE_AFTER_S = 3 * HEARTBEAT_S
-"""A controller whose last heartbeat is older than this is taken for not running."""
-STOPPED = "stopped"
 MAY_COMPLETE = "(may complete)"
 
 
@@ -53,10 +55,6 @@ class LineStatus:
     running: tuple[Lot, ...]
     queue: tuple[QueueGroup, ...]
     held: tuple[Lot, ...]
-
-
-def controller_running(record: ControllerRecord, now: datetime) -> bool:
-    return record.status != STOPPED and (now - record.heartbeat_at).total_seconds() <= STALE_AFTER_S
 
 
 async def read_status(services: Services, now: datetime) -> LineStatus:
@@ -119,7 +117,7 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
         "database": database,
         "at": now.isoformat(),
         "controllers": [controller_dict(c, now) for c in status.controllers],
-        "tools": [tool_dict(t, now) for t in status.tools],
+        "tools": [tool_dict(t, now, _alive(status, t)) for t in status.tools],
         "running": [
             {
                 "lot": lot.id,
@@ -158,6 +156,14 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
     }
 
 
+def _alive_lines(status: LineStatus) -> frozenset[str]:
+    return frozenset(c.name for c in status.controllers if controller_running(c, status.at))
+
+
+def _alive(status: LineStatus, tool: ToolRecord) -> bool:
+    return tool.line in _alive_lines(status)
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -177,7 +183,7 @@ def status(db: DbOption = None, json: JsonOption = False) -> None:
     out.print(f"database: {database}   at {clock(current.at)}")
     _print_controllers(current.controllers, current.at)
     if current.tools:
-        out.print(tools_table(current.tools, current.at, compact=True))
+        out.print(tools_table(current.tools, current.at, compact=True, alive=_alive_lines(current)))
     _print_running(current.running, current.at)
     _print_queue(current.queue)
     _print_held(current.held, current.at)
@@ -204,14 +210,6 @@ def _print_controllers(controllers: Sequence[ControllerRecord], now: datetime) -
             c.status,
         )
     out.print(table)
-    stale = [c.name for c in controllers if not controller_running(c, now)]
-    if stale:
-        out.print(
-            Text(
-                f"not running: {', '.join(stale)}; its tools show what it last recorded",
-                style="yellow",
-            )
-        )
 
 
 def _print_running(running: Sequence[Lot], now: datetime) -> None:

@@ -19,7 +19,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from mes.domain.equipment import E10_STATES, DispatchMode, E10Change, StateTimes, ToolRecord
+from mes.domain.equipment import (
+    E10_STATES,
+    ControllerRecord,
+    DispatchMode,
+    E10Change,
+    StateTimes,
+    ToolRecord,
+)
 from mes.domain.errors import UnknownTool
 from mes.equipment import EquipmentService
 from mes.service import utc_now
@@ -34,6 +41,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+from pkgline.controller.line import HEARTBEAT_S
 
 app = typer.Typer(
     help="Tools: states, time in state, and automatic or manual dispatch.", no_args_is_help=True
@@ -49,6 +57,10 @@ E10_STYLE = {
     "unscheduled_down": "bold red",
     "non_scheduled": "dim",
 }
+STALE_AFTER_S = 3 * HEARTBEAT_S
+"""A line controller whose last heartbeat is older than this is taken for not running."""
+STOPPED = "stopped"
+"""The status a line controller records when it stops."""
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 
@@ -84,6 +96,17 @@ def clock(at: datetime) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S}"
 
 
+def controller_running(record: ControllerRecord, now: datetime) -> bool:
+    """Running: it has not recorded its stop, and its heartbeat is fresh."""
+    age_s = (now - record.heartbeat_at).total_seconds()
+    return record.status != STOPPED and age_s <= STALE_AFTER_S
+
+
+async def lines_running(equipment: EquipmentService, now: datetime) -> frozenset[str]:
+    """The line controllers running now (their tools' states are current)."""
+    return frozenset(c.name for c in await equipment.controllers() if controller_running(c, now))
+
+
 def e10_text(state: str) -> Text:
     return Text(state, style=E10_STYLE.get(state, ""))
 
@@ -103,11 +126,13 @@ def alarm_text(record: ToolRecord) -> str:
 # -- JSON (a contract: scripts read it) --------------------------------------------------------
 
 
-def tool_dict(record: ToolRecord, now: datetime) -> dict[str, Any]:
+def tool_dict(record: ToolRecord, now: datetime, controller_running: bool) -> dict[str, Any]:
+    """A tool as JSON; ``controller_running`` False: its state is as last recorded."""
     snap = record.snapshot
     return {
         "id": record.id,
         "line": record.line,
+        "controller_running": controller_running,
         "class": record.equipment_class,
         "address": record.address,
         "steps": list(record.steps),
@@ -165,9 +190,24 @@ def change_dict(change: E10Change) -> dict[str, Any]:
 # -- tables ------------------------------------------------------------------------------------
 
 
-def tools_table(records: Sequence[ToolRecord], now: datetime, *, compact: bool = False) -> Table:
-    """The tools, one row each; ``compact`` leaves out line, address and mode."""
-    table = Table(title="Tools", title_justify="left")
+def tools_table(
+    records: Sequence[ToolRecord],
+    now: datetime,
+    *,
+    alive: frozenset[str],
+    compact: bool = False,
+) -> Table:
+    """The tools, one row each; ``compact`` leaves out line, address and mode. Tools of a
+    line controller not in ``alive`` are dimmed: their state is as it last recorded it."""
+    stale = any(r.line not in alive for r in records)
+    table = Table(
+        title="Tools",
+        title_justify="left",
+        caption="dimmed: its line controller is not running; the state is as it last recorded"
+        if stale
+        else None,
+        caption_justify="left",
+    )
     columns = ["tool", "class"] if compact else ["tool", "line", "class", "address"]
     columns += ["dispatch", "E10 state", "since"]
     columns += ["state", "lot", "sites", "alarm"] if compact else ["state", "mode", "lot / job"]
@@ -186,6 +226,7 @@ def tools_table(records: Sequence[ToolRecord], now: datetime, *, compact: bool =
         )
         since = f"{clock(r.e10_since)} ({ago(now - r.e10_since)})"
         alarm = Text(alarm_text(r), style="bold red")
+        style = None if r.line in alive else "dim"
         if compact:
             table.add_row(
                 r.id,
@@ -197,6 +238,7 @@ def tools_table(records: Sequence[ToolRecord], now: datetime, *, compact: bool =
                 snap.lot_id or "-",
                 progress_text(r),
                 alarm,
+                style=style,
             )
         else:
             lot_job = (snap.lot_id or "-") + (f" / {snap.job_id}" if snap.job_id else "")
@@ -213,6 +255,7 @@ def tools_table(records: Sequence[ToolRecord], now: datetime, *, compact: bool =
                 lot_job,
                 progress_text(r),
                 alarm,
+                style=style,
             )
     return table
 
@@ -243,19 +286,20 @@ def list_tools(
     """Every tool: dispatch, connection, process state, mode, E10 state and since when, lot,
     progress, alarm."""
 
-    async def work() -> list[ToolRecord]:
+    async def work() -> tuple[list[ToolRecord], frozenset[str], datetime]:
         async with open_services(db) as services:
-            return await services.equipment.tools(line)
+            now = utc_now()
+            tools = await services.equipment.tools(line)
+            return tools, await lines_running(services.equipment, now), now
 
-    records = run(work, as_json=json, db=db)
-    now = utc_now()
+    records, alive, now = run(work, as_json=json, db=db)
     if json:
-        print_json([tool_dict(r, now) for r in records])
+        print_json([tool_dict(r, now, r.line in alive) for r in records])
         return
     if not records:
         out.print("no tools: a line controller registers its tools when it starts (pkgline serve)")
         return
-    out.print(tools_table(records, now))
+    out.print(tools_table(records, now, alive=alive))
 
 
 @app.command()
@@ -277,7 +321,7 @@ def show(
     except ValueError as exc:
         usage_error(str(exc), as_json=json)
 
-    async def work() -> tuple[ToolRecord, StateTimes, list[E10Change], datetime]:
+    async def work() -> tuple[ToolRecord, StateTimes, list[E10Change], bool]:
         async with open_services(db) as services:
             equipment = services.equipment
             record = await _known(equipment, tool)
@@ -285,21 +329,22 @@ def show(
             start = end - span
             times = await equipment.state_times(tool, start, end)
             found = await equipment.changes(tool, start, end)
-            return record, times, found, end
+            return record, times, found, record.line in await lines_running(equipment, end)
 
-    record, times, found, now = run(work, as_json=json, db=db)
+    record, times, found, alive = run(work, as_json=json, db=db)
+    now = times.end
     recent = found[-changes:] if changes else []
     if json:
         print_json(
             {
-                **tool_dict(record, now),
+                **tool_dict(record, now, alive),
                 "window": state_times_dict(times),
                 "changes_in_window": sum(1 for c in found if c.at >= times.start),
                 "changes": [change_dict(c) for c in recent],
             }
         )
         return
-    _print_tool(record, now)
+    _print_tool(record, now, alive)
     _print_times(times, window)
     _print_changes(recent, times, len(found))
 
@@ -309,14 +354,16 @@ def _set_dispatch(
 ) -> None:
     who = current_user(user)
 
-    async def work() -> ToolRecord:
+    async def work() -> tuple[ToolRecord, bool]:
         async with open_services(db) as services:
-            await _known(services.equipment, tool)
-            return await services.equipment.set_dispatch(tool, mode, who, reason)
+            equipment = services.equipment
+            await _known(equipment, tool)
+            record = await equipment.set_dispatch(tool, mode, who, reason)
+            return record, record.line in await lines_running(equipment, utc_now())
 
-    record = run(work, as_json=json, db=db)
+    record, alive = run(work, as_json=json, db=db)
     if json:
-        print_json(tool_dict(record, utc_now()))
+        print_json(tool_dict(record, utc_now(), alive))
         return
     out.print(
         Text.assemble(
@@ -326,7 +373,12 @@ def _set_dispatch(
             f" (by {who}" + (f": {reason})" if reason else ")"),
         )
     )
-    if mode is DispatchMode.MANUAL:
+    if not alive:
+        out.print(
+            f"  line controller {record.line} is not running: it dispatches accordingly "
+            "when it starts"
+        )
+    elif mode is DispatchMode.MANUAL:
         out.print(
             f"  line controller {record.line} starts no new lot on it within its dispatch "
             "interval; a step running there finishes"
@@ -371,12 +423,20 @@ def auto(
 # -- printing show -----------------------------------------------------------------------------
 
 
-def _print_tool(record: ToolRecord, now: datetime) -> None:
+def _print_tool(record: ToolRecord, now: datetime, alive: bool) -> None:
     snap = record.snapshot
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
     head.add_row("tool", f"{record.id}  ({record.equipment_class}, line {record.line})")
+    if not alive:
+        head.add_row(
+            "controller",
+            Text(
+                f"{record.line} is not running: the state below is as it last recorded it",
+                style="yellow",
+            ),
+        )
     head.add_row("address", record.address)
     head.add_row("steps", ", ".join(record.steps) or "-")
     dispatch = Text(

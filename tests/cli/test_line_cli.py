@@ -15,7 +15,7 @@ from typing import Any
 
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord
-from pkgline.cli.line import STALE_AFTER_S, controller_running
+from pkgline.cli.tool import STALE_AFTER_S, controller_running
 from tests.cli.recorded_line import (
     FLOW,
     HOLD_REASON,
@@ -98,7 +98,7 @@ async def test_a_running_controller_is_shown_alive_with_its_lots(tmp_path: Path)
     (controller,) = status["controllers"]
     assert controller["running"] is True and controller["status"] != "stopped"
     assert controller["heartbeat_age_s"] < STALE_AFTER_S
-    assert all(t["connected"] for t in status["tools"])
+    assert all(t["connected"] and t["controller_running"] for t in status["tools"])
     assert [(q["step"], q["lots"]) for q in status["queue"]] == [("MOLD", ["R-1"])]
 
 

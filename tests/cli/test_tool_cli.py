@@ -58,6 +58,7 @@ def test_tool_list_shows_state_mode_e10_and_alarm_as_the_controller_recorded(
     assert bonder["address"].startswith("modbus://127.0.0.1:")
     assert wire["address"].startswith("opc.tcp://127.0.0.1:")
     assert bonder["dispatch"] == "auto" and bonder["connected"] is True
+    assert bonder["controller_running"] is False  # it stopped: the state is the last recorded
     assert (bonder["process_state"], bonder["mode"], bonder["e10"]) == (
         "READY",
         "PRODUCTION",
@@ -71,6 +72,7 @@ def test_tool_list_shows_state_mode_e10_and_alarm_as_the_controller_recorded(
     assert table.returncode == 0, table.stderr
     assert "WB-1" in table.stdout and "unscheduled_down" in table.stdout
     assert "process fault during job" in table.stdout
+    assert "its line controller is not running" in table.stdout
 
 
 def test_tool_show_gives_seconds_and_percent_per_e10_state_availability_and_changes(
@@ -156,6 +158,7 @@ async def test_a_running_controller_starts_no_lot_on_a_manual_tool_until_it_is_a
         lots = line.services.lots
         result = await cli("tool", "manual", "DB-1", "--reason", "recipe qualification")
         assert result.returncode == 0, result.stderr
+        assert "starts no new lot on it within its dispatch interval" in result.stdout
         await lots.start(cmd.StartLot("M-1", FLOW, "planner", carriers=1))
 
         async def loaded() -> bool:
