@@ -255,13 +255,13 @@ class ToolRunner:
                 self._queued.discard(lot_id)
                 self._current = None
             await self._refresh_status()
+            if not retry and self.is_idle():
+                self._on_idle()  # the next lot is dispatched while the report is written
             await self._report(force=True)
             if retry:
                 await self._wait_connected()
                 await asyncio.sleep(RETRY_S)
                 self.assign(lot_id)
-            elif self.is_idle():
-                self._on_idle()
 
     async def _refresh_status(self) -> None:
         """After a step, the status last heard may predate the acknowledge (results still
@@ -382,15 +382,16 @@ class ToolRunner:
             if status is not None and status.job_id == open_job.job_id:
                 carrier = next(c for c in carriers if c.id == open_job.carrier_id)
                 log.info("following a job already running", job_id=open_job.job_id)
-                if not await self._finish_job(
+                after = await self._finish_job(
                     lot,
                     carrier,
                     translate.incoming_site_map(carrier, rejected),
                     open_job.job_id,
                     self._epoch,
-                ):
+                )
+                if after is None:
                     return
-                lot = await self._lots.get(lot_id)
+                lot = after
                 jobs = await self._lots.jobs_of_step(lot)
             else:
                 await self._hold(
@@ -429,11 +430,10 @@ class ToolRunner:
                 )
                 return
             log.info("job started", job_id=job_id, carrier=carrier.id, step=running.step)
-            if not await self._finish_job(lot, carrier, incoming, job_id, epoch):
+            after = await self._finish_job(lot, carrier, incoming, job_id, epoch)
+            if after is None or after.state is not LotState.RUNNING:
                 return
-            lot = await self._lots.get(lot.id)
-            if lot.state is not LotState.RUNNING:
-                return
+            lot = after
 
     async def _make_recipe_active(self, lot: Lot, recipe: Recipe) -> None:
         ready = frozenset({ProcessState.READY, ProcessState.IDLE})
@@ -472,8 +472,9 @@ class ToolRunner:
 
     async def _finish_job(
         self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, epoch: int
-    ) -> bool:
-        """Wait for the job and record it. False when the step cannot go on."""
+    ) -> Lot | None:
+        """Wait for the job and record it: the lot as the record left it (no need to read it
+        again), or None when the step cannot go on."""
         end = await self._await_job(lot, job_id, epoch)
         if end == "complete":
             self._observer.job_done_seen(self.tool_id, job_id)
@@ -485,17 +486,17 @@ class ToolRunner:
                     f"tool {self.tool_id} completed job {job_id} but holds results of {found}",
                     HoldSource.CONTROLLER,
                 )
-                return False
+                return None
             try:
-                await self._record(lot, carrier, incoming, job_id, results)
+                outcome = await self._record(lot, carrier, incoming, job_id, results)
             except (ProtocolError, ValueError) as exc:
                 await self._hold(
                     lot,
                     f"results of job {job_id} from {self.tool_id} are unusable: {exc}",
                     HoldSource.CONTROLLER,
                 )
-                return False
-            return True
+                return None
+            return outcome.lot
         if end == "alarm":
             await self._hold(
                 lot,
@@ -518,7 +519,7 @@ class ToolRunner:
             with contextlib.suppress(DriverError):
                 await self._driver.abort()
                 await self._driver.reset_alarm()
-        return False
+        return None
 
     def _job_end(self, job_id: str, epoch: int) -> JobEnd | None:
         status = self._status
