@@ -209,12 +209,13 @@ def tools_table(
         caption_justify="left",
     )
     columns = ["tool", "class"] if compact else ["tool", "line", "class", "address"]
-    columns += ["dispatch", "E10 state", "since"]
+    columns += ["dispatch", "E10 state", "for" if compact else "since"]
     columns += ["state", "lot", "sites", "alarm"] if compact else ["state", "mode", "lot / job"]
     if not compact:
         columns += ["sites", "alarm"]
-    for name in columns:
-        table.add_column(name, overflow="fold")
+    for name in columns:  # the long ones fold; the rest stay on one line
+        wraps = name in ("address", "lot / job", "alarm")
+        table.add_column(name, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
     for r in records:
         snap = r.snapshot
         dispatch = Text(
@@ -224,7 +225,9 @@ def tools_table(
             "not connected" + (f": {snap.reason}" if snap.reason and not compact else ""),
             style="red",
         )
-        since = f"{clock(r.e10_since)} ({ago(now - r.e10_since)})"
+        since = ago(now - r.e10_since)
+        if not compact:
+            since = f"{clock(r.e10_since)} ({since})"
         alarm = Text(alarm_text(r), style="bold red")
         style = None if r.line in alive else "dim"
         if compact:
