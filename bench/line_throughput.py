@@ -1,0 +1,601 @@
+"""Line throughput: the line controller's own time per step, and lots per hour.
+
+Run: ``.venv/bin/python bench/line_throughput.py [--measure 30] [--per-flow 8] [--no-postgres]``
+
+The example line (``pkgline/line.example.toml``, else ``deploy/line.example.toml``: 13 tools,
+every class, eight over Modbus TCP and five over OPC UA) is simulated by ``pkgline sim
+--time-scale 0`` in ANOTHER process, on free loopback ports: every recipe setup and every job
+takes no time. THIS process runs the line controller (:class:`LineController`, built as
+``pkgline serve`` builds it, logging JSON lines at info level to a scratch file) on a fresh
+database: a SQLite file, then a scratch PostgreSQL database (``$PKGLINE_BENCH_POSTGRES``,
+default ``postgresql://postgres@127.0.0.1:5432/test``; created and dropped). Each tool keeps
+the example's connection policy (Modbus poll and OPC UA publishing interval 0.2 s).
+
+The line is kept saturated: ``--per-flow`` lots of each of the nine flows are started up front
+and topped up again (checked every 2 s) as lots complete, so the work in progress stays
+constant; manual steps are completed by the controller (``auto_manual_steps``).
+
+What is measured: an observer on every tool records ``time.monotonic()`` when the controller
+has SEEN the tool report a job complete and when it is about to send the tool its next start.
+A step of the controller is the gap between the two on one tool: recording the results and
+acknowledging them, then either the next carrier of the same lot (``next carrier``), or
+tracking the lot out, dispatching, tracking the next lot in and loading and verifying its
+recipe (``next lot``). The time the tool takes to report completion (a poll or publishing
+interval) comes before the gap and is not in it; the tool's own process time is zero.
+
+Which gaps count: only those where the next work was already there when the completion was
+seen. The next carrier of a lot always is. A next lot counts when, at that moment, some lot
+was already waiting for a step that tool runs (from lot history: waiting from the entry before
+its track-in until that track-in), or when it is the same lot going on to its next step on the
+same tool. Gaps where the tool had run dry (ramp-up, a tool starved by the flows upstream of
+it) are left out and counted. The first ``--warmup`` seconds after the controller is ready are
+left out too (pools, caches, every tool's first recipe); gaps are counted when their
+completion was seen inside the ``--measure`` window, and the controller runs on for a few
+seconds after it so that each of them ends.
+
+Printed per database: p50, p99 and max of the controller's time per step (all, and per kind),
+the number of gaps, gaps left out, lots completed per hour and jobs per second in the window,
+the controller process's CPU (fraction of one core), and the goal: p99 under 50 ms, with a
+verdict. Figures only: nothing here asserts on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from drivers.factory import DriverFactory
+from mes.adapters.database import create_engine, display_url
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.adapters.tables import jobs, lot_history
+from mes.domain import commands as cmd
+from mes.domain.model import LotState
+from mes.equipment import EquipmentService
+from mes.service import LotService
+from pkgline.bootstrap import flow_library
+from pkgline.config import LineConfig, load_line_config
+from pkgline.controller.line import LineController
+from pkgline.logs import configure_logging
+from simulators.line import with_free_ports, write_line_config
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = (ROOT / "pkgline" / "line.example.toml", ROOT / "deploy" / "line.example.toml")
+GOAL_P99_MS = 50.0
+SIM_START_S = 60.0
+DRAIN_S = 3.0
+"""After the window: how long the controller runs on so that the window's gaps end."""
+TOP_UP_S = 2.0
+
+log = structlog.get_logger("bench.line_throughput")
+
+
+# -- the observer -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Mark:
+    kind: str  # "done" | "start"
+    tool_id: str
+    job_id: str
+    at: float  # time.monotonic()
+
+
+@dataclass
+class StepClock:
+    """A :class:`~pkgline.controller.runner.RunnerObserver` that only writes down the time."""
+
+    marks: list[Mark] = field(default_factory=list)
+
+    def job_done_seen(self, tool_id: str, job_id: str) -> None:
+        self.marks.append(Mark("done", tool_id, job_id, time.monotonic()))
+
+    def job_starting(self, tool_id: str, job_id: str) -> None:
+        self.marks.append(Mark("start", tool_id, job_id, time.monotonic()))
+
+
+# -- the simulated line, in another process ---------------------------------------------------
+
+
+def example_config() -> LineConfig:
+    for path in EXAMPLES:
+        if path.exists():
+            return load_line_config(path)
+    raise SystemExit(f"no example line configuration: looked for {', '.join(map(str, EXAMPLES))}")
+
+
+@contextlib.asynccontextmanager
+async def simulated_line(config_path: Path, stderr: TextIO) -> AsyncIterator[int]:
+    """``pkgline sim --time-scale 0`` on the configuration, until the block ends; its pid."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pkgline",
+        "sim",
+        "--config",
+        str(config_path),
+        "--time-scale",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(SIM_START_S):
+            while b"is running" not in (line := await proc.stdout.readline()):
+                if not line:
+                    raise SystemExit(f"pkgline sim exited with {await proc.wait()}; see its log")
+
+        async def discard(stream: asyncio.StreamReader) -> None:
+            while await stream.read(65536):
+                pass
+
+        drain = asyncio.create_task(discard(proc.stdout))
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if drain is not None:
+            await drain
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gap:
+    tool_id: str
+    kind: str  # "next carrier" | "next lot"
+    seconds: float
+    parts: dict[str, float] = field(default_factory=dict)
+    """Where the time went, from the controller's log: seconds per part (see PARTS)."""
+
+
+PARTS = {
+    "next carrier": ("recorded", "next started"),
+    "next lot": ("recorded", "dispatched", "next started"),
+}
+"""Each kind of gap in parts, each ending at a line of the controller's log: results read,
+recorded and acknowledged ("job recorded"); the next lot tracked in on the tool ("lot
+dispatched"); the next job's lot read, its recipe loaded and verified, the job recorded as
+started (the observer's "job starting")."""
+
+
+@dataclass
+class RunResult:
+    label: str
+    window_s: float
+    gaps: list[Gap]
+    starved: int
+    unfinished: int
+    lots_completed: int
+    jobs_started: int
+    cpu_fraction: float
+    sim_cpu_fraction: float
+    seen_after: list[float]
+    held: int
+    warnings: Counter[str]
+    per_tool_jobs: Counter[str]
+
+
+async def start_lots(lots: LotService, counts: dict[str, int], per_flow: int) -> int:
+    """Top every flow up to ``per_flow`` lots waiting or running; the number started."""
+    started = 0
+    for flow_name in sorted(lots.flows.flows):
+        for _ in range(per_flow - counts.get(flow_name, 0)):
+            lot_id = f"T{uuid.uuid4().hex[:10]}"
+            await lots.start(cmd.StartLot(lot_id, flow_name, "bench"))
+            started += 1
+    return started
+
+
+async def in_progress(lots: LotService) -> dict[str, int]:
+    found = await lots.find(states=[LotState.WAITING, LotState.RUNNING], limit=1_000_000)
+    return dict(Counter(lot.flow for lot in found))
+
+
+async def keep_topped_up(lots: LotService, per_flow: int) -> None:
+    while True:
+        await asyncio.sleep(TOP_UP_S)
+        await start_lots(lots, await in_progress(lots), per_flow)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_line(
+    label: str, url: str, config: LineConfig, args: argparse.Namespace, tmp: Path, sim_pid: int
+) -> RunResult:
+    engine = create_engine(url, pool_size=max(5, min(20, len(config.tools) + 2)))
+    factory = DriverFactory()
+    log_dir = Path(args.log_dir) if args.log_dir else tmp
+    log_path = log_dir / f"controller-{label.split()[0].lower()}.log"
+    try:
+        await upgrade(engine)
+        uow = SqlUnitOfWorkFactory(engine)
+        lots = LotService(uow, flow_library())
+        equipment = EquipmentService(uow)
+        await start_lots(lots, {}, args.per_flow)
+        clock = StepClock()
+        with log_path.open("w", encoding="utf-8") as log_file:
+            configure_logging("info", json=True, stream=log_file)
+            try:
+                controller = LineController(
+                    config,
+                    lots,
+                    equipment,
+                    [factory.create(tool) for tool in config.tools],
+                    observer=clock,
+                )
+                running = asyncio.create_task(controller.run(), name="controller")
+                ready = asyncio.create_task(controller.ready.wait())
+                await asyncio.wait([running, ready], return_when=asyncio.FIRST_COMPLETED)
+                if running.done():
+                    running.result()  # raises what stopped it
+                topping = asyncio.create_task(keep_topped_up(lots, args.per_flow))
+                try:
+                    await asyncio.sleep(args.warmup)
+                    t0, cpu0, wall0 = time.monotonic(), time.process_time(), time.time()
+                    sim0 = _cpu_seconds(sim_pid)
+                    profiler = _profiler() if args.profile else None
+                    await asyncio.sleep(args.measure)
+                    t1, cpu1, wall1 = time.monotonic(), time.process_time(), time.time()
+                    sim1 = _cpu_seconds(sim_pid)
+                    if profiler is not None:
+                        profiler.stop()
+                        _write_profile(profiler, Path(args.profile), label)
+                    await asyncio.sleep(DRAIN_S)
+                finally:
+                    topping.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await topping
+                    controller.request_stop()
+                    await running
+            finally:
+                configure_logging("warning", stream=sys.stderr)
+        result = await analyse(label, engine, clock, (t0, t1), (wall0, wall1), log_path)
+        result.cpu_fraction = (cpu1 - cpu0) / (t1 - t0)
+        result.sim_cpu_fraction = (sim1 - sim0) / (t1 - t0)
+        return result
+    finally:
+        await factory.aclose()
+        await engine.dispose()
+
+
+@dataclass
+class ControllerLog:
+    """What the analysis takes from the controller's log (wall-clock times)."""
+
+    recorded: dict[str, float] = field(default_factory=dict)
+    """job id -> the time of its "job recorded" (results recorded and acknowledged)"""
+    dispatched: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    """(tool id, lot id) -> the time of each "lot dispatched" """
+    warnings: Counter[str] = field(default_factory=Counter)
+
+
+def read_log(log_path: Path) -> ControllerLog:
+    found = ControllerLog()
+    with log_path.open(encoding="utf-8") as lines:
+        for line in lines:
+            entry = json.loads(line)
+            event = entry.get("event", "?")
+            if entry.get("level") in ("warning", "error", "critical"):
+                found.warnings[event] += 1
+            if event == "job recorded":
+                found.recorded[entry["job_id"]] = _iso_seconds(entry["timestamp"])
+            elif event == "lot dispatched":
+                key = (entry["tool_id"], entry["lot"])
+                found.dispatched.setdefault(key, []).append(_iso_seconds(entry["timestamp"]))
+    return found
+
+
+def _iso_seconds(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- analysis -----------------------------------------------------------------------------------
+
+
+def _utc(value: datetime) -> float:
+    return value.astimezone(UTC).timestamp()
+
+
+async def analyse(
+    label: str,
+    engine: AsyncEngine,
+    clock: StepClock,
+    window: tuple[float, float],
+    wall_window: tuple[float, float],
+    log_path: Path,
+) -> RunResult:
+    async with engine.connect() as conn:
+        job_rows = (
+            await conn.execute(select(jobs.c.job_id, jobs.c.lot_id, jobs.c.path_index))
+        ).all()
+        history_rows = (
+            await conn.execute(
+                select(
+                    lot_history.c.lot_id,
+                    lot_history.c.at,
+                    lot_history.c.operation,
+                    lot_history.c.state_after,
+                    lot_history.c.step,
+                    lot_history.c.tool,
+                ).order_by(lot_history.c.seq)
+            )
+        ).all()
+    job_of = {r.job_id: (r.lot_id, r.path_index) for r in job_rows}
+
+    # When each lot waited for each tool: from its previous history entry to its track-in.
+    waits: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    previous: dict[str, float] = {}
+    completed = held = 0
+    wall0, wall1 = wall_window
+    for r in history_rows:
+        at = _utc(r.at)
+        if r.operation == "track_in" and r.tool and r.lot_id in previous:
+            waits[r.tool].append((previous[r.lot_id], at))
+        if r.state_after == LotState.COMPLETED.value and wall0 <= at < wall1:
+            completed += 1
+        if r.state_after == LotState.HOLD.value:
+            held += 1
+        previous[r.lot_id] = at
+
+    logged = read_log(log_path)
+    # monotonic -> wall clock (both read together; the run is short)
+    offset = time.time() - time.monotonic()
+    t0, t1 = window
+    gaps: list[Gap] = []
+    starved = unfinished = 0
+    seen_after: list[float] = []  # job start sent -> its completion seen (not in the gaps)
+    started_in_window: Counter[str] = Counter()
+    by_tool: dict[str, list[Mark]] = defaultdict(list)
+    for mark in clock.marks:
+        by_tool[mark.tool_id].append(mark)
+        if mark.kind == "start" and t0 <= mark.at < t1:
+            started_in_window[mark.tool_id] += 1
+    for tool_id, marks in by_tool.items():
+        intervals = sorted(waits.get(tool_id, []))
+        starts = [a for a, _ in intervals]
+        started_at: dict[str, float] = {}
+        for i, mark in enumerate(marks):
+            if mark.kind == "start":
+                started_at[mark.job_id] = mark.at
+                continue
+            if not t0 <= mark.at < t1:
+                continue
+            if mark.job_id in started_at:
+                seen_after.append(mark.at - started_at[mark.job_id])
+            following = next((m for m in marks[i + 1 :] if m.kind == "start"), None)
+            if following is None:
+                unfinished += 1
+                continue
+            done_lot, done_index = job_of[mark.job_id]
+            next_lot, next_index = job_of[following.job_id]
+            seen, start = mark.at + offset, following.at + offset
+            recorded = logged.recorded.get(mark.job_id, start)
+            if next_lot == done_lot and next_index == done_index:
+                parts = {"recorded": recorded - seen, "next started": start - recorded}
+                gaps.append(Gap(tool_id, "next carrier", start - seen, parts))
+                continue
+            if next_lot != done_lot:
+                # a lot that began waiting before the completion was seen, tracked in after it
+                k = bisect.bisect_right(starts, seen)
+                if not any(end > seen for _, end in intervals[:k]):
+                    starved += 1
+                    continue
+            dispatched = next(
+                (t for t in logged.dispatched.get((tool_id, next_lot), []) if seen <= t <= start),
+                recorded,
+            )
+            parts = {
+                "recorded": recorded - seen,
+                "dispatched": dispatched - recorded,
+                "next started": start - dispatched,
+            }
+            gaps.append(Gap(tool_id, "next lot", start - seen, parts))
+    return RunResult(
+        label=label,
+        window_s=t1 - t0,
+        gaps=gaps,
+        starved=starved,
+        unfinished=unfinished,
+        lots_completed=completed,
+        jobs_started=sum(started_in_window.values()),
+        cpu_fraction=0.0,
+        sim_cpu_fraction=0.0,
+        seen_after=seen_after,
+        held=held,
+        warnings=logged.warnings,
+        per_tool_jobs=started_in_window,
+    )
+
+
+# -- profiling (optional) -----------------------------------------------------------------------
+
+
+def _profiler() -> Any:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    return profiler
+
+
+def _write_profile(profiler: Any, path: Path, label: str) -> None:
+    target = path.with_name(f"{path.stem}-{label.split()[0].lower()}{path.suffix or '.txt'}")
+    if target.suffix == ".html":
+        target.write_text(profiler.output_html(), encoding="utf-8")
+    else:
+        target.write_text(
+            profiler.output_text(unicode=True, show_all=False, color=False), encoding="utf-8"
+        )
+    print(f"  profile written to {target}")
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+
+
+def report(result: RunResult) -> None:
+    print(f"\n{result.label}")
+    gaps = result.gaps
+    rows: list[tuple[str, list[float]]] = [("all steps", [g.seconds for g in gaps])]
+    for kind in ("next carrier", "next lot"):
+        rows.append((kind, [g.seconds for g in gaps if g.kind == kind]))
+    for name, values in rows:
+        if not values:
+            print(f"  {name:<13} no gaps")
+            continue
+        print(
+            f"  {name:<13} p50 {pct(values, 0.5):7.1f} ms  p99 {pct(values, 0.99):7.1f} ms  "
+            f"max {max(values) * 1000:7.1f} ms  ({len(values)} gaps)"
+        )
+        if name in PARTS:
+            of_kind = [g for g in gaps if g.kind == name]
+            split = ", ".join(
+                f"{part} {statistics.median(g.parts[part] for g in of_kind) * 1000:.1f}"
+                for part in PARTS[name]
+            )
+            print(f"  {'':<13} median parts, ms: {split}")
+    window_h = result.window_s / 3600
+    print(
+        f"  left out: {result.starved} gaps where the tool had no work waiting, "
+        f"{result.unfinished} not ended when the controller stopped"
+    )
+    print(
+        f"  {result.lots_completed} lots completed in {result.window_s:.0f} s: "
+        f"{result.lots_completed / window_h:,.0f} lots/hour; "
+        f"{result.jobs_started / result.window_s:.1f} jobs/s; "
+        f"CPU of one core: controller {result.cpu_fraction:.2f}, "
+        f"simulators {result.sim_cpu_fraction:.2f}"
+    )
+    if result.seen_after:
+        print(
+            f"  (not in the gaps) job start sent -> completion seen: "
+            f"p50 {pct(result.seen_after, 0.5):.0f} ms (the tool's poll / publishing interval)"
+        )
+    busiest = ", ".join(f"{t} {n}" for t, n in result.per_tool_jobs.most_common())
+    print(f"  jobs per tool in the window: {busiest}")
+    if result.held:
+        print(f"  lots held during the run: {result.held}")
+    if result.warnings:
+        listed = "; ".join(f"{event} x{n}" for event, n in result.warnings.most_common(5))
+        print(f"  controller warnings: {listed}")
+    if gaps:
+        p99 = pct([g.seconds for g in gaps], 0.99)
+        verdict = "meets the goal" if p99 < GOAL_P99_MS else "MISSES the goal"
+        print(f"  goal: p99 < {GOAL_P99_MS:.0f} ms per step; p99 {p99:.1f} ms: {verdict}")
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+async def _pg_admin(admin_dsn: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def bench(args: argparse.Namespace) -> None:
+    config = example_config()
+    flows = len(flow_library().flows)
+    load = os.getloadavg()
+    print(
+        f"line throughput: {config.name}, {len(config.tools)} tools, simulated with time scale 0 "
+        f"in another process; {args.per_flow} lots per flow x {flows} flows kept in progress; "
+        f"warm-up {args.warmup:.0f} s, window {args.measure:.0f} s; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
+    )
+    polls = sorted({t.policy.poll_interval_s for t in config.tools})
+    print(f"  poll / publishing interval: {', '.join(f'{p:g} s' for p in polls)} (the example's)")
+    with tempfile.TemporaryDirectory(prefix="pkgline-throughput-") as tmp_name:
+        tmp = Path(tmp_name)
+        line = with_free_ports(config)
+        config_path = write_line_config(line, tmp / "line.toml")
+        with (tmp / "sim.log").open("w", encoding="utf-8") as sim_log:
+            targets: list[tuple[str, str]] = [("SQLite (temp file)", f"sqlite:///{tmp}/line.db")]
+            admin = os.environ.get(
+                "PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+            )
+            scratch = f"pkgline_throughput_{uuid.uuid4().hex[:8]}"
+            if args.postgres:
+                targets.append(
+                    ("PostgreSQL (scratch database)", f"{admin.rsplit('/', 1)[0]}/{scratch}")
+                )
+            for label, url in targets:
+                if args.only and args.only.lower() not in label.lower():
+                    continue
+                # a fresh simulated line per database: every tool starts idle, nothing waiting
+                async with simulated_line(config_path, sim_log) as sim_pid:
+                    if url.startswith("postgresql"):
+                        await _pg_admin(admin, f'CREATE DATABASE "{scratch}"')
+                    try:
+                        result = await run_line(label, url, line, args, tmp, sim_pid)
+                    finally:
+                        if url.startswith("postgresql"):
+                            await _pg_admin(
+                                admin, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'
+                            )
+                report(result)
+                print(f"  database: {display_url(url)}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--per-flow", type=int, default=8, help="lots of each flow in progress")
+    parser.add_argument("--warmup", type=float, default=8.0, help="s left out after ready")
+    parser.add_argument("--measure", type=float, default=30.0, help="s measured per database")
+    parser.add_argument("--no-postgres", dest="postgres", action="store_false", help="SQLite only")
+    parser.add_argument("--only", help="run only the database whose label contains this")
+    parser.add_argument("--log-dir", help="keep the controller's log (JSON lines) here")
+    parser.add_argument(
+        "--profile", help="write a pyinstrument profile of the window here (.txt or .html)"
+    )
+    args = parser.parse_args(argv)
+    asyncio.run(bench(args))
+
+
+if __name__ == "__main__":
+    main()
