@@ -68,6 +68,18 @@ class JobOutcome:
     already_recorded: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class StepView:
+    """A lot and what running its current step takes, read in one transaction."""
+
+    lot: Lot
+    jobs: list[JobRecord]
+    """The jobs of its carriers at its current step occurrence."""
+    carriers: list[Carrier]
+    rejected: list[SiteReject]
+    """Every site rejected so far."""
+
+
 Rule = Callable[[Lot, Flow, LotRepository], Awaitable[Change]]
 
 
@@ -229,6 +241,21 @@ class LotService:
     async def job(self, job_id: str) -> JobRecord | None:
         async with self._uow(readonly=True) as uow:
             return await uow.lots.job(job_id)
+
+    async def step_view(self, lot_id: str) -> StepView:
+        """The lot, its jobs at its current step, its carriers and its rejected sites: one
+        read transaction (the line controller, before it runs a step)."""
+        async with self._uow(readonly=True) as uow:
+            repo = uow.lots
+            lot = await repo.get(lot_id)
+            if lot is None:
+                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+            return StepView(
+                lot,
+                await repo.jobs_of(lot.id, len(lot.path)),
+                await repo.carriers(lot.id),
+                await repo.rejects(lot.id),
+            )
 
     async def jobs_of_step(self, lot: Lot) -> list[JobRecord]:
         """The jobs of the lot's carriers at its current step occurrence."""

@@ -364,7 +364,8 @@ class ToolRunner:
             return
         await self._wait_connected()
         await self._settle()
-        lot = await self._lots.get(lot_id)
+        view = await self._lots.step_view(lot_id)
+        lot = view.lot
         if (
             lot.state is not LotState.RUNNING
             or lot.running is None
@@ -373,10 +374,8 @@ class ToolRunner:
             return  # the results found on the tool finished the step
         running = lot.running
         flow = self._lots.flow(lot.flow)
-        jobs = await self._lots.jobs_of_step(lot)
+        jobs, carriers, rejected = view.jobs, view.carriers, view.rejected
         open_job = next((j for j in jobs if j.status is JobStatus.STARTED), None)
-        carriers = await self._lots.carriers(lot.id)
-        rejected = await self._rejected_before(lot)
         if open_job is not None:
             status = self._status
             if status is not None and status.job_id == open_job.job_id:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mes.domain import commands as cmd
-from mes.domain.errors import InvalidInput, OperationNotAllowed
+from mes.domain.errors import InvalidInput, OperationNotAllowed, UnknownLot
 from mes.domain.model import JobStatus, LotState, Operation
 from mes.service import LotService
 
@@ -46,6 +46,31 @@ async def test_the_last_carrier_recorded_tracks_the_lot_out(service: LotService)
     assert report.yields[-1].rejected == 2
     operations = [e.operation for e in report.history]
     assert operations.count(Operation.JOB_START) == 2 and operations.count(Operation.TRACK_OUT) == 2
+
+
+async def test_the_step_view_reads_the_lot_its_jobs_at_this_step_its_carriers_and_rejects(
+    service: LotService,
+) -> None:
+    first, second = await _at_die_attach(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    await service.record_job(
+        cmd.RecordJob("J1", CTRL, {}, (cmd.SiteRejectGiven(first, 1, 1, "PICK_FAIL"),))
+    )
+    view = await service.step_view("L1")
+    assert view.lot == await service.get("L1")
+    assert [(j.job_id, j.status) for j in view.jobs] == [("J1", JobStatus.RECORDED)]
+    assert [c.id for c in view.carriers] == [first, second]
+    assert view.rejected == []  # a step's rejects count when it ends
+    await service.start_job(cmd.StartJob("L1", "J2", "DB-1", second, CTRL))
+    await service.record_job(cmd.RecordJob("J2", CTRL))
+    view = await service.step_view("L1")
+    assert view.lot.state is LotState.WAITING and view.jobs == []  # the next step has none
+    assert [(r.carrier_id, r.row, r.col, r.code) for r in view.rejected] == [
+        (first, 1, 1, "PICK_FAIL")
+    ]
+    assert view.rejected == await service.rejected_sites("L1")
+    with pytest.raises(UnknownLot):
+        await service.step_view("NO-SUCH-LOT")
 
 
 async def test_recording_a_job_twice_records_it_once(service: LotService) -> None:
