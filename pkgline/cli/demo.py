@@ -26,25 +26,30 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import IO, Annotated
 
 import typer
-from rich import box
-from rich.console import Group, RenderableType
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from flows import Flow
 from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRecord
 from mes.domain.model import Lot, LotState
+from mes.service import utc_now
 from pkgline.bootstrap import Services, open_engine, open_services
 from pkgline.cli.common import UserOption, current_user, err, out
-from pkgline.cli.tool import e10_text
+from pkgline.cli.demo_view import (
+    ENDED,
+    Progress,
+    live_view,
+    lot_number,
+    move_line,
+    summary_table,
+    where,
+)
 from pkgline.config import LineConfig, load_line_config
 
 EXAMPLE = "line.example.toml"
@@ -73,7 +78,6 @@ REFRESH_S = 0.3
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-FINAL = frozenset({LotState.COMPLETED, LotState.HOLD, LotState.SCRAPPED, LotState.MERGED})
 
 # Run in the child before it becomes ``python -m pkgline ...``: ask the kernel for SIGTERM when
 # the demo dies (PR_SET_PDEATHSIG = 1; kept across exec), unless it died already.
@@ -176,6 +180,9 @@ class Demo:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def progress(self) -> Progress:
+        return Progress(self.elapsed(), self.deadline - self.started, self.planned)
+
     def log(self, suffix: str) -> Path:
         return self.database.with_name(f"{self.database.stem}.{suffix}.log")
 
@@ -274,7 +281,7 @@ async def _demo(run: Demo) -> int:
         if not run.keep:
             await _stop_line(run)
         lots = await services.lots.find(limit=1000)
-    _print_summary(run, lots)
+    out.print(summary_table(lots, utc_now()))
     _print_next(run)
     return 0 if finished else EXIT_INCOMPLETE
 
@@ -439,11 +446,13 @@ async def _follow(run: Demo, services: Services) -> bool:
     serve = run.children[-1]
     lots, tools = await _read(services)
     if out.is_terminal:
-        with Live(_view(run, lots, tools), console=out, refresh_per_second=4) as live:
+        with Live(
+            live_view(run.progress(), lots, tools), console=out, refresh_per_second=4
+        ) as live:
             while not _all_ended(lots) and time.monotonic() < run.deadline and serve.running():
                 await asyncio.sleep(REFRESH_S)
                 lots, tools = await _read(services)
-                live.update(_view(run, lots, tools))
+                live.update(live_view(run.progress(), lots, tools))
     else:  # a pipe or a file: one line per move instead of a redrawn view
         seen: dict[str, tuple[object, ...]] = {}
         while True:
@@ -451,7 +460,7 @@ async def _follow(run: Demo, services: Services) -> bool:
                 key = (lot.state, lot.step, lot.running.tool if lot.running else None)
                 if seen.get(lot.id) != key:
                     seen[lot.id] = key
-                    out.print(_move_line(run, lot))
+                    out.print(move_line(run.progress(), lot))
             if _all_ended(lots) or time.monotonic() >= run.deadline or not serve.running():
                 break
             await asyncio.sleep(REFRESH_S)
@@ -470,8 +479,7 @@ async def _follow(run: Demo, services: Services) -> bool:
         why = f" ({lot.hold.reason})" if lot.hold else ""
         out.print(
             Text(
-                f"{lot.id} ({lot.flow}) did not complete: {lot.state.value} at "
-                f"{lot.step or '-'}{why}",
+                f"{lot.id} ({lot.flow}) did not complete: {lot.state.value}{where(lot)}{why}",
                 style="bold red",
             )
         )
@@ -482,96 +490,11 @@ async def _follow(run: Demo, services: Services) -> bool:
 
 async def _read(services: Services) -> tuple[list[Lot], list[ToolRecord]]:
     lots = await services.lots.find(limit=1000)
-    return sorted(lots, key=_lot_order), await services.equipment.tools()
-
-
-def _lot_order(lot: Lot) -> int:
-    number = lot.id.removeprefix(LOT_PREFIX)
-    return int(number) if number.isdigit() else 0
+    return sorted(lots, key=lot_number), await services.equipment.tools()
 
 
 def _all_ended(lots: Sequence[Lot]) -> bool:
-    return bool(lots) and all(lot.state in FINAL for lot in lots)
-
-
-STATE_STYLE = {
-    LotState.WAITING: "cyan",
-    LotState.RUNNING: "green",
-    LotState.HOLD: "bold red",
-    LotState.COMPLETED: "bold green",
-    LotState.SCRAPPED: "dim red",
-    LotState.MERGED: "dim",
-}
-
-
-def _yield_pct(lot: Lot) -> float:
-    return 100.0 * lot.good_sites / lot.total_sites if lot.total_sites else 0.0
-
-
-def _move_line(run: Demo, lot: Lot) -> Text:
-    line = Text(f"{run.elapsed():6.1f} s  {lot.id:8} {lot.flow:22} ")
-    line.append(lot.state.value, style=STATE_STYLE[lot.state])
-    if lot.running:
-        line.append(f" {lot.running.step} on {lot.running.tool or '-'}")
-    elif lot.step:
-        line.append(f" after {lot.step}")
-    line.append(
-        f"  step {len(lot.path)}/{run.planned.get(lot.id, '?')}, "
-        f"{lot.good_sites}/{lot.total_sites} good ({_yield_pct(lot):.1f} %)"
-    )
-    if lot.hold:
-        line.append(f"  {lot.hold.reason}", style="red")
-    return line
-
-
-def _bar(done: int, total: int, width: int = 10) -> str:
-    filled = round(width * done / total) if total else 0
-    return "█" * filled + "·" * (width - filled)
-
-
-def _view(run: Demo, lots: Sequence[Lot], tools: Sequence[ToolRecord]) -> RenderableType:
-    completed = sum(1 for lot in lots if lot.state is LotState.COMPLETED)
-    head = Text.assemble(
-        ("pkgline demo ", "bold"),
-        f"{run.elapsed():5.1f} s   {completed}/{len(lots)} lots completed   ",
-        (f"(Ctrl-C stops; gives up at {run.deadline - run.started:.0f} s)", "dim"),
-    )
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    for name in ("lot", "flow", "prio", "state", "step", "tool", "steps", "good", "yield"):
-        table.add_column(name, no_wrap=True, justify="right" if name == "yield" else "left")
-    for lot in lots:
-        planned = run.planned.get(lot.id, len(lot.path))
-        table.add_row(
-            lot.id,
-            lot.flow,
-            str(lot.priority),
-            Text(lot.state.value, style=STATE_STYLE[lot.state]),
-            (lot.running.step if lot.running else lot.step) or "-",
-            (lot.running.tool if lot.running else None) or "",
-            f"{_bar(len(lot.path), planned)} {len(lot.path):2}/{planned}",
-            f"{lot.good_sites}/{lot.total_sites}",
-            f"{_yield_pct(lot):.1f} %",
-        )
-    grid = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    half = (len(tools) + 1) // 2
-    for _ in range(2 if len(tools) > 1 else 1):
-        for name in ("tool", "E10 state", "lot", "sites"):
-            grid.add_column(name, no_wrap=True)
-    for i in range(half):
-        cells: list[RenderableType] = []
-        for tool in (tools[i], tools[i + half] if i + half < len(tools) else None):
-            if tool is None:
-                cells += ["", "", "", ""]
-                continue
-            snap = tool.snapshot
-            cells += [
-                tool.id,
-                e10_text(snap.e10),
-                snap.lot_id or "",
-                f"{snap.sites_done}/{snap.sites_total}" if snap.sites_total else "",
-            ]
-        grid.add_row(*cells[: len(grid.columns)])
-    return Group(head, table, grid)
+    return bool(lots) and all(lot.state in ENDED for lot in lots)
 
 
 # -- ending -------------------------------------------------------------------------------------
@@ -585,35 +508,6 @@ async def _stop_line(run: Demo) -> None:
         code = await child.stop(30.0 if child.name == "line controller" else 10.0)
         codes.append(f"{child.name} exit {code}")
     out.print("stopped with SIGTERM: " + ", ".join(codes))
-
-
-def _print_summary(run: Demo, lots: Sequence[Lot]) -> None:
-    done = [lot for lot in lots if lot.state is LotState.COMPLETED]
-    table = Table(
-        title=f"Lots: {len(done)} of {len(lots)} completed, "
-        f"{sum(lot.units or 0 for lot in done)} units",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        padding=0,  # fits 80 columns (a pipe, or make demo | tee)
-    )
-    for name in ("lot", "flow", "state", "steps", "units", "good", "yield %", "time s"):
-        table.add_column(
-            name, no_wrap=True, justify="left" if name in ("lot", "flow", "state") else "right"
-        )
-    for lot in sorted(lots, key=_lot_order):
-        ended = lot.state in FINAL
-        taken = (lot.updated_at if ended else datetime.now(lot.created_at.tzinfo)) - lot.created_at
-        table.add_row(
-            lot.id,
-            lot.flow,
-            Text(lot.state.value, style=STATE_STYLE[lot.state]),
-            str(len(lot.path)),
-            "-" if lot.units is None else str(lot.units),
-            f"{lot.good_sites}/{lot.total_sites}",
-            f"{_yield_pct(lot):.1f}",
-            f"{taken.total_seconds():.1f}",
-        )
-    out.print(table)
 
 
 def _pkgline_command() -> str:
