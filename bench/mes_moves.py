@@ -36,13 +36,13 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows import load_library  # noqa: E402
-from mes.adapters.database import SQLITE_BUSY_TIMEOUT_MS, create_engine  # noqa: E402
-from mes.adapters.migrate import upgrade  # noqa: E402
-from mes.adapters.sql import SqlUnitOfWorkFactory  # noqa: E402
-from mes.domain import commands as cmd  # noqa: E402
-from mes.domain.model import LotState  # noqa: E402
-from mes.service import LotService  # noqa: E402
+from flows import load_library
+from mes.adapters.database import SQLITE_BUSY_TIMEOUT_MS, create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.domain.model import LotState
+from mes.service import LotService
 
 FLOW = "fo-organic"
 PARAMS = {"layers": "8"}  # a long flow: few lot starts per measured move
