@@ -699,7 +699,11 @@ class SqlUnitOfWork:
                 await session.rollback()
         except BaseException:
             await conn.invalidate()  # a connection that cannot roll back is not reused
-            raise
+            if exc is None:
+                raise
+            # Leaving on an exception already (a cancellation during COMMIT, say, after which
+            # there is nothing left to roll back): that one goes on, not the rollback's. A
+            # cancelled task that got a DatabaseUnavailable instead would carry on running.
         finally:
             try:
                 await conn.close()
