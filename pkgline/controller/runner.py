@@ -52,6 +52,9 @@ SETUP_TIMEOUT_S = 600.0
 """How long a recipe load may take before the step is given up."""
 LOT_CHECK_S = 5.0
 """While a job runs: how often to check that its lot is still running here."""
+READ_PAUSE_FIRST_S = 0.005
+READ_PAUSE_MAX_S = 0.5
+"""Waiting for a state (recipe setup): the pauses between direct reads of the tool's status."""
 PROGRESS_REPORT_S = 1.0
 """Progress (sites done) is written to equipment tracking at most this often."""
 RETRY_S = 2.0
@@ -301,10 +304,16 @@ class ToolRunner:
         await self._wait_for(lambda: self._connected and self._status is not None, None)
 
     async def _read_until(self, states: frozenset[ProcessState], within_s: float) -> ToolStatus:
-        """Read the tool's status directly (no stale event) until it is in one of ``states``."""
+        """Read the tool's status directly (no stale event) until it is in one of ``states``:
+        again after each new status event, and at the latest after a pause that starts at
+        ``READ_PAUSE_FIRST_S`` and doubles up to ``READ_PAUSE_MAX_S``. A change the tool makes
+        at once (a recipe a server shows a moment after the call) is seen at once; a long setup
+        is not read in a tight loop."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
+        pause = READ_PAUSE_FIRST_S
         while True:
+            before = self._status
             status = await self._driver.status()
             if status.state in states:
                 return status
@@ -313,7 +322,12 @@ class ToolRunner:
                     f"tool {self.tool_id} stayed {status.state.name} for {within_s:.0f} s "
                     f"(waiting for {', '.join(s.name for s in states)})"
                 )
-            await self._wait_for(lambda: False, min(0.5, max(0.0, deadline - loop.time())))
+
+            def changed(before: ToolStatus | None = before) -> bool:
+                return self._status is not before
+
+            await self._wait_for(changed, min(pause, max(0.0, deadline - loop.time())))
+            pause = min(2 * pause, READ_PAUSE_MAX_S)
 
     # -- results left on the tool ------------------------------------------------------------
 
