@@ -271,8 +271,6 @@ class LineController:
             sum(1 for lot in running if lot.running and lot.running.tool in self.runners),
             len(candidates),
         )
-        if self.config.controller.auto_manual_steps:
-            candidates = await self._complete_manual_steps(candidates)
         for tool_id, runner in sorted(self.runners.items()):
             record = tools.get(tool_id)
             if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
@@ -282,6 +280,10 @@ class LineController:
                 continue
             candidates.remove(pick)
             await self._start(pick, runner)
+        if self.config.controller.auto_manual_steps:
+            # after the idle tools are served: no tool runs a manual step, and each one
+            # completed here costs two transactions the waiting tools need not wait for
+            await self._complete_manual_steps(candidates)
 
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:
