@@ -474,7 +474,7 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
 
 
-def report(result: RunResult) -> None:
+def report(result: RunResult, worst: int = 0) -> None:
     print(f"\n{result.label}")
     gaps = result.gaps
     rows: list[tuple[str, list[float]]] = [("all steps", [g.seconds for g in gaps])]
@@ -519,6 +519,9 @@ def report(result: RunResult) -> None:
     if result.warnings:
         listed = "; ".join(f"{event} x{n}" for event, n in result.warnings.most_common(5))
         print(f"  controller warnings: {listed}")
+    for gap in sorted(gaps, key=lambda g: -g.seconds)[:worst]:
+        parts = ", ".join(f"{part} {seconds * 1000:.1f}" for part, seconds in gap.parts.items())
+        print(f"  worst: {gap.seconds * 1000:6.1f} ms {gap.tool_id} {gap.kind} ({parts})")
     if gaps:
         p99 = pct([g.seconds for g in gaps], 0.99)
         verdict = "meets the goal" if p99 < GOAL_P99_MS else "MISSES the goal"
@@ -578,7 +581,7 @@ async def bench(args: argparse.Namespace) -> None:
                             await _pg_admin(
                                 admin, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'
                             )
-                report(result)
+                report(result, args.worst)
                 print(f"  database: {display_url(url)}")
 
 
@@ -590,6 +593,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-postgres", dest="postgres", action="store_false", help="SQLite only")
     parser.add_argument("--only", help="run only the database whose label contains this")
     parser.add_argument("--log-dir", help="keep the controller's log (JSON lines) here")
+    parser.add_argument("--worst", type=int, default=0, help="list the N longest gaps")
     parser.add_argument(
         "--profile", help="write a pyinstrument profile of the window here (.txt or .html)"
     )
