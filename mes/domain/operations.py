@@ -539,17 +539,23 @@ def start_job(lot: Lot, cmd: StartJob, jobs: Sequence[JobRecord], now: datetime)
     return _single(lot, after, entry, jobs=((job, None),))
 
 
-def _aggregate(values: Sequence[Mapping[str, Value]]) -> dict[str, Value]:
-    """One value per name over the carriers: the mean of numbers, the common word (or the
-    words joined when carriers differ)."""
+def _aggregate(
+    specs: Mapping[str, ValueSpec], values: Sequence[Mapping[str, Value]]
+) -> dict[str, Value]:
+    """One value per name over the carriers, by the value's type: a whole number is a count
+    (missing balls), so the lot's is the sum; a measurement is averaged; a word is the common
+    word (or the words joined when carriers differ)."""
     out: dict[str, Value] = {}
     names = dict.fromkeys(name for v in values for name in v)
     for name in names:
         given = [v[name] for v in values if name in v]
-        numbers = [x for x in given if isinstance(x, int | float) and not isinstance(x, bool)]
-        if len(numbers) == len(given):
-            mean = sum(float(x) for x in numbers) / len(numbers)
-            out[name] = round(mean, 6)
+        kind = specs[name].type if name in specs else "str"
+        if kind == "int":
+            out[name] = sum(int(x) for x in given if isinstance(x, int | float))
+        elif kind == "float":
+            out[name] = round(
+                sum(float(x) for x in given if isinstance(x, int | float)) / len(given), 6
+            )
         else:
             out[name] = "/".join(dict.fromkeys(str(x) for x in given))
     return out
@@ -645,7 +651,7 @@ def record_job(
     after, out_entry = _finish_step(
         replace(lot, version=lot.version + 1),
         flow,
-        _aggregate([j.measured for j in jobs]),
+        _aggregate(spec.measured, [j.measured for j in jobs]),
         all_rejects,
         list(violations.values()),
         cmd.user,

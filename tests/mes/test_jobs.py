@@ -162,3 +162,24 @@ async def test_a_rework_supersedes_the_jobs_of_the_steps_it_undoes(service: LotS
     await service.hold(cmd.HoldLot("L1", "eng", "via undersized"))
     await service.rework(cmd.ReworkLot("L1", "DIELECTRIC_COAT", "eng", "re-coat"))
     assert (job := await service.job("V1")) is not None and job.status is JobStatus.SUPERSEDED
+
+
+async def test_a_count_is_summed_over_the_carriers_and_a_measurement_averaged(
+    service: LotService,
+) -> None:
+    await service.start(cmd.StartLot("B1", "stiffener-bga", "op", carriers=2))
+    for step in ("SUBSTRATE_LOAD", "DIE_ATTACH", "WIRE_BOND", "STIFFENER_ATTACH", "MOLD"):
+        await service.track_in(cmd.TrackIn("B1", step, "op"))
+        await service.track_out(cmd.TrackOut("B1", "op"))
+    await service.track_in(cmd.TrackIn("B1", "BALL_MOUNT", CTRL, tool="BM-1"))
+    lot = await service.get("B1")
+    for n, (carrier, missing, peak) in enumerate(
+        zip(lot.carriers, (2, 1), (244.0, 246.0), strict=True)
+    ):
+        await service.start_job(cmd.StartJob("B1", f"B{n}", "BM-1", carrier, CTRL))
+        outcome = await service.record_job(
+            cmd.RecordJob(f"B{n}", CTRL, {"missing_balls": missing, "reflow_peak_c": peak})
+        )
+    recorded = outcome.lot.recorded
+    assert recorded["missing_balls"] == 3 and isinstance(recorded["missing_balls"], int)
+    assert recorded["reflow_peak_c"] == pytest.approx(245.0)
