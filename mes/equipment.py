@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from mes.domain.equipment import (
+    UNMONITORED,
     ControllerRecord,
     DispatchMode,
     E10Change,
@@ -107,6 +108,25 @@ class EquipmentService:
                 )
             await uow.commit()
         return record
+
+    async def mark_unmonitored(self, tool_ids: Sequence[str], since: datetime, reason: str) -> None:
+        """No controller follows these tools from ``since`` on (it stopped, or died after its
+        last heartbeat): their state is unknown until a controller reaches them again."""
+        now = self._clock()
+        async with self._uow() as uow:
+            repo = uow.equipment
+            for tool_id in tool_ids:
+                known = await repo.tool(tool_id)
+                if known is None or known.snapshot.e10 == UNMONITORED:
+                    continue
+                at = max(since, known.e10_since)
+                # What it last did stays on record (last seen READY, with this alarm, ...).
+                snapshot = replace(known.snapshot, connected=False, e10=UNMONITORED, reason=reason)
+                await repo.update_tool(
+                    replace(known, snapshot=snapshot, e10_since=at, updated_at=now)
+                )
+                await repo.add_change(E10Change(tool_id, at, UNMONITORED, None, False, reason))
+            await uow.commit()
 
     async def set_dispatch(
         self, tool_id: str, mode: DispatchMode, user: str, reason: str | None = None

@@ -25,6 +25,9 @@ E10_STATES = (
 )
 UPTIME_STATES = frozenset({"productive", "standby", "engineering"})
 """SEMI E10 equipment uptime: the tool is in a condition to perform its function."""
+UNMONITORED = "unmonitored"
+"""Not an E10 state: no line controller followed the tool (it was stopped, or died), so its
+state is not known. Left out of every E10 figure."""
 
 
 class DispatchMode(StrEnum):
@@ -114,8 +117,13 @@ class StateTimes:
 
     @property
     def known_s(self) -> float:
-        """Seconds for which a state is recorded (the tool may be newer than the window)."""
-        return sum(self.seconds.values())
+        """Seconds for which an E10 state is known: not before the tool was first recorded,
+        nor while no controller followed it."""
+        return sum(self.seconds.get(s, 0.0) for s in E10_STATES)
+
+    @property
+    def unmonitored_s(self) -> float:
+        return self.seconds.get(UNMONITORED, 0.0)
 
     @property
     def operations_s(self) -> float:

@@ -163,6 +163,7 @@ def state_times_dict(times: StateTimes) -> dict[str, Any]:
         "end": times.end.isoformat(),
         "window_s": round(times.total_s, 3),
         "recorded_s": round(known, 3),
+        "unmonitored_s": round(times.unmonitored_s, 3),
         "seconds": {s: round(times.seconds.get(s, 0.0), 3) for s in E10_STATES},
         "percent": {
             s: round(100.0 * times.seconds.get(s, 0.0) / known, 2) if known > 0 else None

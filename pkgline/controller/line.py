@@ -40,6 +40,7 @@ from pkgline.systemd import Notifier
 log = structlog.get_logger("pkgline.controller")
 
 MANUAL = "manual"
+STOPPED = "stopped"
 HEARTBEAT_S = 5.0
 FIRST_CONTACT_MARGIN_S = 10.0
 
@@ -129,6 +130,9 @@ class LineController:
 
     async def run(self) -> None:
         """Run until :meth:`request_stop`. Raises if a part of the controller fails."""
+        previous = next(
+            (c for c in await self._equipment.controllers() if c.name == self.name), None
+        )
         await self._equipment.register(
             self.name,
             [
@@ -141,6 +145,13 @@ class LineController:
                 for r in self.runners.values()
             ],
         )
+        if previous is not None and previous.status != STOPPED:
+            # It died without a word: nobody followed the tools since its last heartbeat.
+            await self._equipment.mark_unmonitored(
+                list(self.runners),
+                previous.heartbeat_at,
+                "line controller died (last heartbeat)",
+            )
         log.info("line controller starting", line=self.name, tools=len(self.runners))
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(runner.run(), name=f"tool-{tool_id}")
@@ -203,7 +214,10 @@ class LineController:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
         try:
-            await self._equipment.heartbeat(self._record("stopped"))
+            await self._equipment.mark_unmonitored(
+                list(self.runners), utc_now(), "line controller stopped"
+            )
+            await self._equipment.heartbeat(self._record(STOPPED))
         except (DatabaseUnavailable, OSError) as exc:
             log.warning("cannot record the stop", error=str(exc))
         log.info("line controller stopped")

@@ -109,6 +109,8 @@ class ToolRunner:
         self._on_idle = on_idle
         self._observer = observer or _NoObserver()
         self._status: ToolStatus | None = None
+        self._last_seen: ToolStatus | None = None
+        """The last status the tool reported, kept while it does not answer."""
         self._connected = False
         self._epoch = 0
         self._changed = asyncio.Event()
@@ -190,7 +192,7 @@ class ToolRunner:
                 self._epoch += 1
             elif isinstance(event, StatusChanged):
                 self._connected = True
-                self._status = event.status
+                self._status = self._last_seen = event.status
                 await self._report()
                 self.first_contact.set()
             self._changed.set()
@@ -201,7 +203,10 @@ class ToolRunner:
         """Tell equipment tracking what the tool does: at once when its state, mode, alarm,
         job or connection changes; progress alone at most once a second."""
         snap = translate.snapshot(
-            self._status, connected=self._connected, lot_id=self._current, reason=reason
+            self._status or self._last_seen,
+            connected=self._connected,
+            lot_id=self._current,
+            reason=reason,
         )
         last = self._reported
         now = time.monotonic()
@@ -278,7 +283,7 @@ class ToolRunner:
         except DriverError:
             return  # the supervision reports it
         if self._status is status:  # no newer event meanwhile
-            self._status = fresh
+            self._status = self._last_seen = fresh
             self._changed.set()
 
     # -- waiting on the tool -----------------------------------------------------------------

@@ -98,21 +98,26 @@ def snapshot(
     lot_id: str | None = None,
     reason: str | None = None,
 ) -> ToolSnapshot:
-    """What equipment tracking records of a tool: its E10 state and what it does."""
-    if status is None or not connected:
-        return ToolSnapshot(
-            connected=False,
-            e10=e10_state(None, None).value,
-            lot_id=lot_id,
-            reason=reason or "not answering",
-        )
+    """What equipment tracking records of a tool: its E10 state and what it does. A tool that
+    does not answer is unscheduled down; what it last reported (``status``) stays on record."""
     alarm = None
-    if status.alarm is not None:
+    if status is not None and status.alarm is not None:
         alarm = {
             "code": status.alarm.code,
             "text": status.alarm.text,
             "severity": status.alarm.severity.name.lower(),
         }
+    if status is None or not connected:
+        return ToolSnapshot(
+            connected=False,
+            e10=e10_state(None, None).value,
+            process_state=status.state.name if status else None,
+            mode=status.mode.name if status else None,
+            alarm=alarm,
+            job_id=status.job_id if status else None,
+            lot_id=lot_id,
+            reason=reason or "not answering",
+        )
     return ToolSnapshot(
         connected=True,
         e10=status.e10.value,

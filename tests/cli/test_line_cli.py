@@ -53,9 +53,9 @@ def test_status_shows_the_stopped_controller_tools_running_lots_queue_and_holds(
     assert controller["name"] == LINE and controller["status"] == "stopped"
     assert controller["running"] is False and controller["pid"] > 0
     assert controller["tools"] == ["DB-1", "WB-1"]
-    assert {t["id"]: t["e10"] for t in status["tools"]} == {
-        "DB-1": "standby",
-        "WB-1": "unscheduled_down",
+    assert {t["id"]: (t["e10"], t["process_state"]) for t in status["tools"]} == {
+        "DB-1": ("unmonitored", "READY"),
+        "WB-1": ("unmonitored", "ALARM"),
     }
     assert [(r["lot"], r["step"], r["tool"]) for r in status["running"]] == [
         ("L-4", "SUBSTRATE_LOAD", None)

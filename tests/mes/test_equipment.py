@@ -121,3 +121,35 @@ async def test_operators_switch_a_tool_between_automatic_and_manual(
     assert (await equipment.tool("MOLD-1")).dispatch_reason == "qualification run"
     with pytest.raises(UnknownTool):
         await equipment.set_dispatch("NOPE", DispatchMode.AUTO, "eng1")
+
+
+def test_unmonitored_time_counts_in_no_e10_figure() -> None:
+    changes = [
+        E10Change("T", _at(0), "productive"),
+        E10Change("T", _at(30), "unmonitored"),
+        E10Change("T", _at(50), "standby"),
+    ]
+    times = time_in_states(changes, _at(0), _at(60))
+    assert times.unmonitored_s == 20 * 60
+    assert times.known_s == 40 * 60
+    assert times.availability == 1.0
+    assert times.utilization == pytest.approx(30 / 40)
+
+
+async def test_tools_no_controller_follows_are_marked_unmonitored_once(
+    equipment: EquipmentService, clock: Clock
+) -> None:
+    await equipment.register("line-1", [MOLDER])
+    await equipment.report("MOLD-1", ToolSnapshot(True, "standby", "READY", "PRODUCTION"))
+    since = clock.now
+    clock.now += timedelta(minutes=10)
+    await equipment.mark_unmonitored(["MOLD-1"], since, "line controller died (last heartbeat)")
+    await equipment.mark_unmonitored(["MOLD-1"], clock.now, "line controller stopped")
+    tool = await equipment.tool("MOLD-1")
+    assert tool.snapshot.e10 == "unmonitored" and not tool.snapshot.connected
+    changes = await equipment.changes(
+        "MOLD-1", since - timedelta(minutes=1), clock.now + timedelta(1)
+    )
+    assert [c.e10 for c in changes][-1] == "unmonitored"
+    assert [c.e10 for c in changes].count("unmonitored") == 1
+    assert changes[-1].at == since
