@@ -24,7 +24,7 @@ from mes.domain.equipment import (
     time_in_states,
 )
 from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
-from mes.ports import UnitOfWorkFactory
+from mes.ports import EquipmentRepository, UnitOfWorkFactory
 from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
@@ -79,34 +79,48 @@ class EquipmentService:
             await uow.commit()
         return out
 
-    async def report(self, tool_id: str, snapshot: ToolSnapshot) -> ToolRecord:
-        """What a tool does now; an E10 state change is recorded with its time."""
-        now = self._clock()
+    async def report(
+        self, tool_id: str, snapshot: ToolSnapshot, at: datetime | None = None
+    ) -> ToolRecord:
+        """What a tool does (as observed at ``at``, default now); an E10 state change is
+        recorded with that time."""
         async with self._uow() as uow:
-            repo = uow.equipment
-            known = await repo.tool(tool_id)
-            if known is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
-            changed = snapshot.e10 != known.snapshot.e10
-            record = replace(
-                known,
-                snapshot=snapshot,
-                e10_since=now if changed else known.e10_since,
-                updated_at=now,
-            )
-            await repo.update_tool(record)
-            if changed:
-                await repo.add_change(
-                    E10Change(
-                        tool_id,
-                        now,
-                        snapshot.e10,
-                        snapshot.process_state,
-                        snapshot.connected,
-                        snapshot.reason,
-                    )
-                )
+            record = await self._apply(uow.equipment, tool_id, snapshot, at or self._clock())
             await uow.commit()
+        return record
+
+    async def report_many(self, reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> None:
+        """Several observations, in order, in one transaction (the controller batches them)."""
+        async with self._uow() as uow:
+            for tool_id, snapshot, at in reports:
+                await self._apply(uow.equipment, tool_id, snapshot, at)
+            await uow.commit()
+
+    async def _apply(
+        self, repo: EquipmentRepository, tool_id: str, snapshot: ToolSnapshot, at: datetime
+    ) -> ToolRecord:
+        known = await repo.tool(tool_id)
+        if known is None:
+            raise UnknownTool(f"there is no tool {tool_id}")
+        changed = snapshot.e10 != known.snapshot.e10
+        record = replace(
+            known,
+            snapshot=snapshot,
+            e10_since=at if changed else known.e10_since,
+            updated_at=at,
+        )
+        await repo.update_tool(record)
+        if changed:
+            await repo.add_change(
+                E10Change(
+                    tool_id,
+                    at,
+                    snapshot.e10,
+                    snapshot.process_state,
+                    snapshot.connected,
+                    snapshot.reason,
+                )
+            )
         return record
 
     async def mark_unmonitored(self, tool_ids: Sequence[str], since: datetime, reason: str) -> None:

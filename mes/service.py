@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flows import Flow, FlowLibrary, UnknownFlow
+from mes.domain import common, genealogy
+from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
 from mes.domain.commands import (
     AbortStep,
@@ -182,7 +184,7 @@ class LotService:
 
     async def split(self, cmd: SplitLot) -> Outcome:
         async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            change = ops.split(lot, cmd, await repo.rejects(lot.id), self._clock())
+            change = genealogy.split(lot, cmd, await repo.rejects(lot.id), self._clock())
             if await repo.get(cmd.child_id) is not None:
                 raise LotExists(f"lot {cmd.child_id} already exists", lot_id=cmd.child_id)
             return change
@@ -194,7 +196,7 @@ class LotService:
             target = await repo.get(cmd.into_id)
             if target is None:
                 raise UnknownLot(f"there is no lot {cmd.into_id}", lot_id=cmd.into_id)
-            return ops.merge(child, target, cmd, self._clock())
+            return genealogy.merge(child, target, cmd, self._clock())
 
         return await self._on_lot(cmd.child_id, rule, primary=cmd.into_id)
 
@@ -207,7 +209,7 @@ class LotService:
             jobs = await repo.jobs_of(lot.id, len(lot.path)) if lot.running else []
             if await repo.job(cmd.job_id) is not None:
                 raise InvalidInput(f"job id {cmd.job_id} is taken", lot_id=lot.id)
-            return ops.start_job(lot, cmd, jobs, self._clock())
+            return job_rules.start_job(lot, cmd, jobs, self._clock())
 
         return await self._on_lot(cmd.lot_id, rule)
 
@@ -230,13 +232,28 @@ class LotService:
                 for j in await repo.jobs_of(lot.id, job.path_index)
                 if j.status is JobStatus.RECORDED
             ]
-            change = ops.record_job(
+            change = job_rules.record_job(
                 lot, self.flow(lot.flow), job, cmd, done, await _rejected(repo, lot), self._clock()
             )
             entries = await repo.save(change)
             await uow.commit()
         recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
         return JobOutcome(change.lot, recorded, entries)
+
+    async def abandon_job(self, job_id: str, reason: str, user: str) -> Outcome:
+        """Give up a job that never reached its tool; the carrier is processed again."""
+        async with self._uow() as uow:
+            job = await uow.lots.job(job_id)
+            if job is None:
+                raise InvalidInput(f"there is no job {job_id}")
+        job_id_lot = job.lot_id
+
+        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
+            current = await repo.job(job_id)
+            assert current is not None
+            return job_rules.abandon_job(lot, current, reason, user, self._clock())
+
+        return await self._on_lot(job_id_lot, rule)
 
     async def job(self, job_id: str) -> JobRecord | None:
         async with self._uow(readonly=True) as uow:
@@ -297,11 +314,11 @@ class LotService:
             return await uow.lots.find(states=states, flow=flow, limit=limit)
 
     def next_steps(self, lot: Lot) -> frozenset[str]:
-        return ops.next_steps(lot, self.flow(lot.flow))
+        return common.next_steps(lot, self.flow(lot.flow))
 
     def next_in_order(self, lot: Lot) -> tuple[str, ...]:
         """A waiting lot's next steps in the order its flow writes them."""
-        return ops.next_in_order(lot, self.flow(lot.flow))
+        return common.next_in_order(lot, self.flow(lot.flow))
 
     async def carriers(self, lot_id: str) -> list[Carrier]:
         async with self._uow(readonly=True) as uow:

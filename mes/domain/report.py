@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows import Flow, Value
+from mes.domain.common import position_of
 from mes.domain.model import (
     SCRAP_STEP,
     Carrier,
@@ -19,7 +20,6 @@ from mes.domain.model import (
     Operation,
     SiteReject,
 )
-from mes.domain.operations import position_of
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from mes.equipment import EquipmentService
 from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, next_step_of
+from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.runner import RunnerObserver, ToolRunner
 from pkgline.systemd import Notifier
 
@@ -42,6 +43,8 @@ log = structlog.get_logger("pkgline.controller")
 MANUAL = "manual"
 STOPPED = "stopped"
 HEARTBEAT_S = 5.0
+FLUSH_S = 10.0
+"""On stop: how long to wait for tool states still to be written."""
 FIRST_CONTACT_MARGIN_S = 10.0
 
 
@@ -89,6 +92,7 @@ class LineController:
         self._library = lots.flows
         self._notifier = notifier or Notifier(None)
         self._user = config.controller.user
+        self._reporter = EquipmentReporter(equipment)
         by_id = {d.tool_id: d for d in drivers}
         self.runners: dict[str, ToolRunner] = {}
         for tool in config.tools:
@@ -101,6 +105,7 @@ class LineController:
                 user=self._user,
                 on_idle=self.wake,
                 observer=observer,
+                report=self._reporter.submit,
             )
             self.runners[tool.id] = runner
         self._wake = asyncio.Event()
@@ -154,11 +159,15 @@ class LineController:
             )
         log.info("line controller starting", line=self.name, tools=len(self.runners))
         tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._reporter.run(), name="equipment-reporter")
+        ]
+        tasks += [
             asyncio.create_task(runner.run(), name=f"tool-{tool_id}")
             for tool_id, runner in self.runners.items()
         ]
         try:
             await self._first_contact()
+            await self._reporter.flush()  # every tool's state is on record before READY
             await self._dispatch_once()
             self.ready.set()
             self._notifier.ready(self.status_line())
@@ -209,10 +218,16 @@ class LineController:
         await asyncio.gather(
             *(r.in_flight() for r in self.runners.values()), return_exceptions=True
         )
-        for task in tasks:
+        reporter = tasks[0] if tasks else None
+        for task in tasks[1:]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks[1:], return_exceptions=True)
         await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
+        if reporter is not None and not reporter.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reporter.flush(), FLUSH_S)
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
         try:
             await self._equipment.mark_unmonitored(
                 list(self.runners), utc_now(), "line controller stopped"
@@ -223,15 +238,23 @@ class LineController:
         log.info("line controller stopped")
 
     async def _dispatch_loop(self) -> None:
+        """A full pass every interval; between them, a tool that became idle wakes a pass
+        over the waiting lots only."""
         interval = self.config.controller.dispatch_interval_s
+        loop = asyncio.get_running_loop()
+        last_full = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
+            full = loop.time() - last_full >= interval
             try:
-                await self._dispatch_once()
+                await self._dispatch_once(full=full)
             except DatabaseUnavailable as exc:
                 log.warning("cannot dispatch: database unavailable", error=str(exc))
+                continue
+            if full:
+                last_full = loop.time()
 
     async def _heartbeat_loop(self) -> None:
         watchdog = self._notifier.watchdog_interval_s
@@ -265,26 +288,27 @@ class LineController:
 
     # -- dispatching -------------------------------------------------------------------------
 
-    async def _dispatch_once(self) -> None:
-        """Follow lots running on our tools; start waiting lots on idle tools; complete manual
-        steps when configured to."""
+    async def _dispatch_once(self, *, full: bool = True) -> None:
+        """Start waiting lots on idle tools and complete manual steps when configured to; a
+        full pass also follows lots running on our tools (tracked in by an operator, or left
+        running by a controller that stopped)."""
         tools: dict[str, ToolRecord] = {t.id: t for t in await self._equipment.tools(self.name)}
-        lots = await self._lots.find(states=[LotState.WAITING, LotState.RUNNING], limit=1_000_000)
-        running = [lot for lot in lots if lot.state is LotState.RUNNING]
-        for lot in running:
-            runner = self.runners.get(lot.running.tool or "") if lot.running else None
-            if runner is not None and not runner.is_working_on(lot.id):
-                runner.assign(lot.id)
+        states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
+        lots = await self._lots.find(states=states, limit=1_000_000)
+        if full:
+            running = [lot for lot in lots if lot.state is LotState.RUNNING]
+            for lot in running:
+                runner = self.runners.get(lot.running.tool or "") if lot.running else None
+                if runner is not None and not runner.is_working_on(lot.id):
+                    runner.assign(lot.id)
         candidates: list[Candidate] = []
         for lot in lots:
             if lot.state is LotState.WAITING:
                 candidate = next_step_of(lot, self._lots.next_in_order(lot))
                 if candidate is not None:
                     candidates.append(candidate)
-        self._counts = (
-            sum(1 for lot in running if lot.running and lot.running.tool in self.runners),
-            len(candidates),
-        )
+        working = sum(1 for r in self.runners.values() if r.current_lot is not None)
+        self._counts = (working, len(candidates))
         for tool_id, runner in sorted(self.runners.items()):
             record = tools.get(tool_id)
             if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():

@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from typing import Literal, Protocol
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
 
 import structlog
 
@@ -40,13 +41,14 @@ from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolSnapshot
 from mes.domain.errors import LotTrackerError
-from mes.domain.model import Carrier, HoldSource, JobStatus, Lot, LotState, SiteReject
+from mes.domain.model import Carrier, HoldSource, JobRecord, JobStatus, Lot, LotState, SiteReject
 from mes.equipment import EquipmentService
-from mes.service import JobOutcome, LotService
+from mes.service import JobOutcome, LotService, utc_now
 from pkgline.config import LineTool
 from pkgline.controller import translate
 
 log = structlog.get_logger("pkgline.controller")
+T = TypeVar("T")
 
 SETUP_TIMEOUT_S = 600.0
 """How long a recipe load may take before the step is given up."""
@@ -97,6 +99,7 @@ class ToolRunner:
         user: str,
         on_idle: Callable[[], None] = lambda: None,
         observer: RunnerObserver | None = None,
+        report: Callable[[str, ToolSnapshot, datetime], None] | None = None,
     ):
         self.tool = tool
         self.tool_id = tool.id
@@ -108,6 +111,7 @@ class ToolRunner:
         self._spec = class_spec(tool.equipment_class)
         self._on_idle = on_idle
         self._observer = observer or _NoObserver()
+        self._submit = report or (lambda *_: None)
         self._status: ToolStatus | None = None
         self._last_seen: ToolStatus | None = None
         """The last status the tool reported, kept while it does not answer."""
@@ -120,7 +124,12 @@ class ToolRunner:
         self._current: str | None = None
         self._reported: ToolSnapshot | None = None
         self._reported_at = 0.0
-        self._in_flight: set[asyncio.Task[JobOutcome]] = set()
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._acknowledging: asyncio.Task[None] | None = None
+        self._held: tuple[str, datetime, datetime] | None = None
+        """Found on the tool: results of a job recorded at [1], acknowledged by us at [2]. A
+        tool starts nothing while it holds results, so a job started between the two never
+        reached it."""
         self.stopping = False
 
     # -- what the line controller sees -------------------------------------------------------
@@ -185,7 +194,7 @@ class ToolRunner:
             if isinstance(event, ConnectionLost):
                 self._connected = False
                 self._status = None
-                await self._report(reason=event.reason, force=True)
+                self._report(reason=event.reason, force=True)
                 self.first_contact.set()
             elif isinstance(event, ConnectionRestored):
                 self._connected = True
@@ -193,15 +202,16 @@ class ToolRunner:
             elif isinstance(event, StatusChanged):
                 self._connected = True
                 self._status = self._last_seen = event.status
-                await self._report()
+                self._report()
                 self.first_contact.set()
             self._changed.set()
             if self.is_idle():
                 self._on_idle()
 
-    async def _report(self, *, reason: str | None = None, force: bool = False) -> None:
-        """Tell equipment tracking what the tool does: at once when its state, mode, alarm,
-        job or connection changes; progress alone at most once a second."""
+    def _report(self, *, reason: str | None = None, force: bool = False) -> None:
+        """Tell equipment tracking what the tool does (written in the background, stamped
+        with now): at once when its state, mode, alarm, job or connection changes; progress
+        alone at most once a second."""
         snap = translate.snapshot(
             self._status or self._last_seen,
             connected=self._connected,
@@ -224,11 +234,7 @@ class ToolRunner:
                 snap.sites_done == last.sites_done or now - self._reported_at < PROGRESS_REPORT_S
             ):
                 return
-        try:
-            await self._equipment.report(self.tool_id, snap)
-        except (DatabaseUnavailable, LotTrackerError) as exc:
-            log.warning("cannot record tool state", error=str(exc))
-            return
+        self._submit(self.tool_id, snap, utc_now())
         self._reported, self._reported_at = snap, now
 
     async def _work(self) -> None:
@@ -262,10 +268,14 @@ class ToolRunner:
             finally:
                 self._queued.discard(lot_id)
                 self._current = None
+            try:
+                await self._acknowledged()
+            except DriverError as exc:  # found on the tool again and acknowledged later
+                log.warning("results not acknowledged yet", error=str(exc))
             await self._refresh_status()
             if not retry and self.is_idle():
                 self._on_idle()  # the next lot is dispatched while the report is written
-            await self._report(force=True)
+            self._report(force=True)
             if retry:
                 await self._wait_connected()
                 await asyncio.sleep(RETRY_S)
@@ -339,6 +349,7 @@ class ToolRunner:
     async def _settle(self) -> None:
         """Results waiting on the tool (after a controller restart, a lost connection or a
         failed acknowledge): record them if they are not recorded yet, then acknowledge."""
+        await self._acknowledged()
         status = self._status
         if not self._connected or status is None or not status.results_waiting:
             return
@@ -366,6 +377,8 @@ class ToolRunner:
                 status=job.status.value,
             )
         await self._driver.acknowledge_results(results.job_id)
+        if job is not None and job.recorded_at is not None:
+            self._held = (job.job_id, job.recorded_at, utc_now())
 
     async def _rejected_before(self, lot: Lot) -> list[SiteReject]:
         """Sites rejected before this step (the map the tool was given)."""
@@ -411,6 +424,17 @@ class ToolRunner:
                     return
                 lot = after
                 jobs = await self._lots.jobs_of_step(lot)
+            elif self._never_reached(open_job):
+                assert self._held is not None
+                await self._lots.abandon_job(
+                    open_job.job_id,
+                    f"never reached tool {self.tool_id}: it still held the results of job "
+                    f"{self._held[0]}, and a tool starts nothing until they are acknowledged",
+                    self._user,
+                )
+                log.info("job never reached the tool: carrier runs again", job_id=open_job.job_id)
+                view = await self._lots.step_view(lot_id)
+                lot, jobs = view.lot, view.jobs
             else:
                 await self._hold(
                     lot,
@@ -437,6 +461,7 @@ class ToolRunner:
                 cmd.StartJob(lot.id, job_id, self.tool_id, carrier.id, self._user)
             )
             epoch = self._epoch
+            await self._acknowledged()
             self._observer.job_starting(self.tool_id, job_id)
             try:
                 await self._driver.start_job(
@@ -453,7 +478,12 @@ class ToolRunner:
                 return
             lot = after
 
+    def _never_reached(self, job: JobRecord) -> bool:
+        held = self._held
+        return held is not None and job.job_id != held[0] and held[1] <= job.started_at <= held[2]
+
     async def _make_recipe_active(self, lot: Lot, recipe: Recipe) -> None:
+        await self._acknowledged()
         ready = frozenset({ProcessState.READY, ProcessState.IDLE})
         status = await self._read_until(ready | {ProcessState.ALARM}, SETUP_TIMEOUT_S)
         if status.state is ProcessState.ALARM:
@@ -570,32 +600,44 @@ class ToolRunner:
     async def _record(
         self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, results: JobResults
     ) -> JobOutcome:
-        """Record the results, then acknowledge them on the tool: shielded, so that a shutdown
-        never separates the two."""
+        """Record the results, then acknowledge them on the tool. The acknowledge runs on while
+        the next job is written to the database (different processes); it is awaited before
+        the tool is asked for anything else. Both are shielded from shutdown."""
         step = results.step or (lot.running.step if lot.running else "")
         flow = self._lots.flow(lot.flow)
         measured = translate.measured_for_flow(flow, step, results)
         rejects = translate.outgoing_rejects(carrier, incoming, results.site_map, self._spec)
-
-        async def record_then_acknowledge() -> JobOutcome:
-            outcome = await self._lots.record_job(
+        await self._acknowledged()
+        outcome = await self._shielded(
+            self._lots.record_job(
                 cmd.RecordJob(job_id, self._user, measured, rejects, translate.tool_data(results))
             )
-            await self._driver.acknowledge_results(job_id)
-            log.info(
-                "job recorded",
-                job_id=job_id,
-                carrier=carrier.id,
-                rejects=len(rejects),
-                lot_state=outcome.lot.state.value,
-                again=outcome.already_recorded,
-            )
-            return outcome
+        )
+        log.info(
+            "job recorded",
+            job_id=job_id,
+            carrier=carrier.id,
+            rejects=len(rejects),
+            lot_state=outcome.lot.state.value,
+            again=outcome.already_recorded,
+        )
+        self._acknowledging = self._background(self._driver.acknowledge_results(job_id))
+        return outcome
 
-        task = asyncio.get_running_loop().create_task(record_then_acknowledge())
+    def _background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
-        return await asyncio.shield(task)
+        return task
+
+    async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.shield(self._background(work))
+
+    async def _acknowledged(self) -> None:
+        """The last acknowledge has reached the tool (its errors are raised here)."""
+        task, self._acknowledging = self._acknowledging, None
+        if task is not None:
+            await asyncio.shield(task)
 
     # -- giving a lot back -------------------------------------------------------------------
 

@@ -1,0 +1,253 @@
+"""Jobs: one carrier of a lot's running step processed by a tool, recorded exactly once; the
+last carrier's record tracks the lot out (line controller). Pure, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from flows import Flow, Value, ValueSpec, Violation
+from mes.domain.commands import (
+    RecordJob,
+    StartJob,
+)
+from mes.domain.common import (
+    coerce_values,
+    context,
+    history_entry,
+    moved_lot,
+    require_reason,
+    resolve_carrier,
+    resolve_sites,
+    single_change,
+)
+from mes.domain.errors import (
+    InvalidInput,
+    OperationNotAllowed,
+)
+from mes.domain.lifecycle import require
+from mes.domain.model import (
+    Change,
+    JobRecord,
+    JobStatus,
+    Lot,
+    LotState,
+    Operation,
+    RunningStep,
+    SiteRef,
+    SiteReject,
+)
+from mes.domain.operations import finish_step
+
+# -- jobs: one carrier of the running step on its tool (line controller) --------------------
+
+
+def _require_running_on(lot: Lot, tool: str) -> RunningStep:
+    running = lot.running
+    assert running is not None
+    if running.tool != tool:
+        raise OperationNotAllowed(
+            f"lot {lot.id} runs {running.step} on tool {running.tool or '(none)'}, not on {tool}",
+            lot_id=lot.id,
+        )
+    return running
+
+
+def start_job(lot: Lot, cmd: StartJob, jobs: Sequence[JobRecord], now: datetime) -> Change:
+    """Record that the tool is about to process one carrier of the running step.
+
+    ``jobs`` are the jobs of the lot's carriers at this step occurrence. A carrier done already
+    is refused, and so is a second open job."""
+    require(lot.state, Operation.JOB_START, lot.id)
+    running = _require_running_on(lot, cmd.tool)
+    carrier = resolve_carrier(lot, cmd.carrier)
+    for job in jobs:
+        if job.carrier_id == carrier and job.status is JobStatus.RECORDED:
+            raise InvalidInput(
+                f"carrier {carrier} of lot {lot.id} is done at {running.step} already (job {job.job_id})",
+                lot_id=lot.id,
+            )
+        if job.status is JobStatus.STARTED:
+            raise OperationNotAllowed(
+                f"job {job.job_id} (carrier {job.carrier_id}) of lot {lot.id} is still open",
+                lot_id=lot.id,
+            )
+    job = JobRecord(
+        job_id=cmd.job_id,
+        lot_id=lot.id,
+        tool_id=cmd.tool,
+        step=running.step,
+        path_index=len(lot.path),
+        carrier_id=carrier,
+        status=JobStatus.STARTED,
+        started_at=now,
+    )
+    after = moved_lot(lot, now)
+    entry = history_entry(
+        lot,
+        Operation.JOB_START,
+        cmd.user,
+        now,
+        after.state,
+        step=running.step,
+        tool=cmd.tool,
+        data={"job": cmd.job_id, "carrier": carrier},
+    )
+    return single_change(lot, after, entry, jobs=((job, None),))
+
+
+def _aggregate(
+    specs: Mapping[str, ValueSpec], values: Sequence[Mapping[str, Value]]
+) -> dict[str, Value]:
+    """One value per name over the carriers, by the value's type: a whole number is a count
+    (missing balls), so the lot's is the sum; a measurement is averaged; a word is the common
+    word (or the words joined when carriers differ)."""
+    out: dict[str, Value] = {}
+    names = dict.fromkeys(name for v in values for name in v)
+    for name in names:
+        given = [v[name] for v in values if name in v]
+        kind = specs[name].type if name in specs else "str"
+        if kind == "int":
+            out[name] = sum(int(x) for x in given if isinstance(x, int | float))
+        elif kind == "float":
+            out[name] = round(
+                sum(float(x) for x in given if isinstance(x, int | float)) / len(given), 6
+            )
+        else:
+            out[name] = "/".join(dict.fromkeys(str(x) for x in given))
+    return out
+
+
+def record_job(
+    lot: Lot,
+    flow: Flow,
+    job: JobRecord,
+    cmd: RecordJob,
+    done: Sequence[JobRecord],
+    rejected: Mapping[SiteRef, SiteReject],
+    now: datetime,
+) -> Change:
+    """Record one carrier's results. The last carrier of the step also tracks the lot out, in
+    the same change: measured values are checked carrier by carrier (any one outside a claimed
+    limit holds the lot) and recorded as their mean; every carrier's rejects are recorded.
+
+    ``done`` are the jobs recorded already at this step occurrence for the lot's carriers."""
+    require(lot.state, Operation.JOB_RECORD, lot.id)
+    running = _require_running_on(lot, job.tool_id)
+    if job.status is not JobStatus.STARTED:
+        raise OperationNotAllowed(f"job {job.job_id} is {job.status.value}", lot_id=lot.id)
+    if (
+        job.step != running.step
+        or job.path_index != len(lot.path)
+        or job.carrier_id not in lot.carriers
+    ):
+        raise OperationNotAllowed(
+            f"job {job.job_id} ({job.step}, carrier {job.carrier_id}) is not part of the step "
+            f"lot {lot.id} runs now ({running.step})",
+            lot_id=lot.id,
+        )
+    spec = flow.steps[running.step]
+    measured = coerce_values(
+        spec.measured, cmd.measured, f"step {running.step} measured values", lot.id
+    )
+    foreign = [g for g in cmd.rejects if resolve_carrier(lot, g.carrier) != job.carrier_id]
+    if foreign:
+        raise InvalidInput(
+            f"job {job.job_id} processed carrier {job.carrier_id}; rejects name other carriers",
+            lot_id=lot.id,
+        )
+    taken = dict(rejected)
+    for other in done:
+        taken.update({r.site: r for r in other.rejects})
+    rejects = resolve_sites(lot, cmd.rejects, taken, step=running.step, path_index=len(lot.path))
+    recorded = replace(
+        job,
+        status=JobStatus.RECORDED,
+        recorded_at=now,
+        measured=measured,
+        rejects=rejects,
+        tool_data=dict(cmd.tool_data),
+    )
+    finished = {j.carrier_id for j in done} | {job.carrier_id} >= set(lot.carriers)
+    job_data = {
+        "job": job.job_id,
+        "carrier": job.carrier_id,
+        "measured": measured,
+        "rejects": [f"{r.carrier_id}:{r.row}:{r.col}:{r.code}" for r in rejects],
+    }
+    if not finished:
+        after = moved_lot(lot, now)
+        entry = history_entry(
+            lot,
+            Operation.JOB_RECORD,
+            cmd.user,
+            now,
+            after.state,
+            step=running.step,
+            tool=job.tool_id,
+            data=job_data,
+        )
+        return single_change(lot, after, entry, jobs=((recorded, JobStatus.STARTED),))
+    jobs = [*done, recorded]
+    ctx = context(lot, extra_recorded=running.values)
+    violations: dict[str, Violation] = {}
+    for j in jobs:
+        for v in flow.check_track_out(running.step, j.measured, ctx):
+            violations.setdefault(v.message, v)
+    all_rejects = tuple(r for j in jobs for r in j.rejects)
+    job_entry = history_entry(
+        lot,
+        Operation.JOB_RECORD,
+        cmd.user,
+        now,
+        LotState.RUNNING,
+        step=running.step,
+        tool=job.tool_id,
+        data=job_data,
+    )
+    after, out_entry = finish_step(
+        replace(lot, version=lot.version + 1),
+        flow,
+        _aggregate(spec.measured, [j.measured for j in jobs]),
+        all_rejects,
+        list(violations.values()),
+        cmd.user,
+        now,
+        {"jobs": [j.job_id for j in jobs]},
+    )
+    return Change(
+        lots=(after,),
+        expected_versions={lot.id: lot.version},
+        entries=(job_entry, out_entry),
+        rejects=all_rejects,
+        jobs=((recorded, JobStatus.STARTED),),
+    )
+
+
+def abandon_job(lot: Lot, job: JobRecord, reason: str, user: str, now: datetime) -> Change:
+    """Give up a job written as started that never reached the tool (the line controller
+    proves it: the tool still held an earlier job's results, and refuses a start until they
+    are acknowledged). The lot keeps running; the carrier is processed again."""
+    require(lot.state, Operation.JOB_ABANDON, lot.id)
+    running = _require_running_on(lot, job.tool_id)
+    if job.status is not JobStatus.STARTED or job.path_index != len(lot.path):
+        raise OperationNotAllowed(
+            f"job {job.job_id} is {job.status.value}, not open at lot {lot.id}'s step",
+            lot_id=lot.id,
+        )
+    after = moved_lot(lot, now)
+    entry = history_entry(
+        lot,
+        Operation.JOB_ABANDON,
+        user,
+        now,
+        after.state,
+        step=running.step,
+        tool=job.tool_id,
+        reason=require_reason(reason, "abandoning a job", lot.id),
+        data={"job": job.job_id, "carrier": job.carrier_id},
+    )
+    return single_change(
+        lot, after, entry, jobs=((replace(job, status=JobStatus.ABANDONED), JobStatus.STARTED),)
+    )

@@ -1,0 +1,114 @@
+"""Recovery, state by state: the database and the tool are put exactly where a controller that
+died would have left them, then a controller starts. Results the tool holds are recorded once
+and acknowledged; a job still running is followed; a job written as started that provably
+never reached the tool (the tool still held earlier results) is redone, not held."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from drivers.catalogue import class_spec
+from drivers.model import EquipmentClass, Job, ProcessState, SiteMap
+from mes.domain import commands as cmd
+from mes.domain.model import JobStatus, LotState, Operation
+from pkgline.controller import translate
+from simulators.engine import VirtualTool
+from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
+
+pytestmark = pytest.mark.slow
+
+LOT = "R1"
+CTRL = "controller"
+
+
+async def _at_die_attach(stack: Stack) -> list[str]:
+    """A lot tracked in at DIE_ATTACH on DB-1, as the controller leaves it."""
+    await stack.lots.start(cmd.StartLot(LOT, "stiffener-bga", "planner", carriers=2))
+    await stack.lots.track_in(cmd.TrackIn(LOT, "SUBSTRATE_LOAD", "op"))
+    await stack.lots.track_out(cmd.TrackOut(LOT, "op"))
+    await stack.lots.track_in(cmd.TrackIn(LOT, "DIE_ATTACH", CTRL, tool="DB-1"))
+    return list((await stack.lots.get(LOT)).carriers)
+
+
+async def _run_on_tool(
+    stack: Stack, tool: VirtualTool, job_id: str, carrier: str, *, wait: bool
+) -> None:
+    """What the controller does before it dies: record the job, start it on the tool."""
+    lot = await stack.lots.get(LOT)
+    assert lot.running is not None
+    flow = stack.lots.flow(lot.flow)
+    recipe = translate.tool_recipe(
+        flow, "DIE_ATTACH", lot.running.values, class_spec(EquipmentClass.DIE_BONDER).recipe
+    )
+    if tool.active_recipe != recipe.info():
+        tool.load_recipe(recipe)
+    for _ in range(400):
+        if tool.status.state is ProcessState.READY:
+            break
+        await asyncio.sleep(0.01)
+    await stack.lots.start_job(cmd.StartJob(LOT, job_id, "DB-1", carrier, CTRL))
+    tool.start_job(Job(job_id, LOT, "DIE_ATTACH", carrier, SiteMap.all_good(4, 8)))
+    if wait:
+        for _ in range(400):
+            if tool.status.state is ProcessState.COMPLETE:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the job did not complete")
+
+
+async def _finishes_without_hold(stack: Stack) -> list[Operation]:
+    async def done() -> bool:
+        return (await stack.lots.get(LOT)).state in (LotState.COMPLETED, LotState.HOLD)
+
+    await wait_until(done, timeout_s=60, what="the lot to finish")
+    report = await stack.lots.report(LOT)
+    assert report.lot.state is LotState.COMPLETED, report.lot.hold
+    return [e.operation for e in report.history]
+
+
+async def test_results_recorded_but_not_acknowledged_and_a_job_never_sent_are_settled_without_hold(
+    stack: Stack,
+) -> None:
+    config = line_config()
+    async with simulated(config) as line:
+        first, second = await _at_die_attach(stack)
+        tool = line.tool("DB-1")
+        await _run_on_tool(stack, tool, "J1", first, wait=True)
+        await stack.lots.record_job(cmd.RecordJob("J1", CTRL))  # recorded, not acknowledged
+        await stack.lots.start_job(cmd.StartJob(LOT, "J2", "DB-1", second, CTRL))  # never sent
+        assert tool.status.results_waiting
+        async with running_controller(config, stack):
+            operations = await _finishes_without_hold(stack)
+    assert operations.count(Operation.JOB_ABANDON) == 1
+    history = (await stack.lots.report(LOT)).history
+    recorded = [e.data["job"] for e in history if e.operation is Operation.JOB_RECORD]
+    assert recorded.count("J1") == 1
+    assert (job := await stack.lots.job("J2")) is not None and job.status is JobStatus.ABANDONED
+
+
+async def test_results_the_controller_never_recorded_are_recorded_once(stack: Stack) -> None:
+    config = line_config()
+    async with simulated(config) as line:
+        first, _ = await _at_die_attach(stack)
+        await _run_on_tool(stack, line.tool("DB-1"), "J1", first, wait=True)
+        async with running_controller(config, stack):
+            operations = await _finishes_without_hold(stack)
+    history = (await stack.lots.report(LOT)).history
+    assert [e.data["job"] for e in history if e.operation is Operation.JOB_RECORD].count("J1") == 1
+    assert Operation.JOB_ABANDON not in operations
+
+
+async def test_a_job_still_running_when_the_controller_starts_is_followed(stack: Stack) -> None:
+    config = line_config(slow={"DB-1": 0.4})
+    async with simulated(config) as line:
+        first, _ = await _at_die_attach(stack)
+        tool = line.tool("DB-1")
+        await _run_on_tool(stack, tool, "J1", first, wait=False)
+        assert tool.status.state is ProcessState.EXECUTING
+        async with running_controller(config, stack):
+            operations = await _finishes_without_hold(stack)
+    history = (await stack.lots.report(LOT)).history
+    assert [e.data["job"] for e in history if e.operation is Operation.JOB_RECORD].count("J1") == 1
+    assert Operation.HOLD not in operations
