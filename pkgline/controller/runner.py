@@ -387,13 +387,6 @@ class ToolRunner:
     # -- one step of one lot -----------------------------------------------------------------
 
     async def _run_step(self, lot_id: str) -> None:
-        lot = await self._lots.get(lot_id)
-        if (
-            lot.state is not LotState.RUNNING
-            or lot.running is None
-            or lot.running.tool != self.tool_id
-        ):
-            return
         await self._wait_connected()
         await self._settle()
         view = await self._lots.step_view(lot_id)

@@ -32,6 +32,9 @@ async def test_all_nine_flows_run_to_completion_with_rejects_flowing_from_step_t
     async with simulated(config), running_controller(config, stack):
         ids = await start_lots(stack.lots)
         await wait_until(lambda: _settled(stack, ids), timeout_s=150, what="every lot to complete")
+        tools = await stack.equipment.tools(config.name)
+        assert {t.id for t in tools} == {t.id for t in config.tools}
+        assert all(t.snapshot.connected for t in tools), "every tool followed while running"
     found = await lots_in(stack.lots, ids)
     assert all_in(found, LotState.COMPLETED), {k: (v.state, v.hold) for k, v in found.items()}
 
@@ -72,9 +75,8 @@ async def test_all_nine_flows_run_to_completion_with_rejects_flowing_from_step_t
                 elif site not in rejected_at:
                     assert code == SITE_GOOD
 
-    tools = await stack.equipment.tools(config.name)
-    assert {t.id for t in tools} == {t.id for t in config.tools}
-    assert all(t.snapshot.connected for t in tools)
+    stopped = await stack.equipment.tools(config.name)
+    assert {t.snapshot.e10 for t in stopped} == {"unmonitored"}, "no controller follows them now"
     counts: Counter[Operation] = Counter()
     for lot_id in ids:
         counts.update(e.operation for e in (await stack.lots.report(lot_id)).history)
