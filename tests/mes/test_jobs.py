@@ -188,7 +188,7 @@ async def test_a_count_is_summed_over_the_carriers_and_a_measurement_averaged(
 async def test_a_job_that_never_reached_its_tool_is_abandoned_and_its_carrier_runs_again(
     service: LotService,
 ) -> None:
-    first, second = await _at_die_attach(service)
+    first, _ = await _at_die_attach(service)
     await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
     with pytest.raises(InvalidInput):
         await service.abandon_job("J1", " ", CTRL)
