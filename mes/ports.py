@@ -18,6 +18,7 @@ from mes.domain.model import (
     HistoryEntry,
     JobRecord,
     Lot,
+    LotHead,
     LotState,
     SiteReject,
 )
@@ -57,6 +58,10 @@ class LotRepository(Protocol):
     ) -> list[JobRecord]:
         """Jobs of the lot's carriers at step occurrence ``path_index`` (and after it, with
         ``and_later``), in the order they started."""
+        ...
+
+    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
+        """The heads of lots in ``states``, most urgent first (priority, then age)."""
         ...
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:

@@ -39,6 +39,7 @@ from mes.domain.model import (
     JobRecord,
     JobStatus,
     Lot,
+    LotHead,
     LotState,
     Operation,
     SiteRef,
@@ -313,10 +314,15 @@ class LotService:
         async with self._uow(readonly=True) as uow:
             return await uow.lots.find(states=states, flow=flow, limit=limit)
 
+    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
+        """What dispatching needs of the lots in ``states``, most urgent first."""
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.heads(states)
+
     def next_steps(self, lot: Lot) -> frozenset[str]:
         return common.next_steps(lot, self.flow(lot.flow))
 
-    def next_in_order(self, lot: Lot) -> tuple[str, ...]:
+    def next_in_order(self, lot: Lot | LotHead) -> tuple[str, ...]:
         """A waiting lot's next steps in the order its flow writes them."""
         return common.next_in_order(lot, self.flow(lot.flow))
 

@@ -17,7 +17,16 @@ from typing import Any
 
 from mes.domain.equipment import ControllerRecord, E10Change, ToolRecord
 from mes.domain.errors import ConcurrentUpdate, LotExists
-from mes.domain.model import Carrier, Change, HistoryEntry, JobRecord, Lot, LotState, SiteReject
+from mes.domain.model import (
+    Carrier,
+    Change,
+    HistoryEntry,
+    JobRecord,
+    Lot,
+    LotHead,
+    LotState,
+    SiteReject,
+)
 from mes.domain.report import history_dict
 
 
@@ -87,6 +96,22 @@ class MemoryLotRepository:
             ),
             key=lambda j: (j.started_at, j.job_id),
         )
+
+    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
+        return [
+            LotHead(
+                lot.id,
+                lot.flow,
+                lot.state,
+                lot.priority,
+                lot.created_at,
+                lot.path,
+                lot.params,
+                lot.pending_rework,
+                lot.running.tool if lot.running else None,
+            )
+            for lot in await self.find(states=states, limit=len(self._store.lots) or 1)
+        ]
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
         store = self._store

@@ -53,6 +53,7 @@ from mes.domain.model import (
     JobRecord,
     JobStatus,
     Lot,
+    LotHead,
     LotState,
     Operation,
     RunningStep,
@@ -175,6 +176,17 @@ def _entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
 _LOT_COLUMNS = (*lots.c, carriers.c.id.label("carrier_id"))
 _LOT_WITH_CARRIERS = lots.outerjoin(carriers, carriers.c.lot_id == lots.c.id)
 _LOT_KEYS = [c.name for c in lots.c]
+_HEAD_COLUMNS = (
+    "id",
+    "flow",
+    "state",
+    "priority",
+    "created_at",
+    "path",
+    "params",
+    "pending_rework",
+    "running",
+)
 _HISTORY_KEYS = [c.name for c in lot_history.c if c.name != "seq"]
 _OUTBOX_KEYS = ["lot_id", "kind", "payload", "created_at"]
 _CARRIER_KEYS = [c.name for c in carriers.c]
@@ -308,6 +320,18 @@ class Statements:
         )
         self.move_in_one = c(_move_in_one_statement()) if dialect.name == "postgresql" else None
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
+        self._heads: dict[int, CompiledStatement] = {}
+
+    def heads(self, states: int) -> CompiledStatement:
+        """Lot heads by state (bound as s0, s1, ...), most urgent first."""
+        if states not in self._heads:
+            query = (
+                select(*(lots.c[n] for n in _HEAD_COLUMNS))
+                .where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
+                .order_by(lots.c.priority, lots.c.created_at, lots.c.id)
+            )
+            self._heads[states] = CompiledStatement.compile(query, self.dialect)
+        return self._heads[states]
 
     def find(self, states: int, by_flow: bool) -> CompiledStatement:
         """Lots with their carriers by state (``states`` of them, bound as s0, s1, ...) and
@@ -438,6 +462,26 @@ class SqlLotRepository:
         rows = await self._db.fetch(self._sql.find(len(states), flow is not None), values)
         found = _group_lots(rows)  # insertion order: most urgent first
         return list(found.values())[:limit]
+
+    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
+        if not states:
+            return []
+        values = {f"s{i}": s.value for i, s in enumerate(states)}
+        rows = await self._db.fetch(self._sql.heads(len(states)), values)
+        return [
+            LotHead(
+                id=r["id"],
+                flow=r["flow"],
+                state=LotState(r["state"]),
+                priority=r["priority"],
+                created_at=r["created_at"],
+                path=tuple(r["path"]),
+                params=r["params"],
+                pending_rework=r["pending_rework"],
+                tool=r["running"]["tool"] if r["running"] else None,
+            )
+            for r in rows
+        ]
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
         if self._sql.move_in_one is not None and _is_simple_move(change):

@@ -22,6 +22,7 @@ from mes.domain.model import (
     Change,
     HistoryEntry,
     Lot,
+    LotHead,
     LotState,
     Operation,
     SiteRef,
@@ -111,7 +112,7 @@ def next_steps(lot: Lot, flow: Flow) -> frozenset[str]:
     return position_of(lot, flow)[0]
 
 
-def next_in_order(lot: Lot, flow: Flow) -> tuple[str, ...]:
+def next_in_order(lot: Lot | LotHead, flow: Flow) -> tuple[str, ...]:
     """The steps a waiting lot may take next, in the order its flow writes them (the first is
     the one an unattended line runs)."""
     if lot.state is not LotState.WAITING:

@@ -243,6 +243,23 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LotHead:
+    """What dispatching needs to know of a lot, read without the rest (carriers, recorded
+    values, hold): its position in its flow, its urgency, and the tool it runs on."""
+
+    id: LotId
+    flow: str
+    state: LotState
+    priority: int
+    created_at: datetime
+    path: tuple[StepCode, ...]
+    params: Mapping[str, Value]
+    pending_rework: StepCode | None
+    tool: str | None
+    """The tool it is tracked in on, while RUNNING."""
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One row of a lot's append-only history: who did what, when, and what it changed."""
 

@@ -30,7 +30,6 @@ from pkgline.cli.tool import (
     tool_dict,
     tools_table,
 )
-from pkgline.controller.dispatch import Candidate
 
 app = typer.Typer(help="The line at a glance: controllers, tools, lots.", no_args_is_help=True)
 
@@ -67,12 +66,12 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
         states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
     )
     order = {code: i for i, code in enumerate(lots.flows.step_codes)}
-    waiting: dict[str, list[Candidate]] = {}
+    waiting: dict[str, list[Lot]] = {}
     for lot in found:
         if lot.state is LotState.WAITING:
             steps = lots.next_in_order(lot)
             step = steps[0] if steps else MAY_COMPLETE
-            waiting.setdefault(step, []).append(Candidate(lot, step))
+            waiting.setdefault(step, []).append(lot)
     queue = []
     for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s)):
         info = lots.flows.step_codes.get(step)
@@ -81,7 +80,7 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
                 step=step,
                 equipment_class=info.equipment_class if info else "-",
                 tools=tuple(t for t in tools if step in t.steps),
-                lots=tuple(c.lot for c in sorted(waiting[step], key=lambda c: c.rank)),
+                lots=tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))),
             )
         )
     running = sorted(

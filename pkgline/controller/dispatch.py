@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from mes.domain.model import Lot
+from mes.domain.model import LotHead
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    lot: Lot
+    lot: LotHead
     step: str
 
     @property
@@ -24,7 +24,7 @@ class Candidate:
         return (self.lot.priority, self.lot.created_at.timestamp(), self.lot.id)
 
 
-def next_step_of(lot: Lot, in_flow_order: tuple[str, ...]) -> Candidate | None:
+def next_step_of(lot: LotHead, in_flow_order: tuple[str, ...]) -> Candidate | None:
     return Candidate(lot, in_flow_order[0]) if in_flow_order else None
 
 

@@ -294,11 +294,10 @@ class LineController:
         running by a controller that stopped)."""
         tools: dict[str, ToolRecord] = {t.id: t for t in await self._equipment.tools(self.name)}
         states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
-        lots = await self._lots.find(states=states, limit=1_000_000)
+        lots = await self._lots.heads(states)
         if full:
-            running = [lot for lot in lots if lot.state is LotState.RUNNING]
-            for lot in running:
-                runner = self.runners.get(lot.running.tool or "") if lot.running else None
+            for lot in lots:
+                runner = self.runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
                 if runner is not None and not runner.is_working_on(lot.id):
                     runner.assign(lot.id)
         candidates: list[Candidate] = []

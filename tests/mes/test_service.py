@@ -477,3 +477,19 @@ async def test_layers_are_reported_for_fan_out_lots(service: LotService) -> None
     await service.start(cmd.StartLot("L1", "fo-organic-insulating", USER, params={"layers": "3"}))
     report = await service.report("L1")
     assert report.layers == 3
+
+
+async def test_lot_heads_give_dispatching_the_position_urgency_and_tool_of_lots(
+    service: LotService,
+) -> None:
+    await service.start(cmd.StartLot("A", "stiffener-bga", USER, priority=5))
+    await service.start(cmd.StartLot("B", "fo-organic", USER, priority=1))
+    await service.start(cmd.StartLot("C", "stiffener-bga", USER, priority=9))
+    await service.track_in(cmd.TrackIn("C", "SUBSTRATE_LOAD", USER, tool="LOADER-1"))
+    heads = await service.heads([LotState.WAITING, LotState.RUNNING])
+    assert [h.id for h in heads] == ["B", "A", "C"], "most urgent first"
+    by_id = {h.id: h for h in heads}
+    assert by_id["C"].state is LotState.RUNNING and by_id["C"].tool == "LOADER-1"
+    assert by_id["B"].params["layers"] == 2 and by_id["B"].tool is None
+    assert service.next_in_order(by_id["A"]) == ("SUBSTRATE_LOAD",)
+    assert [h.id for h in await service.heads([LotState.WAITING])] == ["B", "A"]
