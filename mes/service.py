@@ -241,21 +241,6 @@ class LotService:
         recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
         return JobOutcome(change.lot, recorded, entries)
 
-    async def abandon_job(self, job_id: str, reason: str, user: str) -> Outcome:
-        """Give up a job that never reached its tool; the carrier is processed again."""
-        async with self._uow() as uow:
-            job = await uow.lots.job(job_id)
-            if job is None:
-                raise InvalidInput(f"there is no job {job_id}")
-        job_id_lot = job.lot_id
-
-        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            current = await repo.job(job_id)
-            assert current is not None
-            return job_rules.abandon_job(lot, current, reason, user, self._clock())
-
-        return await self._on_lot(job_id_lot, rule)
-
     async def job(self, job_id: str) -> JobRecord | None:
         async with self._uow(readonly=True) as uow:
             return await uow.lots.job(job_id)

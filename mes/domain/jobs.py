@@ -17,7 +17,6 @@ from mes.domain.common import (
     context,
     history_entry,
     moved_lot,
-    require_reason,
     resolve_carrier,
     resolve_sites,
     single_change,
@@ -222,32 +221,4 @@ def record_job(
         entries=(job_entry, out_entry),
         rejects=all_rejects,
         jobs=((recorded, JobStatus.STARTED),),
-    )
-
-
-def abandon_job(lot: Lot, job: JobRecord, reason: str, user: str, now: datetime) -> Change:
-    """Give up a job written as started that never reached the tool (the line controller
-    proves it: the tool still held an earlier job's results, and refuses a start until they
-    are acknowledged). The lot keeps running; the carrier is processed again."""
-    require(lot.state, Operation.JOB_ABANDON, lot.id)
-    running = _require_running_on(lot, job.tool_id)
-    if job.status is not JobStatus.STARTED or job.path_index != len(lot.path):
-        raise OperationNotAllowed(
-            f"job {job.job_id} is {job.status.value}, not open at lot {lot.id}'s step",
-            lot_id=lot.id,
-        )
-    after = moved_lot(lot, now)
-    entry = history_entry(
-        lot,
-        Operation.JOB_ABANDON,
-        user,
-        now,
-        after.state,
-        step=running.step,
-        tool=job.tool_id,
-        reason=require_reason(reason, "abandoning a job", lot.id),
-        data={"job": job.job_id, "carrier": job.carrier_id},
-    )
-    return single_change(
-        lot, after, entry, jobs=((replace(job, status=JobStatus.ABANDONED), JobStatus.STARTED),)
     )

@@ -43,7 +43,6 @@ TRANSITIONS: Mapping[tuple[LotState, Operation], frozenset[LotState]] = {
     (R, Operation.HOLD): frozenset({H}),
     (R, Operation.JOB_START): frozenset({R}),
     (R, Operation.JOB_RECORD): frozenset({R, W, H, C}),
-    (R, Operation.JOB_ABANDON): frozenset({R}),
     (H, Operation.RELEASE): frozenset({W, C}),
     (H, Operation.REWORK): frozenset({W}),
     (H, Operation.SCRAP): frozenset({S}),

@@ -77,8 +77,6 @@ class Operation(StrEnum):
     """A tool starts one carrier of the running step (line controller)."""
     JOB_RECORD = "job_record"
     """A tool's results for one carrier are recorded; the last carrier's tracks the lot out."""
-    JOB_ABANDON = "job_abandon"
-    """A job written as started that provably never reached the tool: the carrier runs again."""
 
 
 EVENT_KINDS: Mapping[Operation, str] = {
@@ -98,7 +96,6 @@ EVENT_KINDS: Mapping[Operation, str] = {
     Operation.COMPLETE: "LotCompleted",
     Operation.JOB_START: "JobStarted",
     Operation.JOB_RECORD: "JobRecorded",
-    Operation.JOB_ABANDON: "JobAbandoned",
 }
 """The fact (past tense) each operation records in the outbox."""
 

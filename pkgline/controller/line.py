@@ -27,7 +27,7 @@ from drivers.interface import ToolDriver
 from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
-from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, ToolRegistration
+from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRegistration
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import LotState
 from mes.equipment import EquipmentService
@@ -292,7 +292,7 @@ class LineController:
         """Start waiting lots on idle tools and complete manual steps when configured to; a
         full pass also follows lots running on our tools (tracked in by an operator, or left
         running by a controller that stopped)."""
-        tools: dict[str, ToolRecord] = {t.id: t for t in await self._equipment.tools(self.name)}
+        tools = {t.id: t for t in await self._equipment.tools(self.name)}
         states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
         lots = await self._lots.heads(states)
         if full:

@@ -3,13 +3,17 @@ tracked in on it, one carrier (job) at a time.
 
 For each lot running on the tool: make the step's recipe active and verify it (a mismatch
 gives the lot back, waiting, with the reason, and takes the tool out of dispatch); then for
-each carrier not done at this step: record the job, start it with the carrier's site map,
-wait for it, record its results (the last carrier tracks the lot out), and only then let the
-tool forget them. A failure anywhere loses nothing and records nothing twice:
+each carrier not done at this step: start the job on the tool with the carrier's site map,
+write it down as started, wait for it, record its results (the last carrier tracks the lot
+out), and only then let the tool forget them. A failure anywhere loses nothing and records
+nothing twice:
 
+- a job the tool took but the controller did not write down: its results name the lot, step
+  and carrier; it is adopted (written, then recorded) when that lot runs that step here;
 - results recorded but not acknowledged: found on the tool again, seen recorded, acknowledged;
 - results not recorded: found on the tool again, recorded, acknowledged;
-- a job recorded as started that the tool no longer knows: the lot is held, with the reason.
+- a job written as started (so the tool took it) that the tool no longer knows: it lost it;
+  the lot is held, with the reason.
 
 An alarm during a job holds the lot with the alarm in the reason; the tool is unscheduled
 down until someone resets it. A tool that stops answering is marked down; its lot is held
@@ -126,10 +130,6 @@ class ToolRunner:
         self._reported_at = 0.0
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._acknowledging: asyncio.Task[None] | None = None
-        self._held: tuple[str, datetime, datetime] | None = None
-        """Found on the tool: results of a job recorded at [1], acknowledged by us at [2]. A
-        tool starts nothing while it holds results, so a job started between the two never
-        reached it."""
         self.stopping = False
 
     # -- what the line controller sees -------------------------------------------------------
@@ -356,10 +356,11 @@ class ToolRunner:
         results = await self._driver.results()
         if results is None:
             return
-        job = await self._lots.job(results.job_id)
+        job = await self._lots.job(results.job_id) or await self._adopt(results)
         if job is None:
             log.warning(
-                "results of a job pkgline did not start: acknowledged without recording",
+                "results of a job pkgline did not start, for no lot running here: "
+                "acknowledged without recording",
                 job_id=results.job_id,
                 lot=results.lot_id,
             )
@@ -377,8 +378,36 @@ class ToolRunner:
                 status=job.status.value,
             )
         await self._driver.acknowledge_results(results.job_id)
-        if job is not None and job.recorded_at is not None:
-            self._held = (job.job_id, job.recorded_at, utc_now())
+
+    async def _adopt(self, results: JobResults) -> JobRecord | None:
+        """A job the tool ran that the database does not know: the controller died between
+        starting it on the tool and writing it down. The tool's results name the lot, step and
+        carrier; if that lot runs that step here and the carrier is not done, the job is
+        written now, and its results are then recorded as usual."""
+        try:
+            lot = await self._lots.get(results.lot_id)
+        except LotTrackerError:
+            return None
+        if (
+            lot.state is not LotState.RUNNING
+            or lot.running is None
+            or lot.running.tool != self.tool_id
+            or lot.running.step != results.step
+        ):
+            return None
+        try:
+            await self._lots.start_job(
+                cmd.StartJob(lot.id, results.job_id, self.tool_id, results.carrier_id, self._user)
+            )
+        except LotTrackerError as exc:
+            log.warning(
+                "job found on the tool not adopted", job_id=results.job_id, reason=exc.message
+            )
+            return None
+        log.info(
+            "adopted a job the tool ran before it was written", job_id=results.job_id, lot=lot.id
+        )
+        return await self._lots.job(results.job_id)
 
     async def _rejected_before(self, lot: Lot) -> list[SiteReject]:
         """Sites rejected before this step (the map the tool was given)."""
@@ -401,6 +430,15 @@ class ToolRunner:
         flow = self._lots.flow(lot.flow)
         jobs, carriers, rejected = view.jobs, view.carriers, view.rejected
         open_job = next((j for j in jobs if j.status is JobStatus.STARTED), None)
+        status = self._status
+        if open_job is None and status is not None and status.job_id:
+            # the tool runs a job the database does not know (written after the tool took it)
+            if not await self._follow_unwritten(lot, status.job_id):
+                return
+            view = await self._lots.step_view(lot_id)
+            lot, jobs, carriers, rejected = view.lot, view.jobs, view.carriers, view.rejected
+            if lot.state is not LotState.RUNNING:
+                return
         if open_job is not None:
             status = self._status
             if status is not None and status.job_id == open_job.job_id:
@@ -417,17 +455,6 @@ class ToolRunner:
                     return
                 lot = after
                 jobs = await self._lots.jobs_of_step(lot)
-            elif self._never_reached(open_job):
-                assert self._held is not None
-                await self._lots.abandon_job(
-                    open_job.job_id,
-                    f"never reached tool {self.tool_id}: it still held the results of job "
-                    f"{self._held[0]}, and a tool starts nothing until they are acknowledged",
-                    self._user,
-                )
-                log.info("job never reached the tool: carrier runs again", job_id=open_job.job_id)
-                view = await self._lots.step_view(lot_id)
-                lot, jobs = view.lot, view.jobs
             else:
                 await self._hold(
                     lot,
@@ -450,12 +477,11 @@ class ToolRunner:
                 return
             incoming = translate.incoming_site_map(carrier, rejected)
             job_id = translate.new_job_id()
-            await self._lots.start_job(
-                cmd.StartJob(lot.id, job_id, self.tool_id, carrier.id, self._user)
-            )
-            epoch = self._epoch
             await self._acknowledged()
+            epoch = self._epoch
             self._observer.job_starting(self.tool_id, job_id)
+            # The tool first, then the record: a job written as started is one the tool took,
+            # and one the tool took but the controller could not write is adopted on recovery.
             try:
                 await self._driver.start_job(
                     Job(job_id, lot.id, running.step, carrier.id, incoming)
@@ -465,15 +491,45 @@ class ToolRunner:
                     lot, f"tool {self.tool_id} refused job {job_id}: {exc.message}"
                 )
                 return
+            try:
+                await self._lots.start_job(
+                    cmd.StartJob(lot.id, job_id, self.tool_id, carrier.id, self._user)
+                )
+            except LotTrackerError as exc:
+                log.warning(
+                    "lot moved while the tool took its job: aborting it", reason=exc.message
+                )
+                with contextlib.suppress(DriverError):
+                    await self._driver.abort()
+                    await self._driver.reset_alarm()
+                return
             log.info("job started", job_id=job_id, carrier=carrier.id, step=running.step)
             after = await self._finish_job(lot, carrier, incoming, job_id, epoch)
             if after is None or after.state is not LotState.RUNNING:
                 return
             lot = after
 
-    def _never_reached(self, job: JobRecord) -> bool:
-        held = self._held
-        return held is not None and job.job_id != held[0] and held[1] <= job.started_at <= held[2]
+    async def _follow_unwritten(self, lot: Lot, job_id: str) -> bool:
+        """Wait for a job the tool took before the controller could write it down, then adopt
+        and record it (:meth:`_settle`). False when the step cannot go on."""
+        if await self._lots.job(job_id) is not None:
+            return True  # written after all (another controller's, or recorded since)
+        log.info("following a job the tool took before it was written", job_id=job_id)
+        end = await self._await_job(lot, job_id, self._epoch)
+        if end == "complete":
+            await self._settle()
+            return True
+        if end == "alarm":
+            await self._hold(
+                lot,
+                f"alarm on {self.tool_id} during job {job_id}: {_alarm_text(self._status)}",
+                HoldSource.ALARM,
+            )
+        elif end == "aborted":
+            await self._give_back(lot, f"job {job_id} was aborted at tool {self.tool_id}")
+            with contextlib.suppress(DriverError):
+                await self._driver.reset_alarm()
+        return False
 
     async def _make_recipe_active(self, lot: Lot, recipe: Recipe) -> None:
         await self._acknowledged()
@@ -482,6 +538,8 @@ class ToolRunner:
         if status.state is ProcessState.ALARM:
             raise StepGivenUp(f"tool {self.tool_id} is in alarm")
         active = await self._driver.active_recipe()
+        if status.state is ProcessState.READY and active == recipe.info():
+            return  # the tool reported this recipe, checksum included: verified as read
         if status.state is ProcessState.IDLE or active != recipe.info():
             try:
                 await self._driver.load_recipe(recipe)
@@ -505,10 +563,11 @@ class ToolRunner:
             await self._driver.verify_recipe(recipe)
         except RecipeMismatch as exc:
             reason = f"recipe check failed on {self.tool_id}: {exc.message}"
-            await self._give_back(lot, reason)
+            # out of dispatch first, or the lot given back is sent straight back here
             await self._equipment.set_dispatch(
                 self.tool_id, DispatchMode.MANUAL, self._user, reason
             )
+            await self._give_back(lot, reason)
             raise StepGivenUp(reason) from exc
 
     async def _finish_job(

@@ -1,7 +1,7 @@
 """Recovery, state by state: the database and the tool are put exactly where a controller that
 died would have left them, then a controller starts. Results the tool holds are recorded once
-and acknowledged; a job still running is followed; a job written as started that provably
-never reached the tool (the tool still held earlier results) is redone, not held."""
+and acknowledged; a job still running is followed; a job the tool took before the controller
+could write it down is adopted; a job written down that the tool lost holds its lot."""
 
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ async def _at_die_attach(stack: Stack) -> list[str]:
 
 
 async def _run_on_tool(
-    stack: Stack, tool: VirtualTool, job_id: str, carrier: str, *, wait: bool
+    stack: Stack, tool: VirtualTool, job_id: str, carrier: str, *, wait: bool, written: bool = True
 ) -> None:
-    """What the controller does before it dies: record the job, start it on the tool."""
+    """What the controller does before it dies: start the job on the tool, write it down
+    (unless it dies in between: ``written=False``)."""
     lot = await stack.lots.get(LOT)
     assert lot.running is not None
     flow = stack.lots.flow(lot.flow)
@@ -48,8 +49,9 @@ async def _run_on_tool(
         if tool.status.state is ProcessState.READY:
             break
         await asyncio.sleep(0.01)
-    await stack.lots.start_job(cmd.StartJob(LOT, job_id, "DB-1", carrier, CTRL))
     tool.start_job(Job(job_id, LOT, "DIE_ATTACH", carrier, SiteMap.all_good(4, 8)))
+    if written:
+        await stack.lots.start_job(cmd.StartJob(LOT, job_id, "DB-1", carrier, CTRL))
     if wait:
         for _ in range(400):
             if tool.status.state is ProcessState.COMPLETE:
@@ -68,24 +70,66 @@ async def _finishes_without_hold(stack: Stack) -> list[Operation]:
     return [e.operation for e in report.history]
 
 
-async def test_results_recorded_but_not_acknowledged_and_a_job_never_sent_are_settled_without_hold(
+async def _jobs_recorded(stack: Stack, job_id: str) -> tuple[int, int]:
+    history = (await stack.lots.report(LOT)).history
+    started = [e.data["job"] for e in history if e.operation is Operation.JOB_START]
+    recorded = [e.data["job"] for e in history if e.operation is Operation.JOB_RECORD]
+    return started.count(job_id), recorded.count(job_id)
+
+
+async def test_results_recorded_but_not_acknowledged_are_acknowledged_not_recorded_again(
     stack: Stack,
 ) -> None:
     config = line_config()
     async with simulated(config) as line:
-        first, second = await _at_die_attach(stack)
+        first, _ = await _at_die_attach(stack)
         tool = line.tool("DB-1")
         await _run_on_tool(stack, tool, "J1", first, wait=True)
         await stack.lots.record_job(cmd.RecordJob("J1", CTRL))  # recorded, not acknowledged
-        await stack.lots.start_job(cmd.StartJob(LOT, "J2", "DB-1", second, CTRL))  # never sent
         assert tool.status.results_waiting
         async with running_controller(config, stack):
-            operations = await _finishes_without_hold(stack)
-    assert operations.count(Operation.JOB_ABANDON) == 1
-    history = (await stack.lots.report(LOT)).history
-    recorded = [e.data["job"] for e in history if e.operation is Operation.JOB_RECORD]
-    assert recorded.count("J1") == 1
-    assert (job := await stack.lots.job("J2")) is not None and job.status is JobStatus.ABANDONED
+            await _finishes_without_hold(stack)
+    assert await _jobs_recorded(stack, "J1") == (1, 1)
+
+
+async def test_a_job_the_tool_took_before_it_was_written_down_is_adopted(stack: Stack) -> None:
+    config = line_config()
+    async with simulated(config) as line:
+        first, _ = await _at_die_attach(stack)
+        await _run_on_tool(stack, line.tool("DB-1"), "J1", first, wait=True, written=False)
+        async with running_controller(config, stack):
+            await _finishes_without_hold(stack)
+    assert await _jobs_recorded(stack, "J1") == (1, 1)
+
+
+async def test_a_job_the_tool_still_runs_that_was_not_written_down_is_followed_and_adopted(
+    stack: Stack,
+) -> None:
+    config = line_config(slow={"DB-1": 0.4})
+    async with simulated(config) as line:
+        first, _ = await _at_die_attach(stack)
+        tool = line.tool("DB-1")
+        await _run_on_tool(stack, tool, "J1", first, wait=False, written=False)
+        assert tool.status.state is ProcessState.EXECUTING
+        async with running_controller(config, stack):
+            await _finishes_without_hold(stack)
+    assert await _jobs_recorded(stack, "J1") == (1, 1)
+
+
+async def test_a_job_written_down_that_the_tool_lost_holds_the_lot(stack: Stack) -> None:
+    config = line_config()
+    async with simulated(config):
+        first, _ = await _at_die_attach(stack)
+        await stack.lots.start_job(cmd.StartJob(LOT, "J1", "DB-1", first, CTRL))  # tool: nothing
+        async with running_controller(config, stack):
+
+            async def held() -> bool:
+                return (await stack.lots.get(LOT)).state is LotState.HOLD
+
+            await wait_until(held, timeout_s=30, what="the lot held")
+    lot = await stack.lots.get(LOT)
+    assert lot.hold is not None and "no longer knows job J1" in lot.hold.reason
+    assert (job := await stack.lots.job("J1")) is not None and job.status is JobStatus.ABANDONED
 
 
 async def test_results_the_controller_never_recorded_are_recorded_once(stack: Stack) -> None:
@@ -95,9 +139,8 @@ async def test_results_the_controller_never_recorded_are_recorded_once(stack: St
         await _run_on_tool(stack, line.tool("DB-1"), "J1", first, wait=True)
         async with running_controller(config, stack):
             operations = await _finishes_without_hold(stack)
-    history = (await stack.lots.report(LOT)).history
-    assert [e.data["job"] for e in history if e.operation is Operation.JOB_RECORD].count("J1") == 1
-    assert Operation.JOB_ABANDON not in operations
+    assert await _jobs_recorded(stack, "J1") == (1, 1)
+    assert Operation.HOLD not in operations
 
 
 async def test_a_job_still_running_when_the_controller_starts_is_followed(stack: Stack) -> None:

@@ -183,20 +183,3 @@ async def test_a_count_is_summed_over_the_carriers_and_a_measurement_averaged(
     recorded = outcome.lot.recorded
     assert recorded["missing_balls"] == 3 and isinstance(recorded["missing_balls"], int)
     assert recorded["reflow_peak_c"] == pytest.approx(245.0)
-
-
-async def test_a_job_that_never_reached_its_tool_is_abandoned_and_its_carrier_runs_again(
-    service: LotService,
-) -> None:
-    first, _ = await _at_die_attach(service)
-    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
-    with pytest.raises(InvalidInput):
-        await service.abandon_job("J1", " ", CTRL)
-    outcome = await service.abandon_job("J1", "never reached DB-1", CTRL)
-    assert outcome.lot.state is LotState.RUNNING
-    assert outcome.entries[0].operation is Operation.JOB_ABANDON
-    assert (job := await service.job("J1")) is not None and job.status is JobStatus.ABANDONED
-    await service.start_job(cmd.StartJob("L1", "J2", "DB-1", first, CTRL))
-    await service.record_job(cmd.RecordJob("J2", CTRL))
-    with pytest.raises(OperationNotAllowed):
-        await service.abandon_job("J2", "too late: recorded", CTRL)
