@@ -206,7 +206,7 @@ class Lot:
 
 class JobStatus(StrEnum):
     STARTED = "started"
-    """Written before the tool is asked to start: the tool may or may not have it."""
+    """Written once the tool has taken the job: its results are awaited."""
     RECORDED = "recorded"
     """The tool's results are recorded; the tool may forget them."""
     ABANDONED = "abandoned"
@@ -219,10 +219,10 @@ class JobStatus(StrEnum):
 class JobRecord:
     """One carrier processed by a tool at one step occurrence of a lot.
 
-    A step on a tool runs as one job per carrier. Its results are recorded here before the
-    tool is told to forget them, and the last carrier's record tracks the lot out in the same
-    transaction: a controller that fails between the two finds the results again and records
-    them once.
+    A step on a tool runs as one job per carrier, written down once the tool has taken it.
+    Its results are recorded here before the tool is told to forget them, and the last
+    carrier's record tracks the lot out in the same transaction: a controller that fails
+    between the two finds the results again and records them once.
     """
 
     job_id: str
