@@ -270,7 +270,9 @@ def _example_config() -> LineConfig:
 async def _demo(run: Demo) -> int:
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    # Our own handlers: a demo started in the background by a shell inherits SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     await _fresh_database(run)
     _write_config(run)
     await _start_line(run)
