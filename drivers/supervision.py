@@ -5,7 +5,9 @@ events to any number of listeners, and connectivity changes logged once, on the 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import zlib
 from collections.abc import AsyncIterator, Iterator
 
 import structlog
@@ -27,6 +29,35 @@ def backoff_delays(policy: ConnectionPolicy, rng: random.Random | None = None) -
         capped = min(delay, policy.backoff_max_s)
         yield capped * (1.0 - policy.backoff_jitter * rng.random())
         delay = capped * 2.0
+
+
+class PollClock:
+    """When to poll a tool: at a fixed rate, on ticks ``phase + k * interval`` of the event
+    loop's clock, with a phase of the tool's own in ``[0, interval)`` taken from its id.
+
+    The tools of a line are read spread across the interval instead of all at once (their
+    completions, and the work they start in the controller, then arrive one by one rather
+    than in bursts), and the phase is the same after every restart. A slow poll does not
+    shift the ticks after it; a tick missed (a poll longer than the interval) is skipped,
+    not caught up with a burst of reads.
+    """
+
+    def __init__(self, tool_id: str, interval_s: float):
+        self.interval_s = interval_s
+        self.phase_s = interval_s * zlib.crc32(tool_id.encode()) / 2**32
+        self._next: float | None = None
+
+    def _tick_after(self, now: float) -> float:
+        k = math.floor((now - self.phase_s) / self.interval_s) + 1
+        return self.phase_s + k * self.interval_s
+
+    def delay(self, now: float) -> float:
+        """Seconds from ``now`` to the next tick (called once after each poll)."""
+        tick = self._tick_after(now) if self._next is None else self._next + self.interval_s
+        if tick <= now:  # the poll took longer than the interval: skip what was missed
+            tick = self._tick_after(now)
+        self._next = tick
+        return tick - now
 
 
 class EventHub:

@@ -19,7 +19,8 @@ the map cannot carry (an id too long for its field, a value the class does not t
 refused the same way, with INVALID_ARGUMENT, before anything is written.
 
 After :meth:`ModbusDriver.start`, one supervision task keeps the connection: it polls the
-status block (one read request) every ``poll_interval_s`` and publishes changes through
+status block (one read request) every ``poll_interval_s``, at a fixed rate and at a phase of
+the tool's own (:class:`~drivers.supervision.PollClock`), and publishes changes through
 :class:`~drivers.supervision.EventHub`; when the tool stops answering it reports
 ConnectionLost once and reconnects with capped, jittered backoff.
 """
@@ -73,7 +74,7 @@ from drivers.model import (
     ToolIdentity,
     ToolStatus,
 )
-from drivers.supervision import EventHub, backoff_delays
+from drivers.supervision import EventHub, PollClock, backoff_delays
 
 log = structlog.get_logger("pkgline.drivers.modbus")
 
@@ -233,6 +234,8 @@ class ModbusDriver:
 
     async def _supervise(self) -> None:
         delays = backoff_delays(self._policy)
+        clock = PollClock(self.tool_id, self._policy.poll_interval_s)
+        loop = asyncio.get_running_loop()
         while True:
             if not self._session.connected:
                 await asyncio.sleep(next(delays))
@@ -251,7 +254,7 @@ class ModbusDriver:
                 delays = backoff_delays(self._policy)
                 self._hub.online()
                 self._hub.status(status)
-            await self._wait(self._policy.poll_interval_s)
+            await self._wait(clock.delay(loop.time()))
 
     async def _wait(self, seconds: float) -> None:
         """Sleep until the next poll, or until the connection drops."""
