@@ -679,8 +679,16 @@ class ToolRunner:
     def _background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(work)
         self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        task.add_done_callback(self._background_done)
         return task
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        """Its failure is raised to whoever awaits it (:meth:`_acknowledged`); one nobody
+        awaits any more (the runner was stopped meanwhile) is logged here, not left to
+        asyncio's "exception was never retrieved"."""
+        self._in_flight.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.debug("background tool request failed", error=str(exc))
 
     async def _shielded(self, work: Coroutine[Any, Any, T]) -> T:
         return await asyncio.shield(self._background(work))
