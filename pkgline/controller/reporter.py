@@ -5,11 +5,18 @@ database there would delay the runner and queue behind every other writer. So ru
 what they observe, stamped with the time they observed it, and one task writes the queue in
 order, all that is pending in one transaction. E10 times are the observed times, not the
 write times.
+
+The task gathers for ``BATCH_S`` after the first observation before it writes: a line's tools
+change state many times a second (each job goes through several states), and a transaction
+per change would take the database's write turn (SQLite has one) as often as the lot moves
+that wait for it. What the operator's views show is then at most ``BATCH_S`` late; a
+:meth:`EquipmentReporter.flush` writes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 
 import structlog
@@ -22,11 +29,15 @@ from mes.equipment import EquipmentService
 log = structlog.get_logger("pkgline.controller")
 
 RETRY_S = 1.0
+BATCH_S = 0.1
+"""How long observations gather before they are written (one transaction)."""
 
 
 class EquipmentReporter:
-    def __init__(self, equipment: EquipmentService):
+    def __init__(self, equipment: EquipmentService, *, batch_s: float = BATCH_S):
         self._equipment = equipment
+        self._batch_s = batch_s
+        self._now = asyncio.Event()
         self._pending: list[tuple[str, ToolSnapshot, datetime]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -40,7 +51,10 @@ class EquipmentReporter:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Wait until everything submitted so far is written."""
+        """Write what is pending at once, and wait until everything submitted so far is
+        written."""
+        if not self._idle.is_set():
+            self._now.set()
         await self._idle.wait()
 
     async def run(self) -> None:
@@ -49,7 +63,11 @@ class EquipmentReporter:
         know."""
         while True:
             await self._wake.wait()
+            if not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), self._batch_s)
             self._wake.clear()
+            self._now.clear()
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
@@ -66,4 +84,7 @@ class EquipmentReporter:
                 if self._failing:
                     log.info("recording tool states again")
                     self._failing = False
-            self._idle.set()
+                if not self._now.is_set():
+                    break  # what came in meanwhile gathers for the next batch
+            if not self._pending:
+                self._idle.set()
