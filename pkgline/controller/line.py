@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -27,7 +27,7 @@ from drivers.interface import ToolDriver
 from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
-from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRegistration
+from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, ToolRegistration
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import LotState
 from mes.equipment import EquipmentService
@@ -103,13 +103,14 @@ class LineController:
                 lots,
                 equipment,
                 user=self._user,
-                on_idle=self.wake,
+                dispatch_now=self.wake,
                 observer=observer,
                 report=self._reporter.submit,
             )
             self.runners[tool.id] = runner
-        self._wake = asyncio.Event()
+        self._manual_wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self._started_at = utc_now()
         self._counts = (0, 0)
         self.ready = asyncio.Event()
@@ -117,7 +118,7 @@ class LineController:
     # -- control -----------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Dispatch now (a tool became idle)."""
+        """Dispatch now (a tool became free, or a lot waits at its next step)."""
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -176,6 +177,8 @@ class LineController:
                 asyncio.create_task(self._dispatch_loop(), name="dispatch"),
                 asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             ]
+            if self.config.controller.auto_manual_steps:
+                loops.append(asyncio.create_task(self._manual_loop(), name="manual-steps"))
             stop = asyncio.create_task(self._stop.wait(), name="stop")
             done, _ = await asyncio.wait(
                 [stop, *tasks, *loops], return_when=asyncio.FIRST_COMPLETED
@@ -238,8 +241,10 @@ class LineController:
         log.info("line controller stopped")
 
     async def _dispatch_loop(self) -> None:
-        """A full pass every interval; between them, a tool that became idle wakes a pass
-        over the waiting lots only."""
+        """One pass at a time: a full pass every interval (lots started or tracked in by
+        operators, tools switched back to auto); between them, a pass over the waiting lots
+        whenever :meth:`wake` is called. Passes do not overlap: on SQLite every transaction
+        waits for the one writer, and more of them at once only make each one slower."""
         interval = self.config.controller.dispatch_interval_s
         loop = asyncio.get_running_loop()
         last_full = loop.time()
@@ -308,6 +313,17 @@ class LineController:
                     candidates.append(candidate)
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
+        if self.config.controller.dispatch:
+            await self._start_on_idle_tools(tools, candidates)
+        if self.config.controller.auto_manual_steps and any(
+            self._is_manual(c.step) for c in candidates
+        ):
+            self._manual_wake.set()
+
+    async def _start_on_idle_tools(
+        self, tools: Mapping[str, ToolRecord], candidates: list[Candidate]
+    ) -> None:
+        """Track the most urgent fitting lot in on each idle tool in auto."""
         for tool_id, runner in sorted(self.runners.items()):
             record = tools.get(tool_id)
             if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
@@ -317,10 +333,6 @@ class LineController:
                 continue
             candidates.remove(pick)
             await self._start(pick, runner)
-        if self.config.controller.auto_manual_steps:
-            # after the idle tools are served: no tool runs a manual step, and each one
-            # completed here costs two transactions the waiting tools need not wait for
-            await self._complete_manual_steps(candidates)
 
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:
@@ -333,13 +345,31 @@ class LineController:
         log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
         runner.assign(pick.lot.id)
 
-    async def _complete_manual_steps(self, candidates: list[Candidate]) -> list[Candidate]:
-        left = []
+    def _is_manual(self, step: str) -> bool:
+        info = self._library.step_codes.get(step)
+        return info is not None and info.equipment_class == MANUAL
+
+    async def _manual_loop(self) -> None:
+        """Complete the manual steps lots wait at (``auto_manual_steps``), woken by the
+        dispatch passes that find some. Apart from dispatching: each one completed costs two
+        transactions, and a batch of new lots must not keep an idle tool waiting."""
+        while True:
+            await self._manual_wake.wait()
+            self._manual_wake.clear()
+            try:
+                lots = await self._lots.heads([LotState.WAITING])
+                candidates = [
+                    c
+                    for lot in lots
+                    if (c := next_step_of(lot, self._lots.next_in_order(lot))) is not None
+                    and self._is_manual(c.step)
+                ]
+                await self._complete_manual_steps(candidates)
+            except DatabaseUnavailable as exc:
+                log.warning("cannot complete manual steps: database unavailable", error=str(exc))
+
+    async def _complete_manual_steps(self, candidates: list[Candidate]) -> None:
         for candidate in candidates:
-            info = self._library.step_codes.get(candidate.step)
-            if info is None or info.equipment_class != MANUAL:
-                left.append(candidate)
-                continue
             lot = candidate.lot
             try:
                 await self._lots.track_in(cmd.TrackIn(lot.id, candidate.step, self._user))
@@ -350,5 +380,4 @@ class LineController:
                 )
                 continue
             log.info("manual step completed", lot=lot.id, step=candidate.step)
-            self._wake.set()
-        return left
+            self.wake()

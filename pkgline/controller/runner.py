@@ -101,7 +101,7 @@ class ToolRunner:
         equipment: EquipmentService,
         *,
         user: str,
-        on_idle: Callable[[], None] = lambda: None,
+        dispatch_now: Callable[[], None] = lambda: None,
         observer: RunnerObserver | None = None,
         report: Callable[[str, ToolSnapshot, datetime], None] | None = None,
     ):
@@ -113,7 +113,8 @@ class ToolRunner:
         self._equipment = equipment
         self._user = user
         self._spec = class_spec(tool.equipment_class)
-        self._on_idle = on_idle
+        self._dispatch_now = dispatch_now
+        """Called when this tool may take a lot, or a lot it ran waits at its next step."""
         self._observer = observer or _NoObserver()
         self._submit = report or (lambda *_: None)
         self._status: ToolStatus | None = None
@@ -206,7 +207,7 @@ class ToolRunner:
                 self.first_contact.set()
             self._changed.set()
             if self.is_idle():
-                self._on_idle()
+                self._dispatch_now()
 
     def _report(self, *, reason: str | None = None, force: bool = False) -> None:
         """Tell equipment tracking what the tool does (written in the background, stamped
@@ -273,8 +274,10 @@ class ToolRunner:
             except DriverError as exc:  # found on the tool again and acknowledged later
                 log.warning("results not acknowledged yet", error=str(exc))
             await self._refresh_status()
-            if not retry and self.is_idle():
-                self._on_idle()  # the next lot is dispatched while the report is written
+            if not retry:
+                # this tool's next lot, and the next step of the lot it ran (another tool's,
+                # maybe), are dispatched while the report is written
+                self._dispatch_now()
             self._report(force=True)
             if retry:
                 await self._wait_connected()

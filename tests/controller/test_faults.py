@@ -4,6 +4,7 @@ taken out of dispatch, and a lot taken off a tool by an operator while its job r
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -152,10 +153,8 @@ async def test_a_tool_switched_to_manual_gets_no_lots_until_switched_back(stack:
         await wait_until(
             lambda: _after(stack, "DIE_ATTACH"), timeout_s=30, what="the lot to wait for WIRE_BOND"
         )
-        await wait_until(
-            lambda: _still_waiting(stack), timeout_s=2, every_s=1.5, what="no dispatch"
-        )
-        assert (await stack.lots.get(LOT)).state is LotState.WAITING
+        await asyncio.sleep(1.0)  # five full dispatch passes (every 0.2 s) go by
+        assert await _still_waiting(stack), "a lot was started on a tool in manual"
         await stack.equipment.set_dispatch("WB-1", DispatchMode.AUTO, "eng1")
         await wait_until(
             lambda: _is(stack, LotState.COMPLETED), timeout_s=60, what="the lot to finish"
@@ -202,3 +201,29 @@ async def _connected(stack: Stack, tool_id: str, connected: bool) -> bool:
 
 async def _dispatch(stack: Stack, tool_id: str, mode: DispatchMode) -> bool:
     return (await stack.equipment.tool(tool_id)).dispatch is mode
+
+
+async def test_a_controller_set_not_to_dispatch_starts_no_lot_but_runs_those_tracked_in(
+    stack: Stack,
+) -> None:
+    base = line_config()
+    config = base.model_copy(
+        update={"controller": base.controller.model_copy(update={"dispatch": False})}
+    )
+    async with simulated(config), running_controller(config, stack):
+        await _start(stack)
+        await wait_until(
+            lambda: _after(stack, "SUBSTRATE_LOAD"),
+            timeout_s=10,
+            what="the manual step completed (auto_manual_steps)",
+        )
+        await asyncio.sleep(1.0)  # five full passes (every 0.2 s): DB-1 idle, nothing starts
+        assert await _after(stack, "SUBSTRATE_LOAD"), "the controller started the lot itself"
+        await stack.lots.track_in(cmd.TrackIn(LOT, "DIE_ATTACH", "op1", tool="DB-1"))
+        await wait_until(
+            lambda: _after(stack, "DIE_ATTACH"),
+            timeout_s=30,
+            what="the lot the operator tracked in run on DB-1",
+        )
+        await asyncio.sleep(1.0)  # and the next step is not started by the controller either
+        assert await _after(stack, "DIE_ATTACH"), "the controller started the next step itself"
