@@ -18,24 +18,27 @@ from pkgline.config import LineTool
 from pkgline.controller.runner import ToolRunner
 
 
+def _runner() -> ToolRunner:
+    """A runner with nothing behind it: only its background work is used here."""
+    tool = LineTool(
+        id="MOLD-1", equipment_class=EquipmentClass.MOLDER, endpoint=ModbusEndpoint(port=5020)
+    )
+    return ToolRunner(
+        tool,
+        cast(ToolDriver, object()),
+        cast(LotService, object()),
+        cast(EquipmentService, object()),
+        user="test",
+    )
+
+
 async def test_a_failed_acknowledge_nobody_awaits_any_more_is_not_left_unretrieved() -> None:
     loop = asyncio.get_running_loop()
     reported: list[dict[str, Any]] = []
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
     try:
-        tool = LineTool(
-            id="MOLD-1",
-            equipment_class=EquipmentClass.MOLDER,
-            endpoint=ModbusEndpoint(port=5020),
-        )
-        runner = ToolRunner(
-            tool,
-            cast(ToolDriver, object()),
-            cast(LotService, object()),
-            cast(EquipmentService, object()),
-            user="test",
-        )
+        runner = _runner()
 
         async def acknowledge() -> None:
             raise ToolUnreachable("the connection was closed", tool_id="MOLD-1")
@@ -53,16 +56,7 @@ async def test_a_failed_acknowledge_nobody_awaits_any_more_is_not_left_unretriev
 
 
 async def test_the_failure_still_reaches_whoever_awaits_it() -> None:
-    tool = LineTool(
-        id="MOLD-1", equipment_class=EquipmentClass.MOLDER, endpoint=ModbusEndpoint(port=5020)
-    )
-    runner = ToolRunner(
-        tool,
-        cast(ToolDriver, object()),
-        cast(LotService, object()),
-        cast(EquipmentService, object()),
-        user="test",
-    )
+    runner = _runner()
 
     async def acknowledge() -> None:
         raise ToolUnreachable("the connection was closed", tool_id="MOLD-1")
