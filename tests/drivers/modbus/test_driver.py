@@ -21,29 +21,12 @@ from drivers.model import (
     ProcessState,
     Recipe,
     RefusalCode,
-    SiteMap,
 )
 from simulators.engine import VirtualTool
 from simulators.modbus_server import ModbusToolServer
+from tests.drivers.common import INCOMING, complete_job, full_recipe, load_ready, wait_for_state
 
-from .conftest import full_recipe, tool_config, wait_for_state
-
-INCOMING = SiteMap(3, 4, (0, 1, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0))
-"""Three sites come in bad (two skipped, one with a reject code of an earlier step)."""
-
-
-async def _ready(driver: ModbusDriver, equipment_class: EquipmentClass) -> Recipe:
-    recipe = full_recipe(equipment_class)
-    await driver.load_recipe(recipe)
-    await wait_for_state(driver, ProcessState.READY)
-    return recipe
-
-
-async def _complete_job(driver: ModbusDriver, job_id: str = "J-1") -> Job:
-    job = Job(job_id, "LOT-1", "STEP_A", "LOT-1.01", INCOMING)
-    await driver.start_job(job)
-    await wait_for_state(driver, ProcessState.COMPLETE)
-    return job
+from .conftest import tool_config
 
 
 def test_the_driver_satisfies_the_tool_driver_protocol(equipment_class: EquipmentClass) -> None:
@@ -76,7 +59,7 @@ async def test_a_loaded_recipe_is_active_and_verifies(
     driver: ModbusDriver, equipment_class: EquipmentClass
 ) -> None:
     assert await driver.active_recipe() is None, "a fresh tool holds no recipe"
-    recipe = await _ready(driver, equipment_class)
+    recipe = await load_ready(driver, equipment_class)
     info = await driver.verify_recipe(recipe)
     assert info == recipe.info(), "the tool's checksum is the controller's"
     assert await driver.active_recipe() == recipe.info()
@@ -85,7 +68,7 @@ async def test_a_loaded_recipe_is_active_and_verifies(
 async def test_verify_with_a_different_recipe_raises_recipe_mismatch(
     driver: ModbusDriver, equipment_class: EquipmentClass
 ) -> None:
-    recipe = await _ready(driver, equipment_class)
+    recipe = await load_ready(driver, equipment_class)
     other = Recipe(recipe.name, recipe.version + 1, recipe.body)
     with pytest.raises(RecipeMismatch) as mismatch:
         await driver.verify_recipe(other)
@@ -118,8 +101,8 @@ async def test_a_recipe_value_the_class_does_not_take_is_refused_before_sending(
 async def test_a_full_job_returns_the_outgoing_site_map_and_typed_measured_values(
     driver: ModbusDriver, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
-    job = await _complete_job(driver)
+    await load_ready(driver, equipment_class)
+    job = await complete_job(driver)
     status = await driver.status()
     assert status.results_waiting and status.job_id == job.job_id
     assert status.sites_done == status.sites_total == INCOMING.good_count
@@ -159,7 +142,7 @@ async def test_starting_a_job_in_idle_is_refused_with_wrong_state(driver: Modbus
 async def test_starting_a_job_in_maintenance_is_refused_with_wrong_mode(
     driver: ModbusDriver, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     await driver.set_mode(Mode.MAINTENANCE)
     assert (await driver.status()).mode is Mode.MAINTENANCE
     with pytest.raises(CommandRefused) as refused:
@@ -170,7 +153,7 @@ async def test_starting_a_job_in_maintenance_is_refused_with_wrong_mode(
 async def test_an_id_too_long_for_its_register_field_is_refused_before_sending(
     driver: ModbusDriver, equipment_class: EquipmentClass, tool: VirtualTool
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     with pytest.raises(CommandRefused) as refused:
         await driver.start_job(Job("J" * 40, "LOT-1", "STEP_A", "LOT-1.01", INCOMING))
     assert refused.value.code == RefusalCode.INVALID_ARGUMENT
@@ -181,7 +164,7 @@ async def test_an_id_too_long_for_its_register_field_is_refused_before_sending(
 async def test_abort_stops_a_running_job_and_reset_returns_to_ready(
     driver: ModbusDriver, equipment_class: EquipmentClass, tool: VirtualTool
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     tool.settings.time_scale = 100.0  # the job now takes long enough to be aborted
     await driver.start_job(Job("J-1", "LOT-1", "STEP_A", "LOT-1.01", INCOMING))
     assert (await driver.status()).state is ProcessState.EXECUTING
@@ -195,7 +178,7 @@ async def test_abort_stops_a_running_job_and_reset_returns_to_ready(
 async def test_an_injected_alarm_shows_in_the_status_and_reset_clears_it(
     driver: ModbusDriver, equipment_class: EquipmentClass, server: ModbusToolServer
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     server.inject_alarm(Alarm(4711, "vacuum lost on chuck", AlarmSeverity.FATAL))
     status = await wait_for_state(driver, ProcessState.ALARM)
     assert status.alarm == Alarm(4711, "vacuum lost on chuck", AlarmSeverity.FATAL)
@@ -210,8 +193,8 @@ async def test_an_injected_alarm_shows_in_the_status_and_reset_clears_it(
 async def test_results_are_kept_until_the_right_job_is_acknowledged(
     driver: ModbusDriver, equipment_class: EquipmentClass, server: ModbusToolServer
 ) -> None:
-    await _ready(driver, equipment_class)
-    job = await _complete_job(driver, "J-42")
+    await load_ready(driver, equipment_class)
+    job = await complete_job(driver, "J-42")
     first = await driver.results()
     assert first is not None and first == await driver.results(), "reading does not consume"
 
@@ -234,8 +217,8 @@ async def test_results_are_kept_until_the_right_job_is_acknowledged(
 async def test_a_recipe_cannot_be_loaded_while_results_wait(
     driver: ModbusDriver, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
-    await _complete_job(driver)
+    await load_ready(driver, equipment_class)
+    await complete_job(driver)
     with pytest.raises(CommandRefused) as refused:
         await driver.load_recipe(full_recipe(equipment_class, version=2))
     assert refused.value.code == RefusalCode.WRONG_STATE

@@ -18,8 +18,9 @@ from drivers.modbus.regmap import packaged_map, packaged_map_path
 from drivers.model import EquipmentClass, ProcessState
 from simulators.engine import VirtualTool
 from simulators.modbus_server import ModbusToolServer
+from tests.drivers.common import event_stream, full_recipe, next_event, wait_for_state
 
-from .conftest import FAST, event_stream, full_recipe, next_event, tool_config, wait_for_state
+from .conftest import FAST, tool_config
 from .fakes import FakeModbusServer, mute, serve_image
 
 

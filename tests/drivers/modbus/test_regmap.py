@@ -23,8 +23,7 @@ from drivers.modbus.regmap import (
 from drivers.model import EquipmentClass, Job, ProcessState, Recipe, SiteMap
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
-
-from .conftest import wait_for_state
+from tests.drivers.common import wait_for_state
 
 MOLDER_VALUES = """\
 recipe:

@@ -16,16 +16,9 @@ from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged
 from drivers.model import EquipmentClass, Job, Mode, ProcessState, SiteMap
 from drivers.opcua import OpcUaSessionPool
 from simulators.opcua_server import OpcUaToolServer
+from tests.drivers.common import event_stream, full_recipe, next_event, next_status
 
-from .conftest import (
-    FAST,
-    DriverMaker,
-    event_stream,
-    full_recipe,
-    next_event,
-    next_status,
-    virtual_tool,
-)
+from .conftest import FAST, DriverMaker, virtual_tool
 
 MOLDER = EquipmentClass.MOLDER
 

@@ -24,38 +24,21 @@ from drivers.model import (
     ProcessState,
     Recipe,
     RefusalCode,
-    SiteMap,
 )
 from drivers.opcua import OpcUaDriver, OpcUaSessionPool
 from simulators.engine import VirtualTool
 from simulators.opcua_server import OpcUaToolServer
-
-from .conftest import (
-    DriverMaker,
+from tests.drivers.common import (
+    INCOMING,
+    complete_job,
     event_stream,
     full_recipe,
+    load_ready,
     next_event,
     next_status,
-    tool_config,
-    wait_for_state,
 )
 
-INCOMING = SiteMap(3, 4, (0, 1, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0))
-"""Three sites come in bad (two skipped, one with a reject code of an earlier step)."""
-
-
-async def _ready(driver: OpcUaDriver, equipment_class: EquipmentClass) -> Recipe:
-    recipe = full_recipe(equipment_class)
-    await driver.load_recipe(recipe)
-    await wait_for_state(driver, ProcessState.READY)
-    return recipe
-
-
-async def _complete_job(driver: OpcUaDriver, job_id: str = "J-1") -> Job:
-    job = Job(job_id, "LOT-1", "STEP_A", "LOT-1.01", INCOMING)
-    await driver.start_job(job)
-    await wait_for_state(driver, ProcessState.COMPLETE)
-    return job
+from .conftest import DriverMaker, tool_config
 
 
 def test_the_driver_satisfies_the_tool_driver_protocol(equipment_class: EquipmentClass) -> None:
@@ -97,7 +80,7 @@ async def test_a_loaded_recipe_is_active_and_verifies(
 async def test_verifying_another_recipe_is_a_mismatch(
     driver: OpcUaDriver, equipment_class: EquipmentClass
 ) -> None:
-    loaded = await _ready(driver, equipment_class)
+    loaded = await load_ready(driver, equipment_class)
     other = Recipe(loaded.name, loaded.version + 1, loaded.body)
     with pytest.raises(RecipeMismatch) as mismatch:
         await driver.verify_recipe(other)
@@ -118,9 +101,9 @@ async def test_a_recipe_value_the_class_does_not_take_is_refused(
 async def test_a_full_job_returns_the_site_map_and_typed_measured_values(
     driver: OpcUaDriver, tool: VirtualTool, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     async with event_stream(driver) as events:
-        job = await _complete_job(driver)
+        job = await complete_job(driver)
         done = await next_status(events, ProcessState.COMPLETE)
     assert done.job_id == job.job_id
     assert done.results_waiting
@@ -167,7 +150,7 @@ async def test_starting_a_job_in_idle_is_refused_with_wrong_state(driver: OpcUaD
 async def test_a_job_is_refused_in_maintenance_mode(
     driver: OpcUaDriver, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     await driver.set_mode(Mode.MAINTENANCE)
     assert (await driver.status()).mode is Mode.MAINTENANCE
     with pytest.raises(CommandRefused) as refused:
@@ -178,7 +161,7 @@ async def test_a_job_is_refused_in_maintenance_mode(
 async def test_an_aborted_job_is_reset_to_ready(
     driver: OpcUaDriver, tool: VirtualTool, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     tool.settings.time_scale = 100.0  # the job now runs long enough to be aborted
     await driver.start_job(Job("J-1", "LOT-1", "STEP_A", "C-1", INCOMING))
     assert (await driver.status()).state is ProcessState.EXECUTING
@@ -201,7 +184,7 @@ async def test_abort_is_refused_when_nothing_runs(driver: OpcUaDriver) -> None:
 async def test_an_injected_alarm_arrives_as_alarm_status_and_clears_on_reset(
     driver: OpcUaDriver, tool: VirtualTool, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
+    await load_ready(driver, equipment_class)
     alarm = Alarm(4242, "vacuum lost", AlarmSeverity.FATAL)
     async with event_stream(driver) as events:
         tool.inject_alarm(alarm)
@@ -218,8 +201,8 @@ async def test_an_injected_alarm_arrives_as_alarm_status_and_clears_on_reset(
 async def test_results_are_kept_until_acknowledged_even_across_a_controller_restart(
     driver: OpcUaDriver, server: OpcUaToolServer, tool: VirtualTool, equipment_class: EquipmentClass
 ) -> None:
-    await _ready(driver, equipment_class)
-    job = await _complete_job(driver, "J-7")
+    await load_ready(driver, equipment_class)
+    job = await complete_job(driver, "J-7")
     before = await driver.results()
     assert before is not None
 

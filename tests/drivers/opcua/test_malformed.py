@@ -13,8 +13,9 @@ from drivers.errors import ProtocolError
 from drivers.model import EquipmentClass, Job, ProcessState, SiteMap
 from drivers.opcua import OpcUaDriver
 from simulators.opcua_server import OpcUaToolServer
+from tests.drivers.common import full_recipe, wait_for_state
 
-from .conftest import DriverMaker, full_recipe, virtual_tool, wait_for_state
+from .conftest import DriverMaker, virtual_tool
 
 V = ua.VariantType
 

@@ -21,8 +21,9 @@ from drivers.opcua.nodemap import (
 )
 from simulators.opcua_model import NAMESPACE_URI
 from simulators.opcua_server import OpcUaToolServer
+from tests.drivers.common import full_recipe, wait_for_state
 
-from .conftest import DriverMaker, full_recipe, wait_for_state
+from .conftest import DriverMaker
 
 PACKAGED = DEFAULT_MAP_PATH.read_text(encoding="utf-8")
 
