@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "install.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 
 
-def _install(*args: str, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
-    command = ["bash", str(SCRIPT), *args]
+def _install(
+    *args: str, as_nobody: bool = False, script: Path = SCRIPT
+) -> subprocess.CompletedProcess[str]:
+    command = ["bash", str(script), *args]
     if as_nobody and os.geteuid() == 0:
         command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
     return subprocess.run(
@@ -54,12 +58,27 @@ needs_a_non_root_user = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def readable_script() -> Iterator[Path]:
+    """install.sh in a copy of what it reads from its checkout, readable by anyone: the
+    checkout itself may be in a directory user nobody cannot enter (a ``mktemp -d`` clone)."""
+    root = Path(tempfile.mkdtemp(prefix="pkgline-install-"))
+    try:
+        shutil.copytree(SCRIPT.parent, root / "deploy")  # symlinks followed
+        shutil.copy(SCRIPT.parents[1] / "pyproject.toml", root)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield root / "deploy" / SCRIPT.name
+    finally:
+        shutil.rmtree(root)
+
+
 @needs_a_non_root_user
-def test_without_root_only_a_dry_run_is_allowed() -> None:
-    real = _install(as_nobody=True)
+def test_without_root_only_a_dry_run_is_allowed(readable_script: Path) -> None:
+    real = _install(as_nobody=True, script=readable_script)
     assert real.returncode == 1
     assert "run as root" in real.stderr
-    dry = _install("--dry-run", as_nobody=True)
+    dry = _install("--dry-run", as_nobody=True, script=readable_script)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("install.sh --dry-run: showing what would be done")
 
