@@ -29,7 +29,7 @@ from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, ToolRegistration
 from mes.domain.errors import LotTrackerError
-from mes.domain.model import LotState
+from mes.domain.model import LotHead, LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
@@ -305,12 +305,7 @@ class LineController:
                 runner = self.runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
                 if runner is not None and not runner.is_working_on(lot.id):
                     runner.assign(lot.id)
-        candidates: list[Candidate] = []
-        for lot in lots:
-            if lot.state is LotState.WAITING:
-                candidate = next_step_of(lot, self._lots.next_in_order(lot))
-                if candidate is not None:
-                    candidates.append(candidate)
+        candidates = self._candidates(lots)
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
         if self.config.controller.dispatch:
@@ -345,6 +340,15 @@ class LineController:
         log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
         runner.assign(pick.lot.id)
 
+    def _candidates(self, lots: Sequence[LotHead]) -> list[Candidate]:
+        """Each waiting lot with the step it goes to next."""
+        return [
+            c
+            for lot in lots
+            if lot.state is LotState.WAITING
+            and (c := next_step_of(lot, self._lots.next_in_order(lot))) is not None
+        ]
+
     def _is_manual(self, step: str) -> bool:
         info = self._library.step_codes.get(step)
         return info is not None and info.equipment_class == MANUAL
@@ -357,14 +361,8 @@ class LineController:
             await self._manual_wake.wait()
             self._manual_wake.clear()
             try:
-                lots = await self._lots.heads([LotState.WAITING])
-                candidates = [
-                    c
-                    for lot in lots
-                    if (c := next_step_of(lot, self._lots.next_in_order(lot))) is not None
-                    and self._is_manual(c.step)
-                ]
-                await self._complete_manual_steps(candidates)
+                waiting = self._candidates(await self._lots.heads([LotState.WAITING]))
+                await self._complete_manual_steps([c for c in waiting if self._is_manual(c.step)])
             except DatabaseUnavailable as exc:
                 log.warning("cannot complete manual steps: database unavailable", error=str(exc))
 
