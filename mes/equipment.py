@@ -18,6 +18,7 @@ from mes.domain.equipment import (
     DispatchMode,
     E10Change,
     StateTimes,
+    ToolPart,
     ToolRecord,
     ToolRegistration,
     ToolSnapshot,
@@ -74,7 +75,7 @@ class EquipmentService:
                         steps=reg.steps,
                         updated_at=now,
                     )
-                    await repo.update_tool(record)
+                    await repo.update_tool(record, ToolPart.REGISTRATION)
                 out.append(record)
             await uow.commit()
         return out
@@ -109,7 +110,7 @@ class EquipmentService:
             e10_since=at if changed else known.e10_since,
             updated_at=at,
         )
-        await repo.update_tool(record)
+        await repo.update_tool(record, ToolPart.STATE)
         if changed:
             await repo.add_change(
                 E10Change(
@@ -137,7 +138,8 @@ class EquipmentService:
                 # What it last did stays on record (last seen READY, with this alarm, ...).
                 snapshot = replace(known.snapshot, connected=False, e10=UNMONITORED, reason=reason)
                 await repo.update_tool(
-                    replace(known, snapshot=snapshot, e10_since=at, updated_at=now)
+                    replace(known, snapshot=snapshot, e10_since=at, updated_at=now),
+                    ToolPart.STATE,
                 )
                 await repo.add_change(E10Change(tool_id, at, UNMONITORED, None, False, reason))
             await uow.commit()
@@ -153,7 +155,7 @@ class EquipmentService:
             record = replace(
                 known, dispatch=mode, dispatch_by=user, dispatch_at=now, dispatch_reason=reason
             )
-            await uow.equipment.update_tool(record)
+            await uow.equipment.update_tool(record, ToolPart.DISPATCH)
             await uow.commit()
         return record
 

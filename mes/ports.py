@@ -11,7 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 
-from mes.domain.equipment import ControllerRecord, E10Change, ToolRecord
+from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
 from mes.domain.model import (
     Carrier,
     Change,
@@ -80,7 +80,9 @@ class EquipmentRepository(Protocol):
 
     async def add_tool(self, tool: ToolRecord) -> None: ...
 
-    async def update_tool(self, tool: ToolRecord) -> None: ...
+    async def update_tool(self, tool: ToolRecord, part: ToolPart) -> None:
+        """Write one part of the tool's record (the rest stays as stored)."""
+        ...
 
     async def add_change(self, change: E10Change) -> None: ...
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from mes.domain.equipment import ControllerRecord, E10Change, ToolRecord
+from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
     Carrier,
@@ -169,8 +169,11 @@ class MemoryEquipmentRepository:
     async def add_tool(self, tool: ToolRecord) -> None:
         self._store.tools[tool.id] = tool
 
-    async def update_tool(self, tool: ToolRecord) -> None:
-        self._store.tools[tool.id] = tool
+    async def update_tool(self, tool: ToolRecord, part: ToolPart) -> None:
+        stored = self._store.tools[tool.id]
+        self._store.tools[tool.id] = replace(
+            stored, **{name: getattr(tool, name) for name in part.fields}
+        )
 
     async def add_change(self, change: E10Change) -> None:
         self._store.changes.append(change)

@@ -17,6 +17,7 @@ from mes.domain.equipment import (
     ControllerRecord,
     DispatchMode,
     E10Change,
+    ToolPart,
     ToolRecord,
     ToolSnapshot,
 )
@@ -47,6 +48,29 @@ def _tool_values(t: ToolRecord) -> dict[str, Any]:
         "reason": s.reason,
         "updated_at": t.updated_at,
     }
+
+
+_SNAPSHOT_COLUMNS = (
+    "connected",
+    "e10",
+    "process_state",
+    "mode",
+    "alarm",
+    "job_id",
+    "lot_id",
+    "sites_done",
+    "sites_total",
+    "reason",
+)
+
+
+def _part_columns(part: ToolPart) -> tuple[str, ...]:
+    """The columns of one part of a tool's record (its snapshot is several)."""
+    return tuple(
+        column
+        for name in part.fields
+        for column in (_SNAPSHOT_COLUMNS if name == "snapshot" else (name,))
+    )
 
 
 def _tool_from_row(m: Mapping[str, Any]) -> ToolRecord:
@@ -126,17 +150,19 @@ class EquipmentStatements:
             select(tools).where(tools.c.line == bindparam("line")).order_by(tools.c.id)
         )
         self.insert_tool = c(insert(tools), tool_keys)
-        self.update_tool = c(
-            update(tools)
-            .where(tools.c.id == bindparam("b_id"))
-            .values(
-                {
-                    col: bindparam(f"v_{col.name}", type_=col.type)
-                    for col in tools.c
-                    if col.name != "id"
-                }
+        self.update_tool = {
+            part: c(
+                update(tools)
+                .where(tools.c.id == bindparam("b_id"))
+                .values(
+                    {
+                        tools.c[name]: bindparam(f"v_{name}", type_=tools.c[name].type)
+                        for name in _part_columns(part)
+                    }
+                )
             )
-        )
+            for part in ToolPart
+        }
         self.insert_change = c(
             insert(tool_states), [col.name for col in tool_states.c if col.name != "seq"]
         )
@@ -195,9 +221,12 @@ class SqlEquipmentRepository:
     async def add_tool(self, tool: ToolRecord) -> None:
         await self._db.execute(self._sql.insert_tool, _tool_values(tool))
 
-    async def update_tool(self, tool: ToolRecord) -> None:
-        values = {f"v_{k}": v for k, v in _tool_values(tool).items() if k != "id"}
-        await self._db.execute(self._sql.update_tool, {"b_id": tool.id, **values})
+    async def update_tool(self, tool: ToolRecord, part: ToolPart) -> None:
+        values = _tool_values(tool)
+        await self._db.execute(
+            self._sql.update_tool[part],
+            {"b_id": tool.id, **{f"v_{k}": values[k] for k in _part_columns(part)}},
+        )
 
     async def add_change(self, change: E10Change) -> None:
         await self._db.execute(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 E10_STATES = (
@@ -78,6 +78,24 @@ class ToolRecord:
     dispatch_reason: str | None = None
     dispatch_by: str | None = None
     dispatch_at: datetime | None = None
+
+
+class ToolPart(Enum):
+    """The parts of a tool's record that different people change: each update writes one
+    part only, so an operator switching a tool to manual and the controller recording its
+    state at the same moment do not undo each other."""
+
+    STATE = ("snapshot", "e10_since", "updated_at")
+    """What the tool does: its controller's observations."""
+    DISPATCH = ("dispatch", "dispatch_reason", "dispatch_by", "dispatch_at")
+    """Manual or auto: the operator's."""
+    REGISTRATION = ("equipment_class", "address", "steps", "updated_at")
+    """What the tool is and where: its controller's configuration."""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The :class:`ToolRecord` fields of this part."""
+        return self.value  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ recorded with its time, so time in state and availability can be told over any w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,12 +11,14 @@ import pytest
 from mes.domain.equipment import (
     DispatchMode,
     E10Change,
+    ToolPart,
     ToolRegistration,
     ToolSnapshot,
     time_in_states,
 )
 from mes.domain.errors import ToolOwnedElsewhere, UnknownTool
 from mes.equipment import EquipmentService
+from mes.ports import UnitOfWorkFactory
 from tests.mes.conftest import Clock
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -153,3 +156,22 @@ async def test_tools_no_controller_follows_are_marked_unmonitored_once(
     assert [c.e10 for c in changes][-1] == "unmonitored"
     assert [c.e10 for c in changes].count("unmonitored") == 1
     assert changes[-1].at == since
+
+
+async def test_a_state_written_from_an_older_reading_keeps_the_operators_dispatch_mode(
+    equipment: EquipmentService, store: UnitOfWorkFactory
+) -> None:
+    """The controller writes what the tool does from the record it read; an operator who
+    switched the tool to manual in between is not undone (each writes its part only)."""
+    await equipment.register("line-1", [MOLDER])
+    read_before = await equipment.tool("MOLD-1")
+    await equipment.set_dispatch("MOLD-1", DispatchMode.MANUAL, "ana", "maintenance at 10")
+    async with store() as uow:
+        await uow.equipment.update_tool(
+            replace(read_before, snapshot=ToolSnapshot(True, "standby", "IDLE")),
+            ToolPart.STATE,
+        )
+        await uow.commit()
+    now = await equipment.tool("MOLD-1")
+    assert now.dispatch is DispatchMode.MANUAL and now.dispatch_by == "ana"
+    assert now.snapshot.e10 == "standby"
