@@ -250,6 +250,7 @@ async def run_line(
     engine = create_engine(url, pool_size=max(5, min(20, len(config.tools) + 2)))
     factory = DriverFactory()
     log_dir = Path(args.log_dir) if args.log_dir else tmp
+    log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"controller-{label.split()[0].lower()}.log"
     try:
         await upgrade(engine)
