@@ -131,6 +131,8 @@ class ToolRunner:
         self._reported_at = 0.0
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._acknowledging: asyncio.Task[None] | None = None
+        self._step_over = False
+        """The current lot's step is tracked out; its last results are being acknowledged."""
         self.stopping = False
 
     # -- what the line controller sees -------------------------------------------------------
@@ -148,28 +150,37 @@ class ToolRunner:
         return self._current
 
     def is_idle(self) -> bool:
-        """Ready for a new lot: answering, not busy, in production, nothing waiting."""
+        """Ready for a new lot: answering, in production, no alarm, nothing queued, and
+        either not busy with nothing waiting, or only acknowledging the results of a step
+        already tracked out (the next lot is tracked in meanwhile and started after)."""
         status = self._status
-        return (
+        if not (
             self._connected
             and status is not None
-            and status.state in (ProcessState.IDLE, ProcessState.READY)
             and status.mode is Mode.PRODUCTION
             and status.alarm is None
-            and not status.results_waiting
-            and self._current is None
             and not self._queued
             and not self.stopping
+        ):
+            return False
+        if self._step_over:
+            return True
+        return (
+            status.state in (ProcessState.IDLE, ProcessState.READY)
+            and not status.results_waiting
+            and self._current is None
         )
 
     def is_working_on(self, lot_id: str) -> bool:
         return lot_id == self._current or lot_id in self._queued
 
     def assign(self, lot_id: str) -> None:
-        """Run the step ``lot_id`` is tracked in at on this tool."""
-        if not self.is_working_on(lot_id):
-            self._queued.add(lot_id)
-            self._queue.put_nowait(lot_id)
+        """Run the step ``lot_id`` is tracked in at on this tool (the lot whose step is over
+        here may be tracked in again, for its next step)."""
+        if lot_id in self._queued or (lot_id == self._current and not self._step_over):
+            return
+        self._queued.add(lot_id)
+        self._queue.put_nowait(lot_id)
 
     async def close(self) -> None:
         """Close the tool's driver (its connection and supervision)."""
@@ -249,6 +260,7 @@ class ToolRunner:
                 await asyncio.sleep(RETRY_S)
                 continue
             lot_id = await self._queue.get()
+            self._queued.discard(lot_id)
             self._current = lot_id
             retry = False
             try:
@@ -267,13 +279,13 @@ class ToolRunner:
             except LotTrackerError as exc:
                 log.info("lot moved by someone else", lot_id=lot_id, reason=exc.message)
             finally:
-                self._queued.discard(lot_id)
                 self._current = None
             try:
                 await self._acknowledged()
             except DriverError as exc:  # found on the tool again and acknowledged later
                 log.warning("results not acknowledged yet", error=str(exc))
             await self._refresh_status()
+            self._step_over = False
             if not retry:
                 # this tool's next lot, and the next step of the lot it ran (another tool's,
                 # maybe), are dispatched while the report is written
@@ -508,7 +520,13 @@ class ToolRunner:
                 return
             log.info("job started", job_id=job_id, carrier=carrier.id, step=running.step)
             after = await self._finish_job(lot, carrier, incoming, job_id, epoch)
-            if after is None or after.state is not LotState.RUNNING:
+            if after is None:
+                return
+            if after.state is not LotState.RUNNING:
+                # Tracked out. While its results are acknowledged, this tool's next lot can be
+                # tracked in, and this lot's next step started elsewhere.
+                self._step_over = True
+                self._dispatch_now()
                 return
             lot = after
 
