@@ -38,7 +38,11 @@ from mes.adapters.driver import (
     CompiledStatement,
     DatabaseUnavailable,
     DriverSession,
+    Execute,
+    ExecuteMany,
+    Fetch,
     IntegrityViolation,
+    Plan,
     session_for,
 )
 from mes.adapters.sql_equipment import EquipmentStatements, SqlEquipmentRepository
@@ -178,6 +182,7 @@ _LOT_WITH_CARRIERS = lots.outerjoin(carriers, carriers.c.lot_id == lots.c.id)
 _LOT_KEYS = [c.name for c in lots.c]
 _HEAD_COLUMNS = (
     "id",
+    "version",
     "flow",
     "state",
     "priority",
@@ -409,12 +414,48 @@ def _group_lots(rows: Sequence[Mapping[str, Any]]) -> dict[str, Lot]:
     }
 
 
+class HeadCache:
+    """Lot heads already converted, by lot id and version. The dispatcher reads the heads of
+    every waiting lot after every step, and few of them changed since: converting their JSON
+    columns again was most of its time. A lot's version changes with every write of it, so a
+    head found under (id, version) is the lot's head now. Kept per database (its factory),
+    and bounded: cleared when it outgrows ``limit``."""
+
+    def __init__(self, limit: int = 20_000):
+        self._limit = limit
+        self._heads: dict[tuple[str, int], LotHead] = {}
+
+    def get(self, statement: CompiledStatement, raw: Sequence[Any]) -> LotHead:
+        """The head of a row of ``statement`` (id and version its first two columns)."""
+        key = (raw[0], raw[1])
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= self._limit:
+                self._heads.clear()
+            r = statement.row(raw)
+            head = self._heads[key] = LotHead(
+                id=r["id"],
+                flow=r["flow"],
+                state=LotState(r["state"]),
+                priority=r["priority"],
+                created_at=r["created_at"],
+                path=tuple(r["path"]),
+                params=r["params"],
+                pending_rework=r["pending_rework"],
+                tool=r["running"]["tool"] if r["running"] else None,
+            )
+        return head
+
+
 class SqlLotRepository:
     """:class:`mes.ports.LotRepository` on one driver session (inside a transaction)."""
 
-    def __init__(self, session: DriverSession, statements: Statements):
+    def __init__(
+        self, session: DriverSession, statements: Statements, heads: HeadCache | None = None
+    ):
         self._db = session
         self._sql = statements
+        self._heads = heads or HeadCache()
 
     async def get(self, lot_id: str) -> Lot | None:
         rows = await self._db.fetch(self._sql.get_lot, {"lot_id": lot_id})
@@ -466,140 +507,135 @@ class SqlLotRepository:
     async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
         if not states:
             return []
-        values = {f"s{i}": s.value for i, s in enumerate(states)}
-        rows = await self._db.fetch(self._sql.heads(len(states)), values)
-        return [
-            LotHead(
-                id=r["id"],
-                flow=r["flow"],
-                state=LotState(r["state"]),
-                priority=r["priority"],
-                created_at=r["created_at"],
-                path=tuple(r["path"]),
-                params=r["params"],
-                pending_rework=r["pending_rework"],
-                tool=r["running"]["tool"] if r["running"] else None,
-            )
-            for r in rows
-        ]
+        statement = self._sql.heads(len(states))
+        rows = await self._db.fetch_raw(statement, {f"s{i}": s.value for i, s in enumerate(states)})
+        return [self._heads.get(statement, raw) for raw in rows]
 
     async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
-        if self._sql.move_in_one is not None and _is_simple_move(change):
-            return (await self._save_move_in_one(change),)
-        db, sql = self._db, self._sql
-        for lot in change.lots:
-            expected = change.expected_versions[lot.id]
-            if expected is None:
-                try:
-                    await db.execute(sql.insert_lot, {"id": lot.id, **_lot_values(lot)})
-                except IntegrityViolation:  # the unit of work rolls the transaction back
-                    raise LotExists(f"lot {lot.id} already exists", lot_id=lot.id) from None
-                continue
-            values = {f"v_{k}": v for k, v in _lot_values(lot).items()}
-            updated = await db.fetch(
-                sql.update_lot, {"b_id": lot.id, "b_expected": expected, **values}
-            )
-            if not updated:
-                raise _conflict(lot.id, expected)
-        if change.new_carriers:
-            await db.execute_many(
-                sql.insert_carrier,
-                [
-                    {
-                        "id": c.id,
-                        "lot_id": c.lot_id,
-                        "position": c.position,
-                        "rows": c.rows,
-                        "cols": c.cols,
-                    }
-                    for c in change.new_carriers
-                ],
-            )
-        if change.moved_carriers:
-            await db.execute_many(
-                sql.move_carrier,
-                [
-                    {"b_id": carrier_id, "v_lot_id": lot_id, "v_position": position}
-                    for carrier_id, (lot_id, position) in change.moved_carriers.items()
-                ],
-            )
-        if change.rejects:
-            await db.execute_many(
-                sql.insert_reject,
-                [
-                    {
-                        "carrier_id": r.carrier_id,
-                        "row": r.row,
-                        "col": r.col,
-                        "code": r.code,
-                        "step": r.step,
-                        "path_index": r.path_index,
-                    }
-                    for r in change.rejects
-                ],
-            )
-        for job, expected_status in change.jobs:
-            values = _job_values(job)
-            if expected_status is None:
-                try:
-                    await db.execute(sql.insert_job, values)
-                except IntegrityViolation:
-                    raise ConcurrentUpdate(
-                        f"job {job.job_id} exists already", lot_id=job.lot_id
-                    ) from None
-                continue
-            changed = await db.fetch(
-                sql.update_job,
-                {
-                    "b_job_id": job.job_id,
-                    "b_expected": expected_status.value,
-                    **{
-                        f"v_{k}": values[k]
-                        for k in ("status", "recorded_at", "measured", "rejects", "tool_data")
-                    },
-                },
-            )
-            if not changed:
-                raise ConcurrentUpdate(
-                    f"job {job.job_id} is no longer {expected_status.value}: another controller "
-                    "or operator got there first; nothing was changed",
-                    lot_id=job.lot_id,
-                )
-        written: list[HistoryEntry] = []
-        for entry in change.entries:
-            rows = await db.fetch(sql.insert_history, _history_values(entry))
-            stored = replace(entry, seq=rows[0]["seq"])
-            written.append(stored)
-            await db.execute(
-                sql.insert_outbox,
-                {
-                    "lot_id": entry.lot_id,
-                    "kind": entry.event_kind,
-                    "payload": history_dict(stored),
-                    "created_at": entry.at,
-                },
-            )
-        return tuple(written)
+        return await self._db.run(_save_plan(self._sql, change))
 
-    async def _save_move_in_one(self, change: Change) -> HistoryEntry:
-        lot, entry = change.lots[0], change.entries[0]
+
+def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
+    """Write ``change``: the statements in order, each lot and job checked against what it
+    must still be."""
+    for lot in change.lots:
         expected = change.expected_versions[lot.id]
-        assert self._sql.move_in_one is not None
-        assert expected is not None
-        values: dict[str, Any] = {f"v_{k}": v for k, v in _lot_values(lot).items()}
-        values.update({f"h_{k}": v for k, v in _history_values(entry).items()})
-        values.update(
-            b_id=lot.id,
-            b_expected=expected,
-            o_lot_id=entry.lot_id,
-            o_kind=entry.event_kind,
-            o_payload=history_dict(entry),
-            o_created_at=entry.at,
-        )
-        rows = await self._db.fetch(self._sql.move_in_one, values)
-        if not rows:
+        if expected is not None and lot.version <= expected:  # HeadCache relies on it
+            raise ValueError(f"lot {lot.id} written without a new version ({lot.version})")
+    if sql.move_in_one is not None and _is_simple_move(change):
+        return (yield from _move_in_one_plan(sql, change))
+    for lot in change.lots:
+        expected = change.expected_versions[lot.id]
+        if expected is None:
+            try:
+                yield Execute(sql.insert_lot, {"id": lot.id, **_lot_values(lot)})
+            except IntegrityViolation:  # the unit of work rolls the transaction back
+                raise LotExists(f"lot {lot.id} already exists", lot_id=lot.id) from None
+            continue
+        values = {f"v_{k}": v for k, v in _lot_values(lot).items()}
+        updated = yield Fetch(sql.update_lot, {"b_id": lot.id, "b_expected": expected, **values})
+        if not updated:
             raise _conflict(lot.id, expected)
-        return replace(entry, seq=int(rows[0]["seq"]))
+    if change.new_carriers:
+        yield ExecuteMany(
+            sql.insert_carrier,
+            [
+                {
+                    "id": c.id,
+                    "lot_id": c.lot_id,
+                    "position": c.position,
+                    "rows": c.rows,
+                    "cols": c.cols,
+                }
+                for c in change.new_carriers
+            ],
+        )
+    if change.moved_carriers:
+        yield ExecuteMany(
+            sql.move_carrier,
+            [
+                {"b_id": carrier_id, "v_lot_id": lot_id, "v_position": position}
+                for carrier_id, (lot_id, position) in change.moved_carriers.items()
+            ],
+        )
+    if change.rejects:
+        yield ExecuteMany(
+            sql.insert_reject,
+            [
+                {
+                    "carrier_id": r.carrier_id,
+                    "row": r.row,
+                    "col": r.col,
+                    "code": r.code,
+                    "step": r.step,
+                    "path_index": r.path_index,
+                }
+                for r in change.rejects
+            ],
+        )
+    for job, expected_status in change.jobs:
+        values = _job_values(job)
+        if expected_status is None:
+            try:
+                yield Execute(sql.insert_job, values)
+            except IntegrityViolation:
+                raise ConcurrentUpdate(
+                    f"job {job.job_id} exists already", lot_id=job.lot_id
+                ) from None
+            continue
+        changed = yield Fetch(
+            sql.update_job,
+            {
+                "b_job_id": job.job_id,
+                "b_expected": expected_status.value,
+                **{
+                    f"v_{k}": values[k]
+                    for k in ("status", "recorded_at", "measured", "rejects", "tool_data")
+                },
+            },
+        )
+        if not changed:
+            raise ConcurrentUpdate(
+                f"job {job.job_id} is no longer {expected_status.value}: another controller "
+                "or operator got there first; nothing was changed",
+                lot_id=job.lot_id,
+            )
+    written: list[HistoryEntry] = []
+    for entry in change.entries:
+        rows = yield Fetch(sql.insert_history, _history_values(entry))
+        stored = replace(entry, seq=rows[0]["seq"])
+        written.append(stored)
+        yield Execute(
+            sql.insert_outbox,
+            {
+                "lot_id": entry.lot_id,
+                "kind": entry.event_kind,
+                "payload": history_dict(stored),
+                "created_at": entry.at,
+            },
+        )
+    return tuple(written)
+
+
+def _move_in_one_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
+    lot, entry = change.lots[0], change.entries[0]
+    expected = change.expected_versions[lot.id]
+    assert sql.move_in_one is not None
+    assert expected is not None
+    values: dict[str, Any] = {f"v_{k}": v for k, v in _lot_values(lot).items()}
+    values.update({f"h_{k}": v for k, v in _history_values(entry).items()})
+    values.update(
+        b_id=lot.id,
+        b_expected=expected,
+        o_lot_id=entry.lot_id,
+        o_kind=entry.event_kind,
+        o_payload=history_dict(entry),
+        o_created_at=entry.at,
+    )
+    rows = yield Fetch(sql.move_in_one, values)
+    if not rows:
+        raise _conflict(lot.id, expected)
+    return (replace(entry, seq=int(rows[0]["seq"])),)
 
 
 def _is_simple_move(change: Change) -> bool:
@@ -669,9 +705,11 @@ class SqlUnitOfWork:
         *,
         readonly: bool = False,
         writers: SqliteWriters | None = None,
+        heads: HeadCache | None = None,
     ):
         self._engine = engine
         self._statements = statements
+        self._head_cache = heads
         self._equipment_statements = equipment
         self._readonly = readonly
         self._writers = None if readonly else writers
@@ -718,7 +756,7 @@ class SqlUnitOfWork:
                 self._end_turn()
             raise
         self._conn, self._session = conn, session
-        self._lots = SqlLotRepository(session, self._statements)
+        self._lots = SqlLotRepository(session, self._statements, self._head_cache)
         self._equipment = SqlEquipmentRepository(session, self._equipment_statements)
         return self
 
@@ -768,6 +806,7 @@ class SqlUnitOfWorkFactory:
         self.statements = Statements(engine.dialect)
         self.equipment_statements = EquipmentStatements(engine.dialect)
         self._writers = SqliteWriters() if engine.dialect.name == "sqlite" else None
+        self._heads = HeadCache()
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(
@@ -776,4 +815,5 @@ class SqlUnitOfWorkFactory:
             self.equipment_statements,
             readonly=readonly,
             writers=self._writers,
+            heads=self._heads,
         )

@@ -493,3 +493,18 @@ async def test_lot_heads_give_dispatching_the_position_urgency_and_tool_of_lots(
     assert by_id["B"].params["layers"] == 2 and by_id["B"].tool is None
     assert service.next_in_order(by_id["A"]) == ("SUBSTRATE_LOAD",)
     assert [h.id for h in await service.heads([LotState.WAITING])] == ["B", "A"]
+
+
+async def test_lot_heads_read_again_show_every_lot_as_it_is_now(service: LotService) -> None:
+    """The SQL store keeps converted heads by lot version: a lot moved since is read anew."""
+    await service.start(cmd.StartLot("A", "stiffener-bga", USER, priority=5))
+    await service.start(cmd.StartLot("B", "fo-organic", USER, priority=1))
+    before = {h.id: h for h in await service.heads([LotState.WAITING, LotState.RUNNING])}
+    await service.track_in(cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-1"))
+    after = {h.id: h for h in await service.heads([LotState.WAITING, LotState.RUNNING])}
+    assert before["A"].state is LotState.WAITING and before["A"].tool is None
+    assert after["A"].state is LotState.RUNNING and after["A"].tool == "LOADER-1"
+    assert after["B"] == before["B"]
+    await service.track_out(cmd.TrackOut("A", USER))
+    (a,) = [h for h in await service.heads([LotState.WAITING]) if h.id == "A"]
+    assert a.path == ("SUBSTRATE_LOAD",) and a.tool is None
