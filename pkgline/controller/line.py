@@ -297,7 +297,6 @@ class LineController:
         """Start waiting lots on idle tools and complete manual steps when configured to; a
         full pass also follows lots running on our tools (tracked in by an operator, or left
         running by a controller that stopped)."""
-        tools = {t.id: t for t in await self._equipment.tools(self.name)}
         states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
         lots = await self._lots.heads(states)
         if full:
@@ -308,7 +307,11 @@ class LineController:
         candidates = self._candidates(lots)
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
-        if self.config.controller.dispatch:
+        if self.config.controller.dispatch and any(
+            r.is_idle() and choose(candidates, r.steps) is not None for r in self.runners.values()
+        ):
+            # read now, not before: an operator's switch to manual counts up to here
+            tools = {t.id: t for t in await self._equipment.tools(self.name)}
             await self._start_on_idle_tools(tools, candidates)
         if self.config.controller.auto_manual_steps and any(
             self._is_manual(c.step) for c in candidates
