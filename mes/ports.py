@@ -121,6 +121,11 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
+    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
+        """Write ``change`` (as :meth:`LotRepository.save`) and commit, in one step: a store
+        may send both at once. The history entries written, with their sequence numbers."""
+        ...
+
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, readonly: bool = False) -> UnitOfWork:

@@ -113,8 +113,7 @@ class LotService:
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             change = await rule(lot, self.flow(lot.flow), uow.lots)
-            entries = await uow.lots.save(change)
-            await uow.commit()
+            entries = await uow.save_and_commit(change)
         wanted = primary or lot_id
         return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
@@ -123,8 +122,7 @@ class LotService:
         async with self._uow() as uow:
             if await uow.lots.get(cmd.lot_id) is not None:
                 raise LotExists(f"lot {cmd.lot_id} already exists", lot_id=cmd.lot_id)
-            entries = await uow.lots.save(change)
-            await uow.commit()
+            entries = await uow.save_and_commit(change)
         return Outcome(change.lot, entries)
 
     async def track_in(self, cmd: TrackIn) -> Outcome:
@@ -236,8 +234,7 @@ class LotService:
             change = job_rules.record_job(
                 lot, self.flow(lot.flow), job, cmd, done, await _rejected(repo, lot), self._clock()
             )
-            entries = await repo.save(change)
-            await uow.commit()
+            entries = await uow.save_and_commit(change)
         recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
         return JobOutcome(change.lot, recorded, entries)
 

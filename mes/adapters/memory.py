@@ -209,6 +209,11 @@ class MemoryUnitOfWork:
         self.lots = MemoryLotRepository(self._work, self._shared)
         self.equipment = MemoryEquipmentRepository(self._work)
 
+    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
+        entries = await self.lots.save(change)
+        await self.commit()
+        return entries
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -765,6 +765,12 @@ class SqlUnitOfWork:
         await self._session.commit()
         self._committed = True
 
+    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
+        assert self._session is not None, "use the unit of work inside 'async with'"
+        entries = await self._session.run(_save_plan(self._statements, change), commit=True)
+        self._committed = True
+        return entries
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

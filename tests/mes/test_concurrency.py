@@ -19,7 +19,7 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWork, SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.errors import ConcurrentUpdate, OperationNotAllowed
-from mes.domain.model import Lot, LotState, Operation
+from mes.domain.model import Change, HistoryEntry, Lot, LotState, Operation
 from mes.ports import LotRepository, UnitOfWork
 from mes.service import LotService
 
@@ -60,6 +60,9 @@ class _BarrierUnitOfWork:
 
     async def commit(self) -> None:
         await self._inner.commit()
+
+    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
+        return await self._inner.save_and_commit(change)
 
 
 @pytest.mark.postgres
