@@ -214,6 +214,8 @@ class RunResult:
     held: int
     warnings: Counter[str]
     per_tool_jobs: Counter[str]
+    transports: dict[str, str] = field(default_factory=dict)
+    """Each tool's transport (modbus, opcua)."""
 
 
 async def start_lots(lots: LotService, counts: dict[str, int], per_flow: int) -> int:
@@ -297,6 +299,7 @@ async def run_line(
                 configure_logging("warning", stream=sys.stderr)
         result = await analyse(label, engine, clock, (t0, t1), (wall0, wall1), log_path)
         result.cpu_fraction = (cpu1 - cpu0) / (t1 - t0)
+        result.transports = {t.id: t.endpoint.transport for t in config.tools}
         result.sim_cpu_fraction = (sim1 - sim0) / (t1 - t0)
         return result
     finally:
@@ -504,6 +507,14 @@ def report(result: RunResult, worst: int = 0) -> None:
                 for part in PARTS[name]
             )
             print(f"  {'':<13} median parts, ms: {split}")
+    for transport in sorted(set(result.transports.values())):
+        values = [g.seconds for g in gaps if result.transports.get(g.tool_id) == transport]
+        if values:
+            print(
+                f"  {'over ' + transport:<13} p50 {pct(values, 0.5):7.1f} ms  "
+                f"p99 {pct(values, 0.99):7.1f} ms  max {max(values) * 1000:7.1f} ms  "
+                f"({len(values)} gaps)"
+            )
     window_h = result.window_s / 3600
     print(
         f"  left out: {result.starved} gaps where the tool had no work waiting, "
