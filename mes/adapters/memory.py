@@ -47,6 +47,8 @@ class MemoryLotRepository:
     def __init__(self, store: MemoryStore, committed: MemoryStore | None = None):
         self._store = store
         self._committed = committed or store
+        self._written: set[str] = set()
+        """Lots this unit of work wrote."""
 
     async def get(self, lot_id: str) -> Lot | None:
         return self._store.lots.get(lot_id)
@@ -117,13 +119,15 @@ class MemoryLotRepository:
         store = self._store
         for lot in change.lots:
             expected = change.expected_versions[lot.id]
-            # Check against what is committed, as a database would on UPDATE ... WHERE version.
-            current = self._committed.lots.get(lot.id)
+            # Check against what is committed and what this transaction wrote, as a database
+            # would on UPDATE ... WHERE version.
+            current = (store if lot.id in self._written else self._committed).lots.get(lot.id)
             if expected is None and current is not None:
                 raise LotExists(f"lot {lot.id} already exists", lot_id=lot.id)
             if expected is not None and (current is None or current.version != expected):
                 raise ConcurrentUpdate(f"lot {lot.id} was changed by someone else", lot_id=lot.id)
             store.lots[lot.id] = lot
+            self._written.add(lot.id)
         for c in change.new_carriers:
             store.carriers[c.id] = c
         for carrier_id, (lot_id, position) in change.moved_carriers.items():
@@ -209,8 +213,8 @@ class MemoryUnitOfWork:
         self.lots = MemoryLotRepository(self._work, self._shared)
         self.equipment = MemoryEquipmentRepository(self._work)
 
-    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
-        entries = await self.lots.save(change)
+    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
+        entries = [await self.lots.save(change) for change in changes]
         await self.commit()
         return entries
 
