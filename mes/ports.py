@@ -121,9 +121,10 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
-    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
-        """Write ``change`` (as :meth:`LotRepository.save`) and commit, in one step: a store
-        may send both at once. The history entries written, with their sequence numbers."""
+    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
+        """Write ``changes`` in order (as :meth:`LotRepository.save`) and commit, in one step:
+        a store may send it all at once. If one of them cannot be written, none is. For each
+        change, the history entries written, with their sequence numbers."""
         ...
 
 

@@ -31,7 +31,7 @@ from mes.domain.commands import (
     TrackIn,
     TrackOut,
 )
-from mes.domain.errors import InvalidInput, LotExists, UnknownLot
+from mes.domain.errors import InvalidInput, LotExists, LotTrackerError, UnknownLot
 from mes.domain.model import (
     Carrier,
     Change,
@@ -113,7 +113,7 @@ class LotService:
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             change = await rule(lot, self.flow(lot.flow), uow.lots)
-            entries = await uow.save_and_commit(change)
+            (entries,) = await uow.save_and_commit([change])
         wanted = primary or lot_id
         return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
@@ -122,7 +122,7 @@ class LotService:
         async with self._uow() as uow:
             if await uow.lots.get(cmd.lot_id) is not None:
                 raise LotExists(f"lot {cmd.lot_id} already exists", lot_id=cmd.lot_id)
-            entries = await uow.save_and_commit(change)
+            (entries,) = await uow.save_and_commit([change])
         return Outcome(change.lot, entries)
 
     async def track_in(self, cmd: TrackIn) -> Outcome:
@@ -137,6 +137,31 @@ class LotService:
             return ops.track_out(lot, flow, cmd, rejected, self._clock())
 
         return await self._on_lot(cmd.lot_id, rule)
+
+    async def track_in_all(self, cmds: Sequence[TrackIn]) -> list[Outcome | LotTrackerError]:
+        """Several track-ins in one transaction (a dispatch pass over idle tools): for each,
+        its outcome, or its refusal (the others are written all the same). A lot another
+        transaction moved meanwhile fails them all with ConcurrentUpdate, nothing written."""
+        results: list[Outcome | LotTrackerError] = []
+        changes: list[Change] = []
+        async with self._uow() as uow:
+            for c in cmds:
+                lot = await uow.lots.get(c.lot_id)
+                try:
+                    if lot is None:
+                        raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
+                    change = ops.track_in(lot, self.flow(lot.flow), c, self._clock())
+                except LotTrackerError as exc:
+                    results.append(exc)
+                    continue
+                changes.append(change)
+                results.append(Outcome(change.lot, ()))
+            if not changes:
+                return results
+            written = iter(await uow.save_and_commit(changes))
+        return [
+            r if isinstance(r, LotTrackerError) else Outcome(r.lot, next(written)) for r in results
+        ]
 
     async def abort(self, cmd: AbortStep) -> Outcome:
         async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
@@ -234,7 +259,7 @@ class LotService:
             change = job_rules.record_job(
                 lot, self.flow(lot.flow), job, cmd, done, await _rejected(repo, lot), self._clock()
             )
-            entries = await uow.save_and_commit(change)
+            (entries,) = await uow.save_and_commit([change])
         recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
         return JobOutcome(change.lot, recorded, entries)
 

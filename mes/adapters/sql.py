@@ -617,6 +617,15 @@ def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]
     return tuple(written)
 
 
+def _save_all_plan(
+    sql: Statements, changes: Sequence[Change]
+) -> Plan[list[tuple[HistoryEntry, ...]]]:
+    written = []
+    for change in changes:
+        written.append((yield from _save_plan(sql, change)))
+    return written
+
+
 def _move_in_one_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
     lot, entry = change.lots[0], change.entries[0]
     expected = change.expected_versions[lot.id]
@@ -765,9 +774,9 @@ class SqlUnitOfWork:
         await self._session.commit()
         self._committed = True
 
-    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
+    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
         assert self._session is not None, "use the unit of work inside 'async with'"
-        entries = await self._session.run(_save_plan(self._statements, change), commit=True)
+        entries = await self._session.run(_save_all_plan(self._statements, changes), commit=True)
         self._committed = True
         return entries
 

@@ -28,10 +28,10 @@ from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, ToolRegistration
-from mes.domain.errors import LotTrackerError
+from mes.domain.errors import ConcurrentUpdate, LotTrackerError
 from mes.domain.model import LotHead, LotState
 from mes.equipment import EquipmentService
-from mes.service import LotService, utc_now
+from mes.service import LotService, Outcome, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, next_step_of
 from pkgline.controller.reporter import EquipmentReporter
@@ -321,7 +321,9 @@ class LineController:
     async def _start_on_idle_tools(
         self, tools: Mapping[str, ToolRecord], candidates: list[Candidate]
     ) -> None:
-        """Track the most urgent fitting lot in on each idle tool in auto."""
+        """Track the most urgent fitting lot in on each idle tool in auto: all of them in one
+        transaction (on SQLite, one wait for the writer, not one per tool)."""
+        picks: list[tuple[Candidate, ToolRunner]] = []
         for tool_id, runner in sorted(self.runners.items()):
             record = tools.get(tool_id)
             if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
@@ -330,15 +332,37 @@ class LineController:
             if pick is None:
                 continue
             candidates.remove(pick)
-            await self._start(pick, runner)
+            picks.append((pick, runner))
+        if not picks:
+            return
+        try:
+            results = await self._lots.track_in_all(
+                [
+                    cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
+                    for pick, runner in picks
+                ]
+            )
+        except ConcurrentUpdate:  # one of them moved meanwhile: the others one by one
+            for pick, runner in picks:
+                await self._start(pick, runner)
+            return
+        for (pick, runner), result in zip(picks, results, strict=True):
+            self._started(pick, runner, result)
 
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:
-            await self._lots.track_in(
+            outcome: Outcome | LotTrackerError = await self._lots.track_in(
                 cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
             )
         except LotTrackerError as exc:
-            log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=exc.message)
+            outcome = exc
+        self._started(pick, runner, outcome)
+
+    def _started(
+        self, pick: Candidate, runner: ToolRunner, outcome: Outcome | LotTrackerError
+    ) -> None:
+        if isinstance(outcome, LotTrackerError):
+            log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
             return
         log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
         runner.assign(pick.lot.id)

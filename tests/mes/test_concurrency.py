@@ -9,6 +9,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from types import TracebackType
 
 import pytest
@@ -61,8 +62,8 @@ class _BarrierUnitOfWork:
     async def commit(self) -> None:
         await self._inner.commit()
 
-    async def save_and_commit(self, change: Change) -> tuple[HistoryEntry, ...]:
-        return await self._inner.save_and_commit(change)
+    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
+        return await self._inner.save_and_commit(changes)
 
 
 @pytest.mark.postgres

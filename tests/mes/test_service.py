@@ -11,9 +11,11 @@ import pytest
 from flows import FlowLibrary
 from mes.domain import commands as cmd
 from mes.domain.errors import (
+    ConcurrentUpdate,
     InvalidInput,
     LimitViolated,
     LotExists,
+    LotTrackerError,
     OperationNotAllowed,
     ReworkNotAllowed,
     SplitMergeNotAllowed,
@@ -22,7 +24,7 @@ from mes.domain.errors import (
 )
 from mes.domain.model import HoldSource, LotState, Operation
 from mes.domain.report import report_dict
-from mes.service import LotService
+from mes.service import LotService, Outcome
 
 USER = "op1"
 
@@ -508,3 +510,43 @@ async def test_lot_heads_read_again_show_every_lot_as_it_is_now(service: LotServ
     await service.track_out(cmd.TrackOut("A", USER))
     (a,) = [h for h in await service.heads([LotState.WAITING]) if h.id == "A"]
     assert a.path == ("SUBSTRATE_LOAD",) and a.tool is None
+
+
+async def test_track_ins_in_one_transaction_write_the_allowed_ones_and_give_back_each_refusal(
+    service: LotService,
+) -> None:
+    await service.start(cmd.StartLot("A", "stiffener-bga", USER))
+    await service.start(cmd.StartLot("B", "stiffener-bga", USER))
+    results = await service.track_in_all(
+        [
+            cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-1"),
+            cmd.TrackIn("B", "MOLD", USER, tool="MOLD-1"),  # not B's next step
+            cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER, tool="LOADER-2"),
+        ]
+    )
+    a, b, nope = results
+    assert isinstance(a, Outcome) and a.lot.state is LotState.RUNNING
+    assert [e.operation for e in a.entries] == [Operation.TRACK_IN] and a.entries[0].seq
+    assert isinstance(b, LotTrackerError) and "MOLD" in b.message
+    assert isinstance(nope, UnknownLot)
+    assert (await service.get("A")).running is not None
+    assert (await service.get("B")).state is LotState.WAITING
+    assert [e.operation for e in (await service.report("B")).history] == [Operation.START]
+
+
+async def test_track_ins_in_one_transaction_write_nothing_when_a_lot_moved_meanwhile(
+    service: LotService,
+) -> None:
+    await service.start(cmd.StartLot("A", "stiffener-bga", USER))
+    await service.start(cmd.StartLot("B", "stiffener-bga", USER))
+    with pytest.raises(ConcurrentUpdate):
+        await service.track_in_all(  # the same lot twice: the second finds it moved
+            [
+                cmd.TrackIn("B", "SUBSTRATE_LOAD", USER, tool="LOADER-1"),
+                cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-2"),
+                cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-3"),
+            ]
+        )
+    for lot in ("A", "B"):
+        assert (await service.get(lot)).state is LotState.WAITING
+    assert await service.track_in_all([]) == []
