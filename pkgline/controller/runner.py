@@ -131,6 +131,9 @@ class ToolRunner:
         self._reported_at = 0.0
         self._in_flight: set[asyncio.Task[Any]] = set()
         self._acknowledging: asyncio.Task[None] | None = None
+        self._acknowledged_under: ToolStatus | None = None
+        """The status last heard when the last acknowledge succeeded: results it shows are
+        gone from the tool (no need to read it again to know)."""
         self._step_over = False
         """The current lot's step is tracked out; its last results are being acknowledged."""
         self.stopping = False
@@ -284,7 +287,10 @@ class ToolRunner:
                 await self._acknowledged()
             except DriverError as exc:  # found on the tool again and acknowledged later
                 log.warning("results not acknowledged yet", error=str(exc))
-            await self._refresh_status()
+            if not (self._step_over and self._queued):
+                # Nothing queued: read the tool now, so it is seen idle at once. A lot queued
+                # reads the tool's state before its recipe anyway.
+                await self._refresh_status()
             self._step_over = False
             if not retry:
                 # this tool's next lot, and the next step of the lot it ran (another tool's,
@@ -366,7 +372,12 @@ class ToolRunner:
         failed acknowledge): record them if they are not recorded yet, then acknowledge."""
         await self._acknowledged()
         status = self._status
-        if not self._connected or status is None or not status.results_waiting:
+        if (
+            not self._connected
+            or status is None
+            or not status.results_waiting
+            or status is self._acknowledged_under
+        ):
             return
         results = await self._driver.results()
         if results is None:
@@ -446,7 +457,12 @@ class ToolRunner:
         jobs, carriers, rejected = view.jobs, view.carriers, view.rejected
         open_job = next((j for j in jobs if j.status is JobStatus.STARTED), None)
         status = self._status
-        if open_job is None and status is not None and status.job_id:
+        if (
+            open_job is None
+            and status is not None
+            and status.job_id
+            and status is not self._acknowledged_under
+        ):
             # the tool runs a job the database does not know (written after the tool took it)
             if not await self._follow_unwritten(lot, status.job_id):
                 return
@@ -694,8 +710,12 @@ class ToolRunner:
             lot_state=outcome.lot.state.value,
             again=outcome.already_recorded,
         )
-        self._acknowledging = self._background(self._driver.acknowledge_results(job_id))
+        self._acknowledging = self._background(self._acknowledge(job_id))
         return outcome
+
+    async def _acknowledge(self, job_id: str) -> None:
+        await self._driver.acknowledge_results(job_id)
+        self._acknowledged_under = self._status
 
     def _background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(work)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import cast
 
+import pytest
+
 from drivers.catalogue import EquipmentClass
 from drivers.config import ModbusEndpoint
 from drivers.interface import ToolDriver
@@ -68,3 +70,21 @@ def test_a_tool_in_alarm_or_out_of_production_takes_nothing_even_when_its_step_i
         runner = _runner_on("L1", status)
         runner._step_over = True
         assert not runner.is_idle(), status
+
+
+async def test_results_it_acknowledged_are_not_settled_again_from_the_status_heard_before() -> None:
+    runner = _runner_on("L1", COMPLETE)
+    runner._current = None
+    runner._acknowledged_under = runner._status
+    await runner._settle()  # the tool is not asked (there is no driver behind this runner)
+
+
+async def test_results_a_newer_status_still_shows_are_settled() -> None:
+    runner = _runner_on("L1", COMPLETE)
+    runner._current = None
+    runner._acknowledged_under = COMPLETE
+    runner._status = ToolStatus(
+        ProcessState.COMPLETE, Mode.PRODUCTION, job_id="J1", results_waiting=True
+    )  # heard after the acknowledge: the tool is asked for its results
+    with pytest.raises(AttributeError, match="results"):
+        await runner._settle()
