@@ -119,18 +119,12 @@ class CompiledStatement:
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """Run a statement; its rows (``list[dict]``) are sent back into the plan."""
+    """Run a statement; its rows (``list[dict]``) are sent back into the plan, or with
+    ``raw`` as the driver gives them (:meth:`DriverSession.fetch_raw`)."""
 
     statement: CompiledStatement
     values: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class FetchRaw:
-    """Run a statement; its rows as the driver gives them are sent back."""
-
-    statement: CompiledStatement
-    values: Mapping[str, Any]
+    raw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +143,7 @@ class ExecuteMany:
     values: Sequence[Mapping[str, Any]]
 
 
-Step = Fetch | FetchRaw | Execute | ExecuteMany
+Step = Fetch | Execute | ExecuteMany
 T = TypeVar("T")
 Plan = Generator[Step, Any, T]
 """A write written once for every driver: a generator that yields the statements to run and
@@ -170,9 +164,8 @@ async def run_plan(session: DriverSession, plan: Plan[T]) -> T:
         result, failure = None, None
         try:
             if isinstance(step, Fetch):
-                result = await session.fetch(step.statement, step.values)
-            elif isinstance(step, FetchRaw):
-                result = await session.fetch_raw(step.statement, step.values)
+                fetch = session.fetch_raw if step.raw else session.fetch
+                result = await fetch(step.statement, step.values)
             elif isinstance(step, Execute):
                 result = await session.execute(step.statement, step.values)
             else:
@@ -296,10 +289,14 @@ class AiosqliteSession:
             await self._conn.execute_fetchall("COMMIT")
 
     async def rollback(self) -> None:
-        self._begin = None
-        if self._conn.in_transaction:
-            with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
-                await self._conn.execute_fetchall("ROLLBACK")
+        if self._begin is not None:  # nothing was sent: no transaction to end
+            self._begin = None
+            return
+        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+            # Whether a transaction is open is asked on the thread, after every call sent
+            # before: a caller cancelled while its first statement (with BEGIN) waited there
+            # would otherwise see none yet, and leave one open on a pooled connection.
+            await self._conn._execute(_rollback_if_open, self._conn)
 
     async def fetch(
         self, statement: CompiledStatement, values: Mapping[str, Any]
@@ -310,7 +307,7 @@ class AiosqliteSession:
         self, statement: CompiledStatement, values: Mapping[str, Any]
     ) -> list[Sequence[Any]]:
         if self._begin is not None:
-            rows: list[Sequence[Any]] = await self.run(_single(FetchRaw(statement, values)))
+            rows: list[Sequence[Any]] = await self.run(_single(Fetch(statement, values, raw=True)))
             return rows
         with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
             found = await self._conn.execute_fetchall(statement.sql, statement.arguments(values))
@@ -347,12 +344,10 @@ class AiosqliteSession:
                 return step  # type: ignore[no-any-return]
             result, failure = None, None
             try:
-                if isinstance(step, Fetch | FetchRaw):
+                if isinstance(step, Fetch):
                     cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
                     rows = cursor.fetchall()
-                    result = (
-                        rows if isinstance(step, FetchRaw) else list(map(step.statement.row, rows))
-                    )
+                    result = rows if step.raw else list(map(step.statement.row, rows))
                 elif isinstance(step, Execute):
                     cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
                     result = cursor.rowcount
@@ -364,6 +359,12 @@ class AiosqliteSession:
             except sqlite3.IntegrityError as exc:
                 failure = IntegrityViolation(str(exc))
                 failure.__cause__ = exc
+
+
+def _rollback_if_open(connection: Any) -> None:
+    db: sqlite3.Connection = connection._conn
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _single(step: Step) -> Plan[Any]:

@@ -5,6 +5,8 @@ it, and the connection is not used again."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 
 import pytest
 
@@ -36,5 +38,35 @@ async def test_a_failing_rollback_does_not_replace_the_exception_the_unit_of_wor
         async with factory() as uow:  # the writers' turn was given back
             assert await uow.lots.get("NO-SUCH-LOT") is None
             await uow.commit()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_unit_of_work_left_while_its_first_statement_waits_leaves_no_transaction_open(
+    sqlite_url: str,
+) -> None:
+    """BEGIN goes to SQLite with the first statement. A caller cancelled while that call
+    still waits on the connection's thread must not leave SQLite's write lock taken on a
+    pooled connection: every other writer would then wait for it in vain."""
+    engine = create_engine(sqlite_url)
+    try:
+        await upgrade(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        async with factory() as uow:
+            session = uow._session
+            assert isinstance(session, AiosqliteSession)
+            busy = asyncio.ensure_future(session._conn._execute(time.sleep, 0.3))
+            first = asyncio.create_task(uow.lots.get("L1"))  # BEGIN IMMEDIATE, after `busy`
+            await asyncio.sleep(0.05)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+        await busy
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.5)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" if one was left open
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
     finally:
         await engine.dispose()
