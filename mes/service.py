@@ -142,25 +142,20 @@ class LotService:
         """Several track-ins in one transaction (a dispatch pass over idle tools): for each,
         its outcome, or its refusal (the others are written all the same). A lot another
         transaction moved meanwhile fails them all with ConcurrentUpdate, nothing written."""
-        results: list[Outcome | LotTrackerError] = []
-        changes: list[Change] = []
+        decided: list[Change | LotTrackerError] = []
         async with self._uow() as uow:
             for c in cmds:
                 lot = await uow.lots.get(c.lot_id)
                 try:
                     if lot is None:
                         raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
-                    change = ops.track_in(lot, self.flow(lot.flow), c, self._clock())
+                    decided.append(ops.track_in(lot, self.flow(lot.flow), c, self._clock()))
                 except LotTrackerError as exc:
-                    results.append(exc)
-                    continue
-                changes.append(change)
-                results.append(Outcome(change.lot, ()))
-            if not changes:
-                return results
-            written = iter(await uow.save_and_commit(changes))
+                    decided.append(exc)
+            changes = [d for d in decided if isinstance(d, Change)]
+            written = iter(await uow.save_and_commit(changes) if changes else ())
         return [
-            r if isinstance(r, LotTrackerError) else Outcome(r.lot, next(written)) for r in results
+            d if isinstance(d, LotTrackerError) else Outcome(d.lot, next(written)) for d in decided
         ]
 
     async def abort(self, cmd: AbortStep) -> Outcome:

@@ -450,12 +450,10 @@ class HeadCache:
 class SqlLotRepository:
     """:class:`mes.ports.LotRepository` on one driver session (inside a transaction)."""
 
-    def __init__(
-        self, session: DriverSession, statements: Statements, heads: HeadCache | None = None
-    ):
+    def __init__(self, session: DriverSession, statements: Statements, heads: HeadCache):
         self._db = session
         self._sql = statements
-        self._heads = heads or HeadCache()
+        self._heads = heads
 
     async def get(self, lot_id: str) -> Lot | None:
         rows = await self._db.fetch(self._sql.get_lot, {"lot_id": lot_id})
@@ -714,7 +712,7 @@ class SqlUnitOfWork:
         *,
         readonly: bool = False,
         writers: SqliteWriters | None = None,
-        heads: HeadCache | None = None,
+        heads: HeadCache,
     ):
         self._engine = engine
         self._statements = statements

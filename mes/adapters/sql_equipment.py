@@ -4,6 +4,7 @@ PostgreSQL, on the same compiled statements and driver sessions as the lot store
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -50,18 +51,8 @@ def _tool_values(t: ToolRecord) -> dict[str, Any]:
     }
 
 
-_SNAPSHOT_COLUMNS = (
-    "connected",
-    "e10",
-    "process_state",
-    "mode",
-    "alarm",
-    "job_id",
-    "lot_id",
-    "sites_done",
-    "sites_total",
-    "reason",
-)
+_SNAPSHOT_COLUMNS = tuple(f.name for f in fields(ToolSnapshot))
+"""A tool's snapshot is stored one column per field, under the field's name."""
 
 
 def _part_columns(part: ToolPart) -> tuple[str, ...]:
@@ -150,6 +141,7 @@ class EquipmentStatements:
             select(tools).where(tools.c.line == bindparam("line")).order_by(tools.c.id)
         )
         self.insert_tool = c(insert(tools), tool_keys)
+        self.tool_part_columns = {part: _part_columns(part) for part in ToolPart}
         self.update_tool = {
             part: c(
                 update(tools)
@@ -157,11 +149,11 @@ class EquipmentStatements:
                 .values(
                     {
                         tools.c[name]: bindparam(f"v_{name}", type_=tools.c[name].type)
-                        for name in _part_columns(part)
+                        for name in columns
                     }
                 )
             )
-            for part in ToolPart
+            for part, columns in self.tool_part_columns.items()
         }
         self.insert_change = c(
             insert(tool_states), [col.name for col in tool_states.c if col.name != "seq"]
@@ -225,7 +217,7 @@ class SqlEquipmentRepository:
         values = _tool_values(tool)
         await self._db.execute(
             self._sql.update_tool[part],
-            {"b_id": tool.id, **{f"v_{k}": values[k] for k in _part_columns(part)}},
+            {"b_id": tool.id, **{f"v_{k}": values[k] for k in self._sql.tool_part_columns[part]}},
         )
 
     async def add_change(self, change: E10Change) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -307,29 +307,26 @@ class LineController:
         candidates = self._candidates(lots)
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
-        if self.config.controller.dispatch and any(
-            r.is_idle() and choose(candidates, r.steps) is not None for r in self.runners.values()
-        ):
-            # read now, not before: an operator's switch to manual counts up to here
-            tools = {t.id: t for t in await self._equipment.tools(self.name)}
-            await self._start_on_idle_tools(tools, candidates)
+        if self.config.controller.dispatch:
+            await self._start_on_idle_tools(candidates)
         if self.config.controller.auto_manual_steps and any(
             self._is_manual(c.step) for c in candidates
         ):
             self._manual_wake.set()
 
-    async def _start_on_idle_tools(
-        self, tools: Mapping[str, ToolRecord], candidates: list[Candidate]
-    ) -> None:
+    async def _start_on_idle_tools(self, candidates: list[Candidate]) -> None:
         """Track the most urgent fitting lot in on each idle tool in auto: all of them in one
         transaction (on SQLite, one wait for the writer, not one per tool)."""
         picks: list[tuple[Candidate, ToolRunner]] = []
+        tools: dict[str, ToolRecord] | None = None
         for tool_id, runner in sorted(self.runners.items()):
-            record = tools.get(tool_id)
-            if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
-                continue
-            pick = choose(candidates, runner.steps)
+            pick = choose(candidates, runner.steps) if runner.is_idle() else None
             if pick is None:
+                continue
+            if tools is None:  # read now, not before: an operator's switch to manual counts
+                tools = {t.id: t for t in await self._equipment.tools(self.name)}
+            record = tools.get(tool_id)
+            if record is None or record.dispatch is not DispatchMode.AUTO:
                 continue
             candidates.remove(pick)
             picks.append((pick, runner))
