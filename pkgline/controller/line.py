@@ -249,8 +249,12 @@ class LineController:
         loop = asyncio.get_running_loop()
         last_full = loop.time()
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns normally when the
+            # event is set just as the task is cancelled, and the cancellation is lost (the
+            # loop then ran on and held up the controller's stop). Fixed in 3.12.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             full = loop.time() - last_full >= interval
             try:

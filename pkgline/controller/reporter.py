@@ -65,7 +65,8 @@ class EquipmentReporter:
             await self._wake.wait()
             if not self._now.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._now.wait(), self._batch_s)
+                    async with asyncio.timeout(self._batch_s):  # see LineController._dispatch_loop
+                        await self._now.wait()
             self._wake.clear()
             self._now.clear()
             while self._pending:

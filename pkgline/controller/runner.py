@@ -331,7 +331,8 @@ class ToolRunner:
             if remaining is not None and remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):  # see LineController._dispatch_loop
+                    await self._changed.wait()
             except TimeoutError:
                 return condition()
         return True

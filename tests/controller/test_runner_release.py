@@ -3,6 +3,7 @@ acknowledged: the dispatcher may track a lot in on it, the same lot included."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import pytest
@@ -88,3 +89,15 @@ async def test_results_a_newer_status_still_shows_are_settled() -> None:
     )  # heard after the acknowledge: the tool is asked for its results
     with pytest.raises(AttributeError, match="results"):
         await runner._settle()
+
+
+async def test_a_runner_waiting_for_its_tool_stops_when_cancelled_as_an_event_arrives() -> None:
+    """On Python 3.11, asyncio.wait_for lost a cancellation that came with the event it
+    waited for, and the runner waited on (this held up the controller's stop)."""
+    runner = _runner_on("L1", COMPLETE)
+    waiting = asyncio.create_task(runner._wait_for(lambda: False, 10))
+    await asyncio.sleep(0)
+    runner._changed.set()
+    waiting.cancel()
+    done, _ = await asyncio.wait({waiting}, timeout=5)
+    assert waiting in done and waiting.cancelled(), "the cancellation was lost"
