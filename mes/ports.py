@@ -6,10 +6,11 @@ in-memory one (:mod:`mes.adapters.memory`) serves fast tests of the service laye
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
 from mes.domain.model import (
@@ -23,27 +24,141 @@ from mes.domain.model import (
     SiteReject,
 )
 
+T = TypeVar("T")
+
+
+# -- a transaction's logic, written once for every store -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GetLot:
+    """Read a lot (answer: ``Lot | None``)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetJob:
+    """Read a job (answer: ``JobRecord | None``)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetJobsOf:
+    """Read the jobs of a lot's carriers at one step occurrence, or from it on (answer:
+    ``list[JobRecord]``, in the order they started)."""
+
+    lot_id: str
+    path_index: int
+    and_later: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GetCarriers:
+    """Read a lot's carriers (answer: ``list[Carrier]``, by position)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetRejects:
+    """Read every rejected site of a lot's carriers (answer: ``list[SiteReject]``)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory:
+    """Read a lot's history in order, only the entries before ``before_seq`` when given
+    (answer: ``list[HistoryEntry]``)."""
+
+    lot_id: str
+    before_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetChildren:
+    """Read the ids of the lots split from a lot (answer: ``list[str]``)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Write a change: lots (inserted, or updated if their version is still the expected
+    one, else ConcurrentUpdate), carriers, rejects, jobs, history and outbox (answer: the
+    history entries, with their sequence numbers)."""
+
+    change: Change
+
+
+Request: TypeAlias = (
+    GetLot | GetJob | GetJobsOf | GetCarriers | GetRejects | GetHistory | GetChildren | Save
+)
+Work: TypeAlias = Generator[Request, Any, T]
+"""What one transaction does, written once for every store: a generator that yields what it
+reads and writes (:data:`Request`), gets each answer back, decides in between with the pure
+rules, and returns the operation's result (a refusal is raised). A store runs it with
+:meth:`UnitOfWork.run`: on SQLite in one call on the connection's thread, reads, rules,
+writes and COMMIT together, so SQLite's one write lock is held for that call only; on
+PostgreSQL one awaited statement at a time. The typed helpers below read as
+``lot = yield from get_lot(lot_id)``."""
+
+
+def get_lot(lot_id: str) -> Work[Lot | None]:
+    found: Lot | None = yield GetLot(lot_id)
+    return found
+
+
+def get_job(job_id: str) -> Work[JobRecord | None]:
+    found: JobRecord | None = yield GetJob(job_id)
+    return found
+
+
+def get_jobs_of(lot_id: str, path_index: int, *, and_later: bool = False) -> Work[list[JobRecord]]:
+    found: list[JobRecord] = yield GetJobsOf(lot_id, path_index, and_later)
+    return found
+
+
+def get_carriers(lot_id: str) -> Work[list[Carrier]]:
+    found: list[Carrier] = yield GetCarriers(lot_id)
+    return found
+
+
+def get_rejects(lot_id: str) -> Work[list[SiteReject]]:
+    found: list[SiteReject] = yield GetRejects(lot_id)
+    return found
+
+
+def get_history(lot_id: str, *, before_seq: int | None = None) -> Work[list[HistoryEntry]]:
+    found: list[HistoryEntry] = yield GetHistory(lot_id, before_seq)
+    return found
+
+
+def get_children(lot_id: str) -> Work[list[str]]:
+    found: list[str] = yield GetChildren(lot_id)
+    return found
+
+
+def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:
+    written: tuple[HistoryEntry, ...] = yield Save(change)
+    return written
+
+
+def save_all(changes: Sequence[Change]) -> Work[list[tuple[HistoryEntry, ...]]]:
+    written = []
+    for change in changes:
+        written.append((yield from save(change)))
+    return written
+
+
+# -- the store -------------------------------------------------------------------------------
+
 
 class LotRepository(Protocol):
-    """Lots and everything that belongs to them, inside one unit of work."""
-
-    async def get(self, lot_id: str) -> Lot | None:
-        """The lot as stored now, or None."""
-        ...
-
-    async def carriers(self, lot_id: str) -> list[Carrier]: ...
-
-    async def rejects(self, lot_id: str) -> list[SiteReject]:
-        """Every rejected site of the lot's carriers (wherever the rejection happened)."""
-        ...
-
-    async def history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
-        """The lot's history in order; only entries before ``before_seq`` when given."""
-        ...
-
-    async def children(self, lot_id: str) -> list[str]:
-        """Ids of lots split from this one."""
-        ...
+    """Queries over many lots, inside one unit of work (one lot and what belongs to it is
+    read and written through :meth:`UnitOfWork.run`)."""
 
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
@@ -51,23 +166,8 @@ class LotRepository(Protocol):
         """Lots by state and flow, most urgent first (priority, then age)."""
         ...
 
-    async def job(self, job_id: str) -> JobRecord | None: ...
-
-    async def jobs_of(
-        self, lot_id: str, path_index: int, *, and_later: bool = False
-    ) -> list[JobRecord]:
-        """Jobs of the lot's carriers at step occurrence ``path_index`` (and after it, with
-        ``and_later``), in the order they started."""
-        ...
-
     async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
         """The heads of lots in ``states``, most urgent first (priority, then age)."""
-        ...
-
-    async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
-        """Write a change: lots (inserted, or updated if their version is still the expected
-        one, else ConcurrentUpdate), carriers, rejects, history and outbox. Returns the
-        history entries with their sequence numbers."""
         ...
 
 
@@ -121,10 +221,10 @@ class UnitOfWork(Protocol):
 
     async def commit(self) -> None: ...
 
-    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
-        """Write ``changes`` in order (as :meth:`LotRepository.save`) and commit, in one step:
-        a store may send it all at once. If one of them cannot be written, none is. For each
-        change, the history entries written, with their sequence numbers."""
+    async def run(self, work: Work[T], *, commit: bool = False) -> T:
+        """Do ``work`` in this transaction (:data:`Work`), and with ``commit`` commit it in
+        the same step. A refusal or failure it raises leaves nothing written once the unit
+        of work is left."""
         ...
 
 

@@ -1,15 +1,18 @@
 """The lot tracker's service layer: every operation is one transaction.
 
-Load what the rule needs, call the pure rule (:mod:`mes.domain.operations`), write the
-change (lots, history, outbox) and commit. A refusal raises before anything is written; a
-concurrent move of the same lot makes the later transaction fail with ConcurrentUpdate.
+Read what the rule needs, call the pure rule (:mod:`mes.domain.operations`), write the
+change (lots, history, outbox) and commit: written once as :data:`mes.ports.Work`, which the
+store runs in one step where it can (on SQLite, one call on the connection's thread). A
+refusal raises before anything is written; a concurrent move of the same lot makes the later
+transaction fail with ConcurrentUpdate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from flows import Flow, FlowLibrary, UnknownFlow
 from mes.domain import common, genealogy
@@ -46,7 +49,21 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import LotReport, build_report
-from mes.ports import LotRepository, UnitOfWorkFactory
+from mes.ports import (
+    UnitOfWorkFactory,
+    Work,
+    get_carriers,
+    get_children,
+    get_history,
+    get_job,
+    get_jobs_of,
+    get_lot,
+    get_rejects,
+    save,
+    save_all,
+)
+
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -83,7 +100,8 @@ class StepView:
     """Every site rejected so far."""
 
 
-Rule = Callable[[Lot, Flow, LotRepository], Awaitable[Change]]
+Rule = Callable[[Lot, Flow], Change | Work[Change]]
+"""What an operation on one lot decides: the change, or work that reads more first."""
 
 
 class LotService:
@@ -105,35 +123,48 @@ class LotService:
         except UnknownFlow as exc:
             raise InvalidInput(str(exc).strip("'\""), allowed=sorted(self.flows.flows)) from None
 
+    async def _write(self, work: Work[T]) -> T:
+        """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`)."""
+        async with self._uow() as uow:
+            return await uow.run(work, commit=True)
+
+    async def _read(self, work: Work[T]) -> T:
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(work, commit=True)
+
     # -- writing -----------------------------------------------------------------------------
 
     async def _on_lot(self, lot_id: str, rule: Rule, *, primary: str | None = None) -> Outcome:
-        async with self._uow() as uow:
-            lot = await uow.lots.get(lot_id)
+        def work() -> Work[Outcome]:
+            lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            change = await rule(lot, self.flow(lot.flow), uow.lots)
-            (entries,) = await uow.save_and_commit([change])
-        wanted = primary or lot_id
-        return Outcome(next(x for x in change.lots if x.id == wanted), entries)
+            decided = rule(lot, self.flow(lot.flow))
+            change = decided if isinstance(decided, Change) else (yield from decided)
+            entries = yield from save(change)
+            wanted = primary or lot_id
+            return Outcome(next(x for x in change.lots if x.id == wanted), entries)
+
+        return await self._write(work())
 
     async def start(self, cmd: StartLot) -> Outcome:
         change = ops.start_lot(cmd, self.flow(cmd.flow), self._clock())
-        async with self._uow() as uow:
-            if await uow.lots.get(cmd.lot_id) is not None:
+
+        def work() -> Work[Outcome]:
+            if (yield from get_lot(cmd.lot_id)) is not None:
                 raise LotExists(f"lot {cmd.lot_id} already exists", lot_id=cmd.lot_id)
-            (entries,) = await uow.save_and_commit([change])
-        return Outcome(change.lot, entries)
+            return Outcome(change.lot, (yield from save(change)))
+
+        return await self._write(work())
 
     async def track_in(self, cmd: TrackIn) -> Outcome:
-        async def rule(lot: Lot, flow: Flow, _: LotRepository) -> Change:
-            return ops.track_in(lot, flow, cmd, self._clock())
-
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(
+            cmd.lot_id, lambda lot, flow: ops.track_in(lot, flow, cmd, self._clock())
+        )
 
     async def track_out(self, cmd: TrackOut) -> Outcome:
-        async def rule(lot: Lot, flow: Flow, repo: LotRepository) -> Change:
-            rejected = await _rejected(repo, lot) if cmd.rejects else {}
+        def rule(lot: Lot, flow: Flow) -> Work[Change]:
+            rejected = (yield from _rejected(lot)) if cmd.rejects else {}
             return ops.track_out(lot, flow, cmd, rejected, self._clock())
 
         return await self._on_lot(cmd.lot_id, rule)
@@ -142,77 +173,75 @@ class LotService:
         """Several track-ins in one transaction (a dispatch pass over idle tools): for each,
         its outcome, or its refusal (the others are written all the same). A lot another
         transaction moved meanwhile fails them all with ConcurrentUpdate, nothing written."""
-        decided: list[Change | LotTrackerError] = []
-        async with self._uow() as uow:
+
+        def work() -> Work[list[Outcome | LotTrackerError]]:
+            decided: list[Change | LotTrackerError] = []
             for c in cmds:
-                lot = await uow.lots.get(c.lot_id)
+                lot = yield from get_lot(c.lot_id)
                 try:
                     if lot is None:
                         raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
                     decided.append(ops.track_in(lot, self.flow(lot.flow), c, self._clock()))
                 except LotTrackerError as exc:
                     decided.append(exc)
-            changes = [d for d in decided if isinstance(d, Change)]
-            written = iter(await uow.save_and_commit(changes) if changes else ())
-        return [
-            d if isinstance(d, LotTrackerError) else Outcome(d.lot, next(written)) for d in decided
-        ]
+            written = iter((yield from save_all([d for d in decided if isinstance(d, Change)])))
+            return [
+                d if isinstance(d, LotTrackerError) else Outcome(d.lot, next(written))
+                for d in decided
+            ]
+
+        return await self._write(work())
 
     async def abort(self, cmd: AbortStep) -> Outcome:
-        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            return ops.abort(lot, cmd, self._clock(), await _open_jobs(repo, lot))
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            return ops.abort(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
 
         return await self._on_lot(cmd.lot_id, rule)
 
     async def hold(self, cmd: HoldLot) -> Outcome:
-        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            return ops.hold(lot, cmd, self._clock(), await _open_jobs(repo, lot))
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            return ops.hold(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
 
         return await self._on_lot(cmd.lot_id, rule)
 
     async def release(self, cmd: ReleaseLot) -> Outcome:
-        async def rule(lot: Lot, flow: Flow, _: LotRepository) -> Change:
-            return ops.release(lot, flow, cmd, self._clock())
-
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(
+            cmd.lot_id, lambda lot, flow: ops.release(lot, flow, cmd, self._clock())
+        )
 
     async def scrap(self, cmd: ScrapLot) -> Outcome:
-        async def rule(lot: Lot, _: Flow, __: LotRepository) -> Change:
-            return ops.scrap(lot, cmd, self._clock())
-
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, lambda lot, _: ops.scrap(lot, cmd, self._clock()))
 
     async def scrap_sites(self, cmd: ScrapSites) -> Outcome:
-        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            return ops.scrap_sites(lot, cmd, await _rejected(repo, lot), self._clock())
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
 
         return await self._on_lot(cmd.lot_id, rule)
 
     async def rework(self, cmd: ReworkLot) -> Outcome:
-        async def rule(lot: Lot, flow: Flow, repo: LotRepository) -> Change:
-            done = await repo.jobs_of(lot.id, 0, and_later=True)
+        def rule(lot: Lot, flow: Flow) -> Work[Change]:
+            done = yield from get_jobs_of(lot.id, 0, and_later=True)
             return ops.rework(lot, flow, cmd, self._clock(), done)
 
         return await self._on_lot(cmd.lot_id, rule)
 
     async def complete(self, cmd: CompleteLot) -> Outcome:
-        async def rule(lot: Lot, flow: Flow, _: LotRepository) -> Change:
-            return ops.complete(lot, flow, cmd, self._clock())
-
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(
+            cmd.lot_id, lambda lot, flow: ops.complete(lot, flow, cmd, self._clock())
+        )
 
     async def split(self, cmd: SplitLot) -> Outcome:
-        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            change = genealogy.split(lot, cmd, await repo.rejects(lot.id), self._clock())
-            if await repo.get(cmd.child_id) is not None:
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            change = genealogy.split(lot, cmd, (yield from get_rejects(lot.id)), self._clock())
+            if (yield from get_lot(cmd.child_id)) is not None:
                 raise LotExists(f"lot {cmd.child_id} already exists", lot_id=cmd.child_id)
             return change
 
         return await self._on_lot(cmd.lot_id, rule, primary=cmd.child_id)
 
     async def merge(self, cmd: MergeLots) -> Outcome:
-        async def rule(child: Lot, _: Flow, repo: LotRepository) -> Change:
-            target = await repo.get(cmd.into_id)
+        def rule(child: Lot, _: Flow) -> Work[Change]:
+            target = yield from get_lot(cmd.into_id)
             if target is None:
                 raise UnknownLot(f"there is no lot {cmd.into_id}", lot_id=cmd.into_id)
             return genealogy.merge(child, target, cmd, self._clock())
@@ -224,9 +253,9 @@ class LotService:
     async def start_job(self, cmd: StartJob) -> Outcome:
         """Record that a tool is about to process one carrier of the lot's running step."""
 
-        async def rule(lot: Lot, _: Flow, repo: LotRepository) -> Change:
-            jobs = await repo.jobs_of(lot.id, len(lot.path)) if lot.running else []
-            if await repo.job(cmd.job_id) is not None:
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
+            if (yield from get_job(cmd.job_id)) is not None:
                 raise InvalidInput(f"job id {cmd.job_id} is taken", lot_id=lot.id)
             return job_rules.start_job(lot, cmd, jobs, self._clock())
 
@@ -237,76 +266,80 @@ class LotService:
 
         Idempotent: results recorded before (a controller that failed before it could tell the
         tool) are not recorded again, and the outcome says so."""
-        async with self._uow() as uow:
-            repo = uow.lots
-            job = await repo.job(cmd.job_id)
+
+        def work() -> Work[JobOutcome]:
+            job = yield from get_job(cmd.job_id)
             if job is None:
                 raise InvalidInput(f"there is no job {cmd.job_id}")
-            lot = await repo.get(job.lot_id)
+            lot = yield from get_lot(job.lot_id)
             assert lot is not None
             if job.status is JobStatus.RECORDED:
                 return JobOutcome(lot, job, (), already_recorded=True)
             done = [
                 j
-                for j in await repo.jobs_of(lot.id, job.path_index)
+                for j in (yield from get_jobs_of(lot.id, job.path_index))
                 if j.status is JobStatus.RECORDED
             ]
+            rejected = yield from _rejected(lot)
             change = job_rules.record_job(
-                lot, self.flow(lot.flow), job, cmd, done, await _rejected(repo, lot), self._clock()
+                lot, self.flow(lot.flow), job, cmd, done, rejected, self._clock()
             )
-            (entries,) = await uow.save_and_commit([change])
-        recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
-        return JobOutcome(change.lot, recorded, entries)
+            entries = yield from save(change)
+            recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
+            return JobOutcome(change.lot, recorded, entries)
+
+        return await self._write(work())
 
     async def job(self, job_id: str) -> JobRecord | None:
-        async with self._uow(readonly=True) as uow:
-            return await uow.lots.job(job_id)
+        return await self._read(get_job(job_id))
 
     async def step_view(self, lot_id: str) -> StepView:
         """The lot, its jobs at its current step, its carriers and its rejected sites: one
         read transaction (the line controller, before it runs a step)."""
-        async with self._uow(readonly=True) as uow:
-            repo = uow.lots
-            lot = await repo.get(lot_id)
+
+        def work() -> Work[StepView]:
+            lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             return StepView(
                 lot,
-                await repo.jobs_of(lot.id, len(lot.path)),
-                await repo.carriers(lot.id),
-                await repo.rejects(lot.id),
+                (yield from get_jobs_of(lot.id, len(lot.path))),
+                (yield from get_carriers(lot.id)),
+                (yield from get_rejects(lot.id)),
             )
+
+        return await self._read(work())
 
     async def jobs_of_step(self, lot: Lot) -> list[JobRecord]:
         """The jobs of the lot's carriers at its current step occurrence."""
-        async with self._uow(readonly=True) as uow:
-            return await uow.lots.jobs_of(lot.id, len(lot.path))
+        return await self._read(get_jobs_of(lot.id, len(lot.path)))
 
     # -- reading -----------------------------------------------------------------------------
 
     async def get(self, lot_id: str) -> Lot:
-        async with self._uow(readonly=True) as uow:
-            lot = await uow.lots.get(lot_id)
+        lot = await self._read(get_lot(lot_id))
         if lot is None:
             raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
         return lot
 
     async def report(self, lot_id: str) -> LotReport:
         """Everything ``lot show`` tells, read in one transaction."""
-        async with self._uow(readonly=True) as uow:
-            repo = uow.lots
-            lot = await repo.get(lot_id)
+
+        def work() -> Work[LotReport]:
+            lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            history = await _lineage_history(repo, lot_id)
+            history = yield from _lineage_history(lot_id)
             return build_report(
                 lot,
                 self.flow(lot.flow),
-                await repo.carriers(lot_id),
-                await repo.rejects(lot_id),
+                (yield from get_carriers(lot_id)),
+                (yield from get_rejects(lot_id)),
                 history,
-                await repo.children(lot_id),
+                (yield from get_children(lot_id)),
             )
+
+        return await self._read(work())
 
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
@@ -329,27 +362,26 @@ class LotService:
         return common.next_in_order(lot, self.flow(lot.flow))
 
     async def carriers(self, lot_id: str) -> list[Carrier]:
-        async with self._uow(readonly=True) as uow:
-            return await uow.lots.carriers(lot_id)
+        return await self._read(get_carriers(lot_id))
 
     async def rejected_sites(self, lot_id: str) -> list[SiteReject]:
-        async with self._uow(readonly=True) as uow:
-            return await uow.lots.rejects(lot_id)
+        return await self._read(get_rejects(lot_id))
 
 
-async def _open_jobs(repo: LotRepository, lot: Lot) -> list[JobRecord]:
+def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:
     if lot.running is None:
         return []
-    return [j for j in await repo.jobs_of(lot.id, len(lot.path)) if j.status is JobStatus.STARTED]
+    jobs = yield from get_jobs_of(lot.id, len(lot.path))
+    return [j for j in jobs if j.status is JobStatus.STARTED]
 
 
-async def _rejected(repo: LotRepository, lot: Lot) -> dict[SiteRef, SiteReject]:
-    return {r.site: r for r in await repo.rejects(lot.id)}
+def _rejected(lot: Lot) -> Work[dict[SiteRef, SiteReject]]:
+    return {r.site: r for r in (yield from get_rejects(lot.id))}
 
 
-async def _lineage_history(repo: LotRepository, lot_id: str) -> list[HistoryEntry]:
+def _lineage_history(lot_id: str) -> Work[list[HistoryEntry]]:
     """A lot's history preceded by its ancestors' history up to each split."""
-    own = await repo.history(lot_id)
+    own = yield from get_history(lot_id)
     if own and own[0].operation is Operation.SPLIT_FROM:
         parent = str(own[0].data.get("parent"))
         inherited: list[HistoryEntry] = []
@@ -357,7 +389,7 @@ async def _lineage_history(repo: LotRepository, lot_id: str) -> list[HistoryEntr
         before = own[0].seq
         while parent not in seen:
             seen.add(parent)
-            rows = await repo.history(parent, before_seq=before)
+            rows = yield from get_history(parent, before_seq=before)
             inherited = rows + inherited
             if not rows or rows[0].operation is not Operation.SPLIT_FROM:
                 break

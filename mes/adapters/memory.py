@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
 from mes.domain.errors import ConcurrentUpdate, LotExists
@@ -28,6 +28,20 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import history_dict
+from mes.ports import (
+    GetCarriers,
+    GetChildren,
+    GetHistory,
+    GetJob,
+    GetJobsOf,
+    GetLot,
+    GetRejects,
+    Request,
+    Save,
+    Work,
+)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,26 +64,40 @@ class MemoryLotRepository:
         self._written: set[str] = set()
         """Lots this unit of work wrote."""
 
-    async def get(self, lot_id: str) -> Lot | None:
-        return self._store.lots.get(lot_id)
+    def answer(self, request: Request) -> Any:
+        """What a store answers to ``request`` (:data:`mes.ports.Work`)."""
+        if isinstance(request, Save):
+            return self._save(request.change)
+        if isinstance(request, GetLot):
+            return self._store.lots.get(request.lot_id)
+        if isinstance(request, GetJob):
+            return self._store.jobs.get(request.job_id)
+        if isinstance(request, GetJobsOf):
+            return self._jobs_of(request.lot_id, request.path_index, and_later=request.and_later)
+        if isinstance(request, GetRejects):
+            return self._rejects(request.lot_id)
+        if isinstance(request, GetCarriers):
+            return self._carriers(request.lot_id)
+        if isinstance(request, GetHistory):
+            return self._history(request.lot_id, before_seq=request.before_seq)
+        if isinstance(request, GetChildren):
+            return [lot.id for lot in self._store.lots.values() if lot.parent_id == request.lot_id]
+        raise TypeError(f"not a lot store request: {request!r}")
 
-    async def carriers(self, lot_id: str) -> list[Carrier]:
+    def _carriers(self, lot_id: str) -> list[Carrier]:
         found = [c for c in self._store.carriers.values() if c.lot_id == lot_id]
         return sorted(found, key=lambda c: c.position)
 
-    async def rejects(self, lot_id: str) -> list[SiteReject]:
+    def _rejects(self, lot_id: str) -> list[SiteReject]:
         mine = {c.id for c in self._store.carriers.values() if c.lot_id == lot_id}
         return [r for r in self._store.rejects if r.carrier_id in mine]
 
-    async def history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
+    def _history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
         return [
             e
             for e in self._store.history
             if e.lot_id == lot_id and (before_seq is None or (e.seq or 0) < before_seq)
         ]
-
-    async def children(self, lot_id: str) -> list[str]:
-        return [lot.id for lot in self._store.lots.values() if lot.parent_id == lot_id]
 
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
@@ -82,12 +110,7 @@ class MemoryLotRepository:
         found.sort(key=lambda lot: (lot.priority, lot.created_at, lot.id))
         return found[:limit]
 
-    async def job(self, job_id: str) -> JobRecord | None:
-        return self._store.jobs.get(job_id)
-
-    async def jobs_of(
-        self, lot_id: str, path_index: int, *, and_later: bool = False
-    ) -> list[JobRecord]:
+    def _jobs_of(self, lot_id: str, path_index: int, *, and_later: bool = False) -> list[JobRecord]:
         mine = {c.id for c in self._store.carriers.values() if c.lot_id == lot_id}
         return sorted(
             (
@@ -115,7 +138,7 @@ class MemoryLotRepository:
             for lot in await self.find(states=states, limit=len(self._store.lots) or 1)
         ]
 
-    async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
+    def _save(self, change: Change) -> tuple[HistoryEntry, ...]:
         store = self._store
         for lot in change.lots:
             expected = change.expected_versions[lot.id]
@@ -213,10 +236,21 @@ class MemoryUnitOfWork:
         self.lots = MemoryLotRepository(self._work, self._shared)
         self.equipment = MemoryEquipmentRepository(self._work)
 
-    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
-        entries = [await self.lots.save(change) for change in changes]
-        await self.commit()
-        return entries
+    async def run(self, work: Work[T], *, commit: bool = False) -> T:
+        answer: Any = None
+        try:
+            while True:
+                try:
+                    request = work.send(answer)
+                except StopIteration as done:
+                    result: T = done.value
+                    break
+                answer = self.lots.answer(request)
+        finally:
+            work.close()
+        if commit:
+            await self.commit()
+        return result
 
     async def __aexit__(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -64,6 +64,20 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import history_dict
+from mes.ports import (
+    GetCarriers,
+    GetChildren,
+    GetHistory,
+    GetJob,
+    GetJobsOf,
+    GetLot,
+    GetRejects,
+    Request,
+    Save,
+    Work,
+)
+
+T = TypeVar("T")
 
 # -- rows <-> values -------------------------------------------------------------------------
 
@@ -455,44 +469,6 @@ class SqlLotRepository:
         self._sql = statements
         self._heads = heads
 
-    async def get(self, lot_id: str) -> Lot | None:
-        rows = await self._db.fetch(self._sql.get_lot, {"lot_id": lot_id})
-        return _group_lots(rows).get(lot_id)
-
-    async def carriers(self, lot_id: str) -> list[Carrier]:
-        rows = await self._db.fetch(self._sql.carriers, {"lot_id": lot_id})
-        return [Carrier(r["id"], r["lot_id"], r["position"], r["rows"], r["cols"]) for r in rows]
-
-    async def rejects(self, lot_id: str) -> list[SiteReject]:
-        rows = await self._db.fetch(self._sql.rejects, {"lot_id": lot_id})
-        return [
-            SiteReject(r["carrier_id"], r["row"], r["col"], r["code"], r["step"], r["path_index"])
-            for r in rows
-        ]
-
-    async def history(self, lot_id: str, *, before_seq: int | None = None) -> list[HistoryEntry]:
-        if before_seq is None:
-            rows = await self._db.fetch(self._sql.history, {"lot_id": lot_id})
-        else:
-            rows = await self._db.fetch(
-                self._sql.history_before, {"lot_id": lot_id, "before_seq": before_seq}
-            )
-        return [_entry_from_row(r) for r in rows]
-
-    async def children(self, lot_id: str) -> list[str]:
-        return [r["id"] for r in await self._db.fetch(self._sql.children, {"lot_id": lot_id})]
-
-    async def job(self, job_id: str) -> JobRecord | None:
-        rows = await self._db.fetch(self._sql.job, {"job_id": job_id})
-        return _job_from_row(rows[0]) if rows else None
-
-    async def jobs_of(
-        self, lot_id: str, path_index: int, *, and_later: bool = False
-    ) -> list[JobRecord]:
-        statement = self._sql.jobs_from if and_later else self._sql.jobs_at
-        rows = await self._db.fetch(statement, {"lot_id": lot_id, "path_index": path_index})
-        return [_job_from_row(r) for r in rows]
-
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
@@ -509,8 +485,55 @@ class SqlLotRepository:
         rows = await self._db.fetch_raw(statement, {f"s{i}": s.value for i, s in enumerate(states)})
         return [self._heads.get(statement, raw) for raw in rows]
 
-    async def save(self, change: Change) -> tuple[HistoryEntry, ...]:
-        return await self._db.run(_save_plan(self._sql, change))
+
+def _work_plan(sql: Statements, work: Work[T]) -> Plan[T]:
+    """``work`` as statements: each of its requests answered by :func:`_answer_plan`."""
+    answer: Any = None
+    try:
+        while True:
+            try:
+                request = work.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer = yield from _answer_plan(sql, request)
+    finally:
+        work.close()
+
+
+def _answer_plan(sql: Statements, request: Request) -> Plan[Any]:
+    if isinstance(request, Save):
+        return (yield from _save_plan(sql, request.change))
+    if isinstance(request, GetLot):
+        rows = yield Fetch(sql.get_lot, {"lot_id": request.lot_id})
+        return _group_lots(rows).get(request.lot_id)
+    if isinstance(request, GetJob):
+        rows = yield Fetch(sql.job, {"job_id": request.job_id})
+        return _job_from_row(rows[0]) if rows else None
+    if isinstance(request, GetJobsOf):
+        statement = sql.jobs_from if request.and_later else sql.jobs_at
+        rows = yield Fetch(statement, {"lot_id": request.lot_id, "path_index": request.path_index})
+        return [_job_from_row(r) for r in rows]
+    if isinstance(request, GetRejects):
+        rows = yield Fetch(sql.rejects, {"lot_id": request.lot_id})
+        return [
+            SiteReject(r["carrier_id"], r["row"], r["col"], r["code"], r["step"], r["path_index"])
+            for r in rows
+        ]
+    if isinstance(request, GetCarriers):
+        rows = yield Fetch(sql.carriers, {"lot_id": request.lot_id})
+        return [Carrier(r["id"], r["lot_id"], r["position"], r["rows"], r["cols"]) for r in rows]
+    if isinstance(request, GetHistory):
+        if request.before_seq is None:
+            rows = yield Fetch(sql.history, {"lot_id": request.lot_id})
+        else:
+            rows = yield Fetch(
+                sql.history_before, {"lot_id": request.lot_id, "before_seq": request.before_seq}
+            )
+        return [_entry_from_row(r) for r in rows]
+    if isinstance(request, GetChildren):
+        rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
+        return [r["id"] for r in rows]
+    raise TypeError(f"not a lot store request: {request!r}")
 
 
 def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
@@ -613,15 +636,6 @@ def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]
             },
         )
     return tuple(written)
-
-
-def _save_all_plan(
-    sql: Statements, changes: Sequence[Change]
-) -> Plan[list[tuple[HistoryEntry, ...]]]:
-    written = []
-    for change in changes:
-        written.append((yield from _save_plan(sql, change)))
-    return written
 
 
 def _move_in_one_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
@@ -772,11 +786,11 @@ class SqlUnitOfWork:
         await self._session.commit()
         self._committed = True
 
-    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
+    async def run(self, work: Work[T], *, commit: bool = False) -> T:
         assert self._session is not None, "use the unit of work inside 'async with'"
-        entries = await self._session.run(_save_all_plan(self._statements, changes), commit=True)
-        self._committed = True
-        return entries
+        result = await self._session.run(_work_plan(self._statements, work), commit=commit)
+        self._committed = self._committed or commit
+        return result
 
     async def __aexit__(
         self,

@@ -9,8 +9,8 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from types import TracebackType
+from typing import TypeVar
 
 import pytest
 
@@ -20,25 +20,20 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWork, SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.errors import ConcurrentUpdate, OperationNotAllowed
-from mes.domain.model import Change, HistoryEntry, Lot, LotState, Operation
-from mes.ports import LotRepository, UnitOfWork
+from mes.domain.model import LotState, Operation
+from mes.ports import EquipmentRepository, GetLot, LotRepository, UnitOfWork, Work, get_lot
 from mes.service import LotService
 
+T = TypeVar("T")
 
-class _BarrierRepository:
-    """Delegates to the real repository; every ``get`` waits until all writers have read."""
 
-    def __init__(self, inner: LotRepository, barrier: asyncio.Barrier):
-        self._inner = inner
-        self._barrier = barrier
-
-    async def get(self, lot_id: str) -> Lot | None:
-        lot = await self._inner.get(lot_id)
-        await asyncio.wait_for(self._barrier.wait(), timeout=10)
-        return lot
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
+def _resumed(work: Work[T], answer: object) -> Work[T]:
+    """``work`` after its first request, answered with ``answer``."""
+    try:
+        while True:
+            answer = yield work.send(answer)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 class _BarrierUnitOfWork:
@@ -48,7 +43,11 @@ class _BarrierUnitOfWork:
 
     @property
     def lots(self) -> LotRepository:
-        return _BarrierRepository(self._inner.lots, self._barrier)  # type: ignore[return-value]
+        return self._inner.lots
+
+    @property
+    def equipment(self) -> EquipmentRepository:
+        return self._inner.equipment
 
     async def __aenter__(self) -> UnitOfWork:
         await self._inner.__aenter__()
@@ -62,8 +61,14 @@ class _BarrierUnitOfWork:
     async def commit(self) -> None:
         await self._inner.commit()
 
-    async def save_and_commit(self, changes: Sequence[Change]) -> list[tuple[HistoryEntry, ...]]:
-        return await self._inner.save_and_commit(changes)
+    async def run(self, work: Work[T], *, commit: bool = False) -> T:
+        """The work's first read (the lot) is done alone; then it waits until every writer
+        has read, and goes on."""
+        first = next(work)
+        assert isinstance(first, GetLot), first
+        lot = await self._inner.run(get_lot(first.lot_id))
+        await asyncio.wait_for(self._barrier.wait(), timeout=10)
+        return await self._inner.run(_resumed(work, lot), commit=commit)
 
 
 @pytest.mark.postgres
@@ -80,7 +85,7 @@ async def test_two_connections_moving_one_lot_at_once_one_wins_one_gets_a_confli
         def racing(engine_index: int) -> LotService:
             factory = SqlUnitOfWorkFactory(engines[engine_index])
             return LotService(
-                lambda readonly=False: _BarrierUnitOfWork(factory(readonly=readonly), barrier),  # type: ignore[misc]
+                lambda readonly=False: _BarrierUnitOfWork(factory(readonly=readonly), barrier),
                 library,
             )
 

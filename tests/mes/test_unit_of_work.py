@@ -14,6 +14,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.driver import AiosqliteSession, DatabaseUnavailable
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.ports import get_lot
 
 
 async def test_a_failing_rollback_does_not_replace_the_exception_the_unit_of_work_ends_on(
@@ -36,7 +37,7 @@ async def test_a_failing_rollback_does_not_replace_the_exception_the_unit_of_wor
                 pass
         monkeypatch.undo()
         async with factory() as uow:  # the writers' turn was given back
-            assert await uow.lots.get("NO-SUCH-LOT") is None
+            assert await uow.run(get_lot("NO-SUCH-LOT")) is None
             await uow.commit()
     finally:
         await engine.dispose()
@@ -56,7 +57,7 @@ async def test_a_unit_of_work_left_while_its_first_statement_waits_leaves_no_tra
             session = uow._session
             assert isinstance(session, AiosqliteSession)
             busy = asyncio.ensure_future(session._conn._execute(time.sleep, 0.3))
-            first = asyncio.create_task(uow.lots.get("L1"))  # BEGIN IMMEDIATE, after `busy`
+            first = asyncio.create_task(uow.run(get_lot("L1")))  # BEGIN IMMEDIATE, after `busy`
             await asyncio.sleep(0.05)
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
