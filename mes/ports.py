@@ -232,3 +232,9 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self, *, readonly: bool = False) -> UnitOfWork:
         """A new unit of work; ``readonly`` ones take no write lock."""
         ...
+
+    async def write(self, work: Work[T]) -> T:
+        """Do ``work`` in a transaction and commit it. A store may commit several works
+        written at the same time together (group commit); each is still all or nothing,
+        and its caller hears of it only once it is committed."""
+        ...

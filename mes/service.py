@@ -125,8 +125,7 @@ class LotService:
 
     async def _write(self, work: Work[T]) -> T:
         """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`)."""
-        async with self._uow() as uow:
-            return await uow.run(work, commit=True)
+        return await self._uow.write(work)
 
     async def _read(self, work: Work[T]) -> T:
         async with self._uow(readonly=True) as uow:

@@ -334,31 +334,83 @@ class AiosqliteSession:
         db: sqlite3.Connection = self._conn._conn
         if begin is not None:
             db.execute(begin)
-        result: Any = None
-        failure: IntegrityViolation | None = None
-        while True:
-            done, step = _resume(plan, result, failure)
-            if done:
-                if commit:
-                    db.execute("COMMIT")
-                return step  # type: ignore[no-any-return]
-            result, failure = None, None
+        result = _drive(db, plan)
+        if commit:
+            db.execute("COMMIT")
+        return result
+
+    async def run_each(self, plans: Sequence[Plan[Any]]) -> list[Outcome]:
+        begin, self._begin = self._begin, None
+        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+            outcomes: list[Outcome] = await self._conn._execute(
+                self._run_each_in_thread, plans, begin
+            )
+        return outcomes
+
+    def _run_each_in_thread(self, plans: Sequence[Plan[Any]], begin: str | None) -> list[Outcome]:
+        db: sqlite3.Connection = self._conn._conn
+        if begin is not None:
+            db.execute(begin)
+        outcomes: list[Outcome] = []
+        for plan in plans:
+            db.execute("SAVEPOINT plan")
             try:
-                if isinstance(step, Fetch):
-                    cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
-                    rows = cursor.fetchall()
-                    result = rows if step.raw else list(map(step.statement.row, rows))
-                elif isinstance(step, Execute):
-                    cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
-                    result = cursor.rowcount
-                    cursor.close()
-                else:
-                    db.executemany(
-                        step.statement.sql, [step.statement.arguments(v) for v in step.values]
-                    )
-            except sqlite3.IntegrityError as exc:
-                failure = IntegrityViolation(str(exc))
-                failure.__cause__ = exc
+                result = _drive(db, plan)
+            except sqlite3.OperationalError:
+                raise  # the database, not this plan: nothing of the group is committed
+            except Exception as exc:
+                db.execute("ROLLBACK TO plan")
+                db.execute("RELEASE plan")
+                outcomes.append(Failed(exc))
+            else:
+                db.execute("RELEASE plan")
+                outcomes.append(Done(result))
+        db.execute("COMMIT")
+        return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A plan of a group that was written (and committed with the group): what it returned."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A plan of a group that raised: nothing of it was written; the others were."""
+
+    error: Exception
+
+
+Outcome = Done | Failed
+
+
+def _drive(db: sqlite3.Connection, plan: Plan[T]) -> T:
+    """Run ``plan`` on ``db``, on the connection's thread."""
+    result: Any = None
+    failure: IntegrityViolation | None = None
+    while True:
+        done, step = _resume(plan, result, failure)
+        if done:
+            return step  # type: ignore[no-any-return]
+        result, failure = None, None
+        try:
+            if isinstance(step, Fetch):
+                cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
+                rows = cursor.fetchall()
+                result = rows if step.raw else list(map(step.statement.row, rows))
+            elif isinstance(step, Execute):
+                cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
+                result = cursor.rowcount
+                cursor.close()
+            else:
+                db.executemany(
+                    step.statement.sql, [step.statement.arguments(v) for v in step.values]
+                )
+        except sqlite3.IntegrityError as exc:
+            failure = IntegrityViolation(str(exc))
+            failure.__cause__ = exc
 
 
 def _rollback_if_open(connection: Any) -> None:

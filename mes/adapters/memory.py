@@ -267,3 +267,7 @@ class MemoryUnitOfWorkFactory:
 
     def __call__(self, *, readonly: bool = False) -> MemoryUnitOfWork:
         return MemoryUnitOfWork(self.store)
+
+    async def write(self, work: Work[T]) -> T:
+        async with self() as uow:
+            return await uow.run(work, commit=True)

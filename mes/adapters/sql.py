@@ -35,13 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import (
+    AiosqliteSession,
     CompiledStatement,
     DatabaseUnavailable,
+    Done,
     DriverSession,
     Execute,
     ExecuteMany,
     Fetch,
     IntegrityViolation,
+    Outcome,
     Plan,
     session_for,
 )
@@ -792,6 +795,16 @@ class SqlUnitOfWork:
         self._committed = self._committed or commit
         return result
 
+    async def run_each(self, works: Sequence[Work[Any]]) -> list[Outcome]:
+        """SQLite: do each work under a savepoint of its own, then commit, in one call on the
+        connection's thread. A work that raises leaves nothing written (rolled back to its
+        savepoint), and the others are committed; a failure of the database fails them all."""
+        session = self._session
+        assert isinstance(session, AiosqliteSession), "groups are for SQLite"
+        outcomes = await session.run_each([_work_plan(self._statements, w) for w in works])
+        self._committed = True
+        return outcomes
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -825,6 +838,72 @@ class SqlUnitOfWork:
             turn.release()
 
 
+class SqliteGroupCommit:
+    """Group commit for SQLite. Every commit there waits for its fsync (``synchronous=FULL``)
+    while holding the one write lock, and takes a turn on the connection's thread. Works
+    written while a group is being written wait, and go together as the next group: one
+    transaction, each work under a savepoint of its own (all or nothing, each), one COMMIT.
+    A work that raises is rolled back alone and its caller gets the error; the others are
+    committed. Nobody is told "written" before the group's COMMIT returned. At most
+    ``limit`` works per group, so that other writers' turns come round."""
+
+    def __init__(self, factory: SqlUnitOfWorkFactory, limit: int = 32):
+        self._factory = factory
+        self._limit = limit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def write(self, work: Work[T]) -> T:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a factory may outlive an event loop
+            self._loop, self._waiting, self._writing = loop, [], None
+        written: asyncio.Future[T] = loop.create_future()
+        self._waiting.append((work, written))
+        if self._writing is None:
+            self._writing = loop.create_task(self._write_groups(), name="sqlite-group-commit")
+        return await written
+
+    async def _write_groups(self) -> None:
+        try:
+            while self._waiting:
+                group = [(w, f) for w, f in self._waiting[: self._limit] if not f.done()]
+                del self._waiting[: self._limit]
+                if group:
+                    await self._write_group(group)
+        finally:
+            self._writing = None
+
+    async def _write_group(self, group: list[tuple[Work[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            async with self._factory() as uow:
+                outcomes = await uow.run_each([work for work, _ in group])
+        except Exception as exc:  # the database: nothing of the group was written
+            for _, written in group:
+                if not written.done():
+                    written.set_exception(_copy(exc))
+            return
+        except BaseException:  # cancelled (the event loop is closing): so are the callers
+            for _, written in group:
+                written.cancel()
+            raise
+        for (_, written), outcome in zip(group, outcomes, strict=True):
+            if written.done():  # its caller was cancelled meanwhile: written all the same
+                continue
+            if isinstance(outcome, Done):
+                written.set_result(outcome.value)
+            else:
+                written.set_exception(outcome.error)
+
+
+def _copy(exc: Exception) -> Exception:
+    """An exception to raise in one of several callers (each gets its own traceback)."""
+    copy = DatabaseUnavailable(str(exc)) if isinstance(exc, DatabaseUnavailable) else exc
+    if copy is not exc:
+        copy.__cause__ = exc.__cause__
+    return copy
+
+
 class SqlUnitOfWorkFactory:
     """Makes units of work on one engine (the :class:`mes.ports.UnitOfWorkFactory`)."""
 
@@ -834,6 +913,15 @@ class SqlUnitOfWorkFactory:
         self.equipment_statements = EquipmentStatements(engine.dialect)
         self._writers = SqliteWriters() if engine.dialect.name == "sqlite" else None
         self._heads = HeadCache()
+        self._group = SqliteGroupCommit(self) if self._writers is not None else None
+
+    async def write(self, work: Work[T]) -> T:
+        """Do ``work`` in a transaction and commit it: on SQLite with group commit
+        (:class:`SqliteGroupCommit`), on PostgreSQL in a transaction of its own."""
+        if self._group is not None:
+            return await self._group.write(work)
+        async with self() as uow:
+            return await uow.run(work, commit=True)
 
     def __call__(self, *, readonly: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(

@@ -71,6 +71,19 @@ class _BarrierUnitOfWork:
         return await self._inner.run(_resumed(work, lot), commit=commit)
 
 
+class _BarrierFactory:
+    def __init__(self, inner: SqlUnitOfWorkFactory, barrier: asyncio.Barrier):
+        self._inner = inner
+        self._barrier = barrier
+
+    def __call__(self, *, readonly: bool = False) -> UnitOfWork:
+        return _BarrierUnitOfWork(self._inner(readonly=readonly), self._barrier)
+
+    async def write(self, work: Work[T]) -> T:
+        async with self() as uow:
+            return await uow.run(work, commit=True)
+
+
 @pytest.mark.postgres
 async def test_two_connections_moving_one_lot_at_once_one_wins_one_gets_a_conflict(
     postgres_url: str, library: FlowLibrary
@@ -83,10 +96,8 @@ async def test_two_connections_moving_one_lot_at_once_one_wins_one_gets_a_confli
         barrier = asyncio.Barrier(2)
 
         def racing(engine_index: int) -> LotService:
-            factory = SqlUnitOfWorkFactory(engines[engine_index])
             return LotService(
-                lambda readonly=False: _BarrierUnitOfWork(factory(readonly=readonly), barrier),
-                library,
+                _BarrierFactory(SqlUnitOfWorkFactory(engines[engine_index]), barrier), library
             )
 
         results = await asyncio.gather(
