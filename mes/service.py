@@ -100,6 +100,14 @@ class StepView:
     """Every site rejected so far."""
 
 
+@dataclass(frozen=True, slots=True)
+class TrackedIn(Outcome):
+    """A lot tracked in by :meth:`LotService.track_in_all`, with what running the step takes,
+    read in the same transaction."""
+
+    view: StepView
+
+
 Rule = Callable[[Lot, Flow], Change | Work[Change]]
 """What an operation on one lot decides: the change, or work that reads more first."""
 
@@ -168,12 +176,14 @@ class LotService:
 
         return await self._on_lot(cmd.lot_id, rule)
 
-    async def track_in_all(self, cmds: Sequence[TrackIn]) -> list[Outcome | LotTrackerError]:
+    async def track_in_all(self, cmds: Sequence[TrackIn]) -> list[TrackedIn | LotTrackerError]:
         """Several track-ins in one transaction (a dispatch pass over idle tools): for each,
-        its outcome, or its refusal (the others are written all the same). A lot another
-        transaction moved meanwhile fails them all with ConcurrentUpdate, nothing written."""
+        its outcome with the lot's step view (what running the step takes, so that the tool
+        need not read it again), or its refusal (the others are written all the same). A lot
+        another transaction moved meanwhile fails them all with ConcurrentUpdate, nothing
+        written."""
 
-        def work() -> Work[list[Outcome | LotTrackerError]]:
+        def work() -> Work[list[TrackedIn | LotTrackerError]]:
             decided: list[Change | LotTrackerError] = []
             for c in cmds:
                 lot = yield from get_lot(c.lot_id)
@@ -184,10 +194,14 @@ class LotService:
                 except LotTrackerError as exc:
                     decided.append(exc)
             written = iter((yield from save_all([d for d in decided if isinstance(d, Change)])))
-            return [
-                d if isinstance(d, LotTrackerError) else Outcome(d.lot, next(written))
-                for d in decided
-            ]
+            results: list[TrackedIn | LotTrackerError] = []
+            for d in decided:
+                if isinstance(d, LotTrackerError):
+                    results.append(d)
+                else:
+                    view = yield from _step_view(d.lot)
+                    results.append(TrackedIn(d.lot, next(written), view))
+            return results
 
         return await self._write(work())
 
@@ -300,12 +314,7 @@ class LotService:
             lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            return StepView(
-                lot,
-                (yield from get_jobs_of(lot.id, len(lot.path))),
-                (yield from get_carriers(lot.id)),
-                (yield from get_rejects(lot.id)),
-            )
+            return (yield from _step_view(lot))
 
         return await self._read(work())
 
@@ -365,6 +374,15 @@ class LotService:
 
     async def rejected_sites(self, lot_id: str) -> list[SiteReject]:
         return await self._read(get_rejects(lot_id))
+
+
+def _step_view(lot: Lot) -> Work[StepView]:
+    return StepView(
+        lot,
+        (yield from get_jobs_of(lot.id, len(lot.path))),
+        (yield from get_carriers(lot.id)),
+        (yield from get_rejects(lot.id)),
+    )
 
 
 def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:

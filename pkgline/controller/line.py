@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, Too
 from mes.domain.errors import ConcurrentUpdate, LotTrackerError
 from mes.domain.model import LotHead, LotState
 from mes.equipment import EquipmentService
-from mes.service import LotService, Outcome, utc_now
+from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, next_step_of
 from pkgline.controller.reporter import EquipmentReporter
@@ -302,7 +302,15 @@ class LineController:
         full pass also follows lots running on our tools (tracked in by an operator, or left
         running by a controller that stopped)."""
         states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
-        lots = await self._lots.heads(states)
+        dispatching = self.config.controller.dispatch and any(
+            r.is_idle() for r in self.runners.values()
+        )
+        if dispatching:  # the tools' dispatch modes are read with the lots, not after them
+            lots, tools = await asyncio.gather(
+                self._lots.heads(states), self._equipment.tools(self.name)
+            )
+        else:
+            lots, tools = await self._lots.heads(states), []
         if full:
             for lot in lots:
                 runner = self.runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
@@ -311,26 +319,26 @@ class LineController:
         candidates = self._candidates(lots)
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
-        if self.config.controller.dispatch:
-            await self._start_on_idle_tools(candidates)
+        if dispatching:
+            await self._start_on_idle_tools(candidates, {t.id: t for t in tools})
         if self.config.controller.auto_manual_steps and any(
             self._is_manual(c.step) for c in candidates
         ):
             self._manual_wake.set()
 
-    async def _start_on_idle_tools(self, candidates: list[Candidate]) -> None:
-        """Track the most urgent fitting lot in on each idle tool in auto: all of them in one
-        transaction (on SQLite, one wait for the writer, not one per tool)."""
+    async def _start_on_idle_tools(
+        self, candidates: list[Candidate], tools: Mapping[str, ToolRecord]
+    ) -> None:
+        """Track the most urgent fitting lot in on each idle tool in auto (``tools``: their
+        records, read with the lots, so an operator's switch to manual counts): all of them in
+        one transaction (on SQLite, one wait for the writer, not one per tool)."""
         picks: list[tuple[Candidate, ToolRunner]] = []
-        tools: dict[str, ToolRecord] | None = None
         for tool_id, runner in sorted(self.runners.items()):
-            pick = choose(candidates, runner.steps) if runner.is_idle() else None
-            if pick is None:
-                continue
-            if tools is None:  # read now, not before: an operator's switch to manual counts
-                tools = {t.id: t for t in await self._equipment.tools(self.name)}
             record = tools.get(tool_id)
-            if record is None or record.dispatch is not DispatchMode.AUTO:
+            if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
+                continue
+            pick = choose(candidates, runner.steps)
+            if pick is None:
                 continue
             candidates.remove(pick)
             picks.append((pick, runner))
@@ -366,7 +374,7 @@ class LineController:
             log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
             return
         log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
-        runner.assign(pick.lot.id)
+        runner.assign(pick.lot.id, outcome.view if isinstance(outcome, TrackedIn) else None)
 
     def _candidates(self, lots: Sequence[LotHead]) -> list[Candidate]:
         """Each waiting lot with the step it goes to next."""

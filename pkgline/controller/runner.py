@@ -47,7 +47,7 @@ from mes.domain.equipment import DispatchMode, ToolSnapshot
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import Carrier, HoldSource, JobRecord, JobStatus, Lot, LotState, SiteReject
 from mes.equipment import EquipmentService
-from mes.service import JobOutcome, LotService, utc_now
+from mes.service import JobOutcome, LotService, StepView, utc_now
 from pkgline.config import LineTool
 from pkgline.controller import translate
 
@@ -126,6 +126,8 @@ class ToolRunner:
         self.first_contact = asyncio.Event()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
+        self._views: dict[str, StepView] = {}
+        """Step views read when lots were tracked in, for their first run here."""
         self._current: str | None = None
         self._reported: ToolSnapshot | None = None
         self._reported_at = 0.0
@@ -177,12 +179,15 @@ class ToolRunner:
     def is_working_on(self, lot_id: str) -> bool:
         return lot_id == self._current or lot_id in self._queued
 
-    def assign(self, lot_id: str) -> None:
+    def assign(self, lot_id: str, view: StepView | None = None) -> None:
         """Run the step ``lot_id`` is tracked in at on this tool (the lot whose step is over
-        here may be tracked in again, for its next step)."""
+        here may be tracked in again, for its next step). ``view``: what running it takes,
+        read when it was tracked in (else it is read when the step begins)."""
         if lot_id in self._queued or (lot_id == self._current and not self._step_over):
             return
         self._queued.add(lot_id)
+        if view is not None:
+            self._views[lot_id] = view
         self._queue.put_nowait(lot_id)
 
     async def close(self) -> None:
@@ -443,9 +448,10 @@ class ToolRunner:
     # -- one step of one lot -----------------------------------------------------------------
 
     async def _run_step(self, lot_id: str) -> None:
+        given = self._views.pop(lot_id, None)
         await self._wait_connected()
         await self._settle()
-        view = await self._lots.step_view(lot_id)
+        view = given or await self._lots.step_view(lot_id)
         lot = view.lot
         if (
             lot.state is not LotState.RUNNING

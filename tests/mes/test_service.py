@@ -24,7 +24,7 @@ from mes.domain.errors import (
 )
 from mes.domain.model import HoldSource, LotState, Operation
 from mes.domain.report import report_dict
-from mes.service import LotService, Outcome
+from mes.service import LotService, TrackedIn
 
 USER = "op1"
 
@@ -525,7 +525,11 @@ async def test_track_ins_in_one_transaction_write_the_allowed_ones_and_give_back
         ]
     )
     a, b, nope = results
-    assert isinstance(a, Outcome) and a.lot.state is LotState.RUNNING
+    assert isinstance(a, TrackedIn) and a.lot.state is LotState.RUNNING
+    # what running the step takes comes with it, read in the same transaction
+    assert a.view.lot == a.lot and a.view.jobs == []
+    assert a.view.carriers == await service.carriers("A")
+    assert a.view.rejected == []
     assert [e.operation for e in a.entries] == [Operation.TRACK_IN] and a.entries[0].seq
     assert isinstance(b, LotTrackerError) and "MOLD" in b.message
     assert isinstance(nope, UnknownLot)
