@@ -104,6 +104,11 @@ class ToolDriver(Protocol):
         """The tool's active recipe, with the checksum the tool computed; None when IDLE."""
         ...
 
+    async def status_and_recipe(self) -> tuple[ToolStatus, RecipeInfo | None]:
+        """:meth:`status` and :meth:`active_recipe` together: in one request where the
+        protocol can (OPC UA: one Read of both), else one after the other."""
+        ...
+
     async def verify_recipe(self, expected: Recipe) -> RecipeInfo:
         """Check that the active recipe is ``expected``; raise RecipeMismatch if not."""
         ...

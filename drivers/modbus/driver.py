@@ -362,6 +362,10 @@ class ModbusDriver:
             checksum=_int(values, "checksum"),
         )
 
+    async def status_and_recipe(self) -> tuple[ToolStatus, RecipeInfo | None]:
+        """Two reads: the status and active recipe blocks are too far apart for one."""
+        return await self.status(), await self.active_recipe()
+
     async def verify_recipe(self, expected: Recipe) -> RecipeInfo:
         want = expected.info()
         actual = await self.active_recipe()

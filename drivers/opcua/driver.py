@@ -107,6 +107,7 @@ class _Resolved:
     status_read: ua.ReadParameters
     identity_read: ua.ReadParameters
     recipe_read: ua.ReadParameters
+    status_recipe_read: ua.ReadParameters
     results_read: ua.ReadParameters
     measured_names: tuple[str, ...]
     event_filter: ua.EventFilter
@@ -241,6 +242,9 @@ class OpcUaDriver:
             status_read=_read_parameters([by_signal[s] for s in STATUS_SIGNALS]),
             identity_read=_read_parameters([by_signal[s] for s in _IDENTITY]),
             recipe_read=_read_parameters([by_signal[s] for s in _RECIPE]),
+            status_recipe_read=_read_parameters(
+                [by_signal[s] for s in (*STATUS_SIGNALS, *_RECIPE)]
+            ),
             results_read=_read_parameters([by_signal[s] for s in _RESULTS] + list(measured_ids)),
             measured_names=measured,
             event_filter=await self._event_filter(link, event_type),
@@ -424,14 +428,28 @@ class OpcUaDriver:
 
     async def status(self) -> ToolStatus:
         _, values = await self._read("status", lambda r: r.status_read)
-        return self._decode(
-            "status", lambda: codec.decode_status(dict(zip(STATUS_SIGNALS, values, strict=True)))
-        )
+        return self._status_from(values, "status")
 
     async def active_recipe(self) -> RecipeInfo | None:
         _, values = await self._read("active_recipe", lambda r: r.recipe_read)
+        return self._recipe_from(values, "active_recipe")
+
+    async def status_and_recipe(self) -> tuple[ToolStatus, RecipeInfo | None]:
+        request = "status_and_recipe"
+        _, values = await self._read(request, lambda r: r.status_recipe_read)
+        split = len(STATUS_SIGNALS)
+        return self._status_from(values[:split], request), self._recipe_from(
+            values[split:], request
+        )
+
+    def _status_from(self, values: Sequence[ua.DataValue], request: str) -> ToolStatus:
         return self._decode(
-            "active_recipe", lambda: codec.decode_recipe(dict(zip(_RECIPE, values, strict=True)))
+            request, lambda: codec.decode_status(dict(zip(STATUS_SIGNALS, values, strict=True)))
+        )
+
+    def _recipe_from(self, values: Sequence[ua.DataValue], request: str) -> RecipeInfo | None:
+        return self._decode(
+            request, lambda: codec.decode_recipe(dict(zip(_RECIPE, values, strict=True)))
         )
 
     async def verify_recipe(self, expected: Recipe) -> RecipeInfo:

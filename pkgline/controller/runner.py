@@ -40,7 +40,16 @@ from drivers.errors import (
     ToolUnreachable,
 )
 from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged, ToolDriver
-from drivers.model import Job, JobResults, Mode, ProcessState, Recipe, SiteMap, ToolStatus
+from drivers.model import (
+    Job,
+    JobResults,
+    Mode,
+    ProcessState,
+    Recipe,
+    RecipeInfo,
+    SiteMap,
+    ToolStatus,
+)
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolSnapshot
@@ -345,20 +354,23 @@ class ToolRunner:
     async def _wait_connected(self) -> None:
         await self._wait_for(lambda: self._connected and self._status is not None, None)
 
-    async def _read_until(self, states: frozenset[ProcessState], within_s: float) -> ToolStatus:
-        """Read the tool's status directly (no stale event) until it is in one of ``states``:
-        again after each new status event, and at the latest after a pause that starts at
-        ``READ_PAUSE_FIRST_S`` and doubles up to ``READ_PAUSE_MAX_S``. A change the tool makes
-        at once (a recipe a server shows a moment after the call) is seen at once; a long setup
-        is not read in a tight loop."""
+    async def _read_until(
+        self, states: frozenset[ProcessState], within_s: float
+    ) -> tuple[ToolStatus, RecipeInfo | None]:
+        """Read the tool's status and active recipe directly (no stale event; one request
+        where the protocol can) until it is in one of ``states``: again after each new status
+        event, and at the latest after a pause that starts at ``READ_PAUSE_FIRST_S`` and
+        doubles up to ``READ_PAUSE_MAX_S``. A change the tool makes at once (a recipe a server
+        shows a moment after the call) is seen at once; a long setup is not read in a tight
+        loop."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         pause = READ_PAUSE_FIRST_S
         while True:
             before = self._status
-            status = await self._driver.status()
+            status, recipe = await self._driver.status_and_recipe()
             if status.state in states:
-                return status
+                return status, recipe
             if loop.time() >= deadline:
                 raise StepGivenUp(
                     f"tool {self.tool_id} stayed {status.state.name} for {within_s:.0f} s "
@@ -578,13 +590,13 @@ class ToolRunner:
     async def _make_recipe_active(self, lot: Lot, recipe: Recipe) -> None:
         await self._acknowledged()
         ready = frozenset({ProcessState.READY, ProcessState.IDLE})
-        status = await self._read_until(ready | {ProcessState.ALARM}, SETUP_TIMEOUT_S)
+        wanted = recipe.info()
+        status, active = await self._read_until(ready | {ProcessState.ALARM}, SETUP_TIMEOUT_S)
         if status.state is ProcessState.ALARM:
             raise StepGivenUp(f"tool {self.tool_id} is in alarm")
-        active = await self._driver.active_recipe()
-        if status.state is ProcessState.READY and active == recipe.info():
+        if status.state is ProcessState.READY and active == wanted:
             return  # the tool reported this recipe, checksum included: verified as read
-        if status.state is ProcessState.IDLE or active != recipe.info():
+        if status.state is ProcessState.IDLE or active != wanted:
             try:
                 await self._driver.load_recipe(recipe)
             except CommandRefused as exc:
@@ -593,7 +605,7 @@ class ToolRunner:
                 )
                 raise StepGivenUp("recipe refused") from exc
             log.info("recipe loaded", recipe=recipe.name, version=recipe.version)
-            status = await self._read_until(
+            status, active = await self._read_until(
                 frozenset({ProcessState.READY, ProcessState.ALARM}), SETUP_TIMEOUT_S
             )
             if status.state is ProcessState.ALARM:
@@ -603,16 +615,15 @@ class ToolRunner:
                     HoldSource.ALARM,
                 )
                 raise StepGivenUp("alarm during setup")
-        try:
-            await self._driver.verify_recipe(recipe)
-        except RecipeMismatch as exc:
-            reason = f"recipe check failed on {self.tool_id}: {exc.message}"
+        if active != wanted:  # read with the READY after the load: the tool's own checksum
+            mismatch = RecipeMismatch(expected=wanted, actual=active, tool_id=self.tool_id)
+            reason = f"recipe check failed on {self.tool_id}: {mismatch.message}"
             # out of dispatch first, or the lot given back is sent straight back here
             await self._equipment.set_dispatch(
                 self.tool_id, DispatchMode.MANUAL, self._user, reason
             )
             await self._give_back(lot, reason)
-            raise StepGivenUp(reason) from exc
+            raise StepGivenUp(reason)
 
     async def _finish_job(
         self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, epoch: int

@@ -59,10 +59,14 @@ async def test_a_loaded_recipe_is_active_and_verifies(
     driver: ModbusDriver, equipment_class: EquipmentClass
 ) -> None:
     assert await driver.active_recipe() is None, "a fresh tool holds no recipe"
+    status, active = await driver.status_and_recipe()
+    assert (status.state, active) == (ProcessState.IDLE, None)
     recipe = await load_ready(driver, equipment_class)
     info = await driver.verify_recipe(recipe)
     assert info == recipe.info(), "the tool's checksum is the controller's"
     assert await driver.active_recipe() == recipe.info()
+    status, active = await driver.status_and_recipe()
+    assert (status.state, active) == (ProcessState.READY, recipe.info())
 
 
 async def test_verify_with_a_different_recipe_raises_recipe_mismatch(

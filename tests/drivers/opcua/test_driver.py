@@ -69,12 +69,17 @@ async def test_a_loaded_recipe_is_active_and_verifies(
     driver: OpcUaDriver, equipment_class: EquipmentClass
 ) -> None:
     assert await driver.active_recipe() is None, "a fresh tool holds no recipe"
+    status, active = await driver.status_and_recipe()
+    assert (status.state, active) == (ProcessState.IDLE, None)
     async with event_stream(driver) as events:
         recipe = full_recipe(equipment_class)
         await driver.load_recipe(recipe)
         await next_status(events, ProcessState.READY)
     assert await driver.active_recipe() == recipe.info()
     assert await driver.verify_recipe(recipe) == recipe.info()
+    status, active = await driver.status_and_recipe()  # one Read of both
+    assert (status.state, active) == (ProcessState.READY, recipe.info())
+    assert status == await driver.status()
 
 
 async def test_verifying_another_recipe_is_a_mismatch(
