@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python bench/line_throughput.py [--measure 30] [--per-flow 8] [--no-postgres]``
 (``--worst N`` lists the longest gaps, ``--poll S`` sets every tool's poll / publishing
-interval, ``--profile FILE`` writes a pyinstrument profile of the window, ``--log-dir DIR``
+interval, ``--profile FILE`` writes a pyinstrument profile of the window (``pip install -e
+'.[bench]'``), ``--log-dir DIR``
 keeps the controller's log). About 45 s per database with the defaults.
 
 The example line (``pkgline/line.example.toml``, else ``deploy/line.example.toml``: 13 tools,
@@ -53,6 +54,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -637,6 +639,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--profile", help="write a pyinstrument profile of the window here (.txt or .html)"
     )
     args = parser.parse_args(argv)
+    if args.profile and importlib.util.find_spec("pyinstrument") is None:
+        parser.error("--profile needs pyinstrument: .venv/bin/pip install -e '.[bench]'")
     asyncio.run(bench(args))
 
 
