@@ -6,31 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from flows import FlowLibrary
 from mes.adapters import driver
-from mes.adapters.database import create_engine
 from mes.adapters.driver import AiosqliteSession, DatabaseUnavailable, Outcome, Plan, _drive
-from mes.adapters.migrate import upgrade
-from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.errors import LotExists, OperationNotAllowed, StepNotAllowed
 from mes.domain.model import LotState, Operation
+from mes.ports import UnitOfWorkFactory
 from mes.service import LotService
 
-
-@pytest.fixture
-async def factory(sqlite_url: str) -> AsyncIterator[SqlUnitOfWorkFactory]:
-    engine = create_engine(sqlite_url)
-    try:
-        await upgrade(engine)
-        yield SqlUnitOfWorkFactory(engine)
-    finally:
-        await engine.dispose()
+pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -48,9 +38,9 @@ def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def test_writes_made_together_go_in_one_group_and_a_refusal_writes_nothing_of_its_own(
-    factory: SqlUnitOfWorkFactory, library: FlowLibrary, groups: list[int]
+    store: UnitOfWorkFactory, library: FlowLibrary, groups: list[int]
 ) -> None:
-    lots = LotService(factory, library)
+    lots = LotService(store, library)
     await lots.start(cmd.StartLot("L0", "stiffener-bga", "op"))
     groups.clear()
     results = await asyncio.gather(
@@ -70,9 +60,9 @@ async def test_writes_made_together_go_in_one_group_and_a_refusal_writes_nothing
 
 
 async def test_works_on_one_lot_in_one_group_see_each_other(
-    factory: SqlUnitOfWorkFactory, library: FlowLibrary, groups: list[int]
+    store: UnitOfWorkFactory, library: FlowLibrary, groups: list[int]
 ) -> None:
-    lots = LotService(factory, library)
+    lots = LotService(store, library)
     await lots.start(cmd.StartLot("L1", "stiffener-bga", "op"))
     results = await asyncio.gather(
         lots.hold(cmd.HoldLot("L1", "op", "first")),
@@ -95,9 +85,9 @@ async def test_works_on_one_lot_in_one_group_see_each_other(
 
 
 async def test_a_caller_cancelled_before_its_group_is_written_writes_nothing(
-    factory: SqlUnitOfWorkFactory, library: FlowLibrary
+    store: UnitOfWorkFactory, library: FlowLibrary
 ) -> None:
-    lots = LotService(factory, library)
+    lots = LotService(store, library)
     first = asyncio.create_task(lots.start(cmd.StartLot("L1", "stiffener-bga", "op")))
     await asyncio.sleep(0)  # its group is being written
     second = asyncio.create_task(lots.start(cmd.StartLot("L2", "stiffener-bga", "op")))
@@ -110,12 +100,12 @@ async def test_a_caller_cancelled_before_its_group_is_written_writes_nothing(
 
 
 async def test_a_database_failure_fails_every_work_of_the_group_and_writes_none(
-    factory: SqlUnitOfWorkFactory,
+    store: UnitOfWorkFactory,
     library: FlowLibrary,
     groups: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    lots = LotService(factory, library)
+    lots = LotService(store, library)
     await lots.start(cmd.StartLot("L0", "stiffener-bga", "op"))
     groups.clear()
     real_drive = _drive
