@@ -87,7 +87,7 @@ from mes.equipment import EquipmentService
 from mes.service import LotService
 from pkgline.bootstrap import flow_library
 from pkgline.config import LineConfig, load_line_config
-from pkgline.controller.line import LineController
+from pkgline.controller.line import LineController, connections_needed
 from pkgline.logs import configure_logging
 from simulators.line import with_free_ports, write_line_config
 
@@ -251,7 +251,7 @@ def _cpu_seconds(pid: int) -> float:
 async def run_line(
     label: str, url: str, config: LineConfig, args: argparse.Namespace, tmp: Path, sim_pid: int
 ) -> RunResult:
-    engine = create_engine(url, pool_size=max(5, min(20, len(config.tools) + 2)))
+    engine = create_engine(url, pool_size=connections_needed(config))
     factory = DriverFactory()
     log_dir = Path(args.log_dir) if args.log_dir else tmp
     log_dir.mkdir(parents=True, exist_ok=True)

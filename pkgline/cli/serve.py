@@ -18,7 +18,7 @@ from mes.service import LotService
 from pkgline.bootstrap import flow_library, resolve_url
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
-from pkgline.controller.line import LineController
+from pkgline.controller.line import LineController, connections_needed
 from pkgline.logs import configure_logging
 from pkgline.systemd import Notifier
 
@@ -49,7 +49,7 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
-    engine = create_engine(url, pool_size=max(5, min(20, len(line.tools) + 2)))
+    engine = create_engine(url, pool_size=connections_needed(line))
     drivers = DriverFactory()
     try:
         try:

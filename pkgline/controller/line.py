@@ -48,6 +48,14 @@ FLUSH_S = 10.0
 FIRST_CONTACT_MARGIN_S = 10.0
 
 
+def connections_needed(config: LineConfig) -> int:
+    """Database connections the controller may use at once (its engine's pool size): one per
+    tool (each runner writes one thing at a time), two for a dispatch pass (it reads the lots
+    and the tools' modes together), one for the reporter and one for manual steps; at least
+    5, and at most 24, so that several controllers can share one PostgreSQL."""
+    return max(5, min(24, len(config.tools) + 4))
+
+
 def tool_steps(tool: LineTool, library: FlowLibrary) -> tuple[str, ...]:
     """The steps a tool may run: as configured (checked against its class), else every step
     of its class."""
