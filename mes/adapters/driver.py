@@ -146,11 +146,12 @@ class ExecuteMany:
 Step = Fetch | Execute | ExecuteMany
 T = TypeVar("T")
 Plan = Generator[Step, Any, T]
-"""A write written once for every driver: a generator that yields the statements to run and
-gets each one's result back (an IntegrityViolation is thrown into it, so it can say what the
-constraint means), and returns what the write returns. The asyncpg session awaits each
-statement in turn; the SQLite session runs the whole plan in one call on the connection's
-thread, so a writer holds SQLite's one write lock for one thread hop, not one per statement."""
+"""A transaction's statements, written once for every driver: a generator that yields the
+statements to run and gets each one's result back (an IntegrityViolation is thrown into it,
+so it can say what the constraint means), and returns the transaction's result (the SQL
+store makes one from :data:`mes.ports.Work`). The asyncpg session awaits each statement in
+turn; the SQLite session runs the whole plan in one call on the connection's thread, so a
+writer holds SQLite's one write lock for one thread hop, not one per statement."""
 
 
 async def run_plan(session: DriverSession, plan: Plan[T]) -> T:

@@ -596,25 +596,25 @@ class ToolRunner:
             raise StepGivenUp(f"tool {self.tool_id} is in alarm")
         if status.state is ProcessState.READY and active == wanted:
             return  # the tool reported this recipe, checksum included: verified as read
-        if status.state is ProcessState.IDLE or active != wanted:
-            try:
-                await self._driver.load_recipe(recipe)
-            except CommandRefused as exc:
-                await self._give_back(
-                    lot, f"tool {self.tool_id} refused recipe {recipe.name}: {exc.message}"
-                )
-                raise StepGivenUp("recipe refused") from exc
-            log.info("recipe loaded", recipe=recipe.name, version=recipe.version)
-            status, active = await self._read_until(
-                frozenset({ProcessState.READY, ProcessState.ALARM}), SETUP_TIMEOUT_S
+        # IDLE, or READY with another recipe: load this one
+        try:
+            await self._driver.load_recipe(recipe)
+        except CommandRefused as exc:
+            await self._give_back(
+                lot, f"tool {self.tool_id} refused recipe {recipe.name}: {exc.message}"
             )
-            if status.state is ProcessState.ALARM:
-                await self._hold(
-                    lot,
-                    f"alarm on {self.tool_id} during recipe setup: {_alarm_text(status)}",
-                    HoldSource.ALARM,
-                )
-                raise StepGivenUp("alarm during setup")
+            raise StepGivenUp("recipe refused") from exc
+        log.info("recipe loaded", recipe=recipe.name, version=recipe.version)
+        status, active = await self._read_until(
+            frozenset({ProcessState.READY, ProcessState.ALARM}), SETUP_TIMEOUT_S
+        )
+        if status.state is ProcessState.ALARM:
+            await self._hold(
+                lot,
+                f"alarm on {self.tool_id} during recipe setup: {_alarm_text(status)}",
+                HoldSource.ALARM,
+            )
+            raise StepGivenUp("alarm during setup")
         if active != wanted:  # read with the READY after the load: the tool's own checksum
             mismatch = RecipeMismatch(expected=wanted, actual=active, tool_id=self.tool_id)
             reason = f"recipe check failed on {self.tool_id}: {mismatch.message}"
