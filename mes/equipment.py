@@ -25,7 +25,7 @@ from mes.domain.equipment import (
     time_in_states,
 )
 from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
-from mes.ports import EquipmentRepository, UnitOfWorkFactory
+from mes.ports import UnitOfWorkFactory, Work, add_change, get_tool, update_tool
 from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
@@ -85,44 +85,16 @@ class EquipmentService:
     ) -> ToolRecord:
         """What a tool does (as observed at ``at``, default now); an E10 state change is
         recorded with that time."""
-        async with self._uow() as uow:
-            record = await self._apply(uow.equipment, tool_id, snapshot, at or self._clock())
-            await uow.commit()
-        return record
-
-    async def report_many(self, reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> None:
-        """Several observations, in order, in one transaction (the controller batches them)."""
-        async with self._uow() as uow:
-            for tool_id, snapshot, at in reports:
-                await self._apply(uow.equipment, tool_id, snapshot, at)
-            await uow.commit()
-
-    async def _apply(
-        self, repo: EquipmentRepository, tool_id: str, snapshot: ToolSnapshot, at: datetime
-    ) -> ToolRecord:
-        known = await repo.tool(tool_id)
-        if known is None:
+        applied = await self._uow.write(_apply([(tool_id, snapshot, at or self._clock())]))
+        if tool_id not in applied:
             raise UnknownTool(f"there is no tool {tool_id}")
-        changed = snapshot.e10 != known.snapshot.e10
-        record = replace(
-            known,
-            snapshot=snapshot,
-            e10_since=at if changed else known.e10_since,
-            updated_at=at,
-        )
-        await repo.update_tool(record, ToolPart.STATE)
-        if changed:
-            await repo.add_change(
-                E10Change(
-                    tool_id,
-                    at,
-                    snapshot.e10,
-                    snapshot.process_state,
-                    snapshot.connected,
-                    snapshot.reason,
-                )
-            )
-        return record
+        return applied[tool_id]
+
+    async def report_many(self, reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> list[str]:
+        """Several observations, in order, in one transaction (the controller batches them).
+        Those of tools the database does not know are left out: their ids are returned."""
+        applied = await self._uow.write(_apply(reports))
+        return sorted({tool_id for tool_id, _, _ in reports} - applied.keys())
 
     async def mark_unmonitored(self, tool_ids: Sequence[str], since: datetime, reason: str) -> None:
         """No controller follows these tools from ``since`` on (it stopped, or died after its
@@ -195,3 +167,39 @@ class EquipmentService:
     async def controllers(self) -> list[ControllerRecord]:
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.controllers()
+
+
+def _apply(reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> Work[dict[str, ToolRecord]]:
+    """Write what the tools do, in order: each tool's record once, with its last state, and
+    every E10 state change with the time it was observed. The records written, by tool (a
+    tool the database does not know is left out)."""
+    records: dict[str, ToolRecord] = {}
+    unknown: set[str] = set()
+    for tool_id, snapshot, at in reports:
+        known = records.get(tool_id)
+        if known is None and tool_id not in unknown:
+            known = yield from get_tool(tool_id)
+        if known is None:
+            unknown.add(tool_id)
+            continue
+        changed = snapshot.e10 != known.snapshot.e10
+        records[tool_id] = replace(
+            known,
+            snapshot=snapshot,
+            e10_since=at if changed else known.e10_since,
+            updated_at=at,
+        )
+        if changed:
+            yield from add_change(
+                E10Change(
+                    tool_id,
+                    at,
+                    snapshot.e10,
+                    snapshot.process_state,
+                    snapshot.connected,
+                    snapshot.reason,
+                )
+            )
+    for record in records.values():
+        yield from update_tool(record, ToolPart.STATE)
+    return records

@@ -12,7 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
+from mes.domain.equipment import ControllerRecord, DispatchMode, E10Change, ToolPart, ToolRecord
 from mes.domain.model import (
     Carrier,
     Change,
@@ -85,6 +85,44 @@ class GetChildren:
 
 
 @dataclass(frozen=True, slots=True)
+class GetHeads:
+    """Read the heads of the lots in ``states``, most urgent first (priority, then age)
+    (answer: ``list[LotHead]``)."""
+
+    states: tuple[LotState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetTool:
+    """Read a tool's record (answer: ``ToolRecord | None``)."""
+
+    tool_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetDispatchModes:
+    """Read the dispatch mode of every tool of a line (answer: ``dict[str, DispatchMode]``
+    by tool id)."""
+
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTool:
+    """Write one part of a tool's record; the rest stays as stored (answer: None)."""
+
+    tool: ToolRecord
+    part: ToolPart
+
+
+@dataclass(frozen=True, slots=True)
+class AddChange:
+    """Write a tool's E10 state change (answer: None)."""
+
+    change: E10Change
+
+
+@dataclass(frozen=True, slots=True)
 class Save:
     """Write a change: lots (inserted, or updated if their version is still the expected
     one, else ConcurrentUpdate), carriers, rejects, jobs, history and outbox (answer: the
@@ -93,9 +131,19 @@ class Save:
     change: Change
 
 
-Request: TypeAlias = (
-    GetLot | GetJob | GetJobsOf | GetCarriers | GetRejects | GetHistory | GetChildren | Save
+LotRequest: TypeAlias = (
+    GetLot
+    | GetJob
+    | GetJobsOf
+    | GetCarriers
+    | GetRejects
+    | GetHistory
+    | GetChildren
+    | GetHeads
+    | Save
 )
+EquipmentRequest: TypeAlias = GetTool | GetDispatchModes | UpdateTool | AddChange
+Request: TypeAlias = LotRequest | EquipmentRequest
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
 reads and writes (:data:`Request`), gets each answer back, decides in between with the pure
@@ -141,6 +189,29 @@ def get_children(lot_id: str) -> Work[list[str]]:
     return found
 
 
+def get_heads(states: Sequence[LotState]) -> Work[list[LotHead]]:
+    found: list[LotHead] = yield GetHeads(tuple(states))
+    return found
+
+
+def get_tool(tool_id: str) -> Work[ToolRecord | None]:
+    found: ToolRecord | None = yield GetTool(tool_id)
+    return found
+
+
+def get_dispatch_modes(line: str) -> Work[dict[str, DispatchMode]]:
+    found: dict[str, DispatchMode] = yield GetDispatchModes(line)
+    return found
+
+
+def update_tool(tool: ToolRecord, part: ToolPart) -> Work[None]:
+    yield UpdateTool(tool, part)
+
+
+def add_change(change: E10Change) -> Work[None]:
+    yield AddChange(change)
+
+
 def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:
     written: tuple[HistoryEntry, ...] = yield Save(change)
     return written
@@ -157,17 +228,13 @@ def save_all(changes: Sequence[Change]) -> Work[list[tuple[HistoryEntry, ...]]]:
 
 
 class LotRepository(Protocol):
-    """Queries over many lots, inside one unit of work (one lot and what belongs to it is
-    read and written through :meth:`UnitOfWork.run`)."""
+    """Queries over many lots, inside one unit of work (one lot and what belongs to it, and
+    the heads of many, are read and written through :meth:`UnitOfWork.run`)."""
 
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
         """Lots by state and flow, most urgent first (priority, then age)."""
-        ...
-
-    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
-        """The heads of lots in ``states``, most urgent first (priority, then age)."""
         ...
 
 

@@ -34,6 +34,7 @@ from mes.domain.commands import (
     TrackIn,
     TrackOut,
 )
+from mes.domain.equipment import DispatchMode
 from mes.domain.errors import InvalidInput, LotExists, LotTrackerError, UnknownLot
 from mes.domain.model import (
     Carrier,
@@ -54,6 +55,8 @@ from mes.ports import (
     Work,
     get_carriers,
     get_children,
+    get_dispatch_modes,
+    get_heads,
     get_history,
     get_job,
     get_jobs_of,
@@ -359,8 +362,21 @@ class LotService:
 
     async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
         """What dispatching needs of the lots in ``states``, most urgent first."""
-        async with self._uow(readonly=True) as uow:
-            return await uow.lots.heads(states)
+        return await self._read(get_heads(states))
+
+    async def dispatch_view(
+        self, states: Sequence[LotState], line: str
+    ) -> tuple[list[LotHead], dict[str, DispatchMode]]:
+        """What a dispatch pass needs, read together: the heads of the lots in ``states``
+        (:meth:`heads`), and the dispatch mode of each tool of the line controller ``line``,
+        by tool id (an operator's switch to manual counts from the next pass)."""
+
+        def work() -> Work[tuple[list[LotHead], dict[str, DispatchMode]]]:
+            heads = yield from get_heads(states)
+            modes = yield from get_dispatch_modes(line)
+            return heads, modes
+
+        return await self._read(work())
 
     def next_steps(self, lot: Lot) -> frozenset[str]:
         return common.next_steps(lot, self.flow(lot.flow))

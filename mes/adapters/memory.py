@@ -29,15 +29,21 @@ from mes.domain.model import (
 )
 from mes.domain.report import history_dict
 from mes.ports import (
+    AddChange,
+    EquipmentRequest,
     GetCarriers,
     GetChildren,
+    GetDispatchModes,
+    GetHeads,
     GetHistory,
     GetJob,
     GetJobsOf,
     GetLot,
     GetRejects,
-    Request,
+    GetTool,
+    LotRequest,
     Save,
+    UpdateTool,
     Work,
 )
 
@@ -64,7 +70,7 @@ class MemoryLotRepository:
         self._written: set[str] = set()
         """Lots this unit of work wrote."""
 
-    def answer(self, request: Request) -> Any:
+    def answer(self, request: LotRequest) -> Any:
         """What a store answers to ``request`` (:data:`mes.ports.Work`)."""
         if isinstance(request, Save):
             return self._save(request.change)
@@ -82,6 +88,8 @@ class MemoryLotRepository:
             return self._history(request.lot_id, before_seq=request.before_seq)
         if isinstance(request, GetChildren):
             return [lot.id for lot in self._store.lots.values() if lot.parent_id == request.lot_id]
+        if isinstance(request, GetHeads):
+            return self._heads(request.states)
         raise TypeError(f"not a lot store request: {request!r}")
 
     def _carriers(self, lot_id: str) -> list[Carrier]:
@@ -100,6 +108,11 @@ class MemoryLotRepository:
         ]
 
     async def find(
+        self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
+    ) -> list[Lot]:
+        return self._find(states=states, flow=flow, limit=limit)
+
+    def _find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
         found = [
@@ -122,7 +135,9 @@ class MemoryLotRepository:
             key=lambda j: (j.started_at, j.job_id),
         )
 
-    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
+    def _heads(self, states: Sequence[LotState]) -> list[LotHead]:
+        if not states:
+            return []
         return [
             LotHead(
                 lot.id,
@@ -135,7 +150,7 @@ class MemoryLotRepository:
                 lot.pending_rework,
                 lot.running.tool if lot.running else None,
             )
-            for lot in await self.find(states=states, limit=len(self._store.lots) or 1)
+            for lot in self._find(states=states, limit=len(self._store.lots) or 1)
         ]
 
     def _save(self, change: Change) -> tuple[HistoryEntry, ...]:
@@ -184,10 +199,25 @@ class MemoryEquipmentRepository:
     def __init__(self, store: MemoryStore):
         self._store = store
 
+    def answer(self, request: EquipmentRequest) -> Any:
+        """What a store answers to ``request`` (:data:`mes.ports.Work`)."""
+        if isinstance(request, GetTool):
+            return self._store.tools.get(request.tool_id)
+        if isinstance(request, GetDispatchModes):
+            return {t.id: t.dispatch for t in self._tools(request.line)}
+        if isinstance(request, UpdateTool):
+            return self._update_tool(request.tool, request.part)
+        if isinstance(request, AddChange):
+            return self._store.changes.append(request.change)
+        raise TypeError(f"not an equipment store request: {request!r}")
+
     async def tool(self, tool_id: str) -> ToolRecord | None:
         return self._store.tools.get(tool_id)
 
     async def tools(self, line: str | None = None) -> list[ToolRecord]:
+        return self._tools(line)
+
+    def _tools(self, line: str | None) -> list[ToolRecord]:
         return sorted(
             (t for t in self._store.tools.values() if line is None or t.line == line),
             key=lambda t: t.id,
@@ -197,6 +227,9 @@ class MemoryEquipmentRepository:
         self._store.tools[tool.id] = tool
 
     async def update_tool(self, tool: ToolRecord, part: ToolPart) -> None:
+        self._update_tool(tool, part)
+
+    def _update_tool(self, tool: ToolRecord, part: ToolPart) -> None:
         stored = self._store.tools[tool.id]
         self._store.tools[tool.id] = replace(
             stored, **{name: getattr(tool, name) for name in part.fields}
@@ -245,7 +278,10 @@ class MemoryUnitOfWork:
                 except StopIteration as done:
                     result: T = done.value
                     break
-                answer = self.lots.answer(request)
+                if isinstance(request, GetTool | GetDispatchModes | UpdateTool | AddChange):
+                    answer = self.equipment.answer(request)
+                else:
+                    answer = self.lots.answer(request)
         finally:
             work.close()
         if commit:

@@ -48,7 +48,11 @@ from mes.adapters.driver import (
     Plan,
     session_for,
 )
-from mes.adapters.sql_equipment import EquipmentStatements, SqlEquipmentRepository
+from mes.adapters.sql_equipment import (
+    EquipmentStatements,
+    SqlEquipmentRepository,
+    equipment_plan,
+)
 from mes.adapters.tables import carriers, jobs, lot_history, lots, outbox, site_rejects
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
@@ -68,15 +72,20 @@ from mes.domain.model import (
 )
 from mes.domain.report import history_dict
 from mes.ports import (
+    AddChange,
     GetCarriers,
     GetChildren,
+    GetDispatchModes,
+    GetHeads,
     GetHistory,
     GetJob,
     GetJobsOf,
     GetLot,
     GetRejects,
+    GetTool,
     Request,
     Save,
+    UpdateTool,
     Work,
 )
 
@@ -261,6 +270,7 @@ class Statements:
 
     def __init__(self, dialect: Dialect):
         self.dialect = dialect
+        self.equipment = EquipmentStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -467,10 +477,9 @@ class HeadCache:
 class SqlLotRepository:
     """:class:`mes.ports.LotRepository` on one driver session (inside a transaction)."""
 
-    def __init__(self, session: DriverSession, statements: Statements, heads: HeadCache):
+    def __init__(self, session: DriverSession, statements: Statements):
         self._db = session
         self._sql = statements
-        self._heads = heads
 
     async def find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
@@ -481,15 +490,8 @@ class SqlLotRepository:
         found = _group_lots(rows)  # insertion order: most urgent first
         return list(found.values())[:limit]
 
-    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
-        if not states:
-            return []
-        statement = self._sql.heads(len(states))
-        rows = await self._db.fetch_raw(statement, {f"s{i}": s.value for i, s in enumerate(states)})
-        return [self._heads.get(statement, raw) for raw in rows]
 
-
-def _work_plan(sql: Statements, work: Work[T]) -> Plan[T]:
+def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:
     """``work`` as statements: each of its requests answered by :func:`_answer_plan`."""
     answer: Any = None
     try:
@@ -498,12 +500,21 @@ def _work_plan(sql: Statements, work: Work[T]) -> Plan[T]:
                 request = work.send(answer)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            answer = yield from _answer_plan(sql, request)
+            answer = yield from _answer_plan(sql, heads, request)
     finally:
         work.close()
 
 
-def _answer_plan(sql: Statements, request: Request) -> Plan[Any]:
+def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any]:
+    if isinstance(request, GetTool | GetDispatchModes | UpdateTool | AddChange):
+        return (yield from equipment_plan(sql.equipment, request))
+    if isinstance(request, GetHeads):
+        if not request.states:
+            return []
+        statement = sql.heads(len(request.states))
+        values = {f"s{i}": s.value for i, s in enumerate(request.states)}
+        raw = yield Fetch(statement, values, raw=True)
+        return [heads.get(statement, r) for r in raw]
     if isinstance(request, Save):
         return (yield from _save_plan(sql, request.change))
     if isinstance(request, GetLot):
@@ -780,7 +791,7 @@ class SqlUnitOfWork:
                 self._end_turn()
             raise
         self._conn, self._session = conn, session
-        self._lots = SqlLotRepository(session, self._statements, self._head_cache)
+        self._lots = SqlLotRepository(session, self._statements)
         self._equipment = SqlEquipmentRepository(session, self._equipment_statements)
         return self
 
@@ -791,7 +802,8 @@ class SqlUnitOfWork:
 
     async def run(self, work: Work[T], *, commit: bool = False) -> T:
         assert self._session is not None, "use the unit of work inside 'async with'"
-        result = await self._session.run(_work_plan(self._statements, work), commit=commit)
+        plan = _work_plan(self._statements, self._head_cache, work)
+        result = await self._session.run(plan, commit=commit)
         self._committed = self._committed or commit
         return result
 
@@ -801,7 +813,9 @@ class SqlUnitOfWork:
         savepoint), and the others are committed; a failure of the database fails them all."""
         session = self._session
         assert isinstance(session, AiosqliteSession), "groups are for SQLite"
-        outcomes = await session.run_each([_work_plan(self._statements, w) for w in works])
+        outcomes = await session.run_each(
+            [_work_plan(self._statements, self._head_cache, w) for w in works]
+        )
         self._committed = True
         return outcomes
 
@@ -910,7 +924,6 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine):
         self.engine = engine
         self.statements = Statements(engine.dialect)
-        self.equipment_statements = EquipmentStatements(engine.dialect)
         self._writers = SqliteWriters() if engine.dialect.name == "sqlite" else None
         self._heads = HeadCache()
         self._group = SqliteGroupCommit(self) if self._writers is not None else None
@@ -927,7 +940,7 @@ class SqlUnitOfWorkFactory:
         return SqlUnitOfWork(
             self.engine,
             self.statements,
-            self.equipment_statements,
+            self.statements.equipment,
             readonly=readonly,
             writers=self._writers,
             heads=self._heads,

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from mes.adapters.driver import CompiledStatement, DriverSession
+from mes.adapters.driver import CompiledStatement, DriverSession, Execute, Fetch, Plan
 from mes.adapters.tables import controllers, tool_states, tools
 from mes.domain.equipment import (
     ControllerRecord,
@@ -22,6 +22,7 @@ from mes.domain.equipment import (
     ToolRecord,
     ToolSnapshot,
 )
+from mes.ports import AddChange, EquipmentRequest, GetDispatchModes, GetTool, UpdateTool
 
 
 def _tool_values(t: ToolRecord) -> dict[str, Any]:
@@ -140,6 +141,9 @@ class EquipmentStatements:
         self.line_tools = c(
             select(tools).where(tools.c.line == bindparam("line")).order_by(tools.c.id)
         )
+        self.dispatch_modes = c(
+            select(tools.c.id, tools.c.dispatch).where(tools.c.line == bindparam("line"))
+        )
         self.insert_tool = c(insert(tools), tool_keys)
         self.tool_part_columns = {part: _part_columns(part) for part in ToolPart}
         self.update_tool = {
@@ -192,6 +196,41 @@ class EquipmentStatements:
         )
 
 
+def _update_values(sql: EquipmentStatements, tool: ToolRecord, part: ToolPart) -> dict[str, Any]:
+    values = _tool_values(tool)
+    return {"b_id": tool.id, **{f"v_{k}": values[k] for k in sql.tool_part_columns[part]}}
+
+
+def _change_values(change: E10Change) -> dict[str, Any]:
+    return {
+        "tool_id": change.tool_id,
+        "at": change.at,
+        "e10": change.e10,
+        "process_state": change.process_state,
+        "connected": change.connected,
+        "reason": change.reason,
+    }
+
+
+def equipment_plan(sql: EquipmentStatements, request: EquipmentRequest) -> Plan[Any]:
+    """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetTool):
+        rows = yield Fetch(sql.tool, {"id": request.tool_id})
+        return _tool_from_row(rows[0]) if rows else None
+    if isinstance(request, GetDispatchModes):
+        rows = yield Fetch(sql.dispatch_modes, {"line": request.line})
+        return {r["id"]: DispatchMode(r["dispatch"]) for r in rows}
+    if isinstance(request, UpdateTool):
+        yield Execute(
+            sql.update_tool[request.part], _update_values(sql, request.tool, request.part)
+        )
+        return None
+    if isinstance(request, AddChange):
+        yield Execute(sql.insert_change, _change_values(request.change))
+        return None
+    raise TypeError(f"not an equipment store request: {request!r}")
+
+
 class SqlEquipmentRepository:
     """:class:`mes.ports.EquipmentRepository` on one driver session."""
 
@@ -214,24 +253,10 @@ class SqlEquipmentRepository:
         await self._db.execute(self._sql.insert_tool, _tool_values(tool))
 
     async def update_tool(self, tool: ToolRecord, part: ToolPart) -> None:
-        values = _tool_values(tool)
-        await self._db.execute(
-            self._sql.update_tool[part],
-            {"b_id": tool.id, **{f"v_{k}": values[k] for k in self._sql.tool_part_columns[part]}},
-        )
+        await self._db.execute(self._sql.update_tool[part], _update_values(self._sql, tool, part))
 
     async def add_change(self, change: E10Change) -> None:
-        await self._db.execute(
-            self._sql.insert_change,
-            {
-                "tool_id": change.tool_id,
-                "at": change.at,
-                "e10": change.e10,
-                "process_state": change.process_state,
-                "connected": change.connected,
-                "reason": change.reason,
-            },
-        )
+        await self._db.execute(self._sql.insert_change, _change_values(change))
 
     async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
         before = await self._db.fetch(self._sql.change_before, {"tool_id": tool_id, "start": start})

@@ -27,7 +27,7 @@ from drivers.interface import ToolDriver
 from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
-from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord, ToolRegistration
+from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRegistration
 from mes.domain.errors import ConcurrentUpdate, LotTrackerError
 from mes.domain.model import LotHead, LotState
 from mes.equipment import EquipmentService
@@ -121,6 +121,8 @@ class LineController:
         self._wake = asyncio.Event()
         self._started_at = utc_now()
         self._counts = (0, 0)
+        self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
+        """Each waiting lot's head as last read, and the step it goes to next."""
         self.ready = asyncio.Event()
 
     # -- control -----------------------------------------------------------------------------
@@ -314,11 +316,9 @@ class LineController:
             r.is_idle() for r in self.runners.values()
         )
         if dispatching:  # the tools' dispatch modes are read with the lots, not after them
-            lots, tools = await asyncio.gather(
-                self._lots.heads(states), self._equipment.tools(self.name)
-            )
+            lots, modes = await self._lots.dispatch_view(states, self.name)
         else:
-            lots, tools = await self._lots.heads(states), []
+            lots, modes = await self._lots.heads(states), {}
         if full:
             for lot in lots:
                 runner = self.runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
@@ -328,22 +328,22 @@ class LineController:
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
         if dispatching:
-            await self._start_on_idle_tools(candidates, {t.id: t for t in tools})
+            await self._start_on_idle_tools(candidates, modes)
         if self.config.controller.auto_manual_steps and any(
             self._is_manual(c.step) for c in candidates
         ):
             self._manual_wake.set()
 
     async def _start_on_idle_tools(
-        self, candidates: list[Candidate], tools: Mapping[str, ToolRecord]
+        self, candidates: list[Candidate], modes: Mapping[str, DispatchMode]
     ) -> None:
-        """Track the most urgent fitting lot in on each idle tool in auto (``tools``: their
-        records, read with the lots, so an operator's switch to manual counts): all of them in
-        one transaction (on SQLite, one wait for the writer, not one per tool)."""
+        """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
+        tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
+        all of them in one transaction (on SQLite, one wait for the writer, not one per
+        tool)."""
         picks: list[tuple[Candidate, ToolRunner]] = []
         for tool_id, runner in sorted(self.runners.items()):
-            record = tools.get(tool_id)
-            if record is None or record.dispatch is not DispatchMode.AUTO or not runner.is_idle():
+            if modes.get(tool_id) is not DispatchMode.AUTO or not runner.is_idle():
                 continue
             pick = choose(candidates, runner.steps)
             if pick is None:
@@ -385,13 +385,23 @@ class LineController:
         runner.assign(pick.lot.id, outcome.view if isinstance(outcome, TrackedIn) else None)
 
     def _candidates(self, lots: Sequence[LotHead]) -> list[Candidate]:
-        """Each waiting lot with the step it goes to next."""
-        return [
-            c
-            for lot in lots
-            if lot.state is LotState.WAITING
-            and (c := next_step_of(lot, self._lots.next_in_order(lot))) is not None
-        ]
+        """Each waiting lot with the step it goes to next. The store gives the same head
+        object for a lot it has not changed since the last read: its step is then the one
+        found last time, not worked out from its flow again."""
+        known, self._next = self._next, {}
+        found: list[Candidate] = []
+        for lot in lots:
+            if lot.state is not LotState.WAITING:
+                continue
+            last = known.get(lot.id)
+            if last is not None and last[0] is lot:
+                candidate = last[1]
+            else:
+                candidate = next_step_of(lot, self._lots.next_in_order(lot))
+            self._next[lot.id] = (lot, candidate)
+            if candidate is not None:
+                found.append(candidate)
+        return found
 
     def _is_manual(self, step: str) -> bool:
         info = self._library.step_codes.get(step)

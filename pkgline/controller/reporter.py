@@ -59,8 +59,8 @@ class EquipmentReporter:
 
     async def run(self) -> None:
         """Write what is submitted until cancelled. A database that does not answer is tried
-        again; nothing submitted is dropped but a report about a tool the database does not
-        know."""
+        again. Nothing submitted is dropped but the reports of a tool the database does not
+        know, which are logged."""
         while True:
             await self._wake.wait()
             if not self._now.is_set():
@@ -72,7 +72,7 @@ class EquipmentReporter:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    await self._equipment.report_many(batch)
+                    unknown = await self._equipment.report_many(batch)
                 except DatabaseUnavailable as exc:
                     if not self._failing:
                         log.warning("cannot record tool states yet", error=str(exc))
@@ -82,6 +82,9 @@ class EquipmentReporter:
                     continue
                 except LotTrackerError as exc:
                     log.warning("tool states not recorded", error=exc.message)
+                else:
+                    if unknown:
+                        log.warning("states of tools the database does not know", tools=unknown)
                 if self._failing:
                     log.info("recording tool states again")
                     self._failing = False

@@ -24,12 +24,13 @@ class Recorder:
         self.batches: list[list[Report]] = []
         self.failures = failures
 
-    async def report_many(self, batch: Sequence[Report]) -> None:
+    async def report_many(self, batch: Sequence[Report]) -> list[str]:
         await asyncio.sleep(0.001)
         if self.failures:
             self.failures -= 1
             raise DatabaseUnavailable("database is locked")
         self.batches.append(list(batch))
+        return []
 
 
 def snap(e10: str, sites: int = 0) -> ToolSnapshot:

@@ -175,3 +175,55 @@ async def test_a_state_written_from_an_older_reading_keeps_the_operators_dispatc
     now = await equipment.tool("MOLD-1")
     assert now.dispatch is DispatchMode.MANUAL and now.dispatch_by == "ana"
     assert now.snapshot.e10 == "standby"
+
+
+async def test_a_batch_of_reports_records_every_change_and_leaves_the_last_state(
+    equipment: EquipmentService, clock: Clock
+) -> None:
+    """The controller writes what its tools did in batches: one transaction, each change with
+    the time it was observed, each tool's record once with its last state."""
+    bonder = ToolRegistration("DB-1", "die_bonder", "opcua", ("DIE_ATTACH",))
+    await equipment.register("line-1", [MOLDER, bonder])
+    registered = clock.now
+
+    def at(minutes: float) -> datetime:
+        return registered + timedelta(minutes=minutes)
+
+    await equipment.report("MOLD-1", ToolSnapshot(True, "standby", "READY"), at(1))
+    batch = [
+        ("MOLD-1", ToolSnapshot(True, "productive", "EXECUTING", sites_done=1), at(2)),
+        ("DB-1", ToolSnapshot(True, "standby", "READY"), at(2.5)),
+        ("MOLD-1", ToolSnapshot(True, "productive", "EXECUTING", sites_done=8), at(3)),
+        ("MOLD-1", ToolSnapshot(True, "standby", "COMPLETE", sites_done=8), at(4)),
+    ]
+    assert await equipment.report_many(batch) == []
+    changes = await equipment.changes("MOLD-1", at(0.5), at(10))
+    assert [(c.e10, c.at) for c in changes] == [
+        ("unscheduled_down", registered),
+        ("standby", at(1)),
+        ("productive", at(2)),
+        ("standby", at(4)),
+    ]
+    mold = await equipment.tool("MOLD-1")
+    assert mold.snapshot.process_state == "COMPLETE" and mold.snapshot.sites_done == 8
+    assert mold.e10_since == at(4) and mold.updated_at == at(4)
+    db = await equipment.tool("DB-1")
+    assert db.snapshot.e10 == "standby" and db.e10_since == at(2.5)
+
+
+async def test_reports_of_a_tool_the_database_does_not_know_are_left_out_alone(
+    equipment: EquipmentService,
+) -> None:
+    await equipment.register("line-1", [MOLDER])
+    unknown = await equipment.report_many(
+        [
+            ("GHOST-1", ToolSnapshot(True, "productive", "EXECUTING"), _at(1)),
+            ("MOLD-1", ToolSnapshot(True, "standby", "READY"), _at(2)),
+            ("GHOST-1", ToolSnapshot(True, "standby", "READY"), _at(3)),
+        ]
+    )
+    assert unknown == ["GHOST-1"]
+    assert (await equipment.tool("MOLD-1")).e10_since == _at(2), "the others are written"
+    with pytest.raises(UnknownTool):
+        await equipment.report("GHOST-1", ToolSnapshot(True, "standby", "READY"))
+    assert [t.id for t in await equipment.tools()] == ["MOLD-1"]

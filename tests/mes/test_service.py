@@ -10,6 +10,7 @@ import pytest
 
 from flows import FlowLibrary
 from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode, ToolRegistration
 from mes.domain.errors import (
     ConcurrentUpdate,
     InvalidInput,
@@ -24,6 +25,7 @@ from mes.domain.errors import (
 )
 from mes.domain.model import HoldSource, LotState, Operation
 from mes.domain.report import report_dict
+from mes.equipment import EquipmentService
 from mes.service import LotService, TrackedIn
 
 USER = "op1"
@@ -495,6 +497,28 @@ async def test_lot_heads_give_dispatching_the_position_urgency_and_tool_of_lots(
     assert by_id["B"].params["layers"] == 2 and by_id["B"].tool is None
     assert service.next_in_order(by_id["A"]) == ("SUBSTRATE_LOAD",)
     assert [h.id for h in await service.heads([LotState.WAITING])] == ["B", "A"]
+
+
+async def test_a_dispatch_pass_reads_the_lots_and_the_tools_dispatch_modes_together(
+    service: LotService, equipment: EquipmentService
+) -> None:
+    await equipment.register(
+        "line-1",
+        [
+            ToolRegistration("LOADER-1", "loader", "modbus 127.0.0.1:5020", ("SUBSTRATE_LOAD",)),
+            ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5021", ("MOLD",)),
+        ],
+    )
+    await equipment.register(
+        "line-2", [ToolRegistration("DB-9", "die_bonder", "opcua", ("DIE_ATTACH",))]
+    )
+    await equipment.set_dispatch("MOLD-1", DispatchMode.MANUAL, "ana", "maintenance")
+    await service.start(cmd.StartLot("A", "stiffener-bga", USER, priority=5))
+    await service.start(cmd.StartLot("B", "fo-organic", USER, priority=1))
+    heads, modes = await service.dispatch_view([LotState.WAITING], "line-1")
+    assert [h.id for h in heads] == ["B", "A"]
+    assert modes == {"LOADER-1": DispatchMode.AUTO, "MOLD-1": DispatchMode.MANUAL}
+    assert await service.dispatch_view([LotState.WAITING], "line-9") == (heads, {})
 
 
 async def test_lot_heads_read_again_show_every_lot_as_it_is_now(service: LotService) -> None:
