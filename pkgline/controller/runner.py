@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -237,12 +238,15 @@ class ToolRunner:
             if self.is_idle():
                 self._dispatch_now()
 
-    def _report(self, *, reason: str | None = None, force: bool = False) -> None:
+    def _report(
+        self, *, reason: str | None = None, force: bool = False, status: ToolStatus | None = None
+    ) -> None:
         """Tell equipment tracking what the tool does (written in the background, stamped
         with now): at once when its state, mode, alarm, job or connection changes; progress
-        alone at most once a second."""
+        alone at most once a second. ``status``: what the tool is known to do, when that is
+        not what it last reported (:meth:`_job_taken`)."""
         snap = translate.snapshot(
-            self._status or self._last_seen,
+            status or self._status or self._last_seen,
             connected=self._connected,
             lot_id=self._current,
             reason=reason,
@@ -265,6 +269,26 @@ class ToolRunner:
                 return
         self._submit(self.tool_id, snap, utc_now())
         self._reported, self._reported_at = snap, now
+
+    def _job_taken(self, job_id: str, sites: int) -> None:
+        """The tool answered START_JOB with OK: it executes the job from now on. Reported at
+        once, so that E10 productive time counts from the job's start, also for a job that
+        completes before the next poll or publish would have shown it executing (none of it
+        would count). What the tool reports next (EXECUTING, COMPLETE) follows as usual."""
+        seen = self._status
+        if seen is None or not self._connected or seen.job_id == job_id:
+            return  # not answering, or already seen with this job (running or done)
+        self._report(
+            status=replace(
+                seen,
+                state=ProcessState.EXECUTING,
+                job_id=job_id,
+                sites_done=0,
+                sites_total=sites,
+                alarm=None,
+                results_waiting=False,
+            )
+        )
 
     async def _work(self) -> None:
         await self.first_contact.wait()
@@ -541,6 +565,7 @@ class ToolRunner:
                     lot, f"tool {self.tool_id} refused job {job_id}: {exc.message}"
                 )
                 return
+            self._job_taken(job_id, len(incoming.codes))
             try:
                 await self._lots.start_job(
                     cmd.StartJob(lot.id, job_id, self.tool_id, carrier.id, self._user)

@@ -75,6 +75,13 @@ async def test_all_nine_flows_run_to_completion_with_rejects_flowing_from_step_t
                 elif site not in rejected_at:
                     assert code == SITE_GOOD
 
+    # E10: the tools' jobs here end before a poll could see them executing; productive time
+    # counts from each job's start all the same.
+    began = min([(await stack.lots.get(lot_id)).created_at for lot_id in ids])
+    for tool in config.tools:
+        times = await stack.equipment.state_times(tool.id, began)
+        assert times.seconds.get("productive", 0) > 0, f"{tool.id} was never productive"
+
     stopped = await stack.equipment.tools(config.name)
     assert {t.snapshot.e10 for t in stopped} == {"unmonitored"}, "no controller follows them now"
     counts: Counter[Operation] = Counter()
