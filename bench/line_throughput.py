@@ -529,6 +529,10 @@ def report(result: RunResult, worst: int = 0) -> None:
         f"CPU of one core: controller {result.cpu_fraction:.2f}, "
         f"simulators {result.sim_cpu_fraction:.2f}"
     )
+    if result.jobs_started:
+        # steadier than the percentiles on a shared machine: compare commits on this
+        per_job = result.cpu_fraction * result.window_s / result.jobs_started
+        print(f"  controller CPU per job: {per_job * 1000:.1f} ms")
     if result.seen_after:
         print(
             f"  (not in the gaps) job start sent -> completion seen: "
