@@ -530,9 +530,15 @@ def report(result: RunResult, worst: int = 0) -> None:
         f"simulators {result.sim_cpu_fraction:.2f}"
     )
     if result.jobs_started:
-        # steadier than the percentiles on a shared machine: compare commits on this
+        # Steadier than the percentiles on a shared machine: compare commits on these. The
+        # simulators do the same work per job whatever the commit, so the ratio of the two
+        # CPUs also takes out a machine that runs faster or slower from one hour to the next.
         per_job = result.cpu_fraction * result.window_s / result.jobs_started
-        print(f"  controller CPU per job: {per_job * 1000:.1f} ms")
+        line = f"  controller CPU per job: {per_job * 1000:.1f} ms"
+        if result.sim_cpu_fraction > 0:
+            ratio = result.cpu_fraction / result.sim_cpu_fraction
+            line += f"; {ratio:.2f}x the simulators' CPU for the same jobs"
+        print(line)
     if result.seen_after:
         print(
             f"  (not in the gaps) job start sent -> completion seen: "
