@@ -50,9 +50,9 @@ FIRST_CONTACT_MARGIN_S = 10.0
 
 def connections_needed(config: LineConfig) -> int:
     """Database connections the controller may use at once (its engine's pool size): one per
-    tool (each runner writes one thing at a time), two for a dispatch pass (it reads the lots
-    and the tools' modes together), one for the reporter and one for manual steps; at least
-    5, and at most 24, so that several controllers can share one PostgreSQL."""
+    tool (each runner writes one thing at a time), one each for a dispatch pass, the
+    reporter, manual steps and the heartbeat; at least 5, and at most 24, so that several
+    controllers can share one PostgreSQL."""
     return max(5, min(24, len(config.tools) + 4))
 
 
