@@ -25,7 +25,7 @@ from mes.domain.equipment import (
     time_in_states,
 )
 from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
-from mes.ports import UnitOfWorkFactory, Work, add_change, get_tool, update_tool
+from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
 from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
@@ -172,25 +172,24 @@ class EquipmentService:
 def _apply(reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> Work[dict[str, ToolRecord]]:
     """Write what the tools do, in order: each tool's record once, with its last state, and
     every E10 state change with the time it was observed. The records written, by tool (a
-    tool the database does not know is left out)."""
+    tool the database does not know is left out). Three statements, whatever the number of
+    reports: read the tools, add the changes, update the records."""
+    known = yield from get_tools(list(dict.fromkeys(tool_id for tool_id, _, _ in reports)))
     records: dict[str, ToolRecord] = {}
-    unknown: set[str] = set()
+    changes: list[E10Change] = []
     for tool_id, snapshot, at in reports:
-        known = records.get(tool_id)
-        if known is None and tool_id not in unknown:
-            known = yield from get_tool(tool_id)
-        if known is None:
-            unknown.add(tool_id)
+        last = records.get(tool_id) or known.get(tool_id)
+        if last is None:
             continue
-        changed = snapshot.e10 != known.snapshot.e10
+        changed = snapshot.e10 != last.snapshot.e10
         records[tool_id] = replace(
-            known,
+            last,
             snapshot=snapshot,
-            e10_since=at if changed else known.e10_since,
+            e10_since=at if changed else last.e10_since,
             updated_at=at,
         )
         if changed:
-            yield from add_change(
+            changes.append(
                 E10Change(
                     tool_id,
                     at,
@@ -200,6 +199,6 @@ def _apply(reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> Work[dict[s
                     snapshot.reason,
                 )
             )
-    for record in records.values():
-        yield from update_tool(record, ToolPart.STATE)
+    yield from add_changes(changes)
+    yield from update_tools(list(records.values()), ToolPart.STATE)
     return records

@@ -93,10 +93,11 @@ class GetHeads:
 
 
 @dataclass(frozen=True, slots=True)
-class GetTool:
-    """Read a tool's record (answer: ``ToolRecord | None``)."""
+class GetTools:
+    """Read tools' records (answer: ``dict[str, ToolRecord]`` by tool id, the tools the
+    store knows of ``tool_ids``)."""
 
-    tool_id: str
+    tool_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +109,18 @@ class GetDispatchModes:
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateTool:
-    """Write one part of a tool's record; the rest stays as stored (answer: None)."""
+class UpdateTools:
+    """Write one part of tools' records; the rest stays as stored (answer: None)."""
 
-    tool: ToolRecord
+    tools: tuple[ToolRecord, ...]
     part: ToolPart
 
 
 @dataclass(frozen=True, slots=True)
-class AddChange:
-    """Write a tool's E10 state change (answer: None)."""
+class AddChanges:
+    """Write tools' E10 state changes (answer: None)."""
 
-    change: E10Change
+    changes: tuple[E10Change, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ LotRequest: TypeAlias = (
     | GetHeads
     | Save
 )
-EquipmentRequest: TypeAlias = GetTool | GetDispatchModes | UpdateTool | AddChange
+EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 Request: TypeAlias = LotRequest | EquipmentRequest
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
@@ -194,8 +195,8 @@ def get_heads(states: Sequence[LotState]) -> Work[list[LotHead]]:
     return found
 
 
-def get_tool(tool_id: str) -> Work[ToolRecord | None]:
-    found: ToolRecord | None = yield GetTool(tool_id)
+def get_tools(tool_ids: Sequence[str]) -> Work[dict[str, ToolRecord]]:
+    found: dict[str, ToolRecord] = yield GetTools(tuple(tool_ids))
     return found
 
 
@@ -204,12 +205,14 @@ def get_dispatch_modes(line: str) -> Work[dict[str, DispatchMode]]:
     return found
 
 
-def update_tool(tool: ToolRecord, part: ToolPart) -> Work[None]:
-    yield UpdateTool(tool, part)
+def update_tools(tools: Sequence[ToolRecord], part: ToolPart) -> Work[None]:
+    if tools:
+        yield UpdateTools(tuple(tools), part)
 
 
-def add_change(change: E10Change) -> Work[None]:
-    yield AddChange(change)
+def add_changes(changes: Sequence[E10Change]) -> Work[None]:
+    if changes:
+        yield AddChanges(tuple(changes))
 
 
 def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:

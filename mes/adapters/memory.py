@@ -29,7 +29,7 @@ from mes.domain.model import (
 )
 from mes.domain.report import history_dict
 from mes.ports import (
-    AddChange,
+    AddChanges,
     EquipmentRequest,
     GetCarriers,
     GetChildren,
@@ -40,10 +40,10 @@ from mes.ports import (
     GetJobsOf,
     GetLot,
     GetRejects,
-    GetTool,
+    GetTools,
     LotRequest,
     Save,
-    UpdateTool,
+    UpdateTools,
     Work,
 )
 
@@ -201,14 +201,17 @@ class MemoryEquipmentRepository:
 
     def answer(self, request: EquipmentRequest) -> Any:
         """What a store answers to ``request`` (:data:`mes.ports.Work`)."""
-        if isinstance(request, GetTool):
-            return self._store.tools.get(request.tool_id)
+        if isinstance(request, GetTools):
+            tools = self._store.tools
+            return {i: tools[i] for i in request.tool_ids if i in tools}
         if isinstance(request, GetDispatchModes):
             return {t.id: t.dispatch for t in self._tools(request.line)}
-        if isinstance(request, UpdateTool):
-            return self._update_tool(request.tool, request.part)
-        if isinstance(request, AddChange):
-            return self._store.changes.append(request.change)
+        if isinstance(request, UpdateTools):
+            for tool in request.tools:
+                self._update_tool(tool, request.part)
+            return None
+        if isinstance(request, AddChanges):
+            return self._store.changes.extend(request.changes)
         raise TypeError(f"not an equipment store request: {request!r}")
 
     async def tool(self, tool_id: str) -> ToolRecord | None:
@@ -278,7 +281,7 @@ class MemoryUnitOfWork:
                 except StopIteration as done:
                     result: T = done.value
                     break
-                if isinstance(request, GetTool | GetDispatchModes | UpdateTool | AddChange):
+                if isinstance(request, GetTools | GetDispatchModes | UpdateTools | AddChanges):
                     answer = self.equipment.answer(request)
                 else:
                     answer = self.lots.answer(request)

@@ -72,7 +72,7 @@ from mes.domain.model import (
 )
 from mes.domain.report import history_dict
 from mes.ports import (
-    AddChange,
+    AddChanges,
     GetCarriers,
     GetChildren,
     GetDispatchModes,
@@ -82,10 +82,10 @@ from mes.ports import (
     GetJobsOf,
     GetLot,
     GetRejects,
-    GetTool,
+    GetTools,
     Request,
     Save,
-    UpdateTool,
+    UpdateTools,
     Work,
 )
 
@@ -506,7 +506,7 @@ def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:
 
 
 def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any]:
-    if isinstance(request, GetTool | GetDispatchModes | UpdateTool | AddChange):
+    if isinstance(request, GetTools | GetDispatchModes | UpdateTools | AddChanges):
         return (yield from equipment_plan(sql.equipment, request))
     if isinstance(request, GetHeads):
         if not request.states:

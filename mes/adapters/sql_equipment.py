@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from mes.adapters.driver import CompiledStatement, DriverSession, Execute, Fetch, Plan
+from mes.adapters.driver import CompiledStatement, DriverSession, ExecuteMany, Fetch, Plan
 from mes.adapters.tables import controllers, tool_states, tools
 from mes.domain.equipment import (
     ControllerRecord,
@@ -22,7 +22,7 @@ from mes.domain.equipment import (
     ToolRecord,
     ToolSnapshot,
 )
-from mes.ports import AddChange, EquipmentRequest, GetDispatchModes, GetTool, UpdateTool
+from mes.ports import AddChanges, EquipmentRequest, GetDispatchModes, GetTools, UpdateTools
 
 
 def _tool_values(t: ToolRecord) -> dict[str, Any]:
@@ -141,6 +141,8 @@ class EquipmentStatements:
         self.line_tools = c(
             select(tools).where(tools.c.line == bindparam("line")).order_by(tools.c.id)
         )
+        self.dialect = dialect
+        self._by_id: dict[int, CompiledStatement] = {}
         self.dispatch_modes = c(
             select(tools.c.id, tools.c.dispatch).where(tools.c.line == bindparam("line"))
         )
@@ -195,6 +197,13 @@ class EquipmentStatements:
             )
         )
 
+    def tools_by_id(self, count: int) -> CompiledStatement:
+        """The records of ``count`` tools (ids bound as i0, i1, ...)."""
+        if count not in self._by_id:
+            query = select(tools).where(tools.c.id.in_([bindparam(f"i{n}") for n in range(count)]))
+            self._by_id[count] = CompiledStatement.compile(query, self.dialect)
+        return self._by_id[count]
+
 
 def _update_values(sql: EquipmentStatements, tool: ToolRecord, part: ToolPart) -> dict[str, Any]:
     values = _tool_values(tool)
@@ -214,19 +223,23 @@ def _change_values(change: E10Change) -> dict[str, Any]:
 
 def equipment_plan(sql: EquipmentStatements, request: EquipmentRequest) -> Plan[Any]:
     """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
-    if isinstance(request, GetTool):
-        rows = yield Fetch(sql.tool, {"id": request.tool_id})
-        return _tool_from_row(rows[0]) if rows else None
+    if isinstance(request, GetTools):
+        ids = request.tool_ids
+        if not ids:
+            return {}
+        rows = yield Fetch(sql.tools_by_id(len(ids)), {f"i{n}": i for n, i in enumerate(ids)})
+        return {r["id"]: _tool_from_row(r) for r in rows}
     if isinstance(request, GetDispatchModes):
         rows = yield Fetch(sql.dispatch_modes, {"line": request.line})
         return {r["id"]: DispatchMode(r["dispatch"]) for r in rows}
-    if isinstance(request, UpdateTool):
-        yield Execute(
-            sql.update_tool[request.part], _update_values(sql, request.tool, request.part)
+    if isinstance(request, UpdateTools):
+        part = request.part
+        yield ExecuteMany(
+            sql.update_tool[part], [_update_values(sql, t, part) for t in request.tools]
         )
         return None
-    if isinstance(request, AddChange):
-        yield Execute(sql.insert_change, _change_values(request.change))
+    if isinstance(request, AddChanges):
+        yield ExecuteMany(sql.insert_change, [_change_values(c) for c in request.changes])
         return None
     raise TypeError(f"not an equipment store request: {request!r}")
 
