@@ -251,6 +251,10 @@ class ModbusDriver:
                 if not self._session.connected:
                     continue
             else:
+                if not self._session.connected:
+                    # answered, then dropped before this task ran again: ConnectionLost is
+                    # out already, and online now would announce a connection that is gone
+                    continue
                 delays = backoff_delays(self._policy)
                 self._hub.online()
                 self._hub.status(status)

@@ -169,6 +169,14 @@ class ModbusSession:
         finally:
             if not connected:
                 client.close()
+        if connected and conn.broken:
+            # Dropped as soon as it was made (a tool closing its connections while this one
+            # came in): not a connection to keep, or the next request would find it gone.
+            raise self._error(
+                ToolUnreachable,
+                f"cannot connect to {self.host}:{self.port}: the tool closed the connection",
+                "connect",
+            )
         if not connected:
             waited = loop.time() - began
             why = (
