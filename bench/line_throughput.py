@@ -216,6 +216,8 @@ class RunResult:
     held: int
     warnings: Counter[str]
     per_tool_jobs: Counter[str]
+    db_cpu_fraction: float | None = None
+    """The local PostgreSQL server's CPU, when it is the database and /proc shows it."""
     transports: dict[str, str] = field(default_factory=dict)
     """Each tool's transport (modbus, opcua)."""
 
@@ -246,6 +248,25 @@ def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu_seconds() -> float | None:
+    """utime + stime of the PostgreSQL server processes on this machine (every database's),
+    from /proc; None when none is seen. A backend that exits meanwhile takes its time along:
+    the controller's stay connected."""
+    total, seen = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        head, _, tail = text.rpartition(")")
+        if head.partition("(")[2] != "postgres":
+            continue
+        fields = tail.split()
+        total += int(fields[11]) + int(fields[12])
+        seen = True
+    return total / os.sysconf("SC_CLK_TCK") if seen else None
 
 
 async def run_line(
@@ -283,10 +304,12 @@ async def run_line(
                     await asyncio.sleep(args.warmup)
                     t0, cpu0, wall0 = time.monotonic(), time.process_time(), time.time()
                     sim0 = _cpu_seconds(sim_pid)
+                    db0 = _postgres_cpu_seconds() if url.startswith("postgresql") else None
                     profiler = _profiler() if args.profile else None
                     await asyncio.sleep(args.measure)
                     t1, cpu1, wall1 = time.monotonic(), time.process_time(), time.time()
                     sim1 = _cpu_seconds(sim_pid)
+                    db1 = _postgres_cpu_seconds() if db0 is not None else None
                     if profiler is not None:
                         profiler.stop()
                         _write_profile(profiler, Path(args.profile), label)
@@ -303,6 +326,8 @@ async def run_line(
         result.cpu_fraction = (cpu1 - cpu0) / (t1 - t0)
         result.transports = {t.id: t.endpoint.transport for t in config.tools}
         result.sim_cpu_fraction = (sim1 - sim0) / (t1 - t0)
+        if db0 is not None and db1 is not None:
+            result.db_cpu_fraction = (db1 - db0) / (t1 - t0)
         return result
     finally:
         await factory.aclose()
@@ -528,6 +553,11 @@ def report(result: RunResult, worst: int = 0) -> None:
         f"{result.jobs_started / result.window_s:.1f} jobs/s; "
         f"CPU of one core: controller {result.cpu_fraction:.2f}, "
         f"simulators {result.sim_cpu_fraction:.2f}"
+        + (
+            f", PostgreSQL server {result.db_cpu_fraction:.2f}"
+            if result.db_cpu_fraction is not None
+            else ""
+        )
     )
     if result.jobs_started:
         # Steadier than the percentiles on a shared machine: compare commits on these. The
