@@ -281,7 +281,7 @@ class MemoryUnitOfWork:
                 except StopIteration as done:
                     result: T = done.value
                     break
-                if isinstance(request, GetTools | GetDispatchModes | UpdateTools | AddChanges):
+                if isinstance(request, EquipmentRequest):
                     answer = self.equipment.answer(request)
                 else:
                     answer = self.lots.answer(request)

@@ -72,20 +72,17 @@ from mes.domain.model import (
 )
 from mes.domain.report import history_dict
 from mes.ports import (
-    AddChanges,
+    EquipmentRequest,
     GetCarriers,
     GetChildren,
-    GetDispatchModes,
     GetHeads,
     GetHistory,
     GetJob,
     GetJobsOf,
     GetLot,
     GetRejects,
-    GetTools,
     Request,
     Save,
-    UpdateTools,
     Work,
 )
 
@@ -506,7 +503,7 @@ def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:
 
 
 def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any]:
-    if isinstance(request, GetTools | GetDispatchModes | UpdateTools | AddChanges):
+    if isinstance(request, EquipmentRequest):
         return (yield from equipment_plan(sql.equipment, request))
     if isinstance(request, GetHeads):
         if not request.states:
