@@ -61,6 +61,7 @@ async def _stop(proc: subprocess.Popen[bytes]) -> int:
         raise
 
 
+@pytest.mark.timeout(330)  # room for its own 240 s wait, which says which lots are not done
 async def test_sigkill_at_any_moment_loses_no_track_out_and_moves_no_lot_twice(
     stack: Stack, tmp_path: Path
 ) -> None:
