@@ -8,7 +8,7 @@ connection from SQLAlchemy's pool and runs the compiled SQL on the driver (async
 aiosqlite), applying SQLAlchemy's own type processors for the dialect to parameters and
 results: the stored form of every value is exactly SQLAlchemy's. Transactions are the
 driver's: ``BEGIN IMMEDIATE`` (or ``BEGIN`` when read-only) on SQLite, an asyncpg
-transaction on PostgreSQL.
+transaction on PostgreSQL (none when read-only: :class:`AsyncpgSession`).
 """
 
 from __future__ import annotations
@@ -209,19 +209,27 @@ class DriverSession(Protocol):
 
 
 class AsyncpgSession:
-    """PostgreSQL through asyncpg: statements are prepared and cached by asyncpg itself."""
+    """PostgreSQL through asyncpg: statements are prepared and cached by asyncpg itself.
+
+    A read-only unit of work runs its statements without BEGIN and COMMIT: at READ COMMITTED
+    (pkgline's level) every statement of a transaction reads its own snapshot anyway, so the
+    transaction would add nothing but two round trips to each read."""
 
     def __init__(self, connection: Any):
         self._conn = connection
         self._transaction: Any = None
 
     async def begin(self, *, readonly: bool) -> None:
+        if readonly:
+            return
         with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
             self._transaction = self._conn.transaction(readonly=readonly)
             await self._transaction.start()
 
     async def commit(self) -> None:
         transaction, self._transaction = self._transaction, None
+        if transaction is None:
+            return  # read-only: nothing to commit
         with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
             await transaction.commit()
 
