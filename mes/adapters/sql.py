@@ -33,6 +33,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.expression import CTE
 
 from mes.adapters.driver import (
     AiosqliteSession,
@@ -347,7 +348,9 @@ class Statements:
             )
             .returning(jobs.c.job_id)
         )
-        self.move_in_one = c(_move_in_one_statement()) if dialect.name == "postgresql" else None
+        postgres = dialect.name == "postgresql"
+        self.move_in_one = c(_move_in_one_statement()) if postgres else None
+        self.entry_in_one = c(_entry_in_one_statement()) if postgres else None
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
         self._heads: dict[int, CompiledStatement] = {}
 
@@ -393,14 +396,21 @@ def _move_in_one_statement() -> ClauseElement:
         .returning(lots.c.id)
         .cte("moved")
     )
+    return _entry_in_one_statement(moved)
+
+
+def _entry_in_one_statement(after: CTE | None = None) -> ClauseElement:
+    """PostgreSQL: append a history row (``h_`` values) and its outbox row (``o_`` values,
+    the payload given without its sequence number) in one statement, returning the history
+    row's ``seq``. With ``after``, both rows are written only when that CTE returns a row.
+    One round trip instead of two for each history entry."""
     history_columns = [col for col in lot_history.c if col.name != "seq"]
+    values = select(*[bindparam(f"h_{col.name}", type_=col.type) for col in history_columns])
     recorded = (
         insert(lot_history)
         .from_select(
             [col.name for col in history_columns],
-            select(
-                *[bindparam(f"h_{col.name}", type_=col.type) for col in history_columns]
-            ).select_from(moved),
+            values.select_from(after) if after is not None else values,
         )
         .returning(lot_history.c.seq)
         .cte("recorded")
@@ -634,6 +644,10 @@ def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]
             )
     written: list[HistoryEntry] = []
     for entry in change.entries:
+        if sql.entry_in_one is not None:
+            rows = yield Fetch(sql.entry_in_one, _entry_in_one_values(entry))
+            written.append(replace(entry, seq=int(rows[0]["seq"])))
+            continue
         rows = yield Fetch(sql.insert_history, _history_values(entry))
         stored = replace(entry, seq=rows[0]["seq"])
         written.append(stored)
@@ -655,19 +669,23 @@ def _move_in_one_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntr
     assert sql.move_in_one is not None
     assert expected is not None
     values: dict[str, Any] = {f"v_{k}": v for k, v in _lot_values(lot).items()}
-    values.update({f"h_{k}": v for k, v in _history_values(entry).items()})
+    values.update(_entry_in_one_values(entry), b_id=lot.id, b_expected=expected)
+    rows = yield Fetch(sql.move_in_one, values)
+    if not rows:
+        raise _conflict(lot.id, expected)
+    return (replace(entry, seq=int(rows[0]["seq"])),)
+
+
+def _entry_in_one_values(entry: HistoryEntry) -> dict[str, Any]:
+    """The values of :func:`_entry_in_one_statement` for ``entry``."""
+    values: dict[str, Any] = {f"h_{k}": v for k, v in _history_values(entry).items()}
     values.update(
-        b_id=lot.id,
-        b_expected=expected,
         o_lot_id=entry.lot_id,
         o_kind=entry.event_kind,
         o_payload=history_dict(entry),
         o_created_at=entry.at,
     )
-    rows = yield Fetch(sql.move_in_one, values)
-    if not rows:
-        raise _conflict(lot.id, expected)
-    return (replace(entry, seq=int(rows[0]["seq"])),)
+    return values
 
 
 def _is_simple_move(change: Change) -> bool:

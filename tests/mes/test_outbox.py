@@ -1,7 +1,8 @@
 """Every transaction appends its facts to the outbox in the same transaction: one outbox row
 per history entry, in the same order, the payload carrying the entry and its sequence number,
 so the plant's systems can be fed every move without loss. On both databases and both write
-paths (PostgreSQL writes a simple move in one statement)."""
+paths (PostgreSQL writes a simple move in one statement, and any other history entry with
+its outbox row in one)."""
 
 from __future__ import annotations
 
