@@ -23,8 +23,8 @@ What is measured: an observer on every tool records ``time.monotonic()`` when th
 has SEEN the tool report a job complete and when it is about to send the tool its next start.
 A step of the controller is the gap between the two on one tool: recording the results and
 acknowledging them, then either the next carrier of the same lot (``next carrier``), or
-tracking the lot out, dispatching, tracking the next lot in and loading and verifying its
-recipe (``next lot``). The time the tool takes to report completion (a poll or publishing
+tracking the lot out while dispatching and tracking the next lot in, then loading and
+verifying its recipe (``next lot``). The time the tool takes to report completion (a poll or publishing
 interval) comes before the gap and is not in it; the tool's own process time is zero.
 
 Which gaps count: only those where the next work was already there when the completion was
@@ -195,10 +195,12 @@ PARTS = {
     "next carrier": ("recorded", "next started"),
     "next lot": ("recorded", "dispatched", "next started"),
 }
-"""Each kind of gap in parts, each ending at a line of the controller's log: results read,
-recorded and acknowledged ("job recorded"); the next lot tracked in on the tool ("lot
-dispatched"); the next job's lot read, its recipe loaded and verified, the job recorded as
-started (the observer's "job starting")."""
+"""Each kind of gap in parts, each ending at a line of the controller's log: results read
+and recorded ("job recorded"); the next lot tracked in on the tool ("lot dispatched"); the
+next job's lot read, its recipe loaded and verified (after the acknowledge), up to the
+observer's "job starting". The first two run at once in a next lot's gap (the tool is offered
+for its next lot when its lot's last job completes), so both are timed from the completion
+seen, and "next started" from the later of them."""
 
 
 @dataclass
@@ -339,7 +341,7 @@ class ControllerLog:
     """What the analysis takes from the controller's log (wall-clock times)."""
 
     recorded: dict[str, float] = field(default_factory=dict)
-    """job id -> the time of its "job recorded" (results recorded and acknowledged)"""
+    """job id -> the time of its "job recorded" (results recorded)"""
     dispatched: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     """(tool id, lot id) -> the time of each "lot dispatched" """
     warnings: Counter[str] = field(default_factory=Counter)
@@ -462,8 +464,8 @@ async def analyse(
             )
             parts = {
                 "recorded": recorded - seen,
-                "dispatched": dispatched - recorded,
-                "next started": start - dispatched,
+                "dispatched": dispatched - seen,
+                "next started": start - max(recorded, dispatched),
             }
             gaps.append(Gap(tool_id, "next lot", start - seen, parts))
     return RunResult(

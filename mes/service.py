@@ -385,6 +385,10 @@ class LotService:
         """A waiting lot's next steps in the order its flow writes them."""
         return common.next_in_order(lot, self.flow(lot.flow))
 
+    def next_in_order_after_step(self, lot: Lot) -> tuple[str, ...]:
+        """A running lot's next steps once its running step is tracked out, in flow order."""
+        return common.next_in_order_after_step(lot, self.flow(lot.flow))
+
     async def carriers(self, lot_id: str) -> list[Carrier]:
         return await self._read(get_carriers(lot_id))
 

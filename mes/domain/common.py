@@ -122,6 +122,15 @@ def next_in_order(lot: Lot | LotHead, flow: Flow) -> tuple[str, ...]:
     return flow.position(lot.path, lot.params).in_flow_order
 
 
+def next_in_order_after_step(lot: Lot, flow: Flow) -> tuple[str, ...]:
+    """The steps a running lot may take once its running step is tracked out, in flow order
+    (as :func:`next_in_order` will give them if the lot then waits; a limit hold or the end of
+    the flow would take it off the line instead)."""
+    if lot.state is not LotState.RUNNING or lot.running is None:
+        return ()
+    return flow.position((*lot.path, lot.running.step), lot.params).in_flow_order
+
+
 def coerce_values(
     specs: Mapping[str, ValueSpec], given: Mapping[str, GivenValue], what: str, lot_id: str
 ) -> dict[str, Value]:

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from mes.domain.model import LotHead
+from mes.domain.model import Lot, LotHead
+
+
+def rank(lot: Lot | LotHead) -> tuple[int, float, str]:
+    """How urgent a lot is: the lowest goes first."""
+    return (lot.priority, lot.created_at.timestamp(), lot.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +26,7 @@ class Candidate:
 
     @property
     def rank(self) -> tuple[int, float, str]:
-        return (self.lot.priority, self.lot.created_at.timestamp(), self.lot.id)
+        return rank(self.lot)
 
 
 def next_step_of(lot: LotHead, in_flow_order: tuple[str, ...]) -> Candidate | None:
@@ -32,3 +37,19 @@ def choose(candidates: Iterable[Candidate], steps: Collection[str]) -> Candidate
     """The most urgent candidate whose step is one of ``steps``."""
     fitting = [c for c in candidates if c.step in steps]
     return min(fitting, key=lambda c: c.rank) if fitting else None
+
+
+def keeps_tool(
+    finishing: Lot, steps_after: tuple[str, ...], pick: Candidate, steps: Collection[str]
+) -> bool:
+    """A tool is offered for its next lot while the results of its ``finishing`` lot's step
+    are recorded, before that lot waits again. It waits for that lot instead of taking
+    ``pick`` when the lot would be the tool's choice once it waits: its next step
+    (``steps_after``, in flow order: the first is the one it takes) is one of the tool's
+    ``steps``, and it is more urgent than ``pick``."""
+    return (
+        bool(steps_after)
+        and steps_after[0] in steps
+        and pick.lot.id != finishing.id
+        and rank(finishing) < pick.rank
+    )

@@ -33,7 +33,7 @@ from mes.domain.model import LotHead, LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
-from pkgline.controller.dispatch import Candidate, choose, next_step_of
+from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.runner import RunnerObserver, ToolRunner
 from pkgline.systemd import Notifier
@@ -348,6 +348,11 @@ class LineController:
             pick = choose(candidates, runner.steps)
             if pick is None:
                 continue
+            finishing = runner.finishing
+            if finishing is not None and keeps_tool(
+                finishing, self._lots.next_in_order_after_step(finishing), pick, runner.steps
+            ):
+                continue  # its lot goes on here once tracked out: dispatched then
             candidates.remove(pick)
             picks.append((pick, runner))
         if not picks:

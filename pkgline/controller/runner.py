@@ -148,6 +148,8 @@ class ToolRunner:
         gone from the tool (no need to read it again to know)."""
         self._step_over = False
         """The current lot's step is tracked out; its last results are being acknowledged."""
+        self._finishing: Lot | None = None
+        """The current lot, while the results of its step's last job are being recorded."""
         self.stopping = False
 
     # -- what the line controller sees -------------------------------------------------------
@@ -164,10 +166,16 @@ class ToolRunner:
     def current_lot(self) -> str | None:
         return self._current
 
+    @property
+    def finishing(self) -> Lot | None:
+        """The lot whose step's last job the tool has completed, while its results are being
+        recorded (the lot is still running here; the tool is offered for its next lot)."""
+        return self._finishing
+
     def is_idle(self) -> bool:
         """Ready for a new lot: answering, in production, no alarm, nothing queued, and
-        either not busy with nothing waiting, or only acknowledging the results of a step
-        already tracked out (the next lot is tracked in meanwhile and started after)."""
+        either not busy with nothing waiting, or only recording and acknowledging the results
+        of the last job of a step (the next lot is tracked in meanwhile and started after)."""
         status = self._status
         if not (
             self._connected
@@ -178,7 +186,7 @@ class ToolRunner:
             and not self.stopping
         ):
             return False
-        if self._step_over:
+        if self._step_over or self._finishing is not None:
             return True
         return (
             status.state in (ProcessState.IDLE, ProcessState.READY)
@@ -544,9 +552,8 @@ class ToolRunner:
         )
         await self._make_recipe_active(lot, recipe)
         done = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
-        for carrier in carriers:
-            if carrier.id in done:
-                continue
+        todo = [c for c in carriers if c.id not in done]
+        for carrier in todo:
             if self.stopping:
                 return
             incoming = translate.incoming_site_map(carrier, rejected)
@@ -579,7 +586,9 @@ class ToolRunner:
                     await self._driver.reset_alarm()
                 return
             log.info("job started", job_id=job_id, carrier=carrier.id, step=running.step)
-            after = await self._finish_job(lot, carrier, incoming, job_id, epoch)
+            after = await self._finish_job(
+                lot, carrier, incoming, job_id, epoch, last=carrier is todo[-1]
+            )
             if after is None:
                 return
             if after.state is not LotState.RUNNING:
@@ -651,32 +660,30 @@ class ToolRunner:
             raise StepGivenUp(reason)
 
     async def _finish_job(
-        self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, epoch: int
+        self,
+        lot: Lot,
+        carrier: Carrier,
+        incoming: SiteMap,
+        job_id: str,
+        epoch: int,
+        *,
+        last: bool = False,
     ) -> Lot | None:
         """Wait for the job and record it: the lot as the record left it (no need to read it
-        again), or None when the step cannot go on."""
+        again), or None when the step cannot go on. The ``last`` job of the step: once the
+        tool has completed it, the tool is offered for its next lot while the results are
+        recorded (:attr:`finishing`)."""
         end = await self._await_job(lot, job_id, epoch)
         if end == "complete":
             self._observer.job_done_seen(self.tool_id, job_id)
-            results = await self._driver.results()
-            if results is None or results.job_id != job_id:
-                found = "none" if results is None else f"job {results.job_id}"
-                await self._hold(
-                    lot,
-                    f"tool {self.tool_id} completed job {job_id} but holds results of {found}",
-                    HoldSource.CONTROLLER,
-                )
-                return None
+            if not last:
+                return await self._record_completed(lot, carrier, incoming, job_id)
+            self._finishing = lot
+            self._dispatch_now()
             try:
-                outcome = await self._record(lot, carrier, incoming, job_id, results)
-            except (ProtocolError, ValueError) as exc:
-                await self._hold(
-                    lot,
-                    f"results of job {job_id} from {self.tool_id} are unusable: {exc}",
-                    HoldSource.CONTROLLER,
-                )
-                return None
-            return outcome.lot
+                return await self._record_completed(lot, carrier, incoming, job_id)
+            finally:
+                self._finishing = None
         if end == "alarm":
             await self._hold(
                 lot,
@@ -700,6 +707,31 @@ class ToolRunner:
                 await self._driver.abort()
                 await self._driver.reset_alarm()
         return None
+
+    async def _record_completed(
+        self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str
+    ) -> Lot | None:
+        """Read and record the results of a job the tool completed: the lot as the record
+        left it, or None (held: the results are not the job's, or unusable)."""
+        results = await self._driver.results()
+        if results is None or results.job_id != job_id:
+            found = "none" if results is None else f"job {results.job_id}"
+            await self._hold(
+                lot,
+                f"tool {self.tool_id} completed job {job_id} but holds results of {found}",
+                HoldSource.CONTROLLER,
+            )
+            return None
+        try:
+            outcome = await self._record(lot, carrier, incoming, job_id, results)
+        except (ProtocolError, ValueError) as exc:
+            await self._hold(
+                lot,
+                f"results of job {job_id} from {self.tool_id} are unusable: {exc}",
+                HoldSource.CONTROLLER,
+            )
+            return None
+        return outcome.lot
 
     def _job_end(self, job_id: str, epoch: int) -> JobEnd | None:
         status = self._status
