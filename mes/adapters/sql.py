@@ -564,9 +564,13 @@ def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]
         expected = change.expected_versions[lot.id]
         if expected is not None and lot.version <= expected:  # HeadCache relies on it
             raise ValueError(f"lot {lot.id} written without a new version ({lot.version})")
-    if sql.move_in_one is not None and _is_simple_move(change):
-        return (yield from _move_in_one_plan(sql, change))
-    for lot in change.lots:
+    written: list[HistoryEntry] = []
+    lots_left, entries_left = change.lots, change.entries
+    if sql.move_in_one is not None and _moves_one_lot(change):
+        # the lot and its first entry in one statement, then the rest of the change
+        written.append((yield from _move_in_one_plan(sql, change)))
+        lots_left, entries_left = (), change.entries[1:]
+    for lot in lots_left:
         expected = change.expected_versions[lot.id]
         if expected is None:
             try:
@@ -642,8 +646,7 @@ def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]
                 "or operator got there first; nothing was changed",
                 lot_id=job.lot_id,
             )
-    written: list[HistoryEntry] = []
-    for entry in change.entries:
+    for entry in entries_left:
         if sql.entry_in_one is not None:
             rows = yield Fetch(sql.entry_in_one, _entry_in_one_values(entry))
             written.append(replace(entry, seq=int(rows[0]["seq"])))
@@ -663,7 +666,9 @@ def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]
     return tuple(written)
 
 
-def _move_in_one_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
+def _move_in_one_plan(sql: Statements, change: Change) -> Plan[HistoryEntry]:
+    """The change's one lot, version-checked, and its first history entry: the entry as
+    stored."""
     lot, entry = change.lots[0], change.entries[0]
     expected = change.expected_versions[lot.id]
     assert sql.move_in_one is not None
@@ -673,7 +678,7 @@ def _move_in_one_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntr
     rows = yield Fetch(sql.move_in_one, values)
     if not rows:
         raise _conflict(lot.id, expected)
-    return (replace(entry, seq=int(rows[0]["seq"])),)
+    return replace(entry, seq=int(rows[0]["seq"]))
 
 
 def _entry_in_one_values(entry: HistoryEntry) -> dict[str, Any]:
@@ -688,13 +693,15 @@ def _entry_in_one_values(entry: HistoryEntry) -> dict[str, Any]:
     return values
 
 
-def _is_simple_move(change: Change) -> bool:
-    """One existing lot, one history entry, no carriers or sites: most of every lot's life."""
+def _moves_one_lot(change: Change) -> bool:
+    """One existing lot whose history entry comes first, and no carriers made or moved: every
+    move of a lot, job start and record (not a split, merge or new lot)."""
     return (
         len(change.lots) == 1
-        and len(change.entries) == 1
         and change.expected_versions[change.lots[0].id] is not None
-        and not (change.new_carriers or change.moved_carriers or change.rejects or change.jobs)
+        and bool(change.entries)
+        and change.entries[0].lot_id == change.lots[0].id
+        and not (change.new_carriers or change.moved_carriers)
     )
 
 
