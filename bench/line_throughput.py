@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/line_throughput.py [--measure 30] [--per-flow 8] [--no-postgres]``
 (``--worst N`` lists the longest gaps, ``--poll S`` sets every tool's poll / publishing
 interval, ``--profile FILE`` writes a pyinstrument profile of the window (``pip install -e
-'.[bench]'``), ``--log-dir DIR``
-keeps the controller's log). About 45 s per database with the defaults.
+'.[bench]'``), ``--log-dir DIR`` keeps the controller's log, ``--no-gc-freeze`` leaves out
+``pkgline serve``'s :func:`~pkgline.controller.line.freeze_startup_objects`). About 45 s per
+database with the defaults.
 
 The example line (``pkgline/line.example.toml``, else ``deploy/line.example.toml``: 13 tools,
 every class, eight over Modbus TCP and five over OPC UA) is simulated by ``pkgline sim
@@ -54,6 +55,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import gc
 import importlib.util
 import json
 import os
@@ -87,7 +89,11 @@ from mes.equipment import EquipmentService
 from mes.service import LotService
 from pkgline.bootstrap import flow_library
 from pkgline.config import LineConfig, load_line_config
-from pkgline.controller.line import LineController, connections_needed
+from pkgline.controller.line import (
+    LineController,
+    connections_needed,
+    freeze_startup_objects,
+)
 from pkgline.logs import configure_logging
 from simulators.line import with_free_ports, write_line_config
 
@@ -295,6 +301,7 @@ async def run_line(
                     equipment,
                     [factory.create(tool) for tool in config.tools],
                     observer=clock,
+                    before_ready=(lambda: None) if args.no_gc_freeze else freeze_startup_objects,
                 )
                 running = asyncio.create_task(controller.run(), name="controller")
                 ready = asyncio.create_task(controller.ready.wait())
@@ -332,6 +339,7 @@ async def run_line(
             result.db_cpu_fraction = (db1 - db0) / (t1 - t0)
         return result
     finally:
+        gc.unfreeze()  # the next database's run starts as this one did
         await factory.aclose()
         await engine.dispose()
 
@@ -679,6 +687,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument(
         "--profile", help="write a pyinstrument profile of the window here (.txt or .html)"
+    )
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="leave out pkgline serve's gc.freeze() at start (to see what it does)",
     )
     args = parser.parse_args(argv)
     if args.profile and importlib.util.find_spec("pyinstrument") is None:

@@ -18,7 +18,11 @@ from mes.service import LotService
 from pkgline.bootstrap import flow_library, resolve_url
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
-from pkgline.controller.line import LineController, connections_needed
+from pkgline.controller.line import (
+    LineController,
+    connections_needed,
+    freeze_startup_objects,
+)
 from pkgline.logs import configure_logging
 from pkgline.systemd import Notifier
 
@@ -67,6 +71,7 @@ async def _serve(line: LineConfig, url: str) -> int:
                 equipment,
                 [drivers.create(tool) for tool in line.tools],
                 notifier=notifier,
+                before_ready=freeze_startup_objects,
             )
         except ConfigError as exc:
             log.error("refusing to start", reason=str(exc))

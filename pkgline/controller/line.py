@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -46,6 +47,17 @@ HEARTBEAT_S = 5.0
 FLUSH_S = 10.0
 """On stop: how long to wait for tool states still to be written."""
 FIRST_CONTACT_MARGIN_S = 10.0
+
+
+def freeze_startup_objects() -> None:
+    """Take what the process has made so far (modules, flows, configuration, drivers,
+    connections) out of the cyclic garbage collector's reach, for good: a full collection
+    walks every object it tracks, and on a line controller that is a pause of the event loop
+    of about 100 ms (150,000 objects), which every tool waiting for its next job sits through.
+    After the freeze, full collections walk only what was made since. Garbage is collected
+    first, so none of it is kept. For a daemon, once, when it has started (``gc.freeze``)."""
+    gc.collect()
+    gc.freeze()
 
 
 def connections_needed(config: LineConfig) -> int:
@@ -92,7 +104,11 @@ class LineController:
         *,
         notifier: Notifier | None = None,
         observer: RunnerObserver | None = None,
+        before_ready: Callable[[], None] = lambda: None,
     ):
+        """``before_ready``: called once every tool has answered (or been found unreachable)
+        and the recovery has begun, before the first dispatch and READY (``pkgline serve``
+        freezes the startup objects there: :func:`freeze_startup_objects`)."""
         self.config = config
         self.name = config.name
         self._lots = lots
@@ -124,6 +140,7 @@ class LineController:
         self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
         """Each waiting lot's head as last read, and the step it goes to next."""
         self.ready = asyncio.Event()
+        self._before_ready = before_ready
 
     # -- control -----------------------------------------------------------------------------
 
@@ -179,6 +196,7 @@ class LineController:
         try:
             await self._first_contact()
             await self._reporter.flush()  # every tool's state is on record before READY
+            self._before_ready()
             await self._dispatch_once()
             self.ready.set()
             self._notifier.ready(self.status_line())

@@ -87,11 +87,20 @@ async def stack(database: str) -> AsyncIterator[Stack]:
 
 
 @contextlib.asynccontextmanager
-async def running_controller(config: LineConfig, stack: Stack) -> AsyncIterator[LineController]:
+async def running_controller(
+    config: LineConfig,
+    stack: Stack,
+    *,
+    before_ready: Callable[[LineController], None] = lambda _: None,
+) -> AsyncIterator[LineController]:
     """A line controller running in this process until the block ends."""
     drivers = DriverFactory()
     controller = LineController(
-        config, stack.lots, stack.equipment, [drivers.create(t) for t in config.tools]
+        config,
+        stack.lots,
+        stack.equipment,
+        [drivers.create(t) for t in config.tools],
+        before_ready=lambda: before_ready(controller),
     )
     task = asyncio.create_task(controller.run(), name="controller")
     try:
