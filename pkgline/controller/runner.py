@@ -337,10 +337,11 @@ class ToolRunner:
                 # Nothing queued: read the tool now, so it is seen idle at once. A lot queued
                 # reads the tool's state before its recipe anyway.
                 await self._refresh_status()
-            self._step_over = False
-            if not retry:
-                # this tool's next lot, and the next step of the lot it ran (another tool's,
-                # maybe), are dispatched while the report is written
+            was_over, self._step_over = self._step_over, False
+            if not retry and not was_over:
+                # this tool's next lot, and the lot it ran if it waits again (given back), are
+                # dispatched while the report is written. A step tracked out asked for both
+                # already: at its last job's completion and at its track-out (_run_step).
                 self._dispatch_now()
             self._report(force=True)
             if retry:
