@@ -45,6 +45,13 @@ class GetJob:
 
 
 @dataclass(frozen=True, slots=True)
+class GetJobWithLot:
+    """Read a job and its lot together (answer: ``tuple[JobRecord, Lot] | None``)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class GetJobsOf:
     """Read the jobs of a lot's carriers at one step occurrence, or from it on (answer:
     ``list[JobRecord]``, in the order they started)."""
@@ -135,6 +142,7 @@ class Save:
 LotRequest: TypeAlias = (
     GetLot
     | GetJob
+    | GetJobWithLot
     | GetJobsOf
     | GetCarriers
     | GetRejects
@@ -162,6 +170,12 @@ def get_lot(lot_id: str) -> Work[Lot | None]:
 
 def get_job(job_id: str) -> Work[JobRecord | None]:
     found: JobRecord | None = yield GetJob(job_id)
+    return found
+
+
+def get_job_with_lot(job_id: str) -> Work[tuple[JobRecord, Lot] | None]:
+    """A job and its lot, in one read where the store can."""
+    found: tuple[JobRecord, Lot] | None = yield GetJobWithLot(job_id)
     return found
 
 

@@ -59,6 +59,7 @@ from mes.ports import (
     get_heads,
     get_history,
     get_job,
+    get_job_with_lot,
     get_jobs_of,
     get_lot,
     get_rejects,
@@ -284,11 +285,10 @@ class LotService:
         tool) are not recorded again, and the outcome says so."""
 
         def work() -> Work[JobOutcome]:
-            job = yield from get_job(cmd.job_id)
-            if job is None:
+            found = yield from get_job_with_lot(cmd.job_id)
+            if found is None:
                 raise InvalidInput(f"there is no job {cmd.job_id}")
-            lot = yield from get_lot(job.lot_id)
-            assert lot is not None
+            job, lot = found
             if job.status is JobStatus.RECORDED:
                 return JobOutcome(lot, job, (), already_recorded=True)
             done = [

@@ -38,6 +38,7 @@ from mes.ports import (
     GetHistory,
     GetJob,
     GetJobsOf,
+    GetJobWithLot,
     GetLot,
     GetRejects,
     GetTools,
@@ -78,6 +79,9 @@ class MemoryLotRepository:
             return self._store.lots.get(request.lot_id)
         if isinstance(request, GetJob):
             return self._store.jobs.get(request.job_id)
+        if isinstance(request, GetJobWithLot):
+            job = self._store.jobs.get(request.job_id)
+            return None if job is None else (job, self._store.lots[job.lot_id])
         if isinstance(request, GetJobsOf):
             return self._jobs_of(request.lot_id, request.path_index, and_later=request.and_later)
         if isinstance(request, GetRejects):

@@ -80,6 +80,7 @@ from mes.ports import (
     GetHistory,
     GetJob,
     GetJobsOf,
+    GetJobWithLot,
     GetLot,
     GetRejects,
     Request,
@@ -323,6 +324,12 @@ class Statements:
         self.insert_history = c(insert(lot_history).returning(lot_history.c.seq), _HISTORY_KEYS)
         self.insert_outbox = c(insert(outbox), _OUTBOX_KEYS)
         self.job = c(select(jobs).where(jobs.c.job_id == bindparam("job_id")))
+        self.job_with_lot = c(
+            select(*_LOT_COLUMNS, *(col.label(f"job_{col.name}") for col in jobs.c))
+            .select_from(jobs.join(_LOT_WITH_CARRIERS, lots.c.id == jobs.c.lot_id))
+            .where(jobs.c.job_id == bindparam("job_id"))
+            .order_by(carriers.c.position)
+        )
         lot_jobs = (
             select(jobs)
             .join(carriers, carriers.c.id == jobs.c.carrier_id)
@@ -530,6 +537,12 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
     if isinstance(request, GetJob):
         rows = yield Fetch(sql.job, {"job_id": request.job_id})
         return _job_from_row(rows[0]) if rows else None
+    if isinstance(request, GetJobWithLot):
+        rows = yield Fetch(sql.job_with_lot, {"job_id": request.job_id})
+        if not rows:
+            return None
+        job = _job_from_row({name[4:]: v for name, v in rows[0].items() if name[:4] == "job_"})
+        return job, _group_lots(rows)[job.lot_id]
     if isinstance(request, GetJobsOf):
         statement = sql.jobs_from if request.and_later else sql.jobs_at
         rows = yield Fetch(statement, {"lot_id": request.lot_id, "path_index": request.path_index})
