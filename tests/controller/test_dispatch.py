@@ -90,10 +90,7 @@ async def test_a_tool_is_given_its_next_lot_while_its_last_results_are_recorded(
 
     monkeypatch.setattr(stack.lots, "record_job", record_after_the_next_track_in)
     async with simulated(config), running_controller(config, stack):
-        for lot_id, priority in (("F", 1), ("W", 5)):
-            await stack.lots.start(
-                cmd.StartLot(lot_id, "stiffener-bga", "planner", carriers=1, priority=priority)
-            )
+        await _start_f_then_w(stack, "stiffener-bga")
         await wait_until(
             lambda: _after("W", "DIE_ATTACH", stack), timeout_s=60, what="W done at DIE_ATTACH"
         )
@@ -104,6 +101,12 @@ async def test_a_tool_is_given_its_next_lot_while_its_last_results_are_recorded(
     w_in = [e for e in w.history if e.step == "DIE_ATTACH" and e.operation is Operation.TRACK_IN]
     assert len(f_out) == len(w_in) == 1
     assert w_in[0].at < f_out[0].at, "the history shows W tracked in before F was tracked out"
+
+
+async def _start_f_then_w(stack: Stack, flow: str) -> None:
+    """Lot F (priority 1), then lot W (priority 5), one carrier each."""
+    for lot_id, priority in (("F", 1), ("W", 5)):
+        await stack.lots.start(cmd.StartLot(lot_id, flow, "planner", carriers=1, priority=priority))
 
 
 async def _running_on(lot_id: str, tool_id: str, stack: Stack) -> bool:
@@ -143,10 +146,7 @@ async def test_a_tool_keeps_itself_for_its_own_more_urgent_lot_that_goes_on_here
 
     monkeypatch.setattr(stack.lots, "record_job", record_once_w_waits)
     async with simulated(config), running_controller(config, stack):
-        for lot_id, priority in (("F", 1), ("W", 5)):
-            await stack.lots.start(
-                cmd.StartLot(lot_id, "fc-heatsink-muf", "planner", carriers=1, priority=priority)
-            )
+        await _start_f_then_w(stack, "fc-heatsink-muf")
         await wait_until(
             lambda: _after("W", "HEAT_SINK_ATTACH", stack),
             timeout_s=60,
