@@ -137,6 +137,10 @@ class LineController:
         self._wake = asyncio.Event()
         self._started_at = utc_now()
         self._counts = (0, 0)
+        self._lots_moved = True
+        """A lot this controller moved waits at a step since the last pass began."""
+        self._unserved: frozenset[str] = frozenset()
+        """The tools the last pass left idle: no waiting lot it read fits them."""
         self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
         """Each waiting lot's head as last read, and the step it goes to next."""
         self.ready = asyncio.Event()
@@ -144,8 +148,11 @@ class LineController:
 
     # -- control -----------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Dispatch now (a tool became free, or a lot waits at its next step)."""
+    def wake(self, *, lot_waits: bool = False) -> None:
+        """Dispatch now: a tool may have become free, or (``lot_waits``) a lot this
+        controller moved waits at a step."""
+        if lot_waits:
+            self._lots_moved = True
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -271,7 +278,8 @@ class LineController:
     async def _dispatch_loop(self) -> None:
         """One pass at a time: a full pass every interval (lots started or tracked in by
         operators, tools switched back to auto); between them, a pass over the waiting lots
-        whenever :meth:`wake` is called. Passes do not overlap: on SQLite every transaction
+        whenever :meth:`wake` is called, unless nothing changed that it could act on (no lot
+        of ours waits anew and no tool is idle that the last pass did not find idle). Passes do not overlap: on SQLite every transaction
         waits for the one writer, and more of them at once only make each one slower."""
         interval = self.config.controller.dispatch_interval_s
         loop = asyncio.get_running_loop()
@@ -329,10 +337,21 @@ class LineController:
         """Start waiting lots on idle tools and complete manual steps when configured to; a
         full pass also follows lots running on our tools (tracked in by an operator, or left
         running by a controller that stopped)."""
+        idle = frozenset(t for t, r in self.runners.items() if r.is_idle())
+        if not full and not self._lots_moved and idle <= self._unserved:
+            # Nothing new since the last pass: no lot of ours waits anew, no tool is newly
+            # idle. What others change (operators) is for the full passes.
+            return
+        self._lots_moved = False
+        try:
+            await self._pass(full, idle)
+        except BaseException:
+            self._lots_moved = True  # the next pass reads again
+            raise
+
+    async def _pass(self, full: bool, idle: frozenset[str]) -> None:
         states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
-        dispatching = self.config.controller.dispatch and any(
-            r.is_idle() for r in self.runners.values()
-        )
+        dispatching = self.config.controller.dispatch and bool(idle)
         if dispatching:  # the tools' dispatch modes are read with the lots, not after them
             lots, modes = await self._lots.dispatch_view(states, self.name)
         else:
@@ -345,8 +364,7 @@ class LineController:
         candidates = self._candidates(lots)
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
-        if dispatching:
-            await self._start_on_idle_tools(candidates, modes)
+        self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
         if self.config.controller.auto_manual_steps and any(
             self._is_manual(c.step) for c in candidates
         ):
@@ -354,27 +372,37 @@ class LineController:
 
     async def _start_on_idle_tools(
         self, candidates: list[Candidate], modes: Mapping[str, DispatchMode]
-    ) -> None:
+    ) -> frozenset[str]:
         """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
         tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
         all of them in one transaction (on SQLite, one wait for the writer, not one per
-        tool)."""
+        tool). The idle tools left without a lot."""
         picks: list[tuple[Candidate, ToolRunner]] = []
+        left: set[str] = set()
         for tool_id, runner in sorted(self.runners.items()):
-            if modes.get(tool_id) is not DispatchMode.AUTO or not runner.is_idle():
+            if not runner.is_idle():
                 continue
             pick = choose(candidates, runner.steps)
-            if pick is None:
-                continue
             finishing = runner.finishing
-            if finishing is not None and keeps_tool(
-                finishing, self._lots.next_in_order_after_step(finishing), pick, runner.steps
+            if (
+                modes.get(tool_id) is not DispatchMode.AUTO
+                or pick is None
+                or (
+                    finishing is not None
+                    and keeps_tool(
+                        finishing,
+                        self._lots.next_in_order_after_step(finishing),
+                        pick,
+                        runner.steps,
+                    )
+                )
             ):
-                continue  # its lot goes on here once tracked out: dispatched then
+                left.add(tool_id)  # (a lot that goes on here once tracked out: dispatched then)
+                continue
             candidates.remove(pick)
             picks.append((pick, runner))
         if not picks:
-            return
+            return frozenset(left)
         try:
             results = await self._lots.track_in_all(
                 [
@@ -385,9 +413,10 @@ class LineController:
         except ConcurrentUpdate:  # one of them moved meanwhile: the others one by one
             for pick, runner in picks:
                 await self._start(pick, runner)
-            return
+            return frozenset(left)
         for (pick, runner), result in zip(picks, results, strict=True):
             self._started(pick, runner, result)
+        return frozenset(left)
 
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:
@@ -455,4 +484,4 @@ class LineController:
                 )
                 continue
             log.info("manual step completed", lot=lot.id, step=candidate.step)
-            self.wake()
+            self.wake(lot_waits=True)

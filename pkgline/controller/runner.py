@@ -111,7 +111,7 @@ class ToolRunner:
         equipment: EquipmentService,
         *,
         user: str,
-        dispatch_now: Callable[[], None] = lambda: None,
+        dispatch_now: Callable[..., None] = lambda **_: None,
         observer: RunnerObserver | None = None,
         report: Callable[[str, ToolSnapshot, datetime], None] | None = None,
     ):
@@ -124,7 +124,8 @@ class ToolRunner:
         self._user = user
         self._spec = class_spec(tool.equipment_class)
         self._dispatch_now = dispatch_now
-        """Called when this tool may take a lot, or a lot it ran waits at its next step."""
+        """Called when this tool may take a lot; with ``lot_waits=True`` when a lot it ran
+        waits again (at its next step, or given back)."""
         self._observer = observer or _NoObserver()
         self._submit = report or (lambda *_: None)
         self._status: ToolStatus | None = None
@@ -342,7 +343,7 @@ class ToolRunner:
                 # this tool's next lot, and the lot it ran if it waits again (given back), are
                 # dispatched while the report is written. A step tracked out asked for both
                 # already: at its last job's completion and at its track-out (_run_step).
-                self._dispatch_now()
+                self._dispatch_now(lot_waits=True)
             self._report(force=True)
             if retry:
                 await self._wait_connected()
@@ -596,7 +597,7 @@ class ToolRunner:
                 # Tracked out. While its results are acknowledged, this tool's next lot can be
                 # tracked in, and this lot's next step started elsewhere.
                 self._step_over = True
-                self._dispatch_now()
+                self._dispatch_now(lot_waits=True)
                 return
             lot = after
 

@@ -4,6 +4,8 @@ urgent waiting lot, unless the lot it is finishing goes on here next and is more
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -167,3 +169,45 @@ async def test_a_tool_keeps_itself_for_its_own_more_urgent_lot_that_goes_on_here
         ("W", "TIM_DISPENSE"),
         ("W", "HEAT_SINK_ATTACH"),
     ]
+
+
+@pytest.mark.slow
+async def test_a_wake_that_brings_nothing_new_does_not_read_the_lots_again(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool left idle by the last pass, no lot of ours waiting anew: waking the dispatcher
+    reads nothing (the full passes, every dispatch_interval_s, pick up what others change).
+    A lot of ours that waits anew is read at once."""
+    base = line_config(tools=["DB-1"])
+    config = base.model_copy(
+        update={"controller": base.controller.model_copy(update={"dispatch_interval_s": 60})}
+    )
+    reads: list[object] = []
+    view = stack.lots.dispatch_view
+
+    async def counted(states: Sequence[LotState], line: str) -> Any:
+        reads.append(states)
+        return await view(states, line)
+
+    monkeypatch.setattr(stack.lots, "dispatch_view", counted)
+    async with (
+        simulated(config),
+        running_controller(config, stack) as controller,
+    ):
+        await wait_until(
+            lambda: controller.runners["DB-1"].is_idle(), timeout_s=10, what="DB-1 idle"
+        )
+        first = len(reads)
+        controller.wake(lot_waits=True)
+        await wait_until(lambda: len(reads) > first, timeout_s=10, every_s=0.01, what="a pass")
+        await asyncio.sleep(0.2)
+        before = len(reads)
+        for _ in range(5):
+            controller.wake()  # DB-1 is idle and was idle at the last pass; nothing waits
+            await asyncio.sleep(0.05)
+        controller.wake(lot_waits=True)
+        await wait_until(
+            lambda: len(reads) > before, timeout_s=10, every_s=0.01, what="the pass it asked for"
+        )
+        await asyncio.sleep(0.2)
+    assert len(reads) == before + 1, "the plain wakes read the lots again"
