@@ -88,6 +88,17 @@ class RunnerObserver(Protocol):
         """The controller is about to send the tool the next start."""
 
 
+class DispatchNow(Protocol):
+    """Asks the line controller for a dispatch pass (:meth:`LineController.wake`)."""
+
+    def __call__(self, *, lot_waits: bool = False) -> None:
+        """This tool may take a lot; ``lot_waits``: a lot it ran waits at a step again."""
+
+
+def _no_dispatch(*, lot_waits: bool = False) -> None:
+    return None
+
+
 class _NoObserver:
     def job_done_seen(self, tool_id: str, job_id: str) -> None:
         return None
@@ -111,7 +122,7 @@ class ToolRunner:
         equipment: EquipmentService,
         *,
         user: str,
-        dispatch_now: Callable[..., None] = lambda **_: None,
+        dispatch_now: DispatchNow = _no_dispatch,
         observer: RunnerObserver | None = None,
         report: Callable[[str, ToolSnapshot, datetime], None] | None = None,
     ):
