@@ -25,8 +25,9 @@ has SEEN the tool report a job complete and when it is about to send the tool it
 A step of the controller is the gap between the two on one tool: recording the results and
 acknowledging them, then either the next carrier of the same lot (``next carrier``), or
 tracking the lot out while dispatching and tracking the next lot in, then loading and
-verifying its recipe (``next lot``). The time the tool takes to report completion (a poll or publishing
-interval) comes before the gap and is not in it; the tool's own process time is zero.
+verifying its recipe (``next lot``). The time the tool takes to report completion (a poll or
+publishing interval) comes before the gap and is not in it; the tool's own process time is
+zero.
 
 Which gaps count: only those where the next work was already there when the completion was
 seen. The next carrier of a lot always is. A next lot counts when, at that moment, some lot
@@ -252,29 +253,33 @@ async def keep_topped_up(lots: LotService, per_flow: int) -> None:
         await start_lots(lots, await in_progress(lots), per_flow)
 
 
+def _stat_cpu(stat: str) -> tuple[str, float]:
+    """A process's name and utime + stime in seconds, from the text of /proc/PID/stat."""
+    head, _, tail = stat.rpartition(")")
+    fields = tail.split()
+    ticks = int(fields[11]) + int(fields[12])
+    return head.partition("(")[2], ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat_cpu(Path(f"/proc/{pid}/stat").read_text())[1]
 
 
 def _postgres_cpu_seconds() -> float | None:
     """utime + stime of the PostgreSQL server processes on this machine (every database's),
     from /proc; None when none is seen. A backend that exits meanwhile takes its time along:
     the controller's stay connected."""
-    total, seen = 0, False
+    total, seen = 0.0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            name, seconds = _stat_cpu(stat.read_text())
         except OSError:
             continue
-        head, _, tail = text.rpartition(")")
-        if head.partition("(")[2] != "postgres":
-            continue
-        fields = tail.split()
-        total += int(fields[11]) + int(fields[12])
-        seen = True
-    return total / os.sysconf("SC_CLK_TCK") if seen else None
+        if name == "postgres":
+            total += seconds
+            seen = True
+    return total if seen else None
 
 
 async def run_line(

@@ -541,7 +541,9 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         rows = yield Fetch(sql.job_with_lot, {"job_id": request.job_id})
         if not rows:
             return None
-        job = _job_from_row({name[4:]: v for name, v in rows[0].items() if name[:4] == "job_"})
+        job = _job_from_row(
+            {k.removeprefix("job_"): v for k, v in rows[0].items() if k.startswith("job_")}
+        )
         return job, _group_lots(rows)[job.lot_id]
     if isinstance(request, GetJobsOf):
         statement = sql.jobs_from if request.and_later else sql.jobs_at

@@ -279,8 +279,9 @@ class LineController:
         """One pass at a time: a full pass every interval (lots started or tracked in by
         operators, tools switched back to auto); between them, a pass over the waiting lots
         whenever :meth:`wake` is called, unless nothing changed that it could act on (no lot
-        of ours waits anew and no tool is idle that the last pass did not find idle). Passes do not overlap: on SQLite every transaction
-        waits for the one writer, and more of them at once only make each one slower."""
+        of ours waits anew and no tool is idle that the last pass did not find idle). Passes
+        do not overlap: on SQLite every transaction waits for the one writer, and more of
+        them at once only make each one slower."""
         interval = self.config.controller.dispatch_interval_s
         loop = asyncio.get_running_loop()
         last_full = loop.time()
@@ -383,21 +384,12 @@ class LineController:
             if not runner.is_idle():
                 continue
             pick = choose(candidates, runner.steps)
-            finishing = runner.finishing
             if (
                 modes.get(tool_id) is not DispatchMode.AUTO
                 or pick is None
-                or (
-                    finishing is not None
-                    and keeps_tool(
-                        finishing,
-                        self._lots.next_in_order_after_step(finishing),
-                        pick,
-                        runner.steps,
-                    )
-                )
+                or self._waits_for_its_lot(runner, pick)
             ):
-                left.add(tool_id)  # (a lot that goes on here once tracked out: dispatched then)
+                left.add(tool_id)
                 continue
             candidates.remove(pick)
             picks.append((pick, runner))
@@ -417,6 +409,14 @@ class LineController:
         for (pick, runner), result in zip(picks, results, strict=True):
             self._started(pick, runner, result)
         return frozenset(left)
+
+    def _waits_for_its_lot(self, runner: ToolRunner, pick: Candidate) -> bool:
+        """The lot the tool is finishing goes on there once tracked out, and before ``pick``
+        (:func:`keeps_tool`): it is dispatched then."""
+        finishing = runner.finishing
+        return finishing is not None and keeps_tool(
+            finishing, self._lots.next_in_order_after_step(finishing), pick, runner.steps
+        )
 
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:

@@ -689,10 +689,9 @@ class ToolRunner:
         end = await self._await_job(lot, job_id, epoch)
         if end == "complete":
             self._observer.job_done_seen(self.tool_id, job_id)
-            if not last:
-                return await self._record_completed(lot, carrier, incoming, job_id)
-            self._finishing = lot
-            self._dispatch_now()
+            if last:
+                self._finishing = lot
+                self._dispatch_now()
             try:
                 return await self._record_completed(lot, carrier, incoming, job_id)
             finally:
