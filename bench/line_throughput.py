@@ -304,7 +304,7 @@ async def run_line(
                     config,
                     lots,
                     equipment,
-                    [factory.create(tool) for tool in config.tools],
+                    factory.create_all(config.tools),
                     observer=clock,
                     before_ready=(lambda: None) if args.no_gc_freeze else freeze_startup_objects,
                 )

@@ -5,15 +5,20 @@ drivers of tools behind the same OPC UA server (a gateway) share one session; Mo
 their connections. Nothing is connected before a driver's ``start()``; :meth:`aclose` closes
 whatever sessions are still open (after the drivers are closed). The transports are imported
 when first needed, so a line without Modbus tools never loads pymodbus, and the other way round.
+
+:meth:`DriverFactory.create_all` builds a whole line's drivers at once, and spreads the polls
+of its Modbus tools evenly over their poll interval (:func:`~drivers.supervision.spread_phases`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
 from drivers.errors import ConfigurationError
 from drivers.interface import ToolDriver
+from drivers.supervision import spread_phases
 
 if TYPE_CHECKING:
     from drivers.opcua.session import OpcUaSessionPool
@@ -31,7 +36,21 @@ class DriverFactory:
         """The shared OPC UA session pool (None until the first OPC UA driver)."""
         return self._opcua
 
-    def create(self, config: ToolConfig) -> ToolDriver:
+    def create_all(self, configs: Sequence[ToolConfig]) -> list[ToolDriver]:
+        """The drivers of the tools one process drives, in the order given. The Modbus tools
+        are polled at evenly spaced phases (per poll interval, in the order of their ids), so
+        that their reports reach the controller one by one, not bunched together."""
+        phases = spread_phases(
+            (c.id, c.policy.poll_interval_s)
+            for c in configs
+            if isinstance(c.endpoint, ModbusEndpoint)
+        )
+        return [self.create(c, poll_phase_s=phases.get(c.id)) for c in configs]
+
+    def create(self, config: ToolConfig, *, poll_phase_s: float | None = None) -> ToolDriver:
+        """The driver of one tool. ``poll_phase_s`` places a polled tool's status reads in its
+        poll interval (default: a phase taken from the tool id); OPC UA tools report by
+        subscription and take none."""
         if self._closed:
             raise ConfigurationError("the driver factory is closed", tool_id=config.id)
         endpoint = config.endpoint
@@ -45,7 +64,7 @@ class DriverFactory:
         if isinstance(endpoint, ModbusEndpoint):
             from drivers.modbus.driver import ModbusDriver
 
-            return ModbusDriver(config)
+            return ModbusDriver(config, poll_phase_s=poll_phase_s)
         raise ConfigurationError(  # pragma: no cover - the config model admits no other
             f"no driver for transport {endpoint.transport!r}", tool_id=config.id
         )

@@ -118,11 +118,19 @@ class ModbusDriver:
 
     ``ModbusDriver(config)`` with a :class:`~drivers.config.ToolConfig` whose endpoint is a
     :class:`~drivers.config.ModbusEndpoint`; the map is the endpoint's ``map`` file or the
-    packaged map of the class (``register_map`` overrides both). Nothing happens on the
-    network until :meth:`start`; :meth:`close` ends everything and is idempotent.
+    packaged map of the class (``register_map`` overrides both). The status is polled at
+    ``poll_phase_s`` in each poll interval (:class:`~drivers.supervision.PollClock`; default:
+    a phase taken from the tool id). Nothing happens on the network until :meth:`start`;
+    :meth:`close` ends everything and is idempotent.
     """
 
-    def __init__(self, config: ToolConfig, *, register_map: RegisterMap | None = None) -> None:
+    def __init__(
+        self,
+        config: ToolConfig,
+        *,
+        register_map: RegisterMap | None = None,
+        poll_phase_s: float | None = None,
+    ) -> None:
         endpoint = config.endpoint
         if not isinstance(endpoint, ModbusEndpoint):
             raise ConfigurationError(
@@ -130,6 +138,7 @@ class ModbusDriver:
             )
         self._config = config
         self._policy = config.policy
+        self._clock = PollClock(config.id, self._policy.poll_interval_s, poll_phase_s)
         self._map = register_map or register_map_for(config.equipment_class, endpoint.map)
         if self._map.equipment_class is not config.equipment_class:
             raise ConfigurationError(
@@ -186,6 +195,11 @@ class ModbusDriver:
     def register_map(self) -> RegisterMap:
         return self._map
 
+    @property
+    def poll_phase_s(self) -> float:
+        """Where in each poll interval the status is read (s after ``k * interval``)."""
+        return self._clock.phase_s
+
     # -- supervision ------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -234,7 +248,7 @@ class ModbusDriver:
 
     async def _supervise(self) -> None:
         delays = backoff_delays(self._policy)
-        clock = PollClock(self.tool_id, self._policy.poll_interval_s)
+        clock = self._clock
         loop = asyncio.get_running_loop()
         while True:
             if not self._session.connected:

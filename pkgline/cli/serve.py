@@ -69,7 +69,7 @@ async def _serve(line: LineConfig, url: str) -> int:
                 line,
                 lots,
                 equipment,
-                [drivers.create(tool) for tool in line.tools],
+                drivers.create_all(line.tools),
                 notifier=notifier,
                 before_ready=freeze_startup_objects,
             )

@@ -77,7 +77,7 @@ async def running_line(config: LineConfig, url: str) -> AsyncIterator[RunningLin
             config,
             services.lots,
             services.equipment,
-            [drivers.create(tool) for tool in config.tools],
+            drivers.create_all(config.tools),
         )
         task = asyncio.create_task(controller.run(), name="controller")
         try:

@@ -99,7 +99,7 @@ async def running_controller(
         config,
         stack.lots,
         stack.equipment,
-        [drivers.create(t) for t in config.tools],
+        drivers.create_all(config.tools),
         before_ready=lambda: before_ready(controller),
     )
     task = asyncio.create_task(controller.run(), name="controller")

@@ -1,4 +1,5 @@
-"""The poll clock: fixed rate, a phase per tool, missed ticks skipped."""
+"""The poll clock: fixed rate, a phase per tool (spread evenly over a line's tools), missed
+ticks skipped."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.supervision import PollClock
+from drivers.supervision import PollClock, spread_phases
 
 
 def test_the_phase_comes_from_the_tool_id_and_stays_the_same() -> None:
@@ -18,6 +19,41 @@ def test_the_phase_comes_from_the_tool_id_and_stays_the_same() -> None:
     assert all(0.0 <= p < 0.2 for p in phases)
     # a line's tools are spread over the interval, not bunched at one instant
     assert max(phases) - min(phases) > 0.1
+
+
+def test_the_tools_of_a_line_are_spread_evenly_over_their_poll_interval() -> None:
+    line = [("MOLD-1", 0.2), ("DB-1", 0.2), ("GRIND-1", 0.2), ("WB-1", 0.2), ("LAM-1", 0.5)]
+    phases = spread_phases(line)
+    assert phases == pytest.approx(
+        {"DB-1": 0.0, "GRIND-1": 0.05, "MOLD-1": 0.1, "WB-1": 0.15, "LAM-1": 0.0}
+    )
+    # the same line, listed in another order, gets the same phases (the same after a restart)
+    assert spread_phases(reversed(line)) == phases
+    # from their ids alone, three of these tools fall within 4 ms of each other
+    by_id = sorted(PollClock(t, 0.2).phase_s for t in ("LAM-1", "WB-1", "GRIND-1"))
+    assert by_id[-1] - by_id[0] < 0.004
+
+
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=40, unique=True),
+    interval=st.floats(min_value=0.01, max_value=60.0),
+)
+def test_spread_phases_are_evenly_spaced_inside_the_interval(
+    ids: list[str], interval: float
+) -> None:
+    phases = sorted(spread_phases((t, interval) for t in ids).values())
+    assert len(phases) == len(ids)
+    assert phases[0] == 0.0 and phases[-1] < interval
+    gaps = [b - a for a, b in itertools.pairwise([*phases, interval])]
+    assert gaps == pytest.approx([interval / len(ids)] * len(ids))
+
+
+def test_a_given_phase_is_kept_and_one_outside_the_interval_is_refused() -> None:
+    clock = PollClock("DB-1", 0.2, 0.05)
+    assert clock.phase_s == 0.05
+    assert clock.delay(10.0) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match=r"in \[0, 0\.2\)"):
+        PollClock("DB-1", 0.2, 0.2)
 
 
 def test_polls_run_at_a_fixed_rate_whatever_a_poll_takes() -> None:
