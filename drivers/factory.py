@@ -6,8 +6,9 @@ their connections. Nothing is connected before a driver's ``start()``; :meth:`ac
 whatever sessions are still open (after the drivers are closed). The transports are imported
 when first needed, so a line without Modbus tools never loads pymodbus, and the other way round.
 
-:meth:`DriverFactory.create_all` builds a whole line's drivers at once, and spreads the polls
-of its Modbus tools evenly over their poll interval (:func:`~drivers.supervision.spread_phases`).
+:meth:`DriverFactory.create_all` builds a whole line's drivers at once, and spreads the tools'
+reports evenly over their poll interval (:func:`~drivers.supervision.spread_phases`): the
+Modbus tools' polls, and the OPC UA tools' subscriptions.
 """
 
 from __future__ import annotations
@@ -37,20 +38,17 @@ class DriverFactory:
         return self._opcua
 
     def create_all(self, configs: Sequence[ToolConfig]) -> list[ToolDriver]:
-        """The drivers of the tools one process drives, in the order given. The Modbus tools
-        are polled at evenly spaced phases (per poll interval, in the order of their ids), so
-        that their reports reach the controller one by one, not bunched together."""
-        phases = spread_phases(
-            (c.id, c.policy.poll_interval_s)
-            for c in configs
-            if isinstance(c.endpoint, ModbusEndpoint)
-        )
-        return [self.create(c, poll_phase_s=phases.get(c.id)) for c in configs]
+        """The drivers of the tools one process drives, in the order given. Their reports come
+        at evenly spaced phases of their poll interval (in the order of their ids): Modbus
+        tools are polled then, and each OPC UA tool's subscription is created then, so that
+        the tools' completions reach the controller one by one, not bunched together."""
+        phases = spread_phases((c.id, c.policy.poll_interval_s) for c in configs)
+        return [self.create(c, poll_phase_s=phases[c.id]) for c in configs]
 
     def create(self, config: ToolConfig, *, poll_phase_s: float | None = None) -> ToolDriver:
-        """The driver of one tool. ``poll_phase_s`` places a polled tool's status reads in its
-        poll interval (default: a phase taken from the tool id); OPC UA tools report by
-        subscription and take none."""
+        """The driver of one tool. ``poll_phase_s`` places the tool's reports in its poll
+        interval: a Modbus tool's status reads (default: a phase taken from the tool id), an
+        OPC UA tool's subscription (default: created at once)."""
         if self._closed:
             raise ConfigurationError("the driver factory is closed", tool_id=config.id)
         endpoint = config.endpoint
@@ -60,7 +58,7 @@ class DriverFactory:
 
             if self._opcua is None:
                 self._opcua = OpcUaSessionPool()
-            return OpcUaDriver(config, self._opcua)
+            return OpcUaDriver(config, self._opcua, poll_phase_s=poll_phase_s)
         if isinstance(endpoint, ModbusEndpoint):
             from drivers.modbus.driver import ModbusDriver
 

@@ -125,16 +125,30 @@ class OpcUaDriver:
     """Controls one tool through an OPC UA server (see the module docstring).
 
     ``sessions`` is shared by every driver of the line: drivers of tools behind the same
-    endpoint URL share one session. Nothing connects before :meth:`start`.
+    endpoint URL share one session. The tool's subscription is created at ``poll_phase_s`` in
+    its publishing interval (default: at once). Nothing connects before :meth:`start`.
     """
 
-    def __init__(self, config: ToolConfig, sessions: OpcUaSessionPool):
+    def __init__(
+        self,
+        config: ToolConfig,
+        sessions: OpcUaSessionPool,
+        *,
+        poll_phase_s: float | None = None,
+    ):
         if not isinstance(config.endpoint, OpcUaEndpoint):
             raise ConfigurationError(
                 f"an OPC UA driver needs an opcua endpoint, not {config.endpoint.transport}",
                 tool_id=config.id,
             )
+        interval = config.policy.poll_interval_s
+        if poll_phase_s is not None and not 0.0 <= poll_phase_s < interval:
+            raise ConfigurationError(
+                f"a publishing phase is in [0, {interval:g}) s, not {poll_phase_s:g}",
+                tool_id=config.id,
+            )
         self._config = config
+        self._phase = poll_phase_s
         self._endpoint: OpcUaEndpoint = config.endpoint
         self._pool = sessions
         self._spec: ClassSpec = class_spec(config.equipment_class)
@@ -167,6 +181,11 @@ class OpcUaDriver:
     @property
     def recipe_parameters(self) -> frozenset[str]:
         return frozenset(self._spec.recipe)
+
+    @property
+    def publish_phase_s(self) -> float | None:
+        """When in each publishing interval the tool's subscription is created (None: at once)."""
+        return self._phase
 
     @property
     def session(self) -> EndpointSession | None:
@@ -257,6 +276,7 @@ class OpcUaDriver:
 
     def attached(self) -> None:
         self._hub.online()
+        self._report_status()  # initial values that came before the subscription's answer
 
     def attach_failed(self, error: Exception) -> None:
         self._resolved = None
@@ -273,6 +293,10 @@ class OpcUaDriver:
     def values_changed(self, changes: Sequence[tuple[int, ua.DataValue]]) -> None:
         for key, value in changes:
             self._latest[key] = value
+        if self._hub.connected:  # else attached() reports them: online first, then the status
+            self._report_status()
+
+    def _report_status(self) -> None:
         if len(self._latest) < len(STATUS_SIGNALS):
             return  # the initial values of a new subscription are still coming
         values = {STATUS_SIGNALS[k]: v for k, v in self._latest.items() if k >= 0}

@@ -7,10 +7,12 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
 - a watchdog: a dropped socket is seen at once; a silent one is probed after
   ``poll_interval_s`` and declared dead when the probe gets no answer in ``timeout_s``, so a
   dead server is noticed within about ``poll_interval_s + timeout_s`` (1.2 s by default);
-- ONE subscription per session at ``poll_interval_s``, with the monitored items of every tool;
-  asyncua does not carry a subscription over a new session, so after every reconnect the session
-  is rebuilt from scratch: a fresh Client, a fresh subscription, every tool's nodes resolved
-  again and its monitored items created again;
+- one subscription per tool at ``poll_interval_s``, created at the tool's publishing phase
+  (:attr:`SessionListener.publish_phase_s`): a server starts a subscription's publishing timer
+  when it creates it, so the tools of a gateway report at phases spread over the interval
+  instead of all in one publish response; asyncua does not carry a subscription over a new
+  session, so after every reconnect the session is rebuilt from scratch: a fresh Client, fresh
+  subscriptions, every tool's nodes resolved again and its monitored items created again;
 - every waiting request fails at once when the connection drops (the socket is closed, which
   fails asyncua's pending futures), and requests made while disconnected fail immediately;
 - asyncua and ``ua`` exceptions become the project's own errors here, once
@@ -173,6 +175,12 @@ class SessionListener(Protocol):
     @property
     def tool_id(self) -> str: ...
 
+    @property
+    def publish_phase_s(self) -> float | None:
+        """When in each publishing interval this tool's subscription is created (seconds after
+        ``k * interval`` on the event loop's clock), or None for at once."""
+        ...
+
     async def attach(self, link: Link) -> Sequence[ItemSpec]:
         """Resolve this tool's nodes on a fresh connection; name the items to monitor."""
         ...
@@ -206,13 +214,12 @@ def _path_key(path: ua.BrowsePath) -> tuple[object, ...]:
 
 @dataclass(eq=False, slots=True)
 class _Connection:
-    """One connected Client with its subscription; replaced wholesale on reconnect."""
+    """One connected Client with a subscription per tool; replaced wholesale on reconnect."""
 
     client: Client
     endpoint: str
-    subscription_id: int = 0
+    subscriptions: dict[SessionListener, int] = field(default_factory=dict)
     handles: dict[int, tuple[SessionListener, int]] = field(default_factory=dict)
-    items: dict[SessionListener, list[int]] = field(default_factory=dict)
     namespaces: list[str] | None = None
     last_heard: float = field(default_factory=time.monotonic)
     lost_reason: str | None = None
@@ -348,7 +355,7 @@ class EndpointSession:
         async with self._attach_lock:
             conn = self._conn
             if conn is not None and conn.lost_reason is None:
-                if listener not in conn.items:
+                if listener not in conn.subscriptions:
                     try:
                         await self._attach(conn, [listener])
                     except DriverError as exc:  # the connection failed meanwhile
@@ -357,24 +364,21 @@ class EndpointSession:
         listener.connection_lost(self._last_reason)
 
     async def remove(self, listener: SessionListener) -> None:
-        """Remove a tool: its monitored items are deleted if the connection is up."""
+        """Remove a tool: its subscription is deleted if the connection is up."""
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
         async with self._attach_lock:
             conn = self._conn
             if conn is None:
                 return
-            ids = conn.items.pop(listener, [])
+            subscription = conn.subscriptions.pop(listener, None)
             for handle in [h for h, (owner, _) in conn.handles.items() if owner is listener]:
                 del conn.handles[handle]
-            if ids and conn.lost_reason is None:
-                params = ua.DeleteMonitoredItemsParameters(
-                    SubscriptionId=conn.subscription_id, MonitoredItemIds=ids
-                )
+            if subscription is not None and conn.lost_reason is None:
                 try:
-                    await conn.client.uaclient.delete_monitored_items(params)
+                    await conn.client.uaclient.delete_subscriptions([subscription])
                 except Exception as exc:
-                    log.debug("delete monitored items failed", url=self.url, error=repr(exc))
+                    log.debug("delete subscription failed", url=self.url, error=repr(exc))
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -489,10 +493,6 @@ class EndpointSession:
         conn = _Connection(client, self.url)
         try:
             await client.connect()
-            result = await client.uaclient.create_subscription(
-                self._subscription_parameters(), lambda r: self._on_publish(conn, r)
-            )
-            conn.subscription_id = result.SubscriptionId
             async with self._attach_lock:
                 self._conn = conn
                 await self._attach(conn, list(self._listeners))
@@ -518,11 +518,11 @@ class EndpointSession:
             listener.connection_lost(reason)
 
     async def _attach(self, conn: _Connection, listeners: Sequence[SessionListener]) -> None:
-        """Resolve listeners' nodes and create their monitored items (call under the lock)."""
-        wanted: list[tuple[SessionListener, Sequence[ItemSpec]]] = []
+        """Resolve listeners' nodes and subscribe to them (call under the lock)."""
         outcomes = await asyncio.gather(
             *(listener.attach(conn) for listener in listeners), return_exceptions=True
         )
+        wanted: list[tuple[SessionListener, Sequence[ItemSpec]]] = []
         for listener, outcome in zip(listeners, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
@@ -532,42 +532,62 @@ class EndpointSession:
                 )
             else:
                 wanted.append((listener, outcome))
+        # each at its own phase (within one interval), all under way at once
+        subscribed = await asyncio.gather(
+            *(self._subscribe(conn, listener, specs) for listener, specs in wanted),
+            return_exceptions=True,
+        )
+        for done in subscribed:
+            if isinstance(done, BaseException):
+                raise done  # the connection failed: the caller reconnects
+
+    async def _subscribe(
+        self, conn: _Connection, listener: SessionListener, specs: Sequence[ItemSpec]
+    ) -> None:
+        """Create the listener's subscription at its phase, then its monitored items, and tell
+        the listener at once: the subscription's first publish may come right behind the
+        answer, and the tool is online before its first status. Raises a DriverError when a
+        request fails (the connection is then rebuilt)."""
+        phase = listener.publish_phase_s
+        if phase is not None:
+            interval = self.policy.poll_interval_s
+            await asyncio.sleep((phase - asyncio.get_running_loop().time()) % interval)
+        uaclient = conn.client.uaclient
+        try:
+            created = await uaclient.create_subscription(
+                self._subscription_parameters(), lambda r: self._on_publish(conn, r)
+            )
+        except Exception as exc:
+            raise translate_error(exc, tool_id=listener.tool_id, request="subscribe") from exc
+        conn.subscriptions[listener] = created.SubscriptionId
         requests: list[ua.MonitoredItemCreateRequest] = []
-        owners: list[SessionListener] = []
-        for listener, specs in wanted:
-            conn.items[listener] = []
-            for spec in specs:
-                handle = next(self._handles)
-                conn.handles[handle] = (listener, spec.key)
-                requests.append(self._item_request(spec, handle))
-                owners.append(listener)
-        failed: dict[SessionListener, str] = {}
+        for spec in specs:
+            handle = next(self._handles)
+            conn.handles[handle] = (listener, spec.key)
+            requests.append(self._item_request(spec, handle))
+        failure: str | None = None
         for start in range(0, len(requests), MONITORED_ITEMS_PER_REQUEST):
             chunk = requests[start : start + MONITORED_ITEMS_PER_REQUEST]
             params = ua.CreateMonitoredItemsParameters(
-                SubscriptionId=conn.subscription_id,
+                SubscriptionId=created.SubscriptionId,
                 TimestampsToReturn=ua.TimestampsToReturn.Neither,
                 ItemsToCreate=chunk,
             )
             try:
-                results = await conn.client.uaclient.create_monitored_items(params)
+                results = await uaclient.create_monitored_items(params)
             except Exception as exc:
-                raise translate_error(exc, tool_id=None, request="subscribe") from exc
+                raise translate_error(exc, tool_id=listener.tool_id, request="subscribe") from exc
             conn.last_heard = time.monotonic()
-            for offset, result in enumerate(results):
-                owner = owners[start + offset]
-                if result.StatusCode.is_good():
-                    conn.items[owner].append(result.MonitoredItemId)
-                else:
-                    node = chunk[offset].ItemToMonitor.NodeId.to_string()
-                    failed.setdefault(owner, f"cannot monitor {node}: {result.StatusCode.name}")
-        for listener, _ in wanted:
-            if listener in failed:
-                listener.attach_failed(
-                    ProtocolError(failed[listener], tool_id=listener.tool_id, request="subscribe")
-                )
-            else:
-                listener.attached()
+            for request, result in zip(chunk, results, strict=False):
+                if failure is None and not result.StatusCode.is_good():
+                    node = request.ItemToMonitor.NodeId.to_string()
+                    failure = f"cannot monitor {node}: {result.StatusCode.name}"
+        if failure is None:
+            listener.attached()
+        else:
+            listener.attach_failed(
+                ProtocolError(failure, tool_id=listener.tool_id, request="subscribe")
+            )
 
     def _item_request(self, spec: ItemSpec, handle: int) -> ua.MonitoredItemCreateRequest:
         interval_ms = self.policy.poll_interval_s * 1000.0
