@@ -32,8 +32,8 @@ zero.
 Which gaps count: only those where the next work was already there when the completion was
 seen. The next carrier of a lot always is. A next lot counts when, at that moment, some lot
 was already waiting for a step that tool runs (from lot history: waiting from the entry before
-its track-in until that track-in), or when it is the same lot going on to its next step on the
-same tool. Gaps where the tool had run dry (ramp-up, a tool starved by the flows upstream of
+its track-in until that track-in), or when it is the same lot going on to its very next step on
+the same tool (not when it comes back after a step on another tool). Gaps where the tool had run dry (ramp-up, a tool starved by the flows upstream of
 it) are left out and counted. The first ``--warmup`` seconds after the controller is ready are
 left out too (pools, caches, every tool's first recipe); gaps are counted when their
 completion was seen inside the ``--measure`` window, and the controller runs on for a few
@@ -415,13 +415,16 @@ async def analyse(
 
     # When each lot waited for each tool: from its previous history entry to its track-in.
     waits: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    track_ins: dict[str, list[tuple[float, str]]] = defaultdict(list)  # lot -> (at, tool)
     previous: dict[str, float] = {}
     completed = held = 0
     wall0, wall1 = wall_window
     for r in history_rows:
         at = _utc(r.at)
-        if r.operation == "track_in" and r.tool and r.lot_id in previous:
-            waits[r.tool].append((previous[r.lot_id], at))
+        if r.operation == "track_in" and r.tool:
+            track_ins[r.lot_id].append((at, r.tool))
+            if r.lot_id in previous:
+                waits[r.tool].append((previous[r.lot_id], at))
         if r.state_after == LotState.COMPLETED.value and wall0 <= at < wall1:
             completed += 1
         if r.state_after == LotState.HOLD.value:
@@ -465,8 +468,13 @@ async def analyse(
                 parts = {"recorded": recorded - seen, "next started": start - recorded}
                 gaps.append(Gap(tool_id, "next carrier", start - seen, parts))
                 continue
-            if next_lot != done_lot:
+            went_on_here = next_lot == done_lot and not any(
+                seen < at < start and tool != tool_id for at, tool in track_ins[done_lot]
+            )
+            if not went_on_here:
                 # a lot that began waiting before the completion was seen, tracked in after it
+                # (the lot just done counts only when its very next step is on this tool: not
+                # when it comes back after a step elsewhere, the tool idle meanwhile)
                 k = bisect.bisect_right(starts, seen)
                 if not any(end > seen for _, end in intervals[:k]):
                     starved += 1
