@@ -20,7 +20,8 @@ refused the same way, with INVALID_ARGUMENT, before anything is written.
 
 After :meth:`ModbusDriver.start`, one supervision task keeps the connection: it polls the
 status block (one read request) every ``poll_interval_s``, at a fixed rate and at a phase of
-the tool's own (:class:`~drivers.supervision.PollClock`), and publishes changes through
+the tool's own (:class:`~drivers.supervision.PollClock`; spread over a line's tools by
+:meth:`~drivers.factory.DriverFactory.create_all`), and publishes changes through
 :class:`~drivers.supervision.EventHub`; when the tool stops answering it reports
 ConnectionLost once and reconnects with capped, jittered backoff.
 """

@@ -5,7 +5,8 @@ Layers: :mod:`drivers.opcua.nodemap` says where things are (data), :mod:`drivers
 turns values into the model and back (pure), :mod:`drivers.opcua.session` owns the connection
 (and is the one place asyncua errors are translated). This module speaks the
 :class:`~drivers.interface.ToolDriver` protocol on top: it resolves the node map on every
-(re)connection, follows the tool's status through the session's subscription (no polling),
+(re)connection, follows the tool's status through its own subscription on the session,
+created at the tool's phase of the publishing interval (no polling),
 publishes changes to an :class:`~drivers.supervision.EventHub`, and turns method outputs into
 :class:`~drivers.errors.CommandRefused` / :class:`~drivers.errors.RecipeMismatch`.
 """
