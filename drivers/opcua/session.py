@@ -90,24 +90,33 @@ _UNREACHABLE_CODES = frozenset(
 _TIMEOUT_CODES = frozenset({StatusCodes.BadTimeout, StatusCodes.BadRequestTimeout})
 
 
-class _PublishLossFilter(logging.Filter):
-    """asyncua's publish loop logs "Publish iteration crashed" at ERROR, with a traceback,
-    whenever a connection drops while a publish request waits, which is at every disconnect. The
-    session reports a lost connection itself, once, on the edge; so that record is dropped when
-    its cause is the lost connection. Any other publish failure is still logged."""
+class _PublishNoiseFilter(logging.Filter):
+    """Drops two records of asyncua's publish loop that are expected in normal operation:
+
+    - "Publish iteration crashed", logged at ERROR with a traceback whenever a connection drops
+      while a publish request waits, which is at every disconnect. The session reports a lost
+      connection itself, once, on the edge; the record is dropped when its cause is the lost
+      connection. Any other publish failure is still logged.
+    - "Received data for unknown subscription", a WARNING. Every subscription of our sessions
+      is ours: a server publishes a new subscription's first keep-alive as soon as it creates
+      it, and that can come in before asyncua has registered the subscription from the answer
+      to CreateSubscription; and a publish can be on its way when a tool's subscription is
+      deleted. Neither carries a value (a subscription's monitored items are created after it).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Received data for unknown subscription"):
+            return False
         cause = record.exc_info[1] if record.exc_info else None
-        return not (
-            isinstance(cause, ConnectionError) and str(record.msg).startswith("Publish iteration")
-        )
+        return not (isinstance(cause, ConnectionError) and message.startswith("Publish iteration"))
 
 
-_PUBLISH_LOSS_FILTER = _PublishLossFilter()
+_PUBLISH_NOISE_FILTER = _PublishNoiseFilter()
 
 
-def _quiet_publish_loss() -> None:
-    logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_PUBLISH_LOSS_FILTER)
+def _quiet_publish_noise() -> None:
+    logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_PUBLISH_NOISE_FILTER)
 
 
 def status_name(code: int) -> str:
@@ -316,7 +325,7 @@ class EndpointSession:
     """The shared connection to one OPC UA server endpoint (see the module docstring)."""
 
     def __init__(self, url: str, policy: ConnectionPolicy, *, rng: random.Random | None = None):
-        _quiet_publish_loss()
+        _quiet_publish_noise()
         self.url = url
         self.policy = policy
         self._rng = rng or random.Random()
