@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flows import load_library
 from mes.adapters.database import SQLITE_BUSY_TIMEOUT_MS, create_engine
+from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
@@ -66,11 +67,15 @@ class Result:
 # -- pkgline -------------------------------------------------------------------------------
 
 
-async def _pkgline_writer(service: LotService, writer: int, moves: int, lat: list[float]) -> None:
+async def _pkgline_writer(
+    service: LotService, writer: int, moves: int, lat: list[float], *, one_lot: bool = False
+) -> None:
     n, lot_id = 0, ""
     done = 0
     while done < moves:
         if not lot_id:
+            if one_lot and n:
+                return
             n += 1
             lot_id = f"W{writer}-{n}-{uuid.uuid4().hex[:6]}"
             await service.start(cmd.StartLot(lot_id, FLOW, "bench", params=PARAMS))
@@ -83,6 +88,15 @@ async def _pkgline_writer(service: LotService, writer: int, moves: int, lat: lis
         done += 1
         if lot.state is not LotState.WAITING:
             lot_id = ""
+
+
+async def moves_per_lot() -> int:
+    """How many moves a lot of the flow takes from start to end (the floor starts a new lot
+    after as many, as pkgline's writers do: its path stays as long as a real lot's)."""
+    count: list[float] = []
+    service = LotService(MemoryUnitOfWorkFactory(), load_library())
+    await _pkgline_writer(service, 0, 10_000, count, one_lot=True)
+    return len(count)
 
 
 async def run_pkgline(url: str, writers: int, moves: int) -> Result:
@@ -135,8 +149,9 @@ MOVE_STATES = (("RUNNING", "track_in", "LotTrackedIn"), ("WAITING", "track_out",
 
 
 class SqliteFloor:
-    def __init__(self, path: str):
+    def __init__(self, path: str, lot_moves: int):
         self.path = path
+        self.lot_moves = lot_moves
 
     async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
         db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -148,17 +163,18 @@ class SqliteFloor:
                 f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
             ):
                 await db.execute(f"PRAGMA {pragma}")
-            lot_id = f"F{writer}-{uuid.uuid4().hex[:8]}"
-            row = _lot_row(lot_id)
-            cols = ", ".join(row)
-            await db.execute("BEGIN IMMEDIATE")
-            await db.execute(
-                f"INSERT INTO lots ({cols}) VALUES ({', '.join('?' for _ in row)})",
-                [v.isoformat() if isinstance(v, datetime) else v for v in row.values()],
-            )
-            await db.execute("COMMIT")
-            path: list[str] = []
+            db.row_factory = aiosqlite.Row
+            lot_id, path = "", []
             for i in range(moves):
+                if i % self.lot_moves == 0:  # a new lot, as pkgline's writers start one
+                    lot_id, path = f"F{writer}-{uuid.uuid4().hex[:8]}", []
+                    row = _lot_row(lot_id)
+                    await db.execute("BEGIN IMMEDIATE")
+                    await db.execute(
+                        f"INSERT INTO lots ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                        [v.isoformat() if isinstance(v, datetime) else v for v in row.values()],
+                    )
+                    await db.execute("COMMIT")
                 t0 = time.perf_counter()
                 for state, op, kind in MOVE_STATES:
                     await db.execute("BEGIN IMMEDIATE")
@@ -178,7 +194,7 @@ class SqliteFloor:
                             json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
                             now,
                             lot_id,
-                            i * 2 + (op == "track_out") + 1,
+                            current["version"],
                         ),
                     )
                     assert cur.rowcount == 1
@@ -201,21 +217,23 @@ class SqliteFloor:
 
 
 class PostgresFloor:
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, lot_moves: int):
         self.dsn = dsn
+        self.lot_moves = lot_moves
 
     async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
         conn = await asyncpg.connect(self.dsn)
         try:
-            lot_id = f"F{writer}-{uuid.uuid4().hex[:8]}"
-            row = _lot_row(lot_id)
-            cols = ", ".join(row)
-            await conn.execute(
-                f"INSERT INTO lots ({cols}) VALUES ({', '.join(f'${i + 1}' for i in range(len(row)))})",
-                *row.values(),
-            )
-            path: list[str] = []
+            lot_id, path = "", []
             for i in range(moves):
+                if i % self.lot_moves == 0:  # a new lot, as pkgline's writers start one
+                    lot_id, path = f"F{writer}-{uuid.uuid4().hex[:8]}", []
+                    row = _lot_row(lot_id)
+                    await conn.execute(
+                        f"INSERT INTO lots ({', '.join(row)}) "
+                        f"VALUES ({', '.join(f'${k + 1}' for k in range(len(row)))})",
+                        *row.values(),
+                    )
                 t0 = time.perf_counter()
                 for state, op, kind in MOVE_STATES:
                     async with conn.transaction():
@@ -300,15 +318,17 @@ async def _fresh_pg(admin_dsn: str) -> str:
 
 
 async def bench(moves: int, with_postgres: bool) -> None:
+    lot_moves = await moves_per_lot()
     print(
-        f"lot moves: flow {FLOW} {PARAMS}, {moves} moves per configuration; a move is track-in + track-out"
+        f"lot moves: flow {FLOW} {PARAMS}, {moves} moves per configuration; a move is track-in + track-out;"
+        f" a lot takes {lot_moves} moves, then the next lot starts (pkgline and floor alike)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         ours = await run_pkgline(f"sqlite:///{tmp}/ours.db", 1, moves)
         floor_engine = create_engine(f"sqlite:///{tmp}/floor.db")
         await upgrade(floor_engine)
         await floor_engine.dispose()
-        floor = await run_floor(SqliteFloor(f"{tmp}/floor.db"), 1, moves)
+        floor = await run_floor(SqliteFloor(f"{tmp}/floor.db", lot_moves), 1, moves)
         report("SQLite, 1 writer", ours, floor, 0.35)
     if not with_postgres:
         return
@@ -321,7 +341,7 @@ async def bench(moves: int, with_postgres: bool) -> None:
             engine = create_engine(f"{base}/{names[1]}")
             await upgrade(engine)
             await engine.dispose()
-            floor = await run_floor(PostgresFloor(f"{base}/{names[1]}"), writers, moves)
+            floor = await run_floor(PostgresFloor(f"{base}/{names[1]}", lot_moves), writers, moves)
             report(
                 f"PostgreSQL, {writers} writer{'s' if writers > 1 else ''}",
                 ours,
