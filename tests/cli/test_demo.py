@@ -133,6 +133,43 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    process = demo(db, "--keep", "--time-scale", "0.02")
+    head = read_until(process, STARTED, 60)
+    children = children_of(head)
+    try:
+        code, rest = finish(process, 150)
+        output = head + rest
+        assert code == 0, output
+        assert "all 9 lots completed" in output
+        kept = re.search(
+            r"still running \(--keep\): configuration (\S+); stop it with: kill ([\d ]+)", output
+        )
+        assert kept, output
+        assert sorted(int(p) for p in kept[2].split()) == sorted(children)
+        assert Path(kept[1]).exists(), "the line's configuration stays while the line runs"
+        time.sleep(1.0)  # the demo has exited; its children go on
+        assert all(alive(p) for p in children), "--keep: the line stopped with the demo"
+        status = subprocess.run(
+            [sys.executable, "-m", "pkgline", "line", "status", "--db", f"sqlite:///{db}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert re.search(r"line-sim-1 .* running", status.stdout), status.stdout
+        assert "not running" not in status.stdout, status.stdout
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGTERM)
+    assert gone(children), "the kept line did not stop on SIGTERM"
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_the_line_and_leaves_nothing_running(tmp_path: Path) -> None:
     process = demo(tmp_path / "demo.db")
     output = read_until(process, re.compile(r"RUNNING"), 60)
