@@ -173,3 +173,32 @@ async def test_tools_behind_one_opcua_server_publish_at_the_phases_the_factory_g
             tool_id,
             [round((t - phase) % INTERVAL, 4) for t in times],
         )
+
+
+async def test_one_subscription_per_tool_and_one_heartbeat_per_connection() -> None:
+    tools = [
+        VirtualTool("COAT-1", EquipmentClass.COATER, SimulationSettings(time_scale=0)),
+        VirtualTool("PLATE-1", EquipmentClass.PLATER, SimulationSettings(time_scale=0)),
+        VirtualTool("SPUT-1", EquipmentClass.SPUTTER, SimulationSettings(time_scale=0)),
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for tool in tools:
+            stack.push_async_callback(tool.close)
+        server = await stack.enter_async_context(OpcUaToolServer(tools))
+        factory = DriverFactory()
+        stack.push_async_callback(factory.aclose)
+        drivers = factory.create_all(
+            [_opcua(t.tool_id, t.equipment_class, server.url) for t in tools]
+        )
+        for driver in drivers:
+            await driver.start()
+            stack.push_async_callback(driver.close)
+        assert server._server is not None
+        subscriptions = server._server.iserver.subscription_service.subscriptions.values()
+        keep_alives = sorted(s.data.RevisedMaxKeepAliveCount for s in subscriptions)
+        # the first keeps an idle connection heard (a keep-alive after about half the 0.5 s
+        # timeout: 2 intervals); the others publish what changes, and a keep-alive every 10 s
+        # (a third of the session timeout: 100 intervals of 0.1 s)
+        assert keep_alives == [2, 100, 100], keep_alives
+        await drivers[0].close()
+        assert len(server._server.iserver.subscription_service.subscriptions) == 2
