@@ -124,6 +124,25 @@ async def test_each_modbus_driver_reads_its_tool_at_the_phase_the_factory_gave_i
         )
 
 
+async def _started_behind_one_server(
+    stack: contextlib.AsyncExitStack, tools: list[VirtualTool]
+) -> tuple[OpcUaToolServer, list[ToolDriver]]:
+    """``tools`` behind one OPC UA simulator, and their drivers from ``create_all``, started
+    (everything closed when ``stack`` closes)."""
+    for tool in tools:
+        stack.push_async_callback(tool.close)
+    server = await stack.enter_async_context(OpcUaToolServer(tools))
+    factory = DriverFactory()
+    stack.push_async_callback(factory.aclose)
+    drivers = factory.create_all([_opcua(t.tool_id, t.equipment_class, server.url) for t in tools])
+    for driver in drivers:
+        await driver.start()
+        stack.push_async_callback(driver.close)
+    sessions = factory.opcua_sessions
+    assert sessions is not None and len(sessions) == 1, "one session for the tools of a server"
+    return server, drivers
+
+
 async def test_tools_behind_one_opcua_server_publish_at_the_phases_the_factory_gave_them() -> None:
     # jobs of many short sites: each tool's progress changes between any two publishes
     settings = SimulationSettings(time_scale=0.1, seed=3)
@@ -134,18 +153,7 @@ async def test_tools_behind_one_opcua_server_publish_at_the_phases_the_factory_g
     loop = asyncio.get_running_loop()
     seen: dict[str, list[float]] = {t.tool_id: [] for t in tools}
     async with contextlib.AsyncExitStack() as stack:
-        for tool in tools:
-            stack.push_async_callback(tool.close)
-        server = await stack.enter_async_context(OpcUaToolServer(tools))
-        factory = DriverFactory()
-        stack.push_async_callback(factory.aclose)
-        configs = [_opcua(t.tool_id, t.equipment_class, server.url) for t in tools]
-        drivers = factory.create_all(configs)
-        for driver in drivers:
-            await driver.start()
-            stack.push_async_callback(driver.close)
-        sessions = factory.opcua_sessions
-        assert sessions is not None and len(sessions) == 1, "one session for the two tools"
+        _, drivers = await _started_behind_one_server(stack, tools)
 
         async def run_a_job(driver: ToolDriver, tool: VirtualTool) -> None:
             await load_ready(driver, tool.equipment_class)
@@ -182,17 +190,7 @@ async def test_one_subscription_per_tool_and_one_heartbeat_per_connection() -> N
         VirtualTool("SPUT-1", EquipmentClass.SPUTTER, SimulationSettings(time_scale=0)),
     ]
     async with contextlib.AsyncExitStack() as stack:
-        for tool in tools:
-            stack.push_async_callback(tool.close)
-        server = await stack.enter_async_context(OpcUaToolServer(tools))
-        factory = DriverFactory()
-        stack.push_async_callback(factory.aclose)
-        drivers = factory.create_all(
-            [_opcua(t.tool_id, t.equipment_class, server.url) for t in tools]
-        )
-        for driver in drivers:
-            await driver.start()
-            stack.push_async_callback(driver.close)
+        server, drivers = await _started_behind_one_server(stack, tools)
         assert server._server is not None
         subscriptions = server._server.iserver.subscription_service.subscriptions.values()
         keep_alives = sorted(s.data.RevisedMaxKeepAliveCount for s in subscriptions)
