@@ -393,8 +393,12 @@ class LineController:
                 continue
             candidates.remove(pick)
             picks.append((pick, runner))
-        if not picks:
-            return frozenset(left)
+        if picks:
+            await self._track_in(picks)
+        return frozenset(left)
+
+    async def _track_in(self, picks: list[tuple[Candidate, ToolRunner]]) -> None:
+        """Each pick on its tool, in one transaction when none of the lots moved meanwhile."""
         try:
             results = await self._lots.track_in_all(
                 [
@@ -405,10 +409,9 @@ class LineController:
         except ConcurrentUpdate:  # one of them moved meanwhile: the others one by one
             for pick, runner in picks:
                 await self._start(pick, runner)
-            return frozenset(left)
+            return
         for (pick, runner), result in zip(picks, results, strict=True):
             self._started(pick, runner, result)
-        return frozenset(left)
 
     def _waits_for_its_lot(self, runner: ToolRunner, pick: Candidate) -> bool:
         """The lot the tool is finishing goes on there once tracked out, and before ``pick``
