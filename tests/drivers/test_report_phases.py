@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from drivers.config import ConnectionPolicy, ModbusEndpoint, OpcUaEndpoint, ToolConfig
+from drivers.config import ConnectionPolicy
 from drivers.errors import ConfigurationError
 from drivers.factory import DriverFactory
 from drivers.interface import StatusChanged, ToolDriver
@@ -22,27 +22,11 @@ from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
 from simulators.opcua_server import OpcUaToolServer
 from tests.drivers.common import event_stream, eventually, load_ready
+from tests.drivers.modbus.conftest import tool_config as modbus_tool
+from tests.drivers.opcua.conftest import tool_config as opcua_tool
 
 INTERVAL = 0.1
 POLICY = ConnectionPolicy(timeout_s=0.5, poll_interval_s=INTERVAL)
-
-
-def _modbus(tool_id: str, equipment_class: EquipmentClass, port: int) -> ToolConfig:
-    return ToolConfig(
-        id=tool_id,
-        equipment_class=equipment_class,
-        endpoint=ModbusEndpoint(host="127.0.0.1", port=port),
-        policy=POLICY,
-    )
-
-
-def _opcua(tool_id: str, equipment_class: EquipmentClass, url: str) -> ToolConfig:
-    return ToolConfig(
-        id=tool_id,
-        equipment_class=equipment_class,
-        endpoint=OpcUaEndpoint(url=url),
-        policy=POLICY,
-    )
 
 
 def _phase(driver: ToolDriver) -> float | None:
@@ -61,10 +45,10 @@ def _offset(t: float, phase: float, interval: float = INTERVAL) -> float:
 def test_the_factory_spreads_every_tool_of_a_line_over_the_interval() -> None:
     url = "opc.tcp://127.0.0.1:4840"
     configs = [
-        _modbus("MOLD-1", EquipmentClass.MOLDER, 15021),
-        _opcua("COAT-1", EquipmentClass.COATER, url),
-        _modbus("DB-1", EquipmentClass.DIE_BONDER, 15022),
-        _opcua("PLATE-1", EquipmentClass.PLATER, url),
+        modbus_tool(EquipmentClass.MOLDER, 15021, tool_id="MOLD-1", policy=POLICY),
+        opcua_tool(EquipmentClass.COATER, url, tool_id="COAT-1", policy=POLICY),
+        modbus_tool(EquipmentClass.DIE_BONDER, 15022, tool_id="DB-1", policy=POLICY),
+        opcua_tool(EquipmentClass.PLATER, url, tool_id="PLATE-1", policy=POLICY),
     ]
     drivers = DriverFactory().create_all(configs)
     assert [d.tool_id for d in drivers] == ["MOLD-1", "COAT-1", "DB-1", "PLATE-1"]
@@ -101,7 +85,9 @@ async def test_each_modbus_driver_reads_its_tool_at_the_phase_the_factory_gave_i
             stack.push_async_callback(tool.close)
             server = ModbusToolServer(tool, host="127.0.0.1", port=0)
             await stack.enter_async_context(server)
-            configs.append(_modbus(tool.tool_id, tool.equipment_class, server.port))
+            configs.append(
+                modbus_tool(tool.equipment_class, server.port, tool_id=tool.tool_id, policy=POLICY)
+            )
         drivers = [d for d in DriverFactory().create_all(configs) if isinstance(d, ModbusDriver)]
         reads: dict[str, list[float]] = {d.tool_id: [] for d in drivers}
         for driver in drivers:
@@ -134,7 +120,9 @@ async def _started_behind_one_server(
     server = await stack.enter_async_context(OpcUaToolServer(tools))
     factory = DriverFactory()
     stack.push_async_callback(factory.aclose)
-    drivers = factory.create_all([_opcua(t.tool_id, t.equipment_class, server.url) for t in tools])
+    drivers = factory.create_all(
+        [opcua_tool(t.equipment_class, server.url, tool_id=t.tool_id, policy=POLICY) for t in tools]
+    )
     for driver in drivers:
         await driver.start()
         stack.push_async_callback(driver.close)
