@@ -28,13 +28,20 @@ async def _start(stack: Stack) -> None:
 
 
 async def _executing_on(line: SimulatedLine, tool_id: str, stack: Stack) -> None:
+    """Wait until a job of the lot executes on the tool and the controller has written it
+    down. The tool takes a job before the controller records it: a fault in between is the
+    case of a job the controller never knew, and the tests here are about one it knows."""
+
     async def executing() -> bool:
         lot = await stack.lots.get(LOT)
+        status = line.tool(tool_id).status
         return (
             lot.state is LotState.RUNNING
             and lot.running is not None
             and lot.running.tool == tool_id
-            and line.tool(tool_id).status.state is ProcessState.EXECUTING
+            and status.state is ProcessState.EXECUTING
+            and status.job_id is not None
+            and await stack.lots.job(status.job_id) is not None
         )
 
     await wait_until(
