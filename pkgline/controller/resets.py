@@ -13,8 +13,15 @@ records what came of it::
     unreachable  the tool does not answer, or this controller does not run it: nothing reset
 
 What the alarm did to the lot that was on the tool stays as it was (the runner held it).
-Once the tool is out of alarm its runner sees it and offers it for dispatch again, if it
-is in auto.
+Once the tool is out of alarm its runner sees it and wakes a dispatch pass, which starts a
+waiting lot on it if it is in auto.
+
+Why a poll of its own and not the dispatch passes, which is where an operator's switch to
+manual or auto is read: a pass reads the tools' dispatch modes only when some tool is idle,
+and a tool in alarm never is; and an operator waits at the command for the answer, so it
+must come within a second, not within a dispatch interval. Between controller and CLI there
+is only the database (SQLite has no notifications), so the desk reads; 0.5 s keeps the wait
+short for one cheap read.
 """
 
 from __future__ import annotations
