@@ -4,8 +4,8 @@ equipment service, wait for the outcome, print it.
 The line controller owns the connection to the tool, so the request goes through equipment
 tracking (who, why, until when), the controller carries it out within about half a second
 (:mod:`pkgline.controller.resets`) and records what came of it; this command waits for that
-up to ``--wait`` seconds. If nobody took the request by then it expires: it is never carried
-out later.
+up to ``--wait`` seconds. If nobody took the request by then (or the operator stops waiting,
+Ctrl-C) it expires: it is never carried out later.
 
 Exit codes (with :mod:`pkgline.cli.common`'s): 0 the tool reset its alarm; 1 refused, nothing
 changed: unknown tool, not in alarm, no line controller running it, a reset already under way,
@@ -22,6 +22,7 @@ import typer
 from rich.text import Text
 
 from mes.domain.equipment import DispatchMode, ResetRequest, ResetStatus, ToolRecord
+from mes.equipment import EquipmentService
 from mes.service import utc_now
 from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
@@ -61,23 +62,33 @@ async def _outcome(
             wait_s=wait_s,
             controller_running=lambda c: controller_running(c, utc_now()),
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while True:
-            await asyncio.sleep(POLL_S)
-            found = await equipment.reset_request(asked.id)
+        try:
+            return await _wait_for_outcome(equipment, asked, record, wait_s)
+        except asyncio.CancelledError:  # Ctrl-C: the operator stops waiting, so must the request
+            await equipment.withdraw_reset(asked.id, "the operator stopped waiting: not reset")
+            raise
+
+
+async def _wait_for_outcome(
+    equipment: EquipmentService, asked: ResetRequest, record: ToolRecord, wait_s: float
+) -> tuple[ResetRequest, ToolRecord]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        await asyncio.sleep(POLL_S)
+        found = await equipment.reset_request(asked.id)
+        if not found.status.open:
+            return found, record
+        if found.status is ResetStatus.PENDING and loop.time() >= deadline:
+            found = await equipment.withdraw_reset(  # unless taken this very moment
+                asked.id,
+                f"line controller {record.line} did not take it within {wait_s:g} s: "
+                "nothing was reset",
+            )
             if not found.status.open:
                 return found, record
-            if found.status is ResetStatus.PENDING and loop.time() >= deadline:
-                found = await equipment.withdraw_reset(  # unless taken this very moment
-                    asked.id,
-                    f"line controller {record.line} did not take it within {wait_s:g} s: "
-                    "nothing was reset",
-                )
-                if not found.status.open:
-                    return found, record
-            elif loop.time() >= deadline + TAKEN_GRACE_S:
-                return found, record  # taken, and no outcome recorded
+        elif loop.time() >= deadline + TAKEN_GRACE_S:
+            return found, record  # taken, and no outcome recorded
 
 
 def reset(

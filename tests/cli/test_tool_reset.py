@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -224,3 +225,41 @@ async def test_a_request_no_controller_takes_in_time_expires_and_is_never_carrie
         [expired] = await services.equipment.resets("WB-1")
         assert expired.status.value == "expired"
         assert await services.equipment.open_resets(LINE) == []
+
+
+async def test_an_operator_who_stops_waiting_withdraws_the_request(line_db: str) -> None:
+    """Ctrl-C at the command: the request expires at once instead of at the end of --wait,
+    so no controller carries it out after the operator has gone."""
+    async with open_services(line_db) as services:
+        now = utc_now()
+        await services.equipment.heartbeat(
+            ControllerRecord(LINE, "host", 1, now, now, "hung", ("DB-1", "WB-1"))
+        )
+        env = {**os.environ, "PKGLINE_DB": line_db, "PKGLINE_USER": "op1"}
+        command = [sys.executable, "-m", "pkgline", "tool", "reset", "WB-1"]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            "--reason",
+            "x",
+            "--wait",
+            "120",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+
+            async def asked() -> bool:
+                return bool(await services.equipment.open_resets(LINE))
+
+            await wait_until(asked, "the reset asked")
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.communicate(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode != 0, "interrupted"
+        [withdrawn] = await services.equipment.resets("WB-1")
+        assert withdrawn.status.value == "expired"
+        assert withdrawn.outcome == "the operator stopped waiting: not reset"
