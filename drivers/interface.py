@@ -120,7 +120,9 @@ class ToolDriver(Protocol):
     async def abort(self) -> None: ...
 
     async def reset_alarm(self) -> None:
-        """Clear ALARM or ABORTED: back to READY if the recipe is still active, else IDLE."""
+        """Clear ALARM or ABORTED: back to READY if the recipe is still active, else IDLE.
+        Where the tool does not allow it (not in ALARM or ABORTED, or the alarm's cause is
+        still there) CommandRefused with the tool's reason, never ToolAlarmed."""
         ...
 
     async def results(self) -> JobResults | None:

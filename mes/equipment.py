@@ -4,31 +4,44 @@ every SEMI E10 state change with its time. Each call is one transaction.
 Line controllers register their tools at start (a tool belongs to one controller) and report
 what their tools do; operators switch tools between automatic dispatch and manual; anyone can
 ask how long a tool spent in each state over a window, and its availability.
+
+Alarm resets go through the database, because the tool's line controller owns the connection
+to it: an operator asks (:meth:`EquipmentService.request_reset`: who, why, until when), the
+controller takes the request (:meth:`~EquipmentService.take_reset`), asks the tool and records
+what came of it (:meth:`~EquipmentService.finish_reset`); a request nobody took before it
+expires is recorded as expired, never carried out later.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mes.domain.equipment import (
     UNMONITORED,
     ControllerRecord,
     DispatchMode,
     E10Change,
+    ResetRequest,
+    ResetStatus,
     StateTimes,
     ToolPart,
     ToolRecord,
     ToolRegistration,
     ToolSnapshot,
+    reset_refusal,
     time_in_states,
 )
-from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
+from mes.domain.errors import InvalidInput, ResetNotPossible, ToolOwnedElsewhere, UnknownTool
 from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
 from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
+RESET_STUCK_S = 60.0
+"""A reset its controller took but never answered (it died meanwhile) stops blocking new
+ones this long after it expired."""
 
 
 class EquipmentService:
@@ -167,6 +180,141 @@ class EquipmentService:
     async def controllers(self) -> list[ControllerRecord]:
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.controllers()
+
+    # -- alarm resets ------------------------------------------------------------------------
+
+    async def request_reset(
+        self,
+        tool_id: str,
+        user: str,
+        reason: str,
+        *,
+        wait_s: float,
+        controller_running: Callable[[ControllerRecord], bool],
+    ) -> ResetRequest:
+        """Ask the tool's line controller to reset its alarm, within ``wait_s`` (after that
+        the request expires, not carried out). Refused, writing nothing, when the tool is
+        unknown, its controller is not running (``controller_running`` says from its record),
+        it is not in alarm as last recorded, or a reset of it is under way."""
+        reason = reason.strip()
+        if not reason:
+            raise InvalidInput("a reset needs a reason: say why the alarm may be cleared")
+        if not wait_s > 0:
+            raise InvalidInput(f"the wait must be longer than 0 s, not {wait_s:g}")
+        now = self._clock()
+        async with self._uow() as uow:
+            repo = uow.equipment
+            tool = await repo.tool(tool_id)
+            if tool is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            controller = await repo.controller(tool.line)
+            running = (
+                controller is not None
+                and tool_id in controller.tools
+                and controller_running(controller)
+            )
+            under_way = None
+            for other in await repo.open_resets(tool.line):
+                if other.tool_id != tool_id:
+                    continue
+                if _stale(other, now):
+                    await repo.update_reset(
+                        _expired(other, now, "not carried out before it expired"), other.status
+                    )
+                else:
+                    under_way = other
+            refusal = reset_refusal(tool, running, under_way)
+            if refusal is not None:
+                raise ResetNotPossible(refusal)
+            request = ResetRequest(
+                id=uuid.uuid4().hex,
+                tool_id=tool_id,
+                line=tool.line,
+                requested_by=user,
+                reason=reason,
+                requested_at=now,
+                expires_at=now + timedelta(seconds=wait_s),
+            )
+            await repo.add_reset(request)
+            await uow.commit()
+        return request
+
+    async def reset_request(self, reset_id: str) -> ResetRequest:
+        async with self._uow(readonly=True) as uow:
+            found = await uow.equipment.reset(reset_id)
+        if found is None:
+            raise InvalidInput(f"there is no reset request {reset_id}")
+        return found
+
+    async def resets(self, tool_id: str, limit: int = 10) -> list[ResetRequest]:
+        """The tool's alarm resets, the newest first."""
+        async with self._uow(readonly=True) as uow:
+            return await uow.equipment.resets(tool_id, limit)
+
+    async def open_resets(self, line: str) -> list[ResetRequest]:
+        """The resets of the line's tools not carried out yet, oldest first (one read, for
+        the line controller to poll)."""
+        async with self._uow(readonly=True) as uow:
+            return await uow.equipment.open_resets(line)
+
+    async def take_reset(self, request: ResetRequest) -> ResetRequest | None:
+        """The line controller takes a pending reset to carry it out: the request, now
+        RESETTING; None when it is not pending any more or has expired (then recorded so)."""
+        now = self._clock()
+        if now >= request.expires_at:
+            taken = _expired(request, now, "no line controller took it before it expired")
+        else:
+            taken = replace(request, status=ResetStatus.RESETTING)
+        async with self._uow() as uow:
+            if not await uow.equipment.update_reset(taken, ResetStatus.PENDING):
+                return None
+            await uow.commit()
+        return taken if taken.status is ResetStatus.RESETTING else None
+
+    async def finish_reset(
+        self, request: ResetRequest, status: ResetStatus, outcome: str, state_after: str | None
+    ) -> ResetRequest:
+        """Record what came of a reset the controller took (:meth:`take_reset`)."""
+        if status.open:
+            raise ValueError(
+                f"a reset finishes done, refused, unreachable or expired, not {status}"
+            )
+        done = replace(
+            request,
+            status=status,
+            outcome=outcome,
+            answered_at=self._clock(),
+            state_after=state_after,
+        )
+        async with self._uow() as uow:
+            if not await uow.equipment.update_reset(done, ResetStatus.RESETTING):
+                raise InvalidInput(f"reset {request.id} is not being carried out: not recorded")
+            await uow.commit()
+        return done
+
+    async def withdraw_reset(self, reset_id: str, outcome: str) -> ResetRequest:
+        """The operator stops waiting: a reset still pending expires (never carried out
+        later). The request as it stands (its controller may have taken it meanwhile)."""
+        async with self._uow() as uow:
+            found = await uow.equipment.reset(reset_id)
+            if found is None:
+                raise InvalidInput(f"there is no reset request {reset_id}")
+            if found.status is ResetStatus.PENDING:
+                found = _expired(found, self._clock(), outcome)
+                await uow.equipment.update_reset(found, ResetStatus.PENDING)
+                await uow.commit()
+        return found
+
+
+def _stale(request: ResetRequest, now: datetime) -> bool:
+    """Expired before anyone took it, or taken and never answered (its controller died)."""
+    if request.status is ResetStatus.PENDING:
+        return now >= request.expires_at
+    return now >= request.expires_at + timedelta(seconds=RESET_STUCK_S)
+
+
+def _expired(request: ResetRequest, now: datetime, outcome: str) -> ResetRequest:
+    return replace(request, status=ResetStatus.EXPIRED, outcome=outcome, answered_at=now)
 
 
 def _apply(reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> Work[dict[str, ToolRecord]]:

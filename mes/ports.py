@@ -12,7 +12,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, TypeAlias, TypeVar
 
-from mes.domain.equipment import ControllerRecord, DispatchMode, E10Change, ToolPart, ToolRecord
+from mes.domain.equipment import (
+    ControllerRecord,
+    DispatchMode,
+    E10Change,
+    ResetRequest,
+    ResetStatus,
+    ToolPart,
+    ToolRecord,
+)
 from mes.domain.model import (
     Carrier,
     Change,
@@ -256,7 +264,8 @@ class LotRepository(Protocol):
 
 
 class EquipmentRepository(Protocol):
-    """Tools, their E10 state changes and controller heartbeats, inside one unit of work."""
+    """Tools, their E10 state changes, controller heartbeats and alarm resets, inside one
+    unit of work."""
 
     async def tool(self, tool_id: str) -> ToolRecord | None: ...
 
@@ -279,6 +288,24 @@ class EquipmentRepository(Protocol):
     async def controllers(self) -> list[ControllerRecord]: ...
 
     async def save_controller(self, record: ControllerRecord) -> None: ...
+
+    async def add_reset(self, request: ResetRequest) -> None: ...
+
+    async def reset(self, reset_id: str) -> ResetRequest | None: ...
+
+    async def resets(self, tool_id: str, limit: int) -> list[ResetRequest]:
+        """A tool's alarm resets, the newest first."""
+        ...
+
+    async def open_resets(self, line: str) -> list[ResetRequest]:
+        """The resets of a line's tools not yet carried out (pending or resetting), oldest
+        first."""
+        ...
+
+    async def update_reset(self, request: ResetRequest, expected: ResetStatus) -> bool:
+        """Write a reset's status and outcome if it is still ``expected`` (False: it moved
+        on meanwhile, nothing was written)."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -139,6 +139,8 @@ class _Current:
     recipe: Recipe | None = None
     recipe_info: RecipeInfo | None = None
     results: JobResults | None = None
+    condition: str | None = None
+    """While set, the cause of the alarm is still there: a reset is refused with this."""
     listeners: list[StatusListener] = field(default_factory=list)
 
 
@@ -284,7 +286,12 @@ class VirtualTool:
     def reset_alarm(self) -> None:
         now = self._now
         if now.state not in (ProcessState.ALARM, ProcessState.ABORTED):
-            raise Refused(RefusalCode.WRONG_STATE, f"nothing to reset while {now.state.name}")
+            raise Refused(
+                RefusalCode.WRONG_STATE,
+                f"the tool is {now.state.name}, not in ALARM: nothing to reset",
+            )
+        if now.condition is not None:
+            raise Refused(RefusalCode.WRONG_STATE, now.condition)
         now.alarm = None
         now.job = None
         now.sites_done = now.sites_total = 0
@@ -308,12 +315,20 @@ class VirtualTool:
 
     # -- faults --------------------------------------------------------------------------
 
-    def inject_alarm(self, alarm: Alarm = ALARM_JOB_FAULT) -> None:
-        """Raise an alarm now: whatever runs stops, a running job is lost."""
+    def inject_alarm(self, alarm: Alarm = ALARM_JOB_FAULT, *, persists: str | None = None) -> None:
+        """Raise an alarm now: whatever runs stops, a running job is lost. ``persists``: its
+        cause is still there (a door open, no vacuum) and a reset is refused with this
+        reason until :meth:`clear_condition`, as a real tool refuses to reset an interlock."""
         self._cancel()
         self._now.alarm = alarm
+        self._now.condition = persists
         self._now.state = ProcessState.ALARM
         self._changed()
+
+    def clear_condition(self) -> None:
+        """The cause of the alarm is gone (someone closed the door): it may be reset now. The
+        tool stays in ALARM until it is."""
+        self._now.condition = None
 
     # -- process -------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ Commands use a handshake a PLC can implement (docs/equipment.md, "Command handsh
         |<-------------- sequence == S+1 ? -------------|  (re-read until the timeout)
 
 A refusal is :class:`~drivers.errors.CommandRefused` with the tool's code and reason, or
-:class:`~drivers.errors.ToolAlarmed` when the tool refused because it is in ALARM. Arguments
+:class:`~drivers.errors.ToolAlarmed` when the tool refused because it is in ALARM (except
+a refused reset: that is about the alarm, and the tool's reason is what counts). Arguments
 the map cannot carry (an id too long for its field, a value the class does not take) are
 refused the same way, with INVALID_ARGUMENT, before anything is written.
 
@@ -480,7 +481,16 @@ class ModbusDriver:
         values = await self._read_block(self._map.answer, request)
         return _Answer(_int(values, "sequence"), _int(values, "code"), _str(values, "reason"))
 
-    async def _command(self, command: Command, writes: Sequence[tuple[int, list[int]]]) -> None:
+    async def _command(
+        self,
+        command: Command,
+        writes: Sequence[tuple[int, list[int]]],
+        *,
+        alarm_explains: bool = True,
+    ) -> None:
+        """Send ``command`` and wait for its answer. A WRONG_STATE refusal from a tool in
+        ALARM is :class:`ToolAlarmed` unless not ``alarm_explains`` (a reset: the alarm is
+        what it is about, the tool's reason says why it stays)."""
         request = command.value
         async with self._commands:
             last = await self._read_answer(request)
@@ -501,7 +511,7 @@ class ModbusDriver:
             code = int_enum(RefusalCode, answer.code, self._map.answer.field("code").label)
         except CodecError as exc:
             raise self._garbage(exc, request) from exc
-        if code is RefusalCode.WRONG_STATE:
+        if code is RefusalCode.WRONG_STATE and alarm_explains:
             await self._raise_if_alarmed(request)
         detail = f": {answer.reason}" if answer.reason else ""
         raise CommandRefused(
@@ -593,7 +603,7 @@ class ModbusDriver:
         await self._command(Command.ABORT, [])
 
     async def reset_alarm(self) -> None:
-        await self._command(Command.RESET_ALARM, [])
+        await self._command(Command.RESET_ALARM, [], alarm_explains=False)
 
     async def acknowledge_results(self, job_id: str) -> None:
         command = Command.ACKNOWLEDGE_RESULTS

@@ -492,7 +492,12 @@ class OpcUaDriver:
 
     # -- commands --------------------------------------------------------------------------
 
-    async def _command(self, request: str, method: Method, args: list[ua.Variant]) -> None:
+    async def _command(
+        self, request: str, method: Method, args: list[ua.Variant], *, alarm_explains: bool = True
+    ) -> None:
+        """Call ``method`` and check its answer. A WRONG_STATE refusal from a tool in ALARM
+        is :class:`ToolAlarmed` unless not ``alarm_explains`` (a reset: the alarm is what it
+        is about, the tool's reason says why it stays)."""
         session, resolved = self._nodes(request)
         call = ua.CallMethodRequest(
             ObjectId=resolved.tool_object, MethodId=resolved.methods[method], InputArguments=args
@@ -508,7 +513,7 @@ class OpcUaDriver:
         refused = CommandRefused(
             f"refused ({name}): {reason}", tool_id=self.tool_id, request=request, code=code
         )
-        if code == RefusalCode.WRONG_STATE:
+        if code == RefusalCode.WRONG_STATE and alarm_explains:
             # A tool in ALARM refuses for that reason: say so, with the alarm.
             try:
                 status = await self.status()
@@ -540,7 +545,7 @@ class OpcUaDriver:
         await self._command("abort", Method.ABORT, [])
 
     async def reset_alarm(self) -> None:
-        await self._command("reset_alarm", Method.RESET_ALARM, [])
+        await self._command("reset_alarm", Method.RESET_ALARM, [], alarm_explains=False)
 
     async def acknowledge_results(self, job_id: str) -> None:
         await self._command(

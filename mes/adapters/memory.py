@@ -15,7 +15,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
+from mes.domain.equipment import (
+    ControllerRecord,
+    E10Change,
+    ResetRequest,
+    ResetStatus,
+    ToolPart,
+    ToolRecord,
+)
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
     Carrier,
@@ -62,6 +69,7 @@ class MemoryStore:
     tools: dict[str, ToolRecord] = field(default_factory=dict)
     changes: list[E10Change] = field(default_factory=list)
     controllers: dict[str, ControllerRecord] = field(default_factory=dict)
+    resets: dict[str, ResetRequest] = field(default_factory=dict)
 
 
 class MemoryLotRepository:
@@ -258,6 +266,27 @@ class MemoryEquipmentRepository:
 
     async def save_controller(self, record: ControllerRecord) -> None:
         self._store.controllers[record.name] = record
+
+    async def add_reset(self, request: ResetRequest) -> None:
+        self._store.resets[request.id] = request
+
+    async def reset(self, reset_id: str) -> ResetRequest | None:
+        return self._store.resets.get(reset_id)
+
+    async def resets(self, tool_id: str, limit: int) -> list[ResetRequest]:
+        mine = [r for r in self._store.resets.values() if r.tool_id == tool_id]
+        return sorted(mine, key=lambda r: (r.requested_at, r.id), reverse=True)[:limit]
+
+    async def open_resets(self, line: str) -> list[ResetRequest]:
+        found = [r for r in self._store.resets.values() if r.line == line and r.status.open]
+        return sorted(found, key=lambda r: (r.requested_at, r.id))
+
+    async def update_reset(self, request: ResetRequest, expected: ResetStatus) -> bool:
+        stored = self._store.resets.get(request.id)
+        if stored is None or stored.status is not expected:
+            return False
+        self._store.resets[request.id] = request
+        return True
 
 
 class MemoryUnitOfWork:

@@ -1,5 +1,6 @@
-"""The equipment repository (tools, E10 state changes, controller heartbeats) for SQLite and
-PostgreSQL, on the same compiled statements and driver sessions as the lot store."""
+"""The equipment repository (tools, E10 state changes, controller heartbeats, alarm resets)
+for SQLite and PostgreSQL, on the same compiled statements and driver sessions as the lot
+store."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, DriverSession, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import controllers, tool_states, tools
+from mes.adapters.tables import controllers, tool_resets, tool_states, tools
 from mes.domain.equipment import (
     ControllerRecord,
     DispatchMode,
     E10Change,
+    ResetRequest,
+    ResetStatus,
     ToolPart,
     ToolRecord,
     ToolSnapshot,
@@ -128,6 +131,41 @@ def _controller_values(c: ControllerRecord) -> dict[str, Any]:
     }
 
 
+def _reset_values(r: ResetRequest) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "tool_id": r.tool_id,
+        "line": r.line,
+        "requested_by": r.requested_by,
+        "reason": r.reason,
+        "requested_at": r.requested_at,
+        "expires_at": r.expires_at,
+        "status": r.status.value,
+        "outcome": r.outcome,
+        "answered_at": r.answered_at,
+        "state_after": r.state_after,
+    }
+
+
+def _reset_from_row(m: Mapping[str, Any]) -> ResetRequest:
+    return ResetRequest(
+        id=m["id"],
+        tool_id=m["tool_id"],
+        line=m["line"],
+        requested_by=m["requested_by"],
+        reason=m["reason"],
+        requested_at=m["requested_at"],
+        expires_at=m["expires_at"],
+        status=ResetStatus(m["status"]),
+        outcome=m["outcome"],
+        answered_at=m["answered_at"],
+        state_after=m["state_after"],
+    )
+
+
+_OPEN = [s.value for s in ResetStatus if s.open]
+
+
 class EquipmentStatements:
     """The equipment store's statements, compiled once for one dialect."""
 
@@ -193,6 +231,37 @@ class EquipmentStatements:
                     col: bindparam(f"v_{col.name}", type_=col.type)
                     for col in controllers.c
                     if col.name != "name"
+                }
+            )
+        )
+
+        self.insert_reset = c(insert(tool_resets), [col.name for col in tool_resets.c])
+        self.reset = c(select(tool_resets).where(tool_resets.c.id == bindparam("id")))
+        self.resets_of_tool = c(
+            select(tool_resets)
+            .where(tool_resets.c.tool_id == bindparam("tool_id"))
+            .order_by(tool_resets.c.requested_at.desc(), tool_resets.c.id.desc())
+            .limit(bindparam("limit"))
+        )
+        self.open_resets = c(
+            select(tool_resets)
+            .where(
+                tool_resets.c.line == bindparam("line"),
+                tool_resets.c.status.in_([bindparam(f"open{n}") for n in range(len(_OPEN))]),
+            )
+            .order_by(tool_resets.c.requested_at, tool_resets.c.id)
+        )
+        self.update_reset = c(
+            update(tool_resets)
+            .where(
+                tool_resets.c.id == bindparam("b_id"),
+                tool_resets.c.status == bindparam("b_status"),
+            )
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in tool_resets.c
+                    if col.name in ("status", "outcome", "answered_at", "state_after")
                 }
             )
         )
@@ -295,3 +364,37 @@ class SqlEquipmentRepository:
         )
         if changed == 0:
             await self._db.execute(self._sql.insert_controller, values)
+
+    async def add_reset(self, request: ResetRequest) -> None:
+        await self._db.execute(self._sql.insert_reset, _reset_values(request))
+
+    async def reset(self, reset_id: str) -> ResetRequest | None:
+        rows = await self._db.fetch(self._sql.reset, {"id": reset_id})
+        return _reset_from_row(rows[0]) if rows else None
+
+    async def resets(self, tool_id: str, limit: int) -> list[ResetRequest]:
+        rows = await self._db.fetch(self._sql.resets_of_tool, {"tool_id": tool_id, "limit": limit})
+        return [_reset_from_row(r) for r in rows]
+
+    async def open_resets(self, line: str) -> list[ResetRequest]:
+        return [
+            _reset_from_row(r)
+            for r in await self._db.fetch(
+                self._sql.open_resets,
+                {"line": line, **{f"open{n}": status for n, status in enumerate(_OPEN)}},
+            )
+        ]
+
+    async def update_reset(self, request: ResetRequest, expected: ResetStatus) -> bool:
+        values = _reset_values(request)
+        changed = await self._db.execute(
+            self._sql.update_reset,
+            {
+                "b_id": request.id,
+                "b_status": expected.value,
+                **{
+                    f"v_{k}": values[k] for k in ("status", "outcome", "answered_at", "state_after")
+                },
+            },
+        )
+        return changed == 1

@@ -212,3 +212,21 @@ controllers = Table(
     Column("status", Text, nullable=False),
     Column("tools", Json, nullable=False),
 )
+
+tool_resets = Table(
+    "tool_resets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tool_id", String(32), ForeignKey("tools.id"), nullable=False),
+    Column("line", String(32), nullable=False),
+    Column("requested_by", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("outcome", Text),
+    Column("answered_at", UtcDateTime),
+    Column("state_after", String(12)),
+    Index("ix_tool_resets_line", "line", "status"),
+    Index("ix_tool_resets_tool_id", "tool_id", "requested_at"),
+)

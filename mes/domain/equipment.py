@@ -179,3 +179,78 @@ def time_in_states(changes: Sequence[E10Change], start: datetime, end: datetime)
         if finish > begin:
             seconds[change.e10] = seconds.get(change.e10, 0.0) + (finish - begin).total_seconds()
     return StateTimes(start, end, seconds)
+
+
+# -- alarm resets: asked by an operator, carried out by the tool's line controller ---------
+
+
+class ResetStatus(StrEnum):
+    """Where an operator's request to reset a tool's alarm stands::
+
+    PENDING --(its controller takes it)--> RESETTING --> DONE | REFUSED | UNREACHABLE
+       \\--(not taken before it expires)--> EXPIRED
+    """
+
+    PENDING = "pending"
+    """Asked; the tool's line controller has not taken it yet."""
+    RESETTING = "resetting"
+    """The controller is asking the tool."""
+    DONE = "done"
+    """The tool reset its alarm."""
+    REFUSED = "refused"
+    """The tool did not allow it (its reason is the outcome)."""
+    UNREACHABLE = "unreachable"
+    """The controller could not reach the tool: nothing was reset."""
+    EXPIRED = "expired"
+    """No controller took it in time (it stopped, or the operator stopped waiting)."""
+
+    @property
+    def open(self) -> bool:
+        return self in (ResetStatus.PENDING, ResetStatus.RESETTING)
+
+
+RESETTABLE_STATES = frozenset({"ALARM", "ABORTED"})
+"""The process states a reset clears (drivers.model.ProcessState names)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResetRequest:
+    """An operator's request to reset a tool's alarm, and what came of it."""
+
+    id: str
+    tool_id: str
+    line: str
+    requested_by: str
+    reason: str
+    requested_at: datetime
+    expires_at: datetime
+    """Not carried out after this: the operator has stopped waiting for it."""
+    status: ResetStatus = ResetStatus.PENDING
+    outcome: str | None = None
+    """What happened, in words (the tool's reason when it refused)."""
+    answered_at: datetime | None = None
+    state_after: str | None = None
+    """The tool's process state after the reset (done), or as it stays (refused)."""
+
+
+def reset_refusal(
+    tool: ToolRecord, controller_running: bool, open_reset: ResetRequest | None
+) -> str | None:
+    """Why an alarm reset of ``tool`` cannot be asked now (None: it can): its line controller
+    is not running (nobody could carry it out), it is not in ALARM or ABORTED as last
+    recorded (a tool not answering counts as what it last reported: its controller records
+    that it could not reach it), or a reset of it is already under way."""
+    if not controller_running:
+        return (
+            f"line controller {tool.line} is not running: nothing can reach tool {tool.id} "
+            "(start it with pkgline serve, or reset the alarm at the tool)"
+        )
+    state = tool.snapshot.process_state
+    if state not in RESETTABLE_STATES:
+        return f"tool {tool.id} is {state or 'in no known state'}, not in ALARM: nothing to reset"
+    if open_reset is not None:
+        return (
+            f"a reset of tool {tool.id} asked by {open_reset.requested_by} at "
+            f"{open_reset.requested_at:%H:%M:%S} is still {open_reset.status.value}"
+        )
+    return None

@@ -13,6 +13,7 @@
     ├── SplitMergeNotAllowed
     ├── UnknownTool                 no tool of that id is registered
     ├── ToolOwnedElsewhere          the tool belongs to another line controller
+    ├── ResetNotPossible            an alarm reset cannot be asked now (not in alarm, ...)
     └── ConcurrentUpdate            another transaction moved the lot first; retry
 
 Each error knows what was expected (``allowed``) and renders itself for ``--json``.
@@ -90,6 +91,10 @@ class UnknownTool(LotTrackerError):
 
 class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
+
+
+class ResetNotPossible(LotTrackerError):
+    kind = "reset_not_possible"
 
 
 class ConcurrentUpdate(LotTrackerError):

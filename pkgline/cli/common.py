@@ -9,6 +9,8 @@ Exit codes (a contract for scripts):
 2   the command line itself is wrong (unknown option, malformed KEY=VALUE, bad URL)
 3   conflict: another process moved the same lot first; nothing was changed, retry
 4   the database or a data file is not usable (unreachable, schema not current)
+5   asked but not carried out: the tool or its line controller did not answer (``pkgline
+    tool reset``: the tool could not be reached, or no controller took the request in time)
 ==  ==========================================================================
 """
 
@@ -37,6 +39,7 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_CONFLICT = 3
 EXIT_UNAVAILABLE = 4
+EXIT_NOT_CARRIED_OUT = 5
 
 T = TypeVar("T")
 

@@ -3,9 +3,10 @@ equipment service, print.
 
 ``list`` and ``show`` read what the line controllers wrote (state, mode, SEMI E10 state and
 since when, lot, progress, alarm; ``show`` adds time in each E10 state over a window and the
-state changes); ``manual`` and ``auto`` take a tool out of automatic dispatch and give it back,
-recorded with the user and the reason. An unknown tool is exit 1 with the known ids, a bad
-window exit 2 (see :mod:`pkgline.cli.common`).
+state changes and the alarm resets asked); ``manual`` and ``auto`` take a tool out of
+automatic dispatch and give it back, recorded with the user and the reason; ``reset``
+(:mod:`pkgline.cli.tool_reset`) has its line controller reset its alarm. An unknown tool is
+exit 1 with the known ids, a bad window exit 2 (see :mod:`pkgline.cli.common`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from mes.domain.equipment import (
     ControllerRecord,
     DispatchMode,
     E10Change,
+    ResetRequest,
+    ResetStatus,
     StateTimes,
     ToolRecord,
 )
@@ -61,6 +64,14 @@ STALE_AFTER_S = 3 * HEARTBEAT_S
 """A line controller whose last heartbeat is older than this is taken for not running."""
 STOPPED = "stopped"
 """The status a line controller records when it stops."""
+SHOW_RESETS = 10
+"""``tool show`` lists this many of the tool's latest alarm resets."""
+RESET_STYLE = {
+    ResetStatus.DONE: "green",
+    ResetStatus.REFUSED: "bold red",
+    ResetStatus.UNREACHABLE: "red",
+    ResetStatus.EXPIRED: "yellow",
+}
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 
@@ -178,6 +189,23 @@ def state_times_dict(times: StateTimes) -> dict[str, Any]:
     }
 
 
+def reset_dict(r: ResetRequest) -> dict[str, Any]:
+    """An alarm reset as JSON (a contract: scripts read it)."""
+    return {
+        "id": r.id,
+        "tool": r.tool_id,
+        "line": r.line,
+        "status": r.status.value,
+        "requested_by": r.requested_by,
+        "reason": r.reason,
+        "requested_at": r.requested_at.isoformat(),
+        "expires_at": r.expires_at.isoformat(),
+        "answered_at": r.answered_at.isoformat() if r.answered_at else None,
+        "outcome": r.outcome,
+        "state_after": r.state_after,
+    }
+
+
 def change_dict(change: E10Change) -> dict[str, Any]:
     return {
         "at": change.at.isoformat(),
@@ -264,7 +292,7 @@ def tools_table(
     return table
 
 
-async def _known(equipment: EquipmentService, tool_id: str) -> ToolRecord:
+async def known_tool(equipment: EquipmentService, tool_id: str) -> ToolRecord:
     """The tool, or UnknownTool naming the tools there are."""
     try:
         return await equipment.tool(tool_id)
@@ -325,17 +353,19 @@ def show(
     except ValueError as exc:
         usage_error(str(exc), as_json=json)
 
-    async def work() -> tuple[ToolRecord, StateTimes, list[E10Change], bool]:
+    async def work() -> tuple[ToolRecord, StateTimes, list[E10Change], list[ResetRequest], bool]:
         async with open_services(db) as services:
             equipment = services.equipment
-            record = await _known(equipment, tool)
+            record = await known_tool(equipment, tool)
             end = utc_now()
             start = end - span
             times = await equipment.state_times(tool, start, end)
             found = await equipment.changes(tool, start, end)
-            return record, times, found, record.line in await lines_running(equipment, end)
+            resets = await equipment.resets(tool, SHOW_RESETS)
+            alive = record.line in await lines_running(equipment, end)
+            return record, times, found, resets, alive
 
-    record, times, found, alive = run(work, as_json=json, db=db)
+    record, times, found, resets, alive = run(work, as_json=json, db=db)
     now = times.end
     recent = found[-changes:] if changes else []
     if json:
@@ -345,12 +375,14 @@ def show(
                 "window": state_times_dict(times),
                 "changes_in_window": sum(1 for c in found if c.at >= times.start),
                 "changes": [change_dict(c) for c in recent],
+                "resets": [reset_dict(r) for r in resets],
             }
         )
         return
     _print_tool(record, now, alive)
     _print_times(times, window)
     _print_changes(recent, times, len(found))
+    _print_resets(resets)
 
 
 def _set_dispatch(
@@ -361,7 +393,7 @@ def _set_dispatch(
     async def work() -> tuple[ToolRecord, bool]:
         async with open_services(db) as services:
             equipment = services.equipment
-            await _known(equipment, tool)
+            await known_tool(equipment, tool)
             record = await equipment.set_dispatch(tool, mode, who, reason)
             return record, record.line in await lines_running(equipment, utc_now())
 
@@ -512,5 +544,22 @@ def _print_changes(recent: Sequence[E10Change], times: StateTimes, found: int) -
             c.process_state or "-",
             "yes" if c.connected else Text("no", style="red"),
             c.reason or "",
+        )
+    out.print(table)
+
+
+def _print_resets(resets: Sequence[ResetRequest]) -> None:
+    if not resets:
+        return
+    table = Table(title=f"Alarm resets (the last {len(resets)})", title_justify="left")
+    for name in ("asked at", "by", "reason", "result", "outcome"):
+        table.add_column(name, overflow="fold")
+    for r in resets:
+        table.add_row(
+            clock(r.requested_at),
+            r.requested_by,
+            r.reason,
+            Text(r.status.value, style=RESET_STYLE.get(r.status, "")),
+            r.outcome or "",
         )
     out.print(table)

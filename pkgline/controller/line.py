@@ -4,7 +4,8 @@ Start: claim the tools in equipment tracking (a tool has one controller), connec
 (supervised on its own), wait until every tool has answered or been found unreachable, then
 recover (lots running on our tools are followed, results left on a tool are recorded once) and
 tell systemd we are ready. Then, until asked to stop: dispatch waiting lots to idle tools,
-complete manual steps if configured to, report a heartbeat and the one-line status, and ping
+complete manual steps if configured to, carry out the alarm resets operators ask for
+(:mod:`pkgline.controller.resets`), report a heartbeat and the one-line status, and ping
 the watchdog. Stop: no new jobs; what is being recorded is finished; then exit.
 
 Several controllers may share one PostgreSQL database, each with its own tools: they only
@@ -36,6 +37,7 @@ from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
 from pkgline.controller.reporter import EquipmentReporter
+from pkgline.controller.resets import ResetDesk
 from pkgline.controller.runner import RunnerObserver, ToolRunner
 from pkgline.systemd import Notifier
 
@@ -132,6 +134,7 @@ class LineController:
                 report=self._reporter.submit,
             )
             self.runners[tool.id] = runner
+        self.resets = ResetDesk(self.name, equipment, self.runners, by_id)
         self._manual_wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -211,6 +214,7 @@ class LineController:
             loops = [
                 asyncio.create_task(self._dispatch_loop(), name="dispatch"),
                 asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                asyncio.create_task(self.resets.run(), name="alarm-resets"),
             ]
             if self.config.controller.auto_manual_steps:
                 loops.append(asyncio.create_task(self._manual_loop(), name="manual-steps"))

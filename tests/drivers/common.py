@@ -1,4 +1,5 @@
-"""Helpers for the driver tests of both transports: they only use the ToolDriver protocol."""
+"""Helpers for the driver tests of both transports: they only use the ToolDriver protocol
+(and the simulated tool behind it, to inject faults)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,24 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
+import pytest
+
 from drivers.catalogue import class_spec
+from drivers.errors import CommandRefused, ToolAlarmed
 from drivers.interface import StatusChanged, ToolDriver, ToolEvent
 from drivers.model import (
+    Alarm,
+    AlarmSeverity,
     EquipmentClass,
     Job,
     ProcessState,
     Recipe,
     RecipeValue,
+    RefusalCode,
     SiteMap,
     ToolStatus,
 )
+from simulators.engine import VirtualTool
 
 INCOMING = SiteMap(3, 4, (0, 1, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0))
 """Three sites come in bad (two skipped, one with a reject code of an earlier step)."""
@@ -113,3 +121,31 @@ async def next_status(
     )
     assert isinstance(event, StatusChanged)
     return event.status
+
+
+async def check_reset_refusals(driver: ToolDriver, tool: VirtualTool) -> None:
+    """A reset the tool does not allow is refused with the tool's own reason and changes
+    nothing: not in alarm, then an alarm whose cause is still there; once the cause is gone
+    the reset goes through. Either transport."""
+    with pytest.raises(CommandRefused) as refused:
+        await driver.reset_alarm()
+    assert refused.value.code == RefusalCode.WRONG_STATE
+    assert not isinstance(refused.value, ToolAlarmed)
+    assert "not in ALARM: nothing to reset" in refused.value.message
+    assert (await driver.status()).state is ProcessState.READY
+
+    alarm = Alarm(2301, "chuck vacuum below limit", AlarmSeverity.ERROR)
+    tool.inject_alarm(alarm, persists="vacuum still below limit: check the chuck seal")
+    await wait_for_state(driver, ProcessState.ALARM)
+    with pytest.raises(CommandRefused) as refused:
+        await driver.reset_alarm()
+    assert not isinstance(refused.value, ToolAlarmed), "a reset refusal says the tool's reason"
+    assert refused.value.code == RefusalCode.WRONG_STATE
+    assert "vacuum still below limit: check the chuck seal" in refused.value.message
+    still = await driver.status()
+    assert still.state is ProcessState.ALARM and still.alarm == alarm
+
+    tool.clear_condition()
+    await driver.reset_alarm()
+    status = await driver.status()
+    assert status.state is ProcessState.READY and status.alarm is None

@@ -57,6 +57,8 @@ async def test_migrations_go_up_and_down_and_match_the_tables(
                 "site_rejects",
                 "lot_history",
                 "outbox",
+                "tools",
+                "tool_resets",
             } <= await conn.run_sync(_tables)
         await downgrade(engine, "base")
         async with engine.connect() as conn:
@@ -65,5 +67,26 @@ async def test_migrations_go_up_and_down_and_match_the_tables(
         await upgrade(engine)
         await upgrade(engine)  # again: nothing to do
         assert (await schema_status(engine)).up_to_date
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_alarm_resets_revision_goes_down_to_the_equipment_one_and_up_again(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    engine = create_engine(request.getfixturevalue(database))
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert "tool_resets" in await conn.run_sync(_tables)
+        await downgrade(engine, "0003")
+        assert (await schema_status(engine)).current == "0003"
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(_tables)
+        assert "tool_resets" not in tables and "tools" in tables
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()

@@ -104,6 +104,22 @@ async def test_an_alarm_stops_the_job_and_reset_returns_to_ready(molder: Virtual
     assert molder.status.state is ProcessState.READY and molder.status.job_id is None
 
 
+async def test_a_reset_is_refused_while_the_alarms_cause_persists_and_when_nothing_alarms(
+    molder: VirtualTool,
+) -> None:
+    with pytest.raises(Refused, match="IDLE, not in ALARM: nothing to reset") as refused:
+        molder.reset_alarm()
+    assert refused.value.code is RefusalCode.WRONG_STATE
+    molder.inject_alarm(Alarm(7, "door open", AlarmSeverity.ERROR), persists="close the door first")
+    with pytest.raises(Refused, match="close the door first"):
+        molder.reset_alarm()
+    assert molder.status.state is ProcessState.ALARM and molder.status.alarm is not None
+    molder.clear_condition()
+    assert molder.status.state is ProcessState.ALARM, "clearing the cause is not a reset"
+    molder.reset_alarm()
+    assert molder.status.state is ProcessState.IDLE and molder.status.alarm is None
+
+
 async def test_rejects_appear_at_the_configured_rate() -> None:
     tool = VirtualTool(
         "DB-1", EquipmentClass.DIE_BONDER, SimulationSettings(0, reject_rate=1.0, seed=1)

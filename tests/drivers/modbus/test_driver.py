@@ -24,7 +24,14 @@ from drivers.model import (
 )
 from simulators.engine import VirtualTool
 from simulators.modbus_server import ModbusToolServer
-from tests.drivers.common import INCOMING, complete_job, full_recipe, load_ready, wait_for_state
+from tests.drivers.common import (
+    INCOMING,
+    check_reset_refusals,
+    complete_job,
+    full_recipe,
+    load_ready,
+    wait_for_state,
+)
 
 from .conftest import tool_config
 
@@ -192,6 +199,13 @@ async def test_an_injected_alarm_shows_in_the_status_and_reset_clears_it(
     await driver.reset_alarm()
     status = await driver.status()
     assert status.state is ProcessState.READY and status.alarm is None
+
+
+async def test_a_reset_the_tool_does_not_allow_is_refused_with_the_tools_reason(
+    driver: ModbusDriver, tool: VirtualTool, equipment_class: EquipmentClass
+) -> None:
+    await load_ready(driver, equipment_class)
+    await check_reset_refusals(driver, tool)
 
 
 async def test_results_are_kept_until_the_right_job_is_acknowledged(

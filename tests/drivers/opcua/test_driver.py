@@ -30,6 +30,7 @@ from simulators.engine import VirtualTool
 from simulators.opcua_server import OpcUaToolServer
 from tests.drivers.common import (
     INCOMING,
+    check_reset_refusals,
     complete_job,
     event_stream,
     full_recipe,
@@ -201,6 +202,13 @@ async def test_an_injected_alarm_arrives_as_alarm_status_and_clears_on_reset(
         await driver.reset_alarm()
         ready = await next_status(events, ProcessState.READY)
     assert ready.alarm is None, "a reset clears the alarm; the recipe stays active"
+
+
+async def test_a_reset_the_tool_does_not_allow_is_refused_with_the_tools_reason(
+    driver: OpcUaDriver, tool: VirtualTool, equipment_class: EquipmentClass
+) -> None:
+    await load_ready(driver, equipment_class)
+    await check_reset_refusals(driver, tool)
 
 
 async def test_results_are_kept_until_acknowledged_even_across_a_controller_restart(
