@@ -3,7 +3,8 @@ a value out of the class's physical range, a site map of the wrong shape, anothe
 are refused at the edge of that tool's runner. They stay on the tool, not acknowledged; the
 tool goes out of dispatch with the reason; the lot is held with what was received and what
 was expected; every other tool goes on. A restart does the same, never a crash loop. An
-operator brings the tool back into dispatch, releases the lot, and it completes.
+operator brings the tool back into dispatch, releases the lot, and it completes. A reading
+corrupted in transit is read again before anything is concluded.
 
 The reproduction of issue 13 on both transports: an OPC UA coater whose step name reads
 ``DIELDCTRIC_COAT`` (raised KeyError and ended ``pkgline serve``, again on every restart), and
@@ -24,6 +25,7 @@ from mes.domain.model import HistoryEntry, HoldSource, LotState, Operation
 from pkgline.controller.quarantine import PREFIX
 from simulators.engine import VirtualTool
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
+from tests.controller.seams import ResultsCorruptedOnce, controller_with
 
 pytestmark = pytest.mark.slow
 
@@ -240,3 +242,27 @@ async def test_results_that_do_not_fit_hold_the_lot_with_what_was_received_and_e
     if received is not None:
         assert refused["received"] == received
     assert tool.results is not None, "results acknowledged"
+
+
+async def test_a_reading_corrupted_once_is_read_again_and_the_job_recorded_as_the_tool_holds_it(
+    stack: Stack,
+) -> None:
+    case = CASES["opcua"]
+    config = line_config()
+    async with simulated(config):
+        await stack.lots.start(cmd.StartLot(POISONED, case.flow, "planner", carriers=2))
+        async with controller_with(
+            config,
+            stack,
+            case.tool_id,
+            driver=lambda driver: ResultsCorruptedOnce(driver, case.corrupt),
+        ) as corrupting:
+            await wait_until(
+                lambda: _state_is(stack, POISONED, LotState.COMPLETED),
+                timeout_s=120,
+                what="the lot to finish",
+            )
+            assert corrupting.fired
+    assert not await _holds(stack, POISONED)
+    record = await stack.equipment.tool(case.tool_id)
+    assert record.dispatch is DispatchMode.AUTO
