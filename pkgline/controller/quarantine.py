@@ -6,7 +6,7 @@ way it did not foresee.
 The tool is taken out of dispatch with the reason (as an operator switches a tool to manual,
 so the reason shows where theirs does), the lot that can be named is held with what was
 received and what was expected, and the tool's runner does nothing more with the tool until
-an operator brings it back into dispatch (``pkgline tool dispatch TOOL auto``). Results that
+an operator brings it back into dispatch (``pkgline tool auto TOOL``). Results that
 were refused stay on the tool, not acknowledged. Every other tool goes on.
 
 A controller that starts with a tool left quarantined (out of dispatch with a reason that
