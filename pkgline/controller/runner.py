@@ -42,7 +42,6 @@ from drivers.catalogue import class_spec
 from drivers.errors import (
     CommandRefused,
     DriverError,
-    ProtocolError,
     RecipeMismatch,
     ToolUnreachable,
 )
@@ -72,7 +71,7 @@ from mes.domain.model import Carrier, HoldSource, JobRecord, JobStatus, Lot, Lot
 from mes.equipment import EquipmentService
 from mes.service import JobOutcome, LotService, StepView, utc_now
 from pkgline.config import LineTool
-from pkgline.controller import translate
+from pkgline.controller import edge, translate
 from pkgline.controller.quarantine import Quarantine, Quarantined
 from pkgline.controller.translate import CheckedResults, ExpectedResults, ResultsRefused
 
@@ -598,32 +597,7 @@ class ToolRunner:
     async def _read_results(
         self, expected: ExpectedResults, flow: Flow, first: JobResults | None = None
     ) -> CheckedResults:
-        """The job's results, checked (:func:`translate.check_results`). Results that do not
-        fit, or that do not even decode (:class:`ProtocolError`: a value of the wrong type, a
-        site map of the wrong shape), are read once more before anything is concluded: the
-        second reading decides, and what the first said goes into the refusal when it
-        differs. ``first``: results already read once."""
-        refused: ResultsRefused | None = None
-        while True:
-            try:
-                results = first if first is not None else await self._driver.results()
-                return translate.check_results(results, expected, flow, self._spec)
-            except ProtocolError as exc:
-                problem = ResultsRefused("results", exc.message, "results the tool's map decodes")
-            except ResultsRefused as exc:
-                problem = exc
-            first = None
-            if refused is None:
-                log.info("results do not fit: reading them again", problem=str(problem))
-                refused = problem
-                continue
-            if (refused.what, refused.received) != (problem.what, problem.received):
-                raise ResultsRefused(
-                    problem.what,
-                    problem.received,
-                    f"{problem.expected} (read twice: the first reading gave {refused})",
-                )
-            raise problem
+        return await edge.read_results(self._driver, expected, flow, self._spec, first)
 
     async def _released(self, results: JobResults, refused: ResultsRefused) -> bool:
         """An operator brought the tool back from the quarantine these results caused: they
@@ -648,15 +622,7 @@ class ToolRunner:
         carrier_id: str | None = None,
     ) -> Quarantined:
         """Quarantine the tool for results that do not fit: they stay on the tool."""
-        reason = f"tool {self.tool_id} sent results of job {job_id} that do not fit: {refused}"
-        data = {
-            "quarantine": {
-                "tool": self.tool_id,
-                "job": job_id,
-                "carrier": carrier_id,
-                **refused.data(),
-            }
-        }
+        reason, data = edge.refusal(self.tool_id, job_id, carrier_id, refused)
         return await self.quarantine.enter(reason, lot_id=lot_id, data=data)
 
     async def _rejected_before(self, lot: Lot) -> list[SiteReject]:
@@ -983,23 +949,7 @@ class ToolRunner:
     def _partial(
         self, job_id: str, carrier_id: str | None, incoming: SiteMap | None
     ) -> dict[str, Any]:
-        """For the hold's record: the interrupted job's sites the tool reported done before
-        the fault (its last progress, or the alarm status when it still names the job)."""
-        done, total = 0, None
-        if self._progress is not None and self._progress[0] == job_id:
-            done, total = self._progress[1], self._progress[2]
-        status = self._status
-        if status is not None and status.job_id == job_id and status.sites_done >= done:
-            done, total = status.sites_done, status.sites_total
-        partial: dict[str, Any] = {
-            "job": job_id,
-            "carrier": carrier_id,
-            "sites_done": done,
-            "sites_total": total,
-        }
-        if incoming is not None:
-            partial["sites"] = [list(site) for site in translate.sites_done(incoming, done)]
-        return {"partial": partial}
+        return edge.partial_work(job_id, carrier_id, incoming, self._progress, self._status)
 
     async def _hold(
         self, lot: Lot, reason: str, source: HoldSource, data: dict[str, Any] | None = None
