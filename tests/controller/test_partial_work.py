@@ -99,13 +99,23 @@ async def test_a_lost_job_keeps_the_sites_the_tool_reported_before_it_was_lost(
     async with simulated(config) as line:
         tool = line.tool("DB-1")
         await stack.lots.start(cmd.StartLot(LOT, "stiffener-bga", "planner", carriers=2))
-        async with running_controller(config, stack):
+        async with running_controller(config, stack) as controller:
             job_id = await _second_carrier_under_way(stack, tool, 2)
+            runner = controller.runners["DB-1"]
+
+            def seen_by_the_controller() -> bool:
+                status = runner.status
+                return status is not None and status.job_id == job_id and status.sites_done >= 2
+
+            await wait_until(
+                seen_by_the_controller, timeout_s=10, every_s=0.005, what="progress seen"
+            )
             await line.drop_connections("DB-1", refuse_for_s=1.0)
+            done = tool.status.sites_done
             tool.inject_alarm(Alarm(1, "power cycle", AlarmSeverity.FATAL))
             tool.reset_alarm()  # restarted: the job is gone
             hold = await _hold_entry(stack)
     assert "without job" in (hold.reason or "")
     partial = hold.data["partial"]
-    assert partial["job"] == job_id and partial["sites_done"] >= 2
+    assert partial["job"] == job_id and 2 <= partial["sites_done"] <= done
     assert len(partial["sites"]) == partial["sites_done"]
