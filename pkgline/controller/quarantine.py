@@ -22,7 +22,6 @@ from typing import Any
 
 import structlog
 
-from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import LotTrackerError
@@ -69,7 +68,7 @@ class Quarantine:
         while True:
             try:
                 record = await self._equipment.tool(self.tool_id)
-            except DatabaseUnavailable as exc:
+            except Exception as exc:  # whatever the database says, it says it again later
                 log.warning("cannot read the tool's dispatch mode yet", error=str(exc))
                 await asyncio.sleep(CHECK_S)
                 continue
@@ -95,9 +94,8 @@ class Quarantine:
                 )
             except LotTrackerError as exc:
                 log.info("lot not held: it moved meanwhile", lot=lot_id, reason=exc.message)
-            except DatabaseUnavailable as exc:
-                # the tool keeps the results; the lot is held when they are read again
-                log.warning("cannot hold the lot: database unavailable", error=str(exc))
+            except Exception as exc:  # a quarantine must not fail; the reason is on the tool
+                log.warning("cannot hold the lot", lot=lot_id, error=str(exc), exc_info=exc)
         return Quarantined(reason)
 
     async def _record(self) -> bool:
@@ -107,7 +105,7 @@ class Quarantine:
             await self._equipment.set_dispatch(
                 self.tool_id, DispatchMode.MANUAL, self._user, PREFIX + (self.reason or "")
             )
-        except DatabaseUnavailable as exc:
+        except Exception as exc:  # tried again until it is written (wait_release)
             log.warning("cannot take the tool out of dispatch yet", error=str(exc))
             return False
         self._recorded = True
@@ -119,7 +117,7 @@ class Quarantine:
             if await self._record():
                 try:
                     record = await self._equipment.tool(self.tool_id)
-                except DatabaseUnavailable as exc:
+                except Exception as exc:
                     log.warning("cannot read the tool's dispatch mode", error=str(exc))
                 else:
                     if record.dispatch is DispatchMode.AUTO:

@@ -271,7 +271,10 @@ class ToolRunner:
                 await part()
                 return
             except Exception as exc:
-                await self._unforeseen(exc, what)
+                try:
+                    await self._unforeseen(exc, what)
+                except Exception:  # the quarantine's own records failed: logged, go on
+                    log.exception("cannot quarantine the tool", stage=what)
                 await asyncio.sleep(RETRY_S)
 
     async def _unforeseen(self, exc: Exception, what: str) -> Quarantined:
