@@ -25,11 +25,17 @@ class _ValueSpec(BaseModel):
     type: ValueType
     unit: str | None = None
     values: tuple[str, ...] | None = None
+    range: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _enum_has_values(self) -> _ValueSpec:
         if (self.type == "enum") != bool(self.values):
             raise ValueError("an enum value needs 'values' (and only an enum has them)")
+        if self.range is not None:
+            if self.type == "enum":
+                raise ValueError("an enum value has no range")
+            if self.range[0] > self.range[1]:
+                raise ValueError(f"range {list(self.range)}: the lowest value comes first")
         return self
 
 
@@ -67,6 +73,8 @@ class ValueSpec:
     type: ValueType
     unit: str | None
     values: tuple[str, ...] | None
+    range: tuple[float, float] | None = None
+    """What the tool can physically report (lowest, highest); None: not bounded here."""
 
     def check(self, value: MeasuredValue) -> MeasuredValue:
         """Return ``value`` converted to this type, or raise ValueError saying what was expected."""
@@ -84,6 +92,20 @@ class ValueSpec:
                 raise ValueError(f"{self.name}: expected a whole number, got {value!r}")
             return int(value)
         return float(value)
+
+    def check_physical(self, value: MeasuredValue) -> MeasuredValue:
+        """:meth:`check`, and within the physical :attr:`range`: a value outside it is not a
+        measurement but a fault (of the tool, or of the reading), whatever the flow's limits."""
+        checked = self.check(value)
+        if self.range is not None and isinstance(checked, int | float):
+            low, high = self.range
+            if not low <= checked <= high:
+                unit = f" {self.unit}" if self.unit else ""
+                raise ValueError(
+                    f"{self.name}: expected {low:g}..{high:g}{unit} (physical range), "
+                    f"got {checked!r}"
+                )
+        return checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +126,7 @@ class ClassSpec:
 
 
 def _convert(name: str, spec: _ValueSpec) -> ValueSpec:
-    return ValueSpec(name, spec.type, spec.unit, spec.values)
+    return ValueSpec(name, spec.type, spec.unit, spec.values, spec.range)
 
 
 @cache

@@ -217,7 +217,8 @@ class LotService:
 
     async def hold(self, cmd: HoldLot) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            return ops.hold(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
+            step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
+            return ops.hold(lot, cmd, self._clock(), step_jobs)
 
         return await self._on_lot(cmd.lot_id, rule)
 

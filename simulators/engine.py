@@ -141,6 +141,7 @@ class _Current:
     results: JobResults | None = None
     condition: str | None = None
     """While set, the cause of the alarm is still there: a reset is refused with this."""
+    results_fault: Callable[[JobResults], JobResults] | None = None
     listeners: list[StatusListener] = field(default_factory=list)
 
 
@@ -329,6 +330,14 @@ class VirtualTool:
         """The cause of the alarm is gone (someone closed the door): it may be reset now. The
         tool stays in ALARM until it is."""
         self._now.condition = None
+    def inject_results_fault(self, fault: Callable[[JobResults], JobResults] | None) -> None:
+        """From now on, keep ``fault(results)`` instead of each job's true results (None:
+        stop): a tool that stores or serves its results wrong, for as long as it keeps them.
+        Results already kept are changed too."""
+        self._now.results_fault = fault
+        if fault is not None and self._now.results is not None:
+            self._now.results = fault(self._now.results)
+            self._changed()
 
     # -- process -------------------------------------------------------------------------
 
@@ -371,7 +380,7 @@ class VirtualTool:
             self._changed()
         if not job.site_map.codes or self.settings.time_scale <= 0:
             await asyncio.sleep(0)
-        self._now.results = JobResults(
+        results = JobResults(
             job_id=job.job_id,
             lot_id=job.lot_id,
             step=job.step,
@@ -379,6 +388,8 @@ class VirtualTool:
             measured=self._measure(),
             site_map=SiteMap(job.site_map.rows, job.site_map.cols, tuple(codes)),
         )
+        fault = self._now.results_fault
+        self._now.results = fault(results) if fault is not None else results
         self._now.state = ProcessState.COMPLETE
         self._changed()
 

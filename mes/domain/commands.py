@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from flows import Value
 from mes.domain.model import HoldSource, SiteRef
@@ -70,6 +71,9 @@ class HoldLot:
     user: str
     reason: str
     source: HoldSource = HoldSource.OPERATOR
+    data: Mapping[str, Any] | None = None
+    """More for the hold's record (history data): the line controller's account of the work
+    the tool did before the fault, or of the results it refused."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -320,18 +320,26 @@ def abort(lot: Lot, cmd: AbortStep, now: datetime, open_jobs: Sequence[JobRecord
 # -- hold / release / scrap ------------------------------------------------------------------
 
 
-def hold(lot: Lot, cmd: HoldLot, now: datetime, open_jobs: Sequence[JobRecord] = ()) -> Change:
+def hold(lot: Lot, cmd: HoldLot, now: datetime, step_jobs: Sequence[JobRecord] = ()) -> Change:
     """Hold a lot. A running step is abandoned (and its open job): on release the lot waits
-    for it again."""
+    for it again. ``step_jobs``: the jobs of the running step; the record keeps which
+    carriers were done (recorded) and which job was open, so that an engineer can decide to
+    run only what is left."""
     require(lot.state, Operation.HOLD, lot.id)
     reason = require_reason(cmd.reason, "a hold", lot.id)
     running = lot.running
     after = moved_lot(
         lot, now, state=LotState.HOLD, running=None, hold=Hold(reason, cmd.user, now, cmd.source)
     )
-    data: dict[str, Any] = {"source": cmd.source.value}
+    data: dict[str, Any] = {**(cmd.data or {}), "source": cmd.source.value}
     if running is not None:
         data["abandoned_step"] = running.step
+        data["carriers_done"] = [j.carrier_id for j in step_jobs if j.status is JobStatus.RECORDED]
+        data["jobs_open"] = [
+            {"job": j.job_id, "carrier": j.carrier_id}
+            for j in step_jobs
+            if j.status is JobStatus.STARTED
+        ]
     entry = history_entry(
         lot,
         Operation.HOLD,
@@ -343,7 +351,7 @@ def hold(lot: Lot, cmd: HoldLot, now: datetime, open_jobs: Sequence[JobRecord] =
         reason=reason,
         data=data,
     )
-    return single_change(lot, after, entry, jobs=_abandoned(open_jobs))
+    return single_change(lot, after, entry, jobs=_abandoned(step_jobs))
 
 
 def release(lot: Lot, flow: Flow, cmd: ReleaseLot, now: datetime) -> Change:

@@ -7,8 +7,8 @@ allowed, and changes nothing (see :mod:`pkgline.cli.common` for exit codes).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ from rich.text import Text
 
 from mes.adapters.database import display_url
 from mes.domain import commands as cmd
-from mes.domain.model import LotState
+from mes.domain.model import LotState, Operation
 from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
@@ -353,6 +353,42 @@ def list_lots(
     out.print(table)
 
 
+def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the hold's record says of the work done before it (the carriers done at the
+    step, the sites the interrupted job had done) and of results the controller refused."""
+    rows: list[tuple[str, str]] = []
+    if "abandoned_step" in data:
+        done = data.get("carriers_done") or []
+        rows.append(
+            (
+                "done at step",
+                f"{data['abandoned_step']}: carriers {', '.join(done) or 'none'} done",
+            )
+        )
+    partial = data.get("partial")
+    if isinstance(partial, Mapping):
+        total = partial.get("sites_total")
+        sites = " ".join(f"{r}:{c}" for r, c in partial.get("sites") or [])
+        rows.append(
+            (
+                "interrupted job",
+                f"{partial.get('job')} on carrier {partial.get('carrier') or '-'}: "
+                f"{partial.get('sites_done')} of {total if total is not None else '?'} sites "
+                f"done{f' ({sites})' if sites else ''}",
+            )
+        )
+    refused = data.get("quarantine")
+    if isinstance(refused, Mapping):
+        rows.append(
+            (
+                "refused results",
+                f"{refused.get('what')} from {refused.get('tool')}: received "
+                f"{refused.get('received')!r}, expected {refused.get('expected')}",
+            )
+        )
+    return rows
+
+
 def _print_report(report: LotReport) -> None:
     lot = report.lot
     head = Table.grid(padding=(0, 2))
@@ -371,6 +407,9 @@ def _print_report(report: LotReport) -> None:
             "hold",
             Text(f"{lot.hold.reason} ({lot.hold.source.value}, {lot.hold.user})", style="red"),
         )
+        held = [e for e in report.history if e.operation is Operation.HOLD and e.lot_id == lot.id]
+        for label, text in _hold_record(held[-1].data if held else {}):
+            head.add_row(label, text)
     if lot.pending_rework:
         head.add_row("rework", f"must run {lot.pending_rework} next")
     head.add_row("next steps", ", ".join(report.next_steps) or "-")

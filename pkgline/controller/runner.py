@@ -15,9 +15,15 @@ nothing twice:
 - a job written as started (so the tool took it) that the tool no longer knows: it lost it;
   the lot is held, with the reason.
 
-An alarm during a job holds the lot with the alarm in the reason; the tool is unscheduled
-down until someone resets it. A tool that stops answering is marked down; its lot is held
-only if the tool comes back without the job.
+An alarm during a job holds the lot with the alarm in the reason, and the sites the tool
+reported done before it; the tool is unscheduled down until someone resets it. A tool that
+stops answering is marked down; its lot is held only if the tool comes back without the job.
+
+Results that do not fit the job (:func:`translate.check_results`; read twice first, so that a
+reading corrupted in transit is not taken for the tool's word) quarantine the tool
+(:mod:`pkgline.controller.quarantine`): not acknowledged, the tool out of dispatch, the lot
+held with what was received and expected. So does any exception the runner did not foresee,
+logged with its traceback: it ends this tool's work, never the line controller.
 """
 
 from __future__ import annotations
@@ -36,11 +42,16 @@ from drivers.catalogue import class_spec
 from drivers.errors import (
     CommandRefused,
     DriverError,
-    ProtocolError,
     RecipeMismatch,
     ToolUnreachable,
 )
-from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged, ToolDriver
+from drivers.interface import (
+    ConnectionLost,
+    ConnectionRestored,
+    StatusChanged,
+    ToolDriver,
+    ToolEvent,
+)
 from drivers.model import (
     Job,
     JobResults,
@@ -51,6 +62,7 @@ from drivers.model import (
     SiteMap,
     ToolStatus,
 )
+from flows import Flow
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolSnapshot
@@ -59,7 +71,9 @@ from mes.domain.model import Carrier, HoldSource, JobRecord, JobStatus, Lot, Lot
 from mes.equipment import EquipmentService
 from mes.service import JobOutcome, LotService, StepView, utc_now
 from pkgline.config import LineTool
-from pkgline.controller import translate
+from pkgline.controller import edge, translate
+from pkgline.controller.quarantine import Quarantine, Quarantined
+from pkgline.controller.translate import CheckedResults, ExpectedResults, ResultsRefused
 
 log = structlog.get_logger("pkgline.controller")
 T = TypeVar("T")
@@ -162,6 +176,9 @@ class ToolRunner:
         """The current lot's step is tracked out; its last results are being acknowledged."""
         self._finishing: Lot | None = None
         """The current lot, while the results of its step's last job are being recorded."""
+        self._progress: tuple[str, int, int] | None = None
+        """The last job progress the tool reported: (job id, sites done, sites total)."""
+        self.quarantine = Quarantine(self.tool_id, lots, equipment, user=user)
         self.stopping = False
 
     # -- what the line controller sees -------------------------------------------------------
@@ -196,6 +213,7 @@ class ToolRunner:
             and status.alarm is None
             and not self._queued
             and not self.stopping
+            and not self.quarantine.active
         ):
             return False
         if self._step_over or self._finishing is not None:
@@ -236,27 +254,62 @@ class ToolRunner:
         with structlog.contextvars.bound_contextvars(tool_id=self.tool_id):
             await self._driver.start()
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._follow(), name=f"follow-{self.tool_id}")
-                tasks.create_task(self._work(), name=f"work-{self.tool_id}")
+                tasks.create_task(
+                    self._contained(self._follow, "following the tool"),
+                    name=f"follow-{self.tool_id}",
+                )
+                tasks.create_task(
+                    self._contained(self._work, "running lots"), name=f"work-{self.tool_id}"
+                )
+
+    async def _contained(self, part: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
+        """Run ``part`` of the runner; an exception nobody foresaw is logged with its
+        traceback and quarantines the tool, and the part starts again (the one that works
+        lots waits for the tool to be brought back first). It never ends the line."""
+        while True:
+            try:
+                await part()
+                return
+            except Exception as exc:
+                try:
+                    await self._unforeseen(exc, what)
+                except Exception:  # the quarantine's own records failed: logged, go on
+                    log.exception("cannot quarantine the tool", stage=what)
+                await asyncio.sleep(RETRY_S)
+
+    async def _unforeseen(self, exc: Exception, what: str) -> Quarantined:
+        log.error("unexpected error in the tool's runner", stage=what, exc_info=exc)
+        return await self.quarantine.enter(
+            f"controller error while {what} on {self.tool_id}: {type(exc).__name__}: {exc} "
+            "(see the controller's log)"
+        )
 
     async def _follow(self) -> None:
         async for event in self._driver.events():
-            if isinstance(event, ConnectionLost):
-                self._connected = False
-                self._status = None
-                self._report(reason=event.reason, force=True)
-                self.first_contact.set()
-            elif isinstance(event, ConnectionRestored):
-                self._connected = True
-                self._epoch += 1
-            elif isinstance(event, StatusChanged):
-                self._connected = True
-                self._status = self._last_seen = event.status
-                self._report()
-                self.first_contact.set()
+            try:
+                self._on_event(event)
+            except Exception as exc:  # the event is taken; what it would report is not
+                await self._unforeseen(exc, "following the tool")
             self._changed.set()
             if self.is_idle():
                 self._dispatch_now()
+
+    def _on_event(self, event: ToolEvent) -> None:
+        if isinstance(event, ConnectionLost):
+            self._connected = False
+            self._status = None
+            self.first_contact.set()
+            self._report(reason=event.reason, force=True)
+        elif isinstance(event, ConnectionRestored):
+            self._connected = True
+            self._epoch += 1
+        elif isinstance(event, StatusChanged):
+            self._connected = True
+            self._status = self._last_seen = status = event.status
+            if status.job_id is not None and status.state is ProcessState.EXECUTING:
+                self._progress = (status.job_id, status.sites_done, status.sites_total)
+            self.first_contact.set()
+            self._report()
 
     def _report(
         self, *, reason: str | None = None, force: bool = False, status: ToolStatus | None = None
@@ -312,13 +365,23 @@ class ToolRunner:
 
     async def _work(self) -> None:
         await self.first_contact.wait()
+        await self.quarantine.resume()
         while True:
+            if self.quarantine.active:
+                self._report(force=True)
+                await self.quarantine.wait_release()
+                self._acknowledged_under = None  # read what the tool holds again
             try:
                 await self._settle()
+            except Quarantined:
+                continue
             except (DriverError, DatabaseUnavailable) as exc:
                 log.warning("cannot settle the tool's results yet", error=str(exc))
                 await self._wait_connected()
                 await asyncio.sleep(RETRY_S)
+                continue
+            except Exception as exc:
+                await self._unforeseen(exc, "settling the results left on the tool")
                 continue
             lot_id = await self._queue.get()
             self._queued.discard(lot_id)
@@ -339,12 +402,18 @@ class ToolRunner:
                 retry = True
             except LotTrackerError as exc:
                 log.info("lot moved by someone else", lot_id=lot_id, reason=exc.message)
+            except Quarantined:
+                pass  # logged and recorded; the tool waits for an operator
+            except Exception as exc:
+                await self._unforeseen(exc, f"running lot {lot_id}")
             finally:
                 self._current = None
             try:
                 await self._acknowledged()
             except DriverError as exc:  # found on the tool again and acknowledged later
                 log.warning("results not acknowledged yet", error=str(exc))
+            except Exception as exc:
+                await self._unforeseen(exc, "acknowledging results")
             if not (self._step_over and self._queued):
                 # Nothing queued: read the tool now, so it is seen idle at once. A lot queued
                 # reads the tool's state before its recipe anyway.
@@ -430,9 +499,11 @@ class ToolRunner:
 
     # -- results left on the tool ------------------------------------------------------------
 
-    async def _settle(self) -> None:
+    async def _settle(self, *, reread: bool = False) -> None:
         """Results waiting on the tool (after a controller restart, a lost connection or a
-        failed acknowledge): record them if they are not recorded yet, then acknowledge."""
+        failed acknowledge): record them if they are not recorded yet, then acknowledge.
+        Results that do not fit quarantine the tool (:class:`Quarantined`), once they have
+        been read a second time (``reread``: this is the second time)."""
         await self._acknowledged()
         status = self._status
         if (
@@ -445,7 +516,16 @@ class ToolRunner:
         results = await self._driver.results()
         if results is None:
             return
-        job = await self._lots.job(results.job_id) or await self._adopt(results)
+        try:
+            job = await self._lots.job(results.job_id) or await self._adopt(results)
+        except ResultsRefused as exc:  # names a job and a lot the lot tracker does not know
+            if await self._released(results, exc):
+                return
+            if reread:
+                raise await self._refuse(exc, await self._lot_here(), results.job_id) from None
+            log.info("results do not fit: reading them again", problem=str(exc))
+            await self._settle(reread=True)
+            return
         if job is None:
             log.warning(
                 "results of a job pkgline did not start, for no lot running here: "
@@ -457,8 +537,15 @@ class ToolRunner:
             lot = await self._lots.get(job.lot_id)
             carrier = next(c for c in await self._lots.carriers(lot.id) if c.id == job.carrier_id)
             incoming = translate.incoming_site_map(carrier, await self._rejected_before(lot))
+            expected = ExpectedResults(job.job_id, lot.id, job.step, carrier, incoming)
+            try:
+                checked = await self._read_results(expected, self._lots.flow(lot.flow), results)
+            except ResultsRefused as exc:
+                if await self._released(results, exc):
+                    return
+                raise await self._refuse(exc, lot.id, job.job_id, carrier.id) from None
             log.info("recording results found on the tool", job_id=job.job_id, lot=lot.id)
-            await self._record(lot, carrier, incoming, job.job_id, results)
+            await self._record(lot, carrier, job.job_id, checked)
             return
         else:
             log.info(
@@ -476,7 +563,13 @@ class ToolRunner:
         try:
             lot = await self._lots.get(results.lot_id)
         except LotTrackerError:
-            return None
+            raise ResultsRefused(
+                "job and lot",
+                f"job {results.job_id}, lot {results.lot_id}",
+                "a job or a lot the lot tracker knows",
+            ) from None
+        if results.step not in self._lots.flow(lot.flow).steps:
+            raise ResultsRefused("step", results.step, f"a step of flow {lot.flow}")
         if (
             lot.state is not LotState.RUNNING
             or lot.running is None
@@ -497,6 +590,43 @@ class ToolRunner:
             "adopted a job the tool ran before it was written", job_id=results.job_id, lot=lot.id
         )
         return await self._lots.job(results.job_id)
+
+    async def _lot_here(self) -> str | None:
+        """The lot running on this tool by the lot tracker's record (for a hold when the
+        tool's results name none the lot tracker knows)."""
+        here = [h.id for h in await self._lots.heads([LotState.RUNNING]) if h.tool == self.tool_id]
+        return here[0] if len(here) == 1 else None
+
+    async def _read_results(
+        self, expected: ExpectedResults, flow: Flow, first: JobResults | None = None
+    ) -> CheckedResults:
+        return await edge.read_results(self._driver, expected, flow, self._spec, first)
+
+    async def _released(self, results: JobResults, refused: ResultsRefused) -> bool:
+        """An operator brought the tool back from the quarantine these results caused: they
+        are acknowledged without being recorded (what they said is in the quarantine's
+        record)."""
+        if not self.quarantine.released:
+            return False
+        log.warning(
+            "acknowledging results released from quarantine, without recording them",
+            job_id=results.job_id,
+            problem=str(refused),
+        )
+        await self._driver.acknowledge_results(results.job_id)
+        self.quarantine.released = False
+        return True
+
+    async def _refuse(
+        self,
+        refused: ResultsRefused,
+        lot_id: str | None,
+        job_id: str,
+        carrier_id: str | None = None,
+    ) -> Quarantined:
+        """Quarantine the tool for results that do not fit: they stay on the tool."""
+        reason, data = edge.refusal(self.tool_id, job_id, carrier_id, refused)
+        return await self.quarantine.enter(reason, lot_id=lot_id, data=data)
 
     async def _rejected_before(self, lot: Lot) -> list[SiteReject]:
         """Sites rejected before this step (the map the tool was given)."""
@@ -627,6 +757,7 @@ class ToolRunner:
                 lot,
                 f"alarm on {self.tool_id} during job {job_id}: {_alarm_text(self._status)}",
                 HoldSource.ALARM,
+                self._partial(job_id, None, None),
             )
         elif end == "aborted":
             await self._give_back(lot, f"job {job_id} was aborted at tool {self.tool_id}")
@@ -701,6 +832,7 @@ class ToolRunner:
                 lot,
                 f"alarm on {self.tool_id} during job {job_id} (carrier {carrier.id}): {_alarm_text(self._status)}",
                 HoldSource.ALARM,
+                self._partial(job_id, carrier.id, incoming),
             )
         elif end == "aborted":
             await self._give_back(lot, f"job {job_id} was aborted at tool {self.tool_id}")
@@ -712,6 +844,7 @@ class ToolRunner:
                 f"tool {self.tool_id} came back without job {job_id} (carrier {carrier.id}): "
                 "its results are lost; check the carrier",
                 HoldSource.CONTROLLER,
+                self._partial(job_id, carrier.id, incoming),
             )
         elif end == "withdrawn":
             log.info("lot taken off the tool while its job ran: aborting the job", job_id=job_id)
@@ -725,24 +858,13 @@ class ToolRunner:
     ) -> Lot | None:
         """Read and record the results of a job the tool completed: the lot as the record
         left it, or None (held: the results are not the job's, or unusable)."""
-        results = await self._driver.results()
-        if results is None or results.job_id != job_id:
-            found = "none" if results is None else f"job {results.job_id}"
-            await self._hold(
-                lot,
-                f"tool {self.tool_id} completed job {job_id} but holds results of {found}",
-                HoldSource.CONTROLLER,
-            )
-            return None
+        assert lot.running is not None
+        expected = ExpectedResults(job_id, lot.id, lot.running.step, carrier, incoming)
         try:
-            outcome = await self._record(lot, carrier, incoming, job_id, results)
-        except (ProtocolError, ValueError) as exc:
-            await self._hold(
-                lot,
-                f"results of job {job_id} from {self.tool_id} are unusable: {exc}",
-                HoldSource.CONTROLLER,
-            )
-            return None
+            checked = await self._read_results(expected, self._lots.flow(lot.flow))
+        except ResultsRefused as exc:
+            raise await self._refuse(exc, lot.id, job_id, carrier.id) from None
+        outcome = await self._record(lot, carrier, job_id, checked)
         return outcome.lot
 
     def _job_end(self, job_id: str, epoch: int) -> JobEnd | None:
@@ -774,15 +896,13 @@ class ToolRunner:
                 return "withdrawn"
 
     async def _record(
-        self, lot: Lot, carrier: Carrier, incoming: SiteMap, job_id: str, results: JobResults
+        self, lot: Lot, carrier: Carrier, job_id: str, checked: CheckedResults
     ) -> JobOutcome:
-        """Record the results, then acknowledge them on the tool. The acknowledge runs on while
-        the next job is written to the database (different processes); it is awaited before
-        the tool is asked for anything else. Both are shielded from shutdown."""
-        step = results.step or (lot.running.step if lot.running else "")
-        flow = self._lots.flow(lot.flow)
-        measured = translate.measured_for_flow(flow, step, results)
-        rejects = translate.outgoing_rejects(carrier, incoming, results.site_map, self._spec)
+        """Record the results (checked), then acknowledge them on the tool. The acknowledge
+        runs on while the next job is written to the database (different processes); it is
+        awaited before the tool is asked for anything else. Both are shielded from shutdown."""
+        measured, rejects, results = checked.measured, checked.rejects, checked.results
+        self.quarantine.released = False
         await self._acknowledged()
         outcome = await self._shielded(
             self._lots.record_job(
@@ -829,10 +949,17 @@ class ToolRunner:
 
     # -- giving a lot back -------------------------------------------------------------------
 
-    async def _hold(self, lot: Lot, reason: str, source: HoldSource) -> None:
+    def _partial(
+        self, job_id: str, carrier_id: str | None, incoming: SiteMap | None
+    ) -> dict[str, Any]:
+        return edge.partial_work(job_id, carrier_id, incoming, self._progress, self._status)
+
+    async def _hold(
+        self, lot: Lot, reason: str, source: HoldSource, data: dict[str, Any] | None = None
+    ) -> None:
         log.warning("holding lot", lot=lot.id, reason=reason)
         try:
-            await self._lots.hold(cmd.HoldLot(lot.id, self._user, reason, source))
+            await self._lots.hold(cmd.HoldLot(lot.id, self._user, reason, source, data))
         except LotTrackerError as exc:
             log.info("lot not held: it moved meanwhile", lot=lot.id, reason=exc.message)
 

@@ -6,6 +6,8 @@ other's words.
 - Recipes: a flow step's recipe values under the names the tool uses, only those its class
   takes (material and claim values stay in the lot record).
 - Measured values: a tool's results under the flow's names.
+- Results: what a tool reports for a job, checked against what the controller expects
+  (:func:`check_results`) before anything of it is recorded.
 - Status: a tool's process state and mode as a SEMI E10 state for equipment tracking.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from drivers.catalogue import ClassSpec
@@ -34,6 +37,99 @@ NOT_PROCESSED = "NOT_PROCESSED"
 """The reject code for a site that came in good but that the tool reports it skipped."""
 
 
+class ResultsRefused(Exception):
+    """Results a tool sent that do not fit: what was received and what was expected. They are
+    not recorded nor acknowledged (the controller quarantines the tool)."""
+
+    def __init__(self, what: str, received: object, expected: str):
+        self.what = what
+        self.received = received
+        self.expected = expected
+        super().__init__(f"{what}: received {received!r}, expected {expected}")
+
+    def data(self) -> dict[str, Any]:
+        """For the record (history data): plain JSON values."""
+        received = self.received
+        if not isinstance(received, str | int | float | bool | type(None)):
+            received = repr(received)
+        return {"what": self.what, "received": received, "expected": self.expected}
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedResults:
+    """What the results of one job must say: the job the controller started (or adopted),
+    the lot and step it runs, the carrier and the site map the tool was given."""
+
+    job_id: str
+    lot_id: str
+    step: str
+    carrier: Carrier
+    incoming: SiteMap
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedResults:
+    """Results that fit, with what the lot tracker records of them."""
+
+    results: JobResults
+    measured: dict[str, Value]
+    rejects: tuple[SiteRejectGiven, ...]
+
+
+def check_results(
+    results: JobResults | None, expected: ExpectedResults, flow: Flow, spec: ClassSpec
+) -> CheckedResults:
+    """Results checked against what the job was: its job, lot, step and carrier; a site map
+    of the carrier's shape with codes of the class; measured values the class has, of their
+    type and within their physical range. Raises :class:`ResultsRefused` at the first that
+    does not fit. A tool that leaves the step or carrier empty is taken at its word for the
+    job (the job id names them)."""
+    if results is None:
+        raise ResultsRefused("results", None, f"the results of job {expected.job_id}")
+    if results.job_id != expected.job_id:
+        raise ResultsRefused("job id", results.job_id, expected.job_id)
+    if results.lot_id != expected.lot_id:
+        raise ResultsRefused("lot", results.lot_id, expected.lot_id)
+    if results.step and results.step != expected.step:
+        known = "" if results.step in flow.steps else f", a step of flow {flow.name}"
+        raise ResultsRefused("step", results.step, expected.step + known)
+    if results.carrier_id and results.carrier_id != expected.carrier.id:
+        raise ResultsRefused("carrier", results.carrier_id, expected.carrier.id)
+    out, given = results.site_map, expected.incoming
+    if (out.rows, out.cols) != (given.rows, given.cols):
+        raise ResultsRefused(
+            "site map", f"{out.rows}x{out.cols}", f"{given.rows}x{given.cols} (the carrier's)"
+        )
+    allowed = {SITE_GOOD, SITE_SKIPPED, *spec.reject_codes}
+    for index, code in enumerate(out.codes):
+        if code not in allowed:
+            row, col = divmod(index, out.cols)
+            raise ResultsRefused(
+                f"site code at {row + 1}:{col + 1}",
+                code,
+                f"0 (good), 1 (skipped) or a {spec.equipment_class.value} reject code "
+                f"({', '.join(str(c) for c in sorted(spec.reject_codes))})",
+            )
+    for name, value in results.measured.items():
+        value_spec = spec.measured.get(name)
+        if value_spec is None:
+            raise ResultsRefused(
+                "measured value",
+                name,
+                f"one the {spec.equipment_class.value} class measures "
+                f"({', '.join(sorted(spec.measured))})",
+            )
+        try:
+            value_spec.check_physical(value)
+        except ValueError as exc:
+            raise ResultsRefused(f"measured value {name}", value, str(exc)) from None
+    return CheckedResults(
+        results,
+        measured_for_flow(flow, expected.step, results),
+        outgoing_rejects(expected.carrier, given, out, spec),
+    )
+
+
 def new_job_id() -> str:
     """A job id: 16 hex digits, unique enough to name one carrier's run on one tool."""
     return uuid.uuid4().hex[:16]
@@ -46,6 +142,14 @@ def incoming_site_map(carrier: Carrier, rejects: Iterable[SiteReject]) -> SiteMa
         if r.carrier_id == carrier.id:
             codes[(r.row - 1) * carrier.cols + (r.col - 1)] = SITE_SKIPPED
     return SiteMap(carrier.rows, carrier.cols, tuple(codes))
+
+
+def sites_done(incoming: SiteMap, count: int) -> list[tuple[int, int]]:
+    """The sites (row, col from 1) a tool that reported ``count`` sites done has processed:
+    the first ``count`` good sites of its incoming map, in the row-major order in which a
+    tool works them (the equipment model's order)."""
+    good = [i for i, code in enumerate(incoming.codes) if code == SITE_GOOD][: max(count, 0)]
+    return [(i // incoming.cols + 1, i % incoming.cols + 1) for i in good]
 
 
 def outgoing_rejects(
