@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -20,7 +21,6 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
 from mes.equipment import EquipmentService
-from pkgline.controller import outage as outage_module
 from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.spool import Report, Spool, encode
@@ -77,12 +77,16 @@ async def recorder() -> Recorder:
 
 @contextlib.asynccontextmanager
 async def started(
-    recorder: Recorder, spool: Spool, *, batch_s: float
+    recorder: Recorder,
+    spool: Spool,
+    *,
+    batch_s: float,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[tuple[EquipmentReporter, DatabaseOutage]]:
     """A reporter writing to ``recorder`` until the block ends, and the outage log it tells
     (showing the reporter's backlog, as the line controller's does)."""
     reporters: list[EquipmentReporter] = []
-    outage = DatabaseOutage(lambda: reporters[0].details())
+    outage = DatabaseOutage(lambda: reporters[0].details(), clock=clock)
     reporter = EquipmentReporter(
         cast(EquipmentService, recorder), spool, batch_s=batch_s, outage=outage
     )
@@ -181,32 +185,36 @@ async def test_while_the_database_is_down_states_go_to_the_spool_and_then_in_ord
 
 
 async def test_an_outage_is_logged_on_its_edges_not_at_every_try(
-    recorder: Recorder, spool: Spool, monkeypatch: pytest.MonkeyPatch
+    recorder: Recorder, spool: Spool
 ) -> None:
-    monkeypatch.setattr(outage_module, "STILL_DOWN_EVERY_S", 0.2)
-    async with started(recorder, spool, batch_s=0.005) as (reporter, outage):
+    """One line when it begins, one a minute while it lasts (with counts), one when it ends;
+    the time is the test's (a clock it moves), not the machine's."""
+    minutes = [0.0]
+    async with started(recorder, spool, batch_s=0.005, clock=lambda: minutes[0] * 60) as (
+        reporter,
+        outage,
+    ):
         recorder.available = False
         with capture_logs() as logs:
-            for i in range(40):
+            for i in range(10):
                 reporter.submit("DB-1", snap("productive" if i % 2 else "standby"), at(i))
-                await asyncio.sleep(0.01)
-            await wait_until(
-                lambda: recorder.refused >= 30, timeout_s=5, every_s=0.005, what="many tries"
-            )
+                await reporter.flush()
+            await wait_until(lambda: recorder.refused >= 20, timeout_s=5, what="many tries")
+            minutes[0] = 1.0
+            await wait_until(lambda: recorder.refused >= 40, timeout_s=5, what="more tries")
             assert outage.down
-            await asyncio.sleep(0.25)
             recorder.available = True
-            await wait_until(
-                lambda: not outage.down, timeout_s=5, every_s=0.005, what="the spool written"
-            )
+            await wait_until(lambda: not outage.down, timeout_s=5, what="the spool written")
         events = [e["event"] for e in logs]
-        assert events[0].startswith("database unavailable")
-        assert events.count(events[0]) == 1
-        still = [e for e in logs if e["event"] == "database still unavailable"]
-        assert 1 <= len(still) <= 10 < recorder.refused
-        assert still[0]["failed_calls"]["tool states"] > 1 and still[0]["spooled"] > 0
-        assert events.count("database available again") == 1
-        assert not outage.down
+        assert events == [
+            "database unavailable: tool states are spooled, nothing new is dispatched",
+            "database still unavailable",
+            "spooled tool states written",
+            "database available again",
+        ]
+        still = next(e for e in logs if e["event"] == "database still unavailable")
+        assert still["down_s"] == 60 and still["failed_calls"]["tool states"] >= 20
+        assert still["spooled"] == 10 and still["log_level"] == "warning"
 
 
 async def test_past_the_spools_bound_each_tools_latest_state_is_kept_and_written_after_it(

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mes.domain.equipment import ToolSnapshot
-from pkgline.config import ConfigError
+from pkgline.config import ConfigError, ControllerConfig, load_line_config
 from pkgline.controller.spool import Report, Spool, SpoolError, encode
 
 T0 = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
@@ -126,11 +126,11 @@ def test_past_its_bound_the_spool_takes_nothing_more_until_it_is_cleared(
         batch = reports(5)
         assert spool.append(batch[:2]) == []
         assert spool.append(batch[2:]) == batch[3:], "what does not fit is given back, in order"
-        assert spool.full and spool.records == 3 and spool.size_bytes <= spool.max_bytes
+        assert (spool.full, spool.records) == (True, 3) and spool.size_bytes <= spool.max_bytes
         small = reports(1, tool="X")  # would fit in what is left: not taken, no gap
         assert spool.append(small) == small
         spool.clear()
-        assert not spool.full and spool.records == 0 and spool.path.stat().st_size == 0
+        assert (spool.full, spool.records, spool.path.stat().st_size) == (False, 0, 0)
         assert spool.append(small) == [] and spool.read(0, 10)[0] == small
     finally:
         spool.close()
@@ -144,3 +144,29 @@ def test_a_spool_directory_that_cannot_be_made_is_a_configuration_error(tmp_path
     assert isinstance(caught.value, ConfigError)
     with pytest.raises(SpoolError):
         spool.open()
+
+
+def test_the_spool_is_under_systemds_state_directory_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    controller = ControllerConfig()
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/pkgline")
+    assert controller.spool_path("line-1") == Path("/var/lib/pkgline/spool/line-1.jsonl")
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert controller.spool_path("line-1") == tmp_path / "pkgline" / "spool" / "line-1.jsonl"
+    chosen = ControllerConfig(spool_dir=tmp_path / "elsewhere", spool_max_mb=0.5)
+    assert chosen.spool_path("L") == tmp_path / "elsewhere" / "L.jsonl"
+    assert chosen.spool_max_bytes == 500_000
+
+
+def test_a_relative_spool_directory_or_no_bound_is_refused_with_the_setting_named(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "line.toml"
+    path.write_text('name = "L"\n[controller]\nspool_dir = "spool"\n')
+    with pytest.raises(ConfigError, match=r"controller\.spool_dir: .*absolute path"):
+        load_line_config(path)
+    path.write_text('name = "L"\n[controller]\nspool_max_mb = 0\n')
+    with pytest.raises(ConfigError, match=r"controller\.spool_max_mb: .*greater than 0"):
+        load_line_config(path)
