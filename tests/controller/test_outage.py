@@ -1,7 +1,8 @@
 """The line controller through a database outage (PostgreSQL behind a relay the test cuts):
 the job running on a tool is followed to its end and its results stay on the tool, tool
-state changes are spooled on disk; when the database is back, they are written with their
-observed times, in order, the job is recorded once and the lot moves on, without a hold.
+state changes are spooled on disk, nothing new starts; when the database is back, they are
+written with their observed times, in order, before new work, the job is recorded once and
+the lot moves on, without a hold.
 The spool outlives a SIGKILL of ``pkgline serve``: the next start writes it first."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from mes.adapters.database import create_engine
 from mes.adapters.sql import SqlUnitOfWorkFactory
@@ -31,6 +33,7 @@ from tests.controller.test_daemon import _spawn, _stop, _wait_exit
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 LOT = "S1"
+NEW_LOT = "S2"
 TOOL = "DB-1"
 SLOW_DIE_BONDER = {TOOL: 0.3}  # DIE_ATTACH: about 1.4 s per 4x8 carrier
 PG_PORT = 5432
@@ -198,8 +201,8 @@ async def _check_afterwards(
     assert len(jobs) == len(set(jobs)) and job_id in jobs
 
 
-async def _lot_completed(stack: Stack) -> bool:
-    return (await stack.lots.get(LOT)).state is LotState.COMPLETED
+async def _lot_completed(stack: Stack, lot_id: str = LOT) -> bool:
+    return (await stack.lots.get(lot_id)).state is LotState.COMPLETED
 
 
 def _config(tmp_path: Path) -> LineConfig:
@@ -241,11 +244,21 @@ async def test_a_job_running_when_the_database_goes_away_is_followed_and_recorde
         assert (await stack.lots.job(job_id)).status is JobStatus.STARTED  # type: ignore[union-attr]
         assert _completed_with_results(line, job_id), "not acknowledged: not recorded"
         assert (await stack.lots.get(LOT)).hold is None
+        # new work, which must wait for the database and then for what waited in the spool
+        await stack.lots.start(cmd.StartLot(NEW_LOT, "stiffener-bga", "planner", carriers=1))
         spooled = _spooled(spool)
-        await db.restore()
-        await wait_until(lambda: _lot_completed(stack), timeout_s=120, what="the lot done")
+        with capture_logs() as logs:
+            await db.restore()
+            await wait_until(lambda: _lot_completed(stack), timeout_s=120, what="the lot done")
+            await wait_until(
+                lambda: _lot_completed(stack, NEW_LOT), timeout_s=120, what="the new lot done"
+            )
         assert spool.stat().st_size == 0 and "spooled" not in ctl.status_line()
     await _check_afterwards(stack, job_id, spooled, outage_start)
+    events = [(e["event"], e.get("lot")) for e in logs]
+    written = events.index(("spooled tool states written", None))
+    new_work = min(i for i, (_, lot) in enumerate(events) if lot == NEW_LOT)
+    assert written < new_work, events[: new_work + 1]
 
 
 @pytest.mark.timeout(300)
