@@ -107,7 +107,8 @@ class EquipmentReporter:
             f"({self._spool.size_bytes / 1000:.0f} of {self._spool.max_bytes / 1000:.0f} kB)"
         )
         if self._held:
-            text += f", spool full: {self._lost} changes lost"
+            why = "spool full" if self._spool.full else "spool not writable"
+            text += f", {why}: {self._lost} changes lost"
         return text
 
     def details(self) -> dict[str, object]:
@@ -172,22 +173,22 @@ class EquipmentReporter:
                         )
             self._replayed_bytes, self._replayed = end, self._replayed + lines
         written = self._replayed
-        if written:
+        if written or self._spool.full:
             await self._on_disk(self._spool.clear)
             self._replayed_bytes = self._replayed = 0
-            log.info("spooled tool states written", records=written)
+            if written:
+                log.info("spooled tool states written", records=written)
         if self._held:
+            held = sorted(self._held.values(), key=lambda r: r[2])
+            await self._equipment.report_many(held, only_newer=True)
             log.info(
-                "tool states held past the spool's bound written after it",
-                tools=len(self._held),
+                "tool states kept past the spool's bound written after it",
+                tools=len(held),
                 lost=self._lost,
             )
-            held = sorted(self._held.values(), key=lambda r: r[2])
+            written += len(held)
             self._held.clear()
             self._lost = 0
-            self._pending[:0] = held
-            self._idle.clear()
-            self._wake.set()
         return written
 
     # -- the writer task ---------------------------------------------------------------------

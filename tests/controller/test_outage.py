@@ -213,8 +213,10 @@ def _config(tmp_path: Path) -> LineConfig:
 
 @pytest.mark.timeout(240)
 async def test_a_job_running_when_the_database_goes_away_is_followed_and_recorded_when_it_is_back(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the runner checks that the lot still runs here several times while the job runs
+    monkeypatch.setattr("pkgline.controller.runner.LOT_CHECK_S", 0.2)
     config = _config(tmp_path)
     spool = tmp_path / "spool" / f"{config.name}.jsonl"
     async with (
@@ -226,24 +228,29 @@ async def test_a_job_running_when_the_database_goes_away_is_followed_and_recorde
         await stack.lots.start(cmd.StartLot(LOT, "stiffener-bga", "planner", carriers=2))
         job_id = await _job_executing(line, stack)
         outage_start = (await stack.equipment.tool(TOOL)).updated_at
-        await db.cut()
-        await wait_until(
-            lambda: _completed_with_results(line, job_id),
-            timeout_s=30,
-            what="the job completed on the tool",
-        )
-        await wait_until(
-            lambda: any(
-                r["tool"] == TOOL and r["state"]["process_state"] == "COMPLETE"  # type: ignore[index]
-                for r in _spooled(spool)
-            ),
-            timeout_s=10,
-            what="the completion spooled",
-        )
-        assert "spooled" in ctl.status_line() and "database unavailable" in ctl.status_line()
-        assert (await stack.lots.job(job_id)).status is JobStatus.STARTED  # type: ignore[union-attr]
-        assert _completed_with_results(line, job_id), "not acknowledged: not recorded"
-        assert (await stack.lots.get(LOT)).hold is None
+        with capture_logs() as during:
+            await db.cut()
+            await wait_until(
+                lambda: _completed_with_results(line, job_id),
+                timeout_s=30,
+                what="the job completed on the tool",
+            )
+            await wait_until(
+                lambda: any(
+                    r["tool"] == TOOL and r["state"]["process_state"] == "COMPLETE"  # type: ignore[index]
+                    for r in _spooled(spool)
+                ),
+                timeout_s=10,
+                what="the completion spooled",
+            )
+            assert "spooled" in ctl.status_line() and "database unavailable" in ctl.status_line()
+            assert (await stack.lots.job(job_id)).status is JobStatus.STARTED  # type: ignore[union-attr]
+            assert _completed_with_results(line, job_id), "not acknowledged: not recorded"
+            assert (await stack.lots.get(LOT)).hold is None
+        warned = [e["event"] for e in during if e["log_level"] in ("warning", "error")]
+        assert warned == [  # the outage on its edge, not one line per retry of every part
+            "database unavailable: tool states are spooled, nothing new is dispatched"
+        ]
         # new work, which must wait for the database and then for what waited in the spool
         await stack.lots.start(cmd.StartLot(NEW_LOT, "stiffener-bga", "planner", carriers=1))
         spooled = _spooled(spool)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -291,3 +292,32 @@ async def test_what_the_last_run_spooled_is_written_first_and_once_on_a_real_dat
 @pytest.fixture(params=["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(request.param))
+
+
+class FullDisk(Spool):
+    """A spool on a disk that is full: every append fails as the file system says."""
+
+    def append(self, reports: Sequence[Report]) -> list[Report]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("spool_kind", ["smaller than one record", "disk full"])
+async def test_with_no_room_on_disk_each_tools_latest_state_waits_in_memory(
+    recorder: Recorder, tmp_path: Path, spool_kind: str
+) -> None:
+    path = tmp_path / "line-1.jsonl"
+    spool = Spool(path, 10) if spool_kind != "disk full" else FullDisk(path, 1_000_000)
+    async with started(recorder, spool, batch_s=0.005) as (reporter, _):
+        recorder.available = False
+        with capture_logs() as logs:
+            for i in range(6):
+                reporter.submit("DB-1", snap("productive" if i % 2 else "standby", i), at(i))
+                await reporter.flush()
+            await wait_until(lambda: recorder.refused >= 5, timeout_s=5, what="a few tries")
+        assert reporter.backlog == 1 and "5 changes lost" in reporter.describe()
+        told = [e for e in logs if e["event"].startswith(("spool full", "cannot write the spool"))]
+        assert len(told) == 1, "said once, not at every try"
+        recorder.available = True
+        await wait_until(lambda: reporter.backlog == 0, timeout_s=5, what="the state written")
+        await reporter.flush()
+        assert [(t, s.sites_done) for t, s, _ in recorder.written()] == [("DB-1", 5)]
