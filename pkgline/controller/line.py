@@ -20,6 +20,7 @@ import gc
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -206,11 +207,12 @@ class LineController:
             ],
         )
         if previous is not None and previous.status != STOPPED:
-            # It died without a word: nobody followed the tools since its last heartbeat.
-            # It followed them until its last heartbeat, or its last state spooled after it.
-            since = max(
-                previous.heartbeat_at, self._reporter.last_spooled_at or previous.heartbeat_at
-            )
+            # It died without a word: nobody followed the tools since its last heartbeat, or
+            # since just after the last state it spooled (not at that very time: a tool's
+            # changes have distinct times, see the reporter).
+            since = previous.heartbeat_at
+            if self._reporter.last_spooled_at is not None:
+                since = max(since, self._reporter.last_spooled_at + timedelta(microseconds=1))
             await self._equipment.mark_unmonitored(
                 list(self.runners), since, "line controller died (last heartbeat)"
             )
