@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
 from mes.domain.equipment import ToolSnapshot
 from pkgline.config import ConfigError, ControllerConfig, load_line_config
 from pkgline.controller.spool import Report, Spool, SpoolError, encode
+from tests.controller.conftest import line_config
+from tests.controller.test_daemon import _spawn, _wait_exit
 
 T0 = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
 
@@ -170,3 +174,24 @@ def test_a_relative_spool_directory_or_no_bound_is_refused_with_the_setting_name
     path.write_text('name = "L"\n[controller]\nspool_max_mb = 0\n')
     with pytest.raises(ConfigError, match=r"controller\.spool_max_mb: .*greater than 0"):
         load_line_config(path)
+
+
+async def test_serve_with_a_spool_directory_it_cannot_make_stops_with_the_usage_code(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Exit 2 (systemd does not restart it: a restart cannot fix the configuration), one
+    clear line naming the directory and the setting, no traceback."""
+    engine = create_engine(sqlite_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    (tmp_path / "file").write_text("not a directory")
+    config = line_config(tools=["DB-1"])
+    controller = config.controller.model_copy(update={"spool_dir": tmp_path / "file" / "spool"})
+    config = config.model_copy(update={"controller": controller})
+    proc = _spawn(config, tmp_path, sqlite_url)
+    assert await _wait_exit(proc, 60) == 2
+    log = (tmp_path / f"{config.name}.log").read_text()
+    assert "controller.spool_dir" in log and str(tmp_path / "file" / "spool") in log
+    assert "Traceback" not in log
