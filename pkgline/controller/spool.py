@@ -114,13 +114,17 @@ class Spool:
 
     def check(self) -> None:
         """Create the directory (mode 0700) if need be, and check that the controller may
-        write there: SpoolError if not (at start, before anything else is done)."""
+        write there and use the file: SpoolError if not (at start, before anything else is
+        done)."""
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolError(self._cannot(exc.strerror or str(exc))) from exc
         if not os.access(self.path.parent, os.W_OK | os.X_OK):
             raise SpoolError(self._cannot("not writable"))
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            # e.g. left by a run as another user: what it holds is written once it can be read
+            raise SpoolError(self._cannot(f"{self.path.name} is not readable and writable"))
 
     def _cannot(self, why: str) -> str:
         return (
