@@ -174,8 +174,10 @@ class EquipmentReporter:
             self._replayed_bytes, self._replayed = end, self._replayed + lines
         written = self._replayed
         if written or self._spool.full:
-            await self._on_disk(self._spool.clear)
+            # Reset first: the file is emptied on a worker thread, and the backlog must not
+            # read as nothing meanwhile (a failed clear only writes it again: no harm).
             self._replayed_bytes = self._replayed = 0
+            await self._on_disk(self._spool.clear)
             if written:
                 log.info("spooled tool states written", records=written)
         if self._held:
