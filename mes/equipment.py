@@ -103,10 +103,18 @@ class EquipmentService:
             raise UnknownTool(f"there is no tool {tool_id}")
         return applied[tool_id]
 
-    async def report_many(self, reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> list[str]:
+    async def report_many(
+        self, reports: Sequence[tuple[str, ToolSnapshot, datetime]], *, only_newer: bool = False
+    ) -> list[str]:
         """Several observations, in order, in one transaction (the controller batches them).
-        Those of tools the database does not know are left out: their ids are returned."""
-        applied = await self._uow.write(_apply(reports))
+        Those of tools the database does not know are left out: their ids are returned.
+
+        ``only_newer``: an observation made at or before the time of the tool's record is
+        already in it and is left out, so that writing the same observations again (a spool
+        replayed after a crash between the commit and the spool's truncation, or after a
+        commit whose answer was lost) records no E10 change twice. The controller stamps a
+        tool's observations with strictly increasing times for that."""
+        applied = await self._uow.write(_apply(reports, only_newer=only_newer))
         return sorted({tool_id for tool_id, _, _ in reports} - applied.keys())
 
     async def mark_unmonitored(self, tool_ids: Sequence[str], since: datetime, reason: str) -> None:
@@ -317,17 +325,24 @@ def _expired(request: ResetRequest, now: datetime, outcome: str) -> ResetRequest
     return replace(request, status=ResetStatus.EXPIRED, outcome=outcome, answered_at=now)
 
 
-def _apply(reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> Work[dict[str, ToolRecord]]:
+def _apply(
+    reports: Sequence[tuple[str, ToolSnapshot, datetime]], *, only_newer: bool = False
+) -> Work[dict[str, ToolRecord]]:
     """Write what the tools do, in order: each tool's record once, with its last state, and
     every E10 state change with the time it was observed. The records written, by tool (a
-    tool the database does not know is left out). Three statements, whatever the number of
-    reports: read the tools, add the changes, update the records."""
+    tool the database does not know is left out; with ``only_newer``, a tool whose record
+    is newer than every report is in the result, unchanged). Three statements, whatever the
+    number of reports: read the tools, add the changes, update the records."""
     known = yield from get_tools(list(dict.fromkeys(tool_id for tool_id, _, _ in reports)))
     records: dict[str, ToolRecord] = {}
     changes: list[E10Change] = []
+    unchanged: dict[str, ToolRecord] = {}
     for tool_id, snapshot, at in reports:
         last = records.get(tool_id) or known.get(tool_id)
         if last is None:
+            continue
+        if only_newer and at <= known[tool_id].updated_at:
+            unchanged[tool_id] = last  # recorded already
             continue
         changed = snapshot.e10 != last.snapshot.e10
         records[tool_id] = replace(
@@ -349,4 +364,4 @@ def _apply(reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> Work[dict[s
             )
     yield from add_changes(changes)
     yield from update_tools(list(records.values()), ToolPart.STATE)
-    return records
+    return unchanged | records

@@ -9,6 +9,7 @@ settings and the tools) and ``pkgline sim`` (the simulators start every tool tha
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -63,6 +64,44 @@ class ControllerConfig(BaseModel):
     watchdog_fraction: float = Field(
         0.5, gt=0, le=1, description="Ping systemd's watchdog at this fraction of WatchdogSec."
     )
+    spool_dir: Path | None = Field(
+        None,
+        description="Where tool state changes wait while the database is unavailable (an "
+        "absolute path); default: default_spool_dir().",
+    )
+    spool_max_mb: float = Field(
+        64.0,
+        gt=0,
+        description="The spool's bound (MB, 10**6 bytes): past it, changes are no longer "
+        "spooled; each tool's latest state is kept in memory instead.",
+    )
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_absolute():
+            raise ValueError(f"expected an absolute path, got {str(path)!r}")
+        return path
+
+    def spool_path(self, line: str) -> Path:
+        """The spool file of the line controller ``line`` (one file per controller, so that
+        controllers on one host keep apart)."""
+        return (self.spool_dir or default_spool_dir()) / f"{line}.jsonl"
+
+    @property
+    def spool_max_bytes(self) -> int:
+        return int(self.spool_max_mb * 1_000_000)
+
+
+def default_spool_dir() -> Path:
+    """Under systemd, ``spool`` in the unit's state directory (``$STATE_DIRECTORY``,
+    /var/lib/pkgline with deploy/pkgline.service); else ``$XDG_STATE_HOME/pkgline/spool``
+    (``~/.local/state/pkgline/spool``)."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / "spool"
+    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state_home / "pkgline" / "spool"
 
 
 class LineConfig(BaseModel):

@@ -330,6 +330,7 @@ class VirtualTool:
         """The cause of the alarm is gone (someone closed the door): it may be reset now. The
         tool stays in ALARM until it is."""
         self._now.condition = None
+
     def inject_results_fault(self, fault: Callable[[JobResults], JobResults] | None) -> None:
         """From now on, keep ``fault(results)`` instead of each job's true results (None:
         stop): a tool that stores or serves its results wrong, for as long as it keeps them.

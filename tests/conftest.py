@@ -67,6 +67,14 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"the test left {len(leaked)} socket(s) open: {sorted(leaked.values())}")
 
 
+@pytest.fixture(autouse=True)
+def _own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state directory of the test's own (line controllers spool there by default), so
+    that tests and their `pkgline serve` subprocesses never share one, nor the user's."""
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 def _postgres_reachable() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1.0):

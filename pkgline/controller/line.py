@@ -21,6 +21,7 @@ import gc
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -36,9 +37,11 @@ from mes.equipment import EquipmentService
 from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
+from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.resets import ResetDesk
 from pkgline.controller.runner import RunnerObserver, ToolRunner
+from pkgline.controller.spool import Spool
 from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.controller")
@@ -118,7 +121,10 @@ class LineController:
         self._library = lots.flows
         self._notifier = notifier or Notifier(None)
         self._user = config.controller.user
-        self._reporter = EquipmentReporter(equipment)
+        spool = Spool(config.controller.spool_path(config.name), config.controller.spool_max_bytes)
+        spool.check()  # a spool directory it cannot write is a configuration error
+        self._outage = DatabaseOutage(lambda: self._reporter.details())
+        self._reporter = EquipmentReporter(equipment, spool, outage=self._outage)
         by_id = {d.tool_id: d for d in drivers}
         self.runners: dict[str, ToolRunner] = {}
         for tool in config.tools:
@@ -132,6 +138,7 @@ class LineController:
                 dispatch_now=self.wake,
                 observer=observer,
                 report=self._reporter.submit,
+                outage=self._outage,
             )
             self.runners[tool.id] = runner
         self.resets = ResetDesk(self.name, equipment, self.runners, by_id)
@@ -164,15 +171,29 @@ class LineController:
     def status_line(self) -> str:
         up = sum(1 for r in self.runners.values() if r.connected)
         running, waiting = self._counts
-        return (
+        status = (
             f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
             f"{waiting} waiting"
         )
+        if self._outage.down:
+            status += "; database unavailable"
+        spooled = self._reporter.describe()
+        return f"{status}; {spooled}" if spooled else status
 
     # -- the main loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`request_stop`. Raises if a part of the controller fails."""
+        await self._reporter.open()
+        try:
+            await self._run()
+        finally:
+            await self._reporter.close()
+
+    async def _run(self) -> None:
+        # What the last run spooled is written first, before anything else is (registering
+        # the tools would make their records newer than the spooled states).
+        await self._reporter.write_spooled()
         previous = next(
             (c for c in await self._equipment.controllers() if c.name == self.name), None
         )
@@ -189,11 +210,14 @@ class LineController:
             ],
         )
         if previous is not None and previous.status != STOPPED:
-            # It died without a word: nobody followed the tools since its last heartbeat.
+            # It died without a word: nobody followed the tools since its last heartbeat, or
+            # since just after the last state it spooled (not at that very time: a tool's
+            # changes have distinct times, see the reporter).
+            since = previous.heartbeat_at
+            if self._reporter.last_spooled_at is not None:
+                since = max(since, self._reporter.last_spooled_at + timedelta(microseconds=1))
             await self._equipment.mark_unmonitored(
-                list(self.runners),
-                previous.heartbeat_at,
-                "line controller died (last heartbeat)",
+                list(self.runners), since, "line controller died (last heartbeat)"
             )
         log.info("line controller starting", line=self.name, tools=len(self.runners))
         tasks: list[asyncio.Task[Any]] = [
@@ -297,13 +321,16 @@ class LineController:
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
             self._wake.clear()
+            if self._reporter.backlog:
+                continue  # what waited for the database is written first: see the reporter
             full = loop.time() - last_full >= interval
             try:
                 await self._dispatch_once(full=full)
             except DatabaseUnavailable as exc:
-                log.warning("cannot dispatch: database unavailable", error=str(exc))
+                self._outage.failed("dispatch", exc)
                 continue
-            if full:
+            if full:  # a full pass reads the database: it answered
+                self._outage.answered()
                 last_full = loop.time()
 
     async def _heartbeat_loop(self) -> None:
@@ -321,7 +348,9 @@ class LineController:
                 try:
                     await self._equipment.heartbeat(self._record(status))
                 except DatabaseUnavailable as exc:
-                    log.warning("cannot record the heartbeat", error=str(exc))
+                    self._outage.failed("heartbeat", exc)
+                else:
+                    self._outage.answered()
                 last_beat = loop.time()
             await asyncio.sleep(tick)
 
@@ -477,7 +506,7 @@ class LineController:
                 waiting = self._candidates(await self._lots.heads([LotState.WAITING]))
                 await self._complete_manual_steps([c for c in waiting if self._is_manual(c.step)])
             except DatabaseUnavailable as exc:
-                log.warning("cannot complete manual steps: database unavailable", error=str(exc))
+                self._outage.failed("manual steps", exc)
 
     async def _complete_manual_steps(self, candidates: list[Candidate]) -> None:
         for candidate in candidates:

@@ -72,6 +72,7 @@ from mes.equipment import EquipmentService
 from mes.service import JobOutcome, LotService, StepView, utc_now
 from pkgline.config import LineTool
 from pkgline.controller import edge, translate
+from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.quarantine import Quarantine, Quarantined
 from pkgline.controller.translate import CheckedResults, ExpectedResults, ResultsRefused
 
@@ -139,6 +140,7 @@ class ToolRunner:
         dispatch_now: DispatchNow = _no_dispatch,
         observer: RunnerObserver | None = None,
         report: Callable[[str, ToolSnapshot, datetime], None] | None = None,
+        outage: DatabaseOutage | None = None,
     ):
         self.tool = tool
         self.tool_id = tool.id
@@ -153,6 +155,9 @@ class ToolRunner:
         waits again (at its next step, or given back)."""
         self._observer = observer or _NoObserver()
         self._submit = report or (lambda *_: None)
+        self._outage = outage or DatabaseOutage()
+        """Told when the database is unavailable (it logs that on the edges, once for the
+        whole controller)."""
         self._status: ToolStatus | None = None
         self._last_seen: ToolStatus | None = None
         """The last status the tool reported, kept while it does not answer."""
@@ -375,7 +380,12 @@ class ToolRunner:
                 await self._settle()
             except Quarantined:
                 continue
-            except (DriverError, DatabaseUnavailable) as exc:
+            except DatabaseUnavailable as exc:  # the results stay on the tool until recorded
+                self._outage.failed("tool results", exc)
+                await self._wait_connected()
+                await asyncio.sleep(RETRY_S)
+                continue
+            except DriverError as exc:
                 log.warning("cannot settle the tool's results yet", error=str(exc))
                 await self._wait_connected()
                 await asyncio.sleep(RETRY_S)
@@ -392,7 +402,10 @@ class ToolRunner:
                     await self._run_step(lot_id)
             except StepGivenUp as exc:
                 log.info("step given up", reason=str(exc))
-            except (ToolUnreachable, DatabaseUnavailable) as exc:
+            except DatabaseUnavailable as exc:
+                self._outage.failed("tool results", exc)  # followed again when it is back
+                retry = True
+            except ToolUnreachable as exc:
                 log.warning(
                     "step interrupted; will go on when possible", lot_id=lot_id, error=str(exc)
                 )
@@ -887,7 +900,13 @@ class ToolRunner:
                 end = self._job_end(job_id, epoch)
                 assert end is not None
                 return end
-            now = await self._lots.get(lot.id)
+            try:
+                now = await self._lots.get(lot.id)
+            except DatabaseUnavailable as exc:
+                # Cannot check; the job goes on on the tool and is followed to its end
+                # (recorded when the database is back), never given up for this.
+                self._outage.failed("job check", exc)
+                continue
             if (
                 now.state is not LotState.RUNNING
                 or now.running is None

@@ -227,3 +227,34 @@ async def test_reports_of_a_tool_the_database_does_not_know_are_left_out_alone(
     with pytest.raises(UnknownTool):
         await equipment.report("GHOST-1", ToolSnapshot(True, "standby", "READY"))
     assert [t.id for t in await equipment.tools()] == ["MOLD-1"]
+
+
+async def test_reports_written_again_with_only_newer_record_nothing_twice(
+    equipment: EquipmentService, clock: Clock
+) -> None:
+    """A spool replayed after a crash between the commit and the spool's truncation (or after
+    a commit whose answer was lost) writes the same observations again: with ``only_newer``,
+    what a tool's record already has is left out; what is newer is written as usual."""
+    await equipment.register("line-1", [MOLDER])
+    registered = clock.now
+
+    def at(minutes: float) -> datetime:
+        return registered + timedelta(minutes=minutes)
+
+    spooled = [
+        ("MOLD-1", ToolSnapshot(True, "productive", "EXECUTING", sites_done=1), at(1)),
+        ("MOLD-1", ToolSnapshot(True, "standby", "COMPLETE", sites_done=8), at(2)),
+    ]
+    assert await equipment.report_many(spooled, only_newer=True) == []
+    again = [*spooled, ("MOLD-1", ToolSnapshot(True, "productive", "EXECUTING"), at(3))]
+    assert await equipment.report_many(again, only_newer=True) == []
+    assert await equipment.report_many(spooled, only_newer=True) == [], "all of it known"
+    changes = await equipment.changes("MOLD-1", at(0.5), at(10))
+    assert [(c.e10, c.at) for c in changes] == [
+        ("unscheduled_down", registered),
+        ("productive", at(1)),
+        ("standby", at(2)),
+        ("productive", at(3)),
+    ]
+    mold = await equipment.tool("MOLD-1")
+    assert mold.snapshot.e10 == "productive" and mold.updated_at == at(3)
