@@ -141,7 +141,7 @@ class LineController:
                 outage=self._outage,
             )
             self.runners[tool.id] = runner
-        self.resets = ResetDesk(self.name, equipment, self.runners, by_id)
+        self.resets = ResetDesk(self.name, equipment, self.runners, by_id, outage=self._outage)
         self._manual_wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()

@@ -37,6 +37,7 @@ from mes.adapters.driver import DatabaseUnavailable
 from mes.domain.equipment import ResetRequest, ResetStatus
 from mes.domain.errors import LotTrackerError
 from mes.equipment import EquipmentService
+from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.runner import ToolRunner
 
 log = structlog.get_logger("pkgline.controller")
@@ -55,14 +56,15 @@ class ResetDesk:
         runners: Mapping[str, ToolRunner],
         drivers: Mapping[str, ToolDriver],
         *,
+        outage: DatabaseOutage | None = None,
         poll_s: float = RESET_POLL_S,
     ):
         self._line = line
         self._equipment = equipment
         self._runners = runners
         self._drivers = drivers
+        self._outage = outage or DatabaseOutage()
         self._poll_s = poll_s
-        self._database_down = False
 
     async def run(self) -> None:
         """Carry out the open requests, oldest first, until cancelled."""
@@ -71,16 +73,10 @@ class ResetDesk:
                 for request in await self._equipment.open_resets(self._line):
                     if request.status is ResetStatus.PENDING:
                         await self.carry_out(request)
-            except DatabaseUnavailable as exc:
-                if not self._database_down:  # on the edge: once per outage
-                    log.warning(
-                        "cannot look for alarm resets: database unavailable", error=str(exc)
-                    )
-                self._database_down = True
+            except DatabaseUnavailable as exc:  # logged on the outage's edges, with the rest
+                self._outage.failed("alarm resets", exc)
             else:
-                if self._database_down:
-                    log.info("looking for alarm resets again: database available")
-                self._database_down = False
+                self._outage.answered()
             await asyncio.sleep(self._poll_s)
 
     async def carry_out(self, request: ResetRequest) -> ResetRequest | None:
