@@ -85,6 +85,7 @@ lots = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("history_head", String(64), nullable=False),
     Index("ix_lots_state_priority", "state", "priority", "created_at"),
     Index("ix_lots_parent_id", "parent_id"),
 )
@@ -127,8 +128,22 @@ lot_history = Table(
     Column("tool", String(32)),
     Column("reason", Text),
     Column("data", Json, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index("ix_lot_history_lot_id", "lot_id", "seq"),
 )
+"""Append-only: the database refuses UPDATE and DELETE (triggers, revision 0004)."""
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("chain", String(16), primary_key=True),
+    Column("head", String(64), nullable=False),
+)
+"""The head of the chain over lots (row ``lots``): the hash of the newest lot's first
+history entry (:mod:`mes.domain.audit`). New lots take their turn on it (FOR UPDATE)."""
+
+LOTS_CHAIN = "lots"
 
 outbox = Table(
     "outbox",

@@ -194,6 +194,9 @@ class Lot:
     """Good packages after singulation (DICE); None before."""
     parent_id: LotId | None = None
     version: int = 1
+    history_head: str | None = None
+    """The hash of the lot's newest history entry (:mod:`mes.domain.audit`); None for a lot
+    not yet written. The rules carry it over; the store sets it when it writes the lot."""
 
     @property
     def step(self) -> StepCode | None:
@@ -272,6 +275,10 @@ class HistoryEntry:
     data: Mapping[str, Any] = field(default_factory=dict)
     seq: int | None = None
     """Assigned by the store; increases with every entry written."""
+    prev_hash: str | None = None
+    """The hash of the entry this one follows (:mod:`mes.domain.audit`); set by the store."""
+    hash: str | None = None
+    """SHA-256 of this entry's canonical content and ``prev_hash``; set by the store."""
 
     @property
     def event_kind(self) -> str:
