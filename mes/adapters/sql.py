@@ -199,7 +199,8 @@ def _lot_from_row(m: Mapping[str, Any], carrier_ids: tuple[str, ...]) -> Lot:
     )
 
 
-def _entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
+def entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
+    """A history entry as stored (its row's values, SQLAlchemy's types applied)."""
     return HistoryEntry(
         lot_id=m["lot_id"],
         operation=Operation(m["operation"]),
@@ -590,7 +591,7 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
             rows = yield Fetch(
                 sql.history_before, {"lot_id": request.lot_id, "before_seq": request.before_seq}
             )
-        return [_entry_from_row(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
     if isinstance(request, GetChildren):
         rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
         return [r["id"] for r in rows]

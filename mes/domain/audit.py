@@ -132,6 +132,8 @@ class Finding(StrEnum):
     """The entry follows an entry that is no longer in the history."""
     HEAD_MISSING = "head_missing"
     """The newest entries of a lot, or the newest lot's history, are no longer there."""
+    GUARD_MISSING = "guard_missing"
+    """The database no longer refuses changes to the history (a trigger dropped)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import db, demo, flow, line, lot, serve, sim, tool
+from pkgline.cli import audit, db, demo, flow, line, lot, serve, sim, tool
 
 app = typer.Typer(
     name="pkgline",
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(audit.app, name="audit")
 app.add_typer(flow.app, name="flow")
 app.add_typer(lot.app, name="lot")
 app.add_typer(tool.app, name="tool")

@@ -9,6 +9,7 @@ Exit codes (a contract for scripts):
 2   the command line itself is wrong (unknown option, malformed KEY=VALUE, bad URL)
 3   conflict: another process moved the same lot first; nothing was changed, retry
 4   the database or a data file is not usable (unreachable, schema not current)
+5   ``audit verify``: the history does not verify (changed, missing or unguarded entries)
 ==  ==========================================================================
 """
 
@@ -37,6 +38,7 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_CONFLICT = 3
 EXIT_UNAVAILABLE = 4
+EXIT_TAMPERED = 5
 
 T = TypeVar("T")
 

@@ -1,0 +1,49 @@
+"""``pkgline audit``: check that the lot history is as it was written."""
+
+from __future__ import annotations
+
+import typer
+
+from mes.adapters.schema import require_current_schema
+from pkgline.bootstrap import open_engine
+from pkgline.cli.common import (
+    EXIT_TAMPERED,
+    DbOption,
+    JsonOption,
+    err,
+    out,
+    print_json,
+    run,
+)
+
+app = typer.Typer(
+    help="The audit trail: verify the lot history's hash chain.", no_args_is_help=True
+)
+
+
+@app.command()
+def verify(db: DbOption = None, json: JsonOption = False) -> None:
+    """Check every history entry against its hash and the entry before it, each lot's newest
+    entry and the chain over lots, and that the database still refuses changes to the
+    history. Exits 0 with the count of entries checked, or 5 naming the first entry that
+    does not match (docs/security.md)."""
+    from mes.adapters.audit import Verification, verify_history
+
+    async def work() -> Verification:
+        async with open_engine(db) as engine:
+            await require_current_schema(engine)
+            return await verify_history(engine)
+
+    found = run(work, as_json=json, db=db)
+    if json:
+        print_json(found.to_dict())
+    elif found.problem is None:
+        out.print(
+            f"[green]✔[/] history verified: {found.entries} entries of {found.lots} lots; "
+            f"head of the chain over lots {found.lots_head}"
+        )
+    else:
+        err.print(f"[bold red]✘[/] history does not verify: {found.problem.message}")
+        err.print(f"  ({found.entries} entries checked before it)")
+    if found.problem is not None:
+        raise typer.Exit(EXIT_TAMPERED)
