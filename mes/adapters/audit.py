@@ -20,8 +20,8 @@ from mes.adapters.sql import entry_from_row
 from mes.adapters.tables import LOTS_CHAIN, audit_heads, lot_history, lots
 from mes.domain.audit import ChainCheck, Finding, Problem
 
-APPEND_ONLY = ("lot_history",)
-"""Tables whose rows the database refuses to change or delete (revision 0004 and later)."""
+APPEND_ONLY = ("lot_history", "security_events", "signatures")
+"""Tables whose rows the database refuses to change or delete (revisions 0004, 0005)."""
 
 
 def guard_names(table: str, dialect: str) -> tuple[str, ...]:

@@ -343,3 +343,31 @@ def test_every_field_of_an_entry_is_covered_by_its_hash() -> None:
     digests = {audit.entry_hash(e, "p") for e in [base, *variants]}
     assert len(digests) == 7
     assert audit.entry_hash(base, "p") != audit.entry_hash(base, "q")
+
+
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        (
+            "security_events",
+            "(at, kind, actor, detail) VALUES ('2026-12-02 07:00:00+00:00', 'refused', 'eve', '{}')",
+        ),
+        (
+            "signatures",
+            "(entry_hash, lot_id, signer, printed_name, meaning, at, method) VALUES ('h', 'L1', "
+            "'qa1', 'Q. A. One', 'approved release', '2026-12-02 07:00:00+00:00', 'password')",
+        ),
+    ],
+)
+async def test_security_events_and_signatures_are_append_only_too(
+    engine: AsyncEngine, table: str, row: str
+) -> None:
+    await _raw(engine, f"INSERT INTO {table} {row}")
+    for statement in (f"UPDATE {table} SET at = at", f"DELETE FROM {table}"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            await _raw(engine, statement)
+    assert (await _rows(engine, f"SELECT count(*) FROM {table}"))[0][0] == 1
+    if engine.dialect.name == "postgresql":
+        with pytest.raises(DBAPIError, match="append-only"):
+            await _raw(engine, f"TRUNCATE {table}")
+    assert (await verify_history(engine)).ok

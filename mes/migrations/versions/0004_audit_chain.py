@@ -180,7 +180,7 @@ def upgrade() -> None:
         for table, column in added:
             op.alter_column(table, column, server_default=None)
         op.execute(
-            "CREATE FUNCTION pkgline_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "CREATE OR REPLACE FUNCTION pkgline_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
             "BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP "
             "USING ERRCODE = 'insufficient_privilege'; END $$"
         )
