@@ -14,10 +14,12 @@ from functools import cache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows import FlowLibrary, load_library
-from mes.adapters.database import create_engine, default_database_url
+from mes.adapters.database import async_url, create_engine, default_database_url
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain.authority import NotAuthorized, Principal
 from mes.equipment import EquipmentService
+from mes.identity import IdentityService
 from mes.service import LotService
 
 
@@ -71,3 +73,45 @@ async def open_services(
             await require_current_schema(engine)
         factory = SqlUnitOfWorkFactory(engine)
         yield Services(LotService(factory, flow_library()), EquipmentService(factory))
+
+
+def os_account() -> str:
+    """The name of the OS account running this process."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or str(os.getuid())
+
+
+def direct_principal(url: str | None) -> Principal:
+    """Direct database mode: the OS account, holding every role, for a database the account
+    may write anyway (docs/security.md). A SQLite file that belongs to another account is
+    refused: that database is its owner's (or its server's) to change."""
+    import os
+    from pathlib import Path
+
+    target = async_url(resolve_url(url))
+    account = os_account()
+    if target.get_backend_name() == "sqlite" and target.database:
+        path = Path(target.database).expanduser()
+        if path.exists() and path.stat().st_uid != os.getuid():
+            raise NotAuthorized(
+                f"direct mode: the database file {path} is not yours ({account}); it belongs "
+                "to another account, whose server or owner changes it",
+                needed=(),
+            )
+    return Principal.file_owner(account)
+
+
+@asynccontextmanager
+async def open_identity(url: str | None) -> AsyncIterator[IdentityService]:
+    """The identity service (users, logins, API keys) on the database at ``url``."""
+    from mes.adapters.passwords import Argon2Passwords  # argon2: only where passwords are
+    from mes.adapters.sql_identity import SqlIdentityStore
+
+    async with open_engine(url) as engine:
+        await require_current_schema(engine)
+        yield IdentityService(SqlIdentityStore(engine), Argon2Passwords())
