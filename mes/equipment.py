@@ -4,6 +4,9 @@ every SEMI E10 state change with its time. Each call is one transaction.
 Line controllers register their tools at start (a tool belongs to one controller) and report
 what their tools do; operators switch tools between automatic dispatch and manual; anyone can
 ask how long a tool spent in each state over a window, and its availability.
+
+Authority as in :mod:`mes.service`: the controller's reports need its role, a switch between
+automatic and manual a technician's (or an engineer's, or the controller's).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from mes.domain.authority import Action, Principal
 from mes.domain.equipment import (
     UNMONITORED,
     ControllerRecord,
@@ -25,6 +29,7 @@ from mes.domain.equipment import (
     time_in_states,
 )
 from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
+from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
 from mes.service import utc_now
 
@@ -32,14 +37,25 @@ NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="no
 
 
 class EquipmentService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], datetime] = utc_now):
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
+    ):
         self._uow = uow
         self._clock = clock
+        self._guard = Guard(principal, security, clock)
 
-    async def register(self, line: str, tools: Sequence[ToolRegistration]) -> list[ToolRecord]:
+    async def register(
+        self, line: str, tools: Sequence[ToolRegistration], *, by: Principal | None = None
+    ) -> list[ToolRecord]:
         """Claim ``tools`` for the controller ``line``. Refused, changing nothing, when one of
         them belongs to another controller. A tool seen for the first time starts
         unscheduled-down until its controller reaches it."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         now = self._clock()
         out: list[ToolRecord] = []
         async with self._uow() as uow:
@@ -81,24 +97,44 @@ class EquipmentService:
         return out
 
     async def report(
-        self, tool_id: str, snapshot: ToolSnapshot, at: datetime | None = None
+        self,
+        tool_id: str,
+        snapshot: ToolSnapshot,
+        at: datetime | None = None,
+        *,
+        by: Principal | None = None,
     ) -> ToolRecord:
         """What a tool does (as observed at ``at``, default now); an E10 state change is
         recorded with that time."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         applied = await self._uow.write(_apply([(tool_id, snapshot, at or self._clock())]))
         if tool_id not in applied:
             raise UnknownTool(f"there is no tool {tool_id}")
         return applied[tool_id]
 
-    async def report_many(self, reports: Sequence[tuple[str, ToolSnapshot, datetime]]) -> list[str]:
+    async def report_many(
+        self,
+        reports: Sequence[tuple[str, ToolSnapshot, datetime]],
+        *,
+        by: Principal | None = None,
+    ) -> list[str]:
         """Several observations, in order, in one transaction (the controller batches them).
         Those of tools the database does not know are left out: their ids are returned."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         applied = await self._uow.write(_apply(reports))
         return sorted({tool_id for tool_id, _, _ in reports} - applied.keys())
 
-    async def mark_unmonitored(self, tool_ids: Sequence[str], since: datetime, reason: str) -> None:
+    async def mark_unmonitored(
+        self,
+        tool_ids: Sequence[str],
+        since: datetime,
+        reason: str,
+        *,
+        by: Principal | None = None,
+    ) -> None:
         """No controller follows these tools from ``since`` on (it stopped, or died after its
         last heartbeat): their state is unknown until a controller reaches them again."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         now = self._clock()
         async with self._uow() as uow:
             repo = uow.equipment
@@ -117,8 +153,15 @@ class EquipmentService:
             await uow.commit()
 
     async def set_dispatch(
-        self, tool_id: str, mode: DispatchMode, user: str, reason: str | None = None
+        self,
+        tool_id: str,
+        mode: DispatchMode,
+        user: str,
+        reason: str | None = None,
+        *,
+        by: Principal | None = None,
     ) -> ToolRecord:
+        await self._guard.allow(by, Action.TOOL_MODE)
         now = self._clock()
         async with self._uow() as uow:
             known = await uow.equipment.tool(tool_id)
@@ -131,21 +174,31 @@ class EquipmentService:
             await uow.commit()
         return record
 
-    async def tool(self, tool_id: str) -> ToolRecord:
+    async def tool(self, tool_id: str, *, by: Principal | None = None) -> ToolRecord:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             known = await uow.equipment.tool(tool_id)
         if known is None:
             raise UnknownTool(f"there is no tool {tool_id}")
         return known
 
-    async def tools(self, line: str | None = None) -> list[ToolRecord]:
+    async def tools(
+        self, line: str | None = None, *, by: Principal | None = None
+    ) -> list[ToolRecord]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.tools(line)
 
     async def state_times(
-        self, tool_id: str, start: datetime, end: datetime | None = None
+        self,
+        tool_id: str,
+        start: datetime,
+        end: datetime | None = None,
+        *,
+        by: Principal | None = None,
     ) -> StateTimes:
         """Seconds in each E10 state, availability and utilization over [start, end)."""
+        await self._guard.allow(by, Action.READ)
         end = end or self._clock()
         if end <= start:
             raise InvalidInput("the window must end after it starts")
@@ -155,16 +208,21 @@ class EquipmentService:
             changes = await uow.equipment.changes(tool_id, start, end)
         return time_in_states(changes, start, end)
 
-    async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
+    async def changes(
+        self, tool_id: str, start: datetime, end: datetime, *, by: Principal | None = None
+    ) -> list[E10Change]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.changes(tool_id, start, end)
 
-    async def heartbeat(self, record: ControllerRecord) -> None:
+    async def heartbeat(self, record: ControllerRecord, *, by: Principal | None = None) -> None:
+        await self._guard.allow(by, Action.TOOL_REPORT)
         async with self._uow() as uow:
             await uow.equipment.save_controller(record)
             await uow.commit()
 
-    async def controllers(self) -> list[ControllerRecord]:
+    async def controllers(self, *, by: Principal | None = None) -> list[ControllerRecord]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.controllers()
 

@@ -148,3 +148,15 @@ class SqlIdentityStore:
         """One transaction, committed when the block ends without an exception."""
         async with self._engine.begin() as conn:
             yield SqlIdentityTransaction(conn)
+
+
+class SqlSecurityLog:
+    """The security log alone (:class:`mes.guard.SecurityLog`): what the lot and equipment
+    services record refusals in, each in a transaction of its own."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._store = SqlIdentityStore(engine)
+
+    async def record(self, event: SecurityEvent) -> None:
+        async with self._store.transaction() as tx:
+            await tx.add_event(event)

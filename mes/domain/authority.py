@@ -92,7 +92,8 @@ class Action(StrEnum):
     JOB = "job"
     """Start and record a tool's job on a lot (the line controller)."""
     TOOL_MODE = "tool_mode"
-    """Switch a tool between automatic dispatch and manual."""
+    """Switch a tool between automatic dispatch and manual (the controller too: a tool whose
+    recipe does not verify is taken out of dispatch)."""
     TOOL_REPORT = "tool_report"
     """Register tools, report their states, heartbeat (the line controller)."""
     USERS = "users"
@@ -125,7 +126,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.SPLIT: frozenset({_O, _E}),
     Action.MERGE: frozenset({_O, _E}),
     Action.JOB: frozenset({_C}),
-    Action.TOOL_MODE: frozenset({_T, _E}),
+    Action.TOOL_MODE: frozenset({_T, _E, _C}),
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
 }
@@ -147,8 +148,16 @@ class NotAuthorized(LotTrackerError):
 
     kind = "not_authorized"
 
-    def __init__(self, message: str, *, needed: Iterable[Role], lot_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: Iterable[Role],
+        lot_id: str | None = None,
+        action: Action | None = None,
+    ):
         self.needed = tuple(sorted(needed))
+        self.action = action
         super().__init__(message, lot_id=lot_id, allowed=[r.value for r in self.needed])
 
 
@@ -176,4 +185,9 @@ def authorize(principal: Principal, action: Action, context: Context | None = No
         f"{' or '.join(sorted(r.value for r in needed))}",
         needed=needed,
         lot_id=ctx.lot_id,
+        action=row,
     )
+
+
+CONTROLLER = Principal("controller", frozenset({Role.CONTROLLER}), AuthMethod.SYSTEM)
+"""The line controller inside its own process (its system identity, revision 0005)."""

@@ -35,7 +35,7 @@ SPEC = {
     Action.SPLIT: "O.E...",
     Action.MERGE: "O.E...",
     Action.JOB: ".....C",
-    Action.TOOL_MODE: ".TE...",
+    Action.TOOL_MODE: ".TE..C",
     Action.TOOL_REPORT: ".....C",
     Action.USERS: "....A.",
 }
