@@ -15,7 +15,7 @@ who placed the hold), changes nothing, and is recorded as a security event.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -179,7 +179,7 @@ class LotService:
             self._guard.check(by, action, Context(lot_id, held_by))
             decided = rule(lot, self.flow(lot.flow))
             change = decided if isinstance(decided, Change) else (yield from decided)
-            entries = yield from save(change)
+            entries = yield from save(_stamped(change, self._guard.who(by)))
             wanted = primary or lot_id
             return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
@@ -187,7 +187,9 @@ class LotService:
 
     async def start(self, cmd: StartLot, *, by: Principal | None = None) -> Outcome:
         await self._guard.allow(by, Action.START, Context(cmd.lot_id))
-        change = ops.start_lot(cmd, self.flow(cmd.flow), self._clock())
+        change = _stamped(
+            ops.start_lot(cmd, self.flow(cmd.flow), self._clock()), self._guard.who(by)
+        )
 
         def work() -> Work[Outcome]:
             if (yield from get_lot(cmd.lot_id)) is not None:
@@ -231,7 +233,9 @@ class LotService:
                     decided.append(ops.track_in(lot, self.flow(lot.flow), c, self._clock()))
                 except LotTrackerError as exc:
                     decided.append(exc)
-            written = iter((yield from save_all([d for d in decided if isinstance(d, Change)])))
+            who = self._guard.who(by)
+            changes = [_stamped(d, who) for d in decided if isinstance(d, Change)]
+            written = iter((yield from save_all(changes)))
             results: list[TrackedIn | LotTrackerError] = []
             for d in decided:
                 if isinstance(d, LotTrackerError):
@@ -356,7 +360,7 @@ class LotService:
             change = job_rules.record_job(
                 lot, self.flow(lot.flow), job, cmd, done, rejected, self._clock()
             )
-            entries = yield from save(change)
+            entries = yield from save(_stamped(change, self._guard.who(by)))
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 
@@ -458,6 +462,14 @@ class LotService:
 
     async def rejected_sites(self, lot_id: str, *, by: Principal | None = None) -> list[SiteReject]:
         return await self._read(get_rejects(lot_id), by)
+
+
+def _stamped(change: Change, who: Principal | None) -> Change:
+    """The change with its history entries saying who made it, and how they were known."""
+    if who is None:
+        return change
+    entries = tuple(replace(e, by=who.name, auth=who.method.value) for e in change.entries)
+    return replace(change, entries=entries)
 
 
 def _step_view(lot: Lot) -> Work[StepView]:

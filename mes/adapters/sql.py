@@ -213,6 +213,8 @@ def entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
         reason=m["reason"],
         data=m["data"],
         seq=m["seq"],
+        by=m["by"],
+        auth=m["auth"],
         prev_hash=m["prev_hash"],
         hash=m["hash"],
     )
@@ -777,6 +779,8 @@ def _history_values(entry: HistoryEntry) -> dict[str, Any]:
         "tool": entry.tool,
         "reason": entry.reason,
         "data": dict(entry.data),
+        "by": entry.by,
+        "auth": entry.auth,
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
     }

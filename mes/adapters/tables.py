@@ -128,6 +128,8 @@ lot_history = Table(
     Column("tool", String(32)),
     Column("reason", Text),
     Column("data", Json, nullable=False),
+    Column("by", String(64)),
+    Column("auth", String(16)),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_lot_history_lot_id", "lot_id", "seq"),

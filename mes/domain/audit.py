@@ -15,7 +15,7 @@ history is removed leaves a gap there); each later entry follows the lot's entry
 Writers of different lots never touch the same chain, so they do not wait for each other; only
 new lots take their turn on the chain over lots (its head is kept in ``audit_heads``).
 
-Canonical content: the entry's fields (not its ``seq``, which the database assigns) and the
+Canonical content: the entry's fields (who acted and how included; not its ``seq``, which the database assigns) and the
 hash it follows, as JSON with sorted keys and no spaces, UTF-8; times in UTC with
 microseconds; a float without a fractional part written as an integer (PostgreSQL's JSONB
 gives 1e16 back as 10000000000000000). The hash is SHA-256 of that, in hex.
@@ -68,6 +68,8 @@ def canonical(entry: HistoryEntry, prev_hash: str) -> bytes:
         "tool": entry.tool,
         "reason": entry.reason,
         "data": _normal(entry.data),
+        "by": entry.by,
+        "auth": entry.auth,
     }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode()

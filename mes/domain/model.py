@@ -273,6 +273,11 @@ class HistoryEntry:
     tool: str | None = None
     reason: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    by: str | None = None
+    """The principal who made the change, as the service knew it (``user`` is the name the
+    command gave: ``--user`` in direct mode); None where the lot tracker runs embedded."""
+    auth: str | None = None
+    """How that principal was known (:class:`mes.domain.authority.AuthMethod` value)."""
     seq: int | None = None
     """Assigned by the store; increases with every entry written."""
     prev_hash: str | None = None

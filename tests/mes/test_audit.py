@@ -320,7 +320,9 @@ def _entry(lot_id: str, operation: Operation, **kw: Any) -> HistoryEntry:
 def test_the_canonical_content_is_sorted_compact_json_with_utc_microseconds() -> None:
     entry = _entry("L", Operation.START, data={"b": 2.0, "a": [1.5, "x"]})
     text_ = audit.canonical(entry, audit.GENESIS).decode()
-    assert text_.startswith('{"at":"2026-12-01T00:00:00.000000+00:00","data":{"a":[1.5,"x"],"b":2}')
+    assert text_.startswith(
+        '{"at":"2026-12-01T00:00:00.000000+00:00","auth":null,"by":null,"data":{"a":[1.5,"x"],"b":2}'
+    )
     assert f'"prev":"{audit.GENESIS}"' in text_
 
 
@@ -339,9 +341,11 @@ def test_every_field_of_an_entry_is_covered_by_its_hash() -> None:
         _entry("L", Operation.HOLD, step="S", tool="X", reason="r", data={"k": 1}),
         _entry("L", Operation.HOLD, step="S", tool="T", reason="x", data={"k": 1}),
         _entry("L", Operation.HOLD, step="S", tool="T", reason="r", data={"k": 2}),
+        _entry("L", Operation.HOLD, step="S", tool="T", reason="r", data={"k": 1}, by="x"),
+        _entry("L", Operation.HOLD, step="S", tool="T", reason="r", data={"k": 1}, auth="x"),
     ]
     digests = {audit.entry_hash(e, "p") for e in [base, *variants]}
-    assert len(digests) == 7
+    assert len(digests) == 9
     assert audit.entry_hash(base, "p") != audit.entry_hash(base, "q")
 
 

@@ -189,3 +189,17 @@ async def test_a_refusal_is_written_to_the_security_log_of_the_database(
         assert (await lots.get("L1")).state is LotState.WAITING
     finally:
         await engine.dispose()
+
+
+async def test_the_history_says_which_principal_acted_and_how_it_was_known(
+    lots: LotService,
+) -> None:
+    await _started(lots)
+    await lots.hold(cmd.HoldLot("L1", "controller", "alarm", HoldSource.ALARM), by=CONTROLLER)
+    await lots.release(cmd.ReleaseLot("L1", "QA:bob", "checked"), by=QUALITY)
+    history = (await lots.report("L1")).history
+    assert [(e.user, e.by, e.auth) for e in history] == [
+        ("op1", "op1", "password"),
+        ("controller", "controller", "system"),
+        ("QA:bob", "qa1", "password"),
+    ]

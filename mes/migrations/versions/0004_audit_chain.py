@@ -1,6 +1,7 @@
 """The lot history becomes tamper-evident: a hash chain and append-only guards.
 
-Every history entry gets ``prev_hash`` and ``hash`` (mes.domain.audit, docs/security.md), each
+Every history entry gets ``prev_hash`` and ``hash`` (mes.domain.audit, docs/security.md), and
+``by`` and ``auth`` (the principal who acted and how it was known; unknown before), each
 lot the hash of its newest entry (``history_head``), and ``audit_heads`` the head of the chain
 over lots. Entries that exist already are chained here, in ``seq`` order, so that ``pkgline
 audit verify`` passes on an upgraded database: from this revision on, the record says what it
@@ -84,6 +85,8 @@ def _hash(row: sa.RowMapping, prev: str) -> str:
         "tool": row["tool"],
         "reason": row["reason"],
         "data": _normal(row["data"]),
+        "by": None,
+        "auth": None,
     }
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -168,6 +171,9 @@ def upgrade() -> None:
     added = (("lot_history", "prev_hash"), ("lot_history", "hash"), ("lots", "history_head"))
     for table, column in added:
         op.add_column(table, sa.Column(column, sa.String(64), nullable=False, server_default=""))
+    # Who acted as the service knew it (the principal), and how: unknown before.
+    op.add_column("lot_history", sa.Column("by", sa.String(64), nullable=True))
+    op.add_column("lot_history", sa.Column("auth", sa.String(16), nullable=True))
     audit_heads = op.create_table(
         "audit_heads",
         sa.Column("chain", sa.String(16), nullable=False),
@@ -199,3 +205,5 @@ def downgrade() -> None:
     op.drop_column("lots", "history_head")
     op.drop_column("lot_history", "hash")
     op.drop_column("lot_history", "prev_hash")
+    op.drop_column("lot_history", "auth")
+    op.drop_column("lot_history", "by")
