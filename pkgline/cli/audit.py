@@ -39,7 +39,8 @@ def verify(db: DbOption = None, json: JsonOption = False) -> None:
         print_json(found.to_dict())
     elif found.problem is None:
         out.print(
-            f"[green]✔[/] history verified: {found.entries} entries of {found.lots} lots; "
+            f"[green]✔[/] history verified: {_count(found.entries, 'entry', 'entries')} of "
+            f"{_count(found.lots, 'lot', 'lots')}; "
             f"head of the chain over lots {found.lots_head}"
         )
     else:
@@ -47,3 +48,7 @@ def verify(db: DbOption = None, json: JsonOption = False) -> None:
         err.print(f"  ({found.entries} entries checked before it)")
     if found.problem is not None:
         raise typer.Exit(EXIT_TAMPERED)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
