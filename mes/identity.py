@@ -18,15 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from mes.domain.authority import (
-    Action,
-    AuthMethod,
-    Context,
-    NotAuthorized,
-    Principal,
-    Role,
-    authorize,
-)
+from mes.domain.authority import Action, AuthMethod, Context, Principal, Role, effective_action
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import (
     ApiKey,
@@ -41,6 +33,7 @@ from mes.domain.identity import (
     check_password,
     check_username,
 )
+from mes.guard import Guard
 
 API_KEY_PREFIX = "pkl"
 
@@ -100,6 +93,7 @@ class IdentityService:
         self._passwords = passwords
         self._clock = clock
         self._dummy_hash: str | None = None
+        self._guard = Guard(None, self, clock)
 
     # -- authority ---------------------------------------------------------------------------
 
@@ -107,21 +101,8 @@ class IdentityService:
         self, by: Principal, action: Action, context: Context | None = None
     ) -> Action:
         """:func:`mes.domain.authority.authorize`, recording a refusal as a security event."""
-        try:
-            return authorize(by, action, context)
-        except NotAuthorized as refused:
-            await self.record(
-                SecurityEvent(
-                    self._clock(),
-                    EventKind.REFUSED,
-                    by.name,
-                    by.method,
-                    action=action.value,
-                    lot_id=refused.lot_id,
-                    detail={"needed": list(refused.allowed), "message": refused.message},
-                )
-            )
-            raise
+        await self._guard.allow(by, action, context)
+        return effective_action(action, context or Context())
 
     async def record(self, event: SecurityEvent) -> None:
         async with self._store.transaction() as tx:
