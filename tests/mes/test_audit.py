@@ -4,6 +4,8 @@ could) is found by the hash chain, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +19,13 @@ from flows import FlowLibrary
 from mes.adapters.audit import guard_names, verify_history
 from mes.adapters.database import create_engine
 from mes.adapters.memory import MemoryUnitOfWorkFactory
-from mes.adapters.migrate import upgrade
+from mes.adapters.migrate import downgrade, upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory, entry_from_row
 from mes.adapters.tables import lot_history
 from mes.domain import audit
 from mes.domain import commands as cmd
 from mes.domain.audit import ChainCheck, Finding
+from mes.domain.errors import ConcurrentUpdate, OperationNotAllowed
 from mes.domain.model import HistoryEntry, LotState, Operation
 from mes.service import LotService
 from tests.mes.conftest import Clock
@@ -375,3 +378,39 @@ async def test_security_events_and_signatures_are_append_only_too(
         with pytest.raises(DBAPIError, match="append-only"):
             await _raw(engine, f"TRUNCATE {table}")
     assert (await verify_history(engine)).ok
+
+
+async def test_concurrent_writers_starting_and_moving_lots_leave_a_history_that_verifies(
+    engine: AsyncEngine, library: FlowLibrary
+) -> None:
+    """Eight writers at once, each starting lots (the chain over lots: one at a time) and
+    moving them (their own chains: side by side), some on the same lot (one wins)."""
+    service = LotService(SqlUnitOfWorkFactory(engine), library)
+
+    async def writer(n: int) -> None:
+        for k in range(2):
+            lot_id = f"W{n}-{k}"
+            await service.start(cmd.StartLot(lot_id, "fo-organic", f"op{n}"))
+            await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", f"op{n}"))
+            await service.track_out(cmd.TrackOut(lot_id, f"op{n}"))
+        for _ in range(3):  # all on one lot: the losers change nothing
+            with contextlib.suppress(ConcurrentUpdate, OperationNotAllowed):
+                await service.hold(cmd.HoldLot("W0-0", f"op{n}", "race"))
+                await service.release(cmd.ReleaseLot("W0-0", f"op{n}"))
+
+    await asyncio.gather(*(writer(n) for n in range(8)))
+    found = await verify_history(engine)
+    assert found.ok, found.problem
+    assert found.lots == 16
+    assert found.entries == (await _rows(engine, "SELECT count(*) FROM lot_history"))[0][0]
+
+
+async def test_a_downgrade_keeps_the_history_and_an_upgrade_chains_it_again(
+    written: AsyncEngine,
+) -> None:
+    await downgrade(written, "0003")
+    assert (await _rows(written, "SELECT count(*) FROM lot_history"))[0][0] == 8
+    await upgrade(written)
+    found = await verify_history(written)
+    assert found.ok, found.problem
+    assert found.entries == 8
