@@ -11,6 +11,7 @@ automatic and manual a technician's (or an engineer's, or the controller's).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -48,6 +49,12 @@ class EquipmentService:
         self._uow = uow
         self._clock = clock
         self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> EquipmentService:
+        """The same service (store, clock, security log) acting for ``principal``."""
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
 
     async def register(
         self, line: str, tools: Sequence[ToolRegistration], *, by: Principal | None = None

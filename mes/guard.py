@@ -35,6 +35,10 @@ class Guard:
         self._log = log
         self._clock = clock
 
+    def acting_as(self, principal: Principal) -> Guard:
+        """The same check and log for another default principal."""
+        return Guard(principal, self._log, self._clock)
+
     def who(self, by: Principal | None) -> Principal | None:
         return by if by is not None else self.principal
 

@@ -14,6 +14,7 @@ who placed the hold), changes nothing, and is recorded as a security event.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -139,6 +140,12 @@ class LotService:
         self.flows = flows
         self._clock = clock
         self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> LotService:
+        """The same service (store, flows, clock, security log) acting for ``principal``."""
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
 
     def flow(self, name: str) -> Flow:
         try:

@@ -203,3 +203,15 @@ async def test_the_history_says_which_principal_acted_and_how_it_was_known(
         ("controller", "controller", "system"),
         ("QA:bob", "qa1", "password"),
     ]
+
+
+async def test_a_service_acting_as_another_principal_shares_the_store_and_the_log(
+    lots: LotService, log: Log
+) -> None:
+    await _started(lots)
+    quality = lots.acting_as(QUALITY)
+    assert (await quality.scrap(cmd.ScrapLot("L1", "qa1", "voids"))).lot.state is LotState.SCRAPPED
+    with pytest.raises(NotAuthorized):
+        await lots.acting_as(TECHNICIAN).start(cmd.StartLot("L2", "fo-organic", "tech1"))
+    assert [(e.actor, e.action) for e in log.events] == [("tech1", "start")]
+    assert (await lots.get("L1")).state is LotState.SCRAPPED
