@@ -8,7 +8,7 @@ then the heads the store keeps, then that the append-only guards are still in pl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +57,11 @@ class Verification:
         return out
 
 
-async def verify_history(engine: AsyncEngine, *, batch: int = 2000) -> Verification:
-    """Check the whole history of the database behind ``engine``."""
+async def verify_history(
+    engine: AsyncEngine, *, anchors: Sequence[str] = (), batch: int = 2000
+) -> Verification:
+    """Check the whole history of the database behind ``engine`` (and that the ``anchors``,
+    hashes kept elsewhere, are still in it)."""
     check = ChainCheck()
     options: dict[str, Any] = {READONLY: True}
     if engine.dialect.name == "postgresql":
@@ -76,7 +79,7 @@ async def verify_history(engine: AsyncEngine, *, batch: int = 2000) -> Verificat
                         select(audit_heads.c.head).where(audit_heads.c.chain == LOTS_CHAIN)
                     )
                 ).scalar_one_or_none()
-                problem = check.finish(lot_heads, recorded or "")
+                problem = check.finish(lot_heads, recorded or "", anchors)
             if problem is None:
                 problem = await _missing_guard(conn)
     return Verification(check.entries, check.lots, check.lots_head, problem)

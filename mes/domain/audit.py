@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC
 from enum import StrEnum
@@ -134,6 +134,9 @@ class Finding(StrEnum):
     """The entry follows an entry that is no longer in the history."""
     HEAD_MISSING = "head_missing"
     """The newest entries of a lot, or the newest lot's history, are no longer there."""
+    ANCHOR_MISSING = "anchor_missing"
+    """A hash kept outside the database (an earlier ``lots_head``) is no longer in the
+    history: entries were cut, and the heads rewritten to hide it."""
     GUARD_MISSING = "guard_missing"
     """The database no longer refuses changes to the history (a trigger dropped)."""
 
@@ -206,11 +209,25 @@ class ChainCheck:
         self.entries += 1
         return True
 
-    def finish(self, lot_heads: Mapping[str, str | None], lots_head: str) -> Problem | None:
+    def finish(
+        self,
+        lot_heads: Mapping[str, str | None],
+        lots_head: str,
+        anchors: Sequence[str] = (),
+    ) -> Problem | None:
         """Check the heads the store keeps: each lot's newest entry, and the chain over lots'
-        newest first entry. A head with no entry to match means the newest entries are gone."""
+        newest first entry. A head with no entry to match means the newest entries are gone.
+        ``anchors``: hashes kept elsewhere (earlier heads) that must still be entries."""
         if self.problem is not None:
             return self.problem
+        for anchor in anchors:
+            if anchor not in self._seen:
+                self.problem = Problem(
+                    Finding.ANCHOR_MISSING,
+                    f"the entry {anchor[:12]}... recorded outside the database is no longer in "
+                    "the history: entries were removed and the heads rewritten",
+                )
+                return self.problem
         for lot_id in sorted(lot_heads):
             head = lot_heads[lot_id]
             mine = self._heads.get(lot_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from mes.adapters.schema import require_current_schema
@@ -14,6 +16,7 @@ from pkgline.cli.common import (
     out,
     print_json,
     run,
+    usage_error,
 )
 
 app = typer.Typer(
@@ -22,17 +25,35 @@ app = typer.Typer(
 
 
 @app.command()
-def verify(db: DbOption = None, json: JsonOption = False) -> None:
+def verify(
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anchor",
+            help="A lots_head an earlier verify printed (kept elsewhere): it must still be "
+            "in the history (repeatable).",
+        ),
+    ] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
     """Check every history entry against its hash and the entry before it, each lot's newest
     entry and the chain over lots, and that the database still refuses changes to the
     history. Exits 0 with the count of entries checked, or 5 naming the first entry that
     does not match (docs/security.md)."""
     from mes.adapters.audit import Verification, verify_history
 
+    anchors = [a.strip().lower() for a in anchor or []]
+    for a in anchors:
+        if len(a) != 64 or any(c not in "0123456789abcdef" for c in a):
+            usage_error(
+                f"--anchor expects a SHA-256 in hex (64 characters), got {a!r}", as_json=json
+            )
+
     async def work() -> Verification:
         async with open_engine(db) as engine:
             await require_current_schema(engine)
-            return await verify_history(engine)
+            return await verify_history(engine, anchors=anchors)
 
     found = run(work, as_json=json, db=db)
     if json:

@@ -22,7 +22,11 @@ def test_verify_counts_the_entries_of_an_intact_history_and_names_an_edited_one(
     intact = pkgline(sqlite_url, "audit", "verify")
     assert intact.returncode == 0, intact.stderr
     assert "history verified: 3 entries of 2 lots" in intact.stdout
-    assert json.loads(pkgline(sqlite_url, "audit", "verify", "--json").stdout)["entries"] == 3
+    verified = json.loads(pkgline(sqlite_url, "audit", "verify", "--json").stdout)
+    assert verified["entries"] == 3
+    anchored = pkgline(sqlite_url, "audit", "verify", "--anchor", verified["lots_head"])
+    assert anchored.returncode == 0, anchored.stderr
+    assert pkgline(sqlite_url, "audit", "verify", "--anchor", "nothex").returncode == 2
 
     path = sqlite_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:  # the attacker holding the file

@@ -414,3 +414,26 @@ async def test_a_downgrade_keeps_the_history_and_an_upgrade_chains_it_again(
     found = await verify_history(written)
     assert found.ok, found.problem
     assert found.entries == 8
+
+
+async def test_a_cut_hidden_by_rewritten_heads_is_found_only_by_an_anchor_kept_elsewhere(
+    written: AsyncEngine,
+) -> None:
+    """The newest lot removed and the head of the chain over lots set back: consistent inside
+    the database (the limit of any chain kept there), but not with a head written down before."""
+    anchor = (await verify_history(written)).lots_head
+    first_of_b = (await _rows(written, "SELECT hash FROM lot_history WHERE lot_id = 'B'"))[0][0]
+    await _drop_guards(written)
+    await _raw(
+        written,
+        "DELETE FROM lot_history WHERE lot_id = 'A.1'",
+        "DELETE FROM carriers WHERE lot_id = 'A.1'",
+        "DELETE FROM lots WHERE id = 'A.1'",
+        f"UPDATE audit_heads SET head = '{first_of_b}'",
+    )
+    unanchored = await verify_history(written)
+    assert unanchored.problem is not None  # the chain itself is consistent: only the guards
+    assert unanchored.problem.finding is Finding.GUARD_MISSING
+    found = await verify_history(written, anchors=[anchor])
+    assert found.problem is not None
+    assert found.problem.finding is Finding.ANCHOR_MISSING
