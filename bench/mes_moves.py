@@ -6,7 +6,9 @@ prints moves per second and the p50/p99 latency of one move, first through pkgli
 (rules, SQLAlchemy Core, optimistic version check) and then through the floor: the same
 transaction shape in raw SQL on the same driver (aiosqlite / asyncpg), the same tables and
 the same durability settings (SQLite WAL, synchronous=FULL, BEGIN IMMEDIATE; PostgreSQL
-synchronous_commit on). The ratio is pkgline / floor throughput.
+synchronous_commit on), and the same hash chain (each history entry hashed with the one
+before it, the lot's head updated with it: docs/security.md). The ratio is pkgline / floor
+throughput.
 
 Goals (issue 2): PostgreSQL with 8 writers at 0.7 of the floor or better; SQLite (1 writer)
 at 0.35 or better.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -142,7 +145,28 @@ def _lot_row(lot_id: str) -> dict[str, object]:
         "updated_at": now,
         "created_by": "bench",
         "version": 1,
+        "history_head": "0" * 64,
     }
+
+
+def _chained(prev: str, lot_id: str, at: str, op: str, state: str, step: str, data: str) -> str:
+    """The floor's hash chain: SHA-256 over the entry's fields and the hash before it, as
+    canonical JSON (what any chained history costs per entry; pkgline: mes.domain.audit)."""
+    content = {
+        "prev": prev,
+        "lot": lot_id,
+        "at": at,
+        "user": "bench",
+        "operation": op,
+        "state_before": "WAITING",
+        "state_after": state,
+        "step": step,
+        "tool": "T",
+        "reason": None,
+        "data": json.loads(data),
+    }
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 MOVE_STATES = (("RUNNING", "track_in", "LotTrackedIn"), ("WAITING", "track_out", "LotTrackedOut"))
@@ -185,24 +209,40 @@ class SqliteFloor:
                     if op == "track_out":
                         path.append(f"STEP{i}")
                     now = _now().isoformat()
+                    data = json.dumps({"values": {"v": 1.0}, "path_index": i})
+                    prev = current["history_head"]
+                    digest = _chained(prev, lot_id, now, op, state, f"STEP{i}", data)
                     cur = await db.execute(
-                        "UPDATE lots SET state = ?, path = ?, running = ?, updated_at = ?, version = version + 1 "
-                        "WHERE id = ? AND version = ?",
+                        "UPDATE lots SET state = ?, path = ?, running = ?, updated_at = ?, version = version + 1, "
+                        "history_head = ? WHERE id = ? AND version = ?",
                         (
                             state,
                             json.dumps(path),
                             json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
                             now,
+                            digest,
                             lot_id,
                             current["version"],
                         ),
                     )
                     assert cur.rowcount == 1
-                    data = json.dumps({"values": {"v": 1.0}, "path_index": i})
                     cur = await db.execute(
-                        'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data) '
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                        (lot_id, now, "bench", op, "WAITING", state, f"STEP{i}", "T", None, data),
+                        'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data, prev_hash, hash) '
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                        (
+                            lot_id,
+                            now,
+                            "bench",
+                            op,
+                            "WAITING",
+                            state,
+                            f"STEP{i}",
+                            "T",
+                            None,
+                            data,
+                            prev,
+                            digest,
+                        ),
                     )
                     await cur.fetchone()
                     await cur.close()
@@ -242,21 +282,25 @@ class PostgresFloor:
                         if op == "track_out":
                             path.append(f"STEP{i}")
                         now = _now()
+                        data = json.dumps({"values": {"v": 1.0}, "path_index": i})
+                        prev = current["history_head"]
+                        step = f"STEP{i}"
+                        digest = _chained(prev, lot_id, now.isoformat(), op, state, step, data)
                         status = await conn.execute(
-                            "UPDATE lots SET state = $1, path = $2, running = $3, updated_at = $4, version = version + 1 "
-                            "WHERE id = $5 AND version = $6",
+                            "UPDATE lots SET state = $1, path = $2, running = $3, updated_at = $4, version = version + 1, "
+                            "history_head = $7 WHERE id = $5 AND version = $6",
                             state,
                             json.dumps(path),
                             json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
                             now,
                             lot_id,
                             current["version"],
+                            digest,
                         )
                         assert status == "UPDATE 1"
-                        data = json.dumps({"values": {"v": 1.0}, "path_index": i})
                         await conn.fetchval(
-                            'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data) '
-                            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq",
+                            'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data, prev_hash, hash) '
+                            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq",
                             lot_id,
                             now,
                             "bench",
@@ -267,6 +311,8 @@ class PostgresFloor:
                             "T",
                             None,
                             data,
+                            prev,
+                            digest,
                         )
                         await conn.execute(
                             "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES ($1, $2, $3, $4)",

@@ -10,15 +10,20 @@ to it: an operator asks (:meth:`EquipmentService.request_reset`: who, why, until
 controller takes the request (:meth:`~EquipmentService.take_reset`), asks the tool and records
 what came of it (:meth:`~EquipmentService.finish_reset`); a request nobody took before it
 expires is recorded as expired, never carried out later.
+
+Authority as in :mod:`mes.service`: the controller's reports need its role, a switch between
+automatic and manual a technician's (or an engineer's, or the controller's).
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from mes.domain.authority import Action, Principal
 from mes.domain.equipment import (
     UNMONITORED,
     ControllerRecord,
@@ -35,6 +40,7 @@ from mes.domain.equipment import (
     time_in_states,
 )
 from mes.domain.errors import InvalidInput, ResetNotPossible, ToolOwnedElsewhere, UnknownTool
+from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
 from mes.service import utc_now
 
@@ -45,14 +51,31 @@ ones this long after it expired."""
 
 
 class EquipmentService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Callable[[], datetime] = utc_now):
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
+    ):
         self._uow = uow
         self._clock = clock
+        self._guard = Guard(principal, security, clock)
 
-    async def register(self, line: str, tools: Sequence[ToolRegistration]) -> list[ToolRecord]:
+    def acting_as(self, principal: Principal) -> EquipmentService:
+        """The same service (store, clock, security log) acting for ``principal``."""
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
+
+    async def register(
+        self, line: str, tools: Sequence[ToolRegistration], *, by: Principal | None = None
+    ) -> list[ToolRecord]:
         """Claim ``tools`` for the controller ``line``. Refused, changing nothing, when one of
         them belongs to another controller. A tool seen for the first time starts
         unscheduled-down until its controller reaches it."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         now = self._clock()
         out: list[ToolRecord] = []
         async with self._uow() as uow:
@@ -94,17 +117,27 @@ class EquipmentService:
         return out
 
     async def report(
-        self, tool_id: str, snapshot: ToolSnapshot, at: datetime | None = None
+        self,
+        tool_id: str,
+        snapshot: ToolSnapshot,
+        at: datetime | None = None,
+        *,
+        by: Principal | None = None,
     ) -> ToolRecord:
         """What a tool does (as observed at ``at``, default now); an E10 state change is
         recorded with that time."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         applied = await self._uow.write(_apply([(tool_id, snapshot, at or self._clock())]))
         if tool_id not in applied:
             raise UnknownTool(f"there is no tool {tool_id}")
         return applied[tool_id]
 
     async def report_many(
-        self, reports: Sequence[tuple[str, ToolSnapshot, datetime]], *, only_newer: bool = False
+        self,
+        reports: Sequence[tuple[str, ToolSnapshot, datetime]],
+        *,
+        only_newer: bool = False,
+        by: Principal | None = None,
     ) -> list[str]:
         """Several observations, in order, in one transaction (the controller batches them).
         Those of tools the database does not know are left out: their ids are returned.
@@ -114,12 +147,21 @@ class EquipmentService:
         replayed after a crash between the commit and the spool's truncation, or after a
         commit whose answer was lost) records no E10 change twice. The controller stamps a
         tool's observations with strictly increasing times for that."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         applied = await self._uow.write(_apply(reports, only_newer=only_newer))
         return sorted({tool_id for tool_id, _, _ in reports} - applied.keys())
 
-    async def mark_unmonitored(self, tool_ids: Sequence[str], since: datetime, reason: str) -> None:
+    async def mark_unmonitored(
+        self,
+        tool_ids: Sequence[str],
+        since: datetime,
+        reason: str,
+        *,
+        by: Principal | None = None,
+    ) -> None:
         """No controller follows these tools from ``since`` on (it stopped, or died after its
         last heartbeat): their state is unknown until a controller reaches them again."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         now = self._clock()
         async with self._uow() as uow:
             repo = uow.equipment
@@ -138,8 +180,15 @@ class EquipmentService:
             await uow.commit()
 
     async def set_dispatch(
-        self, tool_id: str, mode: DispatchMode, user: str, reason: str | None = None
+        self,
+        tool_id: str,
+        mode: DispatchMode,
+        user: str,
+        reason: str | None = None,
+        *,
+        by: Principal | None = None,
     ) -> ToolRecord:
+        await self._guard.allow(by, Action.TOOL_MODE)
         now = self._clock()
         async with self._uow() as uow:
             known = await uow.equipment.tool(tool_id)
@@ -152,21 +201,31 @@ class EquipmentService:
             await uow.commit()
         return record
 
-    async def tool(self, tool_id: str) -> ToolRecord:
+    async def tool(self, tool_id: str, *, by: Principal | None = None) -> ToolRecord:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             known = await uow.equipment.tool(tool_id)
         if known is None:
             raise UnknownTool(f"there is no tool {tool_id}")
         return known
 
-    async def tools(self, line: str | None = None) -> list[ToolRecord]:
+    async def tools(
+        self, line: str | None = None, *, by: Principal | None = None
+    ) -> list[ToolRecord]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.tools(line)
 
     async def state_times(
-        self, tool_id: str, start: datetime, end: datetime | None = None
+        self,
+        tool_id: str,
+        start: datetime,
+        end: datetime | None = None,
+        *,
+        by: Principal | None = None,
     ) -> StateTimes:
         """Seconds in each E10 state, availability and utilization over [start, end)."""
+        await self._guard.allow(by, Action.READ)
         end = end or self._clock()
         if end <= start:
             raise InvalidInput("the window must end after it starts")
@@ -176,16 +235,21 @@ class EquipmentService:
             changes = await uow.equipment.changes(tool_id, start, end)
         return time_in_states(changes, start, end)
 
-    async def changes(self, tool_id: str, start: datetime, end: datetime) -> list[E10Change]:
+    async def changes(
+        self, tool_id: str, start: datetime, end: datetime, *, by: Principal | None = None
+    ) -> list[E10Change]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.changes(tool_id, start, end)
 
-    async def heartbeat(self, record: ControllerRecord) -> None:
+    async def heartbeat(self, record: ControllerRecord, *, by: Principal | None = None) -> None:
+        await self._guard.allow(by, Action.TOOL_REPORT)
         async with self._uow() as uow:
             await uow.equipment.save_controller(record)
             await uow.commit()
 
-    async def controllers(self) -> list[ControllerRecord]:
+    async def controllers(self, *, by: Principal | None = None) -> list[ControllerRecord]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.controllers()
 
@@ -199,11 +263,13 @@ class EquipmentService:
         *,
         wait_s: float,
         controller_running: Callable[[ControllerRecord], bool],
+        by: Principal | None = None,
     ) -> ResetRequest:
         """Ask the tool's line controller to reset its alarm, within ``wait_s`` (after that
         the request expires, not carried out). Refused, writing nothing, when the tool is
         unknown, its controller is not running (``controller_running`` says from its record),
         it is not in alarm as last recorded, or a reset of it is under way."""
+        await self._guard.allow(by, Action.TOOL_RESET)
         reason = reason.strip()
         if not reason:
             raise InvalidInput("a reset needs a reason: say why the alarm may be cleared")
@@ -247,27 +313,35 @@ class EquipmentService:
             await uow.commit()
         return request
 
-    async def reset_request(self, reset_id: str) -> ResetRequest:
+    async def reset_request(self, reset_id: str, *, by: Principal | None = None) -> ResetRequest:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             found = await uow.equipment.reset(reset_id)
         if found is None:
             raise InvalidInput(f"there is no reset request {reset_id}")
         return found
 
-    async def resets(self, tool_id: str, limit: int = 10) -> list[ResetRequest]:
+    async def resets(
+        self, tool_id: str, limit: int = 10, *, by: Principal | None = None
+    ) -> list[ResetRequest]:
         """The tool's alarm resets, the newest first."""
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.resets(tool_id, limit)
 
-    async def open_resets(self, line: str) -> list[ResetRequest]:
+    async def open_resets(self, line: str, *, by: Principal | None = None) -> list[ResetRequest]:
         """The resets of the line's tools not carried out yet, oldest first (one read, for
         the line controller to poll)."""
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.open_resets(line)
 
-    async def take_reset(self, request: ResetRequest) -> ResetRequest | None:
+    async def take_reset(
+        self, request: ResetRequest, *, by: Principal | None = None
+    ) -> ResetRequest | None:
         """The line controller takes a pending reset to carry it out: the request, now
         RESETTING; None when it is not pending any more or has expired (then recorded so)."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         now = self._clock()
         if now >= request.expires_at:
             taken = _expired(request, now, "no line controller took it before it expired")
@@ -280,9 +354,16 @@ class EquipmentService:
         return taken if taken.status is ResetStatus.RESETTING else None
 
     async def finish_reset(
-        self, request: ResetRequest, status: ResetStatus, outcome: str, state_after: str | None
+        self,
+        request: ResetRequest,
+        status: ResetStatus,
+        outcome: str,
+        state_after: str | None,
+        *,
+        by: Principal | None = None,
     ) -> ResetRequest:
         """Record what came of a reset the controller took (:meth:`take_reset`)."""
+        await self._guard.allow(by, Action.TOOL_REPORT)
         if status.open:
             raise ValueError(
                 f"a reset finishes done, refused, unreachable or expired, not {status}"
@@ -300,9 +381,12 @@ class EquipmentService:
             await uow.commit()
         return done
 
-    async def withdraw_reset(self, reset_id: str, outcome: str) -> ResetRequest:
+    async def withdraw_reset(
+        self, reset_id: str, outcome: str, *, by: Principal | None = None
+    ) -> ResetRequest:
         """The operator stops waiting: a reset still pending expires (never carried out
         later). The request as it stands (its controller may have taken it meanwhile)."""
+        await self._guard.allow(by, Action.TOOL_RESET)
         async with self._uow() as uow:
             found = await uow.equipment.reset(reset_id)
             if found is None:

@@ -5,12 +5,18 @@ change (lots, history, outbox) and commit: written once as :data:`mes.ports.Work
 store runs in one step where it can (on SQLite, one call on the connection's thread). A
 refusal raises before anything is written; a concurrent move of the same lot makes the later
 transaction fail with ConcurrentUpdate.
+
+Authority is checked here, once, from the principal acting (:mod:`mes.guard`): the service's
+own (given when it is built) or one a call names (``by=``). A refusal (NotAuthorized, naming
+the roles needed) is checked inside the transaction where it depends on the lot (a release:
+who placed the hold), changes nothing, and is recorded as a security event.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -18,6 +24,7 @@ from flows import Flow, FlowLibrary, UnknownFlow
 from mes.domain import common, genealogy
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
+from mes.domain.authority import Action, Context, NotAuthorized, Principal
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
@@ -50,6 +57,7 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import LotReport, build_report
+from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -124,10 +132,20 @@ class LotService:
         uow: UnitOfWorkFactory,
         flows: FlowLibrary,
         clock: Callable[[], datetime] = utc_now,
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
     ):
         self._uow = uow
         self.flows = flows
         self._clock = clock
+        self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> LotService:
+        """The same service (store, flows, clock, security log) acting for ``principal``."""
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
 
     def flow(self, name: str) -> Flow:
         try:
@@ -135,52 +153,76 @@ class LotService:
         except UnknownFlow as exc:
             raise InvalidInput(str(exc).strip("'\""), allowed=sorted(self.flows.flows)) from None
 
-    async def _write(self, work: Work[T]) -> T:
-        """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`)."""
-        return await self._uow.write(work)
+    async def _write(self, work: Work[T], by: Principal | None = None) -> T:
+        """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`); a refusal
+        of authority it raises is recorded."""
+        try:
+            return await self._uow.write(work)
+        except NotAuthorized as refused:
+            await self._guard.refused(by, refused)
+            raise
 
-    async def _read(self, work: Work[T]) -> T:
+    async def _read(self, work: Work[T], by: Principal | None = None) -> T:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.run(work, commit=True)
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def _on_lot(self, lot_id: str, rule: Rule, *, primary: str | None = None) -> Outcome:
+    async def _on_lot(
+        self,
+        lot_id: str,
+        rule: Rule,
+        *,
+        action: Action,
+        by: Principal | None,
+        primary: str | None = None,
+    ) -> Outcome:
         def work() -> Work[Outcome]:
             lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+            held_by = lot.hold.source if lot.hold else None
+            self._guard.check(by, action, Context(lot_id, held_by))
             decided = rule(lot, self.flow(lot.flow))
             change = decided if isinstance(decided, Change) else (yield from decided)
-            entries = yield from save(change)
+            entries = yield from save(_stamped(change, self._guard.who(by)))
             wanted = primary or lot_id
             return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
-        return await self._write(work())
+        return await self._write(work(), by)
 
-    async def start(self, cmd: StartLot) -> Outcome:
-        change = ops.start_lot(cmd, self.flow(cmd.flow), self._clock())
+    async def start(self, cmd: StartLot, *, by: Principal | None = None) -> Outcome:
+        await self._guard.allow(by, Action.START, Context(cmd.lot_id))
+        change = _stamped(
+            ops.start_lot(cmd, self.flow(cmd.flow), self._clock()), self._guard.who(by)
+        )
 
         def work() -> Work[Outcome]:
             if (yield from get_lot(cmd.lot_id)) is not None:
                 raise LotExists(f"lot {cmd.lot_id} already exists", lot_id=cmd.lot_id)
             return Outcome(change.lot, (yield from save(change)))
 
-        return await self._write(work())
+        return await self._write(work(), by)
 
-    async def track_in(self, cmd: TrackIn) -> Outcome:
+    async def track_in(self, cmd: TrackIn, *, by: Principal | None = None) -> Outcome:
         return await self._on_lot(
-            cmd.lot_id, lambda lot, flow: ops.track_in(lot, flow, cmd, self._clock())
+            cmd.lot_id,
+            lambda lot, flow: ops.track_in(lot, flow, cmd, self._clock()),
+            action=Action.TRACK_IN,
+            by=by,
         )
 
-    async def track_out(self, cmd: TrackOut) -> Outcome:
+    async def track_out(self, cmd: TrackOut, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
             rejected = (yield from _rejected(lot)) if cmd.rejects else {}
             return ops.track_out(lot, flow, cmd, rejected, self._clock())
 
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
 
-    async def track_in_all(self, cmds: Sequence[TrackIn]) -> list[TrackedIn | LotTrackerError]:
+    async def track_in_all(
+        self, cmds: Sequence[TrackIn], *, by: Principal | None = None
+    ) -> list[TrackedIn | LotTrackerError]:
         """Several track-ins in one transaction (a dispatch pass over idle tools): for each,
         its outcome with the lot's step view (what running the step takes, so that the tool
         need not read it again), or its refusal (the others are written all the same). A lot
@@ -194,10 +236,13 @@ class LotService:
                 try:
                     if lot is None:
                         raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
+                    self._guard.check(by, Action.TRACK_IN, Context(c.lot_id))
                     decided.append(ops.track_in(lot, self.flow(lot.flow), c, self._clock()))
                 except LotTrackerError as exc:
                     decided.append(exc)
-            written = iter((yield from save_all([d for d in decided if isinstance(d, Change)])))
+            who = self._guard.who(by)
+            changes = [_stamped(d, who) for d in decided if isinstance(d, Change)]
+            written = iter((yield from save_all(changes)))
             results: list[TrackedIn | LotTrackerError] = []
             for d in decided:
                 if isinstance(d, LotTrackerError):
@@ -207,68 +252,89 @@ class LotService:
                     results.append(TrackedIn(d.lot, next(written), view))
             return results
 
-        return await self._write(work())
+        results = await self._write(work(), by)
+        for result in results:
+            if isinstance(result, NotAuthorized):
+                await self._guard.refused(by, result)
+        return results
 
-    async def abort(self, cmd: AbortStep) -> Outcome:
+    async def abort(self, cmd: AbortStep, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             return ops.abort(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
 
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, rule, action=Action.ABORT, by=by)
 
-    async def hold(self, cmd: HoldLot) -> Outcome:
+    async def hold(self, cmd: HoldLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
             return ops.hold(lot, cmd, self._clock(), step_jobs)
 
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)
 
-    async def release(self, cmd: ReleaseLot) -> Outcome:
+    async def release(self, cmd: ReleaseLot, *, by: Principal | None = None) -> Outcome:
+        """Release a hold: one a claimed limit, an alarm or the controller placed needs
+        quality or engineering (:mod:`mes.domain.authority`)."""
         return await self._on_lot(
-            cmd.lot_id, lambda lot, flow: ops.release(lot, flow, cmd, self._clock())
+            cmd.lot_id,
+            lambda lot, flow: ops.release(lot, flow, cmd, self._clock()),
+            action=Action.RELEASE,
+            by=by,
         )
 
-    async def scrap(self, cmd: ScrapLot) -> Outcome:
-        return await self._on_lot(cmd.lot_id, lambda lot, _: ops.scrap(lot, cmd, self._clock()))
+    async def scrap(self, cmd: ScrapLot, *, by: Principal | None = None) -> Outcome:
+        return await self._on_lot(
+            cmd.lot_id,
+            lambda lot, _: ops.scrap(lot, cmd, self._clock()),
+            action=Action.SCRAP,
+            by=by,
+        )
 
-    async def scrap_sites(self, cmd: ScrapSites) -> Outcome:
+    async def scrap_sites(self, cmd: ScrapSites, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
 
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by)
 
-    async def rework(self, cmd: ReworkLot) -> Outcome:
+    async def rework(self, cmd: ReworkLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
             done = yield from get_jobs_of(lot.id, 0, and_later=True)
             return ops.rework(lot, flow, cmd, self._clock(), done)
 
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, rule, action=Action.REWORK, by=by)
 
-    async def complete(self, cmd: CompleteLot) -> Outcome:
+    async def complete(self, cmd: CompleteLot, *, by: Principal | None = None) -> Outcome:
         return await self._on_lot(
-            cmd.lot_id, lambda lot, flow: ops.complete(lot, flow, cmd, self._clock())
+            cmd.lot_id,
+            lambda lot, flow: ops.complete(lot, flow, cmd, self._clock()),
+            action=Action.COMPLETE,
+            by=by,
         )
 
-    async def split(self, cmd: SplitLot) -> Outcome:
+    async def split(self, cmd: SplitLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             change = genealogy.split(lot, cmd, (yield from get_rejects(lot.id)), self._clock())
             if (yield from get_lot(cmd.child_id)) is not None:
                 raise LotExists(f"lot {cmd.child_id} already exists", lot_id=cmd.child_id)
             return change
 
-        return await self._on_lot(cmd.lot_id, rule, primary=cmd.child_id)
+        return await self._on_lot(
+            cmd.lot_id, rule, action=Action.SPLIT, by=by, primary=cmd.child_id
+        )
 
-    async def merge(self, cmd: MergeLots) -> Outcome:
+    async def merge(self, cmd: MergeLots, *, by: Principal | None = None) -> Outcome:
         def rule(child: Lot, _: Flow) -> Work[Change]:
             target = yield from get_lot(cmd.into_id)
             if target is None:
                 raise UnknownLot(f"there is no lot {cmd.into_id}", lot_id=cmd.into_id)
             return genealogy.merge(child, target, cmd, self._clock())
 
-        return await self._on_lot(cmd.child_id, rule, primary=cmd.into_id)
+        return await self._on_lot(
+            cmd.child_id, rule, action=Action.MERGE, by=by, primary=cmd.into_id
+        )
 
     # -- jobs (the line controller) ---------------------------------------------------------
 
-    async def start_job(self, cmd: StartJob) -> Outcome:
+    async def start_job(self, cmd: StartJob, *, by: Principal | None = None) -> Outcome:
         """Record that a tool is about to process one carrier of the lot's running step."""
 
         def rule(lot: Lot, _: Flow) -> Work[Change]:
@@ -277,15 +343,16 @@ class LotService:
                 raise InvalidInput(f"job id {cmd.job_id} is taken", lot_id=lot.id)
             return job_rules.start_job(lot, cmd, jobs, self._clock())
 
-        return await self._on_lot(cmd.lot_id, rule)
+        return await self._on_lot(cmd.lot_id, rule, action=Action.JOB, by=by)
 
-    async def record_job(self, cmd: RecordJob) -> JobOutcome:
+    async def record_job(self, cmd: RecordJob, *, by: Principal | None = None) -> JobOutcome:
         """Record a tool's results for one carrier; the last carrier tracks the lot out.
 
         Idempotent: results recorded before (a controller that failed before it could tell the
         tool) are not recorded again, and the outcome says so."""
 
         def work() -> Work[JobOutcome]:
+            self._guard.check(by, Action.JOB)
             found = yield from get_job_with_lot(cmd.job_id)
             if found is None:
                 raise InvalidInput(f"there is no job {cmd.job_id}")
@@ -301,16 +368,16 @@ class LotService:
             change = job_rules.record_job(
                 lot, self.flow(lot.flow), job, cmd, done, rejected, self._clock()
             )
-            entries = yield from save(change)
+            entries = yield from save(_stamped(change, self._guard.who(by)))
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 
-        return await self._write(work())
+        return await self._write(work(), by)
 
-    async def job(self, job_id: str) -> JobRecord | None:
-        return await self._read(get_job(job_id))
+    async def job(self, job_id: str, *, by: Principal | None = None) -> JobRecord | None:
+        return await self._read(get_job(job_id), by)
 
-    async def step_view(self, lot_id: str) -> StepView:
+    async def step_view(self, lot_id: str, *, by: Principal | None = None) -> StepView:
         """The lot, its jobs at its current step, its carriers and its rejected sites: one
         read transaction (the line controller, before it runs a step)."""
 
@@ -320,21 +387,21 @@ class LotService:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             return (yield from _step_view(lot))
 
-        return await self._read(work())
+        return await self._read(work(), by)
 
-    async def jobs_of_step(self, lot: Lot) -> list[JobRecord]:
+    async def jobs_of_step(self, lot: Lot, *, by: Principal | None = None) -> list[JobRecord]:
         """The jobs of the lot's carriers at its current step occurrence."""
-        return await self._read(get_jobs_of(lot.id, len(lot.path)))
+        return await self._read(get_jobs_of(lot.id, len(lot.path)), by)
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def get(self, lot_id: str) -> Lot:
-        lot = await self._read(get_lot(lot_id))
+    async def get(self, lot_id: str, *, by: Principal | None = None) -> Lot:
+        lot = await self._read(get_lot(lot_id), by)
         if lot is None:
             raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
         return lot
 
-    async def report(self, lot_id: str) -> LotReport:
+    async def report(self, lot_id: str, *, by: Principal | None = None) -> LotReport:
         """Everything ``lot show`` tells, read in one transaction."""
 
         def work() -> Work[LotReport]:
@@ -351,22 +418,30 @@ class LotService:
                 (yield from get_children(lot_id)),
             )
 
-        return await self._read(work())
+        return await self._read(work(), by)
 
     async def find(
-        self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
+        self,
+        *,
+        states: Sequence[LotState] = (),
+        flow: str | None = None,
+        limit: int = 1000,
+        by: Principal | None = None,
     ) -> list[Lot]:
+        await self._guard.allow(by, Action.READ)
         if flow is not None:
             self.flow(flow)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.find(states=states, flow=flow, limit=limit)
 
-    async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
+    async def heads(
+        self, states: Sequence[LotState], *, by: Principal | None = None
+    ) -> list[LotHead]:
         """What dispatching needs of the lots in ``states``, most urgent first."""
-        return await self._read(get_heads(states))
+        return await self._read(get_heads(states), by)
 
     async def dispatch_view(
-        self, states: Sequence[LotState], line: str
+        self, states: Sequence[LotState], line: str, *, by: Principal | None = None
     ) -> tuple[list[LotHead], dict[str, DispatchMode]]:
         """What a dispatch pass needs, read together: the heads of the lots in ``states``
         (:meth:`heads`), and the dispatch mode of each tool of the line controller ``line``,
@@ -377,7 +452,7 @@ class LotService:
             modes = yield from get_dispatch_modes(line)
             return heads, modes
 
-        return await self._read(work())
+        return await self._read(work(), by)
 
     def next_steps(self, lot: Lot) -> frozenset[str]:
         return common.next_steps(lot, self.flow(lot.flow))
@@ -390,11 +465,19 @@ class LotService:
         """A running lot's next steps once its running step is tracked out, in flow order."""
         return common.next_in_order_after_step(lot, self.flow(lot.flow))
 
-    async def carriers(self, lot_id: str) -> list[Carrier]:
-        return await self._read(get_carriers(lot_id))
+    async def carriers(self, lot_id: str, *, by: Principal | None = None) -> list[Carrier]:
+        return await self._read(get_carriers(lot_id), by)
 
-    async def rejected_sites(self, lot_id: str) -> list[SiteReject]:
-        return await self._read(get_rejects(lot_id))
+    async def rejected_sites(self, lot_id: str, *, by: Principal | None = None) -> list[SiteReject]:
+        return await self._read(get_rejects(lot_id), by)
+
+
+def _stamped(change: Change, who: Principal | None) -> Change:
+    """The change with its history entries saying who made it, and how they were known."""
+    if who is None:
+        return change
+    entries = tuple(replace(e, by=who.name, auth=who.method.value) for e in change.entries)
+    return replace(change, entries=entries)
 
 
 def _step_view(lot: Lot) -> Work[StepView]:

@@ -14,10 +14,12 @@ from functools import cache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows import FlowLibrary, load_library
-from mes.adapters.database import create_engine, default_database_url
+from mes.adapters.database import async_url, create_engine, default_database_url
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain.authority import NotAuthorized, Principal
 from mes.equipment import EquipmentService
+from mes.identity import IdentityService
 from mes.service import LotService
 
 
@@ -42,14 +44,19 @@ async def open_engine(url: str | None, *, pool_size: int = 5) -> AsyncIterator[A
 
 @asynccontextmanager
 async def open_lot_service(
-    url: str | None, *, check_schema: bool = True, pool_size: int = 5
+    url: str | None,
+    *,
+    check_schema: bool = True,
+    pool_size: int = 5,
+    principal: Principal | None = None,
 ) -> AsyncIterator[LotService]:
     """A lot service on the database at ``url`` (default: ``$PKGLINE_DB`` or the user's
-    SQLite file). Refuses a database whose schema is not this code's."""
+    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_mode`).
+    Refuses a database whose schema is not this code's."""
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        yield LotService(SqlUnitOfWorkFactory(engine), flow_library())
+        yield services_for(engine, principal or direct_mode()).lots
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +69,79 @@ class Services:
 
 @asynccontextmanager
 async def open_services(
-    url: str | None, *, check_schema: bool = True, pool_size: int = 5
+    url: str | None,
+    *,
+    check_schema: bool = True,
+    pool_size: int = 5,
+    principal: Principal | None = None,
 ) -> AsyncIterator[Services]:
     """Lots and equipment on the database at ``url``, sharing one engine (the operator's view
     of the line reads both)."""
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        factory = SqlUnitOfWorkFactory(engine)
-        yield Services(LotService(factory, flow_library()), EquipmentService(factory))
+        yield services_for(engine, principal or direct_mode())
+
+
+def services_for(engine: AsyncEngine, principal: Principal) -> Services:
+    """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
+    another), refusals recorded in the database's security log."""
+    from mes.adapters.sql_identity import SqlSecurityLog
+
+    factory = SqlUnitOfWorkFactory(engine)
+    log = SqlSecurityLog(engine)
+    return Services(
+        LotService(factory, flow_library(), principal=principal, security=log),
+        EquipmentService(factory, principal=principal, security=log),
+    )
+
+
+def os_account() -> str:
+    """The name of the OS account running this process."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or str(os.getuid())
+
+
+def direct_mode() -> Principal:
+    """Direct database mode for lot and tool commands: the OS account, holding every role
+    (recorded as such). Not yet limited to the database file's owner: today's installation
+    lets the operators of group pkgline write the file (deploy/install.sh) until the server
+    (issue 14) takes the database for itself; then direct mode is the owner's alone, as for
+    ``pkgline user`` (:func:`direct_principal`)."""
+    return Principal.file_owner(os_account())
+
+
+def direct_principal(url: str | None) -> Principal:
+    """Direct database mode: the OS account, holding every role, for a database the account
+    may write anyway (docs/security.md). A SQLite file that belongs to another account is
+    refused: that database is its owner's (or its server's) to change."""
+    import os
+    from pathlib import Path
+
+    target = async_url(resolve_url(url))
+    account = os_account()
+    if target.get_backend_name() == "sqlite" and target.database:
+        path = Path(target.database).expanduser()
+        if path.exists() and path.stat().st_uid != os.getuid():
+            raise NotAuthorized(
+                f"direct mode: the database file {path} is not yours ({account}); it belongs "
+                "to another account, whose server or owner changes it",
+                needed=(),
+            )
+    return Principal.file_owner(account)
+
+
+@asynccontextmanager
+async def open_identity(url: str | None) -> AsyncIterator[IdentityService]:
+    """The identity service (users, logins, API keys) on the database at ``url``."""
+    from mes.adapters.passwords import Argon2Passwords  # argon2: only where passwords are
+    from mes.adapters.sql_identity import SqlIdentityStore
+
+    async with open_engine(url) as engine:
+        await require_current_schema(engine)
+        yield IdentityService(SqlIdentityStore(engine), Argon2Passwords())

@@ -15,6 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from mes.domain import audit
 from mes.domain.equipment import (
     ControllerRecord,
     E10Change,
@@ -70,6 +71,8 @@ class MemoryStore:
     changes: list[E10Change] = field(default_factory=list)
     controllers: dict[str, ControllerRecord] = field(default_factory=dict)
     resets: dict[str, ResetRequest] = field(default_factory=dict)
+    lots_head: str = audit.GENESIS
+    """The head of the chain over lots (:mod:`mes.domain.audit`)."""
 
 
 class MemoryLotRepository:
@@ -167,6 +170,10 @@ class MemoryLotRepository:
 
     def _save(self, change: Change) -> tuple[HistoryEntry, ...]:
         store = self._store
+        chained = audit.chain(change, store.lots_head)
+        change = chained.change
+        if chained.lots_head is not None:
+            store.lots_head = chained.lots_head
         for lot in change.lots:
             expected = change.expected_versions[lot.id]
             # Check against what is committed and what this transaction wrote, as a database

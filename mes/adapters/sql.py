@@ -5,7 +5,8 @@ runs them on the pooled driver connection (:mod:`mes.adapters.driver`). Lots are
 their carriers in one query and written with an optimistic version check:
 ``UPDATE lots ... WHERE id = :id AND version = :expected``. When another transaction moved the
 lot first, no row matches and the change is refused with ConcurrentUpdate. Every history entry
-is mirrored by an outbox row in the same transaction.
+is mirrored by an outbox row in the same transaction, and carries the hash of the entry before
+it and its own (:mod:`mes.domain.audit`); the lot row keeps the hash of its newest entry.
 """
 
 from __future__ import annotations
@@ -54,7 +55,17 @@ from mes.adapters.sql_equipment import (
     SqlEquipmentRepository,
     equipment_plan,
 )
-from mes.adapters.tables import carriers, jobs, lot_history, lots, outbox, site_rejects
+from mes.adapters.tables import (
+    LOTS_CHAIN,
+    audit_heads,
+    carriers,
+    jobs,
+    lot_history,
+    lots,
+    outbox,
+    site_rejects,
+)
+from mes.domain import audit
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import (
     Carrier,
@@ -138,6 +149,7 @@ def _lot_values(lot: Lot) -> dict[str, Any]:
         "updated_at": lot.updated_at,
         "created_by": lot.created_by,
         "version": lot.version,
+        "history_head": lot.history_head,
     }
 
 
@@ -183,10 +195,12 @@ def _lot_from_row(m: Mapping[str, Any], carrier_ids: tuple[str, ...]) -> Lot:
         units=m["units"],
         parent_id=m["parent_id"],
         version=m["version"],
+        history_head=m["history_head"],
     )
 
 
-def _entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
+def entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
+    """A history entry as stored (its row's values, SQLAlchemy's types applied)."""
     return HistoryEntry(
         lot_id=m["lot_id"],
         operation=Operation(m["operation"]),
@@ -199,6 +213,10 @@ def _entry_from_row(m: Mapping[str, Any]) -> HistoryEntry:
         reason=m["reason"],
         data=m["data"],
         seq=m["seq"],
+        by=m["by"],
+        auth=m["auth"],
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
     )
 
 
@@ -323,6 +341,16 @@ class Statements:
         self.insert_reject = c(insert(site_rejects), _REJECT_KEYS)
         self.insert_history = c(insert(lot_history).returning(lot_history.c.seq), _HISTORY_KEYS)
         self.insert_outbox = c(insert(outbox), _OUTBOX_KEYS)
+        # New lots take their turn on the chain over lots: the row stays locked to the end
+        # of the transaction (SQLite: BEGIN IMMEDIATE holds the one write lock already).
+        self.lots_head = c(
+            select(audit_heads.c.head).where(audit_heads.c.chain == LOTS_CHAIN).with_for_update()
+        )
+        self.set_lots_head = c(
+            update(audit_heads)
+            .where(audit_heads.c.chain == LOTS_CHAIN)
+            .values(head=bindparam("head", type_=audit_heads.c.head.type))
+        )
         self.job = c(select(jobs).where(jobs.c.job_id == bindparam("job_id")))
         self.job_with_lot = c(
             select(*_LOT_COLUMNS, *(col.label(f"job_{col.name}") for col in jobs.c))
@@ -565,7 +593,7 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
             rows = yield Fetch(
                 sql.history_before, {"lot_id": request.lot_id, "before_seq": request.before_seq}
             )
-        return [_entry_from_row(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
     if isinstance(request, GetChildren):
         rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
         return [r["id"] for r in rows]
@@ -574,11 +602,21 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
 
 def _save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:
     """Write ``change``: the statements in order, each lot and job checked against what it
-    must still be."""
+    must still be, each history entry chained to the one before it (:mod:`mes.domain.audit`:
+    the lot's head comes with the lot read; a new lot takes its turn on the chain over
+    lots)."""
     for lot in change.lots:
         expected = change.expected_versions[lot.id]
         if expected is not None and lot.version <= expected:  # HeadCache relies on it
             raise ValueError(f"lot {lot.id} written without a new version ({lot.version})")
+    lots_head: str | None = None
+    if any(v is None for v in change.expected_versions.values()):
+        rows = yield Fetch(sql.lots_head, {})
+        lots_head = rows[0]["head"]
+    chained = audit.chain(change, lots_head)
+    change = chained.change
+    if chained.lots_head != lots_head:
+        yield Execute(sql.set_lots_head, {"head": chained.lots_head})
     written: list[HistoryEntry] = []
     lots_left, entries_left = change.lots, change.entries
     if sql.move_in_one is not None and _moves_one_lot(change):
@@ -741,6 +779,10 @@ def _history_values(entry: HistoryEntry) -> dict[str, Any]:
         "tool": entry.tool,
         "reason": entry.reason,
         "data": dict(entry.data),
+        "by": entry.by,
+        "auth": entry.auth,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
     }
 
 

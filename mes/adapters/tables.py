@@ -85,6 +85,7 @@ lots = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("history_head", String(64), nullable=False),
     Index("ix_lots_state_priority", "state", "priority", "created_at"),
     Index("ix_lots_parent_id", "parent_id"),
 )
@@ -127,8 +128,24 @@ lot_history = Table(
     Column("tool", String(32)),
     Column("reason", Text),
     Column("data", Json, nullable=False),
+    Column("by", String(64)),
+    Column("auth", String(16)),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index("ix_lot_history_lot_id", "lot_id", "seq"),
 )
+"""Append-only: the database refuses UPDATE and DELETE (triggers, revision 0004)."""
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("chain", String(16), primary_key=True),
+    Column("head", String(64), nullable=False),
+)
+"""The head of the chain over lots (row ``lots``): the hash of the newest lot's first
+history entry (:mod:`mes.domain.audit`). New lots take their turn on it (FOR UPDATE)."""
+
+LOTS_CHAIN = "lots"
 
 outbox = Table(
     "outbox",
@@ -230,3 +247,69 @@ tool_resets = Table(
     Index("ix_tool_resets_line", "line", "status"),
     Index("ix_tool_resets_tool_id", "tool_id", "requested_at"),
 )
+
+# -- identity (revision 0005): users, API keys, security events, signatures -----------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("full_name", Text, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("roles", Json, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("password_hash", Text),
+    Column("failed_attempts", Integer, nullable=False),
+    Column("locked_until", UtcDateTime),
+    Column("password_changed_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""People and systems (``kind``); roles as a JSON list; argon2id password hashes."""
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("username", String(64), ForeignKey("users.username"), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Column("revoked_by", String(64)),
+    Index("ix_api_keys_username", "username"),
+)
+"""Keys issued to systems: the public id, and SHA-256 of the secret part (never the secret)."""
+
+security_events = Table(
+    "security_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("method", String(16)),
+    Column("subject", String(64)),
+    Column("action", String(24)),
+    Column("lot_id", String(32)),
+    Column("detail", Json, nullable=False),
+    Index("ix_security_events_at", "at"),
+)
+"""Append-only: logins, lockouts, refusals of authority, changes to users."""
+
+signatures = Table(
+    "signatures",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("entry_hash", String(64), nullable=False),
+    Column("lot_id", String(32), nullable=False),
+    Column("signer", String(64), nullable=False),
+    Column("printed_name", Text, nullable=False),
+    Column("meaning", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("method", String(16), nullable=False),
+    Index("ix_signatures_entry_hash", "entry_hash"),
+)
+"""Append-only: electronic signatures, each linked to the history entry it signs (its hash)."""

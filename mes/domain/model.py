@@ -194,6 +194,9 @@ class Lot:
     """Good packages after singulation (DICE); None before."""
     parent_id: LotId | None = None
     version: int = 1
+    history_head: str | None = None
+    """The hash of the lot's newest history entry (:mod:`mes.domain.audit`); None for a lot
+    not yet written. The rules carry it over; the store sets it when it writes the lot."""
 
     @property
     def step(self) -> StepCode | None:
@@ -270,8 +273,17 @@ class HistoryEntry:
     tool: str | None = None
     reason: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+    by: str | None = None
+    """The principal who made the change, as the service knew it (``user`` is the name the
+    command gave: ``--user`` in direct mode); None where the lot tracker runs embedded."""
+    auth: str | None = None
+    """How that principal was known (:class:`mes.domain.authority.AuthMethod` value)."""
     seq: int | None = None
     """Assigned by the store; increases with every entry written."""
+    prev_hash: str | None = None
+    """The hash of the entry this one follows (:mod:`mes.domain.audit`); set by the store."""
+    hash: str | None = None
+    """SHA-256 of this entry's canonical content and ``prev_hash``; set by the store."""
 
     @property
     def event_kind(self) -> str:

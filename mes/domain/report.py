@@ -255,6 +255,10 @@ def history_dict(e: HistoryEntry) -> dict[str, Any]:
         "tool": e.tool,
         "reason": e.reason,
         "data": dict(e.data),
+        "by": e.by,
+        "auth": e.auth,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import db, demo, flow, line, lot, serve, sim, tool, tool_reset
+from pkgline.cli import audit, db, demo, flow, line, lot, serve, sim, tool, tool_reset, user
 
 app = typer.Typer(
     name="pkgline",
@@ -15,11 +15,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(audit.app, name="audit")
 app.add_typer(flow.app, name="flow")
 app.add_typer(lot.app, name="lot")
 tool.app.command(name="reset")(tool_reset.reset)
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
+app.add_typer(user.app, name="user")
 app.command(name="sim")(sim.sim)
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

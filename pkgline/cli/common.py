@@ -11,6 +11,7 @@ Exit codes (a contract for scripts):
 4   the database or a data file is not usable (unreachable, schema not current)
 5   asked but not carried out: the tool or its line controller did not answer (``pkgline
     tool reset``: the tool could not be reached, or no controller took the request in time)
+6   ``audit verify``: the history does not verify (changed, missing or unguarded entries)
 ==  ==========================================================================
 """
 
@@ -40,6 +41,7 @@ EXIT_USAGE = 2
 EXIT_CONFLICT = 3
 EXIT_UNAVAILABLE = 4
 EXIT_NOT_CARRIED_OUT = 5
+EXIT_TAMPERED = 6
 
 T = TypeVar("T")
 

@@ -477,7 +477,7 @@ def _print_report(report: LotReport) -> None:
         history.add_row(
             str(e.seq),
             f"{e.at:%m-%d %H:%M:%S}",
-            e.user,
+            e.user if e.by in (None, e.user) else f"{e.user} (by {e.by})",
             e.operation.value + (f" ({e.lot_id})" if inherited else ""),
             f"{e.state_before.value if e.state_before else '-'} → {e.state_after.value}",
             e.step or "-",

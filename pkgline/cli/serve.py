@@ -12,10 +12,8 @@ import typer
 
 from mes.adapters.database import create_engine, display_url
 from mes.adapters.schema import SchemaMismatch, require_current_schema
-from mes.adapters.sql import SqlUnitOfWorkFactory
-from mes.equipment import EquipmentService
-from mes.service import LotService
-from pkgline.bootstrap import flow_library, resolve_url
+from mes.domain.authority import CONTROLLER
+from pkgline.bootstrap import resolve_url, services_for
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
@@ -61,9 +59,8 @@ async def _serve(line: LineConfig, url: str) -> int:
         except SchemaMismatch as exc:
             log.error("refusing to start", database=display_url(url), reason=str(exc))
             return EXIT_UNAVAILABLE
-        factory = SqlUnitOfWorkFactory(engine)
-        lots = LotService(factory, flow_library())
-        equipment = EquipmentService(factory)
+        services = services_for(engine, CONTROLLER)  # its system identity, its role only
+        lots, equipment = services.lots, services.equipment
         try:
             controller = LineController(
                 line,

@@ -15,6 +15,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
+from mes.domain.authority import CONTROLLER
 from mes.domain.model import Lot, LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService
@@ -97,8 +98,8 @@ async def running_controller(
     drivers = DriverFactory()
     controller = LineController(
         config,
-        stack.lots,
-        stack.equipment,
+        stack.lots.acting_as(CONTROLLER),  # with its own authority only, as pkgline serve
+        stack.equipment.acting_as(CONTROLLER),
         drivers.create_all(config.tools),
         before_ready=lambda: before_ready(controller),
     )

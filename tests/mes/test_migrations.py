@@ -72,7 +72,7 @@ async def test_migrations_go_up_and_down_and_match_the_tables(
 
 
 @pytest.mark.parametrize("database", DATABASES)
-async def test_the_alarm_resets_revision_goes_down_to_the_equipment_one_and_up_again(
+async def test_the_alarm_resets_revision_goes_down_to_the_identity_one_and_up_again(
     request: pytest.FixtureRequest, database: str
 ) -> None:
     engine = create_engine(request.getfixturevalue(database))
@@ -80,8 +80,8 @@ async def test_the_alarm_resets_revision_goes_down_to_the_equipment_one_and_up_a
         await upgrade(engine)
         async with engine.connect() as conn:
             assert "tool_resets" in await conn.run_sync(_tables)
-        await downgrade(engine, "0003")
-        assert (await schema_status(engine)).current == "0003"
+        await downgrade(engine, "0005")
+        assert (await schema_status(engine)).current == "0005"
         async with engine.connect() as conn:
             tables = await conn.run_sync(_tables)
         assert "tool_resets" not in tables and "tools" in tables

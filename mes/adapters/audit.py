@@ -1,0 +1,135 @@
+"""Verifying the lot history's hash chain on a database (``pkgline audit verify``).
+
+Reads every history entry in ``seq`` order, in batches, within one snapshot (a read
+transaction on SQLite's WAL, REPEATABLE READ on PostgreSQL: writers carry on, and what they
+write meanwhile is not half seen), and checks it with :class:`mes.domain.audit.ChainCheck`,
+then the heads the store keeps, then that the append-only guards are still in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mes.adapters.database import READONLY
+from mes.adapters.sql import entry_from_row
+from mes.adapters.tables import LOTS_CHAIN, audit_heads, lot_history, lots
+from mes.domain.audit import ChainCheck, Finding, Problem
+
+APPEND_ONLY = ("lot_history", "security_events", "signatures")
+"""Tables whose rows the database refuses to change or delete (revisions 0004, 0005)."""
+
+
+def guard_names(table: str, dialect: str) -> tuple[str, ...]:
+    """The triggers that keep ``table`` append-only (as the revisions name them)."""
+    if dialect == "postgresql":
+        return (f"{table}_append_only", f"{table}_no_truncate")
+    return (f"{table}_no_update", f"{table}_no_delete")
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What ``audit verify`` found: entries and lots checked, and the first problem."""
+
+    entries: int
+    lots: int
+    lots_head: str
+    """The head of the chain over lots (worth keeping elsewhere: docs/security.md)."""
+    problem: Problem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": self.ok,
+            "entries": self.entries,
+            "lots": self.lots,
+            "lots_head": self.lots_head,
+        }
+        if self.problem is not None:
+            out["problem"] = self.problem.to_dict()
+        return out
+
+
+async def verify_history(
+    engine: AsyncEngine, *, anchors: Sequence[str] = (), batch: int = 2000
+) -> Verification:
+    """Check the whole history of the database behind ``engine`` (and that the ``anchors``,
+    hashes kept elsewhere, are still in it)."""
+    check = ChainCheck()
+    options: dict[str, Any] = {READONLY: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    async with engine.connect() as plain:
+        conn = await plain.execution_options(**options)
+        async with conn.begin():
+            await _check_entries(conn, check, batch)
+            problem = check.problem
+            if problem is None:
+                heads = await conn.execute(select(lots.c.id, lots.c.history_head))
+                lot_heads: Mapping[str, str | None] = {r.id: r.history_head for r in heads}
+                recorded = (
+                    await conn.execute(
+                        select(audit_heads.c.head).where(audit_heads.c.chain == LOTS_CHAIN)
+                    )
+                ).scalar_one_or_none()
+                problem = check.finish(lot_heads, recorded or "", anchors)
+            if problem is None:
+                problem = await _missing_guard(conn)
+    return Verification(check.entries, check.lots, check.lots_head, problem)
+
+
+async def _check_entries(conn: AsyncConnection, check: ChainCheck, batch: int) -> None:
+    last = 0
+    while True:
+        result = await conn.execute(
+            select(lot_history)
+            .where(lot_history.c.seq > last)
+            .order_by(lot_history.c.seq)
+            .limit(batch)
+        )
+        rows = result.mappings().all()
+        if not rows:
+            return
+        for row in rows:
+            try:
+                entry = entry_from_row(dict(row))
+            except (KeyError, TypeError, ValueError) as exc:  # not even a valid entry now
+                check.problem = Problem(
+                    Finding.CONTENT_CHANGED,
+                    f"history entry {row['seq']} (lot {row['lot_id']}) is no longer a valid "
+                    f"entry ({exc}): it was changed after it was written",
+                    row["seq"],
+                    row["lot_id"],
+                )
+                return
+            if not check.add(entry, row["prev_hash"], row["hash"]):
+                return
+        last = rows[-1]["seq"]
+
+
+async def _missing_guard(conn: AsyncConnection) -> Problem | None:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        query = text(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D' "
+            "AND tgrelid = CAST(:t AS regclass)"
+        )
+    else:
+        query = text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t")
+    for table in APPEND_ONLY:
+        present = {r[0] for r in await conn.execute(query, {"t": table})}
+        missing = [g for g in guard_names(table, dialect) if g not in present]
+        if missing:
+            return Problem(
+                Finding.GUARD_MISSING,
+                f"{table} is no longer append-only: the trigger(s) {', '.join(missing)} are "
+                "missing or disabled (the chain itself verifies)",
+            )
+    return None

@@ -1,0 +1,162 @@
+"""Users, API keys and security events on SQLite and PostgreSQL (SQLAlchemy Core).
+
+Changes to users are rare and not on any hot path: plain SQLAlchemy async transactions
+(``BEGIN IMMEDIATE`` on SQLite, as for every writer), one per service call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mes.adapters.tables import api_keys, security_events, users
+from mes.domain.authority import AuthMethod, Role
+from mes.domain.identity import ApiKey, EventKind, SecurityEvent, User, UserExists, UserKind
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "full_name": user.full_name,
+        "kind": user.kind.value,
+        "roles": sorted(r.value for r in user.roles),
+        "disabled": user.disabled,
+        "password_hash": user.password_hash,
+        "failed_attempts": user.failed_attempts,
+        "locked_until": user.locked_until,
+        "password_changed_at": user.password_changed_at,
+        "created_at": user.created_at,
+        "created_by": user.created_by,
+        "updated_at": user.updated_at,
+    }
+
+
+def _user(m: RowMapping) -> User:
+    return User(
+        username=m["username"],
+        full_name=m["full_name"],
+        kind=UserKind(m["kind"]),
+        roles=frozenset(Role(r) for r in m["roles"]),
+        created_at=m["created_at"],
+        created_by=m["created_by"],
+        updated_at=m["updated_at"],
+        disabled=m["disabled"],
+        password_hash=m["password_hash"],
+        failed_attempts=m["failed_attempts"],
+        locked_until=m["locked_until"],
+        password_changed_at=m["password_changed_at"],
+    )
+
+
+def _key(m: RowMapping) -> ApiKey:
+    return ApiKey(**{c.name: m[c.name] for c in api_keys.c})
+
+
+def _event(m: RowMapping) -> SecurityEvent:
+    return SecurityEvent(
+        at=m["at"],
+        kind=EventKind(m["kind"]),
+        actor=m["actor"],
+        method=AuthMethod(m["method"]) if m["method"] else None,
+        subject=m["subject"],
+        action=m["action"],
+        lot_id=m["lot_id"],
+        detail=m["detail"],
+        seq=m["seq"],
+    )
+
+
+class SqlIdentityTransaction:
+    """Reads and writes of users, keys and events inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection):
+        self._conn = conn
+
+    async def user(self, username: str) -> User | None:
+        rows = await self._conn.execute(select(users).where(users.c.username == username))
+        row = rows.mappings().first()
+        return None if row is None else _user(row)
+
+    async def users(self) -> list[User]:
+        rows = await self._conn.execute(select(users).order_by(users.c.username))
+        return [_user(r) for r in rows.mappings()]
+
+    async def add_user(self, user: User) -> None:
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(insert(users).values(_user_values(user)))
+        except IntegrityError:
+            raise UserExists(f"user {user.username} already exists") from None
+
+    async def update_user(self, user: User) -> None:
+        values = _user_values(user)
+        del values["username"]
+        await self._conn.execute(
+            update(users).where(users.c.username == user.username).values(values)
+        )
+
+    async def add_key(self, key: ApiKey) -> None:
+        values = {c.name: getattr(key, c.name) for c in api_keys.c}
+        await self._conn.execute(insert(api_keys).values(values))
+
+    async def key(self, key_id: str) -> ApiKey | None:
+        rows = await self._conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))
+        row = rows.mappings().first()
+        return None if row is None else _key(row)
+
+    async def revoke_key(self, key: ApiKey) -> None:
+        await self._conn.execute(
+            update(api_keys)
+            .where(api_keys.c.key_id == key.key_id)
+            .values(revoked_at=key.revoked_at, revoked_by=key.revoked_by)
+        )
+
+    async def add_event(self, event: SecurityEvent) -> None:
+        await self._conn.execute(
+            insert(security_events).values(
+                at=event.at,
+                kind=event.kind.value,
+                actor=event.actor,
+                method=event.method.value if event.method else None,
+                subject=event.subject,
+                action=event.action,
+                lot_id=event.lot_id,
+                detail=dict(event.detail),
+            )
+        )
+
+    async def events(self, limit: int) -> list[SecurityEvent]:
+        rows = await self._conn.execute(
+            select(security_events).order_by(security_events.c.seq.desc()).limit(limit)
+        )
+        return [_event(r) for r in rows.mappings()][::-1]
+
+
+class SqlIdentityStore:
+    """The :class:`mes.identity.IdentityStore` on one engine."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlIdentityTransaction]:
+        """One transaction, committed when the block ends without an exception."""
+        async with self._engine.begin() as conn:
+            yield SqlIdentityTransaction(conn)
+
+
+class SqlSecurityLog:
+    """The security log alone (:class:`mes.guard.SecurityLog`): what the lot and equipment
+    services record refusals in, each in a transaction of its own."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._store = SqlIdentityStore(engine)
+
+    async def record(self, event: SecurityEvent) -> None:
+        async with self._store.transaction() as tx:
+            await tx.add_event(event)

@@ -1,0 +1,197 @@
+"""Who may do what: the typed principal every entry point makes from verified credentials,
+and the ONE table of which role may do which action (docs/security.md shows it).
+
+Pure: no I/O. The service layer calls :func:`authorize` before it changes anything; a refusal
+raises :class:`NotAuthorized`, which names the roles the action needs, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mes.domain.errors import LotTrackerError
+from mes.domain.model import HoldSource
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    """Runs lots on the line: start, move, hold, split, merge."""
+    TECHNICIAN = "technician"
+    """Looks after tools: manual/automatic dispatch, moves lots through a tool's steps."""
+    ENGINEER = "engineer"
+    """Process engineer: owns the flow; rework, releases of holds the rules placed."""
+    QUALITY = "quality"
+    """Scrap, and releases of holds the rules placed."""
+    ADMIN = "admin"
+    """Users and their roles; no lot or tool operations (separation of duties)."""
+    CONTROLLER = "controller"
+    """The line controller, a system: dispatch, jobs, tool states, holds on alarms."""
+
+
+class AuthMethod(StrEnum):
+    """How a principal's identity was established (recorded with what it does)."""
+
+    FILE_OWNER = "file_owner"
+    """Direct database mode: the OS account that owns the database file holds every role."""
+    OS_ACCOUNT = "os_account"
+    """A local client, by its peer credentials on the server's Unix socket."""
+    PASSWORD = "password"
+    SESSION = "session"
+    """A session token from a password login."""
+    API_KEY = "api_key"
+    SYSTEM = "system"
+    """A system identity inside the server process (the line controller)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is acting: a name the history records, the roles held, and how it was known."""
+
+    name: str
+    roles: frozenset[Role]
+    method: AuthMethod
+    printed_name: str | None = None
+    """The person's full name, as a signature shows it."""
+
+    @classmethod
+    def file_owner(cls, os_account: str) -> Principal:
+        """Direct mode: the owner of the database file, holding every role."""
+        return cls(os_account, frozenset(Role), AuthMethod.FILE_OWNER, os_account)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "roles": sorted(r.value for r in self.roles),
+            "method": self.method.value,
+        }
+
+
+class Action(StrEnum):
+    """What a principal asks to do (the rows of :data:`PERMISSIONS`)."""
+
+    READ = "read"
+    START = "start"
+    TRACK_IN = "track_in"
+    TRACK_OUT = "track_out"
+    COMPLETE = "complete"
+    ABORT = "abort"
+    HOLD = "hold"
+    RELEASE = "release"
+    """Release of a hold an operator placed."""
+    RELEASE_RULED = "release_ruled"
+    """Release of a hold a claimed limit, a tool alarm or the controller placed (a
+    measurement or a machine said no: quality or engineering must look)."""
+    REWORK = "rework"
+    SCRAP = "scrap"
+    SCRAP_SITES = "scrap_sites"
+    SPLIT = "split"
+    MERGE = "merge"
+    JOB = "job"
+    """Start and record a tool's job on a lot (the line controller)."""
+    TOOL_MODE = "tool_mode"
+    """Switch a tool between automatic dispatch and manual (the controller too: a tool whose
+    recipe does not verify is taken out of dispatch)."""
+    TOOL_RESET = "tool_reset"
+    """Ask a tool's line controller to reset its alarm (``pkgline tool reset``), or withdraw
+    the request."""
+    TOOL_REPORT = "tool_report"
+    """Register tools, report their states, heartbeat (the line controller)."""
+    USERS = "users"
+    """Add users, change roles, disable, reset passwords, issue and revoke API keys."""
+
+
+_ALL = frozenset(Role)
+_O, _T, _E, _Q, _A, _C = (
+    Role.OPERATOR,
+    Role.TECHNICIAN,
+    Role.ENGINEER,
+    Role.QUALITY,
+    Role.ADMIN,
+    Role.CONTROLLER,
+)
+
+PERMISSIONS: Mapping[Action, frozenset[Role]] = {
+    Action.READ: _ALL,
+    Action.START: frozenset({_O, _E}),
+    Action.TRACK_IN: frozenset({_O, _T, _E, _C}),
+    Action.TRACK_OUT: frozenset({_O, _T, _E, _C}),
+    Action.COMPLETE: frozenset({_O, _E, _C}),
+    Action.ABORT: frozenset({_O, _T, _E, _C}),
+    Action.HOLD: frozenset({_O, _T, _E, _Q, _C}),
+    Action.RELEASE: frozenset({_O, _E, _Q}),
+    Action.RELEASE_RULED: frozenset({_E, _Q}),
+    Action.REWORK: frozenset({_E}),
+    Action.SCRAP: frozenset({_Q}),
+    Action.SCRAP_SITES: frozenset({_Q}),
+    Action.SPLIT: frozenset({_O, _E}),
+    Action.MERGE: frozenset({_O, _E}),
+    Action.JOB: frozenset({_C}),
+    Action.TOOL_MODE: frozenset({_T, _E, _C}),
+    Action.TOOL_RESET: frozenset({_O, _T, _E}),
+    Action.TOOL_REPORT: frozenset({_C}),
+    Action.USERS: frozenset({_A}),
+}
+"""The one table of who may do what."""
+
+RULED_HOLDS = frozenset({HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER})
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the decision depends on besides the action: the hold a release would lift."""
+
+    lot_id: str | None = None
+    hold_source: HoldSource | None = None
+
+
+class NotAuthorized(LotTrackerError):
+    """The principal holds none of the roles the action needs. ``allowed`` lists them."""
+
+    kind = "not_authorized"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: Iterable[Role],
+        lot_id: str | None = None,
+        action: Action | None = None,
+    ):
+        self.needed = tuple(sorted(needed))
+        self.action = action
+        super().__init__(message, lot_id=lot_id, allowed=[r.value for r in self.needed])
+
+
+def effective_action(action: Action, context: Context) -> Action:
+    """The row of the table that decides: a release of a hold the rules placed is its own."""
+    if action is Action.RELEASE and context.hold_source in RULED_HOLDS:
+        return Action.RELEASE_RULED
+    return action
+
+
+def authorize(principal: Principal, action: Action, context: Context | None = None) -> Action:
+    """Return the row that allowed ``action``, or raise NotAuthorized naming the roles needed."""
+    ctx = context or Context()
+    row = effective_action(action, ctx)
+    needed = PERMISSIONS[row]
+    if principal.roles & needed:
+        return row
+    held = ", ".join(sorted(r.value for r in principal.roles)) or "no role"
+    what = row.value.replace("_", " ")
+    if row is Action.RELEASE_RULED:
+        what = f"release a hold placed by {ctx.hold_source.value if ctx.hold_source else '?'}"
+    on = f" lot {ctx.lot_id}" if ctx.lot_id else ""
+    raise NotAuthorized(
+        f"{principal.name} ({held}) may not {what}{on}: that needs the role "
+        f"{' or '.join(sorted(r.value for r in needed))}",
+        needed=needed,
+        lot_id=ctx.lot_id,
+        action=row,
+    )
+
+
+CONTROLLER = Principal("controller", frozenset({Role.CONTROLLER}), AuthMethod.SYSTEM)
+"""The line controller inside its own process (its system identity, revision 0005)."""

@@ -1,0 +1,204 @@
+"""Users and systems, what happens to a password login, and the security events recorded.
+
+Pure values and rules; the service (:mod:`mes.identity`) reads and writes them. A user is a
+person (logs in with a password, or is known by their OS account on the server's socket) or
+a system (the line controller; an API key). Repeated failed logins lock the account for a
+while; every login, lockout, refusal of authority and change to a user is a security event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from mes.domain.authority import AuthMethod, Principal, Role
+from mes.domain.errors import InvalidInput, LotTrackerError
+
+USERNAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_.-]{0,63}$")
+"""As OS account names: local clients are known by theirs."""
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024
+MAX_FAILED_ATTEMPTS = 5
+"""Failed password logins in a row that lock the account."""
+LOCKOUT = timedelta(minutes=15)
+CONTROLLER_USER = "controller"
+"""The line controller's system identity (created by revision 0005)."""
+
+
+class UnknownUser(LotTrackerError):
+    kind = "unknown_user"
+
+
+class UserExists(LotTrackerError):
+    kind = "user_exists"
+
+
+class LoginRefused(LotTrackerError):
+    """Wrong name or password, disabled, or locked: one message for all, so that a caller
+    learns nothing about which (the security event says which)."""
+
+    kind = "login_refused"
+
+
+class UserKind(StrEnum):
+    PERSON = "person"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    username: str
+    full_name: str
+    kind: UserKind
+    roles: frozenset[Role]
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    disabled: bool = False
+    password_hash: str | None = None
+    failed_attempts: int = 0
+    locked_until: datetime | None = None
+    password_changed_at: datetime | None = None
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
+
+    def principal(self, method: AuthMethod) -> Principal:
+        return Principal(self.username, self.roles, method, self.full_name)
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        """What ``user show`` tells: never the password hash."""
+        return {
+            "username": self.username,
+            "full_name": self.full_name,
+            "kind": self.kind.value,
+            "roles": sorted(r.value for r in self.roles),
+            "disabled": self.disabled,
+            "password": "set" if self.password_hash else "none",
+            "password_changed_at": _iso(self.password_changed_at),
+            "failed_attempts": self.failed_attempts,
+            "locked_until": _iso(self.locked_until) if self.locked(now) else None,
+            "created_at": _iso(self.created_at),
+            "created_by": self.created_by,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def check_username(username: str) -> None:
+    if not USERNAME_PATTERN.match(username):
+        raise InvalidInput(
+            f"user name {username!r} is not valid: expected 1-64 lower-case letters, digits, "
+            "'_', '.' or '-', starting with a letter or '_' (as an OS account name)"
+        )
+
+
+def parse_roles(names: Iterable[str]) -> frozenset[Role]:
+    roles = set()
+    for name in names:
+        try:
+            roles.add(Role(name.strip().lower()))
+        except ValueError:
+            raise InvalidInput(
+                f"there is no role {name!r}", allowed=[r.value for r in Role]
+            ) from None
+    return frozenset(roles)
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+
+
+def after_failed_login(user: User, now: datetime) -> User:
+    """One more failure; the one that reaches :data:`MAX_FAILED_ATTEMPTS` locks the account
+    for :data:`LOCKOUT` (and the count starts again)."""
+    failed = user.failed_attempts + 1
+    if failed >= MAX_FAILED_ATTEMPTS:
+        return replace(user, failed_attempts=0, locked_until=now + LOCKOUT, updated_at=now)
+    return replace(user, failed_attempts=failed, updated_at=now)
+
+
+def after_login(user: User, now: datetime) -> User:
+    if user.failed_attempts == 0 and user.locked_until is None:
+        return user
+    return replace(user, failed_attempts=0, locked_until=None, updated_at=now)
+
+
+class EventKind(StrEnum):
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOCKED_OUT = "locked_out"
+    REFUSED = "refused"
+    """An operation refused for want of authority."""
+    USER_ADDED = "user_added"
+    ROLES_CHANGED = "roles_changed"
+    USER_DISABLED = "user_disabled"
+    USER_ENABLED = "user_enabled"
+    PASSWORD_SET = "password_set"
+    API_KEY_ISSUED = "api_key_issued"
+    API_KEY_REVOKED = "api_key_revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """One row of the append-only security log."""
+
+    at: datetime
+    kind: EventKind
+    actor: str
+    """Who acted (for a failed login: the name that was tried)."""
+    method: AuthMethod | None = None
+    subject: str | None = None
+    """The user acted upon."""
+    action: str | None = None
+    lot_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "kind": self.kind.value,
+            "actor": self.actor,
+            "method": self.method.value if self.method else None,
+            "subject": self.subject,
+            "action": self.action,
+            "lot": self.lot_id,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A key issued to a system: ``key_id`` is public (part of the token), ``key_hash`` is
+    SHA-256 of the secret part; the secret itself is shown once, when issued, and never kept."""
+
+    key_id: str
+    username: str
+    key_hash: str
+    label: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "user": self.username,
+            "label": self.label,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "revoked_at": _iso(self.revoked_at),
+            "revoked_by": self.revoked_by,
+        }

@@ -1,0 +1,385 @@
+"""Users, logins and API keys: the identity service. Each call is one transaction, with the
+security event it makes; a call refused for want of authority records a ``refused`` event
+(in a transaction of its own) and changes nothing else.
+
+Passwords are never stored or logged: argon2id hashes only (:class:`Passwords`). An admin who
+sets a password chooses it and gives it on; the service keeps only its hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from mes.domain.authority import Action, AuthMethod, Context, Principal, Role, effective_action
+from mes.domain.errors import InvalidInput
+from mes.domain.identity import (
+    ApiKey,
+    EventKind,
+    LoginRefused,
+    SecurityEvent,
+    UnknownUser,
+    User,
+    UserKind,
+    after_failed_login,
+    after_login,
+    check_password,
+    check_username,
+)
+from mes.guard import Guard
+
+API_KEY_PREFIX = "pkl"
+
+
+class Passwords(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, hashed: str, password: str) -> bool: ...
+
+
+class IdentityTransaction(Protocol):
+    async def user(self, username: str) -> User | None: ...
+
+    async def users(self) -> list[User]: ...
+
+    async def add_user(self, user: User) -> None:
+        """UserExists when the name is taken."""
+        ...
+
+    async def update_user(self, user: User) -> None: ...
+
+    async def add_key(self, key: ApiKey) -> None: ...
+
+    async def key(self, key_id: str) -> ApiKey | None: ...
+
+    async def revoke_key(self, key: ApiKey) -> None: ...
+
+    async def add_event(self, event: SecurityEvent) -> None: ...
+
+    async def events(self, limit: int) -> list[SecurityEvent]:
+        """The newest ``limit`` events, oldest first."""
+        ...
+
+
+class IdentityStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[IdentityTransaction]:
+        """One transaction, committed when the block ends without an exception."""
+        ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class IdentityService:
+    def __init__(
+        self,
+        store: IdentityStore,
+        passwords: Passwords,
+        clock: Callable[[], datetime] = _utc_now,
+    ):
+        self._store = store
+        self._passwords = passwords
+        self._clock = clock
+        self._dummy_hash: str | None = None
+        self._guard = Guard(None, self, clock)
+
+    # -- authority ---------------------------------------------------------------------------
+
+    async def authorize(
+        self, by: Principal, action: Action, context: Context | None = None
+    ) -> Action:
+        """:func:`mes.domain.authority.authorize`, recording a refusal as a security event."""
+        await self._guard.allow(by, action, context)
+        return effective_action(action, context or Context())
+
+    async def record(self, event: SecurityEvent) -> None:
+        async with self._store.transaction() as tx:
+            await tx.add_event(event)
+
+    # -- users ----------------------------------------------------------------------------
+
+    async def add_user(
+        self,
+        by: Principal,
+        username: str,
+        full_name: str,
+        roles: Iterable[Role],
+        *,
+        kind: UserKind = UserKind.PERSON,
+        password: str | None = None,
+    ) -> User:
+        await self.authorize(by, Action.USERS)
+        check_username(username)
+        if not full_name.strip():
+            raise InvalidInput("a user needs their printed (full) name (--name)")
+        wanted = frozenset(roles)
+        _check_roles(kind, wanted)
+        if kind is UserKind.SYSTEM and password is not None:
+            raise InvalidInput("a system has no password: issue it an API key")
+        hashed = None
+        if password is not None:
+            check_password(password)
+            hashed = await asyncio.to_thread(self._passwords.hash, password)
+        now = self._clock()
+        user = User(
+            username=username,
+            full_name=full_name.strip(),
+            kind=kind,
+            roles=wanted,
+            created_at=now,
+            created_by=by.name,
+            updated_at=now,
+            password_hash=hashed,
+            password_changed_at=now if hashed else None,
+        )
+        async with self._store.transaction() as tx:
+            await tx.add_user(user)
+            await tx.add_event(
+                self._event(
+                    by,
+                    EventKind.USER_ADDED,
+                    username,
+                    roles=sorted(r.value for r in wanted),
+                    user_kind=kind.value,
+                )
+            )
+        return user
+
+    async def users(self, by: Principal) -> list[User]:
+        await self.authorize(by, Action.READ)
+        async with self._store.transaction() as tx:
+            return await tx.users()
+
+    async def user(self, by: Principal, username: str) -> User:
+        await self.authorize(by, Action.READ)
+        async with self._store.transaction() as tx:
+            return await _existing(tx, username)
+
+    async def change_roles(
+        self, by: Principal, username: str, add: Iterable[Role], remove: Iterable[Role]
+    ) -> User:
+        await self.authorize(by, Action.USERS)
+        added, removed = frozenset(add), frozenset(remove)
+        if added & removed:
+            both = ", ".join(sorted(r.value for r in added & removed))
+            raise InvalidInput(f"role {both} is both added and removed")
+        async with self._store.transaction() as tx:
+            user = await _existing(tx, username)
+            roles = (user.roles | added) - removed
+            _check_roles(user.kind, roles)
+            if roles == user.roles:
+                return user
+            changed = replace(user, roles=roles, updated_at=self._clock())
+            await tx.update_user(changed)
+            await tx.add_event(
+                self._event(
+                    by,
+                    EventKind.ROLES_CHANGED,
+                    username,
+                    before=sorted(r.value for r in user.roles),
+                    after=sorted(r.value for r in roles),
+                )
+            )
+            return changed
+
+    async def set_disabled(
+        self, by: Principal, username: str, disabled: bool, reason: str | None = None
+    ) -> User:
+        await self.authorize(by, Action.USERS)
+        async with self._store.transaction() as tx:
+            user = await _existing(tx, username)
+            if user.disabled == disabled:
+                return user
+            changed = replace(user, disabled=disabled, updated_at=self._clock())
+            await tx.update_user(changed)
+            kind = EventKind.USER_DISABLED if disabled else EventKind.USER_ENABLED
+            await tx.add_event(self._event(by, kind, username, reason=reason))
+            return changed
+
+    async def set_password(self, by: Principal, username: str, password: str) -> User:
+        """Set a person's password (an admin's reset, or a new one); unlocks the account."""
+        await self.authorize(by, Action.USERS)
+        check_password(password)
+        hashed = await asyncio.to_thread(self._passwords.hash, password)
+        async with self._store.transaction() as tx:
+            user = await _existing(tx, username)
+            if user.kind is UserKind.SYSTEM:
+                raise InvalidInput(f"{username} is a system: it has no password, only API keys")
+            now = self._clock()
+            changed = replace(
+                user,
+                password_hash=hashed,
+                password_changed_at=now,
+                failed_attempts=0,
+                locked_until=None,
+                updated_at=now,
+            )
+            await tx.update_user(changed)
+            await tx.add_event(self._event(by, EventKind.PASSWORD_SET, username))
+            return changed
+
+    # -- logins and keys ----------------------------------------------------------------------
+
+    async def login(self, username: str, password: str) -> Principal:
+        """A person's password login: their principal, or LoginRefused (the same refusal
+        whether the name, the password, or the account's state was wrong; the security event
+        says which). Failures count towards a lockout."""
+        async with self._store.transaction() as tx:
+            user = await tx.user(username)
+        hashed = user.password_hash if user is not None else None
+        if hashed is None:
+            hashed = await self._dummy()  # as slow as a real check: names are not probed
+        matches = await asyncio.to_thread(self._passwords.verify, hashed, password)
+        now = self._clock()
+        async with self._store.transaction() as tx:
+            user = await tx.user(username)  # again, in the transaction that writes it
+            why = _refusal(user, now, matches)
+            if user is None or why is not None:
+                event = SecurityEvent(
+                    now,
+                    EventKind.LOGIN_FAILED,
+                    username,
+                    AuthMethod.PASSWORD,
+                    subject=username if user else None,
+                    detail={"why": why or "unknown user"},
+                )
+                await tx.add_event(event)
+                if user is not None and why == "wrong password":
+                    failed = after_failed_login(user, now)
+                    await tx.update_user(failed)
+                    if failed.locked(now):
+                        await tx.add_event(
+                            SecurityEvent(
+                                now,
+                                EventKind.LOCKED_OUT,
+                                username,
+                                AuthMethod.PASSWORD,
+                                subject=username,
+                                detail={"until": failed.locked_until.isoformat()}
+                                if failed.locked_until
+                                else {},
+                            )
+                        )
+                refused = LoginRefused(
+                    "login refused: wrong user name or password, or the account is disabled "
+                    "or locked"
+                )
+            else:
+                await tx.update_user(after_login(user, now))
+                await tx.add_event(
+                    SecurityEvent(now, EventKind.LOGIN, username, AuthMethod.PASSWORD)
+                )
+                return user.principal(AuthMethod.PASSWORD)
+        raise refused
+
+    async def issue_api_key(self, by: Principal, username: str, label: str) -> tuple[ApiKey, str]:
+        """A new key for a system: the key and its token (shown once, never stored)."""
+        await self.authorize(by, Action.USERS)
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        async with self._store.transaction() as tx:
+            user = await _existing(tx, username)
+            if user.kind is not UserKind.SYSTEM:
+                raise InvalidInput(f"{username} is a person: API keys are for systems")
+            key = ApiKey(key_id, username, _digest(secret), label, self._clock(), by.name)
+            await tx.add_key(key)
+            await tx.add_event(
+                self._event(by, EventKind.API_KEY_ISSUED, username, key_id=key_id, label=label)
+            )
+        return key, f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+    async def revoke_api_key(self, by: Principal, key_id: str) -> ApiKey:
+        await self.authorize(by, Action.USERS)
+        async with self._store.transaction() as tx:
+            key = await tx.key(key_id)
+            if key is None:
+                raise InvalidInput(f"there is no API key {key_id}")
+            if key.revoked_at is not None:
+                return key
+            revoked = replace(key, revoked_at=self._clock(), revoked_by=by.name)
+            await tx.revoke_key(revoked)
+            await tx.add_event(
+                self._event(by, EventKind.API_KEY_REVOKED, key.username, key_id=key_id)
+            )
+            return revoked
+
+    async def authenticate_api_key(self, token: str) -> Principal:
+        """The system a token was issued to, or LoginRefused (unknown, revoked, or its system
+        disabled)."""
+        prefix, _, rest = token.partition("_")
+        key_id, _, secret = rest.partition("_")
+        refused = LoginRefused("API key refused: unknown, revoked, or its system is disabled")
+        if prefix != API_KEY_PREFIX or not key_id or not secret:
+            raise refused
+        async with self._store.transaction() as tx:
+            key = await tx.key(key_id)
+            user = await tx.user(key.username) if key is not None else None
+        if (
+            key is None
+            or user is None
+            or key.revoked_at is not None
+            or user.disabled
+            or not hmac.compare_digest(key.key_hash, _digest(secret))
+        ):
+            raise refused
+        return user.principal(AuthMethod.API_KEY)
+
+    async def events(self, by: Principal, limit: int = 100) -> list[SecurityEvent]:
+        await self.authorize(by, Action.USERS)
+        async with self._store.transaction() as tx:
+            return await tx.events(limit)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _event(
+        self, by: Principal, kind: EventKind, subject: str, **detail: object
+    ) -> SecurityEvent:
+        clean = {k: v for k, v in detail.items() if v is not None}
+        return SecurityEvent(self._clock(), kind, by.name, by.method, subject=subject, detail=clean)
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await asyncio.to_thread(
+                self._passwords.hash, secrets.token_urlsafe(16)
+            )
+        return self._dummy_hash
+
+
+def _refusal(user: User | None, now: datetime, matches: bool) -> str | None:
+    if user is None:
+        return "unknown user"
+    if user.kind is UserKind.SYSTEM or user.password_hash is None:
+        return "no password login for this account"
+    if user.disabled:
+        return "disabled"
+    if user.locked(now):
+        return "locked"
+    if not matches:
+        return "wrong password"
+    return None
+
+
+def _check_roles(kind: UserKind, roles: frozenset[Role]) -> None:
+    if kind is UserKind.PERSON and Role.CONTROLLER in roles:
+        raise InvalidInput(
+            "the controller role is for the line controller's system identity, not a person",
+            allowed=[r.value for r in Role if r is not Role.CONTROLLER],
+        )
+
+
+async def _existing(tx: IdentityTransaction, username: str) -> User:
+    user = await tx.user(username)
+    if user is None:
+        raise UnknownUser(f"there is no user {username}")
+    return user

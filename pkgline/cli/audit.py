@@ -1,0 +1,75 @@
+"""``pkgline audit``: check that the lot history is as it was written."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mes.adapters.schema import require_current_schema
+from pkgline.bootstrap import open_engine
+from pkgline.cli.common import (
+    EXIT_TAMPERED,
+    DbOption,
+    JsonOption,
+    err,
+    out,
+    print_json,
+    run,
+    usage_error,
+)
+
+app = typer.Typer(
+    help="The audit trail: verify the lot history's hash chain.", no_args_is_help=True
+)
+
+
+@app.command()
+def verify(
+    anchor: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--anchor",
+            help="A lots_head an earlier verify printed (kept elsewhere): it must still be "
+            "in the history (repeatable).",
+        ),
+    ] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Check every history entry against its hash and the entry before it, each lot's newest
+    entry and the chain over lots, and that the database still refuses changes to the
+    history. Exits 0 with the count of entries checked, or 5 naming the first entry that
+    does not match (docs/security.md)."""
+    from mes.adapters.audit import Verification, verify_history
+
+    anchors = [a.strip().lower() for a in anchor or []]
+    for a in anchors:
+        if len(a) != 64 or any(c not in "0123456789abcdef" for c in a):
+            usage_error(
+                f"--anchor expects a SHA-256 in hex (64 characters), got {a!r}", as_json=json
+            )
+
+    async def work() -> Verification:
+        async with open_engine(db) as engine:
+            await require_current_schema(engine)
+            return await verify_history(engine, anchors=anchors)
+
+    found = run(work, as_json=json, db=db)
+    if json:
+        print_json(found.to_dict())
+    elif found.problem is None:
+        out.print(
+            f"[green]✔[/] history verified: {_count(found.entries, 'entry', 'entries')} of "
+            f"{_count(found.lots, 'lot', 'lots')}; "
+            f"head of the chain over lots {found.lots_head}"
+        )
+    else:
+        err.print(f"[bold red]✘[/] history does not verify: {found.problem.message}")
+        err.print(f"  ({found.entries} entries checked before it)")
+    if found.problem is not None:
+        raise typer.Exit(EXIT_TAMPERED)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"

@@ -1,0 +1,263 @@
+"""``pkgline user``: users, their roles, passwords and API keys (admins only).
+
+In direct database mode the OS account that owns the database holds every role and is
+recorded as the one who acted (docs/security.md). Passwords are read from a prompt (twice) or,
+with ``--password-stdin``, from the first line of standard input; never from the command line.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from mes.domain.authority import Principal, Role
+from mes.domain.errors import InvalidInput
+from mes.domain.identity import User, UserKind, parse_roles
+from mes.identity import IdentityService
+from pkgline.bootstrap import direct_principal, open_identity
+from pkgline.cli.common import DbOption, JsonOption, out, print_json, run, usage_error
+
+app = typer.Typer(
+    help="Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
+    no_args_is_help=True,
+)
+
+T = TypeVar("T")
+UserArg = Annotated[str, typer.Argument(help="User name (as the OS account name).")]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from the first line of standard input."
+    ),
+]
+RoleOption = Annotated[
+    list[str] | None,
+    typer.Option("--role", help=f"A role ({', '.join(r.value for r in Role)}); repeatable."),
+]
+
+
+def _call(
+    db: str | None, as_json: bool, action: Callable[[IdentityService, Principal], Awaitable[T]]
+) -> T:
+    async def work() -> T:
+        principal = direct_principal(db)
+        async with open_identity(db) as identity:
+            return await action(identity, principal)
+
+    return run(work, as_json=as_json, db=db)
+
+
+def _roles(names: list[str] | None, option: str, as_json: bool) -> frozenset[Role]:
+    try:
+        return parse_roles(names or [])
+    except InvalidInput as exc:  # a usage error here, before anything runs
+        usage_error(f"{option}: {exc.message} (roles: {', '.join(exc.allowed)})", as_json=as_json)
+
+
+def _password(from_stdin: bool, as_json: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line.removesuffix("\n").removesuffix("\r")
+        if not password:
+            usage_error("--password-stdin: standard input has no password line", as_json=as_json)
+        return password
+    if not sys.stdin.isatty():
+        usage_error(
+            "no terminal to ask the password on: give it on standard input with --password-stdin",
+            as_json=as_json,
+        )
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        usage_error("the two passwords differ; nothing was changed", as_json=as_json)
+    return first
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _print_user(user: User, as_json: bool, done: str | None = None) -> None:
+    shown = user.to_dict(_now())
+    if as_json:
+        print_json(shown)
+        return
+    if done:
+        out.print(f"[green]✔[/] user {user.username} {done}")
+    roles = ", ".join(shown["roles"]) or "(none)"
+    out.print(f"  {user.full_name} ({user.kind.value}): {roles}")
+    state = "disabled" if user.disabled else "enabled"
+    if shown["locked_until"]:
+        state += f", locked until {shown['locked_until']}"
+    out.print(f"  {state}; password: {shown['password']}; failed logins: {user.failed_attempts}")
+
+
+@app.command()
+def add(
+    username: UserArg,
+    name: Annotated[
+        str, typer.Option("--name", help="Printed (full) name, as signatures show it.")
+    ],
+    role: RoleOption = None,
+    system: Annotated[
+        bool, typer.Option("--system", help="A system (API keys, no password).")
+    ] = False,
+    no_password: Annotated[
+        bool, typer.Option("--no-password", help="A person known only by their OS account.")
+    ] = False,
+    password_stdin: PasswordStdin = False,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Add a person (asks for their first password) or a system, with their roles."""
+    roles = _roles(role, "--role", json)
+    if not roles:
+        usage_error("a user needs at least one --role", as_json=json)
+    password = None if system or no_password else _password(password_stdin, json)
+    kind = UserKind.SYSTEM if system else UserKind.PERSON
+    user = _call(
+        db,
+        json,
+        lambda s, by: s.add_user(by, username, name, roles, kind=kind, password=password),
+    )
+    _print_user(user, json, "added")
+
+
+@app.command("list")
+def list_users(db: DbOption = None, json: JsonOption = False) -> None:
+    """Every user and system, with roles and state."""
+    found = _call(db, json, lambda s, by: s.users(by))
+    if json:
+        now = _now()
+        print_json([u.to_dict(now) for u in found])
+        return
+    table = Table("user", "name", "kind", "roles", "state")
+    for u in found:
+        state = "disabled" if u.disabled else ("locked" if u.locked(_now()) else "enabled")
+        table.add_row(
+            u.username,
+            u.full_name,
+            u.kind.value,
+            ", ".join(sorted(r.value for r in u.roles)),
+            state,
+        )
+    out.print(table)
+
+
+@app.command()
+def show(username: UserArg, db: DbOption = None, json: JsonOption = False) -> None:
+    """One user: roles, state, password set or not (never the password or its hash)."""
+    _print_user(_call(db, json, lambda s, by: s.user(by, username)), json)
+
+
+@app.command()
+def role(
+    username: UserArg,
+    add: Annotated[
+        list[str] | None, typer.Option("--add", help="Role to give (repeatable).")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option("--remove", help="Role to take away (repeatable).")
+    ] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Give and take away roles."""
+    added, removed = _roles(add, "--add", json), _roles(remove, "--remove", json)
+    if not added and not removed:
+        usage_error("give --add ROLE or --remove ROLE", as_json=json)
+    user = _call(db, json, lambda s, by: s.change_roles(by, username, added, removed))
+    _print_user(user, json, "has these roles now")
+
+
+@app.command()
+def disable(
+    username: UserArg,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded).")] = None,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Disable a user: no login, no API key of theirs is accepted. History keeps their name."""
+    user = _call(db, json, lambda s, by: s.set_disabled(by, username, True, reason))
+    _print_user(user, json, "disabled")
+
+
+@app.command()
+def enable(username: UserArg, db: DbOption = None, json: JsonOption = False) -> None:
+    """Enable a disabled user again."""
+    user = _call(db, json, lambda s, by: s.set_disabled(by, username, False))
+    _print_user(user, json, "enabled")
+
+
+@app.command()
+def passwd(
+    username: UserArg,
+    password_stdin: PasswordStdin = False,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Set a person's password (an admin's reset also lifts a lockout). The service keeps
+    only its argon2id hash."""
+    password = _password(password_stdin, json)
+    user = _call(db, json, lambda s, by: s.set_password(by, username, password))
+    _print_user(user, json, "has a new password")
+
+
+@app.command()
+def key(
+    system: Annotated[str, typer.Argument(help="The system's user name.")],
+    label: Annotated[str, typer.Option("--label", help="What the key is for.")],
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Issue an API key to a system. The token is printed once and kept nowhere."""
+    issued, token = _call(db, json, lambda s, by: s.issue_api_key(by, system, label))
+    if json:
+        print_json({**issued.to_dict(), "token": token})
+        return
+    out.print(f"[green]✔[/] API key {issued.key_id} issued to {system}; its token (shown once):")
+    out.print(token)
+
+
+@app.command("revoke-key")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (as 'user key' printed it).")],
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Revoke an API key: it is refused from now on."""
+    revoked = _call(db, json, lambda s, by: s.revoke_api_key(by, key_id))
+    if json:
+        print_json(revoked.to_dict())
+        return
+    out.print(f"[green]✔[/] API key {revoked.key_id} of {revoked.username} revoked")
+
+
+@app.command()
+def events(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest last.")] = 50,
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """The security log: logins, lockouts, refusals, changes to users."""
+    found = _call(db, json, lambda s, by: s.events(by, limit))
+    if json:
+        print_json([e.to_dict() for e in found])
+        return
+    table = Table("seq", "at", "event", "by", "user", "detail")
+    for e in found:
+        detail: dict[str, Any] = dict(e.detail)
+        table.add_row(
+            str(e.seq),
+            e.at.isoformat(timespec="seconds"),
+            e.kind.value,
+            e.actor,
+            e.subject or "",
+            ", ".join(f"{k}={v}" for k, v in detail.items()),
+        )
+    out.print(table)

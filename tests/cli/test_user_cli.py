@@ -1,0 +1,115 @@
+"""``pkgline user`` end to end in direct mode: users added and changed by the database's
+owner (recorded as the OS account), passwords only from a prompt or standard input and
+stored only as argon2id hashes, bad input refused with nothing changed."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.test_lot_cli import pkgline
+
+PASSWORD = "a long enough secret"
+
+
+def _run(db: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PKGLINE_DB": db, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _ok(db: str, *args: str, stdin: str = "") -> Any:
+    result = _run(db, *args, "--json", stdin=stdin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> str:
+    assert pkgline(sqlite_url, "db", "upgrade").returncode == 0
+    return sqlite_url
+
+
+def test_users_are_added_changed_and_disabled_and_each_change_is_a_security_event(
+    db: str,
+) -> None:
+    added = _ok(
+        db, "user", "add", "alice", "--name", "Alice Martin", "--role", "operator",
+        "--password-stdin", stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert added["roles"] == ["operator"] and added["password"] == "set"
+    assert added["created_by"] == getpass.getuser()
+    changed = _ok(db, "user", "role", "alice", "--add", "quality", "--remove", "operator")
+    assert changed["roles"] == ["quality"]
+    assert _ok(db, "user", "disable", "alice", "--reason", "left")["disabled"] is True
+    listed = _ok(db, "user", "list")
+    assert [(u["username"], u["disabled"]) for u in listed] == [
+        ("alice", True),
+        ("controller", False),
+    ]
+    events = _ok(db, "user", "events")
+    assert [e["kind"] for e in events] == ["user_added", "roles_changed", "user_disabled"]
+    assert {(e["actor"], e["method"]) for e in events} == {(getpass.getuser(), "file_owner")}
+    text = _run(db, "user", "show", "alice")
+    assert text.returncode == 0 and "Alice Martin (person): quality" in text.stdout
+
+
+def test_the_password_is_kept_only_as_an_argon2id_hash(db: str) -> None:
+    _ok(db, "user", "add", "bob", "--name", "Bob", "--role", "engineer", "--password-stdin",
+        stdin=PASSWORD + "\n")  # fmt: skip
+    _ok(db, "user", "passwd", "bob", "--password-stdin", stdin="another long secret\n")
+    path = Path(db.removeprefix("sqlite:///"))
+    stored = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    assert PASSWORD.encode() not in stored and b"another long secret" not in stored
+    assert b"$argon2id$" in stored
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (("add", "carol", "--name", "Carol", "--role", "wizard", "--no-password"), "", "no role"),
+        (("add", "carol", "--name", "Carol", "--no-password"), "", "at least one --role"),
+        (("add", "carol", "--name", "Carol", "--role", "operator"), "", "--password-stdin"),
+        (("add", "carol", "--name", "Carol", "--role", "operator", "--password-stdin"), "", "no password"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_a_usage_error_and_adds_nobody(
+    db: str, args: tuple[str, ...], stdin: str, message: str
+) -> None:
+    result = _run(db, "user", *args, "--json", stdin=stdin)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in json.loads(result.stdout)["message"]
+    assert [u["username"] for u in _ok(db, "user", "list")] == ["controller"]
+
+
+def test_a_refused_change_exits_1_and_says_why(db: str) -> None:
+    result = _run(db, "user", "add", "dave", "--name", "Dave", "--role", "operator",
+                  "--password-stdin", "--json", stdin="short\n")  # fmt: skip
+    assert result.returncode == 1
+    assert "at least 10 characters" in json.loads(result.stdout)["message"]
+    missing = _run(db, "user", "role", "nobody", "--add", "quality", "--json")
+    assert missing.returncode == 1 and json.loads(missing.stdout)["error"] == "unknown_user"
+
+
+def test_an_api_key_is_printed_once_and_can_be_revoked(db: str) -> None:
+    issued = _ok(db, "user", "key", "controller", "--label", "line 1")
+    assert issued["token"].startswith(f"pkl_{issued['key_id']}_")
+    path = Path(db.removeprefix("sqlite:///"))
+    secret = issued["token"].rsplit("_", 1)[1].encode()
+    assert secret not in b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    revoked = _ok(db, "user", "revoke-key", issued["key_id"])
+    assert revoked["revoked_by"] == getpass.getuser()

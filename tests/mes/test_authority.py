@@ -1,0 +1,101 @@
+"""Who may do what: every (action, role) pair allowed or refused as docs/security.md's table
+says, a refusal names the role needed, and direct mode's file owner holds every role."""
+
+from __future__ import annotations
+
+import pytest
+
+from mes.domain.authority import (
+    PERMISSIONS,
+    Action,
+    AuthMethod,
+    Context,
+    NotAuthorized,
+    Principal,
+    Role,
+    authorize,
+)
+from mes.domain.errors import LotTrackerError
+from mes.domain.model import HoldSource
+
+# The specification, written out as docs/security.md has it (O T E Q A C).
+SPEC = {
+    Action.READ: "OTEQAC",
+    Action.START: "O.E...",
+    Action.TRACK_IN: "OTE..C",
+    Action.TRACK_OUT: "OTE..C",
+    Action.COMPLETE: "O.E..C",
+    Action.ABORT: "OTE..C",
+    Action.HOLD: "OTEQ.C",
+    Action.RELEASE: "O.EQ..",
+    Action.RELEASE_RULED: "..EQ..",
+    Action.REWORK: "..E...",
+    Action.SCRAP: "...Q..",
+    Action.SCRAP_SITES: "...Q..",
+    Action.SPLIT: "O.E...",
+    Action.MERGE: "O.E...",
+    Action.JOB: ".....C",
+    Action.TOOL_MODE: ".TE..C",
+    Action.TOOL_RESET: "OTE...",
+    Action.TOOL_REPORT: ".....C",
+    Action.USERS: "....A.",
+}
+COLUMNS = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY, Role.ADMIN, Role.CONTROLLER)
+PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]
+
+
+def _who(role: Role) -> Principal:
+    return Principal(f"{role.value}1", frozenset({role}), AuthMethod.PASSWORD)
+
+
+def test_the_table_has_a_row_for_every_action_and_the_spec_every_role() -> None:
+    assert set(PERMISSIONS) == set(Action) == set(SPEC)
+    assert set(COLUMNS) == set(Role)
+
+
+@pytest.mark.parametrize(("action", "role", "allowed"), PAIRS, ids=lambda v: str(v))
+def test_every_action_is_allowed_or_refused_to_every_role_as_specified(
+    action: Action, role: Role, allowed: bool
+) -> None:
+    context = Context("L1", HoldSource.LIMIT if action is Action.RELEASE_RULED else None)
+    if allowed:
+        assert authorize(_who(role), action, context) is action
+        return
+    with pytest.raises(NotAuthorized) as refused:
+        authorize(_who(role), action, context)
+    needed = sorted(r.value for r in PERMISSIONS[action])
+    assert list(refused.value.allowed) == needed
+    assert " or ".join(needed) in refused.value.message
+    assert refused.value.to_dict()["error"] == "not_authorized"
+
+
+@pytest.mark.parametrize("source", [HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER])
+def test_a_hold_the_rules_placed_is_released_only_by_quality_or_engineering(
+    source: HoldSource,
+) -> None:
+    with pytest.raises(NotAuthorized, match=f"release a hold placed by {source.value}"):
+        authorize(_who(Role.OPERATOR), Action.RELEASE, Context("L1", source))
+    for role in (Role.QUALITY, Role.ENGINEER):
+        assert authorize(_who(role), Action.RELEASE, Context("L1", source)) is Action.RELEASE_RULED
+
+
+def test_an_operator_releases_a_hold_an_operator_placed() -> None:
+    context = Context("L1", HoldSource.OPERATOR)
+    assert authorize(_who(Role.OPERATOR), Action.RELEASE, context) is Action.RELEASE
+
+
+def test_a_refusal_is_a_lot_tracker_refusal_naming_who_and_the_lot() -> None:
+    nobody = Principal("eve", frozenset(), AuthMethod.API_KEY)
+    with pytest.raises(LotTrackerError) as refused:
+        authorize(nobody, Action.SCRAP, Context("L7"))
+    assert (
+        refused.value.message == "eve (no role) may not scrap lot L7: that needs the role quality"
+    )
+    assert refused.value.lot_id == "L7"
+
+
+def test_the_file_owner_in_direct_mode_holds_every_role() -> None:
+    owner = Principal.file_owner("alice")
+    assert owner.method is AuthMethod.FILE_OWNER and owner.roles == frozenset(Role)
+    for action in Action:
+        authorize(owner, action, Context(hold_source=HoldSource.ALARM))
