@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pymodbus
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.config import ConnectionPolicy, ModbusEndpoint, ToolConfig
+from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, ToolConfig
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.regmap import packaged_map
 from drivers.model import EquipmentClass
@@ -210,7 +210,10 @@ async def bench_opcua(reads: int, rounds: int) -> Comparison:
     # during the measurement, as they would on the line (the tool is idle: keep-alives only).
     policy = ConnectionPolicy(timeout_s=2.0)
     config = ToolConfig(
-        id=tool_id, equipment_class=equipment_class, endpoint=OpcUaEndpoint(url=url), policy=policy
+        id=tool_id,
+        equipment_class=equipment_class,
+        endpoint=OpcUaEndpoint(url=url, security=INSECURE),
+        policy=policy,
     )
     sessions = OpcUaSessionPool()
     driver = OpcUaDriver(config, sessions)

@@ -10,8 +10,14 @@ session, optionally refuse new ones a while), :meth:`OpcUaToolServer.stall` (sto
 sockets open), stop/start on the same port (a restart), and
 :meth:`OpcUaToolServer.inject_raw_value` (a malformed value).
 
-Start-up is kept lean: no certificates, only the None security policy and anonymous login, no
-clock task, and the standard address space is copied on access from one built once per process.
+Security (:mod:`simulators.opcua_security`): given a :class:`SimulatorSecurity`, the server
+offers only signed and encrypted endpoints with its own certificate, checks clients'
+certificates against its trust list, and lets only a tool's operators command it. Without one
+(``security=None``: tests that are not about security, for speed) it is plain OPC UA with
+anonymous access, as a tool that can do no better would be.
+
+Start-up is kept lean: no clock task, and the standard address space is copied on access from
+one built once per process.
 Run ``python -m simulators.opcua_server --help`` to serve tools from the command line.
 """
 
@@ -38,6 +44,7 @@ from drivers.model import (
     RefusalCode,
     ToolStatus,
 )
+from drivers.pki import application_uris
 from simulators.engine import Refused, SimulationSettings, VirtualTool
 from simulators.opcua_model import (
     ALARM_EVENT_FIELDS,
@@ -63,6 +70,7 @@ from simulators.opcua_model import (
     status,
     variable_item,
 )
+from simulators.opcua_security import SimulatorSecurity
 
 V = ua.VariantType
 
@@ -95,7 +103,9 @@ class OpcUaToolServer:
         host: str = "127.0.0.1",
         port: int = 0,
         name: str = "pkgline OPC UA simulator",
+        security: SimulatorSecurity | None = None,
     ):
+        self.security = security
         self.host = host
         self.port = port
         self.name = name
@@ -155,10 +165,15 @@ class OpcUaToolServer:
         await server.init()
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}")
         server.set_server_name(self.name)
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        server.set_identity_tokens([ua.AnonymousIdentityToken])
         server.disable_clock()
-        await server.set_application_uri(APPLICATION_URI)
+        if self.security is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            server.set_identity_tokens([ua.AnonymousIdentityToken])
+            await server.set_application_uri(APPLICATION_URI)
+        else:
+            await self.security.apply(server)
+            own, _, _ = self.security.pki.own()
+            await server.set_application_uri(next(iter(application_uris(own)), APPLICATION_URI))
         self._ns = await server.register_namespace(NAMESPACE_URI)
         try:
             await self._build_model(server)

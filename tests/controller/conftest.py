@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.config import INSECURE, OpcUaEndpoint
 from drivers.factory import DriverFactory
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -37,7 +38,7 @@ def line_config(
     tools: Iterable[str] | None = None,
     auto_manual_steps: bool = True,
 ) -> LineConfig:
-    """The example line on free loopback ports, every tool at ``time_scale`` (those in
+    """The example line (plain OPC UA) on free loopback ports, every tool at ``time_scale`` (those in
     ``slow`` at theirs), fast polling, seeded."""
     base = load_line_config(EXAMPLE)
     chosen: list[LineTool] = []
@@ -45,9 +46,15 @@ def line_config(
         if tools is not None and tool.id not in tools:
             continue
         scale = (slow or {}).get(tool.id, time_scale)
+        endpoint = tool.endpoint
+        if isinstance(endpoint, OpcUaEndpoint):
+            # plain OPC UA: these tests are not about security (the demo and
+            # tests/drivers/opcua/test_security.py run the secure configuration)
+            endpoint = endpoint.model_copy(update={"security": INSECURE})
         chosen.append(
             tool.model_copy(
                 update={
+                    "endpoint": endpoint,
                     "simulation": SimulationConfig(
                         time_scale=scale, reject_rate=reject_rate, seed=n + 1
                     ),

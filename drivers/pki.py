@@ -1,0 +1,624 @@
+"""Certificates for secure equipment links: a PKI directory, application instance certificates,
+and the check of a peer's certificate against a trust list with revocation lists.
+
+A leaf shared by the drivers (the controller checks a tool's certificate), the simulators (a tool
+checks the controller's) and ``pkgline pki``. It does no network I/O. The directory layout is
+OPC UA's own (Part 12, "CertificateGroup" folders), used for Modbus/TCP Security too::
+
+    <pki>/own/certs/cert.der         this application's instance certificate (DER)
+    <pki>/own/private/key.pem        its RSA private key (PEM, PKCS#8, mode 0600)
+    <pki>/trusted/certs/             peers trusted one by one (self-signed or not), and CAs
+    <pki>/trusted/crl/               revocation lists of the CAs in trusted/certs
+    <pki>/issuers/certs/             CAs that may issue a peer's certificate (not trusted alone)
+    <pki>/issuers/crl/               their revocation lists
+    <pki>/rejected/certs/            certificates a peer presented and we refused (to review and
+                                     ``pkgline pki trust``)
+
+A peer's certificate is accepted when it is in its validity period, is trusted (the very
+certificate is in trusted/certs, or it is signed by a CA certificate in trusted/certs or
+issuers/certs), is not on a revocation list of its issuer, and names the expected application
+URI in its subjectAltName. Otherwise :class:`CertificateRejected` says which of these failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import stat
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+KEY_BITS = 2048
+VALIDITY_DAYS = 365
+EXPIRY_WARNING_DAYS = 30
+"""A certificate that expires within this many days is shown as expiring (``line status``)."""
+
+
+class PkiError(Exception):
+    """The PKI directory or a certificate file is missing or unusable; the message says which
+    file and what was expected."""
+
+
+class RejectReason(Enum):
+    """Why a peer's certificate was refused (each has an OPC UA status code of the same name)."""
+
+    UNTRUSTED = "BadCertificateUntrusted"
+    EXPIRED = "BadCertificateTimeInvalid"
+    REVOKED = "BadCertificateRevoked"
+    WRONG_URI = "BadCertificateUriInvalid"
+    INVALID = "BadCertificateInvalid"
+
+
+class CertificateRejected(Exception):
+    """A peer's certificate was refused. ``reason`` is the rule it broke; the message says it
+    for an operator (names the certificate, and what to do)."""
+
+    def __init__(self, reason: RejectReason, message: str):
+        self.reason = reason
+        self.message = message
+        super().__init__(message)
+
+
+def thumbprint(cert: x509.Certificate) -> str:
+    """SHA-1 of the DER, in hex: how OPC UA names a certificate."""
+    return hashlib.sha1(
+        cert.public_bytes(serialization.Encoding.DER), usedforsecurity=False
+    ).hexdigest()
+
+
+def describe(cert: x509.Certificate) -> str:
+    """``CN=... (thumbprint ...)``, for messages."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else cert.subject.rfc4514_string()
+    return f"CN={common_name} (thumbprint {thumbprint(cert)[:16]})"
+
+
+def application_uris(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def file_name(cert: x509.Certificate) -> str:
+    """``<CN> [<thumbprint>].der``, as OPC UA stacks name files in a trust list."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else "certificate"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", common_name)[:48]
+    return f"{safe} [{thumbprint(cert)}].der"
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PkiError(f"{path}: cannot read the certificate: {exc.strerror or exc}") from exc
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise PkiError(f"{path}: not an X.509 certificate (PEM or DER): {exc}") from exc
+
+
+def load_crl(path: Path) -> x509.CertificateRevocationList:
+    data = path.read_bytes()
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise PkiError(f"{path}: not a certificate revocation list (PEM or DER): {exc}") from exc
+
+
+def _files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in {".der", ".pem", ".crl"})
+
+
+def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write a file atomically (a temporary file renamed over it), with ``mode`` from the start:
+    a key is never readable by others, even for a moment, and a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Pki:
+    """A PKI directory (see the module docstring). Creating one does no I/O."""
+
+    root: Path
+
+    @property
+    def own_certificate(self) -> Path:
+        return self.root / "own" / "certs" / "cert.der"
+
+    @property
+    def own_key(self) -> Path:
+        return self.root / "own" / "private" / "key.pem"
+
+    @property
+    def trusted(self) -> Path:
+        return self.root / "trusted" / "certs"
+
+    @property
+    def trusted_crl(self) -> Path:
+        return self.root / "trusted" / "crl"
+
+    @property
+    def issuers(self) -> Path:
+        return self.root / "issuers" / "certs"
+
+    @property
+    def issuers_crl(self) -> Path:
+        return self.root / "issuers" / "crl"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected" / "certs"
+
+    def create_dirs(self) -> None:
+        for directory in (
+            self.own_certificate.parent,
+            self.trusted,
+            self.trusted_crl,
+            self.issuers,
+            self.issuers_crl,
+            self.rejected,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.own_key.parent.mkdir(parents=True, exist_ok=True)
+        self.own_key.parent.chmod(0o700)
+
+    @property
+    def has_own(self) -> bool:
+        return self.own_certificate.is_file() and self.own_key.is_file()
+
+    def own(self) -> tuple[x509.Certificate, Path, Path]:
+        """This application's certificate, and the paths of it and its key."""
+        if not self.has_own:
+            raise PkiError(
+                f"{self.root}: no application instance certificate "
+                f"({self.own_certificate} and {self.own_key}); create one with `pkgline pki init`"
+            )
+        return load_certificate(self.own_certificate), self.own_certificate, self.own_key
+
+    def own_fingerprint(self) -> tuple[int, int] | None:
+        """Changes when the own certificate or key is replaced (``pkgline pki renew``)."""
+        try:
+            a, b = self.own_certificate.stat(), self.own_key.stat()
+        except FileNotFoundError:
+            return None
+        return (a.st_mtime_ns ^ a.st_ino, b.st_mtime_ns ^ b.st_ino)
+
+    def trusted_certificates(self) -> list[x509.Certificate]:
+        return [load_certificate(p) for p in _files(self.trusted)]
+
+    def issuer_certificates(self) -> list[x509.Certificate]:
+        return [load_certificate(p) for p in _files(self.issuers)]
+
+    def revocation_lists(self) -> list[x509.CertificateRevocationList]:
+        return [load_crl(p) for p in _files(self.trusted_crl) + _files(self.issuers_crl)]
+
+    def store(self, cert: x509.Certificate, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / file_name(cert)
+        write_private(path, cert.public_bytes(serialization.Encoding.DER), mode=0o644)
+        return path
+
+    # -- checking a peer ---------------------------------------------------------------------------
+
+    def check_peer(
+        self,
+        cert: x509.Certificate,
+        *,
+        expected_uri: str | None,
+        trust_on_first_use: bool = False,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Accept ``cert`` or raise :class:`CertificateRejected` (see the module docstring). An
+        untrusted certificate is copied to rejected/certs, or, with ``trust_on_first_use``,
+        to trusted/certs and accepted. The trust list is read from disk on every call, so a
+        certificate trusted, rejected or revoked since is taken at the next connection."""
+        now = now or dt.datetime.now(dt.UTC)
+        who = describe(cert)
+        if cert.not_valid_after_utc < now:
+            raise CertificateRejected(
+                RejectReason.EXPIRED,
+                f"certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+            )
+        if cert.not_valid_before_utc > now:
+            raise CertificateRejected(
+                RejectReason.EXPIRED,
+                f"certificate {who} is not valid before "
+                f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            )
+        uris = application_uris(cert)
+        if expected_uri is not None and expected_uri not in uris:
+            raise CertificateRejected(
+                RejectReason.WRONG_URI,
+                f"certificate {who} is for application URI {', '.join(uris) or '(none)'}, "
+                f"expected {expected_uri}",
+            )
+        issuer = self._trusted_issuer(cert)
+        if issuer is None:
+            if trust_on_first_use:
+                self.store(cert, self.trusted)
+                return
+            self.store(cert, self.rejected)
+            raise CertificateRejected(
+                RejectReason.UNTRUSTED,
+                f"certificate {who} is not trusted (not in {self.trusted}, nor issued by a CA "
+                f"there or in {self.issuers}); copied to {self.rejected}: if it is the right "
+                "one, `pkgline pki trust` it",
+            )
+        for crl in self.revocation_lists():
+            if crl.issuer != cert.issuer:
+                continue
+            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+                raise CertificateRejected(
+                    RejectReason.REVOKED,
+                    f"certificate {who} (serial {cert.serial_number:x}) is revoked by its "
+                    f"issuer's revocation list",
+                )
+
+    def _trusted_issuer(self, cert: x509.Certificate) -> x509.Certificate | None:
+        """The certificate that vouches for ``cert``: itself when trusted one by one, or the
+        CA (trusted or issuer) whose signature it carries."""
+        der = cert.public_bytes(serialization.Encoding.DER)
+        trusted = self.trusted_certificates()
+        for candidate in trusted:
+            if candidate.public_bytes(serialization.Encoding.DER) == der:
+                return candidate
+        for ca in trusted + self.issuer_certificates():
+            if ca.subject != cert.issuer or not _is_ca(ca):
+                continue
+            try:
+                cert.verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return ca
+        return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+# -- making certificates ---------------------------------------------------------------------------
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+
+
+def key_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_key(path: Path) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise PkiError(f"{path}: not a readable unencrypted PEM private key: {exc}") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise PkiError(f"{path}: an RSA key is needed (OPC UA and these policies use RSA)")
+    return key
+
+
+def default_hosts() -> list[str]:
+    """The host names a certificate made on this machine names: its name, and localhost."""
+    return list(dict.fromkeys([socket.gethostname(), "localhost", "127.0.0.1"]))
+
+
+def _san(uri: str, hosts: Sequence[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return x509.SubjectAlternativeName(names)
+
+
+def make_certificate(
+    key: rsa.RSAPrivateKey,
+    *,
+    common_name: str,
+    application_uri: str,
+    hosts: Sequence[str],
+    days: int = VALIDITY_DAYS,
+    issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """An application instance certificate as OPC UA Part 6 (6.2.2) wants it: the application
+    URI and host names in subjectAltName; digitalSignature, nonRepudiation, keyEncipherment and
+    dataEncipherment; serverAuth and clientAuth. Self-signed (then also keyCertSign), or issued
+    by ``issuer`` (a CA certificate and its key)."""
+    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pkgline"),
+        ]
+    )
+    issuer_name, signing_key = (
+        (issuer[0].subject, issuer[1]) if issuer is not None else (subject, key)
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=issuer is None,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(_san(application_uri, hosts), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()),
+            critical=False,
+        )
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def make_ca(key: rsa.RSAPrivateKey, *, common_name: str, days: int = 3650) -> x509.Certificate:
+    """A certificate authority's certificate (for a site CA, and for tests)."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def make_crl(
+    ca: x509.Certificate, ca_key: rsa.RSAPrivateKey, revoked_serials: Sequence[int]
+) -> x509.CertificateRevocationList:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=30))
+    )
+    for serial in revoked_serials:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(now - dt.timedelta(minutes=1))
+            .build()
+        )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def write_own(pki: Pki, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
+    """Install ``cert`` and ``key`` as this application's own (key first: a reader that sees
+    the new certificate finds its key)."""
+    pki.create_dirs()
+    write_private(pki.own_key, key_pem(key))
+    write_private(pki.own_certificate, cert.public_bytes(serialization.Encoding.DER), mode=0o644)
+
+
+def init_own(
+    pki: Pki,
+    *,
+    common_name: str,
+    application_uri: str,
+    hosts: Sequence[str] | None = None,
+    key: rsa.RSAPrivateKey | None = None,
+    days: int = VALIDITY_DAYS,
+) -> x509.Certificate:
+    """Create the PKI directories and a self-signed application instance certificate."""
+    key = key or new_key()
+    cert = make_certificate(
+        key,
+        common_name=common_name,
+        application_uri=application_uri,
+        hosts=list(hosts) if hosts is not None else default_hosts(),
+        days=days,
+    )
+    write_own(pki, cert, key)
+    return cert
+
+
+def renew_own(
+    pki: Pki, *, days: int = VALIDITY_DAYS, new_key_pair: bool = True
+) -> x509.Certificate:
+    """Replace the own certificate with one of the same subject, URI and host names, valid
+    from now (a new key unless told otherwise). Peers that trusted the old certificate one by
+    one must be given the new one (``pkgline pki list`` shows it)."""
+    old, _, key_path = pki.own()
+    key = new_key() if new_key_pair else load_key(key_path)
+    names = old.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound as exc:
+        raise PkiError(f"{pki.own_certificate}: has no subjectAltName to renew from") from exc
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    hosts = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] + list(
+        san.get_values_for_type(x509.DNSName)
+    )
+    cert = make_certificate(
+        key,
+        common_name=str(names[0].value) if names else uris[0],
+        application_uri=uris[0],
+        hosts=hosts,
+        days=days,
+    )
+    write_own(pki, cert, key)
+    return cert
+
+
+def expiring(
+    certs: Sequence[tuple[str, x509.Certificate]],
+    *,
+    within_days: int = EXPIRY_WARNING_DAYS,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Sentences for the certificates that expire within ``within_days`` (or have expired)."""
+    now = now or dt.datetime.now(dt.UTC)
+    limit = now + dt.timedelta(days=within_days)
+    notes = []
+    for label, cert in certs:
+        end = cert.not_valid_after_utc
+        if end <= now:
+            notes.append(f"{label} {describe(cert)} expired on {end:%Y-%m-%d}")
+        elif end <= limit:
+            notes.append(f"{label} {describe(cert)} expires on {end:%Y-%m-%d}")
+    return notes
+
+
+# -- user credentials -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never show the password, even in a traceback
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+def read_credentials(path: Path) -> Credentials:
+    """The user and password in ``path`` (TOML: ``username = "..."``, ``password = "..."``).
+    The file must belong to this process's user and be readable by nobody else (mode 0600 or
+    0400): a password others can read is refused, with the mode found."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise PkiError(f"credentials file {path}: cannot read it: {exc.strerror or exc}") from exc
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PkiError(
+            f"credentials file {path} is readable or writable by group or others (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); it holds a password: `chmod 600 {path}`"
+        )
+    if info.st_uid != os.geteuid():
+        raise PkiError(
+            f"credentials file {path} belongs to uid {info.st_uid}, not to the service account "
+            f"(uid {os.geteuid()}) that reads it"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        # The TOML error may quote the line, which may be the password: say where only.
+        raise PkiError(
+            f"credentials file {path}: not TOML with username and password ({type(exc).__name__})"
+        ) from None
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not username or not isinstance(password, str):
+        raise PkiError(f'credentials file {path}: expected username = "..." and password = "..."')
+    return Credentials(username, password)
+
+
+# -- keeping secrets out of logs ---------------------------------------------------------------------
+
+_PASSWORD = re.compile(r"""Password=(b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*")""")
+
+REQUEST_LOGGERS = (
+    "asyncua.client.ua_client.UASocketProtocol",
+    "asyncua.client.ua_session.UaSession",
+    "asyncua.server.uaprocessor",
+    "asyncua.server.internal_session",
+)
+"""asyncua loggers that write whole requests at DEBUG (ActivateSession carries the user's
+password: in clear when the channel is encrypted and the token policy is None)."""
+
+
+class RedactPasswords(logging.Filter):
+    """Replaces any ``Password=...`` in a record with ``Password=***``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Password=" in message:
+            record.msg, record.args = _PASSWORD.sub("Password=***", message), None
+        return True
+
+
+_REDACT = RedactPasswords()
+
+
+def redact_asyncua_passwords() -> None:
+    """Install :class:`RedactPasswords` on asyncua's request loggers (idempotent)."""
+    for name in REQUEST_LOGGERS:
+        logging.getLogger(name).addFilter(_REDACT)
