@@ -140,9 +140,16 @@ def expiry_notes(config: LineConfig, *, within_days: int = EXPIRY_WARNING_DAYS) 
                 if item.group in {"own", "trusted", "issuer"}
             ]
         except PkiError as exc:
-            certs_problem = f"PKI {root}: {exc}"
-            return [certs_problem]
-    return expiring(certs, within_days=within_days)
+            return [f"PKI {root}: {exc}"]
+    return [f"certificate expiring: {note}" for note in expiring(certs, within_days=within_days)]
+
+
+def certificate_notes(config: LineConfig) -> list[str]:
+    """:func:`expiry_notes`, never raising: a PKI that cannot be read is a note too."""
+    try:
+        return expiry_notes(config)
+    except (OSError, PkiError) as exc:
+        return [f"certificates cannot be read: {exc}"]
 
 
 # -- the demo -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.runner import RunnerObserver, ToolRunner
+from pkgline.security import certificate_notes
 from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.controller")
@@ -145,6 +146,7 @@ class LineController:
         """Each waiting lot's head as last read, and the step it goes to next."""
         self.ready = asyncio.Event()
         self._before_ready = before_ready
+        self._certificate_notes: list[str] = []
 
     # -- control -----------------------------------------------------------------------------
 
@@ -161,10 +163,12 @@ class LineController:
     def status_line(self) -> str:
         up = sum(1 for r in self.runners.values() if r.connected)
         running, waiting = self._counts
-        return (
+        line = (
             f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
             f"{waiting} waiting"
         )
+        # certificates that expire within 30 days (pkgline.security), read at each heartbeat
+        return "; ".join([line, *self._certificate_notes])
 
     # -- the main loop -----------------------------------------------------------------------
 
@@ -312,6 +316,7 @@ class LineController:
         while True:
             self._notifier.watchdog()
             if loop.time() - last_beat >= HEARTBEAT_S:
+                self._certificate_notes = certificate_notes(self.config)
                 status = self.status_line()
                 self._notifier.status(status)
                 try:
