@@ -9,8 +9,10 @@ its class (``drivers/maps/modbus``), exactly as a real tool following docs/equip
 - a write that reaches the command sequence register runs the command once per new sequence
   number, with the arguments already written; a refusal (:class:`~simulators.engine.Refused`)
   becomes the answer's refusal code and reason;
-- addresses outside the map are illegal (Modbus exception 2), as on a real tool; coils and
-  discrete inputs are not used.
+- addresses outside the map are illegal (Modbus exception 2), as on a real tool; function
+  codes other than the documented 3, 4 and 16 (coils, discrete inputs, a single-register
+  write, ...) are illegal functions (exception 1): a command runs from a function 16 write
+  only (tests/simulators/test_modbus_server.py holds this and docs/equipment.md together).
 
 The server is pymodbus' ``ModbusTcpServer`` with a ``SimDevice`` whose ``action`` hook sees
 every request. Faults for tests: :meth:`ModbusToolServer.drop_connections` (optionally
@@ -58,7 +60,9 @@ from simulators.engine import ALARM_JOB_FAULT, Refused, SimulationSettings, Virt
 log = structlog.get_logger("pkgline.simulators")
 
 _READ_INPUT = 4
-_WRITES = frozenset({6, 16})
+_WRITE_MULTIPLE = 16
+FUNCTION_CODES = frozenset({3, 4, 16})
+"""What docs/equipment.md says a tool answers; anything else is an illegal function."""
 
 
 class ModbusToolServer:
@@ -219,11 +223,13 @@ class ModbusToolServer:
     ) -> ExcCodes | None:
         # pymodbus calls this for every request, after checking the addresses and before
         # storing written values: ``registers`` is the whole table, modifiable in place.
+        if function_code not in FUNCTION_CODES:
+            return ExcCodes.ILLEGAL_FUNCTION
         if function_code == _READ_INPUT:
             if self._stale:
                 self._stale = False
                 self._render(registers, start_address)
-        elif set_values is not None and function_code in _WRITES:
+        elif set_values is not None and function_code == _WRITE_MULTIPLE:
             offset = address - start_address
             registers[offset : offset + count] = [int(v) for v in set_values]
             sequence = self.register_map.command.field("sequence").address
