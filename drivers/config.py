@@ -32,8 +32,21 @@ class ConnectionPolicy(BaseModel):
     )
 
 
+class ModbusTls(BaseModel):
+    """Modbus/TCP Security: TLS 1.2 or later (by convention on port 802), both sides proving
+    who they are with X.509 certificates from their PKI directories (drivers/pki.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pki: Path | None = Field(
+        None,
+        description="PKI directory (drivers/pki.py layout); default: the line's pki. The "
+        "tool's certificate must name the endpoint's host (subjectAltName DNS or IP).",
+    )
+
+
 class ModbusEndpoint(BaseModel):
-    """A tool that speaks Modbus TCP."""
+    """A tool that speaks Modbus TCP (``tls``: Modbus/TCP Security)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +56,11 @@ class ModbusEndpoint(BaseModel):
     unit_id: int = Field(1, ge=0, le=255)
     map: Path | None = Field(
         None, description="Register map file; default: the packaged map of the tool's class."
+    )
+    tls: ModbusTls | None = Field(
+        None,
+        description="Modbus/TCP Security; none: plain Modbus/TCP, for a tool that can do no "
+        "better, on a segmented network (docs/security.md).",
     )
 
 

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import stat
 import tempfile
 import tomllib
@@ -159,6 +160,11 @@ class Pki:
     @property
     def own_certificate(self) -> Path:
         return self.root / "own" / "certs" / "cert.der"
+
+    @property
+    def own_certificate_pem(self) -> Path:
+        """The same certificate in PEM, for TLS (Python's ssl loads PEM files only)."""
+        return self.root / "own" / "certs" / "cert.pem"
 
     @property
     def own_key(self) -> Path:
@@ -313,6 +319,44 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+# -- TLS (Modbus/TCP Security) ------------------------------------------------------------------------
+
+
+def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
+    """TLS 1.2 or later, this application's certificate, and the peers it trusts: those in
+    trusted/certs one by one (as trust anchors of their own) and the CAs there and in
+    issuers/certs. The peer must present a certificate (mutual authentication)."""
+    protocol = (
+        ssl.PROTOCOL_TLS_CLIENT if purpose is ssl.Purpose.SERVER_AUTH else ssl.PROTOCOL_TLS_SERVER
+    )
+    context = ssl.SSLContext(protocol)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    # a certificate trusted one by one is an anchor although it is no CA
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not pki.own_certificate_pem.is_file():
+        pki.own()  # says what is missing
+        raise PkiError(f"{pki.own_certificate_pem}: missing; `pkgline pki renew` writes it")
+    context.load_cert_chain(pki.own_certificate_pem, pki.own_key)
+    anchors = pki.trusted_certificates() + pki.issuer_certificates()
+    if not anchors:
+        raise PkiError(f"{pki.trusted}: no certificate trusted; `pkgline pki trust` the peer's")
+    context.load_verify_locations(
+        cadata=b"".join(c.public_bytes(serialization.Encoding.DER) for c in anchors)
+    )
+    return context
+
+
+def tls_client_context(pki: Pki) -> ssl.SSLContext:
+    """The controller's side of Modbus/TCP Security (checks the tool's host name too)."""
+    return _tls_context(pki, ssl.Purpose.SERVER_AUTH)
+
+
+def tls_server_context(pki: Pki) -> ssl.SSLContext:
+    """A tool's (the simulator's) side of Modbus/TCP Security."""
+    return _tls_context(pki, ssl.Purpose.CLIENT_AUTH)
 
 
 # -- making certificates ---------------------------------------------------------------------------
@@ -476,6 +520,9 @@ def write_own(pki: Pki, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
     the new certificate finds its key)."""
     pki.create_dirs()
     write_private(pki.own_key, key_pem(key))
+    write_private(
+        pki.own_certificate_pem, cert.public_bytes(serialization.Encoding.PEM), mode=0o644
+    )
     write_private(pki.own_certificate, cert.public_bytes(serialization.Encoding.DER), mode=0o644)
 
 

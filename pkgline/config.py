@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drivers.config import OpcUaEndpoint, ToolConfig
+from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
@@ -157,6 +157,13 @@ class LineConfig(BaseModel):
                 )
                 tool = tool.model_copy(
                     update={"endpoint": endpoint.model_copy(update={"security": sec})}
+                )
+            elif isinstance(endpoint, ModbusEndpoint) and endpoint.tls is not None:
+                tls = endpoint.tls.model_copy(
+                    update={"pki": absolute(endpoint.tls.pki) or security.pki}
+                )
+                tool = tool.model_copy(
+                    update={"endpoint": endpoint.model_copy(update={"tls": tls})}
                 )
             tools.append(tool)
         return self.model_copy(update={"security": security, "tools": tuple(tools)})

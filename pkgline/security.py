@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from drivers.config import OpcUaEndpoint
+from drivers.config import ModbusEndpoint, OpcUaEndpoint
 from drivers.pki import (
     EXPIRY_WARNING_DAYS,
     Pki,
@@ -192,6 +192,9 @@ def secure_demo_line(config: LineConfig, root: Path) -> LineConfig:
             tool = tool.model_copy(
                 update={"endpoint": endpoint.model_copy(update={"security": own})}
             )
+        elif isinstance(endpoint, ModbusEndpoint) and endpoint.tls is not None:
+            tls = endpoint.tls.model_copy(update={"pki": None})
+            tool = tool.model_copy(update={"endpoint": endpoint.model_copy(update={"tls": tls})})
         tools.append(tool)
     security = config.security.model_copy(
         update={

@@ -43,7 +43,14 @@ from drivers.config import ModbusEndpoint, OpcUaEndpoint
 from drivers.errors import ConfigurationError
 from drivers.modbus.regmap import register_map_for
 from drivers.model import EquipmentClass
-from drivers.pki import Pki, PkiError, init_own, load_certificate, read_credentials
+from drivers.pki import (
+    Pki,
+    PkiError,
+    init_own,
+    load_certificate,
+    read_credentials,
+    tls_server_context,
+)
 from pkgline.config import ConfigError, LineConfig, LineTool
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
@@ -241,7 +248,7 @@ class SimulatedLine:
         self._started = True
         try:
             self._secure_gateways()
-        except (PkiError, ConfigError):
+        except (PkiError, ConfigError, OSError):
             self._started = False
             raise
         for server in self._order:
@@ -260,12 +267,27 @@ class SimulatedLine:
 
     def _secure_gateways(self) -> None:
         """Give each secure gateway its security: the simulators' certificate (made now if
-        there is none) and, per tool, the operators its endpoint names."""
+        there is none) and, per tool, the operators its endpoint names; and each Modbus tool
+        with ``tls`` its TLS context (Modbus/TCP Security)."""
         secure = [g for g in self._gateways.values() if g.secure]
-        if not secure:
+        tls_tools: list[ModbusToolServer] = []
+        for tool_id, server in self._servers.items():
+            endpoint = self.config.tool(tool_id).endpoint
+            if (
+                isinstance(server, ModbusToolServer)
+                and isinstance(endpoint, ModbusEndpoint)
+                and endpoint.tls is not None
+            ):
+                tls_tools.append(server)
+        if not secure and not tls_tools:
             return
-        assert self.config.security.simulator_pki is not None
+        if self.config.security.simulator_pki is None:
+            raise ConfigError("secure simulated tools need security.simulator_pki")
         pki = simulator_pki(self.config.security.simulator_pki)
+        if tls_tools:
+            context = tls_server_context(pki)
+            for server in tls_tools:
+                server.tls = context
         for gateway in secure:
             passwords: dict[str, tuple[str, frozenset[str]]] = {}
             certificates: dict[bytes, tuple[str, frozenset[str]]] = {}

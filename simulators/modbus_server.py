@@ -27,12 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import structlog
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.codec import (
@@ -81,8 +82,12 @@ class ModbusToolServer:
         host: str = "127.0.0.1",
         port: int = 0,
         register_map: RegisterMap | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: serve Modbus/TCP Security (TLS, the client's certificate required) with
+        this context (drivers.pki.tls_server_context); none: plain Modbus TCP."""
         self.tool = tool
+        self.tls = tls
         self.host = host
         self._port = port
         self.register_map = register_map or packaged_map(tool.equipment_class)
@@ -143,7 +148,11 @@ class ModbusToolServer:
         await self.stop()
 
     async def _listen(self) -> None:
-        server = ModbusTcpServer(self._device(), address=(self.host, self._port))
+        server = (
+            ModbusTcpServer(self._device(), address=(self.host, self._port))
+            if self.tls is None
+            else ModbusTlsServer(self._device(), address=(self.host, self._port), sslctx=self.tls)
+        )
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:

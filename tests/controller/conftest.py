@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.config import INSECURE, OpcUaEndpoint
+from drivers.config import INSECURE, ModbusEndpoint, OpcUaEndpoint
 from drivers.factory import DriverFactory
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -38,7 +38,7 @@ def line_config(
     tools: Iterable[str] | None = None,
     auto_manual_steps: bool = True,
 ) -> LineConfig:
-    """The example line (plain OPC UA) on free loopback ports, every tool at ``time_scale`` (those in
+    """The example line (plain OPC UA and Modbus) on free loopback ports, every tool at ``time_scale`` (those in
     ``slow`` at theirs), fast polling, seeded."""
     base = load_line_config(EXAMPLE)
     chosen: list[LineTool] = []
@@ -47,10 +47,13 @@ def line_config(
             continue
         scale = (slow or {}).get(tool.id, time_scale)
         endpoint = tool.endpoint
+        # plain OPC UA and Modbus TCP: these tests are not about security (the demo,
+        # tests/simulators/test_line.py and tests/drivers/*/test_{security,tls}.py run the
+        # secure configuration)
         if isinstance(endpoint, OpcUaEndpoint):
-            # plain OPC UA: these tests are not about security (the demo and
-            # tests/drivers/opcua/test_security.py run the secure configuration)
             endpoint = endpoint.model_copy(update={"security": INSECURE})
+        elif isinstance(endpoint, ModbusEndpoint):
+            endpoint = endpoint.model_copy(update={"tls": None})
         chosen.append(
             tool.model_copy(
                 update={
