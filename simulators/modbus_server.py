@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 
 import structlog
@@ -423,10 +424,11 @@ async def serve(
     port: int = 0,
     settings: SimulationSettings | None = None,
     ready: Callable[[int], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Run one simulated tool until cancelled; ``ready(port)`` is called once it listens."""
     tool = VirtualTool(tool_id or f"SIM-{equipment_class.value}", equipment_class, settings)
-    server = ModbusToolServer(tool, host=host, port=port)
+    server = ModbusToolServer(tool, host=host, port=port, tls=tls)
     try:
         await server.start()
         if ready is not None:
@@ -447,8 +449,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reject-rate", type=float, default=0.0)
     parser.add_argument("--alarm-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--tls-pki",
+        metavar="DIR",
+        help="serve Modbus/TCP Security with this PKI directory (made on first use; clients "
+        "must present a certificate from its trust list); default: plain Modbus TCP",
+    )
     args = parser.parse_args(argv)
     settings = SimulationSettings(args.time_scale, args.reject_rate, args.alarm_rate, args.seed)
+    tls = None
+    if args.tls_pki:
+        from drivers.pki import tls_server_context
+        from simulators.line import simulator_pki
+
+        tls = tls_server_context(simulator_pki(Path(args.tls_pki)))
 
     def ready(port: int) -> None:
         print(f"{args.equipment_class} listening on {args.host}:{port}", flush=True)
@@ -462,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 port=args.port,
                 settings=settings,
                 ready=ready,
+                tls=tls,
             )
         )
 

@@ -450,6 +450,7 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 4840,
     ready: Callable[[OpcUaToolServer], None] | None = None,
+    security: SimulatorSecurity | None = None,
 ) -> None:
     """Serve ``tools`` until cancelled or sent SIGTERM/SIGINT."""
     stop = asyncio.Event()
@@ -457,7 +458,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with OpcUaToolServer(tools, host=host, port=port) as server:
+    async with OpcUaToolServer(tools, host=host, port=port, security=security) as server:
         if ready is not None:
             ready(server)
         await stop.wait()
@@ -479,6 +480,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reject-rate", type=float, default=0.0)
     parser.add_argument("--alarm-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--pki",
+        default="pki-sim",
+        metavar="DIR",
+        help="PKI directory: the server's certificate (made on first start) and the clients "
+        "it trusts (trusted/certs); default: ./pki-sim",
+    )
+    parser.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="a user (TOML: username, password; mode 0600) who operates every tool",
+    )
+    parser.add_argument(
+        "--anonymous-read", action="store_true", help="let anonymous clients read the tools"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain OPC UA: policy None, anonymous users may command (tests, benchmarks)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.equipment_classes) - set(names))
     if unknown:
@@ -486,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"unknown equipment class {', '.join(unknown)}; choose from {', '.join(names)}"
         )
     classes = [EquipmentClass(c) for c in args.equipment_classes] or list(EquipmentClass)
+    security = None if args.insecure else _security(parser, args)
     tools = [
         VirtualTool(
             f"{cls.value.upper().replace('_', '-')}-{n}",
@@ -504,7 +526,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(tools, host=args.host, port=args.port, ready=ready))
+        asyncio.run(serve(tools, host=args.host, port=args.port, ready=ready, security=security))
+
+
+def _security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SimulatorSecurity:
+    from pathlib import Path
+
+    from drivers.pki import PkiError, read_credentials
+    from simulators.line import simulator_pki
+
+    passwords: dict[str, tuple[str, frozenset[str]]] = {}
+    try:
+        pki = simulator_pki(Path(args.pki))
+        if args.credentials:
+            user = read_credentials(Path(args.credentials))
+            passwords[user.username] = (user.password, frozenset({"*"}))
+    except PkiError as exc:
+        parser.error(str(exc))
+    if not passwords and not args.anonymous_read:
+        parser.error("nobody could log in: give --credentials (or --anonymous-read, or --insecure)")
+    print(f"certificate {pki.own_certificate}; trusted clients in {pki.trusted}", flush=True)
+    return SimulatorSecurity(pki, passwords=passwords, anonymous_read=args.anonymous_read)
 
 
 if __name__ == "__main__":
