@@ -159,6 +159,11 @@ class ModbusDriver:
             timeout_s=self._policy.timeout_s,
             on_lost=self._lost,
             tls=_tls_context(config.id, endpoint),
+            tls_identity=(
+                Pki(endpoint.tls.pki).own_fingerprint
+                if endpoint.tls is not None and endpoint.tls.pki is not None
+                else None
+            ),
         )
         self._commands = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
@@ -255,6 +260,10 @@ class ModbusDriver:
         clock = self._clock
         loop = asyncio.get_running_loop()
         while True:
+            if self._session.identity_changed():
+                self._session.renew()  # a renewed certificate: reconnect at once with it
+                with contextlib.suppress(DriverError):  # else: retried with backoff below
+                    await self._session.connect()
             if not self._session.connected:
                 await asyncio.sleep(next(delays))
                 try:

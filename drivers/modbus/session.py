@@ -140,11 +140,15 @@ class ModbusSession:
         timeout_s: float = 1.0,
         on_lost: LostCallback | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
+        tls_identity: Callable[[], object] | None = None,
     ) -> None:
         """``tls``: Modbus/TCP Security; makes the TLS context at each connection (so a
-        certificate trusted or renewed since is taken)."""
+        certificate trusted or renewed since is taken). ``tls_identity``: a value that changes
+        when our own certificate is replaced (:meth:`identity_changed`)."""
         self.tool_id = tool_id
         self._tls = tls
+        self._tls_identity = tls_identity
+        self._identity: object = None
         self._last_failure: str | None = None
         """Why the last connection attempt failed (said by requests made while offline)."""
         self.host = host
@@ -184,6 +188,7 @@ class ModbusSession:
         client: AsyncModbusTcpClient
         if self._tls is not None:
             try:
+                self._identity = self._tls_identity() if self._tls_identity else None
                 context = self._tls()
             except (PkiError, OSError, ssl.SSLError) as exc:
                 raise self._error(ConfigurationError, f"TLS: {exc}", "connect") from exc
@@ -221,6 +226,23 @@ class ModbusSession:
             raise self._error(ToolUnreachable, self._last_failure, "connect")
         self._last_failure = None
         self._conn = conn
+
+    def identity_changed(self) -> bool:
+        """Our certificate was replaced (``pkgline pki renew``) since this connection was
+        made: the caller reconnects (:meth:`renew`) to present the new one."""
+        return (
+            self._conn is not None
+            and self._tls_identity is not None
+            and self._tls_identity() != self._identity
+        )
+
+    def renew(self) -> None:
+        """Drop the connection to reconnect with the renewed certificate."""
+        conn = self._conn
+        if conn is not None:
+            self._break(
+                conn, ToolUnreachable, "the controller's certificate was renewed: reconnecting"
+            )
 
     async def close(self) -> None:
         """Close the connection; waiting requests fail with ToolUnreachable. Idempotent."""

@@ -9,16 +9,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers import pki as P
 from drivers.config import ModbusTls
 from drivers.errors import ToolUnreachable
+from drivers.interface import ConnectionLost, ConnectionRestored
 from drivers.modbus.driver import ModbusDriver
 from drivers.model import EquipmentClass, Mode
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
-from tests.drivers.common import eventually
+from tests.drivers.common import event_stream, eventually, next_event
 from tests.drivers.modbus.conftest import tool_config
 from tests.pki_material import Keys, Pair, app_certificate, cross_trusted
 
@@ -131,3 +133,25 @@ def test_tls_contexts_require_tls_1_2_and_a_peer_certificate(pair: Pair) -> None
     for context in (P.tls_client_context(pair.controller), P.tls_server_context(pair.simulator)):
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
         assert context.verify_mode is ssl.CERT_REQUIRED
+
+
+async def test_a_renewed_controller_certificate_is_taken_while_connected(
+    pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    driver = await started(tls_driver(tls_server, pair.controller))
+    try:
+        async with event_stream(driver) as stream:
+            await next_event(stream, ConnectionRestored)  # connected; the stream is live
+            renewed = P.renew_own(pair.controller, new_key_pair=False)
+            # the tool is told to trust the new certificate (its running TLS context too)
+            assert tls_server.tls is not None
+            tls_server.tls.load_verify_locations(
+                cadata=renewed.public_bytes(serialization.Encoding.DER)
+            )
+            lost = await next_event(stream, ConnectionLost, within=5.0)
+            assert "renewed" in lost.reason  # type: ignore[attr-defined]
+            await next_event(stream, ConnectionRestored, within=5.0)
+        await driver.set_mode(Mode.SETUP)
+        assert tool.status.mode is Mode.SETUP
+    finally:
+        await driver.close()
