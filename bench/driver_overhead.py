@@ -34,6 +34,7 @@ from pathlib import Path
 import pymodbus
 from pymodbus.client import AsyncModbusTcpClient
 
+from drivers import certificates as C
 from drivers import pki as P
 from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, ModbusTls, ToolConfig
 from drivers.modbus.driver import ModbusDriver
@@ -124,7 +125,7 @@ def _cross_trusted(root: Path) -> Pkis:
     from simulators.line import simulator_pki
 
     controller = P.Pki(root / "controller")
-    P.init_own(controller, common_name="bench controller", application_uri=controller_uri())
+    C.init_own(controller, common_name="bench controller", application_uri=controller_uri())
     simulator = simulator_pki(root / "simulator")
     controller.store(simulator.own()[0], controller.trusted)
     simulator.store(controller.own()[0], simulator.trusted)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 from cryptography import x509
 
+from drivers.certificates import expiring, init_own
 from drivers.config import ModbusEndpoint, OpcUaEndpoint
 from drivers.pki import (
     EXPIRY_WARNING_DAYS,
     Pki,
     PkiError,
     describe,
-    expiring,
-    init_own,
     load_certificate,
     load_crl,
     write_private,

@@ -39,18 +39,13 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from drivers.certificates import init_own
 from drivers.config import ModbusEndpoint, OpcUaEndpoint
+from drivers.credentials import read_credentials
 from drivers.errors import ConfigurationError
 from drivers.modbus.regmap import register_map_for
 from drivers.model import EquipmentClass
-from drivers.pki import (
-    Pki,
-    PkiError,
-    init_own,
-    load_certificate,
-    read_credentials,
-    tls_server_context,
-)
+from drivers.pki import Pki, PkiError, load_certificate, tls_server_context
 from pkgline.config import ConfigError, LineConfig, LineTool
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer

@@ -35,7 +35,8 @@ from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from drivers.pki import CertificateRejected, Pki, redact_asyncua_passwords
+from drivers.credentials import redact_asyncua_passwords
+from drivers.pki import CertificateRejected, Pki
 from simulators.opcua_model import node_id
 
 COMMAND_METHODS = frozenset(

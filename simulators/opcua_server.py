@@ -532,7 +532,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SimulatorSecurity:
     from pathlib import Path
 
-    from drivers.pki import PkiError, read_credentials
+    from drivers.credentials import read_credentials
+    from drivers.pki import PkiError
     from simulators.line import simulator_pki
 
     passwords: dict[str, tuple[str, frozenset[str]]] = {}

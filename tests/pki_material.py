@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from drivers import certificates as C
 from drivers import pki as P
 
 CONTROLLER_URI = "urn:pkgline:controller:test"
@@ -27,7 +28,7 @@ class Keys:
 
 
 def make_keys() -> Keys:
-    return Keys(P.new_key(), P.new_key(), P.new_key(), P.new_key())
+    return Keys(C.new_key(), C.new_key(), C.new_key(), C.new_key())
 
 
 def app_certificate(
@@ -39,7 +40,7 @@ def app_certificate(
     not_before: dt.datetime | None = None,
     issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
 ) -> x509.Certificate:
-    return P.make_certificate(
+    return C.make_certificate(
         key,
         common_name=name or uri.rsplit(":", 1)[-1],
         application_uri=uri,
@@ -64,8 +65,8 @@ def cross_trusted(root: Path, keys: Keys) -> Pair:
     controller, simulator = P.Pki(root / "controller"), P.Pki(root / "simulator")
     ccert = app_certificate(keys.controller, CONTROLLER_URI)
     scert = app_certificate(keys.simulator, SIMULATOR_URI)
-    P.write_own(controller, ccert, keys.controller)
-    P.write_own(simulator, scert, keys.simulator)
+    C.write_own(controller, ccert, keys.controller)
+    C.write_own(simulator, scert, keys.simulator)
     controller.store(scert, controller.trusted)
     simulator.store(ccert, simulator.trusted)
     return Pair(controller, simulator, ccert, scert)
@@ -77,7 +78,7 @@ def write_user_certificate(
     cert = app_certificate(keys.user, f"urn:pkgline:user:{name}", name=name)
     cert_path, key_path = root / f"{name}.der", root / f"{name}.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    P.write_private(key_path, P.key_pem(keys.user))
+    P.write_private(key_path, C.key_pem(keys.user))
     return cert, cert_path, key_path
 
 

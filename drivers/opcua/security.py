@@ -18,16 +18,10 @@ from asyncua.crypto import security_policies
 from cryptography import x509
 
 from drivers.config import OpcUaSecurity
+from drivers.credentials import read_credentials, redact_asyncua_passwords
 from drivers.errors import ConfigurationError
 from drivers.opcua.ua_typed import Client, StatusCodes
-from drivers.pki import (
-    CertificateRejected,
-    Pki,
-    PkiError,
-    application_uris,
-    read_credentials,
-    redact_asyncua_passwords,
-)
+from drivers.pki import CertificateRejected, Pki, PkiError, application_uris
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,

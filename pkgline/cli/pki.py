@@ -21,7 +21,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from drivers.pki import EXPIRY_WARNING_DAYS, Pki, PkiError, describe, renew_own
+from drivers.certificates import renew_own
+from drivers.pki import EXPIRY_WARNING_DAYS, Pki, PkiError, describe
 from pkgline.cli.common import EXIT_UNAVAILABLE, JsonOption, err, out, print_json, usage_error
 from pkgline.config import ConfigError, load_line_config
 from pkgline.security import init_controller, listing, reject, trust

@@ -11,6 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from drivers import certificates as C
 from drivers import pki as P
 
 
@@ -79,7 +80,7 @@ def test_a_file_that_is_no_certificate_is_refused_and_changes_nothing(tmp_path: 
 
 def test_a_certificate_expiring_within_30_days_is_listed_as_expiring(tmp_path: Path) -> None:
     pki = P.Pki(tmp_path / "pki")
-    P.init_own(pki, common_name="short", application_uri="urn:x", days=10)
+    C.init_own(pki, common_name="short", application_uri="urn:x", days=10)
     listed = json.loads(pkgline("pki", "list", "--dir", str(pki.root), "--json").stdout)
     assert listed[0]["expiring"] is True
-    assert P.expiring([("own certificate", pki.own()[0])])[0].startswith("own certificate CN=short")
+    assert C.expiring([("own certificate", pki.own()[0])])[0].startswith("own certificate CN=short")

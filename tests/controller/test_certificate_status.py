@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from drivers.certificates import init_own
 from drivers.config import OpcUaEndpoint, OpcUaSecurity
-from drivers.pki import Pki, init_own
+from drivers.pki import Pki
 from pkgline.config import LineConfig
 from pkgline.security import controller_uri, expiry_notes, secure_demo_line
 from tests.controller.conftest import Stack, line_config, simulated

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from drivers import certificates as C
 from drivers import pki as P
 from drivers.model import EquipmentClass, Mode
 from simulators.engine import SimulationSettings, VirtualTool
@@ -39,12 +40,12 @@ async def tool_command(*args: str) -> tuple[int, str]:
 async def served(tmp_path: Path, rsa_keys: Keys) -> tuple[OpcUaToolServer, VirtualTool, Path]:
     """A secure simulator trusting a client certificate for asyncua's tools."""
     sim = P.Pki(tmp_path / "sim")
-    P.write_own(
+    C.write_own(
         sim, app_certificate(rsa_keys.simulator, "urn:pkgline:simulator:test"), rsa_keys.simulator
     )
     client = app_certificate(rsa_keys.controller, ASYNCUA_CLIENT_URI, name="third-party")
     (tmp_path / "client.der").write_bytes(client.public_bytes(serialization.Encoding.DER))
-    P.write_private(tmp_path / "client.pem", P.key_pem(rsa_keys.controller))
+    P.write_private(tmp_path / "client.pem", C.key_pem(rsa_keys.controller))
     sim.store(client, sim.trusted)
     tool = VirtualTool("DICER-1", EquipmentClass.DICER, SimulationSettings(time_scale=0.0))
     security = SimulatorSecurity(

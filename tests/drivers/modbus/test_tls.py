@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pymodbus.client import AsyncModbusTcpClient
 
+from drivers import certificates as C
 from drivers import pki as P
 from drivers.config import ModbusTls
 from drivers.errors import ToolUnreachable
@@ -77,12 +78,12 @@ async def test_mutual_tls_reads_and_commands(
 async def test_a_controller_certificate_from_another_ca_is_refused(
     pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool, rsa_keys: Keys, tmp_path: Path
 ) -> None:
-    other_ca = P.make_ca(rsa_keys.ca, common_name="another site's CA")
+    other_ca = C.make_ca(rsa_keys.ca, common_name="another site's CA")
     stranger = P.Pki(tmp_path / "stranger")
     cert = app_certificate(
         rsa_keys.controller, "urn:pkgline:controller:test", issuer=(other_ca, rsa_keys.ca)
     )
-    P.write_own(stranger, cert, rsa_keys.controller)
+    C.write_own(stranger, cert, rsa_keys.controller)
     stranger.store(pair.simulator_cert, stranger.trusted)  # it trusts the tool; not vice versa
     driver = await started(tls_driver(tls_server, stranger))
     try:
@@ -142,7 +143,7 @@ async def test_a_renewed_controller_certificate_is_taken_while_connected(
     try:
         async with event_stream(driver) as stream:
             await next_event(stream, ConnectionRestored)  # connected; the stream is live
-            renewed = P.renew_own(pair.controller, new_key_pair=False)
+            renewed = C.renew_own(pair.controller, new_key_pair=False)
             # the tool is told to trust the new certificate (its running TLS context too)
             assert tls_server.tls is not None
             tls_server.tls.load_verify_locations(

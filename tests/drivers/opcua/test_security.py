@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from drivers import certificates as C
 from drivers import pki as P
 from drivers.config import OpcUaSecurity
 from drivers.errors import SecurityRefused, ToolUnreachable
@@ -279,7 +280,7 @@ async def test_an_expired_server_certificate_is_refused(
 async def test_a_revoked_server_certificate_is_refused(
     pair: Pair, rsa_keys: Keys, credentials: Path, make_driver: DriverMaker
 ) -> None:
-    ca = P.make_ca(rsa_keys.ca, common_name="site CA")
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
     issued = app_certificate(rsa_keys.simulator, SIMULATOR_URI, issuer=(ca, rsa_keys.ca))
     pair.controller.store(ca, pair.controller.trusted)
     server = await serve_with(pair, der(issued))
@@ -288,7 +289,7 @@ async def test_a_revoked_server_certificate_is_refused(
         driver = await make_driver(DICER, server.url, security=sec)
         assert driver.connected  # issued by a trusted CA, not revoked yet
         await driver.close()
-        crl = P.make_crl(ca, rsa_keys.ca, [issued.serial_number])
+        crl = C.make_crl(ca, rsa_keys.ca, [issued.serial_number])
         (pair.controller.trusted_crl / "site-ca.crl").write_bytes(
             crl.public_bytes(serialization.Encoding.DER)
         )
@@ -332,7 +333,7 @@ async def test_the_simulator_refuses_a_bad_controller_certificate(
     make_driver: DriverMaker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ca = P.make_ca(rsa_keys.ca, common_name="site CA")
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
     pair.simulator.store(ca, pair.simulator.trusted)
     if problem == "expired":
         start = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
@@ -341,7 +342,7 @@ async def test_the_simulator_refuses_a_bad_controller_certificate(
         expected = "BadCertificateTimeInvalid"
     elif problem == "revoked":
         cert = app_certificate(rsa_keys.controller, CONTROLLER_URI, issuer=(ca, rsa_keys.ca))
-        crl = P.make_crl(ca, rsa_keys.ca, [cert.serial_number])
+        crl = C.make_crl(ca, rsa_keys.ca, [cert.serial_number])
         (pair.simulator.trusted_crl / "ca.crl").write_bytes(
             crl.public_bytes(serialization.Encoding.PEM)
         )
@@ -351,7 +352,7 @@ async def test_the_simulator_refuses_a_bad_controller_certificate(
         cert = app_certificate(rsa_keys.controller, "urn:pkgline:someone-else")
         pair.simulator.store(cert, pair.simulator.trusted)
         expected = "BadCertificateUriInvalid"
-    P.write_own(pair.controller, cert, rsa_keys.controller)
+    C.write_own(pair.controller, cert, rsa_keys.controller)
     if problem == "wrong URI":
         # asyncua announces the URI our certificate names; make it announce ours instead
         original = client_security.secure_client
@@ -379,7 +380,7 @@ async def test_a_renewed_controller_certificate_is_taken_while_connected(
     )
     session = driver.session
     assert session is not None and session.connections_made == 1
-    renewed = P.renew_own(pair.controller, new_key_pair=False)
+    renewed = C.renew_own(pair.controller, new_key_pair=False)
     pair.simulator.store(renewed, pair.simulator.trusted)  # the tool is told first
 
     async def reconnected() -> bool:
@@ -401,7 +402,7 @@ async def test_a_renewed_tool_certificate_is_taken_when_the_tool_comes_back(
         )
         assert driver.connected
         await server.stop()
-        renewed = P.renew_own(pair.simulator, new_key_pair=False)
+        renewed = C.renew_own(pair.simulator, new_key_pair=False)
         pair.controller.store(renewed, pair.controller.trusted)  # `pkgline pki trust`
         await server.start()
 
