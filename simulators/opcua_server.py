@@ -536,6 +536,8 @@ def _security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Simu
     from drivers.pki import PkiError
     from simulators.line import simulator_pki
 
+    if not args.credentials and not args.anonymous_read:
+        parser.error("nobody could log in: give --credentials (or --anonymous-read, or --insecure)")
     passwords: dict[str, tuple[str, frozenset[str]]] = {}
     try:
         pki = simulator_pki(Path(args.pki))
@@ -544,8 +546,6 @@ def _security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Simu
             passwords[user.username] = (user.password, frozenset({"*"}))
     except PkiError as exc:
         parser.error(str(exc))
-    if not passwords and not args.anonymous_read:
-        parser.error("nobody could log in: give --credentials (or --anonymous-read, or --insecure)")
     print(f"certificate {pki.own_certificate}; trusted clients in {pki.trusted}", flush=True)
     return SimulatorSecurity(pki, passwords=passwords, anonymous_read=args.anonymous_read)
 
