@@ -11,6 +11,10 @@ driver / bare (goal: 1.25 or less). Figures only: nothing here asserts on timing
 
 Each transport is a function in ``BENCHMARKS`` returning a :class:`Comparison`
 (:func:`bench_modbus`, :func:`bench_opcua`); add one for another transport next to them.
+Each runs plain and secure (``--secure``: only the secure variants): Modbus/TCP Security
+(TLS, both certificates) against a bare pymodbus TLS client, and OPC UA Basic256Sha256 with
+SignAndEncrypt and a user against a bare asyncua client with the same policy, mode and user.
+The PKIs are made in a temporary directory, each side trusting the other.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pymodbus
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.config import ConnectionPolicy, ModbusEndpoint, ToolConfig
+from drivers import certificates as C
+from drivers import pki as P
+from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, ModbusTls, ToolConfig
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.regmap import packaged_map
 from drivers.model import EquipmentClass
@@ -100,10 +108,38 @@ async def _compare(ours: Read, bare: Read, result: Comparison, reads: int, round
             await _measure(read, series, reads)
 
 
+# -- the secure variants' certificates ----------------------------------------------------------
+
+
+@dataclass
+class Pkis:
+    controller: P.Pki
+    simulator: P.Pki
+    credentials: Path
+
+
+def _cross_trusted(root: Path) -> Pkis:
+    """A controller PKI and a simulator PKI trusting each other, and an operator's
+    credentials file (what the demo makes)."""
+    from pkgline.security import controller_uri
+    from simulators.line import simulator_pki
+
+    controller = P.Pki(root / "controller")
+    C.init_own(controller, common_name="bench controller", application_uri=controller_uri())
+    simulator = simulator_pki(root / "simulator")
+    controller.store(simulator.own()[0], controller.trusted)
+    simulator.store(controller.own()[0], simulator.trusted)
+    credentials = root / "user.toml"
+    P.write_private(credentials, b'username = "bench"\npassword = "bench-Pa55"\n')
+    return Pkis(controller, simulator, credentials)
+
+
 # -- Modbus TCP ------------------------------------------------------------------------------
 
 
-def _start_modbus_simulator(equipment_class: EquipmentClass) -> tuple[subprocess.Popen[str], int]:
+def _start_modbus_simulator(
+    equipment_class: EquipmentClass, *extra: str
+) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -114,6 +150,7 @@ def _start_modbus_simulator(equipment_class: EquipmentClass) -> tuple[subprocess
             "0",
             "--time-scale",
             "0",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -126,22 +163,39 @@ def _start_modbus_simulator(equipment_class: EquipmentClass) -> tuple[subprocess
     return process, int(line.rsplit(":", 1)[1])
 
 
-async def bench_modbus(reads: int, rounds: int) -> Comparison:
+async def bench_modbus(reads: int, rounds: int, pkis: Pkis | None = None) -> Comparison:
     """ModbusDriver.status() vs. AsyncModbusTcpClient.read_input_registers of the same
-    status block, against one simulator process."""
+    status block, against one simulator process (``pkis``: both over Modbus/TCP Security)."""
+    from pymodbus.client import AsyncModbusTlsClient
+
     equipment_class = EquipmentClass.MOLDER
     block = packaged_map(equipment_class).status
-    process, port = _start_modbus_simulator(equipment_class)
+    extra = ("--tls-pki", str(pkis.simulator.root)) if pkis else ()
+    process, port = _start_modbus_simulator(equipment_class, *extra)
     # A long poll interval: the driver's own supervision stays out of the measurement.
     policy = ConnectionPolicy(timeout_s=2.0, poll_interval_s=60.0)
+    tls = ModbusTls(pki=pkis.controller.root) if pkis else None
     config = ToolConfig(
         id="BENCH-1",
         equipment_class=equipment_class,
-        endpoint=ModbusEndpoint(host="127.0.0.1", port=port),
+        endpoint=ModbusEndpoint(host="127.0.0.1", port=port, tls=tls),
         policy=policy,
     )
     driver = ModbusDriver(config)
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2.0, retries=0, reconnect_delay=0)
+    client: AsyncModbusTcpClient
+    if pkis:
+        client = AsyncModbusTlsClient(
+            "127.0.0.1",
+            port=port,
+            sslctx=P.tls_client_context(pkis.controller),
+            timeout=2.0,
+            retries=0,
+            reconnect_delay=0,
+        )
+    else:
+        client = AsyncModbusTcpClient(
+            "127.0.0.1", port=port, timeout=2.0, retries=0, reconnect_delay=0
+        )
     try:
         await driver.start()
         if not await client.connect():
@@ -151,7 +205,7 @@ async def bench_modbus(reads: int, rounds: int) -> Comparison:
             return await client.read_input_registers(block.start, count=block.count, device_id=1)
 
         result = Comparison(
-            "Modbus TCP",
+            "Modbus/TCP Security (TLS)" if pkis else "Modbus TCP",
             f"status, one read of {block.count} input registers (pymodbus {pymodbus.__version__})",
             Series("ModbusDriver.status()"),
             Series("bare pymodbus read"),
@@ -168,7 +222,9 @@ async def bench_modbus(reads: int, rounds: int) -> Comparison:
 # -- OPC UA ----------------------------------------------------------------------------------
 
 
-def _start_opcua_simulator(equipment_class: EquipmentClass) -> tuple[subprocess.Popen[str], str]:
+def _start_opcua_simulator(
+    equipment_class: EquipmentClass, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
     """``python -m simulators.opcua_server``; returns the process and its endpoint URL."""
     process = subprocess.Popen(
         [
@@ -180,12 +236,15 @@ def _start_opcua_simulator(equipment_class: EquipmentClass) -> tuple[subprocess.
             "0",
             "--time-scale",
             "0",
+            *(extra or ("--insecure",)),
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()  # "listening on opc.tcp://127.0.0.1:<port> (...)"
+    while line.startswith("certificate "):  # a secure simulator says where its PKI is first
+        line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
         raise RuntimeError(f"the simulator did not start: {line!r}")
@@ -193,24 +252,38 @@ def _start_opcua_simulator(equipment_class: EquipmentClass) -> tuple[subprocess.
     return process, line.split()[2]
 
 
-async def bench_opcua(reads: int, rounds: int) -> Comparison:
+async def bench_opcua(reads: int, rounds: int, pkis: Pkis | None = None) -> Comparison:
     """OpcUaDriver.status() vs. a bare asyncua Client reading the same status nodes with one
-    Read request (``Client.read_values``), against one simulator process."""
+    Read request (``Client.read_values``), against one simulator process (``pkis``: both
+    with Basic256Sha256, SignAndEncrypt and a user)."""
     import asyncua
     from asyncua.client.client import Client
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+    from asyncua.ua import MessageSecurityMode
 
-    from drivers.config import OpcUaEndpoint
+    from drivers.config import OpcUaEndpoint, OpcUaSecurity
     from drivers.opcua import OpcUaDriver, OpcUaSessionPool
     from drivers.opcua.nodemap import STATUS_SIGNALS, load_node_map
 
     equipment_class = EquipmentClass.MOLDER
-    process, url = _start_opcua_simulator(equipment_class)
+    extra = (
+        ("--pki", str(pkis.simulator.root), "--credentials", str(pkis.credentials)) if pkis else ()
+    )
+    process, url = _start_opcua_simulator(equipment_class, *extra)
     tool_id = f"{equipment_class.value.upper()}-1"
     # The default publishing interval (0.2 s): the driver's subscription and keep-alives run
     # during the measurement, as they would on the line (the tool is idle: keep-alives only).
     policy = ConnectionPolicy(timeout_s=2.0)
     config = ToolConfig(
-        id=tool_id, equipment_class=equipment_class, endpoint=OpcUaEndpoint(url=url), policy=policy
+        id=tool_id,
+        equipment_class=equipment_class,
+        endpoint=OpcUaEndpoint(
+            url=url,
+            security=OpcUaSecurity(pki=pkis.controller.root, credentials=pkis.credentials)
+            if pkis
+            else INSECURE,
+        ),
+        policy=policy,
     )
     sessions = OpcUaSessionPool()
     driver = OpcUaDriver(config, sessions)
@@ -220,6 +293,17 @@ async def bench_opcua(reads: int, rounds: int) -> Comparison:
         await driver.start()
         if not driver.connected:
             raise RuntimeError("the driver did not connect")
+        if pkis:
+            own, cert_path, key_path = pkis.controller.own()
+            client.application_uri = P.application_uris(own)[0]
+            client.set_user("bench")
+            client.set_password("bench-Pa55")
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                str(cert_path),
+                str(key_path),
+                mode=MessageSecurityMode.SignAndEncrypt,
+            )
         await client.connect()
         # The same nodes, found by the bare client itself through the packaged node map.
         node_map = load_node_map()
@@ -236,7 +320,7 @@ async def bench_opcua(reads: int, rounds: int) -> Comparison:
             return await client.read_values(nodes)
 
         result = Comparison(
-            "OPC UA",
+            "OPC UA Basic256Sha256 SignAndEncrypt" if pkis else "OPC UA",
             f"status, one Read of {len(nodes)} values (asyncua {asyncua.__version__}, "
             "server in another process)",
             Series("OpcUaDriver.status()"),
@@ -252,7 +336,7 @@ async def bench_opcua(reads: int, rounds: int) -> Comparison:
         process.wait(timeout=10)
 
 
-BENCHMARKS: list[Callable[[int, int], Coroutine[object, object, Comparison]]] = [
+BENCHMARKS: list[Callable[[int, int, Pkis | None], Coroutine[object, object, Comparison]]] = [
     bench_modbus,
     bench_opcua,
 ]
@@ -263,13 +347,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=2000, help="reads per round and path")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds")
+    parser.add_argument("--secure", action="store_true", help="the secure variants only")
     args = parser.parse_args(argv)
     print(
         f"driver overhead: {args.rounds} rounds x {args.reads} reads per path; "
         f"Python {platform.python_version()} on {platform.machine()}"
     )
-    for benchmark in BENCHMARKS:
-        asyncio.run(benchmark(args.reads, args.rounds)).print()
+    with tempfile.TemporaryDirectory(prefix="pkgline-bench-") as tmp:
+        pkis = _cross_trusted(Path(tmp))
+        for benchmark in BENCHMARKS:
+            if not args.secure:
+                asyncio.run(benchmark(args.reads, args.rounds, None)).print()
+            asyncio.run(benchmark(args.reads, args.rounds, pkis)).print()
 
 
 if __name__ == "__main__":

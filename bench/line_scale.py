@@ -42,7 +42,7 @@ from typing import Literal
 
 import structlog
 
-from drivers.config import ConnectionPolicy, ModbusEndpoint, OpcUaEndpoint, ToolConfig
+from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, OpcUaEndpoint, ToolConfig
 from drivers.factory import DriverFactory
 from drivers.interface import StatusChanged, ToolDriver
 from drivers.model import EquipmentClass, Job, ProcessState, Recipe, SiteMap
@@ -223,7 +223,7 @@ def _config(tool: ServedTool, policy: ConnectionPolicy) -> ToolConfig:
     if tool.transport == "modbus":
         endpoint = ModbusEndpoint(host="127.0.0.1", port=tool.port)
     else:
-        endpoint = OpcUaEndpoint(url=tool.url)
+        endpoint = OpcUaEndpoint(url=tool.url, security=INSECURE)
     return ToolConfig(
         id=tool.tool_id, equipment_class=tool.equipment_class, endpoint=endpoint, policy=policy
     )

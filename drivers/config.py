@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.model import EquipmentClass
 
@@ -32,8 +32,21 @@ class ConnectionPolicy(BaseModel):
     )
 
 
+class ModbusTls(BaseModel):
+    """Modbus/TCP Security: TLS 1.2 or later (by convention on port 802), both sides proving
+    who they are with X.509 certificates from their PKI directories (drivers/pki.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pki: Path | None = Field(
+        None,
+        description="PKI directory (drivers/pki.py layout); default: the line's pki. The "
+        "tool's certificate must name the endpoint's host (subjectAltName DNS or IP).",
+    )
+
+
 class ModbusEndpoint(BaseModel):
-    """A tool that speaks Modbus TCP."""
+    """A tool that speaks Modbus TCP (``tls``: Modbus/TCP Security)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,6 +57,77 @@ class ModbusEndpoint(BaseModel):
     map: Path | None = Field(
         None, description="Register map file; default: the packaged map of the tool's class."
     )
+    tls: ModbusTls | None = Field(
+        None,
+        description="Modbus/TCP Security; none: plain Modbus/TCP, for a tool that can do no "
+        "better, on a segmented network (docs/security.md).",
+    )
+
+
+SecurityPolicyName = Literal[
+    "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss", "None"
+]
+SecurityModeName = Literal["Sign", "SignAndEncrypt", "None"]
+
+
+class OpcUaSecurity(BaseModel):
+    """How the controller proves who it is to an OPC UA server, and checks who the server is.
+
+    The default is Basic256Sha256 with SignAndEncrypt, the line's PKI directory (``pki`` in
+    line.toml: the controller's certificate, the trust list and its revocation lists), no
+    trust on first use, and an anonymous user (which the pkgline simulators refuse: give a
+    ``credentials`` file or a ``user_certificate``). ``policy = "None"`` (with ``mode =
+    "None"``) is plain OPC UA, for a tool that can do no better, on a segmented network only
+    (docs/security.md).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: SecurityPolicyName = "Basic256Sha256"
+    mode: SecurityModeName = "SignAndEncrypt"
+    pki: Path | None = Field(
+        None, description="PKI directory (drivers/pki.py layout); default: the line's pki."
+    )
+    server_uri: str | None = Field(
+        None,
+        description="Application URI the server's certificate must name; default: the one "
+        "the server announces.",
+    )
+    trust_on_first_use: bool = Field(
+        False,
+        description="Trust the server's certificate the first time it is seen (it is copied "
+        "to trusted/certs). Only for a tool whose certificate cannot be had otherwise.",
+    )
+    credentials: Path | None = Field(
+        None,
+        description="File with the user's name and password (TOML: username, password), "
+        "readable by the service account only.",
+    )
+    user_certificate: Path | None = Field(None, description="X.509 user certificate (DER/PEM).")
+    user_key: Path | None = Field(None, description="The user certificate's private key (PEM).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcUaSecurity:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError(
+                f"policy {self.policy!r} with mode {self.mode!r}: policy None goes with mode "
+                "None, and a security policy with mode Sign or SignAndEncrypt"
+            )
+        if self.credentials is not None and self.user_certificate is not None:
+            raise ValueError("give either credentials or user_certificate, not both")
+        if (self.user_certificate is None) != (self.user_key is None):
+            raise ValueError("user_certificate and user_key go together")
+        if self.policy == "None" and self.credentials is not None:
+            raise ValueError("a password is not sent without security: choose a policy")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        return self.policy != "None"
+
+
+INSECURE = OpcUaSecurity(policy="None", mode="None")
+"""Plain OPC UA: no certificates, no encryption (tests, and tools that can do no better)."""
 
 
 class OpcUaEndpoint(BaseModel):
@@ -59,12 +143,18 @@ class OpcUaEndpoint(BaseModel):
     map: Path | None = Field(
         None, description="Node map file; default: the packaged pkgline node model."
     )
+    security: OpcUaSecurity = OpcUaSecurity()
 
     @field_validator("url")
     @classmethod
     def _opc_tcp(cls, url: str) -> str:
         if not url.startswith("opc.tcp://"):
             raise ValueError(f"an OPC UA endpoint URL starts with opc.tcp://, not {url!r}")
+        if "@" in url.partition("://")[2].partition("/")[0]:
+            raise ValueError(
+                "an OPC UA endpoint URL carries no user or password (they would be logged); "
+                "give the user in the endpoint's security.credentials file"
+            )
         return url
 
 

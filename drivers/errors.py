@@ -6,6 +6,8 @@ at the boundary (``raise ToolTimeout(...) from exc``), with the tool and the req
     DriverError                  root: anything a driver raises
     ├── ConfigurationError       a map file or endpoint setting is invalid (names file and line)
     ├── ToolUnreachable          no connection to the tool (refused, lost, not yet connected)
+    │   └── SecurityRefused      a certificate or a user was refused, by either side (the
+    │                            reason says which and why: untrusted, expired, revoked, ...)
     ├── ToolTimeout              the tool did not answer in time
     ├── ProtocolError            the tool answered garbage: malformed values, Modbus exception
     │                            responses, unexpected OPC UA status codes
@@ -44,6 +46,12 @@ class ConfigurationError(DriverError):
 
 class ToolUnreachable(DriverError):
     """There is no connection to the tool."""
+
+
+class SecurityRefused(ToolUnreachable):
+    """The secure connection was refused: the tool's certificate failed our check, or the tool
+    refused our certificate or user. Not retried faster than any other unreachable tool, and
+    logged once, on the edge, with the reason."""
 
 
 class ToolTimeout(DriverError):

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drivers.config import ToolConfig
+from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
@@ -104,6 +104,32 @@ def default_spool_dir() -> Path:
     return state_home / "pkgline" / "spool"
 
 
+class SecurityConfig(BaseModel):
+    """Where the certificates are (``[security]``; docs/security.md). Relative paths are
+    relative to line.toml's directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pki: Path | None = Field(
+        None,
+        description="The controller's PKI directory (its certificate and trust list); "
+        "default: pki next to line.toml. `pkgline pki init` creates it.",
+    )
+    simulator_pki: Path | None = Field(
+        None,
+        description="pkgline sim's PKI directory; default: pki-sim next to line.toml. "
+        "Created with a certificate of its own on the first start.",
+    )
+    credentials: Path | None = Field(
+        None,
+        description="The user (credentials file: username, password; mode 0600) of every "
+        "secure OPC UA endpoint that names no user of its own.",
+    )
+    anonymous_read: bool = Field(
+        False, description="pkgline sim: let anonymous clients read (never command) the tools."
+    )
+
+
 class LineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -112,6 +138,7 @@ class LineConfig(BaseModel):
         None, description="Database URL; --db and $PKGLINE_DB take precedence."
     )
     controller: ControllerConfig = ControllerConfig()
+    security: SecurityConfig = SecurityConfig()
     tools: tuple[LineTool, ...] = ()
 
     @field_validator("tools")
@@ -137,6 +164,48 @@ class LineConfig(BaseModel):
                 )
             seen[key] = tool.id
         return self
+
+    def resolved(self, base: Path) -> LineConfig:
+        """Paths made absolute against ``base`` (line.toml's directory), the PKI directories
+        defaulted, and every secure OPC UA endpoint without a PKI of its own given the line's."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None else (base / path.expanduser()).resolve()
+
+        security = self.security.model_copy(
+            update={
+                "pki": absolute(self.security.pki or Path("pki")),
+                "simulator_pki": absolute(self.security.simulator_pki or Path("pki-sim")),
+                "credentials": absolute(self.security.credentials),
+            }
+        )
+        tools = []
+        for tool in self.tools:
+            endpoint = tool.endpoint
+            if isinstance(endpoint, OpcUaEndpoint):
+                sec = endpoint.security
+                named = sec.credentials is not None or sec.user_certificate is not None
+                default_user = security.credentials if sec.secure and not named else None
+                sec = sec.model_copy(
+                    update={
+                        "pki": absolute(sec.pki) or security.pki,
+                        "credentials": absolute(sec.credentials) or default_user,
+                        "user_certificate": absolute(sec.user_certificate),
+                        "user_key": absolute(sec.user_key),
+                    }
+                )
+                tool = tool.model_copy(
+                    update={"endpoint": endpoint.model_copy(update={"security": sec})}
+                )
+            elif isinstance(endpoint, ModbusEndpoint) and endpoint.tls is not None:
+                tls = endpoint.tls.model_copy(
+                    update={"pki": absolute(endpoint.tls.pki) or security.pki}
+                )
+                tool = tool.model_copy(
+                    update={"endpoint": endpoint.model_copy(update={"tls": tls})}
+                )
+            tools.append(tool)
+        return self.model_copy(update={"security": security, "tools": tuple(tools)})
 
     def tool(self, tool_id: str) -> LineTool:
         for tool in self.tools:
@@ -171,7 +240,7 @@ def load_line_config(path: Path | str) -> LineConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return LineConfig.model_validate(data)
+        return LineConfig.model_validate(data).resolved(path.parent.resolve())
     except ValidationError as exc:
         problems = [
             f"{_describe(tuple(e['loc']), data)}: {e['msg']}" for e in exc.errors(include_url=False)

@@ -10,6 +10,12 @@ controller (``pkgline serve``) reading the same file finds it where it looks:
   :class:`~simulators.opcua_server.OpcUaToolServer` (a gateway), each as the object
   ``Tools/<object_name>`` (default: the tool id).
 
+An OPC UA gateway whose tools' endpoints are secure (the default; docs/security.md) serves
+only secure endpoints, with the certificate in the line's ``security.simulator_pki`` (made on
+the first start when there is none, :func:`simulator_pki`), trusting the controllers in that
+PKI's trust list. Each tool's operators are the users its endpoint names: the user of the
+``credentials`` file, or of the ``user_certificate``, the controller connects with.
+
 Tools without a ``simulation`` table are real tools: the simulated line leaves them alone.
 ``pkgline sim`` is the command line for this; tests and demos use it directly, inject alarms
 and drop connections through :meth:`SimulatedLine.tool` / :meth:`SimulatedLine.server`.
@@ -33,13 +39,17 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from drivers.certificates import init_own
 from drivers.config import ModbusEndpoint, OpcUaEndpoint
+from drivers.credentials import read_credentials
 from drivers.errors import ConfigurationError
 from drivers.modbus.regmap import register_map_for
 from drivers.model import EquipmentClass
+from drivers.pki import Pki, PkiError, load_certificate, tls_server_context
 from pkgline.config import ConfigError, LineConfig, LineTool
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
+from simulators.opcua_security import SimulatorSecurity
 from simulators.opcua_server import OpcUaToolServer
 
 Transport = Literal["modbus", "opcua"]
@@ -94,6 +104,7 @@ class _Gateway:
     url: str
     tool_ids: list[str] = field(default_factory=list)
     server: OpcUaToolServer | None = None
+    secure: bool | None = None
 
 
 class SimulatedLine:
@@ -144,7 +155,20 @@ class SimulatedLine:
                 self._servers[tool.id] = server
                 self._order.append(server)
             else:
-                self._gateway_for(tool, endpoint, taken).tool_ids.append(tool.id)
+                gateway = self._gateway_for(tool, endpoint, taken)
+                secure = endpoint.security.secure
+                if gateway.secure is not None and gateway.secure != secure:
+                    raise ConfigError(
+                        f"the OPC UA server {gateway.url}: tool {tool.id} is "
+                        f"{'secure' if secure else 'plain (policy None)'} and "
+                        f"{gateway.tool_ids[0]} is not; one server is one or the other"
+                    )
+                if secure and config.security.simulator_pki is None:
+                    raise ConfigError(
+                        f"tool {tool.id}: a secure OPC UA simulator needs security.simulator_pki"
+                    )
+                gateway.secure = secure
+                gateway.tool_ids.append(tool.id)
         for gateway in self._gateways.values():
             try:
                 gateway.server = OpcUaToolServer(
@@ -217,6 +241,11 @@ class SimulatedLine:
         if self._started:
             return
         self._started = True
+        try:
+            self._secure_gateways()
+        except (PkiError, ConfigError, OSError):
+            self._started = False
+            raise
         for server in self._order:
             try:
                 await server.start()
@@ -226,6 +255,61 @@ class SimulatedLine:
             except BaseException:
                 await self.stop()
                 raise
+
+    def secure_endpoints(self) -> list[str]:
+        """The URLs of the OPC UA servers that serve secure endpoints only."""
+        return [g.url for g in self._gateways.values() if g.secure]
+
+    def _secure_gateways(self) -> None:
+        """Give each secure gateway its security: the simulators' certificate (made now if
+        there is none) and, per tool, the operators its endpoint names; and each Modbus tool
+        with ``tls`` its TLS context (Modbus/TCP Security)."""
+        secure = [g for g in self._gateways.values() if g.secure]
+        tls_tools: list[ModbusToolServer] = []
+        for tool_id, server in self._servers.items():
+            endpoint = self.config.tool(tool_id).endpoint
+            if (
+                isinstance(server, ModbusToolServer)
+                and isinstance(endpoint, ModbusEndpoint)
+                and endpoint.tls is not None
+            ):
+                tls_tools.append(server)
+        if not secure and not tls_tools:
+            return
+        if self.config.security.simulator_pki is None:
+            raise ConfigError("secure simulated tools need security.simulator_pki")
+        pki = simulator_pki(self.config.security.simulator_pki)
+        if tls_tools:
+            context = tls_server_context(pki)
+            for server in tls_tools:
+                server.tls = context
+        for gateway in secure:
+            passwords: dict[str, tuple[str, frozenset[str]]] = {}
+            certificates: dict[bytes, tuple[str, frozenset[str]]] = {}
+            for tool_id in gateway.tool_ids:
+                tool = self.config.tool(tool_id)
+                assert isinstance(tool.endpoint, OpcUaEndpoint)
+                name = self._tools[tool_id].tool_id  # the object name
+                sec = tool.endpoint.security
+                if sec.credentials is not None:
+                    user = read_credentials(sec.credentials)
+                    _, tools = passwords.get(user.username, (user.password, frozenset()))
+                    passwords[user.username] = (user.password, tools | {name})
+                if sec.user_certificate is not None:
+                    der, (subject, tools) = SimulatorSecurity.certificate_user(
+                        load_certificate(sec.user_certificate), [name]
+                    )
+                    certificates[der] = (
+                        subject,
+                        certificates.get(der, ("", frozenset()))[1] | tools,
+                    )
+            assert gateway.server is not None
+            gateway.server.security = SimulatorSecurity(
+                pki,
+                passwords=passwords,
+                user_certificates=certificates,
+                anonymous_read=self.config.security.anonymous_read,
+            )
 
     async def stop(self) -> None:
         """Stop every server (closing every client connection) and every tool's process.
@@ -401,6 +485,20 @@ def line_config_toml(config: LineConfig) -> str:
     lines: list[str] = []
     _toml_table(lines, [], config.model_dump(mode="json", exclude_none=True))
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+SIMULATOR_URI = "urn:pkgline:simulator:{host}"
+
+
+def simulator_pki(root: Path) -> Pki:
+    """The simulators' PKI at ``root``, with a self-signed certificate made on first use."""
+    pki = Pki(root)
+    if not pki.has_own:
+        host = socket.gethostname()
+        init_own(
+            pki, common_name="pkgline simulator", application_uri=SIMULATOR_URI.format(host=host)
+        )
+    return pki
 
 
 def write_line_config(config: LineConfig, path: Path | str) -> Path:

@@ -9,8 +9,10 @@ its class (``drivers/maps/modbus``), exactly as a real tool following docs/equip
 - a write that reaches the command sequence register runs the command once per new sequence
   number, with the arguments already written; a refusal (:class:`~simulators.engine.Refused`)
   becomes the answer's refusal code and reason;
-- addresses outside the map are illegal (Modbus exception 2), as on a real tool; coils and
-  discrete inputs are not used.
+- addresses outside the map are illegal (Modbus exception 2), as on a real tool; function
+  codes other than the documented 3, 4 and 16 (coils, discrete inputs, a single-register
+  write, ...) are illegal functions (exception 1): a command runs from a function 16 write
+  only (tests/simulators/test_modbus_server.py holds this and docs/equipment.md together).
 
 The server is pymodbus' ``ModbusTcpServer`` with a ``SimDevice`` whose ``action`` hook sees
 every request. Faults for tests: :meth:`ModbusToolServer.drop_connections` (optionally
@@ -25,12 +27,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 
 import structlog
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.codec import (
@@ -58,7 +62,9 @@ from simulators.engine import ALARM_JOB_FAULT, Refused, SimulationSettings, Virt
 log = structlog.get_logger("pkgline.simulators")
 
 _READ_INPUT = 4
-_WRITES = frozenset({6, 16})
+_WRITE_MULTIPLE = 16
+FUNCTION_CODES = frozenset({3, 4, 16})
+"""What docs/equipment.md says a tool answers; anything else is an illegal function."""
 
 
 class ModbusToolServer:
@@ -77,8 +83,12 @@ class ModbusToolServer:
         host: str = "127.0.0.1",
         port: int = 0,
         register_map: RegisterMap | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: serve Modbus/TCP Security (TLS, the client's certificate required) with
+        this context (drivers.pki.tls_server_context); none: plain Modbus TCP."""
         self.tool = tool
+        self.tls = tls
         self.host = host
         self._port = port
         self.register_map = register_map or packaged_map(tool.equipment_class)
@@ -139,7 +149,11 @@ class ModbusToolServer:
         await self.stop()
 
     async def _listen(self) -> None:
-        server = ModbusTcpServer(self._device(), address=(self.host, self._port))
+        server = (
+            ModbusTcpServer(self._device(), address=(self.host, self._port))
+            if self.tls is None
+            else ModbusTlsServer(self._device(), address=(self.host, self._port), sslctx=self.tls)
+        )
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
@@ -219,11 +233,13 @@ class ModbusToolServer:
     ) -> ExcCodes | None:
         # pymodbus calls this for every request, after checking the addresses and before
         # storing written values: ``registers`` is the whole table, modifiable in place.
+        if function_code not in FUNCTION_CODES:
+            return ExcCodes.ILLEGAL_FUNCTION
         if function_code == _READ_INPUT:
             if self._stale:
                 self._stale = False
                 self._render(registers, start_address)
-        elif set_values is not None and function_code in _WRITES:
+        elif set_values is not None and function_code == _WRITE_MULTIPLE:
             offset = address - start_address
             registers[offset : offset + count] = [int(v) for v in set_values]
             sequence = self.register_map.command.field("sequence").address
@@ -408,10 +424,11 @@ async def serve(
     port: int = 0,
     settings: SimulationSettings | None = None,
     ready: Callable[[int], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Run one simulated tool until cancelled; ``ready(port)`` is called once it listens."""
     tool = VirtualTool(tool_id or f"SIM-{equipment_class.value}", equipment_class, settings)
-    server = ModbusToolServer(tool, host=host, port=port)
+    server = ModbusToolServer(tool, host=host, port=port, tls=tls)
     try:
         await server.start()
         if ready is not None:
@@ -432,8 +449,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reject-rate", type=float, default=0.0)
     parser.add_argument("--alarm-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--tls-pki",
+        metavar="DIR",
+        help="serve Modbus/TCP Security with this PKI directory (made on first use; clients "
+        "must present a certificate from its trust list); default: plain Modbus TCP",
+    )
     args = parser.parse_args(argv)
     settings = SimulationSettings(args.time_scale, args.reject_rate, args.alarm_rate, args.seed)
+    tls = None
+    if args.tls_pki:
+        from drivers.pki import tls_server_context
+        from simulators.line import simulator_pki
+
+        tls = tls_server_context(simulator_pki(Path(args.tls_pki)))
 
     def ready(port: int) -> None:
         print(f"{args.equipment_class} listening on {args.host}:{port}", flush=True)
@@ -447,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 port=args.port,
                 settings=settings,
                 ready=ready,
+                tls=tls,
             )
         )
 

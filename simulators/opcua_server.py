@@ -10,8 +10,14 @@ session, optionally refuse new ones a while), :meth:`OpcUaToolServer.stall` (sto
 sockets open), stop/start on the same port (a restart), and
 :meth:`OpcUaToolServer.inject_raw_value` (a malformed value).
 
-Start-up is kept lean: no certificates, only the None security policy and anonymous login, no
-clock task, and the standard address space is copied on access from one built once per process.
+Security (:mod:`simulators.opcua_security`): given a :class:`SimulatorSecurity`, the server
+offers only signed and encrypted endpoints with its own certificate, checks clients'
+certificates against its trust list, and lets only a tool's operators command it. Without one
+(``security=None``: tests that are not about security, for speed) it is plain OPC UA with
+anonymous access, as a tool that can do no better would be.
+
+Start-up is kept lean: no clock task, and the standard address space is copied on access from
+one built once per process.
 Run ``python -m simulators.opcua_server --help`` to serve tools from the command line.
 """
 
@@ -38,6 +44,7 @@ from drivers.model import (
     RefusalCode,
     ToolStatus,
 )
+from drivers.pki import application_uris
 from simulators.engine import Refused, SimulationSettings, VirtualTool
 from simulators.opcua_model import (
     ALARM_EVENT_FIELDS,
@@ -63,6 +70,7 @@ from simulators.opcua_model import (
     status,
     variable_item,
 )
+from simulators.opcua_security import SimulatorSecurity
 
 V = ua.VariantType
 
@@ -95,7 +103,9 @@ class OpcUaToolServer:
         host: str = "127.0.0.1",
         port: int = 0,
         name: str = "pkgline OPC UA simulator",
+        security: SimulatorSecurity | None = None,
     ):
+        self.security = security
         self.host = host
         self.port = port
         self.name = name
@@ -155,10 +165,15 @@ class OpcUaToolServer:
         await server.init()
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}")
         server.set_server_name(self.name)
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        server.set_identity_tokens([ua.AnonymousIdentityToken])
         server.disable_clock()
-        await server.set_application_uri(APPLICATION_URI)
+        if self.security is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            server.set_identity_tokens([ua.AnonymousIdentityToken])
+            await server.set_application_uri(APPLICATION_URI)
+        else:
+            await self.security.apply(server)
+            own, _, _ = self.security.pki.own()
+            await server.set_application_uri(next(iter(application_uris(own)), APPLICATION_URI))
         self._ns = await server.register_namespace(NAMESPACE_URI)
         try:
             await self._build_model(server)
@@ -435,6 +450,7 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 4840,
     ready: Callable[[OpcUaToolServer], None] | None = None,
+    security: SimulatorSecurity | None = None,
 ) -> None:
     """Serve ``tools`` until cancelled or sent SIGTERM/SIGINT."""
     stop = asyncio.Event()
@@ -442,7 +458,7 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with OpcUaToolServer(tools, host=host, port=port) as server:
+    async with OpcUaToolServer(tools, host=host, port=port, security=security) as server:
         if ready is not None:
             ready(server)
         await stop.wait()
@@ -464,6 +480,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reject-rate", type=float, default=0.0)
     parser.add_argument("--alarm-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--pki",
+        default="pki-sim",
+        metavar="DIR",
+        help="PKI directory: the server's certificate (made on first start) and the clients "
+        "it trusts (trusted/certs); default: ./pki-sim",
+    )
+    parser.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help="a user (TOML: username, password; mode 0600) who operates every tool",
+    )
+    parser.add_argument(
+        "--anonymous-read", action="store_true", help="let anonymous clients read the tools"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain OPC UA: policy None, anonymous users may command (tests, benchmarks)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.equipment_classes) - set(names))
     if unknown:
@@ -471,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"unknown equipment class {', '.join(unknown)}; choose from {', '.join(names)}"
         )
     classes = [EquipmentClass(c) for c in args.equipment_classes] or list(EquipmentClass)
+    security = None if args.insecure else _security(parser, args)
     tools = [
         VirtualTool(
             f"{cls.value.upper().replace('_', '-')}-{n}",
@@ -489,7 +526,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(tools, host=args.host, port=args.port, ready=ready))
+        asyncio.run(serve(tools, host=args.host, port=args.port, ready=ready, security=security))
+
+
+def _security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SimulatorSecurity:
+    from pathlib import Path
+
+    from drivers.credentials import read_credentials
+    from drivers.pki import PkiError
+    from simulators.line import simulator_pki
+
+    if not args.credentials and not args.anonymous_read:
+        parser.error("nobody could log in: give --credentials (or --anonymous-read, or --insecure)")
+    passwords: dict[str, tuple[str, frozenset[str]]] = {}
+    try:
+        pki = simulator_pki(Path(args.pki))
+        if args.credentials:
+            user = read_credentials(Path(args.credentials))
+            passwords[user.username] = (user.password, frozenset({"*"}))
+    except PkiError as exc:
+        parser.error(str(exc))
+    print(f"certificate {pki.own_certificate}; trusted clients in {pki.trusted}", flush=True)
+    return SimulatorSecurity(pki, passwords=passwords, anonymous_read=args.anonymous_read)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.pki_material import Keys, make_keys
+
 PG_ADMIN_URL = os.environ.get("PKGLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("PKGLINE_REQUIRE_POSTGRES") == "1"
 
@@ -125,3 +127,9 @@ def postgres_url() -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file of this test's own (``sqlite:///`` URL; the file is not created)."""
     return f"sqlite:///{tmp_path / 'pkgline.db'}"
+
+
+@pytest.fixture(scope="session")
+def rsa_keys() -> Keys:
+    """RSA keys for the security tests, made once per session (tests/pki_material.py)."""
+    return make_keys()

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -76,6 +77,7 @@ from drivers.model import (
     ToolIdentity,
     ToolStatus,
 )
+from drivers.pki import Pki, tls_client_context
 from drivers.supervision import EventHub, PollClock, backoff_delays
 
 log = structlog.get_logger("pkgline.drivers.modbus")
@@ -157,6 +159,12 @@ class ModbusDriver:
             unit_id=endpoint.unit_id,
             timeout_s=self._policy.timeout_s,
             on_lost=self._lost,
+            tls=_tls_context(config.id, endpoint),
+            tls_identity=(
+                Pki(endpoint.tls.pki).own_fingerprint
+                if endpoint.tls is not None and endpoint.tls.pki is not None
+                else None
+            ),
         )
         self._commands = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
@@ -253,6 +261,10 @@ class ModbusDriver:
         clock = self._clock
         loop = asyncio.get_running_loop()
         while True:
+            if self._session.identity_changed():
+                self._session.renew()  # a renewed certificate: reconnect at once with it
+                with contextlib.suppress(DriverError):  # else: retried with backoff below
+                    await self._session.connect()
             if not self._session.connected:
                 await asyncio.sleep(next(delays))
                 try:
@@ -617,3 +629,18 @@ class ModbusDriver:
             f"ModbusDriver({self.tool_id!r}, {self.equipment_class.value}, "
             f"{endpoint.host}:{endpoint.port})"
         )
+
+
+def _tls_context(tool_id: str, endpoint: ModbusEndpoint) -> Callable[[], ssl.SSLContext] | None:
+    """Modbus/TCP Security's TLS context, made at each connection, or None (plain)."""
+    tls = endpoint.tls
+    if tls is None:
+        return None
+    if tls.pki is None:
+        raise ConfigurationError(
+            "no PKI directory for Modbus/TCP Security: set `pki` in line.toml "
+            "(or the endpoint's tls.pki)",
+            tool_id=tool_id,
+        )
+    pki = Pki(tls.pki)
+    return lambda: tls_client_context(pki)

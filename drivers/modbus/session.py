@@ -27,20 +27,34 @@ on its own, and translates every failure once into :mod:`drivers.errors`:
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from drivers.errors import DriverError, ProtocolError, ToolTimeout, ToolUnreachable
+from drivers.errors import (
+    ConfigurationError,
+    DriverError,
+    ProtocolError,
+    SecurityRefused,
+    ToolTimeout,
+    ToolUnreachable,
+)
+from drivers.pki import PkiError
 
 _READ_FUNCTIONS: Final = frozenset({3, 4})
 _WRITE_MULTIPLE: Final = 16
 
 LostCallback = Callable[[str], None]
+
+TLS_HINT = (
+    " (Modbus/TCP Security: the TLS handshake failed, or the tool refused the controller's "
+    "certificate; is each certificate trusted by the other side? `pkgline pki list`)"
+)
 
 
 def answer_problem(answer: bytes, request: bytes) -> str | None:
@@ -98,10 +112,11 @@ def exception_name(code: int) -> str:
 class _Connection:
     """One TCP connection and the requests made on it."""
 
-    __slots__ = ("broken", "client", "request_frame", "tasks", "waiting")
+    __slots__ = ("answered", "broken", "client", "request_frame", "tasks", "waiting")
 
     def __init__(self) -> None:
         self.client: AsyncModbusTcpClient | None = None
+        self.answered = False
         self.waiting: dict[asyncio.Future[ModbusPDU], str] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.broken = False
@@ -124,8 +139,18 @@ class ModbusSession:
         unit_id: int = 1,
         timeout_s: float = 1.0,
         on_lost: LostCallback | None = None,
+        tls: Callable[[], ssl.SSLContext] | None = None,
+        tls_identity: Callable[[], object] | None = None,
     ) -> None:
+        """``tls``: Modbus/TCP Security; makes the TLS context at each connection (so a
+        certificate trusted or renewed since is taken). ``tls_identity``: a value that changes
+        when our own certificate is replaced (:meth:`identity_changed`)."""
         self.tool_id = tool_id
+        self._tls = tls
+        self._tls_identity = tls_identity
+        self._identity: object = None
+        self._last_failure: str | None = None
+        """Why the last connection attempt failed (said by requests made while offline)."""
         self.host = host
         self.port = port
         self.unit_id = unit_id
@@ -150,17 +175,26 @@ class ModbusSession:
             return
         conn = _Connection()
         loop = asyncio.get_running_loop()
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            name=f"pkgline:{self.tool_id}",
-            timeout=self.timeout_s,
-            retries=0,
-            reconnect_delay=0,  # no reconnect task: our supervision owns reconnecting
-            reconnect_delay_max=0,
-            trace_packet=lambda sending, data: self._trace_packet(conn, sending, data),
-            trace_connect=lambda up: None if up else self._dropped(conn),
-        )
+        settings: dict[str, Any] = {
+            "port": self.port,
+            "name": f"pkgline:{self.tool_id}",
+            "timeout": self.timeout_s,
+            "retries": 0,
+            "reconnect_delay": 0,  # no reconnect task: our supervision owns reconnecting
+            "reconnect_delay_max": 0,
+            "trace_packet": lambda sending, data: self._trace_packet(conn, sending, data),
+            "trace_connect": lambda up: None if up else self._dropped(conn),
+        }
+        client: AsyncModbusTcpClient
+        if self._tls is not None:
+            try:
+                self._identity = self._tls_identity() if self._tls_identity else None
+                context = self._tls()
+            except (PkiError, OSError, ssl.SSLError) as exc:
+                raise self._error(ConfigurationError, f"TLS: {exc}", "connect") from exc
+            client = AsyncModbusTlsClient(self.host, sslctx=context, **settings)
+        else:
+            client = AsyncModbusTcpClient(self.host, **settings)
         conn.client = client
         began = loop.time()
         connected = False
@@ -184,10 +218,31 @@ class ModbusSession:
                 if waited >= 0.9 * self.timeout_s
                 else "connection refused or unreachable"
             )
-            raise self._error(
-                ToolUnreachable, f"cannot connect to {self.host}:{self.port}: {why}", "connect"
-            )
+            if self._tls is not None:
+                why += TLS_HINT
+            self._last_failure = f"cannot connect to {self.host}:{self.port}: {why}"
+            # (with TLS the hint says it may be the handshake: a refused or unreachable
+            # tool cannot be told from a refused certificate here)
+            raise self._error(ToolUnreachable, self._last_failure, "connect")
+        self._last_failure = None
         self._conn = conn
+
+    def identity_changed(self) -> bool:
+        """Our certificate was replaced (``pkgline pki renew``) since this connection was
+        made: the caller reconnects (:meth:`renew`) to present the new one."""
+        return (
+            self._conn is not None
+            and self._tls_identity is not None
+            and self._tls_identity() != self._identity
+        )
+
+    def renew(self) -> None:
+        """Drop the connection to reconnect with the renewed certificate."""
+        conn = self._conn
+        if conn is not None:
+            self._break(
+                conn, ToolUnreachable, "the controller's certificate was renewed: reconnecting"
+            )
 
     async def close(self) -> None:
         """Close the connection; waiting requests fail with ToolUnreachable. Idempotent."""
@@ -200,7 +255,13 @@ class ModbusSession:
         await asyncio.sleep(0)
 
     def _dropped(self, conn: _Connection) -> None:
-        self._break(conn, ToolUnreachable, "the tool closed the connection")
+        message = "the tool closed the connection"
+        refused = self._tls is not None and not conn.answered
+        if refused:
+            # With TLS 1.3 a server's refusal of our certificate arrives after the handshake,
+            # at the first request: the connection closes before any answer.
+            message += TLS_HINT
+        self._break(conn, SecurityRefused if refused else ToolUnreachable, message)
 
     def _break(
         self,
@@ -237,6 +298,7 @@ class ModbusSession:
             return data
         problem = answer_problem(data, conn.request_frame)
         if problem is None:
+            conn.answered = True
             return data
         self._break(conn, ProtocolError, f"the tool answered garbage: {problem}")
         return b""  # nothing for pymodbus to decode: the connection is closed
@@ -248,7 +310,8 @@ class ModbusSession:
     ) -> ModbusPDU:
         conn = self._conn
         if conn is None or conn.client is None:
-            raise self._error(ToolUnreachable, "not connected", request)
+            why = f" ({self._last_failure})" if self._last_failure else ""
+            raise self._error(ToolUnreachable, f"not connected{why}", request)
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[ModbusPDU] = loop.create_future()
         conn.waiting[answer] = request

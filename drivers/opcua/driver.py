@@ -199,7 +199,9 @@ class OpcUaDriver:
         if self._started or self._closed:
             return
         self._started = True
-        self._session = self._pool.acquire(self._endpoint.url, self._config.policy)
+        self._session = self._pool.acquire(
+            self._endpoint.url, self._config.policy, self._endpoint.security
+        )
         await self._session.add(self)
 
     async def close(self) -> None:

@@ -16,7 +16,12 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
 - every waiting request fails at once when the connection drops (the socket is closed, which
   fails asyncua's pending futures), and requests made while disconnected fail immediately;
 - asyncua and ``ua`` exceptions become the project's own errors here, once
-  (:func:`translate_error`), with the tool and the request attached.
+  (:func:`translate_error`), with the tool and the request attached;
+- security (:mod:`drivers.opcua.security`): each connection applies the endpoint's policy,
+  mode, certificate and user, and checks the server's certificate against the trust list; a
+  refusal either way is a :class:`~drivers.errors.SecurityRefused` naming the reason. The
+  controller's own certificate is watched: when ``pkgline pki renew`` replaces it, the
+  session reconnects with the new one (no daemon restart).
 
 Drivers plug in as :class:`SessionListener`: on every (re)connection the session asks each one
 to resolve its nodes and name the items it wants monitored, then routes notifications back by
@@ -38,14 +43,28 @@ from typing import Protocol
 import structlog
 from asyncua import ua
 
-from drivers.config import ConnectionPolicy
-from drivers.errors import DriverError, ProtocolError, ToolTimeout, ToolUnreachable
+from drivers.config import INSECURE, ConnectionPolicy, OpcUaSecurity
+from drivers.errors import (
+    DriverError,
+    ProtocolError,
+    SecurityRefused,
+    ToolTimeout,
+    ToolUnreachable,
+)
+from drivers.opcua.security import (
+    CERTIFICATE_CODES,
+    IDENTITY_CODES,
+    ServerCheck,
+    secure_client,
+    security_pki,
+)
 from drivers.opcua.ua_typed import (
     AttributeIds,
     Client,
     ObjectIds,
     StatusCodes,
     UaClientState,
+    UaError,
     UaStatusCodeError,
     boolean,
     node_id,
@@ -131,6 +150,24 @@ def translate_error(exc: BaseException, *, tool_id: str | None, request: str) ->
         return ToolTimeout("the server did not answer in time", tool_id=tool_id, request=request)
     if isinstance(exc, UaStatusCodeError):
         name = status_name(exc.code)
+        if exc.code in CERTIFICATE_CODES:
+            return SecurityRefused(
+                f"the server refused the secure channel: {name} (does it trust the "
+                "controller's certificate? `pkgline pki list` shows it)",
+                tool_id=tool_id,
+                request=request,
+            )
+        if exc.code in IDENTITY_CODES:
+            login = request.startswith("connect")
+            return SecurityRefused(
+                f"the server refused the user: {name} (user name, password or user "
+                "certificate wrong, or anonymous access not allowed)"
+                if login
+                else f"the server does not allow this user to do that: {name} (is the user "
+                "an operator of the tool?)",
+                tool_id=tool_id,
+                request=request,
+            )
         if exc.code in _TIMEOUT_CODES:
             return ToolTimeout(f"the server answered {name}", tool_id=tool_id, request=request)
         if exc.code in _UNREACHABLE_CODES:
@@ -324,10 +361,19 @@ async def _close_client_now(client: Client) -> None:
 class EndpointSession:
     """The shared connection to one OPC UA server endpoint (see the module docstring)."""
 
-    def __init__(self, url: str, policy: ConnectionPolicy, *, rng: random.Random | None = None):
+    def __init__(
+        self,
+        url: str,
+        policy: ConnectionPolicy,
+        *,
+        security: OpcUaSecurity = INSECURE,
+        rng: random.Random | None = None,
+    ):
         _quiet_publish_noise()
         self.url = url
         self.policy = policy
+        self.security = security
+        self._own_fingerprint: tuple[int, int] | None = None
         self._rng = rng or random.Random()
         self._listeners: list[SessionListener] = []
         self._conn: _Connection | None = None
@@ -450,6 +496,12 @@ class EndpointSession:
 
     # -- supervision ---------------------------------------------------------------------------
 
+    async def _secure(self, client: Client) -> ServerCheck | None:
+        """Apply the endpoint's security to a new client (see drivers.opcua.security)."""
+        if self.security.secure:
+            self._own_fingerprint = security_pki(self.security).own_fingerprint()
+        return await secure_client(client, self.security)
+
     def _new_client(self) -> Client:
         # asyncua's own watchdog probes with a timeout equal to its interval, too short for a
         # loaded line; ours (``_watch``) probes only a silent connection, with the policy
@@ -507,7 +559,9 @@ class EndpointSession:
     async def _open(self) -> _Connection:
         client = self._new_client()
         conn = _Connection(client, self.url)
+        check: ServerCheck | None = None
         try:
+            check = await self._secure(client)
             await client.connect()
             async with self._attach_lock:
                 self._conn = conn
@@ -516,6 +570,18 @@ class EndpointSession:
             if self._conn is conn:
                 self._conn = None
             await _close_client_now(client)
+            if check is not None and check.rejected is not None:
+                raise SecurityRefused(
+                    f"the server's {check.rejected.message}",
+                    request=f"connect to {self.url}",
+                ) from exc
+            if isinstance(exc, UaError) and "No matching endpoints" in str(exc):
+                # asyncua's find_endpoint, when asking for endpoints or creating the session
+                raise SecurityRefused(
+                    f"the server offers no endpoint with security policy "
+                    f"{self.security.policy} and mode {self.security.mode}",
+                    request=f"connect to {self.url}",
+                ) from exc
             if isinstance(exc, Exception):
                 raise translate_error(exc, tool_id=None, request=f"connect to {self.url}") from exc
             raise
@@ -687,6 +753,8 @@ class EndpointSession:
                     continue
                 except TimeoutError:
                     pass
+                if self._own_certificate_renewed():
+                    return "the controller's certificate was renewed: reconnecting with it"
                 if time.monotonic() - conn.last_heard < tick:
                     continue
                 try:
@@ -695,6 +763,11 @@ class EndpointSession:
                     error = translate_error(exc, tool_id=None, request="keep-alive")
                     return f"keep-alive failed: {error.message}"
                 conn.last_heard = time.monotonic()
+
+    def _own_certificate_renewed(self) -> bool:
+        if not self.security.secure or self._own_fingerprint is None:
+            return False
+        return security_pki(self.security).own_fingerprint() != self._own_fingerprint
 
     async def _drop(self, conn: _Connection, reason: str) -> None:
         if self._conn is conn:
@@ -728,8 +801,9 @@ class EndpointSession:
         self._listeners.clear()
 
 
-def _endpoint_key(url: str) -> str:
-    return url.rstrip("/")
+def _endpoint_key(url: str, security: OpcUaSecurity) -> tuple[str, OpcUaSecurity]:
+    """Tools share a session when they name the same server with the same security."""
+    return url.rstrip("/"), security
 
 
 class OpcUaSessionPool:
@@ -739,21 +813,23 @@ class OpcUaSessionPool:
 
     def __init__(self, *, rng: random.Random | None = None):
         self._rng = rng
-        self._sessions: dict[str, tuple[EndpointSession, int]] = {}
+        self._sessions: dict[tuple[str, OpcUaSecurity], tuple[EndpointSession, int]] = {}
         self._closed = False
 
-    def acquire(self, url: str, policy: ConnectionPolicy) -> EndpointSession:
+    def acquire(
+        self, url: str, policy: ConnectionPolicy, security: OpcUaSecurity = INSECURE
+    ) -> EndpointSession:
         if self._closed:
             raise ToolUnreachable(f"the session pool is closed (asked for {url})")
-        key = _endpoint_key(url)
+        key = _endpoint_key(url, security)
         session, count = self._sessions.get(key, (None, 0))
         if session is None:
-            session = EndpointSession(url, policy, rng=self._rng)
+            session = EndpointSession(url, policy, security=security, rng=self._rng)
         self._sessions[key] = (session, count + 1)
         return session
 
     async def release(self, session: EndpointSession) -> None:
-        key = _endpoint_key(session.url)
+        key = _endpoint_key(session.url, session.security)
         held, count = self._sessions.get(key, (None, 0))
         if held is not session:
             await session.close()
@@ -764,9 +840,17 @@ class OpcUaSessionPool:
         del self._sessions[key]
         await session.close()
 
-    def session_for(self, url: str) -> EndpointSession | None:
-        entry = self._sessions.get(_endpoint_key(url))
-        return entry[0] if entry else None
+    def session_for(
+        self, url: str, security: OpcUaSecurity | None = None
+    ) -> EndpointSession | None:
+        """The session for ``url`` (with ``security``; when None, any security)."""
+        if security is not None:
+            entry = self._sessions.get(_endpoint_key(url, security))
+            return entry[0] if entry else None
+        for (held_url, _), (session, _) in self._sessions.items():
+            if held_url == url.rstrip("/"):
+                return session
+        return None
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import audit, db, demo, flow, line, lot, serve, sim, tool, tool_reset, user
+from pkgline.cli import audit, db, demo, flow, line, lot, pki, serve, sim, tool, tool_reset, user
 
 app = typer.Typer(
     name="pkgline",
@@ -22,6 +22,7 @@ tool.app.command(name="reset")(tool_reset.reset)
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
 app.add_typer(user.app, name="user")
+app.add_typer(pki.app, name="pki")
 app.command(name="sim")(sim.sim)
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

@@ -325,9 +325,13 @@ async def _fresh_database(run: Demo) -> None:
 
 
 def _write_config(run: Demo) -> None:
+    from pkgline.security import secure_demo_line
     from simulators.line import with_free_ports, write_line_config
 
     config = with_free_ports(run.config).model_copy(update={"database": run.url})
+    # The secure configuration, as a line runs it: the controller and the simulators get
+    # certificates of their own (kept next to the database) and trust each other's.
+    config = secure_demo_line(config, run.database.with_suffix(".pki"))
     run.config_path = write_line_config(config, run.database.with_suffix(".line.toml"))
     run.config = config
     modbus = sum(1 for t in config.tools if t.endpoint.transport == "modbus")

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from drivers.pki import PkiError
 from pkgline.cli.common import err, out, usage_error
 from pkgline.config import ConfigError, load_line_config
 
@@ -81,6 +82,8 @@ def sim(
         )
     try:
         asyncio.run(_run(line))
+    except (PkiError, ConfigError) as exc:  # the simulators' certificate, a credentials file
+        usage_error(escape(f"{config}: {exc}"))
     except OSError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_CANNOT_LISTEN) from None
@@ -122,6 +125,12 @@ def _print_endpoints(line: SimulatedLine) -> None:
     real = [tool.id for tool in line.config.tools if tool.simulation is None]
     if real:
         out.print(f"not simulated (no simulation table): {', '.join(real)}")
+    pki = line.config.security.simulator_pki
+    if pki is not None and any(line.secure_endpoints()):
+        out.print(
+            f"secure OPC UA endpoints, certificate {pki}/own/certs/cert.der: give it to the "
+            f"controller (`pkgline pki trust`), and trust the controller's in {pki}/trusted/certs"
+        )
     out.print(
         f"simulated line {line.config.name} is running: {len(line.tool_ids)} tools; "
         "Ctrl-C or SIGTERM stops it"

@@ -42,6 +42,7 @@ from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.resets import ResetDesk
 from pkgline.controller.runner import RunnerObserver, ToolRunner
 from pkgline.controller.spool import Spool
+from pkgline.security import certificate_notes
 from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.controller")
@@ -155,6 +156,7 @@ class LineController:
         """Each waiting lot's head as last read, and the step it goes to next."""
         self.ready = asyncio.Event()
         self._before_ready = before_ready
+        self._certificate_notes: list[str] = []
 
     # -- control -----------------------------------------------------------------------------
 
@@ -178,7 +180,8 @@ class LineController:
         if self._outage.down:
             status += "; database unavailable"
         spooled = self._reporter.describe()
-        return f"{status}; {spooled}" if spooled else status
+        # certificates that expire within 30 days (pkgline.security), read at each heartbeat
+        return "; ".join([status, *([spooled] if spooled else []), *self._certificate_notes])
 
     # -- the main loop -----------------------------------------------------------------------
 
@@ -343,6 +346,7 @@ class LineController:
         while True:
             self._notifier.watchdog()
             if loop.time() - last_beat >= HEARTBEAT_S:
+                self._certificate_notes = certificate_notes(self.config)
                 status = self.status_line()
                 self._notifier.status(status)
                 try:

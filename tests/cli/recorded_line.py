@@ -32,6 +32,9 @@ FLOW = "stiffener-bga"
 HOLD_REASON = "voids seen on carrier 1 at incoming inspection"
 FAST_POLICY = {"timeout_s": 0.5, "poll_interval_s": 0.05, "backoff_initial_s": 0.05}
 
+PLAIN = {"policy": "None", "mode": "None"}
+"""Plain OPC UA: these tests are not about security (tests/drivers/opcua/test_security.py)."""
+
 
 def line_config() -> LineConfig:
     sim = {"time_scale": 0.02, "reject_rate": 0.0, "seed": 3}
@@ -51,7 +54,11 @@ def line_config() -> LineConfig:
                     {
                         "id": "WB-1",
                         "equipment_class": "wire_bonder",
-                        "endpoint": {"transport": "opcua", "url": "opc.tcp://127.0.0.1:1484"},
+                        "endpoint": {
+                            "transport": "opcua",
+                            "url": "opc.tcp://127.0.0.1:1484",
+                            "security": PLAIN,
+                        },
                         "policy": FAST_POLICY,
                         "simulation": sim,
                     },

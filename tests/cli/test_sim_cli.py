@@ -24,6 +24,9 @@ from simulators.line import with_free_ports, write_line_config
 
 READY = "Ctrl-C or SIGTERM stops it"
 
+PLAIN = {"policy": "None", "mode": "None"}
+"""Plain OPC UA: these tests are not about security (tests/drivers/opcua/test_security.py)."""
+
 
 def line_config() -> LineConfig:
     """A Modbus dicer and two OPC UA tools behind one URL, on free loopback ports."""
@@ -42,13 +45,21 @@ def line_config() -> LineConfig:
                     {
                         "id": "COAT-1",
                         "equipment_class": "coater",
-                        "endpoint": {"transport": "opcua", "url": "opc.tcp://127.0.0.1:1484"},
+                        "endpoint": {
+                            "transport": "opcua",
+                            "url": "opc.tcp://127.0.0.1:1484",
+                            "security": PLAIN,
+                        },
                         "simulation": sim,
                     },
                     {
                         "id": "LITHO-1",
                         "equipment_class": "litho",
-                        "endpoint": {"transport": "opcua", "url": "opc.tcp://127.0.0.1:1484"},
+                        "endpoint": {
+                            "transport": "opcua",
+                            "url": "opc.tcp://127.0.0.1:1484",
+                            "security": PLAIN,
+                        },
                         "simulation": sim,
                     },
                 ],

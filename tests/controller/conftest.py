@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.config import INSECURE, ModbusEndpoint, OpcUaEndpoint
 from drivers.factory import DriverFactory
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -38,7 +39,7 @@ def line_config(
     tools: Iterable[str] | None = None,
     auto_manual_steps: bool = True,
 ) -> LineConfig:
-    """The example line on free loopback ports, every tool at ``time_scale`` (those in
+    """The example line (plain OPC UA and Modbus) on free loopback ports, every tool at ``time_scale`` (those in
     ``slow`` at theirs), fast polling, seeded."""
     base = load_line_config(EXAMPLE)
     chosen: list[LineTool] = []
@@ -46,9 +47,18 @@ def line_config(
         if tools is not None and tool.id not in tools:
             continue
         scale = (slow or {}).get(tool.id, time_scale)
+        endpoint = tool.endpoint
+        # plain OPC UA and Modbus TCP: these tests are not about security (the demo,
+        # tests/simulators/test_line.py and tests/drivers/*/test_{security,tls}.py run the
+        # secure configuration)
+        if isinstance(endpoint, OpcUaEndpoint):
+            endpoint = endpoint.model_copy(update={"security": INSECURE})
+        elif isinstance(endpoint, ModbusEndpoint):
+            endpoint = endpoint.model_copy(update={"tls": None})
         chosen.append(
             tool.model_copy(
                 update={
+                    "endpoint": endpoint,
                     "simulation": SimulationConfig(
                         time_scale=scale, reject_rate=reject_rate, seed=n + 1
                     ),

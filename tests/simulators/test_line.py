@@ -21,6 +21,7 @@ from drivers.interface import ToolDriver
 from drivers.model import EquipmentClass, ProcessState, Recipe
 from flows import load_library
 from pkgline.config import ConfigError, LineConfig, LineTool, load_line_config
+from pkgline.security import secure_demo_line
 from simulators.line import (
     SimulatedLine,
     line_config_toml,
@@ -34,6 +35,9 @@ T = TypeVar("T")
 
 EXAMPLE = Path(__file__).parents[2] / "deploy" / "line.example.toml"
 FAST_POLICY = {"timeout_s": 0.5, "poll_interval_s": 0.05, "backoff_initial_s": 0.05}
+
+PLAIN = {"policy": "None", "mode": "None"}
+"""Plain OPC UA: these tests are not about security (tests/drivers/opcua/test_security.py)."""
 
 
 def small_config(**simulation: Any) -> LineConfig:
@@ -54,7 +58,11 @@ def small_config(**simulation: Any) -> LineConfig:
                 {
                     "id": "COAT-1",
                     "equipment_class": "coater",
-                    "endpoint": {"transport": "opcua", "url": "opc.tcp://127.0.0.1:1484"},
+                    "endpoint": {
+                        "transport": "opcua",
+                        "url": "opc.tcp://127.0.0.1:1484",
+                        "security": PLAIN,
+                    },
                     "policy": FAST_POLICY,
                     "simulation": sim,
                 },
@@ -65,6 +73,7 @@ def small_config(**simulation: Any) -> LineConfig:
                         "transport": "opcua",
                         "url": "opc.tcp://127.0.0.1:1484",
                         "object_name": "Plater_A",
+                        "security": PLAIN,
                     },
                     "policy": FAST_POLICY,
                     "simulation": sim,
@@ -301,7 +310,9 @@ def test_a_configuration_written_as_toml_reads_back_equal(tmp_path: Path) -> Non
     strange = LineConfig.model_validate(
         {"name": "x", "database": 'sqlite:///a "quoted"\\path\x7f\n', "tools": []}
     )
-    assert load_line_config(write_line_config(strange, tmp_path / "s.toml")) == strange
+    # paths left unset are given their defaults next to the file when it is read
+    back = load_line_config(write_line_config(strange, tmp_path / "s.toml"))
+    assert back == strange.resolved(tmp_path.resolve())
 
 
 # -- the example configuration ------------------------------------------------------------
@@ -357,9 +368,18 @@ def test_the_example_configuration_is_a_simulated_line_on_both_transports(
     assert example.controller.auto_manual_steps
 
 
-async def test_the_example_line_starts_and_every_tool_answers(example: LineConfig) -> None:
-    config = with_free_ports(example)
+async def test_the_example_line_starts_and_every_tool_answers_over_secure_links(
+    example: LineConfig, tmp_path: Path
+) -> None:
+    config = secure_demo_line(with_free_ports(example), tmp_path / "pki")
+    assert all(
+        t.endpoint.security.policy == "Basic256Sha256"
+        and t.endpoint.security.mode == "SignAndEncrypt"
+        for t in config.tools
+        if isinstance(t.endpoint, OpcUaEndpoint)
+    )
     async with SimulatedLine(config) as line:
+        assert len(line.secure_endpoints()) == 2
         assert len(line.endpoints()) == len(example.tools)
         factory, drivers = await open_drivers(config)
         try:

@@ -8,7 +8,9 @@ These tests use a bare pymodbus client, as a third-party integrator would, not o
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -18,7 +20,7 @@ from drivers.modbus.codec import decode_string, encode_string
 from drivers.modbus.regmap import Command, RegisterMap, packaged_map
 from drivers.model import EquipmentClass, Mode, ProcessState, RefusalCode
 from simulators.engine import SimulationSettings, VirtualTool
-from simulators.modbus_server import ModbusToolServer
+from simulators.modbus_server import FUNCTION_CODES, ModbusToolServer
 
 MOLDER: RegisterMap = packaged_map(EquipmentClass.MOLDER)
 
@@ -190,3 +192,44 @@ async def test_a_stopped_server_can_be_started_again_on_the_same_port(
     finally:
         client.close()
         await asyncio.sleep(0)
+
+
+# -- what docs/equipment.md says a tool answers ------------------------------------------------
+
+
+def documented_function_codes() -> set[int]:
+    """The function codes docs/equipment.md's Modbus section names ("Function codes: ...")."""
+    doc = (Path(__file__).parents[2] / "docs" / "equipment.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Modbus TCP") : doc.index("## OPC UA")]
+    match = re.search(r"Function codes:(.*?)\.\s", section, re.DOTALL)
+    assert match, "docs/equipment.md lists the Modbus function codes"
+    sentence = re.sub(r"\([^)]*\)", "", match[1])  # "(read input registers)" etc.
+    return {int(n) for n in re.findall(r"\b\d+\b", sentence)}
+
+
+async def test_the_simulator_answers_exactly_the_documented_function_codes(
+    client: AsyncModbusTcpClient, tool: VirtualTool
+) -> None:
+    documented = documented_function_codes()
+    assert documented == FUNCTION_CODES
+    holding = MOLDER.spans("holding")[0][0]
+    inputs = MOLDER.status.start
+    sequence = MOLDER.command.field("sequence").address
+    requests = {
+        1: client.read_coils(0, count=1, device_id=1),
+        2: client.read_discrete_inputs(0, count=1, device_id=1),
+        3: client.read_holding_registers(holding, count=1, device_id=1),
+        4: client.read_input_registers(inputs, count=1, device_id=1),
+        5: client.write_coil(0, True, device_id=1),
+        # a command code and a new sequence number one register at a time: not a command
+        6: client.write_register(sequence, 7, device_id=1),
+        15: client.write_coils(0, [True], device_id=1),
+        16: client.write_registers(holding, [0], device_id=1),
+    }
+    for code, request in requests.items():
+        pdu = await request
+        if code in documented:
+            assert not pdu.isError(), f"function {code}: {pdu}"
+        else:
+            assert pdu.isError() and pdu.exception_code == 1, f"function {code}: {pdu}"
+    assert tool.status.mode is Mode.PRODUCTION, "nothing ran"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from drivers.config import ConnectionPolicy, OpcUaEndpoint, ToolConfig
+from drivers.config import INSECURE, ConnectionPolicy, OpcUaEndpoint, ToolConfig
 from drivers.model import EquipmentClass
 from drivers.opcua import OpcUaDriver, OpcUaSessionPool
 from simulators.engine import SimulationSettings, VirtualTool
@@ -33,6 +33,9 @@ def tool_config(
     policy: ConnectionPolicy = FAST,
     **endpoint: object,
 ) -> ToolConfig:
+    """A tool's configuration; plain OPC UA unless ``security=`` says otherwise (the servers
+    of these tests are insecure for speed; test_security.py tests the secure ones)."""
+    endpoint.setdefault("security", INSECURE)
     return ToolConfig(
         id=tool_id or tool_id_of(equipment_class),
         equipment_class=equipment_class,

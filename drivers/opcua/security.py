@@ -1,0 +1,134 @@
+"""The controller's side of a secure OPC UA connection, applied to one asyncua ``Client``.
+
+:func:`secure_client` sets the security policy and mode with the controller's application
+instance certificate (``<pki>/own``), the user identity (a name and password from a
+credentials file only the service account can read, or an X.509 user certificate), and a
+certificate validator that checks the server's certificate against the trust list
+(:meth:`drivers.pki.Pki.check_peer`). The validator keeps the reason it refused a certificate
+(:attr:`ServerCheck.rejected`), so that the error names it, not only the status code asyncua
+turns it into.
+
+Passwords are never in a URL (the endpoint model refuses one there) nor in a log line.
+"""
+
+from __future__ import annotations
+
+from asyncua import ua
+from asyncua.crypto import security_policies
+from cryptography import x509
+
+from drivers.config import OpcUaSecurity
+from drivers.credentials import read_credentials, redact_asyncua_passwords
+from drivers.errors import ConfigurationError
+from drivers.opcua.ua_typed import Client, StatusCodes
+from drivers.pki import CertificateRejected, Pki, PkiError, application_uris
+
+POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
+    "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
+    "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
+    "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
+}
+MODES = {
+    "Sign": ua.MessageSecurityMode.Sign,
+    "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt,
+}
+
+CERTIFICATE_CODES = frozenset(
+    {
+        StatusCodes.BadCertificateUntrusted,
+        StatusCodes.BadCertificateTimeInvalid,
+        StatusCodes.BadCertificateRevoked,
+        StatusCodes.BadCertificateUriInvalid,
+        StatusCodes.BadCertificateInvalid,
+        StatusCodes.BadCertificateUseNotAllowed,
+        StatusCodes.BadCertificateIssuerRevoked,
+        StatusCodes.BadCertificateRevocationUnknown,
+        StatusCodes.BadSecurityChecksFailed,
+        StatusCodes.BadSecurityPolicyRejected,
+    }
+)
+IDENTITY_CODES = frozenset(
+    {
+        StatusCodes.BadUserAccessDenied,
+        StatusCodes.BadIdentityTokenRejected,
+        StatusCodes.BadIdentityTokenInvalid,
+    }
+)
+
+
+class ServerCheck:
+    """The certificate validator given to asyncua: checks the server's certificate against the
+    trust list, remembers why it refused one."""
+
+    def __init__(self, pki: Pki, security: OpcUaSecurity):
+        self._pki = pki
+        self._security = security
+        self.rejected: CertificateRejected | None = None
+
+    async def __call__(self, cert: x509.Certificate, server: ua.ApplicationDescription) -> None:
+        expected = self._security.server_uri or server.ApplicationUri
+        try:
+            self._pki.check_peer(
+                cert,
+                expected_uri=expected,
+                trust_on_first_use=self._security.trust_on_first_use,
+            )
+        except CertificateRejected as exc:
+            self.rejected = exc
+            from asyncua.common.utils import ServiceError
+
+            raise ServiceError(getattr(StatusCodes, exc.reason.value)) from exc
+
+
+def security_pki(security: OpcUaSecurity) -> Pki:
+    if security.pki is None:
+        raise ConfigurationError(
+            "no PKI directory for a secure OPC UA endpoint: set `pki` in line.toml "
+            "(or the endpoint's security.pki)"
+        )
+    return Pki(security.pki)
+
+
+async def secure_client(client: Client, security: OpcUaSecurity) -> ServerCheck | None:
+    """Apply ``security`` to ``client`` before it connects. With a security policy this asks
+    the server for its endpoints (over an unsecured channel, as OPC UA allows for
+    GetEndpoints) to learn its certificate; the certificate is checked when the session is
+    created. Raises ConfigurationError for a missing certificate or an unsafe credentials
+    file."""
+    if security.credentials is not None:
+        redact_asyncua_passwords()
+        try:
+            credentials = read_credentials(security.credentials)
+        except PkiError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        client.set_user(credentials.username)
+        client.set_password(credentials.password)
+    if security.user_certificate is not None:
+        assert security.user_key is not None
+        try:
+            await client.load_client_certificate(str(security.user_certificate))
+            await client.load_private_key(security.user_key)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"user certificate {security.user_certificate} or key {security.user_key}: "
+                f"cannot be loaded: {exc}"
+            ) from exc
+    if not security.secure:
+        return None
+    pki = security_pki(security)
+    try:
+        cert, cert_path, key_path = pki.own()
+    except PkiError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    uris = application_uris(cert)
+    if uris:
+        client.application_uri = uris[0]
+    check = ServerCheck(pki, security)
+    client.certificate_validator = check
+    await client.set_security(
+        POLICIES[security.policy],
+        str(cert_path),
+        str(key_path),
+        mode=MODES[security.mode],
+    )
+    return check

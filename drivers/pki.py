@@ -1,0 +1,352 @@
+"""Certificates for secure equipment links: a PKI directory, application instance certificates,
+and the check of a peer's certificate against a trust list with revocation lists.
+
+A leaf shared by the drivers (the controller checks a tool's certificate), the simulators (a tool
+checks the controller's) and ``pkgline pki``. It does no network I/O. Its neighbours:
+:mod:`drivers.certificates` makes certificates, :mod:`drivers.credentials` reads users'
+credentials and keeps passwords out of logs. The directory layout is
+OPC UA's own (Part 12, "CertificateGroup" folders), used for Modbus/TCP Security too::
+
+    <pki>/own/certs/cert.der         this application's instance certificate (DER)
+    <pki>/own/private/key.pem        its RSA private key (PEM, PKCS#8, mode 0600)
+    <pki>/trusted/certs/             peers trusted one by one (self-signed or not), and CAs
+    <pki>/trusted/crl/               revocation lists of the CAs in trusted/certs
+    <pki>/issuers/certs/             CAs that may issue a peer's certificate (not trusted alone)
+    <pki>/issuers/crl/               their revocation lists
+    <pki>/rejected/certs/            certificates a peer presented and we refused (to review and
+                                     ``pkgline pki trust``)
+
+A peer's certificate is accepted when it is in its validity period, is trusted (the very
+certificate is in trusted/certs, or it is signed by a CA certificate in trusted/certs or
+issuers/certs), is not on a revocation list of its issuer, and names the expected application
+URI in its subjectAltName. Otherwise :class:`CertificateRejected` says which of these failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import ssl
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+EXPIRY_WARNING_DAYS = 30
+"""A certificate that expires within this many days is shown as expiring (``line status``)."""
+
+
+class PkiError(Exception):
+    """The PKI directory or a certificate file is missing or unusable; the message says which
+    file and what was expected."""
+
+
+class RejectReason(Enum):
+    """Why a peer's certificate was refused (each has an OPC UA status code of the same name)."""
+
+    UNTRUSTED = "BadCertificateUntrusted"
+    EXPIRED = "BadCertificateTimeInvalid"
+    REVOKED = "BadCertificateRevoked"
+    WRONG_URI = "BadCertificateUriInvalid"
+    INVALID = "BadCertificateInvalid"
+
+
+class CertificateRejected(Exception):
+    """A peer's certificate was refused. ``reason`` is the rule it broke; the message says it
+    for an operator (names the certificate, and what to do)."""
+
+    def __init__(self, reason: RejectReason, message: str):
+        self.reason = reason
+        self.message = message
+        super().__init__(message)
+
+
+def thumbprint(cert: x509.Certificate) -> str:
+    """SHA-1 of the DER, in hex: how OPC UA names a certificate."""
+    return hashlib.sha1(
+        cert.public_bytes(serialization.Encoding.DER), usedforsecurity=False
+    ).hexdigest()
+
+
+def describe(cert: x509.Certificate) -> str:
+    """``CN=... (thumbprint ...)``, for messages."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else cert.subject.rfc4514_string()
+    return f"CN={common_name} (thumbprint {thumbprint(cert)[:16]})"
+
+
+def application_uris(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def file_name(cert: x509.Certificate) -> str:
+    """``<CN> [<thumbprint>].der``, as OPC UA stacks name files in a trust list."""
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(names[0].value) if names else "certificate"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", common_name)[:48]
+    return f"{safe} [{thumbprint(cert)}].der"
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PkiError(f"{path}: cannot read the certificate: {exc.strerror or exc}") from exc
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise PkiError(f"{path}: not an X.509 certificate (PEM or DER): {exc}") from exc
+
+
+def load_crl(path: Path) -> x509.CertificateRevocationList:
+    data = path.read_bytes()
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise PkiError(f"{path}: not a certificate revocation list (PEM or DER): {exc}") from exc
+
+
+def _files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in {".der", ".pem", ".crl"})
+
+
+def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write a file atomically (a temporary file renamed over it), with ``mode`` from the start:
+    a key is never readable by others, even for a moment, and a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Pki:
+    """A PKI directory (see the module docstring). Creating one does no I/O."""
+
+    root: Path
+
+    @property
+    def own_certificate(self) -> Path:
+        return self.root / "own" / "certs" / "cert.der"
+
+    @property
+    def own_certificate_pem(self) -> Path:
+        """The same certificate in PEM, for TLS (Python's ssl loads PEM files only)."""
+        return self.root / "own" / "certs" / "cert.pem"
+
+    @property
+    def own_key(self) -> Path:
+        return self.root / "own" / "private" / "key.pem"
+
+    @property
+    def trusted(self) -> Path:
+        return self.root / "trusted" / "certs"
+
+    @property
+    def trusted_crl(self) -> Path:
+        return self.root / "trusted" / "crl"
+
+    @property
+    def issuers(self) -> Path:
+        return self.root / "issuers" / "certs"
+
+    @property
+    def issuers_crl(self) -> Path:
+        return self.root / "issuers" / "crl"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected" / "certs"
+
+    def create_dirs(self) -> None:
+        for directory in (
+            self.own_certificate.parent,
+            self.trusted,
+            self.trusted_crl,
+            self.issuers,
+            self.issuers_crl,
+            self.rejected,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.own_key.parent.mkdir(parents=True, exist_ok=True)
+        self.own_key.parent.chmod(0o700)
+
+    @property
+    def has_own(self) -> bool:
+        return self.own_certificate.is_file() and self.own_key.is_file()
+
+    def own(self) -> tuple[x509.Certificate, Path, Path]:
+        """This application's certificate, and the paths of it and its key."""
+        if not self.has_own:
+            raise PkiError(
+                f"{self.root}: no application instance certificate "
+                f"({self.own_certificate} and {self.own_key}); create one with `pkgline pki init`"
+            )
+        return load_certificate(self.own_certificate), self.own_certificate, self.own_key
+
+    def own_fingerprint(self) -> tuple[int, int] | None:
+        """Changes when the own certificate or key is replaced (``pkgline pki renew``)."""
+        try:
+            a, b = self.own_certificate.stat(), self.own_key.stat()
+        except FileNotFoundError:
+            return None
+        return (a.st_mtime_ns ^ a.st_ino, b.st_mtime_ns ^ b.st_ino)
+
+    def trusted_certificates(self) -> list[x509.Certificate]:
+        return [load_certificate(p) for p in _files(self.trusted)]
+
+    def issuer_certificates(self) -> list[x509.Certificate]:
+        return [load_certificate(p) for p in _files(self.issuers)]
+
+    def revocation_lists(self) -> list[x509.CertificateRevocationList]:
+        return [load_crl(p) for p in _files(self.trusted_crl) + _files(self.issuers_crl)]
+
+    def store(self, cert: x509.Certificate, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / file_name(cert)
+        write_private(path, cert.public_bytes(serialization.Encoding.DER), mode=0o644)
+        return path
+
+    # -- checking a peer ---------------------------------------------------------------------------
+
+    def check_peer(
+        self,
+        cert: x509.Certificate,
+        *,
+        expected_uri: str | None,
+        trust_on_first_use: bool = False,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Accept ``cert`` or raise :class:`CertificateRejected` (see the module docstring). An
+        untrusted certificate is copied to rejected/certs, or, with ``trust_on_first_use``,
+        to trusted/certs and accepted. The trust list is read from disk on every call, so a
+        certificate trusted, rejected or revoked since is taken at the next connection."""
+        now = now or dt.datetime.now(dt.UTC)
+        who = describe(cert)
+        if cert.not_valid_after_utc < now:
+            raise CertificateRejected(
+                RejectReason.EXPIRED,
+                f"certificate {who} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+            )
+        if cert.not_valid_before_utc > now:
+            raise CertificateRejected(
+                RejectReason.EXPIRED,
+                f"certificate {who} is not valid before "
+                f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC",
+            )
+        uris = application_uris(cert)
+        if expected_uri is not None and expected_uri not in uris:
+            raise CertificateRejected(
+                RejectReason.WRONG_URI,
+                f"certificate {who} is for application URI {', '.join(uris) or '(none)'}, "
+                f"expected {expected_uri}",
+            )
+        issuer = self._trusted_issuer(cert)
+        if issuer is None:
+            if trust_on_first_use:
+                self.store(cert, self.trusted)
+                return
+            self.store(cert, self.rejected)
+            raise CertificateRejected(
+                RejectReason.UNTRUSTED,
+                f"certificate {who} is not trusted (not in {self.trusted}, nor issued by a CA "
+                f"there or in {self.issuers}); copied to {self.rejected}: if it is the right "
+                "one, `pkgline pki trust` it",
+            )
+        for crl in self.revocation_lists():
+            if crl.issuer != cert.issuer:
+                continue
+            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+                raise CertificateRejected(
+                    RejectReason.REVOKED,
+                    f"certificate {who} (serial {cert.serial_number:x}) is revoked by its "
+                    f"issuer's revocation list",
+                )
+
+    def _trusted_issuer(self, cert: x509.Certificate) -> x509.Certificate | None:
+        """The certificate that vouches for ``cert``: itself when trusted one by one, or the
+        CA (trusted or issuer) whose signature it carries."""
+        der = cert.public_bytes(serialization.Encoding.DER)
+        trusted = self.trusted_certificates()
+        for candidate in trusted:
+            if candidate.public_bytes(serialization.Encoding.DER) == der:
+                return candidate
+        for ca in trusted + self.issuer_certificates():
+            if ca.subject != cert.issuer or not _is_ca(ca):
+                continue
+            try:
+                cert.verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return ca
+        return None
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+# -- TLS (Modbus/TCP Security) ------------------------------------------------------------------------
+
+
+def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
+    """TLS 1.2 or later, this application's certificate, and the peers it trusts: those in
+    trusted/certs one by one (as trust anchors of their own) and the CAs there and in
+    issuers/certs. The peer must present a certificate (mutual authentication)."""
+    protocol = (
+        ssl.PROTOCOL_TLS_CLIENT if purpose is ssl.Purpose.SERVER_AUTH else ssl.PROTOCOL_TLS_SERVER
+    )
+    context = ssl.SSLContext(protocol)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    # a certificate trusted one by one is an anchor although it is no CA
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    if not pki.own_certificate_pem.is_file():
+        pki.own()  # says what is missing
+        raise PkiError(f"{pki.own_certificate_pem}: missing; `pkgline pki renew` writes it")
+    context.load_cert_chain(pki.own_certificate_pem, pki.own_key)
+    anchors = pki.trusted_certificates() + pki.issuer_certificates()
+    if not anchors:
+        raise PkiError(f"{pki.trusted}: no certificate trusted; `pkgline pki trust` the peer's")
+    context.load_verify_locations(
+        cadata=b"".join(c.public_bytes(serialization.Encoding.DER) for c in anchors)
+    )
+    return context
+
+
+def tls_client_context(pki: Pki) -> ssl.SSLContext:
+    """The controller's side of Modbus/TCP Security (checks the tool's host name too)."""
+    return _tls_context(pki, ssl.Purpose.SERVER_AUTH)
+
+
+def tls_server_context(pki: Pki) -> ssl.SSLContext:
+    """A tool's (the simulator's) side of Modbus/TCP Security."""
+    return _tls_context(pki, ssl.Purpose.CLIENT_AUTH)

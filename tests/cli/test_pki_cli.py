@@ -1,0 +1,86 @@
+"""`pkgline pki`: init, trust, reject, list and renew on real PKI directories, through the
+installed command; the certificates made carry what OPC UA Part 6 asks for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from drivers import certificates as C
+from drivers import pki as P
+
+
+def pkgline(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_init_makes_an_application_certificate_with_uri_and_host_names(tmp_path: Path) -> None:
+    done = pkgline("pki", "init", "--dir", str(tmp_path / "pki"))
+    assert done.returncode == 0, done.stderr
+    pki = P.Pki(tmp_path / "pki")
+    cert, _, key = pki.own()
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier)[0].startswith(
+        "urn:pkgline:controller:"
+    )
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.key_encipherment and usage.data_encipherment
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in eku and ExtendedKeyUsageOID.SERVER_AUTH in eku
+    assert key.stat().st_mode & 0o077 == 0, "the private key is readable by its owner only"
+    for sub in ("trusted/certs", "trusted/crl", "issuers/certs", "issuers/crl", "rejected/certs"):
+        assert (tmp_path / "pki" / sub).is_dir()
+    again = pkgline("pki", "init", "--dir", str(tmp_path / "pki"))
+    assert again.returncode == 4 and "exists already" in again.stderr
+    assert pki.own()[0] == cert, "a second init changes nothing"
+
+
+def test_trust_list_reject_and_renew(tmp_path: Path) -> None:
+    ctl, sim = tmp_path / "ctl", tmp_path / "sim"
+    assert pkgline("pki", "init", "--dir", str(ctl)).returncode == 0
+    assert pkgline("pki", "init", "--dir", str(sim), "--simulators").returncode == 0
+    tool_cert = sim / "own" / "certs" / "cert.der"
+    trusted = pkgline("pki", "trust", "--dir", str(ctl), str(tool_cert))
+    assert trusted.returncode == 0 and "trusted CN=pkgline simulator" in trusted.stdout
+    listed = json.loads(pkgline("pki", "list", "--dir", str(ctl), "--json").stdout)
+    assert [row["group"] for row in listed] == ["own", "trusted"]
+    assert not any(row["expiring"] for row in listed)
+
+    old = P.Pki(ctl).own()[0]
+    renewed = pkgline("pki", "renew", "--dir", str(ctl))
+    assert renewed.returncode == 0, renewed.stderr
+    new = P.Pki(ctl).own()[0]
+    assert new.serial_number != old.serial_number
+    assert P.application_uris(new) == P.application_uris(old)
+    assert new.public_key() != old.public_key(), "a new key pair unless --keep-key"
+
+    rejected = pkgline("pki", "reject", "--dir", str(ctl), str(tool_cert))
+    assert rejected.returncode == 0 and "no longer trusted" in rejected.stdout
+    listed = json.loads(pkgline("pki", "list", "--dir", str(ctl), "--json").stdout)
+    assert [row["group"] for row in listed] == ["own", "rejected"]
+
+
+def test_a_file_that_is_no_certificate_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    assert pkgline("pki", "init", "--dir", str(tmp_path / "pki")).returncode == 0
+    junk = tmp_path / "junk.der"
+    junk.write_bytes(b"not a certificate")
+    done = pkgline("pki", "trust", "--dir", str(tmp_path / "pki"), str(junk))
+    assert done.returncode == 4
+    assert "neither a certificate nor a revocation list" in done.stderr
+    assert list((tmp_path / "pki" / "trusted" / "certs").iterdir()) == []
+
+
+def test_a_certificate_expiring_within_30_days_is_listed_as_expiring(tmp_path: Path) -> None:
+    pki = P.Pki(tmp_path / "pki")
+    C.init_own(pki, common_name="short", application_uri="urn:x", days=10)
+    listed = json.loads(pkgline("pki", "list", "--dir", str(pki.root), "--json").stdout)
+    assert listed[0]["expiring"] is True
+    assert C.expiring([("own certificate", pki.own()[0])])[0].startswith("own certificate CN=short")

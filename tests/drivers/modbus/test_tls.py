@@ -1,0 +1,158 @@
+"""Modbus/TCP Security between the driver and the simulator: TLS 1.2 or later with both sides'
+certificates checked. A controller certificate from another CA, a tool certificate the
+controller does not trust, and a plain client are refused; the refusal names TLS."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from pymodbus.client import AsyncModbusTcpClient
+
+from drivers import certificates as C
+from drivers import pki as P
+from drivers.config import ModbusTls
+from drivers.errors import ToolUnreachable
+from drivers.interface import ConnectionLost, ConnectionRestored
+from drivers.modbus.driver import ModbusDriver
+from drivers.model import EquipmentClass, Mode
+from simulators.engine import SimulationSettings, VirtualTool
+from simulators.modbus_server import ModbusToolServer
+from tests.drivers.common import event_stream, eventually, next_event
+from tests.drivers.modbus.conftest import tool_config
+from tests.pki_material import Keys, Pair, app_certificate, cross_trusted
+
+MOLDER = EquipmentClass.MOLDER
+
+
+@pytest.fixture
+def pair(tmp_path: Path, rsa_keys: Keys) -> Pair:
+    return cross_trusted(tmp_path / "pki", rsa_keys)
+
+
+@pytest.fixture
+async def tool() -> AsyncIterator[VirtualTool]:
+    tool = VirtualTool("MOLD-1", MOLDER, SimulationSettings(time_scale=0, seed=3))
+    yield tool
+    await tool.close()
+
+
+@pytest.fixture
+async def tls_server(pair: Pair, tool: VirtualTool) -> AsyncIterator[ModbusToolServer]:
+    context = P.tls_server_context(pair.simulator)
+    async with ModbusToolServer(tool, host="127.0.0.1", port=0, tls=context) as server:
+        yield server
+
+
+async def started(driver: ModbusDriver) -> ModbusDriver:
+    await driver.start()
+    return driver
+
+
+def tls_driver(server: ModbusToolServer, pki: P.Pki) -> ModbusDriver:
+    return ModbusDriver(
+        tool_config(MOLDER, server.port, tool_id="MOLD-1", tls=ModbusTls(pki=pki.root))
+    )
+
+
+async def test_mutual_tls_reads_and_commands(
+    pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    driver = await started(tls_driver(tls_server, pair.controller))
+    try:
+
+        async def connected() -> bool:
+            return driver.connected
+
+        await eventually(connected)
+        await driver.set_mode(Mode.ENGINEERING)
+        assert (await driver.status()).mode is Mode.ENGINEERING
+        assert tool.status.mode is Mode.ENGINEERING
+    finally:
+        await driver.close()
+
+
+async def test_a_controller_certificate_from_another_ca_is_refused(
+    pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool, rsa_keys: Keys, tmp_path: Path
+) -> None:
+    other_ca = C.make_ca(rsa_keys.ca, common_name="another site's CA")
+    stranger = P.Pki(tmp_path / "stranger")
+    cert = app_certificate(
+        rsa_keys.controller, "urn:pkgline:controller:test", issuer=(other_ca, rsa_keys.ca)
+    )
+    C.write_own(stranger, cert, rsa_keys.controller)
+    stranger.store(pair.simulator_cert, stranger.trusted)  # it trusts the tool; not vice versa
+    driver = await started(tls_driver(tls_server, stranger))
+    try:
+        with pytest.raises(ToolUnreachable) as caught:
+            await driver.set_mode(Mode.ENGINEERING)
+        # refused in the handshake, or (TLS 1.3) at the first request: either way it says TLS
+        assert "Modbus/TCP Security" in str(caught.value)
+        assert not driver.connected
+        assert tool.status.mode is Mode.PRODUCTION
+    finally:
+        await driver.close()
+
+
+async def test_a_tool_certificate_the_controller_does_not_trust_is_refused(
+    pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    pair.controller.store(pair.controller_cert, pair.controller.trusted)  # something, not it
+    driver = await started(tls_driver(tls_server, pair.controller))
+    try:
+        with pytest.raises(ToolUnreachable, match="Modbus/TCP Security"):
+            await driver.status()
+    finally:
+        await driver.close()
+
+
+async def test_a_plain_modbus_client_gets_nothing_from_a_tls_tool(
+    tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    client = AsyncModbusTcpClient(
+        "127.0.0.1", port=tls_server.port, timeout=0.5, retries=0, reconnect_delay=0
+    )
+    try:
+        if await client.connect():
+            pdu_or_error: object
+            try:
+                pdu_or_error = await client.write_registers(0, [6, 1], device_id=1)
+            except Exception as exc:  # pymodbus raises when the connection closes
+                pdu_or_error = exc
+            assert isinstance(pdu_or_error, Exception) or pdu_or_error.isError()  # type: ignore[attr-defined]
+    finally:
+        client.close()
+    assert tool.status.mode is Mode.PRODUCTION
+
+
+def test_tls_contexts_require_tls_1_2_and_a_peer_certificate(pair: Pair) -> None:
+    for context in (P.tls_client_context(pair.controller), P.tls_server_context(pair.simulator)):
+        assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+        assert context.verify_mode is ssl.CERT_REQUIRED
+
+
+async def test_a_renewed_controller_certificate_is_taken_while_connected(
+    pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    driver = await started(tls_driver(tls_server, pair.controller))
+    try:
+        async with event_stream(driver) as stream:
+            await next_event(stream, ConnectionRestored)  # connected; the stream is live
+            renewed = C.renew_own(pair.controller, new_key_pair=False)
+            # the tool is told to trust the new certificate (its running TLS context too)
+            assert tls_server.tls is not None
+            tls_server.tls.load_verify_locations(
+                cadata=renewed.public_bytes(serialization.Encoding.DER)
+            )
+            lost = await next_event(stream, ConnectionLost, within=5.0)
+            assert "renewed" in lost.reason  # type: ignore[attr-defined]
+            await next_event(stream, ConnectionRestored, within=5.0)
+        await driver.set_mode(Mode.SETUP)
+        assert tool.status.mode is Mode.SETUP
+    finally:
+        await driver.close()

@@ -1,0 +1,416 @@
+"""Secure OPC UA between the driver and the simulator: every security policy and mode with a
+password and with a user certificate; certificates refused on either side (untrusted, expired,
+revoked, wrong application URI) with the reason in the error; anonymous users, wrong
+passwords, unsafe credentials files and non-operators refused; no password in any log line;
+a renewed certificate taken while connected."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from drivers import certificates as C
+from drivers import pki as P
+from drivers.config import OpcUaSecurity
+from drivers.errors import SecurityRefused, ToolUnreachable
+from drivers.model import EquipmentClass, Mode
+from drivers.opcua import OpcUaDriver
+from drivers.opcua import security as client_security
+from drivers.opcua.security import ServerCheck
+from drivers.opcua.ua_typed import Client
+from simulators.engine import SimulationSettings, VirtualTool
+from simulators.opcua_security import SimulatorSecurity
+from simulators.opcua_server import OpcUaToolServer
+from tests.drivers.common import eventually
+from tests.drivers.opcua.conftest import DriverMaker
+from tests.pki_material import (
+    CONTROLLER_URI,
+    SIMULATOR_URI,
+    Keys,
+    Pair,
+    app_certificate,
+    cross_trusted,
+    write_credentials,
+    write_user_certificate,
+)
+
+DICER = EquipmentClass.DICER
+PASSWORD = "s3cret-Pa55"
+POLICIES = ["Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]
+MODES = ["Sign", "SignAndEncrypt"]
+
+
+def dicer(tool_id: str = "DICER-1") -> VirtualTool:
+    return VirtualTool(tool_id, DICER, SimulationSettings(time_scale=0.0, seed=3))
+
+
+@pytest.fixture
+def pair(tmp_path: Path, rsa_keys: Keys) -> Pair:
+    return cross_trusted(tmp_path / "pki", rsa_keys)
+
+
+@pytest.fixture
+def credentials(tmp_path: Path) -> Path:
+    return write_credentials(tmp_path / "operator.toml", "operator", PASSWORD)
+
+
+def simulator_security(pair: Pair, **kw: object) -> SimulatorSecurity:
+    kw.setdefault("passwords", {"operator": (PASSWORD, frozenset({"DICER-1"}))})
+    return SimulatorSecurity(pair.simulator, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def secure_server(pair: Pair) -> AsyncIterator[OpcUaToolServer]:
+    async with OpcUaToolServer([dicer()], security=simulator_security(pair)) as server:
+        yield server
+
+
+def security(pair: Pair, **kw: object) -> OpcUaSecurity:
+    return OpcUaSecurity(pki=pair.controller.root, **kw)  # type: ignore[arg-type]
+
+
+async def refusal(driver: OpcUaDriver) -> str:
+    assert not driver.connected
+    with pytest.raises(ToolUnreachable) as caught:
+        await driver.status()
+    assert caught.value.tool_id == "DICER-1"
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_every_policy_and_mode_with_a_password_reads_and_commands(
+    policy: str,
+    mode: str,
+    pair: Pair,
+    credentials: Path,
+    secure_server: OpcUaToolServer,
+    make_driver: DriverMaker,
+) -> None:
+    sec = security(pair, policy=policy, mode=mode, credentials=credentials)
+    driver = await make_driver(DICER, secure_server.url, security=sec)
+    assert driver.connected
+    await driver.set_mode(Mode.ENGINEERING)
+    assert (await driver.status()).mode is Mode.ENGINEERING
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("policy", POLICIES)
+async def test_every_policy_and_mode_with_a_user_certificate_reads_and_commands(
+    policy: str,
+    mode: str,
+    pair: Pair,
+    tmp_path: Path,
+    rsa_keys: Keys,
+    make_driver: DriverMaker,
+) -> None:
+    user, cert_path, key_path = write_user_certificate(tmp_path, rsa_keys)
+    sim = simulator_security(
+        pair, user_certificates=dict([SimulatorSecurity.certificate_user(user, ["*"])])
+    )
+    async with OpcUaToolServer([dicer()], security=sim) as server:
+        sec = security(
+            pair, policy=policy, mode=mode, user_certificate=cert_path, user_key=key_path
+        )
+        driver = await make_driver(DICER, server.url, security=sec)
+        assert driver.connected
+        await driver.set_mode(Mode.SETUP)
+        assert (await driver.status()).mode is Mode.SETUP
+
+
+async def test_an_anonymous_user_is_refused(
+    pair: Pair, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    driver = await make_driver(DICER, secure_server.url, security=security(pair))
+    assert "refused the user" in await refusal(driver)
+
+
+async def test_a_wrong_password_is_refused_and_never_logged(
+    pair: Pair,
+    tmp_path: Path,
+    secure_server: OpcUaToolServer,
+    make_driver: DriverMaker,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = write_credentials(tmp_path / "wrong.toml", "operator", "not-the-Pa55word")
+    driver = await make_driver(DICER, secure_server.url, security=security(pair, credentials=wrong))
+    assert "BadUserAccessDenied" in await refusal(driver)
+    out = capsys.readouterr()
+    for text in (caplog.text, out.out, out.err):
+        assert "not-the-Pa55word" not in text
+        assert PASSWORD not in text
+
+
+async def test_a_password_is_never_logged_on_a_good_connection(
+    pair: Pair,
+    credentials: Path,
+    secure_server: OpcUaToolServer,
+    make_driver: DriverMaker,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    driver = await make_driver(
+        DICER, secure_server.url, security=security(pair, credentials=credentials)
+    )
+    assert driver.connected
+    await driver.set_mode(Mode.ENGINEERING)
+    await driver.close()
+    out = capsys.readouterr()
+    assert secure_server.url in caplog.text + out.out + out.err  # the endpoint is logged...
+    for text in (caplog.text, out.out, out.err):
+        assert PASSWORD not in text  # ...its user's password is not
+
+
+async def test_a_credentials_file_others_can_read_is_refused(
+    pair: Pair, tmp_path: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    loose = write_credentials(tmp_path / "loose.toml", "operator", PASSWORD, mode=0o640)
+    driver = await make_driver(DICER, secure_server.url, security=security(pair, credentials=loose))
+    message = await refusal(driver)
+    assert "readable or writable by group or others (mode 0640)" in message
+    assert str(loose) in message
+
+
+async def test_a_user_may_command_only_the_tools_it_operates(
+    pair: Pair, credentials: Path, make_driver: DriverMaker
+) -> None:
+    tools = [dicer("DICER-1"), dicer("DICER-2")]
+    async with OpcUaToolServer(tools, security=simulator_security(pair)) as server:
+        sec = security(pair, credentials=credentials)
+        own = await make_driver(DICER, server.url, security=sec, tool_id="DICER-1")
+        other = await make_driver(DICER, server.url, security=sec, tool_id="DICER-2")
+        await own.set_mode(Mode.ENGINEERING)
+        assert (await other.status()).mode is Mode.PRODUCTION  # reading is allowed
+        with pytest.raises(SecurityRefused, match="does not allow this user"):
+            await other.set_mode(Mode.ENGINEERING)
+        assert tools[1].status.mode is Mode.PRODUCTION
+
+
+async def test_anonymous_reading_when_switched_on_commands_nothing(
+    pair: Pair, make_driver: DriverMaker
+) -> None:
+    tool = dicer()
+    sim = simulator_security(pair, anonymous_read=True)
+    async with OpcUaToolServer([tool], security=sim) as server:
+        driver = await make_driver(DICER, server.url, security=security(pair))
+        assert (await driver.status()).mode is Mode.PRODUCTION
+        with pytest.raises(SecurityRefused, match="BadUserAccessDenied"):
+            await driver.set_mode(Mode.ENGINEERING)
+        assert tool.status.mode is Mode.PRODUCTION
+
+
+async def test_the_simulator_offers_no_unsecured_endpoint(
+    pair: Pair, credentials: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    plain = OpcUaSecurity(policy="None", mode="None")
+    driver = await make_driver(DICER, secure_server.url, security=plain)
+    assert "no endpoint with security policy None" in await refusal(driver)
+
+
+# -- the server's certificate, checked by the controller -----------------------------------------
+
+
+async def serve_with(pair: Pair, cert_der: bytes) -> OpcUaToolServer:
+    pair.simulator.own_certificate.write_bytes(cert_der)
+    server = OpcUaToolServer([dicer()], security=simulator_security(pair))
+    await server.start()
+    return server
+
+
+def der(cert: object) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_an_untrusted_server_certificate_is_refused_and_kept_for_review(
+    pair: Pair, credentials: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    driver = await make_driver(
+        DICER, secure_server.url, security=security(pair, credentials=credentials)
+    )
+    message = await refusal(driver)
+    assert "is not trusted" in message and "pkgline pki trust" in message
+    assert [p.name for p in pair.controller.rejected.iterdir()] == [
+        P.file_name(pair.simulator_cert)
+    ]
+
+
+async def test_trust_on_first_use_only_where_configured(
+    pair: Pair, credentials: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    sec = security(pair, credentials=credentials, trust_on_first_use=True)
+    driver = await make_driver(DICER, secure_server.url, security=sec)
+    assert driver.connected
+    assert [c.serial_number for c in pair.controller.trusted_certificates()] == [
+        pair.simulator_cert.serial_number
+    ]
+
+
+async def test_an_expired_server_certificate_is_refused(
+    pair: Pair, rsa_keys: Keys, credentials: Path, make_driver: DriverMaker
+) -> None:
+    old = app_certificate(
+        rsa_keys.simulator,
+        SIMULATOR_URI,
+        days=10,
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=20),
+    )
+    pair.controller.store(old, pair.controller.trusted)
+    server = await serve_with(pair, der(old))
+    try:
+        driver = await make_driver(
+            DICER, server.url, security=security(pair, credentials=credentials)
+        )
+        assert "expired on" in await refusal(driver)
+    finally:
+        await server.close()
+
+
+async def test_a_revoked_server_certificate_is_refused(
+    pair: Pair, rsa_keys: Keys, credentials: Path, make_driver: DriverMaker
+) -> None:
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
+    issued = app_certificate(rsa_keys.simulator, SIMULATOR_URI, issuer=(ca, rsa_keys.ca))
+    pair.controller.store(ca, pair.controller.trusted)
+    server = await serve_with(pair, der(issued))
+    try:
+        sec = security(pair, credentials=credentials)
+        driver = await make_driver(DICER, server.url, security=sec)
+        assert driver.connected  # issued by a trusted CA, not revoked yet
+        await driver.close()
+        crl = C.make_crl(ca, rsa_keys.ca, [issued.serial_number])
+        (pair.controller.trusted_crl / "site-ca.crl").write_bytes(
+            crl.public_bytes(serialization.Encoding.DER)
+        )
+        again = await make_driver(DICER, server.url, security=sec)
+        assert "is revoked" in await refusal(again)
+    finally:
+        await server.close()
+
+
+async def test_a_server_certificate_for_another_application_uri_is_refused(
+    pair: Pair, credentials: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    sec = security(pair, credentials=credentials, server_uri="urn:pkgline:simulator:other")
+    driver = await make_driver(DICER, secure_server.url, security=sec)
+    message = await refusal(driver)
+    assert f"application URI {SIMULATOR_URI}, expected urn:pkgline:simulator:other" in message
+
+
+# -- the controller's certificate, checked by the simulator ---------------------------------------
+
+
+async def test_the_simulator_refuses_an_untrusted_controller(
+    pair: Pair, credentials: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    for path in pair.simulator.trusted.iterdir():
+        path.unlink()
+    driver = await make_driver(
+        DICER, secure_server.url, security=security(pair, credentials=credentials)
+    )
+    assert "BadCertificateUntrusted" in await refusal(driver)
+    assert len(list(pair.simulator.rejected.iterdir())) == 1
+
+
+@pytest.mark.parametrize("problem", ["expired", "revoked", "wrong URI"])
+async def test_the_simulator_refuses_a_bad_controller_certificate(
+    problem: str,
+    pair: Pair,
+    rsa_keys: Keys,
+    credentials: Path,
+    secure_server: OpcUaToolServer,
+    make_driver: DriverMaker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
+    pair.simulator.store(ca, pair.simulator.trusted)
+    if problem == "expired":
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+        cert = app_certificate(rsa_keys.controller, CONTROLLER_URI, days=10, not_before=start)
+        pair.simulator.store(cert, pair.simulator.trusted)
+        expected = "BadCertificateTimeInvalid"
+    elif problem == "revoked":
+        cert = app_certificate(rsa_keys.controller, CONTROLLER_URI, issuer=(ca, rsa_keys.ca))
+        crl = C.make_crl(ca, rsa_keys.ca, [cert.serial_number])
+        (pair.simulator.trusted_crl / "ca.crl").write_bytes(
+            crl.public_bytes(serialization.Encoding.PEM)
+        )
+        expected = "BadCertificateRevoked"
+    else:
+        # The certificate names one application; the controller says it is another.
+        cert = app_certificate(rsa_keys.controller, "urn:pkgline:someone-else")
+        pair.simulator.store(cert, pair.simulator.trusted)
+        expected = "BadCertificateUriInvalid"
+    C.write_own(pair.controller, cert, rsa_keys.controller)
+    if problem == "wrong URI":
+        # asyncua announces the URI our certificate names; make it announce ours instead
+        original = client_security.secure_client
+
+        async def announcing_another(client: Client, sec: OpcUaSecurity) -> ServerCheck | None:
+            check = await original(client, sec)
+            client.application_uri = CONTROLLER_URI
+            return check
+
+        monkeypatch.setattr("drivers.opcua.session.secure_client", announcing_another)
+    driver = await make_driver(
+        DICER, secure_server.url, security=security(pair, credentials=credentials)
+    )
+    assert expected in await refusal(driver)
+
+
+# -- renewal -----------------------------------------------------------------------------------------
+
+
+async def test_a_renewed_controller_certificate_is_taken_while_connected(
+    pair: Pair, credentials: Path, secure_server: OpcUaToolServer, make_driver: DriverMaker
+) -> None:
+    driver = await make_driver(
+        DICER, secure_server.url, security=security(pair, credentials=credentials)
+    )
+    session = driver.session
+    assert session is not None and session.connections_made == 1
+    renewed = C.renew_own(pair.controller, new_key_pair=False)
+    pair.simulator.store(renewed, pair.simulator.trusted)  # the tool is told first
+
+    async def reconnected() -> bool:
+        return session.connections_made == 2 and driver.connected
+
+    await eventually(reconnected, within=5.0)
+    await driver.set_mode(Mode.ENGINEERING)
+
+
+async def test_a_renewed_tool_certificate_is_taken_when_the_tool_comes_back(
+    pair: Pair, rsa_keys: Keys, credentials: Path, make_driver: DriverMaker
+) -> None:
+    tool = dicer()
+    server = OpcUaToolServer([tool], security=simulator_security(pair))
+    await server.start()
+    try:
+        driver = await make_driver(
+            DICER, server.url, security=security(pair, credentials=credentials)
+        )
+        assert driver.connected
+        await server.stop()
+        renewed = C.renew_own(pair.simulator, new_key_pair=False)
+        pair.controller.store(renewed, pair.controller.trusted)  # `pkgline pki trust`
+        await server.start()
+
+        async def back() -> bool:
+            return driver.connected
+
+        await eventually(back, within=5.0)
+        await driver.set_mode(Mode.ENGINEERING)
+        assert tool.status.mode is Mode.ENGINEERING
+    finally:
+        await server.close()

@@ -1,0 +1,102 @@
+"""The security settings of an endpoint and of line.toml: secure by default, no password in
+a URL, consistent policy and mode, paths resolved next to line.toml, the line's user given to
+the secure OPC UA endpoints that name none (and to no plain one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from drivers.config import ModbusEndpoint, OpcUaEndpoint, OpcUaSecurity
+from pkgline.config import ConfigError, load_line_config
+
+
+def test_an_opcua_endpoint_is_signed_and_encrypted_by_default() -> None:
+    security = OpcUaEndpoint(url="opc.tcp://10.0.0.5:4840").security
+    assert (security.policy, security.mode) == ("Basic256Sha256", "SignAndEncrypt")
+    assert security.secure and not security.trust_on_first_use
+
+
+def test_a_user_or_password_in_the_url_is_refused() -> None:
+    with pytest.raises(ValidationError, match="carries no user or password"):
+        OpcUaEndpoint(url="opc.tcp://op:secret@10.0.0.5:4840")
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"policy": "None", "mode": "Sign"}, "policy None goes with mode None"),
+        ({"policy": "Basic256Sha256", "mode": "None"}, "policy None goes with mode None"),
+        ({"policy": "None", "mode": "None", "credentials": "u.toml"}, "not sent without"),
+        ({"user_certificate": "u.der"}, "go together"),
+        ({"credentials": "u.toml", "user_certificate": "u.der", "user_key": "u.pem"}, "not both"),
+        ({"policy": "Basic128Rsa15"}, "Basic256Sha256"),
+    ],
+)
+def test_inconsistent_security_is_refused(settings: dict[str, str], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        OpcUaSecurity.model_validate(settings)
+
+
+def test_line_toml_paths_are_resolved_next_to_it(tmp_path: Path) -> None:
+    (tmp_path / "line.toml").write_text(
+        """
+name = "l1"
+[security]
+credentials = "secrets/user.toml"
+
+[[tools]]
+id = "A"
+equipment_class = "dicer"
+[tools.endpoint]
+transport = "opcua"
+url = "opc.tcp://127.0.0.1:4840"
+
+[[tools]]
+id = "B"
+equipment_class = "dicer"
+[tools.endpoint]
+transport = "opcua"
+url = "opc.tcp://127.0.0.1:4841"
+security = { policy = "None", mode = "None" }
+
+[[tools]]
+id = "C"
+equipment_class = "molder"
+[tools.endpoint]
+transport = "modbus"
+port = 802
+tls = {}
+""",
+        encoding="utf-8",
+    )
+    config = load_line_config(tmp_path / "line.toml")
+    root = tmp_path.resolve()
+    assert config.security.pki == root / "pki"
+    assert config.security.simulator_pki == root / "pki-sim"
+    a, b, c = (config.tool(t).endpoint for t in "ABC")
+    assert isinstance(a, OpcUaEndpoint) and isinstance(b, OpcUaEndpoint)
+    assert a.security.pki == root / "pki"
+    assert a.security.credentials == root / "secrets" / "user.toml"
+    assert b.security.credentials is None, "no password for a plain endpoint"
+    assert isinstance(c, ModbusEndpoint) and c.tls is not None and c.tls.pki == root / "pki"
+
+
+def test_an_unknown_security_setting_names_the_tool(tmp_path: Path) -> None:
+    (tmp_path / "line.toml").write_text(
+        """
+name = "l1"
+[[tools]]
+id = "A"
+equipment_class = "dicer"
+[tools.endpoint]
+transport = "opcua"
+url = "opc.tcp://127.0.0.1:4840"
+security = { policy = "Basic256Sha256", mode = "Encrypt" }
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=r"tools\[0\] \(A\)\.endpoint.*mode"):
+        load_line_config(tmp_path / "line.toml")
