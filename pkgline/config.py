@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.config import ToolConfig
+from pkgline.sparkplug.config import SparkplugConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
@@ -74,6 +75,8 @@ class LineConfig(BaseModel):
     )
     controller: ControllerConfig = ControllerConfig()
     tools: tuple[LineTool, ...] = ()
+    # Sparkplug B edge node for SCADA (pkgline/sparkplug, docs/sparkplug.md); off when absent.
+    sparkplug: SparkplugConfig | None = None
 
     @field_validator("tools")
     @classmethod

@@ -35,6 +35,7 @@ from mes.equipment import EquipmentService
 from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
+from pkgline.controller.feed import ToolFeed
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.runner import RunnerObserver, ToolRunner
 from pkgline.systemd import Notifier
@@ -105,8 +106,10 @@ class LineController:
         notifier: Notifier | None = None,
         observer: RunnerObserver | None = None,
         before_ready: Callable[[], None] = lambda: None,
+        feed: ToolFeed | None = None,
     ):
-        """``before_ready``: called once every tool has answered (or been found unreachable)
+        """``feed``: told every tool state, recipe and measured values (Sparkplug B).
+        ``before_ready``: called once every tool has answered (or been found unreachable)
         and the recovery has begun, before the first dispatch and READY (``pkgline serve``
         freezes the startup objects there: :func:`freeze_startup_objects`)."""
         self.config = config
@@ -130,6 +133,7 @@ class LineController:
                 dispatch_now=self.wake,
                 observer=observer,
                 report=self._reporter.submit,
+                feed=feed,
             )
             self.runners[tool.id] = runner
         self._manual_wake = asyncio.Event()

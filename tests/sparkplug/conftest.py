@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import socket
@@ -17,7 +18,14 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.equipment import EquipmentService
+from mes.service import LotService
+from pkgline.bootstrap import flow_library
 from simulators.line import free_loopback_ports
+from tests.controller.conftest import Stack
 from tests.sparkplug.wire import WirePayload, read_payload
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -145,6 +153,13 @@ class Subscriber:
         await self.client.publish(topic, payload, qos=qos, retain=retain)
 
 
+def check_seq(messages: list[Received]) -> None:
+    """From an NBIRTH on, each message's seq is one more than the last, 255 wrapping to 0."""
+    assert messages[0].verb == "NBIRTH" and messages[0].payload.seq == 0
+    for before, after in itertools.pairwise(messages):
+        assert after.payload.seq == (before.payload.seq + 1) % 256, (before.topic, after.topic)
+
+
 @contextlib.asynccontextmanager
 async def subscribed(broker: Broker, topic: str = "spBv1.0/#") -> AsyncIterator[Subscriber]:
     async with aiomqtt.Client(broker.host, broker.port, identifier="test-host") as client:
@@ -156,3 +171,15 @@ async def subscribed(broker: Broker, topic: str = "spBv1.0/#") -> AsyncIterator[
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def stack(sqlite_url: str) -> AsyncIterator[Stack]:
+    """The lot tracker and equipment tracking on a migrated SQLite file of this test's own."""
+    engine = create_engine(sqlite_url, pool_size=10)
+    try:
+        await upgrade(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        yield Stack(LotService(factory, flow_library()), EquipmentService(factory), sqlite_url)
+    finally:
+        await engine.dispose()

@@ -5,7 +5,6 @@ primary host's STATE, a rebirth on NCMD, and a reconnect after the broker restar
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from drivers.model import EquipmentClass, JobResults, Recipe, SiteMap
 from mes.domain.equipment import ToolSnapshot
 from pkgline.sparkplug.config import SparkplugConfig
 from pkgline.sparkplug.node import EdgeNode, running
-from tests.sparkplug.conftest import WAIT_S, Broker, Received, Subscriber, subscribed
+from tests.sparkplug.conftest import WAIT_S, Broker, Subscriber, check_seq, subscribed
 from tests.sparkplug.wire import BOOLEAN, INT64, command_payload
 
 TOOLS = [("DB-1", EquipmentClass.DIE_BONDER), ("WB-1", EquipmentClass.WIRE_BONDER)]
@@ -76,13 +75,6 @@ async def wait_state(node: EdgeNode, state: str) -> None:
         while node.state != state:
             node.state_changed.clear()
             await node.state_changed.wait()
-
-
-def check_seq(messages: list[Received]) -> None:
-    """From an NBIRTH on, each message's seq is one more than the last, 255 wrapping to 0."""
-    assert messages[0].verb == "NBIRTH" and messages[0].payload.seq == 0
-    for before, after in itertools.pairwise(messages):
-        assert after.payload.seq == (before.payload.seq + 1) % 256, (before.topic, after.topic)
 
 
 async def test_births_data_and_deaths_follow_the_tools_in_order_with_aliases(
