@@ -407,6 +407,12 @@ class EdgeNode:
             await self._send(client, birth)
 
     async def _send(self, client: aiomqtt.Client, item: _Out) -> None:
+        try:
+            await self._send_one(client, item)
+        except PayloadError as exc:  # a value that does not fit its metric: not sent, logged
+            log.warning("sparkplug message not sent", tool_id=item.tool_id, error=str(exc))
+
+    async def _send_one(self, client: aiomqtt.Client, item: _Out) -> None:
         aliases = self._aliases[item.tool_id]
         if isinstance(item, _Birth):
             metrics = [
@@ -500,13 +506,18 @@ async def running(node: EdgeNode | None) -> AsyncIterator[None]:
         yield
         return
     task = asyncio.create_task(node.run(), name="sparkplug-edge-node")
+    task.add_done_callback(_failed)
     try:
         yield
     finally:
         node.stop()
-        try:
-            async with asyncio.timeout(STOP_S + MQTT_TIMEOUT_S):
-                await asyncio.shield(task)
-        except TimeoutError:
+        # a failure of the node was logged (_failed): it does not fail the controller's stop
+        await asyncio.wait([task], timeout=STOP_S + MQTT_TIMEOUT_S)
+        if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def _failed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sparkplug edge node failed", error=repr(task.exception()))
