@@ -205,6 +205,7 @@ class EdgeNode:
         self._host_online = False
         self._host_offline = False
         self._host_timestamp: int | None = None
+        self._host_online_timestamp: int | None = None
         self._lost: Exception | None = None
         self.state: NodeState = "disconnected"
         self.state_changed = asyncio.Event()
@@ -487,11 +488,15 @@ class EdgeNode:
                 error=str(exc),
             )
             return
-        if self._host_timestamp is not None and timestamp < self._host_timestamp:
-            return  # an older session's message, delivered late
+        # A message older than the one it would overrule is an old session's, delivered late:
+        # an online one older than the last STATE, an offline one older than the last online.
+        last = self._host_timestamp if online else self._host_online_timestamp
+        if last is not None and timestamp < last:
+            return
         self._host_timestamp = timestamp
         if online:
             self._host_online = True
+            self._host_online_timestamp = timestamp
         else:
             self._host_online = False
             if self.state == "born":

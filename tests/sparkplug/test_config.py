@@ -4,6 +4,7 @@ must be the service's alone, and the bdSeq file goes on from its last value."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,14 @@ def test_the_bdseq_file_lives_in_systemds_state_directory(
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
     path = bdseq_path(SparkplugConfig(group_id="pack aging"), "line-1")
     assert path == tmp_path / "sparkplug-pack_aging-line-1.bdseq"
+
+
+def test_the_commented_example_in_line_example_toml_is_a_valid_table(tmp_path: Path) -> None:
+    example = (Path(__file__).parents[2] / "deploy" / "line.example.toml").read_text()
+    block = re.search(r"^# \[sparkplug\]\n(?:#.*\n)+", example, re.MULTILINE)
+    assert block is not None
+    table = "\n".join(line.removeprefix("# ") for line in block.group(0).splitlines())
+    path = tmp_path / "line.toml"
+    path.write_text(LINE + table + "\n")
+    config = load_line_config(path).sparkplug
+    assert config is not None and config.primary_host_id == "scada"
