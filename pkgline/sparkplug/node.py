@@ -27,14 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Literal
 
 import aiomqtt
@@ -45,6 +43,7 @@ from drivers.model import EquipmentClass, JobResults, RecipeInfo
 from drivers.supervision import backoff_delays
 from mes.domain.equipment import ToolSnapshot
 from pkgline.sparkplug import metrics as m
+from pkgline.sparkplug.bdseq import BdSeq
 from pkgline.sparkplug.codec import (
     DataType,
     Metric,
@@ -57,7 +56,6 @@ from pkgline.sparkplug.codec import (
 )
 from pkgline.sparkplug.config import (
     SparkplugConfig,
-    SparkplugError,
     bdseq_path,
     broker_address,
     read_password,
@@ -79,52 +77,6 @@ def epoch_ms(at: datetime) -> int:
 
 def now_ms() -> int:
     return epoch_ms(datetime.now(UTC))
-
-
-class BdSeq:
-    """The birth/death sequence number: 0..255, one more on every MQTT CONNECT, kept in a file
-    so that a restarted controller goes on from its last one (host applications pair an
-    NDEATH with its NBIRTH by it). A file that cannot be written is logged once; the number
-    then lives in memory."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._last: int | None = None
-        try:
-            text = path.read_text(encoding="ascii").strip()
-        except FileNotFoundError:
-            text = ""
-        except OSError as exc:
-            raise SparkplugError(
-                f"{path}: cannot read the Sparkplug bdSeq: {exc.strerror}"
-            ) from exc
-        if text:
-            if not text.isdigit() or int(text) > 255:
-                raise SparkplugError(f"{path}: expected a bdSeq 0..255, found {text[:20]!r}")
-            self._last = int(text)
-        self._warned = False
-
-    @property
-    def last(self) -> int | None:
-        return self._last
-
-    def advance(self) -> int:
-        """The bdSeq of the next CONNECT, written down before it is used."""
-        value = 0 if self._last is None else (self._last + 1) % 256
-        self._last = value
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="ascii") as out:
-                out.write(f"{value}\n")
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(self.path)
-        except OSError as exc:
-            if not self._warned:
-                log.warning("cannot keep the Sparkplug bdSeq", path=str(self.path), error=str(exc))
-                self._warned = True
-        return value
 
 
 @dataclass(slots=True)
@@ -295,8 +247,9 @@ class EdgeNode:
                     self._went_offline()
                 if self._stop.is_set():
                     break
-                if self._host_offline:
-                    continue  # start over at once: CONNECT, then wait for the host
+                if self._host_offline:  # start over at once: CONNECT, then wait for the host
+                    self._host_offline = False
+                    continue
                 await self._pause(next(delays))
         log.info("sparkplug edge node stopped")
 
@@ -447,7 +400,8 @@ class EdgeNode:
         try:
             async for message in client.messages:
                 topic = str(message.topic)
-                payload = message.payload if isinstance(message.payload, bytes) else b""
+                raw = message.payload
+                payload = bytes(raw) if isinstance(raw, bytes | bytearray) else b""
                 if topic == self.topics.node("NCMD"):
                     self._command(payload)
                 elif self.config.primary_host_id and topic == state_topic(

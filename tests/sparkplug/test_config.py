@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pkgline.config import ConfigError, load_line_config
+from pkgline.sparkplug.bdseq import BdSeq
 from pkgline.sparkplug.config import (
     SparkplugConfig,
     SparkplugError,
@@ -17,7 +18,6 @@ from pkgline.sparkplug.config import (
     broker_address,
     read_password,
 )
-from pkgline.sparkplug.node import BdSeq
 
 LINE = 'name = "line-1"\n'
 
