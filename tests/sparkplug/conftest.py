@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -84,9 +86,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.stderr.close()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    """Mosquitto on 127.0.0.1 and a free port, anonymous, no persistence; stopped after."""
+@contextlib.contextmanager
+def running_broker(tmp_path: Path, settings: str = "allow_anonymous true\n") -> Iterator[Broker]:
+    """Mosquitto on 127.0.0.1 and a free port, no persistence, with the listener ``settings``
+    (default: anonymous); stopped at the end. Skips (fails on CI) without mosquitto."""
     if not Path(MOSQUITTO).exists():
         reason = "mosquitto is not installed (apt-get install mosquitto)"
         if REQUIRE:
@@ -95,16 +98,25 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     (port,) = free_loopback_ports(1)
     config = tmp_path / "mosquitto.conf"
     config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "log_dest stderr\nlog_type error\n",
+        # run as us (a broker started by root would drop to user mosquitto, which may not read
+        # the test's files)
+        f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+        f"per_listener_settings true\nlistener {port} 127.0.0.1\n{settings}"
+        "persistence false\nlog_dest stderr\nlog_type error\n",
         encoding="utf-8",
     )
-    process = _start(config, port)
-    found = Broker("127.0.0.1", port, process, config)
+    found = Broker("127.0.0.1", port, _start(config, port), config)
     try:
         yield found
     finally:
-        _stop(found.process)
+        found.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """An anonymous Mosquitto of the test's own (:func:`running_broker`)."""
+    with running_broker(tmp_path) as found:
+        yield found
 
 
 @dataclass
@@ -161,8 +173,12 @@ def check_seq(messages: list[Received]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def subscribed(broker: Broker, topic: str = "spBv1.0/#") -> AsyncIterator[Subscriber]:
-    async with aiomqtt.Client(broker.host, broker.port, identifier="test-host") as client:
+async def subscribed(
+    broker: Broker, topic: str = "spBv1.0/#", **client_settings: Any
+) -> AsyncIterator[Subscriber]:
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier="test-host", **client_settings
+    ) as client:
         await client.subscribe(topic, qos=1)
         subscriber = Subscriber(client)
         task = asyncio.create_task(subscriber.pump(), name="test-subscriber")
