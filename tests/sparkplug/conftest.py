@@ -126,6 +126,9 @@ class Received:
     device: str | None
     payload: WirePayload
     raw: bytes
+    qos: int
+    """As delivered to a QoS 1 subscription: the QoS it was published with."""
+    retain: bool
 
 
 class Subscriber:
@@ -144,7 +147,13 @@ class Subscriber:
             if parts[1] == "STATE" or parts[2] in ("NCMD", "DCMD"):  # the test's own
                 continue
             item = Received(
-                topic, parts[2], parts[4] if len(parts) > 4 else None, read_payload(raw), raw
+                topic,
+                parts[2],
+                parts[4] if len(parts) > 4 else None,
+                read_payload(raw),
+                raw,
+                message.qos,
+                message.retain,
             )
             self.seen.append(item)
             self.queue.put_nowait(item)

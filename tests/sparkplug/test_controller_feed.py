@@ -157,4 +157,5 @@ async def test_pkgline_serve_publishes_ndeath_on_sigterm_and_its_will_on_sigkill
             death = await sub.next("NDEATH")
             assert death.topic == "spBv1.0/packaging/NDEATH/line-test"
             assert death.payload.seq is None
+            assert death.qos == 1 and not death.retain  # the will's QoS, as the spec says
             assert [(m.name, m.value) for m in death.payload.metrics] == [("bdSeq", bdseq)]

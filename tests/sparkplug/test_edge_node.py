@@ -173,6 +173,7 @@ async def test_births_data_and_deaths_follow_the_tools_in_order_with_aliases(
         assert again["Process/State"].value == "IDLE" and again["Recipe/Name"].is_null
         assert {n: m.alias for n, m in again.items()} == alias
     check_seq(sub.seen[: sub.seen.index(back) + 1])
+    assert all(r.qos == 0 and not r.retain for r in sub.seen if r.verb != "NDEATH")
 
 
 async def test_seq_runs_0_to_255_and_wraps_to_0(broker: Broker, tmp_path: Path) -> None:
@@ -203,6 +204,7 @@ async def test_bdseq_goes_up_by_one_per_connect_and_a_clean_stop_publishes_the_n
                 assert birth.payload.by_name()["bdSeq"].value == expected
             death = await sub.next()
             assert death.verb == "NDEATH" and death.payload.seq is None
+            assert death.qos == 1 and not death.retain
             assert [(m.name, m.value) for m in death.payload.metrics] == [("bdSeq", expected)]
     assert (tmp_path / "bdseq").read_text().strip() == "1"
 
