@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
+from pkgline.sparkplug.config import SparkplugConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
@@ -140,6 +141,8 @@ class LineConfig(BaseModel):
     controller: ControllerConfig = ControllerConfig()
     security: SecurityConfig = SecurityConfig()
     tools: tuple[LineTool, ...] = ()
+    # Sparkplug B edge node for SCADA (pkgline/sparkplug, docs/sparkplug.md); off when absent.
+    sparkplug: SparkplugConfig | None = None
 
     @field_validator("tools")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
@@ -22,7 +22,11 @@ from pkgline.controller.line import (
     freeze_startup_objects,
 )
 from pkgline.logs import configure_logging
+from pkgline.sparkplug.config import SparkplugError
 from pkgline.systemd import Notifier
+
+if TYPE_CHECKING:
+    from pkgline.sparkplug.node import EdgeNode
 
 log = structlog.get_logger("pkgline.serve")
 
@@ -47,6 +51,16 @@ def serve(
     raise typer.Exit(code)
 
 
+def _edge_node(line: LineConfig) -> EdgeNode | None:
+    """The Sparkplug B edge node of ``[sparkplug]``, if the line has one."""
+    if line.sparkplug is None:
+        return None
+    from pkgline.sparkplug.node import EdgeNode  # aiomqtt and protobuf: only when configured
+
+    tools = [(t.id, t.equipment_class) for t in line.tools]
+    return EdgeNode(line.sparkplug, line.sparkplug.node_id(line.name), tools)
+
+
 async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
@@ -62,6 +76,7 @@ async def _serve(line: LineConfig, url: str) -> int:
         services = services_for(engine, CONTROLLER)  # its system identity, its role only
         lots, equipment = services.lots, services.equipment
         try:
+            edge_node = _edge_node(line)
             controller = LineController(
                 line,
                 lots,
@@ -69,15 +84,19 @@ async def _serve(line: LineConfig, url: str) -> int:
                 drivers.create_all(line.tools),
                 notifier=notifier,
                 before_ready=freeze_startup_objects,
+                feed=edge_node,
             )
-        except ConfigError as exc:
+        except (ConfigError, SparkplugError) as exc:
             log.error("refusing to start", reason=str(exc))
             return EXIT_USAGE
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, controller.request_stop)
         log.info("database", url=display_url(url))
-        await controller.run()
+        from pkgline.sparkplug.node import running
+
+        async with running(edge_node):
+            await controller.run()
         return 0
     finally:
         await drivers.aclose()

@@ -38,6 +38,7 @@ from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
 from pkgline.controller.outage import DatabaseOutage
+from pkgline.controller.feed import ToolFeed
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.resets import ResetDesk
 from pkgline.controller.runner import RunnerObserver, ToolRunner
@@ -111,8 +112,10 @@ class LineController:
         notifier: Notifier | None = None,
         observer: RunnerObserver | None = None,
         before_ready: Callable[[], None] = lambda: None,
+        feed: ToolFeed | None = None,
     ):
-        """``before_ready``: called once every tool has answered (or been found unreachable)
+        """``feed``: told every tool state, recipe and measured values (Sparkplug B).
+        ``before_ready``: called once every tool has answered (or been found unreachable)
         and the recovery has begun, before the first dispatch and READY (``pkgline serve``
         freezes the startup objects there: :func:`freeze_startup_objects`)."""
         self.config = config
@@ -140,6 +143,7 @@ class LineController:
                 observer=observer,
                 report=self._reporter.submit,
                 outage=self._outage,
+                feed=feed,
             )
             self.runners[tool.id] = runner
         self.resets = ResetDesk(self.name, equipment, self.runners, by_id, outage=self._outage)

@@ -75,6 +75,7 @@ from pkgline.controller import edge, translate
 from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.quarantine import Quarantine, Quarantined
 from pkgline.controller.translate import CheckedResults, ExpectedResults, ResultsRefused
+from pkgline.controller.feed import NoFeed, ToolFeed
 
 log = structlog.get_logger("pkgline.controller")
 T = TypeVar("T")
@@ -141,6 +142,7 @@ class ToolRunner:
         observer: RunnerObserver | None = None,
         report: Callable[[str, ToolSnapshot, datetime], None] | None = None,
         outage: DatabaseOutage | None = None,
+        feed: ToolFeed | None = None,
     ):
         self.tool = tool
         self.tool_id = tool.id
@@ -158,6 +160,8 @@ class ToolRunner:
         self._outage = outage or DatabaseOutage()
         """Told when the database is unavailable (it logs that on the edges, once for the
         whole controller)."""
+        self._feed = feed or NoFeed()
+        """Live tool data (Sparkplug): each state, recipe and measured values as observed."""
         self._status: ToolStatus | None = None
         self._last_seen: ToolStatus | None = None
         """The last status the tool reported, kept while it does not answer."""
@@ -345,7 +349,9 @@ class ToolRunner:
                 snap.sites_done == last.sites_done or now - self._reported_at < PROGRESS_REPORT_S
             ):
                 return
-        self._submit(self.tool_id, snap, utc_now())
+        at = utc_now()
+        self._submit(self.tool_id, snap, at)
+        self._feed.tool_seen(self.tool_id, snap, at)
         self._reported, self._reported_at = snap, now
 
     def _job_taken(self, job_id: str, sites: int) -> None:
@@ -707,6 +713,7 @@ class ToolRunner:
             flow, running.step, running.values, self._driver.recipe_parameters
         )
         await self._make_recipe_active(lot, recipe)
+        self._feed.recipe_active(self.tool_id, recipe.info(), utc_now())
         done = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
         todo = [c for c in carriers if c.id not in done]
         for carrier in todo:
@@ -928,6 +935,7 @@ class ToolRunner:
                 cmd.RecordJob(job_id, self._user, measured, rejects, translate.tool_data(results))
             )
         )
+        self._feed.job_measured(self.tool_id, results, utc_now())
         log.info(
             "job recorded",
             job_id=job_id,
