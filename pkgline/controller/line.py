@@ -37,8 +37,8 @@ from mes.equipment import EquipmentService
 from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
-from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.feed import ToolFeed
+from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.resets import ResetDesk
 from pkgline.controller.runner import RunnerObserver, ToolRunner

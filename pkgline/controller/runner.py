@@ -72,10 +72,10 @@ from mes.equipment import EquipmentService
 from mes.service import JobOutcome, LotService, StepView, utc_now
 from pkgline.config import LineTool
 from pkgline.controller import edge, translate
+from pkgline.controller.feed import NoFeed, ToolFeed
 from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.quarantine import Quarantine, Quarantined
 from pkgline.controller.translate import CheckedResults, ExpectedResults, ResultsRefused
-from pkgline.controller.feed import NoFeed, ToolFeed
 
 log = structlog.get_logger("pkgline.controller")
 T = TypeVar("T")
