@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.config import ToolConfig
+from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
@@ -63,6 +64,26 @@ class ControllerConfig(BaseModel):
     watchdog_fraction: float = Field(
         0.5, gt=0, le=1, description="Ping systemd's watchdog at this fraction of WatchdogSec."
     )
+    stop_timeout_s: float = Field(
+        45.0,
+        ge=2,
+        le=3600,
+        description="A stop (SIGTERM) is done within this, whatever the database does; keep "
+        "it below the unit's TimeoutStopSec (60 s).",
+    )
+
+
+class DatabaseTimeoutsConfig(BaseModel):
+    """How long a database call may wait (:class:`mes.adapters.database.DatabaseTimeouts`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect_s: float = Field(DEFAULT_TIMEOUTS.connect_s, gt=0, le=600)
+    statement_s: float = Field(DEFAULT_TIMEOUTS.statement_s, gt=0, le=3600)
+    pool_s: float = Field(DEFAULT_TIMEOUTS.pool_s, gt=0, le=600)
+
+    def timeouts(self) -> DatabaseTimeouts:
+        return DatabaseTimeouts(self.connect_s, self.statement_s, self.pool_s)
 
 
 class LineConfig(BaseModel):
@@ -73,6 +94,7 @@ class LineConfig(BaseModel):
         None, description="Database URL; --db and $PKGLINE_DB take precedence."
     )
     controller: ControllerConfig = ControllerConfig()
+    database_timeouts: DatabaseTimeoutsConfig = DatabaseTimeoutsConfig()
     tools: tuple[LineTool, ...] = ()
 
     @field_validator("tools")

@@ -97,6 +97,7 @@ _SQLITE_UNAVAILABLE = {
     sqlite3.SQLITE_NOMEM,
     sqlite3.SQLITE_PROTOCOL,
     sqlite3.SQLITE_NOLFS,
+    sqlite3.SQLITE_NOTADB,  # not a database file (a wrong path): not usable
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,8 @@ import structlog
 import typer
 
 from mes.adapters.database import create_engine, display_url
+from mes.adapters.errors import DatabaseUnavailable, classify
+from mes.adapters.health import DatabaseHealth
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
@@ -19,6 +22,7 @@ from pkgline.bootstrap import flow_library, resolve_url
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
+    STOP_RESERVE_S,
     LineController,
     connections_needed,
     freeze_startup_objects,
@@ -27,6 +31,10 @@ from pkgline.logs import configure_logging
 from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.serve")
+
+CLOSE_S = 2.0
+"""On the way out: how long closing the tools' connections, and the database's, may take
+(within the reserve the controller leaves of its stop timeout)."""
 
 
 def serve(
@@ -53,7 +61,9 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
-    engine = create_engine(url, pool_size=connections_needed(line))
+    engine = create_engine(
+        url, pool_size=connections_needed(line), timeouts=line.database_timeouts.timeouts()
+    )
     drivers = DriverFactory()
     try:
         try:
@@ -61,7 +71,16 @@ async def _serve(line: LineConfig, url: str) -> int:
         except SchemaMismatch as exc:
             log.error("refusing to start", database=display_url(url), reason=str(exc))
             return EXIT_UNAVAILABLE
-        factory = SqlUnitOfWorkFactory(engine)
+        except Exception as exc:
+            unavailable = _unavailable(exc)
+            log.error(
+                "refusing to start: the database is not usable",
+                database=display_url(url),
+                reason=unavailable.reason,
+            )
+            return EXIT_UNAVAILABLE
+        health = DatabaseHealth()
+        factory = SqlUnitOfWorkFactory(engine, health=health)
         lots = LotService(factory, flow_library())
         equipment = EquipmentService(factory)
         try:
@@ -72,17 +91,70 @@ async def _serve(line: LineConfig, url: str) -> int:
                 drivers.create_all(line.tools),
                 notifier=notifier,
                 before_ready=freeze_startup_objects,
+                database=health,
             )
         except ConfigError as exc:
             log.error("refusing to start", reason=str(exc))
             return EXIT_USAGE
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, controller.request_stop)
         log.info("database", url=display_url(url))
-        await controller.run()
-        return 0
+        return await _run(controller, line, url)
     finally:
-        await drivers.aclose()
-        await engine.dispose()
+        await _close(drivers.aclose(), "the tools' connections")
+        await _close(engine.dispose(), "the database connections")
         notifier.close()
+
+
+async def _run(controller: LineController, line: LineConfig, url: str) -> int:
+    """Run the controller until it is asked to stop (SIGTERM, SIGINT): 0 then, also when the
+    stop had to cancel what hung; EXIT_UNAVAILABLE when the database fails it at start."""
+    loop = asyncio.get_running_loop()
+    running = asyncio.create_task(controller.run(), name="line-controller")
+
+    def stop() -> None:
+        if controller.ready.is_set():
+            controller.request_stop()
+        else:  # still starting: nothing in flight yet that a stop should wait for
+            controller.request_stop()
+            running.cancel()
+        # Whatever still waits at the stop's deadline is cancelled (run() keeps to it itself;
+        # this is for a part that does not).
+        loop.call_later(line.controller.stop_timeout_s - STOP_RESERVE_S + 1.0, running.cancel)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await running
+    except asyncio.CancelledError:
+        this = asyncio.current_task()
+        if this is not None and this.cancelling():
+            raise  # not the controller's cancellation: ours
+        log.info("line controller stopped before it was ready, or at the stop's deadline")
+    except DatabaseUnavailable as exc:
+        log.error(
+            "line controller stopped: the database is not usable",
+            database=display_url(url),
+            kind=exc.kind,
+            reason=exc.reason,
+        )
+        return EXIT_UNAVAILABLE
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _unavailable(exc: Exception) -> DatabaseUnavailable:
+    """``exc`` from the start's first database call, as the store classifies it; a bug is
+    raised as it is."""
+    found = classify(exc)
+    if isinstance(found, DatabaseUnavailable):
+        return found
+    raise exc
+
+
+async def _close(closing: Awaitable[None], what: str) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_S):
+            await closing
+    except TimeoutError:
+        log.warning("stopping without closing them: no answer in time", what=what)

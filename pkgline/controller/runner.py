@@ -316,7 +316,10 @@ class ToolRunner:
             try:
                 await self._settle()
             except (DriverError, DatabaseUnavailable) as exc:
-                log.warning("cannot settle the tool's results yet", error=str(exc))
+                # A database outage is logged on the edge (mes.adapters.health), not per try.
+                (log.debug if isinstance(exc, DatabaseUnavailable) else log.warning)(
+                    "cannot settle the tool's results yet", error=str(exc)
+                )
                 await self._wait_connected()
                 await asyncio.sleep(RETRY_S)
                 continue
@@ -330,7 +333,7 @@ class ToolRunner:
             except StepGivenUp as exc:
                 log.info("step given up", reason=str(exc))
             except (ToolUnreachable, DatabaseUnavailable) as exc:
-                log.warning(
+                (log.debug if isinstance(exc, DatabaseUnavailable) else log.warning)(
                     "step interrupted; will go on when possible", lot_id=lot_id, error=str(exc)
                 )
                 retry = True
