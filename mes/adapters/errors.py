@@ -120,10 +120,12 @@ def classify(exc: BaseException) -> DatabaseError | None:
         return found
     if isinstance(exc, asyncpg.PostgresError):
         return _postgres(exc)
-    if isinstance(exc, asyncpg.InterfaceError) and not isinstance(
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and not isinstance(
         exc, asyncpg.ClientConfigurationError
     ):
-        # the client side of a connection: closed, or left unusable by a timeout
+        # The client side of a connection: closed, or left unusable by a timeout or by the
+        # server ending it mid-operation ("cannot switch to state 12; another operation is
+        # in progress", asyncpg's InternalClientError, after pg_terminate_backend).
         return DatabaseUnavailable(_message(exc))
     if isinstance(exc, sqlite3.IntegrityError):
         return IntegrityViolation(str(exc))

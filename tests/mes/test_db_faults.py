@@ -95,6 +95,7 @@ async def _migrated(url: str) -> None:
         (asyncpg.DiskFullError("could not extend file"), DatabaseUnavailable),
         (asyncpg.InvalidCatalogNameError('database "x" does not exist'), DatabaseUnavailable),
         (asyncpg.ConnectionDoesNotExistError("connection was closed"), DatabaseUnavailable),
+        (asyncpg.InternalClientError("cannot switch to state 12"), DatabaseUnavailable),
         (asyncpg.UniqueViolationError("duplicate key"), IntegrityViolation),
         (ConnectionRefusedError(111, "Connection refused"), DatabaseUnavailable),
         (TimeoutError(), DatabaseUnavailable),
