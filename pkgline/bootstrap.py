@@ -14,7 +14,12 @@ from functools import cache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows import FlowLibrary, load_library
-from mes.adapters.database import create_engine, default_database_url
+from mes.adapters.database import (
+    DEFAULT_TIMEOUTS,
+    DatabaseTimeouts,
+    create_engine,
+    default_database_url,
+)
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
@@ -31,9 +36,16 @@ def resolve_url(url: str | None) -> str:
     return url or default_database_url()
 
 
+MIGRATION_TIMEOUTS = DatabaseTimeouts(statement_s=600.0)
+"""Schema migrations may rewrite a large table in one statement: they get minutes for it
+(the connect timeout stays the same)."""
+
+
 @asynccontextmanager
-async def open_engine(url: str | None, *, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_url(url), pool_size=pool_size)
+async def open_engine(
+    url: str | None, *, pool_size: int = 5, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS
+) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_url(url), pool_size=pool_size, timeouts=timeouts)
     try:
         yield engine
     finally:
