@@ -300,7 +300,8 @@ class LineController:
         for runner in self.runners.values():
             runner.stopping = True
         if not await _within(
-            asyncio.gather(*(r.in_flight() for r in self.runners.values())), work_until
+            asyncio.gather(*(r.in_flight() for r in self.runners.values()), return_exceptions=True),
+            work_until,
         ):
             log.warning("stopping without what is still being recorded: it is on the tools")
         reporter = tasks[0] if tasks else None
