@@ -7,7 +7,10 @@ The many callers that meet the outage meanwhile (every tool's runner, the dispat
 the heartbeat) wait and try again without a word of their own.
 
 A read-only database (:class:`DatabaseReadOnly`, a standby after a failover) still answers
-reads: it is back only once a write went through. Refusals for a passing reason
+reads: it is back only once a write went through. The database is back for the status line at
+its first answer, but "available again" is logged only once it has answered for
+``settle_s``: a failover drops every pooled connection, and each one fails once as it is next
+used, between answers on new connections; that is one outage, not one per connection. Refusals for a passing reason
 (:class:`DatabaseRetryable`: a deadlock, too many connections) are no outage; they are
 counted, and logged at most once a minute.
 """
@@ -25,6 +28,7 @@ from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable
 log = structlog.get_logger("pkgline.database")
 
 STILL_DOWN_EVERY_S = 60.0
+SETTLE_S = 3.0
 
 
 class DatabaseHealth:
@@ -35,9 +39,13 @@ class DatabaseHealth:
         self,
         *,
         still_down_every_s: float = STILL_DOWN_EVERY_S,
+        settle_s: float = SETTLE_S,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._every_s = still_down_every_s
+        self._settle_s = settle_s
+        self._back_at: float | None = None
+        """When the database answered again after an outage not yet logged as over."""
         self._clock = clock
         self._down: DatabaseUnavailable | None = None
         self._down_since = 0.0
@@ -75,6 +83,11 @@ class DatabaseHealth:
                 self._retried.clear()
                 self._retried_logged_at = now
             return
+        if self._down is None and self._back_at is not None:  # the same outage after all
+            self._back_at = None
+            self._down = error
+            self._failures += 1
+            return
         if self._down is None or (error.kind == "read-only") != (self._down.kind == "read-only"):
             if self._down is None:
                 self._down_since, self._failures, self._failures_logged = now, 0, 0
@@ -102,15 +115,20 @@ class DatabaseHealth:
 
     def answered(self, *, wrote: bool) -> None:
         """A unit of work went through (``wrote``: and committed a write)."""
+        now = self._clock()
         down = self._down
-        if down is None or (down.kind == "read-only" and not wrote):
+        if down is None:
+            if self._back_at is not None and now - self._back_at >= self._settle_s:
+                log.info(
+                    "database available again",
+                    after_s=round(self._back_at - self._down_since, 1),
+                    failed=self._failures,
+                )
+                self._back_at = None
             return
-        self._down = None
-        log.info(
-            "database available again",
-            after_s=round(self._clock() - self._down_since, 1),
-            failed=self._failures,
-        )
+        if down.kind == "read-only" and not wrote:
+            return
+        self._down, self._back_at = None, now
 
 
 def _duration(seconds: float) -> str:

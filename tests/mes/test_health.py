@@ -1,7 +1,8 @@
 """The database's health as the units of work find it, logged on the edge: one line when it
-goes away, one a minute while it stays away (with how many units of work failed), one when it
-answers again; a read-only database is back only once a write went through; refusals for a
-passing reason are no outage and are logged at most once a minute."""
+goes away, one a minute while it stays away (with how many units of work failed), one once it
+has answered again for a few seconds (a failover's flapping is one outage); a read-only
+database is back only once a write went through; refusals for a passing reason are no outage
+and are logged at most once a minute."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def test_an_outage_is_logged_once_then_once_a_minute_with_counts_then_once_when_
             clock.now += 0.125
             health.failed(DatabaseUnavailable("connection refused"))
         health.answered(wrote=False)
+        assert health.down is None  # back at once for the status line
+        clock.now += 3
+        health.answered(wrote=True)
         health.answered(wrote=True)
     assert _events(logs) == [
         "database unavailable: waiting for it",
@@ -47,7 +51,7 @@ def test_an_outage_is_logged_once_then_once_a_minute_with_counts_then_once_when_
     assert down["reason"] == "the database did not answer in time"
     assert still["failed"] == 481 and still["for_s"] == 60
     assert still["reason"] == "connection refused"
-    assert up["failed"] == 531
+    assert up["failed"] == 531 and up["after_s"] == 66.2
     assert health.down is None
 
 
@@ -61,14 +65,32 @@ def test_the_status_phrase_says_how_long_the_database_has_been_away() -> None:
     assert health.describe() == "database unavailable for 3 min"
 
 
+def test_a_failover_that_drops_every_pooled_connection_is_logged_as_one_outage() -> None:
+    clock = Clock()
+    health = DatabaseHealth(clock=clock)
+    with capture_logs() as logs:
+        for _ in range(10):  # each pooled connection fails once, new ones answer in between
+            health.failed(DatabaseUnavailable("connection was closed in the middle of operation"))
+            clock.now += 0.1
+            health.answered(wrote=True)
+            clock.now += 0.1
+        clock.now += 3
+        health.answered(wrote=False)
+    assert _events(logs) == ["database unavailable: waiting for it", "database available again"]
+    assert logs[1]["failed"] == 10
+
+
 def test_a_read_only_database_is_back_only_once_a_write_went_through() -> None:
-    health = DatabaseHealth(clock=Clock())
+    clock = Clock()
+    health = DatabaseHealth(clock=clock)
     with capture_logs() as logs:
         health.failed(DatabaseReadOnly("cannot execute INSERT in a read-only transaction"))
         health.answered(wrote=False)  # reads still work on a standby
         assert health.down is not None and health.down.kind == "read-only"
         assert health.describe() == "database read-only for 0 s"
         health.answered(wrote=True)
+        clock.now += 3
+        health.answered(wrote=False)
     assert health.down is None
     assert _events(logs) == [
         "database read-only: no writes until it accepts them again",
