@@ -111,10 +111,10 @@ async def _run(controller: LineController, line: LineConfig, url: str) -> int:
     running = asyncio.create_task(controller.run(), name="line-controller")
 
     def stop() -> None:
-        if controller.ready.is_set():
-            controller.request_stop()
-        else:  # still starting: nothing in flight yet that a stop should wait for
-            controller.request_stop()
+        controller.request_stop()
+        if not controller.ready.is_set():
+            # Still starting (connecting, recovering), where the stop is not looked at: end
+            # it now; what the recovery records meanwhile is finished as on any stop.
             running.cancel()
         # Whatever still waits at the stop's deadline is cancelled (run() keeps to it itself;
         # this is for a part that does not).
