@@ -79,6 +79,9 @@ class FaultProxy:
                 if link.dropped or link.server is None:
                     link.reset()
 
+    def _now(self, mode: Mode) -> bool:
+        return self.mode == mode
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -127,7 +130,7 @@ class FaultProxy:
             if not await client.read(CHUNK):
                 return
             link.dropped = True
-        if self.mode == "reset" or link.dropped:
+        if link.dropped or self._now("reset"):  # (the mode may have changed while reading)
             return
         server, link.server = await asyncio.open_connection(*self._target)
         async with asyncio.TaskGroup() as pumps:

@@ -13,6 +13,7 @@ import json
 import signal
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -243,19 +244,26 @@ async def _failover(name: str, read_only: bool) -> None:
     )
 
 
-@pytest.mark.timeout(300)
-async def test_a_controller_rides_out_a_switch_to_read_only_and_completes_its_lots_after(
-    postgres_url: str,
-) -> None:
-    await _migrated(postgres_url)
-    config = _config(time_scale=0.05)
+@dataclass
+class InProcess:
+    stack: Stack
+    controller: LineController
+    task: asyncio.Task[None]
+    health: DatabaseHealth
+    ids: list[str]
+
+
+@contextlib.asynccontextmanager
+async def _controller_on(url: str, config: LineConfig) -> AsyncIterator[InProcess]:
+    """A controller in this process on ``url`` with short database timeouts, lots of four
+    flows started and one of them running; every lot completed at the end."""
     health = DatabaseHealth()
     timeouts = DatabaseTimeouts(connect_s=1.0, statement_s=2.0, pool_s=2.0)
-    engine = create_engine(postgres_url, pool_size=len(config.tools) + 4, timeouts=timeouts)
+    engine = create_engine(url, pool_size=len(config.tools) + 4, timeouts=timeouts)
     drivers = DriverFactory()
     try:
         factory = SqlUnitOfWorkFactory(engine, health=health)
-        stack = Stack(LotService(factory, flow_library()), EquipmentService(factory), postgres_url)
+        stack = Stack(LotService(factory, flow_library()), EquipmentService(factory), url)
         ids = await start_lots(stack.lots, FLOWS[:4])
         async with simulated(config):
             controller = LineController(
@@ -271,21 +279,12 @@ async def test_a_controller_rides_out_a_switch_to_read_only_and_completes_its_lo
                 await wait_until(
                     lambda: _any_running(stack.lots, ids), timeout_s=60, what="a lot running"
                 )
-                await _failover(_name(postgres_url), read_only=True)
-                await wait_until(
-                    lambda: health.down is not None and health.down.kind == "read-only",
-                    timeout_s=60,
-                    what="the controller meeting the read-only database",
-                )
-                assert "database read-only" in controller.status_line()
-                await asyncio.sleep(5)  # it keeps trying meanwhile
-                assert not task.done(), task
-                await _failover(_name(postgres_url), read_only=False)
+                yield InProcess(stack, controller, task, health, ids)
                 await wait_until(
                     lambda: _done(stack.lots, ids), timeout_s=180, what="every lot done"
                 )
                 assert health.down is None
-                assert not task.done()
+                assert not task.done(), task
             finally:
                 controller.request_stop()
                 await asyncio.wait_for(task, 30)
@@ -294,6 +293,45 @@ async def test_a_controller_rides_out_a_switch_to_read_only_and_completes_its_lo
     finally:
         await drivers.aclose()
         await engine.dispose()
+
+
+@pytest.mark.timeout(300)
+async def test_a_controller_rides_out_a_switch_to_read_only_and_completes_its_lots_after(
+    postgres_url: str,
+) -> None:
+    await _migrated(postgres_url)
+    async with _controller_on(postgres_url, _config(time_scale=0.05)) as line:
+        await _failover(_name(postgres_url), read_only=True)
+        await wait_until(
+            lambda: line.health.down is not None and line.health.down.kind == "read-only",
+            timeout_s=60,
+            what="the controller meeting the read-only database",
+        )
+        assert "database read-only" in line.controller.status_line()
+        await asyncio.sleep(5)  # it keeps trying meanwhile
+        assert not line.task.done(), line.task
+        await _failover(_name(postgres_url), read_only=False)
+
+
+@pytest.mark.timeout(300)
+async def test_a_controller_rides_out_a_partition_and_completes_its_lots_after(
+    postgres_url: str,
+) -> None:
+    await _migrated(postgres_url)
+    async with (
+        FaultProxy("127.0.0.1", 5432) as proxy,
+        _controller_on(_through(postgres_url, proxy), _config(time_scale=0.05)) as line,
+    ):
+        proxy.set_mode("silent")
+        await wait_until(
+            lambda: line.health.down is not None,
+            timeout_s=60,
+            what="the controller meeting the partition",
+        )
+        assert "database unavailable" in line.controller.status_line()
+        await asyncio.sleep(10)  # it keeps trying meanwhile
+        assert not line.task.done(), line.task
+        proxy.set_mode("pass")
 
 
 async def _done(lots: LotService, ids: list[str]) -> bool:

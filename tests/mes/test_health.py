@@ -6,6 +6,7 @@ and are logged at most once a minute."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -22,7 +23,7 @@ class Clock:
         return self.now
 
 
-def _events(logs: list[dict[str, Any]]) -> list[str]:
+def _events(logs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [str(entry["event"]) for entry in logs]
 
 
