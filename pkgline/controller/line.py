@@ -432,8 +432,9 @@ class LineController:
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
         self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
-        if self.config.controller.auto_manual_steps and any(
-            self._is_manual(c.step) for c in candidates
+        if self.config.controller.auto_manual_steps and (
+            any(self._is_manual(c.step) for c in candidates)
+            or any(lot.state is LotState.RUNNING and lot.tool is None for lot in lots)
         ):
             self._manual_wake.set()
 
@@ -536,10 +537,26 @@ class LineController:
             await self._manual_wake.wait()
             self._manual_wake.clear()
             try:
-                waiting = self._candidates(await self._lots.heads([LotState.WAITING]))
+                heads = await self._lots.heads([LotState.WAITING, LotState.RUNNING])
+                # A manual step tracked in whose track-out failed (the database went away in
+                # between, or it answered the COMMIT too late to say so): finish it first.
+                await self._track_out_manual(
+                    [h for h in heads if h.state is LotState.RUNNING and h.tool is None]
+                )
+                waiting = self._candidates(heads)
                 await self._complete_manual_steps([c for c in waiting if self._is_manual(c.step)])
             except DatabaseUnavailable as exc:  # tried again at the next dispatch pass
                 log.debug("cannot complete manual steps: database unavailable", error=str(exc))
+
+    async def _track_out_manual(self, lots: list[LotHead]) -> None:
+        for lot in lots:
+            try:
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+            except LotTrackerError as exc:  # not a manual step of ours: asked every pass
+                log.debug("running lot not tracked out", lot=lot.id, reason=exc.message)
+                continue
+            log.info("manual step completed", lot=lot.id)
+            self.wake(lot_waits=True)
 
     async def _complete_manual_steps(self, candidates: list[Candidate]) -> None:
         for candidate in candidates:
