@@ -14,7 +14,14 @@ from functools import cache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flows import FlowLibrary, load_library
-from mes.adapters.database import async_url, create_engine, default_database_url
+from mes.adapters.database import (
+    DEFAULT_TIMEOUTS,
+    DatabaseTimeouts,
+    async_url,
+    create_engine,
+    default_database_url,
+)
+from mes.adapters.health import DatabaseHealth
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import NotAuthorized, Principal
@@ -33,9 +40,16 @@ def resolve_url(url: str | None) -> str:
     return url or default_database_url()
 
 
+MIGRATION_TIMEOUTS = DatabaseTimeouts(statement_s=600.0)
+"""Schema migrations may rewrite a large table in one statement: they get minutes for it
+(the connect timeout stays the same)."""
+
+
 @asynccontextmanager
-async def open_engine(url: str | None, *, pool_size: int = 5) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(resolve_url(url), pool_size=pool_size)
+async def open_engine(
+    url: str | None, *, pool_size: int = 5, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS
+) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(resolve_url(url), pool_size=pool_size, timeouts=timeouts)
     try:
         yield engine
     finally:
@@ -83,12 +97,15 @@ async def open_services(
         yield services_for(engine, principal or direct_mode())
 
 
-def services_for(engine: AsyncEngine, principal: Principal) -> Services:
+def services_for(
+    engine: AsyncEngine, principal: Principal, *, health: DatabaseHealth | None = None
+) -> Services:
     """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
-    another), refusals recorded in the database's security log."""
+    another), refusals recorded in the database's security log; ``health`` is told the end
+    of every unit of work (the line controller's STATUS)."""
     from mes.adapters.sql_identity import SqlSecurityLog
 
-    factory = SqlUnitOfWorkFactory(engine)
+    factory = SqlUnitOfWorkFactory(engine, health=health)
     log = SqlSecurityLog(engine)
     return Services(
         LotService(factory, flow_library(), principal=principal, security=log),

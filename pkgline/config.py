@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
+from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from pkgline.sparkplug.config import SparkplugConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
@@ -76,6 +77,13 @@ class ControllerConfig(BaseModel):
         description="The spool's bound (MB, 10**6 bytes): past it, changes are no longer "
         "spooled; each tool's latest state is kept in memory instead.",
     )
+    stop_timeout_s: float = Field(
+        45.0,
+        ge=2,
+        le=3600,
+        description="A stop (SIGTERM) is done within this, whatever the database does; keep "
+        "it below the unit's TimeoutStopSec (60 s).",
+    )
 
     @field_validator("spool_dir")
     @classmethod
@@ -131,6 +139,19 @@ class SecurityConfig(BaseModel):
     )
 
 
+class DatabaseTimeoutsConfig(BaseModel):
+    """How long a database call may wait (:class:`mes.adapters.database.DatabaseTimeouts`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect_s: float = Field(DEFAULT_TIMEOUTS.connect_s, gt=0, le=600)
+    statement_s: float = Field(DEFAULT_TIMEOUTS.statement_s, gt=0, le=3600)
+    pool_s: float = Field(DEFAULT_TIMEOUTS.pool_s, gt=0, le=600)
+
+    def timeouts(self) -> DatabaseTimeouts:
+        return DatabaseTimeouts(self.connect_s, self.statement_s, self.pool_s)
+
+
 class LineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -139,6 +160,7 @@ class LineConfig(BaseModel):
         None, description="Database URL; --db and $PKGLINE_DB take precedence."
     )
     controller: ControllerConfig = ControllerConfig()
+    database_timeouts: DatabaseTimeoutsConfig = DatabaseTimeoutsConfig()
     security: SecurityConfig = SecurityConfig()
     tools: tuple[LineTool, ...] = ()
     # Sparkplug B edge node for SCADA (pkgline/sparkplug, docs/sparkplug.md); off when absent.

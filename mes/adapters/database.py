@@ -9,11 +9,16 @@ async driver (aiosqlite, asyncpg). Durability is explicit:
   ``BEGIN`` and never block writers.
 - PostgreSQL: READ COMMITTED with an optimistic version check on every lot update, and
   ``synchronous_commit`` left at the server's default (on).
+
+Nothing waits for the database without a limit (:class:`DatabaseTimeouts`): a server that
+stops answering, or a network that silently drops its packets, becomes
+:class:`mes.adapters.errors.DatabaseUnavailable` within seconds.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,34 @@ from sqlalchemy.pool import ConnectionPoolEntry
 READONLY = "pkgline_readonly"
 """Execution option marking a read-only transaction (SQLite: plain BEGIN, no write lock)."""
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTimeouts:
+    """How long any database call may wait, in seconds (line.toml ``[database_timeouts]``
+    for ``pkgline serve``; the CLI uses the defaults).
+
+    - ``connect_s``: to open a connection (PostgreSQL: TCP, TLS and login; asyncpg's
+      ``timeout``). The CLI says an unreachable database is unreachable after this.
+    - ``statement_s``: for one statement's answer, BEGIN and COMMIT included (asyncpg's
+      ``command_timeout``; the statement is then cancelled and the connection dropped).
+      SQLite: its busy timeout, how long a statement waits for another process's write lock.
+    - ``pool_s``: for a connection from the engine's pool when all are in use.
+
+    A call waits at most about their sum, and a silent partition is found within
+    ``statement_s`` (a connection in use) or ``connect_s`` (a new one)."""
+
+    connect_s: float = 5.0
+    statement_s: float = 15.0
+    pool_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect_s", "statement_s", "pool_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"database timeout {name} must be more than 0 s")
+
+
+DEFAULT_TIMEOUTS = DatabaseTimeouts()
+SQLITE_BUSY_TIMEOUT_MS = round(DEFAULT_TIMEOUTS.statement_s * 1000)
 
 
 class DatabaseUrlError(ValueError):
@@ -82,24 +114,40 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str | URL, *, pool_size: int = 5, echo: bool = False) -> AsyncEngine:
-    """An async engine for ``url`` with pkgline's durability settings."""
+def create_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 5,
+    echo: bool = False,
+    timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
+) -> AsyncEngine:
+    """An async engine for ``url`` with pkgline's durability settings and ``timeouts``."""
     target = async_url(url)
     # No rollback on return to the pool: every unit of work ends its transaction itself, and
     # Connection.close() rolls back one left open. The reset would cost a round trip per
     # transaction (a thread hop on SQLite).
-    kwargs: dict[str, Any] = {"echo": echo, "pool_reset_on_return": None}
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "pool_reset_on_return": None,
+        "pool_timeout": timeouts.pool_s,
+    }
     if target.get_backend_name() == "sqlite":
         assert target.database is not None
         Path(target.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": timeouts.statement_s}
         engine = create_async_engine(target, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms=round(timeouts.statement_s * 1000))
         return engine
-    kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
+    kwargs.update(
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=False,
+        connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
+    )
     return create_async_engine(target, **kwargs)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -112,7 +160,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

@@ -19,46 +19,35 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import asyncpg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+
+# The store's errors are raised from here (and imported from here by its callers).
+from mes.adapters.errors import DatabaseError as DatabaseError
+from mes.adapters.errors import DatabaseReadOnly as DatabaseReadOnly
+from mes.adapters.errors import DatabaseRetryable as DatabaseRetryable
+from mes.adapters.errors import DatabaseUnavailable as DatabaseUnavailable
+from mes.adapters.errors import IntegrityViolation as IntegrityViolation
+from mes.adapters.errors import classify
 
 Processor = Callable[[Any], Any] | None
 _MISSING = object()
 
 
-class IntegrityViolation(Exception):
-    """A unique or foreign key constraint refused a write (whatever the driver)."""
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be used now: connection refused or lost, or SQLite still locked
-    after its busy timeout. Nothing was committed by the failed unit of work."""
-
-
 @contextmanager
-def _translated(
-    integrity: tuple[type[BaseException], ...], unavailable: tuple[type[BaseException], ...]
-) -> Iterator[None]:
+def _classified() -> Iterator[None]:
+    """Driver errors become the store's own (:func:`mes.adapters.errors.classify`), once,
+    here; a bug is raised as it is."""
     try:
         yield
-    except integrity as exc:
-        raise IntegrityViolation(str(exc)) from exc
-    except unavailable as exc:
-        raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
-
-
-_PG_INTEGRITY = (asyncpg.IntegrityConstraintViolationError,)
-_PG_UNAVAILABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    OSError,
-)
-_SQLITE_INTEGRITY = (sqlite3.IntegrityError,)
-_SQLITE_UNAVAILABLE = (sqlite3.OperationalError, OSError)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        found = classify(exc)
+        if found is None:
+            raise
+        raise found from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +211,7 @@ class AsyncpgSession:
     async def begin(self, *, readonly: bool) -> None:
         if readonly:
             return
-        with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
+        with _classified():
             self._transaction = self._conn.transaction(readonly=readonly)
             await self._transaction.start()
 
@@ -230,13 +219,13 @@ class AsyncpgSession:
         transaction, self._transaction = self._transaction, None
         if transaction is None:
             return  # read-only: nothing to commit
-        with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
+        with _classified():
             await transaction.commit()
 
     async def rollback(self) -> None:
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
-            with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
+            with _classified():
                 await transaction.rollback()
 
     async def fetch(
@@ -247,14 +236,14 @@ class AsyncpgSession:
     async def fetch_raw(
         self, statement: CompiledStatement, values: Mapping[str, Any]
     ) -> list[Sequence[Any]]:
-        with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
+        with _classified():
             records: list[Sequence[Any]] = await self._conn.fetch(
                 statement.sql, *statement.arguments(values)
             )
         return records
 
     async def execute(self, statement: CompiledStatement, values: Mapping[str, Any]) -> int:
-        with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
+        with _classified():
             status: str = await self._conn.execute(statement.sql, *statement.arguments(values))
         # asyncpg returns the command tag: "UPDATE 1", "INSERT 0 3", "DELETE 0"
         tail = status.rsplit(" ", 1)[-1]
@@ -263,7 +252,7 @@ class AsyncpgSession:
     async def execute_many(
         self, statement: CompiledStatement, values: Sequence[Mapping[str, Any]]
     ) -> None:
-        with _translated(_PG_INTEGRITY, _PG_UNAVAILABLE):
+        with _classified():
             await self._conn.executemany(statement.sql, [statement.arguments(v) for v in values])
 
     async def run(self, plan: Plan[T], *, commit: bool = False) -> T:
@@ -294,14 +283,14 @@ class AiosqliteSession:
         if self._begin is not None:  # nothing was run: nothing to commit
             self._begin = None
             return
-        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+        with _classified():
             await self._conn.execute_fetchall("COMMIT")
 
     async def rollback(self) -> None:
         if self._begin is not None:  # nothing was sent: no transaction to end
             self._begin = None
             return
-        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+        with _classified():
             # Whether a transaction is open is asked on the thread, after every call sent
             # before: a caller cancelled while its first statement (with BEGIN) waited there
             # would otherwise see none yet, and leave one open on a pooled connection.
@@ -318,7 +307,7 @@ class AiosqliteSession:
         if self._begin is not None:
             rows: list[Sequence[Any]] = await self.run(_single(Fetch(statement, values, raw=True)))
             return rows
-        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+        with _classified():
             found = await self._conn.execute_fetchall(statement.sql, statement.arguments(values))
         return list(found)
 
@@ -333,7 +322,7 @@ class AiosqliteSession:
 
     async def run(self, plan: Plan[T], *, commit: bool = False) -> T:
         begin, self._begin = self._begin, None
-        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+        with _classified():
             # aiosqlite has no public call for "run this function on the connection's
             # thread": _execute and _conn are its own (it is pinned for them in pyproject).
             result: T = await self._conn._execute(self._run_in_thread, plan, begin, commit)
@@ -350,7 +339,7 @@ class AiosqliteSession:
 
     async def run_each(self, plans: Sequence[Plan[Any]]) -> list[Outcome]:
         begin, self._begin = self._begin, None
-        with _translated(_SQLITE_INTEGRITY, _SQLITE_UNAVAILABLE):
+        with _classified():
             outcomes: list[Outcome] = await self._conn._execute(
                 self._run_each_in_thread, plans, begin
             )

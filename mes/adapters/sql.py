@@ -31,7 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.expression import CTE
@@ -39,6 +38,7 @@ from sqlalchemy.sql.expression import CTE
 from mes.adapters.driver import (
     AiosqliteSession,
     CompiledStatement,
+    DatabaseRetryable,
     DatabaseUnavailable,
     Done,
     DriverSession,
@@ -50,6 +50,8 @@ from mes.adapters.driver import (
     Plan,
     session_for,
 )
+from mes.adapters.errors import classify
+from mes.adapters.health import DatabaseHealth
 from mes.adapters.sql_equipment import (
     EquipmentStatements,
     SqlEquipmentRepository,
@@ -820,8 +822,10 @@ class SqlUnitOfWork:
         readonly: bool = False,
         writers: SqliteWriters | None = None,
         heads: HeadCache,
+        health: DatabaseHealth | None = None,
     ):
         self._engine = engine
+        self._health = health
         self._statements = statements
         self._head_cache = heads
         self._equipment_statements = equipment
@@ -851,24 +855,26 @@ class SqlUnitOfWork:
             self._turn = turn
         try:
             conn = await self._engine.connect()
-        except (DBAPIError, OSError) as exc:
+        except BaseException as exc:
             self._end_turn()
-            reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
-            raise DatabaseUnavailable(str(reason) or type(reason).__name__) from exc
-        except BaseException:
-            self._end_turn()
-            raise
+            error = self._failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
         try:
             raw = await conn.get_raw_connection()
             session = session_for(self._engine.dialect.name, raw.driver_connection)
             await session.begin(readonly=self._readonly)
-        except BaseException:
+        except BaseException as exc:
             try:
                 await conn.invalidate()
                 await conn.close()
             finally:
                 self._end_turn()
-            raise
+            error = self._failed(exc)
+            if error is exc:
+                raise
+            raise error from exc
         self._conn, self._session = conn, session
         self._lots = SqlLotRepository(session, self._statements)
         self._equipment = SqlEquipmentRepository(session, self._equipment_statements)
@@ -909,8 +915,16 @@ class SqlUnitOfWork:
         if conn is None or session is None:
             self._end_turn()
             return
+        if isinstance(exc, DatabaseUnavailable):
+            self._failed(exc)
+        elif exc is None and self._health is not None:
+            self._health.answered(wrote=self._committed and not self._readonly)
         try:
-            if not self._committed:
+            if isinstance(exc, DatabaseUnavailable) and not isinstance(exc, DatabaseRetryable):
+                # Lost, silent or read-only: not reused (a new connection may reach the server
+                # again, or the new primary after a failover). Closing it is bounded (2 s).
+                await conn.invalidate()
+            elif not self._committed:
                 await session.rollback()
         except BaseException:
             await conn.invalidate()  # a connection that cannot roll back is not reused
@@ -924,6 +938,15 @@ class SqlUnitOfWork:
                 await conn.close()
             finally:
                 self._end_turn()
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """What to raise for ``exc`` (classified at the store's edge), told to the health
+        monitor when the database is unavailable."""
+        found = classify(exc) if isinstance(exc, Exception) else None
+        error: BaseException = exc if found is None else found
+        if isinstance(error, DatabaseUnavailable) and self._health is not None:
+            self._health.failed(error)
+        return error
 
     def _end_turn(self) -> None:
         turn, self._turn = self._turn, None
@@ -991,7 +1014,7 @@ class SqliteGroupCommit:
 
 def _copy(exc: Exception) -> Exception:
     """An exception to raise in one of several callers (each gets its own traceback)."""
-    copy = DatabaseUnavailable(str(exc)) if isinstance(exc, DatabaseUnavailable) else exc
+    copy = type(exc)(exc.reason) if isinstance(exc, DatabaseUnavailable) else exc
     if copy is not exc:
         copy.__cause__ = exc.__cause__
     return copy
@@ -1000,8 +1023,11 @@ def _copy(exc: Exception) -> Exception:
 class SqlUnitOfWorkFactory:
     """Makes units of work on one engine (the :class:`mes.ports.UnitOfWorkFactory`)."""
 
-    def __init__(self, engine: AsyncEngine):
+    def __init__(self, engine: AsyncEngine, *, health: DatabaseHealth | None = None):
+        """``health``: told how every unit of work ends (:class:`DatabaseHealth` logs an
+        outage on the edge)."""
         self.engine = engine
+        self.health = health
         self.statements = Statements(engine.dialect)
         self._writers = SqliteWriters() if engine.dialect.name == "sqlite" else None
         self._heads = HeadCache()
@@ -1023,4 +1049,5 @@ class SqlUnitOfWorkFactory:
             readonly=readonly,
             writers=self._writers,
             heads=self._heads,
+            health=self.health,
         )

@@ -7,8 +7,10 @@ Exit codes (a contract for scripts):
 1   refused by the lot tracker's rules (state, step order, a claimed limit, unknown lot,
     invalid value); nothing was changed
 2   the command line itself is wrong (unknown option, malformed KEY=VALUE, bad URL)
-3   conflict: another process moved the same lot first; nothing was changed, retry
-4   the database or a data file is not usable (unreachable, schema not current)
+3   conflict: another process moved the same lot first, or the database refused for now
+    (deadlock, too many connections); nothing was changed, retry
+4   the database or a data file is not usable (unreachable or not answering within the
+    connect timeout, 5 s; read-only; schema not current)
 5   asked but not carried out: the tool or its line controller did not answer (``pkgline
     tool reset``: the tool could not be reached, or no controller took the request in time)
 6   ``audit verify``: the history does not verify (changed, missing or unguarded entries)
@@ -29,7 +31,12 @@ import typer
 from rich.console import Console
 
 from mes.adapters.database import DatabaseUrlError, display_url
-from mes.adapters.driver import DatabaseUnavailable
+from mes.adapters.errors import (
+    DatabaseReadOnly,
+    DatabaseRetryable,
+    DatabaseUnavailable,
+    classify,
+)
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.commands import SiteRejectGiven
 from mes.domain.errors import ConcurrentUpdate, LotTrackerError
@@ -149,27 +156,34 @@ def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | No
     except _Unavailable as exc:
         message = f"cannot use the database {_where(db)}: {exc}"
         _fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
+    except _Retry as exc:
+        message = f"the database refused this for now ({exc}); nothing was changed, retry"
+        _fail(message, {"error": "retry", "message": message}, EXIT_CONFLICT, as_json)
 
 
 class _Unavailable(Exception):
     pass
 
 
-async def _guarded(work: Callable[[], Awaitable[T]]) -> T:
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+class _Retry(Exception):
+    pass
 
+
+async def _guarded(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return await work()
-    except DatabaseUnavailable as exc:
-        raise _Unavailable(str(exc)) from exc
-    except (OperationalError, InterfaceError) as exc:
-        raise _Unavailable(str(exc.orig) if exc.orig else str(exc)) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise _Unavailable(str(exc.orig)) from exc
+    except DatabaseRetryable as exc:
+        raise _Retry(exc.reason) from exc
+    except Exception as exc:
+        # The schema check and migrations reach the database through SQLAlchemy itself:
+        # their errors are classified here as the store's are at its edge.
+        found = classify(exc)
+        if isinstance(found, DatabaseRetryable):
+            raise _Retry(found.reason) from exc
+        if isinstance(found, DatabaseUnavailable):
+            what = "read-only: " if isinstance(found, DatabaseReadOnly) else ""
+            raise _Unavailable(what + found.reason) from exc
         raise
-    except OSError as exc:  # connection refused, no such file or directory, ...
-        raise _Unavailable(exc.strerror or str(exc)) from exc
 
 
 def _where(db: str | None) -> str:

@@ -8,7 +8,7 @@ import typer
 
 from mes.adapters.database import display_url
 from mes.adapters.schema import SchemaStatus, schema_status
-from pkgline.bootstrap import open_engine, resolve_url
+from pkgline.bootstrap import MIGRATION_TIMEOUTS, open_engine, resolve_url
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
 
 app = typer.Typer(help="The database: schema upgrades and status.", no_args_is_help=True)
@@ -21,7 +21,7 @@ def upgrade(db: DbOption = None, json: JsonOption = False) -> None:
     from mes.adapters.migrate import upgrade as migrate_up  # Alembic: only when migrating
 
     async def work() -> SchemaStatus:
-        async with open_engine(db) as engine:
+        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS) as engine:
             await migrate_up(engine)
             return await schema_status(engine)
 
@@ -52,7 +52,7 @@ def downgrade(
     from mes.adapters.migrate import downgrade as migrate_down
 
     async def work() -> SchemaStatus:
-        async with open_engine(db) as engine:
+        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS) as engine:
             await migrate_down(engine, revision)
             return await schema_status(engine)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,12 +12,15 @@ import structlog
 import typer
 
 from mes.adapters.database import create_engine, display_url
+from mes.adapters.errors import DatabaseUnavailable, classify
+from mes.adapters.health import DatabaseHealth
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
 from pkgline.bootstrap import resolve_url, services_for
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
+    STOP_RESERVE_S,
     LineController,
     connections_needed,
     freeze_startup_objects,
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
     from pkgline.sparkplug.node import EdgeNode
 
 log = structlog.get_logger("pkgline.serve")
+
+CLOSE_S = 2.0
+"""On the way out: how long closing the tools' connections, and the database's, may take
+(within the reserve the controller leaves of its stop timeout)."""
 
 
 def serve(
@@ -65,7 +73,9 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
-    engine = create_engine(url, pool_size=connections_needed(line))
+    engine = create_engine(
+        url, pool_size=connections_needed(line), timeouts=line.database_timeouts.timeouts()
+    )
     drivers = DriverFactory()
     try:
         try:
@@ -73,7 +83,18 @@ async def _serve(line: LineConfig, url: str) -> int:
         except SchemaMismatch as exc:
             log.error("refusing to start", database=display_url(url), reason=str(exc))
             return EXIT_UNAVAILABLE
-        services = services_for(engine, CONTROLLER)  # its system identity, its role only
+        except Exception as exc:
+            unavailable = _unavailable(exc)
+            log.error(
+                "refusing to start: the database is not usable",
+                database=display_url(url),
+                reason=unavailable.reason,
+            )
+            return EXIT_UNAVAILABLE
+        # The controller logs an outage on its edges itself (with what it spools meanwhile):
+        # the store's health only tells its STATUS line how long the database has been away.
+        health = DatabaseHealth(log_edges=False)
+        services = services_for(engine, CONTROLLER, health=health)  # its identity, its role only
         lots, equipment = services.lots, services.equipment
         try:
             edge_node = _edge_node(line)
@@ -85,20 +106,73 @@ async def _serve(line: LineConfig, url: str) -> int:
                 notifier=notifier,
                 before_ready=freeze_startup_objects,
                 feed=edge_node,
+                database=health,
             )
         except (ConfigError, SparkplugError) as exc:
             log.error("refusing to start", reason=str(exc))
             return EXIT_USAGE
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, controller.request_stop)
         log.info("database", url=display_url(url))
         from pkgline.sparkplug.node import running
 
         async with running(edge_node):
-            await controller.run()
-        return 0
+            return await _run(controller, line, url)
     finally:
-        await drivers.aclose()
-        await engine.dispose()
+        await _close(drivers.aclose(), "the tools' connections")
+        await _close(engine.dispose(), "the database connections")
         notifier.close()
+
+
+async def _run(controller: LineController, line: LineConfig, url: str) -> int:
+    """Run the controller until it is asked to stop (SIGTERM, SIGINT): 0 then, also when the
+    stop had to cancel what hung; EXIT_UNAVAILABLE when the database fails it at start."""
+    loop = asyncio.get_running_loop()
+    running = asyncio.create_task(controller.run(), name="line-controller")
+
+    def stop() -> None:
+        controller.request_stop()
+        if not controller.ready.is_set():
+            # Still starting (connecting, recovering), where the stop is not looked at: end
+            # it now; what the recovery records meanwhile is finished as on any stop.
+            running.cancel()
+        # Whatever still waits at the stop's deadline is cancelled (run() keeps to it itself;
+        # this is for a part that does not).
+        loop.call_later(line.controller.stop_timeout_s - STOP_RESERVE_S + 1.0, running.cancel)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await running
+    except asyncio.CancelledError:
+        this = asyncio.current_task()
+        if this is not None and this.cancelling():
+            raise  # not the controller's cancellation: ours
+        log.info("line controller stopped before it was ready, or at the stop's deadline")
+    except DatabaseUnavailable as exc:
+        log.error(
+            "line controller stopped: the database is not usable",
+            database=display_url(url),
+            kind=exc.kind,
+            reason=exc.reason,
+        )
+        return EXIT_UNAVAILABLE
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _unavailable(exc: Exception) -> DatabaseUnavailable:
+    """``exc`` from the start's first database call, as the store classifies it; a bug is
+    raised as it is."""
+    found = classify(exc)
+    if isinstance(found, DatabaseUnavailable):
+        return found
+    raise exc
+
+
+async def _close(closing: Awaitable[None], what: str) -> None:
+    try:
+        async with asyncio.timeout(CLOSE_S):
+            await closing
+    except TimeoutError:
+        log.warning("stopping without closing them: no answer in time", what=what)

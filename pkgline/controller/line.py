@@ -8,6 +8,13 @@ complete manual steps if configured to, carry out the alarm resets operators ask
 (:mod:`pkgline.controller.resets`), report a heartbeat and the one-line status, and ping
 the watchdog. Stop: no new jobs; what is being recorded is finished; then exit.
 
+The database may fail at any time (:mod:`mes.adapters.errors`): every loop that meets
+:class:`DatabaseUnavailable` (read-only and retryable included) waits and tries again, with
+backoff; the outage itself is logged on the edge by :class:`DatabaseHealth`. The watchdog is
+fed by a task of its own that touches no database, so it goes on while the event loop turns;
+and a stop takes at most ``controller.stop_timeout_s``, whatever the database does (what
+still hangs then is cancelled: the tools keep their results for the next start).
+
 Several controllers may share one PostgreSQL database, each with its own tools: they only
 ever start lots on their own tools, and a lot two of them reach for is taken by one (the
 other's track-in is refused by the version check).
@@ -20,7 +27,7 @@ import contextlib
 import gc
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +36,7 @@ import structlog
 from drivers.interface import ToolDriver
 from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
+from mes.adapters.health import DatabaseHealth
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRegistration
 from mes.domain.errors import ConcurrentUpdate, LotTrackerError
@@ -54,6 +62,23 @@ HEARTBEAT_S = 5.0
 FLUSH_S = 10.0
 """On stop: how long to wait for tool states still to be written."""
 FIRST_CONTACT_MARGIN_S = 10.0
+DB_RETRY_FIRST_S = 0.5
+DB_RETRY_MAX_S = 5.0
+"""A loop that found the database unavailable tries again after these pauses (doubling)."""
+STOP_RESERVE_S = 5.0
+"""Of ``controller.stop_timeout_s``: kept for what ``pkgline serve`` closes after the
+controller (tool connections, the database engine)."""
+FINAL_RECORD_S = 5.0
+"""Of the stop: kept for recording the stop itself (the tools unmonitored from now)."""
+
+
+def db_retry_delays() -> Iterator[float]:
+    """Pauses before trying the database again: doubling from ``DB_RETRY_FIRST_S`` to
+    ``DB_RETRY_MAX_S``."""
+    delay = DB_RETRY_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, DB_RETRY_MAX_S)
 
 
 def freeze_startup_objects() -> None:
@@ -113,12 +138,15 @@ class LineController:
         observer: RunnerObserver | None = None,
         before_ready: Callable[[], None] = lambda: None,
         feed: ToolFeed | None = None,
+        database: DatabaseHealth | None = None,
     ):
         """``feed``: told every tool state, recipe and measured values (Sparkplug B).
         ``before_ready``: called once every tool has answered (or been found unreachable)
         and the recovery has begun, before the first dispatch and READY (``pkgline serve``
-        freezes the startup objects there: :func:`freeze_startup_objects`)."""
+        freezes the startup objects there: :func:`freeze_startup_objects`). ``database``:
+        the store's health (the one its unit-of-work factory feeds), for the status line."""
         self.config = config
+        self._database = database
         self.name = config.name
         self._lots = lots
         self._equipment = equipment
@@ -161,6 +189,8 @@ class LineController:
         self.ready = asyncio.Event()
         self._before_ready = before_ready
         self._certificate_notes: list[str] = []
+        self._stop_deadline: float | None = None
+        """The event loop's time by which a stop asked for is to be done."""
 
     # -- control -----------------------------------------------------------------------------
 
@@ -172,6 +202,9 @@ class LineController:
         self._wake.set()
 
     def request_stop(self) -> None:
+        if self._stop_deadline is None:
+            budget = self.config.controller.stop_timeout_s - STOP_RESERVE_S
+            self._stop_deadline = asyncio.get_running_loop().time() + max(budget, 1.0)
         self._stop.set()
 
     def status_line(self) -> str:
@@ -181,11 +214,19 @@ class LineController:
             f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
             f"{waiting} waiting"
         )
-        if self._outage.down:
-            status += "; database unavailable"
+        away = self._database.describe() if self._database is not None else None
+        if away is None and self._outage.down:
+            away = "database unavailable"
         spooled = self._reporter.describe()
         # certificates that expire within 30 days (pkgline.security), read at each heartbeat
-        return "; ".join([status, *([spooled] if spooled else []), *self._certificate_notes])
+        return "; ".join(
+            [
+                *([away] if away else []),
+                status,
+                *([spooled] if spooled else []),
+                *self._certificate_notes,
+            ]
+        )
 
     # -- the main loop -----------------------------------------------------------------------
 
@@ -246,6 +287,7 @@ class LineController:
                 asyncio.create_task(self._dispatch_loop(), name="dispatch"),
                 asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
                 asyncio.create_task(self.resets.run(), name="alarm-resets"),
+                asyncio.create_task(self._watchdog_loop(), name="watchdog"),
             ]
             if self.config.controller.auto_manual_steps:
                 loops.append(asyncio.create_task(self._manual_loop(), name="manual-steps"))
@@ -284,31 +326,52 @@ class LineController:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _shutdown(self, tasks: Sequence[asyncio.Task[Any]]) -> None:
+        """Finish what is being recorded, then record the stop: all of it by the stop's
+        deadline (``controller.stop_timeout_s`` after it was asked for), whatever the
+        database does. What still waits then is cancelled; what it would have recorded is
+        on the tools, recorded at the next start."""
         self._notifier.stopping("finishing what is being recorded")
         log.info("line controller stopping: finishing what is being recorded")
+        loop = asyncio.get_running_loop()
+        if self._stop_deadline is None:  # not asked to: a part failed
+            self.request_stop()
+        assert self._stop_deadline is not None
+        deadline = self._stop_deadline
+        work_until = deadline - min(FINAL_RECORD_S, (deadline - loop.time()) / 4)
         for runner in self.runners.values():
             runner.stopping = True
-        await asyncio.gather(
-            *(r.in_flight() for r in self.runners.values()), return_exceptions=True
-        )
+        if not await _within(
+            asyncio.gather(*(r.in_flight() for r in self.runners.values()), return_exceptions=True),
+            work_until,
+        ):
+            log.warning("stopping without what is still being recorded: it is on the tools")
         reporter = tasks[0] if tasks else None
         for task in tasks[1:]:
             task.cancel()
-        await asyncio.gather(*tasks[1:], return_exceptions=True)
-        await asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True)
+        await _within(asyncio.gather(*tasks[1:], return_exceptions=True), work_until)
+        await _within(
+            asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True),
+            work_until,
+        )
         if reporter is not None and not reporter.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reporter.flush(), FLUSH_S)
+            if not await _within(self._reporter.flush(), min(work_until, loop.time() + FLUSH_S)):
+                log.warning("stopping without recording the last tool states")
             reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            await _within(asyncio.gather(reporter, return_exceptions=True), deadline)
         try:
-            await self._equipment.mark_unmonitored(
-                list(self.runners), utc_now(), "line controller stopped"
-            )
-            await self._equipment.heartbeat(self._record(STOPPED))
-        except (DatabaseUnavailable, OSError) as exc:
+            recorded = await _within(self._record_stop(), deadline)
+        except DatabaseUnavailable as exc:
             log.warning("cannot record the stop", error=str(exc))
+        else:
+            if not recorded:
+                log.warning("cannot record the stop: the database did not answer in time")
         log.info("line controller stopped")
+
+    async def _record_stop(self) -> None:
+        await self._equipment.mark_unmonitored(
+            list(self.runners), utc_now(), "line controller stopped"
+        )
+        await self._equipment.heartbeat(self._record(STOPPED))
 
     async def _dispatch_loop(self) -> None:
         """One pass at a time: a full pass every interval (lots started or tracked in by
@@ -320,6 +383,7 @@ class LineController:
         interval = self.config.controller.dispatch_interval_s
         loop = asyncio.get_running_loop()
         last_full = loop.time()
+        retry = db_retry_delays()
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns normally when the
             # event is set just as the task is cancelled, and the cancellation is lost (the
@@ -335,32 +399,40 @@ class LineController:
                 await self._dispatch_once(full=full)
             except DatabaseUnavailable as exc:
                 self._outage.failed("dispatch", exc)
+                await asyncio.sleep(next(retry))
                 continue
+            retry = db_retry_delays()
             if full:  # a full pass reads the database: it answered
                 self._outage.answered()
                 last_full = loop.time()
 
-    async def _heartbeat_loop(self) -> None:
+    async def _watchdog_loop(self) -> None:
+        """Ping systemd's watchdog and report STATUS while the event loop turns: no database
+        call in between (an outage is no hang; STATUS says the database is away)."""
         watchdog = self._notifier.watchdog_interval_s
         tick = HEARTBEAT_S
         if watchdog is not None:
             tick = min(tick, watchdog * self.config.controller.watchdog_fraction)
-        last_beat = 0.0
+        last_status = None
         loop = asyncio.get_running_loop()
         while True:
             self._notifier.watchdog()
-            if loop.time() - last_beat >= HEARTBEAT_S:
+            if last_status is None or loop.time() - last_status >= HEARTBEAT_S:
                 self._certificate_notes = certificate_notes(self.config)
-                status = self.status_line()
-                self._notifier.status(status)
-                try:
-                    await self._equipment.heartbeat(self._record(status))
-                except DatabaseUnavailable as exc:
-                    self._outage.failed("heartbeat", exc)
-                else:
-                    self._outage.answered()
-                last_beat = loop.time()
+                self._notifier.status(self.status_line())
+                last_status = loop.time()
             await asyncio.sleep(tick)
+
+    async def _heartbeat_loop(self) -> None:
+        """Record this controller's heartbeat (and status) every ``HEARTBEAT_S``."""
+        while True:
+            try:
+                await self._equipment.heartbeat(self._record(self.status_line()))
+            except DatabaseUnavailable as exc:  # the outage is logged on its edges
+                self._outage.failed("heartbeat", exc)
+            else:
+                self._outage.answered()
+            await asyncio.sleep(HEARTBEAT_S)
 
     def _record(self, status: str) -> ControllerRecord:
         return ControllerRecord(
@@ -407,8 +479,9 @@ class LineController:
         working = sum(1 for r in self.runners.values() if r.current_lot is not None)
         self._counts = (working, len(candidates))
         self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
-        if self.config.controller.auto_manual_steps and any(
-            self._is_manual(c.step) for c in candidates
+        if self.config.controller.auto_manual_steps and (
+            any(self._is_manual(c.step) for c in candidates)
+            or any(lot.state is LotState.RUNNING and lot.tool is None for lot in lots)
         ):
             self._manual_wake.set()
 
@@ -511,10 +584,26 @@ class LineController:
             await self._manual_wake.wait()
             self._manual_wake.clear()
             try:
-                waiting = self._candidates(await self._lots.heads([LotState.WAITING]))
+                heads = await self._lots.heads([LotState.WAITING, LotState.RUNNING])
+                # A manual step tracked in whose track-out failed (the database went away in
+                # between, or it answered the COMMIT too late to say so): finish it first.
+                await self._track_out_manual(
+                    [h for h in heads if h.state is LotState.RUNNING and h.tool is None]
+                )
+                waiting = self._candidates(heads)
                 await self._complete_manual_steps([c for c in waiting if self._is_manual(c.step)])
             except DatabaseUnavailable as exc:
                 self._outage.failed("manual steps", exc)
+
+    async def _track_out_manual(self, lots: list[LotHead]) -> None:
+        for lot in lots:
+            try:
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+            except LotTrackerError as exc:  # not a manual step of ours: asked every pass
+                log.debug("running lot not tracked out", lot=lot.id, reason=exc.message)
+                continue
+            log.info("manual step completed", lot=lot.id)
+            self.wake(lot_waits=True)
 
     async def _complete_manual_steps(self, candidates: list[Candidate]) -> None:
         for candidate in candidates:
@@ -529,3 +618,13 @@ class LineController:
                 continue
             log.info("manual step completed", lot=lot.id, step=candidate.step)
             self.wake(lot_waits=True)
+
+
+async def _within(work: Awaitable[Any], deadline: float) -> bool:
+    """Await ``work`` until the event loop's time ``deadline``; cancelled then (False)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            await work
+    except TimeoutError:
+        return False
+    return True

@@ -112,7 +112,9 @@ async def test_a_database_failure_fails_every_work_of_the_group_and_writes_none(
 
     def disk_full_after_the_first(db: sqlite3.Connection, plan: Plan[Any]) -> Any:
         if db.execute("SELECT count(*) FROM lots").fetchone()[0] > 1:
-            raise sqlite3.OperationalError("database or disk is full")
+            full = sqlite3.OperationalError("database or disk is full")
+            full.sqlite_errorcode = sqlite3.SQLITE_FULL  # as SQLite's own error carries it
+            raise full
         return real_drive(db, plan)
 
     monkeypatch.setattr(driver, "_drive", disk_full_after_the_first)

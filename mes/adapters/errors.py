@@ -1,0 +1,175 @@
+"""How the store fails: every error of a database driver is classified once, here, at the
+store's edge, into what its caller can do about it.
+
+::
+
+    DatabaseError                   root of the store's own errors
+    ├── IntegrityViolation          a unique or foreign key constraint refused a write
+    └── DatabaseUnavailable         cannot be used now: wait and try again (with backoff)
+        ├── DatabaseReadOnly        it accepts no writes (a standby after a failover,
+        │                           default_transaction_read_only, a read-only file)
+        └── DatabaseRetryable       this attempt was refused for a passing reason
+                                    (serialization failure, deadlock, too many connections,
+                                    statement cancelled, lock not available, SQLite busy)
+
+Plain :class:`DatabaseUnavailable`: unreachable, connection refused, lost or silent past its
+timeout (:class:`mes.adapters.database.DatabaseTimeouts`), server shutting down, login
+refused, disk full. Anything else a driver raises (a syntax error, a missing table, a value
+of the wrong type) is a bug and is raised as it is.
+
+A failed unit of work committed nothing, with one exception no client can rule out: a
+connection lost while its COMMIT was under way may have committed. Every write of the lot
+tracker is checked against what is recorded (version column, job status), so trying it
+again is refused or finds it done, never does it twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Literal
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+Kind = Literal["unavailable", "read-only", "retryable"]
+
+
+class DatabaseError(Exception):
+    """The store's root error (see the module docstring for the tree)."""
+
+
+class IntegrityViolation(DatabaseError):
+    """A unique or foreign key constraint refused a write (whatever the driver)."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot do this now: wait and try again. ``reason`` says why, in a few
+    words for an operator (the driver's message)."""
+
+    kind: Kind = "unavailable"
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DatabaseReadOnly(DatabaseUnavailable):
+    """The database accepts no writes now (reads still work): a standby after a failover,
+    ``default_transaction_read_only``, a read-only SQLite file or file system."""
+
+    kind: Kind = "read-only"
+
+
+class DatabaseRetryable(DatabaseUnavailable):
+    """This attempt was refused for a passing reason (serialization failure, deadlock, too
+    many connections, statement cancelled, lock not available, SQLite busy or locked): the
+    same work, tried again shortly, normally goes through."""
+
+    kind: Kind = "retryable"
+
+
+# PostgreSQL: SQLSTATE classes and codes (Appendix A of the PostgreSQL manual).
+_PG_READ_ONLY = {"25006"}  # read_only_sql_transaction
+_PG_RETRYABLE = {
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "53300",  # too_many_connections
+    "55P03",  # lock_not_available
+    "57014",  # query_canceled (statement_timeout, pg_cancel_backend)
+}
+_PG_UNAVAILABLE_CLASSES = {
+    "08",  # connection exception
+    "28",  # invalid authorization specification (login refused)
+    "53",  # insufficient resources: disk full, out of memory (53300 is retryable, above)
+    "57",  # operator intervention: shutdown, cannot connect now (57014 is retryable, above)
+    "58",  # system error (I/O error)
+}
+_PG_UNAVAILABLE = {"3D000"}  # invalid_catalog_name: the database does not exist (any more)
+
+# SQLite: primary result codes (https://sqlite.org/rescode.html).
+_SQLITE_RETRYABLE = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT}
+_SQLITE_READ_ONLY = {sqlite3.SQLITE_READONLY}
+_SQLITE_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_NOLFS,
+    sqlite3.SQLITE_NOTADB,  # not a database file (a wrong path): not usable
+}
+
+
+def classify(exc: BaseException) -> DatabaseError | None:
+    """The store's error for what a driver (or SQLAlchemy's pool around it) raised, or None
+    for a bug, to be raised as it is. Already classified errors come back unchanged."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnavailable(f"no database connection free in time ({exc})")
+    if isinstance(exc, DBAPIError):
+        # SQLAlchemy's wrapper: the driver's error is .orig, or (asyncpg, through SQLAlchemy's
+        # adapter) the cause of .orig.
+        inner = exc.orig.__cause__ if exc.orig is not None else None
+        found = classify(inner) if inner is not None else None
+        if found is None and exc.orig is not None and exc.orig is not exc:
+            found = classify(exc.orig)
+        if found is None and exc.connection_invalidated:
+            found = DatabaseUnavailable(_message(exc.orig or exc))
+        return found
+    if isinstance(exc, asyncpg.PostgresError):
+        return _postgres(exc)
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and not isinstance(
+        exc, asyncpg.ClientConfigurationError
+    ):
+        # The client side of a connection: closed, or left unusable by a timeout or by the
+        # server ending it mid-operation ("cannot switch to state 12; another operation is
+        # in progress", asyncpg's InternalClientError, after pg_terminate_backend).
+        return DatabaseUnavailable(_message(exc))
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityViolation(str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return _sqlite(exc)
+    if isinstance(exc, TimeoutError):  # asyncpg's connect and command timeouts
+        return DatabaseUnavailable("the database did not answer in time")
+    if isinstance(exc, OSError):  # connection refused, reset, no route, no such file
+        return DatabaseUnavailable(_message(exc))
+    return None
+
+
+def _postgres(exc: asyncpg.PostgresError) -> DatabaseError | None:
+    code = str(getattr(exc, "sqlstate", "") or "")
+    message = _message(exc)
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityViolation(str(exc))
+    if code in _PG_READ_ONLY:
+        return DatabaseReadOnly(message)
+    if code in _PG_RETRYABLE or code.startswith("40"):  # 40: transaction rollback
+        return DatabaseRetryable(message)
+    if code in _PG_UNAVAILABLE or code[:2] in _PG_UNAVAILABLE_CLASSES:
+        return DatabaseUnavailable(message)
+    if isinstance(exc, asyncpg.PostgresConnectionError):
+        return DatabaseUnavailable(message)
+    return None
+
+
+def _sqlite(exc: sqlite3.Error) -> DatabaseError | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    primary = code & 0xFF  # extended codes carry the primary one in their low byte
+    message = _message(exc)
+    if primary in _SQLITE_RETRYABLE:
+        return DatabaseRetryable(message)
+    if primary in _SQLITE_READ_ONLY:
+        return DatabaseReadOnly(message)
+    if primary in _SQLITE_UNAVAILABLE:
+        return DatabaseUnavailable(message)
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

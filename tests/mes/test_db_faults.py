@@ -1,0 +1,323 @@
+"""The store against a database that fails: every driver error is classified once, at the
+store's edge (unavailable, read-only, retryable, or a bug raised as it is), nothing waits
+without a limit, and the store works again once the database does. PostgreSQL is reached
+through a fault proxy the test owns (tests/faultproxy.py); SQLite fills a small tmpfs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mes.adapters.database import DatabaseTimeouts, create_engine
+from mes.adapters.errors import (
+    DatabaseReadOnly,
+    DatabaseRetryable,
+    DatabaseUnavailable,
+    IntegrityViolation,
+    classify,
+)
+from mes.adapters.health import DatabaseHealth
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.service import LotService
+from pkgline.bootstrap import flow_library
+from tests.conftest import PG_ADMIN_URL
+from tests.faultproxy import FaultProxy
+
+SHORT = DatabaseTimeouts(connect_s=1.0, statement_s=1.0, pool_s=1.0)
+HANG_GUARD_S = 30.0
+"""Far longer than any of SHORT's waits: a call still waiting then hangs for good."""
+
+
+def _through(url: str, proxy: FaultProxy) -> str:
+    return make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
+
+
+async def _admin(sql: str, database: str | None = None) -> None:
+    url = PG_ADMIN_URL if database is None else make_url(PG_ADMIN_URL).set(database=database)
+    conn = await asyncpg.connect(str(url), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _database(url: str) -> str:
+    name = make_url(url).database
+    assert name is not None
+    return name
+
+
+@contextlib.asynccontextmanager
+async def _store(
+    url: str, *, pool_size: int = 5, health: DatabaseHealth | None = None
+) -> AsyncIterator[tuple[AsyncEngine, LotService]]:
+    engine = create_engine(url, pool_size=pool_size, timeouts=SHORT)
+    try:
+        yield engine, LotService(SqlUnitOfWorkFactory(engine, health=health), flow_library())
+    finally:
+        await engine.dispose()
+
+
+async def _migrated(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+# -- classification -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (asyncpg.ReadOnlySQLTransactionError("read-only transaction"), DatabaseReadOnly),
+        (asyncpg.SerializationError("could not serialize access"), DatabaseRetryable),
+        (asyncpg.DeadlockDetectedError("deadlock detected"), DatabaseRetryable),
+        (asyncpg.TooManyConnectionsError("too many clients"), DatabaseRetryable),
+        (asyncpg.QueryCanceledError("canceling statement"), DatabaseRetryable),
+        (asyncpg.LockNotAvailableError("could not obtain lock"), DatabaseRetryable),
+        (asyncpg.AdminShutdownError("terminating connection"), DatabaseUnavailable),
+        (asyncpg.CannotConnectNowError("the database system is starting up"), DatabaseUnavailable),
+        (asyncpg.DiskFullError("could not extend file"), DatabaseUnavailable),
+        (asyncpg.InvalidCatalogNameError('database "x" does not exist'), DatabaseUnavailable),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), DatabaseUnavailable),
+        (asyncpg.InternalClientError("cannot switch to state 12"), DatabaseUnavailable),
+        (asyncpg.UniqueViolationError("duplicate key"), IntegrityViolation),
+        (ConnectionRefusedError(111, "Connection refused"), DatabaseUnavailable),
+        (TimeoutError(), DatabaseUnavailable),
+    ],
+)
+def test_each_postgresql_error_is_classified_by_its_sqlstate(
+    error: Exception, expected: type[Exception]
+) -> None:
+    found = classify(error)
+    assert type(found) is expected
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.UndefinedTableError('relation "lots" does not exist'),
+        asyncpg.PostgresSyntaxError("syntax error"),
+        asyncpg.DataError("invalid input"),
+        ValueError("not a database error"),
+    ],
+)
+def test_an_error_that_is_a_bug_is_not_classified_and_goes_on_as_it_is(error: Exception) -> None:
+    assert classify(error) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (sqlite3.SQLITE_BUSY, DatabaseRetryable),
+        (sqlite3.SQLITE_LOCKED, DatabaseRetryable),
+        (sqlite3.SQLITE_BUSY_SNAPSHOT, DatabaseRetryable),
+        (sqlite3.SQLITE_READONLY, DatabaseReadOnly),
+        (sqlite3.SQLITE_READONLY_DBMOVED, DatabaseReadOnly),
+        (sqlite3.SQLITE_FULL, DatabaseUnavailable),
+        (sqlite3.SQLITE_IOERR_WRITE, DatabaseUnavailable),
+        (sqlite3.SQLITE_CANTOPEN, DatabaseUnavailable),
+        (sqlite3.SQLITE_ERROR, type(None)),  # no such table, syntax: a bug
+        (sqlite3.SQLITE_CORRUPT, type(None)),  # needs a person, not a wait
+    ],
+)
+def test_each_sqlite_error_is_classified_by_its_result_code(
+    code: int, expected: type[object]
+) -> None:
+    error = sqlite3.OperationalError("sqlite says no")
+    error.sqlite_errorcode = code
+    assert type(classify(error)) is expected
+
+
+async def test_a_bug_in_sql_is_raised_as_it_is_not_as_an_unavailable_database(
+    sqlite_url: str,
+) -> None:
+    async with _store(sqlite_url) as (_, lots):  # no schema: "no such table"
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await lots.find()
+
+
+# -- PostgreSQL behind the fault proxy ------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_silent_partition_becomes_database_unavailable_within_the_timeouts(
+    postgres_url: str,
+) -> None:
+    await _migrated(postgres_url)
+    health = DatabaseHealth()
+    async with (
+        FaultProxy("127.0.0.1", 5432) as proxy,
+        _store(_through(postgres_url, proxy), health=health) as (_, lots),
+    ):
+        await lots.start(cmd.StartLot("L1", "stiffener-bga", "op"))  # a pooled connection
+        proxy.set_mode("silent")
+        async with asyncio.timeout(HANG_GUARD_S):
+            with pytest.raises(DatabaseUnavailable) as in_use:  # the pooled connection
+                await lots.find()
+            with pytest.raises(DatabaseUnavailable) as new:  # a new connection
+                await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+        assert not isinstance(in_use.value, DatabaseRetryable)
+        assert not isinstance(new.value, DatabaseRetryable)
+        assert health.down is not None
+        proxy.set_mode("pass")
+        await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+        assert health.down is None
+        assert [lot.id for lot in await lots.find()] == ["L1", "L2"]
+
+
+@pytest.mark.postgres
+async def test_connections_reset_by_the_network_become_database_unavailable_then_recover(
+    postgres_url: str,
+) -> None:
+    await _migrated(postgres_url)
+    async with (
+        FaultProxy("127.0.0.1", 5432) as proxy,
+        _store(_through(postgres_url, proxy)) as (_, lots),
+    ):
+        await lots.start(cmd.StartLot("L1", "stiffener-bga", "op"))
+        proxy.set_mode("reset")
+        async with asyncio.timeout(HANG_GUARD_S):
+            with pytest.raises(DatabaseUnavailable):
+                await lots.find()
+            with pytest.raises(DatabaseUnavailable):
+                await lots.find()
+        proxy.set_mode("pass")
+        assert [lot.id for lot in await lots.find()] == ["L1"]
+
+
+@pytest.mark.postgres
+async def test_a_database_switched_to_read_only_refuses_writes_as_read_only_and_still_reads(
+    postgres_url: str,
+) -> None:
+    """What a failover to a standby looks like: new connections are read-only. Writes fail
+    as DatabaseReadOnly (a DatabaseUnavailable: callers wait and retry), reads go on, and
+    once switched back the next writes go through."""
+    await _migrated(postgres_url)
+    name = _database(postgres_url)
+    health = DatabaseHealth()
+    async with _store(postgres_url, health=health) as (engine, lots):
+        await lots.start(cmd.StartLot("L1", "stiffener-bga", "op"))
+        await _admin(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        try:
+            await engine.dispose()  # the connections opened before the switch
+            with pytest.raises(DatabaseReadOnly):
+                await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+            assert [lot.id for lot in await lots.find()] == ["L1"]
+            assert health.down is not None and health.down.kind == "read-only"
+        finally:
+            await _admin(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        await engine.dispose()  # reads' connections opened meanwhile are still read-only
+        await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+        assert health.down is None
+
+
+@pytest.fixture
+def limited_role(postgres_url: str) -> Iterator[str]:
+    """``postgres_url`` for a role of its own that may hold one connection (superusers are
+    exempt from connection limits)."""
+    role = f"pkgline_r_{uuid.uuid4().hex[:10]}"
+    name = _database(postgres_url)
+    asyncio.run(_admin(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1'))
+    try:
+        yield make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_admin(f'DROP OWNED BY "{role}"', name))
+        asyncio.run(_admin(f'DROP ROLE "{role}"'))
+
+
+@pytest.mark.postgres
+def test_too_many_connections_is_retryable_and_the_work_goes_through_once_one_is_free(
+    postgres_url: str, limited_role: str
+) -> None:
+    name = _database(postgres_url)
+
+    async def scenario() -> None:
+        await _migrated(postgres_url)
+        await _admin(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{_user(limited_role)}"', name)
+        await _admin(
+            f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{_user(limited_role)}"', name
+        )
+        async with _store(limited_role) as (engine, lots):
+            await lots.start(cmd.StartLot("L1", "stiffener-bga", "op"))
+            async with engine.connect() as held:  # the role's one connection
+                await held.exec_driver_sql("SELECT 1")
+                async with _store(limited_role) as (_, other):
+                    with pytest.raises(DatabaseRetryable, match="too many connections"):
+                        await other.find()
+            await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+
+    asyncio.run(scenario())
+
+
+def _user(url: str) -> str:
+    user = make_url(url).username
+    assert user is not None
+    return user
+
+
+# -- SQLite: disk full --------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (needs root and a kernel that lets us mount; skipped otherwise)."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or 'not root'}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+async def test_sqlite_disk_full_is_database_unavailable_and_the_store_works_once_space_is_free(
+    small_tmpfs: Path,
+) -> None:
+    url = f"sqlite:///{small_tmpfs / 'pkgline.db'}"
+    await _migrated(url)
+    ballast = small_tmpfs / "ballast"
+    with ballast.open("wb", buffering=0) as fill, contextlib.suppress(OSError):
+        while True:  # take every free block
+            fill.write(b"\0" * 4096)
+    health = DatabaseHealth()
+    async with _store(url, health=health) as (_, lots):
+        started = 0
+        full: Exception | None = None
+        while full is None and started < 1000:
+            try:
+                await lots.start(cmd.StartLot(f"L{started}", "stiffener-bga", "op"))
+            except Exception as exc:  # "database or disk is full", or "disk I/O error"
+                full = exc
+            else:
+                started += 1
+        assert isinstance(full, DatabaseUnavailable), full
+        assert not isinstance(full, (DatabaseRetryable, DatabaseReadOnly))
+        assert health.down is not None
+        ballast.unlink()  # (while the disk is full, SQLite cannot even open its -shm file)
+        assert len(await lots.find()) == started  # what was committed is all there
+        await lots.start(cmd.StartLot("AFTER", "stiffener-bga", "op"))
+        assert health.down is None
+        assert len(await lots.find()) == started + 1
