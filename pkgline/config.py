@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.config import ToolConfig
+from pkgline.events.config import EventsConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
@@ -73,6 +74,9 @@ class LineConfig(BaseModel):
         None, description="Database URL; --db and $PKGLINE_DB take precedence."
     )
     controller: ControllerConfig = ControllerConfig()
+    events: EventsConfig | None = Field(
+        None, description="The event feed to an MQTT broker; without it, events wait in the outbox."
+    )
     tools: tuple[LineTool, ...] = ()
 
     @field_validator("tools")

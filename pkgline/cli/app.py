@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import db, demo, flow, line, lot, serve, sim, tool
+from pkgline.cli import db, demo, events, flow, line, lot, serve, sim, tool
 
 app = typer.Typer(
     name="pkgline",
@@ -19,6 +19,7 @@ app.add_typer(flow.app, name="flow")
 app.add_typer(lot.app, name="lot")
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
+app.add_typer(events.app, name="events")
 app.command(name="sim")(sim.sim)
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

@@ -23,6 +23,7 @@ from pkgline.controller.line import (
     connections_needed,
     freeze_startup_objects,
 )
+from pkgline.events.service import event_relay, running_relay
 from pkgline.logs import configure_logging
 from pkgline.systemd import Notifier
 
@@ -64,6 +65,7 @@ async def _serve(line: LineConfig, url: str) -> int:
         factory = SqlUnitOfWorkFactory(engine)
         lots = LotService(factory, flow_library())
         equipment = EquipmentService(factory)
+        relay = event_relay(line, engine, equipment)
         try:
             controller = LineController(
                 line,
@@ -72,6 +74,7 @@ async def _serve(line: LineConfig, url: str) -> int:
                 drivers.create_all(line.tools),
                 notifier=notifier,
                 before_ready=freeze_startup_objects,
+                status_of_parts=[relay.status_line] if relay else [],
             )
         except ConfigError as exc:
             log.error("refusing to start", reason=str(exc))
@@ -80,7 +83,8 @@ async def _serve(line: LineConfig, url: str) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, controller.request_stop)
         log.info("database", url=display_url(url))
-        await controller.run()
+        async with running_relay(relay):
+            await controller.run()
         return 0
     finally:
         await drivers.aclose()

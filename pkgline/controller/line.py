@@ -105,10 +105,12 @@ class LineController:
         notifier: Notifier | None = None,
         observer: RunnerObserver | None = None,
         before_ready: Callable[[], None] = lambda: None,
+        status_of_parts: Sequence[Callable[[], str]] = (),
     ):
         """``before_ready``: called once every tool has answered (or been found unreachable)
         and the recovery has begun, before the first dispatch and READY (``pkgline serve``
-        freezes the startup objects there: :func:`freeze_startup_objects`)."""
+        freezes the startup objects there: :func:`freeze_startup_objects`).
+        ``status_of_parts``: phrases added to the STATUS line (the event feed's backlog)."""
         self.config = config
         self.name = config.name
         self._lots = lots
@@ -117,6 +119,7 @@ class LineController:
         self._notifier = notifier or Notifier(None)
         self._user = config.controller.user
         self._reporter = EquipmentReporter(equipment)
+        self._status_of_parts = tuple(status_of_parts)
         by_id = {d.tool_id: d for d in drivers}
         self.runners: dict[str, ToolRunner] = {}
         for tool in config.tools:
@@ -161,10 +164,11 @@ class LineController:
     def status_line(self) -> str:
         up = sum(1 for r in self.runners.values() if r.connected)
         running, waiting = self._counts
-        return (
+        line = (
             f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
             f"{waiting} waiting"
         )
+        return "; ".join((line, *(part() for part in self._status_of_parts)))
 
     # -- the main loop -----------------------------------------------------------------------
 

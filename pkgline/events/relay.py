@@ -1,0 +1,294 @@
+"""The relay: the outbox, in order, to the broker; an event is marked published only once the
+broker acknowledged it (and every event before it in the same batch).
+
+It runs inside ``pkgline serve`` (docs/architecture.md says why): connect (MQTT 5 or 3.1.1)
+with the controller's death as the MQTT will, publish its birth, then in a loop
+
+- lead if no other relay does (:meth:`RelaySession.try_lead`: one relay per database);
+- as the leader, read the oldest unpublished events (``batch_size``), publish each to its lot's
+  ``events`` topic and each lot's last state, retained, wait for every PUBACK, then mark the
+  batch published in one transaction; an event that cannot be published goes to the
+  dead-letter topic with the reason and is marked like the others, so it never blocks the
+  feed; when the batch was full, go on at once, else look again after ``poll_interval_s``;
+- publish the state of this controller's tools when it changed, retained (every 0.5 s);
+- the line's status (every 5 s, leader) and pruning of the events published more than
+  ``retention_days`` ago (every minute, leader).
+
+A broker or database failure ends the session: nothing of the batch in flight was marked, so
+it is published again after the reconnect (at least once: consumers drop duplicates by id),
+after a backoff doubling up to ``backoff_max_s``. The events committed meanwhile wait in the
+outbox and go out in order, before anything newer. SIGKILL loses nothing for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiomqtt
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from drivers.config import ConnectionPolicy
+from drivers.supervision import backoff_delays
+from mes.adapters.outbox import Backlog, OutboxStore, RelaySession
+from mes.domain.equipment import ToolRecord
+from mes.service import utc_now
+from pkgline.events import payloads
+from pkgline.events.config import EventsConfig
+from pkgline.events.publisher import MqttPublisher, Publisher, PublishFailed
+from pkgline.events.topics import Topics
+from pkgline.mqtt import BrokerError, connect, protocol_name
+
+log = structlog.get_logger("pkgline.events")
+
+TOOLS_S = 0.5
+STATUS_S = 5.0
+PRUNE_S = 60.0
+LEAD_RETRY_S = 2.0
+STOP_DRAIN_S = 5.0
+"""On stop: how long the relay goes on publishing what is left before it says goodbye."""
+
+
+@dataclass
+class RelayStatus:
+    """What the relay knows of itself, for the STATUS line and ``line/status``."""
+
+    connected: bool = False
+    leader: bool = False
+    backlog: Backlog | None = None
+    published: int = 0
+    dead_letters: int = 0
+    last_published_id: int | None = None
+    error: str | None = None
+
+
+ToolSource = Callable[[], Awaitable[Sequence[ToolRecord]]]
+
+
+class Relay:
+    def __init__(
+        self,
+        config: EventsConfig,
+        store: OutboxStore,
+        *,
+        controller: str,
+        tools: ToolSource | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ):
+        """``tools``: this controller's tools' records (their retained states)."""
+        self.config = config
+        self.controller = controller
+        self.topics = Topics.of(config.root, config.site, config.area, config.line or controller)
+        self.status = RelayStatus()
+        self._store = store
+        self._tools = tools
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._tool_states: dict[str, Any] = {}
+        self._host = socket.gethostname()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def status_line(self) -> str:
+        """One phrase for the controller's STATUS line."""
+        s = self.status
+        waiting = ""
+        if s.backlog is not None:
+            waiting = f"{s.backlog.events} events waiting"
+            if s.backlog.oldest_at is not None:
+                age = (self._clock() - s.backlog.oldest_at).total_seconds()
+                waiting += f" (oldest {_age(age)})"
+        if not s.connected:
+            return f"event feed down ({s.error or 'connecting'}); {waiting or 'backlog unknown'}"
+        role = "publishing" if s.leader else "standby"
+        last = f", last published {s.last_published_id}" if s.last_published_id else ""
+        return f"event feed {role}; {waiting or 'backlog unknown'}{last}"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish until :meth:`request_stop`, reconnecting with backoff after any failure."""
+        policy = ConnectionPolicy(
+            backoff_initial_s=self.config.backoff_initial_s,
+            backoff_max_s=max(self.config.backoff_max_s, self.config.backoff_initial_s),
+        )
+        delays = backoff_delays(policy)
+        client_id = self.config.client_id_for(self.controller, "events")
+        while not self._stop.is_set():
+            try:
+                async with connect(self.config, client_id, will=self._will()) as client:
+                    delays = backoff_delays(policy)
+                    self.status.connected, self.status.error = True, None
+                    log.info(
+                        "event feed connected",
+                        broker=self.config.url,
+                        protocol=protocol_name(client),
+                        topics=self.topics.base,
+                    )
+                    await self._session(MqttPublisher(client, self.config.timeout_s))
+                    return
+            except (BrokerError, PublishFailed, SQLAlchemyError, OSError) as exc:
+                error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug must not stop the line: log it, retry
+                log.exception("event relay failed")
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.status.connected = False
+                self.status.leader = False
+            delay = next(delays)
+            log.warning("event feed down", error=error, retry_in_s=round(delay, 2))
+            self.status.error = error
+            await self._pause(delay)
+
+    def _will(self) -> aiomqtt.Will:
+        death = payloads.controller_status(
+            self.controller,
+            online=False,
+            at=None,
+            host=self._host,
+            pid=os.getpid(),
+            reason="connection lost",
+        )
+        return aiomqtt.Will(
+            self.topics.controller_status(self.controller),
+            payloads.encode(death),
+            qos=1,
+            retain=True,
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    # -- one connection -----------------------------------------------------------------------
+
+    async def _session(self, publisher: Publisher) -> None:
+        await self._announce(publisher, online=True, reason="started")
+        self._tool_states.clear()
+        loop = asyncio.get_running_loop()
+        async with self._store.session() as db:
+            next_lead = next_tools = next_status = 0.0
+            next_prune = loop.time() + PRUNE_S / 10
+            stop_by: float | None = None
+            while True:
+                now = loop.time()
+                if not db.leader and now >= next_lead:
+                    if await db.try_lead():
+                        log.info("this relay publishes the outbox", controller=self.controller)
+                    next_lead = now + LEAD_RETRY_S
+                self.status.leader = db.leader
+                full = db.leader and await self._publish_batch(db, publisher)
+                if self._tools is not None and now >= next_tools:
+                    await self._publish_tools(publisher)
+                    next_tools = now + TOOLS_S
+                if now >= next_status:
+                    await self._publish_status(db, publisher)
+                    next_status = now + STATUS_S
+                if db.leader and now >= next_prune:
+                    await self._prune(db)
+                    next_prune = now + PRUNE_S
+                if self._stop.is_set():
+                    stop_by = stop_by or now + STOP_DRAIN_S
+                    if not full or now >= stop_by:
+                        break
+                if not full:
+                    await self._pause(self.config.poll_interval_s)
+        await self._announce(publisher, online=False, reason="stopped")
+
+    async def _announce(self, publisher: Publisher, *, online: bool, reason: str) -> None:
+        status = payloads.controller_status(
+            self.controller, online, self._clock(), host=self._host, pid=os.getpid(), reason=reason
+        )
+        await publisher.publish(
+            self.topics.controller_status(self.controller), payloads.encode(status), retain=True
+        )
+
+    async def _publish_batch(self, db: RelaySession, publisher: Publisher) -> bool:
+        """Publish the oldest unpublished events; True when there may be more."""
+        events = await db.pending(self.config.batch_size)
+        if not events:
+            return False
+        now = self._clock()
+        messages: list[tuple[str, bytes, bool]] = []
+        last_of_lot: dict[str, dict[str, Any]] = {}
+        dead = 0
+        for event in events:
+            try:
+                document, body = payloads.lot_event(event, self.config.max_payload_bytes)
+            except payloads.Undeliverable as exc:
+                dead += 1
+                log.warning(
+                    "event sent to the dead-letter topic",
+                    event_id=event.id,
+                    lot_id=event.lot_id,
+                    reason=str(exc),
+                )
+                letter = payloads.dead_letter(event, str(exc), now)
+                messages.append((self.topics.dead_letter, payloads.encode(letter), False))
+                continue
+            messages.append((self.topics.lot_events(event.lot_id), body, False))
+            last_of_lot[event.lot_id] = document
+        for lot_id, document in last_of_lot.items():
+            state = payloads.encode(payloads.lot_state(document))
+            messages.append((self.topics.lot_state(lot_id), state, True))
+        async with asyncio.TaskGroup() as group:
+            for topic, body, retain in messages:
+                group.create_task(publisher.publish(topic, body, retain=retain))
+        await db.mark_published([e.id for e in events], self._clock())
+        self.status.published += len(events)
+        self.status.dead_letters += dead
+        self.status.last_published_id = events[-1].id
+        return len(events) == self.config.batch_size
+
+    async def _publish_tools(self, publisher: Publisher) -> None:
+        assert self._tools is not None
+        for tool in await self._tools():
+            key = (tool.snapshot, tool.dispatch, tool.e10_since)
+            if self._tool_states.get(tool.id) == key:
+                continue
+            body = payloads.encode(payloads.tool_state(tool))
+            await publisher.publish(self.topics.tool_state(tool.id), body, retain=True)
+            self._tool_states[tool.id] = key
+
+    async def _publish_status(self, db: RelaySession, publisher: Publisher) -> None:
+        backlog = await db.backlog()
+        self.status.backlog = backlog
+        if backlog.last_published_id is not None:
+            self.status.last_published_id = backlog.last_published_id
+        if not db.leader:
+            return
+        now = self._clock()
+        age = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else None
+        status = payloads.line_status(
+            self.topics.base.rsplit("/", 1)[-1],
+            self.controller,
+            now,
+            await db.lots_by_state(),
+            backlog.events,
+            age,
+            backlog.last_published_id,
+        )
+        await publisher.publish(self.topics.line_status, payloads.encode(status), retain=True)
+
+    async def _prune(self, db: RelaySession) -> None:
+        before = self._clock() - timedelta(days=self.config.retention_days)
+        pruned = await db.prune(before)
+        if pruned:
+            log.info("published events pruned", events=pruned, published_before=before.isoformat())
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
