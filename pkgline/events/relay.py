@@ -240,9 +240,13 @@ class Relay:
         for lot_id, document in last_of_lot.items():
             state = payloads.encode(payloads.lot_state(document))
             messages.append((self.topics.lot_state(lot_id), state, True))
-        async with asyncio.TaskGroup() as group:
-            for topic, body, retain in messages:
-                group.create_task(publisher.publish(topic, body, retain=retain))
+        try:
+            # Sent in this order on one connection; the acknowledgements are awaited together.
+            async with asyncio.TaskGroup() as group:
+                for topic, body, retain in messages:
+                    group.create_task(publisher.publish(topic, body, retain=retain))
+        except* PublishFailed as failed:
+            raise failed.exceptions[0] from None
         await db.mark_published([e.id for e in events], self._clock())
         self.status.published += len(events)
         self.status.dead_letters += dead

@@ -9,6 +9,7 @@ Tests skip with a reason when no mosquitto binary is found, and fail instead on 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import contextlib
 import json
 import os
@@ -61,6 +62,8 @@ class Mosquitto:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             + ("allow_anonymous true\n" if "password_file" not in extra else "")
+            # As root, mosquitto would drop to the user "mosquitto", who cannot write here.
+            + f"user {getpass.getuser()}\n"
             + f"persistence true\npersistence_location {directory}/\n"
             "max_queued_messages 0\nmax_inflight_messages 100\n"
             f"log_dest file {self.log}\nlog_type all\n" + extra

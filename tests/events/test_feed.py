@@ -45,14 +45,6 @@ from tests.events.conftest import (
 
 pytestmark = pytest.mark.slow
 
-KIND_OF_TOPIC = {
-    "/events": "lot-event",
-    "/state": None,  # lots/{lot}/state or tools/{tool}/state, told apart below
-    "/line/status": "line-status",
-    "/dead-letter": "dead-letter",
-}
-
-
 def schema_kind(topic: str) -> str:
     if topic.endswith("/events"):
         return "lot-event"
@@ -207,7 +199,6 @@ async def test_a_broker_restart_is_met_with_the_backlog_first_in_id_order(
             ids = await start_lots(stack.lots, FLOWS[:5])
             broker.start()
             await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
-            await start_lots(stack.lots, ["fo-organic"], carriers=1) if False else None
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
