@@ -15,6 +15,8 @@ password, TLS, refused, unreachable) without the password.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -164,6 +166,8 @@ async def connect(
     :class:`BrokerError` saying what failed; the client is closed when the block ends."""
     password = read_password(config.password_file) if config.password_file else None
     context = tls_context(config)
+    if context is not None:
+        await _check_tls(config, context)
     for protocol in (aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311):
         session: dict[str, Any] = (
             {"clean_start": clean}
@@ -198,6 +202,23 @@ async def connect(
             await client.__aexit__(None, None, None)
         return
     raise BrokerUnavailable(f"{config.url}: refused both MQTT 5 and 3.1.1")  # pragma: no cover
+
+
+async def _check_tls(config: BrokerConfig, context: ssl.SSLContext) -> None:
+    """Shake hands once with asyncio first: a certificate the CA does not vouch for is then
+    told as such, and paho, which leaves the socket of a failed handshake open, never meets
+    one."""
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            _, writer = await asyncio.open_connection(config.host, config.port, ssl=context)
+    except ssl.SSLError as exc:
+        raise BrokerUnavailable(f"{config.url}: TLS failed: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise BrokerUnavailable(f"{config.url}: cannot connect: {exc or 'timed out'}") from None
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+        async with asyncio.timeout(config.timeout_s):
+            await writer.wait_closed()
 
 
 def _describe(config: BrokerConfig, exc: aiomqtt.MqttError) -> str:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY, is_sqlite
@@ -119,7 +120,11 @@ class OutboxStore:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[RelaySession]:
         async with self._engine.connect() as conn:
-            yield RelaySession(conn, sqlite=is_sqlite(self._engine))
+            session = RelaySession(conn, sqlite=is_sqlite(self._engine))
+            try:
+                yield session
+            finally:
+                await session.resign()
 
 
 class RelaySession:
@@ -140,6 +145,20 @@ class RelaySession:
                 )
                 self.leader = bool(result.scalar())
         return self.leader
+
+    async def resign(self) -> None:
+        """Let another relay lead: the lock is released (the connection goes back to the
+        pool, where it would keep the lock); a connection that cannot is closed."""
+        if self._sqlite or not self.leader:
+            return
+        self.leader = False
+        try:
+            async with self._conn.begin():
+                await self._conn.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_LOCK}
+                )
+        except SQLAlchemyError:
+            await self._conn.invalidate()
 
     async def pending(self, limit: int, *, lot: str | None = None) -> list[OutboxEvent]:
         """The first ``limit`` events not yet published, in id order."""

@@ -7,8 +7,8 @@ come; ``status`` reads the outbox: events waiting, the last one published, and t
 from __future__ import annotations
 
 import asyncio
-import os
 import json as jsonlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any

@@ -9,8 +9,8 @@ Tests skip with a reason when no mosquitto binary is found, and fail instead on 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -28,9 +28,12 @@ import pytest
 from mes.adapters.outbox import OutboxReader
 from pkgline.events.config import EventsConfig
 from pkgline.events.topics import Topics
+from tests.controller.conftest import database, stack  # noqa: F401 - the fixtures, for tests/events
 
 REQUIRE_MQTT = os.environ.get("CI") == "true" or os.environ.get("PKGLINE_REQUIRE_MQTT") == "1"
-MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+MOSQUITTO = shutil.which("mosquitto") or (
+    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+)
 
 
 def need_mosquitto() -> str:
@@ -78,14 +81,19 @@ class Mosquitto:
             stdin=subprocess.DEVNULL,
         )
         for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.1),
+            ):
                 return
             if self.process.poll() is not None:
                 break
             import time
 
             time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start: {self.log.read_text() if self.log.exists() else ''}")
+        raise RuntimeError(
+            f"mosquitto did not start: {self.log.read_text() if self.log.exists() else ''}"
+        )
 
     def stop(self) -> None:
         if self.process is None:
@@ -161,7 +169,9 @@ class Subscriber:
                     async for message in client.messages:
                         assert isinstance(message.payload, bytes)
                         self.messages.append(
-                            Received(str(message.topic), json.loads(message.payload), message.retain)
+                            Received(
+                                str(message.topic), json.loads(message.payload), message.retain
+                            )
                         )
             except aiomqtt.MqttError:
                 self.connected.clear()
@@ -179,7 +189,11 @@ def _tls(config: EventsConfig) -> dict[str, Any]:
         return {}
     from pkgline.mqtt import tls_context
 
-    return {"tls_context": tls_context(config), "username": config.username, "password": _password(config)}
+    return {
+        "tls_context": tls_context(config),
+        "username": config.username,
+        "password": _password(config),
+    }
 
 
 def _password(config: EventsConfig) -> str | None:

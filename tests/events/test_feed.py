@@ -24,12 +24,10 @@ from tests.controller.conftest import (
     FLOWS,
     Stack,
     all_in,
-    database,  # noqa: F401 - fixture
     line_config,
     lots_in,
     running_controller,
     simulated,
-    stack,  # noqa: F401 - fixture
     start_lots,
     wait_until,
 )
@@ -44,6 +42,7 @@ from tests.events.conftest import (
 )
 
 pytestmark = pytest.mark.slow
+
 
 def schema_kind(topic: str) -> str:
     if topic.endswith("/events"):
@@ -122,7 +121,11 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
         assert {"lot-event", "lot-state", "tool-state", "line-status", "controller-status"} <= kinds
         births = [m.payload["status"] for m in sub.of(f"/controllers/{config.name}/status")]
         assert births[0] == "online" and births[-1] == "offline"
-        final = {m.topic: m.payload for m in sub.messages if "/lots/" in m.topic and m.topic.endswith("/state")}
+        final = {
+            m.topic: m.payload
+            for m in sub.messages
+            if "/lots/" in m.topic and m.topic.endswith("/state")
+        }
         assert {p["lot"]: p["state"] for p in final.values()} == dict.fromkeys(ids, "COMPLETED")
     finally:
         await engine.dispose()
@@ -155,7 +158,9 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
             broker.stop()
             # The line goes on: its moves wait in the outbox.
             await wait_until(
-                _backlog_at_least(reader, 20), timeout_s=60, what="a backlog while the broker is down"
+                _backlog_at_least(reader, 20),
+                timeout_s=60,
+                what="a backlog while the broker is down",
             )
             assert not relay.status.connected
             assert "event feed down" in relay.status_line()
