@@ -107,6 +107,23 @@ class Mosquitto:
         self.process = None
 
 
+PLANT_BROKER_PORT = 1883
+
+
+@pytest.fixture
+def plant_broker() -> int:
+    """The broker on 127.0.0.1:1883 (as on a plant's server, and on CI): its port."""
+    try:
+        with socket.create_connection(("127.0.0.1", PLANT_BROKER_PORT), timeout=1.0):
+            return PLANT_BROKER_PORT
+    except OSError:
+        if REQUIRE_MQTT:
+            pytest.fail(
+                "no MQTT broker on 127.0.0.1:1883, and CI / PKGLINE_REQUIRE_MQTT=1 requires it"
+            )
+        pytest.skip("no MQTT broker on 127.0.0.1:1883")
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
     b = Mosquitto(tmp_path / "broker")

@@ -233,3 +233,22 @@ async def test_status_line_tells_the_backlog_and_the_last_event_published(
         assert "event feed down" in relay.status_line()  # stopped: disconnected
     finally:
         await engine.dispose()
+
+
+async def test_the_broker_on_the_standard_port_gets_every_event_of_lots_started(
+    stack: Stack, plant_broker: int
+) -> None:
+    events = events_config(plant_broker)
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-plant")
+    reader = OutboxReader(engine)
+    try:
+        async with subscribed(events, relay.topics) as sub, running(relay):
+            await start_lots(stack.lots, FLOWS[:3])
+            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            outbox = await all_outbox_ids(reader)
+            await wait_until(lambda: len(sub.lot_events()) >= len(outbox), timeout_s=30)
+        check_feed(sub, outbox)
+        check_schemas(sub)
+    finally:
+        await engine.dispose()
