@@ -97,7 +97,7 @@ def tail(
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     if line.events is None:
-        err.print(f"[bold red]error:[/] {config}: no [events] table: the feed is off")
+        err.print(f"[bold red]error:[/] {config}: no \\[events] table: the feed is off")
         raise typer.Exit(EXIT_USAGE)
     if lot is not None and not usable_level(lot):
         err.print(f"[bold red]error:[/] lot id {lot!r} cannot be a topic level (/ + # $)")
