@@ -31,6 +31,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+PENDING_CALLS_WARNING = 20_000
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 # CONNACK codes (3.1.1 return codes, 5 reason codes) that mean "speak another version".
 _UNSUPPORTED_VERSION = {1, 132}
@@ -188,6 +189,8 @@ async def connect(
             **session,
             max_inflight_messages=100,
         )
+        # aiomqtt warns of "pending publish calls" past 10; a relay keeps a batch in flight.
+        client.pending_calls_threshold = PENDING_CALLS_WARNING
         try:
             await client.__aenter__()
         except MqttConnectError as exc:

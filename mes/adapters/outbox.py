@@ -59,7 +59,11 @@ _PENDING = (
     .order_by(outbox.c.seq)
     .limit(bindparam("limit"))
 )
-_PENDING_LOT = _PENDING.where(outbox.c.lot_id == bindparam("lot"))
+_PUBLISHED_SINCE = (
+    select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
+    .where(outbox.c.published_at >= bindparam("since"))
+    .order_by(outbox.c.seq)
+)
 _MARK = (
     update(outbox)
     .where(outbox.c.seq.in_(bindparam("ids", expanding=True)), outbox.c.published_at.is_(None))
@@ -160,12 +164,20 @@ class RelaySession:
         except SQLAlchemyError:
             await self._conn.invalidate()
 
-    async def pending(self, limit: int, *, lot: str | None = None) -> list[OutboxEvent]:
+    async def pending(self, limit: int) -> list[OutboxEvent]:
         """The first ``limit`` events not yet published, in id order."""
         async with self._read():
-            query = _PENDING if lot is None else _PENDING_LOT
-            rows = (await self._conn.execute(query, {"limit": limit, "lot": lot})).all()
+            rows = (await self._conn.execute(_PENDING, {"limit": limit})).all()
         return [OutboxEvent(*row) for row in rows]
+
+    async def published_since(self, since: datetime) -> list[OutboxEvent]:
+        """The last event of each lot among those published since ``since``."""
+        async with self._read():
+            rows = (await self._conn.execute(_PUBLISHED_SINCE, {"since": since})).all()
+        last: dict[str, OutboxEvent] = {}
+        for row in rows:
+            last[row[1]] = OutboxEvent(*row)
+        return list(last.values())
 
     async def mark_published(self, ids: Sequence[int], at: datetime) -> None:
         if not ids:

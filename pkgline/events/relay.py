@@ -49,6 +49,8 @@ from pkgline.mqtt import BrokerError, connect, protocol_name
 log = structlog.get_logger("pkgline.events")
 
 TOOLS_S = 0.5
+LOT_STATES_S = 1.0
+RECALL_S = 5.0
 STATUS_S = 5.0
 PRUNE_S = 60.0
 LEAD_RETRY_S = 2.0
@@ -92,6 +94,8 @@ class Relay:
         self._clock = clock
         self._stop = asyncio.Event()
         self._tool_states: dict[str, Any] = {}
+        self._lot_states: dict[str, dict[str, Any]] = {}
+        self._lot_states_due = 0.0
         self._host = socket.gethostname()
 
     def request_stop(self) -> None:
@@ -184,6 +188,7 @@ class Relay:
                 if not db.leader and now >= next_lead:
                     if await db.try_lead():
                         log.info("this relay publishes the outbox", controller=self.controller)
+                        await self._recall_lot_states(db)
                     next_lead = now + LEAD_RETRY_S
                 self.status.leader = db.leader
                 full = db.leader and await self._publish_batch(db, publisher)
@@ -237,9 +242,17 @@ class Relay:
                 continue
             messages.append((self.topics.lot_events(event.lot_id), body, False))
             last_of_lot[event.lot_id] = document
-        for lot_id, document in last_of_lot.items():
-            state = payloads.encode(payloads.lot_state(document))
-            messages.append((self.topics.lot_state(lot_id), state, True))
+        # Each lot's state goes out after its events; while a backlog drains (full batches),
+        # once a second, so that it costs one message per lot, not one per lot and batch.
+        self._lot_states.update(last_of_lot)
+        full = len(events) == self.config.batch_size
+        loop = asyncio.get_running_loop()
+        if not full or loop.time() >= self._lot_states_due:
+            for lot_id, document in self._lot_states.items():
+                state = payloads.encode(payloads.lot_state(document))
+                messages.append((self.topics.lot_state(lot_id), state, True))
+            self._lot_states.clear()
+            self._lot_states_due = loop.time() + LOT_STATES_S
         try:
             # Sent in this order on one connection; the acknowledgements are awaited together.
             async with asyncio.TaskGroup() as group:
@@ -251,7 +264,17 @@ class Relay:
         self.status.published += len(events)
         self.status.dead_letters += dead
         self.status.last_published_id = events[-1].id
-        return len(events) == self.config.batch_size
+        return full
+
+    async def _recall_lot_states(self, db: RelaySession) -> None:
+        """The states of the lots whose events were published lately, to publish again: a
+        relay that died while a backlog drained had marked events whose lot states it kept
+        for later (see :meth:`_publish_batch`)."""
+        since = self._clock() - timedelta(seconds=RECALL_S)
+        for event in await db.published_since(since):
+            with contextlib.suppress(payloads.Undeliverable):
+                document, _ = payloads.lot_event(event, self.config.max_payload_bytes)
+                self._lot_states.setdefault(event.lot_id, document)
 
     async def _publish_tools(self, publisher: Publisher) -> None:
         assert self._tools is not None
