@@ -10,10 +10,12 @@ scratch directory) and stops it at the end.
    time scale 0 by ``pkgline sim`` in another process, ``--per-flow`` lots of each flow kept in
    progress, the line controller in THIS process with the event relay beside it, as ``pkgline
    serve`` runs them (poll interval 0.2 s, the example's, unless ``--poll``). A subscriber in a
-   third process writes down the wall-clock time each lot event arrives. Latency of an event:
-   arrival minus its ``time`` (the move's timestamp, taken before its transaction commits, so
-   the figure includes the commit: an upper bound). Printed: events per second, p50, p99 and
-   max over the events of the ``--measure`` window after ``--warmup``; goal p99 < 50 ms.
+   third process writes down the wall-clock time each lot event arrives; a fourth reads the
+   outbox's highest id every 5 ms and writes down when each id became visible (committed).
+   Latency of an event: arrival minus the last read before it was seen (an upper bound, at
+   most 5 ms long). Printed: events per second, p50, p99 and max over the events of the
+   ``--measure`` window after ``--warmup``; goal p99 < 50 ms; and the same from the move's own
+   timestamp (taken inside its transaction, before the group commit: it adds the commit).
 
 2. Drain. A fresh SQLite file whose outbox holds ``--backlog`` unpublished events (the real
    events of part 1, or of lots just started, repeated). Then, on the same broker: a bare
@@ -126,6 +128,57 @@ asyncio.run(main(*sys.argv[1:]))
 """
 
 
+WATCHER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+last, before = 0, time.time()
+with open(sys.argv[2], "w") as f:
+    while True:
+        now = time.time()
+        try:
+            top = db.execute("SELECT max(seq) FROM outbox").fetchone()[0] or 0
+        except sqlite3.OperationalError:
+            top = last
+        if top > last:
+            f.write(f"{before} {last} {top}\\n")
+            f.flush()
+            last = top
+        before = now
+        time.sleep(0.005)
+"""
+
+
+@contextlib.asynccontextmanager
+async def commit_watcher(database: Path, out: Path) -> AsyncIterator[None]:
+    """Another process that reads the outbox's highest id every 5 ms: an event committed
+    between two reads is written down with the time of the earlier one (a commit time that is
+    at most 5 ms early, so the latency from it is an upper bound)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WATCHER, str(database), str(out)
+    )
+    try:
+        yield
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def committed_at(out: Path) -> Any:
+    """id -> the watcher's time before it saw the id committed."""
+    ranges = []
+    for row in out.read_text().splitlines():
+        before, low, high = row.split()
+        ranges.append((int(low), int(high), float(before)))
+
+    def find(event_id: int) -> float | None:
+        for low, high, before in ranges:
+            if low < event_id <= high:
+                return before
+        return None
+
+    return find
+
+
 @contextlib.asynccontextmanager
 async def subscriber(port: int, topic: str, out: Path) -> AsyncIterator[None]:
     proc = await asyncio.create_subprocess_exec(
@@ -161,6 +214,7 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
     config_path = write_line_config(line, tmp / "line.toml")
     topics = Topics.of(events.root, events.site, events.area, line.name)
     arrivals = tmp / "arrivals.txt"
+    commits = tmp / "commits.txt"
     engine = create_engine(url, pool_size=connections_needed(line) + 1)
     factory = DriverFactory()
     try:
@@ -172,6 +226,7 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
             async with (
                 lt.simulated_line(config_path, sim_log),
                 subscriber(port, topics.all_lot_events, arrivals),
+                commit_watcher(Path(url.removeprefix("sqlite:///")), commits),
             ):
                 await lt.start_lots(lots, {}, args.per_flow)
                 configure_logging("info", json=True, stream=clog)
@@ -208,20 +263,30 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
         await factory.aclose()
         await engine.dispose()
     seen: dict[int, float] = {}
+    from_commit: list[float] = []
+    commit_of = committed_at(commits)
     for row in arrivals.read_text().splitlines():
         at, event_id, when = row.split(" ", 2)
-        committed = datetime.fromisoformat(when).timestamp()
-        if window[0] <= committed < window[1] and int(event_id) not in seen:
-            seen[int(event_id)] = (float(at) - committed) * 1000
+        stamped = datetime.fromisoformat(when).timestamp()
+        if window[0] <= stamped < window[1] and int(event_id) not in seen:
+            seen[int(event_id)] = (float(at) - stamped) * 1000
+            committed = commit_of(int(event_id))
+            if committed is not None:
+                from_commit.append((float(at) - committed) * 1000)
     lat = list(seen.values())
-    if not lat:
+    if not lat or not from_commit:
         print("  latency: no event in the window")
         return Path(url.removeprefix("sqlite:///"))
-    p99 = pct(lat, 0.99)
+    p99 = pct(from_commit, 0.99)
     print(
-        f"  latency, commit to subscriber ({len(lat)} events, {len(lat) / args.measure:.0f}/s): "
-        f"p50 {pct(lat, 0.5):.1f} ms, p99 {p99:.1f} ms, max {max(lat):.1f} ms; "
-        f"goal p99 < {GOAL_P99_MS:.0f} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'}"
+        f"  latency, commit to subscriber ({len(from_commit)} events, "
+        f"{len(lat) / args.measure:.0f}/s): p50 {pct(from_commit, 0.5):.1f} ms, "
+        f"p99 {p99:.1f} ms, max {max(from_commit):.1f} ms; goal p99 < {GOAL_P99_MS:.0f} ms: "
+        f"{'met' if p99 < GOAL_P99_MS else 'NOT met'}"
+    )
+    print(
+        f"  (from the move's timestamp, taken in its transaction before the commit: "
+        f"p50 {pct(lat, 0.5):.1f} ms, p99 {pct(lat, 0.99):.1f} ms)"
     )
     return Path(url.removeprefix("sqlite:///"))
 

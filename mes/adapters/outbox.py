@@ -15,7 +15,7 @@ given again after the highest row was deleted: pruning therefore always keeps th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +59,7 @@ _PENDING = (
     .order_by(outbox.c.seq)
     .limit(bindparam("limit"))
 )
+_PENDING_SKIPPING = _PENDING.where(outbox.c.seq.not_in(bindparam("skip", expanding=True)))
 _PUBLISHED_SINCE = (
     select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
     .where(outbox.c.published_at >= bindparam("since"))
@@ -164,10 +165,15 @@ class RelaySession:
         except SQLAlchemyError:
             await self._conn.invalidate()
 
-    async def pending(self, limit: int) -> list[OutboxEvent]:
-        """The first ``limit`` events not yet published, in id order."""
+    async def pending(self, limit: int, *, skip: Collection[int] = ()) -> list[OutboxEvent]:
+        """The first ``limit`` events not yet published, in id order, but those in ``skip``
+        (published, and being marked)."""
         async with self._read():
-            rows = (await self._conn.execute(_PENDING, {"limit": limit})).all()
+            if skip:
+                values = {"limit": limit, "skip": list(skip)}
+                rows = (await self._conn.execute(_PENDING_SKIPPING, values)).all()
+            else:
+                rows = (await self._conn.execute(_PENDING, {"limit": limit})).all()
         return [OutboxEvent(*row) for row in rows]
 
     async def published_since(self, since: datetime) -> list[OutboxEvent]:

@@ -54,7 +54,8 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
-    engine = create_engine(url, pool_size=connections_needed(line))
+    # The event relay's two connections (its reads and lock, its marks) come on top.
+    engine = create_engine(url, pool_size=connections_needed(line) + (2 if line.events else 0))
     drivers = DriverFactory()
     try:
         try:

@@ -6,10 +6,13 @@ with the controller's death as the MQTT will, publish its birth, then in a loop
 
 - lead if no other relay does (:meth:`RelaySession.try_lead`: one relay per database);
 - as the leader, read the oldest unpublished events (``batch_size``), publish each to its lot's
-  ``events`` topic and each lot's last state, retained, wait for every PUBACK, then mark the
-  batch published in one transaction; an event that cannot be published goes to the
-  dead-letter topic with the reason and is marked like the others, so it never blocks the
-  feed; when the batch was full, go on at once, else look again after ``poll_interval_s``;
+  ``events`` topic and each lot's last state, retained, wait for every PUBACK, then hand the
+  batch to the :class:`Marker`, which marks it published in one transaction on a connection
+  of its own while the next batch goes out (the reads skip the ids it holds; on SQLite its
+  write waits for the controller's moves, and the feed need not); an event that cannot be
+  published goes to the dead-letter topic with the reason and is marked like the others, so
+  it never blocks the feed; when the batch was full, go on at once, else look again after
+  ``poll_interval_s``;
 - publish the state of this controller's tools when it changed, retained (every 0.5 s);
 - the line's status (every 5 s, leader) and pruning of the events published more than
   ``retention_days`` ago (every minute, leader).
@@ -51,6 +54,9 @@ log = structlog.get_logger("pkgline.events")
 TOOLS_S = 0.5
 LOT_STATES_S = 1.0
 RECALL_S = 5.0
+MARK_ON_EXIT_S = 5.0
+MARKS_IN_FLIGHT = 4
+"""Batches acknowledged and not yet marked, at most, before the relay waits."""
 STATUS_S = 5.0
 PRUNE_S = 60.0
 LEAD_RETRY_S = 2.0
@@ -178,36 +184,60 @@ class Relay:
     async def _session(self, publisher: Publisher) -> None:
         await self._announce(publisher, online=True, reason="started")
         self._tool_states.clear()
-        loop = asyncio.get_running_loop()
-        async with self._store.session() as db:
-            next_lead = next_tools = next_status = 0.0
-            next_prune = loop.time() + PRUNE_S / 10
-            stop_by: float | None = None
-            while True:
-                now = loop.time()
-                if not db.leader and now >= next_lead:
-                    if await db.try_lead():
-                        log.info("this relay publishes the outbox", controller=self.controller)
-                        await self._recall_lot_states(db)
-                    next_lead = now + LEAD_RETRY_S
-                self.status.leader = db.leader
-                full = db.leader and await self._publish_batch(db, publisher)
-                if self._tools is not None and now >= next_tools:
-                    await self._publish_tools(publisher)
-                    next_tools = now + TOOLS_S
-                if now >= next_status:
-                    await self._publish_status(db, publisher)
-                    next_status = now + STATUS_S
-                if db.leader and now >= next_prune:
-                    await self._prune(db)
-                    next_prune = now + PRUNE_S
-                if self._stop.is_set():
-                    stop_by = stop_by or now + STOP_DRAIN_S
-                    if not full or now >= stop_by:
-                        break
-                if not full:
-                    await self._pause(self.config.poll_interval_s)
+        async with self._store.session() as db, self._store.session() as marks_db:
+            marker = Marker(marks_db, self._clock, limit=MARKS_IN_FLIGHT * self.config.batch_size)
+            marking = asyncio.create_task(marker.run(), name="event-relay-marks")
+            try:
+                await self._loop(db, publisher, marker, marking)
+            finally:
+                # What the broker acknowledged is marked, if the database lets us (else it is
+                # published again: at least once).
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(MARK_ON_EXIT_S):
+                        await marker.flush(marking)
+                marking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await marking
         await self._announce(publisher, online=False, reason="stopped")
+
+    async def _loop(
+        self,
+        db: RelaySession,
+        publisher: Publisher,
+        marker: Marker,
+        marking: asyncio.Task[None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        next_lead = next_tools = next_status = 0.0
+        next_prune = loop.time() + PRUNE_S / 10
+        stop_by: float | None = None
+        while True:
+            if marking.done():
+                marking.result()  # raises what stopped it (the database)
+                raise RuntimeError("the relay's marking task ended")  # pragma: no cover
+            now = loop.time()
+            if not db.leader and now >= next_lead:
+                if await db.try_lead():
+                    log.info("this relay publishes the outbox", controller=self.controller)
+                    await self._recall_lot_states(db)
+                next_lead = now + LEAD_RETRY_S
+            self.status.leader = db.leader
+            full = db.leader and await self._publish_batch(db, publisher, marker, marking)
+            if self._tools is not None and now >= next_tools:
+                await self._publish_tools(publisher)
+                next_tools = now + TOOLS_S
+            if now >= next_status:
+                await self._publish_status(db, publisher)
+                next_status = now + STATUS_S
+            if db.leader and now >= next_prune:
+                await self._prune(db)
+                next_prune = now + PRUNE_S
+            if self._stop.is_set():
+                stop_by = stop_by or now + STOP_DRAIN_S
+                if not full or now >= stop_by:
+                    break
+            if not full:
+                await self._pause(self.config.poll_interval_s)
 
     async def _announce(self, publisher: Publisher, *, online: bool, reason: str) -> None:
         status = payloads.controller_status(
@@ -217,9 +247,13 @@ class Relay:
             self.topics.controller_status(self.controller), payloads.encode(status), retain=True
         )
 
-    async def _publish_batch(self, db: RelaySession, publisher: Publisher) -> bool:
-        """Publish the oldest unpublished events; True when there may be more."""
-        events = await db.pending(self.config.batch_size)
+    async def _publish_batch(
+        self, db: RelaySession, publisher: Publisher, marker: Marker, marking: asyncio.Task[None]
+    ) -> bool:
+        """Publish the oldest unpublished events (but those acknowledged and not yet marked);
+        True when there may be more."""
+        await marker.room(marking)
+        events = await db.pending(self.config.batch_size, skip=marker.in_flight)
         if not events:
             return False
         now = self._clock()
@@ -260,7 +294,7 @@ class Relay:
                     group.create_task(publisher.publish(topic, body, retain=retain))
         except* PublishFailed as failed:
             raise failed.exceptions[0] from None
-        await db.mark_published([e.id for e in events], self._clock())
+        marker.add([e.id for e in events])
         self.status.published += len(events)
         self.status.dead_letters += dead
         self.status.last_published_id = events[-1].id
@@ -278,13 +312,23 @@ class Relay:
 
     async def _publish_tools(self, publisher: Publisher) -> None:
         assert self._tools is not None
+        changed = []
         for tool in await self._tools():
             key = (tool.snapshot, tool.dispatch, tool.e10_since)
-            if self._tool_states.get(tool.id) == key:
-                continue
-            body = payloads.encode(payloads.tool_state(tool))
-            await publisher.publish(self.topics.tool_state(tool.id), body, retain=True)
-            self._tool_states[tool.id] = key
+            if self._tool_states.get(tool.id) != key:
+                changed.append((tool, key))
+        if not changed:
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for tool, _ in changed:
+                    body = payloads.encode(payloads.tool_state(tool))
+                    group.create_task(
+                        publisher.publish(self.topics.tool_state(tool.id), body, retain=True)
+                    )
+        except* PublishFailed as failed:
+            raise failed.exceptions[0] from None
+        self._tool_states.update((tool.id, key) for tool, key in changed)
 
     async def _publish_status(self, db: RelaySession, publisher: Publisher) -> None:
         backlog = await db.backlog()
@@ -319,3 +363,55 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+class Marker:
+    """Marks acknowledged events published, in the background, on a connection of its own:
+    on SQLite a write waits for the one writer (the controller's moves), and the next events
+    need not wait for it. Until marked, their ids are :attr:`in_flight`, which the relay's
+    reads skip; at most ``limit`` of them (the relay waits for :meth:`room`)."""
+
+    def __init__(self, db: RelaySession, clock: Callable[[], datetime], *, limit: int):
+        self.in_flight: set[int] = set()
+        self._db = db
+        self._clock = clock
+        self._limit = limit
+        self._waiting: list[int] = []
+        self._wake = asyncio.Event()
+        self._marked = asyncio.Event()
+
+    def add(self, ids: Sequence[int]) -> None:
+        self._waiting.extend(ids)
+        self.in_flight.update(ids)
+        self._wake.set()
+
+    async def room(self, task: asyncio.Task[None]) -> None:
+        """Fewer than ``limit`` ids in flight (or the marking task failed: raised)."""
+        while len(self.in_flight) >= self._limit:
+            await self._next_mark(task)
+
+    async def flush(self, task: asyncio.Task[None]) -> None:
+        """Every id added is marked (or the marking task failed: raised)."""
+        while self.in_flight:
+            await self._next_mark(task)
+
+    async def _next_mark(self, task: asyncio.Task[None]) -> None:
+        self._marked.clear()
+        waiter = asyncio.ensure_future(self._marked.wait())
+        try:
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done():
+            task.result()
+            raise RuntimeError("the relay's marking task ended")  # pragma: no cover
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                ids, self._waiting = self._waiting, []
+                await self._db.mark_published(ids, self._clock())
+                self.in_flight.difference_update(ids)
+                self._marked.set()
