@@ -143,7 +143,7 @@ class Relay:
                         protocol=protocol_name(client),
                         topics=self.topics.base,
                     )
-                    await self._session(MqttPublisher(client, self.config.timeout_s))
+                    await self.publish_to(MqttPublisher(client, self.config.timeout_s))
                     return
             except (BrokerError, PublishFailed, SQLAlchemyError, OSError) as exc:
                 error = str(exc) or type(exc).__name__
@@ -181,7 +181,9 @@ class Relay:
 
     # -- one connection -----------------------------------------------------------------------
 
-    async def _session(self, publisher: Publisher) -> None:
+    async def publish_to(self, publisher: Publisher) -> None:
+        """One session: publish to ``publisher`` until :meth:`request_stop` (then say
+        goodbye), or until it fails (raised: :meth:`run` reconnects and calls it again)."""
         await self._announce(publisher, online=True, reason="started")
         self._tool_states.clear()
         async with self._store.session() as db, self._store.session() as marks_db:
