@@ -18,7 +18,7 @@ from mes.adapters.outbox import OutboxReader, OutboxStore
 from pkgline.events.relay import Relay
 from simulators.line import write_line_config
 from tests.controller.conftest import FLOWS, Stack, line_config, start_lots, wait_until
-from tests.events.conftest import Mosquitto, events_config, running
+from tests.events.conftest import Mosquitto, events_config, free_port, running
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
 
@@ -66,7 +66,7 @@ async def test_status_commands_tell_the_backlog_then_the_last_event_published(
     assert len(ids) == 2
 
 
-async def test_tail_refuses_a_line_without_events_and_a_lot_id_no_topic_can_hold(
+async def test_tail_refuses_a_line_without_events_a_lot_id_no_topic_can_hold_and_a_broker_down(
     stack: Stack, tmp_path: Path
 ) -> None:
     config = line_config(tools=["DB-1"])
@@ -78,3 +78,8 @@ async def test_tail_refuses_a_line_without_events_and_a_lot_id_no_topic_can_hold
     )
     bad = await pkgline(stack.url, "events", "tail", "--config", str(on), "--lot", "a/#")
     assert bad.returncode == 2 and "cannot be a topic level" in bad.stderr
+    nobody = write_line_config(
+        config.model_copy(update={"events": events_config(free_port())}), tmp_path / "no.toml"
+    )
+    down = await pkgline(stack.url, "events", "tail", "--config", str(nobody))
+    assert down.returncode == 4 and "Connection refused" in down.stderr
