@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from drivers.config import ConnectionPolicy
 from drivers.supervision import backoff_delays
-from mes.adapters.outbox import Backlog, OutboxStore, RelaySession
+from mes.adapters.outbox import Backlog, OutboxEvent, OutboxStore, RelaySession
 from mes.domain.equipment import ToolRecord
 from mes.service import utc_now
 from pkgline.events import payloads
@@ -102,6 +102,8 @@ class Relay:
         self._tool_states: dict[str, Any] = {}
         self._lot_states: dict[str, dict[str, Any]] = {}
         self._lot_states_due = 0.0
+        self._next_batch: list[OutboxEvent] | None = None
+        """Read while the last batch was acknowledged (a backlog drains)."""
         self._host = socket.gethostname()
 
     def request_stop(self) -> None:
@@ -186,6 +188,7 @@ class Relay:
         goodbye), or until it fails (raised: :meth:`run` reconnects and calls it again)."""
         await self._announce(publisher, online=True, reason="started")
         self._tool_states.clear()
+        self._next_batch = None
         async with self._store.session() as db, self._store.session() as marks_db:
             marker = Marker(marks_db, self._clock, limit=MARKS_IN_FLIGHT * self.config.batch_size)
             marking = asyncio.create_task(marker.run(), name="event-relay-marks")
@@ -255,7 +258,9 @@ class Relay:
         """Publish the oldest unpublished events (but those acknowledged and not yet marked);
         True when there may be more."""
         await marker.room(marking)
-        events = await db.pending(self.config.batch_size, skip=marker.in_flight)
+        events, self._next_batch = self._next_batch, None
+        if events is None:
+            events = await db.pending(self.config.batch_size, skip=marker.in_flight)
         if not events:
             return False
         now = self._clock()
@@ -294,6 +299,9 @@ class Relay:
             async with asyncio.TaskGroup() as group:
                 for topic, body, retain in messages:
                     group.create_task(publisher.publish(topic, body, retain=retain))
+                if full:  # a backlog drains: read the next batch while the broker answers
+                    sent = marker.in_flight.union(e.id for e in events)
+                    self._next_batch = await db.pending(self.config.batch_size, skip=sent)
         except* PublishFailed as failed:
             raise failed.exceptions[0] from None
         marker.add([e.id for e in events])
