@@ -306,6 +306,33 @@ def test_credentials_in_the_broker_url_are_refused() -> None:
     assert BrokerConfig(url="mqtts://broker.plant").port == 8883
 
 
+async def test_a_broker_that_refuses_the_publishes_gets_them_again_and_none_is_marked(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """MQTT 5: a PUBACK that refuses (here: no right to publish) is no acknowledgement."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\n")
+    broker = Mosquitto(tmp_path / "acl-broker", extra=f"acl_file {acl}\n")
+    broker.start()
+    engine = create_engine(stack.url)
+    try:
+        await start_lots(stack.lots, FLOWS[:2])
+        relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-acl")
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: sum(1 for e in logs if e["event"] == "event feed down") >= 2,
+                    timeout_s=30,
+                    what="two refusals",
+                )
+        errors = [e["error"] for e in logs if e["event"] == "event feed down"]
+        assert all("the broker refused the message: Not authorized" in e for e in errors)
+        assert (await OutboxReader(engine).backlog()).events == 2
+    finally:
+        await engine.dispose()
+        broker.stop()
+
+
 # -- several relays on one database -----------------------------------------------------------------
 
 
