@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
 from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
+from pkgline.events.config import EventsConfig
 from pkgline.sparkplug.config import SparkplugConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
@@ -162,6 +163,9 @@ class LineConfig(BaseModel):
     controller: ControllerConfig = ControllerConfig()
     database_timeouts: DatabaseTimeoutsConfig = DatabaseTimeoutsConfig()
     security: SecurityConfig = SecurityConfig()
+    events: EventsConfig | None = Field(
+        None, description="The event feed to an MQTT broker; without it, events wait in the outbox."
+    )
     tools: tuple[LineTool, ...] = ()
     # Sparkplug B edge node for SCADA (pkgline/sparkplug, docs/sparkplug.md); off when absent.
     sparkplug: SparkplugConfig | None = None

@@ -5,7 +5,21 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import audit, db, demo, flow, line, lot, pki, serve, sim, tool, tool_reset, user
+from pkgline.cli import (
+    audit,
+    db,
+    demo,
+    events,
+    flow,
+    line,
+    lot,
+    pki,
+    serve,
+    sim,
+    tool,
+    tool_reset,
+    user,
+)
 
 app = typer.Typer(
     name="pkgline",
@@ -23,6 +37,7 @@ app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
 app.add_typer(user.app, name="user")
 app.add_typer(pki.app, name="pki")
+app.add_typer(events.app, name="events")
 app.command(name="sim")(sim.sim)
 app.command(name="serve")(serve.serve)
 app.command(name="demo")(demo.demo)

@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,6 +52,7 @@ from pkgline.cli.demo_view import (
     where,
 )
 from pkgline.config import LineConfig, load_line_config
+from pkgline.events.config import EventsConfig
 
 EXAMPLE = "line.example.toml"
 """The example line, packaged with pkgline (deploy/line.example.toml links to it)."""
@@ -73,6 +75,7 @@ LOTS: tuple[tuple[str, int], ...] = (
     ("stiffener-bga", 6),
 )
 CARRIERS, SITE_ROWS, SITE_COLS = 2, 4, 8
+DEMO_BROKER_PORT = 1883
 SIM_READY = "Ctrl-C or SIGTERM stops it"
 REFRESH_S = 0.3
 EXIT_INCOMPLETE = 1
@@ -328,7 +331,9 @@ def _write_config(run: Demo) -> None:
     from pkgline.security import secure_demo_line
     from simulators.line import with_free_ports, write_line_config
 
-    config = with_free_ports(run.config).model_copy(update={"database": run.url})
+    config = with_free_ports(run.config).model_copy(
+        update={"database": run.url, "events": _event_feed()}
+    )
     # The secure configuration, as a line runs it: the controller and the simulators get
     # certificates of their own (kept next to the database) and trust each other's.
     config = secure_demo_line(config, run.database.with_suffix(".pki"))
@@ -341,6 +346,29 @@ def _write_config(run: Demo) -> None:
         f"{len(config.tools) - modbus} over OPC UA, on free ports of 127.0.0.1 "
         f"({run.config_path.name}); time scale {run.time_scale:g}"
     )
+    if config.events is not None:
+        feed = config.events
+        out.print(
+            f"event feed: MQTT broker on 127.0.0.1:{DEMO_BROKER_PORT}, topics "
+            f"{feed.root}/{feed.site}/{feed.area}/{config.name}/... (follow it: "
+            f"pkgline events tail --config {run.config_path})"
+        )
+
+
+def _event_feed() -> EventsConfig | None:
+    """The event feed to the broker on 127.0.0.1:1883 if one answers there, else none (said
+    either way)."""
+    feed = EventsConfig(url=f"mqtt://127.0.0.1:{DEMO_BROKER_PORT}", root="pkgline-demo")
+    try:
+        with socket.create_connection(("127.0.0.1", DEMO_BROKER_PORT), timeout=0.5):
+            pass
+    except OSError:
+        out.print(
+            f"event feed: no MQTT broker on 127.0.0.1:{DEMO_BROKER_PORT}; the line runs "
+            "without one (its events wait in the outbox: pkgline events status)"
+        )
+        return None
+    return feed
 
 
 async def _start_line(run: Demo) -> None:

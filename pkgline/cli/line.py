@@ -19,10 +19,12 @@ from rich.table import Table
 from rich.text import Text
 
 from mes.adapters.database import display_url
+from mes.adapters.outbox import Backlog, OutboxReader
 from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRecord
 from mes.domain.model import Lot, LotState
-from pkgline.bootstrap import Services, open_services, resolve_url
+from pkgline.bootstrap import Services, open_engine, open_services, resolve_url
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
+from pkgline.cli.events import backlog_dict, backlog_line
 from pkgline.cli.tool import (
     ago,
     clock,
@@ -170,16 +172,19 @@ def _alive(status: LineStatus, tool: ToolRecord) -> bool:
 def status(db: DbOption = None, json: JsonOption = False) -> None:
     """Controllers (alive or not), tools, lots running, the queue per step, held lots."""
 
-    async def work() -> LineStatus:
+    async def work() -> tuple[LineStatus, Backlog]:
         async with open_services(db) as services:
-            return await read_status(services, datetime.now().astimezone())
+            current = await read_status(services, datetime.now().astimezone())
+        async with open_engine(db) as engine:
+            return current, await OutboxReader(engine).backlog()
 
-    current = run(work, as_json=json, db=db)
+    current, backlog = run(work, as_json=json, db=db)
     database = display_url(resolve_url(db))
     if json:
-        print_json(status_dict(current, database))
+        print_json({**status_dict(current, database), "events": backlog_dict(backlog, current.at)})
         return
     out.print(f"database: {database}   at {clock(current.at)}")
+    out.print(backlog_line(backlog, current.at))
     _print_controllers(current.controllers, current.at)
     if current.tools:
         out.print(tools_table(current.tools, current.at, compact=True, alive=_alive_lines(current)))

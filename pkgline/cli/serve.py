@@ -25,6 +25,7 @@ from pkgline.controller.line import (
     connections_needed,
     freeze_startup_objects,
 )
+from pkgline.events.service import event_relay, running_relay
 from pkgline.logs import configure_logging
 from pkgline.sparkplug.config import SparkplugError
 from pkgline.systemd import Notifier
@@ -73,8 +74,11 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
+    # The event relay's two connections (its reads and lock, its marks) come on top.
     engine = create_engine(
-        url, pool_size=connections_needed(line), timeouts=line.database_timeouts.timeouts()
+        url,
+        pool_size=connections_needed(line) + (2 if line.events else 0),
+        timeouts=line.database_timeouts.timeouts(),
     )
     drivers = DriverFactory()
     try:
@@ -96,6 +100,7 @@ async def _serve(line: LineConfig, url: str) -> int:
         health = DatabaseHealth(log_edges=False)
         services = services_for(engine, CONTROLLER, health=health)  # its identity, its role only
         lots, equipment = services.lots, services.equipment
+        relay = event_relay(line, engine, equipment)
         try:
             edge_node = _edge_node(line)
             controller = LineController(
@@ -107,6 +112,7 @@ async def _serve(line: LineConfig, url: str) -> int:
                 before_ready=freeze_startup_objects,
                 feed=edge_node,
                 database=health,
+                status_of_parts=[relay.status_line] if relay else [],
             )
         except (ConfigError, SparkplugError) as exc:
             log.error("refusing to start", reason=str(exc))
@@ -114,7 +120,7 @@ async def _serve(line: LineConfig, url: str) -> int:
         log.info("database", url=display_url(url))
         from pkgline.sparkplug.node import running
 
-        async with running(edge_node):
+        async with running(edge_node), running_relay(relay):
             return await _run(controller, line, url)
     finally:
         await _close(drivers.aclose(), "the tools' connections")

@@ -139,12 +139,14 @@ class LineController:
         before_ready: Callable[[], None] = lambda: None,
         feed: ToolFeed | None = None,
         database: DatabaseHealth | None = None,
+        status_of_parts: Sequence[Callable[[], str]] = (),
     ):
         """``feed``: told every tool state, recipe and measured values (Sparkplug B).
         ``before_ready``: called once every tool has answered (or been found unreachable)
         and the recovery has begun, before the first dispatch and READY (``pkgline serve``
         freezes the startup objects there: :func:`freeze_startup_objects`). ``database``:
-        the store's health (the one its unit-of-work factory feeds), for the status line."""
+        the store's health (the one its unit-of-work factory feeds), for the status line.
+        ``status_of_parts``: phrases added to the STATUS line (the event feed's backlog)."""
         self.config = config
         self._database = database
         self.name = config.name
@@ -157,6 +159,7 @@ class LineController:
         spool.check()  # a spool directory it cannot write is a configuration error
         self._outage = DatabaseOutage(lambda: self._reporter.details())
         self._reporter = EquipmentReporter(equipment, spool, outage=self._outage)
+        self._status_of_parts = tuple(status_of_parts)
         by_id = {d.tool_id: d for d in drivers}
         self.runners: dict[str, ToolRunner] = {}
         for tool in config.tools:
@@ -225,6 +228,7 @@ class LineController:
                 status,
                 *([spooled] if spooled else []),
                 *self._certificate_notes,
+                *(part() for part in self._status_of_parts),
             ]
         )
 

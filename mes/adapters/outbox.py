@@ -1,0 +1,243 @@
+"""The outbox as the event relay reads it: the events not yet published in order, marking
+them published once the broker has them, the backlog, and pruning after the retention.
+
+One relay publishes at a time. On PostgreSQL, where several controllers share the database,
+the relay that holds a session-level advisory lock (:data:`RELAY_LOCK`) on its connection is
+the one; the others wait for it. A lock, not ``FOR UPDATE SKIP LOCKED``: skipping rows would
+let two relays publish the events of one lot at the same time, in either order, while one
+publisher reading the outbox in ``seq`` order keeps every lot's order by construction. The lock
+goes with the connection, so a relay that dies (SIGKILL, lost network) frees it at once. On
+SQLite one controller owns the file, and its relay is the one.
+
+Ids: ``seq`` is unique and increasing per database. On SQLite it is the rowid, which would be
+given again after the highest row was deleted: pruning therefore always keeps the highest row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mes.adapters.database import READONLY, is_sqlite
+from mes.adapters.tables import lots, outbox
+
+RELAY_LOCK = 0x706B676C_72656C79
+"""pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One outbox row: ``id`` is its ``seq``."""
+
+    id: int
+    lot_id: str
+    kind: str
+    payload: Any
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    events: int
+    """Events not yet published."""
+    oldest_at: datetime | None
+    """When the oldest of them was committed."""
+    last_published_id: int | None
+    last_published_at: datetime | None
+
+
+_PENDING = (
+    select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.seq)
+    .limit(bindparam("limit"))
+)
+_PENDING_SKIPPING = _PENDING.where(outbox.c.seq.not_in(bindparam("skip", expanding=True)))
+_PUBLISHED_SINCE = (
+    select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
+    .where(outbox.c.published_at >= bindparam("since"))
+    .order_by(outbox.c.seq)
+)
+_MARK = (
+    update(outbox)
+    .where(outbox.c.seq.in_(bindparam("ids", expanding=True)), outbox.c.published_at.is_(None))
+    .values(published_at=bindparam("at"))
+)
+_UNPUBLISHED = select(func.count(), func.min(outbox.c.created_at)).where(
+    outbox.c.published_at.is_(None)
+)
+_LAST_PUBLISHED = (
+    select(outbox.c.seq, outbox.c.published_at)
+    .where(outbox.c.published_at.is_not(None))
+    .order_by(outbox.c.published_at.desc(), outbox.c.seq.desc())
+    .limit(1)
+)
+_PRUNE = delete(outbox).where(
+    outbox.c.published_at.is_not(None),
+    outbox.c.published_at < bindparam("before"),
+    outbox.c.seq < select(func.max(outbox.c.seq)).scalar_subquery(),
+)
+_LOTS_BY_STATE = select(lots.c.state, func.count()).group_by(lots.c.state)
+
+
+class OutboxReader:
+    """Read-only views of the outbox (``pkgline events status``, ``line status``)."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+
+    async def backlog(self) -> Backlog:
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**{READONLY: True})
+            async with conn.begin():
+                return await _backlog(conn)
+
+    async def events(
+        self, *, after: int = 0, lot: str | None = None, limit: int = 100
+    ) -> list[OutboxEvent]:
+        """Events (published or not) with an id above ``after``, in order."""
+        query = select(
+            outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at
+        ).where(outbox.c.seq > after)
+        if lot is not None:
+            query = query.where(outbox.c.lot_id == lot)
+        query = query.order_by(outbox.c.seq).limit(limit)
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**{READONLY: True})
+            async with conn.begin():
+                rows = (await conn.execute(query)).all()
+        return [OutboxEvent(*row) for row in rows]
+
+
+class OutboxStore:
+    """The relay's side of the outbox, on one connection of its own (see :meth:`session`)."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[RelaySession]:
+        async with self._engine.connect() as conn:
+            session = RelaySession(conn, sqlite=is_sqlite(self._engine))
+            try:
+                yield session
+            finally:
+                await session.resign()
+
+
+class RelaySession:
+    """One relay's connection: leadership (PostgreSQL), reads and marks."""
+
+    def __init__(self, conn: AsyncConnection, *, sqlite: bool):
+        self._conn = conn
+        self._sqlite = sqlite
+        self.leader = sqlite
+
+    async def try_lead(self) -> bool:
+        """Become the publishing relay if no other relay is (PostgreSQL advisory lock, held
+        until this session's connection closes). True when this session leads."""
+        if not self.leader:
+            async with self._conn.begin():
+                result = await self._conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_LOCK}
+                )
+                self.leader = bool(result.scalar())
+        return self.leader
+
+    async def resign(self) -> None:
+        """Let another relay lead: the lock is released (the connection goes back to the
+        pool, where it would keep the lock); a connection that cannot is closed."""
+        if self._sqlite or not self.leader:
+            return
+        self.leader = False
+        try:
+            async with self._conn.begin():
+                await self._conn.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_LOCK}
+                )
+        except SQLAlchemyError:
+            await self._conn.invalidate()
+
+    async def pending(self, limit: int, *, skip: Collection[int] = ()) -> list[OutboxEvent]:
+        """The first ``limit`` events not yet published, in id order, but those in ``skip``
+        (published, and being marked)."""
+        async with self._read():
+            if skip:
+                values = {"limit": limit, "skip": list(skip)}
+                rows = (await self._conn.execute(_PENDING_SKIPPING, values)).all()
+            else:
+                rows = (await self._conn.execute(_PENDING, {"limit": limit})).all()
+        return [OutboxEvent(*row) for row in rows]
+
+    async def published_since(self, since: datetime) -> list[OutboxEvent]:
+        """The last event of each lot among those published since ``since``."""
+        async with self._read():
+            rows = (await self._conn.execute(_PUBLISHED_SINCE, {"since": since})).all()
+        last: dict[str, OutboxEvent] = {}
+        for row in rows:
+            last[row[1]] = OutboxEvent(*row)
+        return list(last.values())
+
+    async def mark_published(self, ids: Sequence[int], at: datetime) -> None:
+        if not ids:
+            return
+        async with self._write():
+            await self._conn.execute(_MARK, {"ids": list(ids), "at": at})
+
+    async def backlog(self) -> Backlog:
+        async with self._read():
+            return await _backlog(self._conn)
+
+    async def lots_by_state(self) -> dict[str, int]:
+        async with self._read():
+            rows = (await self._conn.execute(_LOTS_BY_STATE)).all()
+        return {state: int(n) for state, n in rows}
+
+    async def prune(self, before: datetime) -> int:
+        """Delete the events published before ``before`` (never one not yet published, and
+        never the highest id). The number deleted."""
+        async with self._write():
+            result = await self._conn.execute(_PRUNE, {"before": before})
+        return int(result.rowcount or 0)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[None]:
+        if self._sqlite:
+            await self._conn.execution_options(**{READONLY: True})
+        async with self._conn.begin():
+            yield
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[None]:
+        if self._sqlite:
+            await self._conn.execution_options(**{READONLY: False})
+        async with self._conn.begin():
+            yield
+
+
+async def _backlog(conn: AsyncConnection) -> Backlog:
+    count, oldest = (await conn.execute(_UNPUBLISHED)).one()
+    last = (await conn.execute(_LAST_PUBLISHED)).first()
+    return Backlog(
+        events=int(count),
+        oldest_at=_aware(oldest),
+        last_published_id=int(last[0]) if last else None,
+        last_published_at=last[1] if last else None,
+    )
+
+
+def _aware(value: Any) -> datetime | None:
+    """``min(created_at)`` comes back without the column's type: a string on SQLite."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

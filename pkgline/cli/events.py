@@ -1,0 +1,143 @@
+"""``pkgline events``: the event feed as an operator or integrator reads it.
+
+``tail`` subscribes to the broker of ``line.toml``'s ``[events]`` and prints lot events as they
+come; ``status`` reads the outbox: events waiting, the last one published, and the lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mes.adapters.outbox import Backlog, OutboxReader
+from pkgline.bootstrap import open_engine
+from pkgline.cli.common import (
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    DbOption,
+    JsonOption,
+    err,
+    out,
+    print_json,
+    run,
+)
+from pkgline.config import ConfigError, load_line_config
+from pkgline.events.topics import Topics, usable_level
+from pkgline.mqtt import BrokerError, connect
+
+app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", help="The line configuration (line.toml) with [events].")
+]
+
+
+def backlog_dict(backlog: Backlog, now: datetime) -> dict[str, Any]:
+    lag = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else 0.0
+    return {
+        "backlog": backlog.events,
+        "oldest_waiting_at": backlog.oldest_at.isoformat() if backlog.oldest_at else None,
+        "lag_s": round(lag, 3),
+        "last_published_id": backlog.last_published_id,
+        "last_published_at": (
+            backlog.last_published_at.isoformat() if backlog.last_published_at else None
+        ),
+    }
+
+
+def backlog_line(backlog: Backlog, now: datetime) -> str:
+    d = backlog_dict(backlog, now)
+    waiting = f"{d['backlog']} events waiting"
+    if backlog.oldest_at:
+        waiting += f", the oldest for {d['lag_s']:.1f} s"
+    last = (
+        f"last published: id {d['last_published_id']} at {d['last_published_at']}"
+        if backlog.last_published_id
+        else "none published yet"
+    )
+    return f"event feed: {waiting}; {last}"
+
+
+@app.command()
+def status(db: DbOption = None, json: JsonOption = False) -> None:
+    """Events waiting in the outbox, the last one published, and the lag (the age of the
+    oldest one waiting)."""
+
+    async def work() -> Backlog:
+        async with open_engine(db) as engine:
+            return await OutboxReader(engine).backlog()
+
+    backlog = run(work, as_json=json, db=db)
+    now = datetime.now(UTC)
+    if json:
+        print_json(backlog_dict(backlog, now))
+    else:
+        out.print(backlog_line(backlog, now))
+
+
+@app.command()
+def tail(
+    config: ConfigOption,
+    lot: Annotated[str | None, typer.Option("--lot", help="Only this lot's events.")] = None,
+    json: JsonOption = False,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Stop after this many events.")
+    ] = None,
+) -> None:
+    """Subscribe to the line's lot events and print them as they come (Ctrl-C stops)."""
+    try:
+        line = load_line_config(config)
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if line.events is None:
+        err.print(f"[bold red]error:[/] {config}: no \\[events] table: the feed is off")
+        raise typer.Exit(EXIT_USAGE)
+    if lot is not None and not usable_level(lot):
+        err.print(f"[bold red]error:[/] lot id {lot!r} cannot be a topic level (/ + # $)")
+        raise typer.Exit(EXIT_USAGE)
+    events = line.events
+    topics = Topics.of(events.root, events.site, events.area, events.line or line.name)
+    topic = topics.lot_events(lot) if lot else topics.all_lot_events
+    try:
+        asyncio.run(_tail(line.events, line.name, topic, json, count))
+    except KeyboardInterrupt:
+        pass
+    except BrokerError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+
+
+async def _tail(events: Any, name: str, topic: str, as_json: bool, count: int | None) -> None:
+    client_id = f"{events.client_id_for(name, 'tail')}-{os.getpid()}"
+    async with connect(events, client_id) as client:
+        await client.subscribe(topic, qos=1)
+        if not as_json:
+            err.print(f"following {topic} on {events.url} (Ctrl-C stops)")
+        seen = 0
+        async for message in client.messages:
+            payload = message.payload
+            text = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
+            if as_json:
+                out.print(text, markup=False)
+            else:
+                out.print(_describe(text), markup=False)
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+
+def _describe(text: str) -> str:
+    try:
+        e = jsonlib.loads(text)
+        moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
+        where = " ".join(x for x in (e["step"], e["tool"]) if x)
+        return f"#{e['id']}  {e['time']}  {e['lot']}  {e['kind']}  {moved}  {where}  by {e['user']}"
+    except (ValueError, KeyError, TypeError):
+        return f"(not a lot event) {text}"

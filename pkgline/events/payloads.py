@@ -1,0 +1,173 @@
+"""What each message of the feed says: pure functions from the store's records to JSON
+documents, one JSON Schema per kind in ``schemas/`` (``{kind}.schema.json``, docs/events.md).
+
+An outbox row becomes a *lot event* when it is well formed; when it is not (its payload is
+not a history entry, it names another lot, its lot id cannot be a topic level, or it is larger
+than the broker takes), :func:`lot_event` raises :class:`Undeliverable` with the reason, and
+the relay publishes a *dead letter* instead, so that one bad row never blocks the feed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from mes.adapters.outbox import OutboxEvent
+from mes.domain.equipment import ToolRecord
+from pkgline.events.topics import usable_level
+
+SCHEMA_VERSION = 1
+KINDS = (
+    "lot-event",
+    "lot-state",
+    "tool-state",
+    "line-status",
+    "controller-status",
+    "dead-letter",
+)
+_REQUIRED_TEXT = ("at", "user", "operation", "state_after")
+
+
+class Undeliverable(ValueError):
+    """An outbox event that cannot be published as a lot event; the message is the reason."""
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of a payload kind (packaged with pkgline)."""
+    text = resources.files("pkgline.events").joinpath(f"schemas/{kind}.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The lot event of an outbox row and its encoding; :class:`Undeliverable` if it has
+    none."""
+    entry = event.payload
+    if not usable_level(event.lot_id):
+        raise Undeliverable(f"lot id {event.lot_id!r} cannot be a topic level (/ + # $)")
+    if not isinstance(entry, Mapping):
+        raise Undeliverable(f"payload is a {type(entry).__name__}, expected a history entry")
+    missing = [k for k in _REQUIRED_TEXT if not isinstance(entry.get(k), str)]
+    if missing:
+        raise Undeliverable(f"history entry without {', '.join(missing)} (text expected)")
+    if entry.get("lot", event.lot_id) != event.lot_id:
+        raise Undeliverable(f"history entry of lot {entry.get('lot')!r} in lot {event.lot_id}")
+    data = entry.get("data", {})
+    if not isinstance(data, Mapping):
+        raise Undeliverable(f"data is a {type(data).__name__}, expected an object")
+    document = {
+        "v": SCHEMA_VERSION,
+        "id": event.id,
+        "kind": event.kind,
+        "lot": event.lot_id,
+        "time": entry["at"],
+        "user": entry["user"],
+        "operation": entry["operation"],
+        "step": entry.get("step"),
+        "tool": entry.get("tool"),
+        "state_before": entry.get("state_before"),
+        "state_after": entry["state_after"],
+        "reason": entry.get("reason"),
+        "history_seq": entry.get("seq"),
+        "data": data,
+    }
+    try:
+        body = encode(document)
+    except (TypeError, ValueError) as exc:
+        raise Undeliverable(f"not JSON: {exc}") from exc
+    if len(body) > max_bytes:
+        raise Undeliverable(f"{len(body)} bytes, more than max_payload_bytes ({max_bytes})")
+    return document, body
+
+
+def lot_state(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A lot's retained state, from its last event (a lot-event document)."""
+    return {
+        "v": SCHEMA_VERSION,
+        "lot": event["lot"],
+        "state": event["state_after"],
+        "step": event["step"],
+        "tool": event["tool"],
+        "last_event_id": event["id"],
+        "last_event": event["kind"],
+        "time": event["time"],
+    }
+
+
+def dead_letter(event: OutboxEvent, reason: str, at: datetime) -> dict[str, Any]:
+    size = len(repr(event.payload).encode())
+    return {
+        "v": SCHEMA_VERSION,
+        "id": event.id,
+        "lot": event.lot_id,
+        "kind": event.kind,
+        "time": event.created_at.isoformat(),
+        "reason": reason,
+        "size_bytes": size,
+        "dead_lettered_at": at.isoformat(),
+    }
+
+
+def tool_state(tool: ToolRecord) -> dict[str, Any]:
+    s = tool.snapshot
+    return {
+        "v": SCHEMA_VERSION,
+        "tool": tool.id,
+        "equipment_class": tool.equipment_class,
+        "controller": tool.line,
+        "connected": s.connected,
+        "process_state": s.process_state,
+        "mode": s.mode,
+        "e10": s.e10,
+        "e10_since": tool.e10_since.isoformat(),
+        "dispatch": tool.dispatch.value,
+        "lot": s.lot_id,
+        "job": s.job_id,
+        "sites_done": s.sites_done,
+        "sites_total": s.sites_total,
+        "alarm": dict(s.alarm) if s.alarm is not None else None,
+        "reason": s.reason,
+        "time": tool.updated_at.isoformat(),
+    }
+
+
+def controller_status(
+    controller: str, online: bool, at: datetime | None, *, host: str, pid: int, reason: str
+) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "controller": controller,
+        "status": "online" if online else "offline",
+        "reason": reason,
+        "time": at.isoformat() if at is not None else None,
+        "host": host,
+        "pid": pid,
+    }
+
+
+def line_status(
+    line: str,
+    controller: str,
+    at: datetime,
+    lots: Mapping[str, int],
+    backlog: int,
+    oldest_age_s: float | None,
+    last_published_id: int | None,
+) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "line": line,
+        "controller": controller,
+        "time": at.isoformat(),
+        "lots": dict(lots),
+        "backlog": backlog,
+        "backlog_oldest_age_s": oldest_age_s,
+        "last_published_id": last_published_id,
+    }

@@ -1,0 +1,427 @@
+"""The relay: the outbox, in order, to the broker; an event is marked published only once the
+broker acknowledged it (and every event before it in the same batch).
+
+It runs inside ``pkgline serve`` (docs/architecture.md says why): connect (MQTT 5 or 3.1.1)
+with the controller's death as the MQTT will, publish its birth, then in a loop
+
+- lead if no other relay does (:meth:`RelaySession.try_lead`: one relay per database);
+- as the leader, read the oldest unpublished events (``batch_size``), publish each to its lot's
+  ``events`` topic and each lot's last state, retained, wait for every PUBACK, then hand the
+  batch to the :class:`Marker`, which marks it published in one transaction on a connection
+  of its own while the next batch goes out (the reads skip the ids it holds; on SQLite its
+  write waits for the controller's moves, and the feed need not); an event that cannot be
+  published goes to the dead-letter topic with the reason and is marked like the others, so
+  it never blocks the feed; when the batch was full, go on at once, else look again after
+  ``poll_interval_s``;
+- publish the state of this controller's tools when it changed, retained (every 0.5 s);
+- the line's status (every 5 s, leader) and pruning of the events published more than
+  ``retention_days`` ago (every minute, leader).
+
+A broker or database failure ends the session: nothing of the batch in flight was marked, so
+it is published again after the reconnect (at least once: consumers drop duplicates by id),
+after a backoff doubling up to ``backoff_max_s``. The events committed meanwhile wait in the
+outbox and go out in order, before anything newer. SIGKILL loses nothing for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiomqtt
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from drivers.config import ConnectionPolicy
+from drivers.supervision import backoff_delays
+from mes.adapters.outbox import Backlog, OutboxEvent, OutboxStore, RelaySession
+from mes.domain.equipment import ToolRecord
+from mes.service import utc_now
+from pkgline.events import payloads
+from pkgline.events.config import EventsConfig
+from pkgline.events.publisher import MqttPublisher, Publisher, PublishFailed
+from pkgline.events.topics import Topics
+from pkgline.mqtt import BrokerError, connect, protocol_name
+
+log = structlog.get_logger("pkgline.events")
+
+TOOLS_S = 0.5
+LOT_STATES_S = 1.0
+RECALL_S = 5.0
+MARK_ON_EXIT_S = 5.0
+MARKS_IN_FLIGHT = 4
+"""Batches acknowledged and not yet marked, at most, before the relay waits."""
+STATUS_S = 5.0
+PRUNE_S = 60.0
+LEAD_RETRY_S = 2.0
+STOP_DRAIN_S = 5.0
+"""On stop: how long the relay goes on publishing what is left before it says goodbye."""
+
+
+@dataclass
+class RelayStatus:
+    """What the relay knows of itself, for the STATUS line and ``line/status``."""
+
+    connected: bool = False
+    leader: bool = False
+    backlog: Backlog | None = None
+    published: int = 0
+    dead_letters: int = 0
+    last_published_id: int | None = None
+    error: str | None = None
+
+
+ToolSource = Callable[[], Awaitable[Sequence[ToolRecord]]]
+
+
+class Relay:
+    def __init__(
+        self,
+        config: EventsConfig,
+        store: OutboxStore,
+        *,
+        controller: str,
+        tools: ToolSource | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ):
+        """``tools``: this controller's tools' records (their retained states)."""
+        self.config = config
+        self.controller = controller
+        self.topics = Topics.of(config.root, config.site, config.area, config.line or controller)
+        self.status = RelayStatus()
+        self._store = store
+        self._tools = tools
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._tool_states: dict[str, Any] = {}
+        self._lot_states: dict[str, dict[str, Any]] = {}
+        self._lot_states_due = 0.0
+        self._next_batch: list[OutboxEvent] | None = None
+        """Read while the last batch was acknowledged (a backlog drains)."""
+        self._host = socket.gethostname()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def status_line(self) -> str:
+        """One phrase for the controller's STATUS line."""
+        s = self.status
+        waiting = ""
+        if s.backlog is not None:
+            waiting = f"{s.backlog.events} events waiting"
+            if s.backlog.oldest_at is not None:
+                age = (self._clock() - s.backlog.oldest_at).total_seconds()
+                waiting += f" (oldest {_age(age)})"
+        if not s.connected:
+            return f"event feed down ({s.error or 'connecting'}); {waiting or 'backlog unknown'}"
+        role = "publishing" if s.leader else "standby"
+        last = f", last published {s.last_published_id}" if s.last_published_id else ""
+        return f"event feed {role}; {waiting or 'backlog unknown'}{last}"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish until :meth:`request_stop`, reconnecting with backoff after any failure."""
+        policy = ConnectionPolicy(
+            backoff_initial_s=self.config.backoff_initial_s,
+            backoff_max_s=max(self.config.backoff_max_s, self.config.backoff_initial_s),
+        )
+        delays = backoff_delays(policy)
+        client_id = self.config.client_id_for(self.controller, "events")
+        while not self._stop.is_set():
+            try:
+                async with connect(self.config, client_id, will=self._will()) as client:
+                    delays = backoff_delays(policy)
+                    self.status.connected, self.status.error = True, None
+                    log.info(
+                        "event feed connected",
+                        broker=self.config.url,
+                        protocol=protocol_name(client),
+                        topics=self.topics.base,
+                    )
+                    await self.publish_to(MqttPublisher(client, self.config.timeout_s))
+                    return
+            except (BrokerError, PublishFailed, SQLAlchemyError, OSError) as exc:
+                error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug must not stop the line: log it, retry
+                log.exception("event relay failed")
+                error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.status.connected = False
+                self.status.leader = False
+            delay = next(delays)
+            log.warning("event feed down", error=error, retry_in_s=round(delay, 2))
+            self.status.error = error
+            await self._pause(delay)
+
+    def _will(self) -> aiomqtt.Will:
+        death = payloads.controller_status(
+            self.controller,
+            online=False,
+            at=None,
+            host=self._host,
+            pid=os.getpid(),
+            reason="connection lost",
+        )
+        return aiomqtt.Will(
+            self.topics.controller_status(self.controller),
+            payloads.encode(death),
+            qos=1,
+            retain=True,
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    # -- one connection -----------------------------------------------------------------------
+
+    async def publish_to(self, publisher: Publisher) -> None:
+        """One session: publish to ``publisher`` until :meth:`request_stop` (then say
+        goodbye), or until it fails (raised: :meth:`run` reconnects and calls it again)."""
+        await self._announce(publisher, online=True, reason="started")
+        self._tool_states.clear()
+        self._next_batch = None
+        async with self._store.session() as db, self._store.session() as marks_db:
+            marker = Marker(marks_db, self._clock, limit=MARKS_IN_FLIGHT * self.config.batch_size)
+            marking = asyncio.create_task(marker.run(), name="event-relay-marks")
+            try:
+                await self._loop(db, publisher, marker, marking)
+            finally:
+                # What the broker acknowledged is marked, if the database lets us (else it is
+                # published again: at least once).
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(MARK_ON_EXIT_S):
+                        await marker.flush(marking)
+                marking.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await marking
+        await self._announce(publisher, online=False, reason="stopped")
+
+    async def _loop(
+        self,
+        db: RelaySession,
+        publisher: Publisher,
+        marker: Marker,
+        marking: asyncio.Task[None],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        next_lead = next_tools = next_status = 0.0
+        next_prune = loop.time() + PRUNE_S / 10
+        stop_by: float | None = None
+        while True:
+            if marking.done():
+                marking.result()  # raises what stopped it (the database)
+                raise RuntimeError("the relay's marking task ended")  # pragma: no cover
+            now = loop.time()
+            if not db.leader and now >= next_lead:
+                if await db.try_lead():
+                    log.info("this relay publishes the outbox", controller=self.controller)
+                    await self._recall_lot_states(db)
+                next_lead = now + LEAD_RETRY_S
+            self.status.leader = db.leader
+            full = db.leader and await self._publish_batch(db, publisher, marker, marking)
+            if self._tools is not None and now >= next_tools:
+                await self._publish_tools(publisher)
+                next_tools = now + TOOLS_S
+            if now >= next_status:
+                await self._publish_status(db, publisher)
+                next_status = now + STATUS_S
+            if db.leader and now >= next_prune:
+                await self._prune(db)
+                next_prune = now + PRUNE_S
+            if self._stop.is_set():
+                stop_by = stop_by or now + STOP_DRAIN_S
+                if not full or now >= stop_by:
+                    break
+            if not full:
+                await self._pause(self.config.poll_interval_s)
+
+    async def _announce(self, publisher: Publisher, *, online: bool, reason: str) -> None:
+        status = payloads.controller_status(
+            self.controller, online, self._clock(), host=self._host, pid=os.getpid(), reason=reason
+        )
+        await publisher.publish(
+            self.topics.controller_status(self.controller), payloads.encode(status), retain=True
+        )
+
+    async def _publish_batch(
+        self, db: RelaySession, publisher: Publisher, marker: Marker, marking: asyncio.Task[None]
+    ) -> bool:
+        """Publish the oldest unpublished events (but those acknowledged and not yet marked);
+        True when there may be more."""
+        await marker.room(marking)
+        events, self._next_batch = self._next_batch, None
+        if events is None:
+            events = await db.pending(self.config.batch_size, skip=marker.in_flight)
+        if not events:
+            return False
+        now = self._clock()
+        messages: list[tuple[str, bytes, bool]] = []
+        last_of_lot: dict[str, dict[str, Any]] = {}
+        dead = 0
+        for event in events:
+            try:
+                document, body = payloads.lot_event(event, self.config.max_payload_bytes)
+            except payloads.Undeliverable as exc:
+                dead += 1
+                log.warning(
+                    "event sent to the dead-letter topic",
+                    event_id=event.id,
+                    lot_id=event.lot_id,
+                    reason=str(exc),
+                )
+                letter = payloads.dead_letter(event, str(exc), now)
+                messages.append((self.topics.dead_letter, payloads.encode(letter), False))
+                continue
+            messages.append((self.topics.lot_events(event.lot_id), body, False))
+            last_of_lot[event.lot_id] = document
+        # Each lot's state goes out after its events; while a backlog drains (full batches),
+        # once a second, so that it costs one message per lot, not one per lot and batch.
+        self._lot_states.update(last_of_lot)
+        full = len(events) == self.config.batch_size
+        loop = asyncio.get_running_loop()
+        if not full or loop.time() >= self._lot_states_due:
+            for lot_id, document in self._lot_states.items():
+                state = payloads.encode(payloads.lot_state(document))
+                messages.append((self.topics.lot_state(lot_id), state, True))
+            self._lot_states.clear()
+            self._lot_states_due = loop.time() + LOT_STATES_S
+        try:
+            # Sent in this order on one connection; the acknowledgements are awaited together.
+            async with asyncio.TaskGroup() as group:
+                for topic, body, retain in messages:
+                    group.create_task(publisher.publish(topic, body, retain=retain))
+                if full:  # a backlog drains: read the next batch while the broker answers
+                    sent = marker.in_flight.union(e.id for e in events)
+                    self._next_batch = await db.pending(self.config.batch_size, skip=sent)
+        except* PublishFailed as failed:
+            raise failed.exceptions[0] from None
+        marker.add([e.id for e in events])
+        self.status.published += len(events)
+        self.status.dead_letters += dead
+        self.status.last_published_id = events[-1].id
+        return full
+
+    async def _recall_lot_states(self, db: RelaySession) -> None:
+        """The states of the lots whose events were published lately, to publish again: a
+        relay that died while a backlog drained had marked events whose lot states it kept
+        for later (see :meth:`_publish_batch`)."""
+        since = self._clock() - timedelta(seconds=RECALL_S)
+        for event in await db.published_since(since):
+            with contextlib.suppress(payloads.Undeliverable):
+                document, _ = payloads.lot_event(event, self.config.max_payload_bytes)
+                self._lot_states.setdefault(event.lot_id, document)
+
+    async def _publish_tools(self, publisher: Publisher) -> None:
+        assert self._tools is not None
+        changed = []
+        for tool in await self._tools():
+            key = (tool.snapshot, tool.dispatch, tool.e10_since)
+            if self._tool_states.get(tool.id) != key:
+                changed.append((tool, key))
+        if not changed:
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for tool, _ in changed:
+                    body = payloads.encode(payloads.tool_state(tool))
+                    group.create_task(
+                        publisher.publish(self.topics.tool_state(tool.id), body, retain=True)
+                    )
+        except* PublishFailed as failed:
+            raise failed.exceptions[0] from None
+        self._tool_states.update((tool.id, key) for tool, key in changed)
+
+    async def _publish_status(self, db: RelaySession, publisher: Publisher) -> None:
+        backlog = await db.backlog()
+        self.status.backlog = backlog
+        if backlog.last_published_id is not None:
+            self.status.last_published_id = backlog.last_published_id
+        if not db.leader:
+            return
+        now = self._clock()
+        age = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else None
+        status = payloads.line_status(
+            self.topics.base.rsplit("/", 1)[-1],
+            self.controller,
+            now,
+            await db.lots_by_state(),
+            backlog.events,
+            age,
+            backlog.last_published_id,
+        )
+        await publisher.publish(self.topics.line_status, payloads.encode(status), retain=True)
+
+    async def _prune(self, db: RelaySession) -> None:
+        before = self._clock() - timedelta(days=self.config.retention_days)
+        pruned = await db.prune(before)
+        if pruned:
+            log.info("published events pruned", events=pruned, published_before=before.isoformat())
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Marker:
+    """Marks acknowledged events published, in the background, on a connection of its own:
+    on SQLite a write waits for the one writer (the controller's moves), and the next events
+    need not wait for it. Until marked, their ids are :attr:`in_flight`, which the relay's
+    reads skip; at most ``limit`` of them (the relay waits for :meth:`room`)."""
+
+    def __init__(self, db: RelaySession, clock: Callable[[], datetime], *, limit: int):
+        self.in_flight: set[int] = set()
+        self._db = db
+        self._clock = clock
+        self._limit = limit
+        self._waiting: list[int] = []
+        self._wake = asyncio.Event()
+        self._marked = asyncio.Event()
+
+    def add(self, ids: Sequence[int]) -> None:
+        self._waiting.extend(ids)
+        self.in_flight.update(ids)
+        self._wake.set()
+
+    async def room(self, task: asyncio.Task[None]) -> None:
+        """Fewer than ``limit`` ids in flight (or the marking task failed: raised)."""
+        while len(self.in_flight) >= self._limit:
+            await self._next_mark(task)
+
+    async def flush(self, task: asyncio.Task[None]) -> None:
+        """Every id added is marked (or the marking task failed: raised)."""
+        while self.in_flight:
+            await self._next_mark(task)
+
+    async def _next_mark(self, task: asyncio.Task[None]) -> None:
+        self._marked.clear()
+        waiter = asyncio.ensure_future(self._marked.wait())
+        try:
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if task.done():
+            task.result()
+            raise RuntimeError("the relay's marking task ended")  # pragma: no cover
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                ids, self._waiting = self._waiting, []
+                await self._db.mark_published(ids, self._clock())
+                self.in_flight.difference_update(ids)
+                self._marked.set()

@@ -1,0 +1,60 @@
+"""The feed's topics: an ISA-95 unified namespace, ``{root}/{site}/{area}/{line}/...``.
+
+=====================================  ========  ==========================================
+topic                                  retained  payload (schema in ``schemas/``)
+=====================================  ========  ==========================================
+``.../lots/{lot}/events``              no        every event of the lot (lot-event)
+``.../lots/{lot}/state``               yes       the lot's state after its last event
+``.../tools/{tool}/state``             yes       process state, mode, E10, lot, progress
+``.../line/status``                    yes       lots by state, the outbox backlog
+``.../controllers/{name}/status``      yes       birth (online) and death (the MQTT will)
+``.../dead-letter``                    no        an event that could not be published
+=====================================  ========  ==========================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_BAD = re.compile(r"[/+#\x00]|^\$")
+
+
+def usable_level(name: str) -> bool:
+    """A lot or tool id that can be one topic level (no separator, wildcard or ``$``)."""
+    return bool(name) and _BAD.search(name) is None
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    base: str
+    """``{root}/{site}/{area}/{line}``."""
+
+    @classmethod
+    def of(cls, root: str, site: str, area: str, line: str) -> Topics:
+        return cls(f"{root}/{site}/{area}/{line}")
+
+    def lot_events(self, lot: str) -> str:
+        return f"{self.base}/lots/{lot}/events"
+
+    def lot_state(self, lot: str) -> str:
+        return f"{self.base}/lots/{lot}/state"
+
+    def tool_state(self, tool: str) -> str:
+        return f"{self.base}/tools/{tool}/state"
+
+    @property
+    def line_status(self) -> str:
+        return f"{self.base}/line/status"
+
+    def controller_status(self, controller: str) -> str:
+        return f"{self.base}/controllers/{controller}/status"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.base}/dead-letter"
+
+    @property
+    def all_lot_events(self) -> str:
+        """The subscription to every lot's events."""
+        return f"{self.base}/lots/+/events"

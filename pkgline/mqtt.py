@@ -1,0 +1,246 @@
+"""An MQTT broker connection as ``line.toml`` describes it, for every pkgline publisher (the
+event feed, ``pkgline.events``; a Sparkplug B edge node would take the same settings).
+
+What it owns: the broker URL (``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT``, never with
+credentials in it), TLS (CA, client certificate and key), the user name and the password read
+from a file only the service may read, the keep-alive, and opening an aiomqtt client with MQTT
+5, falling back to 3.1.1 when the broker refuses 5. Connection failures become one
+:class:`BrokerError` whose message says what went wrong in an operator's words (wrong
+password, TLS, refused, unreachable) without the password.
+
+    BrokerError
+     ├── BrokerConfigError   the settings or the password file are unusable (no retry helps)
+     └── BrokerUnavailable   the broker refused or could not be reached (retry with backoff)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PENDING_CALLS_WARNING = 20_000
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# CONNACK codes (3.1.1 return codes, 5 reason codes) that mean "speak another version".
+_UNSUPPORTED_VERSION = {1, 132}
+_BAD_CREDENTIALS = {4, 5, 134, 135}
+
+
+class BrokerError(Exception):
+    """The broker connection failed; the message says why, for an operator."""
+
+
+class BrokerConfigError(BrokerError):
+    """The broker settings cannot work as given (bad URL, password file open to others)."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached, refused the connection, or TLS failed."""
+
+
+class BrokerConfig(BaseModel):
+    """How to reach the MQTT broker (``[events]`` in ``line.toml``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS); no user or password.",
+    )
+    ca_file: Path | None = Field(None, description="CA certificates for the broker (mqtts).")
+    cert_file: Path | None = Field(None, description="Client certificate (mqtts).")
+    key_file: Path | None = Field(None, description="Client certificate's private key.")
+    username: str | None = None
+    password_file: Path | None = Field(
+        None, description="A file holding the password, readable by the service's user only."
+    )
+    client_id: str | None = Field(
+        None, max_length=64, description="MQTT client id; default: pkgline-<controller>-<role>."
+    )
+    keepalive_s: int = Field(
+        15, ge=2, le=3600, description="A dead connection is seen within 1.5 x this."
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Connect, and each publish's acknowledgement."
+    )
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "the URL must not hold a user or password (they would show in logs); "
+                "use username and password_file"
+            )
+        if not parts.hostname:
+            raise ValueError(f"no host in {url!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"expected mqtt://HOST[:PORT] with nothing after it, got {url!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        return url
+
+    @property
+    def host(self) -> str:
+        host = urlsplit(self.url).hostname
+        assert host is not None
+        return host
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or DEFAULT_PORTS[parts.scheme]
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    def client_id_for(self, controller: str, role: str) -> str:
+        return self.client_id or f"pkgline-{controller}-{role}"[:64]
+
+
+def read_password(path: Path) -> str:
+    """The password in ``path`` (its first line). Refuses a file that its group or others may
+    read or write: a broker password is for the service alone."""
+    try:
+        info = path.stat()
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            mode = stat.S_IMODE(info.st_mode)
+            raise BrokerConfigError(
+                f"password_file {path}: readable by others (mode {mode:04o}); it must be "
+                f"readable by the service's user only: chmod 600 {path}"
+            )
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BrokerConfigError(
+            f"password_file {path}: cannot read: {exc.strerror or exc}"
+        ) from exc
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise BrokerConfigError(f"password_file {path}: empty; expected the password on line 1")
+    return password
+
+
+def tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
+    """The TLS context of an ``mqtts://`` broker (the system's CAs unless ``ca_file``)."""
+    if not config.tls:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+        if config.cert_file is not None:
+            context.load_cert_chain(
+                str(config.cert_file), str(config.key_file) if config.key_file else None
+            )
+    except (OSError, ssl.SSLError) as exc:
+        raise BrokerConfigError(f"TLS files of {config.url}: {exc}") from exc
+    return context
+
+
+@asynccontextmanager
+async def connect(
+    config: BrokerConfig,
+    client_id: str,
+    *,
+    will: aiomqtt.Will | None = None,
+    clean: bool = True,
+) -> AsyncIterator[aiomqtt.Client]:
+    """An open client, MQTT 5 if the broker speaks it (else 3.1.1). Raises
+    :class:`BrokerError` saying what failed; the client is closed when the block ends."""
+    password = read_password(config.password_file) if config.password_file else None
+    context = tls_context(config)
+    if context is not None:
+        await _check_tls(config, context)
+    for protocol in (aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311):
+        session: dict[str, Any] = (
+            {"clean_start": clean}
+            if protocol is aiomqtt.ProtocolVersion.V5
+            else {"clean_session": clean}
+        )
+        client = aiomqtt.Client(
+            config.host,
+            config.port,
+            username=config.username,
+            password=password,
+            identifier=client_id,
+            protocol=protocol,
+            will=will,
+            keepalive=config.keepalive_s,
+            timeout=config.timeout_s,
+            tls_context=context,
+            **session,
+            max_inflight_messages=100,
+        )
+        # aiomqtt warns of "pending publish calls" past 10; a relay keeps a batch in flight.
+        client.pending_calls_threshold = PENDING_CALLS_WARNING
+        try:
+            await client.__aenter__()
+        except MqttConnectError as exc:
+            if _code(exc) in _UNSUPPORTED_VERSION and protocol is aiomqtt.ProtocolVersion.V5:
+                continue
+            raise BrokerUnavailable(_describe(config, exc)) from None
+        except aiomqtt.MqttError as exc:
+            raise BrokerUnavailable(_describe(config, exc)) from None
+        try:
+            yield client
+        finally:
+            await client.__aexit__(None, None, None)
+        return
+    raise BrokerUnavailable(f"{config.url}: refused both MQTT 5 and 3.1.1")  # pragma: no cover
+
+
+async def _check_tls(config: BrokerConfig, context: ssl.SSLContext) -> None:
+    """Shake hands once with asyncio first: a certificate the CA does not vouch for is then
+    told as such, and paho, which leaves the socket of a failed handshake open, never meets
+    one."""
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            _, writer = await asyncio.open_connection(config.host, config.port, ssl=context)
+    except ssl.SSLError as exc:
+        raise BrokerUnavailable(f"{config.url}: TLS failed: {exc}") from None
+    except (OSError, TimeoutError) as exc:
+        raise BrokerUnavailable(f"{config.url}: cannot connect: {exc or 'timed out'}") from None
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+        async with asyncio.timeout(config.timeout_s):
+            await writer.wait_closed()
+
+
+def _describe(config: BrokerConfig, exc: aiomqtt.MqttError) -> str:
+    where = config.url
+    if isinstance(exc, MqttConnectError) and _code(exc) in _BAD_CREDENTIALS:
+        who = f"user {config.username!r}" if config.username else "no user name"
+        return f"{where}: the broker refused the credentials ({who}): {exc}"
+    text = str(exc)
+    if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
+        return f"{where}: TLS failed: {text}"
+    return f"{where}: {text or type(exc).__name__}"
+
+
+def _code(exc: MqttConnectError) -> int | None:
+    rc = exc.rc
+    return rc.value if isinstance(rc, ReasonCode) else rc
+
+
+def protocol_name(client: aiomqtt.Client) -> str:
+    """``MQTT 5`` or ``MQTT 3.1.1``, as connected."""
+    version = client._client.protocol
+    return "MQTT 5" if version == MQTTProtocolVersion.MQTTv5 else "MQTT 3.1.1"

@@ -1,0 +1,86 @@
+"""``[events]`` in ``line.toml``: the example's commented table works once uncommented, the
+defaults are safe (the feed is off without the table; TLS and credentials only when asked),
+and a mistake names the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pkgline.config import ConfigError, load_line_config
+from pkgline.events.topics import Topics, usable_level
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "pkgline" / "line.example.toml"
+
+
+def _example_events_table() -> str:
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# [events]")
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("# ") or line.startswith("# ---"):
+            break
+        table.append(line[2:])
+    return "\n".join(table)
+
+
+def test_the_examples_events_table_uncommented_is_a_valid_feed(tmp_path: Path) -> None:
+    path = tmp_path / "line.toml"
+    path.write_text('name = "line-1"\n' + _example_events_table() + "\n")
+    events = load_line_config(path).events
+    assert events is not None
+    assert events.tls and events.port == 8883 and events.host == "broker.plant.example"
+    assert events.password_file == Path("/etc/pkgline/mqtt-password")
+    topics = Topics.of(events.root, events.site, events.area, events.line or "line-1")
+    assert topics.lot_events("L1") == "acme/fab2/packaging/line-1/lots/L1/events"
+
+
+def test_without_an_events_table_the_feed_is_off_and_an_empty_one_is_local_and_plain(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "line.toml"
+    path.write_text('name = "line-1"\n')
+    assert load_line_config(path).events is None
+    path.write_text('name = "line-1"\n[events]\n')
+    events = load_line_config(path).events
+    assert events is not None
+    assert events.url == "mqtt://127.0.0.1:1883" and not events.tls
+    assert events.username is None and events.password_file is None
+    assert events.client_id_for("line-1", "events") == "pkgline-line-1-events"
+    assert events.retention_days == 7
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('root = "a/b"', "events.root: String should match pattern"),
+        (
+            'url = "mqtt://u:pw@host"',
+            "events.url: Value error, the URL must not hold a user or password",
+        ),
+        ('site = "#"', "events.site: String should match pattern"),
+        (
+            "retention_days = -1",
+            "events.retention_days: Input should be greater than or equal to 0",
+        ),
+        ('passwd = "x"', "events.passwd: Extra inputs are not permitted"),
+    ],
+)
+def test_a_mistake_in_the_events_table_names_the_setting(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    path = tmp_path / "line.toml"
+    path.write_text(f'name = "line-1"\n[events]\n{table}\n')
+    with pytest.raises(ConfigError) as raised:
+        load_line_config(path)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "usable"),
+    [("L-1.a_b", True), ("a/b", False), ("a+", False), ("#", False), ("$SYS", False), ("", False)],
+)
+def test_only_ids_that_are_one_topic_level_are_usable(name: str, usable: bool) -> None:
+    assert usable_level(name) is usable

@@ -1,0 +1,254 @@
+"""The event feed end to end: a simulated line's lots run by the line controller, the relay
+publishing the outbox to a real Mosquitto, and a subscriber that must see every outbox event
+(after dropping duplicates by id), in each lot's order, as many as the lots' history, and
+every payload valid against its JSON Schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import jsonschema
+import pytest
+from sqlalchemy import func, select
+
+from mes.adapters.database import create_engine
+from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.adapters.tables import lot_history
+from mes.domain.equipment import ToolRecord
+from mes.domain.model import LotState
+from pkgline.events import payloads
+from pkgline.events.relay import Relay
+from tests.controller.conftest import (
+    FLOWS,
+    Stack,
+    all_in,
+    line_config,
+    lots_in,
+    running_controller,
+    simulated,
+    start_lots,
+    wait_until,
+)
+from tests.events.conftest import (
+    Mosquitto,
+    Subscriber,
+    all_outbox_ids,
+    check_feed,
+    events_config,
+    running,
+    subscribed,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def schema_kind(topic: str) -> str:
+    if topic.endswith("/events"):
+        return "lot-event"
+    if "/lots/" in topic:
+        return "lot-state"
+    if "/tools/" in topic:
+        return "tool-state"
+    if topic.endswith("/line/status"):
+        return "line-status"
+    if "/controllers/" in topic:
+        return "controller-status"
+    assert topic.endswith("/dead-letter"), topic
+    return "dead-letter"
+
+
+def check_schemas(sub: Subscriber) -> set[str]:
+    """Every message valid against its kind's schema; the kinds seen."""
+    seen = set()
+    for message in sub.messages:
+        kind = schema_kind(message.topic)
+        jsonschema.validate(
+            message.payload,
+            payloads.schema(kind),
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
+        seen.add(kind)
+    return seen
+
+
+async def history_count(url: str, ids: Sequence[str]) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = select(func.count()).where(lot_history.c.lot_id.in_(list(ids)))
+            return int((await conn.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_each_lots_order(
+    stack: Stack, broker: Mosquitto
+) -> None:
+    config = line_config(name="feed-line")
+    events = events_config(broker.port)
+    engine = create_engine(stack.url)
+
+    async def tools() -> list[ToolRecord]:
+        return await stack.equipment.tools(config.name)
+
+    relay = Relay(events, OutboxStore(engine), controller=config.name, tools=tools)
+    reader = OutboxReader(engine)
+    try:
+        async with (
+            simulated(config),
+            subscribed(events, relay.topics) as sub,
+            running(relay),
+            running_controller(config, stack),
+        ):
+            ids = await start_lots(stack.lots, FLOWS[:4])
+
+            async def done() -> bool:
+                return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
+
+            await wait_until(done, timeout_s=90, what="every lot completed")
+            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            outbox = await all_outbox_ids(reader)
+            await wait_until(
+                lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
+                timeout_s=30,
+                what="the subscriber got every event",
+            )
+        check_feed(sub, outbox)
+        assert len(outbox) == await history_count(stack.url, ids)
+        kinds = check_schemas(sub)
+        assert {"lot-event", "lot-state", "tool-state", "line-status", "controller-status"} <= kinds
+        births = [m.payload["status"] for m in sub.of(f"/controllers/{config.name}/status")]
+        assert births[0] == "online" and births[-1] == "offline"
+        final = {
+            m.topic: m.payload
+            for m in sub.messages
+            if "/lots/" in m.topic and m.topic.endswith("/state")
+        }
+        assert {p["lot"]: p["state"] for p in final.values()} == dict.fromkeys(ids, "COMPLETED")
+    finally:
+        await engine.dispose()
+
+
+def _drained(reader: OutboxReader) -> Any:
+    async def check() -> bool:
+        return (await reader.backlog()).events == 0
+
+    return check
+
+
+async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_nothing_missing_after(
+    stack: Stack, broker: Mosquitto
+) -> None:
+    config = line_config(name="feed-down", time_scale=0.02)
+    events = events_config(broker.port)
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller=config.name)
+    reader = OutboxReader(engine)
+    try:
+        async with (
+            simulated(config),
+            subscribed(events, relay.topics) as sub,
+            running(relay),
+            running_controller(config, stack),
+        ):
+            ids = await start_lots(stack.lots, FLOWS[:3])
+            await wait_until(lambda: len(sub.lot_events()) >= 20, timeout_s=60, what="events flow")
+            broker.stop()
+            # The line goes on: its moves wait in the outbox.
+            await wait_until(
+                _backlog_at_least(reader, 20),
+                timeout_s=60,
+                what="a backlog while the broker is down",
+            )
+            assert not relay.status.connected
+            assert "event feed down" in relay.status_line()
+            broker.start()
+
+            async def done() -> bool:
+                return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
+
+            await wait_until(done, timeout_s=120, what="every lot completed")
+            await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
+            outbox = await all_outbox_ids(reader)
+            await wait_until(
+                lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
+                timeout_s=30,
+                what="the subscriber got every event",
+            )
+        check_feed(sub, outbox)
+    finally:
+        await engine.dispose()
+
+
+def _backlog_at_least(reader: OutboxReader, n: int) -> Any:
+    async def check() -> bool:
+        return (await reader.backlog()).events >= n
+
+    return check
+
+
+async def test_a_broker_restart_is_met_with_the_backlog_first_in_id_order(
+    stack: Stack, broker: Mosquitto
+) -> None:
+    """Events committed while the broker is down go out before anything newer, oldest first."""
+    events = events_config(broker.port)
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-order")
+    reader = OutboxReader(engine)
+    try:
+        async with subscribed(events, relay.topics) as sub, running(relay):
+            broker.stop()
+            await wait_until(lambda: not relay.status.connected, timeout_s=20, what="relay sees it")
+            ids = await start_lots(stack.lots, FLOWS[:5])
+            broker.start()
+            await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
+            outbox = await all_outbox_ids(reader)
+            await wait_until(
+                lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
+                timeout_s=30,
+                what="the subscriber got every event",
+            )
+        received = [e["id"] for e in sub.lot_events()]
+        assert received == sorted(received)
+        assert {lot for _, lot in outbox} == set(ids)
+        check_feed(sub, outbox)
+    finally:
+        await engine.dispose()
+
+
+async def test_status_line_tells_the_backlog_and_the_last_event_published(
+    stack: Stack, broker: Mosquitto
+) -> None:
+    events = events_config(broker.port)
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-status")
+    try:
+        await start_lots(stack.lots, FLOWS[:2])
+        async with running(relay):
+            await wait_until(lambda: relay.status.published >= 2, timeout_s=20, what="published")
+            await asyncio.sleep(0)
+        assert relay.status.last_published_id is not None
+        assert "event feed down" in relay.status_line()  # stopped: disconnected
+    finally:
+        await engine.dispose()
+
+
+async def test_the_broker_on_the_standard_port_gets_every_event_of_lots_started(
+    stack: Stack, plant_broker: int
+) -> None:
+    events = events_config(plant_broker)
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-plant")
+    reader = OutboxReader(engine)
+    try:
+        async with subscribed(events, relay.topics) as sub, running(relay):
+            await start_lots(stack.lots, FLOWS[:3])
+            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            outbox = await all_outbox_ids(reader)
+            await wait_until(lambda: len(sub.lot_events()) >= len(outbox), timeout_s=30)
+        check_feed(sub, outbox)
+        check_schemas(sub)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,50 @@
+"""The relay's side of the outbox (mes/adapters/outbox.py) on SQLite and PostgreSQL: pending
+events in id order skipping those being marked, marks, the backlog, pruning (published events
+only, never the highest id, so that an id is never given again), and one leader per
+database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mes.adapters.database import create_engine
+from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.service import utc_now
+from tests.controller.conftest import FLOWS, Stack, start_lots
+
+
+async def test_pruning_deletes_only_events_published_before_the_cutoff_and_keeps_the_highest(
+    stack: Stack,
+) -> None:
+    await start_lots(stack.lots, FLOWS[:5])
+    engine = create_engine(stack.url)
+    try:
+        store = OutboxStore(engine)
+        async with store.session() as db:
+            assert [e.id for e in await db.pending(10)] == [1, 2, 3, 4, 5]
+            assert [e.id for e in await db.pending(2, skip={1, 3})] == [2, 4]
+            await db.mark_published([1, 2, 5], utc_now() - timedelta(days=8))
+            backlog = await db.backlog()
+            assert backlog.events == 2 and backlog.last_published_id == 5
+            assert await db.prune(utc_now() - timedelta(days=7)) == 2  # 1 and 2; 5 is the highest
+            left = [e.id for e in await OutboxReader(engine).events()]
+            assert left == [3, 4, 5]
+        await start_lots(stack.lots, FLOWS[5:6])
+        assert [e.id for e in await OutboxReader(engine).events()][-1] == 6  # never 5 again
+    finally:
+        await engine.dispose()
+
+
+async def test_one_relay_leads_per_database_until_its_session_ends(stack: Stack) -> None:
+    engine = create_engine(stack.url)
+    try:
+        store = OutboxStore(engine)
+        async with store.session() as first:
+            assert await first.try_lead()
+            async with store.session() as second:
+                # On SQLite one controller owns the file: every session leads.
+                assert await second.try_lead() is stack.url.startswith("sqlite")
+        async with store.session() as third:
+            assert await third.try_lead()
+    finally:
+        await engine.dispose()

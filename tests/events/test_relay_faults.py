@@ -1,0 +1,379 @@
+"""The relay when things go wrong: a malformed or oversized outbox event goes to the
+dead-letter topic and never blocks the feed; TLS with a CA of the test's own; a wrong password
+is refused with a clear error and retried with a growing backoff (no busy loop); a password
+file others may read is refused; several relays on one PostgreSQL publish each event once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from pathlib import Path
+
+import pytest
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydantic import ValidationError
+from sqlalchemy import insert
+
+from mes.adapters.database import create_engine
+from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.adapters.tables import outbox
+from mes.service import utc_now
+from pkgline.events.relay import Relay
+from pkgline.mqtt import BrokerConfig, BrokerConfigError, read_password
+from tests.controller.conftest import (
+    FLOWS,
+    Stack,
+    start_lots,
+    wait_until,
+)
+from tests.events.conftest import (
+    Mosquitto,
+    all_outbox_ids,
+    check_feed,
+    events_config,
+    running,
+    subscribed,
+)
+
+
+async def _insert_raw(url: str, lot_id: str, payload: object) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(outbox).values(
+                    lot_id=lot_id, kind="LotStarted", payload=payload, created_at=utc_now()
+                )
+            )
+    finally:
+        await engine.dispose()
+
+
+def _drained(reader: OutboxReader):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return (await reader.backlog()).events == 0
+
+    return check
+
+
+async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_the_feed_goes_on(
+    stack: Stack, broker: Mosquitto
+) -> None:
+    events = events_config(broker.port, max_payload_bytes=4096)
+    first = await start_lots(stack.lots, FLOWS[:1])
+    await _insert_raw(stack.url, first[0], "not a history entry")
+    await _insert_raw(
+        stack.url,
+        first[0],
+        {
+            "at": utc_now().isoformat(),
+            "user": "u",
+            "operation": "start",
+            "state_after": "WAITING",
+            "data": {"blob": "x" * 10_000},
+        },
+    )
+    await _insert_raw(
+        stack.url, "bad/lot#", {"at": "x", "user": "u", "operation": "o", "state_after": "WAITING"}
+    )
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-dlq")
+    reader = OutboxReader(engine)
+    try:
+        async with subscribed(events, relay.topics) as sub, running(relay):
+            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(
+                lambda: len(sub.of("/dead-letter")) >= 3, timeout_s=30, what="3 dead letters"
+            )
+            outbox_rows = await all_outbox_ids(reader)
+            await wait_until(lambda: len(sub.lot_events()) >= len(outbox_rows) - 3, timeout_s=30)
+        letters = [m.payload for m in sub.of("/dead-letter")]
+        reasons = " | ".join(letter["reason"] for letter in letters)
+        assert "payload is a str" in reasons
+        assert "more than max_payload_bytes (4096)" in reasons
+        assert "cannot be a topic level" in reasons
+        good = [(seq, lot) for seq, lot in outbox_rows if seq not in {x["id"] for x in letters}]
+        check_feed(sub, good)
+        assert relay.status.dead_letters == 3
+    finally:
+        await engine.dispose()
+
+
+# -- TLS and credentials ------------------------------------------------------------------------
+
+
+def _pki(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) files."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pkgline test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    directory.mkdir(parents=True, exist_ok=True)
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def _mosquitto_password(user: str, password: str) -> str:
+    """A mosquitto 2 password file line (PBKDF2-SHA512, as mosquitto_passwd writes it)."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+    return f"{user}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}\n"
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path):  # type: ignore[no-untyped-def]
+    pki = tmp_path / "pki"
+    ca, cert, key = _pki(pki)
+    (pki / "passwd").write_text(_mosquitto_password("relay", "s3cret-pw"))
+    broker = Mosquitto(
+        tmp_path / "tls-broker",
+        extra=(
+            "allow_anonymous false\n"
+            f"password_file {pki / 'passwd'}\n"
+            f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+        ),
+    )
+    broker.start()
+    try:
+        yield broker, ca
+    finally:
+        broker.stop()
+
+
+def _password_file(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text + "\n")
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+async def test_over_tls_with_a_password_from_a_file_every_event_is_published(
+    stack: Stack, tls_broker: tuple[Mosquitto, Path], tmp_path: Path
+) -> None:
+    broker, ca = tls_broker
+    events = events_config(
+        broker.port,
+        url=f"mqtts://127.0.0.1:{broker.port}",
+        ca_file=ca,
+        username="relay",
+        password_file=_password_file(tmp_path / "pw", "s3cret-pw"),
+    )
+    await start_lots(stack.lots, FLOWS[:2])
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-tls")
+    reader = OutboxReader(engine)
+    try:
+        async with subscribed(events, relay.topics) as sub, running(relay):
+            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            rows = await all_outbox_ids(reader)
+            await wait_until(lambda: len(sub.lot_events()) >= len(rows), timeout_s=30)
+        check_feed(sub, rows)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+async def test_a_wrong_password_is_refused_clearly_and_retried_with_a_growing_backoff(
+    stack: Stack, tls_broker: tuple[Mosquitto, Path], tmp_path: Path
+) -> None:
+    broker, ca = tls_broker
+    events = events_config(
+        broker.port,
+        url=f"mqtts://127.0.0.1:{broker.port}",
+        ca_file=ca,
+        username="relay",
+        password_file=_password_file(tmp_path / "pw", "wrong-pw"),
+        backoff_initial_s=0.05,
+        backoff_max_s=0.4,
+    )
+    await start_lots(stack.lots, FLOWS[:1])
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-badpw")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: sum(1 for e in logs if e["event"] == "event feed down") >= 6,
+                    timeout_s=30,
+                    what="six refusals",
+                )
+        downs = [e for e in logs if e["event"] == "event feed down"]
+        assert all("refused the credentials (user 'relay')" in e["error"] for e in downs)
+        assert all("wrong-pw" not in str(e) for e in logs)
+        delays = [e["retry_in_s"] for e in downs]
+        # Doubling from 0.05 s (less up to 25 % jitter) to the 0.4 s cap: never a busy loop.
+        assert delays[0] >= 0.03 and all(d >= 0.03 for d in delays)
+        assert delays[4] > delays[0] and max(delays) <= 0.4
+        assert (await OutboxReader(engine).backlog()).events > 0  # nothing marked published
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+async def test_a_server_certificate_from_another_ca_fails_tls_with_a_clear_error(
+    stack: Stack, tls_broker: tuple[Mosquitto, Path], tmp_path: Path
+) -> None:
+    broker, _ = tls_broker
+    other_ca, _, _ = _pki(tmp_path / "other-pki")
+    events = events_config(
+        broker.port,
+        url=f"mqtts://127.0.0.1:{broker.port}",
+        ca_file=other_ca,
+        username="relay",
+        password_file=_password_file(tmp_path / "pw", "s3cret-pw"),
+    )
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-badca")
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: any(e["event"] == "event feed down" for e in logs), timeout_s=30
+                )
+        error = next(e["error"] for e in logs if e["event"] == "event feed down")
+        assert "TLS failed" in error and "certificate verify failed" in error
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_a_password_file_others_may_read_is_refused_saying_how_to_fix_it(
+    tmp_path: Path, mode: int
+) -> None:
+    path = _password_file(tmp_path / "pw", "secret", mode)
+    with pytest.raises(BrokerConfigError, match=r"readable by others \(mode 0\d+\).*chmod 600"):
+        read_password(path)
+    assert read_password(_password_file(tmp_path / "ok", "secret")) == "secret"
+
+
+def test_credentials_in_the_broker_url_are_refused() -> None:
+    with pytest.raises(ValidationError, match="must not hold a user or password"):
+        BrokerConfig(url="mqtt://relay:secret@127.0.0.1:1883")
+    with pytest.raises(ValidationError, match="expected mqtt://HOST"):
+        BrokerConfig(url="http://127.0.0.1")
+    assert BrokerConfig(url="mqtts://broker.plant").port == 8883
+
+
+async def test_a_broker_that_refuses_the_publishes_gets_them_again_and_none_is_marked(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """MQTT 5: a PUBACK that refuses (here: no right to publish) is no acknowledgement."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\n")
+    broker = Mosquitto(tmp_path / "acl-broker", extra=f"acl_file {acl}\n")
+    broker.start()
+    engine = create_engine(stack.url)
+    try:
+        await start_lots(stack.lots, FLOWS[:2])
+        relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-acl")
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: sum(1 for e in logs if e["event"] == "event feed down") >= 2,
+                    timeout_s=30,
+                    what="two refusals",
+                )
+        errors = [e["error"] for e in logs if e["event"] == "event feed down"]
+        assert all("the broker refused the message: Not authorized" in e for e in errors)
+        assert (await OutboxReader(engine).backlog()).events == 2
+    finally:
+        await engine.dispose()
+        broker.stop()
+
+
+# -- several relays on one database -----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgres_url"], indirect=True)
+async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_other_takes_over(
+    stack: Stack, broker: Mosquitto
+) -> None:
+    events = events_config(broker.port)
+    engines = [create_engine(stack.url), create_engine(stack.url)]
+    relays = [
+        Relay(events, OutboxStore(engine), controller=f"ctl-{n}")
+        for n, engine in enumerate(engines)
+    ]
+    reader = OutboxReader(engines[0])
+    tasks = [asyncio.create_task(relay.run()) for relay in relays]
+    try:
+        async with subscribed(events, relays[0].topics) as sub:
+            await wait_until(
+                lambda: any(r.status.leader for r in relays), timeout_s=20, what="a leader"
+            )
+            leader = next(n for n, r in enumerate(relays) if r.status.leader)
+            standby = 1 - leader
+            await start_lots(stack.lots, FLOWS[:5])
+            await wait_until(_drained(reader), timeout_s=30, what="published by the leader")
+            assert not relays[standby].status.leader
+            relays[leader].request_stop()
+            await asyncio.wait_for(tasks[leader], 30)
+            await wait_until(
+                lambda: relays[standby].status.leader, timeout_s=20, what="the standby leads"
+            )
+            await start_lots(stack.lots, FLOWS[5:8])
+            await wait_until(_drained(reader), timeout_s=30, what="published by the other")
+            rows = await all_outbox_ids(reader)
+            await wait_until(lambda: len(sub.lot_events()) >= len(rows), timeout_s=30)
+        ids = [e["id"] for e in sub.lot_events()]
+        assert len(ids) == len(set(ids)), "an event was published twice"
+        check_feed(sub, rows)
+    finally:
+        for relay in relays:
+            relay.request_stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        for engine in engines:
+            await engine.dispose()
