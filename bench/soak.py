@@ -68,6 +68,7 @@ from mes.domain.model import LotState
 from pkgline.bootstrap import Services, open_engine, open_services
 from pkgline.cli.demo import LOTS, SIM_READY, Child
 from pkgline.config import LineConfig, SimulationConfig, load_line_config
+from pkgline.security import secure_demo_line
 
 POSTGRES = os.environ.get("PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 USER = "soak-operator"
@@ -459,6 +460,8 @@ async def soak(args: argparse.Namespace) -> int:
     async with open_engine(url) as engine:
         await upgrade(engine)
     config = config.model_copy(update={"database": serve_url})
+    # The secure configuration, as the demo runs it (certificates for both sides, trusted).
+    config = secure_demo_line(config, directory / "soak.pki")
     config_path = write_line_config(config, directory / "soak.line.toml")
     run = Soak(args, directory, url, serve_url, config_path, config, rng, proxy=proxy)
     print(
