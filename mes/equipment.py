@@ -25,6 +25,7 @@ from mes.domain.equipment import (
     time_in_states,
 )
 from mes.domain.errors import InvalidInput, ToolOwnedElsewhere, UnknownTool
+from mes.interlocks import qualify_registered
 from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
 from mes.service import utc_now
 
@@ -77,6 +78,7 @@ class EquipmentService:
                     )
                     await repo.update_tool(record, ToolPart.REGISTRATION)
                 out.append(record)
+            await uow.run(qualify_registered(line, tools, now))
             await uow.commit()
         return out
 

@@ -50,6 +50,7 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import LotReport, build_report
+from mes.interlocks import tool_interlock
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -169,9 +170,13 @@ class LotService:
         return await self._write(work())
 
     async def track_in(self, cmd: TrackIn) -> Outcome:
-        return await self._on_lot(
-            cmd.lot_id, lambda lot, flow: ops.track_in(lot, flow, cmd, self._clock())
-        )
+        return await self._on_lot(cmd.lot_id, lambda lot, flow: self._track_in(lot, flow, cmd))
+
+    def _track_in(self, lot: Lot, flow: Flow, cmd: TrackIn) -> Work[Change]:
+        """The track-in rule, after its interlocks (mes.interlocks)."""
+        change = ops.track_in(lot, flow, cmd, self._clock())
+        yield from tool_interlock(lot, flow, cmd)
+        return change
 
     async def track_out(self, cmd: TrackOut) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
@@ -194,7 +199,7 @@ class LotService:
                 try:
                     if lot is None:
                         raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
-                    decided.append(ops.track_in(lot, self.flow(lot.flow), c, self._clock()))
+                    decided.append((yield from self._track_in(lot, self.flow(lot.flow), c)))
                 except LotTrackerError as exc:
                     decided.append(exc)
             written = iter((yield from save_all([d for d in decided if isinstance(d, Change)])))

@@ -18,7 +18,8 @@ from mes.adapters.database import create_engine, default_database_url
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
-from mes.service import LotService
+from mes.interlocks import QualificationService
+from mes.service import LotService, utc_now
 
 
 @cache
@@ -58,6 +59,7 @@ class Services:
 
     lots: LotService
     equipment: EquipmentService
+    qualifications: QualificationService
 
 
 @asynccontextmanager
@@ -70,4 +72,8 @@ async def open_services(
         if check_schema:
             await require_current_schema(engine)
         factory = SqlUnitOfWorkFactory(engine)
-        yield Services(LotService(factory, flow_library()), EquipmentService(factory))
+        yield Services(
+            LotService(factory, flow_library()),
+            EquipmentService(factory),
+            QualificationService(factory, flow_library(), utc_now),
+        )

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from mes.domain.equipment import ControllerRecord, E10Change, ToolPart, ToolRecord
 from mes.domain.errors import ConcurrentUpdate, LotExists
+from mes.domain.interlocks import Qualification
 from mes.domain.model import (
     Carrier,
     Change,
@@ -40,10 +41,14 @@ from mes.ports import (
     GetJobsOf,
     GetJobWithLot,
     GetLot,
+    GetLotsRunningOn,
+    GetQualifications,
     GetRejects,
     GetTools,
+    InterlockRequest,
     LotRequest,
     Save,
+    SaveQualifications,
     UpdateTools,
     Work,
 )
@@ -62,6 +67,7 @@ class MemoryStore:
     tools: dict[str, ToolRecord] = field(default_factory=dict)
     changes: list[E10Change] = field(default_factory=list)
     controllers: dict[str, ControllerRecord] = field(default_factory=dict)
+    qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
 
 
 class MemoryLotRepository:
@@ -260,6 +266,29 @@ class MemoryEquipmentRepository:
         self._store.controllers[record.name] = record
 
 
+def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
+    """What a store answers to an interlock request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetQualifications):
+        return [
+            q
+            for _, q in sorted(store.qualifications.items())
+            if request.step in (None, q.step) and request.tool_id in (None, q.tool_id)
+        ]
+    if isinstance(request, SaveQualifications):
+        for q in request.qualifications:
+            store.qualifications[(q.tool_id, q.step)] = q
+        return None
+    if isinstance(request, GetLotsRunningOn):
+        return sorted(
+            lot.id
+            for lot in store.lots.values()
+            if lot.state is LotState.RUNNING
+            and lot.running is not None
+            and lot.running.tool == request.tool_id
+        )
+    raise TypeError(f"not an interlock store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -287,6 +316,8 @@ class MemoryUnitOfWork:
                     break
                 if isinstance(request, EquipmentRequest):
                     answer = self.equipment.answer(request)
+                elif isinstance(request, InterlockRequest):
+                    answer = answer_interlock(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

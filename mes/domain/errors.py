@@ -13,6 +13,8 @@
     ├── SplitMergeNotAllowed
     ├── UnknownTool                 no tool of that id is registered
     ├── ToolOwnedElsewhere          the tool belongs to another line controller
+    ├── InterlockRefused            a track-in interlock (tool, ...) refused: which, and what
+    │                               was expected (mes.domain.interlocks)
     └── ConcurrentUpdate            another transaction moved the lot first; retry
 
 Each error knows what was expected (``allowed``) and renders itself for ``--json``.
@@ -90,6 +92,29 @@ class UnknownTool(LotTrackerError):
 
 class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
+
+
+class InterlockRefused(LotTrackerError):
+    """A track-in interlock refused the move: ``interlock`` names which (``tool_class``,
+    ``tool_qualification`` ...), ``expected`` what would have been accepted."""
+
+    kind = "interlock"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        interlock: str,
+        expected: str,
+        lot_id: str | None = None,
+        allowed: Iterable[str] = (),
+    ):
+        super().__init__(message, lot_id=lot_id, allowed=allowed)
+        self.interlock = interlock
+        self.expected = expected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "interlock": self.interlock, "expected": self.expected}
 
 
 class ConcurrentUpdate(LotTrackerError):

@@ -190,7 +190,14 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
         after.state,
         step=cmd.step,
         tool=cmd.tool,
-        data={"values": values, "path_index": len(lot.path)},
+        data={
+            "values": values,
+            "path_index": len(lot.path),
+            # a tool step with no tool named: done off the line's tools (mes.domain.interlocks)
+            **(
+                {"off_tools": True} if cmd.tool is None and spec.equipment_class != "manual" else {}
+            ),
+        },
     )
     return single_change(lot, after, entry)
 

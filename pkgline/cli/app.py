@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pkgline import __version__
-from pkgline.cli import db, demo, flow, line, lot, serve, sim, tool
+from pkgline.cli import db, demo, flow, line, lot, qualify, serve, sim, tool
 
 app = typer.Typer(
     name="pkgline",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(flow.app, name="flow")
 app.add_typer(lot.app, name="lot")
+qualify.register(tool.app)
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
 app.command(name="sim")(sim.sim)

@@ -402,7 +402,9 @@ class LineController:
         try:
             results = await self._lots.track_in_all(
                 [
-                    cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
+                    cmd.TrackIn(
+                        pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
+                    )
                     for pick, runner in picks
                 ]
             )
@@ -424,7 +426,9 @@ class LineController:
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:
             outcome: Outcome | LotTrackerError = await self._lots.track_in(
-                cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
+                cmd.TrackIn(
+                    pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
+                )
             )
         except LotTrackerError as exc:
             outcome = exc
