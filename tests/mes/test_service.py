@@ -589,7 +589,7 @@ async def test_track_ins_in_one_transaction_write_nothing_when_a_lot_moved_meanw
             [
                 cmd.TrackIn("B", "SUBSTRATE_LOAD", USER),
                 cmd.TrackIn("A", "SUBSTRATE_LOAD", USER),
-                cmd.TrackIn("A", "DIE_ATTACH", USER),
+                cmd.TrackIn("A", "SUBSTRATE_LOAD", "another"),
             ]
         )
     for lot in ("A", "B"):
