@@ -122,13 +122,21 @@ def start(
 def track_in(
     lot: LotArg,
     step: Annotated[str, typer.Option("--step", help="Step code to start.")],
-    tool: Annotated[str | None, typer.Option("--tool", help="Tool that runs it.")] = None,
+    tool: Annotated[
+        str | None,
+        typer.Option(
+            "--tool",
+            help="Tool that runs it: registered, of the step's class, qualified for the step, "
+            "in manual, up and free (none: the step is done off the line's tools).",
+        ),
+    ] = None,
     param: ParamOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Start a step: refused unless the flow allows it now and its values are within limits."""
+    """Start a step: refused unless the flow allows it now, its values are within limits and
+    the tool passes the track-in interlocks (docs/interlocks.md)."""
     command = cmd.TrackIn(
         lot_id=lot,
         step=step,
