@@ -23,6 +23,7 @@ from flows.model import (
     ValueSpec,
     Violation,
 )
+from flows.speclimits import check_spec
 
 
 def _unknown(what: str, name: str, expected: Sequence[str]) -> ValueError:
@@ -153,6 +154,10 @@ class Flow:
         spec = self.step(step)
         _known(spec.measured, measured, f"measured value of {step}:")
         return check_values(spec.measured, measured, resolver(measured, ctx), f"{step} track-out")
+
+    def check_spec(self, step: str, measured: Values) -> list[Violation]:
+        """Measured values of a track-out against their spec limits (:mod:`flows.speclimits`)."""
+        return check_spec(step, self.step(step).measured, measured)
 
 
 @dataclass(frozen=True, eq=False)

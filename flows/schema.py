@@ -83,7 +83,31 @@ class LimitModel(BaseModel):
         return [kind for kind in RULE_KINDS if getattr(self, kind) is not None]
 
 
+class SpecModel(BaseModel):
+    """Spec limits of a measured value (line practice or a claim): out of spec holds the lot."""
+
+    model_config = _CONFIG
+    lower: Number | None = None
+    upper: Number | None = None
+    target: Number | None = None
+    origin: Annotated[StrictStr, StringConstraints(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpecModel:
+        if self.lower is None and self.upper is None:
+            raise ValueError("spec limits need a lower or an upper limit (or both)")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"spec lower {self.lower} is above upper {self.upper}")
+        if self.target is not None and not (
+            (self.lower is None or self.lower <= self.target)
+            and (self.upper is None or self.target <= self.upper)
+        ):
+            raise ValueError(f"spec target {self.target} is outside [lower, upper]")
+        return self
+
+
 class ValueSpecModel(LimitModel):
+    spec: SpecModel | None = None
     type: ValueType | None = None
     default: Scalar | None = None
     optional: StrictBool | None = None

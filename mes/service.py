@@ -49,6 +49,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
+from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
 from mes.interlocks import tool_interlock
 from mes.ports import (
@@ -174,12 +175,19 @@ class LotService:
 
     def _track_in(self, lot: Lot, flow: Flow, cmd: TrackIn) -> Work[Change]:
         """The track-in rule, after its interlocks (mes.interlocks)."""
+        if cmd.step in flow.steps:
+            refuse_unphysical(
+                flow.steps[cmd.step].recipe, cmd.values, f"track-in of lot {lot.id}", lot.id
+            )
         change = ops.track_in(lot, flow, cmd, self._clock())
         yield from tool_interlock(lot, flow, cmd)
         return change
 
     async def track_out(self, cmd: TrackOut) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
+            if lot.running is not None:
+                measured = flow.steps[lot.running.step].measured
+                refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
             rejected = (yield from _rejected(lot)) if cmd.rejects else {}
             return ops.track_out(lot, flow, cmd, rejected, self._clock())
 

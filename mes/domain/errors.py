@@ -144,5 +144,6 @@ def violation_dict(v: Violation) -> dict[str, Any]:
         "given": v.value,
         "expected": v.expected,
         "claim": v.claim,
+        "kind": v.kind,
         "message": v.message,
     }
