@@ -16,6 +16,7 @@ from flows.limits import check_recorded, check_values, resolver
 from flows.model import (
     LotContext,
     Position,
+    QueueTime,
     StepCodeInfo,
     StepSpec,
     Value,
@@ -69,6 +70,8 @@ class Flow:
     """The sequence with fragments and step codes resolved (the automaton's input)."""
     has_layers: bool
     """The flow has wiring layers (``Position.layer`` and ``layers`` are given)."""
+    queue_times: tuple[QueueTime, ...] = ()
+    """Maximum waits between two steps (:mod:`flows.queuetimes`)."""
 
     def recipe_name(self, step: str) -> str:
         """The name of the recipe the controller downloads for ``step``."""

@@ -153,6 +153,18 @@ class Violation:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueTime:
+    """At most ``max_minutes`` from the track-out of ``from_step`` to the track-in of
+    ``to_step``, warned of after ``warn_minutes``; ``origin``: a claim or line practice."""
+
+    from_step: str
+    to_step: str
+    max_minutes: float
+    warn_minutes: float | None
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
 class SpecLimits:
     """Spec limits of a measured value, beside its claimed limits: lower, upper (either may be
     None), target, and where they come from (``origin``: a claim, or line practice)."""

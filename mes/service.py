@@ -10,12 +10,12 @@ transaction fail with ConcurrentUpdate.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from flows import Flow, FlowLibrary, UnknownFlow
-from mes.domain import common, genealogy
+from mes.domain import common, genealogy, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
 from mes.domain.commands import (
@@ -40,6 +40,7 @@ from mes.domain.model import (
     Carrier,
     Change,
     HistoryEntry,
+    HoldSource,
     JobRecord,
     JobStatus,
     Lot,
@@ -181,7 +182,44 @@ class LotService:
             )
         change = ops.track_in(lot, flow, cmd, self._clock())
         yield from tool_interlock(lot, flow, cmd)
+        limits = queuetimes.limits_before(flow, lot, [cmd.step])
+        if not limits:
+            return change
+        found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
+        expired = [w for w in found if w.expired]
+        if expired:  # on hold instead, with the reason: an engineer decides rework or release
+            reason = "; ".join(w.text() for w in expired)
+            return ops.hold(
+                lot, HoldLot(lot.id, cmd.user, reason, HoldSource.QUEUE_TIME), self._clock()
+            )
+        warnings = [w.text() for w in found if w.warned]
+        if warnings:
+            entry = change.entries[0]
+            data = {**entry.data, "queue_time_warnings": warnings}
+            return replace(change, entries=(replace(entry, data=data),))
         return change
+
+    async def hold_expired_queue_times(self, user: str) -> list[Outcome]:
+        """Hold every waiting lot past a queue-time limit of its flow (a line controller
+        calls this as it goes): one transaction per lot held."""
+        held: list[Outcome] = []
+        for lot in await self.find(states=[LotState.WAITING]):
+            flow = self.flow(lot.flow)
+            if not flow.queue_times:
+                continue
+            limits = queuetimes.limits_before(flow, lot, common.next_in_order(lot, flow))
+            if not limits:
+                continue
+            found = queuetimes.waits(limits, await self._read(get_history(lot.id)), self._clock())
+            expired = [w for w in found if w.expired]
+            if not expired:
+                continue
+            reason = "; ".join(w.text() for w in expired)
+            try:
+                held.append(await self.hold(HoldLot(lot.id, user, reason, HoldSource.QUEUE_TIME)))
+            except LotTrackerError:
+                continue  # it moved meanwhile: its next track-in checks again
+        return held
 
     async def track_out(self, cmd: TrackOut) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:

@@ -318,6 +318,11 @@ class LineController:
                     await self._equipment.heartbeat(self._record(status))
                 except DatabaseUnavailable as exc:
                     log.warning("cannot record the heartbeat", error=str(exc))
+                try:  # waiting lots past a queue-time limit go on hold now, not at track-in
+                    for held in await self._lots.hold_expired_queue_times(self._user):
+                        log.warning("queue time exceeded: lot held", lot=held.lot.id)
+                except DatabaseUnavailable as exc:
+                    log.warning("cannot check queue times", error=str(exc))
                 last_beat = loop.time()
             await asyncio.sleep(tick)
 
@@ -439,6 +444,15 @@ class LineController:
     ) -> None:
         if isinstance(outcome, LotTrackerError):
             log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
+            return
+        if outcome.lot.state is not LotState.RUNNING:  # held at track-in (a queue time)
+            hold = outcome.lot.hold
+            log.warning(
+                "lot held at track-in",
+                lot=pick.lot.id,
+                step=pick.step,
+                reason=hold.reason if hold else None,
+            )
             return
         log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
         runner.assign(pick.lot.id, outcome.view if isinstance(outcome, TrackedIn) else None)
