@@ -203,7 +203,9 @@ class LotService:
         """Hold every waiting lot past a queue-time limit of its flow (a line controller
         calls this as it goes): one transaction per lot held."""
         held: list[Outcome] = []
-        for lot in await self.find(states=[LotState.WAITING]):
+        if not any(f.queue_times for f in self.flows.flows.values()):
+            return held
+        for lot in await self.heads([LotState.WAITING]):  # heads: kept converted by the store
             flow = self.flow(lot.flow)
             if not flow.queue_times:
                 continue

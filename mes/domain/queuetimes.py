@@ -14,7 +14,7 @@ from datetime import datetime
 
 from flows import Flow
 from flows.model import QueueTime
-from mes.domain.model import HistoryEntry, Lot, Operation
+from mes.domain.model import HistoryEntry, Lot, LotHead, Operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class QueueWait:
         )
 
 
-def limits_before(flow: Flow, lot: Lot, steps: Sequence[str]) -> list[QueueTime]:
+def limits_before(flow: Flow, lot: Lot | LotHead, steps: Sequence[str]) -> list[QueueTime]:
     """The limits that run now for a lot about to start one of ``steps``: their first step is
     the last of the two the lot completed (it has not run the later step since)."""
     found = []
