@@ -1,12 +1,21 @@
 """Track-in interlocks through ``pkgline`` in a subprocess, on a database a real line
 controller wrote: the issue's first reproduction (a tool that does not exist) is exit 1 with
 which interlock refused, what was expected and the qualified tools; engineering's
-qualification table is kept with ``tool qualify|disqualify|qualifications``."""
+qualification table is kept with ``tool qualify|disqualify|qualifications``; a track-in past
+its queue time puts the lot on hold instead and exits 1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
 
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.service import LotService, utc_now
+from pkgline.bootstrap import flow_library
 from tests.cli.recorded_line import FLOW, LINE
 from tests.cli.test_tool_cli import ok_json, pkgline
 
@@ -70,3 +79,33 @@ def test_qualifications_are_kept_by_engineering_and_checked_at_track_in(line_db:
     assert again["qualified"] is True
     listed = pkgline(line_db, "tool", "qualifications", "--step", "DIE_ATTACH")
     assert listed.returncode == 0 and "DB-1" in listed.stdout and "yes" in listed.stdout
+
+
+async def test_a_track_in_past_its_queue_time_puts_the_lot_on_hold_and_exits_1(
+    sqlite_url: str,
+) -> None:
+    engine = create_engine(sqlite_url)
+    try:  # the lot coated five hours ago (written with the lot tracker's clock set back)
+        await upgrade(engine)
+        lots = LotService(
+            SqlUnitOfWorkFactory(engine), flow_library(), lambda: utc_now() - timedelta(hours=5)
+        )
+        await lots.start(cmd.StartLot("Q1", "fo-organic", "op1", carriers=1))
+        while (step := lots.next_in_order(await lots.get("Q1"))[0]) != "VIA_PATTERN":
+            await lots.track_in(cmd.TrackIn("Q1", step, "op1"))
+            await lots.track_out(cmd.TrackOut("Q1", "op1"))
+    finally:
+        await engine.dispose()
+    held = await asyncio.to_thread(
+        pkgline, sqlite_url, "lot", "track-in", "Q1", "--step", "VIA_PATTERN", "--json"
+    )
+    assert held.returncode == 1, held.stdout + held.stderr
+    shown = json.loads(held.stdout)
+    assert shown["state"] == "HOLD"
+    assert shown["recorded"][0]["operation"] == "hold"
+    assert (
+        "queue time DIELECTRIC_COAT -> VIA_PATTERN: waited 300 min"
+        in (shown["recorded"][0]["reason"])
+    )
+    again = await asyncio.to_thread(pkgline, sqlite_url, "lot", "show", "Q1")
+    assert again.returncode == 0 and "HOLD" in again.stdout
