@@ -11,7 +11,10 @@ before it, the lot's head updated with it: docs/security.md). The ratio is pkgli
 throughput.
 
 Goals (issue 2): PostgreSQL with 8 writers at 0.7 of the floor or better; SQLite (1 writer)
-at 0.35 or better.
+at 0.35 or better, with the track-in interlocks on (issue 17): each tool step is tracked in
+on a registered, qualified tool of its class, as its line controller does. The same run
+prints pkgline with the interlocks off too (tool steps tracked in with no tool, so nothing
+is checked), for comparison.
 
     .venv/bin/python bench/mes_moves.py [--moves N] [--no-postgres]
 
@@ -45,7 +48,10 @@ from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration
+from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import LotState
+from mes.equipment import EquipmentService
 from mes.service import LotService
 
 FLOW = "fo-organic"
@@ -70,8 +76,35 @@ class Result:
 # -- pkgline -------------------------------------------------------------------------------
 
 
+def _bench_tool(service: LotService, step: str) -> str | None:
+    """The bench's tool for a step: one per equipment class (None for an operator step)."""
+    cls = service.flows.step_codes[step].equipment_class
+    return None if cls == MANUAL_CLASS else f"B-{cls}"[:32]
+
+
+async def _register_tools(service: LotService, equipment: EquipmentService) -> None:
+    """One tool per equipment class, qualified (by its registration) for the class's steps."""
+    by_class: dict[str, list[str]] = {}
+    for code, info in service.flows.step_codes.items():
+        if info.equipment_class != MANUAL_CLASS:
+            by_class.setdefault(info.equipment_class, []).append(code)
+    await equipment.register(
+        "bench",
+        [
+            ToolRegistration(f"B-{cls}"[:32], cls, "bench", tuple(steps))
+            for cls, steps in sorted(by_class.items())
+        ],
+    )
+
+
 async def _pkgline_writer(
-    service: LotService, writer: int, moves: int, lat: list[float], *, one_lot: bool = False
+    service: LotService,
+    writer: int,
+    moves: int,
+    lat: list[float],
+    *,
+    one_lot: bool = False,
+    interlocks: bool = True,
 ) -> None:
     n, lot_id = 0, ""
     done = 0
@@ -85,7 +118,8 @@ async def _pkgline_writer(
             lot = await service.get(lot_id)
         step = sorted(service.next_steps(lot))[0]
         t0 = time.perf_counter()
-        await service.track_in(cmd.TrackIn(lot_id, step, "bench", tool="T"))
+        tool = _bench_tool(service, step) if interlocks else None
+        await service.track_in(cmd.TrackIn(lot_id, step, "bench", tool=tool, dispatched=True))
         lot = (await service.track_out(cmd.TrackOut(lot_id, "bench"))).lot
         lat.append(time.perf_counter() - t0)
         done += 1
@@ -98,20 +132,25 @@ async def moves_per_lot() -> int:
     after as many, as pkgline's writers do: its path stays as long as a real lot's)."""
     count: list[float] = []
     service = LotService(MemoryUnitOfWorkFactory(), load_library())
-    await _pkgline_writer(service, 0, 10_000, count, one_lot=True)
+    await _pkgline_writer(service, 0, 10_000, count, one_lot=True, interlocks=False)
     return len(count)
 
 
-async def run_pkgline(url: str, writers: int, moves: int) -> Result:
+async def run_pkgline(url: str, writers: int, moves: int, *, interlocks: bool = True) -> Result:
     engine = create_engine(url, pool_size=max(5, writers))
     try:
         await upgrade(engine)
-        service = LotService(SqlUnitOfWorkFactory(engine), load_library())
+        factory = SqlUnitOfWorkFactory(engine)
+        service = LotService(factory, load_library())
+        await _register_tools(service, EquipmentService(factory))
         await _pkgline_writer(service, 99, 5, [])  # warm up pools and caches
         lat: list[float] = []
         t0 = time.perf_counter()
         await asyncio.gather(
-            *(_pkgline_writer(service, w, moves // writers, lat) for w in range(writers))
+            *(
+                _pkgline_writer(service, w, moves // writers, lat, interlocks=interlocks)
+                for w in range(writers)
+            )
         )
         return Result(len(lat), time.perf_counter() - t0, lat)
     finally:
@@ -337,10 +376,15 @@ async def run_floor(floor: SqliteFloor | PostgresFloor, writers: int, moves: int
 # -- report --------------------------------------------------------------------------------
 
 
-def report(label: str, ours: Result, floor: Result, goal: float) -> None:
+def report(label: str, ours: Result, floor: Result, goal: float, off: Result) -> None:
     ratio = ours.rate / floor.rate
     print(
         f"{label:<22} pkgline {ours.rate:8.1f} moves/s  p50 {ours.pct(0.5):6.2f} ms  p99 {ours.pct(0.99):6.2f} ms"
+        "  (interlocks on)"
+    )
+    print(
+        f"{'':<22} pkgline {off.rate:8.1f} moves/s  p50 {off.pct(0.5):6.2f} ms  p99 {off.pct(0.99):6.2f} ms"
+        "  (interlocks off)"
     )
     print(
         f"{'':<22} floor   {floor.rate:8.1f} moves/s  p50 {floor.pct(0.5):6.2f} ms  p99 {floor.pct(0.99):6.2f} ms"
@@ -371,19 +415,21 @@ async def bench(moves: int, with_postgres: bool) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         ours = await run_pkgline(f"sqlite:///{tmp}/ours.db", 1, moves)
+        off = await run_pkgline(f"sqlite:///{tmp}/off.db", 1, moves, interlocks=False)
         floor_engine = create_engine(f"sqlite:///{tmp}/floor.db")
         await upgrade(floor_engine)
         await floor_engine.dispose()
         floor = await run_floor(SqliteFloor(f"{tmp}/floor.db", lot_moves), 1, moves)
-        report("SQLite, 1 writer", ours, floor, 0.35)
+        report("SQLite, 1 writer", ours, floor, 0.35, off)
     if not with_postgres:
         return
     admin = os.environ.get("PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
     base = admin.rsplit("/", 1)[0]
     for writers in (1, 8):
-        names = [await _fresh_pg(admin), await _fresh_pg(admin)]
+        names = [await _fresh_pg(admin), await _fresh_pg(admin), await _fresh_pg(admin)]
         try:
             ours = await run_pkgline(f"{base}/{names[0]}", writers, moves)
+            off = await run_pkgline(f"{base}/{names[2]}", writers, moves, interlocks=False)
             engine = create_engine(f"{base}/{names[1]}")
             await upgrade(engine)
             await engine.dispose()
@@ -393,6 +439,7 @@ async def bench(moves: int, with_postgres: bool) -> None:
                 ours,
                 floor,
                 0.7 if writers == 8 else 0.0,
+                off,
             )
         finally:
             for name in names:

@@ -150,6 +150,18 @@ class Recipe:
     name: str
     version: int
     body: Mapping[str, RecipeValue] = field(default_factory=dict)
+    equipment_class: str | None = None
+    """The equipment class the recipe is for (None: not said; not part of the checksum). A
+    driver refuses a recipe for another class before sending anything: :meth:`wrong_class`."""
+
+    def wrong_class(self, equipment_class: str) -> str | None:
+        """Why a tool of ``equipment_class`` must not take this recipe (None: it may)."""
+        if self.equipment_class is None or self.equipment_class == equipment_class:
+            return None
+        return (
+            f"recipe {self.name} is for a {self.equipment_class}, this tool is a "
+            f"{equipment_class}; expected a {equipment_class} recipe"
+        )
 
     def canonical_text(self) -> str:
         """The text the checksum is computed over (docs/equipment.md, "Recipe checksum").

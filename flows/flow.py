@@ -16,6 +16,7 @@ from flows.limits import check_recorded, check_values, resolver
 from flows.model import (
     LotContext,
     Position,
+    QueueTime,
     StepCodeInfo,
     StepSpec,
     Value,
@@ -23,6 +24,7 @@ from flows.model import (
     ValueSpec,
     Violation,
 )
+from flows.speclimits import check_spec
 
 
 def _unknown(what: str, name: str, expected: Sequence[str]) -> ValueError:
@@ -68,6 +70,8 @@ class Flow:
     """The sequence with fragments and step codes resolved (the automaton's input)."""
     has_layers: bool
     """The flow has wiring layers (``Position.layer`` and ``layers`` are given)."""
+    queue_times: tuple[QueueTime, ...] = ()
+    """Maximum waits between two steps (:mod:`flows.queuetimes`)."""
 
     def recipe_name(self, step: str) -> str:
         """The name of the recipe the controller downloads for ``step``."""
@@ -153,6 +157,10 @@ class Flow:
         spec = self.step(step)
         _known(spec.measured, measured, f"measured value of {step}:")
         return check_values(spec.measured, measured, resolver(measured, ctx), f"{step} track-out")
+
+    def check_spec(self, step: str, measured: Values) -> list[Violation]:
+        """Measured values of a track-out against their spec limits (:mod:`flows.speclimits`)."""
+        return check_spec(step, self.step(step).measured, measured)
 
 
 @dataclass(frozen=True, eq=False)

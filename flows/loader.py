@@ -18,6 +18,7 @@ from flows.grammar import Expr, counts, step_codes
 from flows.model import (
     GEOMETRY,
     Limit,
+    QueueTime,
     Range,
     ReworkSpec,
     StepCodeInfo,
@@ -150,7 +151,29 @@ class _Library:
             steps=frozen_mapping(steps),
             expression=expr,
             has_layers=has_wiring_layer(expr),
+            queue_times=self.queue_times(model, top, list(drafts)),
         )
+
+    def queue_times(self, model: FlowModel, top: Origin, steps: list[str]) -> tuple[QueueTime, ...]:
+        found: list[QueueTime] = []
+        for n, q in enumerate(model.queue_times):
+            where = top.child("queue_times", n)
+            for step in (q.from_step, q.to_step):
+                if step not in steps:
+                    raise where.error(
+                        f"queue time {q.from_step} -> {q.to_step}: {step} is not a step of flow "
+                        f"{model.name}{suggest(step, steps)}; expected one of {', '.join(steps)}"
+                    )
+            found.append(
+                QueueTime(
+                    q.from_step,
+                    q.to_step,
+                    float(q.max_minutes),
+                    None if q.warn_minutes is None else float(q.warn_minutes),
+                    q.origin,
+                )
+            )
+        return tuple(found)
 
     def local_fragments(self, model: FlowModel, top: Origin) -> dict[str, Fragment]:
         """The fragments a flow file defines for itself (parsed and checked)."""

@@ -138,7 +138,8 @@ class Limit:
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """A value outside a claimed limit. ``message`` is a sentence for the operator."""
+    """A value outside a claimed limit (or a spec limit: ``kind``). ``message`` is a sentence
+    for the operator."""
 
     step: str | None
     value_name: str
@@ -146,6 +147,32 @@ class Violation:
     expected: str
     claim: str
     message: str
+    kind: str = "claimed"
+    """``claimed`` (a limit the claims fix), or ``spec_lower`` / ``spec_upper`` (a spec limit
+    of a measured value: :mod:`flows.speclimits`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTime:
+    """At most ``max_minutes`` from the track-out of ``from_step`` to the track-in of
+    ``to_step``, warned of after ``warn_minutes``; ``origin``: a claim or line practice."""
+
+    from_step: str
+    to_step: str
+    max_minutes: float
+    warn_minutes: float | None
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpecLimits:
+    """Spec limits of a measured value, beside its claimed limits: lower, upper (either may be
+    None), target, and where they come from (``origin``: a claim, or line practice)."""
+
+    lower: float | None
+    upper: float | None
+    target: float | None
+    origin: str
 
 
 # --- value and step specs ----------------------------------------------------------------
@@ -167,6 +194,8 @@ class ValueSpec:
     description: str
     limits: tuple[Limit, ...] = ()
     tool_value: str | None = None
+    spec: SpecLimits | None = None
+    """Spec limits (measured values only)."""
 
     @property
     def optional(self) -> bool:

@@ -83,7 +83,31 @@ class LimitModel(BaseModel):
         return [kind for kind in RULE_KINDS if getattr(self, kind) is not None]
 
 
+class SpecModel(BaseModel):
+    """Spec limits of a measured value (line practice or a claim): out of spec holds the lot."""
+
+    model_config = _CONFIG
+    lower: Number | None = None
+    upper: Number | None = None
+    target: Number | None = None
+    origin: Annotated[StrictStr, StringConstraints(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpecModel:
+        if self.lower is None and self.upper is None:
+            raise ValueError("spec limits need a lower or an upper limit (or both)")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"spec lower {self.lower} is above upper {self.upper}")
+        if self.target is not None and not (
+            (self.lower is None or self.lower <= self.target)
+            and (self.upper is None or self.target <= self.upper)
+        ):
+            raise ValueError(f"spec target {self.target} is outside [lower, upper]")
+        return self
+
+
 class ValueSpecModel(LimitModel):
+    spec: SpecModel | None = None
     type: ValueType | None = None
     default: Scalar | None = None
     optional: StrictBool | None = None
@@ -135,6 +159,28 @@ class FragmentsFile(RootModel[dict[FragmentName, FragmentModel]]):
     pass
 
 
+class QueueTimeModel(BaseModel):
+    """A maximum wait between two steps of a flow (from the track-out of one to the track-in
+    of the other), with a warning before it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_step: StepCodeName = Field(alias="from")
+    to_step: StepCodeName = Field(alias="to")
+    max_minutes: Annotated[Number, Field(gt=0)]
+    warn_minutes: Annotated[Number, Field(gt=0)] | None = None
+    origin: Annotated[StrictStr, StringConstraints(min_length=1)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> QueueTimeModel:
+        if self.from_step == self.to_step:
+            raise ValueError(f"a queue time runs between two steps, not {self.from_step} to itself")
+        if self.warn_minutes is not None and self.warn_minutes >= self.max_minutes:
+            raise ValueError(
+                f"warn_minutes {self.warn_minutes} must come before max_minutes {self.max_minutes}"
+            )
+        return self
+
+
 class FlowModel(BaseModel):
     model_config = _CONFIG
     name: FlowName
@@ -147,6 +193,7 @@ class FlowModel(BaseModel):
     lot_params: dict[ValueName, ValueSpecModel] = Field(default_factory=dict)
     fragments: dict[FragmentName, FragmentModel] = Field(default_factory=dict)
     steps: dict[StepCodeName, StepBodyModel] = Field(default_factory=dict)
+    queue_times: list[QueueTimeModel] = Field(default_factory=list)
 
     @field_validator("sequence", mode="before")
     @classmethod

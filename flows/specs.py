@@ -23,12 +23,13 @@ from flows.model import (
     OneOf,
     Range,
     Rule,
+    SpecLimits,
     Value,
     ValueSpec,
     ValueType,
 )
 from flows.origin import Origin, suggest
-from flows.schema import LimitModel, ReworkModel, StepBodyModel, StepCodeModel
+from flows.schema import LimitModel, ReworkModel, SpecModel, StepBodyModel, StepCodeModel
 
 # The unit of a value follows from its name ("units in the names"); longest suffix first.
 _UNIT_SUFFIXES = (
@@ -129,6 +130,25 @@ def _fits(value: Any, vtype: ValueType) -> bool:
 
 def _typed(value: Value, vtype: ValueType) -> Value:
     return float(value) if vtype == "float" else value
+
+
+def spec_limits(draft: Draft, kind: Kind, vtype: ValueType) -> SpecLimits | None:
+    """A measured value's spec limits, if the files give any."""
+    given: SpecModel | None = draft.get("spec")
+    if given is None:
+        return None
+    if kind != "measured":
+        raise draft.where("spec").error(
+            f"{draft.name}: spec limits are for measured values; a {kind} value has limits "
+            "(range, one_of ...) with their claim"
+        )
+    if vtype == "str":
+        raise draft.where("spec").error(f"{draft.name}: spec limits need a number, not a word")
+
+    def number(v: float | None) -> float | None:
+        return None if v is None else float(v)
+
+    return SpecLimits(number(given.lower), number(given.upper), number(given.target), given.origin)
 
 
 class SpecBuilder:
@@ -250,4 +270,5 @@ class SpecBuilder:
             description=draft.get("description") or "",
             limits=limits,
             tool_value=draft.get("tool_value"),
+            spec=spec_limits(draft, kind, vtype),
         )

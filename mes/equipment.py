@@ -41,6 +41,7 @@ from mes.domain.equipment import (
 )
 from mes.domain.errors import InvalidInput, ResetNotPossible, ToolOwnedElsewhere, UnknownTool
 from mes.guard import Guard, SecurityLog
+from mes.interlocks import qualify_registered
 from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
 from mes.service import utc_now
 
@@ -113,6 +114,7 @@ class EquipmentService:
                     )
                     await repo.update_tool(record, ToolPart.REGISTRATION)
                 out.append(record)
+            await uow.run(qualify_registered(line, tools, now))
             await uow.commit()
         return out
 

@@ -21,6 +21,7 @@ from mes.domain.equipment import (
     ToolPart,
     ToolRecord,
 )
+from mes.domain.interlocks import Qualification
 from mes.domain.model import (
     Carrier,
     Change,
@@ -139,6 +140,30 @@ class AddChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class GetQualifications:
+    """Read tool qualifications for a step, or of a tool, or both (answer:
+    ``list[Qualification]``, by tool then step)."""
+
+    step: str | None = None
+    tool_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveQualifications:
+    """Write qualifications: each replaces the one stored for its (tool, step), if any
+    (answer: None)."""
+
+    qualifications: tuple[Qualification, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetLotsRunningOn:
+    """Read the ids of the lots running on a tool (answer: ``list[str]``)."""
+
+    tool_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Save:
     """Write a change: lots (inserted, or updated if their version is still the expected
     one, else ConcurrentUpdate), carriers, rejects, jobs, history and outbox (answer: the
@@ -160,7 +185,8 @@ LotRequest: TypeAlias = (
     | Save
 )
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
-Request: TypeAlias = LotRequest | EquipmentRequest
+InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
+Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
 reads and writes (:data:`Request`), gets each answer back, decides in between with the pure
@@ -235,6 +261,23 @@ def update_tools(tools: Sequence[ToolRecord], part: ToolPart) -> Work[None]:
 def add_changes(changes: Sequence[E10Change]) -> Work[None]:
     if changes:
         yield AddChanges(tuple(changes))
+
+
+def get_qualifications(
+    *, step: str | None = None, tool_id: str | None = None
+) -> Work[list[Qualification]]:
+    found: list[Qualification] = yield GetQualifications(step, tool_id)
+    return found
+
+
+def save_qualifications(qualifications: Sequence[Qualification]) -> Work[None]:
+    if qualifications:
+        yield SaveQualifications(tuple(qualifications))
+
+
+def get_lots_running_on(tool_id: str) -> Work[list[str]]:
+    found: list[str] = yield GetLotsRunningOn(tool_id)
+    return found
 
 
 def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:

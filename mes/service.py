@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from flows import Flow, FlowLibrary, UnknownFlow
-from mes.domain import common, genealogy
+from mes.domain import common, genealogy, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
 from mes.domain.authority import Action, Context, NotAuthorized, Principal
@@ -47,6 +47,7 @@ from mes.domain.model import (
     Carrier,
     Change,
     HistoryEntry,
+    HoldSource,
     JobRecord,
     JobStatus,
     Lot,
@@ -56,8 +57,10 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
+from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
 from mes.guard import Guard, SecurityLog
+from mes.interlocks import tool_interlock
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -208,13 +211,69 @@ class LotService:
     async def track_in(self, cmd: TrackIn, *, by: Principal | None = None) -> Outcome:
         return await self._on_lot(
             cmd.lot_id,
-            lambda lot, flow: ops.track_in(lot, flow, cmd, self._clock()),
+            lambda lot, flow: self._track_in(lot, flow, cmd),
             action=Action.TRACK_IN,
             by=by,
         )
 
+    def _track_in(self, lot: Lot, flow: Flow, cmd: TrackIn) -> Work[Change]:
+        """The track-in rule, after its interlocks (mes.interlocks)."""
+        if cmd.step in flow.steps:
+            refuse_unphysical(
+                flow.steps[cmd.step].recipe, cmd.values, f"track-in of lot {lot.id}", lot.id
+            )
+        change = ops.track_in(lot, flow, cmd, self._clock())
+        yield from tool_interlock(lot, flow, cmd)
+        limits = queuetimes.limits_before(flow, lot, [cmd.step])
+        if not limits:
+            return change
+        found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
+        expired = [w for w in found if w.expired]
+        if expired:  # on hold instead, with the reason: an engineer decides rework or release
+            reason = "; ".join(w.text() for w in expired)
+            return ops.hold(
+                lot, HoldLot(lot.id, cmd.user, reason, HoldSource.QUEUE_TIME), self._clock()
+            )
+        warnings = [w.text() for w in found if w.warned]
+        if warnings:
+            entry = change.entries[0]
+            data = {**entry.data, "queue_time_warnings": warnings}
+            return replace(change, entries=(replace(entry, data=data),))
+        return change
+
+    async def hold_expired_queue_times(
+        self, user: str, *, by: Principal | None = None
+    ) -> list[Outcome]:
+        """Hold every waiting lot past a queue-time limit of its flow (a line controller
+        calls this as it goes): one transaction per lot held."""
+        held: list[Outcome] = []
+        if not any(f.queue_times for f in self.flows.flows.values()):
+            return held
+        for lot in await self.heads([LotState.WAITING]):  # heads: kept converted by the store
+            flow = self.flow(lot.flow)
+            if not flow.queue_times:
+                continue
+            limits = queuetimes.limits_before(flow, lot, common.next_in_order(lot, flow))
+            if not limits:
+                continue
+            found = queuetimes.waits(limits, await self._read(get_history(lot.id)), self._clock())
+            expired = [w for w in found if w.expired]
+            if not expired:
+                continue
+            reason = "; ".join(w.text() for w in expired)
+            try:
+                held.append(
+                    await self.hold(HoldLot(lot.id, user, reason, HoldSource.QUEUE_TIME), by=by)
+                )
+            except LotTrackerError:
+                continue  # it moved meanwhile: its next track-in checks again
+        return held
+
     async def track_out(self, cmd: TrackOut, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
+            if lot.running is not None:
+                measured = flow.steps[lot.running.step].measured
+                refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
             rejected = (yield from _rejected(lot)) if cmd.rejects else {}
             return ops.track_out(lot, flow, cmd, rejected, self._clock())
 
@@ -237,7 +296,7 @@ class LotService:
                     if lot is None:
                         raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
                     self._guard.check(by, Action.TRACK_IN, Context(c.lot_id))
-                    decided.append(ops.track_in(lot, self.flow(lot.flow), c, self._clock()))
+                    decided.append((yield from self._track_in(lot, self.flow(lot.flow), c)))
                 except LotTrackerError as exc:
                     decided.append(exc)
             who = self._guard.who(by)

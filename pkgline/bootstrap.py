@@ -27,7 +27,8 @@ from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import NotAuthorized, Principal
 from mes.equipment import EquipmentService
 from mes.identity import IdentityService
-from mes.service import LotService
+from mes.interlocks import QualificationService
+from mes.service import LotService, utc_now
 
 
 @cache
@@ -79,6 +80,7 @@ class Services:
 
     lots: LotService
     equipment: EquipmentService
+    qualifications: QualificationService
 
 
 @asynccontextmanager
@@ -110,6 +112,7 @@ def services_for(
     return Services(
         LotService(factory, flow_library(), principal=principal, security=log),
         EquipmentService(factory, principal=principal, security=log),
+        QualificationService(factory, flow_library(), utc_now),
     )
 
 

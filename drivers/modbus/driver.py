@@ -563,6 +563,9 @@ class ModbusDriver:
 
     async def load_recipe(self, recipe: Recipe) -> None:
         command = Command.LOAD_RECIPE
+        wrong = recipe.wrong_class(self.equipment_class.value)
+        if wrong is not None:
+            raise self._invalid(command, wrong)
         mask = 0
         values: dict[str, Value] = {}
         for name, value in recipe.body.items():

@@ -530,6 +530,9 @@ class OpcUaDriver:
 
     async def load_recipe(self, recipe: Recipe) -> None:
         try:
+            wrong = recipe.wrong_class(self.equipment_class.value)
+            if wrong is not None:
+                raise ValueError(wrong)
             args = codec.encode_load_recipe(recipe)
         except (TypeError, ValueError) as exc:
             raise CommandRefused(

@@ -25,6 +25,7 @@ from mes.domain.equipment import (
     ToolRecord,
 )
 from mes.domain.errors import ConcurrentUpdate, LotExists
+from mes.domain.interlocks import Qualification
 from mes.domain.model import (
     Carrier,
     Change,
@@ -48,10 +49,14 @@ from mes.ports import (
     GetJobsOf,
     GetJobWithLot,
     GetLot,
+    GetLotsRunningOn,
+    GetQualifications,
     GetRejects,
     GetTools,
+    InterlockRequest,
     LotRequest,
     Save,
+    SaveQualifications,
     UpdateTools,
     Work,
 )
@@ -73,6 +78,7 @@ class MemoryStore:
     resets: dict[str, ResetRequest] = field(default_factory=dict)
     lots_head: str = audit.GENESIS
     """The head of the chain over lots (:mod:`mes.domain.audit`)."""
+    qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
 
 
 class MemoryLotRepository:
@@ -296,6 +302,29 @@ class MemoryEquipmentRepository:
         return True
 
 
+def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
+    """What a store answers to an interlock request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetQualifications):
+        return [
+            q
+            for _, q in sorted(store.qualifications.items())
+            if request.step in (None, q.step) and request.tool_id in (None, q.tool_id)
+        ]
+    if isinstance(request, SaveQualifications):
+        for q in request.qualifications:
+            store.qualifications[(q.tool_id, q.step)] = q
+        return None
+    if isinstance(request, GetLotsRunningOn):
+        return sorted(
+            lot.id
+            for lot in store.lots.values()
+            if lot.state is LotState.RUNNING
+            and lot.running is not None
+            and lot.running.tool == request.tool_id
+        )
+    raise TypeError(f"not an interlock store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -323,6 +352,8 @@ class MemoryUnitOfWork:
                     break
                 if isinstance(request, EquipmentRequest):
                     answer = self.equipment.answer(request)
+                elif isinstance(request, InterlockRequest):
+                    answer = answer_interlock(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

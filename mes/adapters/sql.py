@@ -57,6 +57,7 @@ from mes.adapters.sql_equipment import (
     SqlEquipmentRepository,
     equipment_plan,
 )
+from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
     audit_heads,
@@ -96,6 +97,7 @@ from mes.ports import (
     GetJobWithLot,
     GetLot,
     GetRejects,
+    InterlockRequest,
     Request,
     Save,
     Work,
@@ -290,6 +292,7 @@ class Statements:
     def __init__(self, dialect: Dialect):
         self.dialect = dialect
         self.equipment = EquipmentStatements(dialect)
+        self.interlocks = InterlockStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -552,6 +555,8 @@ def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:
 def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any]:
     if isinstance(request, EquipmentRequest):
         return (yield from equipment_plan(sql.equipment, request))
+    if isinstance(request, InterlockRequest):
+        return (yield from interlock_plan(sql.interlocks, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

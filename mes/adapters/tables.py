@@ -218,6 +218,19 @@ tool_states = Table(
     Index("ix_tool_states_tool_id", "tool_id", "at"),
 )
 
+tool_qualifications = Table(
+    "tool_qualifications",
+    metadata,
+    Column("tool_id", String(32), ForeignKey("tools.id"), primary_key=True),
+    Column("step", String(32), primary_key=True),
+    Column("qualified", Boolean, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text),
+    Index("ix_tool_qualifications_step", "step"),
+)
+"""Engineering's qualification of each tool for each step (mes.domain.interlocks)."""
+
 controllers = Table(
     "controllers",
     metadata,

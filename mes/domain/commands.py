@@ -36,6 +36,9 @@ class TrackIn:
     user: str
     tool: str | None = None
     values: Mapping[str, GivenValue] = field(default_factory=dict)
+    dispatched: bool = False
+    """Tracked in by the line controller that owns ``tool`` (an operator's track-in on a
+    tool a controller dispatches needs the tool in manual: mes.domain.interlocks)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@
     ├── UnknownTool                 no tool of that id is registered
     ├── ToolOwnedElsewhere          the tool belongs to another line controller
     ├── ResetNotPossible            an alarm reset cannot be asked now (not in alarm, ...)
+    ├── InterlockRefused            a track-in interlock (tool, ...) refused: which, and what
+    │                               was expected (mes.domain.interlocks)
     └── ConcurrentUpdate            another transaction moved the lot first; retry
 
 Each error knows what was expected (``allowed``) and renders itself for ``--json``.
@@ -97,6 +99,29 @@ class ResetNotPossible(LotTrackerError):
     kind = "reset_not_possible"
 
 
+class InterlockRefused(LotTrackerError):
+    """A track-in interlock refused the move: ``interlock`` names which (``tool_class``,
+    ``tool_qualification`` ...), ``expected`` what would have been accepted."""
+
+    kind = "interlock"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        interlock: str,
+        expected: str,
+        lot_id: str | None = None,
+        allowed: Iterable[str] = (),
+    ):
+        super().__init__(message, lot_id=lot_id, allowed=allowed)
+        self.interlock = interlock
+        self.expected = expected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "interlock": self.interlock, "expected": self.expected}
+
+
 class ConcurrentUpdate(LotTrackerError):
     kind = "conflict"
 
@@ -124,5 +149,6 @@ def violation_dict(v: Violation) -> dict[str, Any]:
         "given": v.value,
         "expected": v.expected,
         "claim": v.claim,
+        "kind": v.kind,
         "message": v.message,
     }

@@ -192,7 +192,10 @@ def record_job(
     ctx = context(lot, extra_recorded=running.values)
     violations: dict[str, Violation] = {}
     for j in jobs:
-        for v in flow.check_track_out(running.step, j.measured, ctx):
+        for v in [
+            *flow.check_track_out(running.step, j.measured, ctx),
+            *flow.check_spec(running.step, j.measured),  # each carrier's, as measured
+        ]:
             violations.setdefault(v.message, v)
     all_rejects = tuple(r for j in jobs for r in j.rejects)
     job_entry = history_entry(

@@ -108,6 +108,8 @@ class HoldSource(StrEnum):
     """A tool alarm during the lot's job."""
     CONTROLLER = "controller"
     """The line controller could not finish or recover a step."""
+    QUEUE_TIME = "queue_time"
+    """The lot waited longer than a queue-time limit of its flow allows."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,7 +190,14 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
         after.state,
         step=cmd.step,
         tool=cmd.tool,
-        data={"values": values, "path_index": len(lot.path)},
+        data={
+            "values": values,
+            "path_index": len(lot.path),
+            # a tool step with no tool named: done off the line's tools (mes.domain.interlocks)
+            **(
+                {"off_tools": True} if cmd.tool is None and spec.equipment_class != "manual" else {}
+            ),
+        },
     )
     return single_change(lot, after, entry)
 
@@ -213,7 +220,7 @@ def track_out(
     rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))
     violations = flow.check_track_out(
         step, measured, context(lot, extra_recorded=lot.running.values)
-    )
+    ) + flow.check_spec(step, measured)
     after, entry = finish_step(
         lot, flow, measured, rejects, violations, cmd.user, now, dict(cmd.tool_data)
     )
@@ -271,7 +278,13 @@ def finish_step(
         data["units"] = after.units
     if violations:
         data["violations"] = [
-            {"value": v.value_name, "given": v.value, "expected": v.expected, "claim": v.claim}
+            {
+                "value": v.value_name,
+                "given": v.value,
+                "expected": v.expected,
+                "claim": v.claim,
+                "kind": v.kind,
+            }
             for v in violations
         ]
     if tool_data:

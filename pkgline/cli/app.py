@@ -14,6 +14,7 @@ from pkgline.cli import (
     line,
     lot,
     pki,
+    qualify,
     serve,
     sim,
     tool,
@@ -33,6 +34,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(flow.app, name="flow")
 app.add_typer(lot.app, name="lot")
 tool.app.command(name="reset")(tool_reset.reset)
+qualify.register(tool.app)
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
 app.add_typer(user.app, name="user")

@@ -21,11 +21,13 @@ from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
 from pkgline.cli.common import (
+    EXIT_REFUSED,
     DbOption,
     JsonOption,
     ReasonOption,
     UserOption,
     current_user,
+    err,
     out,
     parse_assignments,
     parse_sites,
@@ -63,8 +65,11 @@ def _act(
     as_json: bool,
     action: Callable[[LotService], Awaitable[Outcome]],
     done: str,
+    *,
+    held_is_refused: bool = False,
 ) -> None:
-    """Run one lot operation and print the lot as it now is."""
+    """Run one lot operation and print the lot as it now is. ``held_is_refused``: a lot the
+    operation put on hold instead (a track-in past a queue-time limit) is exit 1."""
 
     async def work() -> tuple[Outcome, dict[str, object]]:
         async with open_lot_service(db) as service:
@@ -72,9 +77,19 @@ def _act(
             return outcome, summary_dict(outcome.lot, service.flow(outcome.lot.flow))
 
     outcome, summary = run(work, as_json=as_json, db=db)
+    held = held_is_refused and outcome.lot.state is LotState.HOLD
     if as_json:
         print_json({**summary, "recorded": [history_dict(e) for e in outcome.entries]})
+        if held:
+            raise typer.Exit(EXIT_REFUSED)
         return
+    if held and outcome.lot.hold is not None:
+        err.print(
+            f"[bold red]✘[/] lot {outcome.lot.id} not tracked in, put on hold: "
+            f"{outcome.lot.hold.reason}"
+        )
+        err.print("an engineer decides: pkgline lot rework or pkgline lot release")
+        raise typer.Exit(EXIT_REFUSED)
     lot = outcome.lot
     line = Text.assemble(("✔ ", "green"), f"lot {lot.id} {done}: ", _state(lot.state))
     if lot.step:
@@ -122,13 +137,21 @@ def start(
 def track_in(
     lot: LotArg,
     step: Annotated[str, typer.Option("--step", help="Step code to start.")],
-    tool: Annotated[str | None, typer.Option("--tool", help="Tool that runs it.")] = None,
+    tool: Annotated[
+        str | None,
+        typer.Option(
+            "--tool",
+            help="Tool that runs it: registered, of the step's class, qualified for the step, "
+            "in manual, up and free (none: the step is done off the line's tools).",
+        ),
+    ] = None,
     param: ParamOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Start a step: refused unless the flow allows it now and its values are within limits."""
+    """Start a step: refused unless the flow allows it now, its values are within limits and
+    the tool passes the track-in interlocks (docs/interlocks.md)."""
     command = cmd.TrackIn(
         lot_id=lot,
         step=step,
@@ -136,7 +159,7 @@ def track_in(
         tool=tool,
         values=parse_assignments(param or [], "--param", as_json=json),
     )
-    _act(db, json, lambda s: s.track_in(command), "tracked in")
+    _act(db, json, lambda s: s.track_in(command), "tracked in", held_is_refused=True)
 
 
 @app.command("track-out")

@@ -432,6 +432,9 @@ class LineController:
         while True:
             try:
                 await self._equipment.heartbeat(self._record(self.status_line()))
+                # waiting lots past a queue-time limit go on hold now, not at their track-in
+                for held in await self._lots.hold_expired_queue_times(self._user):
+                    log.warning("queue time exceeded: lot held", lot=held.lot.id)
             except DatabaseUnavailable as exc:  # the outage is logged on its edges
                 self._outage.failed("heartbeat", exc)
             else:
@@ -520,7 +523,9 @@ class LineController:
         try:
             results = await self._lots.track_in_all(
                 [
-                    cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
+                    cmd.TrackIn(
+                        pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
+                    )
                     for pick, runner in picks
                 ]
             )
@@ -542,7 +547,9 @@ class LineController:
     async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
         try:
             outcome: Outcome | LotTrackerError = await self._lots.track_in(
-                cmd.TrackIn(pick.lot.id, pick.step, self._user, tool=runner.tool_id)
+                cmd.TrackIn(
+                    pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
+                )
             )
         except LotTrackerError as exc:
             outcome = exc
@@ -553,6 +560,15 @@ class LineController:
     ) -> None:
         if isinstance(outcome, LotTrackerError):
             log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
+            return
+        if outcome.lot.state is not LotState.RUNNING:  # held at track-in (a queue time)
+            hold = outcome.lot.hold
+            log.warning(
+                "lot held at track-in",
+                lot=pick.lot.id,
+                step=pick.step,
+                reason=hold.reason if hold else None,
+            )
             return
         log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
         runner.assign(pick.lot.id, outcome.view if isinstance(outcome, TrackedIn) else None)

@@ -67,6 +67,7 @@ from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolSnapshot
 from mes.domain.errors import LotTrackerError
+from mes.domain.interlocks import check_tool_class
 from mes.domain.model import Carrier, HoldSource, JobRecord, JobStatus, Lot, LotState, SiteReject
 from mes.equipment import EquipmentService
 from mes.service import JobOutcome, LotService, StepView, utc_now
@@ -152,6 +153,7 @@ class ToolRunner:
         self._equipment = equipment
         self._user = user
         self._spec = class_spec(tool.equipment_class)
+        self._class = tool.equipment_class.value
         self._dispatch_now = dispatch_now
         """Called when this tool may take a lot; with ``lot_waits=True`` when a lot it ran
         waits again (at its next step, or given back)."""
@@ -708,6 +710,12 @@ class ToolRunner:
                 )
                 return
         if lot.state is not LotState.RUNNING:
+            return
+        wrong = check_tool_class(
+            running.step, flow.steps[running.step].equipment_class, self.tool_id, self._class
+        )
+        if wrong is not None:  # whatever the database says: the interlock's last line
+            await self._give_back(lot, wrong)
             return
         recipe = translate.tool_recipe(
             flow, running.step, running.values, self._driver.recipe_parameters

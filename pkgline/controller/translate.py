@@ -176,12 +176,15 @@ def tool_recipe(
     flow: Flow, step: str, values: Mapping[str, Value], accepted: Iterable[str]
 ) -> Recipe:
     """The recipe to download for ``step``: the step's values under the tool's names, those
-    the tool's class accepts."""
+    the tool's class accepts, marked with the step's equipment class (a driver refuses it for
+    a tool of another class)."""
     takes = frozenset(accepted)
     body = {
         name: value for name, value in flow.steps[step].to_tool(values).items() if name in takes
     }
-    return Recipe(flow.recipe_name(step), flow.version, body)
+    return Recipe(
+        flow.recipe_name(step), flow.version, body, equipment_class=flow.steps[step].equipment_class
+    )
 
 
 def measured_for_flow(flow: Flow, step: str, results: JobResults) -> dict[str, Value]:

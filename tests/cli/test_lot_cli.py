@@ -81,8 +81,6 @@ def test_a_lot_is_started_moved_and_shown(db: str) -> None:
         "L1",
         "--step",
         "SUBSTRATE_LOAD",
-        "--tool",
-        "LD-1",
         "--param",
         "substrate_thickness_mm=0.2",
     )

@@ -29,7 +29,7 @@ async def _finishing_and_waiting(
     """Lot F running its first step on a tool, and lot W waiting for it."""
     await lots.start(cmd.StartLot("F", "stiffener-bga", "planner", priority=finishing_priority))
     await lots.start(cmd.StartLot("W", "stiffener-bga", "planner", priority=waiting_priority))
-    await lots.track_in(cmd.TrackIn("F", "SUBSTRATE_LOAD", "op", tool="T1"))
+    await lots.track_in(cmd.TrackIn("F", "SUBSTRATE_LOAD", "op"))
     (head,) = await lots.heads([LotState.WAITING])
     return await lots.get("F"), Candidate(head, "SUBSTRATE_LOAD")
 

@@ -240,6 +240,8 @@ async def test_a_controller_set_not_to_dispatch_starts_no_lot_but_runs_those_tra
         )
         await asyncio.sleep(1.0)  # five full passes (every 0.2 s): DB-1 idle, nothing starts
         assert await _after(stack, "SUBSTRATE_LOAD"), "the controller started the lot itself"
+        # an operator's track-in on a tool a controller dispatches: the tool in manual first
+        await stack.equipment.set_dispatch("DB-1", DispatchMode.MANUAL, "op1", "operator's lot")
         await stack.lots.track_in(cmd.TrackIn(LOT, "DIE_ATTACH", "op1", tool="DB-1"))
         await wait_until(
             lambda: _after(stack, "DIE_ATTACH"),

@@ -12,6 +12,7 @@ import pytest
 from drivers.catalogue import class_spec
 from drivers.model import EquipmentClass, Job, ProcessState, SiteMap
 from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration
 from mes.domain.model import JobStatus, LotState, Operation
 from pkgline.controller import translate
 from simulators.engine import VirtualTool
@@ -24,11 +25,16 @@ CTRL = "controller"
 
 
 async def _at_die_attach(stack: Stack) -> list[str]:
-    """A lot tracked in at DIE_ATTACH on DB-1, as the controller leaves it."""
+    """A lot tracked in at DIE_ATTACH on DB-1, as the controller leaves it (DB-1 registered
+    by the line controller, which then runs again)."""
+    await stack.equipment.register(
+        line_config().name,
+        [ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1", ("DIE_ATTACH",))],
+    )
     await stack.lots.start(cmd.StartLot(LOT, "stiffener-bga", "planner", carriers=2))
     await stack.lots.track_in(cmd.TrackIn(LOT, "SUBSTRATE_LOAD", "op"))
     await stack.lots.track_out(cmd.TrackOut(LOT, "op"))
-    await stack.lots.track_in(cmd.TrackIn(LOT, "DIE_ATTACH", CTRL, tool="DB-1"))
+    await stack.lots.track_in(cmd.TrackIn(LOT, "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     return list((await stack.lots.get(LOT)).carriers)
 
 

@@ -101,8 +101,8 @@ async def test_two_connections_moving_one_lot_at_once_one_wins_one_gets_a_confli
             )
 
         results = await asyncio.gather(
-            racing(0).track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "alice", tool="A")),
-            racing(1).track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "bob", tool="B")),
+            racing(0).track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "alice")),
+            racing(1).track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "bob")),
             return_exceptions=True,
         )
         wins = [r for r in results if not isinstance(r, BaseException)]
@@ -164,8 +164,8 @@ async def test_two_processes_tracking_in_the_same_lot_exactly_one_succeeds(
         service = LotService(SqlUnitOfWorkFactory(engine), library)
         await service.start(cmd.StartLot("L1", "stiffener-bga", "op"))
         procs = [
-            _cli(url, "lot", "track-in", "L1", "--step", "SUBSTRATE_LOAD", "--tool", t)
-            for t in ("A", "B")
+            _cli(url, "lot", "track-in", "L1", "--step", "SUBSTRATE_LOAD", "--user", who)
+            for who in ("alice", "bob")
         ]
         codes = []
         for proc in procs:

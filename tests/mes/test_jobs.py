@@ -7,18 +7,34 @@ from __future__ import annotations
 import pytest
 
 from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, OperationNotAllowed, UnknownLot
 from mes.domain.model import JobStatus, LotState, Operation
+from mes.equipment import EquipmentService
 from mes.service import LotService
 
 CTRL = "controller"
+TOOLS = [
+    ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",)),
+    ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5021", ("MOLD",)),
+    ToolRegistration("LITHO-1", "litho", "modbus 127.0.0.1:5022", ("VIA_PATTERN",)),
+    ToolRegistration("BM-1", "ball_mounter", "modbus 127.0.0.1:5023", ("BALL_MOUNT",)),
+]
+
+
+@pytest.fixture
+async def service(service: LotService, equipment: EquipmentService) -> LotService:
+    """The lot service, with the tools the jobs run on registered by their line controller
+    (which qualifies them for their configured steps): the controller tracks lots in on them."""
+    await equipment.register("line-a", TOOLS)
+    return service
 
 
 async def _at_die_attach(service: LotService, carriers: int = 2) -> list[str]:
     await service.start(cmd.StartLot("L1", "stiffener-bga", "op", carriers=carriers))
     await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "op"))
     await service.track_out(cmd.TrackOut("L1", "op"))
-    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     return list((await service.get("L1")).carriers)
 
 
@@ -113,7 +129,7 @@ async def test_a_hold_abandons_the_open_job_and_keeps_the_carriers_done(
     with pytest.raises(OperationNotAllowed):
         await service.record_job(cmd.RecordJob("J2", CTRL))
     await service.release(cmd.ReleaseLot("L1", "eng"))
-    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     lot = await service.get("L1")
     jobs = await service.jobs_of_step(lot)
     assert {(j.carrier_id, j.status) for j in jobs} == {
@@ -138,7 +154,14 @@ async def test_one_carrier_outside_a_claimed_limit_holds_the_lot(service: LotSer
     )
     await service.track_out(cmd.TrackOut("L1", "op"))
     await service.track_in(
-        cmd.TrackIn("L1", "MOLD", CTRL, tool="MOLD-1", values={"mold_cap_over_heat_sink_um": "100"})
+        cmd.TrackIn(
+            "L1",
+            "MOLD",
+            CTRL,
+            tool="MOLD-1",
+            dispatched=True,
+            values={"mold_cap_over_heat_sink_um": "100"},
+        )
     )
     caps = {lot.carriers[0]: 101.0, lot.carriers[1]: 106.0}  # the mean (103.5) is within 5 um
     for n, (carrier, cap) in enumerate(caps.items()):
@@ -155,7 +178,7 @@ async def test_a_rework_supersedes_the_jobs_of_the_steps_it_undoes(service: LotS
     for step in ("SUBSTRATE_PREP", "DIE_ATTACH", "DIELECTRIC_COAT"):
         await service.track_in(cmd.TrackIn("L1", step, "op"))
         await service.track_out(cmd.TrackOut("L1", "op"))
-    await service.track_in(cmd.TrackIn("L1", "VIA_PATTERN", CTRL, tool="LITHO-1"))
+    await service.track_in(cmd.TrackIn("L1", "VIA_PATTERN", CTRL, tool="LITHO-1", dispatched=True))
     carrier = (await service.get("L1")).carriers[0]
     await service.start_job(cmd.StartJob("L1", "V1", "LITHO-1", carrier, CTRL))
     await service.record_job(cmd.RecordJob("V1", CTRL))
@@ -171,7 +194,7 @@ async def test_a_count_is_summed_over_the_carriers_and_a_measurement_averaged(
     for step in ("SUBSTRATE_LOAD", "DIE_ATTACH", "WIRE_BOND", "STIFFENER_ATTACH", "MOLD"):
         await service.track_in(cmd.TrackIn("B1", step, "op"))
         await service.track_out(cmd.TrackOut("B1", "op"))
-    await service.track_in(cmd.TrackIn("B1", "BALL_MOUNT", CTRL, tool="BM-1"))
+    await service.track_in(cmd.TrackIn("B1", "BALL_MOUNT", CTRL, tool="BM-1", dispatched=True))
     lot = await service.get("B1")
     for n, (carrier, missing, peak) in enumerate(
         zip(lot.carriers, (2, 1), (244.0, 246.0), strict=True)

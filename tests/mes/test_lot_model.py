@@ -88,7 +88,7 @@ class LotTrackerMachine(RuleBasedStateMachine):
             if allowed and data.draw(st.booleans())
             else st.sampled_from(self._steps)
         )
-        done = self._attempt(self.service.track_in(cmd.TrackIn("L", step, "u", tool="T")))
+        done = self._attempt(self.service.track_in(cmd.TrackIn("L", step, "u")))
         assert done == (before.state is LotState.WAITING and step in allowed)
         if done:
             assert self.lot.state is LotState.RUNNING and self.lot.step == step

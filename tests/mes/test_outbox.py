@@ -30,7 +30,7 @@ async def test_the_outbox_mirrors_history_one_event_per_entry_in_order(
         await upgrade(engine)
         service = LotService(SqlUnitOfWorkFactory(engine), library)
         await service.start(cmd.StartLot("L1", "stiffener-bga", "op", carriers=2))
-        await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "op", tool="LD"))
+        await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "op"))
         await service.track_out(
             cmd.TrackOut("L1", "op", rejects=(cmd.SiteRejectGiven("1", 1, 1, "SCRATCH"),))
         )

@@ -49,7 +49,9 @@ async def _start(service: LotService, lot: str, flow: str, carriers: int = 2) ->
     )
 
 
-async def _run(service: LotService, lot: str, steps: Sequence[str], tool: str = "T1") -> None:
+async def _run(
+    service: LotService, lot: str, steps: Sequence[str], tool: str | None = None
+) -> None:
     for step in steps:
         await service.track_in(cmd.TrackIn(lot, step, USER, tool=tool))
         await service.track_out(cmd.TrackOut(lot, USER))
@@ -255,7 +257,7 @@ async def test_holding_a_running_lot_abandons_the_step_and_release_waits_for_it_
     service: LotService,
 ) -> None:
     await _start(service, "L1", "stiffener-bga")
-    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", USER, tool="LOADER"))
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", USER))
     held = (await service.hold(cmd.HoldLot("L1", "ctrl", "tool alarm 1001", HoldSource.ALARM))).lot
     assert held.running is None and held.path == ()
     lot = (await service.release(cmd.ReleaseLot("L1", USER))).lot
@@ -457,20 +459,33 @@ async def test_a_split_must_leave_the_parent_a_carrier(service: LotService) -> N
         await service.split(cmd.SplitLot("L1", "L1A", ("7",), USER))
 
 
-async def test_history_tells_who_did_what_with_states_before_and_after(service: LotService) -> None:
+async def _on_bonder(service: LotService, equipment: EquipmentService, lot: str, user: str) -> None:
+    """Walk a stiffener-bga lot through its first (manual) step and track it in at
+    DIE_ATTACH on DB-1, as DB-1's line controller does."""
+    await equipment.register(
+        "line-1", [ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",))]
+    )
+    await _run(service, lot, ["SUBSTRATE_LOAD"])
+    await service.track_in(cmd.TrackIn(lot, "DIE_ATTACH", user, tool="DB-1", dispatched=True))
+
+
+async def test_history_tells_who_did_what_with_states_before_and_after(
+    service: LotService, equipment: EquipmentService
+) -> None:
     await _start(service, "L1", "stiffener-bga")
-    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "alice", tool="LOAD-1"))
+    await _on_bonder(service, equipment, "L1", "alice")
     await service.track_out(cmd.TrackOut("L1", "bob"))
     await service.hold(cmd.HoldLot("L1", "carol", "customer request"))
     history = (await service.report("L1")).history
+    history = history[:1] + history[3:]  # SUBSTRATE_LOAD's track-in and out left out
     assert [(e.operation, e.user, e.state_before, e.state_after) for e in history] == [
         (Operation.START, USER, None, LotState.WAITING),
         (Operation.TRACK_IN, "alice", LotState.WAITING, LotState.RUNNING),
         (Operation.TRACK_OUT, "bob", LotState.RUNNING, LotState.WAITING),
         (Operation.HOLD, "carol", LotState.WAITING, LotState.HOLD),
     ]
-    assert history[1].tool == "LOAD-1" and history[1].step == "SUBSTRATE_LOAD"
-    assert history[1].data["values"]["substrate_thickness_mm"] is not None
+    assert history[1].tool == "DB-1" and history[1].step == "DIE_ATTACH"
+    assert history[1].data["values"]["bond_force_n"] is not None
     assert history[3].reason == "customer request"
     seqs = [e.seq for e in history]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
@@ -484,16 +499,16 @@ async def test_layers_are_reported_for_fan_out_lots(service: LotService) -> None
 
 
 async def test_lot_heads_give_dispatching_the_position_urgency_and_tool_of_lots(
-    service: LotService,
+    service: LotService, equipment: EquipmentService
 ) -> None:
     await service.start(cmd.StartLot("A", "stiffener-bga", USER, priority=5))
     await service.start(cmd.StartLot("B", "fo-organic", USER, priority=1))
     await service.start(cmd.StartLot("C", "stiffener-bga", USER, priority=9))
-    await service.track_in(cmd.TrackIn("C", "SUBSTRATE_LOAD", USER, tool="LOADER-1"))
+    await _on_bonder(service, equipment, "C", USER)
     heads = await service.heads([LotState.WAITING, LotState.RUNNING])
     assert [h.id for h in heads] == ["B", "A", "C"], "most urgent first"
     by_id = {h.id: h for h in heads}
-    assert by_id["C"].state is LotState.RUNNING and by_id["C"].tool == "LOADER-1"
+    assert by_id["C"].state is LotState.RUNNING and by_id["C"].tool == "DB-1"
     assert by_id["B"].params["layers"] == 2 and by_id["B"].tool is None
     assert service.next_in_order(by_id["A"]) == ("SUBSTRATE_LOAD",)
     assert [h.id for h in await service.heads([LotState.WAITING])] == ["B", "A"]
@@ -521,19 +536,21 @@ async def test_a_dispatch_pass_reads_the_lots_and_the_tools_dispatch_modes_toget
     assert await service.dispatch_view([LotState.WAITING], "line-9") == (heads, {})
 
 
-async def test_lot_heads_read_again_show_every_lot_as_it_is_now(service: LotService) -> None:
+async def test_lot_heads_read_again_show_every_lot_as_it_is_now(
+    service: LotService, equipment: EquipmentService
+) -> None:
     """The SQL store keeps converted heads by lot version: a lot moved since is read anew."""
     await service.start(cmd.StartLot("A", "stiffener-bga", USER, priority=5))
     await service.start(cmd.StartLot("B", "fo-organic", USER, priority=1))
     before = {h.id: h for h in await service.heads([LotState.WAITING, LotState.RUNNING])}
-    await service.track_in(cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-1"))
+    await _on_bonder(service, equipment, "A", USER)
     after = {h.id: h for h in await service.heads([LotState.WAITING, LotState.RUNNING])}
     assert before["A"].state is LotState.WAITING and before["A"].tool is None
-    assert after["A"].state is LotState.RUNNING and after["A"].tool == "LOADER-1"
+    assert after["A"].state is LotState.RUNNING and after["A"].tool == "DB-1"
     assert after["B"] == before["B"]
     await service.track_out(cmd.TrackOut("A", USER))
     (a,) = [h for h in await service.heads([LotState.WAITING]) if h.id == "A"]
-    assert a.path == ("SUBSTRATE_LOAD",) and a.tool is None
+    assert a.path == ("SUBSTRATE_LOAD", "DIE_ATTACH") and a.tool is None
 
 
 async def test_track_ins_in_one_transaction_write_the_allowed_ones_and_give_back_each_refusal(
@@ -543,9 +560,9 @@ async def test_track_ins_in_one_transaction_write_the_allowed_ones_and_give_back
     await service.start(cmd.StartLot("B", "stiffener-bga", USER))
     results = await service.track_in_all(
         [
-            cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-1"),
-            cmd.TrackIn("B", "MOLD", USER, tool="MOLD-1"),  # not B's next step
-            cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER, tool="LOADER-2"),
+            cmd.TrackIn("A", "SUBSTRATE_LOAD", USER),
+            cmd.TrackIn("B", "MOLD", USER),  # not B's next step
+            cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER),
         ]
     )
     a, b, nope = results
@@ -570,9 +587,9 @@ async def test_track_ins_in_one_transaction_write_nothing_when_a_lot_moved_meanw
     with pytest.raises(ConcurrentUpdate):
         await service.track_in_all(  # the same lot twice: the second finds it moved
             [
-                cmd.TrackIn("B", "SUBSTRATE_LOAD", USER, tool="LOADER-1"),
-                cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-2"),
-                cmd.TrackIn("A", "SUBSTRATE_LOAD", USER, tool="LOADER-3"),
+                cmd.TrackIn("B", "SUBSTRATE_LOAD", USER),
+                cmd.TrackIn("A", "SUBSTRATE_LOAD", USER),
+                cmd.TrackIn("A", "SUBSTRATE_LOAD", "another"),
             ]
         )
     for lot in ("A", "B"):
@@ -592,7 +609,7 @@ async def test_a_running_lot_knows_the_steps_it_waits_for_once_tracked_out(
         assert service.next_in_order_after_step(lot) == (), "not running"
         steps = 0
         while lot.state is LotState.WAITING and (following := service.next_in_order(lot)):
-            await service.track_in(cmd.TrackIn(lot_id, following[0], USER, tool="T1"))
+            await service.track_in(cmd.TrackIn(lot_id, following[0], USER))
             running = await service.get(lot_id)
             predicted = service.next_in_order_after_step(running)
             lot = (await service.track_out(cmd.TrackOut(lot_id, USER))).lot

@@ -4,6 +4,8 @@ acknowledged. Each test runs once per class (the ``equipment_class`` fixture).""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from drivers.catalogue import class_spec
@@ -107,6 +109,21 @@ async def test_a_recipe_value_the_class_does_not_take_is_refused_before_sending(
     assert refused.value.code == RefusalCode.INVALID_ARGUMENT
     assert "no_such_value" in str(refused.value)
     assert tool.status.state is ProcessState.IDLE
+
+
+async def test_a_recipe_for_another_equipment_class_is_refused_before_sending(
+    driver: ModbusDriver, tool: VirtualTool, equipment_class: EquipmentClass
+) -> None:
+    other = next(c for c in EquipmentClass if c is not equipment_class)
+    recipe = replace(full_recipe(equipment_class), equipment_class=other.value)
+    with pytest.raises(CommandRefused) as refused:
+        await driver.load_recipe(recipe)
+    assert refused.value.code == RefusalCode.INVALID_ARGUMENT
+    assert f"is for a {other.value}, this tool is a {equipment_class.value}" in str(refused.value)
+    assert tool.status.state is ProcessState.IDLE
+    # the same recipe marked with the tool's own class is taken
+    await driver.load_recipe(replace(recipe, equipment_class=equipment_class.value))
+    await wait_for_state(driver, ProcessState.READY)
 
 
 async def test_a_full_job_returns_the_outgoing_site_map_and_typed_measured_values(

@@ -1,0 +1,140 @@
+"""Track-in interlocks: whether a lot may start a step on the tool it names. Pure rules.
+
+A track-in that names a tool is refused unless the tool exists, its equipment class runs the
+step, engineering qualified it for the step, and (for an operator's track-in) the line
+controller does not dispatch it, it is up and it runs no other lot. A track-in without a tool
+is a step done off the line's tools and is recorded as such. Every refusal is an
+:class:`~mes.domain.errors.InterlockRefused` that says which interlock and what was expected.
+
+Where each rule comes from (docs/interlocks.md): the equipment class of a step is claimed
+(flows.md, "Step codes"); qualification, dispatch and state are line practice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from mes.domain.equipment import UNMONITORED, DispatchMode, ToolRecord
+from mes.domain.errors import InterlockRefused
+
+MANUAL_CLASS = "manual"
+"""The equipment class of operator steps (flows/defs/steps.yaml)."""
+
+DOWN_STATES = frozenset({"scheduled_down", "unscheduled_down", "non_scheduled", UNMONITORED})
+"""E10 states (and ``unmonitored``) in which a tool takes no lot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Qualification:
+    """Engineering's word that a tool may (or, once disqualified, may not) run a step."""
+
+    tool_id: str
+    step: str
+    qualified: bool
+    by: str
+    at: datetime
+    reason: str | None = None
+
+
+def qualified_tools(qualifications: Sequence[Qualification]) -> list[str]:
+    """The ids of the tools qualified, sorted."""
+    return sorted(q.tool_id for q in qualifications if q.qualified)
+
+
+def check_tool(
+    lot_id: str,
+    step: str,
+    step_class: str,
+    tool_id: str,
+    tool: ToolRecord | None,
+    qualifications: Mapping[str, Qualification],
+    *,
+    dispatched: bool,
+    busy_with: Sequence[str] = (),
+) -> None:
+    """Refuse a track-in of ``lot_id`` at ``step`` (run by tools of ``step_class``) on
+    ``tool_id``, unless it may run there. ``tool`` is its record (None: no such tool),
+    ``qualifications`` the step's by tool id, ``busy_with`` the other lots running on it.
+
+    ``dispatched``: the tool's own line controller tracks the lot in. It follows the tool live
+    and knows better than the database whether the tool is up and free (the database's record
+    of the tool's state is written after the fact, and the controller tracks a tool's next lot
+    in while the last one's results are recorded): only class and qualification are checked.
+    """
+    allowed = qualified_tools(list(qualifications.values()))
+    where = f"{step} (class {step_class})"
+
+    def refuse(interlock: str, message: str, expected: str) -> InterlockRefused:
+        return InterlockRefused(
+            f"track-in of lot {lot_id} at {step} on {tool_id} refused: {message}; "
+            f"expected {expected}",
+            interlock=interlock,
+            expected=expected,
+            lot_id=lot_id,
+            allowed=allowed,
+        )
+
+    qualified_text = (
+        f"a tool qualified for {step} ({', '.join(allowed)})"
+        if allowed
+        else f"a tool qualified for {step} (none is: pkgline tool qualify TOOL --step {step})"
+    )
+    if step_class == MANUAL_CLASS:
+        raise refuse(
+            "manual_step",
+            f"{step} is an operator step, run on no tool",
+            "no --tool for a manual step",
+        )
+    if tool is None:
+        raise refuse("unknown_tool", f"there is no tool {tool_id}", qualified_text)
+    if tool.equipment_class != step_class:
+        raise refuse(
+            "tool_class",
+            f"{tool_id} is a {tool.equipment_class}, {where} runs on a {step_class}",
+            qualified_text,
+        )
+    found = qualifications.get(tool_id)
+    if found is None or not found.qualified:
+        why = (
+            f"{tool_id} is not qualified for {step}"
+            if found is None
+            else f"{tool_id} was disqualified for {step} by {found.by} at "
+            f"{found.at:%Y-%m-%d %H:%M:%S}" + (f" ({found.reason})" if found.reason else "")
+        )
+        raise refuse("tool_qualification", why, qualified_text)
+    if dispatched:
+        return
+    if tool.dispatch is DispatchMode.AUTO:
+        raise refuse(
+            "tool_dispatch",
+            f"line controller {tool.line!r} dispatches {tool_id}",
+            f"{tool_id} switched to manual first (pkgline tool manual {tool_id})",
+        )
+    snapshot = tool.snapshot
+    if tool.snapshot.e10 in DOWN_STATES:
+        state = snapshot.e10 + (f", mode {snapshot.mode}" if snapshot.mode else "")
+        detail = f": {snapshot.reason}" if snapshot.reason else ""
+        raise refuse(
+            "tool_state",
+            f"{tool_id} is {state}{detail}",
+            f"{tool_id} up (standby, productive or engineering)",
+        )
+    if busy_with:
+        raise refuse(
+            "tool_busy",
+            f"{tool_id} is running lot {', '.join(busy_with)}",
+            f"{tool_id} free (track {', '.join(busy_with)} out or abort it first)",
+        )
+
+
+def check_tool_class(step: str, step_class: str, tool_id: str, tool_class: str) -> str | None:
+    """Why a tool of ``tool_class`` must not run ``step`` (None: it may). The line controller
+    asks this before it sends a recipe, whatever the database says."""
+    if tool_class == step_class:
+        return None
+    return (
+        f"tool {tool_id} is a {tool_class}, step {step} runs on a {step_class}: "
+        "no recipe sent (the lot tracker's record of the track-in is wrong)"
+    )

@@ -1,0 +1,78 @@
+"""Queue-time limits: how long a lot may wait between two steps of its flow (from the
+track-out of one to the track-in of the other), with a warning before. Pure.
+
+A lot past a limit goes on hold at its next track-in of the later step, and at once when a
+line controller notices; an engineer then decides rework or release. The limits are in the
+flow files with their origin (docs/flow-files.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from flows import Flow
+from flows.model import QueueTime
+from mes.domain.model import HistoryEntry, Lot, LotHead, Operation
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWait:
+    """A lot's wait against one queue-time limit."""
+
+    limit: QueueTime
+    since: datetime
+    """When the lot was tracked out of the limit's first step."""
+    waited_min: float
+
+    @property
+    def expired(self) -> bool:
+        return self.waited_min > self.limit.max_minutes
+
+    @property
+    def warned(self) -> bool:
+        warn = self.limit.warn_minutes
+        return warn is not None and self.waited_min > warn and not self.expired
+
+    def text(self) -> str:
+        q = self.limit
+        return (
+            f"queue time {q.from_step} -> {q.to_step}: waited {self.waited_min:.0f} min since "
+            f"{self.since:%Y-%m-%d %H:%M:%S}, max {q.max_minutes:g} min"
+            + (f" (warning after {q.warn_minutes:g} min)" if q.warn_minutes is not None else "")
+            + f" ({q.origin})"
+        )
+
+
+def limits_before(flow: Flow, lot: Lot | LotHead, steps: Sequence[str]) -> list[QueueTime]:
+    """The limits that run now for a lot about to start one of ``steps``: their first step is
+    the last of the two the lot completed (it has not run the later step since)."""
+    found = []
+    for q in flow.queue_times:
+        if q.to_step not in steps or q.from_step not in lot.path:
+            continue
+        last_from = len(lot.path) - 1 - lot.path[::-1].index(q.from_step)
+        if q.to_step not in lot.path[last_from + 1 :]:
+            found.append(q)
+    return found
+
+
+def waits(
+    limits: Sequence[QueueTime], history: Sequence[HistoryEntry], now: datetime
+) -> list[QueueWait]:
+    """The lot's wait against each limit, from its history (the last track-out of each first
+    step). A limit whose first step's track-out the history lacks is left out."""
+    out = []
+    for q in limits:
+        since = next(
+            (
+                e.at
+                for e in reversed(history)
+                if e.operation is Operation.TRACK_OUT and e.step == q.from_step
+            ),
+            None,
+        )
+        if since is not None:
+            out.append(QueueWait(q, since, (now - since).total_seconds() / 60.0))
+    return out

@@ -1,0 +1,128 @@
+"""The interlocks' service side: the reads each track-in interlock needs, done in the
+track-in's own transaction, and engineering's tool qualifications (one transaction per call).
+
+The rules themselves are pure (:mod:`mes.domain.interlocks`); docs/interlocks.md says where
+each comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from flows import Flow, FlowLibrary
+from mes.domain import interlocks as rules
+from mes.domain.commands import TrackIn
+from mes.domain.equipment import ToolRegistration
+from mes.domain.errors import InvalidInput, UnknownTool
+from mes.domain.interlocks import Qualification
+from mes.domain.model import Lot
+from mes.ports import (
+    UnitOfWorkFactory,
+    Work,
+    get_lots_running_on,
+    get_qualifications,
+    get_tools,
+    save_qualifications,
+)
+
+
+def tool_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[None]:
+    """Refuse ``cmd`` (InterlockRefused) unless the tool it names may run its step now
+    (:func:`mes.domain.interlocks.check_tool`). A track-in that names no tool, or a step the
+    flow does not have (the step rule refuses it, saying what is allowed), reads nothing."""
+    if cmd.tool is None or cmd.step not in flow.steps:
+        return
+    tools = yield from get_tools([cmd.tool])
+    qualifications = yield from get_qualifications(step=cmd.step)
+    busy: list[str] = []
+    if not cmd.dispatched:
+        busy = [i for i in (yield from get_lots_running_on(cmd.tool)) if i != lot.id]
+    rules.check_tool(
+        lot.id,
+        cmd.step,
+        flow.steps[cmd.step].equipment_class,
+        cmd.tool,
+        tools.get(cmd.tool),
+        {q.tool_id: q for q in qualifications},
+        dispatched=cmd.dispatched,
+        busy_with=busy,
+    )
+
+
+def qualify_registered(
+    line: str, registrations: Sequence[ToolRegistration], now: datetime
+) -> Work[None]:
+    """A tool registered for the first time with a step in its configuration is qualified for
+    it, by its line controller's configuration (line practice: the configuration is
+    engineering's). A (tool, step) engineering already decided on is left as it is: a
+    disqualification holds across restarts."""
+    new: list[Qualification] = []
+    for reg in registrations:
+        known = {q.step for q in (yield from get_qualifications(tool_id=reg.id))}
+        new.extend(
+            Qualification(
+                reg.id,
+                step,
+                True,
+                f"line {line}",
+                now,
+                "in the line controller's configuration when first registered",
+            )
+            for step in reg.steps
+            if step not in known
+        )
+    yield from save_qualifications(new)
+
+
+class QualificationService:
+    """Engineering's qualification table: which tool may run which step."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, flows: FlowLibrary, clock: Callable[[], datetime]
+    ) -> None:
+        self._uow = uow
+        self._flows = flows
+        self._clock = clock
+
+    async def set(
+        self, tool_id: str, step: str, qualified: bool, user: str, reason: str | None = None
+    ) -> Qualification:
+        """Qualify (or disqualify) ``tool_id`` for ``step``. Refused, changing nothing, for
+        a tool that does not exist or a step its equipment class does not run."""
+
+        def work() -> Work[Qualification]:
+            tool = (yield from get_tools([tool_id])).get(tool_id)
+            if tool is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            runs = sorted(
+                code
+                for code, info in self._flows.step_codes.items()
+                if info.equipment_class == tool.equipment_class
+            )
+            if step not in runs:
+                info = self._flows.step_codes.get(step)
+                what = (
+                    f"{step} is not a step code"
+                    if info is None
+                    else f"{step} runs on a {info.equipment_class}"
+                )
+                raise InvalidInput(
+                    f"cannot qualify {tool_id} for {step}: {what}, and {tool_id} is a "
+                    f"{tool.equipment_class}; expected one of the steps a "
+                    f"{tool.equipment_class} runs",
+                    allowed=runs,
+                )
+            q = Qualification(tool_id, step, qualified, user, self._clock(), reason)
+            yield from save_qualifications([q])
+            return q
+
+        return await self._uow.write(work())
+
+    async def list(
+        self, *, tool_id: str | None = None, step: str | None = None
+    ) -> list[Qualification]:
+        async with self._uow(readonly=True) as uow:
+            if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
+                raise UnknownTool(f"there is no tool {tool_id}")
+            return await uow.run(get_qualifications(step=step, tool_id=tool_id), commit=True)

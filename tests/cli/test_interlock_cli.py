@@ -1,0 +1,111 @@
+"""Track-in interlocks through ``pkgline`` in a subprocess, on a database a real line
+controller wrote: the issue's first reproduction (a tool that does not exist) is exit 1 with
+which interlock refused, what was expected and the qualified tools; engineering's
+qualification table is kept with ``tool qualify|disqualify|qualifications``; a track-in past
+its queue time puts the lot on hold instead and exits 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.service import LotService, utc_now
+from pkgline.bootstrap import flow_library
+from tests.cli.recorded_line import FLOW, LINE
+from tests.cli.test_tool_cli import ok_json, pkgline
+
+
+def _at_die_attach(db: str, lot: str) -> None:
+    ok_json(db, "lot", "start", lot, "--flow", FLOW, "--carriers", "1")
+    ok_json(db, "lot", "track-in", lot, "--step", "SUBSTRATE_LOAD")
+    ok_json(db, "lot", "track-out", lot)
+
+
+def test_a_track_in_on_a_tool_that_does_not_exist_is_refused_saying_what_was_expected(
+    line_db: str,
+) -> None:
+    _at_die_attach(line_db, "R6")
+    refused = pkgline(
+        line_db, "lot", "track-in", "R6", "--step", "DIE_ATTACH", "--tool", "NOSUCHTOOL", "--json"
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    shown = json.loads(refused.stdout)
+    assert shown["error"] == "interlock" and shown["interlock"] == "unknown_tool"
+    assert shown["allowed"] == ["DB-1"]
+    assert shown["expected"] == "a tool qualified for DIE_ATTACH (DB-1)"
+    text = pkgline(line_db, "lot", "track-in", "R6", "--step", "DIE_ATTACH", "--tool", "NOPE")
+    assert text.returncode == 1
+    assert "there is no tool NOPE; expected a tool qualified for DIE_ATTACH" in text.stderr
+    assert "allowed: DB-1" in text.stderr
+    assert ok_json(line_db, "lot", "show", "R6")["state"] == "WAITING"
+    # without a tool: a step done off the line's tools, recorded as such
+    off = ok_json(line_db, "lot", "track-in", "R6", "--step", "DIE_ATTACH")
+    assert off["state"] == "RUNNING" and off["recorded"][0]["data"]["off_tools"] is True
+
+
+def test_qualifications_are_kept_by_engineering_and_checked_at_track_in(line_db: str) -> None:
+    table = ok_json(line_db, "tool", "qualifications", "--tool", "DB-1")
+    die_attach = next(q for q in table if q["step"] == "DIE_ATTACH")
+    assert die_attach["qualified"] is True and die_attach["by"] == f"line {LINE}"
+
+    no_reason = pkgline(line_db, "tool", "disqualify", "DB-1", "--step", "DIE_ATTACH")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    done = ok_json(
+        line_db, "tool", "disqualify", "DB-1", "--step", "DIE_ATTACH", "--reason", "BLT drift"
+    )
+    assert (done["qualified"], done["by"], done["reason"]) == (False, "op1", "BLT drift")
+
+    _at_die_attach(line_db, "R7")
+    ok_json(line_db, "tool", "manual", "DB-1", "--reason", "engineering lot")
+    refused = pkgline(
+        line_db, "lot", "track-in", "R7", "--step", "DIE_ATTACH", "--tool", "DB-1", "--json"
+    )
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["interlock"] == "tool_qualification"
+
+    wrong = pkgline(line_db, "tool", "qualify", "DB-1", "--step", "WIRE_BOND", "--json")
+    assert wrong.returncode == 1
+    shown = json.loads(wrong.stdout)
+    assert "WIRE_BOND runs on a wire_bonder" in shown["message"]
+    assert "DIE_ATTACH" in shown["allowed"]
+    unknown = pkgline(line_db, "tool", "qualify", "NOPE", "--step", "DICE")
+    assert unknown.returncode == 1 and "there is no tool NOPE" in unknown.stderr
+    again = ok_json(line_db, "tool", "qualify", "DB-1", "--step", "DIE_ATTACH")
+    assert again["qualified"] is True
+    listed = pkgline(line_db, "tool", "qualifications", "--step", "DIE_ATTACH")
+    assert listed.returncode == 0 and "DB-1" in listed.stdout and "yes" in listed.stdout
+
+
+async def test_a_track_in_past_its_queue_time_puts_the_lot_on_hold_and_exits_1(
+    sqlite_url: str,
+) -> None:
+    engine = create_engine(sqlite_url)
+    try:  # the lot coated five hours ago (written with the lot tracker's clock set back)
+        await upgrade(engine)
+        lots = LotService(
+            SqlUnitOfWorkFactory(engine), flow_library(), lambda: utc_now() - timedelta(hours=5)
+        )
+        await lots.start(cmd.StartLot("Q1", "fo-organic", "op1", carriers=1))
+        while (step := lots.next_in_order(await lots.get("Q1"))[0]) != "VIA_PATTERN":
+            await lots.track_in(cmd.TrackIn("Q1", step, "op1"))
+            await lots.track_out(cmd.TrackOut("Q1", "op1"))
+    finally:
+        await engine.dispose()
+    held = await asyncio.to_thread(
+        pkgline, sqlite_url, "lot", "track-in", "Q1", "--step", "VIA_PATTERN", "--json"
+    )
+    assert held.returncode == 1, held.stdout + held.stderr
+    shown = json.loads(held.stdout)
+    assert shown["state"] == "HOLD"
+    assert shown["recorded"][0]["operation"] == "hold"
+    assert (
+        "queue time DIELECTRIC_COAT -> VIA_PATTERN: waited 300 min"
+        in (shown["recorded"][0]["reason"])
+    )
+    again = await asyncio.to_thread(pkgline, sqlite_url, "lot", "show", "Q1")
+    assert again.returncode == 0 and "HOLD" in again.stdout

@@ -1,0 +1,107 @@
+"""Measured values at track-out: a value outside its spec limits (flow files, beside the
+claimed limits) holds the lot with the value, the limit and which kind, for an operator's
+track-out and for a tool's job alike; a value that cannot be physical (a mold temperature of
+-300 C, not a number) is refused as bad data and changes nothing. Every store in turn."""
+
+from __future__ import annotations
+
+import pytest
+
+from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration
+from mes.domain.errors import InvalidInput
+from mes.domain.model import HoldSource, LotState
+from mes.equipment import EquipmentService
+from mes.service import LotService
+
+OP = "op1"
+
+
+async def _at_die_attach(service: LotService, lot_id: str, carriers: int = 1) -> None:
+    await service.start(cmd.StartLot(lot_id, "stiffener-bga", OP, carriers=carriers))
+    await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_LOAD", OP))
+    await service.track_out(cmd.TrackOut(lot_id, OP))
+    await service.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", OP))
+
+
+async def test_a_value_outside_its_spec_limit_holds_the_lot_with_value_limit_and_kind(
+    service: LotService,
+) -> None:
+    await _at_die_attach(service, "L1")
+    outcome = await service.track_out(
+        cmd.TrackOut("L1", OP, measured={"bond_line_thickness_um": "44", "xy_offset_um": "3"})
+    )
+    lot = outcome.lot
+    assert lot.state is LotState.HOLD and lot.hold is not None
+    assert lot.hold.source is HoldSource.LIMIT
+    assert "bond_line_thickness_um 44 um is outside its upper spec limit 40 um" in lot.hold.reason
+    (entry,) = outcome.entries
+    (violation,) = entry.data["violations"]
+    assert violation == {
+        "value": "bond_line_thickness_um",
+        "given": 44.0,
+        "expected": "<= 40 um, target 25 um",
+        "claim": "line practice: die attach film",
+        "kind": "spec_upper",
+    }
+
+
+async def test_values_within_their_spec_limits_let_the_lot_go_on(service: LotService) -> None:
+    await _at_die_attach(service, "L1")
+    outcome = await service.track_out(
+        cmd.TrackOut("L1", OP, measured={"bond_line_thickness_um": "40", "xy_offset_um": "15"})
+    )
+    assert outcome.lot.state is LotState.WAITING and outcome.lot.hold is None
+
+
+async def test_one_carrier_out_of_spec_in_a_tools_job_holds_the_lot(
+    service: LotService, equipment: EquipmentService
+) -> None:
+    await equipment.register(
+        "line-a", [ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1", ("DIE_ATTACH",))]
+    )
+    await service.start(cmd.StartLot("L1", "stiffener-bga", OP, carriers=2))
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", OP))
+    await service.track_out(cmd.TrackOut("L1", OP))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", "ctl", tool="DB-1", dispatched=True))
+    first, second = (await service.get("L1")).carriers
+    for job_id, carrier, blt in (("J1", first, 24.0), ("J2", second, 8.0)):
+        await service.start_job(cmd.StartJob("L1", job_id, "DB-1", carrier, "ctl"))
+        done = await service.record_job(
+            cmd.RecordJob(job_id, "ctl", {"bond_line_thickness_um": blt, "xy_offset_um": 2.0})
+        )
+    lot = done.lot
+    assert lot.state is LotState.HOLD and lot.hold is not None
+    assert "bond_line_thickness_um 8 um is outside its lower spec limit 10 um" in lot.hold.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("-300", "is below absolute zero (-273.15 degC)"), (float("nan"), "is not a finite number")],
+)
+async def test_a_recipe_temperature_that_cannot_be_physical_is_refused_as_bad_data(
+    service: LotService, value: str | float, why: str
+) -> None:
+    await service.start(cmd.StartLot("L1", "stiffener-bga", OP))
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", OP))
+    await service.track_out(cmd.TrackOut("L1", OP))
+    before = await service.get("L1")
+    with pytest.raises(InvalidInput) as refused:
+        await service.track_in(
+            cmd.TrackIn("L1", "DIE_ATTACH", OP, values={"bond_temperature_c": value})
+        )
+    assert "refused as bad data: bond_temperature_c" in refused.value.message
+    assert why in refused.value.message
+    assert await service.get("L1") == before
+
+
+async def test_a_measured_value_that_cannot_be_physical_is_refused_and_changes_nothing(
+    service: LotService,
+) -> None:
+    await _at_die_attach(service, "L1")
+    before = await service.get("L1")
+    with pytest.raises(InvalidInput, match="bond_force_n inf N is not a finite number"):
+        await service.track_out(cmd.TrackOut("L1", OP, measured={"bond_force_n": float("inf")}))
+    with pytest.raises(InvalidInput, match="expected a number in N"):  # the text "inf" too
+        await service.track_out(cmd.TrackOut("L1", OP, measured={"bond_force_n": "inf"}))
+    assert await service.get("L1") == before
