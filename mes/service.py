@@ -51,6 +51,8 @@ from mes.domain.model import (
 )
 from mes.domain.report import LotReport, build_report
 from mes.ports import (
+    LotPage,
+    LotQuery,
     UnitOfWorkFactory,
     Work,
     get_carriers,
@@ -359,6 +361,14 @@ class LotService:
             self.flow(flow)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.find(states=states, flow=flow, limit=limit)
+
+    async def page(self, query: LotQuery) -> LotPage:
+        """One page of a lot list (:class:`mes.ports.LotQuery`): filtered, ordered and cut
+        by the store, with how many lots match and whether more follow."""
+        if query.flow is not None:
+            self.flow(query.flow)
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.page(query)
 
     async def heads(self, states: Sequence[LotState]) -> list[LotHead]:
         """What dispatching needs of the lots in ``states``, most urgent first."""

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004_scale"
 
 
 class SchemaMismatch(RuntimeError):

@@ -87,6 +87,9 @@ lots = Table(
     Column("version", Integer, nullable=False),
     Index("ix_lots_state_priority", "state", "priority", "created_at"),
     Index("ix_lots_parent_id", "parent_id"),
+    Index("ix_lots_priority", "priority", "created_at", "id"),
+    Index("ix_lots_flow", "flow", "priority", "created_at"),
+    Index("ix_lots_updated_at", "updated_at"),
 )
 
 carriers = Table(
@@ -128,6 +131,7 @@ lot_history = Table(
     Column("reason", Text),
     Column("data", Json, nullable=False),
     Index("ix_lot_history_lot_id", "lot_id", "seq"),
+    Index("ix_lot_history_at", "at"),
 )
 
 outbox = Table(
