@@ -450,9 +450,9 @@ async def _write_every_lot(db: str | None, query: LotQuery) -> None:
     written a page at a time (bounded memory at any number of lots)."""
     async with open_lot_service(db) as service:
         first = True
+        page = await service.page(query)  # a refusal (--after NOPE) before any output
         sys.stdout.write("[")
         while True:
-            page = await service.page(query)
             for lot in page.lots:
                 item = dumps(
                     summary_dict(lot, service.flow(lot.flow)),
@@ -465,6 +465,7 @@ async def _write_every_lot(db: str | None, query: LotQuery) -> None:
             if not page.more:
                 break
             query = replace(query, after=page.lots[-1].id)
+            page = await service.page(query)
         sys.stdout.write("]\n" if first else "\n]\n")
 
 
