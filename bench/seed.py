@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -227,8 +227,8 @@ class RowCopier:
         copied = list(plan.values)
         for i in plan.texts:
             copied[i] = copied[i].replace(TEMPLATE, lot_id)
-        for i, text in plan.nested:
-            copied[i] = json.loads(text.replace(TEMPLATE, lot_id))
+        for i, encoded in plan.nested:
+            copied[i] = json.loads(encoded.replace(TEMPLATE, lot_id))
         for i, raw in plan.times:
             process = self._process[i]
             copied[i] = raw + shift if process is None else process(raw + shift)
@@ -399,6 +399,10 @@ async def seed(
                     f"{rate:,.0f} lots/s",
                     flush=True,
                 )
+    # statistics for the planner: after a bulk load PostgreSQL has none until autovacuum
+    # comes round, and may plan scans the seeded table does not deserve
+    async with engine.begin() as conn:
+        await conn.execute(text("ANALYZE"))
     return written
 
 
