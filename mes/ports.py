@@ -292,6 +292,40 @@ def save_all(changes: Sequence[Change]) -> Work[list[tuple[HistoryEntry, ...]]]:
     return written
 
 
+# -- lists at plant size ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LotQuery:
+    """Which lots a list shows, and which page of them. Lots come most urgent first
+    (priority, then age, then id: an order no move changes), from the lot after ``after``
+    (a lot id, the last of the page before) on, at most ``limit`` of them. Every filter is
+    applied by the store (in SQL), none after."""
+
+    states: tuple[LotState, ...] = ()
+    flow: str | None = None
+    step: str | None = None
+    """The step the lot runs, or the last it completed while it waits (``Lot.step``)."""
+    tool: str | None = None
+    """The tool the lot runs on."""
+    priority: int | None = None
+    moved_since: datetime | None = None
+    """Last moved (``updated_at``) at or after this time."""
+    moved_before: datetime | None = None
+    after: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LotPage:
+    """One page of a lot list: the lots, how many match the filters in all, and whether
+    more follow the page (ask again with ``after`` = the last lot's id)."""
+
+    lots: list[Lot]
+    total: int
+    more: bool
+
+
 # -- the store -------------------------------------------------------------------------------
 
 
@@ -303,6 +337,11 @@ class LotRepository(Protocol):
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
         """Lots by state and flow, most urgent first (priority, then age)."""
+        ...
+
+    async def page(self, query: LotQuery) -> LotPage:
+        """One page of the lots ``query`` selects (:class:`LotQuery`). A lot id in ``after``
+        that names no lot raises UnknownLot."""
         ...
 
 

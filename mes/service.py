@@ -62,6 +62,8 @@ from mes.domain.report import LotReport, build_report
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
 from mes.ports import (
+    LotPage,
+    LotQuery,
     UnitOfWorkFactory,
     Work,
     get_carriers,
@@ -492,6 +494,15 @@ class LotService:
             self.flow(flow)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.find(states=states, flow=flow, limit=limit)
+
+    async def page(self, query: LotQuery, *, by: Principal | None = None) -> LotPage:
+        """One page of a lot list (:class:`mes.ports.LotQuery`): filtered, ordered and cut
+        by the store, with how many lots match and whether more follow."""
+        await self._guard.allow(by, Action.READ)
+        if query.flow is not None:
+            self.flow(query.flow)
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.page(query)
 
     async def heads(
         self, states: Sequence[LotState], *, by: Principal | None = None

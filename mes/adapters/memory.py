@@ -8,6 +8,7 @@ as in SQL: a lot changed since it was read makes ``save`` raise ConcurrentUpdate
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from mes.domain.equipment import (
     ToolPart,
     ToolRecord,
 )
-from mes.domain.errors import ConcurrentUpdate, LotExists
+from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot
 from mes.domain.interlocks import Qualification
 from mes.domain.model import (
     Carrier,
@@ -54,6 +55,8 @@ from mes.ports import (
     GetRejects,
     GetTools,
     InterlockRequest,
+    LotPage,
+    LotQuery,
     LotRequest,
     Save,
     SaveQualifications,
@@ -79,6 +82,22 @@ class MemoryStore:
     lots_head: str = audit.GENESIS
     """The head of the chain over lots (:mod:`mes.domain.audit`)."""
     qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
+
+
+def _page_key(lot: Lot) -> tuple[int, datetime, str]:
+    return (lot.priority, lot.created_at, lot.id)
+
+
+def _selected(lot: Lot, q: LotQuery) -> bool:
+    return (
+        (not q.states or lot.state in q.states)
+        and (q.flow is None or lot.flow == q.flow)
+        and (q.step is None or lot.step == q.step)
+        and (q.tool is None or (lot.running is not None and lot.running.tool == q.tool))
+        and (q.priority is None or lot.priority == q.priority)
+        and (q.moved_since is None or lot.updated_at >= q.moved_since)
+        and (q.moved_before is None or lot.updated_at < q.moved_before)
+    )
 
 
 class MemoryLotRepository:
@@ -132,6 +151,24 @@ class MemoryLotRepository:
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000
     ) -> list[Lot]:
         return self._find(states=states, flow=flow, limit=limit)
+
+    async def page(self, query: LotQuery) -> LotPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 lot or more, not {query.limit}")
+        found = sorted(
+            (lot for lot in self._store.lots.values() if _selected(lot, query)),
+            key=_page_key,
+        )
+        start = 0
+        if query.after is not None:
+            after = self._store.lots.get(query.after)
+            if after is None:
+                raise UnknownLot(
+                    f"there is no lot {query.after} to list the lots after", lot_id=query.after
+                )
+            start = bisect.bisect_right([_page_key(lot) for lot in found], _page_key(after))
+        page = found[start : start + query.limit + 1]
+        return LotPage(page[: query.limit], len(found), len(page) > query.limit)
 
     def _find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000

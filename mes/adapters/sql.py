@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
+    Integer,
     Text,
     bindparam,
     cast,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -69,7 +72,7 @@ from mes.adapters.tables import (
     site_rejects,
 )
 from mes.domain import audit
-from mes.domain.errors import ConcurrentUpdate, LotExists
+from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot
 from mes.domain.model import (
     Carrier,
     Change,
@@ -98,6 +101,8 @@ from mes.ports import (
     GetLot,
     GetRejects,
     InterlockRequest,
+    LotPage,
+    LotQuery,
     Request,
     Save,
     Work,
@@ -319,6 +324,9 @@ class Statements:
         self.history_before = c(
             history.where(lot_history.c.seq < bindparam("before_seq")).order_by(lot_history.c.seq)
         )
+        self.page_key = c(
+            select(lots.c.priority, lots.c.created_at).where(lots.c.id == bindparam("lot_id"))
+        )
         self.children = c(
             select(lots.c.id)
             .where(lots.c.parent_id == bindparam("lot_id"))
@@ -521,6 +529,82 @@ class HeadCache:
         return head
 
 
+def _lot_step(dialect: Dialect) -> ColumnElement[Any]:
+    """``Lot.step`` in SQL: the running step, else the last step of the path."""
+    if dialect.name == "postgresql":
+        last: ColumnElement[Any] = lots.c.path.op("->>")(func.jsonb_array_length(lots.c.path) - 1)
+    else:
+        last = func.json_extract(lots.c.path, "$[#-1]")
+    return func.coalesce(lots.c.running["step"].as_string(), last)
+
+
+def _page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[str, Any]]:
+    """The WHERE conditions of a lot list's filters, and their values."""
+    where: list[Any] = []
+    values: dict[str, Any] = {}
+    if query.states:
+        where.append(lots.c.state.in_([bindparam(f"s{i}") for i in range(len(query.states))]))
+        values.update({f"s{i}": s.value for i, s in enumerate(query.states)})
+    for name, column, given in (
+        ("flow", lots.c.flow, query.flow),
+        ("priority", lots.c.priority, query.priority),
+        ("tool", lots.c.running["tool"].as_string(), query.tool),
+        ("step", _lot_step(dialect), query.step),
+    ):
+        if given is not None:
+            where.append(column == bindparam(f"f_{name}", type_=getattr(column, "type", None)))
+            values[f"f_{name}"] = given
+    if query.moved_since is not None:
+        where.append(lots.c.updated_at >= bindparam("moved_since", type_=lots.c.updated_at.type))
+        values["moved_since"] = query.moved_since
+    if query.moved_before is not None:
+        where.append(lots.c.updated_at < bindparam("moved_before", type_=lots.c.updated_at.type))
+        values["moved_before"] = query.moved_before
+    return where, values
+
+
+_PAGE_ORDER = (lots.c.priority, lots.c.created_at, lots.c.id)
+
+
+def page_statements(
+    query: LotQuery, dialect: Dialect
+) -> tuple[CompiledStatement, CompiledStatement, dict[str, Any]]:
+    """A lot list's page (the lots after the cursor's key, one more than the limit, with
+    their carriers) and count (every lot the filters select), with their values. The page
+    walks an index in (priority, created_at, id) order from the cursor on (keyset paging):
+    its cost does not grow with the page number, and no lot is skipped or shown twice
+    while lots move, since a move changes none of the three."""
+    where, values = _page_conditions(query, dialect)
+    count = select(func.count()).select_from(lots).where(*where)
+    keyed = list(where)
+    if query.after is not None:
+        keyed.append(
+            tuple_(*_PAGE_ORDER)
+            > tuple_(
+                bindparam("k_priority", type_=lots.c.priority.type),
+                bindparam("k_created_at", type_=lots.c.created_at.type),
+                bindparam("k_id", type_=lots.c.id.type),
+            )
+        )
+    ids = (
+        select(lots.c.id)
+        .where(*keyed)
+        .order_by(*_PAGE_ORDER)
+        .limit(bindparam("page_limit", type_=Integer()))
+        .subquery("page")
+    )
+    page = (
+        select(*_LOT_COLUMNS)
+        .select_from(ids.join(_LOT_WITH_CARRIERS, lots.c.id == ids.c.id))
+        .order_by(*_PAGE_ORDER, carriers.c.position)
+    )
+    return (
+        CompiledStatement.compile(page, dialect),
+        CompiledStatement.compile(count, dialect),
+        values,
+    )
+
+
 class SqlLotRepository:
     """:class:`mes.ports.LotRepository` on one driver session (inside a transaction)."""
 
@@ -536,6 +620,29 @@ class SqlLotRepository:
         rows = await self._db.fetch(self._sql.find(len(states), flow is not None), values)
         found = _group_lots(rows)  # insertion order: most urgent first
         return list(found.values())[:limit]
+
+    async def page(self, query: LotQuery) -> LotPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 lot or more, not {query.limit}")
+        page, count, values = page_statements(query, self._sql.dialect)
+        if query.after is not None:
+            key = await self._db.fetch(self._sql.page_key, {"lot_id": query.after})
+            if not key:
+                raise UnknownLot(
+                    f"there is no lot {query.after} to list the lots after", lot_id=query.after
+                )
+            values.update(
+                k_priority=key[0]["priority"], k_created_at=key[0]["created_at"], k_id=query.after
+            )
+        found = list(
+            _group_lots(
+                await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
+            ).values()
+        )
+        total = (await self._db.fetch(count, values))[0]
+        return LotPage(
+            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
+        )
 
 
 def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:

@@ -88,6 +88,9 @@ lots = Table(
     Column("history_head", String(64), nullable=False),
     Index("ix_lots_state_priority", "state", "priority", "created_at"),
     Index("ix_lots_parent_id", "parent_id"),
+    Index("ix_lots_priority", "priority", "created_at", "id"),
+    Index("ix_lots_flow", "flow", "priority", "created_at"),
+    Index("ix_lots_updated_at", "updated_at"),
 )
 
 carriers = Table(
@@ -133,6 +136,7 @@ lot_history = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_lot_history_lot_id", "lot_id", "seq"),
+    Index("ix_lot_history_at", "at"),
 )
 """Append-only: the database refuses UPDATE and DELETE (triggers, revision 0004)."""
 

@@ -7,7 +7,12 @@ allowed, and changes nothing (see :mod:`pkgline.cli.common` for exit codes).
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from json import dumps
 from typing import Annotated, Any
 
 import typer
@@ -18,8 +23,10 @@ from mes.adapters.database import display_url
 from mes.domain import commands as cmd
 from mes.domain.model import LotState, Operation
 from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
+from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
+from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -35,6 +42,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+from pkgline.cli.tool import parse_window
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -314,9 +322,34 @@ def complete(
     _act(db, json, lambda s: s.complete(command), "completed")
 
 
+SHOW_HISTORY = 20
+"""History entries ``lot show`` prints by default (the last ones)."""
+
+
 @app.command()
-def show(lot: LotArg, db: DbOption = None, json: JsonOption = False) -> None:
-    """State, step, next steps, layer, carriers and site maps, yields, and full history."""
+def show(
+    lot: LotArg,
+    history: Annotated[
+        str,
+        typer.Option(
+            "--history",
+            help=f"How many of the last history entries to print: a number, or 'all' "
+            f"(default {SHOW_HISTORY}; --json has every one).",
+            show_default=False,
+        ),
+    ] = str(SHOW_HISTORY),
+    db: DbOption = None,
+    json: JsonOption = False,
+) -> None:
+    """State, step, next steps, layer, carriers and site maps, yields, path, and the last
+    history entries (--history for more)."""
+    last: int | None = None
+    if history.strip().lower() != "all":
+        if not history.strip().isdigit():
+            usage_error(
+                f"--history {history!r}: expected a number of entries or 'all'", as_json=json
+            )
+        last = int(history)
 
     async def work() -> LotReport:
         async with open_lot_service(db) as service:
@@ -326,7 +359,30 @@ def show(lot: LotArg, db: DbOption = None, json: JsonOption = False) -> None:
     if json:
         print_json(report_dict(report))
         return
-    _print_report(report)
+    _print_report(report, last)
+
+
+LIST_PAGE = 50
+"""Lots per page of ``lot list`` as a table (``--limit`` to change)."""
+JSON_PAGE = 1000
+"""Lots read per query while ``lot list --json`` writes every lot (no ``--limit``)."""
+
+
+def _when(text: str, option: str, as_json: bool) -> datetime:
+    """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
+    try:
+        return datetime.now(UTC) - parse_window(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        usage_error(
+            f"{option} {text!r}: expected a duration ago (30m, 8h, 2d) or a time "
+            "(2026-05-01 or 2026-05-01T08:00)",
+            as_json=as_json,
+        )
+    return at if at.tzinfo else at.astimezone()
 
 
 @app.command("list")
@@ -335,10 +391,43 @@ def list_lots(
         list[str] | None, typer.Option("--state", help="Only lots in this state (repeatable).")
     ] = None,
     flow: Annotated[str | None, typer.Option("--flow", help="Only lots of this flow.")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="Only lots at this step (running it, or waiting after it)."),
+    ] = None,
+    tool: Annotated[
+        str | None, typer.Option("--tool", help="Only lots running on this tool.")
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", help="Only lots of this priority (1-9).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only lots moved since WHEN: 8h, 2d (ago) or a time."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Only lots last moved before WHEN: 8h, 2d (ago) or a time."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help=f"At most this many lots (default: {LIST_PAGE} in the table; every lot "
+            "with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="Start after this lot (the last of the page before)."),
+    ] = None,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Lots, most urgent first."""
+    """Lots, most urgent first (priority, then age), a page at a time: says how many match
+    and how to see the next page."""
     states = []
     for s in state or []:
         try:
@@ -348,16 +437,70 @@ def list_lots(
                 f"--state {s!r}: expected one of {', '.join(x.value for x in LotState)}",
                 as_json=json,
             )
+    if priority is not None and not 1 <= priority <= 9:
+        usage_error(f"--priority {priority}: expected 1 (most urgent) to 9", as_json=json)
+    query = LotQuery(
+        states=tuple(states),
+        flow=flow,
+        step=step,
+        tool=tool,
+        priority=priority,
+        moved_since=None if since is None else _when(since, "--since", json),
+        moved_before=None if until is None else _when(until, "--until", json),
+        after=after,
+        limit=limit or (JSON_PAGE if json else LIST_PAGE),
+    )
+    if json and limit is None:
+        run(lambda: _write_every_lot(db, query), as_json=True, db=db)
+        return
 
-    async def work() -> list[dict[str, object]]:
+    async def work() -> tuple[list[dict[str, object]], LotPage]:
         async with open_lot_service(db) as service:
-            found = await service.find(states=states, flow=flow)
-            return [summary_dict(lot, service.flow(lot.flow)) for lot in found]
+            page = await service.page(query)
+            return [summary_dict(lot, service.flow(lot.flow)) for lot in page.lots], page
 
-    rows = run(work, as_json=json, db=db)
+    rows, page = run(work, as_json=json, db=db)
     if json:
         print_json(rows)
+        err.print_json(data=_page_notice(page, rows), indent=None)
         return
+    _print_lots(rows, page, db)
+
+
+async def _write_every_lot(db: str | None, query: LotQuery) -> None:
+    """``lot list --json`` without ``--limit``: every lot that matches, as one JSON list,
+    written a page at a time (bounded memory at any number of lots)."""
+    async with open_lot_service(db) as service:
+        first = True
+        page = await service.page(query)  # a refusal (--after NOPE) before any output
+        sys.stdout.write("[")
+        while True:
+            for lot in page.lots:
+                item = dumps(
+                    summary_dict(lot, service.flow(lot.flow)),
+                    indent=2,
+                    default=str,
+                    ensure_ascii=False,
+                )
+                sys.stdout.write(("\n" if first else ",\n") + textwrap.indent(item, "  "))
+                first = False
+            if not page.more:
+                break
+            query = replace(query, after=page.lots[-1].id)
+            page = await service.page(query)
+        sys.stdout.write("]\n" if first else "\n]\n")
+
+
+def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "total": page.total,
+        "shown": len(rows),
+        "more": page.more,
+        "next_after": rows[-1]["id"] if page.more and rows else None,
+    }
+
+
+def _print_lots(rows: list[dict[str, object]], page: LotPage, db: str | None) -> None:
     table = Table(title="Lots", caption=f"database: {display_url(resolve_url(db))}")
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
@@ -374,6 +517,16 @@ def list_lots(
             "-" if r["units"] is None else str(r["units"]),
         )
     out.print(table)
+    shown = f"{len(rows):,} of {page.total:,} lots"
+    if page.more:
+        out.print(
+            Text.assemble(
+                (f"{shown}; more follow: ", "yellow"),
+                f"the same command with --after {rows[-1]['id']}",
+            )
+        )
+    else:
+        out.print(shown)
 
 
 def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -412,7 +565,7 @@ def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _print_report(report: LotReport) -> None:
+def _print_report(report: LotReport, history: int | None) -> None:
     lot = report.lot
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -492,20 +645,41 @@ def _print_report(report: LotReport) -> None:
                 "  rejects: " + ", ".join(f"{r.row}:{r.col} {r.code} ({r.step})" for r in m.rejects)
             )
 
-    history = Table(title="History", title_justify="left")
-    for column in ("seq", "at", "user", "operation", "state", "step", "tool", "reason"):
-        history.add_column(column)
-    for e in report.history:
-        inherited = e.lot_id != lot.id
-        history.add_row(
-            str(e.seq),
-            f"{e.at:%m-%d %H:%M:%S}",
-            e.user if e.by in (None, e.user) else f"{e.user} (by {e.by})",
-            e.operation.value + (f" ({e.lot_id})" if inherited else ""),
-            f"{e.state_before.value if e.state_before else '-'} → {e.state_after.value}",
-            e.step or "-",
-            e.tool or "-",
-            e.reason or "",
-            style="dim" if inherited else None,
+    _print_history(report, history)
+
+
+def _print_history(report: LotReport, last: int | None) -> None:
+    """The last ``last`` history entries (None: every one), oldest first, as aligned columns
+    (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
+    lot = report.lot
+    entries = report.history if last is None else report.history[-last:] if last else []
+    total = len(report.history)
+    title = f"History ({total:,} entries)"
+    if len(entries) < total:
+        title = (
+            f"History (the last {len(entries):,} of {total:,} entries; "
+            "--history N or --history all for more)"
         )
-    out.print(history)
+    rows = []
+    for e in entries:
+        inherited = e.lot_id != lot.id
+        style = "dim" if inherited else ""
+        rows.append(
+            [
+                Text(str(e.seq), style=style),
+                Text(f"{e.at:%m-%d %H:%M:%S}", style=style),
+                Text(e.user if e.by in (None, e.user) else f"{e.user} (by {e.by})", style=style),
+                Text(e.operation.value + (f" ({e.lot_id})" if inherited else ""), style=style),
+                Text(
+                    f"{e.state_before.value if e.state_before else '-'} → {e.state_after.value}",
+                    style=style,
+                ),
+                Text(e.step or "-", style=style),
+                Text(e.tool or "-", style=style),
+                Text(e.reason or "", style=style),
+            ]
+        )
+    out.print(Text(title, style="italic"))
+    if rows:
+        header = ("seq", "at", "user", "operation", "state", "step", "tool", "reason")
+        out.print(columns(header, rows))

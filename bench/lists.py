@@ -1,0 +1,181 @@
+"""Lists at plant size: ``lot list``, ``lot show``, ``line status`` and dispatch's read at
+1,000, 10,000 and 100,000 seeded lots (bench/seed.py: the same 200 in progress, the rest
+finished), server time (the service call) and CLI time (the command, process start
+included). Goal (issue 20): flat within 2x from the smallest to the largest database.
+
+    .venv/bin/python bench/lists.py [--sizes 1000,10000,100000] [--postgres] [--repeat 5]
+
+Server times are the median of ``--repeat`` calls, CLI times the median of 3 runs. The
+machine's load is printed at start and end: on a shared machine, compare the ratio, and
+rerun before believing a single figure. PostgreSQL is reached at $PKGLINE_BENCH_POSTGRES
+(default postgresql://postgres@127.0.0.1:5432/test); scratch databases are created and
+dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import asyncpg
+from seed import seed
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.domain.model import LotState
+from mes.ports import LotQuery
+from pkgline.bootstrap import open_services
+from pkgline.cli.line import read_status
+
+ACTIVE = 200
+GOAL = 2.0
+
+
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+async def _median(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        await call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0
+
+
+def _cli(url: str, *args: str) -> float:
+    env = {**os.environ, "PKGLINE_DB": url, "COLUMNS": "160"}
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "pkgline", *args],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0
+
+
+async def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, float]]:
+    """{what: (server ms, CLI ms)} on a database seeded with ``size`` lots."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        await seed(engine, size, active=ACTIVE)
+    finally:
+        await engine.dispose()
+    # a lot in progress with a whole flow's history, and the last finished one
+    figures: dict[str, tuple[float, float]] = {}
+    async with open_services(url) as services:
+        lots = services.lots
+        running = await lots.page(LotQuery(states=(LotState.RUNNING,), limit=1))
+        shown = running.lots[0].id
+        server = {
+            "lot list": lambda: lots.page(LotQuery(limit=50)),
+            "lot list --state WAITING": lambda: lots.page(
+                LotQuery(states=(LotState.WAITING,), limit=50)
+            ),
+            "lot show": lambda: lots.report(shown),
+            "line status": lambda: read_status(services, datetime.now().astimezone()),
+            "dispatch read": lambda: lots.dispatch_view(
+                [LotState.WAITING, LotState.RUNNING], "line"
+            ),
+        }
+        for name, call in server.items():
+            figures[name] = (await _median(call, repeat), 0.0)
+    cli = {
+        "lot list": ("lot", "list"),
+        "lot list --state WAITING": ("lot", "list", "--state", "WAITING"),
+        "lot show": ("lot", "show", shown),
+        "line status": ("line", "status"),
+    }
+    for name, args in cli.items():
+        figures[name] = (figures[name][0], _cli(url, *args))
+    return figures
+
+
+async def _scratch_pg(admin: str, name: str, drop: bool = False) -> str:
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def report(database: str, results: dict[int, dict[str, tuple[float, float]]]) -> None:
+    sizes = sorted(results)
+    print(f"\n{database}: median ms (server / CLI) by lots in the database")
+    print(f"  {'':<26}" + "".join(f"{n:>18,}" for n in sizes) + "   ratio   verdict")
+    for name in results[sizes[0]]:
+        cells = []
+        for n in sizes:
+            server, cli = results[n][name]
+            cells.append(f"{server:8.1f} / {cli:7.0f}" if cli else f"{server:8.1f} /       -")
+        worst = max(
+            results[sizes[-1]][name][i] / results[sizes[0]][name][i]
+            for i in (0, 1)
+            if results[sizes[0]][name][i]
+        )
+        verdict = "ok" if worst <= GOAL else f"MISSED (goal {GOAL:.0f}x)"
+        print(f"  {name:<26}" + "".join(f"{c:>18}" for c in cells) + f"  {worst:5.2f}x  {verdict}")
+
+
+async def bench(sizes: list[int], repeat: int, postgres: bool) -> None:
+    print(load(), "(start)")
+    with tempfile.TemporaryDirectory() as scratch:
+        results = {}
+        for size in sizes:
+            url = f"sqlite:///{Path(scratch) / f'lists-{size}.db'}"
+            results[size] = await measure(url, size, repeat)
+            print(f"  sqlite {size:,} lots measured ({load()})", flush=True)
+        report("SQLite", results)
+    if postgres:
+        admin = os.environ.get(
+            "PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+        )
+        results = {}
+        for size in sizes:
+            url = await _scratch_pg(admin, f"pkgline_lists_{size}")
+            try:
+                results[size] = await measure(url, size, repeat)
+            finally:
+                await _scratch_pg(admin, f"pkgline_lists_{size}", drop=True)
+            print(f"  postgresql {size:,} lots measured ({load()})", flush=True)
+        report("PostgreSQL", results)
+    print(load(), "(end)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="lots, comma-separated")
+    parser.add_argument("--repeat", type=int, default=5, help="server calls per figure")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL too")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    if len(sizes) < 2 or sizes[0] < ACTIVE:
+        parser.error(f"--sizes: two sizes or more, each of {ACTIVE} lots or more")
+    asyncio.run(bench(sizes, args.repeat, args.postgres))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""``lot list`` and ``lot show`` at plant size, as scripts and people see them: a page says
+how many lots match and how to see the next one, ``--json`` without ``--limit`` is every lot
+(a script is never handed part of the list as if it were all), ``--json --limit`` a page
+whose notice goes to stderr, and ``lot show`` the last history entries unless asked for
+more."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mes.domain import commands as cmd
+from pkgline.bootstrap import open_lot_service
+from tests.cli.test_lot_cli import ok_json, pkgline
+
+
+@pytest.fixture
+def lots_db(sqlite_url: str) -> str:
+    assert pkgline(sqlite_url, "db", "upgrade").returncode == 0
+    for i in range(7):
+        started = pkgline(
+            sqlite_url, "lot", "start", f"L{i}", "--flow", "stiffener-bga", "--priority", "5"
+        )
+        assert started.returncode == 0, started.stderr
+    return sqlite_url
+
+
+def test_a_table_page_says_how_many_match_and_the_cursor_of_the_next(lots_db: str) -> None:
+    first = pkgline(lots_db, "lot", "list", "--limit", "3")
+    assert first.returncode == 0, first.stderr
+    assert "3 of 7 lots; more follow" in first.stdout and "--after L2" in first.stdout
+    last = pkgline(lots_db, "lot", "list", "--limit", "5", "--after", "L2")
+    assert "4 of 7 lots" in last.stdout and "more follow" not in last.stdout
+    assert "L3" in last.stdout and "L2 " not in last.stdout
+
+
+def test_json_without_a_limit_is_every_lot_and_with_one_a_page_noticed_on_stderr(
+    lots_db: str,
+) -> None:
+    every = ok_json(lots_db, "lot", "list")
+    assert [lot["id"] for lot in every] == [f"L{i}" for i in range(7)]
+    page = pkgline(lots_db, "lot", "list", "--json", "--limit", "2", "--after", "L0")
+    assert page.returncode == 0
+    assert [lot["id"] for lot in json.loads(page.stdout)] == ["L1", "L2"]
+    notice = json.loads(page.stderr)
+    assert notice == {"total": 7, "shown": 2, "more": True, "next_after": "L2"}
+    empty = ok_json(lots_db, "lot", "list", "--state", "hold")
+    assert empty == []
+
+
+def test_filters_and_bad_paging_options_are_usage_errors_that_say_what_was_expected(
+    lots_db: str,
+) -> None:
+    assert ok_json(lots_db, "lot", "list", "--priority", "4") == []
+    assert len(ok_json(lots_db, "lot", "list", "--since", "1h", "--flow", "stiffener-bga")) == 7
+    assert ok_json(lots_db, "lot", "list", "--until", "2000-01-01") == []
+    bad_time = pkgline(lots_db, "lot", "list", "--since", "yesterday")
+    assert bad_time.returncode == 2 and "30m, 8h, 2d" in bad_time.stderr
+    assert pkgline(lots_db, "lot", "list", "--limit", "0").returncode == 2
+    assert pkgline(lots_db, "lot", "list", "--priority", "12").returncode == 2
+    unknown = pkgline(lots_db, "lot", "list", "--after", "NOPE", "--json")
+    assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_lot"
+
+
+@pytest.mark.timeout(300)  # a process per command, on a shared machine
+async def test_lot_show_prints_the_last_history_entries_and_all_on_request(lots_db: str) -> None:
+    async with open_lot_service(lots_db) as service:  # 24 moves in one process, not 24
+        for n in range(12):
+            await service.hold(cmd.HoldLot("L0", "op1", f"check {n}"))
+            await service.release(cmd.ReleaseLot("L0", "op1"))
+    short = pkgline(lots_db, "lot", "show", "L0")
+    assert "the last 20 of 25 entries" in short.stdout
+    assert (
+        "check 1 " not in short.stdout and "check 2" in short.stdout and "check 11" in short.stdout
+    )
+    full = pkgline(lots_db, "lot", "show", "L0", "--history", "all")
+    assert "History (25 entries)" in full.stdout and "check 0" in full.stdout
+    assert len(ok_json(lots_db, "lot", "show", "L0")["history"]) == 25
+    assert pkgline(lots_db, "lot", "show", "L0", "--history", "lots").returncode == 2

@@ -1,0 +1,207 @@
+"""Lot lists at plant size: pages in a stable order after a cursor, filters applied by the
+store, how many lots match and whether more follow; on every store. On PostgreSQL, with
+100,000 finished lots, the hot queries (lists, counts, dispatch's heads, a lot's history)
+are answered through indexes, never a scan of the lots or of the history."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from flows import FlowLibrary
+from mes.adapters.database import create_engine
+from mes.adapters.driver import CompiledStatement
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory, page_statements
+from mes.domain import commands as cmd
+from mes.domain.errors import InvalidInput, UnknownLot
+from mes.domain.model import LotState
+from mes.ports import LotQuery
+from mes.service import LotService
+from tests.mes.conftest import Clock
+
+
+async def _start(service: LotService, n: int, flow: str = "stiffener-bga") -> list[str]:
+    ids = []
+    for i in range(n):
+        lot_id = f"L{i:03d}"
+        await service.start(cmd.StartLot(lot_id, flow, "op", priority=1 + i % 3 * 4))
+        ids.append(lot_id)
+    return ids
+
+
+async def _move(service: LotService, lot_id: str) -> None:
+    lot = await service.get(lot_id)
+    step = service.next_in_order(lot)[0]
+    await service.track_in(cmd.TrackIn(lot_id, step, "op", tool="T1"))
+    await service.track_out(cmd.TrackOut(lot_id, "op"))
+
+
+async def test_pages_after_a_cursor_show_every_lot_once_while_lots_move(
+    service: LotService,
+) -> None:
+    ids = await _start(service, 23)
+    seen: list[str] = []
+    query = LotQuery(limit=4)
+    moves = iter(ids[::2])
+    while True:
+        page = await service.page(query)
+        seen.extend(lot.id for lot in page.lots)
+        assert page.total == 23
+        for _ in range(2):  # lots move between pages: on the pages seen and those to come
+            lot_id = next(moves, None)
+            if lot_id is not None:
+                await _move(service, lot_id)
+        if not page.more:
+            break
+        query = LotQuery(limit=4, after=page.lots[-1].id)
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    everything = await service.page(LotQuery(limit=100))
+    assert [lot.id for lot in everything.lots] == seen  # most urgent first, then by age
+    assert [lot.priority for lot in everything.lots] == sorted(
+        lot.priority for lot in everything.lots
+    )
+
+
+async def test_a_page_says_how_many_lots_match_and_whether_more_follow(
+    service: LotService,
+) -> None:
+    await _start(service, 5)
+    first = await service.page(LotQuery(limit=3))
+    assert (len(first.lots), first.total, first.more) == (3, 5, True)
+    last = await service.page(LotQuery(limit=3, after=first.lots[-1].id))
+    assert (len(last.lots), last.total, last.more) == (2, 5, False)
+    exact = await service.page(LotQuery(limit=5))
+    assert (len(exact.lots), exact.more) == (5, False)
+    empty = await service.page(LotQuery(states=(LotState.HOLD,)))
+    assert (empty.lots, empty.total, empty.more) == ([], 0, False)
+
+
+async def test_filters_select_by_state_flow_step_tool_priority_and_time_moved(
+    service: LotService, clock: Clock
+) -> None:
+    await _start(service, 6)
+    await service.start(cmd.StartLot("F1", "fo-organic", "op", priority=2))
+    since = clock.now + timedelta(seconds=1)
+    await _move(service, "L000")
+    lot = await service.get("L001")
+    step = service.next_in_order(lot)[0]
+    await service.track_in(cmd.TrackIn("L001", step, "op", tool="T9"))
+    await service.hold(cmd.HoldLot("L002", "op", "inspection"))
+
+    async def ids(**filters: object) -> list[str]:
+        page = await service.page(LotQuery(**filters))  # type: ignore[arg-type]
+        assert page.total == len(page.lots)
+        return sorted(lot.id for lot in page.lots)
+
+    assert await ids(states=(LotState.RUNNING,)) == ["L001"]
+    assert await ids(states=(LotState.RUNNING, LotState.HOLD)) == ["L001", "L002"]
+    assert await ids(flow="fo-organic") == ["F1"]
+    assert await ids(tool="T9") == ["L001"]
+    assert await ids(step=step) == ["L000", "L001"]  # the one ran it, the other runs it
+    assert await ids(priority=5) == ["L001", "L004"]
+    assert await ids(moved_since=since) == ["L000", "L001", "L002"]
+    assert await ids(moved_before=since) == ["F1", "L003", "L004", "L005"]
+    assert await ids(states=(LotState.WAITING,), priority=1, flow="stiffener-bga") == [
+        "L000",
+        "L003",
+    ]
+
+
+async def test_a_cursor_naming_no_lot_and_an_empty_page_are_refused(service: LotService) -> None:
+    await _start(service, 2)
+    with pytest.raises(UnknownLot, match="no lot NOPE to list the lots after"):
+        await service.page(LotQuery(after="NOPE"))
+    with pytest.raises(InvalidInput, match="1 lot or more"):
+        await service.page(LotQuery(limit=0))
+    with pytest.raises(InvalidInput, match="nope"):
+        await service.page(LotQuery(flow="nope"))
+
+
+# -- the plan of the hot queries on a large table (PostgreSQL) ---------------------------------
+
+FINISHED = 100_000
+
+
+@pytest.fixture
+async def plant(postgres_url: str, library: FlowLibrary) -> AsyncIterator[LotService]:
+    """PostgreSQL with 100,000 completed lots of 5 history entries each, made by SQL in
+    the database (generate_series: seconds, not the seeding tool's minutes), a few lots in
+    progress through the service, and statistics gathered."""
+    engine = create_engine(postgres_url)
+    await upgrade(engine)
+    service = LotService(SqlUnitOfWorkFactory(engine), library)
+    await _start(service, 12)
+    for lot_id in ("L000", "L001"):
+        await _move(service, lot_id)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO lots SELECT 'D' || n, flow, flow_version, 'COMPLETED', 1 + n % 9,"
+                " params, site_rows, site_cols, total_sites, good_sites, units, path, recorded,"
+                " NULL, NULL, rework_counts, NULL, NULL,"
+                " created_at - n * interval '1 minute', updated_at - n * interval '1 minute',"
+                " created_by, version FROM lots, generate_series(1, :n) AS n WHERE id = 'L000'"
+            ),
+            {"n": FINISHED},
+        )
+        await conn.execute(
+            text(
+                'INSERT INTO lot_history (lot_id, at, "user", operation, state_before,'
+                " state_after, step, tool, reason, data)"
+                " SELECT 'D' || n, now() - n * interval '1 minute', 'op', 'track_out', 'RUNNING',"
+                " 'WAITING', 'S', 'T', NULL, '{}'::jsonb"
+                " FROM generate_series(1, :n) AS n, generate_series(1, 5) AS k"
+            ),
+            {"n": FINISHED},
+        )
+        await conn.execute(text("ANALYZE"))
+    try:
+        yield service
+    finally:
+        await engine.dispose()
+
+
+async def _plan(service: LotService, compiled: CompiledStatement, values: dict[str, Any]) -> str:
+    factory = service._uow  # the plan is the store's business: asked of its engine
+    assert isinstance(factory, SqlUnitOfWorkFactory)
+    async with factory.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        rows = await raw.fetch("EXPLAIN " + compiled.sql, *compiled.arguments(values))
+    return "\n".join(r[0] for r in rows)
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(600)  # 600,000 rows written first, on a shared machine
+async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
+    plant: LotService,
+) -> None:
+    factory = plant._uow
+    assert isinstance(factory, SqlUnitOfWorkFactory)
+    dialect = factory.engine.dialect
+    statements = factory.statements
+    lately = datetime.now(UTC) - timedelta(hours=1)
+    plans: dict[str, str] = {}
+    for name, query in {
+        "first page": LotQuery(limit=50),
+        "a page after": LotQuery(limit=50, after="D500"),
+        "working set": LotQuery(states=(LotState.WAITING, LotState.RUNNING, LotState.HOLD)),
+        "one flow": LotQuery(flow="stiffener-bga", limit=50),
+        "moved lately": LotQuery(moved_since=lately, limit=50),
+    }.items():
+        page, count, values = page_statements(query, dialect)
+        values.update(page_limit=51, k_priority=5, k_created_at=lately, k_id="D500")
+        plans[f"{name}: page"] = await _plan(plant, page, values)
+        if query.states or query.moved_since:
+            # a count of few lots among many (the working set, the last hour); counting every
+            # lot, or a flow's 100,000, is a count of that many rows whatever the plan
+            plans[f"{name}: count"] = await _plan(plant, count, values)
+    plans["heads"] = await _plan(plant, statements.heads(2), {"s0": "WAITING", "s1": "RUNNING"})
+    plans["history"] = await _plan(plant, statements.history, {"lot_id": "D7"})
+    for name, plan in plans.items():
+        assert "Seq Scan on lots" not in plan, f"{name}:\n{plan}"
+        assert "Seq Scan on lot_history" not in plan, f"{name}:\n{plan}"
