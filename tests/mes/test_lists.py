@@ -18,8 +18,10 @@ from mes.adapters.driver import CompiledStatement
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory, page_statements
 from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import LotState
+from mes.equipment import EquipmentService
 from mes.ports import LotQuery
 from mes.service import LotService
 from tests.mes.conftest import Clock
@@ -37,7 +39,7 @@ async def _start(service: LotService, n: int, flow: str = "stiffener-bga") -> li
 async def _move(service: LotService, lot_id: str) -> None:
     lot = await service.get(lot_id)
     step = service.next_in_order(lot)[0]
-    await service.track_in(cmd.TrackIn(lot_id, step, "op", tool="T1"))
+    await service.track_in(cmd.TrackIn(lot_id, step, "op"))  # off the line's tools
     await service.track_out(cmd.TrackOut(lot_id, "op"))
 
 
@@ -82,15 +84,19 @@ async def test_a_page_says_how_many_lots_match_and_whether_more_follow(
 
 
 async def test_filters_select_by_state_flow_step_tool_priority_and_time_moved(
-    service: LotService, clock: Clock
+    service: LotService, equipment: EquipmentService, clock: Clock
 ) -> None:
+    await equipment.register(
+        "line-1", [ToolRegistration("T9", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",))]
+    )
     await _start(service, 6)
     await service.start(cmd.StartLot("F1", "fo-organic", "op", priority=2))
     since = clock.now + timedelta(seconds=1)
     await _move(service, "L000")
-    lot = await service.get("L001")
-    step = service.next_in_order(lot)[0]
-    await service.track_in(cmd.TrackIn("L001", step, "op", tool="T9"))
+    await _move(service, "L000")
+    await _move(service, "L001")
+    step = "DIE_ATTACH"
+    await service.track_in(cmd.TrackIn("L001", step, "op", tool="T9", dispatched=True))
     await service.hold(cmd.HoldLot("L002", "op", "inspection"))
 
     async def ids(**filters: object) -> list[str]:
@@ -145,16 +151,17 @@ async def plant(postgres_url: str, library: FlowLibrary) -> AsyncIterator[LotSer
                 " params, site_rows, site_cols, total_sites, good_sites, units, path, recorded,"
                 " NULL, NULL, rework_counts, NULL, NULL,"
                 " created_at - n * interval '1 minute', updated_at - n * interval '1 minute',"
-                " created_by, version FROM lots, generate_series(1, :n) AS n WHERE id = 'L000'"
+                " created_by, version, history_head"
+                " FROM lots, generate_series(1, :n) AS n WHERE id = 'L000'"
             ),
             {"n": FINISHED},
         )
         await conn.execute(
             text(
                 'INSERT INTO lot_history (lot_id, at, "user", operation, state_before,'
-                " state_after, step, tool, reason, data)"
+                " state_after, step, tool, reason, data, prev_hash, hash)"
                 " SELECT 'D' || n, now() - n * interval '1 minute', 'op', 'track_out', 'RUNNING',"
-                " 'WAITING', 'S', 'T', NULL, '{}'::jsonb"
+                " 'WAITING', 'S', 'T', NULL, '{}'::jsonb, md5(n || '-' || k), md5(k || '-' || n)"
                 " FROM generate_series(1, :n) AS n, generate_series(1, 5) AS k"
             ),
             {"n": FINISHED},
