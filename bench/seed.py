@@ -50,7 +50,9 @@ from mes.adapters.sql import SqlUnitOfWorkFactory, _history_values, _lot_values
 from mes.adapters.tables import carriers, jobs, lot_history, lots
 from mes.domain import commands as cmd
 from mes.domain import operations as ops
+from mes.domain.equipment import ToolRegistration
 from mes.domain.model import HistoryEntry, Lot, LotState
+from mes.equipment import EquipmentService
 from mes.service import LotService
 
 TEMPLATE = "SEEDTEMPLATE"
@@ -103,7 +105,9 @@ async def walk_flow(library: FlowLibrary, flow: str, scratch: Path, carrier_coun
     engine = create_engine(f"sqlite:///{scratch / (flow + '.db')}")
     try:
         await upgrade(engine)
-        service = LotService(SqlUnitOfWorkFactory(engine), library, clock=clock)
+        factory = SqlUnitOfWorkFactory(engine)
+        service = LotService(factory, library, clock=clock)
+        await _register_tools(EquipmentService(factory), library)
 
         async def cut(lot: Lot, extra: tuple[HistoryEntry, ...] = ()) -> Cut:
             async with engine.connect() as conn:
@@ -121,11 +125,12 @@ async def walk_flow(library: FlowLibrary, flow: str, scratch: Path, carrier_coun
                     )
                 ]
             history = tuple({k: v for k, v in h.items() if k != "seq"} for h in found[1])
+            unwritten = tuple(_unchained(_history_values(e)) for e in extra)
             return Cut(
                 state=lot.state,
-                lot={"id": lot.id, **_lot_values(lot)},
+                lot=_unchained({"id": lot.id, **_lot_values(lot)}),
                 carriers=found[0],
-                history=history + tuple(_history_values(e) for e in extra),
+                history=history + unwritten,
                 jobs=found[2],
                 elapsed=lot.updated_at - start,
             )
@@ -133,6 +138,36 @@ async def walk_flow(library: FlowLibrary, flow: str, scratch: Path, carrier_coun
         return await _walk(service, library, flow, carrier_count, clock, cut)
     finally:
         await engine.dispose()
+
+
+UNCHAINED = "0" * 64
+"""The hash of what the walk made but did not write (a hold, a scrap): seeded lots are copies
+under other ids, so their history is not a hash chain anyway (``pkgline audit verify``
+reports them); these only fill the columns."""
+
+
+def _unchained(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: UNCHAINED if v is None and k in ("prev_hash", "hash", "history_head") else v
+        for k, v in values.items()
+    }
+
+
+async def _register_tools(equipment: EquipmentService, library: FlowLibrary) -> None:
+    """The walk's tools (three of each class, named as :func:`_walk` names them), registered
+    by a line and so qualified for their class's steps, as the track-in interlocks want."""
+    steps: dict[str, list[str]] = {}
+    for code, info in library.step_codes.items():
+        if info.equipment_class != "manual":
+            steps.setdefault(info.equipment_class, []).append(code)
+    await equipment.register(
+        "seed",
+        [
+            ToolRegistration(f"{cls}-{n}", cls, f"seed {cls}-{n}", tuple(codes))
+            for cls, codes in steps.items()
+            for n in (1, 2, 3)
+        ],
+    )
 
 
 async def _walk(
@@ -166,7 +201,11 @@ async def _walk(
             lot = (await service.track_out(cmd.TrackOut(lot.id, USER))).lot
             continue
         tool = f"{equipment_class}-{1 + len(waiting) % 3}"
-        lot = (await service.track_in(cmd.TrackIn(lot.id, step, "controller", tool=tool))).lot
+        lot = (
+            await service.track_in(
+                cmd.TrackIn(lot.id, step, "controller", tool=tool, dispatched=True)
+            )
+        ).lot
         for n, carrier in enumerate(lot.carriers):
             jobs_made += 1
             job_id = f"{TEMPLATE}-J{jobs_made}"

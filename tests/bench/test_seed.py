@@ -87,7 +87,7 @@ async def test_a_seeded_waiting_lot_moves_on_through_the_service(
     waiting = await service.find(states=[LotState.WAITING])
     lot = waiting[0]
     step = service.next_in_order(lot)[0]
-    moved = await service.track_in(cmd.TrackIn(lot.id, step, "tester", tool="T1"))
+    moved = await service.track_in(cmd.TrackIn(lot.id, step, "tester"))  # off the tools
     assert moved.lot.state is LotState.RUNNING
     assert moved.lot.version == lot.version + 1
 
