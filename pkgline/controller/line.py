@@ -422,8 +422,7 @@ class LineController:
         while True:
             self._notifier.watchdog()
             if last_status is None or loop.time() - last_status >= HEARTBEAT_S:
-                self._certificate_notes = certificate_notes(self.config)
-                self._notifier.status(self.status_line())
+                self._notifier.status(self._status_now())
                 last_status = loop.time()
             await asyncio.sleep(tick)
 
@@ -431,7 +430,7 @@ class LineController:
         """Record this controller's heartbeat (and status) every ``HEARTBEAT_S``."""
         while True:
             try:
-                await self._equipment.heartbeat(self._record(self.status_line()))
+                await self._equipment.heartbeat(self._record(self._status_now()))
                 # waiting lots past a queue-time limit go on hold now, not at their track-in
                 for held in await self._lots.hold_expired_queue_times(self._user):
                     log.warning("queue time exceeded: lot held", lot=held.lot.id)
@@ -440,6 +439,12 @@ class LineController:
             else:
                 self._outage.answered()
             await asyncio.sleep(HEARTBEAT_S)
+
+    def _status_now(self) -> str:
+        """The status line with the certificates read again (their expiry, for STATUS and the
+        heartbeat alike: each writes what it read itself, whichever comes first)."""
+        self._certificate_notes = certificate_notes(self.config)
+        return self.status_line()
 
     def _record(self, status: str) -> ControllerRecord:
         return ControllerRecord(
