@@ -24,7 +24,7 @@ from flows import Flow, FlowLibrary, UnknownFlow
 from mes.domain import common, genealogy, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
-from mes.domain.authority import Action, Context, NotAuthorized, Principal
+from mes.domain.authority import Action, Context, NotAuthorized, Principal, effective_action
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
@@ -59,6 +59,8 @@ from mes.domain.model import (
 )
 from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
+from mes.domain.signatures import SignatureGiven, SignaturePolicy, SignatureRefused, SignatureStale
+from mes.domain.signatures import linked as linked_signatures
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
 from mes.ports import (
@@ -76,9 +78,12 @@ from mes.ports import (
     get_jobs_of,
     get_lot,
     get_rejects,
+    get_signatures,
     save,
     save_all,
+    save_signatures,
 )
+from mes.signing import SignatureVerifier, Signing
 
 T = TypeVar("T")
 
@@ -140,11 +145,14 @@ class LotService:
         *,
         principal: Principal | None = None,
         security: SecurityLog | None = None,
+        signatures: SignaturePolicy | None = None,
+        verifier: SignatureVerifier | None = None,
     ):
         self._uow = uow
         self.flows = flows
         self._clock = clock
         self._guard = Guard(principal, security, clock)
+        self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
 
     def acting_as(self, principal: Principal) -> LotService:
         """The same service (store, flows, clock, security log) acting for ``principal``."""
@@ -166,6 +174,9 @@ class LotService:
         except NotAuthorized as refused:
             await self._guard.refused(by, refused)
             raise
+        except (SignatureRefused, SignatureStale) as refused:
+            await self.signing.refused(self._guard.who(by), refused)
+            raise
 
     async def _read(self, work: Work[T], by: Principal | None = None) -> T:
         await self._guard.allow(by, Action.READ)
@@ -182,16 +193,24 @@ class LotService:
         action: Action,
         by: Principal | None,
         primary: str | None = None,
+        signatures: Sequence[SignatureGiven] = (),
     ) -> Outcome:
+        who = self._guard.who(by)
+        signed = await self.signing.verify(who, action, lot_id, signatures)
+
         def work() -> Work[Outcome]:
             lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            held_by = lot.hold.source if lot.hold else None
-            self._guard.check(by, action, Context(lot_id, held_by))
+            context = Context(lot_id, lot.hold.source if lot.hold else None)
+            self._guard.check(by, action, context)
             decided = rule(lot, self.flow(lot.flow))
             change = decided if isinstance(decided, Change) else (yield from decided)
-            entries = yield from save(_stamped(change, self._guard.who(by)))
+            row = effective_action(action, context)
+            change, signed_now = self.signing.sign(_stamped(change, who), row, lot, who, signed)
+            entries = yield from save(change)
+            if signed_now:  # in the same transaction, linked to the entry by its hash
+                yield from save_signatures(linked_signatures(signed_now, entries[0].hash))
             wanted = primary or lot_id
             return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
@@ -332,36 +351,80 @@ class LotService:
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)
 
-    async def release(self, cmd: ReleaseLot, *, by: Principal | None = None) -> Outcome:
+    async def release(
+        self,
+        cmd: ReleaseLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
         """Release a hold: one a claimed limit, an alarm or the controller placed needs
-        quality or engineering (:mod:`mes.domain.authority`)."""
+        quality or engineering (:mod:`mes.domain.authority`).
+
+        Signed (docs/security.md, "Electronic signatures"): ``signatures`` are the signers'
+        :class:`~mes.domain.signatures.SignatureGiven`, the first the principal acting
+        (``by``), e.g. ``service.release(cmd, by=bob, signatures=(SignatureGiven("bob",
+        "approved release", password=..., lot_version=7),))``; two different people where
+        the configuration asks. Refusals: SignatureRequired (which action, the meaning
+        expected, how many signers), SignatureRefused, SignatureStale (a replay: given for
+        another lot version), LoginRefused-like wrong passwords (counted towards the lockout).
+        Same for :meth:`scrap`, :meth:`scrap_sites` and :meth:`rework`."""
         return await self._on_lot(
             cmd.lot_id,
             lambda lot, flow: ops.release(lot, flow, cmd, self._clock()),
             action=Action.RELEASE,
             by=by,
+            signatures=signatures,
         )
 
-    async def scrap(self, cmd: ScrapLot, *, by: Principal | None = None) -> Outcome:
+    async def scrap(
+        self,
+        cmd: ScrapLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
+        """Scrap a whole lot (signed, as :meth:`release`)."""
         return await self._on_lot(
             cmd.lot_id,
             lambda lot, _: ops.scrap(lot, cmd, self._clock()),
             action=Action.SCRAP,
             by=by,
+            signatures=signatures,
         )
 
-    async def scrap_sites(self, cmd: ScrapSites, *, by: Principal | None = None) -> Outcome:
+    async def scrap_sites(
+        self,
+        cmd: ScrapSites,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
+        """Scrap some sites of a lot (signed, as :meth:`release`)."""
+
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
 
-        return await self._on_lot(cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by)
+        return await self._on_lot(
+            cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by, signatures=signatures
+        )
 
-    async def rework(self, cmd: ReworkLot, *, by: Principal | None = None) -> Outcome:
+    async def rework(
+        self,
+        cmd: ReworkLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
+        """Send a held lot back to a reworkable step (signed, as :meth:`release`)."""
+
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
             done = yield from get_jobs_of(lot.id, 0, and_later=True)
             return ops.rework(lot, flow, cmd, self._clock(), done)
 
-        return await self._on_lot(cmd.lot_id, rule, action=Action.REWORK, by=by)
+        return await self._on_lot(
+            cmd.lot_id, rule, action=Action.REWORK, by=by, signatures=signatures
+        )
 
     async def complete(self, cmd: CompleteLot, *, by: Principal | None = None) -> Outcome:
         return await self._on_lot(
@@ -470,6 +533,7 @@ class LotService:
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             history = yield from _lineage_history(lot_id)
+            lots = sorted({e.lot_id for e in history} | {lot_id})
             return build_report(
                 lot,
                 self.flow(lot.flow),
@@ -477,6 +541,7 @@ class LotService:
                 (yield from get_rejects(lot_id)),
                 history,
                 (yield from get_children(lot_id)),
+                (yield from get_signatures(lots)),
             )
 
         return await self._read(work(), by)
