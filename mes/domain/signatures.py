@@ -251,6 +251,11 @@ def _what(action: Action, lot_id: str) -> str:
     return _NOUNS.get(action, action.value.replace("_", " ") + " of lot {}").format(lot_id)
 
 
+def _sentence(action: Action, lot_id: str) -> str:
+    text = _what(action, lot_id)
+    return text[:1].upper() + text[1:]
+
+
 def check_signatures(
     action: Action,
     lot: Lot,
@@ -286,7 +291,7 @@ def check_signatures(
             else ""
         )
         raise SignatureRequired(
-            f"{_what(action, lot.id).capitalize()} must be signed by {who}: {len(signed)} signature(s) "
+            f"{_sentence(action, lot.id)} must be signed by {who}: {len(signed)} signature(s) "
             f"given{more}; each signer gives their password again and the meaning "
             f"(e.g. {expected!r})",
             action=action,
@@ -297,7 +302,7 @@ def check_signatures(
         )
     if len(signed) > needed:
         raise SignatureRefused(
-            f"{_what(action, lot.id).capitalize()} takes {needed} signature(s); {len(signed)} were given",
+            f"{_sentence(action, lot.id)} takes {needed} signature(s); {len(signed)} were given",
             action=action,
             lot_id=lot.id,
         )

@@ -681,6 +681,29 @@ def _print_report(report: LotReport, history: int | None) -> None:
             )
 
     _print_history(report, history)
+    _print_signatures(report)
+
+
+def _print_signatures(report: LotReport) -> None:
+    """Each electronic signature with the entry it signs (21 CFR 11.50: printed name, time,
+    meaning)."""
+    if not report.signatures:
+        return
+    rows = []
+    for s in report.signatures:
+        entry = report.signed_entry(s)
+        rows.append(
+            [
+                Text(str(entry.seq) if entry else "?"),
+                Text(entry.operation.value if entry else "-"),
+                Text(f"{s.printed_name} ({s.signer})"),
+                Text(s.meaning),
+                Text(f"{s.at:%Y-%m-%d %H:%M:%S %Z}"),
+                Text(s.method.value),
+            ]
+        )
+    out.print(Text(f"Signatures ({len(rows)})", style="italic"))
+    out.print(columns(("entry", "operation", "signed by", "meaning", "at", "method"), rows))
 
 
 def _print_history(report: LotReport, last: int | None) -> None:
