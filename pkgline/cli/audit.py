@@ -39,8 +39,8 @@ def verify(
 ) -> None:
     """Check every history entry against its hash and the entry before it, each lot's newest
     entry and the chain over lots, every electronic signature against the entry it signs,
-    and that the database still refuses changes to the history. Exits 0 with the count of entries checked, or 5 naming the first entry that
-    does not match (docs/security.md)."""
+    and that the database still refuses changes to the history. Exits 0 with the count of
+    entries checked, or 6 naming the first entry that does not match (docs/security.md)."""
     from mes.adapters.audit import Verification, verify_history
 
     anchors = [a.strip().lower() for a in anchor or []]
