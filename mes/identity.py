@@ -370,7 +370,9 @@ class IdentityService:
                     "disabled or locked"
                 )
             else:
-                await tx.update_user(after_login(user, now))
+                after = after_login(user, now)
+                if after is not user:  # failures counted before: start again
+                    await tx.update_user(after)
                 if succeeded is not None:
                     await tx.add_event(SecurityEvent(now, succeeded, username, AuthMethod.PASSWORD))
                 return user

@@ -95,6 +95,13 @@ def _print_user(user: User, as_json: bool, done: str | None = None) -> None:
     if shown["locked_until"]:
         state += f", locked until {shown['locked_until']}"
     out.print(f"  {state}; password: {shown['password']}; failed logins: {user.failed_attempts}")
+    if user.password_hash is not None and user.kind is UserKind.PERSON:
+        out.print(
+            "  may sign (their own password)"
+            if user.may_sign
+            else f"  may not sign until they change the password set by "
+            f"{user.password_set_by or 'an earlier pkgline'} (user passwd {user.username} --own)"
+        )
 
 
 @app.command()
