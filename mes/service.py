@@ -204,10 +204,10 @@ class LotService:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             context = Context(lot_id, lot.hold.source if lot.hold else None)
             self._guard.check(by, action, context)
+            signatures = self.signing.check(effective_action(action, context), lot, who, signed)
             decided = rule(lot, self.flow(lot.flow))
             change = decided if isinstance(decided, Change) else (yield from decided)
-            row = effective_action(action, context)
-            change, signed_now = self.signing.sign(_stamped(change, who), row, lot, who, signed)
+            change, signed_now = self.signing.sign(_stamped(change, who), signatures)
             entries = yield from save(change)
             if signed_now:  # in the same transaction, linked to the entry by its hash
                 yield from save_signatures(linked_signatures(signed_now, entries[0].hash))

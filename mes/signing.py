@@ -113,15 +113,22 @@ class Signing:
             signed.append((g, signer))
         return signed
 
-    def sign(
-        self, change: Change, row: Action, lot: Lot, who: Principal | None, signed: Signed
-    ) -> tuple[Change, tuple[Signature, ...]]:
-        """The change with the signatures its operation needs recorded in its entry, or a
-        refusal (pure: runs inside the transaction that read ``lot``). ``row``: the row of
-        the authority table that decided (a release of a ruled hold is RELEASE_RULED)."""
+    def check(
+        self, row: Action, lot: Lot, who: Principal | None, signed: Signed
+    ) -> tuple[Signature, ...]:
+        """The signatures the operation needs, from those given, or a refusal (pure: runs
+        inside the transaction that read ``lot``, before the operation's rule, so that a
+        replayed request is told it is one). ``row``: the row of the authority table that
+        decided (a release of a ruled hold is RELEASE_RULED)."""
         if who is None:
-            return change, ()
-        signatures = check_signatures(row, lot, who, signed, self.policy, self._clock())
+            return ()
+        return check_signatures(row, lot, who, signed, self.policy, self._clock())
+
+    @staticmethod
+    def sign(
+        change: Change, signatures: Sequence[Signature]
+    ) -> tuple[Change, tuple[Signature, ...]]:
+        """The change with the signatures recorded in its entry (:func:`sign_entry`)."""
         return sign_entry(change, signatures)
 
     async def refused(
