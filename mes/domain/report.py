@@ -212,6 +212,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
         "children": list(report.children),
         "created_at": lot.created_at.isoformat(),
         "updated_at": lot.updated_at.isoformat(),
+        "version": lot.version,
         "carriers": [
             {
                 "id": m.carrier.id,
@@ -310,4 +311,5 @@ def summary_dict(lot: Lot, flow: Flow) -> dict[str, Any]:
         "pending_rework": lot.pending_rework,
         "parent": lot.parent_id,
         "updated_at": lot.updated_at.isoformat(),
+        "version": lot.version,
     }

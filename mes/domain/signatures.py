@@ -106,6 +106,43 @@ class SignatureGiven:
         return SignatureMethod.OS if self.password is None else SignatureMethod.PASSWORD
 
 
+SIGNATURE_FIELDS = ("username", "password", "meaning", "lot_version")
+"""What a signature given over the wire holds (the API's JSON)."""
+
+
+def signatures_from_json(value: Any) -> tuple[SignatureGiven, ...]:
+    """The signatures of a request body's ``signatures`` (a list of objects with
+    ``username``, ``password``, ``meaning`` and ``lot_version``), or InvalidInput saying what
+    was expected. A password signature needs all four; nothing else is accepted."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidInput(
+            "signatures: expected a list of {username, password, meaning, lot_version}"
+        )
+    given = []
+    for i, item in enumerate(value):
+        where = f"signatures[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: expected an object with {', '.join(SIGNATURE_FIELDS)}")
+        unknown = sorted(set(item) - set(SIGNATURE_FIELDS))
+        if unknown:
+            raise InvalidInput(
+                f"{where}: unknown field(s) {', '.join(unknown)}", allowed=SIGNATURE_FIELDS
+            )
+        for name in ("username", "password", "meaning"):
+            if not isinstance(item.get(name), str):
+                raise InvalidInput(f"{where}.{name}: expected a string")
+        version = item.get("lot_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput(
+                f"{where}.lot_version: expected the lot's version the signer signs (a whole "
+                "number from 1, as the lot's 'version' says)"
+            )
+        given.append(SignatureGiven(item["username"], item["meaning"], item["password"], version))
+    return tuple(given)
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """Who a signature's credentials proved: from the user record (or the OS account)."""

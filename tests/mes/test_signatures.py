@@ -29,6 +29,7 @@ from mes.domain.signatures import (
     check_signatures,
     default_meaning,
     sign_entry,
+    signatures_from_json,
 )
 
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
@@ -184,3 +185,26 @@ def test_verification_finds_a_signature_without_its_entry_changed_or_missing() -
     missing, _ = check_signature_rows(signed, [], seqs)
     assert missing is not None and missing.finding is Finding.SIGNATURE_MISSING
     assert (missing.seq, missing.lot_id) == (7, "L1")
+
+
+def test_signatures_from_a_request_body_are_checked_field_by_field() -> None:
+    body = [{"username": "qa1", "password": "pw", "meaning": "approved", "lot_version": 3}]
+    [given] = signatures_from_json(body)
+    assert (given.username, given.meaning, given.password, given.lot_version) == (
+        "qa1",
+        "approved",
+        "pw",
+        3,
+    )
+    assert signatures_from_json(None) == ()
+    for bad, expected in (
+        ({"username": "qa1"}, "expected a list"),
+        (["qa1"], "signatures\\[0\\]: expected an object"),
+        ([{**body[0], "role": "quality"}], "unknown field\\(s\\) role"),
+        ([{**body[0], "password": None}], "signatures\\[0\\].password: expected a string"),
+        ([{**body[0], "lot_version": "3"}], "lot_version: expected the lot's version"),
+        ([{**body[0], "lot_version": True}], "lot_version"),
+        ([{**body[0], "lot_version": 0}], "lot_version"),
+    ):
+        with pytest.raises(InvalidInput, match=expected):
+            signatures_from_json(bad)

@@ -6,6 +6,7 @@ password an admin set; a replayed signed request refused and recorded."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from mes.adapters.sql_identity import SqlIdentityStore, SqlSecurityLog
 from mes.domain import commands as cmd
 from mes.domain.audit import Finding
 from mes.domain.authority import Action, AuthMethod, Principal, Role
+from mes.domain.errors import ConcurrentUpdate
 from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind, LoginRefused
 from mes.domain.model import LotState
 from mes.domain.report import report_dict
@@ -262,6 +264,24 @@ async def test_the_same_signed_request_sent_again_is_refused_and_changes_nothing
         e for e in await line.identity.events(ADMIN) if e.kind is EventKind.SIGNATURE_REFUSED
     ]
     assert [e.detail["error"] for e in refused] == ["signature_stale", "signature_stale"]
+
+
+async def test_two_copies_of_a_signed_request_sent_at_once_are_carried_out_once(
+    line: Line,
+) -> None:
+    version = await _held(line)
+    signed = (sig("op1", version, "approved release"),)
+    results = await asyncio.gather(
+        line.lots.release(cmd.ReleaseLot("L1", "op1"), signatures=signed),
+        line.lots.release(cmd.ReleaseLot("L1", "op1"), signatures=signed),
+        return_exceptions=True,
+    )
+    done = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(done) == 1 and len(refused) == 1
+    assert isinstance(refused[0], SignatureStale | ConcurrentUpdate), refused[0]
+    assert await line.rows("SELECT count(*) FROM signatures") == [(1,)]
+    assert (await verify_history(line.engine)).ok
 
 
 async def test_an_unsigned_release_says_what_is_needed_and_changes_nothing(line: Line) -> None:
