@@ -15,10 +15,10 @@ who placed the hold), changes nothing, and is recorded as a security event.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flows import Flow, FlowLibrary, UnknownFlow
 from mes.domain import common, genealogy, queuetimes
@@ -355,6 +355,26 @@ class LotService:
             return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by)
+
+    async def scrap_sites_decided(
+        self,
+        lot_id: str,
+        decide: Callable[[Lot, Mapping[SiteRef, SiteReject]], tuple[ScrapSites, Mapping[str, Any]]],
+        *,
+        by: Principal | None = None,
+    ) -> Outcome:
+        """Scrap the sites that ``decide`` names from the lot and its rejected sites, read in
+        the same transaction, with what it returns added to the history entry's data (an
+        imported map: :mod:`mes.maps.service`)."""
+
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            rejected = yield from _rejected(lot)
+            cmd, data = decide(lot, rejected)
+            change = ops.scrap_sites(lot, cmd, rejected, self._clock())
+            entry = change.entries[0]
+            return replace(change, entries=(replace(entry, data={**entry.data, **data}),))
+
+        return await self._on_lot(lot_id, rule, action=Action.SCRAP_SITES, by=by)
 
     async def rework(self, cmd: ReworkLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:

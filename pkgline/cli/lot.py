@@ -26,6 +26,7 @@ from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
+from pkgline.cli import lot_map
 from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
@@ -47,6 +48,8 @@ from pkgline.cli.tool import parse_window
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
 )
+
+app.add_typer(lot_map.app, name="map")
 
 LotArg = Annotated[str, typer.Argument(help="Lot id.", show_default=False)]
 ParamOption = Annotated[
