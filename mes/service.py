@@ -257,10 +257,12 @@ class LotService:
         """Start a lot on its flow's active version: the newest approved one (a draft or a
         retired version starts no lot)."""
         await self._guard.allow(by, Action.START, Context(cmd.lot_id))
-        if self.versions is None:
+        if self.versions is not None:
+            await self.versions.load()  # an approval or retirement since this process began
+        if self.versions is None or not self.versions.loaded:
+            # no version published at all (a schema made without db upgrade): the files rule
             flow, version = self.flow(cmd.flow), None
         else:
-            await self.versions.load()  # an approval or retirement since this process began
             found = self.versions.active(cmd.flow)
             if found is None and not self.versions.has(cmd.flow):
                 self.flow(cmd.flow)  # no such flow: refused, naming the flows
