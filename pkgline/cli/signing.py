@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -18,8 +18,10 @@ from mes.domain.signatures import (
     SignatureRequired,
     default_meaning,
 )
-from mes.service import LotService, Outcome
+from mes.service import LotService
 from pkgline.bootstrap import os_account
+
+T = TypeVar("T")
 
 MeaningOption = Annotated[
     str | None,
@@ -58,16 +60,16 @@ def os_signature(action: Action, meaning: str | None, reason: str | None) -> Sig
 
 
 def signed(
-    call: Callable[[LotService, Sequence[SignatureGiven]], Awaitable[Outcome]],
+    call: Callable[[LotService, Sequence[SignatureGiven]], Awaitable[T]],
     action: Action,
     meaning: str | None,
     reason: str | None,
-) -> Callable[[LotService], Awaitable[Outcome]]:
+) -> Callable[[LotService], Awaitable[T]]:
     """``call`` with direct mode's signature; a configuration that asks for a second signer
     is refused saying that direct mode cannot give one."""
     signature = os_signature(action, meaning, reason)
 
-    async def act(service: LotService) -> Outcome:
+    async def act(service: LotService) -> T:
         try:
             return await call(service, (signature,))
         except SignatureRequired as exc:

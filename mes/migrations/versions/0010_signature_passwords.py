@@ -9,7 +9,7 @@ The ``signatures`` table itself is revision 0005's (append-only, each row linked
 history entry it signs by that entry's hash); nothing changes there.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-03
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
