@@ -75,6 +75,9 @@ async def run(rounds: int) -> None:
                 )
                 await person.release(cmd.ReleaseLot("B1", "qa1"), signatures=signed)
 
+            for _ in range(10):  # warm-up (connections, compiled statements), not measured
+                held = await plain.hold(cmd.HoldLot("B1", "bench", "warm-up"))
+                await by_os(held.lot.version)
             print(f"SQLite, one writer, {rounds} hold + release each (release latency in ms)")
             print(f"{'release':<10} {'moves/s':>8} {'p50':>8} {'p99':>8}")
             for name, release in (("unsigned", unsigned), ("os", by_os), ("password", by_password)):
