@@ -42,7 +42,6 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.tool import parse_window
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -370,6 +369,8 @@ JSON_PAGE = 1000
 
 def _when(text: str, option: str, as_json: bool) -> datetime:
     """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
+    from pkgline.cli.tool import parse_window  # the tool commands: only where a time is given
+
     try:
         return datetime.now(UTC) - parse_window(text)
     except ValueError:
