@@ -58,9 +58,10 @@ NOT_FOR_LOT_SHOW = (
     "pkgline.sparkplug",
     "pkgline.cli.tool",
     "pkgline.cli.demo",
+    "rich",
 )
 """What ``pkgline lot show X --json`` on SQLite needs none of (it needs SQLAlchemy, aiosqlite,
-the flows and the lot tracker)."""
+the flows and the lot tracker; JSON needs no styling)."""
 
 
 def _imported(

@@ -13,11 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from json import dumps
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mes.adapters.database import display_url
 from mes.domain import commands as cmd
@@ -26,7 +24,6 @@ from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
-from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -42,6 +39,9 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+
+if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+    from rich.text import Text
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -64,6 +64,8 @@ STATE_STYLE = {
 
 
 def _state(state: LotState) -> Text:
+    from rich.text import Text
+
     return Text(state.value, style=STATE_STYLE[state])
 
 
@@ -97,6 +99,8 @@ def _act(
         )
         err.print("an engineer decides: pkgline lot rework or pkgline lot release")
         raise typer.Exit(EXIT_REFUSED)
+    from rich.text import Text
+
     lot = outcome.lot
     line = Text.assemble(("✔ ", "green"), f"lot {lot.id} {done}: ", _state(lot.state))
     if lot.step:
@@ -502,6 +506,9 @@ def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, obje
 
 
 def _print_lots(rows: list[dict[str, object]], page: LotPage, db: str | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Lots", caption=f"database: {display_url(resolve_url(db))}")
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
@@ -567,6 +574,9 @@ def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _print_report(report: LotReport, history: int | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     lot = report.lot
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -652,6 +662,10 @@ def _print_report(report: LotReport, history: int | None) -> None:
 def _print_history(report: LotReport, last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
     lot = report.lot
     entries = report.history if last is None else report.history[-last:] if last else []
     total = len(report.history)
