@@ -63,6 +63,15 @@ NOT_FOR_LOT_SHOW = (
 """What ``pkgline lot show X --json`` on SQLite needs none of (it needs SQLAlchemy, aiosqlite,
 the flows and the lot tracker; JSON needs no styling)."""
 
+NOT_FOR_THE_VIEWS = (
+    *(p for p in NOT_FOR_LOT_SHOW if p not in ("rich", "pkgline.cli.tool", "pkgline.controller")),
+    "pkgline.controller.line",
+    "pkgline.controller.runner",
+    "pkgline.config",
+)
+"""What ``line status`` and ``tool list`` need none of (pkgline.controller's package module
+holds the heartbeat period they read)."""
+
 
 def _imported(
     *args: str, db: str | None = None
@@ -127,18 +136,36 @@ def test_version_help_and_a_usage_error_import_no_command(args: tuple[str, ...])
         assert _found(modules, ("rich",)) == []  # printing a version needs no styling
 
 
-async def test_lot_show_json_imports_what_it_uses_only(tmp_path: Path) -> None:
+async def _database(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'line.db'}"
     engine = create_engine(url)
     try:
         await upgrade(engine)
     finally:
         await engine.dispose()
+    return url
+
+
+async def test_lot_show_json_imports_what_it_uses_only(tmp_path: Path) -> None:
+    url = await _database(tmp_path)
     done, modules = _imported("lot", "show", "NO-SUCH-LOT", "--json", db=url)
     assert done.returncode == 1, done.stderr[-2000:]
     assert json.loads(done.stdout)["error"] == "unknown_lot"
     assert {"sqlalchemy", "aiosqlite", "flows", "mes.service"} <= modules  # it did read
     assert _found(modules, NOT_FOR_LOT_SHOW) == []
+
+
+@pytest.mark.parametrize("args", [("line", "status"), ("tool", "list")])
+async def test_the_operators_views_of_the_line_do_not_import_the_controller(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """``line status`` and ``tool list`` read what controllers wrote; they need neither the
+    controller, nor the drivers, nor the MQTT client."""
+    url = await _database(tmp_path)
+    done, modules = _imported(*args, db=url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sqlalchemy" in modules
+    assert _found(modules, NOT_FOR_THE_VIEWS) == []
 
 
 def test_the_help_lines_of_the_lazy_commands_are_the_commands_own() -> None:
