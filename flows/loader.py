@@ -41,7 +41,7 @@ from flows.schema import FlowModel, FragmentModel, FragmentsFile, StepCodeModel,
 from flows.specs import Draft, SpecBuilder, StepDraft, value_type
 
 DEFS = Path(__file__).with_name("defs")
-"""The packaged flow definitions."""
+"""The packaged flow definitions (also ``flows.DEFS``)."""
 
 
 class _Library:

@@ -9,13 +9,17 @@ imports nothing from the project.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:
+    # imported where a file is read: flows.errors imports this module for DataFileError, and
+    # a process with its flows from pkgline.flowcache reads no YAML at all
+    import yaml
+    from pydantic import BaseModel
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 class DataFileError(Exception):
@@ -43,6 +47,8 @@ class YamlDocument:
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """The 1-based line of the value at ``loc`` (keys and indexes), or of its nearest
         existing parent when the value itself is missing."""
+        import yaml
+
         node = self.node
         if node is None:
             return None
@@ -73,6 +79,8 @@ class YamlDocument:
 def _check_duplicate_keys(path: Path, node: yaml.Node) -> None:
     # PyYAML keeps the last of two equal keys without a word: in a recipe or a map that hides
     # a typo, so we refuse it.
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -91,6 +99,8 @@ def _check_duplicate_keys(path: Path, node: yaml.Node) -> None:
 
 def read_yaml(path: Path | str, text: str | None = None) -> YamlDocument:
     """Parse a YAML file (or ``text`` reported as coming from ``path``)."""
+    import yaml
+
     path = Path(path)
     if text is None:
         try:
@@ -108,16 +118,23 @@ def read_yaml(path: Path | str, text: str | None = None) -> YamlDocument:
     return YamlDocument(path, node, data)
 
 
-_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", None)
-"""libyaml's parser: the same nodes, with the same marks (lines), as PyYAML's own, about ten
-times faster (every CLI command reads the flows). A text it refuses is parsed again by
-PyYAML's, so that the error reads as it always did."""
+@cache
+def _fast_loader() -> Any:
+    """libyaml's parser: the same nodes, with the same marks (lines), as PyYAML's own, about
+    ten times faster (every CLI command reads the flows); None without libyaml. A text it
+    refuses is parsed again by PyYAML's, so that the error reads as it always did."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", None)
 
 
 def _compose(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
-    if _FAST_LOADER is not None:
+    import yaml
+
+    fast = _fast_loader()
+    if fast is not None:
         try:
-            return _compose_with(_FAST_LOADER, path, text)
+            return _compose_with(fast, path, text)
         except yaml.YAMLError:
             pass
     return _compose_with(yaml.SafeLoader, path, text)
@@ -142,6 +159,8 @@ def _describe(loc: Sequence[str | int]) -> str:
 
 def validate(doc: YamlDocument, model: type[M], *, context: dict[str, Any] | None = None) -> M:
     """Validate a parsed document against ``model``; errors name the file and line."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(doc.data, context=context)
     except ValidationError as exc:
