@@ -63,7 +63,10 @@ def library_key(defs: Path = flows.DEFS) -> str:
     digest.update(".".join(map(str, sys.version_info[:3])).encode() + b"\0")
     package = Path(flows.__file__).parent
     for kind, folder, pattern in (("defs", defs, "*.yaml"), ("code", package, "*.py")):
-        for path in sorted(folder.glob(pattern)):
+        found = sorted(folder.glob(pattern))
+        if not found:  # an installation without the sources: nothing to key the cache on
+            raise FileNotFoundError(f"no {pattern} in {folder}")
+        for path in found:
             content = path.read_bytes()
             digest.update(f"{kind}/{path.name}\0{len(content)}\0".encode())
             digest.update(content)
@@ -75,9 +78,9 @@ def cached_library() -> FlowLibrary:
     built from the files as they are now; built and cached otherwise."""
     try:
         key = library_key()
-    except OSError:
-        return load_library()  # the files cannot be read: let the loader say so
-    path = cache_directory() / f"{PREFIX}{key}.pickle"
+        path = cache_directory() / f"{PREFIX}{key}.pickle"
+    except (OSError, RuntimeError):  # unreadable files (the loader says so), no home
+        return load_library()
     library = _read(path, key)
     if library is None:
         library = load_library()

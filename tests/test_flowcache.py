@@ -150,3 +150,15 @@ def test_libraries_of_other_keys_are_removed_once_stale(
     os.utime(stale, (old, old))
     flowcache.cached_library()
     assert recent.exists() and not stale.exists()
+
+
+def test_without_a_home_the_library_is_built_as_ever(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service account without a home (Path.home() raises): no cache, no error."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", no_home)
+    assert _same(flowcache.cached_library(), load_library())
