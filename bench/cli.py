@@ -3,7 +3,9 @@ each call. Runs ``python -c pass``, ``pkgline version``, ``pkgline --help`` and 
 show X --json`` (direct mode, on a seeded SQLite file and, when it answers, on PostgreSQL)
 ``--runs`` times each, interleaved, and prints p50/p90 of each and the ratio of ``lot show``
 to ``python -c pass``. Goal (issue 14): ``lot show`` p50 under 0.25 s and at most 8 times
-``python -c pass`` from the same venv in the same run.
+``python -c pass`` from the same venv in the same run. Two floors are measured too: the
+imports any typer command pays (typer coerces parameters with pydantic), and with them
+SQLAlchemy's asyncio engine (which imports its ORM) that any direct-mode command pays.
 
     .venv/bin/python bench/cli.py [--runs 21] [--lots 50] [--no-postgres]
 
@@ -33,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 GOAL_S = 0.25
 GOAL_RATIO = 8.0
 SCRATCH_PG = "pkgline_bench_cli"
+FLOOR_TYPER = "import typer.main, typer._adapters"
+FLOOR_SQLALCHEMY = FLOOR_TYPER + ", sqlalchemy.ext.asyncio, sqlalchemy.dialects.sqlite.aiosqlite"
 
 
 @dataclass
@@ -169,6 +173,10 @@ async def bench(runs: int, lots: int, postgres: bool) -> None:
     baseline = Command("python -c pass", [sys.executable, "-c", "pass"])
     commands = [
         baseline,
+        # floors: what any typer command (typer coerces parameters with pydantic) and any
+        # direct-mode command (SQLAlchemy's asyncio engine, which imports its ORM) import
+        Command("floor: typer + pydantic", [sys.executable, "-c", FLOOR_TYPER]),
+        Command("floor: + SQLAlchemy asyncio", [sys.executable, "-c", FLOOR_SQLALCHEMY]),
         Command("pkgline version", [pkgline(), "version"]),
         Command("pkgline --help", [pkgline(), "--help"]),
     ]
