@@ -124,7 +124,11 @@ class Commands(LazyGroup):
         LazyCommand("version", "Print pkgline's version.", _version),
         LazyCommand("db", "The database: schema upgrades and status.", _db),
         LazyCommand("audit", "The audit trail: verify the lot history's hash chain.", _audit),
-        LazyCommand("flow", "Process flows: what each claimed package's line does.", _flow),
+        LazyCommand(
+            "flow",
+            "Process flows: what each claimed package's line does, and their published versions.",
+            _flow,
+        ),
         LazyCommand("lot", "Lots: start, move, hold, release, split, merge and inspect.", _lot),
         LazyCommand(
             "tool", "Tools: states, time in state, and automatic or manual dispatch.", _tool
