@@ -13,7 +13,7 @@ from functools import cache
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flows import FlowLibrary, load_library
+from flows import FlowLibrary
 from mes.adapters.database import (
     DEFAULT_TIMEOUTS,
     DatabaseTimeouts,
@@ -35,8 +35,11 @@ from mes.service import LotService, utc_now
 
 @cache
 def flow_library() -> FlowLibrary:
-    """The packaged flows, loaded and validated once per process."""
-    return load_library()
+    """The packaged flows, loaded and validated once per process (and kept built in the
+    user's cache directory for the next process: :mod:`pkgline.flowcache`)."""
+    from pkgline.flowcache import cached_library
+
+    return cached_library()
 
 
 def resolve_url(url: str | None) -> str:

@@ -14,11 +14,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from json import dumps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mes.adapters.database import display_url
 from mes.domain import commands as cmd
@@ -29,7 +27,6 @@ from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
 from pkgline.cli import lot_map, lot_migrate, signing
-from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -46,7 +43,9 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
-from pkgline.cli.tool import parse_window
+
+if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+    from rich.text import Text
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -72,6 +71,8 @@ STATE_STYLE = {
 
 
 def _state(state: LotState) -> Text:
+    from rich.text import Text
+
     return Text(state.value, style=STATE_STYLE[state])
 
 
@@ -107,6 +108,8 @@ def _act(
         )
         err.print("an engineer decides: pkgline lot rework or pkgline lot release")
         raise typer.Exit(EXIT_REFUSED)
+    from rich.text import Text
+
     lot = outcome.lot
     line = Text.assemble(("✔ ", "green"), f"lot {lot.id} {done}: ", _state(lot.state))
     if lot.step:
@@ -408,6 +411,8 @@ JSON_PAGE = 1000
 
 def _when(text: str, option: str, as_json: bool) -> datetime:
     """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
+    from pkgline.cli.tool import parse_window  # the tool commands: only where a time is given
+
     try:
         return datetime.now(UTC) - parse_window(text)
     except ValueError:
@@ -539,6 +544,9 @@ def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, obje
 
 
 def _print_lots(rows: list[dict[str, object]], page: LotPage, db: str | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Lots", caption=f"database: {display_url(resolve_url(db))}")
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
@@ -604,6 +612,9 @@ def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _print_report(report: LotReport, history: int | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     lot = report.lot
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -692,6 +703,10 @@ def _print_signatures(report: LotReport) -> None:
     meaning)."""
     if not report.signatures:
         return
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
     rows = []
     for s in report.signatures:
         entry = report.signed_entry(s)
@@ -712,6 +727,10 @@ def _print_signatures(report: LotReport) -> None:
 def _print_history(report: LotReport, last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
     lot = report.lot
     entries = report.history if last is None else report.history[-last:] if last else []
     total = len(report.history)
