@@ -2,9 +2,12 @@
 the lot service to check each lot against its own.
 
 A version's flow is built from the files it holds (:func:`flows.loader.load_sources`) once
-per process and content hash: versions never change, so what was built stays right.
-:class:`VersionedFlows` is what the lot service asks for a lot's flow; it reads the versions
-table when asked for one it has not seen (a version published after the process started).
+per content hash: versions never change, so what was built stays right. :class:`Builds` keeps
+what it built for the process and, given a shelf (:class:`pkgline.flowcache.VersionShelf`),
+for the next processes too. :class:`VersionedFlows` is what the lot service asks for a lot's
+flow: it reads the versions' states and hashes (not their files), and builds only the
+versions asked for, reading their files only when no shelf holds them; it reads the versions
+table again when asked for one it has not seen (a version published after it started).
 
 Approval goes through :func:`sign_approval`, the one place that makes an approval record
 from the principal (who, printed name, meaning, time, content hash): electronic signatures
@@ -13,7 +16,7 @@ from the principal (who, printed name, meaning, time, content hash): electronic 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -21,7 +24,6 @@ from pathlib import Path
 from typing import Protocol
 
 from flows import Flow, FlowError, FlowLibrary
-from flows.loader import flow_sources, load_sources
 from flows.versions import content_hash, diff
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
@@ -76,18 +78,57 @@ SYSTEM = Principal(
 """Who publishes and approves the packaged flow files as version 1 (``db upgrade``)."""
 
 
-_BUILT: dict[str, FlowLibrary] = {}
-"""Libraries built from versions' files, by content hash (immutable: kept for the process)."""
+class Shelf(Protocol):
+    """Built versions kept between processes, by content hash (pkgline.flowcache)."""
+
+    def read(self, digest: str) -> FlowLibrary | None: ...
+
+    def write(self, digest: str, library: FlowLibrary) -> None: ...
+
+
+class Builds:
+    """The flows of versions, built from their files once per content hash (immutable: kept
+    for the process, and on ``shelf`` for the next ones)."""
+
+    def __init__(self, shelf: Shelf | None = None):
+        self._shelf = shelf
+        self._built: dict[str, FlowLibrary] = {}
+        self.count = 0
+        """Libraries built from files by this object (not found built or on the shelf)."""
+
+    def cached(self, digest: str) -> FlowLibrary | None:
+        """The library of content hash ``digest`` without its files: built already in this
+        process, or on the shelf."""
+        library = self._built.get(digest)
+        if library is None and self._shelf is not None:
+            library = self._shelf.read(digest)
+            if library is not None:
+                self._built[digest] = library
+        return library
+
+    def build(self, version: FlowVersion) -> Flow:
+        """The flow a version's files make, checked as the packaged files are."""
+        library = self.cached(version.content_hash)
+        if library is None:
+            from flows.loader import load_sources  # the loader only where a flow is built
+
+            library = load_sources(version.files, f"{version.flow}@{version.version}")
+            self.count += 1
+            # kept under its hash only when the files are what the hash names
+            if content_hash(version.files) == version.content_hash:
+                self._built[version.content_hash] = library
+                if self._shelf is not None:
+                    self._shelf.write(version.content_hash, library)
+        return library.get(version.flow)
+
+
+_BUILDS = Builds()
+"""What :func:`build` builds, for the process."""
 
 
 def build(version: FlowVersion) -> Flow:
     """The flow a version's files make, checked as the packaged files are."""
-    library = _BUILT.get(version.content_hash)
-    if library is None:
-        library = _BUILT[version.content_hash] = load_sources(
-            version.files, f"{version.flow}@{version.version}"
-        )
-    return library.get(version.flow)
+    return _BUILDS.build(version)
 
 
 def _draft(
@@ -123,59 +164,81 @@ class Published:
 
 
 class VersionedFlows:
-    """Every version's flow, and which version new lots of each flow start on."""
+    """Every version's state and which version new lots of each flow start on; the flow of
+    a version once it is asked for (:meth:`need`, or :meth:`get` from what is built)."""
 
-    def __init__(self, store: FlowVersionStore):
+    def __init__(self, store: FlowVersionStore, builds: Builds | None = None):
         self._store = store
+        self._builds = builds or _BUILDS
         self._flows: dict[tuple[str, int], Flow] = {}
-        self._active: dict[str, tuple[int, Flow]] = {}
+        self._hashes: dict[tuple[str, int], str] = {}
         self._states: dict[tuple[str, int], VersionState] = {}
+        self._active: dict[str, int] = {}
         self._loaded = False
 
-    async def load(self) -> None:
-        """Read the versions' states, and the files of the versions not built yet."""
+    async def load(self, *, every: bool = False) -> None:
+        """Read the versions' states and content hashes (one query, no files, nothing
+        built); ``every``: build every version too (a long-running process)."""
         versions = await self._store.versions(with_files=False)
-        new = {v.flow for v in versions if (v.flow, v.version) not in self._flows}
-        flows = dict(self._flows)
-        for name in sorted(new):
-            for v in await self._store.versions(name):
-                flows[(v.flow, v.version)] = self._flows.get((v.flow, v.version)) or build(v)
         by_flow: dict[str, list[FlowVersion]] = {}
         for v in versions:
             by_flow.setdefault(v.flow, []).append(v)
+        self._hashes = {(v.flow, v.version): v.content_hash for v in versions}
         self._states = {(v.flow, v.version): v.state for v in versions}
-        self._flows = flows
-        self._loaded = True
         self._active = {}
         for name, vs in by_flow.items():
             found = active(vs)
             if found is not None:
-                self._active[name] = (found.version, flows[(name, found.version)])
+                self._active[name] = found.version
+        self._loaded = True
+        if every:
+            await self.need(self._hashes, reload=False)
+
+    async def need(self, keys: Iterable[tuple[str, int]], *, reload: bool = True) -> None:
+        """Build the flows of these versions (flow, number) not built yet: from what is
+        built or shelved, else from their files (one read per flow). A version not known
+        (published since the versions were read) has them read again first."""
+        wanted = set(keys)
+        if reload and (not self._loaded or not wanted <= self._hashes.keys()):
+            await self.load()
+        missing = {k for k in wanted if k in self._hashes and self.get(*k) is None}
+        for name in sorted({flow for flow, _ in missing}):
+            for v in await self._store.versions(name):
+                key = (v.flow, v.version)
+                if key in missing:
+                    self._flows[key] = self._builds.build(v)
 
     def get(self, name: str, version: int) -> Flow | None:
-        return self._flows.get((name, version))
+        """The version's flow if built (here, by another object, or shelved); None: not
+        built yet (:meth:`need`), or no such version."""
+        key = (name, version)
+        flow = self._flows.get(key)
+        if flow is None and key in self._hashes:
+            library = self._builds.cached(self._hashes[key])
+            if library is not None:
+                flow = self._flows[key] = library.get(name)
+        return flow
 
     def state(self, name: str, version: int) -> VersionState | None:
         return self._states.get((name, version))
 
     def has(self, name: str) -> bool:
         """The flow has a published version (of any state)."""
-        return any(key[0] == name for key in self._flows)
+        return any(key[0] == name for key in self._states)
 
-    def all_flows(self) -> list[Flow]:
-        return list(self._flows.values())
-
-    def active(self, name: str) -> tuple[int, Flow] | None:
-        return self._active.get(name)
-
-    @property
-    def active_flows(self) -> Mapping[str, Flow]:
-        return {name: flow for name, (_, flow) in self._active.items()}
+    async def active(self, name: str) -> tuple[int, Flow] | None:
+        """The version new lots of the flow start on, and its flow (built if need be)."""
+        number = self._active.get(name)
+        if number is None:
+            return None
+        await self.need([(name, number)], reload=False)
+        flow = self.get(name, number)
+        return None if flow is None else (number, flow)
 
     @property
     def loaded(self) -> bool:
         """The versions were read (a database with none: every lot on its file's flow)."""
-        return self._loaded and bool(self._flows)
+        return self._loaded and bool(self._states)
 
 
 class FlowVersionService:
@@ -188,10 +251,12 @@ class FlowVersionService:
         *,
         principal: Principal | None = None,
         security: SecurityLog | None = None,
+        builds: Builds | None = None,
     ):
         self._store = store
         self._clock = clock
         self._guard = Guard(principal, security, clock)
+        self.builds = builds or _BUILDS
 
     async def publish(
         self,
@@ -209,6 +274,8 @@ class FlowVersionService:
         if not files_by_flow:
             raise InvalidInput("no flow to publish")
         who = self._guard.who(by)
+        from flows.loader import load_sources  # the loader only where a flow is built
+
         for name, files in files_by_flow.items():
             try:
                 load_sources(files, name).get(name)
@@ -260,7 +327,7 @@ class FlowVersionService:
     ) -> list[str]:
         a = await self.version(flow, old, by=by)
         b = await self.version(flow, new, by=by)
-        return diff(build(a), build(b))
+        return diff(self.builds.build(a), self.builds.build(b))
 
     async def approve(self, flow: str, number: int, *, by: Principal | None = None) -> FlowVersion:
         """Approve a draft: signed by the principal (engineering). New lots start on it."""
@@ -290,6 +357,8 @@ class FlowVersionService:
     async def seed(self, names: Sequence[str], directory: Path | None = None) -> list[str]:
         """Publish and approve the packaged files of every flow that has no version yet, as
         version 1 by the system (``db upgrade``): the flows seeded."""
+        from flows.loader import flow_sources
+
         have = {v.flow for v in await self._store.versions(with_files=False)}
         seeded = []
         for name in names:
@@ -312,6 +381,8 @@ class FlowVersionService:
     async def drift(self, library: FlowLibrary, directory: Path | None = None) -> list[str]:
         """Flows whose files on disk differ from their active version (start-up says so: a
         changed file never changes a version silently)."""
+        from flows.loader import flow_sources
+
         out: list[str] = []
         versions = await self._store.versions(with_files=False)
         if not versions:  # never seeded (a schema made without db upgrade): the files rule

@@ -197,20 +197,22 @@ class LotService:
         if not self.versions.loaded or any(
             self.versions.get(x.flow, x.flow_version) is None for x in lots
         ):
-            await self.versions.load()
+            await self.versions.need({(x.flow, x.flow_version) for x in lots})
 
     async def _write(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
         """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`); a refusal
-        of authority it raises is recorded. Work given as a function is done again once
-        after the versions are read, when it met a lot on a version not built yet."""
+        of authority it raises is recorded. Work given as a function is done again after
+        the version it met and had not built is built (twice at most: the lot's version,
+        then a migration's target)."""
         try:
-            try:
-                return await self._uow.write(work() if callable(work) else work)
-            except VersionNotLoaded as missing:
-                if not callable(work):
-                    raise
-                await self._reload_for(missing)
-                return await self._uow.write(work())
+            if not callable(work):
+                return await self._uow.write(work)
+            for _ in range(2):
+                try:
+                    return await self._uow.write(work())
+                except VersionNotLoaded as missing:
+                    await self._reload_for(missing)
+            return await self._uow.write(work())
         except NotAuthorized as refused:
             await self._guard.refused(by, refused)
             raise
@@ -233,7 +235,7 @@ class LotService:
     async def _reload_for(self, missing: VersionNotLoaded) -> None:
         if self.versions is None:
             raise missing
-        await self.versions.load()
+        await self.versions.need([(missing.flow, missing.version)])
         if self.versions.get(missing.flow, missing.version) is None:
             raise InvalidInput(
                 f"flow {missing.flow} has no published version {missing.version}"
@@ -282,7 +284,7 @@ class LotService:
             # no version published at all (a schema made without db upgrade): the files rule
             flow, version = self.flow(cmd.flow), None
         else:
-            found = self.versions.active(cmd.flow)
+            found = await self.versions.active(cmd.flow)
             if found is None and not self.versions.has(cmd.flow):
                 self.flow(cmd.flow)  # no such flow: refused, naming the flows
             if found is None:
@@ -341,12 +343,11 @@ class LotService:
         """Hold every waiting lot past a queue-time limit of its flow (a line controller
         calls this as it goes): one transaction per lot held."""
         held: list[Outcome] = []
-        known = [*self.flows.flows.values()]
-        if self.versions is not None:
-            known += self.versions.all_flows()
-        if not any(f.queue_times for f in known):
+        versioned = self.versions is not None and self.versions.loaded
+        if not versioned and not any(f.queue_times for f in self.flows.flows.values()):
             return held
-        for lot in await self.heads([LotState.WAITING]):  # heads: kept converted by the store
+        # heads: kept converted by the store; their versions built (those only)
+        for lot in await self.heads([LotState.WAITING]):
             flow = self.flow_of(lot)
             if not flow.queue_times:
                 continue
@@ -519,6 +520,8 @@ class LotService:
         def rule(lot: Lot, _: Flow) -> Change:
             state = versions.state(lot.flow, cmd.version)
             target = versions.get(lot.flow, cmd.version)
+            if target is None and state is not None:  # built, then the work done again
+                raise VersionNotLoaded(lot.flow, cmd.version)
             if target is None or state is not VersionState.APPROVED:
                 raise OperationNotAllowed(
                     f"flow {lot.flow} has no version {cmd.version}"
@@ -633,7 +636,7 @@ class LotService:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             return (yield from _step_view(lot))
 
-        return await self._read(work(), by)
+        return await self._read(work, by)
 
     async def jobs_of_step(self, lot: Lot, *, by: Principal | None = None) -> list[JobRecord]:
         """The jobs of the lot's carriers at its current step occurrence."""
@@ -645,6 +648,7 @@ class LotService:
         lot = await self._read(get_lot(lot_id), by)
         if lot is None:
             raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+        await self.load_versions_of([lot])
         return lot
 
     async def report(self, lot_id: str, *, by: Principal | None = None) -> LotReport:
@@ -680,7 +684,9 @@ class LotService:
         if flow is not None:
             self.flow(flow)
         async with self._uow(readonly=True) as uow:
-            return await uow.lots.find(states=states, flow=flow, limit=limit)
+            found = await uow.lots.find(states=states, flow=flow, limit=limit)
+        await self.load_versions_of(found)
+        return found
 
     async def page(self, query: LotQuery, *, by: Principal | None = None) -> LotPage:
         """One page of a lot list (:class:`mes.ports.LotQuery`): filtered, ordered and cut
@@ -689,7 +695,9 @@ class LotService:
         if query.flow is not None:
             self.flow(query.flow)
         async with self._uow(readonly=True) as uow:
-            return await uow.lots.page(query)
+            page = await uow.lots.page(query)
+        await self.load_versions_of(page.lots)
+        return page
 
     async def heads(
         self, states: Sequence[LotState], *, by: Principal | None = None

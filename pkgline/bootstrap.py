@@ -27,7 +27,7 @@ from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import Action, NotAuthorized, Principal
 from mes.domain.signatures import SignaturePolicy, Signer
 from mes.equipment import EquipmentService
-from mes.flowversions import FlowVersionService, VersionedFlows
+from mes.flowversions import Builds, FlowVersionService, VersionedFlows
 from mes.identity import IdentityService
 from mes.interlocks import QualificationService
 from mes.service import LotService, utc_now
@@ -40,6 +40,15 @@ def flow_library() -> FlowLibrary:
     from pkgline.flowcache import cached_library
 
     return cached_library()
+
+
+@cache
+def flow_builds() -> Builds:
+    """The flows of published versions, built once per content hash and kept built in the
+    user's cache directory for the next process (:class:`pkgline.flowcache.VersionShelf`)."""
+    from pkgline.flowcache import VersionShelf
+
+    return Builds(VersionShelf())
 
 
 def resolve_url(url: str | None) -> str:
@@ -113,10 +122,12 @@ async def open_services(
         yield services
 
 
-async def load_versions(services: Services) -> None:
-    """Read the published flow versions, so that each lot is checked against its own."""
+async def load_versions(services: Services, *, every: bool = False) -> None:
+    """Read the published flow versions (states and hashes: a lot's version is built when
+    the lot is read), so that each lot is checked against its own; ``every``: build them
+    all now (a long-running process)."""
     if services.lots.versions is not None:
-        await services.lots.versions.load()
+        await services.lots.versions.load(every=every)
 
 
 async def seed_flow_versions(engine: AsyncEngine) -> list[str]:
@@ -152,13 +163,13 @@ def services_for(
             flow_library(),
             principal=principal,
             security=log,
-            versions=VersionedFlows(store),
+            versions=VersionedFlows(store, flow_builds()),
             signatures=signatures,
             verifier=_Signers(engine),
         ),
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
-        FlowVersionService(store, utc_now, principal=principal, security=log),
+        FlowVersionService(store, utc_now, principal=principal, security=log, builds=flow_builds()),
     )
 
 

@@ -59,18 +59,29 @@ def library_key(defs: Path = flows.DEFS) -> str:
     """SHA-256 (hex) of what the library is built from: the defs files, the flows package's
     source, the Python and pkgline versions."""
     digest = hashlib.sha256()
+    digest.update(code_key().encode() + b"\0")
+    _digest_files(digest, "defs", defs, "*.yaml")
+    return digest.hexdigest()
+
+
+def code_key() -> str:
+    """SHA-256 (hex) of what builds a flow and what is pickled: the flows package's source,
+    the Python and pkgline versions (a version's files are keyed by their content hash)."""
+    digest = hashlib.sha256()
     digest.update(FORMAT + b"\0" + __version__.encode() + b"\0")
     digest.update(".".join(map(str, sys.version_info[:3])).encode() + b"\0")
-    package = Path(flows.__file__).parent
-    for kind, folder, pattern in (("defs", defs, "*.yaml"), ("code", package, "*.py")):
-        found = sorted(folder.glob(pattern))
-        if not found:  # an installation without the sources: nothing to key the cache on
-            raise FileNotFoundError(f"no {pattern} in {folder}")
-        for path in found:
-            content = path.read_bytes()
-            digest.update(f"{kind}/{path.name}\0{len(content)}\0".encode())
-            digest.update(content)
+    _digest_files(digest, "code", Path(flows.__file__).parent, "*.py")
     return digest.hexdigest()
+
+
+def _digest_files(digest: hashlib._Hash, kind: str, folder: Path, pattern: str) -> None:
+    found = sorted(folder.glob(pattern))
+    if not found:  # an installation without the sources: nothing to key the cache on
+        raise FileNotFoundError(f"no {pattern} in {folder}")
+    for path in found:
+        content = path.read_bytes()
+        digest.update(f"{kind}/{path.name}\0{len(content)}\0".encode())
+        digest.update(content)
 
 
 def cached_library() -> FlowLibrary:
@@ -86,6 +97,59 @@ def cached_library() -> FlowLibrary:
         library = load_library()
         _write(path, key, library)
     return library
+
+
+VERSION_PREFIX = "version-"
+
+
+class VersionShelf:
+    """Flows built from published versions' files (:class:`mes.flowversions.Builds`), kept
+    between processes on the rules above. A version never changes and is named by the
+    SHA-256 of its files, so its file is keyed by that hash with :func:`code_key`; one that is
+    still read is kept however old (its time is renewed once a day)."""
+
+    def __init__(self, directory: Path | None = None):
+        self._directory = directory
+        self._code: str | None = None
+        self._off = False
+
+    def _path(self, digest: str) -> tuple[Path, str] | None:
+        if self._off:
+            return None
+        try:
+            if self._code is None:
+                self._code = code_key()
+            directory = self._directory or cache_directory()
+        except (OSError, RuntimeError):  # no sources to key on, no home: no cache
+            self._off = True
+            return None
+        key = hashlib.sha256(b"version\0%s\0%s" % (self._code.encode(), digest.encode()))
+        hexkey = key.hexdigest()
+        return directory / f"{VERSION_PREFIX}{hexkey}.pickle", hexkey
+
+    def read(self, digest: str) -> FlowLibrary | None:
+        """The library the version of content hash ``digest`` makes, if cached and sound."""
+        found = self._path(digest)
+        if found is None:
+            return None
+        library = _read(*found)
+        if library is not None:
+            _renew(found[0])
+        return library
+
+    def write(self, digest: str, library: FlowLibrary) -> None:
+        found = self._path(digest)
+        if found is not None:
+            _write(*found, library, VERSION_PREFIX)
+
+
+def _renew(path: Path) -> None:
+    """Keep a file that is read from being pruned as stale."""
+    try:
+        if time.time() - path.stat().st_mtime > RENEW_S:
+            os.utime(path)
+    except OSError:
+        pass
 
 
 def _read(path: Path, key: str) -> FlowLibrary | None:
@@ -108,14 +172,14 @@ def _read(path: Path, key: str) -> FlowLibrary | None:
     return library if isinstance(library, FlowLibrary) else None
 
 
-def _write(path: Path, key: str, library: FlowLibrary) -> None:
+def _write(path: Path, key: str, library: FlowLibrary, prefix: str = PREFIX) -> None:
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(library)
     payload = buffer.getvalue()
     directory = path.parent
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".flows-", suffix=".tmp")
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{prefix}", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as file:  # mkstemp: mode 0600
                 file.write(_header(key, payload) + b"\n" + payload)
@@ -123,7 +187,7 @@ def _write(path: Path, key: str, library: FlowLibrary) -> None:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _prune(directory, keep=path)
+        _prune(directory, path, prefix)
     except OSError:
         pass  # no cache where the directory cannot be written: built on every call
 
@@ -132,10 +196,13 @@ STALE_S = 7 * 24 * 3600.0
 """Libraries of other keys are removed once this old (not at once: two installations of
 different versions may share a home, and would otherwise remove each other's)."""
 
+RENEW_S = 24 * 3600.0
+"""A version's file read after this long has its time renewed (it is still in use)."""
 
-def _prune(directory: Path, keep: Path) -> None:
+
+def _prune(directory: Path, keep: Path, prefix: str = PREFIX) -> None:
     now = time.time()
-    for old in directory.glob(f"{PREFIX}*.pickle"):
+    for old in directory.glob(f"{prefix}*.pickle"):
         try:
             if old.name != keep.name and now - old.stat().st_mtime > STALE_S:
                 old.unlink()

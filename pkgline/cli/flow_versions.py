@@ -196,11 +196,9 @@ def retire(
 
 async def show_version(db: str | None, flow: str, version: int | None) -> tuple[FlowVersion, Any]:
     """A version and the flow its files make (``flow show --version``)."""
-    from mes.flowversions import build
-
     async with _service(db) as service:
         v = await service.version(flow, version)
     try:
-        return v, build(v)
+        return v, service.builds.build(v)
     except Exception as exc:  # a version that no longer loads with this code's loader
         raise InvalidInput(f"flow {flow} version {v.version} does not load: {exc}") from None

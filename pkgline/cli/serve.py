@@ -100,7 +100,7 @@ async def _serve(line: LineConfig, url: str) -> int:
         health = DatabaseHealth(log_edges=False)
         services = services_for(engine, CONTROLLER, health=health)  # its identity, its role only
         lots, equipment = services.lots, services.equipment
-        await load_versions(services)
+        await load_versions(services, every=True)  # built once, for as long as it runs
         for difference in await services.flow_versions.drift(flow_library()):
             log.warning("flow files differ from the active version", detail=difference)
         relay = event_relay(line, engine, equipment)
