@@ -182,3 +182,35 @@ def test_the_help_lines_of_the_lazy_commands_are_the_commands_own() -> None:
         assert command.name == entry.name
         own = (command.short_help or command.help or "").split("\n\n")[0].strip()
         assert entry.summary == own, entry.name
+
+
+async def test_lot_show_on_published_versions_builds_nothing_the_cache_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a database ``db upgrade`` made (every flow a published version), ``lot show``
+    builds the lot's version once; the next call reads it back, and imports no flow loader
+    (no version, nor the packaged library, is built from YAML again)."""
+    from mes.domain.commands import StartLot
+    from pkgline.bootstrap import open_lot_service, seed_flow_versions
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # cold, of this test's own
+    url = f"sqlite:///{tmp_path / 'line.db'}"
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        assert await seed_flow_versions(engine)
+    finally:
+        await engine.dispose()
+    async with open_lot_service(url) as service:
+        await service.start(StartLot("L1", "fc-heatsink-muf", "op1", carriers=1))
+    versions = tmp_path / "cache" / "pkgline"
+    for version in versions.glob("version-*.pickle"):
+        version.unlink()  # this process built it: the first call below builds it again
+    done, modules = _imported("lot", "show", "L1", "--json", db=url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(versions.glob("version-*.pickle"))) == 1  # the lot's version only
+    done, modules = _imported("lot", "show", "L1", "--json", db=url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["flow_version"] == 1
+    assert "mes.flowversions" in modules
+    assert _found(modules, ("flows.loader", "flows.schema", "flows.resolve", "yaml")) == []
