@@ -7,7 +7,12 @@ to ``python -c pass``. Goal (issue 14): ``lot show`` p50 under 0.25 s and at mos
 imports any typer command pays (typer coerces parameters with pydantic), and with them
 SQLAlchemy's asyncio engine (which imports its ORM) that any direct-mode command pays.
 
-    .venv/bin/python bench/cli.py [--runs 21] [--lots 50] [--no-postgres]
+    .venv/bin/python bench/cli.py [--runs 21] [--lots 50] [--no-postgres] [--before CHECKOUT]
+
+The databases are made as ``pkgline db upgrade`` makes them: every packaged flow published
+and approved as version 1, so ``lot show`` reads its lot's flow version. ``--before`` runs
+``lot show`` with another checkout's code too (its tree first on PYTHONPATH, this venv),
+interleaved with the rest: before/after figures measured under the same load.
 
 The machine's load is printed at start and end: on a shared machine, compare the ratios,
 and rerun before believing a single figure. PostgreSQL is reached at
@@ -97,11 +102,12 @@ async def seeded(url: str, lots: int) -> str:
     from mes.adapters.migrate import upgrade
     from mes.domain.model import LotState
     from mes.ports import LotQuery
-    from pkgline.bootstrap import open_lot_service
+    from pkgline.bootstrap import open_lot_service, seed_flow_versions
 
     engine = create_engine(url)
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, the flows published
+        await seed_flow_versions(engine)  # and approved as version 1 (lots read versions)
         await seed(engine, lots, active=max(1, lots // 2))
     finally:
         await engine.dispose()
@@ -129,9 +135,13 @@ async def scratch_postgres(admin: str, *, drop: bool = False) -> str | None:
     return admin.rsplit("/", 1)[0] + "/" + SCRATCH_PG
 
 
-def lot_show(name: str, url: str, lot: str) -> Command:
-    """``pkgline lot show LOT --json`` in direct mode on ``url`` (output checked)."""
-    return Command(name, [pkgline(), "lot", "show", lot, "--json"], {"PKGLINE_DB": url})
+def lot_show(name: str, url: str, lot: str, before: Path | None = None) -> Command:
+    """``pkgline lot show LOT --json`` in direct mode on ``url`` (output checked);
+    ``before``: with the code of that checkout (the same venv, its tree first on the path)."""
+    env = {"PKGLINE_DB": url}
+    if before is not None:
+        env["PYTHONPATH"] = str(before)
+    return Command(name, [pkgline(), "lot", "show", lot, "--json"], env)
 
 
 def check(command: Command, lot: str | None) -> None:
@@ -168,7 +178,7 @@ def report(commands: list[Command], baseline: Command) -> None:
         )
 
 
-async def bench(runs: int, lots: int, postgres: bool) -> None:
+async def bench(runs: int, lots: int, postgres: bool, before: Path | None) -> None:
     print(load(), "(start)")
     baseline = Command("python -c pass", [sys.executable, "-c", "pass"])
     commands = [
@@ -187,12 +197,19 @@ async def bench(runs: int, lots: int, postgres: bool) -> None:
         lot = await seeded(sqlite_url, lots)
         commands.append(lot_show("lot show --json (SQLite)", sqlite_url, lot))
         shown[commands[-1].name] = lot
+        if before is not None:
+            commands.append(lot_show("lot show --json (SQLite, before)", sqlite_url, lot, before))
+            shown[commands[-1].name] = lot
         pg_url = await scratch_postgres(admin) if postgres else None
         try:
             if pg_url is not None:
                 lot = await seeded(pg_url, lots)
                 commands.append(lot_show("lot show --json (PostgreSQL)", pg_url, lot))
                 shown[commands[-1].name] = lot
+                if before is not None:
+                    name = "lot show --json (PG, before)"
+                    commands.append(lot_show(name, pg_url, lot, before))
+                    shown[commands[-1].name] = lot
             # The client-server mode (issue 14: ``pkgline lot show X --json --server URL``
             # against a running ``pkgline`` server) is measured here too once it exists:
             # start the server on one of the databases above, append its Command here,
@@ -215,10 +232,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21, help="runs of each command (21)")
     parser.add_argument("--lots", type=int, default=50, help="lots seeded (50)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run lot show with the code of another checkout of pkgline (e.g. a "
+        "worktree of an older commit), interleaved, on the same databases and venv",
+    )
     args = parser.parse_args()
     if args.runs < 1 or args.lots < 1:
         parser.error("--runs and --lots are 1 or more")
-    asyncio.run(bench(args.runs, args.lots, not args.no_postgres))
+    if args.before is not None and not (args.before / "pkgline" / "__init__.py").is_file():
+        parser.error(f"--before {args.before}: not a pkgline checkout (no pkgline/__init__.py)")
+    before = args.before.resolve() if args.before is not None else None
+    asyncio.run(bench(args.runs, args.lots, not args.no_postgres, before))
 
 
 if __name__ == "__main__":
