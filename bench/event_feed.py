@@ -58,7 +58,7 @@ import line_throughput as lt
 from drivers.factory import DriverFactory
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
-from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.adapters.outbox import OutboxReader, OutboxSignal, OutboxStore
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
 from mes.service import LotService
@@ -71,6 +71,7 @@ from pkgline.events.relay import Relay
 from pkgline.events.topics import Topics
 from pkgline.logs import configure_logging
 from pkgline.mqtt import PENDING_CALLS_WARNING
+from pkgline.security import secure_demo_line
 from simulators.line import with_free_ports, write_line_config
 
 GOAL_P99_MS = 50.0
@@ -210,7 +211,9 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
             }
         )
     events = EventsConfig(url=f"mqtt://127.0.0.1:{port}", root="bench")
-    line: LineConfig = with_free_ports(config).model_copy(update={"events": events})
+    # The secure configuration, as the demo runs it (certificates for both sides, trusted).
+    config = secure_demo_line(with_free_ports(config), tmp / "pki")
+    line: LineConfig = config.model_copy(update={"events": events})
     config_path = write_line_config(line, tmp / "line.toml")
     topics = Topics.of(events.root, events.site, events.area, line.name)
     arrivals = tmp / "arrivals.txt"
@@ -219,7 +222,8 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
     factory = DriverFactory()
     try:
         await upgrade(engine)
-        uow = SqlUnitOfWorkFactory(engine)
+        committed = OutboxSignal()
+        uow = SqlUnitOfWorkFactory(engine, outbox=committed)
         lots = LotService(uow, flow_library())
         equipment = EquipmentService(uow)
         with (tmp / "sim.log").open("w") as sim_log, (tmp / "controller.log").open("w") as clog:
@@ -234,7 +238,13 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                 async def own_tools() -> Any:
                     return await equipment.tools(line.name)
 
-                relay = Relay(events, OutboxStore(engine), controller=line.name, tools=own_tools)
+                relay = Relay(
+                    events,
+                    OutboxStore(engine),
+                    controller=line.name,
+                    tools=own_tools,
+                    committed=None if args.no_wake else committed,
+                )
                 controller = LineController(
                     line,
                     lots,
@@ -412,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--measure", type=float, default=20.0)
     parser.add_argument("--poll", type=float)
+    parser.add_argument(
+        "--no-wake", action="store_true", help="the relay polls only (not woken by commits)"
+    )
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--skip-line", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")

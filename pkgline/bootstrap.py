@@ -22,6 +22,7 @@ from mes.adapters.database import (
     default_database_url,
 )
 from mes.adapters.health import DatabaseHealth
+from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import NotAuthorized, Principal
@@ -100,14 +101,19 @@ async def open_services(
 
 
 def services_for(
-    engine: AsyncEngine, principal: Principal, *, health: DatabaseHealth | None = None
+    engine: AsyncEngine,
+    principal: Principal,
+    *,
+    health: DatabaseHealth | None = None,
+    outbox: OutboxSignal | None = None,
 ) -> Services:
     """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
     another), refusals recorded in the database's security log; ``health`` is told the end
-    of every unit of work (the line controller's STATUS)."""
+    of every unit of work (the line controller's STATUS), ``outbox`` every commit of outbox
+    events (the event relay of the same process)."""
     from mes.adapters.sql_identity import SqlSecurityLog
 
-    factory = SqlUnitOfWorkFactory(engine, health=health)
+    factory = SqlUnitOfWorkFactory(engine, health=health, outbox=outbox)
     log = SqlSecurityLog(engine)
     return Services(
         LotService(factory, flow_library(), principal=principal, security=log),

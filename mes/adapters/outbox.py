@@ -15,7 +15,8 @@ given again after the highest row was deleted: pruning therefore always keeps th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,31 @@ from mes.adapters.tables import lots, outbox
 
 RELAY_LOCK = 0x706B676C_72656C79
 """pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
+OUTBOX_CHANNEL = "pkgline_outbox"
+"""PostgreSQL: the channel a trigger on ``outbox`` notifies at the COMMIT of new events
+(revision 0014); the relay LISTENs on it."""
+
+
+class OutboxSignal:
+    """New outbox events committed in this process. The unit of work calls :meth:`committed`
+    after a COMMIT that wrote some (in the committing event loop); the relay subscribes and
+    reads the outbox at once instead of waiting for its next poll. Other processes' commits
+    reach a relay through PostgreSQL's NOTIFY (:meth:`RelaySession.listen`); on SQLite, the
+    relay's poll finds them."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def committed(self) -> None:
+        for callback in tuple(self._callbacks):
+            callback()
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +155,7 @@ class OutboxStore:
             try:
                 yield session
             finally:
+                await session.unlisten()
                 await session.resign()
 
 
@@ -139,6 +166,35 @@ class RelaySession:
         self._conn = conn
         self._sqlite = sqlite
         self.leader = sqlite
+        self._listening: Callable[..., None] | None = None
+
+    async def listen(self, callback: Callable[[], None]) -> None:
+        """PostgreSQL: call ``callback`` whenever a transaction that wrote outbox events
+        commits, in any process (LISTEN on :data:`OUTBOX_CHANNEL`, until :meth:`unlisten`).
+        Nothing on SQLite."""
+        if self._sqlite or self._listening is not None:
+            return
+
+        def notified(*_: object) -> None:
+            callback()
+
+        raw = await self._conn.get_raw_connection()
+        asyncpg_connection: Any = raw.driver_connection
+        await asyncpg_connection.add_listener(OUTBOX_CHANNEL, notified)
+        self._listening = notified
+
+    async def unlisten(self) -> None:
+        """Stop listening (UNLISTEN: the connection goes back to the pool without it); a
+        connection that cannot is closed."""
+        notified, self._listening = self._listening, None
+        if notified is None:
+            return
+        try:
+            raw = await self._conn.get_raw_connection()
+            asyncpg_connection: Any = raw.driver_connection
+            await asyncpg_connection.remove_listener(OUTBOX_CHANNEL, notified)
+        except Exception:
+            await self._conn.invalidate()
 
     async def try_lead(self) -> bool:
         """Become the publishing relay if no other relay is (PostgreSQL advisory lock, held

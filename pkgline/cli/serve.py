@@ -14,6 +14,7 @@ import typer
 from mes.adapters.database import create_engine, display_url
 from mes.adapters.errors import DatabaseUnavailable, classify
 from mes.adapters.health import DatabaseHealth
+from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
 from pkgline.bootstrap import resolve_url, services_for
@@ -98,9 +99,11 @@ async def _serve(line: LineConfig, url: str) -> int:
         # The controller logs an outage on its edges itself (with what it spools meanwhile):
         # the store's health only tells its STATUS line how long the database has been away.
         health = DatabaseHealth(log_edges=False)
-        services = services_for(engine, CONTROLLER, health=health)  # its identity, its role only
+        committed = OutboxSignal()  # the relay publishes the controller's moves at once
+        # its identity, its role only
+        services = services_for(engine, CONTROLLER, health=health, outbox=committed)
         lots, equipment = services.lots, services.equipment
-        relay = event_relay(line, engine, equipment)
+        relay = event_relay(line, engine, equipment, committed)
         try:
             edge_node = _edge_node(line)
             controller = LineController(

@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from drivers.config import ConnectionPolicy
 from drivers.supervision import backoff_delays
-from mes.adapters.outbox import Backlog, OutboxEvent, OutboxStore, RelaySession
+from mes.adapters.outbox import Backlog, OutboxEvent, OutboxSignal, OutboxStore, RelaySession
 from mes.domain.equipment import ToolRecord
 from mes.service import utc_now
 from pkgline.events import payloads
@@ -89,8 +89,12 @@ class Relay:
         controller: str,
         tools: ToolSource | None = None,
         clock: Callable[[], datetime] = utc_now,
+        committed: OutboxSignal | None = None,
     ):
-        """``tools``: this controller's tools' records (their retained states)."""
+        """``tools``: this controller's tools' records (their retained states);
+        ``committed``: told when this process commits outbox events (the relay then reads
+        them at once; without it, and for other processes' commits on SQLite, it finds them
+        at its next poll)."""
         self.config = config
         self.controller = controller
         self.topics = Topics.of(config.root, config.site, config.area, config.line or controller)
@@ -99,6 +103,8 @@ class Relay:
         self._tools = tools
         self._clock = clock
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._committed = committed
         self._tool_states: dict[str, Any] = {}
         self._lot_states: dict[str, dict[str, Any]] = {}
         self._lot_states_due = 0.0
@@ -192,9 +198,14 @@ class Relay:
         async with self._store.session() as db, self._store.session() as marks_db:
             marker = Marker(marks_db, self._clock, limit=MARKS_IN_FLIGHT * self.config.batch_size)
             marking = asyncio.create_task(marker.run(), name="event-relay-marks")
+            if self._committed is not None:
+                self._committed.subscribe(self._wake.set)
             try:
+                await db.listen(self._wake.set)  # PostgreSQL: commits of every process
                 await self._loop(db, publisher, marker, marking)
             finally:
+                if self._committed is not None:
+                    self._committed.unsubscribe(self._wake.set)
                 # What the broker acknowledged is marked, if the database lets us (else it is
                 # published again: at least once).
                 with contextlib.suppress(Exception):
@@ -242,7 +253,19 @@ class Relay:
                 if not full or now >= stop_by:
                     break
             if not full:
-                await self._pause(self.config.poll_interval_s)
+                await self._idle(self.config.poll_interval_s)
+
+    async def _idle(self, seconds: float) -> None:
+        """Until events are committed (this process, or any on PostgreSQL), a stop, or
+        ``seconds`` (the poll: other processes' commits on SQLite)."""
+        if self._wake.is_set():
+            return
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def _announce(self, publisher: Publisher, *, online: bool, reason: str) -> None:
         status = payloads.controller_status(
@@ -260,6 +283,7 @@ class Relay:
         await marker.room(marking)
         events, self._next_batch = self._next_batch, None
         if events is None:
+            self._wake.clear()  # what is committed from now on wakes the next round
             events = await db.pending(self.config.batch_size, skip=marker.in_flight)
         if not events:
             return False

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mes.adapters.outbox import OutboxStore
+from mes.adapters.outbox import OutboxSignal, OutboxStore
 from mes.domain.equipment import ToolRecord
 from mes.equipment import EquipmentService
 from pkgline.config import LineConfig
@@ -22,8 +22,15 @@ STOP_S = STOP_DRAIN_S + 10.0
 """On stop: the relay's last drain and goodbye, or a connection attempt, then it is cancelled."""
 
 
-def event_relay(line: LineConfig, engine: AsyncEngine, equipment: EquipmentService) -> Relay | None:
-    """The relay of ``line``'s ``[events]``, or None (logged) when there is none."""
+def event_relay(
+    line: LineConfig,
+    engine: AsyncEngine,
+    equipment: EquipmentService,
+    committed: OutboxSignal | None = None,
+) -> Relay | None:
+    """The relay of ``line``'s ``[events]``, or None (logged) when there is none;
+    ``committed``: the signal of the units of work of this process (the relay publishes
+    their moves at once)."""
     if line.events is None:
         log.info("event feed off: no [events] in the line configuration; events wait in the outbox")
         return None
@@ -31,7 +38,13 @@ def event_relay(line: LineConfig, engine: AsyncEngine, equipment: EquipmentServi
     async def own_tools() -> list[ToolRecord]:
         return await equipment.tools(line.name)
 
-    return Relay(line.events, OutboxStore(engine), controller=line.name, tools=own_tools)
+    return Relay(
+        line.events,
+        OutboxStore(engine),
+        controller=line.name,
+        tools=own_tools,
+        committed=committed,
+    )
 
 
 @contextlib.asynccontextmanager
