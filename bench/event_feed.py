@@ -97,6 +97,7 @@ def mosquitto(directory: Path) -> Any:
     conf = directory / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 100\n"
+        "set_tcp_nodelay true\n"  # as docs/events.md advises
         f"user {getpass.getuser()}\n"
         f"max_queued_messages 0\nlog_dest file {directory / 'mosquitto.log'}\n"
     )
