@@ -68,6 +68,7 @@ from pkgline.controller.line import LineController, connections_needed
 from pkgline.events import payloads
 from pkgline.events.config import EventsConfig
 from pkgline.events.relay import Relay
+from pkgline.events.thread import RelayThread, on_loop
 from pkgline.events.topics import Topics
 from pkgline.logs import configure_logging
 from pkgline.mqtt import PENDING_CALLS_WARNING
@@ -239,11 +240,16 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                 async def own_tools() -> Any:
                     return await equipment.tools(line.name)
 
+                # As pkgline serve: the relay on a thread of its own with an engine of its own,
+                # or (--same-loop) on the controller's event loop.
+                relay_engine = engine if args.same_loop else create_engine(url, pool_size=2)
                 relay = Relay(
                     events,
-                    OutboxStore(engine),
+                    OutboxStore(relay_engine),
                     controller=line.name,
-                    tools=own_tools,
+                    tools=own_tools
+                    if args.same_loop
+                    else on_loop(own_tools, asyncio.get_running_loop()),
                     committed=None if args.no_wake else committed,
                 )
                 controller = LineController(
@@ -253,7 +259,11 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                     factory.create_all(line.tools),
                     status_of_parts=[relay.status_line],
                 )
-                relaying = asyncio.create_task(relay.run())
+                thread = None if args.same_loop else RelayThread(relay, relay_engine)
+                if thread is None:
+                    relaying = asyncio.create_task(relay.run())
+                else:
+                    thread.start()
                 running = asyncio.create_task(controller.run())
                 await controller.ready.wait()
                 topping = asyncio.create_task(lt.keep_topped_up(lots, args.per_flow))
@@ -267,8 +277,11 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                         await topping
                     controller.request_stop()
                     await running
-                    relay.request_stop()
-                    await relaying
+                    if thread is None:
+                        relay.request_stop()
+                        await relaying
+                    else:
+                        await thread.stop(30)
                     configure_logging("warning", stream=sys.stderr)
     finally:
         await factory.aclose()
@@ -425,6 +438,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--poll", type=float)
     parser.add_argument(
         "--no-wake", action="store_true", help="the relay polls only (not woken by commits)"
+    )
+    parser.add_argument(
+        "--same-loop",
+        action="store_true",
+        help="the relay on the controller's event loop (not on a thread of its own)",
     )
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--skip-line", action="store_true")

@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.tables import lots, outbox
+
+log = structlog.get_logger("mes.outbox")
 
 RELAY_LOCK = 0x706B676C_72656C79
 """pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
@@ -54,8 +57,13 @@ class OutboxSignal:
             self._callbacks.remove(callback)
 
     def committed(self) -> None:
+        """Tell every subscriber. Never raises: the COMMIT is done, and its caller must
+        hear of it as done (a subscriber that fails is logged)."""
         for callback in tuple(self._callbacks):
-            callback()
+            try:
+                callback()
+            except Exception:
+                log.exception("an outbox subscriber failed")
 
 
 @dataclass(frozen=True, slots=True)

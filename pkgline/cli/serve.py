@@ -75,10 +75,10 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
-    # The event relay's two connections (its reads and lock, its marks) come on top.
+    # (The event relay has an engine of its own, on its own thread: pkgline.events.service.)
     engine = create_engine(
         url,
-        pool_size=connections_needed(line) + (2 if line.events else 0),
+        pool_size=connections_needed(line),
         timeouts=line.database_timeouts.timeouts(),
     )
     drivers = DriverFactory()
@@ -103,7 +103,9 @@ async def _serve(line: LineConfig, url: str) -> int:
         # its identity, its role only
         services = services_for(engine, CONTROLLER, health=health, outbox=committed)
         lots, equipment = services.lots, services.equipment
-        relay = event_relay(line, engine, equipment, committed)
+        relay = event_relay(
+            line, url, equipment, committed, timeouts=line.database_timeouts.timeouts()
+        )
         try:
             edge_node = _edge_node(line)
             controller = LineController(
@@ -115,7 +117,7 @@ async def _serve(line: LineConfig, url: str) -> int:
                 before_ready=freeze_startup_objects,
                 feed=edge_node,
                 database=health,
-                status_of_parts=[relay.status_line] if relay else [],
+                status_of_parts=[relay.relay.status_line] if relay else [],
             )
         except (ConfigError, SparkplugError) as exc:
             log.error("refusing to start", reason=str(exc))

@@ -36,6 +36,7 @@ from tests.events.conftest import (
     Subscriber,
     all_outbox_ids,
     check_feed,
+    drained,
     events_config,
     running,
     subscribed,
@@ -108,7 +109,7 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
                 return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
 
             await wait_until(done, timeout_s=90, what="every lot completed")
-            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
@@ -129,13 +130,6 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
         assert {p["lot"]: p["state"] for p in final.values()} == dict.fromkeys(ids, "COMPLETED")
     finally:
         await engine.dispose()
-
-
-def _drained(reader: OutboxReader) -> Any:
-    async def check() -> bool:
-        return (await reader.backlog()).events == 0
-
-    return check
 
 
 async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_nothing_missing_after(
@@ -170,7 +164,7 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
                 return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
 
             await wait_until(done, timeout_s=120, what="every lot completed")
-            await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
+            await wait_until(drained(reader), timeout_s=30, what="the backlog drained")
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
@@ -203,7 +197,7 @@ async def test_a_broker_restart_is_met_with_the_backlog_first_in_id_order(
             await wait_until(lambda: not relay.status.connected, timeout_s=20, what="relay sees it")
             ids = await start_lots(stack.lots, FLOWS[:5])
             broker.start()
-            await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
+            await wait_until(drained(reader), timeout_s=30, what="the backlog drained")
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
@@ -245,7 +239,7 @@ async def test_the_broker_on_the_standard_port_gets_every_event_of_lots_started(
     try:
         async with subscribed(events, relay.topics) as sub, running(relay):
             await start_lots(stack.lots, FLOWS[:3])
-            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             outbox = await all_outbox_ids(reader)
             await wait_until(lambda: len(sub.lot_events()) >= len(outbox), timeout_s=30)
         check_feed(sub, outbox)

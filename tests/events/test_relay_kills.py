@@ -25,7 +25,14 @@ from mes.adapters.outbox import OutboxReader
 from mes.adapters.tables import outbox
 from pkgline.events.topics import Topics
 from tests.controller.conftest import FLOWS, Stack, start_lots, wait_until
-from tests.events.conftest import Mosquitto, all_outbox_ids, check_feed, events_config, subscribed
+from tests.events.conftest import (
+    Mosquitto,
+    all_outbox_ids,
+    check_feed,
+    drained,
+    events_config,
+    subscribed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -127,11 +134,7 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
             left = (await reader.backlog()).events
             assert 0 < left < seeded, "every kill mid-run, and the killed relays published"
             pid = await relays.start()
-
-            async def drained() -> bool:
-                return (await reader.backlog()).events == 0
-
-            await wait_until(drained, timeout_s=120, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=120, what="the outbox published")
             assert await relays.end(pid, signal.SIGTERM) == 0
             rows = await all_outbox_ids(reader)
             await wait_until(
