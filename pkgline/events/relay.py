@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from drivers.config import ConnectionPolicy
 from drivers.supervision import backoff_delays
+from mes.adapters.errors import DatabaseError
 from mes.adapters.outbox import Backlog, OutboxEvent, OutboxSignal, OutboxStore, RelaySession
 from mes.domain.equipment import ToolRecord
 from mes.service import utc_now
@@ -155,7 +156,7 @@ class Relay:
                     )
                     await self.publish_to(MqttPublisher(client, self.config.timeout_s))
                     return
-            except (BrokerError, PublishFailed, SQLAlchemyError, OSError) as exc:
+            except (BrokerError, PublishFailed, SQLAlchemyError, DatabaseError, OSError) as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not stop the line: log it, retry
                 log.exception("event relay failed")

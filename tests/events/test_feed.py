@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import structlog
 from sqlalchemy import func, select
 
 from mes.adapters.database import create_engine
@@ -149,13 +150,21 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
         ):
             ids = await start_lots(stack.lots, FLOWS[:3])
             await wait_until(lambda: len(sub.lot_events()) >= 20, timeout_s=60, what="events flow")
-            broker.stop()
-            # The line goes on: its moves wait in the outbox.
-            await wait_until(
-                _backlog_at_least(reader, 20),
-                timeout_s=60,
-                what="a backlog while the broker is down",
-            )
+            with structlog.testing.capture_logs() as logs:
+                broker.stop()
+                # The line goes on: its moves wait in the outbox. The outage lasts past the
+                # relay's whole backoff (0.1 s doubling to 1 s here; 30 s in production, so a
+                # minute's outage is two or three tries): three tries at the cap.
+                await wait_until(
+                    _backlog_at_least(reader, 20),
+                    timeout_s=60,
+                    what="a backlog while the broker is down",
+                )
+                await wait_until(
+                    lambda: _tries_at_the_cap(logs, events.backoff_max_s) >= 3,
+                    timeout_s=60,
+                    what="three reconnects at the capped backoff",
+                )
             assert not relay.status.connected
             assert "event feed down" in relay.status_line()
             broker.start()
@@ -174,6 +183,13 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
         check_feed(sub, outbox)
     finally:
         await engine.dispose()
+
+
+def _tries_at_the_cap(logs: list[dict[str, Any]], cap_s: float) -> int:
+    """Reconnects that failed and waited the capped backoff (less its jitter, up to 25 %)."""
+    return sum(
+        1 for e in logs if e["event"] == "event feed down" and e["retry_in_s"] >= 0.75 * cap_s
+    )
 
 
 def _backlog_at_least(reader: OutboxReader, n: int) -> Any:
