@@ -17,7 +17,7 @@ from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
-from pkgline.bootstrap import resolve_url, services_for
+from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
@@ -103,6 +103,9 @@ async def _serve(line: LineConfig, url: str) -> int:
         # its identity, its role only
         services = services_for(engine, CONTROLLER, health=health, outbox=committed)
         lots, equipment = services.lots, services.equipment
+        await load_versions(services)
+        for difference in await services.flow_versions.drift(flow_library()):
+            log.warning("flow files differ from the active version", detail=difference)
         relay = event_relay(
             line, url, equipment, committed, timeouts=line.database_timeouts.timeouts()
         )
