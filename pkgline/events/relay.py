@@ -221,9 +221,11 @@ class Relay:
                     async with asyncio.timeout(MARK_ON_EXIT_S):
                         await marker.flush(marking)
                 marking.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await marking
-                await marker.close()
+                try:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await marking  # its failure, if any, is the session's (raised)
+                finally:
+                    await marker.close()  # every publish task ended and its outcome taken
         await self._announce(publisher, online=False, reason="stopped")
 
     async def _loop(
