@@ -9,7 +9,12 @@ scratch directory) and stops it at the end.
 1. Latency. ``bench/line_throughput.py``'s line: the example line (13 tools) simulated with
    time scale 0 by ``pkgline sim`` in another process, ``--per-flow`` lots of each flow kept in
    progress, the line controller in THIS process with the event relay beside it, as ``pkgline
-   serve`` runs them (poll interval 0.2 s, the example's, unless ``--poll``). A subscriber in a
+   serve`` runs them: the relay on a thread and event loop of its own with an engine of its
+   own, woken by the commits of the controller's units of work (``--same-loop``: on the
+   controller's event loop; ``--no-wake``: polling only, every ``poll_interval_s``); the
+   example's secure configuration (certificates made for both sides, as the demo does); tool
+   poll interval 0.2 s, the example's, unless ``--poll``. The broker runs with
+   ``set_tcp_nodelay true``, as docs/events.md advises. A subscriber in a
    third process writes down the wall-clock time each lot event arrives; a fourth reads the
    outbox's highest id every 5 ms and writes down when each id became visible (committed).
    Latency of an event: arrival minus the last read before it was seen (an upper bound, at
