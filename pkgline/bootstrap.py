@@ -25,7 +25,8 @@ from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
-from mes.domain.authority import NotAuthorized, Principal
+from mes.domain.authority import Action, NotAuthorized, Principal
+from mes.domain.signatures import SignaturePolicy, Signer
 from mes.equipment import EquipmentService
 from mes.flowversions import FlowVersionService, VersionedFlows
 from mes.identity import IdentityService
@@ -66,14 +67,16 @@ async def open_lot_service(
     check_schema: bool = True,
     pool_size: int = 5,
     principal: Principal | None = None,
+    signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[LotService]:
     """A lot service on the database at ``url`` (default: ``$PKGLINE_DB`` or the user's
-    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_mode`).
+    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_mode`),
+    asking for the signatures ``signatures`` says (default: one signer each).
     Refuses a database whose schema is not this code's."""
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        services = services_for(engine, principal or direct_mode())
+        services = services_for(engine, principal or direct_mode(), signatures=signatures)
         if check_schema:
             await load_versions(services)
         yield services.lots
@@ -128,12 +131,15 @@ def services_for(
     principal: Principal,
     *,
     health: DatabaseHealth | None = None,
+    signatures: SignaturePolicy | None = None,
     outbox: OutboxSignal | None = None,
 ) -> Services:
     """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
     another), refusals recorded in the database's security log; ``health`` is told the end
-    of every unit of work (the line controller's STATUS), ``outbox`` every commit of outbox
-    events (the event relay of the same process)."""
+    of every unit of work (the line controller's STATUS); signed operations need the
+    signers ``signatures`` says (line.toml ``[signatures]``; default one each), their
+    passwords checked by the identity service on the same engine; ``outbox`` is told every
+    commit of outbox events (the event relay of the same process)."""
     from mes.adapters.sql_flows import SqlFlowVersionStore
     from mes.adapters.sql_identity import SqlSecurityLog
 
@@ -147,11 +153,32 @@ def services_for(
             principal=principal,
             security=log,
             versions=VersionedFlows(store),
+            signatures=signatures,
+            verifier=_Signers(engine),
         ),
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
         FlowVersionService(store, utc_now, principal=principal, security=log),
     )
+
+
+class _Signers:
+    """The identity service, made on the first password signature (argon2 is imported only
+    where a password is checked: most commands never do)."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+        self._identity: IdentityService | None = None
+
+    async def verify_signer(
+        self, username: str, password: str, *, action: Action, lot_id: str | None = None
+    ) -> Signer:
+        if self._identity is None:
+            from mes.adapters.passwords import Argon2Passwords
+            from mes.adapters.sql_identity import SqlIdentityStore
+
+            self._identity = IdentityService(SqlIdentityStore(self._engine), Argon2Passwords())
+        return await self._identity.verify_signer(username, password, action=action, lot_id=lot_id)
 
 
 def os_account() -> str:
@@ -171,7 +198,20 @@ def direct_mode() -> Principal:
     lets the operators of group pkgline write the file (deploy/install.sh) until the server
     (issue 14) takes the database for itself; then direct mode is the owner's alone, as for
     ``pkgline user`` (:func:`direct_principal`)."""
-    return Principal.file_owner(os_account())
+    return Principal.file_owner(os_account(), printed_name())
+
+
+def printed_name(account: str | None = None) -> str:
+    """The OS account's full name (the first field of its GECOS), else its name: what a
+    direct-mode signature shows as the signer's printed name."""
+    import pwd
+
+    name = account or os_account()
+    try:
+        gecos = pwd.getpwnam(name).pw_gecos.split(",")[0].strip()
+    except (KeyError, OSError):
+        return name
+    return gecos or name
 
 
 def direct_principal(url: str | None) -> Principal:
@@ -191,7 +231,7 @@ def direct_principal(url: str | None) -> Principal:
                 "to another account, whose server or owner changes it",
                 needed=(),
             )
-    return Principal.file_owner(account)
+    return Principal.file_owner(account, printed_name(account))
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ SQLite has no such thing: there the relay is woken by the unit of work of its ow
 (mes.adapters.outbox.OutboxSignal) and polls for the writers of other processes.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
