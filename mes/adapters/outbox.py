@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import bindparam, column, delete, func, select, text, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,8 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Fetch, Plan
 from mes.adapters.tables import lots, outbox
-
-log = structlog.get_logger("mes.outbox")
 
 RELAY_LOCK = 0x706B676C_72656C79
 """pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
@@ -66,7 +63,10 @@ class OutboxSignal:
             try:
                 callback()
             except Exception:
-                log.exception("an outbox subscriber failed")
+                # structlog only here: every direct-mode command imports this module
+                import structlog
+
+                structlog.get_logger("mes.outbox").exception("an outbox subscriber failed")
 
 
 @dataclass(frozen=True, slots=True)
