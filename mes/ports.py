@@ -32,6 +32,7 @@ from mes.domain.model import (
     LotState,
     SiteReject,
 )
+from mes.ports_durables import DurableRequest
 
 T = TypeVar("T")
 
@@ -186,7 +187,7 @@ LotRequest: TypeAlias = (
 )
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
-Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest
+Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest | DurableRequest
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
 reads and writes (:data:`Request`), gets each answer back, decides in between with the pure

@@ -59,6 +59,7 @@ from mes.domain.model import (
 )
 from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
+from mes.durables import count_job, count_track_out, durable_interlock
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
 from mes.ports import (
@@ -226,6 +227,11 @@ class LotService:
             )
         change = ops.track_in(lot, flow, cmd, self._clock())
         yield from tool_interlock(lot, flow, cmd)
+        worn = yield from durable_interlock(lot, flow, cmd)
+        if worn:  # accepted, with the durables past their warning recorded
+            entry = change.entries[0]
+            data = {**entry.data, "durable_warnings": worn}
+            change = replace(change, entries=(replace(entry, data=data),))
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
         if not limits:
             return change
@@ -276,8 +282,14 @@ class LotService:
             if lot.running is not None:
                 measured = flow.steps[lot.running.step].measured
                 refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
-            rejected = (yield from _rejected(lot)) if cmd.rejects else {}
-            return ops.track_out(lot, flow, cmd, rejected, self._clock())
+            on_tool = lot.running is not None and lot.running.tool is not None
+            rejected = (yield from _rejected(lot)) if cmd.rejects or on_tool else {}
+            change = ops.track_out(lot, flow, cmd, rejected, self._clock())
+            if on_tool:  # the carriers no job of the tool's recorded count on its durables
+                jobs = yield from get_jobs_of(lot.id, len(lot.path))
+                done = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
+                yield from count_track_out(lot, rejected, cmd.user, self._clock(), skip=done)
+            return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
 
@@ -430,6 +442,7 @@ class LotService:
                 lot, self.flow(lot.flow), job, cmd, done, rejected, self._clock()
             )
             entries = yield from save(_stamped(change, self._guard.who(by)))
+            yield from count_job(lot, job, rejected, cmd.user, self._clock())
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 

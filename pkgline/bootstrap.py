@@ -25,6 +25,7 @@ from mes.adapters.health import DatabaseHealth
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import NotAuthorized, Principal
+from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.identity import IdentityService
 from mes.interlocks import QualificationService
@@ -81,6 +82,7 @@ class Services:
     lots: LotService
     equipment: EquipmentService
     qualifications: QualificationService
+    durables: DurableService
 
 
 @asynccontextmanager
@@ -113,6 +115,7 @@ def services_for(
         LotService(factory, flow_library(), principal=principal, security=log),
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
+        DurableService(factory, utc_now, principal=principal, security=log),
     )
 
 

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from mes.domain import audit
+from mes.domain.durables import Durable, DurableEvent, DurableEventKind
 from mes.domain.equipment import (
     ControllerRecord,
     E10Change,
@@ -63,6 +64,7 @@ from mes.ports import (
     UpdateTools,
     Work,
 )
+from mes.ports_durables import DurableRequest, GetDurableEvents, GetDurables, SaveDurables
 
 T = TypeVar("T")
 
@@ -82,6 +84,8 @@ class MemoryStore:
     lots_head: str = audit.GENESIS
     """The head of the chain over lots (:mod:`mes.domain.audit`)."""
     qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
+    durables: dict[str, Durable] = field(default_factory=dict)
+    durable_events: list[DurableEvent] = field(default_factory=list)
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -362,6 +366,33 @@ def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
     raise TypeError(f"not an interlock store request: {request!r}")
 
 
+def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
+    """What a store answers to a durables request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetDurables):
+        ids = request.durable_ids
+        return [
+            d
+            for _, d in sorted(store.durables.items())
+            if (request.tool_id is None or d.tool_id == request.tool_id)
+            and (request.tool_id is not None or ids is None or d.id in ids)
+        ]
+    if isinstance(request, SaveDurables):
+        for durable, event in request.changed:
+            if event.event is DurableEventKind.USED:
+                stored = store.durables[durable.id]
+                durable = replace(stored, count=stored.count + event.amount)
+            store.durables[durable.id] = durable
+            store.durable_events.append(replace(event, seq=len(store.durable_events) + 1))
+        return None
+    if isinstance(request, GetDurableEvents):
+        return [
+            e
+            for e in store.durable_events
+            if request.durable_id in (None, e.durable_id) and request.lot_id in (None, e.lot_id)
+        ]
+    raise TypeError(f"not a durables store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -391,6 +422,8 @@ class MemoryUnitOfWork:
                     answer = self.equipment.answer(request)
                 elif isinstance(request, InterlockRequest):
                     answer = answer_interlock(self._work, request)
+                elif isinstance(request, DurableRequest):
+                    answer = answer_durables(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

@@ -55,6 +55,7 @@ from mes.adapters.driver import (
 )
 from mes.adapters.errors import classify
 from mes.adapters.health import DatabaseHealth
+from mes.adapters.sql_durables import DurableStatements, durable_plan
 from mes.adapters.sql_equipment import (
     EquipmentStatements,
     SqlEquipmentRepository,
@@ -107,6 +108,7 @@ from mes.ports import (
     Save,
     Work,
 )
+from mes.ports_durables import DurableRequest
 
 T = TypeVar("T")
 
@@ -298,6 +300,7 @@ class Statements:
         self.dialect = dialect
         self.equipment = EquipmentStatements(dialect)
         self.interlocks = InterlockStatements(dialect)
+        self.durables = DurableStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -664,6 +667,8 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from equipment_plan(sql.equipment, request))
     if isinstance(request, InterlockRequest):
         return (yield from interlock_plan(sql.interlocks, request))
+    if isinstance(request, DurableRequest):
+        return (yield from durable_plan(sql.durables, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

@@ -330,3 +330,40 @@ signatures = Table(
     Index("ix_signatures_entry_hash", "entry_hash"),
 )
 """Append-only: electronic signatures, each linked to the history entry it signs (its hash)."""
+
+durables = Table(
+    "durables",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("life", BigInteger, nullable=False),
+    Column("warn_permille", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("tool_id", String(32), ForeignKey("tools.id")),
+    Column("mounted_at", UtcDateTime),
+    Column("description", Text),
+    Index("ix_durables_tool_id", "tool_id"),
+)
+"""Durables with life counters, and the tool each is mounted on (mes.domain.durables)."""
+
+durable_events = Table(
+    "durable_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("durable_id", String(32), ForeignKey("durables.id"), nullable=False),
+    Column("event", String(12), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("count_after", BigInteger, nullable=False),
+    Column("tool_id", String(32)),
+    Column("lot_id", String(32)),
+    Column("step", String(32)),
+    Column("job_id", String(32)),
+    Column("amount", BigInteger, nullable=False),
+    Column("reason", Text),
+    Index("ix_durable_events_durable_id", "durable_id", "seq"),
+    Index("ix_durable_events_lot_id", "lot_id"),
+)
+"""A durable's history: added, mounted, unmounted, used by a lot's job, renewed."""

@@ -101,6 +101,9 @@ class Action(StrEnum):
     """Register tools, report their states, heartbeat (the line controller)."""
     USERS = "users"
     """Add users, change roles, disable, reset passwords, issue and revoke API keys."""
+    DURABLES = "durables"
+    """Add durables (capillaries, saw blades, mold chases, stencils, nozzles), mount and
+    unmount them, renew them after cleaning (``pkgline durable``)."""
 
 
 _ALL = frozenset(Role)
@@ -133,6 +136,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.TOOL_RESET: frozenset({_O, _T, _E}),
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
+    Action.DURABLES: frozenset({_T, _E}),
 }
 """The one table of who may do what."""
 

@@ -91,6 +91,10 @@ class UnknownTool(LotTrackerError):
     kind = "unknown_tool"
 
 
+class UnknownDurable(LotTrackerError):
+    kind = "unknown_durable"
+
+
 class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
 

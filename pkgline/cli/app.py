@@ -9,6 +9,7 @@ from pkgline.cli import (
     audit,
     db,
     demo,
+    durable,
     events,
     flow,
     line,
@@ -37,6 +38,7 @@ tool.app.command(name="reset")(tool_reset.reset)
 qualify.register(tool.app)
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
+app.add_typer(durable.app, name="durable")
 app.add_typer(user.app, name="user")
 app.add_typer(pki.app, name="pki")
 app.add_typer(events.app, name="events")

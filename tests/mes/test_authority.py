@@ -39,6 +39,7 @@ SPEC = {
     Action.TOOL_RESET: "OTE...",
     Action.TOOL_REPORT: ".....C",
     Action.USERS: "....A.",
+    Action.DURABLES: ".TE...",
 }
 COLUMNS = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY, Role.ADMIN, Role.CONTROLLER)
 PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]
