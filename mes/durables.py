@@ -23,20 +23,21 @@ from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import JobRecord, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work, get_tools
-from mes.ports_durables import get_durable_events, get_durables, save_durables
+from mes.ports_durables import get_durable_events, get_durables, get_mounted, save_durables
 
 
 def durable_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[list[str]]:
     """Refuse ``cmd`` (InterlockRefused ``durable_life``) if a durable mounted on the tool it
-    names is spent; else the warnings to record with the track-in. One query: the durables
-    mounted on the tool. A track-in without a tool, or of a step the flow does not have or an
+    names is spent, counting the tool's jobs not yet recorded (the line controller tracks a
+    tool's next lot in while the last one's results are recorded); else the warnings to
+    record with the track-in. One query: the durables mounted on the tool with those jobs. A track-in without a tool, or of a step the flow does not have or an
     operator step, reads nothing."""
     if cmd.tool is None or cmd.step not in flow.steps:
         return []
     if flow.steps[cmd.step].equipment_class == MANUAL_CLASS:
         return []
-    on_tool = yield from get_durables(tool_id=cmd.tool)
-    return rules.check_durables(lot.id, cmd.step, cmd.tool, on_tool)
+    mounted = yield from get_mounted(cmd.tool)
+    return rules.check_durables(lot.id, cmd.step, cmd.tool, mounted.durables, mounted.pending)
 
 
 def _processed(lot: Lot, carrier_id: str, rejected: Mapping[SiteRef, SiteReject]) -> int:

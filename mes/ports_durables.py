@@ -7,7 +7,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from mes.domain.durables import Changed, Durable, DurableEvent
+from mes.domain.durables import Changed, Durable, DurableEvent, Mounted
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,14 @@ class GetDurables:
 
     durable_ids: tuple[str, ...] | None = None
     tool_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetMounted:
+    """Read the durables mounted on a tool with the tool's jobs not yet recorded, in one
+    statement (answer: :class:`~mes.domain.durables.Mounted`; no durables, no jobs read)."""
+
+    tool_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +46,7 @@ class GetDurableEvents:
     lot_id: str | None = None
 
 
-DurableRequest: TypeAlias = GetDurables | SaveDurables | GetDurableEvents
+DurableRequest: TypeAlias = GetDurables | GetMounted | SaveDurables | GetDurableEvents
 
 
 def get_durables(
@@ -46,6 +54,11 @@ def get_durables(
 ) -> Generator[DurableRequest, Any, list[Durable]]:
     ids = None if durable_ids is None else tuple(durable_ids)
     found: list[Durable] = yield GetDurables(ids, tool_id)
+    return found
+
+
+def get_mounted(tool_id: str) -> Generator[DurableRequest, Any, Mounted]:
+    found: Mounted = yield GetMounted(tool_id)
     return found
 
 

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from mes.domain import audit
-from mes.domain.durables import Durable, DurableEvent, DurableEventKind
+from mes.domain.durables import Durable, DurableEvent, DurableEventKind, Mounted, PendingJob
 from mes.domain.equipment import (
     ControllerRecord,
     E10Change,
@@ -33,6 +33,7 @@ from mes.domain.model import (
     Change,
     HistoryEntry,
     JobRecord,
+    JobStatus,
     Lot,
     LotHead,
     LotState,
@@ -64,7 +65,13 @@ from mes.ports import (
     UpdateTools,
     Work,
 )
-from mes.ports_durables import DurableRequest, GetDurableEvents, GetDurables, SaveDurables
+from mes.ports_durables import (
+    DurableRequest,
+    GetDurableEvents,
+    GetDurables,
+    GetMounted,
+    SaveDurables,
+)
 
 T = TypeVar("T")
 
@@ -376,6 +383,14 @@ def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
             if (request.tool_id is None or d.tool_id == request.tool_id)
             and (request.tool_id is not None or ids is None or d.id in ids)
         ]
+    if isinstance(request, GetMounted):
+        mounted = [d for _, d in sorted(store.durables.items()) if d.tool_id == request.tool_id]
+        pending = [
+            PendingJob(j.job_id, store.lots[j.lot_id].site_rows, store.lots[j.lot_id].site_cols)
+            for j in sorted(store.jobs.values(), key=lambda j: j.job_id)
+            if mounted and j.tool_id == request.tool_id and j.status is JobStatus.STARTED
+        ]
+        return Mounted(mounted, pending)
     if isinstance(request, SaveDurables):
         for durable, event in request.changed:
             if event.event is DurableEventKind.USED:

@@ -6,14 +6,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import durable_events, durables
-from mes.domain.durables import Durable, DurableEvent, DurableEventKind, DurableKind
-from mes.ports_durables import DurableRequest, GetDurableEvents, GetDurables, SaveDurables
+from mes.adapters.tables import durable_events, durables, jobs, lots
+from mes.domain.durables import (
+    Durable,
+    DurableEvent,
+    DurableEventKind,
+    DurableKind,
+    Mounted,
+    PendingJob,
+)
+from mes.domain.model import JobStatus
+from mes.ports_durables import (
+    DurableRequest,
+    GetDurableEvents,
+    GetDurables,
+    GetMounted,
+    SaveDurables,
+)
 
 _D = durables.c
 _E = durable_events.c
@@ -33,6 +47,22 @@ class DurableStatements:
         self.all = c(everything)
         self.on_tool = c(everything.where(_D.tool_id == bindparam("tool_id")))
         self.dialect = dialect
+        # A tool's durables and its jobs not yet recorded, in one statement: one snapshot,
+        # in which a job is either counted on the durables or still started.
+        started = and_(jobs.c.tool_id == _D.tool_id, jobs.c.status == JobStatus.STARTED.value)
+        self.mounted = c(
+            select(
+                *durables.c,
+                jobs.c.job_id.label("pending_job"),
+                lots.c.site_rows.label("pending_rows"),
+                lots.c.site_cols.label("pending_cols"),
+            )
+            .select_from(
+                durables.outerjoin(jobs, started).outerjoin(lots, lots.c.id == jobs.c.lot_id)
+            )
+            .where(_D.tool_id == bindparam("tool_id"))
+            .order_by(_D.id, jobs.c.job_id)
+        )
         self.insert = c(insert(durables), [col.name for col in durables.c])
         self.count_up = c(
             update(durables)
@@ -147,6 +177,15 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
                 values = {f"i{k}": v for k, v in enumerate(chunk)}
                 rows.extend((yield Fetch(sql.ids(len(chunk)), values)))
         return [_durable(r) for r in rows]
+    if isinstance(request, GetMounted):
+        rows = yield Fetch(sql.mounted, {"tool_id": request.tool_id})
+        found = {r["id"]: _durable(r) for r in rows}
+        pending = {
+            r["pending_job"]: PendingJob(r["pending_job"], r["pending_rows"], r["pending_cols"])
+            for r in rows
+            if r["pending_job"] is not None
+        }
+        return Mounted(list(found.values()), sorted(pending.values(), key=lambda j: j.job_id))
     if isinstance(request, SaveDurables):
         added = [d for d, e in request.changed if e.event is DurableEventKind.ADDED]
         used = [e for _, e in request.changed if e.event is DurableEventKind.USED]

@@ -153,6 +153,26 @@ class DurableEvent:
 Changed = tuple[Durable, DurableEvent]
 
 
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """A job a tool took whose results are not recorded yet: the line controller may track
+    the tool's next lot in meanwhile, so a track-in counts it as already done (as if every
+    site of its carrier was processed: the most it can add)."""
+
+    job_id: str
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mounted:
+    """What a tool has mounted, read in one statement with its jobs not yet recorded (so
+    that the two agree: a job is either counted or pending, never neither)."""
+
+    durables: list[Durable]
+    pending: list[PendingJob]
+
+
 def add(
     durable_id: str,
     kind: str,
@@ -316,12 +336,31 @@ def use(
 
 
 def check_durables(
-    lot_id: str, step: str, tool_id: str, on_tool: Sequence[Durable], allowed: Sequence[str] = ()
+    lot_id: str,
+    step: str,
+    tool_id: str,
+    on_tool: Sequence[Durable],
+    pending: Sequence[PendingJob] = (),
 ) -> list[str]:
     """Refuse a track-in of ``lot_id`` at ``step`` on ``tool_id`` (InterlockRefused
-    ``durable_life``) if a durable mounted on it is spent; else the warnings of those past
-    their warning fraction (recorded with the track-in)."""
-    spent = [d for d in on_tool if d.spent]
+    ``durable_life``) if a durable mounted on it is spent, counting the tool's ``pending``
+    jobs as done; else the warnings of those past their warning fraction (recorded with the
+    track-in)."""
+    counted = [
+        replace(
+            d,
+            count=d.count
+            + sum(job_count(d.kind, j.rows, j.cols, j.rows * j.cols) for j in pending),
+        )
+        for d in on_tool
+    ]
+    waiting = (
+        f" (with {len(pending)} job(s) of {tool_id} not yet recorded: "
+        f"{', '.join(j.job_id for j in pending)})"
+        if pending
+        else ""
+    )
+    spent = [d for d in counted if d.spent]
     if spent:
         d = spent[0]
         expected = (
@@ -330,15 +369,14 @@ def check_durables(
             + (" or renew it after cleaning" if KINDS[d.kind].renewable else "")
         )
         raise InterlockRefused(
-            f"track-in of lot {lot_id} at {step} on {tool_id} refused: {d.text()}, at or "
-            f"past its life; expected {expected}",
+            f"track-in of lot {lot_id} at {step} on {tool_id} refused: {d.text()}{waiting}, "
+            f"at or past its life; expected {expected}",
             interlock="durable_life",
             expected=expected,
             lot_id=lot_id,
-            allowed=list(allowed),
         )
     return [
         f"{d.text()}: past its warning at {d.warn_fraction:.0%} of life"
-        for d in on_tool
+        for d in counted
         if d.warned
     ]

@@ -264,6 +264,27 @@ async def test_a_track_in_on_a_tool_with_a_spent_durable_is_refused_the_controll
 
 
 @pytest.mark.usefixtures("line")
+async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
+    service: LotService, durables: DurableService
+) -> None:
+    await durables.add("CAP-1", "capillary", 120, "eng")
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await _at_wire_bond(service, "L2")
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    first, second = (await service.get("L1")).carriers
+    await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J0", CTRL))  # 62: one site came in bad
+    await service.start_job(cmd.StartJob("L1", "J1", "WB-1", second, CTRL))
+    # J1 is on the tool, its results not yet recorded: counted as 64 more, 126 of 120
+    with pytest.raises(InterlockRefused) as refused:
+        await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
+    assert "1 job(s) of WB-1 not yet recorded: J1" in refused.value.message
+    assert (await durables.show("CAP-1")).durable.count == 62
+
+
+@pytest.mark.usefixtures("line")
 async def test_an_operators_track_out_on_a_tool_counts_every_carrier_and_warnings_are_recorded(
     service: LotService, durables: DurableService, equipment: EquipmentService
 ) -> None:
