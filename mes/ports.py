@@ -33,6 +33,7 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.ports_durables import DurableRequest
+from mes.ports_materials import MaterialRequest
 
 T = TypeVar("T")
 
@@ -187,7 +188,9 @@ LotRequest: TypeAlias = (
 )
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
-Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest | DurableRequest
+Request: TypeAlias = (
+    LotRequest | EquipmentRequest | InterlockRequest | DurableRequest | MaterialRequest
+)
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
 reads and writes (:data:`Request`), gets each answer back, decides in between with the pure

@@ -62,6 +62,7 @@ from mes.domain.report import LotReport, build_report
 from mes.durables import count_job, count_track_out, durable_interlock
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
+from mes.materials import material_interlock, record_uses
 from mes.ports import (
     LotPage,
     LotQuery,
@@ -228,25 +229,28 @@ class LotService:
         change = ops.track_in(lot, flow, cmd, self._clock())
         yield from tool_interlock(lot, flow, cmd)
         worn = yield from durable_interlock(lot, flow, cmd)
+        uses = yield from material_interlock(lot, flow, cmd, change.entries[0].at)
+        extra: dict[str, object] = {}
         if worn:  # accepted, with the durables past their warning recorded
-            entry = change.entries[0]
-            data = {**entry.data, "durable_warnings": worn}
-            change = replace(change, entries=(replace(entry, data=data),))
+            extra["durable_warnings"] = worn
+        if uses:  # the material lots loaded on the tool go into the lot
+            extra["materials"] = [u.material_id for u in uses]
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
-        if not limits:
-            return change
-        found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
-        expired = [w for w in found if w.expired]
-        if expired:  # on hold instead, with the reason: an engineer decides rework or release
-            reason = "; ".join(w.text() for w in expired)
-            return ops.hold(
-                lot, HoldLot(lot.id, cmd.user, reason, HoldSource.QUEUE_TIME), self._clock()
-            )
-        warnings = [w.text() for w in found if w.warned]
-        if warnings:
+        if limits:
+            found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
+            expired = [w for w in found if w.expired]
+            if expired:  # on hold instead, with the reason: an engineer decides rework or release
+                reason = "; ".join(w.text() for w in expired)
+                return ops.hold(
+                    lot, HoldLot(lot.id, cmd.user, reason, HoldSource.QUEUE_TIME), self._clock()
+                )
+            warnings = [w.text() for w in found if w.warned]
+            if warnings:
+                extra["queue_time_warnings"] = warnings
+        if extra:
             entry = change.entries[0]
-            data = {**entry.data, "queue_time_warnings": warnings}
-            return replace(change, entries=(replace(entry, data=data),))
+            change = replace(change, entries=(replace(entry, data={**entry.data, **extra}),))
+        yield from record_uses(uses)  # last: nothing after it refuses this track-in
         return change
 
     async def hold_expired_queue_times(

@@ -29,6 +29,7 @@ from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.identity import IdentityService
 from mes.interlocks import QualificationService
+from mes.materials import MaterialService
 from mes.service import LotService, utc_now
 
 
@@ -83,6 +84,7 @@ class Services:
     equipment: EquipmentService
     qualifications: QualificationService
     durables: DurableService
+    materials: MaterialService
 
 
 @asynccontextmanager
@@ -116,6 +118,7 @@ def services_for(
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
         DurableService(factory, utc_now, principal=principal, security=log),
+        MaterialService(factory, utc_now, principal=principal, security=log),
     )
 
 

@@ -28,6 +28,7 @@ from mes.domain.equipment import (
 )
 from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot
 from mes.domain.interlocks import Qualification
+from mes.domain.materials import Material, MaterialEvent, Use
 from mes.domain.model import (
     Carrier,
     Change,
@@ -72,6 +73,14 @@ from mes.ports_durables import (
     GetMounted,
     SaveDurables,
 )
+from mes.ports_materials import (
+    AddUses,
+    GetMaterialEvents,
+    GetMaterials,
+    GetUses,
+    MaterialRequest,
+    SaveMaterials,
+)
 
 T = TypeVar("T")
 
@@ -93,6 +102,9 @@ class MemoryStore:
     qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
     durables: dict[str, Durable] = field(default_factory=dict)
     durable_events: list[DurableEvent] = field(default_factory=list)
+    materials: dict[str, Material] = field(default_factory=dict)
+    material_events: list[MaterialEvent] = field(default_factory=list)
+    material_uses: list[Use] = field(default_factory=list)
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -408,6 +420,36 @@ def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
     raise TypeError(f"not a durables store request: {request!r}")
 
 
+def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
+    """What a store answers to a material lots request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetMaterials):
+        ids = request.material_ids
+        return [
+            m
+            for _, m in sorted(store.materials.items())
+            if (request.tool_id is None or m.tool_id == request.tool_id)
+            and (request.tool_id is not None or ids is None or m.id in ids)
+        ]
+    if isinstance(request, SaveMaterials):
+        for material, event in request.changed:
+            store.materials[material.id] = material
+            store.material_events.append(replace(event, seq=len(store.material_events) + 1))
+        return None
+    if isinstance(request, GetMaterialEvents):
+        return [e for e in store.material_events if e.material_id == request.material_id]
+    if isinstance(request, AddUses):
+        store.material_uses.extend(request.uses)
+        return None
+    if isinstance(request, GetUses):
+        return [
+            u
+            for u in store.material_uses
+            if request.material_id in (None, u.material_id)
+            and (request.lot_ids is None or u.lot_id in request.lot_ids)
+        ]
+    raise TypeError(f"not a material store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -439,6 +481,8 @@ class MemoryUnitOfWork:
                     answer = answer_interlock(self._work, request)
                 elif isinstance(request, DurableRequest):
                     answer = answer_durables(self._work, request)
+                elif isinstance(request, MaterialRequest):
+                    answer = answer_materials(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

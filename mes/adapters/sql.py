@@ -62,6 +62,7 @@ from mes.adapters.sql_equipment import (
     equipment_plan,
 )
 from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
+from mes.adapters.sql_materials import MaterialStatements, material_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
     audit_heads,
@@ -109,6 +110,7 @@ from mes.ports import (
     Work,
 )
 from mes.ports_durables import DurableRequest
+from mes.ports_materials import MaterialRequest
 
 T = TypeVar("T")
 
@@ -301,6 +303,7 @@ class Statements:
         self.equipment = EquipmentStatements(dialect)
         self.interlocks = InterlockStatements(dialect)
         self.durables = DurableStatements(dialect)
+        self.materials = MaterialStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -669,6 +672,8 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from interlock_plan(sql.interlocks, request))
     if isinstance(request, DurableRequest):
         return (yield from durable_plan(sql.durables, request))
+    if isinstance(request, MaterialRequest):
+        return (yield from material_plan(sql.materials, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

@@ -367,3 +367,50 @@ durable_events = Table(
     Index("ix_durable_events_lot_id", "lot_id"),
 )
 """A durable's history: added, mounted, unmounted, used by a lot's job, renewed."""
+
+materials = Table(
+    "materials",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("thaw_minutes", Integer, nullable=False),
+    Column("floor_life_minutes", Integer),
+    Column("thawed_at", UtcDateTime),
+    Column("tool_id", String(32), ForeignKey("tools.id")),
+    Column("loaded_at", UtcDateTime),
+    Column("part_number", String(64)),
+    Index("ix_materials_tool_id", "tool_id"),
+)
+"""Consumable material lots, their clocks, and the tool each is loaded on
+(mes.domain.materials)."""
+
+material_events = Table(
+    "material_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("material_id", String(32), ForeignKey("materials.id"), nullable=False),
+    Column("event", String(12), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("tool_id", String(32)),
+    Column("reason", Text),
+    Index("ix_material_events_material_id", "material_id", "seq"),
+)
+"""A material lot's history: added, thawed, loaded, unloaded."""
+
+material_uses = Table(
+    "material_uses",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("material_id", String(32), ForeignKey("materials.id"), nullable=False),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("tool_id", String(32), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_material_uses_material_id", "material_id"),
+    Index("ix_material_uses_lot_id", "lot_id"),
+)
+"""Which material lots went into which product lot, at which step (genealogy, recalls)."""

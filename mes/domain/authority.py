@@ -104,6 +104,10 @@ class Action(StrEnum):
     DURABLES = "durables"
     """Add durables (capillaries, saw blades, mold chases, stencils, nozzles), mount and
     unmount them, renew them after cleaning (``pkgline durable``)."""
+    MATERIALS = "materials"
+    """Add consumable material lots with their expiry and clocks (``pkgline material add``)."""
+    MATERIAL_HANDLING = "material_handling"
+    """Thaw material lots, load them on tools and unload them (the floor's handling)."""
 
 
 _ALL = frozenset(Role)
@@ -137,6 +141,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
     Action.DURABLES: frozenset({_T, _E}),
+    Action.MATERIALS: frozenset({_E, _Q}),
+    Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
 }
 """The one table of who may do what."""
 

@@ -95,6 +95,10 @@ class UnknownDurable(LotTrackerError):
     kind = "unknown_durable"
 
 
+class UnknownMaterial(LotTrackerError):
+    kind = "unknown_material"
+
+
 class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
 

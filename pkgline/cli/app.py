@@ -14,6 +14,7 @@ from pkgline.cli import (
     flow,
     line,
     lot,
+    material,
     pki,
     qualify,
     serve,
@@ -33,12 +34,14 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(audit.app, name="audit")
 app.add_typer(flow.app, name="flow")
+material.register(lot.app)
 app.add_typer(lot.app, name="lot")
 tool.app.command(name="reset")(tool_reset.reset)
 qualify.register(tool.app)
 app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
 app.add_typer(durable.app, name="durable")
+app.add_typer(material.app, name="material")
 app.add_typer(user.app, name="user")
 app.add_typer(pki.app, name="pki")
 app.add_typer(events.app, name="events")

@@ -40,6 +40,8 @@ SPEC = {
     Action.TOOL_REPORT: ".....C",
     Action.USERS: "....A.",
     Action.DURABLES: ".TE...",
+    Action.MATERIALS: "..EQ..",
+    Action.MATERIAL_HANDLING: "OTEQ..",
 }
 COLUMNS = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY, Role.ADMIN, Role.CONTROLLER)
 PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]

@@ -1,0 +1,81 @@
+"""Consumable material lots with their clocks (expiry, thaw, floor life), the tool each is
+loaded on, their history, and which material lots went into which product lot.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+AT = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "materials",
+        sa.Column("id", sa.String(32), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("expires_at", AT, nullable=False),
+        sa.Column("added_by", sa.String(64), nullable=False),
+        sa.Column("added_at", AT, nullable=False),
+        sa.Column("thaw_minutes", sa.Integer(), nullable=False),
+        sa.Column("floor_life_minutes", sa.Integer(), nullable=True),
+        sa.Column("thawed_at", AT, nullable=True),
+        sa.Column("tool_id", sa.String(32), nullable=True),
+        sa.Column("loaded_at", AT, nullable=True),
+        sa.Column("part_number", sa.String(64), nullable=True),
+        sa.ForeignKeyConstraint(["tool_id"], ["tools.id"], name="fk_materials_tool_id_tools"),
+        sa.PrimaryKeyConstraint("id", name="pk_materials"),
+    )
+    op.create_index("ix_materials_tool_id", "materials", ["tool_id"])
+    op.create_table(
+        "material_events",
+        sa.Column("seq", SEQ, autoincrement=True, nullable=False),
+        sa.Column("material_id", sa.String(32), nullable=False),
+        sa.Column("event", sa.String(12), nullable=False),
+        sa.Column("at", AT, nullable=False),
+        sa.Column("by", sa.String(64), nullable=False),
+        sa.Column("tool_id", sa.String(32), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["material_id"], ["materials.id"], name="fk_material_events_material_id_materials"
+        ),
+        sa.PrimaryKeyConstraint("seq", name="pk_material_events"),
+    )
+    op.create_index("ix_material_events_material_id", "material_events", ["material_id", "seq"])
+    op.create_table(
+        "material_uses",
+        sa.Column("seq", SEQ, autoincrement=True, nullable=False),
+        sa.Column("material_id", sa.String(32), nullable=False),
+        sa.Column("lot_id", sa.String(32), nullable=False),
+        sa.Column("step", sa.String(32), nullable=False),
+        sa.Column("tool_id", sa.String(32), nullable=False),
+        sa.Column("at", AT, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["material_id"], ["materials.id"], name="fk_material_uses_material_id_materials"
+        ),
+        sa.ForeignKeyConstraint(["lot_id"], ["lots.id"], name="fk_material_uses_lot_id_lots"),
+        sa.PrimaryKeyConstraint("seq", name="pk_material_uses"),
+    )
+    op.create_index("ix_material_uses_material_id", "material_uses", ["material_id"])
+    op.create_index("ix_material_uses_lot_id", "material_uses", ["lot_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_material_uses_lot_id", table_name="material_uses")
+    op.drop_index("ix_material_uses_material_id", table_name="material_uses")
+    op.drop_table("material_uses")
+    op.drop_index("ix_material_events_material_id", table_name="material_events")
+    op.drop_table("material_events")
+    op.drop_index("ix_materials_tool_id", table_name="materials")
+    op.drop_table("materials")
