@@ -34,6 +34,7 @@ from mes.domain.model import (
 )
 from mes.ports_durables import DurableRequest
 from mes.ports_materials import MaterialRequest
+from mes.ports_reasons import ReasonRequest
 
 T = TypeVar("T")
 
@@ -189,7 +190,12 @@ LotRequest: TypeAlias = (
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
 Request: TypeAlias = (
-    LotRequest | EquipmentRequest | InterlockRequest | DurableRequest | MaterialRequest
+    LotRequest
+    | EquipmentRequest
+    | InterlockRequest
+    | DurableRequest
+    | MaterialRequest
+    | ReasonRequest
 )
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it

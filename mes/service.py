@@ -81,6 +81,7 @@ from mes.ports import (
     save,
     save_all,
 )
+from mes.reasons import coded_hold, coded_scrap, release_allowed
 
 T = TypeVar("T")
 
@@ -343,28 +344,28 @@ class LotService:
 
     async def hold(self, cmd: HoldLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
+            coded = yield from coded_hold(cmd)
             step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
-            return ops.hold(lot, cmd, self._clock(), step_jobs)
+            return ops.hold(lot, coded, self._clock(), step_jobs)
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)
 
     async def release(self, cmd: ReleaseLot, *, by: Principal | None = None) -> Outcome:
         """Release a hold: one a claimed limit, an alarm or the controller placed needs
         quality or engineering (:mod:`mes.domain.authority`)."""
-        return await self._on_lot(
-            cmd.lot_id,
-            lambda lot, flow: ops.release(lot, flow, cmd, self._clock()),
-            action=Action.RELEASE,
-            by=by,
-        )
+
+        def rule(lot: Lot, flow: Flow) -> Work[Change]:
+            yield from release_allowed(lot, self._guard.who(by))  # a code may name who
+            return ops.release(lot, flow, cmd, self._clock())
+
+        return await self._on_lot(cmd.lot_id, rule, action=Action.RELEASE, by=by)
 
     async def scrap(self, cmd: ScrapLot, *, by: Principal | None = None) -> Outcome:
-        return await self._on_lot(
-            cmd.lot_id,
-            lambda lot, _: ops.scrap(lot, cmd, self._clock()),
-            action=Action.SCRAP,
-            by=by,
-        )
+
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            return ops.scrap(lot, (yield from coded_scrap(cmd)), self._clock())
+
+        return await self._on_lot(cmd.lot_id, rule, action=Action.SCRAP, by=by)
 
     async def scrap_sites(self, cmd: ScrapSites, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:

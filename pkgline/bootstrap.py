@@ -30,6 +30,7 @@ from mes.equipment import EquipmentService
 from mes.identity import IdentityService
 from mes.interlocks import QualificationService
 from mes.materials import MaterialService
+from mes.reasons import ReasonService
 from mes.service import LotService, utc_now
 
 
@@ -85,6 +86,7 @@ class Services:
     qualifications: QualificationService
     durables: DurableService
     materials: MaterialService
+    reasons: ReasonService
 
 
 @asynccontextmanager
@@ -119,6 +121,7 @@ def services_for(
         QualificationService(factory, flow_library(), utc_now),
         DurableService(factory, utc_now, principal=principal, security=log),
         MaterialService(factory, utc_now, principal=principal, security=log),
+        ReasonService(factory, utc_now, principal=principal, security=log),
     )
 
 

@@ -40,6 +40,7 @@ from mes.domain.model import (
     LotState,
     SiteReject,
 )
+from mes.domain.reasons import ReasonCode
 from mes.domain.report import history_dict
 from mes.ports import (
     AddChanges,
@@ -81,6 +82,7 @@ from mes.ports_materials import (
     MaterialRequest,
     SaveMaterials,
 )
+from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
 
 T = TypeVar("T")
 
@@ -105,6 +107,7 @@ class MemoryStore:
     materials: dict[str, Material] = field(default_factory=dict)
     material_events: list[MaterialEvent] = field(default_factory=list)
     material_uses: list[Use] = field(default_factory=list)
+    reason_codes: dict[str, ReasonCode] = field(default_factory=dict)
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -450,6 +453,20 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
     raise TypeError(f"not a material store request: {request!r}")
 
 
+def answer_reasons(store: MemoryStore, request: ReasonRequest) -> Any:
+    """What a store answers to a reason-code request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetReasonCodes):
+        return [
+            r
+            for code, r in sorted(store.reason_codes.items())
+            if request.codes is None or code in request.codes
+        ]
+    if isinstance(request, SaveReasonCode):
+        store.reason_codes[request.code.code] = request.code
+        return None
+    raise TypeError(f"not a reason-code store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -483,6 +500,8 @@ class MemoryUnitOfWork:
                     answer = answer_durables(self._work, request)
                 elif isinstance(request, MaterialRequest):
                     answer = answer_materials(self._work, request)
+                elif isinstance(request, ReasonRequest):
+                    answer = answer_reasons(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

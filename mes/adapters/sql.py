@@ -63,6 +63,7 @@ from mes.adapters.sql_equipment import (
 )
 from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
 from mes.adapters.sql_materials import MaterialStatements, material_plan
+from mes.adapters.sql_reasons import ReasonStatements, reason_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
     audit_heads,
@@ -111,6 +112,7 @@ from mes.ports import (
 )
 from mes.ports_durables import DurableRequest
 from mes.ports_materials import MaterialRequest
+from mes.ports_reasons import ReasonRequest
 
 T = TypeVar("T")
 
@@ -136,7 +138,8 @@ def _running_json(r: RunningStep | None) -> dict[str, Any] | None:
 def _hold_json(h: Hold | None) -> dict[str, Any] | None:
     if h is None:
         return None
-    return {"reason": h.reason, "user": h.user, "since": _iso(h.since), "source": h.source.value}
+    out = {"reason": h.reason, "user": h.user, "since": _iso(h.since), "source": h.source.value}
+    return out | ({"code": h.code} if h.code is not None else {})
 
 
 def _lot_values(lot: Lot) -> dict[str, Any]:
@@ -201,6 +204,7 @@ def _lot_from_row(m: Mapping[str, Any], carrier_ids: tuple[str, ...]) -> Lot:
             user=hold["user"],
             since=datetime.fromisoformat(hold["since"]),
             source=HoldSource(hold["source"]),
+            code=hold.get("code"),
         ),
         recorded=m["recorded"],
         rework_counts=m["rework_counts"],
@@ -304,6 +308,7 @@ class Statements:
         self.interlocks = InterlockStatements(dialect)
         self.durables = DurableStatements(dialect)
         self.materials = MaterialStatements(dialect)
+        self.reasons = ReasonStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -674,6 +679,8 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from durable_plan(sql.durables, request))
     if isinstance(request, MaterialRequest):
         return (yield from material_plan(sql.materials, request))
+    if isinstance(request, ReasonRequest):
+        return (yield from reason_plan(sql.reasons, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

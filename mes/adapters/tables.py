@@ -414,3 +414,18 @@ material_uses = Table(
     Index("ix_material_uses_lot_id", "lot_id"),
 )
 """Which material lots went into which product lot, at which step (genealogy, recalls)."""
+
+reason_codes = Table(
+    "reason_codes",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("release_roles", Json, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("retired_by", String(64)),
+    Column("retired_at", UtcDateTime),
+    Column("retired_reason", Text),
+)
+"""Quality's hold and scrap reason codes (mes.domain.reasons)."""

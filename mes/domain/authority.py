@@ -108,6 +108,8 @@ class Action(StrEnum):
     """Add consumable material lots with their expiry and clocks (``pkgline material add``)."""
     MATERIAL_HANDLING = "material_handling"
     """Thaw material lots, load them on tools and unload them (the floor's handling)."""
+    REASONS = "reasons"
+    """Keep the hold and scrap reason-code catalogues (``pkgline reason``)."""
 
 
 _ALL = frozenset(Role)
@@ -143,6 +145,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.DURABLES: frozenset({_T, _E}),
     Action.MATERIALS: frozenset({_E, _Q}),
     Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
+    Action.REASONS: frozenset({_Q}),
 }
 """The one table of who may do what."""
 

@@ -127,6 +127,8 @@ class Hold:
     user: UserName
     since: datetime
     source: HoldSource = HoldSource.OPERATOR
+    code: str | None = None
+    """The reason code it was placed with (mes.domain.reasons), if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from pkgline.cli import (
     material,
     pki,
     qualify,
+    reason,
     serve,
     sim,
     tool,
@@ -42,6 +43,7 @@ app.add_typer(tool.app, name="tool")
 app.add_typer(line.app, name="line")
 app.add_typer(durable.app, name="durable")
 app.add_typer(material.app, name="material")
+app.add_typer(reason.app, name="reason")
 app.add_typer(user.app, name="user")
 app.add_typer(pki.app, name="pki")
 app.add_typer(events.app, name="events")

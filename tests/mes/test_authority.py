@@ -42,6 +42,7 @@ SPEC = {
     Action.DURABLES: ".TE...",
     Action.MATERIALS: "..EQ..",
     Action.MATERIAL_HANDLING: "OTEQ..",
+    Action.REASONS: "...Q..",
 }
 COLUMNS = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY, Role.ADMIN, Role.CONTROLLER)
 PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]

@@ -1,5 +1,6 @@
 """Consumable material lots with their clocks (expiry, thaw, floor life), the tool each is
-loaded on, their history, and which material lots went into which product lot.
+loaded on, their history, and which material lots went into which product lot; quality's
+hold and scrap reason codes.
 
 Revision ID: 0013
 Revises: 0012
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0013"
 down_revision = "0012"
@@ -18,6 +20,7 @@ depends_on = None
 
 SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 AT = sa.DateTime(timezone=True)
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 def upgrade() -> None:
@@ -69,9 +72,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_material_uses_material_id", "material_uses", ["material_id"])
     op.create_index("ix_material_uses_lot_id", "material_uses", ["lot_id"])
+    op.create_table(
+        "reason_codes",
+        sa.Column("code", sa.String(16), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("release_roles", JSON, nullable=False),
+        sa.Column("added_by", sa.String(64), nullable=False),
+        sa.Column("added_at", AT, nullable=False),
+        sa.Column("retired_by", sa.String(64), nullable=True),
+        sa.Column("retired_at", AT, nullable=True),
+        sa.Column("retired_reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("code", name="pk_reason_codes"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("reason_codes")
     op.drop_index("ix_material_uses_lot_id", table_name="material_uses")
     op.drop_index("ix_material_uses_material_id", table_name="material_uses")
     op.drop_table("material_uses")
