@@ -9,7 +9,7 @@ each comes from.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -20,9 +20,9 @@ from mes.domain.commands import TrackIn
 from mes.domain.durables import Changed, Durable, DurableEvent
 from mes.domain.errors import UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
-from mes.domain.model import JobRecord, Lot, SiteRef, SiteReject
+from mes.domain.model import JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
-from mes.ports import UnitOfWorkFactory, Work, get_tools
+from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools
 from mes.ports_durables import get_durable_events, get_durables, get_mounted, save_durables
 
 
@@ -74,21 +74,24 @@ def count_job(
 
 def count_track_out(
     lot: Lot,
-    rejected: Mapping[SiteRef, SiteReject],
     by: str,
     now: datetime,
-    *,
-    skip: Collection[str] = (),
+    rejected: Mapping[SiteRef, SiteReject] | None = None,
 ) -> Work[None]:
-    """An operator's track-out of a step run on a tool: every carrier of the lot but those
-    in ``skip`` (counted already, by the jobs the tool's controller recorded) counts as one
-    job on each durable mounted on the tool."""
+    """An operator's track-out of a step run on a tool: every carrier of the lot that no job
+    of the tool recorded (those are counted already) counts as one job on each durable
+    mounted on the tool. ``rejected``: the lot's rejected sites, if read already. One query
+    when the tool has no durables."""
     running = lot.running
-    if running is None or running.tool is None or set(lot.carriers) <= set(skip):
+    if running is None or running.tool is None:
         return
     on_tool = yield from get_durables(tool_id=running.tool)
     if not on_tool:
         return
+    if rejected is None:
+        rejected = {r.site: r for r in (yield from get_rejects(lot.id))}
+    jobs = yield from get_jobs_of(lot.id, len(lot.path))
+    skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
     total: dict[str, Changed] = {}
     for carrier in (c for c in lot.carriers if c not in skip):
         current = [total[d.id][0] if d.id in total else d for d in on_tool]

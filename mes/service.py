@@ -287,13 +287,9 @@ class LotService:
             if lot.running is not None:
                 measured = flow.steps[lot.running.step].measured
                 refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
-            on_tool = lot.running is not None and lot.running.tool is not None
-            rejected = (yield from _rejected(lot)) if cmd.rejects or on_tool else {}
-            change = ops.track_out(lot, flow, cmd, rejected, self._clock())
-            if on_tool:  # the carriers no job of the tool's recorded count on its durables
-                jobs = yield from get_jobs_of(lot.id, len(lot.path))
-                done = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
-                yield from count_track_out(lot, rejected, cmd.user, self._clock(), skip=done)
+            rejected = (yield from _rejected(lot)) if cmd.rejects else None
+            change = ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
+            yield from count_track_out(lot, cmd.user, self._clock(), rejected)
             return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
