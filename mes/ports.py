@@ -35,6 +35,7 @@ from mes.domain.model import (
 from mes.ports_durables import DurableRequest
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
+from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
 
@@ -196,6 +197,7 @@ Request: TypeAlias = (
     | DurableRequest
     | MaterialRequest
     | ReasonRequest
+    | SpcRequest
 )
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it

@@ -82,6 +82,7 @@ from mes.ports import (
     save_all,
 )
 from mes.reasons import coded_hold, coded_scrap, release_allowed
+from mes.spc import spc_on_track_out
 
 T = TypeVar("T")
 
@@ -290,7 +291,7 @@ class LotService:
             rejected = (yield from _rejected(lot)) if cmd.rejects else None
             change = ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
             yield from count_track_out(lot, cmd.user, self._clock(), rejected)
-            return change
+            return (yield from spc_on_track_out(lot, change, cmd.user, change.entries[0].at))
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
 
@@ -442,6 +443,8 @@ class LotService:
             change = job_rules.record_job(
                 lot, self.flow(lot.flow), job, cmd, done, rejected, self._clock()
             )
+            if change.lot.state is not LotState.RUNNING:  # the last carrier: tracked out
+                change = yield from spc_on_track_out(lot, change, cmd.user, change.entries[-1].at)
             entries = yield from save(_stamped(change, self._guard.who(by)))
             yield from count_job(lot, job, rejected, cmd.user, self._clock())
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)

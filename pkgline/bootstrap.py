@@ -32,6 +32,7 @@ from mes.interlocks import QualificationService
 from mes.materials import MaterialService
 from mes.reasons import ReasonService
 from mes.service import LotService, utc_now
+from mes.spc import SpcService
 
 
 @cache
@@ -87,6 +88,7 @@ class Services:
     durables: DurableService
     materials: MaterialService
     reasons: ReasonService
+    spc: SpcService
 
 
 @asynccontextmanager
@@ -122,6 +124,7 @@ def services_for(
         DurableService(factory, utc_now, principal=principal, security=log),
         MaterialService(factory, utc_now, principal=principal, security=log),
         ReasonService(factory, utc_now, principal=principal, security=log),
+        SpcService(factory, flow_library(), utc_now, principal=principal, security=log),
     )
 
 

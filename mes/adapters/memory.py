@@ -42,6 +42,7 @@ from mes.domain.model import (
 )
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import history_dict
+from mes.domain.spc import Chart, Point
 from mes.ports import (
     AddChanges,
     EquipmentRequest,
@@ -83,6 +84,7 @@ from mes.ports_materials import (
     SaveMaterials,
 )
 from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
+from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
 
 T = TypeVar("T")
 
@@ -108,6 +110,8 @@ class MemoryStore:
     material_events: list[MaterialEvent] = field(default_factory=list)
     material_uses: list[Use] = field(default_factory=list)
     reason_codes: dict[str, ReasonCode] = field(default_factory=dict)
+    spc_charts: dict[tuple[str, str, str], Chart] = field(default_factory=dict)
+    spc_points: list[Point] = field(default_factory=list)
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -467,6 +471,33 @@ def answer_reasons(store: MemoryStore, request: ReasonRequest) -> Any:
     raise TypeError(f"not a reason-code store request: {request!r}")
 
 
+def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
+    """What a store answers to an SPC request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetCharts):
+        return [
+            c
+            for (step, value, tool), c in sorted(store.spc_charts.items())
+            if step == request.step
+            and request.tool_id in (None, tool)
+            and request.value in (None, value)
+        ]
+    if isinstance(request, SaveChart):
+        ch = request.chart
+        store.spc_charts[(ch.step, ch.value, ch.tool_id)] = ch
+        return None
+    if isinstance(request, GetPoints):
+        mine = [
+            p
+            for p in store.spc_points
+            if (p.step, p.value, p.tool_id) == (request.step, request.value, request.tool_id)
+        ]
+        return mine if request.last is None else mine[-request.last :]
+    if isinstance(request, AddPoints):
+        store.spc_points.extend(request.points)
+        return None
+    raise TypeError(f"not an SPC store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -502,6 +533,8 @@ class MemoryUnitOfWork:
                     answer = answer_materials(self._work, request)
                 elif isinstance(request, ReasonRequest):
                     answer = answer_reasons(self._work, request)
+                elif isinstance(request, SpcRequest):
+                    answer = answer_spc(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

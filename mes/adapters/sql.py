@@ -64,6 +64,7 @@ from mes.adapters.sql_equipment import (
 from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
 from mes.adapters.sql_materials import MaterialStatements, material_plan
 from mes.adapters.sql_reasons import ReasonStatements, reason_plan
+from mes.adapters.sql_spc import SpcStatements, spc_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
     audit_heads,
@@ -113,6 +114,7 @@ from mes.ports import (
 from mes.ports_durables import DurableRequest
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
+from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
 
@@ -309,6 +311,7 @@ class Statements:
         self.durables = DurableStatements(dialect)
         self.materials = MaterialStatements(dialect)
         self.reasons = ReasonStatements(dialect)
+        self.spc = SpcStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -681,6 +684,8 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from material_plan(sql.materials, request))
     if isinstance(request, ReasonRequest):
         return (yield from reason_plan(sql.reasons, request))
+    if isinstance(request, SpcRequest):
+        return (yield from spc_plan(sql.spc, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

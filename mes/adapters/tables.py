@@ -429,3 +429,35 @@ reason_codes = Table(
     Column("retired_reason", Text),
 )
 """Quality's hold and scrap reason codes (mes.domain.reasons)."""
+
+spc_charts = Table(
+    "spc_charts",
+    metadata,
+    Column("step", String(32), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("tool_id", String(32), ForeignKey("tools.id"), primary_key=True),
+    Column("baseline_n", Integer, nullable=False),
+    Column("nelson", Boolean, nullable=False),
+    Column("inhibit", Boolean, nullable=False),
+    Column("set_by", String(64), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    Column("limits", Json),
+    Index("ix_spc_charts_tool_id", "tool_id", "step"),
+)
+"""Engineering's SPC charts per (step, measured value, tool): rules, baseline, limits
+(``{"center", "sigma", "source"}``, JSON: exact floats on both dialects)."""
+
+spc_points = Table(
+    "spc_points",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("step", String(32), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("tool_id", String(32), nullable=False),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("x", Json, nullable=False),
+    Column("rules", Json, nullable=False),
+    Index("ix_spc_points_chart", "step", "value", "tool_id", "seq"),
+)
+"""One point per lot tracked out on a charted (step, value, tool), with the rules it broke."""

@@ -110,6 +110,8 @@ class Action(StrEnum):
     """Thaw material lots, load them on tools and unload them (the floor's handling)."""
     REASONS = "reasons"
     """Keep the hold and scrap reason-code catalogues (``pkgline reason``)."""
+    SPC = "spc"
+    """Set SPC charts and their limits, clear a tool an SPC violation inhibited."""
 
 
 _ALL = frozenset(Role)
@@ -146,10 +148,11 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.MATERIALS: frozenset({_E, _Q}),
     Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
     Action.REASONS: frozenset({_Q}),
+    Action.SPC: frozenset({_E}),
 }
 """The one table of who may do what."""
 
-RULED_HOLDS = frozenset({HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER})
+RULED_HOLDS = frozenset({HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER, HoldSource.SPC})
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,8 @@ class HoldSource(StrEnum):
     """The line controller could not finish or recover a step."""
     QUEUE_TIME = "queue_time"
     """The lot waited longer than a queue-time limit of its flow allows."""
+    SPC = "spc"
+    """A measured value broke a run rule of its SPC chart at track-out (mes.domain.spc)."""
 
 
 @dataclass(frozen=True, slots=True)

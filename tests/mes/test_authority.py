@@ -43,6 +43,7 @@ SPEC = {
     Action.MATERIALS: "..EQ..",
     Action.MATERIAL_HANDLING: "OTEQ..",
     Action.REASONS: "...Q..",
+    Action.SPC: "..E...",
 }
 COLUMNS = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY, Role.ADMIN, Role.CONTROLLER)
 PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]

@@ -1,6 +1,6 @@
 """Consumable material lots with their clocks (expiry, thaw, floor life), the tool each is
 loaded on, their history, and which material lots went into which product lot; quality's
-hold and scrap reason codes.
+hold and scrap reason codes; SPC charts per (step, measured value, tool) and their points.
 
 Revision ID: 0013
 Revises: 0012
@@ -86,8 +86,42 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("code", name="pk_reason_codes"),
     )
 
+    op.create_table(
+        "spc_charts",
+        sa.Column("step", sa.String(32), nullable=False),
+        sa.Column("value", sa.String(64), nullable=False),
+        sa.Column("tool_id", sa.String(32), nullable=False),
+        sa.Column("baseline_n", sa.Integer(), nullable=False),
+        sa.Column("nelson", sa.Boolean(), nullable=False),
+        sa.Column("inhibit", sa.Boolean(), nullable=False),
+        sa.Column("set_by", sa.String(64), nullable=False),
+        sa.Column("set_at", AT, nullable=False),
+        sa.Column("limits", JSON, nullable=True),
+        sa.ForeignKeyConstraint(["tool_id"], ["tools.id"], name="fk_spc_charts_tool_id_tools"),
+        sa.PrimaryKeyConstraint("step", "value", "tool_id", name="pk_spc_charts"),
+    )
+    op.create_index("ix_spc_charts_tool_id", "spc_charts", ["tool_id", "step"])
+    op.create_table(
+        "spc_points",
+        sa.Column("seq", SEQ, autoincrement=True, nullable=False),
+        sa.Column("step", sa.String(32), nullable=False),
+        sa.Column("value", sa.String(64), nullable=False),
+        sa.Column("tool_id", sa.String(32), nullable=False),
+        sa.Column("lot_id", sa.String(32), nullable=False),
+        sa.Column("at", AT, nullable=False),
+        sa.Column("x", JSON, nullable=False),
+        sa.Column("rules", JSON, nullable=False),
+        sa.ForeignKeyConstraint(["lot_id"], ["lots.id"], name="fk_spc_points_lot_id_lots"),
+        sa.PrimaryKeyConstraint("seq", name="pk_spc_points"),
+    )
+    op.create_index("ix_spc_points_chart", "spc_points", ["step", "value", "tool_id", "seq"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_spc_points_chart", table_name="spc_points")
+    op.drop_table("spc_points")
+    op.drop_index("ix_spc_charts_tool_id", table_name="spc_charts")
+    op.drop_table("spc_charts")
     op.drop_table("reason_codes")
     op.drop_index("ix_material_uses_lot_id", table_name="material_uses")
     op.drop_index("ix_material_uses_material_id", table_name="material_uses")
