@@ -20,6 +20,7 @@ from pkgline.cli import (
     reason,
     serve,
     sim,
+    spc,
     tool,
     tool_reset,
     user,
@@ -44,6 +45,7 @@ app.add_typer(line.app, name="line")
 app.add_typer(durable.app, name="durable")
 app.add_typer(material.app, name="material")
 app.add_typer(reason.app, name="reason")
+app.add_typer(spc.app, name="spc")
 app.add_typer(user.app, name="user")
 app.add_typer(pki.app, name="pki")
 app.add_typer(events.app, name="events")
