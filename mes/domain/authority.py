@@ -112,6 +112,14 @@ class Action(StrEnum):
     """Keep the hold and scrap reason-code catalogues (``pkgline reason``)."""
     SPC = "spc"
     """Set SPC charts and their limits, clear a tool an SPC violation inhibited."""
+    FLOW_PUBLISH = "flow_publish"
+    """Publish a flow version (a draft: no lot starts on it)."""
+    FLOW_APPROVE = "flow_approve"
+    """Approve a draft flow version, signed: new lots start on it."""
+    FLOW_RETIRE = "flow_retire"
+    """Retire a flow version: no new lot starts on it."""
+    MIGRATE = "migrate"
+    """Move a lot to another version of its flow (its path so far valid there)."""
 
 
 _ALL = frozenset(Role)
@@ -149,6 +157,10 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
     Action.REASONS: frozenset({_Q}),
     Action.SPC: frozenset({_E}),
+    Action.FLOW_PUBLISH: frozenset({_E}),
+    Action.FLOW_APPROVE: frozenset({_E}),
+    Action.FLOW_RETIRE: frozenset({_E}),
+    Action.MIGRATE: frozenset({_E}),
 }
 """The one table of who may do what."""
 

@@ -40,7 +40,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRecord
 from mes.domain.model import Lot, LotState
 from mes.service import utc_now
-from pkgline.bootstrap import Services, open_engine, open_services
+from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
 from pkgline.cli.common import UserOption, current_user, err, out
 from pkgline.cli.demo_view import (
     ENDED,
@@ -325,6 +325,7 @@ async def _fresh_database(run: Demo) -> None:
         stale.unlink(missing_ok=True)
     async with open_engine(run.url) as engine:
         await upgrade(engine)
+        await seed_flow_versions(engine)  # as db upgrade: the flows as approved version 1
 
 
 def _write_config(run: Demo) -> None:

@@ -26,6 +26,7 @@ from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
+from pkgline.cli import lot_map, lot_migrate
 from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
@@ -47,6 +48,9 @@ from pkgline.cli.tool import parse_window
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
 )
+
+app.add_typer(lot_map.app, name="map")
+lot_migrate.register(app)
 
 LotArg = Annotated[str, typer.Argument(help="Lot id.", show_default=False)]
 ParamOption = Annotated[
@@ -82,7 +86,7 @@ def _act(
     async def work() -> tuple[Outcome, dict[str, object]]:
         async with open_lot_service(db) as service:
             outcome = await action(service)
-            return outcome, summary_dict(outcome.lot, service.flow(outcome.lot.flow))
+            return outcome, summary_dict(outcome.lot, service.flow_of(outcome.lot))
 
     outcome, summary = run(work, as_json=as_json, db=db)
     held = held_is_refused and outcome.lot.state is LotState.HOLD
@@ -471,7 +475,7 @@ def list_lots(
     async def work() -> tuple[list[dict[str, object]], LotPage]:
         async with open_lot_service(db) as service:
             page = await service.page(query)
-            return [summary_dict(lot, service.flow(lot.flow)) for lot in page.lots], page
+            return [summary_dict(lot, service.flow_of(lot)) for lot in page.lots], page
 
     rows, page = run(work, as_json=json, db=db)
     if json:
@@ -491,7 +495,7 @@ async def _write_every_lot(db: str | None, query: LotQuery) -> None:
         while True:
             for lot in page.lots:
                 item = dumps(
-                    summary_dict(lot, service.flow(lot.flow)),
+                    summary_dict(lot, service.flow_of(lot)),
                     indent=2,
                     default=str,
                     ensure_ascii=False,
