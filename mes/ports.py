@@ -32,6 +32,7 @@ from mes.domain.model import (
     LotState,
     SiteReject,
 )
+from mes.domain.signatures import Signature
 from mes.ports_durables import DurableRequest
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
@@ -168,6 +169,22 @@ class GetLotsRunningOn:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveSignatures:
+    """Write electronic signatures, each linked to the entry it signs (answer: None). Yielded
+    right after the Save of that entry, in the same transaction."""
+
+    signatures: tuple[Signature, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetSignatures:
+    """Read the signatures of some lots' history entries, in the order they were written
+    (answer: ``list[Signature]``)."""
+
+    lot_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Save:
     """Write a change: lots (inserted, or updated if their version is still the expected
     one, else ConcurrentUpdate), carriers, rejects, jobs, history and outbox (answer: the
@@ -190,10 +207,12 @@ LotRequest: TypeAlias = (
 )
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
+SignatureRequest: TypeAlias = SaveSignatures | GetSignatures
 Request: TypeAlias = (
     LotRequest
     | EquipmentRequest
     | InterlockRequest
+    | SignatureRequest
     | DurableRequest
     | MaterialRequest
     | ReasonRequest
@@ -295,6 +314,16 @@ def get_lots_running_on(tool_id: str) -> Work[list[str]]:
 def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:
     written: tuple[HistoryEntry, ...] = yield Save(change)
     return written
+
+
+def save_signatures(signatures: Sequence[Signature]) -> Work[None]:
+    if signatures:
+        yield SaveSignatures(tuple(signatures))
+
+
+def get_signatures(lot_ids: Sequence[str]) -> Work[list[Signature]]:
+    found: list[Signature] = yield GetSignatures(tuple(lot_ids))
+    return found
 
 
 def save_all(changes: Sequence[Change]) -> Work[list[tuple[HistoryEntry, ...]]]:

@@ -42,6 +42,7 @@ from mes.domain.model import (
 )
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import history_dict
+from mes.domain.signatures import Signature
 from mes.domain.spc import Chart, Point
 from mes.ports import (
     AddChanges,
@@ -58,6 +59,7 @@ from mes.ports import (
     GetLotsRunningOn,
     GetQualifications,
     GetRejects,
+    GetSignatures,
     GetTools,
     InterlockRequest,
     LotPage,
@@ -65,6 +67,8 @@ from mes.ports import (
     LotRequest,
     Save,
     SaveQualifications,
+    SaveSignatures,
+    SignatureRequest,
     UpdateTools,
     Work,
 )
@@ -112,6 +116,7 @@ class MemoryStore:
     reason_codes: dict[str, ReasonCode] = field(default_factory=dict)
     spc_charts: dict[tuple[str, str, str], Chart] = field(default_factory=dict)
     spc_points: list[Point] = field(default_factory=list)
+    signatures: list[Signature] = field(default_factory=list)
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -499,6 +504,19 @@ def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
     raise TypeError(f"not an SPC store request: {request!r}")
 
 
+def answer_signature(store: MemoryStore, request: SignatureRequest) -> Any:
+    """What a store answers to a signature request (:data:`mes.ports.Work`)."""
+    if isinstance(request, SaveSignatures):
+        for s in request.signatures:
+            if s.entry_hash is None:
+                raise ValueError(f"a signature of lot {s.lot_id} not linked to its entry")
+            store.signatures.append(replace(s, seq=len(store.signatures) + 1))
+        return None
+    if isinstance(request, GetSignatures):
+        return [s for s in store.signatures if s.lot_id in request.lot_ids]
+    raise TypeError(f"not a signature store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -536,6 +554,8 @@ class MemoryUnitOfWork:
                     answer = answer_reasons(self._work, request)
                 elif isinstance(request, SpcRequest):
                     answer = answer_spc(self._work, request)
+                elif isinstance(request, SignatureRequest):
+                    answer = answer_signature(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

@@ -64,6 +64,7 @@ from mes.adapters.sql_equipment import (
 from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
 from mes.adapters.sql_materials import MaterialStatements, material_plan
 from mes.adapters.sql_reasons import ReasonStatements, reason_plan
+from mes.adapters.sql_signatures import SignatureStatements, signature_plan
 from mes.adapters.sql_spc import SpcStatements, spc_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
@@ -109,6 +110,7 @@ from mes.ports import (
     LotQuery,
     Request,
     Save,
+    SignatureRequest,
     Work,
 )
 from mes.ports_durables import DurableRequest
@@ -313,6 +315,7 @@ class Statements:
         self.materials = MaterialStatements(dialect)
         self.reasons = ReasonStatements(dialect)
         self.spc = SpcStatements(dialect)
+        self.signatures = SignatureStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -688,6 +691,8 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from reason_plan(sql.reasons, request))
     if isinstance(request, SpcRequest):
         return (yield from spc_plan(sql.spc, request))
+    if isinstance(request, SignatureRequest):
+        return (yield from signature_plan(sql.signatures, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

@@ -13,21 +13,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from json import dumps
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mes.adapters.database import display_url
 from mes.domain import commands as cmd
+from mes.domain.authority import Action
 from mes.domain.model import LotState, Operation
 from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
-from pkgline.cli import lot_map, lot_migrate
-from pkgline.cli.columns import columns
+from pkgline.cli import lot_map, lot_migrate, signing
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -43,7 +42,10 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.tool import parse_window
+from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+
+if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+    from rich.text import Text
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -69,6 +71,8 @@ STATE_STYLE = {
 
 
 def _state(state: LotState) -> Text:
+    from rich.text import Text
+
     return Text(state.value, style=STATE_STYLE[state])
 
 
@@ -79,12 +83,14 @@ def _act(
     done: str,
     *,
     held_is_refused: bool = False,
+    config: Path | None = None,
 ) -> None:
     """Run one lot operation and print the lot as it now is. ``held_is_refused``: a lot the
-    operation put on hold instead (a track-in past a queue-time limit) is exit 1."""
+    operation put on hold instead (a track-in past a queue-time limit) is exit 1.
+    ``config``: the line.toml whose ``[signatures]`` apply."""
 
     async def work() -> tuple[Outcome, dict[str, object]]:
-        async with open_lot_service(db) as service:
+        async with open_lot_service(db, signatures=signing.policy(config)) as service:
             outcome = await action(service)
             return outcome, summary_dict(outcome.lot, service.flow_of(outcome.lot))
 
@@ -102,6 +108,8 @@ def _act(
         )
         err.print("an engineer decides: pkgline lot rework or pkgline lot release")
         raise typer.Exit(EXIT_REFUSED)
+    from rich.text import Text
+
     lot = outcome.lot
     line = Text.assemble(("✔ ", "green"), f"lot {lot.id} {done}: ", _state(lot.state))
     if lot.step:
@@ -116,6 +124,11 @@ def _act(
         out.print(f"  next: {', '.join(str(s) for s in nxt)}")
     if lot.units is not None:
         out.print(f"  units: {lot.units}")
+    for e in outcome.entries:
+        for s in e.data.get("signatures") or []:
+            out.print(
+                f"  signed by {s['printed_name']} ({s['signer']}, {s['method']}): {s['meaning']}"
+            )
 
 
 @app.command()
@@ -236,13 +249,19 @@ def hold(
 def release(
     lot: LotArg,
     reason: ReasonOption = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Release a held lot: it waits for its next step again."""
+    """Release a held lot: it waits for its next step again. Signed by you (your OS account
+    in direct mode) with --meaning."""
     command = cmd.ReleaseLot(lot, current_user(user), reason)
-    _act(db, json, lambda s: s.release(command), "released")
+    act = signing.signed(
+        lambda s, sig: s.release(command, signatures=sig), Action.RELEASE, meaning, reason
+    )
+    _act(db, json, act, "released", config=config)
 
 
 @app.command()
@@ -260,22 +279,34 @@ def scrap(
             "--site: the reject code written on the sites (default SCRAP)."
         ),
     ] = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Scrap a whole lot, or some of its sites (--site). A reason (--reason, or for a whole
-    lot --code, or both) is required."""
+    lot --code, or both) is required. Signed by you (your OS account in direct mode) with
+    --meaning."""
     who = current_user(user)
     if site:
         sites = parse_sites(
             site, "--site", with_code=False, default_code=code or "SCRAP", as_json=json
         )
         scrap_sites = cmd.ScrapSites(lot, who, reason or "", sites)
-        _act(db, json, lambda s: s.scrap_sites(scrap_sites), "sites scrapped")
+        act = signing.signed(
+            lambda s, sig: s.scrap_sites(scrap_sites, signatures=sig),
+            Action.SCRAP_SITES,
+            meaning,
+            reason,
+        )
+        _act(db, json, act, "sites scrapped", config=config)
     else:
         scrap_lot = cmd.ScrapLot(lot, who, reason or "", code=code)
-        _act(db, json, lambda s: s.scrap(scrap_lot), "scrapped")
+        act = signing.signed(
+            lambda s, sig: s.scrap(scrap_lot, signatures=sig), Action.SCRAP, meaning, reason
+        )
+        _act(db, json, act, "scrapped", config=config)
 
 
 @app.command()
@@ -318,13 +349,19 @@ def rework(
     lot: LotArg,
     step: Annotated[str, typer.Option("--step", help="The reworkable step to go back to.")],
     reason: ReasonOption = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Send a held lot back to an earlier reworkable step (engineers)."""
+    """Send a held lot back to an earlier reworkable step (engineers). Signed by you (your
+    OS account in direct mode) with --meaning."""
     command = cmd.ReworkLot(lot, step, current_user(user), reason or "")
-    _act(db, json, lambda s: s.rework(command), "sent back for rework")
+    act = signing.signed(
+        lambda s, sig: s.rework(command, signatures=sig), Action.REWORK, meaning, reason
+    )
+    _act(db, json, act, "sent back for rework", config=config)
 
 
 @app.command()
@@ -388,6 +425,8 @@ JSON_PAGE = 1000
 
 def _when(text: str, option: str, as_json: bool) -> datetime:
     """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
+    from pkgline.cli.tool import parse_window  # the tool commands: only where a time is given
+
     try:
         return datetime.now(UTC) - parse_window(text)
     except ValueError:
@@ -519,6 +558,9 @@ def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, obje
 
 
 def _print_lots(rows: list[dict[str, object]], page: LotPage, db: str | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Lots", caption=f"database: {display_url(resolve_url(db))}")
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
@@ -584,6 +626,9 @@ def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _print_report(report: LotReport, history: int | None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     lot = report.lot
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -664,11 +709,42 @@ def _print_report(report: LotReport, history: int | None) -> None:
             )
 
     _print_history(report, history)
+    _print_signatures(report)
+
+
+def _print_signatures(report: LotReport) -> None:
+    """Each electronic signature with the entry it signs (21 CFR 11.50: printed name, time,
+    meaning)."""
+    if not report.signatures:
+        return
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
+    rows = []
+    for s in report.signatures:
+        entry = report.signed_entry(s)
+        rows.append(
+            [
+                Text(str(entry.seq) if entry else "?"),
+                Text(entry.operation.value if entry else "-"),
+                Text(f"{s.printed_name} ({s.signer})"),
+                Text(s.meaning),
+                Text(f"{s.at:%Y-%m-%d %H:%M:%S %Z}"),
+                Text(s.method.value),
+            ]
+        )
+    out.print(Text(f"Signatures ({len(rows)})", style="italic"))
+    out.print(columns(("entry", "operation", "signed by", "meaning", "at", "method"), rows))
 
 
 def _print_history(report: LotReport, last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
     lot = report.lot
     entries = report.history if last is None else report.history[-last:] if last else []
     total = len(report.history)

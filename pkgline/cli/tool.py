@@ -44,7 +44,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.controller.line import HEARTBEAT_S
+from pkgline.controller import HEARTBEAT_S
 
 app = typer.Typer(
     help="Tools: states, time in state, and automatic or manual dispatch.", no_args_is_help=True
