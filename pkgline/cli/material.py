@@ -6,11 +6,9 @@ material service, print."""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mes.domain.materials import KINDS, Material, MaterialEvent, Reached, Source, Use
 from mes.materials import MaterialView
@@ -26,6 +24,9 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+
+if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+    from rich.text import Text
 
 app = typer.Typer(
     help="Material lots with their clocks: add, thaw, load on a tool, unload, show, list, "
@@ -95,6 +96,8 @@ def use_dict(u: Use) -> dict[str, Any]:
 
 
 def _status(m: Material) -> Text:
+    from rich.text import Text
+
     found = m.problem(datetime.now(m.expires_at.tzinfo))
     if found is None:
         return Text("usable", style="green")
@@ -105,6 +108,8 @@ def _done(m: Material, what: str, as_json: bool) -> None:
     if as_json:
         print_json(material_dict(m))
         return
+    from rich.text import Text
+
     out.print(Text.assemble(("✔ ", "green"), f"{m.kind.value} {m.id} {what}"))
 
 
@@ -220,6 +225,8 @@ def show(material: MaterialArg, db: DbOption = None, json: JsonOption = False) -
 
     view = run(work, as_json=json, db=db)
     m = view.material
+    from rich.text import Text
+
     if json:
         print_json(
             {
@@ -263,6 +270,8 @@ def list_(
     if not found:
         out.print("no material lots")
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("material", "kind", "tool", "expires", "thawed", "status"):
         table.add_column(column)
@@ -326,6 +335,8 @@ def genealogy(
     if not found:
         out.print(f"no material lot recorded for lot {lot}")
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("material", "step", "tool", "at", "in lot", "via"):
         table.add_column(column)
