@@ -18,6 +18,7 @@ from mes.ports import UnitOfWorkFactory
 from mes.reasons import ReasonService
 from mes.service import LotService
 from tests.mes.conftest import Clock
+from tests.mes.signers import Signers, signed
 
 
 def _person(name: str, *roles: Role) -> Principal:
@@ -49,7 +50,8 @@ def reasons(store: UnitOfWorkFactory, clock: Clock, log: Log) -> ReasonService:
 
 @pytest.fixture
 def lots(store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock, log: Log) -> LotService:
-    return LotService(store, library, clock, principal=OPERATOR, security=log)
+    signers = Signers([OPERATOR, QUALITY, ENGINEER])
+    return LotService(store, library, clock, principal=OPERATOR, security=log, verifier=signers)
 
 
 @pytest.fixture
@@ -68,7 +70,7 @@ async def test_a_hold_names_a_code_beside_its_free_text_and_reason_alone_still_w
     assert held.lot.hold is not None and held.lot.hold.code == "INSP"
     assert held.lot.hold.reason == "INSP incoming inspection: carrier 2, corner"
     assert held.entries[0].data["code"] == "INSP"
-    await lots.release(cmd.ReleaseLot("L1", "op1"))
+    await lots.release(cmd.ReleaseLot("L1", "op1"), signatures=signed(OPERATOR, held.lot))
     plain = await lots.hold(cmd.HoldLot("L1", "op1", "looks odd"))
     assert plain.lot.hold is not None and plain.lot.hold.code is None
     assert plain.lot.hold.reason == "looks odd"
@@ -112,22 +114,28 @@ async def test_a_hold_whose_code_names_engineering_is_released_by_engineering_on
     lots: LotService, log: Log
 ) -> None:
     await lots.start(cmd.StartLot("L1", "fo-organic", "op1"))
-    await lots.hold(cmd.HoldLot("L1", "op1", "", code="VOID"))
+    held = (await lots.hold(cmd.HoldLot("L1", "op1", "", code="VOID"))).lot
     with pytest.raises(NotAuthorized, match="its hold, code VOID, is released by engineer"):
-        await lots.release(cmd.ReleaseLot("L1", "op1"))
+        await lots.release(cmd.ReleaseLot("L1", "op1"), signatures=signed(OPERATOR, held))
     assert (await lots.get("L1")).state is LotState.HOLD
     assert log.events[-1].action == Action.RELEASE.value and log.events[-1].lot_id == "L1"
-    released = await lots.release(cmd.ReleaseLot("L1", "eng1"), by=ENGINEER)
+    released = await lots.release(
+        cmd.ReleaseLot("L1", "eng1"), by=ENGINEER, signatures=signed(ENGINEER, held)
+    )
     assert released.lot.state is LotState.WAITING
 
 
 @pytest.mark.usefixtures("catalogue")
 async def test_a_scrap_names_a_scrap_code(lots: LotService, library: FlowLibrary) -> None:
     quality = lots.acting_as(QUALITY)
-    await lots.start(cmd.StartLot("L1", "fo-organic", "op1"))
+    lot = (await lots.start(cmd.StartLot("L1", "fo-organic", "op1"))).lot
     with pytest.raises(InvalidInput, match="VOID is a hold code; expected a scrap code"):
-        await quality.scrap(cmd.ScrapLot("L1", "q1", "", code="VOID"))
-    scrapped = await quality.scrap(cmd.ScrapLot("L1", "q1", "", code="DROP"))
+        await quality.scrap(
+            cmd.ScrapLot("L1", "q1", "", code="VOID"), signatures=signed(QUALITY, lot)
+        )
+    scrapped = await quality.scrap(
+        cmd.ScrapLot("L1", "q1", "", code="DROP"), signatures=signed(QUALITY, lot)
+    )
     assert scrapped.lot.state is LotState.SCRAPPED
     assert scrapped.entries[0].reason == "DROP dropped carrier"
     assert scrapped.entries[0].data["code"] == "DROP"
