@@ -2,7 +2,7 @@
 the tool each is mounted on, and each one's history (which lots it served).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0014
 Create Date: 2026-12-02
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
