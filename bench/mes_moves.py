@@ -12,7 +12,9 @@ throughput.
 
 Goals (issue 2): PostgreSQL with 8 writers at 0.7 of the floor or better; SQLite (1 writer)
 at 0.35 or better, with the track-in interlocks on (issue 17): each tool step is tracked in
-on a registered, qualified tool of its class, as its line controller does. The same run
+on a registered, qualified tool of its class, as its line controller does, with durables
+mounted (each track-out counts on them) and material lots loaded (each track-in checks their
+clocks and records them in the lot). The same run
 prints pkgline with the interlocks off too (tool steps tracked in with no tool, so nothing
 is checked), for comparison.
 
@@ -34,7 +36,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
@@ -48,11 +50,15 @@ from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
+from mes.domain.durables import KINDS as DURABLE_KINDS
 from mes.domain.equipment import ToolRegistration
 from mes.domain.interlocks import MANUAL_CLASS
+from mes.domain.materials import KINDS as MATERIAL_KINDS
 from mes.domain.model import LotState
+from mes.durables import DurableService
 from mes.equipment import EquipmentService
-from mes.service import LotService
+from mes.materials import MaterialService
+from mes.service import LotService, utc_now
 
 FLOW = "fo-organic"
 PARAMS = {"layers": "8"}  # a long flow: few lot starts per measured move
@@ -82,8 +88,13 @@ def _bench_tool(service: LotService, step: str) -> str | None:
     return None if cls == MANUAL_CLASS else f"B-{cls}"[:32]
 
 
-async def _register_tools(service: LotService, equipment: EquipmentService) -> None:
-    """One tool per equipment class, qualified (by its registration) for the class's steps."""
+async def _register_tools(
+    service: LotService, equipment: EquipmentService, factory: SqlUnitOfWorkFactory
+) -> None:
+    """One tool per equipment class, qualified (by its registration) for the class's steps,
+    with a durable of each kind its class takes mounted (counted by every track-out) and a
+    material lot of each kind loaded (thawed, within its clocks), so that every track-in
+    interlock reads and every track-out counts."""
     by_class: dict[str, list[str]] = {}
     for code, info in service.flows.step_codes.items():
         if info.equipment_class != MANUAL_CLASS:
@@ -95,6 +106,20 @@ async def _register_tools(service: LotService, equipment: EquipmentService) -> N
             for cls, steps in sorted(by_class.items())
         ],
     )
+    durables, materials = DurableService(factory, utc_now), MaterialService(factory, utc_now)
+    for kind, spec in DURABLE_KINDS.items():
+        if spec.equipment_class in by_class:
+            await durables.add(f"D-{kind.value}", kind.value, 10**15, "bench")
+            await durables.mount(f"D-{kind.value}", f"B-{spec.equipment_class}"[:32], "bench")
+    far = utc_now() + timedelta(days=365)
+    for mkind, mspec in MATERIAL_KINDS.items():
+        if mspec.equipment_class in by_class:
+            name = f"M-{mkind.value}"
+            clocks = {"thaw_minutes": 0, "floor_life_minutes": 10**6} if mspec.frozen else {}
+            await materials.add(name, mkind.value, far, "bench", **clocks)
+            if mspec.frozen:
+                await materials.thaw(name, "bench")
+            await materials.load(name, f"B-{mspec.equipment_class}"[:32], "bench")
 
 
 async def _pkgline_writer(
@@ -142,7 +167,7 @@ async def run_pkgline(url: str, writers: int, moves: int, *, interlocks: bool = 
         await upgrade(engine)
         factory = SqlUnitOfWorkFactory(engine)
         service = LotService(factory, load_library())
-        await _register_tools(service, EquipmentService(factory))
+        await _register_tools(service, EquipmentService(factory), factory)
         await _pkgline_writer(service, 99, 5, [])  # warm up pools and caches
         lat: list[float] = []
         t0 = time.perf_counter()

@@ -33,6 +33,10 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.signatures import Signature
+from mes.ports_durables import DurableRequest
+from mes.ports_materials import MaterialRequest
+from mes.ports_reasons import ReasonRequest
+from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
 
@@ -204,7 +208,16 @@ LotRequest: TypeAlias = (
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
 SignatureRequest: TypeAlias = SaveSignatures | GetSignatures
-Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest | SignatureRequest
+Request: TypeAlias = (
+    LotRequest
+    | EquipmentRequest
+    | InterlockRequest
+    | SignatureRequest
+    | DurableRequest
+    | MaterialRequest
+    | ReasonRequest
+    | SpcRequest
+)
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
 reads and writes (:data:`Request`), gets each answer back, decides in between with the pure

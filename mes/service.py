@@ -69,9 +69,11 @@ from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
 from mes.domain.signatures import SignatureGiven, SignaturePolicy, SignatureRefused, SignatureStale
 from mes.domain.signatures import linked as linked_signatures
+from mes.durables import count_job, count_track_out, durable_interlock
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
+from mes.materials import material_interlock, record_uses
 from mes.ports import (
     LotPage,
     LotQuery,
@@ -92,7 +94,9 @@ from mes.ports import (
     save_all,
     save_signatures,
 )
+from mes.reasons import coded_hold, coded_scrap, release_allowed
 from mes.signing import SignatureVerifier, Signing
+from mes.spc import spc_on_track_out
 
 T = TypeVar("T")
 
@@ -320,21 +324,29 @@ class LotService:
             )
         change = ops.track_in(lot, flow, cmd, self._clock())
         yield from tool_interlock(lot, flow, cmd)
+        worn = yield from durable_interlock(lot, flow, cmd)
+        uses = yield from material_interlock(lot, flow, cmd, change.entries[0].at)
+        extra: dict[str, object] = {}
+        if worn:  # accepted, with the durables past their warning recorded
+            extra["durable_warnings"] = worn
+        if uses:  # the material lots loaded on the tool go into the lot
+            extra["materials"] = [u.material_id for u in uses]
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
-        if not limits:
-            return change
-        found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
-        expired = [w for w in found if w.expired]
-        if expired:  # on hold instead, with the reason: an engineer decides rework or release
-            reason = "; ".join(w.text() for w in expired)
-            return ops.hold(
-                lot, HoldLot(lot.id, cmd.user, reason, HoldSource.QUEUE_TIME), self._clock()
-            )
-        warnings = [w.text() for w in found if w.warned]
-        if warnings:
+        if limits:
+            found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
+            expired = [w for w in found if w.expired]
+            if expired:  # on hold instead, with the reason: an engineer decides rework or release
+                reason = "; ".join(w.text() for w in expired)
+                return ops.hold(
+                    lot, HoldLot(lot.id, cmd.user, reason, HoldSource.QUEUE_TIME), self._clock()
+                )
+            warnings = [w.text() for w in found if w.warned]
+            if warnings:
+                extra["queue_time_warnings"] = warnings
+        if extra:
             entry = change.entries[0]
-            data = {**entry.data, "queue_time_warnings": warnings}
-            return replace(change, entries=(replace(entry, data=data),))
+            change = replace(change, entries=(replace(entry, data={**entry.data, **extra}),))
+        yield from record_uses(uses)  # last: nothing after it refuses this track-in
         return change
 
     async def hold_expired_queue_times(
@@ -372,8 +384,10 @@ class LotService:
             if lot.running is not None:
                 measured = flow.steps[lot.running.step].measured
                 refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
-            rejected = (yield from _rejected(lot)) if cmd.rejects else {}
-            return ops.track_out(lot, flow, cmd, rejected, self._clock())
+            rejected = (yield from _rejected(lot)) if cmd.rejects else None
+            change = ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
+            yield from count_track_out(lot, cmd.user, self._clock(), rejected)
+            return (yield from spc_on_track_out(lot, change, cmd.user, change.entries[0].at))
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
 
@@ -423,8 +437,9 @@ class LotService:
 
     async def hold(self, cmd: HoldLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
+            coded = yield from coded_hold(cmd)
             step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
-            return ops.hold(lot, cmd, self._clock(), step_jobs)
+            return ops.hold(lot, coded, self._clock(), step_jobs)
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)
 
@@ -436,7 +451,8 @@ class LotService:
         signatures: Sequence[SignatureGiven] = (),
     ) -> Outcome:
         """Release a hold: one a claimed limit, an alarm or the controller placed needs
-        quality or engineering (:mod:`mes.domain.authority`).
+        quality or engineering (:mod:`mes.domain.authority`); one whose reason code names who
+        may release it, only by them (:mod:`mes.domain.reasons`).
 
         Signed (docs/security.md, "Electronic signatures"): ``signatures`` are the signers'
         :class:`~mes.domain.signatures.SignatureGiven`, the first the principal acting
@@ -446,12 +462,13 @@ class LotService:
         expected, how many signers), SignatureRefused, SignatureStale (a replay: given for
         another lot version), LoginRefused-like wrong passwords (counted towards the lockout).
         Same for :meth:`scrap`, :meth:`scrap_sites` and :meth:`rework`."""
+
+        def rule(lot: Lot, flow: Flow) -> Work[Change]:
+            yield from release_allowed(lot, self._guard.who(by))  # a code may name who
+            return ops.release(lot, flow, cmd, self._clock())
+
         return await self._on_lot(
-            cmd.lot_id,
-            lambda lot, flow: ops.release(lot, flow, cmd, self._clock()),
-            action=Action.RELEASE,
-            by=by,
-            signatures=signatures,
+            cmd.lot_id, rule, action=Action.RELEASE, by=by, signatures=signatures
         )
 
     async def scrap(
@@ -461,13 +478,13 @@ class LotService:
         by: Principal | None = None,
         signatures: Sequence[SignatureGiven] = (),
     ) -> Outcome:
-        """Scrap a whole lot (signed, as :meth:`release`)."""
+        """Scrap a whole lot (signed, as :meth:`release`), with a scrap reason code or not."""
+
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            return ops.scrap(lot, (yield from coded_scrap(cmd)), self._clock())
+
         return await self._on_lot(
-            cmd.lot_id,
-            lambda lot, _: ops.scrap(lot, cmd, self._clock()),
-            action=Action.SCRAP,
-            by=by,
-            signatures=signatures,
+            cmd.lot_id, rule, action=Action.SCRAP, by=by, signatures=signatures
         )
 
     async def scrap_sites(
@@ -617,7 +634,10 @@ class LotService:
             change = job_rules.record_job(
                 lot, self.flow_of(lot), job, cmd, done, rejected, self._clock()
             )
+            if change.lot.state is not LotState.RUNNING:  # the last carrier: tracked out
+                change = yield from spc_on_track_out(lot, change, cmd.user, change.entries[-1].at)
             entries = yield from save(_stamped(change, self._guard.who(by)))
+            yield from count_job(lot, job, rejected, cmd.user, self._clock())
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 

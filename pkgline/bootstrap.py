@@ -27,11 +27,15 @@ from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import Action, NotAuthorized, Principal
 from mes.domain.signatures import SignaturePolicy, Signer
+from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.flowversions import Builds, FlowVersionService, VersionedFlows
 from mes.identity import IdentityService
 from mes.interlocks import QualificationService
+from mes.materials import MaterialService
+from mes.reasons import ReasonService
 from mes.service import LotService, utc_now
+from mes.spc import SpcService
 
 
 @cache
@@ -101,6 +105,10 @@ class Services:
     lots: LotService
     equipment: EquipmentService
     qualifications: QualificationService
+    durables: DurableService
+    materials: MaterialService
+    reasons: ReasonService
+    spc: SpcService
     flow_versions: FlowVersionService
 
 
@@ -172,6 +180,10 @@ def services_for(
         ),
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
+        DurableService(factory, utc_now, principal=principal, security=log),
+        MaterialService(factory, utc_now, principal=principal, security=log),
+        ReasonService(factory, utc_now, principal=principal, security=log),
+        SpcService(factory, flow_library(), utc_now, principal=principal, security=log),
         FlowVersionService(store, utc_now, principal=principal, security=log, builds=flow_builds()),
     )
 

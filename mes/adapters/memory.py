@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from mes.domain import audit
+from mes.domain.durables import Durable, DurableEvent, DurableEventKind, Mounted, PendingJob
 from mes.domain.equipment import (
     ControllerRecord,
     E10Change,
@@ -27,18 +28,22 @@ from mes.domain.equipment import (
 )
 from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot
 from mes.domain.interlocks import Qualification
+from mes.domain.materials import Material, MaterialEvent, Use
 from mes.domain.model import (
     Carrier,
     Change,
     HistoryEntry,
     JobRecord,
+    JobStatus,
     Lot,
     LotHead,
     LotState,
     SiteReject,
 )
+from mes.domain.reasons import ReasonCode
 from mes.domain.report import history_dict
 from mes.domain.signatures import Signature
+from mes.domain.spc import Chart, Point
 from mes.ports import (
     AddChanges,
     EquipmentRequest,
@@ -67,6 +72,23 @@ from mes.ports import (
     UpdateTools,
     Work,
 )
+from mes.ports_durables import (
+    DurableRequest,
+    GetDurableEvents,
+    GetDurables,
+    GetMounted,
+    SaveDurables,
+)
+from mes.ports_materials import (
+    AddUses,
+    GetMaterialEvents,
+    GetMaterials,
+    GetUses,
+    MaterialRequest,
+    SaveMaterials,
+)
+from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
+from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
 
 T = TypeVar("T")
 
@@ -86,6 +108,14 @@ class MemoryStore:
     lots_head: str = audit.GENESIS
     """The head of the chain over lots (:mod:`mes.domain.audit`)."""
     qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
+    durables: dict[str, Durable] = field(default_factory=dict)
+    durable_events: list[DurableEvent] = field(default_factory=list)
+    materials: dict[str, Material] = field(default_factory=dict)
+    material_events: list[MaterialEvent] = field(default_factory=list)
+    material_uses: list[Use] = field(default_factory=list)
+    reason_codes: dict[str, ReasonCode] = field(default_factory=dict)
+    spc_charts: dict[tuple[str, str, str], Chart] = field(default_factory=dict)
+    spc_points: list[Point] = field(default_factory=list)
     signatures: list[Signature] = field(default_factory=list)
 
 
@@ -368,6 +398,112 @@ def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
     raise TypeError(f"not an interlock store request: {request!r}")
 
 
+def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
+    """What a store answers to a durables request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetDurables):
+        ids = request.durable_ids
+        return [
+            d
+            for _, d in sorted(store.durables.items())
+            if (request.tool_id is None or d.tool_id == request.tool_id)
+            and (request.tool_id is not None or ids is None or d.id in ids)
+        ]
+    if isinstance(request, GetMounted):
+        mounted = [d for _, d in sorted(store.durables.items()) if d.tool_id == request.tool_id]
+        pending = [
+            PendingJob(j.job_id, store.lots[j.lot_id].site_rows, store.lots[j.lot_id].site_cols)
+            for j in sorted(store.jobs.values(), key=lambda j: j.job_id)
+            if mounted and j.tool_id == request.tool_id and j.status is JobStatus.STARTED
+        ]
+        return Mounted(mounted, pending)
+    if isinstance(request, SaveDurables):
+        for durable, event in request.changed:
+            if event.event is DurableEventKind.USED:
+                stored = store.durables[durable.id]
+                durable = replace(stored, count=stored.count + event.amount)
+            store.durables[durable.id] = durable
+            store.durable_events.append(replace(event, seq=len(store.durable_events) + 1))
+        return None
+    if isinstance(request, GetDurableEvents):
+        return [
+            e
+            for e in store.durable_events
+            if request.durable_id in (None, e.durable_id) and request.lot_id in (None, e.lot_id)
+        ]
+    raise TypeError(f"not a durables store request: {request!r}")
+
+
+def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
+    """What a store answers to a material lots request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetMaterials):
+        ids = request.material_ids
+        return [
+            m
+            for _, m in sorted(store.materials.items())
+            if (request.tool_id is None or m.tool_id == request.tool_id)
+            and (request.tool_id is not None or ids is None or m.id in ids)
+        ]
+    if isinstance(request, SaveMaterials):
+        for material, event in request.changed:
+            store.materials[material.id] = material
+            store.material_events.append(replace(event, seq=len(store.material_events) + 1))
+        return None
+    if isinstance(request, GetMaterialEvents):
+        return [e for e in store.material_events if e.material_id == request.material_id]
+    if isinstance(request, AddUses):
+        store.material_uses.extend(request.uses)
+        return None
+    if isinstance(request, GetUses):
+        return [
+            u
+            for u in store.material_uses
+            if request.material_id in (None, u.material_id)
+            and (request.lot_ids is None or u.lot_id in request.lot_ids)
+        ]
+    raise TypeError(f"not a material store request: {request!r}")
+
+
+def answer_reasons(store: MemoryStore, request: ReasonRequest) -> Any:
+    """What a store answers to a reason-code request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetReasonCodes):
+        return [
+            r
+            for code, r in sorted(store.reason_codes.items())
+            if request.codes is None or code in request.codes
+        ]
+    if isinstance(request, SaveReasonCode):
+        store.reason_codes[request.code.code] = request.code
+        return None
+    raise TypeError(f"not a reason-code store request: {request!r}")
+
+
+def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
+    """What a store answers to an SPC request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetCharts):
+        return [
+            c
+            for (step, value, tool), c in sorted(store.spc_charts.items())
+            if step == request.step
+            and request.tool_id in (None, tool)
+            and request.value in (None, value)
+        ]
+    if isinstance(request, SaveChart):
+        ch = request.chart
+        store.spc_charts[(ch.step, ch.value, ch.tool_id)] = ch
+        return None
+    if isinstance(request, GetPoints):
+        mine = [
+            p
+            for p in store.spc_points
+            if (p.step, p.value, p.tool_id) == (request.step, request.value, request.tool_id)
+        ]
+        return mine if request.last is None else mine[-request.last :]
+    if isinstance(request, AddPoints):
+        store.spc_points.extend(request.points)
+        return None
+    raise TypeError(f"not an SPC store request: {request!r}")
+
+
 def answer_signature(store: MemoryStore, request: SignatureRequest) -> Any:
     """What a store answers to a signature request (:data:`mes.ports.Work`)."""
     if isinstance(request, SaveSignatures):
@@ -410,6 +546,14 @@ class MemoryUnitOfWork:
                     answer = self.equipment.answer(request)
                 elif isinstance(request, InterlockRequest):
                     answer = answer_interlock(self._work, request)
+                elif isinstance(request, DurableRequest):
+                    answer = answer_durables(self._work, request)
+                elif isinstance(request, MaterialRequest):
+                    answer = answer_materials(self._work, request)
+                elif isinstance(request, ReasonRequest):
+                    answer = answer_reasons(self._work, request)
+                elif isinstance(request, SpcRequest):
+                    answer = answer_spc(self._work, request)
                 elif isinstance(request, SignatureRequest):
                     answer = answer_signature(self._work, request)
                 else:

@@ -56,13 +56,17 @@ from mes.adapters.driver import (
 from mes.adapters.errors import classify
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
+from mes.adapters.sql_durables import DurableStatements, durable_plan
 from mes.adapters.sql_equipment import (
     EquipmentStatements,
     SqlEquipmentRepository,
     equipment_plan,
 )
 from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
+from mes.adapters.sql_materials import MaterialStatements, material_plan
+from mes.adapters.sql_reasons import ReasonStatements, reason_plan
 from mes.adapters.sql_signatures import SignatureStatements, signature_plan
+from mes.adapters.sql_spc import SpcStatements, spc_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
     audit_heads,
@@ -110,6 +114,10 @@ from mes.ports import (
     SignatureRequest,
     Work,
 )
+from mes.ports_durables import DurableRequest
+from mes.ports_materials import MaterialRequest
+from mes.ports_reasons import ReasonRequest
+from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
 
@@ -135,7 +143,8 @@ def _running_json(r: RunningStep | None) -> dict[str, Any] | None:
 def _hold_json(h: Hold | None) -> dict[str, Any] | None:
     if h is None:
         return None
-    return {"reason": h.reason, "user": h.user, "since": _iso(h.since), "source": h.source.value}
+    out = {"reason": h.reason, "user": h.user, "since": _iso(h.since), "source": h.source.value}
+    return out | ({"code": h.code} if h.code is not None else {})
 
 
 def _lot_values(lot: Lot) -> dict[str, Any]:
@@ -200,6 +209,7 @@ def _lot_from_row(m: Mapping[str, Any], carrier_ids: tuple[str, ...]) -> Lot:
             user=hold["user"],
             since=datetime.fromisoformat(hold["since"]),
             source=HoldSource(hold["source"]),
+            code=hold.get("code"),
         ),
         recorded=m["recorded"],
         rework_counts=m["rework_counts"],
@@ -302,6 +312,10 @@ class Statements:
         self.dialect = dialect
         self.equipment = EquipmentStatements(dialect)
         self.interlocks = InterlockStatements(dialect)
+        self.durables = DurableStatements(dialect)
+        self.materials = MaterialStatements(dialect)
+        self.reasons = ReasonStatements(dialect)
+        self.spc = SpcStatements(dialect)
         self.signatures = SignatureStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
@@ -676,6 +690,14 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from equipment_plan(sql.equipment, request))
     if isinstance(request, InterlockRequest):
         return (yield from interlock_plan(sql.interlocks, request))
+    if isinstance(request, DurableRequest):
+        return (yield from durable_plan(sql.durables, request))
+    if isinstance(request, MaterialRequest):
+        return (yield from material_plan(sql.materials, request))
+    if isinstance(request, ReasonRequest):
+        return (yield from reason_plan(sql.reasons, request))
+    if isinstance(request, SpcRequest):
+        return (yield from spc_plan(sql.spc, request))
     if isinstance(request, SignatureRequest):
         return (yield from signature_plan(sql.signatures, request))
     if isinstance(request, GetHeads):

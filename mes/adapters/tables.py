@@ -334,6 +334,137 @@ signatures = Table(
 )
 """Append-only: electronic signatures, each linked to the history entry it signs (its hash)."""
 
+durables = Table(
+    "durables",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("life", BigInteger, nullable=False),
+    Column("warn_permille", Integer, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("tool_id", String(32), ForeignKey("tools.id")),
+    Column("mounted_at", UtcDateTime),
+    Column("description", Text),
+    Index("ix_durables_tool_id", "tool_id"),
+)
+"""Durables with life counters, and the tool each is mounted on (mes.domain.durables)."""
+
+durable_events = Table(
+    "durable_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("durable_id", String(32), ForeignKey("durables.id"), nullable=False),
+    Column("event", String(12), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("count_after", BigInteger, nullable=False),
+    Column("tool_id", String(32)),
+    Column("lot_id", String(32)),
+    Column("step", String(32)),
+    Column("job_id", String(32)),
+    Column("amount", BigInteger, nullable=False),
+    Column("reason", Text),
+    Index("ix_durable_events_durable_id", "durable_id", "seq"),
+    Index("ix_durable_events_lot_id", "lot_id"),
+)
+"""A durable's history: added, mounted, unmounted, used by a lot's job, renewed."""
+
+materials = Table(
+    "materials",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("thaw_minutes", Integer, nullable=False),
+    Column("floor_life_minutes", Integer),
+    Column("thawed_at", UtcDateTime),
+    Column("tool_id", String(32), ForeignKey("tools.id")),
+    Column("loaded_at", UtcDateTime),
+    Column("part_number", String(64)),
+    Index("ix_materials_tool_id", "tool_id"),
+)
+"""Consumable material lots, their clocks, and the tool each is loaded on
+(mes.domain.materials)."""
+
+material_events = Table(
+    "material_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("material_id", String(32), ForeignKey("materials.id"), nullable=False),
+    Column("event", String(12), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("by", String(64), nullable=False),
+    Column("tool_id", String(32)),
+    Column("reason", Text),
+    Index("ix_material_events_material_id", "material_id", "seq"),
+)
+"""A material lot's history: added, thawed, loaded, unloaded."""
+
+material_uses = Table(
+    "material_uses",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("material_id", String(32), ForeignKey("materials.id"), nullable=False),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("tool_id", String(32), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_material_uses_material_id", "material_id"),
+    Index("ix_material_uses_lot_id", "lot_id"),
+)
+"""Which material lots went into which product lot, at which step (genealogy, recalls)."""
+
+reason_codes = Table(
+    "reason_codes",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("release_roles", Json, nullable=False),
+    Column("added_by", String(64), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("retired_by", String(64)),
+    Column("retired_at", UtcDateTime),
+    Column("retired_reason", Text),
+)
+"""Quality's hold and scrap reason codes (mes.domain.reasons)."""
+
+spc_charts = Table(
+    "spc_charts",
+    metadata,
+    Column("step", String(32), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("tool_id", String(32), ForeignKey("tools.id"), primary_key=True),
+    Column("baseline_n", Integer, nullable=False),
+    Column("nelson", Boolean, nullable=False),
+    Column("inhibit", Boolean, nullable=False),
+    Column("set_by", String(64), nullable=False),
+    Column("set_at", UtcDateTime, nullable=False),
+    Column("limits", Json),
+    Index("ix_spc_charts_tool_id", "tool_id", "step"),
+)
+"""Engineering's SPC charts per (step, measured value, tool): rules, baseline, limits
+(``{"center", "sigma", "source"}``, JSON: exact floats on both dialects)."""
+
+spc_points = Table(
+    "spc_points",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("step", String(32), nullable=False),
+    Column("value", String(64), nullable=False),
+    Column("tool_id", String(32), nullable=False),
+    Column("lot_id", String(32), ForeignKey("lots.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("x", Json, nullable=False),
+    Column("rules", Json, nullable=False),
+    Index("ix_spc_points_chart", "step", "value", "tool_id", "seq"),
+)
+"""One point per lot tracked out on a charted (step, value, tool), with the rules it broke."""
+
 flow_versions = Table(
     "flow_versions",
     metadata,

@@ -102,6 +102,17 @@ class Action(StrEnum):
     """Register tools, report their states, heartbeat (the line controller)."""
     USERS = "users"
     """Add users, change roles, disable, reset passwords, issue and revoke API keys."""
+    DURABLES = "durables"
+    """Add durables (capillaries, saw blades, mold chases, stencils, nozzles), mount and
+    unmount them, renew them after cleaning (``pkgline durable``)."""
+    MATERIALS = "materials"
+    """Add consumable material lots with their expiry and clocks (``pkgline material add``)."""
+    MATERIAL_HANDLING = "material_handling"
+    """Thaw material lots, load them on tools and unload them (the floor's handling)."""
+    REASONS = "reasons"
+    """Keep the hold and scrap reason-code catalogues (``pkgline reason``)."""
+    SPC = "spc"
+    """Set SPC charts and their limits, clear a tool an SPC violation inhibited."""
     FLOW_PUBLISH = "flow_publish"
     """Publish a flow version (a draft: no lot starts on it)."""
     FLOW_APPROVE = "flow_approve"
@@ -142,6 +153,11 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.TOOL_RESET: frozenset({_O, _T, _E}),
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
+    Action.DURABLES: frozenset({_T, _E}),
+    Action.MATERIALS: frozenset({_E, _Q}),
+    Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
+    Action.REASONS: frozenset({_Q}),
+    Action.SPC: frozenset({_E}),
     Action.FLOW_PUBLISH: frozenset({_E}),
     Action.FLOW_APPROVE: frozenset({_E}),
     Action.FLOW_RETIRE: frozenset({_E}),
@@ -149,7 +165,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
 }
 """The one table of who may do what."""
 
-RULED_HOLDS = frozenset({HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER})
+RULED_HOLDS = frozenset({HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER, HoldSource.SPC})
 
 
 @dataclass(frozen=True, slots=True)

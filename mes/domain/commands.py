@@ -75,6 +75,9 @@ class HoldLot:
     reason: str
     source: HoldSource = HoldSource.OPERATOR
     data: Mapping[str, Any] | None = None
+    code: str | None = None
+    """A hold reason code of the catalogue (mes.domain.reasons); ``reason`` then holds its
+    text and the free text beside it."""
     """More for the hold's record (history data): the line controller's account of the work
     the tool did before the fault, or of the results it refused."""
 
@@ -91,6 +94,9 @@ class ScrapLot:
     lot_id: str
     user: str
     reason: str
+    code: str | None = None
+    """A scrap reason code of the catalogue (mes.domain.reasons); ``reason`` then holds its
+    text and the free text beside it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,14 @@ class UnknownTool(LotTrackerError):
     kind = "unknown_tool"
 
 
+class UnknownDurable(LotTrackerError):
+    kind = "unknown_durable"
+
+
+class UnknownMaterial(LotTrackerError):
+    kind = "unknown_material"
+
+
 class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
 

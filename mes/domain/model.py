@@ -113,6 +113,8 @@ class HoldSource(StrEnum):
     """The line controller could not finish or recover a step."""
     QUEUE_TIME = "queue_time"
     """The lot waited longer than a queue-time limit of its flow allows."""
+    SPC = "spc"
+    """A measured value broke a run rule of its SPC chart at track-out (mes.domain.spc)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,8 @@ class Hold:
     user: UserName
     since: datetime
     source: HoldSource = HoldSource.OPERATOR
+    code: str | None = None
+    """The reason code it was placed with (mes.domain.reasons), if any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,9 +343,15 @@ def hold(lot: Lot, cmd: HoldLot, now: datetime, step_jobs: Sequence[JobRecord] =
     reason = require_reason(cmd.reason, "a hold", lot.id)
     running = lot.running
     after = moved_lot(
-        lot, now, state=LotState.HOLD, running=None, hold=Hold(reason, cmd.user, now, cmd.source)
+        lot,
+        now,
+        state=LotState.HOLD,
+        running=None,
+        hold=Hold(reason, cmd.user, now, cmd.source, cmd.code),
     )
     data: dict[str, Any] = {**(cmd.data or {}), "source": cmd.source.value}
+    if cmd.code is not None:
+        data["code"] = cmd.code
     if running is not None:
         data["abandoned_step"] = running.step
         data["carriers_done"] = [j.carrier_id for j in step_jobs if j.status is JobStatus.RECORDED]
@@ -401,7 +407,8 @@ def scrap(lot: Lot, cmd: ScrapLot, now: datetime) -> Change:
         after.state,
         step=lot.step,
         reason=reason,
-        data={"good_sites_scrapped": lot.good_sites},
+        data={"good_sites_scrapped": lot.good_sites}
+        | ({"code": cmd.code} if cmd.code is not None else {}),
     )
     return single_change(lot, after, entry)
 

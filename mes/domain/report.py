@@ -205,6 +205,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
             "user": lot.hold.user,
             "since": lot.hold.since.isoformat(),
             "source": lot.hold.source.value,
+            "code": lot.hold.code,
         },
         "pending_rework": lot.pending_rework,
         "rework_counts": dict(lot.rework_counts),

@@ -56,9 +56,40 @@ def _flow(app: typer.Typer) -> None:
 
 
 def _lot(app: typer.Typer) -> None:
-    from pkgline.cli import lot
+    app.add_typer(_lot_app(), name="lot")
 
-    app.add_typer(lot.app, name="lot")
+
+@cache
+def _lot_app() -> typer.Typer:
+    """``pkgline lot`` with ``genealogy`` (once per process)."""
+    from pkgline.cli import lot, material
+
+    material.register(lot.app)
+    return lot.app
+
+
+def _durable(app: typer.Typer) -> None:
+    from pkgline.cli import durable
+
+    app.add_typer(durable.app, name="durable")
+
+
+def _material(app: typer.Typer) -> None:
+    from pkgline.cli import material
+
+    app.add_typer(material.app, name="material")
+
+
+def _reason(app: typer.Typer) -> None:
+    from pkgline.cli import reason
+
+    app.add_typer(reason.app, name="reason")
+
+
+def _spc(app: typer.Typer) -> None:
+    from pkgline.cli import spc
+
+    app.add_typer(spc.app, name="spc")
 
 
 @cache
@@ -132,6 +163,25 @@ class Commands(LazyGroup):
         LazyCommand("lot", "Lots: start, move, hold, release, split, merge and inspect.", _lot),
         LazyCommand(
             "tool", "Tools: states, time in state, and automatic or manual dispatch.", _tool
+        ),
+        LazyCommand(
+            "durable",
+            "Durables with life counters: add, mount on a tool, unmount, renew, show, list.",
+            _durable,
+        ),
+        LazyCommand(
+            "material",
+            "Material lots with their clocks: add, thaw, load on a tool, unload, show, list, "
+            "where-used (recalls).",
+            _material,
+        ),
+        LazyCommand(
+            "reason", "Hold and scrap reason codes, kept by quality: add, list, retire.", _reason
+        ),
+        LazyCommand(
+            "spc",
+            "SPC charts per step, measured value and tool: set, show, clear an inhibited tool.",
+            _spc,
         ),
         LazyCommand("line", "The line at a glance: controllers, tools, lots.", _line),
         LazyCommand(

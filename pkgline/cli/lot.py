@@ -231,12 +231,17 @@ def abort(
 def hold(
     lot: LotArg,
     reason: ReasonOption = None,
+    code: Annotated[
+        str | None,
+        typer.Option("--code", help="A hold reason code (pkgline reason list --kind hold)."),
+    ] = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Hold a lot (a reason is required). A running step is abandoned."""
-    command = cmd.HoldLot(lot, current_user(user), reason or "")
+    """Hold a lot (a --reason, a --code, or both are required). A running step is
+    abandoned."""
+    command = cmd.HoldLot(lot, current_user(user), reason or "", code=code)
     _act(db, json, lambda s: s.hold(command), "held")
 
 
@@ -267,18 +272,27 @@ def scrap(
         list[str] | None,
         typer.Option("--site", help="Scrap only this site, CARRIER:ROW:COL (repeatable)."),
     ] = None,
-    code: Annotated[str, typer.Option(help="Reject code for scrapped sites.")] = "SCRAP",
+    code: Annotated[
+        str | None,
+        typer.Option(
+            help="A whole lot: a scrap reason code (pkgline reason list --kind scrap). With "
+            "--site: the reject code written on the sites (default SCRAP)."
+        ),
+    ] = None,
     meaning: MeaningOption = None,
     config: SignaturesConfigOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Scrap a whole lot, or some of its sites (--site). A reason is required. Signed by you
-    (your OS account in direct mode) with --meaning."""
+    """Scrap a whole lot, or some of its sites (--site). A reason (--reason, or for a whole
+    lot --code, or both) is required. Signed by you (your OS account in direct mode) with
+    --meaning."""
     who = current_user(user)
     if site:
-        sites = parse_sites(site, "--site", with_code=False, default_code=code, as_json=json)
+        sites = parse_sites(
+            site, "--site", with_code=False, default_code=code or "SCRAP", as_json=json
+        )
         scrap_sites = cmd.ScrapSites(lot, who, reason or "", sites)
         act = signing.signed(
             lambda s, sig: s.scrap_sites(scrap_sites, signatures=sig),
@@ -288,7 +302,7 @@ def scrap(
         )
         _act(db, json, act, "sites scrapped", config=config)
     else:
-        scrap_lot = cmd.ScrapLot(lot, who, reason or "")
+        scrap_lot = cmd.ScrapLot(lot, who, reason or "", code=code)
         act = signing.signed(
             lambda s, sig: s.scrap(scrap_lot, signatures=sig), Action.SCRAP, meaning, reason
         )

@@ -1,0 +1,226 @@
+"""The durables' store (durables, and their history) for SQLite and PostgreSQL, on the same
+compiled statements and driver sessions as the lot store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+
+from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
+from mes.adapters.tables import durable_events, durables, jobs, lots
+from mes.domain.durables import (
+    Durable,
+    DurableEvent,
+    DurableEventKind,
+    DurableKind,
+    Mounted,
+    PendingJob,
+)
+from mes.domain.model import JobStatus
+from mes.ports_durables import (
+    DurableRequest,
+    GetDurableEvents,
+    GetDurables,
+    GetMounted,
+    SaveDurables,
+)
+
+_D = durables.c
+_E = durable_events.c
+_EVENT_COLUMNS = [c.name for c in durable_events.c if c.name != "seq"]
+_IN_CHUNK = 200
+"""Ids read at most per statement (a ``show`` of many names them all at once)."""
+
+
+class DurableStatements:
+    """The durables' statements, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect):
+        def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
+            return CompiledStatement.compile(statement, dialect, keys)
+
+        everything = select(durables).order_by(_D.id)
+        self.all = c(everything)
+        self.on_tool = c(everything.where(_D.tool_id == bindparam("tool_id")))
+        self.dialect = dialect
+        # A tool's durables and its jobs not yet recorded, in one statement: one snapshot,
+        # in which a job is either counted on the durables or still started.
+        started = and_(jobs.c.tool_id == _D.tool_id, jobs.c.status == JobStatus.STARTED.value)
+        self.mounted = c(
+            select(
+                *durables.c,
+                jobs.c.job_id.label("pending_job"),
+                lots.c.site_rows.label("pending_rows"),
+                lots.c.site_cols.label("pending_cols"),
+            )
+            .select_from(
+                durables.outerjoin(jobs, started).outerjoin(lots, lots.c.id == jobs.c.lot_id)
+            )
+            .where(_D.tool_id == bindparam("tool_id"))
+            .order_by(_D.id, jobs.c.job_id)
+        )
+        self.insert = c(insert(durables), [col.name for col in durables.c])
+        self.count_up = c(
+            update(durables)
+            .where(_D.id == bindparam("b_id"))
+            .values(count=_D.count + bindparam("b_amount"))
+        )
+        self.write = c(
+            update(durables)
+            .where(_D.id == bindparam("b_id"))
+            .values(
+                count=bindparam("b_count"),
+                tool_id=bindparam("b_tool_id"),
+                mounted_at=bindparam("b_mounted_at"),
+            )
+        )
+        self.insert_event = c(insert(durable_events), _EVENT_COLUMNS)
+        history = select(durable_events).order_by(_E.seq)
+        self.events_of = c(history.where(_E.durable_id == bindparam("durable_id")))
+        self.events_for_lot = c(history.where(_E.lot_id == bindparam("lot_id")))
+        self.events_of_for_lot = c(
+            history.where(
+                _E.durable_id == bindparam("durable_id"), _E.lot_id == bindparam("lot_id")
+            )
+        )
+        self.events_all = c(history)
+
+    def ids(self, n: int) -> CompiledStatement:
+        """``id IN (:i0, ...)`` for ``n`` ids (compiled per count; the reads that name ids
+        are the engineers' commands, not the line's)."""
+        names = [f"i{k}" for k in range(n)]
+        return CompiledStatement.compile(
+            select(durables).where(_D.id.in_([bindparam(x) for x in names])).order_by(_D.id),
+            self.dialect,
+        )
+
+
+def _durable(m: Mapping[str, Any]) -> Durable:
+    return Durable(
+        id=m["id"],
+        kind=DurableKind(m["kind"]),
+        life=int(m["life"]),
+        warn_fraction=int(m["warn_permille"]) / 1000,
+        count=int(m["count"]),
+        added_by=m["added_by"],
+        added_at=m["added_at"],
+        tool_id=m["tool_id"],
+        mounted_at=m["mounted_at"],
+        description=m["description"],
+    )
+
+
+def _event(m: Mapping[str, Any]) -> DurableEvent:
+    return DurableEvent(
+        durable_id=m["durable_id"],
+        event=DurableEventKind(m["event"]),
+        at=m["at"],
+        by=m["by"],
+        count_after=int(m["count_after"]),
+        tool_id=m["tool_id"],
+        lot_id=m["lot_id"],
+        step=m["step"],
+        job_id=m["job_id"],
+        amount=int(m["amount"]),
+        reason=m["reason"],
+        seq=int(m["seq"]),
+    )
+
+
+def _durable_row(d: Durable) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "kind": d.kind.value,
+        "life": d.life,
+        "warn_permille": round(d.warn_fraction * 1000),
+        "count": d.count,
+        "added_by": d.added_by,
+        "added_at": d.added_at,
+        "tool_id": d.tool_id,
+        "mounted_at": d.mounted_at,
+        "description": d.description,
+    }
+
+
+def _event_row(e: DurableEvent) -> dict[str, Any]:
+    return {
+        "durable_id": e.durable_id,
+        "event": e.event.value,
+        "at": e.at,
+        "by": e.by,
+        "count_after": e.count_after,
+        "tool_id": e.tool_id,
+        "lot_id": e.lot_id,
+        "step": e.step,
+        "job_id": e.job_id,
+        "amount": e.amount,
+        "reason": e.reason,
+    }
+
+
+def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
+    """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetDurables):
+        if request.tool_id is not None:
+            rows = yield Fetch(sql.on_tool, {"tool_id": request.tool_id})
+        elif request.durable_ids is None:
+            rows = yield Fetch(sql.all, {})
+        else:
+            ids = sorted(set(request.durable_ids))
+            rows = []
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                values = {f"i{k}": v for k, v in enumerate(chunk)}
+                rows.extend((yield Fetch(sql.ids(len(chunk)), values)))
+        return [_durable(r) for r in rows]
+    if isinstance(request, GetMounted):
+        rows = yield Fetch(sql.mounted, {"tool_id": request.tool_id})
+        found = {r["id"]: _durable(r) for r in rows}
+        pending = {
+            r["pending_job"]: PendingJob(r["pending_job"], r["pending_rows"], r["pending_cols"])
+            for r in rows
+            if r["pending_job"] is not None
+        }
+        return Mounted(list(found.values()), sorted(pending.values(), key=lambda j: j.job_id))
+    if isinstance(request, SaveDurables):
+        added = [d for d, e in request.changed if e.event is DurableEventKind.ADDED]
+        used = [e for _, e in request.changed if e.event is DurableEventKind.USED]
+        others = [
+            d
+            for d, e in request.changed
+            if e.event not in (DurableEventKind.ADDED, DurableEventKind.USED)
+        ]
+        if added:
+            yield ExecuteMany(sql.insert, [_durable_row(d) for d in added])
+        if used:
+            yield ExecuteMany(
+                sql.count_up, [{"b_id": e.durable_id, "b_amount": e.amount} for e in used]
+            )
+        for d in others:
+            yield Execute(
+                sql.write,
+                {
+                    "b_id": d.id,
+                    "b_count": d.count,
+                    "b_tool_id": d.tool_id,
+                    "b_mounted_at": d.mounted_at,
+                },
+            )
+        yield ExecuteMany(sql.insert_event, [_event_row(e) for _, e in request.changed])
+        return None
+    if isinstance(request, GetDurableEvents):
+        if request.durable_id is not None and request.lot_id is not None:
+            values = {"durable_id": request.durable_id, "lot_id": request.lot_id}
+            rows = yield Fetch(sql.events_of_for_lot, values)
+        elif request.durable_id is not None:
+            rows = yield Fetch(sql.events_of, {"durable_id": request.durable_id})
+        elif request.lot_id is not None:
+            rows = yield Fetch(sql.events_for_lot, {"lot_id": request.lot_id})
+        else:
+            rows = yield Fetch(sql.events_all, {})
+        return [_event(r) for r in rows]
+    raise TypeError(f"not a durables store request: {request!r}")

@@ -1,0 +1,211 @@
+"""The material lots' store (material lots, their history, their uses in product lots) for
+SQLite and PostgreSQL, on the same compiled statements and driver sessions as the lot store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+
+from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
+from mes.adapters.tables import material_events, material_uses, materials
+from mes.domain.materials import Material, MaterialEvent, MaterialEventKind, MaterialKind, Use
+from mes.ports_materials import (
+    AddUses,
+    GetMaterialEvents,
+    GetMaterials,
+    GetUses,
+    MaterialRequest,
+    SaveMaterials,
+)
+
+_M = materials.c
+_E = material_events.c
+_U = material_uses.c
+_CHUNK = 200
+"""Ids named at most per statement."""
+
+
+class MaterialStatements:
+    """The material lots' statements, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+
+        def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
+            return CompiledStatement.compile(statement, dialect, keys)
+
+        everything = select(materials).order_by(_M.id)
+        self.all = c(everything)
+        self.on_tool = c(everything.where(_M.tool_id == bindparam("tool_id")))
+        self.insert = c(insert(materials), [col.name for col in materials.c])
+        self.write = c(
+            update(materials)
+            .where(_M.id == bindparam("b_id"))
+            .values(
+                thawed_at=bindparam("b_thawed_at"),
+                tool_id=bindparam("b_tool_id"),
+                loaded_at=bindparam("b_loaded_at"),
+            )
+        )
+        self.insert_event = c(
+            insert(material_events), [col.name for col in material_events.c if col.name != "seq"]
+        )
+        self.events_of = c(
+            select(material_events)
+            .where(_E.material_id == bindparam("material_id"))
+            .order_by(_E.seq)
+        )
+        self.insert_use = c(
+            insert(material_uses), [col.name for col in material_uses.c if col.name != "seq"]
+        )
+        uses = select(material_uses).order_by(_U.seq)
+        self.uses_all = c(uses)
+        self.uses_of = c(uses.where(_U.material_id == bindparam("material_id")))
+
+    def by_ids(self, n: int) -> CompiledStatement:
+        names: list[Any] = [bindparam(f"i{k}") for k in range(n)]
+        return CompiledStatement.compile(
+            select(materials).where(_M.id.in_(names)).order_by(_M.id), self.dialect
+        )
+
+    def uses_in(self, n: int) -> CompiledStatement:
+        names: list[Any] = [bindparam(f"i{k}") for k in range(n)]
+        return CompiledStatement.compile(
+            select(material_uses).where(_U.lot_id.in_(names)).order_by(_U.seq), self.dialect
+        )
+
+
+def _material(m: Mapping[str, Any]) -> Material:
+    return Material(
+        id=m["id"],
+        kind=MaterialKind(m["kind"]),
+        expires_at=m["expires_at"],
+        added_by=m["added_by"],
+        added_at=m["added_at"],
+        thaw_minutes=int(m["thaw_minutes"]),
+        floor_life_minutes=m["floor_life_minutes"],
+        thawed_at=m["thawed_at"],
+        tool_id=m["tool_id"],
+        loaded_at=m["loaded_at"],
+        part_number=m["part_number"],
+    )
+
+
+def _row(m: Material) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "kind": m.kind.value,
+        "expires_at": m.expires_at,
+        "added_by": m.added_by,
+        "added_at": m.added_at,
+        "thaw_minutes": m.thaw_minutes,
+        "floor_life_minutes": m.floor_life_minutes,
+        "thawed_at": m.thawed_at,
+        "tool_id": m.tool_id,
+        "loaded_at": m.loaded_at,
+        "part_number": m.part_number,
+    }
+
+
+def _use(m: Mapping[str, Any]) -> Use:
+    return Use(m["material_id"], m["lot_id"], m["step"], m["tool_id"], m["at"])
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    return [ids[k : k + _CHUNK] for k in range(0, len(ids), _CHUNK)]
+
+
+def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any]:
+    """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetMaterials):
+        if request.tool_id is not None:
+            rows = yield Fetch(sql.on_tool, {"tool_id": request.tool_id})
+        elif request.material_ids is None:
+            rows = yield Fetch(sql.all, {})
+        else:
+            rows = []
+            for chunk in _chunks(sorted(set(request.material_ids))):
+                values = {f"i{k}": v for k, v in enumerate(chunk)}
+                rows.extend((yield Fetch(sql.by_ids(len(chunk)), values)))
+        return [_material(r) for r in rows]
+    if isinstance(request, SaveMaterials):
+        added = [m for m, e in request.changed if e.event is MaterialEventKind.ADDED]
+        changed = [m for m, e in request.changed if e.event is not MaterialEventKind.ADDED]
+        if added:
+            yield ExecuteMany(sql.insert, [_row(m) for m in added])
+        if changed:
+            yield ExecuteMany(
+                sql.write,
+                [
+                    {
+                        "b_id": m.id,
+                        "b_thawed_at": m.thawed_at,
+                        "b_tool_id": m.tool_id,
+                        "b_loaded_at": m.loaded_at,
+                    }
+                    for m in changed
+                ],
+            )
+        yield ExecuteMany(
+            sql.insert_event,
+            [
+                {
+                    "material_id": e.material_id,
+                    "event": e.event.value,
+                    "at": e.at,
+                    "by": e.by,
+                    "tool_id": e.tool_id,
+                    "reason": e.reason,
+                }
+                for _, e in request.changed
+            ],
+        )
+        return None
+    if isinstance(request, GetMaterialEvents):
+        rows = yield Fetch(sql.events_of, {"material_id": request.material_id})
+        return [
+            MaterialEvent(
+                r["material_id"],
+                MaterialEventKind(r["event"]),
+                r["at"],
+                r["by"],
+                r["tool_id"],
+                r["reason"],
+                int(r["seq"]),
+            )
+            for r in rows
+        ]
+    if isinstance(request, AddUses):
+        yield ExecuteMany(
+            sql.insert_use,
+            [
+                {
+                    "material_id": u.material_id,
+                    "lot_id": u.lot_id,
+                    "step": u.step,
+                    "tool_id": u.tool_id,
+                    "at": u.at,
+                }
+                for u in request.uses
+            ],
+        )
+        return None
+    if isinstance(request, GetUses):
+        if request.material_id is not None:
+            rows = yield Fetch(sql.uses_of, {"material_id": request.material_id})
+            found = [_use(r) for r in rows]
+            if request.lot_ids is not None:
+                found = [u for u in found if u.lot_id in request.lot_ids]
+            return found
+        if request.lot_ids is None:
+            return [_use(r) for r in (yield Fetch(sql.uses_all, {}))]
+        rows = []
+        for chunk in _chunks(sorted(set(request.lot_ids))):
+            values = {f"i{k}": v for k, v in enumerate(chunk)}
+            rows.extend((yield Fetch(sql.uses_in(len(chunk)), values)))
+        return sorted((_use(r) for r in rows), key=lambda u: u.at)
+    raise TypeError(f"not a material store request: {request!r}")

@@ -1,0 +1,382 @@
+"""Durables: the tool parts that wear out and are counted (capillaries, saw blades, mold
+chases, stencils and ball-mount nozzles). Pure rules, no I/O.
+
+A durable is added with its life (a count in its kind's unit) and the fraction of it at
+which it warns; it is mounted on a tool of its kind's equipment class, one of a kind per
+tool; each job the tool records adds to its count (:func:`job_count`); a track-in on a tool
+with a durable at or past its life is refused (:func:`check_durables`), one at or past its
+warning fraction is accepted with a warning. Every change is a :class:`DurableEvent`, so a
+durable's history says which lots it served.
+
+The count per job (docs/interlocks.md, "Durables"): the simulated tools, like many real
+ones, report no life counter of their own, so it is derived from what a job's results say
+(the carrier's site grid and the sites it processed):
+
+- capillary (wire bonder): 2 touchdowns per site processed (one ball bond and one stitch bond;
+  the tools report no wire count, so one wire per site is counted);
+- saw blade (dicer): one cut per street of the carrier's grid, both directions, edges
+  included: rows + 1 + cols + 1;
+- mold chase (molder): one shot per carrier (a carrier is molded in one shot); renewed
+  (count back to 0) by a cleaning;
+- stencil and nozzle (ball mounter): one print per carrier.
+
+A site processed is one that did not come in bad (rejected at an earlier step: skipped).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed
+
+
+class DurableKind(StrEnum):
+    CAPILLARY = "capillary"
+    SAW_BLADE = "saw_blade"
+    MOLD_CHASE = "mold_chase"
+    STENCIL = "stencil"
+    NOZZLE = "nozzle"
+
+
+class CountBasis(StrEnum):
+    """What a job adds to a durable's count (:func:`job_count`)."""
+
+    TWO_PER_SITE = "two_per_site"
+    STREETS = "streets"
+    ONE_PER_CARRIER = "one_per_carrier"
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """What a kind of durable is mounted on, what it counts and how."""
+
+    equipment_class: str
+    unit: str
+    """The word of its count: touchdowns, cuts, shots, prints."""
+    basis: CountBasis
+    renewable: bool = False
+    """A cleaning sets its count back to 0 (a mold chase); others are replaced."""
+
+
+KINDS: dict[DurableKind, KindSpec] = {
+    DurableKind.CAPILLARY: KindSpec("wire_bonder", "touchdowns", CountBasis.TWO_PER_SITE),
+    DurableKind.SAW_BLADE: KindSpec("dicer", "cuts", CountBasis.STREETS),
+    DurableKind.MOLD_CHASE: KindSpec("molder", "shots", CountBasis.ONE_PER_CARRIER, True),
+    DurableKind.STENCIL: KindSpec("ball_mounter", "prints", CountBasis.ONE_PER_CARRIER),
+    DurableKind.NOZZLE: KindSpec("ball_mounter", "prints", CountBasis.ONE_PER_CARRIER),
+}
+"""The one table of durable kinds (the module docstring gives the rules)."""
+
+DEFAULT_WARN_FRACTION = 0.9
+"""Line practice: warn when 90 % of a durable's life is used."""
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+class DurableEventKind(StrEnum):
+    ADDED = "added"
+    MOUNTED = "mounted"
+    UNMOUNTED = "unmounted"
+    USED = "used"
+    """A job on its tool: ``amount`` added to its count, for a lot at a step."""
+    RENEWED = "renewed"
+    """Cleaned: its count set back to 0."""
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    id: str
+    kind: DurableKind
+    life: int
+    """Its life in its kind's unit (:data:`KINDS`)."""
+    warn_fraction: float
+    """Kept to a thousandth (0.9: warn at 90 % of its life)."""
+    count: int
+    added_by: str
+    added_at: datetime
+    tool_id: str | None = None
+    """The tool it is mounted on; None while it is off the tools."""
+    mounted_at: datetime | None = None
+    description: str | None = None
+
+    @property
+    def unit(self) -> str:
+        return KINDS[self.kind].unit
+
+    @property
+    def spent(self) -> bool:
+        """At or past its life: a track-in on its tool is refused."""
+        return self.count >= self.life
+
+    @property
+    def warned(self) -> bool:
+        return self.count >= self.warn_at
+
+    @property
+    def warn_at(self) -> int:
+        """The count from which it warns."""
+        return math.ceil(self.life * self.warn_fraction)
+
+    def text(self) -> str:
+        """``capillary CAP-1 at 9,500 of 10,000 touchdowns (95 %)``"""
+        share = 100.0 * self.count / self.life
+        return (
+            f"{self.kind.value} {self.id} at {self.count:,} of {self.life:,} {self.unit} "
+            f"({share:.0f} %)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DurableEvent:
+    """One line of a durable's history."""
+
+    durable_id: str
+    event: DurableEventKind
+    at: datetime
+    by: str
+    count_after: int
+    tool_id: str | None = None
+    lot_id: str | None = None
+    step: str | None = None
+    job_id: str | None = None
+    amount: int = 0
+    reason: str | None = None
+    seq: int | None = None
+    """Set by the store when it is written."""
+
+
+Changed = tuple[Durable, DurableEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingJob:
+    """A job a tool took whose results are not recorded yet: the line controller may track
+    the tool's next lot in meanwhile, so a track-in counts it as already done (as if every
+    site of its carrier was processed: the most it can add)."""
+
+    job_id: str
+    rows: int
+    cols: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mounted:
+    """What a tool has mounted, read in one statement with its jobs not yet recorded (so
+    that the two agree: a job is either counted or pending, never neither)."""
+
+    durables: list[Durable]
+    pending: list[PendingJob]
+
+
+def add(
+    durable_id: str,
+    kind: str,
+    life: int,
+    warn_fraction: float,
+    by: str,
+    now: datetime,
+    *,
+    existing: Durable | None = None,
+    description: str | None = None,
+) -> Changed:
+    """A new durable, off the tools, with a count of 0. Refused (InvalidInput, saying what is
+    expected) for a taken id, an unknown kind, a life below 1 or a warning fraction outside
+    (0, 1]."""
+    if not _ID.match(durable_id):
+        raise InvalidInput(
+            f"durable id {durable_id!r} is not valid: expected 1 to 32 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+    if existing is not None:
+        raise InvalidInput(f"durable {durable_id} exists already ({existing.text()})")
+    try:
+        known = DurableKind(kind)
+    except ValueError:
+        raise InvalidInput(
+            f"{kind!r} is not a kind of durable; expected one of {', '.join(KINDS)}",
+            allowed=list(KINDS),
+        ) from None
+    if life < 1:
+        raise InvalidInput(
+            f"the life of durable {durable_id} must be a count of at least 1 "
+            f"{KINDS[known].unit}, not {life}"
+        )
+    if not (0.001 <= warn_fraction <= 1.0) or math.isnan(warn_fraction):
+        raise InvalidInput(
+            f"the warning fraction of durable {durable_id} must be from 0.001 to 1 "
+            f"(0.9: warn at 90 % of its life), not {warn_fraction}"
+        )
+    kept = round(warn_fraction, 3)
+    durable = Durable(durable_id, known, life, kept, 0, by, now, description=description)
+    return durable, DurableEvent(durable_id, DurableEventKind.ADDED, now, by, 0)
+
+
+def mount(
+    durable: Durable,
+    tool_id: str,
+    tool_class: str,
+    on_tool: Sequence[Durable],
+    by: str,
+    now: datetime,
+) -> Changed:
+    """Mount ``durable`` on ``tool_id`` (of ``tool_class``), where ``on_tool`` are mounted.
+    Refused if it is mounted already, is not for a tool of that class, the tool has one of
+    its kind already, or it is spent."""
+    spec = KINDS[durable.kind]
+    if durable.tool_id is not None:
+        raise OperationNotAllowed(
+            f"durable {durable.id} is mounted on {durable.tool_id} already; expected it "
+            f"unmounted first (pkgline durable unmount {durable.id})"
+        )
+    if tool_class != spec.equipment_class:
+        raise InvalidInput(
+            f"a {durable.kind.value} is mounted on a {spec.equipment_class}; {tool_id} is a "
+            f"{tool_class}",
+        )
+    same = [d for d in on_tool if d.kind is durable.kind and d.id != durable.id]
+    if same:
+        raise OperationNotAllowed(
+            f"{tool_id} has {durable.kind.value} {same[0].id} mounted; expected it unmounted "
+            f"first (pkgline durable unmount {same[0].id})"
+        )
+    if durable.spent:
+        raise OperationNotAllowed(
+            f"durable {durable.id} is spent ({durable.text()}); expected one under its life"
+        )
+    mounted = replace(durable, tool_id=tool_id, mounted_at=now)
+    return mounted, DurableEvent(
+        durable.id, DurableEventKind.MOUNTED, now, by, durable.count, tool_id=tool_id
+    )
+
+
+def unmount(durable: Durable, by: str, now: datetime, reason: str | None = None) -> Changed:
+    if durable.tool_id is None:
+        raise OperationNotAllowed(f"durable {durable.id} is not mounted on any tool")
+    off = replace(durable, tool_id=None, mounted_at=None)
+    return off, DurableEvent(
+        durable.id,
+        DurableEventKind.UNMOUNTED,
+        now,
+        by,
+        durable.count,
+        tool_id=durable.tool_id,
+        reason=reason,
+    )
+
+
+def renew(durable: Durable, by: str, now: datetime, reason: str) -> Changed:
+    """A cleaning sets a renewable durable's count back to 0 (a mold chase's shots since
+    cleaning); others are replaced, not renewed."""
+    if not KINDS[durable.kind].renewable:
+        renewable = [k.value for k, s in KINDS.items() if s.renewable]
+        raise OperationNotAllowed(
+            f"a {durable.kind.value} is replaced, not renewed; expected a durable of kind "
+            f"{', '.join(renewable)}",
+            allowed=renewable,
+        )
+    return replace(durable, count=0), DurableEvent(
+        durable.id,
+        DurableEventKind.RENEWED,
+        now,
+        by,
+        0,
+        tool_id=durable.tool_id,
+        amount=-durable.count,
+        reason=reason,
+    )
+
+
+def job_count(kind: DurableKind, rows: int, cols: int, processed_sites: int) -> int:
+    """What one job (one carrier of ``rows`` x ``cols`` sites, ``processed_sites`` of them
+    not skipped) adds to a durable of ``kind`` (the module docstring gives the rules)."""
+    basis = KINDS[kind].basis
+    if basis is CountBasis.TWO_PER_SITE:
+        return 2 * processed_sites
+    if basis is CountBasis.STREETS:
+        return rows + 1 + cols + 1
+    return 1
+
+
+def use(
+    on_tool: Sequence[Durable],
+    *,
+    lot_id: str,
+    step: str,
+    job_id: str | None,
+    rows: int,
+    cols: int,
+    processed_sites: int,
+    by: str,
+    now: datetime,
+) -> list[Changed]:
+    """One job on the tool: each durable mounted on it counts it."""
+    used: list[Changed] = []
+    for d in on_tool:
+        amount = job_count(d.kind, rows, cols, processed_sites)
+        after = replace(d, count=d.count + amount)
+        event = DurableEvent(
+            d.id,
+            DurableEventKind.USED,
+            now,
+            by,
+            after.count,
+            tool_id=d.tool_id,
+            lot_id=lot_id,
+            step=step,
+            job_id=job_id,
+            amount=amount,
+        )
+        used.append((after, event))
+    return used
+
+
+def check_durables(
+    lot_id: str,
+    step: str,
+    tool_id: str,
+    on_tool: Sequence[Durable],
+    pending: Sequence[PendingJob] = (),
+) -> list[str]:
+    """Refuse a track-in of ``lot_id`` at ``step`` on ``tool_id`` (InterlockRefused
+    ``durable_life``) if a durable mounted on it is spent, counting the tool's ``pending``
+    jobs as done; else the warnings of those past their warning fraction (recorded with the
+    track-in)."""
+    counted = [
+        replace(
+            d,
+            count=d.count
+            + sum(job_count(d.kind, j.rows, j.cols, j.rows * j.cols) for j in pending),
+        )
+        for d in on_tool
+    ]
+    waiting = (
+        f" (with {len(pending)} job(s) of {tool_id} not yet recorded: "
+        f"{', '.join(j.job_id for j in pending)})"
+        if pending
+        else ""
+    )
+    spent = [d for d in counted if d.spent]
+    if spent:
+        d = spent[0]
+        expected = (
+            f"{d.kind.value} {d.id} under its life of {d.life:,} {d.unit} (count {d.count:,}): "
+            f"unmount it and mount a new one"
+            + (" or renew it after cleaning" if KINDS[d.kind].renewable else "")
+        )
+        raise InterlockRefused(
+            f"track-in of lot {lot_id} at {step} on {tool_id} refused: {d.text()}{waiting}, "
+            f"at or past its life; expected {expected}",
+            interlock="durable_life",
+            expected=expected,
+            lot_id=lot_id,
+        )
+    return [
+        f"{d.text()}: past its warning at {d.warn_fraction:.0%} of life"
+        for d in counted
+        if d.warned
+    ]

@@ -1,0 +1,418 @@
+"""Consumable material lots and their clocks: mold compound, die attach film and adhesive,
+solder balls, wire. Pure rules, no I/O.
+
+A material lot is added with its expiry; the frozen kinds (mold compound, die attach film,
+adhesive) also with the time they need to thaw once out of the freezer and their floor life
+after that (line practice, defaults in :data:`KINDS`, set per lot with ``add``). It is thawed
+(taken out of the freezer: ``thaw``), loaded on a tool of its kind's class (one of a kind per
+tool) and unloaded. A track-in on a tool with a material loaded that is expired, not yet
+thawed, or past its floor life is refused (:func:`check_materials`); an accepted track-in
+records the material lots loaded on the tool as gone into the product lot (:class:`Use`),
+which genealogy (:func:`genealogy`) and the recall query (:func:`where_used`) read through
+splits and merges.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed
+from mes.domain.model import HistoryEntry, Operation
+
+
+class MaterialKind(StrEnum):
+    MOLD_COMPOUND = "mold_compound"
+    DIE_ATTACH_FILM = "die_attach_film"
+    ADHESIVE = "adhesive"
+    SOLDER_BALLS = "solder_balls"
+    WIRE = "wire"
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialSpec:
+    equipment_class: str
+    frozen: bool
+    """Kept in a freezer: thawed before use, with a floor life after."""
+    thaw: timedelta = timedelta()
+    """Default: the least time out of the freezer before it may be used."""
+    floor_life: timedelta | None = None
+    """Default: how long it may be used once out of the freezer."""
+
+
+KINDS: dict[MaterialKind, MaterialSpec] = {
+    MaterialKind.MOLD_COMPOUND: MaterialSpec(
+        "molder", True, timedelta(hours=4), timedelta(hours=72)
+    ),
+    MaterialKind.DIE_ATTACH_FILM: MaterialSpec(
+        "die_bonder", True, timedelta(hours=1), timedelta(hours=168)
+    ),
+    MaterialKind.ADHESIVE: MaterialSpec(
+        "die_bonder", True, timedelta(hours=1), timedelta(hours=48)
+    ),
+    MaterialKind.SOLDER_BALLS: MaterialSpec("ball_mounter", False),
+    MaterialKind.WIRE: MaterialSpec("wire_bonder", False),
+}
+"""The kinds of material lots (line practice: the defaults are typical supplier data; a
+material lot's own are given when it is added)."""
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+class MaterialEventKind(StrEnum):
+    ADDED = "added"
+    THAWED = "thawed"
+    LOADED = "loaded"
+    UNLOADED = "unloaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    id: str
+    kind: MaterialKind
+    expires_at: datetime
+    added_by: str
+    added_at: datetime
+    thaw_minutes: int = 0
+    floor_life_minutes: int | None = None
+    thawed_at: datetime | None = None
+    """Out of the freezer at (frozen kinds)."""
+    tool_id: str | None = None
+    loaded_at: datetime | None = None
+    part_number: str | None = None
+
+    @property
+    def frozen(self) -> bool:
+        return KINDS[self.kind].frozen
+
+    @property
+    def usable_from(self) -> datetime | None:
+        """Thawed enough from (frozen kinds, once out of the freezer)."""
+        if self.thawed_at is None:
+            return None
+        return self.thawed_at + timedelta(minutes=self.thaw_minutes)
+
+    @property
+    def floor_life_ends(self) -> datetime | None:
+        if self.thawed_at is None or self.floor_life_minutes is None:
+            return None
+        return self.thawed_at + timedelta(minutes=self.floor_life_minutes)
+
+    def problem(self, now: datetime) -> tuple[str, str, str] | None:
+        """Why it may not be used at ``now``: (interlock, what is wrong, what is expected);
+        None when it may."""
+        if now >= self.expires_at:
+            return (
+                "material_expired",
+                f"{self.kind.value} {self.id} expired at {self.expires_at:%Y-%m-%d %H:%M}",
+                f"{self.kind.value} {self.id} replaced by a lot within its expiry",
+            )
+        if self.frozen and self.thawed_at is None:
+            return (
+                "material_not_thawed",
+                f"{self.kind.value} {self.id} is still frozen (not thawed)",
+                f"{self.id} out of the freezer at least {_hours(self.thaw_minutes)} before use "
+                f"(pkgline material thaw {self.id})",
+            )
+        start, end = self.usable_from, self.floor_life_ends
+        if start is not None and now < start:
+            return (
+                "material_not_thawed",
+                f"{self.kind.value} {self.id} is thawing since {self.thawed_at:%Y-%m-%d %H:%M}, "
+                f"usable from {start:%Y-%m-%d %H:%M}",
+                f"{self.id} thawed for {_hours(self.thaw_minutes)} (from {start:%Y-%m-%d %H:%M})",
+            )
+        if end is not None and now >= end:
+            return (
+                "material_floor_life",
+                f"{self.kind.value} {self.id} is past its floor life of "
+                f"{_hours(self.floor_life_minutes or 0)} after thaw (ended {end:%Y-%m-%d %H:%M})",
+                f"{self.kind.value} {self.id} replaced by a lot within its floor life",
+            )
+        return None
+
+
+def _hours(minutes: int) -> str:
+    return f"{minutes / 60:g} h"
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialEvent:
+    material_id: str
+    event: MaterialEventKind
+    at: datetime
+    by: str
+    tool_id: str | None = None
+    reason: str | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """A material lot gone into a product lot at a step (recorded at the track-in)."""
+
+    material_id: str
+    lot_id: str
+    step: str
+    tool_id: str
+    at: datetime
+
+
+Changed = tuple[Material, MaterialEvent]
+
+
+def add(
+    material_id: str,
+    kind: str,
+    expires_at: datetime,
+    by: str,
+    now: datetime,
+    *,
+    existing: Material | None = None,
+    thaw_minutes: int | None = None,
+    floor_life_minutes: int | None = None,
+    part_number: str | None = None,
+) -> Changed:
+    """A new material lot, frozen (frozen kinds) and on no tool. Refused, saying what is
+    expected, for a bad or taken id, an unknown kind, an expiry already past, a thaw time or
+    floor life below 0 (or 1 minute), or clocks given to a kind that has none."""
+    if not _ID.match(material_id):
+        raise InvalidInput(
+            f"material lot id {material_id!r} is not valid: expected 1 to 32 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+    if existing is not None:
+        raise InvalidInput(f"material lot {material_id} exists already ({existing.kind.value})")
+    try:
+        known = MaterialKind(kind)
+    except ValueError:
+        raise InvalidInput(
+            f"{kind!r} is not a kind of material; expected one of {', '.join(KINDS)}",
+            allowed=list(KINDS),
+        ) from None
+    if expires_at.tzinfo is None:
+        raise InvalidInput("the expiry must carry a time zone (for example 2027-01-31T00:00Z)")
+    if expires_at <= now:
+        raise InvalidInput(
+            f"material lot {material_id} expired at {expires_at:%Y-%m-%d %H:%M}; expected an "
+            "expiry after now"
+        )
+    spec = KINDS[known]
+    if not spec.frozen:
+        if thaw_minutes or floor_life_minutes is not None:
+            raise InvalidInput(
+                f"{known.value} is not kept frozen: it has an expiry only, no thaw time or "
+                "floor life"
+            )
+        material = Material(material_id, known, expires_at, by, now, part_number=part_number)
+        return material, MaterialEvent(material_id, MaterialEventKind.ADDED, now, by)
+    thaw = int(spec.thaw.total_seconds() // 60) if thaw_minutes is None else thaw_minutes
+    floor = spec.floor_life
+    floor_minutes = (
+        int(floor.total_seconds() // 60)
+        if floor_life_minutes is None and floor
+        else floor_life_minutes
+    )
+    if thaw < 0:
+        raise InvalidInput(f"the thaw time of {material_id} must be 0 or more, not {thaw} min")
+    if floor_minutes is None or floor_minutes < 1:
+        raise InvalidInput(
+            f"the floor life of {material_id} must be at least 1 minute, not {floor_minutes}"
+        )
+    material = Material(
+        material_id,
+        known,
+        expires_at,
+        by,
+        now,
+        thaw_minutes=thaw,
+        floor_life_minutes=floor_minutes,
+        part_number=part_number,
+    )
+    return material, MaterialEvent(material_id, MaterialEventKind.ADDED, now, by)
+
+
+def thaw(material: Material, by: str, now: datetime) -> Changed:
+    """Out of the freezer now: its thaw time and floor life start."""
+    if not material.frozen:
+        raise OperationNotAllowed(
+            f"{material.kind.value} {material.id} is not kept frozen; nothing to thaw"
+        )
+    if material.thawed_at is not None:
+        raise OperationNotAllowed(
+            f"material lot {material.id} was thawed at {material.thawed_at:%Y-%m-%d %H:%M} "
+            "already (a thawed lot is not frozen again)"
+        )
+    return replace(material, thawed_at=now), MaterialEvent(
+        material.id, MaterialEventKind.THAWED, now, by, tool_id=material.tool_id
+    )
+
+
+def load(
+    material: Material,
+    tool_id: str,
+    tool_class: str,
+    on_tool: Sequence[Material],
+    by: str,
+    now: datetime,
+) -> Changed:
+    """Load it on a tool of its kind's class, where ``on_tool`` are loaded. Refused when it
+    is loaded already, the class is not its kind's, the tool has one of its kind, or it is
+    expired or past its floor life (one still thawing may be loaded: the track-in waits)."""
+    spec = KINDS[material.kind]
+    if material.tool_id is not None:
+        raise OperationNotAllowed(
+            f"material lot {material.id} is loaded on {material.tool_id} already; expected it "
+            f"unloaded first (pkgline material unload {material.id})"
+        )
+    if tool_class != spec.equipment_class:
+        raise InvalidInput(
+            f"{material.kind.value} is loaded on a {spec.equipment_class}; {tool_id} is a "
+            f"{tool_class}"
+        )
+    same = [m for m in on_tool if m.kind is material.kind]
+    if same:
+        raise OperationNotAllowed(
+            f"{tool_id} has {material.kind.value} {same[0].id} loaded; expected it unloaded "
+            f"first (pkgline material unload {same[0].id})"
+        )
+    found = material.problem(now)
+    if found is not None and found[0] != "material_not_thawed":
+        raise OperationNotAllowed(f"{found[1]}; expected {found[2]}")
+    loaded = replace(material, tool_id=tool_id, loaded_at=now)
+    return loaded, MaterialEvent(material.id, MaterialEventKind.LOADED, now, by, tool_id=tool_id)
+
+
+def unload(material: Material, by: str, now: datetime, reason: str | None = None) -> Changed:
+    if material.tool_id is None:
+        raise OperationNotAllowed(f"material lot {material.id} is not loaded on any tool")
+    return replace(material, tool_id=None, loaded_at=None), MaterialEvent(
+        material.id, MaterialEventKind.UNLOADED, now, by, tool_id=material.tool_id, reason=reason
+    )
+
+
+def check_materials(
+    lot_id: str, step: str, tool_id: str, on_tool: Sequence[Material], now: datetime
+) -> None:
+    """Refuse a track-in of ``lot_id`` at ``step`` on ``tool_id`` (InterlockRefused
+    ``material_expired``, ``material_not_thawed`` or ``material_floor_life``) if a material
+    lot loaded on it may not be used now."""
+    for material in on_tool:
+        found = material.problem(now)
+        if found is None:
+            continue
+        interlock, wrong, expected = found
+        raise InterlockRefused(
+            f"track-in of lot {lot_id} at {step} on {tool_id} refused: {wrong}; "
+            f"expected {expected}",
+            interlock=interlock,
+            expected=expected,
+            lot_id=lot_id,
+        )
+
+
+# -- genealogy through splits and merges ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A lot's edge to another in its history: ``split_from`` (its parent, at the split),
+    ``split`` (a child split off it), ``merged`` (a lot merged into it), ``merged_into``."""
+
+    kind: str
+    other: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A material lot that went into a product lot: how (``via``: the lots it came through,
+    from the one it was used in to the lot asked about)."""
+
+    use: Use
+    via: tuple[str, ...]
+
+
+_LINKS = {
+    Operation.SPLIT_FROM: ("split_from", "parent"),
+    Operation.SPLIT: ("split", "child"),
+    Operation.MERGE: ("merged", "merged"),
+    Operation.MERGE_INTO: ("merged_into", "into"),
+}
+
+
+def links_of(history: Sequence[HistoryEntry]) -> list[Link]:
+    """A lot's splits and merges, from its history."""
+    found: list[Link] = []
+    for entry in history:
+        known = _LINKS.get(entry.operation)
+        if known is not None and entry.data.get(known[1]):
+            found.append(Link(known[0], str(entry.data[known[1]]), entry.at))
+    return found
+
+
+UPSTREAM = frozenset({"split_from", "merged"})
+DOWNSTREAM = frozenset({"split", "merged_into"})
+
+
+def genealogy(
+    lot_id: str, links: Mapping[str, Sequence[Link]], uses: Mapping[str, Sequence[Use]]
+) -> list[Source]:
+    """Every material lot that went into ``lot_id``: its own uses, its parent's before it
+    was split off, and those of the lots merged into it before they were (recursively).
+    ``links`` and ``uses`` hold each lot reached (through :data:`UPSTREAM` links)."""
+    found: dict[Use, Source] = {}
+    seen: set[tuple[str, datetime | None]] = set()
+
+    def walk(lot: str, until: datetime | None, via: tuple[str, ...]) -> None:
+        if (lot, until) in seen:
+            return
+        seen.add((lot, until))
+        for use in uses.get(lot, ()):
+            known = found.get(use)
+            if (until is None or use.at <= until) and (known is None or len(via) < len(known.via)):
+                found[use] = Source(use, via)  # a lot split off and merged back: once
+        for link in links.get(lot, ()):
+            if until is not None and link.at > until:
+                continue
+            if link.kind in UPSTREAM:
+                walk(link.other, link.at, (link.other, *via))
+
+    walk(lot_id, None, (lot_id,))
+    return sorted(found.values(), key=lambda s: (s.use.at, s.use.material_id, s.use.lot_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """A lot a material lot went into: directly (``via`` is just the lot) or through splits
+    and merges from the lot it was used in."""
+
+    lot_id: str
+    since: datetime
+    via: tuple[str, ...]
+
+
+def where_used(
+    material_id: str, uses: Sequence[Use], links: Mapping[str, Sequence[Link]]
+) -> list[Reached]:
+    """Every product lot that got ``material_id``: those it was used in, the lots split off
+    them after the use, and those they were merged into after it (recursively). ``links``
+    holds each lot reached."""
+    reached: dict[str, Reached] = {}
+
+    def walk(lot: str, since: datetime, via: tuple[str, ...]) -> None:
+        known = reached.get(lot)
+        if known is not None and known.since <= since:
+            return
+        reached[lot] = Reached(lot, since, via)
+        for link in links.get(lot, ()):
+            if link.at >= since and link.kind in DOWNSTREAM:
+                walk(link.other, link.at, (*via, link.other))
+
+    for use in sorted(uses, key=lambda u: u.at):
+        if use.material_id == material_id:
+            walk(use.lot_id, use.at, (use.lot_id,))
+    return sorted(reached.values(), key=lambda r: (r.since, r.lot_id))

@@ -1,0 +1,126 @@
+"""Reason-code catalogues for holds and scraps, kept by quality: a code, its text, and who
+may release a hold given with it. Pure rules, no I/O.
+
+A hold or a scrap may name a code (``--code``) beside its free text (``--reason``, which
+alone keeps working); the code must be in the catalogue, of the right kind, and not
+retired. A hold whose code names the roles that may release it is released only by one of
+them (:func:`check_release`), whatever the hold's source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from mes.domain.authority import Action, NotAuthorized, Principal, Role
+from mes.domain.errors import InvalidInput, OperationNotAllowed
+
+
+class ReasonKind(StrEnum):
+    HOLD = "hold"
+    SCRAP = "scrap"
+
+
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCode:
+    code: str
+    kind: ReasonKind
+    text: str
+    added_by: str
+    added_at: datetime
+    release_roles: frozenset[Role] = frozenset()
+    """Holds with this code are released only by these roles (empty: as the table says)."""
+    retired_by: str | None = None
+    retired_at: datetime | None = None
+    retired_reason: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.retired_at is None
+
+
+def add(
+    code: str,
+    kind: str,
+    text: str,
+    release_roles: Iterable[str],
+    by: str,
+    now: datetime,
+    existing: ReasonCode | None = None,
+) -> ReasonCode:
+    """A new code. Refused, saying what is expected, for a malformed or taken code, an
+    unknown kind or role, an empty text, or release roles on a scrap code."""
+    if not _CODE.match(code):
+        raise InvalidInput(
+            f"reason code {code!r} is not valid: expected 1 to 16 capitals, digits, '_' or '-'"
+        )
+    if existing is not None:
+        state = "" if existing.active else ", retired"
+        raise InvalidInput(f"reason code {code} exists already ({existing.kind.value}{state})")
+    try:
+        known = ReasonKind(kind)
+    except ValueError:
+        raise InvalidInput(
+            f"{kind!r} is not a kind of reason code; expected hold or scrap",
+            allowed=[k.value for k in ReasonKind],
+        ) from None
+    if not text.strip():
+        raise InvalidInput(f"reason code {code} needs a text saying what it means")
+    roles: set[Role] = set()
+    for name in release_roles:
+        try:
+            roles.add(Role(name))
+        except ValueError:
+            raise InvalidInput(
+                f"{name!r} is not a role; expected one of {', '.join(r.value for r in Role)}",
+                allowed=[r.value for r in Role],
+            ) from None
+    if roles and known is ReasonKind.SCRAP:
+        raise InvalidInput("a scrap is not released: --release-by is for hold codes")
+    return ReasonCode(code, known, text.strip(), by, now, frozenset(roles))
+
+
+def retire(found: ReasonCode, by: str, now: datetime, reason: str) -> ReasonCode:
+    if not found.active:
+        raise OperationNotAllowed(f"reason code {found.code} was retired already")
+    return replace(found, retired_by=by, retired_at=now, retired_reason=reason)
+
+
+def resolve(code: str, kind: ReasonKind, found: ReasonCode | None, free: str | None) -> str:
+    """The reason a hold or scrap records for ``code`` (and the free text beside it);
+    refused unless the code is an active one of ``kind``."""
+    if found is None:
+        raise InvalidInput(
+            f"there is no {kind.value} reason code {code}; expected one of the catalogue "
+            f"(pkgline reason list --kind {kind.value})"
+        )
+    if found.kind is not kind:
+        raise InvalidInput(
+            f"reason code {code} is a {found.kind.value} code; expected a {kind.value} code"
+        )
+    if not found.active:
+        raise InvalidInput(f"reason code {code} was retired; expected an active {kind.value} code")
+    text = f"{code} {found.text}"
+    return f"{text}: {free.strip()}" if free and free.strip() else text
+
+
+def check_release(who: Principal, lot_id: str, found: ReasonCode | None) -> None:
+    """Refuse (NotAuthorized) the release of a hold placed with ``found`` by someone who
+    holds none of the roles its code names."""
+    if found is None or not found.release_roles or who.roles & found.release_roles:
+        return
+    needed = sorted(r.value for r in found.release_roles)
+    held = ", ".join(sorted(r.value for r in who.roles)) or "no role"
+    raise NotAuthorized(
+        f"{who.name} ({held}) may not release lot {lot_id}: its hold, code {found.code}, is "
+        f"released by {' or '.join(needed)}",
+        needed=found.release_roles,
+        lot_id=lot_id,
+        action=Action.RELEASE,
+    )

@@ -1,0 +1,244 @@
+"""Durables' service side: engineering's and maintenance's commands on durables (one
+transaction each), the track-in interlock on a tool's durables, and the counting of each job
+a tool records (both inside the lot's own transaction).
+
+The rules are pure (:mod:`mes.domain.durables`); docs/interlocks.md, "Durables", says where
+each comes from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from flows import Flow
+from mes.domain import durables as rules
+from mes.domain.authority import Action, Principal
+from mes.domain.commands import TrackIn
+from mes.domain.durables import Changed, Durable, DurableEvent
+from mes.domain.errors import UnknownDurable, UnknownTool
+from mes.domain.interlocks import MANUAL_CLASS
+from mes.domain.model import JobRecord, JobStatus, Lot, SiteRef, SiteReject
+from mes.guard import Guard, SecurityLog
+from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools
+from mes.ports_durables import get_durable_events, get_durables, get_mounted, save_durables
+
+
+def durable_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[list[str]]:
+    """Refuse ``cmd`` (InterlockRefused ``durable_life``) if a durable mounted on the tool it
+    names is spent, counting the tool's jobs not yet recorded (the line controller tracks a
+    tool's next lot in while the last one's results are recorded); else the warnings to
+    record with the track-in. One query: the durables mounted on the tool with those jobs. A track-in without a tool, or of a step the flow does not have or an
+    operator step, reads nothing."""
+    if cmd.tool is None or cmd.step not in flow.steps:
+        return []
+    if flow.steps[cmd.step].equipment_class == MANUAL_CLASS:
+        return []
+    mounted = yield from get_mounted(cmd.tool)
+    return rules.check_durables(lot.id, cmd.step, cmd.tool, mounted.durables, mounted.pending)
+
+
+def _processed(lot: Lot, carrier_id: str, rejected: Mapping[SiteRef, SiteReject]) -> int:
+    """The sites of a carrier that did not come in bad (rejected at an earlier step)."""
+    skipped = sum(1 for site in rejected if site.carrier_id == carrier_id)
+    return max(lot.site_rows * lot.site_cols - skipped, 0)
+
+
+def count_job(
+    lot: Lot,
+    job: JobRecord,
+    rejected: Mapping[SiteRef, SiteReject],
+    by: str,
+    now: datetime,
+) -> Work[None]:
+    """Add one recorded job (one carrier) to the count of each durable mounted on its tool,
+    with an event naming the lot, step and job (one query when the tool has none)."""
+    on_tool = yield from get_durables(tool_id=job.tool_id)
+    if not on_tool:
+        return
+    used = rules.use(
+        on_tool,
+        lot_id=lot.id,
+        step=job.step,
+        job_id=job.job_id,
+        rows=lot.site_rows,
+        cols=lot.site_cols,
+        processed_sites=_processed(lot, job.carrier_id, rejected),
+        by=by,
+        now=now,
+    )
+    yield from save_durables(used)
+
+
+def count_track_out(
+    lot: Lot,
+    by: str,
+    now: datetime,
+    rejected: Mapping[SiteRef, SiteReject] | None = None,
+) -> Work[None]:
+    """An operator's track-out of a step run on a tool: every carrier of the lot that no job
+    of the tool recorded (those are counted already) counts as one job on each durable
+    mounted on the tool. ``rejected``: the lot's rejected sites, if read already. One query
+    when the tool has no durables."""
+    running = lot.running
+    if running is None or running.tool is None:
+        return
+    on_tool = yield from get_durables(tool_id=running.tool)
+    if not on_tool:
+        return
+    if rejected is None:
+        rejected = {r.site: r for r in (yield from get_rejects(lot.id))}
+    jobs = yield from get_jobs_of(lot.id, len(lot.path))
+    skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
+    total: dict[str, Changed] = {}
+    for carrier in (c for c in lot.carriers if c not in skip):
+        current = [total[d.id][0] if d.id in total else d for d in on_tool]
+        for after, event in rules.use(
+            current,
+            lot_id=lot.id,
+            step=running.step,
+            job_id=None,
+            rows=lot.site_rows,
+            cols=lot.site_cols,
+            processed_sites=_processed(lot, carrier, rejected),
+            by=by,
+            now=now,
+        ):
+            before = total.get(after.id)
+            amount = event.amount + (before[1].amount if before else 0)
+            total[after.id] = (after, replace(event, amount=amount))
+    yield from save_durables(list(total.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class DurableView:
+    """A durable and its history (``durable show``)."""
+
+    durable: Durable
+    events: list[DurableEvent]
+
+    @property
+    def lots(self) -> list[str]:
+        """The lots it served, in the order it first served them."""
+        return list(dict.fromkeys(e.lot_id for e in self.events if e.lot_id is not None))
+
+
+class DurableService:
+    """Durables: added by engineering, mounted and unmounted by technicians, counted by the
+    jobs their tools run."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime],
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
+    ):
+        self._uow = uow
+        self._clock = clock
+        self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> DurableService:
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
+
+    async def _change(self, work: Callable[[], Work[Changed]], by: Principal | None) -> Durable:
+        await self._guard.allow(by, Action.DURABLES)
+
+        def write() -> Work[Durable]:
+            durable, event = yield from work()
+            yield from save_durables([(durable, event)])
+            return durable
+
+        return await self._uow.write(write())
+
+    def _read_one(self, durable_id: str) -> Work[Durable]:
+        found = yield from get_durables([durable_id])
+        if not found:
+            raise UnknownDurable(f"there is no durable {durable_id}")
+        return found[0]
+
+    async def add(
+        self,
+        durable_id: str,
+        kind: str,
+        life: int,
+        user: str,
+        *,
+        warn_fraction: float = rules.DEFAULT_WARN_FRACTION,
+        description: str | None = None,
+        by: Principal | None = None,
+    ) -> Durable:
+        def work() -> Work[Changed]:
+            found = yield from get_durables([durable_id])
+            return rules.add(
+                durable_id,
+                kind,
+                life,
+                warn_fraction,
+                user,
+                self._clock(),
+                existing=found[0] if found else None,
+                description=description,
+            )
+
+        return await self._change(work, by)
+
+    async def mount(
+        self, durable_id: str, tool_id: str, user: str, *, by: Principal | None = None
+    ) -> Durable:
+        def work() -> Work[Changed]:
+            durable = yield from self._read_one(durable_id)
+            tool = (yield from get_tools([tool_id])).get(tool_id)
+            if tool is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            on_tool = yield from get_durables(tool_id=tool_id)
+            return rules.mount(durable, tool_id, tool.equipment_class, on_tool, user, self._clock())
+
+        return await self._change(work, by)
+
+    async def unmount(
+        self,
+        durable_id: str,
+        user: str,
+        reason: str | None = None,
+        *,
+        by: Principal | None = None,
+    ) -> Durable:
+        def work() -> Work[Changed]:
+            durable = yield from self._read_one(durable_id)
+            return rules.unmount(durable, user, self._clock(), reason)
+
+        return await self._change(work, by)
+
+    async def renew(
+        self, durable_id: str, user: str, reason: str, *, by: Principal | None = None
+    ) -> Durable:
+        def work() -> Work[Changed]:
+            durable = yield from self._read_one(durable_id)
+            return rules.renew(durable, user, self._clock(), reason)
+
+        return await self._change(work, by)
+
+    async def show(self, durable_id: str, *, by: Principal | None = None) -> DurableView:
+        await self._guard.allow(by, Action.READ)
+
+        def work() -> Work[DurableView]:
+            durable = yield from self._read_one(durable_id)
+            return DurableView(durable, (yield from get_durable_events(durable_id=durable_id)))
+
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(work(), commit=True)
+
+    async def list(
+        self, *, tool_id: str | None = None, by: Principal | None = None
+    ) -> Sequence[Durable]:
+        await self._guard.allow(by, Action.READ)
+        async with self._uow(readonly=True) as uow:
+            if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
+                raise UnknownTool(f"there is no tool {tool_id}")
+            return await uow.run(get_durables(tool_id=tool_id), commit=True)

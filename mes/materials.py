@@ -1,0 +1,240 @@
+"""Material lots' service side: the floor's and engineering's commands on consumable
+material lots (one transaction each), the track-in interlock on the material lots loaded on
+a tool and the record of what went into the product lot (both inside the lot's own
+transaction), and the genealogy and recall queries through splits and merges.
+
+The rules are pure (:mod:`mes.domain.materials`); docs/interlocks.md, "Material lots", says
+where each comes from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from flows import Flow
+from mes.domain import materials as rules
+from mes.domain.authority import Action, Principal
+from mes.domain.commands import TrackIn
+from mes.domain.errors import UnknownLot, UnknownMaterial, UnknownTool
+from mes.domain.interlocks import MANUAL_CLASS
+from mes.domain.materials import Changed, Link, Material, MaterialEvent, Reached, Source, Use
+from mes.domain.model import Lot
+from mes.guard import Guard, SecurityLog
+from mes.ports import UnitOfWorkFactory, Work, get_history, get_lot, get_tools
+from mes.ports_materials import (
+    add_uses,
+    get_material_events,
+    get_materials,
+    get_uses,
+    save_materials,
+)
+
+
+def material_interlock(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Work[list[Use]]:
+    """Refuse ``cmd`` (InterlockRefused) if a material lot loaded on the tool it names may not
+    be used now (expired, not yet thawed, past its floor life); else the uses to record once
+    the track-in is decided (:func:`record_uses`). One query: the tool's material lots."""
+    if cmd.tool is None or cmd.step not in flow.steps:
+        return []
+    if flow.steps[cmd.step].equipment_class == MANUAL_CLASS:
+        return []
+    loaded = yield from get_materials(tool_id=cmd.tool)
+    rules.check_materials(lot.id, cmd.step, cmd.tool, loaded, now)
+    return [Use(m.id, lot.id, cmd.step, cmd.tool, now) for m in loaded]
+
+
+def record_uses(uses: Sequence[Use]) -> Work[None]:
+    yield from add_uses(uses)
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialView:
+    material: Material
+    events: list[MaterialEvent]
+    uses: list[Use]
+
+
+def _links(lot_id: str) -> Work[list[Link]]:
+    return rules.links_of((yield from get_history(lot_id)))
+
+
+def _reach(start: Sequence[str], kinds: frozenset[str]) -> Work[dict[str, list[Link]]]:
+    """Every lot reached from ``start`` through links of ``kinds``, with its links (one
+    history read per lot)."""
+    found: dict[str, list[Link]] = {}
+    todo = list(dict.fromkeys(start))
+    while todo:
+        lot = todo.pop()
+        if lot in found:
+            continue
+        found[lot] = yield from _links(lot)
+        todo.extend(link.other for link in found[lot] if link.kind in kinds)
+    return found
+
+
+class MaterialService:
+    """Material lots: added by engineering or quality, thawed, loaded and unloaded on the
+    floor; what went into each product lot, and which product lots got each."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime],
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
+    ):
+        self._uow = uow
+        self._clock = clock
+        self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> MaterialService:
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
+
+    async def _change(
+        self, action: Action, work: Callable[[], Work[Changed]], by: Principal | None
+    ) -> Material:
+        await self._guard.allow(by, action)
+
+        def write() -> Work[Material]:
+            material, event = yield from work()
+            yield from save_materials([(material, event)])
+            return material
+
+        return await self._uow.write(write())
+
+    async def _read(self, work: Work[object], by: Principal | None) -> object:
+        await self._guard.allow(by, Action.READ)
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(work, commit=True)
+
+    def _one(self, material_id: str) -> Work[Material]:
+        found = yield from get_materials([material_id])
+        if not found:
+            raise UnknownMaterial(f"there is no material lot {material_id}")
+        return found[0]
+
+    async def add(
+        self,
+        material_id: str,
+        kind: str,
+        expires_at: datetime,
+        user: str,
+        *,
+        thaw_minutes: int | None = None,
+        floor_life_minutes: int | None = None,
+        part_number: str | None = None,
+        by: Principal | None = None,
+    ) -> Material:
+        def work() -> Work[Changed]:
+            found = yield from get_materials([material_id])
+            return rules.add(
+                material_id,
+                kind,
+                expires_at,
+                user,
+                self._clock(),
+                existing=found[0] if found else None,
+                thaw_minutes=thaw_minutes,
+                floor_life_minutes=floor_life_minutes,
+                part_number=part_number,
+            )
+
+        return await self._change(Action.MATERIALS, work, by)
+
+    async def thaw(self, material_id: str, user: str, *, by: Principal | None = None) -> Material:
+        def work() -> Work[Changed]:
+            return rules.thaw((yield from self._one(material_id)), user, self._clock())
+
+        return await self._change(Action.MATERIAL_HANDLING, work, by)
+
+    async def load(
+        self, material_id: str, tool_id: str, user: str, *, by: Principal | None = None
+    ) -> Material:
+        def work() -> Work[Changed]:
+            material = yield from self._one(material_id)
+            tool = (yield from get_tools([tool_id])).get(tool_id)
+            if tool is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            on_tool = yield from get_materials(tool_id=tool_id)
+            return rules.load(material, tool_id, tool.equipment_class, on_tool, user, self._clock())
+
+        return await self._change(Action.MATERIAL_HANDLING, work, by)
+
+    async def unload(
+        self,
+        material_id: str,
+        user: str,
+        reason: str | None = None,
+        *,
+        by: Principal | None = None,
+    ) -> Material:
+        def work() -> Work[Changed]:
+            material = yield from self._one(material_id)
+            return rules.unload(material, user, self._clock(), reason)
+
+        return await self._change(Action.MATERIAL_HANDLING, work, by)
+
+    async def show(self, material_id: str, *, by: Principal | None = None) -> MaterialView:
+        def work() -> Work[MaterialView]:
+            material = yield from self._one(material_id)
+            return MaterialView(
+                material,
+                (yield from get_material_events(material_id)),
+                (yield from get_uses(material_id=material_id)),
+            )
+
+        found = await self._read(work(), by)
+        assert isinstance(found, MaterialView)
+        return found
+
+    async def find(
+        self, *, tool_id: str | None = None, by: Principal | None = None
+    ) -> list[Material]:
+        """Every material lot, or those loaded on ``tool_id``."""
+
+        def work() -> Work[list[Material]]:
+            if tool_id is not None and not (yield from get_tools([tool_id])):
+                raise UnknownTool(f"there is no tool {tool_id}")
+            return (yield from get_materials(tool_id=tool_id))
+
+        found = await self._read(work(), by)
+        assert isinstance(found, list)
+        return found
+
+    async def where_used(self, material_id: str, *, by: Principal | None = None) -> list[Reached]:
+        """Every product lot that got the material lot (a recall): those it was used in, and
+        through splits and merges after the use, those its product went on in."""
+
+        def work() -> Work[list[Reached]]:
+            yield from self._one(material_id)
+            uses = yield from get_uses(material_id=material_id)
+            links = yield from _reach([u.lot_id for u in uses], rules.DOWNSTREAM)
+            return rules.where_used(material_id, uses, links)
+
+        found = await self._read(work(), by)
+        assert isinstance(found, list)
+        return found
+
+    async def genealogy(self, lot_id: str, *, by: Principal | None = None) -> list[Source]:
+        """Every material lot that went into the product lot: its own, its parent's before
+        it was split off, and those of the lots merged into it before they were."""
+
+        def work() -> Work[list[Source]]:
+            if (yield from get_lot(lot_id)) is None:
+                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+            links = yield from _reach([lot_id], rules.UPSTREAM)
+            uses = yield from get_uses(lot_ids=list(links))
+            by_lot: dict[str, list[Use]] = {}
+            for use in uses:
+                by_lot.setdefault(use.lot_id, []).append(use)
+            return rules.genealogy(lot_id, links, by_lot)
+
+        found = await self._read(work(), by)
+        assert isinstance(found, list)
+        return found

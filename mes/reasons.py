@@ -1,0 +1,114 @@
+"""The reason-code catalogues' service side: quality's commands (one transaction each), and
+the reads a hold, a scrap and a release make of them inside the lot's own transaction.
+
+The rules are pure (:mod:`mes.domain.reasons`)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from mes.domain import reasons as rules
+from mes.domain.authority import Action, Principal
+from mes.domain.commands import HoldLot, ScrapLot
+from mes.domain.errors import InvalidInput
+from mes.domain.model import Lot
+from mes.domain.reasons import ReasonCode, ReasonKind
+from mes.guard import Guard, SecurityLog
+from mes.ports import UnitOfWorkFactory, Work
+from mes.ports_reasons import get_reason_code, get_reason_codes, save_reason_code
+
+
+def coded_hold(cmd: HoldLot) -> Work[HoldLot]:
+    """``cmd`` with its reason from its code's text and its free text (refused unless the
+    code is an active hold code); as it is without a code."""
+    if cmd.code is None:
+        return cmd
+    found = yield from get_reason_code(cmd.code)
+    return replace(cmd, reason=rules.resolve(cmd.code, ReasonKind.HOLD, found, cmd.reason))
+
+
+def coded_scrap(cmd: ScrapLot) -> Work[ScrapLot]:
+    if cmd.code is None:
+        return cmd
+    found = yield from get_reason_code(cmd.code)
+    return replace(cmd, reason=rules.resolve(cmd.code, ReasonKind.SCRAP, found, cmd.reason))
+
+
+def release_allowed(lot: Lot, who: Principal | None) -> Work[None]:
+    """Refuse (NotAuthorized) the release of a hold whose code names the roles that may
+    release it, by anyone else."""
+    if who is None or lot.hold is None or lot.hold.code is None:
+        return
+    rules.check_release(who, lot.id, (yield from get_reason_code(lot.hold.code)))
+
+
+class ReasonService:
+    """Quality's catalogues of hold and scrap reason codes."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Callable[[], datetime],
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
+    ):
+        self._uow = uow
+        self._clock = clock
+        self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> ReasonService:
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
+
+    async def add(
+        self,
+        code: str,
+        kind: str,
+        text: str,
+        user: str,
+        *,
+        release_roles: Sequence[str] = (),
+        by: Principal | None = None,
+    ) -> ReasonCode:
+        await self._guard.allow(by, Action.REASONS)
+
+        def work() -> Work[ReasonCode]:
+            found = yield from get_reason_code(code)
+            new = rules.add(code, kind, text, release_roles, user, self._clock(), found)
+            yield from save_reason_code(new, new=True)
+            return new
+
+        return await self._uow.write(work())
+
+    async def retire(
+        self, code: str, user: str, reason: str, *, by: Principal | None = None
+    ) -> ReasonCode:
+        await self._guard.allow(by, Action.REASONS)
+
+        def work() -> Work[ReasonCode]:
+            found = yield from get_reason_code(code)
+            if found is None:
+                raise InvalidInput(f"there is no reason code {code}")
+            retired = rules.retire(found, user, self._clock(), reason)
+            yield from save_reason_code(retired, new=False)
+            return retired
+
+        return await self._uow.write(work())
+
+    async def find(
+        self,
+        *,
+        kind: ReasonKind | None = None,
+        retired: bool = False,
+        by: Principal | None = None,
+    ) -> list[ReasonCode]:
+        """The catalogue (of one kind), without the retired codes unless ``retired``."""
+        await self._guard.allow(by, Action.READ)
+        async with self._uow(readonly=True) as uow:
+            found = await uow.run(get_reason_codes(), commit=True)
+        return [r for r in found if (kind is None or r.kind is kind) and (retired or r.active)]

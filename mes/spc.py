@@ -1,0 +1,259 @@
+"""SPC's service side: engineering's charts (one transaction each), the check of every new
+point at track-out inside the lot's own transaction (a violation holds the lot, source SPC,
+with the rule and the points, and may disqualify the tool for the step), and ``spc show``.
+
+The rules are pure (:mod:`mes.domain.spc`); docs/interlocks.md, "SPC", says how they are
+numbered and where the limits come from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from flows import FlowLibrary
+from mes.domain import spc as rules
+from mes.domain.authority import Action, Principal
+from mes.domain.errors import InvalidInput, UnknownTool
+from mes.domain.interlocks import Qualification
+from mes.domain.model import Change, Hold, HoldSource, Lot, LotState, Operation
+from mes.domain.spc import Chart, Point, Violation
+from mes.guard import Guard, SecurityLog
+from mes.ports import UnitOfWorkFactory, Work, get_tools, save_qualifications
+from mes.ports_spc import add_points, get_charts, get_points, save_chart
+
+SPC_USER = "SPC"
+"""Who disqualifies a tool for a step when a violation inhibits it."""
+
+
+def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> Work[Change]:
+    """The lot ``before`` tracked out by ``change``: each measured value of the step that is
+    charted on the tool gets its point, checked by the chart's rules; a violation holds the
+    lot (source SPC, the rule and the points, in the track-out's own entry) and, where the
+    chart says so, disqualifies the tool for the step. One query when nothing is charted."""
+    running = before.running
+    if running is None or running.tool is None:
+        return change
+    at = [i for i, e in enumerate(change.entries) if e.operation is Operation.TRACK_OUT]
+    if not at:
+        return change
+    entry = change.entries[at[-1]]
+    measured = {
+        k: float(v)
+        for k, v in dict(entry.data.get("measured", {})).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    charts = yield from get_charts(running.step, tool_id=running.tool)
+    charts = [c for c in charts if c.value in measured]
+    if not charts:
+        return change
+    found: list[dict[str, Any]] = []
+    points: list[Point] = []
+    inhibited: list[str] = []
+    for chart in charts:
+        last = max(rules.WINDOW - 1, chart.baseline_n if chart.center is None else 0)
+        recent = yield from get_points(chart.step, chart.value, chart.tool_id, last=last)
+        after, point, broken = rules.observe(chart, recent, measured[chart.value], before.id, now)
+        points.append(point)
+        if after != chart:
+            yield from save_chart(after)
+        if broken:
+            found.extend(_violation_dict(after, v, [*recent, point]) for v in broken)
+            if after.inhibit:
+                inhibited.append(after.value)
+    yield from add_points(points)
+    if not found:
+        return change
+    text = "; ".join(
+        f"SPC {v['value']} on {running.tool}: rule {v['rule']} ({v['text']})" for v in found
+    )
+    if inhibited:
+        reason = f"SPC at {running.step}: {text}"
+        yield from save_qualifications(
+            [Qualification(running.tool, running.step, False, SPC_USER, now, reason)]
+        )
+    lot = change.lots[0]
+    data = {**entry.data, "spc": found}
+    if lot.state is LotState.HOLD:  # held already (a limit): the violations are added
+        new_entry = replace(entry, data=data)
+        return replace(change, entries=_replaced(change, at[-1], new_entry))
+    hold = Hold(f"at {running.step}: {text}", user, now, HoldSource.SPC)
+    held = replace(lot, state=LotState.HOLD, hold=hold)
+    new_entry = replace(entry, state_after=LotState.HOLD, reason=hold.reason, data=data)
+    return replace(
+        change, lots=(held, *change.lots[1:]), entries=_replaced(change, at[-1], new_entry)
+    )
+
+
+def _replaced(change: Change, index: int, entry: Any) -> tuple[Any, ...]:
+    entries = list(change.entries)
+    entries[index] = entry
+    return tuple(entries)
+
+
+def _violation_dict(chart: Chart, v: Violation, series: list[Point]) -> dict[str, Any]:
+    return {
+        "value": chart.value,
+        "rule": v.rule,
+        "text": rules.RULES[v.rule],
+        "points": [
+            {"lot": series[i].lot_id, "x": series[i].x} for i in v.points if i < len(series)
+        ],
+        "center": chart.center,
+        "sigma": chart.sigma,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ChartView:
+    """One chart for ``spc show``: its points, limits, violations and capability."""
+
+    chart: Chart
+    points: list[Point]
+    violations: list[Violation]
+    cpk: float | None
+    ppk: float | None
+    spec_lower: float | None
+    spec_upper: float | None
+
+
+class SpcService:
+    """Engineering's SPC charts."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        flows: FlowLibrary,
+        clock: Callable[[], datetime],
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
+    ):
+        self._uow = uow
+        self._flows = flows
+        self._clock = clock
+        self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> SpcService:
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
+
+    def _check_value(self, step: str, value: str) -> None:
+        info = self._flows.step_codes.get(step)
+        if info is None:
+            raise InvalidInput(f"{step} is not a step code", allowed=sorted(self._flows.step_codes))
+        known = sorted(
+            {
+                name
+                for flow in self._flows.flows.values()
+                if step in flow.steps
+                for name, spec in flow.steps[step].measured.items()
+                if spec.type in ("float", "int")
+            }
+        )
+        if value not in known:
+            raise InvalidInput(
+                f"{value} is not a numeric value measured at {step}; expected one of "
+                f"{', '.join(known) or '(none)'}",
+                allowed=known,
+            )
+
+    async def configure(
+        self,
+        step: str,
+        value: str,
+        tool_id: str,
+        user: str,
+        *,
+        baseline_n: int = 20,
+        nelson: bool = False,
+        inhibit: bool = False,
+        center: float | None = None,
+        sigma: float | None = None,
+        by: Principal | None = None,
+    ) -> Chart:
+        """Set a chart (replacing the one of its step, value and tool): limits given, or
+        from the first ``baseline_n`` points from now on."""
+        await self._guard.allow(by, Action.SPC)
+        self._check_value(step, value)
+        chart = rules.configure(
+            step,
+            value,
+            tool_id,
+            user,
+            self._clock(),
+            baseline_n=baseline_n,
+            nelson=nelson,
+            inhibit=inhibit,
+            center=center,
+            sigma=sigma,
+        )
+
+        def work() -> Work[Chart]:
+            tool = (yield from get_tools([tool_id])).get(tool_id)
+            if tool is None:
+                raise UnknownTool(f"there is no tool {tool_id}")
+            if self._flows.step_codes[step].equipment_class != tool.equipment_class:
+                raise InvalidInput(
+                    f"{tool_id} is a {tool.equipment_class}; {step} runs on a "
+                    f"{self._flows.step_codes[step].equipment_class}"
+                )
+            yield from save_chart(chart)
+            return chart
+
+        return await self._uow.write(work())
+
+    async def clear(
+        self, step: str, tool_id: str, user: str, reason: str, *, by: Principal | None = None
+    ) -> Qualification:
+        """An engineer clears a tool an SPC violation inhibited: qualified for the step
+        again."""
+        await self._guard.allow(by, Action.SPC)
+        q = Qualification(tool_id, step, True, user, self._clock(), f"SPC cleared: {reason}")
+
+        def work() -> Work[Qualification]:
+            if not (yield from get_tools([tool_id])):
+                raise UnknownTool(f"there is no tool {tool_id}")
+            yield from save_qualifications([q])
+            return q
+
+        return await self._uow.write(work())
+
+    async def show(
+        self, step: str, value: str, *, tool_id: str | None = None, by: Principal | None = None
+    ) -> list[ChartView]:
+        """The charts of (step, value), on one tool or all: points, limits, violations,
+        Cpk and Ppk against the step's spec limits."""
+        await self._guard.allow(by, Action.READ)
+        self._check_value(step, value)
+        lower, upper = self._spec(step, value)
+
+        def work() -> Work[list[ChartView]]:
+            views = []
+            for chart in (yield from get_charts(step, tool_id=tool_id, value=value)):
+                points = yield from get_points(step, value, chart.tool_id)
+                xs = [p.x for p in points]
+                found: list[Violation] = []
+                cpk = ppk = None
+                if chart.center is not None and chart.sigma is not None:
+                    start = chart.baseline_n if chart.limits_source == "baseline" else 0
+                    found = rules.all_violations(xs, chart.center, chart.sigma, chart.rules, start)
+                    cpk, ppk = rules.capability(xs, chart.sigma, lower, upper)
+                views.append(ChartView(chart, points, found, cpk, ppk, lower, upper))
+            return views
+
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(work(), commit=True)
+
+    def _spec(self, step: str, value: str) -> tuple[float | None, float | None]:
+        for flow in self._flows.flows.values():
+            spec = flow.steps[step].measured.get(value) if step in flow.steps else None
+            if spec is not None and spec.spec is not None:
+                lower = None if spec.spec.lower is None else float(spec.spec.lower)
+                upper = None if spec.spec.upper is None else float(spec.spec.upper)
+                return lower, upper
+        return None, None

@@ -1,0 +1,108 @@
+"""Durables through ``pkgline`` in a subprocess: ``durable add|mount|unmount|renew|show|list``,
+an operator's run on a tool counted on its capillary, the next track-in on it refused once the
+capillary is spent (exit 1, which durable, its count and its life), and bad input refused
+with what was expected, changing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.equipment import EquipmentService
+from mes.service import LotService
+from pkgline.bootstrap import flow_library
+from tests.cli.test_tool_cli import ok_json, pkgline
+
+UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+
+
+async def _line(url: str) -> None:
+    """A wire bonder WB-1 and a molder MOLD-1, up and in manual; lots D1 and D2 of
+    stiffener-bga waiting for WIRE_BOND (two carriers of 4 x 8 sites, none rejected)."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        equipment = EquipmentService(factory)
+        tools = [
+            ToolRegistration("WB-1", "wire_bonder", "opc.tcp://127.0.0.1:4840", ("WIRE_BOND",)),
+            ToolRegistration("MOLD-1", "molder", "modbus://127.0.0.1:1502", ("MOLD",)),
+        ]
+        await equipment.register("cli-line", tools)
+        for tool in tools:
+            await equipment.report(tool.id, UP)
+            await equipment.set_dispatch(tool.id, DispatchMode.MANUAL, "tech", "by hand")
+        lots = LotService(factory, flow_library())
+        for lot in ("D1", "D2"):
+            await lots.start(cmd.StartLot(lot, "stiffener-bga", "op1"))
+            for step in ("SUBSTRATE_LOAD", "DIE_ATTACH"):
+                await lots.track_in(cmd.TrackIn(lot, step, "op1"))
+                await lots.track_out(cmd.TrackOut(lot, "op1"))
+    finally:
+        await engine.dispose()
+
+
+def test_a_capillary_counts_an_operators_run_and_refuses_the_next_lot_once_spent(
+    sqlite_url: str,
+) -> None:
+    asyncio.run(_line(sqlite_url))
+    added = ok_json(sqlite_url, "durable", "add", "CAP-1", "--kind", "capillary", "--life", "128")
+    assert (added["count"], added["life"], added["unit"], added["tool"]) == (
+        0,
+        128,
+        "touchdowns",
+        None,
+    )
+    assert ok_json(sqlite_url, "durable", "mount", "CAP-1", "--tool", "WB-1")["tool"] == "WB-1"
+    ok_json(sqlite_url, "lot", "track-in", "D1", "--step", "WIRE_BOND", "--tool", "WB-1")
+    ok_json(sqlite_url, "lot", "track-out", "D1")
+
+    shown = ok_json(sqlite_url, "durable", "show", "CAP-1")
+    assert (shown["count"], shown["spent"], shown["lots"]) == (128, True, ["D1"])
+    assert [e["event"] for e in shown["history"]] == ["added", "mounted", "used"]
+    assert shown["history"][-1]["amount"] == 2 * 2 * 32  # two touchdowns per site
+
+    refused = pkgline(
+        sqlite_url, "lot", "track-in", "D2", "--step", "WIRE_BOND", "--tool", "WB-1", "--json"
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = json.loads(refused.stdout)
+    assert said["error"] == "interlock" and said["interlock"] == "durable_life"
+    assert "capillary CAP-1 at 128 of 128 touchdowns (100 %)" in said["message"]
+    assert said["expected"].startswith("capillary CAP-1 under its life of 128 touchdowns")
+    assert ok_json(sqlite_url, "lot", "show", "D2")["state"] == "WAITING"
+
+    text = pkgline(sqlite_url, "durable", "show", "CAP-1")
+    assert text.returncode == 0 and "spent" in text.stdout and "D1" in text.stdout
+    ok_json(sqlite_url, "durable", "unmount", "CAP-1", "--reason", "end of life")
+    ok_json(sqlite_url, "durable", "add", "CAP-2", "--kind", "capillary", "--life", "1000")
+    ok_json(sqlite_url, "durable", "mount", "CAP-2", "--tool", "WB-1")
+    tracked = ok_json(sqlite_url, "lot", "track-in", "D2", "--step", "WIRE_BOND", "--tool", "WB-1")
+    assert tracked["state"] == "RUNNING"
+
+
+def test_bad_durable_input_is_refused_with_what_was_expected_changing_nothing(
+    sqlite_url: str,
+) -> None:
+    asyncio.run(_line(sqlite_url))
+    kind = pkgline(sqlite_url, "durable", "add", "X-1", "--kind", "sponge", "--life", "5")
+    assert kind.returncode == 1
+    assert "'sponge' is not a kind of durable; expected one of capillary" in kind.stderr
+    ok_json(sqlite_url, "durable", "add", "CH-1", "--kind", "mold_chase", "--life", "500")
+    wrong = pkgline(sqlite_url, "durable", "mount", "CH-1", "--tool", "WB-1", "--json")
+    assert wrong.returncode == 1
+    assert (
+        "a mold_chase is mounted on a molder; WB-1 is a wire_bonder"
+        in (json.loads(wrong.stdout)["message"])
+    )
+    no_reason = pkgline(sqlite_url, "durable", "renew", "CH-1")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    renewed = ok_json(sqlite_url, "durable", "renew", "CH-1", "--reason", "chase cleaned")
+    assert renewed["count"] == 0
+    listed = ok_json(sqlite_url, "durable", "list")
+    assert [(d["id"], d["tool"]) for d in listed] == [("CH-1", None)]  # X-1 was not added

@@ -1,0 +1,85 @@
+"""Material lots through ``pkgline`` in a subprocess: ``material add|load|thaw|where-used``
+and ``lot genealogy``; a track-in on a molder with its compound still frozen, then still
+thawing, is refused (exit 1, which interlock and what was expected); a wire lot loaded on
+the wire bonder goes into the lot tracked in there."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.equipment import EquipmentService
+from mes.service import LotService
+from pkgline.bootstrap import flow_library
+from tests.cli.test_tool_cli import ok_json, pkgline
+
+UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+TOOLS = [
+    ToolRegistration("WB-1", "wire_bonder", "opc.tcp://127.0.0.1:4840", ("WIRE_BOND",)),
+    ToolRegistration("MOLD-1", "molder", "modbus://127.0.0.1:1502", ("MOLD",)),
+]
+
+
+async def _line(url: str) -> None:
+    """WB-1 and MOLD-1 up and in manual; M1 waiting for WIRE_BOND, M2 for MOLD."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        equipment = EquipmentService(factory)
+        await equipment.register("cli-line", TOOLS)
+        for tool in TOOLS:
+            await equipment.report(tool.id, UP)
+            await equipment.set_dispatch(tool.id, DispatchMode.MANUAL, "tech", "by hand")
+        lots = LotService(factory, flow_library())
+        for lot, last in (("M1", "DIE_ATTACH"), ("M2", "STIFFENER_ATTACH")):
+            await lots.start(cmd.StartLot(lot, "stiffener-bga", "op1"))
+            while True:
+                step = lots.next_in_order(await lots.get(lot))[0]
+                await lots.track_in(cmd.TrackIn(lot, step, "op1"))
+                await lots.track_out(cmd.TrackOut(lot, "op1"))
+                if step == last:
+                    break
+    finally:
+        await engine.dispose()
+
+
+def test_a_frozen_or_thawing_compound_refuses_the_track_in_and_wire_goes_into_the_lot(
+    sqlite_url: str,
+) -> None:
+    asyncio.run(_line(sqlite_url))
+    db = sqlite_url
+    added = ok_json(
+        db, "material", "add", "EMC-1", "--kind", "mold_compound", "--expires", "2099-12-31",
+        "--thaw-hours", "4",
+    )  # fmt: skip
+    assert (added["thaw_minutes"], added["floor_life_minutes"]) == (240, 72 * 60)
+    ok_json(db, "material", "load", "EMC-1", "--tool", "MOLD-1")
+    mold = ("lot", "track-in", "M2", "--step", "MOLD", "--tool", "MOLD-1", "--json")
+    frozen = pkgline(db, *mold)
+    assert frozen.returncode == 1, frozen.stdout + frozen.stderr
+    said = json.loads(frozen.stdout)
+    assert said["interlock"] == "material_not_thawed"
+    assert "mold_compound EMC-1 is still frozen" in said["message"]
+    assert said["expected"].startswith("EMC-1 out of the freezer at least 4 h before use")
+    ok_json(db, "material", "thaw", "EMC-1")
+    thawing = pkgline(db, *mold)
+    assert thawing.returncode == 1 and "is thawing since" in json.loads(thawing.stdout)["message"]
+
+    ok_json(db, "material", "add", "W-1", "--kind", "wire", "--expires", "2099-01-31")
+    ok_json(db, "material", "load", "W-1", "--tool", "WB-1")
+    tracked = ok_json(db, "lot", "track-in", "M1", "--step", "WIRE_BOND", "--tool", "WB-1")
+    assert tracked["recorded"][0]["data"]["materials"] == ["W-1"]
+    genealogy = ok_json(db, "lot", "genealogy", "M1")
+    assert [(m["material"], m["step"], m["tool"]) for m in genealogy["materials"]] == [
+        ("W-1", "WIRE_BOND", "WB-1")
+    ]
+    used = pkgline(db, "material", "where-used", "W-1")
+    assert used.returncode == 0 and "M1" in used.stdout and "used at a step" in used.stdout
+    bad = pkgline(db, "material", "add", "W-2", "--kind", "wire", "--expires", "next week")
+    assert bad.returncode == 2 and "expected a date" in bad.stderr

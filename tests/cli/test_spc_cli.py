@@ -1,0 +1,70 @@
+"""SPC through ``pkgline`` in a subprocess: engineering sets a chart (``spc chart``), an
+operator's track-out beyond 3 sigma holds the lot (source spc) and inhibits the tool, the
+next track-in there is refused until ``spc clear``; ``spc show --json`` gives the points,
+limits, violations and Cpk/Ppk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.equipment import EquipmentService
+from mes.service import LotService
+from pkgline.bootstrap import flow_library
+from tests.cli.test_tool_cli import ok_json, pkgline
+
+UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+BLT = "bond_line_thickness_um"
+
+
+async def _line(url: str) -> None:
+    """DB-1 up and in manual; S1 and S2 waiting for DIE_ATTACH."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        equipment = EquipmentService(factory)
+        tool = ToolRegistration("DB-1", "die_bonder", "modbus://127.0.0.1:1502", ("DIE_ATTACH",))
+        await equipment.register("cli-line", [tool])
+        await equipment.report("DB-1", UP)
+        await equipment.set_dispatch("DB-1", DispatchMode.MANUAL, "tech", "by hand")
+        lots = LotService(factory, flow_library())
+        for lot in ("S1", "S2"):
+            await lots.start(cmd.StartLot(lot, "fo-organic", "op1", carriers=1))
+            await lots.track_in(cmd.TrackIn(lot, "SUBSTRATE_PREP", "op1"))
+            await lots.track_out(cmd.TrackOut(lot, "op1"))
+    finally:
+        await engine.dispose()
+
+
+def test_a_point_beyond_3_sigma_holds_the_lot_and_the_tool_waits_for_spc_clear(
+    sqlite_url: str,
+) -> None:
+    asyncio.run(_line(sqlite_url))
+    db = sqlite_url
+    chart = ok_json(
+        db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25", "--sigma",
+        "1", "--inhibit",
+    )  # fmt: skip
+    assert (chart["ucl"], chart["lcl"], chart["rules"]) == (28.0, 22.0, [1, 2, 3, 4])
+    ok_json(db, "lot", "track-in", "S1", "--step", "DIE_ATTACH", "--tool", "DB-1")
+    out = ok_json(db, "lot", "track-out", "S1", "--data", f"{BLT}=28.7")
+    assert out["state"] == "HOLD"
+    assert out["recorded"][0]["data"]["spc"][0]["rule"] == 1
+    refused = pkgline(db, "lot", "track-in", "S2", "--step", "DIE_ATTACH", "--tool", "DB-1")
+    assert refused.returncode == 1 and "disqualified for DIE_ATTACH by SPC" in refused.stderr
+    no_reason = pkgline(db, "spc", "clear", "DIE_ATTACH", "--tool", "DB-1")
+    assert no_reason.returncode == 2
+    ok_json(db, "spc", "clear", "DIE_ATTACH", "--tool", "DB-1", "--reason", "head levelled")
+    ok_json(db, "lot", "track-in", "S2", "--step", "DIE_ATTACH", "--tool", "DB-1")
+    [shown] = json.loads(
+        pkgline(db, "spc", "show", "DIE_ATTACH", BLT, "--tool", "DB-1", "--json").stdout
+    )
+    assert [p["x"] for p in shown["points"]] == [28.7]
+    assert shown["violations"] == [{"rule": 1, "text": "one point beyond 3 sigma", "points": [0]}]
+    assert (shown["spec_lower"], shown["spec_upper"]) == (10.0, 40.0)

@@ -1,0 +1,74 @@
+"""Durables in the line controller: each job a simulated wire bonder finishes counts on the
+capillary mounted on it (two touchdowns per site of the tool's job), and once the capillary is
+spent the controller's own track-in of the next lot on that tool is refused: it logs why and
+the lot waits. The controller tracks a tool's next lot in while the last job's results are
+being recorded: the track-in counts that job too (on PostgreSQL the two transactions overlap,
+and without it the next lot ran on the spent capillary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from structlog.testing import capture_logs
+
+from mes.adapters.database import create_engine
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration
+from mes.domain.model import LotState
+from mes.durables import DurableService
+from mes.service import utc_now
+from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
+
+LIFE = 2 * 2 * 32
+"""Two carriers of 4 x 8 sites, two touchdowns per site: one lot's wire bonding."""
+
+
+def _refusals(logs: list[dict[str, Any]], lot: str) -> list[str]:
+    return [
+        str(e.get("reason"))
+        for e in logs
+        if e.get("event") == "lot not started" and e.get("lot") == lot
+    ]
+
+
+async def test_jobs_count_on_the_capillary_and_a_spent_one_refuses_the_controllers_track_in(
+    stack: Stack,
+) -> None:
+    config = line_config(tools=["DB-1", "WB-1"])
+    engine = create_engine(stack.url)
+    try:
+        durables = DurableService(SqlUnitOfWorkFactory(engine), utc_now)
+        # registered as the controller will, so that the capillary is on WB-1 from the start
+        await stack.equipment.register(
+            config.name,
+            [
+                ToolRegistration(t.id, t.equipment_class.value, "sim", tuple(t.steps or ()))
+                for t in config.tools
+            ],
+        )
+        await durables.add("CAP-1", "capillary", LIFE, "eng")
+        await durables.mount("CAP-1", "WB-1", "tech")
+        await stack.lots.start(cmd.StartLot("C1", "stiffener-bga", "planner", priority=1))
+        await stack.lots.start(cmd.StartLot("C2", "stiffener-bga", "planner", priority=2))
+        with capture_logs() as logs:
+            async with simulated(config), running_controller(config, stack):
+
+                async def c2_refused() -> bool:
+                    return any("CAP-1" in r for r in _refusals(logs, "C2"))
+
+                await wait_until(c2_refused, timeout_s=60, what="C2 refused on WB-1")
+        view = await durables.show("CAP-1")
+        used = [e for e in view.events if e.lot_id is not None]
+        assert [(e.lot_id, e.step, e.amount) for e in used] == [
+            ("C1", "WIRE_BOND", 64),
+            ("C1", "WIRE_BOND", 64),
+        ]
+        assert all(e.job_id for e in used) and view.durable.count == LIFE
+        c1, c2 = await stack.lots.get("C1"), await stack.lots.get("C2")
+        assert "WIRE_BOND" in c1.path
+        assert c2.state is LotState.WAITING and c2.path[-1] == "DIE_ATTACH"
+        refusal = next(r for r in _refusals(logs, "C2") if "CAP-1" in r)
+        assert "capillary CAP-1 at 128 of 128 touchdowns (100 %)" in refusal
+    finally:
+        await engine.dispose()

@@ -1,0 +1,345 @@
+"""Durables with life counters: each job a tool records adds to the count of the durables
+mounted on it by the written rule (capillary: two touchdowns per site processed; saw blade:
+the streets of the grid; mold chase, stencil, nozzle: one per carrier); a track-in on a tool
+with a durable at or past its life is refused saying which durable, its count and its life,
+one past its warning fraction is accepted with the warning recorded; the durable's history
+names the lots it served. Pure rules first, then the service on every store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from flows import FlowLibrary
+from mes.domain import commands as cmd
+from mes.domain import durables as rules
+from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
+from mes.domain.durables import DurableEventKind, DurableKind
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.domain.errors import (
+    InterlockRefused,
+    InvalidInput,
+    OperationNotAllowed,
+    UnknownDurable,
+    UnknownTool,
+)
+from mes.domain.model import LotState
+from mes.durables import DurableService
+from mes.equipment import EquipmentService
+from mes.ports import UnitOfWorkFactory
+from mes.service import LotService
+from tests.mes.conftest import Clock
+
+NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+CTRL = "controller"
+OP = "op1"
+TOOLS = [
+    ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",)),
+    ToolRegistration("WB-1", "wire_bonder", "modbus 127.0.0.1:5021", ("WIRE_BOND",)),
+    ToolRegistration("WB-2", "wire_bonder", "modbus 127.0.0.1:5022", ("WIRE_BOND",)),
+    ToolRegistration("DICE-1", "dicer", "modbus 127.0.0.1:5023", ("DICE",)),
+]
+UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+
+
+def _new(kind: str = "capillary", life: int = 1000, warn: float = 0.9) -> rules.Durable:
+    return rules.add("CAP-1", kind, life, warn, "eng", NOW)[0]
+
+
+# -- the pure rules ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (DurableKind.CAPILLARY, 2 * 30),  # two touchdowns per site processed
+        (DurableKind.SAW_BLADE, 4 + 1 + 8 + 1),  # every street of the 4 x 8 grid, edges too
+        (DurableKind.MOLD_CHASE, 1),
+        (DurableKind.STENCIL, 1),
+        (DurableKind.NOZZLE, 1),
+    ],
+)
+def test_a_job_counts_on_each_kind_by_its_written_rule(kind: DurableKind, expected: int) -> None:
+    assert rules.job_count(kind, rows=4, cols=8, processed_sites=30) == expected
+
+
+def test_a_durable_warns_from_its_fraction_of_life_and_is_spent_at_its_life() -> None:
+    d = _new(life=1000, warn=0.9)
+    assert rules.check_durables("L1", "WIRE_BOND", "WB-1", [d]) == []
+    worn = rules.use(
+        [d],
+        lot_id="L1",
+        step="WIRE_BOND",
+        job_id="J1",
+        rows=4,
+        cols=8,
+        processed_sites=450,
+        by=CTRL,
+        now=NOW,
+    )[0][0]
+    assert (worn.count, worn.warned, worn.spent) == (900, True, False)
+    warnings = rules.check_durables("L1", "WIRE_BOND", "WB-1", [worn])
+    assert warnings == [
+        "capillary CAP-1 at 900 of 1,000 touchdowns (90 %): past its warning at 90% of life"
+    ]
+    spent = rules.use(
+        [worn],
+        lot_id="L1",
+        step="WIRE_BOND",
+        job_id="J2",
+        rows=4,
+        cols=8,
+        processed_sites=50,
+        by=CTRL,
+        now=NOW,
+    )[0][0]
+    assert spent.count == 1000 and spent.spent
+    with pytest.raises(InterlockRefused) as refused:
+        rules.check_durables("L2", "WIRE_BOND", "WB-1", [spent])
+    assert refused.value.interlock == "durable_life"
+    assert refused.value.lot_id == "L2"
+    assert "capillary CAP-1 at 1,000 of 1,000 touchdowns (100 %), at or past its life" in (
+        refused.value.message
+    )
+    assert refused.value.expected.startswith("capillary CAP-1 under its life of 1,000 touchdowns")
+
+
+@pytest.mark.parametrize(
+    ("durable_id", "kind", "life", "warn", "says"),
+    [
+        ("CAP 1", "capillary", 10, 0.9, "is not valid"),
+        ("CAP-1", "sponge", 10, 0.9, "expected one of capillary, saw_blade"),
+        ("CAP-1", "capillary", 0, 0.9, "at least 1 touchdowns, not 0"),
+        ("CAP-1", "capillary", 10, 0.0, "from 0.001 to 1"),
+        ("CAP-1", "capillary", 10, 1.5, "from 0.001 to 1"),
+        ("CAP-1", "capillary", 10, float("nan"), "from 0.001 to 1"),
+    ],
+)
+def test_a_durable_with_a_bad_id_kind_life_or_warning_is_refused_saying_what_is_expected(
+    durable_id: str, kind: str, life: int, warn: float, says: str
+) -> None:
+    with pytest.raises(InvalidInput, match=says):
+        rules.add(durable_id, kind, life, warn, "eng", NOW)
+
+
+def test_mounting_is_refused_on_the_wrong_class_beside_one_of_its_kind_or_when_spent() -> None:
+    cap = _new()
+    with pytest.raises(InvalidInput, match="a capillary is mounted on a wire_bonder; DB-1 is"):
+        rules.mount(cap, "DB-1", "die_bonder", [], "tech", NOW)
+    other = rules.mount(
+        rules.add("CAP-2", "capillary", 10, 0.9, "eng", NOW)[0],
+        "WB-1",
+        "wire_bonder",
+        [],
+        "tech",
+        NOW,
+    )[0]
+    with pytest.raises(OperationNotAllowed, match="WB-1 has capillary CAP-2 mounted"):
+        rules.mount(cap, "WB-1", "wire_bonder", [other], "tech", NOW)
+    with pytest.raises(OperationNotAllowed, match="mounted on WB-1 already"):
+        rules.mount(other, "WB-2", "wire_bonder", [], "tech", NOW)
+    spent = rules.add("CAP-3", "capillary", 10, 0.9, "eng", NOW)[0]
+    spent = rules.use(
+        [spent],
+        lot_id="L",
+        step="S",
+        job_id=None,
+        rows=1,
+        cols=1,
+        processed_sites=5,
+        by=CTRL,
+        now=NOW,
+    )[0][0]
+    with pytest.raises(OperationNotAllowed, match="CAP-3 is spent"):
+        rules.mount(spent, "WB-2", "wire_bonder", [], "tech", NOW)
+
+
+def test_only_a_mold_chase_is_renewed_by_a_cleaning() -> None:
+    chase = rules.add("CH-1", "mold_chase", 500, 0.9, "eng", NOW)[0]
+    used = rules.use(
+        [chase],
+        lot_id="L",
+        step="MOLD",
+        job_id=None,
+        rows=4,
+        cols=8,
+        processed_sites=32,
+        by=CTRL,
+        now=NOW,
+    )[0][0]
+    renewed, event = rules.renew(used, "tech", NOW, "chase cleaned, 4 h")
+    assert (renewed.count, event.event, event.amount) == (0, DurableEventKind.RENEWED, -1)
+    with pytest.raises(OperationNotAllowed, match="a capillary is replaced, not renewed"):
+        rules.renew(_new(), "tech", NOW, "cleaned")
+
+
+# -- the service, on every store ------------------------------------------------------------------
+
+
+@pytest.fixture
+def durables(store: UnitOfWorkFactory, clock: Clock) -> DurableService:
+    return DurableService(store, clock)
+
+
+@pytest.fixture
+async def line(equipment: EquipmentService) -> None:
+    await equipment.register("line-a", TOOLS)
+    for tool in TOOLS:
+        await equipment.report(tool.id, UP)
+
+
+async def _at_wire_bond(service: LotService, lot_id: str, carriers: int = 2) -> None:
+    """A stiffener-bga lot waiting for WIRE_BOND, with carrier 1 site (1, 1) rejected at
+    die attach (so it comes in bad to wire bond)."""
+    await service.start(cmd.StartLot(lot_id, "stiffener-bga", OP, carriers=carriers))
+    await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_LOAD", OP))
+    await service.track_out(cmd.TrackOut(lot_id, OP))
+    await service.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", OP))
+    reject = cmd.SiteRejectGiven("1", 1, 1, "PICK_FAIL")
+    await service.track_out(cmd.TrackOut(lot_id, OP, rejects=(reject,)))
+
+
+async def _wire_bond_jobs(service: LotService, lot_id: str, tool: str) -> None:
+    """The line controller runs WIRE_BOND on ``tool``, one job per carrier."""
+    await service.track_in(cmd.TrackIn(lot_id, "WIRE_BOND", CTRL, tool=tool, dispatched=True))
+    for n, carrier in enumerate((await service.get(lot_id)).carriers):
+        job = f"{lot_id}-J{n}"
+        await service.start_job(cmd.StartJob(lot_id, job, tool, carrier, CTRL))
+        await service.record_job(cmd.RecordJob(job, CTRL))
+
+
+@pytest.mark.usefixtures("line")
+async def test_each_recorded_job_counts_on_the_durables_of_its_tool_and_names_its_lot(
+    service: LotService, durables: DurableService
+) -> None:
+    await durables.add("CAP-1", "capillary", 10_000, "eng")
+    await durables.add("CAP-9", "capillary", 10_000, "eng")  # mounted elsewhere: not counted
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await durables.mount("CAP-9", "WB-2", "tech")
+    await _at_wire_bond(service, "L1")
+    await _wire_bond_jobs(service, "L1", "WB-1")
+    assert (await service.get("L1")).state is LotState.WAITING
+
+    view = await durables.show("CAP-1")
+    # carrier 1: 31 sites processed (one came in bad), carrier 2: 32; two touchdowns each
+    assert view.durable.count == 2 * 31 + 2 * 32
+    used = [e for e in view.events if e.event is DurableEventKind.USED]
+    assert [(e.lot_id, e.step, e.amount, e.count_after) for e in used] == [
+        ("L1", "WIRE_BOND", 62, 62),
+        ("L1", "WIRE_BOND", 64, 126),
+    ]
+    assert [e.job_id for e in used] == ["L1-J0", "L1-J1"]
+    assert view.lots == ["L1"]
+    assert [e.event for e in view.events][:2] == [DurableEventKind.ADDED, DurableEventKind.MOUNTED]
+    assert (await durables.show("CAP-9")).durable.count == 0
+    assert [d.id for d in await durables.list(tool_id="WB-1")] == ["CAP-1"]
+
+
+@pytest.mark.usefixtures("line")
+async def test_a_track_in_on_a_tool_with_a_spent_durable_is_refused_the_controllers_too(
+    service: LotService, durables: DurableService
+) -> None:
+    await durables.add("CAP-1", "capillary", 126, "eng", warn_fraction=0.5)
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await _wire_bond_jobs(service, "L1", "WB-1")  # exactly its life: 126 touchdowns
+    await _at_wire_bond(service, "L2")
+    before = await service.get("L2")
+    with pytest.raises(InterlockRefused) as refused:
+        await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    assert refused.value.interlock == "durable_life"
+    assert "capillary CAP-1 at 126 of 126 touchdowns" in refused.value.message
+    assert await service.get("L2") == before  # nothing changed
+    [batch] = await service.track_in_all(
+        [cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True)]
+    )
+    assert isinstance(batch, InterlockRefused) and batch.interlock == "durable_life"
+
+    await durables.unmount("CAP-1", "tech", "end of life")
+    await durables.add("CAP-2", "capillary", 200, "eng", warn_fraction=0.5)
+    await durables.mount("CAP-2", "WB-1", "tech")
+    await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    assert (await durables.show("CAP-1")).durable.tool_id is None
+
+
+@pytest.mark.usefixtures("line")
+async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
+    service: LotService, durables: DurableService
+) -> None:
+    await durables.add("CAP-1", "capillary", 120, "eng")
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await _at_wire_bond(service, "L2")
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    first, second = (await service.get("L1")).carriers
+    await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J0", CTRL))  # 62: one site came in bad
+    await service.start_job(cmd.StartJob("L1", "J1", "WB-1", second, CTRL))
+    # J1 is on the tool, its results not yet recorded: counted as 64 more, 126 of 120
+    with pytest.raises(InterlockRefused) as refused:
+        await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
+    assert "1 job(s) of WB-1 not yet recorded: J1" in refused.value.message
+    assert (await durables.show("CAP-1")).durable.count == 62
+
+
+@pytest.mark.usefixtures("line")
+async def test_an_operators_track_out_on_a_tool_counts_every_carrier_and_warnings_are_recorded(
+    service: LotService, durables: DurableService, equipment: EquipmentService
+) -> None:
+    await equipment.set_dispatch("WB-1", DispatchMode.MANUAL, "tech", "engineering lot")
+    await durables.add("CAP-1", "capillary", 200, "eng", warn_fraction=0.5)
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1"))
+    await service.track_out(cmd.TrackOut("L1", OP))
+    assert (await durables.show("CAP-1")).durable.count == 126
+    await _at_wire_bond(service, "L2")
+    tracked = await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", OP, tool="WB-1"))
+    assert tracked.entries[0].data["durable_warnings"] == [
+        "capillary CAP-1 at 126 of 200 touchdowns (63 %): past its warning at 50% of life"
+    ]
+    events = (await durables.show("CAP-1")).events
+    assert [(e.lot_id, e.amount, e.job_id) for e in events if e.lot_id] == [("L1", 126, None)]
+
+
+@pytest.mark.usefixtures("line")
+async def test_durable_commands_refuse_unknown_durables_and_tools_changing_nothing(
+    durables: DurableService,
+) -> None:
+    with pytest.raises(UnknownDurable, match="there is no durable NOPE"):
+        await durables.mount("NOPE", "WB-1", "tech")
+    await durables.add("BLADE-1", "saw_blade", 5000, "eng")
+    with pytest.raises(InvalidInput, match="exists already"):
+        await durables.add("BLADE-1", "saw_blade", 5000, "eng")
+    with pytest.raises(UnknownTool, match="there is no tool NOPE"):
+        await durables.mount("BLADE-1", "NOPE", "tech")
+    with pytest.raises(InvalidInput, match="a saw_blade is mounted on a dicer; WB-1 is a"):
+        await durables.mount("BLADE-1", "WB-1", "tech")
+    with pytest.raises(OperationNotAllowed, match="not mounted on any tool"):
+        await durables.unmount("BLADE-1", "tech")
+    view = await durables.show("BLADE-1")
+    assert view.durable.tool_id is None and len(view.events) == 1
+    mounted = await durables.mount("BLADE-1", "DICE-1", "tech")
+    assert mounted.tool_id == "DICE-1"
+
+
+async def test_an_operator_may_not_add_or_mount_a_durable(
+    store: UnitOfWorkFactory, clock: Clock
+) -> None:
+    operator = Principal("op1", frozenset({Role.OPERATOR}), AuthMethod.PASSWORD)
+    service = DurableService(store, clock, principal=operator)
+    with pytest.raises(NotAuthorized) as refused:
+        await service.add("CAP-1", "capillary", 100, "op1")
+    assert refused.value.action is Action.DURABLES
+    assert set(refused.value.allowed) == {"technician", "engineer"}
+    assert await service.list() == []
+    technician = Principal("tech1", frozenset({Role.TECHNICIAN}), AuthMethod.PASSWORD)
+    added = await service.acting_as(technician).add("CAP-1", "capillary", 100, "tech1")
+    assert added.count == 0
+
+
+def test_every_durable_kind_mounts_on_a_class_of_the_catalogue(library: FlowLibrary) -> None:
+    classes = {info.equipment_class for info in library.step_codes.values()}
+    assert {spec.equipment_class for spec in rules.KINDS.values()} <= classes

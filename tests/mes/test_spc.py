@@ -1,0 +1,136 @@
+"""SPC at track-out, every store: each lot tracked out on a charted (step, value, tool) adds
+a point; one that breaks a rule holds the lot (source SPC, the rule, the points) and, where
+the chart says so, disqualifies the tool for the step until an engineer clears it, so the
+next track-in there is refused; limits come from a baseline window or from engineering; the
+controller's own track-out (its last job recorded) is checked the same way; ``show`` gives
+points, limits, violations and Cpk/Ppk."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows import FlowLibrary
+from mes.domain import commands as cmd
+from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
+from mes.domain.equipment import ToolRegistration
+from mes.domain.errors import InterlockRefused, InvalidInput
+from mes.domain.model import HoldSource, LotState
+from mes.equipment import EquipmentService
+from mes.ports import UnitOfWorkFactory
+from mes.service import LotService
+from mes.spc import SpcService
+from tests.mes.conftest import Clock
+
+CTRL = "controller"
+BLT = "bond_line_thickness_um"
+TOOLS = [ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",))]
+
+
+@pytest.fixture
+def spc(store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock) -> SpcService:
+    return SpcService(store, library, clock)
+
+
+@pytest.fixture
+async def line(equipment: EquipmentService) -> None:
+    await equipment.register("line-a", TOOLS)
+
+
+async def _die_attach(service: LotService, lot_id: str, blt: float, **more: float) -> None:
+    """A lot through DIE_ATTACH on DB-1 (one carrier, tracked out by hand), measuring
+    ``blt``."""
+    await service.start(cmd.StartLot(lot_id, "fo-organic", "op1", carriers=1))
+    await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", "op1"))
+    await service.track_out(cmd.TrackOut(lot_id, "op1"))
+    await service.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    await service.track_out(cmd.TrackOut(lot_id, "op1", measured={BLT: blt, **more}))
+
+
+@pytest.mark.usefixtures("line")
+async def test_a_point_beyond_3_sigma_holds_the_lot_and_inhibits_the_tool_until_cleared(
+    service: LotService, spc: SpcService
+) -> None:
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", center=25.0, sigma=1.0, inhibit=True)
+    for n, blt in enumerate([25.3, 24.6, 25.1]):
+        await _die_attach(service, f"L{n}", blt)
+        assert (await service.get(f"L{n}")).state is LotState.WAITING
+    await _die_attach(service, "L9", 28.5)  # within spec (10-40), beyond 3 sigma (28)
+    held = await service.get("L9")
+    assert held.state is LotState.HOLD and held.hold is not None
+    assert held.hold.source is HoldSource.SPC
+    assert f"SPC {BLT} on DB-1: rule 1 (one point beyond 3 sigma)" in held.hold.reason
+    entry = (await service.report("L9")).history[-1]
+    [violation] = entry.data["spc"]
+    assert violation["rule"] == 1 and violation["points"] == [{"lot": "L9", "x": 28.5}]
+
+    await service.start(cmd.StartLot("N1", "fo-organic", "op1", carriers=1))
+    await service.track_in(cmd.TrackIn("N1", "SUBSTRATE_PREP", "op1"))
+    await service.track_out(cmd.TrackOut("N1", "op1"))
+    with pytest.raises(InterlockRefused) as refused:
+        await service.track_in(cmd.TrackIn("N1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    assert refused.value.interlock == "tool_qualification"
+    assert "disqualified for DIE_ATTACH by SPC" in refused.value.message
+    await spc.clear("DIE_ATTACH", "DB-1", "eng1", "bond head re-levelled")
+    await service.track_in(cmd.TrackIn("N1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+
+    [view] = await spc.show("DIE_ATTACH", BLT, tool_id="DB-1")
+    assert [p.x for p in view.points] == [25.3, 24.6, 25.1, 28.5]
+    assert [(v.rule, v.points) for v in view.violations] == [(1, (3,))]
+    assert (view.spec_lower, view.spec_upper) == (10.0, 40.0)
+    assert view.cpk is not None and view.ppk is not None
+
+
+@pytest.mark.usefixtures("line")
+async def test_limits_come_from_the_baseline_and_a_run_on_one_side_is_caught_with_nelson(
+    service: LotService, spc: SpcService
+) -> None:
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", baseline_n=5, nelson=True)
+    baseline = [24.0, 26.0, 25.0, 24.5, 25.5]
+    for n, blt in enumerate(baseline):
+        await _die_attach(service, f"B{n}", blt)
+    [view] = await spc.show("DIE_ATTACH", BLT)
+    assert view.chart.limits_source == "baseline"
+    assert view.chart.center == pytest.approx(25.0)
+    assert view.chart.sigma == pytest.approx(((2 + 1 + 0.5 + 1) / 4) / 1.128)
+    # a slow upward trend, inside 1 sigma until its sixth point: Nelson's trend rule (5)
+    for n, blt in enumerate([24.1, 24.3, 24.5, 24.7, 24.9, 25.1]):
+        await _die_attach(service, f"T{n}", blt)
+    last = await service.get("T5")
+    assert last.state is LotState.HOLD and last.hold is not None
+    assert "rule 5 (six points in a row steadily increasing or decreasing)" in last.hold.reason
+    assert (await service.get("T4")).state is LotState.WAITING
+
+
+@pytest.mark.usefixtures("line")
+async def test_the_controllers_track_out_by_its_last_job_is_checked_too(
+    service: LotService, spc: SpcService
+) -> None:
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", center=25.0, sigma=1.0)
+    await service.start(cmd.StartLot("J1", "fo-organic", "op1", carriers=2))
+    await service.track_in(cmd.TrackIn("J1", "SUBSTRATE_PREP", "op1"))
+    await service.track_out(cmd.TrackOut("J1", "op1"))
+    await service.track_in(cmd.TrackIn("J1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    for n, (carrier, blt) in enumerate(
+        zip((await service.get("J1")).carriers, [30.0, 31.0], strict=True)
+    ):
+        await service.start_job(cmd.StartJob("J1", f"J1-{n}", "DB-1", carrier, CTRL))
+        await service.record_job(cmd.RecordJob(f"J1-{n}", CTRL, {BLT: blt}))
+    lot = await service.get("J1")
+    assert lot.state is LotState.HOLD and lot.hold is not None
+    assert lot.hold.source is HoldSource.SPC  # the mean, 30.5, beyond 28
+
+
+async def test_charts_are_engineerings_and_name_a_numeric_measured_value(
+    store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock, equipment: EquipmentService
+) -> None:
+    await equipment.register("line-a", TOOLS)
+    operator = Principal("op1", frozenset({Role.OPERATOR}), AuthMethod.PASSWORD)
+    service = SpcService(store, library, clock, principal=operator)
+    with pytest.raises(NotAuthorized, match="engineer"):
+        await service.configure("DIE_ATTACH", BLT, "DB-1", "op1")
+    engineer = service.acting_as(Principal("e1", frozenset({Role.ENGINEER}), AuthMethod.PASSWORD))
+    with pytest.raises(InvalidInput, match="expected one of bond_force_n, bond_line_thickness"):
+        await engineer.configure("DIE_ATTACH", "colour", "DB-1", "e1")
+    with pytest.raises(InvalidInput, match="center and sigma together"):
+        await engineer.configure("DIE_ATTACH", BLT, "DB-1", "e1", center=1.0)
+    assert await engineer.show("DIE_ATTACH", BLT) == []
