@@ -6,6 +6,7 @@ import typer
 
 from pkgline import __version__
 from pkgline.cli import (
+    api,
     audit,
     db,
     demo,
@@ -42,6 +43,7 @@ app.add_typer(pki.app, name="pki")
 app.add_typer(events.app, name="events")
 app.command(name="sim")(sim.sim)
 app.command(name="serve")(serve.serve)
+app.command(name="api")(api.api)
 app.command(name="demo")(demo.demo)
 
 

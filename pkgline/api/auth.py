@@ -1,0 +1,88 @@
+"""Who is asking: the principal of each request, made here from verified credentials and
+passed to the service layer as ``by=`` (docs/api.md, docs/security.md).
+
+- ``Authorization: Bearer pkl_...``: an API key issued to a system.
+- No ``Authorization`` on the Unix socket: the OS account the kernel names for the peer
+  (:mod:`.peer`), mapped to the pkgline user of that name.
+- Anything else: 401. Every refusal is recorded in the security log (a failed login: who was
+  claimed and why, never the secret).
+"""
+
+from __future__ import annotations
+
+import pwd
+from dataclasses import dataclass
+
+from fastapi import Request, Response
+
+from mes.domain.authority import AuthMethod, Principal
+from mes.domain.identity import LoginRefused
+from mes.identity import API_KEY_PREFIX, IdentityService
+from pkgline.api.defaults import PRINCIPAL_HEADER
+from pkgline.api.peer import PEER_KEY, PeerCredentials
+from pkgline.bootstrap import Services
+
+
+@dataclass(frozen=True, slots=True)
+class ApiState:
+    """What the routes share: the services (acting for nobody unless a call names its
+    principal) and the identity service."""
+
+    services: Services
+    identity: IdentityService
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.pkgline
+    return state
+
+
+def _account(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+async def principal(request: Request, response: Response) -> Principal:
+    """The request's principal (a FastAPI dependency), or LoginRefused (401)."""
+    state = state_of(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        found = await _bearer(state.identity, header)
+    else:
+        peer = request.scope.get(PEER_KEY)
+        if not isinstance(peer, PeerCredentials):
+            await state.identity.refused_credentials("-", AuthMethod.SESSION, "no credentials")
+            raise LoginRefused(
+                "no credentials: send Authorization: Bearer with an API key or a session "
+                "token (pkgline login), or use the server's Unix socket"
+            )
+        account = _account(peer.uid)
+        if account is None:
+            await state.identity.refused_credentials(
+                f"uid {peer.uid}", AuthMethod.OS_ACCOUNT, "no OS account of that uid"
+            )
+            raise LoginRefused(f"uid {peer.uid} has no OS account name; nothing was changed")
+        found = await state.identity.os_account(account)
+    response.headers[PRINCIPAL_HEADER] = f"{found.name} ({found.method.value})"
+    return found
+
+
+async def _bearer(identity: IdentityService, header: str) -> Principal:
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        await identity.refused_credentials("-", AuthMethod.API_KEY, "not a Bearer credential")
+        raise LoginRefused("Authorization: expected 'Bearer TOKEN'")
+    if token.startswith(API_KEY_PREFIX + "_"):
+        key_id = token.split("_")[1] if token.count("_") >= 2 else "-"
+        try:
+            return await identity.authenticate_api_key(token)
+        except LoginRefused:
+            await identity.refused_credentials(
+                f"key {key_id}", AuthMethod.API_KEY, "unknown or revoked key, or system disabled"
+            )
+            raise
+    await identity.refused_credentials("-", AuthMethod.SESSION, "unknown token")
+    raise LoginRefused("the token is not valid (unknown or expired): log in again")
