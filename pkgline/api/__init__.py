@@ -4,7 +4,6 @@ OS account) and remote ones over HTTPS (docs/api.md).
 
 Modules: :mod:`.defaults` (constants the CLI's client reads too: keep it import-free),
 :mod:`.app` (the application factory), :mod:`.auth` (who is asking), :mod:`.errors`
-(refusals to HTTP), :mod:`.bodies` (request bodies), :mod:`.lots` (the lot routes),
-:mod:`.limits` (the request size limit), :mod:`.peer` (peer credentials on the Unix socket),
+(refusals to HTTP), :mod:`.bodies` (request bodies), :mod:`.lots` (the lot routes), :mod:`.peer` (peer credentials on the Unix socket),
 :mod:`.server` (serving it: sockets, HTTPS, systemd, SIGTERM).
 """

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pkgline import __version__
 from pkgline.api import errors, lots
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
-from pkgline.api.limits import BodyLimit
+from pkgline.api.errors import too_large
 
 DESCRIPTION = """The pkgline server: the lot tracker's reads and operations, with the same
 rules, service layer, JSON and refusals as the `pkgline` CLI (docs/api.md). Local clients on
@@ -29,6 +30,7 @@ def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
         description=DESCRIPTION,
         docs_url=None,
         redoc_url=None,
+        max_body_size=max_body_bytes,  # past it: 413 before the body is read further
     )
     app.state.pkgline = state
     errors.install(app)
@@ -38,5 +40,22 @@ def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     async def health() -> dict[str, bool]:
         return {"ok": True}
 
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    return app
+    return DeclaredBodyLimit(app, max_body_bytes)
+
+
+class DeclaredBodyLimit:
+    """A body declared larger than the limit (Content-Length) is answered 413 with the JSON
+    refusal before anything reads it; one that grows past it while it is read is FastAPI's
+    ``max_body_size`` (the same 413, through :mod:`.errors`)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    await too_large()(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -60,6 +60,11 @@ def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def too_large() -> JSONResponse:
+    message = "the request body is larger than the server reads; nothing was changed"
+    return error_response(413, {"error": "too_large", "message": message})
+
+
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LotTrackerError)
     return error_response(status_of(exc), exc.to_dict())
@@ -90,6 +95,8 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 413:
+        return too_large()
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
     return error_response(exc.status_code, {"error": kind, "message": str(exc.detail)})
 

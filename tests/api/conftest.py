@@ -1,0 +1,84 @@
+"""A running pkgline server for the API tests: ``serve_api`` in the test's event loop on a
+Unix socket in tmp_path, over a fresh database (SQLite, and PostgreSQL where marked), with
+the test's own OS account as a pkgline user."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.domain.authority import Principal, Role
+from pkgline.api.auth import ApiState
+from pkgline.api.server import open_state, serve_api
+from pkgline.bootstrap import os_account
+from pkgline.config import ApiConfig
+
+ADMIN = Principal.file_owner("test-admin")
+ACCOUNT = os_account()
+
+
+@dataclass
+class RunningApi:
+    socket: Path
+    db: str
+    state: ApiState
+
+    def client(self, **headers: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(uds=str(self.socket))
+        return httpx.AsyncClient(transport=transport, base_url="http://pkgline", headers=headers)
+
+    async def roles(self, *roles: Role) -> None:
+        """Give the test's OS account exactly ``roles``."""
+        user = await self.state.identity.user(ADMIN, ACCOUNT)
+        await self.state.identity.change_roles(ADMIN, ACCOUNT, roles, user.roles - set(roles))
+
+
+async def _migrated(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def start_api(
+    db: str, socket: Path, *, user: bool = True, max_body_kb: int = 256
+) -> AsyncIterator[RunningApi]:
+    """Serve ``db`` on ``socket`` for the block (the OS account a user with ``operator``
+    unless ``user`` is false); stopped and drained at the end."""
+    await _migrated(db)
+    async with open_state(db) as state:
+        if user:
+            await state.identity.add_user(ADMIN, ACCOUNT, "Test Runner", [Role.OPERATOR])
+        stop, ready = asyncio.Event(), asyncio.Event()
+        config = ApiConfig(socket=socket, max_body_kb=max_body_kb)
+        serving = asyncio.create_task(serve_api(state, config, stop, ready=ready))
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiting.cancel()
+            await serving  # raises why it did not start
+        try:
+            yield RunningApi(socket, db, state)
+        finally:
+            stop.set()
+            await serving
+
+
+@pytest.fixture
+async def api(sqlite_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    async for running in start_api(sqlite_url, tmp_path / "api.sock"):
+        yield running
+
+
+@pytest.fixture
+async def pg_api(postgres_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    async for running in start_api(postgres_url, tmp_path / "api.sock"):
+        yield running
