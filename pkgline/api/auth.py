@@ -65,7 +65,9 @@ async def principal(request: Request, response: Response) -> Principal:
             )
             raise LoginRefused(f"uid {peer.uid} has no OS account name; nothing was changed")
         found = await state.identity.os_account(account)
-    response.headers[PRINCIPAL_HEADER] = f"{found.name} ({found.method.value})"
+    said = f"{found.name} ({found.method.value})"
+    response.headers[PRINCIPAL_HEADER] = said
+    request.state.principal = said  # for a refusal's answer too (pkgline.api.errors)
     return found
 
 

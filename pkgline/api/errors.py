@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.errors import LotTrackerError
+from pkgline.api.defaults import PRINCIPAL_HEADER
 
 STATUS_OF_KIND: dict[str, int] = {
     "login_refused": 401,
@@ -67,7 +68,11 @@ def too_large() -> JSONResponse:
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LotTrackerError)
-    return error_response(status_of(exc), exc.to_dict())
+    response = error_response(status_of(exc), exc.to_dict())
+    said = getattr(request.state, "principal", None)
+    if said is not None:
+        response.headers[PRINCIPAL_HEADER] = said
+    return response
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:

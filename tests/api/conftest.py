@@ -82,3 +82,32 @@ async def api(sqlite_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
 async def pg_api(postgres_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
     async for running in start_api(postgres_url, tmp_path / "api.sock"):
         yield running
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """``pkgline ARGS`` as a child process, awaited (the server under test runs in this
+    event loop: a blocking wait would stall it)."""
+    import os
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    environ.update(env or {})
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pkgline",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode is not None
+    return Ran(child.returncode, out.decode(), err.decode())

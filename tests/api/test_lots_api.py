@@ -5,8 +5,6 @@ every refusal is a clear 4xx with the CLI's JSON body that changes nothing."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,7 +12,7 @@ import pytest
 
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import EventKind, UserKind
-from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, start_api
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 
 START = {"lot": "A1", "flow": "fo-organic", "params": {"layers": "3"}}
 
@@ -181,12 +179,7 @@ async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -
     operations = [e["operation"] for e in shown["history"] if e["lot"] == "A1"]
     assert operations[:4] == ["start", "track_in", "track_out", "hold"]
     assert all(e["auth"] == "os_account" for e in shown["history"])
-    direct = subprocess.run(
-        [sys.executable, "-m", "pkgline", "lot", "show", "A1", "--json", "--db", api.db],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    direct = await cli("lot", "show", "A1", "--json", "--db", api.db)
     assert direct.returncode == 0, direct.stderr
     assert json.loads(direct.stdout) == shown
 
