@@ -26,6 +26,7 @@ from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
+from pkgline.cli import modes
 from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
@@ -554,15 +555,16 @@ def list_lots(
         if json and limit is None:
             _write_every_remote_lot(via, query)
             return
-        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=json)
+        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=json, quiet=json)
         rows = answer.pop("lots")
         notice = answer
         caption = f"server: {via.url}"
     else:
-        say_direct(db)
         if json and limit is None:
+            say_direct(db)
             run(lambda: _write_every_lot(db, query), as_json=True, db=db)
             return
+        say_direct(db, quiet=json)
 
         async def work() -> tuple[list[dict[str, object]], LotPage]:
             async with open_lot_service(db) as service:
@@ -574,7 +576,8 @@ def list_lots(
         caption = f"database: {display_url(resolve_url(db))}"
     if json:
         print_json(rows)
-        err.print_json(data=notice, indent=None)
+        # one line of JSON on stderr (scripts parse it): the mode is in it
+        err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
         return
     _print_lots(rows, notice, caption)
 

@@ -52,7 +52,11 @@ def target(server: str | None, db: str | None, *, as_json: bool) -> Server | Non
         usage_error(str(exc), as_json=as_json)
 
 
-def say_direct(db: str | None) -> None:
+last_mode: list[str] = []
+"""The mode the command used, as said (``lot list --json`` puts it in its notice)."""
+
+
+def say_direct(db: str | None, *, quiet: bool = False) -> None:
     from mes.adapters.database import display_url
     from pkgline.bootstrap import os_account, resolve_url
 
@@ -60,7 +64,13 @@ def say_direct(db: str | None) -> None:
         where = display_url(resolve_url(db))
     except ValueError:
         where = str(db)
-    err.print(f"direct database {where} as OS account {os_account()}", markup=False)
+    _say(f"direct database {where} as OS account {os_account()}", quiet)
+
+
+def _say(line: str, quiet: bool) -> None:
+    last_mode[:] = [line]
+    if not quiet:
+        err.print(line, markup=False)
 
 
 def call(
@@ -74,15 +84,15 @@ def call(
     quiet: bool = False,
 ) -> Any:
     """One request to ``server``; a refusal is printed as in direct mode and exits with its
-    code. ``quiet``: do not say the mode again (a command's second request)."""
+    code. ``quiet``: do not say the mode on standard error (a command's second request;
+    ``lot list --json``, whose notice there says it)."""
     try:
         answer = request(server, method, path, body, query)
     except Unreachable as exc:
         message = str(exc)
         fail(message, {"error": "server", "message": message}, EXIT_UNAVAILABLE, as_json)
-    if not quiet:
-        who = f" as {answer.principal}" if answer.principal else ""
-        err.print(f"via server {server.url}{who}", markup=False)
+    who = f" as {answer.principal}" if answer.principal else ""
+    _say(f"via server {server.url}{who}", quiet)
     if answer.status >= 400:
         body_ = answer.body if isinstance(answer.body, dict) else {}
         payload = {"error": "http", "message": f"HTTP {answer.status}", **body_}
