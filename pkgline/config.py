@@ -186,6 +186,9 @@ class ApiConfig(BaseModel):
     watchdog_fraction: float = Field(
         0.5, gt=0, le=1, description="Ping systemd's watchdog at this fraction of WatchdogSec."
     )
+    session_hours: float = Field(
+        8.0, gt=0, le=24 * 7, description="How long a password login's session holds."
+    )
     https: HttpsConfig | None = None
 
 

@@ -77,6 +77,11 @@ class SqlIdentityTransaction:
     def __init__(self, conn: AsyncConnection):
         self._conn = conn
 
+    @property
+    def connection(self) -> AsyncConnection:
+        """The transaction's connection (the session store reads with it)."""
+        return self._conn
+
     async def user(self, username: str) -> User | None:
         rows = await self._conn.execute(select(users).where(users.c.username == username))
         row = rows.mappings().first()

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pkgline import __version__
-from pkgline.api import errors, lots
+from pkgline.api import errors, lots, session
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
@@ -17,7 +17,7 @@ from pkgline.api.errors import too_large
 DESCRIPTION = """The pkgline server: the lot tracker's reads and operations, with the same
 rules, service layer, JSON and refusals as the `pkgline` CLI (docs/api.md). Local clients on
 the Unix socket are known by their OS account; remote ones send `Authorization: Bearer`
-with an API key. Refusals: 401 credentials, 403 role, 404 unknown, 409 state or conflict,
+with a session token (POST /session with a password) or an API key. Refusals: 401 credentials, 403 role, 404 unknown, 409 state or conflict,
 413 body too large, 422 invalid value, 503 database unavailable; the body says what was
 refused, why, the claim and what is allowed."""
 
@@ -35,6 +35,7 @@ def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     app.state.pkgline = state
     errors.install(app)
     app.include_router(lots.router)
+    app.include_router(session.router)
 
     @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
     async def health() -> dict[str, bool]:

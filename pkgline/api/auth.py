@@ -2,6 +2,8 @@
 passed to the service layer as ``by=`` (docs/api.md, docs/security.md).
 
 - ``Authorization: Bearer pkl_...``: an API key issued to a system.
+- ``Authorization: Bearer pks_...``: a session token from a password login (POST /session,
+  :mod:`mes.sessions`).
 - No ``Authorization`` on the Unix socket: the OS account the kernel names for the peer
   (:mod:`.peer`), mapped to the pkgline user of that name.
 - Anything else: 401. Every refusal is recorded in the security log (a failed login: who was
@@ -18,6 +20,7 @@ from fastapi import Request, Response
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused
 from mes.identity import API_KEY_PREFIX, IdentityService
+from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.api.peer import PEER_KEY, PeerCredentials
 from pkgline.bootstrap import Services
@@ -30,6 +33,7 @@ class ApiState:
 
     services: Services
     identity: IdentityService
+    sessions: SessionService
 
 
 def state_of(request: Request) -> ApiState:
@@ -49,7 +53,7 @@ async def principal(request: Request, response: Response) -> Principal:
     state = state_of(request)
     header = request.headers.get("authorization")
     if header is not None:
-        found = await _bearer(state.identity, header)
+        found = await _bearer(state, header)
     else:
         peer = request.scope.get(PEER_KEY)
         if not isinstance(peer, PeerCredentials):
@@ -71,7 +75,8 @@ async def principal(request: Request, response: Response) -> Principal:
     return found
 
 
-async def _bearer(identity: IdentityService, header: str) -> Principal:
+async def _bearer(state: ApiState, header: str) -> Principal:
+    identity = state.identity
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -86,5 +91,13 @@ async def _bearer(identity: IdentityService, header: str) -> Principal:
                 f"key {key_id}", AuthMethod.API_KEY, "unknown or revoked key, or system disabled"
             )
             raise
-    await identity.refused_credentials("-", AuthMethod.SESSION, "unknown token")
+    if token.startswith(SESSION_PREFIX + "_"):
+        parts = split_token(token)
+        try:
+            return await state.sessions.authenticate(token)
+        except SessionRefused as refused:
+            name = f"session {parts[0]}" if parts else "-"
+            await identity.refused_credentials(name, AuthMethod.SESSION, refused.why)
+            raise
+    await identity.refused_credentials("-", AuthMethod.SESSION, "not a pkgline token")
     raise LoginRefused("the token is not valid (unknown or expired): log in again")

@@ -13,6 +13,7 @@ import socket
 import stat
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import uvicorn
 from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts, create_engine
 from mes.adapters.schema import require_current_schema
 from mes.domain.authority import AuthMethod, Principal
-from mes.identity import IdentityService
+from mes.identity import IdentityService, Passwords
+from mes.sessions import DEFAULT_LIFETIME, SessionService
 from pkgline.api.app import create_app
 from pkgline.api.auth import ApiState
 from pkgline.api.peer import PeerCredentialsProtocol
@@ -45,17 +47,25 @@ class ApiError(Exception):
 
 @asynccontextmanager
 async def open_state(
-    url: str | None, *, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS, pool_size: int = 10
+    url: str | None,
+    *,
+    timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
+    pool_size: int = 10,
+    session_lifetime: timedelta = DEFAULT_LIFETIME,
+    passwords: Passwords | None = None,
 ) -> AsyncIterator[ApiState]:
-    """The services the server shares between requests, on the database at ``url``."""
+    """The services the server shares between requests, on the database at ``url``
+    (``passwords``: the hashing, argon2id by default)."""
     from mes.adapters.passwords import Argon2Passwords
     from mes.adapters.sql_identity import SqlIdentityStore
+    from mes.adapters.sql_sessions import SqlSessionStore
 
     engine = create_engine(resolve_url(url), pool_size=pool_size, timeouts=timeouts)
     try:
         await require_current_schema(engine)
-        identity = IdentityService(SqlIdentityStore(engine), Argon2Passwords())
-        yield ApiState(services_for(engine, NOBODY), identity)
+        identity = IdentityService(SqlIdentityStore(engine), passwords or Argon2Passwords())
+        sessions = SessionService(identity, SqlSessionStore(engine), lifetime=session_lifetime)
+        yield ApiState(services_for(engine, NOBODY), identity, sessions)
     finally:
         await engine.dispose()
 

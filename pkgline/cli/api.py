@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -70,7 +71,8 @@ async def _run(config: ApiConfig, url: str | None, timeouts: DatabaseTimeouts | 
     where = display_url(resolve_url(url))
     with Notifier.from_environment() as notifier:
         try:
-            async with open_state(url, timeouts=limits) as state:
+            lifetime = timedelta(hours=config.session_hours)
+            async with open_state(url, timeouts=limits, session_lifetime=lifetime) as state:
                 log.info("database", url=where)
                 await serve_api(state, config, stop, notifier=notifier)
         except SchemaMismatch as exc:

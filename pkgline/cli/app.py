@@ -13,6 +13,7 @@ from pkgline.cli import (
     events,
     flow,
     line,
+    login,
     lot,
     pki,
     qualify,
@@ -44,6 +45,8 @@ app.add_typer(events.app, name="events")
 app.command(name="sim")(sim.sim)
 app.command(name="serve")(serve.serve)
 app.command(name="api")(api.api)
+app.command(name="login")(login.login)
+app.command(name="logout")(login.logout)
 app.command(name="demo")(demo.demo)
 
 

@@ -96,6 +96,40 @@ class Answer:
     principal: str | None
 
 
+def session_file(server: Server) -> Path:
+    """Where ``pkgline login`` keeps the session token for ``server``: the user's config
+    directory, one file per server, mode 0600 (directory 0700)."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    name = f"{server.host}_{server.port}" if server.host else "local"
+    return base / "pkgline" / "sessions" / name
+
+
+def stored_token(server: Server) -> str | None:
+    """The session token ``pkgline login`` stored for ``server``, or None."""
+    if server.host is None:
+        return None  # the Unix socket: the OS account is who the client is
+    try:
+        data = json.loads(session_file(server).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    token = data.get("token") if isinstance(data, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def store_token(server: Server, token: str, expires_at: str) -> Path:
+    """Keep ``token`` for ``server`` (replacing one kept before), readable by the user only."""
+    path = session_file(server)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)
+    temporary = path.with_name(path.name + ".new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"server": server.url, "token": token, "expires_at": expires_at}, f)
+    temporary.replace(path)
+    return path
+
+
 def _connection(server: Server) -> http.client.HTTPConnection:
     if server.socket_path is not None:
         return _UnixConnection(server.socket_path, TIMEOUT_S)
@@ -122,6 +156,7 @@ def request(
     if body is not None:
         data = json.dumps(body).encode()
         headers["content-type"] = "application/json"
+    token = token or stored_token(server)
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
     conn = _connection(server)

@@ -7,18 +7,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
+from mes.adapters.passwords import Argon2Passwords
 from mes.domain.authority import Principal, Role
+from mes.sessions import DEFAULT_LIFETIME
 from pkgline.api.auth import ApiState
 from pkgline.api.server import open_state, serve_api
 from pkgline.bootstrap import os_account
-from pkgline.config import ApiConfig
+from pkgline.config import ApiConfig, HttpsConfig
 
 ADMIN = Principal.file_owner("test-admin")
 ACCOUNT = os_account()
@@ -49,16 +53,24 @@ async def _migrated(url: str) -> None:
 
 
 async def start_api(
-    db: str, socket: Path, *, user: bool = True, max_body_kb: int = 256
+    db: str,
+    socket: Path,
+    *,
+    user: bool = True,
+    max_body_kb: int = 256,
+    session_lifetime: timedelta = DEFAULT_LIFETIME,
+    https: HttpsConfig | None = None,
 ) -> AsyncIterator[RunningApi]:
     """Serve ``db`` on ``socket`` for the block (the OS account a user with ``operator``
     unless ``user`` is false); stopped and drained at the end."""
     await _migrated(db)
-    async with open_state(db) as state:
+    # argon2id with a small cost: the tests hash and check passwords
+    passwords = Argon2Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    async with open_state(db, session_lifetime=session_lifetime, passwords=passwords) as state:
         if user:
             await state.identity.add_user(ADMIN, ACCOUNT, "Test Runner", [Role.OPERATOR])
         stop, ready = asyncio.Event(), asyncio.Event()
-        config = ApiConfig(socket=socket, max_body_kb=max_body_kb)
+        config = ApiConfig(socket=socket, max_body_kb=max_body_kb, https=https)
         serving = asyncio.create_task(serve_api(state, config, stop, ready=ready))
         waiting = asyncio.create_task(ready.wait())
         await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
@@ -91,7 +103,7 @@ class Ran:
     stderr: str
 
 
-async def cli(*args: str, env: dict[str, str] | None = None) -> Ran:
+async def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Ran:
     """``pkgline ARGS`` as a child process, awaited (the server under test runs in this
     event loop: a blocking wait would stall it)."""
     import os
@@ -104,10 +116,12 @@ async def cli(*args: str, env: dict[str, str] | None = None) -> Ran:
         "-m",
         "pkgline",
         *args,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environ,
     )
-    out, err = await asyncio.wait_for(child.communicate(), 60)
+    given = stdin.encode() if stdin is not None else b""
+    out, err = await asyncio.wait_for(child.communicate(given), 60)
     assert child.returncode is not None
     return Ran(child.returncode, out.decode(), err.decode())

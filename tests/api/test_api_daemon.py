@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import ssl
 import socket
+import ssl
 import sys
 from pathlib import Path
 
