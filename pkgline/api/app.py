@@ -24,6 +24,17 @@ refused, why, the claim and what is allowed."""
 
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The ASGI application serving ``state`` (wrapped in the body limit)."""
+    return DeclaredBodyLimit(build_app(state, max_body_bytes), max_body_bytes)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API (docs/openapi.json is a copy: ``pkgline api
+    --print-openapi``)."""
+    document: dict[str, Any] = build_app(None, MAX_BODY_BYTES).openapi()
+    return document
+
+
+def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     app = FastAPI(
         title="pkgline",
         version=__version__,
@@ -41,7 +52,7 @@ def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     async def health() -> dict[str, bool]:
         return {"ok": True}
 
-    return DeclaredBodyLimit(app, max_body_bytes)
+    return app
 
 
 class DeclaredBodyLimit:

@@ -104,3 +104,29 @@ class SplitBody(Body):
 class MergeBody(Body):
     into: LotId
     reason: Reason = None
+
+
+class Refusal(BaseModel):
+    """What every refusal answers (the JSON the CLI prints for it)."""
+
+    error: str = Field(description="The kind: not_authorized, unknown_lot, step_not_allowed ...")
+    message: str = Field(description="What was refused and why, for a person.")
+    lot: str | None = None
+    allowed: list[str] | None = Field(None, description="What would be allowed instead.")
+    claim: str | None = Field(None, description="The claim a refused limit comes from.")
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Refusal, "description": why}
+    for status, why in (
+        (400, "The body is not JSON."),
+        (401, "No credentials, or refused ones."),
+        (403, "The principal lacks the role (recorded as a security event)."),
+        (404, "No such lot."),
+        (409, "The lot's state or the line refuses it now, or another writer came first."),
+        (413, "The body is larger than the server reads."),
+        (422, "A value is invalid, a field unknown, or a type wrong."),
+        (503, "The database is unavailable."),
+    )
+}
+"""The refusals every route may answer, for the OpenAPI document."""

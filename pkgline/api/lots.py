@@ -19,7 +19,7 @@ from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 
-router = APIRouter(prefix="/lots", tags=["lots"])
+router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS)
 
 Who = Annotated[Principal, Depends(principal)]
 Json = dict[str, Any]

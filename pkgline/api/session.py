@@ -11,9 +11,9 @@ from pydantic import Field
 
 from mes.domain.identity import LoginRefused
 from pkgline.api.auth import state_of
-from pkgline.api.bodies import Body
+from pkgline.api.bodies import REFUSALS, Body
 
-router = APIRouter(prefix="/session", tags=["session"])
+router = APIRouter(prefix="/session", tags=["session"], responses=REFUSALS)
 
 
 class LoginBody(Body):

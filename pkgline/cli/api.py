@@ -32,9 +32,19 @@ def api(
         typer.Option("--socket", help="The Unix socket to serve on (default: [api] socket)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    print_openapi: Annotated[
+        bool, typer.Option("--print-openapi", help="Print the OpenAPI document and exit.")
+    ] = False,
 ) -> None:
     """Run the pkgline server: the lot operations over HTTP on a Unix socket (local users,
     known by their OS account) and, when configured, HTTPS."""
+    if print_openapi:
+        import json
+
+        from pkgline.api.app import openapi_document
+
+        typer.echo(json.dumps(openapi_document(), indent=2, ensure_ascii=False))
+        return
     from pkgline.config import ApiConfig, ConfigError, load_line_config
     from pkgline.logs import configure_logging
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +53,7 @@ async def _migrated(url: str) -> None:
         await engine.dispose()
 
 
+@asynccontextmanager
 async def start_api(
     db: str,
     socket: Path,
@@ -86,13 +88,13 @@ async def start_api(
 
 @pytest.fixture
 async def api(sqlite_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
-    async for running in start_api(sqlite_url, tmp_path / "api.sock"):
+    async with start_api(sqlite_url, tmp_path / "api.sock") as running:
         yield running
 
 
 @pytest.fixture
 async def pg_api(postgres_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
-    async for running in start_api(postgres_url, tmp_path / "api.sock"):
+    async with start_api(postgres_url, tmp_path / "api.sock") as running:
         yield running
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.api.conftest import ACCOUNT, RunningApi, cli
 
 
+@pytest.mark.slow
 async def test_lot_commands_through_the_server_match_direct_mode(api: RunningApi) -> None:
     server = f"unix://{api.socket}"
     via = ("--server", server)

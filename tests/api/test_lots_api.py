@@ -5,6 +5,7 @@ every refusal is a clear 4xx with the CLI's JSON body that changes nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import EventKind, UserKind
+from mes.ports import LotQuery
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 
 START = {"lot": "A1", "flow": "fo-organic", "params": {"layers": "3"}}
@@ -45,7 +47,7 @@ async def test_the_os_account_of_the_peer_is_who_acts(api: RunningApi) -> None:
 async def test_an_unknown_os_account_is_refused_and_recorded(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    async for api in start_api(sqlite_url, tmp_path / "api.sock", user=False):
+    async with start_api(sqlite_url, tmp_path / "api.sock", user=False) as api:
         async with api.client() as client:
             refused = await client.post("/lots", json=START)
             listed = await client.get("/lots")
@@ -60,9 +62,7 @@ async def test_an_unknown_os_account_is_refused_and_recorded(
         assert page.total == 0
 
 
-def _all():  # type: ignore[no-untyped-def]
-    from mes.ports import LotQuery
-
+def _all() -> LotQuery:
     return LotQuery(limit=10)
 
 
@@ -133,9 +133,9 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
 async def test_a_body_sent_in_chunks_past_the_limit_is_refused(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    async for api in start_api(sqlite_url, tmp_path / "api.sock", max_body_kb=1):
+    async with start_api(sqlite_url, tmp_path / "api.sock", max_body_kb=1) as api:
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             yield b'{"reason": "'
             for _ in range(10):
                 yield b"x" * 500
@@ -224,7 +224,7 @@ async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: Ru
 
 async def test_the_socket_is_0660_and_gone_after_the_stop(sqlite_url: str, tmp_path: Path) -> None:
     sock = tmp_path / "run" / "api.sock"
-    async for api in start_api(sqlite_url, sock):
+    async with start_api(sqlite_url, sock) as api:
         assert sock.stat().st_mode & 0o777 == 0o660
         async with api.client() as client:
             assert (await client.get("/health")).json() == {"ok": True}

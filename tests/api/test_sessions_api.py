@@ -10,6 +10,8 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from mes.domain.authority import Role
 from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind
 from pkgline.config import HttpsConfig
@@ -72,7 +74,7 @@ async def test_wrong_passwords_lock_the_account_and_a_disabled_account_ends_its_
 
 
 async def test_an_expired_session_is_refused(sqlite_url: str, tmp_path: Path) -> None:
-    async for api in start_api(sqlite_url, tmp_path / "api.sock", session_lifetime=timedelta(0)):
+    async with start_api(sqlite_url, tmp_path / "api.sock", session_lifetime=timedelta(0)) as api:
         await _alice(api)
         async with api.client() as client:
             login = await client.post("/session", json={"username": "alice", "password": PASSWORD})
@@ -88,13 +90,14 @@ def _free_port() -> int:
         return port
 
 
+@pytest.mark.slow
 async def test_pkgline_login_over_https_keeps_the_token_for_the_lot_commands(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     ca, cert, key = tls_files(tmp_path / "tls")
     port = _free_port()
     https = HttpsConfig(host="127.0.0.1", port=port, certificate=cert, key=key)
-    async for api in start_api(sqlite_url, tmp_path / "api.sock", https=https):
+    async with start_api(sqlite_url, tmp_path / "api.sock", https=https) as api:
         await _alice(api)
         server = f"https://127.0.0.1:{port}"
         env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PKGLINE_SERVER_CA": str(ca)}
