@@ -69,8 +69,11 @@ class IdentityTransaction(Protocol):
 
 
 class IdentityStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[IdentityTransaction]:
-        """One transaction, committed when the block ends without an exception."""
+    def transaction(
+        self, *, readonly: bool = False
+    ) -> AbstractAsyncContextManager[IdentityTransaction]:
+        """One transaction, committed when the block ends without an exception (``readonly``:
+        one that only reads)."""
         ...
 
 
@@ -322,7 +325,7 @@ class IdentityService:
         refused = LoginRefused("API key refused: unknown, revoked, or its system is disabled")
         if prefix != API_KEY_PREFIX or not key_id or not secret:
             raise refused
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             key = await tx.key(key_id)
             user = await tx.user(key.username) if key is not None else None
         if (
@@ -339,7 +342,7 @@ class IdentityService:
         """A local client of the server, known by the OS account its peer credentials name
         (never a name it sends): the pkgline user of that name, or LoginRefused (no such
         user, disabled, or a system), recorded as a failed login."""
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             user = await tx.user(account)
         why = None
         if user is None:

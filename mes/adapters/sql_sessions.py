@@ -24,7 +24,7 @@ class SqlSessionStore:
             await conn.execute(insert(api_sessions).values(values))
 
     async def get(self, session_id: str) -> tuple[ApiSession, User] | None:
-        async with self._users.transaction() as tx:
+        async with self._users.transaction(readonly=True) as tx:
             rows = await tx.connection.execute(
                 select(api_sessions).where(api_sessions.c.session_id == session_id)
             )
