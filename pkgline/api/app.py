@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pkgline import __version__
-from pkgline.api import errors, lots, session
+from pkgline.api import errors, lots, session, tools
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
@@ -47,6 +47,7 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     errors.install(app)
     app.include_router(lots.router)
     app.include_router(session.router)
+    app.include_router(tools.router)
 
     @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
     async def health() -> dict[str, bool]:

@@ -16,6 +16,7 @@ import pwd
 from dataclasses import dataclass
 
 from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused
@@ -34,6 +35,8 @@ class ApiState:
     services: Services
     identity: IdentityService
     sessions: SessionService
+    engine: AsyncEngine
+    """For ``audit verify``, which reads the whole history in one snapshot."""
 
 
 def state_of(request: Request) -> ApiState:

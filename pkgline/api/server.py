@@ -65,7 +65,7 @@ async def open_state(
         await require_current_schema(engine)
         identity = IdentityService(SqlIdentityStore(engine), passwords or Argon2Passwords())
         sessions = SessionService(identity, SqlSessionStore(engine), lifetime=session_lifetime)
-        yield ApiState(services_for(engine, NOBODY), identity, sessions)
+        yield ApiState(services_for(engine, NOBODY), identity, sessions, engine)
     finally:
         await engine.dispose()
 

@@ -44,7 +44,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import ServerOption, call, say_direct, target
-from pkgline.cli.tool import parse_window
+from pkgline.tool_views import parse_window
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
