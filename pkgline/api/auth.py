@@ -6,8 +6,8 @@ passed to the service layer as ``by=`` (docs/api.md, docs/security.md).
   :mod:`mes.sessions`).
 - No ``Authorization`` on the Unix socket: the OS account the kernel names for the peer
   (:mod:`.peer`), mapped to the pkgline user of that name.
-- Anything else: 401. Every refusal is recorded in the security log (a failed login: who was
-  claimed and why, never the secret).
+- Anything else: 401. Every refusal of credentials given is recorded in the security log (a
+  failed login: who was claimed and why, never the secret); a request with none is not.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ async def principal(request: Request, response: Response) -> Principal:
     else:
         peer = request.scope.get(PEER_KEY)
         if not isinstance(peer, PeerCredentials):
-            await state.identity.refused_credentials("-", AuthMethod.SESSION, "no credentials")
+            # Not recorded: no credentials is no attempt at anyone's identity, and a write
+            # per anonymous request would let any scanner fill the security log.
             raise LoginRefused(
                 "no credentials: send Authorization: Bearer with an API key or a session "
                 "token (pkgline login), or use the server's Unix socket"
