@@ -37,7 +37,7 @@ async def _act(
 ) -> JSONResponse:
     service = _lots(request)
     outcome = await action(service)
-    flow = service.flow(outcome.lot.flow)
+    flow = service.flow_of(outcome.lot)
     return answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
 
 
@@ -85,7 +85,7 @@ async def list_lots(
     )
     service = _lots(request)
     page = await service.page(query, by=who)
-    rows = [summary_dict(lot, service.flow(lot.flow)) for lot in page.lots]
+    rows = [summary_dict(lot, service.flow_of(lot)) for lot in page.lots]
     return answer(
         request,
         {
@@ -188,3 +188,9 @@ async def merge(request: Request, who: Who, lot_id: str, body: b.MergeBody) -> J
 async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.CompleteLot(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.complete(command, by=who))
+
+
+@router.post("/{lot_id}/migrate", summary="Move a lot to another approved flow version")
+async def migrate(request: Request, who: Who, lot_id: str, body: b.MigrateBody) -> JSONResponse:
+    command = cmd.MigrateLot(lot_id, body.version, who.name, body.reason or "")
+    return await _act(request, lambda s: s.migrate(command, by=who))
