@@ -65,7 +65,8 @@ from sqlalchemy import text
 from mes.domain import commands as cmd
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import LotState
-from pkgline.bootstrap import Services, open_engine, open_services
+from mes.domain.signatures import SignatureGiven
+from pkgline.bootstrap import Services, open_engine, open_services, os_account
 from pkgline.cli.demo import LOTS, SIM_READY, Child
 from pkgline.config import LineConfig, SimulationConfig, load_line_config
 from pkgline.security import secure_demo_line
@@ -250,7 +251,8 @@ async def operator(run: Soak, services: Services) -> None:
         for lot in await services.lots.find(states=[LotState.HOLD], limit=100_000):
             try:
                 await services.lots.release(
-                    cmd.ReleaseLot(lot_id=lot.id, user=USER, reason="soak: operator release")
+                    cmd.ReleaseLot(lot_id=lot.id, user=USER, reason="soak: operator release"),
+                    signatures=(SignatureGiven(os_account(), "approved release: soak"),),
                 )
                 run.releases += 1
             except LotTrackerError:

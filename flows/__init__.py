@@ -13,9 +13,10 @@ Modules: ``grammar`` (the notation), ``automaton`` (Glushkov automaton, path sim
 ``flow`` (Flow, FlowLibrary). The file format is described in docs/flow-files.md.
 """
 
+from pathlib import Path
+
 from flows.errors import FlowError, PathError, UnknownFlow
 from flows.flow import Flow, FlowLibrary
-from flows.loader import DEFS, load_library
 from flows.model import (
     Equals,
     GreaterThan,
@@ -34,6 +35,22 @@ from flows.model import (
     ValueSpec,
     Violation,
 )
+
+DEFS = Path(__file__).with_name("defs")
+"""The packaged flow definitions."""
+
+
+def load_library(directory: Path | None = None) -> FlowLibrary:
+    """Read, merge and check every defs file; the packaged ``flows/defs`` by default.
+
+    Raises :class:`FlowError` (``path:line: message``) for the first problem found. The
+    loader (the files' pydantic schema, the resolver) is imported here, not with the package:
+    a process that finds the library already built (pkgline.flowcache) never needs it.
+    """
+    from flows.loader import load_library as load
+
+    return load(directory)
+
 
 __all__ = [
     "DEFS",

@@ -42,7 +42,7 @@ from flows.specs import Draft, SpecBuilder, StepDraft, value_type
 from pkgline.datafiles import YamlDocument
 
 DEFS = Path(__file__).with_name("defs")
-"""The packaged flow definitions."""
+"""The packaged flow definitions (also ``flows.DEFS``)."""
 
 
 class _Library:

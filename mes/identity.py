@@ -33,6 +33,7 @@ from mes.domain.identity import (
     check_password,
     check_username,
 )
+from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
 from mes.guard import Guard
 
 API_KEY_PREFIX = "pkl"
@@ -146,6 +147,7 @@ class IdentityService:
             updated_at=now,
             password_hash=hashed,
             password_changed_at=now if hashed else None,
+            password_set_by=by.name if hashed else None,
         )
         async with self._store.transaction() as tx:
             await tx.add_user(user)
@@ -225,6 +227,7 @@ class IdentityService:
                 user,
                 password_hash=hashed,
                 password_changed_at=now,
+                password_set_by=by.name,
                 failed_attempts=0,
                 locked_until=None,
                 updated_at=now,
@@ -239,6 +242,88 @@ class IdentityService:
         """A person's password login: their principal, or LoginRefused (the same refusal
         whether the name, the password, or the account's state was wrong; the security event
         says which). Failures count towards a lockout."""
+        user = await self._attempt(
+            username, password, failed=EventKind.LOGIN_FAILED, succeeded=EventKind.LOGIN
+        )
+        return user.principal(AuthMethod.PASSWORD)
+
+    async def verify_signer(
+        self, username: str, password: str, *, action: Action, lot_id: str | None = None
+    ) -> Signer:
+        """The signer a password signature proves (21 CFR 11.200: both components, the user
+        name and the password, given again): a wrong password counts towards the lockout like
+        a failed login and is recorded (``signature_failed``); a disabled or locked user, or
+        a system, cannot sign. A person whose password someone else set (an admin's reset)
+        must change it first (``pkgline user passwd --own``): whoever set it knows it."""
+        user = await self._attempt(
+            username,
+            password,
+            failed=EventKind.SIGNATURE_FAILED,
+            succeeded=None,
+            action=action.value,
+            lot_id=lot_id,
+        )
+        if user.password_set_by != user.username:
+            setter = user.password_set_by or "an earlier pkgline (unknown)"
+            await self.record(
+                self._event_as(
+                    username,
+                    EventKind.SIGNATURE_REFUSED,
+                    action=action.value,
+                    lot_id=lot_id,
+                    why=f"password set by {setter}",
+                )
+            )
+            raise SignatureRefused(
+                f"{username} cannot sign with a password someone else set ({setter}): change "
+                "it first ('pkgline user passwd --own'), then sign",
+                signer=username,
+                action=action,
+                lot_id=lot_id,
+            )
+        return Signer(username, user.full_name, user.roles, SignatureMethod.PASSWORD)
+
+    async def change_own_password(self, username: str, current: str, new: str) -> User:
+        """A person changes their own password, proving the current one (a wrong one counts
+        towards the lockout). Only a password the person set themselves signs."""
+        check_password(new)
+        user = await self._attempt(
+            username, current, failed=EventKind.LOGIN_FAILED, succeeded=None, purpose="passwd"
+        )
+        if current == new:
+            raise InvalidInput("the new password is the current one: choose another")
+        hashed = await asyncio.to_thread(self._passwords.hash, new)
+        async with self._store.transaction() as tx:
+            user = await _existing(tx, username)
+            now = self._clock()
+            changed = replace(
+                user,
+                password_hash=hashed,
+                password_changed_at=now,
+                password_set_by=username,
+                updated_at=now,
+            )
+            await tx.update_user(changed)
+            await tx.add_event(
+                SecurityEvent(
+                    now, EventKind.PASSWORD_CHANGED, username, AuthMethod.PASSWORD, subject=username
+                )
+            )
+            return changed
+
+    async def _attempt(
+        self,
+        username: str,
+        password: str,
+        *,
+        failed: EventKind,
+        succeeded: EventKind | None,
+        action: str | None = None,
+        lot_id: str | None = None,
+        purpose: str | None = None,
+    ) -> User:
+        """Check a person's password: their record, or LoginRefused after recording the
+        failure (``failed``) and counting it towards the lockout."""
         async with self._store.transaction() as tx:
             user = await tx.user(username)
         hashed = user.password_hash if user is not None else None
@@ -250,19 +335,24 @@ class IdentityService:
             user = await tx.user(username)  # again, in the transaction that writes it
             why = _refusal(user, now, matches)
             if user is None or why is not None:
+                detail: dict[str, object] = {"why": why or "unknown user"}
+                if purpose:
+                    detail["purpose"] = purpose
                 event = SecurityEvent(
                     now,
-                    EventKind.LOGIN_FAILED,
+                    failed,
                     username,
                     AuthMethod.PASSWORD,
                     subject=username if user else None,
-                    detail={"why": why or "unknown user"},
+                    action=action,
+                    lot_id=lot_id,
+                    detail=detail,
                 )
                 await tx.add_event(event)
                 if user is not None and why == "wrong password":
-                    failed = after_failed_login(user, now)
-                    await tx.update_user(failed)
-                    if failed.locked(now):
+                    after = after_failed_login(user, now)
+                    await tx.update_user(after)
+                    if after.locked(now):
                         await tx.add_event(
                             SecurityEvent(
                                 now,
@@ -270,21 +360,25 @@ class IdentityService:
                                 username,
                                 AuthMethod.PASSWORD,
                                 subject=username,
-                                detail={"until": failed.locked_until.isoformat()}
-                                if failed.locked_until
+                                detail={"until": after.locked_until.isoformat()}
+                                if after.locked_until
                                 else {},
                             )
                         )
                 refused = LoginRefused(
                     "login refused: wrong user name or password, or the account is disabled "
                     "or locked"
+                    if failed is EventKind.LOGIN_FAILED
+                    else "signature refused: wrong user name or password, or the account is "
+                    "disabled or locked"
                 )
             else:
-                await tx.update_user(after_login(user, now))
-                await tx.add_event(
-                    SecurityEvent(now, EventKind.LOGIN, username, AuthMethod.PASSWORD)
-                )
-                return user.principal(AuthMethod.PASSWORD)
+                after = after_login(user, now)
+                if after is not user:  # failures counted before: start again
+                    await tx.update_user(after)
+                if succeeded is not None:
+                    await tx.add_event(SecurityEvent(now, succeeded, username, AuthMethod.PASSWORD))
+                return user
         raise refused
 
     async def issue_api_key(self, by: Principal, username: str, label: str) -> tuple[ApiKey, str]:
@@ -373,6 +467,26 @@ class IdentityService:
             return await tx.events(limit)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _event_as(
+        self,
+        actor: str,
+        kind: EventKind,
+        *,
+        action: str | None = None,
+        lot_id: str | None = None,
+        **detail: object,
+    ) -> SecurityEvent:
+        return SecurityEvent(
+            self._clock(),
+            kind,
+            actor,
+            AuthMethod.PASSWORD,
+            subject=actor,
+            action=action,
+            lot_id=lot_id,
+            detail=detail,
+        )
 
     def _event(
         self, by: Principal, kind: EventKind, subject: str, **detail: object

@@ -32,6 +32,7 @@ from mes.domain.model import (
     LotState,
     SiteReject,
 )
+from mes.domain.signatures import Signature
 
 T = TypeVar("T")
 
@@ -164,6 +165,22 @@ class GetLotsRunningOn:
 
 
 @dataclass(frozen=True, slots=True)
+class SaveSignatures:
+    """Write electronic signatures, each linked to the entry it signs (answer: None). Yielded
+    right after the Save of that entry, in the same transaction."""
+
+    signatures: tuple[Signature, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetSignatures:
+    """Read the signatures of some lots' history entries, in the order they were written
+    (answer: ``list[Signature]``)."""
+
+    lot_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Save:
     """Write a change: lots (inserted, or updated if their version is still the expected
     one, else ConcurrentUpdate), carriers, rejects, jobs, history and outbox (answer: the
@@ -186,7 +203,8 @@ LotRequest: TypeAlias = (
 )
 EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
-Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest
+SignatureRequest: TypeAlias = SaveSignatures | GetSignatures
+Request: TypeAlias = LotRequest | EquipmentRequest | InterlockRequest | SignatureRequest
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it
 reads and writes (:data:`Request`), gets each answer back, decides in between with the pure
@@ -283,6 +301,16 @@ def get_lots_running_on(tool_id: str) -> Work[list[str]]:
 def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:
     written: tuple[HistoryEntry, ...] = yield Save(change)
     return written
+
+
+def save_signatures(signatures: Sequence[Signature]) -> Work[None]:
+    if signatures:
+        yield SaveSignatures(tuple(signatures))
+
+
+def get_signatures(lot_ids: Sequence[str]) -> Work[list[Signature]]:
+    found: list[Signature] = yield GetSignatures(tuple(lot_ids))
+    return found
 
 
 def save_all(changes: Sequence[Change]) -> Work[list[tuple[HistoryEntry, ...]]]:

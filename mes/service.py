@@ -24,7 +24,7 @@ from flows import Flow, FlowLibrary, UnknownFlow
 from mes.domain import common, genealogy, migration, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
-from mes.domain.authority import Action, Context, NotAuthorized, Principal
+from mes.domain.authority import Action, Context, NotAuthorized, Principal, effective_action
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
@@ -67,6 +67,8 @@ from mes.domain.model import (
 )
 from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
+from mes.domain.signatures import SignatureGiven, SignaturePolicy, SignatureRefused, SignatureStale
+from mes.domain.signatures import linked as linked_signatures
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
@@ -85,9 +87,12 @@ from mes.ports import (
     get_jobs_of,
     get_lot,
     get_rejects,
+    get_signatures,
     save,
     save_all,
+    save_signatures,
 )
+from mes.signing import SignatureVerifier, Signing
 
 T = TypeVar("T")
 
@@ -150,6 +155,8 @@ class LotService:
         principal: Principal | None = None,
         security: SecurityLog | None = None,
         versions: VersionedFlows | None = None,
+        signatures: SignaturePolicy | None = None,
+        verifier: SignatureVerifier | None = None,
     ):
         self._uow = uow
         self.flows = flows
@@ -158,6 +165,7 @@ class LotService:
         lot on the file's version (tests of the rules, the in-memory store)."""
         self._clock = clock
         self._guard = Guard(principal, security, clock)
+        self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
 
     def acting_as(self, principal: Principal) -> LotService:
         """The same service (store, flows, clock, security log) acting for ``principal``."""
@@ -206,6 +214,9 @@ class LotService:
         except NotAuthorized as refused:
             await self._guard.refused(by, refused)
             raise
+        except (SignatureRefused, SignatureStale) as refused:
+            await self.signing.refused(self._guard.who(by), refused)
+            raise
 
     async def _read(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
         await self._guard.allow(by, Action.READ)
@@ -238,16 +249,24 @@ class LotService:
         action: Action,
         by: Principal | None,
         primary: str | None = None,
+        signatures: Sequence[SignatureGiven] = (),
     ) -> Outcome:
+        who = self._guard.who(by)
+        signed = await self.signing.verify(who, action, lot_id, signatures)
+
         def work() -> Work[Outcome]:
             lot = yield from get_lot(lot_id)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            held_by = lot.hold.source if lot.hold else None
-            self._guard.check(by, action, Context(lot_id, held_by))
+            context = Context(lot_id, lot.hold.source if lot.hold else None)
+            self._guard.check(by, action, context)
+            checked = self.signing.check(effective_action(action, context), lot, who, signed)
             decided = rule(lot, self.flow_of(lot))
             change = decided if isinstance(decided, Change) else (yield from decided)
-            entries = yield from save(_stamped(change, self._guard.who(by)))
+            change, signed_now = self.signing.sign(_stamped(change, who), checked)
+            entries = yield from save(change)
+            if signed_now:  # in the same transaction, linked to the entry by its hash
+                yield from save_signatures(linked_signatures(signed_now, entries[0].hash))
             wanted = primary or lot_id
             return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
@@ -408,29 +427,63 @@ class LotService:
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)
 
-    async def release(self, cmd: ReleaseLot, *, by: Principal | None = None) -> Outcome:
+    async def release(
+        self,
+        cmd: ReleaseLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
         """Release a hold: one a claimed limit, an alarm or the controller placed needs
-        quality or engineering (:mod:`mes.domain.authority`)."""
+        quality or engineering (:mod:`mes.domain.authority`).
+
+        Signed (docs/security.md, "Electronic signatures"): ``signatures`` are the signers'
+        :class:`~mes.domain.signatures.SignatureGiven`, the first the principal acting
+        (``by``), e.g. ``service.release(cmd, by=bob, signatures=(SignatureGiven("bob",
+        "approved release", password=..., lot_version=7),))``; two different people where
+        the configuration asks. Refusals: SignatureRequired (which action, the meaning
+        expected, how many signers), SignatureRefused, SignatureStale (a replay: given for
+        another lot version), LoginRefused-like wrong passwords (counted towards the lockout).
+        Same for :meth:`scrap`, :meth:`scrap_sites` and :meth:`rework`."""
         return await self._on_lot(
             cmd.lot_id,
             lambda lot, flow: ops.release(lot, flow, cmd, self._clock()),
             action=Action.RELEASE,
             by=by,
+            signatures=signatures,
         )
 
-    async def scrap(self, cmd: ScrapLot, *, by: Principal | None = None) -> Outcome:
+    async def scrap(
+        self,
+        cmd: ScrapLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
+        """Scrap a whole lot (signed, as :meth:`release`)."""
         return await self._on_lot(
             cmd.lot_id,
             lambda lot, _: ops.scrap(lot, cmd, self._clock()),
             action=Action.SCRAP,
             by=by,
+            signatures=signatures,
         )
 
-    async def scrap_sites(self, cmd: ScrapSites, *, by: Principal | None = None) -> Outcome:
+    async def scrap_sites(
+        self,
+        cmd: ScrapSites,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
+        """Scrap some sites of a lot (signed, as :meth:`release`)."""
+
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
 
-        return await self._on_lot(cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by)
+        return await self._on_lot(
+            cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by, signatures=signatures
+        )
 
     async def scrap_sites_decided(
         self,
@@ -438,10 +491,11 @@ class LotService:
         decide: Callable[[Lot, Mapping[SiteRef, SiteReject]], tuple[ScrapSites, Mapping[str, Any]]],
         *,
         by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
     ) -> Outcome:
         """Scrap the sites that ``decide`` names from the lot and its rejected sites, read in
         the same transaction, with what it returns added to the history entry's data (an
-        imported map: :mod:`mes.maps.service`)."""
+        imported map: :mod:`mes.maps.service`). Signed, as :meth:`release`."""
 
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             rejected = yield from _rejected(lot)
@@ -450,7 +504,9 @@ class LotService:
             entry = change.entries[0]
             return replace(change, entries=(replace(entry, data={**entry.data, **data}),))
 
-        return await self._on_lot(lot_id, rule, action=Action.SCRAP_SITES, by=by)
+        return await self._on_lot(
+            lot_id, rule, action=Action.SCRAP_SITES, by=by, signatures=signatures
+        )
 
     async def migrate(self, cmd: MigrateLot, *, by: Principal | None = None) -> Outcome:
         """Move a lot to another approved version of its flow, where its path so far is valid
@@ -475,12 +531,22 @@ class LotService:
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.MIGRATE, by=by)
 
-    async def rework(self, cmd: ReworkLot, *, by: Principal | None = None) -> Outcome:
+    async def rework(
+        self,
+        cmd: ReworkLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
+        """Send a held lot back to a reworkable step (signed, as :meth:`release`)."""
+
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
             done = yield from get_jobs_of(lot.id, 0, and_later=True)
             return ops.rework(lot, flow, cmd, self._clock(), done)
 
-        return await self._on_lot(cmd.lot_id, rule, action=Action.REWORK, by=by)
+        return await self._on_lot(
+            cmd.lot_id, rule, action=Action.REWORK, by=by, signatures=signatures
+        )
 
     async def complete(self, cmd: CompleteLot, *, by: Principal | None = None) -> Outcome:
         return await self._on_lot(
@@ -589,6 +655,7 @@ class LotService:
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             history = yield from _lineage_history(lot_id)
+            lots = sorted({e.lot_id for e in history} | {lot_id})
             return build_report(
                 lot,
                 self.flow_of(lot),
@@ -596,6 +663,7 @@ class LotService:
                 (yield from get_rejects(lot_id)),
                 history,
                 (yield from get_children(lot_id)),
+                (yield from get_signatures(lots)),
             )
 
         return await self._read(work, by)

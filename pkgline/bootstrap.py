@@ -13,7 +13,7 @@ from functools import cache
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flows import FlowLibrary, load_library
+from flows import FlowLibrary
 from mes.adapters.database import (
     DEFAULT_TIMEOUTS,
     DatabaseTimeouts,
@@ -24,7 +24,8 @@ from mes.adapters.database import (
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
-from mes.domain.authority import NotAuthorized, Principal
+from mes.domain.authority import Action, NotAuthorized, Principal
+from mes.domain.signatures import SignaturePolicy, Signer
 from mes.equipment import EquipmentService
 from mes.flowversions import FlowVersionService, VersionedFlows
 from mes.identity import IdentityService
@@ -34,8 +35,11 @@ from mes.service import LotService, utc_now
 
 @cache
 def flow_library() -> FlowLibrary:
-    """The packaged flows, loaded and validated once per process."""
-    return load_library()
+    """The packaged flows, loaded and validated once per process (and kept built in the
+    user's cache directory for the next process: :mod:`pkgline.flowcache`)."""
+    from pkgline.flowcache import cached_library
+
+    return cached_library()
 
 
 def resolve_url(url: str | None) -> str:
@@ -65,14 +69,16 @@ async def open_lot_service(
     check_schema: bool = True,
     pool_size: int = 5,
     principal: Principal | None = None,
+    signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[LotService]:
     """A lot service on the database at ``url`` (default: ``$PKGLINE_DB`` or the user's
-    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_mode`).
+    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_mode`),
+    asking for the signatures ``signatures`` says (default: one signer each).
     Refuses a database whose schema is not this code's."""
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        services = services_for(engine, principal or direct_mode())
+        services = services_for(engine, principal or direct_mode(), signatures=signatures)
         if check_schema:
             await load_versions(services)
         yield services.lots
@@ -123,11 +129,17 @@ async def seed_flow_versions(engine: AsyncEngine) -> list[str]:
 
 
 def services_for(
-    engine: AsyncEngine, principal: Principal, *, health: DatabaseHealth | None = None
+    engine: AsyncEngine,
+    principal: Principal,
+    *,
+    health: DatabaseHealth | None = None,
+    signatures: SignaturePolicy | None = None,
 ) -> Services:
     """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
     another), refusals recorded in the database's security log; ``health`` is told the end
-    of every unit of work (the line controller's STATUS)."""
+    of every unit of work (the line controller's STATUS); signed operations need the
+    signers ``signatures`` says (line.toml ``[signatures]``; default one each), their
+    passwords checked by the identity service on the same engine."""
     from mes.adapters.sql_flows import SqlFlowVersionStore
     from mes.adapters.sql_identity import SqlSecurityLog
 
@@ -141,11 +153,32 @@ def services_for(
             principal=principal,
             security=log,
             versions=VersionedFlows(store),
+            signatures=signatures,
+            verifier=_Signers(engine),
         ),
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
         FlowVersionService(store, utc_now, principal=principal, security=log),
     )
+
+
+class _Signers:
+    """The identity service, made on the first password signature (argon2 is imported only
+    where a password is checked: most commands never do)."""
+
+    def __init__(self, engine: AsyncEngine):
+        self._engine = engine
+        self._identity: IdentityService | None = None
+
+    async def verify_signer(
+        self, username: str, password: str, *, action: Action, lot_id: str | None = None
+    ) -> Signer:
+        if self._identity is None:
+            from mes.adapters.passwords import Argon2Passwords
+            from mes.adapters.sql_identity import SqlIdentityStore
+
+            self._identity = IdentityService(SqlIdentityStore(self._engine), Argon2Passwords())
+        return await self._identity.verify_signer(username, password, action=action, lot_id=lot_id)
 
 
 def os_account() -> str:
@@ -165,7 +198,20 @@ def direct_mode() -> Principal:
     lets the operators of group pkgline write the file (deploy/install.sh) until the server
     (issue 14) takes the database for itself; then direct mode is the owner's alone, as for
     ``pkgline user`` (:func:`direct_principal`)."""
-    return Principal.file_owner(os_account())
+    return Principal.file_owner(os_account(), printed_name())
+
+
+def printed_name(account: str | None = None) -> str:
+    """The OS account's full name (the first field of its GECOS), else its name: what a
+    direct-mode signature shows as the signer's printed name."""
+    import pwd
+
+    name = account or os_account()
+    try:
+        gecos = pwd.getpwnam(name).pw_gecos.split(",")[0].strip()
+    except (KeyError, OSError):
+        return name
+    return gecos or name
 
 
 def direct_principal(url: str | None) -> Principal:
@@ -185,7 +231,7 @@ def direct_principal(url: str | None) -> Principal:
                 "to another account, whose server or owner changes it",
                 needed=(),
             )
-    return Principal.file_owner(account)
+    return Principal.file_owner(account, printed_name(account))
 
 
 @asynccontextmanager

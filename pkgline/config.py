@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
 from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
+from mes.domain.signatures import SIGNABLE_NAMES, SignaturePolicy
 from pkgline.api.defaults import DEFAULT_SOCKET, MAX_BODY_BYTES
 from pkgline.events.config import EventsConfig
 from pkgline.sparkplug.config import SparkplugConfig
@@ -141,6 +142,35 @@ class SecurityConfig(BaseModel):
     )
 
 
+class SignaturesConfig(BaseModel):
+    """Electronic signatures (``[signatures]``; docs/security.md): release, scrap, scrap of
+    sites and rework are always signed by the person asking; the operations listed here
+    need a second signer too, a different person with a role the operation needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    two_signers: tuple[str, ...] = Field(
+        (),
+        description="Operations signed by two different people: any of release, "
+        "release_ruled (a hold a claimed limit, an alarm or the controller placed), scrap "
+        "(a whole lot), scrap_sites, rework.",
+    )
+
+    @field_validator("two_signers")
+    @classmethod
+    def _signed(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in names if n not in SIGNABLE_NAMES]
+        if unknown:
+            raise ValueError(
+                f"not a signed operation: {', '.join(unknown)}; expected any of "
+                f"{', '.join(sorted(SIGNABLE_NAMES))}"
+            )
+        return names
+
+    def policy(self) -> SignaturePolicy:
+        return SignaturePolicy.from_names(self.two_signers)
+
+
 class DatabaseTimeoutsConfig(BaseModel):
     """How long a database call may wait (:class:`mes.adapters.database.DatabaseTimeouts`)."""
 
@@ -202,6 +232,7 @@ class LineConfig(BaseModel):
     controller: ControllerConfig = ControllerConfig()
     database_timeouts: DatabaseTimeoutsConfig = DatabaseTimeoutsConfig()
     security: SecurityConfig = SecurityConfig()
+    signatures: SignaturesConfig = SignaturesConfig()
     events: EventsConfig | None = Field(
         None, description="The event feed to an MQTT broker; without it, events wait in the outbox."
     )

@@ -9,13 +9,17 @@ imports nothing from the project.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:
+    # imported where a file is read: flows.errors imports this module for DataFileError, and
+    # a process with its flows from pkgline.flowcache reads no YAML at all
+    import yaml
+    from pydantic import BaseModel
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 class DataFileError(Exception):
@@ -43,6 +47,8 @@ class YamlDocument:
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """The 1-based line of the value at ``loc`` (keys and indexes), or of its nearest
         existing parent when the value itself is missing."""
+        import yaml
+
         node = self.node
         if node is None:
             return None
@@ -73,6 +79,8 @@ class YamlDocument:
 def _check_duplicate_keys(path: Path, node: yaml.Node) -> None:
     # PyYAML keeps the last of two equal keys without a word: in a recipe or a map that hides
     # a typo, so we refuse it.
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -91,28 +99,58 @@ def _check_duplicate_keys(path: Path, node: yaml.Node) -> None:
 
 def read_yaml(path: Path | str, text: str | None = None) -> YamlDocument:
     """Parse a YAML file (or ``text`` reported as coming from ``path``)."""
+    import yaml
+
     path = Path(path)
     if text is None:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DataFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return YamlDocument(path, None, None)
-        _check_duplicate_keys(path, node)
-        data = loader.construct_document(node)
+        node, data = _compose(path, text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise DataFileError(path, line, f"not valid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise DataFileError(path, None, f"not valid YAML: {exc}") from exc
+    return YamlDocument(path, node, data)
+
+
+@cache
+def _fast_loader() -> Any:
+    """libyaml's parser: the same nodes, with the same marks (lines), as PyYAML's own, about
+    ten times faster (every CLI command reads the flows); None without libyaml. A text it
+    refuses is parsed again by PyYAML's, so that the error reads as it always did."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", None)
+
+
+def _compose(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    import yaml
+
+    fast = _fast_loader()
+    if fast is not None:
+        try:
+            return _compose_with(fast, path, text)
+        except yaml.YAMLError:
+            pass
+    return _compose_with(yaml.SafeLoader, path, text)
+
+
+def _compose_with(loader_class: Any, path: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_duplicate_keys(path, node)
+        data = loader.construct_document(node)
     finally:
         loader.dispose()
-    return YamlDocument(path, node, data)
+    return node, data
 
 
 def _describe(loc: Sequence[str | int]) -> str:
@@ -121,6 +159,8 @@ def _describe(loc: Sequence[str | int]) -> str:
 
 def validate(doc: YamlDocument, model: type[M], *, context: dict[str, Any] | None = None) -> M:
     """Validate a parsed document against ``model``; errors name the file and line."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(doc.data, context=context)
     except ValidationError as exc:

@@ -18,7 +18,7 @@ from mes.domain.equipment import (
 )
 from mes.domain.errors import UnknownTool
 from mes.equipment import EquipmentService
-from pkgline.controller.line import HEARTBEAT_S
+from pkgline.controller import HEARTBEAT_S
 
 STALE_AFTER_S = 3 * HEARTBEAT_S
 """A line controller whose last heartbeat is older than this is taken for not running."""

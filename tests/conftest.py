@@ -69,12 +69,22 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"the test left {len(leaked)} socket(s) open: {sorted(leaked.values())}")
 
 
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _own_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _cache_home: Path
+) -> None:
     """A state directory of the test's own (line controllers spool there by default), so
-    that tests and their `pkgline serve` subprocesses never share one, nor the user's."""
+    that tests and their `pkgline serve` subprocesses never share one, nor the user's; and a
+    cache directory of the session's (pkgline.flowcache: the built flows, the same for all)."""
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
 
 
 def _postgres_reachable() -> bool:

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
 from mes.adapters.sql import entry_from_row
-from mes.adapters.tables import LOTS_CHAIN, audit_heads, lot_history, lots
+from mes.adapters.sql_signatures import signature_from_row
+from mes.adapters.tables import LOTS_CHAIN, audit_heads, lot_history, lots, signatures
 from mes.domain.audit import ChainCheck, Finding, Problem
+from mes.domain.signature_audit import SignedEntry, check_signature_rows, signed_manifests
 
 APPEND_ONLY = ("lot_history", "security_events", "signatures")
 """Tables whose rows the database refuses to change or delete (revisions 0004, 0005)."""
@@ -40,6 +42,8 @@ class Verification:
     lots_head: str
     """The head of the chain over lots (worth keeping elsewhere: docs/security.md)."""
     problem: Problem | None
+    signatures: int = 0
+    """Electronic signatures checked against the entries they sign."""
 
     @property
     def ok(self) -> bool:
@@ -51,6 +55,7 @@ class Verification:
             "entries": self.entries,
             "lots": self.lots,
             "lots_head": self.lots_head,
+            "signatures": self.signatures,
         }
         if self.problem is not None:
             out["problem"] = self.problem.to_dict()
@@ -63,13 +68,15 @@ async def verify_history(
     """Check the whole history of the database behind ``engine`` (and that the ``anchors``,
     hashes kept elsewhere, are still in it)."""
     check = ChainCheck()
+    signed: dict[str, SignedEntry] = {}
+    checked = 0
     options: dict[str, Any] = {READONLY: True}
     if engine.dialect.name == "postgresql":
         options["isolation_level"] = "REPEATABLE READ"
     async with engine.connect() as plain:
         conn = await plain.execution_options(**options)
         async with conn.begin():
-            await _check_entries(conn, check, batch)
+            await _check_entries(conn, check, batch, signed)
             problem = check.problem
             if problem is None:
                 heads = await conn.execute(select(lots.c.id, lots.c.history_head))
@@ -81,11 +88,19 @@ async def verify_history(
                 ).scalar_one_or_none()
                 problem = check.finish(lot_heads, recorded or "", anchors)
             if problem is None:
+                rows = await conn.execute(select(signatures).order_by(signatures.c.seq))
+                problem, checked = check_signature_rows(
+                    signed, (signature_from_row(dict(r)) for r in rows.mappings()), check.seq_of
+                )
+            if problem is None:
                 problem = await _missing_guard(conn)
-    return Verification(check.entries, check.lots, check.lots_head, problem)
+    return Verification(check.entries, check.lots, check.lots_head, problem, checked)
 
 
-async def _check_entries(conn: AsyncConnection, check: ChainCheck, batch: int) -> None:
+async def _check_entries(
+    conn: AsyncConnection, check: ChainCheck, batch: int, signed: dict[str, SignedEntry]
+) -> None:
+    """Feed every entry to ``check``; keep the entries that record signatures in ``signed``."""
     last = 0
     while True:
         result = await conn.execute(
@@ -111,6 +126,9 @@ async def _check_entries(conn: AsyncConnection, check: ChainCheck, batch: int) -
                 return
             if not check.add(entry, row["prev_hash"], row["hash"]):
                 return
+            manifests = signed_manifests(entry.data)
+            if manifests:
+                signed[row["hash"]] = SignedEntry(row["seq"], row["lot_id"], manifests)
         last = rows[-1]["seq"]
 
 

@@ -51,25 +51,56 @@ def _classified() -> Iterator[None]:
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledStatement:
-    """A statement compiled for one dialect, with what it takes to run it on the driver."""
-
+class _Compiled:
     sql: str
     params: tuple[tuple[str, Processor, Any], ...]
-    """Parameter names in positional order, each with its bind processor and the value it
-    takes when none is given (binds the compiler adds, such as SQLite's ``OFFSET ?``)."""
     columns: tuple[tuple[str, Processor], ...]
-    """Result column names in order, each with its result processor."""
+
+
+class CompiledStatement:
+    """A statement compiled for one dialect, with what it takes to run it on the driver.
+
+    Compiled on first use, not when made: a store makes all its statements up front, and a
+    CLI command that runs three of them should not compile fifty (a tenth of its start-up).
+    Two threads compiling the same statement at once (aiosqlite's) both get the same."""
+
+    __slots__ = ("_compiled", "_dialect", "_keys", "_statement")
+
+    def __init__(
+        self, statement: ClauseElement, dialect: Dialect, keys: Iterable[str] | None = None
+    ) -> None:
+        self._statement = statement
+        self._dialect = dialect
+        self._keys = list(keys) if keys is not None else None
+        self._compiled: _Compiled | None = None
 
     @classmethod
     def compile(
         cls, statement: ClauseElement, dialect: Dialect, keys: Iterable[str] | None = None
     ) -> CompiledStatement:
-        """Compile ``statement``; for an INSERT/UPDATE without explicit bind parameters,
-        ``keys`` names the columns that will be given (as SQLAlchemy does per call)."""
-        compiled = statement.compile(
-            dialect=dialect, column_keys=list(keys) if keys is not None else None
-        )
+        """``statement`` for ``dialect``; for an INSERT/UPDATE without explicit bind
+        parameters, ``keys`` names the columns that will be given (as SQLAlchemy does per
+        call)."""
+        return cls(statement, dialect, keys)
+
+    @property
+    def sql(self) -> str:
+        return (self._compiled or self._compile()).sql
+
+    @property
+    def params(self) -> tuple[tuple[str, Processor, Any], ...]:
+        """Parameter names in positional order, each with its bind processor and the value it
+        takes when none is given (binds the compiler adds, such as SQLite's ``OFFSET ?``)."""
+        return (self._compiled or self._compile()).params
+
+    @property
+    def columns(self) -> tuple[tuple[str, Processor], ...]:
+        """Result column names in order, each with its result processor."""
+        return (self._compiled or self._compile()).columns
+
+    def _compile(self) -> _Compiled:
+        statement, dialect = self._statement, self._dialect
+        compiled = statement.compile(dialect=dialect, column_keys=self._keys)
         assert isinstance(compiled, SQLCompiler)
         order = compiled.positiontup or []
         params = tuple(
@@ -88,7 +119,8 @@ class CompiledStatement:
             )
             for column in exported
         )
-        return cls(compiled.string, params, columns)
+        self._compiled = _Compiled(compiled.string, params, columns)
+        return self._compiled
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
         out = []

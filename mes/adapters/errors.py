@@ -26,11 +26,14 @@ again is refused or finds it done, never does it twice.
 from __future__ import annotations
 
 import sqlite3
-from typing import Literal
+import sys
+from typing import TYPE_CHECKING, Any, Literal
 
-import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+if TYPE_CHECKING:
+    import asyncpg
 
 Kind = Literal["unavailable", "read-only", "retryable"]
 
@@ -118,10 +121,15 @@ def classify(exc: BaseException) -> DatabaseError | None:
         if found is None and exc.connection_invalidated:
             found = DatabaseUnavailable(_message(exc.orig or exc))
         return found
-    if isinstance(exc, asyncpg.PostgresError):
+    # asyncpg's errors: none can have been raised unless asyncpg was imported (by the
+    # dialect, for a PostgreSQL URL), and importing it for SQLite costs every command
+    pg: Any = sys.modules.get("asyncpg")
+    if pg is not None and isinstance(exc, pg.PostgresError):
         return _postgres(exc)
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and not isinstance(
-        exc, asyncpg.ClientConfigurationError
+    if (
+        pg is not None
+        and isinstance(exc, pg.InterfaceError | pg.InternalClientError)
+        and not isinstance(exc, pg.ClientConfigurationError)
     ):
         # The client side of a connection: closed, or left unusable by a timeout or by the
         # server ending it mid-operation ("cannot switch to state 12; another operation is
@@ -139,6 +147,8 @@ def classify(exc: BaseException) -> DatabaseError | None:
 
 
 def _postgres(exc: asyncpg.PostgresError) -> DatabaseError | None:
+    import asyncpg  # imported already: exc is one of its errors
+
     code = str(getattr(exc, "sqlstate", "") or "")
     message = _message(exc)
     if isinstance(exc, asyncpg.IntegrityConstraintViolationError):

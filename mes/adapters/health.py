@@ -20,12 +20,18 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-
-import structlog
+from typing import Any
 
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable
 
-log = structlog.get_logger("pkgline.database")
+
+def _log() -> Any:
+    """The database's logger. structlog is imported on the first line logged, not with this
+    module: every CLI command imports it, and most log nothing."""
+    import structlog
+
+    return structlog.get_logger("pkgline.database")
+
 
 STILL_DOWN_EVERY_S = 60.0
 SETTLE_S = 3.0
@@ -79,7 +85,7 @@ class DatabaseHealth:
         if isinstance(error, DatabaseRetryable) and self._down is None:
             self._retried[error.reason] += 1
             if self._retried_logged_at is None or now - self._retried_logged_at >= self._every_s:
-                log.warning(
+                _log().warning(
                     "database refused work for now; it is tried again",
                     refusals=sum(self._retried.values()),
                     reasons=dict(self._retried.most_common(3)),
@@ -98,6 +104,7 @@ class DatabaseHealth:
             self._down = error
             self._failures += 1
             self._last_logged = now
+            log = _log()
             edge = log.warning if self._log_edges else log.debug
             edge(
                 "database read-only: no writes until it accepts them again"
@@ -108,6 +115,7 @@ class DatabaseHealth:
             return
         self._failures += 1
         if now - self._last_logged >= self._every_s:
+            log = _log()
             (log.warning if self._log_edges else log.debug)(
                 "database still unavailable",
                 kind=self._down.kind,
@@ -124,6 +132,7 @@ class DatabaseHealth:
         down = self._down
         if down is None:
             if self._back_at is not None and now - self._back_at >= self._settle_s:
+                log = _log()
                 (log.info if self._log_edges else log.debug)(
                     "database available again",
                     after_s=round(self._back_at - self._down_since, 1),

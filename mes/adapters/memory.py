@@ -38,6 +38,7 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import history_dict
+from mes.domain.signatures import Signature
 from mes.ports import (
     AddChanges,
     EquipmentRequest,
@@ -53,6 +54,7 @@ from mes.ports import (
     GetLotsRunningOn,
     GetQualifications,
     GetRejects,
+    GetSignatures,
     GetTools,
     InterlockRequest,
     LotPage,
@@ -60,6 +62,8 @@ from mes.ports import (
     LotRequest,
     Save,
     SaveQualifications,
+    SaveSignatures,
+    SignatureRequest,
     UpdateTools,
     Work,
 )
@@ -82,6 +86,7 @@ class MemoryStore:
     lots_head: str = audit.GENESIS
     """The head of the chain over lots (:mod:`mes.domain.audit`)."""
     qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
+    signatures: list[Signature] = field(default_factory=list)
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -363,6 +368,19 @@ def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
     raise TypeError(f"not an interlock store request: {request!r}")
 
 
+def answer_signature(store: MemoryStore, request: SignatureRequest) -> Any:
+    """What a store answers to a signature request (:data:`mes.ports.Work`)."""
+    if isinstance(request, SaveSignatures):
+        for s in request.signatures:
+            if s.entry_hash is None:
+                raise ValueError(f"a signature of lot {s.lot_id} not linked to its entry")
+            store.signatures.append(replace(s, seq=len(store.signatures) + 1))
+        return None
+    if isinstance(request, GetSignatures):
+        return [s for s in store.signatures if s.lot_id in request.lot_ids]
+    raise TypeError(f"not a signature store request: {request!r}")
+
+
 class MemoryUnitOfWork:
     def __init__(self, shared: MemoryStore):
         self._shared = shared
@@ -392,6 +410,8 @@ class MemoryUnitOfWork:
                     answer = self.equipment.answer(request)
                 elif isinstance(request, InterlockRequest):
                     answer = answer_interlock(self._work, request)
+                elif isinstance(request, SignatureRequest):
+                    answer = answer_signature(self._work, request)
                 else:
                     answer = self.lots.answer(request)
         finally:

@@ -61,6 +61,7 @@ from mes.adapters.sql_equipment import (
     equipment_plan,
 )
 from mes.adapters.sql_interlocks import InterlockStatements, interlock_plan
+from mes.adapters.sql_signatures import SignatureStatements, signature_plan
 from mes.adapters.tables import (
     LOTS_CHAIN,
     audit_heads,
@@ -105,6 +106,7 @@ from mes.ports import (
     LotQuery,
     Request,
     Save,
+    SignatureRequest,
     Work,
 )
 
@@ -299,6 +301,7 @@ class Statements:
         self.dialect = dialect
         self.equipment = EquipmentStatements(dialect)
         self.interlocks = InterlockStatements(dialect)
+        self.signatures = SignatureStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
@@ -666,6 +669,8 @@ def _answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[An
         return (yield from equipment_plan(sql.equipment, request))
     if isinstance(request, InterlockRequest):
         return (yield from interlock_plan(sql.interlocks, request))
+    if isinstance(request, SignatureRequest):
+        return (yield from signature_plan(sql.signatures, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

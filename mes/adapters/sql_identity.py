@@ -31,6 +31,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "failed_attempts": user.failed_attempts,
         "locked_until": user.locked_until,
         "password_changed_at": user.password_changed_at,
+        "password_set_by": user.password_set_by,
         "created_at": user.created_at,
         "created_by": user.created_by,
         "updated_at": user.updated_at,
@@ -51,6 +52,7 @@ def _user(m: RowMapping) -> User:
         failed_attempts=m["failed_attempts"],
         locked_until=m["locked_until"],
         password_changed_at=m["password_changed_at"],
+        password_set_by=m["password_set_by"],
     )
 
 

@@ -280,11 +280,13 @@ users = Table(
     Column("failed_attempts", Integer, nullable=False),
     Column("locked_until", UtcDateTime),
     Column("password_changed_at", UtcDateTime),
+    Column("password_set_by", String(64)),
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(64), nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
-"""People and systems (``kind``); roles as a JSON list; argon2id password hashes."""
+"""People and systems (``kind``); roles as a JSON list; argon2id password hashes and who set
+each (revision 0010: only a password its user set themselves signs)."""
 
 api_keys = Table(
     "api_keys",

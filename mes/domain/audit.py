@@ -139,6 +139,12 @@ class Finding(StrEnum):
     history: entries were cut, and the heads rewritten to hide it."""
     GUARD_MISSING = "guard_missing"
     """The database no longer refuses changes to the history (a trigger dropped)."""
+    SIGNATURE_UNLINKED = "signature_unlinked"
+    """A signature names no signed entry of its lot (the entry removed, or never made)."""
+    SIGNATURE_CHANGED = "signature_changed"
+    """A signature no longer matches what the entry it signs records of it."""
+    SIGNATURE_MISSING = "signature_missing"
+    """An entry records a signature whose row is gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +259,10 @@ class ChainCheck:
     @property
     def lots(self) -> int:
         return len(self._heads)
+
+    def seq_of(self, digest: str) -> int | None:
+        """The seq of the entry checked with this hash (None: no such entry)."""
+        return self._seen.get(digest)
 
     @property
     def lots_head(self) -> str:

@@ -57,9 +57,10 @@ class Principal:
     """The person's full name, as a signature shows it."""
 
     @classmethod
-    def file_owner(cls, os_account: str) -> Principal:
-        """Direct mode: the owner of the database file, holding every role."""
-        return cls(os_account, frozenset(Role), AuthMethod.FILE_OWNER, os_account)
+    def file_owner(cls, os_account: str, printed_name: str | None = None) -> Principal:
+        """Direct mode: the owner of the database file, holding every role (``printed_name``:
+        the account's full name, for its signatures; default its name)."""
+        return cls(os_account, frozenset(Role), AuthMethod.FILE_OWNER, printed_name or os_account)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -63,9 +63,21 @@ class User:
     failed_attempts: int = 0
     locked_until: datetime | None = None
     password_changed_at: datetime | None = None
+    password_set_by: str | None = None
+    """Who chose the current password: the user (``passwd --own``), or the admin who set it
+    (revision 0010; None before it). Only a password the user set themselves signs."""
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
+
+    @property
+    def may_sign(self) -> bool:
+        """Whether the user's password may sign: a person's, set by themselves."""
+        return (
+            self.kind is UserKind.PERSON
+            and self.password_hash is not None
+            and self.password_set_by == self.username
+        )
 
     def principal(self, method: AuthMethod) -> Principal:
         return Principal(self.username, self.roles, method, self.full_name)
@@ -80,6 +92,8 @@ class User:
             "disabled": self.disabled,
             "password": "set" if self.password_hash else "none",
             "password_changed_at": _iso(self.password_changed_at),
+            "password_set_by": self.password_set_by,
+            "may_sign": self.may_sign,
             "failed_attempts": self.failed_attempts,
             "locked_until": _iso(self.locked_until) if self.locked(now) else None,
             "created_at": _iso(self.created_at),
@@ -146,6 +160,14 @@ class EventKind(StrEnum):
     PASSWORD_SET = "password_set"
     API_KEY_ISSUED = "api_key_issued"
     API_KEY_REVOKED = "api_key_revoked"
+    PASSWORD_CHANGED = "password_changed"
+    """A person changed their own password (proving the current one)."""
+    SIGNATURE_FAILED = "signature_failed"
+    """A signature's password was wrong (counts towards the lockout), or its account may
+    not sign now (disabled, locked)."""
+    SIGNATURE_REFUSED = "signature_refused"
+    """A signature that cannot count: signing for someone else, without the role, the same
+    person twice, a password someone else set, or a replay (given for another version)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from mes.domain.model import (
     Operation,
     SiteReject,
 )
+from mes.domain.signatures import Signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,12 @@ class LotReport:
     path: tuple[PathStep, ...]
     history: tuple[HistoryEntry, ...]
     children: tuple[str, ...]
+    signatures: tuple[Signature, ...] = ()
+    """The electronic signatures of the history's entries, oldest first."""
+
+    def signed_entry(self, signature: Signature) -> HistoryEntry | None:
+        """The history entry a signature signs (None: not in this history)."""
+        return next((e for e in self.history if e.hash == signature.entry_hash), None)
 
 
 def step_yields(lot: Lot, rejects: Sequence[SiteReject]) -> tuple[StepYield, ...]:
@@ -135,11 +142,13 @@ def build_report(
     rejects: Sequence[SiteReject],
     history: Sequence[HistoryEntry],
     children: Sequence[str] = (),
+    signatures: Sequence[Signature] = (),
 ) -> LotReport:
     by_carrier: dict[str, list[SiteReject]] = defaultdict(list)
     for r in rejects:
         by_carrier[r.carrier_id].append(r)
     following, may_end, layer, layers = position_of(lot, flow)
+    hashes = {e.hash for e in history}
     waiting = lot.state is LotState.WAITING
     return LotReport(
         lot=lot,
@@ -155,6 +164,7 @@ def build_report(
         path=reconstruct_path(history),
         history=tuple(history),
         children=tuple(children),
+        signatures=tuple(s for s in signatures if s.entry_hash in hashes),
     )
 
 
@@ -202,6 +212,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
         "children": list(report.children),
         "created_at": lot.created_at.isoformat(),
         "updated_at": lot.updated_at.isoformat(),
+        "version": lot.version,
         "carriers": [
             {
                 "id": m.carrier.id,
@@ -238,6 +249,22 @@ def report_dict(report: LotReport) -> dict[str, Any]:
             for p in report.path
         ],
         "history": [history_dict(e) for e in report.history],
+        "signatures": [signature_dict(s, report.signed_entry(s)) for s in report.signatures],
+    }
+
+
+def signature_dict(s: Signature, entry: HistoryEntry | None) -> dict[str, Any]:
+    """A signature with the entry it signs (``lot show --json``, the API)."""
+    return {
+        "printed_name": s.printed_name,
+        "signer": s.signer,
+        "meaning": s.meaning,
+        "at": s.at.isoformat(),
+        "method": s.method.value,
+        "lot": s.lot_id,
+        "entry_hash": s.entry_hash,
+        "entry_seq": entry.seq if entry else None,
+        "operation": entry.operation.value if entry else None,
     }
 
 
@@ -285,6 +312,7 @@ def summary_dict(lot: Lot, flow: Flow) -> dict[str, Any]:
         "pending_rework": lot.pending_rework,
         "parent": lot.parent_id,
         "updated_at": lot.updated_at.isoformat(),
+        "version": lot.version,
     }
 
 

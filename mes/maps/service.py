@@ -10,12 +10,13 @@ lot is refused with what differed, and nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mes.domain.commands import ScrapSites
 from mes.domain.model import Lot, SiteRef, SiteReject
+from mes.domain.signatures import SignatureGiven
 from mes.maps import e142
 from mes.service import LotService, Outcome
 
@@ -77,9 +78,11 @@ async def import_lot_map(
     user: str,
     onto: str | None = None,
     bin_codes: Mapping[str, str] | None = None,
+    signatures: Sequence[SignatureGiven] = (),
 ) -> MapImport:
     """Reject the sites that an E142 document fails, in carriers of lot ``lot_id``
-    (:func:`mes.maps.e142.plan_import`); ``source`` names the document in the history."""
+    (:func:`mes.maps.e142.plan_import`); ``source`` names the document in the history.
+    A scrap of sites: signed (``signatures``, as :meth:`LotService.scrap_sites`)."""
     maps = e142.decode(document)  # refused before anything is read or written
     planned: list[e142.ImportPlan] = []
 
@@ -111,7 +114,7 @@ async def import_lot_map(
         return cmd, data
 
     try:
-        outcome = await service.scrap_sites_decided(lot_id, decide)
+        outcome = await service.scrap_sites_decided(lot_id, decide, signatures=signatures)
     except _NothingToReject as nothing:
         return MapImport(lot_id, nothing.plan, None)
     return MapImport(lot_id, planned[-1], outcome)

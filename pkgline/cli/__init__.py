@@ -4,6 +4,6 @@ from __future__ import annotations
 
 
 def main() -> None:
-    from pkgline.cli.app import app
+    from pkgline.cli.app import main as run
 
-    app()
+    run()

@@ -1,56 +1,200 @@
-"""The ``pkgline`` command: one entry point for operators, engineers and the daemon."""
+"""The ``pkgline`` command: one entry point for operators, engineers and the daemon.
+
+Commands are registered lazily (:mod:`pkgline.cli.lazy`): each function below imports its
+command's module when the command is used, so that a call pays only for what it runs.
+"""
 
 from __future__ import annotations
 
+from functools import cache
+
 import typer
+import typer.main
 
 from pkgline import __version__
-from pkgline.cli import (
-    api,
-    audit,
-    db,
-    demo,
-    events,
-    flow,
-    line,
-    login,
-    lot,
-    pki,
-    qualify,
-    serve,
-    sim,
-    tool,
-    tool_reset,
-    user,
-)
+from pkgline.cli.lazy import LazyCommand, LazyGroup
+
+
+def _sim(app: typer.Typer) -> None:
+    from pkgline.cli import sim
+
+    app.command(name="sim")(sim.sim)
+
+
+def _serve(app: typer.Typer) -> None:
+    from pkgline.cli import serve
+
+    app.command(name="serve")(serve.serve)
+
+
+def _demo(app: typer.Typer) -> None:
+    from pkgline.cli import demo
+
+    app.command(name="demo")(demo.demo)
+
+
+def _api(app: typer.Typer) -> None:
+    from pkgline.cli import api
+
+    app.command(name="api")(api.api)
+
+
+def _login(app: typer.Typer) -> None:
+    from pkgline.cli import login
+
+    app.command(name="login")(login.login)
+
+
+def _logout(app: typer.Typer) -> None:
+    from pkgline.cli import login
+
+    app.command(name="logout")(login.logout)
+
+
+def _version(app: typer.Typer) -> None:
+    app.command(name="version")(version)
+
+
+def _db(app: typer.Typer) -> None:
+    from pkgline.cli import db
+
+    app.add_typer(db.app, name="db")
+
+
+def _audit(app: typer.Typer) -> None:
+    from pkgline.cli import audit
+
+    app.add_typer(audit.app, name="audit")
+
+
+def _flow(app: typer.Typer) -> None:
+    from pkgline.cli import flow
+
+    app.add_typer(flow.app, name="flow")
+
+
+def _lot(app: typer.Typer) -> None:
+    from pkgline.cli import lot
+
+    app.add_typer(lot.app, name="lot")
+
+
+@cache
+def _tool_app() -> typer.Typer:
+    """``pkgline tool`` with ``reset`` and the qualification commands (once per process)."""
+    from pkgline.cli import qualify, tool, tool_reset
+
+    tool.app.command(name="reset")(tool_reset.reset)
+    qualify.register(tool.app)
+    return tool.app
+
+
+def _tool(app: typer.Typer) -> None:
+    app.add_typer(_tool_app(), name="tool")
+
+
+def _line(app: typer.Typer) -> None:
+    from pkgline.cli import line
+
+    app.add_typer(line.app, name="line")
+
+
+def _user(app: typer.Typer) -> None:
+    from pkgline.cli import user
+
+    app.add_typer(user.app, name="user")
+
+
+def _pki(app: typer.Typer) -> None:
+    from pkgline.cli import pki
+
+    app.add_typer(pki.app, name="pki")
+
+
+def _events(app: typer.Typer) -> None:
+    from pkgline.cli import events
+
+    app.add_typer(events.app, name="events")
+
+
+class Commands(LazyGroup):
+    """pkgline's commands in the order ``pkgline --help`` lists them, each with the first
+    paragraph of its help (tests/test_imports.py checks that it is the command's own)."""
+
+    commands_table = (
+        LazyCommand(
+            "sim",
+            "Run the simulated tools of a line (those with a simulation table) on the endpoints\n"
+            "the configuration names, print them, and run until Ctrl-C or SIGTERM.",
+            _sim,
+        ),
+        LazyCommand(
+            "serve",
+            "Run the line controller: drive this line's tools through each lot's flow.",
+            _serve,
+        ),
+        LazyCommand(
+            "demo",
+            "Run a simulated line end to end: one lot of each of the nine flows, with a live view,\n"
+            "then a summary per lot.",
+            _demo,
+        ),
+        LazyCommand(
+            "api",
+            "Run the pkgline server: the lot operations over HTTP on a Unix socket (local users,\n"
+            "known by their OS account) and, when configured, HTTPS.",
+            _api,
+        ),
+        LazyCommand(
+            "login",
+            "Log in to a pkgline server over HTTPS: the session (8 h by default) is kept for the\n"
+            "next commands with the same --server.",
+            _login,
+        ),
+        LazyCommand(
+            "logout",
+            "End the session kept for --server (on the server too) and forget its token.",
+            _logout,
+        ),
+        LazyCommand("version", "Print pkgline's version.", _version),
+        LazyCommand("db", "The database: schema upgrades and status.", _db),
+        LazyCommand("audit", "The audit trail: verify the lot history's hash chain.", _audit),
+        LazyCommand(
+            "flow",
+            "Process flows: what each claimed package's line does, and their published versions.",
+            _flow,
+        ),
+        LazyCommand("lot", "Lots: start, move, hold, release, split, merge and inspect.", _lot),
+        LazyCommand(
+            "tool", "Tools: states, time in state, and automatic or manual dispatch.", _tool
+        ),
+        LazyCommand("line", "The line at a glance: controllers, tools, lots.", _line),
+        LazyCommand(
+            "user",
+            "Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
+            _user,
+        ),
+        LazyCommand("pki", "Certificates and trust lists of the secure equipment links.", _pki),
+        LazyCommand("events", "The event feed to the plant (MQTT).", _events),
+    )
+
 
 app = typer.Typer(
     name="pkgline",
     help="Equipment control and lot tracking for a semiconductor packaging line.",
+    cls=Commands,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(db.app, name="db")
-app.add_typer(audit.app, name="audit")
-app.add_typer(flow.app, name="flow")
-app.add_typer(lot.app, name="lot")
-tool.app.command(name="reset")(tool_reset.reset)
-qualify.register(tool.app)
-app.add_typer(tool.app, name="tool")
-app.add_typer(line.app, name="line")
-app.add_typer(user.app, name="user")
-app.add_typer(pki.app, name="pki")
-app.add_typer(events.app, name="events")
-app.command(name="sim")(sim.sim)
-app.command(name="serve")(serve.serve)
-app.command(name="api")(api.api)
-app.command(name="login")(login.login)
-app.command(name="logout")(login.logout)
-app.command(name="demo")(demo.demo)
 
 
-@app.command()
 def version() -> None:
     """Print pkgline's version."""
     typer.echo(__version__)
+
+
+def main() -> None:
+    """Run ``pkgline``. Typer makes a group of an app with more than one command registered;
+    this one has them all in :class:`Commands`, so the group is asked for by name."""
+    typer.main.get_group(app)()

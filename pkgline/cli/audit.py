@@ -38,9 +38,9 @@ def verify(
     json: JsonOption = False,
 ) -> None:
     """Check every history entry against its hash and the entry before it, each lot's newest
-    entry and the chain over lots, and that the database still refuses changes to the
-    history. Exits 0 with the count of entries checked, or 5 naming the first entry that
-    does not match (docs/security.md)."""
+    entry and the chain over lots, every electronic signature against the entry it signs,
+    and that the database still refuses changes to the history. Exits 0 with the count of
+    entries checked, or 6 naming the first entry that does not match (docs/security.md)."""
     from mes.adapters.audit import Verification, verify_history
 
     anchors = [a.strip().lower() for a in anchor or []]
@@ -61,7 +61,8 @@ def verify(
     elif found.problem is None:
         out.print(
             f"[green]✔[/] history verified: {_count(found.entries, 'entry', 'entries')} of "
-            f"{_count(found.lots, 'lot', 'lots')}; "
+            f"{_count(found.lots, 'lot', 'lots')}, "
+            f"{_count(found.signatures, 'signature', 'signatures')}; "
             f"head of the chain over lots {found.lots_head}"
         )
     else:

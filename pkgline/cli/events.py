@@ -27,9 +27,6 @@ from pkgline.cli.common import (
     print_json,
     run,
 )
-from pkgline.config import ConfigError, load_line_config
-from pkgline.events.topics import Topics, usable_level
-from pkgline.mqtt import BrokerError, connect
 
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
 
@@ -91,6 +88,12 @@ def tail(
     ] = None,
 ) -> None:
     """Subscribe to the line's lot events and print them as they come (Ctrl-C stops)."""
+    # the configuration, topics and broker only here: ``pkgline line status`` imports this
+    # module for the outbox's backlog
+    from pkgline.config import ConfigError, load_line_config
+    from pkgline.events.topics import Topics, usable_level
+    from pkgline.mqtt import BrokerError
+
     try:
         line = load_line_config(config)
     except ConfigError as exc:
@@ -115,6 +118,8 @@ def tail(
 
 
 async def _tail(events: Any, name: str, topic: str, as_json: bool, count: int | None) -> None:
+    from pkgline.mqtt import connect
+
     client_id = f"{events.client_id_for(name, 'tail')}-{os.getpid()}"
     async with connect(events, client_id) as client:
         await client.subscribe(topic, qos=1)

@@ -13,21 +13,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from json import dumps
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from mes.adapters.database import display_url
 from mes.domain import commands as cmd
+from mes.domain.authority import Action
 from mes.domain.model import LotState
 from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
-from pkgline.cli import lot_map, lot_migrate, modes
-from pkgline.cli.columns import columns
+from pkgline.cli import lot_map, lot_migrate, modes, signing
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -44,7 +43,10 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import ServerOption, call, say_direct, target
-from pkgline.tool_views import parse_window
+from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+
+if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+    from rich.text import Text
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -69,6 +71,13 @@ STATE_STYLE = {
 }
 
 
+def _signature(meaning: str | None) -> dict[str, Any]:
+    """The signature part of a request body: through the server a signature is the signer's
+    to give there (its password again); until the server takes them, a --meaning is sent as
+    asked and the server refuses it rather than sign unchecked."""
+    return {} if meaning is None else {"signature": {"meaning": meaning}}
+
+
 def _q(lot: str) -> str:
     """A lot id as one path segment of a route."""
     from urllib.parse import quote
@@ -77,6 +86,8 @@ def _q(lot: str) -> str:
 
 
 def _state(state: LotState) -> Text:
+    from rich.text import Text
+
     return Text(state.value, style=STATE_STYLE[state])
 
 
@@ -89,11 +100,13 @@ def _act(
     done: str,
     *,
     held_is_refused: bool = False,
+    config: Path | None = None,
 ) -> None:
     """Run one lot operation, through the server (``remote``: the route and its body) or on
     the database (``action``), and print the lot as it now is, from the same JSON either
     way. ``held_is_refused``: a lot the operation put on hold instead (a track-in past a
-    queue-time limit) is exit 1."""
+    queue-time limit) is exit 1. ``config``: the line.toml whose ``[signatures]`` apply
+    (direct mode)."""
     via = target(server, db, as_json=as_json)
     if via is not None:
         path, body = remote
@@ -102,7 +115,7 @@ def _act(
         say_direct(db)
 
         async def work() -> dict[str, Any]:
-            async with open_lot_service(db) as service:
+            async with open_lot_service(db, signatures=signing.policy(config)) as service:
                 outcome = await action(service)
                 return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
 
@@ -113,6 +126,8 @@ def _act(
 def _print_outcome(
     answer: Mapping[str, Any], done: str, as_json: bool, *, held_is_refused: bool
 ) -> None:
+    from rich.text import Text
+
     state = LotState(str(answer["state"]))
     held = held_is_refused and state is LotState.HOLD
     if as_json:
@@ -141,6 +156,12 @@ def _print_outcome(
         out.print(f"  next: {', '.join(str(s) for s in nxt)}")
     if answer.get("units") is not None:
         out.print(f"  units: {answer['units']}")
+    for e in answer.get("recorded") or []:
+        for sig in (e.get("data") or {}).get("signatures") or []:
+            out.print(
+                f"  signed by {sig['printed_name']} ({sig['signer']}, {sig['method']}): "
+                f"{sig['meaning']}"
+            )
 
 
 @app.command()
@@ -307,12 +328,18 @@ def release(
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Release a held lot: it waits for its next step again."""
+    """Release a held lot: it waits for its next step again. Signed by you (your OS account
+    in direct mode) with --meaning."""
     command = cmd.ReleaseLot(lot, current_user(user), reason)
-    remote = (f"/lots/{_q(lot)}/release", {"reason": reason})
-    _act(db, server, json, lambda s: s.release(command), remote, "released")
+    act = signing.signed(
+        lambda s, sig: s.release(command, signatures=sig), Action.RELEASE, meaning, reason
+    )
+    remote = (f"/lots/{_q(lot)}/release", {"reason": reason, **_signature(meaning)})
+    _act(db, server, json, act, remote, "released", config=config)
 
 
 @app.command()
@@ -327,9 +354,12 @@ def scrap(
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Scrap a whole lot, or some of its sites (--site). A reason is required."""
+    """Scrap a whole lot, or some of its sites (--site). A reason is required. Signed by you
+    (your OS account in direct mode) with --meaning."""
     who = current_user(user)
     if site:
         sites = parse_sites(site, "--site", with_code=False, default_code=code, as_json=json)
@@ -338,13 +368,23 @@ def scrap(
             "reason": reason,
             "code": code,
             "sites": [{"carrier": x.carrier, "row": x.row, "col": x.col} for x in sites],
+            **_signature(meaning),
         }
+        act = signing.signed(
+            lambda s, sig: s.scrap_sites(scrap_sites, signatures=sig),
+            Action.SCRAP_SITES,
+            meaning,
+            reason,
+        )
         remote = (f"/lots/{_q(lot)}/scrap-sites", body)
-        _act(db, server, json, lambda s: s.scrap_sites(scrap_sites), remote, "sites scrapped")
+        _act(db, server, json, act, remote, "sites scrapped", config=config)
     else:
         scrap_lot = cmd.ScrapLot(lot, who, reason or "")
-        remote = (f"/lots/{_q(lot)}/scrap", {"reason": reason})
-        _act(db, server, json, lambda s: s.scrap(scrap_lot), remote, "scrapped")
+        act = signing.signed(
+            lambda s, sig: s.scrap(scrap_lot, signatures=sig), Action.SCRAP, meaning, reason
+        )
+        remote = (f"/lots/{_q(lot)}/scrap", {"reason": reason, **_signature(meaning)})
+        _act(db, server, json, act, remote, "scrapped", config=config)
 
 
 @app.command()
@@ -394,12 +434,18 @@ def rework(
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Send a held lot back to an earlier reworkable step (engineers)."""
+    """Send a held lot back to an earlier reworkable step (engineers). Signed by you (your
+    OS account in direct mode) with --meaning."""
     command = cmd.ReworkLot(lot, step, current_user(user), reason or "")
-    remote = (f"/lots/{_q(lot)}/rework", {"step": step, "reason": reason})
-    _act(db, server, json, lambda s: s.rework(command), remote, "sent back for rework")
+    act = signing.signed(
+        lambda s, sig: s.rework(command, signatures=sig), Action.REWORK, meaning, reason
+    )
+    remote = (f"/lots/{_q(lot)}/rework", {"step": step, "reason": reason, **_signature(meaning)})
+    _act(db, server, json, act, remote, "sent back for rework", config=config)
 
 
 @app.command()
@@ -472,6 +518,8 @@ JSON_PAGE = 1000
 
 def _when(text: str, option: str, as_json: bool) -> datetime:
     """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
+    from pkgline.tool_views import parse_window  # only where a time is given
+
     try:
         return datetime.now(UTC) - parse_window(text)
     except ValueError:
@@ -656,6 +704,9 @@ def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, obje
 
 
 def _print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="Lots", caption=caption)
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
@@ -722,6 +773,9 @@ def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _print_report(report: Mapping[str, Any], history: int | None) -> None:
     """``lot show`` for people, from its JSON (:func:`mes.domain.report.report_dict`)."""
+    from rich.table import Table
+    from rich.text import Text
+
     lot = report
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -814,11 +868,41 @@ def _print_report(report: Mapping[str, Any], history: int | None) -> None:
             )
 
     _print_history(report, history)
+    _print_signatures(report)
+
+
+def _print_signatures(report: Mapping[str, Any]) -> None:
+    """Each electronic signature with the entry it signs (21 CFR 11.50: printed name, time,
+    meaning)."""
+    signatures = report.get("signatures") or []
+    if not signatures:
+        return
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
+    rows = [
+        [
+            Text(str(s["entry_seq"]) if s["entry_seq"] is not None else "?"),
+            Text(s["operation"] or "-"),
+            Text(f"{s['printed_name']} ({s['signer']})"),
+            Text(s["meaning"]),
+            Text(f"{datetime.fromisoformat(s['at']):%Y-%m-%d %H:%M:%S %Z}"),
+            Text(s["method"]),
+        ]
+        for s in signatures
+    ]
+    out.print(Text(f"Signatures ({len(rows)})", style="italic"))
+    out.print(columns(("entry", "operation", "signed by", "meaning", "at", "method"), rows))
 
 
 def _print_history(report: Mapping[str, Any], last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
     every = report["history"]
     entries = every if last is None else every[-last:] if last else []
     total = len(every)

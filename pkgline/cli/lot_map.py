@@ -12,9 +12,11 @@ from typing import Annotated
 
 import typer
 
+from mes.domain.authority import Action
 from mes.maps.e142 import MAX_MAP_BYTES, MapRefused
 from mes.maps.service import MapExport, MapImport, export_lot_maps, import_lot_map
 from pkgline.bootstrap import open_lot_service
+from pkgline.cli import signing
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -27,6 +29,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
 app = typer.Typer(
     help="Strip and panel maps as SEMI E142 XML: export a lot's, import an upstream one.",
@@ -118,13 +121,16 @@ def import_(
             "default: the bin's description when it is a reject code).",
         ),
     ] = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     db: DbOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Reject the sites an upstream tool or inspection failed in its E142 map, with its bins
     mapped to reject codes. The carrier and its layout must match; a map that does not
-    parse or does not fit is refused with what differed, and nothing changes."""
+    parse or does not fit is refused with what differed, and nothing changes. A scrap of
+    sites: signed by you (your OS account in direct mode) with --meaning."""
     codes = parse_assignments(bin_code or [], "--bin", as_json=json)
     try:
         if file.stat().st_size > MAX_MAP_BYTES:
@@ -135,17 +141,25 @@ def import_(
     except MapRefused as exc:
         usage_error(exc.message, as_json=json)
 
+    act = signing.signed(
+        lambda service, signed: import_lot_map(
+            service,
+            lot,
+            document,
+            source=file.name,
+            user=current_user(user),
+            onto=carrier,
+            bin_codes=codes,
+            signatures=signed,
+        ),
+        Action.SCRAP_SITES,
+        meaning,
+        f"E142 map import: {file.name}",
+    )
+
     async def work() -> MapImport:
-        async with open_lot_service(db) as service:
-            return await import_lot_map(
-                service,
-                lot,
-                document,
-                source=file.name,
-                user=current_user(user),
-                onto=carrier,
-                bin_codes=codes,
-            )
+        async with open_lot_service(db, signatures=signing.policy(config)) as service:
+            return await act(service)
 
     done = run(work, as_json=json, db=db)
     plan = done.plan

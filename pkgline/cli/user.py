@@ -95,6 +95,13 @@ def _print_user(user: User, as_json: bool, done: str | None = None) -> None:
     if shown["locked_until"]:
         state += f", locked until {shown['locked_until']}"
     out.print(f"  {state}; password: {shown['password']}; failed logins: {user.failed_attempts}")
+    if user.password_hash is not None and user.kind is UserKind.PERSON:
+        out.print(
+            "  may sign (their own password)"
+            if user.may_sign
+            else f"  may not sign until they change the password set by "
+            f"{user.password_set_by or 'an earlier pkgline'} (user passwd {user.username} --own)"
+        )
 
 
 @app.command()
@@ -197,15 +204,55 @@ def enable(username: UserArg, db: DbOption = None, json: JsonOption = False) -> 
 @app.command()
 def passwd(
     username: UserArg,
+    own: Annotated[
+        bool,
+        typer.Option(
+            "--own",
+            help="Change your own password, giving the current one first (with "
+            "--password-stdin: the current on the first line, the new on the second). Only a "
+            "password you set yourself signs.",
+        ),
+    ] = False,
     password_stdin: PasswordStdin = False,
     db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Set a person's password (an admin's reset also lifts a lockout). The service keeps
-    only its argon2id hash."""
+    """Set a person's password (an admin's reset also lifts a lockout), or with --own change
+    your own. The service keeps only its argon2id hash. A password an admin set cannot sign
+    until its user changes it (--own)."""
+    if own:
+        current = _current_password(password_stdin, json)
+        new = _password(password_stdin, json)
+
+        async def change() -> User:
+            async with open_identity(db) as identity:
+                return await identity.change_own_password(username, current, new)
+
+        _print_user(run(change, as_json=json, db=db), json, "has a new password, set by them")
+        return
     password = _password(password_stdin, json)
     user = _call(db, json, lambda s, by: s.set_password(by, username, password))
     _print_user(user, json, "has a new password")
+
+
+def _current_password(from_stdin: bool, as_json: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        current = line.removesuffix("\n").removesuffix("\r")
+        if not current:
+            usage_error(
+                "--own --password-stdin: expected the current password on the first line and "
+                "the new one on the second",
+                as_json=as_json,
+            )
+        return current
+    if not sys.stdin.isatty():
+        usage_error(
+            "no terminal to ask the passwords on: give them on standard input with "
+            "--password-stdin (current, then new)",
+            as_json=as_json,
+        )
+    return getpass.getpass("current password: ")
 
 
 @app.command()

@@ -44,6 +44,7 @@ from mes.domain.model import LotHead, LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
+from pkgline.controller import HEARTBEAT_S
 from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
 from pkgline.controller.feed import ToolFeed
 from pkgline.controller.outage import DatabaseOutage
@@ -58,7 +59,6 @@ log = structlog.get_logger("pkgline.controller")
 
 MANUAL = "manual"
 STOPPED = "stopped"
-HEARTBEAT_S = 5.0
 FLUSH_S = 10.0
 """On stop: how long to wait for tool states still to be written."""
 FIRST_CONTACT_MARGIN_S = 10.0

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from mes.domain import commands as cmd
-from pkgline.bootstrap import open_lot_service
+from mes.domain.signatures import SignatureGiven
+from pkgline.bootstrap import open_lot_service, os_account
 from tests.cli.test_lot_cli import ok_json, pkgline
 
 
@@ -69,7 +70,8 @@ async def test_lot_show_prints_the_last_history_entries_and_all_on_request(lots_
     async with open_lot_service(lots_db) as service:  # 24 moves in one process, not 24
         for n in range(12):
             await service.hold(cmd.HoldLot("L0", "op1", f"check {n}"))
-            await service.release(cmd.ReleaseLot("L0", "op1"))
+            signed = (SignatureGiven(os_account(), "approved release"),)  # direct mode
+            await service.release(cmd.ReleaseLot("L0", "op1"), signatures=signed)
     short = pkgline(lots_db, "lot", "show", "L0")
     assert "the last 20 of 25 entries" in short.stdout
     assert (

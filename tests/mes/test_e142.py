@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from mes.domain import commands as cmd
+from mes.domain.authority import Principal
 from mes.domain.model import SiteRef, SiteReject
+from mes.domain.signatures import SignatureGiven, SignatureRequired
 from mes.maps import e142
 from mes.maps.service import export_lot_maps, import_lot_map
 from mes.service import LotService
@@ -220,3 +222,27 @@ async def test_a_refused_import_changes_nothing(service: LotService) -> None:
             await import_lot_map(service, "B", document, source="x", user="op1", onto=onto)
     after = await service.report("B")
     assert after.lot == before.lot and after.history == before.history
+
+
+async def test_an_imported_map_is_a_scrap_of_sites_and_is_signed(service: LotService) -> None:
+    await _lot(service, "A")
+    await service.scrap_sites(
+        cmd.ScrapSites("A", "op1", "chipped", (cmd.SiteRejectGiven("1", 2, 1, "CHIP"),))
+    )
+    await _lot(service, "B", carriers=1)
+    exported = await export_lot_maps(service, "A", carrier="1")
+    owner = service.acting_as(Principal.file_owner("alice", "Alice Liddell"))
+    with pytest.raises(SignatureRequired, match="scrap of sites of lot B"):
+        await import_lot_map(owner, "B", exported.xml, source="a.xml", user="alice", onto="1")
+    assert await service.rejected_sites("B") == []
+    signed = (SignatureGiven("alice", "approved scrap of sites: AOI map a.xml"),)
+    done = await import_lot_map(
+        owner, "B", exported.xml, source="a.xml", user="alice", onto="1", signatures=signed
+    )
+    assert done.outcome is not None
+    [signature] = (await service.report("B")).signatures
+    assert (signature.printed_name, signature.meaning) == (
+        "Alice Liddell",
+        "approved scrap of sites: AOI map a.xml",
+    )
+    assert signature.entry_hash == done.outcome.entries[0].hash

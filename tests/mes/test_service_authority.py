@@ -20,6 +20,7 @@ from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
 from mes.service import LotService
 from tests.mes.conftest import Clock
+from tests.mes.signers import Signers, signed
 
 
 def _person(name: str, *roles: Role) -> Principal:
@@ -51,7 +52,8 @@ def log() -> Log:
 @pytest.fixture
 def lots(store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock, log: Log) -> LotService:
     """A lot service acting for an operator unless a call names another principal."""
-    return LotService(store, library, clock, principal=OPERATOR, security=log)
+    signers = Signers([OPERATOR, QUALITY, ENGINEER, TECHNICIAN])
+    return LotService(store, library, clock, principal=OPERATOR, security=log, verifier=signers)
 
 
 async def _started(lots: LotService, lot_id: str = "L1") -> None:
@@ -87,22 +89,29 @@ async def test_a_hold_a_limit_placed_is_released_by_quality_not_by_an_operator(
         await lots.release(cmd.ReleaseLot("L1", "op1", "fine"))
     assert set(refused.value.allowed) == {"engineer", "quality"}
     assert (await lots.get("L1")).state is LotState.HOLD
-    released = await lots.release(cmd.ReleaseLot("L1", "qa1", "measured again"), by=QUALITY)
+    held = await lots.get("L1")
+    released = await lots.release(
+        cmd.ReleaseLot("L1", "qa1", "measured again"), by=QUALITY, signatures=signed(QUALITY, held)
+    )
     assert released.lot.state is LotState.WAITING
     assert [e.action for e in log.events] == ["release_ruled"]
 
 
 async def test_an_operator_releases_the_hold_an_operator_placed(lots: LotService) -> None:
     await _started(lots)
-    await lots.hold(cmd.HoldLot("L1", "op1", "check"))
-    assert (await lots.release(cmd.ReleaseLot("L1", "op1"))).lot.state is LotState.WAITING
+    held = (await lots.hold(cmd.HoldLot("L1", "op1", "check"))).lot
+    released = await lots.release(cmd.ReleaseLot("L1", "op1"), signatures=signed(OPERATOR, held))
+    assert released.lot.state is LotState.WAITING
 
 
 async def test_scrap_needs_quality(lots: LotService) -> None:
     await _started(lots)
     with pytest.raises(NotAuthorized, match="needs the role quality"):
         await lots.scrap(cmd.ScrapLot("L1", "op1", "voids"))
-    scrapped = await lots.scrap(cmd.ScrapLot("L1", "qa1", "voids"), by=QUALITY)
+    lot = await lots.get("L1")
+    scrapped = await lots.scrap(
+        cmd.ScrapLot("L1", "qa1", "voids"), by=QUALITY, signatures=signed(QUALITY, lot)
+    )
     assert scrapped.lot.state is LotState.SCRAPPED
 
 
@@ -195,8 +204,12 @@ async def test_the_history_says_which_principal_acted_and_how_it_was_known(
     lots: LotService,
 ) -> None:
     await _started(lots)
-    await lots.hold(cmd.HoldLot("L1", "controller", "alarm", HoldSource.ALARM), by=CONTROLLER)
-    await lots.release(cmd.ReleaseLot("L1", "QA:bob", "checked"), by=QUALITY)
+    held = await lots.hold(
+        cmd.HoldLot("L1", "controller", "alarm", HoldSource.ALARM), by=CONTROLLER
+    )
+    await lots.release(
+        cmd.ReleaseLot("L1", "QA:bob", "checked"), by=QUALITY, signatures=signed(QUALITY, held.lot)
+    )
     history = (await lots.report("L1")).history
     assert [(e.user, e.by, e.auth) for e in history] == [
         ("op1", "op1", "password"),
@@ -210,7 +223,11 @@ async def test_a_service_acting_as_another_principal_shares_the_store_and_the_lo
 ) -> None:
     await _started(lots)
     quality = lots.acting_as(QUALITY)
-    assert (await quality.scrap(cmd.ScrapLot("L1", "qa1", "voids"))).lot.state is LotState.SCRAPPED
+    lot = await lots.get("L1")
+    scrap = cmd.ScrapLot("L1", "qa1", "voids")
+    assert (
+        await quality.scrap(scrap, signatures=signed(QUALITY, lot))
+    ).lot.state is LotState.SCRAPPED
     with pytest.raises(NotAuthorized):
         await lots.acting_as(TECHNICIAN).start(cmd.StartLot("L2", "fo-organic", "tech1"))
     assert [(e.actor, e.action) for e in log.events] == [("tech1", "start")]

@@ -1,0 +1,225 @@
+"""The CLI's start-up: every ``pkgline`` call is a new process, so its imports are paid on
+each call. Runs ``python -c pass``, ``pkgline version``, ``pkgline --help`` and ``pkgline lot
+show X --json`` (direct mode, on a seeded SQLite file and, when it answers, on PostgreSQL)
+``--runs`` times each, interleaved, and prints p50/p90 of each and the ratio of ``lot show``
+to ``python -c pass``. Goal (issue 14): ``lot show`` p50 under 0.25 s and at most 8 times
+``python -c pass`` from the same venv in the same run. Two floors are measured too: the
+imports any typer command pays (typer coerces parameters with pydantic), and with them
+SQLAlchemy's asyncio engine (which imports its ORM) that any direct-mode command pays.
+
+    .venv/bin/python bench/cli.py [--runs 21] [--lots 50] [--no-postgres]
+
+The machine's load is printed at start and end: on a shared machine, compare the ratios,
+and rerun before believing a single figure. PostgreSQL is reached at
+$PKGLINE_BENCH_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test); a scratch
+database is created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+GOAL_S = 0.25
+GOAL_RATIO = 8.0
+SCRATCH_PG = "pkgline_bench_cli"
+FLOOR_TYPER = "import typer.main, typer._adapters"
+FLOOR_SQLALCHEMY = FLOOR_TYPER + ", sqlalchemy.ext.asyncio, sqlalchemy.dialects.sqlite.aiosqlite"
+
+
+@dataclass
+class Command:
+    """One command line, run as a new process each time (its output checked once)."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    """CPU seconds (user + system) of each run: less at the mercy of a busy machine."""
+
+    def run(self) -> subprocess.CompletedProcess[bytes]:
+        before = _children_cpu()
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            self.argv,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            check=False,
+        )
+        self.times.append(time.perf_counter() - t0)
+        self.cpu.append(_children_cpu() - before)
+        if done.returncode != 0:
+            raise SystemExit(
+                f"{self.name}: exit {done.returncode}\n{done.stderr.decode(errors='replace')}"
+            )
+        return done
+
+    def quantile(self, q: float, *, cpu: bool = False) -> float:
+        ordered = sorted(self.cpu if cpu else self.times)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> str:
+    return "load average " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def pkgline() -> str:
+    """The ``pkgline`` console script of the venv this benchmark runs in."""
+    script = Path(sys.executable).with_name("pkgline")
+    if not script.exists():
+        raise SystemExit(f"no {script}: run from the project's venv (make install)")
+    return str(script)
+
+
+async def seeded(url: str, lots: int) -> str:
+    """Migrate and seed the database at ``url``; return a lot in progress to show."""
+    from seed import seed
+
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.domain.model import LotState
+    from mes.ports import LotQuery
+    from pkgline.bootstrap import open_lot_service
+
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        await seed(engine, lots, active=max(1, lots // 2))
+    finally:
+        await engine.dispose()
+    async with open_lot_service(url) as service:
+        page = await service.page(LotQuery(states=(LotState.RUNNING,), limit=1))
+    return page.lots[0].id
+
+
+async def scratch_postgres(admin: str, *, drop: bool = False) -> str | None:
+    """A fresh scratch database next to ``admin`` (its URL), or None when PostgreSQL does
+    not answer; ``drop``: drop it."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(admin, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        print(f"PostgreSQL at {admin} not reachable ({exc}): its figures are left out")
+        return None
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_PG}" WITH (FORCE)')
+        if not drop:
+            await conn.execute(f'CREATE DATABASE "{SCRATCH_PG}"')
+    finally:
+        await conn.close()
+    return admin.rsplit("/", 1)[0] + "/" + SCRATCH_PG
+
+
+def lot_show(name: str, url: str, lot: str) -> Command:
+    """``pkgline lot show LOT --json`` in direct mode on ``url`` (output checked)."""
+    return Command(name, [pkgline(), "lot", "show", lot, "--json"], {"PKGLINE_DB": url})
+
+
+def check(command: Command, lot: str | None) -> None:
+    """Run ``command`` once, unmeasured (warms the OS's caches), and check its output."""
+    out = command.run().stdout
+    command.times.clear()
+    command.cpu.clear()
+    if lot is not None and json.loads(out)["id"] != lot:
+        raise SystemExit(f"{command.name}: printed another lot than {lot}")
+
+
+def report(commands: list[Command], baseline: Command) -> None:
+    print(
+        f"\n{'':<34}{'wall: p50 ms':>13}{'p90 ms':>9}{'x pass':>9}{'CPU: p50 ms':>13}{'x pass':>9}"
+    )
+    for command in commands:
+        p50 = command.quantile(0.5)
+        cpu = command.quantile(0.5, cpu=True)
+        print(
+            f"  {command.name:<32}{p50 * 1000:13.1f}{command.quantile(0.9) * 1000:9.1f}"
+            f"{p50 / baseline.quantile(0.5):9.1f}{cpu * 1000:13.1f}"
+            f"{cpu / baseline.quantile(0.5, cpu=True):9.1f}"
+        )
+    print()
+    for command in commands:
+        if not command.name.startswith("lot show"):
+            continue
+        p50 = command.quantile(0.5)
+        ratio = p50 / baseline.quantile(0.5)
+        verdict = "ok" if p50 < GOAL_S and ratio <= GOAL_RATIO else "MISSED"
+        print(
+            f"  {command.name}: p50 {p50 * 1000:.0f} ms (goal < {GOAL_S * 1000:.0f}), "
+            f"{ratio:.1f}x python -c pass (goal <= {GOAL_RATIO:.0f}x): {verdict}"
+        )
+
+
+async def bench(runs: int, lots: int, postgres: bool) -> None:
+    print(load(), "(start)")
+    baseline = Command("python -c pass", [sys.executable, "-c", "pass"])
+    commands = [
+        baseline,
+        # floors: what any typer command (typer coerces parameters with pydantic) and any
+        # direct-mode command (SQLAlchemy's asyncio engine, which imports its ORM) import
+        Command("floor: typer + pydantic", [sys.executable, "-c", FLOOR_TYPER]),
+        Command("floor: + SQLAlchemy asyncio", [sys.executable, "-c", FLOOR_SQLALCHEMY]),
+        Command("pkgline version", [pkgline(), "version"]),
+        Command("pkgline --help", [pkgline(), "--help"]),
+    ]
+    shown: dict[str, str] = {}
+    admin = os.environ.get("PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    with tempfile.TemporaryDirectory() as scratch:
+        sqlite_url = f"sqlite:///{Path(scratch) / 'cli.db'}"
+        lot = await seeded(sqlite_url, lots)
+        commands.append(lot_show("lot show --json (SQLite)", sqlite_url, lot))
+        shown[commands[-1].name] = lot
+        pg_url = await scratch_postgres(admin) if postgres else None
+        try:
+            if pg_url is not None:
+                lot = await seeded(pg_url, lots)
+                commands.append(lot_show("lot show --json (PostgreSQL)", pg_url, lot))
+                shown[commands[-1].name] = lot
+            # The client-server mode (issue 14: ``pkgline lot show X --json --server URL``
+            # against a running ``pkgline`` server) is measured here too once it exists:
+            # start the server on one of the databases above, append its Command here,
+            # and stop the server after the runs below.
+            for command in commands:
+                check(command, shown.get(command.name))
+            print(f"{len(commands)} commands, {runs} runs each, interleaved ({load()})")
+            for _ in range(runs):
+                for command in commands:
+                    command.run()
+        finally:
+            if pg_url is not None:
+                await scratch_postgres(admin, drop=True)
+    report(commands, baseline)
+    print(load(), "(end)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=21, help="runs of each command (21)")
+    parser.add_argument("--lots", type=int, default=50, help="lots seeded (50)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    if args.runs < 1 or args.lots < 1:
+        parser.error("--runs and --lots are 1 or more")
+    asyncio.run(bench(args.runs, args.lots, not args.no_postgres))
+
+
+if __name__ == "__main__":
+    main()
