@@ -5,6 +5,7 @@ standard error; both print the same output and exit with the same codes."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +15,6 @@ from pkgline.cli.common import (
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
-    err,
     fail,
     usage_error,
 )
@@ -69,8 +69,9 @@ def say_direct(db: str | None, *, quiet: bool = False) -> None:
 
 def _say(line: str, quiet: bool) -> None:
     last_mode[:] = [line]
-    if not quiet:
-        err.print(line, markup=False)
+    if not quiet:  # plain text: rich is not imported for a --json command
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def call(
