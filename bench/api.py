@@ -5,9 +5,10 @@ The server is the real ``pkgline api`` as a child process on a Unix socket in a 
 directory, on a SQLite file of its own; its clients are 1 and 8 threads of this process, each
 request a new connection with the CLI's own client (``pkgline.cli.remote``: http.client over
 the socket). In-process: the same calls on ``LotService`` (1 and 8 tasks) on another SQLite
-file. A move is a hold or a release of the client's own lot: one transaction that reads the
-lot, updates it and appends one history and one outbox row (as a track-in does), with the
-principal's role checked. ``lot show`` is GET /lots/{id} against ``LotService.report``.
+file. A move is a track-in of the client's own lot or the abort of that step: one
+transaction that reads the lot, checks the flow, updates it and appends one history and one
+outbox row, with the principal's role checked (a release would need an electronic signature,
+which the server does not take yet). ``lot show`` is GET /lots/{id} against ``LotService.report``.
 Then ``pkgline lot show X --json`` end to end, through the server and in direct mode, against
 ``python -c pass`` from the same venv.
 
@@ -80,8 +81,8 @@ def through_server(server: Server, clients: int, moves: int) -> tuple[float, lis
     def client(n: int) -> None:
         mine: list[float] = []
         for i in range(each):
-            op = "hold" if i % 2 == 0 else "release"
-            body = {"reason": "bench"} if op == "hold" else {}
+            op = "track-in" if i % 2 == 0 else "abort"
+            body = {"step": "SUBSTRATE_PREP"} if op == "track-in" else {"reason": "bench"}
             t0 = time.perf_counter()
             answer = request(server, "POST", f"/lots/B{n}/{op}", body)
             mine.append(time.perf_counter() - t0)
@@ -109,9 +110,9 @@ async def in_process(url: str, clients: int, moves: int) -> tuple[float, list[fl
         for i in range(each):
             t0 = time.perf_counter()
             if i % 2 == 0:
-                await lots.hold(cmd.HoldLot(f"B{n}", who.name, "bench"), by=who)
+                await lots.track_in(cmd.TrackIn(f"B{n}", "SUBSTRATE_PREP", who.name), by=who)
             else:
-                await lots.release(cmd.ReleaseLot(f"B{n}", who.name), by=who)
+                await lots.abort(cmd.AbortStep(f"B{n}", who.name, "bench"), by=who)
             latencies.append(time.perf_counter() - t0)
 
     try:
@@ -172,7 +173,7 @@ def main() -> None:
                 if time.monotonic() > deadline or child.poll() is not None:
                     raise SystemExit("pkgline api did not start")
                 time.sleep(0.05)
-            print(f"lot moves (hold/release) and lot show, SQLite, {args.moves} moves each")
+            print(f"lot moves (track-in/abort) and lot show, SQLite, {args.moves} moves each")
             print(f"  {'':<34} {'moves/s':>8}")
             rates = {}
             cpu: dict[tuple[str, int], float] = {}

@@ -77,7 +77,8 @@ async def test_schemathesis_finds_no_server_error(sqlite_url: str, tmp_path: Pat
 
 
 async def test_fifty_clients_moving_lots_at_once(api: RunningApi) -> None:
-    """Each client starts its lot, tracks it in and out, holds and releases it; the server
+    """Each client starts its lot, tracks it in, aborts the step, tracks it in and out again
+    (a release would need a signature, which the server does not take yet); the server
     answers every one, every lot ends where its client left it, and the history verifies."""
     clients = 50
 
@@ -87,9 +88,9 @@ async def test_fifty_clients_moving_lots_at_once(api: RunningApi) -> None:
             steps = [
                 ("/lots", {"lot": lot, "flow": "fo-organic", "params": {"layers": "3"}}),
                 (f"/lots/{lot}/track-in", {"step": "SUBSTRATE_PREP"}),
+                (f"/lots/{lot}/abort", {"reason": f"client {n}"}),
+                (f"/lots/{lot}/track-in", {"step": "SUBSTRATE_PREP"}),
                 (f"/lots/{lot}/track-out", {}),
-                (f"/lots/{lot}/hold", {"reason": f"client {n}"}),
-                (f"/lots/{lot}/release", {}),
             ]
             for path, body in steps:
                 for _ in range(20):  # a database that says retry: the client retries
@@ -106,7 +107,7 @@ async def test_fifty_clients_moving_lots_at_once(api: RunningApi) -> None:
         assert {lot["step"] for lot in listed["lots"]} == {"SUBSTRATE_PREP"}
         shown = (await client.get("/lots/C07")).json()
     assert [e["operation"] for e in shown["history"]] == [
-        "start", "track_in", "track_out", "hold", "release",
+        "start", "track_in", "abort", "track_in", "track_out",
     ]  # fmt: skip
     engine = create_engine(api.db)
     try:

@@ -84,7 +84,8 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
             ("GET", "/lots/NOPE", None, 404, "unknown_lot"),
             ("POST", "/lots", START, 409, "lot_exists"),
             ("POST", "/lots/A1/track-in", {"step": "MOLD"}, 409, "step_not_allowed"),
-            ("POST", "/lots/A1/release", {}, 409, "operation_not_allowed"),
+            ("POST", "/lots/A1/abort", {}, 409, "operation_not_allowed"),
+            ("POST", "/lots/A1/release", {}, 422, "signature_required"),
             ("POST", "/lots/A1/hold", {}, 422, "invalid_input"),
             ("POST", "/lots/A1/hold", {"reason": 5}, 422, "invalid_request"),
             ("POST", "/lots/A1/hold", {"reason": "x", "why": "y"}, 422, "invalid_request"),
@@ -151,9 +152,9 @@ async def test_a_body_sent_in_chunks_past_the_limit_is_refused(
 
 
 async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -> None:
-    """start, track-in, track-out, hold, release, split, merge, complete: each answers the
-    lot as it now is and what was recorded; ``lot show --json`` in direct mode prints the
-    same JSON as GET /lots/{id}."""
+    """start, track-in, track-out, split, merge, hold: each answers the lot as it now is and
+    what was recorded (a release needs a signature, which the server refuses until it checks
+    them); ``lot show --json`` in direct mode prints the same JSON as GET /lots/{id}."""
     async with api.client() as client:
         await api.roles(Role.OPERATOR, Role.ENGINEER)
         assert (await client.post("/lots", json=START)).status_code == 201
@@ -165,19 +166,21 @@ async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -
         )
         assert out.status_code == 200, out.text
         assert out.json()["good_sites"] == 63
-        held = await client.post("/lots/A1/hold", json={"reason": "check the strip"})
-        assert held.json()["state"] == "HOLD" and held.json()["hold_reason"] == "check the strip"
-        released = await client.post("/lots/A1/release", json={"reason": "looked fine"})
-        assert released.json()["state"] == "WAITING"
         split = await client.post("/lots/A1/split", json={"carriers": ["2"], "into": "A1.1"})
         assert split.status_code == 200, split.text
         merged = await client.post("/lots/A1.1/merge", json={"into": "A1"})
         assert merged.status_code == 200 and merged.json()["id"] == "A1", merged.text
         listed = await client.get("/lots", params={"state": ["WAITING"], "limit": 1})
         assert [lot["id"] for lot in listed.json()["lots"]] == ["A1"]
+        held = await client.post("/lots/A1/hold", json={"reason": "check the strip"})
+        assert held.json()["state"] == "HOLD" and held.json()["hold_reason"] == "check the strip"
+        unsigned = await client.post("/lots/A1/release", json={"reason": "looked fine"})
+        assert unsigned.status_code == 422 and unsigned.json()["error"] == "signature_required"
         shown = (await client.get("/lots/A1")).json()
+    assert shown["state"] == "HOLD"
     operations = [e["operation"] for e in shown["history"] if e["lot"] == "A1"]
-    assert operations[:4] == ["start", "track_in", "track_out", "hold"]
+    assert operations[:3] == ["start", "track_in", "track_out"]
+    assert operations[-1] == "hold"
     assert all(e["auth"] == "os_account" for e in shown["history"])
     direct = await cli("lot", "show", "A1", "--json", "--db", api.db)
     assert direct.returncode == 0, direct.stderr
