@@ -9,7 +9,12 @@ scratch directory) and stops it at the end.
 1. Latency. ``bench/line_throughput.py``'s line: the example line (13 tools) simulated with
    time scale 0 by ``pkgline sim`` in another process, ``--per-flow`` lots of each flow kept in
    progress, the line controller in THIS process with the event relay beside it, as ``pkgline
-   serve`` runs them (poll interval 0.2 s, the example's, unless ``--poll``). A subscriber in a
+   serve`` runs them: the relay on a thread and event loop of its own with an engine of its
+   own, woken by the commits of the controller's units of work (``--same-loop``: on the
+   controller's event loop; ``--no-wake``: polling only, every ``poll_interval_s``); the
+   example's secure configuration (certificates made for both sides, as the demo does); tool
+   poll interval 0.2 s, the example's, unless ``--poll``. The broker runs with
+   ``set_tcp_nodelay true``, as docs/events.md advises. A subscriber in a
    third process writes down the wall-clock time each lot event arrives; a fourth reads the
    outbox's highest id every 5 ms and writes down when each id became visible (committed).
    Latency of an event: arrival minus the last read before it was seen (an upper bound, at
@@ -58,7 +63,7 @@ import line_throughput as lt
 from drivers.factory import DriverFactory
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
-from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.adapters.outbox import OutboxReader, OutboxSignal, OutboxStore
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
 from mes.service import LotService
@@ -68,9 +73,11 @@ from pkgline.controller.line import LineController, connections_needed
 from pkgline.events import payloads
 from pkgline.events.config import EventsConfig
 from pkgline.events.relay import Relay
+from pkgline.events.thread import RelayThread, on_loop
 from pkgline.events.topics import Topics
 from pkgline.logs import configure_logging
 from pkgline.mqtt import PENDING_CALLS_WARNING
+from pkgline.security import secure_demo_line
 from simulators.line import with_free_ports, write_line_config
 
 GOAL_P99_MS = 50.0
@@ -96,6 +103,7 @@ def mosquitto(directory: Path) -> Any:
     conf = directory / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 100\n"
+        "set_tcp_nodelay true\n"  # as docs/events.md advises
         f"user {getpass.getuser()}\n"
         f"max_queued_messages 0\nlog_dest file {directory / 'mosquitto.log'}\n"
     )
@@ -210,7 +218,9 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
             }
         )
     events = EventsConfig(url=f"mqtt://127.0.0.1:{port}", root="bench")
-    line: LineConfig = with_free_ports(config).model_copy(update={"events": events})
+    # The secure configuration, as the demo runs it (certificates for both sides, trusted).
+    config = secure_demo_line(with_free_ports(config), tmp / "pki")
+    line: LineConfig = config.model_copy(update={"events": events})
     config_path = write_line_config(line, tmp / "line.toml")
     topics = Topics.of(events.root, events.site, events.area, line.name)
     arrivals = tmp / "arrivals.txt"
@@ -219,7 +229,8 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
     factory = DriverFactory()
     try:
         await upgrade(engine)
-        uow = SqlUnitOfWorkFactory(engine)
+        committed = OutboxSignal()
+        uow = SqlUnitOfWorkFactory(engine, outbox=committed)
         lots = LotService(uow, flow_library())
         equipment = EquipmentService(uow)
         with (tmp / "sim.log").open("w") as sim_log, (tmp / "controller.log").open("w") as clog:
@@ -234,7 +245,18 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                 async def own_tools() -> Any:
                     return await equipment.tools(line.name)
 
-                relay = Relay(events, OutboxStore(engine), controller=line.name, tools=own_tools)
+                # As pkgline serve: the relay on a thread of its own with an engine of its own,
+                # or (--same-loop) on the controller's event loop.
+                relay_engine = engine if args.same_loop else create_engine(url, pool_size=2)
+                relay = Relay(
+                    events,
+                    OutboxStore(relay_engine),
+                    controller=line.name,
+                    tools=own_tools
+                    if args.same_loop
+                    else on_loop(own_tools, asyncio.get_running_loop()),
+                    committed=None if args.no_wake else committed,
+                )
                 controller = LineController(
                     line,
                     lots,
@@ -242,7 +264,11 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                     factory.create_all(line.tools),
                     status_of_parts=[relay.status_line],
                 )
-                relaying = asyncio.create_task(relay.run())
+                thread = None if args.same_loop else RelayThread(relay, relay_engine)
+                if thread is None:
+                    relaying = asyncio.create_task(relay.run())
+                else:
+                    thread.start()
                 running = asyncio.create_task(controller.run())
                 await controller.ready.wait()
                 topping = asyncio.create_task(lt.keep_topped_up(lots, args.per_flow))
@@ -256,8 +282,11 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
                         await topping
                     controller.request_stop()
                     await running
-                    relay.request_stop()
-                    await relaying
+                    if thread is None:
+                        relay.request_stop()
+                        await relaying
+                    else:
+                        await thread.stop(30)
                     configure_logging("warning", stream=sys.stderr)
     finally:
         await factory.aclose()
@@ -412,6 +441,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--measure", type=float, default=20.0)
     parser.add_argument("--poll", type=float)
+    parser.add_argument(
+        "--no-wake", action="store_true", help="the relay polls only (not woken by commits)"
+    )
+    parser.add_argument(
+        "--same-loop",
+        action="store_true",
+        help="the relay on the controller's event loop (not on a thread of its own)",
+    )
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--skip-line", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")

@@ -96,6 +96,7 @@ from pkgline.controller.line import (
     freeze_startup_objects,
 )
 from pkgline.logs import configure_logging
+from pkgline.security import secure_demo_line
 from simulators.line import with_free_ports, write_line_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -654,7 +655,8 @@ async def bench(args: argparse.Namespace) -> None:
     print(f"  poll / publishing interval: {', '.join(f'{p:g} s' for p in polls)} ({whose})")
     with tempfile.TemporaryDirectory(prefix="pkgline-throughput-") as tmp_name:
         tmp = Path(tmp_name)
-        line = with_free_ports(config)
+        # The secure configuration, as the demo runs it (certificates for both sides, trusted).
+        line = secure_demo_line(with_free_ports(config), tmp / "pki")
         config_path = write_line_config(line, tmp / "line.toml")
         with (tmp / "sim.log").open("w", encoding="utf-8") as sim_log:
             targets: list[tuple[str, str]] = [("SQLite (temp file)", f"sqlite:///{tmp}/line.db")]

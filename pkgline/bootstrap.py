@@ -22,6 +22,7 @@ from mes.adapters.database import (
     default_database_url,
 )
 from mes.adapters.health import DatabaseHealth
+from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import Action, NotAuthorized, Principal
@@ -134,16 +135,18 @@ def services_for(
     *,
     health: DatabaseHealth | None = None,
     signatures: SignaturePolicy | None = None,
+    outbox: OutboxSignal | None = None,
 ) -> Services:
     """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
     another), refusals recorded in the database's security log; ``health`` is told the end
     of every unit of work (the line controller's STATUS); signed operations need the
     signers ``signatures`` says (line.toml ``[signatures]``; default one each), their
-    passwords checked by the identity service on the same engine."""
+    passwords checked by the identity service on the same engine; ``outbox`` is told every
+    commit of outbox events (the event relay of the same process)."""
     from mes.adapters.sql_flows import SqlFlowVersionStore
     from mes.adapters.sql_identity import SqlSecurityLog
 
-    factory = SqlUnitOfWorkFactory(engine, health=health)
+    factory = SqlUnitOfWorkFactory(engine, health=health, outbox=outbox)
     log = SqlSecurityLog(engine)
     store = SqlFlowVersionStore(engine)
     return Services(

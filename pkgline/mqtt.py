@@ -1,5 +1,6 @@
-"""An MQTT broker connection as ``line.toml`` describes it, for every pkgline publisher (the
-event feed, ``pkgline.events``; a Sparkplug B edge node would take the same settings).
+"""An MQTT broker connection as ``line.toml`` describes it, one type and one loader for every
+pkgline publisher: the event feed (``[events]``, ``pkgline.events``) and the Sparkplug B edge
+node (``[sparkplug]``, ``pkgline.sparkplug``) extend :class:`BrokerConfig` with their own keys.
 
 What it owns: the broker URL (``mqtt://HOST:PORT`` or ``mqtts://HOST:PORT``, never with
 credentials in it), TLS (CA, client certificate and key), the user name and the password read
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -33,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PENDING_CALLS_WARNING = 20_000
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+"""Each message goes out at once: with Nagle's algorithm (paho leaves it on) a small PUBLISH
+waits for the ACK of the one before, which the broker's delayed ACK holds up to 40 ms."""
 # CONNACK codes (3.1.1 return codes, 5 reason codes) that mean "speak another version".
 _UNSUPPORTED_VERSION = {1, 132}
 _BAD_CREDENTIALS = {4, 5, 134, 135}
@@ -51,7 +56,7 @@ class BrokerUnavailable(BrokerError):
 
 
 class BrokerConfig(BaseModel):
-    """How to reach the MQTT broker (``[events]`` in ``line.toml``)."""
+    """How to reach an MQTT broker: the keys ``[events]`` and ``[sparkplug]`` share."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -120,14 +125,17 @@ class BrokerConfig(BaseModel):
 
 def read_password(path: Path) -> str:
     """The password in ``path`` (its first line). Refuses a file that its group or others may
-    read or write: a broker password is for the service alone."""
+    read or write: a broker password is for the service alone, and the service's group
+    (``pkgline``, deploy/install.sh) holds the operators too, so a 0640 file would give it to
+    every one of them. The file belongs to the service's user, mode 0600 (or 0400)."""
     try:
         info = path.stat()
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             mode = stat.S_IMODE(info.st_mode)
             raise BrokerConfigError(
                 f"password_file {path}: readable by others (mode {mode:04o}); it must be "
-                f"readable by the service's user only: chmod 600 {path}"
+                f"readable by the service's user only (its group holds the operators): "
+                f"chmod 600 {path}"
             )
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -188,6 +196,7 @@ async def connect(
             tls_context=context,
             **session,
             max_inflight_messages=100,
+            socket_options=NO_DELAY,
         )
         # aiomqtt warns of "pending publish calls" past 10; a relay keeps a batch in flight.
         client.pending_calls_threshold = PENDING_CALLS_WARNING

@@ -15,21 +15,58 @@ given again after the highest row was deleted: pruning therefore always keeps th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+import structlog
+from sqlalchemy import bindparam, column, delete, func, select, text, update
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY, is_sqlite
+from mes.adapters.driver import AiosqliteSession, CompiledStatement, Fetch, Plan
 from mes.adapters.tables import lots, outbox
+
+log = structlog.get_logger("mes.outbox")
 
 RELAY_LOCK = 0x706B676C_72656C79
 """pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
+OUTBOX_CHANNEL = "pkgline_outbox"
+"""PostgreSQL: the channel a trigger on ``outbox`` notifies at the COMMIT of new events
+(revision 0014); the relay LISTENs on it."""
+
+
+class OutboxSignal:
+    """New outbox events committed in this process. The unit of work calls :meth:`committed`
+    after a COMMIT that wrote some (in the committing event loop); the relay subscribes and
+    reads the outbox at once instead of waiting for its next poll. Other processes' commits
+    reach a relay through PostgreSQL's NOTIFY (:meth:`RelaySession.listen`); on SQLite, the
+    relay's poll finds them."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def committed(self) -> None:
+        """Tell every subscriber. Never raises: the COMMIT is done, and its caller must
+        hear of it as done (a subscriber that fails is logged)."""
+        for callback in tuple(self._callbacks):
+            try:
+                callback()
+            except Exception:
+                log.exception("an outbox subscriber failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +97,17 @@ _PENDING = (
     .limit(bindparam("limit"))
 )
 _PENDING_SKIPPING = _PENDING.where(outbox.c.seq.not_in(bindparam("skip", expanding=True)))
+# SQLite: the ids to skip as one JSON array, so that the statement compiles once and runs on
+# the driver in one hop to the connection's thread (BEGIN, SELECT, COMMIT together), not four
+# through SQLAlchemy's async layer: the relay's read is on the path of every event.
+_PENDING_SQLITE = CompiledStatement.compile(
+    _PENDING.where(
+        outbox.c.seq.not_in(
+            select(column("value")).select_from(func.json_each(bindparam("skip_json")))
+        )
+    ),
+    sqlite_dialect(),
+)
 _PUBLISHED_SINCE = (
     select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
     .where(outbox.c.published_at >= bindparam("since"))
@@ -129,6 +177,7 @@ class OutboxStore:
             try:
                 yield session
             finally:
+                await session.unlisten()
                 await session.resign()
 
 
@@ -139,6 +188,35 @@ class RelaySession:
         self._conn = conn
         self._sqlite = sqlite
         self.leader = sqlite
+        self._listening: Callable[..., None] | None = None
+
+    async def listen(self, callback: Callable[[], None]) -> None:
+        """PostgreSQL: call ``callback`` whenever a transaction that wrote outbox events
+        commits, in any process (LISTEN on :data:`OUTBOX_CHANNEL`, until :meth:`unlisten`).
+        Nothing on SQLite."""
+        if self._sqlite or self._listening is not None:
+            return
+
+        def notified(*_: object) -> None:
+            callback()
+
+        raw = await self._conn.get_raw_connection()
+        asyncpg_connection: Any = raw.driver_connection
+        await asyncpg_connection.add_listener(OUTBOX_CHANNEL, notified)
+        self._listening = notified
+
+    async def unlisten(self) -> None:
+        """Stop listening (UNLISTEN: the connection goes back to the pool without it); a
+        connection that cannot is closed."""
+        notified, self._listening = self._listening, None
+        if notified is None:
+            return
+        try:
+            raw = await self._conn.get_raw_connection()
+            asyncpg_connection: Any = raw.driver_connection
+            await asyncpg_connection.remove_listener(OUTBOX_CHANNEL, notified)
+        except Exception:
+            await self._conn.invalidate()
 
     async def try_lead(self) -> bool:
         """Become the publishing relay if no other relay is (PostgreSQL advisory lock, held
@@ -168,6 +246,16 @@ class RelaySession:
     async def pending(self, limit: int, *, skip: Collection[int] = ()) -> list[OutboxEvent]:
         """The first ``limit`` events not yet published, in id order, but those in ``skip``
         (published, and being marked)."""
+        if self._sqlite:
+            raw = await self._conn.get_raw_connection()
+            session = AiosqliteSession(raw.driver_connection)
+            await session.begin(readonly=True)
+            values = {"limit": limit, "skip_json": json.dumps(sorted(skip))}
+            found = await session.run(_fetch(_PENDING_SQLITE, values), commit=True)
+            return [
+                OutboxEvent(r["seq"], r["lot_id"], r["kind"], r["payload"], r["created_at"])
+                for r in found
+            ]
         async with self._read():
             if skip:
                 values = {"limit": limit, "skip": list(skip)}
@@ -220,6 +308,11 @@ class RelaySession:
             await self._conn.execution_options(**{READONLY: False})
         async with self._conn.begin():
             yield
+
+
+def _fetch(statement: CompiledStatement, values: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = yield Fetch(statement, values)
+    return rows
 
 
 async def _backlog(conn: AsyncConnection) -> Backlog:

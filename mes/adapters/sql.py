@@ -12,7 +12,7 @@ it and its own (:mod:`mes.domain.audit`); the lot row keeps the hash of its newe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -55,6 +55,7 @@ from mes.adapters.driver import (
 )
 from mes.adapters.errors import classify
 from mes.adapters.health import DatabaseHealth
+from mes.adapters.outbox import OutboxSignal
 from mes.adapters.sql_equipment import (
     EquipmentStatements,
     SqlEquipmentRepository,
@@ -650,8 +651,12 @@ class SqlLotRepository:
         )
 
 
-def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:
-    """``work`` as statements: each of its requests answered by :func:`_answer_plan`."""
+def _work_plan(
+    sql: Statements, heads: HeadCache, work: Work[T], saving: Callable[[], None] | None = None
+) -> Plan[T]:
+    """``work`` as statements: each of its requests answered by :func:`_answer_plan`;
+    ``saving`` is called before a save (it writes outbox events; maybe on the driver's
+    thread)."""
     answer: Any = None
     try:
         while True:
@@ -659,6 +664,8 @@ def _work_plan(sql: Statements, heads: HeadCache, work: Work[T]) -> Plan[T]:
                 request = work.send(answer)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
+            if saving is not None and isinstance(request, Save):
+                saving()
             answer = yield from _answer_plan(sql, heads, request)
     finally:
         work.close()
@@ -942,8 +949,12 @@ class SqlUnitOfWork:
         writers: SqliteWriters | None = None,
         heads: HeadCache,
         health: DatabaseHealth | None = None,
+        outbox: OutboxSignal | None = None,
     ):
+        """``outbox``: told after a COMMIT that wrote outbox events."""
         self._engine = engine
+        self._outbox = outbox
+        self._saved = False
         self._health = health
         self._statements = statements
         self._head_cache = heads
@@ -1003,13 +1014,26 @@ class SqlUnitOfWork:
         assert self._session is not None
         await self._session.commit()
         self._committed = True
+        self._tell_outbox()
 
     async def run(self, work: Work[T], *, commit: bool = False) -> T:
         assert self._session is not None, "use the unit of work inside 'async with'"
-        plan = _work_plan(self._statements, self._head_cache, work)
+        plan = _work_plan(self._statements, self._head_cache, work, self._saving)
         result = await self._session.run(plan, commit=commit)
-        self._committed = self._committed or commit
+        if commit:
+            self._committed = True
+            self._tell_outbox()
         return result
+
+    def _saving(self) -> None:
+        self._saved = True
+
+    def _tell_outbox(self) -> None:
+        """After a COMMIT: wake the relay if outbox events were written (one that a work
+        rolled back to its savepoint wakes it for nothing, which costs one read)."""
+        if self._saved and self._outbox is not None:
+            self._saved = False
+            self._outbox.committed()
 
     async def run_each(self, works: Sequence[Work[Any]]) -> list[Outcome]:
         """SQLite: do each work under a savepoint of its own, then commit, in one call on the
@@ -1018,9 +1042,10 @@ class SqlUnitOfWork:
         session = self._session
         assert isinstance(session, AiosqliteSession), "groups are for SQLite"
         outcomes = await session.run_each(
-            [_work_plan(self._statements, self._head_cache, w) for w in works]
+            [_work_plan(self._statements, self._head_cache, w, self._saving) for w in works]
         )
         self._committed = True
+        self._tell_outbox()
         return outcomes
 
     async def __aexit__(
@@ -1142,11 +1167,19 @@ def _copy(exc: Exception) -> Exception:
 class SqlUnitOfWorkFactory:
     """Makes units of work on one engine (the :class:`mes.ports.UnitOfWorkFactory`)."""
 
-    def __init__(self, engine: AsyncEngine, *, health: DatabaseHealth | None = None):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        health: DatabaseHealth | None = None,
+        outbox: OutboxSignal | None = None,
+    ):
         """``health``: told how every unit of work ends (:class:`DatabaseHealth` logs an
-        outage on the edge)."""
+        outage on the edge); ``outbox``: told after every COMMIT that wrote outbox events
+        (the event relay of this process waits for it)."""
         self.engine = engine
         self.health = health
+        self.outbox = outbox or OutboxSignal()
         self.statements = Statements(engine.dialect)
         self._writers = SqliteWriters() if engine.dialect.name == "sqlite" else None
         self._heads = HeadCache()
@@ -1169,4 +1202,5 @@ class SqlUnitOfWorkFactory:
             writers=self._writers,
             heads=self._heads,
             health=self.health,
+            outbox=self.outbox,
         )

@@ -14,6 +14,7 @@ import typer
 from mes.adapters.database import create_engine, display_url
 from mes.adapters.errors import DatabaseUnavailable, classify
 from mes.adapters.health import DatabaseHealth
+from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
 from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
@@ -74,10 +75,10 @@ async def _serve(line: LineConfig, url: str) -> int:
     from drivers.factory import DriverFactory  # pymodbus and asyncua: only for this command
 
     notifier = Notifier.from_environment()
-    # The event relay's two connections (its reads and lock, its marks) come on top.
+    # (The event relay has an engine of its own, on its own thread: pkgline.events.service.)
     engine = create_engine(
         url,
-        pool_size=connections_needed(line) + (2 if line.events else 0),
+        pool_size=connections_needed(line),
         timeouts=line.database_timeouts.timeouts(),
     )
     drivers = DriverFactory()
@@ -98,12 +99,16 @@ async def _serve(line: LineConfig, url: str) -> int:
         # The controller logs an outage on its edges itself (with what it spools meanwhile):
         # the store's health only tells its STATUS line how long the database has been away.
         health = DatabaseHealth(log_edges=False)
-        services = services_for(engine, CONTROLLER, health=health)  # its identity, its role only
+        committed = OutboxSignal()  # the relay publishes the controller's moves at once
+        # its identity, its role only
+        services = services_for(engine, CONTROLLER, health=health, outbox=committed)
         lots, equipment = services.lots, services.equipment
         await load_versions(services)
         for difference in await services.flow_versions.drift(flow_library()):
             log.warning("flow files differ from the active version", detail=difference)
-        relay = event_relay(line, engine, equipment)
+        relay = event_relay(
+            line, url, equipment, committed, timeouts=line.database_timeouts.timeouts()
+        )
         try:
             edge_node = _edge_node(line)
             controller = LineController(
@@ -115,7 +120,7 @@ async def _serve(line: LineConfig, url: str) -> int:
                 before_ready=freeze_startup_objects,
                 feed=edge_node,
                 database=health,
-                status_of_parts=[relay.status_line] if relay else [],
+                status_of_parts=[relay.relay.status_line] if relay else [],
             )
         except (ConfigError, SparkplugError) as exc:
             log.error("refusing to start", reason=str(exc))

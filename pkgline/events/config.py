@@ -30,5 +30,10 @@ class EventsConfig(BrokerConfig):
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="Events read per outbox query.")
     poll_interval_s: float = Field(
-        0.02, gt=0, le=5, description="How often an idle relay looks for new events."
+        0.1,
+        gt=0,
+        le=5,
+        description="How often an idle relay looks for new events that no wake told it of "
+        "(SQLite: other processes' moves; commits of its own process, and on PostgreSQL of "
+        "every process, wake it at once).",
     )

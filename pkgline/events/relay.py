@@ -6,19 +6,19 @@ with the controller's death as the MQTT will, publish its birth, then in a loop
 
 - lead if no other relay does (:meth:`RelaySession.try_lead`: one relay per database);
 - as the leader, read the oldest unpublished events (``batch_size``), publish each to its lot's
-  ``events`` topic and each lot's last state, retained, wait for every PUBACK, then hand the
-  batch to the :class:`Marker`, which marks it published in one transaction on a connection
-  of its own while the next batch goes out (the reads skip the ids it holds; on SQLite its
-  write waits for the controller's moves, and the feed need not); an event that cannot be
-  published goes to the dead-letter topic with the reason and is marked like the others, so
-  it never blocks the feed; when the batch was full, go on at once, else look again after
-  ``poll_interval_s``;
+  ``events`` topic and each lot's last state, retained, and hand the batch to the
+  :class:`~pkgline.events.marker.Marker`, which waits for its PUBACKs and marks it published
+  on a connection of its own while the next batch is read and sent (the reads skip the ids
+  it holds; at most four batches wait); an event that cannot be published goes to the
+  dead-letter topic with the reason and is marked like the others, so it never blocks the
+  feed; when the batch was full, go on at once, else wait for the next commit (the
+  :class:`OutboxSignal` of this process, PostgreSQL's NOTIFY) or ``poll_interval_s``;
 - publish the state of this controller's tools when it changed, retained (every 0.5 s);
 - the line's status (every 5 s, leader) and pruning of the events published more than
   ``retention_days`` ago (every minute, leader).
 
-A broker or database failure ends the session: nothing of the batch in flight was marked, so
-it is published again after the reconnect (at least once: consumers drop duplicates by id),
+A broker or database failure ends the session: nothing of the batches in flight was marked,
+so they are published again after the reconnect (at least once: consumers drop duplicates by id),
 after a backoff doubling up to ``backoff_max_s``. The events committed meanwhile wait in the
 outbox and go out in order, before anything newer. SIGKILL loses nothing for the same reason.
 """
@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,11 +41,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from drivers.config import ConnectionPolicy
 from drivers.supervision import backoff_delays
-from mes.adapters.outbox import Backlog, OutboxEvent, OutboxStore, RelaySession
+from mes.adapters.errors import DatabaseError
+from mes.adapters.outbox import Backlog, OutboxEvent, OutboxSignal, OutboxStore, RelaySession
 from mes.domain.equipment import ToolRecord
 from mes.service import utc_now
 from pkgline.events import payloads
 from pkgline.events.config import EventsConfig
+from pkgline.events.marker import Marker, Sent
 from pkgline.events.publisher import MqttPublisher, Publisher, PublishFailed
 from pkgline.events.topics import Topics
 from pkgline.mqtt import BrokerError, connect, protocol_name
@@ -89,8 +92,12 @@ class Relay:
         controller: str,
         tools: ToolSource | None = None,
         clock: Callable[[], datetime] = utc_now,
+        committed: OutboxSignal | None = None,
     ):
-        """``tools``: this controller's tools' records (their retained states)."""
+        """``tools``: this controller's tools' records (their retained states);
+        ``committed``: told when this process commits outbox events (the relay then reads
+        them at once; without it, and for other processes' commits on SQLite, it finds them
+        at its next poll)."""
         self.config = config
         self.controller = controller
         self.topics = Topics.of(config.root, config.site, config.area, config.line or controller)
@@ -99,6 +106,8 @@ class Relay:
         self._tools = tools
         self._clock = clock
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._committed = committed
         self._tool_states: dict[str, Any] = {}
         self._lot_states: dict[str, dict[str, Any]] = {}
         self._lot_states_due = 0.0
@@ -147,7 +156,7 @@ class Relay:
                     )
                     await self.publish_to(MqttPublisher(client, self.config.timeout_s))
                     return
-            except (BrokerError, PublishFailed, SQLAlchemyError, OSError) as exc:
+            except (BrokerError, PublishFailed, SQLAlchemyError, DatabaseError, OSError) as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not stop the line: log it, retry
                 log.exception("event relay failed")
@@ -190,19 +199,33 @@ class Relay:
         self._tool_states.clear()
         self._next_batch = None
         async with self._store.session() as db, self._store.session() as marks_db:
-            marker = Marker(marks_db, self._clock, limit=MARKS_IN_FLIGHT * self.config.batch_size)
+            marker = Marker(
+                marks_db,
+                self._clock,
+                limit=MARKS_IN_FLIGHT * self.config.batch_size,
+                acknowledged=self._acknowledged,
+            )
             marking = asyncio.create_task(marker.run(), name="event-relay-marks")
+            wake = self._waker()
+            if self._committed is not None:
+                self._committed.subscribe(wake)
             try:
+                await db.listen(self._wake.set)  # PostgreSQL: commits of every process
                 await self._loop(db, publisher, marker, marking)
             finally:
+                if self._committed is not None:
+                    self._committed.unsubscribe(wake)
                 # What the broker acknowledged is marked, if the database lets us (else it is
                 # published again: at least once).
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(MARK_ON_EXIT_S):
                         await marker.flush(marking)
                 marking.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await marking
+                try:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await marking  # its failure, if any, is the session's (raised)
+                finally:
+                    await marker.close()  # every publish task ended and its outcome taken
         await self._announce(publisher, online=False, reason="stopped")
 
     async def _loop(
@@ -242,7 +265,37 @@ class Relay:
                 if not full or now >= stop_by:
                     break
             if not full:
-                await self._pause(self.config.poll_interval_s)
+                await self._idle(self.config.poll_interval_s, marking)
+
+    def _waker(self) -> Callable[[], None]:
+        """What wakes this relay, called from any thread (the commits of a controller whose
+        loop is another: pkgline.events.thread)."""
+        loop = asyncio.get_running_loop()
+        here = threading.get_ident()
+
+        def wake() -> None:
+            if threading.get_ident() == here:
+                self._wake.set()
+            else:
+                with contextlib.suppress(RuntimeError):  # the relay's loop has just closed
+                    loop.call_soon_threadsafe(self._wake.set)
+
+        return wake
+
+    async def _idle(self, seconds: float, marking: asyncio.Task[None]) -> None:
+        """Until events are committed (this process, or any on PostgreSQL), a stop, the
+        marking task's end (a failed acknowledgement), or ``seconds`` (the poll: other
+        processes' commits on SQLite)."""
+        if self._wake.is_set():
+            return
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stop.wait())]
+        try:
+            await asyncio.wait(
+                [*waits, marking], timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def _announce(self, publisher: Publisher, *, online: bool, reason: str) -> None:
         status = payloads.controller_status(
@@ -260,6 +313,7 @@ class Relay:
         await marker.room(marking)
         events, self._next_batch = self._next_batch, None
         if events is None:
+            self._wake.clear()  # what is committed from now on wakes the next round
             events = await db.pending(self.config.batch_size, skip=marker.in_flight)
         if not events:
             return False
@@ -294,21 +348,22 @@ class Relay:
                 messages.append((self.topics.lot_state(lot_id), state, True))
             self._lot_states.clear()
             self._lot_states_due = loop.time() + LOT_STATES_S
-        try:
-            # Sent in this order on one connection; the acknowledgements are awaited together.
-            async with asyncio.TaskGroup() as group:
-                for topic, body, retain in messages:
-                    group.create_task(publisher.publish(topic, body, retain=retain))
-                if full:  # a backlog drains: read the next batch while the broker answers
-                    sent = marker.in_flight.union(e.id for e in events)
-                    self._next_batch = await db.pending(self.config.batch_size, skip=sent)
-        except* PublishFailed as failed:
-            raise failed.exceptions[0] from None
-        marker.add([e.id for e in events])
-        self.status.published += len(events)
-        self.status.dead_letters += dead
-        self.status.last_published_id = events[-1].id
+        # Sent in this order on one connection (each task sends at its first step, in the
+        # order created); the marker awaits their acknowledgements while the next batch is
+        # read and sent.
+        acks = [
+            asyncio.ensure_future(publisher.publish(topic, body, retain=retain))
+            for topic, body, retain in messages
+        ]
+        marker.add([e.id for e in events], acks, dead)
+        if full:  # a backlog drains: read the next batch while the broker answers
+            self._next_batch = await db.pending(self.config.batch_size, skip=marker.in_flight)
         return full
+
+    def _acknowledged(self, sent: Sent) -> None:
+        self.status.published += len(sent.ids)
+        self.status.dead_letters += sent.dead
+        self.status.last_published_id = sent.ids[-1]
 
     async def _recall_lot_states(self, db: RelaySession) -> None:
         """The states of the lots whose events were published lately, to publish again: a
@@ -373,55 +428,3 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-class Marker:
-    """Marks acknowledged events published, in the background, on a connection of its own:
-    on SQLite a write waits for the one writer (the controller's moves), and the next events
-    need not wait for it. Until marked, their ids are :attr:`in_flight`, which the relay's
-    reads skip; at most ``limit`` of them (the relay waits for :meth:`room`)."""
-
-    def __init__(self, db: RelaySession, clock: Callable[[], datetime], *, limit: int):
-        self.in_flight: set[int] = set()
-        self._db = db
-        self._clock = clock
-        self._limit = limit
-        self._waiting: list[int] = []
-        self._wake = asyncio.Event()
-        self._marked = asyncio.Event()
-
-    def add(self, ids: Sequence[int]) -> None:
-        self._waiting.extend(ids)
-        self.in_flight.update(ids)
-        self._wake.set()
-
-    async def room(self, task: asyncio.Task[None]) -> None:
-        """Fewer than ``limit`` ids in flight (or the marking task failed: raised)."""
-        while len(self.in_flight) >= self._limit:
-            await self._next_mark(task)
-
-    async def flush(self, task: asyncio.Task[None]) -> None:
-        """Every id added is marked (or the marking task failed: raised)."""
-        while self.in_flight:
-            await self._next_mark(task)
-
-    async def _next_mark(self, task: asyncio.Task[None]) -> None:
-        self._marked.clear()
-        waiter = asyncio.ensure_future(self._marked.wait())
-        try:
-            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if task.done():
-            task.result()
-            raise RuntimeError("the relay's marking task ended")  # pragma: no cover
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._waiting:
-                ids, self._waiting = self._waiting, []
-                await self._db.mark_published(ids, self._clock())
-                self.in_flight.difference_update(ids)
-                self._marked.set()

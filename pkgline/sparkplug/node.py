@@ -42,6 +42,7 @@ from drivers.config import ConnectionPolicy
 from drivers.model import EquipmentClass, JobResults, RecipeInfo
 from drivers.supervision import backoff_delays
 from mes.domain.equipment import ToolSnapshot
+from pkgline.mqtt import NO_DELAY, BrokerConfigError, read_password, tls_context
 from pkgline.sparkplug import metrics as m
 from pkgline.sparkplug.bdseq import BdSeq
 from pkgline.sparkplug.codec import (
@@ -54,13 +55,7 @@ from pkgline.sparkplug.codec import (
     encode,
     state_topic,
 )
-from pkgline.sparkplug.config import (
-    SparkplugConfig,
-    bdseq_path,
-    broker_address,
-    read_password,
-    tls_context,
-)
+from pkgline.sparkplug.config import SparkplugConfig, SparkplugError, bdseq_path
 
 log = structlog.get_logger("pkgline.sparkplug")
 
@@ -131,12 +126,15 @@ class EdgeNode:
         self.config = config
         self.edge_node_id = edge_node_id
         self.topics = Topics(config.group_id, edge_node_id)
-        self._broker = broker_address(config)
-        self._password = read_password(config.password_file) if config.password_file else None
-        self._tls = tls_context(config)
+        try:
+            self._password = read_password(config.password_file) if config.password_file else None
+            self._tls = tls_context(config)
+        except BrokerConfigError as exc:
+            raise SparkplugError(str(exc)) from exc
         self.bdseq = BdSeq(bdseq_path(config, edge_node_id))
         self._policy = ConnectionPolicy(
-            backoff_initial_s=config.reconnect_initial_s, backoff_max_s=config.reconnect_max_s
+            backoff_initial_s=config.backoff_initial_s,
+            backoff_max_s=max(config.backoff_max_s, config.backoff_initial_s),
         )
         self._rng = rng
         self._tools = {
@@ -231,7 +229,7 @@ class EdgeNode:
                 try:
                     async with self._client(bdseq) as client:
                         if failing:
-                            log.info("sparkplug broker answers again", broker=self.config.broker)
+                            log.info("sparkplug broker answers again", broker=self.config.url)
                         failing = False
                         delays = backoff_delays(self._policy, self._rng)
                         await self._session(client, bdseq)
@@ -239,7 +237,7 @@ class EdgeNode:
                     if not failing:
                         log.warning(
                             "sparkplug broker unreachable; retrying",
-                            broker=self.config.broker,
+                            broker=self.config.url,
                             error=str(exc),
                         )
                     failing = True
@@ -256,8 +254,8 @@ class EdgeNode:
     def _client(self, bdseq: int) -> aiomqtt.Client:
         will = aiomqtt.Will(self.topics.node("NDEATH"), self._ndeath(bdseq), qos=1, retain=False)
         return aiomqtt.Client(
-            self._broker.host,
-            self._broker.port,
+            self.config.host,
+            self.config.port,
             identifier=self.config.client_id or f"pkgline-sp-{self.edge_node_id}",
             username=self.config.username,
             password=self._password,
@@ -266,6 +264,7 @@ class EdgeNode:
             keepalive=self.config.keepalive_s,
             tls_context=self._tls,
             timeout=MQTT_TIMEOUT_S,
+            socket_options=NO_DELAY,
         )
 
     def _ndeath(self, bdseq: int) -> bytes:
@@ -299,7 +298,7 @@ class EdgeNode:
         await client.subscribe(self.topics.node("NCMD"), qos=1)
         if primary is not None:
             await client.subscribe(state_topic(primary), qos=1)
-        log.info("sparkplug session up", broker=self.config.broker, bdseq=bdseq)
+        log.info("sparkplug session up", broker=self.config.url, bdseq=bdseq)
         listener = asyncio.create_task(self._listen(client), name="sparkplug-listen")
         try:
             await self._serve(client, bdseq)

@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,15 @@ async def running(relay: Any) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         relay.request_stop()
         await asyncio.wait_for(task, 30)
+
+
+def drained(reader: OutboxReader) -> Callable[[], Awaitable[bool]]:
+    """A condition for ``wait_until``: no event left unpublished in the outbox."""
+
+    async def check() -> bool:
+        return (await reader.backlog()).events == 0
+
+    return check
 
 
 async def all_outbox_ids(reader: OutboxReader) -> list[tuple[int, str]]:

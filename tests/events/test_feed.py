@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import structlog
 from sqlalchemy import func, select
 
 from mes.adapters.database import create_engine
@@ -36,6 +37,7 @@ from tests.events.conftest import (
     Subscriber,
     all_outbox_ids,
     check_feed,
+    drained,
     events_config,
     running,
     subscribed,
@@ -108,7 +110,7 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
                 return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
 
             await wait_until(done, timeout_s=90, what="every lot completed")
-            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
@@ -131,13 +133,6 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
         await engine.dispose()
 
 
-def _drained(reader: OutboxReader) -> Any:
-    async def check() -> bool:
-        return (await reader.backlog()).events == 0
-
-    return check
-
-
 async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_nothing_missing_after(
     stack: Stack, broker: Mosquitto
 ) -> None:
@@ -155,13 +150,21 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
         ):
             ids = await start_lots(stack.lots, FLOWS[:3])
             await wait_until(lambda: len(sub.lot_events()) >= 20, timeout_s=60, what="events flow")
-            broker.stop()
-            # The line goes on: its moves wait in the outbox.
-            await wait_until(
-                _backlog_at_least(reader, 20),
-                timeout_s=60,
-                what="a backlog while the broker is down",
-            )
+            with structlog.testing.capture_logs() as logs:
+                broker.stop()
+                # The line goes on: its moves wait in the outbox. The outage lasts past the
+                # relay's whole backoff (0.1 s doubling to 1 s here; 30 s in production, so a
+                # minute's outage is two or three tries): three tries at the cap.
+                await wait_until(
+                    _backlog_at_least(reader, 20),
+                    timeout_s=60,
+                    what="a backlog while the broker is down",
+                )
+                await wait_until(
+                    lambda: _tries_at_the_cap(logs, events.backoff_max_s) >= 3,
+                    timeout_s=60,
+                    what="three reconnects at the capped backoff",
+                )
             assert not relay.status.connected
             assert "event feed down" in relay.status_line()
             broker.start()
@@ -170,7 +173,7 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
                 return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
 
             await wait_until(done, timeout_s=120, what="every lot completed")
-            await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
+            await wait_until(drained(reader), timeout_s=30, what="the backlog drained")
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
@@ -180,6 +183,13 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
         check_feed(sub, outbox)
     finally:
         await engine.dispose()
+
+
+def _tries_at_the_cap(logs: list[dict[str, Any]], cap_s: float) -> int:
+    """Reconnects that failed and waited the capped backoff (less its jitter, up to 25 %)."""
+    return sum(
+        1 for e in logs if e["event"] == "event feed down" and e["retry_in_s"] >= 0.75 * cap_s
+    )
 
 
 def _backlog_at_least(reader: OutboxReader, n: int) -> Any:
@@ -203,7 +213,7 @@ async def test_a_broker_restart_is_met_with_the_backlog_first_in_id_order(
             await wait_until(lambda: not relay.status.connected, timeout_s=20, what="relay sees it")
             ids = await start_lots(stack.lots, FLOWS[:5])
             broker.start()
-            await wait_until(_drained(reader), timeout_s=30, what="the backlog drained")
+            await wait_until(drained(reader), timeout_s=30, what="the backlog drained")
             outbox = await all_outbox_ids(reader)
             await wait_until(
                 lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
@@ -245,7 +255,7 @@ async def test_the_broker_on_the_standard_port_gets_every_event_of_lots_started(
     try:
         async with subscribed(events, relay.topics) as sub, running(relay):
             await start_lots(stack.lots, FLOWS[:3])
-            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             outbox = await all_outbox_ids(reader)
             await wait_until(lambda: len(sub.lot_events()) >= len(outbox), timeout_s=30)
         check_feed(sub, outbox)

@@ -38,6 +38,7 @@ from tests.events.conftest import (
     Mosquitto,
     all_outbox_ids,
     check_feed,
+    drained,
     events_config,
     running,
     subscribed,
@@ -55,13 +56,6 @@ async def _insert_raw(url: str, lot_id: str, payload: object) -> None:
             )
     finally:
         await engine.dispose()
-
-
-def _drained(reader: OutboxReader):  # type: ignore[no-untyped-def]
-    async def check() -> bool:
-        return (await reader.backlog()).events == 0
-
-    return check
 
 
 async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_the_feed_goes_on(
@@ -89,7 +83,7 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
     reader = OutboxReader(engine)
     try:
         async with subscribed(events, relay.topics) as sub, running(relay):
-            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             await wait_until(
                 lambda: len(sub.of("/dead-letter")) >= 3, timeout_s=30, what="3 dead letters"
             )
@@ -216,7 +210,7 @@ async def test_over_tls_with_a_password_from_a_file_every_event_is_published(
     reader = OutboxReader(engine)
     try:
         async with subscribed(events, relay.topics) as sub, running(relay):
-            await wait_until(_drained(reader), timeout_s=30, what="the outbox published")
+            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             rows = await all_outbox_ids(reader)
             await wait_until(lambda: len(sub.lot_events()) >= len(rows), timeout_s=30)
         check_feed(sub, rows)
@@ -357,7 +351,7 @@ async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_othe
             leader = next(n for n, r in enumerate(relays) if r.status.leader)
             standby = 1 - leader
             await start_lots(stack.lots, FLOWS[:5])
-            await wait_until(_drained(reader), timeout_s=30, what="published by the leader")
+            await wait_until(drained(reader), timeout_s=30, what="published by the leader")
             assert not relays[standby].status.leader
             relays[leader].request_stop()
             await asyncio.wait_for(tasks[leader], 30)
@@ -365,7 +359,7 @@ async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_othe
                 lambda: relays[standby].status.leader, timeout_s=20, what="the standby leads"
             )
             await start_lots(stack.lots, FLOWS[5:8])
-            await wait_until(_drained(reader), timeout_s=30, what="published by the other")
+            await wait_until(drained(reader), timeout_s=30, what="published by the other")
             rows = await all_outbox_ids(reader)
             await wait_until(lambda: len(sub.lot_events()) >= len(rows), timeout_s=30)
         ids = [e["id"] for e in sub.lot_events()]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from mes.adapters.database import create_engine
 from mes.adapters.outbox import OutboxReader, OutboxStore
@@ -76,3 +77,43 @@ async def test_a_publish_failing_mid_batch_marks_nothing_of_it_and_the_next_sess
         assert not any(retain for t, _, retain in second.sent if t.endswith("/events"))
     finally:
         await engine.dispose()
+
+
+async def test_a_session_that_fails_leaves_no_publish_waiting(stack: Stack) -> None:
+    """The publishes still waiting for their PUBACK when one before them fails are given up
+    when the session ends: none is left running (or its failure unseen) behind it."""
+    await start_lots(stack.lots, FLOWS[:6])
+    engine = create_engine(stack.url)
+    relay = Relay(events_config(1), OutboxStore(engine), controller="logic")
+    publisher = StalledPublisher()
+    try:
+        try:
+            await asyncio.wait_for(relay.publish_to(publisher), 30)
+        except PublishFailed:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("the session should end with the failure")
+        assert len(publisher.tasks) == 12  # 6 events, 6 lot states
+        assert all(task.done() for task in publisher.tasks)
+        assert sum(task.cancelled() for task in publisher.tasks) == 9  # given up
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class StalledPublisher(MemoryPublisher):
+    """A batch's first two messages are acknowledged, the third fails, the others never are
+    (until cancelled). Keeps the task of each batch message; other messages go through."""
+
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        if "/lots/" not in topic:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.append(task)
+        if len(self.tasks) == 3:
+            raise PublishFailed(f"{topic}: connection lost (test)")
+        if len(self.tasks) > 3:
+            await asyncio.Event().wait()  # no PUBACK comes

@@ -66,7 +66,7 @@ async def test_over_tls_the_node_checks_the_brokers_certificate_and_is_born(
     )
     with running_broker(tmp_path, settings) as broker:
         config = SparkplugConfig(
-            broker=f"mqtts://127.0.0.1:{broker.port}",
+            url=f"mqtts://127.0.0.1:{broker.port}",
             group_id="packaging",
             ca_file=tmp_path / "ca.pem",
             bdseq_file=tmp_path / "bdseq",
@@ -87,13 +87,13 @@ async def test_a_wrong_password_is_logged_once_and_retried_with_backoff(
     settings = f"allow_anonymous false\npassword_file {passwords}\n"
     with running_broker(tmp_path, settings) as broker:
         config = SparkplugConfig(
-            broker=broker.url,
+            url=broker.url,
             group_id="packaging",
             username="pkgline",
             password_file=secret,
             bdseq_file=tmp_path / "bdseq",
-            reconnect_initial_s=0.05,
-            reconnect_max_s=0.2,
+            backoff_initial_s=0.05,
+            backoff_max_s=0.2,
         )
         node = EdgeNode(config, "line-test", TOOLS)
         with capture_logs() as logs:

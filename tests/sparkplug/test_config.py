@@ -1,6 +1,7 @@
 """The [sparkplug] table of line.toml and the files the edge node reads at start: a bad setting
 is refused with what was expected, credentials never sit in the broker URL, the password file
-must be the service's alone, and the bdSeq file goes on from its last value."""
+must be the service's alone (the one rule of pkgline.mqtt, as for [events]), the first
+release's key names are still read, and the bdSeq file goes on from its last value."""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ from pathlib import Path
 import pytest
 
 from pkgline.config import ConfigError, load_line_config
+from pkgline.mqtt import BrokerConfig, BrokerConfigError, read_password
 from pkgline.sparkplug.bdseq import BdSeq
-from pkgline.sparkplug.config import (
-    SparkplugConfig,
-    SparkplugError,
-    bdseq_path,
-    broker_address,
-    read_password,
-)
+from pkgline.sparkplug.config import SparkplugConfig, SparkplugError, bdseq_path
+from pkgline.sparkplug.node import EdgeNode
 
 LINE = 'name = "line-1"\n'
 
@@ -34,8 +31,8 @@ def test_the_table_is_read_with_its_defaults(tmp_path: Path) -> None:
     config = load_line_config(path).sparkplug
     assert config is not None
     assert config.node_id("line-1") == "line-1" and config.primary_host_id == "scada"
-    assert broker_address(config) == broker_address(SparkplugConfig(group_id="g"))
-    assert (broker_address(config).host, broker_address(config).port) == ("127.0.0.1", 1883)
+    assert (config.host, config.port, config.tls) == ("127.0.0.1", 1883, False)
+    assert config.keepalive_s == 30 and config.backoff_initial_s == 0.5
 
 
 @pytest.mark.parametrize(
@@ -43,7 +40,12 @@ def test_the_table_is_read_with_its_defaults(tmp_path: Path) -> None:
     [
         ('group_id = "a/b"', "sparkplug.group_id: String should match pattern"),
         ('group_id = "g"\nbroker = "http://h"', "expected mqtt://HOST"),
-        ('group_id = "g"\nbroker = "mqtt://u:secret@h"', "credentials do not belong in the URL"),
+        ('group_id = "g"\nurl = "mqtt://u:secret@h"', "must not hold a user or password"),
+        ('group_id = "g"\nbroker = "mqtt://u:secret@h"', "must not hold a user or password"),
+        (
+            'group_id = "g"\nbroker = "mqtt://h"\nurl = "mqtt://h"',
+            "'broker' and 'url' are one setting .* give 'url' only",
+        ),
         ('group_id = "g"\nbroker = "mqtt://h:99999"', "bad port"),
         ('group_id = "g"\nkeepalive_s = 1', "sparkplug.keepalive_s"),
         ('group_id = "g"\nqos = 2', "sparkplug.qos: Extra inputs are not permitted"),
@@ -61,28 +63,55 @@ def test_a_bad_setting_is_refused_with_what_was_expected(
 
 
 def test_mqtts_defaults_to_port_8883() -> None:
-    address = broker_address(SparkplugConfig(group_id="g", broker="mqtts://broker.plant"))
-    assert (address.host, address.port, address.tls) == ("broker.plant", 8883, True)
+    config = SparkplugConfig(group_id="g", url="mqtts://broker.plant")
+    assert (config.host, config.port, config.tls) == ("broker.plant", 8883, True)
 
 
-def test_a_password_file_others_may_read_is_refused(tmp_path: Path) -> None:
+def test_the_first_releases_key_names_are_read_as_the_shared_ones(tmp_path: Path) -> None:
+    path = tmp_path / "line.toml"
+    path.write_text(
+        LINE + '[sparkplug]\ngroup_id = "g"\nbroker = "mqtts://b.plant:8884"\n'
+        "reconnect_initial_s = 0.25\nreconnect_max_s = 4.0\n"
+    )
+    config = load_line_config(path).sparkplug
+    assert config is not None
+    assert (config.url, config.port, config.backoff_initial_s, config.backoff_max_s) == (
+        "mqtts://b.plant:8884",
+        8884,
+        0.25,
+        4.0,
+    )
+
+
+def test_sparkplug_and_the_event_feed_share_one_broker_settings_type() -> None:
+    """Every broker key of [events] is a key of [sparkplug], with the same rules."""
+    assert issubclass(SparkplugConfig, BrokerConfig)
+    assert set(BrokerConfig.model_fields) <= set(SparkplugConfig.model_fields)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_password_file_others_or_the_group_may_read_stops_the_edge_node_with_how_to_fix_it(
+    tmp_path: Path, mode: int
+) -> None:
+    """The group pkgline holds the operators (deploy/install.sh): 0640 is refused too."""
     path = tmp_path / "password"
     path.write_text("s3cret\n")
-    path.chmod(0o644)
-    with pytest.raises(SparkplugError, match="readable by everyone") as info:
-        read_password(path)
+    path.chmod(mode)
+    config = SparkplugConfig(group_id="g", username="u", password_file=path)
+    with pytest.raises(SparkplugError, match=r"readable by others .*chmod 600") as info:
+        EdgeNode(config, "line-1", [])
     assert "s3cret" not in str(info.value)
     path.chmod(0o600)
     assert read_password(path) == "s3cret"
 
 
 def test_a_missing_or_empty_password_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SparkplugError, match="cannot read the MQTT password"):
+    with pytest.raises(BrokerConfigError, match="cannot read"):
         read_password(tmp_path / "nope")
     empty = tmp_path / "empty"
     empty.write_text("")
     empty.chmod(0o600)
-    with pytest.raises(SparkplugError, match="empty"):
+    with pytest.raises(BrokerConfigError, match="empty"):
         read_password(empty)
 
 

@@ -35,11 +35,11 @@ COMMON = 16  # metrics every tool has (pkgline/sparkplug/metrics.py)
 
 def with_sparkplug(config: LineConfig, broker: Broker, tmp_path: Path) -> LineConfig:
     sparkplug = SparkplugConfig(
-        broker=broker.url,
+        url=broker.url,
         group_id="packaging",
         bdseq_file=tmp_path / "bdseq",
-        reconnect_initial_s=0.1,
-        reconnect_max_s=0.5,
+        backoff_initial_s=0.1,
+        backoff_max_s=0.5,
     )
     return config.model_copy(update={"sparkplug": sparkplug})
 

@@ -44,11 +44,11 @@ COMMON = {
 def node_for(broker: Broker, tmp_path: Path, **settings: object) -> EdgeNode:
     config = SparkplugConfig.model_validate(
         {
-            "broker": broker.url,
+            "url": broker.url,
             "group_id": "packaging",
             "bdseq_file": str(tmp_path / "bdseq"),
-            "reconnect_initial_s": 0.1,
-            "reconnect_max_s": 0.5,
+            "backoff_initial_s": 0.1,
+            "backoff_max_s": 0.5,
             **settings,
         }
     )

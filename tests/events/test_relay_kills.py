@@ -1,0 +1,156 @@
+"""The relay killed with SIGKILL 20 times mid-run (issue 15): a relay process of its own
+(tests/events/relay_process.py) publishes an outbox seeded with thousands of events and is
+killed at a random moment of its session each time, then started again; at the end every
+event has reached the subscriber (after dropping duplicates by id), in each lot's order, a
+duplicate only ever the same event again, and the broker told each death by the will.
+
+The same on PostgreSQL, where the killed relay held the advisory lock of the publisher: its
+connection dies with it, and the next relay leads at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mes.adapters.database import create_engine
+from mes.adapters.outbox import OutboxReader
+from mes.adapters.tables import outbox
+from pkgline.events.topics import Topics
+from tests.controller.conftest import FLOWS, Stack, start_lots, wait_until
+from tests.events.conftest import (
+    Mosquitto,
+    all_outbox_ids,
+    check_feed,
+    drained,
+    events_config,
+    subscribed,
+)
+
+pytestmark = pytest.mark.slow
+
+KILLS = 20
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def seed(engine: AsyncEngine, doublings: int) -> None:
+    """The outbox's events copied onto its end, ``doublings`` times (new ids, same lots)."""
+    columns = [outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at]
+    for _ in range(doublings):
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(outbox).from_select(
+                    ["lot_id", "kind", "payload", "created_at"],
+                    select(*columns).order_by(outbox.c.seq),
+                )
+            )
+
+
+class Relays:
+    """Relay processes forked by tests/events/relay_process.py (imported once)."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self._process = process
+        self.alive: set[int] = set()
+
+    @classmethod
+    async def open(cls, url: str, settings: str, log: Path) -> Relays:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.events.relay_process",
+            url,
+            settings,
+            "killed",
+            str(log),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        return cls(process)
+
+    async def _ask(self, line: str) -> int:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(line.encode() + b"\n")
+        await self._process.stdin.drain()
+        async with asyncio.timeout(60):
+            return int(await self._process.stdout.readline())
+
+    async def start(self) -> int:
+        pid = await self._ask("start")
+        self.alive.add(pid)
+        return pid
+
+    async def end(self, pid: int, signal_number: int) -> int:
+        """Send the signal; the relay's exit code (negative: the signal that ended it)."""
+        os.kill(pid, signal_number)
+        code = await self._ask(f"wait {pid}")
+        self.alive.discard(pid)
+        return code
+
+    async def close(self) -> None:
+        for pid in tuple(self.alive):  # a test that failed midway
+            await self.end(pid, signal.SIGKILL)
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        await self._process.wait()
+
+
+@pytest.mark.timeout(240)
+async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and_repeats_only_by_id(
+    stack: Stack, broker: Mosquitto, tmp_path: Path
+) -> None:
+    events = events_config(broker.port, batch_size=50, line="kills")
+    await start_lots(stack.lots, FLOWS[:8])
+    engine = create_engine(stack.url)
+    reader = OutboxReader(engine)
+    rng = random.Random(20)
+    log = tmp_path / "relay.log"
+    log.touch()
+    relays = await Relays.open(stack.url, events.model_dump_json(), log)
+    try:
+        await seed(engine, doublings=10)  # 8 x 1024 events
+        seeded = (await reader.backlog()).events
+        topics = Topics.of(events.root, events.site, events.area, "kills")
+        async with subscribed(events, topics) as sub:
+            for n in range(KILLS):
+                pid = await relays.start()
+                await wait_until(
+                    lambda n=n: log.read_text().count("event feed connected") > n,
+                    timeout_s=60,
+                    every_s=0.02,
+                    what=f"relay {n + 1} connected",
+                )
+                # Anywhere in its session: reading, publishing, awaiting PUBACKs, marking.
+                await asyncio.sleep(rng.uniform(0.0, 0.25))
+                assert await relays.end(pid, signal.SIGKILL) == -signal.SIGKILL
+            left = (await reader.backlog()).events
+            assert 0 < left < seeded, "every kill mid-run, and the killed relays published"
+            pid = await relays.start()
+            await wait_until(drained(reader), timeout_s=120, what="the outbox published")
+            assert await relays.end(pid, signal.SIGTERM) == 0
+            rows = await all_outbox_ids(reader)
+            await wait_until(
+                lambda: len({e["id"] for e in sub.lot_events()}) >= len(rows),
+                timeout_s=60,
+                what="the subscriber got every event",
+            )
+        check_feed(sub, rows)
+        assert len(rows) == seeded
+        deaths = [
+            m.payload["reason"]
+            for m in sub.of("/controllers/killed/status")
+            if m.payload["status"] == "offline"
+        ]
+        assert deaths.count("connection lost") == KILLS  # the will, once per SIGKILL
+        assert deaths[-1] == "stopped"
+    finally:
+        await relays.close()
+        await engine.dispose()
