@@ -12,7 +12,8 @@
 #   4. creates /var/lib/pkgline (group-writable, setgid) and runs `pkgline db upgrade` as the
 #      service user,
 #   5. links /usr/local/bin/pkgline and gives members of group pkgline the database URL at login,
-#   6. installs, enables and (re)starts pkgline.service,
+#   6. installs, enables and (re)starts pkgline.service and pkgline-api.service (the pkgline
+#      server on /run/pkgline/api.sock: the operators' lot commands go through it),
 #   7. adds the operators named with --operator to group pkgline.
 # --dry-run prints what it would do and changes nothing (no root needed).
 # See docs/operations.md.
@@ -26,6 +27,9 @@ CONFIG_DIR=/etc/pkgline
 STATE_DIR=/var/lib/pkgline
 UNIT=pkgline.service
 UNIT_PATH=/etc/systemd/system/$UNIT
+API_UNIT=pkgline-api.service
+API_UNIT_PATH=/etc/systemd/system/$API_UNIT
+API_SOCKET=/run/pkgline/api.sock
 PROFILE_SNIPPET=/etc/profile.d/pkgline.sh
 CLI_LINK=/usr/local/bin/pkgline
 DEFAULT_DB=sqlite:///$STATE_DIR/pkgline.db
@@ -121,6 +125,10 @@ unit_active=0
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$UNIT" 2>/dev/null; then
     unit_active=1
 fi
+api_active=0
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$API_UNIT" 2>/dev/null; then
+    api_active=1
+fi
 
 # --- 1. user and group ----------------------------------------------------------------------
 step "System group and user '$SERVICE_USER'"
@@ -141,6 +149,10 @@ step "pkgline from $CHECKOUT into $VENV"
 if ((unit_active)); then
     note "$UNIT is running: stopping it while code and schema change"
     run systemctl stop "$UNIT"
+fi
+if ((api_active)); then
+    note "$API_UNIT is running: stopping it while code and schema change"
+    run systemctl stop "$API_UNIT"
 fi
 run install -d -m 0755 -o root -g root "$PREFIX"
 if [[ -x $VENV/bin/python ]]; then
@@ -215,7 +227,11 @@ run setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
 step "The CLI for members of group $SERVICE_GROUP"
 write_file "$PROFILE_SNIPPET" 0644 root:root <<'EOF'
 # pkgline (installed by deploy/install.sh): members of group pkgline use the line
-# controller's database with the pkgline CLI.
+# controller's database with the pkgline CLI; the lot commands go through the pkgline
+# server (pkgline-api.service), as the user it knows them as (docs/api.md).
+if [ -z "${PKGLINE_SERVER:-}" ]; then
+    export PKGLINE_SERVER=unix:///run/pkgline/api.sock
+fi
 if [ -z "${PKGLINE_DB:-}" ] && [ -r /etc/pkgline/environment ]; then
     PKGLINE_DB=$(sed -n 's/^PKGLINE_DB=//p' /etc/pkgline/environment | tail -n 1)
     if [ -n "$PKGLINE_DB" ]; then export PKGLINE_DB; else unset PKGLINE_DB; fi
@@ -238,6 +254,16 @@ else
     run systemctl enable "$UNIT"
     run systemctl restart "$UNIT"
 fi
+step "systemd unit $API_UNIT_PATH (the pkgline server, socket $API_SOCKET)"
+run install -m 0644 -o root -g root "$CHECKOUT/deploy/$API_UNIT" "$API_UNIT_PATH"
+run systemctl daemon-reload
+run systemctl enable "$API_UNIT"
+if ((START)); then
+    run systemctl restart "$API_UNIT"
+else
+    note "not started (--no-start): systemctl start $API_UNIT"
+fi
+note "each operator needs a pkgline user of their OS account name (admin: pkgline user add NAME --name ... --role operator)"
 
 # --- 7. operators ---------------------------------------------------------------------------
 step "Operators (group $SERVICE_GROUP)"
@@ -254,5 +280,5 @@ done
 note "add an operator:  usermod -aG $SERVICE_GROUP NAME   (takes effect at their next login)"
 
 step "Done"
-note "status:  systemctl status $UNIT"
+note "status:  systemctl status $UNIT $API_UNIT"
 note "logs:    journalctl -u pkgline -o cat | jq"

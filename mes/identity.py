@@ -70,8 +70,11 @@ class IdentityTransaction(Protocol):
 
 
 class IdentityStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[IdentityTransaction]:
-        """One transaction, committed when the block ends without an exception."""
+    def transaction(
+        self, *, readonly: bool = False
+    ) -> AbstractAsyncContextManager[IdentityTransaction]:
+        """One transaction, committed when the block ends without an exception (``readonly``:
+        one that only reads)."""
         ...
 
 
@@ -416,7 +419,7 @@ class IdentityService:
         refused = LoginRefused("API key refused: unknown, revoked, or its system is disabled")
         if prefix != API_KEY_PREFIX or not key_id or not secret:
             raise refused
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             key = await tx.key(key_id)
             user = await tx.user(key.username) if key is not None else None
         if (
@@ -428,6 +431,35 @@ class IdentityService:
         ):
             raise refused
         return user.principal(AuthMethod.API_KEY)
+
+    async def os_account(self, account: str) -> Principal:
+        """A local client of the server, known by the OS account its peer credentials name
+        (never a name it sends): the pkgline user of that name, or LoginRefused (no such
+        user, disabled, or a system), recorded as a failed login."""
+        async with self._store.transaction(readonly=True) as tx:
+            user = await tx.user(account)
+        why = None
+        if user is None:
+            why = "no pkgline user of that OS account"
+        elif user.disabled:
+            why = "disabled"
+        elif user.kind is UserKind.SYSTEM:
+            why = "a system account: systems use API keys"
+        if user is None or why is not None:
+            await self.refused_credentials(account, AuthMethod.OS_ACCOUNT, why or "refused")
+            raise LoginRefused(
+                f"OS account {account} is not a pkgline user who may use the server "
+                "(unknown or disabled); an admin adds it: pkgline user add"
+            )
+        return user.principal(AuthMethod.OS_ACCOUNT)
+
+    async def refused_credentials(self, name: str, method: AuthMethod, why: str) -> None:
+        """Record credentials the server refused (an unknown OS account, a wrong or expired
+        token, an unknown or revoked API key) as a failed login; ``name`` is who they
+        claimed to be, never the secret."""
+        await self.record(
+            SecurityEvent(self._clock(), EventKind.LOGIN_FAILED, name, method, detail={"why": why})
+        )
 
     async def events(self, by: Principal, limit: int = 100) -> list[SecurityEvent]:
         await self.authorize(by, Action.USERS)

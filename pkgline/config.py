@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drivers.config import ModbusEndpoint, OpcUaEndpoint, ToolConfig
 from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from mes.domain.signatures import SIGNABLE_NAMES, SignaturePolicy
+from pkgline.api.defaults import DEFAULT_SOCKET, MAX_BODY_BYTES
 from pkgline.events.config import EventsConfig
 from pkgline.sparkplug.config import SparkplugConfig
 
@@ -183,6 +184,44 @@ class DatabaseTimeoutsConfig(BaseModel):
         return DatabaseTimeouts(self.connect_s, self.statement_s, self.pool_s)
 
 
+class HttpsConfig(BaseModel):
+    """``[api.https]``: the server's HTTPS listener for remote clients (off when absent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(description="The address to listen on (an interface of this host).")
+    port: int = Field(8443, ge=1, le=65535)
+    certificate: Path = Field(description="The server's certificate chain (PEM).")
+    key: Path = Field(description="Its private key (PEM, mode 0600, the service's own).")
+
+
+class ApiConfig(BaseModel):
+    """``[api]``: the pkgline server (``pkgline api``, docs/api.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    socket: Path = Field(
+        Path(DEFAULT_SOCKET),
+        description="The Unix socket local clients use (mode 0660; their OS account is who "
+        "they are).",
+    )
+    socket_group: str | None = Field(
+        None,
+        description="The group the socket is given (default: the server's own group; "
+        "deploy/pkgline-api.service runs with Group=pkgline).",
+    )
+    max_body_kb: int = Field(
+        MAX_BODY_BYTES // 1024, ge=1, le=16384, description="The largest request body read."
+    )
+    watchdog_fraction: float = Field(
+        0.5, gt=0, le=1, description="Ping systemd's watchdog at this fraction of WatchdogSec."
+    )
+    session_hours: float = Field(
+        8.0, gt=0, le=24 * 7, description="How long a password login's session holds."
+    )
+    https: HttpsConfig | None = None
+
+
 class LineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -200,6 +239,7 @@ class LineConfig(BaseModel):
     tools: tuple[LineTool, ...] = ()
     # Sparkplug B edge node for SCADA (pkgline/sparkplug, docs/sparkplug.md); off when absent.
     sparkplug: SparkplugConfig | None = None
+    api: ApiConfig = ApiConfig()
 
     @field_validator("tools")
     @classmethod
@@ -265,7 +305,16 @@ class LineConfig(BaseModel):
                     update={"endpoint": endpoint.model_copy(update={"tls": tls})}
                 )
             tools.append(tool)
-        return self.model_copy(update={"security": security, "tools": tuple(tools)})
+        api = self.api.model_copy(update={"socket": absolute(self.api.socket)})
+        if self.api.https is not None:
+            https = self.api.https.model_copy(
+                update={
+                    "certificate": absolute(self.api.https.certificate),
+                    "key": absolute(self.api.https.key),
+                }
+            )
+            api = api.model_copy(update={"https": https})
+        return self.model_copy(update={"security": security, "tools": tuple(tools), "api": api})
 
     def tool(self, tool_id: str) -> LineTool:
         for tool in self.tools:

@@ -14,6 +14,7 @@ from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mes.adapters.database import READONLY
 from mes.adapters.tables import api_keys, security_events, users
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import ApiKey, EventKind, SecurityEvent, User, UserExists, UserKind
@@ -78,6 +79,11 @@ class SqlIdentityTransaction:
 
     def __init__(self, conn: AsyncConnection):
         self._conn = conn
+
+    @property
+    def connection(self) -> AsyncConnection:
+        """The transaction's connection (the session store reads with it)."""
+        return self._conn
 
     async def user(self, username: str) -> User | None:
         rows = await self._conn.execute(select(users).where(users.c.username == username))
@@ -146,10 +152,14 @@ class SqlIdentityStore:
         self._engine = engine
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlIdentityTransaction]:
-        """One transaction, committed when the block ends without an exception."""
-        async with self._engine.begin() as conn:
-            yield SqlIdentityTransaction(conn)
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlIdentityTransaction]:
+        """One transaction, committed when the block ends without an exception;
+        ``readonly``: one that only reads (on SQLite a plain BEGIN, not taking the write
+        lock: the server reads who is asking at every request)."""
+        async with self._engine.connect() as plain:
+            conn = await plain.execution_options(**{READONLY: True}) if readonly else plain
+            async with conn.begin():
+                yield SqlIdentityTransaction(conn)
 
 
 class SqlSecurityLog:

@@ -303,6 +303,20 @@ api_keys = Table(
 )
 """Keys issued to systems: the public id, and SHA-256 of the secret part (never the secret)."""
 
+api_sessions = Table(
+    "api_sessions",
+    metadata,
+    Column("session_id", String(16), primary_key=True),
+    Column("username", String(64), ForeignKey("users.username"), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+    Index("ix_api_sessions_username", "username"),
+)
+"""The server's sessions (a password login): the public id, SHA-256 of the secret part (never
+the token), until when it holds, and when it was ended (logout) if it was (revision 0009)."""
+
 security_events = Table(
     "security_events",
     metadata,

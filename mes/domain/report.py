@@ -315,3 +315,9 @@ def summary_dict(lot: Lot, flow: Flow) -> dict[str, Any]:
         "updated_at": lot.updated_at.isoformat(),
         "version": lot.version,
     }
+
+
+def outcome_dict(lot: Lot, entries: Sequence[HistoryEntry], flow: Flow) -> dict[str, Any]:
+    """What every lot operation answers (``--json`` and the API): the lot as it now is and
+    the history entries the operation wrote."""
+    return {**summary_dict(lot, flow), "recorded": [history_dict(e) for e in entries]}

@@ -33,6 +33,24 @@ def _demo(app: typer.Typer) -> None:
     app.command(name="demo")(demo.demo)
 
 
+def _api(app: typer.Typer) -> None:
+    from pkgline.cli import api
+
+    app.command(name="api")(api.api)
+
+
+def _login(app: typer.Typer) -> None:
+    from pkgline.cli import login
+
+    app.command(name="login")(login.login)
+
+
+def _logout(app: typer.Typer) -> None:
+    from pkgline.cli import login
+
+    app.command(name="logout")(login.logout)
+
+
 def _version(app: typer.Typer) -> None:
     app.command(name="version")(version)
 
@@ -151,6 +169,23 @@ class Commands(LazyGroup):
             "Run a simulated line end to end: one lot of each of the nine flows, with a live view,\n"
             "then a summary per lot.",
             _demo,
+        ),
+        LazyCommand(
+            "api",
+            "Run the pkgline server: the lot operations over HTTP on a Unix socket (local users,\n"
+            "known by their OS account) and, when configured, HTTPS.",
+            _api,
+        ),
+        LazyCommand(
+            "login",
+            "Log in to a pkgline server over HTTPS: the session (8 h by default) is kept for the\n"
+            "next commands with the same --server.",
+            _login,
+        ),
+        LazyCommand(
+            "logout",
+            "End the session kept for --server (on the server too) and forget its token.",
+            _logout,
         ),
         LazyCommand("version", "Print pkgline's version.", _version),
         LazyCommand("db", "The database: schema upgrades and status.", _db),

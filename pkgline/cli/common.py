@@ -171,22 +171,22 @@ def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | No
     try:
         return asyncio.run(_guarded(work))
     except ConcurrentUpdate as exc:
-        _fail(exc.message, exc.to_dict(), EXIT_CONFLICT, as_json)
+        fail(exc.message, exc.to_dict(), EXIT_CONFLICT, as_json)
     except LotTrackerError as exc:
-        _fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
+        fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
     except DatabaseUrlError as exc:
-        _fail(str(exc), {"error": "usage", "message": str(exc)}, EXIT_USAGE, as_json)
+        fail(str(exc), {"error": "usage", "message": str(exc)}, EXIT_USAGE, as_json)
     except SchemaMismatch as exc:
         message = f"{_where(db)}: {exc}"
-        _fail(message, {"error": "schema", "message": message}, EXIT_UNAVAILABLE, as_json)
+        fail(message, {"error": "schema", "message": message}, EXIT_UNAVAILABLE, as_json)
     except DataFileError as exc:
-        _fail(str(exc), {"error": "data_file", "message": str(exc)}, EXIT_UNAVAILABLE, as_json)
+        fail(str(exc), {"error": "data_file", "message": str(exc)}, EXIT_UNAVAILABLE, as_json)
     except _Unavailable as exc:
         message = f"cannot use the database {_where(db)}: {exc}"
-        _fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
+        fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
     except _Retry as exc:
         message = f"the database refused this for now ({exc}); nothing was changed, retry"
-        _fail(message, {"error": "retry", "message": message}, EXIT_CONFLICT, as_json)
+        fail(message, {"error": "retry", "message": message}, EXIT_CONFLICT, as_json)
 
 
 class _Unavailable(Exception):
@@ -221,7 +221,7 @@ def _where(db: str | None) -> str:
         return str(db)
 
 
-def _fail(message: str, payload: dict[str, Any], code: int, as_json: bool) -> NoReturn:
+def fail(message: str, payload: dict[str, Any], code: int, as_json: bool) -> NoReturn:
     if as_json:
         print_json(payload)
     else:

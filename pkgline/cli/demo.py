@@ -36,12 +36,12 @@ from rich.live import Live
 from rich.text import Text
 
 from flows import Flow
-from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRecord
 from mes.domain.model import Lot, LotState
 from mes.service import utc_now
 from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
-from pkgline.cli.common import UserOption, current_user, err, out
+from pkgline.cli import demo_api
+from pkgline.cli.common import err, out
 from pkgline.cli.demo_view import (
     ENDED,
     Progress,
@@ -51,6 +51,7 @@ from pkgline.cli.demo_view import (
     summary_table,
     where,
 )
+from pkgline.cli.remote import Server
 from pkgline.config import LineConfig, load_line_config
 from pkgline.events.config import EventsConfig
 
@@ -174,7 +175,6 @@ class Demo:
     time_scale: float
     reject_rate: float | None
     keep: bool
-    user: str
     started: float
     deadline: float
     children: list[Child] = field(default_factory=list)
@@ -224,7 +224,6 @@ def demo(
         bool,
         typer.Option("--keep", help="Leave the simulated line and its controller running."),
     ] = False,
-    user: UserOption = None,
 ) -> None:
     """Run a simulated line end to end: one lot of each of the nine flows, with a live view,
     then a summary per lot."""
@@ -238,7 +237,6 @@ def demo(
         time_scale=time_scale,
         reject_rate=reject_rate,
         keep=keep,
-        user=current_user(user),
         started=started,
         deadline=started + time_limit,
     )
@@ -277,10 +275,12 @@ async def _demo(run: Demo) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     await _fresh_database(run)
+    await demo_api.add_demo_user(run.url)
     _write_config(run)
     await _start_line(run)
     async with open_services(run.url) as services:
         await _wait_for_controller(run, services)
+        await _start_api(run)
         await _start_lots(run, services)
         finished = await _follow(run, services)
         if not run.keep:
@@ -440,24 +440,49 @@ async def _wait_for_controller(run: Demo, services: Services) -> None:
     )
 
 
+async def _start_api(run: Demo) -> None:
+    """The pkgline server on a socket beside the database: the lots are started through it."""
+    sock = demo_api.socket_path(run.database)
+    api = Child.start(
+        "pkgline server",
+        ["api", "--db", run.url, "--socket", str(sock), "--log-level", "warning"],
+        run.log("api"),
+        keep=run.keep,
+    )
+    run.children.append(api)
+    try:
+        await demo_api.wait_for_server(_server(run), 30, api.running)
+    except (RuntimeError, TimeoutError) as exc:
+        raise DemoFailed(f"{exc}; {api.log}:\n{api.tail()}") from None
+    out.print(f"pkgline server (pkgline api, pid {api.pid}) on unix://{sock}")
+
+
+def _server(run: Demo) -> Server:
+    sock = demo_api.socket_path(run.database)
+    return Server(f"unix://{sock}", socket_path=str(sock))
+
+
 async def _start_lots(run: Demo, services: Services) -> None:
-    user = run.user
+    who = None
     for number, (flow, priority) in enumerate(LOTS, start=1):
-        outcome = await services.lots.start(
-            cmd.StartLot(
-                lot_id=f"{LOT_PREFIX}{number}",
-                flow=flow,
-                user=user,
-                carriers=CARRIERS,
-                site_rows=SITE_ROWS,
-                site_cols=SITE_COLS,
-                priority=priority,
-            )
-        )
-        run.planned[outcome.lot.id] = planned_steps(outcome.lot, services.lots.flow(flow))
+        body = {
+            "lot": f"{LOT_PREFIX}{number}",
+            "flow": flow,
+            "carriers": CARRIERS,
+            "rows": SITE_ROWS,
+            "cols": SITE_COLS,
+            "priority": priority,
+        }
+        try:
+            started, who = await demo_api.start_lot(_server(run), body)
+        except RuntimeError as exc:
+            raise DemoFailed(str(exc)) from None
+        lot = await services.lots.get(str(started["id"]))
+        run.planned[lot.id] = planned_steps(lot, services.lots.flow_of(lot))
     out.print(
         f"started {len(LOTS)} lots, one per flow, {CARRIERS} carriers of {SITE_ROWS}x{SITE_COLS} "
-        f"sites each ({LOT_PREFIX}1 to {LOT_PREFIX}{len(LOTS)}), as {user}"
+        f"sites each ({LOT_PREFIX}1 to {LOT_PREFIX}{len(LOTS)}), through the pkgline server "
+        f"as {who}"
     )
 
 
@@ -539,7 +564,7 @@ async def _stop_line(run: Demo) -> None:
     """SIGTERM to the controller (it finishes what it records and exits 0), then the
     simulators."""
     codes = []
-    for child in reversed(run.children):
+    for child in reversed(run.children):  # the server first: the line needs none of it
         code = await child.stop(30.0 if child.name == "line controller" else 10.0)
         codes.append(f"{child.name} exit {code}")
     out.print("stopped with SIGTERM: " + ", ".join(codes))
@@ -568,9 +593,11 @@ def _print_next(run: Demo) -> None:
     db = f"--db {run.url}"
     tool = "PLATE-1" if any(t.id == "PLATE-1" for t in run.config.tools) else run.config.tools[0].id
     out.print("\nLook further (the database stays):", style="bold")
+    # a kept line keeps its server: the lot commands go through it
+    lots = f"--server unix://{demo_api.socket_path(run.database)}" if run.keep else db
     for line in (
-        f"{pkgline} lot list {db}",
-        f"{pkgline} lot show {LOT_PREFIX}1 {db}",
+        f"{pkgline} lot list {lots}",
+        f"{pkgline} lot show {LOT_PREFIX}1 {lots}",
         f"{pkgline} line status {db}",
         f"{pkgline} tool show {tool} --window 10m {db}",
     ):

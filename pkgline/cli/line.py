@@ -25,13 +25,8 @@ from mes.domain.model import Lot, LotState
 from pkgline.bootstrap import Services, open_engine, open_services, resolve_url
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
 from pkgline.cli.events import backlog_dict, backlog_line
-from pkgline.cli.tool import (
-    ago,
-    clock,
-    controller_running,
-    tool_dict,
-    tools_table,
-)
+from pkgline.cli.tool import ago, clock, tools_table
+from pkgline.tool_views import controller_running, tool_dict
 
 app = typer.Typer(help="The line at a glance: controllers, tools, lots.", no_args_is_help=True)
 

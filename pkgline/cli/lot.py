@@ -21,12 +21,12 @@ import typer
 from mes.adapters.database import display_url
 from mes.domain import commands as cmd
 from mes.domain.authority import Action
-from mes.domain.model import LotState, Operation
-from mes.domain.report import LotReport, history_dict, report_dict, summary_dict
+from mes.domain.model import LotState
+from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
-from pkgline.cli import lot_map, lot_migrate, signing
+from pkgline.cli import lot_map, lot_migrate, modes, signing
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -42,6 +42,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
@@ -70,6 +71,20 @@ STATE_STYLE = {
 }
 
 
+def _signature(meaning: str | None) -> dict[str, Any]:
+    """The signature part of a request body: through the server a signature is the signer's
+    to give there (its password again); until the server takes them, a --meaning is sent as
+    asked and the server refuses it rather than sign unchecked."""
+    return {} if meaning is None else {"signature": {"meaning": meaning}}
+
+
+def _q(lot: str) -> str:
+    """A lot id as one path segment of a route."""
+    from urllib.parse import quote
+
+    return quote(lot, safe="")
+
+
 def _state(state: LotState) -> Text:
     from rich.text import Text
 
@@ -78,56 +93,74 @@ def _state(state: LotState) -> Text:
 
 def _act(
     db: str | None,
+    server: str | None,
     as_json: bool,
     action: Callable[[LotService], Awaitable[Outcome]],
+    remote: tuple[str, dict[str, Any]],
     done: str,
     *,
     held_is_refused: bool = False,
     config: Path | None = None,
 ) -> None:
-    """Run one lot operation and print the lot as it now is. ``held_is_refused``: a lot the
-    operation put on hold instead (a track-in past a queue-time limit) is exit 1.
-    ``config``: the line.toml whose ``[signatures]`` apply."""
+    """Run one lot operation, through the server (``remote``: the route and its body) or on
+    the database (``action``), and print the lot as it now is, from the same JSON either
+    way. ``held_is_refused``: a lot the operation put on hold instead (a track-in past a
+    queue-time limit) is exit 1. ``config``: the line.toml whose ``[signatures]`` apply
+    (direct mode)."""
+    via = target(server, db, as_json=as_json)
+    if via is not None:
+        path, body = remote
+        answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
+    else:
+        say_direct(db)
 
-    async def work() -> tuple[Outcome, dict[str, object]]:
-        async with open_lot_service(db, signatures=signing.policy(config)) as service:
-            outcome = await action(service)
-            return outcome, summary_dict(outcome.lot, service.flow_of(outcome.lot))
+        async def work() -> dict[str, Any]:
+            async with open_lot_service(db, signatures=signing.policy(config)) as service:
+                outcome = await action(service)
+                return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
 
-    outcome, summary = run(work, as_json=as_json, db=db)
-    held = held_is_refused and outcome.lot.state is LotState.HOLD
+        answer = run(work, as_json=as_json, db=db)
+    _print_outcome(answer, done, as_json, held_is_refused=held_is_refused)
+
+
+def _print_outcome(
+    answer: Mapping[str, Any], done: str, as_json: bool, *, held_is_refused: bool
+) -> None:
+    from rich.text import Text
+
+    state = LotState(str(answer["state"]))
+    held = held_is_refused and state is LotState.HOLD
     if as_json:
-        print_json({**summary, "recorded": [history_dict(e) for e in outcome.entries]})
+        print_json(answer)
         if held:
             raise typer.Exit(EXIT_REFUSED)
         return
-    if held and outcome.lot.hold is not None:
+    if held and answer.get("hold_reason") is not None:
         err.print(
-            f"[bold red]✘[/] lot {outcome.lot.id} not tracked in, put on hold: "
-            f"{outcome.lot.hold.reason}"
+            f"[bold red]✘[/] lot {answer['id']} not tracked in, put on hold: "
+            f"{answer['hold_reason']}"
         )
         err.print("an engineer decides: pkgline lot rework or pkgline lot release")
         raise typer.Exit(EXIT_REFUSED)
-    from rich.text import Text
-
-    lot = outcome.lot
-    line = Text.assemble(("✔ ", "green"), f"lot {lot.id} {done}: ", _state(lot.state))
-    if lot.step:
-        line.append(f" at {lot.step}" if lot.state is LotState.RUNNING else f" after {lot.step}")
-    if lot.running and lot.running.tool:
-        line.append(f" on {lot.running.tool}")
+    line = Text.assemble(("✔ ", "green"), f"lot {answer['id']} {done}: ", _state(state))
+    if answer.get("step"):
+        where = " at " if state is LotState.RUNNING else " after "
+        line.append(where + str(answer["step"]))
+    if state is LotState.RUNNING and answer.get("tool"):
+        line.append(f" on {answer['tool']}")
     out.print(line)
-    if lot.hold:
-        out.print(Text(f"  on hold: {lot.hold.reason}", style="red"))
-    nxt = summary["next_steps"]
+    if answer.get("hold_reason") is not None:
+        out.print(Text(f"  on hold: {answer['hold_reason']}", style="red"))
+    nxt = answer.get("next_steps")
     if isinstance(nxt, list) and nxt:
         out.print(f"  next: {', '.join(str(s) for s in nxt)}")
-    if lot.units is not None:
-        out.print(f"  units: {lot.units}")
-    for e in outcome.entries:
-        for s in e.data.get("signatures") or []:
+    if answer.get("units") is not None:
+        out.print(f"  units: {answer['units']}")
+    for e in answer.get("recorded") or []:
+        for sig in (e.get("data") or {}).get("signatures") or []:
             out.print(
-                f"  signed by {s['printed_name']} ({s['signer']}, {s['method']}): {s['meaning']}"
+                f"  signed by {sig['printed_name']} ({sig['signer']}, {sig['method']}): "
+                f"{sig['meaning']}"
             )
 
 
@@ -141,6 +174,7 @@ def start(
     param: ParamOption = None,
     priority: Annotated[int, typer.Option(help="1 (most urgent) to 9.")] = 5,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -155,7 +189,25 @@ def start(
         params=parse_assignments(param or [], "--param", as_json=json),
         priority=priority,
     )
-    _act(db, json, lambda s: s.start(command), "started")
+    _act(
+        db,
+        server,
+        json,
+        lambda s: s.start(command),
+        (
+            "/lots",
+            {
+                "lot": lot,
+                "flow": flow,
+                "carriers": carriers,
+                "rows": rows,
+                "cols": cols,
+                "params": dict(command.params),
+                "priority": priority,
+            },
+        ),
+        "started",
+    )
 
 
 @app.command("track-in")
@@ -172,6 +224,7 @@ def track_in(
     ] = None,
     param: ParamOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -184,7 +237,16 @@ def track_in(
         tool=tool,
         values=parse_assignments(param or [], "--param", as_json=json),
     )
-    _act(db, json, lambda s: s.track_in(command), "tracked in", held_is_refused=True)
+    body = {"step": step, "tool": tool, "params": dict(command.values)}
+    _act(
+        db,
+        server,
+        json,
+        lambda s: s.track_in(command),
+        (f"/lots/{_q(lot)}/track-in", body),
+        "tracked in",
+        held_is_refused=True,
+    )
 
 
 @app.command("track-out")
@@ -201,6 +263,7 @@ def track_out(
         ),
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -211,7 +274,21 @@ def track_out(
         measured=parse_assignments(data or [], "--data", as_json=json),
         rejects=parse_sites(reject or [], "--reject", with_code=True, as_json=json),
     )
-    _act(db, json, lambda s: s.track_out(command), "tracked out")
+    body = {
+        "data": dict(command.measured),
+        "rejects": [
+            {"carrier": r.carrier, "row": r.row, "col": r.col, "code": r.code}
+            for r in command.rejects
+        ],
+    }
+    _act(
+        db,
+        server,
+        json,
+        lambda s: s.track_out(command),
+        (f"/lots/{_q(lot)}/track-out", body),
+        "tracked out",
+    )
 
 
 @app.command()
@@ -219,12 +296,14 @@ def abort(
     lot: LotArg,
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Abandon the running step: the lot waits at the same step again."""
     command = cmd.AbortStep(lot, current_user(user), reason)
-    _act(db, json, lambda s: s.abort(command), "aborted")
+    remote = (f"/lots/{_q(lot)}/abort", {"reason": reason})
+    _act(db, server, json, lambda s: s.abort(command), remote, "aborted")
 
 
 @app.command()
@@ -236,23 +315,26 @@ def hold(
         typer.Option("--code", help="A hold reason code (pkgline reason list --kind hold)."),
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Hold a lot (a --reason, a --code, or both are required). A running step is
     abandoned."""
     command = cmd.HoldLot(lot, current_user(user), reason or "", code=code)
-    _act(db, json, lambda s: s.hold(command), "held")
+    remote = (f"/lots/{_q(lot)}/hold", {"reason": reason, "code": code})
+    _act(db, server, json, lambda s: s.hold(command), remote, "held")
 
 
 @app.command()
 def release(
     lot: LotArg,
     reason: ReasonOption = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    user: UserOption = None,
     meaning: MeaningOption = None,
     config: SignaturesConfigOption = None,
-    db: DbOption = None,
-    user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Release a held lot: it waits for its next step again. Signed by you (your OS account
@@ -261,7 +343,8 @@ def release(
     act = signing.signed(
         lambda s, sig: s.release(command, signatures=sig), Action.RELEASE, meaning, reason
     )
-    _act(db, json, act, "released", config=config)
+    remote = (f"/lots/{_q(lot)}/release", {"reason": reason, **_signature(meaning)})
+    _act(db, server, json, act, remote, "released", config=config)
 
 
 @app.command()
@@ -279,10 +362,11 @@ def scrap(
             "--site: the reject code written on the sites (default SCRAP)."
         ),
     ] = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    user: UserOption = None,
     meaning: MeaningOption = None,
     config: SignaturesConfigOption = None,
-    db: DbOption = None,
-    user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Scrap a whole lot, or some of its sites (--site). A reason (--reason, or for a whole
@@ -294,19 +378,28 @@ def scrap(
             site, "--site", with_code=False, default_code=code or "SCRAP", as_json=json
         )
         scrap_sites = cmd.ScrapSites(lot, who, reason or "", sites)
+        body = {
+            "reason": reason,
+            "code": code or "SCRAP",
+            "sites": [{"carrier": x.carrier, "row": x.row, "col": x.col} for x in sites],
+            **_signature(meaning),
+        }
         act = signing.signed(
             lambda s, sig: s.scrap_sites(scrap_sites, signatures=sig),
             Action.SCRAP_SITES,
             meaning,
             reason,
         )
-        _act(db, json, act, "sites scrapped", config=config)
+        remote = (f"/lots/{_q(lot)}/scrap-sites", body)
+        _act(db, server, json, act, remote, "sites scrapped", config=config)
     else:
         scrap_lot = cmd.ScrapLot(lot, who, reason or "", code=code)
         act = signing.signed(
             lambda s, sig: s.scrap(scrap_lot, signatures=sig), Action.SCRAP, meaning, reason
         )
-        _act(db, json, act, "scrapped", config=config)
+        body = {"reason": reason, "code": code, **_signature(meaning)}
+        remote = (f"/lots/{_q(lot)}/scrap", body)
+        _act(db, server, json, act, remote, "scrapped", config=config)
 
 
 @app.command()
@@ -319,6 +412,7 @@ def split(
     into: Annotated[str, typer.Option("--into", help="Id of the new child lot.")],
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -327,7 +421,8 @@ def split(
     if not names:
         usage_error("--carriers names no carrier", as_json=json)
     command = cmd.SplitLot(lot, into, names, current_user(user), reason)
-    _act(db, json, lambda s: s.split(command), f"split off from {lot}")
+    remote = (f"/lots/{_q(lot)}/split", {"carriers": list(names), "into": into, "reason": reason})
+    _act(db, server, json, lambda s: s.split(command), remote, f"split off from {lot}")
 
 
 @app.command()
@@ -336,12 +431,14 @@ def merge(
     into: Annotated[str, typer.Option("--into", help="The lot that takes its carriers.")],
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Merge a lot into another of the same flow at the same position."""
     command = cmd.MergeLots(lot, into, current_user(user), reason)
-    _act(db, json, lambda s: s.merge(command), f"took in {lot}")
+    remote = (f"/lots/{_q(lot)}/merge", {"into": into, "reason": reason})
+    _act(db, server, json, lambda s: s.merge(command), remote, f"took in {lot}")
 
 
 @app.command()
@@ -349,10 +446,11 @@ def rework(
     lot: LotArg,
     step: Annotated[str, typer.Option("--step", help="The reworkable step to go back to.")],
     reason: ReasonOption = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    user: UserOption = None,
     meaning: MeaningOption = None,
     config: SignaturesConfigOption = None,
-    db: DbOption = None,
-    user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Send a held lot back to an earlier reworkable step (engineers). Signed by you (your
@@ -361,7 +459,8 @@ def rework(
     act = signing.signed(
         lambda s, sig: s.rework(command, signatures=sig), Action.REWORK, meaning, reason
     )
-    _act(db, json, act, "sent back for rework", config=config)
+    remote = (f"/lots/{_q(lot)}/rework", {"step": step, "reason": reason, **_signature(meaning)})
+    _act(db, server, json, act, remote, "sent back for rework", config=config)
 
 
 @app.command()
@@ -369,12 +468,14 @@ def complete(
     lot: LotArg,
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """End a lot whose flow may end here (only optional steps remain)."""
     command = cmd.CompleteLot(lot, current_user(user), reason)
-    _act(db, json, lambda s: s.complete(command), "completed")
+    remote = (f"/lots/{_q(lot)}/complete", {"reason": reason})
+    _act(db, server, json, lambda s: s.complete(command), remote, "completed")
 
 
 SHOW_HISTORY = 20
@@ -394,6 +495,7 @@ def show(
         ),
     ] = str(SHOW_HISTORY),
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """State, step, next steps, layer, carriers and site maps, yields, path, and the last
@@ -406,13 +508,19 @@ def show(
             )
         last = int(history)
 
-    async def work() -> LotReport:
-        async with open_lot_service(db) as service:
-            return await service.report(lot)
+    via = target(server, db, as_json=json)
+    if via is not None:
+        report: dict[str, Any] = call(via, "GET", f"/lots/{_q(lot)}", as_json=json)
+    else:
+        say_direct(db)
 
-    report = run(work, as_json=json, db=db)
+        async def work() -> dict[str, Any]:
+            async with open_lot_service(db) as service:
+                return report_dict(await service.report(lot))
+
+        report = run(work, as_json=json, db=db)
     if json:
-        print_json(report_dict(report))
+        print_json(report)
         return
     _print_report(report, last)
 
@@ -425,7 +533,7 @@ JSON_PAGE = 1000
 
 def _when(text: str, option: str, as_json: bool) -> datetime:
     """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
-    from pkgline.cli.tool import parse_window  # the tool commands: only where a time is given
+    from pkgline.tool_views import parse_window  # only where a time is given
 
     try:
         return datetime.now(UTC) - parse_window(text)
@@ -481,6 +589,7 @@ def list_lots(
         typer.Option("--after", help="Start after this lot (the last of the page before)."),
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Lots, most urgent first (priority, then age), a page at a time: says how many match
@@ -507,21 +616,73 @@ def list_lots(
         after=after,
         limit=limit or (JSON_PAGE if json else LIST_PAGE),
     )
-    if json and limit is None:
-        run(lambda: _write_every_lot(db, query), as_json=True, db=db)
-        return
+    via = target(server, db, as_json=json)
+    if via is not None:
+        if json and limit is None:
+            _write_every_remote_lot(via, query)
+            return
+        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=json, quiet=json)
+        rows = answer.pop("lots")
+        notice = answer
+        caption = f"server: {via.url}"
+    else:
+        if json and limit is None:
+            say_direct(db)
+            run(lambda: _write_every_lot(db, query), as_json=True, db=db)
+            return
+        say_direct(db, quiet=json)
 
-    async def work() -> tuple[list[dict[str, object]], LotPage]:
-        async with open_lot_service(db) as service:
-            page = await service.page(query)
-            return [summary_dict(lot, service.flow_of(lot)) for lot in page.lots], page
+        async def work() -> tuple[list[dict[str, object]], LotPage]:
+            async with open_lot_service(db) as service:
+                page = await service.page(query)
+                return [summary_dict(lot, service.flow_of(lot)) for lot in page.lots], page
 
-    rows, page = run(work, as_json=json, db=db)
+        rows, page = run(work, as_json=json, db=db)
+        notice = _page_notice(page, rows)
+        caption = f"database: {display_url(resolve_url(db))}"
     if json:
         print_json(rows)
-        err.print_json(data=_page_notice(page, rows), indent=None)
+        # one line of JSON on stderr (scripts parse it): the mode is in it
+        err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
         return
-    _print_lots(rows, page, db)
+    _print_lots(rows, notice, caption)
+
+
+def _query_params(query: LotQuery) -> list[tuple[str, str]]:
+    """A lot query as the query string of GET /lots."""
+    params = [("state", s.value) for s in query.states]
+    for name, value in (
+        ("flow", query.flow),
+        ("step", query.step),
+        ("tool", query.tool),
+        ("priority", query.priority),
+        ("since", query.moved_since.isoformat() if query.moved_since else None),
+        ("until", query.moved_before.isoformat() if query.moved_before else None),
+        ("after", query.after),
+        ("limit", query.limit),
+    ):
+        if value is not None:
+            params.append((name, str(value)))
+    return params
+
+
+def _write_every_remote_lot(via: Any, query: LotQuery) -> None:
+    """``lot list --json`` without ``--limit`` through the server: every lot, a page of
+    :data:`JSON_PAGE` at a time, as one JSON list (as in direct mode)."""
+    first, quiet = True, False
+    while True:
+        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=True, quiet=quiet)
+        if not quiet:
+            sys.stdout.write("[")
+        quiet = True
+        for row in answer["lots"]:
+            item = dumps(row, indent=2, default=str, ensure_ascii=False)
+            sys.stdout.write(("\n" if first else ",\n") + textwrap.indent(item, "  "))
+            first = False
+        if not answer["more"]:
+            break
+        query = replace(query, after=answer["next_after"])
+    sys.stdout.write("]\n" if first else "\n]\n")
 
 
 async def _write_every_lot(db: str | None, query: LotQuery) -> None:
@@ -557,11 +718,11 @@ def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, obje
     }
 
 
-def _print_lots(rows: list[dict[str, object]], page: LotPage, db: str | None) -> None:
+def _print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="Lots", caption=f"database: {display_url(resolve_url(db))}")
+    table = Table(title="Lots", caption=caption)
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
     for r in rows:
@@ -577,8 +738,8 @@ def _print_lots(rows: list[dict[str, object]], page: LotPage, db: str | None) ->
             "-" if r["units"] is None else str(r["units"]),
         )
     out.print(table)
-    shown = f"{len(rows):,} of {page.total:,} lots"
-    if page.more:
+    shown = f"{len(rows):,} of {notice['total']:,} lots"
+    if notice["more"]:
         out.print(
             Text.assemble(
                 (f"{shown}; more follow: ", "yellow"),
@@ -625,129 +786,141 @@ def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _print_report(report: LotReport, history: int | None) -> None:
+def _print_report(report: Mapping[str, Any], history: int | None) -> None:
+    """``lot show`` for people, from its JSON (:func:`mes.domain.report.report_dict`)."""
     from rich.table import Table
     from rich.text import Text
 
-    lot = report.lot
+    lot = report
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("lot", f"{lot.id}  (flow {lot.flow} v{lot.flow_version}, priority {lot.priority})")
-    head.add_row("state", _state(lot.state))
-    head.add_row("step", lot.step or "-")
-    if lot.running:
+    head.add_row(
+        "lot",
+        f"{lot['id']}  (flow {lot['flow']} v{lot['flow_version']}, priority {lot['priority']})",
+    )
+    head.add_row("state", _state(LotState(lot["state"])))
+    head.add_row("step", lot["step"] or "-")
+    running = lot["running"]
+    if running:
+        since = datetime.fromisoformat(running["since"])
         head.add_row(
             "running",
-            f"{lot.running.step} on {lot.running.tool or '-'} since {lot.running.since:%Y-%m-%d %H:%M:%S}",
+            f"{running['step']} on {running['tool'] or '-'} since {since:%Y-%m-%d %H:%M:%S}",
         )
-    if lot.hold:
+    hold = lot["hold"]
+    if hold:
         head.add_row(
-            "hold",
-            Text(f"{lot.hold.reason} ({lot.hold.source.value}, {lot.hold.user})", style="red"),
+            "hold", Text(f"{hold['reason']} ({hold['source']}, {hold['user']})", style="red")
         )
-        held = [e for e in report.history if e.operation is Operation.HOLD and e.lot_id == lot.id]
-        for label, text in _hold_record(held[-1].data if held else {}):
+        held = [e for e in lot["history"] if e["operation"] == "hold" and e["lot"] == lot["id"]]
+        for label, text in _hold_record(held[-1]["data"] if held else {}):
             head.add_row(label, text)
-    if lot.pending_rework:
-        head.add_row("rework", f"must run {lot.pending_rework} next")
-    head.add_row("next steps", ", ".join(report.next_steps) or "-")
-    if report.may_complete:
+    if lot["pending_rework"]:
+        head.add_row("rework", f"must run {lot['pending_rework']} next")
+    head.add_row("next steps", ", ".join(lot["next_steps"]) or "-")
+    if lot["may_complete"]:
         head.add_row("", "the flow may end here (pkgline lot complete)")
-    if report.layers:
-        head.add_row("layer", f"{report.layer or 0} of {report.layers}")
-    head.add_row("params", ", ".join(f"{k}={v}" for k, v in lot.params.items()) or "-")
-    yield_pct = 100.0 * lot.good_sites / lot.total_sites if lot.total_sites else 0.0
-    head.add_row("sites", f"{lot.good_sites} good of {lot.total_sites} ({yield_pct:.1f} %)")
-    head.add_row("units", "-" if lot.units is None else str(lot.units))
-    if lot.parent_id or report.children:
+    if lot["layers"]:
+        head.add_row("layer", f"{lot['layer'] or 0} of {lot['layers']}")
+    head.add_row("params", ", ".join(f"{k}={v}" for k, v in lot["params"].items()) or "-")
+    good, total = lot["good_sites"], lot["total_sites"]
+    yield_pct = 100.0 * good / total if total else 0.0
+    head.add_row("sites", f"{good} good of {total} ({yield_pct:.1f} %)")
+    head.add_row("units", "-" if lot["units"] is None else str(lot["units"]))
+    if lot["parent"] or lot["children"]:
         head.add_row(
             "genealogy",
-            f"parent {lot.parent_id or '-'}; children {', '.join(report.children) or '-'}",
+            f"parent {lot['parent'] or '-'}; children {', '.join(lot['children']) or '-'}",
         )
     out.print(head)
 
-    if report.path:
+    if lot["path"]:
         path = Table(title="Path", title_justify="left")
         for column in ("#", "step", "tool", "by", "at", "rejects", "measured"):
             path.add_column(column)
-        for p in report.path:
-            measured = ", ".join(f"{k}={v}" for k, v in p.measured.items())
+        for p in lot["path"]:
+            measured = ", ".join(f"{k}={v}" for k, v in p["measured"].items())
             path.add_row(
-                str(p.path_index + 1),
-                p.step,
-                p.tool or "-",
-                p.user,
-                p.at[:19],
-                str(p.rejects),
+                str(p["path_index"] + 1),
+                p["step"],
+                p["tool"] or "-",
+                p["user"],
+                p["at"][:19],
+                str(p["rejects"]),
                 measured,
             )
         out.print(path)
 
-    if report.yields:
+    if lot["yields"]:
         yields = Table(title="Yield per step", title_justify="left")
         for column in ("#", "step", "in", "rejected", "yield %"):
             yields.add_column(column)
-        for y in report.yields:
-            pct = "-" if y.yield_pct is None else f"{y.yield_pct:.1f}"
-            yields.add_row(str(y.path_index + 1), y.step, str(y.sites_in), str(y.rejected), pct)
+        for y in lot["yields"]:
+            pct = "-" if y["yield_pct"] is None else f"{y['yield_pct']:.1f}"
+            yields.add_row(
+                str(y["path_index"] + 1), y["step"], str(y["sites_in"]), str(y["rejected"]), pct
+            )
         out.print(yields)
 
-    for m in report.carriers:
-        grid = m.grid()
+    for m in lot["carriers"]:
         out.print(
             Text(
-                f"carrier {m.carrier.id} ({m.carrier.rows}x{m.carrier.cols}, {m.good_sites} good)",
+                f"carrier {m['id']} ({m['rows']}x{m['cols']}, {m['good_sites']} good)",
                 style="bold",
             )
         )
-        for row in grid:
-            out.print("  " + " ".join("·" if code is None else "x" for code in row))
-        if m.rejects:
+        bad = {(r["row"], r["col"]) for r in m["rejects"]}
+        for row in range(1, m["rows"] + 1):
+            cells = ("x" if (row, col) in bad else "·" for col in range(1, m["cols"] + 1))
+            out.print("  " + " ".join(cells))
+        if m["rejects"]:
             out.print(
-                "  rejects: " + ", ".join(f"{r.row}:{r.col} {r.code} ({r.step})" for r in m.rejects)
+                "  rejects: "
+                + ", ".join(
+                    f"{r['row']}:{r['col']} {r['code']} ({r['step']})" for r in m["rejects"]
+                )
             )
 
     _print_history(report, history)
     _print_signatures(report)
 
 
-def _print_signatures(report: LotReport) -> None:
+def _print_signatures(report: Mapping[str, Any]) -> None:
     """Each electronic signature with the entry it signs (21 CFR 11.50: printed name, time,
     meaning)."""
-    if not report.signatures:
+    signatures = report.get("signatures") or []
+    if not signatures:
         return
     from rich.text import Text
 
     from pkgline.cli.columns import columns
 
-    rows = []
-    for s in report.signatures:
-        entry = report.signed_entry(s)
-        rows.append(
-            [
-                Text(str(entry.seq) if entry else "?"),
-                Text(entry.operation.value if entry else "-"),
-                Text(f"{s.printed_name} ({s.signer})"),
-                Text(s.meaning),
-                Text(f"{s.at:%Y-%m-%d %H:%M:%S %Z}"),
-                Text(s.method.value),
-            ]
-        )
+    rows = [
+        [
+            Text(str(s["entry_seq"]) if s["entry_seq"] is not None else "?"),
+            Text(s["operation"] or "-"),
+            Text(f"{s['printed_name']} ({s['signer']})"),
+            Text(s["meaning"]),
+            Text(f"{datetime.fromisoformat(s['at']):%Y-%m-%d %H:%M:%S %Z}"),
+            Text(s["method"]),
+        ]
+        for s in signatures
+    ]
     out.print(Text(f"Signatures ({len(rows)})", style="italic"))
     out.print(columns(("entry", "operation", "signed by", "meaning", "at", "method"), rows))
 
 
-def _print_history(report: LotReport, last: int | None) -> None:
+def _print_history(report: Mapping[str, Any], last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
     from rich.text import Text
 
     from pkgline.cli.columns import columns
 
-    lot = report.lot
-    entries = report.history if last is None else report.history[-last:] if last else []
-    total = len(report.history)
+    every = report["history"]
+    entries = every if last is None else every[-last:] if last else []
+    total = len(every)
     title = f"History ({total:,} entries)"
     if len(entries) < total:
         title = (
@@ -756,21 +929,19 @@ def _print_history(report: LotReport, last: int | None) -> None:
         )
     rows = []
     for e in entries:
-        inherited = e.lot_id != lot.id
+        inherited = e["lot"] != report["id"]
         style = "dim" if inherited else ""
+        user = e["user"] if e["by"] in (None, e["user"]) else f"{e['user']} (by {e['by']})"
         rows.append(
             [
-                Text(str(e.seq), style=style),
-                Text(f"{e.at:%m-%d %H:%M:%S}", style=style),
-                Text(e.user if e.by in (None, e.user) else f"{e.user} (by {e.by})", style=style),
-                Text(e.operation.value + (f" ({e.lot_id})" if inherited else ""), style=style),
-                Text(
-                    f"{e.state_before.value if e.state_before else '-'} → {e.state_after.value}",
-                    style=style,
-                ),
-                Text(e.step or "-", style=style),
-                Text(e.tool or "-", style=style),
-                Text(e.reason or "", style=style),
+                Text(str(e["seq"]), style=style),
+                Text(f"{datetime.fromisoformat(e['at']):%m-%d %H:%M:%S}", style=style),
+                Text(user, style=style),
+                Text(e["operation"] + (f" ({e['lot']})" if inherited else ""), style=style),
+                Text(f"{e['state_before'] or '-'} → {e['state_after']}", style=style),
+                Text(e["step"] or "-", style=style),
+                Text(e["tool"] or "-", style=style),
+                Text(e["reason"] or "", style=style),
             ]
         )
     out.print(Text(title, style="italic"))

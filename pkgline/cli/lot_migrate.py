@@ -14,6 +14,7 @@ from pkgline.cli.common import (
     UserOption,
     current_user,
 )
+from pkgline.cli.modes import ServerOption
 
 
 def register(app: typer.Typer) -> None:
@@ -25,12 +26,14 @@ def migrate(
     version: Annotated[int, typer.Option("--version", help="The approved version to move to.")],
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Move a waiting or held lot to another approved version of its flow, only where its
     path so far is valid in that version; recorded in its history (engineering)."""
-    from pkgline.cli.lot import _act  # the lot commands' one way to act and print
+    from pkgline.cli.lot import _act, _q  # the lot commands' one way to act and print
 
     command = MigrateLot(lot, version, current_user(user), reason or "")
-    _act(db, json, lambda s: s.migrate(command), f"moved to version {version}")
+    remote = (f"/lots/{_q(lot)}/migrate", {"version": version, "reason": reason})
+    _act(db, server, json, lambda s: s.migrate(command), remote, f"moved to version {version}")

@@ -11,10 +11,9 @@ exit 1 with the known ids, a bad window exit 2 (see :mod:`pkgline.cli.common`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -22,7 +21,6 @@ from rich.text import Text
 
 from mes.domain.equipment import (
     E10_STATES,
-    ControllerRecord,
     DispatchMode,
     E10Change,
     ResetRequest,
@@ -30,8 +28,6 @@ from mes.domain.equipment import (
     StateTimes,
     ToolRecord,
 )
-from mes.domain.errors import UnknownTool
-from mes.equipment import EquipmentService
 from mes.service import utc_now
 from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
@@ -44,7 +40,15 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.controller import HEARTBEAT_S
+from pkgline.tool_views import (
+    change_dict,
+    known_tool,
+    lines_running,
+    parse_window,
+    reset_dict,
+    state_times_dict,
+    tool_dict,
+)
 
 app = typer.Typer(
     help="Tools: states, time in state, and automatic or manual dispatch.", no_args_is_help=True
@@ -60,10 +64,6 @@ E10_STYLE = {
     "unscheduled_down": "bold red",
     "non_scheduled": "dim",
 }
-STALE_AFTER_S = 3 * HEARTBEAT_S
-"""A line controller whose last heartbeat is older than this is taken for not running."""
-STOPPED = "stopped"
-"""The status a line controller records when it stops."""
 SHOW_RESETS = 10
 """``tool show`` lists this many of the tool's latest alarm resets."""
 RESET_STYLE = {
@@ -72,19 +72,6 @@ RESET_STYLE = {
     ResetStatus.UNREACHABLE: "red",
     ResetStatus.EXPIRED: "yellow",
 }
-WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-
-
-def parse_window(text: str) -> timedelta:
-    """``90s``, ``30m``, ``8h``, ``2d`` as a duration; ValueError for anything else."""
-    match = _WINDOW.match(text.lower())
-    if match is None:
-        raise ValueError(f"--window {text!r}: expected a number and a unit, e.g. 30m, 8h or 2d")
-    seconds = float(match[1]) * WINDOW_UNITS[match[2]]
-    if seconds <= 0:
-        raise ValueError(f"--window {text!r}: the window must be longer than 0")
-    return timedelta(seconds=seconds)
 
 
 def ago(delta: timedelta) -> str:
@@ -107,17 +94,6 @@ def clock(at: datetime) -> str:
     return f"{local:%Y-%m-%d %H:%M:%S}"
 
 
-def controller_running(record: ControllerRecord, now: datetime) -> bool:
-    """Running: it has not recorded its stop, and its heartbeat is fresh."""
-    age_s = (now - record.heartbeat_at).total_seconds()
-    return record.status != STOPPED and age_s <= STALE_AFTER_S
-
-
-async def lines_running(equipment: EquipmentService, now: datetime) -> frozenset[str]:
-    """The line controllers running now (their tools' states are current)."""
-    return frozenset(c.name for c in await equipment.controllers() if controller_running(c, now))
-
-
 def e10_text(state: str) -> Text:
     return Text(state, style=E10_STYLE.get(state, ""))
 
@@ -135,85 +111,6 @@ def alarm_text(record: ToolRecord) -> str:
 
 
 # -- JSON (a contract: scripts read it) --------------------------------------------------------
-
-
-def tool_dict(record: ToolRecord, now: datetime, controller_running: bool) -> dict[str, Any]:
-    """A tool as JSON; ``controller_running`` False: its state is as last recorded."""
-    snap = record.snapshot
-    return {
-        "id": record.id,
-        "line": record.line,
-        "controller_running": controller_running,
-        "class": record.equipment_class,
-        "address": record.address,
-        "steps": list(record.steps),
-        "dispatch": record.dispatch.value,
-        "dispatch_by": record.dispatch_by,
-        "dispatch_at": record.dispatch_at.isoformat() if record.dispatch_at else None,
-        "dispatch_reason": record.dispatch_reason,
-        "connected": snap.connected,
-        "process_state": snap.process_state,
-        "mode": snap.mode,
-        "e10": snap.e10,
-        "e10_since": record.e10_since.isoformat(),
-        "e10_for_s": round((now - record.e10_since).total_seconds(), 3),
-        "lot": snap.lot_id,
-        "job": snap.job_id,
-        "sites_done": snap.sites_done,
-        "sites_total": snap.sites_total,
-        "alarm": dict(snap.alarm) if snap.alarm else None,
-        "reason": snap.reason,
-        "updated_at": record.updated_at.isoformat(),
-    }
-
-
-def state_times_dict(times: StateTimes) -> dict[str, Any]:
-    known = times.known_s
-    return {
-        "start": times.start.isoformat(),
-        "end": times.end.isoformat(),
-        "window_s": round(times.total_s, 3),
-        "recorded_s": round(known, 3),
-        "unmonitored_s": round(times.unmonitored_s, 3),
-        "seconds": {s: round(times.seconds.get(s, 0.0), 3) for s in E10_STATES},
-        "percent": {
-            s: round(100.0 * times.seconds.get(s, 0.0) / known, 2) if known > 0 else None
-            for s in E10_STATES
-        },
-        "availability_pct": None
-        if times.availability is None
-        else round(100.0 * times.availability, 2),
-        "utilization_pct": None
-        if times.utilization is None
-        else round(100.0 * times.utilization, 2),
-    }
-
-
-def reset_dict(r: ResetRequest) -> dict[str, Any]:
-    """An alarm reset as JSON (a contract: scripts read it)."""
-    return {
-        "id": r.id,
-        "tool": r.tool_id,
-        "line": r.line,
-        "status": r.status.value,
-        "requested_by": r.requested_by,
-        "reason": r.reason,
-        "requested_at": r.requested_at.isoformat(),
-        "expires_at": r.expires_at.isoformat(),
-        "answered_at": r.answered_at.isoformat() if r.answered_at else None,
-        "outcome": r.outcome,
-        "state_after": r.state_after,
-    }
-
-
-def change_dict(change: E10Change) -> dict[str, Any]:
-    return {
-        "at": change.at.isoformat(),
-        "e10": change.e10,
-        "process_state": change.process_state,
-        "connected": change.connected,
-        "reason": change.reason,
-    }
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -290,18 +187,6 @@ def tools_table(
                 style=style,
             )
     return table
-
-
-async def known_tool(equipment: EquipmentService, tool_id: str) -> ToolRecord:
-    """The tool, or UnknownTool naming the tools there are."""
-    try:
-        return await equipment.tool(tool_id)
-    except UnknownTool:
-        known = [t.id for t in await equipment.tools()]
-        raise UnknownTool(
-            f"there is no tool {tool_id}" + ("" if known else " (no tool is registered yet)"),
-            allowed=known,
-        ) from None
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -38,7 +38,8 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.tool import ToolArg, controller_running, known_tool, reset_dict
+from pkgline.cli.tool import ToolArg
+from pkgline.tool_views import controller_running, known_tool, reset_dict
 
 WAIT_S = 30.0
 """How long ``pkgline tool reset`` waits for the outcome by default."""

@@ -30,6 +30,13 @@ from pkgline.bootstrap import flow_library, open_lot_service
 from pkgline.cli.demo import LOT_PREFIX, LOTS, planned_steps
 
 STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
+API_STARTED = re.compile(r"\(pkgline api, pid (\d+)\)")
+
+
+def api_of(output: str) -> int:
+    match = API_STARTED.search(output)
+    assert match, output
+    return int(match[1])
 
 
 def demo(db: Path, *args: str) -> subprocess.Popen[str]:
@@ -111,7 +118,7 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
     output = head + rest
     assert code == 0, output
     assert "all 9 lots completed" in output
-    assert "as demo-test" in output  # who started the lots (PKGLINE_USER)
+    assert "through the pkgline server as" in output  # the lots started through the server
     summary = output[output.index("Lots: 9 of 9 completed") :]
     assert "line controller exit 0, simulators exit 0" in output
     for number, (flow, _) in enumerate(LOTS, start=1):
@@ -119,7 +126,7 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
     assert f"lot show {LOT_PREFIX}1 --db sqlite:///{db}" in output
     assert f"line status --db sqlite:///{db}" in output
     assert re.search(r"demo finished in \d+\.\d s", output)
-    assert gone((sim, serve), within_s=0), "a child of the demo is still running"
+    assert gone((sim, serve, api_of(output)), within_s=0), "a child of the demo is still running"
     assert not db.with_suffix(".line.toml").exists()  # the line's configuration is removed
     assert "line controller stopped" in db.with_name("demo.serve.log").read_text()
 
@@ -173,7 +180,9 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
             r"still running \(--keep\): configuration (\S+); stop it with: kill ([\d ]+)", output
         )
         assert kept, output
+        children = (*children, api_of(output))
         assert sorted(int(p) for p in kept[2].split()) == sorted(children)
+        assert f"lot show {LOT_PREFIX}1 --server unix://" in output
         assert Path(kept[1]).exists(), "the line's configuration stays while the line runs"
         time.sleep(1.0)  # the demo has exited; its children go on
         assert all(alive(p) for p in children), "--keep: the line stopped with the demo"
@@ -198,7 +207,7 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
 def test_ctrl_c_stops_the_line_and_leaves_nothing_running(tmp_path: Path) -> None:
     process = demo(tmp_path / "demo.db")
     output = read_until(process, re.compile(r"RUNNING"), 60)
-    children = children_of(output)
+    children = (*children_of(output), api_of(output))
     process.send_signal(signal.SIGINT)
     code, rest = finish(process, 30)
     assert code == 130, output + rest

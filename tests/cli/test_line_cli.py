@@ -15,7 +15,7 @@ from typing import Any
 
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord
-from pkgline.cli.tool import STALE_AFTER_S, controller_running
+from pkgline.tool_views import STALE_AFTER_S, controller_running
 from tests.cli.recorded_line import (
     FLOW,
     HOLD_REASON,

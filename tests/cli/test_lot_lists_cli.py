@@ -45,6 +45,7 @@ def test_json_without_a_limit_is_every_lot_and_with_one_a_page_noticed_on_stderr
     assert page.returncode == 0
     assert [lot["id"] for lot in json.loads(page.stdout)] == ["L1", "L2"]
     notice = json.loads(page.stderr)
+    assert notice.pop("mode").startswith("direct database sqlite:///")
     assert notice == {"total": 7, "shown": 2, "more": True, "next_after": "L2"}
     empty = ok_json(lots_db, "lot", "list", "--state", "hold")
     assert empty == []

@@ -19,7 +19,8 @@ import pytest
 from mes.domain import commands as cmd
 from mes.domain.equipment import E10_STATES
 from mes.domain.model import LotState
-from pkgline.cli.tool import ago, parse_window
+from pkgline.cli.tool import ago
+from pkgline.tool_views import parse_window
 from tests.cli.recorded_line import (
     FLOW,
     LINE,

@@ -10,8 +10,8 @@ import pytest
 from drivers.model import Alarm, AlarmSeverity, ProcessState
 from mes.domain.equipment import ResetRequest, ResetStatus
 from mes.service import utc_now
-from pkgline.cli.tool import controller_running
 from pkgline.controller.line import LineController
+from pkgline.tool_views import controller_running
 from simulators.line import SimulatedLine
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
 

@@ -49,6 +49,9 @@ def test_dry_run_shows_every_step_and_succeeds() -> None:
     assert "/etc/systemd/system/pkgline.service" in out
     assert "systemctl daemon-reload" in out
     assert "systemctl enable pkgline.service" in out
+    assert "/etc/systemd/system/pkgline-api.service" in out
+    assert "systemctl enable pkgline-api.service" in out
+    assert "export PKGLINE_SERVER=unix:///run/pkgline/api.sock" in out
     assert "usermod -aG pkgline" in out
 
 

@@ -1,0 +1,237 @@
+"""Lot moves per second and ``lot show`` latency through the pkgline server, against the same
+operations called in-process on the service layer, in the same run (issue 14).
+
+The server is the real ``pkgline api`` as a child process on a Unix socket in a scratch
+directory, on a SQLite file of its own; its clients are 1 and 8 threads of this process, each
+request a new connection with the CLI's own client (``pkgline.cli.remote``: http.client over
+the socket). In-process: the same calls on ``LotService`` (1 and 8 tasks) on another SQLite
+file. A move is a track-in of the client's own lot or the abort of that step: one
+transaction that reads the lot, checks the flow, updates it and appends one history and one
+outbox row, with the principal's role checked (a release would need an electronic signature,
+which the server does not take yet). ``lot show`` is GET /lots/{id} against ``LotService.report``.
+Then ``pkgline lot show X --json`` end to end, through the server and in direct mode, against
+``python -c pass`` from the same venv.
+
+Goal: 8 clients through the server at 0.5 of in-process moves/s or better; the CLI's
+``lot show --json`` p50 under 0.25 s.
+
+    .venv/bin/python bench/api.py [--moves N] [--shows N] [--cli-runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.passwords import Argon2Passwords
+from mes.adapters.sql_identity import SqlIdentityStore
+from mes.domain import commands as cmd
+from mes.domain.authority import Principal, Role
+from mes.identity import IdentityService
+from pkgline.bootstrap import os_account, services_for
+from pkgline.cli.remote import Server, request
+
+OWNER = Principal.file_owner("bench")
+FLOW = {"flow": "fo-organic", "params": {"layers": "3"}}
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, every thread) of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def prepare(url: str, lots: int) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        identity = IdentityService(SqlIdentityStore(engine), Argon2Passwords())
+        await identity.add_user(OWNER, os_account(), "Bench", [Role.OPERATOR, Role.QUALITY])
+        service = services_for(engine, OWNER).lots
+        for n in range(lots):
+            await service.start(
+                cmd.StartLot(f"B{n}", FLOW["flow"], "bench", params={"layers": "3"})
+            )
+    finally:
+        await engine.dispose()
+
+
+def through_server(server: Server, clients: int, moves: int) -> tuple[float, list[float]]:
+    """moves/s and per-move latencies (s) of ``clients`` threads, ``moves`` in all."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    each = moves // clients
+
+    def client(n: int) -> None:
+        mine: list[float] = []
+        for i in range(each):
+            op = "track-in" if i % 2 == 0 else "abort"
+            body = {"step": "SUBSTRATE_PREP"} if op == "track-in" else {"reason": "bench"}
+            t0 = time.perf_counter()
+            answer = request(server, "POST", f"/lots/B{n}/{op}", body)
+            mine.append(time.perf_counter() - t0)
+            assert answer.status == 200, answer.body
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(latencies) / (time.perf_counter() - start), latencies
+
+
+async def in_process(url: str, clients: int, moves: int) -> tuple[float, list[float]]:
+    engine = create_engine(url, pool_size=max(5, clients))
+    lots = services_for(engine, OWNER).lots
+    who = Principal(os_account(), frozenset({Role.OPERATOR, Role.QUALITY}), OWNER.method)
+    latencies: list[float] = []
+    each = moves // clients
+
+    async def client(n: int) -> None:
+        for i in range(each):
+            t0 = time.perf_counter()
+            if i % 2 == 0:
+                await lots.track_in(cmd.TrackIn(f"B{n}", "SUBSTRATE_PREP", who.name), by=who)
+            else:
+                await lots.abort(cmd.AbortStep(f"B{n}", who.name, "bench"), by=who)
+            latencies.append(time.perf_counter() - t0)
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(clients)))
+        return len(latencies) / (time.perf_counter() - start), latencies
+    finally:
+        await engine.dispose()
+
+
+async def shows_in_process(url: str, shows: int) -> list[float]:
+    engine = create_engine(url)
+    lots = services_for(engine, OWNER).lots
+    out = []
+    try:
+        for _ in range(shows):
+            t0 = time.perf_counter()
+            await lots.report("B0", by=OWNER)
+            out.append(time.perf_counter() - t0)
+    finally:
+        await engine.dispose()
+    return out
+
+
+def timed(run: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        run()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def line(what: str, rate: float | None, lat: list[float]) -> str:
+    rate_s = f"{rate:8.1f}" if rate is not None else " " * 8
+    return f"  {what:<34} {rate_s}  p50 {pct(lat, 0.5) * 1000:7.1f} ms  p99 {pct(lat, 0.99) * 1000:7.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--moves", type=int, default=400, help="moves per configuration")
+    parser.add_argument("--shows", type=int, default=100)
+    parser.add_argument("--cli-runs", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pkgline-bench-api-") as tmp:
+        served, local = f"sqlite:///{tmp}/served.db", f"sqlite:///{tmp}/local.db"
+        asyncio.run(prepare(served, 8))
+        asyncio.run(prepare(local, 8))
+        sock = Path(tmp) / "api.sock"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "pkgline", "api", "--db", served, "--socket", str(sock),
+             "--log-level", "warning"],
+        )  # fmt: skip
+        try:
+            server = Server(f"unix://{sock}", socket_path=str(sock))
+            deadline = time.monotonic() + 60
+            while not sock.exists():
+                if time.monotonic() > deadline or child.poll() is not None:
+                    raise SystemExit("pkgline api did not start")
+                time.sleep(0.05)
+            print(f"lot moves (track-in/abort) and lot show, SQLite, {args.moves} moves each")
+            print(f"  {'':<34} {'moves/s':>8}")
+            rates = {}
+            cpu: dict[tuple[str, int], float] = {}
+            for clients in (1, 8):
+                before = time.process_time()
+                rate, lat = asyncio.run(in_process(local, clients, args.moves))
+                cpu[("in", clients)] = (time.process_time() - before) / len(lat)
+                rates[("in", clients)] = rate
+                print(line(f"in-process, {clients} task(s)", rate, lat))
+                before = cpu_s(child.pid)
+                rate, lat = through_server(server, clients, args.moves)
+                cpu[("api", clients)] = (cpu_s(child.pid) - before) / len(lat)
+                rates[("api", clients)] = rate
+                print(line(f"API (Unix socket), {clients} client(s)", rate, lat))
+            for clients in (1, 8):
+                print(
+                    f"  CPU per move, {clients} client(s): server process "
+                    f"{cpu[('api', clients)] * 1000:.2f} ms, in-process "
+                    f"{cpu[('in', clients)] * 1000:.2f} ms (less sensitive to the machine's load "
+                    "than the rates)"
+                )
+            for clients in (1, 8):
+                ratio = rates[("api", clients)] / rates[("in", clients)]
+                print(f"  ratio API / in-process, {clients} client(s): {ratio:.2f}")
+            ratio8 = rates[("api", 8)] / rates[("in", 8)]
+            verdict = "met" if ratio8 >= 0.5 else "NOT met"
+            print(f"  goal: 8 clients >= 0.5 of in-process moves/s: {verdict} ({ratio8:.2f})")
+            show_local = asyncio.run(shows_in_process(local, args.shows))
+            show_api = timed(lambda: request(server, "GET", "/lots/B0"), args.shows)
+            print(line("lot show, in-process", None, show_local))
+            print(line("lot show, API (Unix socket)", None, show_api))
+
+            env = {**os.environ}
+            env.pop("PKGLINE_SERVER", None)
+            env.pop("PKGLINE_DB", None)
+            venv = [sys.executable]
+
+            def cli(*extra: str) -> None:
+                subprocess.run([*venv, "-m", "pkgline", "lot", "show", "B0", "--json", *extra],
+                               check=True, capture_output=True, env=env)  # fmt: skip
+
+            bare = timed(lambda: subprocess.run([*venv, "-c", "pass"], check=True), args.cli_runs)
+            via = timed(lambda: cli("--server", f"unix://{sock}"), args.cli_runs)
+            direct = timed(lambda: cli("--db", served), args.cli_runs)
+            print(f"pkgline lot show B0 --json, end to end ({args.cli_runs} runs)")
+            print(line("python -c pass", None, bare))
+            print(line("through the server", None, via))
+            print(line("direct mode", None, direct))
+            for what, lat in (("through the server", via), ("direct mode", direct)):
+                p50 = statistics.median(lat)
+                times = p50 / statistics.median(bare)
+                verdict = "met" if p50 < 0.25 and times <= 8 else "NOT met"
+                print(f"  goal {what}: p50 < 0.25 s and <= 8x python -c pass: {verdict} "
+                      f"({p50:.3f} s, {times:.1f}x)")  # fmt: skip
+        finally:
+            child.terminate()
+            child.wait(30)
+
+
+if __name__ == "__main__":
+    main()

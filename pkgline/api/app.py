@@ -1,0 +1,74 @@
+"""The application factory: the routes, the refusal handlers and the body limit around the
+services that :mod:`pkgline.api.server` (or a test) opened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pkgline import __version__
+from pkgline.api import errors, lots, session, tools
+from pkgline.api.auth import ApiState
+from pkgline.api.defaults import MAX_BODY_BYTES
+from pkgline.api.errors import too_large
+
+DESCRIPTION = """The pkgline server: the lot tracker's reads and operations, with the same
+rules, service layer, JSON and refusals as the `pkgline` CLI (docs/api.md). Local clients on
+the Unix socket are known by their OS account; remote ones send `Authorization: Bearer`
+with a session token (POST /session with a password) or an API key. Refusals: 401 credentials, 403 role, 404 unknown, 409 state or conflict,
+413 body too large, 422 invalid value, 503 database unavailable; the body says what was
+refused, why, the claim and what is allowed."""
+
+
+def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
+    """The ASGI application serving ``state`` (wrapped in the body limit)."""
+    return DeclaredBodyLimit(build_app(state, max_body_bytes), max_body_bytes)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API (docs/openapi.json is a copy: ``pkgline api
+    --print-openapi``)."""
+    document: dict[str, Any] = build_app(None, MAX_BODY_BYTES).openapi()
+    return document
+
+
+def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
+    app = FastAPI(
+        title="pkgline",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        max_body_size=max_body_bytes,  # past it: 413 before the body is read further
+    )
+    app.state.pkgline = state
+    errors.install(app)
+    app.include_router(lots.router)
+    app.include_router(session.router)
+    app.include_router(tools.router)
+
+    @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+class DeclaredBodyLimit:
+    """A body declared larger than the limit (Content-Length) is answered 413 with the JSON
+    refusal before anything reads it; one that grows past it while it is read is FastAPI's
+    ``max_body_size`` (the same 413, through :mod:`.errors`)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    await too_large()(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -1,0 +1,119 @@
+"""Who is asking: the principal of each request, made here from verified credentials and
+passed to the service layer as ``by=`` (docs/api.md, docs/security.md).
+
+- ``Authorization: Bearer pkl_...``: an API key issued to a system.
+- ``Authorization: Bearer pks_...``: a session token from a password login (POST /session,
+  :mod:`mes.sessions`).
+- No ``Authorization`` on the Unix socket: the OS account the kernel names for the peer
+  (:mod:`.peer`), mapped to the pkgline user of that name.
+- Anything else: 401. Every refusal of credentials given is recorded in the security log (a
+  failed login: who was claimed and why, never the secret); a request with none is not.
+"""
+
+from __future__ import annotations
+
+import pwd
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mes.domain.authority import AuthMethod, Principal
+from mes.domain.identity import LoginRefused
+from mes.identity import API_KEY_PREFIX, IdentityService
+from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
+from pkgline.api.defaults import PRINCIPAL_HEADER
+from pkgline.api.peer import PEER_KEY, PeerCredentials
+from pkgline.bootstrap import Services
+
+
+@dataclass(frozen=True, slots=True)
+class ApiState:
+    """What the routes share: the services (acting for nobody unless a call names its
+    principal) and the identity service."""
+
+    services: Services
+    identity: IdentityService
+    sessions: SessionService
+    engine: AsyncEngine
+    """For ``audit verify``, which reads the whole history in one snapshot."""
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.pkgline
+    return state
+
+
+def answer(request: Request, data: Any, status: int = 200) -> JSONResponse:
+    """``data`` as the JSON answer, sent as it is (no response model to check it against
+    again: a lot show of thousands of entries would pay for that), saying who asked."""
+    response = JSONResponse(data, status_code=status)
+    said = getattr(request.state, "principal", None)
+    if said is not None:
+        response.headers[PRINCIPAL_HEADER] = said
+    return response
+
+
+def _account(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+async def principal(request: Request, response: Response) -> Principal:
+    """The request's principal (a FastAPI dependency), or LoginRefused (401)."""
+    state = state_of(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        found = await _bearer(state, header)
+    else:
+        peer = request.scope.get(PEER_KEY)
+        if not isinstance(peer, PeerCredentials):
+            # Not recorded: no credentials is no attempt at anyone's identity, and a write
+            # per anonymous request would let any scanner fill the security log.
+            raise LoginRefused(
+                "no credentials: send Authorization: Bearer with an API key or a session "
+                "token (pkgline login), or use the server's Unix socket"
+            )
+        account = _account(peer.uid)
+        if account is None:
+            await state.identity.refused_credentials(
+                f"uid {peer.uid}", AuthMethod.OS_ACCOUNT, "no OS account of that uid"
+            )
+            raise LoginRefused(f"uid {peer.uid} has no OS account name; nothing was changed")
+        found = await state.identity.os_account(account)
+    said = f"{found.name} ({found.method.value})"
+    response.headers[PRINCIPAL_HEADER] = said
+    request.state.principal = said  # for a refusal's answer too (pkgline.api.errors)
+    return found
+
+
+async def _bearer(state: ApiState, header: str) -> Principal:
+    identity = state.identity
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        await identity.refused_credentials("-", AuthMethod.API_KEY, "not a Bearer credential")
+        raise LoginRefused("Authorization: expected 'Bearer TOKEN'")
+    if token.startswith(API_KEY_PREFIX + "_"):
+        key_id = token.split("_")[1] if token.count("_") >= 2 else "-"
+        try:
+            return await identity.authenticate_api_key(token)
+        except LoginRefused:
+            await identity.refused_credentials(
+                f"key {key_id}", AuthMethod.API_KEY, "unknown or revoked key, or system disabled"
+            )
+            raise
+    if token.startswith(SESSION_PREFIX + "_"):
+        parts = split_token(token)
+        try:
+            return await state.sessions.authenticate(token)
+        except SessionRefused as refused:
+            name = f"session {parts[0]}" if parts else "-"
+            await identity.refused_credentials(name, AuthMethod.SESSION, refused.why)
+            raise
+    await identity.refused_credentials("-", AuthMethod.SESSION, "not a pkgline token")
+    raise LoginRefused("the token is not valid (unknown or expired): log in again")

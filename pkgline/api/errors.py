@@ -1,0 +1,133 @@
+"""Refusals to HTTP: every error becomes the JSON body the CLI prints for it (what was
+refused, why, the claim, what is allowed) under the status that says what kind it is.
+
+==========  ==================================================================================
+401         no credentials, or refused ones (unknown OS account, wrong or expired token)
+403         the principal lacks the role (``not_authorized``; recorded as a security event)
+404         no such lot, tool or user
+409         the lot's state or the line refuses it now (state, step order, interlock, lot
+            exists), or another writer moved the lot first / the database said retry
+413         the request body is larger than the server reads
+422         a value is invalid (a claimed limit, a malformed value, an unknown field, a wrong
+            type); 400 for a body that is not JSON
+503         the database is unavailable (or its schema is not this server's)
+==========  ==================================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
+from mes.adapters.schema import SchemaMismatch
+from mes.domain.errors import LotTrackerError
+from pkgline.api.defaults import PRINCIPAL_HEADER
+
+STATUS_OF_KIND: dict[str, int] = {
+    "login_refused": 401,
+    "not_authorized": 403,
+    "unknown_lot": 404,
+    "unknown_tool": 404,
+    "unknown_user": 404,
+    "conflict": 409,
+    "lot_exists": 409,
+    "user_exists": 409,
+    "operation_not_allowed": 409,
+    "step_not_allowed": 409,
+    "rework_not_allowed": 409,
+    "split_merge_not_allowed": 409,
+    "interlock": 409,
+    "tool_owned_elsewhere": 409,
+    "reset_not_possible": 409,
+    "invalid_input": 422,
+    "limit_violated": 422,
+}
+"""HTTP status per refusal kind (``LotTrackerError.kind``); any other kind is 422."""
+
+
+def status_of(error: LotTrackerError) -> int:
+    return STATUS_OF_KIND.get(error.kind, 422)
+
+
+def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": "5"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def too_large() -> JSONResponse:
+    message = "the request body is larger than the server reads; nothing was changed"
+    return error_response(413, {"error": "too_large", "message": message})
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LotTrackerError)
+    response = error_response(status_of(exc), exc.to_dict())
+    said = getattr(request.state, "principal", None)
+    if said is not None:
+        response.headers[PRINCIPAL_HEADER] = said
+    return response
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    not_json = False
+    for e in exc.errors():
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        problems.append({"where": where, "problem": str(e.get("msg", "invalid"))})
+        not_json = not_json or e.get("type") == "json_invalid"
+    message = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
+    if not_json:
+        return error_response(
+            400, {"error": "invalid_request", "message": f"the body is not JSON: {message}"}
+        )
+    return error_response(
+        422,
+        {
+            "error": "invalid_request",
+            "message": f"the request is not as expected ({message}); nothing was changed",
+            "problems": problems,
+        },
+    )
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 413:
+        return too_large()
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+    return error_response(exc.status_code, {"error": kind, "message": str(exc.detail)})
+
+
+async def _schema(request: Request, exc: Exception) -> JSONResponse:
+    message = f"the server's database is not usable: {exc}"
+    return error_response(503, {"error": "schema", "message": message})
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    found = exc if isinstance(exc, DatabaseUnavailable) else classify(exc)
+    if isinstance(found, DatabaseRetryable):
+        message = f"the database refused this for now ({found.reason}); nothing was changed, retry"
+        return error_response(409, {"error": "retry", "message": message})
+    if isinstance(found, DatabaseUnavailable):
+        message = f"the server cannot use its database now: {found.reason}"
+        return error_response(503, {"error": "database", "message": message})
+    raise exc
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(LotTrackerError, _refused)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(SchemaMismatch, _schema)
+    app.add_exception_handler(DatabaseUnavailable, _database)
+    # SQLAlchemy's own errors (schema checks) and OSError: classified as the store's are
+    app.add_exception_handler(OSError, _database)

@@ -1,0 +1,102 @@
+"""Which way a lot command goes, and saying so: through the pkgline server (``--server``,
+``$PKGLINE_SERVER``, or the local socket when it exists) or directly on the database (a
+database the user may write: embedded, one user). Every command says which, in one line on
+standard error; both print the same output and exit with the same codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from pkgline.cli.common import (
+    EXIT_CONFLICT,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    fail,
+    usage_error,
+)
+from pkgline.cli.remote import Server, ServerUrlError, Unreachable, choose, request
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="PKGLINE_SERVER",
+        help="The pkgline server: unix:///PATH or https://HOST:PORT (default: "
+        "$PKGLINE_SERVER, else the local server's socket when it exists and no --db is given, "
+        "else the database directly).",
+        show_default=False,
+    ),
+]
+
+EXIT_OF_ERROR = {
+    "conflict": EXIT_CONFLICT,
+    "retry": EXIT_CONFLICT,
+    "database": EXIT_UNAVAILABLE,
+    "schema": EXIT_UNAVAILABLE,
+    "invalid_request": EXIT_USAGE,
+    "too_large": EXIT_USAGE,
+}
+"""The exit code of a refusal the server sent, by its ``error`` (any other refusal: 1), as
+the same refusal exits in direct mode."""
+
+
+def target(server: str | None, db: str | None, *, as_json: bool) -> Server | None:
+    """The server to go through, or None for direct mode (a bad URL: usage error)."""
+    try:
+        return choose(server, db)
+    except ServerUrlError as exc:
+        usage_error(str(exc), as_json=as_json)
+
+
+last_mode: list[str] = []
+"""The mode the command used, as said (``lot list --json`` puts it in its notice)."""
+
+
+def say_direct(db: str | None, *, quiet: bool = False) -> None:
+    from mes.adapters.database import display_url
+    from pkgline.bootstrap import os_account, resolve_url
+
+    try:
+        where = display_url(resolve_url(db))
+    except ValueError:
+        where = str(db)
+    _say(f"direct database {where} as OS account {os_account()}", quiet)
+
+
+def _say(line: str, quiet: bool) -> None:
+    last_mode[:] = [line]
+    if not quiet:  # plain text: rich is not imported for a --json command
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def call(
+    server: Server,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    query: list[tuple[str, str]] | None = None,
+    *,
+    as_json: bool,
+    quiet: bool = False,
+) -> Any:
+    """One request to ``server``; a refusal is printed as in direct mode and exits with its
+    code. ``quiet``: do not say the mode on standard error (a command's second request;
+    ``lot list --json``, whose notice there says it)."""
+    try:
+        answer = request(server, method, path, body, query)
+    except Unreachable as exc:
+        message = str(exc)
+        fail(message, {"error": "server", "message": message}, EXIT_UNAVAILABLE, as_json)
+    who = f" as {answer.principal}" if answer.principal else ""
+    _say(f"via server {server.url}{who}", quiet)
+    if answer.status >= 400:
+        body_ = answer.body if isinstance(answer.body, dict) else {}
+        payload = {"error": "http", "message": f"HTTP {answer.status}", **body_}
+        code = EXIT_OF_ERROR.get(str(payload["error"]), EXIT_REFUSED)
+        fail(str(payload["message"]), payload, code, as_json)
+    return answer.body

@@ -1,0 +1,175 @@
+"""The CLI as a client of the pkgline server: which server (``--server``, ``$PKGLINE_SERVER``,
+else the local socket when it exists), and one request to it.
+
+Standard library only (``http.client`` speaks HTTP over a Unix socket with a small subclass,
+and HTTPS): a command through the server imports neither the server nor the database code.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from pkgline.api.defaults import DEFAULT_SOCKET, PRINCIPAL_HEADER
+
+TIMEOUT_S = 30.0
+"""How long a request may wait for the server's answer."""
+
+
+class ServerUrlError(ValueError):
+    """``--server`` / ``$PKGLINE_SERVER`` is not a server URL: says what is expected."""
+
+
+class Unreachable(Exception):
+    """The server did not answer (no one listens, refused, timed out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    url: str
+    """``unix:///path`` or ``https://host:port``."""
+    socket_path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> Server:
+        parts = urlsplit(url.strip())
+        if parts.scheme == "unix" and parts.path and not parts.netloc:
+            return cls(f"unix://{parts.path}", socket_path=parts.path)
+        if parts.scheme == "https" and parts.hostname:
+            if parts.username or parts.password or parts.query:
+                raise ServerUrlError(
+                    f"--server {url!r}: no user, password or query in the URL (pkgline login "
+                    "keeps the session)"
+                )
+            port = parts.port or 443
+            return cls(f"https://{parts.hostname}:{port}", host=parts.hostname, port=port)
+        raise ServerUrlError(
+            f"--server {url!r}: expected unix:///PATH (the server's socket) or https://HOST:PORT"
+        )
+
+
+def choose(server: str | None, db: str | None) -> Server | None:
+    """The server a lot command goes through, or None for direct database mode: ``server``
+    (``--server`` or ``$PKGLINE_SERVER``); else, unless a database was named (``--db``,
+    ``$PKGLINE_DB``), the local server's socket when it exists."""
+    if server:
+        return Server.parse(server)
+    if db:
+        return None
+    path = os.environ.get("PKGLINE_API_SOCKET") or DEFAULT_SOCKET
+    try:
+        if Path(path).is_socket():
+            return Server(f"unix://{path}", socket_path=path)
+    except OSError:
+        pass
+    return None
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: Any
+    principal: str | None
+
+
+def session_file(server: Server) -> Path:
+    """Where ``pkgline login`` keeps the session token for ``server``: the user's config
+    directory, one file per server, mode 0600 (directory 0700)."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    name = f"{server.host}_{server.port}" if server.host else "local"
+    return base / "pkgline" / "sessions" / name
+
+
+def stored_token(server: Server) -> str | None:
+    """The session token ``pkgline login`` stored for ``server``, or None."""
+    if server.host is None:
+        return None  # the Unix socket: the OS account is who the client is
+    try:
+        data = json.loads(session_file(server).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    token = data.get("token") if isinstance(data, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def store_token(server: Server, token: str, expires_at: str) -> Path:
+    """Keep ``token`` for ``server`` (replacing one kept before), readable by the user only."""
+    path = session_file(server)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)
+    temporary = path.with_name(path.name + ".new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"server": server.url, "token": token, "expires_at": expires_at}, f)
+    temporary.replace(path)
+    return path
+
+
+def _connection(server: Server) -> http.client.HTTPConnection:
+    if server.socket_path is not None:
+        return _UnixConnection(server.socket_path, TIMEOUT_S)
+    import ssl
+
+    context = ssl.create_default_context(cafile=os.environ.get("PKGLINE_SERVER_CA") or None)
+    return http.client.HTTPSConnection(
+        server.host or "", server.port, timeout=TIMEOUT_S, context=context
+    )
+
+
+def request(
+    server: Server,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    query: list[tuple[str, str]] | None = None,
+    token: str | None = None,
+) -> Answer:
+    """One request; the answer's JSON (or ``{"error": "http", ...}`` when it is not JSON)."""
+    target = path + ("?" + urlencode(query) if query else "")
+    headers = {"accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["content-type"] = "application/json"
+    token = token or stored_token(server)
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    conn = _connection(server)
+    try:
+        conn.request(method, target, body=data, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise Unreachable(f"the server {server.url} did not answer: {exc}") from exc
+    finally:
+        conn.close()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = {"error": "http", "message": raw.decode(errors="replace")[:500]}
+    return Answer(response.status, parsed, response.getheader(PRINCIPAL_HEADER))

@@ -1,0 +1,129 @@
+"""A running pkgline server for the API tests: ``serve_api`` in the test's event loop on a
+Unix socket in tmp_path, over a fresh database (SQLite, and PostgreSQL where marked), with
+the test's own OS account as a pkgline user."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.passwords import Argon2Passwords
+from mes.domain.authority import Principal, Role
+from mes.sessions import DEFAULT_LIFETIME
+from pkgline.api.auth import ApiState
+from pkgline.api.server import open_state, serve_api
+from pkgline.bootstrap import os_account
+from pkgline.config import ApiConfig, HttpsConfig
+
+ADMIN = Principal.file_owner("test-admin")
+ACCOUNT = os_account()
+
+
+@dataclass
+class RunningApi:
+    socket: Path
+    db: str
+    state: ApiState
+
+    def client(self, **headers: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(uds=str(self.socket))
+        return httpx.AsyncClient(transport=transport, base_url="http://pkgline", headers=headers)
+
+    async def roles(self, *roles: Role) -> None:
+        """Give the test's OS account exactly ``roles``."""
+        user = await self.state.identity.user(ADMIN, ACCOUNT)
+        await self.state.identity.change_roles(ADMIN, ACCOUNT, roles, user.roles - set(roles))
+
+
+async def _migrated(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def start_api(
+    db: str,
+    socket: Path,
+    *,
+    user: bool = True,
+    max_body_kb: int = 256,
+    session_lifetime: timedelta = DEFAULT_LIFETIME,
+    https: HttpsConfig | None = None,
+) -> AsyncIterator[RunningApi]:
+    """Serve ``db`` on ``socket`` for the block (the OS account a user with ``operator``
+    unless ``user`` is false); stopped and drained at the end."""
+    await _migrated(db)
+    # argon2id with a small cost: the tests hash and check passwords
+    passwords = Argon2Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    async with open_state(db, session_lifetime=session_lifetime, passwords=passwords) as state:
+        if user:
+            await state.identity.add_user(ADMIN, ACCOUNT, "Test Runner", [Role.OPERATOR])
+        stop, ready = asyncio.Event(), asyncio.Event()
+        config = ApiConfig(socket=socket, max_body_kb=max_body_kb, https=https)
+        serving = asyncio.create_task(serve_api(state, config, stop, ready=ready))
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiting.cancel()
+            await serving  # raises why it did not start
+        try:
+            yield RunningApi(socket, db, state)
+        finally:
+            stop.set()
+            await serving
+
+
+@pytest.fixture
+async def api(sqlite_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    async with start_api(sqlite_url, tmp_path / "api.sock") as running:
+        yield running
+
+
+@pytest.fixture
+async def pg_api(postgres_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    async with start_api(postgres_url, tmp_path / "api.sock") as running:
+        yield running
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Ran:
+    """``pkgline ARGS`` as a child process, awaited (the server under test runs in this
+    event loop: a blocking wait would stall it)."""
+    import os
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    environ.update(env or {})
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pkgline",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ,
+    )
+    given = stdin.encode() if stdin is not None else b""
+    out, err = await asyncio.wait_for(child.communicate(given), 60)
+    assert child.returncode is not None
+    return Ran(child.returncode, out.decode(), err.decode())

@@ -1,0 +1,64 @@
+"""The operator CLI as a client of a running server (on a Unix socket in tmp_path): the
+same JSON, output and exit codes as in direct mode, and each command says which it used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import ACCOUNT, RunningApi, cli
+
+
+@pytest.mark.slow
+async def test_lot_commands_through_the_server_match_direct_mode(api: RunningApi) -> None:
+    server = f"unix://{api.socket}"
+    via = ("--server", server)
+    started = await cli(
+        "lot", "start", "A1", "--flow", "fo-organic", "--param", "layers=3", "--json", *via
+    )
+    assert started.returncode == 0, started.stderr
+    assert f"via server {server} as {ACCOUNT} (os_account)" in started.stderr
+    body = json.loads(started.stdout)
+    assert body["id"] == "A1" and body["recorded"][0]["auth"] == "os_account"
+
+    moved = await cli(
+        "lot", "track-in", "A1", "--step", "SUBSTRATE_PREP", env={"PKGLINE_SERVER": server}
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert "✔ lot A1 tracked in: RUNNING at SUBSTRATE_PREP" in moved.stdout
+    assert "via server" in moved.stderr
+
+    refused = await cli("lot", "scrap", "A1", "--reason", "voids", "--json", *via)
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["error"] == "not_authorized"
+    assert json.loads(refused.stdout)["allowed"] == ["quality"]
+    unknown = await cli("lot", "hold", "NOPE", "--reason", "x", *via)
+    assert unknown.returncode == 1 and "there is no lot NOPE" in unknown.stderr
+
+    shown = await cli("lot", "show", "A1", "--json", *via)
+    direct = await cli("lot", "show", "A1", "--json", "--db", api.db)
+    assert shown.returncode == direct.returncode == 0, shown.stderr + direct.stderr
+    assert json.loads(shown.stdout) == json.loads(direct.stdout)
+    assert direct.stderr.startswith("direct database sqlite:///")
+    assert f"as OS account {ACCOUNT}" in direct.stderr
+    human = await cli("lot", "show", "A1", *via)
+    human_direct = await cli("lot", "show", "A1", "--db", api.db)
+    assert human.stdout == human_direct.stdout and "SUBSTRATE_PREP" in human.stdout
+
+    listed = await cli("lot", "list", "--json", *via)
+    assert [lot["id"] for lot in json.loads(listed.stdout)] == ["A1"]
+    page = await cli("lot", "list", "--json", "--limit", "1", *via)
+    notice = json.loads(page.stderr)
+    assert notice["mode"].startswith(f"via server {server}") and notice["total"] == 1
+
+
+async def test_a_bad_server_url_is_a_usage_error_and_no_server_is_unavailable(
+    tmp_path: Path,
+) -> None:
+    bad = await cli("lot", "list", "--server", "http://example.invalid")
+    assert bad.returncode == 2 and "unix:///PATH" in bad.stderr
+    gone = await cli("lot", "list", "--json", "--server", f"unix://{tmp_path}/none.sock")
+    assert gone.returncode == 4
+    assert json.loads(gone.stdout)["error"] == "server"

@@ -1,0 +1,250 @@
+"""The lot routes over the server's Unix socket: the caller is the OS account the kernel
+names (never a name it sends), every operation is the service layer's with its rules, and
+every refusal is a clear 4xx with the CLI's JSON body that changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mes.domain.authority import AuthMethod, Role
+from mes.domain.identity import EventKind, UserKind
+from mes.ports import LotQuery
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
+
+START = {"lot": "A1", "flow": "fo-organic", "params": {"layers": "3"}}
+
+
+async def _history(api: RunningApi, lot: str) -> list[dict[str, object]]:
+    async with api.client() as client:
+        shown = await client.get(f"/lots/{lot}")
+    assert shown.status_code == 200, shown.text
+    history: list[dict[str, object]] = shown.json()["history"]
+    return history
+
+
+async def test_the_os_account_of_the_peer_is_who_acts(api: RunningApi) -> None:
+    """The history records the OS account the socket's peer credentials name, as
+    ``os_account``; a user name in the body is an unknown field, refused."""
+    async with api.client() as client:
+        started = await client.post("/lots", json=START)
+        assert started.status_code == 201, started.text
+        assert started.headers["pkgline-principal"] == f"{ACCOUNT} (os_account)"
+        body = started.json()
+        assert body["id"] == "A1" and body["state"] == "WAITING"
+        [entry] = body["recorded"]
+        assert entry["user"] == ACCOUNT and entry["by"] == ACCOUNT
+        assert entry["auth"] == AuthMethod.OS_ACCOUNT.value
+        spoof = await client.post("/lots/A1/hold", json={"reason": "x", "user": "mallory"})
+        assert spoof.status_code == 422 and spoof.json()["error"] == "invalid_request"
+    assert len(await _history(api, "A1")) == 1
+
+
+async def test_an_unknown_os_account_is_refused_and_recorded(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with start_api(sqlite_url, tmp_path / "api.sock", user=False) as api:
+        async with api.client() as client:
+            refused = await client.post("/lots", json=START)
+            listed = await client.get("/lots")
+        assert refused.status_code == 401 and listed.status_code == 401
+        assert refused.json()["error"] == "login_refused"
+        assert ACCOUNT in refused.json()["message"]
+        events = await api.state.identity.events(ADMIN)
+        failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+        assert failed and failed[-1].actor == ACCOUNT
+        assert failed[-1].method is AuthMethod.OS_ACCOUNT
+        page = await api.state.services.lots.page(_all(), by=ADMIN)
+        assert page.total == 0
+
+
+def _all() -> LotQuery:
+    return LotQuery(limit=10)
+
+
+async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothing(
+    api: RunningApi,
+) -> None:
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        cases: list[tuple[str, str, object, int, str]] = [
+            (
+                "POST",
+                "/lots/A1/rework",
+                {"step": "SUBSTRATE_PREP", "reason": "x"},
+                403,
+                "not_authorized",
+            ),
+            ("POST", "/lots/A1/scrap", {"reason": "voids"}, 403, "not_authorized"),
+            ("POST", "/lots/NOPE/hold", {"reason": "x"}, 404, "unknown_lot"),
+            ("GET", "/lots/NOPE", None, 404, "unknown_lot"),
+            ("POST", "/lots", START, 409, "lot_exists"),
+            ("POST", "/lots/A1/track-in", {"step": "MOLD"}, 409, "step_not_allowed"),
+            ("POST", "/lots/A1/abort", {}, 409, "operation_not_allowed"),
+            ("POST", "/lots/A1/release", {}, 422, "signature_required"),
+            ("POST", "/lots/A1/hold", {}, 422, "invalid_input"),
+            ("POST", "/lots/A1/hold", {"reason": 5}, 422, "invalid_request"),
+            ("POST", "/lots/A1/hold", {"reason": "x", "why": "y"}, 422, "invalid_request"),
+            (
+                "POST",
+                "/lots/A1/track-in",
+                {"step": "SUBSTRATE_PREP", "params": {"a": [1]}},
+                422,
+                "invalid_request",
+            ),
+            (
+                "POST",
+                "/lots/A1/release",
+                {"signature": {"meaning": "approved"}},
+                422,
+                "invalid_input",
+            ),
+            ("GET", "/lots?state=BOGUS", None, 422, "invalid_request"),
+            ("GET", "/lots?priority=0", None, 422, "invalid_request"),
+        ]
+        for method, path, body, status, kind in cases:
+            answer = await client.request(method, path, json=body)
+            assert (answer.status_code, answer.json()["error"]) == (status, kind), (
+                path,
+                answer.text,
+            )
+            assert answer.json()["message"]
+        denied = await client.post(
+            "/lots/A1/rework", json={"step": "SUBSTRATE_PREP", "reason": "x"}
+        )
+        assert denied.json()["allowed"] == ["engineer"]
+        claimed = await client.post("/lots/A1/track-in", json={"step": "MOLD"})
+        assert claimed.json()["claim"] and claimed.json()["allowed"] == ["SUBSTRATE_PREP"]
+        broken = await client.post(
+            "/lots/A1/hold", content=b'{"reason": ', headers={"content-type": "application/json"}
+        )
+        assert broken.status_code == 400 and broken.json()["error"] == "invalid_request"
+        huge = await client.post("/lots/A1/hold", json={"reason": "x" * 300_000})
+        assert huge.status_code == 413 and huge.json()["error"] == "too_large"
+    assert len(await _history(api, "A1")) == 1
+    events = await api.state.identity.events(ADMIN)
+    refused = [e for e in events if e.kind is EventKind.REFUSED]
+    assert {e.action for e in refused} >= {"rework", "scrap"}
+
+
+async def test_a_body_sent_in_chunks_past_the_limit_is_refused(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with start_api(sqlite_url, tmp_path / "api.sock", max_body_kb=1) as api:
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"reason": "'
+            for _ in range(10):
+                yield b"x" * 500
+            yield b'"}'
+
+        async with api.client() as client:
+            assert (await client.post("/lots", json=START)).status_code == 201
+            answer = await client.post(
+                "/lots/A1/hold", content=chunks(), headers={"content-type": "application/json"}
+            )
+        assert answer.status_code == 413
+        assert len(await _history(api, "A1")) == 1
+
+
+async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -> None:
+    """start, track-in, track-out, split, merge, hold: each answers the lot as it now is and
+    what was recorded (a release needs a signature, which the server refuses until it checks
+    them); ``lot show --json`` in direct mode prints the same JSON as GET /lots/{id}."""
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR, Role.ENGINEER)
+        assert (await client.post("/lots", json=START)).status_code == 201
+        moved = await client.post("/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"})
+        assert moved.status_code == 200 and moved.json()["state"] == "RUNNING", moved.text
+        out = await client.post(
+            "/lots/A1/track-out",
+            json={"rejects": [{"carrier": "1", "row": 1, "col": 2, "code": "VOID"}]},
+        )
+        assert out.status_code == 200, out.text
+        assert out.json()["good_sites"] == 63
+        split = await client.post("/lots/A1/split", json={"carriers": ["2"], "into": "A1.1"})
+        assert split.status_code == 200, split.text
+        merged = await client.post("/lots/A1.1/merge", json={"into": "A1"})
+        assert merged.status_code == 200 and merged.json()["id"] == "A1", merged.text
+        listed = await client.get("/lots", params={"state": ["WAITING"], "limit": 1})
+        assert [lot["id"] for lot in listed.json()["lots"]] == ["A1"]
+        held = await client.post("/lots/A1/hold", json={"reason": "check the strip"})
+        assert held.json()["state"] == "HOLD" and held.json()["hold_reason"] == "check the strip"
+        unsigned = await client.post("/lots/A1/release", json={"reason": "looked fine"})
+        assert unsigned.status_code == 422 and unsigned.json()["error"] == "signature_required"
+        shown = (await client.get("/lots/A1")).json()
+    assert shown["state"] == "HOLD"
+    operations = [e["operation"] for e in shown["history"] if e["lot"] == "A1"]
+    assert operations[:3] == ["start", "track_in", "track_out"]
+    assert operations[-1] == "hold"
+    assert all(e["auth"] == "os_account" for e in shown["history"])
+    direct = await cli("lot", "show", "A1", "--json", "--db", api.db)
+    assert direct.returncode == 0, direct.stderr
+    assert json.loads(direct.stdout) == shown
+
+
+async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
+    async with api.client() as client:
+        for n in range(3):
+            body = {**START, "lot": f"L{n}", "priority": n + 1}
+            assert (await client.post("/lots", json=body)).status_code == 201
+        first = (await client.get("/lots", params={"limit": 2})).json()
+        assert [x["id"] for x in first["lots"]] == ["L0", "L1"]
+        assert (first["total"], first["more"], first["next_after"]) == (3, True, "L1")
+        rest = (await client.get("/lots", params={"limit": 2, "after": "L1"})).json()
+        assert [x["id"] for x in rest["lots"]] == ["L2"] and rest["more"] is False
+        naive = await client.get("/lots", params={"since": "2026-01-01T00:00:00"})
+        assert naive.status_code == 422
+
+
+async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: RunningApi) -> None:
+    identity = api.state.identity
+    await identity.add_user(
+        ADMIN, "mes-bridge", "MES bridge", [Role.OPERATOR], kind=UserKind.SYSTEM
+    )
+    key, token = await identity.issue_api_key(ADMIN, "mes-bridge", "test")
+    async with api.client(authorization=f"Bearer {token}") as client:
+        started = await client.post("/lots", json=START)
+        assert started.status_code == 201, started.text
+        assert started.json()["recorded"][0]["by"] == "mes-bridge"
+        assert started.json()["recorded"][0]["auth"] == "api_key"
+    await identity.revoke_api_key(ADMIN, key.key_id)
+    for header in (f"Bearer {token}", "Bearer pkl_nope_nope", "Bearer something", "Basic abc"):
+        async with api.client(authorization=header) as client:
+            answer = await client.post("/lots/A1/hold", json={"reason": "x"})
+        assert answer.status_code == 401, header
+        assert answer.headers["www-authenticate"] == "Bearer"
+    events = await identity.events(ADMIN)
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert len(failed) == 4
+    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
+    assert len(await _history(api, "A1")) == 1
+
+
+async def test_the_socket_is_0660_and_gone_after_the_stop(sqlite_url: str, tmp_path: Path) -> None:
+    sock = tmp_path / "run" / "api.sock"
+    async with start_api(sqlite_url, sock) as api:
+        assert sock.stat().st_mode & 0o777 == 0o660
+        async with api.client() as client:
+            assert (await client.get("/health")).json() == {"ok": True}
+    assert not sock.exists()
+    with pytest.raises(httpx.TransportError):
+        async with httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://x"
+        ) as client:
+            await client.get("/health")
+
+
+@pytest.mark.postgres
+async def test_the_api_on_postgresql(pg_api: RunningApi) -> None:
+    async with pg_api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        denied = await client.post("/lots/A1/scrap", json={"reason": "voids"})
+        assert denied.status_code == 403
+        moved = await client.post("/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"})
+        assert moved.status_code == 200, moved.text
+    assert len(await _history(pg_api, "A1")) == 2

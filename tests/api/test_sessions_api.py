@@ -1,0 +1,128 @@
+"""Remote identity: a password login gives an expiring session token (stored hashed,
+revocable); wrong passwords count to the lockout; a wrong, expired or ended token is 401 and
+recorded; ``pkgline login`` over HTTPS keeps the token in a 0600 file and the lot commands use
+it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mes.domain.authority import Role
+from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind
+from pkgline.config import HttpsConfig
+from tests.api.conftest import ADMIN, RunningApi, cli, start_api
+from tests.events.test_relay_faults import _pki as tls_files
+
+PASSWORD = "correct horse battery"
+START = {"lot": "A1", "flow": "fo-organic", "params": {"layers": "3"}}
+
+
+async def _alice(api: RunningApi) -> None:
+    await api.state.identity.add_user(
+        ADMIN, "alice", "Alice Martin", [Role.OPERATOR], password=PASSWORD
+    )
+
+
+async def test_a_login_gives_a_token_that_acts_until_logout(api: RunningApi) -> None:
+    await _alice(api)
+    async with api.client() as client:
+        login = await client.post("/session", json={"username": "alice", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        token = login.json()["token"]
+        assert token.startswith("pks_") and login.json()["user"]["name"] == "alice"
+        bearer = {"authorization": f"Bearer {token}"}
+        started = await client.post("/lots", json=START, headers=bearer)
+        assert started.status_code == 201, started.text
+        entry = started.json()["recorded"][0]
+        assert (entry["by"], entry["auth"]) == ("alice", "session")
+        assert (await client.delete("/session", headers=bearer)).status_code == 204
+        after = await client.post("/lots/A1/hold", json={"reason": "x"}, headers=bearer)
+        assert after.status_code == 401 and "logged out" in after.json()["message"]
+        forged = await client.get("/lots", headers={"authorization": f"Bearer {token[:-2]}xx"})
+        assert forged.status_code == 401
+    events = await api.state.identity.events(ADMIN)
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert [e.detail["why"] for e in failed] == ["session ended (logged out)", "unknown session"]
+    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
+
+
+async def test_wrong_passwords_lock_the_account_and_a_disabled_account_ends_its_sessions(
+    api: RunningApi,
+) -> None:
+    await _alice(api)
+    async with api.client() as client:
+        good = await client.post("/session", json={"username": "alice", "password": PASSWORD})
+        bearer = {"authorization": f"Bearer {good.json()['token']}"}
+        for _ in range(MAX_FAILED_ATTEMPTS):
+            wrong = await client.post("/session", json={"username": "alice", "password": "nope"})
+            assert wrong.status_code == 401 and wrong.json()["error"] == "login_refused"
+        locked = await client.post("/session", json={"username": "alice", "password": PASSWORD})
+        assert locked.status_code == 401
+        assert (await client.get("/lots", headers=bearer)).status_code == 200
+        await api.state.identity.set_disabled(ADMIN, "alice", True)
+        disabled = await client.get("/lots", headers=bearer)
+        assert disabled.status_code == 401 and "disabled" in disabled.json()["message"]
+        extra = await client.post("/session", json={"username": "alice", "password": "x", "a": 1})
+        assert extra.status_code == 422
+    kinds = [e.kind for e in await api.state.identity.events(ADMIN)]
+    assert EventKind.LOCKED_OUT in kinds
+
+
+async def test_an_expired_session_is_refused(sqlite_url: str, tmp_path: Path) -> None:
+    async with start_api(sqlite_url, tmp_path / "api.sock", session_lifetime=timedelta(0)) as api:
+        await _alice(api)
+        async with api.client() as client:
+            login = await client.post("/session", json={"username": "alice", "password": PASSWORD})
+            bearer = {"authorization": f"Bearer {login.json()['token']}"}
+            expired = await client.get("/lots", headers=bearer)
+        assert expired.status_code == 401 and "expired" in expired.json()["message"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+async def test_pkgline_login_over_https_keeps_the_token_for_the_lot_commands(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ca, cert, key = tls_files(tmp_path / "tls")
+    port = _free_port()
+    https = HttpsConfig(host="127.0.0.1", port=port, certificate=cert, key=key)
+    async with start_api(sqlite_url, tmp_path / "api.sock", https=https) as api:
+        await _alice(api)
+        server = f"https://127.0.0.1:{port}"
+        env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "PKGLINE_SERVER_CA": str(ca)}
+        refused = await cli("lot", "list", "--json", "--server", server, env=env)
+        assert refused.returncode == 1 and json.loads(refused.stdout)["error"] == "login_refused"
+        login = await cli(
+            "login", "--server", server, "--user", "alice", "--password-stdin", env=env,
+            stdin=PASSWORD + "\n",
+        )  # fmt: skip
+        assert login.returncode == 0, login.stderr
+        assert "as alice (operator)" in login.stdout and PASSWORD not in login.stdout
+        [kept] = (tmp_path / "config" / "pkgline" / "sessions").iterdir()
+        assert kept.stat().st_mode & 0o777 == 0o600
+        started = await cli(
+            "lot", "start", "A1", "--flow", "fo-organic", "--param", "layers=3", "--json",
+            "--server", server, env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        assert f"via server {server} as alice (session)" in started.stderr
+        assert json.loads(started.stdout)["recorded"][0]["by"] == "alice"
+        out = await cli("logout", "--server", server, env=env)
+        assert out.returncode == 0, out.stderr
+        again = await cli("lot", "show", "A1", "--server", server, env=env)
+        assert again.returncode == 1
+        untrusted = await cli(
+            "lot", "list", "--server", server, env={"XDG_CONFIG_HOME": str(tmp_path / "c2")}
+        )
+        assert untrusted.returncode == 4 and "certificate" in untrusted.stderr.lower()
