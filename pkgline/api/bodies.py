@@ -21,18 +21,31 @@ Values = Annotated[
 ]
 Reason = Annotated[str | None, Field(None, max_length=2000, description="Why (recorded).")]
 LotId = Annotated[str, Field(min_length=1, max_length=64)]
-Signature = Annotated[
-    dict[str, Any] | None,
-    Field(
-        None,
-        description="Reserved for the electronic signature (issue 14): refused until the "
-        "server checks signatures.",
-    ),
-]
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignatureBody(Body):
+    """An electronic signature (21 CFR 11.50, 11.200): the signer's password given again for
+    this operation, its meaning, and the lot's version the signer saw (a replay, or a lot
+    changed since, is refused: signature_stale)."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    meaning: Annotated[str, Field(min_length=1, max_length=2000)]
+    lot_version: Annotated[int, Field(ge=1, le=2**62)]
+
+
+Signatures = Annotated[
+    list[SignatureBody],
+    Field(
+        max_length=2,
+        description="The signatures the operation needs (docs/security.md): the requester's "
+        "first, a second person's where the configuration asks for two.",
+    ),
+]
 
 
 class StartBody(Body):
@@ -72,25 +85,37 @@ class ReasonBody(Body):
 
 class ReleaseBody(Body):
     reason: Reason = None
-    signature: Signature = None
+    signatures: Signatures = []
+
+
+ReasonCode = Annotated[
+    str | None,
+    Field(None, min_length=1, max_length=64, description="A reason code (pkgline reason list)."),
+]
+
+
+class HoldBody(Body):
+    reason: Reason = None
+    code: ReasonCode = None
 
 
 class ScrapBody(Body):
     reason: Reason = None
-    signature: Signature = None
+    code: ReasonCode = None
+    signatures: Signatures = []
 
 
 class ScrapSitesBody(Body):
     reason: Reason = None
     sites: Annotated[list[Site], Field(min_length=1, max_length=100000)]
     code: Annotated[str, Field("SCRAP", min_length=1, max_length=64)] = "SCRAP"
-    signature: Signature = None
+    signatures: Signatures = []
 
 
 class ReworkBody(Body):
     step: Annotated[str, Field(min_length=1, max_length=64)]
     reason: Reason = None
-    signature: Signature = None
+    signatures: Signatures = []
 
 
 class MigrateBody(Body):

@@ -44,6 +44,8 @@ STATUS_OF_KIND: dict[str, int] = {
     "interlock": 409,
     "tool_owned_elsewhere": 409,
     "reset_not_possible": 409,
+    "signature_stale": 409,
+    "signature_refused": 403,
     "invalid_input": 422,
     "limit_violated": 422,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -15,6 +15,7 @@ from mes.domain.authority import Principal
 from mes.domain.errors import InvalidInput
 from mes.domain.model import LotState
 from mes.domain.report import outcome_dict, report_dict, summary_dict
+from mes.domain.signatures import SignatureGiven
 from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
@@ -41,12 +42,8 @@ async def _act(
     return answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
 
 
-def _unsigned(signature: dict[str, Any] | None) -> None:
-    if signature is not None:
-        raise InvalidInput(
-            "electronic signatures are not accepted by this server yet; send the request "
-            "without 'signature'"
-        )
+def _signed(given: list[b.SignatureBody]) -> tuple[SignatureGiven, ...]:
+    return tuple(SignatureGiven(g.username, g.meaning, g.password, g.lot_version) for g in given)
 
 
 def _sites(items: list[b.Reject] | list[b.Site], code: str = "") -> tuple[cmd.SiteRejectGiven, ...]:
@@ -137,39 +134,39 @@ async def abort(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> 
 
 
 @router.post("/{lot_id}/hold", summary="Hold a lot (lot hold; a reason is required)")
-async def hold(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
-    command = cmd.HoldLot(lot_id, who.name, body.reason or "")
+async def hold(request: Request, who: Who, lot_id: str, body: b.HoldBody) -> JSONResponse:
+    command = cmd.HoldLot(lot_id, who.name, body.reason or "", code=body.code)
     return await _act(request, lambda s: s.hold(command, by=who))
 
 
 @router.post("/{lot_id}/release", summary="Release a held lot (lot release)")
 async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) -> JSONResponse:
-    _unsigned(body.signature)
     command = cmd.ReleaseLot(lot_id, who.name, body.reason)
-    return await _act(request, lambda s: s.release(command, by=who))
+    signed = _signed(body.signatures)
+    return await _act(request, lambda s: s.release(command, by=who, signatures=signed))
 
 
 @router.post("/{lot_id}/scrap", summary="Scrap a whole lot (lot scrap)")
 async def scrap(request: Request, who: Who, lot_id: str, body: b.ScrapBody) -> JSONResponse:
-    _unsigned(body.signature)
-    command = cmd.ScrapLot(lot_id, who.name, body.reason or "")
-    return await _act(request, lambda s: s.scrap(command, by=who))
+    command = cmd.ScrapLot(lot_id, who.name, body.reason or "", code=body.code)
+    signed = _signed(body.signatures)
+    return await _act(request, lambda s: s.scrap(command, by=who, signatures=signed))
 
 
 @router.post("/{lot_id}/scrap-sites", summary="Scrap some sites of a lot (lot scrap --site)")
 async def scrap_sites(
     request: Request, who: Who, lot_id: str, body: b.ScrapSitesBody
 ) -> JSONResponse:
-    _unsigned(body.signature)
     command = cmd.ScrapSites(lot_id, who.name, body.reason or "", _sites(body.sites, body.code))
-    return await _act(request, lambda s: s.scrap_sites(command, by=who))
+    signed = _signed(body.signatures)
+    return await _act(request, lambda s: s.scrap_sites(command, by=who, signatures=signed))
 
 
 @router.post("/{lot_id}/rework", summary="Send a held lot back to a reworkable step")
 async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) -> JSONResponse:
-    _unsigned(body.signature)
     command = cmd.ReworkLot(lot_id, body.step, who.name, body.reason or "")
-    return await _act(request, lambda s: s.rework(command, by=who))
+    signed = _signed(body.signatures)
+    return await _act(request, lambda s: s.rework(command, by=who, signatures=signed))
 
 
 @router.post("/{lot_id}/split", summary="Split carriers off into a child lot (lot split)")

@@ -45,8 +45,11 @@ from pkgline.cli.common import (
 from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
-if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+if TYPE_CHECKING:
+    # rich is imported where a table or styled text is printed (not for --json)
     from rich.text import Text
+
+    from pkgline.cli.remote import Server
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -71,11 +74,36 @@ STATE_STYLE = {
 }
 
 
-def _signature(meaning: str | None) -> dict[str, Any]:
-    """The signature part of a request body: through the server a signature is the signer's
-    to give there (its password again); until the server takes them, a --meaning is sent as
-    asked and the server refuses it rather than sign unchecked."""
-    return {} if meaning is None else {"signature": {"meaning": meaning}}
+def _signature(
+    via: Server, lot: str, action: Action, meaning: str | None, reason: str | None, *, as_json: bool
+) -> dict[str, Any] | None:
+    """The requester's electronic signature for an operation through the server (21 CFR
+    11.200: both components, outside a session): who the server knows this client as, the
+    lot's version the signer saw, the meaning, and the password given again, read from the
+    terminal without echo (or one line of standard input when it is not a terminal). None
+    when no password is given: the request goes unsigned, and the server says what it needs
+    (not_authorized before anything else, else signature_required)."""
+    import getpass
+
+    from mes.domain.signatures import default_meaning
+
+    shown = call(via, "GET", f"/lots/{_q(lot)}", as_json=as_json, quiet=True, with_principal=True)
+    body, said = shown
+    username = (said or "").split(" (")[0]
+    text = meaning if meaning is not None else default_meaning(action, reason)
+    prompt = f"password of {username}, signing '{text}' for lot {lot}: "
+    if sys.stdin.isatty():
+        password = getpass.getpass(prompt, stream=sys.stderr)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        return None
+    return {
+        "username": username,
+        "password": password,
+        "meaning": text,
+        "lot_version": body["version"],
+    }
 
 
 def _q(lot: str) -> str:
@@ -101,15 +129,20 @@ def _act(
     *,
     held_is_refused: bool = False,
     config: Path | None = None,
+    sign: tuple[str, Action, str | None, str | None] | None = None,
 ) -> None:
     """Run one lot operation, through the server (``remote``: the route and its body) or on
     the database (``action``), and print the lot as it now is, from the same JSON either
     way. ``held_is_refused``: a lot the operation put on hold instead (a track-in past a
     queue-time limit) is exit 1. ``config``: the line.toml whose ``[signatures]`` apply
-    (direct mode)."""
+    (direct mode). ``sign``: the lot, action, meaning and reason of a signed operation
+    (through the server, the requester signs with their password: :func:`_signature`)."""
     via = target(server, db, as_json=as_json)
     if via is not None:
         path, body = remote
+        signature = None if sign is None else _signature(via, *sign, as_json=as_json)
+        if signature is not None:
+            body = {**body, "signatures": [signature]}
         answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
     else:
         say_direct(db)
@@ -343,8 +376,17 @@ def release(
     act = signing.signed(
         lambda s, sig: s.release(command, signatures=sig), Action.RELEASE, meaning, reason
     )
-    remote = (f"/lots/{_q(lot)}/release", {"reason": reason, **_signature(meaning)})
-    _act(db, server, json, act, remote, "released", config=config)
+    remote = (f"/lots/{_q(lot)}/release", {"reason": reason})
+    _act(
+        db,
+        server,
+        json,
+        act,
+        remote,
+        "released",
+        config=config,
+        sign=(lot, Action.RELEASE, meaning, reason),
+    )
 
 
 @app.command()
@@ -382,7 +424,6 @@ def scrap(
             "reason": reason,
             "code": code or "SCRAP",
             "sites": [{"carrier": x.carrier, "row": x.row, "col": x.col} for x in sites],
-            **_signature(meaning),
         }
         act = signing.signed(
             lambda s, sig: s.scrap_sites(scrap_sites, signatures=sig),
@@ -391,15 +432,33 @@ def scrap(
             reason,
         )
         remote = (f"/lots/{_q(lot)}/scrap-sites", body)
-        _act(db, server, json, act, remote, "sites scrapped", config=config)
+        _act(
+            db,
+            server,
+            json,
+            act,
+            remote,
+            "sites scrapped",
+            config=config,
+            sign=(lot, Action.SCRAP_SITES, meaning, reason),
+        )
     else:
         scrap_lot = cmd.ScrapLot(lot, who, reason or "", code=code)
         act = signing.signed(
             lambda s, sig: s.scrap(scrap_lot, signatures=sig), Action.SCRAP, meaning, reason
         )
-        body = {"reason": reason, "code": code, **_signature(meaning)}
+        body = {"reason": reason, "code": code}
         remote = (f"/lots/{_q(lot)}/scrap", body)
-        _act(db, server, json, act, remote, "scrapped", config=config)
+        _act(
+            db,
+            server,
+            json,
+            act,
+            remote,
+            "scrapped",
+            config=config,
+            sign=(lot, Action.SCRAP, meaning, reason),
+        )
 
 
 @app.command()
@@ -459,8 +518,17 @@ def rework(
     act = signing.signed(
         lambda s, sig: s.rework(command, signatures=sig), Action.REWORK, meaning, reason
     )
-    remote = (f"/lots/{_q(lot)}/rework", {"step": step, "reason": reason, **_signature(meaning)})
-    _act(db, server, json, act, remote, "sent back for rework", config=config)
+    remote = (f"/lots/{_q(lot)}/rework", {"step": step, "reason": reason})
+    _act(
+        db,
+        server,
+        json,
+        act,
+        remote,
+        "sent back for rework",
+        config=config,
+        sign=(lot, Action.REWORK, meaning, reason),
+    )
 
 
 @app.command()

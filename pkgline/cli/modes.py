@@ -83,10 +83,12 @@ def call(
     *,
     as_json: bool,
     quiet: bool = False,
+    with_principal: bool = False,
 ) -> Any:
     """One request to ``server``; a refusal is printed as in direct mode and exits with its
     code. ``quiet``: do not say the mode on standard error (a command's second request;
-    ``lot list --json``, whose notice there says it)."""
+    ``lot list --json``, whose notice there says it). ``with_principal``: the answer's body
+    and who the server took the client for (``name (method)``), as a pair."""
     try:
         answer = request(server, method, path, body, query)
     except Unreachable as exc:
@@ -99,4 +101,4 @@ def call(
         payload = {"error": "http", "message": f"HTTP {answer.status}", **body_}
         code = EXIT_OF_ERROR.get(str(payload["error"]), EXIT_REFUSED)
         fail(str(payload["message"]), payload, code, as_json)
-    return answer.body
+    return (answer.body, answer.principal) if with_principal else answer.body

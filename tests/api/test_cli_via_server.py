@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import ACCOUNT, RunningApi, cli
+from mes.domain.authority import Role
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli
 
 
 @pytest.mark.slow
@@ -62,3 +63,36 @@ async def test_a_bad_server_url_is_a_usage_error_and_no_server_is_unavailable(
     gone = await cli("lot", "list", "--json", "--server", f"unix://{tmp_path}/none.sock")
     assert gone.returncode == 4
     assert json.loads(gone.stdout)["error"] == "server"
+
+
+@pytest.mark.slow
+async def test_a_release_through_the_server_is_signed_with_the_password_given_again(
+    api: RunningApi,
+) -> None:
+    """21 CFR 11.200 through the server: the requester's password, read again (here from
+    standard input), signs the release; without it the server says a signature is needed
+    and nothing changes; a wrong one is refused, and counts."""
+    await api.roles(Role.OPERATOR, Role.QUALITY)
+    await api.state.identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+    await api.state.identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    via = ("--server", f"unix://{api.socket}")
+    assert (await cli("lot", "start", "S1", "--flow", "fo-organic", *via)).returncode == 0
+    assert (await cli("lot", "hold", "S1", "--reason", "voids", *via)).returncode == 0
+
+    unsigned = await cli("lot", "release", "S1", "--reason", "ok", "--json", *via, stdin="")
+    assert unsigned.returncode == 1
+    assert json.loads(unsigned.stdout)["error"] == "signature_required"
+    wrong = await cli("lot", "release", "S1", "--json", *via, stdin="not-it\n")
+    assert wrong.returncode == 1, wrong.stdout
+    assert json.loads(wrong.stdout)["error"] == "login_refused"  # the password did not prove it
+
+    signed = await cli(
+        "lot", "release", "S1", "--reason", "re-inspected", "--meaning", "approved release",
+        "--json", *via, stdin="own-Secret-22\n",
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    shown = json.loads((await cli("lot", "show", "S1", "--json", *via)).stdout)
+    assert shown["state"] == "WAITING"
+    [signature] = shown["signatures"]
+    assert signature["meaning"] == "approved release"
+    assert signature["method"] == "password" and signature["signer"] == ACCOUNT

@@ -99,9 +99,9 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
             (
                 "POST",
                 "/lots/A1/release",
-                {"signature": {"meaning": "approved"}},
+                {"signatures": [{"username": "x", "meaning": "approved"}]},
                 422,
-                "invalid_input",
+                "invalid_request",
             ),
             ("GET", "/lots?state=BOGUS", None, 422, "invalid_request"),
             ("GET", "/lots?priority=0", None, 422, "invalid_request"),
@@ -153,8 +153,8 @@ async def test_a_body_sent_in_chunks_past_the_limit_is_refused(
 
 async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -> None:
     """start, track-in, track-out, split, merge, hold: each answers the lot as it now is and
-    what was recorded (a release needs a signature, which the server refuses until it checks
-    them); ``lot show --json`` in direct mode prints the same JSON as GET /lots/{id}."""
+    what was recorded (a release needs a signature: tests/api/test_cli_via_server.py signs
+    one); ``lot show --json`` in direct mode prints the same JSON as GET /lots/{id}."""
     async with api.client() as client:
         await api.roles(Role.OPERATOR, Role.ENGINEER)
         assert (await client.post("/lots", json=START)).status_code == 201
