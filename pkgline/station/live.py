@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,10 +41,16 @@ def close_streams(app: Any) -> None:
         streams.closing.set()
 
 
-def sse_event(name: str, data: str) -> str:
+def fingerprint(fragment: str) -> str:
+    """What identifies a rendering of the line (the event's id; the page's ``data-version``)."""
+    return hashlib.sha256(fragment.encode()).hexdigest()[:16]
+
+
+def sse_event(name: str, data: str, event_id: str | None = None) -> str:
     """One event in the text/event-stream format (each line of ``data`` its own field)."""
     lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return f"event: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
 async def line_events(
@@ -67,7 +74,7 @@ async def line_events(
         if fragment != last:
             last = fragment
             quiet_s = 0.0
-            yield sse_event("line", fragment)
+            yield sse_event("line", fragment, fingerprint(fragment))
         elif quiet_s >= keepalive_s:
             quiet_s = 0.0
             yield ": keepalive\n\n"

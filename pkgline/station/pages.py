@@ -25,7 +25,7 @@ from mes.domain.model import LotState
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
-from pkgline.station.live import Streams, line_events
+from pkgline.station.live import Streams, fingerprint, line_events
 from pkgline.station.views import line_view, lot_view
 
 MAX_FIELD = 1024
@@ -144,7 +144,10 @@ async def logout(request: Request, who: Viewer) -> Response:
 @router.get("/")
 async def line_page(request: Request, who: Viewer) -> HTMLResponse:
     view = await line_view(state_of(request).services, who)
-    return _page(request, "line.html", who, line=view, fragment=_line_fragment(view))
+    fragment = _line_fragment(view)
+    return _page(
+        request, "line.html", who, line=view, fragment=fragment, version=fingerprint(fragment)
+    )
 
 
 def _line_fragment(view: Any) -> Markup:

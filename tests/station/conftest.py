@@ -1,21 +1,27 @@
-"""The station under test: the real pkgline server (``serve_api``, the Unix socket and plain
-HTTP on a free 127.0.0.1 port) in a thread of its own with its own event loop, over a seeded
-SQLite database (tests/station/seed.py); one per test module. Tests talk to it as a browser
-does: over TCP, with cookies."""
+"""The station under test: the real ``pkgline api`` as a child process, serving plain HTTP
+on a free 127.0.0.1 port (``--http-port``) and its Unix socket, over a SQLite database seeded
+beforehand (tests/station/seed.py); one per test module. Tests talk to it as a browser does:
+over TCP, with cookies. A child process keeps the server's sockets out of the test process's
+own (the leak check counts those)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
+import httpx
 import pytest
 
-from pkgline.api.server import open_state, serve_api
-from pkgline.config import ApiConfig, LoopbackHttpConfig
+from pkgline.api.server import open_state
 from tests.station.seed import fast_passwords, free_port, migrate, seed
+
+START_S = 30.0
 
 
 @dataclass
@@ -25,52 +31,60 @@ class Station:
     db: str
 
 
+async def _seeded(db: str) -> None:
+    await migrate(db)
+    async with open_state(db, passwords=fast_passwords()) as state:
+        await seed(state)
+
+
 @pytest.fixture(scope="module")
 def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     where = tmp_path_factory.mktemp("station")
     db = f"sqlite:///{where / 'station.db'}"
+    asyncio.run(_seeded(db))
     port = free_port()
-    config = ApiConfig(socket=Path(where / "api.sock"), http=LoopbackHttpConfig(port=port))
-    ready = threading.Event()
-    failed: list[BaseException] = []
-    loop = asyncio.new_event_loop()
-    stop: asyncio.Event | None = None
-
-    async def serve() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        await migrate(db)
-        async with open_state(db, passwords=fast_passwords()) as state:
-            await seed(state)
-            started = asyncio.Event()
-            serving = asyncio.create_task(serve_api(state, config, stop, ready=started))
-            waiting = asyncio.create_task(started.wait())
-            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            ready.set()
-            await serving
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(serve())
-        except BaseException as exc:  # reported to the test below
-            failed.append(exc)
-        finally:
-            ready.set()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    thread = threading.Thread(target=run, name="station-server", daemon=True)
-    thread.start()
-    assert ready.wait(30), "the server did not start in 30 s"
-    if failed:
-        raise failed[0]
+    env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    with (where / "api.log").open("w") as log:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pkgline",
+                "api",
+                "--db",
+                db,
+                "--socket",
+                str(where / "api.sock"),
+                "--http-port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield Station(f"http://127.0.0.1:{port}", db)
+        deadline = time.monotonic() + START_S
+        while True:
+            if child.poll() is not None:
+                raise AssertionError(
+                    f"pkgline api exited {child.returncode}: {(where / 'api.log').read_text()}"
+                )
+            try:
+                with httpx.Client(timeout=1) as probe:
+                    if probe.get(f"{url}/health").status_code == 200:
+                        break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "pkgline api did not answer in 30 s"
+            time.sleep(0.1)
+        yield Station(url, db)
     finally:
-        if stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        assert not thread.is_alive(), "the server did not stop in 30 s"
-        if failed:
-            raise failed[0]
+        child.send_signal(signal.SIGTERM)
+        try:
+            code = child.wait(20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise AssertionError("pkgline api did not stop in 20 s after SIGTERM") from None
+        assert code == 0, (where / "api.log").read_text()

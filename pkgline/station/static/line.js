@@ -10,9 +10,13 @@ function say(state, text) {
   live.textContent = text;
 }
 
-source.addEventListener("open", () => say("live", "live"));
 source.addEventListener("line", (event) => {
-  line.innerHTML = event.data;
+  // Each event's id is its fragment's fingerprint: the first after a (re)connection is the
+  // line as it is now, swapped in only when it differs from what the page shows.
+  if (event.lastEventId !== line.dataset.version) {
+    line.innerHTML = event.data;
+    line.dataset.version = event.lastEventId;
+  }
   say("live", `live · ${new Date().toLocaleTimeString()}`);
 });
 source.addEventListener("logout", () => {
