@@ -73,6 +73,18 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
+def _shot(browser: WebDriver, path: Path) -> None:
+    """A screenshot of the whole page (the window made as tall as the page for it)."""
+    size = browser.get_window_size()
+    width, height = size["width"], size["height"]
+    tall = browser.execute_script("return document.documentElement.scrollHeight;")
+    browser.set_window_size(width, max(int(tall) + 140, height))
+    try:
+        browser.save_screenshot(str(path))
+    finally:
+        browser.set_window_size(width, height)
+
+
 def _wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
     return WebDriverWait(browser, WAIT_S)
 
@@ -126,7 +138,7 @@ def test_open_a_lot_by_its_id_and_read_a_rejected_site(
     title = site.find_element(By.TAG_NAME, "title").get_attribute("textContent")
     assert title == "S-1-01 row 2 col 3: rejected VOID at SUBSTRATE_PREP"
     assert "VOID" in browser.find_element(By.ID, "map-legend").text
-    browser.save_screenshot(str(shots / "lot.png"))
+    _shot(browser, shots / "lot.png")
 
 
 def test_hold_and_release_a_lot_and_the_line_page_follows(
@@ -140,7 +152,7 @@ def test_hold_and_release_a_lot_and_the_line_page_follows(
     browser.find_element(By.ID, "hold").click()
     _wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-state"), "HOLD"))
     assert "check the strip" in browser.find_element(By.ID, "lot-hold").text
-    browser.save_screenshot(str(shots / "lot-held.png"))
+    _shot(browser, shots / "lot-held.png")
     browser.get(f"{station.url}/station/")
     assert "S-1" in browser.find_element(By.ID, "held").text
     browser.get(f"{station.url}/station/lots/S-1")
