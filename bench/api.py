@@ -45,6 +45,12 @@ OWNER = Principal.file_owner("bench")
 FLOW = {"flow": "fo-organic", "params": {"layers": "3"}}
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, every thread) of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -169,13 +175,25 @@ def main() -> None:
             print(f"lot moves (hold/release) and lot show, SQLite, {args.moves} moves each")
             print(f"  {'':<34} {'moves/s':>8}")
             rates = {}
+            cpu: dict[tuple[str, int], float] = {}
             for clients in (1, 8):
+                before = time.process_time()
                 rate, lat = asyncio.run(in_process(local, clients, args.moves))
+                cpu[("in", clients)] = (time.process_time() - before) / len(lat)
                 rates[("in", clients)] = rate
                 print(line(f"in-process, {clients} task(s)", rate, lat))
+                before = cpu_s(child.pid)
                 rate, lat = through_server(server, clients, args.moves)
+                cpu[("api", clients)] = (cpu_s(child.pid) - before) / len(lat)
                 rates[("api", clients)] = rate
                 print(line(f"API (Unix socket), {clients} client(s)", rate, lat))
+            for clients in (1, 8):
+                print(
+                    f"  CPU per move, {clients} client(s): server process "
+                    f"{cpu[('api', clients)] * 1000:.2f} ms, in-process "
+                    f"{cpu[('in', clients)] * 1000:.2f} ms (less sensitive to the machine's load "
+                    "than the rates)"
+                )
             for clients in (1, 8):
                 ratio = rates[("api", clients)] / rates[("in", clients)]
                 print(f"  ratio API / in-process, {clients} client(s): {ratio:.2f}")

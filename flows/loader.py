@@ -39,15 +39,18 @@ from flows.resolve import (
 )
 from flows.schema import FlowModel, FragmentModel, FragmentsFile, StepCodeModel, StepsFile
 from flows.specs import Draft, SpecBuilder, StepDraft, value_type
+from pkgline.datafiles import YamlDocument
 
 DEFS = Path(__file__).with_name("defs")
 """The packaged flow definitions."""
 
 
 class _Library:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, texts: Mapping[str, str] | None = None):
         self.directory = directory
-        steps_doc = read_doc(directory / STEPS_FILE)
+        self.texts = texts
+        """File name -> text, read instead of the directory (a published flow version)."""
+        steps_doc = self.read(STEPS_FILE)
         self.steps: dict[str, StepCodeModel] = validated(steps_doc, StepsFile).root
         self.steps_origin = Origin(steps_doc, ())
         self.codes = {
@@ -61,7 +64,7 @@ class _Library:
                         raise self.steps_origin.child(code, section, name).error(
                             f"{name} is the lot geometry; a value cannot have that name"
                         )
-        fragments_doc = read_doc(directory / FRAGMENTS_FILE)
+        fragments_doc = self.read(FRAGMENTS_FILE)
         fragments: dict[str, FragmentModel] = validated(fragments_doc, FragmentsFile).root
         self.shared: dict[str, Fragment] = {}
         for name, model in fragments.items():
@@ -72,6 +75,13 @@ class _Library:
         self.resolver = Resolver(self.codes, self.shared)
         for fragment in self.shared.values():
             self.check_fragment(fragment, {})
+
+    def read(self, name: str) -> YamlDocument:
+        if self.texts is None:
+            return read_doc(self.directory / name)
+        if name not in self.texts:
+            raise FlowError(self.directory / name, None, "the file is missing from the version")
+        return read_doc(self.directory / name, self.texts[name])
 
     def check_not_a_code(self, name: str, origin: Origin) -> None:
         if name in self.codes:
@@ -101,7 +111,12 @@ class _Library:
 
     def flows(self) -> dict[str, Flow]:
         found: dict[str, Flow] = {}
-        for path in sorted(self.directory.glob("*.yaml")):
+        names = (
+            self.texts
+            if self.texts is not None
+            else (p.name for p in self.directory.glob("*.yaml"))
+        )
+        for path in sorted(self.directory / n for n in names if n.endswith(".yaml")):
             if path.name in (STEPS_FILE, FRAGMENTS_FILE):
                 continue
             flow = self.flow(path)
@@ -113,7 +128,7 @@ class _Library:
         return found
 
     def flow(self, path: Path) -> Flow:
-        doc = read_doc(path)
+        doc = self.read(path.name)
         model: FlowModel = validated(doc, FlowModel)
         top = Origin(doc, ())
         if model.name != path.stem:
@@ -303,6 +318,25 @@ class _Library:
             rework=rework,
             description=draft.info.description,
         )
+
+
+def load_sources(files: Mapping[str, str], name: str = "version") -> FlowLibrary:
+    """The flows of ``files`` (file name -> text: ``steps.yaml``, ``fragments.yaml`` and flow
+    files), checked as :func:`load_library` checks a directory; errors name ``name/FILE``."""
+    library = _Library(Path(name), files)
+    return FlowLibrary(
+        flows=frozen_mapping(library.flows()), step_codes=frozen_mapping(library.codes)
+    )
+
+
+def flow_sources(flow: str, directory: Path | None = None) -> dict[str, str]:
+    """The files a flow of the defs directory is made of (what a version of it holds):
+    ``steps.yaml``, ``fragments.yaml`` and the flow's own file, by name."""
+    where = Path(directory) if directory is not None else DEFS
+    return {
+        name: (where / name).read_text(encoding="utf-8")
+        for name in (STEPS_FILE, FRAGMENTS_FILE, f"{flow}.yaml")
+    }
 
 
 def load_library(directory: Path | None = None) -> FlowLibrary:

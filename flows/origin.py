@@ -90,9 +90,10 @@ def validated(doc: YamlDocument, model: type[Any]) -> Any:
         raise FlowError(exc.path, exc.line, exc.message) from exc
 
 
-def read_doc(path: Path) -> YamlDocument:
+def read_doc(path: Path, text: str | None = None) -> YamlDocument:
+    """The YAML document at ``path``, or ``text`` given for it (a published flow version)."""
     try:
-        doc = read_yaml(path)
+        doc = read_yaml(path, text)
     except DataFileError as exc:
         raise FlowError(exc.path, exc.line, exc.message) from exc
     if doc.data is None:

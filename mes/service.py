@@ -15,13 +15,13 @@ who placed the hold), changes nothing, and is recorded as a security event.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flows import Flow, FlowLibrary, UnknownFlow
-from mes.domain import common, genealogy, queuetimes
+from mes.domain import common, genealogy, migration, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
 from mes.domain.authority import Action, Context, NotAuthorized, Principal
@@ -30,6 +30,7 @@ from mes.domain.commands import (
     CompleteLot,
     HoldLot,
     MergeLots,
+    MigrateLot,
     RecordJob,
     ReleaseLot,
     ReworkLot,
@@ -42,7 +43,14 @@ from mes.domain.commands import (
     TrackOut,
 )
 from mes.domain.equipment import DispatchMode
-from mes.domain.errors import InvalidInput, LotExists, LotTrackerError, UnknownLot
+from mes.domain.errors import (
+    InvalidInput,
+    LotExists,
+    LotTrackerError,
+    OperationNotAllowed,
+    UnknownLot,
+)
+from mes.domain.flowversions import VersionState
 from mes.domain.model import (
     Carrier,
     Change,
@@ -59,6 +67,7 @@ from mes.domain.model import (
 )
 from mes.domain.physical import refuse_unphysical
 from mes.domain.report import LotReport, build_report
+from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import tool_interlock
 from mes.ports import (
@@ -140,9 +149,13 @@ class LotService:
         *,
         principal: Principal | None = None,
         security: SecurityLog | None = None,
+        versions: VersionedFlows | None = None,
     ):
         self._uow = uow
         self.flows = flows
+        self.versions = versions
+        """Published flow versions (mes.flowversions); None: the flow files alone, every
+        lot on the file's version (tests of the rules, the in-memory store)."""
         self._clock = clock
         self._guard = Guard(principal, security, clock)
 
@@ -158,19 +171,62 @@ class LotService:
         except UnknownFlow as exc:
             raise InvalidInput(str(exc).strip("'\""), allowed=sorted(self.flows.flows)) from None
 
-    async def _write(self, work: Work[T], by: Principal | None = None) -> T:
+    def flow_of(self, lot: Lot | LotHead) -> Flow:
+        """The flow a lot is checked against: the version it started on (or was migrated
+        to), whatever was published since."""
+        if self.versions is None or not self.versions.loaded:
+            return self.flow(lot.flow)
+        flow = self.versions.get(lot.flow, lot.flow_version)
+        if flow is None:
+            raise VersionNotLoaded(lot.flow, lot.flow_version)
+        return flow
+
+    async def load_versions_of(self, lots: Sequence[Lot | LotHead]) -> None:
+        """Read the versions table if a lot is on a version this process has not built yet
+        (published since it started)."""
+        if self.versions is None:
+            return
+        if not self.versions.loaded or any(
+            self.versions.get(x.flow, x.flow_version) is None for x in lots
+        ):
+            await self.versions.load()
+
+    async def _write(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
         """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`); a refusal
-        of authority it raises is recorded."""
+        of authority it raises is recorded. Work given as a function is done again once
+        after the versions are read, when it met a lot on a version not built yet."""
         try:
-            return await self._uow.write(work)
+            try:
+                return await self._uow.write(work() if callable(work) else work)
+            except VersionNotLoaded as missing:
+                if not callable(work):
+                    raise
+                await self._reload_for(missing)
+                return await self._uow.write(work())
         except NotAuthorized as refused:
             await self._guard.refused(by, refused)
             raise
 
-    async def _read(self, work: Work[T], by: Principal | None = None) -> T:
+    async def _read(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
         await self._guard.allow(by, Action.READ)
-        async with self._uow(readonly=True) as uow:
-            return await uow.run(work, commit=True)
+        try:
+            async with self._uow(readonly=True) as uow:
+                return await uow.run(work() if callable(work) else work, commit=True)
+        except VersionNotLoaded as missing:
+            if not callable(work):
+                raise
+            await self._reload_for(missing)
+            async with self._uow(readonly=True) as uow:
+                return await uow.run(work(), commit=True)
+
+    async def _reload_for(self, missing: VersionNotLoaded) -> None:
+        if self.versions is None:
+            raise missing
+        await self.versions.load()
+        if self.versions.get(missing.flow, missing.version) is None:
+            raise InvalidInput(
+                f"flow {missing.flow} has no published version {missing.version}"
+            ) from None
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -189,19 +245,36 @@ class LotService:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             held_by = lot.hold.source if lot.hold else None
             self._guard.check(by, action, Context(lot_id, held_by))
-            decided = rule(lot, self.flow(lot.flow))
+            decided = rule(lot, self.flow_of(lot))
             change = decided if isinstance(decided, Change) else (yield from decided)
             entries = yield from save(_stamped(change, self._guard.who(by)))
             wanted = primary or lot_id
             return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
-        return await self._write(work(), by)
+        return await self._write(work, by)
 
     async def start(self, cmd: StartLot, *, by: Principal | None = None) -> Outcome:
+        """Start a lot on its flow's active version: the newest approved one (a draft or a
+        retired version starts no lot)."""
         await self._guard.allow(by, Action.START, Context(cmd.lot_id))
-        change = _stamped(
-            ops.start_lot(cmd, self.flow(cmd.flow), self._clock()), self._guard.who(by)
-        )
+        if self.versions is not None:
+            await self.versions.load()  # an approval or retirement since this process began
+        if self.versions is None or not self.versions.loaded:
+            # no version published at all (a schema made without db upgrade): the files rule
+            flow, version = self.flow(cmd.flow), None
+        else:
+            found = self.versions.active(cmd.flow)
+            if found is None and not self.versions.has(cmd.flow):
+                self.flow(cmd.flow)  # no such flow: refused, naming the flows
+            if found is None:
+                raise OperationNotAllowed(
+                    f"flow {cmd.flow} has no approved version: lots start only on an approved "
+                    "version (pkgline flow versions; drafts are approved with pkgline flow "
+                    "approve)",
+                    lot_id=cmd.lot_id,
+                )
+            version, flow = found
+        change = _stamped(ops.start_lot(cmd, flow, self._clock(), version), self._guard.who(by))
 
         def work() -> Work[Outcome]:
             if (yield from get_lot(cmd.lot_id)) is not None:
@@ -249,10 +322,13 @@ class LotService:
         """Hold every waiting lot past a queue-time limit of its flow (a line controller
         calls this as it goes): one transaction per lot held."""
         held: list[Outcome] = []
-        if not any(f.queue_times for f in self.flows.flows.values()):
+        known = [*self.flows.flows.values()]
+        if self.versions is not None:
+            known += self.versions.all_flows()
+        if not any(f.queue_times for f in known):
             return held
         for lot in await self.heads([LotState.WAITING]):  # heads: kept converted by the store
-            flow = self.flow(lot.flow)
+            flow = self.flow_of(lot)
             if not flow.queue_times:
                 continue
             limits = queuetimes.limits_before(flow, lot, common.next_in_order(lot, flow))
@@ -298,7 +374,7 @@ class LotService:
                     if lot is None:
                         raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
                     self._guard.check(by, Action.TRACK_IN, Context(c.lot_id))
-                    decided.append((yield from self._track_in(lot, self.flow(lot.flow), c)))
+                    decided.append((yield from self._track_in(lot, self.flow_of(lot), c)))
                 except LotTrackerError as exc:
                     decided.append(exc)
             who = self._guard.who(by)
@@ -313,7 +389,7 @@ class LotService:
                     results.append(TrackedIn(d.lot, next(written), view))
             return results
 
-        results = await self._write(work(), by)
+        results = await self._write(work, by)
         for result in results:
             if isinstance(result, NotAuthorized):
                 await self._guard.refused(by, result)
@@ -355,6 +431,49 @@ class LotService:
             return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by)
+
+    async def scrap_sites_decided(
+        self,
+        lot_id: str,
+        decide: Callable[[Lot, Mapping[SiteRef, SiteReject]], tuple[ScrapSites, Mapping[str, Any]]],
+        *,
+        by: Principal | None = None,
+    ) -> Outcome:
+        """Scrap the sites that ``decide`` names from the lot and its rejected sites, read in
+        the same transaction, with what it returns added to the history entry's data (an
+        imported map: :mod:`mes.maps.service`)."""
+
+        def rule(lot: Lot, _: Flow) -> Work[Change]:
+            rejected = yield from _rejected(lot)
+            cmd, data = decide(lot, rejected)
+            change = ops.scrap_sites(lot, cmd, rejected, self._clock())
+            entry = change.entries[0]
+            return replace(change, entries=(replace(entry, data={**entry.data, **data}),))
+
+        return await self._on_lot(lot_id, rule, action=Action.SCRAP_SITES, by=by)
+
+    async def migrate(self, cmd: MigrateLot, *, by: Principal | None = None) -> Outcome:
+        """Move a lot to another approved version of its flow, where its path so far is valid
+        (:mod:`mes.domain.migration`; engineering)."""
+        versions = self.versions
+        if versions is None:
+            raise OperationNotAllowed("this lot tracker has no published flow versions")
+        await versions.load()
+
+        def rule(lot: Lot, _: Flow) -> Change:
+            state = versions.state(lot.flow, cmd.version)
+            target = versions.get(lot.flow, cmd.version)
+            if target is None or state is not VersionState.APPROVED:
+                raise OperationNotAllowed(
+                    f"flow {lot.flow} has no version {cmd.version}"
+                    if state is None
+                    else f"flow {lot.flow} version {cmd.version} is {state.value}: a lot moves "
+                    "only to an approved version",
+                    lot_id=lot.id,
+                )
+            return migration.migrate(lot, target, cmd.version, cmd, self._clock())
+
+        return await self._on_lot(cmd.lot_id, rule, action=Action.MIGRATE, by=by)
 
     async def rework(self, cmd: ReworkLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
@@ -427,13 +546,13 @@ class LotService:
             ]
             rejected = yield from _rejected(lot)
             change = job_rules.record_job(
-                lot, self.flow(lot.flow), job, cmd, done, rejected, self._clock()
+                lot, self.flow_of(lot), job, cmd, done, rejected, self._clock()
             )
             entries = yield from save(_stamped(change, self._guard.who(by)))
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 
-        return await self._write(work(), by)
+        return await self._write(work, by)
 
     async def job(self, job_id: str, *, by: Principal | None = None) -> JobRecord | None:
         return await self._read(get_job(job_id), by)
@@ -472,14 +591,14 @@ class LotService:
             history = yield from _lineage_history(lot_id)
             return build_report(
                 lot,
-                self.flow(lot.flow),
+                self.flow_of(lot),
                 (yield from get_carriers(lot_id)),
                 (yield from get_rejects(lot_id)),
                 history,
                 (yield from get_children(lot_id)),
             )
 
-        return await self._read(work(), by)
+        return await self._read(work, by)
 
     async def find(
         self,
@@ -508,7 +627,9 @@ class LotService:
         self, states: Sequence[LotState], *, by: Principal | None = None
     ) -> list[LotHead]:
         """What dispatching needs of the lots in ``states``, most urgent first."""
-        return await self._read(get_heads(states), by)
+        heads = await self._read(get_heads(states), by)
+        await self.load_versions_of(heads)
+        return heads
 
     async def dispatch_view(
         self, states: Sequence[LotState], line: str, *, by: Principal | None = None
@@ -522,18 +643,20 @@ class LotService:
             modes = yield from get_dispatch_modes(line)
             return heads, modes
 
-        return await self._read(work(), by)
+        heads, modes = await self._read(work(), by)
+        await self.load_versions_of(heads)
+        return heads, modes
 
     def next_steps(self, lot: Lot) -> frozenset[str]:
-        return common.next_steps(lot, self.flow(lot.flow))
+        return common.next_steps(lot, self.flow_of(lot))
 
     def next_in_order(self, lot: Lot | LotHead) -> tuple[str, ...]:
         """A waiting lot's next steps in the order its flow writes them."""
-        return common.next_in_order(lot, self.flow(lot.flow))
+        return common.next_in_order(lot, self.flow_of(lot))
 
     def next_in_order_after_step(self, lot: Lot) -> tuple[str, ...]:
         """A running lot's next steps once its running step is tracked out, in flow order."""
-        return common.next_in_order_after_step(lot, self.flow(lot.flow))
+        return common.next_in_order_after_step(lot, self.flow_of(lot))
 
     async def carriers(self, lot_id: str, *, by: Principal | None = None) -> list[Carrier]:
         return await self._read(get_carriers(lot_id), by)

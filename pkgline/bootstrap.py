@@ -26,6 +26,7 @@ from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import NotAuthorized, Principal
 from mes.equipment import EquipmentService
+from mes.flowversions import FlowVersionService, VersionedFlows
 from mes.identity import IdentityService
 from mes.interlocks import QualificationService
 from mes.service import LotService, utc_now
@@ -71,7 +72,10 @@ async def open_lot_service(
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        yield services_for(engine, principal or direct_mode()).lots
+        services = services_for(engine, principal or direct_mode())
+        if check_schema:
+            await load_versions(services)
+        yield services.lots
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ class Services:
     lots: LotService
     equipment: EquipmentService
     qualifications: QualificationService
+    flow_versions: FlowVersionService
 
 
 @asynccontextmanager
@@ -96,7 +101,25 @@ async def open_services(
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        yield services_for(engine, principal or direct_mode())
+        services = services_for(engine, principal or direct_mode())
+        if check_schema:
+            await load_versions(services)
+        yield services
+
+
+async def load_versions(services: Services) -> None:
+    """Read the published flow versions, so that each lot is checked against its own."""
+    if services.lots.versions is not None:
+        await services.lots.versions.load()
+
+
+async def seed_flow_versions(engine: AsyncEngine) -> list[str]:
+    """Publish and approve the packaged flow files as version 1 (author: the system) of
+    every flow that has no version yet (``db upgrade``): the flows seeded."""
+    from mes.adapters.sql_flows import SqlFlowVersionStore
+
+    versions = FlowVersionService(SqlFlowVersionStore(engine), utc_now)
+    return await versions.seed(list(flow_library().flows))
 
 
 def services_for(
@@ -105,14 +128,23 @@ def services_for(
     """Lots and equipment on ``engine``, acting for ``principal`` (each call may name
     another), refusals recorded in the database's security log; ``health`` is told the end
     of every unit of work (the line controller's STATUS)."""
+    from mes.adapters.sql_flows import SqlFlowVersionStore
     from mes.adapters.sql_identity import SqlSecurityLog
 
     factory = SqlUnitOfWorkFactory(engine, health=health)
     log = SqlSecurityLog(engine)
+    store = SqlFlowVersionStore(engine)
     return Services(
-        LotService(factory, flow_library(), principal=principal, security=log),
+        LotService(
+            factory,
+            flow_library(),
+            principal=principal,
+            security=log,
+            versions=VersionedFlows(store),
+        ),
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now),
+        FlowVersionService(store, utc_now, principal=principal, security=log),
     )
 
 

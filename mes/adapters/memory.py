@@ -207,6 +207,7 @@ class MemoryLotRepository:
                 lot.params,
                 lot.pending_rework,
                 lot.running.tool if lot.running else None,
+                lot.flow_version,
             )
             for lot in self._find(states=states, limit=len(self._store.lots) or 1)
         ]

@@ -243,6 +243,7 @@ _HEAD_COLUMNS = (
     "params",
     "pending_rework",
     "running",
+    "flow_version",
 )
 _HISTORY_KEYS = [c.name for c in lot_history.c if c.name != "seq"]
 _OUTBOX_KEYS = ["lot_id", "kind", "payload", "created_at"]
@@ -525,6 +526,7 @@ class HeadCache:
                 params=r["params"],
                 pending_rework=r["pending_rework"],
                 tool=r["running"]["tool"] if r["running"] else None,
+                flow_version=r["flow_version"],
             )
         return head
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -344,3 +345,38 @@ signatures = Table(
     Index("ix_signatures_entry_hash", "entry_hash"),
 )
 """Append-only: electronic signatures, each linked to the history entry it signs (its hash)."""
+
+flow_versions = Table(
+    "flow_versions",
+    metadata,
+    Column("flow", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("files", Json, nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("retired_at", UtcDateTime),
+    Column("retired_by", String(64)),
+    UniqueConstraint("flow", "content_hash", name="uq_flow_versions_content"),
+)
+"""Published flow versions (mes.domain.flowversions): the files' text, never changed; only
+the state moves (draft -> approved -> retired)."""
+
+flow_approvals = Table(
+    "flow_approvals",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("flow", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("signer", String(64), nullable=False),
+    Column("printed_name", Text, nullable=False),
+    Column("meaning", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("method", String(16), nullable=False),
+    ForeignKeyConstraint(["flow", "version"], ["flow_versions.flow", "flow_versions.version"]),
+    Index("ix_flow_approvals_version", "flow", "version"),
+)
+"""Append-only: the approvals of flow versions, each linked to the content it approves."""

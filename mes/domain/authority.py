@@ -101,6 +101,14 @@ class Action(StrEnum):
     """Register tools, report their states, heartbeat (the line controller)."""
     USERS = "users"
     """Add users, change roles, disable, reset passwords, issue and revoke API keys."""
+    FLOW_PUBLISH = "flow_publish"
+    """Publish a flow version (a draft: no lot starts on it)."""
+    FLOW_APPROVE = "flow_approve"
+    """Approve a draft flow version, signed: new lots start on it."""
+    FLOW_RETIRE = "flow_retire"
+    """Retire a flow version: no new lot starts on it."""
+    MIGRATE = "migrate"
+    """Move a lot to another version of its flow (its path so far valid there)."""
 
 
 _ALL = frozenset(Role)
@@ -133,6 +141,10 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.TOOL_RESET: frozenset({_O, _T, _E}),
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
+    Action.FLOW_PUBLISH: frozenset({_E}),
+    Action.FLOW_APPROVE: frozenset({_E}),
+    Action.FLOW_RETIRE: frozenset({_E}),
+    Action.MIGRATE: frozenset({_E}),
 }
 """The one table of who may do what."""
 

@@ -174,3 +174,13 @@ class RecordJob:
     measured: Mapping[str, GivenValue] = field(default_factory=dict)
     rejects: tuple[SiteRejectGiven, ...] = ()
     tool_data: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrateLot:
+    """Move a lot to another (approved) version of its flow."""
+
+    lot_id: str
+    version: int
+    user: str
+    reason: str

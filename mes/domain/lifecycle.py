@@ -47,6 +47,8 @@ TRANSITIONS: Mapping[tuple[LotState, Operation], frozenset[LotState]] = {
     (H, Operation.REWORK): frozenset({W}),
     (H, Operation.SCRAP): frozenset({S}),
     (H, Operation.SCRAP_SITES): frozenset({H}),
+    (W, Operation.MIGRATE): frozenset({W}),
+    (H, Operation.MIGRATE): frozenset({H}),
     (H, Operation.SPLIT): frozenset({H}),
 }
 """(state, operation) -> the states the operation may lead to. Absent pairs are refused."""

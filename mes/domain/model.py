@@ -77,6 +77,8 @@ class Operation(StrEnum):
     """A tool starts one carrier of the running step (line controller)."""
     JOB_RECORD = "job_record"
     """A tool's results for one carrier are recorded; the last carrier's tracks the lot out."""
+    MIGRATE = "migrate"
+    """An engineer moves the lot to another version of its flow."""
 
 
 EVENT_KINDS: Mapping[Operation, str] = {
@@ -96,6 +98,7 @@ EVENT_KINDS: Mapping[Operation, str] = {
     Operation.COMPLETE: "LotCompleted",
     Operation.JOB_START: "JobStarted",
     Operation.JOB_RECORD: "JobRecorded",
+    Operation.MIGRATE: "LotMigrated",
 }
 """The fact (past tense) each operation records in the outbox."""
 
@@ -259,6 +262,8 @@ class LotHead:
     pending_rework: StepCode | None
     tool: str | None
     """The tool it is tracked in on, while RUNNING."""
+    flow_version: int = 1
+    """The version of its flow it is checked against."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,8 @@ from mes.domain.model import (
 # -- start -----------------------------------------------------------------------------------
 
 
-def start_lot(cmd: StartLot, flow: Flow, now: datetime) -> Change:
+def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = None) -> Change:
+    """Start a lot on ``flow``, the published ``version`` of it (default: the flow file's)."""
     check_lot_id(cmd.lot_id)
     if not 1 <= cmd.carriers <= MAX_CARRIERS:
         raise InvalidInput(f"a lot has 1 to {MAX_CARRIERS} carriers, not {cmd.carriers}")
@@ -97,7 +98,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime) -> Change:
     lot = Lot(
         id=cmd.lot_id,
         flow=flow.name,
-        flow_version=flow.version,
+        flow_version=flow.version if version is None else version,
         state=INITIAL_STATE,
         params=params,
         priority=cmd.priority,
@@ -130,7 +131,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime) -> Change:
         state_after=lot.state,
         data={
             "flow": flow.name,
-            "flow_version": flow.version,
+            "flow_version": lot.flow_version,
             "params": params,
             "priority": cmd.priority,
             "carriers": list(carriers),

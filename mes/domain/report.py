@@ -269,6 +269,7 @@ def summary_dict(lot: Lot, flow: Flow) -> dict[str, Any]:
     return {
         "id": lot.id,
         "flow": lot.flow,
+        "flow_version": lot.flow_version,
         "state": lot.state.value,
         "step": lot.step,
         "next_steps": sorted(following) if waiting else [],

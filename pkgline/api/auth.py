@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import pwd
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.domain.authority import AuthMethod, Principal
@@ -42,6 +44,16 @@ class ApiState:
 def state_of(request: Request) -> ApiState:
     state: ApiState = request.app.state.pkgline
     return state
+
+
+def answer(request: Request, data: Any, status: int = 200) -> JSONResponse:
+    """``data`` as the JSON answer, sent as it is (no response model to check it against
+    again: a lot show of thousands of entries would pay for that), saying who asked."""
+    response = JSONResponse(data, status_code=status)
+    said = getattr(request.state, "principal", None)
+    if said is not None:
+        response.headers[PRINCIPAL_HEADER] = said
+    return response
 
 
 def _account(uid: int) -> str | None:

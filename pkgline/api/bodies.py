@@ -93,6 +93,11 @@ class ReworkBody(Body):
     signature: Signature = None
 
 
+class MigrateBody(Body):
+    version: Annotated[int, Field(ge=1, le=1_000_000)]
+    reason: Reason = None
+
+
 class SplitBody(Body):
     carriers: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1)

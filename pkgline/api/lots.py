@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from mes.domain import commands as cmd
 from mes.domain.authority import Principal
@@ -17,12 +18,11 @@ from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
-from pkgline.api.auth import principal, state_of
+from pkgline.api.auth import answer, principal, state_of
 
 router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS)
 
 Who = Annotated[Principal, Depends(principal)]
-Json = dict[str, Any]
 
 LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
@@ -32,10 +32,13 @@ def _lots(request: Request) -> LotService:
     return state_of(request).services.lots
 
 
-async def _act(request: Request, action: Callable[[LotService], Awaitable[Outcome]]) -> Json:
+async def _act(
+    request: Request, action: Callable[[LotService], Awaitable[Outcome]], status: int = 200
+) -> JSONResponse:
     service = _lots(request)
     outcome = await action(service)
-    return outcome_dict(outcome.lot, outcome.entries, service.flow(outcome.lot.flow))
+    flow = service.flow_of(outcome.lot)
+    return answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
 
 
 def _unsigned(signature: dict[str, Any] | None) -> None:
@@ -65,7 +68,7 @@ async def list_lots(
     until: Annotated[datetime | None, Query(description="Last moved before (ISO 8601).")] = None,
     after: Annotated[str | None, Query(max_length=64, description="The page's cursor.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = LIST_LIMIT,
-) -> Json:
+) -> JSONResponse:
     for name, when in (("since", since), ("until", until)):
         if when is not None and when.tzinfo is None:
             raise InvalidInput(f"{name}: expected a time with its zone (ISO 8601, +00:00)")
@@ -82,23 +85,26 @@ async def list_lots(
     )
     service = _lots(request)
     page = await service.page(query, by=who)
-    rows = [summary_dict(lot, service.flow(lot.flow)) for lot in page.lots]
-    return {
-        "lots": rows,
-        "total": page.total,
-        "shown": len(rows),
-        "more": page.more,
-        "next_after": rows[-1]["id"] if page.more and rows else None,
-    }
+    rows = [summary_dict(lot, service.flow_of(lot)) for lot in page.lots]
+    return answer(
+        request,
+        {
+            "lots": rows,
+            "total": page.total,
+            "shown": len(rows),
+            "more": page.more,
+            "next_after": rows[-1]["id"] if page.more and rows else None,
+        },
+    )
 
 
 @router.get("/{lot_id}", summary="A lot with its site maps, yields, path and history (lot show)")
-async def show(request: Request, who: Who, lot_id: str) -> Json:
-    return report_dict(await _lots(request).report(lot_id, by=who))
+async def show(request: Request, who: Who, lot_id: str) -> JSONResponse:
+    return answer(request, report_dict(await _lots(request).report(lot_id, by=who)))
 
 
 @router.post("", status_code=201, summary="Start a lot (lot start)")
-async def start(request: Request, who: Who, body: b.StartBody) -> Json:
+async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
     command = cmd.StartLot(
         lot_id=body.lot,
         flow=body.flow,
@@ -109,74 +115,82 @@ async def start(request: Request, who: Who, body: b.StartBody) -> Json:
         params=dict(body.params),
         priority=body.priority,
     )
-    return await _act(request, lambda s: s.start(command, by=who))
+    return await _act(request, lambda s: s.start(command, by=who), 201)
 
 
 @router.post("/{lot_id}/track-in", summary="Start a step (lot track-in)")
-async def track_in(request: Request, who: Who, lot_id: str, body: b.TrackInBody) -> Json:
+async def track_in(request: Request, who: Who, lot_id: str, body: b.TrackInBody) -> JSONResponse:
     command = cmd.TrackIn(lot_id, body.step, who.name, body.tool, dict(body.params))
     return await _act(request, lambda s: s.track_in(command, by=who))
 
 
 @router.post("/{lot_id}/track-out", summary="Finish the running step (lot track-out)")
-async def track_out(request: Request, who: Who, lot_id: str, body: b.TrackOutBody) -> Json:
+async def track_out(request: Request, who: Who, lot_id: str, body: b.TrackOutBody) -> JSONResponse:
     command = cmd.TrackOut(lot_id, who.name, dict(body.data), _sites(body.rejects))
     return await _act(request, lambda s: s.track_out(command, by=who))
 
 
 @router.post("/{lot_id}/abort", summary="Abandon the running step (lot abort)")
-async def abort(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> Json:
+async def abort(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.AbortStep(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.abort(command, by=who))
 
 
 @router.post("/{lot_id}/hold", summary="Hold a lot (lot hold; a reason is required)")
-async def hold(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> Json:
+async def hold(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.HoldLot(lot_id, who.name, body.reason or "")
     return await _act(request, lambda s: s.hold(command, by=who))
 
 
 @router.post("/{lot_id}/release", summary="Release a held lot (lot release)")
-async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) -> Json:
+async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) -> JSONResponse:
     _unsigned(body.signature)
     command = cmd.ReleaseLot(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.release(command, by=who))
 
 
 @router.post("/{lot_id}/scrap", summary="Scrap a whole lot (lot scrap)")
-async def scrap(request: Request, who: Who, lot_id: str, body: b.ScrapBody) -> Json:
+async def scrap(request: Request, who: Who, lot_id: str, body: b.ScrapBody) -> JSONResponse:
     _unsigned(body.signature)
     command = cmd.ScrapLot(lot_id, who.name, body.reason or "")
     return await _act(request, lambda s: s.scrap(command, by=who))
 
 
 @router.post("/{lot_id}/scrap-sites", summary="Scrap some sites of a lot (lot scrap --site)")
-async def scrap_sites(request: Request, who: Who, lot_id: str, body: b.ScrapSitesBody) -> Json:
+async def scrap_sites(
+    request: Request, who: Who, lot_id: str, body: b.ScrapSitesBody
+) -> JSONResponse:
     _unsigned(body.signature)
     command = cmd.ScrapSites(lot_id, who.name, body.reason or "", _sites(body.sites, body.code))
     return await _act(request, lambda s: s.scrap_sites(command, by=who))
 
 
 @router.post("/{lot_id}/rework", summary="Send a held lot back to a reworkable step")
-async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) -> Json:
+async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) -> JSONResponse:
     _unsigned(body.signature)
     command = cmd.ReworkLot(lot_id, body.step, who.name, body.reason or "")
     return await _act(request, lambda s: s.rework(command, by=who))
 
 
 @router.post("/{lot_id}/split", summary="Split carriers off into a child lot (lot split)")
-async def split(request: Request, who: Who, lot_id: str, body: b.SplitBody) -> Json:
+async def split(request: Request, who: Who, lot_id: str, body: b.SplitBody) -> JSONResponse:
     command = cmd.SplitLot(lot_id, body.into, tuple(body.carriers), who.name, body.reason)
     return await _act(request, lambda s: s.split(command, by=who))
 
 
 @router.post("/{lot_id}/merge", summary="Merge this lot into another (lot merge)")
-async def merge(request: Request, who: Who, lot_id: str, body: b.MergeBody) -> Json:
+async def merge(request: Request, who: Who, lot_id: str, body: b.MergeBody) -> JSONResponse:
     command = cmd.MergeLots(lot_id, body.into, who.name, body.reason)
     return await _act(request, lambda s: s.merge(command, by=who))
 
 
 @router.post("/{lot_id}/complete", summary="End a lot whose flow may end here")
-async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> Json:
+async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.CompleteLot(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.complete(command, by=who))
+
+
+@router.post("/{lot_id}/migrate", summary="Move a lot to another approved flow version")
+async def migrate(request: Request, who: Who, lot_id: str, body: b.MigrateBody) -> JSONResponse:
+    command = cmd.MigrateLot(lot_id, body.version, who.name, body.reason or "")
+    return await _act(request, lambda s: s.migrate(command, by=who))

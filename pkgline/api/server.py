@@ -28,7 +28,7 @@ from mes.sessions import DEFAULT_LIFETIME, SessionService
 from pkgline.api.app import create_app
 from pkgline.api.auth import ApiState
 from pkgline.api.peer import PeerCredentialsProtocol
-from pkgline.bootstrap import resolve_url, services_for
+from pkgline.bootstrap import load_versions, resolve_url, services_for
 from pkgline.config import ApiConfig
 from pkgline.station.live import close_streams
 from pkgline.systemd import Notifier
@@ -66,7 +66,9 @@ async def open_state(
         await require_current_schema(engine)
         identity = IdentityService(SqlIdentityStore(engine), passwords or Argon2Passwords())
         sessions = SessionService(identity, SqlSessionStore(engine), lifetime=session_lifetime)
-        yield ApiState(services_for(engine, NOBODY), identity, sessions, engine)
+        services = services_for(engine, NOBODY)
+        await load_versions(services)  # each lot is checked against its own flow version
+        yield ApiState(services, identity, sessions, engine)
     finally:
         await engine.dispose()
 

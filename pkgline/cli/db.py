@@ -8,7 +8,7 @@ import typer
 
 from mes.adapters.database import display_url
 from mes.adapters.schema import SchemaStatus, schema_status
-from pkgline.bootstrap import MIGRATION_TIMEOUTS, open_engine, resolve_url
+from pkgline.bootstrap import MIGRATION_TIMEOUTS, open_engine, resolve_url, seed_flow_versions
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
 
 app = typer.Typer(help="The database: schema upgrades and status.", no_args_is_help=True)
@@ -20,13 +20,13 @@ def upgrade(db: DbOption = None, json: JsonOption = False) -> None:
 
     from mes.adapters.migrate import upgrade as migrate_up  # Alembic: only when migrating
 
-    async def work() -> SchemaStatus:
+    async def work() -> tuple[SchemaStatus, list[str]]:
         async with open_engine(db, timeouts=MIGRATION_TIMEOUTS) as engine:
             await migrate_up(engine)
-            return await schema_status(engine)
+            return await schema_status(engine), await seed_flow_versions(engine)
 
-    status = run(work, as_json=json, db=db)
-    _report(db, status, json)
+    status, seeded = run(work, as_json=json, db=db)
+    _report(db, status, json, seeded)
 
 
 @app.command()
@@ -59,7 +59,9 @@ def downgrade(
     _report(db, run(work, as_json=json, db=db), json)
 
 
-def _report(db: str | None, status: SchemaStatus, as_json: bool) -> None:
+def _report(
+    db: str | None, status: SchemaStatus, as_json: bool, seeded: list[str] | None = None
+) -> None:
     url = display_url(resolve_url(db))
     if as_json:
         print_json(
@@ -68,9 +70,14 @@ def _report(db: str | None, status: SchemaStatus, as_json: bool) -> None:
                 "revision": status.current,
                 "head": status.head,
                 "up_to_date": status.up_to_date,
+                **({"flows_published": seeded} if seeded is not None else {}),
             }
         )
         return
+    if seeded:
+        out.print(
+            f"flows published and approved as version 1 (the packaged files): {', '.join(seeded)}"
+        )
     out.print(f"database: {url}")
     state = (
         "up to date"

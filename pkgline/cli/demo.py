@@ -39,7 +39,7 @@ from flows import Flow
 from mes.domain.equipment import ToolRecord
 from mes.domain.model import Lot, LotState
 from mes.service import utc_now
-from pkgline.bootstrap import Services, open_engine, open_services
+from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
 from pkgline.cli import demo_api
 from pkgline.cli.common import err, out
 from pkgline.cli.demo_view import (
@@ -328,6 +328,7 @@ async def _fresh_database(run: Demo) -> None:
         stale.unlink(missing_ok=True)
     async with open_engine(run.url) as engine:
         await upgrade(engine)
+        await seed_flow_versions(engine)  # as db upgrade: the flows as approved version 1
 
 
 def _write_config(run: Demo) -> None:
@@ -512,7 +513,7 @@ async def _start_lots(run: Demo, services: Services) -> None:
         except RuntimeError as exc:
             raise DemoFailed(str(exc)) from None
         lot = await services.lots.get(str(started["id"]))
-        run.planned[lot.id] = planned_steps(lot, services.lots.flow(flow))
+        run.planned[lot.id] = planned_steps(lot, services.lots.flow_of(lot))
     out.print(
         f"started {len(LOTS)} lots, one per flow, {CARRIERS} carriers of {SITE_ROWS}x{SITE_COLS} "
         f"sites each ({LOT_PREFIX}1 to {LOT_PREFIX}{len(LOTS)}), through the pkgline server "

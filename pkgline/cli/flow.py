@@ -10,11 +10,15 @@ from rich.table import Table
 from flows import Flow, Limit, ValueSpec
 from mes.domain.errors import InvalidInput
 from pkgline.bootstrap import flow_library
-from pkgline.cli.common import EXIT_REFUSED, JsonOption, err, out, print_json
+from pkgline.cli import flow_versions
+from pkgline.cli.common import EXIT_REFUSED, DbOption, JsonOption, err, out, print_json, run
+from pkgline.cli.flow_versions import show_version, version_dict
 
 app = typer.Typer(
-    help="Process flows: what each claimed package's line does.", no_args_is_help=True
+    help="Process flows: what each claimed package's line does, and their published versions.",
+    no_args_is_help=True,
 )
+flow_versions.register(app)
 
 
 def _limit_dict(limit: Limit) -> dict[str, Any]:
@@ -91,10 +95,29 @@ def list_flows(json: JsonOption = False) -> None:
 @app.command()
 def show(
     flow: Annotated[str, typer.Argument(help="Flow name.", show_default=False)],
+    version: Annotated[
+        int | None,
+        typer.Option(
+            "--version",
+            help="A published version (from the database; default: the flow files installed).",
+        ),
+    ] = None,
+    db: DbOption = None,
     json: JsonOption = False,
 ) -> None:
     """A flow's sequence, lot parameters, and per step: equipment, recipe defaults, limits
     with the claims they come from, and rework."""
+    if version is not None:
+        published, built = run(lambda: show_version(db, flow, version), as_json=json, db=db)
+        if json:
+            print_json({**flow_dict(built), "published": version_dict(published)})
+            return
+        out.print(
+            f"published version {published.version} ({published.state.value}, "
+            f"{published.content_hash[:12]}) by {published.author}: {published.note}"
+        )
+        _print_flow(built)
+        return
     library = flow_library()
     if flow not in library.flows:
         error = InvalidInput(
@@ -110,6 +133,10 @@ def show(
     if json:
         print_json(flow_dict(f))
         return
+    _print_flow(f)
+
+
+def _print_flow(f: Flow) -> None:
     out.print(f"[bold]{f.name}[/] v{f.version}: {f.title}")
     out.print(f"document {f.document}, claims {f.claims}")
     if f.description:

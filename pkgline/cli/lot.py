@@ -26,7 +26,7 @@ from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.ports import LotPage, LotQuery
 from mes.service import LotService, Outcome
 from pkgline.bootstrap import open_lot_service, resolve_url
-from pkgline.cli import modes
+from pkgline.cli import lot_map, lot_migrate, modes
 from pkgline.cli.columns import columns
 from pkgline.cli.common import (
     EXIT_REFUSED,
@@ -49,6 +49,9 @@ from pkgline.tool_views import parse_window
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
 )
+
+app.add_typer(lot_map.app, name="map")
+lot_migrate.register(app)
 
 LotArg = Annotated[str, typer.Argument(help="Lot id.", show_default=False)]
 ParamOption = Annotated[
@@ -101,7 +104,7 @@ def _act(
         async def work() -> dict[str, Any]:
             async with open_lot_service(db) as service:
                 outcome = await action(service)
-                return outcome_dict(outcome.lot, outcome.entries, service.flow(outcome.lot.flow))
+                return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
 
         answer = run(work, as_json=as_json, db=db)
     _print_outcome(answer, done, as_json, held_is_refused=held_is_refused)
@@ -569,7 +572,7 @@ def list_lots(
         async def work() -> tuple[list[dict[str, object]], LotPage]:
             async with open_lot_service(db) as service:
                 page = await service.page(query)
-                return [summary_dict(lot, service.flow(lot.flow)) for lot in page.lots], page
+                return [summary_dict(lot, service.flow_of(lot)) for lot in page.lots], page
 
         rows, page = run(work, as_json=json, db=db)
         notice = _page_notice(page, rows)
@@ -629,7 +632,7 @@ async def _write_every_lot(db: str | None, query: LotQuery) -> None:
         while True:
             for lot in page.lots:
                 item = dumps(
-                    summary_dict(lot, service.flow(lot.flow)),
+                    summary_dict(lot, service.flow_of(lot)),
                     indent=2,
                     default=str,
                     ensure_ascii=False,

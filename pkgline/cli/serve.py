@@ -16,7 +16,7 @@ from mes.adapters.errors import DatabaseUnavailable, classify
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
-from pkgline.bootstrap import resolve_url, services_for
+from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
 from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
@@ -100,6 +100,9 @@ async def _serve(line: LineConfig, url: str) -> int:
         health = DatabaseHealth(log_edges=False)
         services = services_for(engine, CONTROLLER, health=health)  # its identity, its role only
         lots, equipment = services.lots, services.equipment
+        await load_versions(services)
+        for difference in await services.flow_versions.drift(flow_library()):
+            log.warning("flow files differ from the active version", detail=difference)
         relay = event_relay(line, engine, equipment)
         try:
             edge_node = _edge_node(line)

@@ -560,7 +560,7 @@ class ToolRunner:
             incoming = translate.incoming_site_map(carrier, await self._rejected_before(lot))
             expected = ExpectedResults(job.job_id, lot.id, job.step, carrier, incoming)
             try:
-                checked = await self._read_results(expected, self._lots.flow(lot.flow), results)
+                checked = await self._read_results(expected, self._lots.flow_of(lot), results)
             except ResultsRefused as exc:
                 if await self._released(results, exc):
                     return
@@ -589,7 +589,7 @@ class ToolRunner:
                 f"job {results.job_id}, lot {results.lot_id}",
                 "a job or a lot the lot tracker knows",
             ) from None
-        if results.step not in self._lots.flow(lot.flow).steps:
+        if results.step not in self._lots.flow_of(lot).steps:
             raise ResultsRefused("step", results.step, f"a step of flow {lot.flow}")
         if (
             lot.state is not LotState.RUNNING
@@ -668,7 +668,7 @@ class ToolRunner:
         ):
             return  # the results found on the tool finished the step
         running = lot.running
-        flow = self._lots.flow(lot.flow)
+        flow = self._lots.flow_of(lot)
         jobs, carriers, rejected = view.jobs, view.carriers, view.rejected
         open_job = next((j for j in jobs if j.status is JobStatus.STARTED), None)
         status = self._status
@@ -718,7 +718,7 @@ class ToolRunner:
             await self._give_back(lot, wrong)
             return
         recipe = translate.tool_recipe(
-            flow, running.step, running.values, self._driver.recipe_parameters
+            flow, running.step, running.values, self._driver.recipe_parameters, lot.flow_version
         )
         await self._make_recipe_active(lot, recipe)
         self._feed.recipe_active(self.tool_id, recipe.info(), utc_now())
@@ -889,7 +889,7 @@ class ToolRunner:
         assert lot.running is not None
         expected = ExpectedResults(job_id, lot.id, lot.running.step, carrier, incoming)
         try:
-            checked = await self._read_results(expected, self._lots.flow(lot.flow))
+            checked = await self._read_results(expected, self._lots.flow_of(lot))
         except ResultsRefused as exc:
             raise await self._refuse(exc, lot.id, job_id, carrier.id) from None
         outcome = await self._record(lot, carrier, job_id, checked)

@@ -5,6 +5,7 @@ interrupted with Ctrl-C or is killed. It never replaces a database that is not a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -18,11 +19,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lxml import etree
 
 from mes.domain import commands as cmd
+from mes.domain.model import SiteReject
 from mes.domain.operations import start_lot
+from mes.maps import e142
+from mes.maps.service import MapExport, export_lot_maps
 from mes.service import utc_now
-from pkgline.bootstrap import flow_library, os_account
+from pkgline.bootstrap import flow_library, open_lot_service, os_account
 from pkgline.cli.demo import LOT_PREFIX, LOTS, planned_steps
 
 STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
@@ -138,6 +143,26 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
             flow,
             steps,
         )
+    # Every lot's strip maps as SEMI E142, valid against the schema pkgline ships, site for
+    # site what the lot tracker holds (the demo rejects sites now and then).
+    schema = etree.XMLSchema(etree.fromstring(e142.schema_text().encode()))
+    for number in range(1, len(LOTS) + 1):
+        lot_id = f"{LOT_PREFIX}{number}"
+        exported, rejected = asyncio.run(_export(f"sqlite:///{db}", lot_id))
+        assert schema.validate(etree.fromstring(exported.xml.encode())), schema.error_log
+        read = {
+            (m.substrate_id, r, c, m.bins[code].description)
+            for m in e142.decode(exported.xml)
+            for r, row in enumerate(m.cells, 1)
+            for c, code in enumerate(row, 1)
+            if m.bins[code].quality == "Fail"
+        }
+        assert read == {(x.carrier_id, x.row, x.col, x.code) for x in rejected}
+
+
+async def _export(url: str, lot_id: str) -> tuple[MapExport, list[SiteReject]]:
+    async with open_lot_service(url) as service:
+        return await export_lot_maps(service, lot_id), await service.rejected_sites(lot_id)
 
 
 @pytest.mark.slow

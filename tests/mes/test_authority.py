@@ -39,6 +39,10 @@ SPEC = {
     Action.TOOL_RESET: "OTE...",
     Action.TOOL_REPORT: ".....C",
     Action.USERS: "....A.",
+    Action.FLOW_PUBLISH: "..E...",
+    Action.FLOW_APPROVE: "..E...",
+    Action.FLOW_RETIRE: "..E...",
+    Action.MIGRATE: "..E...",
 }
 COLUMNS = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY, Role.ADMIN, Role.CONTROLLER)
 PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]
