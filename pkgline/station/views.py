@@ -135,7 +135,7 @@ async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
     """A lot as ``who`` may see it (UnknownLot when there is none of that id)."""
     lots = services.lots.acting_as(who)
     report = await lots.report(lot_id)
-    flow = lots.flow(report.lot.flow)
+    flow = lots.flow_of(report.lot)  # the version the lot runs on
     colours = code_colours(r.code for m in report.carriers for r in m.rejects)
     carriers = tuple(
         CarrierView(
