@@ -82,6 +82,8 @@ def _session_then_logout(station: Station, client: httpx.Client) -> None:
     token = client.cookies["pkgline_station"]
     page = client.get("/station/")
     assert page.status_code == 200 and 'data-tool="PREP-1"' in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
     assert token not in page.text  # the token is never in a page
     client.post("/station/logout", data={"csrf": _csrf(page.text)})
     # the stored session is ended: the old cookie, sent again, is refused
