@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from flows import DEFS
+from mes.adapters.schema import SCHEMA_REVISION
 from tests.cli.test_lot_cli import ok_json, pkgline
 
 FLOW = "fc-heatsink-muf"
@@ -17,7 +18,7 @@ def test_a_published_draft_is_approved_before_lots_start_on_it(
 ) -> None:
     db = sqlite_url
     seeded = ok_json(db, "db", "upgrade")
-    assert FLOW in seeded["flows_published"] and seeded["revision"] == "0011"
+    assert FLOW in seeded["flows_published"] and seeded["revision"] == SCHEMA_REVISION
     defs = tmp_path / "defs"
     shutil.copytree(DEFS, defs)
     flow_file = defs / f"{FLOW}.yaml"
