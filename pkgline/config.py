@@ -9,6 +9,7 @@ settings and the tools) and ``pkgline sim`` (the simulators start every tool tha
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections import Counter
@@ -195,6 +196,31 @@ class HttpsConfig(BaseModel):
     key: Path = Field(description="Its private key (PEM, mode 0600, the service's own).")
 
 
+class LoopbackHttpConfig(BaseModel):
+    """``[api.http]``: plain HTTP on a loopback address, for a browser on this host (the
+    operator station of a demo or a kiosk panel). Never on another interface: remote
+    browsers use ``[api.https]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="A loopback address (127.0.0.0/8 or ::1).")
+    port: int = Field(8080, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, host: str) -> str:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"{host!r}: plain HTTP listens on a loopback address only (127.0.0.1 or ::1); "
+                "use [api.https] for other hosts"
+            )
+        return host
+
+
 class ApiConfig(BaseModel):
     """``[api]``: the pkgline server (``pkgline api``, docs/api.md)."""
 
@@ -220,6 +246,7 @@ class ApiConfig(BaseModel):
         8.0, gt=0, le=24 * 7, description="How long a password login's session holds."
     )
     https: HttpsConfig | None = None
+    http: LoopbackHttpConfig | None = None
 
 
 class LineConfig(BaseModel):

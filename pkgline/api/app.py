@@ -13,6 +13,7 @@ from pkgline.api import errors, lots, session, tools
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
+from pkgline.station import pages as station
 
 DESCRIPTION = """The pkgline server: the lot tracker's reads and operations, with the same
 rules, service layer, JSON and refusals as the `pkgline` CLI (docs/api.md). Local clients on
@@ -48,6 +49,7 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     app.include_router(lots.router)
     app.include_router(session.router)
     app.include_router(tools.router)
+    station.install(app)  # the operator station's pages (docs/station.md)
 
     @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
     async def health() -> dict[str, bool]:

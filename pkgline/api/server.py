@@ -30,6 +30,7 @@ from pkgline.api.auth import ApiState
 from pkgline.api.peer import PeerCredentialsProtocol
 from pkgline.bootstrap import load_versions, resolve_url, services_for
 from pkgline.config import ApiConfig
+from pkgline.station.live import close_streams
 from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.api")
@@ -177,6 +178,11 @@ async def serve_api(
                 None,
             )
         )
+    if config.http is not None:
+        # plain HTTP on loopback only (LoopbackHttpConfig refuses other addresses)
+        servers.append(
+            (_Server(_config(app, http="h11", host=config.http.host, port=config.http.port)), None)
+        )
     tasks = [asyncio.create_task(s.serve(sockets=socks)) for s, socks in servers]
     try:
         while not all(s.started for s, _ in servers):
@@ -188,6 +194,8 @@ async def serve_api(
         where = [f"unix://{config.socket}"]
         if config.https is not None:
             where.append(f"https://{config.https.host}:{config.https.port}")
+        if config.http is not None:
+            where.append(f"http://{_host(config.http.host)}:{config.http.port}")
         log.info("api_ready", listening=where)
         if notifier is not None:
             notifier.ready(f"listening on {', '.join(where)}")
@@ -197,12 +205,17 @@ async def serve_api(
         if notifier is not None:
             notifier.stopping("draining requests under way")
     finally:
+        close_streams(app)  # the station's open line streams end now, not at the drain's end
         for s, _ in servers:
             s.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         sock.close()
         config.socket.unlink(missing_ok=True)
         log.info("api_stopped")
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 async def _until_stopped(

@@ -31,13 +31,24 @@ def api(
         Path | None,
         typer.Option("--socket", help="The Unix socket to serve on (default: [api] socket)."),
     ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            "--http-port",
+            min=1,
+            max=65535,
+            help="Also serve plain HTTP on 127.0.0.1:PORT, for a browser on this host (the "
+            "operator station: /station/; default: [api.http]).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     print_openapi: Annotated[
         bool, typer.Option("--print-openapi", help="Print the OpenAPI document and exit.")
     ] = False,
 ) -> None:
     """Run the pkgline server: the lot operations over HTTP on a Unix socket (local users,
-    known by their OS account) and, when configured, HTTPS."""
+    known by their OS account) and, when configured, HTTPS and plain HTTP on loopback (the
+    operator station's pages are at /station/ on either)."""
     if print_openapi:
         import json
 
@@ -60,6 +71,10 @@ def api(
         api_config, database, timeouts = line.api, line.database, line.database_timeouts
     if socket is not None:
         api_config = api_config.model_copy(update={"socket": socket.absolute()})
+    if http_port is not None:
+        from pkgline.config import LoopbackHttpConfig
+
+        api_config = api_config.model_copy(update={"http": LoopbackHttpConfig(port=http_port)})
     configure_logging(log_level)
     code = asyncio.run(_run(api_config, db or database, timeouts.timeouts() if timeouts else None))
     raise typer.Exit(code)

@@ -179,6 +179,9 @@ class Demo:
     deadline: float
     children: list[Child] = field(default_factory=list)
     planned: dict[str, int] = field(default_factory=dict)
+    user: demo_api.DemoUser | None = None
+    station_port: int | None = None
+    """The operator station's port on 127.0.0.1 (the server's plain HTTP, loopback only)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -275,7 +278,7 @@ async def _demo(run: Demo) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, task.cancel)
     await _fresh_database(run)
-    await demo_api.add_demo_user(run.url)
+    run.user = await demo_api.add_demo_user(run.url)
     _write_config(run)
     await _start_line(run)
     async with open_services(run.url) as services:
@@ -443,9 +446,20 @@ async def _wait_for_controller(run: Demo, services: Services) -> None:
 async def _start_api(run: Demo) -> None:
     """The pkgline server on a socket beside the database: the lots are started through it."""
     sock = demo_api.socket_path(run.database)
+    run.station_port = demo_api.free_loopback_port()
     api = Child.start(
         "pkgline server",
-        ["api", "--db", run.url, "--socket", str(sock), "--log-level", "warning"],
+        [
+            "api",
+            "--db",
+            run.url,
+            "--socket",
+            str(sock),
+            "--http-port",
+            str(run.station_port),
+            "--log-level",
+            "warning",
+        ],
         run.log("api"),
         keep=run.keep,
     )
@@ -455,6 +469,27 @@ async def _start_api(run: Demo) -> None:
     except (RuntimeError, TimeoutError) as exc:
         raise DemoFailed(f"{exc}; {api.log}:\n{api.tail()}") from None
     out.print(f"pkgline server (pkgline api, pid {api.pid}) on unix://{sock}")
+    _print_station(run)
+
+
+def _station_url(run: Demo) -> str:
+    return f"http://127.0.0.1:{run.station_port}/station/"
+
+
+def _print_station(run: Demo) -> None:
+    """Where the operator station is and how to log in: the password made for this run is
+    shown here once (its hash is in the demo's database; never on a command line)."""
+    if run.user is None or run.station_port is None:
+        return
+    out.print(
+        Text.assemble(
+            ("operator station: ", "bold"),
+            (_station_url(run), "bold cyan"),
+            f"  log in as {run.user.name}, password ",
+            (run.user.password, "bold"),
+            " (made for this demo's database)",
+        )
+    )
 
 
 def _server(run: Demo) -> Server:
@@ -609,6 +644,7 @@ def _print_next(run: Demo) -> None:
         )
     )
     if run.keep:
+        _print_station(run)
         pids = " ".join(str(c.pid) for c in run.children)
         out.print(
             Text(

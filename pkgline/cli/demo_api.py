@@ -5,7 +5,10 @@ started through the server as an operator's CLI would (docs/api.md)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
+import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +21,36 @@ def socket_path(database: Path) -> Path:
     return database.with_name(f"{database.stem}.api.sock")
 
 
-async def add_demo_user(url: str) -> str:
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    name: str
+    password: str = field(repr=False)
+    """Made for this run, shown once on the demo's terminal; only its argon2id hash is
+    stored (no default password: every demo database has its own)."""
+
+
+async def add_demo_user(url: str) -> DemoUser:
     """Make the OS account running the demo a pkgline user (operator, engineer, quality) of
-    the demo's fresh database, so that the server knows it on its socket; its name."""
+    the demo's fresh database, so that the server knows it on its socket, with a password
+    generated for this run for the operator station's login."""
     from pkgline.bootstrap import open_identity
 
     account = os_account()
+    password = secrets.token_urlsafe(12)
     async with open_identity(url) as identity:
         roles = [Role.OPERATOR, Role.ENGINEER, Role.QUALITY]
-        await identity.add_user(Principal.file_owner(account), account, account, roles)
-    return account
+        await identity.add_user(
+            Principal.file_owner(account), account, account, roles, password=password
+        )
+    return DemoUser(account, password)
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the station's; the server binds it right after)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def wait_for_server(server: Server, within_s: float, alive: Any) -> None:

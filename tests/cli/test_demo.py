@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from lxml import etree
 
@@ -26,7 +27,7 @@ from mes.domain.operations import start_lot
 from mes.maps import e142
 from mes.maps.service import MapExport, export_lot_maps
 from mes.service import utc_now
-from pkgline.bootstrap import flow_library, open_lot_service
+from pkgline.bootstrap import flow_library, open_lot_service, os_account
 from pkgline.cli.demo import LOT_PREFIX, LOTS, planned_steps
 
 STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
@@ -196,11 +197,34 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
         assert status.returncode == 0, status.stdout + status.stderr
         assert re.search(r"line-sim-1 .* running", status.stdout), status.stdout
         assert "not running" not in status.stdout, status.stdout
+        _log_in_to_the_station(output)
     finally:
         for pid in children:
             if alive(pid):
                 os.kill(pid, signal.SIGTERM)
     assert gone(children), "the kept line did not stop on SIGTERM"
+
+
+STATION = re.compile(
+    r"operator station: (http://127\.0\.0\.1:\d+/station/)\s+log in as (\S+), password (\S+) "
+)
+
+
+def _log_in_to_the_station(output: str) -> None:
+    """The kept demo's station answers at the URL printed, with the password printed for its
+    user (made for this run: no default password), and shows a demo lot."""
+    found = STATION.search(output)
+    assert found, output
+    url, user, password = found[1], found[2], found[3]
+    assert user == os_account()  # the OS account running the demo
+    with httpx.Client(timeout=10) as client:
+        form = client.get(url + "login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None, form.text
+        client.post(url + "login", data={"csrf": csrf[1], "username": user, "password": password})
+        lot = client.get(url + f"lots/{LOT_PREFIX}1")
+        assert lot.status_code == 200 and 'id="lot-state"' in lot.text, lot.text
+        assert "COMPLETED" in lot.text
 
 
 @pytest.mark.slow

@@ -1,0 +1,83 @@
+"""The line page's live updates: a server-sent event stream of the rendered line, sent
+when it changes.
+
+Each open line page holds one stream. The server reads the line from the service layer every
+``POLL_S`` for that viewer (and checks their session again, so a logout or an expiry ends
+the stream), renders the fragment the page shows, and sends it only when it differs from the
+last one sent; a comment line every ``KEEPALIVE_S`` keeps proxies from closing a quiet
+stream. The browser's ``EventSource`` reconnects by itself after a network break. When the
+server stops, :func:`close_streams` ends every stream at once, so a stop does not wait for
+open pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mes.domain.errors import LotTrackerError
+
+POLL_S = 1.0
+KEEPALIVE_S = 15.0
+RETRY_MS = 2000
+
+
+@dataclass
+class Streams:
+    """The open streams' shared stop (``app.state.station``)."""
+
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def close_streams(app: Any) -> None:
+    """End every line stream of ``app`` (the FastAPI app, or the wrapper around it)."""
+    inner = getattr(app, "app", app)
+    streams = getattr(getattr(inner, "state", None), "station", None)
+    if isinstance(streams, Streams):
+        streams.closing.set()
+
+
+def fingerprint(fragment: str) -> str:
+    """What identifies a rendering of the line (the event's id; the page's ``data-version``)."""
+    return hashlib.sha256(fragment.encode()).hexdigest()[:16]
+
+
+def sse_event(name: str, data: str, event_id: str | None = None) -> str:
+    """One event in the text/event-stream format (each line of ``data`` its own field)."""
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = f"event: {name}\n" + (f"id: {event_id}\n" if event_id else "")
+    return head + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+async def line_events(
+    render: Callable[[], Awaitable[str]],
+    streams: Streams,
+    *,
+    poll_s: float = POLL_S,
+    keepalive_s: float = KEEPALIVE_S,
+) -> AsyncIterator[str]:
+    """The stream: ``render()`` the fragment every ``poll_s``; send it when it changed.
+    A refusal while rendering (the session ended) sends a ``logout`` event and ends."""
+    yield f"retry: {RETRY_MS}\n\n"
+    last: str | None = None
+    quiet_s = 0.0
+    while not streams.closing.is_set():
+        try:
+            fragment = await render()
+        except LotTrackerError:
+            yield sse_event("logout", "the session ended: log in again")
+            return
+        if fragment != last:
+            last = fragment
+            quiet_s = 0.0
+            yield sse_event("line", fragment, fingerprint(fragment))
+        elif quiet_s >= keepalive_s:
+            quiet_s = 0.0
+            yield ": keepalive\n\n"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(streams.closing.wait(), poll_s)
+        quiet_s += poll_s

@@ -1,0 +1,134 @@
+"""Who is looking at a page: the server's own stored sessions (:mod:`mes.sessions`, the same
+``POST /session`` login and lockout) carried in a cookie, and the CSRF token of every form.
+
+- The cookie holds the session token: ``HttpOnly`` (no script reads it), ``SameSite=Strict``
+  (no other site's page sends it), ``Secure`` when the page came over HTTPS, ``Path=/station``.
+  Logging out ends the stored session, so a copied cookie is dead too.
+- A form's CSRF token is an HMAC of a fixed label keyed by the session token: a page of
+  another origin cannot know it, it needs no storage, and it dies with the session. The login
+  form, before any session, uses a random token in a cookie of its own, matched with the
+  form's field (double submit).
+- A page without a live session redirects to the login; a refused session cookie (ended,
+  expired, disabled account) is recorded as a security event, as the API records a refused
+  token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from urllib.parse import quote
+
+from fastapi import Request, Response
+
+from mes.domain.authority import AuthMethod, Principal
+from mes.sessions import SessionRefused, split_token
+from pkgline.api.auth import state_of
+
+COOKIE = "pkgline_station"
+LOGIN_CSRF_COOKIE = "pkgline_station_login"
+PREFIX = "/station"
+CSRF_FIELD = "csrf"
+_CSRF_LABEL = b"pkgline station form"
+
+
+class NeedLogin(Exception):
+    """No live session: the page answers with a redirect to the login."""
+
+    def __init__(self, next_path: str):
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class BadForm(Exception):
+    """A form without the right CSRF token: refused, nothing changed."""
+
+
+def csrf_for(token: str) -> str:
+    return hmac.new(token.encode(), _CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def csrf_ok(request: Request, given: object) -> bool:
+    token = request.cookies.get(COOKIE)
+    if not token or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(csrf_for(token), given)
+
+
+def login_url(next_path: str) -> str:
+    return f"{PREFIX}/login?next={quote(next_path, safe='/')}"
+
+
+def safe_next(value: object) -> str:
+    """Where to go after the login: only a path of the station (never another site)."""
+    if (
+        isinstance(value, str)
+        and value.startswith(PREFIX + "/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and "//" not in value
+    ):
+        return value
+    return PREFIX + "/"
+
+
+async def viewer(request: Request) -> Principal:
+    """The principal of the page's session (a FastAPI dependency), or NeedLogin."""
+    token = request.cookies.get(COOKIE)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not token:
+        raise NeedLogin(here)
+    state = state_of(request)
+    try:
+        return await state.sessions.authenticate(token)
+    except SessionRefused as refused:
+        parts = split_token(token)
+        name = f"session {parts[0]}" if parts else "-"
+        await state.identity.refused_credentials(name, AuthMethod.SESSION, refused.why)
+        raise NeedLogin(here) from None
+
+
+def secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_session_cookie(request: Request, response: Response, token: str, max_age_s: int) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age_s,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+    )
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        COOKIE, path=PREFIX, httponly=True, samesite="strict", secure=secure(request)
+    )
+
+
+def login_csrf_value() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def set_login_csrf(request: Request, response: Response, value: str) -> None:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        value,
+        max_age=3600,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
+    )
+
+
+def login_csrf_ok(request: Request, given: object) -> bool:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not expected or not isinstance(given, str):
+        return False
+    return hmac.compare_digest(expected, given)

@@ -1,0 +1,153 @@
+"""What the pages show, read from the service layer for the person looking (``by=``): the
+line (tools, lots running, queue per step, held lots) and a lot (its route, strip maps,
+yields, history). Plain values for the templates; no rule is decided here: the service
+layer refuses what the person may not read or do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mes.domain.authority import Principal
+from mes.domain.model import Lot, LotState
+from mes.domain.report import LotReport
+from pkgline.bootstrap import Services
+from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
+from pkgline.tool_views import lines_running, tool_dict
+
+MAY_COMPLETE = "(may complete)"
+
+E10_CLASS = {
+    "productive": "e10-productive",
+    "standby": "e10-standby",
+    "engineering": "e10-engineering",
+    "scheduled_down": "e10-scheduled",
+    "unscheduled_down": "e10-unscheduled",
+    "non_scheduled": "e10-nonscheduled",
+}
+"""The CSS class (colour) of each SEMI E10 state; anything else (unmonitored) is grey."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    step: str
+    lots: tuple[Lot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineView:
+    at: datetime
+    tools: tuple[dict[str, Any], ...]
+    running: tuple[Lot, ...]
+    queue: tuple[QueueRow, ...]
+    held: tuple[Lot, ...]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def line_view(services: Services, who: Principal) -> LineView:
+    """The line as ``who`` may see it (every role may read)."""
+    lots = services.lots.acting_as(who)
+    equipment = services.equipment.acting_as(who)
+    records = await equipment.tools()
+    at = now()
+    alive = await lines_running(equipment, at)
+    tools = []
+    for record in sorted(records, key=lambda r: (r.line, r.id)):
+        tool = tool_dict(record, at, record.line in alive)
+        e10 = tool["e10"] if tool["controller_running"] else "unmonitored"
+        tool["e10_shown"] = e10
+        tool["e10_class"] = E10_CLASS.get(e10, "e10-unknown")
+        tools.append(tool)
+    found = await lots.find(
+        states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
+    )
+    order = {code: i for i, code in enumerate(lots.flows.step_codes)}
+    waiting: dict[str, list[Lot]] = {}
+    for lot in found:
+        if lot.state is LotState.WAITING:
+            steps = lots.next_in_order(lot)
+            waiting.setdefault(steps[0] if steps else MAY_COMPLETE, []).append(lot)
+    queue = tuple(
+        QueueRow(step, tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))))
+        for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s))
+    )
+    running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
+    held = tuple(
+        sorted(
+            (x for x in found if x.state is LotState.HOLD),
+            key=lambda x: (x.hold.since if x.hold else at, x.id),
+        )
+    )
+    return LineView(at, tuple(tools), running, queue, held)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStep:
+    step: str
+    status: str
+    """``done``, ``current`` (running now), ``next`` (allowed next) or ``later``."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierView:
+    id: str
+    rows: int
+    cols: int
+    good: int
+    rejected: int
+    svg: str
+
+
+@dataclass(frozen=True, slots=True)
+class LotView:
+    report: LotReport
+    route: tuple[RouteStep, ...]
+    carriers: tuple[CarrierView, ...]
+    legend: tuple[LegendEntry, ...]
+
+
+def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
+    """The flow's steps in its order, each marked done, current, next or later for the lot."""
+    lot = report.lot
+    done = set(lot.path)
+    current = lot.running.step if lot.running is not None else None
+    following = set(report.next_steps)
+    out = []
+    for step in flow_steps:
+        if step == current:
+            status = "current"
+        elif step in following:
+            status = "next"
+        elif step in done:
+            status = "done"
+        else:
+            status = "later"
+        out.append(RouteStep(step, status))
+    return tuple(out)
+
+
+async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
+    """A lot as ``who`` may see it (UnknownLot when there is none of that id)."""
+    lots = services.lots.acting_as(who)
+    report = await lots.report(lot_id)
+    flow = lots.flow_of(report.lot)  # the version the lot runs on
+    colours = code_colours(r.code for m in report.carriers for r in m.rejects)
+    carriers = tuple(
+        CarrierView(
+            m.carrier.id,
+            m.carrier.rows,
+            m.carrier.cols,
+            m.good_sites,
+            len(m.rejects),
+            strip_map_svg(m, colours),
+        )
+        for m in report.carriers
+    )
+    return LotView(
+        report, route_of(report, tuple(flow.steps)), carriers, tuple(legend(report.carriers))
+    )

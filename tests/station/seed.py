@@ -1,0 +1,118 @@
+"""A line for the station's tests: a migrated SQLite database with two tools (one running
+a lot, one with an alarm), lots in several states, rejected sites, and three people with
+passwords (an operator, a technician, an admin)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime
+
+from argon2 import PasswordHasher
+
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.passwords import Argon2Passwords
+from mes.domain import commands as cmd
+from mes.domain.authority import CONTROLLER, Principal, Role
+from mes.domain.equipment import ControllerRecord, ToolRegistration, ToolSnapshot
+from pkgline.api.auth import ApiState
+
+OWNER = Principal.file_owner("test-owner")
+PASSWORDS = {"olga": "olga-Pa55word-1", "tom": "tom-Pa55word-2", "ada": "ada-Pa55word-3"}
+"""The test people's passwords (made up for the tests, hashed in the database)."""
+
+
+def fast_passwords() -> Argon2Passwords:
+    """argon2id at a small cost: the tests hash and check passwords."""
+    return Argon2Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def seed(state: ApiState) -> None:
+    """The line the tests look at (see the module docstring)."""
+    identity = state.identity
+    await identity.add_user(
+        OWNER, "olga", "Olga Operator", [Role.OPERATOR], password=PASSWORDS["olga"]
+    )
+    await identity.add_user(
+        OWNER, "tom", "Tom Technician", [Role.TECHNICIAN], password=PASSWORDS["tom"]
+    )
+    await identity.add_user(OWNER, "ada", "Ada Admin", [Role.ADMIN], password=PASSWORDS["ada"])
+    services = state.services
+    equipment = services.equipment.acting_as(CONTROLLER)
+    await equipment.register(
+        "line-1",
+        [
+            ToolRegistration("PREP-1", "substrate_prep", "127.0.0.1:1502", ("SUBSTRATE_PREP",)),
+            ToolRegistration("DA-1", "die_attach", "127.0.0.1:1503", ("DIE_ATTACH",)),
+        ],
+    )
+    now = datetime.now(UTC)
+    await equipment.heartbeat(
+        ControllerRecord("line-1", "test", os.getpid(), now, now, "running", ("PREP-1", "DA-1"))
+    )
+    lots = services.lots.acting_as(OWNER)
+    for lot_id in ("S-1", "S-2", "S-3"):
+        await lots.start(
+            cmd.StartLot(
+                lot_id=lot_id,
+                flow="fo-organic",
+                user="olga",
+                carriers=2,
+                site_rows=4,
+                site_cols=8,
+                params={"layers": 3},
+                priority=3,
+            )
+        )
+    # S-1: one step done with two rejected sites on carrier 1, waiting for the next
+    await lots.track_in(cmd.TrackIn("S-1", "SUBSTRATE_PREP", "olga", None, {}))
+    await lots.track_out(
+        cmd.TrackOut(
+            "S-1",
+            "olga",
+            {},
+            (cmd.SiteRejectGiven("1", 2, 3, "VOID"), cmd.SiteRejectGiven("1", 4, 8, "CRACK")),
+        )
+    )
+    # S-2: running on PREP-1; S-3: held by an operator
+    await lots.track_in(cmd.TrackIn("S-2", "SUBSTRATE_PREP", "olga", None, {}))
+    await lots.hold(cmd.HoldLot("S-3", "olga", "voids at incoming inspection"))
+    await equipment.report(
+        "PREP-1",
+        ToolSnapshot(
+            connected=True,
+            e10="productive",
+            process_state="EXECUTING",
+            mode="PRODUCTION",
+            lot_id="S-2",
+            job_id="S-2-1",
+            sites_done=12,
+            sites_total=32,
+        ),
+    )
+    await equipment.report(
+        "DA-1",
+        ToolSnapshot(
+            connected=True,
+            e10="unscheduled_down",
+            process_state="ALARM",
+            mode="PRODUCTION",
+            alarm={"code": 17, "text": "bond head vacuum low"},
+        ),
+    )

@@ -1,0 +1,172 @@
+"""The station's pages over HTTP without a browser: no anonymous access, the session
+cookie's attributes, CSRF on every form, refusals shown on the page changing nothing, the
+live stream. (tests/station/test_browser.py drives a real browser through the same.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from tests.station.conftest import Station
+from tests.station.seed import PASSWORDS
+
+
+@contextmanager
+def _login(station: Station, user: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=station.url, timeout=10) as client:
+        _log_in(client, user)
+        yield client
+
+
+def _log_in(client: httpx.Client, user: str) -> None:
+    form = client.get("/station/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None, form.text
+    answer = client.post(
+        "/station/login",
+        data={
+            "csrf": csrf[1],
+            "username": user,
+            "password": PASSWORDS[user],
+            "next": "/station/",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found is not None, page
+    return found[1]
+
+
+def _state(station: Station, client: httpx.Client, lot: str) -> str:
+    page = client.get(f"/station/lots/{lot}")
+    found = re.search(r'id="lot-state"[^>]*>([A-Z]+)<', page.text)
+    assert found is not None, page.text
+    return found[1]
+
+
+@pytest.mark.parametrize("path", ["/station/", "/station/lots/S-1", "/station/line/events", "/"])
+def test_every_page_redirects_to_the_login_without_a_session(station: Station, path: str) -> None:
+    answer = httpx.get(station.url + path, follow_redirects=True, timeout=10)
+    assert answer.status_code == 200
+    assert answer.url.path == "/station/login"
+    assert 'name="password"' in answer.text
+
+
+def test_the_session_cookie_is_httponly_samesite_strict_and_logout_ends_the_session(
+    station: Station,
+) -> None:
+    with httpx.Client(base_url=station.url, timeout=10) as client:
+        _session_then_logout(station, client)
+
+
+def _session_then_logout(station: Station, client: httpx.Client) -> None:
+    form = client.get("/station/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    answer = client.post(
+        "/station/login",
+        data={"csrf": csrf[1], "username": "olga", "password": PASSWORDS["olga"]},
+    )
+    cookie = next(
+        v for k, v in answer.headers.multi_items() if k == "set-cookie" and "pkgline_station=" in v
+    )
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/station" in cookie
+    assert "Secure" not in cookie  # plain HTTP on loopback; HTTPS pages set Secure
+    token = client.cookies["pkgline_station"]
+    page = client.get("/station/")
+    assert page.status_code == 200 and 'data-tool="PREP-1"' in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    assert token not in page.text  # the token is never in a page
+    client.post("/station/logout", data={"csrf": _csrf(page.text)})
+    # the stored session is ended: the old cookie, sent again, is refused
+    again = httpx.get(station.url + "/station/", cookies={"pkgline_station": token}, timeout=10)
+    assert again.status_code == 303 and again.headers["location"].startswith("/station/login")
+
+
+def test_a_wrong_password_is_shown_on_the_login_page(station: Station) -> None:
+    with httpx.Client(base_url=station.url, timeout=10) as client:
+        form = client.get("/station/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        answer = client.post(
+            "/station/login", data={"csrf": csrf[1], "username": "olga", "password": "wrong"}
+        )
+    assert answer.status_code == 401
+    assert 'id="message"' in answer.text and "pkgline_station=" not in answer.headers.get(
+        "set-cookie", ""
+    )
+
+
+def test_a_login_without_its_form_token_is_refused(station: Station) -> None:
+    answer = httpx.post(
+        station.url + "/station/login",
+        data={"csrf": "forged", "username": "olga", "password": PASSWORDS["olga"]},
+        timeout=10,
+    )
+    assert answer.status_code == 400 and "pkgline_station=" not in answer.headers.get(
+        "set-cookie", ""
+    )
+
+
+def test_a_form_without_the_sessions_csrf_token_changes_nothing(station: Station) -> None:
+    with _login(station, "olga") as client:
+        before = _state(station, client, "S-1")
+        answer = client.post("/station/lots/S-1/hold", data={"reason": "x", "csrf": "0" * 64})
+        assert answer.status_code == 400 and "nothing was changed" in answer.text
+        assert _state(station, client, "S-1") == before == "WAITING"
+
+
+def test_a_role_that_may_not_release_is_refused_on_the_page_and_nothing_changes(
+    station: Station,
+) -> None:
+    with _login(station, "tom") as client:
+        page = client.get("/station/lots/S-3")
+        answer = client.post(
+            "/station/lots/S-3/release", data={"reason": "fine", "csrf": _csrf(page.text)}
+        )
+        assert answer.status_code == 403
+        assert "may not release" in answer.text and 'id="message"' in answer.text
+        assert _state(station, client, "S-3") == "HOLD"
+
+
+def test_an_unknown_lot_and_a_hold_without_reason_are_messages(station: Station) -> None:
+    with _login(station, "olga") as client:
+        found = client.get("/station/lot", params={"id": " NOPE-9 "}, follow_redirects=True)
+        assert found.status_code == 404 and "NOPE-9" in found.text
+        page = client.get("/station/lots/S-2")
+        answer = client.post(
+            "/station/lots/S-2/hold", data={"reason": "", "csrf": _csrf(page.text)}
+        )
+        assert answer.status_code == 422 and 'id="message"' in answer.text
+        assert "Traceback" not in answer.text
+        assert _state(station, client, "S-2") == "RUNNING"
+
+
+def test_the_line_stream_sends_the_line_and_ends_with_the_session(station: Station) -> None:
+    """The stream's first event is the rendered line; a logout (from another tab) ends it
+    with a ``logout`` event at the next poll."""
+    with _login(station, "olga") as client, client.stream("GET", "/station/line/events") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        lines = events.iter_lines()
+        seen = []
+        for line in lines:
+            seen.append(line)
+            if line.startswith("data:") and "PREP-1" in line:
+                break
+        assert "event: line" in seen
+        page = client.get("/station/")
+        client.post("/station/logout", data={"csrf": _csrf(page.text)})
+        rest = []
+        for line in lines:
+            rest.append(line)
+            if line == "event: logout":
+                break
+        assert rest[-1] == "event: logout", rest
