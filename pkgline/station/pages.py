@@ -23,6 +23,7 @@ from mes.domain.authority import Principal
 from mes.domain.errors import LotTrackerError, UnknownLot
 from mes.domain.identity import LoginRefused
 from mes.domain.model import LotState
+from mes.domain.signatures import SignatureGiven
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
@@ -268,7 +269,31 @@ async def release(request: Request, who: Viewer, lot_id: str) -> Response:
         return await _lot_page(request, who, lot_id, status=400, message=problem)
     reason = values.get("reason", "").strip() or None
     command = cmd.ReleaseLot(lot_id, who.name, reason)
-    return await _act(request, who, lot_id, "release", lambda s: s.release(command))
+    signed = _signature(who, values)
+    if isinstance(signed, str):
+        return await _lot_page(request, who, lot_id, status=422, message=signed)
+    return await _act(
+        request, who, lot_id, "release", lambda s: s.release(command, signatures=signed)
+    )
+
+
+def _signature(who: Principal, values: dict[str, str]) -> tuple[SignatureGiven, ...] | str:
+    """The signer's electronic signature from a form (21 CFR 11.200: the password given
+    again, the meaning, and the lot's version the page showed, so that a stale page or a
+    replay is refused); none without a password (the service says what it needs); a problem
+    with the form as a message."""
+    password = values.get("password", "")
+    if not password:
+        return ()
+    meaning = values.get("meaning", "").strip()
+    version = values.get("lot_version", "")
+    if not meaning:
+        return (
+            "the signature needs its meaning (for example 'approved release'); nothing was changed"
+        )
+    if not version.isdigit() or int(version) < 1:
+        return "the page did not say the lot's version: reload it; nothing was changed"
+    return (SignatureGiven(who.name, meaning, password, int(version)),)
 
 
 async def _act(request: Request, who: Principal, lot_id: str, done: str, action: Any) -> Response:

@@ -47,8 +47,10 @@ async def seed(state: ApiState) -> None:
     """The line the tests look at (see the module docstring)."""
     identity = state.identity
     await identity.add_user(
-        OWNER, "olga", "Olga Operator", [Role.OPERATOR], password=PASSWORDS["olga"]
+        OWNER, "olga", "Olga Operator", [Role.OPERATOR, Role.QUALITY], password="olga-Initial-0"
     )
+    # a password an admin set does not sign: Olga sets her own (pkgline user passwd --own)
+    await identity.change_own_password("olga", "olga-Initial-0", PASSWORDS["olga"])
     await identity.add_user(
         OWNER, "tom", "Tom Technician", [Role.TECHNICIAN], password=PASSWORDS["tom"]
     )

@@ -157,10 +157,18 @@ def test_hold_and_release_a_lot_and_the_line_page_follows(
     assert "S-1" in browser.find_element(By.ID, "held").text
     browser.get(f"{station.url}/station/lots/S-1")
     browser.find_element(By.ID, "release-reason").send_keys("strip looked fine")
+    browser.find_element(By.ID, "release").click()  # no password: the service asks for one
+    _wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
+    assert "signature" in browser.find_element(By.ID, "message").text
+    assert "HOLD" in browser.find_element(By.ID, "lot-state").text
+    browser.find_element(By.ID, "release-reason").send_keys("strip looked fine")
+    browser.find_element(By.ID, "release-password").send_keys(PASSWORDS["olga"])
+    _shot(browser, shots / "lot-release-signature.png")
     browser.find_element(By.ID, "release").click()
     _wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-state"), "WAITING"))
     history = browser.find_element(By.ID, "history").text
     assert "release" in history and "olga (session)" in history
+    assert "approved release" in browser.find_element(By.TAG_NAME, "main").text
 
 
 def test_a_role_that_lacks_release_is_refused_on_the_page(
