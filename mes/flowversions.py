@@ -9,9 +9,13 @@ flow: it reads the versions' states and hashes (not their files), and builds onl
 versions asked for, reading their files only when no shelf holds them; it reads the versions
 table again when asked for one it has not seen (a version published after it started).
 
-Approval goes through :func:`sign_approval`, the one place that makes an approval record
-from the principal (who, printed name, meaning, time, content hash): electronic signatures
-(re-authentication, the signature manifest) take its place there.
+Approval is electronically signed (:mod:`mes.domain.flowapproval`): passwords verified
+through the identity service (:class:`mes.signing.Signing`), the OS account's signature in
+direct mode; each approval row keeps the signer's printed name, meaning, time and method,
+linked to the version's content hash. Where ``[signatures] two_signers`` names
+``approve_flow`` a second signer with the quality role approves too before the version is
+approved. :func:`sign_approval` makes the system's approval of the packaged files (``db
+upgrade``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from flows import Flow, FlowError, FlowLibrary
 from flows.versions import content_hash, diff
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
+from mes.domain.flowapproval import approvals_needed, check_approval
 from mes.domain.flowversions import (
     APPROVAL_MEANING,
     SYSTEM_AUTHOR,
@@ -37,7 +42,17 @@ from mes.domain.flowversions import (
     check_approvable,
     check_retirable,
 )
+from mes.domain.signatures import (
+    SignatureGiven,
+    SignaturePolicy,
+    SignatureRefused,
+    SignatureStale,
+)
 from mes.guard import Guard, SecurityLog
+from mes.signing import SignatureVerifier, Signing
+
+FLOW_SIGNED = frozenset({Action.FLOW_APPROVE})
+"""The calls of this service that take signatures."""
 
 
 class FlowVersionStore(Protocol):
@@ -50,7 +65,9 @@ class FlowVersionStore(Protocol):
     ) -> tuple[FlowVersion, bool]: ...
 
     async def approve(
-        self, version: FlowVersion, approval: Approval, check: Callable[[FlowVersion], None]
+        self,
+        version: FlowVersion,
+        decide: Callable[[FlowVersion], tuple[Sequence[Approval], VersionState]],
     ) -> None: ...
 
     async def retire(
@@ -142,8 +159,9 @@ def _draft(
 def sign_approval(
     version: FlowVersion, principal: Principal, at: datetime, meaning: str = APPROVAL_MEANING
 ) -> Approval:
-    """The approval record of ``principal`` for ``version``'s content. The one function an
-    electronic signature replaces."""
+    """The approval record of ``principal`` for ``version``'s content, unsigned: the
+    system's, for the packaged files (``db upgrade``); a person signs
+    (:meth:`FlowVersionService.approve`)."""
     return Approval(
         flow=version.flow,
         version=version.version,
@@ -252,11 +270,19 @@ class FlowVersionService:
         principal: Principal | None = None,
         security: SecurityLog | None = None,
         builds: Builds | None = None,
+        signatures: SignaturePolicy | None = None,
+        verifier: SignatureVerifier | None = None,
     ):
         self._store = store
         self._clock = clock
         self._guard = Guard(principal, security, clock)
         self.builds = builds or _BUILDS
+        self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
+
+    @property
+    def approvals_needed(self) -> int:
+        """How many people approve a version (2 where ``two_signers`` names approve_flow)."""
+        return approvals_needed(self.signing.policy)
 
     async def publish(
         self,
@@ -329,19 +355,38 @@ class FlowVersionService:
         b = await self.version(flow, new, by=by)
         return diff(self.builds.build(a), self.builds.build(b))
 
-    async def approve(self, flow: str, number: int, *, by: Principal | None = None) -> FlowVersion:
-        """Approve a draft: signed by the principal (engineering). New lots start on it."""
+    async def approve(
+        self,
+        flow: str,
+        number: int,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> FlowVersion:
+        """Approve a draft, electronically signed: the first approval an engineer's; where
+        the policy asks for two (``approve_flow``), a second, different person with the
+        quality role signs too (in this call, or a later one: until then the version stays a
+        draft, approved by 1 of 2). New lots start on it once approved. Each approval is
+        linked to the version's content hash; a refused signature is a security event."""
         await self._guard.allow(by, Action.FLOW_APPROVE)
         version = await self.version(flow, number, by=by)
         check_approvable(version)
         who = self._guard.who(by)
         if who is None:
             raise OperationNotAllowed("an approval needs a person to sign it")
-        approval = sign_approval(version, who, self._clock())
-        await self._store.approve(version, approval, check_approvable)
-        return replace(
-            version, state=VersionState.APPROVED, approvals=(*version.approvals, approval)
-        )
+        try:
+            signed = await self.signing.verify(
+                who, Action.FLOW_APPROVE, None, signatures, requests=FLOW_SIGNED
+            )
+
+            def decide(current: FlowVersion) -> tuple[Sequence[Approval], VersionState]:
+                return check_approval(current, who, signed, self.signing.policy, self._clock())
+
+            await self._store.approve(version, decide)
+        except (SignatureRefused, SignatureStale) as refused:
+            await self.signing.refused(who, refused)
+            raise
+        return await self.version(flow, number, by=by)
 
     async def retire(self, flow: str, number: int, *, by: Principal | None = None) -> FlowVersion:
         """No new lot starts on the version; lots running on it go on to their end."""
@@ -371,10 +416,15 @@ class FlowVersionService:
             note = "the packaged flow files, as installed"
             make = partial(_draft, name, files, SYSTEM_AUTHOR, now, note)
             version, _ = await self._store.publish(name, make, digest)
-            system = SYSTEM
-            await self._store.approve(
-                version, sign_approval(version, system, now), check_approvable
-            )
+            approval = sign_approval(version, SYSTEM, now)
+
+            def decide(
+                current: FlowVersion, approval: Approval = approval
+            ) -> tuple[Sequence[Approval], VersionState]:
+                check_approvable(current)
+                return (approval,), VersionState.APPROVED
+
+            await self._store.approve(version, decide)
             seeded.append(name)
         return seeded
 

@@ -526,9 +526,15 @@ class LotService:
             lot_id, rule, action=Action.SCRAP_SITES, by=by, signatures=signatures
         )
 
-    async def migrate(self, cmd: MigrateLot, *, by: Principal | None = None) -> Outcome:
+    async def migrate(
+        self,
+        cmd: MigrateLot,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
+    ) -> Outcome:
         """Move a lot to another approved version of its flow, where its path so far is valid
-        (:mod:`mes.domain.migration`; engineering)."""
+        (:mod:`mes.domain.migration`; engineering; signed, as :meth:`release`)."""
         versions = self.versions
         if versions is None:
             raise OperationNotAllowed("this lot tracker has no published flow versions")
@@ -549,7 +555,9 @@ class LotService:
                 )
             return migration.migrate(lot, target, cmd.version, cmd, self._clock())
 
-        return await self._on_lot(cmd.lot_id, rule, action=Action.MIGRATE, by=by)
+        return await self._on_lot(
+            cmd.lot_id, rule, action=Action.MIGRATE, by=by, signatures=signatures
+        )
 
     async def rework(
         self,

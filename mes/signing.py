@@ -33,7 +33,9 @@ from mes.domain.signatures import (
 )
 from mes.guard import SecurityLog
 
-SIGNED_REQUESTS = frozenset({Action.RELEASE, Action.SCRAP, Action.SCRAP_SITES, Action.REWORK})
+SIGNED_REQUESTS = frozenset(
+    {Action.RELEASE, Action.SCRAP, Action.SCRAP_SITES, Action.REWORK, Action.MIGRATE}
+)
 """The service calls that take signatures (a release's row, ruled or not, is decided on the
 lot read in the transaction)."""
 
@@ -70,16 +72,18 @@ class Signing:
         self,
         who: Principal | None,
         action: Action,
-        lot_id: str,
+        lot_id: str | None,
         given: Sequence[SignatureGiven],
+        *,
+        requests: frozenset[Action] = SIGNED_REQUESTS,
     ) -> Signed:
         """Each signature given, with the signer its credentials prove (passwords checked
         here, one by one; the rules that depend on the lot come later, in the transaction)."""
         if not given:
             return []
         if who is None:
-            raise InvalidInput("this lot service acts for nobody: it takes no signature")
-        if action not in SIGNED_REQUESTS:
+            raise InvalidInput("this service acts for nobody: it takes no signature")
+        if action not in requests:
             raise SignatureRefused(
                 f"{action.value.replace('_', ' ')} is not a signed operation: give no signature",
                 action=action,

@@ -119,13 +119,14 @@ async def open_services(
     check_schema: bool = True,
     pool_size: int = 5,
     principal: Principal | None = None,
+    signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[Services]:
     """Lots and equipment on the database at ``url``, sharing one engine (the operator's view
-    of the line reads both)."""
+    of the line reads both); ``signatures``: how many sign each signed operation."""
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        services = services_for(engine, principal or direct_mode())
+        services = services_for(engine, principal or direct_mode(), signatures=signatures)
         if check_schema:
             await load_versions(services)
         yield services
@@ -184,7 +185,15 @@ def services_for(
         MaterialService(factory, utc_now, principal=principal, security=log),
         ReasonService(factory, utc_now, principal=principal, security=log),
         SpcService(factory, flow_library(), utc_now, principal=principal, security=log),
-        FlowVersionService(store, utc_now, principal=principal, security=log, builds=flow_builds()),
+        FlowVersionService(
+            store,
+            utc_now,
+            principal=principal,
+            security=log,
+            builds=flow_builds(),
+            signatures=signatures,
+            verifier=_Signers(engine),
+        ),
     )
 
 

@@ -6,7 +6,7 @@ Rare writes, off every hot path: plain SQLAlchemy async transactions, one per ca
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -106,22 +106,41 @@ class SqlFlowVersionStore:
         return existing[0], False
 
     async def approve(
-        self, version: FlowVersion, approval: Approval, check: Callable[[FlowVersion], None]
+        self,
+        version: FlowVersion,
+        decide: Callable[[FlowVersion], tuple[Sequence[Approval], VersionState]],
     ) -> None:
-        """Record the approval and make the version approved, if ``check`` passes on the
-        version as it is in the database now."""
+        """Record the approvals ``decide`` makes of the version as it is in the database now
+        (its state and the approvals it has) and put it in the state it says, in one
+        transaction; nothing is written when ``decide`` refuses."""
         async with self._begin() as conn:
             row = await self._row(conn, version.flow, version.version)
-            check(_version(row, (), False))
-            await conn.execute(insert(flow_approvals).values(**_approval_values(approval)))
-            await conn.execute(
-                update(flow_versions)
-                .where(
-                    flow_versions.c.flow == version.flow,
-                    flow_versions.c.version == version.version,
+            had = (
+                (
+                    await conn.execute(
+                        select(flow_approvals)
+                        .where(
+                            flow_approvals.c.flow == version.flow,
+                            flow_approvals.c.version == version.version,
+                        )
+                        .order_by(flow_approvals.c.seq)
+                    )
                 )
-                .values(state=VersionState.APPROVED.value)
+                .mappings()
+                .all()
             )
+            approvals, state = decide(_version(row, tuple(_approval(a) for a in had), False))
+            for approval in approvals:
+                await conn.execute(insert(flow_approvals).values(**_approval_values(approval)))
+            if state.value != row["state"]:
+                await conn.execute(
+                    update(flow_versions)
+                    .where(
+                        flow_versions.c.flow == version.flow,
+                        flow_versions.c.version == version.version,
+                    )
+                    .values(state=state.value)
+                )
 
     async def retire(
         self, version: FlowVersion, by: str, at: Any, check: Callable[[FlowVersion], None]

@@ -159,7 +159,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.REASONS: frozenset({_Q}),
     Action.SPC: frozenset({_E}),
     Action.FLOW_PUBLISH: frozenset({_E}),
-    Action.FLOW_APPROVE: frozenset({_E}),
+    Action.FLOW_APPROVE: frozenset({_E, _Q}),  # quality: the second signer (approve_flow)
     Action.FLOW_RETIRE: frozenset({_E}),
     Action.MIGRATE: frozenset({_E}),
 }

@@ -52,13 +52,18 @@ SIGNED: Mapping[Action, str] = {
     Action.SCRAP: "approved scrap",
     Action.SCRAP_SITES: "approved scrap of sites",
     Action.REWORK: "approved rework",
+    Action.MIGRATE: "approved move to another flow version",
+    Action.FLOW_APPROVE: "approved for production: new lots of this flow start on this version",
 }
 """The operations that need a signature (the rows of the authority table, so a release of a
 hold a claimed limit, an alarm or the controller placed, the override, is its own row), each
 with the words a meaning built from a command starts with."""
 
-SIGNABLE_NAMES: Mapping[str, Action] = {a.value: a for a in SIGNED}
-"""The names ``[signatures] two_signers`` in line.toml may list."""
+_POLICY_NAMES: Mapping[Action, str] = {Action.FLOW_APPROVE: "approve_flow"}
+
+SIGNABLE_NAMES: Mapping[str, Action] = {_POLICY_NAMES.get(a, a.value): a for a in SIGNED}
+"""The names ``[signatures] two_signers`` in line.toml may list (``approve_flow``: a flow
+version needs a second signer, with the quality role, before it is approved)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +286,7 @@ _NOUNS: Mapping[Action, str] = {
     Action.SCRAP: "the scrap of lot {}",
     Action.SCRAP_SITES: "the scrap of sites of lot {}",
     Action.REWORK: "the rework of lot {}",
+    Action.MIGRATE: "the move of lot {} to another flow version",
 }
 
 

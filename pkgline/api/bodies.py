@@ -121,6 +121,7 @@ class ReworkBody(Body):
 class MigrateBody(Body):
     version: Annotated[int, Field(ge=1, le=1_000_000)]
     reason: Reason = None
+    signatures: Signatures = []
 
 
 class SplitBody(Body):

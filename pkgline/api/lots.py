@@ -190,4 +190,5 @@ async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) 
 @router.post("/{lot_id}/migrate", summary="Move a lot to another approved flow version")
 async def migrate(request: Request, who: Who, lot_id: str, body: b.MigrateBody) -> JSONResponse:
     command = cmd.MigrateLot(lot_id, body.version, who.name, body.reason or "")
-    return await _act(request, lambda s: s.migrate(command, by=who))
+    signed = _signed(body.signatures)
+    return await _act(request, lambda s: s.migrate(command, by=who, signatures=signed))

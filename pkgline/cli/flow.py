@@ -116,6 +116,11 @@ def show(
             f"published version {published.version} ({published.state.value}, "
             f"{published.content_hash[:12]}) by {published.author}: {published.note}"
         )
+        for a in published.approvals:
+            out.print(
+                f"  approved by {a.printed_name} ({a.signer}) {a.at:%Y-%m-%d %H:%M} "
+                f"[{a.method}]: {a.meaning}"
+            )
         _print_flow(built)
         return
     library = flow_library()

@@ -17,11 +17,15 @@ from rich.table import Table
 
 from flows.loader import flow_sources
 from flows.resolve import FRAGMENTS_FILE, STEPS_FILE
+from mes.domain.authority import Action
 from mes.domain.errors import InvalidInput
-from mes.domain.flowversions import FlowVersion
+from mes.domain.flowversions import FlowVersion, VersionState
+from mes.domain.signatures import SIGNED, SignatureGiven, SignaturePolicy
 from mes.flowversions import FlowVersionService, Published
-from pkgline.bootstrap import open_services
+from pkgline.bootstrap import open_services, os_account
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run, usage_error
+from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+from pkgline.cli.signing import policy as signing_policy
 
 T = TypeVar("T")
 
@@ -30,14 +34,21 @@ VersionArg = Annotated[int, typer.Argument(help="Version number.", show_default=
 
 
 @asynccontextmanager
-async def _service(db: str | None) -> AsyncIterator[FlowVersionService]:
-    async with open_services(db) as services:
+async def _service(
+    db: str | None, policy: SignaturePolicy | None = None
+) -> AsyncIterator[FlowVersionService]:
+    async with open_services(db, signatures=policy) as services:
         yield services.flow_versions
 
 
-def _call(db: str | None, as_json: bool, action: Callable[[FlowVersionService], Awaitable[T]]) -> T:
+def _call(
+    db: str | None,
+    as_json: bool,
+    action: Callable[[FlowVersionService], Awaitable[T]],
+    policy: SignaturePolicy | None = None,
+) -> T:
     async def work() -> T:
-        async with _service(db) as service:
+        async with _service(db, policy) as service:
             return await action(service)
 
     return run(work, as_json=as_json, db=db)
@@ -66,6 +77,14 @@ def version_dict(v: FlowVersion) -> dict[str, Any]:
         "retired_at": v.retired_at.isoformat() if v.retired_at else None,
         "retired_by": v.retired_by,
     }
+
+
+def approvals_text(v: FlowVersion) -> str:
+    """Each approval's signer, printed name, time, method and meaning (21 CFR 11.50)."""
+    return "; ".join(
+        f"{a.printed_name} ({a.signer}) {a.at:%Y-%m-%d %H:%M} [{a.method}]: {a.meaning}"
+        for a in v.approvals
+    )
 
 
 def read_flow_files(path: Path, as_json: bool) -> dict[str, dict[str, str]]:
@@ -142,7 +161,7 @@ def versions(flow: FlowArg, db: DbOption = None, json: JsonOption = False) -> No
             v.author,
             f"{v.published_at:%Y-%m-%d %H:%M}",
             v.note,
-            "; ".join(f"{a.printed_name} ({a.signer}) {a.at:%Y-%m-%d %H:%M}" for a in v.approvals),
+            approvals_text(v),
         )
     out.print(table)
 
@@ -168,18 +187,39 @@ def diff(
 
 
 def approve(
-    flow: FlowArg, version: VersionArg, db: DbOption = None, json: JsonOption = False
+    flow: FlowArg,
+    version: VersionArg,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
+    db: DbOption = None,
+    json: JsonOption = False,
 ) -> None:
-    """Approve a draft version (engineering), signed with your name: new lots of the flow
-    start on it. The approval is linked to the version's content hash."""
-    v = _call(db, json, lambda s: s.approve(flow, version))
+    """Approve a draft version, electronically signed (your OS account in direct mode) with
+    --meaning: the first approval an engineer's; where [signatures] two_signers names
+    approve_flow, a second, different person with the quality role approves too. New lots of
+    the flow start on it once approved. Each approval is linked to the content hash."""
+    text = meaning if meaning is not None else SIGNED[Action.FLOW_APPROVE]
+    signature = SignatureGiven(os_account(), text)
+    rules = signing_policy(config)
+    v = _call(db, json, lambda s: s.approve(flow, version, signatures=(signature,)), rules)
+    needed = (rules or SignaturePolicy()).signers(Action.FLOW_APPROVE)
     if json:
-        print_json(version_dict(v))
+        print_json({**version_dict(v), "approvals_needed": needed})
         return
     a = v.approvals[-1]
+    if v.state is VersionState.APPROVED:
+        out.print(
+            f"[green]✔[/] flow {v.flow} version {v.version} approved by "
+            f"{', '.join(f'{x.printed_name} ({x.signer})' for x in v.approvals)}: {a.meaning} "
+            f"({v.content_hash[:12]}); new lots start on it"
+        )
+        return
     out.print(
-        f"[green]✔[/] flow {v.flow} version {v.version} approved by {a.printed_name} "
-        f"({a.signer}), {a.meaning} ({v.content_hash[:12]})"
+        f"flow {v.flow} version {v.version} is still a draft, approved by {len(v.approvals)} of "
+        f"{needed} ({a.printed_name}, {a.signer}): a second signer, a different person with "
+        "the quality role, must approve it too. Direct mode signs with your OS account alone: "
+        f"the second signer approves through the pkgline server with their password, or runs "
+        f"'pkgline flow approve {v.flow} {v.version}' as their own OS account"
     )
 
 

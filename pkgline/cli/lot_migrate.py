@@ -1,4 +1,6 @@
-"""``pkgline lot migrate``: move a lot to another approved version of its flow (engineering)."""
+"""``pkgline lot migrate``: move a lot to another approved version of its flow (engineering),
+electronically signed like a release (direct mode: the OS account, method ``os``; through the
+server: the password given again)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from mes.domain.authority import Action
 from mes.domain.commands import MigrateLot
+from pkgline.cli import signing
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -15,6 +19,7 @@ from pkgline.cli.common import (
     current_user,
 )
 from pkgline.cli.modes import ServerOption
+from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
 
 def register(app: typer.Typer) -> None:
@@ -28,12 +33,28 @@ def migrate(
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
+    meaning: MeaningOption = None,
+    config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
     """Move a waiting or held lot to another approved version of its flow, only where its
-    path so far is valid in that version; recorded in its history (engineering)."""
+    path so far is valid in that version; recorded in its history (engineering). Signed by
+    you (your OS account in direct mode) with --meaning."""
     from pkgline.cli.lot import _act, _q  # the lot commands' one way to act and print
 
     command = MigrateLot(lot, version, current_user(user), reason or "")
+    why = f"to version {version}" + (f", {reason.strip()}" if reason and reason.strip() else "")
+    act = signing.signed(
+        lambda s, sig: s.migrate(command, signatures=sig), Action.MIGRATE, meaning, why
+    )
     remote = (f"/lots/{_q(lot)}/migrate", {"version": version, "reason": reason})
-    _act(db, server, json, lambda s: s.migrate(command), remote, f"moved to version {version}")
+    _act(
+        db,
+        server,
+        json,
+        act,
+        remote,
+        f"moved to version {version}",
+        config=config,
+        sign=(lot, Action.MIGRATE, meaning, why),
+    )

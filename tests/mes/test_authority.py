@@ -45,7 +45,7 @@ SPEC = {
     Action.REASONS: "...Q..",
     Action.SPC: "..E...",
     Action.FLOW_PUBLISH: "..E...",
-    Action.FLOW_APPROVE: "..E...",
+    Action.FLOW_APPROVE: "..EQ..",
     Action.FLOW_RETIRE: "..E...",
     Action.MIGRATE: "..E...",
 }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 
@@ -17,10 +18,18 @@ from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_flows import SqlFlowVersionStore
 from mes.adapters.sql_identity import SqlSecurityLog
 from mes.domain import commands as cmd
-from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
+from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.errors import OperationNotAllowed, SplitMergeNotAllowed, StepNotAllowed
-from mes.domain.flowversions import APPROVAL_MEANING, SYSTEM_AUTHOR, VersionState
+from mes.domain.flowversions import APPROVAL_MEANING, SYSTEM_AUTHOR, FlowVersion, VersionState
 from mes.domain.model import LotState, Operation
+from mes.domain.signatures import (
+    SignatureGiven,
+    SignatureMethod,
+    SignaturePolicy,
+    SignatureRefused,
+    SignatureRequired,
+    Signer,
+)
 from mes.flowversions import FlowVersionService, VersionedFlows
 from mes.service import LotService
 from pkgline.bootstrap import flow_library, seed_flow_versions
@@ -28,7 +37,8 @@ from tests.mes.conftest import Clock
 
 FLOW = "fc-heatsink-muf"
 TO_MOLD = ["SUBSTRATE_LOAD", "FLIP_CHIP_BOND", "HEAT_SINK_ATTACH", "MOLD"]
-ENGINEER = Principal("eng1", frozenset({Role.ENGINEER}), AuthMethod.PASSWORD, "Erin Engineer")
+ENGINEER = Principal("eng1", frozenset({Role.ENGINEER}), AuthMethod.FILE_OWNER, "Erin Engineer")
+"""Direct mode's engineer: signs with the OS account (method os)."""
 OPERATOR = Principal("op1", frozenset({Role.OPERATOR}), AuthMethod.PASSWORD, "Oscar Operator")
 
 BALLS_REQUIRED = {
@@ -37,6 +47,7 @@ BALLS_REQUIRED = {
         "MOLD BALL_MOUNT [DICE]",
     )
 }
+MOVE_SIGNED = (SignatureGiven("eng1", "approved move to version 2"),)
 NO_PASSIVES = {f"{FLOW}.yaml": ("[PASSIVE_ATTACH] ", "")}
 
 
@@ -48,10 +59,33 @@ def edited(changes: dict[str, tuple[str, str]]) -> dict[str, dict[str, str]]:
     return {FLOW: files}
 
 
+class SignedVersions:
+    """The flow version service, its approvals signed by the engineer's OS account (direct
+    mode) unless the test gives other signatures."""
+
+    def __init__(self, service: FlowVersionService):
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.service, name)
+
+    async def approve(
+        self,
+        flow: str,
+        number: int,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] | None = None,
+    ) -> FlowVersion:
+        if signatures is None:
+            signatures = (SignatureGiven((by or ENGINEER).name, APPROVAL_MEANING),)
+        return await self.service.approve(flow, number, by=by, signatures=signatures)
+
+
 @dataclass
 class Line:
     lots: LotService
-    versions: FlowVersionService
+    versions: Any
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -74,7 +108,10 @@ async def line(request: pytest.FixtureRequest) -> AsyncIterator[Line]:
             security=log,
             versions=VersionedFlows(store),
         )
-        yield Line(lots, FlowVersionService(store, clock, principal=ENGINEER, security=log))
+        yield Line(
+            lots,
+            SignedVersions(FlowVersionService(store, clock, principal=ENGINEER, security=log)),
+        )
     finally:
         await engine.dispose()
 
@@ -146,7 +183,7 @@ async def test_approval_needs_the_engineering_role_and_is_a_signed_record_of_the
         "eng1",
         "Erin Engineer",
         APPROVAL_MEANING,
-        "password",
+        "os",
     )
     assert approval.content_hash == published.version.content_hash
     again = await line.versions.version(FLOW, 2)
@@ -175,20 +212,30 @@ async def test_a_lot_migrates_only_where_its_path_so_far_is_valid_in_the_new_ver
     await _run(line.lots, "P", ["SUBSTRATE_LOAD", "FLIP_CHIP_BOND", "PASSIVE_ATTACH"])
     await _run(line.lots, "Q", ["SUBSTRATE_LOAD", "FLIP_CHIP_BOND"])
     with pytest.raises(OperationNotAllowed, match="version 2 is draft"):
-        await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "new rules"))
+        await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "new rules"), signatures=MOVE_SIGNED)
     await line.versions.approve(FLOW, 2)
     with pytest.raises(OperationNotAllowed, match="path so far is not valid there"):
-        await line.lots.migrate(cmd.MigrateLot("P", 2, "eng1", "new rules"))
+        await line.lots.migrate(cmd.MigrateLot("P", 2, "eng1", "new rules"), signatures=MOVE_SIGNED)
     with pytest.raises(NotAuthorized):
         await line.lots.migrate(cmd.MigrateLot("Q", 2, "op1", "new rules"), by=OPERATOR)
-    moved = await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "new rules"))
+    with pytest.raises(SignatureRequired, match="must be signed by one person"):
+        await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "new rules"))
+    moved = await line.lots.migrate(
+        cmd.MigrateLot("Q", 2, "eng1", "new rules"), signatures=MOVE_SIGNED
+    )
     assert moved.lot.flow_version == 2
     (entry,) = moved.entries
     assert entry.operation is Operation.MIGRATE
+    (signature,) = entry.data["signatures"]
+    assert (signature["signer"], signature["method"], signature["meaning"]) == (
+        "eng1",
+        "os",
+        "approved move to version 2",
+    )
     assert (entry.data["from_version"], entry.data["to_version"]) == (1, 2)
     assert "PASSIVE_ATTACH" not in line.lots.next_steps(moved.lot)
     with pytest.raises(OperationNotAllowed, match="already"):
-        await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "again"))
+        await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "again"), signatures=MOVE_SIGNED)
     assert (await line.lots.get("P")).flow_version == 1
 
 
@@ -201,3 +248,79 @@ async def test_split_children_keep_the_version_and_a_merge_needs_the_same(line: 
     assert await _start(line.lots, "B") == 2
     with pytest.raises(SplitMergeNotAllowed, match=r"v1 vs .* v2"):
         await line.lots.merge(cmd.MergeLots("A1", "B", "op1"))
+
+
+QUALITY = Principal("qa1", frozenset({Role.QUALITY}), AuthMethod.PASSWORD, "Quinn Quality")
+
+
+class Passwords:
+    """The identity service's part a signature needs, for two known people (the identity
+    service itself is tested in tests/mes/test_identity*.py)."""
+
+    people: ClassVar[dict[str, tuple[str, str, frozenset[Role]]]] = {
+        "eng1": ("eng-secret", "Erin Engineer", frozenset({Role.ENGINEER})),
+        "eng2": ("eng2-secret", "Evan Engineer", frozenset({Role.ENGINEER})),
+        "qa1": ("qa-secret", "Quinn Quality", frozenset({Role.QUALITY})),
+    }
+
+    async def verify_signer(
+        self, username: str, password: str, *, action: Action, lot_id: str | None = None
+    ) -> Signer:
+        secret, name, roles = self.people[username]
+        if password != secret:
+            raise SignatureRefused(f"wrong password for {username}", signer=username)
+        return Signer(username, name, roles, SignatureMethod.PASSWORD)
+
+
+async def test_two_person_approval_needs_a_second_different_signer_with_the_quality_role(
+    line: Line,
+) -> None:
+    """[signatures] two_signers = ["approve_flow"]: the engineer's approval leaves the version
+    a draft, approved by 1 of 2; the same person again, an engineer, or a wrong password
+    are refused (and recorded); the quality signer's approval makes it approved."""
+    base = line.versions.service
+    two = FlowVersionService(
+        base._store,
+        Clock(),
+        principal=ENGINEER,
+        security=base._guard._log,
+        signatures=SignaturePolicy.from_names(["approve_flow"]),
+        verifier=Passwords(),
+    )
+    (published,) = await two.publish(edited(BALLS_REQUIRED), "balls always")
+    with pytest.raises(SignatureRequired, match="must be signed"):
+        await two.approve(FLOW, 2)
+    first = await two.approve(FLOW, 2, signatures=(SignatureGiven("eng1", "approved: balls"),))
+    assert first.state is VersionState.DRAFT and len(first.approvals) == 1
+    assert await _start(line.lots, "STILL-OLD") == 1  # approved by 1 of 2: still a draft
+    with pytest.raises(SignatureRefused, match=r"approved .* already"):
+        await two.approve(FLOW, 2, signatures=(SignatureGiven("eng1", "again"),))
+    eng2 = Principal("eng2", frozenset({Role.ENGINEER}), AuthMethod.PASSWORD, "Evan Engineer")
+    with pytest.raises(SignatureRefused, match="needs the role quality"):
+        await two.approve(
+            FLOW, 2, by=eng2, signatures=(SignatureGiven("eng2", "ok", "eng2-secret", 1),)
+        )
+    with pytest.raises(SignatureRefused, match="wrong password"):
+        await two.approve(FLOW, 2, by=QUALITY, signatures=(SignatureGiven("qa1", "ok", "nope", 1),))
+    with pytest.raises(NotAuthorized):
+        await two.approve(FLOW, 2, by=OPERATOR, signatures=(SignatureGiven("op1", "ok", "x", 1),))
+    assert (await two.version(FLOW, 2)).state is VersionState.DRAFT
+    approved = await two.approve(
+        FLOW, 2, by=QUALITY, signatures=(SignatureGiven("qa1", "quality approved", "qa-secret", 1),)
+    )
+    assert approved.state is VersionState.APPROVED
+    assert [(a.signer, a.printed_name, a.method, a.meaning) for a in approved.approvals] == [
+        ("eng1", "Erin Engineer", "os", "approved: balls"),
+        ("qa1", "Quinn Quality", "password", "quality approved"),
+    ]
+    assert {a.content_hash for a in approved.approvals} == {published.version.content_hash}
+    assert await _start(line.lots, "NEW") == 2
+
+
+async def test_a_quality_signer_cannot_give_the_first_approval(line: Line) -> None:
+    await line.versions.publish(edited(BALLS_REQUIRED), "balls always")
+    with pytest.raises(SignatureRefused, match=r"first approval .* needs the role engineer"):
+        await line.versions.approve(FLOW, 2, by=QUALITY, signatures=(SignatureGiven("qa1", "ok"),))
+    with pytest.raises(SignatureRefused, match="nobody signs for anybody else"):
+        await line.versions.approve(FLOW, 2, signatures=(SignatureGiven("someone", "ok"),))
+    assert (await line.versions.version(FLOW, 2)).state is VersionState.DRAFT
