@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows import Flow, Limit, ValueSpec
@@ -118,8 +119,10 @@ def show(
         )
         for a in published.approvals:
             out.print(
-                f"  approved by {a.printed_name} ({a.signer}) {a.at:%Y-%m-%d %H:%M} "
-                f"[{a.method}]: {a.meaning}"
+                escape(
+                    f"  approved by {a.printed_name} ({a.signer}) {a.at:%Y-%m-%d %H:%M} "
+                    f"[{a.method}]: {a.meaning}"
+                )
             )
         _print_flow(built)
         return

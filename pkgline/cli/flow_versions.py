@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.loader import flow_sources
@@ -161,7 +162,7 @@ def versions(flow: FlowArg, db: DbOption = None, json: JsonOption = False) -> No
             v.author,
             f"{v.published_at:%Y-%m-%d %H:%M}",
             v.note,
-            approvals_text(v),
+            escape(approvals_text(v)),
         )
     out.print(table)
 

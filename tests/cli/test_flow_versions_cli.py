@@ -3,14 +3,18 @@ subprocess against a real database that ``db upgrade`` seeded with version 1."""
 
 from __future__ import annotations
 
+import getpass
 import shutil
 from pathlib import Path
+
+import pytest
 
 from flows import DEFS
 from mes.adapters.schema import SCHEMA_REVISION
 from tests.cli.test_lot_cli import ok_json, pkgline
 
 FLOW = "fc-heatsink-muf"
+ME = getpass.getuser()
 
 
 def test_a_published_draft_is_approved_before_lots_start_on_it(
@@ -36,3 +40,60 @@ def test_a_published_draft_is_approved_before_lots_start_on_it(
     assert approved["approvals"][0]["content_hash"] == published["content_hash"]
     started = ok_json(db, "lot", "start", "L1", "--flow", FLOW, "--carriers", "1")
     assert started["flow_version"] == 2
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def upgraded(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
+    """A database ``db upgrade`` seeded, and a flow file that requires BALL_MOUNT."""
+    db: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / f"{FLOW}.yaml"
+    flow_file.write_text(flow_file.read_text().replace("MOLD [BALL_MOUNT]", "MOLD BALL_MOUNT"))
+    return db, flow_file
+
+
+def test_two_person_approval_in_direct_mode_leaves_a_draft_approved_by_1_of_2(
+    upgraded: tuple[str, Path], tmp_path: Path
+) -> None:
+    db, flow_file = upgraded
+    config = tmp_path / "line.toml"
+    config.write_text('name = "line-1"\n\n[signatures]\ntwo_signers = ["approve_flow"]\n')
+    ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
+    first = pkgline(db, "flow", "approve", FLOW, "2", "--config", str(config), "--meaning", "ok")
+    assert first.returncode == 0, first.stderr
+    said = " ".join(first.stdout.split())
+    assert "still a draft, approved by 1 of 2" in said
+    assert "quality role" in said and "as their own OS account" in said
+    again = pkgline(db, "flow", "approve", FLOW, "2", "--config", str(config))
+    assert again.returncode == 1 and "the second approval must be a different" in again.stderr
+    (_, v2) = ok_json(db, "flow", "versions", FLOW)
+    assert v2["state"] == "draft"
+    [approval] = v2["approvals"]
+    assert (approval["signer"], approval["method"], approval["meaning"]) == (ME, "os", "ok")
+    assert approval["content_hash"] == v2["content_hash"]
+    table = pkgline(db, "flow", "versions", FLOW)
+    assert "[os]" in table.stdout and approval["printed_name"].split()[0] in table.stdout
+    shown = pkgline(db, "flow", "show", FLOW, "--version", "2")
+    assert f"approved by {approval['printed_name']} ({ME})" in shown.stdout
+
+
+def test_approve_and_migrate_are_signed_by_the_os_account(upgraded: tuple[str, Path]) -> None:
+    db, flow_file = upgraded
+    ok_json(db, "lot", "start", "L1", "--flow", FLOW, "--carriers", "1")
+    ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
+    approved = ok_json(db, "flow", "approve", FLOW, "2")
+    assert approved["state"] == "approved" and approved["approvals_needed"] == 1
+    [approval] = approved["approvals"]
+    assert (approval["signer"], approval["method"]) == (ME, "os")
+    assert approval["meaning"].startswith("approved for production")
+    moved = pkgline(db, "lot", "migrate", "L1", "--version", "2", "--reason", "new rules")
+    assert moved.returncode == 0, moved.stderr
+    [signature] = ok_json(db, "lot", "show", "L1")["signatures"]
+    assert (signature["signer"], signature["method"], signature["operation"]) == (
+        ME,
+        "os",
+        "migrate",
+    )
+    assert signature["meaning"] == "approved move to another flow version: to version 2, new rules"
