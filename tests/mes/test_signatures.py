@@ -53,7 +53,9 @@ def _signed(
     )
 
 
-def test_release_scrap_rework_and_the_override_are_signed_and_nothing_else() -> None:
+def test_release_scrap_rework_migrate_the_override_and_approval_are_signed_and_nothing_else() -> (
+    None
+):
     policy = SignaturePolicy()
     assert {a for a in Action if policy.signers(a)} == {
         Action.RELEASE,
@@ -61,7 +63,10 @@ def test_release_scrap_rework_and_the_override_are_signed_and_nothing_else() -> 
         Action.SCRAP,
         Action.SCRAP_SITES,
         Action.REWORK,
+        Action.MIGRATE,
+        Action.FLOW_APPROVE,
     }
+    assert SignaturePolicy.from_names(["approve_flow"]).signers(Action.FLOW_APPROVE) == 2
     assert TWO_FOR_SCRAP.signers(Action.SCRAP) == 2
     assert TWO_FOR_SCRAP.signers(Action.SCRAP_SITES) == 1
     assert SignaturePolicy.from_names(["scrap", "release_ruled"]).two_signers == {
@@ -70,7 +75,7 @@ def test_release_scrap_rework_and_the_override_are_signed_and_nothing_else() -> 
     }
     with pytest.raises(InvalidInput, match="'hold' is not an operation that is signed") as bad:
         SignaturePolicy.from_names(["hold"])
-    assert set(bad.value.allowed) == {a.value for a in SIGNED}
+    assert set(bad.value.allowed) == {a.value for a in SIGNED} - {"flow_approve"} | {"approve_flow"}
 
 
 def test_a_missing_signature_names_the_action_the_meaning_and_how_many_sign() -> None:
