@@ -2,8 +2,9 @@
 new lots start on until a newer one is approved or it is retired.
 
 Pure values and rules. A version holds the text of the files its flow is made of and their
-content hash (:mod:`flows.versions`); it is never changed, only approved (a signature-like
-approval row: who, printed name, meaning, time, linked to the content hash) or retired (no
+content hash (:mod:`flows.versions`); it is never changed, only approved (electronically signed
+approval rows: who, printed name, meaning, time, method, linked to the content hash;
+:mod:`mes.domain.flowapproval`) or retired (no
 new lot starts on it; running lots go on). Lots started on a version are checked against it
 until they end.
 """
@@ -33,7 +34,8 @@ class VersionState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Approval:
-    """A signature-like record: who approved which content, as what, when."""
+    """An approval's signature: who approved which content, as what, when and how
+    (``method``: os or password; ``system`` for the packaged files)."""
 
     flow: str
     version: int
@@ -43,7 +45,8 @@ class Approval:
     meaning: str
     at: datetime
     method: str
-    """How the signer was known (:class:`mes.domain.authority.AuthMethod` value)."""
+    """How the signer signed (:class:`mes.domain.signatures.SignatureMethod` value; ``system``
+    for the packaged files ``db upgrade`` approves; older rows: the AuthMethod value)."""
 
 
 @dataclass(frozen=True, slots=True)
