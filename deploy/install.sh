@@ -9,9 +9,11 @@
 #      when it runs, so that code and schema change together),
 #   3. creates /etc/pkgline/line.toml from deploy/line.example.toml and
 #      /etc/pkgline/environment (the database URL), only when they do not exist,
-#   4. creates /var/lib/pkgline (group-writable, setgid) and runs `pkgline db upgrade` as the
-#      service user,
-#   5. links /usr/local/bin/pkgline and gives members of group pkgline the database URL at login,
+#   4. creates /var/lib/pkgline (0700) and the SQLite database in it (0600), both the service
+#      user's alone, and runs `pkgline db upgrade` as the service user; on a PostgreSQL on
+#      this host, runs deploy/postgresql-roles.sql (only the server's role writes),
+#   5. links /usr/local/bin/pkgline and gives members of group pkgline the server's socket
+#      at login (operators hold no database credentials),
 #   6. installs, enables and (re)starts pkgline.service and pkgline-api.service (the pkgline
 #      server on /run/pkgline/api.sock: the operators' lot commands go through it),
 #   7. adds the operators named with --operator to group pkgline.
@@ -182,20 +184,24 @@ fi
 if [[ -e $CONFIG_DIR/environment ]]; then
     note "$CONFIG_DIR/environment exists: kept"
 else
-    write_file "$CONFIG_DIR/environment" 0640 "root:$SERVICE_GROUP" <<EOF
-# pkgline: read by pkgline.service (EnvironmentFile=) and, at login, by members of group
-# $SERVICE_GROUP (/etc/profile.d/pkgline.sh). KEY=VALUE lines, no quotes. PKGLINE_DB takes
-# precedence over "database" in line.toml.
-# PostgreSQL instead: PKGLINE_DB=postgresql://pkgline:PASSWORD@dbhost/pkgline
+    write_file "$CONFIG_DIR/environment" 0600 root:root <<EOF
+# pkgline: read by systemd for pkgline.service and pkgline-api.service (EnvironmentFile=),
+# by nobody else: operators go through the server. KEY=VALUE lines, no quotes. PKGLINE_DB
+# takes precedence over "database" in line.toml.
+# PostgreSQL instead (peer authentication, no password): PKGLINE_DB=postgresql:///pkgline?host=/run/postgresql
 PKGLINE_DB=$DEFAULT_DB
 EOF
 fi
 
 # --- 4. the database ------------------------------------------------------------------------
 step "Database schema (as user $SERVICE_USER)"
-# 2770 and setgid, like the unit's StateDirectoryMode: operators' CLI writes here too.
-run install -d -m 2770 -o "$SERVICE_USER" -g "$SERVICE_GROUP" "$STATE_DIR"
-run chmod 2770 "$STATE_DIR"
+# 0700, like the units' StateDirectoryMode: the database is the server's alone.
+run install -d -m 0700 -o "$SERVICE_USER" -g "$SERVICE_GROUP" "$STATE_DIR"
+run chmod 0700 "$STATE_DIR"
+if [[ -e $CONFIG_DIR/environment ]]; then
+    run chmod 0600 "$CONFIG_DIR/environment"
+    run chown root:root "$CONFIG_DIR/environment"
+fi
 db_url=$DEFAULT_DB
 if [[ -r $CONFIG_DIR/environment ]]; then
     configured=$(sed -n 's/^PKGLINE_DB=//p' "$CONFIG_DIR/environment" | tail -n 1)
@@ -203,38 +209,55 @@ if [[ -r $CONFIG_DIR/environment ]]; then
 fi
 if [[ $db_url == sqlite* ]]; then shown=$db_url; else shown="${db_url%%://*}://…"; fi
 note "database: $shown (from $CONFIG_DIR/environment, else the default)"
-# SQLite creates a database file with mode 0644 minus the umask, and its -wal and -shm files
-# with the database file's mode: a database file created here, 0660, keeps all of them
-# writable by group pkgline (the operators' CLI).
+# The SQLite file and its -wal and -shm files (SQLite gives them the database file's mode):
+# the service user's, 0600. Direct mode (the CLI on the file) is then the service user's
+# alone; an earlier installation's group-writable files are taken back.
 if [[ $db_url == sqlite:///* ]]; then
     db_file=${db_url#sqlite:///}
     db_file=${db_file%%\?*}
     if [[ -e $db_file ]]; then
-        run chmod g+rw "$db_file"
+        for file in "$db_file" "$db_file-wal" "$db_file-shm"; do
+            if [[ -e $file ]]; then
+                run chown "$SERVICE_USER:$SERVICE_GROUP" "$file"
+                run chmod 0600 "$file"
+            fi
+        done
     elif [[ $db_file == "$STATE_DIR"/* ]]; then
-        run install -m 0660 -o "$SERVICE_USER" -g "$SERVICE_GROUP" /dev/null "$db_file"
+        run install -m 0600 -o "$SERVICE_USER" -g "$SERVICE_GROUP" /dev/null "$db_file"
     else
         note "warning: $db_file is outside $STATE_DIR: make sure user $SERVICE_USER can write it and its directory"
     fi
 fi
-# setpriv, not su/runuser: no PAM session that could reset the umask. 0007 makes a new SQLite
-# file group-writable (0660), as the service's UMask= would.
+# setpriv, not su/runuser: no PAM session that could reset the umask (0077, as the units').
 run setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
     env -i PATH=/usr/bin:/bin HOME="$STATE_DIR" PKGLINE_DB="$db_url" \
-    sh -c 'umask 0007 && exec "$0" db upgrade' "$VENV/bin/pkgline"
+    sh -c 'umask 0077 && exec "$0" db upgrade' "$VENV/bin/pkgline"
+# PostgreSQL on this host: the server's role (the service user's name, peer authentication)
+# owns the schema and alone writes; pkgline_reports reads (deploy/postgresql-roles.sql).
+# Run it yourself as a superuser for a database on another host (docs/operations.md).
+if [[ $db_url == postgres* ]]; then
+    pg_db=${db_url##*/}
+    pg_db=${pg_db%%\?*}
+    pg_host=$(sed -E 's|^[a-z]+://([^@/]*@)?([^/:?]*).*|\2|' <<<"$db_url")
+    roles_sql=$CHECKOUT/deploy/postgresql-roles.sql
+    if [[ -z $pg_host || $pg_host == localhost || $pg_host == 127.0.0.1 ]] && getent passwd postgres >/dev/null; then
+        run setpriv --reuid=postgres --regid=postgres --init-groups \
+            psql -X -q -v server_role="$SERVICE_USER" -v reports_role=pkgline_reports \
+            -d "$pg_db" -f "$roles_sql"
+    else
+        note "PostgreSQL on another host: as its superuser, run"
+        note "  psql -v server_role=$SERVICE_USER -v reports_role=pkgline_reports -d $pg_db -f $roles_sql"
+    fi
+fi
 
 # --- 5. operators' shell --------------------------------------------------------------------
 step "The CLI for members of group $SERVICE_GROUP"
 write_file "$PROFILE_SNIPPET" 0644 root:root <<'EOF'
-# pkgline (installed by deploy/install.sh): members of group pkgline use the line
-# controller's database with the pkgline CLI; the lot commands go through the pkgline
-# server (pkgline-api.service), as the user it knows them as (docs/api.md).
+# pkgline (installed by deploy/install.sh): members of group pkgline go through the pkgline
+# server (pkgline-api.service), as the user it knows them as (docs/api.md); the database is
+# the server's alone (no database URL or credentials for operators).
 if [ -z "${PKGLINE_SERVER:-}" ]; then
     export PKGLINE_SERVER=unix:///run/pkgline/api.sock
-fi
-if [ -z "${PKGLINE_DB:-}" ] && [ -r /etc/pkgline/environment ]; then
-    PKGLINE_DB=$(sed -n 's/^PKGLINE_DB=//p' /etc/pkgline/environment | tail -n 1)
-    if [ -n "$PKGLINE_DB" ]; then export PKGLINE_DB; else unset PKGLINE_DB; fi
 fi
 EOF
 

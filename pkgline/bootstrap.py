@@ -86,13 +86,15 @@ async def open_lot_service(
     signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[LotService]:
     """A lot service on the database at ``url`` (default: ``$PKGLINE_DB`` or the user's
-    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_mode`),
+    SQLite file), acting for ``principal`` (default: direct mode, :func:`direct_principal`:
+    refused on another account's SQLite file),
     asking for the signatures ``signatures`` says (default: one signer each).
     Refuses a database whose schema is not this code's."""
+    acting = principal or direct_principal(url)  # refused before the file is opened
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        services = services_for(engine, principal or direct_mode(), signatures=signatures)
+        services = services_for(engine, acting, signatures=signatures)
         if check_schema:
             await load_versions(services)
         yield services.lots
@@ -122,11 +124,14 @@ async def open_services(
     signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[Services]:
     """Lots and equipment on the database at ``url``, sharing one engine (the operator's view
-    of the line reads both); ``signatures``: how many sign each signed operation."""
+    of the line reads both), acting for ``principal`` (default: direct mode,
+    :func:`direct_principal`: refused on another account's SQLite file); ``signatures``: how
+    many sign each signed operation."""
+    acting = principal or direct_principal(url)  # refused before the file is opened
     async with open_engine(url, pool_size=pool_size) as engine:
         if check_schema:
             await require_current_schema(engine)
-        services = services_for(engine, principal or direct_mode(), signatures=signatures)
+        services = services_for(engine, acting, signatures=signatures)
         if check_schema:
             await load_versions(services)
         yield services
@@ -227,15 +232,6 @@ def os_account() -> str:
         return os.environ.get("USER") or str(os.getuid())
 
 
-def direct_mode() -> Principal:
-    """Direct database mode for lot and tool commands: the OS account, holding every role
-    (recorded as such). Not yet limited to the database file's owner: today's installation
-    lets the operators of group pkgline write the file (deploy/install.sh) until the server
-    (issue 14) takes the database for itself; then direct mode is the owner's alone, as for
-    ``pkgline user`` (:func:`direct_principal`)."""
-    return Principal.file_owner(os_account(), printed_name())
-
-
 def printed_name(account: str | None = None) -> str:
     """The OS account's full name (the first field of its GECOS), else its name: what a
     direct-mode signature shows as the signer's printed name."""
@@ -252,7 +248,10 @@ def printed_name(account: str | None = None) -> str:
 def direct_principal(url: str | None) -> Principal:
     """Direct database mode: the OS account, holding every role, for a database the account
     may write anyway (docs/security.md). A SQLite file that belongs to another account is
-    refused: that database is its owner's (or its server's) to change."""
+    refused, for every command (lots, tools, users, durables, materials, ...): where a server
+    runs, the database is its alone, and its clients go through it. On PostgreSQL the
+    database's own privileges are the authority (only the server's role may write:
+    deploy/install.sh)."""
     import os
     from pathlib import Path
 
@@ -260,13 +259,28 @@ def direct_principal(url: str | None) -> Principal:
     account = os_account()
     if target.get_backend_name() == "sqlite" and target.database:
         path = Path(target.database).expanduser()
-        if path.exists() and path.stat().st_uid != os.getuid():
+        try:
+            owner_uid = path.stat().st_uid
+        except FileNotFoundError:
+            owner_uid = os.getuid()  # a new database: the account's own once created
+        if owner_uid != os.getuid():
             raise NotAuthorized(
-                f"direct mode: the database file {path} is not yours ({account}); it belongs "
-                "to another account, whose server or owner changes it",
+                f"direct mode: the database file {path} belongs to {_account_name(owner_uid)}, "
+                f"not to you ({account}): only its owner may use it directly. Go through the "
+                "pkgline server instead (--server URL or PKGLINE_SERVER; the local socket "
+                "unix:///run/pkgline/api.sock where the server runs)",
                 needed=(),
             )
     return Principal.file_owner(account, printed_name(account))
+
+
+def _account_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"account {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"uid {uid}"
 
 
 @asynccontextmanager

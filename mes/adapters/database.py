@@ -133,7 +133,7 @@ def create_engine(
     }
     if target.get_backend_name() == "sqlite":
         assert target.database is not None
-        Path(target.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(Path(target.database).expanduser())
         kwargs["connect_args"] = {"timeout": timeouts.statement_s}
         engine = create_async_engine(target, **kwargs)
         _configure_sqlite(engine, busy_timeout_ms=round(timeouts.statement_s * 1000))
@@ -145,6 +145,24 @@ def create_engine(
         connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
     )
     return create_async_engine(target, **kwargs)
+
+
+def create_private_file(path: Path) -> None:
+    """Create the SQLite file ``path`` empty (an empty file is an empty database), mode 0600,
+    when it does not exist, and its directory, mode 0700, when that does not exist: a new
+    database is its owner's alone (docs/security.md). SQLite gives the -wal and -shm files
+    the database file's mode. An existing file or directory keeps its mode."""
+    directory = path.parent
+    if not directory.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # not creatable here: SQLite's own error on connecting says why
+    os.close(fd)
 
 
 def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:

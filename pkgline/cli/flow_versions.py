@@ -219,8 +219,10 @@ def approve(
         f"flow {v.flow} version {v.version} is still a draft, approved by {len(v.approvals)} of "
         f"{needed} ({a.printed_name}, {a.signer}): a second signer, a different person with "
         "the quality role, must approve it too. Direct mode signs with your OS account alone: "
-        f"the second signer approves through the pkgline server with their password, or runs "
-        f"'pkgline flow approve {v.flow} {v.version}' as their own OS account"
+        "the second signer approves as their own OS account "
+        f"('pkgline flow approve {v.flow} {v.version} --config ...', where their account may "
+        "use the database: PostgreSQL; a SQLite file is its owner's alone), or with their "
+        "password through the service (the pkgline server has no flow route yet)"
     )
 
 

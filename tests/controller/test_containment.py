@@ -71,7 +71,7 @@ RUNNER_STAGES = [
     ("driver", "status_and_recipe"),
     ("driver", "load_recipe"),
     ("driver", "start_job"),
-    ("lots", "flow"),
+    ("lots", "flow_of"),  # the flow of the lot's version
     ("lots", "start_job"),
     ("driver", "results"),
     ("lots", "record_job"),

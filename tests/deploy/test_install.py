@@ -52,6 +52,9 @@ def test_dry_run_shows_every_step_and_succeeds() -> None:
     assert "/etc/systemd/system/pkgline-api.service" in out
     assert "systemctl enable pkgline-api.service" in out
     assert "export PKGLINE_SERVER=unix:///run/pkgline/api.sock" in out
+    assert "PKGLINE_DB=$(" not in out  # operators get no database URL
+    assert "install -d -m 0700 -o pkgline -g pkgline /var/lib/pkgline" in out
+    assert "umask 0077" in out
     assert "usermod -aG pkgline" in out
 
 

@@ -58,13 +58,13 @@ def test_the_unit_is_a_notify_service_with_a_watchdog_restarted_on_failure() -> 
     assert settings["ExecStart"] == [f"{EXEC_START} serve --config /etc/pkgline/line.toml"]
 
 
-def test_the_unit_runs_as_the_shared_pkgline_user_and_group_on_a_group_writable_state() -> None:
+def test_the_unit_runs_as_the_pkgline_user_on_a_state_of_its_own() -> None:
     settings = _settings()
     assert settings["User"] == ["pkgline"]
     assert settings["Group"] == ["pkgline"]
-    assert settings["UMask"] == ["0007"]
+    assert settings["UMask"] == ["0077"]
     assert settings["StateDirectory"] == ["pkgline"]
-    assert settings["StateDirectoryMode"] == ["2770"]
+    assert settings["StateDirectoryMode"] == ["0700"]
     assert settings["Environment"][0] == "PKGLINE_DB=sqlite:////var/lib/pkgline/pkgline.db"
 
 
