@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
+from sqlalchemy import select
 
 from flows.loader import flow_sources
 from mes.adapters.database import create_engine
@@ -17,10 +18,12 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_flows import SqlFlowVersionStore
 from mes.adapters.sql_identity import SqlSecurityLog
+from mes.adapters.tables import security_events
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.errors import OperationNotAllowed, SplitMergeNotAllowed, StepNotAllowed
 from mes.domain.flowversions import APPROVAL_MEANING, SYSTEM_AUTHOR, FlowVersion, VersionState
+from mes.domain.identity import EventKind
 from mes.domain.model import LotState, Operation
 from mes.domain.signatures import (
     SignatureGiven,
@@ -305,6 +308,10 @@ async def test_two_person_approval_needs_a_second_different_signer_with_the_qual
     with pytest.raises(NotAuthorized):
         await two.approve(FLOW, 2, by=OPERATOR, signatures=(SignatureGiven("op1", "ok", "x", 1),))
     assert (await two.version(FLOW, 2)).state is VersionState.DRAFT
+    async with base._store._engine.connect() as conn:
+        rows = (await conn.execute(select(security_events))).mappings().all()
+    refused = [r for r in rows if r["kind"] == EventKind.SIGNATURE_REFUSED.value]
+    assert {r["subject"] for r in refused} >= {"eng1", "eng2", "qa1"}
     approved = await two.approve(
         FLOW, 2, by=QUALITY, signatures=(SignatureGiven("qa1", "quality approved", "qa-secret", 1),)
     )
