@@ -187,7 +187,7 @@ async def test_an_api_key_identifies_its_system_until_revoked_and_is_stored_hash
         {Role.CONTROLLER},
         AuthMethod.API_KEY,
     )
-    secret = token.rsplit("_", 1)[1]
+    secret = token.removeprefix(f"pkl_{key.key_id}_")  # the secret may hold "_"
     assert secret not in key.key_hash
     with pytest.raises(LoginRefused):
         await identity.authenticate_api_key(token[:-1] + ("A" if token[-1] != "A" else "B"))
