@@ -173,7 +173,8 @@ class Commands(LazyGroup):
         LazyCommand(
             "api",
             "Run the pkgline server: the lot operations over HTTP on a Unix socket (local users,\n"
-            "known by their OS account) and, when configured, HTTPS.",
+            "known by their OS account) and, when configured, HTTPS and plain HTTP on loopback (the\n"
+            "operator station's pages are at /station/ on either).",
             _api,
         ),
         LazyCommand(
