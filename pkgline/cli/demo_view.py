@@ -15,7 +15,7 @@ from rich.text import Text
 
 from mes.domain.equipment import ToolRecord
 from mes.domain.model import Lot, LotState
-from pkgline.cli.lot import STATE_STYLE
+from pkgline.cli.lot_view import STATE_STYLE
 from pkgline.cli.tool import e10_text
 
 ENDED = frozenset({LotState.COMPLETED, LotState.HOLD, LotState.SCRAPPED, LotState.MERGED})

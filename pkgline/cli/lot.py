@@ -42,12 +42,12 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+from pkgline.cli.lot_view import print_lots, print_report, state_text
 from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
 if TYPE_CHECKING:
     # rich is imported where a table or styled text is printed (not for --json)
-    from rich.text import Text
 
     from pkgline.cli.remote import Server
 
@@ -63,15 +63,6 @@ ParamOption = Annotated[
     list[str] | None,
     typer.Option("--param", help="A recipe or lot parameter value, NAME=VALUE (repeatable)."),
 ]
-
-STATE_STYLE = {
-    LotState.WAITING: "cyan",
-    LotState.RUNNING: "green",
-    LotState.HOLD: "bold red",
-    LotState.COMPLETED: "bold green",
-    LotState.SCRAPPED: "dim red",
-    LotState.MERGED: "dim",
-}
 
 
 def _signature(
@@ -111,12 +102,6 @@ def _q(lot: str) -> str:
     from urllib.parse import quote
 
     return quote(lot, safe="")
-
-
-def _state(state: LotState) -> Text:
-    from rich.text import Text
-
-    return Text(state.value, style=STATE_STYLE[state])
 
 
 def _act(
@@ -175,7 +160,7 @@ def _print_outcome(
         )
         err.print("an engineer decides: pkgline lot rework or pkgline lot release")
         raise typer.Exit(EXIT_REFUSED)
-    line = Text.assemble(("✔ ", "green"), f"lot {answer['id']} {done}: ", _state(state))
+    line = Text.assemble(("✔ ", "green"), f"lot {answer['id']} {done}: ", state_text(state))
     if answer.get("step"):
         where = " at " if state is LotState.RUNNING else " after "
         line.append(where + str(answer["step"]))
@@ -590,7 +575,7 @@ def show(
     if json:
         print_json(report)
         return
-    _print_report(report, last)
+    print_report(report, last)
 
 
 LIST_PAGE = 50
@@ -713,7 +698,7 @@ def list_lots(
         # one line of JSON on stderr (scripts parse it): the mode is in it
         err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
         return
-    _print_lots(rows, notice, caption)
+    print_lots(rows, notice, caption)
 
 
 def _query_params(query: LotQuery) -> list[tuple[str, str]]:
@@ -784,235 +769,3 @@ def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, obje
         "more": page.more,
         "next_after": rows[-1]["id"] if page.more and rows else None,
     }
-
-
-def _print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title="Lots", caption=caption)
-    for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
-        table.add_column(column)
-    for r in rows:
-        nxt = r["next_steps"]
-        table.add_row(
-            str(r["id"]),
-            str(r["flow"]),
-            _state(LotState(str(r["state"]))),
-            str(r["step"] or "-"),
-            ", ".join(str(x) for x in nxt) if isinstance(nxt, list) else "",
-            str(r["priority"]),
-            f"{r['good_sites']}/{r['total_sites']}",
-            "-" if r["units"] is None else str(r["units"]),
-        )
-    out.print(table)
-    shown = f"{len(rows):,} of {notice['total']:,} lots"
-    if notice["more"]:
-        out.print(
-            Text.assemble(
-                (f"{shown}; more follow: ", "yellow"),
-                f"the same command with --after {rows[-1]['id']}",
-            )
-        )
-    else:
-        out.print(shown)
-
-
-def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What the hold's record says of the work done before it (the carriers done at the
-    step, the sites the interrupted job had done) and of results the controller refused."""
-    rows: list[tuple[str, str]] = []
-    if "abandoned_step" in data:
-        done = data.get("carriers_done") or []
-        rows.append(
-            (
-                "done at step",
-                f"{data['abandoned_step']}: carriers {', '.join(done) or 'none'} done",
-            )
-        )
-    partial = data.get("partial")
-    if isinstance(partial, Mapping):
-        total = partial.get("sites_total")
-        sites = " ".join(f"{r}:{c}" for r, c in partial.get("sites") or [])
-        rows.append(
-            (
-                "interrupted job",
-                f"{partial.get('job')} on carrier {partial.get('carrier') or '-'}: "
-                f"{partial.get('sites_done')} of {total if total is not None else '?'} sites "
-                f"done{f' ({sites})' if sites else ''}",
-            )
-        )
-    refused = data.get("quarantine")
-    if isinstance(refused, Mapping):
-        rows.append(
-            (
-                "refused results",
-                f"{refused.get('what')} from {refused.get('tool')}: received "
-                f"{refused.get('received')!r}, expected {refused.get('expected')}",
-            )
-        )
-    return rows
-
-
-def _print_report(report: Mapping[str, Any], history: int | None) -> None:
-    """``lot show`` for people, from its JSON (:func:`mes.domain.report.report_dict`)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    lot = report
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row(
-        "lot",
-        f"{lot['id']}  (flow {lot['flow']} v{lot['flow_version']}, priority {lot['priority']})",
-    )
-    head.add_row("state", _state(LotState(lot["state"])))
-    head.add_row("step", lot["step"] or "-")
-    running = lot["running"]
-    if running:
-        since = datetime.fromisoformat(running["since"])
-        head.add_row(
-            "running",
-            f"{running['step']} on {running['tool'] or '-'} since {since:%Y-%m-%d %H:%M:%S}",
-        )
-    hold = lot["hold"]
-    if hold:
-        head.add_row(
-            "hold", Text(f"{hold['reason']} ({hold['source']}, {hold['user']})", style="red")
-        )
-        held = [e for e in lot["history"] if e["operation"] == "hold" and e["lot"] == lot["id"]]
-        for label, text in _hold_record(held[-1]["data"] if held else {}):
-            head.add_row(label, text)
-    if lot["pending_rework"]:
-        head.add_row("rework", f"must run {lot['pending_rework']} next")
-    head.add_row("next steps", ", ".join(lot["next_steps"]) or "-")
-    if lot["may_complete"]:
-        head.add_row("", "the flow may end here (pkgline lot complete)")
-    if lot["layers"]:
-        head.add_row("layer", f"{lot['layer'] or 0} of {lot['layers']}")
-    head.add_row("params", ", ".join(f"{k}={v}" for k, v in lot["params"].items()) or "-")
-    good, total = lot["good_sites"], lot["total_sites"]
-    yield_pct = 100.0 * good / total if total else 0.0
-    head.add_row("sites", f"{good} good of {total} ({yield_pct:.1f} %)")
-    head.add_row("units", "-" if lot["units"] is None else str(lot["units"]))
-    if lot["parent"] or lot["children"]:
-        head.add_row(
-            "genealogy",
-            f"parent {lot['parent'] or '-'}; children {', '.join(lot['children']) or '-'}",
-        )
-    out.print(head)
-
-    if lot["path"]:
-        path = Table(title="Path", title_justify="left")
-        for column in ("#", "step", "tool", "by", "at", "rejects", "measured"):
-            path.add_column(column)
-        for p in lot["path"]:
-            measured = ", ".join(f"{k}={v}" for k, v in p["measured"].items())
-            path.add_row(
-                str(p["path_index"] + 1),
-                p["step"],
-                p["tool"] or "-",
-                p["user"],
-                p["at"][:19],
-                str(p["rejects"]),
-                measured,
-            )
-        out.print(path)
-
-    if lot["yields"]:
-        yields = Table(title="Yield per step", title_justify="left")
-        for column in ("#", "step", "in", "rejected", "yield %"):
-            yields.add_column(column)
-        for y in lot["yields"]:
-            pct = "-" if y["yield_pct"] is None else f"{y['yield_pct']:.1f}"
-            yields.add_row(
-                str(y["path_index"] + 1), y["step"], str(y["sites_in"]), str(y["rejected"]), pct
-            )
-        out.print(yields)
-
-    for m in lot["carriers"]:
-        out.print(
-            Text(
-                f"carrier {m['id']} ({m['rows']}x{m['cols']}, {m['good_sites']} good)",
-                style="bold",
-            )
-        )
-        bad = {(r["row"], r["col"]) for r in m["rejects"]}
-        for row in range(1, m["rows"] + 1):
-            cells = ("x" if (row, col) in bad else "·" for col in range(1, m["cols"] + 1))
-            out.print("  " + " ".join(cells))
-        if m["rejects"]:
-            out.print(
-                "  rejects: "
-                + ", ".join(
-                    f"{r['row']}:{r['col']} {r['code']} ({r['step']})" for r in m["rejects"]
-                )
-            )
-
-    _print_history(report, history)
-    _print_signatures(report)
-
-
-def _print_signatures(report: Mapping[str, Any]) -> None:
-    """Each electronic signature with the entry it signs (21 CFR 11.50: printed name, time,
-    meaning)."""
-    signatures = report.get("signatures") or []
-    if not signatures:
-        return
-    from rich.text import Text
-
-    from pkgline.cli.columns import columns
-
-    rows = [
-        [
-            Text(str(s["entry_seq"]) if s["entry_seq"] is not None else "?"),
-            Text(s["operation"] or "-"),
-            Text(f"{s['printed_name']} ({s['signer']})"),
-            Text(s["meaning"]),
-            Text(f"{datetime.fromisoformat(s['at']):%Y-%m-%d %H:%M:%S %Z}"),
-            Text(s["method"]),
-        ]
-        for s in signatures
-    ]
-    out.print(Text(f"Signatures ({len(rows)})", style="italic"))
-    out.print(columns(("entry", "operation", "signed by", "meaning", "at", "method"), rows))
-
-
-def _print_history(report: Mapping[str, Any], last: int | None) -> None:
-    """The last ``last`` history entries (None: every one), oldest first, as aligned columns
-    (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
-    from rich.text import Text
-
-    from pkgline.cli.columns import columns
-
-    every = report["history"]
-    entries = every if last is None else every[-last:] if last else []
-    total = len(every)
-    title = f"History ({total:,} entries)"
-    if len(entries) < total:
-        title = (
-            f"History (the last {len(entries):,} of {total:,} entries; "
-            "--history N or --history all for more)"
-        )
-    rows = []
-    for e in entries:
-        inherited = e["lot"] != report["id"]
-        style = "dim" if inherited else ""
-        user = e["user"] if e["by"] in (None, e["user"]) else f"{e['user']} (by {e['by']})"
-        rows.append(
-            [
-                Text(str(e["seq"]), style=style),
-                Text(f"{datetime.fromisoformat(e['at']):%m-%d %H:%M:%S}", style=style),
-                Text(user, style=style),
-                Text(e["operation"] + (f" ({e['lot']})" if inherited else ""), style=style),
-                Text(f"{e['state_before'] or '-'} → {e['state_after']}", style=style),
-                Text(e["step"] or "-", style=style),
-                Text(e["tool"] or "-", style=style),
-                Text(e["reason"] or "", style=style),
-            ]
-        )
-    out.print(Text(title, style="italic"))
-    if rows:
-        header = ("seq", "at", "user", "operation", "state", "step", "tool", "reason")
-        out.print(columns(header, rows))
