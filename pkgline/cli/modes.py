@@ -6,6 +6,8 @@ standard error; both print the same output and exit with the same codes."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +18,7 @@ from pkgline.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     fail,
+    run,
     usage_error,
 )
 from pkgline.cli.remote import Server, ServerUrlError, Unreachable, choose, request
@@ -102,3 +105,31 @@ def call(
         code = EXIT_OF_ERROR.get(str(payload["error"]), EXIT_REFUSED)
         fail(str(payload["message"]), payload, code, as_json)
     return (answer.body, answer.principal) if with_principal else answer.body
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The route that does what a command does, for :func:`either`."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    query: list[tuple[str, str]] | None = None
+
+
+def either(
+    db: str | None,
+    server: str | None,
+    as_json: bool,
+    direct: Callable[[], Awaitable[Any]],
+    remote: Remote,
+) -> Any:
+    """A command's answer as JSON, either way: through the server (``remote``) or on the
+    database (``direct``, which opens the services itself and answers the same JSON as the
+    route), said on standard error. Refusals print and exit as :func:`call` and
+    :func:`pkgline.cli.common.run` do; the caller prints the answer."""
+    via = target(server, db, as_json=as_json)
+    if via is not None:
+        return call(via, remote.method, remote.path, remote.body, remote.query, as_json=as_json)
+    say_direct(db)
+    return run(direct, as_json=as_json, db=db)
