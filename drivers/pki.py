@@ -24,6 +24,7 @@ URI in its subjectAltName. Otherwise :class:`CertificateRejected` says which of 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -278,14 +279,22 @@ class Pki:
                 f"there or in {self.issuers}); copied to {self.rejected}: if it is the right "
                 "one, `pkgline pki trust` it",
             )
+        self.check_revocation(cert)
+
+    def check_revocation(self, cert: x509.Certificate) -> None:
+        """Raise :class:`CertificateRejected` (``REVOKED``) when ``cert`` is on a revocation
+        list of its issuer in trusted/crl or issuers/crl. The lists are read from disk at each
+        call: a list added since is taken at the next connection. :meth:`check_peer` (OPC UA)
+        ends with this; Modbus/TCP Security calls it after the TLS handshake, which has checked
+        the rest (:func:`check_tls_peer`)."""
         for crl in self.revocation_lists():
             if crl.issuer != cert.issuer:
                 continue
             if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
                 raise CertificateRejected(
                     RejectReason.REVOKED,
-                    f"certificate {who} (serial {cert.serial_number:x}) is revoked by its "
-                    f"issuer's revocation list",
+                    f"certificate {describe(cert)} (serial {cert.serial_number:x}) is revoked "
+                    "by its issuer's revocation list",
                 )
 
     def _trusted_issuer(self, cert: x509.Certificate) -> x509.Certificate | None:
@@ -320,7 +329,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
 def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
     """TLS 1.2 or later, this application's certificate, and the peers it trusts: those in
     trusted/certs one by one (as trust anchors of their own) and the CAs there and in
-    issuers/certs. The peer must present a certificate (mutual authentication)."""
+    issuers/certs. The peer must present a certificate (mutual authentication). Revocation is
+    not the context's: each side calls :func:`check_tls_peer` after the handshake."""
     protocol = (
         ssl.PROTOCOL_TLS_CLIENT if purpose is ssl.Purpose.SERVER_AUTH else ssl.PROTOCOL_TLS_SERVER
     )
@@ -340,6 +350,33 @@ def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
         cadata=b"".join(c.public_bytes(serialization.Encoding.DER) for c in anchors)
     )
     return context
+
+
+def peer_certificate(transport: asyncio.BaseTransport | None) -> x509.Certificate | None:
+    """The certificate the peer of a TLS connection presented (after the handshake), or None
+    (no TLS, no certificate, or the connection is already closed)."""
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def check_tls_peer(pki: Pki, transport: asyncio.BaseTransport | None) -> x509.Certificate:
+    """Check the peer of a Modbus/TCP Security connection right after the TLS handshake.
+
+    The handshake checked the chain to a trust anchor and the validity period (OpenSSL);
+    revocation is checked here, by the Pki's own rule (:meth:`Pki.check_revocation`, the one
+    OPC UA uses), rather than by OpenSSL's CRL checking: that refuses every peer whose issuer
+    has no revocation list loaded, and a context made once would not see a list added since.
+    Returns the peer's certificate; raises :class:`CertificateRejected`."""
+    cert = peer_certificate(transport)
+    if cert is None:
+        raise CertificateRejected(
+            RejectReason.INVALID, "the peer presented no certificate (or the connection closed)"
+        )
+    pki.check_revocation(cert)
+    return cert
 
 
 def tls_client_context(pki: Pki) -> ssl.SSLContext:
