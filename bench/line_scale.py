@@ -79,6 +79,9 @@ def _quiet() -> None:
     """Drivers log each tool going online; 500 lines per run would bury the figures."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+    # pymodbus logs each request that times out, with a dump of its frames, at ERROR: on a
+    # loaded machine thousands of lines; the timeouts show as missed changes and delays.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def _raise_file_limit() -> None:

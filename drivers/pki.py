@@ -379,9 +379,44 @@ def check_tls_peer(pki: Pki, transport: asyncio.BaseTransport | None) -> x509.Ce
     return cert
 
 
+def _files_state(pki: Pki) -> tuple[object, ...]:
+    """What a TLS context is made of, as file names, sizes and times: changes when the own
+    certificate or key is replaced or a certificate is trusted, rejected or removed."""
+    state: list[object] = []
+    for path in (pki.own_certificate_pem, pki.own_key):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            state.append(None)
+        else:
+            state.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    for directory in (pki.trusted, pki.issuers):
+        for path in _files(directory):
+            st = path.stat()
+            state.append((path.name, st.st_ino, st.st_mtime_ns, st.st_size))
+        state.append("|")
+    return tuple(state)
+
+
+_client_contexts: dict[Path, tuple[tuple[object, ...], ssl.SSLContext]] = {}
+
+
 def tls_client_context(pki: Pki) -> ssl.SSLContext:
-    """The controller's side of Modbus/TCP Security (checks the tool's host name too)."""
-    return _tls_context(pki, ssl.Purpose.SERVER_AUTH)
+    """The controller's side of Modbus/TCP Security (checks the tool's host name too).
+
+    One context per PKI directory, shared by every connection, made again when its files
+    change (:func:`_files_state`: a renewed own certificate, a peer trusted or rejected), so
+    that what changed is taken at the next connection. Making a context costs milliseconds
+    (OpenSSL 3's context set-up, and parsing the key and every trusted certificate): made
+    per connection, 500 tools connecting at once kept the event loop busy for seconds, past
+    their connect timeout. Revocation lists are not part of it (:func:`check_tls_peer`)."""
+    state = _files_state(pki)
+    cached = _client_contexts.get(pki.root)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    context = _tls_context(pki, ssl.Purpose.SERVER_AUTH)
+    _client_contexts[pki.root] = (state, context)
+    return context
 
 
 def tls_server_context(pki: Pki) -> ssl.SSLContext:

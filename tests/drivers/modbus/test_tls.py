@@ -299,3 +299,22 @@ def test_check_tls_peer_without_a_tls_connection_refuses(pair: Pair) -> None:
     with pytest.raises(P.CertificateRejected, match="presented no certificate") as caught:
         P.check_tls_peer(pair.controller, None)
     assert caught.value.reason is P.RejectReason.INVALID
+
+
+def test_the_client_context_is_made_once_and_again_when_the_pki_changes(
+    pair: Pair, rsa_keys: Keys
+) -> None:
+    """Shared by every connection (making one takes milliseconds: 500 tools connecting at
+    once would wait seconds for them), and made again when a file it is made of changes."""
+    first = P.tls_client_context(pair.controller)
+    assert P.tls_client_context(pair.controller) is first
+    other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other")
+    path = pair.controller.store(other, pair.controller.trusted)  # a peer trusted
+    second = P.tls_client_context(pair.controller)
+    assert second is not first
+    assert P.tls_client_context(pair.controller) is second
+    path.unlink()  # and rejected again
+    third = P.tls_client_context(pair.controller)
+    assert third is not second
+    C.renew_own(pair.controller, new_key_pair=False)  # our own certificate renewed
+    assert P.tls_client_context(pair.controller) is not third
