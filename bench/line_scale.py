@@ -517,6 +517,12 @@ def print_security_cost(runs: Sequence[Run]) -> None:
             f"({sims:+.2f}); p99 {p99:+.0f} ms; connecting {plain.startup_s:.1f} -> "
             f"{secure.startup_s:.1f} s"
         )
+        unconnected = plain.late_connect + secure.late_connect
+        if unconnected:
+            print(
+                f"    (not comparable: {plain.late_connect} plain and {secure.late_connect} "
+                "secure tools were not connected after 30 s)"
+            )
     print(
         "  The supervisor's difference is what the encryption (and, for OPC UA, the signing) "
         "costs the line controller; the machine's load by other work moves both figures."

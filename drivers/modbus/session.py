@@ -31,7 +31,9 @@ on its own, and translates every failure once into :mod:`drivers.errors`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
@@ -63,6 +65,27 @@ TLS_HINT = (
     "certificate; is each certificate trusted by the other side, and not revoked? the tool's "
     "log says why it refused; `pkgline pki list`)"
 )
+
+
+HANDSHAKES_AT_ONCE: Final = 16
+"""TLS connections being opened at once by one event loop. A handshake costs both sides
+milliseconds of CPU (RSA signatures); 500 tools connecting at once (the daemon starting)
+queued every handshake behind the others, past the 1 s connect timeout, and every one was
+retried together after the backoff: none got through on a loaded machine. A connection
+waits for a slot first; its timeout runs from when it has one."""
+
+_handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handshake_slot() -> asyncio.Semaphore:
+    """This event loop's limit of TLS connections being opened (:data:`HANDSHAKES_AT_ONCE`)."""
+    loop = asyncio.get_running_loop()
+    slots = _handshakes.get(loop)
+    if slots is None:
+        slots = _handshakes[loop] = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
+    return slots
 
 
 def answer_problem(answer: bytes, request: bytes) -> str | None:
@@ -209,13 +232,14 @@ class ModbusSession:
         else:
             client = AsyncModbusTcpClient(self.host, **settings)
         conn.client = client
-        began = loop.time()
         connected = False
-        try:
-            connected = await client.connect()
-        finally:
-            if not connected:
-                client.close()
+        async with _handshake_slot() if self._tls is not None else contextlib.nullcontext():
+            began = loop.time()
+            try:
+                connected = await client.connect()
+            finally:
+                if not connected:
+                    client.close()
         if connected and conn.broken:
             # Dropped as soon as it was made (a tool closing its connections while this one
             # came in, or a TLS tool refusing our certificate after the handshake): not a

@@ -6,6 +6,7 @@ error, the simulator's log line)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from drivers.config import ModbusTls
 from drivers.errors import ToolUnreachable
 from drivers.interface import ConnectionLost, ConnectionRestored
 from drivers.modbus.driver import ModbusDriver
+from drivers.modbus.session import HANDSHAKES_AT_ONCE, ModbusSession, _handshake_slot
 from drivers.model import EquipmentClass, Mode
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
@@ -318,3 +320,58 @@ def test_the_client_context_is_made_once_and_again_when_the_pki_changes(
     assert third is not second
     C.renew_own(pair.controller, new_key_pair=False)  # our own certificate renewed
     assert P.tls_client_context(pair.controller) is not third
+
+
+async def test_tls_connections_are_opened_a_few_at_a_time(pair: Pair) -> None:
+    """Many tools connecting at once (the daemon starting) open at most HANDSHAKES_AT_ONCE
+    TLS connections at a time; the others wait for a slot, then connect."""
+    accepted: list[asyncio.StreamWriter] = []
+    most_open = 0
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal most_open
+        accepted.append(writer)  # never answers the handshake
+        most_open = max(most_open, sum(not w.is_closing() for w in accepted))
+        await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    context = P.tls_client_context(pair.controller)
+    sessions = [
+        ModbusSession(
+            tool_id=f"T{i}", host="127.0.0.1", port=port, timeout_s=60, tls=lambda: context
+        )
+        for i in range(HANDSHAKES_AT_ONCE + 4)
+    ]
+    attempts = [asyncio.create_task(s.connect()) for s in sessions]
+    try:
+
+        async def slots_taken() -> bool:
+            return len(accepted) == HANDSHAKES_AT_ONCE
+
+        await eventually(slots_taken, within=10.0)
+        assert _handshake_slot().locked()  # the other four wait for a slot
+        assert sum(not a.done() for a in attempts) == len(sessions)
+        for writer in list(accepted):  # the tool hangs up: those attempts fail, freeing slots
+            writer.close()
+
+        async def all_tried() -> bool:
+            for writer in accepted:
+                writer.close()
+            return all(a.done() for a in attempts)
+
+        await eventually(all_tried, within=10.0)
+        assert len(accepted) == len(sessions)
+        assert most_open == HANDSHAKES_AT_ONCE
+        for attempt in attempts:
+            assert isinstance(attempt.exception(), ToolUnreachable)
+    finally:
+        for attempt in attempts:
+            attempt.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
+        for session in sessions:
+            await session.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
