@@ -24,7 +24,10 @@ Who = Annotated[Principal, Depends(principal)]
 class AddDurableBody(b.Body):
     durable: b.Id
     kind: b.Name
-    life: Annotated[StrictInt, Field(description="In its kind's unit (touchdowns, cuts, ...).")]
+    life: Annotated[
+        StrictInt,
+        Field(ge=-(2**53), le=2**53, description="In its kind's unit (touchdowns, cuts, ...)."),
+    ]
     warn_fraction: Annotated[
         StrictFloat | StrictInt, Field(description="Warn at this fraction of its life.")
     ] = DEFAULT_WARN_FRACTION
