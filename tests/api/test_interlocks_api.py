@@ -5,16 +5,27 @@ values 422, and neither changes anything."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from mes.domain.authority import Role
 from mes.domain.identity import EventKind
-from tests.api.conftest import ACCOUNT, ADMIN, RunningApi
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, start_api
 from tests.api.interlock_line import BLT, make_line
 
 EVERY_ROLE = (Role.OPERATOR, Role.TECHNICIAN, Role.ENGINEER, Role.QUALITY)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    """The server on SQLite, and on PostgreSQL."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    async with start_api(url, tmp_path / "api.sock") as running:
+        yield running
 
 
 async def _refusals(api: RunningApi) -> list[tuple[str | None, list[str]]]:
