@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pkgline import __version__
-from pkgline.api import errors, lots, session, tools
+from pkgline.api import errors, line, lots, session, tools, users
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
@@ -49,6 +49,8 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     app.include_router(lots.router)
     app.include_router(session.router)
     app.include_router(tools.router)
+    app.include_router(line.router)
+    app.include_router(users.router)
     station.install(app)  # the operator station's pages (docs/station.md)
 
     @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
