@@ -154,7 +154,10 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
         (401, "No credentials, or refused ones."),
         (403, "The principal lacks the role (recorded as a security event)."),
         (404, "No such lot, tool or user."),
-        (409, "The lot's or tool's state or the line refuses it now, or another writer came first."),
+        (
+            409,
+            "The lot's or tool's state or the line refuses it now, or another writer came first.",
+        ),
         (413, "The body is larger than the server reads."),
         (422, "A value is invalid, a field unknown, or a type wrong."),
         (503, "The database is unavailable."),
