@@ -110,6 +110,14 @@ async def test_tool_list_show_manual_and_auto_through_the_server(api: RunningApi
 async def test_qualifications_through_the_server_need_a_technician_or_an_engineer(
     api: RunningApi,
 ) -> None:
+    await _qualifications(api)
+
+
+async def test_qualifications_through_the_server_on_postgresql(pg_api: RunningApi) -> None:
+    await _qualifications(pg_api)
+
+
+async def _qualifications(api: RunningApi) -> None:
     await _registered(api)
     via = ("--server", f"unix://{api.socket}")
     before = await cli("tool", "qualifications", "--json", *via)
@@ -163,6 +171,14 @@ async def test_qualifications_through_the_server_need_a_technician_or_an_enginee
 
 
 async def test_line_status_through_the_server_matches_direct_mode(api: RunningApi) -> None:
+    await _line_status(api)
+
+
+async def test_line_status_through_the_server_on_postgresql(pg_api: RunningApi) -> None:
+    await _line_status(pg_api)
+
+
+async def _line_status(api: RunningApi) -> None:
     await _registered(api)
     via = ("--server", f"unix://{api.socket}")
     async with api.client() as client:
