@@ -5,6 +5,7 @@ a security event, nothing changed); an unknown tool is 404, a malformed value 42
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -255,3 +256,54 @@ async def test_an_alarm_is_reset_through_the_server_by_the_line_controller(
         direct = await cli("tool", "reset", "DB-1", "--reason", "again", "--db", api.db)
         assert not_alarmed.returncode == direct.returncode == 1
         assert not_alarmed.stderr.splitlines()[1:] == direct.stderr.splitlines()[1:]
+
+
+async def test_a_client_that_stops_waiting_withdraws_its_reset_through_the_server(
+    api: RunningApi,
+) -> None:
+    """Ctrl-C at ``tool reset --server``: the client goes away, the server sees it and
+    withdraws the request, so no controller carries it out after the operator has gone."""
+    import os
+    import signal
+    import sys
+
+    from mes.domain.equipment import ControllerRecord, ToolSnapshot
+    from mes.service import utc_now
+    from pkgline.tool_resets import STOPPED_WAITING
+
+    equipment = api.state.services.equipment
+    await _registered(api)
+    now = utc_now()
+    await equipment.heartbeat(
+        ControllerRecord("line-1", "host", 1, now, now, "hung", ("DB-1", "WB-1")), by=CONTROLLER
+    )
+    alarm = {"code": 4711, "severity": "error", "text": "bond head crash"}
+    snapshot = ToolSnapshot(True, "unscheduled_down", "ALARM", "PRODUCTION", alarm)
+    await equipment.report("DB-1", snapshot, by=CONTROLLER)
+    env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pkgline", "tool", "reset", "DB-1", "--reason", "x",
+        "--wait", "120", "--server", f"unix://{api.socket}",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+
+        async def asked() -> bool:
+            return bool(await equipment.open_resets("line-1", by=ADMIN))
+
+        await wait_until(asked, "the reset asked")
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode != 0, "interrupted"
+
+    async def withdrawn() -> bool:
+        [found] = await equipment.resets("DB-1", by=ADMIN)
+        return not found.status.open
+
+    await wait_until(withdrawn, "the request withdrawn")
+    [found] = await equipment.resets("DB-1", by=ADMIN)
+    assert (found.status.value, found.outcome) == ("expired", STOPPED_WAITING)
