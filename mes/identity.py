@@ -18,7 +18,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from mes.domain.authority import Action, AuthMethod, Context, Principal, Role, effective_action
+from mes.domain.authority import (
+    Action,
+    AuthMethod,
+    Context,
+    NotAuthorized,
+    Principal,
+    Role,
+    effective_action,
+)
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import (
     ApiKey,
@@ -283,9 +291,23 @@ class IdentityService:
             )
         return Signer(username, user.full_name, user.roles, SignatureMethod.PASSWORD)
 
-    async def change_own_password(self, username: str, current: str, new: str) -> User:
+    async def change_own_password(
+        self, username: str, current: str, new: str, *, by: Principal | None = None
+    ) -> User:
         """A person changes their own password, proving the current one (a wrong one counts
-        towards the lockout). Only a password the person set themselves signs."""
+        towards the lockout). Only a password the person set themselves signs. ``by``: who
+        asks (the server's principal): only ``username`` themselves may; anyone else is
+        refused, recorded, before the password is looked at (an admin sets it instead:
+        :meth:`set_password`)."""
+        if by is not None and by.name != username:
+            refusal = NotAuthorized(
+                f"{by.name} may not change the password of {username} as their own: only "
+                f"{username} may (an admin sets another's with user passwd)",
+                needed=(),
+                action=Action.USERS,
+            )
+            await self._guard.refused(by, refusal)
+            raise refusal
         check_password(new)
         user = await self._attempt(
             username, current, failed=EventKind.LOGIN_FAILED, succeeded=None, purpose="passwd"

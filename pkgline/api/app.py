@@ -9,7 +9,18 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pkgline import __version__
-from pkgline.api import durables, errors, lots, materials, reasons, session, spc, tools
+from pkgline.api import (
+    durables,
+    errors,
+    line,
+    lots,
+    materials,
+    reasons,
+    session,
+    spc,
+    tools,
+    users,
+)
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
@@ -54,6 +65,8 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     app.include_router(materials.router)
     app.include_router(reasons.router)
     app.include_router(spc.router)
+    app.include_router(line.router)
+    app.include_router(users.router)
     station.install(app)  # the operator station's pages (docs/station.md)
 
     @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
