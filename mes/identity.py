@@ -106,6 +106,10 @@ class IdentityService:
         self._clock = clock
         self._dummy_hash: str | None = None
         self._guard = Guard(None, self, clock)
+        self.generation = 0
+        """Counts the changes of users' roles and of their being disabled made through this
+        service: what a caller keeps of a user (the server's principals) is stale once it
+        moves."""
 
     # -- authority ---------------------------------------------------------------------------
 
@@ -188,6 +192,14 @@ class IdentityService:
         if added & removed:
             both = ", ".join(sorted(r.value for r in added & removed))
             raise InvalidInput(f"role {both} is both added and removed")
+        try:
+            return await self._change_roles(by, username, added, removed)
+        finally:
+            self.generation += 1
+
+    async def _change_roles(
+        self, by: Principal, username: str, added: frozenset[Role], removed: frozenset[Role]
+    ) -> User:
         async with self._store.transaction() as tx:
             user = await _existing(tx, username)
             roles = (user.roles | added) - removed
@@ -211,15 +223,18 @@ class IdentityService:
         self, by: Principal, username: str, disabled: bool, reason: str | None = None
     ) -> User:
         await self.authorize(by, Action.USERS)
-        async with self._store.transaction() as tx:
-            user = await _existing(tx, username)
-            if user.disabled == disabled:
-                return user
-            changed = replace(user, disabled=disabled, updated_at=self._clock())
-            await tx.update_user(changed)
-            kind = EventKind.USER_DISABLED if disabled else EventKind.USER_ENABLED
-            await tx.add_event(self._event(by, kind, username, reason=reason))
-            return changed
+        try:
+            async with self._store.transaction() as tx:
+                user = await _existing(tx, username)
+                if user.disabled == disabled:
+                    return user
+                changed = replace(user, disabled=disabled, updated_at=self._clock())
+                await tx.update_user(changed)
+                kind = EventKind.USER_DISABLED if disabled else EventKind.USER_ENABLED
+                await tx.add_event(self._event(by, kind, username, reason=reason))
+                return changed
+        finally:
+            self.generation += 1
 
     async def set_password(self, by: Principal, username: str, password: str) -> User:
         """Set a person's password (an admin's reset, or a new one); unlocks the account."""
