@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mes.domain.authority import Principal
-from mes.domain.model import Lot, LotState
+from flows import Flow
+from flows.model import ValueSpec
+from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.model import Lot, LotState, Operation
 from mes.domain.report import LotReport
 from pkgline.bootstrap import Services
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
@@ -109,6 +111,10 @@ class LotView:
     route: tuple[RouteStep, ...]
     carriers: tuple[CarrierView, ...]
     legend: tuple[LegendEntry, ...]
+    limits: tuple[StepLimits, ...] = ()
+    signers: dict[str, int] | None = None
+    """How many people sign each signed action of the page (``release``, ``scrap_sites``):
+    two where ``[signatures] two_signers`` asks."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -148,6 +154,91 @@ async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
         )
         for m in report.carriers
     )
+    policy = services.lots.signing.policy
+    lot = report.lot
+    ruled = lot.hold is not None and lot.hold.source in RULED_HOLDS
+    release = Action.RELEASE_RULED if ruled else Action.RELEASE
     return LotView(
-        report, route_of(report, tuple(flow.steps)), carriers, tuple(legend(report.carriers))
+        report,
+        route_of(report, tuple(flow.steps)),
+        carriers,
+        tuple(legend(report.carriers)),
+        step_limits(report, flow),
+        {"release": policy.signers(release), "scrap_sites": policy.signers(Action.SCRAP_SITES)},
     )
+
+
+# -- the claimed limits and values of each step ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRow:
+    name: str
+    kind: str
+    """``recipe``, ``measured`` or ``check`` (a limit on an earlier step's value)."""
+    unit: str | None
+    limits: str
+    """The claimed limits in words (``0.1 to 0.5 (claim 1)``), and the spec limits."""
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepLimits:
+    index: int
+    """The step's place in the lot's path (0-based); the running step's is the path's length."""
+    step: str
+    status: str
+    """``done`` or ``running``."""
+    rows: tuple[LimitRow, ...]
+
+
+def _limit_text(spec: ValueSpec) -> str:
+    parts = [f"{limit.describe()} ({limit.claim})" for limit in spec.limits]
+    if spec.spec is not None:
+        low, high = spec.spec.lower, spec.spec.upper
+        span = " to ".join(str(v) for v in (low, high) if v is not None)
+        parts.append(f"spec {span} ({spec.spec.origin})")
+    return "; ".join(parts) or "-"
+
+
+def step_limits(report: LotReport, flow: Flow) -> tuple[StepLimits, ...]:
+    """Per step the lot has done (and the one it runs), each recipe and measured value with
+    its claimed limits and the value recorded, and the limits checked at its track-in on
+    earlier values (with the lot's latest value of each)."""
+    lot = report.lot
+    recipes: dict[int, dict[str, Any]] = {}
+    for entry in report.history:
+        if entry.operation is Operation.TRACK_IN:
+            index = int(entry.data.get("path_index", 0))
+            recipes[index] = dict(entry.data.get("values") or {})
+    steps: list[tuple[int, str, str, dict[str, Any]]] = [
+        (p.path_index, p.step, "done", dict(p.measured)) for p in report.path
+    ]
+    if lot.running is not None:
+        steps.append((len(lot.path), lot.running.step, "running", {}))
+    out = []
+    for index, code, status, measured in steps:
+        spec = flow.steps.get(code)
+        if spec is None:
+            continue
+        recipe = recipes.get(index) or (dict(lot.running.values) if lot.running else {})
+        rows = [
+            LimitRow(n, "recipe", s.unit, _limit_text(s), recipe.get(n))
+            for n, s in spec.recipe.items()
+        ]
+        rows += [
+            LimitRow(n, "measured", s.unit, _limit_text(s), measured.get(n))
+            for n, s in spec.measured.items()
+        ]
+        rows += [
+            LimitRow(
+                c.value,
+                "check",
+                None,
+                f"{c.describe()} ({c.claim})",
+                lot.recorded.get(c.value),
+            )
+            for c in spec.checks
+        ]
+        out.append(StepLimits(index, code, status, tuple(rows)))
+    return tuple(out)
