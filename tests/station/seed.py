@@ -146,6 +146,15 @@ async def seed(state: ApiState) -> None:
         )
     )
     await equipment.report("DA-1", idle)
+    # C-1: a short flow run to its end (completed today: the line's lots per hour)
+    await lots.start(
+        cmd.StartLot(
+            lot_id="C-1", flow="stiffener-bga", user="olga", carriers=1, site_rows=4, site_cols=8
+        )
+    )
+    while steps := lots.next_in_order(await lots.get("C-1")):
+        await lots.track_in(cmd.TrackIn("C-1", steps[0], "olga", None, {}))
+        await lots.track_out(cmd.TrackOut("C-1", "olga", {}, ()))
     # S-2: running on PREP-1; S-3: held by an operator
     await lots.track_in(cmd.TrackIn("S-2", "SUBSTRATE_PREP", "olga", None, {}))
     await lots.hold(cmd.HoldLot("S-3", "olga", "voids at incoming inspection"))

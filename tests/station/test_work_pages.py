@@ -23,6 +23,15 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
         yield running
 
 
+def test_the_line_page_counts_the_lots_completed_per_hour_today(station: Station) -> None:
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/").text
+    assert "1 lot completed today" in page
+    bars = re.findall(r'<li data-hour="(\d+)" data-lots="(\d+)"', page)
+    assert [int(h) for h, _ in bars] == list(range(len(bars)))  # 00 to the hour now
+    assert sum(int(n) for _, n in bars) == 1
+
+
 def test_the_holds_page_lists_every_held_lot_why_since_when_and_by_whom(station: Station) -> None:
     with logged_in(station, "olga") as client:
         page = client.get("/station/holds")
