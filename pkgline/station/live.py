@@ -1,24 +1,27 @@
 """The line page's live updates: a server-sent event stream of the rendered line, sent
 when it changes.
 
-Each open line page holds one stream. The server reads the line from the service layer every
-``POLL_S`` for that viewer (and checks their session again, so a logout or an expiry ends
-the stream), renders the fragment the page shows, and sends it only when it differs from the
-last one sent; a comment line every ``KEEPALIVE_S`` keeps proxies from closing a quiet
-stream. The browser's ``EventSource`` reconnects by itself after a network break. When the
-server stops, :func:`close_streams` ends every stream at once, so a stop does not wait for
-open pages.
+Each open line page holds one stream. The server reads the line from the service layer for
+that viewer (and checks their session again, so a logout or an expiry ends the stream),
+renders the fragment the page shows, and sends it only when it differs from the last one
+sent. It reads again as soon as lot changes commit (the commit signal the event relay uses:
+this server's own commits, and on PostgreSQL every process's, by NOTIFY), and at the latest
+every ``POLL_S`` (a tool's state, reported by a line controller in another process, and
+every change on SQLite made elsewhere). A comment line every ``KEEPALIVE_S`` keeps proxies
+from closing a quiet stream. The browser's ``EventSource`` reconnects by itself after a
+network break. When the server stops, :func:`close_streams` ends every stream at once, so a
+stop does not wait for open pages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mes.adapters.outbox import OutboxSignal
 from mes.domain.errors import LotTrackerError
 
 POLL_S = 1.0
@@ -28,9 +31,22 @@ RETRY_MS = 2000
 
 @dataclass
 class Streams:
-    """The open streams' shared stop (``app.state.station``)."""
+    """The open streams' shared stop and wake (``app.state.station``)."""
 
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: set[asyncio.Event] = field(default_factory=set)
+    """One event per open stream, set when lot changes commit."""
+
+    def committed(self) -> None:
+        """Lot changes were committed: every stream reads the line again now. Called in the
+        server's event loop (its own commits, and asyncpg's NOTIFY callbacks)."""
+        for wake in tuple(self.waiting):
+            wake.set()
+
+    def watch(self, commits: OutboxSignal | None) -> None:
+        """Wake on ``commits`` (the server's commit signal; None: poll only)."""
+        if commits is not None:
+            commits.subscribe(self.committed)
 
 
 def close_streams(app: Any) -> None:
@@ -64,20 +80,38 @@ async def line_events(
     A refusal while rendering (the session ended) sends a ``logout`` event and ends."""
     yield f"retry: {RETRY_MS}\n\n"
     last: str | None = None
-    quiet_s = 0.0
-    while not streams.closing.is_set():
-        try:
-            fragment = await render()
-        except LotTrackerError:
-            yield sse_event("logout", "the session ended: log in again")
-            return
-        if fragment != last:
-            last = fragment
-            quiet_s = 0.0
-            yield sse_event("line", fragment, fingerprint(fragment))
-        elif quiet_s >= keepalive_s:
-            quiet_s = 0.0
-            yield ": keepalive\n\n"
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(streams.closing.wait(), poll_s)
-        quiet_s += poll_s
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
+    wake = asyncio.Event()
+    streams.waiting.add(wake)
+    try:
+        while not streams.closing.is_set():
+            wake.clear()
+            try:
+                fragment = await render()
+            except LotTrackerError:
+                yield sse_event("logout", "the session ended: log in again")
+                return
+            if fragment != last:
+                last = fragment
+                quiet_since = loop.time()
+                yield sse_event("line", fragment, fingerprint(fragment))
+            elif loop.time() - quiet_since >= keepalive_s:
+                quiet_since = loop.time()
+                yield ": keepalive\n\n"
+            await _until(wake, streams.closing, poll_s)
+    finally:
+        streams.waiting.discard(wake)
+
+
+async def _until(wake: asyncio.Event, closing: asyncio.Event, seconds: float) -> None:
+    """Until a commit wakes the stream, the server stops, or ``seconds`` pass."""
+    if wake.is_set() or closing.is_set():
+        return
+    waits = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(closing.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

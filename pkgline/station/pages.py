@@ -31,7 +31,10 @@ router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 
 def install(app: FastAPI) -> None:
     """Mount the station on ``app``: its pages, its assets, its login redirect."""
-    app.state.station = Streams()
+    streams = Streams()
+    state = getattr(app.state, "pkgline", None)
+    streams.watch(state.commits if state is not None else None)
+    app.state.station = streams
     app.include_router(router)
     app.include_router(lot_pages.router)
     app.include_router(work_pages.router)
