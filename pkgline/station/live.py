@@ -51,7 +51,9 @@ class Streams:
 
 def close_streams(app: Any) -> None:
     """End every line stream of ``app`` (the FastAPI app, or the wrapper around it)."""
-    inner = getattr(app, "app", app)
+    inner = app
+    while not hasattr(inner, "state") and hasattr(inner, "app"):  # the wrappers around it
+        inner = inner.app
     streams = getattr(getattr(inner, "state", None), "station", None)
     if isinstance(streams, Streams):
         streams.closing.set()
