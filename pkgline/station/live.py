@@ -29,6 +29,52 @@ KEEPALIVE_S = 15.0
 RETRY_MS = 2000
 
 
+SHARED_MAX_AGE_S = 0.25
+"""How long a rendering of the line serves other viewers when no commit came since."""
+
+
+class SharedLine:
+    """The line as every viewer sees it (the same for every role that may read), rendered
+    once for all: the page loads and the streams of many viewers at the same moment share
+    one read and one rendering (the one under way, or one at most ``max_age_s`` old with no
+    commit since). Each viewer's session and authority are still checked on every read."""
+
+    def __init__(self, max_age_s: float = SHARED_MAX_AGE_S):
+        self.max_age_s = max_age_s
+        self.generation = 0
+        self._value: str | None = None
+        self._value_generation = -1
+        self._value_at = 0.0
+        self._flight: asyncio.Future[str] | None = None
+        self._flight_generation = -1
+
+    def committed(self) -> None:
+        """Lot changes were committed: the next read renders again."""
+        self.generation += 1
+
+    async def get(self, render: Callable[[], Awaitable[str]]) -> str:
+        loop = asyncio.get_running_loop()
+        generation = self.generation
+        fresh = loop.time() - self._value_at < self.max_age_s
+        if self._value is not None and self._value_generation == generation and fresh:
+            return self._value
+        if self._flight is None or self._flight_generation != generation:
+            self._flight = asyncio.ensure_future(render())
+            self._flight_generation = generation
+            self._flight.add_done_callback(self._landed(generation))
+        return await asyncio.shield(self._flight)
+
+    def _landed(self, generation: int) -> Callable[[asyncio.Future[str]], None]:
+        def done(flight: asyncio.Future[str]) -> None:
+            if self._flight is flight:
+                self._flight = None
+            if not flight.cancelled() and flight.exception() is None:
+                self._value, self._value_generation = flight.result(), generation
+                self._value_at = asyncio.get_running_loop().time()
+
+        return done
+
+
 @dataclass
 class Streams:
     """The open streams' shared stop and wake (``app.state.station``)."""
@@ -36,10 +82,12 @@ class Streams:
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: set[asyncio.Event] = field(default_factory=set)
     """One event per open stream, set when lot changes commit."""
+    line: SharedLine = field(default_factory=SharedLine)
 
     def committed(self) -> None:
         """Lot changes were committed: every stream reads the line again now. Called in the
         server's event loop (its own commits, and asyncpg's NOTIFY callbacks)."""
+        self.line.committed()
         for wake in tuple(self.waiting):
             wake.set()
 

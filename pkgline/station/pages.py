@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup
 
+from mes.domain.authority import Action, Principal
 from mes.domain.identity import LoginRefused
 from pkgline.api.auth import state_of
 from pkgline.station import login as auth
@@ -116,15 +116,24 @@ async def logout(request: Request, who: Viewer) -> Response:
 
 @router.get("/")
 async def line_page(request: Request, who: Viewer) -> HTMLResponse:
-    view = await line_view(state_of(request).services, who)
-    fragment = _line_fragment(view)
+    fragment = await _line_for(request, who)
     return _page(
-        request, "line.html", who, line=view, fragment=fragment, version=fingerprint(fragment)
+        request, "line.html", who, fragment=Markup(fragment), version=fingerprint(fragment)
     )
 
 
-def _line_fragment(view: Any) -> Markup:
-    return Markup(env.get_template("_line.html").render(line=view, prefix=auth.PREFIX))
+async def _line_for(request: Request, who: Principal) -> str:
+    """The rendered line for ``who`` (their authority to read checked, the rendering shared
+    with the other viewers of the moment: :class:`SharedLine`)."""
+    state = state_of(request)
+    await state.identity.authorize(who, Action.READ)
+    streams: Streams = request.app.state.station
+
+    async def render() -> str:
+        view = await line_view(state.services, who)
+        return env.get_template("_line.html").render(line=view, prefix=auth.PREFIX)
+
+    return await streams.line.get(render)
 
 
 @router.get("/line/events")
@@ -134,7 +143,7 @@ async def line_stream(request: Request, who: Viewer) -> StreamingResponse:
 
     async def render() -> str:
         person = await state.sessions.authenticate(token)  # a logout ends the stream
-        return str(_line_fragment(await line_view(state.services, person)))
+        return await _line_for(request, person)
 
     streams: Streams = request.app.state.station
     return StreamingResponse(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from mes.adapters.outbox import OutboxSignal
-from pkgline.station.live import Streams, line_events
+from pkgline.station.live import SharedLine, Streams, line_events
 
 HOUR_S = 3600.0
 GUARD_S = 30.0
@@ -39,6 +39,27 @@ async def test_a_commit_wakes_every_open_stream() -> None:
     for stream in (first, second):
         await stream.aclose()
     assert not streams.waiting
+
+
+async def test_viewers_of_the_same_moment_share_one_rendering_until_a_commit() -> None:
+    shared = SharedLine(max_age_s=HOUR_S)
+    renders = []
+    gate = asyncio.Event()
+
+    async def render() -> str:
+        renders.append(len(renders))
+        await gate.wait()
+        return f"line {len(renders)}"
+
+    waiting = [asyncio.ensure_future(shared.get(render)) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting) == ["line 1"] * 20
+    assert await shared.get(render) == "line 1"  # no commit since: the same
+    assert len(renders) == 1
+    shared.committed()
+    assert await shared.get(render) == "line 2"
+    assert len(renders) == 2
 
 
 async def test_the_server_hears_of_commits_made_by_another_process_on_postgresql(
