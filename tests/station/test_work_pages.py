@@ -27,7 +27,7 @@ def test_the_line_page_counts_the_lots_completed_per_hour_today(station: Station
     with logged_in(station, "tom") as client:
         page = client.get("/station/").text
     assert "1 lot completed today" in page
-    bars = re.findall(r'<li data-hour="(\d+)" data-lots="(\d+)"', page)
+    bars = re.findall(r'<g data-hour="(\d+)" data-lots="(\d+)"', page)
     assert [int(h) for h, _ in bars] == list(range(len(bars)))  # 00 to the hour now
     assert sum(int(n) for _, n in bars) == 1
 
