@@ -22,7 +22,7 @@ from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
 from pkgline.station.render import Form, Viewer, page, quote, read_form, signatures
-from pkgline.station.views import lot_view
+from pkgline.station.views import lot_view, map_filter
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 
@@ -41,9 +41,9 @@ MAX_SITES = 2000
 
 @router.get("/lots/{lot_id}")
 async def lot_page(
-    request: Request, who: Viewer, lot_id: str, done: str = "", child: str = ""
+    request: Request, who: Viewer, lot_id: str, done: str = "", child: str = "", map: str = ""
 ) -> HTMLResponse:
-    return await lot_answer(request, who, lot_id, done=done, child=child)
+    return await lot_answer(request, who, lot_id, done=done, child=child, map_text=map)
 
 
 async def lot_answer(
@@ -56,11 +56,17 @@ async def lot_answer(
     done: str = "",
     child: str = "",
     form: Form | None = None,
+    map_text: str = "",
 ) -> HTMLResponse:
-    """The lot page (with a refusal's ``message``, and the refused ``form``'s values kept)."""
+    """The lot page (with a refusal's ``message``, and the refused ``form``'s values kept;
+    ``map_text``: which rejects its maps show, :func:`map_filter`)."""
     services = state_of(request).services
     try:
-        view = await lot_view(services, who, lot_id)
+        lot = await services.lots.get(lot_id, by=who)
+        shown = map_filter(map_text, len(lot.path))
+        if isinstance(shown, str):
+            status, message, shown = 422, f"{shown}; the maps show every step", ("all", None)
+        view = await lot_view(services, who, lot_id, shown)
     except UnknownLot as unknown:
         return page(request, "message.html", who, 404, message=str(unknown), lot_id=lot_id)
     except LotTrackerError as refused:

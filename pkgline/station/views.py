@@ -6,6 +6,7 @@ layer refuses what the person may not read or do.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
-from mes.domain.model import Lot, LotState, Operation
-from mes.domain.report import LotReport
+from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
+from mes.domain.report import CarrierMap, LotReport
 from mes.ports import LotQuery
 from pkgline.bootstrap import Services
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
@@ -137,6 +138,8 @@ class LotView:
     signers: dict[str, int] | None = None
     """How many people sign each signed action of the page (``release``, ``scrap_sites``):
     two where ``[signatures] two_signers`` asks."""
+    shown: tuple[str, int | None] = ("all", None)
+    """Which rejects the maps show (:func:`map_filter`)."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -159,12 +162,59 @@ def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep,
     return tuple(out)
 
 
-async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
-    """A lot as ``who`` may see it (UnknownLot when there is none of that id)."""
+MAP_VIEW = re.compile(r"^(all|at|upto)(?::(\d{1,4}))?$")
+
+
+def map_filter(text: str, steps: int) -> tuple[str, int | None] | str:
+    """Which rejects the strip maps show: ``all`` (every one so far), ``at:N`` (those of the
+    N-th step of the path only) or ``upto:N`` (cumulative, through the N-th step); a message
+    saying what was expected otherwise."""
+    found = MAP_VIEW.match(text or "all")
+    expected = f"expected all, at:N or upto:N with N a step of the path (1 to {steps})"
+    if found is None or (found[1] == "all") != (found[2] is None):
+        return f"map {text!r}: {expected}"
+    if found[1] == "all":
+        return ("all", None)
+    n = int(found[2])
+    if not 1 <= n <= steps:
+        return f"map {text!r}: {expected}"
+    return (found[1], n)
+
+
+def _shown(maps: tuple[CarrierMap, ...], view: tuple[str, int | None]) -> tuple[CarrierMap, ...]:
+    kind, n = view
+    if n is None:
+        return maps
+    index = n - 1
+    if kind == "at":  # what that step rejected (not the sites scrapped by hand)
+        keep = [
+            [r for r in m.rejects if r.path_index == index and r.step != SCRAP_STEP] for m in maps
+        ]
+    else:  # through that step: what it and the steps before rejected, and scrapped before it
+        keep = [
+            [
+                r
+                for r in m.rejects
+                if r.path_index < index or (r.path_index == index and r.step != SCRAP_STEP)
+            ]
+            for m in maps
+        ]
+    return tuple(CarrierMap(m.carrier, tuple(k)) for m, k in zip(maps, keep, strict=True))
+
+
+async def lot_view(
+    services: Services,
+    who: Principal,
+    lot_id: str,
+    shown: tuple[str, int | None] = ("all", None),
+) -> LotView:
+    """A lot as ``who`` may see it (UnknownLot when there is none of that id); its strip maps
+    as ``shown`` says (:func:`map_filter`)."""
     lots = services.lots.acting_as(who)
     report = await lots.report(lot_id)
     flow = lots.flow_of(report.lot)  # the version the lot runs on
     colours = code_colours(r.code for m in report.carriers for r in m.rejects)
+    maps = _shown(report.carriers, shown)
     carriers = tuple(
         CarrierView(
             m.carrier.id,
@@ -174,7 +224,7 @@ async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
             len(m.rejects),
             strip_map_svg(m, colours),
         )
-        for m in report.carriers
+        for m in maps
     )
     policy = services.lots.signing.policy
     lot = report.lot
@@ -184,9 +234,10 @@ async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
         report,
         route_of(report, tuple(flow.steps)),
         carriers,
-        tuple(legend(report.carriers)),
+        tuple(legend(maps)),
         step_limits(report, flow),
         {"release": policy.signers(release), "scrap_sites": policy.signers(Action.SCRAP_SITES)},
+        shown,
     )
 
 

@@ -132,7 +132,7 @@ def test_scrap_sites_by_clicking_them_signed_by_two(
     assert "Quinn Quality (quinn)" in browser.find_element(By.ID, "history").text
 
 
-def test_split_abort_and_the_limits_of_each_step(
+def test_maps_per_step_split_abort_and_the_limits_of_each_step(
     browser: WebDriver, station: Station, shots: Path
 ) -> None:
     log_in(browser, station, "olga")
@@ -140,7 +140,14 @@ def test_split_abort_and_the_limits_of_each_step(
     limits = browser.find_element(By.ID, "limits-1")  # DIE_ATTACH, the last step: open
     row = limits.find_element(By.CSS_SELECTOR, 'tr[data-value="xy_offset_um"]')
     assert "4.2 um" in row.text and "spec" in row.text
-    shot(browser, shots / "lot-limits.png")
+    Select(browser.find_element(By.ID, "map-choice")).select_by_value("at:1")
+    browser.find_element(By.ID, "show-map").click()
+    wait(browser).until(ec.url_contains("map=at%3A1"))
+    assert not browser.find_elements(By.CSS_SELECTOR, 'rect[data-state="rejected"]')
+    Select(browser.find_element(By.ID, "map-choice")).select_by_value("upto:2")
+    browser.find_element(By.ID, "show-map").click()
+    wait(browser).until(ec.url_contains("map=upto%3A2"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, 'rect[data-state="rejected"]')) == 1
     browser.find_element(By.ID, "split-S-4-02").click()
     browser.find_element(By.ID, "split-into").send_keys("S-4B")
     browser.find_element(By.ID, "split").click()

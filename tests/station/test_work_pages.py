@@ -184,3 +184,20 @@ def test_split_by_picking_carriers(station: Station) -> None:
         child = client.get("/station/lots/W-2A").text
         assert 'data-carrier="W-2-02"' in child and 'data-carrier="W-2-03"' in child
         assert 'data-carrier="W-2-01"' not in child
+
+
+def test_the_maps_per_step_and_cumulative(station: Station) -> None:
+    """S-4: nothing rejected at its first step, one missing die at its second (DIE_ATTACH)."""
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/lots/S-4", params={"map": "at:1"}).text
+        assert 'data-state="rejected"' not in page
+        assert 'value="at:1" selected' in page
+        page = client.get("/station/lots/S-4", params={"map": "at:2"}).text
+        assert page.count('data-state="rejected"') == 1 and 'data-code="MISSING_DIE"' in page
+        page = client.get("/station/lots/S-4", params={"map": "upto:2"}).text
+        assert page.count('data-state="rejected"') == 1
+        for bad in ("at:9", "sometimes", "all:1", "upto:0"):
+            answer = client.get("/station/lots/S-4", params={"map": bad})
+            assert answer.status_code == 422, bad
+            assert "expected all, at:N or upto:N" in html.unescape(message(answer.text))
+            assert answer.text.count('data-state="rejected"') == 1  # every step shown
