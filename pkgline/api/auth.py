@@ -21,6 +21,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mes.adapters.outbox import OutboxSignal
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused
 from mes.identity import API_KEY_PREFIX, IdentityService
@@ -69,6 +70,9 @@ class ApiState:
     sessions: SessionService
     engine: AsyncEngine
     """For ``audit verify``, which reads the whole history in one snapshot."""
+    commits: OutboxSignal | None = None
+    """Told when lot changes commit: this server's own, and on PostgreSQL any process's
+    (NOTIFY); the station's line streams wake on it."""
     principals: PrincipalCache = field(default_factory=PrincipalCache)
 
 
