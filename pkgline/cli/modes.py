@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -21,7 +21,12 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.remote import Server, ServerUrlError, Unreachable, choose, request
+from pkgline.cli.remote import TIMEOUT_S, Server, ServerUrlError, Unreachable, choose, request
+
+if TYPE_CHECKING:
+    from pkgline.bootstrap import Services
+
+T = TypeVar("T")
 
 ServerOption = Annotated[
     str | None,
@@ -87,13 +92,14 @@ def call(
     as_json: bool,
     quiet: bool = False,
     with_principal: bool = False,
+    timeout: float | None = None,
 ) -> Any:
     """One request to ``server``; a refusal is printed as in direct mode and exits with its
     code. ``quiet``: do not say the mode on standard error (a command's second request;
     ``lot list --json``, whose notice there says it). ``with_principal``: the answer's body
     and who the server took the client for (``name (method)``), as a pair."""
     try:
-        answer = request(server, method, path, body, query)
+        answer = request(server, method, path, body, query, timeout=timeout or TIMEOUT_S)
     except Unreachable as exc:
         message = str(exc)
         fail(message, {"error": "server", "message": message}, EXIT_UNAVAILABLE, as_json)
@@ -115,6 +121,15 @@ class Remote:
     path: str
     body: dict[str, Any] | None = None
     query: list[tuple[str, str]] | None = None
+    timeout: float | None = None
+    """How long to wait for the answer (default: :data:`pkgline.cli.remote.TIMEOUT_S`)."""
+
+
+def segment(value: str) -> str:
+    """A value (a tool id, a user name) as one path segment of a route."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
 
 
 def either(
@@ -130,6 +145,36 @@ def either(
     :func:`pkgline.cli.common.run` do; the caller prints the answer."""
     via = target(server, db, as_json=as_json)
     if via is not None:
-        return call(via, remote.method, remote.path, remote.body, remote.query, as_json=as_json)
+        return call(
+            via,
+            remote.method,
+            remote.path,
+            remote.body,
+            remote.query,
+            as_json=as_json,
+            timeout=remote.timeout,
+        )
     say_direct(db)
     return run(direct, as_json=as_json, db=db)
+
+
+def served(
+    db: str | None,
+    server: str | None,
+    as_json: bool,
+    remote: Remote,
+    call: Callable[[Services], Awaitable[T]],
+    shape: Callable[[T], Any],
+) -> Any:
+    """:func:`either` for a command that is one call of a service: through the server
+    (``remote``), or directly: the services opened on ``db`` for the OS account, ``call``
+    made and its answer turned into the route's JSON by ``shape`` (the same function the
+    route uses, so that the two cannot differ)."""
+
+    async def direct() -> Any:
+        from pkgline.bootstrap import open_services
+
+        async with open_services(db) as services:
+            return shape(await call(services))
+
+    return either(db, server, as_json, direct, remote)
