@@ -33,6 +33,7 @@ import os
 import platform
 import random
 import resource
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import structlog
+from common import cpu_seconds, load_printed
+from common import print_verdict as verdict_line
 
 from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, OpcUaEndpoint, ToolConfig
 from drivers.factory import DriverFactory
@@ -173,12 +178,6 @@ async def _worker(plan: WorkerPlan, conn: Connection) -> None:
     conn.send(changes)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -260,13 +259,13 @@ async def _supervise(
         run.late_connect = sum(not d.connected for d in drivers)
         run.startup_s = time.monotonic() - began
         await asyncio.sleep(warmup_s)
-        sims0 = sum(_cpu_seconds(pid) for pid in worker_pids)
+        sims0 = sum(cpu_seconds(pid) for pid in worker_pids)
         busy0, total0 = _machine_busy()
         t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.sleep(measure_s)
         t1, cpu1 = time.monotonic(), time.process_time()
         busy1, total1 = _machine_busy()
-        run.simulators_cpu_s = sum(_cpu_seconds(pid) for pid in worker_pids) - sims0
+        run.simulators_cpu_s = sum(cpu_seconds(pid) for pid in worker_pids) - sims0
         run.window_s, run.supervisor_cpu_s = t1 - t0, cpu1 - cpu0
         run.machine_busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
         await asyncio.sleep(2 * GOAL_P99_S)  # changes near the end of the window get noticed
@@ -402,10 +401,20 @@ def print_verdict(runs: Sequence[Run]) -> None:
         print(f"  not measured here (run with --tools {GOAL_TOOLS})")
     for run in at_goal:
         p99, cores = run.percentile(0.99), run.supervisor_cores
-        met = p99 < GOAL_P99_S and cores < GOAL_CORES and not run.missed
-        print(
-            f"  {run.transport:7} N = {run.tools}: p99 {p99 * 1000:.0f} ms, "
-            f"{cores:.2f} core, {run.missed} missed -> {'MET' if met else 'NOT MET'}"
+        verdict_line(
+            f"{run.transport} N = {run.tools}: p99 notice delay < {GOAL_P99_S * 1000:.0f} ms",
+            p99 < GOAL_P99_S,
+            f"p99 {p99 * 1000:.0f} ms",
+        )
+        verdict_line(
+            f"{run.transport} N = {run.tools}: supervisor < {GOAL_CORES:g} core",
+            cores < GOAL_CORES,
+            f"{cores:.2f} core",
+        )
+        verdict_line(
+            f"{run.transport} N = {run.tools}: no change missed",
+            not run.missed,
+            f"{run.missed} missed",
         )
     print(
         f"  On this {os.cpu_count()}-core machine the simulators compete with the supervisor for "
@@ -431,6 +440,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     _quiet()
     _raise_file_limit()
     print_header(args)
+    with load_printed("line scale"):
+        runs = _runs(args, sizes, transports)
+    print_verdict(runs)
+
+
+def _runs(args: argparse.Namespace, sizes: list[int], transports: list[Transport]) -> list[Run]:
     runs = []
     for transport in transports:
         for n_tools in sizes:
@@ -446,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             print_run(run)
             runs.append(run)
-    print_verdict(runs)
+    return runs
 
 
 if __name__ == "__main__":

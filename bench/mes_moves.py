@@ -235,26 +235,6 @@ def _lot_row(lot_id: str) -> dict[str, object]:
     }
 
 
-def _chained(prev: str, lot_id: str, at: str, op: str, state: str, step: str, data: str) -> str:
-    """The floor's hash chain: SHA-256 over the entry's fields and the hash before it, as
-    canonical JSON (what any chained history costs per entry; pkgline: mes.domain.audit)."""
-    content = {
-        "prev": prev,
-        "lot": lot_id,
-        "at": at,
-        "user": "bench",
-        "operation": op,
-        "state_before": "WAITING",
-        "state_after": state,
-        "step": step,
-        "tool": "T",
-        "reason": None,
-        "data": json.loads(data),
-    }
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 MOVE_STATES = (("RUNNING", "track_in", "LotTrackedIn"), ("WAITING", "track_out", "LotTrackedOut"))
 
 
@@ -265,6 +245,35 @@ class FloorLot:
     id: str
     path: list[str]
     move: int = 0
+
+
+def _next_entry(lot: FloorLot, prev: str, state: str, op: str) -> dict[str, Any]:
+    """The history row of the lot's next transaction (``op``, into ``state``), chained to
+    ``prev``: its hash is SHA-256 over its fields and the hash before it as canonical JSON
+    (what any chained history costs per entry; pkgline: mes.domain.audit). A track-out adds
+    the step to the lot's path."""
+    step = f"STEP{lot.move}"
+    if op == "track_out":
+        lot.path.append(step)
+    row: dict[str, Any] = {
+        "lot_id": lot.id,
+        "at": _now(),
+        "user": "bench",
+        "operation": op,
+        "state_before": "WAITING",
+        "state_after": state,
+        "step": step,
+        "tool": "T",
+        "reason": None,
+        "data": json.dumps({"values": {"v": 1.0}, "path_index": lot.move}),
+        "by": None,
+        "auth": None,
+        "prev_hash": prev,
+    }
+    content = {**row, "at": row["at"].isoformat(), "data": json.loads(row["data"])}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    row["hash"] = hashlib.sha256(text.encode()).hexdigest()
+    return row
 
 
 class SqliteFloor:
@@ -339,34 +348,28 @@ class SqliteFloor:
         try:
             current = db.execute("SELECT * FROM lots WHERE id = ?", (lot.id,)).fetchone()
             assert current is not None
-            step = f"STEP{lot.move}"
-            if op == "track_out":
-                lot.path.append(step)
-            now = _now().isoformat()
-            data = json.dumps({"values": {"v": 1.0}, "path_index": lot.move})
-            prev = current["history_head"]
-            digest = _chained(prev, lot.id, now, op, state, step, data)
+            entry = _next_entry(lot, current["history_head"], state, op)
+            now = entry["at"] = entry["at"].isoformat()
             cur = db.execute(
                 "UPDATE lots SET state = ?, path = ?, running = ?, updated_at = ?, "
                 "version = version + 1, history_head = ? WHERE id = ? AND version = ?",
                 (
                     state,
                     json.dumps(lot.path),
-                    json.dumps({"step": step}) if state == "RUNNING" else None,
+                    json.dumps({"step": entry["step"]}) if state == "RUNNING" else None,
                     now,
-                    digest,
+                    entry["hash"],
                     lot.id,
                     current["version"],
                 ),
             )
             assert cur.rowcount == 1
             (seq,) = db.execute(
-                'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, '
-                "state_after, step, tool, reason, data, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                (lot.id, now, "bench", op, "WAITING", state, step, "T", None, data, prev, digest),
+                "INSERT INTO lot_history (" + ", ".join(f'"{c}"' for c in entry) + ") "
+                f"VALUES ({', '.join('?' for _ in entry)}) RETURNING seq",
+                tuple(entry.values()),
             ).fetchone()
-            payload = json.dumps({**json.loads(data), "seq": seq})
+            payload = json.dumps({**json.loads(entry["data"]), "seq": seq})
             db.execute(
                 "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",
                 (lot.id, kind, payload, now),
@@ -434,43 +437,22 @@ class PostgresFloor:
     def _values(
         self, lot: FloorLot, current: dict[str, Any], state: str, op: str, kind: str
     ) -> dict[str, object]:
-        step = f"STEP{lot.move}"
-        if op == "track_out":
-            lot.path.append(step)
-        now = _now()
-        data = json.dumps({"values": {"v": 1.0}, "path_index": lot.move})
-        prev = current["history_head"]
-        digest = _chained(prev, lot.id, now.isoformat(), op, state, step, data)
+        entry = _next_entry(lot, current["history_head"], state, op)
+        now = entry["at"]
         values: dict[str, object] = dict(self.fixed)
         values.update({f"v_{k}": v for k, v in current.items() if k != "id"})
         values.update(
             v_state=state,
             v_path=json.dumps(lot.path),
-            v_running=json.dumps({"step": step}) if state == "RUNNING" else None,
+            v_running=json.dumps({"step": entry["step"]}) if state == "RUNNING" else None,
             v_updated_at=now,
             v_version=current["version"] + 1,
-            v_history_head=digest,
+            v_history_head=entry["hash"],
             b_id=lot.id,
             b_expected=current["version"],
         )
-        history = {
-            "lot_id": lot.id,
-            "at": now,
-            "user": "bench",
-            "operation": op,
-            "state_before": "WAITING",
-            "state_after": state,
-            "step": step,
-            "tool": "T",
-            "reason": None,
-            "data": data,
-            "by": None,
-            "auth": None,
-            "prev_hash": prev,
-            "hash": digest,
-        }
-        values.update({f"h_{k}": v for k, v in history.items()})
-        values.update(o_lot_id=lot.id, o_kind=kind, o_payload=data, o_created_at=now)
+        values.update({f"h_{k}": v for k, v in entry.items()})
+        values.update(o_lot_id=lot.id, o_kind=kind, o_payload=entry["data"], o_created_at=now)
         return values
 
 
@@ -614,27 +596,23 @@ async def bench(moves: int, pairs: int, with_postgres: bool, *, off: bool) -> No
         f"is track-in + track-out; a lot takes {lot_moves} moves, then the next lot starts "
         "(pkgline and floor alike)"
     )
+    kinds = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+    if not with_postgres:
+        del kinds["postgresql"]
     with load_printed("lot moves"):
-        sqlite: dict[int, Runs] = {}
-        for writers in (1, 8):
-            label = f"SQLite, {writers} writer{'s' if writers > 1 else ''}"
-            sqlite[writers] = runs = await interleaved(
-                label, "sqlite", writers, moves, pairs, lot_moves, off=off
-            )
-            report(runs)
-        if with_postgres:
-            postgres: dict[int, Runs] = {}
+        runs: dict[tuple[str, int], Runs] = {}
+        for kind, name in kinds.items():
             for writers in (1, 8):
-                label = f"PostgreSQL, {writers} writer{'s' if writers > 1 else ''}"
-                postgres[writers] = runs = await interleaved(
-                    label, "postgresql", writers, moves, pairs, lot_moves, off=off
+                label = f"{name}, {writers} writer{'s' if writers > 1 else ''}"
+                runs[kind, writers] = await interleaved(
+                    label, kind, writers, moves, pairs, lot_moves, off=off
                 )
-                report(runs)
+                report(runs[kind, writers])
         print("verdicts (on the honest floor):")
-        ratio_verdict(sqlite[1], SQLITE_GOAL)
-        group_commit_verdict(sqlite[8], sqlite[1])
+        ratio_verdict(runs["sqlite", 1], SQLITE_GOAL)
+        group_commit_verdict(runs["sqlite", 8], runs["sqlite", 1])
         if with_postgres:
-            ratio_verdict(postgres[8], POSTGRES_GOAL)
+            ratio_verdict(runs["postgresql", 8], POSTGRES_GOAL)
         else:
             print("  goal PostgreSQL, 8 writers: not measured (--no-postgres)")
 
