@@ -398,7 +398,7 @@ def print_verdict(runs: Sequence[Run]) -> None:
     )
     at_goal = [r for r in runs if r.tools >= GOAL_TOOLS and r.delays_s]
     if not at_goal:
-        print(f"  not measured here (run with --tools {GOAL_TOOLS})")
+        print(f"  goal {GOAL_TOOLS} tools: not measured (run with --tools {GOAL_TOOLS})")
     for run in at_goal:
         p99, cores = run.percentile(0.99), run.supervisor_cores
         verdict_line(
