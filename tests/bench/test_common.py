@@ -75,3 +75,22 @@ def test_cpu_seconds_of_this_process_grow_as_it_works() -> None:
     while common.cpu_seconds(os.getpid()) < end:
         sum(range(10_000))
     assert common.cpu_seconds(os.getpid()) >= end
+
+
+def test_every_benchmark_prints_the_load_and_its_verdicts_through_this_module() -> None:
+    """Each bench script takes the load (and, where it has goals, the verdict line) from
+    bench/common.py instead of a copy of its own."""
+    from tests.bench.conftest import BENCH
+
+    not_benchmarks = {"common.py", "seed.py"}
+    no_goal = {"signatures.py", "soak.py", "seed.py"}
+    for script in sorted(BENCH.glob("*.py")):
+        if script.name in not_benchmarks:
+            continue
+        source = script.read_text(encoding="utf-8")
+        imported = re.search(r"^from common import (\([^)]*\)|.+)$", source, re.MULTILINE)
+        assert imported, f"{script.name} does not import bench/common.py"
+        assert re.search(r"\bload(_printed)?\b", imported.group(1)), script.name
+        assert "getloadavg" not in source and "/proc/loadavg" not in source, script.name
+        if script.name not in no_goal:
+            assert "print_verdict" in source, f"{script.name} prints no verdict line"
