@@ -41,6 +41,7 @@ import os
 import platform
 import random
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -49,7 +50,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import structlog
+from common import cpu_seconds, load_printed
+from common import print_verdict as verdict_line
 
 from drivers.config import (
     INSECURE,
@@ -232,12 +237,6 @@ async def _worker(plan: WorkerPlan, conn: Connection) -> None:
     conn.send(changes)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -327,13 +326,13 @@ async def _supervise(
         run.late_connect = sum(not d.connected for d in drivers)
         run.startup_s = time.monotonic() - began
         await asyncio.sleep(warmup_s)
-        sims0 = sum(_cpu_seconds(pid) for pid in worker_pids)
+        sims0 = sum(cpu_seconds(pid) for pid in worker_pids)
         busy0, total0 = _machine_busy()
         t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.sleep(measure_s)
         t1, cpu1 = time.monotonic(), time.process_time()
         busy1, total1 = _machine_busy()
-        run.simulators_cpu_s = sum(_cpu_seconds(pid) for pid in worker_pids) - sims0
+        run.simulators_cpu_s = sum(cpu_seconds(pid) for pid in worker_pids) - sims0
         run.window_s, run.supervisor_cpu_s = t1 - t0, cpu1 - cpu0
         run.machine_busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
         await asyncio.sleep(2 * GOAL_P99_S)  # changes near the end of the window get noticed
@@ -477,14 +476,24 @@ def print_verdict(runs: Sequence[Run]) -> None:
     )
     at_goal = [r for r in runs if r.tools >= GOAL_TOOLS and r.delays_s]
     if not at_goal:
-        print(f"  not measured here (run with --tools {GOAL_TOOLS})")
+        print(f"  goal {GOAL_TOOLS} tools: not measured (run with --tools {GOAL_TOOLS})")
     for run in at_goal:
         p99, cores = run.percentile(0.99), run.supervisor_cores
-        met = p99 < GOAL_P99_S and cores < GOAL_CORES and not run.missed
-        print(
-            f"  {run.transport:7} {'secure' if run.secure else 'plain':6} N = {run.tools}: "
-            f"p99 {p99 * 1000:.0f} ms, "
-            f"{cores:.2f} core, {run.missed} missed -> {'MET' if met else 'NOT MET'}"
+        label = f"{run.transport} {'secure' if run.secure else 'plain'} N = {run.tools}"
+        verdict_line(
+            f"{label}: p99 notice delay < {GOAL_P99_S * 1000:.0f} ms",
+            p99 < GOAL_P99_S,
+            f"p99 {p99 * 1000:.0f} ms",
+        )
+        verdict_line(
+            f"{label}: supervisor < {GOAL_CORES:g} core",
+            cores < GOAL_CORES,
+            f"{cores:.2f} core",
+        )
+        verdict_line(
+            f"{label}: no change missed",
+            not run.missed,
+            f"{run.missed} missed",
         )
     print(
         f"  On this {os.cpu_count()}-core machine the simulators compete with the supervisor for "
@@ -558,6 +567,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     _quiet()
     _raise_file_limit()
     print_header(args)
+    with load_printed("line scale"):
+        runs = _runs(args, sizes, transports)
+    print_verdict(runs)
+    print_security_cost(runs)
+
+
+def _runs(args: argparse.Namespace, sizes: list[int], transports: list[Transport]) -> list[Run]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="pkgline-line-scale-") as tmp:
         security = make_security(Path(tmp)) if args.security != "plain" else None
@@ -578,8 +594,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     )
                     print_run(run)
                     runs.append(run)
-    print_verdict(runs)
-    print_security_cost(runs)
+    return runs
 
 
 if __name__ == "__main__":
