@@ -23,6 +23,7 @@ import uvicorn
 from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts, create_engine
 from mes.adapters.schema import require_current_schema
 from mes.domain.authority import AuthMethod, Principal
+from mes.domain.signatures import SignaturePolicy
 from mes.identity import IdentityService, Passwords
 from mes.sessions import DEFAULT_LIFETIME, SessionService
 from pkgline.api.app import create_app
@@ -54,9 +55,11 @@ async def open_state(
     pool_size: int = 10,
     session_lifetime: timedelta = DEFAULT_LIFETIME,
     passwords: Passwords | None = None,
+    signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[ApiState]:
     """The services the server shares between requests, on the database at ``url``
-    (``passwords``: the hashing, argon2id by default)."""
+    (``passwords``: the hashing, argon2id by default; ``signatures``: how many sign each
+    signed operation, line.toml ``[signatures]``, default one each)."""
     from mes.adapters.passwords import Argon2Passwords
     from mes.adapters.sql_identity import SqlIdentityStore
     from mes.adapters.sql_sessions import SqlSessionStore
@@ -66,7 +69,7 @@ async def open_state(
         await require_current_schema(engine)
         identity = IdentityService(SqlIdentityStore(engine), passwords or Argon2Passwords())
         sessions = SessionService(identity, SqlSessionStore(engine), lifetime=session_lifetime)
-        services = services_for(engine, NOBODY)
+        services = services_for(engine, NOBODY, signatures=signatures)
         await load_versions(services)  # each lot is checked against its own flow version
         yield ApiState(services, identity, sessions, engine)
     finally:

@@ -16,6 +16,7 @@ from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
 
 if TYPE_CHECKING:
     from mes.adapters.database import DatabaseTimeouts
+    from mes.domain.signatures import SignaturePolicy
     from pkgline.config import ApiConfig
 
 log = structlog.get_logger("pkgline.api")
@@ -62,6 +63,7 @@ def api(
     database: str | None = None
     timeouts = None
     api_config = ApiConfig()
+    signatures: SignaturePolicy | None = None
     if config is not None:
         try:
             line = load_line_config(config)
@@ -69,6 +71,7 @@ def api(
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(EXIT_USAGE) from None
         api_config, database, timeouts = line.api, line.database, line.database_timeouts
+        signatures = line.signatures.policy()  # the two-person rules apply to the server too
     if socket is not None:
         api_config = api_config.model_copy(update={"socket": socket.absolute()})
     if http_port is not None:
@@ -76,11 +79,17 @@ def api(
 
         api_config = api_config.model_copy(update={"http": LoopbackHttpConfig(port=http_port)})
     configure_logging(log_level)
-    code = asyncio.run(_run(api_config, db or database, timeouts.timeouts() if timeouts else None))
+    limits = timeouts.timeouts() if timeouts else None
+    code = asyncio.run(_run(api_config, db or database, limits, signatures))
     raise typer.Exit(code)
 
 
-async def _run(config: ApiConfig, url: str | None, timeouts: DatabaseTimeouts | None) -> int:
+async def _run(
+    config: ApiConfig,
+    url: str | None,
+    timeouts: DatabaseTimeouts | None,
+    signatures: SignaturePolicy | None = None,
+) -> int:
     from mes.adapters.database import DEFAULT_TIMEOUTS, display_url
     from mes.adapters.errors import DatabaseUnavailable, classify
     from mes.adapters.schema import SchemaMismatch
@@ -97,7 +106,9 @@ async def _run(config: ApiConfig, url: str | None, timeouts: DatabaseTimeouts | 
     with Notifier.from_environment() as notifier:
         try:
             lifetime = timedelta(hours=config.session_hours)
-            async with open_state(url, timeouts=limits, session_lifetime=lifetime) as state:
+            async with open_state(
+                url, timeouts=limits, session_lifetime=lifetime, signatures=signatures
+            ) as state:
                 log.info("database", url=where)
                 await serve_api(state, config, stop, notifier=notifier)
         except SchemaMismatch as exc:
