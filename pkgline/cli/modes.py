@@ -133,3 +133,21 @@ def either(
         return call(via, remote.method, remote.path, remote.body, remote.query, as_json=as_json)
     say_direct(db)
     return run(direct, as_json=as_json, db=db)
+
+
+def segment(text: str) -> str:
+    """A name (a lot id, a flow) as one path segment of a route."""
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def password_again(prompt: str) -> str:
+    """The signer's password, given again for one signature (21 CFR 11.200): read from the
+    terminal without echo, or one line of standard input when it is not a terminal (empty:
+    none given)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt, stream=sys.stderr)
+    return sys.stdin.readline().rstrip("\n")
