@@ -154,7 +154,7 @@ class PublishBody(Body):
     (``steps.yaml``, ``fragments.yaml`` and ``NAME.yaml``), as ``pkgline flow publish`` reads
     them."""
 
-    note: Annotated[str, Field(min_length=1, max_length=2000, description="What changed, why.")]
+    note: Annotated[str, Field(max_length=2000, description="What changed and why (required).")]
     flows: Annotated[
         dict[
             FlowName,
