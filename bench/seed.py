@@ -46,7 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flows import FlowLibrary, load_library
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
-from mes.adapters.sql import SqlUnitOfWorkFactory, _history_values, _lot_values
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.adapters.sql_rows import history_values, lot_values
 from mes.adapters.tables import carriers, jobs, lot_history, lots
 from mes.domain import commands as cmd
 from mes.domain import operations as ops
@@ -125,10 +126,10 @@ async def walk_flow(library: FlowLibrary, flow: str, scratch: Path, carrier_coun
                     )
                 ]
             history = tuple({k: v for k, v in h.items() if k != "seq"} for h in found[1])
-            unwritten = tuple(_unchained(_history_values(e)) for e in extra)
+            unwritten = tuple(_unchained(history_values(e)) for e in extra)
             return Cut(
                 state=lot.state,
-                lot=_unchained({"id": lot.id, **_lot_values(lot)}),
+                lot=_unchained({"id": lot.id, **lot_values(lot)}),
                 carriers=found[0],
                 history=history + unwritten,
                 jobs=found[2],

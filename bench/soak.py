@@ -196,11 +196,35 @@ async def start_sim(run: Soak) -> None:
     run.sim = Child.start(
         f"simulators-{run.restarts}", args, run.log(f"sim.{run.restarts}"), keep=False
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + SIM_START_S
     while SIM_READY not in run.sim.output():
         if not run.sim.running() or time.monotonic() > deadline:
-            raise SystemExit(f"the simulators did not start:\n{run.sim.tail()}")
+            run.sim.kill()
+            raise SimulatorsDidNotStart(f"the simulators did not start:\n{run.sim.tail()}")
         await asyncio.sleep(0.1)
+
+
+SIM_START_S = 180
+"""How long the simulators may take to start: 13 tools with their certificates take seconds on a
+quiet machine and over a minute on one loaded by other work."""
+
+
+class SimulatorsDidNotStart(Exception):
+    pass
+
+
+async def restart_sim(run: Soak, tries: int = 3) -> None:
+    """The simulators started again, as their supervisor would, trying ``tries`` times."""
+    for attempt in range(1, tries + 1):
+        run.restarts += 1
+        try:
+            await start_sim(run)
+            return
+        except SimulatorsDidNotStart as exc:
+            print(f"{run.t():8.1f} s  simulators: try {attempt} failed: {exc}", flush=True)
+            if attempt == tries:
+                raise SystemExit(str(exc)) from None
+            await asyncio.sleep(5)
 
 
 def start_serve(run: Soak) -> None:
@@ -345,8 +369,7 @@ async def sim_kill(run: Soak) -> None:
     run.sim.process.send_signal(signal.SIGKILL)
     run.sim.kill()
     await asyncio.sleep(run.rng.uniform(1, 3))
-    run.restarts += 1
-    await start_sim(run)
+    await restart_sim(run)
 
 
 async def db_partition(run: Soak) -> None:

@@ -126,6 +126,11 @@ def describe_endpoint(tool: LineTool) -> str:
     return f"{endpoint.url} {endpoint.object_name or tool.id}"
 
 
+REFUSALS_KEPT = 10_000
+"""Lots whose last refused track-in is remembered (to log each refusal once): past that, the
+memory starts again (a refusal may then be logged once more)."""
+
+
 class LineController:
     def __init__(
         self,
@@ -189,6 +194,8 @@ class LineController:
         """The tools the last pass left idle: no waiting lot it read fits them."""
         self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
         """Each waiting lot's head as last read, and the step it goes to next."""
+        self._refused: dict[str, tuple[str, str]] = {}
+        """Each lot's last refused track-in (step, why): logged once, not on every pass."""
         self.ready = asyncio.Event()
         self._before_ready = before_ready
         self._certificate_notes: list[str] = []
@@ -564,8 +571,14 @@ class LineController:
         self, pick: Candidate, runner: ToolRunner, outcome: Outcome | LotTrackerError
     ) -> None:
         if isinstance(outcome, LotTrackerError):
-            log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
+            refusal = (pick.step, outcome.message)
+            if self._refused.get(pick.lot.id) != refusal:  # said on the edge, as it changes
+                if len(self._refused) >= REFUSALS_KEPT:
+                    self._refused.clear()
+                self._refused[pick.lot.id] = refusal
+                log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
             return
+        self._refused.pop(pick.lot.id, None)
         if outcome.lot.state is not LotState.RUNNING:  # held at track-in (a queue time)
             hold = outcome.lot.hold
             log.warning(

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import text
 
 from flows import FlowLibrary
-from mes.adapters.database import create_engine
+from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.migrate import upgrade
-from mes.adapters.sql import SqlUnitOfWorkFactory, page_statements
+from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.adapters.sql_statements import page_statements
 from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownLot
@@ -138,7 +139,9 @@ async def plant(postgres_url: str, library: FlowLibrary) -> AsyncIterator[LotSer
     """PostgreSQL with 100,000 completed lots of 5 history entries each, made by SQL in
     the database (generate_series: seconds, not the seeding tool's minutes), a few lots in
     progress through the service, and statistics gathered."""
-    engine = create_engine(postgres_url)
+    # Seeding 600,000 rows takes seconds on a quiet machine and may take minutes on a loaded
+    # one: past the 15 s default statement timeout, which this test is not about.
+    engine = create_engine(postgres_url, timeouts=DatabaseTimeouts(statement_s=300.0))
     await upgrade(engine)
     service = LotService(SqlUnitOfWorkFactory(engine), library)
     await _start(service, 12)

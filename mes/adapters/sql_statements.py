@@ -1,0 +1,366 @@
+"""The lot tables' statements, built once and compiled once per dialect, and the cache of
+lot heads already converted (:mod:`mes.adapters.sql`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.expression import CTE
+
+from mes.adapters.driver import CompiledStatement
+from mes.adapters.sql_durables import DurableStatements
+from mes.adapters.sql_equipment import EquipmentStatements
+from mes.adapters.sql_interlocks import InterlockStatements
+from mes.adapters.sql_materials import MaterialStatements
+from mes.adapters.sql_reasons import ReasonStatements
+from mes.adapters.sql_rows import (
+    CARRIER_KEYS,
+    HEAD_COLUMNS,
+    HISTORY_KEYS,
+    JOB_KEYS,
+    LOT_COLUMNS,
+    LOT_KEYS,
+    LOT_WITH_CARRIERS,
+    OUTBOX_KEYS,
+    REJECT_KEYS,
+)
+from mes.adapters.sql_signatures import SignatureStatements
+from mes.adapters.sql_spc import SpcStatements
+from mes.adapters.tables import (
+    LOTS_CHAIN,
+    audit_heads,
+    carriers,
+    jobs,
+    lot_history,
+    lots,
+    outbox,
+    site_rejects,
+)
+from mes.domain.model import LotHead, LotState
+from mes.ports import LotQuery
+
+
+class Statements:
+    """The lot store's statements, compiled once for one dialect."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self.equipment = EquipmentStatements(dialect)
+        self.interlocks = InterlockStatements(dialect)
+        self.durables = DurableStatements(dialect)
+        self.materials = MaterialStatements(dialect)
+        self.reasons = ReasonStatements(dialect)
+        self.spc = SpcStatements(dialect)
+        self.signatures = SignatureStatements(dialect)
+
+        def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
+            return CompiledStatement.compile(statement, dialect, keys)
+
+        self.get_lot = c(
+            select(*LOT_COLUMNS)
+            .select_from(LOT_WITH_CARRIERS)
+            .where(lots.c.id == bindparam("lot_id"))
+            .order_by(carriers.c.position)
+        )
+        self.carriers = c(
+            select(carriers)
+            .where(carriers.c.lot_id == bindparam("lot_id"))
+            .order_by(carriers.c.position)
+        )
+        self.rejects = c(
+            select(site_rejects)
+            .join(carriers, carriers.c.id == site_rejects.c.carrier_id)
+            .where(carriers.c.lot_id == bindparam("lot_id"))
+            .order_by(site_rejects.c.id)
+        )
+        history = select(lot_history).where(lot_history.c.lot_id == bindparam("lot_id"))
+        self.history = c(history.order_by(lot_history.c.seq))
+        self.history_before = c(
+            history.where(lot_history.c.seq < bindparam("before_seq")).order_by(lot_history.c.seq)
+        )
+        self.page_key = c(
+            select(lots.c.priority, lots.c.created_at).where(lots.c.id == bindparam("lot_id"))
+        )
+        self.children = c(
+            select(lots.c.id)
+            .where(lots.c.parent_id == bindparam("lot_id"))
+            .order_by(lots.c.created_at)
+        )
+        self.insert_lot = c(insert(lots), LOT_KEYS)
+        self.update_lot = c(
+            update(lots)
+            .where(lots.c.id == bindparam("b_id"), lots.c.version == bindparam("b_expected"))
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in lots.c
+                    if col.name != "id"
+                }
+            )
+            .returning(lots.c.id)
+        )
+        self.insert_carrier = c(insert(carriers), CARRIER_KEYS)
+        self.move_carrier = c(
+            update(carriers)
+            .where(carriers.c.id == bindparam("b_id"))
+            .values(lot_id=bindparam("v_lot_id"), position=bindparam("v_position"))
+        )
+        self.insert_reject = c(insert(site_rejects), REJECT_KEYS)
+        self.insert_history = c(insert(lot_history).returning(lot_history.c.seq), HISTORY_KEYS)
+        self.insert_outbox = c(insert(outbox), OUTBOX_KEYS)
+        # New lots take their turn on the chain over lots: the row stays locked to the end
+        # of the transaction (SQLite: BEGIN IMMEDIATE holds the one write lock already).
+        self.lots_head = c(
+            select(audit_heads.c.head).where(audit_heads.c.chain == LOTS_CHAIN).with_for_update()
+        )
+        self.set_lots_head = c(
+            update(audit_heads)
+            .where(audit_heads.c.chain == LOTS_CHAIN)
+            .values(head=bindparam("head", type_=audit_heads.c.head.type))
+        )
+        self.job = c(select(jobs).where(jobs.c.job_id == bindparam("job_id")))
+        self.job_with_lot = c(
+            select(*LOT_COLUMNS, *(col.label(f"job_{col.name}") for col in jobs.c))
+            .select_from(jobs.join(LOT_WITH_CARRIERS, lots.c.id == jobs.c.lot_id))
+            .where(jobs.c.job_id == bindparam("job_id"))
+            .order_by(carriers.c.position)
+        )
+        lot_jobs = (
+            select(jobs)
+            .join(carriers, carriers.c.id == jobs.c.carrier_id)
+            .where(carriers.c.lot_id == bindparam("lot_id"))
+        )
+        order = (jobs.c.started_at, jobs.c.job_id)
+        self.jobs_at = c(
+            lot_jobs.where(jobs.c.path_index == bindparam("path_index")).order_by(*order)
+        )
+        self.jobs_from = c(
+            lot_jobs.where(jobs.c.path_index >= bindparam("path_index")).order_by(*order)
+        )
+        self.insert_job = c(insert(jobs), JOB_KEYS)
+        self.update_job = c(
+            update(jobs)
+            .where(jobs.c.job_id == bindparam("b_job_id"), jobs.c.status == bindparam("b_expected"))
+            .values(
+                {
+                    col: bindparam(f"v_{col.name}", type_=col.type)
+                    for col in jobs.c
+                    if col.name in ("status", "recorded_at", "measured", "rejects", "tool_data")
+                }
+            )
+            .returning(jobs.c.job_id)
+        )
+        postgres = dialect.name == "postgresql"
+        self.move_in_one = c(move_in_one_statement()) if postgres else None
+        self.entry_in_one = c(entry_in_one_statement()) if postgres else None
+        self._find: dict[tuple[int, bool], CompiledStatement] = {}
+        self._heads: dict[int, CompiledStatement] = {}
+
+    def heads(self, states: int) -> CompiledStatement:
+        """Lot heads by state (bound as s0, s1, ...), most urgent first."""
+        if states not in self._heads:
+            query = (
+                select(*(lots.c[n] for n in HEAD_COLUMNS))
+                .where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
+                .order_by(lots.c.priority, lots.c.created_at, lots.c.id)
+            )
+            self._heads[states] = CompiledStatement.compile(query, self.dialect)
+        return self._heads[states]
+
+    def find(self, states: int, by_flow: bool) -> CompiledStatement:
+        """Lots with their carriers by state (``states`` of them, bound as s0, s1, ...) and
+        flow, most urgent first."""
+        key = (states, by_flow)
+        if key not in self._find:
+            query = select(*LOT_COLUMNS).select_from(LOT_WITH_CARRIERS)
+            if states:
+                query = query.where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
+            if by_flow:
+                query = query.where(lots.c.flow == bindparam("flow"))
+            query = query.order_by(
+                lots.c.priority, lots.c.created_at, lots.c.id, carriers.c.position
+            )
+            self._find[key] = CompiledStatement.compile(query, self.dialect)
+        return self._find[key]
+
+
+def move_in_one_statement() -> ClauseElement:
+    """PostgreSQL: update the lot (version-checked), append its history row and its outbox
+    row in one statement. The inserts select from the update's RETURNING, so when the version
+    check fails nothing at all is written and no row comes back. One round trip instead of
+    three on every move."""
+    moved = (
+        update(lots)
+        .where(lots.c.id == bindparam("b_id"), lots.c.version == bindparam("b_expected"))
+        .values(
+            {col: bindparam(f"v_{col.name}", type_=col.type) for col in lots.c if col.name != "id"}
+        )
+        .returning(lots.c.id)
+        .cte("moved")
+    )
+    return entry_in_one_statement(moved)
+
+
+def entry_in_one_statement(after: CTE | None = None) -> ClauseElement:
+    """PostgreSQL: append a history row (``h_`` values) and its outbox row (``o_`` values,
+    the payload given without its sequence number) in one statement, returning the history
+    row's ``seq``. With ``after``, both rows are written only when that CTE returns a row.
+    One round trip instead of two for each history entry."""
+    history_columns = [col for col in lot_history.c if col.name != "seq"]
+    values = select(*[bindparam(f"h_{col.name}", type_=col.type) for col in history_columns])
+    recorded = (
+        insert(lot_history)
+        .from_select(
+            [col.name for col in history_columns],
+            values.select_from(after) if after is not None else values,
+        )
+        .returning(lot_history.c.seq)
+        .cte("recorded")
+    )
+    # The outbox payload is the history entry, sequence number included.
+    payload = func.jsonb_set(
+        bindparam("o_payload", type_=JSONB),
+        literal("{seq}", type_=Text).cast(ARRAY(Text)),
+        func.to_jsonb(recorded.c.seq),
+    )
+    return (
+        insert(outbox)
+        .from_select(
+            ["lot_id", "kind", "payload", "created_at"],
+            select(
+                bindparam("o_lot_id", type_=outbox.c.lot_id.type),
+                bindparam("o_kind", type_=outbox.c.kind.type),
+                payload,
+                bindparam("o_created_at", type_=outbox.c.created_at.type),
+            ).select_from(recorded),
+        )
+        .returning(cast(outbox.c.payload["seq"].as_string(), BigInteger).label("seq"))
+    )
+
+
+class HeadCache:
+    """Lot heads already converted, by lot id and version. The dispatcher reads the heads of
+    every waiting lot after every step, and few of them changed since: converting their JSON
+    columns again was most of its time. A lot's version changes with every write of it, so a
+    head found under (id, version) is the lot's head now. Kept per database (its factory),
+    and bounded: cleared when it outgrows ``limit``."""
+
+    def __init__(self, limit: int = 20_000):
+        self._limit = limit
+        self._heads: dict[tuple[str, int], LotHead] = {}
+
+    def get(self, statement: CompiledStatement, raw: Sequence[Any]) -> LotHead:
+        """The head of a row of ``statement`` (id and version its first two columns)."""
+        key = (raw[0], raw[1])
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= self._limit:
+                self._heads.clear()
+            r = statement.row(raw)
+            head = self._heads[key] = LotHead(
+                id=r["id"],
+                flow=r["flow"],
+                state=LotState(r["state"]),
+                priority=r["priority"],
+                created_at=r["created_at"],
+                path=tuple(r["path"]),
+                params=r["params"],
+                pending_rework=r["pending_rework"],
+                tool=r["running"]["tool"] if r["running"] else None,
+                flow_version=r["flow_version"],
+            )
+        return head
+
+
+def lot_step(dialect: Dialect) -> ColumnElement[Any]:
+    """``Lot.step`` in SQL: the running step, else the last step of the path."""
+    if dialect.name == "postgresql":
+        last: ColumnElement[Any] = lots.c.path.op("->>")(func.jsonb_array_length(lots.c.path) - 1)
+    else:
+        last = func.json_extract(lots.c.path, "$[#-1]")
+    return func.coalesce(lots.c.running["step"].as_string(), last)
+
+
+def page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[str, Any]]:
+    """The WHERE conditions of a lot list's filters, and their values."""
+    where: list[Any] = []
+    values: dict[str, Any] = {}
+    if query.states:
+        where.append(lots.c.state.in_([bindparam(f"s{i}") for i in range(len(query.states))]))
+        values.update({f"s{i}": s.value for i, s in enumerate(query.states)})
+    for name, column, given in (
+        ("flow", lots.c.flow, query.flow),
+        ("priority", lots.c.priority, query.priority),
+        ("tool", lots.c.running["tool"].as_string(), query.tool),
+        ("step", lot_step(dialect), query.step),
+    ):
+        if given is not None:
+            where.append(column == bindparam(f"f_{name}", type_=getattr(column, "type", None)))
+            values[f"f_{name}"] = given
+    if query.moved_since is not None:
+        where.append(lots.c.updated_at >= bindparam("moved_since", type_=lots.c.updated_at.type))
+        values["moved_since"] = query.moved_since
+    if query.moved_before is not None:
+        where.append(lots.c.updated_at < bindparam("moved_before", type_=lots.c.updated_at.type))
+        values["moved_before"] = query.moved_before
+    return where, values
+
+
+_PAGE_ORDER = (lots.c.priority, lots.c.created_at, lots.c.id)
+
+
+def page_statements(
+    query: LotQuery, dialect: Dialect
+) -> tuple[CompiledStatement, CompiledStatement, dict[str, Any]]:
+    """A lot list's page (the lots after the cursor's key, one more than the limit, with
+    their carriers) and count (every lot the filters select), with their values. The page
+    walks an index in (priority, created_at, id) order from the cursor on (keyset paging):
+    its cost does not grow with the page number, and no lot is skipped or shown twice
+    while lots move, since a move changes none of the three."""
+    where, values = page_conditions(query, dialect)
+    count = select(func.count()).select_from(lots).where(*where)
+    keyed = list(where)
+    if query.after is not None:
+        keyed.append(
+            tuple_(*_PAGE_ORDER)
+            > tuple_(
+                bindparam("k_priority", type_=lots.c.priority.type),
+                bindparam("k_created_at", type_=lots.c.created_at.type),
+                bindparam("k_id", type_=lots.c.id.type),
+            )
+        )
+    ids = (
+        select(lots.c.id)
+        .where(*keyed)
+        .order_by(*_PAGE_ORDER)
+        .limit(bindparam("page_limit", type_=Integer()))
+        .subquery("page")
+    )
+    page = (
+        select(*LOT_COLUMNS)
+        .select_from(ids.join(LOT_WITH_CARRIERS, lots.c.id == ids.c.id))
+        .order_by(*_PAGE_ORDER, carriers.c.position)
+    )
+    return (
+        CompiledStatement.compile(page, dialect),
+        CompiledStatement.compile(count, dialect),
+        values,
+    )
