@@ -13,7 +13,7 @@ from datetime import datetime
 from mes.domain import reasons as rules
 from mes.domain.authority import Action, Principal
 from mes.domain.commands import HoldLot, ScrapLot
-from mes.domain.errors import InvalidInput
+from mes.domain.errors import UnknownReasonCode
 from mes.domain.model import Lot
 from mes.domain.reasons import ReasonCode, ReasonKind
 from mes.guard import Guard, SecurityLog
@@ -93,7 +93,7 @@ class ReasonService:
         def work() -> Work[ReasonCode]:
             found = yield from get_reason_code(code)
             if found is None:
-                raise InvalidInput(f"there is no reason code {code}")
+                raise UnknownReasonCode(f"there is no reason code {code}")
             retired = rules.retire(found, user, self._clock(), reason)
             yield from save_reason_code(retired, new=False)
             return retired

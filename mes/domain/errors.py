@@ -99,6 +99,10 @@ class UnknownMaterial(LotTrackerError):
     kind = "unknown_material"
 
 
+class UnknownReasonCode(LotTrackerError):
+    kind = "unknown_reason_code"
+
+
 class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
 

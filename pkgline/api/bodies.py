@@ -22,6 +22,11 @@ Values = Annotated[
 ]
 Reason = Annotated[str | None, Field(None, max_length=2000, description="Why (recorded).")]
 LotId = Annotated[str, Field(min_length=1, max_length=64)]
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="Its id (the service says which are valid)."),
+]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class Body(BaseModel):
@@ -82,6 +87,13 @@ class TrackOutBody(Body):
 
 class ReasonBody(Body):
     reason: Reason = None
+
+
+class RequiredReasonBody(Body):
+    reason: Annotated[
+        str,
+        Field(min_length=1, max_length=2000, pattern=r"\S", description="What was done or why."),
+    ]
 
 
 class ReleaseBody(Body):
@@ -229,7 +241,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
         (400, "The body is not JSON."),
         (401, "No credentials, or refused ones."),
         (403, "The principal lacks the role (recorded as a security event)."),
-        (404, "No such lot."),
+        (404, "No such lot, tool, durable, material lot or reason code."),
         (409, "The lot's state or the line refuses it now, or another writer came first."),
         (413, "The body is larger than the server reads."),
         (422, "A value is invalid, a field unknown, or a type wrong."),

@@ -1,18 +1,18 @@
 """``pkgline durable add|mount|unmount|renew|show|list``: durables with life counters
 (capillaries, saw blades, mold chases, stencils, nozzles), a track-in interlock
-(:mod:`mes.domain.durables`). Thin: parse, call the durable service, print."""
+(:mod:`mes.domain.durables`). Thin: parse, one call of the durable service through the
+pkgline server or directly (:func:`pkgline.cli.modes.served`), print its JSON."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from mes.domain.durables import DEFAULT_WARN_FRACTION, KINDS, Durable, DurableEvent
-from mes.durables import DurableView
-from pkgline.bootstrap import open_services
+from mes.domain.durables import DEFAULT_WARN_FRACTION, KINDS, Durable
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -21,9 +21,10 @@ from pkgline.cli.common import (
     current_user,
     out,
     print_json,
-    run,
     usage_error,
 )
+from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.interlock_views import durable_dict, durable_from_dict, durable_view_dict
 
 app = typer.Typer(
     help="Durables with life counters: add, mount on a tool, unmount, renew, show, list.",
@@ -31,41 +32,6 @@ app = typer.Typer(
 )
 
 DurableArg = Annotated[str, typer.Argument(help="Durable id.", show_default=False)]
-
-
-def durable_dict(d: Durable) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "kind": d.kind.value,
-        "unit": d.unit,
-        "count": d.count,
-        "life": d.life,
-        "warn_fraction": d.warn_fraction,
-        "warn_at": d.warn_at,
-        "warned": d.warned,
-        "spent": d.spent,
-        "tool": d.tool_id,
-        "mounted_at": d.mounted_at.isoformat() if d.mounted_at else None,
-        "added_by": d.added_by,
-        "added_at": d.added_at.isoformat(),
-        "description": d.description,
-    }
-
-
-def event_dict(e: DurableEvent) -> dict[str, Any]:
-    return {
-        "seq": e.seq,
-        "event": e.event.value,
-        "at": e.at.isoformat(),
-        "by": e.by,
-        "tool": e.tool_id,
-        "lot": e.lot_id,
-        "step": e.step,
-        "job": e.job_id,
-        "amount": e.amount,
-        "count_after": e.count_after,
-        "reason": e.reason,
-    }
 
 
 def _status(d: Durable) -> Text:
@@ -76,11 +42,16 @@ def _status(d: Durable) -> Text:
     return Text("ok", style="green")
 
 
-def _done(d: Durable, what: str, as_json: bool) -> None:
+def _done(answer: dict[str, Any], what: str, as_json: bool) -> None:
     if as_json:
-        print_json(durable_dict(d))
+        print_json(answer)
         return
+    d = durable_from_dict(answer)
     out.print(Text.assemble(("✔ ", "green"), f"{d.text()} {what}"))
+
+
+def _path(durable: str, action: str = "") -> str:
+    return f"/durables/{segment(durable)}" + (f"/{action}" if action else "")
 
 
 @app.command()
@@ -106,19 +77,30 @@ def add(
         str | None, typer.Option("--description", help="Part number, supplier, ...")
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Add a durable, off the tools, with a count of 0."""
     who = current_user(user)
-
-    async def work() -> Durable:
-        async with open_services(db) as services:
-            return await services.durables.add(
-                durable, kind.strip(), life, who, warn_fraction=warn_at, description=description
-            )
-
-    _done(run(work, as_json=json, db=db), "added", json)
+    body = {
+        "durable": durable,
+        "kind": kind.strip(),
+        "life": life,
+        "warn_fraction": warn_at,
+        "description": description,
+    }
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", "/durables", body),
+        lambda s: s.durables.add(
+            durable, kind.strip(), life, who, warn_fraction=warn_at, description=description
+        ),
+        durable_dict,
+    )
+    _done(answer, "added", json)
 
 
 @app.command()
@@ -126,17 +108,21 @@ def mount(
     durable: DurableArg,
     tool: Annotated[str, typer.Option("--tool", help="Tool id.", show_default=False)],
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Mount a durable on a tool of its kind's class (one of a kind per tool)."""
     who = current_user(user)
-
-    async def work() -> Durable:
-        async with open_services(db) as services:
-            return await services.durables.mount(durable, tool, who)
-
-    _done(run(work, as_json=json, db=db), f"mounted on {tool}", json)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", _path(durable, "mount"), {"tool": tool}),
+        lambda s: s.durables.mount(durable, tool, who),
+        durable_dict,
+    )
+    _done(answer, f"mounted on {tool}", json)
 
 
 @app.command()
@@ -144,17 +130,21 @@ def unmount(
     durable: DurableArg,
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Take a durable off its tool (it keeps its count)."""
     who = current_user(user)
-
-    async def work() -> Durable:
-        async with open_services(db) as services:
-            return await services.durables.unmount(durable, who, reason)
-
-    _done(run(work, as_json=json, db=db), "unmounted", json)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", _path(durable, "unmount"), {"reason": reason}),
+        lambda s: s.durables.unmount(durable, who, reason),
+        durable_dict,
+    )
+    _done(answer, "unmounted", json)
 
 
 @app.command()
@@ -162,6 +152,7 @@ def renew(
     durable: DurableArg,
     reason: Annotated[str, typer.Option("--reason", help="The cleaning done.")] = "",
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -169,50 +160,55 @@ def renew(
     if not reason.strip():
         usage_error("--reason must say which cleaning was done", as_json=json)
     who = current_user(user)
-
-    async def work() -> Durable:
-        async with open_services(db) as services:
-            return await services.durables.renew(durable, who, reason.strip())
-
-    _done(run(work, as_json=json, db=db), "renewed", json)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", _path(durable, "renew"), {"reason": reason.strip()}),
+        lambda s: s.durables.renew(durable, who, reason.strip()),
+        durable_dict,
+    )
+    _done(answer, "renewed", json)
 
 
 @app.command()
-def show(durable: DurableArg, db: DbOption = None, json: JsonOption = False) -> None:
+def show(
+    durable: DurableArg, db: DbOption = None, server: ServerOption = None, json: JsonOption = False
+) -> None:
     """A durable: its count against its life, its tool, the lots it served, its history."""
-
-    async def work() -> DurableView:
-        async with open_services(db) as services:
-            return await services.durables.show(durable)
-
-    view = run(work, as_json=json, db=db)
-    d = view.durable
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("GET", _path(durable)),
+        lambda s: s.durables.show(durable),
+        durable_view_dict,
+    )
     if json:
-        print_json(
-            {**durable_dict(d), "lots": view.lots, "history": [event_dict(e) for e in view.events]}
-        )
+        print_json(answer)
         return
+    d = durable_from_dict(answer)
     out.print(Text.assemble((d.id, "bold"), f"  {d.kind.value}  ", _status(d)))
     out.print(f"count     {d.count:,} of {d.life:,} {d.unit} (warns at {d.warn_at:,})")
     out.print(f"tool      {d.tool_id or '(not mounted)'}")
     out.print(f"added     {d.added_at:%Y-%m-%d %H:%M:%S} by {d.added_by}")
     if d.description:
         out.print(f"about     {d.description}")
-    out.print(f"lots      {', '.join(view.lots) or '(none yet)'}")
+    out.print(f"lots      {', '.join(answer['lots']) or '(none yet)'}")
     table = Table(show_edge=False, pad_edge=False, title="history")
     for column in ("at", "event", "by", "tool", "lot", "step", "amount", "count", "reason"):
         table.add_column(column)
-    for e in view.events:
+    for e in answer["history"]:
         table.add_row(
-            f"{e.at:%Y-%m-%d %H:%M:%S}",
-            e.event.value,
-            e.by,
-            e.tool_id or "",
-            e.lot_id or "",
-            e.step or "",
-            f"{e.amount:+,}" if e.amount else "",
-            f"{e.count_after:,}",
-            e.reason or "",
+            f"{datetime.fromisoformat(e['at']):%Y-%m-%d %H:%M:%S}",
+            e["event"],
+            e["by"],
+            e["tool"] or "",
+            e["lot"] or "",
+            e["step"] or "",
+            f"{e['amount']:+,}" if e["amount"] else "",
+            f"{e['count_after']:,}",
+            e["reason"] or "",
         )
     out.print(table)
 
@@ -221,18 +217,22 @@ def show(durable: DurableArg, db: DbOption = None, json: JsonOption = False) -> 
 def list_(
     tool: Annotated[str | None, typer.Option("--tool", help="Only those on this tool.")] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Every durable (or a tool's): kind, tool, count against life, status."""
-
-    async def work() -> list[Durable]:
-        async with open_services(db) as services:
-            return list(await services.durables.list(tool_id=tool))
-
-    found = run(work, as_json=json, db=db)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("GET", "/durables", query=[("tool", tool)] if tool is not None else None),
+        lambda s: s.durables.list(tool_id=tool),
+        lambda found: [durable_dict(d) for d in found],
+    )
     if json:
-        print_json([durable_dict(d) for d in found])
+        print_json(answer)
         return
+    found = [durable_from_dict(d) for d in answer]
     if not found:
         out.print("no durables")
         return

@@ -1,7 +1,8 @@
 """``pkgline material add|thaw|load|unload|show|list|where-used`` and ``pkgline lot
 genealogy``: consumable material lots with their clocks (a track-in interlock:
-:mod:`mes.domain.materials`), and what went into which product lot. Thin: parse, call the
-material service, print."""
+:mod:`mes.domain.materials`), and what went into which product lot. Thin: parse, one call of
+the material service through the pkgline server or directly
+(:func:`pkgline.cli.modes.served`), print its JSON."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mes.domain.materials import KINDS, Material, MaterialEvent, Reached, Source, Use
-from mes.materials import MaterialView
-from pkgline.bootstrap import open_services
+from mes.domain.materials import KINDS, Material
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -21,8 +20,15 @@ from pkgline.cli.common import (
     current_user,
     out,
     print_json,
-    run,
     usage_error,
+)
+from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.interlock_views import (
+    genealogy_dict,
+    material_dict,
+    material_from_dict,
+    material_view_dict,
+    where_used_dict,
 )
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
@@ -52,49 +58,6 @@ def _when(text: str, as_json: bool) -> datetime:
     return at if at.tzinfo else at.astimezone()
 
 
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at else None
-
-
-def material_dict(m: Material) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "kind": m.kind.value,
-        "part_number": m.part_number,
-        "expires_at": m.expires_at.isoformat(),
-        "thaw_minutes": m.thaw_minutes if m.frozen else None,
-        "floor_life_minutes": m.floor_life_minutes,
-        "thawed_at": _iso(m.thawed_at),
-        "usable_from": _iso(m.usable_from),
-        "floor_life_ends": _iso(m.floor_life_ends),
-        "tool": m.tool_id,
-        "loaded_at": _iso(m.loaded_at),
-        "added_by": m.added_by,
-        "added_at": m.added_at.isoformat(),
-    }
-
-
-def _event_dict(e: MaterialEvent) -> dict[str, Any]:
-    return {
-        "seq": e.seq,
-        "event": e.event.value,
-        "at": e.at.isoformat(),
-        "by": e.by,
-        "tool": e.tool_id,
-        "reason": e.reason,
-    }
-
-
-def use_dict(u: Use) -> dict[str, Any]:
-    return {
-        "material": u.material_id,
-        "lot": u.lot_id,
-        "step": u.step,
-        "tool": u.tool_id,
-        "at": u.at.isoformat(),
-    }
-
-
 def _status(m: Material) -> Text:
     from rich.text import Text
 
@@ -104,13 +67,20 @@ def _status(m: Material) -> Text:
     return Text(found[0].removeprefix("material_").replace("_", " "), style="bold yellow")
 
 
-def _done(m: Material, what: str, as_json: bool) -> None:
+def _done(answer: dict[str, Any], what: str, as_json: bool) -> Material:
+    """Print what a change answered (the material lot as it now is); that lot."""
+    m = material_from_dict(answer)
     if as_json:
-        print_json(material_dict(m))
-        return
+        print_json(answer)
+        return m
     from rich.text import Text
 
     out.print(Text.assemble(("✔ ", "green"), f"{m.kind.value} {m.id} {what}"))
+    return m
+
+
+def _path(material: str, action: str = "") -> str:
+    return f"/materials/{segment(material)}" + (f"/{action}" if action else "")
 
 
 @app.command()
@@ -137,6 +107,7 @@ def add(
     ] = None,
     part: Annotated[str | None, typer.Option("--part", help="Supplier part number.")] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -148,35 +119,54 @@ def add(
     def minutes(hours: float | None) -> int | None:
         return None if hours is None else round(hours * 60)
 
-    async def work() -> Material:
-        async with open_services(db) as services:
-            return await services.materials.add(
-                material,
-                kind.strip(),
-                expires_at,
-                who,
-                thaw_minutes=minutes(thaw_hours),
-                floor_life_minutes=minutes(floor_life_hours),
-                part_number=part,
-            )
-
-    _done(run(work, as_json=json, db=db), f"added (expires {expires_at:%Y-%m-%d %H:%M})", json)
+    thaw, floor_life = minutes(thaw_hours), minutes(floor_life_hours)
+    body = {
+        "material": material,
+        "kind": kind.strip(),
+        "expires_at": expires_at.isoformat(),
+        "thaw_minutes": thaw,
+        "floor_life_minutes": floor_life,
+        "part_number": part,
+    }
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", "/materials", body),
+        lambda s: s.materials.add(
+            material,
+            kind.strip(),
+            expires_at,
+            who,
+            thaw_minutes=thaw,
+            floor_life_minutes=floor_life,
+            part_number=part,
+        ),
+        material_dict,
+    )
+    _done(answer, f"added (expires {expires_at:%Y-%m-%d %H:%M})", json)
 
 
 @app.command()
 def thaw(
-    material: MaterialArg, db: DbOption = None, user: UserOption = None, json: JsonOption = False
+    material: MaterialArg,
+    db: DbOption = None,
+    server: ServerOption = None,
+    user: UserOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Out of the freezer now: its thaw time and floor life start."""
     who = current_user(user)
-
-    async def work() -> Material:
-        async with open_services(db) as services:
-            return await services.materials.thaw(material, who)
-
-    found = run(work, as_json=json, db=db)
-    until = found.usable_from
-    _done(found, f"thawing, usable from {until:%Y-%m-%d %H:%M}" if until else "thawed", json)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", _path(material, "thaw"), {}),
+        lambda s: s.materials.thaw(material, who),
+        material_dict,
+    )
+    until = material_from_dict(answer).usable_from
+    _done(answer, f"thawing, usable from {until:%Y-%m-%d %H:%M}" if until else "thawed", json)
 
 
 @app.command()
@@ -184,17 +174,21 @@ def load(
     material: MaterialArg,
     tool: Annotated[str, typer.Option("--tool", help="Tool id.", show_default=False)],
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Load a material lot on a tool of its kind's class (one of a kind per tool)."""
     who = current_user(user)
-
-    async def work() -> Material:
-        async with open_services(db) as services:
-            return await services.materials.load(material, tool, who)
-
-    _done(run(work, as_json=json, db=db), f"loaded on {tool}", json)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", _path(material, "load"), {"tool": tool}),
+        lambda s: s.materials.load(material, tool, who),
+        material_dict,
+    )
+    _done(answer, f"loaded on {tool}", json)
 
 
 @app.command()
@@ -202,40 +196,49 @@ def unload(
     material: MaterialArg,
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Take a material lot off its tool."""
     who = current_user(user)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", _path(material, "unload"), {"reason": reason}),
+        lambda s: s.materials.unload(material, who, reason),
+        material_dict,
+    )
+    _done(answer, "unloaded", json)
 
-    async def work() -> Material:
-        async with open_services(db) as services:
-            return await services.materials.unload(material, who, reason)
 
-    _done(run(work, as_json=json, db=db), "unloaded", json)
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 @app.command()
-def show(material: MaterialArg, db: DbOption = None, json: JsonOption = False) -> None:
+def show(
+    material: MaterialArg,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
     """A material lot: its clocks, its tool, its history and the lots it went into."""
-
-    async def work() -> MaterialView:
-        async with open_services(db) as services:
-            return await services.materials.show(material)
-
-    view = run(work, as_json=json, db=db)
-    m = view.material
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("GET", _path(material)),
+        lambda s: s.materials.show(material),
+        material_view_dict,
+    )
+    if json:
+        print_json(answer)
+        return
+    m = material_from_dict(answer)
     from rich.text import Text
 
-    if json:
-        print_json(
-            {
-                **material_dict(m),
-                "history": [_event_dict(e) for e in view.events],
-                "uses": [use_dict(u) for u in view.uses],
-            }
-        )
-        return
     out.print(Text.assemble((m.id, "bold"), f"  {m.kind.value}  ", _status(m)))
     out.print(f"expires   {m.expires_at:%Y-%m-%d %H:%M}")
     if m.frozen:
@@ -245,28 +248,33 @@ def show(material: MaterialArg, db: DbOption = None, json: JsonOption = False) -
             f"floor life {(m.floor_life_minutes or 0) / 60:g} h"
         )
     out.print(f"tool      {m.tool_id or '(not loaded)'}")
-    for e in view.events:
-        tool = f" {e.tool_id}" if e.tool_id else ""
-        out.print(f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.event.value}{tool} by {e.by}")
-    out.print(f"used in   {', '.join(dict.fromkeys(u.lot_id for u in view.uses)) or '(none)'}")
+    for e in answer["history"]:
+        tool = f" {e['tool']}" if e["tool"] else ""
+        out.print(f"  {_t(e['at']):%Y-%m-%d %H:%M:%S}  {e['event']}{tool} by {e['by']}")
+    used = ", ".join(dict.fromkeys(u["lot"] for u in answer["uses"]))
+    out.print(f"used in   {used or '(none)'}")
 
 
 @app.command("list")
 def list_(
     tool: Annotated[str | None, typer.Option("--tool", help="Only those on this tool.")] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Every material lot (or a tool's): kind, tool, expiry, thaw, status."""
-
-    async def work() -> list[Material]:
-        async with open_services(db) as services:
-            return await services.materials.find(tool_id=tool)
-
-    found = run(work, as_json=json, db=db)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("GET", "/materials", query=[("tool", tool)] if tool is not None else None),
+        lambda s: s.materials.find(tool_id=tool),
+        lambda found: [material_dict(m) for m in found],
+    )
     if json:
-        print_json([material_dict(m) for m in found])
+        print_json(answer)
         return
+    found = [material_from_dict(m) for m in answer]
     if not found:
         out.print("no material lots")
         return
@@ -287,51 +295,54 @@ def list_(
     out.print(table)
 
 
-def _reached_dict(r: Reached) -> dict[str, Any]:
-    return {"lot": r.lot_id, "since": r.since.isoformat(), "via": list(r.via)}
-
-
 @app.command("where-used")
-def where_used(material: MaterialArg, db: DbOption = None, json: JsonOption = False) -> None:
+def where_used(
+    material: MaterialArg,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
     """Which product lots got this material lot (a recall): those it went into at a step,
     and through splits and merges after that, those their units went on in."""
-
-    async def work() -> list[Reached]:
-        async with open_services(db) as services:
-            return await services.materials.where_used(material)
-
-    found = run(work, as_json=json, db=db)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("GET", _path(material, "where-used")),
+        lambda s: s.materials.where_used(material),
+        lambda found: where_used_dict(material, found),
+    )
     if json:
-        print_json({"material": material, "lots": [_reached_dict(r) for r in found]})
+        print_json(answer)
         return
-    if not found:
+    if not answer["lots"]:
         out.print(f"material lot {material} went into no product lot")
         return
-    for r in found:
-        how = "used at a step" if len(r.via) == 1 else "through " + " -> ".join(r.via)
-        out.print(f"{r.lot_id:<20} since {r.since:%Y-%m-%d %H:%M:%S}  {how}")
-
-
-def _source_dict(s: Source) -> dict[str, Any]:
-    return {**use_dict(s.use), "via": list(s.via)}
+    for r in answer["lots"]:
+        how = "used at a step" if len(r["via"]) == 1 else "through " + " -> ".join(r["via"])
+        out.print(f"{r['lot']:<20} since {_t(r['since']):%Y-%m-%d %H:%M:%S}  {how}")
 
 
 def genealogy(
     lot: Annotated[str, typer.Argument(help="Lot id.", show_default=False)],
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """What went into a lot: every material lot, at which step and tool, its own or through
     the lot it was split from and the lots merged into it."""
-
-    async def work() -> list[Source]:
-        async with open_services(db) as services:
-            return await services.materials.genealogy(lot)
-
-    found = run(work, as_json=json, db=db)
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("GET", f"/lots/{segment(lot)}/genealogy"),
+        lambda s: s.materials.genealogy(lot),
+        lambda found: genealogy_dict(lot, found),
+    )
     if json:
-        print_json({"lot": lot, "materials": [_source_dict(s) for s in found]})
+        print_json(answer)
         return
+    found = answer["materials"]
     if not found:
         out.print(f"no material lot recorded for lot {lot}")
         return
@@ -342,12 +353,12 @@ def genealogy(
         table.add_column(column)
     for s in found:
         table.add_row(
-            s.use.material_id,
-            s.use.step,
-            s.use.tool_id,
-            f"{s.use.at:%Y-%m-%d %H:%M:%S}",
-            s.use.lot_id,
-            " -> ".join(s.via),
+            s["material"],
+            s["step"],
+            s["tool"],
+            f"{_t(s['at']):%Y-%m-%d %H:%M:%S}",
+            s["lot"],
+            " -> ".join(s["via"]),
         )
     out.print(table)
 

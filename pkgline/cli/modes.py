@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -22,6 +22,11 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.remote import Server, ServerUrlError, Unreachable, choose, request
+
+if TYPE_CHECKING:
+    from pkgline.bootstrap import Services
+
+T = TypeVar("T")
 
 ServerOption = Annotated[
     str | None,
@@ -135,8 +140,30 @@ def either(
     return run(direct, as_json=as_json, db=db)
 
 
+def served(
+    db: str | None,
+    server: str | None,
+    as_json: bool,
+    remote: Remote,
+    call: Callable[[Services], Awaitable[T]],
+    shape: Callable[[T], Any],
+) -> Any:
+    """:func:`either` for a command that is one call of a service: through the server
+    (``remote``), or directly: the services opened on ``db`` for the OS account, ``call``
+    made and its answer turned into the route's JSON by ``shape`` (the same function the
+    route uses, so that the two cannot differ)."""
+
+    async def direct() -> Any:
+        from pkgline.bootstrap import open_services
+
+        async with open_services(db) as services:
+            return shape(await call(services))
+
+    return either(db, server, as_json, direct, remote)
+
+
 def segment(text: str) -> str:
-    """A name (a lot id, a flow) as one path segment of a route."""
+    """An id as one path segment of a route."""
     from urllib.parse import quote
 
     return quote(text, safe="")

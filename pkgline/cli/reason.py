@@ -1,6 +1,7 @@
 """``pkgline reason add|list|retire``: quality's catalogues of hold and scrap reason codes
-(:mod:`mes.domain.reasons`), named by ``lot hold|scrap --code``. Thin: parse, call the
-reason service, print."""
+(:mod:`mes.domain.reasons`), named by ``lot hold|scrap --code``. Thin: parse, one call of the
+reason service through the pkgline server or directly (:func:`pkgline.cli.modes.served`),
+print its JSON."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from mes.domain.reasons import ReasonCode, ReasonKind
-from pkgline.bootstrap import open_services
+from mes.domain.reasons import ReasonKind
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -19,9 +19,10 @@ from pkgline.cli.common import (
     current_user,
     out,
     print_json,
-    run,
     usage_error,
 )
+from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.interlock_views import reason_dict
 
 app = typer.Typer(
     help="Hold and scrap reason codes, kept by quality: add, list, retire.",
@@ -29,21 +30,6 @@ app = typer.Typer(
 )
 
 CodeArg = Annotated[str, typer.Argument(help="Reason code (capitals).", show_default=False)]
-
-
-def reason_dict(r: ReasonCode) -> dict[str, Any]:
-    return {
-        "code": r.code,
-        "kind": r.kind.value,
-        "text": r.text,
-        "release_by": sorted(role.value for role in r.release_roles),
-        "active": r.active,
-        "added_by": r.added_by,
-        "added_at": r.added_at.isoformat(),
-        "retired_by": r.retired_by,
-        "retired_at": r.retired_at.isoformat() if r.retired_at else None,
-        "retired_reason": r.retired_reason,
-    }
 
 
 @app.command()
@@ -59,23 +45,29 @@ def add(
         ),
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Add a reason code to the hold or scrap catalogue."""
     who = current_user(user)
+    body = {"code": code, "kind": kind.strip(), "text": text, "release_by": release_by or []}
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", "/reasons", body),
+        lambda s: s.reasons.add(code, kind.strip(), text, who, release_roles=release_by or ()),
+        reason_dict,
+    )
+    _done(answer, "added", json)
 
-    async def work() -> ReasonCode:
-        async with open_services(db) as services:
-            return await services.reasons.add(
-                code, kind.strip(), text, who, release_roles=release_by or ()
-            )
 
-    found = run(work, as_json=json, db=db)
-    if json:
-        print_json(reason_dict(found))
+def _done(answer: dict[str, Any], what: str, as_json: bool) -> None:
+    if as_json:
+        print_json(answer)
         return
-    out.print(Text.assemble(("✔ ", "green"), f"{found.kind.value} code {found.code} added"))
+    out.print(Text.assemble(("✔ ", "green"), f"{answer['kind']} code {answer['code']} {what}"))
 
 
 @app.command("list")
@@ -83,6 +75,7 @@ def list_(
     kind: Annotated[str | None, typer.Option("--kind", help="hold or scrap.")] = None,
     retired: Annotated[bool, typer.Option("--retired", help="Retired codes too.")] = False,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """The catalogues: code, kind, text, who may release."""
@@ -93,13 +86,19 @@ def list_(
         except ValueError:
             usage_error(f"--kind {kind!r}: expected hold or scrap", as_json=json)
 
-    async def work() -> list[ReasonCode]:
-        async with open_services(db) as services:
-            return await services.reasons.find(kind=wanted, retired=retired)
-
-    found = run(work, as_json=json, db=db)
+    query = [("kind", wanted.value)] if wanted is not None else []
+    if retired:
+        query.append(("retired", "true"))
+    found = served(
+        db,
+        server,
+        json,
+        Remote("GET", "/reasons", query=query or None),
+        lambda s: s.reasons.find(kind=wanted, retired=retired),
+        lambda codes: [reason_dict(r) for r in codes],
+    )
     if json:
-        print_json([reason_dict(r) for r in found])
+        print_json(found)
         return
     if not found:
         out.print("no reason codes")
@@ -109,11 +108,11 @@ def list_(
         table.add_column(column)
     for r in found:
         table.add_row(
-            r.code,
-            r.kind.value,
-            r.text,
-            ", ".join(sorted(role.value for role in r.release_roles)),
-            "active" if r.active else Text("retired", style="yellow"),
+            r["code"],
+            r["kind"],
+            r["text"],
+            ", ".join(r["release_by"]),
+            "active" if r["active"] else Text("retired", style="yellow"),
         )
     out.print(table)
 
@@ -123,6 +122,7 @@ def retire(
     code: CodeArg,
     reason: Annotated[str, typer.Option("--reason", help="Why it is retired.")] = "",
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -130,13 +130,12 @@ def retire(
     if not reason.strip():
         usage_error("--reason must say why the code is retired", as_json=json)
     who = current_user(user)
-
-    async def work() -> ReasonCode:
-        async with open_services(db) as services:
-            return await services.reasons.retire(code, who, reason.strip())
-
-    found = run(work, as_json=json, db=db)
-    if json:
-        print_json(reason_dict(found))
-        return
-    out.print(Text.assemble(("✔ ", "green"), f"{found.kind.value} code {found.code} retired"))
+    answer = served(
+        db,
+        server,
+        json,
+        Remote("POST", f"/reasons/{segment(code)}/retire", {"reason": reason.strip()}),
+        lambda s: s.reasons.retire(code, who, reason.strip()),
+        reason_dict,
+    )
+    _done(answer, "retired", json)

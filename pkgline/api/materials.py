@@ -1,0 +1,112 @@
+"""The material routes (``pkgline material``, ``lot genealogy``): each one call of the material
+service for the request's principal, answering the JSON the CLI's ``--json`` prints
+(:mod:`pkgline.interlock_views`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from mes.domain.authority import Principal
+from mes.materials import MaterialService
+from pkgline.api import bodies as b
+from pkgline.api.auth import answer, principal, state_of
+from pkgline.interlock_views import (
+    genealogy_dict,
+    material_dict,
+    material_view_dict,
+    where_used_dict,
+)
+
+router = APIRouter(tags=["materials"], responses=b.REFUSALS)
+Who = Annotated[Principal, Depends(principal)]
+
+Minutes = Annotated[
+    int | None,
+    Field(None, ge=-1_000_000, le=1_000_000, description="Frozen kinds (default: the kind's)."),
+]
+
+
+class AddMaterialBody(b.Body):
+    material: b.Id
+    kind: b.Name
+    expires_at: Annotated[datetime, Field(description="ISO 8601 with its zone.")]
+    thaw_minutes: Minutes = None
+    floor_life_minutes: Minutes = None
+    part_number: Annotated[str | None, Field(max_length=64)] = None
+
+
+class LoadBody(b.Body):
+    tool: b.Name
+
+
+def _materials(request: Request) -> MaterialService:
+    return state_of(request).services.materials
+
+
+@router.get("/materials", summary="Every material lot, or a tool's (material list)")
+async def list_materials(
+    request: Request, who: Who, tool: Annotated[str | None, Query(max_length=64)] = None
+) -> JSONResponse:
+    found = await _materials(request).find(tool_id=tool, by=who)
+    return answer(request, [material_dict(m) for m in found])
+
+
+@router.get("/materials/{material_id}", summary="A material lot, its history and uses")
+async def show(request: Request, who: Who, material_id: str) -> JSONResponse:
+    view = await _materials(request).show(material_id, by=who)
+    return answer(request, material_view_dict(view))
+
+
+@router.get(
+    "/materials/{material_id}/where-used",
+    summary="The product lots a material lot went into, through splits and merges (a recall)",
+)
+async def where_used(request: Request, who: Who, material_id: str) -> JSONResponse:
+    found = await _materials(request).where_used(material_id, by=who)
+    return answer(request, where_used_dict(material_id, found))
+
+
+@router.get("/lots/{lot_id}/genealogy", summary="The material lots that went into a lot")
+async def genealogy(request: Request, who: Who, lot_id: str) -> JSONResponse:
+    found = await _materials(request).genealogy(lot_id, by=who)
+    return answer(request, genealogy_dict(lot_id, found))
+
+
+@router.post("/materials", status_code=201, summary="Add a material lot (material add)")
+async def add(request: Request, who: Who, body: AddMaterialBody) -> JSONResponse:
+    found = await _materials(request).add(
+        body.material,
+        body.kind.strip(),
+        body.expires_at,
+        who.name,
+        thaw_minutes=body.thaw_minutes,
+        floor_life_minutes=body.floor_life_minutes,
+        part_number=body.part_number,
+        by=who,
+    )
+    return answer(request, material_dict(found), 201)
+
+
+@router.post("/materials/{material_id}/thaw", summary="Out of the freezer now (material thaw)")
+async def thaw(
+    request: Request, who: Who, material_id: str, body: b.Body | None = None
+) -> JSONResponse:
+    found = await _materials(request).thaw(material_id, who.name, by=who)
+    return answer(request, material_dict(found))
+
+
+@router.post("/materials/{material_id}/load", summary="Load a material lot on a tool")
+async def load(request: Request, who: Who, material_id: str, body: LoadBody) -> JSONResponse:
+    found = await _materials(request).load(material_id, body.tool, who.name, by=who)
+    return answer(request, material_dict(found))
+
+
+@router.post("/materials/{material_id}/unload", summary="Take a material lot off its tool")
+async def unload(request: Request, who: Who, material_id: str, body: b.ReasonBody) -> JSONResponse:
+    found = await _materials(request).unload(material_id, who.name, body.reason, by=who)
+    return answer(request, material_dict(found))

@@ -1,0 +1,255 @@
+"""What the interlocks' records look like to their readers: the JSON of durables, material
+lots (with their genealogy and recalls), reason codes and SPC charts (a contract: scripts
+read it), made here for the CLI (``pkgline durable|material|reason|spc``, ``--json``) and the
+server's routes alike, so that the two cannot drift (docs/api.md).
+
+``durable_from_dict`` and ``material_from_dict`` read a durable or material lot back from its
+JSON: the CLI prints a person's view from the same JSON whichever way it got it (through the
+server or directly), with the domain's own wording (``Durable.text``, ``Material.problem``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from mes.domain.durables import Durable, DurableEvent, DurableKind
+from mes.domain.materials import Material, MaterialEvent, MaterialKind, Reached, Source, Use
+from mes.domain.reasons import ReasonCode
+from mes.domain.spc import RULES, Chart
+
+if TYPE_CHECKING:
+    from mes.domain.interlocks import Qualification
+    from mes.durables import DurableView
+    from mes.materials import MaterialView
+    from mes.spc import ChartView
+
+Json = dict[str, Any]
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _at(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+
+def _when(text: Any) -> datetime:
+    return datetime.fromisoformat(str(text))
+
+
+# -- durables ------------------------------------------------------------------------------
+
+
+def durable_dict(d: Durable) -> Json:
+    return {
+        "id": d.id,
+        "kind": d.kind.value,
+        "unit": d.unit,
+        "count": d.count,
+        "life": d.life,
+        "warn_fraction": d.warn_fraction,
+        "warn_at": d.warn_at,
+        "warned": d.warned,
+        "spent": d.spent,
+        "tool": d.tool_id,
+        "mounted_at": _iso(d.mounted_at),
+        "added_by": d.added_by,
+        "added_at": d.added_at.isoformat(),
+        "description": d.description,
+    }
+
+
+def durable_from_dict(data: Json) -> Durable:
+    """The durable :func:`durable_dict` was made from."""
+    return Durable(
+        id=data["id"],
+        kind=DurableKind(data["kind"]),
+        life=int(data["life"]),
+        warn_fraction=float(data["warn_fraction"]),
+        count=int(data["count"]),
+        added_by=data["added_by"],
+        added_at=_when(data["added_at"]),
+        tool_id=data["tool"],
+        mounted_at=_at(data["mounted_at"]),
+        description=data["description"],
+    )
+
+
+def durable_event_dict(e: DurableEvent) -> Json:
+    return {
+        "seq": e.seq,
+        "event": e.event.value,
+        "at": e.at.isoformat(),
+        "by": e.by,
+        "tool": e.tool_id,
+        "lot": e.lot_id,
+        "step": e.step,
+        "job": e.job_id,
+        "amount": e.amount,
+        "count_after": e.count_after,
+        "reason": e.reason,
+    }
+
+
+def durable_view_dict(view: DurableView) -> Json:
+    """``durable show``: the durable, the lots it served, its history."""
+    return {
+        **durable_dict(view.durable),
+        "lots": view.lots,
+        "history": [durable_event_dict(e) for e in view.events],
+    }
+
+
+# -- material lots -------------------------------------------------------------------------
+
+
+def material_dict(m: Material) -> Json:
+    return {
+        "id": m.id,
+        "kind": m.kind.value,
+        "part_number": m.part_number,
+        "expires_at": m.expires_at.isoformat(),
+        "thaw_minutes": m.thaw_minutes if m.frozen else None,
+        "floor_life_minutes": m.floor_life_minutes,
+        "thawed_at": _iso(m.thawed_at),
+        "usable_from": _iso(m.usable_from),
+        "floor_life_ends": _iso(m.floor_life_ends),
+        "tool": m.tool_id,
+        "loaded_at": _iso(m.loaded_at),
+        "added_by": m.added_by,
+        "added_at": m.added_at.isoformat(),
+    }
+
+
+def material_from_dict(data: Json) -> Material:
+    """The material lot :func:`material_dict` was made from (a kind that is not frozen has no
+    thaw time: 0)."""
+    return Material(
+        id=data["id"],
+        kind=MaterialKind(data["kind"]),
+        expires_at=_when(data["expires_at"]),
+        added_by=data["added_by"],
+        added_at=_when(data["added_at"]),
+        thaw_minutes=int(data["thaw_minutes"] or 0),
+        floor_life_minutes=data["floor_life_minutes"],
+        thawed_at=_at(data["thawed_at"]),
+        tool_id=data["tool"],
+        loaded_at=_at(data["loaded_at"]),
+        part_number=data["part_number"],
+    )
+
+
+def material_event_dict(e: MaterialEvent) -> Json:
+    return {
+        "seq": e.seq,
+        "event": e.event.value,
+        "at": e.at.isoformat(),
+        "by": e.by,
+        "tool": e.tool_id,
+        "reason": e.reason,
+    }
+
+
+def use_dict(u: Use) -> Json:
+    return {
+        "material": u.material_id,
+        "lot": u.lot_id,
+        "step": u.step,
+        "tool": u.tool_id,
+        "at": u.at.isoformat(),
+    }
+
+
+def material_view_dict(view: MaterialView) -> Json:
+    """``material show``: the material lot, its history and the product lots it went into."""
+    return {
+        **material_dict(view.material),
+        "history": [material_event_dict(e) for e in view.events],
+        "uses": [use_dict(u) for u in view.uses],
+    }
+
+
+def where_used_dict(material_id: str, found: list[Reached]) -> Json:
+    """``material where-used`` (a recall)."""
+    return {
+        "material": material_id,
+        "lots": [
+            {"lot": r.lot_id, "since": r.since.isoformat(), "via": list(r.via)} for r in found
+        ],
+    }
+
+
+def genealogy_dict(lot_id: str, found: list[Source]) -> Json:
+    """``lot genealogy``: what went into a lot."""
+    return {
+        "lot": lot_id,
+        "materials": [{**use_dict(s.use), "via": list(s.via)} for s in found],
+    }
+
+
+# -- reason codes --------------------------------------------------------------------------
+
+
+def reason_dict(r: ReasonCode) -> Json:
+    return {
+        "code": r.code,
+        "kind": r.kind.value,
+        "text": r.text,
+        "release_by": sorted(role.value for role in r.release_roles),
+        "active": r.active,
+        "added_by": r.added_by,
+        "added_at": r.added_at.isoformat(),
+        "retired_by": r.retired_by,
+        "retired_at": _iso(r.retired_at),
+        "retired_reason": r.retired_reason,
+    }
+
+
+# -- SPC -----------------------------------------------------------------------------------
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def chart_dict(c: Chart) -> Json:
+    return {
+        "step": c.step,
+        "value": c.value,
+        "tool": c.tool_id,
+        "center": c.center,
+        "sigma": c.sigma,
+        "ucl": c.ucl,
+        "lcl": c.lcl,
+        "limits_source": c.limits_source,
+        "baseline": c.baseline_n,
+        "rules": list(c.rules),
+        "inhibit": c.inhibit,
+        "set_by": c.set_by,
+        "set_at": c.set_at.isoformat(),
+    }
+
+
+def chart_view_dict(v: ChartView) -> Json:
+    """One chart of ``spc show``: its points, violations and capability."""
+    return {
+        **chart_dict(v.chart),
+        "points": [
+            {"lot": p.lot_id, "at": p.at.isoformat(), "x": p.x, "rules": list(p.rules)}
+            for p in v.points
+        ],
+        "violations": [
+            {"rule": x.rule, "text": RULES[x.rule], "points": list(x.points)} for x in v.violations
+        ],
+        "spec_lower": v.spec_lower,
+        "spec_upper": v.spec_upper,
+        "cpk": _num(v.cpk),
+        "ppk": _num(v.ppk),
+    }
+
+
+def cleared_dict(q: Qualification) -> Json:
+    """``spc clear``: the tool qualified for the step again."""
+    return {"tool": q.tool_id, "step": q.step, "qualified": True, "reason": q.reason}
