@@ -38,7 +38,7 @@ from mes.adapters.migrate import upgrade
 from mes.domain.model import LotState
 from mes.ports import LotQuery
 from pkgline.bootstrap import open_services
-from pkgline.cli.line import read_status
+from pkgline.line_views import read_status
 
 ACTIVE = 200
 GOAL = 2.0

@@ -18,7 +18,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from mes.domain.authority import Action, AuthMethod, Context, Principal, Role, effective_action
+from mes.domain.authority import (
+    Action,
+    AuthMethod,
+    Context,
+    NotAuthorized,
+    Principal,
+    Role,
+    effective_action,
+)
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import (
     ApiKey,
@@ -98,6 +106,10 @@ class IdentityService:
         self._clock = clock
         self._dummy_hash: str | None = None
         self._guard = Guard(None, self, clock)
+        self.generation = 0
+        """Counts the changes of users' roles and of their being disabled made through this
+        service: what a caller keeps of a user (the server's principals) is stale once it
+        moves."""
 
     # -- authority ---------------------------------------------------------------------------
 
@@ -180,6 +192,14 @@ class IdentityService:
         if added & removed:
             both = ", ".join(sorted(r.value for r in added & removed))
             raise InvalidInput(f"role {both} is both added and removed")
+        try:
+            return await self._change_roles(by, username, added, removed)
+        finally:
+            self.generation += 1
+
+    async def _change_roles(
+        self, by: Principal, username: str, added: frozenset[Role], removed: frozenset[Role]
+    ) -> User:
         async with self._store.transaction() as tx:
             user = await _existing(tx, username)
             roles = (user.roles | added) - removed
@@ -203,15 +223,18 @@ class IdentityService:
         self, by: Principal, username: str, disabled: bool, reason: str | None = None
     ) -> User:
         await self.authorize(by, Action.USERS)
-        async with self._store.transaction() as tx:
-            user = await _existing(tx, username)
-            if user.disabled == disabled:
-                return user
-            changed = replace(user, disabled=disabled, updated_at=self._clock())
-            await tx.update_user(changed)
-            kind = EventKind.USER_DISABLED if disabled else EventKind.USER_ENABLED
-            await tx.add_event(self._event(by, kind, username, reason=reason))
-            return changed
+        try:
+            async with self._store.transaction() as tx:
+                user = await _existing(tx, username)
+                if user.disabled == disabled:
+                    return user
+                changed = replace(user, disabled=disabled, updated_at=self._clock())
+                await tx.update_user(changed)
+                kind = EventKind.USER_DISABLED if disabled else EventKind.USER_ENABLED
+                await tx.add_event(self._event(by, kind, username, reason=reason))
+                return changed
+        finally:
+            self.generation += 1
 
     async def set_password(self, by: Principal, username: str, password: str) -> User:
         """Set a person's password (an admin's reset, or a new one); unlocks the account."""
@@ -283,9 +306,23 @@ class IdentityService:
             )
         return Signer(username, user.full_name, user.roles, SignatureMethod.PASSWORD)
 
-    async def change_own_password(self, username: str, current: str, new: str) -> User:
+    async def change_own_password(
+        self, username: str, current: str, new: str, *, by: Principal | None = None
+    ) -> User:
         """A person changes their own password, proving the current one (a wrong one counts
-        towards the lockout). Only a password the person set themselves signs."""
+        towards the lockout). Only a password the person set themselves signs. ``by``: who
+        asks (the server's principal): only ``username`` themselves may; anyone else is
+        refused, recorded, before the password is looked at (an admin sets it instead:
+        :meth:`set_password`)."""
+        if by is not None and by.name != username:
+            refusal = NotAuthorized(
+                f"{by.name} may not change the password of {username} as their own: only "
+                f"{username} may (an admin sets another's with user passwd)",
+                needed=(),
+                action=Action.USERS,
+            )
+            await self._guard.refused(by, refusal)
+            raise refusal
         check_password(new)
         user = await self._attempt(
             username, current, failed=EventKind.LOGIN_FAILED, succeeded=None, purpose="passwd"

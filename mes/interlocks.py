@@ -7,16 +7,19 @@ each comes from.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from flows import Flow, FlowLibrary
 from mes.domain import interlocks as rules
+from mes.domain.authority import Action, Principal
 from mes.domain.commands import TrackIn
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot
+from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -76,20 +79,43 @@ def qualify_registered(
 
 
 class QualificationService:
-    """Engineering's qualification table: which tool may run which step."""
+    """Engineering's qualification table: which tool may run which step. Changes need the
+    ``qualify`` row of the roles table (technician, engineer), reads ``read``; a refusal is
+    recorded in the security log (:mod:`mes.guard`)."""
 
     def __init__(
-        self, uow: UnitOfWorkFactory, flows: FlowLibrary, clock: Callable[[], datetime]
+        self,
+        uow: UnitOfWorkFactory,
+        flows: FlowLibrary,
+        clock: Callable[[], datetime],
+        *,
+        principal: Principal | None = None,
+        security: SecurityLog | None = None,
     ) -> None:
         self._uow = uow
         self._flows = flows
         self._clock = clock
+        self._guard = Guard(principal, security, clock)
+
+    def acting_as(self, principal: Principal) -> QualificationService:
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other
 
     async def set(
-        self, tool_id: str, step: str, qualified: bool, user: str, reason: str | None = None
+        self,
+        tool_id: str,
+        step: str,
+        qualified: bool,
+        user: str,
+        reason: str | None = None,
+        *,
+        by: Principal | None = None,
     ) -> Qualification:
         """Qualify (or disqualify) ``tool_id`` for ``step``. Refused, changing nothing, for
-        a tool that does not exist or a step its equipment class does not run."""
+        a principal without the role, a tool that does not exist or a step its equipment
+        class does not run."""
+        await self._guard.allow(by, Action.QUALIFY)
 
         def work() -> Work[Qualification]:
             tool = (yield from get_tools([tool_id])).get(tool_id)
@@ -120,8 +146,9 @@ class QualificationService:
         return await self._uow.write(work())
 
     async def list(
-        self, *, tool_id: str | None = None, step: str | None = None
+        self, *, tool_id: str | None = None, step: str | None = None, by: Principal | None = None
     ) -> list[Qualification]:
+        await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
                 raise UnknownTool(f"there is no tool {tool_id}")

@@ -185,7 +185,7 @@ def services_for(
             verifier=_Signers(engine),
         ),
         EquipmentService(factory, principal=principal, security=log),
-        QualificationService(factory, flow_library(), utc_now),
+        QualificationService(factory, flow_library(), utc_now, principal=principal, security=log),
         DurableService(factory, utc_now, principal=principal, security=log),
         MaterialService(factory, utc_now, principal=principal, security=log),
         ReasonService(factory, utc_now, principal=principal, security=log),

@@ -1,22 +1,26 @@
 """What a tool looks like to its readers: the JSON of a tool, its time in state, its state
-changes and alarm resets (a contract: scripts read it), and which line controllers run, for
-the CLI (``pkgline tool``, ``line status``) and the server alike."""
+changes, alarm resets and qualifications (a contract: scripts read it), which line
+controllers run, and the answers of ``tool list|show|manual|auto`` built from the equipment
+service, for the CLI (``pkgline tool``, ``line status``, direct mode) and the server alike: one
+builder each, so the two cannot drift."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mes.domain.equipment import (
     E10_STATES,
     ControllerRecord,
+    DispatchMode,
     E10Change,
     ResetRequest,
     StateTimes,
     ToolRecord,
 )
 from mes.domain.errors import UnknownTool
+from mes.domain.interlocks import Qualification
 from mes.equipment import EquipmentService
 from pkgline.controller import HEARTBEAT_S
 
@@ -145,3 +149,62 @@ async def known_tool(equipment: EquipmentService, tool_id: str) -> ToolRecord:
             f"there is no tool {tool_id}" + ("" if known else " (no tool is registered yet)"),
             allowed=known,
         ) from None
+
+
+def qualification_dict(q: Qualification) -> dict[str, Any]:
+    """A tool's qualification for a step as JSON (a contract: scripts read it)."""
+    return {
+        "tool": q.tool_id,
+        "step": q.step,
+        "qualified": q.qualified,
+        "by": q.by,
+        "at": q.at.isoformat(),
+        "reason": q.reason,
+    }
+
+
+SHOW_RESETS = 10
+"""``tool show`` lists this many of the tool's latest alarm resets."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def tools_answer(equipment: EquipmentService, line: str | None) -> list[dict[str, Any]]:
+    """``tool list --json``, ``GET /tools``."""
+    records = await equipment.tools(line)
+    now = _now()
+    alive = await lines_running(equipment, now)
+    return [tool_dict(r, now, r.line in alive) for r in records]
+
+
+async def tool_show_answer(
+    equipment: EquipmentService, tool_id: str, span: timedelta, changes: int
+) -> dict[str, Any]:
+    """``tool show --json``, ``GET /tools/{tool}``: the tool, its time in each E10 state over
+    ``span``, its last ``changes`` state changes and its latest alarm resets."""
+    record = await known_tool(equipment, tool_id)
+    end = _now()
+    times = await equipment.state_times(tool_id, end - span, end)
+    found = await equipment.changes(tool_id, end - span, end)
+    resets = await equipment.resets(tool_id, SHOW_RESETS)
+    alive = record.line in await lines_running(equipment, end)
+    recent = found[-changes:] if changes else []
+    return {
+        **tool_dict(record, times.end, alive),
+        "window": state_times_dict(times),
+        "changes_in_window": sum(1 for c in found if c.at >= times.start),
+        "changes": [change_dict(c) for c in recent],
+        "resets": [reset_dict(r) for r in resets],
+    }
+
+
+async def dispatch_answer(
+    equipment: EquipmentService, tool_id: str, mode: DispatchMode, user: str, reason: str | None
+) -> dict[str, Any]:
+    """``tool manual|auto --json``, ``POST /tools/{tool}/manual|auto``: the tool as it now is."""
+    await known_tool(equipment, tool_id)
+    record = await equipment.set_dispatch(tool_id, mode, user, reason)
+    now = _now()
+    return tool_dict(record, now, record.line in await lines_running(equipment, now))

@@ -98,6 +98,9 @@ class Action(StrEnum):
     TOOL_RESET = "tool_reset"
     """Ask a tool's line controller to reset its alarm (``pkgline tool reset``), or withdraw
     the request."""
+    QUALIFY = "qualify"
+    """Qualify or disqualify a tool for a step (``pkgline tool qualify|disqualify``): the
+    people who look after the tools and the process, as for a tool's dispatch."""
     TOOL_REPORT = "tool_report"
     """Register tools, report their states, heartbeat (the line controller)."""
     USERS = "users"
@@ -151,6 +154,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.JOB: frozenset({_C}),
     Action.TOOL_MODE: frozenset({_T, _E, _C}),
     Action.TOOL_RESET: frozenset({_O, _T, _E}),
+    Action.QUALIFY: frozenset({_T, _E}),
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
     Action.DURABLES: frozenset({_T, _E}),

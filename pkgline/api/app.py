@@ -3,16 +3,18 @@ services that :mod:`pkgline.api.server` (or a test) opened."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pkgline import __version__
 from pkgline.api import (
     durables,
     errors,
     flows,
+    line,
     lots,
     maps,
     materials,
@@ -20,6 +22,7 @@ from pkgline.api import (
     session,
     spc,
     tools,
+    users,
 )
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
@@ -38,7 +41,7 @@ the claim and what is allowed."""
 
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The ASGI application serving ``state`` (wrapped in the body limit)."""
-    return DeclaredBodyLimit(build_app(state, max_body_bytes), max_body_bytes)
+    return DeclaredBodyLimit(ServerTiming(build_app(state, max_body_bytes)), max_body_bytes)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -68,6 +71,8 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     app.include_router(materials.router)
     app.include_router(reasons.router)
     app.include_router(spc.router)
+    app.include_router(line.router)
+    app.include_router(users.router)
     station.install(app)  # the operator station's pages (docs/station.md)
 
     @app.get("/health", tags=["server"], summary="The server answers (no credentials needed)")
@@ -93,3 +98,28 @@ class DeclaredBodyLimit:
                     await too_large()(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+class ServerTiming:
+    """Each answer says how long the server took to start it: ``Server-Timing: app;dur=MS``
+    (from the request's arrival to its headers; for an event stream, to its opening). What
+    bench/station.py reads as server time; browsers show it in their developer tools."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - start) * 1000.0
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={ms:.2f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed)

@@ -13,13 +13,15 @@ passed to the service layer as ``by=`` (docs/api.md, docs/security.md).
 from __future__ import annotations
 
 import pwd
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mes.adapters.outbox import OutboxSignal
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused
 from mes.identity import API_KEY_PREFIX, IdentityService
@@ -27,6 +29,35 @@ from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_t
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.api.peer import PEER_KEY, PeerCredentials
 from pkgline.bootstrap import Services
+
+PRINCIPAL_TTL_S = 1.0
+"""How long the server keeps the principal of a local OS account it looked up: a role change
+or a disabled account takes effect within this long (docs/security.md). Refusals are never
+kept: each is looked up, and recorded, again."""
+
+
+class PrincipalCache:
+    """OS accounts' principals, kept ``ttl_s`` (every request on the Unix socket looked its user
+    up in the database: a third of the server's time per lot move)."""
+
+    def __init__(self, ttl_s: float = PRINCIPAL_TTL_S, limit: int = 1024):
+        self._ttl_s = ttl_s
+        self._limit = limit
+        self._kept: dict[str, tuple[Principal, float, int]] = {}
+
+    def get(self, account: str, generation: int) -> Principal | None:
+        """The principal kept for ``account``, unless older than the TTL or than the identity
+        service's ``generation`` (a user changed through this server since)."""
+        kept = self._kept.get(account)
+        if kept is None or kept[1] <= time.monotonic() or kept[2] != generation:
+            return None
+        return kept[0]
+
+    def put(self, account: str, found: Principal, generation: int) -> None:
+        """Keep ``found``, looked up when the identity service was at ``generation``."""
+        if len(self._kept) >= self._limit:
+            self._kept.clear()
+        self._kept[account] = (found, time.monotonic() + self._ttl_s, generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +70,10 @@ class ApiState:
     sessions: SessionService
     engine: AsyncEngine
     """For ``audit verify``, which reads the whole history in one snapshot."""
+    commits: OutboxSignal | None = None
+    """Told when lot changes commit: this server's own, and on PostgreSQL any process's
+    (NOTIFY); the station's line streams wake on it."""
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
 
 
 def state_of(request: Request) -> ApiState:
@@ -84,7 +119,12 @@ async def principal(request: Request, response: Response) -> Principal:
                 f"uid {peer.uid}", AuthMethod.OS_ACCOUNT, "no OS account of that uid"
             )
             raise LoginRefused(f"uid {peer.uid} has no OS account name; nothing was changed")
-        found = await state.identity.os_account(account)
+        generation = state.identity.generation
+        kept = state.principals.get(account, generation)
+        if kept is None:
+            kept = await state.identity.os_account(account)
+            state.principals.put(account, kept, generation)
+        found = kept
     said = f"{found.name} ({found.method.value})"
     response.headers[PRINCIPAL_HEADER] = said
     request.state.principal = said  # for a refusal's answer too (pkgline.api.errors)

@@ -241,8 +241,11 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
         (400, "The body is not JSON."),
         (401, "No credentials, or refused ones."),
         (403, "The principal lacks the role (recorded as a security event)."),
-        (404, "No such lot, tool, durable, material lot or reason code."),
-        (409, "The lot's state or the line refuses it now, or another writer came first."),
+        (404, "No such lot, tool, user, durable, material lot or reason code."),
+        (
+            409,
+            "The lot's or tool's state or the line refuses it now, or another writer came first.",
+        ),
         (413, "The body is larger than the server reads."),
         (422, "A value is invalid, a field unknown, or a type wrong."),
         (503, "The database is unavailable."),

@@ -19,8 +19,10 @@ from typing import Any
 
 import structlog
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts, create_engine
+from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts, create_engine, is_sqlite
+from mes.adapters.outbox import OutboxSignal, RelaySession
 from mes.adapters.schema import require_current_schema
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.signatures import SignaturePolicy
@@ -58,8 +60,8 @@ async def open_state(
     signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[ApiState]:
     """The services the server shares between requests, on the database at ``url``
-    (``passwords``: the hashing, argon2id by default; ``signatures``: how many sign each
-    signed operation, line.toml ``[signatures]``, default one each)."""
+    (``passwords``: the hashing, argon2id by default; ``signatures``: how many people sign
+    each signed operation, line.toml ``[signatures]``, one each by default)."""
     from mes.adapters.passwords import Argon2Passwords
     from mes.adapters.sql_identity import SqlIdentityStore
     from mes.adapters.sql_sessions import SqlSessionStore
@@ -69,11 +71,40 @@ async def open_state(
         await require_current_schema(engine)
         identity = IdentityService(SqlIdentityStore(engine), passwords or Argon2Passwords())
         sessions = SessionService(identity, SqlSessionStore(engine), lifetime=session_lifetime)
-        services = services_for(engine, NOBODY, signatures=signatures)
+        commits = OutboxSignal()
+        services = services_for(engine, NOBODY, signatures=signatures, outbox=commits)
         await load_versions(services)  # each lot is checked against its own flow version
-        yield ApiState(services, identity, sessions, engine)
+        async with _notified(engine, commits):
+            yield ApiState(services, identity, sessions, engine, commits)
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def _notified(engine: AsyncEngine, commits: OutboxSignal) -> AsyncIterator[None]:
+    """On PostgreSQL, tell ``commits`` of every commit of lot changes in any process (LISTEN
+    on the outbox's channel, on a connection of its own while the server runs); a server
+    that cannot listen still serves (the station's streams poll). Nothing on SQLite."""
+    if is_sqlite(engine):
+        yield
+        return
+    conn = None
+    try:
+        conn = await engine.connect()
+        session = RelaySession(conn, sqlite=False)
+        await session.listen(commits.committed)
+    except Exception as exc:  # the database is down now: the pages poll, as on SQLite
+        log.warning("not listening for commits", error=str(exc))
+        if conn is not None:
+            await conn.close()
+        conn = None
+    try:
+        yield
+    finally:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await session.unlisten()
+            await conn.close()
 
 
 def bind_unix_socket(path: Path, group: str | None = None) -> socket.socket:

@@ -1,48 +1,58 @@
-"""The tool, audit and user routes: each a call of the equipment, audit or identity service
-for the request's principal, answering the JSON of ``pkgline tool``, ``audit verify`` and
-``pkgline user`` (``--json``)."""
+"""The tool and audit routes: each a call of the equipment, qualification or audit service
+for the request's principal, answering the JSON of ``pkgline tool`` and ``audit verify``
+(``--json``), built by the same functions as the CLI's direct mode (:mod:`pkgline.tool_views`,
+:mod:`pkgline.tool_resets`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
 
 from mes.domain.authority import Action, Principal
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import InvalidInput
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
+from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
 from pkgline.tool_views import (
-    change_dict,
-    known_tool,
-    lines_running,
+    dispatch_answer,
     parse_window,
-    reset_dict,
-    state_times_dict,
-    tool_dict,
+    qualification_dict,
+    tool_show_answer,
+    tools_answer,
 )
 
-router = APIRouter(tags=["tools", "audit", "users"], responses=b.REFUSALS)
+router = APIRouter(tags=["tools", "audit"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
 Json = dict[str, Any]
-SHOW_RESETS = 10
+Step = Annotated[str, Field(min_length=1, max_length=64, description="A step code.")]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class ResetBody(b.Body):
+    reason: Annotated[str, Field(min_length=1, max_length=2000, description="Why (recorded).")]
+    wait: Annotated[
+        float,
+        Field(
+            WAIT_S,
+            ge=0.1,
+            le=MAX_WAIT_S,
+            description="Seconds to wait for the outcome; not carried out after that.",
+        ),
+    ] = WAIT_S
+
+
+class QualifyBody(b.Body):
+    step: Step
+    reason: b.Reason = None
 
 
 @router.get("/tools", summary="Every tool (tool list)")
 async def list_tools(
     request: Request, who: Who, line: Annotated[str | None, Query(max_length=64)] = None
 ) -> list[Json]:
-    equipment = state_of(request).services.equipment.acting_as(who)
-    records = await equipment.tools(line)
-    alive = await lines_running(equipment, _now())
-    now = _now()
-    return [tool_dict(r, now, r.line in alive) for r in records]
+    return await tools_answer(state_of(request).services.equipment.acting_as(who), line)
 
 
 @router.get("/tools/{tool_id}", summary="A tool with its time in state (tool show)")
@@ -58,29 +68,14 @@ async def show_tool(
     except ValueError as exc:
         raise InvalidInput(str(exc).replace("--window", "window")) from None
     equipment = state_of(request).services.equipment.acting_as(who)
-    record = await known_tool(equipment, tool_id)
-    end = _now()
-    times = await equipment.state_times(tool_id, end - span, end)
-    found = await equipment.changes(tool_id, end - span, end)
-    resets = await equipment.resets(tool_id, SHOW_RESETS)
-    alive = record.line in await lines_running(equipment, end)
-    recent = found[-changes:] if changes else []
-    return {
-        **tool_dict(record, times.end, alive),
-        "window": state_times_dict(times),
-        "changes_in_window": sum(1 for c in found if c.at >= times.start),
-        "changes": [change_dict(c) for c in recent],
-        "resets": [reset_dict(r) for r in resets],
-    }
+    return await tool_show_answer(equipment, tool_id, span, changes)
 
 
 async def _dispatch(
     request: Request, who: Who, tool_id: str, mode: DispatchMode, reason: str | None
 ) -> Json:
     equipment = state_of(request).services.equipment.acting_as(who)
-    await known_tool(equipment, tool_id)
-    record = await equipment.set_dispatch(tool_id, mode, who.name, reason)
-    return tool_dict(record, _now(), record.line in await lines_running(equipment, _now()))
+    return await dispatch_answer(equipment, tool_id, mode, who.name, reason)
 
 
 @router.post("/tools/{tool_id}/manual", summary="Take a tool out of automatic dispatch")
@@ -93,6 +88,54 @@ async def manual(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -
 @router.post("/tools/{tool_id}/auto", summary="Give a tool back to automatic dispatch")
 async def auto(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -> Json:
     return await _dispatch(request, who, tool_id, DispatchMode.AUTO, body.reason)
+
+
+@router.post(
+    "/tools/{tool_id}/reset",
+    summary="Have a tool's line controller reset its alarm, and wait for the outcome (tool reset)",
+)
+async def reset(request: Request, who: Who, tool_id: str, body: ResetBody) -> Json:
+    """Answers 200 with the request as it ended: ``status`` done, refused (the tool said no),
+    unreachable or expired (not carried out); a client that goes away withdraws it."""
+    if not body.reason.strip():
+        raise InvalidInput("reason: say why the alarm may be cleared")
+    equipment = state_of(request).services.equipment.acting_as(who)
+    return await reset_and_wait(
+        equipment, tool_id, who.name, body.reason.strip(), body.wait, gone=request.is_disconnected
+    )
+
+
+@router.get("/qualifications", summary="Which tool may run which step (tool qualifications)")
+async def qualifications(
+    request: Request,
+    who: Who,
+    tool: Annotated[str | None, Query(max_length=64)] = None,
+    step: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[Json]:
+    service = state_of(request).services.qualifications.acting_as(who)
+    return [qualification_dict(q) for q in await service.list(tool_id=tool, step=step)]
+
+
+async def _qualify(
+    request: Request, who: Who, tool_id: str, step: str, qualified: bool, reason: str | None
+) -> Json:
+    service = state_of(request).services.qualifications.acting_as(who)
+    return qualification_dict(await service.set(tool_id, step.strip(), qualified, who.name, reason))
+
+
+@router.post("/tools/{tool_id}/qualify", summary="Qualify a tool for a step (tool qualify)")
+async def qualify(request: Request, who: Who, tool_id: str, body: QualifyBody) -> Json:
+    return await _qualify(request, who, tool_id, body.step, True, body.reason)
+
+
+@router.post(
+    "/tools/{tool_id}/disqualify", summary="Disqualify a tool for a step (tool disqualify)"
+)
+async def disqualify(request: Request, who: Who, tool_id: str, body: QualifyBody) -> Json:
+    reason = (body.reason or "").strip()
+    if not reason:
+        raise InvalidInput("reason: say why the tool is disqualified")
+    return await _qualify(request, who, tool_id, body.step, False, reason)
 
 
 @router.get("/audit/verify", summary="Check the lot history's hash chain (audit verify)")
@@ -110,14 +153,3 @@ async def audit_verify(
     anchors = [a.lower() for a in anchor or []]
     found: Json = (await verify_history(state.engine, anchors=anchors)).to_dict()
     return found
-
-
-@router.get("/users", summary="Users and their roles (user list)")
-async def list_users(request: Request, who: Who) -> list[Json]:
-    now = _now()
-    return [u.to_dict(now) for u in await state_of(request).identity.users(who)]
-
-
-@router.get("/users/{username}", summary="A user (user show)")
-async def show_user(request: Request, who: Who, username: str) -> Json:
-    return (await state_of(request).identity.user(who, username)).to_dict(_now())

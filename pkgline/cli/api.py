@@ -63,7 +63,7 @@ def api(
     database: str | None = None
     timeouts = None
     api_config = ApiConfig()
-    signatures: SignaturePolicy | None = None
+    policy = None
     if config is not None:
         try:
             line = load_line_config(config)
@@ -71,7 +71,7 @@ def api(
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(EXIT_USAGE) from None
         api_config, database, timeouts = line.api, line.database, line.database_timeouts
-        signatures = line.signatures.policy()  # the two-person rules apply to the server too
+        policy = line.signatures.policy()
     if socket is not None:
         api_config = api_config.model_copy(update={"socket": socket.absolute()})
     if http_port is not None:
@@ -79,8 +79,9 @@ def api(
 
         api_config = api_config.model_copy(update={"http": LoopbackHttpConfig(port=http_port)})
     configure_logging(log_level)
-    limits = timeouts.timeouts() if timeouts else None
-    code = asyncio.run(_run(api_config, db or database, limits, signatures))
+    code = asyncio.run(
+        _run(api_config, db or database, timeouts.timeouts() if timeouts else None, policy)
+    )
     raise typer.Exit(code)
 
 
@@ -88,7 +89,7 @@ async def _run(
     config: ApiConfig,
     url: str | None,
     timeouts: DatabaseTimeouts | None,
-    signatures: SignaturePolicy | None = None,
+    policy: SignaturePolicy | None = None,
 ) -> int:
     from mes.adapters.database import DEFAULT_TIMEOUTS, display_url
     from mes.adapters.errors import DatabaseUnavailable, classify
@@ -107,7 +108,7 @@ async def _run(
         try:
             lifetime = timedelta(hours=config.session_hours)
             async with open_state(
-                url, timeouts=limits, session_lifetime=lifetime, signatures=signatures
+                url, timeouts=limits, session_lifetime=lifetime, signatures=policy
             ) as state:
                 log.info("database", url=where)
                 await serve_api(state, config, stop, notifier=notifier)

@@ -27,6 +27,7 @@ from pkgline.cli.common import (
     print_json,
     run,
 )
+from pkgline.line_views import backlog_dict
 
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
 
@@ -35,30 +36,10 @@ ConfigOption = Annotated[
 ]
 
 
-def backlog_dict(backlog: Backlog, now: datetime) -> dict[str, Any]:
-    lag = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else 0.0
-    return {
-        "backlog": backlog.events,
-        "oldest_waiting_at": backlog.oldest_at.isoformat() if backlog.oldest_at else None,
-        "lag_s": round(lag, 3),
-        "last_published_id": backlog.last_published_id,
-        "last_published_at": (
-            backlog.last_published_at.isoformat() if backlog.last_published_at else None
-        ),
-    }
-
-
 def backlog_line(backlog: Backlog, now: datetime) -> str:
-    d = backlog_dict(backlog, now)
-    waiting = f"{d['backlog']} events waiting"
-    if backlog.oldest_at:
-        waiting += f", the oldest for {d['lag_s']:.1f} s"
-    last = (
-        f"last published: id {d['last_published_id']} at {d['last_published_at']}"
-        if backlog.last_published_id
-        else "none published yet"
-    )
-    return f"event feed: {waiting}; {last}"
+    from pkgline.cli.line import backlog_text
+
+    return backlog_text(backlog_dict(backlog, now))
 
 
 @app.command()

@@ -21,7 +21,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.remote import Server, ServerUrlError, Unreachable, choose, request
+from pkgline.cli.remote import TIMEOUT_S, Server, ServerUrlError, Unreachable, choose, request
 
 if TYPE_CHECKING:
     from pkgline.bootstrap import Services
@@ -92,13 +92,14 @@ def call(
     as_json: bool,
     quiet: bool = False,
     with_principal: bool = False,
+    timeout: float | None = None,
 ) -> Any:
     """One request to ``server``; a refusal is printed as in direct mode and exits with its
     code. ``quiet``: do not say the mode on standard error (a command's second request;
     ``lot list --json``, whose notice there says it). ``with_principal``: the answer's body
     and who the server took the client for (``name (method)``), as a pair."""
     try:
-        answer = request(server, method, path, body, query)
+        answer = request(server, method, path, body, query, timeout=timeout or TIMEOUT_S)
     except Unreachable as exc:
         message = str(exc)
         fail(message, {"error": "server", "message": message}, EXIT_UNAVAILABLE, as_json)
@@ -120,6 +121,15 @@ class Remote:
     path: str
     body: dict[str, Any] | None = None
     query: list[tuple[str, str]] | None = None
+    timeout: float | None = None
+    """How long to wait for the answer (default: :data:`pkgline.cli.remote.TIMEOUT_S`)."""
+
+
+def segment(value: str) -> str:
+    """A value (a tool id, a user name) as one path segment of a route."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
 
 
 def either(
@@ -135,7 +145,15 @@ def either(
     :func:`pkgline.cli.common.run` do; the caller prints the answer."""
     via = target(server, db, as_json=as_json)
     if via is not None:
-        return call(via, remote.method, remote.path, remote.body, remote.query, as_json=as_json)
+        return call(
+            via,
+            remote.method,
+            remote.path,
+            remote.body,
+            remote.query,
+            as_json=as_json,
+            timeout=remote.timeout,
+        )
     say_direct(db)
     return run(direct, as_json=as_json, db=db)
 
@@ -160,13 +178,6 @@ def served(
             return shape(await call(services))
 
     return either(db, server, as_json, direct, remote)
-
-
-def segment(text: str) -> str:
-    """An id as one path segment of a route."""
-    from urllib.parse import quote
-
-    return quote(text, safe="")
 
 
 def password_again(prompt: str) -> str:

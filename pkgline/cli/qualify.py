@@ -8,10 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from mes.domain.interlocks import Qualification
 from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     DbOption,
@@ -21,25 +18,15 @@ from pkgline.cli.common import (
     current_user,
     out,
     print_json,
-    run,
     usage_error,
 )
+from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.tool_views import qualification_dict
 
 ToolArg = Annotated[str, typer.Argument(help="Tool id (pkgline tool list).", show_default=False)]
 StepOption = Annotated[
     str, typer.Option("--step", help="Step code (pkgline flow steps).", show_default=False)
 ]
-
-
-def qualification_dict(q: Qualification) -> dict[str, Any]:
-    return {
-        "tool": q.tool_id,
-        "step": q.step,
-        "qualified": q.qualified,
-        "by": q.by,
-        "at": q.at.isoformat(),
-        "reason": q.reason,
-    }
 
 
 def _set(
@@ -49,25 +36,31 @@ def _set(
     reason: str | None,
     user: str | None,
     db: str | None,
+    server: str | None,
     as_json: bool,
 ) -> None:
-    who = current_user(user)
-
-    async def work() -> Qualification:
+    async def work() -> dict[str, Any]:
         async with open_services(db) as services:
-            return await services.qualifications.set(tool, step.strip(), qualified, who, reason)
+            q = await services.qualifications.set(
+                tool, step.strip(), qualified, current_user(user), reason
+            )
+            return qualification_dict(q)
 
-    q = run(work, as_json=as_json, db=db)
+    verb = "qualify" if qualified else "disqualify"
+    body = {"step": step, "reason": reason}
+    q = either(db, server, as_json, work, Remote("POST", f"/tools/{segment(tool)}/{verb}", body))
     if as_json:
-        print_json(qualification_dict(q))
+        print_json(q)
         return
+    from rich.text import Text
+
     word = ("qualified", "bold green") if qualified else ("disqualified", "bold yellow")
     out.print(
         Text.assemble(
             ("✔ ", "green"),
-            f"tool {q.tool_id} is now ",
+            f"tool {q['tool']} is now ",
             word,
-            f" for {q.step} (by {q.by}" + (f": {q.reason})" if q.reason else ")"),
+            f" for {q['step']} (by {q['by']}" + (f": {q['reason']})" if q["reason"] else ")"),
         )
     )
 
@@ -77,11 +70,12 @@ def qualify(
     step: StepOption,
     reason: ReasonOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Qualify a tool for a step: track-ins of the step may name it."""
-    _set(tool, step, True, reason, user, db, json)
+    """Qualify a tool for a step: track-ins of the step may name it (technician, engineer)."""
+    _set(tool, step, True, reason, user, db, server, json)
 
 
 def disqualify(
@@ -91,46 +85,55 @@ def disqualify(
         str, typer.Option("--reason", help="Why (recorded with the qualification).")
     ] = "",
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Disqualify a tool for a step: track-ins of the step on it are refused, the controller's
-    too, until it is qualified again."""
+    too, until it is qualified again (technician, engineer)."""
     if not reason.strip():
         usage_error("--reason must say why the tool is disqualified", as_json=json)
-    _set(tool, step, False, reason.strip(), user, db, json)
+    _set(tool, step, False, reason.strip(), user, db, server, json)
 
 
 def qualifications(
     tool: Annotated[str | None, typer.Option("--tool", help="Only this tool.")] = None,
     step: Annotated[str | None, typer.Option("--step", help="Only this step.")] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """The qualification table: tool, step, qualified or not, by whom, when, why."""
 
-    async def work() -> list[Qualification]:
+    async def work() -> list[dict[str, Any]]:
         async with open_services(db) as services:
-            return await services.qualifications.list(tool_id=tool, step=step)
+            found = await services.qualifications.list(tool_id=tool, step=step)
+            return [qualification_dict(q) for q in found]
 
-    found = run(work, as_json=json, db=db)
+    query = [(k, v) for k, v in (("tool", tool), ("step", step)) if v is not None]
+    found = either(db, server, json, work, Remote("GET", "/qualifications", query=query))
     if json:
-        print_json([qualification_dict(q) for q in found])
+        print_json(found)
         return
     if not found:
         out.print("no qualifications recorded")
         return
+    from datetime import datetime
+
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("tool", "step", "qualified", "by", "at", "reason"):
         table.add_column(column)
     for q in found:
         table.add_row(
-            q.tool_id,
-            q.step,
-            Text("yes", style="green") if q.qualified else Text("no", style="bold yellow"),
-            q.by,
-            f"{q.at:%Y-%m-%d %H:%M:%S}",
-            q.reason or "",
+            q["tool"],
+            q["step"],
+            Text("yes", style="green") if q["qualified"] else Text("no", style="bold yellow"),
+            q["by"],
+            f"{datetime.fromisoformat(q['at']):%Y-%m-%d %H:%M:%S}",
+            q["reason"] or "",
         )
     out.print(table)
 

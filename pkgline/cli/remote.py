@@ -130,14 +130,14 @@ def store_token(server: Server, token: str, expires_at: str) -> Path:
     return path
 
 
-def _connection(server: Server) -> http.client.HTTPConnection:
+def _connection(server: Server, timeout: float = TIMEOUT_S) -> http.client.HTTPConnection:
     if server.socket_path is not None:
-        return _UnixConnection(server.socket_path, TIMEOUT_S)
+        return _UnixConnection(server.socket_path, timeout)
     import ssl
 
     context = ssl.create_default_context(cafile=os.environ.get("PKGLINE_SERVER_CA") or None)
     return http.client.HTTPSConnection(
-        server.host or "", server.port, timeout=TIMEOUT_S, context=context
+        server.host or "", server.port, timeout=timeout, context=context
     )
 
 
@@ -148,8 +148,12 @@ def request(
     body: dict[str, Any] | None = None,
     query: list[tuple[str, str]] | None = None,
     token: str | None = None,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> Answer:
-    """One request; the answer's JSON (or ``{"error": "http", ...}`` when it is not JSON)."""
+    """One request; the answer's JSON (or ``{"error": "http", ...}`` when it is not JSON).
+    ``timeout``: how long to wait for the answer (longer for a request that waits on the
+    line, ``tool reset``)."""
     target = path + ("?" + urlencode(query) if query else "")
     headers = {"accept": "application/json"}
     data = None
@@ -159,7 +163,7 @@ def request(
     token = token or stored_token(server)
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
-    conn = _connection(server)
+    conn = _connection(server, timeout)
     try:
         conn.request(method, target, body=data, headers=headers)
         response = conn.getresponse()

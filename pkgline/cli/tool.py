@@ -11,24 +11,15 @@ exit 1 with the known ids, a bad window exit 2 (see :mod:`pkgline.cli.common`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from mes.domain.equipment import (
-    E10_STATES,
-    DispatchMode,
-    E10Change,
-    ResetRequest,
-    ResetStatus,
-    StateTimes,
-    ToolRecord,
-)
-from mes.service import utc_now
+from mes.domain.equipment import E10_STATES, DispatchMode
 from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     DbOption,
@@ -37,18 +28,10 @@ from pkgline.cli.common import (
     current_user,
     out,
     print_json,
-    run,
     usage_error,
 )
-from pkgline.tool_views import (
-    change_dict,
-    known_tool,
-    lines_running,
-    parse_window,
-    reset_dict,
-    state_times_dict,
-    tool_dict,
-)
+from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.tool_views import dispatch_answer, parse_window, tool_show_answer, tools_answer
 
 app = typer.Typer(
     help="Tools: states, time in state, and automatic or manual dispatch.", no_args_is_help=True
@@ -64,13 +47,12 @@ E10_STYLE = {
     "unscheduled_down": "bold red",
     "non_scheduled": "dim",
 }
-SHOW_RESETS = 10
-"""``tool show`` lists this many of the tool's latest alarm resets."""
+MANUAL = DispatchMode.MANUAL.value
 RESET_STYLE = {
-    ResetStatus.DONE: "green",
-    ResetStatus.REFUSED: "bold red",
-    ResetStatus.UNREACHABLE: "red",
-    ResetStatus.EXPIRED: "yellow",
+    "done": "green",
+    "refused": "bold red",
+    "unreachable": "red",
+    "expired": "yellow",
 }
 
 
@@ -98,34 +80,29 @@ def e10_text(state: str) -> Text:
     return Text(state, style=E10_STYLE.get(state, ""))
 
 
-def progress_text(record: ToolRecord) -> str:
-    snap = record.snapshot
-    return f"{snap.sites_done}/{snap.sites_total}" if snap.sites_total else "-"
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
-def alarm_text(record: ToolRecord) -> str:
-    alarm = record.snapshot.alarm
+def progress_text(tool: Mapping[str, Any]) -> str:
+    return f"{tool['sites_done']}/{tool['sites_total']}" if tool["sites_total"] else "-"
+
+
+def alarm_text(tool: Mapping[str, Any]) -> str:
+    alarm = tool["alarm"]
     if not alarm:
         return ""
     return f"{alarm.get('code')} {alarm.get('severity', '')}: {alarm.get('text', '')}".strip()
 
 
-# -- JSON (a contract: scripts read it) --------------------------------------------------------
-
-
 # -- tables ------------------------------------------------------------------------------------
 
 
-def tools_table(
-    records: Sequence[ToolRecord],
-    now: datetime,
-    *,
-    alive: frozenset[str],
-    compact: bool = False,
-) -> Table:
-    """The tools, one row each; ``compact`` leaves out line, address and mode. Tools of a
-    line controller not in ``alive`` are dimmed: their state is as it last recorded it."""
-    stale = any(r.line not in alive for r in records)
+def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) -> Table:
+    """The tools (their JSON: :func:`pkgline.tool_views.tool_dict`), one row each;
+    ``compact`` leaves out line, address and mode. Tools whose line controller is not
+    running are dimmed: their state is as it last recorded it."""
+    stale = any(not t["controller_running"] for t in tools)
     table = Table(
         title="Tools",
         title_justify="left",
@@ -142,47 +119,44 @@ def tools_table(
     for name in columns:  # the long ones fold; the rest stay on one line
         wraps = name in ("address", "lot / job", "alarm")
         table.add_column(name, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
-    for r in records:
-        snap = r.snapshot
-        dispatch = Text(
-            r.dispatch.value, style="bold yellow" if r.dispatch is DispatchMode.MANUAL else ""
-        )
-        state = snap.process_state or Text(
-            "not connected" + (f": {snap.reason}" if snap.reason and not compact else ""),
+    for t in tools:
+        dispatch = Text(t["dispatch"], style="bold yellow" if t["dispatch"] == MANUAL else "")
+        state = t["process_state"] or Text(
+            "not connected" + (f": {t['reason']}" if t["reason"] and not compact else ""),
             style="red",
         )
-        since = ago(now - r.e10_since)
+        since = ago(timedelta(seconds=t["e10_for_s"]))
         if not compact:
-            since = f"{clock(r.e10_since)} ({since})"
-        alarm = Text(alarm_text(r), style="bold red")
-        style = None if r.line in alive else "dim"
+            since = f"{clock(_at(t['e10_since']))} ({since})"
+        alarm = Text(alarm_text(t), style="bold red")
+        style = None if t["controller_running"] else "dim"
         if compact:
             table.add_row(
-                r.id,
-                r.equipment_class,
+                t["id"],
+                t["class"],
                 dispatch,
-                e10_text(snap.e10),
+                e10_text(t["e10"]),
                 since,
                 state,
-                snap.lot_id or "-",
-                progress_text(r),
+                t["lot"] or "-",
+                progress_text(t),
                 alarm,
                 style=style,
             )
         else:
-            lot_job = (snap.lot_id or "-") + (f" / {snap.job_id}" if snap.job_id else "")
+            lot_job = (t["lot"] or "-") + (f" / {t['job']}" if t["job"] else "")
             table.add_row(
-                r.id,
-                r.line,
-                r.equipment_class,
-                r.address,
+                t["id"],
+                t["line"],
+                t["class"],
+                t["address"],
                 dispatch,
-                e10_text(snap.e10),
+                e10_text(t["e10"]),
                 since,
                 state,
-                snap.mode or "-",
+                t["mode"] or "-",
                 lot_job,
-                progress_text(r),
+                progress_text(t),
                 alarm,
                 style=style,
             )
@@ -198,25 +172,25 @@ def list_tools(
         str | None, typer.Option("--line", help="Only the tools of this line controller.")
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Every tool: dispatch, connection, process state, mode, E10 state and since when, lot,
     progress, alarm."""
 
-    async def work() -> tuple[list[ToolRecord], frozenset[str], datetime]:
+    async def work() -> list[dict[str, Any]]:
         async with open_services(db) as services:
-            now = utc_now()
-            tools = await services.equipment.tools(line)
-            return tools, await lines_running(services.equipment, now), now
+            return await tools_answer(services.equipment, line)
 
-    records, alive, now = run(work, as_json=json, db=db)
+    query = [("line", line)] if line is not None else None
+    tools = either(db, server, json, work, Remote("GET", "/tools", query=query))
     if json:
-        print_json([tool_dict(r, now, r.line in alive) for r in records])
+        print_json(tools)
         return
-    if not records:
+    if not tools:
         out.print("no tools: a line controller registers its tools when it starts (pkgline serve)")
         return
-    out.print(tools_table(records, now, alive=alive))
+    out.print(tools_table(tools))
 
 
 @app.command()
@@ -229,6 +203,7 @@ def show(
         int, typer.Option("--changes", min=0, help="Show up to this many recent state changes.")
     ] = 20,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """A tool as in list, plus time in each E10 state over a window, availability and
@@ -238,75 +213,61 @@ def show(
     except ValueError as exc:
         usage_error(str(exc), as_json=json)
 
-    async def work() -> tuple[ToolRecord, StateTimes, list[E10Change], list[ResetRequest], bool]:
+    async def work() -> dict[str, Any]:
         async with open_services(db) as services:
-            equipment = services.equipment
-            record = await known_tool(equipment, tool)
-            end = utc_now()
-            start = end - span
-            times = await equipment.state_times(tool, start, end)
-            found = await equipment.changes(tool, start, end)
-            resets = await equipment.resets(tool, SHOW_RESETS)
-            alive = record.line in await lines_running(equipment, end)
-            return record, times, found, resets, alive
+            return await tool_show_answer(services.equipment, tool, span, changes)
 
-    record, times, found, resets, alive = run(work, as_json=json, db=db)
-    now = times.end
-    recent = found[-changes:] if changes else []
+    query = [("window", window), ("changes", str(changes))]
+    shown = either(db, server, json, work, Remote("GET", f"/tools/{segment(tool)}", query=query))
     if json:
-        print_json(
-            {
-                **tool_dict(record, now, alive),
-                "window": state_times_dict(times),
-                "changes_in_window": sum(1 for c in found if c.at >= times.start),
-                "changes": [change_dict(c) for c in recent],
-                "resets": [reset_dict(r) for r in resets],
-            }
-        )
+        print_json(shown)
         return
-    _print_tool(record, now, alive)
+    times = shown["window"]
+    _print_tool(shown, _at(times["end"]))
     _print_times(times, window)
-    _print_changes(recent, times, len(found))
-    _print_resets(resets)
+    _print_changes(shown["changes"], _at(times["start"]), shown["changes_in_window"])
+    _print_resets(shown["resets"])
 
 
 def _set_dispatch(
-    tool: str, mode: DispatchMode, reason: str | None, user: str | None, db: str | None, json: bool
+    tool: str,
+    mode: DispatchMode,
+    reason: str | None,
+    user: str | None,
+    db: str | None,
+    server: str | None,
+    json: bool,
 ) -> None:
-    who = current_user(user)
-
-    async def work() -> tuple[ToolRecord, bool]:
+    async def work() -> dict[str, Any]:
         async with open_services(db) as services:
-            equipment = services.equipment
-            await known_tool(equipment, tool)
-            record = await equipment.set_dispatch(tool, mode, who, reason)
-            return record, record.line in await lines_running(equipment, utc_now())
+            return await dispatch_answer(services.equipment, tool, mode, current_user(user), reason)
 
-    record, alive = run(work, as_json=json, db=db)
+    remote = Remote("POST", f"/tools/{segment(tool)}/{mode.value}", {"reason": reason})
+    record = either(db, server, json, work, remote)
     if json:
-        print_json(tool_dict(record, utc_now(), alive))
+        print_json(record)
         return
     out.print(
         Text.assemble(
             ("✔ ", "green"),
-            f"tool {record.id} is now ",
+            f"tool {record['id']} is now ",
             (mode.value, "bold yellow" if mode is DispatchMode.MANUAL else "bold green"),
-            f" (by {who}" + (f": {reason})" if reason else ")"),
+            f" (by {record['dispatch_by']}" + (f": {reason})" if reason else ")"),
         )
     )
-    if not alive:
+    if not record["controller_running"]:
         out.print(
-            f"  line controller {record.line} is not running: it dispatches accordingly "
+            f"  line controller {record['line']} is not running: it dispatches accordingly "
             "when it starts"
         )
     elif mode is DispatchMode.MANUAL:
         out.print(
-            f"  line controller {record.line} starts no new lot on it within its dispatch "
+            f"  line controller {record['line']} starts no new lot on it within its dispatch "
             "interval; a step running there finishes"
         )
     else:
         out.print(
-            f"  line controller {record.line} dispatches waiting lots to it again within its "
+            f"  line controller {record['line']} dispatches waiting lots to it again within its "
             "dispatch interval"
         )
 
@@ -318,13 +279,14 @@ def manual(
         str, typer.Option("--reason", help="Why (recorded with the tool).", show_default=False)
     ],
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Take a tool out of automatic dispatch: the controller starts no new lot on it."""
     if not reason.strip():
         usage_error("--reason must say why the tool goes manual", as_json=json)
-    _set_dispatch(tool, DispatchMode.MANUAL, reason.strip(), user, db, json)
+    _set_dispatch(tool, DispatchMode.MANUAL, reason.strip(), user, db, server, json)
 
 
 @app.command()
@@ -334,106 +296,111 @@ def auto(
         str | None, typer.Option("--reason", help="Why (recorded with the tool).")
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Give a tool back to automatic dispatch."""
-    _set_dispatch(tool, DispatchMode.AUTO, reason, user, db, json)
+    _set_dispatch(tool, DispatchMode.AUTO, reason, user, db, server, json)
 
 
 # -- printing show -----------------------------------------------------------------------------
 
 
-def _print_tool(record: ToolRecord, now: datetime, alive: bool) -> None:
-    snap = record.snapshot
+def _print_tool(tool: Mapping[str, Any], now: datetime) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("tool", f"{record.id}  ({record.equipment_class}, line {record.line})")
-    if not alive:
+    head.add_row("tool", f"{tool['id']}  ({tool['class']}, line {tool['line']})")
+    if not tool["controller_running"]:
         head.add_row(
             "controller",
             Text(
-                f"{record.line} is not running: the state below is as it last recorded it",
+                f"{tool['line']} is not running: the state below is as it last recorded it",
                 style="yellow",
             ),
         )
-    head.add_row("address", record.address)
-    head.add_row("steps", ", ".join(record.steps) or "-")
-    dispatch = Text(
-        record.dispatch.value,
-        style="bold yellow" if record.dispatch is DispatchMode.MANUAL else "green",
-    )
-    if record.dispatch_at:
-        dispatch.append(f" since {clock(record.dispatch_at)} by {record.dispatch_by or '-'}")
-    if record.dispatch_reason:
-        dispatch.append(f": {record.dispatch_reason}")
+    head.add_row("address", tool["address"])
+    head.add_row("steps", ", ".join(tool["steps"]) or "-")
+    manual = tool["dispatch"] == MANUAL
+    dispatch = Text(tool["dispatch"], style="bold yellow" if manual else "green")
+    if tool["dispatch_at"]:
+        dispatch.append(f" since {clock(_at(tool['dispatch_at']))} by {tool['dispatch_by'] or '-'}")
+    if tool["dispatch_reason"]:
+        dispatch.append(f": {tool['dispatch_reason']}")
     head.add_row("dispatch", dispatch)
-    if snap.connected:
-        head.add_row("state", f"{snap.process_state or '-'}, mode {snap.mode or '-'}")
+    if tool["connected"]:
+        head.add_row("state", f"{tool['process_state'] or '-'}, mode {tool['mode'] or '-'}")
     else:
-        head.add_row("state", Text(f"not connected: {snap.reason or 'no answer'}", style="red"))
-    e10 = e10_text(snap.e10)
-    e10.append(f" since {clock(record.e10_since)} ({ago(now - record.e10_since)})", style="")
+        head.add_row("state", Text(f"not connected: {tool['reason'] or 'no answer'}", style="red"))
+    since = _at(tool["e10_since"])
+    e10 = e10_text(tool["e10"])
+    e10.append(f" since {clock(since)} ({ago(now - since)})", style="")
     head.add_row("E10 state", e10)
-    if snap.lot_id or snap.job_id:
+    if tool["lot"] or tool["job"]:
         head.add_row(
             "lot / job",
-            f"{snap.lot_id or '-'} / {snap.job_id or '-'}, sites {progress_text(record)}",
+            f"{tool['lot'] or '-'} / {tool['job'] or '-'}, sites {progress_text(tool)}",
         )
-    if snap.alarm:
-        head.add_row("alarm", Text(alarm_text(record), style="bold red"))
-    head.add_row("recorded", f"{clock(record.updated_at)} ({ago(now - record.updated_at)} ago)")
+    if tool["alarm"]:
+        head.add_row("alarm", Text(alarm_text(tool), style="bold red"))
+    updated = _at(tool["updated_at"])
+    head.add_row("recorded", f"{clock(updated)} ({ago(now - updated)} ago)")
     out.print(head)
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.1f} %"
+    return "-" if value is None else f"{value:.1f} %"
 
 
-def _print_times(times: StateTimes, window: str) -> None:
-    known = times.known_s
+def _print_times(times: Mapping[str, Any], window: str) -> None:
+    known = times["recorded_s"]
     table = Table(
-        title=f"Time in state, last {window} ({clock(times.start)} to {clock(times.end)})",
+        title=f"Time in state, last {window} ({clock(_at(times['start']))} to "
+        f"{clock(_at(times['end']))})",
         title_justify="left",
         caption=f"recorded {ago(timedelta(seconds=known))} of the window"
-        if known < times.total_s - 1
+        if known < times["window_s"] - 1
         else None,
         caption_justify="left",
     )
     for name in ("E10 state", "time", "seconds", "%"):
         table.add_column(name, justify="left" if name == "E10 state" else "right")
     for state in E10_STATES:
-        seconds = times.seconds.get(state, 0.0)
+        seconds = times["seconds"].get(state, 0.0)
         pct = f"{100.0 * seconds / known:.1f}" if known > 0 else "-"
         table.add_row(e10_text(state), ago(timedelta(seconds=seconds)), f"{seconds:.1f}", pct)
     out.print(table)
     out.print(
-        f"availability {_pct(times.availability)}  "
-        f"utilization {_pct(times.utilization)}  "
+        f"availability {_pct(times['availability_pct'])}  "
+        f"utilization {_pct(times['utilization_pct'])}  "
         "(SEMI E10: uptime and productive time over operations time)"
     )
 
 
-def _print_changes(recent: Sequence[E10Change], times: StateTimes, found: int) -> None:
+def _print_changes(recent: Sequence[Mapping[str, Any]], start: datetime, found: int) -> None:
     if not recent:
         return
-    table = Table(title=f"State changes (the last {len(recent)} of {found})", title_justify="left")
+    before = sum(1 for c in recent if _at(c["at"]) < start)
+    table = Table(
+        title=f"State changes (the last {len(recent)} of {found + before})", title_justify="left"
+    )
     for name in ("at", "E10 state", "process state", "connected", "reason"):
         table.add_column(name)
     for c in recent:
-        at = clock(c.at) + (" (before the window)" if c.at < times.start else "")
+        at = _at(c["at"])
+        shown = clock(at) + (" (before the window)" if at < start else "")
         table.add_row(
-            at,
-            e10_text(c.e10),
-            c.process_state or "-",
-            "yes" if c.connected else Text("no", style="red"),
-            c.reason or "",
+            shown,
+            e10_text(c["e10"]),
+            c["process_state"] or "-",
+            "yes" if c["connected"] else Text("no", style="red"),
+            c["reason"] or "",
         )
     out.print(table)
 
 
-def _print_resets(resets: Sequence[ResetRequest]) -> None:
+def _print_resets(resets: Sequence[Mapping[str, Any]]) -> None:
     if not resets:
         return
     table = Table(title=f"Alarm resets (the last {len(resets)})", title_justify="left")
@@ -441,10 +408,10 @@ def _print_resets(resets: Sequence[ResetRequest]) -> None:
         table.add_column(name, overflow="fold")
     for r in resets:
         table.add_row(
-            clock(r.requested_at),
-            r.requested_by,
-            r.reason,
-            Text(r.status.value, style=RESET_STYLE.get(r.status, "")),
-            r.outcome or "",
+            clock(_at(r["requested_at"])),
+            r["requested_by"],
+            r["reason"],
+            Text(r["status"], style=RESET_STYLE.get(r["status"], "")),
+            r["outcome"] or "",
         )
     out.print(table)

@@ -1,34 +1,39 @@
 """``pkgline user``: users, their roles, passwords and API keys (admins only).
 
-In direct database mode the OS account that owns the database holds every role and is
-recorded as the one who acted (docs/security.md). Passwords are read from a prompt (twice) or,
-with ``--password-stdin``, from the first line of standard input; never from the command line.
+Through the server (``--server``, ``$PKGLINE_SERVER``, or the local socket) the server's
+principal acts (an admin; a person changing their own password with ``passwd --own``); in
+direct database mode the OS account that owns the database holds every role and is recorded
+as the one who acted (docs/security.md). Either way the command prints the same JSON, which
+is the identity service's (``User.to_dict``, ``ApiKey.to_dict``, ``SecurityEvent.to_dict``).
+Passwords are read from a prompt (twice) or, with ``--password-stdin``, from the first line of
+standard input; never from the command line. Through the server they travel only in request
+bodies.
 """
 
 from __future__ import annotations
 
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from mes.domain.authority import Principal, Role
 from mes.domain.errors import InvalidInput
-from mes.domain.identity import User, UserKind, parse_roles
+from mes.domain.identity import UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
-from pkgline.cli.common import DbOption, JsonOption, out, print_json, run, usage_error
+from pkgline.cli.common import DbOption, JsonOption, out, print_json, usage_error
+from pkgline.cli.modes import Remote, ServerOption, either, segment
 
 app = typer.Typer(
     help="Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
     no_args_is_help=True,
 )
 
-T = TypeVar("T")
 UserArg = Annotated[str, typer.Argument(help="User name (as the OS account name).")]
 PasswordStdin = Annotated[
     bool,
@@ -42,15 +47,28 @@ RoleOption = Annotated[
 ]
 
 
-def _call(
-    db: str | None, as_json: bool, action: Callable[[IdentityService, Principal], Awaitable[T]]
-) -> T:
-    async def work() -> T:
+def _either(
+    db: str | None,
+    server: str | None,
+    as_json: bool,
+    action: Callable[[IdentityService, Principal], Awaitable[Any]],
+    remote: Remote,
+) -> Any:
+    """The identity service's answer as JSON, through the server (``remote``) or directly
+    (``action``, acting as the database's owner, answering the same JSON)."""
+
+    async def work() -> Any:
         principal = direct_principal(db)
         async with open_identity(db) as identity:
             return await action(identity, principal)
 
-    return run(work, as_json=as_json, db=db)
+    return either(db, server, as_json, work, remote)
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
 
 
 def _roles(names: list[str] | None, option: str, as_json: bool) -> frozenset[Role]:
@@ -78,30 +96,38 @@ def _password(from_stdin: bool, as_json: bool) -> str:
     return first
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _print_user(user: User, as_json: bool, done: str | None = None) -> None:
-    shown = user.to_dict(_now())
+def _print_user(shown: Mapping[str, Any], as_json: bool, done: str | None = None) -> None:
+    """A user (its JSON: ``User.to_dict``)."""
     if as_json:
         print_json(shown)
         return
     if done:
-        out.print(f"[green]✔[/] user {user.username} {done}")
+        out.print(f"[green]✔[/] user {shown['username']} {done}")
     roles = ", ".join(shown["roles"]) or "(none)"
-    out.print(f"  {user.full_name} ({user.kind.value}): {roles}")
-    state = "disabled" if user.disabled else "enabled"
+    out.print(f"  {shown['full_name']} ({shown['kind']}): {roles}")
+    state = "disabled" if shown["disabled"] else "enabled"
     if shown["locked_until"]:
         state += f", locked until {shown['locked_until']}"
-    out.print(f"  {state}; password: {shown['password']}; failed logins: {user.failed_attempts}")
-    if user.password_hash is not None and user.kind is UserKind.PERSON:
+    out.print(
+        f"  {state}; password: {shown['password']}; failed logins: {shown['failed_attempts']}"
+    )
+    if shown["password"] == "set" and shown["kind"] == UserKind.PERSON.value:
         out.print(
             "  may sign (their own password)"
-            if user.may_sign
+            if shown["may_sign"]
             else f"  may not sign until they change the password set by "
-            f"{user.password_set_by or 'an earlier pkgline'} (user passwd {user.username} --own)"
+            f"{shown['password_set_by'] or 'an earlier pkgline'} "
+            f"(user passwd {shown['username']} --own)"
         )
+
+
+async def _user_json(changed: Awaitable[Any]) -> dict[str, Any]:
+    shown: dict[str, Any] = (await changed).to_dict(_now())
+    return shown
+
+
+def _u(username: str) -> str:
+    return f"/users/{segment(username)}"
 
 
 @app.command()
@@ -119,6 +145,7 @@ def add(
     ] = False,
     password_stdin: PasswordStdin = False,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Add a person (asks for their first password) or a system, with their roles."""
@@ -127,39 +154,58 @@ def add(
         usage_error("a user needs at least one --role", as_json=json)
     password = None if system or no_password else _password(password_stdin, json)
     kind = UserKind.SYSTEM if system else UserKind.PERSON
-    user = _call(
+    body: dict[str, Any] = {
+        "username": username,
+        "name": name,
+        "roles": sorted(r.value for r in roles),
+        "system": system,
+    }
+    if password is not None:
+        body["password"] = password
+    user = _either(
         db,
+        server,
         json,
-        lambda s, by: s.add_user(by, username, name, roles, kind=kind, password=password),
+        lambda s, by: _user_json(
+            s.add_user(by, username, name, roles, kind=kind, password=password)
+        ),
+        Remote("POST", "/users", body),
     )
     _print_user(user, json, "added")
 
 
 @app.command("list")
-def list_users(db: DbOption = None, json: JsonOption = False) -> None:
+def list_users(db: DbOption = None, server: ServerOption = None, json: JsonOption = False) -> None:
     """Every user and system, with roles and state."""
-    found = _call(db, json, lambda s, by: s.users(by))
-    if json:
+
+    async def listed(s: IdentityService, by: Principal) -> list[dict[str, Any]]:
         now = _now()
-        print_json([u.to_dict(now) for u in found])
+        return [u.to_dict(now) for u in await s.users(by)]
+
+    found = _either(db, server, json, listed, Remote("GET", "/users"))
+    if json:
+        print_json(found)
         return
     table = Table("user", "name", "kind", "roles", "state")
     for u in found:
-        state = "disabled" if u.disabled else ("locked" if u.locked(_now()) else "enabled")
-        table.add_row(
-            u.username,
-            u.full_name,
-            u.kind.value,
-            ", ".join(sorted(r.value for r in u.roles)),
-            state,
-        )
+        state = "disabled" if u["disabled"] else ("locked" if u["locked_until"] else "enabled")
+        table.add_row(u["username"], u["full_name"], u["kind"], ", ".join(u["roles"]), state)
     out.print(table)
 
 
 @app.command()
-def show(username: UserArg, db: DbOption = None, json: JsonOption = False) -> None:
+def show(
+    username: UserArg, db: DbOption = None, server: ServerOption = None, json: JsonOption = False
+) -> None:
     """One user: roles, state, password set or not (never the password or its hash)."""
-    _print_user(_call(db, json, lambda s, by: s.user(by, username)), json)
+    shown = _either(
+        db,
+        server,
+        json,
+        lambda s, by: _user_json(s.user(by, username)),
+        Remote("GET", _u(username)),
+    )
+    _print_user(shown, json)
 
 
 @app.command()
@@ -172,13 +218,21 @@ def role(
         list[str] | None, typer.Option("--remove", help="Role to take away (repeatable).")
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Give and take away roles."""
     added, removed = _roles(add, "--add", json), _roles(remove, "--remove", json)
     if not added and not removed:
         usage_error("give --add ROLE or --remove ROLE", as_json=json)
-    user = _call(db, json, lambda s, by: s.change_roles(by, username, added, removed))
+    body = {"add": sorted(r.value for r in added), "remove": sorted(r.value for r in removed)}
+    user = _either(
+        db,
+        server,
+        json,
+        lambda s, by: _user_json(s.change_roles(by, username, added, removed)),
+        Remote("POST", _u(username) + "/roles", body),
+    )
     _print_user(user, json, "has these roles now")
 
 
@@ -187,17 +241,32 @@ def disable(
     username: UserArg,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded).")] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Disable a user: no login, no API key of theirs is accepted. History keeps their name."""
-    user = _call(db, json, lambda s, by: s.set_disabled(by, username, True, reason))
+    user = _either(
+        db,
+        server,
+        json,
+        lambda s, by: _user_json(s.set_disabled(by, username, True, reason)),
+        Remote("POST", _u(username) + "/disable", {"reason": reason}),
+    )
     _print_user(user, json, "disabled")
 
 
 @app.command()
-def enable(username: UserArg, db: DbOption = None, json: JsonOption = False) -> None:
+def enable(
+    username: UserArg, db: DbOption = None, server: ServerOption = None, json: JsonOption = False
+) -> None:
     """Enable a disabled user again."""
-    user = _call(db, json, lambda s, by: s.set_disabled(by, username, False))
+    user = _either(
+        db,
+        server,
+        json,
+        lambda s, by: _user_json(s.set_disabled(by, username, False)),
+        Remote("POST", _u(username) + "/enable"),
+    )
     _print_user(user, json, "enabled")
 
 
@@ -215,6 +284,7 @@ def passwd(
     ] = False,
     password_stdin: PasswordStdin = False,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Set a person's password (an admin's reset also lifts a lockout), or with --own change
@@ -224,14 +294,23 @@ def passwd(
         current = _current_password(password_stdin, json)
         new = _password(password_stdin, json)
 
-        async def change() -> User:
-            async with open_identity(db) as identity:
-                return await identity.change_own_password(username, current, new)
+        async def change(s: IdentityService, by: Principal) -> dict[str, Any]:
+            return await _user_json(s.change_own_password(username, current, new))
 
-        _print_user(run(change, as_json=json, db=db), json, "has a new password, set by them")
+        body = {"current": current, "new": new}
+        changed = _either(
+            db, server, json, change, Remote("POST", _u(username) + "/own-password", body)
+        )
+        _print_user(changed, json, "has a new password, set by them")
         return
     password = _password(password_stdin, json)
-    user = _call(db, json, lambda s, by: s.set_password(by, username, password))
+    user = _either(
+        db,
+        server,
+        json,
+        lambda s, by: _user_json(s.set_password(by, username, password)),
+        Remote("POST", _u(username) + "/password", {"password": password}),
+    )
     _print_user(user, json, "has a new password")
 
 
@@ -260,51 +339,72 @@ def key(
     system: Annotated[str, typer.Argument(help="The system's user name.")],
     label: Annotated[str, typer.Option("--label", help="What the key is for.")],
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Issue an API key to a system. The token is printed once and kept nowhere."""
-    issued, token = _call(db, json, lambda s, by: s.issue_api_key(by, system, label))
+
+    async def issue(s: IdentityService, by: Principal) -> dict[str, Any]:
+        issued, token = await s.issue_api_key(by, system, label)
+        return {**issued.to_dict(), "token": token}
+
+    issued = _either(
+        db, server, json, issue, Remote("POST", _u(system) + "/keys", {"label": label})
+    )
     if json:
-        print_json({**issued.to_dict(), "token": token})
+        print_json(issued)
         return
-    out.print(f"[green]✔[/] API key {issued.key_id} issued to {system}; its token (shown once):")
-    out.print(token)
+    out.print(f"[green]✔[/] API key {issued['key_id']} issued to {system}; its token (shown once):")
+    out.print(issued["token"])
 
 
 @app.command("revoke-key")
 def revoke_key(
     key_id: Annotated[str, typer.Argument(help="The key's id (as 'user key' printed it).")],
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Revoke an API key: it is refused from now on."""
-    revoked = _call(db, json, lambda s, by: s.revoke_api_key(by, key_id))
+
+    async def revoke(s: IdentityService, by: Principal) -> dict[str, Any]:
+        revoked: dict[str, Any] = (await s.revoke_api_key(by, key_id)).to_dict()
+        return revoked
+
+    revoked = _either(db, server, json, revoke, Remote("POST", f"/keys/{segment(key_id)}/revoke"))
     if json:
-        print_json(revoked.to_dict())
+        print_json(revoked)
         return
-    out.print(f"[green]✔[/] API key {revoked.key_id} of {revoked.username} revoked")
+    out.print(f"[green]✔[/] API key {revoked['key_id']} of {revoked['user']} revoked")
 
 
 @app.command()
 def events(
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest last.")] = 50,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """The security log: logins, lockouts, refusals, changes to users."""
-    found = _call(db, json, lambda s, by: s.events(by, limit))
+
+    async def found(s: IdentityService, by: Principal) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in await s.events(by, limit)]
+
+    shown = _either(
+        db, server, json, found, Remote("GET", "/security/events", query=[("limit", str(limit))])
+    )
     if json:
-        print_json([e.to_dict() for e in found])
+        print_json(shown)
         return
     table = Table("seq", "at", "event", "by", "user", "detail")
-    for e in found:
-        detail: dict[str, Any] = dict(e.detail)
+    for e in shown:
+        detail: dict[str, Any] = dict(e["detail"])
         table.add_row(
-            str(e.seq),
-            e.at.isoformat(timespec="seconds"),
-            e.kind.value,
-            e.actor,
-            e.subject or "",
+            str(e["seq"]),
+            datetime.fromisoformat(e["at"]).isoformat(timespec="seconds"),
+            e["kind"],
+            e["actor"],
+            e["subject"] or "",
             ", ".join(f"{k}={v}" for k, v in detail.items()),
         )
     out.print(table)

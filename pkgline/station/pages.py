@@ -1,65 +1,43 @@
-"""The station's routes: the login, the line page and its live stream, the lot page and its
-actions. Each page turns the request into a call of the service layer for the person logged
-in and renders the answer; a refusal (role, state, bad input) is shown on the page and
-changes nothing, as the API answers it. Not in the OpenAPI document (they are pages).
+"""The station's routes: the login, the line page and its live stream, the search field.
+The lot page and its actions are in :mod:`pkgline.station.lot_pages`, the holds, tool and
+start-lot pages in :mod:`pkgline.station.work_pages`. Each page turns the request into a call
+of the service layer for the person logged in and renders the answer; a refusal (role,
+state, bad input) is shown on the page and changes nothing, as the API answers it. Not in
+the OpenAPI document (they are pages).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Annotated, Any
-from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from mes.domain import commands as cmd
-from mes.domain.authority import Principal
-from mes.domain.errors import LotTrackerError, UnknownLot
+from mes.domain.authority import Action, Principal
 from mes.domain.identity import LoginRefused
-from mes.domain.model import LotState
-from mes.domain.signatures import SignatureGiven
 from pkgline.api.auth import state_of
-from pkgline.api.errors import status_of
 from pkgline.station import login as auth
+from pkgline.station import lot_pages, work_pages
 from pkgline.station.live import Streams, fingerprint, line_events
-from pkgline.station.views import line_view, lot_view
-
-MAX_FIELD = 1024
-"""The longest form value read (a reason, a password); longer is refused with a message."""
-
-PAGE_HEADERS = {
-    "cache-control": "no-store",
-    # only the station's own script, styles and stream; no framing (clickjacking), forms
-    # post only here; inline style attributes for the legend's colours
-    "content-security-policy": "default-src 'self'; script-src 'self'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
+from pkgline.station.render import MAX_FIELD, Viewer, env, quote
+from pkgline.station.render import page as _page
+from pkgline.station.views import line_view
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
-Viewer = Annotated[Principal, Depends(auth.viewer)]
-
-_env = Environment(
-    loader=PackageLoader("pkgline.station", "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-templates = Jinja2Templates(env=_env)
 
 
 def install(app: FastAPI) -> None:
     """Mount the station on ``app``: its pages, its assets, its login redirect."""
-    app.state.station = Streams()
+    streams = Streams()
+    state = getattr(app.state, "pkgline", None)
+    streams.watch(state.commits if state is not None else None)
+    app.state.station = streams
     app.include_router(router)
+    app.include_router(lot_pages.router)
+    app.include_router(work_pages.router)
     static = StaticFiles(directory=str(files("pkgline.station").joinpath("static")))
     app.mount(f"{auth.PREFIX}/static", static, name="station-static")
     app.add_exception_handler(auth.NeedLogin, _to_login)
@@ -74,24 +52,6 @@ async def _to_login(request: Request, exc: Exception) -> Response:
     response = RedirectResponse(auth.login_url(exc.next_path), status_code=303)
     if request.cookies.get(auth.COOKIE):
         auth.clear_session_cookie(request, response)
-    return response
-
-
-def _page(
-    request: Request,
-    name: str,
-    who: Principal | None,
-    status: int = 200,
-    **context: Any,
-) -> HTMLResponse:
-    token = request.cookies.get(auth.COOKIE)
-    context.update(
-        who=who,
-        csrf=auth.csrf_for(token) if token and who else "",
-        prefix=auth.PREFIX,
-    )
-    response = templates.TemplateResponse(request, name, context, status_code=status)
-    response.headers.update(PAGE_HEADERS)
     return response
 
 
@@ -156,15 +116,24 @@ async def logout(request: Request, who: Viewer) -> Response:
 
 @router.get("/")
 async def line_page(request: Request, who: Viewer) -> HTMLResponse:
-    view = await line_view(state_of(request).services, who)
-    fragment = _line_fragment(view)
+    fragment = await _line_for(request, who)
     return _page(
-        request, "line.html", who, line=view, fragment=fragment, version=fingerprint(fragment)
+        request, "line.html", who, fragment=Markup(fragment), version=fingerprint(fragment)
     )
 
 
-def _line_fragment(view: Any) -> Markup:
-    return Markup(_env.get_template("_line.html").render(line=view, prefix=auth.PREFIX))
+async def _line_for(request: Request, who: Principal) -> str:
+    """The rendered line for ``who`` (their authority to read checked, the rendering shared
+    with the other viewers of the moment: :class:`SharedLine`)."""
+    state = state_of(request)
+    await state.identity.authorize(who, Action.READ)
+    streams: Streams = request.app.state.station
+
+    async def render() -> str:
+        view = await line_view(state.services, who)
+        return env.get_template("_line.html").render(line=view, prefix=auth.PREFIX)
+
+    return await streams.line.get(render)
 
 
 @router.get("/line/events")
@@ -174,7 +143,7 @@ async def line_stream(request: Request, who: Viewer) -> StreamingResponse:
 
     async def render() -> str:
         person = await state.sessions.authenticate(token)  # a logout ends the stream
-        return str(_line_fragment(await line_view(state.services, person)))
+        return await _line_for(request, person)
 
     streams: Streams = request.app.state.station
     return StreamingResponse(
@@ -193,115 +162,4 @@ async def find_lot(request: Request, who: Viewer, id: str = "") -> Response:
     lot_id = id.strip()
     if not lot_id:
         return RedirectResponse(f"{auth.PREFIX}/", status_code=303)
-    return RedirectResponse(f"{auth.PREFIX}/lots/{_quote(lot_id)}", status_code=303)
-
-
-def _quote(text: str) -> str:
-    return quote(text, safe="")
-
-
-@router.get("/lots/{lot_id}")
-async def lot_page(request: Request, who: Viewer, lot_id: str, done: str = "") -> HTMLResponse:
-    return await _lot_page(request, who, lot_id, done=done)
-
-
-async def _lot_page(
-    request: Request,
-    who: Principal,
-    lot_id: str,
-    *,
-    status: int = 200,
-    message: str | None = None,
-    done: str = "",
-) -> HTMLResponse:
-    services = state_of(request).services
-    try:
-        view = await lot_view(services, who, lot_id)
-    except UnknownLot as unknown:
-        return _page(request, "message.html", who, 404, message=str(unknown), lot_id=lot_id)
-    except LotTrackerError as refused:
-        return _page(request, "message.html", who, status_of(refused), message=str(refused))
-    notice = {"hold": "The lot is on hold.", "release": "The lot was released."}.get(done)
-    return _page(
-        request,
-        "lot.html",
-        who,
-        status,
-        view=view,
-        lot=view.report.lot,
-        states=LotState,
-        message=message,
-        notice=notice,
-    )
-
-
-async def _lot_form(request: Request) -> tuple[dict[str, str], str | None]:
-    form = await request.form()
-    if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
-        return (
-            {},
-            "The page had expired (its form token is not this session's): nothing was changed; try again.",
-        )
-    values: dict[str, str] = {}
-    for key, value in form.items():
-        if not isinstance(value, str):
-            return {}, f"{key}: expected text; nothing was changed"
-        if len(value) > MAX_FIELD:
-            return {}, f"{key}: longer than {MAX_FIELD} characters; nothing was changed"
-        values[key] = value
-    return values, None
-
-
-@router.post("/lots/{lot_id}/hold")
-async def hold(request: Request, who: Viewer, lot_id: str) -> Response:
-    values, problem = await _lot_form(request)
-    if problem is not None:
-        return await _lot_page(request, who, lot_id, status=400, message=problem)
-    reason = values.get("reason", "").strip()
-    command = cmd.HoldLot(lot_id, who.name, reason)
-    return await _act(request, who, lot_id, "hold", lambda s: s.hold(command))
-
-
-@router.post("/lots/{lot_id}/release")
-async def release(request: Request, who: Viewer, lot_id: str) -> Response:
-    values, problem = await _lot_form(request)
-    if problem is not None:
-        return await _lot_page(request, who, lot_id, status=400, message=problem)
-    reason = values.get("reason", "").strip() or None
-    command = cmd.ReleaseLot(lot_id, who.name, reason)
-    signed = _signature(who, values)
-    if isinstance(signed, str):
-        return await _lot_page(request, who, lot_id, status=422, message=signed)
-    return await _act(
-        request, who, lot_id, "release", lambda s: s.release(command, signatures=signed)
-    )
-
-
-def _signature(who: Principal, values: dict[str, str]) -> tuple[SignatureGiven, ...] | str:
-    """The signer's electronic signature from a form (21 CFR 11.200: the password given
-    again, the meaning, and the lot's version the page showed, so that a stale page or a
-    replay is refused); none without a password (the service says what it needs); a problem
-    with the form as a message."""
-    password = values.get("password", "")
-    if not password:
-        return ()
-    meaning = values.get("meaning", "").strip()
-    version = values.get("lot_version", "")
-    if not meaning:
-        return (
-            "the signature needs its meaning (for example 'approved release'); nothing was changed"
-        )
-    if not version.isdigit() or int(version) < 1:
-        return "the page did not say the lot's version: reload it; nothing was changed"
-    return (SignatureGiven(who.name, meaning, password, int(version)),)
-
-
-async def _act(request: Request, who: Principal, lot_id: str, done: str, action: Any) -> Response:
-    lots = state_of(request).services.lots.acting_as(who)
-    try:
-        await action(lots)
-    except LotTrackerError as refused:
-        return await _lot_page(
-            request, who, lot_id, status=status_of(refused), message=str(refused)
-        )
-    return RedirectResponse(f"{auth.PREFIX}/lots/{_quote(lot_id)}?done={done}", status_code=303)
+    return RedirectResponse(f"{auth.PREFIX}/lots/{quote(lot_id)}", status_code=303)

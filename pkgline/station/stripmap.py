@@ -92,21 +92,31 @@ def strip_map_svg(carrier_map: CarrierMap, colours: dict[str, str]) -> str:
         '<line x1="0" y1="0" x2="0" y2="4" stroke="#ffffff" stroke-width="2"/>'
         "</pattern></defs>",
     ]
+    cid = escape(carrier.id)
+    good = (
+        f'fill="{GOOD_COLOUR}" data-row="{{row}}" data-col="{{col}}" data-state="good" data-code=""'
+    )
     for row in range(1, carrier.rows + 1):
+        y = GAP_PX + (row - 1) * pitch
         for col in range(1, carrier.cols + 1):
+            x = GAP_PX + (col - 1) * pitch
             reject = at.get((row, col))
-            if reject is None:
-                fill, state, code = GOOD_COLOUR, "good", ""
-            elif reject.step == SCRAP_STEP:
-                fill, state, code = f"url(#{SCRAP_PATTERN}-{carrier.id})", "scrapped", reject.code
+            if reject is None:  # most sites: one format, nothing to escape but the id
+                out.append(
+                    f'<rect class="site" x="{x}" y="{y}" width="{SITE_PX}" height="{SITE_PX}" '
+                    + good.format(row=row, col=col)
+                    + f"><title>{cid} row {row} col {col}: good</title></rect>"
+                )
+                continue
+            if reject.step == SCRAP_STEP:
+                fill, state = f"url(#{SCRAP_PATTERN}-{carrier.id})", "scrapped"
             else:
-                fill, state, code = colours.get(reject.code, PALETTE[0]), "rejected", reject.code
-            x, y = GAP_PX + (col - 1) * pitch, GAP_PX + (row - 1) * pitch
+                fill, state = colours.get(reject.code, PALETTE[0]), "rejected"
             title = _site_title(carrier.id, reject, row, col)
             out.append(
                 f'<rect class="site" x="{x}" y="{y}" width="{SITE_PX}" height="{SITE_PX}" '
                 f'fill="{escape(fill)}" data-row="{row}" data-col="{col}" '
-                f'data-state="{state}" data-code="{escape(code)}">'
+                f'data-state="{state}" data-code="{escape(reject.code)}">'
                 f"<title>{escape(title)}</title></rect>"
             )
     out.append("</svg>")

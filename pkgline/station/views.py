@@ -6,13 +6,17 @@ layer refuses what the person may not read or do.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mes.domain.authority import Principal
-from mes.domain.model import Lot, LotState
-from mes.domain.report import LotReport
+from flows import Flow
+from flows.model import ValueSpec
+from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
+from mes.domain.report import CarrierMap, LotReport
+from mes.ports import LotQuery
 from pkgline.bootstrap import Services
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
 from pkgline.tool_views import lines_running, tool_dict
@@ -43,6 +47,8 @@ class LineView:
     running: tuple[Lot, ...]
     queue: tuple[QueueRow, ...]
     held: tuple[Lot, ...]
+    per_hour: tuple[int, ...] = ()
+    """Lots completed in each hour of today (UTC) so far, from 00:00."""
 
 
 def now() -> datetime:
@@ -83,7 +89,26 @@ async def line_view(services: Services, who: Principal) -> LineView:
             key=lambda x: (x.hold.since if x.hold else at, x.id),
         )
     )
-    return LineView(at, tuple(tools), running, queue, held)
+    return LineView(at, tuple(tools), running, queue, held, await lots_per_hour(services, who, at))
+
+
+async def lots_per_hour(services: Services, who: Principal, at: datetime) -> tuple[int, ...]:
+    """Lots completed in each hour of today (UTC) up to ``at``, the current hour last."""
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    lots = services.lots.acting_as(who)
+    counts = [0] * (at.hour + 1)
+    after = None
+    while True:  # a page at a time (a line completes hundreds of lots a day, not millions)
+        page = await lots.page(
+            LotQuery(states=(LotState.COMPLETED,), moved_since=midnight, after=after, limit=1000)
+        )
+        for lot in page.lots:
+            hour = lot.updated_at.astimezone(UTC).hour
+            if lot.updated_at <= at:
+                counts[hour] += 1
+        if not page.more or not page.lots:
+            return tuple(counts)
+        after = page.lots[-1].id
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +134,12 @@ class LotView:
     route: tuple[RouteStep, ...]
     carriers: tuple[CarrierView, ...]
     legend: tuple[LegendEntry, ...]
+    limits: tuple[StepLimits, ...] = ()
+    signers: dict[str, int] | None = None
+    """How many people sign each signed action of the page (``release``, ``scrap_sites``):
+    two where ``[signatures] two_signers`` asks."""
+    shown: tuple[str, int | None] = ("all", None)
+    """Which rejects the maps show (:func:`map_filter`)."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -131,12 +162,59 @@ def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep,
     return tuple(out)
 
 
-async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
-    """A lot as ``who`` may see it (UnknownLot when there is none of that id)."""
+MAP_VIEW = re.compile(r"^(all|at|upto)(?::(\d{1,4}))?$")
+
+
+def map_filter(text: str, steps: int) -> tuple[str, int | None] | str:
+    """Which rejects the strip maps show: ``all`` (every one so far), ``at:N`` (those of the
+    N-th step of the path only) or ``upto:N`` (cumulative, through the N-th step); a message
+    saying what was expected otherwise."""
+    found = MAP_VIEW.match(text or "all")
+    expected = f"expected all, at:N or upto:N with N a step of the path (1 to {steps})"
+    if found is None or (found[1] == "all") != (found[2] is None):
+        return f"map {text!r}: {expected}"
+    if found[1] == "all":
+        return ("all", None)
+    n = int(found[2])
+    if not 1 <= n <= steps:
+        return f"map {text!r}: {expected}"
+    return (found[1], n)
+
+
+def _shown(maps: tuple[CarrierMap, ...], view: tuple[str, int | None]) -> tuple[CarrierMap, ...]:
+    kind, n = view
+    if n is None:
+        return maps
+    index = n - 1
+    if kind == "at":  # what that step rejected (not the sites scrapped by hand)
+        keep = [
+            [r for r in m.rejects if r.path_index == index and r.step != SCRAP_STEP] for m in maps
+        ]
+    else:  # through that step: what it and the steps before rejected, and scrapped before it
+        keep = [
+            [
+                r
+                for r in m.rejects
+                if r.path_index < index or (r.path_index == index and r.step != SCRAP_STEP)
+            ]
+            for m in maps
+        ]
+    return tuple(CarrierMap(m.carrier, tuple(k)) for m, k in zip(maps, keep, strict=True))
+
+
+async def lot_view(
+    services: Services,
+    who: Principal,
+    lot_id: str,
+    shown: tuple[str, int | None] = ("all", None),
+) -> LotView:
+    """A lot as ``who`` may see it (UnknownLot when there is none of that id); its strip maps
+    as ``shown`` says (:func:`map_filter`)."""
     lots = services.lots.acting_as(who)
     report = await lots.report(lot_id)
     flow = lots.flow_of(report.lot)  # the version the lot runs on
     colours = code_colours(r.code for m in report.carriers for r in m.rejects)
+    maps = _shown(report.carriers, shown)
     carriers = tuple(
         CarrierView(
             m.carrier.id,
@@ -146,8 +224,94 @@ async def lot_view(services: Services, who: Principal, lot_id: str) -> LotView:
             len(m.rejects),
             strip_map_svg(m, colours),
         )
-        for m in report.carriers
+        for m in maps
     )
+    policy = services.lots.signing.policy
+    lot = report.lot
+    ruled = lot.hold is not None and lot.hold.source in RULED_HOLDS
+    release = Action.RELEASE_RULED if ruled else Action.RELEASE
     return LotView(
-        report, route_of(report, tuple(flow.steps)), carriers, tuple(legend(report.carriers))
+        report,
+        route_of(report, tuple(flow.steps)),
+        carriers,
+        tuple(legend(maps)),
+        step_limits(report, flow),
+        {"release": policy.signers(release), "scrap_sites": policy.signers(Action.SCRAP_SITES)},
+        shown,
     )
+
+
+# -- the claimed limits and values of each step ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRow:
+    name: str
+    kind: str
+    """``recipe``, ``measured`` or ``check`` (a limit on an earlier step's value)."""
+    unit: str | None
+    limits: str
+    """The claimed limits in words (``0.1 to 0.5 (claim 1)``), and the spec limits."""
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StepLimits:
+    index: int
+    """The step's place in the lot's path (0-based); the running step's is the path's length."""
+    step: str
+    status: str
+    """``done`` or ``running``."""
+    rows: tuple[LimitRow, ...]
+
+
+def _limit_text(spec: ValueSpec) -> str:
+    parts = [f"{limit.describe()} ({limit.claim})" for limit in spec.limits]
+    if spec.spec is not None:
+        low, high = spec.spec.lower, spec.spec.upper
+        span = " to ".join(str(v) for v in (low, high) if v is not None)
+        parts.append(f"spec {span} ({spec.spec.origin})")
+    return "; ".join(parts) or "-"
+
+
+def step_limits(report: LotReport, flow: Flow) -> tuple[StepLimits, ...]:
+    """Per step the lot has done (and the one it runs), each recipe and measured value with
+    its claimed limits and the value recorded, and the limits checked at its track-in on
+    earlier values (with the lot's latest value of each)."""
+    lot = report.lot
+    recipes: dict[int, dict[str, Any]] = {}
+    for entry in report.history:
+        if entry.operation is Operation.TRACK_IN:
+            index = int(entry.data.get("path_index", 0))
+            recipes[index] = dict(entry.data.get("values") or {})
+    steps: list[tuple[int, str, str, dict[str, Any]]] = [
+        (p.path_index, p.step, "done", dict(p.measured)) for p in report.path
+    ]
+    if lot.running is not None:
+        steps.append((len(lot.path), lot.running.step, "running", {}))
+    out = []
+    for index, code, status, measured in steps:
+        spec = flow.steps.get(code)
+        if spec is None:
+            continue
+        recipe = recipes.get(index) or (dict(lot.running.values) if lot.running else {})
+        rows = [
+            LimitRow(n, "recipe", s.unit, _limit_text(s), recipe.get(n))
+            for n, s in spec.recipe.items()
+        ]
+        rows += [
+            LimitRow(n, "measured", s.unit, _limit_text(s), measured.get(n))
+            for n, s in spec.measured.items()
+        ]
+        rows += [
+            LimitRow(
+                c.value,
+                "check",
+                None,
+                f"{c.describe()} ({c.claim})",
+                lot.recorded.get(c.value),
+            )
+            for c in spec.checks
+        ]
+        out.append(StepLimits(index, code, status, tuple(rows)))
+    return tuple(out)

@@ -37,6 +37,7 @@ SPEC = {
     Action.JOB: ".....C",
     Action.TOOL_MODE: ".TE..C",
     Action.TOOL_RESET: "OTE...",
+    Action.QUALIFY: ".TE...",
     Action.TOOL_REPORT: ".....C",
     Action.USERS: "....A.",
     Action.DURABLES: ".TE...",

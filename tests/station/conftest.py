@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from pkgline.api.server import open_state
 from tests.station.seed import fast_passwords, free_port, migrate, seed
@@ -39,11 +42,22 @@ async def _seeded(db: str) -> None:
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
-    where = tmp_path_factory.mktemp("station")
+    with running_station(tmp_path_factory.mktemp("station")) as running:
+        yield running
+
+
+@contextmanager
+def running_station(where: Path, line_toml: str | None = None) -> Iterator[Station]:
+    """The server over a freshly seeded database in ``where``; ``line_toml``: a line
+    configuration it is given (``--config``), e.g. a ``[signatures]`` table."""
     db = f"sqlite:///{where / 'station.db'}"
     asyncio.run(_seeded(db))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    config: list[str] = []
+    if line_toml is not None:
+        (where / "line.toml").write_text(line_toml)
+        config = ["--config", str(where / "line.toml")]
     with (where / "api.log").open("w") as log:
         child = subprocess.Popen(
             [
@@ -51,6 +65,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
                 "-m",
                 "pkgline",
                 "api",
+                *config,
                 "--db",
                 db,
                 "--socket",
@@ -88,3 +103,19 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
             child.wait()
             raise AssertionError("pkgline api did not stop in 20 s after SIGTERM") from None
         assert code == 0, (where / "api.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One headless chromium for the test module (tests/station/browsing.py)."""
+    from tests.station.browsing import start_browser
+
+    yield from start_browser()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's screenshots go ($PKGLINE_SCREENSHOTS, else a tmp dir)."""
+    from tests.station.browsing import screenshots
+
+    return screenshots(tmp_path_factory)

@@ -1,6 +1,6 @@
 """A line for the station's tests: a migrated SQLite database with two tools (one running
-a lot, one with an alarm), lots in several states, rejected sites, and three people with
-passwords (an operator, a technician, an admin)."""
+a lot, one with an alarm and a die attach job done), lots in several states, rejected sites,
+and four people with passwords (an operator, a technician, an admin, a quality engineer)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,21 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.passwords import Argon2Passwords
 from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER, Principal, Role
-from mes.domain.equipment import ControllerRecord, ToolRegistration, ToolSnapshot
+from mes.domain.equipment import (
+    ControllerRecord,
+    DispatchMode,
+    ToolRegistration,
+    ToolSnapshot,
+)
 from pkgline.api.auth import ApiState
 
 OWNER = Principal.file_owner("test-owner")
-PASSWORDS = {"olga": "olga-Pa55word-1", "tom": "tom-Pa55word-2", "ada": "ada-Pa55word-3"}
+PASSWORDS = {
+    "olga": "olga-Pa55word-1",
+    "tom": "tom-Pa55word-2",
+    "ada": "ada-Pa55word-3",
+    "quinn": "quinn-Pa55word-4",
+}
 """The test people's passwords (made up for the tests, hashed in the database)."""
 
 
@@ -55,13 +65,18 @@ async def seed(state: ApiState) -> None:
         OWNER, "tom", "Tom Technician", [Role.TECHNICIAN], password=PASSWORDS["tom"]
     )
     await identity.add_user(OWNER, "ada", "Ada Admin", [Role.ADMIN], password=PASSWORDS["ada"])
+    # a second signer where [signatures] two_signers asks for two (her own password)
+    await identity.add_user(
+        OWNER, "quinn", "Quinn Quality", [Role.QUALITY], password="quinn-Initial-0"
+    )
+    await identity.change_own_password("quinn", "quinn-Initial-0", PASSWORDS["quinn"])
     services = state.services
     equipment = services.equipment.acting_as(CONTROLLER)
     await equipment.register(
         "line-1",
         [
             ToolRegistration("PREP-1", "substrate_prep", "127.0.0.1:1502", ("SUBSTRATE_PREP",)),
-            ToolRegistration("DA-1", "die_attach", "127.0.0.1:1503", ("DIE_ATTACH",)),
+            ToolRegistration("DA-1", "die_bonder", "127.0.0.1:1503", ("DIE_ATTACH",)),
         ],
     )
     now = datetime.now(UTC)
@@ -92,6 +107,54 @@ async def seed(state: ApiState) -> None:
             (cmd.SiteRejectGiven("1", 2, 3, "VOID"), cmd.SiteRejectGiven("1", 4, 8, "CRACK")),
         )
     )
+    # S-4: die attach done on DA-1 (manual dispatch, as an operator runs it), one die missing
+    await services.equipment.acting_as(OWNER).set_dispatch(
+        "DA-1", DispatchMode.MANUAL, "olga", "seeded by hand"
+    )
+    await lots.start(
+        cmd.StartLot(
+            lot_id="S-4",
+            flow="fo-organic",
+            user="olga",
+            carriers=2,
+            site_rows=4,
+            site_cols=8,
+            params={"layers": 3},
+        )
+    )
+    await lots.track_in(cmd.TrackIn("S-4", "SUBSTRATE_PREP", "olga", None, {}))
+    await lots.track_out(cmd.TrackOut("S-4", "olga", {}, ()))
+    idle = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+    await equipment.report("DA-1", idle)
+    await lots.track_in(cmd.TrackIn("S-4", "DIE_ATTACH", "olga", "DA-1", {}))
+    await equipment.report(
+        "DA-1",
+        ToolSnapshot(
+            connected=True,
+            e10="productive",
+            process_state="EXECUTING",
+            mode="PRODUCTION",
+            lot_id="S-4",
+        ),
+    )
+    await lots.track_out(
+        cmd.TrackOut(
+            "S-4",
+            "olga",
+            {"xy_offset_um": "4.2", "bond_line_thickness_um": "22"},
+            (cmd.SiteRejectGiven("2", 1, 1, "MISSING_DIE"),),
+        )
+    )
+    await equipment.report("DA-1", idle)
+    # C-1: a short flow run to its end (completed today: the line's lots per hour)
+    await lots.start(
+        cmd.StartLot(
+            lot_id="C-1", flow="stiffener-bga", user="olga", carriers=1, site_rows=4, site_cols=8
+        )
+    )
+    while steps := lots.next_in_order(await lots.get("C-1")):
+        await lots.track_in(cmd.TrackIn("C-1", steps[0], "olga", None, {}))
+        await lots.track_out(cmd.TrackOut("C-1", "olga", {}, ()))
     # S-2: running on PREP-1; S-3: held by an operator
     await lots.track_in(cmd.TrackIn("S-2", "SUBSTRATE_PREP", "olga", None, {}))
     await lots.hold(cmd.HoldLot("S-3", "olga", "voids at incoming inspection"))

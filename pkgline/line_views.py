@@ -1,0 +1,165 @@
+"""What ``pkgline line status`` and the server's ``GET /line/status`` answer: the line
+controllers, the tools, the lots running, the queue per step, the held lots and the event
+feed's backlog, read from the services, as JSON (a contract: scripts read it). One builder,
+so the CLI's direct mode and the server cannot drift."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mes.adapters.outbox import Backlog
+from mes.domain.equipment import ControllerRecord, ToolRecord
+from mes.domain.model import Lot, LotState
+from pkgline.bootstrap import Services
+from pkgline.tool_views import controller_running, tool_dict
+
+MAY_COMPLETE = "(may complete)"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGroup:
+    """Waiting lots whose next step (the one the controller runs next) is ``step``."""
+
+    step: str
+    equipment_class: str
+    tools: tuple[ToolRecord, ...]
+    lots: tuple[Lot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LineStatus:
+    at: datetime
+    controllers: tuple[ControllerRecord, ...]
+    tools: tuple[ToolRecord, ...]
+    running: tuple[Lot, ...]
+    queue: tuple[QueueGroup, ...]
+    held: tuple[Lot, ...]
+
+
+async def read_status(services: Services, now: datetime) -> LineStatus:
+    """Everything ``line status`` shows, read from the services."""
+    lots = services.lots
+    equipment = services.equipment
+    controllers = await equipment.controllers()
+    tools = await equipment.tools()
+    found = await lots.find(
+        states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
+    )
+    order = {code: i for i, code in enumerate(lots.flows.step_codes)}
+    waiting: dict[str, list[Lot]] = {}
+    for lot in found:
+        if lot.state is LotState.WAITING:
+            steps = lots.next_in_order(lot)
+            step = steps[0] if steps else MAY_COMPLETE
+            waiting.setdefault(step, []).append(lot)
+    queue = []
+    for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s)):
+        info = lots.flows.step_codes.get(step)
+        queue.append(
+            QueueGroup(
+                step=step,
+                equipment_class=info.equipment_class if info else "-",
+                tools=tuple(t for t in tools if step in t.steps),
+                lots=tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))),
+            )
+        )
+    running = sorted(
+        (lot for lot in found if lot.state is LotState.RUNNING and lot.running),
+        key=lambda lot: (lot.running.since if lot.running else now, lot.id),
+    )
+    held = [lot for lot in found if lot.state is LotState.HOLD]
+    return LineStatus(
+        now, tuple(controllers), tuple(tools), tuple(running), tuple(queue), tuple(held)
+    )
+
+
+# -- JSON (a contract: scripts read it) --------------------------------------------------------
+
+
+def controller_dict(record: ControllerRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "host": record.host,
+        "pid": record.pid,
+        "started_at": record.started_at.isoformat(),
+        "heartbeat_at": record.heartbeat_at.isoformat(),
+        "heartbeat_age_s": round((now - record.heartbeat_at).total_seconds(), 3),
+        "status": record.status,
+        "running": controller_running(record, now),
+        "tools": list(record.tools),
+    }
+
+
+def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
+    now = status.at
+    return {
+        "database": database,
+        "at": now.isoformat(),
+        "controllers": [controller_dict(c, now) for c in status.controllers],
+        "tools": [tool_dict(t, now, _alive(status, t)) for t in status.tools],
+        "running": [
+            {
+                "lot": lot.id,
+                "flow": lot.flow,
+                "priority": lot.priority,
+                "step": lot.running.step,
+                "tool": lot.running.tool,
+                "since": lot.running.since.isoformat(),
+            }
+            for lot in status.running
+            if lot.running
+        ],
+        "queue": [
+            {
+                "step": g.step,
+                "class": g.equipment_class,
+                "tools": [t.id for t in g.tools],
+                "count": len(g.lots),
+                "lots": [lot.id for lot in g.lots],
+                "priorities": [lot.priority for lot in g.lots],
+            }
+            for g in status.queue
+        ],
+        "held": [
+            {
+                "lot": lot.id,
+                "flow": lot.flow,
+                "step": lot.step,
+                "reason": lot.hold.reason,
+                "source": lot.hold.source.value,
+                "user": lot.hold.user,
+                "since": lot.hold.since.isoformat(),
+            }
+            for lot in status.held
+            if lot.hold
+        ],
+    }
+
+
+def _alive_lines(status: LineStatus) -> frozenset[str]:
+    return frozenset(c.name for c in status.controllers if controller_running(c, status.at))
+
+
+def _alive(status: LineStatus, tool: ToolRecord) -> bool:
+    return tool.line in _alive_lines(status)
+
+
+def backlog_dict(backlog: Backlog, now: datetime) -> dict[str, Any]:
+    """The event feed's outbox: events waiting, the oldest, the last published."""
+    lag = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else 0.0
+    return {
+        "backlog": backlog.events,
+        "oldest_waiting_at": backlog.oldest_at.isoformat() if backlog.oldest_at else None,
+        "lag_s": round(lag, 3),
+        "last_published_id": backlog.last_published_id,
+        "last_published_at": (
+            backlog.last_published_at.isoformat() if backlog.last_published_at else None
+        ),
+    }
+
+
+def line_answer(status: LineStatus, backlog: Backlog, database: str) -> dict[str, Any]:
+    """``line status --json``, ``GET /line/status``."""
+    return {**status_dict(status, database), "events": backlog_dict(backlog, status.at)}

@@ -1,0 +1,253 @@
+"""The lot page and its actions: hold, release (signed), abort the running step, scrap
+sites picked on the strip map (signed), split carriers off into a new lot. Each action is
+one service call for the person logged in; a refusal (role, state, bad input, a stale page)
+is shown on the page it came from and changes nothing. After an action succeeds the browser
+is sent back to the page (POST, redirect, GET), so a reload does not repeat it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from mes.domain import commands as cmd
+from mes.domain.authority import Principal
+from mes.domain.errors import LotTrackerError, UnknownLot
+from mes.domain.model import LotState
+from mes.service import LotService
+from pkgline.api.auth import state_of
+from pkgline.api.errors import status_of
+from pkgline.station import login as auth
+from pkgline.station.render import Form, Viewer, page, quote, read_form, signatures
+from pkgline.station.views import lot_view, map_filter
+
+router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
+
+NOTICES = {
+    "hold": "The lot is on hold.",
+    "release": "The lot was released.",
+    "abort": "The running step was aborted: the lot waits.",
+    "scrap": "The sites were scrapped.",
+    "split": "The carriers were split off into a new lot.",
+    "start": "The lot was started.",
+}
+
+MAX_SITES = 2000
+"""The most sites one scrap form names."""
+
+
+@router.get("/lots/{lot_id}")
+async def lot_page(
+    request: Request, who: Viewer, lot_id: str, done: str = "", child: str = "", map: str = ""
+) -> HTMLResponse:
+    return await lot_answer(request, who, lot_id, done=done, child=child, map_text=map)
+
+
+async def lot_answer(
+    request: Request,
+    who: Principal,
+    lot_id: str,
+    *,
+    status: int = 200,
+    message: str | None = None,
+    done: str = "",
+    child: str = "",
+    form: Form | None = None,
+    map_text: str = "",
+) -> HTMLResponse:
+    """The lot page (with a refusal's ``message``, and the refused ``form``'s values kept;
+    ``map_text``: which rejects its maps show, :func:`map_filter`)."""
+    services = state_of(request).services
+    try:
+        lot = await services.lots.get(lot_id, by=who)
+        shown = map_filter(map_text, len(lot.path))
+        if isinstance(shown, str):
+            status, message, shown = 422, f"{shown}; the maps show every step", ("all", None)
+        view = await lot_view(services, who, lot_id, shown)
+    except UnknownLot as unknown:
+        return page(request, "message.html", who, 404, message=str(unknown), lot_id=lot_id)
+    except LotTrackerError as refused:
+        return page(request, "message.html", who, status_of(refused), message=str(refused))
+    return page(
+        request,
+        "lot.html",
+        who,
+        status,
+        view=view,
+        lot=view.report.lot,
+        states=LotState,
+        message=message,
+        notice=NOTICES.get(done),
+        child=child if done == "split" else "",
+        given=form or Form([]),
+    )
+
+
+async def _refused_on(
+    request: Request, who: Principal, lot_id: str, status: int, message: str, form: Form
+) -> HTMLResponse:
+    """A refusal shown where the form came from: the holds page or the lot page."""
+    if form.get("back") == "holds":
+        from pkgline.station.work_pages import holds_answer
+
+        return await holds_answer(request, who, status=status, message=message)
+    return await lot_answer(request, who, lot_id, status=status, message=message, form=form)
+
+
+def _done_url(lot_id: str, done: str, form: Form, **more: str) -> str:
+    if form.get("back") == "holds":
+        return f"{auth.PREFIX}/holds?{urlencode({'done': done, 'lot': lot_id})}"
+    return f"{auth.PREFIX}/lots/{quote(lot_id)}?{urlencode({'done': done, **more})}"
+
+
+async def _stale(request: Request, who: Principal, lot_id: str, form: Form) -> str | None:
+    """A message when the form came from a page showing an older version of the lot (another
+    person moved it since): nothing is done then. Signed forms are checked by the service
+    (the signature signs the version)."""
+    given = form.get("lot_version")
+    if not given:
+        return None
+    if not given.isdigit():
+        return "lot_version: expected a whole number (reload the page); nothing was changed"
+    lots = state_of(request).services.lots
+    try:
+        lot = await lots.get(lot_id, by=who)
+    except LotTrackerError:
+        return None  # the service says it again, with its status
+    if lot.version != int(given):
+        return (
+            f"lot {lot_id} changed since this page was loaded (it is now {lot.state.value}, "
+            f"step {lot.step or '-'}): look at it again; nothing was changed"
+        )
+    return None
+
+
+async def _act(
+    request: Request,
+    who: Principal,
+    lot_id: str,
+    form: Form,
+    done: str,
+    action: Callable[[LotService], Awaitable[Any]],
+    **more: str,
+) -> Response:
+    stale = await _stale(request, who, lot_id, form)
+    if stale is not None:
+        return await _refused_on(request, who, lot_id, 409, stale, form)
+    lots = state_of(request).services.lots.acting_as(who)
+    try:
+        await action(lots)
+    except LotTrackerError as refused:
+        return await _refused_on(request, who, lot_id, status_of(refused), str(refused), form)
+    return RedirectResponse(_done_url(lot_id, done, form, **more), status_code=303)
+
+
+async def _form(request: Request, who: Principal, lot_id: str) -> tuple[Form, Response | None]:
+    form, problem = await read_form(request)
+    if problem is not None:
+        return form, await lot_answer(request, who, lot_id, status=400, message=problem)
+    return form, None
+
+
+@router.post("/lots/{lot_id}/hold")
+async def hold(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    command = cmd.HoldLot(lot_id, who.name, form.get("reason").strip())
+    return await _act(request, who, lot_id, form, "hold", lambda s: s.hold(command))
+
+
+@router.post("/lots/{lot_id}/release")
+async def release(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    command = cmd.ReleaseLot(lot_id, who.name, form.get("reason").strip() or None)
+    signed = signatures(who, form)
+    if isinstance(signed, str):
+        return await _refused_on(request, who, lot_id, 422, signed, form)
+    return await _act(
+        request, who, lot_id, form, "release", lambda s: s.release(command, signatures=signed)
+    )
+
+
+@router.post("/lots/{lot_id}/abort")
+async def abort(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    reason = form.get("reason").strip()
+    if not reason:
+        message = "reason: say why the step is aborted; nothing was changed"
+        return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
+    command = cmd.AbortStep(lot_id, who.name, reason)
+    return await _act(request, who, lot_id, form, "abort", lambda s: s.abort(command))
+
+
+def parse_sites(text: str, code: str) -> tuple[cmd.SiteRejectGiven, ...] | str:
+    """Sites as ``CARRIER:ROW:COL`` separated by commas or spaces (what the map's clicks
+    write), or a message saying what was expected. The service checks that each is on the
+    lot's carriers."""
+    sites: list[cmd.SiteRejectGiven] = []
+    for item in text.replace(",", " ").split():
+        parts = item.rsplit(":", 2)
+        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+            return (
+                f"site {item!r}: expected CARRIER:ROW:COL with whole numbers "
+                "(for example S-1-01:2:3); nothing was changed"
+            )
+        sites.append(cmd.SiteRejectGiven(parts[0], int(parts[1]), int(parts[2]), code))
+    if not sites:
+        return "pick the sites to scrap on the map (or type them); nothing was changed"
+    if len(sites) > MAX_SITES:
+        return f"at most {MAX_SITES} sites at once; nothing was changed"
+    return tuple(sites)
+
+
+@router.post("/lots/{lot_id}/scrap-sites")
+async def scrap_sites(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    code = form.get("code").strip() or "SCRAP"
+    reason = form.get("reason").strip()
+    sites = parse_sites(form.get("sites"), code)
+    signed = signatures(who, form)
+    problem = sites if isinstance(sites, str) else signed if isinstance(signed, str) else None
+    if problem is None and not reason:
+        problem = "reason: say why the sites are scrapped; nothing was changed"
+    if problem is not None or isinstance(sites, str) or isinstance(signed, str):
+        return await lot_answer(request, who, lot_id, status=422, message=str(problem), form=form)
+    command = cmd.ScrapSites(lot_id, who.name, reason, sites)
+    return await _act(
+        request,
+        who,
+        lot_id,
+        form,
+        "scrap",
+        lambda s: s.scrap_sites(command, signatures=signed),
+    )
+
+
+@router.post("/lots/{lot_id}/split")
+async def split(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    into = form.get("into").strip()
+    carriers = tuple(form.all("carrier"))
+    problem = None
+    if not into:
+        problem = "into: name the new lot the carriers go to; nothing was changed"
+    elif len(into) > 64:
+        problem = "into: a lot id is at most 64 characters; nothing was changed"
+    elif not carriers:
+        problem = "pick the carriers to split off; nothing was changed"
+    if problem is not None:
+        return await lot_answer(request, who, lot_id, status=422, message=problem, form=form)
+    command = cmd.SplitLot(lot_id, into, carriers, who.name, form.get("reason").strip() or None)
+    return await _act(request, who, lot_id, form, "split", lambda s: s.split(command), child=into)

@@ -1,0 +1,126 @@
+"""What every page of the station shares: the templates, the page answer with its headers,
+the viewer dependency, reading a posted form (its CSRF token, text only, a length limit),
+and a signature from a form's fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote as _url_quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from mes.domain.authority import Principal
+from mes.domain.signatures import SignatureGiven
+from pkgline.station import login as auth
+
+MAX_FIELD = 1024
+"""The longest form value read (a reason, a password); longer is refused with a message."""
+
+MAX_FIELDS = 4096
+"""The most fields a form may have (a scrap of many sites picked on the map)."""
+
+PAGE_HEADERS = {
+    "cache-control": "no-store",
+    # only the station's own script, styles and stream; no framing (clickjacking), forms
+    # post only here; inline style attributes for the legend's colours
+    "content-security-policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+Viewer = Annotated[Principal, Depends(auth.viewer)]
+
+env = Environment(
+    loader=PackageLoader("pkgline.station", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates = Jinja2Templates(env=env)
+
+STALE = (
+    "The page had expired (its form token is not this session's): nothing was changed; try again."
+)
+
+
+def quote(text: str) -> str:
+    """A path segment of a URL (a lot or tool id)."""
+    return _url_quote(text, safe="")
+
+
+def page(
+    request: Request,
+    name: str,
+    who: Principal | None,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    token = request.cookies.get(auth.COOKIE)
+    context.update(
+        who=who,
+        csrf=auth.csrf_for(token) if token and who else "",
+        prefix=auth.PREFIX,
+    )
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+class Form:
+    """A posted form's text fields (the same name may come several times: ``all``)."""
+
+    def __init__(self, items: list[tuple[str, str]]):
+        self.items = items
+
+    def get(self, name: str, default: str = "") -> str:
+        return next((v for k, v in self.items if k == name), default)
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.items if k == name]
+
+
+async def read_form(request: Request) -> tuple[Form, str | None]:
+    """The form's fields, or a message saying why it is refused (a wrong CSRF token, a
+    field that is not text or is too long, too many fields); nothing is changed then."""
+    form = await request.form(max_fields=MAX_FIELDS)
+    if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
+        return Form([]), STALE
+    items: list[tuple[str, str]] = []
+    for key, value in form.multi_items():
+        if not isinstance(value, str):
+            return Form([]), f"{key}: expected text; nothing was changed"
+        if len(value) > MAX_FIELD:
+            return Form([]), f"{key}: longer than {MAX_FIELD} characters; nothing was changed"
+        items.append((key, value))
+    return Form(items), None
+
+
+def signatures(who: Principal, form: Form) -> tuple[SignatureGiven, ...] | str:
+    """The electronic signatures of a form (21 CFR 11.200: the password given again, the
+    meaning, and the lot's version the page showed, so that a stale page or a replay is
+    refused): the signer's own, and a second signer's (``second_username``,
+    ``second_password``) where the operation asks for two; none without a password (the
+    service says what it needs); a problem with the form as a message."""
+    password = form.get("password")
+    if not password:
+        return ()
+    meaning = form.get("meaning").strip()
+    version = form.get("lot_version")
+    if not meaning:
+        return (
+            "the signature needs its meaning (for example 'approved release'); nothing was changed"
+        )
+    if not version.isdigit() or int(version) < 1:
+        return "the page did not say the lot's version: reload it; nothing was changed"
+    given = [SignatureGiven(who.name, meaning, password, int(version))]
+    second, second_password = form.get("second_username").strip(), form.get("second_password")
+    if second or second_password:
+        if not second or not second_password:
+            return "the second signer gives their username and their password; nothing was changed"
+        given.append(SignatureGiven(second, meaning, second_password, int(version)))
+    return tuple(given)

@@ -1,0 +1,17 @@
+// The holds page: "Release…" on a row opens the signature dialog for that lot (its form
+// posts to the lot's release with the lot version the page showed). Escape or Cancel closes.
+const dialog = document.getElementById("release-dialog");
+const form = document.getElementById("release-dialog-form");
+const second = document.getElementById("dialog-second");
+
+for (const button of document.querySelectorAll("button.open-release")) {
+  button.addEventListener("click", () => {
+    form.action = button.dataset.action;
+    document.getElementById("release-dialog-lot").textContent = button.dataset.lot;
+    document.getElementById("release-dialog-version").value = button.dataset.version;
+    second.hidden = Number(button.dataset.signers) < 2;
+    dialog.showModal();
+    document.getElementById("dialog-reason").focus();
+  });
+}
+document.getElementById("dialog-cancel").addEventListener("click", () => dialog.close());

@@ -1,0 +1,215 @@
+"""The holds page (every held lot; release from there, signed), the tool page (E10 states
+over a window, availability, utilization, recipe, recent jobs, alarms) and the start-lot
+page (the flow's parameters with their defaults, units and claimed limits; a refusal shown
+on its field, nothing changed)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from mes.domain import commands as cmd
+from mes.domain.authority import Principal
+from mes.domain.errors import InvalidInput, LimitViolated, LotExists, LotTrackerError, UnknownTool
+from pkgline.api.auth import state_of
+from pkgline.api.errors import status_of
+from pkgline.station import login as auth
+from pkgline.station.render import Form, Viewer, page, quote, read_form
+from pkgline.station.work_views import (
+    WINDOWS,
+    duration,
+    holds_view,
+    param_fields,
+    start_flow,
+    tool_view,
+)
+from pkgline.tool_views import parse_window
+
+router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
+
+# -- holds --------------------------------------------------------------------------------------
+
+
+@router.get("/holds")
+async def holds_page(request: Request, who: Viewer, done: str = "", lot: str = "") -> HTMLResponse:
+    notice = f"Lot {lot} was released." if done == "release" and lot else None
+    return await holds_answer(request, who, notice=notice)
+
+
+async def holds_answer(
+    request: Request,
+    who: Principal,
+    *,
+    status: int = 200,
+    message: str | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    try:
+        held = await holds_view(state_of(request).services, who)
+    except LotTrackerError as refused:
+        return page(request, "message.html", who, status_of(refused), message=str(refused))
+    return page(
+        request,
+        "holds.html",
+        who,
+        status,
+        held=held,
+        duration=duration,
+        message=message,
+        notice=notice,
+    )
+
+
+# -- a tool -------------------------------------------------------------------------------------
+
+
+@router.get("/tools/{tool_id}")
+async def tool_page(request: Request, who: Viewer, tool_id: str, window: str = "8h") -> Response:
+    status, message = 200, None
+    try:
+        span = parse_window(window)
+    except ValueError as exc:
+        status, message, window = 422, str(exc).replace("--window", "window"), "8h"
+        span = parse_window(window)
+    try:
+        view = await tool_view(state_of(request).services, who, tool_id, span, window)
+    except UnknownTool as unknown:
+        text = f"{unknown}; the tools are: {', '.join(unknown.allowed) or 'none'}"
+        return page(request, "message.html", who, 404, message=text)
+    except LotTrackerError as refused:
+        return page(request, "message.html", who, status_of(refused), message=str(refused))
+    return page(
+        request,
+        "tool.html",
+        who,
+        status,
+        view=view,
+        tool=view.tool,
+        windows=WINDOWS,
+        message=message,
+    )
+
+
+# -- starting a lot ---------------------------------------------------------------------------
+
+LOT_FIELDS: dict[str, tuple[int, int, int]] = {
+    "carriers": (2, 1, 100),
+    "rows": (4, 1, 1000),
+    "cols": (8, 1, 1000),
+    "priority": (5, 1, 9),
+}
+"""The start form's whole-number fields: default, lowest, highest."""
+
+
+@router.get("/start")
+async def start_page(request: Request, who: Viewer, flow: str = "") -> HTMLResponse:
+    return await _start_answer(request, who, flow, Form([]), {}, None, 200)
+
+
+async def _start_answer(
+    request: Request,
+    who: Principal,
+    flow_name: str,
+    form: Form,
+    errors: dict[str, str],
+    message: str | None,
+    status: int,
+) -> HTMLResponse:
+    services = state_of(request).services
+    names = sorted(services.lots.flows.flows)
+    flow = version = None
+    fields: tuple[Any, ...] = ()
+    if flow_name:
+        try:
+            flow, version = await start_flow(services, flow_name)
+            fields = param_fields(flow)
+        except LotTrackerError as refused:
+            errors = {**errors, "flow": str(refused)}
+            status = max(status, 422)
+    return page(
+        request,
+        "start.html",
+        who,
+        status,
+        flows=names,
+        flow=flow,
+        flow_name=flow_name,
+        version=version,
+        fields=fields,
+        lot_fields=LOT_FIELDS,
+        given=form,
+        errors=errors,
+        message=message,
+    )
+
+
+@router.post("/start")
+async def start(request: Request, who: Viewer) -> Response:
+    form, problem = await read_form(request)
+    flow_name = form.get("flow").strip()
+    if problem is not None:
+        return await _start_answer(request, who, flow_name, form, {}, problem, 400)
+    services = state_of(request).services
+    errors: dict[str, str] = {}
+    lot_id = form.get("lot").strip()
+    if not lot_id:
+        errors["lot"] = "give the new lot's id"
+    elif len(lot_id) > 64:
+        errors["lot"] = "a lot id is at most 64 characters"
+    numbers: dict[str, int] = {}
+    for name, (default, low, high) in LOT_FIELDS.items():
+        text = form.get(name).strip() or str(default)
+        if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+            errors[name] = f"expected a whole number from {low} to {high}, got {text!r}"
+        else:
+            numbers[name] = int(text)
+    try:
+        flow, _ = await start_flow(services, flow_name)
+    except LotTrackerError as refused:
+        errors["flow"] = str(refused)
+        return await _start_answer(request, who, "", form, errors, None, 422)
+    params: dict[str, str] = {}
+    for name, spec in flow.lot_params.items():
+        text = form.get(f"param.{name}").strip()
+        if not text:
+            continue  # the flow's default
+        try:
+            spec.parse(text)
+        except ValueError as exc:
+            errors[f"param.{name}"] = str(exc)
+        params[name] = text
+    if errors:
+        return await _start_answer(request, who, flow_name, form, errors, None, 422)
+    command = cmd.StartLot(
+        lot_id=lot_id,
+        flow=flow_name,
+        user=who.name,
+        carriers=numbers["carriers"],
+        site_rows=numbers["rows"],
+        site_cols=numbers["cols"],
+        params=params,
+        priority=numbers["priority"],
+    )
+    try:
+        await services.lots.acting_as(who).start(command)
+    except LimitViolated as violated:
+        for v in violated.violations:
+            errors[f"param.{v.value_name}"] = v.message
+        return await _start_answer(request, who, flow_name, form, errors, str(violated), 422)
+    except LotExists as exists:
+        errors["lot"] = str(exists)
+        return await _start_answer(request, who, flow_name, form, errors, None, 409)
+    except InvalidInput as invalid:
+        for name in flow.lot_params:
+            if repr(name) in str(invalid) or f"{name}:" in str(invalid):
+                errors[f"param.{name}"] = str(invalid)
+        return await _start_answer(request, who, flow_name, form, errors, str(invalid), 422)
+    except LotTrackerError as refused:
+        return await _start_answer(
+            request, who, flow_name, form, errors, str(refused), status_of(refused)
+        )
+    done = urlencode({"done": "start"})
+    return RedirectResponse(f"{auth.PREFIX}/lots/{quote(lot_id)}?{done}", status_code=303)

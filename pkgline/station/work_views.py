@@ -1,0 +1,282 @@
+"""What the holds, tool and start-lot pages show, read from the service layer for the
+person looking: every held lot; a tool's E10 states over a window (a timeline), its
+availability and utilization, recipe, recent jobs and alarms; a flow's lot parameters with
+their defaults, units and claimed limits. Plain values for the templates; no rule is decided
+here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+
+from flows import Flow
+from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.equipment import E10Change
+from mes.domain.model import Lot, LotState
+from mes.ports import LotQuery
+from pkgline.bootstrap import Services
+from pkgline.station.views import E10_CLASS, now
+from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
+
+# -- holds -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLot:
+    lot: Lot
+    step: str
+    held_for: timedelta
+    signers: int
+    """How many people sign its release (two where ``[signatures] two_signers`` asks)."""
+    ruled: bool
+    """Placed by the rules (a claimed limit, an alarm, the controller, SPC): releasing it is
+    the row ``release_ruled`` of the authority table."""
+
+
+async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
+    """Every held lot, longest held first."""
+    lots = services.lots.acting_as(who)
+    found = await lots.find(states=[LotState.HOLD], limit=1_000_000)
+    at = now()
+    policy = lots.signing.policy
+    out = []
+    for lot in found:
+        assert lot.hold is not None
+        ruled = lot.hold.source in RULED_HOLDS
+        signers = policy.signers(Action.RELEASE_RULED if ruled else Action.RELEASE)
+        out.append(HeldLot(lot, lot.step or "-", at - lot.hold.since, signers, ruled))
+    return tuple(sorted(out, key=lambda h: (h.lot.hold.since if h.lot.hold else at, h.lot.id)))
+
+
+def duration(span: timedelta) -> str:
+    """``3 d 4 h``, ``2 h 5 min``, ``12 min``, ``40 s``."""
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+# -- a tool ------------------------------------------------------------------------------------
+
+WINDOWS = ("1h", "8h", "24h", "7d")
+"""The windows the tool page offers (any ``30m``, ``2d`` ... may be typed in the URL)."""
+
+TIMELINE_W = 1000
+TIMELINE_H = 36
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start: datetime
+    end: datetime
+    e10: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolJob:
+    lot_id: str
+    step: str
+    at: str
+    user: str
+    sites_in: int | None
+    rejected: int
+    yield_pct: float | None
+    measured: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolView:
+    tool: dict[str, Any]
+    window: dict[str, Any]
+    window_text: str
+    segments: tuple[Segment, ...]
+    timeline: str
+    recipe: dict[str, Any]
+    recipe_step: str | None
+    jobs: tuple[ToolJob, ...]
+    changes: tuple[E10Change, ...]
+    alarms: tuple[E10Change, ...]
+
+
+def segments_of(changes: list[E10Change], start: datetime, end: datetime) -> tuple[Segment, ...]:
+    """The E10 states over ``start``..``end`` from the changes (the one before ``start``
+    first, when there is one): nothing is drawn where no state is recorded."""
+    ordered = sorted(changes, key=lambda c: c.at)
+    out = []
+    for i, change in enumerate(ordered):
+        begin = max(change.at, start)
+        stop = ordered[i + 1].at if i + 1 < len(ordered) else end
+        stop = min(stop, end)
+        if stop > begin:
+            state = change.e10 if change.connected else "unmonitored"
+            out.append(Segment(begin, stop, state))
+    return tuple(out)
+
+
+def timeline_svg(segments: tuple[Segment, ...], start: datetime, end: datetime) -> str:
+    """The segments as one bar (SVG), time left to right, each segment in its E10 colour
+    (the line page's tile colours, by CSS class) with a tooltip of its state and times."""
+    total = (end - start).total_seconds() or 1.0
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" role="img" '
+        f'viewBox="0 0 {TIMELINE_W} {TIMELINE_H + 16}" preserveAspectRatio="none" '
+        f'aria-label="E10 states from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC">',
+        f'<rect class="nodata" x="0" y="0" width="{TIMELINE_W}" height="{TIMELINE_H}"/>',
+    ]
+    for s in segments:
+        x = TIMELINE_W * (s.start - start).total_seconds() / total
+        w = max(TIMELINE_W * (s.end - s.start).total_seconds() / total, 0.5)
+        title = f"{s.e10.replace('_', ' ')}: {s.start:%H:%M:%S} to {s.end:%H:%M:%S}"
+        out.append(
+            f'<rect class="seg {E10_CLASS.get(s.e10, "e10-unknown")}" data-e10="{escape(s.e10)}" '
+            f'x="{x:.2f}" y="0" width="{w:.2f}" height="{TIMELINE_H}">'
+            f"<title>{escape(title)}</title></rect>"
+        )
+    for i in range(5):
+        at = start + (end - start) * (i / 4)
+        x = TIMELINE_W * i / 4
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        out.append(
+            f'<text x="{x:.0f}" y="{TIMELINE_H + 13}" text-anchor="{anchor}">'
+            f"{at:%m-%d %H:%M}</text>"
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+RECENT_LOTS = 30
+"""How many lots moved in the window the tool page reads for the tool's recent jobs."""
+RECENT_JOBS = 10
+
+
+async def tool_view(
+    services: Services, who: Principal, tool_id: str, span: timedelta, window_text: str
+) -> ToolView:
+    """A tool over the last ``span`` (UnknownTool naming the tools when there is none)."""
+    equipment = services.equipment.acting_as(who)
+    lots = services.lots.acting_as(who)
+    record = await known_tool(equipment, tool_id)
+    end = now()
+    start = end - span
+    times = await equipment.state_times(tool_id, start, end)
+    changes = await equipment.changes(tool_id, start, end)
+    alive = record.line in await lines_running(equipment, end)
+    tool = tool_dict(record, end, alive)
+    tool["e10_shown"] = tool["e10"] if alive else "unmonitored"
+    tool["e10_class"] = E10_CLASS.get(tool["e10_shown"], "e10-unknown")
+    segments = segments_of(changes, start, end)
+    recipe: dict[str, Any] = {}
+    recipe_step = None
+    if record.snapshot.lot_id:
+        try:
+            running = await lots.get(record.snapshot.lot_id)
+        except Exception:  # the tool reports a lot the tracker does not know
+            running = None
+        if running is not None and running.running is not None:
+            recipe, recipe_step = dict(running.running.values), running.running.step
+    jobs = await _recent_jobs(services, who, tool_id, start)
+    return ToolView(
+        tool,
+        state_times_dict(times),
+        window_text,
+        segments,
+        timeline_svg(segments, start, end),
+        recipe,
+        recipe_step,
+        jobs,
+        tuple(reversed(changes[-20:])),
+        tuple(reversed([c for c in changes if c.process_state == "ALARM" or c.reason][-10:])),
+    )
+
+
+async def _recent_jobs(
+    services: Services, who: Principal, tool_id: str, since: datetime
+) -> tuple[ToolJob, ...]:
+    """The steps done on the tool by lots that moved since ``since`` (the newest first),
+    with their yields: what the lot history says (one row per step, all carriers)."""
+    lots = services.lots.acting_as(who)
+    page = await lots.page(LotQuery(moved_since=since, limit=RECENT_LOTS))
+    jobs: list[ToolJob] = []
+    for lot in page.lots:
+        report = await lots.report(lot.id)
+        yields = {y.path_index: y for y in report.yields}
+        for p in report.path:
+            if p.tool != tool_id:
+                continue
+            y = yields.get(p.path_index)
+            jobs.append(
+                ToolJob(
+                    lot.id,
+                    p.step,
+                    p.at,
+                    p.user,
+                    y.sites_in if y else None,
+                    y.rejected if y else p.rejects,
+                    y.yield_pct if y else None,
+                    dict(p.measured),
+                )
+            )
+    jobs.sort(key=lambda j: j.at, reverse=True)
+    return tuple(jobs[:RECENT_JOBS])
+
+
+# -- starting a lot -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParamField:
+    name: str
+    type: str
+    default: Any
+    unit: str | None
+    expected: str
+    limits: str
+    description: str
+    choices: tuple[Any, ...]
+
+
+async def start_flow(services: Services, name: str) -> tuple[Flow, int | None]:
+    """The flow a new lot of ``name`` starts on (its active version), or InvalidInput naming
+    the flows."""
+    lots = services.lots
+    versions = lots.versions
+    if versions is not None and versions.loaded:
+        await versions.load()
+        found = await versions.active(name)
+        if found is not None:
+            version, flow = found
+            return flow, version
+    return lots.flow(name), None
+
+
+def param_fields(flow: Flow) -> tuple[ParamField, ...]:
+    from flows.model import OneOf
+
+    out = []
+    for name, spec in flow.lot_params.items():
+        choices = tuple(
+            c for lim in spec.limits if isinstance(lim.rule, OneOf) for c in lim.rule.choices
+        )
+        limits = "; ".join(f"{lim.describe()} ({lim.claim})" for lim in spec.limits) or "-"
+        out.append(
+            ParamField(
+                name,
+                spec.type,
+                spec.default,
+                spec.unit,
+                spec.expected(),
+                limits,
+                spec.description,
+                choices,
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,309 @@
+"""``pkgline tool ...`` and ``pkgline line status`` as clients of a running server (on a Unix
+socket in tmp_path): the same JSON and output as direct mode on the same database, each
+command saying which mode it used; a role without the authority is refused (403, recorded as
+a security event, nothing changed); an unknown tool is 404, a malformed value 422."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from drivers.model import Alarm, AlarmSeverity
+from mes.domain.authority import CONTROLLER, Role
+from mes.domain.equipment import ToolRegistration
+from mes.domain.identity import EventKind
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
+from tests.cli.recorded_line import line_config, running_line, wait_until
+
+pytestmark = pytest.mark.slow
+
+TOOLS = [
+    ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1", ("DIE_ATTACH",)),
+    ToolRegistration("WB-1", "wire_bonder", "opc.tcp://127.0.0.1", ("WIRE_BOND",)),
+]
+
+
+async def _registered(api: RunningApi) -> None:
+    await api.state.services.equipment.register("line-1", TOOLS, by=CONTROLLER)
+
+
+def _steady(value: Any) -> Any:
+    """A tool's JSON without what moves with the clock (time in state so far)."""
+    if isinstance(value, list):
+        return [_steady(v) for v in value]
+    return {k: v for k, v in value.items() if k not in ("e10_for_s", "window")}
+
+
+async def _refusals(api: RunningApi, action: str) -> list[Any]:
+    return [
+        e
+        for e in await api.state.identity.events(ADMIN, 1000)
+        if e.kind is EventKind.REFUSED and e.action == action and e.actor == ACCOUNT
+    ]
+
+
+def _mode_said(ran: Any, api: RunningApi) -> None:
+    assert f"via server unix://{api.socket} as {ACCOUNT} (os_account)" in ran.stderr, ran.stderr
+
+
+async def test_tool_list_show_manual_and_auto_through_the_server(api: RunningApi) -> None:
+    await _registered(api)
+    via = ("--server", f"unix://{api.socket}")
+
+    listed = await cli("tool", "list", "--json", *via)
+    direct = await cli("tool", "list", "--json", "--db", api.db)
+    assert listed.returncode == direct.returncode == 0, listed.stderr + direct.stderr
+    _mode_said(listed, api)
+    assert direct.stderr.startswith("direct database sqlite:///")
+    assert _steady(json.loads(listed.stdout)) == _steady(json.loads(direct.stdout))
+    assert [t["id"] for t in json.loads(listed.stdout)] == ["DB-1", "WB-1"]
+    one_line = await cli("tool", "list", "--line", "nowhere", *via)
+    assert one_line.returncode == 0 and "no tools" in one_line.stdout
+
+    shown = await cli("tool", "show", "DB-1", "--window", "1h", "--json", *via)
+    shown_direct = await cli("tool", "show", "DB-1", "--window", "1h", "--json", "--db", api.db)
+    assert shown.returncode == shown_direct.returncode == 0, shown.stderr + shown_direct.stderr
+    remote, local = json.loads(shown.stdout), json.loads(shown_direct.stdout)
+    assert _steady(remote) == _steady(local)
+    assert remote["window"]["window_s"] == local["window"]["window_s"] == 3600
+    assert remote["window"].keys() == local["window"].keys()
+    human = await cli("tool", "show", "DB-1", *via)
+    assert human.returncode == 0 and "DB-1  (die_bonder, line line-1)" in human.stdout
+    assert "Time in state, last 8h" in human.stdout and "availability" in human.stdout
+
+    unknown = await cli("tool", "show", "NOPE", "--json", *via)
+    assert unknown.returncode == 1
+    assert json.loads(unknown.stdout)["error"] == "unknown_tool"
+    assert json.loads(unknown.stdout)["allowed"] == ["DB-1", "WB-1"]
+    async with api.client() as client:
+        malformed = await client.get("/tools/DB-1", params={"window": "soon"})
+        assert malformed.status_code == 422 and "window 'soon'" in malformed.json()["message"]
+
+    # an operator may not switch a tool's dispatch: refused, recorded, nothing changed
+    refused = await cli("tool", "manual", "DB-1", "--reason", "cleaning", "--json", *via)
+    assert refused.returncode == 1, refused.stdout
+    assert json.loads(refused.stdout)["error"] == "not_authorized"
+    assert json.loads(refused.stdout)["allowed"] == ["controller", "engineer", "technician"]
+    assert len(await _refusals(api, "tool_mode")) == 1
+    assert (await api.state.services.equipment.tool("DB-1", by=ADMIN)).dispatch.value == "auto"
+
+    await api.roles(Role.TECHNICIAN)
+    manual = await cli("tool", "manual", "DB-1", "--reason", "cleaning", *via)
+    assert manual.returncode == 0, manual.stderr
+    assert f"✔ tool DB-1 is now manual (by {ACCOUNT}: cleaning)" in manual.stdout
+    assert "line controller line-1 is not running" in manual.stdout
+    record = await api.state.services.equipment.tool("DB-1", by=ADMIN)
+    assert (record.dispatch.value, record.dispatch_by) == ("manual", ACCOUNT)
+    auto = await cli("tool", "auto", "DB-1", "--json", *via)
+    auto_direct = await cli("tool", "auto", "DB-1", "--json", "--db", api.db)
+    assert auto.returncode == auto_direct.returncode == 0, auto.stderr + auto_direct.stderr
+    ignore = ("e10_for_s", "updated_at", "dispatch_at", "dispatch_by")
+    assert {k: v for k, v in json.loads(auto.stdout).items() if k not in ignore} == {
+        k: v for k, v in json.loads(auto_direct.stdout).items() if k not in ignore
+    }
+    not_found = await cli("tool", "auto", "NOPE", *via)
+    assert not_found.returncode == 1 and "there is no tool NOPE" in not_found.stderr
+
+
+async def test_qualifications_through_the_server_need_a_technician_or_an_engineer(
+    api: RunningApi,
+) -> None:
+    await _qualifications(api)
+
+
+async def test_qualifications_through_the_server_on_postgresql(pg_api: RunningApi) -> None:
+    await _qualifications(pg_api)
+
+
+async def _qualifications(api: RunningApi) -> None:
+    await _registered(api)
+    via = ("--server", f"unix://{api.socket}")
+    before = await cli("tool", "qualifications", "--json", *via)
+    assert before.returncode == 0, before.stderr
+    _mode_said(before, api)
+
+    refused = await cli(
+        "tool", "disqualify", "DB-1", "--step", "DIE_ATTACH", "--reason", "drift", "--json", *via
+    )
+    assert refused.returncode == 1, refused.stdout
+    assert json.loads(refused.stdout)["error"] == "not_authorized"
+    assert json.loads(refused.stdout)["allowed"] == ["engineer", "technician"]
+    assert len(await _refusals(api, "qualify")) == 1
+    after = await cli("tool", "qualifications", "--json", *via)
+    assert json.loads(after.stdout) == json.loads(before.stdout), "nothing changed"
+
+    await api.roles(Role.TECHNICIAN)
+    done = await cli(
+        "tool", "disqualify", "DB-1", "--step", "DIE_ATTACH", "--reason", "drift", *via
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"tool DB-1 is now disqualified for DIE_ATTACH (by {ACCOUNT}: drift)" in done.stdout
+
+    listed = await cli("tool", "qualifications", "--tool", "DB-1", "--json", *via)
+    listed_direct = await cli("tool", "qualifications", "--tool", "DB-1", "--json", "--db", api.db)
+    assert listed.returncode == listed_direct.returncode == 0
+    assert json.loads(listed.stdout) == json.loads(listed_direct.stdout)
+    [q] = json.loads(listed.stdout)
+    assert (q["step"], q["qualified"], q["by"], q["reason"]) == (
+        "DIE_ATTACH",
+        False,
+        ACCOUNT,
+        "drift",
+    )
+    table = await cli("tool", "qualifications", "--tool", "DB-1", *via)
+    table_direct = await cli("tool", "qualifications", "--tool", "DB-1", "--db", api.db)
+    assert table.stdout == table_direct.stdout and "drift" in table.stdout
+
+    unknown = await cli("tool", "qualify", "NOPE", "--step", "DIE_ATTACH", "--json", *via)
+    assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_tool"
+    wrong_step = await cli("tool", "qualify", "DB-1", "--step", "WIRE_BOND", "--json", *via)
+    assert wrong_step.returncode == 1
+    assert json.loads(wrong_step.stdout)["error"] == "invalid_input"
+    assert "DIE_ATTACH" in json.loads(wrong_step.stdout)["allowed"]
+    async with api.client() as client:
+        status = (await client.post("/tools/DB-1/qualify", json={"step": "WIRE_BOND"})).status_code
+        assert status == 422
+        empty = await client.post("/tools/DB-1/disqualify", json={"step": "DIE_ATTACH"})
+        assert empty.status_code == 422 and "reason" in empty.json()["message"]
+        assert (await client.get("/qualifications", params={"tool": "NOPE"})).status_code == 404
+
+
+async def test_line_status_through_the_server_matches_direct_mode(api: RunningApi) -> None:
+    await _line_status(api)
+
+
+async def test_line_status_through_the_server_on_postgresql(pg_api: RunningApi) -> None:
+    await _line_status(pg_api)
+
+
+async def _line_status(api: RunningApi) -> None:
+    await _registered(api)
+    via = ("--server", f"unix://{api.socket}")
+    async with api.client() as client:
+        started = await client.post("/lots", json={"lot": "Q1", "flow": "fo-organic"})
+        assert started.status_code == 201, started.text
+
+    shown = await cli("line", "status", "--json", *via)
+    direct = await cli("line", "status", "--json", "--db", api.db)
+    assert shown.returncode == direct.returncode == 0, shown.stderr + direct.stderr
+    _mode_said(shown, api)
+    remote, local = json.loads(shown.stdout), json.loads(direct.stdout)
+    assert remote.keys() == local.keys()
+    for part in ("database", "controllers", "running", "queue", "held"):
+        assert remote[part] == local[part], part
+    assert _steady(remote["tools"]) == _steady(local["tools"])
+    assert remote["queue"][0]["lots"] == ["Q1"]
+    human = await cli("line", "status", *via)
+    assert human.returncode == 0 and "Queue per step (1 waiting" in human.stdout
+    assert "Q1/5" in human.stdout and "Tools" in human.stdout
+
+    await api.roles()  # no role at all: not even a read
+    refused = await cli("line", "status", "--json", *via)
+    assert refused.returncode == 1 and json.loads(refused.stdout)["error"] == "not_authorized"
+    assert len(await _refusals(api, "read")) == 1
+
+
+FAULT = Alarm(4711, "bond head crash", AlarmSeverity.ERROR)
+
+
+async def test_an_alarm_is_reset_through_the_server_by_the_line_controller(
+    sqlite_url: str, tmp_path: Any
+) -> None:
+    """The server asks, the real line controller (simulated tools on loopback) resets the
+    tool and records the outcome, the server answers it: the same JSON as direct mode."""
+    async with (
+        start_api(sqlite_url, tmp_path / "api.sock") as api,
+        running_line(line_config(), sqlite_url) as line,
+    ):
+        via = ("--server", f"unix://{api.socket}")
+        line.simulated.tool("DB-1").inject_alarm(FAULT)
+
+        async def alarmed() -> bool:
+            return (await line.services.equipment.tool("DB-1")).snapshot.process_state == "ALARM"
+
+        await wait_until(alarmed, "the alarm recorded")
+        await api.roles(Role.QUALITY)  # may not ask for a reset
+        refused = await cli("tool", "reset", "DB-1", "--reason", "cleared", "--json", *via)
+        assert refused.returncode == 1 and json.loads(refused.stdout)["error"] == "not_authorized"
+        assert len(await _refusals(api, "tool_reset")) == 1
+        assert await line.services.equipment.resets("DB-1") == []
+
+        await api.roles(Role.OPERATOR)
+        unknown = await cli("tool", "reset", "DB-9", "--reason", "x", "--json", *via)
+        assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_tool"
+        async with api.client() as client:
+            too_long = await client.post("/tools/DB-1/reset", json={"reason": "x", "wait": 9999})
+            assert too_long.status_code == 422
+        assert await line.services.equipment.resets("DB-1") == []
+
+        reset = await cli("tool", "reset", "DB-1", "--reason", "head cleared", "--json", *via)
+        assert reset.returncode == 0, reset.stdout + reset.stderr
+        _mode_said(reset, api)
+        answer = json.loads(reset.stdout)
+        assert (answer["status"], answer["requested_by"], answer["reason"]) == (
+            "done",
+            ACCOUNT,
+            "head cleared",
+        )
+        assert answer["dispatch"] == "auto"
+        [recorded] = await line.services.equipment.resets("DB-1")
+        assert recorded.status.value == "done" and recorded.requested_by == ACCOUNT
+
+        not_alarmed = await cli("tool", "reset", "DB-1", "--reason", "again", *via)
+        direct = await cli("tool", "reset", "DB-1", "--reason", "again", "--db", api.db)
+        assert not_alarmed.returncode == direct.returncode == 1
+        assert not_alarmed.stderr.splitlines()[1:] == direct.stderr.splitlines()[1:]
+
+
+async def test_a_client_that_stops_waiting_withdraws_its_reset_through_the_server(
+    api: RunningApi,
+) -> None:
+    """Ctrl-C at ``tool reset --server``: the client goes away, the server sees it and
+    withdraws the request, so no controller carries it out after the operator has gone."""
+    import os
+    import signal
+    import sys
+
+    from mes.domain.equipment import ControllerRecord, ToolSnapshot
+    from mes.service import utc_now
+    from pkgline.tool_resets import STOPPED_WAITING
+
+    equipment = api.state.services.equipment
+    await _registered(api)
+    now = utc_now()
+    await equipment.heartbeat(
+        ControllerRecord("line-1", "host", 1, now, now, "hung", ("DB-1", "WB-1")), by=CONTROLLER
+    )
+    alarm = {"code": 4711, "severity": "error", "text": "bond head crash"}
+    snapshot = ToolSnapshot(True, "unscheduled_down", "ALARM", "PRODUCTION", alarm)
+    await equipment.report("DB-1", snapshot, by=CONTROLLER)
+    env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pkgline", "tool", "reset", "DB-1", "--reason", "x",
+        "--wait", "120", "--server", f"unix://{api.socket}",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+
+        async def asked() -> bool:
+            return bool(await equipment.open_resets("line-1", by=ADMIN))
+
+        await wait_until(asked, "the reset asked")
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode != 0, "interrupted"
+
+    async def withdrawn() -> bool:
+        [found] = await equipment.resets("DB-1", by=ADMIN)
+        return not found.status.open
+
+    await wait_until(withdrawn, "the request withdrawn")
+    [found] = await equipment.resets("DB-1", by=ADMIN)
+    assert (found.status.value, found.outcome) == ("expired", STOPPED_WAITING)

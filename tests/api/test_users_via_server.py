@@ -1,0 +1,148 @@
+"""``pkgline user ...`` as a client of a running server (on a Unix socket in tmp_path): the
+same JSON and output as direct mode; changes to users are the admin's (anyone else: 403,
+recorded, nothing changed); a person changes their own password through the server, and
+nobody else's; an unknown user is 404, a malformed value 422. Passwords go in request
+bodies only."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from mes.domain.authority import Role
+from mes.domain.identity import EventKind
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli
+
+pytestmark = pytest.mark.slow
+
+
+async def _refusals(api: RunningApi) -> list[Any]:
+    return [
+        e
+        for e in await api.state.identity.events(ADMIN, 1000)
+        if e.kind is EventKind.REFUSED and e.actor == ACCOUNT
+    ]
+
+
+async def _names(api: RunningApi) -> list[str]:
+    return [u.username for u in await api.state.identity.users(ADMIN)]
+
+
+async def test_user_commands_through_the_server_are_the_admins(api: RunningApi) -> None:
+    via = ("--server", f"unix://{api.socket}")
+    refused = await cli(
+        "user", "add", "bob", "--name", "Bob Stone", "--role", "operator", "--password-stdin",
+        "--json", *via, stdin="bob-Secret-123\n",
+    )  # fmt: skip
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert json.loads(refused.stdout)["error"] == "not_authorized"
+    assert json.loads(refused.stdout)["allowed"] == ["admin"]
+    assert f"via server unix://{api.socket} as {ACCOUNT} (os_account)" in refused.stderr
+    assert len(await _refusals(api)) == 1
+    assert "bob" not in await _names(api)
+
+    await api.roles(Role.ADMIN, Role.OPERATOR)
+    added = await cli(
+        "user", "add", "bob", "--name", "Bob Stone", "--role", "operator", "--password-stdin",
+        *via, stdin="bob-Secret-123\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "✔ user bob added" in added.stdout and "Bob Stone (person): operator" in added.stdout
+    bob = await api.state.identity.user(ADMIN, "bob")
+    assert bob.password_hash is not None and bob.password_set_by == ACCOUNT
+
+    shown = await cli("user", "show", "bob", "--json", *via)
+    shown_direct = await cli("user", "show", "bob", "--json", "--db", api.db)
+    assert shown.returncode == shown_direct.returncode == 0
+    assert json.loads(shown.stdout) == json.loads(shown_direct.stdout)
+    human = await cli("user", "show", "bob", *via)
+    human_direct = await cli("user", "show", "bob", "--db", api.db)
+    assert human.stdout == human_direct.stdout and "may not sign" in human.stdout
+    listed = await cli("user", "list", "--json", *via)
+    listed_direct = await cli("user", "list", "--json", "--db", api.db)
+    assert json.loads(listed.stdout) == json.loads(listed_direct.stdout)
+
+    roles = await cli("user", "role", "bob", "--add", "quality", "--json", *via)
+    assert roles.returncode == 0 and json.loads(roles.stdout)["roles"] == ["operator", "quality"]
+    disabled = await cli("user", "disable", "bob", "--reason", "left", *via)
+    assert disabled.returncode == 0 and "✔ user bob disabled" in disabled.stdout
+    assert (await api.state.identity.user(ADMIN, "bob")).disabled
+    enabled = await cli("user", "enable", "bob", "--json", *via)
+    assert enabled.returncode == 0 and json.loads(enabled.stdout)["disabled"] is False
+    reset = await cli("user", "passwd", "bob", "--password-stdin", *via, stdin="bob-Other-456\n")
+    assert reset.returncode == 0 and "✔ user bob has a new password" in reset.stdout
+
+    system = await cli(
+        "user", "add", "mes1", "--name", "MES", "--role", "operator", "--system", *via
+    )
+    assert system.returncode == 0, system.stderr
+    issued = await cli("user", "key", "mes1", "--label", "ERP link", "--json", *via)
+    assert issued.returncode == 0, issued.stderr
+    key = json.loads(issued.stdout)
+    assert key["token"].startswith("pkl_") and key["user"] == "mes1"
+    revoked = await cli("user", "revoke-key", key["key_id"], *via)
+    assert revoked.returncode == 0
+    assert f"✔ API key {key['key_id']} of mes1 revoked" in revoked.stdout
+    again = await cli("user", "revoke-key", "000000000000", "--json", *via)
+    assert again.returncode == 1 and json.loads(again.stdout)["error"] == "invalid_input"
+
+    events = await cli("user", "events", "--limit", "5", "--json", *via)
+    events_direct = await cli("user", "events", "--limit", "5", "--json", "--db", api.db)
+    assert events.returncode == events_direct.returncode == 0
+    assert json.loads(events.stdout) == json.loads(events_direct.stdout)
+    assert len(json.loads(events.stdout)) == 5
+    for sent in ("bob-Secret-123", "bob-Other-456"):
+        assert sent not in events.stdout
+
+    unknown = await cli("user", "show", "nobody-here", "--json", *via)
+    assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_user"
+    not_a_role = await cli("user", "role", "bob", "--add", "wizard", *via)
+    assert not_a_role.returncode == 2 and "roles:" in not_a_role.stderr  # said before any request
+    async with api.client() as client:
+        wizard = await client.post("/users/bob/roles", json={"add": ["wizard"]})
+        assert wizard.status_code == 422 and wizard.json()["error"] == "invalid_input"
+        assert "admin" in wizard.json()["allowed"]
+        none = await client.post("/users", json={"username": "eve", "name": "Eve", "roles": []})
+        assert none.status_code == 422
+        short = await client.post("/users/bob/password", json={"password": "Zq9"})
+        assert short.status_code == 422 and "Zq9" not in short.text  # never echoed
+        assert (await client.get("/security/events", params={"limit": 0})).status_code == 422
+        assert (await client.post("/users/nobody-here/enable")).status_code == 404
+    assert (await api.state.identity.user(ADMIN, "bob")).roles == {Role.OPERATOR, Role.QUALITY}
+    assert "eve" not in await _names(api)
+
+
+async def test_a_person_changes_their_own_password_through_the_server_and_nobody_elses(
+    api: RunningApi,
+) -> None:
+    via = ("--server", f"unix://{api.socket}")
+    await api.state.identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+    await api.state.identity.add_user(ADMIN, "bob", "Bob", [Role.OPERATOR], password="bob-Pass-99")
+
+    others = await cli(
+        "user", "passwd", "bob", "--own", "--password-stdin", "--json", *via,
+        stdin="bob-Pass-99\nmine-Now-777\n",
+    )  # fmt: skip
+    assert others.returncode == 1, others.stdout + others.stderr
+    assert json.loads(others.stdout)["error"] == "not_authorized"
+    assert len(await _refusals(api)) == 1
+    assert (await api.state.identity.user(ADMIN, "bob")).password_set_by == ADMIN.name
+
+    wrong = await cli(
+        "user", "passwd", ACCOUNT, "--own", "--password-stdin", "--json", *via,
+        stdin="not-it-at-all\nown-Secret-22\n",
+    )  # fmt: skip
+    assert wrong.returncode == 1 and json.loads(wrong.stdout)["error"] == "login_refused"
+    assert not (await api.state.identity.user(ADMIN, ACCOUNT)).may_sign
+
+    own = await cli(
+        "user", "passwd", ACCOUNT, "--own", "--password-stdin", *via,
+        stdin="first-Secret-1\nown-Secret-22\n",
+    )  # fmt: skip
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert f"✔ user {ACCOUNT} has a new password, set by them" in own.stdout
+    assert "may sign (their own password)" in own.stdout
+    me = await api.state.identity.user(ADMIN, ACCOUNT)
+    assert me.may_sign and me.password_set_by == ACCOUNT

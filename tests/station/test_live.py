@@ -1,0 +1,87 @@
+"""The line stream wakes on the commit signal (the relay's :class:`OutboxSignal`), not only
+on its poll: with a poll of an hour, a commit still brings the new line at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mes.adapters.outbox import OutboxSignal
+from pkgline.station.live import SharedLine, Streams, line_events
+
+HOUR_S = 3600.0
+GUARD_S = 30.0
+"""Only a guard against hanging when the wake is broken (the poll would take an hour)."""
+
+
+async def test_a_commit_wakes_every_open_stream() -> None:
+    commits = OutboxSignal()
+    streams = Streams()
+    streams.watch(commits)
+    line = {"text": "one"}
+
+    async def render() -> str:
+        return line["text"]
+
+    first = line_events(render, streams, poll_s=HOUR_S)
+    second = line_events(render, streams, poll_s=HOUR_S)
+    for stream in (first, second):
+        assert (await anext(stream)).startswith("retry:")
+        assert "data: one" in await anext(stream)
+    line["text"] = "two"
+    nexts = [asyncio.ensure_future(anext(s)) for s in (first, second)]
+    await asyncio.sleep(0)  # both wait now
+    assert not any(n.done() for n in nexts)
+    commits.committed()
+    for event in await asyncio.wait_for(asyncio.gather(*nexts), GUARD_S):
+        assert "data: two" in event
+    assert len(streams.waiting) == 2
+    streams.closing.set()
+    for stream in (first, second):
+        await stream.aclose()
+    assert not streams.waiting
+
+
+async def test_viewers_of_the_same_moment_share_one_rendering_until_a_commit() -> None:
+    shared = SharedLine(max_age_s=HOUR_S)
+    renders = []
+    gate = asyncio.Event()
+
+    async def render() -> str:
+        renders.append(len(renders))
+        await gate.wait()
+        return f"line {len(renders)}"
+
+    waiting = [asyncio.ensure_future(shared.get(render)) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting) == ["line 1"] * 20
+    assert await shared.get(render) == "line 1"  # no commit since: the same
+    assert len(renders) == 1
+    shared.committed()
+    assert await shared.get(render) == "line 2"
+    assert len(renders) == 2
+
+
+async def test_the_server_hears_of_commits_made_by_another_process_on_postgresql(
+    postgres_url: str,
+) -> None:
+    """On PostgreSQL the server's commit signal is also told of commits made elsewhere (the
+    line controller's): NOTIFY on the outbox channel, heard on a connection of its own."""
+    from mes.adapters.database import create_engine
+    from mes.domain import commands as cmd
+    from pkgline.api.server import open_state
+    from pkgline.bootstrap import services_for
+    from tests.station.seed import OWNER, fast_passwords, migrate
+
+    await migrate(postgres_url)
+    async with open_state(postgres_url, passwords=fast_passwords()) as state:
+        assert state.commits is not None
+        heard = asyncio.Event()
+        state.commits.subscribe(heard.set)
+        elsewhere = create_engine(postgres_url)  # another process's engine and services
+        try:
+            lots = services_for(elsewhere, OWNER).lots
+            await lots.start(cmd.StartLot(lot_id="N-1", flow="fo-organic", user="olga"))
+            await asyncio.wait_for(heard.wait(), GUARD_S)
+        finally:
+            await elsewhere.dispose()

@@ -1,0 +1,203 @@
+"""The holds, tool and start-lot pages and the lot page's actions (abort, scrap sites,
+split, a second signer) over HTTP against a real server whose line.toml asks two signers
+for a scrap of sites: each refusal is shown on the page and changes nothing."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.station.client import csrf, logged_in, lot_state, lot_version, message
+from tests.station.conftest import Station, running_station
+from tests.station.seed import PASSWORDS
+
+LINE_TOML = 'name = "line-1"\n\n[signatures]\ntwo_signers = ["scrap_sites"]\n'
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    with running_station(tmp_path_factory.mktemp("station"), LINE_TOML) as running:
+        yield running
+
+
+def test_the_line_page_counts_the_lots_completed_per_hour_today(station: Station) -> None:
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/").text
+    assert "1 lot completed today" in page
+    bars = re.findall(r'<g data-hour="(\d+)" data-lots="(\d+)"', page)
+    assert [int(h) for h, _ in bars] == list(range(len(bars)))  # 00 to the hour now
+    assert sum(int(n) for _, n in bars) == 1
+
+
+def test_the_holds_page_lists_every_held_lot_why_since_when_and_by_whom(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        page = client.get("/station/holds")
+    assert page.status_code == 200
+    row = re.search(r'<tr data-lot="S-3">(.*?)</tr>', page.text, re.S)
+    assert row is not None, page.text
+    assert "voids at incoming inspection" in row[1]
+    assert "olga" in row[1] and "(operator)" in row[1]
+    assert 'data-signers="1"' in row[1]  # a release is signed by one (only scrap_sites by two)
+
+
+def test_a_release_refused_from_the_holds_page_is_shown_there_and_changes_nothing(
+    station: Station,
+) -> None:
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/holds")
+        answer = client.post(
+            "/station/lots/S-3/release",
+            data={
+                "csrf": csrf(page.text),
+                "back": "holds",
+                "lot_version": re.findall(r'data-lot="S-3" data-version="(\d+)"', page.text)[0],
+                "meaning": "approved release",
+            },
+        )
+        assert answer.status_code == 403
+        assert "Holds" in answer.text and "may not release" in message(answer.text)
+        assert lot_state(client, "S-3") == "HOLD"
+
+
+def test_the_tool_page_shows_its_states_availability_jobs_and_alarm(station: Station) -> None:
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/tools/DA-1", params={"window": "1h"})
+        assert page.status_code == 200, page.text
+        text = page.text
+        assert 'data-e10="unscheduled_down"' in text  # the timeline's last segment
+        assert "bond head vacuum low" in text
+        assert re.search(r'id="availability">[0-9.]+ %<', text), text
+        jobs = re.search(r'<table id="jobs">(.*?)</table>', text, re.S)
+        assert jobs is not None
+        assert "S-4" in jobs[1] and "DIE_ATTACH" in jobs[1]
+        assert "98.4" in jobs[1]  # 63 of 64 sites: one die missing
+        assert "xy_offset_um=4.2" in jobs[1]
+        bad = client.get("/station/tools/DA-1", params={"window": "forever"})
+        assert bad.status_code == 422
+        assert "expected a number and a unit" in message(bad.text)
+        unknown = client.get("/station/tools/NOPE-1")
+        assert unknown.status_code == 404
+        assert "DA-1" in message(unknown.text) and "Traceback" not in unknown.text
+
+
+def test_the_start_page_shows_parameters_and_refuses_on_the_field(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        form = client.get("/station/start", params={"flow": "fo-organic"})
+        assert form.status_code == 200
+        assert 'name="param.layers"' in form.text and "1 to 8" in form.text
+        token = csrf(form.text)
+        base = {"csrf": token, "flow": "fo-organic", "lot": "W-1", "carriers": "2"}
+        for field, value, said in (
+            ("param.layers", "three", "expected a whole number"),
+            ("param.layers", "20", "1 to 8"),
+            ("carriers", "x", "expected a whole number from 1 to 100"),
+            ("rows", "0", "expected a whole number from 1 to 1000"),
+        ):
+            answer = client.post("/station/start", data={**base, field: value})
+            assert answer.status_code == 422, (field, value)
+            error = re.search(rf'id="e-{re.escape(field)}"[^>]*>([^<]*)<', answer.text)
+            assert error is not None and said in html.unescape(error[1]), (field, error)
+            assert client.get("/station/lots/W-1").status_code == 404  # nothing started
+        started = client.post("/station/start", data={**base, "param.layers": "2"})
+        assert started.status_code == 303, started.text
+        assert lot_state(client, "W-1") == "WAITING"
+        again = client.post("/station/start", data={**base, "param.layers": "2"})
+        assert again.status_code == 409
+        assert "already exists" in html.unescape(again.text)
+
+
+def test_abort_the_running_step(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        page = client.get("/station/lots/S-2").text
+        data = {"csrf": csrf(page), "lot_version": lot_version(page)}
+        empty = client.post("/station/lots/S-2/abort", data={**data, "reason": " "})
+        assert empty.status_code == 422 and "reason" in message(empty.text)
+        assert lot_state(client, "S-2") == "RUNNING"
+        done = client.post("/station/lots/S-2/abort", data={**data, "reason": "substrate dropped"})
+        assert done.status_code == 303
+        assert lot_state(client, "S-2") == "WAITING"
+        stale = client.post("/station/lots/S-2/abort", data={**data, "reason": "again"})
+        assert stale.status_code == 409
+        assert "changed since this page was loaded" in message(stale.text)
+
+
+def test_scrap_sites_needs_a_site_on_the_carrier_and_two_signers(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        page = client.get("/station/lots/S-1").text
+        assert 'id="scrap-second-username"' in page  # two_signers asks for a second signer
+        data = {
+            "csrf": csrf(page),
+            "lot_version": lot_version(page),
+            "code": "SCRAP",
+            "reason": "chipped edge",
+            "meaning": "approved scrap of sites",
+            "password": PASSWORDS["olga"],
+        }
+        second = {"second_username": "quinn", "second_password": PASSWORDS["quinn"]}
+        for sites, signers, said in (
+            ("S-1-01:9:1", second, "row"),  # off the carrier (4 rows)
+            ("S-1-01:two:1", second, "expected CARRIER:ROW:COL"),
+            ("", second, "pick the sites"),
+            ("S-1-01:1:1", {}, "two different people"),  # one signer where two are needed
+        ):
+            answer = client.post(
+                "/station/lots/S-1/scrap-sites", data={**data, **signers, "sites": sites}
+            )
+            assert answer.status_code in (409, 422), (sites, answer.status_code)
+            assert said in html.unescape(message(answer.text)), (sites, message(answer.text))
+        page_now = client.get("/station/lots/S-1").text
+        assert 'data-state="scrapped"' not in page_now
+        done = client.post(
+            "/station/lots/S-1/scrap-sites",
+            data={**data, **second, "sites": "S-1-01:1:1, S-1-02:4:8"},
+        )
+        assert done.status_code == 303, message(done.text)
+        after = client.get("/station/lots/S-1").text
+        assert after.count('data-state="scrapped"') == 2
+        assert "Quinn Quality (quinn): approved scrap of sites" in after
+
+
+def test_split_by_picking_carriers(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        form = client.get("/station/start", params={"flow": "fo-organic"}).text
+        started = client.post(
+            "/station/start",
+            data={"csrf": csrf(form), "flow": "fo-organic", "lot": "W-2", "carriers": "3"},
+        )
+        assert started.status_code == 303, started.text
+        page = client.get("/station/lots/W-2").text
+        data = {"csrf": csrf(page), "lot_version": lot_version(page), "reason": "rush part"}
+        none = client.post("/station/lots/W-2/split", data={**data, "into": "W-2A"})
+        assert none.status_code == 422 and "pick the carriers" in message(none.text)
+        wrong = client.post(
+            "/station/lots/W-2/split", data={**data, "into": "W-2A", "carrier": "S-9-01"}
+        )
+        assert wrong.status_code == 422 and "S-9-01" in html.unescape(message(wrong.text))
+        done = client.post(
+            "/station/lots/W-2/split",
+            data={**data, "into": "W-2A", "carrier": ["W-2-02", "W-2-03"]},
+        )
+        assert done.status_code == 303
+        child = client.get("/station/lots/W-2A").text
+        assert 'data-carrier="W-2-02"' in child and 'data-carrier="W-2-03"' in child
+        assert 'data-carrier="W-2-01"' not in child
+
+
+def test_the_maps_per_step_and_cumulative(station: Station) -> None:
+    """S-4: nothing rejected at its first step, one missing die at its second (DIE_ATTACH)."""
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/lots/S-4", params={"map": "at:1"}).text
+        assert 'data-state="rejected"' not in page
+        assert 'value="at:1" selected' in page
+        page = client.get("/station/lots/S-4", params={"map": "at:2"}).text
+        assert page.count('data-state="rejected"') == 1 and 'data-code="MISSING_DIE"' in page
+        page = client.get("/station/lots/S-4", params={"map": "upto:2"}).text
+        assert page.count('data-state="rejected"') == 1
+        for bad in ("at:9", "sometimes", "all:1", "upto:0"):
+            answer = client.get("/station/lots/S-4", params={"map": bad})
+            assert answer.status_code == 422, bad
+            assert "expected all, at:N or upto:N" in html.unescape(message(answer.text))
+            assert answer.text.count('data-state="rejected"') == 1  # every step shown
