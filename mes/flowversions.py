@@ -31,7 +31,7 @@ from flows import Flow, FlowError, FlowLibrary
 from flows.versions import content_hash, diff
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
-from mes.domain.flowapproval import approvals_needed, check_approval
+from mes.domain.flowapproval import ApprovalStale, approvals_needed, check_approval, check_fresh
 from mes.domain.flowversions import (
     APPROVAL_MEANING,
     SYSTEM_AUTHOR,
@@ -370,8 +370,13 @@ class FlowVersionService:
         linked to the version's content hash; a refused signature is a security event."""
         await self._guard.allow(by, Action.FLOW_APPROVE)
         version = await self.version(flow, number, by=by)
-        check_approvable(version)
         who = self._guard.who(by)
+        try:
+            check_fresh(version, signatures)  # a replay is told it is one, before anything
+        except ApprovalStale as stale:
+            await self.signing.refused(who, stale)
+            raise
+        check_approvable(version)
         if who is None:
             raise OperationNotAllowed("an approval needs a person to sign it")
         try:

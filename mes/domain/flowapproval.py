@@ -8,13 +8,16 @@ names ``approve_flow`` a second, different person holding the quality role signs
 the version is approved (until then it stays a draft, "approved by 1 of 2"). The first
 signature given is the principal's own (nobody signs for anybody else); an ``os`` signature
 only in direct mode, by the owner of the database file. Every approval is linked to the
-version's content hash.
+version's content hash. A signature given with ``approvals_seen`` (the server requires it)
+counts only while the version has that many approvals: a replayed request, or one signed
+before somebody else approved, is refused (:class:`ApprovalStale`) and changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.flowversions import Approval, FlowVersion, VersionState, check_approvable
@@ -25,6 +28,7 @@ from mes.domain.signatures import (
     SignaturePolicy,
     SignatureRefused,
     SignatureRequired,
+    SignatureStale,
     Signer,
     check_meaning,
 )
@@ -42,6 +46,40 @@ def progress(version: FlowVersion, needed: int) -> str:
     return f"approved by {len(version.approvals)} of {needed}"
 
 
+class ApprovalStale(SignatureStale):
+    """Signed for a version with another number of approvals than it has now: this signed
+    approval was carried out already (a replay), or somebody approved since."""
+
+    def __init__(self, message: str, *, signed: int, current: int):
+        super().__init__(message, lot_id=None, signed=signed, current=current)
+        self.action = Action.FLOW_APPROVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "error": self.kind,
+            "message": self.message,
+            "approvals_seen": self.signed,
+            "approvals": self.current,
+        }
+
+
+def check_fresh(version: FlowVersion, given: Sequence[SignatureGiven]) -> None:
+    """Each signature that names the approvals its signer saw was given for the version as
+    it is now; else :class:`ApprovalStale`."""
+    have = len(version.approvals)
+    for g in given:
+        if g.approvals_seen is not None and g.approvals_seen != have:
+            raise ApprovalStale(
+                f"the signature of {g.username} was given for flow {version.flow} version "
+                f"{version.version} with {g.approvals_seen} approval(s); it has {have} now: this "
+                "signed approval was carried out already, or somebody approved since. Nothing "
+                "was changed: look at the version again (pkgline flow versions) and sign what "
+                "it is now",
+                signed=g.approvals_seen,
+                current=have,
+            )
+
+
 def check_approval(
     version: FlowVersion,
     principal: Principal,
@@ -51,6 +89,7 @@ def check_approval(
 ) -> tuple[tuple[Approval, ...], VersionState]:
     """The approval records the signatures given make for ``version`` (as it is now, with
     the approvals it has), and the state it is in after them; or a refusal."""
+    check_fresh(version, [given for given, _ in signed])
     check_approvable(version)
     needed = approvals_needed(policy)
     have = len(version.approvals)

@@ -99,12 +99,15 @@ class SignatureGiven:
     ``password``: the signer's password, given again for this signature (method
     ``password``); None for the OS account's signature in direct mode (method ``os``).
     ``lot_version``: the version of the lot the signer saw and signs (required with a
-    password: that is what makes a replay fail)."""
+    password: that is what makes a replay fail). ``approvals_seen``: for a flow version's
+    approval, how many approvals the version had when the signer saw it (the server
+    requires it: a replay, or a version someone approved since, is refused)."""
 
     username: str
     meaning: str
     password: str | None = field(default=None, repr=False)
     lot_version: int | None = None
+    approvals_seen: int | None = None
 
     @property
     def method(self) -> SignatureMethod:
@@ -251,7 +254,7 @@ class SignatureStale(LotTrackerError):
 
     kind = "signature_stale"
 
-    def __init__(self, message: str, *, lot_id: str, signed: int, current: int):
+    def __init__(self, message: str, *, lot_id: str | None, signed: int, current: int):
         super().__init__(message, lot_id=lot_id)
         self.signed = signed
         self.current = current

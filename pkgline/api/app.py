@@ -13,8 +13,10 @@ from pkgline import __version__
 from pkgline.api import (
     durables,
     errors,
+    flows,
     line,
     lots,
+    maps,
     materials,
     reasons,
     session,
@@ -27,13 +29,14 @@ from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
 from pkgline.station import pages as station
 
-DESCRIPTION = """The pkgline server: the lot tracker's reads and operations (lots, tools, and the
-interlocks' durables, material lots, reason codes and SPC charts), with the same
-rules, service layer, JSON and refusals as the `pkgline` CLI (docs/api.md). Local clients on
-the Unix socket are known by their OS account; remote ones send `Authorization: Bearer`
-with a session token (POST /session with a password) or an API key. Refusals: 401 credentials, 403 role, 404 unknown, 409 state or conflict,
-413 body too large, 422 invalid value, 503 database unavailable; the body says what was
-refused, why, the claim and what is allowed."""
+DESCRIPTION = """The pkgline server: the lot tracker's reads and operations (lots and their
+E142 maps, flow versions, tools, and the interlocks' durables, material lots, reason codes
+and SPC charts), with the same rules, service layer, JSON and refusals as the `pkgline` CLI
+(docs/api.md). Local clients on the Unix socket are known by their OS account; remote ones
+send `Authorization: Bearer` with a session token (POST /session with a password) or an API
+key. Refusals: 401 credentials, 403 role, 404 unknown, 409 state or conflict, 413 body too
+large, 422 invalid value, 503 database unavailable; the body says what was refused, why,
+the claim and what is allowed."""
 
 
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
@@ -60,6 +63,8 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
     app.state.pkgline = state
     errors.install(app)
     app.include_router(lots.router)
+    app.include_router(maps.router)
+    app.include_router(flows.router)
     app.include_router(session.router)
     app.include_router(tools.router)
     app.include_router(durables.router)

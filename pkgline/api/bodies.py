@@ -1,11 +1,10 @@
-"""Request bodies of the lot routes: exactly what each operation takes, nothing more (an
-unknown field is refused, 422), typed (a wrong type is refused). Who acts is never in a body:
-it is the request's principal.
+"""Request bodies of the lot, flow and map routes: exactly what each operation takes,
+nothing more (an unknown field is refused, 422), typed (a wrong type is refused), sized (a
+value past its limit is refused). Who acts is never in a body: it is the request's principal.
 
-Release, scrap and rework carry ``signature``: the place of the electronic signature
-(21 CFR Part 11; its object is being defined with the service layer's signatures, issue 14).
-Until the server checks signatures, a request that carries one is refused (422) rather than
-accepted unchecked.
+Signed operations carry ``signatures``: the electronic signatures (21 CFR Part 11), each
+with the signer's password given again and what binds it to what the signer saw (the lot's
+version; a flow version's approvals), checked by the service layer (docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from mes.maps.e142 import MAX_MAP_BYTES
 
 GivenValue = StrictStr | StrictInt | StrictFloat
 Values = Annotated[
@@ -147,6 +148,81 @@ class SplitBody(Body):
 class MergeBody(Body):
     into: LotId
     reason: Reason = None
+
+
+FlowName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+]
+FileName = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.yaml$")
+]
+MAX_FLOW_FILE_CHARS = 256_000
+"""The most text one flow file of a publication may hold (the body limit, max_body_kb, caps
+the whole request first)."""
+
+
+class PublishBody(Body):
+    """Flow files to publish as new draft versions: per flow, the text of its files
+    (``steps.yaml``, ``fragments.yaml`` and ``NAME.yaml``), as ``pkgline flow publish`` reads
+    them."""
+
+    note: Annotated[str, Field(max_length=2000, description="What changed and why (required).")]
+    flows: Annotated[
+        dict[
+            FlowName,
+            Annotated[
+                dict[FileName, Annotated[str, Field(max_length=MAX_FLOW_FILE_CHARS)]],
+                Field(min_length=1, max_length=3),
+            ],
+        ],
+        Field(min_length=1, max_length=64),
+    ]
+
+
+class ApprovalSignatureBody(Body):
+    """An approval's electronic signature (21 CFR 11.50, 11.200): the signer's password given
+    again, its meaning, and how many approvals the version had when the signer saw it (a
+    replay, or a version somebody approved since, is refused: signature_stale)."""
+
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+    meaning: Annotated[str, Field(min_length=1, max_length=2000)]
+    approvals_seen: Annotated[int, Field(ge=0, le=2)]
+
+
+class ApproveBody(Body):
+    signatures: Annotated[
+        list[ApprovalSignatureBody],
+        Field(
+            max_length=2,
+            description="The approver's signature first; a second person's (quality) where "
+            "[signatures] two_signers names approve_flow and it is given in the same request.",
+        ),
+    ] = []
+
+
+class MapImportBody(Body):
+    """An upstream SEMI E142 map to import (``pkgline lot map import``)."""
+
+    xml: Annotated[str, Field(min_length=1, max_length=MAX_MAP_BYTES, description="The map.")]
+    source: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=255,
+            pattern=r"^[^/\\\x00-\x1f]+$",
+            description="The map's file name, recorded in the history (no directory).",
+        ),
+    ]
+    carrier: Annotated[
+        str | None,
+        Field(None, min_length=1, max_length=64, description="Put the map on this carrier."),
+    ] = None
+    bins: Annotated[
+        dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=64)]],
+        Field(max_length=1000, description="BIN: reject code, for failing bins of the map."),
+    ] = {}
+    signatures: Signatures = []
 
 
 class Refusal(BaseModel):

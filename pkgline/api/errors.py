@@ -4,7 +4,7 @@ refused, why, the claim, what is allowed) under the status that says what kind i
 ==========  ==================================================================================
 401         no credentials, or refused ones (unknown OS account, wrong or expired token)
 403         the principal lacks the role (``not_authorized``; recorded as a security event)
-404         no such lot, tool, user, durable, material lot or reason code
+404         no such lot, tool, user, durable, material lot, reason code or flow version
 409         the lot's state or the line refuses it now (state, step order, interlock, lot
             exists), or another writer moved the lot first / the database said retry
 413         the request body is larger than the server reads
@@ -34,6 +34,7 @@ STATUS_OF_KIND: dict[str, int] = {
     "unknown_lot": 404,
     "unknown_tool": 404,
     "unknown_user": 404,
+    "unknown_version": 404,
     "unknown_durable": 404,
     "unknown_material": 404,
     "unknown_reason_code": 404,

@@ -1,37 +1,47 @@
 """``pkgline flow publish | versions | diff | approve | retire``: flow versions in the database.
 
-Thin: read the files, call :class:`mes.flowversions.FlowVersionService`, print. A version is
-published as a draft; an engineer approves it (signed) before lots start on it; retiring it
-stops new starts. docs/flow-files.md ("Versions and approval").
+Thin: read the files, call :class:`mes.flowversions.FlowVersionService` (directly, or
+through the pkgline server's ``/flows`` routes: :func:`pkgline.cli.modes.either`), print from
+the JSON both answer (:mod:`pkgline.flow_views`). A version is published as a draft; an
+engineer approves it (signed) before lots start on it; retiring it stops new starts.
+docs/flow-files.md ("Versions and approval").
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from flows.loader import flow_sources
 from flows.resolve import FRAGMENTS_FILE, STEPS_FILE
 from mes.domain.authority import Action
-from mes.domain.errors import InvalidInput
-from mes.domain.flowversions import FlowVersion, VersionState
+from mes.domain.flowversions import VersionState
 from mes.domain.signatures import SIGNED, SignatureGiven, SignaturePolicy
-from mes.flowversions import FlowVersionService, Published
+from mes.flowversions import FlowVersionService
+from pkgline import flow_views as views
 from pkgline.bootstrap import open_services, os_account
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, run, usage_error
+from pkgline.cli.modes import (
+    Remote,
+    ServerOption,
+    call,
+    either,
+    password_again,
+    say_direct,
+    segment,
+    target,
+)
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 from pkgline.cli.signing import policy as signing_policy
 
-T = TypeVar("T")
-
 FlowArg = Annotated[str, typer.Argument(help="Flow name.", show_default=False)]
 VersionArg = Annotated[int, typer.Argument(help="Version number.", show_default=False)]
+Json = dict[str, Any]
 
 
 @asynccontextmanager
@@ -42,50 +52,21 @@ async def _service(
         yield services.flow_versions
 
 
-def _call(
-    db: str | None,
-    as_json: bool,
-    action: Callable[[FlowVersionService], Awaitable[T]],
-    policy: SignaturePolicy | None = None,
-) -> T:
-    async def work() -> T:
-        async with _service(db, policy) as service:
-            return await action(service)
-
-    return run(work, as_json=as_json, db=db)
-
-
-def version_dict(v: FlowVersion) -> dict[str, Any]:
-    return {
-        "flow": v.flow,
-        "version": v.version,
-        "state": v.state.value,
-        "content_hash": v.content_hash,
-        "author": v.author,
-        "published_at": v.published_at.isoformat(),
-        "note": v.note,
-        "approvals": [
-            {
-                "signer": a.signer,
-                "printed_name": a.printed_name,
-                "meaning": a.meaning,
-                "at": a.at.isoformat(),
-                "method": a.method,
-                "content_hash": a.content_hash,
-            }
-            for a in v.approvals
-        ],
-        "retired_at": v.retired_at.isoformat() if v.retired_at else None,
-        "retired_by": v.retired_by,
-    }
-
-
-def approvals_text(v: FlowVersion) -> str:
+def approvals_text(v: Mapping[str, Any]) -> str:
     """Each approval's signer, printed name, time, method and meaning (21 CFR 11.50)."""
     return "; ".join(
-        f"{a.printed_name} ({a.signer}) {a.at:%Y-%m-%d %H:%M} [{a.method}]: {a.meaning}"
-        for a in v.approvals
+        f"{a['printed_name']} ({a['signer']}) {_when(a['at'])} [{a['method']}]: {a['meaning']}"
+        for a in v["approvals"]
     )
+
+
+def _when(iso: str) -> str:
+    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M}"
+
+
+def approvals_time(approval: Mapping[str, Any]) -> str:
+    """When an approval (as JSON) was signed, to the minute."""
+    return _when(approval["at"])
 
 
 def read_flow_files(path: Path, as_json: bool) -> dict[str, dict[str, str]]:
@@ -108,6 +89,8 @@ def read_flow_files(path: Path, as_json: bool) -> dict[str, dict[str, str]]:
         return {name: flow_sources(name, directory) for name in names}
     except OSError as exc:
         usage_error(f"{path}: cannot read {exc.filename}: {exc.strerror}", as_json=as_json)
+    except UnicodeDecodeError as exc:
+        usage_error(f"{path}: a flow file is not UTF-8 text: {exc.reason}", as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
@@ -124,44 +107,67 @@ def publish(
     ],
     note: Annotated[str, typer.Option("--note", help="What changed and why (required).")],
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Publish flow files as new draft versions (engineering): immutable, with their content
     hash, author, time and note. Every flow is checked first; nothing is published if one
-    does not load. A flow whose content is published already keeps that version."""
+    does not load. A flow whose content is published already keeps that version. Through
+    the server, the files' text is sent (at most the server's max_body_kb)."""
     files = read_flow_files(path, json)
-    done: list[Published] = _call(db, json, lambda s: s.publish(files, note))
+
+    async def direct() -> list[Json]:
+        async with _service(db) as service:
+            done = await service.publish(files, note)
+        return views.published_dicts([(p.version, p.new) for p in done])
+
+    remote = Remote("POST", "/flows/versions", {"note": note, "flows": files})
+    done: list[Json] = either(db, server, json, direct, remote)
     if json:
-        print_json([{**version_dict(p.version), "new": p.new} for p in done])
+        print_json(done)
         return
-    for p in done:
-        v = p.version
-        if p.new:
+    for v in done:
+        if v["new"]:
             out.print(
-                f"[green]✔[/] flow {v.flow} version {v.version} published as a draft "
-                f"({v.content_hash[:12]}); approve it: pkgline flow approve {v.flow} {v.version}"
+                f"[green]✔[/] flow {v['flow']} version {v['version']} published as a draft "
+                f"({v['content_hash'][:12]}); approve it: pkgline flow approve {v['flow']} "
+                f"{v['version']}"
             )
         else:
-            out.print(f"flow {v.flow}: unchanged, version {v.version} ({v.state.value}) holds it")
+            out.print(
+                f"flow {v['flow']}: unchanged, version {v['version']} ({v['state']}) holds it"
+            )
 
 
-def versions(flow: FlowArg, db: DbOption = None, json: JsonOption = False) -> None:
+def versions(
+    flow: FlowArg, db: DbOption = None, server: ServerOption = None, json: JsonOption = False
+) -> None:
     """A flow's versions: state, hash, author, time, note and approvals."""
-    found = _call(db, json, lambda s: s.versions(flow))
+
+    async def direct() -> list[Json]:
+        async with _service(db) as service:
+            return [views.version_dict(v) for v in await service.versions(flow)]
+
+    found: list[Json] = either(
+        db, server, json, direct, Remote("GET", f"/flows/{segment(flow)}/versions")
+    )
     if json:
-        print_json([version_dict(v) for v in found])
+        print_json(found)
         return
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"Versions of {flow}")
     for column in ("version", "state", "hash", "author", "published", "note", "approved by"):
         table.add_column(column, overflow="fold")
     for v in found:
         table.add_row(
-            str(v.version),
-            v.state.value,
-            v.content_hash[:12],
-            v.author,
-            f"{v.published_at:%Y-%m-%d %H:%M}",
-            v.note,
+            str(v["version"]),
+            v["state"],
+            v["content_hash"][:12],
+            v["author"],
+            _when(v["published_at"]),
+            v["note"],
             escape(approvals_text(v)),
         )
     out.print(table)
@@ -172,13 +178,23 @@ def diff(
     old: Annotated[int, typer.Argument(help="The earlier version.", show_default=False)],
     new: Annotated[int, typer.Argument(help="The later version.", show_default=False)],
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """What changed between two versions, in words: sequence, steps, values, limits, claims."""
-    changes = _call(db, json, lambda s: s.diff(flow, old, new))
+
+    async def direct() -> Json:
+        async with _service(db) as service:
+            return views.diff_dict(flow, old, new, await service.diff(flow, old, new))
+
+    query = [("from", str(old)), ("to", str(new))]
+    done: Json = either(
+        db, server, json, direct, Remote("GET", f"/flows/{segment(flow)}/diff", query=query)
+    )
     if json:
-        print_json({"flow": flow, "from": old, "to": new, "changes": changes})
+        print_json(done)
         return
+    changes = done["changes"]
     if not changes:
         out.print(f"flow {flow}: versions {old} and {new} enforce the same rules")
         return
@@ -193,55 +209,102 @@ def approve(
     meaning: MeaningOption = None,
     config: SignaturesConfigOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Approve a draft version, electronically signed (your OS account in direct mode) with
-    --meaning: the first approval an engineer's; where [signatures] two_signers names
-    approve_flow, a second, different person with the quality role approves too. New lots of
-    the flow start on it once approved. Each approval is linked to the content hash."""
+    """Approve a draft version, electronically signed with --meaning: the first approval an
+    engineer's; where [signatures] two_signers names approve_flow, a second, different
+    person with the quality role approves too. New lots of the flow start on it once
+    approved. Each approval is linked to the content hash. Direct mode: your OS account
+    signs (--config: whose [signatures]). Through the server: your password, given again
+    (the server's [signatures] apply)."""
     text = meaning if meaning is not None else SIGNED[Action.FLOW_APPROVE]
-    signature = SignatureGiven(os_account(), text)
-    rules = signing_policy(config)
-    v = _call(db, json, lambda s: s.approve(flow, version, signatures=(signature,)), rules)
-    needed = (rules or SignaturePolicy()).signers(Action.FLOW_APPROVE)
+    via = target(server, db, as_json=json)
+    if via is not None:
+        path = f"/flows/{segment(flow)}/versions"
+        seen, said = call(via, "GET", path, as_json=json, with_principal=True)
+        username = (said or "").split(" (")[0]
+        current = [v for v in seen if v["version"] == version]
+        approvals = len(current[0]["approvals"]) if current else 0
+        password = password_again(
+            f"password of {username}, signing '{text}' for flow {flow} version {version}: "
+        )
+        signatures = (
+            [
+                {
+                    "username": username,
+                    "password": password,
+                    "meaning": text,
+                    "approvals_seen": approvals,
+                }
+            ]
+            if password
+            else []
+        )
+        body = {"signatures": signatures}
+        v: Json = call(via, "POST", f"{path}/{version}/approve", body, as_json=json, quiet=True)
+    else:
+        say_direct(db)
+        signature = SignatureGiven(os_account(), text)
+        rules = signing_policy(config)
+
+        async def work() -> Json:
+            async with _service(db, rules) as service:
+                done = await service.approve(flow, version, signatures=(signature,))
+                return views.approved_dict(done, service.approvals_needed)
+
+        v = run(work, as_json=json, db=db)
     if json:
-        print_json({**version_dict(v), "approvals_needed": needed})
+        print_json(v)
         return
-    a = v.approvals[-1]
-    if v.state is VersionState.APPROVED:
+    a = v["approvals"][-1]
+    if v["state"] == VersionState.APPROVED.value:
+        names = ", ".join(f"{x['printed_name']} ({x['signer']})" for x in v["approvals"])
         out.print(
-            f"[green]✔[/] flow {v.flow} version {v.version} approved by "
-            f"{', '.join(f'{x.printed_name} ({x.signer})' for x in v.approvals)}: {a.meaning} "
-            f"({v.content_hash[:12]}); new lots start on it"
+            f"[green]✔[/] flow {v['flow']} version {v['version']} approved by {names}: "
+            f"{a['meaning']} ({v['content_hash'][:12]}); new lots start on it"
         )
         return
+    how = (
+        "The second signer approves through the server as themselves "
+        f"('pkgline flow approve {v['flow']} {v['version']}', signing with their own password)"
+        if via is not None
+        else "Direct mode signs with your OS account alone: the second signer approves as "
+        f"their own OS account ('pkgline flow approve {v['flow']} {v['version']} --config "
+        "...', where their account may use the database: PostgreSQL; a SQLite file is its "
+        "owner's alone), or with their password through the pkgline server "
+        f"('pkgline flow approve {v['flow']} {v['version']} --server ...')"
+    )
     out.print(
-        f"flow {v.flow} version {v.version} is still a draft, approved by {len(v.approvals)} of "
-        f"{needed} ({a.printed_name}, {a.signer}): a second signer, a different person with "
-        "the quality role, must approve it too. Direct mode signs with your OS account alone: "
-        "the second signer approves as their own OS account "
-        f"('pkgline flow approve {v.flow} {v.version} --config ...', where their account may "
-        "use the database: PostgreSQL; a SQLite file is its owner's alone), or with their "
-        "password through the service (the pkgline server has no flow route yet)"
+        f"flow {v['flow']} version {v['version']} is still a draft, approved by "
+        f"{len(v['approvals'])} of {v['approvals_needed']} ({a['printed_name']}, "
+        f"{a['signer']}): a second signer, a different person with the quality role, must "
+        f"approve it too. {how}"
     )
 
 
 def retire(
-    flow: FlowArg, version: VersionArg, db: DbOption = None, json: JsonOption = False
+    flow: FlowArg,
+    version: VersionArg,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
 ) -> None:
     """Retire a version (engineering): no new lot starts on it; lots on it run to their end."""
-    v = _call(db, json, lambda s: s.retire(flow, version))
+
+    async def direct() -> Json:
+        async with _service(db) as service:
+            return views.version_dict(await service.retire(flow, version))
+
+    path = f"/flows/{segment(flow)}/versions/{version}/retire"
+    v: Json = either(db, server, json, direct, Remote("POST", path, {}))
     if json:
-        print_json(version_dict(v))
+        print_json(v)
         return
-    out.print(f"[green]✔[/] flow {v.flow} version {v.version} retired; lots on it go on")
+    out.print(f"[green]✔[/] flow {v['flow']} version {v['version']} retired; lots on it go on")
 
 
-async def show_version(db: str | None, flow: str, version: int | None) -> tuple[FlowVersion, Any]:
-    """A version and the flow its files make (``flow show --version``)."""
+async def show_version(db: str | None, flow: str, version: int | None) -> Json:
+    """A version and the flow its files make, as JSON (``flow show --version``, direct)."""
     async with _service(db) as service:
-        v = await service.version(flow, version)
-    try:
-        return v, service.builds.build(v)
-    except Exception as exc:  # a version that no longer loads with this code's loader
-        raise InvalidInput(f"flow {flow} version {v.version} does not load: {exc}") from None
+        return await views.shown_version(service, flow, version)

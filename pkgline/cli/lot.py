@@ -74,8 +74,6 @@ def _signature(
     terminal without echo (or one line of standard input when it is not a terminal). None
     when no password is given: the request goes unsigned, and the server says what it needs
     (not_authorized before anything else, else signature_required)."""
-    import getpass
-
     from mes.domain.signatures import default_meaning
 
     shown = call(via, "GET", f"/lots/{_q(lot)}", as_json=as_json, quiet=True, with_principal=True)
@@ -83,10 +81,7 @@ def _signature(
     username = (said or "").split(" (")[0]
     text = meaning if meaning is not None else default_meaning(action, reason)
     prompt = f"password of {username}, signing '{text}' for lot {lot}: "
-    if sys.stdin.isatty():
-        password = getpass.getpass(prompt, stream=sys.stderr)
-    else:
-        password = sys.stdin.readline().rstrip("\n")
+    password = modes.password_again(prompt)
     if not password:
         return None
     return {
@@ -99,9 +94,7 @@ def _signature(
 
 def _q(lot: str) -> str:
     """A lot id as one path segment of a route."""
-    from urllib.parse import quote
-
-    return quote(lot, safe="")
+    return modes.segment(lot)
 
 
 def _act(

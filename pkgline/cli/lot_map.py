@@ -1,20 +1,23 @@
 """``pkgline lot map``: a lot's strip and panel maps out as SEMI E142, and an upstream map in.
 
-Thin: read the file, call :mod:`mes.maps.service`, print. A map that does not parse or does
-not fit the lot exits 1 saying what differed, and changes nothing.
+Thin: read the file, call :mod:`mes.maps.service` (directly, or through the pkgline server's
+``/lots/{lot}/maps/e142`` routes: :mod:`pkgline.cli.modes`), print from the JSON both answer
+(:mod:`pkgline.map_views`). A map that does not parse or does not fit the lot exits 1 saying
+what differed, and changes nothing.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from mes.domain.authority import Action
 from mes.maps.e142 import MAX_MAP_BYTES, MapRefused
-from mes.maps.service import MapExport, MapImport, export_lot_maps, import_lot_map
+from mes.maps.service import export_lot_maps, import_lot_map
+from pkgline import map_views as views
 from pkgline.bootstrap import open_lot_service
 from pkgline.cli import signing
 from pkgline.cli.common import (
@@ -29,6 +32,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
+from pkgline.cli.modes import Remote, ServerOption, call, either, say_direct, segment, target
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
 app = typer.Typer(
@@ -60,6 +64,7 @@ def export(
         ),
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Write the lot's site maps, one SubstrateMap per carrier, as SEMI E142 XML: layout,
@@ -67,27 +72,30 @@ def export(
     if fmt.lower() not in FORMATS:
         usage_error(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", as_json=json)
 
-    async def work() -> MapExport:
+    async def direct() -> dict[str, Any]:
         async with open_lot_service(db) as service:
-            return await export_lot_maps(service, lot, carrier)
+            return views.export_dict(await export_lot_maps(service, lot, carrier))
 
-    done = run(work, as_json=json, db=db)
+    query = [("carrier", carrier)] if carrier is not None else None
+    remote = Remote("GET", f"/lots/{segment(lot)}/maps/e142", query=query)
+    done: dict[str, Any] = either(db, server, json, direct, remote)
     if out_file is None:
         if json:
-            print_json({"lot": done.lot_id, "carriers": list(done.carriers), "xml": done.xml})
+            print_json(done)
         else:
-            typer.echo(done.xml, nl=False)
+            typer.echo(done["xml"], nl=False)
         return
     try:
-        _write(out_file, done.xml)
+        _write(out_file, done["xml"])
     except OSError as exc:
         usage_error(f"--out {out_file}: cannot write it: {exc.strerror or exc}", as_json=json)
+    carriers = done["carriers"]
     if json:
-        print_json({"lot": done.lot_id, "carriers": list(done.carriers), "file": str(out_file)})
+        print_json({"lot": done["lot"], "carriers": carriers, "file": str(out_file)})
     else:
         out.print(
-            f"[green]✔[/] lot {done.lot_id}: {len(done.carriers)} carrier map(s) "
-            f"({', '.join(done.carriers)}) written to {out_file} as SEMI E142"
+            f"[green]✔[/] lot {done['lot']}: {len(carriers)} carrier map(s) "
+            f"({', '.join(carriers)}) written to {out_file} as SEMI E142"
         )
 
 
@@ -124,13 +132,15 @@ def import_(
     meaning: MeaningOption = None,
     config: SignaturesConfigOption = None,
     db: DbOption = None,
+    server: ServerOption = None,
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
     """Reject the sites an upstream tool or inspection failed in its E142 map, with its bins
     mapped to reject codes. The carrier and its layout must match; a map that does not
     parse or does not fit is refused with what differed, and nothing changes. A scrap of
-    sites: signed by you (your OS account in direct mode) with --meaning."""
+    sites: signed by you with --meaning (your OS account in direct mode; through the
+    server, your password given again)."""
     codes = parse_assignments(bin_code or [], "--bin", as_json=json)
     try:
         if file.stat().st_size > MAX_MAP_BYTES:
@@ -140,52 +150,80 @@ def import_(
         usage_error(f"{file}: cannot read it: {exc.strerror or exc}", as_json=json)
     except MapRefused as exc:
         usage_error(exc.message, as_json=json)
-
-    act = signing.signed(
-        lambda service, signed: import_lot_map(
-            service,
-            lot,
-            document,
-            source=file.name,
-            user=current_user(user),
-            onto=carrier,
-            bin_codes=codes,
-            signatures=signed,
-        ),
-        Action.SCRAP_SITES,
-        meaning,
-        f"E142 map import: {file.name}",
-    )
-
-    async def work() -> MapImport:
-        async with open_lot_service(db, signatures=signing.policy(config)) as service:
-            return await act(service)
-
-    done = run(work, as_json=json, db=db)
-    plan = done.plan
-    rejected = [f"{r.carrier}:{r.row}:{r.col}:{r.code}" for r in plan.rejects]
-    if json:
-        print_json(
-            {
-                "lot": done.lot_id,
-                "carriers": dict(plan.carriers),
-                "rejected": rejected if done.outcome else [],
-                "already_rejected": [str(s) for s in plan.already_rejected],
-                "good_sites": None if done.outcome is None else done.outcome.lot.good_sites,
-            }
-        )
-        return
-    mapped = ", ".join(f"{k} -> {v}" if k != v else k for k, v in plan.carriers.items())
-    if done.outcome is None:
-        out.print(f"[green]✔[/] lot {done.lot_id}: map of {mapped} read; no site to reject")
+    reason = f"E142 map import: {file.name}"
+    via = target(server, db, as_json=json)
+    if via is not None:
+        done = _import_remote(via, lot, file.name, document, carrier, codes, meaning, reason, json)
     else:
-        lot_now = done.outcome.lot
-        out.print(
-            f"[green]✔[/] lot {done.lot_id}: map of {mapped} imported, {len(rejected)} site(s) "
-            f"rejected; {lot_now.good_sites} of {lot_now.total_sites} good"
+        say_direct(db)
+        act = signing.signed(
+            lambda service, signed: import_lot_map(
+                service,
+                lot,
+                document,
+                source=file.name,
+                user=current_user(user),
+                onto=carrier,
+                bin_codes=codes,
+                signatures=signed,
+            ),
+            Action.SCRAP_SITES,
+            meaning,
+            reason,
         )
-    if plan.already_rejected:
+
+        async def work() -> dict[str, Any]:
+            async with open_lot_service(db, signatures=signing.policy(config)) as service:
+                return views.import_dict(await act(service))
+
+        done = run(work, as_json=json, db=db)
+    if json:
+        print_json(done)
+        return
+    mapped = ", ".join(f"{k} -> {v}" if k != v else k for k, v in done["carriers"].items())
+    if done["good_sites"] is None:
+        out.print(f"[green]✔[/] lot {done['lot']}: map of {mapped} read; no site to reject")
+    else:
+        out.print(
+            f"[green]✔[/] lot {done['lot']}: map of {mapped} imported, "
+            f"{len(done['rejected'])} site(s) rejected; {done['good_sites']} of "
+            f"{done['total_sites']} good"
+        )
+    if done["already_rejected"]:
         err.print(
-            f"  {len(plan.already_rejected)} site(s) the map rejects were rejected already "
+            f"  {len(done['already_rejected'])} site(s) the map rejects were rejected already "
             "and stay as they are"
         )
+
+
+def _import_remote(
+    via: Any,
+    lot: str,
+    source: str,
+    document: bytes,
+    carrier: str | None,
+    codes: dict[str, str],
+    meaning: str | None,
+    reason: str,
+    as_json: bool,
+) -> dict[str, Any]:
+    """The import through the server: the map's text in the body, signed with the password
+    given again for the lot's version as the signer saw it (as ``lot scrap --site``)."""
+    from pkgline.cli.lot import _signature  # lot imports this module: only once it runs
+
+    try:
+        text = document.decode("utf-8")
+    except UnicodeDecodeError:
+        usage_error(
+            f"{source}: the map is not UTF-8 text (through the server a map is sent as UTF-8)",
+            as_json=as_json,
+        )
+    signature = _signature(via, lot, Action.SCRAP_SITES, meaning, reason, as_json=as_json)
+    body: dict[str, Any] = {"xml": text, "source": source, "bins": codes}
+    if carrier is not None:
+        body["carrier"] = carrier
+    if signature is not None:
+        body["signatures"] = [signature]
+    path = f"/lots/{segment(lot)}/maps/e142"
+    answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
+    return answer

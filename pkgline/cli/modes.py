@@ -178,3 +178,14 @@ def served(
             return shape(await call(services))
 
     return either(db, server, as_json, direct, remote)
+
+
+def password_again(prompt: str) -> str:
+    """The signer's password, given again for one signature (21 CFR 11.200): read from the
+    terminal without echo, or one line of standard input when it is not a terminal (empty:
+    none given)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt, stream=sys.stderr)
+    return sys.stdin.readline().rstrip("\n")

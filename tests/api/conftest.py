@@ -19,6 +19,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.passwords import Argon2Passwords
 from mes.domain.authority import Principal, Role
+from mes.domain.signatures import SignaturePolicy
 from mes.sessions import DEFAULT_LIFETIME
 from pkgline.api.auth import ApiState
 from pkgline.api.server import open_state, serve_api
@@ -62,13 +63,17 @@ async def start_api(
     max_body_kb: int = 256,
     session_lifetime: timedelta = DEFAULT_LIFETIME,
     https: HttpsConfig | None = None,
+    signatures: SignaturePolicy | None = None,
 ) -> AsyncIterator[RunningApi]:
     """Serve ``db`` on ``socket`` for the block (the OS account a user with ``operator``
-    unless ``user`` is false); stopped and drained at the end."""
+    unless ``user`` is false; ``signatures``: the server's [signatures] policy); stopped and
+    drained at the end."""
     await _migrated(db)
     # argon2id with a small cost: the tests hash and check passwords
     passwords = Argon2Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    async with open_state(db, session_lifetime=session_lifetime, passwords=passwords) as state:
+    async with open_state(
+        db, session_lifetime=session_lifetime, passwords=passwords, signatures=signatures
+    ) as state:
         if user:
             await state.identity.add_user(ADMIN, ACCOUNT, "Test Runner", [Role.OPERATOR])
         stop, ready = asyncio.Event(), asyncio.Event()

@@ -14,6 +14,8 @@ from mes.domain import operations as ops
 from mes.domain.audit import Finding
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput
+from mes.domain.flowapproval import ApprovalStale, check_approval
+from mes.domain.flowversions import FlowVersion, VersionState
 from mes.domain.model import Lot
 from mes.domain.signature_audit import SignedEntry, check_signature_rows
 from mes.domain.signatures import (
@@ -213,3 +215,30 @@ def test_signatures_from_a_request_body_are_checked_field_by_field() -> None:
     ):
         with pytest.raises(InvalidInput, match=expected):
             signatures_from_json(bad)
+
+
+def test_a_flow_approval_is_bound_to_the_approvals_its_signer_saw() -> None:
+    """A signature naming ``approvals_seen`` counts only while the version has that many
+    approvals: a replay (the approval it made is there now) is stale; one without it (direct
+    mode, the OS account) is not checked for it."""
+    engineer = Principal("eng1", frozenset({Role.ENGINEER}), AuthMethod.SESSION)
+    draft = FlowVersion("f", 2, "ab" * 32, "eng1", NOW, "note", VersionState.DRAFT)
+    signer = Signer("eng1", "Erin Engineer", frozenset({Role.ENGINEER}), SignatureMethod.PASSWORD)
+    given = SignatureGiven("eng1", "approved", "pw", approvals_seen=0)
+    two = SignaturePolicy.from_names(["approve_flow"])
+    made, state = check_approval(draft, engineer, [(given, signer)], two, NOW)
+    assert state is VersionState.DRAFT and [a.signer for a in made] == ["eng1"]
+    with pytest.raises(ApprovalStale) as stale:
+        check_approval(
+            FlowVersion("f", 2, "ab" * 32, "eng1", NOW, "note", VersionState.DRAFT, approvals=made),
+            engineer,
+            [(given, signer)],
+            two,
+            NOW,
+        )
+    assert stale.value.to_dict() == {
+        "error": "signature_stale",
+        "message": stale.value.message,
+        "approvals_seen": 0,
+        "approvals": 1,
+    }
