@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mes.adapters.schema import require_current_schema
-from pkgline.bootstrap import open_engine
 from pkgline.cli.common import (
     EXIT_TAMPERED,
     DbOption,
@@ -15,9 +13,9 @@ from pkgline.cli.common import (
     err,
     out,
     print_json,
-    run,
     usage_error,
 )
+from pkgline.cli.modes import Remote, ServerOption, either
 
 app = typer.Typer(
     help="The audit trail: verify the lot history's hash chain.", no_args_is_help=True
@@ -35,14 +33,13 @@ def verify(
         ),
     ] = None,
     db: DbOption = None,
+    server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """Check every history entry against its hash and the entry before it, each lot's newest
     entry and the chain over lots, every electronic signature against the entry it signs,
     and that the database still refuses changes to the history. Exits 0 with the count of
     entries checked, or 6 naming the first entry that does not match (docs/security.md)."""
-    from mes.adapters.audit import Verification, verify_history
-
     anchors = [a.strip().lower() for a in anchor or []]
     for a in anchors:
         if len(a) != 64 or any(c not in "0123456789abcdef" for c in a):
@@ -50,25 +47,32 @@ def verify(
                 f"--anchor expects a SHA-256 in hex (64 characters), got {a!r}", as_json=json
             )
 
-    async def work() -> Verification:
+    async def direct() -> dict[str, Any]:
+        from mes.adapters.audit import verify_history
+        from mes.adapters.schema import require_current_schema
+        from pkgline.bootstrap import open_engine
+
         async with open_engine(db) as engine:
             await require_current_schema(engine)
-            return await verify_history(engine, anchors=anchors)
+            found: dict[str, Any] = (await verify_history(engine, anchors=anchors)).to_dict()
+            return found
 
-    found = run(work, as_json=json, db=db)
+    remote = Remote("GET", "/audit/verify", query=[("anchor", a) for a in anchors])
+    found = either(db, server, json, direct, remote)
+    problem = found.get("problem")
     if json:
-        print_json(found.to_dict())
-    elif found.problem is None:
+        print_json(found)
+    elif problem is None:
         out.print(
-            f"[green]✔[/] history verified: {_count(found.entries, 'entry', 'entries')} of "
-            f"{_count(found.lots, 'lot', 'lots')}, "
-            f"{_count(found.signatures, 'signature', 'signatures')}; "
-            f"head of the chain over lots {found.lots_head}"
+            f"[green]✔[/] history verified: {_count(found['entries'], 'entry', 'entries')} of "
+            f"{_count(found['lots'], 'lot', 'lots')}, "
+            f"{_count(found['signatures'], 'signature', 'signatures')}; "
+            f"head of the chain over lots {found['lots_head']}"
         )
     else:
-        err.print(f"[bold red]✘[/] history does not verify: {found.problem.message}")
-        err.print(f"  ({found.entries} entries checked before it)")
-    if found.problem is not None:
+        err.print(f"[bold red]✘[/] history does not verify: {problem['message']}")
+        err.print(f"  ({found['entries']} entries checked before it)")
+    if problem is not None:
         raise typer.Exit(EXIT_TAMPERED)
 
 
