@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cpu_seconds, load_printed, pct, print_verdict
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -44,17 +47,6 @@ from pkgline.cli.remote import Server, request
 
 OWNER = Principal.file_owner("bench")
 FLOW = {"flow": "fo-organic", "params": {"layers": "3"}}
-
-
-def cpu_s(pid: int) -> float:
-    """CPU time (user + system, every thread) of process ``pid`` so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def prepare(url: str, lots: int) -> None:
@@ -157,7 +149,7 @@ def main() -> None:
     parser.add_argument("--shows", type=int, default=100)
     parser.add_argument("--cli-runs", type=int, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pkgline-bench-api-") as tmp:
+    with load_printed("api"), tempfile.TemporaryDirectory(prefix="pkgline-bench-api-") as tmp:
         served, local = f"sqlite:///{tmp}/served.db", f"sqlite:///{tmp}/local.db"
         asyncio.run(prepare(served, 8))
         asyncio.run(prepare(local, 8))
@@ -183,9 +175,9 @@ def main() -> None:
                 cpu[("in", clients)] = (time.process_time() - before) / len(lat)
                 rates[("in", clients)] = rate
                 print(line(f"in-process, {clients} task(s)", rate, lat))
-                before = cpu_s(child.pid)
+                before = cpu_seconds(child.pid)
                 rate, lat = through_server(server, clients, args.moves)
-                cpu[("api", clients)] = (cpu_s(child.pid) - before) / len(lat)
+                cpu[("api", clients)] = (cpu_seconds(child.pid) - before) / len(lat)
                 rates[("api", clients)] = rate
                 print(line(f"API (Unix socket), {clients} client(s)", rate, lat))
             for clients in (1, 8):
@@ -199,8 +191,7 @@ def main() -> None:
                 ratio = rates[("api", clients)] / rates[("in", clients)]
                 print(f"  ratio API / in-process, {clients} client(s): {ratio:.2f}")
             ratio8 = rates[("api", 8)] / rates[("in", 8)]
-            verdict = "met" if ratio8 >= 0.5 else "NOT met"
-            print(f"  goal: 8 clients >= 0.5 of in-process moves/s: {verdict} ({ratio8:.2f})")
+            print_verdict("8 clients >= 0.5 of in-process moves/s", ratio8 >= 0.5, f"{ratio8:.2f}")
             show_local = asyncio.run(shows_in_process(local, args.shows))
             show_api = timed(lambda: request(server, "GET", "/lots/B0"), args.shows)
             print(line("lot show, in-process", None, show_local))
@@ -223,11 +214,12 @@ def main() -> None:
             print(line("through the server", None, via))
             print(line("direct mode", None, direct))
             for what, lat in (("through the server", via), ("direct mode", direct)):
-                p50 = statistics.median(lat)
-                times = p50 / statistics.median(bare)
-                verdict = "met" if p50 < 0.25 and times <= 8 else "NOT met"
-                print(f"  goal {what}: p50 < 0.25 s and <= 8x python -c pass: {verdict} "
-                      f"({p50:.3f} s, {times:.1f}x)")  # fmt: skip
+                p50 = pct(lat, 0.5)  # as printed above
+                times = p50 / pct(bare, 0.5)
+                print_verdict(f"lot show --json {what}: p50 < 0.25 s", p50 < 0.25, f"{p50:.3f} s")
+                print_verdict(
+                    f"lot show --json {what}: <= 8x python -c pass", times <= 8, f"{times:.1f}x"
+                )
         finally:
             child.terminate()
             child.wait(30)

@@ -31,7 +31,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import pymodbus
+from common import load_printed, print_verdict
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers import certificates as C
@@ -42,6 +45,7 @@ from drivers.modbus.regmap import packaged_map
 from drivers.model import EquipmentClass
 
 Read = Callable[[], Awaitable[object]]
+GOAL = 1.25
 
 
 @dataclass
@@ -81,8 +85,9 @@ class Comparison:
         median = self.ours.median_us() / self.bare.median_us()
         p99 = self.ours.p99_us() / self.bare.p99_us()
         cpu = self.ours.cpu_us() / self.bare.cpu_us()
-        print(
-            f"  ratio ours / bare: median {median:.2f}, p99 {p99:.2f}, CPU {cpu:.2f} (goal: median 1.25 or less)"
+        print(f"  ratio ours / bare: median {median:.2f}, p99 {p99:.2f}, CPU {cpu:.2f}")
+        print_verdict(
+            f"{self.transport}: median ours / bare <= {GOAL}", median <= GOAL, f"{median:.2f}"
         )
 
 
@@ -137,14 +142,16 @@ def _cross_trusted(root: Path) -> Pkis:
 # -- Modbus TCP ------------------------------------------------------------------------------
 
 
-def _start_modbus_simulator(
-    equipment_class: EquipmentClass, *extra: str
-) -> tuple[subprocess.Popen[str], int]:
+def _start_simulator(
+    module: str, equipment_class: EquipmentClass, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m simulators.<module> CLASS --port 0 --time-scale 0 EXTRA...`` in another
+    process: the process and the line it says it listens with."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "simulators.modbus_server",
+            f"simulators.{module}",
             equipment_class.value,
             "--port",
             "0",
@@ -156,11 +163,13 @@ def _start_modbus_simulator(
         text=True,
     )
     assert process.stdout is not None
-    line = process.stdout.readline()  # "<class> listening on 127.0.0.1:<port>"
+    line = process.stdout.readline()
+    while line.startswith("certificate "):  # a secure simulator says where its PKI is first
+        line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
         raise RuntimeError(f"the simulator did not start: {line!r}")
-    return process, int(line.rsplit(":", 1)[1])
+    return process, line.strip()
 
 
 async def bench_modbus(reads: int, rounds: int, pkis: Pkis | None = None) -> Comparison:
@@ -171,7 +180,8 @@ async def bench_modbus(reads: int, rounds: int, pkis: Pkis | None = None) -> Com
     equipment_class = EquipmentClass.MOLDER
     block = packaged_map(equipment_class).status
     extra = ("--tls-pki", str(pkis.simulator.root)) if pkis else ()
-    process, port = _start_modbus_simulator(equipment_class, *extra)
+    process, listening = _start_simulator("modbus_server", equipment_class, *extra)
+    port = int(listening.rsplit(":", 1)[1])  # "<class> listening on 127.0.0.1:<port>"
     # A long poll interval: the driver's own supervision stays out of the measurement.
     policy = ConnectionPolicy(timeout_s=2.0, poll_interval_s=60.0)
     tls = ModbusTls(pki=pkis.controller.root) if pkis else None
@@ -222,36 +232,6 @@ async def bench_modbus(reads: int, rounds: int, pkis: Pkis | None = None) -> Com
 # -- OPC UA ----------------------------------------------------------------------------------
 
 
-def _start_opcua_simulator(
-    equipment_class: EquipmentClass, *extra: str
-) -> tuple[subprocess.Popen[str], str]:
-    """``python -m simulators.opcua_server``; returns the process and its endpoint URL."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulators.opcua_server",
-            equipment_class.value,
-            "--port",
-            "0",
-            "--time-scale",
-            "0",
-            *(extra or ("--insecure",)),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # "listening on opc.tcp://127.0.0.1:<port> (...)"
-    while line.startswith("certificate "):  # a secure simulator says where its PKI is first
-        line = process.stdout.readline()
-    if "listening on" not in line:
-        process.kill()
-        raise RuntimeError(f"the simulator did not start: {line!r}")
-    print(f"  OPC UA simulator {line.strip()}")
-    return process, line.split()[2]
-
-
 async def bench_opcua(reads: int, rounds: int, pkis: Pkis | None = None) -> Comparison:
     """OpcUaDriver.status() vs. a bare asyncua Client reading the same status nodes with one
     Read request (``Client.read_values``), against one simulator process (``pkis``: both
@@ -269,7 +249,11 @@ async def bench_opcua(reads: int, rounds: int, pkis: Pkis | None = None) -> Comp
     extra = (
         ("--pki", str(pkis.simulator.root), "--credentials", str(pkis.credentials)) if pkis else ()
     )
-    process, url = _start_opcua_simulator(equipment_class, *extra)
+    process, listening = _start_simulator(
+        "opcua_server", equipment_class, *(extra or ("--insecure",))
+    )
+    print(f"  OPC UA simulator {listening}")
+    url = listening.split()[2]  # "listening on opc.tcp://127.0.0.1:<port> (...)"
     tool_id = f"{equipment_class.value.upper()}-1"
     # The default publishing interval (0.2 s): the driver's subscription and keep-alives run
     # during the measurement, as they would on the line (the tool is idle: keep-alives only).
@@ -353,7 +337,10 @@ def main(argv: list[str] | None = None) -> None:
         f"driver overhead: {args.rounds} rounds x {args.reads} reads per path; "
         f"Python {platform.python_version()} on {platform.machine()}"
     )
-    with tempfile.TemporaryDirectory(prefix="pkgline-bench-") as tmp:
+    with (
+        load_printed("driver overhead"),
+        tempfile.TemporaryDirectory(prefix="pkgline-bench-") as tmp,
+    ):
         pkis = _cross_trusted(Path(tmp))
         for benchmark in BENCHMARKS:
             if not args.secure:

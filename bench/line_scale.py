@@ -1,6 +1,7 @@
 """Line scale: one process supervising N simulated tools, each changing state regularly.
 
-Run: ``.venv/bin/python bench/line_scale.py [--tools 50,200,500] [--transport modbus|opcua|both]``
+Run: ``.venv/bin/python bench/line_scale.py [--tools 50,200,500] [--transport modbus|opcua|both]
+[--security plain|secure|both]``
 
 For each N and transport, worker processes (``--workers``, default 2) serve the N simulated
 tools on free loopback ports: over Modbus TCP a server per tool, over OPC UA one server per
@@ -16,6 +17,13 @@ are spread evenly). The simulator process records the monotonic time of every ch
 driver reports it; their difference is the notice delay (p50, p99, max). The supervisor's CPU
 time over the measurement window, divided by the window, is its load as a fraction of one core;
 the simulators' is read from /proc. Figures only: nothing here asserts on them.
+
+``--security secure`` runs the secure links instead (``both``: plain then secure, for each N
+and transport, in the same run, followed by what security costs: the supervisor's and the
+simulators' CPU and the p99 notice delay, secure against plain). Modbus/TCP Security: TLS
+with both certificates checked (and revocation, after each handshake); OPC UA: Basic256Sha256
+with SignAndEncrypt and a user with a password. The two PKIs (controller, simulators) are made
+in a temporary directory, each trusting the other, as ``pkgline demo`` makes them.
 
 Goal: 500 tools at a 200 ms poll or publishing interval with a p99 notice delay under 500 ms
 and the supervisor under one core. A change waits for the next poll (Modbus: up to 200 ms,
@@ -33,6 +41,8 @@ import os
 import platform
 import random
 import resource
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,14 +50,27 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
-import structlog
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, OpcUaEndpoint, ToolConfig
+import structlog
+from common import cpu_seconds, load_printed
+from common import print_verdict as verdict_line
+
+from drivers.config import (
+    INSECURE,
+    ConnectionPolicy,
+    ModbusEndpoint,
+    ModbusTls,
+    OpcUaEndpoint,
+    OpcUaSecurity,
+    ToolConfig,
+)
 from drivers.factory import DriverFactory
 from drivers.interface import StatusChanged, ToolDriver
 from drivers.model import EquipmentClass, Job, ProcessState, Recipe, SiteMap
 
 Transport = Literal["modbus", "opcua"]
+USER, PASSWORD = "bench", "bench-Pa55"
 Change = tuple[str, int, float]
 """(tool id, sites done, monotonic time) of one state change."""
 
@@ -61,12 +84,41 @@ def _quiet() -> None:
     """Drivers log each tool going online; 500 lines per run would bury the figures."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+    # pymodbus logs each request that times out, with a dump of its frames, at ERROR: on a
+    # loaded machine thousands of lines; the timeouts show as missed changes and delays.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def _raise_file_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < 8192:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))
+
+
+@dataclass(frozen=True)
+class Security:
+    """The secure variant's PKI directories and the OPC UA user's credentials file."""
+
+    controller: Path
+    simulators: Path
+    credentials: Path
+
+
+def make_security(root: Path) -> Security:
+    """A controller PKI and a simulators' PKI trusting each other, and a user (as the demo)."""
+    from drivers import certificates as C
+    from drivers import pki as P
+    from pkgline.security import controller_uri
+    from simulators.line import simulator_pki
+
+    controller = P.Pki(root / "controller")
+    C.init_own(controller, common_name="bench controller", application_uri=controller_uri())
+    simulators = simulator_pki(root / "simulators")
+    controller.store(simulators.own()[0], controller.trusted)
+    simulators.store(controller.own()[0], simulators.trusted)
+    credentials = root / "user.toml"
+    P.write_private(credentials, f'username = "{USER}"\npassword = "{PASSWORD}"\n'.encode())
+    return Security(controller.root, simulators.root, credentials)
 
 
 # -- simulator processes ----------------------------------------------------------------------
@@ -79,6 +131,7 @@ class WorkerPlan:
     change_every_s: float
     per_server: int
     seed: int
+    security: Security | None = None
 
 
 @dataclass(frozen=True)
@@ -99,8 +152,10 @@ def worker_main(plan: WorkerPlan, conn: Connection) -> None:
 
 
 async def _worker(plan: WorkerPlan, conn: Connection) -> None:
+    from drivers.pki import Pki, tls_server_context
     from simulators.engine import ClassProfile, SimulationSettings, VirtualTool, load_profiles
     from simulators.modbus_server import ModbusToolServer
+    from simulators.opcua_security import SimulatorSecurity
     from simulators.opcua_server import OpcUaToolServer
 
     changes: list[Change] = []
@@ -122,16 +177,25 @@ async def _worker(plan: WorkerPlan, conn: Connection) -> None:
 
     servers: list[ModbusToolServer | OpcUaToolServer] = []
     served: list[ServedTool] = []
+    pki = Pki(plan.security.simulators) if plan.security else None
     if plan.transport == "modbus":
+        tls = tls_server_context(pki) if pki else None  # one for every tool, as pkgline sim
         for tool in tools:
-            modbus = ModbusToolServer(tool, host="127.0.0.1", port=0)
+            modbus = ModbusToolServer(tool, host="127.0.0.1", port=0, tls=tls, pki=pki)
             await modbus.start()
             servers.append(modbus)
             served.append(ServedTool(tool.tool_id, tool.equipment_class, "modbus", modbus.port))
     else:
         for start in range(0, len(tools), plan.per_server):
             share = tools[start : start + plan.per_server]
-            gateway = OpcUaToolServer(share, host="127.0.0.1", port=0)
+            security = (
+                SimulatorSecurity(
+                    pki, passwords={USER: (PASSWORD, frozenset(t.tool_id for t in share))}
+                )
+                if pki
+                else None
+            )
+            gateway = OpcUaToolServer(share, host="127.0.0.1", port=0, security=security)
             await gateway.start()
             servers.append(gateway)
             served += [
@@ -173,12 +237,6 @@ async def _worker(plan: WorkerPlan, conn: Connection) -> None:
     conn.send(changes)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _machine_busy() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -196,6 +254,7 @@ class Run:
     tools: int
     workers: int
     servers: int
+    secure: bool = False
     window_s: float = 0.0
     supervisor_cpu_s: float = 0.0
     simulators_cpu_s: float = 0.0
@@ -218,12 +277,18 @@ class Run:
         return self.simulators_cpu_s / self.window_s
 
 
-def _config(tool: ServedTool, policy: ConnectionPolicy) -> ToolConfig:
+def _config(tool: ServedTool, policy: ConnectionPolicy, security: Security | None) -> ToolConfig:
     endpoint: ModbusEndpoint | OpcUaEndpoint
     if tool.transport == "modbus":
-        endpoint = ModbusEndpoint(host="127.0.0.1", port=tool.port)
+        tls = ModbusTls(pki=security.controller) if security else None
+        endpoint = ModbusEndpoint(host="127.0.0.1", port=tool.port, tls=tls)
     else:
-        endpoint = OpcUaEndpoint(url=tool.url, security=INSECURE)
+        endpoint = OpcUaEndpoint(
+            url=tool.url,
+            security=OpcUaSecurity(pki=security.controller, credentials=security.credentials)
+            if security
+            else INSECURE,
+        )
     return ToolConfig(
         id=tool.tool_id, equipment_class=tool.equipment_class, endpoint=endpoint, policy=policy
     )
@@ -237,11 +302,12 @@ async def _supervise(
     warmup_s: float,
     measure_s: float,
     worker_pids: Sequence[int],
+    security: Security | None,
 ) -> tuple[float, float, dict[tuple[str, int], float]]:
     """Drive every tool until the window is measured; return the window and the notices."""
     policy = ConnectionPolicy(poll_interval_s=poll_interval_s)
     factory = DriverFactory()
-    drivers: list[ToolDriver] = [factory.create(_config(t, policy)) for t in served]
+    drivers: list[ToolDriver] = [factory.create(_config(t, policy, security)) for t in served]
     noticed: dict[tuple[str, int], float] = {}
 
     async def consume(driver: ToolDriver) -> None:
@@ -260,13 +326,13 @@ async def _supervise(
         run.late_connect = sum(not d.connected for d in drivers)
         run.startup_s = time.monotonic() - began
         await asyncio.sleep(warmup_s)
-        sims0 = sum(_cpu_seconds(pid) for pid in worker_pids)
+        sims0 = sum(cpu_seconds(pid) for pid in worker_pids)
         busy0, total0 = _machine_busy()
         t0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.sleep(measure_s)
         t1, cpu1 = time.monotonic(), time.process_time()
         busy1, total1 = _machine_busy()
-        run.simulators_cpu_s = sum(_cpu_seconds(pid) for pid in worker_pids) - sims0
+        run.simulators_cpu_s = sum(cpu_seconds(pid) for pid in worker_pids) - sims0
         run.window_s, run.supervisor_cpu_s = t1 - t0, cpu1 - cpu0
         run.machine_busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
         await asyncio.sleep(2 * GOAL_P99_S)  # changes near the end of the window get noticed
@@ -288,6 +354,7 @@ def measure(
     change_every_s: float,
     warmup_s: float,
     measure_s: float,
+    security: Security | None = None,
 ) -> Run:
     classes = list(EquipmentClass)
     all_tools = [(f"T{i:04d}", classes[i % len(classes)]) for i in range(n_tools)]
@@ -298,7 +365,9 @@ def measure(
     for w in range(workers):
         share = tuple(all_tools[w::workers])
         ours, theirs = context.Pipe()
-        plan = WorkerPlan(transport, share, change_every_s, per_server, seed=1000 * w)
+        plan = WorkerPlan(
+            transport, share, change_every_s, per_server, seed=1000 * w, security=security
+        )
         process = context.Process(target=worker_main, args=(plan, theirs), daemon=True)
         process.start()
         theirs.close()
@@ -315,6 +384,7 @@ def measure(
             n_tools,
             workers,
             servers=len({(t.transport, t.port) for t in served}),
+            secure=security is not None,
         )
         t0, t1, noticed = asyncio.run(
             _supervise(
@@ -324,6 +394,7 @@ def measure(
                 warmup_s=warmup_s,
                 measure_s=measure_s,
                 worker_pids=[p.pid for p in processes if p.pid is not None],
+                security=security,
             )
         )
         changes: list[Change] = []
@@ -367,8 +438,14 @@ def print_header(args: argparse.Namespace) -> None:
     )
 
 
+def run_name(run: Run) -> str:
+    if run.transport == "modbus":
+        return "Modbus/TCP Security (TLS)" if run.secure else "Modbus TCP"
+    return "OPC UA Basic256Sha256 SignAndEncrypt" if run.secure else "OPC UA (policy None)"
+
+
 def print_run(run: Run) -> None:
-    name = "Modbus TCP" if run.transport == "modbus" else "OPC UA"
+    name = run_name(run)
     print(
         f"\n{name}, N = {run.tools} ({run.servers} servers in {run.workers} processes; "
         f"connected in {run.startup_s:.1f} s)"
@@ -399,18 +476,70 @@ def print_verdict(runs: Sequence[Run]) -> None:
     )
     at_goal = [r for r in runs if r.tools >= GOAL_TOOLS and r.delays_s]
     if not at_goal:
-        print(f"  not measured here (run with --tools {GOAL_TOOLS})")
+        print(f"  goal {GOAL_TOOLS} tools: not measured (run with --tools {GOAL_TOOLS})")
     for run in at_goal:
         p99, cores = run.percentile(0.99), run.supervisor_cores
-        met = p99 < GOAL_P99_S and cores < GOAL_CORES and not run.missed
-        print(
-            f"  {run.transport:7} N = {run.tools}: p99 {p99 * 1000:.0f} ms, "
-            f"{cores:.2f} core, {run.missed} missed -> {'MET' if met else 'NOT MET'}"
+        label = f"{run.transport} {'secure' if run.secure else 'plain'} N = {run.tools}"
+        verdict_line(
+            f"{label}: p99 notice delay < {GOAL_P99_S * 1000:.0f} ms",
+            p99 < GOAL_P99_S,
+            f"p99 {p99 * 1000:.0f} ms",
+        )
+        verdict_line(
+            f"{label}: supervisor < {GOAL_CORES:g} core",
+            cores < GOAL_CORES,
+            f"{cores:.2f} core",
+        )
+        verdict_line(
+            f"{label}: no change missed",
+            not run.missed,
+            f"{run.missed} missed",
         )
     print(
         f"  On this {os.cpu_count()}-core machine the simulators compete with the supervisor for "
         "the same cores: delays include their scheduling."
     )
+
+
+def print_security_cost(runs: Sequence[Run]) -> None:
+    """Secure against plain, for each transport and N measured both ways in this run."""
+    pairs = [
+        (plain, secure)
+        for plain in runs
+        if not plain.secure and plain.delays_s
+        for secure in runs
+        if secure.secure
+        and secure.delays_s
+        and (secure.transport, secure.tools) == (plain.transport, plain.tools)
+    ]
+    if not pairs:
+        return
+    print("\nWhat security costs (secure against plain, same run, same machine):")
+    for plain, secure in pairs:
+        sup = secure.supervisor_cores - plain.supervisor_cores
+        sims = secure.simulators_cores - plain.simulators_cores
+        p99 = (secure.percentile(0.99) - plain.percentile(0.99)) * 1000
+        print(
+            f"  {plain.transport:7} N = {plain.tools}: supervisor {plain.supervisor_cores:.2f} -> "
+            f"{secure.supervisor_cores:.2f} core ({sup:+.2f}, x{_ratio(secure.supervisor_cores, plain.supervisor_cores)}); "
+            f"simulators {plain.simulators_cores:.2f} -> {secure.simulators_cores:.2f} core "
+            f"({sims:+.2f}); p99 {p99:+.0f} ms; connecting {plain.startup_s:.1f} -> "
+            f"{secure.startup_s:.1f} s"
+        )
+        unconnected = plain.late_connect + secure.late_connect
+        if unconnected:
+            print(
+                f"    (not comparable: {plain.late_connect} plain and {secure.late_connect} "
+                "secure tools were not connected after 30 s)"
+            )
+    print(
+        "  The supervisor's difference is what the encryption (and, for OPC UA, the signing) "
+        "costs the line controller; the machine's load by other work moves both figures."
+    )
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b > 0 else "-"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -423,6 +552,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--change-every", type=float, default=1.0, help="s between changes")
     parser.add_argument("--warmup", type=float, default=2.0, help="s before measuring")
     parser.add_argument("--measure", type=float, default=5.0, help="s measured per run")
+    parser.add_argument(
+        "--security",
+        choices=["plain", "secure", "both"],
+        default="plain",
+        help="plain links, the secure ones (Modbus/TCP Security, OPC UA SignAndEncrypt), or "
+        "both in the same run with what security costs",
+    )
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.tools.split(",") if n.strip()]
     transports: list[Transport] = (
@@ -431,22 +567,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     _quiet()
     _raise_file_limit()
     print_header(args)
-    runs = []
-    for transport in transports:
-        for n_tools in sizes:
-            run = measure(
-                transport,
-                n_tools,
-                workers=args.workers,
-                per_server=args.per_server,
-                poll_interval_s=args.poll,
-                change_every_s=args.change_every,
-                warmup_s=args.warmup,
-                measure_s=args.measure,
-            )
-            print_run(run)
-            runs.append(run)
+    with load_printed("line scale"):
+        runs = _runs(args, sizes, transports)
     print_verdict(runs)
+    print_security_cost(runs)
+
+
+def _runs(args: argparse.Namespace, sizes: list[int], transports: list[Transport]) -> list[Run]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="pkgline-line-scale-") as tmp:
+        security = make_security(Path(tmp)) if args.security != "plain" else None
+        variants = {"plain": [None], "secure": [security], "both": [None, security]}
+        for transport in transports:
+            for n_tools in sizes:
+                for variant in variants[args.security]:
+                    run = measure(
+                        transport,
+                        n_tools,
+                        workers=args.workers,
+                        per_server=args.per_server,
+                        poll_interval_s=args.poll,
+                        change_every_s=args.change_every,
+                        warmup_s=args.warmup,
+                        measure_s=args.measure,
+                        security=variant,
+                    )
+                    print_run(run)
+                    runs.append(run)
+    return runs
 
 
 if __name__ == "__main__":

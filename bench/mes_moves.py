@@ -1,54 +1,76 @@
-"""Lot moves per second through the lot tracker, against the floor of the same transactions.
+"""Lot moves per second through the lot tracker, against a floor of the same transactions
+that takes pkgline's own shortcuts.
 
-A move is a track-in plus a track-out: two transactions, each reading the lot, updating it,
-and appending one history row and one outbox row. For each database and writer count this
-prints moves per second and the p50/p99 latency of one move, first through pkgline's service
-(rules, SQLAlchemy Core, optimistic version check) and then through the floor: the same
-transaction shape in raw SQL on the same driver (aiosqlite / asyncpg), the same tables and
-the same durability settings (SQLite WAL, synchronous=FULL, BEGIN IMMEDIATE; PostgreSQL
-synchronous_commit on), and the same hash chain (each history entry hashed with the one
-before it, the lot's head updated with it: docs/security.md). The ratio is pkgline / floor
-throughput.
+A move is a track-in plus a track-out: two transactions, each reading the lot, updating it
+(version-checked), and appending one history row and one outbox row, with the same hash chain
+(each history entry hashed with the one before it, the lot's head updated with it:
+docs/security.md), on the same tables with the same durability settings (SQLite WAL,
+synchronous=FULL, BEGIN IMMEDIATE; PostgreSQL synchronous_commit on). pkgline goes through
+its service (rules, the track-in interlocks, its write plans); the floor is raw SQL on the
+same driver, and takes the shortcuts pkgline takes:
 
-Goals (issue 2): PostgreSQL with 8 writers at 0.7 of the floor or better; SQLite (1 writer)
-at 0.35 or better, with the track-in interlocks on (issue 17): each tool step is tracked in
-on a registered, qualified tool of its class, as its line controller does, with durables
-mounted (each track-out counts on them) and material lots loaded (each track-in checks their
-clocks and records them in the lot). The same run
-prints pkgline with the interlocks off too (tool steps tracked in with no tool, so nothing
-is checked), for comparison.
+- SQLite: the whole transaction in one call on the connection's thread (pkgline's write
+  plans run so), the writers queueing on that thread; each move committed on its own.
+- PostgreSQL: BEGIN, read the lot, then the very statement pkgline sends for a move
+  (mes.adapters.sql_statements.move_in_one_statement: update, history and outbox in one),
+  COMMIT.
 
-    .venv/bin/python bench/mes_moves.py [--moves N] [--no-postgres]
+Runs are interleaved (pkgline, floor, pkgline, floor, ... ``--pairs`` pairs, each run on a
+fresh database), so the machine's load falls on both alike; each figure is printed as its
+median with the lowest and highest run, and the ratio pkgline / floor pair by pair.
+Configurations: SQLite with 1 and 8 writers (pkgline's 8 go through its group commit, the
+floor still commits every move), PostgreSQL with 1 and 8 writers.
 
-PostgreSQL is reached at $PKGLINE_BENCH_POSTGRES (default
-postgresql://postgres@127.0.0.1:5432/test); a scratch database is created and dropped.
+Goals (issue 20), against the honest floor: PostgreSQL 8 writers at 0.8 or better; SQLite
+1 writer at 0.7 or better; SQLite 8 writers through group commit above the 1-writer
+floor's moves per second. pkgline runs with the track-in interlocks on (issue 17): each tool
+step is tracked in on a registered, qualified tool of its class, as its line controller
+does, with durables mounted (each track-out counts on them) and material lots loaded (each
+track-in checks their clocks and records them in the lot). ``--interlocks-off`` adds a run
+of pkgline with them off (tool steps tracked in with no tool) to each round.
+
+    .venv/bin/python bench/mes_moves.py [--moves N] [--pairs N] [--no-postgres] [--interlocks-off]
+
+The machine's load is printed at start and end. PostgreSQL is reached at
+$PKGLINE_BENCH_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test); scratch
+databases are created and dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
-import os
+import sqlite3
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosqlite
 import asyncpg
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Spread, load_printed, pct, postgres_admin, print_verdict, scratch_postgres
 
 from flows import load_library
 from mes.adapters.database import SQLITE_BUSY_TIMEOUT_MS, create_engine
 from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.adapters.sql_statements import move_in_one_statement
 from mes.domain import commands as cmd
 from mes.domain.durables import KINDS as DURABLE_KINDS
 from mes.domain.equipment import ToolRegistration
@@ -62,6 +84,9 @@ from mes.service import LotService, utc_now
 
 FLOW = "fo-organic"
 PARAMS = {"layers": "8"}  # a long flow: few lot starts per measured move
+SQLITE_GOAL = 0.7
+POSTGRES_GOAL = 0.8
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,10 +98,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.moves / self.seconds
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
 
 
 # -- pkgline -------------------------------------------------------------------------------
@@ -168,7 +189,8 @@ async def run_pkgline(url: str, writers: int, moves: int, *, interlocks: bool = 
         factory = SqlUnitOfWorkFactory(engine)
         service = LotService(factory, load_library())
         await _register_tools(service, EquipmentService(factory), factory)
-        await _pkgline_writer(service, 99, 5, [])  # warm up pools and caches
+        # warm up the pool (a connection per writer, statements prepared) and the caches
+        await asyncio.gather(*(_pkgline_writer(service, 90 + w, 2, []) for w in range(writers)))
         lat: list[float] = []
         t0 = time.perf_counter()
         await asyncio.gather(
@@ -182,7 +204,7 @@ async def run_pkgline(url: str, writers: int, moves: int, *, interlocks: bool = 
         await engine.dispose()
 
 
-# -- the floor: the same transactions in raw SQL -------------------------------------------
+# -- the floor: the same transactions in raw SQL, with pkgline's own shortcuts ----------------
 
 
 def _now() -> datetime:
@@ -213,13 +235,29 @@ def _lot_row(lot_id: str) -> dict[str, object]:
     }
 
 
-def _chained(prev: str, lot_id: str, at: str, op: str, state: str, step: str, data: str) -> str:
-    """The floor's hash chain: SHA-256 over the entry's fields and the hash before it, as
-    canonical JSON (what any chained history costs per entry; pkgline: mes.domain.audit)."""
-    content = {
-        "prev": prev,
-        "lot": lot_id,
-        "at": at,
+MOVE_STATES = (("RUNNING", "track_in", "LotTrackedIn"), ("WAITING", "track_out", "LotTrackedOut"))
+
+
+@dataclass
+class FloorLot:
+    """A lot as one floor writer moves it: its id, the path so far, the move it is at."""
+
+    id: str
+    path: list[str]
+    move: int = 0
+
+
+def _next_entry(lot: FloorLot, prev: str, state: str, op: str) -> dict[str, Any]:
+    """The history row of the lot's next transaction (``op``, into ``state``), chained to
+    ``prev``: its hash is SHA-256 over its fields and the hash before it as canonical JSON
+    (what any chained history costs per entry; pkgline: mes.domain.audit). A track-out adds
+    the step to the lot's path."""
+    step = f"STEP{lot.move}"
+    if op == "track_out":
+        lot.path.append(step)
+    row: dict[str, Any] = {
+        "lot_id": lot.id,
+        "at": _now(),
         "user": "bench",
         "operation": op,
         "state_before": "WAITING",
@@ -227,260 +265,376 @@ def _chained(prev: str, lot_id: str, at: str, op: str, state: str, step: str, da
         "step": step,
         "tool": "T",
         "reason": None,
-        "data": json.loads(data),
+        "data": json.dumps({"values": {"v": 1.0}, "path_index": lot.move}),
+        "by": None,
+        "auth": None,
+        "prev_hash": prev,
     }
+    content = {**row, "at": row["at"].isoformat(), "data": json.loads(row["data"])}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-MOVE_STATES = (("RUNNING", "track_in", "LotTrackedIn"), ("WAITING", "track_out", "LotTrackedOut"))
+    row["hash"] = hashlib.sha256(text.encode()).hexdigest()
+    return row
 
 
 class SqliteFloor:
+    """SQLite: every transaction (BEGIN IMMEDIATE, read the lot, update it version-checked,
+    append its history row and its outbox row, COMMIT) runs whole in one call on the
+    connection's thread, as pkgline's write plans do (mes.adapters.driver.AiosqliteSession).
+    Every writer shares the one connection, so transactions queue on its thread rather than
+    in SQLite's busy handler, as pkgline's writers queue for their turn; each move is
+    committed on its own: no group commit."""
+
     def __init__(self, path: str, lot_moves: int):
         self.path = path
         self.lot_moves = lot_moves
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self, writers: int) -> None:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        db.row_factory = sqlite3.Row
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
+        assert self._db is not None, "open the floor first"
+        # aiosqlite's own call for "run this on the connection's thread" (pkgline uses it too)
+        result: T = await self._db._execute(fn, *args)
+        return result
 
     async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
+        lot: FloorLot | None = None
+        for _ in range(moves):
+            if lot is None or lot.move == self.lot_moves:  # a new lot, as pkgline's writers
+                lot = FloorLot(f"F{writer}-{uuid.uuid4().hex[:8]}", [])
+                await self._in_thread(self._insert_lot, lot.id)
+            t0 = time.perf_counter()
+            for state, op, kind in MOVE_STATES:
+                await self._in_thread(self._move, lot, state, op, kind)
+            lat.append(time.perf_counter() - t0)
+            lot.move += 1
+
+    def _db_here(self) -> sqlite3.Connection:
+        assert self._db is not None
+        conn: sqlite3.Connection = self._db._conn
+        return conn
+
+    def _insert_lot(self, lot_id: str) -> None:
+        db, row = self._db_here(), _lot_row(lot_id)
+        db.execute("BEGIN IMMEDIATE")
         try:
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=FULL",
-                "foreign_keys=ON",
-                f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-            ):
-                await db.execute(f"PRAGMA {pragma}")
-            db.row_factory = aiosqlite.Row
-            lot_id, path = "", []
-            for i in range(moves):
-                if i % self.lot_moves == 0:  # a new lot, as pkgline's writers start one
-                    lot_id, path = f"F{writer}-{uuid.uuid4().hex[:8]}", []
-                    row = _lot_row(lot_id)
-                    await db.execute("BEGIN IMMEDIATE")
-                    await db.execute(
-                        f"INSERT INTO lots ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
-                        [v.isoformat() if isinstance(v, datetime) else v for v in row.values()],
-                    )
-                    await db.execute("COMMIT")
-                t0 = time.perf_counter()
-                for state, op, kind in MOVE_STATES:
-                    await db.execute("BEGIN IMMEDIATE")
-                    cur = await db.execute("SELECT * FROM lots WHERE id = ?", (lot_id,))
-                    current = await cur.fetchone()
-                    await cur.close()
-                    assert current is not None
-                    if op == "track_out":
-                        path.append(f"STEP{i}")
-                    now = _now().isoformat()
-                    data = json.dumps({"values": {"v": 1.0}, "path_index": i})
-                    prev = current["history_head"]
-                    digest = _chained(prev, lot_id, now, op, state, f"STEP{i}", data)
-                    cur = await db.execute(
-                        "UPDATE lots SET state = ?, path = ?, running = ?, updated_at = ?, version = version + 1, "
-                        "history_head = ? WHERE id = ? AND version = ?",
-                        (
-                            state,
-                            json.dumps(path),
-                            json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
-                            now,
-                            digest,
-                            lot_id,
-                            current["version"],
-                        ),
-                    )
-                    assert cur.rowcount == 1
-                    cur = await db.execute(
-                        'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data, prev_hash, hash) '
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                        (
-                            lot_id,
-                            now,
-                            "bench",
-                            op,
-                            "WAITING",
-                            state,
-                            f"STEP{i}",
-                            "T",
-                            None,
-                            data,
-                            prev,
-                            digest,
-                        ),
-                    )
-                    await cur.fetchone()
-                    await cur.close()
-                    await db.execute(
-                        "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",
-                        (lot_id, kind, data, now),
-                    )
-                    await db.execute("COMMIT")
-                lat.append(time.perf_counter() - t0)
-        finally:
-            await db.close()
+            db.execute(
+                f"INSERT INTO lots ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                [v.isoformat() if isinstance(v, datetime) else v for v in row.values()],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _move(self, lot: FloorLot, state: str, op: str, kind: str) -> None:
+        db = self._db_here()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = db.execute("SELECT * FROM lots WHERE id = ?", (lot.id,)).fetchone()
+            assert current is not None
+            entry = _next_entry(lot, current["history_head"], state, op)
+            now = entry["at"] = entry["at"].isoformat()
+            cur = db.execute(
+                "UPDATE lots SET state = ?, path = ?, running = ?, updated_at = ?, "
+                "version = version + 1, history_head = ? WHERE id = ? AND version = ?",
+                (
+                    state,
+                    json.dumps(lot.path),
+                    json.dumps({"step": entry["step"]}) if state == "RUNNING" else None,
+                    now,
+                    entry["hash"],
+                    lot.id,
+                    current["version"],
+                ),
+            )
+            assert cur.rowcount == 1
+            (seq,) = db.execute(
+                "INSERT INTO lot_history (" + ", ".join(f'"{c}"' for c in entry) + ") "
+                f"VALUES ({', '.join('?' for _ in entry)}) RETURNING seq",
+                tuple(entry.values()),
+            ).fetchone()
+            payload = json.dumps({**json.loads(entry["data"]), "seq": seq})
+            db.execute(
+                "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+                (lot.id, kind, payload, now),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+def one_statement(statement: ClauseElement) -> tuple[str, list[str], dict[str, object]]:
+    """``statement`` as pkgline sends it to PostgreSQL through asyncpg: its SQL text, the
+    names of its parameters in order, and the values of those the statement itself binds."""
+    compiled = statement.compile(dialect=asyncpg_dialect.dialect())
+    assert isinstance(compiled, SQLCompiler)
+    names = list(compiled.positiontup or [])
+    fixed = {n: compiled.binds[n].value for n in names if not compiled.binds[n].required}
+    return compiled.string, names, fixed
 
 
 class PostgresFloor:
+    """PostgreSQL: every transaction (BEGIN, read the lot, then the same single statement
+    pkgline sends for a move: mes.adapters.sql_statements.move_in_one_statement, which
+    updates the lot version-checked and appends its history and outbox rows; COMMIT) on a
+    connection of the writer's own."""
+
     def __init__(self, dsn: str, lot_moves: int):
         self.dsn = dsn
         self.lot_moves = lot_moves
+        self.sql, self.names, self.fixed = one_statement(move_in_one_statement())
+        self._conns: list[asyncpg.Connection] = []
 
-    async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            lot_id, path = "", []
-            for i in range(moves):
-                if i % self.lot_moves == 0:  # a new lot, as pkgline's writers start one
-                    lot_id, path = f"F{writer}-{uuid.uuid4().hex[:8]}", []
-                    row = _lot_row(lot_id)
-                    await conn.execute(
-                        f"INSERT INTO lots ({', '.join(row)}) "
-                        f"VALUES ({', '.join(f'${k + 1}' for k in range(len(row)))})",
-                        *row.values(),
-                    )
-                t0 = time.perf_counter()
-                for state, op, kind in MOVE_STATES:
-                    async with conn.transaction():
-                        current = await conn.fetchrow("SELECT * FROM lots WHERE id = $1", lot_id)
-                        assert current is not None
-                        if op == "track_out":
-                            path.append(f"STEP{i}")
-                        now = _now()
-                        data = json.dumps({"values": {"v": 1.0}, "path_index": i})
-                        prev = current["history_head"]
-                        step = f"STEP{i}"
-                        digest = _chained(prev, lot_id, now.isoformat(), op, state, step, data)
-                        status = await conn.execute(
-                            "UPDATE lots SET state = $1, path = $2, running = $3, updated_at = $4, version = version + 1, "
-                            "history_head = $7 WHERE id = $5 AND version = $6",
-                            state,
-                            json.dumps(path),
-                            json.dumps({"step": f"STEP{i}"}) if state == "RUNNING" else None,
-                            now,
-                            lot_id,
-                            current["version"],
-                            digest,
-                        )
-                        assert status == "UPDATE 1"
-                        await conn.fetchval(
-                            'INSERT INTO lot_history (lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data, prev_hash, hash) '
-                            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq",
-                            lot_id,
-                            now,
-                            "bench",
-                            op,
-                            "WAITING",
-                            state,
-                            f"STEP{i}",
-                            "T",
-                            None,
-                            data,
-                            prev,
-                            digest,
-                        )
-                        await conn.execute(
-                            "INSERT INTO outbox (lot_id, kind, payload, created_at) VALUES ($1, $2, $3, $4)",
-                            lot_id,
-                            kind,
-                            data,
-                            now,
-                        )
-                lat.append(time.perf_counter() - t0)
-        finally:
+    async def open(self, writers: int) -> None:
+        """A connection for each writer, made before the clock starts."""
+        self._conns = [await asyncpg.connect(self.dsn) for _ in range(writers)]
+
+    async def close(self) -> None:
+        conns, self._conns = self._conns, []
+        for conn in conns:
             await conn.close()
 
+    async def writer(self, writer: int, moves: int, lat: list[float]) -> None:
+        conn = self._conns[writer]
+        lot: FloorLot | None = None
+        for _ in range(moves):
+            if lot is None or lot.move == self.lot_moves:  # a new lot, as pkgline's writers
+                lot = FloorLot(f"F{writer}-{uuid.uuid4().hex[:8]}", [])
+                row = _lot_row(lot.id)
+                await conn.execute(
+                    f"INSERT INTO lots ({', '.join(row)}) "
+                    f"VALUES ({', '.join(f'${k + 1}' for k in range(len(row)))})",
+                    *row.values(),
+                )
+            t0 = time.perf_counter()
+            for state, op, kind in MOVE_STATES:
+                async with conn.transaction():
+                    current = await conn.fetchrow("SELECT * FROM lots WHERE id = $1", lot.id)
+                    assert current is not None
+                    values = self._values(lot, dict(current), state, op, kind)
+                    seq = await conn.fetchval(self.sql, *(values[n] for n in self.names))
+                    assert seq is not None, "the version check failed"
+            lat.append(time.perf_counter() - t0)
+            lot.move += 1
 
-async def run_floor(floor: SqliteFloor | PostgresFloor, writers: int, moves: int) -> Result:
-    await floor.writer(99, 5, [])  # warm up
-    lat: list[float] = []
-    t0 = time.perf_counter()
-    await asyncio.gather(*(floor.writer(w, moves // writers, lat) for w in range(writers)))
-    return Result(len(lat), time.perf_counter() - t0, lat)
+    def _values(
+        self, lot: FloorLot, current: dict[str, Any], state: str, op: str, kind: str
+    ) -> dict[str, object]:
+        entry = _next_entry(lot, current["history_head"], state, op)
+        now = entry["at"]
+        values: dict[str, object] = dict(self.fixed)
+        values.update({f"v_{k}": v for k, v in current.items() if k != "id"})
+        values.update(
+            v_state=state,
+            v_path=json.dumps(lot.path),
+            v_running=json.dumps({"step": entry["step"]}) if state == "RUNNING" else None,
+            v_updated_at=now,
+            v_version=current["version"] + 1,
+            v_history_head=entry["hash"],
+            b_id=lot.id,
+            b_expected=current["version"],
+        )
+        values.update({f"h_{k}": v for k, v in entry.items()})
+        values.update(o_lot_id=lot.id, o_kind=kind, o_payload=entry["data"], o_created_at=now)
+        return values
+
+
+Floor = SqliteFloor | PostgresFloor
+
+
+async def run_floor(floor: Floor, writers: int, moves: int) -> Result:
+    await floor.open(writers)
+    try:
+        # warm up every writer's connection (its statements prepared), as pkgline's pool is
+        await asyncio.gather(*(floor.writer(w, 2, []) for w in range(writers)))
+        lat: list[float] = []
+        t0 = time.perf_counter()
+        await asyncio.gather(*(floor.writer(w, moves // writers, lat) for w in range(writers)))
+        return Result(len(lat), time.perf_counter() - t0, lat)
+    finally:
+        await floor.close()
+
+
+# -- interleaved runs ----------------------------------------------------------------------
+
+
+@dataclass
+class Runs:
+    """The runs of one configuration, in the order they ran: pkgline's and the floor's
+    alternate (and pkgline's with the interlocks off, when asked for), each on a database of
+    its own."""
+
+    label: str
+    pkgline: list[Result] = field(default_factory=list)
+    floor: list[Result] = field(default_factory=list)
+    off: list[Result] = field(default_factory=list)
+
+    def ratios(self) -> list[float]:
+        """pkgline / floor moves per second, pair by pair (each pair ran back to back)."""
+        return [
+            ours.rate / floor.rate for ours, floor in zip(self.pkgline, self.floor, strict=True)
+        ]
+
+
+def all_latencies(results: Sequence[Result]) -> list[float]:
+    return [x for r in results for x in r.latencies]
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str, tmp: Path) -> AsyncIterator[str]:
+    """A new database, migrated to the head: its URL (SQLite: a file under ``tmp``;
+    PostgreSQL: a scratch database, dropped after)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp}/{uuid.uuid4().hex[:8]}.db"
+        await _migrate(url)
+        yield url
+        return
+    async with scratch_postgres(postgres_admin()) as url:
+        await _migrate(url)
+        yield url
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def make_floor(url: str, lot_moves: int) -> Floor:
+    if url.startswith("sqlite:///"):
+        return SqliteFloor(url.removeprefix("sqlite:///"), lot_moves)
+    return PostgresFloor(url, lot_moves)
+
+
+async def interleaved(
+    label: str, kind: str, writers: int, moves: int, pairs: int, lot_moves: int, *, off: bool
+) -> Runs:
+    """``pairs`` rounds of pkgline then the floor (then pkgline with the interlocks off),
+    each run on a fresh database, so that the machine's load falls on both alike."""
+    runs = Runs(label)
+    with tempfile.TemporaryDirectory(prefix="pkgline-moves-") as tmp_name:
+        tmp = Path(tmp_name)
+        for _ in range(pairs):
+            async with fresh_database(kind, tmp) as url:
+                runs.pkgline.append(await run_pkgline(url, writers, moves))
+            async with fresh_database(kind, tmp) as url:
+                runs.floor.append(await run_floor(make_floor(url, lot_moves), writers, moves))
+            if off:
+                async with fresh_database(kind, tmp) as url:
+                    runs.off.append(await run_pkgline(url, writers, moves, interlocks=False))
+    return runs
 
 
 # -- report --------------------------------------------------------------------------------
 
 
-def report(label: str, ours: Result, floor: Result, goal: float, off: Result) -> None:
-    ratio = ours.rate / floor.rate
-    print(
-        f"{label:<22} pkgline {ours.rate:8.1f} moves/s  p50 {ours.pct(0.5):6.2f} ms  p99 {ours.pct(0.99):6.2f} ms"
-        "  (interlocks on)"
+def _line(label: str, what: str, results: Sequence[Result]) -> str:
+    rates = Spread.of([r.rate for r in results]).format(".1f")
+    lat = all_latencies(results)
+    return (
+        f"{label:<22} {what:<8} {rates} moves/s;"
+        f"  p50 {pct(lat, 0.5) * 1000:.2f} ms  p99 {pct(lat, 0.99) * 1000:.2f} ms"
     )
-    print(
-        f"{'':<22} pkgline {off.rate:8.1f} moves/s  p50 {off.pct(0.5):6.2f} ms  p99 {off.pct(0.99):6.2f} ms"
-        "  (interlocks off)"
+
+
+def report(runs: Runs) -> None:
+    print(_line(runs.label, "pkgline", runs.pkgline))
+    if runs.off:
+        print(_line("", "(off)", runs.off) + "  (interlocks off)")
+    print(_line("", "floor", runs.floor))
+    ratios = " ".join(f"{r:.2f}" for r in runs.ratios())
+    print(f"{'':<22} {'ratio':<8} {Spread.of(runs.ratios()).format()}; pair by pair: {ratios}")
+
+
+def ratio_verdict(runs: Runs, goal: float) -> None:
+    """The goal on the median of the pairs' ratios (each pair measured under the same load)."""
+    spread = Spread.of(runs.ratios())
+    print_verdict(
+        f"{runs.label}: pkgline >= {goal} of the floor",
+        spread.median >= goal,
+        f"median ratio {spread.median:.2f}, pairs {spread.low:.2f}-{spread.high:.2f}",
     )
-    print(
-        f"{'':<22} floor   {floor.rate:8.1f} moves/s  p50 {floor.pct(0.5):6.2f} ms  p99 {floor.pct(0.99):6.2f} ms"
+
+
+def group_commit_verdict(eight: Runs, one: Runs) -> None:
+    """SQLite's group commit: pkgline with 8 writers must make more moves per second than the
+    floor with one writer, which commits each move (the best a commit per move can do)."""
+    ours = Spread.of([r.rate for r in eight.pkgline])
+    floor = Spread.of([r.rate for r in one.floor])
+    print_verdict(
+        "SQLite, 8 writers (group commit): pkgline above the 1-writer floor's moves/s",
+        ours.median > floor.median,
+        f"median {ours.median:.1f} vs {floor.median:.1f} moves/s, "
+        f"ratio {ours.median / floor.median:.2f}",
     )
-    verdict = "meets" if ratio >= goal else "BELOW"
-    print(f"{'':<22} ratio   {ratio:8.2f}  (goal >= {goal}: {verdict})")
 
 
-async def _pg_admin(admin_dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _fresh_pg(admin_dsn: str) -> str:
-    name = f"pkgline_bench_{uuid.uuid4().hex[:8]}"
-    await _pg_admin(admin_dsn, f'CREATE DATABASE "{name}"')
-    return name
-
-
-async def bench(moves: int, with_postgres: bool) -> None:
+async def bench(moves: int, pairs: int, with_postgres: bool, *, off: bool) -> None:
     lot_moves = await moves_per_lot()
     print(
-        f"lot moves: flow {FLOW} {PARAMS}, {moves} moves per configuration; a move is track-in + track-out;"
-        f" a lot takes {lot_moves} moves, then the next lot starts (pkgline and floor alike)"
+        f"lot moves: flow {FLOW} {PARAMS}, {moves} moves per run, {pairs} pairs of runs per "
+        f"configuration (pkgline, floor, pkgline, floor, ...: each on a fresh database); a move "
+        f"is track-in + track-out; a lot takes {lot_moves} moves, then the next lot starts "
+        "(pkgline and floor alike)"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        ours = await run_pkgline(f"sqlite:///{tmp}/ours.db", 1, moves)
-        off = await run_pkgline(f"sqlite:///{tmp}/off.db", 1, moves, interlocks=False)
-        floor_engine = create_engine(f"sqlite:///{tmp}/floor.db")
-        await upgrade(floor_engine)
-        await floor_engine.dispose()
-        floor = await run_floor(SqliteFloor(f"{tmp}/floor.db", lot_moves), 1, moves)
-        report("SQLite, 1 writer", ours, floor, 0.35, off)
+    kinds = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
     if not with_postgres:
-        return
-    admin = os.environ.get("PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-    base = admin.rsplit("/", 1)[0]
-    for writers in (1, 8):
-        names = [await _fresh_pg(admin), await _fresh_pg(admin), await _fresh_pg(admin)]
-        try:
-            ours = await run_pkgline(f"{base}/{names[0]}", writers, moves)
-            off = await run_pkgline(f"{base}/{names[2]}", writers, moves, interlocks=False)
-            engine = create_engine(f"{base}/{names[1]}")
-            await upgrade(engine)
-            await engine.dispose()
-            floor = await run_floor(PostgresFloor(f"{base}/{names[1]}", lot_moves), writers, moves)
-            report(
-                f"PostgreSQL, {writers} writer{'s' if writers > 1 else ''}",
-                ours,
-                floor,
-                0.7 if writers == 8 else 0.0,
-                off,
-            )
-        finally:
-            for name in names:
-                await _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        del kinds["postgresql"]
+    with load_printed("lot moves"):
+        runs: dict[tuple[str, int], Runs] = {}
+        for kind, name in kinds.items():
+            for writers in (1, 8):
+                label = f"{name}, {writers} writer{'s' if writers > 1 else ''}"
+                runs[kind, writers] = await interleaved(
+                    label, kind, writers, moves, pairs, lot_moves, off=off
+                )
+                report(runs[kind, writers])
+        print("verdicts (on the honest floor):")
+        ratio_verdict(runs["sqlite", 1], SQLITE_GOAL)
+        group_commit_verdict(runs["sqlite", 8], runs["sqlite", 1])
+        if with_postgres:
+            ratio_verdict(runs["postgresql", 8], POSTGRES_GOAL)
+        else:
+            print("  goal PostgreSQL, 8 writers: not measured (--no-postgres)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--moves", type=int, default=800, help="moves per run (default 800)")
     parser.add_argument(
-        "--moves", type=int, default=800, help="moves per configuration (default 800)"
+        "--pairs", type=int, default=3, help="pairs of runs (pkgline, floor) per configuration"
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--interlocks-off",
+        action="store_true",
+        help="also run pkgline with the track-in interlocks off, in each round",
+    )
     args = parser.parse_args()
-    asyncio.run(bench(args.moves, not args.no_postgres))
+    if args.pairs < 1 or args.moves < 8:
+        parser.error("--pairs takes 1 or more, --moves 8 or more (8 writers)")
+    asyncio.run(bench(args.moves, args.pairs, not args.no_postgres, off=args.interlocks_off))
 
 
 if __name__ == "__main__":

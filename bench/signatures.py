@@ -8,7 +8,8 @@ Three ways of releasing, each after a hold of the same lot, in the same run:
 - ``password``: a person signs with their password, checked by the identity service with
   argon2id at argon2-cffi's default cost (what pkgline stores), before the transaction.
 
-Prints holds + releases per second and the p50/p99 of one release for each.
+Prints holds + releases per second and the p50/p99 of one release for each, and the machine's
+load at start and end. Figures only: no goal is set for them (so no verdict).
 
     .venv/bin/python bench/signatures.py [--rounds N]
 """
@@ -24,6 +25,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load_printed, pct
 
 from flows import load_library
 from mes.adapters.database import create_engine
@@ -89,8 +93,7 @@ async def run(rounds: int) -> None:
                     await release(held.lot.version)
                     latencies.append((time.perf_counter() - t0) * 1000)
                 elapsed = time.perf_counter() - start
-                latencies.sort()
-                p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+                p99 = pct(latencies, 0.99)
                 print(
                     f"{name:<10} {2 * rounds / elapsed:>8.1f} "
                     f"{statistics.median(latencies):>8.1f} {p99:>8.1f}"
@@ -102,7 +105,9 @@ async def run(rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100)
-    asyncio.run(run(parser.parse_args().rounds))
+    rounds = parser.parse_args().rounds
+    with load_printed("signatures"):
+        asyncio.run(run(rounds))
 
 
 if __name__ == "__main__":

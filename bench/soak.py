@@ -62,6 +62,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load, pg_admin, postgres_admin
+
 from mes.domain import commands as cmd
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import LotState
@@ -71,7 +75,7 @@ from pkgline.cli.demo import LOTS, SIM_READY, Child
 from pkgline.config import LineConfig, SimulationConfig, load_line_config
 from pkgline.security import secure_demo_line
 
-POSTGRES = os.environ.get("PKGLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES = postgres_admin()
 USER = "soak-operator"
 FAULTS = ("controller-kill", "controller-term", "sim-kill", "db-partition", "db-reset")
 DB_FAULTS = ("db-partition", "db-reset")
@@ -493,7 +497,7 @@ async def soak(args: argparse.Namespace) -> int:
         f"soak: {len(config.tools)} tools, {args.wip} lots in progress, faults every "
         f"{args.fault_every:g} s on average ({args.faults}), alarm rate {args.alarm_rate:g}, "
         f"{'PostgreSQL' if args.postgres else 'SQLite'}, for {args.duration:g} s; files in "
-        f"{directory}",
+        f"{directory}; {load()} (start)",
         flush=True,
     )
     tasks: list[asyncio.Task[None]] = []
@@ -553,17 +557,12 @@ async def soak(args: argparse.Namespace) -> int:
         )
     for key, value in result.items():
         print(f"{key}: {value}")
+    print(f"soak: {load()} (end)")
     return 0
 
 
 async def admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    await pg_admin(POSTGRES, sql)
 
 
 def _host_port(url: str) -> tuple[str, int]:

@@ -36,8 +36,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import httpx
 from argon2 import PasswordHasher
+from common import load, pct, print_verdict
 
 from mes.adapters.passwords import Argon2Passwords
 from mes.domain import commands as cmd
@@ -63,11 +66,6 @@ TOOL_CLASSES = (
     ("DICE", "dicing", "DICE"),
     ("WB", "wire_bonder", "WIRE_BOND"),
 )
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def free_port() -> int:
@@ -307,6 +305,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=20, help="open line streams meanwhile")
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
+    print(f"station: {load()} (start)")
     where = Path(tempfile.mkdtemp(prefix="pkgline-bench-station-"))
     url = f"sqlite:///{where / 'bench.db'}"
     t0 = time.perf_counter()
@@ -368,7 +367,7 @@ def main() -> None:
             results[name] = under_viewers(clients, fetch, args.requests)
             print(row(name, *results[name]))
         line_p99 = pct(results["line page (HTML)"][0], 0.99)
-        print(f"  goal: line page server p99 < 50 ms: {'met' if line_p99 < 50 else 'NOT met'}")
+        print_verdict("line page server p99 < 50 ms", line_p99 < 50, f"p99 {line_p99:.1f} ms")
         for c in stations + apis:
             c.close()
         if not args.no_browser:
@@ -384,8 +383,9 @@ def main() -> None:
             print(
                 f"event to screen ({args.events} holds through the API, {args.streams} other "
                 f"line streams open): p50 {statistics.median(latencies):.0f} ms  p99 {p99:.0f} ms"
-                f"  max {max(latencies):.0f} ms; goal p99 < 500 ms: {'met' if p99 < 500 else 'NOT met'}"
+                f"  max {max(latencies):.0f} ms"
             )
+            print_verdict("event to screen p99 < 500 ms", p99 < 500, f"p99 {p99:.0f} ms")
     finally:
         child.send_signal(signal.SIGTERM)
         try:
@@ -394,7 +394,7 @@ def main() -> None:
             child.kill()
             child.wait()
         log.close()
-    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(f"station: {load()} (end)")
 
 
 if __name__ == "__main__":

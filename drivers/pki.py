@@ -24,6 +24,7 @@ URI in its subjectAltName. Otherwise :class:`CertificateRejected` says which of 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -278,14 +279,22 @@ class Pki:
                 f"there or in {self.issuers}); copied to {self.rejected}: if it is the right "
                 "one, `pkgline pki trust` it",
             )
+        self.check_revocation(cert)
+
+    def check_revocation(self, cert: x509.Certificate) -> None:
+        """Raise :class:`CertificateRejected` (``REVOKED``) when ``cert`` is on a revocation
+        list of its issuer in trusted/crl or issuers/crl. The lists are read from disk at each
+        call: a list added since is taken at the next connection. :meth:`check_peer` (OPC UA)
+        ends with this; Modbus/TCP Security calls it after the TLS handshake, which has checked
+        the rest (:func:`check_tls_peer`)."""
         for crl in self.revocation_lists():
             if crl.issuer != cert.issuer:
                 continue
             if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
                 raise CertificateRejected(
                     RejectReason.REVOKED,
-                    f"certificate {who} (serial {cert.serial_number:x}) is revoked by its "
-                    f"issuer's revocation list",
+                    f"certificate {describe(cert)} (serial {cert.serial_number:x}) is revoked "
+                    "by its issuer's revocation list",
                 )
 
     def _trusted_issuer(self, cert: x509.Certificate) -> x509.Certificate | None:
@@ -320,7 +329,8 @@ def _is_ca(cert: x509.Certificate) -> bool:
 def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
     """TLS 1.2 or later, this application's certificate, and the peers it trusts: those in
     trusted/certs one by one (as trust anchors of their own) and the CAs there and in
-    issuers/certs. The peer must present a certificate (mutual authentication)."""
+    issuers/certs. The peer must present a certificate (mutual authentication). Revocation is
+    not the context's: each side calls :func:`check_tls_peer` after the handshake."""
     protocol = (
         ssl.PROTOCOL_TLS_CLIENT if purpose is ssl.Purpose.SERVER_AUTH else ssl.PROTOCOL_TLS_SERVER
     )
@@ -342,9 +352,71 @@ def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
     return context
 
 
+def peer_certificate(transport: asyncio.BaseTransport | None) -> x509.Certificate | None:
+    """The certificate the peer of a TLS connection presented (after the handshake), or None
+    (no TLS, no certificate, or the connection is already closed)."""
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def check_tls_peer(pki: Pki, transport: asyncio.BaseTransport | None) -> x509.Certificate:
+    """Check the peer of a Modbus/TCP Security connection right after the TLS handshake.
+
+    The handshake checked the chain to a trust anchor and the validity period (OpenSSL);
+    revocation is checked here, by the Pki's own rule (:meth:`Pki.check_revocation`, the one
+    OPC UA uses), rather than by OpenSSL's CRL checking: that refuses every peer whose issuer
+    has no revocation list loaded, and a context made once would not see a list added since.
+    Returns the peer's certificate; raises :class:`CertificateRejected`."""
+    cert = peer_certificate(transport)
+    if cert is None:
+        raise CertificateRejected(
+            RejectReason.INVALID, "the peer presented no certificate (or the connection closed)"
+        )
+    pki.check_revocation(cert)
+    return cert
+
+
+def _files_state(pki: Pki) -> tuple[object, ...]:
+    """What a TLS context is made of, as file names, sizes and times: changes when the own
+    certificate or key is replaced or a certificate is trusted, rejected or removed."""
+    state: list[object] = []
+    for path in (pki.own_certificate_pem, pki.own_key):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            state.append(None)
+        else:
+            state.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    for directory in (pki.trusted, pki.issuers):
+        for path in _files(directory):
+            st = path.stat()
+            state.append((path.name, st.st_ino, st.st_mtime_ns, st.st_size))
+        state.append("|")
+    return tuple(state)
+
+
+_client_contexts: dict[Path, tuple[tuple[object, ...], ssl.SSLContext]] = {}
+
+
 def tls_client_context(pki: Pki) -> ssl.SSLContext:
-    """The controller's side of Modbus/TCP Security (checks the tool's host name too)."""
-    return _tls_context(pki, ssl.Purpose.SERVER_AUTH)
+    """The controller's side of Modbus/TCP Security (checks the tool's host name too).
+
+    One context per PKI directory, shared by every connection, made again when its files
+    change (:func:`_files_state`: a renewed own certificate, a peer trusted or rejected), so
+    that what changed is taken at the next connection. Making a context costs milliseconds
+    (OpenSSL 3's context set-up, and parsing the key and every trusted certificate): made
+    per connection, 500 tools connecting at once kept the event loop busy for seconds, past
+    their connect timeout. Revocation lists are not part of it (:func:`check_tls_peer`)."""
+    state = _files_state(pki)
+    cached = _client_contexts.get(pki.root)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    context = _tls_context(pki, ssl.Purpose.SERVER_AUTH)
+    _client_contexts[pki.root] = (state, context)
+    return context
 
 
 def tls_server_context(pki: Pki) -> ssl.SSLContext:

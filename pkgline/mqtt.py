@@ -21,10 +21,10 @@ import contextlib
 import socket
 import ssl
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -41,6 +41,37 @@ waits for the ACK of the one before, which the broker's delayed ACK holds up to 
 # CONNACK codes (3.1.1 return codes, 5 reason codes) that mean "speak another version".
 _UNSUPPORTED_VERSION = {1, 132}
 _BAD_CREDENTIALS = {4, 5, 134, 135}
+
+
+T = TypeVar("T")
+
+
+class Client(aiomqtt.Client):
+    """aiomqtt's client, its bookkeeping of a call waiting for the broker's answer done in
+    constant time.
+
+    aiomqtt (2.5.1, its latest) checks at each publish that no call waits with the same
+    message id by walking every waiting call, then counts them by listing them all: a QoS 1
+    publish costs time in proportion to the publishes waiting for their PUBACK. A relay
+    draining a backlog keeps a few thousand waiting (several batches in flight), where the
+    walk took 40 % of its CPU (cProfile of bench/event_feed.py's drain). The same checks and
+    the same warning here, on the three dicts themselves (aiomqtt's own attributes, as
+    ``_pending_call`` is its own method: tests/events/test_mqtt_client.py checks both)."""
+
+    @contextlib.contextmanager
+    def _pending_call(self, mid: int, value: T, pending_dict: dict[int, T]) -> Iterator[None]:
+        waiting = (self._pending_subscribes, self._pending_unsubscribes, self._pending_publishes)
+        if any(mid in calls for calls in waiting):
+            raise RuntimeError(f'There already exists a pending call for message ID "{mid}"')
+        pending_dict[mid] = value
+        try:
+            pending = sum(len(calls) for calls in waiting)
+            if pending > self.pending_calls_threshold:
+                self._logger.warning("There are %d pending publish calls.", pending)
+            yield
+        finally:
+            with contextlib.suppress(KeyError):
+                del pending_dict[mid]
 
 
 class BrokerError(Exception):
@@ -183,7 +214,7 @@ async def connect(
             if protocol is aiomqtt.ProtocolVersion.V5
             else {"clean_session": clean}
         )
-        client = aiomqtt.Client(
+        client = Client(
             config.host,
             config.port,
             username=config.username,

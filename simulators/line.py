@@ -283,6 +283,7 @@ class SimulatedLine:
             context = tls_server_context(pki)
             for server in tls_tools:
                 server.tls = context
+                server.pki = pki  # revocation, checked at each connection
         for gateway in secure:
             passwords: dict[str, tuple[str, frozenset[str]]] = {}
             certificates: dict[bytes, tuple[str, frozenset[str]]] = {}

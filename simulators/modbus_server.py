@@ -35,6 +35,7 @@ from types import TracebackType
 import structlog
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer, ModbusTlsServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.codec import (
@@ -57,6 +58,7 @@ from drivers.model import (
     SiteMap,
     ToolStatus,
 )
+from drivers.pki import CertificateRejected, Pki, PkiError, check_tls_peer
 from simulators.engine import ALARM_JOB_FAULT, Refused, SimulationSettings, VirtualTool
 
 log = structlog.get_logger("pkgline.simulators")
@@ -84,11 +86,16 @@ class ModbusToolServer:
         port: int = 0,
         register_map: RegisterMap | None = None,
         tls: ssl.SSLContext | None = None,
+        pki: Pki | None = None,
     ) -> None:
         """``tls``: serve Modbus/TCP Security (TLS, the client's certificate required) with
-        this context (drivers.pki.tls_server_context); none: plain Modbus TCP."""
+        this context (drivers.pki.tls_server_context); none: plain Modbus TCP. ``pki``: the
+        PKI the context was made from; each client's certificate is checked against its
+        revocation lists right after the handshake (read at each connection), and a revoked
+        one is disconnected before any request is served, with a log line."""
         self.tool = tool
         self.tls = tls
+        self.pki = pki
         self.host = host
         self._port = port
         self.register_map = register_map or packaged_map(tool.equipment_class)
@@ -152,7 +159,12 @@ class ModbusToolServer:
         server = (
             ModbusTcpServer(self._device(), address=(self.host, self._port))
             if self.tls is None
-            else ModbusTlsServer(self._device(), address=(self.host, self._port), sslctx=self.tls)
+            else _CheckedTlsServer(
+                self._device(),
+                address=(self.host, self._port),
+                sslctx=self.tls,
+                peer_check=self._check_client,
+            )
         )
         try:
             await server.serve_forever(background=True)
@@ -196,6 +208,25 @@ class ModbusToolServer:
             await self._listen()
         except OSError as exc:  # the port was taken meanwhile: the tool stays away
             log.warning("simulator cannot listen again", tool_id=self.tool.tool_id, error=str(exc))
+
+    def _check_client(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Whether the client that just finished its TLS handshake may stay: its certificate
+        is not revoked (:func:`drivers.pki.check_tls_peer`). Logs a refusal."""
+        if self.pki is None:
+            return True
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        try:
+            check_tls_peer(self.pki, transport)
+        except (CertificateRejected, PkiError, OSError) as exc:
+            log.warning(
+                "simulator refused a client's certificate",
+                tool_id=self.tool.tool_id,
+                peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+                reason=exc.reason.value if isinstance(exc, CertificateRejected) else "PkiError",
+                error=exc.message if isinstance(exc, CertificateRejected) else str(exc),
+            )
+            return False
+        return True
 
     def inject_alarm(self, alarm: Alarm = ALARM_JOB_FAULT) -> None:
         """Raise an alarm on the tool now (see :meth:`VirtualTool.inject_alarm`)."""
@@ -416,6 +447,51 @@ class ModbusToolServer:
         return f"ModbusToolServer({self.tool!r}, {self.host}:{self._port})"
 
 
+class _CheckedHandler(ServerRequestHandler):
+    """pymodbus' handler of one connection, which asks ``peer_check`` (with the transport)
+    when the connection is made, that is after the TLS handshake, and closes it at once when
+    the answer is no; nothing it received is served."""
+
+    def __init__(
+        self, owner: _CheckedTlsServer, peer_check: Callable[[asyncio.BaseTransport], bool]
+    ) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
+            owner, owner.trace_packet, owner.trace_pdu, owner.trace_connect
+        )
+        self._peer_check = peer_check
+        self._refused = False
+
+    def callback_connected(self) -> None:
+        if not self._peer_check(self.transport):
+            self._refused = True
+            self.close()
+            return
+        super().callback_connected()
+
+    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
+        if self._refused:  # a request sent with the handshake's last flight: dropped
+            return len(data)
+        return int(super().callback_data(data, addr))
+
+
+class _CheckedTlsServer(ModbusTlsServer):
+    """``ModbusTlsServer`` whose connections are :class:`_CheckedHandler`."""
+
+    def __init__(
+        self,
+        context: SimDevice,
+        *,
+        address: tuple[str, int],
+        sslctx: ssl.SSLContext,
+        peer_check: Callable[[asyncio.BaseTransport], bool],
+    ) -> None:
+        super().__init__(context, address=address, sslctx=sslctx)
+        self._peer_check = peer_check
+
+    def callback_new_connection(self) -> _CheckedHandler:
+        return _CheckedHandler(self, self._peer_check)
+
+
 async def serve(
     equipment_class: EquipmentClass,
     *,
@@ -425,10 +501,11 @@ async def serve(
     settings: SimulationSettings | None = None,
     ready: Callable[[int], None] | None = None,
     tls: ssl.SSLContext | None = None,
+    pki: Pki | None = None,
 ) -> None:
     """Run one simulated tool until cancelled; ``ready(port)`` is called once it listens."""
     tool = VirtualTool(tool_id or f"SIM-{equipment_class.value}", equipment_class, settings)
-    server = ModbusToolServer(tool, host=host, port=port, tls=tls)
+    server = ModbusToolServer(tool, host=host, port=port, tls=tls, pki=pki)
     try:
         await server.start()
         if ready is not None:
@@ -457,12 +534,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     settings = SimulationSettings(args.time_scale, args.reject_rate, args.alarm_rate, args.seed)
-    tls = None
+    tls, pki = None, None
     if args.tls_pki:
         from drivers.pki import tls_server_context
         from simulators.line import simulator_pki
 
-        tls = tls_server_context(simulator_pki(Path(args.tls_pki)))
+        pki = simulator_pki(Path(args.tls_pki))
+        tls = tls_server_context(pki)
 
     def ready(port: int) -> None:
         print(f"{args.equipment_class} listening on {args.host}:{port}", flush=True)
@@ -477,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 settings=settings,
                 ready=ready,
                 tls=tls,
+                pki=pki,
             )
         )
 

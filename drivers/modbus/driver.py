@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ from drivers.model import (
     ToolIdentity,
     ToolStatus,
 )
-from drivers.pki import Pki, tls_client_context
+from drivers.pki import Pki, check_tls_peer, tls_client_context
 from drivers.supervision import EventHub, PollClock, backoff_delays
 
 log = structlog.get_logger("pkgline.drivers.modbus")
@@ -162,6 +163,11 @@ class ModbusDriver:
             tls=_tls_context(config.id, endpoint),
             tls_identity=(
                 Pki(endpoint.tls.pki).own_fingerprint
+                if endpoint.tls is not None and endpoint.tls.pki is not None
+                else None
+            ),
+            tls_peer_check=(
+                functools.partial(check_tls_peer, Pki(endpoint.tls.pki))
                 if endpoint.tls is not None and endpoint.tls.pki is not None
                 else None
             ),

@@ -22,15 +22,22 @@ on its own, and translates every failure once into :mod:`drivers.errors`:
   and unit id, function code, byte count): garbage fails the request at once with
   :class:`~drivers.errors.ProtocolError` and closes the connection, instead of a hang until
   the timeout or an exception inside pymodbus' protocol callback.
+- With Modbus/TCP Security the tool's certificate is checked right after the handshake
+  (``tls_peer_check``: revocation, :func:`drivers.pki.check_tls_peer`); a refused tool's
+  connection is closed before any request goes out, with :class:`~drivers.errors.SecurityRefused`
+  naming the certificate and the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
+import structlog
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -44,7 +51,9 @@ from drivers.errors import (
     ToolTimeout,
     ToolUnreachable,
 )
-from drivers.pki import PkiError
+from drivers.pki import CertificateRejected, PkiError
+
+log = structlog.get_logger("pkgline.drivers.modbus")
 
 _READ_FUNCTIONS: Final = frozenset({3, 4})
 _WRITE_MULTIPLE: Final = 16
@@ -53,8 +62,30 @@ LostCallback = Callable[[str], None]
 
 TLS_HINT = (
     " (Modbus/TCP Security: the TLS handshake failed, or the tool refused the controller's "
-    "certificate; is each certificate trusted by the other side? `pkgline pki list`)"
+    "certificate; is each certificate trusted by the other side, and not revoked? the tool's "
+    "log says why it refused; `pkgline pki list`)"
 )
+
+
+HANDSHAKES_AT_ONCE: Final = 16
+"""TLS connections being opened at once by one event loop. A handshake costs both sides
+milliseconds of CPU (RSA signatures); 500 tools connecting at once (the daemon starting)
+queued every handshake behind the others, past the 1 s connect timeout, and every one was
+retried together after the backoff: none got through on a loaded machine. A connection
+waits for a slot first; its timeout runs from when it has one."""
+
+_handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handshake_slot() -> asyncio.Semaphore:
+    """This event loop's limit of TLS connections being opened (:data:`HANDSHAKES_AT_ONCE`)."""
+    loop = asyncio.get_running_loop()
+    slots = _handshakes.get(loop)
+    if slots is None:
+        slots = _handshakes[loop] = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
+    return slots
 
 
 def answer_problem(answer: bytes, request: bytes) -> str | None:
@@ -141,12 +172,17 @@ class ModbusSession:
         on_lost: LostCallback | None = None,
         tls: Callable[[], ssl.SSLContext] | None = None,
         tls_identity: Callable[[], object] | None = None,
+        tls_peer_check: Callable[[asyncio.BaseTransport | None], object] | None = None,
     ) -> None:
         """``tls``: Modbus/TCP Security; makes the TLS context at each connection (so a
         certificate trusted or renewed since is taken). ``tls_identity``: a value that changes
-        when our own certificate is replaced (:meth:`identity_changed`)."""
+        when our own certificate is replaced (:meth:`identity_changed`). ``tls_peer_check``:
+        checks the tool's certificate right after the handshake, from the connection's
+        transport (:func:`drivers.pki.check_tls_peer`: revocation); raises
+        :class:`~drivers.pki.CertificateRejected` to refuse the tool."""
         self.tool_id = tool_id
         self._tls = tls
+        self._tls_peer_check = tls_peer_check
         self._tls_identity = tls_identity
         self._identity: object = None
         self._last_failure: str | None = None
@@ -196,19 +232,25 @@ class ModbusSession:
         else:
             client = AsyncModbusTcpClient(self.host, **settings)
         conn.client = client
-        began = loop.time()
         connected = False
-        try:
-            connected = await client.connect()
-        finally:
-            if not connected:
-                client.close()
+        async with _handshake_slot() if self._tls is not None else contextlib.nullcontext():
+            began = loop.time()
+            try:
+                connected = await client.connect()
+            finally:
+                if not connected:
+                    client.close()
         if connected and conn.broken:
             # Dropped as soon as it was made (a tool closing its connections while this one
-            # came in): not a connection to keep, or the next request would find it gone.
+            # came in, or a TLS tool refusing our certificate after the handshake): not a
+            # connection to keep, or the next request would find it gone.
+            self._last_failure = (
+                f"cannot connect to {self.host}:{self.port}: the tool closed the connection"
+                + (TLS_HINT if self._tls is not None else "")
+            )
             raise self._error(
-                ToolUnreachable,
-                f"cannot connect to {self.host}:{self.port}: the tool closed the connection",
+                SecurityRefused if self._tls is not None else ToolUnreachable,
+                self._last_failure,
                 "connect",
             )
         if not connected:
@@ -224,8 +266,34 @@ class ModbusSession:
             # (with TLS the hint says it may be the handshake: a refused or unreachable
             # tool cannot be told from a refused certificate here)
             raise self._error(ToolUnreachable, self._last_failure, "connect")
+        if self._tls_peer_check is not None:
+            self._check_peer(client)
         self._last_failure = None
         self._conn = conn
+
+    def _check_peer(self, client: AsyncModbusTcpClient) -> None:
+        """Refuse a tool whose certificate passed the handshake but not our own check
+        (revoked): close the connection before any request goes out on it."""
+        assert self._tls_peer_check is not None
+        try:
+            self._tls_peer_check(client.ctx.transport)
+        except (CertificateRejected, PkiError, OSError) as exc:
+            client.close()
+            message = exc.message if isinstance(exc, CertificateRejected) else str(exc)
+            failure = (
+                f"Modbus/TCP Security: refused the tool at {self.host}:{self.port}: its {message}"
+                if isinstance(exc, CertificateRejected)
+                else f"Modbus/TCP Security: cannot check the tool's certificate: {message}"
+            )
+            if failure != self._last_failure:  # once per reason, not at every reconnection
+                log.warning(
+                    "tool certificate refused",
+                    tool_id=self.tool_id,
+                    reason=exc.reason.value if isinstance(exc, CertificateRejected) else None,
+                    error=failure,
+                )
+            self._last_failure = failure
+            raise self._error(SecurityRefused, failure, "connect") from exc
 
     def identity_changed(self) -> bool:
         """Our certificate was replaced (``pkgline pki renew``) since this connection was
@@ -261,6 +329,7 @@ class ModbusSession:
             # With TLS 1.3 a server's refusal of our certificate arrives after the handshake,
             # at the first request: the connection closes before any answer.
             message += TLS_HINT
+            self._last_failure = message  # said by the requests made until it reconnects
         self._break(conn, SecurityRefused if refused else ToolUnreachable, message)
 
     def _break(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -336,7 +337,7 @@ def _write_config(run: Demo) -> None:
     from simulators.line import with_free_ports, write_line_config
 
     config = with_free_ports(run.config).model_copy(
-        update={"database": run.url, "events": _event_feed()}
+        update={"database": run.url, "events": _event_feed(run.config.name)}
     )
     # The secure configuration, as a line runs it: the controller and the simulators get
     # certificates of their own (kept next to the database) and trust each other's.
@@ -359,10 +360,16 @@ def _write_config(run: Demo) -> None:
         )
 
 
-def _event_feed() -> EventsConfig | None:
+def _event_feed(line: str) -> EventsConfig | None:
     """The event feed to the broker on 127.0.0.1:1883 if one answers there, else none (said
-    either way)."""
-    feed = EventsConfig(url=f"mqtt://127.0.0.1:{DEMO_BROKER_PORT}", root="pkgline-demo")
+    either way). Its MQTT client id is this run's own (``pkgline-<line>-events-<random>``):
+    a broker closes a connection when another client connects with the same id, so two demos
+    with the default id would take the broker from each other in turn."""
+    feed = EventsConfig(
+        url=f"mqtt://127.0.0.1:{DEMO_BROKER_PORT}",
+        root="pkgline-demo",
+        client_id=_run_client_id(line, "events"),
+    )
     try:
         with socket.create_connection(("127.0.0.1", DEMO_BROKER_PORT), timeout=0.5):
             pass
@@ -373,6 +380,13 @@ def _event_feed() -> EventsConfig | None:
         )
         return None
     return feed
+
+
+def _run_client_id(line: str, role: str) -> str:
+    """An MQTT client id unique to this run: the default one and 8 random hex digits (the
+    whole within MQTT's 64 characters the configuration allows)."""
+    suffix = f"-{secrets.token_hex(4)}"
+    return f"pkgline-{line}-{role}"[: 64 - len(suffix)] + suffix
 
 
 async def _start_line(run: Demo) -> None:

@@ -381,6 +381,17 @@ async def test_the_example_line_starts_and_every_tool_answers_over_secure_links(
     async with SimulatedLine(config) as line:
         assert len(line.secure_endpoints()) == 2
         assert len(line.endpoints()) == len(example.tools)
+        tls_tools = [
+            t.id
+            for t in config.tools
+            if isinstance(t.endpoint, ModbusEndpoint) and t.endpoint.tls is not None
+        ]
+        assert tls_tools
+        for tool_id in tls_tools:  # each checks its clients against the simulators' CRLs
+            server = line.server(tool_id)
+            assert isinstance(server, ModbusToolServer)
+            assert server.tls is not None
+            assert server.pki is not None and server.pki.root == tmp_path / "pki" / "simulators"
         factory, drivers = await open_drivers(config)
         try:
             for driver in drivers:

@@ -1,16 +1,22 @@
 """Modbus/TCP Security between the driver and the simulator: TLS 1.2 or later with both sides'
 certificates checked. A controller certificate from another CA, a tool certificate the
-controller does not trust, and a plain client are refused; the refusal names TLS."""
+controller does not trust, and a plain client are refused; the refusal names TLS. A revoked
+certificate is refused by either side at the next connection, with the reason (the driver's
+error, the simulator's log line)."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pymodbus.client import AsyncModbusTcpClient
+from structlog.testing import capture_logs
 
 from drivers import certificates as C
 from drivers import pki as P
@@ -18,12 +24,20 @@ from drivers.config import ModbusTls
 from drivers.errors import ToolUnreachable
 from drivers.interface import ConnectionLost, ConnectionRestored
 from drivers.modbus.driver import ModbusDriver
+from drivers.modbus.session import HANDSHAKES_AT_ONCE, ModbusSession, _handshake_slot
 from drivers.model import EquipmentClass, Mode
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
 from tests.drivers.common import event_stream, eventually, next_event
 from tests.drivers.modbus.conftest import tool_config
-from tests.pki_material import Keys, Pair, app_certificate, cross_trusted
+from tests.pki_material import (
+    CONTROLLER_URI,
+    SIMULATOR_URI,
+    Keys,
+    Pair,
+    app_certificate,
+    cross_trusted,
+)
 
 MOLDER = EquipmentClass.MOLDER
 
@@ -156,3 +170,208 @@ async def test_a_renewed_controller_certificate_is_taken_while_connected(
         assert tool.status.mode is Mode.SETUP
     finally:
         await driver.close()
+
+
+# -- revocation: checked by each side right after the handshake ---------------------------------
+
+
+def write_crl(pki: P.Pki, ca: x509.Certificate, ca_key: rsa.RSAPrivateKey, *serials: int) -> None:
+    """The CA's revocation list, listing ``serials``, into ``pki``'s trusted/crl."""
+    crl = C.make_crl(ca, ca_key, list(serials))
+    P.write_private(
+        pki.trusted_crl / "site-ca.crl", crl.public_bytes(serialization.Encoding.DER), mode=0o644
+    )
+
+
+async def refusal(driver: ModbusDriver, what: str) -> str:
+    """Wait until the driver, reconnecting on its own, says ``what`` about its connection;
+    return what it says."""
+    said: list[str] = []
+
+    async def says() -> bool:
+        try:
+            await driver.status()
+        except ToolUnreachable as exc:
+            said[:] = [str(exc)]
+            return what in said[0]
+        return False
+
+    await eventually(says, within=10.0)
+    return said[0]
+
+
+async def test_a_revoked_tool_certificate_is_refused_by_the_driver(
+    pair: Pair, tool: VirtualTool, rsa_keys: Keys
+) -> None:
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
+    issued = app_certificate(rsa_keys.simulator, SIMULATOR_URI, issuer=(ca, rsa_keys.ca))
+    C.write_own(pair.simulator, issued, rsa_keys.simulator)
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    pair.controller.store(ca, pair.controller.trusted)  # the tool is trusted through its CA
+    other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other", issuer=(ca, rsa_keys.ca))
+    write_crl(pair.controller, ca, rsa_keys.ca, other.serial_number)  # revokes another one
+    context = P.tls_server_context(pair.simulator)
+    async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
+        driver = await started(tls_driver(server, pair.controller))
+        try:
+            await driver.set_mode(Mode.ENGINEERING)  # not revoked: works
+            # revoked while connected: taken at the next connection, without a restart
+            write_crl(pair.controller, ca, rsa_keys.ca, other.serial_number, issued.serial_number)
+            with capture_logs() as logs:
+                await server.drop_connections()
+                message = await refusal(driver, "revoked")
+                with pytest.raises(ToolUnreachable, match="is revoked"):
+                    await driver.set_mode(Mode.SETUP)
+            assert message.startswith("tool MOLD-1, ")
+            assert f"refused the tool at 127.0.0.1:{server.port}" in message
+            assert f"certificate CN=test (thumbprint {P.thumbprint(issued)[:16]})" in message
+            assert f"(serial {issued.serial_number:x}) is revoked" in message
+            refusals = [e for e in logs if e["event"] == "tool certificate refused"]
+            assert len(refusals) == 1, logs  # once, however often it reconnects meanwhile
+            assert refusals[0]["tool_id"] == "MOLD-1"
+            assert refusals[0]["reason"] == "BadCertificateRevoked"
+            assert "is revoked" in refusals[0]["error"]
+            assert tool.status.mode is Mode.ENGINEERING
+        finally:
+            await driver.close()
+
+
+async def test_a_revoked_controller_certificate_is_refused_by_the_simulator(
+    pair: Pair, tool: VirtualTool, rsa_keys: Keys
+) -> None:
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
+    issued = app_certificate(rsa_keys.controller, CONTROLLER_URI, issuer=(ca, rsa_keys.ca))
+    C.write_own(pair.controller, issued, rsa_keys.controller)
+    for path in pair.simulator.trusted.iterdir():
+        path.unlink()
+    pair.simulator.store(ca, pair.simulator.trusted)
+    other = app_certificate(rsa_keys.user, "urn:pkgline:controller:other", issuer=(ca, rsa_keys.ca))
+    write_crl(pair.simulator, ca, rsa_keys.ca, other.serial_number)
+    context = P.tls_server_context(pair.simulator)
+    async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
+        driver = await started(tls_driver(server, pair.controller))
+        try:
+            await driver.set_mode(Mode.ENGINEERING)
+            with capture_logs() as logs:
+                write_crl(
+                    pair.simulator, ca, rsa_keys.ca, other.serial_number, issued.serial_number
+                )
+                await server.drop_connections()  # the simulator is not restarted
+                message = await refusal(driver, "Modbus/TCP Security")
+                with pytest.raises(ToolUnreachable, match="Modbus/TCP Security"):
+                    await driver.set_mode(Mode.SETUP)
+            assert message.startswith("tool MOLD-1, ")
+            assert "not revoked" in message  # the hint names revocation; the tool's log says
+            assert tool.status.mode is Mode.ENGINEERING  # nothing the refused client sent ran
+            refusals = [e for e in logs if e["event"] == "simulator refused a client's certificate"]
+            assert refusals, logs
+            first = refusals[0]
+            assert first["log_level"] == "warning"
+            assert first["tool_id"] == "MOLD-1"
+            assert first["reason"] == "BadCertificateRevoked"
+            assert first["peer"].startswith("127.0.0.1:")
+            assert f"(serial {issued.serial_number:x}) is revoked" in first["error"]
+            assert "CN=test" in first["error"]
+        finally:
+            await driver.close()
+
+
+async def test_a_revocation_list_without_the_peer_leaves_self_signed_peers_alone(
+    pair: Pair, tool: VirtualTool, rsa_keys: Keys
+) -> None:
+    """Certificates trusted one by one (self-signed, no CA, so no CRL of their issuer) are
+    not refused because a CA's list is there: unlike OpenSSL's CRL_CHECK_LEAF."""
+    ca = C.make_ca(rsa_keys.ca, common_name="site CA")
+    some = app_certificate(rsa_keys.user, "urn:pkgline:x", issuer=(ca, rsa_keys.ca))
+    for pki in (pair.controller, pair.simulator):
+        pki.store(ca, pki.trusted)
+        write_crl(pki, ca, rsa_keys.ca, some.serial_number)
+    context = P.tls_server_context(pair.simulator)
+    async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
+        driver = await started(tls_driver(server, pair.controller))
+        try:
+            await driver.set_mode(Mode.SETUP)
+            assert tool.status.mode is Mode.SETUP
+        finally:
+            await driver.close()
+
+
+def test_check_tls_peer_without_a_tls_connection_refuses(pair: Pair) -> None:
+    with pytest.raises(P.CertificateRejected, match="presented no certificate") as caught:
+        P.check_tls_peer(pair.controller, None)
+    assert caught.value.reason is P.RejectReason.INVALID
+
+
+def test_the_client_context_is_made_once_and_again_when_the_pki_changes(
+    pair: Pair, rsa_keys: Keys
+) -> None:
+    """Shared by every connection (making one takes milliseconds: 500 tools connecting at
+    once would wait seconds for them), and made again when a file it is made of changes."""
+    first = P.tls_client_context(pair.controller)
+    assert P.tls_client_context(pair.controller) is first
+    other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other")
+    path = pair.controller.store(other, pair.controller.trusted)  # a peer trusted
+    second = P.tls_client_context(pair.controller)
+    assert second is not first
+    assert P.tls_client_context(pair.controller) is second
+    path.unlink()  # and rejected again
+    third = P.tls_client_context(pair.controller)
+    assert third is not second
+    C.renew_own(pair.controller, new_key_pair=False)  # our own certificate renewed
+    assert P.tls_client_context(pair.controller) is not third
+
+
+async def test_tls_connections_are_opened_a_few_at_a_time(pair: Pair) -> None:
+    """Many tools connecting at once (the daemon starting) open at most HANDSHAKES_AT_ONCE
+    TLS connections at a time; the others wait for a slot, then connect."""
+    accepted: list[asyncio.StreamWriter] = []
+    most_open = 0
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal most_open
+        accepted.append(writer)  # never answers the handshake
+        most_open = max(most_open, sum(not w.is_closing() for w in accepted))
+        await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    context = P.tls_client_context(pair.controller)
+    sessions = [
+        ModbusSession(
+            tool_id=f"T{i}", host="127.0.0.1", port=port, timeout_s=60, tls=lambda: context
+        )
+        for i in range(HANDSHAKES_AT_ONCE + 4)
+    ]
+    attempts = [asyncio.create_task(s.connect()) for s in sessions]
+    try:
+
+        async def slots_taken() -> bool:
+            return len(accepted) == HANDSHAKES_AT_ONCE
+
+        await eventually(slots_taken, within=10.0)
+        assert _handshake_slot().locked()  # the other four wait for a slot
+        assert sum(not a.done() for a in attempts) == len(sessions)
+        for writer in list(accepted):  # the tool hangs up: those attempts fail, freeing slots
+            writer.close()
+
+        async def all_tried() -> bool:
+            for writer in accepted:
+                writer.close()
+            return all(a.done() for a in attempts)
+
+        await eventually(all_tried, within=10.0)
+        assert len(accepted) == len(sessions)
+        assert most_open == HANDSHAKES_AT_ONCE
+        for attempt in attempts:
+            assert isinstance(attempt.exception(), ToolUnreachable)
+    finally:
+        for attempt in attempts:
+            attempt.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
+        for session in sessions:
+            await session.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -1,0 +1,84 @@
+"""bench/mes_moves.py: the floors write what pkgline's moves write (a lot moved version by
+version, a chained history row and an outbox row per transaction), PostgreSQL's through the
+very statement pkgline sends; the ratios pair runs as they ran."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
+
+from mes.adapters.database import create_engine
+from mes.adapters.driver import CompiledStatement
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql_statements import move_in_one_statement
+from mes.adapters.tables import lot_history, lots, outbox
+from tests.bench.conftest import bench_module
+
+moves = bench_module("mes_moves")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    value: str = request.getfixturevalue(name)
+    return value
+
+
+async def test_a_floor_moves_its_lots_as_pkgline_does(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        # 2 writers, 5 moves each, 3 moves a lot: each writer starts 2 lots
+        result = await moves.run_floor(moves.make_floor(url, 3), 2, 10)
+        assert result.moves == 10
+        async with engine.connect() as conn:
+            found = (
+                await conn.execute(select(lots.c.id, lots.c.version, lots.c.history_head))
+            ).all()
+            history = (await conn.execute(select(lot_history).order_by(lot_history.c.seq))).all()
+            events = (await conn.execute(select(outbox).order_by(outbox.c.seq))).all()
+            assert (await conn.execute(select(func.count()).select_from(outbox))).scalar() == len(
+                history
+            )
+    finally:
+        await engine.dispose()
+    # the warm-up moves each writer's connection twice on a lot of its own; then each writer
+    # makes 5 moves, 3 on a lot and 2 on the next
+    assert len(history) == 2 * (2 * 2 + 10)
+    by_lot: dict[str, list[object]] = {}
+    for row in history:
+        by_lot.setdefault(row.lot_id, []).append(row)
+    assert len(found) == 6
+    for lot in found:
+        entries = by_lot[lot.id]
+        assert lot.version == 1 + len(entries)
+        assert lot.history_head == entries[-1].hash
+        assert entries[0].prev_hash == "0" * 64
+        for before, after in itertools.pairwise(entries):
+            assert after.prev_hash == before.hash  # chained
+    assert sorted(len(e) for e in by_lot.values()) == [4, 4, 4, 4, 6, 6]
+    for row, event in zip(history, events, strict=True):
+        payload = event.payload if isinstance(event.payload, dict) else json.loads(event.payload)
+        assert payload["seq"] == row.seq
+        assert event.kind == ("LotTrackedIn" if row.operation == "track_in" else "LotTrackedOut")
+
+
+def test_the_postgres_floor_sends_pkgline_s_own_statement() -> None:
+    sql, names, fixed = moves.one_statement(move_in_one_statement())
+    ours = CompiledStatement.compile(move_in_one_statement(), asyncpg_dialect.dialect())
+    assert sql == ours.sql
+    assert names == [name for name, _, _ in ours.params]
+    assert fixed == {name: default for name, _, default in ours.params if name in fixed}
+    assert set(fixed) == {"payload_1", "param_1"}
+
+
+def test_ratios_pair_the_runs_in_the_order_they_ran() -> None:
+    runs = moves.Runs("x")
+    for ours, floor in ((10.0, 20.0), (30.0, 20.0), (5.0, 10.0)):
+        runs.pkgline.append(moves.Result(int(ours), 1.0, []))
+        runs.floor.append(moves.Result(int(floor), 1.0, []))
+    assert runs.ratios() == [0.5, 1.5, 0.5]
