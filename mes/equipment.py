@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from mes.domain.authority import Action, Principal
 from mes.domain.equipment import (
+    RECORDED_STATES,
     UNMONITORED,
     ControllerRecord,
     DispatchMode,
@@ -42,7 +43,15 @@ from mes.domain.equipment import (
 from mes.domain.errors import InvalidInput, ResetNotPossible, ToolOwnedElsewhere, UnknownTool
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import qualify_registered
-from mes.ports import UnitOfWorkFactory, Work, add_changes, get_tools, update_tools
+from mes.ports import (
+    ToolPage,
+    ToolQuery,
+    UnitOfWorkFactory,
+    Work,
+    add_changes,
+    get_tools,
+    update_tools,
+)
 from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
@@ -217,6 +226,20 @@ class EquipmentService:
         await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.tools(line)
+
+    async def page(self, query: ToolQuery, *, by: Principal | None = None) -> ToolPage:
+        """One page of a tool list (:class:`mes.ports.ToolQuery`): filtered, ordered by tool
+        id and cut by the store, with how many tools match in all. A bad limit or E10 state
+        is InvalidInput, an ``after`` that names no tool UnknownTool."""
+        await self._guard.allow(by, Action.READ)
+        if query.limit < 1:
+            raise InvalidInput(f"limit {query.limit}: a page holds 1 tool or more")
+        if query.e10 is not None and query.e10 not in RECORDED_STATES:
+            raise InvalidInput(
+                f"state {query.e10!r}: expected an E10 state, one of {', '.join(RECORDED_STATES)}"
+            )
+        async with self._uow(readonly=True) as uow:
+            return await uow.equipment.page(query)
 
     async def state_times(
         self,

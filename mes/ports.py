@@ -367,6 +367,31 @@ class LotPage:
     more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ToolQuery:
+    """Which tools a list shows, and which page of them: ordered by tool id, from the tool
+    after ``after`` (a tool id, the last of the page before) on, at most ``limit`` of them.
+    Every filter is applied by the store (in SQL), none after."""
+
+    line: str | None = None
+    """The line controller that owns the tool."""
+    equipment_class: str | None = None
+    e10: str | None = None
+    """The tool's SEMI E10 state now (one of :data:`mes.domain.equipment.E10_STATES`)."""
+    after: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPage:
+    """One page of a tool list: the tools, how many match the filters in all, and whether
+    more follow the page (ask again with ``after`` = the last tool's id)."""
+
+    tools: list[ToolRecord]
+    total: int
+    more: bool
+
+
 # -- the store -------------------------------------------------------------------------------
 
 
@@ -393,6 +418,11 @@ class EquipmentRepository(Protocol):
     async def tool(self, tool_id: str) -> ToolRecord | None: ...
 
     async def tools(self, line: str | None = None) -> list[ToolRecord]: ...
+
+    async def page(self, query: ToolQuery) -> ToolPage:
+        """One page of the tools ``query`` selects (:class:`ToolQuery`). A tool id in
+        ``after`` that names no tool raises UnknownTool."""
+        ...
 
     async def add_tool(self, tool: ToolRecord) -> None: ...
 

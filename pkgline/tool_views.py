@@ -22,6 +22,7 @@ from mes.domain.equipment import (
 from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.equipment import EquipmentService
+from mes.ports import ToolQuery
 from pkgline.controller import HEARTBEAT_S
 
 STALE_AFTER_S = 3 * HEARTBEAT_S
@@ -171,12 +172,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def tools_answer(equipment: EquipmentService, line: str | None) -> list[dict[str, Any]]:
-    """``tool list --json``, ``GET /tools``."""
-    records = await equipment.tools(line)
+TOOL_PAGE = 100
+"""Tools per page of ``tool list`` as a table and of ``GET /tools`` (``limit`` to change)."""
+MAX_TOOL_PAGE = 1000
+"""The most tools one page holds (``GET /tools?limit=``; ``tool list --json`` reads every
+tool this many at a time)."""
+
+
+async def tools_page_answer(equipment: EquipmentService, query: ToolQuery) -> dict[str, Any]:
+    """``GET /tools``: one page of tools (:func:`tool_dict` each, by id) with how many match
+    in all, whether more follow, and the cursor of the next page (``next_after``)."""
+    page = await equipment.page(query)
     now = _now()
-    alive = await lines_running(equipment, now)
-    return [tool_dict(r, now, r.line in alive) for r in records]
+    alive = await lines_running(equipment, now) if page.tools else frozenset()
+    rows = [tool_dict(r, now, r.line in alive) for r in page.tools]
+    return {
+        "tools": rows,
+        "total": page.total,
+        "shown": len(rows),
+        "more": page.more,
+        "next_after": rows[-1]["id"] if page.more and rows else None,
+    }
 
 
 async def tool_show_answer(

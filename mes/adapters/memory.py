@@ -26,7 +26,7 @@ from mes.domain.equipment import (
     ToolPart,
     ToolRecord,
 )
-from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot
+from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot, UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.materials import Material, MaterialEvent, Use
 from mes.domain.model import (
@@ -69,6 +69,8 @@ from mes.ports import (
     SaveQualifications,
     SaveSignatures,
     SignatureRequest,
+    ToolPage,
+    ToolQuery,
     UpdateTools,
     Work,
 )
@@ -317,6 +319,23 @@ class MemoryEquipmentRepository:
 
     async def tools(self, line: str | None = None) -> list[ToolRecord]:
         return self._tools(line)
+
+    async def page(self, query: ToolQuery) -> ToolPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 tool or more, not {query.limit}")
+        if query.after is not None and query.after not in self._store.tools:
+            raise UnknownTool(f"there is no tool {query.after} to list the tools after")
+        found = [
+            t
+            for t in self._tools(query.line)
+            if query.equipment_class in (None, t.equipment_class)
+            and query.e10 in (None, t.snapshot.e10)
+        ]
+        start = (
+            0 if query.after is None else bisect.bisect_right([t.id for t in found], query.after)
+        )
+        page = found[start : start + query.limit + 1]
+        return ToolPage(page[: query.limit], len(found), len(page) > query.limit)
 
     def _tools(self, line: str | None) -> list[ToolRecord]:
         return sorted(

@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -25,7 +25,16 @@ from mes.domain.equipment import (
     ToolRecord,
     ToolSnapshot,
 )
-from mes.ports import AddChanges, EquipmentRequest, GetDispatchModes, GetTools, UpdateTools
+from mes.domain.errors import InvalidInput, UnknownTool
+from mes.ports import (
+    AddChanges,
+    EquipmentRequest,
+    GetDispatchModes,
+    GetTools,
+    ToolPage,
+    ToolQuery,
+    UpdateTools,
+)
 
 
 def _tool_values(t: ToolRecord) -> dict[str, Any]:
@@ -181,6 +190,7 @@ class EquipmentStatements:
         )
         self.dialect = dialect
         self._by_id: dict[int, CompiledStatement] = {}
+        self._pages: dict[tuple[bool, ...], tuple[CompiledStatement, CompiledStatement]] = {}
         self.dispatch_modes = c(
             select(tools.c.id, tools.c.dispatch).where(tools.c.line == bindparam("line"))
         )
@@ -273,6 +283,41 @@ class EquipmentStatements:
             self._by_id[count] = CompiledStatement.compile(query, self.dialect)
         return self._by_id[count]
 
+    def page(self, query: ToolQuery) -> tuple[CompiledStatement, CompiledStatement]:
+        """A tool list's page (the tools after the cursor ``after``, by id, ``page_limit``
+        of them) and count (every tool the filters select): the filters given are bound as
+        ``line``, ``equipment_class`` and ``e10``. Compiled once per set of filters."""
+        key = (
+            query.line is not None,
+            query.equipment_class is not None,
+            query.e10 is not None,
+            query.after is not None,
+        )
+        if key not in self._pages:
+            where = [
+                column == bindparam(name, type_=column.type)
+                for given, name, column in zip(
+                    key,
+                    ("line", "equipment_class", "e10"),
+                    (tools.c.line, tools.c.equipment_class, tools.c.e10),
+                    strict=False,
+                )
+                if given
+            ]
+            count = select(func.count()).select_from(tools).where(*where)
+            keyed = [*where, tools.c.id > bindparam("after")] if key[3] else where
+            page = (
+                select(tools)
+                .where(*keyed)
+                .order_by(tools.c.id)
+                .limit(bindparam("page_limit", type_=Integer()))
+            )
+            self._pages[key] = (
+                CompiledStatement.compile(page, self.dialect),
+                CompiledStatement.compile(count, self.dialect),
+            )
+        return self._pages[key]
+
 
 def _update_values(sql: EquipmentStatements, tool: ToolRecord, part: ToolPart) -> dict[str, Any]:
     values = _tool_values(tool)
@@ -330,6 +375,31 @@ class SqlEquipmentRepository:
         else:
             rows = await self._db.fetch(self._sql.line_tools, {"line": line})
         return [_tool_from_row(r) for r in rows]
+
+    async def page(self, query: ToolQuery) -> ToolPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 tool or more, not {query.limit}")
+        page, count = self._sql.page(query)
+        values: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("line", query.line),
+                ("equipment_class", query.equipment_class),
+                ("e10", query.e10),
+                ("after", query.after),
+            )
+            if value is not None
+        }
+        if query.after is not None and not await self._db.fetch(
+            self._sql.tool, {"id": query.after}
+        ):
+            raise UnknownTool(f"there is no tool {query.after} to list the tools after")
+        rows = await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
+        total = (await self._db.fetch(count, values))[0]
+        found = [_tool_from_row(r) for r in rows]
+        return ToolPage(
+            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
+        )
 
     async def add_tool(self, tool: ToolRecord) -> None:
         await self._db.execute(self._sql.insert_tool, _tool_values(tool))

@@ -28,6 +28,8 @@ UPTIME_STATES = frozenset({"productive", "standby", "engineering"})
 UNMONITORED = "unmonitored"
 """Not an E10 state: no line controller followed the tool (it was stopped, or died), so its
 state is not known. Left out of every E10 figure."""
+RECORDED_STATES = (*E10_STATES, UNMONITORED)
+"""What a tool's record can say of its E10 state (``tool list --state`` takes these)."""
 
 
 class DispatchMode(StrEnum):

@@ -11,17 +11,20 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
 from mes.domain.authority import Action, Principal
-from mes.domain.equipment import DispatchMode
+from mes.domain.equipment import RECORDED_STATES, DispatchMode
 from mes.domain.errors import InvalidInput
+from mes.ports import ToolQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
 from pkgline.tool_views import (
+    MAX_TOOL_PAGE,
+    TOOL_PAGE,
     dispatch_answer,
     parse_window,
     qualification_dict,
     tool_show_answer,
-    tools_answer,
+    tools_page_answer,
 )
 
 router = APIRouter(tags=["tools", "audit"], responses=b.REFUSALS)
@@ -48,11 +51,34 @@ class QualifyBody(b.Body):
     reason: b.Reason = None
 
 
-@router.get("/tools", summary="Every tool (tool list)")
+@router.get("/tools", summary="Tools by id, a page at a time (tool list)")
 async def list_tools(
-    request: Request, who: Who, line: Annotated[str | None, Query(max_length=64)] = None
-) -> list[Json]:
-    return await tools_answer(state_of(request).services.equipment.acting_as(who), line)
+    request: Request,
+    who: Who,
+    line: Annotated[
+        str | None, Query(max_length=64, description="Only the tools of this line controller.")
+    ] = None,
+    equipment_class: Annotated[
+        str | None, Query(alias="class", max_length=64, description="Only tools of this class.")
+    ] = None,
+    state: Annotated[
+        str | None,
+        Query(
+            max_length=32,
+            description=f"Only tools in this E10 state: {', '.join(RECORDED_STATES)}.",
+        ),
+    ] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="The page's cursor (a tool id).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_TOOL_PAGE)] = TOOL_PAGE,
+) -> Json:
+    """Answers ``{"tools": [...], "total", "shown", "more", "next_after"}``; the next page is
+    the same request with ``after`` = ``next_after``."""
+    query = ToolQuery(
+        line=line, equipment_class=equipment_class, e10=state, after=after, limit=limit
+    )
+    return await tools_page_answer(state_of(request).services.equipment.acting_as(who), query)
 
 
 @router.get("/tools/{tool_id}", summary="A tool with its time in state (tool show)")

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from mes.domain.equipment import E10_STATES, DispatchMode
+from mes.domain.equipment import E10_STATES, RECORDED_STATES, DispatchMode
 from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     DbOption,
@@ -31,7 +31,13 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, either, segment
-from pkgline.tool_views import dispatch_answer, parse_window, tool_show_answer, tools_answer
+from pkgline.tool_views import (
+    MAX_TOOL_PAGE,
+    TOOL_PAGE,
+    dispatch_answer,
+    parse_window,
+    tool_show_answer,
+)
 
 app = typer.Typer(
     help="Tools: states, time in state, and automatic or manual dispatch.", no_args_is_help=True
@@ -171,26 +177,70 @@ def list_tools(
     line: Annotated[
         str | None, typer.Option("--line", help="Only the tools of this line controller.")
     ] = None,
+    equipment_class: Annotated[
+        str | None, typer.Option("--class", help="Only tools of this class (die_bonder, ...).")
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state", help=f"Only tools in this E10 state: {', '.join(RECORDED_STATES)}."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            max=MAX_TOOL_PAGE,
+            help=f"At most this many tools (default: {TOOL_PAGE} in the table; every tool "
+            "with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="Start after this tool (the last of the page before)."),
+    ] = None,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Every tool: dispatch, connection, process state, mode, E10 state and since when, lot,
-    progress, alarm."""
+    """Tools by id, a page at a time: dispatch, connection, process state, mode, E10 state and
+    since when, lot, progress, alarm; says how many match and how to see the next page."""
+    from mes.ports import ToolQuery
+    from pkgline.cli import tool_list
 
-    async def work() -> list[dict[str, Any]]:
-        async with open_services(db) as services:
-            return await tools_answer(services.equipment, line)
-
-    query = [("line", line)] if line is not None else None
-    tools = either(db, server, json, work, Remote("GET", "/tools", query=query))
+    if state is not None and state not in RECORDED_STATES:
+        usage_error(
+            f"--state {state!r}: expected one of {', '.join(RECORDED_STATES)}", as_json=json
+        )
+    query = ToolQuery(
+        line=line,
+        equipment_class=equipment_class,
+        e10=state,
+        after=after,
+        limit=limit or (MAX_TOOL_PAGE if json else TOOL_PAGE),
+    )
+    if json and limit is None:
+        tool_list.write_every_tool(db, server, query)
+        return
+    answer = tool_list.one_page(db, server, query, json)
+    tools = answer["tools"]
     if json:
         print_json(tools)
+        tool_list.json_notice(answer)
         return
-    if not tools:
-        out.print("no tools: a line controller registers its tools when it starts (pkgline serve)")
+    if answer["total"] == 0:
+        if (line, equipment_class, state) == (None, None, None):
+            out.print(
+                "no tools: a line controller registers its tools when it starts (pkgline serve)"
+            )
+        else:
+            out.print("no tools match (0 of 0 tools)")
         return
-    out.print(tools_table(tools))
+    if tools:
+        out.print(tools_table(tools))
+    tool_list.print_notice(answer)
 
 
 @app.command()

@@ -17,7 +17,7 @@ async def test_tools_read_and_switched_as_the_cli_does(api: RunningApi) -> None:
     )  # fmt: skip
     async with api.client() as client:
         listed = await client.get("/tools")
-        assert listed.status_code == 200 and [t["id"] for t in listed.json()] == ["DB-1"]
+        assert listed.status_code == 200 and [t["id"] for t in listed.json()["tools"]] == ["DB-1"]
         shown = await client.get("/tools/DB-1", params={"window": "1h"})
         assert shown.status_code == 200 and shown.json()["window"]["window_s"] == 3600
         assert (await client.get("/tools/DB-1", params={"window": "soon"})).status_code == 422
