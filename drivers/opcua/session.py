@@ -36,9 +36,10 @@ import itertools
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 from asyncua import ua
@@ -107,6 +108,28 @@ _UNREACHABLE_CODES = frozenset(
     }
 )
 _TIMEOUT_CODES = frozenset({StatusCodes.BadTimeout, StatusCodes.BadRequestTimeout})
+
+OPENS_AT_ONCE: Final = 16
+"""Sessions being opened at once by one event loop (the socket, Hello, OpenSecureChannel,
+CreateSession and ActivateSession; with a security policy also GetEndpoints and the RSA of the
+asymmetric messages). 500 endpoints connecting at once (the daemon starting) queued every
+request behind the others, past the timeout, and every failed one was retried together after
+the backoff. An open waits for a slot first; asyncua's timeouts start with each request, so
+they run from when it has one (as Modbus/TCP Security's TLS handshakes do,
+``drivers.modbus.session.HANDSHAKES_AT_ONCE``)."""
+
+_opens: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def open_slot() -> asyncio.Semaphore:
+    """This event loop's limit of sessions being opened (:data:`OPENS_AT_ONCE`)."""
+    loop = asyncio.get_running_loop()
+    slots = _opens.get(loop)
+    if slots is None:
+        slots = _opens[loop] = asyncio.Semaphore(OPENS_AT_ONCE)
+    return slots
 
 
 class _PublishNoiseFilter(logging.Filter):
@@ -561,8 +584,9 @@ class EndpointSession:
         conn = _Connection(client, self.url)
         check: ServerCheck | None = None
         try:
-            check = await self._secure(client)
-            await client.connect()
+            async with open_slot():
+                check = await self._secure(client)
+                await client.connect()
             async with self._attach_lock:
                 self._conn = conn
                 await self._attach(conn, list(self._listeners))

@@ -414,3 +414,39 @@ async def test_a_renewed_tool_certificate_is_taken_when_the_tool_comes_back(
         assert tool.status.mode is Mode.ENGINEERING
     finally:
         await server.close()
+
+
+def test_own_identity_and_trust_list_are_parsed_once_and_again_when_files_change(
+    pair: Pair, rsa_keys: Keys
+) -> None:
+    """Parsing our key checks it (tens of ms): done at every connection, 500 sessions opening
+    at once spent seconds on it. Parsed once per PKI directory, and again when a file changes
+    (a renewed certificate, a peer trusted or removed), so a change is taken at the next
+    connection."""
+    pki = pair.controller
+    first = pki.own_identity()
+    assert pki.own_identity() is first
+    assert first.certificate == pki.own()[0]
+    trusted = pki.trusted_certificates()
+    again = pki.trusted_certificates()
+    assert again and all(a is b for a, b in zip(again, trusted, strict=True))
+    other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other")
+    path = pki.store(other, pki.trusted)  # a peer trusted
+    assert other in pki.trusted_certificates()
+    assert len(pki.trusted_certificates()) == len(trusted) + 1
+    path.unlink()  # and removed again
+    assert other not in pki.trusted_certificates()
+    C.renew_own(pki, new_key_pair=True)  # our own certificate and key renewed
+    renewed = pki.own_identity()
+    assert renewed is not first
+    assert renewed.certificate == pki.own()[0] != first.certificate
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert renewed.key.public_key().public_bytes(
+        serialization.Encoding.DER, public
+    ) == renewed.certificate.public_key().public_bytes(serialization.Encoding.DER, public)
+    assert pki.own_identity() is renewed
+
+
+def test_a_missing_own_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(P.PkiError, match="pkgline pki init"):
+        P.Pki(tmp_path / "empty").own_identity()
