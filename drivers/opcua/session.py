@@ -22,6 +22,8 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
   refusal either way is a :class:`~drivers.errors.SecurityRefused` naming the reason. The
   controller's own certificate is watched: when ``pkgline pki renew`` replaces it, the
   session reconnects with the new one (no daemon restart).
+- at most :data:`OPENS_AT_ONCE` sessions of an event loop are being opened at a time (the
+  daemon starting opens hundreds): an open waits for a slot, its timeouts run from then.
 
 Drivers plug in as :class:`SessionListener`: on every (re)connection the session asks each one
 to resolve its nodes and name the items it wants monitored, then routes notifications back by
