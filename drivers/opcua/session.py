@@ -22,8 +22,8 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
   refusal either way is a :class:`~drivers.errors.SecurityRefused` naming the reason. The
   controller's own certificate is watched: when ``pkgline pki renew`` replaces it, the
   session reconnects with the new one (no daemon restart).
-- at most :data:`OPENS_AT_ONCE` sessions of an event loop are being opened at a time (the
-  daemon starting opens hundreds): an open waits for a slot, its timeouts run from then.
+- at most :data:`OPENS_AT_ONCE` secure sessions of an event loop are being opened at a time
+  (the daemon starting opens hundreds): an open waits for a slot, its timeouts run from then.
 
 Drivers plug in as :class:`SessionListener`: on every (re)connection the session asks each one
 to resolve its nodes and name the items it wants monitored, then routes notifications back by
@@ -112,11 +112,12 @@ _UNREACHABLE_CODES = frozenset(
 _TIMEOUT_CODES = frozenset({StatusCodes.BadTimeout, StatusCodes.BadRequestTimeout})
 
 OPENS_AT_ONCE: Final = 16
-"""Sessions being opened at once by one event loop (the socket, Hello, OpenSecureChannel,
-CreateSession and ActivateSession; with a security policy also GetEndpoints and the RSA of the
-asymmetric messages). 500 endpoints connecting at once (the daemon starting) queued every
-request behind the others, past the timeout, and every failed one was retried together after
-the backoff. An open waits for a slot first; asyncua's timeouts start with each request, so
+"""Secure sessions being opened at once by one event loop (GetEndpoints, then the socket,
+Hello, OpenSecureChannel with its RSA, CreateSession and ActivateSession, signed). 500
+endpoints connecting at once (the daemon starting) queued every request behind the others'
+RSA, past the timeout, and every failed one was retried together after the backoff. Plain
+sessions cost little CPU to open and are not limited: limited, 200 of them took 12 s to connect
+instead of 4 (bench/line_scale.py --per-server 1, a loaded machine). An open waits for a slot first; asyncua's timeouts start with each request, so
 they run from when it has one (as Modbus/TCP Security's TLS handshakes do,
 ``drivers.modbus.session.HANDSHAKES_AT_ONCE``)."""
 
@@ -126,7 +127,7 @@ _opens: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] 
 
 
 def open_slot() -> asyncio.Semaphore:
-    """This event loop's limit of sessions being opened (:data:`OPENS_AT_ONCE`)."""
+    """This event loop's limit of secure sessions being opened (:data:`OPENS_AT_ONCE`)."""
     loop = asyncio.get_running_loop()
     slots = _opens.get(loop)
     if slots is None:
@@ -586,7 +587,7 @@ class EndpointSession:
         conn = _Connection(client, self.url)
         check: ServerCheck | None = None
         try:
-            async with open_slot():
+            async with open_slot() if self.security.secure else contextlib.nullcontext():
                 check = await self._secure(client)
                 await client.connect()
             async with self._attach_lock:

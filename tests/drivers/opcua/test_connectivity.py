@@ -11,20 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from drivers.config import ConnectionPolicy
 from drivers.errors import ToolTimeout, ToolUnreachable
 from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged
 from drivers.model import EquipmentClass, Job, Mode, ProcessState, SiteMap
 from drivers.opcua import OpcUaSessionPool
-from drivers.opcua.session import OPENS_AT_ONCE, open_slot
 from simulators.opcua_server import OpcUaToolServer
-from tests.drivers.common import (
-    event_stream,
-    eventually,
-    full_recipe,
-    next_event,
-    next_status,
-)
+from tests.drivers.common import event_stream, full_recipe, next_event, next_status
 
 from .conftest import FAST, DriverMaker, virtual_tool
 
@@ -269,61 +261,3 @@ async def test_a_tool_the_server_does_not_have_is_offline_with_the_reason(
     assert not driver.connected
     with pytest.raises(ToolUnreachable, match="Tools/NO-SUCH-TOOL not found"):
         await driver.status()
-
-
-async def test_sessions_are_opened_a_few_at_a_time(
-    sessions: OpcUaSessionPool, make_driver: DriverMaker
-) -> None:
-    """Many endpoints connecting at once (the daemon starting) open at most OPENS_AT_ONCE
-    sessions at a time; the others wait for a slot (their timeout not yet running), then
-    connect. The server here accepts and never answers, so the slots stay taken until it
-    hangs up."""
-    accepted: list[asyncio.StreamWriter] = []
-    most_open = 0
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal most_open
-        accepted.append(writer)  # never answers Hello
-        most_open = max(most_open, sum(not w.is_closing() for w in accepted))
-        with contextlib.suppress(ConnectionError):
-            await reader.read()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    patient = ConnectionPolicy(timeout_s=60, backoff_initial_s=0.05, backoff_max_s=0.2)
-    count = OPENS_AT_ONCE + 4
-    starts = [
-        asyncio.create_task(
-            make_driver(MOLDER, f"opc.tcp://127.0.0.1:{port}/{i}", tool_id=f"M{i}", policy=patient)
-        )
-        for i in range(count)
-    ]
-    try:
-
-        async def slots_taken() -> bool:
-            return len(accepted) == OPENS_AT_ONCE
-
-        await eventually(slots_taken, within=10.0)
-        assert open_slot().locked()  # the other four wait for a slot
-        assert not any(s.done() for s in starts)
-        assert len(sessions) == count
-
-        async def all_tried() -> bool:
-            for writer in accepted:  # the server hangs up: those opens fail, freeing slots
-                writer.close()
-            return all(s.done() for s in starts)
-
-        await eventually(all_tried, within=20.0)
-        assert len(accepted) >= count
-        assert most_open == OPENS_AT_ONCE
-        for start in starts:
-            assert not start.result().connected
-    finally:
-        for start in starts:
-            start.cancel()
-        await asyncio.gather(*starts, return_exceptions=True)
-        await sessions.aclose()
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
