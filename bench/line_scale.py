@@ -25,6 +25,9 @@ with both certificates checked (and revocation, after each handshake); OPC UA: B
 with SignAndEncrypt and a user with a password. The two PKIs (controller, simulators) are made
 in a temporary directory, each trusting the other, as ``pkgline demo`` makes them.
 
+``--serve`` measures ``pkgline serve`` itself instead (controller, database, reporter,
+dispatch) with lots flowing, on SQLite and PostgreSQL: see bench/line_scale_serve.py.
+
 Goal: 500 tools at a 200 ms poll or publishing interval with a p99 notice delay under 500 ms
 and the supervisor under one core. A change waits for the next poll (Modbus: up to 200 ms,
 100 ms on average) or for the next sample and publish (OPC UA: sampling 100 ms, publishing
@@ -559,8 +562,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="plain links, the secure ones (Modbus/TCP Security, OPC UA SignAndEncrypt), or "
         "both in the same run with what security costs",
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="measure pkgline serve (and its database) instead of the drivers alone",
+    )
+    import line_scale_serve
+
+    line_scale_serve.add_arguments(parser)
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.tools.split(",") if n.strip()]
+    if args.serve:
+        line_scale_serve.main(sizes, args)
+        return
     transports: list[Transport] = (
         ["modbus", "opcua"] if args.transport == "both" else [args.transport]
     )
