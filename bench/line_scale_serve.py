@@ -1,7 +1,9 @@
 """Line scale of ``pkgline serve`` itself: ``bench/line_scale.py --serve`` (issue 20).
 
-Run: ``.venv/bin/python bench/line_scale.py --serve [--tools 100,200,500] [--db sqlite|postgres|both]
-[--measure 20] [--warmup 10] [--wip N]``
+Run: ``.venv/bin/python bench/line_scale.py --serve [--tools 100,200,500]
+[--db sqlite|postgres|both] [--measure 20] [--warmup 10] [--wip N] [--per-gateway 50]
+[--db-poll 0.05]`` (a short look: ``--tools 20 --warmup 10 --measure 15``; the simulator and
+the controller start in a few seconds at N = 20, and the lots need the warm-up to spread).
 
 For each N a line configuration of N simulated tools is written: the example line's 13 tools
 (every class; Modbus TCP and OPC UA, secure as ``pkgline demo`` runs them) copied round-robin,
@@ -444,7 +446,8 @@ async def measure(n_tools: int, kind: str, args: argparse.Namespace, tmp: Path) 
     async with _database(kind, directory) as url:
         async with open_engine(url) as engine:
             await upgrade(engine)
-        config = with_free_ports(scaled_config(example_config(), n_tools, args.per_gateway))
+        config = scaled_config(example_config(), n_tools, args.per_gateway)
+        config = with_free_ports(with_poll(config, args.poll))
         config = secure_demo_line(config.model_copy(update={"database": url}), tmp / "pki")
         config_path = write_line_config(config, directory / "line.toml")
         context = multiprocessing.get_context("spawn")
@@ -593,6 +596,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_arguments(sizes: Sequence[int], args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments of ``--serve`` (None: nothing), said as expected."""
+    if not sizes or min(sizes) < 1:
+        return f"--tools: one or more numbers of tools, each 1 or more (not {args.tools!r})"
+    if args.wip < 0:
+        return f"--wip: a number of lots, 0 (one per tool) or more, not {args.wip}"
+    if args.per_gateway < 1:
+        return f"--per-gateway: 1 or more tools per OPC UA gateway, not {args.per_gateway}"
+    if args.db_poll <= 0:
+        return f"--db-poll: seconds between reads, more than 0, not {args.db_poll:g}"
+    if args.poll <= 0 or args.warmup < 0 or args.measure <= 0:
+        return "--poll and --measure: more than 0 seconds; --warmup: 0 or more"
+    return None
+
+
+def with_poll(config: LineConfig, poll_s: float) -> LineConfig:
+    """``config`` with every tool polled (or publishing) every ``poll_s`` seconds."""
+    tools = tuple(
+        t.model_copy(update={"policy": t.policy.model_copy(update={"poll_interval_s": poll_s})})
+        for t in config.tools
+    )
+    return config.model_copy(update={"tools": tools})
+
+
 async def bench(sizes: Sequence[int], args: argparse.Namespace) -> list[ServeRun]:
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     runs = []
@@ -609,8 +636,9 @@ def main(sizes: Sequence[int], args: argparse.Namespace) -> None:
     cores = os.cpu_count() or 1
     print(
         f"Line scale of pkgline serve: N simulated tools (the example line's, copied) in one "
-        f"simulator process, the controller in another; {cores} cores SHARED; "
-        f"{args.measure:g} s measured after {args.warmup:g} s warm-up"
+        f"simulator process, the controller in another; {cores} cores SHARED; poll / "
+        f"publishing interval {args.poll * 1000:.0f} ms; {args.measure:g} s measured after "
+        f"{args.warmup:g} s warm-up"
     )
     with load_printed("line scale (serve)"):
         runs = asyncio.run(bench(sizes, args))

@@ -122,3 +122,27 @@ def test_a_step_runs_from_the_completion_observed_to_the_next_job_started() -> N
 def test_a_job_whose_completion_was_never_observed_has_no_step() -> None:
     steps = ls.step_times([job("J1", 110.0), job("J2", 120.0)], {}, WINDOW)
     assert (steps.carrier_s, steps.other_s, steps.unfinished) == ([], [], 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--tools", "0"], "--tools: one or more numbers of tools"),
+        (["--tools", "20", "--wip", "-1"], "--wip: a number of lots"),
+        (["--tools", "20", "--per-gateway", "0"], "--per-gateway: 1 or more"),
+        (["--tools", "20", "--db-poll", "0"], "--db-poll: seconds between reads"),
+    ],
+)
+def test_bad_serve_arguments_are_refused_saying_what_was_expected(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale = bench_module("line_scale")
+    with pytest.raises(SystemExit) as exit_:
+        scale.main(["--serve", *argv])
+    assert exit_.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_every_tool_is_polled_at_the_interval_asked() -> None:
+    line = ls.with_poll(ls.scaled_config(ls.example_config(), 15), 0.1)
+    assert {t.policy.poll_interval_s for t in line.tools} == {0.1}
