@@ -253,6 +253,14 @@ def test_the_material_kinds_in_the_help_are_the_lot_trackers() -> None:
     assert tuple(kind.value for kind in KINDS) == KIND_NAMES
 
 
+def test_every_lot_state_has_its_style() -> None:
+    """pkgline.cli.lot_view keys its styles by a state's value (it imports no lot tracker)."""
+    from mes.domain.model import LotState
+    from pkgline.cli.lot_view import STATE_STYLE
+
+    assert {state.value for state in LotState} == set(STATE_STYLE)
+
+
 @pytest.mark.parametrize("args", [("line", "status"), ("tool", "list")])
 async def test_the_operators_views_of_the_line_do_not_import_the_controller(
     tmp_path: Path, args: tuple[str, ...]
