@@ -10,8 +10,11 @@ BIN    := $(VENV)/bin
 demo: install
 	$(BIN)/pkgline demo
 
+# The suite on one worker per core (most tests wait on servers and subprocesses); tests that
+# share a fixed resource (the broker on 127.0.0.1:1883) are in one xdist_group.
+TEST_WORKERS ?= auto
 test: install lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 check: lint typecheck
 

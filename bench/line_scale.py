@@ -25,6 +25,9 @@ with both certificates checked (and revocation, after each handshake); OPC UA: B
 with SignAndEncrypt and a user with a password. The two PKIs (controller, simulators) are made
 in a temporary directory, each trusting the other, as ``pkgline demo`` makes them.
 
+``--serve`` measures ``pkgline serve`` itself instead (controller, database, reporter,
+dispatch) with lots flowing, on SQLite and PostgreSQL: see bench/line_scale_serve.py.
+
 Goal: 500 tools at a 200 ms poll or publishing interval with a p99 notice delay under 500 ms
 and the supervisor under one core. A change waits for the next poll (Modbus: up to 200 ms,
 100 ms on average) or for the next sample and publish (OPC UA: sampling 100 ms, publishing
@@ -544,14 +547,16 @@ def _ratio(a: float, b: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--tools", default="50,200,500", help="values of N, comma-separated")
+    parser.add_argument(
+        "--tools", help="values of N, comma-separated (50,200,500; --serve: 100,200,500)"
+    )
     parser.add_argument("--transport", choices=["modbus", "opcua", "both"], default="both")
     parser.add_argument("--workers", type=int, default=2, help="simulator processes")
     parser.add_argument("--per-server", type=int, default=50, help="OPC UA tools per server")
     parser.add_argument("--poll", type=float, default=0.2, help="poll / publishing interval, s")
     parser.add_argument("--change-every", type=float, default=1.0, help="s between changes")
-    parser.add_argument("--warmup", type=float, default=2.0, help="s before measuring")
-    parser.add_argument("--measure", type=float, default=5.0, help="s measured per run")
+    parser.add_argument("--warmup", type=float, help="s before measuring (2; --serve: 10)")
+    parser.add_argument("--measure", type=float, help="s measured per run (5; --serve: 20)")
     parser.add_argument(
         "--security",
         choices=["plain", "secure", "both"],
@@ -559,8 +564,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="plain links, the secure ones (Modbus/TCP Security, OPC UA SignAndEncrypt), or "
         "both in the same run with what security costs",
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="measure pkgline serve (and its database) instead of the drivers alone "
+        "(--transport, --workers, --per-server, --change-every and --security do not apply)",
+    )
+    import line_scale_serve
+
+    line_scale_serve.add_arguments(parser)
     args = parser.parse_args(argv)
+    defaults = (
+        {"tools": "100,200,500", "warmup": 10.0, "measure": 20.0}
+        if args.serve
+        else {"tools": "50,200,500", "warmup": 2.0, "measure": 5.0}
+    )
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     sizes = [int(n) for n in args.tools.split(",") if n.strip()]
+    if args.serve:
+        problem = line_scale_serve.check_arguments(sizes, args)
+        if problem:
+            parser.error(problem)
+        line_scale_serve.main(sizes, args)
+        return
     transports: list[Transport] = (
         ["modbus", "opcua"] if args.transport == "both" else [args.transport]
     )

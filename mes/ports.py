@@ -76,6 +76,36 @@ class GetJobsOf:
 
 
 @dataclass(frozen=True, slots=True)
+class GetToolJobs:
+    """Read the jobs a tool started in ``since``..``until`` (``until`` excluded), newest
+    first, at most ``limit`` (answer: ``list[ToolJob]``)."""
+
+    tool_id: str
+    since: datetime
+    until: datetime
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolJob:
+    """A job of a tool, with the sites of its carrier that came in (not rejected before)."""
+
+    job: JobRecord
+    sites_in: int
+
+    @property
+    def rejected(self) -> int:
+        return len(self.job.rejects)
+
+    @property
+    def yield_pct(self) -> float | None:
+        """Of the sites in, the share not rejected by this job (None: no results yet)."""
+        if self.job.recorded_at is None or self.sites_in <= 0:
+            return None
+        return 100.0 * (self.sites_in - self.rejected) / self.sites_in
+
+
+@dataclass(frozen=True, slots=True)
 class GetCarriers:
     """Read a lot's carriers (answer: ``list[Carrier]``, by position)."""
 
@@ -198,6 +228,7 @@ LotRequest: TypeAlias = (
     | GetJob
     | GetJobWithLot
     | GetJobsOf
+    | GetToolJobs
     | GetCarriers
     | GetRejects
     | GetHistory
@@ -246,6 +277,13 @@ def get_job_with_lot(job_id: str) -> Work[tuple[JobRecord, Lot] | None]:
 
 def get_jobs_of(lot_id: str, path_index: int, *, and_later: bool = False) -> Work[list[JobRecord]]:
     found: list[JobRecord] = yield GetJobsOf(lot_id, path_index, and_later)
+    return found
+
+
+def get_tool_jobs(
+    tool_id: str, since: datetime, until: datetime, limit: int
+) -> Work[list[ToolJob]]:
+    found: list[ToolJob] = yield GetToolJobs(tool_id, since, until, limit)
     return found
 
 

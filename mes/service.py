@@ -77,6 +77,7 @@ from mes.materials import material_interlock, record_uses
 from mes.ports import (
     LotPage,
     LotQuery,
+    ToolJob,
     UnitOfWorkFactory,
     Work,
     get_carriers,
@@ -90,6 +91,7 @@ from mes.ports import (
     get_lot,
     get_rejects,
     get_signatures,
+    get_tool_jobs,
     save,
     save_all,
     save_signatures,
@@ -669,6 +671,24 @@ class LotService:
     async def jobs_of_step(self, lot: Lot, *, by: Principal | None = None) -> list[JobRecord]:
         """The jobs of the lot's carriers at its current step occurrence."""
         return await self._read(get_jobs_of(lot.id, len(lot.path)), by)
+
+    async def tool_jobs(
+        self,
+        tool_id: str,
+        since: datetime,
+        until: datetime,
+        *,
+        limit: int = 50,
+        by: Principal | None = None,
+    ) -> list[ToolJob]:
+        """The jobs ``tool_id`` started in ``since``..``until``, newest first, at most
+        ``limit``, each with its carrier's sites in and its yield."""
+        if since > until or limit < 1:
+            raise InvalidInput(
+                f"expected a window whose start ({since:%Y-%m-%d %H:%M:%S}) is not after its "
+                f"end ({until:%Y-%m-%d %H:%M:%S}) and a limit of 1 or more (got {limit})"
+            )
+        return await self._read(get_tool_jobs(tool_id, since, until, limit), by)
 
     # -- reading -----------------------------------------------------------------------------
 

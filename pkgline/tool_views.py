@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mes.domain.equipment import (
     E10_STATES,
@@ -22,8 +22,11 @@ from mes.domain.equipment import (
 from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.equipment import EquipmentService
-from mes.ports import ToolQuery
+from mes.ports import ToolJob, ToolQuery
 from pkgline.controller import HEARTBEAT_S
+
+if TYPE_CHECKING:
+    from mes.service import LotService
 
 STALE_AFTER_S = 3 * HEARTBEAT_S
 """A line controller whose last heartbeat is older than this is taken for not running."""
@@ -113,6 +116,22 @@ def state_times_dict(times: StateTimes) -> dict[str, Any]:
     }
 
 
+def job_dict(j: ToolJob) -> dict[str, Any]:
+    """A tool's job as JSON (a contract: scripts read it)."""
+    return {
+        "job_id": j.job.job_id,
+        "lot": j.job.lot_id,
+        "step": j.job.step,
+        "carrier": j.job.carrier_id,
+        "status": j.job.status.value,
+        "started_at": j.job.started_at.isoformat(),
+        "recorded_at": j.job.recorded_at.isoformat() if j.job.recorded_at else None,
+        "sites_in": j.sites_in,
+        "rejected": j.rejected,
+        "yield_pct": None if j.yield_pct is None else round(j.yield_pct, 2),
+    }
+
+
 def reset_dict(r: ResetRequest) -> dict[str, Any]:
     """An alarm reset as JSON (a contract: scripts read it)."""
     return {
@@ -165,6 +184,8 @@ def qualification_dict(q: Qualification) -> dict[str, Any]:
 
 
 SHOW_RESETS = 10
+SHOW_JOBS = 20
+"""How many of a tool's jobs in the window ``tool show`` and ``GET /tools/{tool}`` give."""
 """``tool show`` lists this many of the tool's latest alarm resets."""
 
 
@@ -196,10 +217,15 @@ async def tools_page_answer(equipment: EquipmentService, query: ToolQuery) -> di
 
 
 async def tool_show_answer(
-    equipment: EquipmentService, tool_id: str, span: timedelta, changes: int
+    equipment: EquipmentService,
+    tool_id: str,
+    span: timedelta,
+    changes: int,
+    lots: LotService | None = None,
 ) -> dict[str, Any]:
     """``tool show --json``, ``GET /tools/{tool}``: the tool, its time in each E10 state over
-    ``span``, its last ``changes`` state changes and its latest alarm resets."""
+    ``span``, its last ``changes`` state changes, its latest alarm resets and (given
+    ``lots``) its newest jobs started in the window."""
     record = await known_tool(equipment, tool_id)
     end = _now()
     times = await equipment.state_times(tool_id, end - span, end)
@@ -213,6 +239,16 @@ async def tool_show_answer(
         "changes_in_window": sum(1 for c in found if c.at >= times.start),
         "changes": [change_dict(c) for c in recent],
         "resets": [reset_dict(r) for r in resets],
+        "jobs": [
+            job_dict(j)
+            for j in (
+                await lots.tool_jobs(
+                    tool_id, end - span, end + timedelta(seconds=1), limit=SHOW_JOBS
+                )
+                if lots is not None
+                else []
+            )
+        ],
     }
 
 

@@ -14,8 +14,7 @@ transaction on PostgreSQL (none when read-only: :class:`AsyncpgSession`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,25 +28,10 @@ from mes.adapters.errors import DatabaseReadOnly as DatabaseReadOnly
 from mes.adapters.errors import DatabaseRetryable as DatabaseRetryable
 from mes.adapters.errors import DatabaseUnavailable as DatabaseUnavailable
 from mes.adapters.errors import IntegrityViolation as IntegrityViolation
-from mes.adapters.errors import classify
+from mes.adapters.errors import classified as _classified
 
 Processor = Callable[[Any], Any] | None
 _MISSING = object()
-
-
-@contextmanager
-def _classified() -> Iterator[None]:
-    """Driver errors become the store's own (:func:`mes.adapters.errors.classify`), once,
-    here; a bug is raised as it is."""
-    try:
-        yield
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        found = classify(exc)
-        if found is None:
-            raise
-        raise found from exc
 
 
 @dataclass(frozen=True, slots=True)

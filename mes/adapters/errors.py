@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import DBAPIError
@@ -183,3 +185,19 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+@contextmanager
+def classified() -> Iterator[None]:
+    """Driver errors become the store's own (:func:`classify`), once, here; a bug is raised
+    as it is. Every store's edge goes through this (the lot store's driver, and the plain
+    SQLAlchemy stores of identities, sessions and flow versions)."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        found = classify(exc)
+        if found is None:
+            raise
+        raise found from exc

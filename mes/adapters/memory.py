@@ -60,6 +60,7 @@ from mes.ports import (
     GetQualifications,
     GetRejects,
     GetSignatures,
+    GetToolJobs,
     GetTools,
     InterlockRequest,
     LotPage,
@@ -69,6 +70,7 @@ from mes.ports import (
     SaveQualifications,
     SaveSignatures,
     SignatureRequest,
+    ToolJob,
     ToolPage,
     ToolQuery,
     UpdateTools,
@@ -157,6 +159,8 @@ class MemoryLotRepository:
             return None if job is None else (job, self._store.lots[job.lot_id])
         if isinstance(request, GetJobsOf):
             return self._jobs_of(request.lot_id, request.path_index, and_later=request.and_later)
+        if isinstance(request, GetToolJobs):
+            return self._tool_jobs(request)
         if isinstance(request, GetRejects):
             return self._rejects(request.lot_id)
         if isinstance(request, GetCarriers):
@@ -217,6 +221,27 @@ class MemoryLotRepository:
         ]
         found.sort(key=lambda lot: (lot.priority, lot.created_at, lot.id))
         return found[:limit]
+
+    def _tool_jobs(self, request: GetToolJobs) -> list[ToolJob]:
+        found = sorted(
+            (
+                j
+                for j in self._store.jobs.values()
+                if j.tool_id == request.tool_id and request.since <= j.started_at < request.until
+            ),
+            key=lambda j: (j.started_at, j.job_id),
+            reverse=True,
+        )[: request.limit]
+        out = []
+        for job in found:
+            carrier = self._store.carriers[job.carrier_id]
+            earlier = sum(
+                1
+                for r in self._store.rejects
+                if r.carrier_id == job.carrier_id and r.path_index < job.path_index
+            )
+            out.append(ToolJob(job, carrier.rows * carrier.cols - earlier))
+        return out
 
     def _jobs_of(self, lot_id: str, path_index: int, *, and_later: bool = False) -> list[JobRecord]:
         mine = {c.id for c in self._store.carriers.values() if c.lot_id == lot_id}

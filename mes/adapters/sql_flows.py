@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mes.adapters.errors import classified
 from mes.adapters.tables import flow_approvals, flow_versions
 from mes.domain.flowversions import Approval, FlowVersion, VersionState
 
@@ -52,8 +53,15 @@ class SqlFlowVersionStore:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite (database.py)
-            yield conn
+        with classified():  # a database that fails is the store's error, not SQLAlchemy's
+            async with self._engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+                yield conn
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        with classified():
+            async with self._engine.connect() as conn:
+                yield conn
 
     async def versions(
         self, flow: str | None = None, *, with_files: bool = True
@@ -64,7 +72,7 @@ class SqlFlowVersionStore:
         if flow is not None:
             query = query.where(flow_versions.c.flow == flow)
             approvals_query = approvals_query.where(flow_approvals.c.flow == flow)
-        async with self._engine.connect() as conn:
+        async with self._connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
             approvals: dict[tuple[str, int], list[Approval]] = {}
             for a in (await conn.execute(approvals_query)).mappings().all():

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
+from mes.adapters.errors import classified
 from mes.adapters.tables import api_keys, security_events, users
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import ApiKey, EventKind, SecurityEvent, User, UserExists, UserKind
@@ -156,10 +157,11 @@ class SqlIdentityStore:
         """One transaction, committed when the block ends without an exception;
         ``readonly``: one that only reads (on SQLite a plain BEGIN, not taking the write
         lock: the server reads who is asking at every request)."""
-        async with self._engine.connect() as plain:
-            conn = await plain.execution_options(**{READONLY: True}) if readonly else plain
-            async with conn.begin():
-                yield SqlIdentityTransaction(conn)
+        with classified():  # a database that fails is the store's error, not SQLAlchemy's
+            async with self._engine.connect() as plain:
+                conn = await plain.execution_options(**{READONLY: True}) if readonly else plain
+                async with conn.begin():
+                    yield SqlIdentityTransaction(conn)
 
 
 class SqlSecurityLog:

@@ -39,10 +39,12 @@ from mes.ports import (
     GetJobWithLot,
     GetLot,
     GetRejects,
+    GetToolJobs,
     InterlockRequest,
     Request,
     Save,
     SignatureRequest,
+    ToolJob,
     Work,
 )
 from mes.ports_durables import DurableRequest
@@ -115,6 +117,15 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
         statement = sql.jobs_from if request.and_later else sql.jobs_at
         rows = yield Fetch(statement, {"lot_id": request.lot_id, "path_index": request.path_index})
         return [job_from_row(r) for r in rows]
+    if isinstance(request, GetToolJobs):
+        window: dict[str, Any] = {
+            "tool_id": request.tool_id,
+            "since": request.since,
+            "until": request.until,
+            "limit": request.limit,
+        }
+        rows = yield Fetch(sql.tool_jobs, window)
+        return [ToolJob(job_from_row(r), int(r["sites_in"])) for r in rows]
     if isinstance(request, GetRejects):
         rows = yield Fetch(sql.rejects, {"lot_id": request.lot_id})
         return [

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mes.adapters.errors import classified
 from mes.adapters.sql_identity import SqlIdentityStore
 from mes.adapters.tables import api_sessions
 from mes.domain.identity import User
@@ -20,8 +21,9 @@ class SqlSessionStore:
 
     async def add(self, session: ApiSession) -> None:
         values = {c.name: getattr(session, c.name) for c in api_sessions.c}
-        async with self._engine.begin() as conn:
-            await conn.execute(insert(api_sessions).values(values))
+        with classified():
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(api_sessions).values(values))
 
     async def get(self, session_id: str) -> tuple[ApiSession, User] | None:
         async with self._users.transaction(readonly=True) as tx:
@@ -37,9 +39,10 @@ class SqlSessionStore:
         return ApiSession(**{c.name: row[c.name] for c in api_sessions.c}), user
 
     async def revoke(self, session_id: str, at: datetime) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(api_sessions)
-                .where(api_sessions.c.session_id == session_id)
-                .values(revoked_at=at)
-            )
+        with classified():
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    update(api_sessions)
+                    .where(api_sessions.c.session_id == session_id)
+                    .values(revoked_at=at)
+                )

@@ -155,6 +155,26 @@ class Statements:
         self.jobs_from = c(
             lot_jobs.where(jobs.c.path_index >= bindparam("path_index")).order_by(*order)
         )
+        earlier = (
+            select(func.count())
+            .select_from(site_rejects)
+            .where(
+                site_rejects.c.carrier_id == jobs.c.carrier_id,
+                site_rejects.c.path_index < jobs.c.path_index,
+            )
+            .scalar_subquery()
+        )
+        self.tool_jobs = c(
+            select(jobs, (carriers.c.rows * carriers.c.cols - earlier).label("sites_in"))
+            .join(carriers, carriers.c.id == jobs.c.carrier_id)
+            .where(
+                jobs.c.tool_id == bindparam("tool_id"),
+                jobs.c.started_at >= bindparam("since"),
+                jobs.c.started_at < bindparam("until"),
+            )
+            .order_by(jobs.c.started_at.desc(), jobs.c.job_id.desc())
+            .limit(bindparam("limit"))
+        )
         self.insert_job = c(insert(jobs), JOB_KEYS)
         self.update_job = c(
             update(jobs)

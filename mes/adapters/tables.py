@@ -181,6 +181,7 @@ jobs = Table(
     Column("tool_data", Json, nullable=False),
     Index("ix_jobs_carrier_id", "carrier_id", "path_index"),
     Index("ix_jobs_tool_id", "tool_id", "status"),
+    Index("ix_jobs_tool_started", "tool_id", "started_at"),
 )
 
 tools = Table(

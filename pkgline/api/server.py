@@ -22,7 +22,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.adapters.database import DEFAULT_TIMEOUTS, DatabaseTimeouts, create_engine, is_sqlite
-from mes.adapters.outbox import OutboxSignal, RelaySession
+from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import require_current_schema
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.signatures import SignaturePolicy
@@ -83,28 +83,20 @@ async def open_state(
 @asynccontextmanager
 async def _notified(engine: AsyncEngine, commits: OutboxSignal) -> AsyncIterator[None]:
     """On PostgreSQL, tell ``commits`` of every commit of lot changes in any process (LISTEN
-    on the outbox's channel, on a connection of its own while the server runs); a server
-    that cannot listen still serves (the station's streams poll). Nothing on SQLite."""
+    on the outbox's channel, on a connection of its own while the server runs, connected
+    again with a backoff when it drops: :class:`CommitListener`); while it is not listening
+    the station's streams poll. Nothing on SQLite."""
     if is_sqlite(engine):
         yield
         return
-    conn = None
-    try:
-        conn = await engine.connect()
-        session = RelaySession(conn, sqlite=False)
-        await session.listen(commits.committed)
-    except Exception as exc:  # the database is down now: the pages poll, as on SQLite
-        log.warning("not listening for commits", error=str(exc))
-        if conn is not None:
-            await conn.close()
-        conn = None
+    from mes.adapters.commit_listener import CommitListener
+
+    listener = CommitListener(engine, commits.committed)
+    await listener.start()
     try:
         yield
     finally:
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await session.unlisten()
-            await conn.close()
+        await listener.stop()
 
 
 def bind_unix_socket(path: Path, group: str | None = None) -> socket.socket:

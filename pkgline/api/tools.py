@@ -93,8 +93,9 @@ async def show_tool(
         span = parse_window(window)
     except ValueError as exc:
         raise InvalidInput(str(exc).replace("--window", "window")) from None
-    equipment = state_of(request).services.equipment.acting_as(who)
-    return await tool_show_answer(equipment, tool_id, span, changes)
+    services = state_of(request).services
+    equipment = services.equipment.acting_as(who)
+    return await tool_show_answer(equipment, tool_id, span, changes, services.lots.acting_as(who))
 
 
 async def _dispatch(

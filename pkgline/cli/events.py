@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mes.adapters.outbox import Backlog, OutboxReader
+from mes.adapters.outbox import OutboxReader
 from pkgline.bootstrap import open_engine
 from pkgline.cli.common import (
     EXIT_UNAVAILABLE,
@@ -25,8 +25,8 @@ from pkgline.cli.common import (
     err,
     out,
     print_json,
-    run,
 )
+from pkgline.cli.modes import Remote, ServerOption, either
 from pkgline.line_views import backlog_dict
 
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
@@ -36,27 +36,22 @@ ConfigOption = Annotated[
 ]
 
 
-def backlog_line(backlog: Backlog, now: datetime) -> str:
-    from pkgline.cli.line import backlog_text
-
-    return backlog_text(backlog_dict(backlog, now))
-
-
 @app.command()
-def status(db: DbOption = None, json: JsonOption = False) -> None:
+def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = False) -> None:
     """Events waiting in the outbox, the last one published, and the lag (the age of the
     oldest one waiting)."""
 
-    async def work() -> Backlog:
+    async def direct() -> dict[str, Any]:
         async with open_engine(db) as engine:
-            return await OutboxReader(engine).backlog()
+            return backlog_dict(await OutboxReader(engine).backlog(), datetime.now(UTC))
 
-    backlog = run(work, as_json=json, db=db)
-    now = datetime.now(UTC)
+    found = either(db, server, json, direct, Remote("GET", "/events/backlog"))
     if json:
-        print_json(backlog_dict(backlog, now))
+        print_json(found)
     else:
-        out.print(backlog_line(backlog, now))
+        from pkgline.cli.line import backlog_text
+
+        out.print(backlog_text(found))
 
 
 @app.command()

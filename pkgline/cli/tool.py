@@ -265,7 +265,7 @@ def show(
 
     async def work() -> dict[str, Any]:
         async with open_services(db) as services:
-            return await tool_show_answer(services.equipment, tool, span, changes)
+            return await tool_show_answer(services.equipment, tool, span, changes, services.lots)
 
     query = [("window", window), ("changes", str(changes))]
     shown = either(db, server, json, work, Remote("GET", f"/tools/{segment(tool)}", query=query))
@@ -277,6 +277,7 @@ def show(
     _print_times(times, window)
     _print_changes(shown["changes"], _at(times["start"]), shown["changes_in_window"])
     _print_resets(shown["resets"])
+    _print_jobs(shown.get("jobs", []), window)
 
 
 def _set_dispatch(
@@ -463,5 +464,26 @@ def _print_resets(resets: Sequence[Mapping[str, Any]]) -> None:
             r["reason"],
             Text(r["status"], style=RESET_STYLE.get(r["status"], "")),
             r["outcome"] or "",
+        )
+    out.print(table)
+
+
+def _print_jobs(jobs: Sequence[Mapping[str, Any]], window: str) -> None:
+    if not jobs:
+        out.print(f"no job started in the last {window}")
+        return
+    table = Table(title=f"Jobs (the newest {len(jobs)} in {window})", title_justify="left")
+    for name in ("started", "lot", "step", "carrier", "status", "in", "rejected", "yield %"):
+        table.add_column(name, overflow="fold")
+    for j in jobs:
+        table.add_row(
+            clock(_at(j["started_at"])),
+            j["lot"],
+            j["step"],
+            j["carrier"],
+            j["status"],
+            str(j["sites_in"]),
+            str(j["rejected"]),
+            "-" if j["yield_pct"] is None else f"{j['yield_pct']:.1f}",
         )
     out.print(table)

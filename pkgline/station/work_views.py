@@ -15,7 +15,6 @@ from flows import Flow
 from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.equipment import E10Change
 from mes.domain.model import Lot, LotState
-from mes.ports import LotQuery
 from pkgline.bootstrap import Services
 from pkgline.station.views import E10_CLASS, now
 from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
@@ -85,9 +84,11 @@ class Segment:
 class ToolJob:
     lot_id: str
     step: str
+    carrier: str
+    status: str
     at: str
-    user: str
-    sites_in: int | None
+    """When its results were recorded, else when it started (ISO 8601)."""
+    sites_in: int
     rejected: int
     yield_pct: float | None
     measured: dict[str, Any]
@@ -153,9 +154,8 @@ def timeline_svg(segments: tuple[Segment, ...], start: datetime, end: datetime) 
     return "".join(out)
 
 
-RECENT_LOTS = 30
-"""How many lots moved in the window the tool page reads for the tool's recent jobs."""
-RECENT_JOBS = 10
+RECENT_JOBS = 20
+"""How many of the tool's jobs in the window the tool page shows (the newest)."""
 
 
 async def tool_view(
@@ -183,7 +183,7 @@ async def tool_view(
             running = None
         if running is not None and running.running is not None:
             recipe, recipe_step = dict(running.running.values), running.running.step
-    jobs = await _recent_jobs(services, who, tool_id, start)
+    jobs = await _recent_jobs(services, who, tool_id, start, end + timedelta(seconds=1))
     return ToolView(
         tool,
         state_times_dict(times),
@@ -199,34 +199,26 @@ async def tool_view(
 
 
 async def _recent_jobs(
-    services: Services, who: Principal, tool_id: str, since: datetime
+    services: Services, who: Principal, tool_id: str, since: datetime, until: datetime
 ) -> tuple[ToolJob, ...]:
-    """The steps done on the tool by lots that moved since ``since`` (the newest first),
-    with their yields: what the lot history says (one row per step, all carriers)."""
+    """The tool's jobs (one per carrier) started in the window, the newest first, with
+    their yields: one read of the jobs, whatever the lots did since."""
     lots = services.lots.acting_as(who)
-    page = await lots.page(LotQuery(moved_since=since, limit=RECENT_LOTS))
-    jobs: list[ToolJob] = []
-    for lot in page.lots:
-        report = await lots.report(lot.id)
-        yields = {y.path_index: y for y in report.yields}
-        for p in report.path:
-            if p.tool != tool_id:
-                continue
-            y = yields.get(p.path_index)
-            jobs.append(
-                ToolJob(
-                    lot.id,
-                    p.step,
-                    p.at,
-                    p.user,
-                    y.sites_in if y else None,
-                    y.rejected if y else p.rejects,
-                    y.yield_pct if y else None,
-                    dict(p.measured),
-                )
-            )
-    jobs.sort(key=lambda j: j.at, reverse=True)
-    return tuple(jobs[:RECENT_JOBS])
+    found = await lots.tool_jobs(tool_id, since, until, limit=RECENT_JOBS)
+    return tuple(
+        ToolJob(
+            j.job.lot_id,
+            j.job.step,
+            j.job.carrier_id,
+            j.job.status.value,
+            (j.job.recorded_at or j.job.started_at).isoformat(),
+            j.sites_in,
+            j.rejected,
+            j.yield_pct,
+            dict(j.job.measured),
+        )
+        for j in found
+    )
 
 
 # -- starting a lot -----------------------------------------------------------------------------

@@ -96,3 +96,33 @@ async def test_a_release_through_the_server_is_signed_with_the_password_given_ag
     [signature] = shown["signatures"]
     assert signature["meaning"] == "approved release"
     assert signature["method"] == "password" and signature["signer"] == ACCOUNT
+
+
+async def test_events_status_and_audit_verify_through_the_server_match_direct_mode(
+    api: RunningApi,
+) -> None:
+    via = ("--server", f"unix://{api.socket}")
+    direct = ("--db", api.db)
+    assert (await cli("lot", "start", "E1", "--flow", "fo-organic", *via)).returncode == 0
+    served = await cli("events", "status", "--json", *via)
+    assert served.returncode == 0, served.stderr
+    assert "via server" in served.stderr
+    mine = await cli("events", "status", "--json", *direct)
+    assert mine.returncode == 0, mine.stderr
+    assert "direct database" in mine.stderr
+    drop = ("lag_s", "oldest_waiting_at")  # the clock moved between the two
+    served_body = {k: v for k, v in json.loads(served.stdout).items() if k not in drop}
+    assert served_body == {k: v for k, v in json.loads(mine.stdout).items() if k not in drop}
+    assert served_body["backlog"] >= 1  # no relay runs here: the lot's events wait
+    text = await cli("events", "status", *via)
+    assert text.returncode == 0 and "events waiting" in text.stdout
+
+    verified = await cli("audit", "verify", "--json", *via)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout) == json.loads(
+        (await cli("audit", "verify", "--json", *direct)).stdout
+    )
+    shown = await cli("audit", "verify", *via)
+    assert shown.returncode == 0 and "history verified" in shown.stdout
+    bad = await cli("audit", "verify", "--anchor", "0" * 64, *via)
+    assert bad.returncode == 6 and "does not verify" in bad.stderr

@@ -108,6 +108,49 @@ async def test_tool_list_show_manual_and_auto_through_the_server(api: RunningApi
     assert not_found.returncode == 1 and "there is no tool NOPE" in not_found.stderr
 
 
+async def test_tool_show_gives_the_tools_jobs_in_the_window_through_the_server(
+    api: RunningApi,
+) -> None:
+    """``tool show`` (and GET /tools/{tool}) list the tool's jobs started in the window, the
+    newest first, with lot, step, carrier, status, sites in and yield; the same JSON as
+    direct mode."""
+    from mes.domain import commands as cmd
+
+    await _registered(api)
+    lots = api.state.services.lots
+    start = cmd.StartLot("J-1", "stiffener-bga", "olga", carriers=2, site_rows=2, site_cols=5)
+    await lots.start(start, by=ADMIN)
+    await lots.track_in(cmd.TrackIn("J-1", "SUBSTRATE_LOAD", "olga"), by=ADMIN)
+    await lots.track_out(cmd.TrackOut("J-1", "olga"), by=ADMIN)
+    first, second = (await lots.get("J-1", by=ADMIN)).carriers
+    track_in = cmd.TrackIn("J-1", "DIE_ATTACH", "line-1", tool="DB-1", dispatched=True)
+    await lots.track_in(track_in, by=CONTROLLER)
+    await lots.start_job(cmd.StartJob("J-1", "J-1-A", "DB-1", first, "line-1"), by=CONTROLLER)
+    missing = (cmd.SiteRejectGiven(first, 1, 1, "MISSING_DIE"),)
+    await lots.record_job(cmd.RecordJob("J-1-A", "line-1", {}, missing), by=CONTROLLER)
+    await lots.start_job(cmd.StartJob("J-1", "J-1-B", "DB-1", second, "line-1"), by=CONTROLLER)
+    via = ("--server", f"unix://{api.socket}")
+
+    shown = await cli("tool", "show", "DB-1", "--json", *via)
+    direct = await cli("tool", "show", "DB-1", "--json", "--db", api.db)
+    assert shown.returncode == direct.returncode == 0, shown.stderr + direct.stderr
+    jobs = json.loads(shown.stdout)["jobs"]
+    assert jobs == json.loads(direct.stdout)["jobs"]
+    assert [(j["job_id"], j["lot"], j["step"], j["carrier"], j["status"]) for j in jobs] == [
+        ("J-1-B", "J-1", "DIE_ATTACH", second, "started"),
+        ("J-1-A", "J-1", "DIE_ATTACH", first, "recorded"),
+    ]
+    assert [(j["sites_in"], j["rejected"], j["yield_pct"]) for j in jobs] == [
+        (10, 0, None),
+        (10, 1, 90.0),
+    ]
+    human = await cli("tool", "show", "DB-1", *via)
+    assert human.returncode == 0, human.stderr
+    assert "Jobs (the newest 2 in 8h)" in human.stdout and "90.0" in human.stdout
+    idle = await cli("tool", "show", "WB-1", *via)
+    assert idle.returncode == 0 and "no job started in the last 8h" in idle.stdout
+
+
 async def test_qualifications_through_the_server_need_a_technician_or_an_engineer(
     api: RunningApi,
 ) -> None:

@@ -40,6 +40,11 @@ def api_of(output: str) -> int:
     return int(match[1])
 
 
+# The demo feeds the broker on 127.0.0.1:1883: under xdist, with the other tests that use that
+# broker, on one worker.
+pytestmark = pytest.mark.xdist_group("plant-broker")
+
+
 def demo(db: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "COLUMNS": "200", "PKGLINE_USER": "demo-test"}
     env.pop("PKGLINE_DB", None)

@@ -245,6 +245,7 @@ async def test_status_line_tells_the_backlog_and_the_last_event_published(
         await engine.dispose()
 
 
+@pytest.mark.xdist_group("plant-broker")  # the demo tests feed the same broker
 async def test_the_broker_on_the_standard_port_gets_every_event_of_lots_started(
     stack: Stack, plant_broker: int
 ) -> None:

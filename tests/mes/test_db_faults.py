@@ -11,7 +11,9 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import pytest
@@ -29,9 +31,12 @@ from mes.adapters.errors import (
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.adapters.sql_flows import SqlFlowVersionStore
+from mes.adapters.sql_identity import SqlIdentityStore
+from mes.adapters.sql_sessions import SqlSessionStore
 from mes.domain import commands as cmd
 from mes.service import LotService
-from pkgline.bootstrap import flow_library
+from pkgline.bootstrap import flow_library, seed_flow_versions
 from tests.conftest import PG_ADMIN_URL
 from tests.faultproxy import FaultProxy
 
@@ -199,6 +204,40 @@ async def test_connections_reset_by_the_network_become_database_unavailable_then
                 await lots.find()
         proxy.set_mode("pass")
         assert [lot.id for lot in await lots.find()] == ["L1"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["reset", "silent"])
+async def test_the_flow_version_identity_and_session_stores_fail_as_the_store_does(
+    postgres_url: str, mode: Literal["reset", "silent"]
+) -> None:
+    """The stores on plain SQLAlchemy (flow versions, users, sessions) classify a failing
+    database at their edge as the lot store does: a controller that reads flow versions in
+    its dispatch pass treats it as an outage, not a crash (found by bench/soak.py: a reset
+    during a versions read ended `pkgline serve`)."""
+    await _migrated(postgres_url)
+    async with (
+        FaultProxy("127.0.0.1", 5432) as proxy,
+        _store(_through(postgres_url, proxy)) as (engine, _),
+    ):
+        flows, users = SqlFlowVersionStore(engine), SqlIdentityStore(engine)
+        sessions = SqlSessionStore(engine)
+        await seed_flow_versions(engine)
+        assert await flows.versions()  # the packaged flows, version 1; a pooled connection
+        proxy.set_mode(mode)
+        async with asyncio.timeout(HANG_GUARD_S):
+            with pytest.raises(DatabaseUnavailable):
+                await flows.versions()
+            with pytest.raises(DatabaseUnavailable):
+                async with users.transaction(readonly=True) as tx:
+                    await tx.users()
+            with pytest.raises(DatabaseUnavailable):
+                await sessions.get("nope")
+            with pytest.raises(DatabaseUnavailable):
+                await sessions.revoke("nope", datetime.now(UTC))
+        proxy.set_mode("pass")
+        assert await flows.versions()
+        assert await sessions.get("nope") is None
 
 
 @pytest.mark.postgres

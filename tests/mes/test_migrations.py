@@ -90,3 +90,29 @@ async def test_the_alarm_resets_revision_goes_down_to_the_identity_one_and_up_ag
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
+
+
+def _job_indexes(conn: Connection) -> set[str]:
+    return {str(ix["name"]) for ix in inspect(conn).get_indexes("jobs")}
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_tool_jobs_index_goes_down_to_the_sessions_revision_and_up_again(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Revision 0016: jobs (tool_id, started_at), for a tool's jobs in a window."""
+    engine = create_engine(request.getfixturevalue(database))
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert "ix_jobs_tool_started" in await conn.run_sync(_job_indexes)
+        await downgrade(engine, "0009")
+        assert (await schema_status(engine)).current == "0009"
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(_job_indexes)
+        assert "ix_jobs_tool_started" not in indexes and "ix_jobs_tool_id" in indexes
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()

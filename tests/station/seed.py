@@ -137,14 +137,14 @@ async def seed(state: ApiState) -> None:
             lot_id="S-4",
         ),
     )
-    await lots.track_out(
-        cmd.TrackOut(
-            "S-4",
-            "olga",
-            {"xy_offset_um": "4.2", "bond_line_thickness_um": "22"},
-            (cmd.SiteRejectGiven("2", 1, 1, "MISSING_DIE"),),
-        )
-    )
+    # one job per carrier on DA-1 (the tool page's recent jobs); the second tracks S-4 out
+    measured = {"xy_offset_um": 4.2, "bond_line_thickness_um": 22.0}
+    first, second = (await lots.get("S-4")).carriers
+    await lots.start_job(cmd.StartJob("S-4", "S-4-DA-1", "DA-1", first, "olga"))
+    await lots.record_job(cmd.RecordJob("S-4-DA-1", "olga", measured, ()))
+    await lots.start_job(cmd.StartJob("S-4", "S-4-DA-2", "DA-1", second, "olga"))
+    missing = (cmd.SiteRejectGiven(second, 1, 1, "MISSING_DIE"),)
+    await lots.record_job(cmd.RecordJob("S-4-DA-2", "olga", measured, missing))
     await equipment.report("DA-1", idle)
     # C-1: a short flow run to its end (completed today: the line's lots per hour)
     await lots.start(

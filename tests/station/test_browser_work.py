@@ -66,7 +66,7 @@ def test_the_tool_page_from_its_tile(browser: WebDriver, station: Station, shots
     assert browser.find_element(By.ID, "availability").text.endswith("%")
     assert "bond head vacuum low" in browser.find_element(By.ID, "tool-alarm").text
     jobs = browser.find_element(By.ID, "jobs").text
-    assert "S-4" in jobs and "DIE_ATTACH" in jobs and "98.4" in jobs
+    assert "S-4" in jobs and "DIE_ATTACH" in jobs and "96.9" in jobs
     shot(browser, shots / "tool.png")
 
 

@@ -4,9 +4,14 @@ on its poll: with a poll of an hour, a commit still brings the new line at once.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from mes.adapters.outbox import OutboxSignal
 from pkgline.station.live import SharedLine, Streams, line_events
+
+if TYPE_CHECKING:
+    from mes.adapters.commit_listener import CommitListener
+    from tests.faultproxy import FaultProxy
 
 HOUR_S = 3600.0
 GUARD_S = 30.0
@@ -85,3 +90,74 @@ async def test_the_server_hears_of_commits_made_by_another_process_on_postgresql
             await asyncio.wait_for(heard.wait(), GUARD_S)
         finally:
             await elsewhere.dispose()
+
+
+async def test_the_listen_connection_comes_back_after_a_reset_and_the_stream_wakes_on_notify(
+    postgres_url: str,
+) -> None:
+    """The connection the server LISTENs on goes through a proxy the test owns: the proxy
+    resets it (and refuses new connections a while), the listener logs the loss, connects
+    again with its backoff, logs it is back, and a commit made by another process wakes an
+    open line stream (whose poll is an hour) by NOTIFY again."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from structlog.testing import capture_logs
+
+    from mes.adapters.commit_listener import CommitListener
+    from mes.adapters.database import create_engine
+    from mes.domain import commands as cmd
+    from pkgline.bootstrap import services_for
+    from tests.faultproxy import FaultProxy
+    from tests.station.seed import OWNER, migrate
+
+    await migrate(postgres_url)
+    direct = create_engine(postgres_url)  # the other process: not through the proxy
+    async with FaultProxy("127.0.0.1", urlsplit(postgres_url).port or 5432) as proxy:
+        parts = urlsplit(postgres_url)
+        netloc = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
+        proxied = create_engine(urlunsplit(parts._replace(netloc=f"{netloc}:{proxy.port}")))
+        commits = OutboxSignal()
+        streams = Streams()
+        streams.watch(commits)
+        listener = CommitListener(proxied, commits.committed, first_s=0.05, max_s=0.2)
+        lots = services_for(direct, OWNER).lots
+
+        async def render() -> str:
+            return f"lots: {len(await lots.find(limit=100))}"
+
+        stream = line_events(render, streams, poll_s=HOUR_S)
+        try:
+            await listener.start()
+            assert listener.listening
+            assert (await anext(stream)).startswith("retry:")
+            assert "data: lots: 0" in await anext(stream)
+
+            with capture_logs() as logged:
+                await _reset_and_back(proxy, listener)
+            edges = [e["event"] for e in logged if e["event"].startswith("commit listener")]
+            assert edges == ["commit listener lost", "commit listener back"]  # once each
+            assert listener.reconnects == 1
+
+            waiting = asyncio.ensure_future(anext(stream))
+            await lots.start(cmd.StartLot(lot_id="R-1", flow="fo-organic", user="olga"))
+            assert "data: lots: 1" in await asyncio.wait_for(waiting, GUARD_S)
+        finally:
+            streams.closing.set()
+            await stream.aclose()
+            await listener.stop()
+            await proxied.dispose()
+            await direct.dispose()
+    assert not listener.listening
+
+
+async def _reset_and_back(proxy: FaultProxy, listener: CommitListener) -> None:
+    """The proxy resets the listener's connection and every new one for two tries, then
+    lets them through; until the listener listens again."""
+    proxy.set_mode("reset")  # the connection is reset, and so is every new one
+    await asyncio.wait_for(listener.wait_listening(False), GUARD_S)
+    tries = listener.failed_tries
+    # it tries again (refused) meanwhile
+    await asyncio.wait_for(listener.wait_until(lambda: listener.failed_tries >= tries + 2), GUARD_S)
+    assert not listener.listening
+    proxy.set_mode("pass")
+    await asyncio.wait_for(listener.wait_listening(True), GUARD_S)

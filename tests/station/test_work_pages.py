@@ -73,7 +73,10 @@ def test_the_tool_page_shows_its_states_availability_jobs_and_alarm(station: Sta
         jobs = re.search(r'<table id="jobs">(.*?)</table>', text, re.S)
         assert jobs is not None
         assert "S-4" in jobs[1] and "DIE_ATTACH" in jobs[1]
-        assert "98.4" in jobs[1]  # 63 of 64 sites: one die missing
+        rows = re.findall(r"<tr><td>.*?</tr>", jobs[1], re.S)  # one job per carrier, newest first
+        assert len(rows) == 2, jobs[1]
+        assert "S-4-02" in rows[0] and "recorded" in rows[0] and "96.9" in rows[0]  # 31 of 32
+        assert "S-4-01" in rows[1] and "100.0" in rows[1]
         assert "xy_offset_um=4.2" in jobs[1]
         bad = client.get("/station/tools/DA-1", params={"window": "forever"})
         assert bad.status_code == 422
