@@ -1,7 +1,8 @@
 """The CLI's start-up: every ``pkgline`` call is a new process, so its imports are paid on
 each call. Runs ``python -c pass``, ``pkgline version``, ``pkgline --help`` and ``pkgline lot
 show X --json`` (direct mode, on a seeded SQLite file and, when it answers, on PostgreSQL)
-``--runs`` times each, interleaved, and prints p50/p90 of each and the ratio of ``lot show``
+``--runs`` times each, interleaved, and through a ``pkgline api`` server on the SQLite file
+(client mode, ``--server unix://...``), and prints p50/p90 of each and the ratio of ``lot show``
 to ``python -c pass``. Goal (issue 14): ``lot show`` p50 under 0.25 s and at most 8 times
 ``python -c pass`` from the same venv in the same run. Two floors are measured too: the
 imports any typer command pays (typer coerces parameters with pydantic), and with them
@@ -135,13 +136,47 @@ async def scratch_postgres(admin: str, *, drop: bool = False) -> str | None:
     return admin.rsplit("/", 1)[0] + "/" + SCRATCH_PG
 
 
-def lot_show(name: str, url: str, lot: str, before: Path | None = None) -> Command:
-    """``pkgline lot show LOT --json`` in direct mode on ``url`` (output checked);
-    ``before``: with the code of that checkout (the same venv, its tree first on the path)."""
-    env = {"PKGLINE_DB": url}
+def lot_show(
+    name: str, url: str, lot: str, before: Path | None = None, *, server: str | None = None
+) -> Command:
+    """``pkgline lot show LOT --json`` in direct mode on ``url`` (output checked), or
+    through ``server`` (a running ``pkgline api``); ``before``: with the code of that
+    checkout (the same venv, its tree first on the path)."""
+    env = {"PKGLINE_DB": url} if server is None else {"PKGLINE_SERVER": server}
     if before is not None:
         env["PYTHONPATH"] = str(before)
     return Command(name, [pkgline(), "lot", "show", lot, "--json"], env)
+
+
+def start_server(url: str, socket: Path) -> subprocess.Popen[bytes]:
+    """``pkgline api`` on ``url``, serving ``socket``, with this OS account a user (as
+    ``pkgline user add`` makes one); returned once the socket exists."""
+    import getpass
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    account = getpass.getuser()
+    subprocess.run(
+        [
+            *(pkgline(), "user", "add", account, "--name", "bench"),
+            *("--role", "operator", "--no-password", "--db", url),
+        ],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    server = subprocess.Popen(
+        [pkgline(), "api", "--db", url, "--socket", str(socket), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not socket.is_socket():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            server.wait()
+            raise SystemExit(f"pkgline api did not start (exit {server.returncode})")
+        time.sleep(0.1)
+    return server
 
 
 def check(command: Command, lot: str | None) -> None:
@@ -210,6 +245,7 @@ async def _bench(runs: int, lots: int, postgres: bool, before: Path | None) -> N
             commands.append(lot_show("lot show --json (SQLite, before)", sqlite_url, lot, before))
             shown[commands[-1].name] = lot
         pg_url = await scratch_postgres(admin) if postgres else None
+        server: subprocess.Popen[bytes] | None = None
         try:
             if pg_url is not None:
                 lot = await seeded(pg_url, lots)
@@ -219,10 +255,16 @@ async def _bench(runs: int, lots: int, postgres: bool, before: Path | None) -> N
                     name = "lot show --json (PG, before)"
                     commands.append(lot_show(name, pg_url, lot, before))
                     shown[commands[-1].name] = lot
-            # The client-server mode (issue 14: ``pkgline lot show X --json --server URL``
-            # against a running ``pkgline`` server) is measured here too once it exists:
-            # start the server on one of the databases above, append its Command here,
-            # and stop the server after the runs below.
+            # the client mode: through a ``pkgline api`` server on the SQLite file
+            lot = shown["lot show --json (SQLite)"]
+            server = start_server(sqlite_url, Path(scratch) / "api.sock")
+            url = f"unix://{Path(scratch) / 'api.sock'}"
+            commands.append(lot_show("lot show --json (server)", sqlite_url, lot, server=url))
+            shown[commands[-1].name] = lot
+            if before is not None:
+                name = "lot show --json (server, before)"
+                commands.append(lot_show(name, sqlite_url, lot, before, server=url))
+                shown[commands[-1].name] = lot
             for command in commands:
                 check(command, shown.get(command.name))
             print(f"{len(commands)} commands, {runs} runs each, interleaved ({load()})")
@@ -230,6 +272,9 @@ async def _bench(runs: int, lots: int, postgres: bool, before: Path | None) -> N
                 for command in commands:
                     command.run()
         finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
             if pg_url is not None:
                 await scratch_postgres(admin, drop=True)
     report(commands, baseline)

@@ -6,6 +6,7 @@ the command runs (pkgline.cli.lazy), and a command imports only what it uses
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
+from tests.api.conftest import RunningApi, cli, start_api
 
 HEAVY = (
     "sqlalchemy",
@@ -153,6 +155,110 @@ async def test_lot_show_json_imports_what_it_uses_only(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["error"] == "unknown_lot"
     assert {"sqlalchemy", "aiosqlite", "flows", "mes.service"} <= modules  # it did read
     assert _found(modules, NOT_FOR_LOT_SHOW) == []
+
+
+NOT_THROUGH_THE_SERVER = (
+    *HEAVY,
+    "rich",
+    "asyncio",
+    "pkgline.bootstrap",
+    "pkgline.config",
+    "pkgline.api.server",
+    "pkgline.api.app",
+    "pkgline.interlock_views",
+    "pkgline.map_views",
+)
+"""What ``pkgline lot show X --json --server URL`` needs none of: the server answers, the
+client sends one request with the standard library (pkgline.cli.remote) and prints its JSON.
+Not the lot tracker (mes), nor the flows, SQLAlchemy, the bootstrap, structlog or rich; nor
+asyncio (the client is synchronous). typer and pydantic remain: typer parses the command
+line (bench/cli.py measures that floor)."""
+
+
+async def _imported_via(api: RunningApi, *args: str) -> tuple[int, str, str, set[str]]:
+    """``python -X importtime -m pkgline ARGS --server unix://SOCKET`` awaited (the server
+    runs in this event loop); its exit code, output, what it said on stderr and the modules
+    it imported."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "pkgline",
+        *args,
+        "--server",
+        f"unix://{api.socket}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**env, "COLUMNS": "80"},
+    )
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode is not None
+    lines = err.decode().splitlines()
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in lines
+        if line.startswith("import time:") and "|" in line
+    }
+    modules.discard("imported package")
+    said = "\n".join(line for line in lines if not line.startswith("import time:"))
+    return child.returncode, out.decode(), said, modules
+
+
+async def test_lot_show_json_through_the_server_imports_no_lot_tracker(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The client path of ``lot show --json`` imports neither the lot tracker nor the
+    database code, and prints what direct mode prints (a lot, and a refusal)."""
+    async with start_api(sqlite_url, tmp_path / "api.sock") as api:
+        via = ("--server", f"unix://{api.socket}")
+        started = await cli("lot", "start", "L1", "--flow", "fc-heatsink-muf", *via)
+        assert started.returncode == 0, started.stderr[-2000:]
+        code, out, said, modules = await _imported_via(api, "lot", "show", "L1", "--json")
+        assert code == 0, said[-2000:]
+        assert json.loads(out)["id"] == "L1"
+        assert said.startswith(f"via server unix://{api.socket}")
+        assert "pkgline.cli.remote" in modules and "http.client" in modules  # it did ask
+        assert _found(modules, NOT_THROUGH_THE_SERVER) == []
+        code, out, said, modules = await _imported_via(api, "lot", "show", "NOPE", "--json")
+        assert code == 1, said[-2000:]
+        assert json.loads(out)["error"] == "unknown_lot"
+        assert _found(modules, NOT_THROUGH_THE_SERVER) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code"),
+    [
+        (("lot", "genealogy", "NOPE", "--json"), 1),  # loaded with ``pkgline lot``
+        (("material", "list", "--json"), 0),
+    ],
+)
+async def test_material_reads_through_the_server_import_no_lot_tracker(
+    sqlite_url: str, tmp_path: Path, args: tuple[str, ...], exit_code: int
+) -> None:
+    async with start_api(sqlite_url, tmp_path / "api.sock") as api:
+        code, out, said, modules = await _imported_via(api, *args)
+        assert code == exit_code, said[-2000:]
+        assert isinstance(json.loads(out), dict if exit_code else list)
+        assert _found(modules, NOT_THROUGH_THE_SERVER) == []
+
+
+def test_the_material_kinds_in_the_help_are_the_lot_trackers() -> None:
+    """``pkgline material add --kind``'s help names the kinds from a constant of its own (the
+    CLI module imports no lot tracker): it is the lot tracker's list."""
+    from mes.domain.materials import KINDS
+    from pkgline.cli.material import KIND_NAMES
+
+    assert tuple(kind.value for kind in KINDS) == KIND_NAMES
+
+
+def test_every_lot_state_has_its_style() -> None:
+    """pkgline.cli.lot_view keys its styles by a state's value (it imports no lot tracker)."""
+    from mes.domain.model import LotState
+    from pkgline.cli.lot_view import STATE_STYLE
+
+    assert {state.value for state in LotState} == set(STATE_STYLE)
 
 
 @pytest.mark.parametrize("args", [("line", "status"), ("tool", "list")])

@@ -19,7 +19,6 @@ Exit codes (a contract for scripts):
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
@@ -29,21 +28,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from mes.adapters.database import DatabaseUrlError, display_url
-from mes.adapters.errors import (
-    DatabaseReadOnly,
-    DatabaseRetryable,
-    DatabaseUnavailable,
-    classify,
-)
-from mes.adapters.schema import SchemaMismatch
-from mes.domain.commands import SiteRejectGiven
-from mes.domain.errors import ConcurrentUpdate, LotTrackerError
-from pkgline.bootstrap import resolve_url
-from pkgline.datafiles import DataFileError
-
 if TYPE_CHECKING:
+    # imported where used: a command through the server (pkgline.cli.remote) imports
+    # neither the lot tracker nor SQLAlchemy (tests/test_imports.py), nor rich for --json
     from rich.console import Console
+
+    from mes.domain.commands import SiteRejectGiven
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -152,6 +142,8 @@ def parse_sites(
     as_json: bool = False,
 ) -> tuple[SiteRejectGiven, ...]:
     """``CARRIER:ROW:COL[:CODE]`` items (row and column 1-based)."""
+    from mes.domain.commands import SiteRejectGiven
+
     form = "CARRIER:ROW:COL:CODE" if with_code else "CARRIER:ROW:COL"
     sites = []
     for item in items:
@@ -168,6 +160,13 @@ def parse_sites(
 
 def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | None = None) -> T:
     """Run one command's async work, turning failures into a message and an exit code."""
+    import asyncio
+
+    from mes.adapters.database import DatabaseUrlError
+    from mes.adapters.schema import SchemaMismatch
+    from mes.domain.errors import ConcurrentUpdate, LotTrackerError
+    from pkgline.datafiles import DataFileError
+
     try:
         return asyncio.run(_guarded(work))
     except ConcurrentUpdate as exc:
@@ -198,6 +197,13 @@ class _Retry(Exception):
 
 
 async def _guarded(work: Callable[[], Awaitable[T]]) -> T:
+    from mes.adapters.errors import (
+        DatabaseReadOnly,
+        DatabaseRetryable,
+        DatabaseUnavailable,
+        classify,
+    )
+
     try:
         return await work()
     except DatabaseRetryable as exc:
@@ -215,6 +221,9 @@ async def _guarded(work: Callable[[], Awaitable[T]]) -> T:
 
 
 def _where(db: str | None) -> str:
+    from mes.adapters.database import DatabaseUrlError, display_url
+    from pkgline.bootstrap import resolve_url
+
     try:
         return display_url(resolve_url(db))
     except DatabaseUrlError:

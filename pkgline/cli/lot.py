@@ -18,14 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mes.adapters.database import display_url
-from mes.domain import commands as cmd
-from mes.domain.authority import Action
-from mes.domain.model import LotState
-from mes.domain.report import outcome_dict, report_dict, summary_dict
-from mes.ports import LotPage, LotQuery
-from mes.service import LotService, Outcome
-from pkgline.bootstrap import open_lot_service, resolve_url
 from pkgline.cli import lot_map, lot_migrate, modes, signing
 from pkgline.cli.common import (
     EXIT_REFUSED,
@@ -47,8 +39,12 @@ from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 
 if TYPE_CHECKING:
-    # rich is imported where a table or styled text is printed (not for --json)
-
+    # imported where used: rich where a table or styled text is printed (not for --json),
+    # the lot tracker and SQLAlchemy in direct mode only (a command through the server
+    # imports neither: tests/test_imports.py)
+    from mes.domain.authority import Action
+    from mes.ports import LotPage, LotQuery
+    from mes.service import LotService, Outcome
     from pkgline.cli.remote import Server
 
 app = typer.Typer(
@@ -126,6 +122,9 @@ def _act(
         say_direct(db)
 
         async def work() -> dict[str, Any]:
+            from mes.domain.report import outcome_dict
+            from pkgline.bootstrap import open_lot_service
+
             async with open_lot_service(db, signatures=signing.policy(config)) as service:
                 outcome = await action(service)
                 return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
@@ -138,6 +137,8 @@ def _print_outcome(
     answer: Mapping[str, Any], done: str, as_json: bool, *, held_is_refused: bool
 ) -> None:
     from rich.text import Text
+
+    from mes.domain.model import LotState
 
     state = LotState(str(answer["state"]))
     held = held_is_refused and state is LotState.HOLD
@@ -190,6 +191,8 @@ def start(
     json: JsonOption = False,
 ) -> None:
     """Start a lot of a flow, with its carriers and lot parameters."""
+    from mes.domain import commands as cmd
+
     command = cmd.StartLot(
         lot_id=lot,
         flow=flow,
@@ -241,6 +244,8 @@ def track_in(
 ) -> None:
     """Start a step: refused unless the flow allows it now, its values are within limits and
     the tool passes the track-in interlocks (docs/interlocks.md)."""
+    from mes.domain import commands as cmd
+
     command = cmd.TrackIn(
         lot_id=lot,
         step=step,
@@ -279,6 +284,8 @@ def track_out(
     json: JsonOption = False,
 ) -> None:
     """Finish the running step with its measured values and rejected sites."""
+    from mes.domain import commands as cmd
+
     command = cmd.TrackOut(
         lot_id=lot,
         user=current_user(user),
@@ -312,6 +319,8 @@ def abort(
     json: JsonOption = False,
 ) -> None:
     """Abandon the running step: the lot waits at the same step again."""
+    from mes.domain import commands as cmd
+
     command = cmd.AbortStep(lot, current_user(user), reason)
     remote = (f"/lots/{_q(lot)}/abort", {"reason": reason})
     _act(db, server, json, lambda s: s.abort(command), remote, "aborted")
@@ -332,6 +341,8 @@ def hold(
 ) -> None:
     """Hold a lot (a --reason, a --code, or both are required). A running step is
     abandoned."""
+    from mes.domain import commands as cmd
+
     command = cmd.HoldLot(lot, current_user(user), reason or "", code=code)
     remote = (f"/lots/{_q(lot)}/hold", {"reason": reason, "code": code})
     _act(db, server, json, lambda s: s.hold(command), remote, "held")
@@ -350,6 +361,9 @@ def release(
 ) -> None:
     """Release a held lot: it waits for its next step again. Signed by you (your OS account
     in direct mode) with --meaning."""
+    from mes.domain import commands as cmd
+    from mes.domain.authority import Action
+
     command = cmd.ReleaseLot(lot, current_user(user), reason)
     act = signing.signed(
         lambda s, sig: s.release(command, signatures=sig), Action.RELEASE, meaning, reason
@@ -392,6 +406,9 @@ def scrap(
     """Scrap a whole lot, or some of its sites (--site). A reason (--reason, or for a whole
     lot --code, or both) is required. Signed by you (your OS account in direct mode) with
     --meaning."""
+    from mes.domain import commands as cmd
+    from mes.domain.authority import Action
+
     who = current_user(user)
     if site:
         sites = parse_sites(
@@ -454,6 +471,8 @@ def split(
     json: JsonOption = False,
 ) -> None:
     """Split some carriers off into a new child lot at the same position."""
+    from mes.domain import commands as cmd
+
     names = tuple(c.strip() for item in carriers for c in item.split(",") if c.strip())
     if not names:
         usage_error("--carriers names no carrier", as_json=json)
@@ -473,6 +492,8 @@ def merge(
     json: JsonOption = False,
 ) -> None:
     """Merge a lot into another of the same flow at the same position."""
+    from mes.domain import commands as cmd
+
     command = cmd.MergeLots(lot, into, current_user(user), reason)
     remote = (f"/lots/{_q(lot)}/merge", {"into": into, "reason": reason})
     _act(db, server, json, lambda s: s.merge(command), remote, f"took in {lot}")
@@ -492,6 +513,9 @@ def rework(
 ) -> None:
     """Send a held lot back to an earlier reworkable step (engineers). Signed by you (your
     OS account in direct mode) with --meaning."""
+    from mes.domain import commands as cmd
+    from mes.domain.authority import Action
+
     command = cmd.ReworkLot(lot, step, current_user(user), reason or "")
     act = signing.signed(
         lambda s, sig: s.rework(command, signatures=sig), Action.REWORK, meaning, reason
@@ -519,6 +543,8 @@ def complete(
     json: JsonOption = False,
 ) -> None:
     """End a lot whose flow may end here (only optional steps remain)."""
+    from mes.domain import commands as cmd
+
     command = cmd.CompleteLot(lot, current_user(user), reason)
     remote = (f"/lots/{_q(lot)}/complete", {"reason": reason})
     _act(db, server, json, lambda s: s.complete(command), remote, "completed")
@@ -561,6 +587,9 @@ def show(
         say_direct(db)
 
         async def work() -> dict[str, Any]:
+            from mes.domain.report import report_dict
+            from pkgline.bootstrap import open_lot_service
+
             async with open_lot_service(db) as service:
                 return report_dict(await service.report(lot))
 
@@ -640,6 +669,12 @@ def list_lots(
 ) -> None:
     """Lots, most urgent first (priority, then age), a page at a time: says how many match
     and how to see the next page."""
+    from mes.adapters.database import display_url
+    from mes.domain.model import LotState
+    from mes.domain.report import summary_dict
+    from mes.ports import LotQuery
+    from pkgline.bootstrap import open_lot_service, resolve_url
+
     states = []
     for s in state or []:
         try:
@@ -734,6 +769,9 @@ def _write_every_remote_lot(via: Any, query: LotQuery) -> None:
 async def _write_every_lot(db: str | None, query: LotQuery) -> None:
     """``lot list --json`` without ``--limit``: every lot that matches, as one JSON list,
     written a page at a time (bounded memory at any number of lots)."""
+    from mes.domain.report import summary_dict
+    from pkgline.bootstrap import open_lot_service
+
     async with open_lot_service(db) as service:
         first = True
         page = await service.page(query)  # a refusal (--after NOPE) before any output

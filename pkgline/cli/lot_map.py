@@ -14,11 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from mes.domain.authority import Action
-from mes.maps.e142 import MAX_MAP_BYTES, MapRefused
-from mes.maps.service import export_lot_maps, import_lot_map
-from pkgline import map_views as views
-from pkgline.bootstrap import open_lot_service
 from pkgline.cli import signing
 from pkgline.cli.common import (
     DbOption,
@@ -69,6 +64,10 @@ def export(
 ) -> None:
     """Write the lot's site maps, one SubstrateMap per carrier, as SEMI E142 XML: layout,
     origin and axes, every site's bin, the bins from the reject codes and their steps."""
+    from mes.maps.service import export_lot_maps
+    from pkgline import map_views as views
+    from pkgline.bootstrap import open_lot_service
+
     if fmt.lower() not in FORMATS:
         usage_error(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", as_json=json)
 
@@ -141,6 +140,12 @@ def import_(
     parse or does not fit is refused with what differed, and nothing changes. A scrap of
     sites: signed by you with --meaning (your OS account in direct mode; through the
     server, your password given again)."""
+    from mes.domain.authority import Action
+    from mes.maps.e142 import MAX_MAP_BYTES, MapRefused
+    from mes.maps.service import import_lot_map
+    from pkgline import map_views as views
+    from pkgline.bootstrap import open_lot_service
+
     codes = parse_assignments(bin_code or [], "--bin", as_json=json)
     try:
         if file.stat().st_size > MAX_MAP_BYTES:
@@ -209,6 +214,7 @@ def _import_remote(
 ) -> dict[str, Any]:
     """The import through the server: the map's text in the body, signed with the password
     given again for the lot's version as the signer saw it (as ``lot scrap --site``)."""
+    from mes.domain.authority import Action
     from pkgline.cli.lot import _signature  # lot imports this module: only once it runs
 
     try:

@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from mes.domain.authority import Action
-from mes.domain.commands import MigrateLot
 from pkgline.cli import signing
 from pkgline.cli.common import (
     DbOption,
@@ -40,6 +38,8 @@ def migrate(
     """Move a waiting or held lot to another approved version of its flow, only where its
     path so far is valid in that version; recorded in its history (engineering). Signed by
     you (your OS account in direct mode) with --meaning."""
+    from mes.domain.authority import Action
+    from mes.domain.commands import MigrateLot
     from pkgline.cli.lot import _act, _q  # the lot commands' one way to act and print
 
     command = MigrateLot(lot, version, current_user(user), reason or "")

@@ -8,20 +8,23 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mes.domain.model import LotState
 from pkgline.cli.common import out
 
 if TYPE_CHECKING:
     from rich.text import Text
 
-STATE_STYLE = {
-    LotState.WAITING: "cyan",
-    LotState.RUNNING: "green",
-    LotState.HOLD: "bold red",
-    LotState.COMPLETED: "bold green",
-    LotState.SCRAPPED: "dim red",
-    LotState.MERGED: "dim",
+    from mes.domain.model import LotState
+
+STATE_STYLE: dict[str, str] = {
+    "WAITING": "cyan",
+    "RUNNING": "green",
+    "HOLD": "bold red",
+    "COMPLETED": "bold green",
+    "SCRAPPED": "dim red",
+    "MERGED": "dim",
 }
+"""The style of each lot state, by its value (a :class:`mes.domain.model.LotState` is its
+value: this module imports no lot tracker, for ``lot show --json``)."""
 
 
 def state_text(state: LotState) -> Text:
@@ -33,6 +36,8 @@ def state_text(state: LotState) -> Text:
 def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
     from rich.table import Table
     from rich.text import Text
+
+    from mes.domain.model import LotState
 
     table = Table(title="Lots", caption=caption)
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
@@ -102,6 +107,8 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     """``lot show`` for people, from its JSON (:func:`mes.domain.report.report_dict`)."""
     from rich.table import Table
     from rich.text import Text
+
+    from mes.domain.model import LotState
 
     lot = report
     head = Table.grid(padding=(0, 2))

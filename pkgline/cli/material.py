@@ -7,11 +7,11 @@ the material service through the pkgline server or directly
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mes.domain.materials import KINDS, Material
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -23,16 +23,25 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
-from pkgline.interlock_views import (
-    genealogy_dict,
-    material_dict,
-    material_from_dict,
-    material_view_dict,
-    where_used_dict,
-)
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
     from rich.text import Text
+
+    from mes.domain.materials import Material
+
+
+def _views() -> ModuleType:
+    """:mod:`pkgline.interlock_views`, imported in direct mode, where the services' answers
+    are shaped into the routes' JSON (through the server the client prints the JSON it got)."""
+    import pkgline.interlock_views
+
+    return pkgline.interlock_views
+
+
+KIND_NAMES = ("mold_compound", "die_attach_film", "adhesive", "solder_balls", "wire")
+"""The kinds of material (:data:`mes.domain.materials.KINDS`) for ``--kind``'s help: kept
+here so that this module, which ``pkgline lot`` loads for ``lot genealogy``, imports no lot
+tracker (tests/test_imports.py checks that the two agree)."""
 
 app = typer.Typer(
     help="Material lots with their clocks: add, thaw, load on a tool, unload, show, list, "
@@ -69,6 +78,8 @@ def _status(m: Material) -> Text:
 
 def _done(answer: dict[str, Any], what: str, as_json: bool) -> Material:
     """Print what a change answered (the material lot as it now is); that lot."""
+    from pkgline.interlock_views import material_from_dict
+
     m = material_from_dict(answer)
     if as_json:
         print_json(answer)
@@ -87,7 +98,7 @@ def _path(material: str, action: str = "") -> str:
 def add(
     material: MaterialArg,
     kind: Annotated[
-        str, typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.", show_default=False)
+        str, typer.Option("--kind", help=f"One of: {', '.join(KIND_NAMES)}.", show_default=False)
     ],
     expires: Annotated[
         str,
@@ -113,6 +124,7 @@ def add(
 ) -> None:
     """Add a material lot (frozen kinds: still frozen, with the kind's thaw time and floor
     life unless given)."""
+
     who = current_user(user)
     expires_at = _when(expires, json)
 
@@ -142,7 +154,7 @@ def add(
             floor_life_minutes=floor_life,
             part_number=part,
         ),
-        material_dict,
+        lambda found: _views().material_dict(found),
     )
     _done(answer, f"added (expires {expires_at:%Y-%m-%d %H:%M})", json)
 
@@ -156,6 +168,8 @@ def thaw(
     json: JsonOption = False,
 ) -> None:
     """Out of the freezer now: its thaw time and floor life start."""
+    from pkgline.interlock_views import material_from_dict
+
     who = current_user(user)
     answer = served(
         db,
@@ -163,7 +177,7 @@ def thaw(
         json,
         Remote("POST", _path(material, "thaw"), {}),
         lambda s: s.materials.thaw(material, who),
-        material_dict,
+        lambda found: _views().material_dict(found),
     )
     until = material_from_dict(answer).usable_from
     _done(answer, f"thawing, usable from {until:%Y-%m-%d %H:%M}" if until else "thawed", json)
@@ -179,6 +193,7 @@ def load(
     json: JsonOption = False,
 ) -> None:
     """Load a material lot on a tool of its kind's class (one of a kind per tool)."""
+
     who = current_user(user)
     answer = served(
         db,
@@ -186,7 +201,7 @@ def load(
         json,
         Remote("POST", _path(material, "load"), {"tool": tool}),
         lambda s: s.materials.load(material, tool, who),
-        material_dict,
+        lambda found: _views().material_dict(found),
     )
     _done(answer, f"loaded on {tool}", json)
 
@@ -201,6 +216,7 @@ def unload(
     json: JsonOption = False,
 ) -> None:
     """Take a material lot off its tool."""
+
     who = current_user(user)
     answer = served(
         db,
@@ -208,7 +224,7 @@ def unload(
         json,
         Remote("POST", _path(material, "unload"), {"reason": reason}),
         lambda s: s.materials.unload(material, who, reason),
-        material_dict,
+        lambda found: _views().material_dict(found),
     )
     _done(answer, "unloaded", json)
 
@@ -225,13 +241,15 @@ def show(
     json: JsonOption = False,
 ) -> None:
     """A material lot: its clocks, its tool, its history and the lots it went into."""
+    from pkgline.interlock_views import material_from_dict
+
     answer = served(
         db,
         server,
         json,
         Remote("GET", _path(material)),
         lambda s: s.materials.show(material),
-        material_view_dict,
+        lambda found: _views().material_view_dict(found),
     )
     if json:
         print_json(answer)
@@ -269,11 +287,13 @@ def list_(
         json,
         Remote("GET", "/materials", query=[("tool", tool)] if tool is not None else None),
         lambda s: s.materials.find(tool_id=tool),
-        lambda found: [material_dict(m) for m in found],
+        lambda found: [_views().material_dict(m) for m in found],
     )
     if json:
         print_json(answer)
         return
+    from pkgline.interlock_views import material_from_dict
+
     found = [material_from_dict(m) for m in answer]
     if not found:
         out.print("no material lots")
@@ -304,13 +324,14 @@ def where_used(
 ) -> None:
     """Which product lots got this material lot (a recall): those it went into at a step,
     and through splits and merges after that, those their units went on in."""
+
     answer = served(
         db,
         server,
         json,
         Remote("GET", _path(material, "where-used")),
         lambda s: s.materials.where_used(material),
-        lambda found: where_used_dict(material, found),
+        lambda found: _views().where_used_dict(material, found),
     )
     if json:
         print_json(answer)
@@ -331,13 +352,14 @@ def genealogy(
 ) -> None:
     """What went into a lot: every material lot, at which step and tool, its own or through
     the lot it was split from and the lots merged into it."""
+
     answer = served(
         db,
         server,
         json,
         Remote("GET", f"/lots/{segment(lot)}/genealogy"),
         lambda s: s.materials.genealogy(lot),
-        lambda found: genealogy_dict(lot, found),
+        lambda found: _views().genealogy_dict(lot, found),
     )
     if json:
         print_json(answer)

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from mes.domain.authority import Action
-from mes.domain.signatures import (
-    SignatureGiven,
-    SignaturePolicy,
-    SignatureRequired,
-    default_meaning,
-)
-from mes.service import LotService
-from pkgline.bootstrap import os_account
+if TYPE_CHECKING:
+    # imported where used: the options below are on commands that also go through the
+    # server, which import no lot tracker (tests/test_imports.py)
+    from mes.domain.authority import Action
+    from mes.domain.signatures import SignatureGiven, SignaturePolicy
+    from mes.service import LotService
 
 T = TypeVar("T")
 
@@ -55,6 +52,9 @@ def policy(config: Path | None) -> SignaturePolicy | None:
 
 def os_signature(action: Action, meaning: str | None, reason: str | None) -> SignatureGiven:
     """Direct mode's signature: the OS account, with the meaning given or built."""
+    from mes.domain.signatures import SignatureGiven, default_meaning
+    from pkgline.bootstrap import os_account
+
     text = meaning if meaning is not None else default_meaning(action, reason)
     return SignatureGiven(os_account(), text)
 
@@ -70,6 +70,8 @@ def signed(
     signature = os_signature(action, meaning, reason)
 
     async def act(service: LotService) -> T:
+        from mes.domain.signatures import SignatureRequired
+
         try:
             return await call(service, (signature,))
         except SignatureRequired as exc:
