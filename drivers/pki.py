@@ -38,6 +38,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
 EXPIRY_WARNING_DAYS = 30
@@ -128,6 +129,64 @@ def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in {".der", ".pem", ".crl"})
 
 
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnIdentity:
+    """This application's certificate and private key, parsed (:meth:`Pki.own_identity`)."""
+
+    certificate: x509.Certificate
+    key: PrivateKeyTypes
+    certificate_path: Path
+    key_path: Path
+
+
+_State = tuple[object, ...]
+_parsed_certs: dict[Path, tuple[_State, tuple[x509.Certificate, ...]]] = {}
+_parsed_crls: dict[Path, tuple[_State, tuple[x509.CertificateRevocationList, ...]]] = {}
+_parsed_own: dict[Path, tuple[_State, OwnIdentity]] = {}
+"""What was parsed from a PKI's files, by (what, path): the files' state (names, inodes, times,
+sizes) when parsed and the result. Parsing per connection cost too much: loading an RSA key
+checks it (about 50 ms of CPU), and 500 OPC UA sessions opening at once (the daemon starting)
+loaded it 500 times, past their timeout. A file replaced, added or removed changes the state:
+the next connection parses again, so what changed is still taken at the next connection."""
+
+
+def _load_key(path: Path) -> PrivateKeyTypes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PkiError(f"{path}: cannot read the private key: {exc.strerror or exc}") from exc
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise PkiError(f"{path}: not an unencrypted PEM private key: {exc}") from exc
+
+
+def _certificates(directory: Path) -> list[x509.Certificate]:
+    files = _files(directory)
+    state = tuple((p.name, _stat(p)) for p in files)
+    cached = _parsed_certs.get(directory)
+    if cached is None or cached[0] != state:
+        cached = _parsed_certs[directory] = (state, tuple(load_certificate(p) for p in files))
+    return list(cached[1])
+
+
+def _crls(directory: Path) -> list[x509.CertificateRevocationList]:
+    files = _files(directory)
+    state = tuple((p.name, _stat(p)) for p in files)
+    cached = _parsed_crls.get(directory)
+    if cached is None or cached[0] != state:
+        cached = _parsed_crls[directory] = (state, tuple(load_crl(p) for p in files))
+    return list(cached[1])
+
+
 def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write a file atomically (a temporary file renamed over it), with ``mode`` from the start:
     a key is never readable by others, even for a moment, and a reader never sees half a file."""
@@ -210,6 +269,23 @@ class Pki:
             )
         return load_certificate(self.own_certificate), self.own_certificate, self.own_key
 
+    def own_identity(self) -> OwnIdentity:
+        """This application's certificate and key, parsed once and again only when either
+        file is replaced (``pkgline pki renew``). Raises PkiError when missing or unreadable."""
+        if not self.has_own:
+            self.own()  # raises the error that says how to make one
+        state = (_stat(self.own_certificate), _stat(self.own_key))
+        cached = _parsed_own.get(self.root)
+        if cached is None or cached[0] != state:
+            identity = OwnIdentity(
+                load_certificate(self.own_certificate),
+                _load_key(self.own_key),
+                self.own_certificate,
+                self.own_key,
+            )
+            cached = _parsed_own[self.root] = (state, identity)
+        return cached[1]
+
     def own_fingerprint(self) -> tuple[int, int] | None:
         """Changes when the own certificate or key is replaced (``pkgline pki renew``)."""
         try:
@@ -219,13 +295,14 @@ class Pki:
         return (a.st_mtime_ns ^ a.st_ino, b.st_mtime_ns ^ b.st_ino)
 
     def trusted_certificates(self) -> list[x509.Certificate]:
-        return [load_certificate(p) for p in _files(self.trusted)]
+        """The certificates in trusted/certs (parsed again only when its files change)."""
+        return _certificates(self.trusted)
 
     def issuer_certificates(self) -> list[x509.Certificate]:
-        return [load_certificate(p) for p in _files(self.issuers)]
+        return _certificates(self.issuers)
 
     def revocation_lists(self) -> list[x509.CertificateRevocationList]:
-        return [load_crl(p) for p in _files(self.trusted_crl) + _files(self.issuers_crl)]
+        return _crls(self.trusted_crl) + _crls(self.issuers_crl)
 
     def store(self, cert: x509.Certificate, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -245,8 +322,9 @@ class Pki:
     ) -> None:
         """Accept ``cert`` or raise :class:`CertificateRejected` (see the module docstring). An
         untrusted certificate is copied to rejected/certs, or, with ``trust_on_first_use``,
-        to trusted/certs and accepted. The trust list is read from disk on every call, so a
-        certificate trusted, rejected or revoked since is taken at the next connection."""
+        to trusted/certs and accepted. The trust list's files are looked at on every call (and
+        parsed again when they changed), so a certificate trusted, rejected or revoked since
+        is taken at the next connection."""
         now = now or dt.datetime.now(dt.UTC)
         who = describe(cert)
         if cert.not_valid_after_utc < now:
@@ -283,9 +361,9 @@ class Pki:
 
     def check_revocation(self, cert: x509.Certificate) -> None:
         """Raise :class:`CertificateRejected` (``REVOKED``) when ``cert`` is on a revocation
-        list of its issuer in trusted/crl or issuers/crl. The lists are read from disk at each
-        call: a list added since is taken at the next connection. :meth:`check_peer` (OPC UA)
-        ends with this; Modbus/TCP Security calls it after the TLS handshake, which has checked
+        list of its issuer in trusted/crl or issuers/crl. The lists' files are looked at on each
+        call (parsed again when they changed): a list added since is taken at the next
+        connection. :meth:`check_peer` (OPC UA) ends with this; Modbus/TCP Security calls it after the TLS handshake, which has checked
         the rest (:func:`check_tls_peer`)."""
         for crl in self.revocation_lists():
             if crl.issuer != cert.issuer:

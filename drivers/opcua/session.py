@@ -22,6 +22,8 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
   refusal either way is a :class:`~drivers.errors.SecurityRefused` naming the reason. The
   controller's own certificate is watched: when ``pkgline pki renew`` replaces it, the
   session reconnects with the new one (no daemon restart).
+- at most :data:`OPENS_AT_ONCE` secure sessions of an event loop are being opened at a time
+  (the daemon starting opens hundreds): an open waits for a slot, its timeouts run from then.
 
 Drivers plug in as :class:`SessionListener`: on every (re)connection the session asks each one
 to resolve its nodes and name the items it wants monitored, then routes notifications back by
@@ -36,9 +38,10 @@ import itertools
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 from asyncua import ua
@@ -107,6 +110,29 @@ _UNREACHABLE_CODES = frozenset(
     }
 )
 _TIMEOUT_CODES = frozenset({StatusCodes.BadTimeout, StatusCodes.BadRequestTimeout})
+
+OPENS_AT_ONCE: Final = 16
+"""Secure sessions being opened at once by one event loop (GetEndpoints, then the socket,
+Hello, OpenSecureChannel with its RSA, CreateSession and ActivateSession, signed). 500
+endpoints connecting at once (the daemon starting) queued every request behind the others'
+RSA, past the timeout, and every failed one was retried together after the backoff. Plain
+sessions cost little CPU to open and are not limited: limited, 200 of them took 12 s to connect
+instead of 4 (bench/line_scale.py --per-server 1, a loaded machine). An open waits for a slot first; asyncua's timeouts start with each request, so
+they run from when it has one (as Modbus/TCP Security's TLS handshakes do,
+``drivers.modbus.session.HANDSHAKES_AT_ONCE``)."""
+
+_opens: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def open_slot() -> asyncio.Semaphore:
+    """This event loop's limit of secure sessions being opened (:data:`OPENS_AT_ONCE`)."""
+    loop = asyncio.get_running_loop()
+    slots = _opens.get(loop)
+    if slots is None:
+        slots = _opens[loop] = asyncio.Semaphore(OPENS_AT_ONCE)
+    return slots
 
 
 class _PublishNoiseFilter(logging.Filter):
@@ -561,8 +587,9 @@ class EndpointSession:
         conn = _Connection(client, self.url)
         check: ServerCheck | None = None
         try:
-            check = await self._secure(client)
-            await client.connect()
+            async with open_slot() if self.security.secure else contextlib.nullcontext():
+                check = await self._secure(client)
+                await client.connect()
             async with self._attach_lock:
                 self._conn = conn
                 await self._attach(conn, list(self._listeners))

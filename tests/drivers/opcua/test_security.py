@@ -6,6 +6,8 @@ a renewed certificate taken while connected."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -16,12 +18,13 @@ from cryptography.hazmat.primitives import serialization
 
 from drivers import certificates as C
 from drivers import pki as P
-from drivers.config import OpcUaSecurity
+from drivers.config import ConnectionPolicy, OpcUaSecurity
 from drivers.errors import SecurityRefused, ToolUnreachable
 from drivers.model import EquipmentClass, Mode
-from drivers.opcua import OpcUaDriver
+from drivers.opcua import OpcUaDriver, OpcUaSessionPool
 from drivers.opcua import security as client_security
 from drivers.opcua.security import ServerCheck
+from drivers.opcua.session import OPENS_AT_ONCE, open_slot
 from drivers.opcua.ua_typed import Client
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.opcua_security import SimulatorSecurity
@@ -414,3 +417,103 @@ async def test_a_renewed_tool_certificate_is_taken_when_the_tool_comes_back(
         assert tool.status.mode is Mode.ENGINEERING
     finally:
         await server.close()
+
+
+def test_own_identity_and_trust_list_are_parsed_once_and_again_when_files_change(
+    pair: Pair, rsa_keys: Keys
+) -> None:
+    """Parsing our key checks it (tens of ms): done at every connection, 500 sessions opening
+    at once spent seconds on it. Parsed once per PKI directory, and again when a file changes
+    (a renewed certificate, a peer trusted or removed), so a change is taken at the next
+    connection."""
+    pki = pair.controller
+    first = pki.own_identity()
+    assert pki.own_identity() is first
+    assert first.certificate == pki.own()[0]
+    trusted = pki.trusted_certificates()
+    again = pki.trusted_certificates()
+    assert again and all(a is b for a, b in zip(again, trusted, strict=True))
+    other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other")
+    path = pki.store(other, pki.trusted)  # a peer trusted
+    assert other in pki.trusted_certificates()
+    assert len(pki.trusted_certificates()) == len(trusted) + 1
+    path.unlink()  # and removed again
+    assert other not in pki.trusted_certificates()
+    C.renew_own(pki, new_key_pair=True)  # our own certificate and key renewed
+    renewed = pki.own_identity()
+    assert renewed is not first
+    assert renewed.certificate == pki.own()[0] != first.certificate
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    assert renewed.key.public_key().public_bytes(
+        serialization.Encoding.DER, public
+    ) == renewed.certificate.public_key().public_bytes(serialization.Encoding.DER, public)
+    assert pki.own_identity() is renewed
+
+
+def test_a_missing_own_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(P.PkiError, match="pkgline pki init"):
+        P.Pki(tmp_path / "empty").own_identity()
+
+
+async def test_sessions_are_opened_a_few_at_a_time(
+    sessions: OpcUaSessionPool, make_driver: DriverMaker, pair: Pair
+) -> None:
+    """Many secure endpoints connecting at once (the daemon starting) open at most
+    OPENS_AT_ONCE sessions at a time (each costs both sides RSA); the others wait for a slot (their timeout not yet running), then
+    connect. The server here accepts and never answers, so the slots stay taken until it
+    hangs up."""
+    accepted: list[asyncio.StreamWriter] = []
+    most_open = 0
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal most_open
+        accepted.append(writer)  # never answers Hello (of GetEndpoints)
+        most_open = max(most_open, sum(not w.is_closing() for w in accepted))
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    patient = ConnectionPolicy(timeout_s=60, backoff_initial_s=0.05, backoff_max_s=0.2)
+    count = OPENS_AT_ONCE + 4
+    starts = [
+        asyncio.create_task(
+            make_driver(
+                DICER,
+                f"opc.tcp://127.0.0.1:{port}/{i}",
+                tool_id=f"D{i}",
+                policy=patient,
+                security=security(pair),
+            )
+        )
+        for i in range(count)
+    ]
+    try:
+
+        async def slots_taken() -> bool:
+            return len(accepted) == OPENS_AT_ONCE
+
+        await eventually(slots_taken, within=10.0)
+        assert open_slot().locked()  # the other four wait for a slot
+        assert not any(s.done() for s in starts)
+        assert len(sessions) == count
+
+        async def all_tried() -> bool:
+            for writer in accepted:  # the server hangs up: those opens fail, freeing slots
+                writer.close()
+            return all(s.done() for s in starts)
+
+        await eventually(all_tried, within=20.0)
+        assert len(accepted) >= count
+        assert most_open == OPENS_AT_ONCE
+        for start in starts:
+            assert not start.result().connected
+    finally:
+        for start in starts:
+            start.cancel()
+        await asyncio.gather(*starts, return_exceptions=True)
+        await sessions.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
