@@ -37,23 +37,18 @@ def peer_credentials(sock: socket.socket) -> PeerCredentials | None:
     return PeerCredentials(pid, uid, gid)
 
 
-def _with_peer(protocol: HttpToolsProtocol, transport: asyncio.Transport) -> None:
-    """Every request on this connection carries the peer's credentials in its scope."""
-    sock = transport.get_extra_info("socket")
-    peer = peer_credentials(sock) if sock is not None else None
-    inner = protocol.app
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        scope[PEER_KEY] = peer
-        await inner(scope, receive, send)
-
-    protocol.app = app
-
-
 class PeerCredentialsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol (the C parser: h11's pure-Python parsing was a good part
     of the server's time per request), adding the peer's credentials to every request."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        _with_peer(self, transport)
+        sock = transport.get_extra_info("socket")
+        peer = peer_credentials(sock) if sock is not None else None
+        inner = self.app
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scope[PEER_KEY] = peer
+            await inner(scope, receive, send)
+
+        self.app = app
