@@ -121,7 +121,6 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
         topics = Topics.of(events.root, events.site, events.area, "kills")
         async with subscribed(events, topics) as sub:
             for n in range(KILLS):
-                before = (await reader.backlog()).events
                 pid = await relays.start()
                 await wait_until(
                     lambda n=n: log.read_text().count("event feed connected") > n,
@@ -129,17 +128,8 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
                     every_s=0.02,
                     what=f"relay {n + 1} connected",
                 )
-                if n % 2:  # every other relay once it has marked some: killed mid-run even
-                    # on a machine so loaded that 0.25 s after connecting is still too early
-
-                    async def marked(before: int = before) -> bool:
-                        return (await reader.backlog()).events < before
-
-                    await wait_until(
-                        marked, timeout_s=60, every_s=0.02, what=f"relay {n + 1} marked some"
-                    )
                 # Anywhere in its session: reading, publishing, awaiting PUBACKs, marking.
-                await asyncio.sleep(rng.uniform(0.0, 0.05 if n % 2 else 0.25))
+                await asyncio.sleep(rng.uniform(0.0, 0.25))
                 assert await relays.end(pid, signal.SIGKILL) == -signal.SIGKILL
             left = (await reader.backlog()).events
             assert 0 < left < seeded, "every kill mid-run, and the killed relays published"
