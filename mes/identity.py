@@ -33,6 +33,7 @@ from mes.domain.identity import (
     EventKind,
     LoginRefused,
     SecurityEvent,
+    UnknownApiKey,
     UnknownUser,
     User,
     UserKind,
@@ -438,7 +439,7 @@ class IdentityService:
         async with self._store.transaction() as tx:
             key = await tx.key(key_id)
             if key is None:
-                raise InvalidInput(f"there is no API key {key_id}")
+                raise UnknownApiKey(f"there is no API key {key_id}")
             if key.revoked_at is not None:
                 return key
             revoked = replace(key, revoked_at=self._clock(), revoked_by=by.name)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed
+from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 
 
 class DurableKind(StrEnum):
@@ -193,7 +193,7 @@ def add(
             "'.', '_' or '-', starting with a letter or digit"
         )
     if existing is not None:
-        raise InvalidInput(f"durable {durable_id} exists already ({existing.text()})")
+        raise RecordExists(f"durable {durable_id} exists already ({existing.text()})")
     try:
         known = DurableKind(kind)
     except ValueError:

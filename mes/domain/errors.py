@@ -67,6 +67,13 @@ class LotExists(LotTrackerError):
     kind = "lot_exists"
 
 
+class RecordExists(LotTrackerError):
+    """A durable, a material lot or a reason code with that id exists already: the new one
+    is refused as a lot that exists is (409), not as a malformed value."""
+
+    kind = "record_exists"
+
+
 class InvalidInput(LotTrackerError):
     kind = "invalid_input"
 

@@ -33,6 +33,10 @@ class UnknownUser(LotTrackerError):
     kind = "unknown_user"
 
 
+class UnknownApiKey(LotTrackerError):
+    kind = "unknown_api_key"
+
+
 class UserExists(LotTrackerError):
     kind = "user_exists"
 

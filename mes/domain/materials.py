@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed
+from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.model import HistoryEntry, Operation
 
 
@@ -185,7 +185,7 @@ def add(
             "'.', '_' or '-', starting with a letter or digit"
         )
     if existing is not None:
-        raise InvalidInput(f"material lot {material_id} exists already ({existing.kind.value})")
+        raise RecordExists(f"material lot {material_id} exists already ({existing.kind.value})")
     try:
         known = MaterialKind(kind)
     except ValueError:

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mes.domain.authority import Action, NotAuthorized, Principal, Role
-from mes.domain.errors import InvalidInput, OperationNotAllowed
+from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
 
 
 class ReasonKind(StrEnum):
@@ -62,7 +62,7 @@ def add(
         )
     if existing is not None:
         state = "" if existing.active else ", retired"
-        raise InvalidInput(f"reason code {code} exists already ({existing.kind.value}{state})")
+        raise RecordExists(f"reason code {code} exists already ({existing.kind.value}{state})")
     try:
         known = ReasonKind(kind)
     except ValueError:

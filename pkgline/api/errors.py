@@ -4,9 +4,10 @@ refused, why, the claim, what is allowed) under the status that says what kind i
 ==========  ==================================================================================
 401         no credentials, or refused ones (unknown OS account, wrong or expired token)
 403         the principal lacks the role (``not_authorized``; recorded as a security event)
-404         no such lot, tool, user, durable, material lot, reason code or flow version
-409         the lot's state or the line refuses it now (state, step order, interlock, lot
-            exists), or another writer moved the lot first / the database said retry
+404         no such lot, tool, user, API key, durable, material lot, reason code or flow version
+409         the lot's state or the line refuses it now (state, step order, interlock), the lot,
+            user, durable, material lot or reason code exists already, or another writer moved
+            the lot first / the database said retry
 413         the request body is larger than the server reads
 422         a value is invalid (a claimed limit, a malformed value, an unknown field, a wrong
             type); 400 for a body that is not JSON
@@ -41,6 +42,8 @@ STATUS_OF_KIND: dict[str, int] = {
     "conflict": 409,
     "lot_exists": 409,
     "user_exists": 409,
+    "record_exists": 409,
+    "unknown_api_key": 404,
     "operation_not_allowed": 409,
     "step_not_allowed": 409,
     "rework_not_allowed": 409,

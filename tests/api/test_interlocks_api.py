@@ -159,7 +159,6 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
              "invalid_request"),
             ("/durables", {"durable": "CAP-2", "kind": "capillary", "life": 0}, "invalid_input"),
             ("/durables", {"durable": "CAP-2", "kind": "sponge", "life": 9}, "invalid_input"),
-            ("/durables", {"durable": "CAP-1", "kind": "capillary", "life": 9}, "invalid_input"),
             ("/durables", {"durable": "CAP-2", "kind": "capillary", "life": 9, "user": "x"},
              "invalid_request"),
             ("/durables/CAP-1/renew", {"reason": "   "}, "invalid_request"),
@@ -182,6 +181,14 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
         ]  # fmt: skip
         for path, body, error in malformed:
             await _expect(client, "POST", path, body, 422, error)
+        taken: list[tuple[str, dict[str, Any]]] = [
+            ("/durables", {"durable": "CAP-1", "kind": "capillary", "life": 9}),
+            ("/materials", {"material": "W-1", "kind": "wire", "expires_at": expiry}),
+            ("/reasons", {"code": "VOID", "kind": "hold", "text": "x"}),
+        ]
+        for path, body in taken:  # as a lot that exists: 409, not a malformed value
+            said = await _expect(client, "POST", path, body, 409, "record_exists")
+            assert "exists already" in said["message"], said
         await _expect(client, "GET", "/reasons?kind=sideways", None, 422, "invalid_request")
 
         conflict = await _expect(

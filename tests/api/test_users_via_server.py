@@ -86,7 +86,7 @@ async def test_user_commands_through_the_server_are_the_admins(api: RunningApi) 
     assert revoked.returncode == 0
     assert f"✔ API key {key['key_id']} of mes1 revoked" in revoked.stdout
     again = await cli("user", "revoke-key", "000000000000", "--json", *via)
-    assert again.returncode == 1 and json.loads(again.stdout)["error"] == "invalid_input"
+    assert again.returncode == 1 and json.loads(again.stdout)["error"] == "unknown_api_key"
 
     events = await cli("user", "events", "--limit", "5", "--json", *via)
     events_direct = await cli("user", "events", "--limit", "5", "--json", "--db", api.db)

@@ -21,6 +21,7 @@ from mes.domain.errors import (
     InterlockRefused,
     InvalidInput,
     OperationNotAllowed,
+    RecordExists,
     UnknownDurable,
     UnknownTool,
 )
@@ -311,7 +312,7 @@ async def test_durable_commands_refuse_unknown_durables_and_tools_changing_nothi
     with pytest.raises(UnknownDurable, match="there is no durable NOPE"):
         await durables.mount("NOPE", "WB-1", "tech")
     await durables.add("BLADE-1", "saw_blade", 5000, "eng")
-    with pytest.raises(InvalidInput, match="exists already"):
+    with pytest.raises(RecordExists, match="exists already"):
         await durables.add("BLADE-1", "saw_blade", 5000, "eng")
     with pytest.raises(UnknownTool, match="there is no tool NOPE"):
         await durables.mount("BLADE-1", "NOPE", "tech")
