@@ -33,6 +33,8 @@ from mes.domain.identity import (
     EventKind,
     LoginRefused,
     SecurityEvent,
+    SecurityEventPage,
+    SecurityEventQuery,
     UnknownApiKey,
     UnknownUser,
     User,
@@ -76,6 +78,12 @@ class IdentityTransaction(Protocol):
     async def events(self, limit: int) -> list[SecurityEvent]:
         """The newest ``limit`` events, oldest first."""
         ...
+
+    async def event_page(self, query: SecurityEventQuery) -> SecurityEventPage:
+        """The page ``query`` asks for (newest first), its total and whether more follow."""
+        ...
+
+    async def has_event(self, seq: int) -> bool: ...
 
 
 class IdentityStore(Protocol):
@@ -503,6 +511,26 @@ class IdentityService:
         await self.authorize(by, Action.USERS)
         async with self._store.transaction() as tx:
             return await tx.events(limit)
+
+    async def event_page(self, by: Principal, query: SecurityEventQuery) -> SecurityEventPage:
+        """``user events``, ``GET /security/events``: one page of the security log, newest
+        first. Refused (InvalidInput, nothing read) for a limit below 1, a window that ends
+        before it starts, or a cursor that names no event."""
+        await self.authorize(by, Action.USERS)
+        if query.limit < 1:
+            raise InvalidInput(f"expected a limit of 1 or more (got {query.limit})")
+        if query.since is not None and query.until is not None and query.since > query.until:
+            raise InvalidInput(
+                f"expected a window whose start ({query.since.isoformat()}) is not after its "
+                f"end ({query.until.isoformat()})"
+            )
+        async with self._store.transaction(readonly=True) as tx:
+            if query.after is not None and not await tx.has_event(query.after):
+                raise InvalidInput(
+                    f"--after {query.after}: expected the seq of an event of the security log "
+                    "(the last of the page before)"
+                )
+            return await tx.event_page(query)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -433,6 +433,31 @@ class ToolPage:
 # -- the store -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ToolJobQuery:
+    """Which of a tool's jobs a list shows, and which page of them: newest first (started
+    at, then job id: an order nothing changes), from the job after ``after`` (a job id, the
+    last of the page before) on, at most ``limit``. Every filter is applied by the store (in
+    SQL): the lot, and ``since`` (included) .. ``until`` (excluded) on the start."""
+
+    tool_id: str
+    lot_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ToolJobPage:
+    """One page of a tool's jobs, how many match the filters in all, and whether more
+    (older) follow the page (ask again with ``after`` = the last job's id)."""
+
+    jobs: list[ToolJob]
+    total: int
+    more: bool
+
+
 class LotRepository(Protocol):
     """Queries over many lots, inside one unit of work (one lot and what belongs to it, and
     the heads of many, are read and written through :meth:`UnitOfWork.run`)."""
@@ -446,6 +471,11 @@ class LotRepository(Protocol):
     async def page(self, query: LotQuery) -> LotPage:
         """One page of the lots ``query`` selects (:class:`LotQuery`). A lot id in ``after``
         that names no lot raises UnknownLot."""
+        ...
+
+    async def tool_job_page(self, query: ToolJobQuery) -> ToolJobPage:
+        """One page of a tool's jobs (:class:`ToolJobQuery`). A job id in ``after`` that
+        names no job of the tool raises InvalidInput."""
         ...
 
 

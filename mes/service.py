@@ -78,6 +78,8 @@ from mes.ports import (
     LotPage,
     LotQuery,
     ToolJob,
+    ToolJobPage,
+    ToolJobQuery,
     UnitOfWorkFactory,
     Work,
     get_carriers,
@@ -689,6 +691,21 @@ class LotService:
                 f"end ({until:%Y-%m-%d %H:%M:%S}) and a limit of 1 or more (got {limit})"
             )
         return await self._read(get_tool_jobs(tool_id, since, until, limit), by)
+
+    async def tool_job_page(
+        self, query: ToolJobQuery, *, by: Principal | None = None
+    ) -> ToolJobPage:
+        """One page of a tool's jobs (:class:`mes.ports.ToolJobQuery`), newest first, with
+        how many match and whether more follow. Refused (InvalidInput, nothing read) for a
+        window that ends before it starts or a cursor that names no job of the tool."""
+        await self._guard.allow(by, Action.READ)
+        if query.since is not None and query.until is not None and query.since > query.until:
+            raise InvalidInput(
+                f"expected a window whose start ({query.since.isoformat()}) is not after its "
+                f"end ({query.until.isoformat()})"
+            )
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.tool_job_page(query)
 
     # -- reading -----------------------------------------------------------------------------
 

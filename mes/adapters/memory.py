@@ -12,7 +12,7 @@ import bisect
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -71,6 +71,8 @@ from mes.ports import (
     SaveSignatures,
     SignatureRequest,
     ToolJob,
+    ToolJobPage,
+    ToolJobQuery,
     ToolPage,
     ToolQuery,
     UpdateTools,
@@ -95,6 +97,8 @@ from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
 from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
 
 T = TypeVar("T")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -210,6 +214,32 @@ class MemoryLotRepository:
             start = bisect.bisect_right([_page_key(lot) for lot in found], _page_key(after))
         page = found[start : start + query.limit + 1]
         return LotPage(page[: query.limit], len(found), len(page) > query.limit)
+
+    async def tool_job_page(self, query: ToolJobQuery) -> ToolJobPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 job or more, not {query.limit}")
+        found = [
+            j
+            for j in self._tool_jobs(GetToolJobs(query.tool_id, _EARLIEST, _LATEST, 1 << 62))
+            if query.lot_id in (None, j.job.lot_id)
+            and (query.since is None or j.job.started_at >= query.since)
+            and (query.until is None or j.job.started_at < query.until)
+        ]
+        start = 0
+        if query.after is not None:
+            after = self._store.jobs.get(query.after)
+            if after is None or after.tool_id != query.tool_id:
+                raise InvalidInput(
+                    f"there is no job {query.after} of tool {query.tool_id} to list the jobs "
+                    "after: expected a job id of the page before"
+                )
+            key = (after.started_at, after.job_id)
+            start = next(
+                (i for i, j in enumerate(found) if (j.job.started_at, j.job.job_id) < key),
+                len(found),
+            )
+        page = found[start : start + query.limit + 1]
+        return ToolJobPage(page[: query.limit], len(found), len(page) > query.limit)
 
     def _find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000

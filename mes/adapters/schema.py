@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-SCHEMA_REVISION = "0016"
+SCHEMA_REVISION = "0017"
 
 
 class SchemaMismatch(RuntimeError):

@@ -32,11 +32,16 @@ from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
 from mes.adapters.sql_equipment import EquipmentStatements, SqlEquipmentRepository
 from mes.adapters.sql_plans import work_plan
-from mes.adapters.sql_rows import group_lots
-from mes.adapters.sql_statements import HeadCache, Statements, page_statements
+from mes.adapters.sql_rows import group_lots, job_from_row
+from mes.adapters.sql_statements import (
+    HeadCache,
+    Statements,
+    page_statements,
+    tool_job_page_statements,
+)
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import Lot, LotState
-from mes.ports import LotPage, LotQuery, Work
+from mes.ports import LotPage, LotQuery, ToolJob, ToolJobPage, ToolJobQuery, Work
 
 T = TypeVar("T")
 
@@ -77,6 +82,25 @@ class SqlLotRepository:
         )
         total = (await self._db.fetch(count, values))[0]
         return LotPage(
+            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
+        )
+
+    async def tool_job_page(self, query: ToolJobQuery) -> ToolJobPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 job or more, not {query.limit}")
+        page, count, values = tool_job_page_statements(query, self._sql.dialect)
+        if query.after is not None:
+            key = await self._db.fetch(self._sql.job_key, {"job_id": query.after})
+            if not key or key[0]["tool_id"] != query.tool_id:
+                raise InvalidInput(
+                    f"there is no job {query.after} of tool {query.tool_id} to list the jobs "
+                    "after: expected a job id of the page before"
+                )
+            values.update(k_started_at=key[0]["started_at"], k_job_id=query.after)
+        rows = await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
+        found = [ToolJob(job_from_row(r), int(r["sites_in"])) for r in rows]
+        total = (await self._db.fetch(count, values))[0]
+        return ToolJobPage(
             found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
         )
 

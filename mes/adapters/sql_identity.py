@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import ColumnElement, RowMapping, Select, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -18,7 +18,16 @@ from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
 from mes.adapters.tables import api_keys, security_events, users
 from mes.domain.authority import AuthMethod, Role
-from mes.domain.identity import ApiKey, EventKind, SecurityEvent, User, UserExists, UserKind
+from mes.domain.identity import (
+    ApiKey,
+    EventKind,
+    SecurityEvent,
+    SecurityEventPage,
+    SecurityEventQuery,
+    User,
+    UserExists,
+    UserKind,
+)
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -144,6 +153,40 @@ class SqlIdentityTransaction:
             select(security_events).order_by(security_events.c.seq.desc()).limit(limit)
         )
         return [_event(r) for r in rows.mappings()][::-1]
+
+    async def event_page(self, query: SecurityEventQuery) -> SecurityEventPage:
+        page, count = event_page_statements(query)
+        total = await self._conn.scalar(count)
+        found = [_event(r) for r in (await self._conn.execute(page)).mappings()]
+        return SecurityEventPage(found[: query.limit], int(total or 0), len(found) > query.limit)
+
+    async def has_event(self, seq: int) -> bool:
+        found = await self._conn.scalar(
+            select(security_events.c.seq).where(security_events.c.seq == seq)
+        )
+        return found is not None
+
+
+def event_page_statements(query: SecurityEventQuery) -> tuple[Select[Any], Select[Any]]:
+    """A security log page (newest first by seq, the primary key: a stable order; the
+    cursor as seq < after; one row more than the page, to say whether more follow) and its
+    count (every event the filters select), the filters in SQL. One user's events walk
+    ix_security_events_actor and ix_security_events_subject (revision 0017)."""
+    e = security_events.c
+    where: list[ColumnElement[bool]] = []
+    if query.user is not None:
+        where.append(or_(e.actor == query.user, e.subject == query.user))
+    if query.kind is not None:
+        where.append(e.kind == query.kind.value)
+    if query.since is not None:
+        where.append(e.at >= query.since)
+    if query.until is not None:
+        where.append(e.at < query.until)
+    count = select(func.count()).select_from(security_events).where(*where)
+    if query.after is not None:
+        where.append(e.seq < query.after)
+    page = select(security_events).where(*where).order_by(e.seq.desc()).limit(query.limit + 1)
+    return page, count
 
 
 class SqlIdentityStore:

@@ -55,7 +55,22 @@ from mes.adapters.tables import (
     site_rejects,
 )
 from mes.domain.model import LotHead, LotState
-from mes.ports import LotQuery
+from mes.ports import LotQuery, ToolJobQuery
+
+
+def sites_in() -> ColumnElement[int]:
+    """A job's carrier's sites that came into the job: all, less those rejected at earlier
+    steps (labelled ``sites_in``)."""
+    earlier = (
+        select(func.count())
+        .select_from(site_rejects)
+        .where(
+            site_rejects.c.carrier_id == jobs.c.carrier_id,
+            site_rejects.c.path_index < jobs.c.path_index,
+        )
+        .scalar_subquery()
+    )
+    return (carriers.c.rows * carriers.c.cols - earlier).label("sites_in")
 
 
 class Statements:
@@ -155,17 +170,8 @@ class Statements:
         self.jobs_from = c(
             lot_jobs.where(jobs.c.path_index >= bindparam("path_index")).order_by(*order)
         )
-        earlier = (
-            select(func.count())
-            .select_from(site_rejects)
-            .where(
-                site_rejects.c.carrier_id == jobs.c.carrier_id,
-                site_rejects.c.path_index < jobs.c.path_index,
-            )
-            .scalar_subquery()
-        )
         self.tool_jobs = c(
-            select(jobs, (carriers.c.rows * carriers.c.cols - earlier).label("sites_in"))
+            select(jobs, sites_in())
             .join(carriers, carriers.c.id == jobs.c.carrier_id)
             .where(
                 jobs.c.tool_id == bindparam("tool_id"),
@@ -191,6 +197,9 @@ class Statements:
         postgres = dialect.name == "postgresql"
         self.move_in_one = c(move_in_one_statement()) if postgres else None
         self.entry_in_one = c(entry_in_one_statement()) if postgres else None
+        self.job_key = c(
+            select(jobs.c.started_at, jobs.c.tool_id).where(jobs.c.job_id == bindparam("job_id"))
+        )
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
         self._heads: dict[int, CompiledStatement] = {}
 
@@ -378,6 +387,50 @@ def page_statements(
         select(*LOT_COLUMNS)
         .select_from(ids.join(LOT_WITH_CARRIERS, lots.c.id == ids.c.id))
         .order_by(*_PAGE_ORDER, carriers.c.position)
+    )
+    return (
+        CompiledStatement.compile(page, dialect),
+        CompiledStatement.compile(count, dialect),
+        values,
+    )
+
+
+_JOB_ORDER = (jobs.c.started_at.desc(), jobs.c.job_id.desc())
+
+
+def tool_job_page_statements(
+    query: ToolJobQuery, dialect: Dialect
+) -> tuple[CompiledStatement, CompiledStatement, dict[str, Any]]:
+    """A tool's jobs page (newest first, from the cursor's key on, one more than the limit,
+    each with its sites in) and count (every job the filters select), with their values.
+    Keyset paging on (started_at, job_id) along ix_jobs_tool_started: a page costs the same
+    whatever its number, and jobs started meanwhile do not shift the pages after the first.
+    The cursor's key is bound as k_started_at and k_job_id."""
+    c = jobs.c
+    where: list[Any] = [c.tool_id == bindparam("tool_id", type_=c.tool_id.type)]
+    values: dict[str, Any] = {"tool_id": query.tool_id}
+    for name, condition, given in (
+        ("lot_id", c.lot_id == bindparam("lot_id", type_=c.lot_id.type), query.lot_id),
+        ("since", c.started_at >= bindparam("since", type_=c.started_at.type), query.since),
+        ("until", c.started_at < bindparam("until", type_=c.started_at.type), query.until),
+    ):
+        if given is not None:
+            where.append(condition)
+            values[name] = given
+    count = select(func.count()).select_from(jobs).where(*where)
+    keyed = list(where)
+    if query.after is not None:
+        at = bindparam("k_started_at", type_=c.started_at.type)
+        keyed.append(
+            (c.started_at < at)
+            | ((c.started_at == at) & (c.job_id < bindparam("k_job_id", type_=c.job_id.type)))
+        )
+    page = (
+        select(jobs, sites_in())
+        .join(carriers, carriers.c.id == c.carrier_id)
+        .where(*keyed)
+        .order_by(*_JOB_ORDER)
+        .limit(bindparam("page_limit", type_=Integer()))
     )
     return (
         CompiledStatement.compile(page, dialect),

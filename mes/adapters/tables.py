@@ -331,6 +331,8 @@ security_events = Table(
     Column("lot_id", String(32)),
     Column("detail", Json, nullable=False),
     Index("ix_security_events_at", "at"),
+    Index("ix_security_events_actor", "actor", "seq"),
+    Index("ix_security_events_subject", "subject", "seq"),
 )
 """Append-only: logins, lockouts, refusals of authority, changes to users."""
 

@@ -205,6 +205,31 @@ class SecurityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityEventQuery:
+    """Which security events a page shows: newest first, from the event after ``after`` (a
+    ``seq``, the last of the page before) on, at most ``limit``. Every filter is applied by
+    the store (in SQL): ``user`` as the one who acted or the one acted upon, ``kind``, and
+    ``since`` (included) .. ``until`` (excluded)."""
+
+    user: str | None = None
+    kind: EventKind | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEventPage:
+    """One page of the security log: its events (newest first), how many match the filters
+    in all, and whether more (older) follow the page."""
+
+    events: list[SecurityEvent]
+    total: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKey:
     """A key issued to a system: ``key_id`` is public (part of the token), ``key_hash`` is
     SHA-256 of the secret part; the secret itself is shown once, when issued, and never kept."""

@@ -13,14 +13,16 @@ from pydantic import Field
 from mes.domain.authority import Action, Principal
 from mes.domain.equipment import RECORDED_STATES, DispatchMode
 from mes.domain.errors import InvalidInput
-from mes.ports import ToolQuery
+from mes.ports import ToolJobQuery, ToolQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
+from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, parse_instant, tool_jobs_answer
 from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
 from pkgline.tool_views import (
     MAX_TOOL_PAGE,
     TOOL_PAGE,
     dispatch_answer,
+    known_tool,
     parse_window,
     qualification_dict,
     tool_show_answer,
@@ -96,6 +98,41 @@ async def show_tool(
     services = state_of(request).services
     equipment = services.equipment.acting_as(who)
     return await tool_show_answer(equipment, tool_id, span, changes, services.lots.acting_as(who))
+
+
+@router.get(
+    "/tools/{tool_id}/jobs", summary="A tool's jobs, newest first, a page at a time (tool jobs)"
+)
+async def tool_jobs(
+    request: Request,
+    who: Who,
+    tool_id: str,
+    lot: Annotated[str | None, Query(max_length=64, description="Only this lot's jobs.")] = None,
+    since: Annotated[
+        str | None,
+        Query(max_length=40, description="Started at or after (ISO 8601; UTC if no offset)."),
+    ] = None,
+    until: Annotated[
+        str | None, Query(max_length=40, description="Started before (ISO 8601; UTC if no offset).")
+    ] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="The page's cursor (a job id).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_JOBS_PAGE)] = JOBS_PAGE,
+) -> Json:
+    """Answers ``{"jobs": [...], "total", "shown", "more", "next_after"}``; the next page
+    (older jobs) is the same request with ``after`` = ``next_after``."""
+    services = state_of(request).services
+    await known_tool(services.equipment.acting_as(who), tool_id)
+    query = ToolJobQuery(
+        tool_id=tool_id,
+        lot_id=lot,
+        since=parse_instant(since, "since"),
+        until=parse_instant(until, "until"),
+        after=after,
+        limit=limit,
+    )
+    return await tool_jobs_answer(services.lots.acting_as(who), query)
 
 
 async def _dispatch(

@@ -17,10 +17,18 @@ from pydantic import Field
 
 from mes.domain.authority import Principal
 from mes.domain.errors import InvalidInput
-from mes.domain.identity import UserKind, parse_roles
+from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.list_views import (
+    EVENT_KINDS,
+    EVENTS_PAGE,
+    MAX_EVENTS_PAGE,
+    parse_instant,
+    parse_kind,
+    security_events_answer,
+)
 
 router = APIRouter(tags=["users"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -30,8 +38,6 @@ RoleNames = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=32)]],
     Field(max_length=16, description="Role names: operator, technician, engineer, ..."),
 ]
-
-EVENTS_LIMIT = 50
 
 
 class AddUserBody(b.Body):
@@ -153,10 +159,37 @@ async def revoke_key(request: Request, who: Who, key_id: str) -> Json:
     return (await _identity(request).revoke_api_key(who, key_id)).to_dict()
 
 
-@router.get("/security/events", summary="The security log, newest last (user events)")
+@router.get(
+    "/security/events", summary="The security log, newest first, a page at a time (user events)"
+)
 async def events(
     request: Request,
     who: Who,
-    limit: Annotated[int, Query(ge=1, le=10000)] = EVENTS_LIMIT,
-) -> list[Json]:
-    return [e.to_dict() for e in await _identity(request).events(who, limit)]
+    user: Annotated[
+        str | None, Query(max_length=64, description="Who acted or was acted upon.")
+    ] = None,
+    kind: Annotated[
+        str | None, Query(max_length=32, description=f"One of {', '.join(EVENT_KINDS)}.")
+    ] = None,
+    since: Annotated[
+        str | None, Query(max_length=40, description="At or after (ISO 8601; UTC if no offset).")
+    ] = None,
+    until: Annotated[
+        str | None, Query(max_length=40, description="Before (ISO 8601; UTC if no offset).")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=1, description="The page's cursor (an event's seq).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = EVENTS_PAGE,
+) -> Json:
+    """Answers ``{"events": [...], "total", "shown", "more", "next_after"}``; the next page
+    (older events) is the same request with ``after`` = ``next_after``."""
+    query = SecurityEventQuery(
+        user=user,
+        kind=parse_kind(kind),
+        since=parse_instant(since, "since"),
+        until=parse_instant(until, "until"),
+        after=after,
+        limit=limit,
+    )
+    return await security_events_answer(_identity(request), who, query)

@@ -113,8 +113,9 @@ def _spc(app: typer.Typer) -> None:
 @cache
 def _tool_app() -> typer.Typer:
     """``pkgline tool`` with ``reset`` and the qualification commands (once per process)."""
-    from pkgline.cli import qualify, tool, tool_reset
+    from pkgline.cli import qualify, tool, tool_jobs, tool_reset
 
+    tool.app.command(name="jobs")(tool_jobs.jobs)
     tool.app.command(name="reset")(tool_reset.reset)
     qualify.register(tool.app)
     return tool.app

@@ -277,7 +277,11 @@ def show(
     _print_times(times, window)
     _print_changes(shown["changes"], _at(times["start"]), shown["changes_in_window"])
     _print_resets(shown["resets"])
-    _print_jobs(shown.get("jobs", []), window)
+    found = shown.get("jobs", [])
+    if found:
+        print_jobs(found, f"Jobs (the newest {len(found)} in {window})")
+    else:
+        out.print(f"no job started in the last {window}")
 
 
 def _set_dispatch(
@@ -468,16 +472,15 @@ def _print_resets(resets: Sequence[Mapping[str, Any]]) -> None:
     out.print(table)
 
 
-def _print_jobs(jobs: Sequence[Mapping[str, Any]], window: str) -> None:
-    if not jobs:
-        out.print(f"no job started in the last {window}")
-        return
-    table = Table(title=f"Jobs (the newest {len(jobs)} in {window})", title_justify="left")
-    for name in ("started", "lot", "step", "carrier", "status", "in", "rejected", "yield %"):
+def print_jobs(jobs: Sequence[Mapping[str, Any]], title: str) -> None:
+    """A table of jobs as :func:`pkgline.tool_views.job_dict` gives them."""
+    table = Table(title=title, title_justify="left")
+    for name in ("started", "job", "lot", "step", "carrier", "status", "in", "rejected", "yield %"):
         table.add_column(name, overflow="fold")
     for j in jobs:
         table.add_row(
             clock(_at(j["started_at"])),
+            j["job_id"],
             j["lot"],
             j["step"],
             j["carrier"],

@@ -111,11 +111,11 @@ def json_notice(answer: dict[str, Any]) -> None:
     err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
 
 
-def print_notice(answer: dict[str, Any]) -> None:
-    """``N of M tools``, and how to see the next page when more follow."""
+def print_notice(answer: dict[str, Any], noun: str = "tools") -> None:
+    """``N of M tools`` (or ``noun``), and how to see the next page when more follow."""
     from rich.text import Text
 
-    shown = f"{answer['shown']:,} of {answer['total']:,} tools"
+    shown = f"{answer['shown']:,} of {answer['total']:,} {noun}"
     if answer["more"]:
         out.print(
             Text.assemble(

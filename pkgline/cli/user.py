@@ -23,11 +23,19 @@ from rich.table import Table
 
 from mes.domain.authority import Principal, Role
 from mes.domain.errors import InvalidInput
-from mes.domain.identity import UserKind, parse_roles
+from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.list_views import (
+    EVENT_KINDS,
+    EVENTS_PAGE,
+    MAX_EVENTS_PAGE,
+    parse_instant,
+    parse_kind,
+    security_events_answer,
+)
 
 app = typer.Typer(
     help="Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
@@ -380,24 +388,70 @@ def revoke_key(
 
 @app.command()
 def events(
-    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest last.")] = 50,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", min=1, max=MAX_EVENTS_PAGE, help="At most this many, newest first."
+        ),
+    ] = EVENTS_PAGE,
+    after: Annotated[
+        int | None,
+        typer.Option("--after", min=1, help="Start after this seq (the last of the page before)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only events this user did or underwent.")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help=f"Only this kind: {', '.join(EVENT_KINDS)}.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="At or after (ISO 8601; UTC if no offset).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before (ISO 8601; UTC if no offset).")
+    ] = None,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """The security log: logins, lockouts, refusals, changes to users."""
+    """The security log, newest first, a page at a time: logins, lockouts, refusals, changes
+    to users; says how many match and how to see the next (older) page."""
+    from pkgline.cli import tool_list
 
-    async def found(s: IdentityService, by: Principal) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in await s.events(by, limit)]
+    try:
+        query = SecurityEventQuery(
+            user=user,
+            kind=parse_kind(kind),
+            since=parse_instant(since, "--since"),
+            until=parse_instant(until, "--until"),
+            after=after,
+            limit=limit,
+        )
+    except InvalidInput as exc:
+        usage_error(exc.message, as_json=json)
 
-    shown = _either(
-        db, server, json, found, Remote("GET", "/security/events", query=[("limit", str(limit))])
-    )
+    async def found(s: IdentityService, by: Principal) -> dict[str, Any]:
+        return await security_events_answer(s, by, query)
+
+    params = [
+        (name, str(value))
+        for name, value in (
+            ("user", user),
+            ("kind", kind),
+            ("since", since),
+            ("until", until),
+            ("after", after),
+            ("limit", limit),
+        )
+        if value is not None
+    ]
+    shown = _either(db, server, json, found, Remote("GET", "/security/events", query=params))
     if json:
-        print_json(shown)
+        print_json(shown["events"])
+        tool_list.json_notice(shown)
         return
     table = Table("seq", "at", "event", "by", "user", "detail")
-    for e in shown:
+    for e in shown["events"]:
         detail: dict[str, Any] = dict(e["detail"])
         table.add_row(
             str(e["seq"]),
@@ -407,4 +461,6 @@ def events(
             e["subject"] or "",
             ", ".join(f"{k}={v}" for k, v in detail.items()),
         )
-    out.print(table)
+    if shown["events"]:
+        out.print(table)
+    tool_list.print_notice(shown, "events")

@@ -150,6 +150,40 @@ async def test_tool_show_gives_the_tools_jobs_in_the_window_through_the_server(
     idle = await cli("tool", "show", "WB-1", *via)
     assert idle.returncode == 0 and "no job started in the last 8h" in idle.stdout
 
+    # tool jobs: the same jobs a page at a time, the notice of more, either way alike
+    page = await cli("tool", "jobs", "DB-1", "--limit", "1", "--json", *via)
+    page_direct = await cli("tool", "jobs", "DB-1", "--limit", "1", "--json", "--db", api.db)
+    assert page.returncode == page_direct.returncode == 0, page.stderr + page_direct.stderr
+    assert json.loads(page.stdout) == json.loads(page_direct.stdout) == jobs[:1]
+    notice = json.loads(page.stderr.strip().splitlines()[-1])
+    assert (notice["total"], notice["shown"], notice["more"]) == (2, 1, True)
+    assert notice["next_after"] == "J-1-B" and notice["mode"].startswith("via server")
+    rest = await cli("tool", "jobs", "DB-1", "--after", "J-1-B", "--json", *via)
+    assert rest.returncode == 0 and json.loads(rest.stdout) == jobs[1:]
+    table = await cli("tool", "jobs", "DB-1", "--limit", "1", *via)
+    assert table.returncode == 0, table.stderr
+    assert "J-1-B" in table.stdout and "J-1-A" not in table.stdout  # the job id: the cursor
+    assert "1 of 2 jobs; more follow: the same command with --after J-1-B" in table.stdout
+    of_lot = await cli("tool", "jobs", "DB-1", "--lot", "NO-LOT", *via)
+    assert of_lot.returncode == 0 and "0 of 0 jobs" in of_lot.stdout
+    bad_since = await cli("tool", "jobs", "DB-1", "--since", "yesterday", *via)
+    assert bad_since.returncode == 2 and "expected an ISO 8601 date or time" in bad_since.stderr
+    bad_cursor = await cli("tool", "jobs", "DB-1", "--after", "NOPE", "--json", *via)
+    assert bad_cursor.returncode == 1
+    assert "there is no job NOPE of tool DB-1" in json.loads(bad_cursor.stdout)["message"]
+    unknown = await cli("tool", "jobs", "NOPE", "--json", *via)
+    assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_tool"
+    async with api.client() as client:
+        for params, status in (
+            ({"since": "soon"}, 422),
+            ({"limit": 0}, 422),
+            ({"after": "NOPE"}, 422),
+            ({"since": "2026-12-02T10:00", "until": "2026-12-01"}, 422),
+        ):
+            answer = await client.get("/tools/DB-1/jobs", params=params)
+            assert answer.status_code == status, (params, answer.text)
+        assert (await client.get("/tools/NOPE/jobs")).status_code == 404
+
 
 async def test_qualifications_through_the_server_need_a_technician_or_an_engineer(
     api: RunningApi,

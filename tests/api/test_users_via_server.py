@@ -95,6 +95,22 @@ async def test_user_commands_through_the_server_are_the_admins(api: RunningApi) 
     assert len(json.loads(events.stdout)) == 5
     for sent in ("bob-Secret-123", "bob-Other-456"):
         assert sent not in events.stdout
+    # newest first, a page at a time: the next page after the last seq, either way alike
+    newest = json.loads(events.stdout)
+    assert [e["seq"] for e in newest] == sorted((e["seq"] for e in newest), reverse=True)
+    notice = json.loads(events.stderr.strip().splitlines()[-1])
+    assert notice["shown"] == 5 and notice["more"] and notice["next_after"] == newest[-1]["seq"]
+    older = await cli("user", "events", "--after", str(newest[-1]["seq"]), "--json", *via)
+    older_direct = await cli(
+        "user", "events", "--after", str(newest[-1]["seq"]), "--json", "--db", api.db
+    )
+    assert json.loads(older.stdout) == json.loads(older_direct.stdout)
+    assert all(e["seq"] < newest[-1]["seq"] for e in json.loads(older.stdout))
+    refusals = await cli("user", "events", "--kind", "refused", "--user", ACCOUNT, "--json", *via)
+    assert refusals.returncode == 0, refusals.stderr
+    assert {(e["kind"], e["actor"]) for e in json.loads(refusals.stdout)} == {("refused", ACCOUNT)}
+    bad_kind = await cli("user", "events", "--kind", "sideways", *via)
+    assert bad_kind.returncode == 2 and "expected one of login," in bad_kind.stderr
 
     unknown = await cli("user", "show", "nobody-here", "--json", *via)
     assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_user"
@@ -108,7 +124,12 @@ async def test_user_commands_through_the_server_are_the_admins(api: RunningApi) 
         assert none.status_code == 422
         short = await client.post("/users/bob/password", json={"password": "Zq9"})
         assert short.status_code == 422 and "Zq9" not in short.text  # never echoed
-        assert (await client.get("/security/events", params={"limit": 0})).status_code == 422
+        for params in ({"limit": 0}, {"kind": "sideways"}, {"since": "soon"}, {"after": 999999}):
+            refused_query = await client.get("/security/events", params=params)
+            assert refused_query.status_code == 422, (params, refused_query.text)
+        page = (await client.get("/security/events", params={"limit": 2})).json()
+        assert set(page) == {"events", "total", "shown", "more", "next_after"}
+        assert page["shown"] == 2 and page["total"] >= 5 and page["more"]
         assert (await client.post("/users/nobody-here/enable")).status_code == 404
     assert (await api.state.identity.user(ADMIN, "bob")).roles == {Role.OPERATOR, Role.QUALITY}
     assert "eve" not in await _names(api)

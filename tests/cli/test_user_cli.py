@@ -62,7 +62,7 @@ def test_users_are_added_changed_and_disabled_and_each_change_is_a_security_even
         ("controller", False),
     ]
     events = _ok(db, "user", "events")
-    assert [e["kind"] for e in events] == ["user_added", "roles_changed", "user_disabled"]
+    assert [e["kind"] for e in events] == ["user_disabled", "roles_changed", "user_added"]
     assert {(e["actor"], e["method"]) for e in events} == {(getpass.getuser(), "file_owner")}
     text = _run(db, "user", "show", "alice")
     assert text.returncode == 0 and "Alice Martin (person): quality" in text.stdout

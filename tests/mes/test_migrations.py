@@ -116,3 +116,30 @@ async def test_the_tool_jobs_index_goes_down_to_the_sessions_revision_and_up_aga
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
+
+
+def _event_indexes(conn: Connection) -> set[str]:
+    return {str(ix["name"]) for ix in inspect(conn).get_indexes("security_events")}
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_security_log_user_indexes_go_down_to_the_jobs_revision_and_up_again(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Revision 0017: security_events (actor, seq) and (subject, seq), for one user's page."""
+    engine = create_engine(request.getfixturevalue(database))
+    mine = {"ix_security_events_actor", "ix_security_events_subject"}
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert mine <= await conn.run_sync(_event_indexes)
+        await downgrade(engine, "0016")
+        assert (await schema_status(engine)).current == "0016"
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(_event_indexes)
+        assert not mine & indexes and "ix_security_events_at" in indexes
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()

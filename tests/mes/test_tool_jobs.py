@@ -8,11 +8,13 @@ from datetime import timedelta
 
 import pytest
 
+from flows import FlowLibrary
 from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput
 from mes.domain.model import JobStatus
 from mes.equipment import EquipmentService
+from mes.ports import ToolJobQuery, UnitOfWorkFactory
 from mes.service import LotService
 from tests.mes.conftest import Clock
 
@@ -81,3 +83,108 @@ async def test_a_window_that_ends_before_it_starts_is_refused(
         await service.tool_jobs("DB-1", clock.now, clock.now - timedelta(hours=1))
     with pytest.raises(InvalidInput, match="a limit of 1 or more"):
         await service.tool_jobs("DB-1", clock.now, clock.now, limit=0)
+
+
+# -- a tool's jobs a page at a time (tool jobs, GET /tools/{tool}/jobs) ----------------------
+
+
+async def _die_attach_jobs(
+    service: LotService, lot: str, carriers: int, prefix: str, *, start: bool = True
+) -> list[str]:
+    """A lot started and taken to die attach on DB-1, one job per carrier run there (the
+    last tracks it out)."""
+    if start:
+        await service.start(
+            cmd.StartLot(lot, "stiffener-bga", "op", carriers=carriers, site_rows=2, site_cols=5)
+        )
+        await service.track_in(cmd.TrackIn(lot, "SUBSTRATE_LOAD", "op"))
+        await service.track_out(cmd.TrackOut(lot, "op"))
+        await service.track_in(cmd.TrackIn(lot, "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    made = []
+    for n, carrier in enumerate((await service.get(lot)).carriers):
+        job = f"{prefix}{n}"
+        await _run_job(service, lot, job, "DB-1", carrier)
+        made.append(job)
+    return made
+
+
+async def test_pages_of_a_tools_jobs_show_each_once_newest_first_with_their_count(
+    service: LotService, equipment: EquipmentService, clock: Clock
+) -> None:
+    await equipment.register("line-a", TOOLS)
+    made = await _die_attach_jobs(service, "L1", 5, "A")
+    made += await _die_attach_jobs(service, "L2", 4, "B")
+    newest_first = made[::-1]
+
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        page = await service.tool_job_page(ToolJobQuery("DB-1", after=after, limit=2))
+        assert page.total == (10 if pages >= 2 else 9)  # counted anew for each page
+        seen += [j.job.job_id for j in page.jobs]
+        pages += 1
+        if pages == 2:  # a job started meanwhile is newer: it comes before, never in a page after
+            await _die_attach_jobs(service, "L3", 1, "N")
+        if not page.more:
+            break
+        after = page.jobs[-1].job.job_id
+    assert seen == newest_first and pages == 5
+    only_l2 = await service.tool_job_page(ToolJobQuery("DB-1", lot_id="L2", limit=100))
+    assert [j.job.job_id for j in only_l2.jobs] == ["B3", "B2", "B1", "B0"]
+    assert (only_l2.total, only_l2.more) == (4, False)
+    assert [j.sites_in for j in only_l2.jobs] == [10, 10, 10, 10]
+    assert (await service.tool_job_page(ToolJobQuery("WB-1"))).total == 0
+
+
+async def test_the_window_filters_and_equal_start_times_page_by_job_id(
+    store: UnitOfWorkFactory,
+    service: LotService,
+    equipment: EquipmentService,
+    library: FlowLibrary,
+    clock: Clock,
+) -> None:
+    await equipment.register("line-a", TOOLS)
+    await _die_attach_jobs(service, "L1", 2, "A")
+    middle = clock.now + timedelta(microseconds=500)
+    await _die_attach_jobs(service, "L2", 2, "B")
+    since = await service.tool_job_page(ToolJobQuery("DB-1", since=middle))
+    until = await service.tool_job_page(ToolJobQuery("DB-1", until=middle))
+    assert [j.job.job_id for j in since.jobs] == ["B1", "B0"]
+    assert [j.job.job_id for j in until.jobs] == ["A1", "A0"]
+
+    frozen = clock.now + timedelta(hours=1)
+    still = LotService(store, library, lambda: frozen)  # every job of L3 starts at one time
+    await service.start(
+        cmd.StartLot("L3", "stiffener-bga", "op", carriers=3, site_rows=2, site_cols=5)
+    )
+    await service.track_in(cmd.TrackIn("L3", "SUBSTRATE_LOAD", "op"))
+    await service.track_out(cmd.TrackOut("L3", "op"))
+    await service.track_in(cmd.TrackIn("L3", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    await _die_attach_jobs(still, "L3", 3, "C", start=False)
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        page = await service.tool_job_page(ToolJobQuery("DB-1", lot_id="L3", after=after, limit=1))
+        seen += [j.job.job_id for j in page.jobs]
+        if not page.more:
+            break
+        after = seen[-1]
+    assert seen == ["C2", "C1", "C0"]
+
+
+async def test_a_cursor_naming_no_job_of_the_tool_a_bad_window_or_limit_is_refused(
+    service: LotService, equipment: EquipmentService, clock: Clock
+) -> None:
+    await equipment.register("line-a", TOOLS)
+    await _die_attach_jobs(service, "L1", 1, "A")
+    with pytest.raises(InvalidInput, match="there is no job NOPE of tool DB-1"):
+        await service.tool_job_page(ToolJobQuery("DB-1", after="NOPE"))
+    with pytest.raises(InvalidInput, match="there is no job A0 of tool WB-1"):
+        await service.tool_job_page(ToolJobQuery("WB-1", after="A0"))
+    with pytest.raises(InvalidInput, match="expected a window whose start"):
+        await service.tool_job_page(
+            ToolJobQuery("DB-1", since=clock.now, until=clock.now - timedelta(hours=1))
+        )
+    with pytest.raises(InvalidInput, match="1 job or more"):
+        await service.tool_job_page(ToolJobQuery("DB-1", limit=0))

@@ -1,0 +1,84 @@
+"""The answers of the lists added at plant size (issue 20) that the CLI and the API share:
+the security log and a tool's jobs, a page at a time, each as
+``{"<items>": [...], "total", "shown", "more", "next_after"}`` (the next page is the same
+request with ``after`` = ``next_after``), built here in both modes so that they answer alike;
+and the reading of the instants their filters take."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from mes.domain.errors import InvalidInput
+from mes.domain.identity import EventKind, SecurityEventQuery
+from pkgline.tool_views import job_dict
+
+if TYPE_CHECKING:
+    from mes.domain.authority import Principal
+    from mes.identity import IdentityService
+    from mes.ports import ToolJobQuery
+    from mes.service import LotService
+
+EVENTS_PAGE = 50
+"""Security events per page (``user events``, ``GET /security/events``)."""
+MAX_EVENTS_PAGE = 10000
+JOBS_PAGE = 20
+"""A tool's jobs per page (``tool jobs``, ``GET /tools/{tool}/jobs``)."""
+MAX_JOBS_PAGE = 1000
+EVENT_KINDS = tuple(k.value for k in EventKind)
+
+
+def parse_instant(text: str | None, name: str) -> datetime | None:
+    """An ISO 8601 date or time (``2026-12-02``, ``2026-12-02T14:30``, with an offset or
+    without one: UTC), or None; InvalidInput saying what was expected otherwise."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{name} {text!r}: expected an ISO 8601 date or time, e.g. 2026-12-02 or "
+            "2026-12-02T14:30 (UTC unless an offset is given)"
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def parse_kind(text: str | None) -> EventKind | None:
+    if text is None:
+        return None
+    try:
+        return EventKind(text)
+    except ValueError:
+        raise InvalidInput(
+            f"kind {text!r}: expected one of {', '.join(EVENT_KINDS)}", allowed=EVENT_KINDS
+        ) from None
+
+
+def _page(items: list[dict[str, Any]], name: str, key: str, total: int, more: bool) -> Any:
+    return {
+        name: items,
+        "total": total,
+        "shown": len(items),
+        "more": more,
+        "next_after": items[-1][key] if more and items else None,
+    }
+
+
+async def security_events_answer(
+    identity: IdentityService, by: Principal, query: SecurityEventQuery
+) -> dict[str, Any]:
+    """``user events``, ``GET /security/events``: one page of the security log, newest
+    first; the cursor is an event's ``seq``."""
+    page = await identity.event_page(by, query)
+    rows = [e.to_dict() for e in page.events]
+    answer: dict[str, Any] = _page(rows, "events", "seq", page.total, page.more)
+    return answer
+
+
+async def tool_jobs_answer(lots: LotService, query: ToolJobQuery) -> dict[str, Any]:
+    """``tool jobs``, ``GET /tools/{tool}/jobs``: one page of a tool's jobs, newest first,
+    each as in ``tool show``; the cursor is a job id. The caller has checked the tool."""
+    page = await lots.tool_job_page(query)
+    rows = [job_dict(j) for j in page.jobs]
+    answer: dict[str, Any] = _page(rows, "jobs", "job_id", page.total, page.more)
+    return answer
