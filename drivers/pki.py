@@ -31,6 +31,7 @@ import os
 import re
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -151,6 +152,11 @@ _State = tuple[object, ...]
 _parsed_certs: dict[Path, tuple[_State, tuple[x509.Certificate, ...]]] = {}
 _parsed_crls: dict[Path, tuple[_State, tuple[x509.CertificateRevocationList, ...]]] = {}
 _parsed_own: dict[Path, tuple[_State, OwnIdentity]] = {}
+FINGERPRINT_TTL_S = 1.0
+"""How long :meth:`Pki.own_fingerprint` answers from its last look at the files: every
+driver asks at every poll (500 tools at 200 ms: 2,500 times a second, two stat calls each);
+a renewed certificate is seen within this time."""
+_fingerprints: dict[Path, tuple[float, tuple[int, int] | None]] = {}
 """What was parsed from a PKI's files, by (what, path): the files' state (names, inodes, times,
 sizes) when parsed and the result. Parsing per connection cost too much: loading an RSA key
 checks it (about 50 ms of CPU), and 500 OPC UA sessions opening at once (the daemon starting)
@@ -287,12 +293,21 @@ class Pki:
         return cached[1]
 
     def own_fingerprint(self) -> tuple[int, int] | None:
-        """Changes when the own certificate or key is replaced (``pkgline pki renew``)."""
+        """Changes when the own certificate or key is replaced (``pkgline pki renew``): the
+        files are looked at once per :data:`FINGERPRINT_TTL_S` per PKI directory, whoever
+        asks."""
+        now = time.monotonic()
+        seen = _fingerprints.get(self.root)
+        if seen is not None and now - seen[0] < FINGERPRINT_TTL_S:
+            return seen[1]
         try:
             a, b = self.own_certificate.stat(), self.own_key.stat()
         except FileNotFoundError:
-            return None
-        return (a.st_mtime_ns ^ a.st_ino, b.st_mtime_ns ^ b.st_ino)
+            found = None
+        else:
+            found = (a.st_mtime_ns ^ a.st_ino, b.st_mtime_ns ^ b.st_ino)
+        _fingerprints[self.root] = (now, found)
+        return found
 
     def trusted_certificates(self) -> list[x509.Certificate]:
         """The certificates in trusted/certs (parsed again only when its files change)."""
