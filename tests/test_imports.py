@@ -69,6 +69,9 @@ NOT_FOR_THE_VIEWS = (
     *(p for p in NOT_FOR_LOT_SHOW if p not in ("rich", "pkgline.cli.tool", "pkgline.controller")),
     "pkgline.controller.line",
     "pkgline.controller.runner",
+    "pkgline.controller.runner_base",
+    "pkgline.controller.runner_results",
+    "pkgline.controller.runner_steps",
     "pkgline.config",
 )
 """What ``line status`` and ``tool list`` need none of (pkgline.controller's package module

@@ -216,7 +216,7 @@ async def test_a_job_running_when_the_database_goes_away_is_followed_and_recorde
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the runner checks that the lot still runs here several times while the job runs
-    monkeypatch.setattr("pkgline.controller.runner.LOT_CHECK_S", 0.2)
+    monkeypatch.setattr("pkgline.controller.runner_steps.LOT_CHECK_S", 0.2)
     config = _config(tmp_path)
     spool = tmp_path / "spool" / f"{config.name}.jsonl"
     async with (
