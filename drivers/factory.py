@@ -22,7 +22,7 @@ from drivers.interface import ToolDriver
 from drivers.supervision import spread_phases
 
 if TYPE_CHECKING:
-    from drivers.opcua.session import OpcUaSessionPool
+    from drivers.opcua.pool import OpcUaSessionPool
 
 
 class DriverFactory:
@@ -54,7 +54,7 @@ class DriverFactory:
         endpoint = config.endpoint
         if isinstance(endpoint, OpcUaEndpoint):
             from drivers.opcua.driver import OpcUaDriver
-            from drivers.opcua.session import OpcUaSessionPool
+            from drivers.opcua.pool import OpcUaSessionPool
 
             if self._opcua is None:
                 self._opcua = OpcUaSessionPool()

@@ -14,6 +14,7 @@ docs/equipment.md ("OPC UA").
 """
 
 from drivers.opcua.driver import OpcUaDriver
-from drivers.opcua.session import EndpointSession, OpcUaSessionPool
+from drivers.opcua.pool import OpcUaSessionPool
+from drivers.opcua.session import EndpointSession
 
 __all__ = ["EndpointSession", "OpcUaDriver", "OpcUaSessionPool"]

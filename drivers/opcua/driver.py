@@ -45,6 +45,7 @@ from drivers.model import (
     ToolStatus,
 )
 from drivers.opcua import codec
+from drivers.opcua.link import ItemSpec, Link, relative_path
 from drivers.opcua.nodemap import (
     DEFAULT_MAP_PATH,
     STATUS_SIGNALS,
@@ -54,13 +55,8 @@ from drivers.opcua.nodemap import (
     Signal,
     load_node_map,
 )
-from drivers.opcua.session import (
-    EndpointSession,
-    ItemSpec,
-    Link,
-    OpcUaSessionPool,
-    relative_path,
-)
+from drivers.opcua.pool import OpcUaSessionPool
+from drivers.opcua.session import EndpointSession
 from drivers.opcua.ua_typed import AttributeIds, ObjectIds, node_id
 from drivers.supervision import EventHub
 

@@ -15,8 +15,8 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
   subscriptions, every tool's nodes resolved again and its monitored items created again;
 - every waiting request fails at once when the connection drops (the socket is closed, which
   fails asyncua's pending futures), and requests made while disconnected fail immediately;
-- asyncua and ``ua`` exceptions become the project's own errors here, once
-  (:func:`translate_error`), with the tool and the request attached;
+- asyncua and ``ua`` exceptions become the project's own errors, once
+  (:func:`~drivers.opcua.link.translate_error`), with the tool and the request attached;
 - security (:mod:`drivers.opcua.security`): each connection applies the endpoint's policy,
   mode, certificate and user, and checks the server's certificate against the trust list; a
   refusal either way is a :class:`~drivers.errors.SecurityRefused` naming the reason. The
@@ -25,9 +25,10 @@ asyncua ``Client`` for an endpoint URL and everything that keeps it useful:
 - at most :data:`OPENS_AT_ONCE` secure sessions of an event loop are being opened at a time
   (the daemon starting opens hundreds): an open waits for a slot, its timeouts run from then.
 
-Drivers plug in as :class:`SessionListener`: on every (re)connection the session asks each one
+Drivers plug in as :class:`~drivers.opcua.link.SessionListener`: on every (re)connection the session asks each one
 to resolve its nodes and name the items it wants monitored, then routes notifications back by
-client handle. :class:`OpcUaSessionPool` hands out sessions by URL, reference-counted.
+client handle (:mod:`drivers.opcua.link`: the connection as drivers see it).
+:class:`~drivers.opcua.pool.OpcUaSessionPool` hands out sessions by URL, reference-counted.
 """
 
 from __future__ import annotations
@@ -35,13 +36,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import random
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
 from asyncua import ua
@@ -51,12 +50,18 @@ from drivers.errors import (
     DriverError,
     ProtocolError,
     SecurityRefused,
-    ToolTimeout,
     ToolUnreachable,
 )
+from drivers.opcua.link import (
+    Connection,
+    ItemSpec,
+    SessionListener,
+    close_client_now,
+    quiet_publish_noise,
+    status_name,
+    translate_error,
+)
 from drivers.opcua.security import (
-    CERTIFICATE_CODES,
-    IDENTITY_CODES,
     ServerCheck,
     secure_client,
     security_pki,
@@ -65,13 +70,9 @@ from drivers.opcua.ua_typed import (
     AttributeIds,
     Client,
     ObjectIds,
-    StatusCodes,
     UaClientState,
     UaError,
-    UaStatusCodeError,
-    boolean,
     node_id,
-    status,
 )
 from drivers.supervision import backoff_delays
 
@@ -90,26 +91,7 @@ _PROBE = ua.ReadParameters(
         )
     ]
 )
-_HIERARCHICAL = node_id(ObjectIds.HierarchicalReferences)
 
-_UNREACHABLE_CODES = frozenset(
-    {
-        StatusCodes.BadSessionClosed,
-        StatusCodes.BadSessionIdInvalid,
-        StatusCodes.BadSessionNotActivated,
-        StatusCodes.BadSecureChannelClosed,
-        StatusCodes.BadSecureChannelIdInvalid,
-        StatusCodes.BadConnectionClosed,
-        StatusCodes.BadNotConnected,
-        StatusCodes.BadServerNotConnected,
-        StatusCodes.BadServerHalted,
-        StatusCodes.BadShutdown,
-        StatusCodes.BadCommunicationError,
-        StatusCodes.BadTcpServerTooBusy,
-        StatusCodes.BadTooManySessions,
-    }
-)
-_TIMEOUT_CODES = frozenset({StatusCodes.BadTimeout, StatusCodes.BadRequestTimeout})
 
 OPENS_AT_ONCE: Final = 16
 """Secure sessions being opened at once by one event loop (GetEndpoints, then the socket,
@@ -135,255 +117,6 @@ def open_slot() -> asyncio.Semaphore:
     return slots
 
 
-class _PublishNoiseFilter(logging.Filter):
-    """Drops two records of asyncua's publish loop that are expected in normal operation:
-
-    - "Publish iteration crashed", logged at ERROR with a traceback whenever a connection drops
-      while a publish request waits, which is at every disconnect. The session reports a lost
-      connection itself, once, on the edge; the record is dropped when its cause is the lost
-      connection. Any other publish failure is still logged.
-    - "Received data for unknown subscription", a WARNING. Every subscription of our sessions
-      is ours: a server publishes a new subscription's first keep-alive as soon as it creates
-      it, and that can come in before asyncua has registered the subscription from the answer
-      to CreateSubscription; and a publish can be on its way when a tool's subscription is
-      deleted. Neither carries a value (a subscription's monitored items are created after it).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        if message.startswith("Received data for unknown subscription"):
-            return False
-        cause = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(cause, ConnectionError) and message.startswith("Publish iteration"))
-
-
-_PUBLISH_NOISE_FILTER = _PublishNoiseFilter()
-
-
-def _quiet_publish_noise() -> None:
-    logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_PUBLISH_NOISE_FILTER)
-
-
-def status_name(code: int) -> str:
-    return status(code).name
-
-
-def translate_error(exc: BaseException, *, tool_id: str | None, request: str) -> DriverError:
-    """The project's error for an asyncua/ua/socket failure (the one place this happens)."""
-    if isinstance(exc, DriverError):
-        return exc
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError (an OSError)
-        return ToolTimeout("the server did not answer in time", tool_id=tool_id, request=request)
-    if isinstance(exc, UaStatusCodeError):
-        name = status_name(exc.code)
-        if exc.code in CERTIFICATE_CODES:
-            return SecurityRefused(
-                f"the server refused the secure channel: {name} (does it trust the "
-                "controller's certificate? `pkgline pki list` shows it)",
-                tool_id=tool_id,
-                request=request,
-            )
-        if exc.code in IDENTITY_CODES:
-            login = request.startswith("connect")
-            return SecurityRefused(
-                f"the server refused the user: {name} (user name, password or user "
-                "certificate wrong, or anonymous access not allowed)"
-                if login
-                else f"the server does not allow this user to do that: {name} (is the user "
-                "an operator of the tool?)",
-                tool_id=tool_id,
-                request=request,
-            )
-        if exc.code in _TIMEOUT_CODES:
-            return ToolTimeout(f"the server answered {name}", tool_id=tool_id, request=request)
-        if exc.code in _UNREACHABLE_CODES:
-            return ToolUnreachable(f"the server answered {name}", tool_id=tool_id, request=request)
-        return ProtocolError(f"the server answered {name}", tool_id=tool_id, request=request)
-    if isinstance(exc, ConnectionError | OSError):
-        text = str(exc) or type(exc).__name__
-        return ToolUnreachable(f"connection failed: {text}", tool_id=tool_id, request=request)
-    return ProtocolError(f"unexpected answer: {exc!r}", tool_id=tool_id, request=request)
-
-
-def relative_path(names: Sequence[ua.QualifiedName]) -> ua.RelativePath:
-    """A browse path following any hierarchical reference (HasComponent, Organizes,
-    HasProperty, HasSubtype, ...) forward."""
-    return ua.RelativePath(
-        Elements=[
-            ua.RelativePathElement(
-                ReferenceTypeId=_HIERARCHICAL,
-                IsInverse=boolean(False),
-                IncludeSubtypes=boolean(True),
-                TargetName=n,
-            )
-            for n in names
-        ]
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ItemSpec:
-    """A monitored item a listener wants: data changes of a variable's value, or (with an
-    event filter) the events an object emits. ``key`` comes back with each notification."""
-
-    node_id: ua.NodeId
-    key: int
-    event_filter: ua.EventFilter | None = None
-
-
-class Link(Protocol):
-    """The live connection, as a listener sees it while it resolves its nodes."""
-
-    async def namespace_index(self, uri: str) -> int: ...
-
-    async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]: ...
-
-    async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]: ...
-
-
-class SessionListener(Protocol):
-    """What a driver plugs into an :class:`EndpointSession` (called in the session's task)."""
-
-    @property
-    def tool_id(self) -> str: ...
-
-    @property
-    def publish_phase_s(self) -> float | None:
-        """When in each publishing interval this tool's subscription is created (seconds after
-        ``k * interval`` on the event loop's clock), or None for at once."""
-        ...
-
-    async def attach(self, link: Link) -> Sequence[ItemSpec]:
-        """Resolve this tool's nodes on a fresh connection; name the items to monitor."""
-        ...
-
-    def attached(self) -> None:
-        """The monitored items exist: the tool is online; its values follow."""
-        ...
-
-    def attach_failed(self, error: DriverError) -> None:
-        """This tool's nodes could not be resolved or monitored on this connection."""
-        ...
-
-    def values_changed(self, changes: Sequence[tuple[int, ua.DataValue]]) -> None:
-        """New values of monitored variables, all of one publish response, by key."""
-        ...
-
-    def event_received(self, key: int, fields: Sequence[ua.Variant]) -> None: ...
-
-    def connection_lost(self, reason: str) -> None: ...
-
-
-def _path_key(path: ua.BrowsePath) -> tuple[object, ...]:
-    return (
-        path.StartingNode.to_string(),
-        *(
-            (e.ReferenceTypeId.to_string(), bool(e.IsInverse), e.TargetName.to_string())
-            for e in path.RelativePath.Elements
-        ),
-    )
-
-
-@dataclass(eq=False, slots=True)
-class _Connection:
-    """One connected Client with a subscription per tool; replaced wholesale on reconnect."""
-
-    client: Client
-    endpoint: str
-    subscriptions: dict[SessionListener, int] = field(default_factory=dict)
-    handles: dict[int, tuple[SessionListener, int]] = field(default_factory=dict)
-    namespaces: list[str] | None = None
-    last_heard: float = field(default_factory=time.monotonic)
-    lost_reason: str | None = None
-    _namespace_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _translated: dict[tuple[object, ...], ua.BrowsePathResult] = field(default_factory=dict)
-
-    def lose(self, reason: str) -> None:
-        if self.lost_reason is None:
-            self.lost_reason = reason
-            # Wakes the watchdog at once (it waits on the client's state).
-            self.client.uaclient.notify_transport_lost()
-
-    async def namespace_index(self, uri: str) -> int:
-        """The index of ``uri`` on this connection (NamespaceArray is read once, however many
-        tools resolve their nodes at the same time)."""
-        async with self._namespace_lock:
-            if self.namespaces is None:
-                node = self.client.get_node(node_id(ObjectIds.Server_NamespaceArray))
-                try:
-                    value = await node.read_value()
-                except Exception as exc:
-                    raise translate_error(exc, tool_id=None, request="read NamespaceArray") from exc
-                if not isinstance(value, list):
-                    raise ProtocolError(f"NamespaceArray is not a list: {value!r}")
-                self.namespaces = [str(v) for v in value]
-                self.last_heard = time.monotonic()
-        try:
-            return self.namespaces.index(uri)
-        except ValueError:
-            raise ProtocolError(
-                f"the server has no namespace {uri!r} (it has: {', '.join(self.namespaces)})",
-                request="resolve nodes",
-            ) from None
-
-    async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]:
-        """TranslateBrowsePathsToNodeIds, in one request. A path found once is not asked for
-        again on this connection (every tool of a gateway resolves the same alarm event type)."""
-        keys = [_path_key(p) for p in paths]
-        missing = [(k, p) for k, p in zip(keys, paths, strict=True) if k not in self._translated]
-        if missing:
-            try:
-                results = await self.client.uaclient.translate_browsepaths_to_nodeids(
-                    [p for _, p in missing]
-                )
-            except Exception as exc:
-                raise translate_error(exc, tool_id=None, request="translate browse paths") from exc
-            self.last_heard = time.monotonic()
-            if len(results) != len(missing):
-                raise ProtocolError(f"asked for {len(missing)} paths, got {len(results)}")
-            found = {k: r for (k, _), r in zip(missing, results, strict=True)}
-            for key, result in found.items():
-                if result.StatusCode.is_good():
-                    self._translated[key] = result
-        else:
-            found = {}
-        return [self._translated.get(k) or found[k] for k in keys]
-
-    async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
-        try:
-            results = await self.client.uaclient.read(params)
-        except Exception as exc:
-            raise translate_error(exc, tool_id=None, request="read") from exc
-        self.last_heard = time.monotonic()
-        return results
-
-
-async def _close_client_now(client: Client) -> None:
-    """Tear a Client down without waiting on the network.
-
-    Closing the socket fails every request still waiting (asyncua's connection_lost), and the
-    Client's background tasks are cancelled and awaited so nothing outlives the session.
-    asyncua 2.1 keeps them in these attributes; ``disconnect()`` would instead send
-    CloseSession on a dead connection and log warnings about it.
-    """
-    uaclient = client.uaclient
-    uaclient.request_disconnect()
-    protocol = uaclient.protocol
-    if protocol is not None and not protocol.is_closed:
-        protocol.disconnect_socket()
-    tasks = [
-        getattr(client, "_supervisor_task", None),
-        getattr(client, "_stale_watchdog_task", None),
-        getattr(client, "_renew_channel_task", None),
-        getattr(uaclient.session, "_publish_task", None),
-    ]
-    live = [t for t in tasks if isinstance(t, asyncio.Task) and not t.done()]
-    for task in live:
-        task.cancel()
-    await asyncio.gather(*live, return_exceptions=True)
-    uaclient.disconnect_socket()
-
-
 class EndpointSession:
     """The shared connection to one OPC UA server endpoint (see the module docstring)."""
 
@@ -395,14 +128,14 @@ class EndpointSession:
         security: OpcUaSecurity = INSECURE,
         rng: random.Random | None = None,
     ):
-        _quiet_publish_noise()
+        quiet_publish_noise()
         self.url = url
         self.policy = policy
         self.security = security
         self._own_fingerprint: tuple[int, int] | None = None
         self._rng = rng or random.Random()
         self._listeners: list[SessionListener] = []
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._attach_lock = asyncio.Lock()
         self._handles = itertools.count(1)
         self._supervisor: asyncio.Task[None] | None = None
@@ -463,7 +196,7 @@ class EndpointSession:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _require(self, tool_id: str, request: str) -> _Connection:
+    def _require(self, tool_id: str, request: str) -> Connection:
         conn = self._conn
         if conn is None or conn.lost_reason is not None:
             raise ToolUnreachable(
@@ -582,9 +315,9 @@ class EndpointSession:
             if last is not None:
                 await self._close_gracefully(last)
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> Connection:
         client = self._new_client()
-        conn = _Connection(client, self.url)
+        conn = Connection(client, self.url)
         check: ServerCheck | None = None
         try:
             async with open_slot() if self.security.secure else contextlib.nullcontext():
@@ -596,7 +329,7 @@ class EndpointSession:
         except BaseException as exc:
             if self._conn is conn:
                 self._conn = None
-            await _close_client_now(client)
+            await close_client_now(client)
             if check is not None and check.rejected is not None:
                 raise SecurityRefused(
                     f"the server's {check.rejected.message}",
@@ -626,7 +359,7 @@ class EndpointSession:
         for listener in list(self._listeners):
             listener.connection_lost(reason)
 
-    async def _attach(self, conn: _Connection, listeners: Sequence[SessionListener]) -> None:
+    async def _attach(self, conn: Connection, listeners: Sequence[SessionListener]) -> None:
         """Resolve listeners' nodes and subscribe to them (call under the lock)."""
         outcomes = await asyncio.gather(
             *(listener.attach(conn) for listener in listeners), return_exceptions=True
@@ -656,7 +389,7 @@ class EndpointSession:
 
     async def _subscribe(
         self,
-        conn: _Connection,
+        conn: Connection,
         listener: SessionListener,
         specs: Sequence[ItemSpec],
         *,
@@ -727,7 +460,7 @@ class EndpointSession:
             ),
         )
 
-    def _on_publish(self, conn: _Connection, result: ua.PublishResult) -> None:
+    def _on_publish(self, conn: Connection, result: ua.PublishResult) -> None:
         """asyncua's publish loop hands every publish response (keep-alives included) here."""
         if conn is not self._conn:
             return
@@ -765,7 +498,7 @@ class EndpointSession:
         except Exception:
             log.exception("listener failed on a notification")
 
-    async def _watch(self, conn: _Connection) -> str:
+    async def _watch(self, conn: Connection) -> str:
         """Return why the connection is no longer usable, as soon as it is not."""
         tick = self.policy.poll_interval_s
         uaclient = conn.client.uaclient
@@ -796,14 +529,14 @@ class EndpointSession:
             return False
         return security_pki(self.security).own_fingerprint() != self._own_fingerprint
 
-    async def _drop(self, conn: _Connection, reason: str) -> None:
+    async def _drop(self, conn: Connection, reason: str) -> None:
         if self._conn is conn:
             self._conn = None
         conn.lost_reason = conn.lost_reason or reason
         self._went_offline(reason)
-        await _close_client_now(conn.client)
+        await close_client_now(conn.client)
 
-    async def _close_gracefully(self, conn: _Connection) -> None:
+    async def _close_gracefully(self, conn: Connection) -> None:
         """CloseSession (the server deletes our subscription), then make sure all is gone."""
         if conn.lost_reason is None:
             conn.lost_reason = "session closed"
@@ -811,7 +544,7 @@ class EndpointSession:
                 await asyncio.wait_for(conn.client.disconnect(), self.policy.timeout_s * 2)
             except Exception as exc:
                 log.debug("graceful disconnect failed", url=self.url, error=repr(exc))
-        await _close_client_now(conn.client)
+        await close_client_now(conn.client)
 
     async def close(self) -> None:
         """Close the connection and stop reconnecting. Idempotent."""
@@ -826,65 +559,3 @@ class EndpointSession:
         for listener in list(self._listeners):
             listener.connection_lost("session closed")
         self._listeners.clear()
-
-
-def _endpoint_key(url: str, security: OpcUaSecurity) -> tuple[str, OpcUaSecurity]:
-    """Tools share a session when they name the same server with the same security."""
-    return url.rstrip("/"), security
-
-
-class OpcUaSessionPool:
-    """Hands out one :class:`EndpointSession` per endpoint URL, shared and reference-counted:
-    the last driver to release a session closes it. The first driver's connection policy sets
-    the session's timing. Creating a pool does no I/O."""
-
-    def __init__(self, *, rng: random.Random | None = None):
-        self._rng = rng
-        self._sessions: dict[tuple[str, OpcUaSecurity], tuple[EndpointSession, int]] = {}
-        self._closed = False
-
-    def acquire(
-        self, url: str, policy: ConnectionPolicy, security: OpcUaSecurity = INSECURE
-    ) -> EndpointSession:
-        if self._closed:
-            raise ToolUnreachable(f"the session pool is closed (asked for {url})")
-        key = _endpoint_key(url, security)
-        session, count = self._sessions.get(key, (None, 0))
-        if session is None:
-            session = EndpointSession(url, policy, security=security, rng=self._rng)
-        self._sessions[key] = (session, count + 1)
-        return session
-
-    async def release(self, session: EndpointSession) -> None:
-        key = _endpoint_key(session.url, session.security)
-        held, count = self._sessions.get(key, (None, 0))
-        if held is not session:
-            await session.close()
-            return
-        if count > 1:
-            self._sessions[key] = (session, count - 1)
-            return
-        del self._sessions[key]
-        await session.close()
-
-    def session_for(
-        self, url: str, security: OpcUaSecurity | None = None
-    ) -> EndpointSession | None:
-        """The session for ``url`` (with ``security``; when None, any security)."""
-        if security is not None:
-            entry = self._sessions.get(_endpoint_key(url, security))
-            return entry[0] if entry else None
-        for (held_url, _), (session, _) in self._sessions.items():
-            if held_url == url.rstrip("/"):
-                return session
-        return None
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    async def aclose(self) -> None:
-        """Close every session. Idempotent."""
-        self._closed = True
-        sessions = [s for s, _ in self._sessions.values()]
-        self._sessions.clear()
-        await asyncio.gather(*(s.close() for s in sessions))
