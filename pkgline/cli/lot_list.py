@@ -1,0 +1,230 @@
+"""``pkgline lot list``: lots, most urgent first, a page at a time, filtered in SQL, either way
+(through the server: ``GET /lots``; or on the database); the notice of what the page left
+out, and every lot as one JSON list for ``--json`` without ``--limit``, read a page at a
+time (bounded memory at any number of lots).
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from dataclasses import replace
+from datetime import UTC, datetime
+from json import dumps
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pkgline.cli import modes
+from pkgline.cli.common import DbOption, JsonOption, err, print_json, run, usage_error
+from pkgline.cli.lot_view import print_lots
+from pkgline.cli.modes import ServerOption, call, say_direct, target
+
+if TYPE_CHECKING:
+    from mes.ports import LotPage, LotQuery
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``lot list`` to the ``lot`` commands."""
+    app.command("list")(list_lots)
+
+
+LIST_PAGE = 50
+"""Lots per page of ``lot list`` as a table (``--limit`` to change)."""
+JSON_PAGE = 1000
+"""Lots read per query while ``lot list --json`` writes every lot (no ``--limit``)."""
+
+
+def _when(text: str, option: str, as_json: bool) -> datetime:
+    """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
+    from pkgline.tool_views import parse_window  # only where a time is given
+
+    try:
+        return datetime.now(UTC) - parse_window(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        usage_error(
+            f"{option} {text!r}: expected a duration ago (30m, 8h, 2d) or a time "
+            "(2026-05-01 or 2026-05-01T08:00)",
+            as_json=as_json,
+        )
+    return at if at.tzinfo else at.astimezone()
+
+
+def list_lots(
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Only lots in this state (repeatable).")
+    ] = None,
+    flow: Annotated[str | None, typer.Option("--flow", help="Only lots of this flow.")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="Only lots at this step (running it, or waiting after it)."),
+    ] = None,
+    tool: Annotated[
+        str | None, typer.Option("--tool", help="Only lots running on this tool.")
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option("--priority", help="Only lots of this priority (1-9).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only lots moved since WHEN: 8h, 2d (ago) or a time."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Only lots last moved before WHEN: 8h, 2d (ago) or a time."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help=f"At most this many lots (default: {LIST_PAGE} in the table; every lot "
+            "with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="Start after this lot (the last of the page before)."),
+    ] = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Lots, most urgent first (priority, then age), a page at a time: says how many match
+    and how to see the next page."""
+    from mes.adapters.database import display_url
+    from mes.domain.model import LotState
+    from mes.domain.report import summary_dict
+    from mes.ports import LotQuery
+    from pkgline.bootstrap import open_lot_service, resolve_url
+
+    states = []
+    for s in state or []:
+        try:
+            states.append(LotState(s.upper()))
+        except ValueError:
+            usage_error(
+                f"--state {s!r}: expected one of {', '.join(x.value for x in LotState)}",
+                as_json=json,
+            )
+    if priority is not None and not 1 <= priority <= 9:
+        usage_error(f"--priority {priority}: expected 1 (most urgent) to 9", as_json=json)
+    query = LotQuery(
+        states=tuple(states),
+        flow=flow,
+        step=step,
+        tool=tool,
+        priority=priority,
+        moved_since=None if since is None else _when(since, "--since", json),
+        moved_before=None if until is None else _when(until, "--until", json),
+        after=after,
+        limit=limit or (JSON_PAGE if json else LIST_PAGE),
+    )
+    via = target(server, db, as_json=json)
+    if via is not None:
+        if json and limit is None:
+            _write_every_remote_lot(via, query)
+            return
+        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=json, quiet=json)
+        rows = answer.pop("lots")
+        notice = answer
+        caption = f"server: {via.url}"
+    else:
+        if json and limit is None:
+            say_direct(db)
+            run(lambda: _write_every_lot(db, query), as_json=True, db=db)
+            return
+        say_direct(db, quiet=json)
+
+        async def work() -> tuple[list[dict[str, object]], LotPage]:
+            async with open_lot_service(db) as service:
+                page = await service.page(query)
+                return [summary_dict(lot, service.flow_of(lot)) for lot in page.lots], page
+
+        rows, page = run(work, as_json=json, db=db)
+        notice = _page_notice(page, rows)
+        caption = f"database: {display_url(resolve_url(db))}"
+    if json:
+        print_json(rows)
+        # one line of JSON on stderr (scripts parse it): the mode is in it
+        err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
+        return
+    print_lots(rows, notice, caption)
+
+
+def _query_params(query: LotQuery) -> list[tuple[str, str]]:
+    """A lot query as the query string of GET /lots."""
+    params = [("state", s.value) for s in query.states]
+    for name, value in (
+        ("flow", query.flow),
+        ("step", query.step),
+        ("tool", query.tool),
+        ("priority", query.priority),
+        ("since", query.moved_since.isoformat() if query.moved_since else None),
+        ("until", query.moved_before.isoformat() if query.moved_before else None),
+        ("after", query.after),
+        ("limit", query.limit),
+    ):
+        if value is not None:
+            params.append((name, str(value)))
+    return params
+
+
+def _write_every_remote_lot(via: Any, query: LotQuery) -> None:
+    """``lot list --json`` without ``--limit`` through the server: every lot, a page of
+    :data:`JSON_PAGE` at a time, as one JSON list (as in direct mode)."""
+    first, quiet = True, False
+    while True:
+        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=True, quiet=quiet)
+        if not quiet:
+            sys.stdout.write("[")
+        quiet = True
+        for row in answer["lots"]:
+            item = dumps(row, indent=2, default=str, ensure_ascii=False)
+            sys.stdout.write(("\n" if first else ",\n") + textwrap.indent(item, "  "))
+            first = False
+        if not answer["more"]:
+            break
+        query = replace(query, after=answer["next_after"])
+    sys.stdout.write("]\n" if first else "\n]\n")
+
+
+async def _write_every_lot(db: str | None, query: LotQuery) -> None:
+    """``lot list --json`` without ``--limit``: every lot that matches, as one JSON list,
+    written a page at a time (bounded memory at any number of lots)."""
+    from mes.domain.report import summary_dict
+    from pkgline.bootstrap import open_lot_service
+
+    async with open_lot_service(db) as service:
+        first = True
+        page = await service.page(query)  # a refusal (--after NOPE) before any output
+        sys.stdout.write("[")
+        while True:
+            for lot in page.lots:
+                item = dumps(
+                    summary_dict(lot, service.flow_of(lot)),
+                    indent=2,
+                    default=str,
+                    ensure_ascii=False,
+                )
+                sys.stdout.write(("\n" if first else ",\n") + textwrap.indent(item, "  "))
+                first = False
+            if not page.more:
+                break
+            query = replace(query, after=page.lots[-1].id)
+            page = await service.page(query)
+        sys.stdout.write("]\n" if first else "\n]\n")
+
+
+def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "total": page.total,
+        "shown": len(rows),
+        "more": page.more,
+        "next_after": rows[-1]["id"] if page.more and rows else None,
+    }
