@@ -14,13 +14,11 @@ who placed the hold), changes nothing, and is recorded as a security event.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from flows import Flow, FlowLibrary, UnknownFlow
+from flows import Flow
 from mes.domain import common, genealogy, migration, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
@@ -42,7 +40,6 @@ from mes.domain.commands import (
     TrackIn,
     TrackOut,
 )
-from mes.domain.equipment import DispatchMode
 from mes.domain.errors import (
     InvalidInput,
     LotExists,
@@ -52,91 +49,48 @@ from mes.domain.errors import (
 )
 from mes.domain.flowversions import VersionState
 from mes.domain.model import (
-    Carrier,
     Change,
-    HistoryEntry,
     HoldSource,
     JobRecord,
     JobStatus,
     Lot,
-    LotHead,
     LotState,
-    Operation,
     SiteRef,
     SiteReject,
 )
 from mes.domain.physical import refuse_unphysical
-from mes.domain.report import LotReport, build_report
-from mes.domain.signatures import SignatureGiven, SignaturePolicy, SignatureRefused, SignatureStale
+from mes.domain.signatures import SignatureGiven
 from mes.domain.signatures import linked as linked_signatures
 from mes.durables import count_job, count_track_out, durable_interlock
-from mes.flowversions import VersionedFlows, VersionNotLoaded
-from mes.guard import Guard, SecurityLog
+from mes.flowversions import VersionNotLoaded
 from mes.interlocks import tool_interlock
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
-    LotPage,
-    LotQuery,
-    ToolJob,
-    ToolJobPage,
-    ToolJobQuery,
-    UnitOfWorkFactory,
     Work,
-    get_carriers,
-    get_children,
-    get_dispatch_modes,
-    get_heads,
     get_history,
     get_job,
     get_job_with_lot,
     get_jobs_of,
     get_lot,
     get_rejects,
-    get_signatures,
-    get_tool_jobs,
     save,
     save_all,
     save_signatures,
 )
 from mes.reasons import coded_hold, coded_scrap, release_allowed
-from mes.signing import SignatureVerifier, Signing
+from mes.service_core import (
+    JobOutcome,
+    LotServiceCore,
+    Outcome,
+    StepView,
+    step_view_work,
+    utc_now,
+)
 from mes.spc import spc_on_track_out
 
+__all__ = ["JobOutcome", "LotService", "Outcome", "StepView", "TrackedIn", "utc_now"]
+
 T = TypeVar("T")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What an operation did: the lot as it is now, and the history entries written."""
-
-    lot: Lot
-    entries: tuple[HistoryEntry, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class JobOutcome:
-    """A job's results recorded (or found recorded already): the lot as it is now."""
-
-    lot: Lot
-    job: JobRecord
-    entries: tuple[HistoryEntry, ...]
-    already_recorded: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StepView:
-    """A lot and what running its current step takes, read in one transaction."""
-
-    lot: Lot
-    jobs: list[JobRecord]
-    """The jobs of its carriers at its current step occurrence."""
-    carriers: list[Carrier]
-    rejected: list[SiteReject]
-    """Every site rejected so far."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,105 +105,9 @@ Rule = Callable[[Lot, Flow], Change | Work[Change]]
 """What an operation on one lot decides: the change, or work that reads more first."""
 
 
-class LotService:
-    """Start, move, hold and end lots; each call is one transaction."""
-
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        flows: FlowLibrary,
-        clock: Callable[[], datetime] = utc_now,
-        *,
-        principal: Principal | None = None,
-        security: SecurityLog | None = None,
-        versions: VersionedFlows | None = None,
-        signatures: SignaturePolicy | None = None,
-        verifier: SignatureVerifier | None = None,
-    ):
-        self._uow = uow
-        self.flows = flows
-        self.versions = versions
-        """Published flow versions (mes.flowversions); None: the flow files alone, every
-        lot on the file's version (tests of the rules, the in-memory store)."""
-        self._clock = clock
-        self._guard = Guard(principal, security, clock)
-        self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
-
-    def acting_as(self, principal: Principal) -> LotService:
-        """The same service (store, flows, clock, security log) acting for ``principal``."""
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
-
-    def flow(self, name: str) -> Flow:
-        try:
-            return self.flows.get(name)
-        except UnknownFlow as exc:
-            raise InvalidInput(str(exc).strip("'\""), allowed=sorted(self.flows.flows)) from None
-
-    def flow_of(self, lot: Lot | LotHead) -> Flow:
-        """The flow a lot is checked against: the version it started on (or was migrated
-        to), whatever was published since."""
-        if self.versions is None or not self.versions.loaded:
-            return self.flow(lot.flow)
-        flow = self.versions.get(lot.flow, lot.flow_version)
-        if flow is None:
-            raise VersionNotLoaded(lot.flow, lot.flow_version)
-        return flow
-
-    async def load_versions_of(self, lots: Sequence[Lot | LotHead]) -> None:
-        """Read the versions table if a lot is on a version this process has not built yet
-        (published since it started)."""
-        if self.versions is None:
-            return
-        if not self.versions.loaded or any(
-            self.versions.get(x.flow, x.flow_version) is None for x in lots
-        ):
-            await self.versions.need({(x.flow, x.flow_version) for x in lots})
-
-    async def _write(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
-        """Do ``work`` in one transaction and commit it (:data:`mes.ports.Work`); a refusal
-        of authority it raises is recorded. Work given as a function is done again after
-        the version it met and had not built is built (twice at most: the lot's version,
-        then a migration's target)."""
-        try:
-            if not callable(work):
-                return await self._uow.write(work)
-            for _ in range(2):
-                try:
-                    return await self._uow.write(work())
-                except VersionNotLoaded as missing:
-                    await self._reload_for(missing)
-            return await self._uow.write(work())
-        except NotAuthorized as refused:
-            await self._guard.refused(by, refused)
-            raise
-        except (SignatureRefused, SignatureStale) as refused:
-            await self.signing.refused(self._guard.who(by), refused)
-            raise
-
-    async def _read(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
-        await self._guard.allow(by, Action.READ)
-        try:
-            async with self._uow(readonly=True) as uow:
-                return await uow.run(work() if callable(work) else work, commit=True)
-        except VersionNotLoaded as missing:
-            if not callable(work):
-                raise
-            await self._reload_for(missing)
-            async with self._uow(readonly=True) as uow:
-                return await uow.run(work(), commit=True)
-
-    async def _reload_for(self, missing: VersionNotLoaded) -> None:
-        if self.versions is None:
-            raise missing
-        await self.versions.need([(missing.flow, missing.version)])
-        if self.versions.get(missing.flow, missing.version) is None:
-            raise InvalidInput(
-                f"flow {missing.flow} has no published version {missing.version}"
-            ) from None
-
-    # -- writing -----------------------------------------------------------------------------
+class LotService(LotServiceCore):
+    """Start, move, hold and end lots; each call is one transaction (the reads:
+    :class:`mes.service_core.LotServiceCore`)."""
 
     async def _on_lot(
         self,
@@ -423,7 +281,7 @@ class LotService:
                 if isinstance(d, LotTrackerError):
                     results.append(d)
                 else:
-                    view = yield from _step_view(d.lot)
+                    view = yield from step_view_work(d.lot)
                     results.append(TrackedIn(d.lot, next(written), view))
             return results
 
@@ -610,8 +468,6 @@ class LotService:
             cmd.child_id, rule, action=Action.MERGE, by=by, primary=cmd.into_id
         )
 
-    # -- jobs (the line controller) ---------------------------------------------------------
-
     async def start_job(self, cmd: StartJob, *, by: Principal | None = None) -> Outcome:
         """Record that a tool is about to process one carrier of the lot's running step."""
 
@@ -655,156 +511,6 @@ class LotService:
 
         return await self._write(work, by)
 
-    async def job(self, job_id: str, *, by: Principal | None = None) -> JobRecord | None:
-        return await self._read(get_job(job_id), by)
-
-    async def step_view(self, lot_id: str, *, by: Principal | None = None) -> StepView:
-        """The lot, its jobs at its current step, its carriers and its rejected sites: one
-        read transaction (the line controller, before it runs a step)."""
-
-        def work() -> Work[StepView]:
-            lot = yield from get_lot(lot_id)
-            if lot is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            return (yield from _step_view(lot))
-
-        return await self._read(work, by)
-
-    async def jobs_of_step(self, lot: Lot, *, by: Principal | None = None) -> list[JobRecord]:
-        """The jobs of the lot's carriers at its current step occurrence."""
-        return await self._read(get_jobs_of(lot.id, len(lot.path)), by)
-
-    async def tool_jobs(
-        self,
-        tool_id: str,
-        since: datetime,
-        until: datetime,
-        *,
-        limit: int = 50,
-        by: Principal | None = None,
-    ) -> list[ToolJob]:
-        """The jobs ``tool_id`` started in ``since``..``until``, newest first, at most
-        ``limit``, each with its carrier's sites in and its yield."""
-        if since > until or limit < 1:
-            raise InvalidInput(
-                f"expected a window whose start ({since:%Y-%m-%d %H:%M:%S}) is not after its "
-                f"end ({until:%Y-%m-%d %H:%M:%S}) and a limit of 1 or more (got {limit})"
-            )
-        return await self._read(get_tool_jobs(tool_id, since, until, limit), by)
-
-    async def tool_job_page(
-        self, query: ToolJobQuery, *, by: Principal | None = None
-    ) -> ToolJobPage:
-        """One page of a tool's jobs (:class:`mes.ports.ToolJobQuery`), newest first, with
-        how many match and whether more follow. Refused (InvalidInput, nothing read) for a
-        window that ends before it starts or a cursor that names no job of the tool."""
-        await self._guard.allow(by, Action.READ)
-        if query.since is not None and query.until is not None and query.since > query.until:
-            raise InvalidInput(
-                f"expected a window whose start ({query.since.isoformat()}) is not after its "
-                f"end ({query.until.isoformat()})"
-            )
-        async with self._uow(readonly=True) as uow:
-            return await uow.lots.tool_job_page(query)
-
-    # -- reading -----------------------------------------------------------------------------
-
-    async def get(self, lot_id: str, *, by: Principal | None = None) -> Lot:
-        lot = await self._read(get_lot(lot_id), by)
-        if lot is None:
-            raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-        await self.load_versions_of([lot])
-        return lot
-
-    async def report(self, lot_id: str, *, by: Principal | None = None) -> LotReport:
-        """Everything ``lot show`` tells, read in one transaction."""
-
-        def work() -> Work[LotReport]:
-            lot = yield from get_lot(lot_id)
-            if lot is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            history = yield from _lineage_history(lot_id)
-            lots = sorted({e.lot_id for e in history} | {lot_id})
-            return build_report(
-                lot,
-                self.flow_of(lot),
-                (yield from get_carriers(lot_id)),
-                (yield from get_rejects(lot_id)),
-                history,
-                (yield from get_children(lot_id)),
-                (yield from get_signatures(lots)),
-            )
-
-        return await self._read(work, by)
-
-    async def find(
-        self,
-        *,
-        states: Sequence[LotState] = (),
-        flow: str | None = None,
-        limit: int = 1000,
-        by: Principal | None = None,
-    ) -> list[Lot]:
-        await self._guard.allow(by, Action.READ)
-        if flow is not None:
-            self.flow(flow)
-        async with self._uow(readonly=True) as uow:
-            found = await uow.lots.find(states=states, flow=flow, limit=limit)
-        await self.load_versions_of(found)
-        return found
-
-    async def page(self, query: LotQuery, *, by: Principal | None = None) -> LotPage:
-        """One page of a lot list (:class:`mes.ports.LotQuery`): filtered, ordered and cut
-        by the store, with how many lots match and whether more follow."""
-        await self._guard.allow(by, Action.READ)
-        if query.flow is not None:
-            self.flow(query.flow)
-        async with self._uow(readonly=True) as uow:
-            page = await uow.lots.page(query)
-        await self.load_versions_of(page.lots)
-        return page
-
-    async def heads(
-        self, states: Sequence[LotState], *, by: Principal | None = None
-    ) -> list[LotHead]:
-        """What dispatching needs of the lots in ``states``, most urgent first."""
-        heads = await self._read(get_heads(states), by)
-        await self.load_versions_of(heads)
-        return heads
-
-    async def dispatch_view(
-        self, states: Sequence[LotState], line: str, *, by: Principal | None = None
-    ) -> tuple[list[LotHead], dict[str, DispatchMode]]:
-        """What a dispatch pass needs, read together: the heads of the lots in ``states``
-        (:meth:`heads`), and the dispatch mode of each tool of the line controller ``line``,
-        by tool id (an operator's switch to manual counts from the next pass)."""
-
-        def work() -> Work[tuple[list[LotHead], dict[str, DispatchMode]]]:
-            heads = yield from get_heads(states)
-            modes = yield from get_dispatch_modes(line)
-            return heads, modes
-
-        heads, modes = await self._read(work(), by)
-        await self.load_versions_of(heads)
-        return heads, modes
-
-    def next_steps(self, lot: Lot) -> frozenset[str]:
-        return common.next_steps(lot, self.flow_of(lot))
-
-    def next_in_order(self, lot: Lot | LotHead) -> tuple[str, ...]:
-        """A waiting lot's next steps in the order its flow writes them."""
-        return common.next_in_order(lot, self.flow_of(lot))
-
-    def next_in_order_after_step(self, lot: Lot) -> tuple[str, ...]:
-        """A running lot's next steps once its running step is tracked out, in flow order."""
-        return common.next_in_order_after_step(lot, self.flow_of(lot))
-
-    async def carriers(self, lot_id: str, *, by: Principal | None = None) -> list[Carrier]:
-        return await self._read(get_carriers(lot_id), by)
-
-    async def rejected_sites(self, lot_id: str, *, by: Principal | None = None) -> list[SiteReject]:
-        return await self._read(get_rejects(lot_id), by)
-
 
 def _stamped(change: Change, who: Principal | None) -> Change:
     """The change with its history entries saying who made it, and how they were known."""
@@ -812,15 +518,6 @@ def _stamped(change: Change, who: Principal | None) -> Change:
         return change
     entries = tuple(replace(e, by=who.name, auth=who.method.value) for e in change.entries)
     return replace(change, entries=entries)
-
-
-def _step_view(lot: Lot) -> Work[StepView]:
-    return StepView(
-        lot,
-        (yield from get_jobs_of(lot.id, len(lot.path))),
-        (yield from get_carriers(lot.id)),
-        (yield from get_rejects(lot.id)),
-    )
 
 
 def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:
@@ -832,22 +529,3 @@ def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:
 
 def _rejected(lot: Lot) -> Work[dict[SiteRef, SiteReject]]:
     return {r.site: r for r in (yield from get_rejects(lot.id))}
-
-
-def _lineage_history(lot_id: str) -> Work[list[HistoryEntry]]:
-    """A lot's history preceded by its ancestors' history up to each split."""
-    own = yield from get_history(lot_id)
-    if own and own[0].operation is Operation.SPLIT_FROM:
-        parent = str(own[0].data.get("parent"))
-        inherited: list[HistoryEntry] = []
-        seen = {lot_id}
-        before = own[0].seq
-        while parent not in seen:
-            seen.add(parent)
-            rows = yield from get_history(parent, before_seq=before)
-            inherited = rows + inherited
-            if not rows or rows[0].operation is not Operation.SPLIT_FROM:
-                break
-            parent, before = str(rows[0].data.get("parent")), rows[0].seq
-        return inherited + own
-    return own
