@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,10 +46,9 @@ async def add_demo_user(url: str) -> DemoUser:
 
 def free_loopback_port() -> int:
     """A TCP port free on 127.0.0.1 now (the station's; the server binds it right after)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    from simulators.line import free_loopback_ports
+
+    return free_loopback_ports(1)[0]
 
 
 async def wait_for_server(server: Server, within_s: float, alive: Any) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mes.adapters.database import create_engine
 from mes.domain.authority import Role
 from mes.domain.identity import UserKind
 from pkgline.config import HttpsConfig
+from simulators.line import free_loopback_ports
 from tests.api.conftest import ADMIN, RunningApi, start_api
 from tests.events.test_relay_faults import _pki as tls_files
 
@@ -35,10 +35,7 @@ async def test_the_served_openapi_document_is_the_one_in_docs(api: RunningApi) -
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_loopback_ports(1)[0]
 
 
 async def test_schemathesis_finds_no_server_error(sqlite_url: str, tmp_path: Path) -> None:

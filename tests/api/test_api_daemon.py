@@ -17,15 +17,13 @@ import httpx
 from mes.domain.authority import Role
 from mes.domain.identity import UserKind
 from pkgline.api.server import open_state
+from simulators.line import free_loopback_ports
 from tests.api.conftest import ACCOUNT, ADMIN, _migrated
 from tests.events.test_relay_faults import _pki as tls_files
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_loopback_ports(1)[0]
 
 
 async def _datagram(sock: socket.socket, timeout_s: float = 30.0) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from mes.domain.identity import EventKind
 from mes.domain.signatures import SignaturePolicy
 from pkgline.bootstrap import seed_flow_versions
 from pkgline.config import HttpsConfig
+from simulators.line import free_loopback_ports
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 from tests.events.test_relay_faults import _pki as tls_files
 
@@ -179,10 +179,7 @@ async def test_refusals_of_the_flow_routes_change_nothing(
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_loopback_ports(1)[0]
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ it."""
 from __future__ import annotations
 
 import json
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from mes.domain.authority import Role
 from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind
 from pkgline.config import HttpsConfig
+from simulators.line import free_loopback_ports
 from tests.api.conftest import ADMIN, RunningApi, cli, start_api
 from tests.events.test_relay_faults import _pki as tls_files
 
@@ -84,10 +84,7 @@ async def test_an_expired_session_is_refused(sqlite_url: str, tmp_path: Path) ->
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_loopback_ports(1)[0]
 
 
 @pytest.mark.slow

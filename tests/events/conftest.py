@@ -28,6 +28,7 @@ import pytest
 from mes.adapters.outbox import OutboxReader
 from pkgline.events.config import EventsConfig
 from pkgline.events.topics import Topics
+from simulators.line import free_loopback_ports
 from tests.controller.conftest import database, stack  # noqa: F401 - the fixtures, for tests/events
 
 REQUIRE_MQTT = os.environ.get("CI") == "true" or os.environ.get("PKGLINE_REQUIRE_MQTT") == "1"
@@ -45,9 +46,10 @@ def need_mosquitto() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a broker of the test's own (:func:`simulators.line.free_loopback_ports`:
+    below the ephemeral range, so no client's source port takes it while the broker is
+    stopped)."""
+    return free_loopback_ports(1)[0]
 
 
 class Mosquitto:

@@ -5,7 +5,6 @@ and four people with passwords (an operator, a technician, an admin, a quality e
 from __future__ import annotations
 
 import os
-import socket
 from datetime import UTC, datetime
 
 from argon2 import PasswordHasher
@@ -22,6 +21,7 @@ from mes.domain.equipment import (
     ToolSnapshot,
 )
 from pkgline.api.auth import ApiState
+from simulators.line import free_loopback_ports
 
 OWNER = Principal.file_owner("test-owner")
 PASSWORDS = {
@@ -39,10 +39,7 @@ def fast_passwords() -> Argon2Passwords:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    return free_loopback_ports(1)[0]
 
 
 async def migrate(url: str) -> None:
