@@ -42,7 +42,7 @@ from mes.adapters.sql_identity import SqlIdentityStore
 from mes.domain import commands as cmd
 from mes.domain.authority import Principal, Role
 from mes.identity import IdentityService
-from pkgline.bootstrap import os_account, services_for
+from pkgline.bootstrap import os_account, seed_flow_versions, services_for
 from pkgline.cli.remote import Server, request
 
 OWNER = Principal.file_owner("bench")
@@ -52,7 +52,8 @@ FLOW = {"flow": "fo-organic", "params": {"layers": "3"}}
 async def prepare(url: str, lots: int) -> None:
     engine = create_engine(url)
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, the flows published
+        await seed_flow_versions(engine)  # and approved as version 1 (lots read versions)
         identity = IdentityService(SqlIdentityStore(engine), Argon2Passwords())
         await identity.add_user(OWNER, os_account(), "Bench", [Role.OPERATOR, Role.QUALITY])
         service = services_for(engine, OWNER).lots

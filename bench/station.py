@@ -78,10 +78,12 @@ def free_port() -> int:
 async def seed(url: str, lots: int, events: int) -> None:
     from mes.adapters.database import create_engine
     from mes.adapters.migrate import upgrade
+    from pkgline.bootstrap import seed_flow_versions
 
     engine = create_engine(url)
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, the flows published
+        await seed_flow_versions(engine)  # and approved as version 1 (lots read versions)
     finally:
         await engine.dispose()
     fast = Argon2Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))

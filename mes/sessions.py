@@ -10,9 +10,12 @@ until it expires whatever happened meanwhile). The token is never logged, never 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,18 @@ from mes.identity import IdentityService
 SESSION_PREFIX = "pks"
 DEFAULT_LIFETIME = timedelta(hours=8)
 """A session holds one shift by default (``[api] session_hours``)."""
+SESSION_TTL_S = 1.0
+"""How long the service answers from a session it looked up and found live before it looks
+it up again. A station viewer or a client sends its token with every request, and the lookup
+(session and user, in the database) was most of the server's time for a page. A logout
+through this service, a role change or a disabled account through the identity service, and
+the session's own expiry take effect at once; a change made to the database behind the
+server's back takes effect within :data:`SESSION_KEEP_S` (docs/security.md). Refusals are
+never kept."""
+SESSION_KEEP_S = 2.0
+"""Past :data:`SESSION_TTL_S` and up to this age a kept session still answers while it is
+looked up again in the background (so no request waits for that lookup while its person is
+active); past this age a request waits for the lookup."""
 
 
 class SessionRefused(LoginRefused):
@@ -80,11 +95,15 @@ class SessionService:
         *,
         lifetime: timedelta = DEFAULT_LIFETIME,
         clock: Callable[[], datetime] = _utc_now,
+        ttl_s: float = SESSION_TTL_S,
+        keep_s: float = SESSION_KEEP_S,
     ):
         self._identity = identity
         self._store = store
         self._lifetime = lifetime
         self._clock = clock
+        self._kept = _LiveSessions(ttl_s, keep_s)
+        self._refreshing: dict[str, asyncio.Future[None]] = {}
 
     async def login(self, username: str, password: str) -> tuple[str, ApiSession, Principal]:
         """A new session for a person's password (LoginRefused as the login refuses):
@@ -99,9 +118,21 @@ class SessionService:
     async def authenticate(self, token: str) -> Principal:
         """The person of a live session, or SessionRefused (unknown, expired, ended, or the
         account disabled since)."""
+        now = self._clock()
+        generation = self._identity.generation
+        kept = self._kept.get(token, generation, now)
+        if kept is None:
+            return await self._look_up(token, now, generation)
+        principal, stale = kept
+        if stale and token not in self._refreshing:
+            refresh = asyncio.ensure_future(self._refresh(token))
+            self._refreshing[token] = refresh
+            refresh.add_done_callback(lambda _: self._refreshing.pop(token, None))
+        return principal
+
+    async def _look_up(self, token: str, now: datetime, generation: int) -> Principal:
         parts = split_token(token)
         found = await self._store.get(parts[0]) if parts is not None else None
-        now = self._clock()
         why = "unknown session"
         if parts is not None and found is not None:
             session, user = found
@@ -114,13 +145,35 @@ class SessionService:
             elif user.disabled:
                 why = "account disabled"
             else:
-                return user.principal(AuthMethod.SESSION)
+                principal = user.principal(AuthMethod.SESSION)
+                self._kept.put(token, principal, session.expires_at, generation)
+                return principal
+        self._kept.drop(token)
         raise SessionRefused(why)
+
+    async def _refresh(self, token: str) -> None:
+        """Look a kept session up again; anything but a live session (a refusal, a database
+        that fails) drops it, so the next request looks it up itself and is answered, and
+        refused or failed, as it would have been without the cache."""
+        try:
+            await self._look_up(token, self._clock(), self._identity.generation)
+        except Exception:
+            self._kept.drop(token)
+
+    async def close(self) -> None:
+        """Wait for no lookup in the background (before the store's database closes)."""
+        refreshing = list(self._refreshing.values())
+        for refresh in refreshing:
+            refresh.cancel()
+        for refresh in refreshing:
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh
 
     async def logout(self, token: str) -> bool:
         """End the token's session (True), or False when it is no live session of its own."""
         parts = split_token(token)
         found = await self._store.get(parts[0]) if parts is not None else None
+        self._kept.drop(token)
         if parts is None or found is None:
             return False
         session, _ = found
@@ -129,3 +182,41 @@ class SessionService:
         if session.revoked_at is None:
             await self._store.revoke(session.session_id, self._clock())
         return True
+
+
+class _LiveSessions:
+    """Live sessions' principals by token digest: fresh for :data:`SESSION_TTL_S` (half to
+    all of it, at random: the sessions of viewers who logged in together, at a shift change,
+    would otherwise all be looked up again at once), then stale up to :data:`SESSION_KEEP_S`;
+    never past the session's expiry, and none once the identity service's ``generation``
+    moves."""
+
+    def __init__(
+        self, ttl_s: float = SESSION_TTL_S, keep_s: float = SESSION_KEEP_S, limit: int = 4096
+    ):
+        self._ttl_s = ttl_s
+        self._keep_s = keep_s
+        self._limit = limit
+        self._kept: dict[str, tuple[Principal, float, float, datetime, int]] = {}
+
+    def get(self, token: str, generation: int, now: datetime) -> tuple[Principal, bool] | None:
+        """The principal kept for ``token`` and whether it is stale, or None."""
+        kept = self._kept.get(_digest(token))
+        if kept is None:
+            return None
+        principal, fresh_until, keep_until, expires_at, seen_at = kept
+        at = time.monotonic()
+        if keep_until <= at or now >= expires_at or seen_at != generation:
+            return None
+        return principal, fresh_until <= at
+
+    def put(self, token: str, principal: Principal, expires_at: datetime, generation: int) -> None:
+        if len(self._kept) >= self._limit:
+            self._kept.clear()
+        at = time.monotonic()
+        fresh_until = at + self._ttl_s * (0.5 + secrets.randbelow(1000) / 2000)
+        entry = (principal, fresh_until, at + self._keep_s, expires_at, generation)
+        self._kept[_digest(token)] = entry
+
+    def drop(self, token: str) -> None:
+        self._kept.pop(_digest(token), None)

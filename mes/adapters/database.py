@@ -134,7 +134,9 @@ def create_engine(
     if target.get_backend_name() == "sqlite":
         assert target.database is not None
         create_private_file(Path(target.database).expanduser())
-        kwargs["connect_args"] = {"timeout": timeouts.statement_s}
+        # pool_size connections kept open: one past them is opened for the moment (a thread
+        # and the PRAGMAs below, tens of milliseconds under load) and closed again.
+        kwargs.update(pool_size=pool_size, connect_args={"timeout": timeouts.statement_s})
         engine = create_async_engine(target, **kwargs)
         _configure_sqlite(engine, busy_timeout_ms=round(timeouts.statement_s * 1000))
         return engine

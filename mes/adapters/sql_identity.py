@@ -6,7 +6,7 @@ Changes to users are rare and not on any hot path: plain SQLAlchemy async transa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,7 +48,8 @@ def _user_values(user: User) -> dict[str, Any]:
     }
 
 
-def _user(m: RowMapping) -> User:
+def user_from_row(m: Mapping[str, Any] | RowMapping) -> User:
+    """A user from its row (the ``users`` table's columns by name)."""
     return User(
         username=m["username"],
         full_name=m["full_name"],
@@ -98,11 +99,11 @@ class SqlIdentityTransaction:
     async def user(self, username: str) -> User | None:
         rows = await self._conn.execute(select(users).where(users.c.username == username))
         row = rows.mappings().first()
-        return None if row is None else _user(row)
+        return None if row is None else user_from_row(row)
 
     async def users(self) -> list[User]:
         rows = await self._conn.execute(select(users).order_by(users.c.username))
-        return [_user(r) for r in rows.mappings()]
+        return [user_from_row(r) for r in rows.mappings()]
 
     async def add_user(self, user: User) -> None:
         try:

@@ -74,8 +74,11 @@ async def open_state(
         commits = OutboxSignal()
         services = services_for(engine, NOBODY, signatures=signatures, outbox=commits)
         await load_versions(services)  # each lot is checked against its own flow version
-        async with _notified(engine, commits):
-            yield ApiState(services, identity, sessions, engine, commits)
+        try:
+            async with _notified(engine, commits):
+                yield ApiState(services, identity, sessions, engine, commits)
+        finally:
+            await sessions.close()
     finally:
         await engine.dispose()
 
@@ -194,7 +197,7 @@ async def serve_api(
                 _Server(
                     _config(
                         app,
-                        http="h11",
+                        http="httptools",
                         host=https.host,
                         port=https.port,
                         ssl_certfile=str(https.certificate),
@@ -207,7 +210,12 @@ async def serve_api(
     if config.http is not None:
         # plain HTTP on loopback only (LoopbackHttpConfig refuses other addresses)
         servers.append(
-            (_Server(_config(app, http="h11", host=config.http.host, port=config.http.port)), None)
+            (
+                _Server(
+                    _config(app, http="httptools", host=config.http.host, port=config.http.port)
+                ),
+                None,
+            )
         )
     tasks = [asyncio.create_task(s.serve(sockets=socks)) for s, socks in servers]
     try:

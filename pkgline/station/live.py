@@ -37,7 +37,9 @@ class SharedLine:
     """The line as every viewer sees it (the same for every role that may read), rendered
     once for all: the page loads and the streams of many viewers at the same moment share
     one read and one rendering (the one under way, or one at most ``max_age_s`` old with no
-    commit since). Each viewer's session and authority are still checked on every read."""
+    commit since). Past that age with no commit since, viewers get the last rendering while
+    the next is made, rather than all waiting for it. Each viewer's session and authority are
+    still checked on every read."""
 
     def __init__(self, max_age_s: float = SHARED_MAX_AGE_S):
         self.max_age_s = max_age_s
@@ -55,13 +57,18 @@ class SharedLine:
     async def get(self, render: Callable[[], Awaitable[str]]) -> str:
         loop = asyncio.get_running_loop()
         generation = self.generation
-        fresh = loop.time() - self._value_at < self.max_age_s
-        if self._value is not None and self._value_generation == generation and fresh:
-            return self._value
+        current = self._value is not None and self._value_generation == generation
+        if current and loop.time() - self._value_at < self.max_age_s:
+            return self._value  # type: ignore[return-value]
         if self._flight is None or self._flight_generation != generation:
             self._flight = asyncio.ensure_future(render())
             self._flight_generation = generation
             self._flight.add_done_callback(self._landed(generation))
+        if current:
+            # Only old, no commit since: this viewer gets the rendering of a moment ago while
+            # the new one is made (a tool's state from another process may lag a render);
+            # after a commit everyone waits for the rendering that shows it.
+            return self._value  # type: ignore[return-value]
         return await asyncio.shield(self._flight)
 
     def _landed(self, generation: int) -> Callable[[asyncio.Future[str]], None]:

@@ -67,6 +67,40 @@ async def test_viewers_of_the_same_moment_share_one_rendering_until_a_commit() -
     assert len(renders) == 2
 
 
+async def test_an_old_rendering_serves_while_the_next_is_made_but_not_after_a_commit() -> None:
+    """Past its age with no commit since, viewers get the last rendering at once (the next
+    one is made for the viewers after); after a commit they wait for one that shows it."""
+    shared = SharedLine(max_age_s=0.0)
+    gate = asyncio.Event()
+    renders = 0
+
+    async def render() -> str:
+        nonlocal renders
+        renders += 1
+        if renders > 1:
+            await gate.wait()
+        return f"line {renders}"
+
+    assert await shared.get(render) == "line 1"
+    # too old (max age 0), no commit: the old one at once, one new rendering under way
+    assert await asyncio.wait_for(shared.get(render), GUARD_S) == "line 1"
+    assert await asyncio.wait_for(shared.get(render), GUARD_S) == "line 1"
+    assert renders == 2
+    gate.set()
+    for _ in range(10):  # the rendering under way lands
+        await asyncio.sleep(0)
+    shared.max_age_s = HOUR_S
+    assert await shared.get(render) == "line 2"  # the new one, once made
+    assert renders == 2
+    gate.clear()
+    shared.committed()
+    after = asyncio.ensure_future(shared.get(render))
+    await asyncio.sleep(0)
+    assert not after.done()  # a commit: nobody is served the line from before it
+    gate.set()
+    assert await asyncio.wait_for(after, GUARD_S) == "line 3"
+
+
 async def test_the_server_hears_of_commits_made_by_another_process_on_postgresql(
     postgres_url: str,
 ) -> None:
