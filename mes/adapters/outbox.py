@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, column, delete, func, select, text, update
+import orjson
+from sqlalchemy import Text, bindparam, column, delete, func, select, text, type_coerce, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -100,12 +101,24 @@ _PENDING_SKIPPING = _PENDING.where(outbox.c.seq.not_in(bindparam("skip", expandi
 # SQLite: the ids to skip as one JSON array, so that the statement compiles once and runs on
 # the driver in one hop to the connection's thread (BEGIN, SELECT, COMMIT together), not four
 # through SQLAlchemy's async layer: the relay's read is on the path of every event.
+# The payload as its stored text, parsed by :func:`_payload` (orjson): decoding it with the
+# standard library's json was a tenth of the relay's time while it drained a backlog.
 _PENDING_SQLITE = CompiledStatement.compile(
-    _PENDING.where(
+    select(
+        outbox.c.seq,
+        outbox.c.lot_id,
+        outbox.c.kind,
+        type_coerce(outbox.c.payload, Text).label("payload"),
+        outbox.c.created_at,
+    )
+    .where(
+        outbox.c.published_at.is_(None),
         outbox.c.seq.not_in(
             select(column("value")).select_from(func.json_each(bindparam("skip_json")))
-        )
-    ),
+        ),
+    )
+    .order_by(outbox.c.seq)
+    .limit(bindparam("limit")),
     sqlite_dialect(),
 )
 _PUBLISHED_SINCE = (
@@ -266,7 +279,9 @@ class RelaySession:
             values = {"limit": limit, "skip_json": json.dumps(sorted(skip))}
             found = await session.run(_fetch(_PENDING_SQLITE, values), commit=True)
             return [
-                OutboxEvent(r["seq"], r["lot_id"], r["kind"], r["payload"], r["created_at"])
+                OutboxEvent(
+                    r["seq"], r["lot_id"], r["kind"], _payload(r["payload"]), r["created_at"]
+                )
                 for r in found
             ]
         async with self._read():
@@ -328,6 +343,17 @@ class RelaySession:
             await self._conn.execution_options(**{READONLY: False})
         async with self._conn.begin():
             yield
+
+
+def _payload(stored: str | None) -> Any:
+    """A payload's stored JSON text as SQLAlchemy's JSON type would give it: orjson, or the
+    standard library for what orjson refuses and it takes (NaN, as json.dumps writes it)."""
+    if stored is None:
+        return None
+    try:
+        return orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return json.loads(stored)
 
 
 def _fetch(statement: CompiledStatement, values: dict[str, Any]) -> Plan[list[dict[str, Any]]]:

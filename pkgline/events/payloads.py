@@ -15,6 +15,8 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from mes.adapters.outbox import OutboxEvent
 from mes.domain.equipment import ToolRecord
 from pkgline.events.topics import usable_level
@@ -36,7 +38,11 @@ class Undeliverable(ValueError):
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    """``document`` as compact UTF-8 JSON (orjson: encoding was a third of the relay's time
+    while a backlog drained, and orjson is several times quicker than the standard library;
+    keys that are not text are written as text, as ``json.dumps`` does). TypeError (orjson's
+    JSONEncodeError) when it cannot be written."""
+    return orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
 
 
 def schema(kind: str) -> dict[str, Any]:

@@ -48,3 +48,34 @@ async def test_one_relay_leads_per_database_until_its_session_ends(stack: Stack)
             assert await third.try_lead()
     finally:
         await engine.dispose()
+
+
+async def test_pending_events_carry_their_payloads_as_stored_even_what_only_json_reads(
+    stack: Stack,
+) -> None:
+    """The relay's read parses payloads itself (orjson on SQLite): the same values as the
+    other reads, and a payload that only the standard library reads (NaN, as json.dumps
+    writes it) is read too, not lost."""
+    from sqlalchemy import text
+
+    await start_lots(stack.lots, FLOWS[:2])
+    engine = create_engine(stack.url)
+    try:
+        if engine.dialect.name == "sqlite":
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE outbox SET payload = :p WHERE seq = 2"),
+                    {"p": '{"at": "x", "value": NaN, "text": "\\u00e9t\\u00e9"}'},
+                )
+        read = {e.id: e.payload for e in await OutboxReader(engine).events()}
+        async with OutboxStore(engine).session() as db:
+            pending = {e.id: e.payload for e in await db.pending(10)}
+        assert pending[1] == read[1] and isinstance(pending[1], dict)
+        if engine.dialect.name == "sqlite":
+            value = pending[2]["value"]
+            assert value != value  # NaN
+            assert pending[2]["text"] == "été"
+        else:
+            assert pending[2] == read[2]
+    finally:
+        await engine.dispose()
