@@ -27,6 +27,7 @@ from mes.domain.identity import LoginRefused
 from mes.identity import API_KEY_PREFIX, IdentityService
 from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
 from pkgline.api.defaults import PRINCIPAL_HEADER
+from pkgline.api.errors import JsonAnswer
 from pkgline.api.peer import PEER_KEY, PeerCredentials
 from pkgline.bootstrap import Services
 
@@ -84,7 +85,7 @@ def state_of(request: Request) -> ApiState:
 def answer(request: Request, data: Any, status: int = 200) -> JSONResponse:
     """``data`` as the JSON answer, sent as it is (no response model to check it against
     again: a lot show of thousands of entries would pay for that), saying who asked."""
-    response = JSONResponse(data, status_code=status)
+    response = JsonAnswer(data, status_code=status)
     said = getattr(request.state, "principal", None)
     if said is not None:
         response.headers[PRINCIPAL_HEADER] = said

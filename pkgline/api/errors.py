@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -63,11 +64,20 @@ def status_of(error: LotTrackerError) -> int:
     return STATUS_OF_KIND.get(error.kind, 422)
 
 
+class JsonAnswer(JSONResponse):
+    """JSON encoded by orjson: the same compact UTF-8 as Starlette's (keys that are not text
+    written as text), several times quicker; a lot move's answer is the whole lot, and its
+    encoding was a twentieth of the server's time per move (bench/api.py)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
 def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "5"}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JsonAnswer(body, status_code=status, headers=headers)
 
 
 def too_large() -> JSONResponse:
