@@ -70,7 +70,7 @@ from mes.adapters.outbox import OutboxReader, OutboxSignal, OutboxStore
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
 from mes.service import LotService
-from pkgline.bootstrap import flow_library
+from pkgline.bootstrap import flow_library, seed_flow_versions
 from pkgline.config import LineConfig
 from pkgline.controller.line import LineController, connections_needed
 from pkgline.events import payloads
@@ -215,7 +215,8 @@ async def latency(args: argparse.Namespace, tmp: Path, port: int, url: str) -> P
     engine = create_engine(url, pool_size=connections_needed(line) + 1)
     factory = DriverFactory()
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+        await seed_flow_versions(engine)  # published and approved as version 1
         committed = OutboxSignal()
         uow = SqlUnitOfWorkFactory(engine, outbox=committed)
         lots = LotService(uow, flow_library())
@@ -319,7 +320,8 @@ async def fill_backlog(url: str, source: Path | None, n: int) -> None:
     engine = create_engine(url)
     source = source if source is not None and source.exists() else None  # noqa: ASYNC240
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+        await seed_flow_versions(engine)  # published and approved as version 1
         if source is None:
             lots = LotService(SqlUnitOfWorkFactory(engine), flow_library())
             await lt.start_lots(lots, {}, 10)

@@ -435,7 +435,7 @@ async def _database(kind: str, tmp: Path) -> AsyncIterator[str]:
 
 async def measure(n_tools: int, kind: str, args: argparse.Namespace, tmp: Path) -> ServeRun:
     from mes.adapters.migrate import upgrade
-    from pkgline.bootstrap import open_engine, open_services
+    from pkgline.bootstrap import open_engine, open_services, seed_flow_versions
     from pkgline.cli.demo import Child
     from pkgline.security import secure_demo_line
     from simulators.line import with_free_ports, write_line_config
@@ -445,7 +445,8 @@ async def measure(n_tools: int, kind: str, args: argparse.Namespace, tmp: Path) 
     directory.mkdir()
     async with _database(kind, directory) as url:
         async with open_engine(url) as engine:
-            await upgrade(engine)
+            await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+            await seed_flow_versions(engine)  # published and approved as version 1
         config = scaled_config(example_config(), n_tools, args.per_gateway)
         config = with_free_ports(with_poll(config, args.poll))
         config = secure_demo_line(config.model_copy(update={"database": url}), tmp / "pki")

@@ -106,7 +106,7 @@ from mes.domain.commands import StartJob
 from mes.domain.model import LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService, Outcome
-from pkgline.bootstrap import flow_library
+from pkgline.bootstrap import flow_library, seed_flow_versions
 from pkgline.config import LineConfig, load_line_config
 from pkgline.controller.line import (
     LineController,
@@ -346,7 +346,8 @@ async def run_line(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"controller-{label.split()[0].lower()}.log"
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+        await seed_flow_versions(engine)  # published and approved as version 1
         uow = SqlUnitOfWorkFactory(engine)
         clock = StepClock()
         lots = TimedLots(uow, flow_library(), clock=clock)

@@ -37,7 +37,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.domain.model import LotState
 from mes.ports import LotQuery
-from pkgline.bootstrap import open_services
+from pkgline.bootstrap import open_services, seed_flow_versions
 from pkgline.line_views import read_status
 
 ACTIVE = 200
@@ -73,7 +73,8 @@ async def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, fl
     """{what: (server ms, CLI ms)} on a database seeded with ``size`` lots."""
     engine = create_engine(url)
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+        await seed_flow_versions(engine)  # published and approved as version 1
         await seed(engine, size, active=ACTIVE)
     finally:
         await engine.dispose()

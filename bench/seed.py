@@ -55,6 +55,7 @@ from mes.domain.equipment import ToolRegistration
 from mes.domain.model import HistoryEntry, Lot, LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService
+from pkgline.bootstrap import seed_flow_versions
 
 TEMPLATE = "SEEDTEMPLATE"
 """The template lot's id; every string that holds it is rewritten with the copy's id."""
@@ -453,7 +454,8 @@ def _tmpfs() -> str | None:
 async def _main(args: argparse.Namespace) -> None:
     engine = create_engine(args.db)
     try:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+        await seed_flow_versions(engine)  # published and approved as version 1
         t0 = time.perf_counter()
         written = await seed(
             engine,

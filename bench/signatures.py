@@ -40,6 +40,7 @@ from mes.domain.authority import AuthMethod, Principal, Role
 from mes.domain.signatures import SignatureGiven
 from mes.identity import IdentityService
 from mes.service import LotService
+from pkgline.bootstrap import seed_flow_versions
 
 PASSWORD = "a long enough secret"
 
@@ -48,7 +49,8 @@ async def run(rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{tmp}/bench.db")
         try:
-            await upgrade(engine)
+            await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+            await seed_flow_versions(engine)  # published and approved as version 1
             identity = IdentityService(SqlIdentityStore(engine), Argon2Passwords())
             owner = Principal.file_owner("bench-owner", "Bench Owner")
             await identity.add_user(

@@ -484,10 +484,12 @@ async def soak(args: argparse.Namespace) -> int:
     else:
         url = serve_url = f"sqlite:///{directory / 'soak.db'}"
     from mes.adapters.migrate import upgrade
+    from pkgline.bootstrap import seed_flow_versions
     from simulators.line import write_line_config
 
     async with open_engine(url) as engine:
-        await upgrade(engine)
+        await upgrade(engine)  # as ``pkgline db upgrade``: the schema, and the flows
+        await seed_flow_versions(engine)  # published and approved as version 1
     config = config.model_copy(update={"database": serve_url})
     # The secure configuration, as the demo runs it (certificates for both sides, trusted).
     config = secure_demo_line(config, directory / "soak.pki")
