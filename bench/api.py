@@ -8,8 +8,9 @@ the socket). In-process: the same calls on ``LotService`` (1 and 8 tasks) on ano
 file. A move is a track-in of the client's own lot or the abort of that step: one
 transaction that reads the lot, checks the flow, updates it and appends one history and one
 outbox row, with the principal's role checked (a release would need an electronic signature,
-which the server does not take yet). ``lot show`` is GET /lots/{id} against ``LotService.report``.
-Then ``pkgline lot show X --json`` end to end, through the server and in direct mode, against
+which the server does not take yet). ``lot show`` is GET /lots/{id} against ``LotService.report``,
+of a lot with 401 history entries moved before the rounds. Then ``pkgline lot show X --json``
+of that lot end to end, through the server and in direct mode, against
 ``python -c pass`` from the same venv.
 
 Goal: 8 clients through the server at 0.5 of in-process moves/s or better; the CLI's
@@ -50,6 +51,8 @@ from pkgline.cli.remote import Server, _UnixConnection, request
 
 OWNER = Principal.file_owner("bench")
 FLOW = {"flow": "fo-organic", "params": {"layers": "3"}}
+SHOWN = "SHOW-1"
+"""The lot ``lot show`` reads: moved 200 times before the rounds, never during them."""
 
 
 async def prepare(url: str, lots: int) -> None:
@@ -64,6 +67,11 @@ async def prepare(url: str, lots: int) -> None:
             await service.start(
                 cmd.StartLot(f"B{n}", FLOW["flow"], "bench", params={"layers": "3"})
             )
+        # the lot that lot show reads: 401 history entries, whatever the rounds of moves do
+        await service.start(cmd.StartLot(SHOWN, FLOW["flow"], "bench", params={"layers": "3"}))
+        for _ in range(200):
+            await service.track_in(cmd.TrackIn(SHOWN, "SUBSTRATE_PREP", "bench"))
+            await service.abort(cmd.AbortStep(SHOWN, "bench", "bench"))
     finally:
         await engine.dispose()
 
@@ -151,7 +159,7 @@ async def shows_in_process(url: str, shows: int) -> list[float]:
     try:
         for _ in range(shows):
             t0 = time.perf_counter()
-            await lots.report("B0", by=OWNER)
+            await lots.report(SHOWN, by=OWNER)
             out.append(time.perf_counter() - t0)
     finally:
         await engine.dispose()
@@ -232,7 +240,7 @@ def main() -> None:
                 f"{ratio8:.2f}",
             )
             show_local = asyncio.run(shows_in_process(local, args.shows))
-            show_api = timed(lambda: request(server, "GET", "/lots/B0"), args.shows)
+            show_api = timed(lambda: request(server, "GET", f"/lots/{SHOWN}"), args.shows)
             print(line("lot show, in-process", None, show_local))
             print(line("lot show, API (Unix socket)", None, show_api))
 
@@ -242,13 +250,15 @@ def main() -> None:
             venv = [sys.executable]
 
             def cli(*extra: str) -> None:
-                subprocess.run([*venv, "-m", "pkgline", "lot", "show", "B0", "--json", *extra],
+                subprocess.run([*venv, "-m", "pkgline", "lot", "show", SHOWN, "--json", *extra],
                                check=True, capture_output=True, env=env)  # fmt: skip
 
             bare = timed(lambda: subprocess.run([*venv, "-c", "pass"], check=True), args.cli_runs)
             via = timed(lambda: cli("--server", f"unix://{sock}"), args.cli_runs)
             direct = timed(lambda: cli("--db", served), args.cli_runs)
-            print(f"pkgline lot show B0 --json, end to end ({args.cli_runs} runs)")
+            print(
+                f"pkgline lot show {SHOWN} --json (401 entries), end to end ({args.cli_runs} runs)"
+            )
             print(line("python -c pass", None, bare))
             print(line("through the server", None, via))
             print(line("direct mode", None, direct))
