@@ -436,7 +436,7 @@ async def _database(kind: str, tmp: Path) -> AsyncIterator[str]:
 async def measure(n_tools: int, kind: str, args: argparse.Namespace, tmp: Path) -> ServeRun:
     from mes.adapters.migrate import upgrade
     from pkgline.bootstrap import open_engine, open_services, seed_flow_versions
-    from pkgline.cli.demo import Child
+    from pkgline.cli.demo_run import Child
     from pkgline.security import secure_demo_line
     from simulators.line import with_free_ports, write_line_config
 

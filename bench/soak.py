@@ -71,7 +71,8 @@ from mes.domain.errors import LotTrackerError
 from mes.domain.model import LotState
 from mes.domain.signatures import SignatureGiven
 from pkgline.bootstrap import Services, open_engine, open_services, os_account
-from pkgline.cli.demo import LOTS, SIM_READY, Child
+from pkgline.cli.demo import LOTS
+from pkgline.cli.demo_run import SIM_READY, Child
 from pkgline.config import LineConfig, SimulationConfig, load_line_config
 from pkgline.security import secure_demo_line
 

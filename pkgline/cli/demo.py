@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated
 
 import typer
 from rich.live import Live
@@ -43,16 +40,25 @@ from mes.service import utc_now
 from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
 from pkgline.cli import demo_api
 from pkgline.cli.common import err, out
+from pkgline.cli.demo_run import (
+    EXIT_INCOMPLETE,
+    Demo,
+    DemoFailed,
+    print_station,
+    server,
+    start_api,
+    start_line,
+    stop_line,
+    wait_for_controller,
+)
 from pkgline.cli.demo_view import (
     ENDED,
-    Progress,
     live_view,
     lot_number,
     move_line,
     summary_table,
     where,
 )
-from pkgline.cli.remote import Server
 from pkgline.config import LineConfig, load_line_config
 from pkgline.events.config import EventsConfig
 
@@ -78,121 +84,9 @@ LOTS: tuple[tuple[str, int], ...] = (
 )
 CARRIERS, SITE_ROWS, SITE_COLS = 2, 4, 8
 DEMO_BROKER_PORT = 1883
-SIM_READY = "Ctrl-C or SIGTERM stops it"
 REFRESH_S = 0.3
-EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-# Run in the child before it becomes ``python -m pkgline ...``: ask the kernel for SIGTERM when
-# the demo dies (PR_SET_PDEATHSIG = 1; kept across exec), unless it died already.
-_DIE_WITH_PARENT = """\
-import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)
-os.execv(sys.executable, [sys.executable, "-m", "pkgline", *sys.argv[2:]])
-"""
-
-
-class DemoFailed(Exception):
-    def __init__(self, message: str, code: int = EXIT_INCOMPLETE):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-@dataclass
-class Child:
-    """A ``pkgline`` subcommand running as a child process, its output in a log file."""
-
-    name: str
-    log: Path
-    process: subprocess.Popen[bytes]
-    _log_file: IO[bytes] = field(repr=False)
-
-    @classmethod
-    def start(cls, name: str, args: Sequence[str], log: Path, *, keep: bool) -> Child:
-        log_file = log.open("wb")
-        if keep or sys.platform != "linux":
-            argv = [sys.executable, "-m", "pkgline", *args]
-        else:
-            argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *args]
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            # Not in the terminal's process group: Ctrl-C reaches the demo only, which then
-            # stops the controller before the simulators. --keep: a session of its own.
-            start_new_session=keep,
-            process_group=None if keep else 0,
-        )
-        return cls(name, log, process, log_file)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def tail(self, lines: int = 15) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    async def stop(self, within_s: float) -> int:
-        """SIGTERM, wait up to ``within_s``, then SIGKILL. The exit code (negative: signal)."""
-        if self.running():
-            self.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(self.process.wait, within_s)
-        return self.kill()
-
-    def kill(self) -> int:
-        """Whatever happens: nothing left running, the log closed."""
-        if self.running():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        code = self.process.wait()
-        self._log_file.close()
-        return code
-
-
-@dataclass
-class Demo:
-    """What one run works with."""
-
-    database: Path
-    url: str
-    config_path: Path
-    config: LineConfig
-    time_scale: float
-    reject_rate: float | None
-    keep: bool
-    started: float
-    deadline: float
-    children: list[Child] = field(default_factory=list)
-    planned: dict[str, int] = field(default_factory=dict)
-    user: demo_api.DemoUser | None = None
-    station_port: int | None = None
-    """The operator station's port on 127.0.0.1 (the server's plain HTTP, loopback only)."""
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def progress(self) -> Progress:
-        return Progress(self.elapsed(), self.deadline - self.started, self.planned)
-
-    def log(self, suffix: str) -> Path:
-        return self.database.with_name(f"{self.database.stem}.{suffix}.log")
-
 
 # -- the command ------------------------------------------------------------------------------
 
@@ -281,14 +175,14 @@ async def _demo(run: Demo) -> int:
     await _fresh_database(run)
     run.user = await demo_api.add_demo_user(run.url)
     _write_config(run)
-    await _start_line(run)
+    await start_line(run)
     async with open_services(run.url) as services:
-        await _wait_for_controller(run, services)
-        await _start_api(run)
+        await wait_for_controller(run, services)
+        await start_api(run)
         await _start_lots(run, services)
         finished = await _follow(run, services)
         if not run.keep:
-            await _stop_line(run)
+            await stop_line(run)
         lots = await services.lots.find(limit=1000)
     out.print(summary_table(lots, utc_now()))
     _print_next(run)
@@ -389,128 +283,6 @@ def _run_client_id(line: str, role: str) -> str:
     return f"pkgline-{line}-{role}"[: 64 - len(suffix)] + suffix
 
 
-async def _start_line(run: Demo) -> None:
-    config = str(run.config_path)
-    sim_args = ["sim", "--config", config, "--time-scale", f"{run.time_scale:g}"]
-    if run.reject_rate is not None:
-        sim_args += ["--reject-rate", f"{run.reject_rate:g}"]
-    sim = Child.start("simulators", sim_args, run.log("sim"), keep=run.keep)
-    run.children.append(sim)
-    await _wait_until(
-        run, sim, lambda: SIM_READY in sim.output(), within_s=30, what="the simulators to listen"
-    )
-    serve = Child.start(
-        "line controller",
-        ["serve", "--config", config, "--db", run.url],
-        run.log("serve"),
-        keep=run.keep,
-    )
-    run.children.append(serve)
-    out.print(
-        f"started: simulators (pkgline sim, pid {sim.pid}), line controller "
-        f"(pkgline serve, pid {serve.pid}); logs: {sim.log.name}, {serve.log.name}"
-    )
-
-
-async def _wait_until(
-    run: Demo, child: Child, ready: Callable[[], bool], *, within_s: float, what: str
-) -> None:
-    deadline = min(time.monotonic() + within_s, run.deadline)
-    while not ready():
-        if not child.running():
-            raise DemoFailed(
-                f"the {child.name} exited ({child.process.returncode}) before {what}:\n"
-                f"{child.tail()}"
-            )
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"no {what} within {within_s:.0f} s; {child.log}:\n{child.tail()}")
-        await asyncio.sleep(0.1)
-
-
-async def _wait_for_controller(run: Demo, services: Services) -> None:
-    """Ready: its heartbeat is in the database (written once every tool has answered)."""
-    serve = run.children[-1]
-    name = run.config.name
-    up = False
-
-    async def check() -> bool:
-        nonlocal up
-        beats = [c for c in await services.equipment.controllers() if c.name == name]
-        if not beats or beats[0].status == "stopped":
-            return False
-        tools = await services.equipment.tools(name)
-        up = all(t.snapshot.connected for t in tools) and len(tools) == len(run.config.tools)
-        return up
-
-    deadline = min(time.monotonic() + 60, run.deadline)
-    while not await check():
-        if not serve.running():
-            raise DemoFailed(
-                f"the line controller exited ({serve.process.returncode}):\n{serve.tail()}"
-            )
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"the line controller did not get ready; {serve.log}:\n{serve.tail()}")
-        await asyncio.sleep(0.2)
-    out.print(
-        f"line controller ready after {run.elapsed():.1f} s: "
-        f"{len(run.config.tools)}/{len(run.config.tools)} tools answering"
-    )
-
-
-async def _start_api(run: Demo) -> None:
-    """The pkgline server on a socket beside the database: the lots are started through it."""
-    sock = demo_api.socket_path(run.database)
-    run.station_port = demo_api.free_loopback_port()
-    api = Child.start(
-        "pkgline server",
-        [
-            "api",
-            "--db",
-            run.url,
-            "--socket",
-            str(sock),
-            "--http-port",
-            str(run.station_port),
-            "--log-level",
-            "warning",
-        ],
-        run.log("api"),
-        keep=run.keep,
-    )
-    run.children.append(api)
-    try:
-        await demo_api.wait_for_server(_server(run), 30, api.running)
-    except (RuntimeError, TimeoutError) as exc:
-        raise DemoFailed(f"{exc}; {api.log}:\n{api.tail()}") from None
-    out.print(f"pkgline server (pkgline api, pid {api.pid}) on unix://{sock}")
-    _print_station(run)
-
-
-def _station_url(run: Demo) -> str:
-    return f"http://127.0.0.1:{run.station_port}/station/"
-
-
-def _print_station(run: Demo) -> None:
-    """Where the operator station is and how to log in: the password made for this run is
-    shown here once (its hash is in the demo's database; never on a command line)."""
-    if run.user is None or run.station_port is None:
-        return
-    out.print(
-        Text.assemble(
-            ("operator station: ", "bold"),
-            (_station_url(run), "bold cyan"),
-            f"  log in as {run.user.name}, password ",
-            (run.user.password, "bold"),
-            " (made for this demo's database)",
-        )
-    )
-
-
-def _server(run: Demo) -> Server:
-    sock = demo_api.socket_path(run.database)
-    return Server(f"unix://{sock}", socket_path=str(sock))
-
-
 async def _start_lots(run: Demo, services: Services) -> None:
     who = None
     for number, (flow, priority) in enumerate(LOTS, start=1):
@@ -523,7 +295,7 @@ async def _start_lots(run: Demo, services: Services) -> None:
             "priority": priority,
         }
         try:
-            started, who = await demo_api.start_lot(_server(run), body)
+            started, who = await demo_api.start_lot(server(run), body)
         except RuntimeError as exc:
             raise DemoFailed(str(exc)) from None
         lot = await services.lots.get(str(started["id"]))
@@ -609,16 +381,6 @@ def _all_ended(lots: Sequence[Lot]) -> bool:
 # -- ending -------------------------------------------------------------------------------------
 
 
-async def _stop_line(run: Demo) -> None:
-    """SIGTERM to the controller (it finishes what it records and exits 0), then the
-    simulators."""
-    codes = []
-    for child in reversed(run.children):  # the server first: the line needs none of it
-        code = await child.stop(30.0 if child.name == "line controller" else 10.0)
-        codes.append(f"{child.name} exit {code}")
-    out.print("stopped with SIGTERM: " + ", ".join(codes))
-
-
 def _pkgline_command() -> str:
     """How to call pkgline the way this demo was called (``pkgline`` when it is on PATH)."""
     called = Path(sys.argv[0])
@@ -658,7 +420,7 @@ def _print_next(run: Demo) -> None:
         )
     )
     if run.keep:
-        _print_station(run)
+        print_station(run)
         pids = " ".join(str(c.pid) for c in run.children)
         out.print(
             Text(
