@@ -104,6 +104,9 @@ class SessionService:
         self._clock = clock
         self._kept = _LiveSessions(ttl_s, keep_s)
         self._refreshing: dict[str, asyncio.Future[None]] = {}
+        self._logouts = 0
+        """Counts logouts: a lookup that began before one keeps nothing (it may have read
+        the session before it ended)."""
 
     async def login(self, username: str, password: str) -> tuple[str, ApiSession, Principal]:
         """A new session for a person's password (LoginRefused as the login refuses):
@@ -119,7 +122,7 @@ class SessionService:
         """The person of a live session, or SessionRefused (unknown, expired, ended, or the
         account disabled since)."""
         now = self._clock()
-        generation = self._identity.generation
+        generation = self._generation()
         kept = self._kept.get(token, generation, now)
         if kept is None:
             return await self._look_up(token, now, generation)
@@ -130,7 +133,12 @@ class SessionService:
             refresh.add_done_callback(lambda _: self._refreshing.pop(token, None))
         return principal
 
-    async def _look_up(self, token: str, now: datetime, generation: int) -> Principal:
+    def _generation(self) -> tuple[int, int]:
+        """What a kept session is valid for: no user changed through the identity service,
+        and no logout through this one, since it was looked up."""
+        return self._identity.generation, self._logouts
+
+    async def _look_up(self, token: str, now: datetime, generation: tuple[int, int]) -> Principal:
         parts = split_token(token)
         found = await self._store.get(parts[0]) if parts is not None else None
         why = "unknown session"
@@ -156,7 +164,7 @@ class SessionService:
         that fails) drops it, so the next request looks it up itself and is answered, and
         refused or failed, as it would have been without the cache."""
         try:
-            await self._look_up(token, self._clock(), self._identity.generation)
+            await self._look_up(token, self._clock(), self._generation())
         except Exception:
             self._kept.drop(token)
 
@@ -172,8 +180,9 @@ class SessionService:
     async def logout(self, token: str) -> bool:
         """End the token's session (True), or False when it is no live session of its own."""
         parts = split_token(token)
-        found = await self._store.get(parts[0]) if parts is not None else None
+        self._logouts += 1  # what a lookup under way finds is kept no more
         self._kept.drop(token)
+        found = await self._store.get(parts[0]) if parts is not None else None
         if parts is None or found is None:
             return False
         session, _ = found
@@ -181,6 +190,8 @@ class SessionService:
             return False
         if session.revoked_at is None:
             await self._store.revoke(session.session_id, self._clock())
+            self._logouts += 1  # and what a lookup begun before the revoke committed finds
+            self._kept.drop(token)
         return True
 
 
@@ -188,8 +199,8 @@ class _LiveSessions:
     """Live sessions' principals by token digest: fresh for :data:`SESSION_TTL_S` (half to
     all of it, at random: the sessions of viewers who logged in together, at a shift change,
     would otherwise all be looked up again at once), then stale up to :data:`SESSION_KEEP_S`;
-    never past the session's expiry, and none once the identity service's ``generation``
-    moves."""
+    never past the session's expiry, and none once the ``generation`` it was looked up at
+    moves (:meth:`SessionService._generation`)."""
 
     def __init__(
         self, ttl_s: float = SESSION_TTL_S, keep_s: float = SESSION_KEEP_S, limit: int = 4096
@@ -197,9 +208,11 @@ class _LiveSessions:
         self._ttl_s = ttl_s
         self._keep_s = keep_s
         self._limit = limit
-        self._kept: dict[str, tuple[Principal, float, float, datetime, int]] = {}
+        self._kept: dict[str, tuple[Principal, float, float, datetime, tuple[int, int]]] = {}
 
-    def get(self, token: str, generation: int, now: datetime) -> tuple[Principal, bool] | None:
+    def get(
+        self, token: str, generation: tuple[int, int], now: datetime
+    ) -> tuple[Principal, bool] | None:
         """The principal kept for ``token`` and whether it is stale, or None."""
         kept = self._kept.get(_digest(token))
         if kept is None:
@@ -210,7 +223,9 @@ class _LiveSessions:
             return None
         return principal, fresh_until <= at
 
-    def put(self, token: str, principal: Principal, expires_at: datetime, generation: int) -> None:
+    def put(
+        self, token: str, principal: Principal, expires_at: datetime, generation: tuple[int, int]
+    ) -> None:
         if len(self._kept) >= self._limit:
             self._kept.clear()
         at = time.monotonic()

@@ -57,18 +57,18 @@ class SharedLine:
     async def get(self, render: Callable[[], Awaitable[str]]) -> str:
         loop = asyncio.get_running_loop()
         generation = self.generation
-        current = self._value is not None and self._value_generation == generation
-        if current and loop.time() - self._value_at < self.max_age_s:
-            return self._value  # type: ignore[return-value]
+        current = self._value if self._value_generation == generation else None
+        if current is not None and loop.time() - self._value_at < self.max_age_s:
+            return current
         if self._flight is None or self._flight_generation != generation:
             self._flight = asyncio.ensure_future(render())
             self._flight_generation = generation
             self._flight.add_done_callback(self._landed(generation))
-        if current:
+        if current is not None:
             # Only old, no commit since: this viewer gets the rendering of a moment ago while
             # the new one is made (a tool's state from another process may lag a render);
             # after a commit everyone waits for the rendering that shows it.
-            return self._value  # type: ignore[return-value]
+            return current
         return await asyncio.shield(self._flight)
 
     def _landed(self, generation: int) -> Callable[[asyncio.Future[str]], None]:

@@ -146,3 +146,31 @@ async def test_a_session_is_kept_no_longer_than_its_expiry(world: World) -> None
     world.now.at = session.expires_at
     with pytest.raises(SessionRefused, match="expired"):
         await sessions.authenticate(token)
+
+
+async def test_a_lookup_under_way_when_the_session_ends_keeps_nothing(world: World) -> None:
+    """A background lookup that read the session before its logout committed must not bring
+    it back: it is kept for nothing, and the next request is refused."""
+    sessions = world.sessions(ttl_s=0.0, keep_s=3600.0)
+    token, _, _ = await sessions.login("ann", PASSWORD + "!")
+    await sessions.authenticate(token)
+    gate, reading = asyncio.Event(), asyncio.Event()
+    read = world.store.get
+
+    async def slow_get(session_id: str) -> tuple[ApiSession, User] | None:
+        world.store.get = read  # type: ignore[method-assign]  # this lookup only
+        found = await read(session_id)  # read while the session is live
+        reading.set()
+        await gate.wait()  # ... and answered after the logout
+        return found
+
+    world.store.get = slow_get  # type: ignore[method-assign]
+    await sessions.authenticate(token)  # stale: answered, a lookup begins in the background
+    await asyncio.wait_for(reading.wait(), GUARD_S)
+    assert await sessions.logout(token)
+    gate.set()
+    for _ in range(20):  # the lookup under way lands
+        await asyncio.sleep(0)
+    with pytest.raises(SessionRefused, match="logged out"):
+        await sessions.authenticate(token)
+    await sessions.close()
