@@ -357,9 +357,7 @@ class LineController:
         ):
             log.warning("stopping without what is still being recorded: it is on the tools")
         reporter = tasks[0] if tasks else None
-        for task in tasks[1:]:
-            task.cancel()
-        await _within(asyncio.gather(*tasks[1:], return_exceptions=True), work_until)
+        await _cancelled(tasks[1:], work_until)
         await _within(
             asyncio.gather(*(r.close() for r in self.runners.values()), return_exceptions=True),
             work_until,
@@ -656,6 +654,30 @@ class LineController:
                 continue
             log.info("manual step completed", lot=lot.id, step=candidate.step)
             self.wake(lot_waits=True)
+
+
+CANCEL_AGAIN_S = 0.1
+"""How long a task cancelled on stop may go on before it is cancelled again."""
+
+
+async def _cancelled(tasks: Sequence[asyncio.Task[Any]], deadline: float) -> bool:
+    """Cancel ``tasks`` and wait for them to end, until the event loop's time ``deadline``
+    (True when they all did). One that goes on is cancelled again: in Python 3.11 a
+    cancellation can be lost, when ``asyncio.wait_for`` (which pymodbus connects with) is
+    cancelled at the moment what it waits for ends. A stop that came as a tool refused the
+    connection then waited for the whole stop timeout (45 s)."""
+    loop = asyncio.get_running_loop()
+    pending = {t for t in tasks if not t.done()}
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(
+            pending, timeout=min(CANCEL_AGAIN_S, max(0.0, deadline - loop.time()))
+        )
+    for task in tasks:  # retrieved, so that none is reported as never retrieved
+        if task.done() and not task.cancelled():
+            task.exception()
+    return not pending
 
 
 async def _within(work: Awaitable[Any], deadline: float) -> bool:
