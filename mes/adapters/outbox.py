@@ -104,21 +104,17 @@ _PENDING_SKIPPING = _PENDING.where(outbox.c.seq.not_in(bindparam("skip", expandi
 # The payload as its stored text, parsed by :func:`_payload` (orjson): decoding it with the
 # standard library's json was a tenth of the relay's time while it drained a backlog.
 _PENDING_SQLITE = CompiledStatement.compile(
-    select(
+    _PENDING.with_only_columns(
         outbox.c.seq,
         outbox.c.lot_id,
         outbox.c.kind,
         type_coerce(outbox.c.payload, Text).label("payload"),
         outbox.c.created_at,
-    )
-    .where(
-        outbox.c.published_at.is_(None),
+    ).where(
         outbox.c.seq.not_in(
             select(column("value")).select_from(func.json_each(bindparam("skip_json")))
-        ),
-    )
-    .order_by(outbox.c.seq)
-    .limit(bindparam("limit")),
+        )
+    ),
     sqlite_dialect(),
 )
 _PUBLISHED_SINCE = (
