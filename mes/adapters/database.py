@@ -28,6 +28,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from mes.adapters import jsontext
+
 READONLY = "pkgline_readonly"
 """Execution option marking a read-only transaction (SQLite: plain BEGIN, no write lock)."""
 
@@ -130,6 +132,7 @@ def create_engine(
         "echo": echo,
         "pool_reset_on_return": None,
         "pool_timeout": timeouts.pool_s,
+        "json_deserializer": jsontext.loads,
     }
     if target.get_backend_name() == "sqlite":
         assert target.database is not None

@@ -39,6 +39,10 @@ class _Compiled:
     sql: str
     params: tuple[tuple[str, Processor, Any], ...]
     columns: tuple[tuple[str, Processor], ...]
+    names: tuple[str, ...]
+    """The result columns' names, in order."""
+    processed: tuple[tuple[str, Callable[[Any], Any]], ...]
+    """The result columns that have a processor (on asyncpg few do), with it."""
 
 
 class CompiledStatement:
@@ -103,7 +107,13 @@ class CompiledStatement:
             )
             for column in exported
         )
-        self._compiled = _Compiled(compiled.string, params, columns)
+        self._compiled = _Compiled(
+            compiled.string,
+            params,
+            columns,
+            tuple(name for name, _ in columns),
+            tuple((name, process) for name, process in columns if process is not None),
+        )
         return self._compiled
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
@@ -116,10 +126,15 @@ class CompiledStatement:
         return out
 
     def row(self, raw: Sequence[Any]) -> dict[str, Any]:
-        return {
-            name: process(value) if process is not None and value is not None else value
-            for (name, process), value in zip(self.columns, raw, strict=True)
-        }
+        compiled = self._compiled or self._compile()
+        if len(raw) != len(compiled.names):
+            raise ValueError(f"a row of {len(raw)} values for {len(compiled.names)} columns")
+        found = dict(zip(compiled.names, raw, strict=True))
+        for name, process in compiled.processed:
+            value = found[name]
+            if value is not None:
+                found[name] = process(value)
+        return found
 
 
 @dataclass(frozen=True, slots=True)

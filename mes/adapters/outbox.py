@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Text, bindparam, column, delete, func, select, text, type_coerce, update
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mes.adapters import jsontext
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
 from mes.adapters.tables import lots, outbox
@@ -344,12 +344,7 @@ class RelaySession:
 def _payload(stored: str | None) -> Any:
     """A payload's stored JSON text as SQLAlchemy's JSON type would give it: orjson, or the
     standard library for what orjson refuses and it takes (NaN, as json.dumps writes it)."""
-    if stored is None:
-        return None
-    try:
-        return orjson.loads(stored)
-    except orjson.JSONDecodeError:
-        return json.loads(stored)
+    return None if stored is None else jsontext.loads(stored)
 
 
 def _fetch(statement: CompiledStatement, values: dict[str, Any]) -> Plan[list[dict[str, Any]]]:
