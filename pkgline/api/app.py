@@ -27,6 +27,7 @@ from pkgline.api import (
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
+from pkgline.api.fastlane import FastLane
 from pkgline.station import pages as station
 
 DESCRIPTION = """The pkgline server: the lot tracker's reads and operations (lots and their
@@ -41,7 +42,8 @@ the claim and what is allowed."""
 
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The ASGI application serving ``state`` (wrapped in the body limit)."""
-    return DeclaredBodyLimit(ServerTiming(build_app(state, max_body_bytes)), max_body_bytes)
+    app = build_app(state, max_body_bytes)
+    return DeclaredBodyLimit(ServerTiming(FastLane(app, max_body_bytes)), max_body_bytes)
 
 
 def openapi_document() -> dict[str, Any]:

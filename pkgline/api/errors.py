@@ -85,7 +85,7 @@ def too_large() -> JSONResponse:
     return error_response(413, {"error": "too_large", "message": message})
 
 
-async def _refused(request: Request, exc: Exception) -> JSONResponse:
+async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LotTrackerError)
     response = error_response(status_of(exc), exc.to_dict())
     said = getattr(request.state, "principal", None)
@@ -125,12 +125,12 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, {"error": kind, "message": str(exc.detail)})
 
 
-async def _schema(request: Request, exc: Exception) -> JSONResponse:
+async def schema(request: Request, exc: Exception) -> JSONResponse:
     message = f"the server's database is not usable: {exc}"
     return error_response(503, {"error": "schema", "message": message})
 
 
-async def _database(request: Request, exc: Exception) -> JSONResponse:
+async def database(request: Request, exc: Exception) -> JSONResponse:
     found = exc if isinstance(exc, DatabaseUnavailable) else classify(exc)
     if isinstance(found, DatabaseRetryable):
         message = f"the database refused this for now ({found.reason}); nothing was changed, retry"
@@ -143,10 +143,10 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
-    app.add_exception_handler(LotTrackerError, _refused)
+    app.add_exception_handler(LotTrackerError, refused)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
-    app.add_exception_handler(SchemaMismatch, _schema)
-    app.add_exception_handler(DatabaseUnavailable, _database)
+    app.add_exception_handler(SchemaMismatch, schema)
+    app.add_exception_handler(DatabaseUnavailable, database)
     # SQLAlchemy's own errors (schema checks) and OSError: classified as the store's are
-    app.add_exception_handler(OSError, _database)
+    app.add_exception_handler(OSError, database)
