@@ -6,7 +6,7 @@ in-memory one (:mod:`mes.adapters.memory`) serves fast tests of the service laye
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -129,6 +129,16 @@ class GetHistory:
 
 
 @dataclass(frozen=True, slots=True)
+class GetLastTrackOuts:
+    """Read when a lot was last tracked out of each of ``steps`` (answer: ``dict[str,
+    datetime]``, a step it never left absent): what its queue-time limits count from, read
+    without its whole history."""
+
+    lot_id: str
+    steps: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class GetChildren:
     """Read the ids of the lots split from a lot (answer: ``list[str]``)."""
 
@@ -232,6 +242,7 @@ LotRequest: TypeAlias = (
     | GetCarriers
     | GetRejects
     | GetHistory
+    | GetLastTrackOuts
     | GetChildren
     | GetHeads
     | Save
@@ -299,6 +310,11 @@ def get_rejects(lot_id: str) -> Work[list[SiteReject]]:
 
 def get_history(lot_id: str, *, before_seq: int | None = None) -> Work[list[HistoryEntry]]:
     found: list[HistoryEntry] = yield GetHistory(lot_id, before_seq)
+    return found
+
+
+def get_last_track_outs(lot_id: str, steps: Iterable[str]) -> Work[dict[str, datetime]]:
+    found: dict[str, datetime] = yield GetLastTrackOuts(lot_id, tuple(sorted(set(steps))))
     return found
 
 

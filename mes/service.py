@@ -67,10 +67,10 @@ from mes.interlocks import tool_interlock
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
     Work,
-    get_history,
     get_job,
     get_job_with_lot,
     get_jobs_of,
+    get_last_track_outs,
     get_lot,
     get_rejects,
     save,
@@ -195,7 +195,8 @@ class LotService(LotServiceCore):
             extra["materials"] = [u.material_id for u in uses]
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
         if limits:
-            found = queuetimes.waits(limits, (yield from get_history(lot.id)), self._clock())
+            since = yield from get_last_track_outs(lot.id, queuetimes.first_steps(limits))
+            found = queuetimes.waits(limits, since, self._clock())
             expired = [w for w in found if w.expired]
             if expired:  # on hold instead, with the reason: an engineer decides rework or release
                 reason = "; ".join(w.text() for w in expired)
@@ -228,7 +229,8 @@ class LotService(LotServiceCore):
             limits = queuetimes.limits_before(flow, lot, common.next_in_order(lot, flow))
             if not limits:
                 continue
-            found = queuetimes.waits(limits, await self._read(get_history(lot.id)), self._clock())
+            since = await self._read(get_last_track_outs(lot.id, queuetimes.first_steps(limits)))
+            found = queuetimes.waits(limits, since, self._clock())
             expired = [w for w in found if w.expired]
             if not expired:
                 continue

@@ -38,6 +38,7 @@ from mes.domain.model import (
     Lot,
     LotHead,
     LotState,
+    Operation,
     SiteReject,
 )
 from mes.domain.reasons import ReasonCode
@@ -55,6 +56,7 @@ from mes.ports import (
     GetJob,
     GetJobsOf,
     GetJobWithLot,
+    GetLastTrackOuts,
     GetLot,
     GetLotsRunningOn,
     GetQualifications,
@@ -171,6 +173,12 @@ class MemoryLotRepository:
             return self._carriers(request.lot_id)
         if isinstance(request, GetHistory):
             return self._history(request.lot_id, before_seq=request.before_seq)
+        if isinstance(request, GetLastTrackOuts):
+            return {
+                e.step: e.at
+                for e in self._history(request.lot_id)
+                if e.operation is Operation.TRACK_OUT and e.step in request.steps
+            }
         if isinstance(request, GetChildren):
             return [lot.id for lot in self._store.lots.values() if lot.parent_id == request.lot_id]
         if isinstance(request, GetHeads):

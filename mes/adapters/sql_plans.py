@@ -37,6 +37,7 @@ from mes.ports import (
     GetJob,
     GetJobsOf,
     GetJobWithLot,
+    GetLastTrackOuts,
     GetLot,
     GetRejects,
     GetToolJobs,
@@ -143,6 +144,14 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
                 sql.history_before, {"lot_id": request.lot_id, "before_seq": request.before_seq}
             )
         return [entry_from_row(r) for r in rows]
+    if isinstance(request, GetLastTrackOuts):
+        if not request.steps:
+            return {}
+        values = {f"p{i}": step for i, step in enumerate(request.steps)}
+        rows = yield Fetch(
+            sql.last_track_outs(len(request.steps)), {"lot_id": request.lot_id, **values}
+        )
+        return {r["step"]: r["at"] for r in rows}  # the last of each step wins
     if isinstance(request, GetChildren):
         rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
         return [r["id"] for r in rows]

@@ -54,7 +54,7 @@ from mes.adapters.tables import (
     outbox,
     site_rejects,
 )
-from mes.domain.model import LotHead, LotState
+from mes.domain.model import LotHead, LotState, Operation
 from mes.ports import LotQuery, ToolJobQuery
 
 
@@ -202,6 +202,7 @@ class Statements:
         )
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
         self._heads: dict[int, CompiledStatement] = {}
+        self._track_outs: dict[int, CompiledStatement] = {}
 
     def heads(self, states: int) -> CompiledStatement:
         """Lot heads by state (bound as s0, s1, ...), most urgent first."""
@@ -213,6 +214,22 @@ class Statements:
             )
             self._heads[states] = CompiledStatement.compile(query, self.dialect)
         return self._heads[states]
+
+    def last_track_outs(self, steps: int) -> CompiledStatement:
+        """Each of a lot's track-outs of ``steps`` steps (bound as p0, p1, ...), in order:
+        the step and when (on the lot's history index; only those rows converted)."""
+        if steps not in self._track_outs:
+            query = (
+                select(lot_history.c.step, lot_history.c.at)
+                .where(
+                    lot_history.c.lot_id == bindparam("lot_id"),
+                    lot_history.c.operation == Operation.TRACK_OUT.value,
+                    lot_history.c.step.in_([bindparam(f"p{i}") for i in range(steps)]),
+                )
+                .order_by(lot_history.c.seq)
+            )
+            self._track_outs[steps] = CompiledStatement.compile(query, self.dialect)
+        return self._track_outs[steps]
 
     def find(self, states: int, by_flow: bool) -> CompiledStatement:
         """Lots with their carriers by state (``states`` of them, bound as s0, s1, ...) and

@@ -8,13 +8,13 @@ flow files with their origin (docs/flow-files.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from flows import Flow
 from flows.model import QueueTime
-from mes.domain.model import HistoryEntry, Lot, LotHead, Operation
+from mes.domain.model import Lot, LotHead
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +59,20 @@ def limits_before(flow: Flow, lot: Lot | LotHead, steps: Sequence[str]) -> list[
 
 
 def waits(
-    limits: Sequence[QueueTime], history: Sequence[HistoryEntry], now: datetime
+    limits: Sequence[QueueTime], track_outs: Mapping[str, datetime], now: datetime
 ) -> list[QueueWait]:
-    """The lot's wait against each limit, from its history (the last track-out of each first
-    step). A limit whose first step's track-out the history lacks is left out."""
+    """The lot's wait against each limit, from ``track_outs``: when it was last tracked out
+    of each limit's first step (:func:`first_steps`; the store reads them). A limit whose
+    first step has no track-out is left out."""
     out = []
     for q in limits:
-        since = next(
-            (
-                e.at
-                for e in reversed(history)
-                if e.operation is Operation.TRACK_OUT and e.step == q.from_step
-            ),
-            None,
-        )
+        since = track_outs.get(q.from_step)
         if since is not None:
             out.append(QueueWait(q, since, (now - since).total_seconds() / 60.0))
     return out
+
+
+def first_steps(limits: Sequence[QueueTime]) -> list[str]:
+    """The steps whose last track-out ``limits`` count from."""
+    return [q.from_step for q in limits]
+

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from mes.domain import commands as cmd
 from mes.domain.model import HoldSource, LotState, Operation
+from mes.ports import get_history, get_last_track_outs
 from mes.service import LotService
 from tests.mes.conftest import Clock
 
@@ -100,3 +101,32 @@ async def test_the_limit_runs_from_the_last_coat_of_each_layer(
     clock.now += timedelta(minutes=10)
     outcome = await service.track_in(cmd.TrackIn("L1", "VIA_PATTERN", OP))
     assert outcome.lot.state is LotState.RUNNING
+
+
+async def test_the_store_says_when_each_step_was_last_left_as_the_history_does(
+    service: LotService, clock: Clock
+) -> None:
+    """What the limits count from is read without the whole history (GetLastTrackOuts):
+    the last track-out of each step asked, a step run twice by its last, a step never left
+    or never run absent, nothing asked nothing read."""
+    await service.start(cmd.StartLot("L1", "fo-organic", OP, params={"layers": "3"}))
+    lot, coats_left = await service.get("L1"), 2
+    while coats_left:
+        step = service.next_in_order(lot)[0]
+        clock.now += timedelta(minutes=7)
+        await service.track_in(cmd.TrackIn("L1", step, OP))
+        lot = (await service.track_out(cmd.TrackOut("L1", OP))).lot
+        coats_left -= step == "DIELECTRIC_COAT"
+    await service.track_in(cmd.TrackIn("L1", service.next_in_order(lot)[0], OP))  # running
+    history = await service._read(get_history("L1"))
+    expected = {e.step: e.at for e in history if e.operation is Operation.TRACK_OUT and e.step}
+    coats = [
+        e for e in history if e.step == "DIELECTRIC_COAT" and e.operation is Operation.TRACK_OUT
+    ]
+    assert len(coats) >= 2
+    asked = sorted({*expected, "NOT_A_STEP", lot.path[-1] if lot.path else "X"})
+    found = await service._read(get_last_track_outs("L1", asked))
+    assert found == {s: expected[s] for s in asked if s in expected}
+    assert found["DIELECTRIC_COAT"] == coats[-1].at
+    assert await service._read(get_last_track_outs("L1", [])) == {}
+    assert await service._read(get_last_track_outs("NOPE", ["DIELECTRIC_COAT"])) == {}
