@@ -27,7 +27,7 @@ import contextlib
 import gc
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -37,15 +37,12 @@ from drivers.interface import ToolDriver
 from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.adapters.health import DatabaseHealth
-from mes.domain import commands as cmd
-from mes.domain.equipment import ControllerRecord, DispatchMode, ToolRegistration
-from mes.domain.errors import ConcurrentUpdate, LotTrackerError
-from mes.domain.model import LotHead, LotState
+from mes.domain.equipment import ControllerRecord, ToolRegistration
 from mes.equipment import EquipmentService
-from mes.service import LotService, Outcome, TrackedIn, utc_now
+from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller import HEARTBEAT_S
-from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
+from pkgline.controller.dispatcher import Dispatcher
 from pkgline.controller.feed import ToolFeed
 from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.reporter import EquipmentReporter
@@ -57,7 +54,6 @@ from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.controller")
 
-MANUAL = "manual"
 STOPPED = "stopped"
 FLUSH_S = 10.0
 """On stop: how long to wait for tool states still to be written."""
@@ -126,11 +122,6 @@ def describe_endpoint(tool: LineTool) -> str:
     return f"{endpoint.url} {endpoint.object_name or tool.id}"
 
 
-REFUSALS_KEPT = 10_000
-"""Lots whose last refused track-in is remembered (to log each refusal once): past that, the
-memory starts again (a refusal may then be logged once more)."""
-
-
 class LineController:
     def __init__(
         self,
@@ -183,19 +174,18 @@ class LineController:
             )
             self.runners[tool.id] = runner
         self.resets = ResetDesk(self.name, equipment, self.runners, by_id, outage=self._outage)
-        self._manual_wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._dispatcher = Dispatcher(
+            self.name,
+            config.controller,
+            lots,
+            self.runners,
+            self._user,
+            self._wake.set,
+            self._outage,
+        )
         self._started_at = utc_now()
-        self._counts = (0, 0)
-        self._lots_moved = True
-        """A lot this controller moved waits at a step since the last pass began."""
-        self._unserved: frozenset[str] = frozenset()
-        """The tools the last pass left idle: no waiting lot it read fits them."""
-        self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
-        """Each waiting lot's head as last read, and the step it goes to next."""
-        self._refused: dict[str, tuple[str, str]] = {}
-        """Each lot's last refused track-in (step, why): logged once, not on every pass."""
         self.ready = asyncio.Event()
         self._before_ready = before_ready
         self._certificate_notes: list[str] = []
@@ -208,7 +198,7 @@ class LineController:
         """Dispatch now: a tool may have become free, or (``lot_waits``) a lot this
         controller moved waits at a step."""
         if lot_waits:
-            self._lots_moved = True
+            self._dispatcher.lot_waits()
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -219,7 +209,7 @@ class LineController:
 
     def status_line(self) -> str:
         up = sum(1 for r in self.runners.values() if r.connected)
-        running, waiting = self._counts
+        running, waiting = self._dispatcher.counts
         status = (
             f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
             f"{waiting} waiting"
@@ -290,7 +280,7 @@ class LineController:
             await self._first_contact()
             await self._reporter.flush()  # every tool's state is on record before READY
             self._before_ready()
-            await self._dispatch_once()
+            await self._dispatcher.dispatch_once()
             self.ready.set()
             self._notifier.ready(self.status_line())
             log.info("line controller ready", status=self.status_line())
@@ -301,7 +291,9 @@ class LineController:
                 asyncio.create_task(self._watchdog_loop(), name="watchdog"),
             ]
             if self.config.controller.auto_manual_steps:
-                loops.append(asyncio.create_task(self._manual_loop(), name="manual-steps"))
+                loops.append(
+                    asyncio.create_task(self._dispatcher.manual_loop(), name="manual-steps")
+                )
             stop = asyncio.create_task(self._stop.wait(), name="stop")
             done, _ = await asyncio.wait(
                 [stop, *tasks, *loops], return_when=asyncio.FIRST_COMPLETED
@@ -405,7 +397,7 @@ class LineController:
                 continue  # what waited for the database is written first: see the reporter
             full = loop.time() - last_full >= interval
             try:
-                await self._dispatch_once(full=full)
+                await self._dispatcher.dispatch_once(full=full)
             except DatabaseUnavailable as exc:
                 self._outage.failed("dispatch", exc)
                 await asyncio.sleep(next(retry))
@@ -461,199 +453,6 @@ class LineController:
             status=status,
             tools=tuple(self.runners),
         )
-
-    # -- dispatching -------------------------------------------------------------------------
-
-    async def _dispatch_once(self, *, full: bool = True) -> None:
-        """Start waiting lots on idle tools and complete manual steps when configured to; a
-        full pass also follows lots running on our tools (tracked in by an operator, or left
-        running by a controller that stopped)."""
-        idle = frozenset(t for t, r in self.runners.items() if r.is_idle())
-        if not full and not self._lots_moved and idle <= self._unserved:
-            # Nothing new since the last pass: no lot of ours waits anew, no tool is newly
-            # idle. What others change (operators) is for the full passes.
-            return
-        self._lots_moved = False
-        try:
-            await self._pass(full, idle)
-        except BaseException:
-            self._lots_moved = True  # the next pass reads again
-            raise
-
-    async def _pass(self, full: bool, idle: frozenset[str]) -> None:
-        states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
-        dispatching = self.config.controller.dispatch and bool(idle)
-        if dispatching:  # the tools' dispatch modes are read with the lots, not after them
-            lots, modes = await self._lots.dispatch_view(states, self.name)
-        else:
-            lots, modes = await self._lots.heads(states), {}
-        if full:
-            for lot in lots:
-                runner = self.runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
-                if runner is not None and not runner.is_working_on(lot.id):
-                    runner.assign(lot.id)
-        candidates = self._candidates(lots)
-        working = sum(1 for r in self.runners.values() if r.current_lot is not None)
-        self._counts = (working, len(candidates))
-        self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
-        if self.config.controller.auto_manual_steps and (
-            any(self._is_manual(c.step) for c in candidates)
-            or any(lot.state is LotState.RUNNING and lot.tool is None for lot in lots)
-        ):
-            self._manual_wake.set()
-
-    async def _start_on_idle_tools(
-        self, candidates: list[Candidate], modes: Mapping[str, DispatchMode]
-    ) -> frozenset[str]:
-        """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
-        tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
-        all of them in one transaction (on SQLite, one wait for the writer, not one per
-        tool). The idle tools left without a lot."""
-        picks: list[tuple[Candidate, ToolRunner]] = []
-        left: set[str] = set()
-        for tool_id, runner in sorted(self.runners.items()):
-            if not runner.is_idle():
-                continue
-            pick = choose(candidates, runner.steps)
-            if (
-                modes.get(tool_id) is not DispatchMode.AUTO
-                or pick is None
-                or self._waits_for_its_lot(runner, pick)
-            ):
-                left.add(tool_id)
-                continue
-            candidates.remove(pick)
-            picks.append((pick, runner))
-        if picks:
-            await self._track_in(picks)
-        return frozenset(left)
-
-    async def _track_in(self, picks: list[tuple[Candidate, ToolRunner]]) -> None:
-        """Each pick on its tool, in one transaction when none of the lots moved meanwhile."""
-        try:
-            results = await self._lots.track_in_all(
-                [
-                    cmd.TrackIn(
-                        pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
-                    )
-                    for pick, runner in picks
-                ]
-            )
-        except ConcurrentUpdate:  # one of them moved meanwhile: the others one by one
-            for pick, runner in picks:
-                await self._start(pick, runner)
-            return
-        for (pick, runner), result in zip(picks, results, strict=True):
-            self._started(pick, runner, result)
-
-    def _waits_for_its_lot(self, runner: ToolRunner, pick: Candidate) -> bool:
-        """The lot the tool is finishing goes on there once tracked out, and before ``pick``
-        (:func:`keeps_tool`): it is dispatched then."""
-        finishing = runner.finishing
-        return finishing is not None and keeps_tool(
-            finishing, self._lots.next_in_order_after_step(finishing), pick, runner.steps
-        )
-
-    async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
-        try:
-            outcome: Outcome | LotTrackerError = await self._lots.track_in(
-                cmd.TrackIn(
-                    pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
-                )
-            )
-        except LotTrackerError as exc:
-            outcome = exc
-        self._started(pick, runner, outcome)
-
-    def _started(
-        self, pick: Candidate, runner: ToolRunner, outcome: Outcome | LotTrackerError
-    ) -> None:
-        if isinstance(outcome, LotTrackerError):
-            refusal = (pick.step, outcome.message)
-            if self._refused.get(pick.lot.id) != refusal:  # said on the edge, as it changes
-                if len(self._refused) >= REFUSALS_KEPT:
-                    self._refused.clear()
-                self._refused[pick.lot.id] = refusal
-                log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
-            return
-        self._refused.pop(pick.lot.id, None)
-        if outcome.lot.state is not LotState.RUNNING:  # held at track-in (a queue time)
-            hold = outcome.lot.hold
-            log.warning(
-                "lot held at track-in",
-                lot=pick.lot.id,
-                step=pick.step,
-                reason=hold.reason if hold else None,
-            )
-            return
-        log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
-        runner.assign(pick.lot.id, outcome.view if isinstance(outcome, TrackedIn) else None)
-
-    def _candidates(self, lots: Sequence[LotHead]) -> list[Candidate]:
-        """Each waiting lot with the step it goes to next. The store gives the same head
-        object for a lot it has not changed since the last read: its step is then the one
-        found last time, not worked out from its flow again."""
-        known, self._next = self._next, {}
-        found: list[Candidate] = []
-        for lot in lots:
-            if lot.state is not LotState.WAITING:
-                continue
-            last = known.get(lot.id)
-            if last is not None and last[0] is lot:
-                candidate = last[1]
-            else:
-                candidate = next_step_of(lot, self._lots.next_in_order(lot))
-            self._next[lot.id] = (lot, candidate)
-            if candidate is not None:
-                found.append(candidate)
-        return found
-
-    def _is_manual(self, step: str) -> bool:
-        info = self._library.step_codes.get(step)
-        return info is not None and info.equipment_class == MANUAL
-
-    async def _manual_loop(self) -> None:
-        """Complete the manual steps lots wait at (``auto_manual_steps``), woken by the
-        dispatch passes that find some. Apart from dispatching: each one completed costs two
-        transactions, and a batch of new lots must not keep an idle tool waiting."""
-        while True:
-            await self._manual_wake.wait()
-            self._manual_wake.clear()
-            try:
-                heads = await self._lots.heads([LotState.WAITING, LotState.RUNNING])
-                # A manual step tracked in whose track-out failed (the database went away in
-                # between, or it answered the COMMIT too late to say so): finish it first.
-                await self._track_out_manual(
-                    [h for h in heads if h.state is LotState.RUNNING and h.tool is None]
-                )
-                waiting = self._candidates(heads)
-                await self._complete_manual_steps([c for c in waiting if self._is_manual(c.step)])
-            except DatabaseUnavailable as exc:
-                self._outage.failed("manual steps", exc)
-
-    async def _track_out_manual(self, lots: list[LotHead]) -> None:
-        for lot in lots:
-            try:
-                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
-            except LotTrackerError as exc:  # not a manual step of ours: asked every pass
-                log.debug("running lot not tracked out", lot=lot.id, reason=exc.message)
-                continue
-            log.info("manual step completed", lot=lot.id)
-            self.wake(lot_waits=True)
-
-    async def _complete_manual_steps(self, candidates: list[Candidate]) -> None:
-        for candidate in candidates:
-            lot = candidate.lot
-            try:
-                await self._lots.track_in(cmd.TrackIn(lot.id, candidate.step, self._user))
-                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
-            except LotTrackerError as exc:
-                log.info(
-                    "manual step not completed", lot=lot.id, step=candidate.step, reason=exc.message
-                )
-                continue
-            log.info("manual step completed", lot=lot.id, step=candidate.step)
-            self.wake(lot_waits=True)
 
 
 CANCEL_AGAIN_S = 0.1

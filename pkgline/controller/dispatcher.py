@@ -1,0 +1,268 @@
+"""The line controller's dispatching: which waiting lot goes on which idle tool, and the
+manual steps completed when configured to (:class:`Dispatcher`). What to pick is
+:mod:`pkgline.controller.dispatch` (pure); this is the passes that read the lots, track the
+picks in and hand each to its tool's runner, with what they keep from one pass to the next
+(each lot's next step, the tools left idle, the refusals already logged)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+
+import structlog
+
+from mes.adapters.driver import DatabaseUnavailable
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode
+from mes.domain.errors import ConcurrentUpdate, LotTrackerError
+from mes.domain.model import LotHead, LotState
+from mes.service import LotService, Outcome, TrackedIn
+from pkgline.config import ControllerConfig
+from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
+from pkgline.controller.outage import DatabaseOutage
+from pkgline.controller.runner import ToolRunner
+
+log = structlog.get_logger("pkgline.controller")
+
+MANUAL = "manual"
+REFUSALS_KEPT = 10_000
+"""Lots whose last refused track-in is remembered (to log each refusal once): past that, the
+memory starts again (a refusal may then be logged once more)."""
+
+
+class Dispatcher:
+    """The dispatch passes of one line controller over its tools' ``runners``, moving lots
+    through ``lots`` as ``user``. The controller decides when a pass runs
+    (:meth:`dispatch_once`), and runs :meth:`manual_loop` when manual steps are completed
+    automatically."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ControllerConfig,
+        lots: LotService,
+        runners: Mapping[str, ToolRunner],
+        user: str,
+        wake: Callable[[], None],
+        outage: DatabaseOutage,
+    ) -> None:
+        """``name``: the controller's; ``wake``: have the controller run a pass soon;
+        ``outage``: told when the manual steps' loop finds the database unavailable."""
+        self._name = name
+        self._outage = outage
+        self._config = config
+        self._lots = lots
+        self._library = lots.flows
+        self._runners = runners
+        self._user = user
+        self._wake = wake
+        self.counts = (0, 0)
+        """(lots running on our tools, lots waiting) as the last pass found them."""
+        self._manual_wake = asyncio.Event()
+        self._lots_moved = True
+        """A lot this controller moved waits at a step since the last pass began."""
+        self._unserved: frozenset[str] = frozenset()
+        """The tools the last pass left idle: no waiting lot it read fits them."""
+        self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
+        """Each waiting lot's head as last read, and the step it goes to next."""
+        self._refused: dict[str, tuple[str, str]] = {}
+        """Each lot's last refused track-in (step, why): logged once, not on every pass."""
+
+    def lot_waits(self) -> None:
+        """A lot this controller moved waits at a step: the next pass reads the lots (and
+        the controller is woken for it)."""
+        self._lots_moved = True
+        self._wake()
+
+    async def dispatch_once(self, *, full: bool = True) -> None:
+        """Start waiting lots on idle tools and complete manual steps when configured to; a
+        full pass also follows lots running on our tools (tracked in by an operator, or left
+        running by a controller that stopped)."""
+        idle = frozenset(t for t, r in self._runners.items() if r.is_idle())
+        if not full and not self._lots_moved and idle <= self._unserved:
+            # Nothing new since the last pass: no lot of ours waits anew, no tool is newly
+            # idle. What others change (operators) is for the full passes.
+            return
+        self._lots_moved = False
+        try:
+            await self._pass(full, idle)
+        except BaseException:
+            self._lots_moved = True  # the next pass reads again
+            raise
+
+    async def _pass(self, full: bool, idle: frozenset[str]) -> None:
+        states = [LotState.WAITING, LotState.RUNNING] if full else [LotState.WAITING]
+        dispatching = self._config.dispatch and bool(idle)
+        if dispatching:  # the tools' dispatch modes are read with the lots, not after them
+            lots, modes = await self._lots.dispatch_view(states, self._name)
+        else:
+            lots, modes = await self._lots.heads(states), {}
+        if full:
+            for lot in lots:
+                runner = (
+                    self._runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
+                )
+                if runner is not None and not runner.is_working_on(lot.id):
+                    runner.assign(lot.id)
+        candidates = self._candidates(lots)
+        working = sum(1 for r in self._runners.values() if r.current_lot is not None)
+        self.counts = (working, len(candidates))
+        self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
+        if self._config.auto_manual_steps and (
+            any(self._is_manual(c.step) for c in candidates)
+            or any(lot.state is LotState.RUNNING and lot.tool is None for lot in lots)
+        ):
+            self._manual_wake.set()
+
+    async def _start_on_idle_tools(
+        self, candidates: list[Candidate], modes: Mapping[str, DispatchMode]
+    ) -> frozenset[str]:
+        """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
+        tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
+        all of them in one transaction (on SQLite, one wait for the writer, not one per
+        tool). The idle tools left without a lot."""
+        picks: list[tuple[Candidate, ToolRunner]] = []
+        left: set[str] = set()
+        for tool_id, runner in sorted(self._runners.items()):
+            if not runner.is_idle():
+                continue
+            pick = choose(candidates, runner.steps)
+            if (
+                modes.get(tool_id) is not DispatchMode.AUTO
+                or pick is None
+                or self._waits_for_its_lot(runner, pick)
+            ):
+                left.add(tool_id)
+                continue
+            candidates.remove(pick)
+            picks.append((pick, runner))
+        if picks:
+            await self._track_in(picks)
+        return frozenset(left)
+
+    async def _track_in(self, picks: list[tuple[Candidate, ToolRunner]]) -> None:
+        """Each pick on its tool, in one transaction when none of the lots moved meanwhile."""
+        try:
+            results = await self._lots.track_in_all(
+                [
+                    cmd.TrackIn(
+                        pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
+                    )
+                    for pick, runner in picks
+                ]
+            )
+        except ConcurrentUpdate:  # one of them moved meanwhile: the others one by one
+            for pick, runner in picks:
+                await self._start(pick, runner)
+            return
+        for (pick, runner), result in zip(picks, results, strict=True):
+            self._started(pick, runner, result)
+
+    def _waits_for_its_lot(self, runner: ToolRunner, pick: Candidate) -> bool:
+        """The lot the tool is finishing goes on there once tracked out, and before ``pick``
+        (:func:`keeps_tool`): it is dispatched then."""
+        finishing = runner.finishing
+        return finishing is not None and keeps_tool(
+            finishing, self._lots.next_in_order_after_step(finishing), pick, runner.steps
+        )
+
+    async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
+        try:
+            outcome: Outcome | LotTrackerError = await self._lots.track_in(
+                cmd.TrackIn(
+                    pick.lot.id, pick.step, self._user, tool=runner.tool_id, dispatched=True
+                )
+            )
+        except LotTrackerError as exc:
+            outcome = exc
+        self._started(pick, runner, outcome)
+
+    def _started(
+        self, pick: Candidate, runner: ToolRunner, outcome: Outcome | LotTrackerError
+    ) -> None:
+        if isinstance(outcome, LotTrackerError):
+            refusal = (pick.step, outcome.message)
+            if self._refused.get(pick.lot.id) != refusal:  # said on the edge, as it changes
+                if len(self._refused) >= REFUSALS_KEPT:
+                    self._refused.clear()
+                self._refused[pick.lot.id] = refusal
+                log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
+            return
+        self._refused.pop(pick.lot.id, None)
+        if outcome.lot.state is not LotState.RUNNING:  # held at track-in (a queue time)
+            hold = outcome.lot.hold
+            log.warning(
+                "lot held at track-in",
+                lot=pick.lot.id,
+                step=pick.step,
+                reason=hold.reason if hold else None,
+            )
+            return
+        log.info("lot dispatched", lot=pick.lot.id, step=pick.step, tool_id=runner.tool_id)
+        runner.assign(pick.lot.id, outcome.view if isinstance(outcome, TrackedIn) else None)
+
+    def _candidates(self, lots: Sequence[LotHead]) -> list[Candidate]:
+        """Each waiting lot with the step it goes to next. The store gives the same head
+        object for a lot it has not changed since the last read: its step is then the one
+        found last time, not worked out from its flow again."""
+        known, self._next = self._next, {}
+        found: list[Candidate] = []
+        for lot in lots:
+            if lot.state is not LotState.WAITING:
+                continue
+            last = known.get(lot.id)
+            if last is not None and last[0] is lot:
+                candidate = last[1]
+            else:
+                candidate = next_step_of(lot, self._lots.next_in_order(lot))
+            self._next[lot.id] = (lot, candidate)
+            if candidate is not None:
+                found.append(candidate)
+        return found
+
+    def _is_manual(self, step: str) -> bool:
+        info = self._library.step_codes.get(step)
+        return info is not None and info.equipment_class == MANUAL
+
+    async def manual_loop(self) -> None:
+        """Complete the manual steps lots wait at (``auto_manual_steps``), woken by the
+        dispatch passes that find some. Apart from dispatching: each one completed costs two
+        transactions, and a batch of new lots must not keep an idle tool waiting."""
+        while True:
+            await self._manual_wake.wait()
+            self._manual_wake.clear()
+            try:
+                heads = await self._lots.heads([LotState.WAITING, LotState.RUNNING])
+                # A manual step tracked in whose track-out failed (the database went away in
+                # between, or it answered the COMMIT too late to say so): finish it first.
+                await self._track_out_manual(
+                    [h for h in heads if h.state is LotState.RUNNING and h.tool is None]
+                )
+                waiting = self._candidates(heads)
+                await self._complete_manual_steps([c for c in waiting if self._is_manual(c.step)])
+            except DatabaseUnavailable as exc:
+                self._outage.failed("manual steps", exc)
+
+    async def _track_out_manual(self, lots: list[LotHead]) -> None:
+        for lot in lots:
+            try:
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+            except LotTrackerError as exc:  # not a manual step of ours: asked every pass
+                log.debug("running lot not tracked out", lot=lot.id, reason=exc.message)
+                continue
+            log.info("manual step completed", lot=lot.id)
+            self.lot_waits()
+
+    async def _complete_manual_steps(self, candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            lot = candidate.lot
+            try:
+                await self._lots.track_in(cmd.TrackIn(lot.id, candidate.step, self._user))
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+            except LotTrackerError as exc:
+                log.info(
+                    "manual step not completed", lot=lot.id, step=candidate.step, reason=exc.message
+                )
+                continue
+            log.info("manual step completed", lot=lot.id, step=candidate.step)
+            self.lot_waits()
