@@ -75,4 +75,3 @@ def waits(
 def first_steps(limits: Sequence[QueueTime]) -> list[str]:
     """The steps whose last track-out ``limits`` count from."""
     return [q.from_step for q in limits]
-
