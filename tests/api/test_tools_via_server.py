@@ -17,6 +17,7 @@ from mes.domain.equipment import ToolRegistration
 from mes.domain.identity import EventKind
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 from tests.cli.recorded_line import line_config, running_line, wait_until
+from tests.interrupt import interrupt
 
 pytestmark = pytest.mark.slow
 
@@ -341,7 +342,6 @@ async def test_a_client_that_stops_waiting_withdraws_its_reset_through_the_serve
     """Ctrl-C at ``tool reset --server``: the client goes away, the server sees it and
     withdraws the request, so no controller carries it out after the operator has gone."""
     import os
-    import signal
     import sys
 
     from mes.domain.equipment import ControllerRecord, ToolSnapshot
@@ -369,8 +369,7 @@ async def test_a_client_that_stops_waiting_withdraws_its_reset_through_the_serve
             return bool(await equipment.open_resets("line-1", by=ADMIN))
 
         await wait_until(asked, "the reset asked")
-        process.send_signal(signal.SIGINT)
-        await asyncio.wait_for(process.communicate(), 60)
+        await interrupt(process)
     finally:
         if process.returncode is None:
             process.kill()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from typing import Any
@@ -32,6 +31,7 @@ from tests.cli.recorded_line import (
     running_line,
     wait_until,
 )
+from tests.interrupt import interrupt
 
 pytestmark = pytest.mark.slow
 
@@ -253,8 +253,7 @@ async def test_an_operator_who_stops_waiting_withdraws_the_request(line_db: str)
                 return bool(await services.equipment.open_resets(LINE))
 
             await wait_until(asked, "the reset asked")
-            process.send_signal(signal.SIGINT)
-            await asyncio.wait_for(process.communicate(), 60)
+            await interrupt(process)
         finally:
             if process.returncode is None:
                 process.kill()
