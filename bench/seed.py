@@ -46,8 +46,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flows import FlowLibrary, load_library
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
+from mes.adapters.rows import history_values, lot_values
 from mes.adapters.sql import SqlUnitOfWorkFactory
-from mes.adapters.sql_rows import history_values, lot_values
 from mes.adapters.tables import carriers, jobs, lot_history, lots
 from mes.domain import commands as cmd
 from mes.domain import operations as ops

@@ -23,17 +23,27 @@ from mes.domain.equipment import (
 )
 from mes.domain.interlocks import Qualification
 from mes.domain.model import (
-    Carrier,
     Change,
     HistoryEntry,
     JobRecord,
     Lot,
     LotHead,
     LotState,
-    SiteReject,
 )
 from mes.domain.signatures import Signature
 from mes.ports_durables import DurableRequest
+from mes.ports_lots import GetCarriers as GetCarriers
+from mes.ports_lots import GetChildren as GetChildren
+from mes.ports_lots import GetHistory as GetHistory
+from mes.ports_lots import GetLot as GetLot
+from mes.ports_lots import GetRejects as GetRejects
+from mes.ports_lots import GetSignatures as GetSignatures
+from mes.ports_lots import get_carriers as get_carriers
+from mes.ports_lots import get_children as get_children
+from mes.ports_lots import get_history as get_history
+from mes.ports_lots import get_lot as get_lot
+from mes.ports_lots import get_rejects as get_rejects
+from mes.ports_lots import get_signatures as get_signatures
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
 from mes.ports_spc import SpcRequest
@@ -42,13 +52,6 @@ T = TypeVar("T")
 
 
 # -- a transaction's logic, written once for every store -------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class GetLot:
-    """Read a lot (answer: ``Lot | None``)."""
-
-    lot_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,29 +109,6 @@ class ToolJob:
 
 
 @dataclass(frozen=True, slots=True)
-class GetCarriers:
-    """Read a lot's carriers (answer: ``list[Carrier]``, by position)."""
-
-    lot_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class GetRejects:
-    """Read every rejected site of a lot's carriers (answer: ``list[SiteReject]``)."""
-
-    lot_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class GetHistory:
-    """Read a lot's history in order, only the entries before ``before_seq`` when given
-    (answer: ``list[HistoryEntry]``)."""
-
-    lot_id: str
-    before_seq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class GetLastTrackOuts:
     """Read when a lot was last tracked out of each of ``steps`` (answer: ``dict[str,
     datetime]``, a step it never left absent): what its queue-time limits count from, read
@@ -136,13 +116,6 @@ class GetLastTrackOuts:
 
     lot_id: str
     steps: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class GetChildren:
-    """Read the ids of the lots split from a lot (answer: ``list[str]``)."""
-
-    lot_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,14 +190,6 @@ class SaveSignatures:
 
 
 @dataclass(frozen=True, slots=True)
-class GetSignatures:
-    """Read the signatures of some lots' history entries, in the order they were written
-    (answer: ``list[Signature]``)."""
-
-    lot_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Save:
     """Write a change: lots (inserted, or updated if their version is still the expected
     one, else ConcurrentUpdate), carriers, rejects, jobs, history and outbox (answer: the
@@ -270,11 +235,6 @@ PostgreSQL one awaited statement at a time. The typed helpers below read as
 ``lot = yield from get_lot(lot_id)``."""
 
 
-def get_lot(lot_id: str) -> Work[Lot | None]:
-    found: Lot | None = yield GetLot(lot_id)
-    return found
-
-
 def get_job(job_id: str) -> Work[JobRecord | None]:
     found: JobRecord | None = yield GetJob(job_id)
     return found
@@ -298,28 +258,8 @@ def get_tool_jobs(
     return found
 
 
-def get_carriers(lot_id: str) -> Work[list[Carrier]]:
-    found: list[Carrier] = yield GetCarriers(lot_id)
-    return found
-
-
-def get_rejects(lot_id: str) -> Work[list[SiteReject]]:
-    found: list[SiteReject] = yield GetRejects(lot_id)
-    return found
-
-
-def get_history(lot_id: str, *, before_seq: int | None = None) -> Work[list[HistoryEntry]]:
-    found: list[HistoryEntry] = yield GetHistory(lot_id, before_seq)
-    return found
-
-
 def get_last_track_outs(lot_id: str, steps: Iterable[str]) -> Work[dict[str, datetime]]:
     found: dict[str, datetime] = yield GetLastTrackOuts(lot_id, tuple(sorted(set(steps))))
-    return found
-
-
-def get_children(lot_id: str) -> Work[list[str]]:
-    found: list[str] = yield GetChildren(lot_id)
     return found
 
 
@@ -373,11 +313,6 @@ def save(change: Change) -> Work[tuple[HistoryEntry, ...]]:
 def save_signatures(signatures: Sequence[Signature]) -> Work[None]:
     if signatures:
         yield SaveSignatures(tuple(signatures))
-
-
-def get_signatures(lot_ids: Sequence[str]) -> Work[list[Signature]]:
-    found: list[Signature] = yield GetSignatures(tuple(lot_ids))
-    return found
 
 
 def save_all(changes: Sequence[Change]) -> Work[list[tuple[HistoryEntry, ...]]]:

@@ -29,13 +29,13 @@ from mes.domain.model import (
     Lot,
     LotHead,
     LotState,
-    Operation,
     SiteReject,
 )
-from mes.domain.report import LotReport, build_report
+from mes.domain.report import LotReport
 from mes.domain.signatures import SignaturePolicy, SignatureRefused, SignatureStale
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, SecurityLog
+from mes.lot_reads import report_work
 from mes.ports import (
     LotPage,
     LotQuery,
@@ -45,15 +45,12 @@ from mes.ports import (
     UnitOfWorkFactory,
     Work,
     get_carriers,
-    get_children,
     get_dispatch_modes,
     get_heads,
-    get_history,
     get_job,
     get_jobs_of,
     get_lot,
     get_rejects,
-    get_signatures,
     get_tool_jobs,
 )
 from mes.signing import SignatureVerifier, Signing
@@ -256,20 +253,7 @@ class LotServiceCore:
         """Everything ``lot show`` tells, read in one transaction."""
 
         def work() -> Work[LotReport]:
-            lot = yield from get_lot(lot_id)
-            if lot is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            history = yield from _lineage_history(lot_id)
-            lots = sorted({e.lot_id for e in history} | {lot_id})
-            return build_report(
-                lot,
-                self.flow_of(lot),
-                (yield from get_carriers(lot_id)),
-                (yield from get_rejects(lot_id)),
-                history,
-                (yield from get_children(lot_id)),
-                (yield from get_signatures(lots)),
-            )
+            return (yield from report_work(lot_id, self.flow_of))
 
         return await self._read(work, by)
 
@@ -351,22 +335,3 @@ def step_view_work(lot: Lot) -> Work[StepView]:
         (yield from get_carriers(lot.id)),
         (yield from get_rejects(lot.id)),
     )
-
-
-def _lineage_history(lot_id: str) -> Work[list[HistoryEntry]]:
-    """A lot's history preceded by its ancestors' history up to each split."""
-    own = yield from get_history(lot_id)
-    if own and own[0].operation is Operation.SPLIT_FROM:
-        parent = str(own[0].data.get("parent"))
-        inherited: list[HistoryEntry] = []
-        seen = {lot_id}
-        before = own[0].seq
-        while parent not in seen:
-            seen.add(parent)
-            rows = yield from get_history(parent, before_seq=before)
-            inherited = rows + inherited
-            if not rows or rows[0].operation is not Operation.SPLIT_FROM:
-                break
-            parent, before = str(rows[0].data.get("parent")), rows[0].seq
-        return inherited + own
-    return own

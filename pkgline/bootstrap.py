@@ -36,6 +36,9 @@ from mes.materials import MaterialService
 from mes.reasons import ReasonService
 from mes.service import LotService, utc_now
 from mes.spc import SpcService
+from pkgline.accounts import account_name
+from pkgline.accounts import os_account as os_account
+from pkgline.accounts import printed_name as printed_name
 
 
 @cache
@@ -221,30 +224,6 @@ class _Signers:
         return await self._identity.verify_signer(username, password, action=action, lot_id=lot_id)
 
 
-def os_account() -> str:
-    """The name of the OS account running this process."""
-    import getpass
-    import os
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER") or str(os.getuid())
-
-
-def printed_name(account: str | None = None) -> str:
-    """The OS account's full name (the first field of its GECOS), else its name: what a
-    direct-mode signature shows as the signer's printed name."""
-    import pwd
-
-    name = account or os_account()
-    try:
-        gecos = pwd.getpwnam(name).pw_gecos.split(",")[0].strip()
-    except (KeyError, OSError):
-        return name
-    return gecos or name
-
-
 def direct_principal(url: str | None) -> Principal:
     """Direct database mode: the OS account, holding every role, for a database the account
     may write anyway (docs/security.md). A SQLite file that belongs to another account is
@@ -265,22 +244,13 @@ def direct_principal(url: str | None) -> Principal:
             owner_uid = os.getuid()  # a new database: the account's own once created
         if owner_uid != os.getuid():
             raise NotAuthorized(
-                f"direct mode: the database file {path} belongs to {_account_name(owner_uid)}, "
+                f"direct mode: the database file {path} belongs to {account_name(owner_uid)}, "
                 f"not to you ({account}): only its owner may use it directly. Go through the "
                 "pkgline server instead (--server URL or PKGLINE_SERVER; the local socket "
                 "unix:///run/pkgline/api.sock where the server runs)",
                 needed=(),
             )
     return Principal.file_owner(account, printed_name(account))
-
-
-def _account_name(uid: int) -> str:
-    import pwd
-
-    try:
-        return f"account {pwd.getpwuid(uid).pw_name}"
-    except KeyError:
-        return f"uid {uid}"
 
 
 @asynccontextmanager

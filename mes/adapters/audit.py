@@ -16,8 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
-from mes.adapters.sql_rows import entry_from_row
-from mes.adapters.sql_signatures import signature_from_row
+from mes.adapters.rows import entry_from_row, signature_from_row
 from mes.adapters.tables import LOTS_CHAIN, audit_heads, lot_history, lots, signatures
 from mes.domain.audit import ChainCheck, Finding, Problem
 from mes.domain.signature_audit import SignedEntry, check_signature_rows, signed_manifests

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mes.adapters import jsontext
+from mes.adapters.location import default_database_url as default_database_url
 
 READONLY = "pkgline_readonly"
 """Execution option marking a read-only transaction (SQLite: plain BEGIN, no write lock)."""
@@ -65,15 +66,6 @@ SQLITE_BUSY_TIMEOUT_MS = round(DEFAULT_TIMEOUTS.statement_s * 1000)
 
 class DatabaseUrlError(ValueError):
     """A database URL pkgline cannot use."""
-
-
-def default_database_url() -> str:
-    """``$PKGLINE_DB``, else a SQLite file in the user's data directory."""
-    configured = os.environ.get("PKGLINE_DB")
-    if configured:
-        return configured
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{data_home / 'pkgline' / 'pkgline.db'}"
 
 
 def async_url(url: str | URL) -> URL:

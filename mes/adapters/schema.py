@@ -1,7 +1,7 @@
 """The schema revision this code needs, checked cheaply on every start.
 
-``SCHEMA_REVISION`` must name the head of the Alembic revisions in ``mes/migrations`` (a test
-keeps them equal). Checking it is one query, without loading Alembic: the CLI does it on
+``SCHEMA_REVISION`` (kept in :mod:`mes.adapters.location`, which imports no SQLAlchemy) must
+name the head of the Alembic revisions in ``mes/migrations`` (a test keeps them equal). Checking it is one query, without loading Alembic: the CLI does it on
 every command.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-SCHEMA_REVISION = "0017"
+from mes.adapters.location import SCHEMA_REVISION as SCHEMA_REVISION
 
 
 class SchemaMismatch(RuntimeError):

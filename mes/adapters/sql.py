@@ -30,9 +30,9 @@ from mes.adapters.driver import (
 from mes.adapters.errors import classify
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
+from mes.adapters.rows import group_lots, job_from_row
 from mes.adapters.sql_equipment import EquipmentStatements, SqlEquipmentRepository
 from mes.adapters.sql_plans import work_plan
-from mes.adapters.sql_rows import group_lots, job_from_row
 from mes.adapters.sql_statements import (
     HeadCache,
     Statements,

@@ -8,25 +8,27 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from mes.adapters.driver import Execute, ExecuteMany, Fetch, IntegrityViolation, Plan
-from mes.adapters.sql_durables import durable_plan
-from mes.adapters.sql_equipment import equipment_plan
-from mes.adapters.sql_interlocks import interlock_plan
-from mes.adapters.sql_materials import material_plan
-from mes.adapters.sql_reasons import reason_plan
-from mes.adapters.sql_rows import (
+from mes.adapters.rows import (
+    carrier_from_row,
     entry_from_row,
     group_lots,
     history_values,
     job_from_row,
     job_values,
     lot_values,
+    reject_from_row,
 )
+from mes.adapters.sql_durables import durable_plan
+from mes.adapters.sql_equipment import equipment_plan
+from mes.adapters.sql_interlocks import interlock_plan
+from mes.adapters.sql_materials import material_plan
+from mes.adapters.sql_reasons import reason_plan
 from mes.adapters.sql_signatures import signature_plan
 from mes.adapters.sql_spc import spc_plan
 from mes.adapters.sql_statements import HeadCache, Statements
 from mes.domain import audit
 from mes.domain.errors import ConcurrentUpdate, LotExists
-from mes.domain.model import Carrier, Change, HistoryEntry, SiteReject
+from mes.domain.model import Change, HistoryEntry
 from mes.domain.report import history_dict
 from mes.ports import (
     EquipmentRequest,
@@ -129,13 +131,10 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
         return [ToolJob(job_from_row(r), int(r["sites_in"])) for r in rows]
     if isinstance(request, GetRejects):
         rows = yield Fetch(sql.rejects, {"lot_id": request.lot_id})
-        return [
-            SiteReject(r["carrier_id"], r["row"], r["col"], r["code"], r["step"], r["path_index"])
-            for r in rows
-        ]
+        return [reject_from_row(r) for r in rows]
     if isinstance(request, GetCarriers):
         rows = yield Fetch(sql.carriers, {"lot_id": request.lot_id})
-        return [Carrier(r["id"], r["lot_id"], r["position"], r["rows"], r["cols"]) for r in rows]
+        return [carrier_from_row(r) for r in rows]
     if isinstance(request, GetHistory):
         if request.before_seq is None:
             rows = yield Fetch(sql.history, {"lot_id": request.lot_id})

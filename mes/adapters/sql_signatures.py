@@ -4,7 +4,6 @@ history entry it signs (``signatures`` is append-only, revision 0005)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
@@ -12,8 +11,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
+from mes.adapters.rows import signature_from_row
 from mes.adapters.tables import signatures
-from mes.domain.signatures import Signature, SignatureMethod
+from mes.domain.signatures import Signature
 from mes.ports import GetSignatures, SaveSignatures, SignatureRequest
 
 _S = signatures.c
@@ -29,19 +29,6 @@ class SignatureStatements:
 
         self.insert = c(insert(signatures), _COLUMNS)
         self.of_lot = c(select(signatures).where(_S.lot_id == bindparam("lot_id")).order_by(_S.seq))
-
-
-def signature_from_row(m: Mapping[str, Any]) -> Signature:
-    return Signature(
-        lot_id=m["lot_id"],
-        signer=m["signer"],
-        printed_name=m["printed_name"],
-        meaning=m["meaning"],
-        at=m["at"],
-        method=SignatureMethod(m["method"]),
-        entry_hash=m["entry_hash"],
-        seq=m["seq"],
-    )
 
 
 def signature_values(s: Signature) -> dict[str, Any]:

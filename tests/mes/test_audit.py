@@ -20,8 +20,8 @@ from mes.adapters.audit import guard_names, verify_history
 from mes.adapters.database import create_engine
 from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.migrate import downgrade, upgrade
+from mes.adapters.rows import entry_from_row
 from mes.adapters.sql import SqlUnitOfWorkFactory
-from mes.adapters.sql_rows import entry_from_row
 from mes.adapters.tables import lot_history
 from mes.domain import audit
 from mes.domain import commands as cmd

@@ -1,0 +1,59 @@
+"""The work of ``lot show``'s report, written once for every store (:data:`mes.ports.Work`):
+the lot service runs it in a read transaction of its store, and the direct-mode CLI on a
+SQLite file with the standard library alone (:mod:`mes.adapters.sqlite_reads`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flows import Flow
+from mes.domain.errors import UnknownLot
+from mes.domain.model import HistoryEntry, Lot, Operation
+from mes.domain.report import LotReport, build_report
+from mes.ports_lots import (
+    Read,
+    get_carriers,
+    get_children,
+    get_history,
+    get_lot,
+    get_rejects,
+    get_signatures,
+)
+
+
+def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
+    """Everything ``lot show`` tells of a lot, checked against the flow ``flow_of`` gives
+    for it (an unknown lot: :class:`UnknownLot`)."""
+    lot = yield from get_lot(lot_id)
+    if lot is None:
+        raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+    history = yield from lineage_history(lot_id)
+    lots = sorted({e.lot_id for e in history} | {lot_id})
+    return build_report(
+        lot,
+        flow_of(lot),
+        (yield from get_carriers(lot_id)),
+        (yield from get_rejects(lot_id)),
+        history,
+        (yield from get_children(lot_id)),
+        (yield from get_signatures(lots)),
+    )
+
+
+def lineage_history(lot_id: str) -> Read[list[HistoryEntry]]:
+    """A lot's history preceded by its ancestors' history up to each split."""
+    own = yield from get_history(lot_id)
+    if own and own[0].operation is Operation.SPLIT_FROM:
+        parent = str(own[0].data.get("parent"))
+        inherited: list[HistoryEntry] = []
+        seen = {lot_id}
+        before = own[0].seq
+        while parent not in seen:
+            seen.add(parent)
+            rows = yield from get_history(parent, before_seq=before)
+            inherited = rows + inherited
+            if not rows or rows[0].operation is not Operation.SPLIT_FROM:
+                break
+            parent, before = str(rows[0].data.get("parent")), rows[0].seq
+        return inherited + own
+    return own

@@ -1,0 +1,99 @@
+"""The reads of one lot that its report is made of: the lot, its carriers, rejected sites,
+history, children and signatures (:mod:`mes.lot_reads` builds ``lot show``'s report from
+them). Part of the lot tracker's seams (:mod:`mes.ports` re-exports them), kept apart so that
+a short-lived reader needs no more than these (:mod:`mes.adapters.sqlite_reads`, the
+standard-library reader of the direct-mode CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias, TypeVar
+
+from mes.domain.model import Carrier, HistoryEntry, Lot, SiteReject
+from mes.domain.signatures import Signature
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class GetLot:
+    """Read a lot (answer: ``Lot | None``)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetCarriers:
+    """Read a lot's carriers (answer: ``list[Carrier]``, by position)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetRejects:
+    """Read every rejected site of a lot's carriers (answer: ``list[SiteReject]``)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory:
+    """Read a lot's history in order, only the entries before ``before_seq`` when given
+    (answer: ``list[HistoryEntry]``)."""
+
+    lot_id: str
+    before_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetChildren:
+    """Read the ids of the lots split from a lot (answer: ``list[str]``)."""
+
+    lot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetSignatures:
+    """Read the signatures of some lots' history entries, in the order they were written
+    (answer: ``list[Signature]``)."""
+
+    lot_ids: tuple[str, ...]
+
+
+LotRead: TypeAlias = GetLot | GetCarriers | GetRejects | GetHistory | GetChildren | GetSignatures
+"""The requests of a lot's report, a part of :data:`mes.ports.Request`."""
+
+Read: TypeAlias = Generator[LotRead, Any, T]
+"""Work that only reads a lot's report (:data:`mes.ports.Work` that yields these alone)."""
+
+
+def get_lot(lot_id: str) -> Read[Lot | None]:
+    found: Lot | None = yield GetLot(lot_id)
+    return found
+
+
+def get_carriers(lot_id: str) -> Read[list[Carrier]]:
+    found: list[Carrier] = yield GetCarriers(lot_id)
+    return found
+
+
+def get_rejects(lot_id: str) -> Read[list[SiteReject]]:
+    found: list[SiteReject] = yield GetRejects(lot_id)
+    return found
+
+
+def get_history(lot_id: str, *, before_seq: int | None = None) -> Read[list[HistoryEntry]]:
+    found: list[HistoryEntry] = yield GetHistory(lot_id, before_seq)
+    return found
+
+
+def get_children(lot_id: str) -> Read[list[str]]:
+    found: list[str] = yield GetChildren(lot_id)
+    return found
+
+
+def get_signatures(lot_ids: Sequence[str]) -> Read[list[Signature]]:
+    found: list[Signature] = yield GetSignatures(tuple(lot_ids))
+    return found
