@@ -156,8 +156,29 @@ async def test_lot_show_json_imports_what_it_uses_only(tmp_path: Path) -> None:
     done, modules = _imported("lot", "show", "NO-SUCH-LOT", "--json", db=url)
     assert done.returncode == 1, done.stderr[-2000:]
     assert json.loads(done.stdout)["error"] == "unknown_lot"
-    assert {"sqlalchemy", "aiosqlite", "flows", "mes.service"} <= modules  # it did read
+    assert {"sqlalchemy", "aiosqlite", "flows", "mes.service"} <= modules  # the full path
     assert _found(modules, NOT_FOR_LOT_SHOW) == []
+
+
+NOT_FOR_A_DIRECT_READ = (*NOT_FOR_LOT_SHOW, "sqlalchemy", "aiosqlite", "asyncio", "mes.service")
+"""What ``pkgline lot show X --json`` of a lot on a SQLite file the user owns needs none of:
+the standard library's sqlite3 reads it (pkgline.direct_reads), with the flows and the
+report's rules."""
+
+
+async def test_lot_show_json_of_a_lot_reads_it_without_sqlalchemy(tmp_path: Path) -> None:
+    from pkgline.bootstrap import open_services
+    from tests.mes.test_service import _start
+
+    url = await _database(tmp_path)
+    async with open_services(url) as services:
+        await _start(services.lots, "L1", "fo-metal")
+    done, modules = _imported("lot", "show", "L1", "--json", db=url)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["id"] == "L1"
+    assert "direct database" in done.stderr
+    assert {"sqlite3", "flows", "mes.adapters.sqlite_reads"} <= modules
+    assert _found(modules, NOT_FOR_A_DIRECT_READ) == []
 
 
 NOT_THROUGH_THE_SERVER = (
@@ -298,8 +319,9 @@ async def test_lot_show_on_published_versions_builds_nothing_the_cache_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a database ``db upgrade`` made (every flow a published version), ``lot show``
-    builds the lot's version once; the next call reads it back, and imports no flow loader
-    (no version, nor the packaged library, is built from YAML again)."""
+    builds the lot's version once (the full path: the reader of pkgline.direct_reads finds it
+    not built); the next call reads it back, and imports no flow loader (no version, nor the
+    packaged library, is built from YAML again)."""
     from mes.domain.commands import StartLot
     from pkgline.bootstrap import open_lot_service, seed_flow_versions
 
@@ -322,5 +344,6 @@ async def test_lot_show_on_published_versions_builds_nothing_the_cache_holds(
     done, modules = _imported("lot", "show", "L1", "--json", db=url)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["flow_version"] == 1
-    assert "mes.flowversions" in modules
+    assert "pkgline.flowcache" in modules  # the version read back from the cache
+    assert "sqlalchemy" not in modules  # by the standard library's reader (direct_reads)
     assert _found(modules, ("flows.loader", "flows.schema", "flows.resolve", "yaml")) == []

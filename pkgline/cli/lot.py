@@ -579,6 +579,9 @@ def show(
         report: dict[str, Any] = call(via, "GET", f"/lots/{_q(lot)}", as_json=json)
     else:
         say_direct(db)
+        from pkgline.direct_reads import lot_report
+
+        quick = lot_report(db, lot)  # SQLite with the standard library alone, where it can
 
         async def work() -> dict[str, Any]:
             from mes.domain.report import report_dict
@@ -587,7 +590,7 @@ def show(
             async with open_lot_service(db) as service:
                 return report_dict(await service.report(lot))
 
-        report = run(work, as_json=json, db=db)
+        report = quick if quick is not None else run(work, as_json=json, db=db)
     if json:
         print_json(report)
         return

@@ -65,13 +65,20 @@ last_mode: list[str] = []
 
 
 def say_direct(db: str | None, *, quiet: bool = False) -> None:
-    from mes.adapters.database import display_url
-    from pkgline.bootstrap import os_account, resolve_url
+    from mes.adapters.location import default_database_url, plain_sqlite_url, sqlite_file
+    from pkgline.accounts import os_account
 
-    try:
-        where = display_url(resolve_url(db))
-    except ValueError:
-        where = str(db)
+    url = db or default_database_url()
+    path = sqlite_file(url)
+    if path is not None:  # the plain SQLite URL: shown without SQLAlchemy's parser
+        where = plain_sqlite_url(path)
+    else:
+        from mes.adapters.database import display_url
+
+        try:
+            where = display_url(url)
+        except ValueError:
+            where = str(db)
     _say(f"direct database {where} as OS account {os_account()}", quiet)
 
 
