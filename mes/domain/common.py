@@ -6,13 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import Flow, LotContext, Value, ValueSpec
-from mes.domain.commands import (
-    GivenValue,
-    SiteRejectGiven,
-)
 from mes.domain.errors import (
     InvalidInput,
 )
@@ -31,6 +27,9 @@ from mes.domain.model import (
 
 SINGULATION_STEP = "DICE"
 """At DICE the good sites become the lot's unit count (flows.md, "Strips, panels and sites")."""
+
+if TYPE_CHECKING:  # the commands' module only for its types: a report needs none of it
+    from mes.domain.commands import GivenValue, SiteRejectGiven
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.remote import TIMEOUT_S, Server, ServerUrlError, Unreachable, choose, request
+from pkgline.cli.servers import TIMEOUT_S, Server, ServerUrlError, Unreachable, choose
 
 if TYPE_CHECKING:
     from pkgline.bootstrap import Services
@@ -105,6 +105,8 @@ def call(
     code. ``quiet``: do not say the mode on standard error (a command's second request;
     ``lot list --json``, whose notice there says it). ``with_principal``: the answer's body
     and who the server took the client for (``name (method)``), as a pair."""
+    from pkgline.cli.remote import request  # http.client: only where a server answers
+
     try:
         answer = request(server, method, path, body, query, timeout=timeout or TIMEOUT_S)
     except Unreachable as exc:
@@ -129,7 +131,7 @@ class Remote:
     body: dict[str, Any] | None = None
     query: list[tuple[str, str]] | None = None
     timeout: float | None = None
-    """How long to wait for the answer (default: :data:`pkgline.cli.remote.TIMEOUT_S`)."""
+    """How long to wait for the answer (default: :data:`pkgline.cli.servers.TIMEOUT_S`)."""
 
 
 def segment(value: str) -> str:

@@ -1,5 +1,5 @@
-"""The CLI as a client of the pkgline server: which server (``--server``, ``$PKGLINE_SERVER``,
-else the local socket when it exists), and one request to it.
+"""The CLI as a client of the pkgline server: one request to it (which server:
+:mod:`pkgline.cli.servers`, re-exported here).
 
 Standard library only (``http.client`` speaks HTTP over a Unix socket with a small subclass,
 and HTTPS): a command through the server imports neither the server nor the database code.
@@ -14,63 +14,14 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from pkgline.api.defaults import DEFAULT_SOCKET, PRINCIPAL_HEADER
-
-TIMEOUT_S = 30.0
-"""How long a request may wait for the server's answer."""
-
-
-class ServerUrlError(ValueError):
-    """``--server`` / ``$PKGLINE_SERVER`` is not a server URL: says what is expected."""
-
-
-class Unreachable(Exception):
-    """The server did not answer (no one listens, refused, timed out)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    url: str
-    """``unix:///path`` or ``https://host:port``."""
-    socket_path: str | None = None
-    host: str | None = None
-    port: int | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> Server:
-        parts = urlsplit(url.strip())
-        if parts.scheme == "unix" and parts.path and not parts.netloc:
-            return cls(f"unix://{parts.path}", socket_path=parts.path)
-        if parts.scheme == "https" and parts.hostname:
-            if parts.username or parts.password or parts.query:
-                raise ServerUrlError(
-                    f"--server {url!r}: no user, password or query in the URL (pkgline login "
-                    "keeps the session)"
-                )
-            port = parts.port or 443
-            return cls(f"https://{parts.hostname}:{port}", host=parts.hostname, port=port)
-        raise ServerUrlError(
-            f"--server {url!r}: expected unix:///PATH (the server's socket) or https://HOST:PORT"
-        )
-
-
-def choose(server: str | None, db: str | None) -> Server | None:
-    """The server a lot command goes through, or None for direct database mode: ``server``
-    (``--server`` or ``$PKGLINE_SERVER``); else, unless a database was named (``--db``,
-    ``$PKGLINE_DB``), the local server's socket when it exists."""
-    if server:
-        return Server.parse(server)
-    if db:
-        return None
-    path = os.environ.get("PKGLINE_API_SOCKET") or DEFAULT_SOCKET
-    try:
-        if Path(path).is_socket():
-            return Server(f"unix://{path}", socket_path=path)
-    except OSError:
-        pass
-    return None
+from pkgline.api.defaults import PRINCIPAL_HEADER
+from pkgline.cli.servers import TIMEOUT_S as TIMEOUT_S
+from pkgline.cli.servers import Server as Server
+from pkgline.cli.servers import ServerUrlError as ServerUrlError
+from pkgline.cli.servers import Unreachable as Unreachable
+from pkgline.cli.servers import choose as choose
 
 
 class _UnixConnection(http.client.HTTPConnection):
