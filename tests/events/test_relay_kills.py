@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,11 @@ from tests.events.conftest import (
 pytestmark = pytest.mark.slow
 
 KILLS = 20
-# Before each relay starts, the backlog is topped up to at least this many events: more than
-# a relay publishes between "connected" and its kill (0.25 s at most) on the fastest machine
-# seen, so every kill lands mid-run whatever the machine's speed.
+# Before each relay starts, the backlog is topped up to at least this many events; each relay
+# is killed once it has published a random part of the first half of them (plus up to 20 ms),
+# so that every kill lands mid-run whatever the machine's speed. (A kill at a random time up
+# to 0.25 s after "connected" found the backlog drained once on CI: a relay there publishes
+# more than 4096 events in 0.25 s.)
 BACKLOG = 4096
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +71,17 @@ async def top_up(engine: AsyncEngine, reader: OutboxReader, at_least: int) -> No
                     select(*columns).order_by(outbox.c.seq).limit(1024),
                 )
             )
+
+
+def published_at_least(
+    reader: OutboxReader, before: int, events: int
+) -> Callable[[], Awaitable[bool]]:
+    """A condition for ``wait_until``: ``events`` of a backlog of ``before`` marked published."""
+
+    async def check() -> bool:
+        return before - (await reader.backlog()).events >= events
+
+    return check
 
 
 class Relays:
@@ -148,7 +162,13 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
                     what=f"relay {n + 1} connected",
                 )
                 # Anywhere in its session: reading, publishing, awaiting PUBACKs, marking.
-                await asyncio.sleep(rng.uniform(0.0, 0.25))
+                await wait_until(
+                    published_at_least(reader, before, int(rng.uniform(0.0, 0.5) * before)),
+                    timeout_s=60,
+                    every_s=0.005,
+                    what=f"relay {n + 1} publishing",
+                )
+                await asyncio.sleep(rng.uniform(0.0, 0.02))
                 assert await relays.end(pid, signal.SIGKILL) == -signal.SIGKILL
                 left = (await reader.backlog()).events
                 assert left > 0, f"relay {n + 1} was killed after the backlog had drained"
