@@ -38,6 +38,8 @@ from mes.ports_lots import GetHistory as GetHistory
 from mes.ports_lots import GetLot as GetLot
 from mes.ports_lots import GetRejects as GetRejects
 from mes.ports_lots import GetSignatures as GetSignatures
+from mes.ports_lots import HistoryPage as HistoryPage
+from mes.ports_lots import HistoryQuery as HistoryQuery
 from mes.ports_lots import get_carriers as get_carriers
 from mes.ports_lots import get_children as get_children
 from mes.ports_lots import get_history as get_history
@@ -427,6 +429,10 @@ class LotRepository(Protocol):
     async def tool_job_page(self, query: ToolJobQuery) -> ToolJobPage:
         """One page of a tool's jobs (:class:`ToolJobQuery`). A job id in ``after`` that
         names no job of the tool raises InvalidInput."""
+        ...
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        """One page of the line's lot history (:class:`HistoryQuery`), newest first."""
         ...
 
 

@@ -37,6 +37,8 @@ from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, SecurityLog
 from mes.lot_reads import report_work
 from mes.ports import (
+    HistoryPage,
+    HistoryQuery,
     LotPage,
     LotQuery,
     ToolJob,
@@ -241,6 +243,21 @@ class LotServiceCore:
             )
         async with self._uow(readonly=True) as uow:
             return await uow.lots.tool_job_page(query)
+
+    async def history_page(
+        self, query: HistoryQuery, *, by: Principal | None = None
+    ) -> HistoryPage:
+        """One page of the line's lot history (:class:`mes.ports.HistoryQuery`), newest
+        first, with how many entries match and whether more follow. Refused (InvalidInput,
+        nothing read) for a window that ends before it starts."""
+        await self._guard.allow(by, Action.READ)
+        if query.since is not None and query.until is not None and query.since > query.until:
+            raise InvalidInput(
+                f"expected a window whose start ({query.since.isoformat()}) is not after its "
+                f"end ({query.until.isoformat()})"
+            )
+        async with self._uow(readonly=True) as uow:
+            return await uow.lots.history_page(query)
 
     async def get(self, lot_id: str, *, by: Principal | None = None) -> Lot:
         lot = await self._read(get_lot(lot_id), by)

@@ -1,5 +1,5 @@
 """The answers of the lists added at plant size (issue 20) that the CLI and the API share:
-the security log and a tool's jobs, a page at a time, each as
+the security log, a tool's jobs and the line's lot history, a page at a time, each as
 ``{"<items>": [...], "total", "shown", "more", "next_after"}`` (the next page is the same
 request with ``after`` = ``next_after``), built here in both modes so that they answer alike;
 and the reading of the instants their filters take."""
@@ -11,12 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import EventKind, SecurityEventQuery
+from mes.domain.model import Operation
+from mes.domain.report import history_dict
+from pkgline.page_sizes import HISTORY_PAGE as HISTORY_PAGE
+from pkgline.page_sizes import MAX_HISTORY_PAGE as MAX_HISTORY_PAGE
 from pkgline.tool_views import job_dict
 
 if TYPE_CHECKING:
     from mes.domain.authority import Principal
+    from mes.equipment import EquipmentService
     from mes.identity import IdentityService
-    from mes.ports import ToolJobQuery
+    from mes.ports import HistoryQuery, ToolJobQuery
     from mes.service import LotService
 
 EVENTS_PAGE = 50
@@ -26,6 +31,7 @@ JOBS_PAGE = 20
 """A tool's jobs per page (``tool jobs``, ``GET /tools/{tool}/jobs``)."""
 MAX_JOBS_PAGE = 1000
 EVENT_KINDS = tuple(k.value for k in EventKind)
+OPERATIONS = tuple(o.value for o in Operation)
 
 
 def parse_instant(text: str | None, name: str) -> datetime | None:
@@ -52,6 +58,15 @@ def parse_kind(text: str | None) -> EventKind | None:
         raise InvalidInput(
             f"kind {text!r}: expected one of {', '.join(EVENT_KINDS)}", allowed=EVENT_KINDS
         ) from None
+
+
+def parse_operation(text: str | None, name: str) -> str | None:
+    """An operation of the lot history (``track_in``, ``hold``, ...), or None."""
+    if text is None or text in OPERATIONS:
+        return text
+    raise InvalidInput(
+        f"{name} {text!r}: expected one of {', '.join(OPERATIONS)}", allowed=OPERATIONS
+    )
 
 
 def _page(items: list[dict[str, Any]], name: str, key: str, total: int, more: bool) -> Any:
@@ -81,4 +96,23 @@ async def tool_jobs_answer(lots: LotService, query: ToolJobQuery) -> dict[str, A
     page = await lots.tool_job_page(query)
     rows = [job_dict(j) for j in page.jobs]
     answer: dict[str, Any] = _page(rows, "jobs", "job_id", page.total, page.more)
+    return answer
+
+
+async def history_answer(
+    lots: LotService, equipment: EquipmentService, query: HistoryQuery
+) -> dict[str, Any]:
+    """``lot history``, ``GET /history``: one page of the line's lot history, newest first,
+    each entry as in ``lot show --json``; the cursor is an entry's ``seq``. A lot or tool
+    filter that names no lot or tool is refused (UnknownLot, UnknownTool), not answered
+    with an empty page."""
+    from pkgline.tool_views import known_tool
+
+    if query.lot_id is not None:
+        await lots.get(query.lot_id)
+    if query.tool is not None:
+        await known_tool(equipment, query.tool)
+    page = await lots.history_page(query)
+    rows = [history_dict(e) for e in page.entries]
+    answer: dict[str, Any] = _page(rows, "entries", "seq", page.total, page.more)
     return answer

@@ -64,6 +64,8 @@ from mes.ports import (
     GetSignatures,
     GetToolJobs,
     GetTools,
+    HistoryPage,
+    HistoryQuery,
     InterlockRequest,
     LotPage,
     LotQuery,
@@ -248,6 +250,29 @@ class MemoryLotRepository:
             )
         page = found[start : start + query.limit + 1]
         return ToolJobPage(page[: query.limit], len(found), len(page) > query.limit)
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 entry or more, not {query.limit}")
+        wanted = {
+            "lot_id": query.lot_id,
+            "tool": query.tool,
+            "user": query.user,
+            "step": query.step,
+        }
+        found = [
+            e
+            for e in reversed(self._store.history)
+            if all(v is None or getattr(e, k) == v for k, v in wanted.items())
+            and query.operation in (None, e.operation.value)
+            and (query.since is None or e.at >= query.since)
+            and (query.until is None or e.at < query.until)
+        ]
+        start = 0
+        if query.after is not None:
+            start = next((i for i, e in enumerate(found) if (e.seq or 0) < query.after), len(found))
+        page = found[start : start + query.limit + 1]
+        return HistoryPage(page[: query.limit], len(found), len(page) > query.limit)
 
     def _find(
         self, *, states: Sequence[LotState] = (), flow: str | None = None, limit: int = 1000

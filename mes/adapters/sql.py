@@ -30,8 +30,9 @@ from mes.adapters.driver import (
 from mes.adapters.errors import classify
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
-from mes.adapters.rows import group_lots, job_from_row
+from mes.adapters.rows import entry_from_row, group_lots, job_from_row
 from mes.adapters.sql_equipment import EquipmentStatements, SqlEquipmentRepository
+from mes.adapters.sql_history import history_page_statements
 from mes.adapters.sql_plans import work_plan
 from mes.adapters.sql_statements import (
     HeadCache,
@@ -41,7 +42,16 @@ from mes.adapters.sql_statements import (
 )
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import Lot, LotState
-from mes.ports import LotPage, LotQuery, ToolJob, ToolJobPage, ToolJobQuery, Work
+from mes.ports import (
+    HistoryPage,
+    HistoryQuery,
+    LotPage,
+    LotQuery,
+    ToolJob,
+    ToolJobPage,
+    ToolJobQuery,
+    Work,
+)
 
 T = TypeVar("T")
 
@@ -101,6 +111,17 @@ class SqlLotRepository:
         found = [ToolJob(job_from_row(r), int(r["sites_in"])) for r in rows]
         total = (await self._db.fetch(count, values))[0]
         return ToolJobPage(
+            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
+        )
+
+    async def history_page(self, query: HistoryQuery) -> HistoryPage:
+        if query.limit < 1:
+            raise InvalidInput(f"a page holds 1 entry or more, not {query.limit}")
+        page, count, values = history_page_statements(query, self._sql.dialect)
+        rows = await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
+        found = [entry_from_row(r) for r in rows]
+        total = (await self._db.fetch(count, values))[0]
+        return HistoryPage(
             found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
         )
 

@@ -138,6 +138,8 @@ lot_history = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_lot_history_lot_id", "lot_id", "seq"),
     Index("ix_lot_history_at", "at"),
+    Index("ix_lot_history_tool", "tool", "seq"),
+    Index("ix_lot_history_user", "user", "seq"),
 )
 """Append-only: the database refuses UPDATE and DELETE (triggers, revision 0004)."""
 

@@ -1,5 +1,6 @@
-"""The line routes: ``line status`` and ``events status`` through the server, the same JSON as ``pkgline line status
---json`` (:mod:`pkgline.line_views` builds it for both)."""
+"""The line routes: ``line status``, ``events status`` and ``lot history`` through the server, the
+same JSON as the CLI prints in direct mode (:mod:`pkgline.line_views` and
+:mod:`pkgline.list_views` build it for both)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,22 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from mes.adapters.database import display_url
 from mes.adapters.outbox import OutboxReader
 from mes.domain.authority import Action, Principal
+from mes.ports import HistoryQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 from pkgline.line_views import backlog_dict, line_answer, read_status
+from pkgline.list_views import (
+    HISTORY_PAGE,
+    MAX_HISTORY_PAGE,
+    history_answer,
+    parse_instant,
+    parse_operation,
+)
 
 router = APIRouter(tags=["line"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -46,3 +55,48 @@ async def events_backlog(request: Request, who: Who) -> dict[str, Any]:
     await state.identity.authorize(who, Action.READ)
     backlog = await OutboxReader(state.engine).backlog()
     return backlog_dict(backlog, datetime.now().astimezone())
+
+
+Filter = Annotated[str | None, Query(max_length=64)]
+Instant = Annotated[str | None, Query(max_length=40)]
+
+
+@router.get(
+    "/history", summary="The line's lot history, newest first, a page at a time (lot history)"
+)
+async def history(
+    request: Request,
+    who: Who,
+    lot: Filter = None,
+    tool: Filter = None,
+    user: Filter = None,
+    operation: Annotated[
+        str | None, Query(max_length=32, description="track_in, track_out, hold, ...")
+    ] = None,
+    step: Filter = None,
+    since: Instant = None,
+    until: Instant = None,
+    after: Annotated[
+        int | None, Query(ge=1, description="The page's cursor (an entry's seq).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE)] = HISTORY_PAGE,
+) -> dict[str, Any]:
+    """Answers ``{"entries": [...], "total", "shown", "more", "next_after"}``, each entry as
+    in ``lot show``; the next page (older entries) is the same request with ``after`` =
+    ``next_after``. ``since`` (included) and ``until`` (excluded) are ISO 8601, UTC without
+    an offset."""
+    services = state_of(request).services
+    query = HistoryQuery(
+        lot_id=lot,
+        tool=tool,
+        user=user,
+        operation=parse_operation(operation, "operation"),
+        step=step,
+        since=parse_instant(since, "since"),
+        until=parse_instant(until, "until"),
+        after=after,
+        limit=limit,
+    )
+    return await history_answer(
+        services.lots.acting_as(who), services.equipment.acting_as(who), query
+    )

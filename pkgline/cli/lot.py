@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pkgline.cli import lot_list, lot_map, lot_migrate, modes, signing
+from pkgline.cli import lot_history, lot_list, lot_map, lot_migrate, modes, signing
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -598,3 +598,4 @@ def show(
 
 
 lot_list.register(app)  # after show: the order of ``pkgline lot --help``
+lot_history.register(app)

@@ -40,8 +40,11 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
     from mes.domain.model import LotState
 
     table = Table(title="Lots", caption=caption)
+    held = any(r.get("hold_reason") for r in rows)  # lot list --state HOLD: the holds list
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
         table.add_column(column)
+    if held:
+        table.add_column("held for")
     for r in rows:
         nxt = r["next_steps"]
         table.add_row(
@@ -53,6 +56,7 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
             str(r["priority"]),
             f"{r['good_sites']}/{r['total_sites']}",
             "-" if r["units"] is None else str(r["units"]),
+            *([str(r.get("hold_reason") or "")] if held else []),
         )
     out.print(table)
     shown = f"{len(rows):,} of {notice['total']:,} lots"
@@ -233,10 +237,6 @@ def _print_signatures(report: Mapping[str, Any]) -> None:
 def _print_history(report: Mapping[str, Any], last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
-    from rich.text import Text
-
-    from pkgline.cli.columns import columns
-
     every = report["history"]
     entries = every if last is None else every[-last:] if last else []
     total = len(every)
@@ -246,15 +246,27 @@ def _print_history(report: Mapping[str, Any], last: int | None) -> None:
             f"History (the last {len(entries):,} of {total:,} entries; "
             "--history N or --history all for more)"
         )
+    print_entries(entries, title, report["id"])
+
+
+def print_entries(entries: list[Mapping[str, Any]], title: str, own: str | None) -> None:
+    """History entries as aligned columns under ``title``: those of another lot than
+    ``own`` (a parent's, before a split) dimmed and named; with ``own`` None, every entry's
+    lot in a column of its own (``lot history``)."""
+    from rich.text import Text
+
+    from pkgline.cli.columns import columns
+
     rows = []
     for e in entries:
-        inherited = e["lot"] != report["id"]
+        inherited = own is not None and e["lot"] != own
         style = "dim" if inherited else ""
         user = e["user"] if e["by"] in (None, e["user"]) else f"{e['user']} (by {e['by']})"
         rows.append(
             [
                 Text(str(e["seq"]), style=style),
                 Text(f"{datetime.fromisoformat(e['at']):%m-%d %H:%M:%S}", style=style),
+                *([Text(e["lot"])] if own is None else []),
                 Text(user, style=style),
                 Text(e["operation"] + (f" ({e['lot']})" if inherited else ""), style=style),
                 Text(f"{e['state_before'] or '-'} → {e['state_after']}", style=style),
@@ -265,5 +277,6 @@ def _print_history(report: Mapping[str, Any], last: int | None) -> None:
         )
     out.print(Text(title, style="italic"))
     if rows:
-        header = ("seq", "at", "user", "operation", "state", "step", "tool", "reason")
+        lot = ("lot",) if own is None else ()
+        header = ("seq", "at", *lot, "user", "operation", "state", "step", "tool", "reason")
         out.print(columns(header, rows))

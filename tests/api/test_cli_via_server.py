@@ -126,3 +126,45 @@ async def test_events_status_and_audit_verify_through_the_server_match_direct_mo
     assert shown.returncode == 0 and "history verified" in shown.stdout
     bad = await cli("audit", "verify", "--anchor", "0" * 64, *via)
     assert bad.returncode == 6 and "does not verify" in bad.stderr
+
+
+@pytest.mark.slow
+async def test_the_lines_history_through_the_server_matches_direct_mode(api: RunningApi) -> None:
+    """``lot history``: the same pages, notice and refusals through the server as on the
+    database; a held lot shows its reason in ``lot list --state HOLD``."""
+    server = f"unix://{api.socket}"
+    via = ("--server", server)
+    for lot in ("H1", "H2", "H3"):
+        assert (await cli("lot", "start", lot, "--flow", "fo-organic", *via)).returncode == 0
+    assert (await cli("lot", "track-in", "H2", "--step", "SUBSTRATE_PREP", *via)).returncode == 0
+    assert (await cli("lot", "hold", "H3", "--reason", "voids seen", *via)).returncode == 0
+
+    page = await cli("lot", "history", "--json", "--limit", "2", *via)
+    direct = await cli("lot", "history", "--json", "--limit", "2", "--db", api.db)
+    assert page.returncode == direct.returncode == 0, page.stderr + direct.stderr
+    assert json.loads(page.stdout) == json.loads(direct.stdout)
+    assert [(e["lot"], e["operation"]) for e in json.loads(page.stdout)] == [
+        ("H3", "hold"),
+        ("H2", "track_in"),
+    ]
+    notice = json.loads(page.stderr.splitlines()[-1])  # after the line saying the mode
+    assert notice["mode"].startswith(f"via server {server}")
+    assert (notice["total"], notice["shown"], notice["more"]) == (5, 2, True)
+    rest = await cli("lot", "history", "--after", str(notice["next_after"]), *via)
+    assert rest.returncode == 0 and "3 of 5 entries" in rest.stdout, rest.stdout
+    assert rest.stdout.count("start") == 3
+
+    one = await cli("lot", "history", "--lot", "H2", "--operation", "track_in", "--json", *via)
+    assert [e["lot"] for e in json.loads(one.stdout)] == ["H2"]
+    for args, code, said in (
+        (("--lot", "NOPE"), 1, "there is no lot NOPE"),
+        (("--tool", "NOPE"), 1, "there is no tool NOPE"),
+        (("--operation", "bogus"), 2, "expected one of start, track_in"),
+        (("--since", "yesterday"), 2, "expected an ISO 8601 date or time"),
+    ):
+        for mode in (via, ("--db", api.db)):
+            refused = await cli("lot", "history", *args, *mode)
+            assert refused.returncode == code and said in refused.stderr, refused.stderr
+
+    held = await cli("lot", "list", "--state", "HOLD", *via, env={"COLUMNS": "200"})
+    assert "held for" in held.stdout and "voids seen" in held.stdout, held.stdout

@@ -17,13 +17,14 @@ from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
+from mes.adapters.sql_history import history_page_statements
 from mes.adapters.sql_statements import page_statements
 from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import LotState
 from mes.equipment import EquipmentService
-from mes.ports import LotQuery
+from mes.ports import HistoryQuery, LotQuery
 from mes.service import LotService
 from tests.mes.conftest import Clock
 
@@ -163,8 +164,9 @@ async def plant(postgres_url: str, library: FlowLibrary) -> AsyncIterator[LotSer
             text(
                 'INSERT INTO lot_history (lot_id, at, "user", operation, state_before,'
                 " state_after, step, tool, reason, data, prev_hash, hash)"
-                " SELECT 'D' || n, now() - n * interval '1 minute', 'op', 'track_out', 'RUNNING',"
-                " 'WAITING', 'S', 'T', NULL, '{}'::jsonb, md5(n || '-' || k), md5(k || '-' || n)"
+                " SELECT 'D' || n, now() - n * interval '1 minute', 'op' || n % 500, 'track_out',"
+                " 'RUNNING', 'WAITING', 'S', 'T' || n % 200, NULL, '{}'::jsonb,"
+                " md5(n || '-' || k), md5(k || '-' || n)"
                 " FROM generate_series(1, :n) AS n, generate_series(1, 5) AS k"
             ),
             {"n": FINISHED},
@@ -212,6 +214,24 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
             plans[f"{name}: count"] = await _plan(plant, count, values)
     plans["heads"] = await _plan(plant, statements.heads(2), {"s0": "WAITING", "s1": "RUNNING"})
     plans["history"] = await _plan(plant, statements.history, {"lot_id": "D7"})
+    for name, history_query in {
+        "history list": HistoryQuery(limit=50),
+        "history list after": HistoryQuery(limit=50, after=1000),
+        "one lot's history list": HistoryQuery(lot_id="D7", limit=50),
+        "one tool's history list": HistoryQuery(tool="T7", limit=50),
+        "one user's history list": HistoryQuery(user="op3", limit=50),
+        "history of the last hour": HistoryQuery(since=lately, limit=50),
+    }.items():
+        page, count, values = history_page_statements(history_query, dialect)
+        plans[name] = await _plan(plant, page, {**values, "page_limit": 51})
+        if history_query.lot_id or history_query.since:
+            plans[f"{name}: count"] = await _plan(plant, count, values)
+    # one tool's or person's entries: along their index, not the whole history read backwards
+    for name, index in (
+        ("one tool's history list", "ix_lot_history_tool"),
+        ("one user's history list", "ix_lot_history_user"),
+    ):
+        assert index in plans[name], f"{name}:\n{plans[name]}"
     for name, plan in plans.items():
         assert "Seq Scan on lots" not in plan, f"{name}:\n{plan}"
         assert "Seq Scan on lot_history" not in plan, f"{name}:\n{plan}"

@@ -143,3 +143,30 @@ async def test_the_security_log_user_indexes_go_down_to_the_jobs_revision_and_up
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
+
+
+def _history_indexes(conn: Connection) -> set[str]:
+    return {str(ix["name"]) for ix in inspect(conn).get_indexes("lot_history")}
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_history_list_indexes_go_down_to_the_security_log_revision_and_up_again(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Revision 0018: lot_history (tool, seq) and (user, seq), for one tool's or person's page."""
+    engine = create_engine(request.getfixturevalue(database))
+    mine = {"ix_lot_history_tool", "ix_lot_history_user"}
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert mine <= await conn.run_sync(_history_indexes)
+        await downgrade(engine, "0017")
+        assert (await schema_status(engine)).current == "0017"
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(_history_indexes)
+        assert not mine & indexes and "ix_lot_history_at" in indexes
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()

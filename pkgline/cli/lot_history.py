@@ -1,0 +1,110 @@
+"""``pkgline lot history``: the line's lot history, newest first, a page at a time, either way
+(through the server: ``GET /history``; or on the database), filtered in SQL by lot, tool,
+user, operation, step and time. The answer is built by
+:func:`pkgline.list_views.history_answer` in both modes; each entry is as in ``lot show``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from pkgline.cli.common import DbOption, JsonOption, print_json, usage_error
+from pkgline.cli.modes import Remote, ServerOption, either
+from pkgline.page_sizes import HISTORY_PAGE, MAX_HISTORY_PAGE
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``lot history`` to the ``lot`` commands."""
+    app.command("history")(history)
+
+
+def history(
+    lot: Annotated[str | None, typer.Option("--lot", help="Only this lot's entries.")] = None,
+    tool: Annotated[str | None, typer.Option("--tool", help="Only entries on this tool.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Only entries made by or for this user.")
+    ] = None,
+    operation: Annotated[
+        str | None,
+        typer.Option(
+            "--operation",
+            help="Only this operation: start, track_in, track_out, hold, release, scrap, "
+            "split, merge, rework, ... (as lot show names them).",
+        ),
+    ] = None,
+    step: Annotated[str | None, typer.Option("--step", help="Only entries of this step.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="At or after (ISO 8601; UTC if no offset).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Before (ISO 8601; UTC if no offset).")
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", min=1, max=MAX_HISTORY_PAGE, help="At most this many, newest first."
+        ),
+    ] = HISTORY_PAGE,
+    after: Annotated[
+        int | None,
+        typer.Option(
+            "--after", min=1, help="Start after this entry (the last seq of the page before)."
+        ),
+    ] = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
+    """The line's lot history, newest first, a page at a time: every lot's entries, or one
+    lot's, tool's or person's; says how many match and how to see the next (older) page."""
+    from mes.domain.errors import InvalidInput
+    from mes.ports import HistoryQuery
+    from pkgline.cli import tool_list
+    from pkgline.cli.lot_view import print_entries
+    from pkgline.list_views import history_answer, parse_instant, parse_operation
+
+    try:
+        query = HistoryQuery(
+            lot_id=lot,
+            tool=tool,
+            user=user,
+            operation=parse_operation(operation, "--operation"),
+            step=step,
+            since=parse_instant(since, "--since"),
+            until=parse_instant(until, "--until"),
+            after=after,
+            limit=limit,
+        )
+    except InvalidInput as exc:
+        usage_error(exc.message, as_json=json)
+
+    async def direct() -> dict[str, Any]:
+        from pkgline.bootstrap import open_services
+
+        async with open_services(db) as services:
+            return await history_answer(services.lots, services.equipment, query)
+
+    params = [
+        (name, str(value))
+        for name, value in (
+            ("lot", lot),
+            ("tool", tool),
+            ("user", user),
+            ("operation", operation),
+            ("step", step),
+            ("since", since),
+            ("until", until),
+            ("after", after),
+            ("limit", limit),
+        )
+        if value is not None
+    ]
+    shown = either(db, server, json, direct, Remote("GET", "/history", query=params))
+    if json:
+        print_json(shown["entries"])
+        tool_list.json_notice(shown)
+        return
+    if shown["entries"]:
+        print_entries(shown["entries"], "Lot history, newest first", None)
+    tool_list.print_notice(shown, "entries")

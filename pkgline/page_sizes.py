@@ -1,0 +1,7 @@
+"""Page sizes of the lists that the CLI and the API share, in a module that imports nothing:
+a CLI command declares its options with them before it knows whether it runs on the
+database or through a server."""
+
+HISTORY_PAGE = 50
+"""History entries per page (``lot history``, ``GET /history``)."""
+MAX_HISTORY_PAGE = 10000
