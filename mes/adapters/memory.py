@@ -16,8 +16,15 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from mes.adapters.memory_interlocks import (
+    answer_durables,
+    answer_interlock,
+    answer_materials,
+    answer_reasons,
+    answer_spc,
+)
 from mes.domain import audit
-from mes.domain.durables import Durable, DurableEvent, DurableEventKind, Mounted, PendingJob
+from mes.domain.durables import Durable, DurableEvent
 from mes.domain.equipment import (
     ControllerRecord,
     E10Change,
@@ -34,7 +41,6 @@ from mes.domain.model import (
     Change,
     HistoryEntry,
     JobRecord,
-    JobStatus,
     Lot,
     LotHead,
     LotState,
@@ -58,8 +64,6 @@ from mes.ports import (
     GetJobWithLot,
     GetLastTrackOuts,
     GetLot,
-    GetLotsRunningOn,
-    GetQualifications,
     GetRejects,
     GetSignatures,
     GetToolJobs,
@@ -71,7 +75,6 @@ from mes.ports import (
     LotQuery,
     LotRequest,
     Save,
-    SaveQualifications,
     SaveSignatures,
     SignatureRequest,
     ToolJob,
@@ -84,21 +87,12 @@ from mes.ports import (
 )
 from mes.ports_durables import (
     DurableRequest,
-    GetDurableEvents,
-    GetDurables,
-    GetMounted,
-    SaveDurables,
 )
 from mes.ports_materials import (
-    AddUses,
-    GetMaterialEvents,
-    GetMaterials,
-    GetUses,
     MaterialRequest,
-    SaveMaterials,
 )
-from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
-from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
+from mes.ports_reasons import ReasonRequest
+from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -480,135 +474,6 @@ class MemoryEquipmentRepository:
             return False
         self._store.resets[request.id] = request
         return True
-
-
-def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
-    """What a store answers to an interlock request (:data:`mes.ports.Work`)."""
-    if isinstance(request, GetQualifications):
-        return [
-            q
-            for _, q in sorted(store.qualifications.items())
-            if request.step in (None, q.step) and request.tool_id in (None, q.tool_id)
-        ]
-    if isinstance(request, SaveQualifications):
-        for q in request.qualifications:
-            store.qualifications[(q.tool_id, q.step)] = q
-        return None
-    if isinstance(request, GetLotsRunningOn):
-        return sorted(
-            lot.id
-            for lot in store.lots.values()
-            if lot.state is LotState.RUNNING
-            and lot.running is not None
-            and lot.running.tool == request.tool_id
-        )
-    raise TypeError(f"not an interlock store request: {request!r}")
-
-
-def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
-    """What a store answers to a durables request (:data:`mes.ports.Work`)."""
-    if isinstance(request, GetDurables):
-        ids = request.durable_ids
-        return [
-            d
-            for _, d in sorted(store.durables.items())
-            if (request.tool_id is None or d.tool_id == request.tool_id)
-            and (request.tool_id is not None or ids is None or d.id in ids)
-        ]
-    if isinstance(request, GetMounted):
-        mounted = [d for _, d in sorted(store.durables.items()) if d.tool_id == request.tool_id]
-        pending = [
-            PendingJob(j.job_id, store.lots[j.lot_id].site_rows, store.lots[j.lot_id].site_cols)
-            for j in sorted(store.jobs.values(), key=lambda j: j.job_id)
-            if mounted and j.tool_id == request.tool_id and j.status is JobStatus.STARTED
-        ]
-        return Mounted(mounted, pending)
-    if isinstance(request, SaveDurables):
-        for durable, event in request.changed:
-            if event.event is DurableEventKind.USED:
-                stored = store.durables[durable.id]
-                durable = replace(stored, count=stored.count + event.amount)
-            store.durables[durable.id] = durable
-            store.durable_events.append(replace(event, seq=len(store.durable_events) + 1))
-        return None
-    if isinstance(request, GetDurableEvents):
-        return [
-            e
-            for e in store.durable_events
-            if request.durable_id in (None, e.durable_id) and request.lot_id in (None, e.lot_id)
-        ]
-    raise TypeError(f"not a durables store request: {request!r}")
-
-
-def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
-    """What a store answers to a material lots request (:data:`mes.ports.Work`)."""
-    if isinstance(request, GetMaterials):
-        ids = request.material_ids
-        return [
-            m
-            for _, m in sorted(store.materials.items())
-            if (request.tool_id is None or m.tool_id == request.tool_id)
-            and (request.tool_id is not None or ids is None or m.id in ids)
-        ]
-    if isinstance(request, SaveMaterials):
-        for material, event in request.changed:
-            store.materials[material.id] = material
-            store.material_events.append(replace(event, seq=len(store.material_events) + 1))
-        return None
-    if isinstance(request, GetMaterialEvents):
-        return [e for e in store.material_events if e.material_id == request.material_id]
-    if isinstance(request, AddUses):
-        store.material_uses.extend(request.uses)
-        return None
-    if isinstance(request, GetUses):
-        return [
-            u
-            for u in store.material_uses
-            if request.material_id in (None, u.material_id)
-            and (request.lot_ids is None or u.lot_id in request.lot_ids)
-        ]
-    raise TypeError(f"not a material store request: {request!r}")
-
-
-def answer_reasons(store: MemoryStore, request: ReasonRequest) -> Any:
-    """What a store answers to a reason-code request (:data:`mes.ports.Work`)."""
-    if isinstance(request, GetReasonCodes):
-        return [
-            r
-            for code, r in sorted(store.reason_codes.items())
-            if request.codes is None or code in request.codes
-        ]
-    if isinstance(request, SaveReasonCode):
-        store.reason_codes[request.code.code] = request.code
-        return None
-    raise TypeError(f"not a reason-code store request: {request!r}")
-
-
-def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
-    """What a store answers to an SPC request (:data:`mes.ports.Work`)."""
-    if isinstance(request, GetCharts):
-        return [
-            c
-            for (step, value, tool), c in sorted(store.spc_charts.items())
-            if step == request.step
-            and request.tool_id in (None, tool)
-            and request.value in (None, value)
-        ]
-    if isinstance(request, SaveChart):
-        ch = request.chart
-        store.spc_charts[(ch.step, ch.value, ch.tool_id)] = ch
-        return None
-    if isinstance(request, GetPoints):
-        mine = [
-            p
-            for p in store.spc_points
-            if (p.step, p.value, p.tool_id) == (request.step, request.value, request.tool_id)
-        ]
-        return mine if request.last is None else mine[-request.last :]
-    if isinstance(request, AddPoints):
-        store.spc_points.extend(request.points)
-        return None
-    raise TypeError(f"not an SPC store request: {request!r}")
 
 
 def answer_signature(store: MemoryStore, request: SignatureRequest) -> Any:
