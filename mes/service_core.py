@@ -64,6 +64,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _check_window(since: datetime | None, until: datetime | None) -> None:
+    """InvalidInput for a list's time window that ends before it starts."""
+    if since is not None and until is not None and since > until:
+        raise InvalidInput(
+            f"expected a window whose start ({since.isoformat()}) is not after its "
+            f"end ({until.isoformat()})"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What an operation did: the lot as it is now, and the history entries written."""
@@ -236,11 +245,7 @@ class LotServiceCore:
         how many match and whether more follow. Refused (InvalidInput, nothing read) for a
         window that ends before it starts or a cursor that names no job of the tool."""
         await self._guard.allow(by, Action.READ)
-        if query.since is not None and query.until is not None and query.since > query.until:
-            raise InvalidInput(
-                f"expected a window whose start ({query.since.isoformat()}) is not after its "
-                f"end ({query.until.isoformat()})"
-            )
+        _check_window(query.since, query.until)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.tool_job_page(query)
 
@@ -251,11 +256,7 @@ class LotServiceCore:
         first, with how many entries match and whether more follow. Refused (InvalidInput,
         nothing read) for a window that ends before it starts."""
         await self._guard.allow(by, Action.READ)
-        if query.since is not None and query.until is not None and query.since > query.until:
-            raise InvalidInput(
-                f"expected a window whose start ({query.since.isoformat()}) is not after its "
-                f"end ({query.until.isoformat()})"
-            )
+        _check_window(query.since, query.until)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.history_page(query)
 

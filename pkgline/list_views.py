@@ -6,6 +6,7 @@ and the reading of the instants their filters take."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,26 @@ async def tool_jobs_answer(lots: LotService, query: ToolJobQuery) -> dict[str, A
     rows = [job_dict(j) for j in page.jobs]
     answer: dict[str, Any] = _page(rows, "jobs", "job_id", page.total, page.more)
     return answer
+
+
+def history_query(given: Mapping[str, Any], option: str = "") -> HistoryQuery:
+    """The query of ``lot history`` / ``GET /history`` from its parameters as given (their
+    names: ``lot``, ``tool``, ``user``, ``operation``, ``step``, ``since``, ``until``,
+    ``after``, ``limit``); InvalidInput naming the parameter (with ``option`` before it:
+    ``--`` in the CLI) for a malformed operation or time."""
+    from mes.ports import HistoryQuery
+
+    return HistoryQuery(
+        lot_id=given.get("lot"),
+        tool=given.get("tool"),
+        user=given.get("user"),
+        operation=parse_operation(given.get("operation"), f"{option}operation"),
+        step=given.get("step"),
+        since=parse_instant(given.get("since"), f"{option}since"),
+        until=parse_instant(given.get("until"), f"{option}until"),
+        after=given.get("after"),
+        limit=given["limit"],
+    )
 
 
 async def history_answer(

@@ -13,17 +13,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from mes.adapters.database import display_url
 from mes.adapters.outbox import OutboxReader
 from mes.domain.authority import Action, Principal
-from mes.ports import HistoryQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 from pkgline.line_views import backlog_dict, line_answer, read_status
-from pkgline.list_views import (
-    HISTORY_PAGE,
-    MAX_HISTORY_PAGE,
-    history_answer,
-    parse_instant,
-    parse_operation,
-)
+from pkgline.list_views import HISTORY_PAGE, MAX_HISTORY_PAGE, history_answer, history_query
 
 router = APIRouter(tags=["line"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -86,17 +79,18 @@ async def history(
     ``next_after``. ``since`` (included) and ``until`` (excluded) are ISO 8601, UTC without
     an offset."""
     services = state_of(request).services
-    query = HistoryQuery(
-        lot_id=lot,
-        tool=tool,
-        user=user,
-        operation=parse_operation(operation, "operation"),
-        step=step,
-        since=parse_instant(since, "since"),
-        until=parse_instant(until, "until"),
-        after=after,
-        limit=limit,
-    )
+    given = {
+        "lot": lot,
+        "tool": tool,
+        "user": user,
+        "operation": operation,
+        "step": step,
+        "since": since,
+        "until": until,
+        "after": after,
+        "limit": limit,
+    }
+    query = history_query(given)
     return await history_answer(
         services.lots.acting_as(who), services.equipment.acting_as(who), query
     )

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from pkgline.cli.common import DbOption, JsonOption, print_json, usage_error
-from pkgline.cli.modes import Remote, ServerOption, either
+from pkgline.cli.modes import Remote, ServerOption, either, query_params
 from pkgline.page_sizes import HISTORY_PAGE, MAX_HISTORY_PAGE
 
 
@@ -59,23 +59,23 @@ def history(
     """The line's lot history, newest first, a page at a time: every lot's entries, or one
     lot's, tool's or person's; says how many match and how to see the next (older) page."""
     from mes.domain.errors import InvalidInput
-    from mes.ports import HistoryQuery
     from pkgline.cli import tool_list
     from pkgline.cli.lot_view import print_entries
-    from pkgline.list_views import history_answer, parse_instant, parse_operation
+    from pkgline.list_views import history_answer, history_query
 
+    given = {
+        "lot": lot,
+        "tool": tool,
+        "user": user,
+        "operation": operation,
+        "step": step,
+        "since": since,
+        "until": until,
+        "after": after,
+        "limit": limit,
+    }
     try:
-        query = HistoryQuery(
-            lot_id=lot,
-            tool=tool,
-            user=user,
-            operation=parse_operation(operation, "--operation"),
-            step=step,
-            since=parse_instant(since, "--since"),
-            until=parse_instant(until, "--until"),
-            after=after,
-            limit=limit,
-        )
+        query = history_query(given, "--")
     except InvalidInput as exc:
         usage_error(exc.message, as_json=json)
 
@@ -85,22 +85,7 @@ def history(
         async with open_services(db) as services:
             return await history_answer(services.lots, services.equipment, query)
 
-    params = [
-        (name, str(value))
-        for name, value in (
-            ("lot", lot),
-            ("tool", tool),
-            ("user", user),
-            ("operation", operation),
-            ("step", step),
-            ("since", since),
-            ("until", until),
-            ("after", after),
-            ("limit", limit),
-        )
-        if value is not None
-    ]
-    shown = either(db, server, json, direct, Remote("GET", "/history", query=params))
+    shown = either(db, server, json, direct, Remote("GET", "/history", query=query_params(given)))
     if json:
         print_json(shown["entries"])
         tool_list.json_notice(shown)

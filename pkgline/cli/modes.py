@@ -6,7 +6,7 @@ standard error; both print the same output and exit with the same codes."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -132,6 +132,11 @@ class Remote:
     query: list[tuple[str, str]] | None = None
     timeout: float | None = None
     """How long to wait for the answer (default: :data:`pkgline.cli.servers.TIMEOUT_S`)."""
+
+
+def query_params(given: Mapping[str, object]) -> list[tuple[str, str]]:
+    """A command's options as the query string of its route: those given, in order."""
+    return [(name, str(value)) for name, value in given.items() if value is not None]
 
 
 def segment(value: str) -> str:

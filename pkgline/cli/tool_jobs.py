@@ -11,7 +11,7 @@ import typer
 
 from mes.domain.errors import InvalidInput
 from pkgline.cli.common import DbOption, JsonOption, print_json, usage_error
-from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
 from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, parse_instant, tool_jobs_answer
 
 
@@ -63,17 +63,15 @@ def jobs(
             await known_tool(services.equipment, tool)
             return await tool_jobs_answer(services.lots, query)
 
-    params = [
-        (name, str(value))
-        for name, value in (
-            ("lot", lot),
-            ("since", since),
-            ("until", until),
-            ("after", after),
-            ("limit", limit),
-        )
-        if value is not None
-    ]
+    params = query_params(
+        {
+            "lot": lot,
+            "since": since,
+            "until": until,
+            "after": after,
+            "limit": limit,
+        }
+    )
     remote = Remote("GET", f"/tools/{segment(tool)}/jobs", query=params)
     shown = either(db, server, json, direct, remote)
     if json:

@@ -27,7 +27,7 @@ from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, out, print_json, usage_error
-from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
 from pkgline.list_views import (
     EVENT_KINDS,
     EVENTS_PAGE,
@@ -433,18 +433,16 @@ def events(
     async def found(s: IdentityService, by: Principal) -> dict[str, Any]:
         return await security_events_answer(s, by, query)
 
-    params = [
-        (name, str(value))
-        for name, value in (
-            ("user", user),
-            ("kind", kind),
-            ("since", since),
-            ("until", until),
-            ("after", after),
-            ("limit", limit),
-        )
-        if value is not None
-    ]
+    params = query_params(
+        {
+            "user": user,
+            "kind": kind,
+            "since": since,
+            "until": until,
+            "after": after,
+            "limit": limit,
+        }
+    )
     shown = _either(db, server, json, found, Remote("GET", "/security/events", query=params))
     if json:
         print_json(shown["events"])
