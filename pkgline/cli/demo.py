@@ -179,6 +179,7 @@ async def _demo(run: Demo) -> int:
     async with open_services(run.url) as services:
         await wait_for_controller(run, services)
         await start_api(run)
+        await _equip_line(run)
         await _start_lots(run, services)
         finished = await _follow(run, services)
         if not run.keep:
@@ -281,6 +282,18 @@ def _run_client_id(line: str, role: str) -> str:
     whole within MQTT's 64 characters the configuration allows)."""
     suffix = f"-{secrets.token_hex(4)}"
     return f"pkgline-{line}-{role}"[: 64 - len(suffix)] + suffix
+
+
+async def _equip_line(run: Demo) -> None:
+    try:
+        equipped = await demo_api.equip_line(server(run), run.config.tools)
+    except RuntimeError as exc:
+        raise DemoFailed(str(exc)) from None
+    out.print(
+        f"equipped the line through the pkgline server: {equipped.durables} durables mounted "
+        f"(capillaries, saw blades, mold chases, stencils, nozzles), {equipped.materials} "
+        "material lots loaded (mold compound, die attach film, adhesive, solder balls, wire)"
+    )
 
 
 async def _start_lots(run: Demo, services: Services) -> None:
@@ -411,6 +424,8 @@ def _print_next(run: Demo) -> None:
         f"{pkgline} lot show {LOT_PREFIX}1 {lots}",
         f"{pkgline} line status {db}",
         f"{pkgline} tool show {tool} --window 10m {db}",
+        f"{pkgline} lot genealogy {LOT_PREFIX}{len(LOTS)} {lots}",
+        f"{pkgline} durable list {lots}",
     ):
         out.print(Text(f"  {line}"))
     out.print(

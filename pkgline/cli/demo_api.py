@@ -7,13 +7,22 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mes.domain.authority import Principal, Role
+from mes.domain.durables import KINDS as DURABLE_KINDS
+from mes.domain.durables import DurableKind
+from mes.domain.materials import KINDS as MATERIAL_KINDS
+from mes.domain.materials import MaterialKind
 from pkgline.bootstrap import os_account
 from pkgline.cli.remote import Server, Unreachable, request
+
+if TYPE_CHECKING:
+    from drivers.config import ToolConfig
 
 
 def socket_path(database: Path) -> Path:
@@ -76,3 +85,90 @@ async def start_lot(server: Server, body: dict[str, Any]) -> tuple[dict[str, Any
         raise RuntimeError(f"the server refused to start {body['lot']}: {message}")
     started: dict[str, Any] = answer.body
     return started, answer.principal
+
+
+DURABLES: dict[DurableKind, tuple[str, int]] = {
+    DurableKind.CAPILLARY: ("CAP", 1_500_000),
+    DurableKind.SAW_BLADE: ("BLADE", 20_000),
+    DurableKind.MOLD_CHASE: ("CHASE", 2_000),
+    DurableKind.STENCIL: ("STENCIL", 50_000),
+    DurableKind.NOZZLE: ("NOZZLE", 200_000),
+}
+"""The demo's durables: the prefix of their ids and their life in their kind's unit, of the
+order a line sets (a capillary 1.5 million touchdowns, a saw blade 20,000 cuts, a mold
+chase cleaned every 2,000 shots, a stencil 50,000 prints, a nozzle 200,000)."""
+
+MATERIALS: dict[MaterialKind, str] = {
+    MaterialKind.MOLD_COMPOUND: "EMC",
+    MaterialKind.DIE_ATTACH_FILM: "DAF",
+    MaterialKind.ADHESIVE: "ADH",
+    MaterialKind.SOLDER_BALLS: "SB",
+    MaterialKind.WIRE: "WIRE",
+}
+"""The prefix of the demo's material lots' ids, by kind."""
+
+MATERIAL_SHELF_LIFE = timedelta(days=180)
+
+
+@dataclass(frozen=True, slots=True)
+class Equipped:
+    durables: int
+    materials: int
+
+
+def material_kinds_by_tool(tools: Sequence[ToolConfig]) -> dict[str, list[MaterialKind]]:
+    """Which material kinds the demo loads on each tool: those of its class, spread over the
+    class's tools in turn where it has several (a die attach film on DB-1, an adhesive on
+    DB-2), all of them on a class's only tool."""
+    by_class: dict[str, list[str]] = {}
+    for tool in tools:
+        by_class.setdefault(str(tool.equipment_class), []).append(tool.id)
+    loads: dict[str, list[MaterialKind]] = {}
+    for equipment_class, ids in by_class.items():
+        kinds = [k for k, spec in MATERIAL_KINDS.items() if spec.equipment_class == equipment_class]
+        if not kinds:
+            continue
+        for i, tool_id in enumerate(sorted(ids)):
+            loads[tool_id] = kinds if len(ids) == 1 else [kinds[i % len(kinds)]]
+    return loads
+
+
+async def _post(server: Server, path: str, body: dict[str, Any], expect: int = 200) -> None:
+    answer = await asyncio.to_thread(request, server, "POST", path, body)
+    if answer.status != expect:
+        message = answer.body.get("message") if isinstance(answer.body, dict) else answer.body
+        raise RuntimeError(f"the server refused POST {path}: {message}")
+
+
+async def equip_line(server: Server, tools: Sequence[ToolConfig]) -> Equipped:
+    """Through the server, as an engineer would before a shift: on every tool a durable of
+    each kind its class takes (``durable add`` and ``mount``), and material lots of its
+    class's kinds (``material add``, ``thaw`` for frozen kinds, ``load``), so the lots'
+    track-ins check them, their track-outs count on the durables and each lot records the
+    material lots that went into it (``lot genealogy``). The frozen kinds are given a thaw
+    time of 0: the demo's compound and films are taken as thawed ahead of the run. A refusal
+    raises RuntimeError with the server's message."""
+    durables = materials = 0
+    expires = (datetime.now(UTC) + MATERIAL_SHELF_LIFE).isoformat()
+    loads = material_kinds_by_tool(tools)
+    for tool in sorted(tools, key=lambda t: t.id):
+        for kind, spec in DURABLE_KINDS.items():
+            if spec.equipment_class != tool.equipment_class:
+                continue
+            prefix, life = DURABLES[kind]
+            durable = f"{prefix}-{tool.id}"[:32]
+            body = {"durable": durable, "kind": kind.value, "life": life}
+            await _post(server, "/durables", body, 201)
+            await _post(server, f"/durables/{durable}/mount", {"tool": tool.id})
+            durables += 1
+        for mkind in loads.get(tool.id, []):
+            material = f"{MATERIALS[mkind]}-{tool.id}"[:32]
+            add: dict[str, Any] = {"material": material, "kind": mkind.value, "expires_at": expires}
+            if MATERIAL_KINDS[mkind].frozen:
+                add["thaw_minutes"] = 0
+            await _post(server, "/materials", add, 201)
+            if MATERIAL_KINDS[mkind].frozen:
+                await _post(server, f"/materials/{material}/thaw", {})
+            await _post(server, f"/materials/{material}/load", {"tool": tool.id})
+            materials += 1
+    return Equipped(durables, materials)

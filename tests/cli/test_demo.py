@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import selectors
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,6 +142,19 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
     with contextlib.closing(sqlite3.connect(db)) as conn:
         states = dict(conn.execute("SELECT id, state FROM lots").fetchall())
     assert states == {f"{LOT_PREFIX}{n}": "COMPLETED" for n in range(1, len(LOTS) + 1)}
+    # The line was equipped through the server: each lot's track-ins checked and recorded
+    # the material lots loaded on its tools, its track-outs counted on the durables mounted.
+    last = f"{LOT_PREFIX}{len(LOTS)}"
+    assert f"lot genealogy {last} --db sqlite:///{db}" in output
+    genealogy = _json_of("lot", "genealogy", last, "--json", "--db", f"sqlite:///{db}")
+    used = {(m["material"], m["step"], m["tool"]) for m in genealogy["materials"]}
+    assert ("EMC-MOLD-1", "MOLD", "MOLD-1") in used, genealogy
+    assert ("WIRE-WB-1", "WIRE_BOND", "WB-1") in used, genealogy
+    durables = {
+        d["id"]: d for d in _json_of("durable", "list", "--json", "--db", f"sqlite:///{db}")
+    }
+    assert durables["CAP-WB-1"]["tool"] == "WB-1" and durables["CAP-WB-1"]["count"] > 0, durables
+    assert durables["BLADE-DICE-1"]["count"] > 0, durables
     # The live view's "steps done / planned": the route the controller took, step for step.
     for number, (flow, _) in enumerate(LOTS, start=1):
         lot = start_lot(cmd.StartLot(f"P{number}", flow, "t"), library.get(flow), utc_now()).lot
@@ -163,6 +178,14 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
             if m.bins[code].quality == "Fail"
         }
         assert read == {(x.carrier_id, x.row, x.col, x.code) for x in rejected}
+
+
+def _json_of(*args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "pkgline", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
 
 
 async def _export(url: str, lot_id: str) -> tuple[MapExport, list[SiteReject]]:
