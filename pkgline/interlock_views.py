@@ -42,6 +42,14 @@ def _when(text: Any) -> datetime:
 # -- durables ------------------------------------------------------------------------------
 
 
+def durable_status(d: Durable) -> str:
+    """A durable's status in one word: ``spent`` (its life used: track-ins refused),
+    ``warning`` (past its warning fraction), ``ok``."""
+    if d.spent:
+        return "spent"
+    return "warning" if d.warned else "ok"
+
+
 def durable_dict(d: Durable) -> Json:
     return {
         "id": d.id,
@@ -103,6 +111,13 @@ def durable_view_dict(view: DurableView) -> Json:
 
 
 # -- material lots -------------------------------------------------------------------------
+
+
+def material_status(m: Material, now: datetime) -> str:
+    """A material lot's status at ``now`` in words: ``usable``, or what refuses it
+    (``expired``, ``not thawed``, ``floor life``: :meth:`Material.problem`)."""
+    found = m.problem(now)
+    return "usable" if found is None else found[0].removeprefix("material_").replace("_", " ")
 
 
 def material_dict(m: Material) -> Json:

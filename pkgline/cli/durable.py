@@ -24,7 +24,12 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
-from pkgline.interlock_views import durable_dict, durable_from_dict, durable_view_dict
+from pkgline.interlock_views import (
+    durable_dict,
+    durable_from_dict,
+    durable_status,
+    durable_view_dict,
+)
 
 app = typer.Typer(
     help="Durables with life counters: add, mount on a tool, unmount, renew, show, list.",
@@ -34,12 +39,12 @@ app = typer.Typer(
 DurableArg = Annotated[str, typer.Argument(help="Durable id.", show_default=False)]
 
 
+_STYLES = {"spent": "bold red", "warning": "bold yellow", "ok": "green"}
+
+
 def _status(d: Durable) -> Text:
-    if d.spent:
-        return Text("spent", style="bold red")
-    if d.warned:
-        return Text("warning", style="bold yellow")
-    return Text("ok", style="green")
+    word = durable_status(d)
+    return Text(word, style=_STYLES[word])
 
 
 def _done(answer: dict[str, Any], what: str, as_json: bool) -> None:

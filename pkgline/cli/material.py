@@ -70,10 +70,10 @@ def _when(text: str, as_json: bool) -> datetime:
 def _status(m: Material) -> Text:
     from rich.text import Text
 
-    found = m.problem(datetime.now(m.expires_at.tzinfo))
-    if found is None:
-        return Text("usable", style="green")
-    return Text(found[0].removeprefix("material_").replace("_", " "), style="bold yellow")
+    from pkgline.interlock_views import material_status
+
+    word = material_status(m, datetime.now(m.expires_at.tzinfo))
+    return Text(word, style="green" if word == "usable" else "bold yellow")
 
 
 def _done(answer: dict[str, Any], what: str, as_json: bool) -> Material:

@@ -16,6 +16,7 @@ from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.equipment import E10Change
 from mes.domain.model import Lot, LotState
 from pkgline.bootstrap import Services
+from pkgline.interlock_views import durable_status, material_status
 from pkgline.station.views import E10_CLASS, now
 from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
 
@@ -106,6 +107,24 @@ class ToolView:
     jobs: tuple[ToolJob, ...]
     changes: tuple[E10Change, ...]
     alarms: tuple[E10Change, ...]
+    durables: tuple[OnTool, ...]
+    materials: tuple[OnTool, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OnTool:
+    """A durable mounted on the tool or a material lot loaded on it, as the tool page shows
+    it: its status in a word (``ok``, ``warning``, ``spent``; ``usable``, ``expired``, ``not
+    thawed``, ``floor life``) and, when a track-in on the tool would be refused for it, why."""
+
+    id: str
+    kind: str
+    amount: str
+    """A durable's count against its life; a material lot's expiry and thaw."""
+    status: str
+    problem: str | None
+    fine: bool
+    """Nothing to look at: a track-in on the tool goes ahead for it."""
 
 
 def segments_of(changes: list[E10Change], start: datetime, end: datetime) -> tuple[Segment, ...]:
@@ -184,6 +203,7 @@ async def tool_view(
         if running is not None and running.running is not None:
             recipe, recipe_step = dict(running.running.values), running.running.step
     jobs = await _recent_jobs(services, who, tool_id, start, end + timedelta(seconds=1))
+    durables, materials = await _on_tool(services, who, tool_id, end)
     return ToolView(
         tool,
         state_times_dict(times),
@@ -195,7 +215,44 @@ async def tool_view(
         jobs,
         tuple(reversed(changes[-20:])),
         tuple(reversed([c for c in changes if c.process_state == "ALARM" or c.reason][-10:])),
+        durables,
+        materials,
     )
+
+
+async def _on_tool(
+    services: Services, who: Principal, tool_id: str, at: datetime
+) -> tuple[tuple[OnTool, ...], tuple[OnTool, ...]]:
+    """The durables mounted on the tool and the material lots loaded on it, with what a
+    track-in on it would say of them at ``at`` (the interlocks' own rules)."""
+    mounted = await services.durables.list(tool_id=tool_id, by=who)
+    loaded = await services.materials.find(tool_id=tool_id, by=who)
+    durables = []
+    for d in sorted(mounted, key=lambda d: d.id):
+        word = durable_status(d)
+        problem = {
+            "spent": "at or past its life: a track-in on this tool is refused until it is replaced",
+            "warning": f"past its warning at {d.warn_at:,} {d.unit}: plan its replacement",
+        }.get(word)
+        amount = f"{d.count:,} of {d.life:,} {d.unit} ({100.0 * d.count / d.life:.0f} %)"
+        durables.append(
+            OnTool(d.id, d.kind.value.replace("_", " "), amount, word, problem, word == "ok")
+        )
+    materials = []
+    for m in sorted(loaded, key=lambda m: m.id):
+        refused = m.problem(at)
+        thawed = f", thawed {m.thawed_at:%m-%d %H:%M}" if m.thawed_at is not None else ""
+        materials.append(
+            OnTool(
+                m.id,
+                m.kind.value.replace("_", " "),
+                f"expires {m.expires_at:%Y-%m-%d %H:%M}{thawed}",
+                material_status(m, at),
+                None if refused is None else f"{refused[1]}; expected {refused[2]}",
+                refused is None,
+            )
+        )
+    return tuple(durables), tuple(materials)
 
 
 async def _recent_jobs(

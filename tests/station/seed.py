@@ -5,7 +5,7 @@ and four people with passwords (an operator, a technician, an admin, a quality e
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 
@@ -74,11 +74,14 @@ async def seed(state: ApiState) -> None:
         [
             ToolRegistration("PREP-1", "substrate_prep", "127.0.0.1:1502", ("SUBSTRATE_PREP",)),
             ToolRegistration("DA-1", "die_bonder", "127.0.0.1:1503", ("DIE_ATTACH",)),
+            ToolRegistration("WB-1", "wire_bonder", "127.0.0.1:1504", ("WIRE_BOND",)),
         ],
     )
     now = datetime.now(UTC)
     await equipment.heartbeat(
-        ControllerRecord("line-1", "test", os.getpid(), now, now, "running", ("PREP-1", "DA-1"))
+        ControllerRecord(
+            "line-1", "test", os.getpid(), now, now, "running", ("PREP-1", "DA-1", "WB-1")
+        )
     )
     lots = services.lots.acting_as(OWNER)
     for lot_id in ("S-1", "S-2", "S-3"):
@@ -178,3 +181,17 @@ async def seed(state: ApiState) -> None:
             alarm={"code": 17, "text": "bond head vacuum low"},
         ),
     )
+    # What is on the tools (the tool page): a capillary and wire on WB-1; on DA-1, after its
+    # jobs, an adhesive ready to use and a die attach film taken out of the freezer just now
+    # (thawing for its hour: a track-in on DA-1 would be refused for it)
+    await services.durables.add("CAP-7", "capillary", 100_000, "tom", by=OWNER)
+    await services.durables.mount("CAP-7", "WB-1", "tom", by=OWNER)
+    expires = now + timedelta(days=30)
+    await services.materials.add("WIRE-7", "wire", expires, "tom", by=OWNER)
+    await services.materials.load("WIRE-7", "WB-1", "tom", by=OWNER)
+    await services.materials.add("ADH-7", "adhesive", expires, "tom", thaw_minutes=0, by=OWNER)
+    await services.materials.thaw("ADH-7", "tom", by=OWNER)
+    await services.materials.load("ADH-7", "DA-1", "tom", by=OWNER)
+    await services.materials.add("DAF-7", "die_attach_film", expires, "tom", by=OWNER)
+    await services.materials.thaw("DAF-7", "tom", by=OWNER)
+    await services.materials.load("DAF-7", "DA-1", "tom", by=OWNER)

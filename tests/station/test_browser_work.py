@@ -67,6 +67,13 @@ def test_the_tool_page_from_its_tile(browser: WebDriver, station: Station, shots
     assert "bond head vacuum low" in browser.find_element(By.ID, "tool-alarm").text
     jobs = browser.find_element(By.ID, "jobs").text
     assert "S-4" in jobs and "DIE_ATTACH" in jobs and "96.9" in jobs
+    # what is loaded on it: the film still thawing is marked, with what a track-in would say
+    thawing = browser.find_element(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="DAF-7"]')
+    assert thawing.get_attribute("data-status") == "not thawed"
+    assert "attention" in (thawing.get_attribute("class") or "")
+    assert "usable from" in thawing.text, thawing.text
+    ready = browser.find_element(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="ADH-7"]')
+    assert ready.get_attribute("data-status") == "usable"
     shot(browser, shots / "tool.png")
 
 

@@ -78,6 +78,16 @@ def test_the_tool_page_shows_its_states_availability_jobs_and_alarm(station: Sta
         assert "S-4-02" in rows[0] and "recorded" in rows[0] and "96.9" in rows[0]  # 31 of 32
         assert "S-4-01" in rows[1] and "100.0" in rows[1]
         assert "xy_offset_um=4.2" in jobs[1]
+        on_tool = re.search(r'<table id="on-tool">(.*?)</table>', text, re.S)
+        assert on_tool is not None
+        rows = dict(re.findall(r'data-on-tool="([^"]+)" data-status="([^"]+)"', on_tool[1]))
+        assert rows == {"ADH-7": "usable", "DAF-7": "not thawed"}, on_tool[1]
+        assert "is thawing since" in on_tool[1] and "expected DAF-7 thawed for 1 h" in on_tool[1]
+        bonder = client.get("/station/tools/WB-1").text
+        assert re.search(r'data-on-tool="CAP-7" data-status="ok"', bonder), bonder
+        assert "0 of 100,000 touchdowns (0 %)" in bonder
+        assert re.search(r'data-on-tool="WIRE-7" data-status="usable"', bonder), bonder
+        assert "no durable mounted" in client.get("/station/tools/PREP-1").text
         bad = client.get("/station/tools/DA-1", params={"window": "forever"})
         assert bad.status_code == 422
         assert "expected a number and a unit" in message(bad.text)
