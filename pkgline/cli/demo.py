@@ -68,6 +68,7 @@ DEFAULT_DB = Path("pkgline-demo.db")
 DEFAULT_TIME_SCALE = 0.05
 """Process times x this: a 4x8 carrier takes 0.05-0.3 s, a recipe setup 0.1-0.5 s."""
 TIME_LIMIT_S = 110.0
+"""At the default time scale; slower tools get as much more (:func:`time_limit_for`)."""
 LOT_PREFIX = "DEMO-"
 # One lot per flow, the longest routes most urgent (priority 1 is the most urgent): the line
 # finishes soonest when the fan-out lots, which share the RDL cell, start first.
@@ -116,8 +117,15 @@ def demo(
         ),
     ] = None,
     time_limit: Annotated[
-        float, typer.Option("--time-limit", min=5, help="Give up after this many seconds.")
-    ] = TIME_LIMIT_S,
+        float | None,
+        typer.Option(
+            "--time-limit",
+            min=5,
+            help=f"Give up after this many seconds (default: {TIME_LIMIT_S:g} s at the default "
+            "time scale, as many times more as the tools are slower).",
+            show_default=False,
+        ),
+    ] = None,
     keep: Annotated[
         bool,
         typer.Option("--keep", help="Leave the simulated line and its controller running."),
@@ -136,11 +144,12 @@ def demo(
         reject_rate=reject_rate,
         keep=keep,
         started=started,
-        deadline=started + time_limit,
+        deadline=started + (time_limit_for(time_scale) if time_limit is None else time_limit),
     )
-    code = 0
+    code, ran = 0, False
     try:
         code = asyncio.run(_demo(run))
+        ran = True
     except DemoFailed as exc:
         err.print(Text.assemble(("error: ", "bold red"), exc.message))
         code = exc.code
@@ -148,16 +157,26 @@ def demo(
         err.print("interrupted: stopping the line")
         code = EXIT_INTERRUPTED
     finally:
+        # --keep keeps the line of a demo that ran, its lots finished or not (out of time,
+        # held: they are there to look at); never one that failed or was interrupted
+        kept = keep and ran
         for child in reversed(run.children):  # the controller first, then the simulators
-            if not (keep and code == 0):
+            if not kept:
                 child.kill()
-        if not (keep and code == 0) and run.config_path != database:
+        if not kept and run.config_path != database:
             run.config_path.unlink(missing_ok=True)
-    if run.children and not (keep and code == 0):
+    if run.children and not kept:
         pids = ", ".join(str(c.pid) for c in run.children)
         out.print(f"nothing left running (child pids {pids} ended)")
     out.print(f"demo finished in {time.monotonic() - started:.1f} s")
     raise typer.Exit(code)
+
+
+def time_limit_for(time_scale: float) -> float:
+    """How long the demo waits for its lots at ``time_scale`` when no ``--time-limit`` is
+    given: :data:`TIME_LIMIT_S` at the default scale or faster, as many times more as the
+    tools are slower."""
+    return TIME_LIMIT_S * max(1.0, time_scale / DEFAULT_TIME_SCALE)
 
 
 def _example_config() -> LineConfig:
@@ -378,7 +397,13 @@ async def _follow(run: Demo, services: Services) -> bool:
             )
         )
     if timed_out:
-        out.print(Text(f"out of time after {run.elapsed():.0f} s", style="bold red"))
+        out.print(
+            Text(
+                f"out of time after {run.elapsed():.0f} s (give the lots longer with "
+                "--time-limit SECONDS)",
+                style="bold red",
+            )
+        )
     return False
 
 

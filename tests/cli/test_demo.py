@@ -30,7 +30,14 @@ from mes.maps import e142
 from mes.maps.service import MapExport, export_lot_maps
 from mes.service import utc_now
 from pkgline.bootstrap import flow_library, open_lot_service, os_account
-from pkgline.cli.demo import LOT_PREFIX, LOTS, planned_steps
+from pkgline.cli.demo import (
+    DEFAULT_TIME_SCALE,
+    LOT_PREFIX,
+    LOTS,
+    TIME_LIMIT_S,
+    planned_steps,
+    time_limit_for,
+)
 
 STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
 API_STARTED = re.compile(r"\(pkgline api, pid (\d+)\)")
@@ -231,6 +238,38 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
             if alive(pid):
                 os.kill(pid, signal.SIGTERM)
     assert gone(children), "the kept line did not stop on SIGTERM"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_keep_keeps_a_line_whose_lots_ran_out_of_time(tmp_path: Path) -> None:
+    """Out of time is no failure: the lots go on, and --keep keeps the line it says it kept."""
+    db = tmp_path / "demo.db"
+    process = demo(db, "--keep", "--time-scale", "2", "--time-limit", "30")
+    head = read_until(process, STARTED, 60)
+    children = children_of(head)
+    try:
+        code, rest = finish(process, 90)
+        output = head + rest
+        assert code == 1, output
+        assert "out of time after" in output and "--time-limit SECONDS" in output
+        kept = re.search(r"still running \(--keep\).*stop it with: kill ([\d ]+)", output)
+        assert kept, output
+        children = (*children, api_of(output))
+        assert "nothing left running" not in output
+        time.sleep(1.0)
+        assert all(alive(p) for p in children), "--keep: the line stopped after running out of time"
+    finally:
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGTERM)
+    assert gone(children), "the kept line did not stop on SIGTERM"
+
+
+def test_slower_tools_get_a_longer_time_limit() -> None:
+    assert time_limit_for(DEFAULT_TIME_SCALE) == TIME_LIMIT_S
+    assert time_limit_for(0.01) == TIME_LIMIT_S  # faster tools: never less
+    assert time_limit_for(DEFAULT_TIME_SCALE * 10) == pytest.approx(TIME_LIMIT_S * 10)
 
 
 STATION = re.compile(
