@@ -235,10 +235,11 @@ class DurableService:
             return await uow.run(work(), commit=True)
 
     async def list(
-        self, *, tool_id: str | None = None, by: Principal | None = None
+        self, *, tool_id: str | None = None, mounted: bool = False, by: Principal | None = None
     ) -> Sequence[Durable]:
+        """Every durable, or those mounted on ``tool_id``, or on any tool (``mounted``)."""
         await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
                 raise UnknownTool(f"there is no tool {tool_id}")
-            return await uow.run(get_durables(tool_id=tool_id), commit=True)
+            return await uow.run(get_durables(tool_id=tool_id, mounted=mounted), commit=True)

@@ -194,14 +194,14 @@ class MaterialService:
         return found
 
     async def find(
-        self, *, tool_id: str | None = None, by: Principal | None = None
+        self, *, tool_id: str | None = None, loaded: bool = False, by: Principal | None = None
     ) -> list[Material]:
-        """Every material lot, or those loaded on ``tool_id``."""
+        """Every material lot, or those loaded on ``tool_id``, or on any tool (``loaded``)."""
 
         def work() -> Work[list[Material]]:
             if tool_id is not None and not (yield from get_tools([tool_id])):
                 raise UnknownTool(f"there is no tool {tool_id}")
-            return (yield from get_materials(tool_id=tool_id))
+            return (yield from get_materials(tool_id=tool_id, loaded=loaded))
 
         found = await self._read(work(), by)
         assert isinstance(found, list)

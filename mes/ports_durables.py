@@ -12,12 +12,14 @@ from mes.domain.durables import Changed, Durable, DurableEvent, Mounted
 
 @dataclass(frozen=True, slots=True)
 class GetDurables:
-    """Read durables: those of ``durable_ids``, or those mounted on ``tool_id``, or (neither
-    given) all of them (answer: ``list[Durable]``, by id). One statement whatever the number
-    (a track-in reads its tool's in one query)."""
+    """Read durables: those of ``durable_ids``, or those mounted on ``tool_id``, or those
+    mounted on any tool (``mounted``), or (none of these given) all of them (answer:
+    ``list[Durable]``, by id). One statement whatever the number (a track-in reads its
+    tool's in one query)."""
 
     durable_ids: tuple[str, ...] | None = None
     tool_id: str | None = None
+    mounted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +52,13 @@ DurableRequest: TypeAlias = GetDurables | GetMounted | SaveDurables | GetDurable
 
 
 def get_durables(
-    durable_ids: Sequence[str] | None = None, *, tool_id: str | None = None
+    durable_ids: Sequence[str] | None = None,
+    *,
+    tool_id: str | None = None,
+    mounted: bool = False,
 ) -> Generator[DurableRequest, Any, list[Durable]]:
     ids = None if durable_ids is None else tuple(durable_ids)
-    found: list[Durable] = yield GetDurables(ids, tool_id)
+    found: list[Durable] = yield GetDurables(ids, tool_id, mounted)
     return found
 
 

@@ -14,10 +14,12 @@ from mes.domain.materials import Changed, Material, MaterialEvent, Use
 @dataclass(frozen=True, slots=True)
 class GetMaterials:
     """Read material lots: those of ``material_ids``, or those loaded on ``tool_id``, or
-    (neither given) all (answer: ``list[Material]``, by id; one statement)."""
+    those loaded on any tool (``loaded``), or (none of these given) all (answer:
+    ``list[Material]``, by id; one statement)."""
 
     material_ids: tuple[str, ...] | None = None
     tool_id: str | None = None
+    loaded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +57,13 @@ MaterialRequest: TypeAlias = GetMaterials | SaveMaterials | GetMaterialEvents | 
 
 
 def get_materials(
-    material_ids: Sequence[str] | None = None, *, tool_id: str | None = None
+    material_ids: Sequence[str] | None = None,
+    *,
+    tool_id: str | None = None,
+    loaded: bool = False,
 ) -> Generator[MaterialRequest, Any, list[Material]]:
     ids = None if material_ids is None else tuple(material_ids)
-    found: list[Material] = yield GetMaterials(ids, tool_id)
+    found: list[Material] = yield GetMaterials(ids, tool_id, loaded)
     return found
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from mes.adapters.outbox import Backlog
 from mes.domain.equipment import ControllerRecord, ToolRecord
+from mes.domain.interlocks import consumable_blocks
 from mes.domain.model import Lot, LotState
 from pkgline.bootstrap import Services
 from pkgline.tool_views import controller_running, tool_dict
@@ -26,6 +27,9 @@ class QueueGroup:
     equipment_class: str
     tools: tuple[ToolRecord, ...]
     lots: tuple[Lot, ...]
+    blocked: dict[str, list[str]]
+    """The group's tools that would refuse every track-in now for a durable or material lot
+    on them, with why (:func:`mes.domain.interlocks.consumable_blocks`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,9 @@ class LineStatus:
     running: tuple[Lot, ...]
     queue: tuple[QueueGroup, ...]
     held: tuple[Lot, ...]
+    blocked: dict[str, list[str]]
+    """The tools that would refuse every track-in now for a durable or material lot on them,
+    with why (:func:`mes.domain.interlocks.consumable_blocks`)."""
 
 
 async def read_status(services: Services, now: datetime) -> LineStatus:
@@ -47,6 +54,11 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
     found = await lots.find(
         states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
     )
+    blocks = consumable_blocks(
+        await services.durables.list(mounted=True),
+        await services.materials.find(loaded=True),
+        now,
+    )
     order = {code: i for i, code in enumerate(lots.flows.step_codes)}
     waiting: dict[str, list[Lot]] = {}
     for lot in found:
@@ -57,12 +69,14 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
     queue = []
     for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s)):
         info = lots.flows.step_codes.get(step)
+        group_tools = tuple(t for t in tools if step in t.steps)
         queue.append(
             QueueGroup(
                 step=step,
                 equipment_class=info.equipment_class if info else "-",
-                tools=tuple(t for t in tools if step in t.steps),
+                tools=group_tools,
                 lots=tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))),
+                blocked={t.id: blocks[t.id] for t in group_tools if t.id in blocks},
             )
         )
     running = sorted(
@@ -71,7 +85,7 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
     )
     held = [lot for lot in found if lot.state is LotState.HOLD]
     return LineStatus(
-        now, tuple(controllers), tuple(tools), tuple(running), tuple(queue), tuple(held)
+        now, tuple(controllers), tuple(tools), tuple(running), tuple(queue), tuple(held), blocks
     )
 
 
@@ -98,7 +112,10 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
         "database": database,
         "at": now.isoformat(),
         "controllers": [controller_dict(c, now) for c in status.controllers],
-        "tools": [tool_dict(t, now, _alive(status, t)) for t in status.tools],
+        "tools": [
+            {**tool_dict(t, now, _alive(status, t)), "blocked": status.blocked.get(t.id, [])}
+            for t in status.tools
+        ],
         "running": [
             {
                 "lot": lot.id,
@@ -119,6 +136,7 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
                 "count": len(g.lots),
                 "lots": [lot.id for lot in g.lots],
                 "priorities": [lot.priority for lot in g.lots],
+                "blocked": g.blocked,
             }
             for g in status.queue
         ],

@@ -65,6 +65,7 @@ def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
             for _, d in sorted(store.durables.items())
             if (request.tool_id is None or d.tool_id == request.tool_id)
             and (request.tool_id is not None or ids is None or d.id in ids)
+            and (not request.mounted or d.tool_id is not None)
         ]
     if isinstance(request, GetMounted):
         mounted = [d for _, d in sorted(store.durables.items()) if d.tool_id == request.tool_id]
@@ -100,6 +101,7 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
             for _, m in sorted(store.materials.items())
             if (request.tool_id is None or m.tool_id == request.tool_id)
             and (request.tool_id is not None or ids is None or m.id in ids)
+            and (not request.loaded or m.tool_id is not None)
         ]
     if isinstance(request, SaveMaterials):
         for material, event in request.changed:

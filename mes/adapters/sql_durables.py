@@ -46,6 +46,7 @@ class DurableStatements:
         everything = select(durables).order_by(_D.id)
         self.all = c(everything)
         self.on_tool = c(everything.where(_D.tool_id == bindparam("tool_id")))
+        self.on_any_tool = c(everything.where(_D.tool_id.is_not(None)))
         self.dialect = dialect
         # A tool's durables and its jobs not yet recorded, in one statement: one snapshot,
         # in which a job is either counted on the durables or still started.
@@ -167,6 +168,8 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
     if isinstance(request, GetDurables):
         if request.tool_id is not None:
             rows = yield Fetch(sql.on_tool, {"tool_id": request.tool_id})
+        elif request.mounted:
+            rows = yield Fetch(sql.on_any_tool, {})
         elif request.durable_ids is None:
             rows = yield Fetch(sql.all, {})
         else:

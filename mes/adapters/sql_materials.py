@@ -41,6 +41,7 @@ class MaterialStatements:
         everything = select(materials).order_by(_M.id)
         self.all = c(everything)
         self.on_tool = c(everything.where(_M.tool_id == bindparam("tool_id")))
+        self.loaded = c(everything.where(_M.tool_id.is_not(None)))
         self.insert = c(insert(materials), [col.name for col in materials.c])
         self.write = c(
             update(materials)
@@ -124,6 +125,8 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
     if isinstance(request, GetMaterials):
         if request.tool_id is not None:
             rows = yield Fetch(sql.on_tool, {"tool_id": request.tool_id})
+        elif request.loaded:
+            rows = yield Fetch(sql.loaded, {})
         elif request.material_ids is None:
             rows = yield Fetch(sql.all, {})
         else:

@@ -335,6 +335,15 @@ def use(
     return used
 
 
+def replacement_expected(d: Durable) -> str:
+    """What a track-in refused for a spent durable expects."""
+    return (
+        f"{d.kind.value} {d.id} under its life of {d.life:,} {d.unit} (count {d.count:,}): "
+        f"unmount it and mount a new one"
+        + (" or renew it after cleaning" if KINDS[d.kind].renewable else "")
+    )
+
+
 def check_durables(
     lot_id: str,
     step: str,
@@ -363,11 +372,7 @@ def check_durables(
     spent = [d for d in counted if d.spent]
     if spent:
         d = spent[0]
-        expected = (
-            f"{d.kind.value} {d.id} under its life of {d.life:,} {d.unit} (count {d.count:,}): "
-            f"unmount it and mount a new one"
-            + (" or renew it after cleaning" if KINDS[d.kind].renewable else "")
-        )
+        expected = replacement_expected(d)
         raise InterlockRefused(
             f"track-in of lot {lot_id} at {step} on {tool_id} refused: {d.text()}{waiting}, "
             f"at or past its life; expected {expected}",

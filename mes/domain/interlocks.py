@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from mes.domain.durables import Durable, replacement_expected
 from mes.domain.equipment import UNMONITORED, DispatchMode, ToolRecord
 from mes.domain.errors import InterlockRefused
+from mes.domain.materials import Material
 
 MANUAL_CLASS = "manual"
 """The equipment class of operator steps (flows/defs/steps.yaml)."""
@@ -138,3 +140,24 @@ def check_tool_class(step: str, step_class: str, tool_id: str, tool_class: str) 
         f"tool {tool_id} is a {tool_class}, step {step} runs on a {step_class}: "
         "no recipe sent (the lot tracker's record of the track-in is wrong)"
     )
+
+
+def consumable_blocks(
+    durables: Sequence[Durable], materials: Sequence[Material], now: datetime
+) -> dict[str, list[str]]:
+    """What refuses every track-in on a tool at ``now`` for what is on it, by tool: a mounted
+    durable at or past its life, a loaded material lot expired, not yet thawed or past its
+    floor life (the rules of :func:`~mes.domain.durables.check_durables` and
+    :meth:`~mes.domain.materials.Material.problem`, without the jobs not yet recorded).
+    Tools with nothing in the way are left out."""
+    blocks: dict[str, list[str]] = {}
+    for d in durables:
+        if d.tool_id is not None and d.spent:
+            blocks.setdefault(d.tool_id, []).append(
+                f"{d.text()}, at or past its life; expected {replacement_expected(d)}"
+            )
+    for m in materials:
+        problem = m.problem(now)
+        if m.tool_id is not None and problem is not None:
+            blocks.setdefault(m.tool_id, []).append(f"{problem[1]}; expected {problem[2]}")
+    return blocks

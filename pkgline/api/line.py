@@ -33,6 +33,8 @@ async def line_status(request: Request, who: Who) -> dict[str, Any]:
         state.services,
         lots=state.services.lots.acting_as(who),
         equipment=state.services.equipment.acting_as(who),
+        durables=state.services.durables.acting_as(who),
+        materials=state.services.materials.acting_as(who),
     )
     current = await read_status(services, datetime.now().astimezone())
     backlog = await OutboxReader(state.engine).backlog()

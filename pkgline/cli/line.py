@@ -130,9 +130,13 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json]) -> None:
     )
     for name in ("next step", "class", "tools", "lots", "waiting (lot/priority)"):
         table.add_column(name, overflow="fold")
+    blocked: dict[str, list[str]] = {}
     for g in queue:
+        blocked.update(g["blocked"])
         names = ", ".join(
-            t + (" (manual)" if tools.get(t, {}).get("dispatch") == MANUAL else "")
+            t
+            + (" (manual)" if tools.get(t, {}).get("dispatch") == MANUAL else "")
+            + (" (blocked)" if t in g["blocked"] else "")
             for t in g["tools"]
         )
         table.add_row(
@@ -145,6 +149,8 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json]) -> None:
             ),
         )
     out.print(table)
+    for tool, why in sorted(blocked.items()):
+        out.print(Text(f"{tool} refuses every track-in: {'; '.join(why)}", style="bold yellow"))
 
 
 def _print_held(held: Sequence[Json], now: datetime) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.interlocks import consumable_blocks
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.report import CarrierMap, LotReport
 from mes.ports import LotQuery
@@ -62,9 +63,15 @@ async def line_view(services: Services, who: Principal) -> LineView:
     records = await equipment.tools()
     at = now()
     alive = await lines_running(equipment, at)
+    blocks = consumable_blocks(
+        await services.durables.acting_as(who).list(mounted=True),
+        await services.materials.acting_as(who).find(loaded=True),
+        at,
+    )
     tools = []
     for record in sorted(records, key=lambda r: (r.line, r.id)):
         tool = tool_dict(record, at, record.line in alive)
+        tool["blocked"] = blocks.get(record.id, [])
         e10 = tool["e10"] if tool["controller_running"] else "unmonitored"
         tool["e10_shown"] = e10
         tool["e10_class"] = E10_CLASS.get(e10, "e10-unknown")

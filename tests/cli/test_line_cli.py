@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mes.domain import commands as cmd
-from mes.domain.equipment import ControllerRecord
+from mes.domain.equipment import ControllerRecord, ToolRegistration
 from pkgline.tool_views import STALE_AFTER_S, controller_running
 from tests.cli.recorded_line import (
     FLOW,
@@ -112,3 +112,37 @@ def test_a_controller_is_not_running_once_stopped_or_its_heartbeat_is_stale() ->
     assert controller_running(record(STALE_AFTER_S), now)
     assert not controller_running(record(STALE_AFTER_S + 0.1), now)
     assert not controller_running(record(0, "stopped"), now)
+
+
+async def _mold_with_a_frozen_compound(url: str) -> None:
+    from pkgline.bootstrap import open_services
+
+    async with open_services(url) as services:
+        await services.equipment.register(
+            "line-b",
+            [ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5022", ("MOLD",))],
+        )
+        expires = datetime.now(UTC) + timedelta(days=30)
+        await services.materials.add("EMC-9", "mold_compound", expires, "eng")
+        await services.materials.load("EMC-9", "MOLD-1", "eng")
+
+
+def test_a_tool_that_would_refuse_every_track_in_is_shown_blocked_with_what_it_expects(
+    line_db: str,
+) -> None:
+    """L-1 waits for MOLD; the only molder holds a compound still in the freezer."""
+    asyncio.run(_mold_with_a_frozen_compound(line_db))
+    status = status_json(line_db)
+    mold = next(q for q in status["queue"] if q["step"] == "MOLD")
+    assert mold["tools"] == ["MOLD-1"] and mold["lots"] == ["L-1"]
+    (why,) = mold["blocked"]["MOLD-1"]
+    assert "mold_compound EMC-9 is still frozen" in why
+    assert "expected EMC-9 out of the freezer at least 4 h before use" in why
+    tools = {t["id"]: t["blocked"] for t in status["tools"]}
+    assert tools == {"DB-1": [], "WB-1": [], "MOLD-1": [why]}
+    assert all(q["blocked"] == {} for q in status["queue"] if q["step"] != "MOLD")
+
+    text = pkgline(line_db, "line", "status")
+    assert text.returncode == 0, text.stderr
+    assert "MOLD-1 (blocked)" in text.stdout
+    assert f"MOLD-1 refuses every track-in: {why}" in " ".join(text.stdout.split())

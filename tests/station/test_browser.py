@@ -27,6 +27,11 @@ def test_log_in_and_see_the_line_live(browser: WebDriver, station: Station, shot
     assert "S-2" in tile.text and "12/32" in tile.text
     alarmed = browser.find_element(By.CSS_SELECTOR, '[data-tool="DA-1"]')
     assert "bond head vacuum low" in alarmed.text
+    # a film still thawing on DA-1: its tile says track-ins are refused, the reason on hover
+    blocked = alarmed.find_element(By.CSS_SELECTOR, ".blocked")
+    assert "track-ins refused" in blocked.text
+    assert "DAF-7 is thawing since" in (blocked.get_attribute("title") or "")
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-tool="WB-1"] .blocked')
     assert "S-3" in browser.find_element(By.ID, "held").text
     wait(browser).until(
         lambda b: b.find_element(By.ID, "live").get_attribute("data-state") == "live"
