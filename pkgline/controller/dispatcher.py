@@ -14,7 +14,7 @@ import structlog
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode
-from mes.domain.errors import ConcurrentUpdate, LotTrackerError
+from mes.domain.errors import ConcurrentUpdate, InterlockRefused, LotTrackerError
 from mes.domain.model import LotHead, LotState
 from mes.service import LotService, Outcome, TrackedIn
 from pkgline.config import ControllerConfig
@@ -120,28 +120,42 @@ class Dispatcher:
         """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
         tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
         all of them in one transaction (on SQLite, one wait for the writer, not one per
-        tool). The idle tools left without a lot."""
-        picks: list[tuple[Candidate, ToolRunner]] = []
-        left: set[str] = set()
-        for tool_id, runner in sorted(self._runners.items()):
-            if not runner.is_idle():
-                continue
-            pick = choose(candidates, runner.steps)
-            if (
-                modes.get(tool_id) is not DispatchMode.AUTO
-                or pick is None
-                or self._waits_for_its_lot(runner, pick)
-            ):
-                left.add(tool_id)
-                continue
-            candidates.remove(pick)
-            picks.append((pick, runner))
-        if picks:
-            await self._track_in(picks)
-        return frozenset(left)
+        tool). A tool whose track-in an interlock refused (a spent durable, a frozen
+        compound, ...) takes no lot in this pass, and the lot it was offered goes to the
+        other idle tools that run its step, in another round: a tool that refuses every
+        lot does not keep the most urgent one from a tool that would run it. The idle
+        tools left without a lot."""
+        refusing: set[str] = set()
+        offered: set[str] = set()
+        while True:
+            picks: list[tuple[Candidate, ToolRunner]] = []
+            for tool_id, runner in sorted(self._runners.items()):
+                if not runner.is_idle() or tool_id in refusing:
+                    continue
+                offered.add(tool_id)
+                pick = choose(candidates, runner.steps)
+                if (
+                    modes.get(tool_id) is not DispatchMode.AUTO
+                    or pick is None
+                    or self._waits_for_its_lot(runner, pick)
+                ):
+                    continue
+                candidates.remove(pick)
+                picks.append((pick, runner))
+            refused = await self._track_in(picks) if picks else []
+            if not refused:
+                break
+            for pick, runner in refused:
+                refusing.add(runner.tool_id)
+                candidates.append(pick)  # for another tool, in the next round
+        return frozenset(t for t in offered if self._runners[t].is_idle())
 
-    async def _track_in(self, picks: list[tuple[Candidate, ToolRunner]]) -> None:
-        """Each pick on its tool, in one transaction when none of the lots moved meanwhile."""
+    async def _track_in(
+        self, picks: list[tuple[Candidate, ToolRunner]]
+    ) -> list[tuple[Candidate, ToolRunner]]:
+        """Each pick on its tool, in one transaction when none of the lots moved meanwhile;
+        the picks an interlock refused."""
+        refused: list[tuple[Candidate, ToolRunner]] = []
         try:
             results = await self._lots.track_in_all(
                 [
@@ -153,10 +167,14 @@ class Dispatcher:
             )
         except ConcurrentUpdate:  # one of them moved meanwhile: the others one by one
             for pick, runner in picks:
-                await self._start(pick, runner)
-            return
+                if isinstance(await self._start(pick, runner), InterlockRefused):
+                    refused.append((pick, runner))
+            return refused
         for (pick, runner), result in zip(picks, results, strict=True):
             self._started(pick, runner, result)
+            if isinstance(result, InterlockRefused):
+                refused.append((pick, runner))
+        return refused
 
     def _waits_for_its_lot(self, runner: ToolRunner, pick: Candidate) -> bool:
         """The lot the tool is finishing goes on there once tracked out, and before ``pick``
@@ -166,7 +184,7 @@ class Dispatcher:
             finishing, self._lots.next_in_order_after_step(finishing), pick, runner.steps
         )
 
-    async def _start(self, pick: Candidate, runner: ToolRunner) -> None:
+    async def _start(self, pick: Candidate, runner: ToolRunner) -> Outcome | LotTrackerError:
         try:
             outcome: Outcome | LotTrackerError = await self._lots.track_in(
                 cmd.TrackIn(
@@ -176,6 +194,7 @@ class Dispatcher:
         except LotTrackerError as exc:
             outcome = exc
         self._started(pick, runner, outcome)
+        return outcome
 
     def _started(
         self, pick: Candidate, runner: ToolRunner, outcome: Outcome | LotTrackerError

@@ -8,6 +8,7 @@ and without it the next lot ran on the spent capillary)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -18,6 +19,8 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRegistration
 from mes.domain.model import LotState
 from mes.durables import DurableService
+from mes.materials import MaterialService
+from mes.ports import HistoryQuery
 from mes.service import utc_now
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
 
@@ -76,5 +79,50 @@ async def test_jobs_count_on_the_capillary_and_a_spent_one_refuses_the_controlle
         assert len(refusals) == len(set(refusals)) <= 2, refusals
         refusal = refusals[-1]
         assert "capillary CAP-1 at 128 of 128 touchdowns (100 %)" in refusal
+    finally:
+        await engine.dispose()
+
+
+async def test_a_tool_that_refuses_every_lot_does_not_keep_the_most_urgent_from_another(
+    stack: Stack,
+) -> None:
+    """DB-1 and DB-2 both run die attach; a die attach film still frozen on DB-1 refuses
+    every track-in there. DB-1 comes first in each pass, and is offered the lot first: once
+    refused, the lot goes to DB-2 in the same pass (it waited forever before)."""
+    base = line_config(tools=["DB-1", "DB-2"])
+    config = base.model_copy(
+        update={
+            "tools": [
+                t.model_copy(update={"steps": ["DIE_ATTACH"]}) if t.id == "DB-2" else t
+                for t in base.tools
+            ]
+        }
+    )
+    engine = create_engine(stack.url)
+    try:
+        materials = MaterialService(SqlUnitOfWorkFactory(engine), utc_now)
+        await stack.equipment.register(
+            config.name,
+            [
+                ToolRegistration(t.id, t.equipment_class.value, "sim", tuple(t.steps or ()))
+                for t in config.tools
+            ],
+        )
+        expires = utc_now() + timedelta(days=30)
+        await materials.add("DAF-1", "die_attach_film", expires, "eng")
+        await materials.load("DAF-1", "DB-1", "tech")  # in the freezer still
+        await stack.lots.start(cmd.StartLot("D1", "stiffener-bga", "planner", priority=1))
+        with capture_logs() as logs:
+            async with simulated(config), running_controller(config, stack):
+
+                async def attached() -> bool:
+                    return "DIE_ATTACH" in (await stack.lots.get("D1")).path
+
+                await wait_until(attached, timeout_s=60, what="D1's die attach done")
+        page = await stack.lots.history_page(HistoryQuery(lot_id="D1", limit=1000))
+        tools = {e.tool for e in page.entries if e.step == "DIE_ATTACH"}
+        assert tools == {"DB-2"}, tools
+        refused = _refusals(logs, "D1")
+        assert refused and all("DAF-1 is still frozen" in r for r in refused), refused
     finally:
         await engine.dispose()
