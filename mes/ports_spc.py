@@ -12,10 +12,10 @@ from mes.domain.spc import Chart, Point
 
 @dataclass(frozen=True, slots=True)
 class GetCharts:
-    """Read the charts of a step, on one tool and/or of one value (answer: ``list[Chart]``
-    by value then tool; one statement)."""
+    """Read the charts of a step (or of every step: ``step`` None), on one tool and/or of
+    one value (answer: ``list[Chart]`` by step, value then tool; one statement)."""
 
-    step: str
+    step: str | None
     tool_id: str | None = None
     value: str | None = None
 
@@ -47,7 +47,7 @@ SpcRequest: TypeAlias = GetCharts | SaveChart | GetPoints | AddPoints
 
 
 def get_charts(
-    step: str, *, tool_id: str | None = None, value: str | None = None
+    step: str | None, *, tool_id: str | None = None, value: str | None = None
 ) -> Generator[SpcRequest, Any, list[Chart]]:
     found: list[Chart] = yield GetCharts(step, tool_id, value)
     return found

@@ -223,6 +223,26 @@ class SpcService:
 
         return await self._uow.write(work())
 
+    async def charts(
+        self, *, step: str | None = None, tool_id: str | None = None, by: Principal | None = None
+    ) -> list[Chart]:
+        """Every chart set (by step, value, tool), or a step's, or a tool's: what SPC watches.
+        Refused (InvalidInput, UnknownTool) for a step or tool that does not exist."""
+        await self._guard.allow(by, Action.READ)
+        if step is not None and step not in self._flows.step_codes:
+            known = sorted(self._flows.step_codes)
+            raise InvalidInput(
+                f"there is no step {step}; expected one of the flows' step codes", allowed=known
+            )
+
+        def work() -> Work[list[Chart]]:
+            if tool_id is not None and not (yield from get_tools([tool_id])):
+                raise UnknownTool(f"there is no tool {tool_id}")
+            return (yield from get_charts(step, tool_id=tool_id))
+
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(work(), commit=True)
+
     async def show(
         self, step: str, value: str, *, tool_id: str | None = None, by: Principal | None = None
     ) -> list[ChartView]:

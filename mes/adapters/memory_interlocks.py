@@ -143,7 +143,7 @@ def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
         return [
             c
             for (step, value, tool), c in sorted(store.spc_charts.items())
-            if step == request.step
+            if request.step in (None, step)
             and request.tool_id in (None, tool)
             and request.value in (None, value)
         ]

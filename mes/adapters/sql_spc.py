@@ -4,6 +4,7 @@ both dialects (the driver layer has no float type processor for PostgreSQL)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,17 +26,22 @@ class SpcStatements:
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
 
-        charts = (
-            select(spc_charts).where(_C.step == bindparam("step")).order_by(_C.value, _C.tool_id)
-        )
-        self.charts = {
-            (False, False): c(charts),
-            (True, False): c(charts.where(_C.tool_id == bindparam("tool_id"))),
-            (False, True): c(charts.where(_C.value == bindparam("value"))),
-            (True, True): c(
-                charts.where(_C.tool_id == bindparam("tool_id"), _C.value == bindparam("value"))
-            ),
-        }
+        every = select(spc_charts).order_by(_C.step, _C.value, _C.tool_id)
+        self.charts: dict[tuple[bool, bool, bool], CompiledStatement] = {}
+        """By which of step, tool and value are given."""
+        for step, tool, value in itertools.product((False, True), repeat=3):
+            given = (step, tool, value)
+            filters = [
+                column == bindparam(name)
+                for column, name, on in zip(
+                    (_C.step, _C.tool_id, _C.value),
+                    ("step", "tool_id", "value"),
+                    given,
+                    strict=True,
+                )
+                if on
+            ]
+            self.charts[given] = c(every.where(*filters))
         self.delete_chart = c(
             delete(spc_charts).where(
                 _C.step == bindparam("b_step"),
@@ -83,7 +89,9 @@ def spc_plan(sql: SpcStatements, request: SpcRequest) -> Plan[Any]:
     """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
     if isinstance(request, GetCharts):
         values = {"step": request.step, "tool_id": request.tool_id, "value": request.value}
-        statement = sql.charts[(request.tool_id is not None, request.value is not None)]
+        statement = sql.charts[
+            (request.step is not None, request.tool_id is not None, request.value is not None)
+        ]
         rows = yield Fetch(statement, {k: v for k, v in values.items() if v is not None})
         return [_chart(r) for r in rows]
     if isinstance(request, SaveChart):

@@ -65,6 +65,17 @@ async def chart(request: Request, who: Who, body: ChartBody) -> JSONResponse:
     return answer(request, chart_dict(found))
 
 
+@router.get("/charts", summary="Every chart set, or a step's or a tool's (spc list)")
+async def list_charts(
+    request: Request,
+    who: Who,
+    step: Annotated[str | None, Query(max_length=64)] = None,
+    tool: Annotated[str | None, Query(max_length=64)] = None,
+) -> JSONResponse:
+    found = await _spc(request).charts(step=step, tool_id=tool, by=who)
+    return answer(request, [chart_dict(c) for c in found])
+
+
 @router.get("/charts/{step}/{value}", summary="A chart's points, limits, violations (spc show)")
 async def show(
     request: Request,

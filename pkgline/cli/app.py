@@ -217,7 +217,8 @@ class Commands(LazyGroup):
         ),
         LazyCommand(
             "spc",
-            "SPC charts per step, measured value and tool: set, show, clear an inhibited tool.",
+            "SPC charts per step, measured value and tool: set, list, show, clear an inhibited "
+            "tool.",
             _spc,
         ),
         LazyCommand("line", "The line at a glance: controllers, tools, lots.", _line),

@@ -1,4 +1,4 @@
-"""``pkgline spc chart|show|clear``: SPC per (step, measured value, tool) (:mod:`mes.spc`).
+"""``pkgline spc chart|list|show|clear``: SPC per (step, measured value, tool) (:mod:`mes.spc`).
 Thin: parse, one call of the SPC service through the pkgline server or directly
 (:func:`pkgline.cli.modes.served`), print its JSON."""
 
@@ -24,7 +24,7 @@ from pkgline.cli.modes import Remote, ServerOption, segment, served
 from pkgline.interlock_views import chart_dict, chart_view_dict, cleared_dict
 
 app = typer.Typer(
-    help="SPC charts per step, measured value and tool: set, show, clear an inhibited tool.",
+    help="SPC charts per step, measured value and tool: set, list, show, clear an inhibited tool.",
     no_args_is_help=True,
 )
 
@@ -181,3 +181,52 @@ def show(
         out.print(table)
         for x in v["violations"]:
             out.print(f"  rule {x['rule']} ({x['text']}) at points {x['points']}")
+
+
+@app.command("list")
+def list_(
+    step: Annotated[str | None, typer.Option("--step", help="Only this step's.")] = None,
+    tool: Annotated[str | None, typer.Option("--tool", help="Only this tool's.")] = None,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Every chart set (or a step's, or a tool's): its limits, rules and who set them."""
+    query = [(k, v) for k, v in (("step", step), ("tool", tool)) if v is not None]
+    charts = served(
+        db,
+        server,
+        json,
+        Remote("GET", "/spc/charts", query=query or None),
+        lambda s: s.spc.charts(step=step, tool_id=tool),
+        lambda found: [chart_dict(c) for c in found],
+    )
+    if json:
+        print_json(charts)
+        return
+    if not charts:
+        where = " ".join(f"{k} {v}" for k, v in query)
+        out.print("no SPC chart" + (f" of {where}" if where else " set (pkgline spc chart)"))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("step", "value", "tool", "center", "sigma", "LCL", "UCL", "limits"):
+        table.add_column(column)
+    for column in ("rules", "inhibit", "set by", "at"):
+        table.add_column(column)
+    for c in charts:
+        limits = c["limits_source"] or f"baseline of {c['baseline']} points"
+        table.add_row(
+            c["step"],
+            c["value"],
+            c["tool"],
+            *(
+                f"{c[k]:.4g}" if c[k] is not None else "-"
+                for k in ("center", "sigma", "lcl", "ucl")
+            ),
+            limits,
+            ",".join(str(r) for r in c["rules"]),
+            "yes" if c["inhibit"] else "no",
+            c["set_by"],
+            f"{datetime.fromisoformat(c['set_at']):%Y-%m-%d %H:%M}",
+        )
+    out.print(table)

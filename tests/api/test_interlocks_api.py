@@ -149,6 +149,7 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
              "unknown_tool"),
             ("POST", "/spc/clear", {"step": "DIE_ATTACH", "tool": "NOPE", "reason": "x"},
              "unknown_tool"),
+            ("GET", "/spc/charts?tool=NOPE", None, "unknown_tool"),
         ]  # fmt: skip
         for method, path, body, error in unknown:
             said = await _expect(client, method, path, body, 404, error)
@@ -190,6 +191,8 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
             said = await _expect(client, "POST", path, body, 409, "record_exists")
             assert "exists already" in said["message"], said
         await _expect(client, "GET", "/reasons?kind=sideways", None, 422, "invalid_request")
+        said = await _expect(client, "GET", "/spc/charts?step=NO_STEP", None, 422, "invalid_input")
+        assert "there is no step NO_STEP" in said["message"] and "DIE_ATTACH" in said["allowed"]
 
         conflict = await _expect(
             client, "POST", "/durables/CAP-1/renew", {"reason": "cleaned"}, 409,
@@ -200,3 +203,4 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
         assert await _state(client) == before
         assert (await client.get("/durables/CAP-1")).json()["history"] == history
         assert (await client.get("/spc/charts/DIE_ATTACH/" + BLT)).json() == []
+        assert (await client.get("/spc/charts")).json() == []

@@ -80,10 +80,14 @@ REASON_SPC_CHANGES: list[Args] = [
         "--inhibit",
     ),
     ("spc", "clear", "DIE_ATTACH", "--tool", "DB-1", "--reason", "checked"),
+    ("spc", "list", "--tool", "NOPE"),  # refused: unknown
+    ("spc", "list", "--step", "NO_STEP"),  # refused: not a step
 ]
 REASON_SPC_READS: list[Args] = [
     ("reason", "list", "--retired"),
     ("spc", "show", "DIE_ATTACH", BLT),
+    ("spc", "list"),
+    ("spc", "list", "--tool", "DB-1", "--step", "DIE_ATTACH"),
 ]
 """Changes (and refusals) whose text names no time of this run, run on twin databases; reads
 run on the same one."""
@@ -206,6 +210,8 @@ async def test_the_reason_and_spc_commands_through_the_server_match_direct_mode(
     ]
     [chart] = await _json("spc", "show", "DIE_ATTACH", BLT, "--server", server)
     assert (chart["tool"], chart["ucl"], chart["inhibit"]) == ("DB-1", 28.0, True)
+    [listed] = await _json("spc", "list", "--server", server)
+    assert {k: v for k, v in chart.items() if k in listed} == listed
 
 
 @pytest.mark.slow

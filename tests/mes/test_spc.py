@@ -13,7 +13,7 @@ from flows import FlowLibrary
 from mes.domain import commands as cmd
 from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.equipment import ToolRegistration
-from mes.domain.errors import InterlockRefused, InvalidInput
+from mes.domain.errors import InterlockRefused, InvalidInput, UnknownTool
 from mes.domain.model import HoldSource, LotState
 from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
@@ -134,3 +134,43 @@ async def test_charts_are_engineerings_and_name_a_numeric_measured_value(
     with pytest.raises(InvalidInput, match="center and sigma together"):
         await engineer.configure("DIE_ATTACH", BLT, "DB-1", "e1", center=1.0)
     assert await engineer.show("DIE_ATTACH", BLT) == []
+
+
+async def test_the_charts_set_are_listed_by_step_value_and_tool_and_filtered(
+    equipment: EquipmentService, spc: SpcService
+) -> None:
+    await equipment.register(
+        "line-a",
+        [
+            *TOOLS,
+            ToolRegistration("DB-2", "die_bonder", "modbus 127.0.0.1:5021", ("DIE_ATTACH",)),
+            ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5022", ("MOLD",)),
+        ],
+    )
+    assert await spc.charts() == []
+    await spc.configure("MOLD", "mold_temperature_c", "MOLD-1", "eng1", center=175.0, sigma=1.5)
+    await spc.configure("DIE_ATTACH", BLT, "DB-2", "eng1", baseline_n=10, nelson=True)
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", center=25.0, sigma=1.0, inhibit=True)
+    await spc.configure("DIE_ATTACH", "xy_offset_um", "DB-1", "eng1", center=5.0, sigma=1.0)
+    listed = [(c.step, c.value, c.tool_id) for c in await spc.charts()]
+    assert listed == [
+        ("DIE_ATTACH", BLT, "DB-1"),
+        ("DIE_ATTACH", BLT, "DB-2"),
+        ("DIE_ATTACH", "xy_offset_um", "DB-1"),
+        ("MOLD", "mold_temperature_c", "MOLD-1"),
+    ]
+    on_db1 = await spc.charts(tool_id="DB-1")
+    assert [(c.value, c.inhibit, c.ucl) for c in on_db1] == [
+        (BLT, True, 28.0),
+        ("xy_offset_um", False, 8.0),
+    ]
+    assert [c.tool_id for c in await spc.charts(step="MOLD")] == ["MOLD-1"]
+    assert await spc.charts(step="DIE_ATTACH", tool_id="MOLD-1") == []
+    (collecting,) = await spc.charts(step="DIE_ATTACH", tool_id="DB-2")
+    assert collecting.center is None and collecting.baseline_n == 10 and collecting.nelson
+    with pytest.raises(InvalidInput) as step:
+        await spc.charts(step="NO_SUCH_STEP")
+    assert "there is no step NO_SUCH_STEP" in step.value.message
+    assert "DIE_ATTACH" in step.value.allowed
+    with pytest.raises(UnknownTool):
+        await spc.charts(tool_id="NOPE-1")
