@@ -15,6 +15,7 @@ from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.interlocks import consumable_blocks
+from mes.domain.materials import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.report import CarrierMap, LotReport
 from mes.ports import LotQuery
@@ -147,6 +148,9 @@ class LotView:
     two where ``[signatures] two_signers`` asks."""
     shown: tuple[str, int | None] = ("all", None)
     """Which rejects the maps show (:func:`map_filter`)."""
+    materials: tuple[Source, ...] = ()
+    """What went into the lot (``lot genealogy``): each material lot, at which step and tool,
+    and through which lots (a split's parent, a lot merged into it)."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -237,6 +241,7 @@ async def lot_view(
     lot = report.lot
     ruled = lot.hold is not None and lot.hold.source in RULED_HOLDS
     release = Action.RELEASE_RULED if ruled else Action.RELEASE
+    materials = await services.materials.acting_as(who).genealogy(lot_id)
     return LotView(
         report,
         route_of(report, tuple(flow.steps)),
@@ -245,6 +250,7 @@ async def lot_view(
         step_limits(report, flow),
         {"release": policy.signers(release), "scrap_sites": policy.signers(Action.SCRAP_SITES)},
         shown,
+        tuple(materials),
     )
 
 

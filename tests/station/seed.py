@@ -126,6 +126,10 @@ async def seed(state: ApiState) -> None:
     await lots.track_out(cmd.TrackOut("S-4", "olga", {}, ()))
     idle = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
     await equipment.report("DA-1", idle)
+    expires = now + timedelta(days=30)  # the adhesive on DA-1 goes into S-4 (its genealogy)
+    await services.materials.add("ADH-7", "adhesive", expires, "tom", thaw_minutes=0, by=OWNER)
+    await services.materials.thaw("ADH-7", "tom", by=OWNER)
+    await services.materials.load("ADH-7", "DA-1", "tom", by=OWNER)
     await lots.track_in(cmd.TrackIn("S-4", "DIE_ATTACH", "olga", "DA-1", {}))
     await equipment.report(
         "DA-1",
@@ -181,17 +185,13 @@ async def seed(state: ApiState) -> None:
             alarm={"code": 17, "text": "bond head vacuum low"},
         ),
     )
-    # What is on the tools (the tool page): a capillary and wire on WB-1; on DA-1, after its
-    # jobs, an adhesive ready to use and a die attach film taken out of the freezer just now
+    # What is on the tools (the tool page): a capillary and wire on WB-1; on DA-1 the adhesive
+    # S-4 got, and, after its jobs, a die attach film taken out of the freezer just now
     # (thawing for its hour: a track-in on DA-1 would be refused for it)
     await services.durables.add("CAP-7", "capillary", 100_000, "tom", by=OWNER)
     await services.durables.mount("CAP-7", "WB-1", "tom", by=OWNER)
-    expires = now + timedelta(days=30)
     await services.materials.add("WIRE-7", "wire", expires, "tom", by=OWNER)
     await services.materials.load("WIRE-7", "WB-1", "tom", by=OWNER)
-    await services.materials.add("ADH-7", "adhesive", expires, "tom", thaw_minutes=0, by=OWNER)
-    await services.materials.thaw("ADH-7", "tom", by=OWNER)
-    await services.materials.load("ADH-7", "DA-1", "tom", by=OWNER)
     await services.materials.add("DAF-7", "die_attach_film", expires, "tom", by=OWNER)
     await services.materials.thaw("DAF-7", "tom", by=OWNER)
     await services.materials.load("DAF-7", "DA-1", "tom", by=OWNER)

@@ -214,3 +214,17 @@ def test_the_maps_per_step_and_cumulative(station: Station) -> None:
             assert answer.status_code == 422, bad
             assert "expected all, at:N or upto:N" in html.unescape(message(answer.text))
             assert answer.text.count('data-state="rejected"') == 1  # every step shown
+
+
+def test_the_lot_page_says_what_went_into_the_lot(station: Station) -> None:
+    """S-4's die attach on DA-1 took the adhesive loaded there; S-1 got no material lot."""
+    with logged_in(station, "tom") as client:
+        page = client.get("/station/lots/S-4").text
+        table = re.search(r'<table id="materials">(.*?)</table>', page, re.S)
+        assert table is not None, page
+        (row,) = re.findall(r'<tr data-material="([^"]+)">(.*?)</tr>', table[1], re.S)
+        assert row[0] == "ADH-7"
+        assert "<td>DIE_ATTACH</td><td>DA-1</td>" in row[1] and "this lot" in row[1]
+        assert "DAF-7" not in table[1]  # loaded after S-4's die attach
+        other = client.get("/station/lots/S-1").text
+        assert "no material lot recorded" in other
