@@ -270,8 +270,8 @@ def load(
         )
     if tool_class != spec.equipment_class:
         raise InvalidInput(
-            f"{material.kind.value} is loaded on a {spec.equipment_class}; {tool_id} is a "
-            f"{tool_class}"
+            f"material lot {material.id} is {material.kind.value}, loaded on a "
+            f"{spec.equipment_class}; {tool_id} is a {tool_class}"
         )
     same = [m for m in on_tool if m.kind is material.kind]
     if same:

@@ -1,7 +1,6 @@
-"""The holds page (every held lot; release from there, signed), the tool page (E10 states
-over a window, availability, utilization, recipe, recent jobs, alarms) and the start-lot
-page (the flow's parameters with their defaults, units and claimed limits; a refusal shown
-on its field, nothing changed)."""
+"""The holds page (every held lot; release from there, signed) and the start-lot page (the
+flow's parameters with their defaults, units and claimed limits; a refusal shown on its
+field, nothing changed). The tool page is :mod:`pkgline.station.tool_pages`."""
 
 from __future__ import annotations
 
@@ -13,20 +12,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
 from mes.domain.authority import Principal
-from mes.domain.errors import InvalidInput, LimitViolated, LotExists, LotTrackerError, UnknownTool
+from mes.domain.errors import InvalidInput, LimitViolated, LotExists, LotTrackerError
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
 from pkgline.station.render import Form, Viewer, page, quote, read_form
 from pkgline.station.work_views import (
-    WINDOWS,
     duration,
     holds_view,
     param_fields,
     start_flow,
-    tool_view,
 )
-from pkgline.tool_views import parse_window
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 
@@ -60,36 +56,6 @@ async def holds_answer(
         duration=duration,
         message=message,
         notice=notice,
-    )
-
-
-# -- a tool -------------------------------------------------------------------------------------
-
-
-@router.get("/tools/{tool_id}")
-async def tool_page(request: Request, who: Viewer, tool_id: str, window: str = "8h") -> Response:
-    status, message = 200, None
-    try:
-        span = parse_window(window)
-    except ValueError as exc:
-        status, message, window = 422, str(exc).replace("--window", "window"), "8h"
-        span = parse_window(window)
-    try:
-        view = await tool_view(state_of(request).services, who, tool_id, span, window)
-    except UnknownTool as unknown:
-        text = f"{unknown}; the tools are: {', '.join(unknown.allowed) or 'none'}"
-        return page(request, "message.html", who, 404, message=text)
-    except LotTrackerError as refused:
-        return page(request, "message.html", who, status_of(refused), message=str(refused))
-    return page(
-        request,
-        "tool.html",
-        who,
-        status,
-        view=view,
-        tool=view.tool,
-        windows=WINDOWS,
-        message=message,
     )
 
 

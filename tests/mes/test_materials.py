@@ -84,7 +84,7 @@ def test_a_material_lot_with_a_bad_kind_expiry_or_clock_is_refused(
 
 def test_loading_is_refused_on_the_wrong_class_beside_one_of_its_kind_or_when_expired() -> None:
     emc = _compound()
-    with pytest.raises(InvalidInput, match="mold_compound is loaded on a molder; DB-1 is a"):
+    with pytest.raises(InvalidInput, match="is mold_compound, loaded on a molder; DB-1 is a"):
         rules.load(emc, "DB-1", "die_bonder", [], "op", T0)
     loaded = rules.load(emc, "MOLD-1", "molder", [], "op", T0)[0]  # frozen: may be loaded
     other = rules.add("EMC-2", "mold_compound", T0 + timedelta(days=9), "eng", T0)[0]

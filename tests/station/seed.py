@@ -192,6 +192,8 @@ async def seed(state: ApiState) -> None:
     await services.durables.mount("CAP-7", "WB-1", "tom", by=OWNER)
     await services.materials.add("WIRE-7", "wire", expires, "tom", by=OWNER)
     await services.materials.load("WIRE-7", "WB-1", "tom", by=OWNER)
+    for shelf in ("WIRE-8", "WIRE-9"):  # on the shelf
+        await services.materials.add(shelf, "wire", expires, "tom", by=OWNER)
     await services.materials.add("DAF-7", "die_attach_film", expires, "tom", by=OWNER)
     await services.materials.thaw("DAF-7", "tom", by=OWNER)
     await services.materials.load("DAF-7", "DA-1", "tom", by=OWNER)

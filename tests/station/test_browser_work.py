@@ -77,6 +77,27 @@ def test_the_tool_page_from_its_tile(browser: WebDriver, station: Station, shots
     shot(browser, shots / "tool.png")
 
 
+def test_swap_a_spool_on_the_wire_bonder(browser: WebDriver, station: Station, shots: Path) -> None:
+    """An operator takes the empty spool off WB-1 (its row's button, with a reason), then
+    scans the next one into the load field (a scanner types the id and Enter)."""
+    log_in(browser, station, "olga")
+    browser.get(f"{station.url}/station/tools/WB-1")
+    row = browser.find_element(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="WIRE-7"]')
+    row.find_element(By.NAME, "reason").send_keys("spool empty")
+    row.find_element(By.CSS_SELECTOR, "button.unload").click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "notice"), "taken off"))
+    assert not browser.find_elements(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="WIRE-7"]')
+    browser.find_element(By.ID, "material").send_keys("WIRE-8", Keys.ENTER)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "notice"), "was loaded"))
+    loaded = browser.find_element(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="WIRE-8"]')
+    assert loaded.get_attribute("data-status") == "usable"
+    browser.find_element(By.ID, "material").send_keys("WIRE-9", Keys.ENTER)  # one per kind
+    wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
+    assert "loaded" in browser.find_element(By.ID, "message").text
+    assert browser.find_element(By.ID, "material").get_attribute("value") == "WIRE-9"
+    shot(browser, shots / "tool-load.png")
+
+
 def test_start_a_lot_with_a_refusal_on_its_field_first(
     browser: WebDriver, station: Station, shots: Path
 ) -> None:
