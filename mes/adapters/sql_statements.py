@@ -45,6 +45,8 @@ from mes.adapters.sql_rows import (
 from mes.adapters.sql_signatures import SignatureStatements
 from mes.adapters.sql_spc import SpcStatements
 from mes.adapters.tables import (
+    LOT_STEP,
+    LOT_TOOL,
     LOTS_CHAIN,
     audit_heads,
     carriers,
@@ -336,15 +338,6 @@ class HeadCache:
         return head
 
 
-def lot_step(dialect: Dialect) -> ColumnElement[Any]:
-    """``Lot.step`` in SQL: the running step, else the last step of the path."""
-    if dialect.name == "postgresql":
-        last: ColumnElement[Any] = lots.c.path.op("->>")(func.jsonb_array_length(lots.c.path) - 1)
-    else:
-        last = func.json_extract(lots.c.path, "$[#-1]")
-    return func.coalesce(lots.c.running["step"].as_string(), last)
-
-
 def page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[str, Any]]:
     """The WHERE conditions of a lot list's filters, and their values."""
     where: list[Any] = []
@@ -355,8 +348,8 @@ def page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[
     for name, column, given in (
         ("flow", lots.c.flow, query.flow),
         ("priority", lots.c.priority, query.priority),
-        ("tool", lots.c.running["tool"].as_string(), query.tool),
-        ("step", lot_step(dialect), query.step),
+        ("tool", LOT_TOOL, query.tool),  # along ix_lots_tool and ix_lots_step (revision 0019)
+        ("step", LOT_STEP, query.step),
     ):
         if given is not None:
             where.append(column == bindparam(f"f_{name}", type_=getattr(column, "type", None)))

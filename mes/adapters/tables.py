@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKey,
@@ -26,6 +27,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -93,6 +97,63 @@ lots = Table(
     Index("ix_lots_flow", "flow", "priority", "created_at"),
     Index("ix_lots_updated_at", "updated_at"),
 )
+
+
+class _LotTool(FunctionElement[str]):
+    """The tool a lot runs on (``Lot.running.tool``), NULL for a lot not running."""
+
+    type = String()
+    inherit_cache = True
+
+
+class _LotStep(FunctionElement[str]):
+    """``Lot.step``: the running step, else the last step of the path."""
+
+    type = String()
+    inherit_cache = True
+
+
+# Written with literal keys, never bound ones: an index on an expression serves only a query
+# that has the same expression (SQLite compares them term by term and allows no parameter in
+# an index; PostgreSQL matches a parameter only in a plan made for its value).
+@compiles(_LotTool, "postgresql")
+def _lot_tool_postgresql(element: _LotTool, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} ->> 'tool')"
+
+
+@compiles(_LotTool, "sqlite")
+def _lot_tool_sqlite(element: _LotTool, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.tool')"
+
+
+@compiles(_LotStep, "postgresql")
+def _lot_step_postgresql(element: _LotStep, compiler: SQLCompiler, **kw: Any) -> str:
+    running, path = (compiler.process(c, **kw) for c in element.clauses)
+    return f"coalesce({running} ->> 'step', {path} ->> -1)"
+
+
+@compiles(_LotStep, "sqlite")
+def _lot_step_sqlite(element: _LotStep, compiler: SQLCompiler, **kw: Any) -> str:
+    running, path = (compiler.process(c, **kw) for c in element.clauses)
+    return f"coalesce(json_extract({running}, '$.step'), json_extract({path}, '$[#-1]'))"
+
+
+LOT_TOOL: ColumnElement[str] = _LotTool(lots.c.running)
+"""``lot list --tool``'s column, in SQL exactly as ix_lots_tool has it (revision 0019)."""
+LOT_STEP: ColumnElement[str] = _LotStep(lots.c.running, lots.c.path)
+"""``lot list --step``'s column, in SQL exactly as ix_lots_step has it (revision 0019)."""
+Index(
+    "ix_lots_tool",
+    LOT_TOOL,
+    lots.c.priority,
+    lots.c.created_at,
+    lots.c.id,
+    # the lots on a tool only: a few dozen, not every lot finished (a query's `tool = ?`
+    # implies it, on both databases)
+    postgresql_where=LOT_TOOL.is_not(None),
+    sqlite_where=LOT_TOOL.is_not(None),
+)
+Index("ix_lots_step", LOT_STEP, lots.c.priority, lots.c.created_at, lots.c.id)
 
 carriers = Table(
     "carriers",

@@ -1,10 +1,12 @@
 """Lot lists at plant size: pages in a stable order after a cursor, filters applied by the
 store, how many lots match and whether more follow; on every store. On PostgreSQL, with
 100,000 finished lots, the hot queries (lists, counts, dispatch's heads, a lot's history)
-are answered through indexes, never a scan of the lots or of the history."""
+are answered through indexes, never a scan of the lots or of the history; on SQLite, the
+lists by tool and by step too."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -183,7 +185,11 @@ async def _plan(service: LotService, compiled: CompiledStatement, values: dict[s
     assert isinstance(factory, SqlUnitOfWorkFactory)
     async with factory.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
-        rows = await raw.fetch("EXPLAIN " + compiled.sql, *compiled.arguments(values))
+        arguments = compiled.arguments(values)
+        if factory.engine.dialect.name == "sqlite":  # (id, parent, notused, detail) rows
+            cursor = await raw.execute("EXPLAIN QUERY PLAN " + compiled.sql, arguments)
+            return "\n".join(r[3] for r in await cursor.fetchall())
+        rows = await raw.fetch("EXPLAIN " + compiled.sql, *arguments)
     return "\n".join(r[0] for r in rows)
 
 
@@ -197,6 +203,7 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
     dialect = factory.engine.dialect
     statements = factory.statements
     lately = datetime.now(UTC) - timedelta(hours=1)
+    first_step = (await plant.get("L000")).path[0]  # where the 100,000 finished lots stopped
     plans: dict[str, str] = {}
     for name, query in {
         "first page": LotQuery(limit=50),
@@ -204,13 +211,20 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
         "working set": LotQuery(states=(LotState.WAITING, LotState.RUNNING, LotState.HOLD)),
         "one flow": LotQuery(flow="stiffener-bga", limit=50),
         "moved lately": LotQuery(moved_since=lately, limit=50),
+        "one tool": LotQuery(tool="T9", limit=50),
+        "one tool after": LotQuery(tool="T9", limit=50, after="L001"),
+        "one step": LotQuery(step="DIE_ATTACH", limit=50),
+        "one step after": LotQuery(step="DIE_ATTACH", limit=50, after="L001"),
+        "the finished lots' step": LotQuery(step=first_step, limit=50),
     }.items():
         page, count, values = page_statements(query, dialect)
         values.update(page_limit=51, k_priority=5, k_created_at=lately, k_id="D500")
         plans[f"{name}: page"] = await _plan(plant, page, values)
-        if query.states or query.moved_since:
-            # a count of few lots among many (the working set, the last hour); counting every
-            # lot, or a flow's 100,000, is a count of that many rows whatever the plan
+        rare = query.step is not None and query.step != first_step
+        if query.after is None and (query.states or query.moved_since or query.tool or rare):
+            # a count of few lots among many (the working set, the last hour, one tool's, one
+            # step's); counting every lot, or a flow's or the finished lots' step's 100,000, is
+            # a count of that many rows whatever the plan
             plans[f"{name}: count"] = await _plan(plant, count, values)
     plans["heads"] = await _plan(plant, statements.heads(2), {"s0": "WAITING", "s1": "RUNNING"})
     plans["history"] = await _plan(plant, statements.history, {"lot_id": "D7"})
@@ -226,12 +240,88 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
         plans[name] = await _plan(plant, page, {**values, "page_limit": 51})
         if history_query.lot_id or history_query.since:
             plans[f"{name}: count"] = await _plan(plant, count, values)
-    # one tool's or person's entries: along their index, not the whole history read backwards
+    # one tool's or person's entries: along their index, not the whole history read backwards;
+    # the lots on one tool or at one step: along theirs (revision 0019), not every lot's JSON
     for name, index in (
         ("one tool's history list", "ix_lot_history_tool"),
         ("one user's history list", "ix_lot_history_user"),
+        ("one tool: page", "ix_lots_tool"),
+        ("one tool: count", "ix_lots_tool"),
+        ("one tool after: page", "ix_lots_tool"),
+        ("one step: page", "ix_lots_step"),
+        ("one step: count", "ix_lots_step"),
+        ("one step after: page", "ix_lots_step"),
     ):
         assert index in plans[name], f"{name}:\n{plans[name]}"
     for name, plan in plans.items():
         assert "Seq Scan on lots" not in plan, f"{name}:\n{plan}"
         assert "Seq Scan on lot_history" not in plan, f"{name}:\n{plan}"
+
+
+@pytest.mark.timeout(120)
+async def test_lists_by_tool_and_step_use_their_indexes_on_sqlite(
+    sqlite_url: str, library: FlowLibrary
+) -> None:
+    """On SQLite too, ``lot list --tool`` and ``--step`` and their counts search ix_lots_tool
+    and ix_lots_step (revision 0019) among 5,000 finished lots, with the planner's statistics
+    and without (pkgline gathers none; bench/seed.py does): never a scan of the lots."""
+    engine = create_engine(sqlite_url)
+    try:
+        await upgrade(engine)
+        factory = SqlUnitOfWorkFactory(engine)
+        service = LotService(factory, library)
+        await EquipmentService(factory).register(
+            "line-1",
+            [ToolRegistration("T9", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",))],
+        )
+        await _start(service, 12)
+        for lot_id in ("L000", "L001", "L002", "L003"):
+            await _move(service, lot_id)
+        await _move(service, "L002")
+        await service.track_in(cmd.TrackIn("L001", "DIE_ATTACH", "op", tool="T9", dispatched=True))
+        finished = json.dumps(list(library.flows["stiffener-bga"].steps))  # ending at DICE
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :n)"
+                    " INSERT INTO lots SELECT 'D' || n, flow, flow_version, 'COMPLETED', 1 + n % 9,"
+                    " params, site_rows, site_cols, total_sites, good_sites, units, :path,"
+                    " recorded, NULL, NULL, rework_counts, NULL, NULL, created_at, updated_at,"
+                    " created_by, version, history_head FROM lots, s WHERE id = 'L000'"
+                ),
+                {"n": 5_000, "path": finished},
+            )
+        queries = {
+            "one tool": LotQuery(tool="T9", limit=50),
+            "one tool after": LotQuery(tool="T9", limit=50, after="L001"),
+            "one step": LotQuery(step="DIE_ATTACH", limit=50),
+            "one step after": LotQuery(step="DIE_ATTACH", limit=50, after="L001"),
+            "the finished lots' step": LotQuery(step="DICE", limit=50),
+        }
+        assert (await service.page(queries["one tool"])).total == 1
+        assert (await service.page(queries["one step"])).total == 2
+        plans: dict[str, str] = {}
+        for statistics in ("without statistics", "after ANALYZE"):
+            if statistics == "after ANALYZE":
+                async with engine.begin() as conn:
+                    await conn.execute(text("ANALYZE"))
+            for name, query in queries.items():
+                page, count, values = page_statements(query, engine.dialect)
+                values.update(
+                    page_limit=51, k_priority=5, k_created_at=datetime.now(UTC), k_id="L1"
+                )
+                index = "ix_lots_tool" if query.tool else "ix_lots_step"
+                parts = [("page", page), ("count", count)]
+                if query.step == "DICE":  # its count is of 5,000 rows whatever the plan
+                    parts = parts[:1]
+                for part, statement in parts:
+                    key = f"{name}: {part} ({statistics})"
+                    plan = plans[key] = await _plan(service, statement, values)
+                    assert f"USING INDEX {index} " in plan, f"{key}:\n{plan}"
+        for name, plan in plans.items():
+            # "SCAN lots" reads every lot, and so does "SCAN lots USING INDEX ..."
+            assert not [line for line in plan.splitlines() if line.startswith("SCAN lots")], (
+                f"{name}:\n{plan}"
+            )
+    finally:
+        await engine.dispose()
