@@ -42,11 +42,14 @@ def _durables(request: Request) -> DurableService:
     return state_of(request).services.durables
 
 
-@router.get("", summary="Every durable, or a tool's (durable list)")
+@router.get("", summary="Every durable, or a tool's, or those on a tool (durable list)")
 async def list_durables(
-    request: Request, who: Who, tool: Annotated[str | None, Query(max_length=64)] = None
+    request: Request,
+    who: Who,
+    tool: Annotated[str | None, Query(max_length=64)] = None,
+    mounted: Annotated[bool, Query(description="Only those mounted on a tool.")] = False,
 ) -> JSONResponse:
-    found = await _durables(request).list(tool_id=tool, by=who)
+    found = await _durables(request).list(tool_id=tool, mounted=mounted, by=who)
     return answer(request, [durable_dict(d) for d in found])
 
 

@@ -48,11 +48,14 @@ def _materials(request: Request) -> MaterialService:
     return state_of(request).services.materials
 
 
-@router.get("/materials", summary="Every material lot, or a tool's (material list)")
+@router.get("/materials", summary="Every material lot, or a tool's, or those on a tool")
 async def list_materials(
-    request: Request, who: Who, tool: Annotated[str | None, Query(max_length=64)] = None
+    request: Request,
+    who: Who,
+    tool: Annotated[str | None, Query(max_length=64)] = None,
+    loaded: Annotated[bool, Query(description="Only those loaded on a tool.")] = False,
 ) -> JSONResponse:
-    found = await _materials(request).find(tool_id=tool, by=who)
+    found = await _materials(request).find(tool_id=tool, loaded=loaded, by=who)
     return answer(request, [material_dict(m) for m in found])
 
 

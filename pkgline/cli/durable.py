@@ -221,17 +221,23 @@ def show(
 @app.command("list")
 def list_(
     tool: Annotated[str | None, typer.Option("--tool", help="Only those on this tool.")] = None,
+    mounted: Annotated[
+        bool, typer.Option("--mounted", help="Only those mounted on a tool (not the shelf's).")
+    ] = False,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Every durable (or a tool's): kind, tool, count against life, status."""
+    """Every durable (or a tool's, or those on the tools): kind, tool, count against life,
+    status."""
+    query = [("tool", tool)] if tool is not None else []
+    query += [("mounted", "true")] if mounted else []
     answer = served(
         db,
         server,
         json,
-        Remote("GET", "/durables", query=[("tool", tool)] if tool is not None else None),
-        lambda s: s.durables.list(tool_id=tool),
+        Remote("GET", "/durables", query=query or None),
+        lambda s: s.durables.list(tool_id=tool, mounted=mounted),
         lambda found: [durable_dict(d) for d in found],
     )
     if json:

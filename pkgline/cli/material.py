@@ -276,17 +276,23 @@ def show(
 @app.command("list")
 def list_(
     tool: Annotated[str | None, typer.Option("--tool", help="Only those on this tool.")] = None,
+    loaded: Annotated[
+        bool, typer.Option("--loaded", help="Only those loaded on a tool (not the shelf's).")
+    ] = False,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Every material lot (or a tool's): kind, tool, expiry, thaw, status."""
+    """Every material lot (or a tool's, or those on the tools): kind, tool, expiry, thaw,
+    status."""
+    query = [("tool", tool)] if tool is not None else []
+    query += [("loaded", "true")] if loaded else []
     answer = served(
         db,
         server,
         json,
-        Remote("GET", "/materials", query=[("tool", tool)] if tool is not None else None),
-        lambda s: s.materials.find(tool_id=tool),
+        Remote("GET", "/materials", query=query or None),
+        lambda s: s.materials.find(tool_id=tool, loaded=loaded),
         lambda found: [_views().material_dict(m) for m in found],
     )
     if json:

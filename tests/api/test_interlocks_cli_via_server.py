@@ -34,6 +34,7 @@ DURABLE_CHANGES: list[Args] = [
 DURABLE_READS: list[Args] = [
     ("durable", "show", "CH-1"),
     ("durable", "list", "--tool", "WB-1"),
+    ("durable", "list", "--mounted"),
 ]
 
 MATERIAL_CHANGES: list[Args] = [
@@ -57,6 +58,7 @@ MATERIAL_CHANGES: list[Args] = [
 MATERIAL_READS: list[Args] = [
     ("material", "show", "W-1"),
     ("material", "list"),
+    ("material", "list", "--loaded"),
     ("material", "where-used", "W-1"),
     ("lot", "genealogy", "M1"),
 ]
@@ -178,6 +180,8 @@ async def test_the_durable_commands_through_the_server_match_direct_mode(
     shown = await _json("durable", "show", "CAP-1", "--server", server)
     assert (shown["tool"], shown["added_by"], shown["warn_at"]) == ("WB-1", ACCOUNT, 250)
     assert [e["event"] for e in shown["history"]] == ["added", "mounted"]
+    mounted = await _json("durable", "list", "--mounted", "--server", server)
+    assert [d["id"] for d in mounted] == ["CAP-1"]  # CH-1 went to the shelf, CAP-2 was refused
 
 
 @pytest.mark.slow
@@ -193,6 +197,12 @@ async def test_the_material_commands_and_genealogy_through_the_server_match_dire
     for ran in thawed:  # the time it is usable from is this run's
         assert ran.returncode == 0, ran
         assert ran.stdout.startswith("✔ mold_compound EMC-1 thawing, usable from ")
+    loaded = await _json("material", "list", "--loaded", "--server", server)
+    assert loaded == []  # W-1 unloaded (spool empty), EMC-1 refused on the wire bonder
+    assert {m["id"] for m in await _json("material", "list", "--server", server)} == {
+        "W-1",
+        "EMC-1",
+    }
     genealogy = await _json("lot", "genealogy", "M1", "--server", server)
     assert [(m["material"], m["step"]) for m in genealogy["materials"]] == [("W-1", "WIRE_BOND")]
 
