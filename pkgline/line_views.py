@@ -5,6 +5,7 @@ so the CLI's direct mode and the server cannot drift."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from mes.adapters.outbox import Backlog
 from mes.domain.equipment import ControllerRecord, ToolRecord
 from mes.domain.interlocks import consumable_blocks
 from mes.domain.model import Lot, LotState
+from mes.service import LotService
 from pkgline.bootstrap import Services
 from pkgline.tool_views import controller_running, tool_dict
 
@@ -45,6 +47,22 @@ class LineStatus:
     with why (:func:`mes.domain.interlocks.consumable_blocks`)."""
 
 
+def queue_by_step(lots: LotService, found: Iterable[Lot]) -> list[tuple[str, tuple[Lot, ...]]]:
+    """The waiting lots of ``found`` grouped by the step the controller runs next (the first
+    their flow allows; :data:`MAY_COMPLETE` for those that only have to be completed), steps
+    in flow order, lots most urgent first (priority, then the oldest, then the id)."""
+    order = {code: i for i, code in enumerate(lots.flows.step_codes)}
+    waiting: dict[str, list[Lot]] = {}
+    for lot in found:
+        if lot.state is LotState.WAITING:
+            steps = lots.next_in_order(lot)
+            waiting.setdefault(steps[0] if steps else MAY_COMPLETE, []).append(lot)
+    return [
+        (step, tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))))
+        for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s))
+    ]
+
+
 async def read_status(services: Services, now: datetime) -> LineStatus:
     """Everything ``line status`` shows, read from the services."""
     lots = services.lots
@@ -59,15 +77,8 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
         await services.materials.find(loaded=True),
         now,
     )
-    order = {code: i for i, code in enumerate(lots.flows.step_codes)}
-    waiting: dict[str, list[Lot]] = {}
-    for lot in found:
-        if lot.state is LotState.WAITING:
-            steps = lots.next_in_order(lot)
-            step = steps[0] if steps else MAY_COMPLETE
-            waiting.setdefault(step, []).append(lot)
     queue = []
-    for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s)):
+    for step, waiting in queue_by_step(lots, found):
         info = lots.flows.step_codes.get(step)
         group_tools = tuple(t for t in tools if step in t.steps)
         queue.append(
@@ -75,7 +86,7 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
                 step=step,
                 equipment_class=info.equipment_class if info else "-",
                 tools=group_tools,
-                lots=tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))),
+                lots=waiting,
                 blocked={t.id: blocks[t.id] for t in group_tools if t.id in blocks},
             )
         )

@@ -20,10 +20,9 @@ from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.report import CarrierMap, LotReport
 from mes.ports import LotQuery
 from pkgline.bootstrap import Services
+from pkgline.line_views import queue_by_step
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
 from pkgline.tool_views import lines_running, tool_dict
-
-MAY_COMPLETE = "(may complete)"
 
 E10_CLASS = {
     "productive": "e10-productive",
@@ -80,16 +79,7 @@ async def line_view(services: Services, who: Principal) -> LineView:
     found = await lots.find(
         states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
     )
-    order = {code: i for i, code in enumerate(lots.flows.step_codes)}
-    waiting: dict[str, list[Lot]] = {}
-    for lot in found:
-        if lot.state is LotState.WAITING:
-            steps = lots.next_in_order(lot)
-            waiting.setdefault(steps[0] if steps else MAY_COMPLETE, []).append(lot)
-    queue = tuple(
-        QueueRow(step, tuple(sorted(waiting[step], key=lambda x: (x.priority, x.created_at, x.id))))
-        for step in sorted(waiting, key=lambda s: (order.get(s, len(order)), s))
-    )
+    queue = tuple(QueueRow(step, waiting) for step, waiting in queue_by_step(lots, found))
     running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
     held = tuple(
         sorted(
