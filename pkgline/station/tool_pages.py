@@ -7,6 +7,7 @@ browser is sent back to the page (POST, redirect, GET), so a reload does not rep
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
@@ -14,6 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from mes.domain.authority import Principal
 from mes.domain.errors import InvalidInput, LotTrackerError, UnknownTool
+from mes.materials import MaterialService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
@@ -78,47 +80,50 @@ async def tool_answer(
 @router.post("/tools/{tool_id}/load")
 async def load(request: Request, who: Viewer, tool_id: str) -> Response:
     """Load the material lot the form names on the tool (an operator at the tool scans it)."""
-    form, problem = await read_form(request)
-    if problem is not None:
-        return await tool_answer(request, who, tool_id, status=400, message=problem)
-    material = form.get("material").strip()
-    if not material:
-        message = "material: scan or type the material lot's id; nothing was changed"
-        return await tool_answer(request, who, tool_id, status=422, message=message, form=form)
-    materials = state_of(request).services.materials.acting_as(who)
-    try:
+
+    async def action(materials: MaterialService, material: str, form: Form) -> None:
+        if not material:
+            raise InvalidInput("material: scan or type the material lot's id; nothing was changed")
         await materials.load(material, tool_id, who.name)
-    except LotTrackerError as refused:
-        return await tool_answer(
-            request, who, tool_id, status=status_of(refused), message=str(refused), form=form
-        )
-    return _back(tool_id, "load")
+
+    return await _act(request, who, tool_id, "load", action)
 
 
 @router.post("/tools/{tool_id}/unload")
 async def unload(request: Request, who: Viewer, tool_id: str) -> Response:
     """Take the material lot the form names off the tool, with the reason given."""
+
+    async def action(materials: MaterialService, material: str, form: Form) -> None:
+        loaded = [m.id for m in await materials.find(tool_id=tool_id)]
+        if material not in loaded:
+            raise InvalidInput(
+                f"material lot {material or '(none)'} is not loaded on {tool_id}; expected one "
+                f"of: {', '.join(loaded) or 'none is loaded'}; nothing was changed",
+                allowed=loaded,
+            )
+        await materials.unload(material, who.name, form.get("reason").strip() or None)
+
+    return await _act(request, who, tool_id, "unload", action)
+
+
+async def _act(
+    request: Request,
+    who: Principal,
+    tool_id: str,
+    done: str,
+    action: Callable[[MaterialService, str, Form], Awaitable[None]],
+) -> Response:
+    """Read the form, run ``action`` with the material lot it names for the person logged in;
+    a refusal on the tool page (the form's values kept), else back to the page."""
     form, problem = await read_form(request)
     if problem is not None:
         return await tool_answer(request, who, tool_id, status=400, message=problem)
-    material = form.get("material").strip()
     materials = state_of(request).services.materials.acting_as(who)
     try:
-        loaded = await materials.find(tool_id=tool_id)
-        if material not in {m.id for m in loaded}:
-            raise InvalidInput(
-                f"material lot {material or '(none)'} is not loaded on {tool_id}; expected one "
-                f"of: {', '.join(m.id for m in loaded) or 'none is loaded'}; nothing was changed",
-                allowed=[m.id for m in loaded],
-            )
-        await materials.unload(material, who.name, form.get("reason").strip() or None)
+        await action(materials, form.get("material").strip(), form)
     except LotTrackerError as refused:
         return await tool_answer(
             request, who, tool_id, status=status_of(refused), message=str(refused), form=form
         )
-    return _back(tool_id, "unload")
-
-
-def _back(tool_id: str, done: str) -> RedirectResponse:
     url = f"{auth.PREFIX}/tools/{quote(tool_id)}?{urlencode({'done': done})}"
     return RedirectResponse(url, status_code=303)
