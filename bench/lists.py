@@ -1,7 +1,17 @@
-"""Lists at plant size: ``lot list``, ``lot show``, ``line status`` and dispatch's read at
-1,000, 10,000 and 100,000 seeded lots (bench/seed.py: the same 200 in progress, the rest
-finished), server time (the service call) and CLI time (the command, process start
-included). Goal (issue 20): flat within 2x from the smallest to the largest database.
+"""Lists at plant size: ``lot list``, ``lot show``, ``line status`` and dispatch at 1,000,
+10,000 and 100,000 seeded lots (bench/seed.py: the same 200 in progress, the rest finished),
+server time (the service call) and CLI time (the command, process start included). Goal
+(issue 20): flat within 2x from the smallest to the largest database.
+
+Dispatch is measured twice: its read (the heads of the lots in progress and the tools'
+dispatch modes, one transaction) and its whole pass, the line controller's own
+:class:`~pkgline.controller.dispatcher.Dispatcher` over the seeded tools that no lot runs on:
+the read, each waiting lot's next step, the picks, and the track-ins of every pick in one
+transaction, interlocks and all. The tools are the seeded ones as the database knows them,
+each idle until the pass gives it a lot (what the pass asks of a tool's runner: no driver and
+no simulator behind it, so the figure is the pass's, not the tools' links). Between two
+timed passes the lots it started are aborted back to waiting, untimed, so that each pass
+does the same work.
 
     .venv/bin/python bench/lists.py [--sizes 1000,10000,100000] [--postgres] [--repeat 5]
 
@@ -31,14 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load, load_printed, postgres_admin, print_verdict, scratch_postgres
-from seed import seed
+from seed import LINE, seed, seed_tools
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
+from mes.domain import commands as cmd
 from mes.domain.model import LotState
 from mes.ports import LotQuery
+from mes.service import LotService
 from pkgline.bootstrap import open_services, seed_flow_versions
+from pkgline.config import ControllerConfig
+from pkgline.controller.dispatcher import Dispatcher
+from pkgline.controller.outage import DatabaseOutage
 from pkgline.line_views import read_status
+from pkgline.logs import configure_logging
 
 ACTIVE = 200
 GOAL = 2.0
@@ -51,6 +67,62 @@ async def _median(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
         await call()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000.0
+
+
+class IdleTool:
+    """What a dispatch pass asks of a tool's runner, for a seeded tool: idle until the pass
+    assigns it a lot."""
+
+    def __init__(self, tool_id: str, steps: frozenset[str]):
+        self.tool_id = tool_id
+        self.steps = steps
+        self.current_lot: str | None = None
+        self.finishing = None
+
+    def is_idle(self) -> bool:
+        return self.current_lot is None
+
+    def is_working_on(self, lot_id: str) -> bool:
+        return lot_id == self.current_lot
+
+    def assign(self, lot_id: str, view: object = None) -> None:
+        self.current_lot = lot_id
+
+
+class DispatchPass:
+    """The line controller's dispatch pass over the seeded tools no lot runs on (the line
+    ``LINE``'s), timed on its own; :meth:`reset` aborts what it started, untimed."""
+
+    def __init__(self, lots: LotService, tools: dict[str, IdleTool]):
+        self._lots = lots
+        self.tools = tools
+        runners: Any = tools  # the runners' part a pass uses (IdleTool)
+        self._dispatcher = Dispatcher(
+            LINE, ControllerConfig(), lots, runners, "bench", lambda: None, DatabaseOutage()
+        )
+        self.started: list[int] = []
+
+    @classmethod
+    async def of(cls, lots: LotService) -> DispatchPass:
+        heads, modes = await lots.dispatch_view([LotState.RUNNING], LINE)
+        busy = {h.tool for h in heads}
+        tools = {
+            tool.id: IdleTool(tool.id, frozenset(tool.steps))
+            for tool in seed_tools(lots.flows)
+            if tool.id in modes and tool.id not in busy
+        }
+        return cls(lots, tools)
+
+    async def run(self) -> None:
+        await self._dispatcher.dispatch_once(full=True)
+        self.started.append(sum(1 for t in self.tools.values() if t.current_lot))
+
+    async def reset(self) -> None:
+        for tool in self.tools.values():
+            if tool.current_lot is not None:
+                await self._lots.abort(cmd.AbortStep(tool.current_lot, "bench", "bench reset"))
+                tool.current_lot = None
+        self._dispatcher.lot_waits()
 
 
 def _cli(url: str, *args: str) -> float:
@@ -91,12 +163,23 @@ async def measure(url: str, size: int, repeat: int) -> dict[str, tuple[float, fl
             ),
             "lot show": lambda: lots.report(shown),
             "line status": lambda: read_status(services, datetime.now().astimezone()),
-            "dispatch read": lambda: lots.dispatch_view(
-                [LotState.WAITING, LotState.RUNNING], "line"
-            ),
+            "dispatch read": lambda: lots.dispatch_view([LotState.WAITING, LotState.RUNNING], LINE),
         }
         for name, call in server.items():
             figures[name] = (await _median(call, repeat), 0.0)
+        dispatch = await DispatchPass.of(lots)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await dispatch.run()
+            times.append(time.perf_counter() - t0)
+            await dispatch.reset()
+        figures["dispatch pass"] = (statistics.median(times) * 1000.0, 0.0)
+        started = sorted(set(dispatch.started))
+        print(
+            f"  {size:,} lots: each dispatch pass offered {len(dispatch.tools)} idle tools, "
+            f"started {'/'.join(map(str, started))} lots"
+        )
     cli = {
         "lot list": ("lot", "list"),
         "lot list --state WAITING": ("lot", "list", "--state", "WAITING"),
@@ -161,6 +244,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="server calls per figure")
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL too")
     args = parser.parse_args()
+    configure_logging("warning")  # not a line of log per lot dispatched
     sizes = sorted(int(s) for s in args.sizes.split(","))
     if len(sizes) < 2 or sizes[0] < ACTIVE:
         parser.error(f"--sizes: two sizes or more, each of {ACTIVE} lots or more")
