@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from mes.adapters.outbox import subject_event
+from mes.domain import durables, materials
 from mes.domain.durables import DurableEventKind, Mounted, PendingJob
 from mes.domain.model import JobStatus, LotState
 from mes.ports import GetLotsRunningOn, GetQualifications, InterlockRequest, SaveQualifications
@@ -82,6 +84,15 @@ def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
                 durable = replace(stored, count=stored.count + event.amount)
             store.durables[durable.id] = durable
             store.durable_events.append(replace(event, seq=len(store.durable_events) + 1))
+            store.outbox.append(
+                subject_event(
+                    "durable",
+                    event.durable_id,
+                    durables.event_kind(event),
+                    durables.event_dict((durable, event)),
+                    event.at,
+                )
+            )
         return None
     if isinstance(request, GetDurableEvents):
         return [
@@ -107,6 +118,15 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
         for material, event in request.changed:
             store.materials[material.id] = material
             store.material_events.append(replace(event, seq=len(store.material_events) + 1))
+            store.outbox.append(
+                subject_event(
+                    "material",
+                    event.material_id,
+                    materials.event_kind(event),
+                    materials.event_dict((material, event)),
+                    event.at,
+                )
+            )
         return None
     if isinstance(request, GetMaterialEvents):
         return [e for e in store.material_events if e.material_id == request.material_id]

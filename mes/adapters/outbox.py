@@ -72,13 +72,36 @@ class OutboxSignal:
 
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
-    """One outbox row: ``id`` is its ``seq``."""
+    """One outbox row: ``id`` is its ``seq``; ``lot_id`` the id of its ``subject`` (a lot's,
+    or a durable's or a material lot's: :data:`SUBJECTS`)."""
 
     id: int
     lot_id: str
     kind: str
     payload: Any
     created_at: datetime
+    subject: str = "lot"
+
+
+SUBJECTS = ("lot", "durable", "material")
+"""Whose events the outbox carries (revision 0020)."""
+SUBJECT_EVENT_KEYS = ["subject", "lot_id", "kind", "payload", "created_at"]
+"""The columns of an outbox row of a durable's or a material lot's event."""
+
+
+def subject_event(
+    subject: str, subject_id: str, kind: str, payload: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    """The outbox row of an event of a durable's or a material lot's history
+    (:data:`SUBJECT_EVENT_KEYS`), written in the transaction of the event."""
+    assert subject in SUBJECTS[1:], subject
+    return {
+        "subject": subject,
+        "lot_id": subject_id,
+        "kind": kind,
+        "payload": payload,
+        "created_at": at,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +114,16 @@ class Backlog:
     last_published_at: datetime | None
 
 
+_COLUMNS = (
+    outbox.c.seq,
+    outbox.c.lot_id,
+    outbox.c.kind,
+    outbox.c.payload,
+    outbox.c.created_at,
+    outbox.c.subject,
+)
 _PENDING = (
-    select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
+    select(*_COLUMNS)
     .where(outbox.c.published_at.is_(None))
     .order_by(outbox.c.seq)
     .limit(bindparam("limit"))
@@ -110,6 +141,7 @@ _PENDING_SQLITE = CompiledStatement.compile(
         outbox.c.kind,
         type_coerce(outbox.c.payload, Text).label("payload"),
         outbox.c.created_at,
+        outbox.c.subject,
     ).where(
         outbox.c.seq.not_in(
             select(column("value")).select_from(func.json_each(bindparam("skip_json")))
@@ -118,8 +150,8 @@ _PENDING_SQLITE = CompiledStatement.compile(
     sqlite_dialect(),
 )
 _PUBLISHED_SINCE = (
-    select(outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at)
-    .where(outbox.c.published_at >= bindparam("since"))
+    select(*_COLUMNS)
+    .where(outbox.c.published_at >= bindparam("since"), outbox.c.subject == "lot")
     .order_by(outbox.c.seq)
 )
 _MARK = (
@@ -172,12 +204,11 @@ class OutboxReader:
     async def events(
         self, *, after: int = 0, lot: str | None = None, limit: int = 100
     ) -> list[OutboxEvent]:
-        """Events (published or not) with an id above ``after``, in order."""
-        query = select(
-            outbox.c.seq, outbox.c.lot_id, outbox.c.kind, outbox.c.payload, outbox.c.created_at
-        ).where(outbox.c.seq > after)
+        """Events (published or not) with an id above ``after``, in order, of every subject;
+        ``lot``: that lot's only."""
+        query = select(*_COLUMNS).where(outbox.c.seq > after)
         if lot is not None:
-            query = query.where(outbox.c.lot_id == lot)
+            query = query.where(outbox.c.lot_id == lot, outbox.c.subject == "lot")
         query = query.order_by(outbox.c.seq).limit(limit)
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**{READONLY: True})
@@ -276,7 +307,12 @@ class RelaySession:
             found = await session.run(_fetch(_PENDING_SQLITE, values), commit=True)
             return [
                 OutboxEvent(
-                    r["seq"], r["lot_id"], r["kind"], _payload(r["payload"]), r["created_at"]
+                    r["seq"],
+                    r["lot_id"],
+                    r["kind"],
+                    _payload(r["payload"]),
+                    r["created_at"],
+                    r["subject"],
                 )
                 for r in found
             ]

@@ -11,7 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import durable_events, durables, jobs, lots
+from mes.adapters.outbox import SUBJECT_EVENT_KEYS, subject_event
+from mes.adapters.tables import durable_events, durables, jobs, lots, outbox
 from mes.domain.durables import (
     Durable,
     DurableEvent,
@@ -19,6 +20,8 @@ from mes.domain.durables import (
     DurableKind,
     Mounted,
     PendingJob,
+    event_dict,
+    event_kind,
 )
 from mes.domain.model import JobStatus
 from mes.ports_durables import (
@@ -80,6 +83,7 @@ class DurableStatements:
             )
         )
         self.insert_event = c(insert(durable_events), _EVENT_COLUMNS)
+        self.insert_outbox = c(insert(outbox), SUBJECT_EVENT_KEYS)
         history = select(durable_events).order_by(_E.seq)
         self.events_of = c(history.where(_E.durable_id == bindparam("durable_id")))
         self.events_for_lot = c(history.where(_E.lot_id == bindparam("lot_id")))
@@ -214,6 +218,13 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
                 },
             )
         yield ExecuteMany(sql.insert_event, [_event_row(e) for _, e in request.changed])
+        yield ExecuteMany(  # for the event feed, in the same transaction
+            sql.insert_outbox,
+            [
+                subject_event("durable", e.durable_id, event_kind(e), event_dict((d, e)), e.at)
+                for d, e in request.changed
+            ],
+        )
         return None
     if isinstance(request, GetDurableEvents):
         if request.durable_id is not None and request.lot_id is not None:

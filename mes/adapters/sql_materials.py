@@ -11,8 +11,17 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import material_events, material_uses, materials
-from mes.domain.materials import Material, MaterialEvent, MaterialEventKind, MaterialKind, Use
+from mes.adapters.outbox import SUBJECT_EVENT_KEYS, subject_event
+from mes.adapters.tables import material_events, material_uses, materials, outbox
+from mes.domain.materials import (
+    Material,
+    MaterialEvent,
+    MaterialEventKind,
+    MaterialKind,
+    Use,
+    event_dict,
+    event_kind,
+)
 from mes.ports_materials import (
     AddUses,
     GetMaterialEvents,
@@ -60,6 +69,7 @@ class MaterialStatements:
             .where(_E.material_id == bindparam("material_id"))
             .order_by(_E.seq)
         )
+        self.insert_outbox = c(insert(outbox), SUBJECT_EVENT_KEYS)
         self.insert_use = c(
             insert(material_uses), [col.name for col in material_uses.c if col.name != "seq"]
         )
@@ -165,6 +175,13 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
                     "reason": e.reason,
                 }
                 for _, e in request.changed
+            ],
+        )
+        yield ExecuteMany(  # for the event feed, in the same transaction
+            sql.insert_outbox,
+            [
+                subject_event("material", e.material_id, event_kind(e), event_dict((m, e)), e.at)
+                for m, e in request.changed
             ],
         )
         return None

@@ -50,8 +50,8 @@ from mes.ports import (
     ToolJob,
     Work,
 )
-from mes.ports_durables import DurableRequest
-from mes.ports_materials import MaterialRequest
+from mes.ports_durables import DurableRequest, SaveDurables
+from mes.ports_materials import MaterialRequest, SaveMaterials
 from mes.ports_reasons import ReasonRequest
 from mes.ports_spc import SpcRequest
 
@@ -62,8 +62,8 @@ def work_plan(
     sql: Statements, heads: HeadCache, work: Work[T], saving: Callable[[], None] | None = None
 ) -> Plan[T]:
     """``work`` as statements: each of its requests answered by :func:`answer_plan`;
-    ``saving`` is called before a save (it writes outbox events; maybe on the driver's
-    thread)."""
+    ``saving`` is called before a save that writes outbox events (a lot's, a durable's or a
+    material lot's; maybe on the driver's thread)."""
     answer: Any = None
     try:
         while True:
@@ -71,7 +71,7 @@ def work_plan(
                 request = work.send(answer)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            if saving is not None and isinstance(request, Save):
+            if saving is not None and isinstance(request, Save | SaveDurables | SaveMaterials):
                 saving()
             answer = yield from answer_plan(sql, heads, request)
     finally:

@@ -224,8 +224,12 @@ outbox = Table(
     Column("payload", Json, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("published_at", UtcDateTime),
+    Column("subject", String(12), nullable=False, server_default="lot"),
     Index("ix_outbox_unpublished", "published_at", "seq"),
 )
+"""The events for the feed, each written in the transaction of what it tells: a lot's history
+entry (``subject`` ``lot``), or an event of a durable's or a material lot's history
+(``durable``, ``material``, revision 0020); ``lot_id`` is that subject's id."""
 
 jobs = Table(
     "jobs",

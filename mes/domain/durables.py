@@ -153,6 +153,34 @@ class DurableEvent:
 Changed = tuple[Durable, DurableEvent]
 
 
+def event_kind(event: DurableEvent) -> str:
+    """The fact an event of a durable's history is, for the event feed (``DurableMounted``)."""
+    return f"Durable{event.event.value.capitalize()}"
+
+
+def event_dict(changed: Changed) -> dict[str, object]:
+    """A durable's history event as the outbox keeps it for the feed (docs/events.md,
+    ``durable-event``), with what the durable is: its kind, life and unit."""
+    durable, event = changed
+    return {
+        "durable": event.durable_id,
+        "durable_kind": durable.kind.value,
+        "event": event.event.value,
+        "at": event.at.isoformat(),
+        "user": event.by,
+        "count_after": event.count_after,
+        "amount": event.amount,
+        "life": durable.life,
+        "warn_at": durable.warn_at,
+        "unit": durable.unit,
+        "tool": event.tool_id,
+        "lot": event.lot_id,
+        "step": event.step,
+        "job": event.job_id,
+        "reason": event.reason,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class PendingJob:
     """A job a tool took whose results are not recorded yet: the line controller may track

@@ -164,6 +164,36 @@ class Use:
 Changed = tuple[Material, MaterialEvent]
 
 
+def event_kind(event: MaterialEvent) -> str:
+    """The fact an event of a material lot's history is, for the event feed
+    (``MaterialLoaded``)."""
+    return f"Material{event.event.value.capitalize()}"
+
+
+def event_dict(changed: Changed) -> dict[str, object]:
+    """A material lot's history event as the outbox keeps it for the feed (docs/events.md,
+    ``material-event``), with the material lot's clocks as they stand after it."""
+
+    def iso(at: datetime | None) -> str | None:
+        return at.isoformat() if at is not None else None
+
+    material, event = changed
+    return {
+        "material": event.material_id,
+        "material_kind": material.kind.value,
+        "part_number": material.part_number,
+        "event": event.event.value,
+        "at": event.at.isoformat(),
+        "user": event.by,
+        "tool": event.tool_id,
+        "reason": event.reason,
+        "expires_at": material.expires_at.isoformat(),
+        "thawed_at": iso(material.thawed_at),
+        "usable_from": iso(material.usable_from),
+        "floor_life_ends": iso(material.floor_life_ends),
+    }
+
+
 def add(
     material_id: str,
     kind: str,

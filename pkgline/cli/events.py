@@ -1,7 +1,7 @@
 """``pkgline events``: the event feed as an operator or integrator reads it.
 
-``tail`` subscribes to the broker of ``line.toml``'s ``[events]`` and prints lot events as they
-come; ``status`` reads the outbox: events waiting, the last one published, and the lag.
+``tail`` subscribes to the broker of ``line.toml``'s ``[events]`` and prints lot events (and
+with ``--all`` the durables' and material lots') as they come; ``status`` reads the outbox: events waiting, the last one published, and the lag.
 """
 
 from __future__ import annotations
@@ -58,12 +58,19 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
 def tail(
     config: ConfigOption,
     lot: Annotated[str | None, typer.Option("--lot", help="Only this lot's events.")] = None,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="The durables' and material lots' events too, not the lots' only."
+        ),
+    ] = False,
     json: JsonOption = False,
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Stop after this many events.")
     ] = None,
 ) -> None:
-    """Subscribe to the line's lot events and print them as they come (Ctrl-C stops)."""
+    """Subscribe to the line's lot events (``--all``: and its durables' and material lots')
+    and print them as they come (Ctrl-C stops)."""
     # the configuration, topics and broker only here: ``pkgline line status`` imports this
     # module for the outbox's backlog
     from pkgline.config import ConfigError, load_line_config
@@ -78,12 +85,17 @@ def tail(
     if line.events is None:
         err.print(f"[bold red]error:[/] {config}: no \\[events] table: the feed is off")
         raise typer.Exit(EXIT_USAGE)
+    if lot is not None and every:
+        err.print("[bold red]error:[/] --lot or --all, not both")
+        raise typer.Exit(EXIT_USAGE)
     if lot is not None and not usable_level(lot):
         err.print(f"[bold red]error:[/] lot id {lot!r} cannot be a topic level (/ + # $)")
         raise typer.Exit(EXIT_USAGE)
     events = line.events
     topics = Topics.of(events.root, events.site, events.area, events.line or line.name)
-    topic = topics.lot_events(lot) if lot else topics.all_lot_events
+    topic = topics.all_events if every else topics.all_lot_events
+    if lot:
+        topic = topics.lot_events(lot)
     try:
         asyncio.run(_tail(line.events, line.name, topic, json, count))
     except KeyboardInterrupt:
@@ -115,10 +127,21 @@ async def _tail(events: Any, name: str, topic: str, as_json: bool, count: int | 
 
 
 def _describe(text: str) -> str:
+    """A line of a lot event, a durable event or a material event (docs/events.md)."""
     try:
         e = jsonlib.loads(text)
-        moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
-        where = " ".join(x for x in (e["step"], e["tool"]) if x)
-        return f"#{e['id']}  {e['time']}  {e['lot']}  {e['kind']}  {moved}  {where}  by {e['user']}"
+        if "durable" in e:
+            count = f"count {e['count_after']:,} of {e['life']:,} {e['unit']}"
+            what = [e["durable"], e["kind"], count, " ".join(_given(e, "tool", "lot", "step"))]
+        elif "material" in e:
+            what = [e["material"], e["kind"], " ".join(_given(e, "tool"))]
+        else:
+            moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
+            what = [e["lot"], e["kind"], moved, " ".join(_given(e, "step", "tool"))]
+        return "  ".join(x for x in [f"#{e['id']}", e["time"], *what, f"by {e['user']}"] if x)
     except (ValueError, KeyError, TypeError):
-        return f"(not a lot event) {text}"
+        return f"(not an event of the feed) {text}"
+
+
+def _given(event: dict[str, Any], *keys: str) -> list[str]:
+    return [str(event[k]) for k in keys if event[k]]

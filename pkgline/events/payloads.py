@@ -1,10 +1,12 @@
 """What each message of the feed says: pure functions from the store's records to JSON
 documents, one JSON Schema per kind in ``schemas/`` (``{kind}.schema.json``, docs/events.md).
 
-An outbox row becomes a *lot event* when it is well formed; when it is not (its payload is
-not a history entry, it names another lot, its lot id cannot be a topic level, or it is larger
-than the broker takes), :func:`lot_event` raises :class:`Undeliverable` with the reason, and
-the relay publishes a *dead letter* instead, so that one bad row never blocks the feed.
+An outbox row becomes a *lot event* (or, of a durable or a material lot, a *durable event*
+or a *material event*: :func:`subject_event`) when it is well formed; when it is not (its
+payload is not a history entry, it names another lot, its id cannot be a topic level, or it is
+larger than the broker takes), :func:`lot_event` raises :class:`Undeliverable` with the
+reason, and the relay publishes a *dead letter* instead, so that one bad row never blocks the
+feed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pkgline.events.topics import usable_level
 SCHEMA_VERSION = 1
 KINDS = (
     "lot-event",
+    "durable-event",
+    "material-event",
     "lot-state",
     "tool-state",
     "line-status",
@@ -93,6 +97,41 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
     return document, body
 
 
+_SUBJECT_TEXT = ("at", "user", "event")
+
+
+def subject_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The durable event or material event of an outbox row (its ``subject``: ``durable`` or
+    ``material``) and its encoding: the history event the outbox keeps
+    (:func:`mes.domain.durables.event_dict`, :func:`mes.domain.materials.event_dict`), its
+    ``at`` as ``time``; :class:`Undeliverable` if it has none."""
+    subject = event.subject
+    if not usable_level(event.lot_id):
+        raise Undeliverable(f"{subject} id {event.lot_id!r} cannot be a topic level (/ + # $)")
+    entry = event.payload
+    if not isinstance(entry, Mapping):
+        raise Undeliverable(f"payload is a {type(entry).__name__}, expected a {subject} event")
+    missing = [k for k in _SUBJECT_TEXT if not isinstance(entry.get(k), str)]
+    if missing:
+        raise Undeliverable(f"{subject} event without {', '.join(missing)} (text expected)")
+    if entry.get(subject) != event.lot_id:
+        raise Undeliverable(f"event of {subject} {entry.get(subject)!r} in {event.lot_id}")
+    document = {
+        "v": SCHEMA_VERSION,
+        "id": event.id,
+        "kind": event.kind,
+        **{k: v for k, v in entry.items() if k != "at"},
+        "time": entry["at"],
+    }
+    try:
+        body = encode(document)
+    except (TypeError, ValueError) as exc:
+        raise Undeliverable(f"not JSON: {exc}") from exc
+    if len(body) > max_bytes:
+        raise Undeliverable(f"{len(body)} bytes, more than max_payload_bytes ({max_bytes})")
+    return document, body
+
+
 def lot_state(event: Mapping[str, Any]) -> dict[str, Any]:
     """A lot's retained state, from its last event (a lot-event document)."""
     return {
@@ -113,6 +152,7 @@ def dead_letter(event: OutboxEvent, reason: str, at: datetime) -> dict[str, Any]
         "v": SCHEMA_VERSION,
         "id": event.id,
         "lot": event.lot_id,
+        "subject": event.subject,
         "kind": event.kind,
         "time": event.created_at.isoformat(),
         "reason": reason,

@@ -6,6 +6,8 @@ topic                                  retained  payload (schema in ``schemas/``
 ``.../lots/{lot}/events``              no        every event of the lot (lot-event)
 ``.../lots/{lot}/state``               yes       the lot's state after its last event
 ``.../tools/{tool}/state``             yes       process state, mode, E10, lot, progress
+``.../durables/{durable}/events``      no        every event of a durable (durable-event)
+``.../materials/{material}/events``    no        every event of a material lot (material-event)
 ``.../line/status``                    yes       lots by state, the outbox backlog
 ``.../controllers/{name}/status``      yes       birth (online) and death (the MQTT will)
 ``.../dead-letter``                    no        an event that could not be published
@@ -43,6 +45,10 @@ class Topics:
     def tool_state(self, tool: str) -> str:
         return f"{self.base}/tools/{tool}/state"
 
+    def subject_events(self, subject: str, subject_id: str) -> str:
+        """The events of a lot, a durable or a material lot (the outbox's subjects)."""
+        return f"{self.base}/{subject}s/{subject_id}/events"
+
     @property
     def line_status(self) -> str:
         return f"{self.base}/line/status"
@@ -58,3 +64,9 @@ class Topics:
     def all_lot_events(self) -> str:
         """The subscription to every lot's events."""
         return f"{self.base}/lots/+/events"
+
+    @property
+    def all_events(self) -> str:
+        """The subscription to every event of the outbox: the lots', the durables' and the
+        material lots'."""
+        return f"{self.base}/+/+/events"

@@ -196,8 +196,18 @@ class Subscriber:
                 self.connected.clear()
                 await asyncio.sleep(0.2)
 
-    def lot_events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[dict[str, Any]]:
+        """The outbox's events received: the lots', the durables' and the material lots'."""
         return [m.payload for m in self.messages if m.topic.endswith("/events")]
+
+    def events_by_subject(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each outbox event received with its subject's part of the topic (``lots/L1``)."""
+        start = len(self.topics.base) + 1
+        return [
+            (m.topic[start : -len("/events")], m.payload)
+            for m in self.messages
+            if m.topic.endswith("/events")
+        ]
 
     def of(self, suffix: str) -> list[Received]:
         return [m for m in self.messages if m.topic.endswith(suffix)]
@@ -253,27 +263,30 @@ def drained(reader: OutboxReader) -> Callable[[], Awaitable[bool]]:
 
 
 async def all_outbox_ids(reader: OutboxReader) -> list[tuple[int, str]]:
+    """Every outbox event's id and its subject's part of the topic (``lots/L1``,
+    ``durables/CAP-1``), in id order."""
     ids: list[tuple[int, str]] = []
     after = 0
     while batch := await reader.events(after=after, limit=1000):
-        ids += [(e.id, e.lot_id) for e in batch]
+        ids += [(e.id, f"{e.subject}s/{e.lot_id}") for e in batch]
         after = batch[-1].id
     return ids
 
 
 def check_feed(sub: Subscriber, outbox: list[tuple[int, str]]) -> None:
-    """Every outbox event received (after dropping duplicates by id), in order per lot, and a
-    duplicate only ever the same event again."""
+    """Every outbox event received (after dropping duplicates by id), in order per lot (and
+    per durable and material lot), on its subject's topic, and a duplicate only ever the same
+    event again."""
     first: dict[int, dict[str, Any]] = {}
-    per_lot: dict[str, list[int]] = {}
-    for event in sub.lot_events():
+    per_subject: dict[str, list[int]] = {}
+    for subject, event in sub.events_by_subject():
         if event["id"] in first:
             assert event == first[event["id"]], f"id {event['id']} came twice, different"
             continue
         first[event["id"]] = event
-        per_lot.setdefault(event["lot"], []).append(event["id"])
+        per_subject.setdefault(subject, []).append(event["id"])
     expected: dict[str, list[int]] = {}
-    for seq, lot in outbox:
-        expected.setdefault(lot, []).append(seq)
+    for seq, subject in outbox:
+        expected.setdefault(subject, []).append(seq)
     assert sorted(first) == sorted(seq for seq, _ in outbox)
-    assert per_lot == expected
+    assert per_subject == expected

@@ -48,6 +48,10 @@ pytestmark = pytest.mark.slow
 
 def schema_kind(topic: str) -> str:
     if topic.endswith("/events"):
+        if "/durables/" in topic:
+            return "durable-event"
+        if "/materials/" in topic:
+            return "material-event"
         return "lot-event"
     if "/lots/" in topic:
         return "lot-state"
@@ -113,7 +117,7 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
             await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             outbox = await all_outbox_ids(reader)
             await wait_until(
-                lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
+                lambda: len({e["id"] for e in sub.events()}) >= len(outbox),
                 timeout_s=30,
                 what="the subscriber got every event",
             )
@@ -149,7 +153,7 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
             running_controller(config, stack),
         ):
             ids = await start_lots(stack.lots, FLOWS[:3])
-            await wait_until(lambda: len(sub.lot_events()) >= 20, timeout_s=60, what="events flow")
+            await wait_until(lambda: len(sub.events()) >= 20, timeout_s=60, what="events flow")
             with structlog.testing.capture_logs() as logs:
                 broker.stop()
                 # The line goes on: its moves wait in the outbox. The outage lasts past the
@@ -176,7 +180,7 @@ async def test_a_broker_stopped_mid_run_leaves_the_backlog_in_the_outbox_and_not
             await wait_until(drained(reader), timeout_s=30, what="the backlog drained")
             outbox = await all_outbox_ids(reader)
             await wait_until(
-                lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
+                lambda: len({e["id"] for e in sub.events()}) >= len(outbox),
                 timeout_s=30,
                 what="the subscriber got every event",
             )
@@ -216,13 +220,13 @@ async def test_a_broker_restart_is_met_with_the_backlog_first_in_id_order(
             await wait_until(drained(reader), timeout_s=30, what="the backlog drained")
             outbox = await all_outbox_ids(reader)
             await wait_until(
-                lambda: len({e["id"] for e in sub.lot_events()}) >= len(outbox),
+                lambda: len({e["id"] for e in sub.events()}) >= len(outbox),
                 timeout_s=30,
                 what="the subscriber got every event",
             )
-        received = [e["id"] for e in sub.lot_events()]
+        received = [e["id"] for e in sub.events()]
         assert received == sorted(received)
-        assert {lot for _, lot in outbox} == set(ids)
+        assert {subject for _, subject in outbox} == {f"lots/{lot}" for lot in ids}
         check_feed(sub, outbox)
     finally:
         await engine.dispose()
@@ -258,7 +262,7 @@ async def test_the_broker_on_the_standard_port_gets_every_event_of_lots_started(
             await start_lots(stack.lots, FLOWS[:3])
             await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             outbox = await all_outbox_ids(reader)
-            await wait_until(lambda: len(sub.lot_events()) >= len(outbox), timeout_s=30)
+            await wait_until(lambda: len(sub.events()) >= len(outbox), timeout_s=30)
         check_feed(sub, outbox)
         check_schemas(sub)
     finally:

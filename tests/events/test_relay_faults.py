@@ -45,13 +45,19 @@ from tests.events.conftest import (
 )
 
 
-async def _insert_raw(url: str, lot_id: str, payload: object) -> None:
+async def _insert_raw(
+    url: str, lot_id: str, payload: object, subject: str = "lot", kind: str = "LotStarted"
+) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
             await conn.execute(
                 insert(outbox).values(
-                    lot_id=lot_id, kind="LotStarted", payload=payload, created_at=utc_now()
+                    lot_id=lot_id,
+                    kind=kind,
+                    payload=payload,
+                    created_at=utc_now(),
+                    subject=subject,
                 )
             )
     finally:
@@ -78,6 +84,10 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
     await _insert_raw(
         stack.url, "bad/lot#", {"at": "x", "user": "u", "operation": "o", "state_after": "WAITING"}
     )
+    durable = {"durable": "CAP-2", "at": utc_now().isoformat(), "user": "u", "event": "added"}
+    await _insert_raw(stack.url, "CAP-1", durable, "durable", "DurableAdded")
+    await _insert_raw(stack.url, "CAP-2", durable, "durable", "DurableAdded")  # well formed
+    await _insert_raw(stack.url, "X-1", {"at": "x"}, "robot", "RobotWaved")
     engine = create_engine(stack.url)
     relay = Relay(events, OutboxStore(engine), controller="feed-dlq")
     reader = OutboxReader(engine)
@@ -85,18 +95,27 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
         async with subscribed(events, relay.topics) as sub, running(relay):
             await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             await wait_until(
-                lambda: len(sub.of("/dead-letter")) >= 3, timeout_s=30, what="3 dead letters"
+                lambda: len(sub.of("/dead-letter")) >= 5, timeout_s=30, what="5 dead letters"
             )
             outbox_rows = await all_outbox_ids(reader)
-            await wait_until(lambda: len(sub.lot_events()) >= len(outbox_rows) - 3, timeout_s=30)
+            await wait_until(lambda: len(sub.events()) >= len(outbox_rows) - 5, timeout_s=30)
         letters = [m.payload for m in sub.of("/dead-letter")]
         reasons = " | ".join(letter["reason"] for letter in letters)
         assert "payload is a str" in reasons
         assert "more than max_payload_bytes (4096)" in reasons
         assert "cannot be a topic level" in reasons
+        assert "event of durable 'CAP-2' in CAP-1" in reasons
+        assert "subject 'robot', expected one of lot, durable, material" in reasons
+        assert {(x["subject"], x["lot"]) for x in letters} >= {
+            ("durable", "CAP-1"),
+            ("robot", "X-1"),
+        }
+        assert [e["durable"] for e in (m.payload for m in sub.of("/durables/CAP-2/events"))] == [
+            "CAP-2"
+        ]
         good = [(seq, lot) for seq, lot in outbox_rows if seq not in {x["id"] for x in letters}]
         check_feed(sub, good)
-        assert relay.status.dead_letters == 3
+        assert relay.status.dead_letters == 5
     finally:
         await engine.dispose()
 
@@ -212,7 +231,7 @@ async def test_over_tls_with_a_password_from_a_file_every_event_is_published(
         async with subscribed(events, relay.topics) as sub, running(relay):
             await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             rows = await all_outbox_ids(reader)
-            await wait_until(lambda: len(sub.lot_events()) >= len(rows), timeout_s=30)
+            await wait_until(lambda: len(sub.events()) >= len(rows), timeout_s=30)
         check_feed(sub, rows)
     finally:
         await engine.dispose()
@@ -361,8 +380,8 @@ async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_othe
             await start_lots(stack.lots, FLOWS[5:8])
             await wait_until(drained(reader), timeout_s=30, what="published by the other")
             rows = await all_outbox_ids(reader)
-            await wait_until(lambda: len(sub.lot_events()) >= len(rows), timeout_s=30)
-        ids = [e["id"] for e in sub.lot_events()]
+            await wait_until(lambda: len(sub.events()) >= len(rows), timeout_s=30)
+        ids = [e["id"] for e in sub.events()]
         assert len(ids) == len(set(ids)), "an event was published twice"
         check_feed(sub, rows)
     finally:

@@ -182,7 +182,7 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
             assert await relays.end(pid, signal.SIGTERM) == 0
             rows = await all_outbox_ids(reader)
             await wait_until(
-                lambda: len({e["id"] for e in sub.lot_events()}) >= len(rows),
+                lambda: len({e["id"] for e in sub.events()}) >= len(rows),
                 timeout_s=60,
                 what="the subscriber got every event",
             )

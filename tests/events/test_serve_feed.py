@@ -96,7 +96,7 @@ async def test_serve_killed_with_sigkill_mid_run_misses_no_event_and_repeats_onl
                 assert await asyncio.to_thread(proc.wait, 30) == 0
             rows = await all_outbox_ids(reader)
             await wait_until(
-                lambda: len({e["id"] for e in sub.lot_events()}) >= len(rows), timeout_s=30
+                lambda: len({e["id"] for e in sub.events()}) >= len(rows), timeout_s=30
             )
             assert await asyncio.to_thread(tail.wait, 30) == 0
         check_feed(sub, rows)

@@ -233,3 +233,45 @@ async def test_the_lot_tool_and_step_indexes_go_down_to_the_history_list_revisio
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_outbox_subject_goes_down_with_the_durables_and_materials_events_and_up_again(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Revision 0020: outbox.subject (lot, durable, material). Down, the rows that are not a
+    lot's are deleted (the relay of 0019 would take them for lots' events); the lots' stay."""
+    engine = create_engine(request.getfixturevalue(database))
+    insert_row = (
+        "INSERT INTO outbox (lot_id, kind, payload, created_at, subject) "
+        "VALUES (:id, :kind, '{}', '2026-12-04 08:00:00+00:00', :subject)"
+    )
+    try:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO outbox (lot_id, kind, payload, created_at) "
+                    "VALUES ('L1', 'LotStarted', '{}', '2026-12-04 08:00:00+00:00')"
+                )
+            )
+            await conn.execute(
+                text(insert_row), {"id": "CAP-1", "kind": "DurableAdded", "subject": "durable"}
+            )
+            subjects = (await conn.execute(text("SELECT lot_id, subject FROM outbox"))).all()
+        assert sorted(map(tuple, subjects)) == [("CAP-1", "durable"), ("L1", "lot")]
+        await downgrade(engine, "0019")
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("outbox")}
+            )
+            rows = (await conn.execute(text("SELECT lot_id, kind FROM outbox"))).all()
+        assert "subject" not in columns
+        assert [tuple(r) for r in rows] == [("L1", "LotStarted")]
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            rows = (await conn.execute(text("SELECT lot_id, subject FROM outbox"))).all()
+        assert [tuple(r) for r in rows] == [("L1", "lot")]
+    finally:
+        await engine.dispose()
