@@ -1,5 +1,6 @@
 """The answers of the lists added at plant size (issue 20) that the CLI and the API share:
-the security log, a tool's jobs and the line's lot history, a page at a time, each as
+the security log, a tool's jobs, the line's lot history and the event feed's events kept in
+the outbox, a page at a time, each as
 ``{"<items>": [...], "total", "shown", "more", "next_after"}`` (the next page is the same
 request with ``after`` = ``next_after``), built here in both modes so that they answer alike;
 and the reading of the instants their filters take."""
@@ -19,6 +20,7 @@ from pkgline.page_sizes import MAX_HISTORY_PAGE as MAX_HISTORY_PAGE
 from pkgline.tool_views import job_dict
 
 if TYPE_CHECKING:
+    from mes.adapters.outbox import OutboxReader
     from mes.domain.authority import Principal
     from mes.equipment import EquipmentService
     from mes.identity import IdentityService
@@ -136,4 +138,18 @@ async def history_answer(
     page = await lots.history_page(query)
     rows = [history_dict(e) for e in page.entries]
     answer: dict[str, Any] = _page(rows, "entries", "seq", page.total, page.more)
+    return answer
+
+
+async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> dict[str, Any]:
+    """``events list``, ``GET /events``: one page of the events the outbox keeps (published
+    or not, until the retention), oldest first, each as the feed published it (or the dead
+    letter it went out as: :func:`pkgline.events.payloads.replayed`); the cursor is an
+    event's ``id``. For a subscriber that lost its session: the events after the last id
+    it processed."""
+    from pkgline.events.payloads import replayed
+
+    page = await reader.page(after, limit)
+    rows = [replayed(e) for e in page.events]
+    answer: dict[str, Any] = _page(rows, "events", "id", page.total, page.more)
     return answer

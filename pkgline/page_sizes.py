@@ -5,3 +5,6 @@ database or through a server."""
 HISTORY_PAGE = 50
 """History entries per page (``lot history``, ``GET /history``)."""
 MAX_HISTORY_PAGE = 10000
+FEED_PAGE = 100
+"""Events of the feed per page (``events list``, ``GET /events``): oldest first, by id."""
+MAX_FEED_PAGE = 10000

@@ -105,6 +105,15 @@ def subject_event(
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxPage:
+    events: list[OutboxEvent]
+    total: int
+    """How many events the outbox keeps in all (the cursor aside)."""
+    more: bool
+    """More follow the page: ask again with ``after`` = its last id."""
+
+
+@dataclass(frozen=True, slots=True)
 class Backlog:
     events: int
     """Events not yet published."""
@@ -201,20 +210,28 @@ class OutboxReader:
             async with conn.begin():
                 return await _backlog(conn)
 
-    async def events(
-        self, *, after: int = 0, lot: str | None = None, limit: int = 100
-    ) -> list[OutboxEvent]:
-        """Events (published or not) with an id above ``after``, in order, of every subject;
-        ``lot``: that lot's only."""
-        query = select(*_COLUMNS).where(outbox.c.seq > after)
-        if lot is not None:
-            query = query.where(outbox.c.lot_id == lot, outbox.c.subject == "lot")
-        query = query.order_by(outbox.c.seq).limit(limit)
+    async def events(self, *, after: int = 0, limit: int = 100) -> list[OutboxEvent]:
+        """Events (published or not) with an id above ``after``, in order."""
+        return (await self.page(after or None, limit, count=False)).events
+
+    async def page(self, after: int | None, limit: int, *, count: bool = True) -> OutboxPage:
+        """One page of the events kept (published or not, until the retention), oldest
+        first, from the id after ``after`` on (along the primary key); ``total``: how many
+        are kept in all (with ``count``, else 0)."""
+        query = select(*_COLUMNS)
+        if after is not None:
+            query = query.where(outbox.c.seq > after)
+        query = query.order_by(outbox.c.seq).limit(limit + 1)
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**{READONLY: True})
             async with conn.begin():
                 rows = (await conn.execute(query)).all()
-        return [OutboxEvent(*row) for row in rows]
+                total = 0
+                if count:
+                    counted = select(func.count()).select_from(outbox)
+                    total = int((await conn.execute(counted)).scalar_one())
+        events = [OutboxEvent(*row) for row in rows[:limit]]
+        return OutboxPage(events, total, len(rows) > limit)
 
 
 class OutboxStore:

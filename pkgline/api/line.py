@@ -1,4 +1,5 @@
-"""The line routes: ``line status``, ``events status`` and ``lot history`` through the server, the
+"""The line routes: ``line status``, ``events status``, ``events list`` and ``lot history``
+through the server, the
 same JSON as the CLI prints in direct mode (:mod:`pkgline.line_views` and
 :mod:`pkgline.list_views` build it for both)."""
 
@@ -16,7 +17,14 @@ from mes.domain.authority import Action, Principal
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 from pkgline.line_views import backlog_dict, line_answer, read_status
-from pkgline.list_views import HISTORY_PAGE, MAX_HISTORY_PAGE, history_answer, history_query
+from pkgline.list_views import (
+    HISTORY_PAGE,
+    MAX_HISTORY_PAGE,
+    feed_answer,
+    history_answer,
+    history_query,
+)
+from pkgline.page_sizes import FEED_PAGE, MAX_FEED_PAGE
 
 router = APIRouter(tags=["line"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -50,6 +58,28 @@ async def events_backlog(request: Request, who: Who) -> dict[str, Any]:
     await state.identity.authorize(who, Action.READ)
     backlog = await OutboxReader(state.engine).backlog()
     return backlog_dict(backlog, datetime.now().astimezone())
+
+
+@router.get(
+    "/events",
+    summary="The event feed's events kept in the outbox, oldest first, by id (events list)",
+)
+async def feed_events(
+    request: Request,
+    who: Who,
+    after: Annotated[
+        int | None, Query(ge=0, description="The page's cursor: the last event id seen.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = FEED_PAGE,
+) -> dict[str, Any]:
+    """Answers ``{"events": [...], "total", "shown", "more", "next_after"}``, each event
+    the JSON document the feed published (docs/events.md: lot-event, durable-event,
+    material-event, or its dead letter); the next page is the same request with ``after`` =
+    ``next_after``. A subscriber that lost its MQTT session asks from the last id it
+    processed (events are kept ``retention_days`` after they were published)."""
+    state = state_of(request)
+    await state.identity.authorize(who, Action.READ)
+    return await feed_answer(OutboxReader(state.engine), after, limit)
 
 
 Filter = Annotated[str | None, Query(max_length=64)]

@@ -1,6 +1,7 @@
 """``pkgline events``: the event feed as an operator or integrator reads it.
 
-``tail`` subscribes to the broker of ``line.toml``'s ``[events]`` and prints lot events (and
+``list`` pages through the events the outbox keeps, by id (a replay of the feed); ``tail``
+subscribes to the broker of ``line.toml``'s ``[events]`` and prints lot events (and
 with ``--all`` the durables' and material lots') as they come; ``status`` reads the outbox: events waiting, the last one published, and the lag.
 """
 
@@ -26,8 +27,9 @@ from pkgline.cli.common import (
     out,
     print_json,
 )
-from pkgline.cli.modes import Remote, ServerOption, either
+from pkgline.cli.modes import Remote, ServerOption, either, query_params
 from pkgline.line_views import backlog_dict
+from pkgline.page_sizes import FEED_PAGE, MAX_FEED_PAGE
 
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
 
@@ -52,6 +54,45 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
         from pkgline.cli.line import backlog_text
 
         out.print(backlog_text(found))
+
+
+@app.command("list")
+def list_events(
+    after: Annotated[
+        int | None,
+        typer.Option(
+            "--after", min=0, help="Start after this event id (the last one you processed)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_FEED_PAGE, help="At most this many.")
+    ] = FEED_PAGE,
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
+    """The events the outbox keeps (until the retention), oldest first, by id: what the feed
+    published, or will; for a subscriber that lost its session, from the last id it
+    processed. Says how many are kept and how to see the next page."""
+    from pkgline.cli import tool_list
+    from pkgline.list_views import feed_answer
+
+    async def direct() -> dict[str, Any]:
+        async with open_engine(db) as engine:
+            return await feed_answer(OutboxReader(engine), after, limit)
+
+    given = {"after": after, "limit": limit}
+    shown = either(db, server, json, direct, Remote("GET", "/events", query=query_params(given)))
+    if json:
+        print_json(shown["events"])
+        tool_list.json_notice(shown)
+        return
+    for event in shown["events"]:
+        try:
+            out.print(describe(event), markup=False, highlight=False)
+        except (KeyError, TypeError):  # a newer server's kind of event
+            out.print(jsonlib.dumps(event), markup=False, highlight=False)
+    tool_list.print_notice(shown, "events")
 
 
 @app.command()
@@ -129,18 +170,24 @@ async def _tail(events: Any, name: str, topic: str, as_json: bool, count: int | 
 def _describe(text: str) -> str:
     """A line of a lot event, a durable event or a material event (docs/events.md)."""
     try:
-        e = jsonlib.loads(text)
-        if "durable" in e:
-            count = f"count {e['count_after']:,} of {e['life']:,} {e['unit']}"
-            what = [e["durable"], e["kind"], count, " ".join(_given(e, "tool", "lot", "step"))]
-        elif "material" in e:
-            what = [e["material"], e["kind"], " ".join(_given(e, "tool"))]
-        else:
-            moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
-            what = [e["lot"], e["kind"], moved, " ".join(_given(e, "step", "tool"))]
-        return "  ".join(x for x in [f"#{e['id']}", e["time"], *what, f"by {e['user']}"] if x)
+        return describe(jsonlib.loads(text))
     except (ValueError, KeyError, TypeError):
         return f"(not an event of the feed) {text}"
+
+
+def describe(e: dict[str, Any]) -> str:
+    """A line of an event of the feed (KeyError or TypeError if it is none)."""
+    if "dead_lettered_at" in e:
+        return f"#{e['id']}  {e['time']}  {e['lot']}  {e['kind']}  dead letter: {e['reason']}"
+    if "durable" in e:
+        count = f"count {e['count_after']:,} of {e['life']:,} {e['unit']}"
+        what = [e["durable"], e["kind"], count, " ".join(_given(e, "tool", "lot", "step"))]
+    elif "material" in e:
+        what = [e["material"], e["kind"], " ".join(_given(e, "tool"))]
+    else:
+        moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
+        what = [e["lot"], e["kind"], moved, " ".join(_given(e, "step", "tool"))]
+    return "  ".join(x for x in [f"#{e['id']}", e["time"], *what, f"by {e['user']}"] if x)
 
 
 def _given(event: dict[str, Any], *keys: str) -> list[str]:

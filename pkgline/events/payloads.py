@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from mes.adapters.outbox import OutboxEvent
+from mes.adapters.outbox import SUBJECTS, OutboxEvent
 from mes.domain.equipment import ToolRecord
 from pkgline.events.topics import usable_level
 
@@ -98,6 +98,26 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
 
 
 _SUBJECT_TEXT = ("at", "user", "event")
+
+
+def feed_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """The lot event, durable event or material event of an outbox row, by its subject, and
+    its encoding; :class:`Undeliverable` if it has none."""
+    if event.subject == "lot":
+        return lot_event(event, max_bytes)
+    if event.subject in SUBJECTS:
+        return subject_event(event, max_bytes)
+    raise Undeliverable(f"subject {event.subject!r}, expected one of {', '.join(SUBJECTS)}")
+
+
+def replayed(event: OutboxEvent) -> dict[str, Any]:
+    """An outbox row as the feed published it (``events list``, ``GET /events``): its
+    event, or the dead letter it went out as (without the broker's size limit)."""
+    try:
+        document, _ = feed_event(event, max_bytes=2**62)
+    except Undeliverable as exc:
+        return dead_letter(event, str(exc), event.created_at)
+    return document
 
 
 def subject_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:

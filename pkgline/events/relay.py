@@ -42,14 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from drivers.config import ConnectionPolicy
 from drivers.supervision import backoff_delays
 from mes.adapters.errors import DatabaseError
-from mes.adapters.outbox import (
-    SUBJECTS,
-    Backlog,
-    OutboxEvent,
-    OutboxSignal,
-    OutboxStore,
-    RelaySession,
-)
+from mes.adapters.outbox import Backlog, OutboxEvent, OutboxSignal, OutboxStore, RelaySession
 from mes.domain.equipment import ToolRecord
 from mes.service import utc_now
 from pkgline.events import payloads
@@ -329,16 +322,8 @@ class Relay:
         last_of_lot: dict[str, dict[str, Any]] = {}
         dead = 0
         for event in events:
-            lot = event.subject == "lot"
             try:
-                if lot:
-                    document, body = payloads.lot_event(event, self.config.max_payload_bytes)
-                elif event.subject in SUBJECTS:
-                    document, body = payloads.subject_event(event, self.config.max_payload_bytes)
-                else:
-                    raise payloads.Undeliverable(
-                        f"subject {event.subject!r}, expected one of {', '.join(SUBJECTS)}"
-                    )
+                document, body = payloads.feed_event(event, self.config.max_payload_bytes)
             except payloads.Undeliverable as exc:
                 dead += 1
                 log.warning(
@@ -353,7 +338,7 @@ class Relay:
                 continue
             topic = self.topics.subject_events(event.subject, event.lot_id)
             messages.append((topic, body, False))
-            if lot:
+            if event.subject == "lot":
                 last_of_lot[event.lot_id] = document
         # Each lot's state goes out after its events; while a backlog drains (full batches),
         # once a second, so that it costs one message per lot, not one per lot and batch.

@@ -1,0 +1,126 @@
+"""``pkgline events list`` and ``GET /events``: the events the outbox keeps, oldest first by id,
+each the JSON document the feed publishes (a lot's, a durable's, a material lot's, or the dead
+letter a malformed row went out as), a page at a time, the same through the server as on the
+database: a subscriber that lost its MQTT session replays from the last id it processed, and
+pages taken while the line moves lose and repeat nothing. Bad cursors and limits are refused
+and an unknown account is refused and recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from sqlalchemy import insert
+
+from mes.adapters.database import create_engine
+from mes.adapters.tables import outbox
+from mes.domain.authority import Role
+from mes.domain.identity import EventKind
+from mes.service import utc_now
+from pkgline.events import payloads
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
+
+
+def _kind(event: dict[str, Any]) -> str:
+    if "dead_lettered_at" in event:
+        return "dead-letter"
+    if "durable" in event:
+        return "durable-event"
+    return "material-event" if "material" in event else "lot-event"
+
+
+async def _malformed_row(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(outbox).values(
+                    lot_id="Q1", kind="LotStarted", payload="not a history entry",
+                    created_at=utc_now(),
+                )
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+async def test_the_feeds_events_page_by_id_the_same_through_the_server_and_on_the_database(
+    api: RunningApi,
+) -> None:
+    await api.roles(Role.OPERATOR, Role.TECHNICIAN)
+    via = ("--server", f"unix://{api.socket}")
+    for lot in ("Q1", "Q2"):
+        assert (await cli("lot", "start", lot, "--flow", "fo-organic", *via)).returncode == 0
+    added = await cli("durable", "add", "CAP-7", "--kind", "capillary", "--life", "500", *via)
+    assert added.returncode == 0, added.stderr
+    await _malformed_row(api.db)
+
+    whole = await cli("events", "list", "--json", *via)
+    direct = await cli("events", "list", "--json", "--db", api.db)
+    assert whole.returncode == direct.returncode == 0, whole.stderr + direct.stderr
+    events = json.loads(whole.stdout)
+    assert events == json.loads(direct.stdout)
+    assert [(e["id"], e["kind"]) for e in events] == [
+        (1, "LotStarted"),
+        (2, "LotStarted"),
+        (3, "DurableAdded"),
+        (4, "LotStarted"),  # the malformed row, as the dead letter it went out as
+    ]
+    for event in events:
+        jsonschema.validate(
+            event,
+            payloads.schema(_kind(event)),
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
+    assert events[2]["durable"] == "CAP-7" and events[2]["user"] == ACCOUNT
+    assert events[3]["reason"] == "payload is a str, expected a history entry"
+
+    # a replay from an id, a page at a time, while the line moves between the pages
+    seen: list[int] = []
+    after = 0
+    for n in range(10):
+        page = await cli("events", "list", "--json", "--limit", "2", "--after", str(after), *via)
+        assert page.returncode == 0, page.stderr
+        seen += [e["id"] for e in json.loads(page.stdout)]
+        notice = json.loads(page.stderr.splitlines()[-1])
+        if n < 2:  # new events committed meanwhile
+            moved = await cli("lot", "hold", f"Q{n + 1}", "--reason", "look", *via)
+            assert moved.returncode == 0, moved.stderr
+        if not notice["more"]:
+            break
+        after = notice["next_after"]
+    assert seen == [1, 2, 3, 4, 5, 6], "every event once, in id order"
+    assert notice["total"] == 6 and notice["mode"].startswith("via server")
+
+    text = await cli("events", "list", "--after", "2", "--limit", "2", *via)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "CAP-7  DurableAdded  count 0 of 500 touchdowns" in lines[0]
+    assert "Q1  LotStarted  dead letter: payload is a str" in lines[1]
+    assert lines[-1] == "2 of 6 events; more follow: the same command with --after 4"
+
+    for args, said in (
+        (("--after", "-1"), "-1 is not in the range x>=0"),
+        (("--limit", "0"), "0 is not in the range 1<=x<=10000"),
+        (("--after", "soon"), "'soon' is not a valid int"),
+    ):
+        for mode in (via, ("--db", api.db)):
+            refused = await cli("events", "list", *args, *mode)
+            assert refused.returncode == 2 and said in refused.stderr, refused.stderr
+    async with api.client() as client:
+        for query, field in (("after=-1", "after"), ("limit=0", "limit"), ("limit=x", "limit")):
+            answer = await client.get(f"/events?{query}")
+            assert answer.status_code == 422, query
+            assert answer.json()["error"] == "invalid_request" and field in answer.text
+
+
+async def test_an_unknown_account_reads_no_event_and_is_recorded(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with start_api(sqlite_url, tmp_path / "api.sock", user=False) as api:
+        async with api.client() as client:
+            refused = await client.get("/events")
+        assert refused.status_code == 401 and refused.json()["error"] == "login_refused"
+        events = await api.state.identity.events(ADMIN)
+        assert any(e.kind is EventKind.LOGIN_FAILED and e.actor == ACCOUNT for e in events)
