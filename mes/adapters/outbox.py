@@ -160,7 +160,7 @@ _PENDING_SQLITE = CompiledStatement.compile(
 )
 _PUBLISHED_SINCE = (
     select(*_COLUMNS)
-    .where(outbox.c.published_at >= bindparam("since"), outbox.c.subject == "lot")
+    .where(outbox.c.published_at >= bindparam("since"))
     .order_by(outbox.c.seq)
 )
 _MARK = (
@@ -342,12 +342,14 @@ class RelaySession:
         return [OutboxEvent(*row) for row in rows]
 
     async def published_since(self, since: datetime) -> list[OutboxEvent]:
-        """The last event of each lot among those published since ``since``."""
+        """The last event of each lot (and durable, and material lot) among those published
+        since ``since``."""
         async with self._read():
             rows = (await self._conn.execute(_PUBLISHED_SINCE, {"since": since})).all()
-        last: dict[str, OutboxEvent] = {}
+        last: dict[tuple[str, str], OutboxEvent] = {}
         for row in rows:
-            last[row[1]] = OutboxEvent(*row)
+            event = OutboxEvent(*row)
+            last[event.subject, event.lot_id] = event
         return list(last.values())
 
     async def mark_published(self, ids: Sequence[int], at: datetime) -> None:

@@ -174,6 +174,7 @@ def event_dict(changed: Changed) -> dict[str, object]:
         "warn_at": durable.warn_at,
         "unit": durable.unit,
         "tool": event.tool_id,
+        "mounted_on": durable.tool_id,
         "lot": event.lot_id,
         "step": event.step,
         "job": event.job_id,

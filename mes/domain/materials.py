@@ -186,6 +186,7 @@ def event_dict(changed: Changed) -> dict[str, object]:
         "at": event.at.isoformat(),
         "user": event.by,
         "tool": event.tool_id,
+        "loaded_on": material.tool_id,
         "reason": event.reason,
         "expires_at": material.expires_at.isoformat(),
         "thawed_at": iso(material.thawed_at),

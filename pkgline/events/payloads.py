@@ -29,6 +29,8 @@ KINDS = (
     "durable-event",
     "material-event",
     "lot-state",
+    "durable-state",
+    "material-state",
     "tool-state",
     "line-status",
     "controller-status",
@@ -98,6 +100,20 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
 
 
 _SUBJECT_TEXT = ("at", "user", "event")
+_SUBJECT_KEYS = {
+    "durable": ("durable_kind", "count_after", "life", "warn_at", "unit", "mounted_on"),
+    "material": (
+        "material_kind",
+        "part_number",
+        "loaded_on",
+        "expires_at",
+        "thawed_at",
+        "usable_from",
+        "floor_life_ends",
+    ),
+}
+"""What a durable's or material lot's state is made of (:func:`subject_state`): an event
+without one of them is a dead letter, not a state that cannot be told."""
 
 
 def feed_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
@@ -134,6 +150,9 @@ def subject_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], b
     missing = [k for k in _SUBJECT_TEXT if not isinstance(entry.get(k), str)]
     if missing:
         raise Undeliverable(f"{subject} event without {', '.join(missing)} (text expected)")
+    missing = [k for k in _SUBJECT_KEYS[subject] if k not in entry]
+    if missing:
+        raise Undeliverable(f"{subject} event without {', '.join(missing)}")
     if entry.get(subject) != event.lot_id:
         raise Undeliverable(f"event of {subject} {entry.get(subject)!r} in {event.lot_id}")
     document = {
@@ -164,6 +183,47 @@ def lot_state(event: Mapping[str, Any]) -> dict[str, Any]:
         "last_event": event["kind"],
         "time": event["time"],
     }
+
+
+def durable_state(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A durable's retained state, from its last event (a durable-event document)."""
+    count, life = event["count_after"], event["life"]
+    return {
+        "v": SCHEMA_VERSION,
+        "durable": event["durable"],
+        "durable_kind": event["durable_kind"],
+        "count": count,
+        "life": life,
+        "warn_at": event["warn_at"],
+        "unit": event["unit"],
+        "status": "spent" if count >= life else "warned" if count >= event["warn_at"] else "ok",
+        "mounted_on": event["mounted_on"],
+        "last_event_id": event["id"],
+        "last_event": event["kind"],
+        "time": event["time"],
+    }
+
+
+def material_state(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A material lot's retained state, from its last event (a material-event document)."""
+    keys = ("material", "material_kind", "part_number", "loaded_on", "expires_at")
+    clocks = ("thawed_at", "usable_from", "floor_life_ends")
+    return {
+        "v": SCHEMA_VERSION,
+        **{k: event[k] for k in (*keys, *clocks)},
+        "last_event_id": event["id"],
+        "last_event": event["kind"],
+        "time": event["time"],
+    }
+
+
+_STATES = {"lot": lot_state, "durable": durable_state, "material": material_state}
+
+
+def subject_state(subject: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The retained state of a lot, durable or material lot from its last event's document
+    (as :func:`feed_event` made it)."""
+    return _STATES[subject](event)
 
 
 def dead_letter(event: OutboxEvent, reason: str, at: datetime) -> dict[str, Any]:

@@ -109,8 +109,10 @@ class Relay:
         self._wake = asyncio.Event()
         self._committed = committed
         self._tool_states: dict[str, Any] = {}
-        self._lot_states: dict[str, dict[str, Any]] = {}
-        self._lot_states_due = 0.0
+        self._states: dict[tuple[str, str], dict[str, Any]] = {}
+        """The last event of each lot, durable and material lot published since their states
+        went out, by (subject, id)."""
+        self._states_due = 0.0
         self._next_batch: list[OutboxEvent] | None = None
         """Read while the last batch was acknowledged (a backlog drains)."""
         self._host = socket.gethostname()
@@ -247,7 +249,7 @@ class Relay:
             if not db.leader and now >= next_lead:
                 if await db.try_lead():
                     log.info("this relay publishes the outbox", controller=self.controller)
-                    await self._recall_lot_states(db)
+                    await self._recall_states(db)
                 next_lead = now + LEAD_RETRY_S
             self.status.leader = db.leader
             full = db.leader and await self._publish_batch(db, publisher, marker, marking)
@@ -319,7 +321,7 @@ class Relay:
             return False
         now = self._clock()
         messages: list[tuple[str, bytes, bool]] = []
-        last_of_lot: dict[str, dict[str, Any]] = {}
+        last_of: dict[tuple[str, str], dict[str, Any]] = {}
         dead = 0
         for event in events:
             try:
@@ -338,19 +340,27 @@ class Relay:
                 continue
             topic = self.topics.subject_events(event.subject, event.lot_id)
             messages.append((topic, body, False))
-            if event.subject == "lot":
-                last_of_lot[event.lot_id] = document
+            last_of[event.subject, event.lot_id] = document
         # Each lot's state goes out after its events; while a backlog drains (full batches),
         # once a second, so that it costs one message per lot, not one per lot and batch.
-        self._lot_states.update(last_of_lot)
+        self._states.update(last_of)
         full = len(events) == self.config.batch_size
         loop = asyncio.get_running_loop()
-        if not full or loop.time() >= self._lot_states_due:
-            for lot_id, document in self._lot_states.items():
-                state = payloads.encode(payloads.lot_state(document))
-                messages.append((self.topics.lot_state(lot_id), state, True))
-            self._lot_states.clear()
-            self._lot_states_due = loop.time() + LOT_STATES_S
+        if not full or loop.time() >= self._states_due:
+            for (subject, subject_id), document in self._states.items():
+                try:
+                    state = payloads.encode(payloads.subject_state(subject, document))
+                except (KeyError, TypeError, ValueError) as exc:  # its event went out as it was
+                    log.warning(
+                        "state not published",
+                        subject=subject,
+                        subject_id=subject_id,
+                        error=repr(exc),
+                    )
+                    continue
+                messages.append((self.topics.subject_state(subject, subject_id), state, True))
+            self._states.clear()
+            self._states_due = loop.time() + LOT_STATES_S
         # Sent in this order on one connection (each task sends at its first step, in the
         # order created); the marker awaits their acknowledgements while the next batch is
         # read and sent.
@@ -368,15 +378,15 @@ class Relay:
         self.status.dead_letters += sent.dead
         self.status.last_published_id = sent.ids[-1]
 
-    async def _recall_lot_states(self, db: RelaySession) -> None:
-        """The states of the lots whose events were published lately, to publish again: a
-        relay that died while a backlog drained had marked events whose lot states it kept
-        for later (see :meth:`_publish_batch`)."""
+    async def _recall_states(self, db: RelaySession) -> None:
+        """The states of the lots (durables, material lots) whose events were published
+        lately, to publish again: a relay that died while a backlog drained had marked events
+        whose states it kept for later (see :meth:`_publish_batch`)."""
         since = self._clock() - timedelta(seconds=RECALL_S)
         for event in await db.published_since(since):
             with contextlib.suppress(payloads.Undeliverable):
-                document, _ = payloads.lot_event(event, self.config.max_payload_bytes)
-                self._lot_states.setdefault(event.lot_id, document)
+                document, _ = payloads.feed_event(event, self.config.max_payload_bytes)
+                self._states.setdefault((event.subject, event.lot_id), document)
 
     async def _publish_tools(self, publisher: Publisher) -> None:
         assert self._tools is not None

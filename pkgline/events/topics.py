@@ -7,7 +7,9 @@ topic                                  retained  payload (schema in ``schemas/``
 ``.../lots/{lot}/state``               yes       the lot's state after its last event
 ``.../tools/{tool}/state``             yes       process state, mode, E10, lot, progress
 ``.../durables/{durable}/events``      no        every event of a durable (durable-event)
+``.../durables/{durable}/state``       yes       its count, life, tool after its last event
 ``.../materials/{material}/events``    no        every event of a material lot (material-event)
+``.../materials/{material}/state``     yes       its tool and clocks after its last event
 ``.../line/status``                    yes       lots by state, the outbox backlog
 ``.../controllers/{name}/status``      yes       birth (online) and death (the MQTT will)
 ``.../dead-letter``                    no        an event that could not be published
@@ -48,6 +50,10 @@ class Topics:
     def subject_events(self, subject: str, subject_id: str) -> str:
         """The events of a lot, a durable or a material lot (the outbox's subjects)."""
         return f"{self.base}/{subject}s/{subject_id}/events"
+
+    def subject_state(self, subject: str, subject_id: str) -> str:
+        """The retained state of a lot, a durable or a material lot."""
+        return f"{self.base}/{subject}s/{subject_id}/state"
 
     @property
     def line_status(self) -> str:

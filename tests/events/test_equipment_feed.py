@@ -98,6 +98,11 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
                 timeout_s=30,
                 what="the subscriber got every event",
             )
+            await wait_until(
+                lambda: any(m.payload["count"] == 128 for m in sub.of("/durables/CAP-1/state")),
+                timeout_s=30,
+                what="the capillary's last state",
+            )
         check_feed(sub, outbox)  # every subject's events, once by id, in its order
 
         def on(topic: str) -> list[dict[str, Any]]:
@@ -139,6 +144,33 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
         assert track_ins["WIRE_BOND"]["data"]["materials"] == ["WIRE-1"]
         assert film[-1]["id"] < track_ins["DIE_ATTACH"]["id"]
         assert wire[-1]["id"] < track_ins["WIRE_BOND"]["id"] < used[0]["id"]
+        assert [e["mounted_on"] for e in capillary] == [None, "WB-1", "WB-1", "WB-1"]
+        assert [e["loaded_on"] for e in film] == [None, None, "DB-1"]
+
+        # each one's state, retained after its events: what a newcomer is given at once
+        async with subscribed(events, relay.topics) as late:
+            await wait_until(
+                lambda: len(late.of("/state")) >= 4, timeout_s=10, what="the retained states"
+            )
+        base = len(relay.topics.base) + 1
+        states = {m.topic[base : -len("/state")]: m for m in late.of("/state")}  # lots/E1
+        for topic, message in states.items():
+            assert message.retain, topic
+        cap = states["durables/CAP-1"].payload
+        _valid(cap, "durable-state")
+        assert (cap["count"], cap["life"], cap["status"], cap["mounted_on"]) == (
+            128,
+            10_000,
+            "ok",
+            "WB-1",
+        )
+        assert cap["last_event_id"] == used[-1]["id"] and cap["last_event"] == "DurableUsed"
+        daf = states["materials/DAF-1"].payload
+        _valid(daf, "material-state")
+        assert daf["loaded_on"] == "DB-1" and daf["last_event"] == "MaterialLoaded"
+        assert daf["usable_from"] == film[-1]["usable_from"] is not None
+        _valid(states["materials/WIRE-1"].payload, "material-state")
+        assert states["lots/E1"].payload["lot"] == "E1"
     finally:
         await engine.dispose()
 

@@ -53,6 +53,10 @@ def schema_kind(topic: str) -> str:
         if "/materials/" in topic:
             return "material-event"
         return "lot-event"
+    if "/durables/" in topic:
+        return "durable-state"
+    if "/materials/" in topic:
+        return "material-state"
     if "/lots/" in topic:
         return "lot-state"
     if "/tools/" in topic:

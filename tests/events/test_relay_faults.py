@@ -25,6 +25,7 @@ from sqlalchemy import insert
 from mes.adapters.database import create_engine
 from mes.adapters.outbox import OutboxReader, OutboxStore
 from mes.adapters.tables import outbox
+from mes.domain import durables
 from mes.service import utc_now
 from pkgline.events.relay import Relay
 from pkgline.mqtt import BrokerConfig, BrokerConfigError, read_password
@@ -84,9 +85,18 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
     await _insert_raw(
         stack.url, "bad/lot#", {"at": "x", "user": "u", "operation": "o", "state_after": "WAITING"}
     )
-    durable = {"durable": "CAP-2", "at": utc_now().isoformat(), "user": "u", "event": "added"}
+    durable = durables.event_dict(durables.add("CAP-2", "capillary", 100, 0.9, "u", utc_now()))
     await _insert_raw(stack.url, "CAP-1", durable, "durable", "DurableAdded")
     await _insert_raw(stack.url, "CAP-2", durable, "durable", "DurableAdded")  # well formed
+    # an event whose state cannot be told goes out, without its state
+    await _insert_raw(
+        stack.url, "CAP-4", {**durable, "durable": "CAP-4", "count_after": "many"}, "durable",
+        "DurableAdded",
+    )  # fmt: skip
+    del durable["unit"]
+    await _insert_raw(
+        stack.url, "CAP-3", {**durable, "durable": "CAP-3"}, "durable", "DurableAdded"
+    )
     await _insert_raw(stack.url, "X-1", {"at": "x"}, "robot", "RobotWaved")
     engine = create_engine(stack.url)
     relay = Relay(events, OutboxStore(engine), controller="feed-dlq")
@@ -95,10 +105,11 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
         async with subscribed(events, relay.topics) as sub, running(relay):
             await wait_until(drained(reader), timeout_s=30, what="the outbox published")
             await wait_until(
-                lambda: len(sub.of("/dead-letter")) >= 5, timeout_s=30, what="5 dead letters"
+                lambda: len(sub.of("/dead-letter")) >= 6, timeout_s=30, what="6 dead letters"
             )
             outbox_rows = await all_outbox_ids(reader)
-            await wait_until(lambda: len(sub.events()) >= len(outbox_rows) - 5, timeout_s=30)
+            await wait_until(lambda: len(sub.events()) >= len(outbox_rows) - 6, timeout_s=30)
+            await wait_until(lambda: sub.of("/durables/CAP-2/state"), timeout_s=30)
         letters = [m.payload for m in sub.of("/dead-letter")]
         reasons = " | ".join(letter["reason"] for letter in letters)
         assert "payload is a str" in reasons
@@ -106,6 +117,7 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
         assert "cannot be a topic level" in reasons
         assert "event of durable 'CAP-2' in CAP-1" in reasons
         assert "subject 'robot', expected one of lot, durable, material" in reasons
+        assert "durable event without unit" in reasons
         assert {(x["subject"], x["lot"]) for x in letters} >= {
             ("durable", "CAP-1"),
             ("robot", "X-1"),
@@ -113,9 +125,11 @@ async def test_malformed_and_oversized_events_go_to_the_dead_letter_topic_and_th
         assert [e["durable"] for e in (m.payload for m in sub.of("/durables/CAP-2/events"))] == [
             "CAP-2"
         ]
+        assert sub.of("/durables/CAP-2/state")[-1].payload["status"] == "ok"
+        assert len(sub.of("/durables/CAP-4/events")) == 1 and not sub.of("/durables/CAP-4/state")
         good = [(seq, lot) for seq, lot in outbox_rows if seq not in {x["id"] for x in letters}]
         check_feed(sub, good)
-        assert relay.status.dead_letters == 5
+        assert relay.status.dead_letters == 6
     finally:
         await engine.dispose()
 
