@@ -159,9 +159,7 @@ _PENDING_SQLITE = CompiledStatement.compile(
     sqlite_dialect(),
 )
 _PUBLISHED_SINCE = (
-    select(*_COLUMNS)
-    .where(outbox.c.published_at >= bindparam("since"))
-    .order_by(outbox.c.seq)
+    select(*_COLUMNS).where(outbox.c.published_at >= bindparam("since")).order_by(outbox.c.seq)
 )
 _MARK = (
     update(outbox)

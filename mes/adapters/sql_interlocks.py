@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import lots, tool_qualifications
+from mes.adapters.tables import lots, rare, tool_qualifications
 from mes.domain.interlocks import Qualification
 from mes.domain.model import LotState
 from mes.ports import GetLotsRunningOn, GetQualifications, InterlockRequest, SaveQualifications
@@ -46,7 +46,7 @@ class InterlockStatements:
         # Few lots run at a time (one per tool, and the manual steps): their running step is
         # JSON, read here and matched by tool in Python, the same on both dialects.
         self.running = c(
-            select(lots.c.id, lots.c.running).where(lots.c.state == LotState.RUNNING.value)
+            select(lots.c.id, lots.c.running).where(rare(lots.c.state == LotState.RUNNING.value))
         )
 
 

@@ -54,6 +54,7 @@ from mes.adapters.tables import (
     lot_history,
     lots,
     outbox,
+    rare,
     site_rejects,
 )
 from mes.domain.model import LotHead, LotState, Operation
@@ -118,7 +119,7 @@ class Statements:
         )
         self.children = c(
             select(lots.c.id)
-            .where(lots.c.parent_id == bindparam("lot_id"))
+            .where(rare(lots.c.parent_id == bindparam("lot_id")))
             .order_by(lots.c.created_at)
         )
         self.insert_lot = c(insert(lots), LOT_KEYS)
@@ -211,7 +212,7 @@ class Statements:
         if states not in self._heads:
             query = (
                 select(*(lots.c[n] for n in HEAD_COLUMNS))
-                .where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
+                .where(rare(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)])))
                 .order_by(lots.c.priority, lots.c.created_at, lots.c.id)
             )
             self._heads[states] = CompiledStatement.compile(query, self.dialect)
@@ -240,7 +241,8 @@ class Statements:
         if key not in self._find:
             query = select(*LOT_COLUMNS).select_from(LOT_WITH_CARRIERS)
             if states:
-                query = query.where(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)]))
+                in_states = lots.c.state.in_([bindparam(f"s{i}") for i in range(states)])
+                query = query.where(rare(in_states))
             if by_flow:
                 query = query.where(lots.c.flow == bindparam("flow"))
             query = query.order_by(
@@ -338,12 +340,17 @@ class HeadCache:
         return head
 
 
+_IN_PROGRESS = frozenset({LotState.WAITING, LotState.RUNNING, LotState.HOLD})
+
+
 def page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[str, Any]]:
     """The WHERE conditions of a lot list's filters, and their values."""
     where: list[Any] = []
     values: dict[str, Any] = {}
     if query.states:
-        where.append(lots.c.state.in_([bindparam(f"s{i}") for i in range(len(query.states))]))
+        in_states = lots.c.state.in_([bindparam(f"s{i}") for i in range(len(query.states))])
+        # the states in progress are a plant's few lots; the finished ones its many
+        where.append(rare(in_states) if set(query.states) <= _IN_PROGRESS else in_states)
         values.update({f"s{i}": s.value for i, s in enumerate(query.states)})
     for name, column, given in (
         ("flow", lots.c.flow, query.flow),
