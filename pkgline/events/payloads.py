@@ -51,6 +51,17 @@ def encode(document: Mapping[str, Any]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS)
 
 
+def _encoded(document: Mapping[str, Any], max_bytes: int) -> bytes:
+    """``document``'s encoding; :class:`Undeliverable` when it is not JSON or too large."""
+    try:
+        body = encode(document)
+    except (TypeError, ValueError) as exc:
+        raise Undeliverable(f"not JSON: {exc}") from exc
+    if len(body) > max_bytes:
+        raise Undeliverable(f"{len(body)} bytes, more than max_payload_bytes ({max_bytes})")
+    return body
+
+
 def schema(kind: str) -> dict[str, Any]:
     """The JSON Schema of a payload kind (packaged with pkgline)."""
     text = resources.files("pkgline.events").joinpath(f"schemas/{kind}.schema.json").read_text()
@@ -90,13 +101,7 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
         "history_seq": entry.get("seq"),
         "data": data,
     }
-    try:
-        body = encode(document)
-    except (TypeError, ValueError) as exc:
-        raise Undeliverable(f"not JSON: {exc}") from exc
-    if len(body) > max_bytes:
-        raise Undeliverable(f"{len(body)} bytes, more than max_payload_bytes ({max_bytes})")
-    return document, body
+    return document, _encoded(document, max_bytes)
 
 
 _SUBJECT_TEXT = ("at", "user", "event")
@@ -162,13 +167,7 @@ def subject_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], b
         **{k: v for k, v in entry.items() if k != "at"},
         "time": entry["at"],
     }
-    try:
-        body = encode(document)
-    except (TypeError, ValueError) as exc:
-        raise Undeliverable(f"not JSON: {exc}") from exc
-    if len(body) > max_bytes:
-        raise Undeliverable(f"{len(body)} bytes, more than max_payload_bytes ({max_bytes})")
-    return document, body
+    return document, _encoded(document, max_bytes)
 
 
 def lot_state(event: Mapping[str, Any]) -> dict[str, Any]:

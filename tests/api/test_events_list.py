@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from sqlalchemy import insert
 
 from mes.adapters.database import create_engine
@@ -19,8 +18,8 @@ from mes.adapters.tables import outbox
 from mes.domain.authority import Role
 from mes.domain.identity import EventKind
 from mes.service import utc_now
-from pkgline.events import payloads
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
+from tests.events.conftest import check_schema
 
 
 def _kind(event: dict[str, Any]) -> str:
@@ -68,11 +67,7 @@ async def test_the_feeds_events_page_by_id_the_same_through_the_server_and_on_th
         (4, "LotStarted"),  # the malformed row, as the dead letter it went out as
     ]
     for event in events:
-        jsonschema.validate(
-            event,
-            payloads.schema(_kind(event)),
-            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-        )
+        check_schema(event, _kind(event))
     assert events[2]["durable"] == "CAP-7" and events[2]["user"] == ACCOUNT
     assert events[3]["reason"] == "payload is a str, expected a history entry"
 

@@ -290,3 +290,16 @@ def check_feed(sub: Subscriber, outbox: list[tuple[int, str]]) -> None:
         expected.setdefault(subject, []).append(seq)
     assert sorted(first) == sorted(seq for seq, _ in outbox)
     assert per_subject == expected
+
+
+def check_schema(document: dict[str, Any], kind: str) -> None:
+    """``document`` valid against the feed's JSON Schema of ``kind`` (formats checked)."""
+    import jsonschema
+
+    from pkgline.events import payloads
+
+    jsonschema.validate(
+        document,
+        payloads.schema(kind),
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )

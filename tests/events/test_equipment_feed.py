@@ -15,7 +15,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from mes.adapters.database import create_engine
@@ -26,7 +25,6 @@ from mes.domain.equipment import ToolRecord, ToolRegistration
 from mes.durables import DurableService
 from mes.materials import MaterialService
 from mes.service import utc_now
-from pkgline.events import payloads
 from pkgline.events.relay import Relay
 from simulators.line import write_line_config
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
@@ -34,6 +32,7 @@ from tests.events.conftest import (
     Mosquitto,
     all_outbox_ids,
     check_feed,
+    check_schema,
     drained,
     events_config,
     running,
@@ -41,14 +40,6 @@ from tests.events.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _valid(document: dict[str, Any], kind: str) -> None:
-    jsonschema.validate(
-        document,
-        payloads.schema(kind),
-        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-    )
 
 
 async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lots_events(
@@ -110,7 +101,7 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
 
         capillary = on("/durables/CAP-1/events")
         for event in capillary:
-            _valid(event, "durable-event")
+            check_schema(event, "durable-event")
         assert [e["kind"] for e in capillary] == [
             "DurableAdded",
             "DurableMounted",
@@ -129,7 +120,7 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
         film = on("/materials/DAF-1/events")
         wire = on("/materials/WIRE-1/events")
         for event in film + wire:
-            _valid(event, "material-event")
+            check_schema(event, "material-event")
         assert [e["kind"] for e in film] == ["MaterialAdded", "MaterialThawed", "MaterialLoaded"]
         assert [e["kind"] for e in wire] == ["MaterialAdded", "MaterialLoaded"]
         assert film[-1]["tool"] == "DB-1" and film[-1]["thawed_at"] is not None
@@ -138,7 +129,7 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
         # the lot's track-ins name the material lots they used, after the loads (id order)
         lot_events = on("/lots/E1/events")
         for event in lot_events:
-            _valid(event, "lot-event")
+            check_schema(event, "lot-event")
         track_ins = {e["step"]: e for e in lot_events if e["kind"] == "LotTrackedIn"}
         assert track_ins["DIE_ATTACH"]["data"]["materials"] == ["DAF-1"]
         assert track_ins["WIRE_BOND"]["data"]["materials"] == ["WIRE-1"]
@@ -157,7 +148,7 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
         for topic, message in states.items():
             assert message.retain, topic
         cap = states["durables/CAP-1"].payload
-        _valid(cap, "durable-state")
+        check_schema(cap, "durable-state")
         assert (cap["count"], cap["life"], cap["status"], cap["mounted_on"]) == (
             128,
             10_000,
@@ -166,10 +157,10 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
         )
         assert cap["last_event_id"] == used[-1]["id"] and cap["last_event"] == "DurableUsed"
         daf = states["materials/DAF-1"].payload
-        _valid(daf, "material-state")
+        check_schema(daf, "material-state")
         assert daf["loaded_on"] == "DB-1" and daf["last_event"] == "MaterialLoaded"
         assert daf["usable_from"] == film[-1]["usable_from"] is not None
-        _valid(states["materials/WIRE-1"].payload, "material-state")
+        check_schema(states["materials/WIRE-1"].payload, "material-state")
         assert states["lots/E1"].payload["lot"] == "E1"
     finally:
         await engine.dispose()

@@ -9,7 +9,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import jsonschema
 import pytest
 import structlog
 from sqlalchemy import func, select
@@ -19,7 +18,6 @@ from mes.adapters.outbox import OutboxReader, OutboxStore
 from mes.adapters.tables import lot_history
 from mes.domain.equipment import ToolRecord
 from mes.domain.model import LotState
-from pkgline.events import payloads
 from pkgline.events.relay import Relay
 from tests.controller.conftest import (
     FLOWS,
@@ -37,6 +35,7 @@ from tests.events.conftest import (
     Subscriber,
     all_outbox_ids,
     check_feed,
+    check_schema,
     drained,
     events_config,
     running,
@@ -74,11 +73,7 @@ def check_schemas(sub: Subscriber) -> set[str]:
     seen = set()
     for message in sub.messages:
         kind = schema_kind(message.topic)
-        jsonschema.validate(
-            message.payload,
-            payloads.schema(kind),
-            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-        )
+        check_schema(message.payload, kind)
         seen.add(kind)
     return seen
 
