@@ -451,6 +451,7 @@ def _print_next(run: Demo) -> None:
         f"{pkgline} tool show {tool} --window 10m {db}",
         f"{pkgline} lot genealogy {LOT_PREFIX}{len(LOTS)} {lots}",
         f"{pkgline} durable list {lots}",
+        f"{pkgline} events list --limit 20 {lots}",
     ):
         out.print(Text(f"  {line}"))
     out.print(

@@ -162,6 +162,11 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
     }
     assert durables["CAP-WB-1"]["tool"] == "WB-1" and durables["CAP-WB-1"]["count"] > 0, durables
     assert durables["BLADE-DICE-1"]["count"] > 0, durables
+    # What the feed published: the lots' events and the durables' and material lots'
+    assert f"events list --limit 20 --db sqlite:///{db}" in output
+    feed = _json_of("events", "list", "--limit", "10000", "--json", "--db", f"sqlite:///{db}")
+    kinds = {e["kind"] for e in feed}
+    assert {"LotStarted", "DurableMounted", "DurableUsed", "MaterialLoaded"} <= kinds, kinds
     # The live view's "steps done / planned": the route the controller took, step for step.
     for number, (flow, _) in enumerate(LOTS, start=1):
         lot = start_lot(cmd.StartLot(f"P{number}", flow, "t"), library.get(flow), utc_now()).lot
