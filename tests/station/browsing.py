@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -83,7 +84,12 @@ def shot(browser: WebDriver, path: Path) -> None:
 
 
 def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(browser, WAIT_S)
+    """A wait that polls through a page being replaced: a condition that found an element of
+    the page a form's submit is leaving may read it as it goes, and Chromium then answers
+    "Node with given id does not belong to the document", a WebDriverException that
+    Selenium's conditions do not catch (as they do a stale element). The wait still fails,
+    with a timeout, if the condition never holds."""
+    return WebDriverWait(browser, WAIT_S, ignored_exceptions=(WebDriverException,))
 
 
 def log_in(browser: WebDriver, station: Station, user: str, shots: Path | None = None) -> None:
