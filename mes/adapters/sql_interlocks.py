@@ -11,7 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import lots, rare, tool_qualifications
+from mes.adapters.sql_expressions import rare
+from mes.adapters.tables import lots, tool_qualifications
 from mes.domain.interlocks import Qualification
 from mes.domain.model import LotState
 from mes.ports import GetLotsRunningOn, GetQualifications, InterlockRequest, SaveQualifications

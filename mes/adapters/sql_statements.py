@@ -28,6 +28,7 @@ from sqlalchemy.sql.expression import CTE
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.sql_durables import DurableStatements
 from mes.adapters.sql_equipment import EquipmentStatements
+from mes.adapters.sql_expressions import rare
 from mes.adapters.sql_interlocks import InterlockStatements
 from mes.adapters.sql_materials import MaterialStatements
 from mes.adapters.sql_reasons import ReasonStatements
@@ -54,7 +55,6 @@ from mes.adapters.tables import (
     lot_history,
     lots,
     outbox,
-    rare,
     site_rejects,
 )
 from mes.domain.model import LotHead, LotState, Operation

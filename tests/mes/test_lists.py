@@ -269,7 +269,7 @@ async def test_lists_by_tool_and_step_and_the_working_set_use_indexes_on_sqlite(
     for the tool interlock, ``lot list --state WAITING``) and a lot's children (``lot
     show``): after ANALYZE, which tells the planner only the average lots per state and per
     parent, they scanned every lot along the priority index until told the filter is rare
-    (``mes.adapters.tables.rare``)."""
+    (``mes.adapters.sql_expressions.rare``)."""
     engine = create_engine(sqlite_url)
     try:
         await upgrade(engine)
