@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from mes.adapters.outbox import subject_event
+from mes.adapters.outbox import subject_row
 from mes.domain import durables, materials
 from mes.domain.durables import DurableEventKind, Mounted, PendingJob
 from mes.domain.model import JobStatus, LotState
@@ -85,7 +85,7 @@ def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
             store.durables[durable.id] = durable
             store.durable_events.append(replace(event, seq=len(store.durable_events) + 1))
             store.outbox.append(
-                subject_event(
+                subject_row(
                     "durable",
                     event.durable_id,
                     durables.event_kind(event),
@@ -119,7 +119,7 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
             store.materials[material.id] = material
             store.material_events.append(replace(event, seq=len(store.material_events) + 1))
             store.outbox.append(
-                subject_event(
+                subject_row(
                     "material",
                     event.material_id,
                     materials.event_kind(event),

@@ -85,15 +85,15 @@ class OutboxEvent:
 
 SUBJECTS = ("lot", "durable", "material")
 """Whose events the outbox carries (revision 0020)."""
-SUBJECT_EVENT_KEYS = ["subject", "lot_id", "kind", "payload", "created_at"]
+SUBJECT_ROW_KEYS = ["subject", "lot_id", "kind", "payload", "created_at"]
 """The columns of an outbox row of a durable's or a material lot's event."""
 
 
-def subject_event(
+def subject_row(
     subject: str, subject_id: str, kind: str, payload: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
     """The outbox row of an event of a durable's or a material lot's history
-    (:data:`SUBJECT_EVENT_KEYS`), written in the transaction of the event."""
+    (:data:`SUBJECT_ROW_KEYS`), written in the transaction of the event."""
     assert subject in SUBJECTS[1:], subject
     return {
         "subject": subject,

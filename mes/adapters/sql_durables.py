@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
-from mes.adapters.outbox import SUBJECT_EVENT_KEYS, subject_event
+from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
 from mes.adapters.tables import durable_events, durables, jobs, lots, outbox
 from mes.domain.durables import (
     Durable,
@@ -83,7 +83,7 @@ class DurableStatements:
             )
         )
         self.insert_event = c(insert(durable_events), _EVENT_COLUMNS)
-        self.insert_outbox = c(insert(outbox), SUBJECT_EVENT_KEYS)
+        self.insert_outbox = c(insert(outbox), SUBJECT_ROW_KEYS)
         history = select(durable_events).order_by(_E.seq)
         self.events_of = c(history.where(_E.durable_id == bindparam("durable_id")))
         self.events_for_lot = c(history.where(_E.lot_id == bindparam("lot_id")))
@@ -221,7 +221,7 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
         yield ExecuteMany(  # for the event feed, in the same transaction
             sql.insert_outbox,
             [
-                subject_event("durable", e.durable_id, event_kind(e), event_dict((d, e)), e.at)
+                subject_row("durable", e.durable_id, event_kind(e), event_dict((d, e)), e.at)
                 for d, e in request.changed
             ],
         )

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
-from mes.adapters.outbox import SUBJECT_EVENT_KEYS, subject_event
+from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
 from mes.adapters.tables import material_events, material_uses, materials, outbox
 from mes.domain.materials import (
     Material,
@@ -69,7 +69,7 @@ class MaterialStatements:
             .where(_E.material_id == bindparam("material_id"))
             .order_by(_E.seq)
         )
-        self.insert_outbox = c(insert(outbox), SUBJECT_EVENT_KEYS)
+        self.insert_outbox = c(insert(outbox), SUBJECT_ROW_KEYS)
         self.insert_use = c(
             insert(material_uses), [col.name for col in material_uses.c if col.name != "seq"]
         )
@@ -180,7 +180,7 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
         yield ExecuteMany(  # for the event feed, in the same transaction
             sql.insert_outbox,
             [
-                subject_event("material", e.material_id, event_kind(e), event_dict((m, e)), e.at)
+                subject_row("material", e.material_id, event_kind(e), event_dict((m, e)), e.at)
                 for m, e in request.changed
             ],
         )
