@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SCHEMA_REVISION = "0020"
+SCHEMA_REVISION = "0021"
 """The head of the Alembic revisions in ``mes/migrations`` (a test keeps them equal)."""
 
 _SQLITE_SCHEMES = ("sqlite:///", "sqlite+aiosqlite:///")

@@ -23,7 +23,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, column, delete, func, select, text, type_coerce, update
+from sqlalchemy import (
+    Text,
+    bindparam,
+    column,
+    delete,
+    func,
+    select,
+    text,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,7 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters import jsontext
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
-from mes.adapters.tables import lots, outbox
+from mes.adapters.sql_expressions import rare
+from mes.adapters.tables import lot_counts, lots, outbox
+from mes.domain.model import FINAL_STATES, LotState
 
 RELAY_LOCK = 0x706B676C_72656C79
 """pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
@@ -193,7 +206,15 @@ _PRUNE = delete(outbox).where(
     outbox.c.published_at < bindparam("before"),
     outbox.c.seq < select(func.max(outbox.c.seq)).scalar_subquery(),
 )
-_LOTS_BY_STATE = select(lots.c.state, func.count()).group_by(lots.c.state)
+LOTS_BY_STATE = union_all(
+    # the few lots in progress, counted; the many finished, as the triggers keep them (0021)
+    select(lots.c.state, func.count())
+    .where(rare(lots.c.state.in_([s.value for s in LotState if s not in FINAL_STATES])))
+    .group_by(lots.c.state),
+    select(lot_counts.c.state, func.sum(lot_counts.c.n))
+    .group_by(lot_counts.c.state)
+    .having(func.sum(lot_counts.c.n) > 0),
+)
 
 
 class OutboxReader:
@@ -369,7 +390,7 @@ class RelaySession:
 
     async def lots_by_state(self) -> dict[str, int]:
         async with self._read():
-            rows = (await self._conn.execute(_LOTS_BY_STATE)).all()
+            rows = (await self._conn.execute(LOTS_BY_STATE)).all()
         return {state: int(n) for state, n in rows}
 
     async def prune(self, before: datetime) -> int:

@@ -22,13 +22,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Select
 from sqlalchemy.sql.expression import CTE
 
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.sql_durables import DurableStatements
 from mes.adapters.sql_equipment import EquipmentStatements
-from mes.adapters.sql_expressions import rare
+from mes.adapters.sql_expressions import common, rare
 from mes.adapters.sql_interlocks import InterlockStatements
 from mes.adapters.sql_materials import MaterialStatements
 from mes.adapters.sql_reasons import ReasonStatements
@@ -52,12 +52,13 @@ from mes.adapters.tables import (
     audit_heads,
     carriers,
     jobs,
+    lot_counts,
     lot_history,
     lots,
     outbox,
     site_rejects,
 )
-from mes.domain.model import LotHead, LotState, Operation
+from mes.domain.model import FINAL_STATES, LotHead, LotState, Operation
 from mes.ports import LotQuery, ToolJobQuery
 
 
@@ -373,6 +374,44 @@ def page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[
 _PAGE_ORDER = (lots.c.priority, lots.c.created_at, lots.c.id)
 
 
+def _kept_count(query: LotQuery, values: dict[str, Any]) -> Select[Any] | None:
+    """The count of a list filtered by state and flow at most: the lots in progress that
+    match, counted in ``lots`` (few, along ix_lots_state_priority), plus the finished ones
+    from ``lot_counts`` (a few rows per flow, kept by triggers: revision 0021), whatever the
+    number of lots the plant finished. None for other filters (a priority, a tool, a step, a
+    time window): their count is of the lots that match, in ``lots``. The states' values are
+    added to ``values`` (as c_live* and c_final*)."""
+    if any(
+        given is not None
+        for given in (query.priority, query.tool, query.step, query.moved_since, query.moved_before)
+    ):
+        return None
+    states = query.states or tuple(LotState)
+    live = [s for s in LotState if s in states and s in _IN_PROGRESS]
+    final = [s for s in LotState if s in states and s in FINAL_STATES]
+    values.update({f"c_live{i}": s.value for i, s in enumerate(live)})
+    values.update({f"c_final{i}": s.value for i, s in enumerate(final)})
+    flow = [] if query.flow is None else [bindparam("f_flow", type_=lots.c.flow.type)]
+    in_progress = (
+        select(func.count())
+        .select_from(lots)
+        .where(rare(lots.c.state.in_([bindparam(f"c_live{i}") for i in range(len(live))])))
+        .where(*(common(lots.c.flow == f) for f in flow))
+        .scalar_subquery()
+        if live
+        else literal(0, BigInteger())
+    )
+    finished = (
+        select(cast(func.coalesce(func.sum(lot_counts.c.n), 0), BigInteger()))
+        .where(lot_counts.c.state.in_([bindparam(f"c_final{i}") for i in range(len(final))]))
+        .where(*(lot_counts.c.flow == f for f in flow))
+        .scalar_subquery()
+        if final
+        else literal(0, BigInteger())
+    )
+    return select((in_progress + finished).label("n"))
+
+
 def page_statements(
     query: LotQuery, dialect: Dialect
 ) -> tuple[CompiledStatement, CompiledStatement, dict[str, Any]]:
@@ -382,7 +421,9 @@ def page_statements(
     its cost does not grow with the page number, and no lot is skipped or shown twice
     while lots move, since a move changes none of the three."""
     where, values = page_conditions(query, dialect)
-    count = select(func.count()).select_from(lots).where(*where)
+    count = _kept_count(query, values)
+    if count is None:
+        count = select(func.count()).select_from(lots).where(*where)
     keyed = list(where)
     if query.after is not None:
         keyed.append(

@@ -18,6 +18,7 @@ from flows import FlowLibrary
 from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.migrate import upgrade
+from mes.adapters.outbox import LOTS_BY_STATE
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_history import history_page_statements
 from mes.adapters.sql_statements import page_statements
@@ -220,13 +221,17 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
         page, count, values = page_statements(query, dialect)
         values.update(page_limit=51, k_priority=5, k_created_at=lately, k_id="D500")
         plans[f"{name}: page"] = await _plan(plant, page, values)
-        rare = query.step is not None and query.step != first_step
-        if query.after is None and (query.states or query.moved_since or query.tool or rare):
+        if query.after is None and query.step != first_step:
             # a count of few lots among many (the working set, the last hour, one tool's, one
-            # step's); counting every lot, or a flow's or the finished lots' step's 100,000, is
-            # a count of that many rows whatever the plan
+            # step's), or of every lot or a flow's: the lots in progress plus the finished
+            # ones as lot_counts keeps them (revision 0021). The finished lots' step's is a
+            # count of 100,000 rows whatever the plan.
             plans[f"{name}: count"] = await _plan(plant, count, values)
     plans["heads"] = await _plan(plant, statements.heads(2), {"s0": "WAITING", "s1": "RUNNING"})
+    async with factory.engine.connect() as conn:  # the relay's line status, by state
+        by_state = LOTS_BY_STATE.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        rows = await conn.execute(text(f"EXPLAIN {by_state}"))
+        plans["lots by state"] = "\n".join(r[0] for r in rows)
     plans["history"] = await _plan(plant, statements.history, {"lot_id": "D7"})
     for name, history_query in {
         "history list": HistoryQuery(limit=50),
@@ -269,7 +274,8 @@ async def test_lists_by_tool_and_step_and_the_working_set_use_indexes_on_sqlite(
     for the tool interlock, ``lot list --state WAITING``) and a lot's children (``lot
     show``): after ANALYZE, which tells the planner only the average lots per state and per
     parent, they scanned every lot along the priority index until told the filter is rare
-    (``mes.adapters.sql_expressions.rare``)."""
+    (``mes.adapters.sql_expressions.rare``). The count of every lot, or of a flow's, adds the
+    finished ones as ``lot_counts`` keeps them (revision 0021) to the lots in progress."""
     engine = create_engine(sqlite_url)
     try:
         await upgrade(engine)
@@ -342,6 +348,14 @@ async def test_lists_by_tool_and_step_and_the_working_set_use_indexes_on_sqlite(
                 key = f"lot list --state WAITING: {part} ({statistics})"
                 plan = plans[key] = await _plan(service, statement, values)
                 assert "INDEX ix_lots_state_priority " in plan, f"{key}:\n{plan}"
+            # every lot, or a flow's: the lots in progress and the finished lots' counts
+            for name, query in (("lot list", LotQuery()), ("one flow", LotQuery(flow="x"))):
+                _, count, values = page_statements(query, engine.dialect)
+                key = f"{name}: count ({statistics})"
+                plan = plans[key] = await _plan(service, count, {**values, "f_flow": "x"})
+                assert "INDEX ix_lots_state_priority " in plan, f"{key}:\n{plan}"
+                assert "lot_counts" in plan, f"{key}:\n{plan}"
+        assert (await service.page(LotQuery())).total == 5_012
         for name, plan in plans.items():
             # "SCAN lots" reads every lot, and so does "SCAN lots USING INDEX ..."
             assert not [line for line in plan.splitlines() if line.startswith("SCAN lots")], (
