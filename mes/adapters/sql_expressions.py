@@ -52,22 +52,34 @@ def _lot_step_sqlite(element: LotStep, compiler: SQLCompiler, **kw: Any) -> str:
     return f"coalesce(json_extract({running}, '$.step'), json_extract({path}, '$[#-1]'))"
 
 
-class _Rare(FunctionElement[Any]):
-    """A condition that few rows meet (:func:`rare`). Untyped: a Boolean one would be
-    compared with 1 on SQLite (``unlikely(...) = 1``), which no index serves."""
+class _Hinted(FunctionElement[Any]):
+    """A condition with how often it holds said to SQLite's planner (:func:`rare`,
+    :func:`common`). Untyped: a Boolean one would be compared with 1 on SQLite
+    (``unlikely(...) = 1``), which no index serves."""
 
     type = NullType()
     inherit_cache = True
+    likelihood = 0.5
 
 
-@compiles(_Rare)
-def _rare(element: _Rare, compiler: SQLCompiler, **kw: Any) -> str:
+class _Rare(_Hinted):
+    inherit_cache = True
+    likelihood = 0.001
+
+
+class _Common(_Hinted):
+    inherit_cache = True
+    likelihood = 0.9375  # SQLite's likely()
+
+
+@compiles(_Hinted)
+def _hinted(element: _Hinted, compiler: SQLCompiler, **kw: Any) -> str:
     return f"({compiler.process(element.clauses, **kw)})"
 
 
-@compiles(_Rare, "sqlite")
-def _rare_sqlite(element: _Rare, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"likelihood({compiler.process(element.clauses, **kw)}, 0.001)"
+@compiles(_Hinted, "sqlite")
+def _hinted_sqlite(element: _Hinted, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clauses, **kw)}, {element.likelihood})"
 
 
 def rare(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -86,27 +98,10 @@ def rare(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return _Rare(condition)
 
 
-class _Common(FunctionElement[Any]):
-    """A condition that many rows meet (:func:`common`); untyped as :class:`_Rare`."""
-
-    type = NullType()
-    inherit_cache = True
-
-
-@compiles(_Common)
-def _common(element: _Common, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_Common, "sqlite")
-def _common_sqlite(element: _Common, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"likely({compiler.process(element.clauses, **kw)})"
-
-
 def common(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    """``condition``, which many rows meet, said so to SQLite's planner (``likely(X)``, as
-    :func:`rare` says the opposite), so that it searches along the index of a rarer
-    condition beside it rather than this one's: a flow's lots in progress are found among
-    the lots in progress, not among every lot the flow ever had. PostgreSQL gets the
-    condition as it is."""
+    """``condition``, which many rows meet, said so to SQLite's planner (``likelihood(X,
+    0.9375)``, SQLite's ``likely``: :func:`rare`'s opposite), so that it searches along the
+    index of a rarer condition beside it rather than this one's: a flow's lots in progress
+    are found among the lots in progress, not among every lot the flow ever had. PostgreSQL
+    gets the condition as it is."""
     return _Common(condition)
