@@ -74,7 +74,7 @@ def list_events(
     """The events the outbox keeps (until the retention), oldest first, by id: what the feed
     published, or will; for a subscriber that lost its session, from the last id it
     processed. Says how many are kept and how to see the next page."""
-    from pkgline.cli import tool_list
+    from pkgline.cli import pages
     from pkgline.list_views import feed_answer
 
     async def direct() -> dict[str, Any]:
@@ -85,14 +85,14 @@ def list_events(
     shown = either(db, server, json, direct, Remote("GET", "/events", query=query_params(given)))
     if json:
         print_json(shown["events"])
-        tool_list.json_notice(shown)
+        pages.json_notice(shown)
         return
     for event in shown["events"]:
         try:
             out.print(describe(event), markup=False, highlight=False)
         except (KeyError, TypeError):  # a newer server's kind of event
             out.print(jsonlib.dumps(event), markup=False, highlight=False)
-    tool_list.print_notice(shown, "events")
+    pages.print_notice(shown, "events")
 
 
 @app.command()

@@ -59,7 +59,7 @@ def history(
     """The line's lot history, newest first, a page at a time: every lot's entries, or one
     lot's, tool's or person's; says how many match and how to see the next (older) page."""
     from mes.domain.errors import InvalidInput
-    from pkgline.cli import tool_list
+    from pkgline.cli import pages
     from pkgline.cli.lot_view import print_entries
     from pkgline.list_views import history_answer, history_query
 
@@ -88,8 +88,8 @@ def history(
     shown = either(db, server, json, direct, Remote("GET", "/history", query=query_params(given)))
     if json:
         print_json(shown["entries"])
-        tool_list.json_notice(shown)
+        pages.json_notice(shown)
         return
     if shown["entries"]:
         print_entries(shown["entries"], "Lot history, newest first", None)
-    tool_list.print_notice(shown, "entries")
+    pages.print_notice(shown, "entries")

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pkgline.cli.common import out
+from pkgline.cli.pages import print_notice
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -35,7 +36,6 @@ def state_text(state: LotState) -> Text:
 
 def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     from mes.domain.model import LotState
 
@@ -59,16 +59,16 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
             *([str(r.get("hold_reason") or "")] if held else []),
         )
     out.print(table)
-    shown = f"{len(rows):,} of {notice['total']:,} lots"
-    if notice["more"]:
-        out.print(
-            Text.assemble(
-                (f"{shown}; more follow: ", "yellow"),
-                f"the same command with --after {rows[-1]['id']}",
-            )
-        )
-    else:
-        out.print(shown)
+    more = bool(notice["more"])
+    print_notice(
+        {
+            "shown": len(rows),
+            "total": notice["total"],
+            "more": more,
+            "next_after": rows[-1]["id"] if more and rows else None,
+        },
+        "lots",
+    )
 
 
 def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:

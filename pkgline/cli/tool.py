@@ -208,7 +208,7 @@ def list_tools(
     """Tools by id, a page at a time: dispatch, connection, process state, mode, E10 state and
     since when, lot, progress, alarm; says how many match and how to see the next page."""
     from mes.ports import ToolQuery
-    from pkgline.cli import tool_list
+    from pkgline.cli import pages, tool_list
 
     if state is not None and state not in RECORDED_STATES:
         usage_error(
@@ -228,7 +228,7 @@ def list_tools(
     tools = answer["tools"]
     if json:
         print_json(tools)
-        tool_list.json_notice(answer)
+        pages.json_notice(answer)
         return
     if answer["total"] == 0:
         if (line, equipment_class, state) == (None, None, None):
@@ -240,7 +240,7 @@ def list_tools(
         return
     if tools:
         out.print(tools_table(tools))
-    tool_list.print_notice(answer)
+    pages.print_notice(answer)
 
 
 @app.command()

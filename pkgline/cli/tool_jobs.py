@@ -40,7 +40,7 @@ def jobs(
     """A tool's jobs, newest first, a page at a time: started, lot, step, carrier, status,
     sites in and rejected, yield; says how many match and how to see the next (older) page."""
     from mes.ports import ToolJobQuery
-    from pkgline.cli import tool_list
+    from pkgline.cli import pages
     from pkgline.cli.tool import print_jobs
 
     try:
@@ -76,8 +76,8 @@ def jobs(
     shown = either(db, server, json, direct, remote)
     if json:
         print_json(shown["jobs"])
-        tool_list.json_notice(shown)
+        pages.json_notice(shown)
         return
     if shown["jobs"]:
         print_jobs(shown["jobs"], f"Jobs of {tool}, newest first")
-    tool_list.print_notice(shown, "jobs")
+    pages.print_notice(shown, "jobs")

@@ -416,7 +416,7 @@ def events(
 ) -> None:
     """The security log, newest first, a page at a time: logins, lockouts, refusals, changes
     to users; says how many match and how to see the next (older) page."""
-    from pkgline.cli import tool_list
+    from pkgline.cli import pages
 
     try:
         query = SecurityEventQuery(
@@ -446,7 +446,7 @@ def events(
     shown = _either(db, server, json, found, Remote("GET", "/security/events", query=params))
     if json:
         print_json(shown["events"])
-        tool_list.json_notice(shown)
+        pages.json_notice(shown)
         return
     table = Table("seq", "at", "event", "by", "user", "detail")
     for e in shown["events"]:
@@ -461,4 +461,4 @@ def events(
         )
     if shown["events"]:
         out.print(table)
-    tool_list.print_notice(shown, "events")
+    pages.print_notice(shown, "events")
