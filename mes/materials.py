@@ -18,15 +18,18 @@ from flows import Flow
 from mes.domain import materials as rules
 from mes.domain.authority import Action, Principal
 from mes.domain.commands import TrackIn
-from mes.domain.errors import UnknownLot, UnknownMaterial, UnknownTool
+from mes.domain.errors import InvalidInput, UnknownLot, UnknownMaterial, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.materials import Changed, Link, Material, MaterialEvent, Reached, Source, Use
 from mes.domain.model import Lot
 from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work, get_history, get_lot, get_tools
 from mes.ports_materials import (
+    MaterialPage,
+    MaterialQuery,
     add_uses,
     get_material_events,
+    get_material_page,
     get_materials,
     get_uses,
     save_materials,
@@ -205,6 +208,27 @@ class MaterialService:
 
         found = await self._read(work(), by)
         assert isinstance(found, list)
+        return found
+
+    async def page(self, query: MaterialQuery, *, by: Principal | None = None) -> MaterialPage:
+        """One page of a material lot list (:class:`mes.ports_materials.MaterialQuery`): by
+        id, filtered in the store, with how many match and whether more follow. Refused for
+        a tool or a cursor that names nothing, and a limit below 1."""
+
+        def work() -> Work[MaterialPage]:
+            if query.limit < 1:
+                raise InvalidInput(f"a page holds 1 material lot or more, not {query.limit}")
+            if query.tool_id is not None and not (yield from get_tools([query.tool_id])):
+                raise UnknownTool(f"there is no tool {query.tool_id}")
+            if query.after is not None and not (yield from get_materials([query.after])):
+                raise UnknownMaterial(
+                    f"there is no material lot {query.after} to list the material lots after: "
+                    "expected the last id of the page before"
+                )
+            return (yield from get_material_page(query))
+
+        found = await self._read(work(), by)
+        assert isinstance(found, MaterialPage)
         return found
 
     async def where_used(self, material_id: str, *, by: Principal | None = None) -> list[Reached]:

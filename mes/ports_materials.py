@@ -23,6 +23,38 @@ class GetMaterials:
 
 
 @dataclass(frozen=True, slots=True)
+class MaterialQuery:
+    """Which material lots a list shows, and which page of them: ordered by id, from the
+    material lot after ``after`` (an id, the last of the page before) on, at most ``limit``
+    of them. The filters are applied by the store (in SQL), none after."""
+
+    tool_id: str | None = None
+    """Only those loaded on this tool."""
+    loaded: bool = False
+    """Only those loaded on a tool (not the shelf's)."""
+    after: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialPage:
+    """One page of a material lot list: the lots, how many match the filters in all, and
+    whether more follow the page (ask again with ``after`` = the last one's id)."""
+
+    materials: list[Material]
+    total: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GetMaterialPage:
+    """Read one page of material lots (answer: :class:`MaterialPage`; two statements, the
+    page and its count)."""
+
+    query: MaterialQuery
+
+
+@dataclass(frozen=True, slots=True)
 class SaveMaterials:
     """Write material lots and the events that changed them: an ``added`` one is inserted,
     the others updated (answer: None)."""
@@ -53,7 +85,9 @@ class GetUses:
     lot_ids: tuple[str, ...] | None = None
 
 
-MaterialRequest: TypeAlias = GetMaterials | SaveMaterials | GetMaterialEvents | AddUses | GetUses
+MaterialRequest: TypeAlias = (
+    GetMaterials | GetMaterialPage | SaveMaterials | GetMaterialEvents | AddUses | GetUses
+)
 
 
 def get_materials(
@@ -64,6 +98,11 @@ def get_materials(
 ) -> Generator[MaterialRequest, Any, list[Material]]:
     ids = None if material_ids is None else tuple(material_ids)
     found: list[Material] = yield GetMaterials(ids, tool_id, loaded)
+    return found
+
+
+def get_material_page(query: MaterialQuery) -> Generator[MaterialRequest, Any, MaterialPage]:
+    found: MaterialPage = yield GetMaterialPage(query)
     return found
 
 

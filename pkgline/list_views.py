@@ -1,6 +1,6 @@
 """The answers of the lists added at plant size (issue 20) that the CLI and the API share:
-the security log, a tool's jobs, the line's lot history and the event feed's events kept in
-the outbox, a page at a time, each as
+the security log, a tool's jobs, the line's lot history, the event feed's events kept in
+the outbox and the material lots, a page at a time, each as
 ``{"<items>": [...], "total", "shown", "more", "next_after"}`` (the next page is the same
 request with ``after`` = ``next_after``), built here in both modes so that they answer alike;
 and the reading of the instants their filters take."""
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from mes.domain.authority import Principal
     from mes.equipment import EquipmentService
     from mes.identity import IdentityService
+    from mes.materials import MaterialService
     from mes.ports import HistoryQuery, ToolJobQuery
+    from mes.ports_materials import MaterialQuery
     from mes.service import LotService
 
 EVENTS_PAGE = 50
@@ -152,4 +154,17 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
     page = await reader.page(after, limit)
     rows = [replayed(e) for e in page.events]
     answer: dict[str, Any] = _page(rows, "events", "id", page.total, page.more)
+    return answer
+
+
+async def materials_answer(
+    materials: MaterialService, query: MaterialQuery, by: Principal | None = None
+) -> dict[str, Any]:
+    """``material list``, ``GET /materials``: one page of material lots by id (all, a tool's,
+    or those loaded on a tool); the cursor is a material lot's ``id``."""
+    from pkgline.interlock_views import material_dict
+
+    page = await materials.page(query, by=by)
+    rows = [material_dict(m) for m in page.materials]
+    answer: dict[str, Any] = _page(rows, "materials", "id", page.total, page.more)
     return answer

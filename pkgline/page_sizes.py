@@ -8,3 +8,7 @@ MAX_HISTORY_PAGE = 10000
 FEED_PAGE = 100
 """Events of the feed per page (``events list``, ``GET /events``): oldest first, by id."""
 MAX_FEED_PAGE = 10000
+MATERIAL_PAGE = 100
+"""Material lots per page (``material list``, ``GET /materials``): by id."""
+MAX_MATERIAL_PAGE = 1000
+"""The most one page holds (``material list --json`` reads every lot this many at a time)."""

@@ -23,8 +23,10 @@ from mes.ports_durables import (
 from mes.ports_materials import (
     AddUses,
     GetMaterialEvents,
+    GetMaterialPage,
     GetMaterials,
     GetUses,
+    MaterialPage,
     MaterialRequest,
     SaveMaterials,
 )
@@ -114,6 +116,16 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
             and (request.tool_id is not None or ids is None or m.id in ids)
             and (not request.loaded or m.tool_id is not None)
         ]
+    if isinstance(request, GetMaterialPage):
+        q = request.query
+        found = [
+            m
+            for _, m in sorted(store.materials.items())
+            if (q.tool_id is None or m.tool_id == q.tool_id)
+            and (not q.loaded or m.tool_id is not None)
+        ]
+        page = [m for m in found if q.after is None or m.id > q.after][: q.limit + 1]
+        return MaterialPage(page[: q.limit], len(found), len(page) > q.limit)
     if isinstance(request, SaveMaterials):
         for material, event in request.changed:
             store.materials[material.id] = material

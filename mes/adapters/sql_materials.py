@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -25,8 +25,11 @@ from mes.domain.materials import (
 from mes.ports_materials import (
     AddUses,
     GetMaterialEvents,
+    GetMaterialPage,
     GetMaterials,
     GetUses,
+    MaterialPage,
+    MaterialQuery,
     MaterialRequest,
     SaveMaterials,
 )
@@ -51,6 +54,22 @@ class MaterialStatements:
         self.all = c(everything)
         self.on_tool = c(everything.where(_M.tool_id == bindparam("tool_id")))
         self.loaded = c(everything.where(_M.tool_id.is_not(None)))
+        # a list's pages (by id, after the cursor's id, limit + 1 to tell more) and counts:
+        # keyed by (on a tool, loaded, after a cursor)
+        self.pages: dict[tuple[bool, bool, bool], CompiledStatement] = {}
+        self.counts: dict[tuple[bool, bool], CompiledStatement] = {}
+        for tool in (False, True):
+            for loaded in (False, True):
+                where = [_M.tool_id == bindparam("tool_id")] if tool else []
+                where += [_M.tool_id.is_not(None)] if loaded else []
+                self.counts[tool, loaded] = c(
+                    select(func.count()).select_from(materials).where(*where)
+                )
+                for after in (False, True):
+                    keyed = [*where, _M.id > bindparam("after")] if after else where
+                    self.pages[tool, loaded, after] = c(
+                        everything.where(*keyed).limit(bindparam("page_limit", type_=Integer()))
+                    )
         self.insert = c(insert(materials), [col.name for col in materials.c])
         self.write = c(
             update(materials)
@@ -130,6 +149,17 @@ def _chunks(ids: list[str]) -> list[list[str]]:
     return [ids[k : k + _CHUNK] for k in range(0, len(ids), _CHUNK)]
 
 
+def _page(sql: MaterialStatements, query: MaterialQuery) -> Plan[MaterialPage]:
+    tool, loaded, after = query.tool_id is not None, query.loaded, query.after is not None
+    values = {"tool_id": query.tool_id, "after": query.after, "page_limit": query.limit + 1}
+    rows = yield Fetch(sql.pages[tool, loaded, after], values)
+    total = yield Fetch(sql.counts[tool, loaded], values)
+    found = [_material(r) for r in rows]
+    return MaterialPage(
+        found[: query.limit], int(next(iter(total[0].values()))), len(found) > query.limit
+    )
+
+
 def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any]:
     """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
     if isinstance(request, GetMaterials):
@@ -145,6 +175,8 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
                 values = {f"i{k}": v for k, v in enumerate(chunk)}
                 rows.extend((yield Fetch(sql.by_ids(len(chunk)), values)))
         return [_material(r) for r in rows]
+    if isinstance(request, GetMaterialPage):
+        return (yield from _page(sql, request.query))
     if isinstance(request, SaveMaterials):
         added = [m for m, e in request.changed if e.event is MaterialEventKind.ADDED]
         changed = [m for m, e in request.changed if e.event is not MaterialEventKind.ADDED]

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from mes.domain.authority import Principal
 from mes.materials import MaterialService
+from mes.ports_materials import MaterialQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
 from pkgline.interlock_views import (
@@ -21,6 +22,8 @@ from pkgline.interlock_views import (
     material_view_dict,
     where_used_dict,
 )
+from pkgline.list_views import materials_answer
+from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE
 
 router = APIRouter(tags=["materials"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -48,15 +51,23 @@ def _materials(request: Request) -> MaterialService:
     return state_of(request).services.materials
 
 
-@router.get("/materials", summary="Every material lot, or a tool's, or those on a tool")
+@router.get(
+    "/materials", summary="Material lots by id, a page at a time: all, a tool's, or those loaded"
+)
 async def list_materials(
     request: Request,
     who: Who,
     tool: Annotated[str | None, Query(max_length=64)] = None,
     loaded: Annotated[bool, Query(description="Only those loaded on a tool.")] = False,
+    after: Annotated[
+        str | None, Query(max_length=64, description="The page's cursor (a material lot id).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_MATERIAL_PAGE)] = MATERIAL_PAGE,
 ) -> JSONResponse:
-    found = await _materials(request).find(tool_id=tool, loaded=loaded, by=who)
-    return answer(request, [material_dict(m) for m in found])
+    """Answers ``{"materials": [...], "total", "shown", "more", "next_after"}``; the next
+    page is the same request with ``after`` = ``next_after``."""
+    query = MaterialQuery(tool_id=tool, loaded=loaded, after=after, limit=limit)
+    return answer(request, await materials_answer(_materials(request), query, who))
 
 
 @router.get("/materials/{material_id}", summary="A material lot, its history and uses")

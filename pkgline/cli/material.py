@@ -23,11 +23,13 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
     from rich.text import Text
 
     from mes.domain.materials import Material
+    from pkgline.bootstrap import Services
 
 
 def _views() -> ModuleType:
@@ -279,31 +281,66 @@ def list_(
     loaded: Annotated[
         bool, typer.Option("--loaded", help="Only those loaded on a tool (not the shelf's).")
     ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            max=MAX_MATERIAL_PAGE,
+            help=f"At most this many (default: {MATERIAL_PAGE} in the table; every material "
+            "lot with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after", help="Start after this material lot (the last of the page before)."
+        ),
+    ] = None,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Every material lot (or a tool's, or those on the tools): kind, tool, expiry, thaw,
-    status."""
-    query = [("tool", tool)] if tool is not None else []
-    query += [("loaded", "true")] if loaded else []
-    answer = served(
-        db,
-        server,
-        json,
-        Remote("GET", "/materials", query=query or None),
-        lambda s: s.materials.find(tool_id=tool, loaded=loaded),
-        lambda found: [_views().material_dict(m) for m in found],
-    )
+    """Material lots by id, a page at a time (all, a tool's, or those on the tools): kind,
+    tool, expiry, thaw, status; says how many match and how to see the next page."""
+    from pkgline.cli import pages
+
+    size = limit or (MAX_MATERIAL_PAGE if json else MATERIAL_PAGE)
+
+    def params(after: str | None) -> list[tuple[str, str]]:
+        given = {"tool": tool, "loaded": "true" if loaded else None, "after": after}
+        return [(k, v) for k, v in given.items() if v is not None] + [("limit", str(size))]
+
+    async def direct(services: Services, after: str | None) -> dict[str, Any]:
+        from mes.ports_materials import MaterialQuery
+        from pkgline.list_views import materials_answer
+
+        query = MaterialQuery(tool_id=tool, loaded=loaded, after=after, limit=size)
+        return await materials_answer(services.materials, query)
+
+    if json and limit is None:
+        pages.write_every_page(db, server, "/materials", "materials", after, params, direct)
+        return
+    answer = pages.one_page_of(db, server, "/materials", params(after), direct, after, json)
     if json:
-        print_json(answer)
+        print_json(answer["materials"])
+        pages.json_notice(answer)
         return
     from pkgline.interlock_views import material_from_dict
 
-    found = [material_from_dict(m) for m in answer]
-    if not found:
-        out.print("no material lots")
+    found = [material_from_dict(m) for m in answer["materials"]]
+    if answer["total"] == 0:
+        out.print(
+            "no material lots" if (tool, loaded) == (None, False) else "no material lots match"
+        )
         return
+    if found:
+        out.print(_material_table(found))
+    pages.print_notice(answer, "material lots")
+
+
+def _material_table(found: list[Material]) -> Any:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
@@ -318,7 +355,7 @@ def list_(
             f"{m.thawed_at:%Y-%m-%d %H:%M}" if m.thawed_at else ("frozen" if m.frozen else ""),
             _status(m),
         )
-    out.print(table)
+    return table
 
 
 @app.command("where-used")

@@ -3,7 +3,8 @@ lot loaded that is still frozen, still thawing, past its floor life or expired i
 saying what was expected, and accepted inside its clocks; an accepted track-in records the
 material lots on the tool as gone into the product lot; genealogy ("what went into this
 lot") and where-used ("which lots got this material", a recall) follow splits and merges,
-each only from its time on. Pure rules first, then the service on every store."""
+each only from its time on; the list a page at a time. Pure rules first, then the service on
+every store."""
 
 from __future__ import annotations
 
@@ -15,11 +16,18 @@ from mes.domain import commands as cmd
 from mes.domain import materials as rules
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
-from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, UnknownMaterial
+from mes.domain.errors import (
+    InterlockRefused,
+    InvalidInput,
+    OperationNotAllowed,
+    UnknownMaterial,
+    UnknownTool,
+)
 from mes.domain.model import LotState
 from mes.equipment import EquipmentService
 from mes.materials import MaterialService
 from mes.ports import UnitOfWorkFactory
+from mes.ports_materials import MaterialQuery
 from mes.service import LotService
 from tests.mes.conftest import Clock
 
@@ -228,3 +236,32 @@ async def test_an_operator_may_load_but_not_add_a_material_lot(
     await service.acting_as(quality).add("W-1", "wire", clock.now + timedelta(days=1), "q1")
     with pytest.raises(OperationNotAllowed, match="not loaded on any tool"):
         await service.unload("W-1", "op1")  # allowed to the operator, refused by the rule
+
+
+async def test_material_lots_are_listed_a_page_at_a_time_alike_on_every_store(
+    store: UnitOfWorkFactory,
+) -> None:
+    """The memory store and the SQL ones answer a page the same; the service refuses a
+    cursor or a tool that names nothing, and an empty page."""
+    clock = lambda: T0  # noqa: E731
+    await EquipmentService(store, clock).register(
+        "line-a", [ToolRegistration("WB-1", "wire_bonder", "modbus 127.0.0.1", ())]
+    )
+    service = MaterialService(store, clock)
+    for i in range(7):
+        await service.add(f"W-{i}", "wire", T0 + timedelta(days=30), "quality")
+    await service.load("W-3", "WB-1", "op")  # one wire lot per bonder
+    page = await service.page(MaterialQuery(limit=3, after="W-1"))
+    assert [m.id for m in page.materials] == ["W-2", "W-3", "W-4"]
+    assert (page.total, page.more) == (7, True)
+    page = await service.page(MaterialQuery(tool_id="WB-1"))
+    assert [m.id for m in page.materials] == ["W-3"] and (page.total, page.more) == (1, False)
+    page = await service.page(MaterialQuery(loaded=True, after="W-3"))
+    assert (page.materials, page.total, page.more) == ([], 1, False)
+    assert (await service.page(MaterialQuery(loaded=True, limit=3))).more is False
+    with pytest.raises(UnknownMaterial):
+        await service.page(MaterialQuery(after="NOPE"))
+    with pytest.raises(UnknownTool):
+        await service.page(MaterialQuery(tool_id="NOPE"))
+    with pytest.raises(InvalidInput):
+        await service.page(MaterialQuery(limit=0))
