@@ -118,12 +118,7 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
         ]
     if isinstance(request, GetMaterialPage):
         q = request.query
-        found = [
-            m
-            for _, m in sorted(store.materials.items())
-            if (q.tool_id is None or m.tool_id == q.tool_id)
-            and (not q.loaded or m.tool_id is not None)
-        ]
+        found = answer_materials(store, GetMaterials(tool_id=q.tool_id, loaded=q.loaded))
         page = [m for m in found if q.after is None or m.id > q.after][: q.limit + 1]
         return MaterialPage(page[: q.limit], len(found), len(page) > q.limit)
     if isinstance(request, SaveMaterials):

@@ -322,7 +322,7 @@ def list_(
     if json and limit is None:
         pages.write_every_page(db, server, "/materials", "materials", after, params, direct)
         return
-    answer = pages.one_page_of(db, server, "/materials", params(after), direct, after, json)
+    answer = pages.one_page_of(db, server, "/materials", params, direct, after, json)
     if json:
         print_json(answer["materials"])
         pages.json_notice(answer)

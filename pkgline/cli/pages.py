@@ -24,22 +24,26 @@ DirectPage = Callable[["Services", "str | None"], Awaitable[dict[str, Any]]]
 """A page on the database: the services and the cursor, to the route's answer."""
 
 
+Params = Callable[[str | None], list[tuple[str, str]]]
+"""A page through the server: the cursor, to the query string of ``GET path``."""
+
+
 def one_page_of(
     db: str | None,
     server: str | None,
     path: str,
-    params: list[tuple[str, str]],
+    params: Params,
     direct: DirectPage,
     after: str | None,
     as_json: bool,
 ) -> dict[str, Any]:
-    """One page of a list: through the server ``GET path`` with ``params``, on the database
-    ``direct(services, after)``; with ``as_json`` the mode is not said on its own line (the
-    JSON notice on standard error carries it)."""
+    """The page after the cursor ``after``: through the server ``GET path`` with
+    ``params(after)``, on the database ``direct(services, after)``; with ``as_json`` the mode
+    is not said on its own line (the JSON notice on standard error carries it)."""
     via = target(server, db, as_json=as_json)
     if via is not None:
         answer: dict[str, Any] = call(
-            via, "GET", path, query=params, as_json=as_json, quiet=as_json
+            via, "GET", path, query=params(after), as_json=as_json, quiet=as_json
         )
         return answer
     say_direct(db, quiet=as_json)
@@ -77,7 +81,7 @@ def write_every_page(
     path: str,
     items: str,
     after: str | None,
-    params: Callable[[str | None], list[tuple[str, str]]],
+    params: Params,
     direct: DirectPage,
 ) -> None:
     """A list's every item as one JSON list (``--json`` without ``--limit``), read and
