@@ -132,3 +132,22 @@ async def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None =
     out, err = await asyncio.wait_for(child.communicate(given), 60)
     assert child.returncode is not None
     return Ran(child.returncode, out.decode(), err.decode())
+
+
+async def walk_pages(
+    client: httpx.AsyncClient, path: str, items: str, total: int, limit: int
+) -> list[str]:
+    """The ids of every item of a paged list route (``{items: [...], "total", "shown",
+    "more", "next_after"}``), followed page by page through ``next_after``, each page
+    checked: the total, the count shown, and the cursor naming the page's last item."""
+    seen: list[str] = []
+    params: dict[str, str | int] = {"limit": limit}
+    while True:
+        answer = (await client.get(path, params=params)).json()
+        assert answer["total"] == total and answer["shown"] == len(answer[items])
+        seen += [item["id"] for item in answer[items]]
+        if not answer["more"]:
+            assert answer["next_after"] is None
+            return seen
+        assert answer["next_after"] == seen[-1]
+        params["after"] = answer["next_after"]

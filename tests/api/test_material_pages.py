@@ -19,7 +19,7 @@ from mes.adapters.tables import materials
 from mes.domain.authority import CONTROLLER
 from mes.domain.equipment import ToolRegistration
 from pkgline.page_sizes import MAX_MATERIAL_PAGE
-from tests.api.conftest import RunningApi, cli
+from tests.api.conftest import RunningApi, cli, walk_pages
 
 WIDE = {"COLUMNS": "200"}
 AT = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
@@ -58,17 +58,7 @@ async def _add(api: RunningApi, n: int) -> tuple[list[str], list[str]]:
 async def test_the_route_pages_filters_and_counts(api: RunningApi) -> None:
     ids, loaded = await _add(api, 12)
     async with api.client() as client:
-        seen: list[str] = []
-        params: dict[str, str | int] = {"limit": 5}
-        while True:
-            answer = (await client.get("/materials", params=params)).json()
-            assert answer["total"] == 12 and answer["shown"] == len(answer["materials"])
-            seen += [m["id"] for m in answer["materials"]]
-            if not answer["more"]:
-                assert answer["next_after"] is None
-                break
-            assert answer["next_after"] == seen[-1]
-            params["after"] = answer["next_after"]
+        seen = await walk_pages(client, "/materials", "materials", total=12, limit=5)
         assert seen == ids  # none lost, none repeated, by id
 
         on_tool = (await client.get("/materials", params={"tool": "WB-1", "limit": 2})).json()

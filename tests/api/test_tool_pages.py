@@ -14,7 +14,7 @@ import pytest
 from mes.domain.authority import CONTROLLER
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
 from pkgline.tool_views import MAX_TOOL_PAGE
-from tests.api.conftest import RunningApi, cli
+from tests.api.conftest import RunningApi, cli, walk_pages
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +41,7 @@ async def test_the_route_pages_filters_and_counts(api: RunningApi) -> None:
         "B-0004", ToolSnapshot(True, "productive", "EXECUTING", "PRODUCTION"), by=CONTROLLER
     )
     async with api.client() as client:
-        seen: list[str] = []
-        params: dict[str, str | int] = {"limit": 5}
-        while True:
-            answer = (await client.get("/tools", params=params)).json()
-            assert answer["total"] == 12 and answer["shown"] == len(answer["tools"])
-            seen += [t["id"] for t in answer["tools"]]
-            if not answer["more"]:
-                assert answer["next_after"] is None
-                break
-            assert answer["next_after"] == seen[-1]
-            params["after"] = answer["next_after"]
+        seen = await walk_pages(client, "/tools", "tools", total=12, limit=5)
         assert seen == ids  # none lost, none repeated, by id
 
         molders = (await client.get("/tools", params={"class": "molder", "line": "line-a"})).json()
