@@ -22,7 +22,7 @@ from mes.domain.errors import UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
-from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools
+from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools, together
 from mes.ports_durables import get_durable_events, get_durables, get_mounted, save_durables
 
 
@@ -88,9 +88,11 @@ def count_track_out(
     on_tool = yield from get_durables(tool_id=running.tool)
     if not on_tool:
         return
-    if rejected is None:
-        rejected = {r.site: r for r in (yield from get_rejects(lot.id))}
-    jobs = yield from get_jobs_of(lot.id, len(lot.path))
+    if rejected is None:  # side by side: one round trip
+        rejects, jobs = yield from together(get_rejects(lot.id), get_jobs_of(lot.id, len(lot.path)))
+        rejected = {r.site: r for r in rejects}
+    else:
+        jobs = yield from get_jobs_of(lot.id, len(lot.path))
     skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
     total: dict[str, Changed] = {}
     for carrier in (c for c in lot.carriers if c not in skip):

@@ -26,7 +26,9 @@ from mes.ports import (
     get_lots_running_on,
     get_qualifications,
     get_tools,
+    nothing,
     save_qualifications,
+    together,
 )
 
 
@@ -36,11 +38,12 @@ def tool_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[None]:
     flow does not have (the step rule refuses it, saying what is allowed), reads nothing."""
     if cmd.tool is None or cmd.step not in flow.steps:
         return
-    tools = yield from get_tools([cmd.tool])
-    qualifications = yield from get_qualifications(step=cmd.step)
-    busy: list[str] = []
-    if not cmd.dispatched:
-        busy = [i for i in (yield from get_lots_running_on(cmd.tool)) if i != lot.id]
+    tools, qualifications, running = yield from together(
+        get_tools([cmd.tool]),
+        get_qualifications(step=cmd.step),
+        nothing([]) if cmd.dispatched else get_lots_running_on(cmd.tool),
+    )
+    busy = [i for i in running if i != lot.id]
     rules.check_tool(
         lot.id,
         cmd.step,

@@ -49,6 +49,9 @@ from mes.ports_lots import get_signatures as get_signatures
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
 from mes.ports_spc import SpcRequest
+from mes.ports_together import Together as Together
+from mes.ports_together import nothing as nothing
+from mes.ports_together import together as together
 
 T = TypeVar("T")
 
@@ -226,6 +229,7 @@ Request: TypeAlias = (
     | MaterialRequest
     | ReasonRequest
     | SpcRequest
+    | Together
 )
 Work: TypeAlias = Generator[Request, Any, T]
 """What one transaction does, written once for every store: a generator that yields what it

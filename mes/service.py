@@ -73,9 +73,11 @@ from mes.ports import (
     get_last_track_outs,
     get_lot,
     get_rejects,
+    nothing,
     save,
     save_all,
     save_signatures,
+    together,
 )
 from mes.reasons import coded_hold, coded_scrap, release_allowed
 from mes.service_core import (
@@ -185,17 +187,20 @@ class LotService(LotServiceCore):
                 flow.steps[cmd.step].recipe, cmd.values, f"track-in of lot {lot.id}", lot.id
             )
         change = ops.track_in(lot, flow, cmd, self._clock())
-        yield from tool_interlock(lot, flow, cmd)
-        worn = yield from durable_interlock(lot, flow, cmd)
-        uses = yield from material_interlock(lot, flow, cmd, change.entries[0].at)
+        limits = queuetimes.limits_before(flow, lot, [cmd.step])
+        # the interlocks' reads side by side (one round trip); they decide in this order
+        _, worn, uses, since = yield from together(
+            tool_interlock(lot, flow, cmd),
+            durable_interlock(lot, flow, cmd),
+            material_interlock(lot, flow, cmd, change.entries[0].at),
+            get_last_track_outs(lot.id, queuetimes.first_steps(limits)) if limits else nothing({}),
+        )
         extra: dict[str, object] = {}
         if worn:  # accepted, with the durables past their warning recorded
             extra["durable_warnings"] = worn
         if uses:  # the material lots loaded on the tool go into the lot
             extra["materials"] = [u.material_id for u in uses]
-        limits = queuetimes.limits_before(flow, lot, [cmd.step])
         if limits:
-            since = yield from get_last_track_outs(lot.id, queuetimes.first_steps(limits))
             found = queuetimes.waits(limits, since, self._clock())
             expired = [w for w in found if w.expired]
             if expired:  # on hold instead, with the reason: an engineer decides rework or release
@@ -250,8 +255,11 @@ class LotService(LotServiceCore):
                 refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
             rejected = (yield from _rejected(lot)) if cmd.rejects else None
             change = ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
-            yield from count_track_out(lot, cmd.user, self._clock(), rejected)
-            return (yield from spc_on_track_out(lot, change, cmd.user, change.entries[0].at))
+            _, change = yield from together(  # their reads side by side
+                count_track_out(lot, cmd.user, self._clock(), rejected),
+                spc_on_track_out(lot, change, cmd.user, change.entries[0].at),
+            )
+            return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
 

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from mes.adapters.combined import combined_sql
+
 # The store's errors are raised from here (and imported from here by its callers).
 from mes.adapters.errors import DatabaseError as DatabaseError
 from mes.adapters.errors import DatabaseReadOnly as DatabaseReadOnly
@@ -163,7 +165,16 @@ class ExecuteMany:
     values: Sequence[Mapping[str, Any]]
 
 
-Step = Fetch | Execute | ExecuteMany
+@dataclass(frozen=True, slots=True)
+class FetchAll:
+    """Run reads that do not depend on one another, in one round trip where the driver can
+    (:mod:`mes.adapters.combined`); the list of their results is sent back, each as its
+    :class:`Fetch` would get it."""
+
+    fetches: tuple[Fetch, ...]
+
+
+Step = Fetch | FetchAll | Execute | ExecuteMany
 T = TypeVar("T")
 Plan = Generator[Step, Any, T]
 """A transaction's statements, written once for every driver: a generator that yields the
@@ -187,6 +198,8 @@ async def run_plan(session: DriverSession, plan: Plan[T]) -> T:
             if isinstance(step, Fetch):
                 fetch = session.fetch_raw if step.raw else session.fetch
                 result = await fetch(step.statement, step.values)
+            elif isinstance(step, FetchAll):
+                result = await session.fetch_all(step.fetches)
             elif isinstance(step, Execute):
                 result = await session.execute(step.statement, step.values)
             else:
@@ -213,6 +226,11 @@ class DriverSession(Protocol):
     ) -> list[Sequence[Any]]:
         """The rows as the driver gives them, in column order, for the caller to convert
         (:meth:`CompiledStatement.row`) only those it needs."""
+        ...
+
+    async def fetch_all(self, fetches: Sequence[Fetch]) -> list[Any]:
+        """Each of ``fetches``' rows (as :meth:`fetch` or :meth:`fetch_raw` gives them), in
+        as few round trips as the driver can."""
         ...
 
     async def execute(self, statement: CompiledStatement, values: Mapping[str, Any]) -> int:
@@ -272,6 +290,18 @@ class AsyncpgSession:
                 statement.sql, *statement.arguments(values)
             )
         return records
+
+    async def fetch_all(self, fetches: Sequence[Fetch]) -> list[Any]:
+        arguments = [f.statement.arguments(f.values) for f in fetches]
+        sql = combined_sql(
+            tuple(f.statement.sql for f in fetches), tuple(len(a) for a in arguments)
+        )
+        with _classified():
+            row = await self._conn.fetchrow(sql, *(v for a in arguments for v in a))
+        return [
+            list(rows) if f.raw else [f.statement.row(r) for r in rows]
+            for f, rows in zip(fetches, row, strict=True)
+        ]
 
     async def execute(self, statement: CompiledStatement, values: Mapping[str, Any]) -> int:
         with _classified():
@@ -341,6 +371,10 @@ class AiosqliteSession:
         with _classified():
             found = await self._conn.execute_fetchall(statement.sql, statement.arguments(values))
         return list(found)
+
+    async def fetch_all(self, fetches: Sequence[Fetch]) -> list[Any]:
+        found: list[Any] = await self.run(_single(FetchAll(tuple(fetches))))
+        return found
 
     async def execute(self, statement: CompiledStatement, values: Mapping[str, Any]) -> int:
         changed: int = await self.run(_single(Execute(statement, values)))
@@ -426,9 +460,9 @@ def _drive(db: sqlite3.Connection, plan: Plan[T]) -> T:
         result, failure = None, None
         try:
             if isinstance(step, Fetch):
-                cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
-                rows = cursor.fetchall()
-                result = rows if step.raw else list(map(step.statement.row, rows))
+                result = _fetch(db, step)
+            elif isinstance(step, FetchAll):  # no round trips to save: one after the other
+                result = [_fetch(db, f) for f in step.fetches]
             elif isinstance(step, Execute):
                 cursor = db.execute(step.statement.sql, step.statement.arguments(step.values))
                 result = cursor.rowcount
@@ -440,6 +474,11 @@ def _drive(db: sqlite3.Connection, plan: Plan[T]) -> T:
         except sqlite3.IntegrityError as exc:
             failure = IntegrityViolation(str(exc))
             failure.__cause__ = exc
+
+
+def _fetch(db: sqlite3.Connection, step: Fetch) -> list[Any]:
+    rows = db.execute(step.statement.sql, step.statement.arguments(step.values)).fetchall()
+    return rows if step.raw else list(map(step.statement.row, rows))
 
 
 def _rollback_if_open(connection: Any) -> None:

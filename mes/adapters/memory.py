@@ -74,9 +74,11 @@ from mes.ports import (
     LotPage,
     LotQuery,
     LotRequest,
+    Request,
     Save,
     SaveSignatures,
     SignatureRequest,
+    Together,
     ToolJob,
     ToolJobPage,
     ToolJobQuery,
@@ -514,27 +516,31 @@ class MemoryUnitOfWork:
                 except StopIteration as done:
                     result: T = done.value
                     break
-                if isinstance(request, EquipmentRequest):
-                    answer = self.equipment.answer(request)
-                elif isinstance(request, InterlockRequest):
-                    answer = answer_interlock(self._work, request)
-                elif isinstance(request, DurableRequest):
-                    answer = answer_durables(self._work, request)
-                elif isinstance(request, MaterialRequest):
-                    answer = answer_materials(self._work, request)
-                elif isinstance(request, ReasonRequest):
-                    answer = answer_reasons(self._work, request)
-                elif isinstance(request, SpcRequest):
-                    answer = answer_spc(self._work, request)
-                elif isinstance(request, SignatureRequest):
-                    answer = answer_signature(self._work, request)
-                else:
-                    answer = self.lots.answer(request)
+                answer = self._answer(request)
         finally:
             work.close()
         if commit:
             await self.commit()
         return result
+
+    def _answer(self, request: Request) -> Any:
+        if isinstance(request, Together):  # one after the other: no round trips to save
+            return tuple(self._answer(r) for r in request.requests)
+        if isinstance(request, EquipmentRequest):
+            return self.equipment.answer(request)
+        if isinstance(request, InterlockRequest):
+            return answer_interlock(self._work, request)
+        if isinstance(request, DurableRequest):
+            return answer_durables(self._work, request)
+        if isinstance(request, MaterialRequest):
+            return answer_materials(self._work, request)
+        if isinstance(request, ReasonRequest):
+            return answer_reasons(self._work, request)
+        if isinstance(request, SpcRequest):
+            return answer_spc(self._work, request)
+        if isinstance(request, SignatureRequest):
+            return answer_signature(self._work, request)
+        return self.lots.answer(request)
 
     async def __aexit__(
         self,

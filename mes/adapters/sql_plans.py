@@ -7,7 +7,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from mes.adapters.driver import Execute, ExecuteMany, Fetch, IntegrityViolation, Plan
+from mes.adapters.driver import (
+    Execute,
+    ExecuteMany,
+    Fetch,
+    FetchAll,
+    IntegrityViolation,
+    Plan,
+    Step,
+)
 from mes.adapters.rows import (
     carrier_from_row,
     entry_from_row,
@@ -47,6 +55,7 @@ from mes.ports import (
     Request,
     Save,
     SignatureRequest,
+    Together,
     ToolJob,
     Work,
 )
@@ -71,14 +80,24 @@ def work_plan(
                 request = work.send(answer)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            if saving is not None and isinstance(request, Save | SaveDurables | SaveMaterials):
+            if saving is not None and _writes_events(request):
                 saving()
             answer = yield from answer_plan(sql, heads, request)
     finally:
         work.close()
 
 
+def _writes_events(request: Request) -> bool:
+    if isinstance(request, Together):
+        return any(_writes_events(r) for r in request.requests)
+    return isinstance(request, Save | SaveDurables | SaveMaterials)
+
+
 def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any]:
+    if isinstance(request, Together):
+        return tuple(
+            (yield from side_by_side([answer_plan(sql, heads, r) for r in request.requests]))
+        )
     if isinstance(request, EquipmentRequest):
         return (yield from equipment_plan(sql.equipment, request))
     if isinstance(request, InterlockRequest):
@@ -155,6 +174,48 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
         rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
         return [r["id"] for r in rows]
     raise TypeError(f"not a lot store request: {request!r}")
+
+
+def side_by_side(plans: list[Plan[Any]]) -> Plan[list[Any]]:
+    """Run ``plans`` (each answering one request of a :class:`Together`) in rounds: each
+    round, the next statement of every plan still running. A round of reads only goes as one
+    :class:`FetchAll` (one round trip on PostgreSQL); a round with a write in it runs its
+    statements one at a time, in the plans' order. Returns what each plan returned."""
+    results: list[Any] = [None] * len(plans)
+    sent: dict[int, tuple[Any, IntegrityViolation | None]] = dict.fromkeys(
+        range(len(plans)), (None, None)
+    )
+    try:
+        while sent:
+            steps: dict[int, Step] = {}
+            for i, (result, failure) in sent.items():
+                try:
+                    steps[i] = plans[i].send(result) if failure is None else plans[i].throw(failure)
+                except StopIteration as done:
+                    results[i] = done.value
+            sent = {}
+            reads = [s for s in steps.values() if isinstance(s, Fetch | FetchAll)]
+            if len(reads) == len(steps) and len(steps) > 1:
+                flat = [f for s in reads for f in (s.fetches if isinstance(s, FetchAll) else (s,))]
+                found = yield FetchAll(tuple(flat))
+                at = 0
+                for i, step in steps.items():
+                    if isinstance(step, FetchAll):
+                        sent[i] = (found[at : at + len(step.fetches)], None)
+                        at += len(step.fetches)
+                    else:
+                        sent[i] = (found[at], None)
+                        at += 1
+                continue
+            for i, step in steps.items():
+                try:
+                    sent[i] = ((yield step), None)
+                except IntegrityViolation as exc:
+                    sent[i] = (None, exc)
+    finally:
+        for plan in plans:
+            plan.close()
+    return results
 
 
 def save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]:

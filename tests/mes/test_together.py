@@ -1,0 +1,352 @@
+"""Reads side by side (mes.ports_together): pieces of a transaction's work asked of the store
+together get the answers they would get one after the other, decide in the order given (the
+first piece's refusal is the one raised), and on PostgreSQL a round of reads is one round
+trip: a track-in's interlocks read the tool, its qualifications, durables and material lots
+in one statement. The combinator alone first, then every store."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+
+from flows import FlowLibrary
+from mes.adapters import driver
+from mes.adapters.combined import combined_sql
+from mes.adapters.driver import Execute, Fetch, FetchAll, IntegrityViolation, Plan
+from mes.adapters.sql_plans import side_by_side
+from mes.domain import commands as cmd
+from mes.domain.equipment import ToolRegistration, ToolSnapshot
+from mes.domain.errors import InterlockRefused
+from mes.domain.interlocks import Qualification
+from mes.durables import DurableService
+from mes.equipment import EquipmentService
+from mes.materials import MaterialService
+from mes.ports import (
+    Together,
+    UnitOfWorkFactory,
+    Work,
+    get_history,
+    get_last_track_outs,
+    get_lot,
+    get_qualifications,
+    get_tools,
+    nothing,
+    save_qualifications,
+    together,
+)
+from mes.ports_durables import get_mounted
+from mes.ports_materials import get_materials
+from mes.service import LotService
+from tests.mes.conftest import Clock
+
+OP = "op1"
+WB = ToolRegistration("WB-1", "wire_bonder", "modbus 127.0.0.1:5021", ("WIRE_BOND",))
+DB = ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",))
+UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+
+
+# -- the combinator alone ----------------------------------------------------------------------
+
+
+def _asks(*requests: str) -> Work[list[Any]]:
+    """A piece that asks ``requests`` one after the other and returns their answers."""
+    answers = []
+    for r in requests:
+        answers.append((yield cast(Any, r)))
+    return answers
+
+
+def _drive(work: Work[Any], answer: Any) -> tuple[list[Any], Any]:
+    """Run ``work``, answering each request with ``answer(request)``: what it asked, and what
+    it returned."""
+    asked: list[Any] = []
+    sent: Any = None
+    while True:
+        try:
+            request = work.send(sent)
+        except StopIteration as done:
+            return asked, done.value
+        asked.append(request)
+        sent = answer(request)
+
+
+def _echo(request: Any) -> Any:
+    if isinstance(request, Together):
+        return tuple(_echo(r) for r in request.requests)
+    return f"answer to {request}"
+
+
+def test_pieces_asked_together_get_their_own_answers_in_rounds() -> None:
+    asked, result = _drive(together(_asks("a1", "a2"), _asks("b1"), nothing("c")), _echo)
+    # round one: every piece's first request; round two, a round of one: the request itself
+    assert asked == [Together(("a1", "b1")), "a2"]
+    assert result == (["answer to a1", "answer to a2"], ["answer to b1"], "c")
+
+
+def test_a_piece_that_asks_nothing_makes_no_round() -> None:
+    asked, result = _drive(together(nothing(1), nothing(2)), _echo)
+    assert asked == [] and result == (1, 2)
+
+
+def test_a_together_within_a_together_is_answered_within_it() -> None:
+    asked, result = _drive(together(together(_asks("a"), _asks("b")), _asks("c")), _echo)
+    assert asked == [Together((Together(("a", "b")), "c"))]
+    assert result == ((["answer to a"], ["answer to b"]), ["answer to c"])
+
+
+class Refused(Exception):
+    pass
+
+
+def _refuses(name: str, log: list[str]) -> Work[None]:
+    try:
+        yield cast(Any, name)
+        log.append(f"{name} decided")
+        raise Refused(name)
+    finally:
+        log.append(f"{name} closed")
+
+
+def test_the_pieces_decide_in_the_order_given_and_the_first_refusal_ends_them_all() -> None:
+    log: list[str] = []
+    with pytest.raises(Refused) as refused:
+        _drive(together(_refuses("first", log), _refuses("second", log)), _echo)
+    assert str(refused.value) == "first"
+    assert log == ["first decided", "first closed", "second closed"]  # second never decided
+
+
+# -- a round of statements --------------------------------------------------------------------
+
+
+def _statement(name: str) -> Any:
+    return cast(Any, name)  # the plans below never reach a driver
+
+
+def _reads(*names: str) -> Plan[list[Any]]:
+    got = []
+    for n in names:
+        got.append((yield Fetch(_statement(n), {})))
+    return got
+
+
+def _writes(name: str) -> Plan[str]:
+    try:
+        yield Execute(_statement(name), {})
+    except IntegrityViolation as exc:
+        return f"{name} refused: {exc}"
+    return f"{name} written"
+
+
+def _run_side_by_side(plans: list[Plan[Any]], fail: str | None = None) -> tuple[list[Any], Any]:
+    """Drive side_by_side as a driver would; a write of statement ``fail`` violates a
+    constraint."""
+    plan = side_by_side(plans)
+    steps: list[Any] = []
+    result: Any = None
+    failure: IntegrityViolation | None = None
+    while True:
+        try:
+            step = plan.send(result) if failure is None else plan.throw(failure)
+        except StopIteration as done:
+            return steps, done.value
+        steps.append(step)
+        result, failure = None, None
+        if isinstance(step, FetchAll):
+            result = [f"rows of {f.statement}" for f in step.fetches]
+        elif isinstance(step, Fetch):
+            result = f"rows of {step.statement}"
+        elif isinstance(step, Execute) and step.statement == fail:
+            failure = IntegrityViolation("duplicate key")
+
+
+def test_a_round_of_reads_is_one_fetch_of_them_all() -> None:
+    steps, results = _run_side_by_side([_reads("a1", "a2"), _reads("b1"), _reads()])
+    assert [type(s).__name__ for s in steps] == ["FetchAll", "Fetch"]
+    assert [f.statement for f in steps[0].fetches] == ["a1", "b1"]
+    assert results == [["rows of a1", "rows of a2"], ["rows of b1"], []]
+
+
+def test_a_round_with_a_write_runs_its_statements_one_at_a_time_in_order() -> None:
+    steps, results = _run_side_by_side([_reads("a"), _writes("w"), _reads("b")], fail="w")
+    assert [s.statement for s in steps] == ["a", "w", "b"]
+    assert results == [["rows of a"], "w refused: duplicate key", ["rows of b"]]
+
+
+def test_parameters_are_numbered_on_from_one_statement_to_the_next() -> None:
+    sql = combined_sql(("SELECT a FROM t WHERE x = $1 AND y = $2", "SELECT $1, $1"), (2, 1))
+    assert sql == (
+        "SELECT ARRAY(SELECT q FROM (SELECT a FROM t WHERE x = $1 AND y = $2) AS q) AS r0, "
+        "ARRAY(SELECT q FROM (SELECT $3, $3) AS q) AS r1"
+    )
+
+
+# -- every store --------------------------------------------------------------------------------
+
+
+async def _line(store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary) -> LotService:
+    """WB-1 and DB-1 up, a capillary and a spool of wire on WB-1; lot L1 (stiffener-bga, two
+    carriers) waiting at WIRE_BOND, one site rejected at DIE_ATTACH on DB-1."""
+    equipment = EquipmentService(store, clock)
+    await equipment.register("line-a", [WB, DB])
+    for tool in (WB, DB):
+        await equipment.report(tool.id, UP)
+    durables = DurableService(store, clock)
+    await durables.add("CAP-1", "capillary", 1_000_000, "eng")
+    await durables.mount("CAP-1", "WB-1", "tech")
+    materials = MaterialService(store, clock)
+    await materials.add("WIRE-1", "wire", clock.now + timedelta(days=30), "eng")
+    await materials.load("WIRE-1", "WB-1", "tech")
+    service = LotService(store, library, clock)
+    await service.start(cmd.StartLot("L1", "stiffener-bga", OP, carriers=2))
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", OP))
+    await service.track_out(cmd.TrackOut("L1", OP))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", OP, tool="DB-1", dispatched=True))
+    reject = cmd.SiteRejectGiven("1", 1, 1, "PICK_FAIL")
+    await service.track_out(cmd.TrackOut("L1", OP, rejects=(reject,)))
+    return service
+
+
+def _reads_of_a_track_in() -> Iterator[Work[Any]]:
+    yield get_tools(["WB-1", "DB-1", "NOSUCH"])
+    yield get_qualifications(step="WIRE_BOND")
+    yield get_mounted("WB-1")
+    yield get_materials(tool_id="WB-1")
+    yield get_last_track_outs("L1", ["SUBSTRATE_LOAD", "DIE_ATTACH"])
+    yield get_history("L1")
+    yield get_lot("L1")
+
+
+async def test_reads_together_answer_as_they_do_one_after_the_other(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
+) -> None:
+    await _line(store, clock, library)
+
+    def one_by_one() -> Work[list[Any]]:
+        found = []
+        for work in _reads_of_a_track_in():
+            found.append((yield from work))
+        return found
+
+    def side_by_side_() -> Work[tuple[Any, ...]]:
+        a, b, c, d, e = list(_reads_of_a_track_in())[:5]
+        first = yield from together(a, b, together(c, d), e)
+        f, g = list(_reads_of_a_track_in())[5:]
+        history, lot = yield from together(f, g)
+        return (*first[:2], *first[2], first[3], history, lot)
+
+    async with store(readonly=True) as uow:
+        expected = await uow.run(one_by_one())
+    async with store(readonly=True) as uow:
+        found = await uow.run(side_by_side_())
+    assert list(found) == expected
+    tools, qualified, mounted, loaded, since, history, lot = expected
+    # the answers are real ones: typed values (times, JSON), in their statements' order
+    assert set(tools) == {"WB-1", "DB-1"} and [q.tool_id for q in qualified] == ["WB-1"]
+    assert [d.id for d in mounted.durables] == ["CAP-1"] and [m.id for m in loaded] == ["WIRE-1"]
+    assert set(since) == {"SUBSTRATE_LOAD", "DIE_ATTACH"} and since["DIE_ATTACH"].tzinfo is not None
+    assert [e.seq for e in history] == sorted(e.seq for e in history) and len(history) == 5
+    assert lot is not None and lot.id == "L1" and lot.params == expected[6].params
+
+
+async def test_a_write_together_with_reads_is_written_in_the_same_transaction(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
+) -> None:
+    await _line(store, clock, library)
+    before = await _read(store, get_qualifications(tool_id="WB-1"))
+    changed = [Qualification(q.tool_id, q.step, False, "eng", clock(), "drift") for q in before]
+    async with store() as uow:
+        tools, _ = await uow.run(
+            together(get_tools(["WB-1"]), save_qualifications(changed)), commit=True
+        )
+    assert set(tools) == {"WB-1"}
+    after = await _read(store, get_qualifications(tool_id="WB-1"))
+    assert [q.qualified for q in after] == [False] * len(before)
+
+
+async def _read(store: UnitOfWorkFactory, work: Work[Any]) -> Any:
+    async with store(readonly=True) as uow:
+        return await uow.run(work)
+
+
+async def test_a_refused_track_in_still_says_the_first_interlock_that_refuses(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
+) -> None:
+    """The tool is not qualified and its capillary is spent: the tool's refusal is raised,
+    as it was when the interlocks read one after the other."""
+    service = await _line(store, clock, library)
+    durables = DurableService(store, clock)
+    await durables.unmount("CAP-1", "tech")
+    await durables.add("CAP-2", "capillary", 1, "eng")
+    await durables.mount("CAP-2", "WB-1", "tech")
+    async with store() as uow:
+        await uow.run(durables_spent("CAP-2"), commit=True)
+    with pytest.raises(InterlockRefused) as spent:
+        await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    assert spent.value.interlock == "durable_life"
+    qualified = await _read(store, get_qualifications(tool_id="WB-1"))
+    off = [Qualification(q.tool_id, q.step, False, "eng", clock(), "drift") for q in qualified]
+    async with store() as uow:
+        await uow.run(save_qualifications(off), commit=True)
+    with pytest.raises(InterlockRefused) as refused:
+        await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    assert refused.value.interlock != "durable_life"  # the tool's, decided first
+
+
+def durables_spent(durable_id: str) -> Work[None]:
+    from mes.domain import durables as rules
+    from mes.ports_durables import get_durables, save_durables
+
+    (durable,) = yield from get_durables([durable_id])
+    used = rules.use(
+        [durable],
+        lot_id="L0",
+        step="WIRE_BOND",
+        job_id=None,
+        rows=1,
+        cols=1,
+        processed_sites=1,
+        by="tech",
+        now=durable.added_at,
+    )
+    yield from save_durables(list(used))
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_track_in_reads_its_interlocks_in_one_round_trip(
+    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.adapters.sql import SqlUnitOfWorkFactory
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        service = await _line(SqlUnitOfWorkFactory(engine), clock, library)
+        sent: Counter[str] = Counter()
+        session = driver.AsyncpgSession
+        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
+            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
+        await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+        # the lot, then one statement for the tool, its qualifications, durables and
+        # material lots; the move; the material lots' uses recorded
+        assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute_many": 1})
+        sent.clear()
+        await service.track_out(cmd.TrackOut("L1", OP))
+        # the lot; its durables and SPC charts, then its rejects and jobs (a durable is
+        # mounted: it counts); the move; the durable's count and event
+        assert sent["fetch_all"] == 2 and sent["fetch_raw"] == 2
+    finally:
+        await engine.dispose()
+
+
+def _counting(method: Any, name: str, sent: Counter[str]) -> Any:
+    async def counted(self: Any, *args: Any) -> Any:
+        sent[name] += 1
+        return await method(self, *args)
+
+    return counted
