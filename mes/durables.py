@@ -18,12 +18,20 @@ from mes.domain import durables as rules
 from mes.domain.authority import Action, Principal
 from mes.domain.commands import TrackIn
 from mes.domain.durables import Changed, Durable, DurableEvent
-from mes.domain.errors import UnknownDurable, UnknownTool
+from mes.domain.errors import InvalidInput, UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools, together
-from mes.ports_durables import get_durable_events, get_durables, get_mounted, save_durables
+from mes.ports_durables import (
+    DurablePage,
+    DurableQuery,
+    get_durable_events,
+    get_durable_page,
+    get_durables,
+    get_mounted,
+    save_durables,
+)
 
 
 def durable_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[list[str]]:
@@ -245,3 +253,24 @@ class DurableService:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
                 raise UnknownTool(f"there is no tool {tool_id}")
             return await uow.run(get_durables(tool_id=tool_id, mounted=mounted), commit=True)
+
+    async def page(self, query: DurableQuery, *, by: Principal | None = None) -> DurablePage:
+        """One page of a durable list (:class:`mes.ports_durables.DurableQuery`): by id,
+        filtered in the store, with how many match and whether more follow. Refused for a
+        tool or a cursor that names nothing, and a limit below 1."""
+        await self._guard.allow(by, Action.READ)
+
+        def work() -> Work[DurablePage]:
+            if query.limit < 1:
+                raise InvalidInput(f"a page holds 1 durable or more, not {query.limit}")
+            if query.tool_id is not None and not (yield from get_tools([query.tool_id])):
+                raise UnknownTool(f"there is no tool {query.tool_id}")
+            if query.after is not None and not (yield from get_durables([query.after])):
+                raise UnknownDurable(
+                    f"there is no durable {query.after} to list the durables after: "
+                    "expected the last id of the page before"
+                )
+            return (yield from get_durable_page(query))
+
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(work(), commit=True)

@@ -48,7 +48,41 @@ class GetDurableEvents:
     lot_id: str | None = None
 
 
-DurableRequest: TypeAlias = GetDurables | GetMounted | SaveDurables | GetDurableEvents
+@dataclass(frozen=True, slots=True)
+class DurableQuery:
+    """Which durables a list shows, and which page of them: ordered by id, from the durable
+    after ``after`` (an id, the last of the page before) on, at most ``limit`` of them. The
+    filters are applied by the store (in SQL), none after."""
+
+    tool_id: str | None = None
+    """Only those mounted on this tool."""
+    mounted: bool = False
+    """Only those mounted on a tool (not the shelf's)."""
+    after: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DurablePage:
+    """One page of a durable list: the durables, how many match the filters in all, and
+    whether more follow the page (ask again with ``after`` = the last one's id)."""
+
+    durables: list[Durable]
+    total: int
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GetDurablePage:
+    """Read one page of durables (answer: :class:`DurablePage`; two statements, the page and
+    its count)."""
+
+    query: DurableQuery
+
+
+DurableRequest: TypeAlias = (
+    GetDurables | GetDurablePage | GetMounted | SaveDurables | GetDurableEvents
+)
 
 
 def get_durables(
@@ -59,6 +93,11 @@ def get_durables(
 ) -> Generator[DurableRequest, Any, list[Durable]]:
     ids = None if durable_ids is None else tuple(durable_ids)
     found: list[Durable] = yield GetDurables(ids, tool_id, mounted)
+    return found
+
+
+def get_durable_page(query: DurableQuery) -> Generator[DurableRequest, Any, DurablePage]:
+    found: DurablePage = yield GetDurablePage(query)
     return found
 
 

@@ -1,6 +1,6 @@
 """The answers of the lists added at plant size (issue 20) that the CLI and the API share:
 the security log, a tool's jobs, the line's lot history, the event feed's events kept in
-the outbox and the material lots, a page at a time, each as
+the outbox, the material lots and the durables, a page at a time, each as
 ``{"<items>": [...], "total", "shown", "more", "next_after"}`` (the next page is the same
 request with ``after`` = ``next_after``), built here in both modes so that they answer alike;
 and the reading of the instants their filters take."""
@@ -22,10 +22,12 @@ from pkgline.tool_views import job_dict
 if TYPE_CHECKING:
     from mes.adapters.outbox import OutboxReader
     from mes.domain.authority import Principal
+    from mes.durables import DurableService
     from mes.equipment import EquipmentService
     from mes.identity import IdentityService
     from mes.materials import MaterialService
     from mes.ports import HistoryQuery, ToolJobQuery
+    from mes.ports_durables import DurableQuery
     from mes.ports_materials import MaterialQuery
     from mes.service import LotService
 
@@ -167,4 +169,17 @@ async def materials_answer(
     page = await materials.page(query, by=by)
     rows = [material_dict(m) for m in page.materials]
     answer: dict[str, Any] = _page(rows, "materials", "id", page.total, page.more)
+    return answer
+
+
+async def durables_answer(
+    durables: DurableService, query: DurableQuery, by: Principal | None = None
+) -> dict[str, Any]:
+    """``durable list``, ``GET /durables``: one page of durables by id (all, a tool's, or
+    those mounted on a tool); the cursor is a durable's ``id``."""
+    from pkgline.interlock_views import durable_dict
+
+    page = await durables.page(query, by=by)
+    rows = [durable_dict(d) for d in page.durables]
+    answer: dict[str, Any] = _page(rows, "durables", "id", page.total, page.more)
     return answer

@@ -12,3 +12,7 @@ MATERIAL_PAGE = 100
 """Material lots per page (``material list``, ``GET /materials``): by id."""
 MAX_MATERIAL_PAGE = 1000
 """The most one page holds (``material list --json`` reads every lot this many at a time)."""
+DURABLE_PAGE = 100
+"""Durables per page (``durable list``, ``GET /durables``): by id."""
+MAX_DURABLE_PAGE = 1000
+"""The most one page holds (``durable list --json`` reads every durable this many at a time)."""

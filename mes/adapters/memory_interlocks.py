@@ -14,8 +14,10 @@ from mes.domain.durables import DurableEventKind, Mounted, PendingJob
 from mes.domain.model import JobStatus, LotState
 from mes.ports import GetLotsRunningOn, GetQualifications, InterlockRequest, SaveQualifications
 from mes.ports_durables import (
+    DurablePage,
     DurableRequest,
     GetDurableEvents,
+    GetDurablePage,
     GetDurables,
     GetMounted,
     SaveDurables,
@@ -71,6 +73,11 @@ def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
             and (request.tool_id is not None or ids is None or d.id in ids)
             and (not request.mounted or d.tool_id is not None)
         ]
+    if isinstance(request, GetDurablePage):
+        q = request.query
+        found = answer_durables(store, GetDurables(tool_id=q.tool_id, mounted=q.mounted))
+        page = [d for d in found if q.after is None or d.id > q.after][: q.limit + 1]
+        return DurablePage(page[: q.limit], len(found), len(page) > q.limit)
     if isinstance(request, GetMounted):
         mounted = [d for _, d in sorted(store.durables.items()) if d.tool_id == request.tool_id]
         pending = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Integer, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -25,8 +25,11 @@ from mes.domain.durables import (
 )
 from mes.domain.model import JobStatus
 from mes.ports_durables import (
+    DurablePage,
+    DurableQuery,
     DurableRequest,
     GetDurableEvents,
+    GetDurablePage,
     GetDurables,
     GetMounted,
     SaveDurables,
@@ -50,6 +53,22 @@ class DurableStatements:
         self.all = c(everything)
         self.on_tool = c(everything.where(_D.tool_id == bindparam("tool_id")))
         self.on_any_tool = c(everything.where(_D.tool_id.is_not(None)))
+        # a list's pages (by id, after the cursor's id, limit + 1 to tell more) and counts:
+        # keyed by (on a tool, mounted, after a cursor)
+        self.pages: dict[tuple[bool, bool, bool], CompiledStatement] = {}
+        self.counts: dict[tuple[bool, bool], CompiledStatement] = {}
+        for tool in (False, True):
+            for mounted in (False, True):
+                where = [_D.tool_id == bindparam("tool_id")] if tool else []
+                where += [_D.tool_id.is_not(None)] if mounted else []
+                self.counts[tool, mounted] = c(
+                    select(func.count()).select_from(durables).where(*where)
+                )
+                for after in (False, True):
+                    keyed = [*where, _D.id > bindparam("after")] if after else where
+                    self.pages[tool, mounted, after] = c(
+                        everything.where(*keyed).limit(bindparam("page_limit", type_=Integer()))
+                    )
         self.dialect = dialect
         # A tool's durables and its jobs not yet recorded, in one statement: one snapshot,
         # in which a job is either counted on the durables or still started.
@@ -167,6 +186,17 @@ def _event_row(e: DurableEvent) -> dict[str, Any]:
     }
 
 
+def _page(sql: DurableStatements, query: DurableQuery) -> Plan[DurablePage]:
+    tool, mounted, after = query.tool_id is not None, query.mounted, query.after is not None
+    values = {"tool_id": query.tool_id, "after": query.after, "page_limit": query.limit + 1}
+    rows = yield Fetch(sql.pages[tool, mounted, after], values)
+    total = yield Fetch(sql.counts[tool, mounted], values)
+    found = [_durable(r) for r in rows]
+    return DurablePage(
+        found[: query.limit], int(next(iter(total[0].values()))), len(found) > query.limit
+    )
+
+
 def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
     """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
     if isinstance(request, GetDurables):
@@ -184,6 +214,8 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
                 values = {f"i{k}": v for k, v in enumerate(chunk)}
                 rows.extend((yield Fetch(sql.ids(len(chunk)), values)))
         return [_durable(r) for r in rows]
+    if isinstance(request, GetDurablePage):
+        return (yield from _page(sql, request.query))
     if isinstance(request, GetMounted):
         rows = yield Fetch(sql.mounted, {"tool_id": request.tool_id})
         found = {r["id"]: _durable(r) for r in rows}

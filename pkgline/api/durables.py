@@ -13,9 +13,12 @@ from pydantic import Field, StrictFloat, StrictInt
 from mes.domain.authority import Principal
 from mes.domain.durables import DEFAULT_WARN_FRACTION
 from mes.durables import DurableService
+from mes.ports_durables import DurableQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
 from pkgline.interlock_views import durable_dict, durable_view_dict
+from pkgline.list_views import durables_answer
+from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE
 
 router = APIRouter(prefix="/durables", tags=["durables"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -42,15 +45,23 @@ def _durables(request: Request) -> DurableService:
     return state_of(request).services.durables
 
 
-@router.get("", summary="Every durable, or a tool's, or those on a tool (durable list)")
+@router.get(
+    "", summary="Durables by id, a page at a time: all, a tool's, or those mounted (durable list)"
+)
 async def list_durables(
     request: Request,
     who: Who,
     tool: Annotated[str | None, Query(max_length=64)] = None,
     mounted: Annotated[bool, Query(description="Only those mounted on a tool.")] = False,
+    after: Annotated[
+        str | None, Query(max_length=64, description="The page's cursor (a durable id).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_DURABLE_PAGE)] = DURABLE_PAGE,
 ) -> JSONResponse:
-    found = await _durables(request).list(tool_id=tool, mounted=mounted, by=who)
-    return answer(request, [durable_dict(d) for d in found])
+    """Answers ``{"durables": [...], "total", "shown", "more", "next_after"}``; the next
+    page is the same request with ``after`` = ``next_after``."""
+    query = DurableQuery(tool_id=tool, mounted=mounted, after=after, limit=limit)
+    return answer(request, await durables_answer(_durables(request), query, who))
 
 
 @router.get("/{durable_id}", summary="A durable, the lots it served, its history (durable show)")

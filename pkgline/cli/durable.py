@@ -6,7 +6,7 @@ pkgline server or directly (:func:`pkgline.cli.modes.served`), print its JSON.""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -30,6 +30,10 @@ from pkgline.interlock_views import (
     durable_status,
     durable_view_dict,
 )
+from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE
+
+if TYPE_CHECKING:
+    from pkgline.bootstrap import Services
 
 app = typer.Typer(
     help="Durables with life counters: add, mount on a tool, unmount, renew, show, list.",
@@ -224,29 +228,60 @@ def list_(
     mounted: Annotated[
         bool, typer.Option("--mounted", help="Only those mounted on a tool (not the shelf's).")
     ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            max=MAX_DURABLE_PAGE,
+            help=f"At most this many (default: {DURABLE_PAGE} in the table; every durable "
+            "with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    after: Annotated[
+        str | None,
+        typer.Option("--after", help="Start after this durable (the last of the page before)."),
+    ] = None,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Every durable (or a tool's, or those on the tools): kind, tool, count against life,
-    status."""
-    query = [("tool", tool)] if tool is not None else []
-    query += [("mounted", "true")] if mounted else []
-    answer = served(
-        db,
-        server,
-        json,
-        Remote("GET", "/durables", query=query or None),
-        lambda s: s.durables.list(tool_id=tool, mounted=mounted),
-        lambda found: [durable_dict(d) for d in found],
-    )
+    """Durables by id, a page at a time (all, a tool's, or those on the tools): kind, tool,
+    count against life, status; says how many match and how to see the next page."""
+    from pkgline.cli import pages
+
+    size = limit or (MAX_DURABLE_PAGE if json else DURABLE_PAGE)
+
+    def params(after: str | None) -> list[tuple[str, str]]:
+        given = {"tool": tool, "mounted": "true" if mounted else None, "after": after}
+        return [(k, v) for k, v in given.items() if v is not None] + [("limit", str(size))]
+
+    async def direct(services: Services, after: str | None) -> dict[str, Any]:
+        from mes.ports_durables import DurableQuery
+        from pkgline.list_views import durables_answer
+
+        query = DurableQuery(tool_id=tool, mounted=mounted, after=after, limit=size)
+        return await durables_answer(services.durables, query)
+
+    if json and limit is None:
+        pages.write_every_page(db, server, "/durables", "durables", after, params, direct)
+        return
+    answer = pages.one_page_of(db, server, "/durables", params, direct, after, json)
     if json:
-        print_json(answer)
+        print_json(answer["durables"])
+        pages.json_notice(answer)
         return
-    found = [durable_from_dict(d) for d in answer]
-    if not found:
-        out.print("no durables")
+    found = [durable_from_dict(d) for d in answer["durables"]]
+    if answer["total"] == 0:
+        out.print("no durables" if (tool, mounted) == (None, False) else "no durables match")
         return
+    if found:
+        out.print(_durable_table(found))
+    pages.print_notice(answer, "durables")
+
+
+def _durable_table(found: list[Durable]) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     for column in ("durable", "kind", "tool", "count", "life", "unit", "used %", "status"):
         table.add_column(column)
@@ -261,4 +296,4 @@ def list_(
             f"{100.0 * d.count / d.life:.0f}",
             _status(d),
         )
-    out.print(table)
+    return table

@@ -37,7 +37,9 @@ async def _refusals(api: RunningApi) -> list[tuple[str | None, list[str]]]:
     ]
 
 
-NO_MATERIALS = {"materials": [], "total": 0, "shown": 0, "more": False, "next_after": None}
+NONE = {"total": 0, "shown": 0, "more": False, "next_after": None}
+NO_DURABLES = {"durables": [], **NONE}
+NO_MATERIALS = {"materials": [], **NONE}
 
 
 async def _state(client: httpx.AsyncClient) -> list[Any]:
@@ -69,7 +71,7 @@ async def test_an_operator_is_refused_what_needs_another_role_recorded_and_nothi
     ]  # fmt: skip
     async with api.client() as client:
         before = await _state(client)
-        assert before == [[], {**NO_MATERIALS}, []]
+        assert before == [NO_DURABLES, NO_MATERIALS, []]
         for path, body, _action, allowed in asks:
             refused = await client.post(path, json=body)
             assert refused.status_code == 403, (path, refused.text)

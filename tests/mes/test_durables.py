@@ -3,7 +3,8 @@ mounted on it by the written rule (capillary: two touchdowns per site processed;
 the streets of the grid; mold chase, stencil, nozzle: one per carrier); a track-in on a tool
 with a durable at or past its life is refused saying which durable, its count and its life,
 one past its warning fraction is accepted with the warning recorded; the durable's history
-names the lots it served. Pure rules first, then the service on every store."""
+names the lots it served; the list a page at a time. Pure rules first, then the service on
+every store."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from mes.domain.model import LotState
 from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
+from mes.ports_durables import DurableQuery
 from mes.service import LotService
 from tests.mes.conftest import Clock
 
@@ -339,6 +341,39 @@ async def test_an_operator_may_not_add_or_mount_a_durable(
     technician = Principal("tech1", frozenset({Role.TECHNICIAN}), AuthMethod.PASSWORD)
     added = await service.acting_as(technician).add("CAP-1", "capillary", 100, "tech1")
     assert added.count == 0
+
+
+@pytest.mark.usefixtures("line")
+async def test_durables_are_listed_a_page_at_a_time_alike_on_every_store(
+    durables: DurableService,
+) -> None:
+    """The memory store and the SQL ones answer a page the same; the service refuses a
+    cursor or a tool that names nothing, and an empty page."""
+    for i in range(7):
+        await durables.add(f"CAP-{i}", "capillary", 1000, "eng")
+    await durables.mount("CAP-3", "WB-1", "tech")  # one capillary per bonder
+    await durables.mount("CAP-5", "WB-2", "tech")
+    page = await durables.page(DurableQuery(limit=3, after="CAP-1"))
+    assert [d.id for d in page.durables] == ["CAP-2", "CAP-3", "CAP-4"]
+    assert (page.total, page.more) == (7, True)
+    page = await durables.page(DurableQuery(after="CAP-4"))
+    assert [d.id for d in page.durables] == ["CAP-5", "CAP-6"]
+    assert (page.total, page.more) == (7, False)
+    page = await durables.page(DurableQuery(tool_id="WB-1"))
+    assert [d.id for d in page.durables] == ["CAP-3"] and (page.total, page.more) == (1, False)
+    page = await durables.page(DurableQuery(mounted=True, limit=1))
+    assert [d.id for d in page.durables] == ["CAP-3"] and (page.total, page.more) == (2, True)
+    page = await durables.page(DurableQuery(mounted=True, after="CAP-3"))
+    assert [d.id for d in page.durables] == ["CAP-5"] and (page.total, page.more) == (2, False)
+    page = await durables.page(DurableQuery(tool_id="WB-2", after="CAP-5"))
+    assert (page.durables, page.total, page.more) == ([], 1, False)
+    assert (await durables.page(DurableQuery(tool_id="DB-1"))).total == 0  # a tool, none on it
+    with pytest.raises(UnknownDurable, match="there is no durable NOPE"):
+        await durables.page(DurableQuery(after="NOPE"))
+    with pytest.raises(UnknownTool, match="there is no tool NOPE"):
+        await durables.page(DurableQuery(tool_id="NOPE"))
+    with pytest.raises(InvalidInput):
+        await durables.page(DurableQuery(limit=0))
 
 
 def test_every_durable_kind_mounts_on_a_class_of_the_catalogue(library: FlowLibrary) -> None:
