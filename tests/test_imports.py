@@ -257,9 +257,11 @@ async def test_lot_show_json_through_the_server_imports_no_lot_tracker(
     [
         (("lot", "genealogy", "NOPE", "--json"), 1),  # loaded with ``pkgline lot``
         (("material", "list", "--json"), 0),
+        (("durable", "list", "--json"), 0),
+        (("durable", "show", "NOPE", "--json"), 1),
     ],
 )
-async def test_material_reads_through_the_server_import_no_lot_tracker(
+async def test_material_and_durable_reads_through_the_server_import_no_lot_tracker(
     sqlite_url: str, tmp_path: Path, args: tuple[str, ...], exit_code: int
 ) -> None:
     async with start_api(sqlite_url, tmp_path / "api.sock") as api:
@@ -276,6 +278,16 @@ def test_the_material_kinds_in_the_help_are_the_lot_trackers() -> None:
     from pkgline.cli.material import KIND_NAMES
 
     assert tuple(kind.value for kind in KINDS) == KIND_NAMES
+
+
+def test_the_durable_kinds_and_warning_in_the_help_are_the_lot_trackers() -> None:
+    """``pkgline durable add``'s ``--kind`` help and ``--warn-at`` default are constants of
+    its own (the CLI module imports no lot tracker): they are the lot tracker's."""
+    from mes.domain import durables
+    from pkgline.cli import durable
+
+    assert tuple(kind.value for kind in durables.KINDS) == durable.KIND_NAMES
+    assert durables.DEFAULT_WARN_FRACTION == durable.DEFAULT_WARN_FRACTION
 
 
 def test_every_lot_state_has_its_style() -> None:

@@ -6,13 +6,11 @@ pkgline server or directly (:func:`pkgline.cli.modes.served`), print its JSON.""
 from __future__ import annotations
 
 from datetime import datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from mes.domain.durables import DEFAULT_WARN_FRACTION, KINDS, Durable
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -24,16 +22,32 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
-from pkgline.interlock_views import (
-    durable_dict,
-    durable_from_dict,
-    durable_status,
-    durable_view_dict,
-)
 from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
+    from rich.table import Table
+    from rich.text import Text
+
+    from mes.domain.durables import Durable
     from pkgline.bootstrap import Services
+
+
+def _views() -> ModuleType:
+    """:mod:`pkgline.interlock_views`, imported in direct mode, where the services' answers
+    are shaped into the routes' JSON, and to print a table (through the server ``--json``
+    prints the JSON it got)."""
+    import pkgline.interlock_views
+
+    return pkgline.interlock_views
+
+
+KIND_NAMES = ("capillary", "saw_blade", "mold_chase", "stencil", "nozzle")
+"""The kinds of durable (:data:`mes.domain.durables.KINDS`) for ``--kind``'s help: kept here
+so that this module imports no lot tracker (tests/test_imports.py checks that the two
+agree)."""
+DEFAULT_WARN_FRACTION = 0.9
+"""``--warn-at``'s default, :data:`mes.domain.durables.DEFAULT_WARN_FRACTION` (checked
+likewise)."""
 
 app = typer.Typer(
     help="Durables with life counters: add, mount on a tool, unmount, renew, show, list.",
@@ -47,7 +61,9 @@ _STYLES = {"spent": "bold red", "warning": "bold yellow", "ok": "green"}
 
 
 def _status(d: Durable) -> Text:
-    word = durable_status(d)
+    from rich.text import Text
+
+    word = _views().durable_status(d)
     return Text(word, style=_STYLES[word])
 
 
@@ -55,7 +71,9 @@ def _done(answer: dict[str, Any], what: str, as_json: bool) -> None:
     if as_json:
         print_json(answer)
         return
-    d = durable_from_dict(answer)
+    from rich.text import Text
+
+    d = _views().durable_from_dict(answer)
     out.print(Text.assemble(("✔ ", "green"), f"{d.text()} {what}"))
 
 
@@ -68,7 +86,7 @@ def add(
     durable: DurableArg,
     kind: Annotated[
         str,
-        typer.Option("--kind", help=f"One of: {', '.join(KINDS)}.", show_default=False),
+        typer.Option("--kind", help=f"One of: {', '.join(KIND_NAMES)}.", show_default=False),
     ],
     life: Annotated[
         int,
@@ -107,7 +125,7 @@ def add(
         lambda s: s.durables.add(
             durable, kind.strip(), life, who, warn_fraction=warn_at, description=description
         ),
-        durable_dict,
+        lambda found: _views().durable_dict(found),
     )
     _done(answer, "added", json)
 
@@ -129,7 +147,7 @@ def mount(
         json,
         Remote("POST", _path(durable, "mount"), {"tool": tool}),
         lambda s: s.durables.mount(durable, tool, who),
-        durable_dict,
+        lambda found: _views().durable_dict(found),
     )
     _done(answer, f"mounted on {tool}", json)
 
@@ -151,7 +169,7 @@ def unmount(
         json,
         Remote("POST", _path(durable, "unmount"), {"reason": reason}),
         lambda s: s.durables.unmount(durable, who, reason),
-        durable_dict,
+        lambda found: _views().durable_dict(found),
     )
     _done(answer, "unmounted", json)
 
@@ -175,7 +193,7 @@ def renew(
         json,
         Remote("POST", _path(durable, "renew"), {"reason": reason.strip()}),
         lambda s: s.durables.renew(durable, who, reason.strip()),
-        durable_dict,
+        lambda found: _views().durable_dict(found),
     )
     _done(answer, "renewed", json)
 
@@ -191,12 +209,15 @@ def show(
         json,
         Remote("GET", _path(durable)),
         lambda s: s.durables.show(durable),
-        durable_view_dict,
+        lambda found: _views().durable_view_dict(found),
     )
     if json:
         print_json(answer)
         return
-    d = durable_from_dict(answer)
+    from rich.table import Table
+    from rich.text import Text
+
+    d = _views().durable_from_dict(answer)
     out.print(Text.assemble((d.id, "bold"), f"  {d.kind.value}  ", _status(d)))
     out.print(f"count     {d.count:,} of {d.life:,} {d.unit} (warns at {d.warn_at:,})")
     out.print(f"tool      {d.tool_id or '(not mounted)'}")
@@ -272,7 +293,7 @@ def list_(
         print_json(answer["durables"])
         pages.json_notice(answer)
         return
-    found = [durable_from_dict(d) for d in answer["durables"]]
+    found = [_views().durable_from_dict(d) for d in answer["durables"]]
     if answer["total"] == 0:
         out.print("no durables" if (tool, mounted) == (None, False) else "no durables match")
         return
@@ -282,6 +303,8 @@ def list_(
 
 
 def _durable_table(found: list[Durable]) -> Table:
+    from rich.table import Table
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("durable", "kind", "tool", "count", "life", "unit", "used %", "status"):
         table.add_column(column)
