@@ -16,3 +16,8 @@ DURABLE_PAGE = 100
 """Durables per page (``durable list``, ``GET /durables``): by id."""
 MAX_DURABLE_PAGE = 1000
 """The most one page holds (``durable list --json`` reads every durable this many at a time)."""
+SHOW_HISTORY = 20
+"""History entries a ``show`` prints by default (``lot show``, ``durable show``, ``material
+show``: ``--history N`` or ``all`` for more; ``--json`` has every one)."""
+SHOW_LOTS = 10
+"""Lots a durable's or a material lot's ``show`` names by default (the last it served)."""

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
+from pkgline.page_sizes import SHOW_HISTORY, SHOW_LOTS
+
 if TYPE_CHECKING:
     # imported where used: a command through the server (pkgline.cli.remote) imports
     # neither the lot tracker nor SQLAlchemy (tests/test_imports.py), nor rich for --json
@@ -94,6 +96,18 @@ UserOption = Annotated[
     ),
 ]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (recorded in history).")]
+HistoryOption = Annotated[
+    str,
+    typer.Option(
+        "--history",
+        help=f"How many of the last history entries to print: a number, or 'all' "
+        f"(default {SHOW_HISTORY}; --json has every one).",
+        show_default=False,
+    ),
+]
+"""A ``show``'s ``--history`` (its default: ``str(SHOW_HISTORY)``); :func:`last_entries`
+reads it."""
+MORE_HISTORY = "--history N or --history all for more"
 
 
 def current_user(given: str | None) -> str:
@@ -115,6 +129,38 @@ def usage_error(message: str, *, as_json: bool = False) -> NoReturn:
     else:
         err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(EXIT_USAGE)
+
+
+def last_entries(history: str, *, as_json: bool = False) -> int | None:
+    """``--history``: how many of the last entries to print, None for every one; anything
+    but a number or ``all`` is a usage error."""
+    given = history.strip().lower()
+    if given == "all":
+        return None
+    if not given.isdigit():
+        usage_error(
+            f"--history {history!r}: expected a number of entries or 'all'", as_json=as_json
+        )
+    return int(given)
+
+
+def the_last(items: Sequence[T], last: int | None, what: str, more: str) -> tuple[Sequence[T], str]:
+    """The last ``last`` of ``items`` (None: every one) and how to say it: "N what", or "the
+    last K of N what; ``more``"."""
+    shown = items if last is None else items[max(len(items) - last, 0) :]
+    if len(shown) == len(items):
+        return shown, f"{len(items):,} {what}"
+    return shown, f"the last {len(shown):,} of {len(items):,} {what}; {more}"
+
+
+def served_lots(lots: Sequence[str]) -> str:
+    """The lots a durable or a material lot served, oldest first, in words: the last
+    :data:`~pkgline.page_sizes.SHOW_LOTS` of them, saying how many there are."""
+    if not lots:
+        return "(none yet)"
+    if len(lots) <= SHOW_LOTS:
+        return ", ".join(lots)
+    return f"{', '.join(lots[-SHOW_LOTS:])} (the last {SHOW_LOTS} of {len(lots):,}; --json has every one)"
 
 
 def parse_assignments(

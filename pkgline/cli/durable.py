@@ -12,17 +12,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pkgline.cli.common import (
+    MORE_HISTORY,
     DbOption,
+    HistoryOption,
     JsonOption,
     ReasonOption,
     UserOption,
     current_user,
+    last_entries,
     out,
     print_json,
+    served_lots,
+    the_last,
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
-from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE
+from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE, SHOW_HISTORY
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
     from rich.table import Table
@@ -200,9 +205,15 @@ def renew(
 
 @app.command()
 def show(
-    durable: DurableArg, db: DbOption = None, server: ServerOption = None, json: JsonOption = False
+    durable: DurableArg,
+    history: HistoryOption = str(SHOW_HISTORY),
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
 ) -> None:
-    """A durable: its count against its life, its tool, the lots it served, its history."""
+    """A durable: its count against its life, its tool, the last lots it served and its last
+    history events (--history for more; --json has every one)."""
+    last = last_entries(history, as_json=json)
     answer = served(
         db,
         server,
@@ -214,8 +225,9 @@ def show(
     if json:
         print_json(answer)
         return
-    from rich.table import Table
     from rich.text import Text
+
+    from pkgline.cli.columns import columns
 
     d = _views().durable_from_dict(answer)
     out.print(Text.assemble((d.id, "bold"), f"  {d.kind.value}  ", _status(d)))
@@ -224,12 +236,12 @@ def show(
     out.print(f"added     {d.added_at:%Y-%m-%d %H:%M:%S} by {d.added_by}")
     if d.description:
         out.print(f"about     {d.description}")
-    out.print(f"lots      {', '.join(answer['lots']) or '(none yet)'}")
-    table = Table(show_edge=False, pad_edge=False, title="history")
-    for column in ("at", "event", "by", "tool", "lot", "step", "amount", "count", "reason"):
-        table.add_column(column)
-    for e in answer["history"]:
-        table.add_row(
+    out.print(f"lots      {served_lots(answer['lots'])}")
+    events, said = the_last(answer["history"], last, "events", MORE_HISTORY)
+    out.print(Text(f"History ({said})", style="italic"))
+    header = ("at", "event", "by", "tool", "lot", "step", "amount", "count", "reason")
+    rows = [
+        [
             f"{datetime.fromisoformat(e['at']):%Y-%m-%d %H:%M:%S}",
             e["event"],
             e["by"],
@@ -239,8 +251,10 @@ def show(
             f"{e['amount']:+,}" if e["amount"] else "",
             f"{e['count_after']:,}",
             e["reason"] or "",
-        )
-    out.print(table)
+        ]
+        for e in events
+    ]
+    out.print(columns(header, rows))
 
 
 @app.command("list")

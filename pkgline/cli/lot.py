@@ -17,11 +17,13 @@ from pkgline.cli import lot_history, lot_list, lot_map, lot_migrate, modes, sign
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
+    HistoryOption,
     JsonOption,
     ReasonOption,
     UserOption,
     current_user,
     err,
+    last_entries,
     out,
     parse_assignments,
     parse_sites,
@@ -32,6 +34,7 @@ from pkgline.cli.common import (
 from pkgline.cli.lot_view import print_report, state_text
 from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+from pkgline.page_sizes import SHOW_HISTORY
 
 if TYPE_CHECKING:
     # imported where used: rich where a table or styled text is printed (not for --json),
@@ -544,36 +547,17 @@ def complete(
     _act(db, server, json, lambda s: s.complete(command), remote, "completed")
 
 
-SHOW_HISTORY = 20
-"""History entries ``lot show`` prints by default (the last ones)."""
-
-
 @app.command()
 def show(
     lot: LotArg,
-    history: Annotated[
-        str,
-        typer.Option(
-            "--history",
-            help=f"How many of the last history entries to print: a number, or 'all' "
-            f"(default {SHOW_HISTORY}; --json has every one).",
-            show_default=False,
-        ),
-    ] = str(SHOW_HISTORY),
+    history: HistoryOption = str(SHOW_HISTORY),
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
     """State, step, next steps, layer, carriers and site maps, yields, path, and the last
     history entries (--history for more)."""
-    last: int | None = None
-    if history.strip().lower() != "all":
-        if not history.strip().isdigit():
-            usage_error(
-                f"--history {history!r}: expected a number of entries or 'all'", as_json=json
-            )
-        last = int(history)
-
+    last = last_entries(history, as_json=json)
     via = target(server, db, as_json=json)
     if via is not None:
         report: dict[str, Any] = call(via, "GET", f"/lots/{_q(lot)}", as_json=json)

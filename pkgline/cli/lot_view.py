@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pkgline.cli.common import out
+from pkgline.cli.common import MORE_HISTORY, out, the_last
 from pkgline.cli.pages import print_notice
 
 if TYPE_CHECKING:
@@ -237,16 +237,8 @@ def _print_signatures(report: Mapping[str, Any]) -> None:
 def _print_history(report: Mapping[str, Any], last: int | None) -> None:
     """The last ``last`` history entries (None: every one), oldest first, as aligned columns
     (a lot can have thousands: :mod:`pkgline.cli.columns`)."""
-    every = report["history"]
-    entries = every if last is None else every[-last:] if last else []
-    total = len(every)
-    title = f"History ({total:,} entries)"
-    if len(entries) < total:
-        title = (
-            f"History (the last {len(entries):,} of {total:,} entries; "
-            "--history N or --history all for more)"
-        )
-    print_entries(entries, title, report["id"])
+    entries, said = the_last(report["history"], last, "entries", MORE_HISTORY)
+    print_entries(list(entries), f"History ({said})", report["id"])
 
 
 def print_entries(entries: list[Mapping[str, Any]], title: str, own: str | None) -> None:

@@ -13,17 +13,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pkgline.cli.common import (
+    MORE_HISTORY,
     DbOption,
+    HistoryOption,
     JsonOption,
     ReasonOption,
     UserOption,
     current_user,
+    last_entries,
     out,
     print_json,
+    served_lots,
+    the_last,
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
-from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE
+from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE, SHOW_HISTORY
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
     from rich.text import Text
@@ -238,11 +243,15 @@ def _t(text: str) -> datetime:
 @app.command()
 def show(
     material: MaterialArg,
+    history: HistoryOption = str(SHOW_HISTORY),
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """A material lot: its clocks, its tool, its history and the lots it went into."""
+    """A material lot: its clocks, its tool, its last history events (--history for more)
+    and the last lots it went into (--json has every one; material where-used for a
+    recall)."""
+    last = last_entries(history, as_json=json)
     from pkgline.interlock_views import material_from_dict
 
     answer = served(
@@ -268,11 +277,12 @@ def show(
             f"floor life {(m.floor_life_minutes or 0) / 60:g} h"
         )
     out.print(f"tool      {m.tool_id or '(not loaded)'}")
-    for e in answer["history"]:
+    events, said = the_last(answer["history"], last, "events", MORE_HISTORY)
+    out.print(Text(f"History ({said})", style="italic"))
+    for e in events:
         tool = f" {e['tool']}" if e["tool"] else ""
         out.print(f"  {_t(e['at']):%Y-%m-%d %H:%M:%S}  {e['event']}{tool} by {e['by']}")
-    used = ", ".join(dict.fromkeys(u["lot"] for u in answer["uses"]))
-    out.print(f"used in   {used or '(none)'}")
+    out.print(f"used in   {served_lots(list(dict.fromkeys(u['lot'] for u in answer['uses'])))}")
 
 
 @app.command("list")
