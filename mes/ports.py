@@ -50,6 +50,7 @@ from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
 from mes.ports_spc import SpcRequest
 from mes.ports_together import Together as Together
+from mes.ports_together import each_together as each_together
 from mes.ports_together import nothing as nothing
 from mes.ports_together import together as together
 

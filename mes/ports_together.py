@@ -12,7 +12,7 @@ raised (docs/architecture.md, "Reads side by side").
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -53,6 +53,16 @@ def together(*works: _Work[Any]) -> _Work[tuple[Any, ...]]:
     one :class:`Together` (a round of one, as itself); each piece then gets its answer and
     runs on to its next request, in the order given. A piece that raises ends them all: the
     others are closed, as a transaction that raises is."""
+    return _side_by_side(works)
+
+
+def each_together(works: Iterable[_Work[A]]) -> _Work[list[A]]:
+    """:func:`together` for any number of pieces of one kind (a dispatch pass's lots): what
+    each returned, in their order."""
+    return list((yield from _side_by_side(tuple(works))))
+
+
+def _side_by_side(works: tuple[_Work[Any], ...]) -> _Work[tuple[Any, ...]]:
     results: list[Any] = [None] * len(works)
     asked: dict[int, Any] = {}
     try:

@@ -54,6 +54,7 @@ from mes.ports import (
     get_lot,
     get_rejects,
     get_tool_jobs,
+    together,
 )
 from mes.signing import SignatureVerifier, Signing
 
@@ -347,9 +348,7 @@ class LotServiceCore:
 def step_view_work(lot: Lot) -> Work[StepView]:
     """What running the lot's current step takes, read as work (in a transaction of its own,
     or in a track-in's)."""
-    return StepView(
-        lot,
-        (yield from get_jobs_of(lot.id, len(lot.path))),
-        (yield from get_carriers(lot.id)),
-        (yield from get_rejects(lot.id)),
+    jobs, carriers, rejects = yield from together(  # one round trip
+        get_jobs_of(lot.id, len(lot.path)), get_carriers(lot.id), get_rejects(lot.id)
     )
+    return StepView(lot, jobs, carriers, rejects)

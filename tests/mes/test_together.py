@@ -350,3 +350,36 @@ def _counting(method: Any, name: str, sent: Counter[str]) -> Any:
         return await method(self, *args)
 
     return counted
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_dispatch_pass_reads_in_two_statements_for_two_lots_or_five(
+    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """track_in_all reads its lots, their interlocks and their step views side by side: its
+    reads are the same two statements for two lots or five; each lot's move is its own."""
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.adapters.sql import SqlUnitOfWorkFactory
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        service = LotService(SqlUnitOfWorkFactory(engine), library, clock)
+        names = [f"P{i}" for i in range(7)]
+        for lot in names:
+            await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
+        sent: Counter[str] = Counter()
+        session = driver.AsyncpgSession
+        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
+            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
+        for group in (names[:2], names[2:]):
+            sent.clear()
+            found = await service.track_in_all(
+                [cmd.TrackIn(lot, "SUBSTRATE_LOAD", OP, dispatched=True) for lot in group]
+            )
+            assert [r.lot.state.value for r in found] == ["RUNNING"] * len(group)  # type: ignore[union-attr]
+            # the lots; their step views; and each lot's one-statement move
+            assert sent == Counter({"fetch_all": 2, "fetch_raw": len(group)})
+    finally:
+        await engine.dispose()
