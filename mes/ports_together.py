@@ -4,7 +4,7 @@ round trip per statement (PostgreSQL) pays one for all of them.
 
 A track-in's interlocks read the tool, its qualifications, its durables, its material lots
 and the lot's last track-outs; none needs another's answer. Written one after the other they
-cost PostgreSQL five round trips; side by side, one (:mod:`mes.adapters.batched`). The answers
+cost PostgreSQL five round trips; side by side, one (:mod:`mes.adapters.combined`). The answers
 are the same either way, and so is the order in which the pieces decide: each piece gets its
 answers, and goes on, in the order given, so the first piece's refusal is still the one
 raised (docs/architecture.md, "Reads side by side").

@@ -488,8 +488,11 @@ class LotService(LotServiceCore):
         """Record that a tool is about to process one carrier of the lot's running step."""
 
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
-            if (yield from get_job(cmd.job_id)) is not None:
+            jobs, taken = yield from together(  # one round trip
+                get_jobs_of(lot.id, len(lot.path)) if lot.running else nothing([]),
+                get_job(cmd.job_id),
+            )
+            if taken is not None:
                 raise InvalidInput(f"job id {cmd.job_id} is taken", lot_id=lot.id)
             return job_rules.start_job(lot, cmd, jobs, self._clock())
 
@@ -509,12 +512,10 @@ class LotService(LotServiceCore):
             job, lot = found
             if job.status is JobStatus.RECORDED:
                 return JobOutcome(lot, job, (), already_recorded=True)
-            done = [
-                j
-                for j in (yield from get_jobs_of(lot.id, job.path_index))
-                if j.status is JobStatus.RECORDED
-            ]
-            rejected = yield from _rejected(lot)
+            jobs, rejected = yield from together(  # one round trip
+                get_jobs_of(lot.id, job.path_index), _rejected(lot)
+            )
+            done = [j for j in jobs if j.status is JobStatus.RECORDED]
             change = job_rules.record_job(
                 lot, self.flow_of(lot), job, cmd, done, rejected, self._clock()
             )

@@ -22,6 +22,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
 from mes.domain.errors import InterlockRefused
 from mes.domain.interlocks import Qualification
+from mes.domain.model import JobStatus
 from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.materials import MaterialService
@@ -381,5 +382,38 @@ async def test_on_postgresql_a_dispatch_pass_reads_in_two_statements_for_two_lot
             assert [r.lot.state.value for r in found] == ["RUNNING"] * len(group)  # type: ignore[union-attr]
             # the lots; their step views; and each lot's one-statement move
             assert sent == Counter({"fetch_all": 2, "fetch_raw": len(group)})
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_jobs_start_and_record_read_side_by_side(
+    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line controller's step: a job started reads the step's jobs and the job id in one
+    statement, a job recorded its step's jobs and the lot's rejects in one."""
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.adapters.sql import SqlUnitOfWorkFactory
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        service = await _line(SqlUnitOfWorkFactory(engine), clock, library)
+        await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+        sent: Counter[str] = Counter()
+        session = driver.AsyncpgSession
+        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
+            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
+        await service.start_job(cmd.StartJob("L1", "J1", "WB-1", "1", OP))
+        # the lot; the step's jobs and the job id together; the job written, the lot's move
+        assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute": 1})
+        sent.clear()
+        done = await service.record_job(cmd.RecordJob("J1", OP))
+        assert done.job.status is JobStatus.RECORDED
+        # the job with its lot; the step's jobs and the lot's rejects together; then the
+        # writes: the job and the lot, the capillary's count and event
+        assert sent["fetch_all"] == 1
+        assert sent == Counter({"fetch_raw": 4, "fetch_all": 1, "execute_many": 3})
     finally:
         await engine.dispose()
