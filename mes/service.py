@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from flows import Flow
+from flows.model import QueueTime
 from mes.domain import common, genealogy, migration, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
@@ -54,6 +55,7 @@ from mes.domain.model import (
     JobRecord,
     JobStatus,
     Lot,
+    LotHead,
     LotState,
     SiteRef,
     SiteReject,
@@ -228,14 +230,22 @@ class LotService(LotServiceCore):
         if not versioned and not any(f.queue_times for f in self.flows.flows.values()):
             return held
         # heads: kept converted by the store; their versions built (those only)
+        waiting: list[tuple[LotHead, list[QueueTime]]] = []
         for lot in await self.heads([LotState.WAITING]):
             flow = self.flow_of(lot)
             if not flow.queue_times:
                 continue
             limits = queuetimes.limits_before(flow, lot, common.next_in_order(lot, flow))
-            if not limits:
-                continue
-            since = await self._read(get_last_track_outs(lot.id, queuetimes.first_steps(limits)))
+            if limits:
+                waiting.append((lot, limits))
+        # their last track-outs side by side: on PostgreSQL a statement for a hundred lots
+        sinces = await self._read(
+            each_together(
+                get_last_track_outs(lot.id, queuetimes.first_steps(limits))
+                for lot, limits in waiting
+            )
+        )
+        for (lot, limits), since in zip(waiting, sinces, strict=True):
             found = queuetimes.waits(limits, since, self._clock())
             expired = [w for w in found if w.expired]
             if not expired:

@@ -5,7 +5,8 @@ Each statement becomes a column of one row, an array of its rows as anonymous re
 (``ARRAY(SELECT q FROM (...) AS q)``), which asyncpg decodes with the same codecs as the
 statement's own columns: the values come back as they would from the statement alone. The
 statements' ``$n`` parameters are numbered on, one after the other. An array keeps the order
-its subquery gives, so a statement's ORDER BY holds.
+its subquery gives, so a statement's ORDER BY holds. At most :data:`MAX_COMBINED` reads go
+in one statement.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from collections.abc import Callable
 from functools import lru_cache
 
 _PARAMETER = re.compile(r"\$(\d+)")
+
+MAX_COMBINED = 100
+"""The most reads one statement combines; more go as several, this many each. PostgreSQL
+takes at most 1,664 columns in a select list, and a dispatch pass over hundreds of idle tools
+reads four or five things a lot."""
 
 
 @lru_cache(maxsize=256)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from mes.adapters.combined import combined_sql
+from mes.adapters.combined import MAX_COMBINED, combined_sql
 
 # The store's errors are raised from here (and imported from here by its callers).
 from mes.adapters.errors import DatabaseError as DatabaseError
@@ -292,6 +292,12 @@ class AsyncpgSession:
         return records
 
     async def fetch_all(self, fetches: Sequence[Fetch]) -> list[Any]:
+        found: list[Any] = []
+        for start in range(0, len(fetches), MAX_COMBINED):
+            found.extend(await self._fetch_combined(fetches[start : start + MAX_COMBINED]))
+        return found
+
+    async def _fetch_combined(self, fetches: Sequence[Fetch]) -> list[Any]:
         arguments = [f.statement.arguments(f.values) for f in fetches]
         sql = combined_sql(
             tuple(f.statement.sql for f in fetches), tuple(len(a) for a in arguments)

@@ -30,6 +30,7 @@ from mes.ports import (
     Together,
     UnitOfWorkFactory,
     Work,
+    each_together,
     get_history,
     get_last_track_outs,
     get_lot,
@@ -253,6 +254,26 @@ async def test_reads_together_answer_as_they_do_one_after_the_other(
     assert lot is not None and lot.id == "L1" and lot.params == expected[6].params
 
 
+async def test_more_reads_together_than_one_statement_may_hold_are_answered_all(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
+) -> None:
+    """PostgreSQL takes at most 1,664 columns in a select list: 1,700 reads side by side (a
+    dispatch pass over hundreds of tools reads four or five a lot) go as several statements
+    (mes.adapters.combined.MAX_COMBINED each), answered as one after the other."""
+    await _line(store, clock, library)
+    many = 1_700
+    found = await _read(
+        store,
+        each_together(
+            get_lot("L1") if i % 2 else get_qualifications(tool_id="WB-1") for i in range(many)
+        ),
+    )
+    lot = await _read(store, get_lot("L1"))
+    qualified = await _read(store, get_qualifications(tool_id="WB-1"))
+    assert len(found) == many and lot is not None and qualified
+    assert all(x == (lot if i % 2 else qualified) for i, x in enumerate(found))
+
+
 async def test_a_write_together_with_reads_is_written_in_the_same_transaction(
     store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
 ) -> None:
@@ -415,5 +436,35 @@ async def test_on_postgresql_a_jobs_start_and_record_read_side_by_side(
         # writes: the job and the lot, the capillary's count and event
         assert sent["fetch_all"] == 1
         assert sent == Counter({"fetch_raw": 4, "fetch_all": 1, "execute_many": 3})
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_the_controllers_look_at_queue_times_reads_in_two_statements(
+    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every waiting lot under a queue-time limit has its last track-outs read side by side
+    (was a statement a lot, every heartbeat of every controller)."""
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.adapters.sql import SqlUnitOfWorkFactory
+    from tests.mes.test_queue_times import _coated
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        service = LotService(SqlUnitOfWorkFactory(engine), library, clock)
+        for lot in ("Q1", "Q2", "Q3"):
+            await _coated(service, lot)
+        sent: Counter[str] = Counter()
+        session = driver.AsyncpgSession
+        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
+            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
+        assert await service.hold_expired_queue_times("ctl") == []
+        assert sent == Counter({"fetch_raw": 1, "fetch_all": 1})  # the heads; the track-outs
+        clock.now += timedelta(minutes=241)
+        held = await service.hold_expired_queue_times("ctl")
+        assert sorted(h.lot.id for h in held) == ["Q1", "Q2", "Q3"]
     finally:
         await engine.dispose()
