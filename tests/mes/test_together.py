@@ -468,3 +468,37 @@ async def test_on_postgresql_the_controllers_look_at_queue_times_reads_in_two_st
         assert sorted(h.lot.id for h in held) == ["Q1", "Q2", "Q3"]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_recall_reads_the_lots_histories_side_by_side(
+    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """material where-used walks the lots a step at a time, each step's histories read in
+    one statement (was a round trip per lot)."""
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.adapters.sql import SqlUnitOfWorkFactory
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        store = SqlUnitOfWorkFactory(engine)
+        service = await _line(store, clock, library)
+        for lot in ("L2", "L3"):
+            await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
+            for step in ("SUBSTRATE_LOAD", "DIE_ATTACH"):
+                await service.track_in(cmd.TrackIn(lot, step, OP))
+                await service.track_out(cmd.TrackOut(lot, OP))
+        for lot in ("L1", "L2", "L3"):  # each takes wire from WIRE-1
+            await service.track_in(cmd.TrackIn(lot, "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+        sent: Counter[str] = Counter()
+        session = driver.AsyncpgSession
+        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
+            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
+        reached = await MaterialService(store, clock).where_used("WIRE-1")
+        assert sorted(r.lot_id for r in reached) == ["L1", "L2", "L3"]
+        # the material lot; its uses; the three lots' histories in one
+        assert sent == Counter({"fetch_raw": 2, "fetch_all": 1})
+    finally:
+        await engine.dispose()
