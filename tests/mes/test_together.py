@@ -337,33 +337,20 @@ def durables_spent(durable_id: str) -> Work[None]:
     yield from save_durables(list(used))
 
 
-@pytest.mark.postgres
-async def test_on_postgresql_a_track_in_reads_its_interlocks_in_one_round_trip(
-    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mes.adapters.database import create_engine
-    from mes.adapters.migrate import upgrade
-    from mes.adapters.sql import SqlUnitOfWorkFactory
+ON_POSTGRES = pytest.mark.parametrize(
+    "store", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+"""The statements counted are PostgreSQL's: the store fixture (tests/mes/conftest.py) on it
+alone."""
 
-    engine = create_engine(postgres_url)
-    try:
-        await upgrade(engine)
-        service = await _line(SqlUnitOfWorkFactory(engine), clock, library)
-        sent: Counter[str] = Counter()
-        session = driver.AsyncpgSession
-        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
-            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
-        await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
-        # the lot, then one statement for the tool, its qualifications, durables and
-        # material lots; the move; the material lots' uses recorded
-        assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute_many": 1})
-        sent.clear()
-        await service.track_out(cmd.TrackOut("L1", OP))
-        # the lot; its durables and SPC charts, then its rejects and jobs (a durable is
-        # mounted: it counts); the move; the durable's count and event
-        assert sent["fetch_all"] == 2 and sent["fetch_raw"] == 2
-    finally:
-        await engine.dispose()
+
+def _counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """From now on, the statements the PostgreSQL sessions send, by the session's method."""
+    sent: Counter[str] = Counter()
+    session = driver.AsyncpgSession
+    for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
+        monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
+    return sent
 
 
 def _counting(method: Any, name: str, sent: Counter[str]) -> Any:
@@ -374,131 +361,100 @@ def _counting(method: Any, name: str, sent: Counter[str]) -> Any:
     return counted
 
 
-@pytest.mark.postgres
+@ON_POSTGRES
+async def test_on_postgresql_a_track_in_reads_its_interlocks_in_one_round_trip(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await _line(store, clock, library)
+    sent = _counted(monkeypatch)
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    # the lot, then one statement for the tool, its qualifications, durables and
+    # material lots; the move; the material lots' uses recorded
+    assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute_many": 1})
+    sent.clear()
+    await service.track_out(cmd.TrackOut("L1", OP))
+    # the lot; its durables and SPC charts, then its rejects and jobs (a durable is
+    # mounted: it counts); the move; the durable's count and event
+    assert sent["fetch_all"] == 2 and sent["fetch_raw"] == 2
+
+
+@ON_POSTGRES
 async def test_on_postgresql_a_dispatch_pass_reads_in_two_statements_for_two_lots_or_five(
-    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """track_in_all reads its lots, their interlocks and their step views side by side: its
     reads are the same two statements for two lots or five; each lot's move is its own."""
-    from mes.adapters.database import create_engine
-    from mes.adapters.migrate import upgrade
-    from mes.adapters.sql import SqlUnitOfWorkFactory
-
-    engine = create_engine(postgres_url)
-    try:
-        await upgrade(engine)
-        service = LotService(SqlUnitOfWorkFactory(engine), library, clock)
-        names = [f"P{i}" for i in range(7)]
-        for lot in names:
-            await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
-        sent: Counter[str] = Counter()
-        session = driver.AsyncpgSession
-        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
-            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
-        for group in (names[:2], names[2:]):
-            sent.clear()
-            found = await service.track_in_all(
-                [cmd.TrackIn(lot, "SUBSTRATE_LOAD", OP, dispatched=True) for lot in group]
-            )
-            assert [r.lot.state.value for r in found] == ["RUNNING"] * len(group)  # type: ignore[union-attr]
-            # the lots; their step views; and each lot's one-statement move
-            assert sent == Counter({"fetch_all": 2, "fetch_raw": len(group)})
-    finally:
-        await engine.dispose()
+    service = LotService(store, library, clock)
+    names = [f"P{i}" for i in range(7)]
+    for lot in names:
+        await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
+    sent = _counted(monkeypatch)
+    for group in (names[:2], names[2:]):
+        sent.clear()
+        found = await service.track_in_all(
+            [cmd.TrackIn(lot, "SUBSTRATE_LOAD", OP, dispatched=True) for lot in group]
+        )
+        assert [r.lot.state.value for r in found] == ["RUNNING"] * len(group)  # type: ignore[union-attr]
+        # the lots; their step views; and each lot's one-statement move
+        assert sent == Counter({"fetch_all": 2, "fetch_raw": len(group)})
 
 
-@pytest.mark.postgres
+@ON_POSTGRES
 async def test_on_postgresql_a_jobs_start_and_record_read_side_by_side(
-    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The line controller's step: a job started reads the step's jobs and the job id in one
     statement, a job recorded its step's jobs and the lot's rejects in one."""
-    from mes.adapters.database import create_engine
-    from mes.adapters.migrate import upgrade
-    from mes.adapters.sql import SqlUnitOfWorkFactory
-
-    engine = create_engine(postgres_url)
-    try:
-        await upgrade(engine)
-        service = await _line(SqlUnitOfWorkFactory(engine), clock, library)
-        await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
-        sent: Counter[str] = Counter()
-        session = driver.AsyncpgSession
-        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
-            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
-        await service.start_job(cmd.StartJob("L1", "J1", "WB-1", "1", OP))
-        # the lot; the step's jobs and the job id together; the job written, the lot's move
-        assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute": 1})
-        sent.clear()
-        done = await service.record_job(cmd.RecordJob("J1", OP))
-        assert done.job.status is JobStatus.RECORDED
-        # the job with its lot; the step's jobs and the lot's rejects together; then the
-        # writes: the job and the lot, the capillary's count and event
-        assert sent["fetch_all"] == 1
-        assert sent == Counter({"fetch_raw": 4, "fetch_all": 1, "execute_many": 3})
-    finally:
-        await engine.dispose()
+    service = await _line(store, clock, library)
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    sent = _counted(monkeypatch)
+    await service.start_job(cmd.StartJob("L1", "J1", "WB-1", "1", OP))
+    # the lot; the step's jobs and the job id together; the job written, the lot's move
+    assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute": 1})
+    sent.clear()
+    done = await service.record_job(cmd.RecordJob("J1", OP))
+    assert done.job.status is JobStatus.RECORDED
+    # the job with its lot; the step's jobs and the lot's rejects together; then the
+    # writes: the job and the lot, the capillary's count and event
+    assert sent["fetch_all"] == 1
+    assert sent == Counter({"fetch_raw": 4, "fetch_all": 1, "execute_many": 3})
 
 
-@pytest.mark.postgres
+@ON_POSTGRES
 async def test_on_postgresql_the_controllers_look_at_queue_times_reads_in_two_statements(
-    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every waiting lot under a queue-time limit has its last track-outs read side by side
     (was a statement a lot, every heartbeat of every controller)."""
-    from mes.adapters.database import create_engine
-    from mes.adapters.migrate import upgrade
-    from mes.adapters.sql import SqlUnitOfWorkFactory
     from tests.mes.test_queue_times import _coated
 
-    engine = create_engine(postgres_url)
-    try:
-        await upgrade(engine)
-        service = LotService(SqlUnitOfWorkFactory(engine), library, clock)
-        for lot in ("Q1", "Q2", "Q3"):
-            await _coated(service, lot)
-        sent: Counter[str] = Counter()
-        session = driver.AsyncpgSession
-        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
-            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
-        assert await service.hold_expired_queue_times("ctl") == []
-        assert sent == Counter({"fetch_raw": 1, "fetch_all": 1})  # the heads; the track-outs
-        clock.now += timedelta(minutes=241)
-        held = await service.hold_expired_queue_times("ctl")
-        assert sorted(h.lot.id for h in held) == ["Q1", "Q2", "Q3"]
-    finally:
-        await engine.dispose()
+    service = LotService(store, library, clock)
+    for lot in ("Q1", "Q2", "Q3"):
+        await _coated(service, lot)
+    sent = _counted(monkeypatch)
+    assert await service.hold_expired_queue_times("ctl") == []
+    assert sent == Counter({"fetch_raw": 1, "fetch_all": 1})  # the heads; the track-outs
+    clock.now += timedelta(minutes=241)
+    held = await service.hold_expired_queue_times("ctl")
+    assert sorted(h.lot.id for h in held) == ["Q1", "Q2", "Q3"]
 
 
-@pytest.mark.postgres
+@ON_POSTGRES
 async def test_on_postgresql_a_recall_reads_the_lots_histories_side_by_side(
-    postgres_url: str, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """material where-used walks the lots a step at a time, each step's histories read in
     one statement (was a round trip per lot)."""
-    from mes.adapters.database import create_engine
-    from mes.adapters.migrate import upgrade
-    from mes.adapters.sql import SqlUnitOfWorkFactory
-
-    engine = create_engine(postgres_url)
-    try:
-        await upgrade(engine)
-        store = SqlUnitOfWorkFactory(engine)
-        service = await _line(store, clock, library)
-        for lot in ("L2", "L3"):
-            await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
-            for step in ("SUBSTRATE_LOAD", "DIE_ATTACH"):
-                await service.track_in(cmd.TrackIn(lot, step, OP))
-                await service.track_out(cmd.TrackOut(lot, OP))
-        for lot in ("L1", "L2", "L3"):  # each takes wire from WIRE-1
-            await service.track_in(cmd.TrackIn(lot, "WIRE_BOND", OP, tool="WB-1", dispatched=True))
-        sent: Counter[str] = Counter()
-        session = driver.AsyncpgSession
-        for name in ("fetch_raw", "fetch_all", "execute", "execute_many"):
-            monkeypatch.setattr(session, name, _counting(getattr(session, name), name, sent))
-        reached = await MaterialService(store, clock).where_used("WIRE-1")
-        assert sorted(r.lot_id for r in reached) == ["L1", "L2", "L3"]
-        # the material lot; its uses; the three lots' histories in one
-        assert sent == Counter({"fetch_raw": 2, "fetch_all": 1})
-    finally:
-        await engine.dispose()
+    service = await _line(store, clock, library)
+    for lot in ("L2", "L3"):
+        await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
+        for step in ("SUBSTRATE_LOAD", "DIE_ATTACH"):
+            await service.track_in(cmd.TrackIn(lot, step, OP))
+            await service.track_out(cmd.TrackOut(lot, OP))
+    for lot in ("L1", "L2", "L3"):  # each takes wire from WIRE-1
+        await service.track_in(cmd.TrackIn(lot, "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    sent = _counted(monkeypatch)
+    reached = await MaterialService(store, clock).where_used("WIRE-1")
+    assert sorted(r.lot_id for r in reached) == ["L1", "L2", "L3"]
+    # the material lot; its uses; the three lots' histories in one
+    assert sent == Counter({"fetch_raw": 2, "fetch_all": 1})
