@@ -253,6 +253,21 @@ async def running(relay: Any) -> AsyncIterator[asyncio.Task[None]]:
         await asyncio.wait_for(task, 30)
 
 
+def stopped(sub: Subscriber, controller: str) -> Callable[[], bool]:
+    """A condition for ``wait_until``: the last status of ``controller`` the subscriber got is
+    the relay's "offline, stopped". A relay publishes it as it stops, and the broker may
+    deliver it after the relay has returned or its process exited."""
+
+    def check() -> bool:
+        said = sub.of(f"/controllers/{controller}/status")
+        return bool(said) and (said[-1].payload["status"], said[-1].payload["reason"]) == (
+            "offline",
+            "stopped",
+        )
+
+    return check
+
+
 def drained(reader: OutboxReader) -> Callable[[], Awaitable[bool]]:
     """A condition for ``wait_until``: no event left unpublished in the outbox."""
 

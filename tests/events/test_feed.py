@@ -39,6 +39,7 @@ from tests.events.conftest import (
     drained,
     events_config,
     running,
+    stopped,
     subscribed,
 )
 
@@ -101,25 +102,22 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
     relay = Relay(events, OutboxStore(engine), controller=config.name, tools=tools)
     reader = OutboxReader(engine)
     try:
-        async with (
-            simulated(config),
-            subscribed(events, relay.topics) as sub,
-            running(relay),
-            running_controller(config, stack),
-        ):
-            ids = await start_lots(stack.lots, FLOWS[:4])
+        async with simulated(config), subscribed(events, relay.topics) as sub:
+            async with running(relay), running_controller(config, stack):
+                ids = await start_lots(stack.lots, FLOWS[:4])
 
-            async def done() -> bool:
-                return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
+                async def done() -> bool:
+                    return all_in(await lots_in(stack.lots, ids), LotState.COMPLETED)
 
-            await wait_until(done, timeout_s=90, what="every lot completed")
-            await wait_until(drained(reader), timeout_s=30, what="the outbox published")
-            outbox = await all_outbox_ids(reader)
-            await wait_until(
-                lambda: len({e["id"] for e in sub.events()}) >= len(outbox),
-                timeout_s=30,
-                what="the subscriber got every event",
-            )
+                await wait_until(done, timeout_s=90, what="every lot completed")
+                await wait_until(drained(reader), timeout_s=30, what="the outbox published")
+                outbox = await all_outbox_ids(reader)
+                await wait_until(
+                    lambda: len({e["id"] for e in sub.events()}) >= len(outbox),
+                    timeout_s=30,
+                    what="the subscriber got every event",
+                )
+            await wait_until(stopped(sub, config.name), timeout_s=10, what="offline, stopped")
         check_feed(sub, outbox)
         assert len(outbox) == await history_count(stack.url, ids)
         kinds = check_schemas(sub)

@@ -32,6 +32,7 @@ from tests.events.conftest import (
     check_feed,
     drained,
     events_config,
+    stopped,
     subscribed,
 )
 
@@ -186,6 +187,7 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
                 timeout_s=60,
                 what="the subscriber got every event",
             )
+            await wait_until(stopped(sub, "killed"), timeout_s=10, what="offline, stopped")
         check_feed(sub, rows)
         deaths = [
             m.payload["reason"]

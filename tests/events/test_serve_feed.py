@@ -31,7 +31,14 @@ from tests.controller.conftest import (
     start_lots,
     wait_until,
 )
-from tests.events.conftest import Mosquitto, all_outbox_ids, check_feed, events_config, subscribed
+from tests.events.conftest import (
+    Mosquitto,
+    all_outbox_ids,
+    check_feed,
+    events_config,
+    stopped,
+    subscribed,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +105,7 @@ async def test_serve_killed_with_sigkill_mid_run_misses_no_event_and_repeats_onl
             await wait_until(
                 lambda: len({e["id"] for e in sub.events()}) >= len(rows), timeout_s=30
             )
+            await wait_until(stopped(sub, config.name), timeout_s=10, what="offline, stopped")
             assert await asyncio.to_thread(tail.wait, 30) == 0
         check_feed(sub, rows)
         deaths = [
