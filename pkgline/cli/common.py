@@ -47,9 +47,18 @@ EXIT_TAMPERED = 6
 T = TypeVar("T")
 
 
+PIPE_WIDTH = 1000
+"""The width a table is printed at into a pipe or a file: rich would take 80 columns there
+and cut lot ids, steps and measured values short; a table is as wide as it needs, up to this."""
+
+
 class _LazyConsole:
     """A rich Console made on its first use: a command that prints JSON, or nothing, does
-    not import rich (about a tenth of the start-up of ``pkgline lot show --json``)."""
+    not import rich (about a tenth of the start-up of ``pkgline lot show --json``).
+
+    Into a pipe or a file (``| less``, ``> report.txt``, a script) it prints tables whole,
+    at the width they need, unless $COLUMNS says otherwise; on a terminal at the terminal's
+    width, where a cell that does not fit folds (every table column is ``overflow="fold"``)."""
 
     def __init__(self, **options: Any) -> None:
         self._options = options
@@ -59,7 +68,10 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._options)
+            console = Console(**self._options)
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
+                console.width = PIPE_WIDTH
+            self._console = console
         return self._console
 
     def __getattr__(self, name: str) -> Any:

@@ -321,7 +321,7 @@ def _durable_table(found: list[Durable]) -> Table:
 
     table = Table(show_edge=False, pad_edge=False)
     for column in ("durable", "kind", "tool", "count", "life", "unit", "used %", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for d in found:
         table.add_row(
             d.id,

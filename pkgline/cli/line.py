@@ -106,7 +106,7 @@ def _print_running(running: Sequence[Json], now: datetime) -> None:
         return
     table = Table(title=f"Lots running ({len(running)})", title_justify="left")
     for name in ("lot", "flow", "prio", "step", "tool", "since"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for lot in running:
         since = _at(lot["since"])
         table.add_row(

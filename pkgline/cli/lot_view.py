@@ -42,9 +42,9 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
     table = Table(title="Lots", caption=caption)
     held = any(r.get("hold_reason") for r in rows)  # lot list --state HOLD: the holds list
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     if held:
-        table.add_column("held for")
+        table.add_column("held for", overflow="fold")
     for r in rows:
         nxt = r["next_steps"]
         table.add_row(
@@ -161,7 +161,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     if lot["path"]:
         path = Table(title="Path", title_justify="left")
         for column in ("#", "step", "tool", "by", "at", "rejects", "measured"):
-            path.add_column(column)
+            path.add_column(column, overflow="fold")
         for p in lot["path"]:
             measured = ", ".join(f"{k}={v}" for k, v in p["measured"].items())
             path.add_row(
@@ -178,7 +178,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     if lot["yields"]:
         yields = Table(title="Yield per step", title_justify="left")
         for column in ("#", "step", "in", "rejected", "yield %"):
-            yields.add_column(column)
+            yields.add_column(column, overflow="fold")
         for y in lot["yields"]:
             pct = "-" if y["yield_pct"] is None else f"{y['yield_pct']:.1f}"
             yields.add_row(

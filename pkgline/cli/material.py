@@ -355,7 +355,7 @@ def _material_table(found: list[Material]) -> Any:
 
     table = Table(show_edge=False, pad_edge=False)
     for column in ("material", "kind", "tool", "expires", "thawed", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for m in found:
         table.add_row(
             m.id,
@@ -425,7 +425,7 @@ def genealogy(
 
     table = Table(show_edge=False, pad_edge=False)
     for column in ("material", "step", "tool", "at", "in lot", "via"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for s in found:
         table.add_row(
             s["material"],

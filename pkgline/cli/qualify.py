@@ -125,7 +125,7 @@ def qualifications(
 
     table = Table(show_edge=False, pad_edge=False)
     for column in ("tool", "step", "qualified", "by", "at", "reason"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for q in found:
         table.add_row(
             q["tool"],

@@ -105,7 +105,7 @@ def list_(
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("code", "kind", "text", "released by", "state"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in found:
         table.add_row(
             r["code"],

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -120,8 +119,7 @@ def _print_endpoints(line: SimulatedLine) -> None:
             f"Tools/{endpoint.object_name}" if endpoint.object_name else "",
             f"{line.tool(endpoint.tool_id).settings.time_scale:g}",
         )
-    # A pipe or the journal has no width: print the table whole rather than folded at 80.
-    (out if out.is_terminal else Console(highlight=False, width=200)).print(table)
+    out.print(table)  # into a pipe or the journal: whole (pkgline.cli.common.PIPE_WIDTH)
     real = [tool.id for tool in line.config.tools if tool.simulation is None]
     if real:
         out.print(f"not simulated (no simulation table): {', '.join(real)}")

@@ -168,7 +168,7 @@ def show(
             out.print(cap)
         table = Table(show_edge=False, pad_edge=False)
         for column in ("#", "lot", "at", "x", "rules"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         for n, p in enumerate(v["points"]):
             rules = p["rules"]
             table.add_row(
@@ -210,9 +210,9 @@ def list_(
         return
     table = Table(show_edge=False, pad_edge=False)
     for column in ("step", "value", "tool", "center", "sigma", "LCL", "UCL", "limits"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for column in ("rules", "inhibit", "set by", "at"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for c in charts:
         limits = c["limits_source"] or f"baseline of {c['baseline']} points"
         table.add_row(

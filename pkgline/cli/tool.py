@@ -122,9 +122,10 @@ def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) ->
     columns += ["state", "lot", "sites", "alarm"] if compact else ["state", "mode", "lot / job"]
     if not compact:
         columns += ["sites", "alarm"]
-    for name in columns:  # the long ones fold; the rest stay on one line
+    # the long ones wrap; the rest stay on one line, folded only on a terminal too narrow
+    for name in columns:
         wraps = name in ("address", "lot / job", "alarm")
-        table.add_column(name, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
+        table.add_column(name, no_wrap=not wraps, overflow="fold")
     for t in tools:
         dispatch = Text(t["dispatch"], style="bold yellow" if t["dispatch"] == MANUAL else "")
         state = t["process_state"] or Text(
@@ -420,7 +421,7 @@ def _print_times(times: Mapping[str, Any], window: str) -> None:
         caption_justify="left",
     )
     for name in ("E10 state", "time", "seconds", "%"):
-        table.add_column(name, justify="left" if name == "E10 state" else "right")
+        table.add_column(name, justify="left" if name == "E10 state" else "right", overflow="fold")
     for state in E10_STATES:
         seconds = times["seconds"].get(state, 0.0)
         pct = f"{100.0 * seconds / known:.1f}" if known > 0 else "-"
@@ -441,7 +442,7 @@ def _print_changes(recent: Sequence[Mapping[str, Any]], start: datetime, found: 
         title=f"State changes (the last {len(recent)} of {found + before})", title_justify="left"
     )
     for name in ("at", "E10 state", "process state", "connected", "reason"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for c in recent:
         at = _at(c["at"])
         shown = clock(at) + (" (before the window)" if at < start else "")

@@ -194,7 +194,9 @@ def list_users(db: DbOption = None, server: ServerOption = None, json: JsonOptio
     if json:
         print_json(found)
         return
-    table = Table("user", "name", "kind", "roles", "state")
+    table = Table()
+    for name in ("user", "name", "kind", "roles", "state"):
+        table.add_column(name, overflow="fold")
     for u in found:
         state = "disabled" if u["disabled"] else ("locked" if u["locked_until"] else "enabled")
         table.add_row(u["username"], u["full_name"], u["kind"], ", ".join(u["roles"]), state)
@@ -448,7 +450,9 @@ def events(
         print_json(shown["events"])
         pages.json_notice(shown)
         return
-    table = Table("seq", "at", "event", "by", "user", "detail")
+    table = Table()
+    for name in ("seq", "at", "event", "by", "user", "detail"):
+        table.add_column(name, overflow="fold")
     for e in shown["events"]:
         detail: dict[str, Any] = dict(e["detail"])
         table.add_row(

@@ -98,6 +98,9 @@ class Sim:
             [sys.executable, "-m", "pkgline", "sim", "--config", str(config), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # no COLUMNS: the endpoints print whole into a pipe (GNU readline, once loaded
+            # in the test process, or xdist puts COLUMNS=80 in the environment)
+            env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
         )
         self.output = ""
 
