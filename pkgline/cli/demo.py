@@ -212,18 +212,31 @@ async def _demo(run: Demo) -> int:
 # -- setting up ---------------------------------------------------------------------------------
 
 
-def _is_demo_database(path: Path) -> bool:
-    """Empty, or a pkgline database holding demo lots only (never replace anything else)."""
+def _not_the_demos(path: Path) -> str | None:
+    """Why the file at ``path`` is not the demo's to replace (None: empty, or a pkgline
+    database holding demo lots only; anything else is never replaced)."""
+    if not path.is_file():
+        return "is not a file"
     if path.stat().st_size == 0:
-        return True
+        return None
     try:
         with contextlib.closing(sqlite3.connect(path)) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             if "lots" not in tables:
-                return not tables
-            return all(r[0].startswith(LOT_PREFIX) for r in conn.execute("SELECT id FROM lots"))
-    except sqlite3.Error:
-        return False
+                return "is not a pkgline database" if tables else None
+            others = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM lots WHERE substr(id, 1, ?) != ? ORDER BY id LIMIT 4",
+                    (len(LOT_PREFIX), LOT_PREFIX),
+                )
+            ]
+    except sqlite3.Error as exc:
+        return f"is not a database SQLite can read ({exc})"
+    if not others:
+        return None
+    named = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+    return f"holds lots the demo did not start ({named})"
 
 
 async def _fresh_database(run: Demo) -> None:
@@ -231,9 +244,11 @@ async def _fresh_database(run: Demo) -> None:
 
     path = run.database
     if path.exists():
-        if not path.is_file() or not _is_demo_database(path):
+        why = _not_the_demos(path)
+        if why is not None:
             raise DemoFailed(
-                f"{path} exists and is not a pkgline demo database; choose another --db",
+                f"{path} {why}: the demo replaces only a database of its own; choose another "
+                "--db, or remove the file if nothing in it is needed",
                 EXIT_USAGE,
             )
         out.print(f"database: {path} (the earlier demo database there is replaced)")

@@ -329,5 +329,31 @@ def test_a_database_that_is_not_a_demo_database_is_never_replaced(tmp_path: Path
     before = db.read_bytes()
     code, output = finish(demo(db), 60)
     assert code == 2, output
-    assert "is not a pkgline demo database" in output
+    assert "holds lots the demo did not start (L2024-0001)" in output
+    assert "choose another --db, or remove the file" in output
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"notes of the night shift\n" * 100, "is not a database SQLite can read"),
+        (None, "is not a pkgline database"),
+    ],
+    ids=["text", "other tables"],
+)
+def test_a_file_that_is_not_a_pkgline_database_is_never_replaced(
+    tmp_path: Path, content: bytes | None, why: str
+) -> None:
+    db = tmp_path / "other.db"
+    if content is None:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE orders (id TEXT)")
+            conn.commit()
+    else:
+        db.write_bytes(content)
+    before = db.read_bytes()
+    code, output = finish(demo(db), 60)
+    assert code == 2, output
+    assert why in output
     assert db.read_bytes() == before
