@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import structlog
 import typer
 
-from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
+from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
 
 if TYPE_CHECKING:
     from mes.adapters.database import DatabaseTimeouts
@@ -25,12 +25,12 @@ log = structlog.get_logger("pkgline.api")
 def api(
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="The line configuration (line.toml): [api], database."),
+        typer.Option("--config", help="The line configuration (line.toml): \\[api], database."),
     ] = None,
     db: DbOption = None,
     socket: Annotated[
         Path | None,
-        typer.Option("--socket", help="The Unix socket to serve on (default: [api] socket)."),
+        typer.Option("--socket", help="The Unix socket to serve on (default: \\[api] socket)."),
     ] = None,
     http_port: Annotated[
         int | None,
@@ -68,7 +68,7 @@ def api(
         try:
             line = load_line_config(config)
         except ConfigError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
+            err.print(marked("error:", "bold red", str(exc)))
             raise typer.Exit(EXIT_USAGE) from None
         api_config, database, timeouts = line.api, line.database, line.database_timeouts
         policy = line.signatures.policy()

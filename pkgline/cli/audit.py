@@ -11,6 +11,7 @@ from pkgline.cli.common import (
     DbOption,
     JsonOption,
     err,
+    marked,
     out,
     print_json,
     usage_error,
@@ -64,13 +65,17 @@ def verify(
         print_json(found)
     elif problem is None:
         out.print(
-            f"[green]✔[/] history verified: {_count(found['entries'], 'entry', 'entries')} of "
-            f"{_count(found['lots'], 'lot', 'lots')}, "
-            f"{_count(found['signatures'], 'signature', 'signatures')}; "
-            f"head of the chain over lots {found['lots_head']}"
+            marked(
+                "✔",
+                "green",
+                f"history verified: {_count(found['entries'], 'entry', 'entries')} of "
+                f"{_count(found['lots'], 'lot', 'lots')}, "
+                f"{_count(found['signatures'], 'signature', 'signatures')}; "
+                f"head of the chain over lots {found['lots_head']}",
+            )
         )
     else:
-        err.print(f"[bold red]✘[/] history does not verify: {problem['message']}")
+        err.print(marked("✘", "bold red", f"history does not verify: {problem['message']}"))
         err.print(f"  ({found['entries']} entries checked before it)")
     if problem is not None:
         raise typer.Exit(EXIT_TAMPERED)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     # imported where used: a command through the server (pkgline.cli.remote) imports
     # neither the lot tracker nor SQLAlchemy (tests/test_imports.py), nor rich for --json
     from rich.console import Console
+    from rich.text import Text
 
     from mes.domain.commands import SiteRejectGiven
 
@@ -84,8 +85,20 @@ class _LazyConsole:
         self._get().__exit__(*exc)
 
 
-out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True))
-err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
+# markup off: what is printed is printed as it is, brackets and all. A lot id, a hold reason
+# or a tool's alarm text such as "[red] marks" or "[/b]" is data, not a style (with rich's
+# markup on, the one vanished and the other ended the command with a MarkupError); styles are
+# given as Text (marked, below).
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=True, markup=False))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True, markup=False))
+
+
+def marked(mark: str, style: str, message: str = "") -> Text:
+    """``mark`` in ``style`` (a ✔ in green, "error:" in bold red), then ``message`` as it is."""
+    from rich.text import Text
+
+    return Text.assemble((mark, style), f" {message}" if message else "")
+
 
 DbOption = Annotated[
     str | None,
@@ -139,7 +152,7 @@ def usage_error(message: str, *, as_json: bool = False) -> NoReturn:
     if as_json:
         print_json({"error": "usage", "message": message})
     else:
-        err.print(f"[bold red]error:[/] {message}")
+        err.print(marked("error:", "bold red", message))
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -292,9 +305,7 @@ def fail(message: str, payload: dict[str, Any], code: int, as_json: bool) -> NoR
     if as_json:
         print_json(payload)
     else:
-        err.print(
-            f"[bold red]✘[/] {message}" if code in (1, 3) else f"[bold red]error:[/] {message}"
-        )
+        err.print(marked("✘" if code in (1, 3) else "error:", "bold red", message))
         allowed = payload.get("allowed")
         if allowed:
             err.print(f"allowed: {', '.join(str(a) for a in allowed)}")

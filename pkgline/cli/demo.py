@@ -39,7 +39,7 @@ from mes.domain.model import Lot, LotState
 from mes.service import utc_now
 from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
 from pkgline.cli import demo_api
-from pkgline.cli.common import err, out
+from pkgline.cli.common import err, marked, out
 from pkgline.cli.demo_run import (
     EXIT_INCOMPLETE,
     Demo,
@@ -395,8 +395,11 @@ async def _follow(run: Demo, services: Services) -> bool:
             lots, tools = await _read(services)
     if not serve.running():
         err.print(
-            f"[bold red]the line controller stopped unexpectedly[/] "
-            f"(exit {serve.process.returncode}); {serve.log}:\n{serve.tail()}"
+            marked(
+                "the line controller stopped unexpectedly",
+                "bold red",
+                f"(exit {serve.process.returncode}); {serve.log}:\n{serve.tail()}",
+            )
         )
     unfinished = [lot for lot in lots if lot.state is not LotState.COMPLETED]
     if not unfinished:

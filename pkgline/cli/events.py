@@ -24,6 +24,7 @@ from pkgline.cli.common import (
     DbOption,
     JsonOption,
     err,
+    marked,
     out,
     print_json,
 )
@@ -34,7 +35,7 @@ from pkgline.page_sizes import FEED_PAGE, MAX_FEED_PAGE
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", help="The line configuration (line.toml) with [events].")
+    Path, typer.Option("--config", help="The line configuration (line.toml) with \\[events].")
 ]
 
 
@@ -121,16 +122,16 @@ def tail(
     try:
         line = load_line_config(config)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_USAGE) from None
     if line.events is None:
-        err.print(f"[bold red]error:[/] {config}: no \\[events] table: the feed is off")
+        err.print(marked("error:", "bold red", f"{config}: no [events] table: the feed is off"))
         raise typer.Exit(EXIT_USAGE)
     if lot is not None and every:
-        err.print("[bold red]error:[/] --lot or --all, not both")
+        err.print(marked("error:", "bold red", "--lot or --all, not both"))
         raise typer.Exit(EXIT_USAGE)
     if lot is not None and not usable_level(lot):
-        err.print(f"[bold red]error:[/] lot id {lot!r} cannot be a topic level (/ + # $)")
+        err.print(marked("error:", "bold red", f"lot id {lot!r} cannot be a topic level (/ + # $)"))
         raise typer.Exit(EXIT_USAGE)
     events = line.events
     topics = Topics.of(events.root, events.site, events.area, events.line or line.name)
@@ -142,7 +143,7 @@ def tail(
     except KeyboardInterrupt:
         pass
     except BrokerError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 

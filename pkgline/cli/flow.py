@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from mes.domain.errors import InvalidInput
 from pkgline.bootstrap import flow_library
 from pkgline.cli import flow_versions
-from pkgline.cli.common import EXIT_REFUSED, DbOption, JsonOption, err, out, print_json
+from pkgline.cli.common import EXIT_REFUSED, DbOption, JsonOption, err, marked, out, print_json
 from pkgline.cli.flow_versions import show_version
 from pkgline.cli.modes import Remote, ServerOption, either, segment
 from pkgline.flow_views import flow_dict
@@ -81,10 +80,8 @@ def show(
         )
         for a in published["approvals"]:
             out.print(
-                escape(
-                    f"  approved by {a['printed_name']} ({a['signer']}) "
-                    f"{flow_versions.approvals_time(a)} [{a['method']}]: {a['meaning']}"
-                )
+                f"  approved by {a['printed_name']} ({a['signer']}) "
+                f"{flow_versions.approvals_time(a)} [{a['method']}]: {a['meaning']}"
             )
         _print_flow(shown)
         return
@@ -97,7 +94,7 @@ def show(
         if json:
             print_json(error.to_dict())
         else:
-            err.print(f"[bold red]✘[/] {error.message}")
+            err.print(marked("✘", "bold red", error.message))
         raise typer.Exit(EXIT_REFUSED)
     f = flow_dict(library.flows[flow])
     if json:
@@ -108,7 +105,7 @@ def show(
 
 def _print_flow(f: Mapping[str, Any]) -> None:
     """A flow as :func:`pkgline.flow_views.flow_dict` gives it, for a person."""
-    out.print(f"[bold]{f['name']}[/] v{f['version']}: {f['title']}")
+    out.print(marked(f["name"], "bold", f"v{f['version']}: {f['title']}"))
     out.print(f"document {f['document']}, claims {f['claims']}")
     if f["description"]:
         out.print(f["description"])

@@ -25,7 +25,7 @@ from mes.domain.signatures import SIGNED, SignatureGiven, SignaturePolicy
 from mes.flowversions import FlowVersionService
 from pkgline import flow_views as views
 from pkgline.bootstrap import open_services, os_account
-from pkgline.cli.common import DbOption, JsonOption, out, print_json, run, usage_error
+from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, run, usage_error
 from pkgline.cli.modes import (
     Remote,
     ServerOption,
@@ -129,9 +129,13 @@ def publish(
     for v in done:
         if v["new"]:
             out.print(
-                f"[green]✔[/] flow {v['flow']} version {v['version']} published as a draft "
-                f"({v['content_hash'][:12]}); approve it: pkgline flow approve {v['flow']} "
-                f"{v['version']}"
+                marked(
+                    "✔",
+                    "green",
+                    f"flow {v['flow']} version {v['version']} published as a draft "
+                    f"({v['content_hash'][:12]}); approve it: pkgline flow approve {v['flow']} "
+                    f"{v['version']}",
+                )
             )
         else:
             out.print(
@@ -154,7 +158,6 @@ def versions(
     if json:
         print_json(found)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Versions of {flow}")
@@ -168,7 +171,7 @@ def versions(
             v["author"],
             _when(v["published_at"]),
             v["note"],
-            escape(approvals_text(v)),
+            approvals_text(v),
         )
     out.print(table)
 
@@ -261,8 +264,12 @@ def approve(
     if v["state"] == VersionState.APPROVED.value:
         names = ", ".join(f"{x['printed_name']} ({x['signer']})" for x in v["approvals"])
         out.print(
-            f"[green]✔[/] flow {v['flow']} version {v['version']} approved by {names}: "
-            f"{a['meaning']} ({v['content_hash'][:12]}); new lots start on it"
+            marked(
+                "✔",
+                "green",
+                f"flow {v['flow']} version {v['version']} approved by {names}: "
+                f"{a['meaning']} ({v['content_hash'][:12]}); new lots start on it",
+            )
         )
         return
     how = (
@@ -301,7 +308,9 @@ def retire(
     if json:
         print_json(v)
         return
-    out.print(f"[green]✔[/] flow {v['flow']} version {v['version']} retired; lots on it go on")
+    out.print(
+        marked("✔", "green", f"flow {v['flow']} version {v['version']} retired; lots on it go on")
+    )
 
 
 async def show_version(db: str | None, flow: str, version: int | None) -> Json:

@@ -24,6 +24,7 @@ from pkgline.cli.common import (
     current_user,
     err,
     last_entries,
+    marked,
     out,
     parse_assignments,
     parse_sites,
@@ -146,8 +147,11 @@ def _print_outcome(
         return
     if held and answer.get("hold_reason") is not None:
         err.print(
-            f"[bold red]✘[/] lot {answer['id']} not tracked in, put on hold: "
-            f"{answer['hold_reason']}"
+            marked(
+                "✘",
+                "bold red",
+                f"lot {answer['id']} not tracked in, put on hold: {answer['hold_reason']}",
+            )
         )
         err.print("an engineer decides: pkgline lot rework or pkgline lot release")
         raise typer.Exit(EXIT_REFUSED)

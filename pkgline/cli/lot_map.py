@@ -21,6 +21,7 @@ from pkgline.cli.common import (
     UserOption,
     current_user,
     err,
+    marked,
     out,
     parse_assignments,
     print_json,
@@ -93,8 +94,12 @@ def export(
         print_json({"lot": done["lot"], "carriers": carriers, "file": str(out_file)})
     else:
         out.print(
-            f"[green]✔[/] lot {done['lot']}: {len(carriers)} carrier map(s) "
-            f"({', '.join(carriers)}) written to {out_file} as SEMI E142"
+            marked(
+                "✔",
+                "green",
+                f"lot {done['lot']}: {len(carriers)} carrier map(s) "
+                f"({', '.join(carriers)}) written to {out_file} as SEMI E142",
+            )
         )
 
 
@@ -187,12 +192,18 @@ def import_(
         return
     mapped = ", ".join(f"{k} -> {v}" if k != v else k for k, v in done["carriers"].items())
     if done["good_sites"] is None:
-        out.print(f"[green]✔[/] lot {done['lot']}: map of {mapped} read; no site to reject")
+        out.print(
+            marked("✔", "green", f"lot {done['lot']}: map of {mapped} read; no site to reject")
+        )
     else:
         out.print(
-            f"[green]✔[/] lot {done['lot']}: map of {mapped} imported, "
-            f"{len(done['rejected'])} site(s) rejected; {done['good_sites']} of "
-            f"{done['total_sites']} good"
+            marked(
+                "✔",
+                "green",
+                f"lot {done['lot']}: map of {mapped} imported, "
+                f"{len(done['rejected'])} site(s) rejected; {done['good_sites']} of "
+                f"{done['total_sites']} good",
+            )
         )
     if done["already_rejected"]:
         err.print(

@@ -18,12 +18,20 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from drivers.certificates import renew_own
 from drivers.pki import EXPIRY_WARNING_DAYS, Pki, PkiError, describe
-from pkgline.cli.common import EXIT_UNAVAILABLE, JsonOption, err, out, print_json, usage_error
+from pkgline.cli.common import (
+    EXIT_UNAVAILABLE,
+    JsonOption,
+    err,
+    marked,
+    out,
+    print_json,
+    usage_error,
+)
 from pkgline.config import ConfigError, load_line_config
 from pkgline.security import init_controller, listing, reject, trust
 
@@ -59,14 +67,14 @@ def _pki(config: Path | None, directory: Path | None, simulators: bool) -> Pki:
     try:
         line = load_line_config(config)
     except ConfigError as exc:
-        usage_error(escape(str(exc)))
+        usage_error(str(exc))
     root = line.security.simulator_pki if simulators else line.security.pki
     assert root is not None  # load_line_config gives both a default
     return Pki(root)
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(str(exc))}")
+    err.print(marked("error:", "bold red", str(exc)))
     return typer.Exit(EXIT_UNAVAILABLE)
 
 
@@ -108,7 +116,7 @@ def trust_command(
     """Trust a peer's certificate or a CA (trusted/certs), or add a revocation list."""
     pki = _pki(config, directory, simulators)
     try:
-        out.print(escape(trust(pki, file)))
+        out.print(trust(pki, file))
     except (PkiError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -123,7 +131,7 @@ def reject_command(
     """Take a certificate off the trust list (it goes to rejected/certs)."""
     pki = _pki(config, directory, simulators)
     try:
-        out.print(escape(reject(pki, file)))
+        out.print(reject(pki, file))
     except (PkiError, OSError) as exc:
         raise _fail(exc) from None
 
@@ -163,9 +171,9 @@ def list_command(
         until = str(row["not_after"])[:10]
         table.add_row(
             str(row["group"]),
-            escape(str(row["certificate"])),
-            f"[bold red]{until} (expiring)[/]" if row["expiring"] else until,
-            escape(Path(str(row["file"])).name),
+            str(row["certificate"]),
+            Text(f"{until} (expiring)", style="bold red") if row["expiring"] else until,
+            Path(str(row["file"])).name,
         )
     out.print(table)
 

@@ -18,7 +18,7 @@ from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
 from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
-from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err
+from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
     STOP_RESERVE_S,
@@ -50,7 +50,7 @@ def serve(
     try:
         line = load_line_config(config)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_USAGE) from None
     configure_logging(log_level)
     url = resolve_url(db or line.database)

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from drivers.pki import PkiError
-from pkgline.cli.common import err, out, usage_error
+from pkgline.cli.common import err, marked, out, usage_error
 from pkgline.config import ConfigError, load_line_config
 
 if TYPE_CHECKING:  # imported when the command runs: other commands need no asyncua or pymodbus
@@ -74,17 +73,15 @@ def sim(
     except ConfigError as exc:
         message = str(exc)
         named = message if message.startswith(str(config)) else f"{config}: {message}"
-        usage_error(escape(named))
+        usage_error(named)
     if not line.tool_ids:
-        usage_error(
-            escape(f"{config}: no tool has a [tools.simulation] table; nothing to simulate")
-        )
+        usage_error(f"{config}: no tool has a [tools.simulation] table; nothing to simulate")
     try:
         asyncio.run(_run(line))
     except (PkiError, ConfigError) as exc:  # the simulators' certificate, a credentials file
-        usage_error(escape(f"{config}: {exc}"))
+        usage_error(f"{config}: {exc}")
     except OSError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_CANNOT_LISTEN) from None
 
 

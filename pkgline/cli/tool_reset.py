@@ -30,6 +30,7 @@ from pkgline.cli.common import (
     UserOption,
     current_user,
     err,
+    marked,
     out,
     print_json,
     usage_error,
@@ -103,15 +104,20 @@ def reset(
         out.print("  a lot the alarm stopped stays on hold: pkgline lot release when it may go on")
         return
     if status == "refused":
+        stays = f" (it stays {found['state_after']})" if found["state_after"] else ""
         err.print(
-            f"[bold red]✘[/] tool {found['tool']} refused the reset: {found['outcome']}"
-            + (f" (it stays {found['state_after']})" if found["state_after"] else "")
+            marked("✘", "bold red", f"tool {found['tool']} refused the reset: {found['outcome']}")
+            + stays
         )
     elif status == "resetting":
         err.print(
-            f"[bold red]✘[/] line controller {found['line']} took the request but recorded no "
-            f"outcome within {wait + TAKEN_GRACE_S:g} s: see pkgline tool show {found['tool']}"
+            marked(
+                "✘",
+                "bold red",
+                f"line controller {found['line']} took the request but recorded no outcome "
+                f"within {wait + TAKEN_GRACE_S:g} s: see pkgline tool show {found['tool']}",
+            )
         )
     else:
-        err.print(f"[bold red]✘[/] not reset: {found['outcome']}")
+        err.print(marked("✘", "bold red", f"not reset: {found['outcome']}"))
     raise typer.Exit(code)

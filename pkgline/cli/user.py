@@ -26,7 +26,7 @@ from mes.domain.errors import InvalidInput
 from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
-from pkgline.cli.common import DbOption, JsonOption, out, print_json, usage_error
+from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
 from pkgline.list_views import (
     EVENT_KINDS,
@@ -110,7 +110,7 @@ def _print_user(shown: Mapping[str, Any], as_json: bool, done: str | None = None
         print_json(shown)
         return
     if done:
-        out.print(f"[green]✔[/] user {shown['username']} {done}")
+        out.print(marked("✔", "green", f"user {shown['username']} {done}"))
     roles = ", ".join(shown["roles"]) or "(none)"
     out.print(f"  {shown['full_name']} ({shown['kind']}): {roles}")
     state = "disabled" if shown["disabled"] else "enabled"
@@ -364,7 +364,11 @@ def key(
     if json:
         print_json(issued)
         return
-    out.print(f"[green]✔[/] API key {issued['key_id']} issued to {system}; its token (shown once):")
+    out.print(
+        marked(
+            "✔", "green", f"API key {issued['key_id']} issued to {system}; its token (shown once):"
+        )
+    )
     out.print(issued["token"])
 
 
@@ -385,7 +389,7 @@ def revoke_key(
     if json:
         print_json(revoked)
         return
-    out.print(f"[green]✔[/] API key {revoked['key_id']} of {revoked['user']} revoked")
+    out.print(marked("✔", "green", f"API key {revoked['key_id']} of {revoked['user']} revoked"))
 
 
 @app.command()

@@ -1,0 +1,68 @@
+"""What people type is printed as they typed it. rich reads "[red]" or "[/b]" in a string as
+markup: a hold reason "[red] marks near [/b] fiducial" lost its brackets, or ended ``line
+status`` for everyone with a MarkupError, and ``lot show 'A[/b]'`` answered with a traceback.
+The CLI prints with markup off and gives its own styles as Text; help texts escape the
+configuration tables they name ([api], [events], [signatures])."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REASON = "[red] marks near [/b] fiducial, see [SPC]"
+
+
+def pkgline(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": "op1", "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_reason_with_brackets_prints_as_typed_everywhere(line_db: str) -> None:
+    held = pkgline(line_db, "lot", "hold", "L-1", "--reason", REASON)
+    assert held.returncode == 0, held.stdout + held.stderr
+    assert REASON in held.stdout
+    for command in (
+        ("lot", "show", "L-1"),
+        ("lot", "list"),
+        ("line", "status"),
+        ("lot", "history", "--lot", "L-1"),
+    ):
+        shown = pkgline(line_db, *command)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert REASON in shown.stdout, command
+        assert "Traceback" not in shown.stderr
+
+
+def test_an_id_with_markup_in_it_is_refused_naming_it_as_typed(line_db: str) -> None:
+    for lot in ("A[/b]", "A[red]B"):
+        result = pkgline(line_db, "lot", "show", lot)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"there is no lot {lot}" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "table"),
+    [(("api",), "[api]"), (("events", "tail"), "[events]"), (("lot", "release"), "[signatures]")],
+)
+def test_help_names_the_configuration_tables(command: tuple[str, ...], table: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pkgline", *command, "--help"],
+        env={**os.environ, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert table in result.stdout
