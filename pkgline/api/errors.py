@@ -122,7 +122,16 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 413:
         return too_large()
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
-    return error_response(exc.status_code, {"error": kind, "message": str(exc.detail)})
+    message = str(exc.detail)
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404 and message == "Not Found":  # the router's: no route matched
+        message = (
+            f"no route {where} on this server (the routes: docs/api.md; an id with '/' in it "
+            "is no lot, tool or user id)"
+        )
+    elif exc.status_code == 405 and message == "Method Not Allowed":
+        message = f"{where}: the route does not take {request.method} (docs/api.md)"
+    return error_response(exc.status_code, {"error": kind, "message": message})
 
 
 async def schema(request: Request, exc: Exception) -> JSONResponse:

@@ -125,6 +125,15 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
         assert broken.status_code == 400 and broken.json()["error"] == "invalid_request"
         huge = await client.post("/lots/A1/hold", json={"reason": "x" * 300_000})
         assert huge.status_code == 413 and huge.json()["error"] == "too_large"
+        # a lot id with '/' in it (quoted, but the route sees it decoded): no route, said so
+        slashed = await client.get("/lots/A%2Fb")
+        assert (slashed.status_code, slashed.json()["error"]) == (404, "not_found")
+        assert slashed.json()["message"].startswith("no route GET /lots/A/b on this server")
+        wrong = await client.delete("/lots/A1")
+        assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+        assert wrong.json()["message"] == (
+            "DELETE /lots/A1: the route does not take DELETE (docs/api.md)"
+        )
     assert len(await _history(api, "A1")) == 1
     events = await api.state.identity.events(ADMIN)
     refused = [e for e in events if e.kind is EventKind.REFUSED]
