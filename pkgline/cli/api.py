@@ -25,12 +25,12 @@ log = structlog.get_logger("pkgline.api")
 def api(
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="The line configuration (line.toml): \\[api], database."),
+        typer.Option("--config", help="The line configuration (line.toml): [api], database."),
     ] = None,
     db: DbOption = None,
     socket: Annotated[
         Path | None,
-        typer.Option("--socket", help="The Unix socket to serve on (default: \\[api] socket)."),
+        typer.Option("--socket", help="The Unix socket to serve on (default: [api] socket)."),
     ] = None,
     http_port: Annotated[
         int | None,

@@ -156,7 +156,7 @@ class Commands(LazyGroup):
     commands_table = (
         LazyCommand(
             "sim",
-            "Run the simulated tools of a line (those with a simulation table) on the endpoints\n"
+            "Run the simulated tools of a line (those with a simulation table) on the endpoints "
             "the configuration names, print them, and run until Ctrl-C or SIGTERM.",
             _sim,
         ),
@@ -167,20 +167,20 @@ class Commands(LazyGroup):
         ),
         LazyCommand(
             "demo",
-            "Run a simulated line end to end: one lot of each of the nine flows, with a live view,\n"
+            "Run a simulated line end to end: one lot of each of the nine flows, with a live view, "
             "then a summary per lot.",
             _demo,
         ),
         LazyCommand(
             "api",
-            "Run the pkgline server: the lot operations over HTTP on a Unix socket (local users,\n"
-            "known by their OS account) and, when configured, HTTPS and plain HTTP on loopback (the\n"
+            "Run the pkgline server: the lot operations over HTTP on a Unix socket (local users, "
+            "known by their OS account) and, when configured, HTTPS and plain HTTP on loopback (the "
             "operator station's pages are at /station/ on either).",
             _api,
         ),
         LazyCommand(
             "login",
-            "Log in to a pkgline server over HTTPS: the session (8 h by default) is kept for the\n"
+            "Log in to a pkgline server over HTTPS: the session (8 h by default) is kept for the "
             "next commands with the same --server.",
             _login,
         ),

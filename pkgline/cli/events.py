@@ -35,7 +35,7 @@ from pkgline.page_sizes import FEED_PAGE, MAX_FEED_PAGE
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", help="The line configuration (line.toml) with \\[events].")
+    Path, typer.Option("--config", help="The line configuration (line.toml) with [events].")
 ]
 
 

@@ -14,6 +14,8 @@ takes the click command that Typer builds, the same one it would have built eage
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,6 +25,33 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 
 Register = Callable[[typer.Typer], None]
+
+_MARKUP = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+"""What rich would read as a markup tag ("[api]", "[/b]"), as rich.markup.escape finds it (not
+imported here: a command that prints JSON imports no rich, tests/test_imports.py)."""
+
+
+def plain_help(command: Any) -> Any:
+    """``command`` (a click command or group, and its subcommands) with its help as written:
+    each paragraph one line (Typer keeps a docstring's line breaks in a group's list of
+    commands, which then reads as ragged lines) and brackets kept ("[signatures]" names a
+    table of line.toml; Typer's rich mode read it as markup and printed nothing)."""
+    command.help = _plain(command.help)
+    command.short_help = _plain(command.short_help)
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = _plain(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
+
+
+def _plain(text: str | None) -> str | None:
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    joined = "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+    return _MARKUP.sub(lambda m: f"{m[1]}{m[1]}\\{m[2]}", joined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +133,7 @@ class LazyGroup(TyperGroup):
             add_completion=False,
         )
         entry.register(scratch)
-        return typer.main.get_group(scratch).commands[entry.name]
+        return plain_help(typer.main.get_group(scratch).commands[entry.name])
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)

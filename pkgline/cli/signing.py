@@ -34,7 +34,7 @@ SignaturesConfigOption = Annotated[
     typer.Option(
         "--config",
         envvar="PKGLINE_CONFIG",
-        help="The line configuration (line.toml) whose \\[signatures] apply "
+        help="The line configuration (line.toml) whose [signatures] apply "
         "(default: $PKGLINE_CONFIG; without one, one signer each).",
         show_default=False,
     ),

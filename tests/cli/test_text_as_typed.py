@@ -2,7 +2,8 @@
 markup: a hold reason "[red] marks near [/b] fiducial" lost its brackets, or ended ``line
 status`` for everyone with a MarkupError, and ``lot show 'A[/b]'`` answered with a traceback.
 The CLI prints with markup off and gives its own styles as Text; help texts escape the
-configuration tables they name ([api], [events], [signatures])."""
+configuration tables they name ([api], [events], [signatures]) and read a paragraph as one
+line, where Typer kept a docstring's line breaks in a group's list of commands."""
 
 from __future__ import annotations
 
@@ -53,9 +54,16 @@ def test_an_id_with_markup_in_it_is_refused_naming_it_as_typed(line_db: str) -> 
 
 @pytest.mark.parametrize(
     ("command", "table"),
-    [(("api",), "[api]"), (("events", "tail"), "[events]"), (("lot", "release"), "[signatures]")],
+    [
+        (("api",), "The line configuration (line.toml): [api], database."),
+        (("events", "tail"), "with [events]."),
+        (("lot", "release"), "The line configuration (line.toml) whose [signatures] apply"),
+        (("flow", "approve"), "where [signatures] two_signers names approve_flow"),
+        # a docstring's line breaks are not the list's: one line a paragraph
+        (("lot", "map"), "as SEMI E142 XML: layout, origin and axes, every site's bin"),
+    ],
 )
-def test_help_names_the_configuration_tables(command: tuple[str, ...], table: str) -> None:
+def test_help_reads_as_written(command: tuple[str, ...], table: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pkgline", *command, "--help"],
         env={**os.environ, "COLUMNS": "250"},
