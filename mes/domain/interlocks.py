@@ -68,14 +68,18 @@ def check_tool(
     allowed = qualified_tools(list(qualifications.values()))
     where = f"{step} (class {step_class})"
 
-    def refuse(interlock: str, message: str, expected: str) -> InterlockRefused:
+    def refuse(
+        interlock: str, message: str, expected: str, *, elsewhere: bool = False
+    ) -> InterlockRefused:
+        """``elsewhere``: the tool may run the step, but not now (dispatched, down, busy); the
+        tools allowed are the other qualified ones, where the lot could go instead."""
         return InterlockRefused(
             f"track-in of lot {lot_id} at {step} on {tool_id} refused: {message}; "
             f"expected {expected}",
             interlock=interlock,
             expected=expected,
             lot_id=lot_id,
-            allowed=allowed,
+            allowed=[t for t in allowed if t != tool_id] if elsewhere else allowed,
         )
 
     qualified_text = (
@@ -113,6 +117,7 @@ def check_tool(
             "tool_dispatch",
             f"line controller {tool.line!r} dispatches {tool_id}",
             f"{tool_id} switched to manual first (pkgline tool manual {tool_id})",
+            elsewhere=True,
         )
     snapshot = tool.snapshot
     if tool.snapshot.e10 in DOWN_STATES:
@@ -122,12 +127,14 @@ def check_tool(
             "tool_state",
             f"{tool_id} is {state}{detail}",
             f"{tool_id} up (standby, productive or engineering)",
+            elsewhere=True,
         )
     if busy_with:
         raise refuse(
             "tool_busy",
             f"{tool_id} is running lot {', '.join(busy_with)}",
             f"{tool_id} free (track {', '.join(busy_with)} out or abort it first)",
+            elsewhere=True,
         )
 
 

@@ -137,6 +137,7 @@ async def test_an_operators_track_in_on_a_tool_the_controller_dispatches_needs_i
     refusal = await _refused(service, cmd.TrackIn("L1", "DIE_ATTACH", OP, tool="DB-1"))
     assert refusal.interlock == "tool_dispatch"
     assert refusal.expected == "DB-1 switched to manual first (pkgline tool manual DB-1)"
+    assert refusal.allowed == ("DB-2",)  # where the lot may go instead
     await equipment.set_dispatch("DB-1", DispatchMode.MANUAL, OP, "engineering lot")
     await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", OP, tool="DB-1"))
 
@@ -168,6 +169,7 @@ async def test_a_tool_down_or_in_maintenance_is_refused(
     assert refusal.interlock == "tool_state"
     assert shown in refusal.message
     assert refusal.expected == "DB-1 up (standby, productive or engineering)"
+    assert refusal.allowed == ("DB-2",)
     await equipment.report("DB-1", replace(UP, e10="engineering", mode="ENGINEERING"))
     await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", OP, tool="DB-1"))
 
@@ -182,6 +184,7 @@ async def test_a_tool_running_another_lot_is_refused_until_that_lot_leaves_it(
     refusal = await _refused(service, cmd.TrackIn("L2", "DIE_ATTACH", OP, tool="DB-1"))
     assert refusal.interlock == "tool_busy"
     assert "DB-1 is running lot L1" in refusal.message
+    assert refusal.allowed == ("DB-2",)
     await service.abort(cmd.AbortStep("L1", OP, "wrong lot first"))
     await service.track_in(cmd.TrackIn("L2", "DIE_ATTACH", OP, tool="DB-1"))
 
