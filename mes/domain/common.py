@@ -14,6 +14,7 @@ from mes.domain.errors import (
 )
 from mes.domain.model import (
     LOT_ID_PATTERN,
+    LOT_ID_RULE,
     REJECT_CODE_PATTERN,
     Change,
     HistoryEntry,
@@ -80,10 +81,7 @@ def require_reason(value: str | None, what: str, lot_id: str) -> str:
 
 def check_lot_id(lot_id: str) -> None:
     if not LOT_ID_PATTERN.match(lot_id):
-        raise InvalidInput(
-            f"lot id {lot_id!r} is not valid: expected 1-32 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
+        raise InvalidInput(f"lot id {lot_id!r} is not valid: expected {LOT_ID_RULE}")
 
 
 def context(lot: Lot, *, extra_recorded: Mapping[str, Value] | None = None) -> LotContext:

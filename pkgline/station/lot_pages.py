@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from mes.domain import commands as cmd
 from mes.domain.authority import Principal
 from mes.domain.errors import LotTrackerError, UnknownLot
-from mes.domain.model import LotState
+from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE, LotState
 from mes.service import LotService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
@@ -243,8 +243,8 @@ async def split(request: Request, who: Viewer, lot_id: str) -> Response:
     problem = None
     if not into:
         problem = "into: name the new lot the carriers go to; nothing was changed"
-    elif len(into) > 64:
-        problem = "into: a lot id is at most 64 characters; nothing was changed"
+    elif not LOT_ID_PATTERN.match(into):
+        problem = f"into: expected {LOT_ID_RULE}, got {into!r}; nothing was changed"
     elif not carriers:
         problem = "pick the carriers to split off; nothing was changed"
     if problem is not None:

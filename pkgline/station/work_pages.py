@@ -13,6 +13,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from mes.domain import commands as cmd
 from mes.domain.authority import Principal
 from mes.domain.errors import InvalidInput, LimitViolated, LotExists, LotTrackerError
+from mes.domain.model import (
+    LOT_ID_PATTERN,
+    LOT_ID_RULE,
+    MAX_CARRIERS,
+    MAX_SITE_COLS,
+    MAX_SITE_ROWS,
+    PRIORITY_RANGE,
+)
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
@@ -62,12 +70,12 @@ async def holds_answer(
 # -- starting a lot ---------------------------------------------------------------------------
 
 LOT_FIELDS: dict[str, tuple[int, int, int]] = {
-    "carriers": (2, 1, 100),
-    "rows": (4, 1, 1000),
-    "cols": (8, 1, 1000),
-    "priority": (5, 1, 9),
+    "carriers": (2, 1, MAX_CARRIERS),
+    "rows": (4, 1, MAX_SITE_ROWS),
+    "cols": (8, 1, MAX_SITE_COLS),
+    "priority": (5, PRIORITY_RANGE.start, PRIORITY_RANGE.stop - 1),
 }
-"""The start form's whole-number fields: default, lowest, highest."""
+"""The start form's whole-number fields: default, lowest, highest (the lot tracker's)."""
 
 
 @router.get("/start")
@@ -106,6 +114,7 @@ async def _start_answer(
         version=version,
         fields=fields,
         lot_fields=LOT_FIELDS,
+        lot_id_rule=LOT_ID_RULE,
         given=form,
         errors=errors,
         message=message,
@@ -123,8 +132,8 @@ async def start(request: Request, who: Viewer) -> Response:
     lot_id = form.get("lot").strip()
     if not lot_id:
         errors["lot"] = "give the new lot's id"
-    elif len(lot_id) > 64:
-        errors["lot"] = "a lot id is at most 64 characters"
+    elif not LOT_ID_PATTERN.match(lot_id):
+        errors["lot"] = f"expected {LOT_ID_RULE}, got {lot_id!r}"
     numbers: dict[str, int] = {}
     for name, (default, low, high) in LOT_FIELDS.items():
         text = form.get(name).strip() or str(default)
