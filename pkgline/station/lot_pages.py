@@ -31,6 +31,8 @@ NOTICES = {
     "release": "The lot was released.",
     "abort": "The running step was aborted: the lot waits.",
     "scrap": "The sites were scrapped.",
+    "scrap-lot": "The lot was scrapped.",
+    "rework": "The lot was sent back for rework: it waits for the step again.",
     "split": "The carriers were split off into a new lot.",
     "start": "The lot was started.",
 }
@@ -172,6 +174,54 @@ async def release(request: Request, who: Viewer, lot_id: str) -> Response:
         return await _refused_on(request, who, lot_id, 422, signed, form)
     return await _act(
         request, who, lot_id, form, "release", lambda s: s.release(command, signatures=signed)
+    )
+
+
+@router.post("/lots/{lot_id}/rework")
+async def rework(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    step = form.get("step").strip()
+    reason = form.get("reason").strip()
+    signed = signatures(who, form)
+    problem = (
+        "step: pick the step to send the lot back to; nothing was changed"
+        if not step
+        else "reason: say why the lot is reworked; nothing was changed"
+        if not reason
+        else signed
+        if isinstance(signed, str)
+        else None
+    )
+    if problem is not None or isinstance(signed, str):
+        return await lot_answer(request, who, lot_id, status=422, message=str(problem), form=form)
+    command = cmd.ReworkLot(lot_id, step, who.name, reason)
+    return await _act(
+        request, who, lot_id, form, "rework", lambda s: s.rework(command, signatures=signed)
+    )
+
+
+@router.post("/lots/{lot_id}/scrap")
+async def scrap(request: Request, who: Viewer, lot_id: str) -> Response:
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    reason = form.get("reason").strip()
+    code = form.get("code").strip() or None
+    signed = signatures(who, form)
+    problem = (
+        "reason: say why the lot is scrapped; nothing was changed"
+        if not reason and code is None
+        else signed
+        if isinstance(signed, str)
+        else None
+    )
+    if problem is not None or isinstance(signed, str):
+        return await lot_answer(request, who, lot_id, status=422, message=str(problem), form=form)
+    command = cmd.ScrapLot(lot_id, who.name, reason, code)
+    return await _act(
+        request, who, lot_id, form, "scrap-lot", lambda s: s.scrap(command, signatures=signed)
     )
 
 

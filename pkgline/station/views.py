@@ -134,13 +134,16 @@ class LotView:
     legend: tuple[LegendEntry, ...]
     limits: tuple[StepLimits, ...] = ()
     signers: dict[str, int] | None = None
-    """How many people sign each signed action of the page (``release``, ``scrap_sites``):
-    two where ``[signatures] two_signers`` asks."""
+    """How many people sign each signed action of the page (``release``, ``rework``,
+    ``scrap``, ``scrap_sites``): two where ``[signatures] two_signers`` asks."""
     shown: tuple[str, int | None] = ("all", None)
     """Which rejects the maps show (:func:`map_filter`)."""
     materials: tuple[Source, ...] = ()
     """What went into the lot (``lot genealogy``): each material lot, at which step and tool,
     and through which lots (a split's parent, a lot merged into it)."""
+    rework_steps: tuple[str, ...] = ()
+    """The steps a held lot may be sent back to: those of its path its flow marks reworkable,
+    latest first (the lot tracker says whether the rework may undo what came after)."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -238,9 +241,19 @@ async def lot_view(
         carriers,
         tuple(legend(maps)),
         step_limits(report, flow),
-        {"release": policy.signers(release), "scrap_sites": policy.signers(Action.SCRAP_SITES)},
+        {
+            "release": policy.signers(release),
+            "rework": policy.signers(Action.REWORK),
+            "scrap": policy.signers(Action.SCRAP),
+            "scrap_sites": policy.signers(Action.SCRAP_SITES),
+        },
         shown,
         tuple(materials),
+        tuple(
+            dict.fromkeys(
+                step for step in reversed(lot.path) if flow.steps[step].rework is not None
+            )
+        ),
     )
 
 

@@ -1,6 +1,7 @@
 """A line for the station's tests: a migrated SQLite database with two tools (one running
 a lot, one with an alarm and a die attach job done), lots in several states, rejected sites,
-and four people with passwords (an operator, a technician, an admin, a quality engineer)."""
+and five people with passwords (an operator, a technician, an admin, a quality engineer, a
+process engineer)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ PASSWORDS = {
     "tom": "tom-Pa55word-2",
     "ada": "ada-Pa55word-3",
     "quinn": "quinn-Pa55word-4",
+    "erin": "erin-Pa55word-5",
 }
 """The test people's passwords (made up for the tests, hashed in the database)."""
 
@@ -67,6 +69,11 @@ async def seed(state: ApiState) -> None:
         OWNER, "quinn", "Quinn Quality", [Role.QUALITY], password="quinn-Initial-0"
     )
     await identity.change_own_password("quinn", "quinn-Initial-0", PASSWORDS["quinn"])
+    # an engineer, who reworks (her own password: she signs)
+    await identity.add_user(
+        OWNER, "erin", "Erin Engineer", [Role.ENGINEER], password="erin-Initial-0"
+    )
+    await identity.change_own_password("erin", "erin-Initial-0", PASSWORDS["erin"])
     services = state.services
     equipment = services.equipment.acting_as(CONTROLLER)
     await equipment.register(
