@@ -33,6 +33,8 @@ NOTICES = {
     "scrap": "The sites were scrapped.",
     "scrap-lot": "The lot was scrapped.",
     "rework": "The lot was sent back for rework: it waits for the step again.",
+    "track-in": "The step was tracked in: the lot runs it.",
+    "track-out": "The step was tracked out.",
     "split": "The carriers were split off into a new lot.",
     "start": "The lot was started.",
 }
@@ -175,6 +177,61 @@ async def release(request: Request, who: Viewer, lot_id: str) -> Response:
     return await _act(
         request, who, lot_id, form, "release", lambda s: s.release(command, signatures=signed)
     )
+
+
+def given_values(form: Form) -> dict[str, str]:
+    """The values a form gives (fields ``value.NAME``, those filled in): the lot tracker
+    reads them as the flow says, refusing with the value and what was expected."""
+    return {
+        name.removeprefix("value."): text.strip()
+        for name, text in form.items
+        if name.startswith("value.") and text.strip()
+    }
+
+
+def parse_rejects(text: str) -> tuple[cmd.SiteRejectGiven, ...] | str:
+    """Rejected sites as ``CARRIER:ROW:COL:CODE`` separated by commas or spaces, or a message
+    saying what was expected."""
+    rejects: list[cmd.SiteRejectGiven] = []
+    for item in text.replace(",", " ").split():
+        parts = item.rsplit(":", 3)
+        if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit() or not parts[3]:
+            return (
+                f"reject {item!r}: expected CARRIER:ROW:COL:CODE with whole numbers "
+                "(for example S-1-01:2:3:VOID); nothing was changed"
+            )
+        rejects.append(cmd.SiteRejectGiven(parts[0], int(parts[1]), int(parts[2]), parts[3]))
+    if len(rejects) > MAX_SITES:
+        return f"at most {MAX_SITES} rejects at once; nothing was changed"
+    return tuple(rejects)
+
+
+@router.post("/lots/{lot_id}/track-in")
+async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
+    """Track a step run on no tool in, with the recipe values given (the flow's defaults for
+    the others)."""
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    step = form.get("step").strip()
+    if not step:
+        message = "step: say which step to track in; nothing was changed"
+        return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
+    command = cmd.TrackIn(lot_id, step, who.name, None, given_values(form))
+    return await _act(request, who, lot_id, form, "track-in", lambda s: s.track_in(command))
+
+
+@router.post("/lots/{lot_id}/track-out")
+async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
+    """Track the step the lot runs on no tool out, with its measured values and rejects."""
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    rejects = parse_rejects(form.get("rejects"))
+    if isinstance(rejects, str):
+        return await lot_answer(request, who, lot_id, status=422, message=rejects, form=form)
+    command = cmd.TrackOut(lot_id, who.name, given_values(form), rejects)
+    return await _act(request, who, lot_id, form, "track-out", lambda s: s.track_out(command))
 
 
 @router.post("/lots/{lot_id}/rework")

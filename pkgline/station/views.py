@@ -14,7 +14,7 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
-from mes.domain.interlocks import consumable_blocks
+from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.materials import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.report import CarrierMap, LotReport
@@ -144,6 +144,22 @@ class LotView:
     rework_steps: tuple[str, ...] = ()
     """The steps a held lot may be sent back to: those of its path its flow marks reworkable,
     latest first (the lot tracker says whether the rework may undo what came after)."""
+    by_hand: tuple[HandStep, ...] = ()
+    """What an operator does at the station with the lot's steps that run on no tool: the
+    next ones to track in (their recipe values), or the running one to track out (its
+    measured values)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandStep:
+    """A step run by hand (on no tool) as a form: track it in with its recipe values, or
+    out with its measured values (the fields: pkgline.station.work_views.value_fields)."""
+
+    step: str
+    description: str
+    action: str
+    """``track-in`` or ``track-out``."""
+    fields: tuple[Any, ...]
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -254,7 +270,31 @@ async def lot_view(
                 step for step in reversed(lot.path) if flow.steps[step].rework is not None
             )
         ),
+        by_hand(report, flow),
     )
+
+
+def by_hand(report: LotReport, flow: Flow) -> tuple[HandStep, ...]:
+    """The lot's steps an operator runs at the station: when it waits, each next step whose
+    class is ``manual`` (run on no tool: a substrate or carrier entering the line); when it
+    runs a step on no tool (a manual step, or one tracked in by hand without a tool), that
+    step, to track out. A step on a tool is its line controller's (or the CLI's, on a tool
+    switched to manual)."""
+    from pkgline.station.work_views import value_fields
+
+    lot = report.lot
+    if lot.state is LotState.WAITING:
+        return tuple(
+            HandStep(step, spec.description, "track-in", value_fields(spec.recipe))
+            for step in report.next_steps
+            if (spec := flow.steps[step]).equipment_class == MANUAL_CLASS
+        )
+    if lot.running is not None and lot.running.tool is None:
+        spec = flow.steps[lot.running.step]
+        return (
+            HandStep(lot.running.step, spec.description, "track-out", value_fields(spec.measured)),
+        )
+    return ()
 
 
 # -- the claimed limits and values of each step ----------------------------------------------

@@ -6,12 +6,14 @@ here."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
 from flows import Flow
+from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.equipment import E10Change
 from mes.domain.model import Lot, LotState
@@ -308,10 +310,17 @@ async def start_flow(services: Services, name: str) -> tuple[Flow, int | None]:
 
 
 def param_fields(flow: Flow) -> tuple[ParamField, ...]:
+    """A flow's lot parameters as the start form's fields."""
+    return value_fields(flow.lot_params)
+
+
+def value_fields(specs: Mapping[str, ValueSpec]) -> tuple[ParamField, ...]:
+    """Values of a flow (lot parameters, a step's recipe or measured values) as a form's
+    fields: the default, what is expected, the claimed limits with their claims, the choices."""
     from flows.model import OneOf
 
     out = []
-    for name, spec in flow.lot_params.items():
+    for name, spec in specs.items():
         choices = tuple(
             c for lim in spec.limits if isinstance(lim.rule, OneOf) for c in lim.rule.choices
         )

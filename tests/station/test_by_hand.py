@@ -1,0 +1,87 @@
+"""The steps an operator runs by hand (on no tool: a substrate prepared, a carrier loaded) are
+tracked in and out on the lot's page, as ``pkgline lot track-in|track-out`` does: the recipe
+values with the flow's defaults and claimed limits, the measured values and rejected sites.
+On a real line no controller completes them (``auto_manual_steps = false``). Against a real
+server over HTTP; each refusal is shown on the page and changes nothing."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import httpx
+
+from tests.station.client import csrf, logged_in, lot_state, lot_version, message
+from tests.station.conftest import Station
+
+
+def _start(client: httpx.Client, lot: str) -> None:
+    form = client.get("/station/start", params={"flow": "fo-organic"}).text
+    started = client.post(
+        "/station/start",
+        data={"csrf": csrf(form), "flow": "fo-organic", "lot": lot, "carriers": "2"},
+    )
+    assert started.status_code == 303, started.text
+
+
+def _form(client: httpx.Client, lot: str, **fields: str | list[str]) -> dict[str, object]:
+    page = client.get(f"/station/lots/{lot}").text
+    return {"csrf": csrf(page), "lot_version": lot_version(page), **fields}
+
+
+def test_a_manual_step_is_tracked_in_and_out_on_the_lot_page(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        _start(client, "H-1")
+        page = html.unescape(client.get("/station/lots/H-1").text)
+        form = re.search(r'id="track-in-SUBSTRATE_PREP">(.*?)</form>', page, re.S)
+        assert form is not None, page
+        assert 'name="value.cavity_method" maxlength="1024" value="injection_molding"' in form[1]
+        assert "claimed: one of organic (002: 61, 64-68)" in form[1]
+        assert 'id="track-out-' not in page
+
+        wrong = _form(client, "H-1", step="SUBSTRATE_PREP", **{"value.substrate_material": "glass"})
+        refused = client.post("/station/lots/H-1/track-in", data=wrong)
+        assert refused.status_code == 422
+        said = html.unescape(message(refused.text))
+        assert "substrate_material" in said and "002: 61, 64-68" in said
+        assert 'value="glass"' in refused.text  # what was typed stays in the field
+        assert lot_state(client, "H-1") == "WAITING"
+
+        done = client.post(
+            "/station/lots/H-1/track-in", data=_form(client, "H-1", step="SUBSTRATE_PREP")
+        )
+        assert done.status_code == 303, done.text
+        page = client.get(done.headers["location"]).text
+        assert "The step was tracked in" in page and lot_state(client, "H-1") == "RUNNING"
+        assert 'id="track-out-SUBSTRATE_PREP"' in page and 'id="track-in-' not in page
+
+        bad = client.post(
+            "/station/lots/H-1/track-out", data=_form(client, "H-1", rejects="H-1-01:1")
+        )
+        assert bad.status_code == 422
+        assert "expected CARRIER:ROW:COL:CODE" in html.unescape(message(bad.text))
+        outside = client.post(
+            "/station/lots/H-1/track-out", data=_form(client, "H-1", rejects="H-1-01:9:9:VOID")
+        )
+        assert outside.status_code == 422 and "outside the carrier" in message(outside.text)
+        assert lot_state(client, "H-1") == "RUNNING"
+
+        out = client.post(
+            "/station/lots/H-1/track-out", data=_form(client, "H-1", rejects="H-1-01:1:2:VOID")
+        )
+        assert out.status_code == 303, out.text
+        page = client.get(out.headers["location"]).text
+        assert "The step was tracked out." in page and lot_state(client, "H-1") == "WAITING"
+        assert "31/32 good" in page  # the reject on carrier 1
+        # the next step, DIE_ATTACH, runs on a tool: its controller's, not the page's
+        assert 'id="track-in-' not in page and 'id="track-out-' not in page
+
+
+def test_a_stale_page_tracks_nothing_in(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        _start(client, "H-2")
+        stale = _form(client, "H-2", step="SUBSTRATE_PREP")
+        client.post("/station/lots/H-2/hold", data={"csrf": stale["csrf"], "reason": "check"})
+        again = client.post("/station/lots/H-2/track-in", data=stale)
+        assert again.status_code == 409 and "changed since" in message(again.text)
+        assert lot_state(client, "H-2") == "HOLD"
