@@ -35,6 +35,8 @@ NOTICES = {
     "rework": "The lot was sent back for rework: it waits for the step again.",
     "track-in": "The step was tracked in: the lot runs it.",
     "track-out": "The step was tracked out.",
+    "merge": "The lot was merged into",
+    "complete": "The lot was completed.",
     "split": "The carriers were split off into a new lot.",
     "start": "The lot was started.",
 }
@@ -85,7 +87,7 @@ async def lot_answer(
         states=LotState,
         message=message,
         notice=NOTICES.get(done),
-        child=child if done == "split" else "",
+        child=child if done in ("split", "merge") else "",
         given=form or Form([]),
     )
 
@@ -232,6 +234,30 @@ async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
         return await lot_answer(request, who, lot_id, status=422, message=rejects, form=form)
     command = cmd.TrackOut(lot_id, who.name, given_values(form), rejects)
     return await _act(request, who, lot_id, form, "track-out", lambda s: s.track_out(command))
+
+
+@router.post("/lots/{lot_id}/merge")
+async def merge(request: Request, who: Viewer, lot_id: str) -> Response:
+    """Merge the lot into another of the same flow at the same position (it ends, MERGED)."""
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    into = form.get("into").strip()
+    if not into:
+        message = "into: name the lot that takes this one's carriers; nothing was changed"
+        return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
+    command = cmd.MergeLots(lot_id, into, who.name, form.get("reason").strip() or None)
+    return await _act(request, who, lot_id, form, "merge", lambda s: s.merge(command), child=into)
+
+
+@router.post("/lots/{lot_id}/complete")
+async def complete(request: Request, who: Viewer, lot_id: str) -> Response:
+    """End a lot whose flow may end where it is (only optional steps remain)."""
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    command = cmd.CompleteLot(lot_id, who.name, form.get("reason").strip() or None)
+    return await _act(request, who, lot_id, form, "complete", lambda s: s.complete(command))
 
 
 @router.post("/lots/{lot_id}/rework")

@@ -1,18 +1,23 @@
-"""The steps an operator runs by hand (on no tool: a substrate prepared, a carrier loaded) are
-tracked in and out on the lot's page, as ``pkgline lot track-in|track-out`` does: the recipe
-values with the flow's defaults and claimed limits, the measured values and rejected sites.
-On a real line no controller completes them (``auto_manual_steps = false``). Against a real
-server over HTTP; each refusal is shown on the page and changes nothing."""
+"""What an operator does with a lot's steps on its page, as ``pkgline lot`` does: the steps
+run by hand (on no tool: a substrate prepared, a carrier loaded) tracked in and out, with the
+recipe values (the flow's defaults, the claimed limits), the measured values and rejected
+sites (on a real line no controller completes them: ``auto_manual_steps = false``); a lot
+merged into another; a lot completed where its flow may end. Against a real server over
+HTTP; each refusal is shown on the page and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 
 import httpx
 
+from mes.domain import commands as cmd
+from pkgline.api.server import open_state
 from tests.station.client import csrf, logged_in, lot_state, lot_version, message
 from tests.station.conftest import Station
+from tests.station.seed import OWNER, fast_passwords
 
 
 def _start(client: httpx.Client, lot: str) -> None:
@@ -85,3 +90,43 @@ def test_a_stale_page_tracks_nothing_in(station: Station) -> None:
         again = client.post("/station/lots/H-2/track-in", data=stale)
         assert again.status_code == 409 and "changed since" in message(again.text)
         assert lot_state(client, "H-2") == "HOLD"
+
+
+def test_a_waiting_lot_is_merged_into_another_at_the_same_position(station: Station) -> None:
+    with logged_in(station, "olga") as client:
+        for lot in ("H-3", "H-4"):
+            _start(client, lot)
+        unknown = client.post("/station/lots/H-3/merge", data=_form(client, "H-3", into="NOPE"))
+        assert unknown.status_code == 404 and "NOPE" in message(unknown.text)
+        assert 'value="NOPE"' in unknown.text  # the merge form keeps what was typed
+        done = client.post(
+            "/station/lots/H-3/merge", data=_form(client, "H-3", into="H-4", reason="one run")
+        )
+        assert done.status_code == 303, done.text
+        page = client.get(done.headers["location"]).text
+        assert "The lot was merged into" in page and '/station/lots/H-4">H-4</a>' in page
+        assert lot_state(client, "H-3") == "MERGED"
+        assert 'data-carrier="H-3-01"' in client.get("/station/lots/H-4").text
+
+
+async def _at_its_optional_steps(db: str) -> None:
+    """M-1, an fc-heatsink-muf lot, through every step but the optional ones."""
+    async with open_state(db, passwords=fast_passwords()) as state:
+        lots = state.services.lots.acting_as(OWNER)
+        await lots.start(cmd.StartLot("M-1", "fc-heatsink-muf", "olga", carriers=1))
+        while not (await lots.report("M-1")).may_complete:
+            step = lots.next_in_order(await lots.get("M-1"))[0]
+            await lots.track_in(cmd.TrackIn("M-1", step, "olga", None, {}))
+            await lots.track_out(cmd.TrackOut("M-1", "olga", {}, ()))
+
+
+def test_a_lot_whose_flow_may_end_is_completed_from_its_page(station: Station) -> None:
+    asyncio.run(_at_its_optional_steps(station.db))
+    with logged_in(station, "olga") as client:
+        assert 'id="complete-form"' not in client.get("/station/lots/H-1").text
+        page = client.get("/station/lots/M-1").text
+        assert 'id="complete-form"' in page and "(may complete)" in page
+        done = client.post("/station/lots/M-1/complete", data=_form(client, "M-1", reason="done"))
+        assert done.status_code == 303, done.text
+        assert "The lot was completed." in client.get(done.headers["location"]).text
+        assert lot_state(client, "M-1") == "COMPLETED"
