@@ -17,6 +17,7 @@ from mes.domain import commands as cmd
 from mes.domain.authority import Principal
 from mes.domain.errors import LotTrackerError, UnknownLot
 from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE, LotState
+from mes.domain.signatures import SignatureGiven
 from mes.service import LotService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
@@ -151,6 +152,29 @@ async def _act(
     return RedirectResponse(_done_url(lot_id, done, form, **more), status_code=303)
 
 
+Signed = Callable[[LotService, tuple[SignatureGiven, ...]], Awaitable[Any]]
+
+
+async def _act_signed(
+    request: Request,
+    who: Principal,
+    lot_id: str,
+    form: Form,
+    done: str,
+    problem: str | None,
+    action: Signed,
+) -> Response:
+    """:func:`_act` for a signed operation: the form's ``problem`` (a field missing or not as
+    expected), else its signatures' (:func:`pkgline.station.render.signatures`), is refused
+    on the page with status 422 and nothing done; else ``action`` with the signatures."""
+    signed = signatures(who, form)
+    if problem is None and isinstance(signed, str):
+        problem = signed
+    if problem is not None or isinstance(signed, str):
+        return await _refused_on(request, who, lot_id, 422, str(problem), form)
+    return await _act(request, who, lot_id, form, done, lambda s: action(s, signed))
+
+
 async def _form(request: Request, who: Principal, lot_id: str) -> tuple[Form, Response | None]:
     form, problem = await read_form(request)
     if problem is not None:
@@ -173,11 +197,14 @@ async def release(request: Request, who: Viewer, lot_id: str) -> Response:
     if refused is not None:
         return refused
     command = cmd.ReleaseLot(lot_id, who.name, form.get("reason").strip() or None)
-    signed = signatures(who, form)
-    if isinstance(signed, str):
-        return await _refused_on(request, who, lot_id, 422, signed, form)
-    return await _act(
-        request, who, lot_id, form, "release", lambda s: s.release(command, signatures=signed)
+    return await _act_signed(
+        request,
+        who,
+        lot_id,
+        form,
+        "release",
+        None,
+        lambda s, sig: s.release(command, signatures=sig),
     )
 
 
@@ -267,21 +294,22 @@ async def rework(request: Request, who: Viewer, lot_id: str) -> Response:
         return refused
     step = form.get("step").strip()
     reason = form.get("reason").strip()
-    signed = signatures(who, form)
     problem = (
         "step: pick the step to send the lot back to; nothing was changed"
         if not step
         else "reason: say why the lot is reworked; nothing was changed"
         if not reason
-        else signed
-        if isinstance(signed, str)
         else None
     )
-    if problem is not None or isinstance(signed, str):
-        return await lot_answer(request, who, lot_id, status=422, message=str(problem), form=form)
     command = cmd.ReworkLot(lot_id, step, who.name, reason)
-    return await _act(
-        request, who, lot_id, form, "rework", lambda s: s.rework(command, signatures=signed)
+    return await _act_signed(
+        request,
+        who,
+        lot_id,
+        form,
+        "rework",
+        problem,
+        lambda s, sig: s.rework(command, signatures=sig),
     )
 
 
@@ -292,19 +320,20 @@ async def scrap(request: Request, who: Viewer, lot_id: str) -> Response:
         return refused
     reason = form.get("reason").strip()
     code = form.get("code").strip() or None
-    signed = signatures(who, form)
     problem = (
         "reason: say why the lot is scrapped; nothing was changed"
         if not reason and code is None
-        else signed
-        if isinstance(signed, str)
         else None
     )
-    if problem is not None or isinstance(signed, str):
-        return await lot_answer(request, who, lot_id, status=422, message=str(problem), form=form)
     command = cmd.ScrapLot(lot_id, who.name, reason, code)
-    return await _act(
-        request, who, lot_id, form, "scrap-lot", lambda s: s.scrap(command, signatures=signed)
+    return await _act_signed(
+        request,
+        who,
+        lot_id,
+        form,
+        "scrap-lot",
+        problem,
+        lambda s, sig: s.scrap(command, signatures=sig),
     )
 
 
@@ -349,20 +378,18 @@ async def scrap_sites(request: Request, who: Viewer, lot_id: str) -> Response:
     code = form.get("code").strip() or "SCRAP"
     reason = form.get("reason").strip()
     sites = parse_sites(form.get("sites"), code)
-    signed = signatures(who, form)
-    problem = sites if isinstance(sites, str) else signed if isinstance(signed, str) else None
-    if problem is None and not reason:
-        problem = "reason: say why the sites are scrapped; nothing was changed"
-    if problem is not None or isinstance(sites, str) or isinstance(signed, str):
-        return await lot_answer(request, who, lot_id, status=422, message=str(problem), form=form)
+    if isinstance(sites, str):
+        return await _refused_on(request, who, lot_id, 422, sites, form)
+    problem = None if reason else "reason: say why the sites are scrapped; nothing was changed"
     command = cmd.ScrapSites(lot_id, who.name, reason, sites)
-    return await _act(
+    return await _act_signed(
         request,
         who,
         lot_id,
         form,
         "scrap",
-        lambda s: s.scrap_sites(command, signatures=signed),
+        problem,
+        lambda s, sig: s.scrap_sites(command, signatures=sig),
     )
 
 
