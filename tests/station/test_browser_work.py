@@ -2,7 +2,8 @@
 (tests/station/browsing.py), against a server whose line.toml asks two signers for a scrap
 of sites: release from the holds page's signature dialog, the tool page reached from its
 tile, a lot started with a refusal shown on its field first, sites scrapped by clicking them
-on the map (two signers), carriers split off, a running step aborted, a role refused."""
+on the map (two signers), carriers split off, a running step aborted, a role refused, a step
+run by hand tracked in (a value the claims refuse first) and out with a reject."""
 
 from __future__ import annotations
 
@@ -196,3 +197,32 @@ def test_a_technician_is_refused_a_start_on_the_page(browser: WebDriver, station
     assert "may not start" in message.text
     browser.get(f"{station.url}/station/lots/T-1")
     assert "no lot T-1" in browser.find_element(By.ID, "message").text
+
+
+def test_a_step_run_by_hand_tracked_in_and_out_on_the_lot_page(
+    browser: WebDriver, station: Station, shots: Path
+) -> None:
+    log_in(browser, station, "olga")
+    browser.get(f"{station.url}/station/start?flow=fo-organic")
+    browser.find_element(By.ID, "f-lot").send_keys("B-9" + Keys.ENTER)
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-state"), "WAITING"))
+    method = browser.find_element(By.ID, "track-in-SUBSTRATE_PREP-cavity_method")
+    assert method.get_attribute("value") == "injection_molding"  # the flow's default
+    method.clear()
+    method.send_keys("drilled")
+    browser.find_element(By.ID, "track-in-SUBSTRATE_PREP-go").click()
+    message = wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
+    assert "cavity_method" in message.text and "002: 64-68" in message.text
+    method = browser.find_element(By.ID, "track-in-SUBSTRATE_PREP-cavity_method")
+    assert method.get_attribute("value") == "drilled"  # kept, to be corrected
+    method.clear()
+    method.send_keys("laminated_core")
+    shot(browser, shots / "lot-by-hand.png")
+    browser.find_element(By.ID, "track-in-SUBSTRATE_PREP-go").click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-state"), "RUNNING"))
+    assert "by hand" in browser.find_element(By.ID, "lot-step").text
+    browser.find_element(By.ID, "track-out-rejects").send_keys("B-9-01:2:3:VOID")
+    browser.find_element(By.ID, "track-out-SUBSTRATE_PREP-go").click()
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-state"), "WAITING"))
+    assert "DIE_ATTACH" in browser.find_element(By.TAG_NAME, "main").text
+    assert browser.find_elements(By.CSS_SELECTOR, 'rect[data-code="VOID"]')
