@@ -237,8 +237,9 @@ def parse_rejects(text: str) -> tuple[cmd.SiteRejectGiven, ...] | str:
 
 @router.post("/lots/{lot_id}/track-in")
 async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
-    """Track a step run on no tool in, with the recipe values given (the flow's defaults for
-    the others)."""
+    """Track a step in by hand, on no tool or on the tool picked (one switched to manual: the
+    interlocks check it), with the recipe values given (the flow's defaults for the
+    others)."""
     form, refused = await _form(request, who, lot_id)
     if refused is not None:
         return refused
@@ -246,13 +247,15 @@ async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
     if not step:
         message = "step: say which step to track in; nothing was changed"
         return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
-    command = cmd.TrackIn(lot_id, step, who.name, None, given_values(form))
+    tool = form.get("tool").strip() or None
+    command = cmd.TrackIn(lot_id, step, who.name, tool, given_values(form))
     return await _act(request, who, lot_id, form, "track-in", lambda s: s.track_in(command))
 
 
 @router.post("/lots/{lot_id}/track-out")
 async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
-    """Track the step the lot runs on no tool out, with its measured values and rejects."""
+    """Track the step the lot runs by hand out (on no tool, or on a tool in manual), with its
+    measured values and rejects."""
     form, refused = await _form(request, who, lot_id)
     if refused is not None:
         return refused

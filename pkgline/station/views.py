@@ -14,11 +14,12 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.equipment import DispatchMode
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.materials import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.report import CarrierMap, LotReport
-from mes.ports import LotQuery
+from mes.ports import LotQuery, ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.line_views import queue_by_step
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
@@ -160,6 +161,9 @@ class HandStep:
     action: str
     """``track-in`` or ``track-out``."""
     fields: tuple[Any, ...]
+    tools: tuple[str, ...] = ()
+    """A step on a tool: the tools of its class switched to manual, one of which an operator
+    picks (the interlocks decide whether it may run the step now)."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -270,31 +274,45 @@ async def lot_view(
                 step for step in reversed(lot.path) if flow.steps[step].rework is not None
             )
         ),
-        by_hand(report, flow),
+        await by_hand(services, who, report, flow),
     )
 
 
-def by_hand(report: LotReport, flow: Flow) -> tuple[HandStep, ...]:
-    """The lot's steps an operator runs at the station: when it waits, each next step whose
-    class is ``manual`` (run on no tool: a substrate or carrier entering the line); when it
-    runs a step on no tool (a manual step, or one tracked in by hand without a tool), that
-    step, to track out. A step on a tool is its line controller's (or the CLI's, on a tool
-    switched to manual)."""
+async def by_hand(
+    services: Services, who: Principal, report: LotReport, flow: Flow
+) -> tuple[HandStep, ...]:
+    """The lot's steps an operator runs at the station. When it waits: each next step run on
+    no tool (class ``manual``: a substrate or carrier entering the line), and each next step
+    on a tool of which some are switched to manual (``pkgline tool manual``: the operator
+    runs it there, not the line controller). When it runs a step on no tool, or on a tool in
+    manual: that step, to track out. Anything else is its line controller's."""
     from pkgline.station.work_views import value_fields
 
     lot = report.lot
+    equipment = services.equipment.acting_as(who)
     if lot.state is LotState.WAITING:
-        return tuple(
-            HandStep(step, spec.description, "track-in", value_fields(spec.recipe))
-            for step in report.next_steps
-            if (spec := flow.steps[step]).equipment_class == MANUAL_CLASS
-        )
-    if lot.running is not None and lot.running.tool is None:
-        spec = flow.steps[lot.running.step]
-        return (
-            HandStep(lot.running.step, spec.description, "track-out", value_fields(spec.measured)),
-        )
-    return ()
+        steps = []
+        for step in report.next_steps:
+            spec = flow.steps[step]
+            tools: tuple[str, ...] = ()
+            if spec.equipment_class != MANUAL_CLASS:
+                found = await equipment.page(ToolQuery(equipment_class=spec.equipment_class))
+                tools = tuple(t.id for t in found.tools if t.dispatch is DispatchMode.MANUAL)
+                if not tools:
+                    continue
+            steps.append(
+                HandStep(step, spec.description, "track-in", value_fields(spec.recipe), tools)
+            )
+        return tuple(steps)
+    running = lot.running
+    if running is None:
+        return ()
+    if running.tool is not None:
+        tool = await equipment.tool(running.tool)
+        if tool.dispatch is not DispatchMode.MANUAL:
+            return ()
+    spec = flow.steps[running.step]
+    return (HandStep(running.step, spec.description, "track-out", value_fields(spec.measured)),)
 
 
 # -- the claimed limits and values of each step ----------------------------------------------

@@ -14,6 +14,8 @@ import re
 import httpx
 
 from mes.domain import commands as cmd
+from mes.domain.authority import CONTROLLER
+from mes.domain.equipment import ToolSnapshot
 from pkgline.api.server import open_state
 from tests.station.client import csrf, logged_in, lot_state, lot_version, message
 from tests.station.conftest import Station
@@ -78,8 +80,53 @@ def test_a_manual_step_is_tracked_in_and_out_on_the_lot_page(station: Station) -
         page = client.get(out.headers["location"]).text
         assert "The step was tracked out." in page and lot_state(client, "H-1") == "WAITING"
         assert "31/32 good" in page  # the reject on carrier 1
-        # the next step, DIE_ATTACH, runs on a tool: its controller's, not the page's
-        assert 'id="track-in-' not in page and 'id="track-out-' not in page
+
+
+async def _up(tool: str, db: str) -> None:
+    async with open_state(db, passwords=fast_passwords()) as state:
+        await state.services.equipment.acting_as(CONTROLLER).report(
+            tool, ToolSnapshot(connected=True, e10="standby", process_state="READY")
+        )
+
+
+def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Station) -> None:
+    """DA-1, the die bonder, is in manual (seeded so): DIE_ATTACH is the operator's there,
+    with the interlocks of any track-in (it is in alarm, and DAF-7 on it is not thawed)."""
+    with logged_in(station, "olga") as client:
+        _start(client, "H-5")
+        prep = client.post(
+            "/station/lots/H-5/track-in", data=_form(client, "H-5", step="SUBSTRATE_PREP")
+        )
+        assert prep.status_code == 303, prep.text
+        out = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
+        assert out.status_code == 303, out.text
+        page = client.get("/station/lots/H-5").text
+        form = re.search(r'id="track-in-DIE_ATTACH">(.*?)</form>', page, re.S)
+        assert form is not None, page
+        assert re.findall(r'<option value="([^"]+)"', form[1]) == ["DA-1"]  # in manual only
+        data = _form(client, "H-5", step="DIE_ATTACH", tool="DA-1")
+        down = client.post("/station/lots/H-5/track-in", data=data)
+        assert down.status_code == 409
+        assert "DA-1 is unscheduled_down" in html.unescape(message(down.text))  # its alarm
+        asyncio.run(_up("DA-1", station.db))  # the alarm cleared: its controller reports it
+        frozen = client.post("/station/lots/H-5/track-in", data=_form(client, "H-5", **data))
+        assert frozen.status_code == 409
+        assert "DAF-7" in html.unescape(message(frozen.text))
+        assert lot_state(client, "H-5") == "WAITING"
+        tool_page = client.get("/station/tools/DA-1").text
+        unloaded = client.post(
+            "/station/tools/DA-1/unload",
+            data={"csrf": csrf(tool_page), "material": "DAF-7", "reason": "not thawed yet"},
+        )
+        assert unloaded.status_code == 303, unloaded.text
+        done = client.post("/station/lots/H-5/track-in", data=_form(client, "H-5", **data))
+        assert done.status_code == 303, done.text
+        page = client.get("/station/lots/H-5").text
+        assert lot_state(client, "H-5") == "RUNNING" and "on DA-1" in page
+        assert 'id="track-out-DIE_ATTACH"' in page  # the tool is in manual: the operator's
+        finished = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
+        assert finished.status_code == 303, finished.text
+        assert lot_state(client, "H-5") == "WAITING"
 
 
 def test_a_stale_page_tracks_nothing_in(station: Station) -> None:
