@@ -38,6 +38,7 @@ NOTICES = {
     "track-out": "The step was tracked out.",
     "merge": "The lot was merged into",
     "complete": "The lot was completed.",
+    "migrate": "The lot was moved to another version of its flow.",
     "split": "The carriers were split off into a new lot.",
     "start": "The lot was started.",
 }
@@ -288,6 +289,31 @@ async def complete(request: Request, who: Viewer, lot_id: str) -> Response:
         return refused
     command = cmd.CompleteLot(lot_id, who.name, form.get("reason").strip() or None)
     return await _act(request, who, lot_id, form, "complete", lambda s: s.complete(command))
+
+
+@router.post("/lots/{lot_id}/migrate")
+async def migrate(request: Request, who: Viewer, lot_id: str) -> Response:
+    """Move a waiting or held lot to another approved version of its flow (signed)."""
+    form, refused = await _form(request, who, lot_id)
+    if refused is not None:
+        return refused
+    version = form.get("version").strip()
+    reason = form.get("reason").strip()
+    problem = (
+        f"version: expected the number of an approved version, got {version!r}; nothing was changed"
+        if not version.isdigit()
+        else None
+    )
+    command = cmd.MigrateLot(lot_id, int(version) if problem is None else 0, who.name, reason)
+    return await _act_signed(
+        request,
+        who,
+        lot_id,
+        form,
+        "migrate",
+        problem,
+        lambda s, sig: s.migrate(command, signatures=sig),
+    )
 
 
 @router.post("/lots/{lot_id}/rework")

@@ -15,6 +15,7 @@ from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.equipment import DispatchMode
+from mes.domain.errors import LotTrackerError
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.materials import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
@@ -145,6 +146,9 @@ class LotView:
     rework_steps: tuple[str, ...] = ()
     """The steps a held lot may be sent back to: those of its path its flow marks reworkable,
     latest first (the lot tracker says whether the rework may undo what came after)."""
+    migrate_to: tuple[int, ...] = ()
+    """The other approved versions of the lot's flow, a waiting or held lot may move to
+    (engineering; the lot tracker checks its path against the version)."""
     by_hand: tuple[HandStep, ...] = ()
     """What an operator does at the station with the lot's steps that run on no tool: the
     next ones to track in (their recipe values), or the running one to track out (its
@@ -264,6 +268,7 @@ async def lot_view(
         {
             "release": policy.signers(release),
             "rework": policy.signers(Action.REWORK),
+            "migrate": policy.signers(Action.MIGRATE),
             "scrap": policy.signers(Action.SCRAP),
             "scrap_sites": policy.signers(Action.SCRAP_SITES),
         },
@@ -274,7 +279,26 @@ async def lot_view(
                 step for step in reversed(lot.path) if flow.steps[step].rework is not None
             )
         ),
+        await migrate_to(services, who, lot),
         await by_hand(services, who, report, flow),
+    )
+
+
+async def migrate_to(services: Services, who: Principal, lot: Lot) -> tuple[int, ...]:
+    """The approved versions of ``lot``'s flow other than its own, when it waits or is held
+    (none where the flows are not versioned)."""
+    from mes.domain.flowversions import VersionState
+
+    if lot.state not in (LotState.WAITING, LotState.HOLD):
+        return ()
+    try:
+        versions = await services.flow_versions.versions(lot.flow, by=who)
+    except LotTrackerError:  # no version published (a schema made without db upgrade)
+        return ()
+    return tuple(
+        v.version
+        for v in versions
+        if v.state is VersionState.APPROVED and v.version != lot.flow_version
     )
 
 
