@@ -20,6 +20,7 @@ from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.materials import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.report import CarrierMap, LotReport
+from mes.equipment import EquipmentService
 from mes.ports import LotQuery, ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.line_views import queue_by_step
@@ -284,6 +285,18 @@ async def lot_view(
     )
 
 
+async def tools_in_manual(equipment: EquipmentService, equipment_class: str) -> tuple[str, ...]:
+    """The tools of ``equipment_class`` switched to manual, read a page at a time."""
+    found: list[str] = []
+    after: str | None = None
+    while True:
+        page = await equipment.page(ToolQuery(equipment_class=equipment_class, after=after))
+        found += [t.id for t in page.tools if t.dispatch is DispatchMode.MANUAL]
+        if not page.more:
+            return tuple(found)
+        after = page.tools[-1].id
+
+
 async def migrate_to(services: Services, who: Principal, lot: Lot) -> tuple[int, ...]:
     """The approved versions of ``lot``'s flow other than its own, when it waits or is held
     (none where the flows are not versioned)."""
@@ -320,8 +333,7 @@ async def by_hand(
             spec = flow.steps[step]
             tools: tuple[str, ...] = ()
             if spec.equipment_class != MANUAL_CLASS:
-                found = await equipment.page(ToolQuery(equipment_class=spec.equipment_class))
-                tools = tuple(t.id for t in found.tools if t.dispatch is DispatchMode.MANUAL)
+                tools = await tools_in_manual(equipment, spec.equipment_class)
                 if not tools:
                     continue
             steps.append(

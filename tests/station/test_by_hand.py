@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+from pathlib import Path
 
 import httpx
 
 from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER
-from mes.domain.equipment import ToolSnapshot
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from pkgline.api.server import open_state
 from tests.station.client import csrf, logged_in, lot_state, lot_version, message
 from tests.station.conftest import Station
-from tests.station.seed import OWNER, fast_passwords
+from tests.station.seed import OWNER, fast_passwords, migrate
 
 
 def _start(client: httpx.Client, lot: str) -> None:
@@ -177,3 +178,25 @@ def test_a_lot_whose_flow_may_end_is_completed_from_its_page(station: Station) -
         assert done.status_code == 303, done.text
         assert "The lot was completed." in client.get(done.headers["location"]).text
         assert lot_state(client, "M-1") == "COMPLETED"
+
+
+async def test_the_toolstools_in_manual_are_found_past_the_first_page_of_their_class(
+    tmp_path: Path,
+) -> None:
+    """A class of 150 tools (a page holds 100): the one in manual, far down, is offered."""
+    from pkgline.station.views import tools_in_manual
+
+    db = f"sqlite:///{tmp_path / 'many.db'}"
+    await migrate(db)
+    async with open_state(db, passwords=fast_passwords()) as state:
+        equipment = state.services.equipment.acting_as(CONTROLLER)
+        await equipment.register(
+            "line-9",
+            [
+                ToolRegistration(f"DB-{n:03}", "die_bonder", f"127.0.0.1:{2000 + n}", ())
+                for n in range(150)
+            ],
+        )
+        owner = state.services.equipment.acting_as(OWNER)
+        await owner.set_dispatch("DB-140", DispatchMode.MANUAL, "eng", "engineering lot")
+        assert await tools_in_manual(owner, "die_bonder") == ("DB-140",)
