@@ -219,23 +219,6 @@ def given_values(form: Form) -> dict[str, str]:
     }
 
 
-def parse_rejects(text: str) -> tuple[cmd.SiteRejectGiven, ...] | str:
-    """Rejected sites as ``CARRIER:ROW:COL:CODE`` separated by commas or spaces, or a message
-    saying what was expected."""
-    rejects: list[cmd.SiteRejectGiven] = []
-    for item in text.replace(",", " ").split():
-        parts = item.rsplit(":", 3)
-        if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit() or not parts[3]:
-            return (
-                f"reject {item!r}: expected CARRIER:ROW:COL:CODE with whole numbers "
-                "(for example S-1-01:2:3:VOID); nothing was changed"
-            )
-        rejects.append(cmd.SiteRejectGiven(parts[0], int(parts[1]), int(parts[2]), parts[3]))
-    if len(rejects) > MAX_SITES:
-        return f"at most {MAX_SITES} rejects at once; nothing was changed"
-    return tuple(rejects)
-
-
 @router.post("/lots/{lot_id}/track-in")
 async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
     """Track a step in by hand, on no tool or on the tool picked (one switched to manual: the
@@ -260,7 +243,7 @@ async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
     form, refused = await _form(request, who, lot_id)
     if refused is not None:
         return refused
-    rejects = parse_rejects(form.get("rejects"))
+    rejects = parse_sites(form.get("rejects"))
     if isinstance(rejects, str):
         return await lot_answer(request, who, lot_id, status=422, message=rejects, form=form)
     command = cmd.TrackOut(lot_id, who.name, given_values(form), rejects)
@@ -298,20 +281,20 @@ async def migrate(request: Request, who: Viewer, lot_id: str) -> Response:
     if refused is not None:
         return refused
     version = form.get("version").strip()
-    reason = form.get("reason").strip()
-    problem = (
-        f"version: expected the number of an approved version, got {version!r}; nothing was changed"
-        if not version.isdigit()
-        else None
-    )
-    command = cmd.MigrateLot(lot_id, int(version) if problem is None else 0, who.name, reason)
+    if not version.isdigit():
+        message = (
+            f"version: expected the number of an approved version, got {version!r}; "
+            "nothing was changed"
+        )
+        return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
+    command = cmd.MigrateLot(lot_id, int(version), who.name, form.get("reason").strip())
     return await _act_signed(
         request,
         who,
         lot_id,
         form,
         "migrate",
-        problem,
+        None,
         lambda s, sig: s.migrate(command, signatures=sig),
     )
 
@@ -379,23 +362,28 @@ async def abort(request: Request, who: Viewer, lot_id: str) -> Response:
     return await _act(request, who, lot_id, form, "abort", lambda s: s.abort(command))
 
 
-def parse_sites(text: str, code: str) -> tuple[cmd.SiteRejectGiven, ...] | str:
-    """Sites as ``CARRIER:ROW:COL`` separated by commas or spaces (what the map's clicks
-    write), or a message saying what was expected. The service checks that each is on the
-    lot's carriers."""
+def parse_sites(text: str, code: str | None = None) -> tuple[cmd.SiteRejectGiven, ...] | str:
+    """Sites separated by commas or spaces, or a message saying what was expected: each
+    ``CARRIER:ROW:COL`` with ``code`` (what the map's clicks write for a scrap), or with no
+    ``code`` each ``CARRIER:ROW:COL:CODE`` (a track-out's rejects). The service checks that
+    each is on the lot's carriers."""
+    fields, what, form, example = (
+        (3, "site", "CARRIER:ROW:COL", "S-1-01:2:3")
+        if code
+        else (4, "reject", "CARRIER:ROW:COL:CODE", "S-1-01:2:3:VOID")
+    )
     sites: list[cmd.SiteRejectGiven] = []
     for item in text.replace(",", " ").split():
-        parts = item.rsplit(":", 2)
-        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not parts[2].isdigit():
+        parts = item.rsplit(":", fields - 1)
+        whole = len(parts) == fields and parts[0] and parts[-1]
+        if not (whole and parts[1].isdigit() and parts[2].isdigit()):
             return (
-                f"site {item!r}: expected CARRIER:ROW:COL with whole numbers "
-                "(for example S-1-01:2:3); nothing was changed"
+                f"{what} {item!r}: expected {form} with whole numbers "
+                f"(for example {example}); nothing was changed"
             )
-        sites.append(cmd.SiteRejectGiven(parts[0], int(parts[1]), int(parts[2]), code))
-    if not sites:
-        return "pick the sites to scrap on the map (or type them); nothing was changed"
+        sites.append(cmd.SiteRejectGiven(parts[0], int(parts[1]), int(parts[2]), code or parts[3]))
     if len(sites) > MAX_SITES:
-        return f"at most {MAX_SITES} sites at once; nothing was changed"
+        return f"at most {MAX_SITES} {what}s at once; nothing was changed"
     return tuple(sites)
 
 
@@ -407,6 +395,8 @@ async def scrap_sites(request: Request, who: Viewer, lot_id: str) -> Response:
     code = form.get("code").strip() or "SCRAP"
     reason = form.get("reason").strip()
     sites = parse_sites(form.get("sites"), code)
+    if not sites:
+        sites = "pick the sites to scrap on the map (or type them); nothing was changed"
     if isinstance(sites, str):
         return await _refused_on(request, who, lot_id, 422, sites, form)
     problem = None if reason else "reason: say why the sites are scrapped; nothing was changed"
