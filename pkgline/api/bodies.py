@@ -9,9 +9,19 @@ version; a flow version's approvals), checked by the service layer (docs/securit
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+from pydantic_core import PydanticCustomError
 
 from mes.maps.e142 import MAX_MAP_BYTES
 
@@ -27,6 +37,31 @@ Id = Annotated[
     Field(min_length=1, max_length=64, description="Its id (the service says which are valid)."),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def iso_text(value: object) -> object:
+    """A time given as ISO 8601 text, as the documents say, and nothing else: pydantic alone
+    would take a number for seconds since 1970 (``until=0.5``: a time in 1970, and a
+    list that is silently empty)."""
+    if isinstance(value, datetime):  # already one (a default, or Python calling)
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "iso_time", "expected a time as ISO 8601 text with its zone, e.g. 2026-12-02T14:30Z"
+        )
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise PydanticCustomError(
+            "iso_time",
+            "{given} is no ISO 8601 time: expected e.g. 2026-12-02T14:30Z",
+            {"given": repr(value[:40])},
+        ) from None
+
+
+ZonedTime = Annotated[datetime, BeforeValidator(iso_text)]
+"""A time as ISO 8601 text (a number is refused); whether it must carry its zone the route
+says (they refuse a time without one)."""
 
 
 class Body(BaseModel):

@@ -4,7 +4,6 @@ request's principal, and answers the JSON the CLI's ``--json`` prints."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -61,8 +60,8 @@ async def list_lots(
     step: Annotated[str | None, Query(max_length=64)] = None,
     tool: Annotated[str | None, Query(max_length=64)] = None,
     priority: Annotated[int | None, Query(ge=1, le=9)] = None,
-    since: Annotated[datetime | None, Query(description="Moved since (ISO 8601).")] = None,
-    until: Annotated[datetime | None, Query(description="Last moved before (ISO 8601).")] = None,
+    since: Annotated[b.ZonedTime | None, Query(description="Moved since (ISO 8601).")] = None,
+    until: Annotated[b.ZonedTime | None, Query(description="Last moved before (ISO 8601).")] = None,
     after: Annotated[str | None, Query(max_length=64, description="The page's cursor.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = LIST_LIMIT,
 ) -> JSONResponse:

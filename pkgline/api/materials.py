@@ -4,7 +4,6 @@ service for the request's principal, answering the JSON the CLI's ``--json`` pri
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -37,7 +36,7 @@ Minutes = Annotated[
 class AddMaterialBody(b.Body):
     material: b.Id
     kind: b.Name
-    expires_at: Annotated[datetime, Field(description="ISO 8601 with its zone.")]
+    expires_at: Annotated[b.ZonedTime, Field(description="ISO 8601 with its zone.")]
     thaw_minutes: Minutes = None
     floor_life_minutes: Minutes = None
     part_number: Annotated[str | None, Field(max_length=64)] = None

@@ -172,6 +172,8 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
              "invalid_request"),
             ("/materials", {"material": "W-2", "kind": "wire", "expires_at": "2099-12-31T00:00"},
              "invalid_input"),
+            ("/materials", {"material": "W-2", "kind": "wire", "expires_at": 4102444800},
+             "invalid_request"),
             ("/materials", {"material": "W-2", "kind": "wire", "expires_at": expiry,
                             "thaw_minutes": 60}, "invalid_input"),
             ("/reasons", {"code": "VOID2", "kind": "sideways", "text": "x"}, "invalid_input"),

@@ -208,6 +208,11 @@ async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
         assert [x["id"] for x in rest["lots"]] == ["L2"] and rest["more"] is False
         naive = await client.get("/lots", params={"since": "2026-01-01T00:00:00"})
         assert naive.status_code == 422
+        for number in ("0.5", "1893456000"):  # no seconds since 1970: ISO 8601 text only
+            said = await client.get("/lots", params={"until": number})
+            assert said.status_code == 422, said.text
+            assert said.json()["error"] == "invalid_request"
+            assert "ISO 8601" in said.json()["message"], said.json()
 
 
 async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: RunningApi) -> None:
