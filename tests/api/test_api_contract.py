@@ -1,6 +1,7 @@
 """The API as a contract: the OpenAPI document served is the one in docs/; schemathesis
-generates requests from it (a bounded number per operation) and the server answers none with
-a 5xx; 50 clients moving lots at once leave every lot where it should be and the history
+generates requests from it (a bounded number per operation, and sequences of them) and the
+server answers none with a 5xx, answers each as documented (status, content type, body), and
+refuses what the document refuses; 50 clients moving lots at once leave every lot where it should be and the history
 verifying."""
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from tests.events.test_relay_faults import _pki as tls_files
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.json"
 EXAMPLES_PER_OPERATION = 15
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",  # every status answered is documented
+    "content_type_conformance",
+    "response_schema_conformance",  # every answer is as documented
+    "negative_data_rejection",  # what the document refuses, the server refuses
+    "use_after_free",
+    "ensure_resource_availability",
+)
 
 
 async def test_the_served_openapi_document_is_the_one_in_docs(api: RunningApi) -> None:
@@ -57,9 +67,9 @@ async def test_schemathesis_finds_no_server_error(sqlite_url: str, tmp_path: Pat
             "--config-file", str(config), "--no-color",
             "run", f"https://127.0.0.1:{port}/openapi.json",
             "--tls-verify", str(ca),
-            "--checks", "not_a_server_error",
+            "--checks", ",".join(CHECKS),
             "--max-examples", str(EXAMPLES_PER_OPERATION),
-            "--phases", "examples,fuzzing",
+            "--phases", "examples,coverage,fuzzing,stateful",
             "--seed", "14",
             "--generation-deterministic",
             stdout=asyncio.subprocess.PIPE,
