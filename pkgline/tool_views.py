@@ -36,7 +36,9 @@ STOPPED = "stopped"
 """The status a line controller records when it stops."""
 
 
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+WINDOW_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([smhdSMHD])\s*$"
+"""A window as ``--window`` and ``?window=`` take it (also in the OpenAPI document)."""
+_WINDOW = re.compile(WINDOW_PATTERN)
 
 
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -44,10 +46,10 @@ WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_window(text: str) -> timedelta:
     """``90s``, ``30m``, ``8h``, ``2d`` as a duration; ValueError for anything else."""
-    match = _WINDOW.match(text.lower())
+    match = _WINDOW.match(text)
     if match is None:
         raise ValueError(f"--window {text!r}: expected a number and a unit, e.g. 30m, 8h or 2d")
-    seconds = float(match[1]) * WINDOW_UNITS[match[2]]
+    seconds = float(match[1]) * WINDOW_UNITS[match[2].lower()]
     if seconds <= 0:
         raise ValueError(f"--window {text!r}: the window must be longer than 0")
     return timedelta(seconds=seconds)

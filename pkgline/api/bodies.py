@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE
 from mes.maps.e142 import MAX_MAP_BYTES
 
 GivenValue = StrictStr | StrictInt | StrictFloat
@@ -32,6 +33,16 @@ Values = Annotated[
 ]
 Reason = Annotated[str | None, Field(None, max_length=2000, description="Why (recorded).")]
 LotId = Annotated[str, Field(min_length=1, max_length=64)]
+NewLotId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description=f"A new lot's id: {LOT_ID_RULE}.",
+        # documented for clients; the service refuses any other, saying the rule in words
+        json_schema_extra={"pattern": LOT_ID_PATTERN.pattern},
+    ),
+]
 Id = Annotated[
     str,
     Field(min_length=1, max_length=64, description="Its id (the service says which are valid)."),
@@ -90,7 +101,7 @@ Signatures = Annotated[
 
 
 class StartBody(Body):
-    lot: LotId
+    lot: NewLotId
     flow: Annotated[str, Field(min_length=1, max_length=64)]
     carriers: Annotated[int, Field(2, ge=1, le=1000)] = 2
     rows: Annotated[int, Field(4, ge=1, le=1000)] = 4
@@ -176,7 +187,7 @@ class SplitBody(Body):
     carriers: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1)
     ]
-    into: LotId
+    into: NewLotId
     reason: Reason = None
 
 

@@ -21,6 +21,7 @@ from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
 from pkgline.tool_views import (
     MAX_TOOL_PAGE,
     TOOL_PAGE,
+    WINDOW_PATTERN,
     dispatch_answer,
     known_tool,
     parse_window,
@@ -88,7 +89,14 @@ async def show_tool(
     request: Request,
     who: Who,
     tool_id: str,
-    window: Annotated[str, Query(max_length=16, description="30m, 8h, 2d")] = "8h",
+    window: Annotated[
+        str,
+        Query(
+            max_length=16,
+            description="The window back from now: a number and s, m, h or d (30m, 8h, 2d).",
+            json_schema_extra={"pattern": WINDOW_PATTERN},
+        ),
+    ] = "8h",
     changes: Annotated[int, Query(ge=0, le=10000)] = 20,
 ) -> Json:
     try:
