@@ -24,7 +24,7 @@ from pkgline.list_views import (
     history_answer,
     history_query,
 )
-from pkgline.page_sizes import FEED_PAGE, MAX_FEED_PAGE
+from pkgline.page_sizes import FEED_PAGE, MAX_CURSOR, MAX_FEED_PAGE
 
 router = APIRouter(tags=["line"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -68,7 +68,8 @@ async def feed_events(
     request: Request,
     who: Who,
     after: Annotated[
-        int | None, Query(ge=0, description="The page's cursor: the last event id seen.")
+        int | None,
+        Query(ge=0, le=MAX_CURSOR, description="The page's cursor: the last event id seen."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = FEED_PAGE,
 ) -> dict[str, Any]:
@@ -102,7 +103,7 @@ async def history(
     since: Instant = None,
     until: Instant = None,
     after: Annotated[
-        int | None, Query(ge=1, description="The page's cursor (an entry's seq).")
+        int | None, Query(ge=1, le=MAX_CURSOR, description="The page's cursor (an entry's seq).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE)] = HISTORY_PAGE,
 ) -> dict[str, Any]:

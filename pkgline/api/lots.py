@@ -19,13 +19,11 @@ from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE
 
 router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS)
 
 Who = Annotated[Principal, Depends(principal)]
-
-LIST_LIMIT = 50
-MAX_LIST_LIMIT = 1000
 
 
 def _lots(request: Request) -> LotService:
@@ -63,7 +61,7 @@ async def list_lots(
     since: Annotated[b.ZonedTime | None, Query(description="Moved since (ISO 8601).")] = None,
     until: Annotated[b.ZonedTime | None, Query(description="Last moved before (ISO 8601).")] = None,
     after: Annotated[str | None, Query(max_length=64, description="The page's cursor.")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = LIST_LIMIT,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOT_PAGE)] = LOT_PAGE,
 ) -> JSONResponse:
     for name, when in (("since", since), ("until", until)):
         if when is not None and when.tzinfo is None:

@@ -29,6 +29,7 @@ from pkgline.list_views import (
     parse_kind,
     security_events_answer,
 )
+from pkgline.page_sizes import MAX_CURSOR
 
 router = APIRouter(tags=["users"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -178,7 +179,7 @@ async def events(
         str | None, Query(max_length=40, description="Before (ISO 8601; UTC if no offset).")
     ] = None,
     after: Annotated[
-        int | None, Query(ge=1, description="The page's cursor (an event's seq).")
+        int | None, Query(ge=1, le=MAX_CURSOR, description="The page's cursor (an event's seq).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS_PAGE)] = EVENTS_PAGE,
 ) -> Json:

@@ -30,7 +30,7 @@ from pkgline.cli.common import (
 )
 from pkgline.cli.modes import Remote, ServerOption, either, query_params
 from pkgline.line_views import backlog_dict
-from pkgline.page_sizes import FEED_PAGE, MAX_FEED_PAGE
+from pkgline.page_sizes import FEED_PAGE, MAX_CURSOR, MAX_FEED_PAGE
 
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
 
@@ -62,7 +62,10 @@ def list_events(
     after: Annotated[
         int | None,
         typer.Option(
-            "--after", min=0, help="Start after this event id (the last one you processed)."
+            "--after",
+            min=0,
+            max=MAX_CURSOR,
+            help="Start after this event id (the last one you processed).",
         ),
     ] = None,
     limit: Annotated[

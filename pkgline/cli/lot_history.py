@@ -11,7 +11,7 @@ import typer
 
 from pkgline.cli.common import DbOption, JsonOption, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params
-from pkgline.page_sizes import HISTORY_PAGE, MAX_HISTORY_PAGE
+from pkgline.page_sizes import HISTORY_PAGE, MAX_CURSOR, MAX_HISTORY_PAGE
 
 
 def register(app: typer.Typer) -> None:
@@ -49,7 +49,10 @@ def history(
     after: Annotated[
         int | None,
         typer.Option(
-            "--after", min=1, help="Start after this entry (the last seq of the page before)."
+            "--after",
+            min=1,
+            max=MAX_CURSOR,
+            help="Start after this entry (the last seq of the page before).",
         ),
     ] = None,
     db: DbOption = None,

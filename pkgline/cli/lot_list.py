@@ -19,6 +19,7 @@ from pkgline.cli import modes
 from pkgline.cli.common import DbOption, JsonOption, err, print_json, run, usage_error
 from pkgline.cli.lot_view import print_lots
 from pkgline.cli.modes import ServerOption, call, say_direct, target
+from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE
 
 if TYPE_CHECKING:
     from mes.ports import LotPage, LotQuery
@@ -29,9 +30,9 @@ def register(app: typer.Typer) -> None:
     app.command("list")(list_lots)
 
 
-LIST_PAGE = 50
+LIST_PAGE = LOT_PAGE
 """Lots per page of ``lot list`` as a table (``--limit`` to change)."""
-JSON_PAGE = 1000
+JSON_PAGE = MAX_LOT_PAGE
 """Lots read per query while ``lot list --json`` writes every lot (no ``--limit``)."""
 
 
@@ -82,6 +83,7 @@ def list_lots(
         typer.Option(
             "--limit",
             min=1,
+            max=MAX_LOT_PAGE,
             help=f"At most this many lots (default: {LIST_PAGE} in the table; every lot "
             "with --json).",
             show_default=False,

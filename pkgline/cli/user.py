@@ -36,6 +36,7 @@ from pkgline.list_views import (
     parse_kind,
     security_events_answer,
 )
+from pkgline.page_sizes import MAX_CURSOR
 
 app = typer.Typer(
     help="Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
@@ -402,7 +403,12 @@ def events(
     ] = EVENTS_PAGE,
     after: Annotated[
         int | None,
-        typer.Option("--after", min=1, help="Start after this seq (the last of the page before)."),
+        typer.Option(
+            "--after",
+            min=1,
+            max=MAX_CURSOR,
+            help="Start after this seq (the last of the page before).",
+        ),
     ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="Only events this user did or underwent.")

@@ -96,7 +96,8 @@ async def test_the_feeds_events_page_by_id_the_same_through_the_server_and_on_th
     assert lines[-1] == "2 of 6 events; more follow: the same command with --after 4"
 
     for args, said in (
-        (("--after", "-1"), "-1 is not in the range x>=0"),
+        (("--after", "-1"), "-1 is not in the range"),
+        (("--after", "32589158477190044729"), "32589158477190044729 is not in the range"),
         (("--limit", "0"), "0 is not in the range 1<=x<=10000"),
         (("--after", "soon"), "'soon' is not a valid int"),
     ):
@@ -104,7 +105,12 @@ async def test_the_feeds_events_page_by_id_the_same_through_the_server_and_on_th
             refused = await cli("events", "list", *args, *mode)
             assert refused.returncode == 2 and said in refused.stderr, refused.stderr
     async with api.client() as client:
-        for query, field in (("after=-1", "after"), ("limit=0", "limit"), ("limit=x", "limit")):
+        for query, field in (
+            ("after=-1", "after"),
+            ("after=32589158477190044729", "after"),  # past the 64 bits ids are kept in
+            ("limit=0", "limit"),
+            ("limit=x", "limit"),
+        ):
             answer = await client.get(f"/events?{query}")
             assert answer.status_code == 422, query
             assert answer.json()["error"] == "invalid_request" and field in answer.text

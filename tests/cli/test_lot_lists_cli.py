@@ -60,6 +60,12 @@ def test_filters_and_bad_paging_options_are_usage_errors_that_say_what_was_expec
     bad_time = pkgline(lots_db, "lot", "list", "--since", "yesterday")
     assert bad_time.returncode == 2 and "30m, 8h, 2d" in bad_time.stderr
     assert pkgline(lots_db, "lot", "list", "--limit", "0").returncode == 2
+    too_many = pkgline(lots_db, "lot", "list", "--limit", "99999999999999999999")
+    assert too_many.returncode == 2 and "1<=x<=1000" in too_many.stderr, too_many.stderr
+    for command in (("lot", "history"), ("user", "events")):  # a cursor past 64 bits
+        refused = pkgline(lots_db, *command, "--after", "32589158477190044729")
+        assert refused.returncode == 2, refused.stderr
+        assert "32589158477190044729 is not in the range" in refused.stderr, refused.stderr
     assert pkgline(lots_db, "lot", "list", "--priority", "12").returncode == 2
     unknown = pkgline(lots_db, "lot", "list", "--after", "NOPE", "--json")
     assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_lot"
