@@ -73,6 +73,9 @@ KINDS: dict[DurableKind, KindSpec] = {
 """The one table of durable kinds (the module docstring gives the rules)."""
 
 DEFAULT_WARN_FRACTION = 0.9
+MAX_LIFE = 10**12
+"""The longest life a durable may be given: far past any capillary's or blade's (millions of
+touchdowns, thousands of cuts), and within what the stores keep and JSON carries exactly."""
 """Line practice: warn when 90 % of a durable's life is used."""
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -230,9 +233,9 @@ def add(
             f"{kind!r} is not a kind of durable; expected one of {', '.join(KINDS)}",
             allowed=list(KINDS),
         ) from None
-    if life < 1:
+    if not 1 <= life <= MAX_LIFE:
         raise InvalidInput(
-            f"the life of durable {durable_id} must be a count of at least 1 "
+            f"the life of durable {durable_id} must be a count of 1 to {MAX_LIFE:,} "
             f"{KINDS[known].unit}, not {life}"
         )
     if not (0.001 <= warn_fraction <= 1.0) or math.isnan(warn_fraction):

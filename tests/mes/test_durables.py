@@ -113,7 +113,8 @@ def test_a_durable_warns_from_its_fraction_of_life_and_is_spent_at_its_life() ->
     [
         ("CAP 1", "capillary", 10, 0.9, "is not valid"),
         ("CAP-1", "sponge", 10, 0.9, "expected one of capillary, saw_blade"),
-        ("CAP-1", "capillary", 0, 0.9, "at least 1 touchdowns, not 0"),
+        ("CAP-1", "capillary", 0, 0.9, "1 to 1,000,000,000,000 touchdowns, not 0"),
+        ("CAP-1", "capillary", 10**20, 0.9, "touchdowns, not 100000000000000000000"),
         ("CAP-1", "capillary", 10, 0.0, "from 0.001 to 1"),
         ("CAP-1", "capillary", 10, 1.5, "from 0.001 to 1"),
         ("CAP-1", "capillary", 10, float("nan"), "from 0.001 to 1"),
