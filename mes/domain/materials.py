@@ -60,6 +60,9 @@ KINDS: dict[MaterialKind, MaterialSpec] = {
 material lot's own are given when it is added)."""
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+MAX_CLOCK_MINUTES = 1_000_000
+"""The longest thaw time or floor life a material lot may be given (about 694 days; the
+API's bound too)."""
 
 
 class MaterialEventKind(StrEnum):
@@ -247,11 +250,14 @@ def add(
         if floor_life_minutes is None and floor
         else floor_life_minutes
     )
-    if thaw < 0:
-        raise InvalidInput(f"the thaw time of {material_id} must be 0 or more, not {thaw} min")
-    if floor_minutes is None or floor_minutes < 1:
+    if not 0 <= thaw <= MAX_CLOCK_MINUTES:
         raise InvalidInput(
-            f"the floor life of {material_id} must be at least 1 minute, not {floor_minutes}"
+            f"the thaw time of {material_id} must be 0 to {MAX_CLOCK_MINUTES:,} min, not {thaw} min"
+        )
+    if floor_minutes is None or not 1 <= floor_minutes <= MAX_CLOCK_MINUTES:
+        raise InvalidInput(
+            f"the floor life of {material_id} must be at least 1 minute and at most "
+            f"{MAX_CLOCK_MINUTES:,}, not {floor_minutes}"
         )
     material = Material(
         material_id,

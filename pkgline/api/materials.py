@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from mes.domain.authority import Principal
+from mes.domain.materials import MAX_CLOCK_MINUTES
 from mes.materials import MaterialService
 from mes.ports_materials import MaterialQuery
 from pkgline.api import bodies as b
@@ -29,7 +30,12 @@ Who = Annotated[Principal, Depends(principal)]
 
 Minutes = Annotated[
     int | None,
-    Field(None, ge=-1_000_000, le=1_000_000, description="Frozen kinds (default: the kind's)."),
+    Field(
+        None,
+        ge=-MAX_CLOCK_MINUTES,  # a negative one is the service's to refuse, saying why
+        le=MAX_CLOCK_MINUTES,
+        description="Frozen kinds (default: the kind's).",
+    ),
 ]
 
 

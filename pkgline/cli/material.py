@@ -6,6 +6,7 @@ the material service through the pkgline server or directly
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -135,10 +136,15 @@ def add(
     who = current_user(user)
     expires_at = _when(expires, json)
 
-    def minutes(hours: float | None) -> int | None:
-        return None if hours is None else round(hours * 60)
+    def minutes(hours: float | None, option: str) -> int | None:
+        if hours is None:
+            return None
+        if not math.isfinite(hours):
+            usage_error(f"{option} {hours}: expected a number of hours", as_json=json)
+        return round(hours * 60)
 
-    thaw, floor_life = minutes(thaw_hours), minutes(floor_life_hours)
+    thaw = minutes(thaw_hours, "--thaw-hours")
+    floor_life = minutes(floor_life_hours, "--floor-life-hours")
     body = {
         "material": material,
         "kind": kind.strip(),

@@ -83,3 +83,8 @@ def test_a_frozen_or_thawing_compound_refuses_the_track_in_and_wire_goes_into_th
     assert used.returncode == 0 and "M1" in used.stdout and "used at a step" in used.stdout
     bad = pkgline(db, "material", "add", "W-2", "--kind", "wire", "--expires", "next week")
     assert bad.returncode == 2 and "expected a date" in bad.stderr
+    for option in ("--thaw-hours", "--floor-life-hours"):  # no number: no traceback
+        nan = pkgline(db, "material", "add", "E-9", "--kind", "mold_compound",
+                      "--expires", "2099-01-01", option, "nan")  # fmt: skip
+        assert nan.returncode == 2, nan.stderr
+        assert f"{option} nan: expected a number of hours" in nan.stderr, nan.stderr

@@ -80,7 +80,9 @@ def test_a_material_lot_past_its_expiry_is_refused_whatever_its_thaw() -> None:
         ("wire", -1, {}, "expected an expiry after now"),
         ("wire", 1, {"floor_life_minutes": 60}, "wire is not kept frozen"),
         ("adhesive", 1, {"floor_life_minutes": 0}, "floor life of X-1 must be at least 1 min"),
-        ("adhesive", 1, {"thaw_minutes": -5}, "thaw time of X-1 must be 0 or more"),
+        ("adhesive", 1, {"thaw_minutes": -5}, "thaw time of X-1 must be 0 to 1,000,000 min"),
+        ("adhesive", 1, {"thaw_minutes": 10**19}, "thaw time of X-1 must be 0 to 1,000,000 min"),
+        ("adhesive", 1, {"floor_life_minutes": 6 * 10**18}, "and at most 1,000,000, not 6"),
     ],
 )
 def test_a_material_lot_with_a_bad_kind_expiry_or_clock_is_refused(
