@@ -50,6 +50,9 @@ WITH_NELSON = (1, 2, 3, 4, 5, 6, 7, 8)
 WINDOW = 15
 """The most points a rule looks back over (rule 7)."""
 MIN_BASELINE = 5
+MAX_BASELINE = 1000
+"""The most points a baseline may take: each point the chart takes reads the baseline's
+points until it is complete (20 to 125 is usual)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,16 +233,22 @@ def configure(
 ) -> Chart:
     """A chart as engineering sets it: limits given (center and sigma together), or from a
     baseline of ``baseline_n`` points once they are in."""
-    if baseline_n < MIN_BASELINE:
-        raise InvalidInput(f"a baseline needs at least {MIN_BASELINE} points, not {baseline_n}")
+    if not MIN_BASELINE <= baseline_n <= MAX_BASELINE:
+        raise InvalidInput(
+            f"a baseline is {MIN_BASELINE} to {MAX_BASELINE:,} points, not {baseline_n}"
+        )
     if (center is None) != (sigma is None):
         raise InvalidInput("give the center and sigma together, or neither (from a baseline)")
-    if (
-        sigma is not None
-        and center is not None
-        and (not (math.isfinite(center) and math.isfinite(sigma)) or sigma <= 0)
-    ):
-        raise InvalidInput(f"sigma must be a finite number above 0, not {sigma}")
+    if center is not None and sigma is not None:
+        if not math.isfinite(center):
+            raise InvalidInput(f"the center must be a finite number, not {center}")
+        if not math.isfinite(sigma) or sigma <= 0:
+            raise InvalidInput(f"sigma must be a finite number above 0, not {sigma}")
+        if not (math.isfinite(center + 3 * sigma) and math.isfinite(center - 3 * sigma)):
+            raise InvalidInput(
+                f"center {center:g} and sigma {sigma:g} put the control limits (center +/- 3 "
+                "sigma) past what a number holds: expected the chart's real center and sigma"
+            )
     source = "engineering" if center is not None else None
     return Chart(step, value, tool_id, baseline_n, nelson, inhibit, by, now, center, sigma, source)
 

@@ -7,6 +7,8 @@ known numbers."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,11 +20,13 @@ from mes.domain.spc import (
     WITH_NELSON,
     all_violations,
     capability,
+    configure,
     limits_from,
     rules_at_end,
 )
 
 CENTER, SIGMA = 10.0, 2.0
+NOW = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
 
 
 def x(z: float) -> float:
@@ -141,3 +145,22 @@ def test_cpk_and_ppk_on_known_numbers() -> None:
     assert ppk == pytest.approx(3.0 / (3 * 1.1547005), rel=1e-6)
     assert capability(xs, 1.0, None, None) == (None, None)
     assert capability([1.0], 1.0, 0.0, 2.0) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"baseline_n": 4}, "a baseline is 5 to 1,000 points, not 4"),
+        ({"baseline_n": 10**20}, "a baseline is 5 to 1,000 points"),
+        ({"center": math.nan, "sigma": 1.0}, "the center must be a finite number, not nan"),
+        ({"center": 1.0, "sigma": math.inf}, "sigma must be a finite number above 0, not inf"),
+        ({"center": 1.0, "sigma": 0.0}, "sigma must be a finite number above 0, not 0"),
+        ({"center": 1e308, "sigma": 1e308}, "past what a number holds"),
+        ({"center": 1.0}, "give the center and sigma together"),
+    ],
+)
+def test_a_chart_with_a_bad_baseline_or_limits_is_refused_naming_what_is_wrong(
+    given: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(InvalidInput, match=says):
+        configure("DIE_ATTACH", "bond_line_thickness_um", "DB-1", "eng", NOW, **given)
