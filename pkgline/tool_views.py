@@ -42,6 +42,8 @@ _WINDOW = re.compile(WINDOW_PATTERN)
 
 
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW_S = 36500 * 86400
+"""The longest window back from now (a hundred years: every record a line keeps)."""
 
 
 def parse_window(text: str) -> timedelta:
@@ -52,6 +54,8 @@ def parse_window(text: str) -> timedelta:
     seconds = float(match[1]) * WINDOW_UNITS[match[2].lower()]
     if seconds <= 0:
         raise ValueError(f"--window {text!r}: the window must be longer than 0")
+    if seconds > MAX_WINDOW_S:
+        raise ValueError(f"--window {text!r}: the window is at most {MAX_WINDOW_S // 86400}d")
     return timedelta(seconds=seconds)
 
 

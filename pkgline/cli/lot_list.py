@@ -48,7 +48,7 @@ def _when(text: str, option: str, as_json: bool) -> datetime:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
         usage_error(
-            f"{option} {text!r}: expected a duration ago (30m, 8h, 2d) or a time "
+            f"{option} {text!r}: expected a duration ago (30m, 8h, 2d; at most 36500d) or a time "
             "(2026-05-01 or 2026-05-01T08:00)",
             as_json=as_json,
         )

@@ -59,6 +59,8 @@ def test_filters_and_bad_paging_options_are_usage_errors_that_say_what_was_expec
     assert ok_json(lots_db, "lot", "list", "--until", "2000-01-01") == []
     bad_time = pkgline(lots_db, "lot", "list", "--since", "yesterday")
     assert bad_time.returncode == 2 and "30m, 8h, 2d" in bad_time.stderr
+    ages = pkgline(lots_db, "lot", "list", "--since", "99999999d")  # past any date
+    assert ages.returncode == 2 and "at most 36500d" in ages.stderr, ages.stderr
     assert pkgline(lots_db, "lot", "list", "--limit", "0").returncode == 2
     too_many = pkgline(lots_db, "lot", "list", "--limit", "99999999999999999999")
     assert too_many.returncode == 2 and "1<=x<=1000" in too_many.stderr, too_many.stderr

@@ -124,7 +124,9 @@ def test_a_bad_window_is_a_usage_error(line_db: str) -> None:
     assert "--window '8x'" in result.stderr
 
 
-@pytest.mark.parametrize("text", ["8x", "h", "0h", "-2d", "2 days", ""])
+@pytest.mark.parametrize(
+    "text", ["8x", "h", "0h", "-2d", "2 days", "", "36501d", "99999999999999999999d"]
+)
 def test_a_window_without_a_number_and_a_unit_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="--window"):
         parse_window(text)
@@ -188,7 +190,15 @@ async def test_a_running_controller_starts_no_lot_on_a_manual_tool_until_it_is_a
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("30m", 1800), ("8h", 28800), ("2d", 172800), ("1.5h", 5400), (" 2H ", 7200)],
+    [
+        ("90s", 90),
+        ("30m", 1800),
+        ("8h", 28800),
+        ("2d", 172800),
+        ("1.5h", 5400),
+        (" 2H ", 7200),
+        ("36500d", 36500 * 86400),
+    ],
 )
 def test_windows_are_a_number_and_a_unit(text: str, seconds: float) -> None:
     assert parse_window(text) == timedelta(seconds=seconds)
