@@ -274,7 +274,10 @@ def decode(text: str | bytes) -> list[SubstrateMap]:
     try:
         root = fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise MapRefused(f"the map is refused: {type(exc).__name__}: {exc}") from None
+        raise MapRefused(
+            "the map is refused: it declares a DTD, entities or external references "
+            f"({type(exc).__name__}), which a map never needs and pkgline never reads"
+        ) from None
     except ET.ParseError as exc:
         raise MapRefused(f"the map is not well-formed XML: {exc}") from None
     ns, name = _local(root.tag)

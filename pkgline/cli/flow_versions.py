@@ -78,6 +78,8 @@ def read_flow_files(path: Path, as_json: bool) -> dict[str, dict[str, str]]:
             p.stem for p in path.glob("*.yaml") if p.name not in (STEPS_FILE, FRAGMENTS_FILE)
         )
     elif path.suffix == ".yaml" and path.name not in (STEPS_FILE, FRAGMENTS_FILE):
+        if not path.is_file():
+            usage_error(f"{path}: no such flow file", as_json=as_json)
         names = [path.stem]
     else:
         usage_error(
@@ -88,7 +90,11 @@ def read_flow_files(path: Path, as_json: bool) -> dict[str, dict[str, str]]:
     try:
         return {name: flow_sources(name, directory) for name in names}
     except OSError as exc:
-        usage_error(f"{path}: cannot read {exc.filename}: {exc.strerror}", as_json=as_json)
+        usage_error(
+            f"{path}: cannot read {exc.filename}: {exc.strerror} (a flow file is published "
+            f"with the {STEPS_FILE} and {FRAGMENTS_FILE} beside it)",
+            as_json=as_json,
+        )
     except UnicodeDecodeError as exc:
         usage_error(f"{path}: a flow file is not UTF-8 text: {exc.reason}", as_json=as_json)
 

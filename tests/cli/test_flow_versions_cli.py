@@ -30,6 +30,14 @@ def test_a_published_draft_is_approved_before_lots_start_on_it(
 
     refused = pkgline(db, "flow", "publish", str(flow_file), "--note", " ")
     assert refused.returncode == 1 and "a change note is required" in refused.stderr
+    missing = pkgline(db, "flow", "publish", str(defs / "nope.yaml"), "--note", "x")
+    assert missing.returncode == 2 and "nope.yaml: no such flow file" in missing.stderr
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(flow_file, alone)  # without steps.yaml and fragments.yaml beside it
+    lonely = pkgline(db, "flow", "publish", str(alone / flow_file.name), "--note", "x")
+    assert lonely.returncode == 2, lonely.stderr
+    assert "published with the steps.yaml and fragments.yaml beside it" in lonely.stderr
     (published,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
     assert (published["version"], published["state"], published["new"]) == (2, "draft", True)
     changes = ok_json(db, "flow", "diff", FLOW, "1", "2")["changes"]
