@@ -107,6 +107,8 @@ def read_yaml(path: Path | str, text: str | None = None) -> YamlDocument:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DataFileError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise DataFileError(path, None, f"not UTF-8 text (byte {exc.start})") from None
     try:
         node, data = _compose(path, text)
     except yaml.MarkedYAMLError as exc:

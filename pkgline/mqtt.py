@@ -173,6 +173,11 @@ def read_password(path: Path) -> str:
         raise BrokerConfigError(
             f"password_file {path}: cannot read: {exc.strerror or exc}"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise BrokerConfigError(
+            f"password_file {path}: not UTF-8 text (byte {exc.start}); expected the password "
+            "on line 1"
+        ) from None
     password = text.splitlines()[0] if text else ""
     if not password:
         raise BrokerConfigError(f"password_file {path}: empty; expected the password on line 1")

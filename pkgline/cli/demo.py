@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import shutil
 import signal
@@ -39,7 +40,7 @@ from mes.domain.model import Lot, LotState
 from mes.service import utc_now
 from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
 from pkgline.cli import demo_api
-from pkgline.cli.common import err, marked, out
+from pkgline.cli.common import err, marked, out, usage_error
 from pkgline.cli.demo_run import (
     EXIT_INCOMPLETE,
     Demo,
@@ -134,6 +135,11 @@ def demo(
     """Run a simulated line end to end: one lot of each of the nine flows, with a live view,
     then a summary per lot."""
     started = time.monotonic()
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(db)):  # a URL (Path folds its //)
+        usage_error(
+            f"--db {str(db)!r}: the demo runs on a SQLite file of its own; give the file's "
+            "path (e.g. pkgline-demo.db), not a database URL"
+        )
     database = db.expanduser().resolve()
     run = Demo(
         database=database,

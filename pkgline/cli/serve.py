@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import structlog
 import typer
 
-from mes.adapters.database import create_engine, display_url
+from mes.adapters.database import DatabaseUrlError, async_url, create_engine, display_url
 from mes.adapters.errors import DatabaseUnavailable, classify
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
@@ -54,6 +54,11 @@ def serve(
         raise typer.Exit(EXIT_USAGE) from None
     configure_logging(log_level)
     url = resolve_url(db or line.database)
+    try:
+        async_url(url)  # a URL no driver takes is a usage error, before anything starts
+    except DatabaseUrlError as exc:
+        err.print(marked("error:", "bold red", str(exc)))
+        raise typer.Exit(EXIT_USAGE) from None
     try:
         code = asyncio.run(_serve(line, url))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping

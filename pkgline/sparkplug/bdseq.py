@@ -25,6 +25,10 @@ class BdSeq:
             text = path.read_text(encoding="ascii").strip()
         except FileNotFoundError:
             text = ""
+        except UnicodeDecodeError as exc:
+            raise SparkplugError(
+                f"{path}: expected a bdSeq 0..255, found bytes that are no text (byte {exc.start})"
+            ) from None
         except OSError as exc:
             raise SparkplugError(
                 f"{path}: cannot read the Sparkplug bdSeq: {exc.strerror}"

@@ -194,8 +194,25 @@ def test_a_missing_or_invalid_configuration_is_exit_2_naming_the_file(tmp_path: 
     assert invalid.returncode == 2
     assert str(bad) in invalid.stderr and "equipment_class" in invalid.stderr
 
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'name = "\xff\xfe"\n')
+    for command in ("sim", "serve"):  # no traceback for a file that is no text
+        garbage = pkgline(command, "--config", str(binary))
+        assert garbage.returncode == 2, garbage.stderr
+        assert f"{binary}: not UTF-8 text (byte 8): expected a TOML file" in garbage.stderr
+
     nothing = tmp_path / "real.toml"
     nothing.write_text(bad.read_text().replace("toaster", "dicer"), encoding="utf-8")
+    for command in (  # a database no driver takes: exit 2 before anything starts
+        ("serve", "--config", str(nothing), "--db", "mysql://db.example/line"),
+        ("api", "--db", "mysql://db.example/line"),
+    ):
+        unsupported = pkgline(*command)
+        assert unsupported.returncode == 2, unsupported.stderr
+        assert "unsupported database 'mysql'" in unsupported.stderr, unsupported.stderr
+        assert "Traceback" not in unsupported.stderr
+    url = pkgline("demo", "--db", "sqlite:///demo.db")  # the demo takes a file's path
+    assert url.returncode == 2 and "not a database URL" in url.stderr, url.stderr
     unsimulated = pkgline("sim", "--config", str(nothing))
     assert unsimulated.returncode == 2
     assert str(nothing) in unsimulated.stderr and "[tools.simulation]" in unsimulated.stderr

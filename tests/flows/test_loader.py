@@ -335,6 +335,11 @@ def test_a_missing_steps_file_is_reported(defs: Path) -> None:
     assert "cannot read" in str(load_error(defs))
 
 
+def test_a_flow_file_that_is_no_text_is_reported(defs: Path) -> None:
+    (defs / "fo-metal.yaml").write_bytes(b"title: \xff\n")
+    assert "fo-metal.yaml: not UTF-8 text (byte 7)" in str(load_error(defs))
+
+
 def test_a_check_on_a_lot_parameter_is_refused(defs: Path) -> None:
     """A lot parameter is never recorded at a step: such a check would never apply."""
     flow = defs / "fo-organic-insulating.yaml"

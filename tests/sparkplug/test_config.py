@@ -113,6 +113,11 @@ def test_a_missing_or_empty_password_file_is_refused(tmp_path: Path) -> None:
     empty.chmod(0o600)
     with pytest.raises(BrokerConfigError, match="empty"):
         read_password(empty)
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\n")
+    binary.chmod(0o600)
+    with pytest.raises(BrokerConfigError, match="not UTF-8 text"):
+        read_password(binary)
 
 
 def test_bdseq_starts_at_0_goes_on_from_its_file_and_wraps_after_255(tmp_path: Path) -> None:
@@ -128,6 +133,9 @@ def test_a_bdseq_file_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bdseq"
     path.write_text("300")
     with pytest.raises(SparkplugError, match=r"expected a bdSeq 0\.\.255"):
+        BdSeq(path)
+    path.write_bytes(b"\xff")  # a disk that returned garbage
+    with pytest.raises(SparkplugError, match=r"expected a bdSeq 0\.\.255, found bytes"):
         BdSeq(path)
 
 
