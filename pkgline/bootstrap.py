@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +24,7 @@ from mes.adapters.database import (
 )
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
-from mes.adapters.schema import require_current_schema
+from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain.authority import Action, NotAuthorized, Principal
 from mes.domain.signatures import SignaturePolicy, Signer
@@ -68,10 +69,32 @@ MIGRATION_TIMEOUTS = DatabaseTimeouts(statement_s=600.0)
 (the connect timeout stays the same)."""
 
 
+def require_database_file(url: str | None) -> None:
+    """A SQLite database that is to be read or changed exists: refused (SchemaMismatch, with
+    what creates one) when its file does not, before anything is opened. Opening would make
+    an empty file there, and a mistyped --db a database of its own."""
+    target = async_url(resolve_url(url))
+    if target.get_backend_name() != "sqlite" or target.database in (None, "", ":memory:"):
+        return
+    path = Path(target.database).expanduser()
+    if not path.exists():
+        raise SchemaMismatch(
+            f"there is no database at {path}: 'pkgline db upgrade' with this --db creates one"
+        )
+
+
 @asynccontextmanager
 async def open_engine(
-    url: str | None, *, pool_size: int = 5, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS
+    url: str | None,
+    *,
+    pool_size: int = 5,
+    timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
+    must_exist: bool = False,
 ) -> AsyncIterator[AsyncEngine]:
+    """An engine on ``url``; ``must_exist``: refused when it is a SQLite file that does not
+    exist (:func:`require_database_file`), where it would be created empty."""
+    if must_exist:
+        require_database_file(url)
     engine = create_engine(resolve_url(url), pool_size=pool_size, timeouts=timeouts)
     try:
         yield engine
@@ -94,7 +117,7 @@ async def open_lot_service(
     asking for the signatures ``signatures`` says (default: one signer each).
     Refuses a database whose schema is not this code's."""
     acting = principal or direct_principal(url)  # refused before the file is opened
-    async with open_engine(url, pool_size=pool_size) as engine:
+    async with open_engine(url, pool_size=pool_size, must_exist=check_schema) as engine:
         if check_schema:
             await require_current_schema(engine)
         services = services_for(engine, acting, signatures=signatures)
@@ -131,7 +154,7 @@ async def open_services(
     :func:`direct_principal`: refused on another account's SQLite file); ``signatures``: how
     many sign each signed operation."""
     acting = principal or direct_principal(url)  # refused before the file is opened
-    async with open_engine(url, pool_size=pool_size) as engine:
+    async with open_engine(url, pool_size=pool_size, must_exist=check_schema) as engine:
         if check_schema:
             await require_current_schema(engine)
         services = services_for(engine, acting, signatures=signatures)
@@ -259,6 +282,6 @@ async def open_identity(url: str | None) -> AsyncIterator[IdentityService]:
     from mes.adapters.passwords import Argon2Passwords  # argon2: only where passwords are
     from mes.adapters.sql_identity import SqlIdentityStore
 
-    async with open_engine(url) as engine:
+    async with open_engine(url, must_exist=True) as engine:
         await require_current_schema(engine)
         yield IdentityService(SqlIdentityStore(engine), Argon2Passwords())

@@ -53,7 +53,7 @@ def verify(
         from mes.adapters.schema import require_current_schema
         from pkgline.bootstrap import open_engine
 
-        async with open_engine(db) as engine:
+        async with open_engine(db, must_exist=True) as engine:
             await require_current_schema(engine)
             found: dict[str, Any] = (await verify_history(engine, anchors=anchors)).to_dict()
             return found

@@ -34,7 +34,7 @@ def status(db: DbOption = None, json: JsonOption = False) -> None:
     """Where the database is and which schema revision it has."""
 
     async def work() -> SchemaStatus:
-        async with open_engine(db) as engine:
+        async with open_engine(db, must_exist=True) as engine:
             return await schema_status(engine)
 
     current = run(work, as_json=json, db=db)
@@ -52,7 +52,7 @@ def downgrade(
     from mes.adapters.migrate import downgrade as migrate_down
 
     async def work() -> SchemaStatus:
-        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS) as engine:
+        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS, must_exist=True) as engine:
             await migrate_down(engine, revision)
             return await schema_status(engine)
 

@@ -45,7 +45,7 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
     oldest one waiting)."""
 
     async def direct() -> dict[str, Any]:
-        async with open_engine(db) as engine:
+        async with open_engine(db, must_exist=True) as engine:
             return backlog_dict(await OutboxReader(engine).backlog(), datetime.now(UTC))
 
     found = either(db, server, json, direct, Remote("GET", "/events/backlog"))
@@ -82,7 +82,7 @@ def list_events(
     from pkgline.list_views import feed_answer
 
     async def direct() -> dict[str, Any]:
-        async with open_engine(db) as engine:
+        async with open_engine(db, must_exist=True) as engine:
             return await feed_answer(OutboxReader(engine), after, limit)
 
     given = {"after": after, "limit": limit}

@@ -46,7 +46,7 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
 
         async with open_services(db) as services:
             current = await read_status(services, datetime.now().astimezone())
-        async with open_engine(db) as engine:
+        async with open_engine(db, must_exist=True) as engine:
             backlog = await OutboxReader(engine).backlog()
         return line_answer(current, backlog, display_url(resolve_url(db)))
 

@@ -7,6 +7,7 @@ more."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,13 @@ async def test_lot_show_prints_the_last_history_entries_and_all_on_request(lots_
     assert "History (25 entries)" in full.stdout and "check 0" in full.stdout
     assert len(ok_json(lots_db, "lot", "show", "L0")["history"]) == 25
     assert pkgline(lots_db, "lot", "show", "L0", "--history", "lots").returncode == 2
+
+
+def test_a_database_that_does_not_exist_is_said_so_and_not_made(tmp_path: Path) -> None:
+    """A mistyped --db made an empty database there and said it had no schema."""
+    missing = tmp_path / "typo" / "line.db"
+    for command in (("lot", "list"), ("db", "status"), ("audit", "verify"), ("user", "list")):
+        refused = pkgline(f"sqlite:///{missing}", *command)
+        assert refused.returncode != 0, refused.stdout
+        assert f"there is no database at {missing}" in refused.stderr, refused.stderr
+    assert not missing.parent.exists()
