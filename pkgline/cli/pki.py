@@ -74,7 +74,10 @@ def _pki(config: Path | None, directory: Path | None, simulators: bool) -> Pki:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(marked("error:", "bold red", str(exc)))
+    message = str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}"  # not Python's "[Errno 2] ..."
+    err.print(marked("error:", "bold red", message))
     return typer.Exit(EXIT_UNAVAILABLE)
 
 

@@ -76,6 +76,9 @@ def test_a_file_that_is_no_certificate_is_refused_and_changes_nothing(tmp_path: 
     assert done.returncode == 4
     assert "neither a certificate nor a revocation list" in done.stderr
     assert list((tmp_path / "pki" / "trusted" / "certs").iterdir()) == []
+    gone = pkgline("pki", "trust", "--dir", str(tmp_path / "pki"), str(tmp_path / "none.pem"))
+    assert gone.returncode == 4 and "Errno" not in gone.stderr, gone.stderr
+    assert f"{tmp_path / 'none.pem'}: No such file or directory" in gone.stderr
 
 
 def test_a_certificate_expiring_within_30_days_is_listed_as_expiring(tmp_path: Path) -> None:
