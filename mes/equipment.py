@@ -30,6 +30,7 @@ from mes.domain.equipment import (
     ControllerRecord,
     DispatchMode,
     E10Change,
+    LineFence,
     ResetRequest,
     ResetStatus,
     StateTimes,
@@ -37,10 +38,17 @@ from mes.domain.equipment import (
     ToolRecord,
     ToolRegistration,
     ToolSnapshot,
+    line_holder,
     reset_refusal,
     time_in_states,
 )
-from mes.domain.errors import InvalidInput, ResetNotPossible, ToolOwnedElsewhere, UnknownTool
+from mes.domain.errors import (
+    InvalidInput,
+    LineHeld,
+    ResetNotPossible,
+    ToolOwnedElsewhere,
+    UnknownTool,
+)
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import qualify_registered
 from mes.ports import (
@@ -267,9 +275,27 @@ class EquipmentService:
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.changes(tool_id, start, end)
 
-    async def heartbeat(self, record: ControllerRecord, *, by: Principal | None = None) -> None:
+    async def heartbeat(
+        self,
+        record: ControllerRecord,
+        *,
+        fence: LineFence | None = None,
+        by: Principal | None = None,
+    ) -> None:
+        """Record a line controller's heartbeat (its start, status and stop alike). With
+        ``fence``, the record is the controller's claim on its line: refused with
+        :class:`LineHeld`, writing nothing, while another controller holds the line
+        (:func:`~mes.domain.equipment.line_holder`); read and written in one transaction."""
         await self._guard.allow(by, Action.TOOL_REPORT)
         async with self._uow() as uow:
+            if fence is not None:
+                holder = line_holder(await uow.equipment.controller(record.name), record, fence)
+                if holder is not None:
+                    raise LineHeld(
+                        f"line {record.name} is driven by another line controller "
+                        f"({holder.describe()}; heartbeat {holder.heartbeat_at:%H:%M:%S} UTC): "
+                        "one controller drives a line; stop that one first"
+                    )
             await uow.equipment.save_controller(record)
             await uow.commit()
 

@@ -23,14 +23,10 @@ from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.equipment import EquipmentService
 from mes.ports import ToolJob, ToolQuery
-from pkgline.controller import HEARTBEAT_S
+from pkgline.controller import STALE_AFTER_S
 
 if TYPE_CHECKING:
     from mes.service import LotService
-
-STALE_AFTER_S = 3 * HEARTBEAT_S
-"""A line controller whose last heartbeat is older than this is taken for not running."""
-
 
 STOPPED = "stopped"
 """The status a line controller records when it stops."""

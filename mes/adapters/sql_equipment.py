@@ -230,7 +230,11 @@ class EquipmentStatements:
             .limit(1)
         )
         controller_keys = [col.name for col in controllers.c]
-        self.controller = c(select(controllers).where(controllers.c.name == bindparam("name")))
+        # locked on PostgreSQL (SQLite's writer is alone): a controller's claim on its line
+        # is read and written in one transaction, and two claims take turns
+        self.controller = c(
+            select(controllers).where(controllers.c.name == bindparam("name")).with_for_update()
+        )
         self.all_controllers = c(select(controllers).order_by(controllers.c.name))
         self.insert_controller = c(insert(controllers), controller_keys)
         self.update_controller = c(

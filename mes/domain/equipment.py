@@ -9,7 +9,7 @@ the tools report onto them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
@@ -121,6 +121,47 @@ class ControllerRecord:
     heartbeat_at: datetime
     status: str
     tools: tuple[str, ...] = field(default_factory=tuple)
+
+    def same_instance(self, other: ControllerRecord) -> bool:
+        """The same running controller: host, process and start alike."""
+        return (self.host, self.pid, self.started_at) == (
+            other.host,
+            other.pid,
+            other.started_at,
+        )
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}, started {self.started_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+CONTROLLER_STOPPED = "stopped"
+"""The status a line controller records when it stops."""
+
+
+@dataclass(frozen=True, slots=True)
+class LineFence:
+    """What makes a controller's record a claim on its line: another controller's record
+    holds the line while it has not stopped, its heartbeat is younger than ``stale_after_s``
+    and ``alive`` (which knows this host's processes) does not find it gone."""
+
+    stale_after_s: float
+    alive: Callable[[ControllerRecord], bool]
+
+
+def line_holder(
+    existing: ControllerRecord | None, claimant: ControllerRecord, fence: LineFence
+) -> ControllerRecord | None:
+    """The other controller that drives ``claimant``'s line now, or None when the line is
+    free for it: no record, its own, a stopped one, one whose heartbeat went stale, or one
+    whose process is gone. Two controllers on one line would both command its tools."""
+    if existing is None or existing.same_instance(claimant):
+        return None
+    if existing.status == CONTROLLER_STOPPED:
+        return None
+    age_s = (claimant.heartbeat_at - existing.heartbeat_at).total_seconds()
+    if age_s > fence.stale_after_s or not fence.alive(existing):
+        return None
+    return existing
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,13 @@ class ToolOwnedElsewhere(LotTrackerError):
     kind = "tool_owned_elsewhere"
 
 
+class LineHeld(LotTrackerError):
+    """Another line controller drives the line: a second one is refused (or, having lost
+    the line while it stalled, stops)."""
+
+    kind = "line_held"
+
+
 class ResetNotPossible(LotTrackerError):
     kind = "reset_not_possible"
 

@@ -17,8 +17,9 @@ from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
+from mes.domain.errors import LineHeld
 from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
-from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
+from pkgline.cli.common import EXIT_CONFLICT, EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
     STOP_RESERVE_S,
@@ -131,6 +132,19 @@ async def _serve(line: LineConfig, url: str) -> int:
             log.error("refusing to start", reason=str(exc))
             return EXIT_USAGE
         log.info("database", url=display_url(url))
+        try:  # before the event feed connects as this line (its client id is the line's)
+            await controller.claim_line()
+        except LineHeld as exc:
+            log.error("refusing to start: another controller drives the line", reason=exc.message)
+            return EXIT_CONFLICT
+        except DatabaseUnavailable as exc:  # the claim is the start's first write
+            log.error(
+                "refusing to start: the database is not usable",
+                database=display_url(url),
+                kind=exc.kind,
+                reason=exc.reason,
+            )
+            return EXIT_UNAVAILABLE
         from pkgline.sparkplug.node import running
 
         async with running(edge_node), running_relay(relay):
@@ -174,6 +188,9 @@ async def _run(controller: LineController, line: LineConfig, url: str) -> int:
             reason=exc.reason,
         )
         return EXIT_UNAVAILABLE
+    except LineHeld as exc:  # at start, or taken over after a stall: one controller a line
+        log.error("line controller stopped: another controller drives the line", reason=exc.message)
+        return EXIT_CONFLICT
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -29,6 +29,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -37,11 +38,12 @@ from drivers.interface import ToolDriver
 from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.adapters.health import DatabaseHealth
-from mes.domain.equipment import ControllerRecord, ToolRegistration
+from mes.domain.equipment import CONTROLLER_STOPPED, ControllerRecord, LineFence, ToolRegistration
+from mes.domain.errors import LineHeld
 from mes.equipment import EquipmentService
 from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
-from pkgline.controller import HEARTBEAT_S
+from pkgline.controller import HEARTBEAT_S, STALE_AFTER_S
 from pkgline.controller.dispatcher import Dispatcher
 from pkgline.controller.feed import ToolFeed
 from pkgline.controller.outage import DatabaseOutage
@@ -54,7 +56,9 @@ from pkgline.systemd import Notifier
 
 log = structlog.get_logger("pkgline.controller")
 
-STOPPED = "stopped"
+STOPPED = CONTROLLER_STOPPED
+STARTING = "starting"
+"""The status of a controller that has claimed its line and is connecting to its tools."""
 FLUSH_S = 10.0
 """On stop: how long to wait for tool states still to be written."""
 FIRST_CONTACT_MARGIN_S = 10.0
@@ -186,6 +190,11 @@ class LineController:
             self._outage,
         )
         self._started_at = utc_now()
+        self._fence = LineFence(STALE_AFTER_S, process_alive)
+        self._line_lost = False
+        self._claimed = False
+        self._previous: ControllerRecord | None = None
+        """Another controller took the line (this one stalled): it stops, recording nothing."""
         self.ready = asyncio.Event()
         self._before_ready = before_ready
         self._certificate_notes: list[str] = []
@@ -231,6 +240,17 @@ class LineController:
 
     # -- the main loop -----------------------------------------------------------------------
 
+    async def claim_line(self) -> None:
+        """Make the line this controller's before it touches anything (its tools, the event
+        feed): refused with LineHeld, nothing written, while another controller drives it
+        (:func:`~mes.domain.equipment.line_holder`). Each heartbeat claims it again. What the
+        line's last controller recorded is kept for the start (did it stop, or die?)."""
+        self._previous = next(
+            (c for c in await self._equipment.controllers() if c.name == self.name), None
+        )
+        await self._equipment.heartbeat(self._record(STARTING), fence=self._fence)
+        self._claimed = True
+
     async def run(self) -> None:
         """Run until :meth:`request_stop`. Raises if a part of the controller fails."""
         await self._reporter.open()
@@ -243,9 +263,9 @@ class LineController:
         # What the last run spooled is written first, before anything else is (registering
         # the tools would make their records newer than the spooled states).
         await self._reporter.write_spooled()
-        previous = next(
-            (c for c in await self._equipment.controllers() if c.name == self.name), None
-        )
+        if not self._claimed:
+            await self.claim_line()
+        previous = self._previous
         await self._equipment.register(
             self.name,
             [
@@ -270,7 +290,9 @@ class LineController:
             )
         log.info("line controller starting", line=self.name, tools=len(self.runners))
         tasks: list[asyncio.Task[Any]] = [
-            asyncio.create_task(self._reporter.run(), name="equipment-reporter")
+            asyncio.create_task(self._reporter.run(), name="equipment-reporter"),
+            # from the start, not from READY: the claim must not go stale while tools answer
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
         tasks += [
             asyncio.create_task(runner.run(), name=f"tool-{tool_id}")
@@ -286,7 +308,6 @@ class LineController:
             log.info("line controller ready", status=self.status_line())
             loops = [
                 asyncio.create_task(self._dispatch_loop(), name="dispatch"),
-                asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
                 asyncio.create_task(self.resets.run(), name="alarm-resets"),
                 asyncio.create_task(self._watchdog_loop(), name="watchdog"),
             ]
@@ -369,6 +390,8 @@ class LineController:
         log.info("line controller stopped")
 
     async def _record_stop(self) -> None:
+        if self._line_lost:
+            return  # the line's tools and record are the other controller's now
         await self._equipment.mark_unmonitored(
             list(self.runners), utc_now(), "line controller stopped"
         )
@@ -427,7 +450,16 @@ class LineController:
         """Record this controller's heartbeat (and status) every ``HEARTBEAT_S``."""
         while True:
             try:
-                await self._equipment.heartbeat(self._record(self._status_now()))
+                try:
+                    await self._equipment.heartbeat(
+                        self._record(self._status_now()), fence=self._fence
+                    )
+                except LineHeld as exc:
+                    # Stalled past the heartbeat's staleness, another controller took the
+                    # line: this one stops, and leaves the tools and the record to it.
+                    self._line_lost = True
+                    log.error("line controller stopping: lost its line", reason=exc.message)
+                    raise
                 # waiting lots past a queue-time limit go on hold now, not at their track-in
                 for held in await self._lots.hold_expired_queue_times(self._user):
                     log.warning("queue time exceeded: lot held", lot=held.lot.id)
@@ -453,6 +485,26 @@ class LineController:
             status=status,
             tools=tuple(self.runners),
         )
+
+
+def process_alive(record: ControllerRecord) -> bool:
+    """Whether the controller of ``record`` may still run: on another host it may (its
+    heartbeat tells); on this one, while a process with its pid exists (a controller that
+    crashed leaves its line at once to the one systemd starts next, not after the staleness).
+    Another instance in this very process is taken for alive."""
+    if record.host != socket.gethostname():
+        return True
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process: it exists
+        pass
+    try:  # a zombie (killed, not yet reaped by its parent) runs nothing
+        stat = Path(f"/proc/{record.pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
 
 
 CANCEL_AGAIN_S = 0.1
