@@ -133,18 +133,9 @@ async def _serve(line: LineConfig, url: str) -> int:
             return EXIT_USAGE
         log.info("database", url=display_url(url))
         try:  # before the event feed connects as this line (its client id is the line's)
-            await controller.claim_line()
-        except LineHeld as exc:
-            log.error("refusing to start: another controller drives the line", reason=exc.message)
-            return EXIT_CONFLICT
-        except DatabaseUnavailable as exc:  # the claim is the start's first write
-            log.error(
-                "refusing to start: the database is not usable",
-                database=display_url(url),
-                kind=exc.kind,
-                reason=exc.reason,
-            )
-            return EXIT_UNAVAILABLE
+            await controller.claim_line()  # the start's first write
+        except (LineHeld, DatabaseUnavailable) as exc:
+            return _ended("refusing to start", exc, url)
         from pkgline.sparkplug.node import running
 
         async with running(edge_node), running_relay(relay):
@@ -180,21 +171,28 @@ async def _run(controller: LineController, line: LineConfig, url: str) -> int:
         if this is not None and this.cancelling():
             raise  # not the controller's cancellation: ours
         log.info("line controller stopped before it was ready, or at the stop's deadline")
-    except DatabaseUnavailable as exc:
-        log.error(
-            "line controller stopped: the database is not usable",
-            database=display_url(url),
-            kind=exc.kind,
-            reason=exc.reason,
-        )
-        return EXIT_UNAVAILABLE
-    except LineHeld as exc:  # at start, or taken over after a stall: one controller a line
-        log.error("line controller stopped: another controller drives the line", reason=exc.message)
-        return EXIT_CONFLICT
+    except (DatabaseUnavailable, LineHeld) as exc:  # LineHeld: taken over after a stall
+        return _ended("line controller stopped", exc, url)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _ended(what: str, exc: DatabaseUnavailable | LineHeld, url: str) -> int:
+    """Log why the controller does not (or no longer) run, in one line; its exit code."""
+    if isinstance(exc, LineHeld):  # one controller a line
+        event = f"{what}: another controller drives the line"
+        log.error(event, reason=exc.message)
+        return EXIT_CONFLICT
+    event = f"{what}: the database is not usable"
+    log.error(
+        event,
+        database=display_url(url),
+        kind=exc.kind,
+        reason=exc.reason,
+    )
+    return EXIT_UNAVAILABLE
 
 
 def _unavailable(exc: Exception) -> DatabaseUnavailable:
