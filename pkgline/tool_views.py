@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mes.domain.equipment import (
+    CONTROLLER_STOPPED,
     E10_STATES,
     ControllerRecord,
     DispatchMode,
@@ -28,8 +29,7 @@ from pkgline.controller import STALE_AFTER_S
 if TYPE_CHECKING:
     from mes.service import LotService
 
-STOPPED = "stopped"
-"""The status a line controller records when it stops."""
+STOPPED = CONTROLLER_STOPPED
 
 
 WINDOW_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([smhdSMHD])\s*$"
