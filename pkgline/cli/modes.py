@@ -109,6 +109,8 @@ def call(
 
     try:
         answer = request(server, method, path, body, query, timeout=timeout or TIMEOUT_S)
+    except ServerUrlError as exc:  # $PKGLINE_SERVER_CA
+        usage_error(str(exc), as_json=as_json)
     except Unreachable as exc:
         message = str(exc)
         fail(message, {"error": "server", "message": message}, EXIT_UNAVAILABLE, as_json)

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.cli.servers import TIMEOUT_S as TIMEOUT_S
 from pkgline.cli.servers import Server as Server
+from pkgline.cli.servers import ServerTrustError as ServerTrustError
 from pkgline.cli.servers import ServerUrlError as ServerUrlError
 from pkgline.cli.servers import Unreachable as Unreachable
 from pkgline.cli.servers import choose as choose
@@ -84,12 +86,45 @@ def store_token(server: Server, token: str, expires_at: str) -> Path:
 def _connection(server: Server, timeout: float = TIMEOUT_S) -> http.client.HTTPConnection:
     if server.socket_path is not None:
         return _UnixConnection(server.socket_path, timeout)
-    import ssl
-
-    context = ssl.create_default_context(cafile=os.environ.get("PKGLINE_SERVER_CA") or None)
     return http.client.HTTPSConnection(
-        server.host or "", server.port, timeout=timeout, context=context
+        server.host or "", server.port, timeout=timeout, context=_tls_context()
     )
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The context that checks the server's certificate: against ``$PKGLINE_SERVER_CA``'s
+    CA file when it names one, else the system's CAs."""
+    cafile = os.environ.get("PKGLINE_SERVER_CA") or None
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        if isinstance(exc, ssl.SSLError):  # its reason: NO_CERTIFICATE_OR_CRL_FOUND, ...
+            why = str(exc.reason or "").lower().replace("_", " ") or None
+        else:
+            why = exc.strerror
+        raise ServerTrustError(
+            f"PKGLINE_SERVER_CA {cafile!r}: {why or exc}; expected a PEM file of the CA that "
+            "signed the server's certificate"
+        ) from None
+
+
+def _unanswered(server: Server, exc: Exception, timeout: float) -> Unreachable:
+    """Why ``server`` did not answer, in words: the OS's reason, or that its certificate was
+    not one this client trusts (and how to give it the CA)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = (
+            f"its certificate was not accepted ({exc.verify_message}): PKGLINE_SERVER_CA names "
+            "the PEM file of the CA that signed it, when the system's CAs do not"
+        )
+    elif isinstance(exc, ssl.SSLError):
+        why = f"the TLS handshake failed ({exc.reason or exc})"
+    elif isinstance(exc, TimeoutError):
+        why = f"no answer within {timeout:g} s"
+    elif isinstance(exc, OSError) and exc.strerror:
+        why = exc.strerror
+    else:
+        why = str(exc) or type(exc).__name__
+    return Unreachable(f"the server {server.url} did not answer: {why}")
 
 
 def request(
@@ -120,7 +155,7 @@ def request(
         response = conn.getresponse()
         raw = response.read()
     except (OSError, http.client.HTTPException) as exc:
-        raise Unreachable(f"the server {server.url} did not answer: {exc}") from exc
+        raise _unanswered(server, exc, timeout) from exc
     finally:
         conn.close()
     try:

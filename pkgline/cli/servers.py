@@ -20,6 +20,10 @@ class ServerUrlError(ValueError):
     """``--server`` / ``$PKGLINE_SERVER`` is not a server URL: says what is expected."""
 
 
+class ServerTrustError(ServerUrlError):
+    """``$PKGLINE_SERVER_CA`` does not name a CA file the client can check the server with."""
+
+
 class Unreachable(Exception):
     """The server did not answer (no one listens, refused, timed out)."""
 
@@ -43,7 +47,16 @@ class Server:
                     f"--server {url!r}: no user, password or query in the URL (pkgline login "
                     "keeps the session)"
                 )
-            port = parts.port or 443
+            if parts.path not in ("", "/") or parts.fragment:
+                raise ServerUrlError(
+                    f"--server {url!r}: no path in the URL: expected https://HOST:PORT"
+                )
+            try:
+                port = 443 if parts.port is None else parts.port
+            except ValueError:  # past 65535, or not a number
+                port = 0
+            if port < 1:
+                raise ServerUrlError(f"--server {url!r}: the port is a number from 1 to 65535")
             return cls(f"https://{parts.hostname}:{port}", host=parts.hostname, port=port)
         raise ServerUrlError(
             f"--server {url!r}: expected unix:///PATH (the server's socket) or https://HOST:PORT"

@@ -60,9 +60,17 @@ async def test_a_bad_server_url_is_a_usage_error_and_no_server_is_unavailable(
 ) -> None:
     bad = await cli("lot", "list", "--server", "http://example.invalid")
     assert bad.returncode == 2 and "unix:///PATH" in bad.stderr
+    for url, expected in (
+        ("https://127.0.0.1:99999", "the port is a number from 1 to 65535"),
+        ("https://127.0.0.1:0", "the port is a number from 1 to 65535"),
+        ("https://127.0.0.1:8443/api", "no path in the URL"),
+    ):
+        refused = await cli("lot", "list", "--server", url)
+        assert refused.returncode == 2 and expected in refused.stderr, refused.stderr
     gone = await cli("lot", "list", "--json", "--server", f"unix://{tmp_path}/none.sock")
     assert gone.returncode == 4
     assert json.loads(gone.stdout)["error"] == "server"
+    assert json.loads(gone.stdout)["message"].endswith("did not answer: No such file or directory")
 
 
 @pytest.mark.slow

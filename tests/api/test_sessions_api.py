@@ -122,4 +122,12 @@ async def test_pkgline_login_over_https_keeps_the_token_for_the_lot_commands(
         untrusted = await cli(
             "lot", "list", "--server", server, env={"XDG_CONFIG_HOME": str(tmp_path / "c2")}
         )
-        assert untrusted.returncode == 4 and "certificate" in untrusted.stderr.lower()
+        assert untrusted.returncode == 4, untrusted.stderr
+        assert "its certificate was not accepted" in untrusted.stderr
+        assert "PKGLINE_SERVER_CA names the PEM file of the CA" in untrusted.stderr
+        for wrong, why in ((key, "no certificate"), (tmp_path / "none.pem", "No such file")):
+            env = {"XDG_CONFIG_HOME": str(tmp_path / "c2"), "PKGLINE_SERVER_CA": str(wrong)}
+            unusable = await cli("lot", "list", "--server", server, env=env)
+            assert unusable.returncode == 2, unusable.stderr
+            assert f"PKGLINE_SERVER_CA '{wrong}': {why}" in unusable.stderr
+            assert "Traceback" not in unusable.stderr
