@@ -180,6 +180,49 @@ class Context:
     hold_source: HoldSource | None = None
 
 
+DOING: dict[Action, str] = {
+    Action.READ: "read {lot}",
+    Action.START: "start {lot}",
+    Action.TRACK_IN: "track in {lot}",
+    Action.TRACK_OUT: "track out {lot}",
+    Action.COMPLETE: "complete {lot}",
+    Action.ABORT: "abort the step of {lot}",
+    Action.HOLD: "hold {lot}",
+    Action.RELEASE: "release {lot}",
+    Action.REWORK: "rework {lot}",
+    Action.SCRAP: "scrap {lot}",
+    Action.SCRAP_SITES: "scrap sites of {lot}",
+    Action.SPLIT: "split {lot}",
+    Action.MERGE: "merge {lot}",
+    Action.JOB: "run tools' jobs on {lot}",
+    Action.TOOL_MODE: "switch a tool between automatic and manual dispatch",
+    Action.TOOL_RESET: "ask for a tool's alarm reset",
+    Action.QUALIFY: "qualify or disqualify tools for steps",
+    Action.TOOL_REPORT: "report tools' states as a line controller",
+    Action.USERS: "manage users and API keys",
+    Action.DURABLES: "add, mount, unmount or renew durables",
+    Action.MATERIALS: "add material lots",
+    Action.MATERIAL_HANDLING: "thaw, load or unload material lots",
+    Action.REASONS: "keep the reason codes",
+    Action.SPC: "set SPC charts or clear an inhibited tool",
+    Action.FLOW_PUBLISH: "publish flow versions",
+    Action.FLOW_APPROVE: "approve flow versions",
+    Action.FLOW_RETIRE: "retire flow versions",
+    Action.MIGRATE: "move {lot} to another flow version",
+    Action.RELEASE_RULED: "release a hold placed by {source} on {lot}",
+}
+"""What each action is, in the words of a refusal ("NAME (ROLES) may not ..."): ``{lot}``
+is "lot ID" when the refusal names one, else "lots"; ``{source}`` the source of the hold a
+release would lift."""
+
+
+def doing(action: Action, context: Context) -> str:
+    """``action`` in words, on the lot and hold of ``context``."""
+    lot = f"lot {context.lot_id}" if context.lot_id else "lots"
+    source = context.hold_source.value if context.hold_source else "the rules"
+    return DOING[action].format(lot=lot, source=source)
+
+
 class NotAuthorized(LotTrackerError):
     """The principal holds none of the roles the action needs. ``allowed`` lists them."""
 
@@ -213,12 +256,8 @@ def authorize(principal: Principal, action: Action, context: Context | None = No
     if principal.roles & needed:
         return row
     held = ", ".join(sorted(r.value for r in principal.roles)) or "no role"
-    what = row.value.replace("_", " ")
-    if row is Action.RELEASE_RULED:
-        what = f"release a hold placed by {ctx.hold_source.value if ctx.hold_source else '?'}"
-    on = f" lot {ctx.lot_id}" if ctx.lot_id else ""
     raise NotAuthorized(
-        f"{principal.name} ({held}) may not {what}{on}: that needs the role "
+        f"{principal.name} ({held}) may not {doing(row, ctx)}: that needs the role "
         f"{' or '.join(sorted(r.value for r in needed))}",
         needed=needed,
         lot_id=ctx.lot_id,

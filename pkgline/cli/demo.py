@@ -466,16 +466,16 @@ def _print_next(run: Demo) -> None:
     db = f"--db {run.url}"
     tool = "PLATE-1" if any(t.id == "PLATE-1" for t in run.config.tools) else run.config.tools[0].id
     out.print("\nLook further (the database stays):", style="bold")
-    # a kept line keeps its server: the lot commands go through it
-    lots = f"--server unix://{demo_api.socket_path(run.database)}" if run.keep else db
+    # a kept line keeps its server: the commands go through it
+    via = f"--server unix://{demo_api.socket_path(run.database)}" if run.keep else db
     for line in (
-        f"{pkgline} lot list {lots}",
-        f"{pkgline} lot show {LOT_PREFIX}1 {lots}",
-        f"{pkgline} line status {db}",
-        f"{pkgline} tool show {tool} --window 10m {db}",
-        f"{pkgline} lot genealogy {LOT_PREFIX}{len(LOTS)} {lots}",
-        f"{pkgline} durable list {lots}",
-        f"{pkgline} events list --limit 20 {lots}",
+        f"{pkgline} lot list {via}",
+        f"{pkgline} lot show {LOT_PREFIX}1 {via}",
+        f"{pkgline} line status {via}",
+        f"{pkgline} tool show {tool} --window 10m {via}",
+        f"{pkgline} lot genealogy {LOT_PREFIX}{len(LOTS)} {via}",
+        f"{pkgline} durable list {via}",
+        f"{pkgline} events list --limit 20 {via}",
     ):
         out.print(Text(f"  {line}"))
     out.print(

@@ -224,11 +224,14 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
         children = (*children, api_of(output))
         assert sorted(int(p) for p in kept[2].split()) == sorted(children)
         assert f"lot show {LOT_PREFIX}1 --server unix://" in output
+        # every command printed goes through the kept server: line status, as printed
+        printed = re.search(r"line status (--server unix://\S+)", output)
+        assert printed and f"--db sqlite:///{db}" not in output, output
         assert Path(kept[1]).exists(), "the line's configuration stays while the line runs"
         time.sleep(1.0)  # the demo has exited; its children go on
         assert all(alive(p) for p in children), "--keep: the line stopped with the demo"
         status = subprocess.run(
-            [sys.executable, "-m", "pkgline", "line", "status", "--db", f"sqlite:///{db}"],
+            [sys.executable, "-m", "pkgline", "line", "status", *printed[1].split()],
             capture_output=True,
             text=True,
             timeout=60,

@@ -14,6 +14,8 @@ from mes.domain.authority import (
     Principal,
     Role,
     authorize,
+    doing,
+    effective_action,
 )
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import HoldSource
@@ -109,3 +111,15 @@ def test_the_file_owner_in_direct_mode_holds_every_role() -> None:
     assert owner.method is AuthMethod.FILE_OWNER and owner.roles == frozenset(Role)
     for action in Action:
         authorize(owner, action, Context(hold_source=HoldSource.ALARM))
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_every_refusal_says_what_was_asked_in_words(action: Action) -> None:
+    nobody = Principal("eve", frozenset(), AuthMethod.API_KEY)
+    for context in (Context(), Context("L7", HoldSource.SPC)):
+        with pytest.raises(NotAuthorized) as refused:
+            authorize(nobody, action, context)
+        said = refused.value.message
+        row = effective_action(action, context)
+        assert said.startswith(f"eve (no role) may not {doing(row, context)}: that needs")
+        assert "_" not in said.split(":")[0] and "{" not in said

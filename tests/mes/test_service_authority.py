@@ -154,7 +154,7 @@ async def test_tools_are_switched_by_technicians_and_reported_by_the_controller(
         await equipment.register("line-1", [MOLDER])
     await equipment.register("line-1", [MOLDER], by=CONTROLLER)
     await equipment.report("MOLD-1", ToolSnapshot(connected=True, e10="standby"), by=CONTROLLER)
-    with pytest.raises(NotAuthorized, match="tool mode"):
+    with pytest.raises(NotAuthorized, match="switch a tool between automatic and manual"):
         await equipment.set_dispatch("MOLD-1", DispatchMode.MANUAL, "op1", by=OPERATOR)
     switched = await equipment.set_dispatch("MOLD-1", DispatchMode.MANUAL, "tech1", "PM")
     assert switched.dispatch is DispatchMode.MANUAL
