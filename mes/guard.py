@@ -10,12 +10,27 @@ point, which always passes a principal (:mod:`pkgline.bootstrap`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from mes.domain.authority import Action, Context, NotAuthorized, Principal, authorize
 from mes.domain.identity import EventKind, SecurityEvent
+
+REQUEST_ORIGIN: ContextVar[str | None] = ContextVar("pkgline_request_origin", default=None)
+"""Where the request being served came from, as the server saw it (``"10.0.4.33:51234
+(https)"``, ``"local socket, pid 4711"``): set by the server around each request; the
+security log keeps it with every event recorded while it is set (detail ``from``). Not set
+in direct mode, where the OS account on this host is the whole story."""
+
+
+def with_origin(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """``detail`` with the request's origin (``from``) when one is set and it has none."""
+    origin = REQUEST_ORIGIN.get()
+    if origin is None or "from" in detail:
+        return dict(detail)
+    return {**detail, "from": origin}
 
 
 class SecurityLog(Protocol):

@@ -28,6 +28,7 @@ from mes.domain.identity import (
     UserExists,
     UserKind,
 )
+from mes.guard import with_origin
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -145,7 +146,7 @@ class SqlIdentityTransaction:
                 subject=event.subject,
                 action=event.action,
                 lot_id=event.lot_id,
-                detail=dict(event.detail),
+                detail=with_origin(event.detail),  # where the server's request came from
             )
         )
 

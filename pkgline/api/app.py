@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mes.guard import REQUEST_ORIGIN
 from pkgline import __version__
 from pkgline.api import (
     durables,
@@ -28,6 +29,7 @@ from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import too_large
 from pkgline.api.fastlane import FastLane
+from pkgline.api.peer import PEER_KEY, PeerCredentials
 from pkgline.station import pages as station
 
 DESCRIPTION = """The pkgline server: the lot tracker's reads and operations (lots and their
@@ -43,7 +45,8 @@ the claim and what is allowed."""
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The ASGI application serving ``state`` (wrapped in the body limit)."""
     app = build_app(state, max_body_bytes)
-    return DeclaredBodyLimit(ServerTiming(FastLane(app, max_body_bytes)), max_body_bytes)
+    inner = ServerTiming(FastLane(app, max_body_bytes))
+    return RequestOrigin(DeclaredBodyLimit(inner, max_body_bytes))
 
 
 def openapi_document() -> dict[str, Any]:
@@ -82,6 +85,39 @@ def build_app(state: ApiState | None, max_body_bytes: int) -> FastAPI:
         return {"ok": True}
 
     return app
+
+
+class RequestOrigin:
+    """Each request is served with where it came from in :data:`mes.guard.REQUEST_ORIGIN`,
+    so that the security events it makes say it (a failed login's address, as a plant's
+    security review asks): the peer's address and port and the listener's scheme over TCP,
+    the peer's pid on the Unix socket (its OS account is the principal already)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = REQUEST_ORIGIN.set(origin_of(scope))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_ORIGIN.reset(token)
+
+
+def origin_of(scope: Scope) -> str | None:
+    """Where the request of ``scope`` came from, in words (None: not known)."""
+    peer = scope.get(PEER_KEY)
+    if isinstance(peer, PeerCredentials):
+        return f"local socket, pid {peer.pid}"
+    client = scope.get("client")
+    if client:
+        host, port = client[0], client[1]
+        where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        return f"{where} ({scope.get('scheme', 'http')})"
+    return None
 
 
 class DeclaredBodyLimit:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mes.domain.authority import Role
+from mes.domain.identity import EventKind
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli
 
 
@@ -35,6 +36,8 @@ async def test_lot_commands_through_the_server_match_direct_mode(api: RunningApi
     assert refused.returncode == 1
     assert json.loads(refused.stdout)["error"] == "not_authorized"
     assert json.loads(refused.stdout)["allowed"] == ["quality"]
+    [logged] = [e for e in await api.state.identity.events(ADMIN) if e.kind is EventKind.REFUSED]
+    assert logged.action == "scrap" and logged.detail["from"].startswith("local socket, pid ")
     unknown = await cli("lot", "hold", "NOPE", "--reason", "x", *via)
     assert unknown.returncode == 1 and "there is no lot NOPE" in unknown.stderr
 

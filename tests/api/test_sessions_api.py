@@ -6,6 +6,8 @@ it."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,8 +71,11 @@ async def test_wrong_passwords_lock_the_account_and_a_disabled_account_ends_its_
         assert disabled.status_code == 401 and "disabled" in disabled.json()["message"]
         extra = await client.post("/session", json={"username": "alice", "password": "x", "a": 1})
         assert extra.status_code == 422
-    kinds = [e.kind for e in await api.state.identity.events(ADMIN)]
-    assert EventKind.LOCKED_OUT in kinds
+    events = await api.state.identity.events(ADMIN)
+    assert EventKind.LOCKED_OUT in [e.kind for e in events]
+    # each says where the request came from: this process, on the server's socket
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert failed and {e.detail["from"] for e in failed} == {f"local socket, pid {os.getpid()}"}
 
 
 async def test_an_expired_session_is_refused(sqlite_url: str, tmp_path: Path) -> None:
@@ -106,6 +111,15 @@ async def test_pkgline_login_over_https_keeps_the_token_for_the_lot_commands(
         )  # fmt: skip
         assert login.returncode == 0, login.stderr
         assert "as alice (operator)" in login.stdout and PASSWORD not in login.stdout
+        wrong = await cli(
+            "login", "--server", server, "--user", "alice", "--password-stdin", env=env,
+            stdin="not it\n",
+        )  # fmt: skip
+        assert wrong.returncode == 1, wrong.stderr
+        [failed] = [
+            e for e in await api.state.identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED
+        ]
+        assert re.fullmatch(r"127\.0\.0\.1:\d+ \(https\)", failed.detail["from"]), failed
         [kept] = (tmp_path / "config" / "pkgline" / "sessions").iterdir()
         assert kept.stat().st_mode & 0o777 == 0o600
         started = await cli(
