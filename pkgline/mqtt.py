@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 import stat
@@ -190,13 +191,26 @@ def tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
         return None
     try:
         context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
-        if config.cert_file is not None:
-            context.load_cert_chain(
-                str(config.cert_file), str(config.key_file) if config.key_file else None
-            )
-    except (OSError, ssl.SSLError) as exc:
-        raise BrokerConfigError(f"TLS files of {config.url}: {exc}") from exc
+    except OSError as exc:  # ssl.SSLError too
+        raise _tls_file_error(config, f"ca_file {config.ca_file}", exc) from exc
+    if config.cert_file is not None:
+        key = str(config.key_file) if config.key_file else None
+        try:
+            context.load_cert_chain(str(config.cert_file), key)
+        except OSError as exc:
+            files = f"cert_file {config.cert_file}" + (f", key_file {key}" if key else "")
+            raise _tls_file_error(config, files, exc) from exc
     return context
+
+
+def _tls_file_error(config: BrokerConfig, files: str, exc: OSError) -> BrokerConfigError:
+    """Why the TLS ``files`` of ``config`` are unusable, in words (ssl says "[Errno 2] No such
+    file or directory" and names no file)."""
+    if isinstance(exc, ssl.SSLError):
+        why = str(exc.reason or exc).lower().replace("_", " ")
+    else:
+        why = exc.strerror or str(exc)
+    return BrokerConfigError(f"TLS files of {config.url}: {files}: {why}")
 
 
 @asynccontextmanager
@@ -269,12 +283,16 @@ async def _check_tls(config: BrokerConfig, context: ssl.SSLContext) -> None:
             await writer.wait_closed()
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] ")
+"""Python's prefix of an OS error's words, which aiomqtt passes on in its message."""
+
+
 def _describe(config: BrokerConfig, exc: aiomqtt.MqttError) -> str:
     where = config.url
     if isinstance(exc, MqttConnectError) and _code(exc) in _BAD_CREDENTIALS:
         who = f"user {config.username!r}" if config.username else "no user name"
         return f"{where}: the broker refused the credentials ({who}): {exc}"
-    text = str(exc)
+    text = _ERRNO.sub("", str(exc))  # "Connection refused", not "[Errno 111] Connection ..."
     if "CERTIFICATE" in text.upper() or "SSL" in text.upper() or "TLS" in text.upper():
         return f"{where}: TLS failed: {text}"
     return f"{where}: {text or type(exc).__name__}"

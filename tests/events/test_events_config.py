@@ -10,6 +10,7 @@ import pytest
 
 from pkgline.config import ConfigError, load_line_config
 from pkgline.events.topics import Topics, usable_level
+from pkgline.mqtt import BrokerConfig, BrokerConfigError, tls_context
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "pkgline" / "line.example.toml"
@@ -84,3 +85,16 @@ def test_a_mistake_in_the_events_table_names_the_setting(
 )
 def test_only_ids_that_are_one_topic_level_are_usable(name: str, usable: bool) -> None:
     assert usable_level(name) is usable
+
+
+def test_a_tls_file_that_is_not_there_is_named_in_words(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.pem"
+    config = BrokerConfig(url="mqtts://127.0.0.1:8883", ca_file=missing)
+    with pytest.raises(BrokerConfigError) as refused:
+        tls_context(config)
+    assert str(refused.value) == (
+        f"TLS files of mqtts://127.0.0.1:8883: ca_file {missing}: No such file or directory"
+    )
+    missing.write_text("not a certificate\n")
+    with pytest.raises(BrokerConfigError, match=f"ca_file {missing}: no certificate or crl found"):
+        tls_context(config)
