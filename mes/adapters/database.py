@@ -18,6 +18,7 @@ stops answering, or a network that silently drops its packets, becomes
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,40 @@ def async_url(url: str | URL) -> URL:
     )
 
 
+def usable_url(url: str | URL) -> URL:
+    """:func:`async_url`, and for PostgreSQL a password file it would read that cannot work
+    refused now (a DatabaseUrlError naming it), where asyncpg would warn and ignore it and
+    the login would then fail for want of the password."""
+    target = async_url(url)
+    if target.get_backend_name() == "postgresql" and target.password is None:
+        check_password_file()
+    return target
+
+
+def check_password_file() -> None:
+    """The PostgreSQL password file (``$PGPASSFILE``, else ``~/.pgpass``): usable, or absent
+    when not named. libpq's rule, which asyncpg follows: a file that others may read is
+    ignored."""
+    named = os.environ.get("PGPASSFILE")
+    path = Path(named).expanduser() if named else Path.home() / ".pgpass"
+    what = f"PGPASSFILE {path}" if named else f"the PostgreSQL password file {path}"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if named:
+            raise DatabaseUrlError(f"{what}: there is no such file") from None
+        return
+    except OSError as exc:
+        raise DatabaseUrlError(f"{what}: cannot read it: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise DatabaseUrlError(f"{what}: not a plain file")
+    if mode & 0o077:
+        raise DatabaseUrlError(
+            f"{what}: others may read it (mode {stat.S_IMODE(mode):04o}), so its passwords "
+            f"are not used: chmod 600 {path}"
+        )
+
+
 def display_url(url: str | URL) -> str:
     """The URL as people should see it: plain form, password hidden."""
     parsed = async_url(url)
@@ -116,7 +151,7 @@ def create_engine(
     timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
 ) -> AsyncEngine:
     """An async engine for ``url`` with pkgline's durability settings and ``timeouts``."""
-    target = async_url(url)
+    target = usable_url(url)
     # No rollback on return to the pool: every unit of work ends its transaction itself, and
     # Connection.close() rolls back one left open. The reset would cost a round trip per
     # transaction (a thread hop on SQLite).

@@ -159,6 +159,11 @@ def _postgres(exc: asyncpg.PostgresError) -> DatabaseError | None:
         return DatabaseReadOnly(message)
     if code in _PG_RETRYABLE or code.startswith("40"):  # 40: transaction rollback
         return DatabaseRetryable(message)
+    if code == "28P01":  # invalid_password: where one is given
+        return DatabaseUnavailable(
+            f"{message}: the password is kept in a password file (PGPASSFILE, or the "
+            "account's ~/.pgpass, mode 0600), not in the URL"
+        )
     if code in _PG_UNAVAILABLE or code[:2] in _PG_UNAVAILABLE_CLASSES:
         return DatabaseUnavailable(message)
     if isinstance(exc, asyncpg.PostgresConnectionError):

@@ -79,11 +79,11 @@ def api(
 
         api_config = api_config.model_copy(update={"http": LoopbackHttpConfig(port=http_port)})
     configure_logging(log_level)
-    from mes.adapters.database import DatabaseUrlError, async_url
+    from mes.adapters.database import DatabaseUrlError, usable_url
     from pkgline.bootstrap import resolve_url
 
     try:
-        async_url(resolve_url(db or database))  # a URL no driver takes: before anything starts
+        usable_url(resolve_url(db or database))  # a URL no driver takes: before anything starts
     except DatabaseUrlError as exc:
         err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_USAGE) from None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import structlog
 import typer
 
-from mes.adapters.database import DatabaseUrlError, async_url, create_engine, display_url
+from mes.adapters.database import DatabaseUrlError, create_engine, display_url, usable_url
 from mes.adapters.errors import DatabaseUnavailable, classify
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
@@ -56,7 +56,7 @@ def serve(
     configure_logging(log_level)
     url = resolve_url(db or line.database)
     try:
-        async_url(url)  # a URL no driver takes is a usage error, before anything starts
+        usable_url(url)  # a URL no driver takes is a usage error, before anything starts
     except DatabaseUrlError as exc:
         err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_USAGE) from None

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mes.adapters.database import DatabaseTimeouts, create_engine
+from mes.adapters.database import DatabaseTimeouts, DatabaseUrlError, create_engine, usable_url
 from mes.adapters.errors import (
     DatabaseReadOnly,
     DatabaseRetryable,
@@ -111,6 +111,39 @@ def test_each_postgresql_error_is_classified_by_its_sqlstate(
 ) -> None:
     found = classify(error)
     assert type(found) is expected
+
+
+def test_a_wrong_database_password_says_where_a_password_is_kept() -> None:
+    found = classify(asyncpg.InvalidPasswordError('password authentication failed for user "x"'))
+    assert isinstance(found, DatabaseUnavailable)
+    assert str(found) == (
+        'password authentication failed for user "x": the password is kept in a password file '
+        "(PGPASSFILE, or the account's ~/.pgpass, mode 0600), not in the URL"
+    )
+
+
+def test_a_postgresql_password_file_that_cannot_work_is_refused_before_connecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql://pkgline@127.0.0.1/pkgline"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PGPASSFILE", raising=False)
+    assert usable_url(url).password is None  # none there: nothing to check
+    kept = tmp_path / ".pgpass"
+    kept.write_text("127.0.0.1:5432:pkgline:pkgline:secret\n")
+    kept.chmod(0o644)
+    with pytest.raises(DatabaseUrlError, match=f"password file {kept}: others may read it"):
+        create_engine(url)
+    assert usable_url("postgresql://pkgline:pw@127.0.0.1/pkgline")  # a password given: not read
+    kept.chmod(0o600)
+    assert usable_url(url)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    with pytest.raises(DatabaseUrlError, match=f"PGPASSFILE {tmp_path}/none: there is no such"):
+        usable_url(url)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path))
+    with pytest.raises(DatabaseUrlError, match="not a plain file"):
+        usable_url(url)
+    assert usable_url("sqlite:///x.db")  # SQLite has no password file
 
 
 @pytest.mark.parametrize(
