@@ -18,7 +18,7 @@ from mes.domain.errors import ConcurrentUpdate, InterlockRefused, LotTrackerErro
 from mes.domain.model import LotHead, LotState
 from mes.service import LotService, Outcome, TrackedIn
 from pkgline.config import ControllerConfig
-from pkgline.controller.dispatch import Candidate, choose, keeps_tool, next_step_of
+from pkgline.controller.dispatch import Candidate, Pool, keeps_tool, next_step_of
 from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.runner import ToolRunner
 
@@ -127,19 +127,21 @@ class Dispatcher:
         tools left without a lot."""
         refusing: set[str] = set()
         offered: set[str] = set()
+        pool = Pool(candidates)
         while True:
             picks: list[tuple[Candidate, ToolRunner]] = []
             for tool_id, runner in sorted(self._runners.items()):
                 if not runner.is_idle() or tool_id in refusing:
                     continue
                 offered.add(tool_id)
-                pick = choose(candidates, runner.steps)
+                pick = pool.best(runner.steps)
                 if (
                     modes.get(tool_id) is not DispatchMode.AUTO
                     or pick is None
                     or self._waits_for_its_lot(runner, pick)
                 ):
                     continue
+                pool.take(pick)
                 candidates.remove(pick)
                 picks.append((pick, runner))
             refused = await self._track_in(picks) if picks else []
@@ -147,7 +149,8 @@ class Dispatcher:
                 break
             for pick, runner in refused:
                 refusing.add(runner.tool_id)
-                candidates.append(pick)  # for another tool, in the next round
+                pool.add(pick)  # for another tool, in the next round
+                candidates.append(pick)
         return frozenset(t for t in offered if self._runners[t].is_idle())
 
     async def _track_in(

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.domain import commands as cmd
-from mes.domain.model import Lot, LotState, Operation
+from mes.domain.model import Lot, LotHead, LotState, Operation
 from mes.service import JobOutcome, LotService
 from pkgline.bootstrap import flow_library
-from pkgline.controller.dispatch import Candidate, choose, keeps_tool
+from pkgline.controller.dispatch import Candidate, Pool, choose, keeps_tool
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
 
 
@@ -211,3 +214,50 @@ async def test_a_wake_that_brings_nothing_new_does_not_read_the_lots_again(
         )
         await asyncio.sleep(0.2)
     assert len(reads) == before + 1, "the plain wakes read the lots again"
+
+
+_STEPS = ("SUBSTRATE_LOAD", "DIE_ATTACH", "WIRE_BOND", "MOLD")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lots=st.lists(
+        st.tuples(st.integers(1, 9), st.integers(0, 5), st.sampled_from(_STEPS)),
+        max_size=30,
+    ),
+    tools=st.lists(st.sets(st.sampled_from(_STEPS), max_size=3), max_size=20),
+    refused=st.sets(st.integers(0, 19), max_size=5),
+)
+def test_the_pool_picks_as_a_scan_of_every_candidate_would(
+    lots: list[tuple[int, int, str]], tools: list[set[str]], refused: set[int]
+) -> None:
+    """Tools take their picks one after the other, some given back (refused), as a pass does:
+    the pool's pick is always the scan's (:func:`choose` over the candidates left)."""
+    epoch = datetime(2026, 1, 1, tzinfo=UTC)
+    candidates = [
+        Candidate(_head(f"L{i}", priority, epoch + timedelta(minutes=age)), step)
+        for i, (priority, age, step) in enumerate(lots)
+    ]
+    pool, left = Pool(candidates), list(candidates)
+    for rounds in range(2):
+        given_back = []
+        for k, steps in enumerate(tools):
+            pick = pool.best(steps)
+            assert pick == choose(left, steps)
+            if pick is None:
+                continue
+            pool.take(pick)
+            left.remove(pick)
+            if k in refused and rounds == 0:
+                given_back.append(pick)
+        for pick in given_back:
+            pool.add(pick)
+            left.append(pick)
+        assert len(pool) == len(left)
+
+
+def _head(lot_id: str, priority: int, created_at: datetime) -> LotHead:
+    return LotHead(
+        id=lot_id, flow="stiffener-bga", state=LotState.WAITING, priority=priority,
+        created_at=created_at, path=(), params={}, pending_rework=None, tool=None,
+    )  # fmt: skip
