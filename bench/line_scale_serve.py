@@ -449,6 +449,8 @@ async def measure(n_tools: int, kind: str, args: argparse.Namespace, tmp: Path) 
             await seed_flow_versions(engine)  # published and approved as version 1
         config = scaled_config(example_config(), n_tools, args.per_gateway)
         config = with_free_ports(with_poll(config, args.poll))
+        if args.time_scale is not None:
+            config = with_time_scale(config, args.time_scale)
         config = secure_demo_line(config.model_copy(update={"database": url}), tmp / "pki")
         config_path = write_line_config(config, directory / "line.toml")
         context = multiprocessing.get_context("spawn")
@@ -551,9 +553,18 @@ def print_run(run: ServeRun) -> None:
             f"{_ms(s.carrier_s, 0.5)} / {_ms(s.carrier_s, 0.99)} ({len(s.carrier_s)} steps)",
         ),
         ("  other gaps p50", f"{_ms(s.other_s, 0.5)} ({len(s.other_s)}; not in the goal)"),
+        ("jobs completed", _job_rate(run)),
     ]
     for name, value in rows:
         print(f"  {name:20} {value}")
+
+
+def _job_rate(run: ServeRun) -> str:
+    """The jobs whose completion fell in the window: how busy the line was."""
+    jobs = len(run.steps.carrier_s) + len(run.steps.other_s) + run.steps.unfinished
+    per_s = jobs / max(run.window_s, 1e-9)
+    each = f"; a tool's every {run.tools / per_s:.1f} s" if per_s else ""
+    return f"{jobs} ({per_s:.1f}/s{each})"
 
 
 SATURATED_CORES = 0.9
@@ -602,6 +613,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db-poll", type=float, default=0.05, help="--serve: s between reads of the tools"
     )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="--serve: every tool's process times, as a multiple of simulators/profiles.yaml's "
+        "(1: the profiles' own, at or faster than real tools; default: the example line's, "
+        "0.05-0.2: a stress load, a job about every 2 s a tool)",
+    )
 
 
 def check_arguments(sizes: Sequence[int], args: argparse.Namespace) -> str | None:
@@ -612,11 +631,25 @@ def check_arguments(sizes: Sequence[int], args: argparse.Namespace) -> str | Non
         return f"--wip: a number of lots, 0 (one per tool) or more, not {args.wip}"
     if args.per_gateway < 1:
         return f"--per-gateway: 1 or more tools per OPC UA gateway, not {args.per_gateway}"
+    if args.time_scale is not None and not args.time_scale > 0:
+        return f"--time-scale: more than 0, not {args.time_scale:g}"
     if args.db_poll <= 0:
         return f"--db-poll: seconds between reads, more than 0, not {args.db_poll:g}"
     if args.poll <= 0 or args.warmup < 0 or args.measure <= 0:
         return "--poll and --measure: more than 0 seconds; --warmup: 0 or more"
     return None
+
+
+def with_time_scale(config: LineConfig, scale: float) -> LineConfig:
+    """``config`` with every simulated tool's process times those of simulators/profiles.yaml
+    times ``scale`` (1: the profiles' own, at or faster than real tools of each class)."""
+    tools = tuple(
+        t.model_copy(update={"simulation": t.simulation.model_copy(update={"time_scale": scale})})
+        if t.simulation is not None
+        else t
+        for t in config.tools
+    )
+    return config.model_copy(update={"tools": tools})
 
 
 def with_poll(config: LineConfig, poll_s: float) -> LineConfig:
@@ -646,7 +679,12 @@ def main(sizes: Sequence[int], args: argparse.Namespace) -> None:
         f"Line scale of pkgline serve: N simulated tools (the example line's, copied) in one "
         f"simulator process, the controller in another; {cores} cores SHARED; poll / "
         f"publishing interval {args.poll * 1000:.0f} ms; {args.measure:g} s measured after "
-        f"{args.warmup:g} s warm-up"
+        f"{args.warmup:g} s warm-up; process times "
+        + (
+            "the example line's (0.05-0.2 of simulators/profiles.yaml)"
+            if args.time_scale is None
+            else f"{args.time_scale:g} x simulators/profiles.yaml's"
+        )
     )
     with load_printed("line scale (serve)"):
         runs = asyncio.run(bench(sizes, args))
