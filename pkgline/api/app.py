@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes.guard import REQUEST_ORIGIN
@@ -133,9 +134,16 @@ class DeclaredBodyLimit:
         if scope["type"] == "http":
             for name, value in scope["headers"]:
                 if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    await too_large()(scope, receive, send)
+                    await _too_large(scope)(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+def _too_large(scope: Scope) -> ASGIApp:
+    """The refusal of a body too large: the station's page for a form, else the JSON."""
+    if station.is_page_path(scope["path"]):
+        return station.refusal_page(Request(scope), HTTPException(413))
+    return too_large()
 
 
 class ServerTiming:

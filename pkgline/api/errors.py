@@ -117,7 +117,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(request: Request, exc: Exception) -> JSONResponse:
+async def http_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
         return too_large()
@@ -154,7 +154,7 @@ def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(LotTrackerError, refused)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(HTTPException, http_refused)
     app.add_exception_handler(SchemaMismatch, schema)
     app.add_exception_handler(DatabaseUnavailable, database)
     # SQLAlchemy's own errors (schema checks) and OSError: classified as the store's are

@@ -16,10 +16,12 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup
+from starlette.exceptions import HTTPException
 
 from mes.domain.authority import Action, Principal
 from mes.domain.identity import LoginRefused
 from pkgline.api.auth import state_of
+from pkgline.api.errors import http_refused
 from pkgline.station import login as auth
 from pkgline.station import lot_pages, tool_pages, work_pages
 from pkgline.station.live import Streams, fingerprint, line_events
@@ -43,10 +45,42 @@ def install(app: FastAPI) -> None:
     static = StaticFiles(directory=str(files("pkgline.station").joinpath("static")))
     app.mount(f"{auth.PREFIX}/static", static, name="station-static")
     app.add_exception_handler(auth.NeedLogin, _to_login)
+    app.add_exception_handler(HTTPException, _refused)  # the API's, but pages for the station
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse(f"{auth.PREFIX}/", status_code=303)
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    """A page, not the API's JSON, for what a browser asked of the station that no route
+    answers (a link mistyped or gone, a form too large); the API's answer elsewhere."""
+    assert isinstance(exc, HTTPException)
+    if not is_page_path(request.url.path):
+        return await http_refused(request, exc)
+    return refusal_page(request, exc)
+
+
+def is_page_path(path: str) -> bool:
+    """A path of the station's (its pages, forms and assets)."""
+    return path == auth.PREFIX or path.startswith(auth.PREFIX + "/")
+
+
+def refusal_page(request: Request, exc: HTTPException) -> HTMLResponse:
+    """The page that says what the station cannot answer (``exc``: 404, 405, 413, ...)."""
+    words = _refusal_words(request, exc)
+    return _page(request, "message.html", None, exc.status_code, message=words)
+
+
+def _refusal_words(request: Request, exc: HTTPException) -> str:
+    path = request.url.path
+    if exc.status_code == 404:
+        return f"There is no page {path} at the station."
+    if exc.status_code == 405:
+        return f"{path} is not for {request.method}: go back and use the page's own buttons."
+    if exc.status_code == 413:
+        return "What the form sent is larger than the station reads; nothing was changed."
+    return f"{path}: {exc.detail}"
 
 
 async def _to_login(request: Request, exc: Exception) -> Response:

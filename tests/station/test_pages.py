@@ -4,6 +4,7 @@ live stream. (tests/station/test_browser.py drives a real browser through the sa
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from tests.station.client import message
 from tests.station.conftest import Station
 from tests.station.seed import PASSWORDS
 
@@ -170,3 +172,25 @@ def test_the_line_stream_sends_the_line_and_ends_with_the_session(station: Stati
             if line == "event: logout":
                 break
         assert rest[-1] == "event: logout", rest
+
+
+def test_what_no_station_route_answers_is_a_page_and_the_api_keeps_its_json(
+    station: Station,
+) -> None:
+    """A link mistyped or gone, a method no page takes and a form over the body limit get a
+    page that says so in a browser's words (they got the API's JSON); the API's routes keep
+    their JSON refusals."""
+    with _login(station, "olga") as client:
+        gone = client.get("/station/nosuch")
+        wrong = client.delete("/station/")
+        large = client.post("/station/login", content=b"x" * 300_000)  # over 256 KB
+        api = client.get("/nosuch")
+    for answer, status, said in (
+        (gone, 404, "There is no page /station/nosuch at the station."),
+        (wrong, 405, "/station/ is not for DELETE"),
+        (large, 413, "larger than the station reads; nothing was changed"),
+    ):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("text/html"), answer.headers
+        assert said in html.unescape(message(answer.text)), answer.text
+    assert api.status_code == 404 and api.json()["error"] == "not_found"
