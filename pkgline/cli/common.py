@@ -306,7 +306,7 @@ def fail(message: str, payload: dict[str, Any], code: int, as_json: bool) -> NoR
         print_json(payload)
     else:
         err.print(marked("✘" if code in (1, 3) else "error:", "bold red", message))
-        allowed = payload.get("allowed")
-        if allowed:
-            err.print(f"allowed: {', '.join(str(a) for a in allowed)}")
+        allowed = ", ".join(str(a) for a in payload.get("allowed") or ())
+        if allowed and allowed not in message:  # said once: most refusals name them already
+            err.print(f"allowed: {allowed}")
     raise typer.Exit(code)

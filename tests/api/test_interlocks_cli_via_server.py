@@ -250,6 +250,6 @@ async def test_a_role_lacking_the_authority_is_refused_through_the_cli_as_the_se
     assert refused.returncode == 1, refused
     said = json.loads(refused.stdout)
     assert said["error"] == "not_authorized" and said["allowed"] == ["engineer", "technician"]
-    assert text.returncode == 1 and "allowed: engineer" in text.stderr
+    assert text.returncode == 1 and "that needs the role engineer" in text.stderr
     listed = await cli("durable", "list", "--json", "--server", server)
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
