@@ -246,6 +246,10 @@ class EquipmentService:
             raise InvalidInput(
                 f"state {query.e10!r}: expected an E10 state, one of {', '.join(RECORDED_STATES)}"
             )
+        if query.dispatch is not None and query.dispatch not in set(DispatchMode):
+            raise InvalidInput(
+                f"dispatch {query.dispatch!r}: expected one of {', '.join(DispatchMode)}"
+            )
         async with self._uow(readonly=True) as uow:
             return await uow.equipment.page(query)
 

@@ -374,6 +374,9 @@ class ToolQuery:
     equipment_class: str | None = None
     e10: str | None = None
     """The tool's SEMI E10 state now (one of :data:`mes.domain.equipment.E10_STATES`)."""
+    dispatch: str | None = None
+    """How lots start on it: ``auto`` (the line controller) or ``manual`` (operators only;
+    also a tool taken out of dispatch by its controller, quarantined)."""
     after: str | None = None
     limit: int = 100
 

@@ -414,6 +414,7 @@ class MemoryEquipmentRepository:
             for t in self._tools(query.line)
             if query.equipment_class in (None, t.equipment_class)
             and query.e10 in (None, t.snapshot.e10)
+            and query.dispatch in (None, t.dispatch)
         ]
         start = (
             0 if query.after is None else bisect.bisect_right([t.id for t in found], query.after)

@@ -290,11 +290,13 @@ class EquipmentStatements:
     def page(self, query: ToolQuery) -> tuple[CompiledStatement, CompiledStatement]:
         """A tool list's page (the tools after the cursor ``after``, by id, ``page_limit``
         of them) and count (every tool the filters select): the filters given are bound as
-        ``line``, ``equipment_class`` and ``e10``. Compiled once per set of filters."""
+        ``line``, ``equipment_class``, ``e10`` and ``dispatch``. Compiled once per set of
+        filters."""
         key = (
             query.line is not None,
             query.equipment_class is not None,
             query.e10 is not None,
+            query.dispatch is not None,
             query.after is not None,
         )
         if key not in self._pages:
@@ -302,14 +304,14 @@ class EquipmentStatements:
                 column == bindparam(name, type_=column.type)
                 for given, name, column in zip(
                     key,
-                    ("line", "equipment_class", "e10"),
-                    (tools.c.line, tools.c.equipment_class, tools.c.e10),
+                    ("line", "equipment_class", "e10", "dispatch"),
+                    (tools.c.line, tools.c.equipment_class, tools.c.e10, tools.c.dispatch),
                     strict=False,
                 )
                 if given
             ]
             count = select(func.count()).select_from(tools).where(*where)
-            keyed = [*where, tools.c.id > bindparam("after")] if key[3] else where
+            keyed = [*where, tools.c.id > bindparam("after")] if key[4] else where
             page = (
                 select(tools)
                 .where(*keyed)
@@ -390,6 +392,7 @@ class SqlEquipmentRepository:
                 ("line", query.line),
                 ("equipment_class", query.equipment_class),
                 ("e10", query.e10),
+                ("dispatch", query.dispatch),
                 ("after", query.after),
             )
             if value is not None

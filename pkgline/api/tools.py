@@ -71,6 +71,13 @@ async def list_tools(
             description=f"Only tools in this E10 state: {', '.join(RECORDED_STATES)}.",
         ),
     ] = None,
+    dispatch: Annotated[
+        DispatchMode | None,
+        Query(
+            description="Only tools whose lots the controller starts (auto) or only operators "
+            "(manual; a quarantined tool too)."
+        ),
+    ] = None,
     after: Annotated[
         str | None, Query(max_length=64, description="The page's cursor (a tool id).")
     ] = None,
@@ -79,7 +86,12 @@ async def list_tools(
     """Answers ``{"tools": [...], "total", "shown", "more", "next_after"}``; the next page is
     the same request with ``after`` = ``next_after``."""
     query = ToolQuery(
-        line=line, equipment_class=equipment_class, e10=state, after=after, limit=limit
+        line=line,
+        equipment_class=equipment_class,
+        e10=state,
+        dispatch=dispatch.value if dispatch else None,
+        after=after,
+        limit=limit,
     )
     return await tools_page_answer(state_of(request).services.equipment.acting_as(who), query)
 

@@ -187,6 +187,14 @@ def list_tools(
             "--state", help=f"Only tools in this E10 state: {', '.join(RECORDED_STATES)}."
         ),
     ] = None,
+    dispatch: Annotated[
+        DispatchMode | None,
+        typer.Option(
+            "--dispatch",
+            help="Only tools whose lots the controller starts (auto) or only operators "
+            "(manual: also a tool its controller quarantined).",
+        ),
+    ] = None,
     limit: Annotated[
         int | None,
         typer.Option(
@@ -219,6 +227,7 @@ def list_tools(
         line=line,
         equipment_class=equipment_class,
         e10=state,
+        dispatch=dispatch.value if dispatch else None,
         after=after,
         limit=limit or (MAX_TOOL_PAGE if json else TOOL_PAGE),
     )
@@ -232,7 +241,7 @@ def list_tools(
         pages.json_notice(answer)
         return
     if answer["total"] == 0:
-        if (line, equipment_class, state) == (None, None, None):
+        if (line, equipment_class, state, dispatch) == (None, None, None, None):
             out.print(
                 "no tools: a line controller registers its tools when it starts (pkgline serve)"
             )

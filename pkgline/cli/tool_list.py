@@ -21,6 +21,7 @@ def query_params(query: ToolQuery) -> list[tuple[str, str]]:
             ("line", query.line),
             ("class", query.equipment_class),
             ("state", query.e10),
+            ("dispatch", query.dispatch),
             ("after", query.after),
             ("limit", query.limit),
         )

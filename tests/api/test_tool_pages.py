@@ -1,6 +1,6 @@
 """``GET /tools`` and ``pkgline tool list`` a page at a time, through the server and directly
 on the same database: pages by tool id after a cursor lose and repeat no tool, say how many
-match and how to see the next; ``--line``, ``--class`` and ``--state`` filter; ``--json``
+match and how to see the next; ``--line``, ``--class``, ``--state`` and ``--dispatch`` filter; ``--json``
 without ``--limit`` is every tool, read a page at a time; a cursor naming no tool is exit 1
 (404), a bad limit or state exit 2 (422), changing nothing."""
 
@@ -12,7 +12,7 @@ import re
 import pytest
 
 from mes.domain.authority import CONTROLLER
-from mes.domain.equipment import ToolRegistration, ToolSnapshot
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from pkgline.tool_views import MAX_TOOL_PAGE
 from tests.api.conftest import RunningApi, cli, walk_pages
 
@@ -58,6 +58,16 @@ async def test_the_route_pages_filters_and_counts(api: RunningApi) -> None:
         state = await client.get("/tools", params={"state": "up"})
         assert state.status_code == 422 and "expected an E10 state" in state.json()["message"]
 
+        await api.state.services.equipment.set_dispatch(
+            "A-0003", DispatchMode.MANUAL, "tech", "cleaning", by=CONTROLLER
+        )
+        manual = (await client.get("/tools", params={"dispatch": "manual"})).json()
+        assert [t["id"] for t in manual["tools"]] == ["A-0003"] and manual["total"] == 1
+        auto = (await client.get("/tools", params={"dispatch": "auto", "line": "line-a"})).json()
+        assert auto["total"] == 5 and "A-0003" not in [t["id"] for t in auto["tools"]]
+        off = await client.get("/tools", params={"dispatch": "off"})
+        assert off.status_code == 422 and "'auto' or 'manual'" in off.json()["message"]
+
 
 def _mode(stderr: str) -> str:
     return "server" if "via server" in stderr else "direct"
@@ -84,6 +94,10 @@ async def test_tool_list_pages_with_the_notice_of_more_either_way(api: RunningAp
         assert "2 of 2 tools" in filtered.stdout and "B-0005" in filtered.stdout
         nothing = await cli("tool", "list", "--state", "engineering", *where)
         assert nothing.returncode == 0 and "no tools match (0 of 0 tools)" in nothing.stdout
+        in_manual = await cli("tool", "list", "--dispatch", "manual", *where)
+        assert in_manual.returncode == 0 and "no tools match (0 of 0 tools)" in in_manual.stdout
+        in_auto = await cli("tool", "list", "--dispatch", "auto", "--json", *where)
+        assert len(json.loads(in_auto.stdout)) == 12, in_auto.stderr
 
         page = await cli("tool", "list", "--json", "--limit", "3", "--after", ids[0], *where)
         assert page.returncode == 0, page.stderr

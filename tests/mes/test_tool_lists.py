@@ -1,13 +1,16 @@
-"""Tool lists at plant size: pages by tool id after a cursor, filters (line, class, E10 state)
+"""Tool lists at plant size: pages by tool id after a cursor, filters (line, class, E10 state,
+dispatch mode)
 applied by the store, how many tools match and whether more follow; on every store (memory,
 SQLite, PostgreSQL). Bad input (a cursor naming no tool, an empty page, a state that is no
 E10 state) is refused with what was expected."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from mes.domain.equipment import ToolRegistration, ToolSnapshot
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.errors import InvalidInput, UnknownTool
 from mes.equipment import EquipmentService
 from mes.ports import ToolQuery
@@ -37,13 +40,7 @@ async def _every_page(equipment: EquipmentService, query: ToolQuery) -> list[lis
         pages.append([t.id for t in page.tools])
         if not page.more:
             return pages
-        query = ToolQuery(
-            line=query.line,
-            equipment_class=query.equipment_class,
-            e10=query.e10,
-            after=page.tools[-1].id,
-            limit=query.limit,
-        )
+        query = replace(query, after=page.tools[-1].id)
 
 
 async def test_pages_by_id_show_every_tool_once_with_the_count(
@@ -95,6 +92,24 @@ async def test_filters_are_applied_by_the_store_and_counted(
     assert down.total == 37 and "A-03" not in [t.id for t in down.tools]
     none = await equipment.page(ToolQuery(line="line-z", limit=10))
     assert (none.tools, none.total, none.more) == ([], 0, False)
+
+
+async def test_the_tools_in_manual_are_listed_by_the_store(equipment: EquipmentService) -> None:
+    """A shift's question: which tools are out of automatic dispatch (an operator's switch, a
+    controller's quarantine)."""
+    await _register(equipment)
+    for tool_id in ("B-04", "A-11", "A-02", "A-17"):
+        await equipment.set_dispatch(tool_id, DispatchMode.MANUAL, "tech", "cleaning")
+    manual = await _every_page(equipment, ToolQuery(dispatch="manual", limit=3))
+    assert manual == [["A-02", "A-11", "A-17"], ["B-04"]]
+    first = await equipment.page(ToolQuery(dispatch="manual", limit=3))
+    assert first.total == 4 and first.more
+    auto = await equipment.page(ToolQuery(dispatch="auto", line="line-b", limit=100))
+    assert auto.total == 14 and "B-04" not in [t.id for t in auto.tools]
+    molders = await equipment.page(ToolQuery(dispatch="manual", equipment_class="molder"))
+    assert [t.id for t in molders.tools] == ["A-02", "A-11", "A-17"]  # B-04: a wire bonder
+    with pytest.raises(InvalidInput, match="dispatch 'off': expected one of auto, manual"):
+        await equipment.page(ToolQuery(dispatch="off"))
 
 
 async def test_a_cursor_is_the_last_id_seen_whatever_the_filters(
