@@ -204,4 +204,7 @@ def password_again(prompt: str) -> str:
         import getpass
 
         return getpass.getpass(prompt, stream=sys.stderr)
-    return sys.stdin.readline().rstrip("\n")
+    password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        sys.stderr.write("no password on standard input: sent without your signature\n")
+    return password

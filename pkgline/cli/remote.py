@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,15 +59,24 @@ def session_file(server: Server) -> Path:
 
 
 def stored_token(server: Server) -> str | None:
-    """The session token ``pkgline login`` stored for ``server``, or None."""
+    """The session token ``pkgline login`` stored for ``server``, or None (a kept file that
+    holds none is said on standard error: the server's refusal then names no file)."""
     if server.host is None:
         return None  # the Unix socket: the OS account is who the client is
+    path = session_file(server)
     try:
-        data = json.loads(session_file(server).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a kept session"
+        sys.stderr.write(f"the session kept in {path} cannot be used ({why}): pkgline login\n")
         return None
     token = data.get("token") if isinstance(data, dict) else None
-    return token if isinstance(token, str) else None
+    if not isinstance(token, str):
+        sys.stderr.write(f"the session kept in {path} holds no token: pkgline login\n")
+        return None
+    return token
 
 
 def store_token(server: Server, token: str, expires_at: str) -> Path:

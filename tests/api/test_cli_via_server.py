@@ -93,6 +93,7 @@ async def test_a_release_through_the_server_is_signed_with_the_password_given_ag
     unsigned = await cli("lot", "release", "S1", "--reason", "ok", "--json", *via, stdin="")
     assert unsigned.returncode == 1
     assert json.loads(unsigned.stdout)["error"] == "signature_required"
+    assert "no password on standard input: sent without your signature" in unsigned.stderr
     wrong = await cli("lot", "release", "S1", "--json", *via, stdin="not-it\n")
     assert wrong.returncode == 1, wrong.stdout
     assert json.loads(wrong.stdout)["error"] == "login_refused"  # the password did not prove it

@@ -129,6 +129,15 @@ async def test_pkgline_login_over_https_keeps_the_token_for_the_lot_commands(
         assert started.returncode == 0, started.stderr
         assert f"via server {server} as alice (session)" in started.stderr
         assert json.loads(started.stdout)["recorded"][0]["by"] == "alice"
+        kept.write_text("not json\n")  # a kept session spoiled: said, and no token sent
+        spoiled = await cli("lot", "show", "A1", "--server", server, env=env)
+        assert spoiled.returncode == 1, spoiled.stderr
+        assert f"the session kept in {kept} cannot be used (not a kept session)" in spoiled.stderr
+        login = await cli(
+            "login", "--server", server, "--user", "alice", "--password-stdin", env=env,
+            stdin=PASSWORD + "\n",
+        )  # fmt: skip
+        assert login.returncode == 0, login.stderr
         out = await cli("logout", "--server", server, env=env)
         assert out.returncode == 0, out.stderr
         again = await cli("lot", "show", "A1", "--server", server, env=env)
