@@ -38,6 +38,8 @@ What is measured, in a window after a warm-up:
   (work was waiting by construction). The other gaps (next lot, or a tool that ran dry) are
   printed apart and are not in the goal.
 
+The figures are computed from what was written down in bench/line_scale_figures.py (pure).
+
 Goals (issue 20): 500 tools at 200 ms, the controller under one core, p99 notice delay under
 500 ms, p99 step under 50 ms. Figures only: nothing here asserts on them.
 """
@@ -53,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -71,6 +73,18 @@ from common import (
     print_verdict,
     scratch_postgres,
 )
+from line_scale_figures import (
+    Change,
+    JobRow,
+    Notices,
+    Read,
+    State,
+    Steps,
+    changed,
+    notice_delays,
+    state_key,
+    step_times,
+)
 
 from drivers.config import OpcUaEndpoint
 from drivers.model import ToolStatus
@@ -84,14 +98,6 @@ SIM_START_S = 600.0
 SERVE_READY_S = 600.0
 GATEWAY_PORT_BASE = 30000
 """Placeholder ports that tell gateways apart before :func:`with_free_ports` picks real ones."""
-
-State = tuple[str, str | None]
-"""A tool's process state (its name) and job, as equipment tracking writes them."""
-Change = tuple[str, float, State]
-"""(tool id, wall time, the state it changed to) of one change on a simulated tool."""
-Read = tuple[float, float, State]
-"""(read at, observed at, the state observed) of a tool's row, whenever the observation moved."""
-
 
 # -- the configuration ------------------------------------------------------------------------
 
@@ -135,17 +141,28 @@ def scaled_config(example: LineConfig, n_tools: int, per_gateway: int = 50) -> L
     return example.model_copy(update={"tools": tuple(tools)})
 
 
+def with_time_scale(config: LineConfig, scale: float) -> LineConfig:
+    """``config`` with every simulated tool's process times those of simulators/profiles.yaml
+    times ``scale`` (1: the profiles' own, at or faster than real tools of each class)."""
+    tools = tuple(
+        t.model_copy(update={"simulation": t.simulation.model_copy(update={"time_scale": scale})})
+        if t.simulation is not None
+        else t
+        for t in config.tools
+    )
+    return config.model_copy(update={"tools": tools})
+
+
+def with_poll(config: LineConfig, poll_s: float) -> LineConfig:
+    """``config`` with every tool polled (or publishing) every ``poll_s`` seconds."""
+    tools = tuple(
+        t.model_copy(update={"policy": t.policy.model_copy(update={"poll_interval_s": poll_s})})
+        for t in config.tools
+    )
+    return config.model_copy(update={"tools": tools})
+
+
 # -- the simulators, in a child process -------------------------------------------------------
-
-
-def state_key(status: ToolStatus) -> State:
-    """What makes a change of state here: the process state and the job, which the controller
-    reports at once (progress alone it reports at most once a second: not a change here)."""
-    return (status.state.name, status.job_id)
-
-
-def changed(before: State | None, now: State) -> bool:
-    return before is not None and before != now
 
 
 def simulators_main(config_path: str, conn: Connection) -> None:
@@ -187,108 +204,6 @@ async def _simulators(config_path: Path, conn: Connection) -> None:
         finally:
             loop.remove_reader(conn.fileno())
     conn.send(changes)
-
-
-# -- the figures, from what was written down --------------------------------------------------
-
-
-@dataclass
-class Notices:
-    """Notice delays: change -> recorded (an upper bound by one read) and change -> observed."""
-
-    recorded_s: list[float] = field(default_factory=list)
-    observed_s: list[float] = field(default_factory=list)
-    unrecorded: int = 0
-
-
-def notice_delays(
-    changes: Iterable[Change],
-    reads: dict[str, Sequence[Read]],
-    window: tuple[float, float],
-) -> Notices:
-    """For each change in ``window`` (wall times): the first read of its tool that shows the
-    state it changed to, or the state of a later change, observed at or after the change and
-    after that later change (a state the tool left before the controller looked is recorded
-    when what followed it is). ``reads``: by tool, in the order read. A change no read shows
-    is counted as unrecorded."""
-    found = Notices()
-    t0, t1 = window
-    by_tool: dict[str, list[tuple[float, State]]] = defaultdict(list)
-    for tool_id, at, state in changes:
-        by_tool[tool_id].append((at, state))
-    for tool_id, timeline in by_tool.items():
-        timeline.sort(key=lambda change: change[0])
-        tool_reads = reads.get(tool_id, ())
-        for i, (at, _) in enumerate(timeline):
-            if not t0 <= at < t1:
-                continue
-            hit = next(
-                (
-                    (read_at, observed)
-                    for read_at, observed, seen in tool_reads
-                    if observed >= at and any(s == seen and a <= observed for a, s in timeline[i:])
-                ),
-                None,
-            )
-            if hit is None:
-                found.unrecorded += 1
-                continue
-            found.recorded_s.append(hit[0] - at)
-            found.observed_s.append(hit[1] - at)
-    return found
-
-
-@dataclass(frozen=True)
-class JobRow:
-    job_id: str
-    tool_id: str
-    lot_id: str
-    step: str
-    path_index: int
-    started_at: float
-
-
-@dataclass
-class Steps:
-    carrier_s: list[float] = field(default_factory=list)
-    """Completion observed -> the next carrier of the same lot and step started: the goal."""
-    other_s: list[float] = field(default_factory=list)
-    """Completion observed -> another lot's job started (or the same lot's next step)."""
-    unfinished: int = 0
-    """Completions in the window with no later job on the tool."""
-
-
-def step_times(
-    jobs: Iterable[JobRow],
-    completions: dict[str, Sequence[float]],
-    window: tuple[float, float],
-) -> Steps:
-    """Per tool, each job whose completion (the first ``completions`` time of its tool after
-    its start and before the next job's start) falls in ``window``, to the next job's start."""
-    found = Steps()
-    t0, t1 = window
-    by_tool: dict[str, list[JobRow]] = defaultdict(list)
-    for job in jobs:
-        by_tool[job.tool_id].append(job)
-    for tool_id, rows in by_tool.items():
-        rows.sort(key=lambda j: j.started_at)
-        done_at = sorted(completions.get(tool_id, ()))
-        for k, job in enumerate(rows):
-            after = rows[k + 1] if k + 1 < len(rows) else None
-            until = after.started_at if after else float("inf")
-            done = next((c for c in done_at if job.started_at < c <= until), None)
-            if done is None or not t0 <= done < t1:
-                continue
-            if after is None:
-                found.unfinished += 1
-                continue
-            same = (after.lot_id, after.step, after.path_index) == (
-                job.lot_id,
-                job.step,
-                job.path_index,
-            )
-            (found.carrier_s if same else found.other_s).append(after.started_at - done)
-    return found
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -638,27 +553,6 @@ def check_arguments(sizes: Sequence[int], args: argparse.Namespace) -> str | Non
     if args.poll <= 0 or args.warmup < 0 or args.measure <= 0:
         return "--poll and --measure: more than 0 seconds; --warmup: 0 or more"
     return None
-
-
-def with_time_scale(config: LineConfig, scale: float) -> LineConfig:
-    """``config`` with every simulated tool's process times those of simulators/profiles.yaml
-    times ``scale`` (1: the profiles' own, at or faster than real tools of each class)."""
-    tools = tuple(
-        t.model_copy(update={"simulation": t.simulation.model_copy(update={"time_scale": scale})})
-        if t.simulation is not None
-        else t
-        for t in config.tools
-    )
-    return config.model_copy(update={"tools": tools})
-
-
-def with_poll(config: LineConfig, poll_s: float) -> LineConfig:
-    """``config`` with every tool polled (or publishing) every ``poll_s`` seconds."""
-    tools = tuple(
-        t.model_copy(update={"policy": t.policy.model_copy(update={"poll_interval_s": poll_s})})
-        for t in config.tools
-    )
-    return config.model_copy(update={"tools": tools})
 
 
 async def bench(sizes: Sequence[int], args: argparse.Namespace) -> list[ServeRun]:

@@ -1,5 +1,5 @@
 """bench/line_scale_serve.py (``line_scale.py --serve``): the line of N tools it writes, and
-how it turns what it wrote down into notice delays and step times."""
+how bench/line_scale_figures.py turns what it wrote down into notice delays and step times."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from simulators.line import with_free_ports, write_line_config
 from tests.bench.conftest import bench_module
 
 ls = bench_module("line_scale_serve")
+figures = bench_module("line_scale_figures")
 
 WINDOW = (100.0, 200.0)
 
@@ -65,9 +66,9 @@ def test_progress_alone_is_not_a_change_a_state_or_job_is() -> None:
     done = ToolStatus(
         ProcessState.COMPLETE, Mode.PRODUCTION, sites_done=32, sites_total=32, job_id="J1"
     )
-    assert not ls.changed(None, ls.state_key(a))  # the first status is no change
-    assert not ls.changed(ls.state_key(a), ls.state_key(more))
-    assert ls.changed(ls.state_key(more), ls.state_key(done))
+    assert not figures.changed(None, figures.state_key(a))  # the first status is no change
+    assert not figures.changed(figures.state_key(a), figures.state_key(more))
+    assert figures.changed(figures.state_key(more), figures.state_key(done))
 
 
 EXEC = ("EXECUTING", "J1")
@@ -93,14 +94,14 @@ def test_a_change_is_recorded_at_the_first_read_showing_its_state_observed_after
             (160.0, 155.0, READY),  # READY again: not the SETUP before it
         ]
     }
-    found = ls.notice_delays(changes, reads, WINDOW)
+    found = figures.notice_delays(changes, reads, WINDOW)
     assert found.recorded_s == pytest.approx([0.5, 1.0, 0.5])
     assert found.observed_s == pytest.approx([0.2, 0.9, 0.4])
     assert found.unrecorded == 2
 
 
 def job(job_id: str, started: float, lot: str = "L1", step: str = "S", index: int = 0) -> object:
-    return ls.JobRow(job_id, "T1", lot, step, index, started)
+    return figures.JobRow(job_id, "T1", lot, step, index, started)
 
 
 def test_a_step_runs_from_the_completion_observed_to_the_next_job_started() -> None:
@@ -112,7 +113,7 @@ def test_a_step_runs_from_the_completion_observed_to_the_next_job_started() -> N
         job("J5", 40.0),  # its completion (45) before the window: left out
     ]
     completions = {"T1": [45.0, 120.0, 130.0, 140.0, 160.0]}
-    steps = ls.step_times(jobs, completions, WINDOW)
+    steps = figures.step_times(jobs, completions, WINDOW)
     # J1 done 120.0 -> J2 at 120.03; J2 done 130.0 -> J3 at 130.5; J3 done 140.0 -> J4 at 150
     assert steps.carrier_s == pytest.approx([0.03])
     assert steps.other_s == pytest.approx([0.5, 10.0])
@@ -120,7 +121,7 @@ def test_a_step_runs_from_the_completion_observed_to_the_next_job_started() -> N
 
 
 def test_a_job_whose_completion_was_never_observed_has_no_step() -> None:
-    steps = ls.step_times([job("J1", 110.0), job("J2", 120.0)], {}, WINDOW)
+    steps = figures.step_times([job("J1", 110.0), job("J2", 120.0)], {}, WINDOW)
     assert (steps.carrier_s, steps.other_s, steps.unfinished) == ([], [], 0)
 
 
