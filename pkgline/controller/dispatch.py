@@ -9,7 +9,7 @@ busy). Among the lots whose next step a tool may run, the most urgent goes first
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from mes.domain.model import Lot, LotHead
@@ -56,6 +56,10 @@ class Pool:
 
     def __len__(self) -> int:
         return self._size
+
+    def __iter__(self) -> Iterator[Candidate]:
+        """The candidates left, in no particular order."""
+        return (candidate for heap in self._by_step.values() for _, candidate in heap)
 
     def add(self, candidate: Candidate) -> None:
         heapq.heappush(self._by_step.setdefault(candidate.step, []), (candidate.rank, candidate))

@@ -104,7 +104,7 @@ class Dispatcher:
                 )
                 if runner is not None and not runner.is_working_on(lot.id):
                     runner.assign(lot.id)
-        candidates = self._candidates(lots)
+        candidates = Pool(self._candidates(lots))
         working = sum(1 for r in self._runners.values() if r.current_lot is not None)
         self.counts = (working, len(candidates))
         self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
@@ -115,7 +115,7 @@ class Dispatcher:
             self._manual_wake.set()
 
     async def _start_on_idle_tools(
-        self, candidates: list[Candidate], modes: Mapping[str, DispatchMode]
+        self, pool: Pool, modes: Mapping[str, DispatchMode]
     ) -> frozenset[str]:
         """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
         tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
@@ -123,11 +123,10 @@ class Dispatcher:
         tool). A tool whose track-in an interlock refused (a spent durable, a frozen
         compound, ...) takes no lot in this pass, and the lot it was offered goes to the
         other idle tools that run its step, in another round: a tool that refuses every
-        lot does not keep the most urgent one from a tool that would run it. The idle
-        tools left without a lot."""
+        lot does not keep the most urgent one from a tool that would run it. The lots
+        started leave ``pool``. The idle tools left without a lot."""
         refusing: set[str] = set()
         offered: set[str] = set()
-        pool = Pool(candidates)
         while True:
             picks: list[tuple[Candidate, ToolRunner]] = []
             for tool_id, runner in sorted(self._runners.items()):
@@ -142,7 +141,6 @@ class Dispatcher:
                 ):
                     continue
                 pool.take(pick)
-                candidates.remove(pick)
                 picks.append((pick, runner))
             refused = await self._track_in(picks) if picks else []
             if not refused:
@@ -150,7 +148,6 @@ class Dispatcher:
             for pick, runner in refused:
                 refusing.add(runner.tool_id)
                 pool.add(pick)  # for another tool, in the next round
-                candidates.append(pick)
         return frozenset(t for t in offered if self._runners[t].is_idle())
 
     async def _track_in(

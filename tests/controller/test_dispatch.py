@@ -254,6 +254,7 @@ def test_the_pool_picks_as_a_scan_of_every_candidate_would(
             pool.add(pick)
             left.append(pick)
         assert len(pool) == len(left)
+        assert sorted(c.lot.id for c in pool) == sorted(c.lot.id for c in left)
 
 
 def _head(lot_id: str, priority: int, created_at: datetime) -> LotHead:
