@@ -34,6 +34,8 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pkgline.oserrors import in_words
+
 PENDING_CALLS_WARNING = 20_000
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
@@ -206,11 +208,7 @@ def tls_context(config: BrokerConfig) -> ssl.SSLContext | None:
 def _tls_file_error(config: BrokerConfig, files: str, exc: OSError) -> BrokerConfigError:
     """Why the TLS ``files`` of ``config`` are unusable, in words (ssl says "[Errno 2] No such
     file or directory" and names no file)."""
-    if isinstance(exc, ssl.SSLError):
-        why = str(exc.reason or exc).lower().replace("_", " ")
-    else:
-        why = exc.strerror or str(exc)
-    return BrokerConfigError(f"TLS files of {config.url}: {files}: {why}")
+    return BrokerConfigError(f"TLS files of {config.url}: {files}: {in_words(exc)}")
 
 
 @asynccontextmanager

@@ -25,6 +25,7 @@ from pkgline.cli.servers import ServerTrustError as ServerTrustError
 from pkgline.cli.servers import ServerUrlError as ServerUrlError
 from pkgline.cli.servers import Unreachable as Unreachable
 from pkgline.cli.servers import choose as choose
+from pkgline.oserrors import in_words
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -108,13 +109,9 @@ def _tls_context() -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=cafile)
     except OSError as exc:  # ssl.SSLError is an OSError too
-        if isinstance(exc, ssl.SSLError):  # its reason: NO_CERTIFICATE_OR_CRL_FOUND, ...
-            why = str(exc.reason or "").lower().replace("_", " ") or None
-        else:
-            why = exc.strerror
         raise ServerTrustError(
-            f"PKGLINE_SERVER_CA {cafile!r}: {why or exc}; expected a PEM file of the CA that "
-            "signed the server's certificate"
+            f"PKGLINE_SERVER_CA {cafile!r}: {in_words(exc)}; expected a PEM file of the CA "
+            "that signed the server's certificate"
         ) from None
 
 
