@@ -192,9 +192,10 @@ class LineController:
         self._started_at = utc_now()
         self._fence = LineFence(STALE_AFTER_S, process_alive)
         self._line_lost = False
+        """Another controller took the line (this one stalled): it stops, recording nothing."""
         self._claimed = False
         self._previous: ControllerRecord | None = None
-        """Another controller took the line (this one stalled): it stops, recording nothing."""
+        """What the line's last controller recorded, read when this one claimed the line."""
         self.ready = asyncio.Event()
         self._before_ready = before_ready
         self._certificate_notes: list[str] = []
