@@ -73,6 +73,7 @@ from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_statements import move_in_one_statement
 from mes.domain import commands as cmd
 from mes.domain.durables import KINDS as DURABLE_KINDS
+from mes.domain.durables import MAX_LIFE
 from mes.domain.equipment import ToolRegistration
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.materials import KINDS as MATERIAL_KINDS
@@ -130,7 +131,7 @@ async def _register_tools(
     durables, materials = DurableService(factory, utc_now), MaterialService(factory, utc_now)
     for kind, spec in DURABLE_KINDS.items():
         if spec.equipment_class in by_class:
-            await durables.add(f"D-{kind.value}", kind.value, 10**15, "bench")
+            await durables.add(f"D-{kind.value}", kind.value, MAX_LIFE, "bench")
             await durables.mount(f"D-{kind.value}", f"B-{spec.equipment_class}"[:32], "bench")
     far = utc_now() + timedelta(days=365)
     for mkind, mspec in MATERIAL_KINDS.items():

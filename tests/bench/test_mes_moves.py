@@ -80,6 +80,15 @@ async def test_a_floor_moves_its_lots_as_pkgline_does(url: str) -> None:
         )
 
 
+async def test_pkgline_s_side_moves_its_lots_with_the_interlocks_on(url: str) -> None:
+    """The run that the floor is held against: tools, durables and material lots set up as
+    the bench does, then moves through the service, every one counted."""
+    result = await moves.run_pkgline(url, 2, 6)
+    assert result.moves == 6
+    assert len(result.latencies) == 6
+    assert all(t > 0 for t in result.latencies)
+
+
 def test_the_postgres_floor_sends_pkgline_s_own_statement() -> None:
     sql, names, fixed = moves.one_statement(move_in_one_statement())
     ours = CompiledStatement.compile(move_in_one_statement(), asyncpg_dialect.dialect())
