@@ -192,6 +192,12 @@ def main() -> None:
     parser.add_argument("--cli-runs", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of moves")
     args = parser.parse_args()
+    if args.moves < 16 or args.moves % 16:
+        # 8 clients, each alternating track-in and abort on a lot of its own: each must end
+        # with an abort, its lot waiting again for the next configuration
+        parser.error(
+            f"--moves must be a multiple of 16 (8 clients, an even count each), not {args.moves}"
+        )
     with load_printed("api"), tempfile.TemporaryDirectory(prefix="pkgline-bench-api-") as tmp:
         served, local = f"sqlite:///{tmp}/served.db", f"sqlite:///{tmp}/local.db"
         asyncio.run(prepare(served, 8))
