@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from flows import Flow, FlowError, FlowLibrary
+from flows.claimed import loosened
 from flows.versions import content_hash, diff
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
@@ -77,6 +78,13 @@ class FlowVersionStore(Protocol):
 
 class UnknownVersion(InvalidInput):
     kind = "unknown_version"
+
+
+class ClaimedLimitLoosened(InvalidInput):
+    """A version that drops or loosens a limit the claims fix (each one a line of the
+    message)."""
+
+    kind = "claimed_limit_loosened"
 
 
 class VersionNotLoaded(Exception):
@@ -272,7 +280,12 @@ class FlowVersionService:
         builds: Builds | None = None,
         signatures: SignaturePolicy | None = None,
         verifier: SignatureVerifier | None = None,
+        claimed: FlowLibrary | None = None,
     ):
+        """``claimed``: the flows whose limits the claims fix (the packaged flow files, read
+        when first needed, by default); a published version of one of them keeps its
+        limits (:func:`flows.claimed.loosened`)."""
+        self._claimed = claimed
         self._store = store
         self._clock = clock
         self._guard = Guard(principal, security, clock)
@@ -293,7 +306,8 @@ class FlowVersionService:
     ) -> list[Published]:
         """Publish each flow's files as a new draft version (a flow whose content is
         published already keeps its version). Every flow is built and checked first: one
-        that does not load is refused with its file and line, and nothing is written."""
+        that does not load is refused with its file and line, one that drops or loosens a
+        limit the claims fix is refused with each such limit, and nothing is written."""
         await self._guard.allow(by, Action.FLOW_PUBLISH)
         if not note.strip():
             raise InvalidInput("a change note is required (--note: what changed and why)")
@@ -304,9 +318,10 @@ class FlowVersionService:
 
         for name, files in files_by_flow.items():
             try:
-                load_sources(files, name).get(name)
+                flow = load_sources(files, name).get(name)
             except FlowError as exc:
                 raise InvalidInput(f"flow {name} is not published: {exc}") from None
+            self._check_claims(flow)
         out = []
         for name, files in files_by_flow.items():
             digest = content_hash(files)
@@ -317,6 +332,22 @@ class FlowVersionService:
             version, new = await self._store.publish(name, make, digest)
             out.append(Published(version, new))
         return out
+
+    def _check_claims(self, flow: Flow) -> None:
+        if self._claimed is None:
+            from flows import load_library
+
+            self._claimed = load_library()
+        packaged = self._claimed.flows.get(flow.name)
+        if packaged is None:
+            return  # a flow of the line's own: its claims are as its files cite them
+        found = loosened(packaged, flow)
+        if found:
+            raise ClaimedLimitLoosened(
+                f"flow {flow.name} is not published: a version may tighten the limits the "
+                "claims fix, never drop or loosen them (docs/flow-files.md, 'Where each limit "
+                "comes from'):" + "".join(f"\n  - {text}" for text in found)
+            )
 
     async def versions(self, flow: str, *, by: Principal | None = None) -> list[FlowVersion]:
         await self._guard.allow(by, Action.READ)

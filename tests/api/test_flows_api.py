@@ -127,7 +127,7 @@ async def test_refusals_of_the_flow_routes_change_nothing(
     served: RunningApi, tmp_path: Path
 ) -> None:
     """An operator cannot publish (403, recorded); a flow file that does not load, or not the
-    three files of a flow, is 422 and publishes nothing; an unknown flow is 404; a replayed
+    three files of a flow, or one that loosens a claimed limit, is 422 and publishes nothing; an unknown flow is 404; a replayed
     signed approval is 409 and recorded."""
     api = served
     files = _files(_edited(tmp_path))
@@ -154,6 +154,14 @@ async def test_refusals_of_the_flow_routes_change_nothing(
         traversal = {FLOW: {**files[FLOW], "../x.yaml": "x"}}
         named = await client.post("/flows/versions", json={"note": "x", "flows": traversal})
         assert named.status_code == 422 and named.json()["error"] == "invalid_request"
+        text = files[FLOW][f"{FLOW}.yaml"]
+        looser = text.replace("one_of: [face_down]", "one_of: [face_down, face_up]")
+        assert looser != text
+        unclaimed = {FLOW: {**files[FLOW], f"{FLOW}.yaml": looser}}
+        loose = await client.post("/flows/versions", json={"note": "x", "flows": unclaimed})
+        assert loose.status_code == 422, loose.text
+        assert loose.json()["error"] == "claimed_limit_loosened"
+        assert "die_orientation: claim 001: 1 fixes one of face_down;" in loose.json()["message"]
         assert await _states(api) == [(1, "approved", 1)]
 
         unknown = await client.get("/flows/no-such-flow/versions")

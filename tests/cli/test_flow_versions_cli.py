@@ -105,3 +105,32 @@ def test_approve_and_migrate_are_signed_by_the_os_account(upgraded: tuple[str, P
         "migrate",
     )
     assert signature["meaning"] == "approved move to another flow version: to version 2, new rules"
+
+
+def test_a_version_that_loosens_a_claimed_limit_is_refused_and_nothing_is_written(
+    upgraded: tuple[str, Path],
+) -> None:
+    """Claim 001: 1 fixes a heat sink larger than the die; a version that lets it be as large
+    or smaller, or adds a carrier type claim 9 does not name, is not published."""
+    db, flow_file = upgraded
+    text = flow_file.read_text()
+    assert "heat_sink_area_mm2: {greater_than: die_area_mm2" in text
+    flow_file.write_text(
+        text.replace(
+            "one_of: [substrate, leadframe]", "one_of: [substrate, leadframe, wafer]"
+        ).replace(
+            "heat_sink_area_mm2: {greater_than: die_area_mm2, ",
+            "heat_sink_area_mm2: {greater_than: 0, ",
+        )
+    )
+    refused = pkgline(db, "flow", "publish", str(flow_file), "--note", "looser")
+    assert refused.returncode == 1, refused.stderr
+    said = refused.stderr
+    assert "never drop or loosen them" in said
+    assert "carrier_type: claim 001: 9 fixes one of substrate, leadframe;" in said
+    assert "this version allows one of substrate, leadframe, wafer" in said
+    assert "heat_sink_area_mm2: claim 001: 1 fixes greater than die_area_mm2;" in said
+    assert [v["version"] for v in ok_json(db, "flow", "versions", FLOW)] == [1]
+    flow_file.write_text(text.replace("one_of: [substrate, leadframe]", "one_of: [substrate]"))
+    (tighter,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "substrate only")
+    assert (tighter["version"], tighter["new"]) == (2, True)

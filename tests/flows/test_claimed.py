@@ -1,0 +1,101 @@
+"""flows.claimed: a published version keeps the limits the claims fix, equal or tighter.
+
+``implies`` is held against the limits' own check (flows.limits.evaluate): on a grid of
+values, a rule said to be as tight admits nothing the claimed rule refuses, and a rule said
+not to be admits a value it refuses."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flows import FlowLibrary
+from flows.claimed import implies, loosened
+from flows.limits import evaluate
+from flows.model import Equals, GreaterThan, LessThan, Limit, OneOf, Range, Rule
+
+GRID = [i / 4 for i in range(-40, 41)]
+bound = st.integers(-6, 6).map(float)
+
+
+@st.composite
+def numeric_rules(draw: st.DrawFn) -> Rule:
+    kind = draw(st.sampled_from(["range", "one_of", "equals", "greater", "less"]))
+    if kind == "range":
+        low, high = sorted((draw(bound), draw(bound)))
+        return Range(low, high)
+    if kind == "one_of":
+        return OneOf(tuple(draw(st.lists(bound, min_size=1, max_size=4, unique=True))))
+    if kind == "equals":
+        return Equals(draw(bound), draw(st.sampled_from([0.0, 0.5, 1.0])))
+    if kind == "greater":
+        return GreaterThan(draw(bound))
+    return LessThan(draw(bound))
+
+
+def admits(rule: Rule, value: float) -> bool:
+    limit = Limit("x", None, rule, "test")
+    return evaluate(limit, value, lambda name: None, "test") is None
+
+
+@given(numeric_rules(), numeric_rules())
+def test_a_rule_as_tight_admits_nothing_the_claimed_one_refuses(new: Rule, old: Rule) -> None:
+    loose = [v for v in GRID if admits(new, v) and not admits(old, v)]
+    if implies(new, old):
+        assert loose == [], (new, old, loose)
+    else:
+        assert loose, (new, old)  # a witness: a value the new rule lets through
+
+
+def test_words_and_named_references() -> None:
+    copper = OneOf(("copper",))
+    assert implies(copper, OneOf(("copper", "aluminium")))
+    assert not implies(OneOf(("copper", "aluminium")), copper)
+    assert not implies(Range(0, 1), copper)
+    same = Equals("site_cols")
+    assert implies(same, same) and implies(same, Equals("site_cols", 1.0))
+    assert not implies(Equals("site_cols", 1.0), same)
+    assert not implies(Equals("site_rows"), same)
+    assert not implies(Range(1, 2), same)
+    assert implies(GreaterThan("die_area_mm2"), GreaterThan("die_area_mm2"))
+    assert not implies(GreaterThan("die_area_mm2"), LessThan("die_area_mm2"))
+    assert not implies(GreaterThan(5.0), GreaterThan("die_area_mm2"))
+
+
+def _with_limit(library: FlowLibrary, flow: str, step: str, value: str, rule: Rule | None):
+    """The flow with ``value``'s limits at ``step`` replaced by one ``rule`` (none: dropped)."""
+    f = library.get(flow)
+    spec = f.steps[step].recipe[value]
+    limits = () if rule is None else (replace(spec.limits[0], rule=rule),)
+    recipe = {**f.steps[step].recipe, value: replace(spec, limits=limits)}
+    steps = {**f.steps, step: replace(f.steps[step], recipe=recipe)}
+    return replace(f, steps=steps)
+
+
+def test_every_packaged_flow_keeps_its_own_limits(library: FlowLibrary) -> None:
+    for flow in library.flows.values():
+        assert loosened(flow, flow) == []
+
+
+def test_a_version_that_loosens_drops_or_tightens_a_claimed_limit(library: FlowLibrary) -> None:
+    packaged = library.get("stiffener-bga")
+    where = ("stiffener-bga", "SUBSTRATE_LOAD", "substrate_thickness_mm")
+    wider = _with_limit(library, *where, Range(0.1, 0.6))
+    assert loosened(packaged, wider) == [
+        "SUBSTRATE_LOAD recipe: substrate_thickness_mm: claim 000: 14 fixes 0.1 to 0.5; "
+        "this version allows 0.1 to 0.6"
+    ]
+    dropped = _with_limit(library, *where, None)
+    assert loosened(packaged, dropped) == [
+        "SUBSTRATE_LOAD recipe: substrate_thickness_mm: claim 000: 14 fixes 0.1 to 0.5; "
+        "this version has no such limit"
+    ]
+    assert loosened(packaged, _with_limit(library, *where, Range(0.2, 0.4))) == []
+    no_step = replace(
+        packaged, steps={k: v for k, v in packaged.steps.items() if k != "STIFFENER_ATTACH"}
+    )
+    assert {line.split(":")[0] for line in loosened(packaged, no_step)} == {
+        "STIFFENER_ATTACH recipe"
+    }
