@@ -65,10 +65,11 @@ def implies(new: Rule, old: Rule) -> bool:
     if isinstance(old, OneOf):
         if isinstance(new, OneOf):
             return all(any(_same(c, o) for o in old.choices) for c in new.choices)
-        numbers = [_number(c) for c in old.choices]
-        if isinstance(new, Equals) and not isinstance(new.reference, str) and not new.tolerance:
-            return any(n == float(new.reference) for n in numbers)
-        return False
+        # a rule on numbers that admits a single one (a range of zero width, say)
+        point = _interval(new)
+        if point is None or point[0] != point[1] or not (point[2] and point[3]):
+            return False
+        return any(_number(c) == point[0] for c in old.choices)
     # a rule on a named value: the same comparison with the same name, as tight or tighter
     if isinstance(old, Equals) and isinstance(old.reference, str):
         return (
