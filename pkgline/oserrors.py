@@ -5,6 +5,7 @@ only, for the CLI's client too."""
 
 from __future__ import annotations
 
+import os
 import ssl
 
 
@@ -12,4 +13,7 @@ def in_words(exc: OSError) -> str:
     """``exc``'s reason as said to a person."""
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).lower().replace("_", " ")
+    if exc.errno is not None and exc.errno > 0 and not isinstance(exc, ssl.SSLError):
+        # the OS's words for the number, not asyncio's "Connect call failed (...)"
+        return os.strerror(exc.errno)
     return exc.strerror or str(exc) or type(exc).__name__

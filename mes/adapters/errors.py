@@ -25,6 +25,7 @@ again is refused or finds it done, never does it twice.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -187,8 +188,14 @@ def _sqlite(exc: sqlite3.Error) -> DatabaseError | None:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+    if isinstance(exc, OSError):
+        # the OS's words for its error number: asyncio's connect puts its own text in
+        # strerror ("Connect call failed ('127.0.0.1', 5999)") where the OS says "Connection
+        # refused"; a resolver's error (a negative number) keeps its own text
+        if exc.errno is not None and exc.errno > 0:
+            return os.strerror(exc.errno)
+        if exc.strerror:
+            return exc.strerror
     return str(exc) or type(exc).__name__
 
 

@@ -146,6 +146,21 @@ def test_a_postgresql_password_file_that_cannot_work_is_refused_before_connectin
     assert usable_url("sqlite:///x.db")  # SQLite has no password file
 
 
+async def test_a_closed_port_is_said_in_the_os_s_words_not_asyncio_s() -> None:
+    """asyncio's connect puts "Connect call failed ('127.0.0.1', N)" where the OS says
+    "Connection refused"; the reason an operator reads is the OS's."""
+    from simulators.line import free_loopback_ports
+
+    (port,) = free_loopback_ports(1)
+    with pytest.raises(OSError) as raised:
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/test", timeout=5)
+    found = classify(raised.value)
+    assert isinstance(found, DatabaseUnavailable)
+    assert found.reason == "Connection refused"
+    resolver = classify(OSError(-2, "Name or service not known"))
+    assert resolver is not None and resolver.reason == "Name or service not known"
+
+
 @pytest.mark.parametrize(
     "error",
     [
