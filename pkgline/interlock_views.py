@@ -115,9 +115,16 @@ def durable_view_dict(view: DurableView) -> Json:
 
 def material_status(m: Material, now: datetime) -> str:
     """A material lot's status at ``now`` in words: ``usable``, or what refuses it
-    (``expired``, ``not thawed``, ``floor life``: :meth:`Material.problem`)."""
+    (:meth:`Material.problem`): ``expired``, ``frozen`` (not out of the freezer yet),
+    ``thawing`` (out, not for its thaw time yet), ``floor life ended``."""
     found = m.problem(now)
-    return "usable" if found is None else found[0].removeprefix("material_").replace("_", " ")
+    if found is None:
+        return "usable"
+    if found[0] == "material_not_thawed":
+        return "frozen" if m.thawed_at is None else "thawing"
+    if found[0] == "material_floor_life":
+        return "floor life ended"
+    return found[0].removeprefix("material_").replace("_", " ")
 
 
 def material_dict(m: Material) -> Json:

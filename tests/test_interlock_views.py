@@ -39,3 +39,21 @@ def test_a_material_lot_read_back_from_its_json_is_the_same_lot_frozen_or_not() 
         assert back.problem(later) == m.problem(later)
     assert material_from_dict(material_dict(thawed)).usable_from == NOW + timedelta(hours=5)
     assert material_from_dict(material_dict(compound)).problem(NOW) is not None  # still frozen
+
+
+def test_a_material_lot_s_status_says_which_clock_holds_it() -> None:
+    """Out of the freezer or not is told apart: 'frozen' asks for a thaw, 'thawing' only for
+    time."""
+    from pkgline.interlock_views import material_status
+
+    expires = NOW + timedelta(days=30)
+    compound, _ = materials.add(
+        "EMC-1", "mold_compound", expires, "eng1", NOW, thaw_minutes=240, floor_life_minutes=600
+    )
+    thawed, _ = materials.thaw(compound, "op1", NOW)
+    wire, _ = materials.add("W-1", "wire", expires, "eng1", NOW)
+    assert material_status(compound, NOW + timedelta(hours=5)) == "frozen"
+    assert material_status(thawed, NOW + timedelta(hours=1)) == "thawing"
+    assert material_status(thawed, NOW + timedelta(hours=5)) == "usable"
+    assert material_status(thawed, NOW + timedelta(hours=10)) == "floor life ended"
+    assert material_status(wire, NOW + timedelta(days=31)) == "expired"

@@ -70,7 +70,7 @@ def test_the_tool_page_from_its_tile(browser: WebDriver, station: Station, shots
     assert "S-4" in jobs and "DIE_ATTACH" in jobs and "96.9" in jobs
     # what is loaded on it: the film still thawing is marked, with what a track-in would say
     thawing = browser.find_element(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="DAF-7"]')
-    assert thawing.get_attribute("data-status") == "not thawed"
+    assert thawing.get_attribute("data-status") == "thawing"
     assert "attention" in (thawing.get_attribute("class") or "")
     assert "usable from" in thawing.text, thawing.text
     ready = browser.find_element(By.CSS_SELECTOR, '#on-tool tr[data-on-tool="ADH-7"]')

@@ -81,7 +81,7 @@ def test_the_tool_page_shows_its_states_availability_jobs_and_alarm(station: Sta
         on_tool = re.search(r'<table id="on-tool">(.*?)</table>', text, re.S)
         assert on_tool is not None
         rows = dict(re.findall(r'data-on-tool="([^"]+)" data-status="([^"]+)"', on_tool[1]))
-        assert rows == {"ADH-7": "usable", "DAF-7": "not thawed"}, on_tool[1]
+        assert rows == {"ADH-7": "usable", "DAF-7": "thawing"}, on_tool[1]
         assert "is thawing since" in on_tool[1] and "expected DAF-7 thawed for 1 h" in on_tool[1]
         bonder = client.get("/station/tools/WB-1").text
         assert re.search(r'data-on-tool="CAP-7" data-status="ok"', bonder), bonder
