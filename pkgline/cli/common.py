@@ -174,6 +174,8 @@ def the_last(items: Sequence[T], last: int | None, what: str, more: str) -> tupl
     last K of N what; ``more``"."""
     shown = items if last is None else items[max(len(items) - last, 0) :]
     if len(shown) == len(items):
+        if len(items) == 1:  # "1 event", "1 entry"
+            what = "entry" if what == "entries" else what.removesuffix("s")
         return shown, f"{len(items):,} {what}"
     return shown, f"the last {len(shown):,} of {len(items):,} {what}; {more}"
 

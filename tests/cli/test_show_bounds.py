@@ -101,3 +101,12 @@ def test_a_history_that_is_neither_a_number_nor_all_is_refused(sqlite_url: str) 
         refused = pkgline(sqlite_url, *command, "--history", "lots")
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "--history 'lots': expected a number of entries or 'all'" in refused.stderr
+
+
+def test_one_item_is_said_in_the_singular() -> None:
+    from pkgline.cli.common import the_last
+
+    assert the_last(["a"], None, "events", "more")[1] == "1 event"
+    assert the_last(["a"], 5, "entries", "more")[1] == "1 entry"
+    assert the_last(["a", "b"], None, "entries", "more")[1] == "2 entries"
+    assert the_last(["a", "b"], 1, "events", "--all")[1] == "the last 1 of 2 events; --all"
