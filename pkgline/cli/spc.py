@@ -148,7 +148,11 @@ def show(
         print_json(views)
         return
     if not views:
-        out.print(f"no chart of {value} at {step}" + (f" on {tool}" if tool else ""))
+        out.print(
+            f"no chart of {value} at {step}"
+            + (f" on {tool}" if tool else "")
+            + f"; an engineer sets one: pkgline spc chart {step} {value} --tool {tool or 'TOOL'}"
+        )
         return
     for v in views:
         if v["center"] is None or v["sigma"] is None:
@@ -166,6 +170,13 @@ def show(
         )
         if cap:
             out.print(cap)
+        if not v["points"]:
+            since = datetime.fromisoformat(v["set_at"])
+            out.print(
+                f"no points yet: one is recorded at each track-out of {step} on {v['tool']} "
+                f"since the chart was set ({since:%Y-%m-%d %H:%M})"
+            )
+            continue
         table = Table(show_edge=False, pad_edge=False)
         for column in ("#", "lot", "at", "x", "rules"):
             table.add_column(column, overflow="fold")

@@ -52,6 +52,14 @@ def test_a_point_beyond_3_sigma_holds_the_lot_and_the_tool_waits_for_spc_clear(
         "1", "--inhibit",
     )  # fmt: skip
     assert (chart["ucl"], chart["lcl"], chart["rules"]) == (28.0, 22.0, [1, 2, 3, 4])
+    empty = pkgline(db, "spc", "show", "DIE_ATTACH", BLT, "--tool", "DB-1").stdout
+    assert "no points yet: one is recorded at each track-out of DIE_ATTACH on DB-1" in " ".join(
+        empty.split()
+    )
+    none = pkgline(db, "spc", "show", "DIE_ATTACH", "xy_offset_um").stdout
+    assert "no chart of xy_offset_um at DIE_ATTACH; an engineer sets one: pkgline spc chart" in (
+        " ".join(none.split())
+    )
     ok_json(db, "lot", "track-in", "S1", "--step", "DIE_ATTACH", "--tool", "DB-1")
     out = ok_json(db, "lot", "track-out", "S1", "--data", f"{BLT}=28.7")
     assert out["state"] == "HOLD"
