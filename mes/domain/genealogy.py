@@ -4,10 +4,11 @@ merge. Pure, no I/O."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import datetime
 
+from flows.model import Value, format_value
 from mes.domain.commands import (
     MergeLots,
     SplitLot,
@@ -43,7 +44,16 @@ def split(lot: Lot, cmd: SplitLot, rejects: Collection[SiteReject], now: datetim
         raise SplitMergeNotAllowed("a lot cannot be split into itself", lot_id=lot.id)
     if not cmd.carriers:
         raise InvalidInput("name the carriers to split off (--carriers)", lot_id=lot.id)
-    moving = tuple(dict.fromkeys(resolve_carrier(lot, c) for c in cmd.carriers))
+    named = [(c, resolve_carrier(lot, c)) for c in cmd.carriers]
+    moving = tuple(dict.fromkeys(carrier for _, carrier in named))
+    if len(moving) < len(named):
+        twice = [c for c in moving if sum(1 for _, m in named if m == c) > 1]
+        given = ", ".join(g for g, m in named if m in twice)
+        raise InvalidInput(
+            f"carrier {', '.join(twice)} of lot {lot.id} is named more than once ({given}); "
+            "expected each carrier once, by id or by position",
+            lot_id=lot.id,
+        )
     staying = tuple(c for c in lot.carriers if c not in moving)
     if not staying:
         raise SplitMergeNotAllowed(
@@ -124,7 +134,7 @@ def merge(child: Lot, target: Lot, cmd: MergeLots, now: datetime) -> Change:
             f"{' '.join(target.path) or 'nothing'}"
         )
     if dict(child.params) != dict(target.params):
-        differences.append(f"lot parameters {dict(child.params)} vs {dict(target.params)}")
+        differences.append(f"lot parameters {_params(child.params)} vs {_params(target.params)}")
     if child.pending_rework != target.pending_rework:
         differences.append("a pending rework on one of them")
     if (child.site_rows, child.site_cols) != (target.site_rows, target.site_cols):
@@ -180,3 +190,8 @@ def merge(child: Lot, target: Lot, cmd: MergeLots, now: datetime) -> Change:
         entries=(child_entry, target_entry),
         moved_carriers=moved,
     )
+
+
+def _params(params: Mapping[str, Value]) -> str:
+    """Lot parameters as a person reads them: ``die_area_mm2=100, layers=8`` or ``none``."""
+    return ", ".join(f"{k}={format_value(v)}" for k, v in sorted(params.items())) or "none"

@@ -457,6 +457,18 @@ async def test_a_split_must_leave_the_parent_a_carrier(service: LotService) -> N
         await service.split(cmd.SplitLot("L1", "L1A", ("1", "2"), USER))
     with pytest.raises(InvalidInput):
         await service.split(cmd.SplitLot("L1", "L1A", ("7",), USER))
+    first = (await service.get("L1")).carriers[0]
+    with pytest.raises(InvalidInput) as twice:  # by position and by id: a typo, not a wish
+        await service.split(cmd.SplitLot("L1", "L1A", ("1", first), USER))
+    assert twice.value.message == (
+        f"carrier {first} of lot L1 is named more than once (1, {first}); expected each "
+        "carrier once, by id or by position"
+    )
+    assert len((await service.get("L1")).carriers) == 2
+    await _start(service, "L2", "fc-heatsink-muf", carriers=2)
+    with pytest.raises(SplitMergeNotAllowed) as apart:
+        await service.merge(cmd.MergeLots("L2", "L1", USER))
+    assert "lot parameters die_area_mm2=100 vs none" in apart.value.message
 
 
 async def _on_bonder(service: LotService, equipment: EquipmentService, lot: str, user: str) -> None:
