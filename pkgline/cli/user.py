@@ -471,8 +471,22 @@ def events(
             e["kind"],
             e["actor"],
             e["subject"] or "",
-            ", ".join(f"{k}={v}" for k, v in detail.items()),
+            _detail(detail),
         )
     if shown["events"]:
         out.print(table)
     pages.print_notice(shown, "events")
+
+
+def _detail(detail: dict[str, Any]) -> str:
+    """A security event's detail as a person reads it: ``roles: admin, operator; from:
+    127.0.0.1:55104 (https)`` (lists as words, not Python's brackets and quotes)."""
+
+    def words(value: Any) -> str:
+        if isinstance(value, list | tuple):
+            return ", ".join(words(v) for v in value) or "none"
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {words(v)}" for k, v in value.items())
+        return str(value)
+
+    return "; ".join(f"{k}: {words(v)}" for k, v in detail.items())

@@ -66,6 +66,9 @@ def test_users_are_added_changed_and_disabled_and_each_change_is_a_security_even
     assert {(e["actor"], e["method"]) for e in events} == {(getpass.getuser(), "file_owner")}
     text = _run(db, "user", "show", "alice")
     assert text.returncode == 0 and "Alice Martin (person): quality" in text.stdout
+    table = " ".join(_run(db, "user", "events").stdout.split())
+    assert "before: operator; after: quality" in table, table  # words, not ['operator']
+    assert "['" not in table
 
 
 def test_the_password_is_kept_only_as_an_argon2id_hash(db: str) -> None:
