@@ -45,8 +45,10 @@ KILLS = 20
 # relay may publish between the mark and the kill: the test's own loop, busy with the
 # subscriber's messages, sees the mark late. (A kill at a random time up to 0.25 s after
 # "connected" found the backlog drained once on CI; so did a mark in the first half of a
-# 4096-event backlog, on PostgreSQL, where a relay overshot its mark by 900 events here.)
-BACKLOG = 8192
+# 4096-event backlog, on PostgreSQL, where a relay overshot its mark by 900 events here; and
+# an 8192-event backlog drained once on CI, SQLite, the test's loop stalled for over half a
+# second on a loaded 2-core machine while the relay published some 12,000 events a second.)
+BACKLOG = 32768
 MARK = 1024
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +153,7 @@ async def test_the_relay_killed_with_sigkill_20_times_mid_run_misses_nothing_and
     log.touch()
     relays = await Relays.open(stack.url, events.model_dump_json(), log)
     try:
-        await seed(engine, doublings=10)  # 8 x 1024 events
+        await seed(engine, doublings=12)  # 8 x 4096 events
         topics = Topics.of(events.root, events.site, events.area, "kills")
         async with subscribed(events, topics) as sub:
             published = 0
