@@ -467,7 +467,7 @@ def events(
         detail: dict[str, Any] = dict(e["detail"])
         table.add_row(
             str(e["seq"]),
-            datetime.fromisoformat(e["at"]).isoformat(timespec="seconds"),
+            f"{datetime.fromisoformat(e['at']):%Y-%m-%d %H:%M:%S}",
             e["kind"],
             e["actor"],
             e["subject"] or "",
