@@ -17,12 +17,18 @@ from typing import Any
 from flows import FlowLibrary
 from mes.domain import spc as rules
 from mes.domain.authority import Action, Principal
-from mes.domain.errors import InvalidInput, UnknownTool
+from mes.domain.errors import InvalidInput, OperationNotAllowed, UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Change, Hold, HoldSource, Lot, LotState, Operation
 from mes.domain.spc import Chart, Point, Violation
 from mes.guard import Guard, SecurityLog
-from mes.ports import UnitOfWorkFactory, Work, get_tools, save_qualifications
+from mes.ports import (
+    UnitOfWorkFactory,
+    Work,
+    get_qualifications,
+    get_tools,
+    save_qualifications,
+)
 from mes.ports_spc import add_points, get_charts, get_points, save_chart
 
 SPC_USER = "SPC"
@@ -211,13 +217,28 @@ class SpcService:
         self, step: str, tool_id: str, user: str, reason: str, *, by: Principal | None = None
     ) -> Qualification:
         """An engineer clears a tool an SPC violation inhibited: qualified for the step
-        again."""
+        again. Refused for a tool SPC did not inhibit at that step (qualified, never
+        qualified, or disqualified by engineering: ``tool qualify`` is theirs)."""
         await self._guard.allow(by, Action.SPC)
         q = Qualification(tool_id, step, True, user, self._clock(), f"SPC cleared: {reason}")
 
         def work() -> Work[Qualification]:
             if not (yield from get_tools([tool_id])):
                 raise UnknownTool(f"there is no tool {tool_id}")
+            found = yield from get_qualifications(step=step, tool_id=tool_id)
+            current = next((f for f in found if f.step == step), None)
+            if current is None or current.qualified:
+                raise OperationNotAllowed(
+                    f"{tool_id} is not inhibited by SPC at {step}: nothing to clear "
+                    "(spc clear lifts only an SPC violation's inhibit)"
+                )
+            if current.by != SPC_USER:
+                raise OperationNotAllowed(
+                    f"{tool_id} was disqualified for {step} by {current.by}"
+                    + (f" ({current.reason})" if current.reason else "")
+                    + ", not by SPC: engineering qualifies it again with pkgline tool qualify "
+                    f"{tool_id} --step {step}"
+                )
             yield from save_qualifications([q])
             return q
 

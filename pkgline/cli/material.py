@@ -7,7 +7,7 @@ the material service through the pkgline server or directly
 from __future__ import annotations
 
 import math
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -70,9 +70,18 @@ def _when(text: str, as_json: bool) -> datetime:
             "time (2027-01-31T18:00, 2027-01-31T18:00+01:00)",
             as_json=as_json,
         )
-    if len(text.strip()) == 10:  # a date: usable through the whole day
-        at = datetime.combine(at.date() + timedelta(days=1), time())
-    return at if at.tzinfo else at.astimezone()
+    try:
+        day: date | None = date.fromisoformat(text.strip())  # 2027-01-31, 20270131, 2027-W05-1
+    except ValueError:
+        day = None
+    if day is not None:  # a date: usable through the whole day
+        if day >= date.max:
+            usage_error(f"--expires {text!r}: expected a date before {date.max}", as_json=as_json)
+        at = datetime.combine(day + timedelta(days=1), time())
+    try:
+        return at if at.tzinfo else at.astimezone()
+    except OverflowError:
+        usage_error(f"--expires {text!r}: expected a time before {date.max}", as_json=as_json)
 
 
 def _status(m: Material) -> Text:
@@ -139,7 +148,7 @@ def add(
     def minutes(hours: float | None, option: str) -> int | None:
         if hours is None:
             return None
-        if not math.isfinite(hours):
+        if not math.isfinite(hours * 60):  # nan, inf, or too large to count in minutes
             usage_error(f"{option} {hours}: expected a number of hours", as_json=json)
         return round(hours * 60)
 

@@ -88,3 +88,21 @@ def test_a_frozen_or_thawing_compound_refuses_the_track_in_and_wire_goes_into_th
                       "--expires", "2099-01-01", option, "nan")  # fmt: skip
         assert nan.returncode == 2, nan.stderr
         assert f"{option} nan: expected a number of hours" in nan.stderr, nan.stderr
+
+
+def test_dates_and_hours_past_what_can_be_counted_are_usage_errors(sqlite_url: str) -> None:
+    db = sqlite_url
+    assert pkgline(db, "db", "upgrade").returncode == 0
+    add = ("material", "add", "EMC-9", "--kind", "mold_compound")
+    for extra, said in (
+        (("--expires", "9999-12-31"), "expected a date before 9999-12-31"),
+        (("--expires", "2027-03-31", "--thaw-hours", "1e308"), "expected a number of hours"),
+        (("--expires", "2027-03-31", "--floor-life-hours", "1e308"), "expected a number"),
+    ):
+        refused = pkgline(db, *add, *extra)
+        assert refused.returncode == 2, refused.stderr
+        assert said in refused.stderr and "Traceback" not in refused.stderr
+    assert ok_json(db, "material", "list") == []  # nothing was written
+    # every date-only form is usable through that day
+    added = ok_json(db, *add, "--expires", "20270131")
+    assert added["expires_at"].startswith("2027-02-01")
