@@ -19,13 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flows.flow import Flow
+from flows.limits import as_number
 from flows.model import Equals, GreaterThan, LessThan, Limit, OneOf, Range, Rule, Value
-
-
-def _number(value: Value | None) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _interval(rule: Rule) -> tuple[float, float, bool, bool] | None:
@@ -42,7 +37,7 @@ def _interval(rule: Rule) -> tuple[float, float, bool, bool] | None:
     if isinstance(rule, LessThan) and not isinstance(rule.reference, str):
         return -inf, float(rule.reference), True, False
     if isinstance(rule, OneOf):
-        numbers = [_number(c) for c in rule.choices]
+        numbers = [as_number(c) for c in rule.choices]
         if numbers and all(n is not None for n in numbers):
             found = [n for n in numbers if n is not None]
             return min(found), max(found), True, True
@@ -69,7 +64,7 @@ def implies(new: Rule, old: Rule) -> bool:
         point = _interval(new)
         if point is None or point[0] != point[1] or not (point[2] and point[3]):
             return False
-        return any(_number(c) == point[0] for c in old.choices)
+        return any(as_number(c) == point[0] for c in old.choices)
     # a rule on a named value: the same comparison with the same name, as tight or tighter
     if isinstance(old, Equals) and isinstance(old.reference, str):
         return (
@@ -86,7 +81,7 @@ def implies(new: Rule, old: Rule) -> bool:
 
 
 def _same(a: Value, b: Value) -> bool:
-    na, nb = _number(a), _number(b)
+    na, nb = as_number(a), as_number(b)
     if na is not None and nb is not None:
         return na == nb
     return a == b

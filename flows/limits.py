@@ -47,7 +47,8 @@ def resolver(own: Values, ctx: LotContext) -> Resolver:
     return resolve
 
 
-def _number(value: Value | None) -> float | None:
+def as_number(value: Value | None) -> float | None:
+    """A value as a number, or None for a word (a bool is not a number here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
@@ -55,16 +56,16 @@ def _number(value: Value | None) -> float | None:
 
 def _holds(rule: Rule, value: Value, reference: float | None) -> bool:
     if isinstance(rule, OneOf):
-        number = _number(value)
+        number = as_number(value)
         if number is not None:
-            return any(_number(c) == number for c in rule.choices)
+            return any(as_number(c) == number for c in rule.choices)
         return value in rule.choices
-    number = _number(value)
+    number = as_number(value)
     if number is None:
         return False
     if isinstance(rule, Range):
         return rule.low - _EPSILON <= number <= rule.high + _EPSILON
-    target = reference if reference is not None else _number(rule.reference)
+    target = reference if reference is not None else as_number(rule.reference)
     assert target is not None
     slack = _EPSILON * max(1.0, abs(target))
     if isinstance(rule, Equals):
@@ -82,13 +83,13 @@ def evaluate(limit: Limit, value: Value, resolve: Resolver, where: str) -> Viola
     """
     resolved: float | None = None
     if limit.reference is not None:
-        resolved = _number(resolve(limit.reference))
+        resolved = as_number(resolve(limit.reference))
         if resolved is None:
             return None
     if _holds(limit.rule, value, resolved):
         return None
     expected = limit.describe(resolved)
-    if not isinstance(limit.rule, OneOf) and _number(value) is None:
+    if not isinstance(limit.rule, OneOf) and as_number(value) is None:
         expected = f"a number {expected}"
     message = (
         f"At {where}, {limit.value} is {format_value(value)}; claim {limit.claim} requires it "

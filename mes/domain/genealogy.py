@@ -45,9 +45,10 @@ def split(lot: Lot, cmd: SplitLot, rejects: Collection[SiteReject], now: datetim
     if not cmd.carriers:
         raise InvalidInput("name the carriers to split off (--carriers)", lot_id=lot.id)
     named = [(c, resolve_carrier(lot, c)) for c in cmd.carriers]
-    moving = tuple(dict.fromkeys(carrier for _, carrier in named))
-    if len(moving) < len(named):
-        twice = [c for c in moving if sum(1 for _, m in named if m == c) > 1]
+    counts = Counter(carrier for _, carrier in named)
+    moving = tuple(counts)
+    twice = [c for c, n in counts.items() if n > 1]
+    if twice:
         given = ", ".join(g for g, m in named if m in twice)
         raise InvalidInput(
             f"carrier {', '.join(twice)} of lot {lot.id} is named more than once ({given}); "
