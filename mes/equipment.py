@@ -49,6 +49,7 @@ from mes.domain.errors import (
     ToolOwnedElsewhere,
     UnknownTool,
 )
+from mes.domain.text import one_line, optional_line
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import qualify_registered
 from mes.ports import (
@@ -214,7 +215,11 @@ class EquipmentService:
             if known is None:
                 raise UnknownTool(f"there is no tool {tool_id}")
             record = replace(
-                known, dispatch=mode, dispatch_by=user, dispatch_at=now, dispatch_reason=reason
+                known,
+                dispatch=mode,
+                dispatch_by=user,
+                dispatch_at=now,
+                dispatch_reason=optional_line(reason, "the reason"),
             )
             await uow.equipment.update_tool(record, ToolPart.DISPATCH)
             await uow.commit()
@@ -325,7 +330,7 @@ class EquipmentService:
         unknown, its controller is not running (``controller_running`` says from its record),
         it is not in alarm as last recorded, or a reset of it is under way."""
         await self._guard.allow(by, Action.TOOL_RESET)
-        reason = reason.strip()
+        reason = one_line(reason, "the reason")
         if not reason:
             raise InvalidInput("a reset needs a reason: say why the alarm may be cleared")
         if not wait_s > 0:

@@ -49,6 +49,7 @@ from mes.domain.signatures import (
     SignatureRefused,
     SignatureStale,
 )
+from mes.domain.text import one_line
 from mes.guard import Guard, SecurityLog
 from mes.signing import SignatureVerifier, Signing
 
@@ -309,7 +310,7 @@ class FlowVersionService:
         that does not load is refused with its file and line, one that drops or loosens a
         limit the claims fix is refused with each such limit, and nothing is written."""
         await self._guard.allow(by, Action.FLOW_PUBLISH)
-        if not note.strip():
+        if not one_line(note, "a change note"):
             raise InvalidInput("a change note is required (--note: what changed and why)")
         if not files_by_flow:
             raise InvalidInput("no flow to publish")

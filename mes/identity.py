@@ -45,6 +45,7 @@ from mes.domain.identity import (
     check_username,
 )
 from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
+from mes.domain.text import one_line, optional_line
 from mes.guard import Guard
 
 API_KEY_PREFIX = "pkl"
@@ -147,7 +148,7 @@ class IdentityService:
     ) -> User:
         await self.authorize(by, Action.USERS)
         check_username(username)
-        if not full_name.strip():
+        if not one_line(full_name, "a user's printed name"):
             raise InvalidInput("a user needs their printed (full) name (--name)")
         wanted = frozenset(roles)
         _check_roles(kind, wanted)
@@ -234,6 +235,7 @@ class IdentityService:
         await self.authorize(by, Action.USERS)
         try:
             async with self._store.transaction() as tx:
+                reason = optional_line(reason, "the reason")
                 user = await _existing(tx, username)
                 if user.disabled == disabled:
                     return user

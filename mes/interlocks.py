@@ -19,6 +19,7 @@ from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot
+from mes.domain.text import optional_line
 from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
@@ -142,7 +143,8 @@ class QualificationService:
                     f"{tool.equipment_class} runs",
                     allowed=runs,
                 )
-            q = Qualification(tool_id, step, qualified, user, self._clock(), reason)
+            why = optional_line(reason, "the reason")
+            q = Qualification(tool_id, step, qualified, user, self._clock(), why)
             yield from save_qualifications([q])
             return q
 

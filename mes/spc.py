@@ -21,6 +21,7 @@ from mes.domain.errors import InvalidInput, OperationNotAllowed, UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Change, Hold, HoldSource, Lot, LotState, Operation
 from mes.domain.spc import Chart, Point, Violation
+from mes.domain.text import one_line
 from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
@@ -220,7 +221,8 @@ class SpcService:
         again. Refused for a tool SPC did not inhibit at that step (qualified, never
         qualified, or disqualified by engineering: ``tool qualify`` is theirs)."""
         await self._guard.allow(by, Action.SPC)
-        q = Qualification(tool_id, step, True, user, self._clock(), f"SPC cleared: {reason}")
+        why = one_line(reason, "the reason")
+        q = Qualification(tool_id, step, True, user, self._clock(), f"SPC cleared: {why}")
 
         def work() -> Work[Qualification]:
             if not (yield from get_tools([tool_id])):

@@ -25,6 +25,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
+from mes.domain.text import one_line
 
 SINGULATION_STEP = "DICE"
 """At DICE the good sites become the lot's unit count (flows.md, "Strips, panels and sites")."""
@@ -58,7 +59,7 @@ def history_entry(
         state_after=state_after,
         step=step,
         tool=tool,
-        reason=reason,
+        reason=None if reason is None else one_line(reason, "a reason", lot_id=lot.id),
         data=dict(data or {}),
     )
 
@@ -76,7 +77,7 @@ def moved_lot(before: Lot, now: datetime, **changes: Any) -> Lot:
 def require_reason(value: str | None, what: str, lot_id: str) -> str:
     if value is None or not value.strip():
         raise InvalidInput(f"{what} needs a reason (--reason TEXT)", lot_id=lot_id)
-    return value.strip()
+    return one_line(value, "a reason", lot_id=lot_id)
 
 
 def check_lot_id(lot_id: str) -> None:

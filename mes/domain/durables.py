@@ -33,6 +33,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
+from mes.domain.text import one_line, optional_line
 
 
 class DurableKind(StrEnum):
@@ -297,7 +298,7 @@ def unmount(durable: Durable, by: str, now: datetime, reason: str | None = None)
         by,
         durable.count,
         tool_id=durable.tool_id,
-        reason=reason,
+        reason=optional_line(reason, "the reason"),
     )
 
 
@@ -319,7 +320,7 @@ def renew(durable: Durable, by: str, now: datetime, reason: str) -> Changed:
         0,
         tool_id=durable.tool_id,
         amount=-durable.count,
-        reason=reason,
+        reason=one_line(reason, "the reason"),
     )
 
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.model import HistoryEntry, Operation
+from mes.domain.text import optional_line
 
 
 class MaterialKind(StrEnum):
@@ -327,7 +328,12 @@ def unload(material: Material, by: str, now: datetime, reason: str | None = None
     if material.tool_id is None:
         raise OperationNotAllowed(f"material lot {material.id} is not loaded on any tool")
     return replace(material, tool_id=None, loaded_at=None), MaterialEvent(
-        material.id, MaterialEventKind.UNLOADED, now, by, tool_id=material.tool_id, reason=reason
+        material.id,
+        MaterialEventKind.UNLOADED,
+        now,
+        by,
+        tool_id=material.tool_id,
+        reason=optional_line(reason, "the reason"),
     )
 
 

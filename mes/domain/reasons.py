@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from mes.domain.authority import Action, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
+from mes.domain.text import one_line, optional_line
 
 
 class ReasonKind(StrEnum):
@@ -83,13 +84,17 @@ def add(
             ) from None
     if roles and known is ReasonKind.SCRAP:
         raise InvalidInput("a scrap is not released: --release-by is for hold codes")
-    return ReasonCode(code, known, text.strip(), by, now, frozenset(roles))
+    return ReasonCode(
+        code, known, one_line(text, "a reason code's text"), by, now, frozenset(roles)
+    )
 
 
 def retire(found: ReasonCode, by: str, now: datetime, reason: str) -> ReasonCode:
     if not found.active:
         raise OperationNotAllowed(f"reason code {found.code} was retired already")
-    return replace(found, retired_by=by, retired_at=now, retired_reason=reason)
+    return replace(
+        found, retired_by=by, retired_at=now, retired_reason=one_line(reason, "the reason")
+    )
 
 
 def resolve(code: str, kind: ReasonKind, found: ReasonCode | None, free: str | None) -> str:
@@ -107,7 +112,8 @@ def resolve(code: str, kind: ReasonKind, found: ReasonCode | None, free: str | N
     if not found.active:
         raise InvalidInput(f"reason code {code} was retired; expected an active {kind.value} code")
     text = f"{code} {found.text}"
-    return f"{text}: {free.strip()}" if free and free.strip() else text
+    free = optional_line(free, "the reason")
+    return f"{text}: {free}" if free else text
 
 
 def check_release(who: Principal, lot_id: str, found: ReasonCode | None) -> None:

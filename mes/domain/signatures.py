@@ -33,6 +33,7 @@ from typing import Any
 from mes.domain.authority import PERMISSIONS, Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, LotTrackerError
 from mes.domain.model import Change, Lot
+from mes.domain.text import one_line, optional_line
 
 MAX_MEANING_LENGTH = 500
 
@@ -265,7 +266,7 @@ class SignatureStale(LotTrackerError):
 
 def check_meaning(meaning: str) -> str:
     """The meaning, stripped; InvalidInput when empty or too long."""
-    text = meaning.strip()
+    text = one_line(meaning, "a signature's meaning")
     if not text:
         raise InvalidInput(
             "a signature needs its meaning (what the signer approves, e.g. 'approved release' "
@@ -279,7 +280,7 @@ def check_meaning(meaning: str) -> str:
 def default_meaning(action: Action, reason: str | None) -> str:
     """The meaning direct mode builds from the command and its ``--reason``."""
     base = SIGNED.get(action, action.value.replace("_", " "))
-    reason = (reason or "").strip()
+    reason = optional_line(reason, "the reason")
     return f"{base}: {reason}" if reason else base
 
 

@@ -69,7 +69,9 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            console = Console(**self._options)
+            from pkgline.cli.printable import printable_console
+
+            console = printable_console(Console(**self._options))
             if not console.is_terminal and not os.environ.get("COLUMNS"):
                 console.width = PIPE_WIDTH
             self._console = console

@@ -26,6 +26,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import HoldSource
+from mes.domain.text import printable
 from mes.equipment import EquipmentService
 from mes.service import LotService
 
@@ -84,6 +85,7 @@ class Quarantine:
         """Take the tool out of dispatch with ``reason`` (first, or the lot held would be
         sent straight back to it), then hold ``lot_id`` with ``data`` (what was received and
         expected). Returns the exception for the runner to raise."""
+        reason = printable(reason)  # it may carry what the tool sent
         log.error("tool quarantined", reason=reason, lot=lot_id)
         self.reason, self._recorded, self.released = reason, False, False
         await self._record()

@@ -25,6 +25,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import ToolSnapshot
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import HoldSource, Lot, SiteReject
+from mes.domain.text import printable
 from mes.equipment import EquipmentService
 from mes.service import LotService, StepView, utc_now
 from pkgline.config import LineTool
@@ -296,6 +297,7 @@ class RunnerBase:
     async def _hold(
         self, lot: Lot, reason: str, source: HoldSource, data: dict[str, Any] | None = None
     ) -> None:
+        reason = printable(reason)  # it may carry a tool's own text (an alarm's)
         log.warning("holding lot", lot=lot.id, reason=reason)
         try:
             await self._lots.hold(cmd.HoldLot(lot.id, self._user, reason, source, data))

@@ -32,6 +32,7 @@ from flows import Flow, Value
 from mes.domain.commands import SiteRejectGiven
 from mes.domain.equipment import ToolSnapshot
 from mes.domain.model import Carrier, SiteReject
+from mes.domain.text import printable
 
 NOT_PROCESSED = "NOT_PROCESSED"
 """The reject code for a site that came in good but that the tool reports it skipped."""
@@ -219,7 +220,7 @@ def snapshot(
     if status is not None and status.alarm is not None:
         alarm = {
             "code": status.alarm.code,
-            "text": status.alarm.text,
+            "text": printable(status.alarm.text),
             "severity": status.alarm.severity.name.lower(),
         }
     if status is None or not connected:
@@ -231,7 +232,7 @@ def snapshot(
             alarm=alarm,
             job_id=status.job_id if status else None,
             lot_id=lot_id,
-            reason=reason or "not answering",
+            reason=printable(reason or "not answering"),
         )
     return ToolSnapshot(
         connected=True,
@@ -243,5 +244,5 @@ def snapshot(
         lot_id=lot_id,
         sites_done=status.sites_done,
         sites_total=status.sites_total,
-        reason=reason,
+        reason=None if reason is None else printable(reason),
     )

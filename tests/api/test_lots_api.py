@@ -87,6 +87,8 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
             ("POST", "/lots/A1/abort", {}, 409, "operation_not_allowed"),
             ("POST", "/lots/A1/release", {}, 422, "signature_required"),
             ("POST", "/lots/A1/hold", {}, 422, "invalid_input"),
+            ("POST", "/lots/A1/hold", {"reason": "x\x1b[2J"}, 422, "invalid_input"),
+            ("POST", "/lots/A1/hold", {"reason": "two\nlines"}, 422, "invalid_input"),
             ("POST", "/lots/A1/hold", {"reason": 5}, 422, "invalid_request"),
             ("POST", "/lots/A1/hold", {"reason": "x", "why": "y"}, 422, "invalid_request"),
             (

@@ -8,6 +8,7 @@ line, where Typer kept a docstring's line breaks in a group's list of commands."
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -74,3 +75,40 @@ def test_help_reads_as_written(command: tuple[str, ...], table: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert table in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("reason", "named"),
+    [
+        ("clear\x1b[2Jscreen", "U+001B (escape)"),
+        ("one\nfake row", "U+000A (line feed)"),
+        ("over\rwritten", "U+000D (carriage return)"),
+        ("left \u202eright", "U+202E (right-to-left override)"),
+    ],
+)
+def test_a_reason_with_a_control_character_is_refused_and_changes_nothing(
+    line_db: str, reason: str, named: str
+) -> None:
+    before = pkgline(line_db, "lot", "show", "L-1", "--json").stdout
+    held = pkgline(line_db, "lot", "hold", "L-1", "--reason", reason)
+    assert held.returncode == 1, held.stdout + held.stderr
+    assert f"is {named}" in held.stderr
+    assert "one line of printable text" in held.stderr
+    assert pkgline(line_db, "lot", "show", "L-1", "--json").stdout == before
+
+
+def test_control_characters_already_in_the_database_print_as_pictures(line_db: str) -> None:
+    """A row written before the check, or by hand, reaches no terminal as its commands."""
+    switched = pkgline(line_db, "tool", "manual", "WB-1", "--reason", "placeholder")
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    path = line_db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE tools SET dispatch_reason = ? WHERE id = 'WB-1'",
+            ("red\x1b[31m alert\x9b2J\u202eevil\rback",),
+        )
+    shown = pkgline(line_db, "tool", "show", "WB-1")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    # rich drops the carriage return itself
+    assert "red\u241b[31m alert\ufffd2J\ufffdevilback" in shown.stdout
+    assert not set("\x1b\x9b\u202e\r") & set(shown.stdout)
