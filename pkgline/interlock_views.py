@@ -10,7 +10,7 @@ server or directly), with the domain's own wording (``Durable.text``, ``Material
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mes.domain.durables import Durable, DurableEvent, DurableKind
@@ -61,6 +61,7 @@ def durable_dict(d: Durable) -> Json:
         "warn_at": d.warn_at,
         "warned": d.warned,
         "spent": d.spent,
+        "status": durable_status(d),
         "tool": d.tool_id,
         "mounted_at": _iso(d.mounted_at),
         "added_by": d.added_by,
@@ -127,10 +128,13 @@ def material_status(m: Material, now: datetime) -> str:
     return found[0].removeprefix("material_").replace("_", " ")
 
 
-def material_dict(m: Material) -> Json:
+def material_dict(m: Material, now: datetime | None = None) -> Json:
+    """A material lot, with its ``status`` at ``now`` (default: the present) in the words
+    of :func:`material_status`."""
     return {
         "id": m.id,
         "kind": m.kind.value,
+        "status": material_status(m, now or datetime.now(UTC)),
         "part_number": m.part_number,
         "expires_at": m.expires_at.isoformat(),
         "thaw_minutes": m.thaw_minutes if m.frozen else None,

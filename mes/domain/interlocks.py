@@ -20,6 +20,7 @@ from mes.domain.durables import Durable, replacement_expected
 from mes.domain.equipment import UNMONITORED, DispatchMode, ToolRecord
 from mes.domain.errors import InterlockRefused
 from mes.domain.materials import Material
+from mes.domain.text import utc_stamp
 
 MANUAL_CLASS = "manual"
 """The equipment class of operator steps (flows/defs/steps.yaml)."""
@@ -107,7 +108,7 @@ def check_tool(
             f"{tool_id} is not qualified for {step}"
             if found is None
             else f"{tool_id} was disqualified for {step} by {found.by} at "
-            f"{found.at:%Y-%m-%d %H:%M:%S}" + (f" ({found.reason})" if found.reason else "")
+            f"{utc_stamp(found.at, seconds=True)}" + (f" ({found.reason})" if found.reason else "")
         )
         raise refuse("tool_qualification", why, qualified_text)
     if dispatched:

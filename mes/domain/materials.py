@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.model import HistoryEntry, Operation
-from mes.domain.text import optional_line
+from mes.domain.text import optional_line, utc_stamp
 
 
 class MaterialKind(StrEnum):
@@ -111,7 +111,7 @@ class Material:
         if now >= self.expires_at:
             return (
                 "material_expired",
-                f"{self.kind.value} {self.id} expired at {self.expires_at:%Y-%m-%d %H:%M}",
+                f"{self.kind.value} {self.id} expired at {utc_stamp(self.expires_at)}",
                 f"{self.kind.value} {self.id} replaced by a lot within its expiry",
             )
         if self.frozen and self.thawed_at is None:
@@ -122,18 +122,18 @@ class Material:
                 f"(pkgline material thaw {self.id})",
             )
         start, end = self.usable_from, self.floor_life_ends
-        if start is not None and now < start:
+        if start is not None and self.thawed_at is not None and now < start:
             return (
                 "material_not_thawed",
-                f"{self.kind.value} {self.id} is thawing since {self.thawed_at:%Y-%m-%d %H:%M}, "
-                f"usable from {start:%Y-%m-%d %H:%M}",
-                f"{self.id} thawed for {_hours(self.thaw_minutes)} (from {start:%Y-%m-%d %H:%M})",
+                f"{self.kind.value} {self.id} is thawing since {utc_stamp(self.thawed_at)}, "
+                f"usable from {utc_stamp(start)}",
+                f"{self.id} thawed for {_hours(self.thaw_minutes)} (from {utc_stamp(start)})",
             )
         if end is not None and now >= end:
             return (
                 "material_floor_life",
                 f"{self.kind.value} {self.id} is past its floor life of "
-                f"{_hours(self.floor_life_minutes or 0)} after thaw (ended {end:%Y-%m-%d %H:%M})",
+                f"{_hours(self.floor_life_minutes or 0)} after thaw (ended {utc_stamp(end)})",
                 f"{self.kind.value} {self.id} replaced by a lot within its floor life",
             )
         return None
@@ -232,7 +232,7 @@ def add(
         raise InvalidInput("the expiry must carry a time zone (for example 2027-01-31T00:00Z)")
     if expires_at <= now:
         raise InvalidInput(
-            f"material lot {material_id} expired at {expires_at:%Y-%m-%d %H:%M}; expected an "
+            f"material lot {material_id} expired at {utc_stamp(expires_at)}; expected an "
             "expiry after now"
         )
     spec = KINDS[known]
@@ -281,8 +281,14 @@ def thaw(material: Material, by: str, now: datetime) -> Changed:
         )
     if material.thawed_at is not None:
         raise OperationNotAllowed(
-            f"material lot {material.id} was thawed at {material.thawed_at:%Y-%m-%d %H:%M} "
+            f"material lot {material.id} was thawed at {utc_stamp(material.thawed_at)} "
             "already (a thawed lot is not frozen again)"
+        )
+    if now >= material.expires_at:
+        raise OperationNotAllowed(
+            f"material lot {material.id} expired at {utc_stamp(material.expires_at)}: an "
+            "expired lot is not thawed (no track-in would take it); expected a lot within its "
+            "expiry"
         )
     return replace(material, thawed_at=now), MaterialEvent(
         material.id, MaterialEventKind.THAWED, now, by, tool_id=material.tool_id

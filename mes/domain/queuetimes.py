@@ -15,6 +15,7 @@ from datetime import datetime
 from flows import Flow
 from flows.model import QueueTime
 from mes.domain.model import Lot, LotHead
+from mes.domain.text import utc_stamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class QueueWait:
         q = self.limit
         return (
             f"queue time {q.from_step} -> {q.to_step}: waited {self.waited_min:.0f} min since "
-            f"{self.since:%Y-%m-%d %H:%M:%S}, max {q.max_minutes:g} min"
+            f"{utc_stamp(self.since, seconds=True)}, max {q.max_minutes:g} min"
             + (f" (warning after {q.warn_minutes:g} min)" if q.warn_minutes is not None else "")
             + f" ({q.origin})"
         )

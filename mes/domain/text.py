@@ -15,6 +15,7 @@ drivers make it printable at their edge (:func:`printable`).
 from __future__ import annotations
 
 import unicodedata
+from datetime import UTC, datetime
 
 from mes.domain.errors import InvalidInput
 
@@ -78,3 +79,11 @@ def printable(value: str) -> str:
     if value.isprintable():
         return value
     return "".join("\ufffd" if _unprintable(char) else char for char in value)
+
+
+def utc_stamp(at: datetime, *, seconds: bool = False) -> str:
+    """``at`` as the lot tracker words it in a message: UTC, said so, the year in four
+    digits (``2027-01-31 13:00 UTC``)."""
+    utc = at.astimezone(UTC) if at.tzinfo is not None else at
+    clock = f"{utc:%H:%M:%S}" if seconds else f"{utc:%H:%M}"
+    return f"{utc.year:04d}-{utc:%m-%d} {clock} UTC"

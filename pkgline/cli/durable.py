@@ -5,7 +5,6 @@ pkgline server or directly (:func:`pkgline.cli.modes.served`), print its JSON.""
 
 from __future__ import annotations
 
-from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +26,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.cli.times import stamp
 from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE, SHOW_HISTORY
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
@@ -233,7 +233,7 @@ def show(
     out.print(Text.assemble((d.id, "bold"), f"  {d.kind.value}  ", _status(d)))
     out.print(f"count     {d.count:,} of {d.life:,} {d.unit} (warns at {d.warn_at:,})")
     out.print(f"tool      {d.tool_id or '(not mounted)'}")
-    out.print(f"added     {d.added_at:%Y-%m-%d %H:%M:%S} by {d.added_by}")
+    out.print(f"added     {stamp(d.added_at)} by {d.added_by}")
     if d.description:
         out.print(f"about     {d.description}")
     out.print(f"lots      {served_lots(answer['lots'])}")
@@ -242,7 +242,7 @@ def show(
     header = ("at", "event", "by", "tool", "lot", "step", "amount", "count", "reason")
     rows = [
         [
-            f"{datetime.fromisoformat(e['at']):%Y-%m-%d %H:%M:%S}",
+            stamp(e["at"]),
             e["event"],
             e["by"],
             e["tool"] or "",

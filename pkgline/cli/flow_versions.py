@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +37,7 @@ from pkgline.cli.modes import (
 )
 from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 from pkgline.cli.signing import policy as signing_policy
+from pkgline.cli.times import stamp
 
 FlowArg = Annotated[str, typer.Argument(help="Flow name.", show_default=False)]
 VersionArg = Annotated[int, typer.Argument(help="Version number.", show_default=False)]
@@ -61,7 +61,7 @@ def approvals_text(v: Mapping[str, Any]) -> str:
 
 
 def _when(iso: str) -> str:
-    return f"{datetime.fromisoformat(iso):%Y-%m-%d %H:%M}"
+    return stamp(iso, seconds=False)
 
 
 def approvals_time(approval: Mapping[str, Any]) -> str:

@@ -20,7 +20,8 @@ from rich.text import Text
 
 from pkgline.cli.common import DbOption, JsonOption, out, print_json
 from pkgline.cli.modes import Remote, ServerOption, either
-from pkgline.cli.tool import MANUAL, ago, clock, tools_table
+from pkgline.cli.times import clock
+from pkgline.cli.tool import MANUAL, ago, tools_table
 
 app = typer.Typer(help="The line at a glance: controllers, tools, lots.", no_args_is_help=True)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pkgline.cli.common import MORE_HISTORY, out, the_last
 from pkgline.cli.pages import print_notice
+from pkgline.cli.times import short, stamp
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -129,7 +130,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
         since = datetime.fromisoformat(running["since"])
         head.add_row(
             "running",
-            f"{running['step']} on {running['tool'] or '-'} since {since:%Y-%m-%d %H:%M:%S}",
+            f"{running['step']} on {running['tool'] or '-'} since {stamp(since)}",
         )
     hold = lot["hold"]
     if hold:
@@ -225,7 +226,7 @@ def _print_signatures(report: Mapping[str, Any]) -> None:
             Text(s["operation"] or "-"),
             Text(f"{s['printed_name']} ({s['signer']})"),
             Text(s["meaning"]),
-            Text(f"{datetime.fromisoformat(s['at']):%Y-%m-%d %H:%M:%S %Z}"),
+            Text(stamp(s["at"], zone=True)),
             Text(s["method"]),
         ]
         for s in signatures
@@ -257,7 +258,7 @@ def print_entries(entries: list[Mapping[str, Any]], title: str, own: str | None)
         rows.append(
             [
                 Text(str(e["seq"]), style=style),
-                Text(f"{datetime.fromisoformat(e['at']):%m-%d %H:%M:%S}", style=style),
+                Text(short(e["at"]), style=style),
                 *([Text(e["lot"])] if own is None else []),
                 Text(user, style=style),
                 Text(e["operation"] + (f" ({e['lot']})" if inherited else ""), style=style),

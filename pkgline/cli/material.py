@@ -29,6 +29,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.cli.times import stamp
 from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE, SHOW_HISTORY
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
@@ -178,7 +179,7 @@ def add(
         ),
         lambda found: _views().material_dict(found),
     )
-    _done(answer, f"added (expires {expires_at:%Y-%m-%d %H:%M})", json)
+    _done(answer, f"added (expires {stamp(expires_at, seconds=False)})", json)
 
 
 @app.command()
@@ -202,7 +203,9 @@ def thaw(
         lambda found: _views().material_dict(found),
     )
     until = material_from_dict(answer).usable_from
-    _done(answer, f"thawing, usable from {until:%Y-%m-%d %H:%M}" if until else "thawed", json)
+    _done(
+        answer, f"thawing, usable from {stamp(until, seconds=False)}" if until else "thawed", json
+    )
 
 
 @app.command()
@@ -284,9 +287,9 @@ def show(
     from rich.text import Text
 
     out.print(Text.assemble((m.id, "bold"), f"  {m.kind.value}  ", _status(m)))
-    out.print(f"expires   {m.expires_at:%Y-%m-%d %H:%M}")
+    out.print(f"expires   {stamp(m.expires_at, seconds=False)}")
     if m.frozen:
-        thawed = f"{m.thawed_at:%Y-%m-%d %H:%M}" if m.thawed_at else "(frozen)"
+        thawed = stamp(m.thawed_at, seconds=False) if m.thawed_at else "(frozen)"
         out.print(
             f"thawed    {thawed}; thaw {m.thaw_minutes / 60:g} h, "
             f"floor life {(m.floor_life_minutes or 0) / 60:g} h"
@@ -296,7 +299,7 @@ def show(
     out.print(Text(f"History ({said})", style="italic"))
     for e in events:
         tool = f" {e['tool']}" if e["tool"] else ""
-        out.print(f"  {_t(e['at']):%Y-%m-%d %H:%M:%S}  {e['event']}{tool} by {e['by']}")
+        out.print(f"  {stamp(_t(e['at']))}  {e['event']}{tool} by {e['by']}")
     out.print(f"used in   {served_lots(list(dict.fromkeys(u['lot'] for u in answer['uses'])))}")
 
 
@@ -376,8 +379,8 @@ def _material_table(found: list[Material]) -> Any:
             m.id,
             m.kind.value,
             m.tool_id or "",
-            f"{m.expires_at:%Y-%m-%d %H:%M}",
-            f"{m.thawed_at:%Y-%m-%d %H:%M}" if m.thawed_at else ("frozen" if m.frozen else ""),
+            stamp(m.expires_at, seconds=False),
+            stamp(m.thawed_at, seconds=False) if m.thawed_at else ("frozen" if m.frozen else ""),
             _status(m),
         )
     return table
@@ -409,7 +412,7 @@ def where_used(
         return
     for r in answer["lots"]:
         how = "used at a step" if len(r["via"]) == 1 else "through " + " -> ".join(r["via"])
-        out.print(f"{r['lot']:<20} since {_t(r['since']):%Y-%m-%d %H:%M:%S}  {how}")
+        out.print(f"{r['lot']:<20} since {stamp(_t(r['since']))}  {how}")
 
 
 def genealogy(
@@ -446,7 +449,7 @@ def genealogy(
             s["material"],
             s["step"],
             s["tool"],
-            f"{_t(s['at']):%Y-%m-%d %H:%M:%S}",
+            stamp(_t(s["at"])),
             s["lot"],
             " -> ".join(s["via"]),
         )

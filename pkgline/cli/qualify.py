@@ -21,6 +21,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.cli.times import stamp
 from pkgline.tool_views import qualification_dict
 
 ToolArg = Annotated[str, typer.Argument(help="Tool id (pkgline tool list).", show_default=False)]
@@ -118,7 +119,6 @@ def qualifications(
     if not found:
         out.print("no qualifications recorded")
         return
-    from datetime import datetime
 
     from rich.table import Table
     from rich.text import Text
@@ -132,7 +132,7 @@ def qualifications(
             q["step"],
             Text("yes", style="green") if q["qualified"] else Text("no", style="bold yellow"),
             q["by"],
-            f"{datetime.fromisoformat(q['at']):%Y-%m-%d %H:%M:%S}",
+            stamp(q["at"]),
             q["reason"] or "",
         )
     out.print(table)

@@ -21,6 +21,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.cli.times import stamp
 from pkgline.interlock_views import chart_dict, chart_view_dict, cleared_dict
 
 app = typer.Typer(
@@ -174,7 +175,7 @@ def show(
             since = datetime.fromisoformat(v["set_at"])
             out.print(
                 f"no points yet: one is recorded at each track-out of {step} on {v['tool']} "
-                f"since the chart was set ({since:%Y-%m-%d %H:%M})"
+                f"since the chart was set ({stamp(since, seconds=False)})"
             )
             continue
         table = Table(show_edge=False, pad_edge=False)
@@ -185,7 +186,7 @@ def show(
             table.add_row(
                 str(n),
                 p["lot"],
-                f"{datetime.fromisoformat(p['at']):%Y-%m-%d %H:%M:%S}",
+                stamp(p["at"]),
                 f"{p['x']:.4g}",
                 Text(", ".join(str(r) for r in rules), style="bold red") if rules else "",
             )
@@ -238,6 +239,6 @@ def list_(
             ",".join(str(r) for r in c["rules"]),
             "yes" if c["inhibit"] else "no",
             c["set_by"],
-            f"{datetime.fromisoformat(c['set_at']):%Y-%m-%d %H:%M}",
+            stamp(c["set_at"], seconds=False),
         )
     out.print(table)

@@ -31,6 +31,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, either, segment
+from pkgline.cli.times import clock
 from pkgline.tool_views import (
     MAX_TOOL_PAGE,
     TOOL_PAGE,
@@ -72,14 +73,6 @@ def ago(delta: timedelta) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def clock(at: datetime) -> str:
-    """A time of day in the local time zone (the date too when not today)."""
-    local = at.astimezone()
-    if local.date() == datetime.now().astimezone().date():
-        return f"{local:%H:%M:%S}"
-    return f"{local:%Y-%m-%d %H:%M:%S}"
 
 
 def e10_text(state: str) -> Text:

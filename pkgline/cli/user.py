@@ -28,6 +28,7 @@ from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
+from pkgline.cli.times import stamp
 from pkgline.list_views import (
     EVENT_KINDS,
     EVENTS_PAGE,
@@ -467,7 +468,7 @@ def events(
         detail: dict[str, Any] = dict(e["detail"])
         table.add_row(
             str(e["seq"]),
-            f"{datetime.fromisoformat(e['at']):%Y-%m-%d %H:%M:%S}",
+            stamp(e["at"]),
             e["kind"],
             e["actor"],
             e["subject"] or "",

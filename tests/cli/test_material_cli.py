@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -106,3 +111,56 @@ def test_dates_and_hours_past_what_can_be_counted_are_usage_errors(sqlite_url: s
     # every date-only form is usable through that day
     added = ok_json(db, *add, "--expires", "20270131")
     assert added["expires_at"].startswith("2027-02-01")
+
+
+def _in_zone(db: str, zone: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": "op1", "COLUMNS": "200", "TZ": zone}
+    return subprocess.run(
+        [sys.executable, "-m", "pkgline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_times_print_in_the_zone_they_are_given_in_and_json_says_the_status(
+    sqlite_url: str,
+) -> None:
+    """Tokyo is UTC+9: a compound that expires at 18:00 there prints 18:00 there (09:00 UTC
+    in --json and in the lot tracker's messages), and the status is in --json too."""
+    db = sqlite_url
+    assert pkgline(db, "db", "upgrade").returncode == 0
+    tokyo = "Asia/Tokyo"
+    add = ("material", "add", "EMC-9", "--kind", "mold_compound", "--thaw-hours", "4")
+    added = _in_zone(db, tokyo, *add, "--expires", "2027-01-31 18:00")
+    assert added.returncode == 0, added.stderr
+    assert "expires 2027-01-31 18:00" in added.stdout
+    shown = _in_zone(db, tokyo, "material", "show", "EMC-9")
+    assert "expires   2027-01-31 18:00" in shown.stdout, shown.stdout
+    found = ok_json(db, "material", "show", "EMC-9")
+    assert found["expires_at"] == "2027-01-31T09:00:00+00:00"
+    assert found["status"] == "frozen"
+    assert [m["status"] for m in ok_json(db, "material", "list")] == ["frozen"]
+    thawed = ok_json(db, "material", "thaw", "EMC-9")
+    assert thawed["status"] == "thawing"
+
+
+def test_an_expired_compound_is_not_thawed(sqlite_url: str) -> None:
+    db = sqlite_url
+    assert pkgline(db, "db", "upgrade").returncode == 0
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    added = ok_json(
+        db, "material", "add", "EMC-8", "--kind", "mold_compound", "--expires", "2099-01-01"
+    )
+    assert added["status"] == "frozen"
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "UPDATE materials SET expires_at = ? WHERE id = 'EMC-8'", (f"{yesterday} 00:00:00",)
+        )
+    assert ok_json(db, "material", "show", "EMC-8")["status"] == "expired"
+    refused = pkgline(db, "material", "thaw", "EMC-8")
+    assert refused.returncode == 1
+    assert "expired at" in refused.stderr and "UTC: an expired lot is not thawed" in refused.stderr
+    assert ok_json(db, "material", "show", "EMC-8")["thawed_at"] is None

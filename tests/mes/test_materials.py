@@ -56,7 +56,7 @@ def test_a_mold_compound_is_frozen_then_thawing_then_usable_then_past_its_floor_
     thawed = rules.thaw(emc, "op", T0)[0]
     found = thawed.problem(T0 + timedelta(hours=3, minutes=59))
     assert found is not None and found[0] == "material_not_thawed"
-    assert "usable from 2026-12-01 12:00" in found[1]
+    assert "usable from 2026-12-01 12:00 UTC" in found[1]
     assert thawed.problem(T0 + timedelta(hours=4)) is None
     assert thawed.problem(T0 + timedelta(hours=71, minutes=59)) is None
     past = thawed.problem(T0 + timedelta(hours=72))
@@ -70,7 +70,16 @@ def test_a_material_lot_past_its_expiry_is_refused_whatever_its_thaw() -> None:
     with pytest.raises(InterlockRefused) as refused:
         rules.check_materials("L1", "WIRE_BOND", "WB-1", [wire], T0 + timedelta(days=1))
     assert refused.value.interlock == "material_expired"
-    assert "wire W-1 expired at 2026-12-02 08:00" in refused.value.message
+    assert "wire W-1 expired at 2026-12-02 08:00 UTC" in refused.value.message
+
+
+def test_an_expired_compound_is_not_thawed() -> None:
+    emc = _compound()
+    with pytest.raises(
+        OperationNotAllowed, match=r"EMC-1 expired at .* UTC: an expired lot is not"
+    ):
+        rules.thaw(emc, "op", emc.expires_at)
+    assert rules.thaw(emc, "op", emc.expires_at - timedelta(minutes=1))[0].thawed_at is not None
 
 
 @pytest.mark.parametrize(
