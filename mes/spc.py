@@ -276,6 +276,8 @@ class SpcService:
         lower, upper = self._spec(step, value)
 
         def work() -> Work[list[ChartView]]:
+            if tool_id is not None and not (yield from get_tools([tool_id])):
+                raise UnknownTool(f"there is no tool {tool_id}")
             views = []
             for chart in (yield from get_charts(step, tool_id=tool_id, value=value)):
                 points = yield from get_points(step, value, chart.tool_id)
@@ -283,7 +285,11 @@ class SpcService:
                 found: list[Violation] = []
                 cpk = ppk = None
                 if chart.center is not None and chart.sigma is not None:
-                    start = chart.baseline_n if chart.limits_source == "baseline" else 0
+                    start = (
+                        rules.baseline_end(xs, chart.baseline_n) or 0
+                        if chart.limits_source == "baseline"
+                        else 0
+                    )
                     found = rules.all_violations(xs, chart.center, chart.sigma, chart.rules, start)
                     cpk, ppk = rules.capability(xs, chart.sigma, lower, upper)
                 views.append(ChartView(chart, points, found, cpk, ppk, lower, upper))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -139,16 +140,41 @@ def all_violations(
 
 def limits_from(baseline: Sequence[float]) -> tuple[float, float]:
     """(center, sigma) from a baseline window: the mean, and the mean moving range / d2.
-    Refused (InvalidInput) for fewer than MIN_BASELINE points or no variation."""
+    Refused (InvalidInput) for fewer than MIN_BASELINE points or no variation a number can
+    tell from the center."""
     if len(baseline) < MIN_BASELINE:
         raise InvalidInput(
             f"control limits need a baseline of at least {MIN_BASELINE} points, not {len(baseline)}"
         )
-    ranges = [abs(baseline[i + 1] - baseline[i]) for i in range(len(baseline) - 1)]
-    sigma = statistics.fmean(ranges) / D2
-    if sigma <= 0:
+    found = baseline_limits(baseline)
+    if found is None:
         raise InvalidInput("the baseline points do not vary: no control limits from them")
-    return statistics.fmean(baseline), sigma
+    return found
+
+
+def baseline_limits(baseline: Sequence[float]) -> tuple[float, float] | None:
+    """:func:`limits_from`, or None when the points do not vary (a value the tool reports
+    as its set point, the same at every lot): no limits from them."""
+    ranges = [abs(baseline[i + 1] - baseline[i]) for i in range(len(baseline) - 1)]
+    if not ranges:
+        return None
+    center, sigma = statistics.fmean(baseline), statistics.fmean(ranges) / D2
+    return (center, sigma) if _resolvable(center, sigma) else None
+
+
+def _resolvable(center: float, sigma: float) -> bool:
+    """A sigma the chart can use: a finite normal number, above 0, that moves the center."""
+    return math.isfinite(sigma) and sigma >= sys.float_info.min and center + sigma != center
+
+
+def baseline_end(xs: Sequence[float], n: int) -> int | None:
+    """Where the points after the baseline start, in a chart's points ``xs`` whose limits
+    came from a baseline of ``n``: after the first ``n`` points in a row that vary (as
+    :func:`observe` took them); None while there are none."""
+    for end in range(n, len(xs) + 1):
+        if baseline_limits(xs[end - n : end]) is not None:
+            return end
+    return None
 
 
 def capability(
@@ -244,6 +270,11 @@ def configure(
             raise InvalidInput(f"the center must be a finite number, not {center}")
         if not math.isfinite(sigma) or sigma <= 0:
             raise InvalidInput(f"sigma must be a finite number above 0, not {sigma}")
+        if not _resolvable(center, sigma):
+            raise InvalidInput(
+                f"sigma {sigma:g} is too small to tell the control limits from the center "
+                f"{center:g}: expected the chart's real sigma"
+            )
         if not (math.isfinite(center + 3 * sigma) and math.isfinite(center - 3 * sigma)):
             raise InvalidInput(
                 f"center {center:g} and sigma {sigma:g} put the control limits (center +/- 3 "
@@ -260,9 +291,12 @@ def observe(
     baseline while it has no limits): the chart (with limits from the baseline once it is
     complete), the point, and the violations it completes (none while the baseline fills)."""
     if chart.center is None or chart.sigma is None:
+        # the latest baseline_n points, once there are as many and they vary: a value
+        # reported the same at every lot gives no limits, and the window moves on
         xs = [p.x for p in recent] + [x]
-        if len(xs) >= chart.baseline_n:
-            center, sigma = limits_from(xs[: chart.baseline_n])
+        limits = baseline_limits(xs[-chart.baseline_n :]) if len(xs) >= chart.baseline_n else None
+        if limits is not None:
+            center, sigma = limits
             chart = replace(chart, center=center, sigma=sigma, limits_source="baseline")
         return chart, Point(chart.step, chart.value, chart.tool_id, lot_id, now, x), []
     window = [*[p.x for p in recent][-(WINDOW - 1) :], x]

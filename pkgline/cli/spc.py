@@ -25,12 +25,14 @@ from pkgline.cli.times import stamp
 from pkgline.interlock_views import chart_dict, chart_view_dict, cleared_dict
 
 app = typer.Typer(
-    help="SPC charts per step, measured value and tool: set, list, show, clear an inhibited tool.",
+    help="SPC charts per step, measured value and tool: chart (set one), list, show, clear an inhibited tool.",
     no_args_is_help=True,
 )
 
 StepArg = Annotated[str, typer.Argument(help="Step code.", show_default=False)]
 ValueArg = Annotated[str, typer.Argument(help="Measured value name.", show_default=False)]
+SPEC = (("LSL", "spec_lower"), ("USL", "spec_upper"))
+CAPABILITY = (("Cpk", "cpk"), ("Ppk", "ppk"))
 ToolOption = Annotated[str, typer.Option("--tool", help="Tool id.", show_default=False)]
 
 
@@ -156,8 +158,13 @@ def show(
         )
         return
     for v in views:
-        if v["center"] is None or v["sigma"] is None:
+        if (v["center"] is None or v["sigma"] is None) and len(v["points"]) < v["baseline"]:
             limits = f"baseline: {len(v['points'])} of {v['baseline']} points"
+        elif v["center"] is None or v["sigma"] is None:
+            limits = (
+                f"no limits yet: the last {v['baseline']} points do not vary (the limits come "
+                f"from the first {v['baseline']} in a row that do)"
+            )
         else:
             limits = (
                 f"center {v['center']:.4g}  sigma {v['sigma']:.4g}  UCL {v['ucl']:.4g}  "
@@ -165,9 +172,8 @@ def show(
             )
         out.print(Text.assemble((f"{step} {value} on {v['tool']}", "bold"), f"  {limits}"))
         cap = "  ".join(
-            f"{name} {v[key]:.2f}"
-            for name, key in (("Cpk", "cpk"), ("Ppk", "ppk"))
-            if v[key] is not None
+            [f"{name} {v[key]:.4g}" for name, key in SPEC if v[key] is not None]
+            + [f"{name} {v[key]:.2f}" for name, key in CAPABILITY if v[key] is not None]
         )
         if cap:
             out.print(cap)
@@ -181,7 +187,7 @@ def show(
         table = Table(show_edge=False, pad_edge=False)
         for column in ("#", "lot", "at", "x", "rules"):
             table.add_column(column, overflow="fold")
-        for n, p in enumerate(v["points"]):
+        for n, p in enumerate(v["points"], start=1):
             rules = p["rules"]
             table.add_row(
                 str(n),
@@ -192,7 +198,8 @@ def show(
             )
         out.print(table)
         for x in v["violations"]:
-            out.print(f"  rule {x['rule']} ({x['text']}) at points {x['points']}")
+            numbers = ", ".join(str(i + 1) for i in x["points"])
+            out.print(f"  rule {x['rule']} ({x['text']}) at points {numbers}")
 
 
 @app.command("list")

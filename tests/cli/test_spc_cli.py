@@ -87,3 +87,12 @@ def test_a_point_beyond_3_sigma_holds_the_lot_and_the_tool_waits_for_spc_clear(
     assert [p["x"] for p in shown["points"]] == [28.7]
     assert shown["violations"] == [{"rule": 1, "text": "one point beyond 3 sigma", "points": [0]}]
     assert (shown["spec_lower"], shown["spec_upper"]) == (10.0, 40.0)
+    table = " ".join(pkgline(db, "spc", "show", "DIE_ATTACH", BLT, "--tool", "DB-1").stdout.split())
+    assert "LSL 10 USL 40" in table
+    assert "1 │ S1" in table  # points are numbered from 1, as the rule's line names them
+    assert "rule 1 (one point beyond 3 sigma) at points 1" in table
+    unknown = pkgline(db, "spc", "show", "DIE_ATTACH", BLT, "--tool", "NOPE")
+    assert unknown.returncode == 1 and "there is no tool NOPE" in unknown.stderr
+    tiny = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
+                   "--sigma", "1e-320")  # fmt: skip
+    assert tiny.returncode == 1 and "too small to tell the control limits" in tiny.stderr

@@ -81,6 +81,28 @@ async def test_a_point_beyond_3_sigma_holds_the_lot_and_inhibits_the_tool_until_
 
 
 @pytest.mark.usefixtures("line")
+async def test_a_baseline_that_does_not_vary_gives_no_limits_and_refuses_no_track_out(
+    service: LotService, spc: SpcService
+) -> None:
+    """A value reported the same at every lot (a set point): the track-outs go on, the chart
+    waits for the first five points in a row that vary, and its violations start after them."""
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", baseline_n=5)
+    for n in range(7):
+        await _die_attach(service, f"F{n}", 25.0)
+        assert (await service.get(f"F{n}")).state is LotState.WAITING
+    [flat] = await spc.show("DIE_ATTACH", BLT)
+    assert flat.chart.center is None and len(flat.points) == 7
+    await _die_attach(service, "V0", 26.0)  # the latest five vary: limits from them
+    [view] = await spc.show("DIE_ATTACH", BLT)
+    assert view.chart.limits_source == "baseline"
+    assert view.chart.center == pytest.approx((4 * 25.0 + 26) / 5)
+    assert view.chart.sigma == pytest.approx(0.25 / 1.128)
+    await _die_attach(service, "X0", 60.0)
+    [view] = await spc.show("DIE_ATTACH", BLT)
+    assert [(v.rule, v.points) for v in view.violations] == [(1, (8,)), (2, (7, 8))]
+
+
+@pytest.mark.usefixtures("line")
 async def test_limits_come_from_the_baseline_and_a_run_on_one_side_is_caught_with_nelson(
     service: LotService, spc: SpcService
 ) -> None:
