@@ -171,14 +171,20 @@ def last_entries(history: str, *, as_json: bool = False) -> int | None:
     return int(given)
 
 
+def noun(plural: str, count: int) -> str:
+    """``plural`` ("events", "entries", "material lots") as ``count`` of them are said:
+    singular for 1 ("1 event", "1 entry")."""
+    if count != 1:
+        return plural
+    return plural.removesuffix("ies") + "y" if plural.endswith("ies") else plural.removesuffix("s")
+
+
 def the_last(items: Sequence[T], last: int | None, what: str, more: str) -> tuple[Sequence[T], str]:
     """The last ``last`` of ``items`` (None: every one) and how to say it: "N what", or "the
     last K of N what; ``more``"."""
     shown = items if last is None else items[max(len(items) - last, 0) :]
     if len(shown) == len(items):
-        if len(items) == 1:  # "1 event", "1 entry"
-            what = "entry" if what == "entries" else what.removesuffix("s")
-        return shown, f"{len(items):,} {what}"
+        return shown, f"{len(items):,} {noun(what, len(items))}"
     return shown, f"the last {len(shown):,} of {len(items):,} {what}; {more}"
 
 

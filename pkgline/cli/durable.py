@@ -103,7 +103,7 @@ def add(
     ],
     warn_at: Annotated[
         float,
-        typer.Option("--warn-at", help="Warn at this fraction of its life (0 to 1)."),
+        typer.Option("--warn-at", help="Warn at this fraction of its life (0.001 to 1)."),
     ] = DEFAULT_WARN_FRACTION,
     description: Annotated[
         str | None, typer.Option("--description", help="Part number, supplier, ...")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pkgline.cli import modes
 from pkgline.cli.common import err, out, run
+from pkgline.cli.common import noun as said
 from pkgline.cli.modes import call, say_direct, target
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def print_notice(answer: dict[str, Any], noun: str = "tools") -> None:
     """``N of M tools`` (or ``noun``), and how to see the next page when more follow."""
     from rich.text import Text
 
-    shown = f"{answer['shown']:,} of {answer['total']:,} {noun}"
+    shown = f"{answer['shown']:,} of {answer['total']:,} {said(noun, answer['total'])}"
     if answer["more"]:
         out.print(
             Text.assemble(
