@@ -6,7 +6,10 @@ command's module when the command is used, so that a call pays only for what it 
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import cache
+from pathlib import Path
 
 import typer
 import typer.main
@@ -217,8 +220,8 @@ class Commands(LazyGroup):
         ),
         LazyCommand(
             "spc",
-            "SPC charts per step, measured value and tool: set, list, show, clear an inhibited "
-            "tool.",
+            "SPC charts per step, measured value and tool: chart (set one), list, show, clear an "
+            "inhibited tool.",
             _spc,
         ),
         LazyCommand("line", "The line at a glance: controllers, tools, lots.", _line),
@@ -250,4 +253,33 @@ def version() -> None:
 def main() -> None:
     """Run ``pkgline``. Typer makes a group of an app with more than one command registered;
     this one has them all in :class:`Commands`, so the group is asked for by name."""
-    typer.main.get_group(app)()
+    group = typer.main.get_group(app)
+    if "--json" not in sys.argv[1:]:
+        group()
+        return
+    # A script that asked for --json reads a malformed command line as JSON too (exit 2), as
+    # it reads every other refusal; click's own errors are text otherwise.
+    from pkgline.cli.common import EXIT_USAGE, print_json
+
+    try:
+        code = group.main(standalone_mode=False)
+    except _CLICK_ERROR as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        print_json({"error": "usage", "message": message})
+        sys.exit(exc.exit_code if not isinstance(exc, _USAGE_ERROR) else EXIT_USAGE)  # type: ignore[attr-defined]
+    except typer.Abort:
+        sys.stderr.write("Aborted!\n")
+        sys.exit(1)
+    except BrokenPipeError:  # | head: as click's standalone mode
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - open until the exit
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+# typer carries its own copy of click: its errors by the classes it exports
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)

@@ -140,6 +140,24 @@ def test_a_malformed_command_line_exits_2(db: str) -> None:
     assert pkgline("mysql://nobody/db", "lot", "list").returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("lot", "hold", "L1", "--bogus"), "No such option: --bogus"),
+        (("lot", "list", "--limit", "abc"), "Invalid value for '--limit'"),
+        (("lot", "show"), "Missing argument 'lot'"),
+    ],
+)
+def test_with_json_a_malformed_command_line_is_a_json_usage_error(
+    db: str, args: tuple[str, ...], says: str
+) -> None:
+    result = pkgline(db, *args, "--json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["error"] == "usage" and says in answer["message"]
+    assert "Traceback" not in result.stderr
+
+
 def test_hold_release_split_and_merge_from_the_command_line(db: str) -> None:
     ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga", "--carriers", "3")
     assert pkgline(db, "lot", "hold", "L1").returncode == 1, "a hold needs a reason"
