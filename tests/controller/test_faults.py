@@ -60,11 +60,17 @@ async def test_an_alarm_mid_job_holds_the_lot_downs_the_tool_and_after_reset_and
     async with simulated(config) as line, running_controller(config, stack):
         await _start(stack)
         await _executing_on(line, "DB-1", stack)
-        line.tool("DB-1").inject_alarm(Alarm(4711, "bond head crash", AlarmSeverity.FATAL))
+        # the tool's text carries an escape: the hold takes it, made printable (Modbus
+        # carries ASCII letters: '?'; OPC UA any character: mes.domain.text.printable)
+        alarm = Alarm(4711, "bond head\x1b[2J crash", AlarmSeverity.FATAL)
+        line.tool("DB-1").inject_alarm(alarm)
         await wait_until(lambda: _is(stack, LotState.HOLD), timeout_s=10, what="the lot held")
         lot = await stack.lots.get(LOT)
         assert lot.hold is not None and lot.hold.source is HoldSource.ALARM
-        assert "4711" in lot.hold.reason and "bond head crash" in lot.hold.reason
+        assert "4711" in lot.hold.reason and "bond head" in lot.hold.reason
+        assert lot.hold.reason.isprintable() and "[2J crash" in lot.hold.reason
+        alarmed = (await stack.equipment.tool("DB-1")).snapshot.alarm
+        assert alarmed is not None and alarmed["text"].isprintable()
         await wait_until(
             lambda: _e10(stack, "DB-1", "unscheduled_down"), timeout_s=5, what="DB-1 down"
         )
