@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 from mes.adapters.database import create_engine
@@ -113,18 +110,6 @@ def test_dates_and_hours_past_what_can_be_counted_are_usage_errors(sqlite_url: s
     assert added["expires_at"].startswith("2027-02-01")
 
 
-def _in_zone(db: str, zone: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": "op1", "COLUMNS": "200", "TZ": zone}
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_times_print_in_the_zone_they_are_given_in_and_json_says_the_status(
     sqlite_url: str,
 ) -> None:
@@ -134,10 +119,10 @@ def test_times_print_in_the_zone_they_are_given_in_and_json_says_the_status(
     assert pkgline(db, "db", "upgrade").returncode == 0
     tokyo = "Asia/Tokyo"
     add = ("material", "add", "EMC-9", "--kind", "mold_compound", "--thaw-hours", "4")
-    added = _in_zone(db, tokyo, *add, "--expires", "2027-01-31 18:00")
+    added = pkgline(db, *add, "--expires", "2027-01-31 18:00", tz=tokyo)
     assert added.returncode == 0, added.stderr
     assert "expires 2027-01-31 18:00" in added.stdout
-    shown = _in_zone(db, tokyo, "material", "show", "EMC-9")
+    shown = pkgline(db, "material", "show", "EMC-9", tz=tokyo)
     assert "expires   2027-01-31 18:00" in shown.stdout, shown.stdout
     found = ok_json(db, "material", "show", "EMC-9")
     assert found["expires_at"] == "2027-01-31T09:00:00+00:00"

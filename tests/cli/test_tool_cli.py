@@ -31,8 +31,12 @@ from tests.cli.recorded_line import (
 )
 
 
-def pkgline(db: str, *args: str, user: str = "op1") -> subprocess.CompletedProcess[str]:
+def pkgline(
+    db: str, *args: str, user: str = "op1", tz: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": user, "COLUMNS": "200"}
+    if tz is not None:
+        env["TZ"] = tz
     return subprocess.run(
         [sys.executable, "-m", "pkgline", *args],
         env=env,
