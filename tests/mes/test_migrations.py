@@ -275,3 +275,57 @@ async def test_the_outbox_subject_goes_down_with_the_durables_and_materials_even
         assert [tuple(r) for r in rows] == [("L1", "lot")]
     finally:
         await engine.dispose()
+
+
+TRIGGERS = {
+    "sqlite": {
+        ("flow_approvals", "flow_approvals_no_delete"),
+        ("flow_approvals", "flow_approvals_no_update"),
+        ("lot_history", "lot_history_no_delete"),
+        ("lot_history", "lot_history_no_update"),
+        ("lots", "lot_counts_delete"),
+        ("lots", "lot_counts_insert"),
+        ("lots", "lot_counts_update"),
+        ("security_events", "security_events_no_delete"),
+        ("security_events", "security_events_no_update"),
+        ("signatures", "signatures_no_delete"),
+        ("signatures", "signatures_no_update"),
+    },
+    "postgresql": {
+        ("flow_approvals", "flow_approvals_append_only"),
+        ("lot_history", "lot_history_append_only"),
+        ("lot_history", "lot_history_no_truncate"),
+        ("lots", "lot_counts_delete"),
+        ("lots", "lot_counts_insert"),
+        ("lots", "lot_counts_update"),
+        ("outbox", "outbox_notify"),
+        ("security_events", "security_events_append_only"),
+        ("security_events", "security_events_no_truncate"),
+        ("signatures", "signatures_append_only"),
+        ("signatures", "signatures_no_truncate"),
+    },
+}
+"""What guards the history (append only) and keeps the finished lots' counts, at the head.
+A revision that rebuilds a table (SQLite's batch_alter_table copies it, and its triggers do
+not follow) must make them again: this catches one that does not."""
+
+
+def _triggers(conn: Connection) -> set[tuple[str, str]]:
+    if conn.dialect.name == "sqlite":
+        query = "SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'"
+    else:
+        query = "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal"
+    return {(str(table), str(name)) for table, name in conn.execute(text(query)).all()}
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_triggers_that_guard_the_history_are_there_at_the_head(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    engine = create_engine(request.getfixturevalue(database))
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_triggers) == TRIGGERS[conn.dialect.name]
+    finally:
+        await engine.dispose()
