@@ -8,8 +8,8 @@ screen, a carriage return overwrites the line it is on, a newline makes a fake h
 row, and a right-to-left override reverses what the reader sees. Such text is refused
 where it comes in, saying which character and where, and nothing is changed.
 
-Text a tool sends (an alarm text) is not refused, which would lose the tool's word: the
-drivers make it printable at their edge (:func:`printable`).
+Text a tool sends (an alarm text) is not refused, which would lose the tool's word (and the
+hold it causes): the line controller makes it printable where it takes it (:func:`printable`).
 """
 
 from __future__ import annotations
