@@ -71,6 +71,11 @@ def export(
 
     if fmt.lower() not in FORMATS:
         usage_error(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", as_json=json)
+    if out_file is not None and (out_file.name in ("", ".", "..") or out_file.is_dir()):
+        usage_error(
+            f"--out {str(out_file)!r}: expected the name of a file to write, not a directory",
+            as_json=json,
+        )
 
     async def direct() -> dict[str, Any]:
         async with open_lot_service(db) as service:
@@ -153,9 +158,12 @@ def import_(
 
     codes = parse_assignments(bin_code or [], "--bin", as_json=json)
     try:
-        if file.stat().st_size > MAX_MAP_BYTES:
+        if not file.is_file():  # a device, a pipe or a directory has no size to check
+            raise MapRefused(f"{file} is not a regular file: expected an E142 XML file")
+        with file.open("rb") as f:  # at most one byte past the limit, whatever stat said
+            document = f.read(MAX_MAP_BYTES + 1)
+        if len(document) > MAX_MAP_BYTES:
             raise MapRefused(f"{file} is larger than {MAX_MAP_BYTES:,} bytes")
-        document = file.read_bytes()
     except OSError as exc:
         usage_error(f"{file}: cannot read it: {exc.strerror or exc}", as_json=json)
     except MapRefused as exc:

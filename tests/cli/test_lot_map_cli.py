@@ -60,3 +60,16 @@ def test_maps_go_out_to_a_file_and_come_in_with_mapped_bins_or_are_refused(
     done = ok_json(db, "lot", "map", "import", "B", str(upstream), "--bin", "X=PARTICLE")
     assert done["rejected"] == ["B-01:2:2:PARTICLE"] and done["already_rejected"] == ["B-01:1:3"]
     assert ("B-01", 2, 2, "PARTICLE") in _rejects(db)
+
+    # what is not a regular file is not read (a device would be read without end); a
+    # directory or no name at all is no file to write to; nothing changes either way
+    for source in ("/dev/zero", str(tmp_path)):
+        special = pkgline(db, "lot", "map", "import", "B", source, "--json")
+        assert special.returncode == 2, special.stdout + special.stderr
+        assert "is not a regular file" in json.loads(special.stdout)["message"]
+    for target in ("", ".", str(tmp_path)):
+        nowhere = pkgline(db, "lot", "map", "export", "A", "--out", target)
+        assert nowhere.returncode == 2, nowhere.stderr
+        assert "expected the name of a file to write" in nowhere.stderr
+        assert "Traceback" not in nowhere.stderr
+    assert _rejects(db) == sorted([*before, ("B-01", 2, 2, "PARTICLE")])
