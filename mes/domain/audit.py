@@ -230,8 +230,10 @@ class ChainCheck:
             if anchor not in self._seen:
                 self.problem = Problem(
                     Finding.ANCHOR_MISSING,
-                    f"the entry {anchor[:12]}... recorded outside the database is no longer in "
-                    "the history: entries were removed and the heads rewritten",
+                    f"no entry of the history has the hash {anchor[:12]}... kept outside the "
+                    "database: either entries were removed and the heads rewritten, or the "
+                    "anchor is not one this database's history ever had (check that it was "
+                    "copied whole, from this line's earlier run)",
                 )
                 return self.problem
         for lot_id in sorted(lot_heads):

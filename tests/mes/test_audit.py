@@ -448,3 +448,4 @@ async def test_a_cut_hidden_by_rewritten_heads_is_found_only_by_an_anchor_kept_e
     found = await verify_history(written, anchors=[anchor])
     assert found.problem is not None
     assert found.problem.finding is Finding.ANCHOR_MISSING
+    assert "or the anchor is not one this database's history ever had" in found.problem.message
