@@ -459,6 +459,22 @@ def plan_import(
             f"--bin names bins the map does not define: {', '.join(sorted(unused))}",
             lot_id=lot_id,
         )
+    for name, code in sorted(codes.items()):
+        if not REJECT_CODE_PATTERN.match(code):
+            raise MapRefused(
+                f"--bin {name}={code}: {code!r} is not a reject code; expected an upper-case "
+                "word such as VOID",
+                lot_id=lot_id,
+            )
+    passing = {b for m in maps for b, d in m.bins.items() if d.quality != "Fail"} - {
+        b for m in maps for b, d in m.bins.items() if d.quality == "Fail"
+    }
+    if set(codes) & passing:
+        raise MapRefused(
+            f"--bin names bins that do not fail: {', '.join(sorted(set(codes) & passing))}; "
+            "only a failing bin's sites are rejected, with its code",
+            lot_id=lot_id,
+        )
     out: list[SiteRejectGiven] = []
     already: list[SiteRef] = []
     applied: dict[str, str] = {}

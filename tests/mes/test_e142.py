@@ -4,6 +4,7 @@ parse or does not fit is refused saying what differed, changing nothing."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import pytest
@@ -127,6 +128,22 @@ def test_a_failing_bin_without_a_reject_code_is_refused_naming_the_bin() -> None
     (m,) = e142.decode(hand_written())
     with pytest.raises(e142.MapRefused, match=r"failing bin 'X' has no reject code.*--bin X="):
         e142.plan_import("L2", {"L2-01": (2, 3)}, [m], {})
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"X": "lower"}, "--bin X=lower: 'lower' is not a reject code; expected an upper-case"),
+        ({"X": ""}, "--bin X=: '' is not a reject code"),
+        ({"X": "PARTICLE", "P": "VOID"}, "--bin names bins that do not fail: P"),
+    ],
+)
+def test_a_bin_code_given_that_cannot_be_used_is_refused_naming_it(
+    given: dict[str, str], says: str
+) -> None:
+    (m,) = e142.decode(hand_written())
+    with pytest.raises(e142.MapRefused, match=re.escape(says)):
+        e142.plan_import("L2", {"L2-01": (2, 3)}, [m], {}, bin_codes=given)
 
 
 def test_sites_rejected_already_stay_as_they_are() -> None:
