@@ -21,6 +21,7 @@ from mes.domain.equipment import DispatchMode
 from mes.domain.errors import (
     InvalidInput,
     UnknownLot,
+    UnknownTool,
 )
 from mes.domain.model import (
     Carrier,
@@ -258,8 +259,17 @@ class LotServiceCore:
         nothing read) for a window that ends before it starts."""
         await self._guard.allow(by, Action.READ)
         _check_window(query.since, query.until)
+        self._check_step(query.step)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.history_page(query)
+
+    def _check_step(self, step: str | None) -> None:
+        """A list filtered by a step that is no step code is refused, not answered empty."""
+        if step is not None and step not in self.flows.step_codes:
+            raise InvalidInput(
+                f"{step} is not a step code; expected one of the line's steps",
+                allowed=sorted(self.flows.step_codes),
+            )
 
     async def get(self, lot_id: str, *, by: Principal | None = None) -> Lot:
         lot = await self._read(get_lot(lot_id), by)
@@ -298,7 +308,10 @@ class LotServiceCore:
         await self._guard.allow(by, Action.READ)
         if query.flow is not None:
             self.flow(query.flow)
+        self._check_step(query.step)
         async with self._uow(readonly=True) as uow:
+            if query.tool is not None and await uow.equipment.tool(query.tool) is None:
+                raise UnknownTool(f"there is no tool {query.tool}")
             page = await uow.lots.page(query)
         await self.load_versions_of(page.lots)
         return page

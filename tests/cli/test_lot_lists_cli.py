@@ -72,6 +72,15 @@ def test_filters_and_bad_paging_options_are_usage_errors_that_say_what_was_expec
     assert pkgline(lots_db, "lot", "list", "--priority", "12").returncode == 2
     unknown = pkgline(lots_db, "lot", "list", "--after", "NOPE", "--json")
     assert unknown.returncode == 1 and json.loads(unknown.stdout)["error"] == "unknown_lot"
+    # a filter naming no step or tool is refused, not answered "0 of 0 lots"
+    for command, kind in (
+        (("lot", "list", "--step", "NOPE"), "invalid_input"),
+        (("lot", "list", "--tool", "NOPE"), "unknown_tool"),
+        (("lot", "history", "--step", "NOPE"), "invalid_input"),
+    ):
+        refused = pkgline(lots_db, *command, "--json")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert json.loads(refused.stdout)["error"] == kind, command
 
 
 @pytest.mark.timeout(300)  # a process per command, on a shared machine
