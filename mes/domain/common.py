@@ -139,7 +139,7 @@ def coerce_values(
         if spec is None:
             expected = ", ".join(sorted(specs)) or "none"
             raise InvalidInput(
-                f"{what} has no value named {name!r}; expected: {expected}",
+                f"{name!r} is not one of the {what}; expected: {expected}",
                 lot_id=lot_id,
                 allowed=sorted(specs),
             )

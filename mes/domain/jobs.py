@@ -148,7 +148,7 @@ def record_job(
         )
     spec = flow.steps[running.step]
     measured = coerce_values(
-        spec.measured, cmd.measured, f"step {running.step} measured values", lot.id
+        spec.measured, cmd.measured, f"measured values of step {running.step}", lot.id
     )
     foreign = [g for g in cmd.rejects if resolve_carrier(lot, g.carrier) != job.carrier_id]
     if foreign:

@@ -87,7 +87,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = No
             f"not {cmd.priority}"
         )
     given = coerce_values(
-        flow.lot_params, cmd.params, f"flow {flow.name} lot parameters", cmd.lot_id
+        flow.lot_params, cmd.params, f"lot parameters of flow {flow.name}", cmd.lot_id
     )
     params = {
         name: spec.default for name, spec in flow.lot_params.items() if spec.default is not None
@@ -173,7 +173,9 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
         )
     spec = flow.steps[cmd.step]
     values: dict[str, Value] = spec.recipe_defaults()
-    values.update(coerce_values(spec.recipe, cmd.values, f"step {cmd.step} recipe", lot.id))
+    values.update(
+        coerce_values(spec.recipe, cmd.values, f"recipe values of step {cmd.step}", lot.id)
+    )
     violations = flow.check_track_in(cmd.step, values, context(lot))
     if violations:
         raise LimitViolated(
@@ -217,7 +219,7 @@ def track_out(
     assert lot.running is not None
     step = lot.running.step
     spec = flow.steps[step]
-    measured = coerce_values(spec.measured, cmd.measured, f"step {step} measured values", lot.id)
+    measured = coerce_values(spec.measured, cmd.measured, f"measured values of step {step}", lot.id)
     rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))
     violations = flow.check_track_out(
         step, measured, context(lot, extra_recorded=lot.running.values)

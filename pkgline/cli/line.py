@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from pkgline.cli.common import DbOption, JsonOption, out, print_json
+from pkgline.cli.common import DbOption, JsonOption, noun, out, print_json
 from pkgline.cli.modes import Remote, ServerOption, either
 from pkgline.cli.times import clock
 from pkgline.cli.tool import MANUAL, ago, tools_table
@@ -68,11 +68,11 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
 
 def backlog_text(events: Json) -> str:
     """The event feed's backlog in a line (its JSON: :func:`pkgline.line_views.backlog_dict`)."""
-    waiting = f"{events['backlog']} events waiting"
+    waiting = f"{events['backlog']:,} {noun('events', events['backlog'])} waiting"
     if events["oldest_waiting_at"]:
         waiting += f", the oldest for {events['lag_s']:.1f} s"
     last = (
-        f"last published: id {events['last_published_id']} at {events['last_published_at']}"
+        f"last published: id {events['last_published_id']} at {clock(events['last_published_at'])}"
         if events["last_published_id"]
         else "none published yet"
     )

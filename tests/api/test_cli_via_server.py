@@ -4,6 +4,7 @@ same JSON, output and exit codes as in direct mode, and each command says which 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -127,7 +128,7 @@ async def test_events_status_and_audit_verify_through_the_server_match_direct_mo
     assert served_body == {k: v for k, v in json.loads(mine.stdout).items() if k not in drop}
     assert served_body["backlog"] >= 1  # no relay runs here: the lot's events wait
     text = await cli("events", "status", *via)
-    assert text.returncode == 0 and "events waiting" in text.stdout
+    assert text.returncode == 0 and re.search(r"\d+ events? waiting", text.stdout)
 
     verified = await cli("audit", "verify", "--json", *via)
     assert verified.returncode == 0, verified.stderr
