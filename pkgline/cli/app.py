@@ -259,14 +259,13 @@ def main() -> None:
         return
     # A script that asked for --json reads a malformed command line as JSON too (exit 2), as
     # it reads every other refusal; click's own errors are text otherwise.
-    from pkgline.cli.common import EXIT_USAGE, print_json
+    from pkgline.cli.common import print_json
 
     try:
         code = group.main(standalone_mode=False)
-    except _CLICK_ERROR as exc:
-        message = exc.format_message()  # type: ignore[attr-defined]
-        print_json({"error": "usage", "message": message})
-        sys.exit(exc.exit_code if not isinstance(exc, _USAGE_ERROR) else EXIT_USAGE)  # type: ignore[attr-defined]
+    except _CLICK_ERROR as exc:  # a usage error's exit code is 2 (EXIT_USAGE)
+        print_json({"error": "usage", "message": exc.format_message()})  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except typer.Abort:
         sys.stderr.write("Aborted!\n")
         sys.exit(1)
@@ -277,9 +276,6 @@ def main() -> None:
 
 
 # typer carries its own copy of click: its errors by the classes it exports
-_USAGE_ERROR: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
-)
 _CLICK_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
