@@ -7,6 +7,7 @@ file: the loader builds these from the defs, the lot tracker reads them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -175,6 +176,11 @@ class SpecLimits:
     origin: str
 
 
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+"""Numbers as typed: ASCII digits, an optional sign, a decimal point and an exponent."""
+
+
 # --- value and step specs ----------------------------------------------------------------
 
 
@@ -226,13 +232,27 @@ class ValueSpec:
         if self.type == "str":
             if not stripped:
                 raise ValueError(f"{self.name}: expected {self.expected()}, got an empty text")
+            if not stripped.isprintable():
+                raise ValueError(
+                    f"{self.name}: expected {self.expected()}, got {text!r}, which holds a "
+                    "control or format character"
+                )
             return stripped
-        try:
-            if self.type == "int":
+        # int() and float() also take '1_000', Arabic-Indic or full-width digits and 'nan':
+        # a value typed at a line is read only in the form a person writes it at a keyboard
+        if self.type == "int":
+            if _WHOLE.fullmatch(stripped) is None:
+                raise ValueError(f"{self.name}: expected {self.expected()}, got {text!r}")
+            try:
                 return int(stripped)
-            number = float(stripped)
-        except ValueError:
-            raise ValueError(f"{self.name}: expected {self.expected()}, got {text!r}") from None
+            except ValueError:  # Python's limit on the digits of a conversion (4,300)
+                raise ValueError(
+                    f"{self.name}: expected {self.expected()} of at most 19 digits, got "
+                    f"{len(stripped)} digits"
+                ) from None
+        if _DECIMAL.fullmatch(stripped) is None:
+            raise ValueError(f"{self.name}: expected {self.expected()}, got {text!r}")
+        number = float(stripped)
         if not math.isfinite(number):
             raise ValueError(f"{self.name}: expected {self.expected()}, got {text!r}")
         return number

@@ -177,12 +177,12 @@ def _watchdog_usec(env: Mapping[str, str]) -> int | None:
         return None
     pid = env.get("WATCHDOG_PID")
     if pid:
-        if not pid.isdigit():
+        if not (pid.isascii() and pid.isdigit()):
             log.warning("WATCHDOG_PID is not a process id; not pinging the watchdog", value=pid)
             return None
         if int(pid) != os.getpid():
             return None  # the watchdog is another process's job
-    if not usec.isdigit() or int(usec) == 0:
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0:
         log.warning("WATCHDOG_USEC is not a positive whole number; no watchdog", value=usec)
         return None
     return int(usec)

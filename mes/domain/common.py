@@ -170,7 +170,7 @@ def _coerce(spec: ValueSpec, raw: GivenValue) -> Value:
 def resolve_carrier(lot: Lot, given: str) -> str:
     if given in lot.carriers:
         return given
-    if given.isdigit() and 1 <= int(given) <= len(lot.carriers):
+    if given.isascii() and given.isdigit() and 1 <= int(given) <= len(lot.carriers):
         return lot.carriers[int(given) - 1]
     raise InvalidInput(
         f"carrier {given!r} is not in lot {lot.id}; its carriers are "

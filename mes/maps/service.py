@@ -46,7 +46,9 @@ async def export_lot_maps(
     if carrier is not None:
         ids = [m.carrier.id for m in report.carriers]
         wanted = (
-            ids[int(carrier) - 1] if carrier.isdigit() and 0 < int(carrier) <= len(ids) else carrier
+            ids[int(carrier) - 1]
+            if carrier.isascii() and carrier.isdigit() and 0 < int(carrier) <= len(ids)
+            else carrier
         )
         chosen = tuple(m for m in report.carriers if m.carrier.id == wanted)
         if not chosen:
@@ -93,7 +95,7 @@ async def import_lot_map(
         target = None
         if onto is not None:
             target = onto
-            if onto.isdigit() and 0 < int(onto) <= len(lot.carriers):
+            if onto.isascii() and onto.isdigit() and 0 < int(onto) <= len(lot.carriers):
                 target = lot.carriers[int(onto) - 1]
         plan = e142.plan_import(lot.id, carriers, maps, rejected, onto=target, bin_codes=bin_codes)
         planned.append(plan)

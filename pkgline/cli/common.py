@@ -164,7 +164,7 @@ def last_entries(history: str, *, as_json: bool = False) -> int | None:
     given = history.strip().lower()
     if given == "all":
         return None
-    if not given.isdigit():
+    if not (given.isascii() and given.isdigit()):
         usage_error(
             f"--history {history!r}: expected a number of entries or 'all'", as_json=as_json
         )
@@ -232,7 +232,7 @@ def parse_sites(
         if len(parts) != (4 if with_code else 3) or not all(parts):
             usage_error(f"{option} expects {form}, got {item!r}", as_json=as_json)
         carrier, row, col = parts[0], parts[1], parts[2]
-        if not (row.isdigit() and col.isdigit()):
+        if not (row.isascii() and row.isdigit() and col.isascii() and col.isdigit()):
             usage_error(f"{option} {item!r}: ROW and COL are whole numbers from 1", as_json=as_json)
         code = parts[3] if with_code else default_code
         sites.append(SiteRejectGiven(carrier, int(row), int(col), code))

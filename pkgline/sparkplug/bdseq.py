@@ -34,7 +34,7 @@ class BdSeq:
                 f"{path}: cannot read the Sparkplug bdSeq: {exc.strerror}"
             ) from exc
         if text:
-            if not text.isdigit() or int(text) > 255:
+            if not (text.isascii() and text.isdigit()) or int(text) > 255:
                 raise SparkplugError(f"{path}: expected a bdSeq 0..255, found {text[:20]!r}")
             self._last = int(text)
         self._warned = False

@@ -118,7 +118,7 @@ async def _stale(request: Request, who: Principal, lot_id: str, form: Form) -> s
     given = form.get("lot_version")
     if not given:
         return None
-    if not given.isdigit():
+    if not (given.isascii() and given.isdigit()):
         return "lot_version: expected a whole number (reload the page); nothing was changed"
     lots = state_of(request).services.lots
     try:
@@ -281,7 +281,7 @@ async def migrate(request: Request, who: Viewer, lot_id: str) -> Response:
     if refused is not None:
         return refused
     version = form.get("version").strip()
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         message = (
             f"version: expected the number of an approved version, got {version!r}; "
             "nothing was changed"
@@ -376,7 +376,13 @@ def parse_sites(text: str, code: str | None = None) -> tuple[cmd.SiteRejectGiven
     for item in text.replace(",", " ").split():
         parts = item.rsplit(":", fields - 1)
         whole = len(parts) == fields and parts[0] and parts[-1]
-        if not (whole and parts[1].isdigit() and parts[2].isdigit()):
+        if not (
+            whole
+            and parts[1].isascii()
+            and parts[1].isdigit()
+            and parts[2].isascii()
+            and parts[2].isdigit()
+        ):
             return (
                 f"{what} {item!r}: expected {form} with whole numbers "
                 f"(for example {example}); nothing was changed"

@@ -115,7 +115,7 @@ def signatures(who: Principal, form: Form) -> tuple[SignatureGiven, ...] | str:
         return (
             "the signature needs its meaning (for example 'approved release'); nothing was changed"
         )
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         return "the page did not say the lot's version: reload it; nothing was changed"
     given = [SignatureGiven(who.name, meaning, password, int(version))]
     second, second_password = form.get("second_username").strip(), form.get("second_password")

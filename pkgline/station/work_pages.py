@@ -137,7 +137,8 @@ async def start(request: Request, who: Viewer) -> Response:
     numbers: dict[str, int] = {}
     for name, (default, low, high) in LOT_FIELDS.items():
         text = form.get(name).strip() or str(default)
-        if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+        digits = text.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or not low <= int(text) <= high:
             errors[name] = f"expected a whole number from {low} to {high}, got {text!r}"
         else:
             numbers[name] = int(text)

@@ -136,6 +136,8 @@ def test_a_malformed_command_line_exits_2(db: str) -> None:
         == 2
     )
     assert pkgline(db, "lot", "track-out", "L1", "--reject", "1:x:2:VOID").returncode == 2
+    superscript = pkgline(db, "lot", "track-out", "L1", "--reject", "1:\u00b2:2:VOID")
+    assert superscript.returncode == 2 and "ROW and COL are whole numbers" in superscript.stderr
     assert pkgline(db, "lot", "list", "--state", "sleeping").returncode == 2
     assert pkgline("mysql://nobody/db", "lot", "list").returncode == 2
 

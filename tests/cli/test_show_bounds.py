@@ -98,9 +98,10 @@ def test_a_material_lot_shows_its_last_events_and_the_last_lots_it_went_into(
 def test_a_history_that_is_neither_a_number_nor_all_is_refused(sqlite_url: str) -> None:
     asyncio.run(_served(sqlite_url))
     for command in (("durable", "show", "CAP-1"), ("material", "show", "W-1")):
-        refused = pkgline(sqlite_url, *command, "--history", "lots")
-        assert refused.returncode == 2, refused.stdout + refused.stderr
-        assert "--history 'lots': expected a number of entries or 'all'" in refused.stderr
+        for typed in ("lots", "\u00b2", "\u0663"):  # a superscript two made int() raise
+            refused = pkgline(sqlite_url, *command, "--history", typed)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert f"--history {typed!r}: expected a number of entries or 'all'" in refused.stderr
 
 
 def test_one_item_is_said_in_the_singular() -> None:

@@ -175,3 +175,53 @@ def test_step_specs_are_read_only(library: FlowLibrary) -> None:
         step.recipe["filling_material"] = step.recipe["filling_material"]  # type: ignore[index]
     with pytest.raises(TypeError):
         library.flows["x"] = library.get("fo-organic")  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "typed", ["1_000", "\u0663", "\uff13", "\u00b2", "0x10", "1.5", "--3", "3 4", ""]
+)
+def test_a_whole_number_is_read_only_as_typed_at_a_keyboard(
+    library: FlowLibrary, typed: str
+) -> None:
+    spec = library.get("fo-metal").lot_params["layers"]
+    with pytest.raises(ValueError, match="layers: expected a whole number"):
+        spec.parse(typed)
+
+
+@pytest.mark.parametrize("typed", ["3", "+3", " 3 ", "-0", "007"])
+def test_a_whole_number_takes_a_sign_and_spaces_around(library: FlowLibrary, typed: str) -> None:
+    assert library.get("fo-metal").lot_params["layers"].parse(typed) == int(typed)
+
+
+def test_a_whole_number_past_pythons_digit_limit_says_so(library: FlowLibrary) -> None:
+    with pytest.raises(ValueError, match="at most 19 digits, got 5000 digits"):
+        library.get("fo-metal").lot_params["layers"].parse("9" * 5000)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["1_000.5", "\u0661\u0665\u0660", "\uff11\uff15\uff10", "infinity", "NaN", "1e999", "1,5", "."],
+)
+def test_a_number_is_read_only_as_typed_at_a_keyboard(library: FlowLibrary, typed: str) -> None:
+    spec = library.get("fo-metal").lot_params["die_thickness_um"]
+    with pytest.raises(ValueError, match="die_thickness_um: expected a number"):
+        spec.parse(typed)
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [("150", 150.0), ("1.5e2", 150.0), (".5", 0.5), ("5.", 5.0), ("-2E-1", -0.2)],
+)
+def test_a_number_takes_decimals_and_exponents(
+    library: FlowLibrary, typed: str, value: float
+) -> None:
+    assert library.get("fo-metal").lot_params["die_thickness_um"].parse(typed) == value
+
+
+@pytest.mark.parametrize("typed", ["poly\x1b[2Jimide", "poly\u202eimide", "a\nb"])
+def test_a_word_with_a_control_or_format_character_is_refused(
+    library: FlowLibrary, typed: str
+) -> None:
+    spec = library.get("fo-organic").steps["DIELECTRIC_COAT"].recipe["dielectric_material"]
+    with pytest.raises(ValueError, match="control or format character"):
+        spec.parse(typed)

@@ -200,3 +200,35 @@ async def test_the_toolstools_in_manual_are_found_past_the_first_page_of_their_c
         owner = state.services.equipment.acting_as(OWNER)
         await owner.set_dispatch("DB-140", DispatchMode.MANUAL, "eng", "engineering lot")
         assert await tools_in_manual(owner, "die_bonder") == ("DB-140",)
+
+
+def test_numbers_in_a_form_are_read_as_ascii_digits_only(station: Station) -> None:
+    """str.isdigit() is true of a superscript two, which int() refuses: each of these was a
+    500 before; a form now says what it expected and nothing changes."""
+    with logged_in(station, "olga") as client:
+        form = client.get("/station/start", params={"flow": "fo-organic"}).text
+        for carriers in ("--3", "\u00b2", "\u0663"):
+            refused = client.post(
+                "/station/start",
+                data={"csrf": csrf(form), "flow": "fo-organic", "lot": "D-1", "carriers": carriers},
+            )
+            assert refused.status_code == 422, refused.text
+            assert "expected a whole number from 1" in html.unescape(refused.text)
+        assert client.get("/station/lots/D-1").status_code == 404
+
+        _start(client, "D-2")
+        version = _form(client, "D-2", step="SUBSTRATE_PREP", lot_version="\u00b2")
+        refused = client.post("/station/lots/D-2/track-in", data=version)
+        assert refused.status_code == 409, refused.text  # as a version that is not the lot's
+        assert "lot_version: expected a whole number" in html.unescape(message(refused.text))
+        assert lot_state(client, "D-2") == "WAITING"
+
+        done = client.post(
+            "/station/lots/D-2/track-in", data=_form(client, "D-2", step="SUBSTRATE_PREP")
+        )
+        assert done.status_code == 303, done.text
+        site = _form(client, "D-2", rejects="D-2-01:\u00b2:1:VOID")
+        refused = client.post("/station/lots/D-2/track-out", data=site)
+        assert refused.status_code == 422, refused.text
+        assert "with whole numbers" in html.unescape(message(refused.text))
+        assert lot_state(client, "D-2") == "RUNNING"
