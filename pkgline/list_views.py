@@ -150,12 +150,26 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
     or not, until the retention), oldest first, each as the feed published it (or the dead
     letter it went out as: :func:`pkgline.events.payloads.replayed`); the cursor is an
     event's ``id``. For a subscriber that lost its session: the events after the last id
-    it processed."""
+    it processed, refused (InvalidInput) past the newest id, and told (``gap``) when events
+    after it are no longer kept."""
     from pkgline.events.payloads import replayed
 
     page = await reader.page(after, limit)
+    newest = page.newest or 0
+    if after is not None and after > newest:
+        issued = f"the newest is {newest}" if page.newest else "it holds no event yet"
+        raise InvalidInput(
+            f"there is no event {after} to list the events after: {issued}; expected the id "
+            "of the last event you processed from this database"
+        )
     rows = [replayed(e) for e in page.events]
     answer: dict[str, Any] = _page(rows, "events", "id", page.total, page.more)
+    answer.update(oldest=page.oldest, newest=page.newest, gap=None)
+    if after is not None and page.oldest is not None and after < page.oldest - 1:
+        answer["gap"] = (
+            f"the oldest event kept is {page.oldest}: the events after {after} and before it, "
+            "if there were any, are past the retention and no longer kept"
+        )
     return answer
 
 

@@ -266,6 +266,11 @@ class MemoryLotRepository:
         ]
         start = 0
         if query.after is not None:
+            if all(e.seq != query.after for e in self._store.history):
+                raise InvalidInput(
+                    f"there is no history entry {query.after} to list the entries after: "
+                    "expected the last seq of the page before"
+                )
             start = next((i for i, e in enumerate(found) if (e.seq or 0) < query.after), len(found))
         page = found[start : start + query.limit + 1]
         return HistoryPage(page[: query.limit], len(found), len(page) > query.limit)

@@ -124,6 +124,10 @@ class OutboxPage:
     """How many events the outbox keeps in all (the cursor aside)."""
     more: bool
     """More follow the page: ask again with ``after`` = its last id."""
+    oldest: int | None = None
+    """The lowest id kept (with ``count``; None: the outbox is empty)."""
+    newest: int | None = None
+    """The highest id issued (with ``count``; pruning never deletes it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +240,7 @@ class OutboxReader:
     async def page(self, after: int | None, limit: int, *, count: bool = True) -> OutboxPage:
         """One page of the events kept (published or not, until the retention), oldest
         first, from the id after ``after`` on (along the primary key); ``total``: how many
-        are kept in all (with ``count``, else 0)."""
+        are kept in all, with the lowest and highest id (with ``count``, else 0 and None)."""
         query = select(*_COLUMNS)
         if after is not None:
             query = query.where(outbox.c.seq > after)
@@ -245,12 +249,12 @@ class OutboxReader:
             conn = await conn.execution_options(**{READONLY: True})
             async with conn.begin():
                 rows = (await conn.execute(query)).all()
-                total = 0
+                total, oldest, newest = 0, None, None
                 if count:
-                    counted = select(func.count()).select_from(outbox)
-                    total = int((await conn.execute(counted)).scalar_one())
+                    counted = select(func.count(), func.min(outbox.c.seq), func.max(outbox.c.seq))
+                    total, oldest, newest = (await conn.execute(counted)).one()
         events = [OutboxEvent(*row) for row in rows[:limit]]
-        return OutboxPage(events, total, len(rows) > limit)
+        return OutboxPage(events, int(total), len(rows) > limit, oldest, newest)
 
 
 class OutboxStore:

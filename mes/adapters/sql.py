@@ -118,12 +118,23 @@ class SqlLotRepository:
         if query.limit < 1:
             raise InvalidInput(f"a page holds 1 entry or more, not {query.limit}")
         page, count, values = history_page_statements(query, self._sql.dialect)
+        if query.after is not None and not await self._db.fetch(
+            self._sql.history_key, {"history_seq": query.after}
+        ):
+            raise InvalidInput(_no_history_entry(query.after))
         rows = await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
         found = [entry_from_row(r) for r in rows]
         total = (await self._db.fetch(count, values))[0]
         return HistoryPage(
             found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
         )
+
+
+def _no_history_entry(seq: int) -> str:
+    return (
+        f"there is no history entry {seq} to list the entries after: expected the last seq "
+        "of the page before"
+    )
 
 
 class SqliteWriters:

@@ -204,6 +204,9 @@ class Statements:
         self.job_key = c(
             select(jobs.c.started_at, jobs.c.tool_id).where(jobs.c.job_id == bindparam("job_id"))
         )
+        self.history_key = c(
+            select(lot_history.c.seq).where(lot_history.c.seq == bindparam("history_seq"))
+        )
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
         self._heads: dict[int, CompiledStatement] = {}
         self._track_outs: dict[int, CompiledStatement] = {}

@@ -87,6 +87,8 @@ def list_events(
 
     given = {"after": after, "limit": limit}
     shown = either(db, server, json, direct, Remote("GET", "/events", query=query_params(given)))
+    if shown.get("gap"):  # not from a server older than the gap's notice
+        err.print(f"warning: {shown['gap']}", style="yellow", markup=False, highlight=False)
     if json:
         print_json(shown["events"])
         pages.json_notice(shown)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 from mes.adapters.database import create_engine
 from mes.adapters.tables import outbox
@@ -125,3 +125,51 @@ async def test_an_unknown_account_reads_no_event_and_is_recorded(
         assert refused.status_code == 401 and refused.json()["error"] == "login_refused"
         events = await api.state.identity.events(ADMIN)
         assert any(e.kind is EventKind.LOGIN_FAILED and e.actor == ACCOUNT for e in events)
+
+
+async def _pruned(url: str, below: int) -> None:
+    """The outbox as the retention leaves it: the events below id ``below`` deleted."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(delete(outbox).where(outbox.c.seq < below))
+    finally:
+        await engine.dispose()
+
+
+async def test_a_replay_past_the_newest_id_is_refused_and_one_before_the_oldest_is_warned(
+    api: RunningApi,
+) -> None:
+    """A subscriber whose last id the database never issued (it was restored from an older
+    backup, or is another line's) was answered an empty page, as if nothing had happened
+    since: it would then skip every event up to its id. One whose last id is older than
+    what the retention keeps is told that events after it are gone."""
+    await api.roles(Role.OPERATOR)
+    via = ("--server", f"unix://{api.socket}")
+    for lot in ("Q1", "Q2", "Q3", "Q4"):
+        assert (await cli("lot", "start", lot, "--flow", "fo-organic", *via)).returncode == 0
+
+    for mode in (via, ("--db", api.db)):
+        refused = await cli("events", "list", "--after", "5", "--json", *mode)
+        assert refused.returncode == 1, refused.stderr
+        said = json.loads(refused.stdout)
+        assert said["error"] == "invalid_input"
+        assert "there is no event 5 to list the events after: the newest is 4" in said["message"]
+        assert (await cli("events", "list", "--after", "4", *mode)).stdout.startswith("0 of 4")
+    async with api.client() as client:
+        answer = await client.get("/events?after=5")
+        assert answer.status_code == 422 and "the newest is 4" in answer.json()["message"]
+        whole = (await client.get("/events")).json()
+        assert (whole["oldest"], whole["newest"], whole["gap"]) == (1, 4, None)
+
+    await _pruned(api.db, 3)
+    for mode in (via, ("--db", api.db)):
+        late = await cli("events", "list", "--after", "1", "--json", *mode)
+        assert late.returncode == 0, late.stderr
+        assert [e["id"] for e in json.loads(late.stdout)] == [3, 4]
+        assert (
+            "warning: the oldest event kept is 3: the events after 1 and before it, if there "
+            "were any, are past the retention and no longer kept"
+        ) in late.stderr
+        in_time = await cli("events", "list", "--after", "2", *mode)
+        assert in_time.returncode == 0 and "warning" not in in_time.stderr, in_time.stderr

@@ -84,3 +84,13 @@ async def test_a_window_that_ends_before_it_starts_or_an_empty_page_is_refused(
         await service.history_page(HistoryQuery(since=at, until=at - timedelta(seconds=1)))
     with pytest.raises(InvalidInput, match="1 entry or more"):
         await service.history_page(HistoryQuery(limit=0))
+
+
+async def test_a_cursor_that_names_no_entry_is_refused(service: LotService) -> None:
+    """Past the newest entry the page was the newest entries, as if no cursor was given."""
+    await service.start(cmd.StartLot("H0", "stiffener-bga", "op"))
+    newest = (await _every_entry(service))[0]
+    for after in (newest + 1, 10**12):
+        with pytest.raises(InvalidInput, match=f"there is no history entry {after} to list"):
+            await service.history_page(HistoryQuery(after=after))
+    assert (await service.history_page(HistoryQuery(after=newest))).entries == []
