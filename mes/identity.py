@@ -27,6 +27,7 @@ from mes.domain.authority import (
     Role,
     effective_action,
 )
+from mes.domain.common import check_window
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import (
     ApiKey,
@@ -521,11 +522,7 @@ class IdentityService:
         await self.authorize(by, Action.USERS)
         if query.limit < 1:
             raise InvalidInput(f"expected a limit of 1 or more (got {query.limit})")
-        if query.since is not None and query.until is not None and query.since > query.until:
-            raise InvalidInput(
-                f"expected a window whose start ({query.since.isoformat()}) is not after its "
-                f"end ({query.until.isoformat()})"
-            )
+        check_window(query.since, query.until)
         async with self._store.transaction(readonly=True) as tx:
             if query.after is not None and not await tx.has_event(query.after):
                 raise InvalidInput(

@@ -66,15 +66,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _check_window(since: datetime | None, until: datetime | None) -> None:
-    """InvalidInput for a list's time window that ends before it starts."""
-    if since is not None and until is not None and since > until:
-        raise InvalidInput(
-            f"expected a window whose start ({since.isoformat()}) is not after its "
-            f"end ({until.isoformat()})"
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What an operation did: the lot as it is now, and the history entries written."""
@@ -233,11 +224,9 @@ class LotServiceCore:
     ) -> list[ToolJob]:
         """The jobs ``tool_id`` started in ``since``..``until``, newest first, at most
         ``limit``, each with its carrier's sites in and its yield."""
-        if since > until or limit < 1:
-            raise InvalidInput(
-                f"expected a window whose start ({since:%Y-%m-%d %H:%M:%S}) is not after its "
-                f"end ({until:%Y-%m-%d %H:%M:%S}) and a limit of 1 or more (got {limit})"
-            )
+        common.check_window(since, until)
+        if limit < 1:
+            raise InvalidInput(f"expected a limit of 1 or more (got {limit})")
         return await self._read(get_tool_jobs(tool_id, since, until, limit), by)
 
     async def tool_job_page(
@@ -247,7 +236,7 @@ class LotServiceCore:
         how many match and whether more follow. Refused (InvalidInput, nothing read) for a
         window that ends before it starts or a cursor that names no job of the tool."""
         await self._guard.allow(by, Action.READ)
-        _check_window(query.since, query.until)
+        common.check_window(query.since, query.until)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.tool_job_page(query)
 
@@ -256,9 +245,10 @@ class LotServiceCore:
     ) -> HistoryPage:
         """One page of the line's lot history (:class:`mes.ports.HistoryQuery`), newest
         first, with how many entries match and whether more follow. Refused (InvalidInput,
-        nothing read) for a window that ends before it starts."""
+        nothing read) for a window that ends before it starts, or a cursor (``after``) that
+        names no entry."""
         await self._guard.allow(by, Action.READ)
-        _check_window(query.since, query.until)
+        common.check_window(query.since, query.until)
         self._check_step(query.step)
         async with self._uow(readonly=True) as uow:
             return await uow.lots.history_page(query)
@@ -304,8 +294,10 @@ class LotServiceCore:
 
     async def page(self, query: LotQuery, *, by: Principal | None = None) -> LotPage:
         """One page of a lot list (:class:`mes.ports.LotQuery`): filtered, ordered and cut
-        by the store, with how many lots match and whether more follow."""
+        by the store, with how many lots match and whether more follow. Refused
+        (InvalidInput) for a window that ends before it starts."""
         await self._guard.allow(by, Action.READ)
+        common.check_window(query.moved_since, query.moved_before)
         if query.flow is not None:
             self.flow(query.flow)
         self._check_step(query.step)

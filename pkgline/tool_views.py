@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 STOPPED = CONTROLLER_STOPPED
 
 
-WINDOW_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([smhdSMHD])\s*$"
-"""A window as ``--window`` and ``?window=`` take it (also in the OpenAPI document)."""
+WINDOW_PATTERN = r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdSHD])\s*$"
+"""A window as ``--window`` and ``?window=`` take it (also in the OpenAPI document): ASCII
+digits and a unit; not ``M``, which is months to some (minutes: ``m``)."""
 _WINDOW = re.compile(WINDOW_PATTERN)
 
 
@@ -46,7 +47,11 @@ def parse_window(text: str) -> timedelta:
     """``90s``, ``30m``, ``8h``, ``2d`` as a duration; ValueError for anything else."""
     match = _WINDOW.match(text)
     if match is None:
-        raise ValueError(f"--window {text!r}: expected a number and a unit, e.g. 30m, 8h or 2d")
+        months = " (M is no unit: m for minutes, or days for months: 90d)" if "M" in text else ""
+        raise ValueError(
+            f"--window {text!r}: expected a number and a unit s, m, h or d, e.g. 30m, 8h or "
+            f"2d{months}"
+        )
     seconds = float(match[1]) * WINDOW_UNITS[match[2].lower()]
     if seconds <= 0:
         raise ValueError(f"--window {text!r}: the window must be longer than 0")

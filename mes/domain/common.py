@@ -25,7 +25,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
-from mes.domain.text import one_line
+from mes.domain.text import one_line, utc_stamp
 
 SINGULATION_STEP = "DICE"
 """At DICE the good sites become the lot's unit count (flows.md, "Strips, panels and sites")."""
@@ -127,6 +127,16 @@ def next_in_order_after_step(lot: Lot, flow: Flow) -> tuple[str, ...]:
     if lot.state is not LotState.RUNNING or lot.running is None:
         return ()
     return flow.position((*lot.path, lot.running.step), lot.params).in_flow_order
+
+
+def check_window(since: datetime | None, until: datetime | None) -> None:
+    """InvalidInput for a list's time window that ends before it starts (a list asked for
+    it would be empty, as if nothing had happened)."""
+    if since is not None and until is not None and since > until:
+        raise InvalidInput(
+            f"expected a window whose start ({utc_stamp(since, seconds=True)}) is not after "
+            f"its end ({utc_stamp(until, seconds=True)})"
+        )
 
 
 def coerce_values(

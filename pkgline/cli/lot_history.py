@@ -11,6 +11,7 @@ import typer
 
 from pkgline.cli.common import DbOption, JsonOption, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params
+from pkgline.cli.times import iso, window
 from pkgline.page_sizes import HISTORY_PAGE, MAX_CURSOR, MAX_HISTORY_PAGE
 
 
@@ -35,10 +36,12 @@ def history(
     ] = None,
     step: Annotated[str | None, typer.Option("--step", help="Only entries of this step.")] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="At or after (ISO 8601; UTC if no offset).")
+        str | None,
+        typer.Option("--since", help="At or after WHEN: 30m, 8h, 2d (ago) or a local time."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Before (ISO 8601; UTC if no offset).")
+        str | None,
+        typer.Option("--until", help="Before WHEN: 30m, 8h, 2d (ago) or a local time."),
     ] = None,
     limit: Annotated[
         int,
@@ -66,14 +69,15 @@ def history(
     from pkgline.cli.lot_view import print_entries
     from pkgline.list_views import history_answer, history_query
 
+    since_at, until_at = window(since, until, as_json=json)
     given = {
         "lot": lot,
         "tool": tool,
         "user": user,
         "operation": operation,
         "step": step,
-        "since": since,
-        "until": until,
+        "since": iso(since_at),
+        "until": iso(until_at),
         "after": after,
         "limit": limit,
     }

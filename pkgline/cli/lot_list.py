@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import textwrap
 from dataclasses import replace
-from datetime import UTC, datetime
 from json import dumps
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +18,7 @@ from pkgline.cli import modes
 from pkgline.cli.common import DbOption, JsonOption, err, print_json, run, usage_error
 from pkgline.cli.lot_view import print_lots
 from pkgline.cli.modes import ServerOption, call, say_direct, target
+from pkgline.cli.times import window
 from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE
 
 if TYPE_CHECKING:
@@ -34,25 +34,6 @@ LIST_PAGE = LOT_PAGE
 """Lots per page of ``lot list`` as a table (``--limit`` to change)."""
 JSON_PAGE = MAX_LOT_PAGE
 """Lots read per query while ``lot list --json`` writes every lot (no ``--limit``)."""
-
-
-def _when(text: str, option: str, as_json: bool) -> datetime:
-    """A duration ago (``30m``, ``8h``, ``2d``) or an ISO 8601 time (local when no zone)."""
-    from pkgline.tool_views import parse_window  # only where a time is given
-
-    try:
-        return datetime.now(UTC) - parse_window(text)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        usage_error(
-            f"{option} {text!r}: expected a duration ago (30m, 8h, 2d; at most 36500d) or a time "
-            "(2026-05-01 or 2026-05-01T08:00)",
-            as_json=as_json,
-        )
-    return at if at.tzinfo else at.astimezone()
 
 
 def list_lots(
@@ -116,14 +97,15 @@ def list_lots(
             )
     if priority is not None and not 1 <= priority <= 9:
         usage_error(f"--priority {priority}: expected 1 (most urgent) to 9", as_json=json)
+    since_at, until_at = window(since, until, as_json=json)
     query = LotQuery(
         states=tuple(states),
         flow=flow,
         step=step,
         tool=tool,
         priority=priority,
-        moved_since=None if since is None else _when(since, "--since", json),
-        moved_before=None if until is None else _when(until, "--until", json),
+        moved_since=since_at,
+        moved_before=until_at,
         after=after,
         limit=limit or (JSON_PAGE if json else LIST_PAGE),
     )

@@ -4,7 +4,7 @@ The lot tracker keeps UTC, and ``--json`` gives it as ISO 8601 with its offset."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 def _local(at: datetime | str) -> datetime:
@@ -35,3 +35,42 @@ def clock(at: datetime | str) -> str:
     if local.date() == datetime.now().astimezone().date():
         return f"{local:%H:%M:%S}"
     return stamp(local)
+
+
+def when(text: str, option: str, *, as_json: bool) -> datetime:
+    """``--since``/``--until``: a duration ago (``30m``, ``8h``, ``2d``) or a time (local
+    when it has no offset, as every time the CLI prints); a usage error (exit 2) else."""
+    from pkgline.cli.common import usage_error
+    from pkgline.tool_views import parse_window  # only where a time is given
+
+    try:
+        return datetime.now(UTC) - parse_window(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        usage_error(
+            f"{option} {text!r}: expected a duration ago (30m, 8h, 2d; at most 36500d) or a time "
+            "(2026-05-01 or 2026-05-01T08:00, local unless an offset is given)",
+            as_json=as_json,
+        )
+    try:
+        return at if at.tzinfo else at.astimezone()
+    except (OverflowError, ValueError):  # year 1 or 9999 west or east of UTC
+        return at.replace(tzinfo=UTC)
+
+
+def window(
+    since: str | None, until: str | None, *, as_json: bool
+) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as :func:`when` reads them (None where not given)."""
+    return (
+        None if since is None else when(since, "--since", as_json=as_json),
+        None if until is None else when(until, "--until", as_json=as_json),
+    )
+
+
+def iso(at: datetime | None) -> str | None:
+    """A time for the server's query string (ISO 8601 with its offset)."""
+    return None if at is None else at.isoformat()

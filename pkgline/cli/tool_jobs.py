@@ -12,7 +12,8 @@ import typer
 from mes.domain.errors import InvalidInput
 from pkgline.cli.common import DbOption, JsonOption, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
-from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, parse_instant, tool_jobs_answer
+from pkgline.cli.times import iso, window
+from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, tool_jobs_answer
 
 
 def jobs(
@@ -28,10 +29,13 @@ def jobs(
     lot: Annotated[str | None, typer.Option("--lot", help="Only this lot's jobs.")] = None,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="Started at or after (ISO 8601; UTC if no offset)."),
+        typer.Option(
+            "--since", help="Started at or after WHEN: 30m, 8h, 2d (ago) or a local time."
+        ),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Started before (ISO 8601; UTC if no offset).")
+        str | None,
+        typer.Option("--until", help="Started before WHEN: 30m, 8h, 2d (ago) or a local time."),
     ] = None,
     db: DbOption = None,
     server: ServerOption = None,
@@ -43,12 +47,13 @@ def jobs(
     from pkgline.cli import pages
     from pkgline.cli.tool import print_jobs
 
+    since_at, until_at = window(since, until, as_json=json)
     try:
         query = ToolJobQuery(
             tool_id=tool,
             lot_id=lot,
-            since=parse_instant(since, "--since"),
-            until=parse_instant(until, "--until"),
+            since=since_at,
+            until=until_at,
             after=after,
             limit=limit,
         )
@@ -66,8 +71,8 @@ def jobs(
     params = query_params(
         {
             "lot": lot,
-            "since": since,
-            "until": until,
+            "since": iso(since_at),
+            "until": iso(until_at),
             "after": after,
             "limit": limit,
         }

@@ -28,12 +28,11 @@ from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
-from pkgline.cli.times import stamp
+from pkgline.cli.times import iso, stamp, window
 from pkgline.list_views import (
     EVENT_KINDS,
     EVENTS_PAGE,
     MAX_EVENTS_PAGE,
-    parse_instant,
     parse_kind,
     security_events_answer,
 )
@@ -418,10 +417,12 @@ def events(
         str | None, typer.Option("--kind", help=f"Only this kind: {', '.join(EVENT_KINDS)}.")
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="At or after (ISO 8601; UTC if no offset).")
+        str | None,
+        typer.Option("--since", help="At or after WHEN: 30m, 8h, 2d (ago) or a local time."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option("--until", help="Before (ISO 8601; UTC if no offset).")
+        str | None,
+        typer.Option("--until", help="Before WHEN: 30m, 8h, 2d (ago) or a local time."),
     ] = None,
     db: DbOption = None,
     server: ServerOption = None,
@@ -431,12 +432,13 @@ def events(
     to users; says how many match and how to see the next (older) page."""
     from pkgline.cli import pages
 
+    since_at, until_at = window(since, until, as_json=json)
     try:
         query = SecurityEventQuery(
             user=user,
             kind=parse_kind(kind),
-            since=parse_instant(since, "--since"),
-            until=parse_instant(until, "--until"),
+            since=since_at,
+            until=until_at,
             after=after,
             limit=limit,
         )
@@ -450,8 +452,8 @@ def events(
         {
             "user": user,
             "kind": kind,
-            "since": since,
-            "until": until,
+            "since": iso(since_at),
+            "until": iso(until_at),
             "after": after,
             "limit": limit,
         }

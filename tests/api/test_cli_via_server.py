@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -173,11 +174,21 @@ async def test_the_lines_history_through_the_server_matches_direct_mode(api: Run
         (("--lot", "NOPE"), 1, "there is no lot NOPE"),
         (("--tool", "NOPE"), 1, "there is no tool NOPE"),
         (("--operation", "bogus"), 2, "expected one of start, track_in"),
-        (("--since", "yesterday"), 2, "expected an ISO 8601 date or time"),
+        (("--since", "yesterday"), 2, "expected a duration ago (30m, 8h, 2d"),
+        (("--since", "1h", "--until", "2h"), 1, "is not after its end"),
+        (("--after", "999"), 1, "there is no history entry 999"),
     ):
         for mode in (via, ("--db", api.db)):
             refused = await cli("lot", "history", *args, *mode)
             assert refused.returncode == code and said in refused.stderr, refused.stderr
+    for mode in (via, ("--db", api.db)):  # as lot list takes them, in both modes
+        lately = await cli("lot", "history", "--since", "30m", "--json", *mode)
+        assert lately.returncode == 0 and len(json.loads(lately.stdout)) == 5, lately.stderr
+        local = datetime.now().astimezone().replace(tzinfo=None) + timedelta(minutes=1)
+        before = await cli("lot", "history", "--until", f"{local:%Y-%m-%dT%H:%M}", "--json", *mode)
+        assert before.returncode == 0 and len(json.loads(before.stdout)) == 5, before.stderr
+        passed = await cli("lot", "history", "--since", f"{local:%Y-%m-%dT%H:%M}", *mode)
+        assert passed.returncode == 0 and "0 of 0 entries" in passed.stdout, passed.stdout
 
     held = await cli("lot", "list", "--state", "HOLD", *via, env={"COLUMNS": "200"})
     assert "held for" in held.stdout and "voids seen" in held.stdout, held.stdout

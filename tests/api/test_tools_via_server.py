@@ -168,7 +168,9 @@ async def test_tool_show_gives_the_tools_jobs_in_the_window_through_the_server(
     of_lot = await cli("tool", "jobs", "DB-1", "--lot", "NO-LOT", *via)
     assert of_lot.returncode == 0 and "0 of 0 jobs" in of_lot.stdout
     bad_since = await cli("tool", "jobs", "DB-1", "--since", "yesterday", *via)
-    assert bad_since.returncode == 2 and "expected an ISO 8601 date or time" in bad_since.stderr
+    assert bad_since.returncode == 2 and "expected a duration ago (30m" in bad_since.stderr
+    lately = await cli("tool", "jobs", "DB-1", "--since", "1h", "--json", *via)
+    assert lately.returncode == 0 and json.loads(lately.stdout) == jobs, lately.stderr
     bad_cursor = await cli("tool", "jobs", "DB-1", "--after", "NOPE", "--json", *via)
     assert bad_cursor.returncode == 1
     assert "there is no job NOPE of tool DB-1" in json.loads(bad_cursor.stdout)["message"]

@@ -126,10 +126,24 @@ def test_a_bad_window_is_a_usage_error(line_db: str) -> None:
     result = pkgline(line_db, "tool", "show", "DB-1", "--window", "8x")
     assert result.returncode == 2
     assert "--window '8x'" in result.stderr
+    months = pkgline(line_db, "tool", "show", "DB-1", "--window", "10M")
+    assert months.returncode == 2 and "M is no unit: m for minutes" in months.stderr
 
 
 @pytest.mark.parametrize(
-    "text", ["8x", "h", "0h", "-2d", "2 days", "", "36501d", "99999999999999999999d"]
+    "text",
+    [
+        "8x",
+        "h",
+        "0h",
+        "-2d",
+        "2 days",
+        "",
+        "36501d",
+        "99999999999999999999d",
+        "10M",  # months, to some
+        "\u0663h",  # an Arabic-Indic three
+    ],
 )
 def test_a_window_without_a_number_and_a_unit_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="--window"):

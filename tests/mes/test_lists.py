@@ -131,6 +131,9 @@ async def test_a_cursor_naming_no_lot_and_an_empty_page_are_refused(service: Lot
         await service.page(LotQuery(limit=0))
     with pytest.raises(InvalidInput, match="nope"):
         await service.page(LotQuery(flow="nope"))
+    at = datetime.now(UTC)
+    with pytest.raises(InvalidInput, match="not after its end"):  # was an empty page
+        await service.page(LotQuery(moved_since=at, moved_before=at - timedelta(seconds=1)))
 
 
 # -- the plan of the hot queries on a large table (PostgreSQL) ---------------------------------
