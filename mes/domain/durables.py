@@ -33,7 +33,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
-from mes.domain.text import one_line, optional_line
+from mes.domain.text import counted, one_line, optional_line
 
 
 class DurableKind(StrEnum):
@@ -388,7 +388,7 @@ def check_durables(
     ``durable_life``) if a durable mounted on it is spent, counting the tool's ``pending``
     jobs as done; else the warnings of those past their warning fraction (recorded with the
     track-in)."""
-    counted = [
+    with_pending = [
         replace(
             d,
             count=d.count
@@ -397,12 +397,12 @@ def check_durables(
         for d in on_tool
     ]
     waiting = (
-        f" (with {len(pending)} job(s) of {tool_id} not yet recorded: "
+        f" (with {counted(len(pending), 'job')} of {tool_id} not yet recorded: "
         f"{', '.join(j.job_id for j in pending)})"
         if pending
         else ""
     )
-    spent = [d for d in counted if d.spent]
+    spent = [d for d in with_pending if d.spent]
     if spent:
         d = spent[0]
         expected = replacement_expected(d)
@@ -415,6 +415,6 @@ def check_durables(
         )
     return [
         f"{d.text()}: past its warning at {d.warn_fraction:.0%} of life"
-        for d in counted
+        for d in with_pending
         if d.warned
     ]

@@ -32,6 +32,7 @@ from mes.domain.signatures import (
     Signer,
     check_meaning,
 )
+from mes.domain.text import counted
 
 APPROVER_ROLES: Sequence[Role] = (Role.ENGINEER, Role.QUALITY)
 """The role the first and the second approval of a version needs."""
@@ -71,7 +72,7 @@ def check_fresh(version: FlowVersion, given: Sequence[SignatureGiven]) -> None:
         if g.approvals_seen is not None and g.approvals_seen != have:
             raise ApprovalStale(
                 f"the signature of {g.username} was given for flow {version.flow} version "
-                f"{version.version} with {g.approvals_seen} approval(s); it has {have} now: this "
+                f"{version.version} with {counted(g.approvals_seen, 'approval')}; it has {have} now: this "
                 "signed approval was carried out already, or somebody approved since. Nothing "
                 "was changed: look at the version again (pkgline flow versions) and sign what "
                 "it is now",
@@ -107,7 +108,8 @@ def check_approval(
     # a draft has room for one more even where the policy now asks for fewer than it has
     if len(signed) > room:
         raise SignatureRefused(
-            f"{name} needs {needed} approval(s) and has {have}: {len(signed)} more were given",
+            f"{name} needs {counted(needed, 'approval')} and has {have}: {len(signed)} more "
+            "were given",
             action=Action.FLOW_APPROVE,
         )
     seen = {a.signer for a in version.approvals}

@@ -67,6 +67,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
+from mes.domain.text import counted
 
 # -- start -----------------------------------------------------------------------------------
 
@@ -489,8 +490,8 @@ def rework(
     done = lot.rework_counts.get(key, 0)
     if done >= spec.rework.max_reworks:
         raise ReworkNotAllowed(
-            f"{cmd.step} (occurrence {occurrence}) of lot {lot.id} has been reworked {done} "
-            f"time(s); flow {flow.name} allows {spec.rework.max_reworks}",
+            f"{cmd.step} (occurrence {occurrence}) of lot {lot.id} has been reworked "
+            f"{counted(done, 'time')}; flow {flow.name} allows {spec.rework.max_reworks}",
             lot_id=lot.id,
         )
     path = lot.path[:index]

@@ -33,7 +33,7 @@ from typing import Any
 from mes.domain.authority import PERMISSIONS, Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, LotTrackerError
 from mes.domain.model import Change, Lot
-from mes.domain.text import one_line, optional_line
+from mes.domain.text import counted, one_line, optional_line
 
 MAX_MEANING_LENGTH = 500
 
@@ -137,7 +137,9 @@ def signatures_from_json(value: Any) -> tuple[SignatureGiven, ...]:
         unknown = sorted(set(item) - set(SIGNATURE_FIELDS))
         if unknown:
             raise InvalidInput(
-                f"{where}: unknown field(s) {', '.join(unknown)}", allowed=SIGNATURE_FIELDS
+                f"{where}: unknown {'field' if len(unknown) == 1 else 'fields'} "
+                f"{', '.join(unknown)}",
+                allowed=SIGNATURE_FIELDS,
             )
         for name in ("username", "password", "meaning"):
             if not isinstance(item.get(name), str):
@@ -338,8 +340,8 @@ def check_signatures(
             else ""
         )
         raise SignatureRequired(
-            f"{_sentence(action, lot.id)} must be signed by {who}: {len(signed)} signature(s) "
-            f"given{more}; each signer gives their password again and the meaning "
+            f"{_sentence(action, lot.id)} must be signed by {who}: "
+            f"{counted(len(signed), 'signature')} given{more}; each signer gives their password again and the meaning "
             f"(e.g. {expected!r})",
             action=action,
             needed=needed,
@@ -349,7 +351,8 @@ def check_signatures(
         )
     if len(signed) > needed:
         raise SignatureRefused(
-            f"{_sentence(action, lot.id)} takes {needed} signature(s); {len(signed)} were given",
+            f"{_sentence(action, lot.id)} takes {counted(needed, 'signature')}; "
+            f"{len(signed)} were given",
             action=action,
             lot_id=lot.id,
         )

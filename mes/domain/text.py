@@ -81,6 +81,12 @@ def printable(value: str) -> str:
     return "".join("\ufffd" if _unprintable(char) else char for char in value)
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 signature``, ``2 signatures``: a number and its noun, as a message says them
+    (``plural`` where it is not ``singular`` + s)."""
+    return f"{count:,} {singular if count == 1 else plural or singular + 's'}"
+
+
 def utc_stamp(at: datetime, *, seconds: bool = False) -> str:
     """``at`` as the lot tracker words it in a message: UTC, said so, the year in four
     digits (``2027-01-31 13:00 UTC``)."""

@@ -39,6 +39,7 @@ from defusedxml.ElementTree import fromstring
 from mes.domain.commands import SiteRejectGiven
 from mes.domain.errors import InvalidInput
 from mes.domain.model import REJECT_CODE_PATTERN, SiteRef, SiteReject
+from mes.domain.text import counted
 
 NAMESPACE = "urn:semi-org:xsd.E142-1.V1005.SubstrateMap"
 """The E142.1 namespace pkgline writes."""
@@ -350,8 +351,8 @@ def _decode_map(
         code = d.get("BinCode", "")
         if len(code) != width:
             raise MapRefused(
-                f"{where}: BinCode {code!r} of a BinDefinition is not {width} character(s) "
-                f"long, as BinType {bin_type} needs"
+                f"{where}: BinCode {code!r} of a BinDefinition is not "
+                f"{counted(width, 'character')} long, as BinType {bin_type} needs"
             )
         quality = _attr(d, "BinQuality", f"{where} bin {code!r}")
         if quality not in ("Pass", "Fail", "Null", "Unknown"):
@@ -378,7 +379,7 @@ def _decode_map(
         if len(line) != cols * width:
             raise MapRefused(
                 f"{where}: BinCode row {n} has {len(line)} characters; its layout {lid} has "
-                f"{cols} columns (X) of {width} character(s)"
+                f"{cols} columns (X) of {counted(width, 'character')}"
             )
         row = tuple(line[i : i + width] for i in range(0, len(line), width))
         for c, code in enumerate(row, 1):

@@ -290,7 +290,7 @@ def _write_config(run: Demo) -> None:
         feed = config.events
         out.print(
             f"event feed: MQTT broker on 127.0.0.1:{DEMO_BROKER_PORT}, topics "
-            f"{feed.root}/{feed.site}/{feed.area}/{config.name}/... (follow it: "
+            f"{feed.root}/{feed.site}/{feed.area}/{config.name}/... (follow it while the demo runs: "
             f"pkgline events tail --config {run.config_path})"
         )
 

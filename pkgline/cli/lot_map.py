@@ -22,6 +22,7 @@ from pkgline.cli.common import (
     current_user,
     err,
     marked,
+    noun,
     out,
     parse_assignments,
     print_json,
@@ -102,7 +103,7 @@ def export(
             marked(
                 "✔",
                 "green",
-                f"lot {done['lot']}: {len(carriers)} carrier map(s) "
+                f"lot {done['lot']}: {len(carriers)} carrier {noun('maps', len(carriers))} "
                 f"({', '.join(carriers)}) written to {out_file} as SEMI E142",
             )
         )
@@ -209,14 +210,15 @@ def import_(
                 "✔",
                 "green",
                 f"lot {done['lot']}: map of {mapped} imported, "
-                f"{len(done['rejected'])} site(s) rejected; {done['good_sites']} of "
+                f"{len(done['rejected'])} {noun('sites', len(done['rejected']))} rejected; "
+                f"{done['good_sites']} of "
                 f"{done['total_sites']} good",
             )
         )
-    if done["already_rejected"]:
+    if again := done["already_rejected"]:
         err.print(
-            f"  {len(done['already_rejected'])} site(s) the map rejects were rejected already "
-            "and stay as they are"
+            f"  rejected by the map and already before it, left as they were: {len(again)} "
+            f"{noun('sites', len(again))}"
         )
 
 

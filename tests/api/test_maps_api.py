@@ -81,7 +81,7 @@ async def test_map_commands_through_the_server_match_direct_mode(
     out = tmp_path / "b.xml"
     written = await cli("lot", "map", "export", "B", "--carrier", "1", "--out", str(out), *via)
     assert written.returncode == 0, written.stderr
-    assert "1 carrier map(s) (B-01) written to" in written.stdout
+    assert "1 carrier map (B-01) written to" in written.stdout
     assert out.read_text() == json.loads(local.stdout)["xml"]
 
 

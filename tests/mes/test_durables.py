@@ -284,7 +284,7 @@ async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
     with pytest.raises(InterlockRefused) as refused:
         await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
     assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
-    assert "1 job(s) of WB-1 not yet recorded: J1" in refused.value.message
+    assert "1 job of WB-1 not yet recorded: J1" in refused.value.message
     assert (await durables.show("CAP-1")).durable.count == 62
 
 

@@ -61,3 +61,12 @@ def test_blank_and_surrounding_blanks() -> None:
     assert optional_line("  ", "a reason") is None
     assert optional_line(" ok ", "a reason") == "ok"
     assert one_line("température 250 °C, 日本語, emoji 🙂", "a reason")
+
+
+def test_a_count_says_its_noun_in_the_singular_for_one() -> None:
+    from mes.domain.text import counted
+
+    assert counted(1, "signature") == "1 signature"
+    assert counted(0, "signature") == "0 signatures"
+    assert counted(2, "entry", "entries") == "2 entries"
+    assert counted(1_000, "job") == "1,000 jobs"
