@@ -9,6 +9,7 @@ what differed, and changes nothing.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,7 +123,12 @@ def _write(path: Path, text: str) -> None:
 @app.command("import")
 def import_(
     lot: LotArg,
-    file: Annotated[Path, typer.Argument(help="The SEMI E142 map (XML).", show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The SEMI E142 map (XML); - reads it from standard input.", show_default=False
+        ),
+    ],
     carrier: Annotated[
         str | None,
         typer.Option(
@@ -158,21 +164,29 @@ def import_(
     from pkgline.bootstrap import open_lot_service
 
     codes = parse_assignments(bin_code or [], "--bin", as_json=json)
+    stdin = str(file) == "-"
+    name = "standard input" if stdin else file.name
     try:
-        if not file.is_file():  # a device, a pipe or a directory has no size to check
-            raise MapRefused(f"{file} is not a regular file: expected an E142 XML file")
-        with file.open("rb") as f:  # at most one byte past the limit, whatever stat said
-            document = f.read(MAX_MAP_BYTES + 1)
+        if stdin:  # a pipe: curl ... | pkgline lot map import L -
+            document = sys.stdin.buffer.read(MAX_MAP_BYTES + 1)
+        elif not file.is_file():  # a device or a directory: /dev/zero would never end
+            raise MapRefused(
+                f"{file} is not a regular file: expected an E142 XML file (or - for standard "
+                "input)"
+            )
+        else:
+            with file.open("rb") as f:  # at most one byte past the limit, whatever stat said
+                document = f.read(MAX_MAP_BYTES + 1)
         if len(document) > MAX_MAP_BYTES:
-            raise MapRefused(f"{file} is larger than {MAX_MAP_BYTES:,} bytes")
+            raise MapRefused(f"{name} is larger than {MAX_MAP_BYTES:,} bytes")
     except OSError as exc:
-        usage_error(f"{file}: cannot read it: {exc.strerror or exc}", as_json=json)
+        usage_error(f"{name}: cannot read it: {exc.strerror or exc}", as_json=json)
     except MapRefused as exc:
         usage_error(exc.message, as_json=json)
-    reason = f"E142 map import: {file.name}"
+    reason = f"E142 map import: {name}"
     via = target(server, db, as_json=json)
     if via is not None:
-        done = _import_remote(via, lot, file.name, document, carrier, codes, meaning, reason, json)
+        done = _import_remote(via, lot, name, document, carrier, codes, meaning, reason, json)
     else:
         say_direct(db)
         act = signing.signed(
@@ -180,7 +194,7 @@ def import_(
                 service,
                 lot,
                 document,
-                source=file.name,
+                source=name,
                 user=current_user(user),
                 onto=carrier,
                 bin_codes=codes,

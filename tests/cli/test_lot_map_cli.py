@@ -4,6 +4,9 @@ subprocess against a real database; a refused map exits 1 and changes nothing.""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import json
 import sqlite3
 from pathlib import Path
@@ -73,3 +76,48 @@ def test_maps_go_out_to_a_file_and_come_in_with_mapped_bins_or_are_refused(
         assert "expected the name of a file to write" in nowhere.stderr
         assert "Traceback" not in nowhere.stderr
     assert _rejects(db) == sorted([*before, ("B-01", 2, 2, "PARTICLE")])
+
+
+def test_a_map_comes_in_from_standard_input_as_from_a_file(tmp_path: Path, sqlite_url: str) -> None:
+    """``-`` is standard input (a map fetched by a script: ``curl ... | pkgline lot map import
+    L -``), read no further than the 8 MB limit; before, it was a file named ``-``."""
+    db = sqlite_url
+    assert pkgline(db, "db", "upgrade").returncode == 0
+    ok_json(
+        db,
+        "lot",
+        "start",
+        "C",
+        "--flow",
+        "stiffener-bga",
+        "--carriers",
+        "1",
+        "--rows",
+        "2",
+        "--cols",
+        "3",
+    )
+    env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": "op1"}
+    command = [sys.executable, "-m", "pkgline", "lot", "map", "import", "C", "-", "--json"]
+    piped = subprocess.run(
+        [*command, "--bin", "X=PARTICLE"],
+        input=hand_written(substrate="C-01"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    assert json.loads(piped.stdout)["rejected"] == ["C-01:1:3:VOID", "C-01:2:2:PARTICLE"]
+    shown = ok_json(db, "lot", "show", "C")
+    assert "E142 map import: standard input" in json.dumps(shown["history"])
+
+    with (tmp_path / "big.xml").open("wb") as big:  # past the limit: refused, nothing read on
+        big.write(b" " * (e142.MAX_MAP_BYTES + 1))
+    with (tmp_path / "big.xml").open("rb") as stdin:
+        refused = subprocess.run(
+            command, stdin=stdin, env=env, capture_output=True, timeout=60, check=False
+        )
+    assert refused.returncode == 2, refused.stderr
+    assert "standard input is larger than 8,000,000 bytes" in json.loads(refused.stdout)["message"]
