@@ -187,7 +187,7 @@ class _NodeIdSpec(BaseModel):
     @field_validator("node_id")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not _NODE_ID.match(value):
+        if not _NODE_ID.fullmatch(value):
             raise ValueError(
                 f"a node id is written s=..., i=..., g=... or b=... (no ns=: the namespace is "
                 f"an alias), not {value!r}"
@@ -198,7 +198,7 @@ class _NodeIdSpec(BaseModel):
 def _check_browse_path(value: str) -> str:
     elements = value.split("/")
     for element in elements:
-        if not _ELEMENT.match(element):
+        if not _ELEMENT.fullmatch(element):
             raise ValueError(
                 f"bad browse path {value!r}: each element is Name or alias:Name, "
                 f"separated by '/' (element {element!r})"
@@ -274,7 +274,7 @@ class _Builder:
             ) from None
 
     def qname(self, element: str, loc: Sequence[str | int]) -> QName:
-        match = _ELEMENT.match(element)
+        match = _ELEMENT.fullmatch(element)
         if match is None:
             raise self.doc.error(loc, f"bad browse name {element!r}: write Name or alias:Name")
         return QName(self.uri(match["alias"], loc), match["name"])

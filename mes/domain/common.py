@@ -81,7 +81,7 @@ def require_reason(value: str | None, what: str, lot_id: str) -> str:
 
 
 def check_lot_id(lot_id: str) -> None:
-    if not LOT_ID_PATTERN.match(lot_id):
+    if not LOT_ID_PATTERN.fullmatch(lot_id):
         raise InvalidInput(f"lot id {lot_id!r} is not valid: expected {LOT_ID_RULE}")
 
 
@@ -212,7 +212,7 @@ def resolve_sites(
                 f"1..{lot.site_rows}, columns 1..{lot.site_cols}",
                 lot_id=lot.id,
             )
-        if not REJECT_CODE_PATTERN.match(g.code):
+        if not REJECT_CODE_PATTERN.fullmatch(g.code):
             raise InvalidInput(
                 f"reject code {g.code!r} is not valid: expected an upper-case word such as "
                 "VOID or MISSING_BALL (A-Z, 0-9, _; at most 24)",

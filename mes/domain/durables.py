@@ -220,9 +220,9 @@ def add(
     """A new durable, off the tools, with a count of 0. Refused (InvalidInput, saying what is
     expected) for a taken id, an unknown kind, a life below 1 or a warning fraction outside
     (0, 1]."""
-    if not _ID.match(durable_id):
+    if not _ID.fullmatch(durable_id):
         raise InvalidInput(
-            f"durable id {durable_id!r} is not valid: expected 1 to 32 letters, digits, "
+            f"durable id {durable_id!r} is not valid: expected 1 to 32 ASCII letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
         )
     if existing is not None:

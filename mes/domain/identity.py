@@ -110,7 +110,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def check_username(username: str) -> None:
-    if not USERNAME_PATTERN.match(username):
+    if not USERNAME_PATTERN.fullmatch(username):
         raise InvalidInput(
             f"user name {username!r} is not valid: expected 1-64 lower-case letters, digits, "
             "'_', '.' or '-', starting with a letter or '_' (as an OS account name)"

@@ -214,9 +214,9 @@ def add(
     """A new material lot, frozen (frozen kinds) and on no tool. Refused, saying what is
     expected, for a bad or taken id, an unknown kind, an expiry already past, a thaw time or
     floor life below 0 (or 1 minute), or clocks given to a kind that has none."""
-    if not _ID.match(material_id):
+    if not _ID.fullmatch(material_id):
         raise InvalidInput(
-            f"material lot id {material_id!r} is not valid: expected 1 to 32 letters, digits, "
+            f"material lot id {material_id!r} is not valid: expected 1 to 32 ASCII letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
         )
     if existing is not None:

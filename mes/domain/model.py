@@ -23,7 +23,7 @@ StepCode: TypeAlias = str
 UserName: TypeAlias = str
 
 LOT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-LOT_ID_RULE = "1-32 letters, digits, '_', '.' or '-', starting with a letter or digit"
+LOT_ID_RULE = "1-32 ASCII letters, digits, '_', '.' or '-', starting with a letter or digit"
 """:data:`LOT_ID_PATTERN` in words, for the refusals and the forms that ask for a lot id."""
 REJECT_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,23}$")
 

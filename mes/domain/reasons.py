@@ -57,7 +57,7 @@ def add(
 ) -> ReasonCode:
     """A new code. Refused, saying what is expected, for a malformed or taken code, an
     unknown kind or role, an empty text, or release roles on a scrap code."""
-    if not _CODE.match(code):
+    if not _CODE.fullmatch(code):
         raise InvalidInput(
             f"reason code {code!r} is not valid: expected 1 to 16 capitals, digits, '_' or '-'"
         )

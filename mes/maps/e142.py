@@ -420,7 +420,7 @@ def reject_code_of(b: BinDefinition, bin_codes: Mapping[str, str], where: str) -
     """Our reject code for a failing bin: given (``--bin``), else its description when that
     is one of our codes (a map pkgline wrote)."""
     code = bin_codes.get(b.code) or (b.description or "").strip()
-    if not REJECT_CODE_PATTERN.match(code):
+    if not REJECT_CODE_PATTERN.fullmatch(code):
         given = (
             f" (its description {b.description!r} is not a reject code)" if b.description else ""
         )
@@ -461,7 +461,7 @@ def plan_import(
             lot_id=lot_id,
         )
     for name, code in sorted(codes.items()):
-        if not REJECT_CODE_PATTERN.match(code):
+        if not REJECT_CODE_PATTERN.fullmatch(code):
             raise MapRefused(
                 f"--bin {name}={code}: {code!r} is not a reject code; expected an upper-case "
                 "word such as VOID",

@@ -428,7 +428,7 @@ async def split(request: Request, who: Viewer, lot_id: str) -> Response:
     problem = None
     if not into:
         problem = "into: name the new lot the carriers go to; nothing was changed"
-    elif not LOT_ID_PATTERN.match(into):
+    elif not LOT_ID_PATTERN.fullmatch(into):
         problem = f"into: expected {LOT_ID_RULE}, got {into!r}; nothing was changed"
     elif not carriers:
         problem = "pick the carriers to split off; nothing was changed"

@@ -198,7 +198,7 @@ def map_filter(text: str, steps: int) -> tuple[str, int | None] | str:
     """Which rejects the strip maps show: ``all`` (every one so far), ``at:N`` (those of the
     N-th step of the path only) or ``upto:N`` (cumulative, through the N-th step); a message
     saying what was expected otherwise."""
-    found = MAP_VIEW.match(text or "all")
+    found = MAP_VIEW.fullmatch(text or "all")
     expected = f"expected all, at:N or upto:N with N a step of the path (1 to {steps})"
     if found is None or (found[1] == "all") != (found[2] is None):
         return f"map {text!r}: {expected}"

@@ -132,7 +132,7 @@ async def start(request: Request, who: Viewer) -> Response:
     lot_id = form.get("lot").strip()
     if not lot_id:
         errors["lot"] = "give the new lot's id"
-    elif not LOT_ID_PATTERN.match(lot_id):
+    elif not LOT_ID_PATTERN.fullmatch(lot_id):
         errors["lot"] = f"expected {LOT_ID_RULE}, got {lot_id!r}"
     numbers: dict[str, int] = {}
     for name, (default, low, high) in LOT_FIELDS.items():

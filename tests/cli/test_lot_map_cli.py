@@ -4,11 +4,11 @@ subprocess against a real database; a refused map exits 1 and changes nothing.""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sqlite3
 import subprocess
 import sys
-import json
-import sqlite3
 from pathlib import Path
 
 from lxml import etree

@@ -112,3 +112,30 @@ def test_control_characters_already_in_the_database_print_as_pictures(line_db: s
     # rich drops the carriage return itself
     assert "red\u241b[31m alert\ufffd2J\ufffdevilback" in shown.stdout
     assert not set("\x1b\x9b\u202e\r") & set(shown.stdout)
+
+
+@pytest.mark.parametrize(
+    ("command", "listing"),
+    [
+        (("lot", "start", "L1\n", "--flow", "fo-organic"), ("lot", "list")),
+        (("durable", "add", "D1\n", "--kind", "capillary", "--life", "100"), ("durable", "list")),
+        (("material", "add", "M1\n", "--kind", "wire", "--expires", "2099-01-01"), None),
+        (("reason", "add", "VOID2\n", "--kind", "hold", "--text", "voids"), ("reason", "list")),
+        (
+            ("user", "add", "bob\n", "--name", "Bob", "--no-password", "--role", "operator"),
+            ("user", "list"),
+        ),
+    ],
+)
+def test_an_id_with_a_trailing_newline_is_refused(
+    sqlite_url: str, command: tuple[str, ...], listing: tuple[str, ...] | None
+) -> None:
+    """Python's ``$`` matches before a final newline: ``re.match`` took 'L1\\n' as a lot id
+    (its carriers 'L1\\n-01', a topic with a line break in it)."""
+    assert pkgline(sqlite_url, "db", "upgrade").returncode == 0
+    listing = listing or (command[0], "list")
+    before = pkgline(sqlite_url, *listing, "--json").stdout
+    refused = pkgline(sqlite_url, *command, "--json")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "is not valid: expected" in refused.stdout, refused.stdout
+    assert pkgline(sqlite_url, *listing, "--json").stdout == before

@@ -101,7 +101,7 @@ def test_the_start_page_shows_parameters_and_refuses_on_the_field(station: Stati
         form = client.get("/station/start", params={"flow": "fo-organic"})
         assert form.status_code == 200
         assert 'name="param.layers"' in form.text and "1 to 8" in form.text
-        assert "new; 1-32 letters, digits" in html.unescape(form.text)  # the lot tracker's rule
+        assert "new; 1-32 ASCII letters, digits" in html.unescape(form.text)  # the lot tracker's rule
         token = csrf(form.text)
         base = {"csrf": token, "flow": "fo-organic", "lot": "W-1", "carriers": "2"}
         for field, value, said in (
@@ -110,8 +110,8 @@ def test_the_start_page_shows_parameters_and_refuses_on_the_field(station: Stati
             ("carriers", "x", "expected a whole number from 1 to 100"),
             ("rows", "0", "expected a whole number from 1 to 128"),
             ("cols", "1000", "expected a whole number from 1 to 128"),
-            ("lot", "W 1!", "expected 1-32 letters, digits"),
-            ("lot", "W" * 33, "expected 1-32 letters, digits"),
+            ("lot", "W 1!", "expected 1-32 ASCII letters, digits"),
+            ("lot", "W" * 33, "expected 1-32 ASCII letters, digits"),
         ):
             answer = client.post("/station/start", data={**base, field: value})
             assert answer.status_code == 422, (field, value)
@@ -197,7 +197,7 @@ def test_split_by_picking_carriers(station: Station) -> None:
             "/station/lots/W-2/split", data={**data, "into": "W 2/A", "carrier": "W-2-02"}
         )
         assert bad_id.status_code == 422
-        assert "into: expected 1-32 letters" in html.unescape(message(bad_id.text))
+        assert "into: expected 1-32 ASCII letters" in html.unescape(message(bad_id.text))
         done = client.post(
             "/station/lots/W-2/split",
             data={**data, "into": "W-2A", "carrier": ["W-2-02", "W-2-03"]},
