@@ -171,8 +171,7 @@ def import_(
             document = sys.stdin.buffer.read(MAX_MAP_BYTES + 1)
         elif not file.is_file():  # a device or a directory: /dev/zero would never end
             raise MapRefused(
-                f"{file} is not a regular file: expected an E142 XML file (or - for standard "
-                "input)"
+                f"{file} is not a regular file: expected an E142 XML file (or - for standard input)"
             )
         else:
             with file.open("rb") as f:  # at most one byte past the limit, whatever stat said
