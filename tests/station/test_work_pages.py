@@ -101,9 +101,8 @@ def test_the_start_page_shows_parameters_and_refuses_on_the_field(station: Stati
         form = client.get("/station/start", params={"flow": "fo-organic"})
         assert form.status_code == 200
         assert 'name="param.layers"' in form.text and "1 to 8" in form.text
-        assert "new; 1-32 ASCII letters, digits" in html.unescape(
-            form.text
-        )  # the lot tracker's rule
+        rule = "new; 1-32 ASCII letters, digits"  # the lot tracker's rule
+        assert rule in html.unescape(form.text)
         token = csrf(form.text)
         base = {"csrf": token, "flow": "fo-organic", "lot": "W-1", "carriers": "2"}
         for field, value, said in (
