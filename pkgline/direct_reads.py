@@ -1,21 +1,32 @@
 """Direct-mode reads that need none of SQLAlchemy: ``lot show`` on a SQLite file the user
-owns, read with the standard library (:mod:`mes.adapters.sqlite_reads`) in a fifth of the
-time the full path takes to start (docs/api.md, the CLI's figures).
+owns, read with the standard library (:mod:`mes.adapters.sqlite_reads`), or on PostgreSQL
+with asyncpg alone (:mod:`mes.adapters.postgres_reads`), in a fraction of the time the full
+path takes to start (docs/api.md, the CLI's figures).
 
 Each answers what the full path would, or None where it does not answer (another database,
-a file of another account, another schema revision, an unknown lot, a flow version not built
-yet): the caller then takes the full path, which answers, or refuses and says why, as ever.
-The authority is the full path's too: a SQLite file is read here only by its owner, who
-holds every role in direct mode (:func:`pkgline.bootstrap.direct_principal`)."""
+a file of another account, a URL with options, a server that does not answer, another
+schema revision, an unknown lot, a flow version not built yet): the caller then takes the
+full path, which answers, or refuses and says why, as ever; a database that does not answer
+in time is said so at once (:class:`mes.adapters.report_reads.Silent`), where the full path
+would wait as long again to say the same. The authority is the full
+path's too: a SQLite file is read here only by its owner, who holds every role in direct
+mode (:func:`pkgline.bootstrap.direct_principal`); on PostgreSQL the database's own
+privileges decide, as they do for the full path."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from flows import Flow, UnknownFlow
-from mes.adapters.location import SCHEMA_REVISION, default_database_url, sqlite_file
-from mes.adapters.sqlite_reads import NotAnswered, SqliteReader
+from mes.adapters.location import (
+    SCHEMA_REVISION,
+    DatabaseUrlError,
+    default_database_url,
+    sqlite_file,
+)
+from mes.adapters.report_reads import NotAnswered
 from mes.domain.errors import UnknownLot
 from mes.domain.model import Lot
 from mes.domain.report import report_dict
@@ -23,21 +34,45 @@ from mes.lot_reads import report_work
 
 
 def lot_report(url: str | None, lot_id: str) -> dict[str, Any] | None:
-    """``lot show``'s JSON of ``lot_id`` on the SQLite file of ``url`` (default:
+    """``lot show``'s JSON of ``lot_id`` on the database of ``url`` (default:
     ``$PKGLINE_DB`` or the user's file), or None: take the full path."""
-    path = sqlite_file(url or default_database_url())
-    if path is None:
-        return None
+    target = url or default_database_url()
     try:
+        path = sqlite_file(target)
+        if path is None:
+            return _postgres_report(target, lot_id)
+        from mes.adapters.sqlite_reads import SqliteReader
+
         if path.stat().st_uid != os.getuid():
             return None  # direct mode refuses another account's file: the full path says so
         with SqliteReader(path) as reader:
             if reader.revision() != SCHEMA_REVISION:
                 return None
-            flows = _Flows(reader)
+            flows = _Flows(reader.has_flow_versions(), reader.flow_version_hash)
             return report_dict(reader.run(report_work(lot_id, flows.of)))
-    except (OSError, NotAnswered, UnknownLot, UnknownFlow):
+    except (OSError, NotAnswered, UnknownLot, UnknownFlow, DatabaseUrlError):
         return None
+
+
+def _postgres_report(url: str, lot_id: str) -> dict[str, Any] | None:
+    from mes.adapters.location import postgres_dsn
+
+    dsn = postgres_dsn(url)
+    if dsn is None:
+        return None
+    import asyncio
+
+    from mes.adapters.postgres_reads import PostgresReader
+
+    async def read() -> dict[str, Any] | None:
+        async with PostgresReader(dsn) as reader:
+            if await reader.revision() != SCHEMA_REVISION:
+                return None
+            hashes = await reader.flow_version_hashes()
+            flows = _Flows(bool(hashes), lambda flow, version: hashes.get((flow, version)))
+            return report_dict(await reader.run(report_work(lot_id, flows.of)))
+
+    return asyncio.run(read())
 
 
 class _Flows:
@@ -46,15 +81,16 @@ class _Flows:
     already (the user's cache: :class:`pkgline.flowcache.VersionShelf`); the packaged file's
     where no version is published."""
 
-    def __init__(self, reader: SqliteReader):
-        self._reader = reader
+    def __init__(self, published: bool, version_hash: Callable[[str, int], str | None]):
+        self._published = published
+        self._version_hash = version_hash
 
     def of(self, lot: Lot) -> Flow:
         from pkgline import flowcache
 
-        if not self._reader.has_flow_versions():
+        if not self._published:
             return flowcache.cached_library().get(lot.flow)
-        digest = self._reader.flow_version_hash(lot.flow, lot.flow_version)
+        digest = self._version_hash(lot.flow, lot.flow_version)
         library = None if digest is None else flowcache.VersionShelf().read(digest)
         if library is None:
             raise NotAnswered(f"flow {lot.flow} v{lot.flow_version} is not built here yet")

@@ -181,6 +181,39 @@ async def test_lot_show_json_of_a_lot_reads_it_without_sqlalchemy(tmp_path: Path
     assert _found(modules, NOT_FOR_A_DIRECT_READ) == []
 
 
+NOT_FOR_A_POSTGRESQL_READ = (
+    *(m for m in NOT_FOR_LOT_SHOW if m != "asyncpg"),
+    "sqlalchemy",
+    "aiosqlite",
+    "mes.service",
+)
+"""What ``pkgline lot show X --json`` of a lot on PostgreSQL needs none of: asyncpg alone
+reads it (pkgline.direct_reads), with the flows and the report's rules."""
+
+
+async def test_lot_show_json_of_a_lot_on_postgresql_reads_it_without_sqlalchemy(
+    postgres_url: str,
+) -> None:
+    from pkgline.bootstrap import open_services
+    from tests.mes.test_service import _start
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    async with open_services(postgres_url) as services:
+        await _start(services.lots, "L1", "fo-metal")
+    done, modules = await asyncio.to_thread(
+        _imported, "lot", "show", "L1", "--json", db=postgres_url
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["id"] == "L1"
+    assert f"direct database {postgres_url} as" in done.stderr
+    assert {"asyncpg", "flows", "mes.adapters.postgres_reads"} <= modules
+    assert _found(modules, NOT_FOR_A_POSTGRESQL_READ) == []
+
+
 NOT_THROUGH_THE_SERVER = (
     *HEAVY,
     "pydantic",

@@ -18,8 +18,6 @@ stops answering, or a network that silently drops its packets, becomes
 from __future__ import annotations
 
 import os
-import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,43 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mes.adapters import jsontext
+from mes.adapters.location import DatabaseTimeouts as DatabaseTimeouts
+from mes.adapters.location import DatabaseUrlError as DatabaseUrlError
+from mes.adapters.location import check_password_file as check_password_file
 from mes.adapters.location import default_database_url as default_database_url
 
 READONLY = "pkgline_readonly"
 """Execution option marking a read-only transaction (SQLite: plain BEGIN, no write lock)."""
 
 
-@dataclass(frozen=True, slots=True)
-class DatabaseTimeouts:
-    """How long any database call may wait, in seconds (line.toml ``[database_timeouts]``
-    for ``pkgline serve``; the CLI uses the defaults).
-
-    - ``connect_s``: to open a connection (PostgreSQL: TCP, TLS and login; asyncpg's
-      ``timeout``). The CLI says an unreachable database is unreachable after this.
-    - ``statement_s``: for one statement's answer, BEGIN and COMMIT included (asyncpg's
-      ``command_timeout``; the statement is then cancelled and the connection dropped).
-      SQLite: its busy timeout, how long a statement waits for another process's write lock.
-    - ``pool_s``: for a connection from the engine's pool when all are in use.
-
-    A call waits at most about their sum, and a silent partition is found within
-    ``statement_s`` (a connection in use) or ``connect_s`` (a new one)."""
-
-    connect_s: float = 5.0
-    statement_s: float = 15.0
-    pool_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        for name in ("connect_s", "statement_s", "pool_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"database timeout {name} must be more than 0 s")
-
-
 DEFAULT_TIMEOUTS = DatabaseTimeouts()
 SQLITE_BUSY_TIMEOUT_MS = round(DEFAULT_TIMEOUTS.statement_s * 1000)
-
-
-class DatabaseUrlError(ValueError):
-    """A database URL pkgline cannot use."""
 
 
 def async_url(url: str | URL) -> URL:
@@ -106,30 +78,6 @@ def usable_url(url: str | URL) -> URL:
     if target.get_backend_name() == "postgresql" and target.password is None:
         check_password_file()
     return target
-
-
-def check_password_file() -> None:
-    """The PostgreSQL password file (``$PGPASSFILE``, else ``~/.pgpass``): usable, or absent
-    when not named. libpq's rule, which asyncpg follows: a file that others may read is
-    ignored."""
-    named = os.environ.get("PGPASSFILE")
-    path = Path(named).expanduser() if named else Path.home() / ".pgpass"
-    what = f"PGPASSFILE {path}" if named else f"the PostgreSQL password file {path}"
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        if named:
-            raise DatabaseUrlError(f"{what}: there is no such file") from None
-        return
-    except OSError as exc:
-        raise DatabaseUrlError(f"{what}: cannot read it: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(mode):
-        raise DatabaseUrlError(f"{what}: not a plain file")
-    if mode & 0o077:
-        raise DatabaseUrlError(
-            f"{what}: others may read it (mode {stat.S_IMODE(mode):04o}), so its passwords "
-            f"are not used: chmod 600 {path}"
-        )
 
 
 def display_url(url: str | URL) -> str:

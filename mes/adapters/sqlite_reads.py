@@ -25,31 +25,20 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from mes.adapters import jsontext
-from mes.adapters.rows import (
-    carrier_from_row,
-    entry_from_row,
-    group_lots,
-    reject_from_row,
-    signature_from_row,
+from mes.adapters.report_reads import (
+    ANY_FLOW_VERSION,
+    FLOW_VERSION_HASH,
+    REVISION,
+    NotAnswered,
+    plan,
 )
-from mes.ports_lots import (
-    GetCarriers,
-    GetChildren,
-    GetHistory,
-    GetLot,
-    GetRejects,
-    GetSignatures,
-    LotRead,
-)
+from mes.ports_lots import LotRead
+
+__all__ = ["NotAnswered", "SqliteReader"]
 
 T = TypeVar("T")
 
 Row = dict[str, Any]
-
-
-class NotAnswered(Exception):
-    """This reader cannot answer: no such file, not a pkgline database it knows, a request
-    it does not read. The full path answers (or refuses, saying why)."""
 
 
 def _utc(value: str) -> datetime:
@@ -103,7 +92,7 @@ class SqliteReader:
     def revision(self) -> str | None:
         """The schema revision recorded in the file (None: no pkgline schema)."""
         try:
-            row = self._conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            row = self._conn.execute(REVISION).fetchone()
         except sqlite3.Error:
             return None
         return None if row is None else str(row[0])
@@ -125,69 +114,18 @@ class SqliteReader:
             self._conn.execute("ROLLBACK")  # nothing was written
 
     def answer(self, request: LotRead) -> Any:
-        """What the lot store answers to ``request`` (:mod:`mes.adapters.sql_plans`)."""
-        if isinstance(request, GetLot):
-            rows = self._rows(
-                "lots",
-                "SELECT lots.*, carriers.id AS carrier_id FROM lots"
-                " LEFT OUTER JOIN carriers ON carriers.lot_id = lots.id"
-                " WHERE lots.id = ? ORDER BY carriers.position",
-                (request.lot_id,),
-            )
-            return group_lots(rows).get(request.lot_id)
-        if isinstance(request, GetCarriers):
-            rows = self._rows(
-                "carriers",
-                "SELECT * FROM carriers WHERE lot_id = ? ORDER BY position",
-                (request.lot_id,),
-            )
-            return [carrier_from_row(r) for r in rows]
-        if isinstance(request, GetRejects):
-            rows = self._rows(
-                "site_rejects",
-                "SELECT site_rejects.* FROM site_rejects"
-                " JOIN carriers ON carriers.id = site_rejects.carrier_id"
-                " WHERE carriers.lot_id = ? ORDER BY site_rejects.id",
-                (request.lot_id,),
-            )
-            return [reject_from_row(r) for r in rows]
-        if isinstance(request, GetHistory):
-            values: tuple[Any, ...] = (request.lot_id,)
-            sql = "lot_id = ?"
-            if request.before_seq is not None:
-                sql, values = "lot_id = ? AND seq < ?", (request.lot_id, request.before_seq)
-            rows = self._rows(
-                "lot_history", f"SELECT * FROM lot_history WHERE {sql} ORDER BY seq", values
-            )
-            return [entry_from_row(r) for r in rows]
-        if isinstance(request, GetChildren):
-            found = self._conn.execute(
-                "SELECT id FROM lots WHERE parent_id = ? ORDER BY created_at", (request.lot_id,)
-            )
-            return [r[0] for r in found]
-        if isinstance(request, GetSignatures):
-            if not request.lot_ids:
-                return []
-            marks = ", ".join("?" * len(request.lot_ids))
-            rows = self._rows(
-                "signatures",
-                f"SELECT * FROM signatures WHERE lot_id IN ({marks}) ORDER BY seq",
-                request.lot_ids,
-            )
-            return [signature_from_row(r) for r in rows]
-        raise NotAnswered(f"not a request this reader answers: {request!r}")
+        """What the lot store answers to ``request`` (:mod:`mes.adapters.report_reads`)."""
+        step = plan(request)
+        return step.answer(self._rows(step.table, step.sql, step.values))
 
     def flow_version_hash(self, flow: str, version: int) -> str | None:
         """The content hash of a published flow version (None: no such version)."""
-        row = self._conn.execute(
-            "SELECT content_hash FROM flow_versions WHERE flow = ? AND version = ?",
-            (flow, version),
-        ).fetchone()
+        row = self._conn.execute(FLOW_VERSION_HASH, (flow, version)).fetchone()
         return None if row is None else str(row[0])
 
     def has_flow_versions(self) -> bool:
         """Some flow version is published (else every lot is on its file's flow)."""
-        return self._conn.execute("SELECT 1 FROM flow_versions LIMIT 1").fetchone() is not None
+        return self._conn.execute(ANY_FLOW_VERSION).fetchone() is not None
 
     def _rows(self, table: str, sql: str, values: tuple[Any, ...]) -> list[Row]:
         """The rows ``sql`` selects, each column read by its type in ``table`` (a column

@@ -239,6 +239,12 @@ def parse_sites(
     return tuple(sites)
 
 
+def database_unavailable(db: str | None, reason: str, *, as_json: bool) -> NoReturn:
+    """Exit: the database at ``db`` cannot be used now, for ``reason`` (EXIT_UNAVAILABLE)."""
+    message = f"cannot use the database {_where(db)}: {reason}"
+    fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
+
+
 def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | None = None) -> T:
     """Run one command's async work, turning failures into a message and an exit code."""
     import asyncio
@@ -262,8 +268,7 @@ def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | No
     except DataFileError as exc:
         fail(str(exc), {"error": "data_file", "message": str(exc)}, EXIT_UNAVAILABLE, as_json)
     except _Unavailable as exc:
-        message = f"cannot use the database {_where(db)}: {exc}"
-        fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
+        database_unavailable(db, str(exc), as_json=as_json)
     except _Retry as exc:
         message = f"the database refused this for now ({exc}); nothing was changed, retry"
         fail(message, {"error": "retry", "message": message}, EXIT_CONFLICT, as_json)

@@ -22,6 +22,7 @@ from pkgline.cli.common import (
     ReasonOption,
     UserOption,
     current_user,
+    database_unavailable,
     err,
     last_entries,
     marked,
@@ -567,9 +568,13 @@ def show(
         report: dict[str, Any] = call(via, "GET", f"/lots/{_q(lot)}", as_json=json)
     else:
         say_direct(db)
+        from mes.adapters.report_reads import Silent
         from pkgline.direct_reads import lot_report
 
-        quick = lot_report(db, lot)  # SQLite with the standard library alone, where it can
+        try:
+            quick = lot_report(db, lot)  # without SQLAlchemy, where it can
+        except Silent as exc:
+            database_unavailable(db, str(exc), as_json=json)
 
         async def work() -> dict[str, Any]:
             from mes.domain.report import report_dict

@@ -65,13 +65,16 @@ last_mode: list[str] = []
 
 
 def say_direct(db: str | None, *, quiet: bool = False) -> None:
-    from mes.adapters.location import default_database_url, plain_sqlite_url, sqlite_file
+    from mes.adapters import location
     from pkgline.accounts import os_account
 
-    url = db or default_database_url()
-    path = sqlite_file(url)
-    if path is not None:  # the plain SQLite URL: shown without SQLAlchemy's parser
-        where = plain_sqlite_url(path)
+    url = db or location.default_database_url()
+    path = location.sqlite_file(url)
+    dsn = location.postgres_dsn(url)
+    if path is not None:  # the plain URLs: shown without SQLAlchemy's parser
+        where = location.plain_sqlite_url(path)
+    elif dsn is not None:
+        where = location.shown_postgres_url(dsn)
     else:
         from mes.adapters.database import display_url
 
