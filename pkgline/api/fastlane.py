@@ -91,7 +91,7 @@ class FastLane:
         model, endpoint = operation
         try:
             given = model.model_validate(json.loads(body))
-        except (ValueError, ValidationError):  # FastAPI says what, in its words
+        except (ValueError, ValidationError, RecursionError):  # FastAPI says what, in its words
             await self.app(scope, replay, send)
             return
         scope["app"] = self.app  # as FastAPI sets it: request.app.state

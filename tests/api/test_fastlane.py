@@ -177,3 +177,16 @@ def test_every_lot_operation_of_the_lanes_shape_takes_it() -> None:
         posted = document["paths"][f"/lots/{{lot_id}}/{op}"]["post"]
         schema = posted["requestBody"]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/" + model.__name__), op
+
+
+async def test_json_nested_past_the_parsers_depth_is_refused_alike(api: RunningApi) -> None:
+    """No 500 for a body no parser reads (json.loads's RecursionError), with or without
+    credentials: the lane leaves it to FastAPI, which refuses it as it refuses it elsewhere."""
+    deep = b'{"step": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    headers = {"content-type": "application/json"}
+    lane, plain = _clients(api, None)
+    async with lane, plain:
+        got = await lane.post("/lots/F1/track-in", content=deep, headers=headers)
+        expected = await plain.post("/lots/F1/track-in", content=deep, headers=headers)
+    assert got.status_code < 500, got.text
+    _same(got, expected)
