@@ -16,7 +16,6 @@ privileges decide, as they do for the full path."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 from flows import Flow, UnknownFlow
@@ -48,7 +47,7 @@ def lot_report(url: str | None, lot_id: str) -> dict[str, Any] | None:
         with SqliteReader(path) as reader:
             if reader.revision() != SCHEMA_REVISION:
                 return None
-            flows = _Flows(reader.has_flow_versions(), reader.flow_version_hash)
+            flows = _Flows(reader.flow_version_hashes())
             return report_dict(reader.run(report_work(lot_id, flows.of)))
     except (OSError, NotAnswered, UnknownLot, UnknownFlow, DatabaseUrlError):
         return None
@@ -68,8 +67,7 @@ def _postgres_report(url: str, lot_id: str) -> dict[str, Any] | None:
         async with PostgresReader(dsn) as reader:
             if await reader.revision() != SCHEMA_REVISION:
                 return None
-            hashes = await reader.flow_version_hashes()
-            flows = _Flows(bool(hashes), lambda flow, version: hashes.get((flow, version)))
+            flows = _Flows(await reader.flow_version_hashes())
             return report_dict(await reader.run(report_work(lot_id, flows.of)))
 
     return asyncio.run(read())
@@ -81,16 +79,16 @@ class _Flows:
     already (the user's cache: :class:`pkgline.flowcache.VersionShelf`); the packaged file's
     where no version is published."""
 
-    def __init__(self, published: bool, version_hash: Callable[[str, int], str | None]):
-        self._published = published
-        self._version_hash = version_hash
+    def __init__(self, hashes: dict[tuple[str, int], str]):
+        self._hashes = hashes
+        """The content hash of each published flow version (empty: none is published)."""
 
     def of(self, lot: Lot) -> Flow:
         from pkgline import flowcache
 
-        if not self._published:
+        if not self._hashes:
             return flowcache.cached_library().get(lot.flow)
-        digest = self._version_hash(lot.flow, lot.flow_version)
+        digest = self._hashes.get((lot.flow, lot.flow_version))
         library = None if digest is None else flowcache.VersionShelf().read(digest)
         if library is None:
             raise NotAnswered(f"flow {lot.flow} v{lot.flow_version} is not built here yet")

@@ -7,7 +7,7 @@ answers the requests of :func:`mes.lot_reads.report_work` with the statements of
 :mod:`mes.adapters.report_reads`, in one read-only REPEATABLE READ transaction (one snapshot,
 as the lot service's report reads), and reads each column as SQLAlchemy's types do
 (``timestamptz``: aware UTC, ``jsonb``: decoded with :mod:`mes.adapters.jsontext`). A test
-compares the two on lots of every kind (tests/mes/test_sqlite_reads.py).
+compares the two on lots of every kind (tests/mes/test_direct_reads.py).
 
 It connects as the full path does (asyncpg, the same timeouts), but only to a plain URL
 (``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB``, no query): any option is read by
@@ -17,6 +17,7 @@ connect (which the full path then reports as ever).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
@@ -59,7 +60,7 @@ _MARK = re.compile(r"\?")
 
 def numbered(sql: str) -> str:
     """``sql`` with its ``?`` placeholders as PostgreSQL's ``$1``, ``$2``, ..."""
-    count = iter(range(1, 1 << 16))
+    count = itertools.count(1)
     return _MARK.sub(lambda _: f"${next(count)}", sql)
 
 

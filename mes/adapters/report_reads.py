@@ -110,12 +110,6 @@ def plan(request: LotRead) -> Plan:
     raise NotAnswered(f"not a request this reader answers: {request!r}")
 
 
-FLOW_VERSION_HASH = "SELECT content_hash FROM flow_versions WHERE flow = ? AND version = ?"
-"""The content hash of a published flow version (no row: no such version)."""
-
-ANY_FLOW_VERSION = "SELECT 1 FROM flow_versions LIMIT 1"
-"""A row when some flow version is published (else every lot is on its file's flow)."""
-
 FLOW_VERSION_HASHES = "SELECT flow, version, content_hash FROM flow_versions"
 """The content hash of every published flow version (a few rows per flow)."""
 

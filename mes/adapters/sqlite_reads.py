@@ -26,8 +26,7 @@ from urllib.parse import quote
 
 from mes.adapters import jsontext
 from mes.adapters.report_reads import (
-    ANY_FLOW_VERSION,
-    FLOW_VERSION_HASH,
+    FLOW_VERSION_HASHES,
     REVISION,
     NotAnswered,
     plan,
@@ -118,14 +117,11 @@ class SqliteReader:
         step = plan(request)
         return step.answer(self._rows(step.table, step.sql, step.values))
 
-    def flow_version_hash(self, flow: str, version: int) -> str | None:
-        """The content hash of a published flow version (None: no such version)."""
-        row = self._conn.execute(FLOW_VERSION_HASH, (flow, version)).fetchone()
-        return None if row is None else str(row[0])
-
-    def has_flow_versions(self) -> bool:
-        """Some flow version is published (else every lot is on its file's flow)."""
-        return self._conn.execute(ANY_FLOW_VERSION).fetchone() is not None
+    def flow_version_hashes(self) -> dict[tuple[str, int], str]:
+        """The content hash of every published flow version, by flow and version (empty:
+        none is published, and every lot is on its file's flow)."""
+        rows = self._conn.execute(FLOW_VERSION_HASHES)
+        return {(str(r[0]), int(r[1])): str(r[2]) for r in rows}
 
     def _rows(self, table: str, sql: str, values: tuple[Any, ...]) -> list[Row]:
         """The rows ``sql`` selects, each column read by its type in ``table`` (a column
