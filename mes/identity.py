@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -46,10 +47,16 @@ from mes.domain.identity import (
     check_username,
 )
 from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
-from mes.domain.text import one_line, optional_line
+from mes.domain.text import one_line, optional_line, printable
 from mes.guard import Guard
 
 API_KEY_PREFIX = "pkl"
+TOKEN_ID = re.compile(r"[0-9a-f]{12}")
+"""The id of an API key or a session, as issued (``secrets.token_hex(6)``): what a refusal
+records of a token; a token whose id is not of this shape is recorded as malformed."""
+CLAIMED_MAX = 64
+"""The longest claimed name a refusal records as given (longer is cut, its length noted):
+anyone may send credentials, and the security log is append-only."""
 
 
 class Passwords(Protocol):
@@ -103,6 +110,24 @@ def _utc_now() -> datetime:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_api_key(token: str) -> tuple[str, str] | None:
+    """``(key id, secret)`` of an API key token, or None when it is not one (another prefix,
+    an id not as issued, no secret)."""
+    prefix, _, rest = token.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != API_KEY_PREFIX or not TOKEN_ID.fullmatch(key_id) or not secret:
+        return None
+    return key_id, secret
+
+
+def claimed(name: str) -> str:
+    """``name`` as a refusal records it: one line, at most :data:`CLAIMED_MAX` characters
+    (longer is cut and its length said)."""
+    if len(name) <= CLAIMED_MAX:
+        return printable(name)
+    return f"{printable(name[: CLAIMED_MAX - 20])}... ({len(name)} chars)"
 
 
 class IdentityService:
@@ -463,11 +488,11 @@ class IdentityService:
     async def authenticate_api_key(self, token: str) -> Principal:
         """The system a token was issued to, or LoginRefused (unknown, revoked, or its system
         disabled)."""
-        prefix, _, rest = token.partition("_")
-        key_id, _, secret = rest.partition("_")
+        parts = split_api_key(token)
         refused = LoginRefused("API key refused: unknown, revoked, or its system is disabled")
-        if prefix != API_KEY_PREFIX or not key_id or not secret:
+        if parts is None:
             raise refused
+        key_id, secret = parts
         async with self._store.transaction(readonly=True) as tx:
             key = await tx.key(key_id)
             user = await tx.user(key.username) if key is not None else None

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused, User
-from mes.identity import IdentityService
+from mes.identity import TOKEN_ID, IdentityService
 
 SESSION_PREFIX = "pks"
 DEFAULT_LIFETIME = timedelta(hours=8)
@@ -79,10 +79,11 @@ def _utc_now() -> datetime:
 
 
 def split_token(token: str) -> tuple[str, str] | None:
-    """``(session id, secret)`` of a session token, or None when it is not one."""
+    """``(session id, secret)`` of a session token, or None when it is not one (another
+    prefix, an id not as issued, no secret)."""
     prefix, _, rest = token.partition("_")
     session_id, _, secret = rest.partition("_")
-    if prefix != SESSION_PREFIX or not session_id or not secret:
+    if prefix != SESSION_PREFIX or not TOKEN_ID.fullmatch(session_id) or not secret:
         return None
     return session_id, secret
 
@@ -141,7 +142,7 @@ class SessionService:
     async def _look_up(self, token: str, now: datetime, generation: tuple[int, int]) -> Principal:
         parts = split_token(token)
         found = await self._store.get(parts[0]) if parts is not None else None
-        why = "unknown session"
+        why = "unknown session" if parts is not None else "malformed session token"
         if parts is not None and found is not None:
             session, user = found
             if not hmac.compare_digest(session.token_hash, _digest(parts[1])):

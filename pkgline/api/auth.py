@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mes.adapters.outbox import OutboxSignal
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused
-from mes.identity import API_KEY_PREFIX, IdentityService
+from mes.identity import API_KEY_PREFIX, IdentityService, split_api_key
 from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.api.errors import JsonAnswer
@@ -140,12 +140,14 @@ async def _bearer(state: ApiState, header: str) -> Principal:
         await identity.refused_credentials("-", AuthMethod.API_KEY, "not a Bearer credential")
         raise LoginRefused("Authorization: expected 'Bearer TOKEN'")
     if token.startswith(API_KEY_PREFIX + "_"):
-        key_id = token.split("_")[1] if token.count("_") >= 2 else "-"
+        key = split_api_key(token)
         try:
             return await identity.authenticate_api_key(token)
         except LoginRefused:
             await identity.refused_credentials(
-                f"key {key_id}", AuthMethod.API_KEY, "unknown or revoked key, or system disabled"
+                f"key {key[0]}" if key else "-",
+                AuthMethod.API_KEY,
+                "unknown or revoked key, or system disabled" if key else "malformed API key",
             )
             raise
     if token.startswith(SESSION_PREFIX + "_"):

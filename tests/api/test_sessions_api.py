@@ -15,6 +15,7 @@ import pytest
 
 from mes.domain.authority import Role
 from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind
+from mes.identity import CLAIMED_MAX, claimed
 from pkgline.config import HttpsConfig
 from simulators.line import free_loopback_ports
 from tests.api.conftest import ADMIN, RunningApi, cli, start_api
@@ -51,6 +52,35 @@ async def test_a_login_gives_a_token_that_acts_until_logout(api: RunningApi) -> 
     failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
     assert [e.detail["why"] for e in failed] == ["session ended (logged out)", "unknown session"]
     assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
+
+
+async def test_a_refused_token_is_recorded_by_its_id_as_issued_never_at_length(
+    api: RunningApi,
+) -> None:
+    """Anyone may send a token, and the security log is append-only: what a refusal records of
+    the claim is a token's id of the shape issued, or that it was malformed, never 60,000
+    characters of whatever was sent (found by the API probe)."""
+    long = "a" * 60_000
+    sent = {
+        f"pks_{long}_x": ("-", "malformed session token"),
+        f"pkl_{long}_x": ("-", "malformed API key"),
+        "pks_0123456789ab_x": ("session 0123456789ab", "unknown session"),
+        "pkl_0123456789ab_x": ("key 0123456789ab", "unknown or revoked key, or system disabled"),
+        f"pks_{'A' * 12}_x": ("-", "malformed session token"),
+    }
+    async with api.client() as client:
+        for token in sent:
+            refused = await client.get("/lots", headers={"authorization": f"Bearer {token}"})
+            assert refused.status_code == 401, token[:20]
+    failed = [e for e in await api.state.identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED]
+    assert sorted((e.actor, e.detail["why"]) for e in failed) == sorted(sent.values())
+
+
+def test_a_claimed_name_is_recorded_on_one_line_and_cut_with_its_length() -> None:
+    assert claimed("alice") == "alice"
+    assert claimed("a\nb") == "a\ufffdb"
+    cut = claimed("x" * 5_000)
+    assert len(cut) <= CLAIMED_MAX and cut.endswith("... (5000 chars)")
 
 
 async def test_wrong_passwords_lock_the_account_and_a_disabled_account_ends_its_sessions(
