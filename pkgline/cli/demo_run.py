@@ -222,6 +222,8 @@ async def start_api(run: Demo) -> None:
         "pkgline server",
         [
             "api",
+            "--config",  # the line's rules: two signers for a scrap, the security settings
+            str(run.config_path),
             "--db",
             run.url,
             "--socket",

@@ -240,7 +240,18 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
         assert status.returncode == 0, status.stdout + status.stderr
         assert re.search(r"line-sim-1 .* running", status.stdout), status.stdout
         assert "not running" not in status.stdout, status.stdout
-        _log_in_to_the_station(output)
+        for command in (
+            ["lot", "start", "HELD-1", "--flow", "fo-organic", "--param", "layers=3"],
+            ["lot", "hold", "HELD-1", "--reason", "kept for a look"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "pkgline", *command, *printed[1].split()],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+        _log_in_to_the_station(output, held="HELD-1")
     finally:
         for pid in children:
             if alive(pid):
@@ -285,9 +296,10 @@ STATION = re.compile(
 )
 
 
-def _log_in_to_the_station(output: str) -> None:
+def _log_in_to_the_station(output: str, held: str | None = None) -> None:
     """The kept demo's station answers at the URL printed, with the password printed for its
-    user (made for this run: no default password), and shows a demo lot."""
+    user (made for this run: no default password), and shows a demo lot; and ``held``, a lot
+    on hold, with the line's rules (the server runs with the demo line's configuration)."""
     found = STATION.search(output)
     assert found, output
     url, user, password = found[1], found[2], found[3]
@@ -300,6 +312,10 @@ def _log_in_to_the_station(output: str) -> None:
         lot = client.get(url + f"lots/{LOT_PREFIX}1")
         assert lot.status_code == 200 and 'id="lot-state"' in lot.text, lot.text
         assert "COMPLETED" in lot.text
+        if held is not None:  # the server applies the line's [signatures]: two sign a scrap
+            page = client.get(url + f"lots/{held}")
+            assert 'id="lot-hold"' in page.text, page.text
+            assert 'id="scrap-lot-second-username"' in page.text, page.text
 
 
 @pytest.mark.slow
