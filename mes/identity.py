@@ -76,6 +76,10 @@ class IdentityTransaction(Protocol):
 
     async def update_user(self, user: User) -> None: ...
 
+    async def end_sessions(self, username: str, at: datetime, keep: str | None = None) -> int:
+        """End the user's live sessions (all but ``keep``, a session id): how many."""
+        ...
+
     async def add_key(self, key: ApiKey) -> None: ...
 
     async def key(self, key_id: str) -> ApiKey | None: ...
@@ -265,10 +269,22 @@ class IdentityService:
                 user = await _existing(tx, username)
                 if user.disabled == disabled:
                     return user
-                changed = replace(user, disabled=disabled, updated_at=self._clock())
+                now = self._clock()
+                changed = replace(user, disabled=disabled, updated_at=now)
                 await tx.update_user(changed)
-                kind = EventKind.USER_DISABLED if disabled else EventKind.USER_ENABLED
-                await tx.add_event(self._event(by, kind, username, reason=reason))
+                if disabled:  # its sessions end: enabled again, it logs in again
+                    ended = await tx.end_sessions(username, now)
+                    await tx.add_event(
+                        self._event(
+                            by,
+                            EventKind.USER_DISABLED,
+                            username,
+                            reason=reason,
+                            sessions_ended=ended,
+                        )
+                    )
+                else:
+                    await tx.add_event(self._event(by, EventKind.USER_ENABLED, username))
                 return changed
         finally:
             self.generation += 1
@@ -278,6 +294,12 @@ class IdentityService:
         await self.authorize(by, Action.USERS)
         check_password(password)
         hashed = await asyncio.to_thread(self._passwords.hash, password)
+        try:
+            return await self._set_password(by, username, hashed)
+        finally:
+            self.generation += 1
+
+    async def _set_password(self, by: Principal, username: str, hashed: str) -> User:
         async with self._store.transaction() as tx:
             user = await _existing(tx, username)
             if user.kind is UserKind.SYSTEM:
@@ -293,7 +315,10 @@ class IdentityService:
                 updated_at=now,
             )
             await tx.update_user(changed)
-            await tx.add_event(self._event(by, EventKind.PASSWORD_SET, username))
+            ended = await tx.end_sessions(username, now)  # whoever knew the old one is out
+            await tx.add_event(
+                self._event(by, EventKind.PASSWORD_SET, username, sessions_ended=ended)
+            )
             return changed
 
     # -- logins and keys ----------------------------------------------------------------------
@@ -344,13 +369,20 @@ class IdentityService:
         return Signer(username, user.full_name, user.roles, SignatureMethod.PASSWORD)
 
     async def change_own_password(
-        self, username: str, current: str, new: str, *, by: Principal | None = None
+        self,
+        username: str,
+        current: str,
+        new: str,
+        *,
+        by: Principal | None = None,
+        keep_session: str | None = None,
     ) -> User:
         """A person changes their own password, proving the current one (a wrong one counts
         towards the lockout). Only a password the person set themselves signs. ``by``: who
         asks (the server's principal): only ``username`` themselves may; anyone else is
         refused, recorded, before the password is looked at (an admin sets it instead:
-        :meth:`set_password`)."""
+        :meth:`set_password`). The person's other sessions end (``keep_session``: the id of
+        the one asking, which goes on)."""
         if by is not None and by.name != username:
             refusal = NotAuthorized(
                 f"{by.name} may not change the password of {username} as their own: only "
@@ -367,23 +399,32 @@ class IdentityService:
         if current == new:
             raise InvalidInput("the new password is the current one: choose another")
         hashed = await asyncio.to_thread(self._passwords.hash, new)
-        async with self._store.transaction() as tx:
-            user = await _existing(tx, username)
-            now = self._clock()
-            changed = replace(
-                user,
-                password_hash=hashed,
-                password_changed_at=now,
-                password_set_by=username,
-                updated_at=now,
-            )
-            await tx.update_user(changed)
-            await tx.add_event(
-                SecurityEvent(
-                    now, EventKind.PASSWORD_CHANGED, username, AuthMethod.PASSWORD, subject=username
+        try:
+            async with self._store.transaction() as tx:
+                user = await _existing(tx, username)
+                now = self._clock()
+                changed = replace(
+                    user,
+                    password_hash=hashed,
+                    password_changed_at=now,
+                    password_set_by=username,
+                    updated_at=now,
                 )
-            )
-            return changed
+                await tx.update_user(changed)
+                ended = await tx.end_sessions(username, now, keep=keep_session)
+                await tx.add_event(
+                    SecurityEvent(
+                        now,
+                        EventKind.PASSWORD_CHANGED,
+                        username,
+                        AuthMethod.PASSWORD,
+                        subject=username,
+                        detail={"sessions_ended": ended},
+                    )
+                )
+                return changed
+        finally:
+            self.generation += 1
 
     async def _attempt(
         self,

@@ -148,7 +148,7 @@ class SessionService:
             if not hmac.compare_digest(session.token_hash, _digest(parts[1])):
                 why = "unknown session"
             elif session.revoked_at is not None:
-                why = "session ended (logged out)"
+                why = "session ended (a logout, its account disabled or its password set)"
             elif now >= session.expires_at:
                 why = "session expired"
             elif user.disabled:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, RowMapping, Select, func, insert, or_, select, update
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
-from mes.adapters.tables import api_keys, security_events, users
+from mes.adapters.tables import api_keys, api_sessions, security_events, users
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import (
     ApiKey,
@@ -119,6 +120,17 @@ class SqlIdentityTransaction:
         await self._conn.execute(
             update(users).where(users.c.username == user.username).values(values)
         )
+
+    async def end_sessions(self, username: str, at: datetime, keep: str | None = None) -> int:
+        ended = (
+            update(api_sessions)
+            .where(api_sessions.c.username == username, api_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        if keep is not None:
+            ended = ended.where(api_sessions.c.session_id != keep)
+        result = await self._conn.execute(ended)
+        return int(result.rowcount)
 
     async def add_key(self, key: ApiKey) -> None:
         values = {c.name: getattr(key, c.name) for c in api_keys.c}

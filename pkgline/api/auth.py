@@ -132,11 +132,24 @@ async def principal(request: Request, response: Response) -> Principal:
     return found
 
 
-async def _bearer(state: ApiState, header: str) -> Principal:
-    identity = state.identity
+def _bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def session_id(request: Request) -> str | None:
+    """The id of the session token the request carries, if it carries one."""
+    token = _bearer_token(request.headers.get("authorization", ""))
+    parts = split_token(token) if token is not None else None
+    return parts[0] if parts else None
+
+
+async def _bearer(state: ApiState, header: str) -> Principal:
+    identity = state.identity
+    token = _bearer_token(header)
+    if token is None:
         await identity.refused_credentials("-", AuthMethod.API_KEY, "not a Bearer credential")
         raise LoginRefused("Authorization: expected 'Bearer TOKEN'")
     if token.startswith(API_KEY_PREFIX + "_"):

@@ -20,7 +20,7 @@ from mes.domain.errors import InvalidInput
 from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.api import bodies as b
-from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.auth import answer, principal, session_id, state_of
 from pkgline.list_views import (
     EVENT_KINDS,
     EVENTS_PAGE,
@@ -141,7 +141,10 @@ async def set_password(request: Request, who: Who, username: str, body: Password
     summary="Change your own password, giving the current one (user passwd --own)",
 )
 async def own_password(request: Request, who: Who, username: str, body: OwnPasswordBody) -> Json:
-    user = await _identity(request).change_own_password(username, body.current, body.new, by=who)
+    asking = session_id(request)  # this session goes on; the person's others end
+    user = await _identity(request).change_own_password(
+        username, body.current, body.new, by=who, keep_session=asking
+    )
     return user.to_dict(_now())
 
 

@@ -10,6 +10,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,12 +46,15 @@ async def test_a_login_gives_a_token_that_acts_until_logout(api: RunningApi) -> 
         assert (entry["by"], entry["auth"]) == ("alice", "session")
         assert (await client.delete("/session", headers=bearer)).status_code == 204
         after = await client.post("/lots/A1/hold", json={"reason": "x"}, headers=bearer)
-        assert after.status_code == 401 and "logged out" in after.json()["message"]
+        assert after.status_code == 401 and "a logout" in after.json()["message"]
         forged = await client.get("/lots", headers={"authorization": f"Bearer {token[:-2]}xx"})
         assert forged.status_code == 401
     events = await api.state.identity.events(ADMIN)
     failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
-    assert [e.detail["why"] for e in failed] == ["session ended (logged out)", "unknown session"]
+    assert [e.detail["why"] for e in failed] == [
+        "session ended (a logout, its account disabled or its password set)",
+        "unknown session",
+    ]
     assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
 
 
@@ -99,6 +103,9 @@ async def test_wrong_passwords_lock_the_account_and_a_disabled_account_ends_its_
         await api.state.identity.set_disabled(ADMIN, "alice", True)
         disabled = await client.get("/lots", headers=bearer)
         assert disabled.status_code == 401 and "disabled" in disabled.json()["message"]
+        await api.state.identity.set_disabled(ADMIN, "alice", False)
+        enabled = await client.get("/lots", headers=bearer)  # ended, not suspended
+        assert enabled.status_code == 401 and "session ended" in enabled.json()["message"]
         extra = await client.post("/session", json={"username": "alice", "password": "x", "a": 1})
         assert extra.status_code == 422
     events = await api.state.identity.events(ADMIN)
@@ -106,6 +113,35 @@ async def test_wrong_passwords_lock_the_account_and_a_disabled_account_ends_its_
     # each says where the request came from: this process, on the server's socket
     failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
     assert failed and {e.detail["from"] for e in failed} == {f"local socket, pid {os.getpid()}"}
+
+
+async def test_a_password_set_ends_the_sessions_that_knew_the_old_one(api: RunningApi) -> None:
+    """An admin's reset ends every session of the person; their own change ends all but the
+    session they changed it from (found by the API probe: both left the sessions live)."""
+    await _alice(api)
+    new, newer = "another long passphrase 1", "and a third long passphrase"
+
+    async def login(client: Any, password: str) -> dict[str, str]:
+        answer = await client.post("/session", json={"username": "alice", "password": password})
+        assert answer.status_code == 200, answer.text
+        return {"authorization": f"Bearer {answer.json()['token']}"}
+
+    async with api.client() as client:
+        first, second = await login(client, PASSWORD), await login(client, PASSWORD)
+        await api.state.identity.set_password(ADMIN, "alice", new)
+        for ended in (first, second):
+            refused = await client.get("/lots", headers=ended)
+            assert refused.status_code == 401 and "session ended" in refused.json()["message"]
+        third, fourth = await login(client, new), await login(client, new)
+        changed = await client.post(
+            "/users/alice/own-password", json={"current": new, "new": newer}, headers=third
+        )
+        assert changed.status_code == 200, changed.text
+        assert (await client.get("/lots", headers=third)).status_code == 200
+        assert (await client.get("/lots", headers=fourth)).status_code == 401
+    events = await api.state.identity.events(ADMIN)
+    said = [(e.kind, e.detail.get("sessions_ended")) for e in events]
+    assert (EventKind.PASSWORD_SET, 2) in said and (EventKind.PASSWORD_CHANGED, 1) in said
 
 
 async def test_an_expired_session_is_refused(sqlite_url: str, tmp_path: Path) -> None:
