@@ -15,7 +15,14 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Protocol
 
-from mes.domain.authority import Action, Context, NotAuthorized, Principal, authorize
+from mes.domain.authority import (
+    Action,
+    Context,
+    NotAuthorized,
+    Principal,
+    authorize,
+    may_ever,
+)
 from mes.domain.identity import EventKind, SecurityEvent
 
 REQUEST_ORIGIN: ContextVar[str | None] = ContextVar("pkgline_request_origin", default=None)
@@ -73,6 +80,14 @@ class Guard:
         except NotAuthorized as refused:
             await self.refused(by, refused)
             raise
+
+    async def allow_some(self, by: Principal | None, action: Action, lot_id: str) -> None:
+        """Refuse, recorded, a principal whom no lot lets do ``action`` (before a signature's
+        password is checked: a role that may never is told so, not asked for a password
+        and counted towards a lockout); the lot's own row is checked once it is read."""
+        who = self.who(by)
+        if who is not None and not may_ever(who, action):
+            await self.allow(by, action, Context(lot_id))
 
     async def refused(self, by: Principal | None, refusal: NotAuthorized) -> None:
         """Record a refusal (after the refused transaction was rolled back)."""

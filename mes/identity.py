@@ -37,6 +37,7 @@ from mes.domain.identity import (
     SecurityEvent,
     SecurityEventPage,
     SecurityEventQuery,
+    SignerRefused,
     UnknownApiKey,
     UnknownUser,
     User,
@@ -480,12 +481,16 @@ class IdentityService:
                                 else {},
                             )
                         )
-                refused = LoginRefused(
-                    "login refused: wrong user name or password, or the account is disabled "
-                    "or locked"
+                refused = (
+                    LoginRefused(
+                        "login refused: wrong user name or password, or the account is "
+                        "disabled or locked"
+                    )
                     if failed is EventKind.LOGIN_FAILED
-                    else "signature refused: wrong user name or password, or the account is "
-                    "disabled or locked"
+                    else SignerRefused(
+                        "signature refused: wrong user name or password, or the account is "
+                        "disabled or locked"
+                    )
                 )
             else:
                 after = after_login(user, now)

@@ -248,6 +248,14 @@ def effective_action(action: Action, context: Context) -> Action:
     return action
 
 
+def may_ever(principal: Principal, action: Action) -> bool:
+    """Whether some lot could let ``principal`` do ``action`` (a release: of a hold the rules
+    placed or of another): checked before anything costly (a signature's password), the
+    lot's own row after it is read."""
+    rows = (Action.RELEASE, Action.RELEASE_RULED) if action is Action.RELEASE else (action,)
+    return any(principal.roles & PERMISSIONS[row] for row in rows)
+
+
 def authorize(principal: Principal, action: Action, context: Context | None = None) -> Action:
     """Return the row that allowed ``action``, or raise NotAuthorized naming the roles needed."""
     ctx = context or Context()

@@ -48,6 +48,12 @@ class LoginRefused(LotTrackerError):
     kind = "login_refused"
 
 
+class SignerRefused(LoginRefused):
+    """A signature's credentials refused (wrong name or password, a disabled or locked
+    signer): the same kind and message for all, as a login's; the request's own credentials
+    stay valid (the server answers 403, not 401)."""
+
+
 class UserKind(StrEnum):
     PERSON = "person"
     SYSTEM = "system"

@@ -3,7 +3,9 @@ refused, why, the claim, what is allowed) under the status that says what kind i
 
 ==========  ==================================================================================
 401         no credentials, or refused ones (unknown OS account, wrong or expired token)
-403         the principal lacks the role (``not_authorized``; recorded as a security event)
+403         the principal lacks the role (``not_authorized``; recorded as a security event), or
+            a signature cannot count (``signature_refused``; ``login_refused`` for a signer's
+            wrong password, locked or disabled account: the request's own credentials hold)
 404         no such lot, tool, user, API key, durable, material lot, reason code or flow version
 409         the lot's state or the line refuses it now (state, step order, interlock), the lot,
             user, durable, material lot or reason code exists already, or another writer moved
@@ -28,6 +30,7 @@ from starlette.exceptions import HTTPException
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.errors import LotTrackerError
+from mes.domain.identity import SignerRefused
 from pkgline.api.defaults import PRINCIPAL_HEADER
 
 STATUS_OF_KIND: dict[str, int] = {
@@ -61,6 +64,8 @@ STATUS_OF_KIND: dict[str, int] = {
 
 
 def status_of(error: LotTrackerError) -> int:
+    if isinstance(error, SignerRefused):  # a signature's password: the request's credentials hold
+        return 403
     return STATUS_OF_KIND.get(error.kind, 422)
 
 
@@ -121,9 +126,16 @@ async def http_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
         return too_large()
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
+    kind = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http"
+    )
     message = str(exc.detail)
     where = f"{request.method} {request.url.path}"
+    if exc.status_code == 400:  # FastAPI's: a body its parser gave up on (nested too deep)
+        message = (
+            f"the body is not JSON the server reads ({message}): send one JSON object, as "
+            "docs/api.md shows; nothing was changed"
+        )
     if exc.status_code == 404 and message == "Not Found":  # the router's: no route matched
         message = (
             f"no route {where} on this server (the routes: docs/api.md; an id with '/' in it "

@@ -231,7 +231,11 @@ async def test_an_engineer_and_a_quality_engineer_approve_through_the_server_eac
         assert json.loads(admins.stdout)["error"] == "signature_refused"
         assert "passwd --own" in json.loads(admins.stdout)["message"]
 
-        await api.state.identity.change_own_password("qa1", "set by the admin", "quinn's-own-9")
+        own = await cli(  # through the server, from the session it goes on with
+            "user", "passwd", "qa1", "--own", "--password-stdin", "--server", remote, env=env,
+            stdin="set by the admin\nquinn's-own-9\n",
+        )  # fmt: skip
+        assert own.returncode == 0, own.stdout + own.stderr
         second = await cli(*approve, env=env, stdin="quinn's-own-9\n")
         assert second.returncode == 0, second.stdout + second.stderr
         assert f"via server {remote} as qa1 (session)" in second.stderr

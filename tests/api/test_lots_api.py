@@ -264,3 +264,53 @@ async def test_the_api_on_postgresql(pg_api: RunningApi) -> None:
         moved = await client.post("/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"})
         assert moved.status_code == 200, moved.text
     assert len(await _history(pg_api, "A1")) == 2
+
+
+def _signed(version: int, password: str, meaning: str = "approved") -> dict[str, object]:
+    signature = {"username": ACCOUNT, "password": password, "meaning": meaning}
+    return {"signatures": [{**signature, "lot_version": version}]}
+
+
+async def test_a_signed_request_is_told_its_role_before_its_password_is_checked(
+    api: RunningApi,
+) -> None:
+    """An operator, who may never rework, is refused for the role (403), whatever the
+    signature: the password is not checked, so no failed attempt counts towards a lockout;
+    a blank meaning is not looked at either (found by the API probe: 401 and a count)."""
+    identity = api.state.identity
+    await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+    await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.roles(Role.OPERATOR)
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        held = await client.post("/lots/A1/hold", json={"reason": "voids"})
+        version = held.json()["version"]
+        for password, meaning in (("not-it", "approved"), ("own-Secret-22", " ")):
+            body = {"step": "DIE_ATTACH", "reason": "x", **_signed(version, password, meaning)}
+            refused = await client.post("/lots/A1/rework", json=body)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"] == "not_authorized", refused.json()
+    assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 0
+    kinds = [e.kind for e in await identity.events(ADMIN)]
+    assert EventKind.SIGNATURE_FAILED not in kinds and kinds.count(EventKind.REFUSED) == 2
+
+
+async def test_a_signers_wrong_password_is_403_and_the_requests_credentials_hold(
+    api: RunningApi,
+) -> None:
+    """A signature's wrong password refuses the operation (403, ``login_refused``, counted),
+    not the request's credentials: no ``WWW-Authenticate``, and the next request goes on."""
+    identity = api.state.identity
+    await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+    await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.roles(Role.OPERATOR, Role.QUALITY)
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        held = await client.post("/lots/A1/hold", json={"reason": "voids"})
+        version = held.json()["version"]
+        body = {"reason": "ok", **_signed(version, "not-it")}
+        wrong = await client.post("/lots/A1/release", json=body)
+        assert wrong.status_code == 403 and wrong.json()["error"] == "login_refused", wrong.text
+        assert "www-authenticate" not in wrong.headers
+        assert (await client.get("/lots/A1")).json()["state"] == "HOLD"
+    assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 1

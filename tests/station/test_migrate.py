@@ -69,7 +69,7 @@ def test_a_lot_moves_to_another_approved_version_signed_by_an_engineer(
         page = client.get("/station/lots/S-1").text
         data = {**data, "csrf": csrf(page), "lot_version": lot_version(page)}
         wrong = client.post("/station/lots/S-1/migrate", data={**data, "password": "nope"})
-        assert wrong.status_code == 401
+        assert wrong.status_code == 403  # the signature, not the session
         bad = client.post(
             "/station/lots/S-1/migrate", data={**data, "version": "two", "password": "x"}
         )
