@@ -111,22 +111,26 @@ def _done_url(lot_id: str, done: str, form: Form, **more: str) -> str:
     return f"{auth.PREFIX}/lots/{quote(lot_id)}?{urlencode({'done': done, **more})}"
 
 
-async def _stale(request: Request, who: Principal, lot_id: str, form: Form) -> str | None:
-    """A message when the form came from a page showing an older version of the lot (another
-    person moved it since): nothing is done then. Signed forms are checked by the service
-    (the signature signs the version)."""
+async def _stale(
+    request: Request, who: Principal, lot_id: str, form: Form
+) -> tuple[int, str] | None:
+    """The status and message when the form does not say which version of the lot its page
+    showed (422), or came from a page showing an older one (409: another person moved it
+    since): nothing is done then. Signed forms are checked by the service too (the
+    signature signs the version)."""
     given = form.get("lot_version")
-    if not given:
-        return None
     if not (given.isascii() and given.isdigit()):
-        return "lot_version: expected a whole number (reload the page); nothing was changed"
+        return 422, (
+            f"lot_version: expected the version of lot {lot_id} the page showed, a whole "
+            "number (reload the page); nothing was changed"
+        )
     lots = state_of(request).services.lots
     try:
         lot = await lots.get(lot_id, by=who)
     except LotTrackerError:
         return None  # the service says it again, with its status
     if lot.version != int(given):
-        return (
+        return 409, (
             f"lot {lot_id} changed since this page was loaded (it is now {lot.state.value}, "
             f"step {lot.step or '-'}): look at it again; nothing was changed"
         )
@@ -140,11 +144,14 @@ async def _act(
     form: Form,
     done: str,
     action: Callable[[LotService], Awaitable[Any]],
+    versioned: bool = True,
     **more: str,
 ) -> Response:
-    stale = await _stale(request, who, lot_id, form)
+    """Do ``action`` for the form, on the version of the lot its page showed (unless not
+    ``versioned``: a hold stops the lot whatever moved it since)."""
+    stale = await _stale(request, who, lot_id, form) if versioned else None
     if stale is not None:
-        return await _refused_on(request, who, lot_id, 409, stale, form)
+        return await _refused_on(request, who, lot_id, *stale, form)
     lots = state_of(request).services.lots.acting_as(who)
     try:
         await action(lots)
@@ -189,7 +196,9 @@ async def hold(request: Request, who: Viewer, lot_id: str) -> Response:
     if refused is not None:
         return refused
     command = cmd.HoldLot(lot_id, who.name, form.get("reason").strip())
-    return await _act(request, who, lot_id, form, "hold", lambda s: s.hold(command))
+    return await _act(
+        request, who, lot_id, form, "hold", lambda s: s.hold(command), versioned=False
+    )
 
 
 @router.post("/lots/{lot_id}/release")

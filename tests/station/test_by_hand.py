@@ -219,8 +219,12 @@ def test_numbers_in_a_form_are_read_as_ascii_digits_only(station: Station) -> No
         _start(client, "D-2")
         version = _form(client, "D-2", step="SUBSTRATE_PREP", lot_version="\u00b2")
         refused = client.post("/station/lots/D-2/track-in", data=version)
-        assert refused.status_code == 409, refused.text  # as a version that is not the lot's
-        assert "lot_version: expected a whole number" in html.unescape(message(refused.text))
+        assert refused.status_code == 422, refused.text
+        assert "lot_version: expected the version" in html.unescape(message(refused.text))
+        assert lot_state(client, "D-2") == "WAITING"
+        del version["lot_version"]  # a form that says no version is checked all the same
+        refused = client.post("/station/lots/D-2/track-in", data=version)
+        assert refused.status_code == 422, refused.text
         assert lot_state(client, "D-2") == "WAITING"
 
         done = client.post(

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from tests.station.client import message
+from tests.station.client import lot_version, message
 from tests.station.conftest import Station
 from tests.station.seed import PASSWORDS
 
@@ -132,7 +132,12 @@ def test_a_role_that_may_not_release_is_refused_on_the_page_and_nothing_changes(
     with _login(station, "tom") as client:
         page = client.get("/station/lots/S-3")
         answer = client.post(
-            "/station/lots/S-3/release", data={"reason": "fine", "csrf": _csrf(page.text)}
+            "/station/lots/S-3/release",
+            data={
+                "reason": "fine",
+                "csrf": _csrf(page.text),
+                "lot_version": lot_version(page.text),
+            },
         )
         assert answer.status_code == 403
         assert "may not release" in answer.text and 'id="message"' in answer.text

@@ -199,6 +199,12 @@ def test_split_by_picking_carriers(station: Station) -> None:
         )
         assert bad_id.status_code == 422
         assert "into: expected 1-32 ASCII letters" in html.unescape(message(bad_id.text))
+        unversioned = {k: v for k, v in data.items() if k != "lot_version"}
+        blind = client.post(  # a form that does not say which page it came from (probe)
+            "/station/lots/W-2/split", data={**unversioned, "into": "W-2A", "carrier": "W-2-02"}
+        )
+        assert blind.status_code == 422 and "lot_version" in message(blind.text)
+        assert client.get("/station/lots/W-2A").status_code == 404
         done = client.post(
             "/station/lots/W-2/split",
             data={**data, "into": "W-2A", "carrier": ["W-2-02", "W-2-03"]},
