@@ -61,7 +61,7 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.physical import refuse_unphysical
-from mes.domain.signatures import SignatureGiven
+from mes.domain.signatures import SignatureGiven, SignatureRequired
 from mes.domain.signatures import linked as linked_signatures
 from mes.durables import count_job, count_track_out, durable_interlock
 from mes.flowversions import VersionNotLoaded
@@ -135,8 +135,17 @@ class LotService(LotServiceCore):
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             context = Context(lot_id, lot.hold.source if lot.hold else None)
             self._guard.check(by, action, context)
-            checked = self.signing.check(effective_action(action, context), lot, who, signed)
-            decided = rule(lot, self.flow_of(lot))
+            flow = self.flow_of(lot)
+            try:
+                checked = self.signing.check(effective_action(action, context), lot, who, signed)
+            except SignatureRequired:
+                # unsigned: an operation the lot refuses anyway says so first (a release of a
+                # lot not held is 409, not "sign it"); the rule only reads
+                refused = rule(lot, flow)
+                if not isinstance(refused, Change):
+                    yield from refused
+                raise
+            decided = rule(lot, flow)
             change = decided if isinstance(decided, Change) else (yield from decided)
             change, signed_now = self.signing.sign(_stamped(change, who), checked)
             entries = yield from save(change)

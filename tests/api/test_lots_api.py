@@ -314,3 +314,18 @@ async def test_a_signers_wrong_password_is_403_and_the_requests_credentials_hold
         assert "www-authenticate" not in wrong.headers
         assert (await client.get("/lots/A1")).json()["state"] == "HOLD"
     assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 1
+
+
+async def test_an_unsigned_operation_the_lot_refuses_anyway_says_so_first(api: RunningApi) -> None:
+    """A release of a lot that is not held is refused for that (409), signed or not; asking
+    for a signature first would have the person sign for nothing (found by the probe)."""
+    await api.roles(Role.OPERATOR, Role.QUALITY)
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        unsigned = await client.post("/lots/A1/release", json={"reason": "ok"})
+        assert unsigned.status_code == 409, unsigned.text
+        assert unsigned.json()["error"] == "operation_not_allowed"
+        assert (await client.post("/lots/A1/hold", json={"reason": "voids"})).status_code == 200
+        held = await client.post("/lots/A1/release", json={"reason": "ok"})
+        assert held.status_code == 422 and held.json()["error"] == "signature_required"
+    assert len(await _history(api, "A1")) == 2
