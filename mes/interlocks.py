@@ -154,6 +154,11 @@ class QualificationService:
         self, *, tool_id: str | None = None, step: str | None = None, by: Principal | None = None
     ) -> list[Qualification]:
         await self._guard.allow(by, Action.READ)
+        if step is not None and step not in self._flows.step_codes:
+            raise InvalidInput(
+                f"step {step}: expected a step code of the flows",
+                allowed=sorted(self._flows.step_codes),
+            )
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
                 raise UnknownTool(f"there is no tool {tool_id}")

@@ -248,7 +248,11 @@ async def _qualifications(api: RunningApi) -> None:
         assert status == 422
         empty = await client.post("/tools/DB-1/disqualify", json={"step": "DIE_ATTACH"})
         assert empty.status_code == 422 and "reason" in empty.json()["message"]
+        nope = await client.get("/qualifications", params={"step": "NOPE"})  # not [] (probe)
+        assert nope.status_code == 422 and "DIE_ATTACH" in nope.json()["allowed"], nope.text
         assert (await client.get("/qualifications", params={"tool": "NOPE"})).status_code == 404
+    by_step = await cli("tool", "qualifications", "--step", "NOPE", "--json", "--db", api.db)
+    assert by_step.returncode == 1 and json.loads(by_step.stdout)["error"] == "invalid_input"
 
 
 async def test_line_status_through_the_server_matches_direct_mode(api: RunningApi) -> None:
