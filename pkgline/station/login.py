@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import Request, Response
 
@@ -61,13 +61,18 @@ def login_url(next_path: str) -> str:
 
 
 def safe_next(value: object) -> str:
-    """Where to go after the login: only a path of the station (never another site)."""
+    """Where to go after the login: only a path of the station (never another site, nor a
+    path that leaves the station by dot segments, ``/station/../x``, as the browser reads
+    them: ``%2e%2e`` too)."""
+    if not isinstance(value, str):
+        return PREFIX + "/"
+    path = unquote(value.partition("?")[0].partition("#")[0])
     if (
-        isinstance(value, str)
-        and value.startswith(PREFIX + "/")
-        and not value.startswith("//")
-        and "\\" not in value
-        and "//" not in value
+        value.startswith(PREFIX + "/")
+        and "\\" not in value + path
+        and "//" not in value + path
+        and not any(segment in (".", "..") for segment in path.split("/"))
+        and value.isprintable()
     ):
         return value
     return PREFIX + "/"

@@ -199,3 +199,29 @@ def test_what_no_station_route_answers_is_a_page_and_the_api_keeps_its_json(
         assert answer.headers["content-type"].startswith("text/html"), answer.headers
         assert said in html.unescape(message(answer.text)), answer.text
     assert api.status_code == 404 and api.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("given", "goes_to"),
+    [
+        ("/station/lots/S-1?map=at%3A1", "/station/lots/S-1?map=at%3A1"),
+        ("/station/../../x", "/station/"),  # the probe's: dot segments leave the station
+        ("/station/%2e%2e/x", "/station/"),  # as the browser reads them
+        ("/station/./lots", "/station/"),
+        ("//evil.example/station/", "/station/"),
+        ("/station/%2f%2fevil.example", "/station/"),
+        ("https://evil.example/station/", "/station/"),
+        ("/station/\\evil", "/station/"),
+    ],
+)
+def test_the_login_goes_on_only_to_a_page_of_the_station(
+    station: Station, given: str, goes_to: str
+) -> None:
+    with httpx.Client(base_url=station.url, timeout=10) as client:
+        form = client.get("/station/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None, form.text
+        data = {"csrf": csrf[1], "username": "olga", "password": PASSWORDS["olga"], "next": given}
+        answer = client.post("/station/login", data=data)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == goes_to
