@@ -2,7 +2,7 @@
 security event it makes; a call refused for want of authority records a ``refused`` event
 (in a transaction of its own) and changes nothing else.
 
-Passwords are never stored or logged: argon2id hashes only (:class:`Passwords`). An admin who
+Passwords are never stored or logged: argon2id hashes only (:class:`mes.ports_identity.Passwords`). An admin who
 sets a password chooses it and gives it on; the service keeps only its hash.
 """
 
@@ -14,10 +14,8 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable, Iterable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
 
 from mes.domain.authority import (
     Action,
@@ -50,6 +48,7 @@ from mes.domain.identity import (
 from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
 from mes.domain.text import one_line, optional_line, printable
 from mes.guard import Guard
+from mes.ports_identity import IdentityStore, IdentityTransaction, Passwords
 
 API_KEY_PREFIX = "pkl"
 TOKEN_ID = re.compile(r"[0-9a-f]{12}")
@@ -58,55 +57,6 @@ records of a token; a token whose id is not of this shape is recorded as malform
 CLAIMED_MAX = 64
 """The longest claimed name a refusal records as given (longer is cut, its length noted):
 anyone may send credentials, and the security log is append-only."""
-
-
-class Passwords(Protocol):
-    def hash(self, password: str) -> str: ...
-
-    def verify(self, hashed: str, password: str) -> bool: ...
-
-
-class IdentityTransaction(Protocol):
-    async def user(self, username: str) -> User | None: ...
-
-    async def users(self) -> list[User]: ...
-
-    async def add_user(self, user: User) -> None:
-        """UserExists when the name is taken."""
-        ...
-
-    async def update_user(self, user: User) -> None: ...
-
-    async def end_sessions(self, username: str, at: datetime, keep: str | None = None) -> int:
-        """End the user's live sessions (all but ``keep``, a session id): how many."""
-        ...
-
-    async def add_key(self, key: ApiKey) -> None: ...
-
-    async def key(self, key_id: str) -> ApiKey | None: ...
-
-    async def revoke_key(self, key: ApiKey) -> None: ...
-
-    async def add_event(self, event: SecurityEvent) -> None: ...
-
-    async def events(self, limit: int) -> list[SecurityEvent]:
-        """The newest ``limit`` events, oldest first."""
-        ...
-
-    async def event_page(self, query: SecurityEventQuery) -> SecurityEventPage:
-        """The page ``query`` asks for (newest first), its total and whether more follow."""
-        ...
-
-    async def has_event(self, seq: int) -> bool: ...
-
-
-class IdentityStore(Protocol):
-    def transaction(
-        self, *, readonly: bool = False
-    ) -> AbstractAsyncContextManager[IdentityTransaction]:
-        """One transaction, committed when the block ends without an exception (``readonly``:
-        one that only reads)."""
-        ...
 
 
 def _utc_now() -> datetime:

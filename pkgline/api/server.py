@@ -26,7 +26,8 @@ from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import require_current_schema
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.signatures import SignaturePolicy
-from mes.identity import IdentityService, Passwords
+from mes.identity import IdentityService
+from mes.ports_identity import Passwords
 from mes.sessions import DEFAULT_LIFETIME, SessionService
 from pkgline.api.app import create_app
 from pkgline.api.auth import ApiState
