@@ -334,6 +334,7 @@ class MemoryLotRepository:
                 lot.pending_rework,
                 lot.running.tool if lot.running else None,
                 lot.flow_version,
+                lot.running.by_hand if lot.running else False,
             )
             for lot in self._find(states=states, limit=len(self._store.lots) or 1)
         ]

@@ -38,7 +38,7 @@ def running_json(r: RunningStep | None) -> dict[str, Any] | None:
         "values": dict(r.values),
         "since": iso(r.since),
         "user": r.user,
-    }
+    } | ({"by_hand": True} if r.by_hand else {})
 
 
 def hold_json(h: Hold | None) -> dict[str, Any] | None:
@@ -102,6 +102,7 @@ def lot_from_row(m: Mapping[str, Any], carrier_ids: tuple[str, ...]) -> Lot:
             values=running["values"],
             since=datetime.fromisoformat(running["since"]),
             user=running["user"],
+            by_hand=running.get("by_hand", False),
         ),
         hold=None
         if hold is None

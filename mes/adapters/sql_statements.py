@@ -340,6 +340,7 @@ class HeadCache:
                 pending_rework=r["pending_rework"],
                 tool=r["running"]["tool"] if r["running"] else None,
                 flow_version=r["flow_version"],
+                by_hand=bool(r["running"].get("by_hand")) if r["running"] else False,
             )
         return head
 

@@ -60,6 +60,12 @@ def start_job(lot: Lot, cmd: StartJob, jobs: Sequence[JobRecord], now: datetime)
     is refused, and so is a second open job."""
     require(lot.state, Operation.JOB_START, lot.id)
     running = _require_running_on(lot, cmd.tool)
+    if running.by_hand:
+        raise OperationNotAllowed(
+            f"lot {lot.id} was tracked in at {running.step} on {cmd.tool} by hand "
+            f"({running.user}): its operator tracks it out, no job of the tool's runs it",
+            lot_id=lot.id,
+        )
     carrier = resolve_carrier(lot, cmd.carrier)
     for job in jobs:
         if job.carrier_id == carrier and job.status is JobStatus.RECORDED:

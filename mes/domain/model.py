@@ -126,6 +126,10 @@ class RunningStep:
     values: Mapping[str, Value]
     since: datetime
     user: UserName
+    by_hand: bool = False
+    """An operator tracked it in on ``tool`` (the tool in manual, not its line controller's
+    dispatch): the operator's to track out, with the measured values; no tool job is run for
+    it (:func:`mes.domain.jobs.start_job`), its controller leaves it be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +274,8 @@ class LotHead:
     """The tool it is tracked in on, while RUNNING."""
     flow_version: int = 1
     """The version of its flow it is checked against."""
+    by_hand: bool = False
+    """RUNNING on ``tool``, tracked in there by an operator (:attr:`RunningStep.by_hand`)."""
 
 
 @dataclass(frozen=True, slots=True)

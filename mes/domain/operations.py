@@ -184,7 +184,8 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
             violations,
             lot_id=lot.id,
         )
-    running = RunningStep(cmd.step, cmd.tool, values, now, cmd.user)
+    by_hand = cmd.tool is not None and not cmd.dispatched
+    running = RunningStep(cmd.step, cmd.tool, values, now, cmd.user, by_hand=by_hand)
     after = moved_lot(lot, now, state=LotState.RUNNING, running=running)
     entry = history_entry(
         lot,

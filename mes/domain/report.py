@@ -197,6 +197,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
             "since": lot.running.since.isoformat(),
             "user": lot.running.user,
             "values": dict(lot.running.values),
+            "by_hand": lot.running.by_hand,
         },
         "hold": None
         if lot.hold is None

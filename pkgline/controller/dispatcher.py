@@ -67,6 +67,14 @@ class Dispatcher:
         """Each waiting lot's head as last read, and the step it goes to next."""
         self._refused: dict[str, tuple[str, str]] = {}
         """Each lot's last refused track-in (step, why): logged once, not on every pass."""
+        self._by_hand: frozenset[str] = frozenset()
+        """Our tools running a lot an operator tracked in by hand, as the last full pass read
+        them: the lot is the operator's to track out, and no other starts there meanwhile,
+        even once the tool is switched back to auto."""
+        self._held: frozenset[str] = frozenset()
+        """The tools the passes between full ones start no lot on: those running a lot by hand
+        at the last full pass and those found in manual since (only a full pass reads the
+        running lots, and a lot may have been tracked in by hand there meanwhile)."""
 
     def lot_waits(self) -> None:
         """A lot this controller moved waits at a step: the next pass reads the lots (and
@@ -76,8 +84,9 @@ class Dispatcher:
 
     async def dispatch_once(self, *, full: bool = True) -> None:
         """Start waiting lots on idle tools and complete manual steps when configured to; a
-        full pass also follows lots running on our tools (tracked in by an operator, or left
-        running by a controller that stopped)."""
+        full pass also follows lots running on our tools that this controller does not run
+        yet (left running by a controller that stopped), and leaves those an operator tracked
+        in by hand (on the tool in manual) to the operator."""
         idle = frozenset(t for t, r in self._runners.items() if r.is_idle())
         if not full and not self._lots_moved and idle <= self._unserved:
             # Nothing new since the last pass: no lot of ours waits anew, no tool is newly
@@ -97,17 +106,33 @@ class Dispatcher:
             lots, modes = await self._lots.dispatch_view(states, self._name)
         else:
             lots, modes = await self._lots.heads(states), {}
+        manual = frozenset(t for t, mode in modes.items() if mode is not DispatchMode.AUTO)
         if full:
+            by_hand: set[str] = set()
             for lot in lots:
                 runner = (
                     self._runners.get(lot.tool or "") if lot.state is LotState.RUNNING else None
                 )
-                if runner is not None and not runner.is_working_on(lot.id):
+                if runner is None:
+                    continue
+                if lot.by_hand:
+                    by_hand.add(runner.tool_id)
+                elif not runner.is_working_on(lot.id):
                     runner.assign(lot.id)
+            self._by_hand = frozenset(by_hand)
+            self._held = self._by_hand | (manual if dispatching else self._held)
+        else:
+            self._held |= manual
         candidates = Pool(self._candidates(lots))
         working = sum(1 for r in self._runners.values() if r.current_lot is not None)
         self.counts = (working, len(candidates))
-        self._unserved = await self._start_on_idle_tools(candidates, modes) if dispatching else idle
+        self._unserved = (
+            await self._start_on_idle_tools(
+                candidates, modes, self._by_hand if full else self._held
+            )
+            if dispatching
+            else idle
+        )
         if self._config.auto_manual_steps and (
             any(self._is_manual(c.step) for c in candidates)
             or any(lot.state is LotState.RUNNING and lot.tool is None for lot in lots)
@@ -115,10 +140,11 @@ class Dispatcher:
             self._manual_wake.set()
 
     async def _start_on_idle_tools(
-        self, pool: Pool, modes: Mapping[str, DispatchMode]
+        self, pool: Pool, modes: Mapping[str, DispatchMode], held: frozenset[str]
     ) -> frozenset[str]:
         """Track the most urgent fitting lot in on each idle tool in auto (``modes``: the
-        tools' dispatch modes, read with the lots, so an operator's switch to manual counts):
+        tools' dispatch modes, read with the lots, so an operator's switch to manual counts)
+        but those ``held`` (running a lot tracked in by hand, or maybe: :attr:`_held`):
         all of them in one transaction (on SQLite, one wait for the writer, not one per
         tool). A tool whose track-in an interlock refused (a spent durable, a frozen
         compound, ...) takes no lot in this pass, and the lot it was offered goes to the
@@ -136,6 +162,7 @@ class Dispatcher:
                 pick = pool.best(runner.steps)
                 if (
                     modes.get(tool_id) is not DispatchMode.AUTO
+                    or tool_id in held
                     or pick is None
                     or self._waits_for_its_lot(runner, pick)
                 ):

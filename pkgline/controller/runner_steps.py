@@ -49,6 +49,9 @@ class StepRunner(ResultsOnTool):
         ):
             return  # the results found on the tool finished the step
         running = lot.running
+        if running.by_hand:  # the operator's, on the tool in manual: tracked out by them
+            log.info("lot tracked in by hand left to its operator", user=running.user)
+            return
         flow = self._lots.flow_of(lot)
         jobs, carriers, rejected = view.jobs, view.carriers, view.rejected
         open_job = next((j for j in jobs if j.status is JobStatus.STARTED), None)

@@ -321,8 +321,9 @@ async def by_hand(
     """The lot's steps an operator runs at the station. When it waits: each next step run on
     no tool (class ``manual``: a substrate or carrier entering the line), and each next step
     on a tool of which some are switched to manual (``pkgline tool manual``: the operator
-    runs it there, not the line controller). When it runs a step on no tool, or on a tool in
-    manual: that step, to track out. Anything else is its line controller's."""
+    runs it there, not the line controller). When it runs a step on no tool, one tracked in
+    by hand (on a tool in manual then, whatever its mode now), or one on a tool in manual:
+    that step, to track out. Anything else is its line controller's."""
     from pkgline.station.work_views import value_fields
 
     lot = report.lot
@@ -343,7 +344,7 @@ async def by_hand(
     running = lot.running
     if running is None:
         return ()
-    if running.tool is not None:
+    if running.tool is not None and not running.by_hand:  # by hand: the operator's, always
         tool = await equipment.tool(running.tool)
         if tool.dispatch is not DispatchMode.MANUAL:
             return ()

@@ -230,7 +230,7 @@ async def _dispatch(stack: Stack, tool_id: str, mode: DispatchMode) -> bool:
     return (await stack.equipment.tool(tool_id)).dispatch is mode
 
 
-async def test_a_controller_set_not_to_dispatch_starts_no_lot_but_runs_those_tracked_in(
+async def test_a_controller_set_not_to_dispatch_starts_no_lot_and_leaves_the_operators_to_them(
     stack: Stack,
 ) -> None:
     base = line_config()
@@ -246,13 +246,12 @@ async def test_a_controller_set_not_to_dispatch_starts_no_lot_but_runs_those_tra
         )
         await asyncio.sleep(1.0)  # five full passes (every 0.2 s): DB-1 idle, nothing starts
         assert await _after(stack, "SUBSTRATE_LOAD"), "the controller started the lot itself"
-        # an operator's track-in on a tool a controller dispatches: the tool in manual first
+        # an operator's track-in on a tool a controller dispatches: the tool in manual first;
+        # the step is then the operator's (tests/controller/test_by_hand.py)
         await stack.equipment.set_dispatch("DB-1", DispatchMode.MANUAL, "op1", "operator's lot")
         await stack.lots.track_in(cmd.TrackIn(LOT, "DIE_ATTACH", "op1", tool="DB-1"))
-        await wait_until(
-            lambda: _after(stack, "DIE_ATTACH"),
-            timeout_s=30,
-            what="the lot the operator tracked in run on DB-1",
-        )
+        await asyncio.sleep(1.0)  # five full passes
+        assert await _is(stack, LotState.RUNNING), "the controller moved the operator's lot"
+        await stack.lots.track_out(cmd.TrackOut(LOT, "op1", measured={"bond_force_n": 4.9}))
         await asyncio.sleep(1.0)  # and the next step is not started by the controller either
         assert await _after(stack, "DIE_ATTACH"), "the controller started the next step itself"

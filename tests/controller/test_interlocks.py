@@ -34,12 +34,14 @@ OP = "op1"
 
 
 def _tracked_in_unchecked(lot_id: str, step: str, tool: str) -> Work[None]:
-    """A track-in written with no interlock (a database an older pkgline, or a hand, wrote)."""
+    """A track-in written with no interlock (a database an older pkgline, or a hand, wrote),
+    as a controller's (one tracked in by hand is left to the operator: test_by_hand.py)."""
     lot = yield from get_lot(lot_id)
     if lot is None:
         raise UnknownLot(lot_id)
     flow = load_library().get(lot.flow)
-    yield from save(ops.track_in(lot, flow, cmd.TrackIn(lot_id, step, OP, tool=tool), utc_now()))
+    dispatched = cmd.TrackIn(lot_id, step, OP, tool=tool, dispatched=True)
+    yield from save(ops.track_in(lot, flow, dispatched, utc_now()))
 
 
 async def test_die_attach_recorded_on_the_dicer_is_given_back_and_no_recipe_is_sent(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mes.domain import commands as cmd
-from mes.domain.equipment import ToolRegistration
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.errors import InvalidInput, OperationNotAllowed, UnknownLot
 from mes.domain.model import JobStatus, LotState, Operation
 from mes.equipment import EquipmentService
@@ -115,6 +115,36 @@ async def test_jobs_are_refused_for_a_done_carrier_a_second_open_job_or_another_
         await service.start_job(cmd.StartJob("L1", "J1", "DB-1", second, CTRL))
     with pytest.raises(InvalidInput):
         await service.record_job(cmd.RecordJob("NO-SUCH-JOB", CTRL))
+
+
+async def test_no_job_runs_a_step_an_operator_tracked_in_by_hand(
+    service: LotService, equipment: EquipmentService
+) -> None:
+    """A step tracked in by hand on a tool in manual is the operator's (they track it out
+    with the measured values): recorded so, read so in the lots' heads, and a job of the
+    tool's for it refused, nothing changed."""
+    up = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+    await equipment.report("DB-1", up)
+    await equipment.set_dispatch("DB-1", DispatchMode.MANUAL, "tech", "by hand")
+    await service.start(cmd.StartLot("L1", "stiffener-bga", "op", carriers=1))
+    await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_LOAD", "op"))
+    await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", "op", tool="DB-1"))
+    lot = await service.get("L1")
+    assert lot.running is not None and lot.running.by_hand
+    assert [h.by_hand for h in await service.heads([LotState.RUNNING])] == [True]
+    with pytest.raises(OperationNotAllowed, match="tracked in at DIE_ATTACH on DB-1 by hand"):
+        await service.start_job(cmd.StartJob("L1", "J1", "DB-1", lot.carriers[0], CTRL))
+    assert (await service.get("L1")).version == lot.version
+    out = await service.track_out(cmd.TrackOut("L1", "op", measured={"bond_force_n": 4.9}))
+    assert out.lot.state is LotState.WAITING and out.lot.path[-1] == "DIE_ATTACH"
+
+
+async def test_a_step_the_controller_tracked_in_is_not_by_hand(service: LotService) -> None:
+    await _at_die_attach(service, carriers=1)
+    lot = await service.get("L1")
+    assert lot.running is not None and not lot.running.by_hand
+    assert [h.by_hand for h in await service.heads([LotState.RUNNING])] == [False]
 
 
 async def test_a_hold_abandons_the_open_job_and_keeps_the_carriers_done(

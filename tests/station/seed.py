@@ -114,7 +114,7 @@ async def seed(state: ApiState) -> None:
             (cmd.SiteRejectGiven("1", 2, 3, "VOID"), cmd.SiteRejectGiven("1", 4, 8, "CRACK")),
         )
     )
-    # S-4: die attach done on DA-1 (manual dispatch, as an operator runs it), one die missing
+    # S-4: die attach done on DA-1 by its jobs, one die missing; DA-1 in manual (by hand)
     await services.equipment.acting_as(OWNER).set_dispatch(
         "DA-1", DispatchMode.MANUAL, "olga", "seeded by hand"
     )
@@ -137,7 +137,9 @@ async def seed(state: ApiState) -> None:
     await services.materials.add("ADH-7", "adhesive", expires, "tom", thaw_minutes=0, by=OWNER)
     await services.materials.thaw("ADH-7", "tom", by=OWNER)
     await services.materials.load("ADH-7", "DA-1", "tom", by=OWNER)
-    await lots.track_in(cmd.TrackIn("S-4", "DIE_ATTACH", "olga", "DA-1", {}))
+    # tracked in as DA-1's line controller does: a step tracked in by hand is the operator's
+    # to track out, and no tool job runs it (mes.domain.jobs.start_job)
+    await lots.track_in(cmd.TrackIn("S-4", "DIE_ATTACH", "olga", "DA-1", {}, dispatched=True))
     await equipment.report(
         "DA-1",
         ToolSnapshot(

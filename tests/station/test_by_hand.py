@@ -90,6 +90,11 @@ async def _up(tool: str, db: str) -> None:
         )
 
 
+async def _dispatch(tool: str, mode: DispatchMode, db: str) -> None:
+    async with open_state(db, passwords=fast_passwords()) as state:
+        await state.services.equipment.acting_as(OWNER).set_dispatch(tool, mode, "tom", "done")
+
+
 def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Station) -> None:
     """DA-1, the die bonder, is in manual (seeded so): DIE_ATTACH is the operator's there,
     with the interlocks of any track-in (it is in alarm, and DAF-7 on it is not thawed)."""
@@ -125,6 +130,10 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         page = client.get("/station/lots/H-5").text
         assert lot_state(client, "H-5") == "RUNNING" and "on DA-1" in page
         assert 'id="track-out-DIE_ATTACH"' in page  # the tool is in manual: the operator's
+        assert "on DA-1 (by hand)" in page
+        asyncio.run(_dispatch("DA-1", DispatchMode.AUTO, station.db))
+        page = client.get("/station/lots/H-5").text  # tracked in by hand: still the operator's
+        assert 'id="track-out-DIE_ATTACH"' in page
         finished = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
         assert finished.status_code == 303, finished.text
         assert lot_state(client, "H-5") == "WAITING"

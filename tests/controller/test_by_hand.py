@@ -1,0 +1,59 @@
+"""A step an operator tracks in by hand on a tool switched to manual is the operator's: the
+line controller runs no job for it and does not track it out, the operator does, with the
+measured values; not even once the tool is switched back to automatic while it runs (and
+the controller starts no other lot on the tool meanwhile)."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from mes.domain import commands as cmd
+from mes.domain.equipment import DispatchMode
+from mes.domain.model import LotState, Operation
+from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
+
+OP = "op1"
+
+
+async def _waiting_after(stack: Stack, lot_id: str, step: str) -> bool:
+    lot = await stack.lots.get(lot_id)
+    return lot.state is LotState.WAITING and bool(lot.path) and lot.path[-1] == step
+
+
+async def test_a_step_tracked_in_by_hand_on_a_tool_in_manual_is_left_to_the_operator(
+    stack: Stack,
+) -> None:
+    config = line_config(tools=["DB-1"])
+    async with simulated(config) as line, running_controller(config, stack):
+        await stack.equipment.set_dispatch("DB-1", DispatchMode.MANUAL, OP, "by hand")
+        for lot_id in ("H1", "H2"):
+            await stack.lots.start(cmd.StartLot(lot_id, "stiffener-bga", "planner", carriers=1))
+        for lot_id in ("H1", "H2"):  # SUBSTRATE_LOAD done by the controller (auto_manual_steps)
+            await wait_until(
+                partial(_waiting_after, stack, lot_id, "SUBSTRATE_LOAD"),
+                timeout_s=30,
+                what=f"{lot_id} waiting for DIE_ATTACH",
+            )
+        await stack.lots.track_in(cmd.TrackIn("H1", "DIE_ATTACH", OP, tool="DB-1"))
+        await asyncio.sleep(1.0)  # five full dispatch passes (every 0.2 s) go by
+        lot = await stack.lots.get("H1")
+        assert lot.state is LotState.RUNNING, "the controller moved the operator's lot"
+        assert await stack.lots.jobs_of_step(lot) == [], "the controller ran a job for it"
+        assert line.tool("DB-1").recipe is None, "the controller set the tool up for it"
+
+        await stack.equipment.set_dispatch("DB-1", DispatchMode.AUTO, OP)
+        await asyncio.sleep(1.0)  # five more, with the tool in auto
+        lot = await stack.lots.get("H1")
+        assert lot.state is LotState.RUNNING, "the controller moved the operator's lot"
+        assert await stack.lots.jobs_of_step(lot) == [], "the controller ran a job for it"
+        assert await _waiting_after(stack, "H2", "SUBSTRATE_LOAD"), "H2 started beside H1"
+
+        await stack.lots.track_out(cmd.TrackOut("H1", OP, measured={"bond_force_n": 4.9}))
+        out = (await stack.lots.report("H1")).history[-1]
+        assert (out.operation, out.user) == (Operation.TRACK_OUT, OP)
+        await wait_until(  # the tool, free again and in auto, is the controller's again
+            lambda: _waiting_after(stack, "H2", "DIE_ATTACH"),
+            timeout_s=30,
+            what="H2 run on DB-1 by the controller",
+        )
