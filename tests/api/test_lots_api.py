@@ -85,7 +85,7 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
             ("POST", "/lots", START, 409, "lot_exists"),
             ("POST", "/lots/A1/track-in", {"step": "MOLD"}, 409, "step_not_allowed"),
             ("POST", "/lots/A1/abort", {}, 409, "operation_not_allowed"),
-            ("POST", "/lots/A1/release", {}, 422, "signature_required"),
+            ("POST", "/lots/A1/release", {}, 409, "operation_not_allowed"),  # not held
             ("POST", "/lots/A1/hold", {}, 422, "invalid_input"),
             ("POST", "/lots/A1/hold", {"reason": "x\x1b[2J"}, 422, "invalid_input"),
             ("POST", "/lots/A1/hold", {"reason": "two\nlines"}, 422, "invalid_input"),
