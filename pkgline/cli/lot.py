@@ -24,6 +24,7 @@ from pkgline.cli.common import (
     current_user,
     database_unavailable,
     err,
+    fail,
     last_entries,
     marked,
     out,
@@ -69,12 +70,16 @@ def _signature(
     terminal without echo (or one line of standard input when it is not a terminal). None
     when no password is given: the request goes unsigned, and the server says what it needs
     (not_authorized before anything else, else signature_required)."""
+    from mes.domain.errors import InvalidInput
     from mes.domain.signatures import default_meaning
 
+    try:  # the meaning built from a reason that is not one line: refused before a prompt
+        text = meaning if meaning is not None else default_meaning(action, reason)
+    except InvalidInput as exc:
+        fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
     shown = call(via, "GET", f"/lots/{_q(lot)}", as_json=as_json, quiet=True, with_principal=True)
     body, said = shown
     username = (said or "").split(" (")[0]
-    text = meaning if meaning is not None else default_meaning(action, reason)
     prompt = f"password of {username}, signing '{text}' for lot {lot}: "
     password = modes.password_again(prompt)
     if not password:

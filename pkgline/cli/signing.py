@@ -67,11 +67,11 @@ def signed(
 ) -> Callable[[LotService], Awaitable[T]]:
     """``call`` with direct mode's signature; a configuration that asks for a second signer
     is refused saying that direct mode cannot give one."""
-    signature = os_signature(action, meaning, reason)
 
     async def act(service: LotService) -> T:
         from mes.domain.signatures import SignatureRequired
 
+        signature = os_signature(action, meaning, reason)  # a bad reason: refused, as any
         try:
             return await call(service, (signature,))
         except SignatureRequired as exc:

@@ -99,6 +99,11 @@ async def test_a_release_through_the_server_is_signed_with_the_password_given_ag
     wrong = await cli("lot", "release", "S1", "--json", *via, stdin="not-it\n")
     assert wrong.returncode == 1, wrong.stdout
     assert json.loads(wrong.stdout)["error"] == "login_refused"  # the password did not prove it
+    two_lines = await cli(
+        "lot", "release", "S1", "--reason", "ok\nthen", "--json", *via, stdin="own-Secret-22\n"
+    )  # refused before any prompt, as in direct mode (no traceback)
+    assert two_lines.returncode == 1 and "Traceback" not in two_lines.stderr, two_lines.stderr
+    assert json.loads(two_lines.stdout)["error"] == "invalid_input"
 
     signed = await cli(
         "lot", "release", "S1", "--reason", "re-inspected", "--meaning", "approved release",

@@ -144,3 +144,21 @@ def test_a_person_changes_their_own_password_and_only_then_may_sign(db: str) -> 
     assert own.returncode == 0, own.stdout + own.stderr
     after = json.loads(own.stdout)
     assert after["may_sign"] is True and after["password_set_by"] == "qa1"
+
+
+@pytest.mark.parametrize("command", ["release", "scrap", "rework", "migrate"])
+def test_a_reason_that_is_not_one_line_is_refused_without_a_traceback(
+    db: str, command: str
+) -> None:
+    """The meaning built from such a reason raised before the refusals were caught: a
+    traceback and nothing on stdout, even with --json (found by the CLI probe)."""
+    more = {"rework": ["--step", "SUBSTRATE_PREP"], "migrate": ["--version", "1"]}
+    before = ok_json(db, "lot", "show", "L1")["version"]
+    done = pkgline(
+        db, "lot", command, "L1", *more.get(command, []), "--reason", "ok\nthen", "--json"
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    refused = json.loads(done.stdout)
+    assert refused["error"] == "invalid_input" and "one line" in refused["message"]
+    assert ok_json(db, "lot", "show", "L1")["version"] == before
