@@ -9,7 +9,7 @@ version; a flow version's approvals), checked by the service layer (docs/securit
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -61,13 +61,23 @@ def iso_text(value: object) -> object:
             "iso_time", "expected a time as ISO 8601 text with its zone, e.g. 2026-12-02T14:30Z"
         )
     try:
-        return datetime.fromisoformat(value.strip())
+        at = datetime.fromisoformat(value.strip())
     except ValueError:
         raise PydanticCustomError(
             "iso_time",
             "{given} is no ISO 8601 time: expected e.g. 2026-12-02T14:30Z",
             {"given": repr(value[:40])},
         ) from None
+    if at.tzinfo is not None:  # kept in UTC: years 1 to 9999 there
+        try:
+            at.astimezone(UTC)
+        except OverflowError:
+            raise PydanticCustomError(
+                "iso_time",
+                "{given}: expected a time from 0001-01-01 to 9999-12-31 in UTC",
+                {"given": repr(value[:40])},
+            ) from None
+    return at
 
 
 ZonedTime = Annotated[datetime, BeforeValidator(iso_text)]

@@ -29,7 +29,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, segment, served
-from pkgline.cli.times import stamp
+from pkgline.cli.times import in_utc_range, stamp
 from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE, SHOW_HISTORY
 
 if TYPE_CHECKING:  # rich is imported where a table or styled text is printed (not for --json)
@@ -80,9 +80,10 @@ def _when(text: str, as_json: bool) -> datetime:
             usage_error(f"--expires {text!r}: expected a date before {date.max}", as_json=as_json)
         at = datetime.combine(day + timedelta(days=1), time())
     try:
-        return at if at.tzinfo else at.astimezone()
+        at = at if at.tzinfo else at.astimezone()
     except OverflowError:
         usage_error(f"--expires {text!r}: expected a time before {date.max}", as_json=as_json)
+    return in_utc_range(at, f"--expires {text!r}", as_json=as_json)
 
 
 def _status(m: Material) -> Text:

@@ -56,9 +56,24 @@ def when(text: str, option: str, *, as_json: bool) -> datetime:
             as_json=as_json,
         )
     try:
-        return at if at.tzinfo else at.astimezone()
+        at = at if at.tzinfo else at.astimezone()
     except (OverflowError, ValueError):  # year 1 or 9999 west or east of UTC
-        return at.replace(tzinfo=UTC)
+        at = at.replace(tzinfo=UTC)
+    return in_utc_range(at, f"{option} {text!r}", as_json=as_json)
+
+
+def in_utc_range(at: datetime, what: str, *, as_json: bool) -> datetime:
+    """``at`` (aware), unless it falls outside the years 1 to 9999 in UTC, where the lot
+    tracker keeps every time: a usage error (exit 2) then."""
+    from pkgline.cli.common import usage_error
+
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        usage_error(
+            f"{what}: expected a time from 0001-01-01 to 9999-12-31 in UTC", as_json=as_json
+        )
+    return at
 
 
 def window(

@@ -215,6 +215,10 @@ async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
             assert said.status_code == 422, said.text
             assert said.json()["error"] == "invalid_request"
             assert "ISO 8601" in said.json()["message"], said.json()
+        for edge in ("9999-12-31T23:59-12:00", "0001-01-01T00:00+14:00"):  # no UTC time
+            said = await client.get("/lots", params={"until": edge})
+            assert said.status_code == 422, said.text
+            assert "0001-01-01 to 9999-12-31 in UTC" in said.json()["message"], said.json()
 
 
 async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: RunningApi) -> None:

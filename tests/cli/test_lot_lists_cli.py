@@ -62,6 +62,15 @@ def test_filters_and_bad_paging_options_are_usage_errors_that_say_what_was_expec
     assert bad_time.returncode == 2 and "30m, 8h, 2d" in bad_time.stderr
     ages = pkgline(lots_db, "lot", "list", "--since", "99999999d")  # past any date
     assert ages.returncode == 2 and "at most 36500d" in ages.stderr, ages.stderr
+    for command, edge in (  # no time in UTC: a traceback (OverflowError) before (probe)
+        (("lot", "history", "--since"), "0001-01-01T00:00+14:00"),
+        (("lot", "list", "--until"), "9999-12-31T23:59-12:00"),
+        (("user", "events", "--since"), "0001-01-01T00:00+01:00"),
+        (("material", "add", "F", "--kind", "wire", "--expires"), "9999-12-31T23:59-12:00"),
+    ):
+        edged = pkgline(lots_db, *command, edge)
+        assert edged.returncode == 2 and "Traceback" not in edged.stderr, edged.stderr
+        assert "0001-01-01 to 9999-12-31 in UTC" in edged.stderr, edged.stderr
     assert pkgline(lots_db, "lot", "list", "--limit", "0").returncode == 2
     too_many = pkgline(lots_db, "lot", "list", "--limit", "99999999999999999999")
     assert too_many.returncode == 2 and "1<=x<=1000" in too_many.stderr, too_many.stderr
