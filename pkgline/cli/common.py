@@ -102,11 +102,23 @@ def marked(mark: str, style: str, message: str = "") -> Text:
     return Text.assemble((mark, style), f" {message}" if message else "")
 
 
+def _database_given(value: str | None) -> str | None:
+    """``--db`` as given: an empty one (a script's unset variable) is refused, never read as
+    "the default database" (another line's, maybe)."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter(
+            "expected a database URL, sqlite:///PATH or postgresql://USER@HOST/DB (it is "
+            "empty; leave --db out for $PKGLINE_DB or the default)"
+        )
+    return value
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
         envvar="PKGLINE_DB",
+        callback=_database_given,
         help="Database URL: sqlite:///PATH or postgresql://USER@HOST/DB "
         "(default: $PKGLINE_DB, else ~/.local/share/pkgline/pkgline.db).",
         show_default=False,

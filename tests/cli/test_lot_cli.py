@@ -140,6 +140,10 @@ def test_a_malformed_command_line_exits_2(db: str) -> None:
     assert superscript.returncode == 2 and "ROW and COL are whole numbers" in superscript.stderr
     assert pkgline(db, "lot", "list", "--state", "sleeping").returncode == 2
     assert pkgline("mysql://nobody/db", "lot", "list").returncode == 2
+    # --db "$DB" with DB unset: refused, never $PKGLINE_DB's database instead (probe)
+    empty = pkgline(db, "lot", "hold", "L1", "--reason", "x", "--db", "")
+    assert empty.returncode == 2 and "it is empty" in empty.stderr, empty.stderr
+    assert ok_json(db, "lot", "show", "L1")["state"] == "WAITING"
 
 
 @pytest.mark.parametrize(
