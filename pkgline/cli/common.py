@@ -125,11 +125,29 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+USER_MAX = 64
+"""The longest ``--user`` the history records (the server's user names are as long)."""
+
+
+def _user_given(value: str | None) -> str | None:
+    """``--user`` as the history will keep it: one line of printable text, not blank, at most
+    :data:`USER_MAX` characters (the history is append-only and hash-chained)."""
+    if value is not None and (
+        not value.strip() or not value.isprintable() or len(value) > USER_MAX
+    ):
+        raise typer.BadParameter(
+            f"expected a user name: one line of printable text, 1 to {USER_MAX} characters "
+            f"(got {len(value)} characters{'' if value.isprintable() else ', not all printable'})"
+        )
+    return value
+
+
 UserOption = Annotated[
     str | None,
     typer.Option(
         "--user",
         envvar="PKGLINE_USER",
+        callback=_user_given,
         help="Who does this (recorded in history; default: $PKGLINE_USER or your login).",
         show_default=False,
     ),

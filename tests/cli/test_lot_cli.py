@@ -144,6 +144,10 @@ def test_a_malformed_command_line_exits_2(db: str) -> None:
     empty = pkgline(db, "lot", "hold", "L1", "--reason", "x", "--db", "")
     assert empty.returncode == 2 and "it is empty" in empty.stderr, empty.stderr
     assert ok_json(db, "lot", "show", "L1")["state"] == "WAITING"
+    for user in ("ev\x1bil", "x" * 65, " "):  # into the append-only history as given (probe)
+        named = pkgline(db, "lot", "hold", "L1", "--reason", "x", "--user", user)
+        assert named.returncode == 2 and "expected a user name" in named.stderr, named.stderr
+    assert ok_json(db, "lot", "show", "L1")["state"] == "WAITING"
 
 
 @pytest.mark.parametrize(
