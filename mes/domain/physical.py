@@ -1,8 +1,9 @@
 """Values that cannot be physical, refused as bad data before any rule looks at them: an
 operator's (or a script's) typo is not a measurement. Pure.
 
-Not a number or infinite, a temperature below absolute zero, a whole number outside what the
-database keeps (64 bits). The controller's results get the physical ranges of each measured
+Not a number or infinite, a temperature below absolute zero, a negative force, time, size,
+speed, power, area, volume or dose (a length with a sign, an offset or an overlay, may be
+negative), a whole number outside what the database keeps (64 bits). The controller's results get the physical ranges of each measured
 value of the equipment class (``drivers/classes.yaml``, issue 13); this check is the service
 layer's, for values given on the command line.
 """
@@ -18,6 +19,23 @@ from mes.domain.errors import InvalidInput
 
 ABSOLUTE_ZERO_C = -273.15
 INT_RANGE = range(-(2**63), 2**63)
+MAGNITUDES = frozenset(
+    {"N", "gf", "ms", "s", "nL", "mW", "kW", "rpm", "mm2", "mm/s", "A/dm2", "mJ/cm2", "W/m.K"}
+)
+"""Units of quantities that are never negative: forces, durations, volumes, powers, speeds,
+areas, densities and doses, a conductivity (the flows' units, :mod:`flows.specs`)."""
+LENGTHS = frozenset({"um", "mm"})
+SIGNED_LENGTHS = ("offset", "overlay", "warpage", "shift")
+"""A length is a size (a thickness, a height, a diameter: never negative) unless its name
+says it is a displacement, which has a sign."""
+
+
+def _never_negative(spec: ValueSpec) -> bool:
+    if spec.unit in MAGNITUDES:
+        return True
+    if spec.unit in LENGTHS:
+        return not any(word in spec.name for word in SIGNED_LENGTHS)
+    return spec.unit == "MPa" and "pressure" in spec.name
 
 
 def unphysical(spec: ValueSpec, value: float | int) -> str | None:
@@ -26,6 +44,8 @@ def unphysical(spec: ValueSpec, value: float | int) -> str | None:
         return "is not a finite number"
     if spec.unit == "degC" and value < ABSOLUTE_ZERO_C:
         return f"is below absolute zero ({ABSOLUTE_ZERO_C} degC)"
+    if value < 0 and _never_negative(spec):
+        return f"is negative, and a {spec.unit} value of {spec.name} never is"
     if isinstance(value, int) and value not in INT_RANGE:
         return "is outside the range of a 64-bit whole number"
     return None

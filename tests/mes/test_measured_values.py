@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from mes.domain import commands as cmd
+from mes.domain.commands import GivenValue
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput
 from mes.domain.model import HoldSource, LotState
@@ -105,3 +106,36 @@ async def test_a_measured_value_that_cannot_be_physical_is_refused_and_changes_n
     with pytest.raises(InvalidInput, match="expected a number in N"):  # the text "inf" too
         await service.track_out(cmd.TrackOut("L1", OP, measured={"bond_force_n": "inf"}))
     assert await service.get("L1") == before
+
+
+@pytest.mark.parametrize(
+    ("measured", "refused"),
+    [
+        ({"bond_force_n": -2}, "bond_force_n -2 N is negative"),
+        ({"wire_pull_g": "-1"}, None),  # not a value of DIE_ATTACH: the rules say so
+        ({"bond_line_thickness_um": -5}, "bond_line_thickness_um -5 um is negative"),
+    ],
+)
+async def test_a_negative_size_or_force_is_refused_as_bad_data(
+    service: LotService, measured: dict[str, GivenValue], refused: str | None
+) -> None:
+    """A force, a thickness, a time cannot be negative (found by the CLI probe: -2 N was
+    recorded); nothing changes."""
+    await _at_die_attach(service, "L1")
+    before = await service.get("L1")
+    with pytest.raises(InvalidInput) as said:
+        await service.track_out(cmd.TrackOut("L1", OP, measured=measured))
+    if refused is not None:
+        assert refused in said.value.message and "refused as bad data" in said.value.message
+    assert await service.get("L1") == before
+
+
+def test_a_length_with_a_sign_may_be_negative() -> None:
+    from flows.model import ValueSpec
+    from mes.domain.physical import unphysical
+
+    offset = ValueSpec("xy_offset_um", "float", None, "um", "an offset")
+    thickness = ValueSpec("die_thickness_um", "float", None, "um", "a thickness")
+    assert unphysical(offset, -3.0) is None
+    assert unphysical(thickness, -3.0) is not None
+    assert unphysical(thickness, 0.0) is None
