@@ -454,6 +454,7 @@ class IdentityService:
     async def issue_api_key(self, by: Principal, username: str, label: str) -> tuple[ApiKey, str]:
         """A new key for a system: the key and its token (shown once, never stored)."""
         await self.authorize(by, Action.USERS)
+        label = one_line(label, "the key's label")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         async with self._store.transaction() as tx:
             user = await _existing(tx, username)

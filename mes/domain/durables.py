@@ -245,6 +245,7 @@ def add(
             f"(0.9: warn at 90 % of its life), not {warn_fraction}"
         )
     kept = round(warn_fraction, 3)
+    description = optional_line(description, "the description")
     durable = Durable(durable_id, known, life, kept, 0, by, now, description=description)
     return durable, DurableEvent(durable_id, DurableEventKind.ADDED, now, by, 0)
 

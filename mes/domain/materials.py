@@ -235,6 +235,7 @@ def add(
             f"material lot {material_id} expired at {utc_stamp(expires_at)}; expected an "
             "expiry after now"
         )
+    part_number = optional_line(part_number, "the part number")
     spec = KINDS[known]
     if not spec.frozen:
         if thaw_minutes or floor_life_minutes is not None:

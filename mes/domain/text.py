@@ -52,10 +52,21 @@ _C0_NAMES = {
 }
 
 
+TEXT_MAX = 2000
+"""The longest one-line text kept (a reason, a meaning, a description): what the API's
+bodies take too."""
+
+
 def one_line(value: str, what: str, *, lot_id: str | None = None) -> str:
     """``value`` without its surrounding blanks, refused (InvalidInput) if a character in it
-    is a control character, a line or paragraph separator or a bidirectional control."""
+    is a control character, a line or paragraph separator or a bidirectional control, or if
+    it is longer than :data:`TEXT_MAX` characters."""
     text = value.strip()
+    if len(text) > TEXT_MAX:
+        raise InvalidInput(
+            f"{what} is at most {TEXT_MAX} characters (got {len(text)}); shorten it",
+            lot_id=lot_id,
+        )
     for at, char in enumerate(text, start=1):
         if _unprintable(char):
             raise InvalidInput(

@@ -187,3 +187,27 @@ def test_the_same_commands_work_on_postgresql(postgres_url: str) -> None:
     ok_json(postgres_url, "lot", "track-in", "P1", "--step", "SUBSTRATE_PREP")
     shown = ok_json(postgres_url, "lot", "show", "P1")
     assert shown["state"] == "RUNNING" and shown["layers"] == 3
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("durable", "add", "CAP-1", "--kind", "capillary", "--life", "100", "--description"),
+        ("material", "add", "W-1", "--kind", "wire", "--expires", "2099-01-01", "--part"),
+        ("user", "key", "controller", "--label"),
+        ("lot", "hold", "L1", "--reason"),
+    ],
+)
+@pytest.mark.parametrize("text", ["a\x1b[2Jb", "a\nb", "x" * 2001])
+def test_free_text_is_one_line_of_at_most_2000_characters(
+    db: str, command: tuple[str, ...], text: str
+) -> None:
+    """An escape sequence, a newline or 20,000 characters were taken as a durable's
+    description, a material's part number, a key's label, a hold's reason (the CLI probe)."""
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga")
+    done = pkgline(db, *command, text, "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    refused = json.loads(done.stdout)
+    assert refused["error"] == "invalid_input", refused
+    assert "one line" in refused["message"] or "at most 2000" in refused["message"]
+    assert ok_json(db, "lot", "show", "L1")["state"] == "WAITING"
