@@ -604,6 +604,12 @@ def _refusal(user: User | None, now: datetime, matches: bool) -> str | None:
 
 
 def _check_roles(kind: UserKind, roles: frozenset[Role]) -> None:
+    if not roles:
+        raise InvalidInput(
+            "a user has at least one role: to take them all away, disable the account "
+            "(pkgline user disable)",
+            allowed=[r.value for r in Role],
+        )
     if kind is UserKind.PERSON and Role.CONTROLLER in roles:
         raise InvalidInput(
             "the controller role is for the line controller's system identity, not a person",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,8 +41,14 @@ class RunningApi:
         return httpx.AsyncClient(transport=transport, base_url="http://pkgline", headers=headers)
 
     async def roles(self, *roles: Role) -> None:
-        """Give the test's OS account exactly ``roles``."""
+        """Give the test's OS account exactly ``roles`` (none: written in the store as an
+        earlier pkgline could leave it, since the identity service keeps one at least)."""
         user = await self.state.identity.user(ADMIN, ACCOUNT)
+        if not roles:
+            async with self.state.identity._store.transaction() as tx:
+                await tx.update_user(replace(user, roles=frozenset()))
+            self.state.identity.generation += 1
+            return
         await self.state.identity.change_roles(ADMIN, ACCOUNT, roles, user.roles - set(roles))
 
 

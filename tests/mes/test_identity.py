@@ -110,6 +110,8 @@ async def test_roles_are_added_and_removed_and_bad_ones_refused_with_the_allowed
     with pytest.raises(InvalidInput, match="controller role") as refused:
         await identity.change_roles(ADMIN, "carol", {Role.CONTROLLER}, ())
     assert "controller" not in refused.value.allowed
+    with pytest.raises(InvalidInput, match="at least one role"):  # disable instead (probe)
+        await identity.change_roles(ADMIN, "carol", (), {Role.QUALITY})
     assert (await identity.user(ADMIN, "carol")).roles == {Role.QUALITY}
     assert (await _kinds(identity))[-1] is EventKind.ROLES_CHANGED
 
