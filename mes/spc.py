@@ -221,6 +221,8 @@ class SpcService:
         again. Refused for a tool SPC did not inhibit at that step (qualified, never
         qualified, or disqualified by engineering: ``tool qualify`` is theirs)."""
         await self._guard.allow(by, Action.SPC)
+        if step not in self._flows.step_codes:
+            raise InvalidInput(f"{step} is not a step code", allowed=sorted(self._flows.step_codes))
         why = one_line(reason, "the reason")
         q = Qualification(tool_id, step, True, user, self._clock(), f"SPC cleared: {why}")
 

@@ -70,6 +70,8 @@ async def test_a_point_beyond_3_sigma_holds_the_lot_and_inhibits_the_tool_until_
         await service.track_in(cmd.TrackIn("N1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     assert refused.value.interlock == "tool_qualification"
     assert "disqualified for DIE_ATTACH by SPC" in refused.value.message
+    with pytest.raises(InvalidInput, match="NOPE is not a step code"):  # not "not inhibited"
+        await spc.clear("NOPE", "DB-1", "eng1", "bond head re-levelled")
     await spc.clear("DIE_ATTACH", "DB-1", "eng1", "bond head re-levelled")
     await service.track_in(cmd.TrackIn("N1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
 
