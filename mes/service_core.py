@@ -234,10 +234,13 @@ class LotServiceCore:
     ) -> ToolJobPage:
         """One page of a tool's jobs (:class:`mes.ports.ToolJobQuery`), newest first, with
         how many match and whether more follow. Refused (InvalidInput, nothing read) for a
-        window that ends before it starts or a cursor that names no job of the tool."""
+        window that ends before it starts or a cursor that names no job of the tool; UnknownLot
+        for a ``lot_id`` that names no lot (not an empty page)."""
         await self._guard.allow(by, Action.READ)
         common.check_window(query.since, query.until)
         async with self._uow(readonly=True) as uow:
+            if query.lot_id is not None and await uow.run(get_lot(query.lot_id)) is None:
+                raise UnknownLot(f"there is no lot {query.lot_id}", lot_id=query.lot_id)
             return await uow.lots.tool_job_page(query)
 
     async def history_page(

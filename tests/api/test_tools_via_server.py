@@ -165,8 +165,8 @@ async def test_tool_show_gives_the_tools_jobs_in_the_window_through_the_server(
     assert table.returncode == 0, table.stderr
     assert "J-1-B" in table.stdout and "J-1-A" not in table.stdout  # the job id: the cursor
     assert "1 of 2 jobs; more follow: the same command with --after J-1-B" in table.stdout
-    of_lot = await cli("tool", "jobs", "DB-1", "--lot", "NO-LOT", *via)
-    assert of_lot.returncode == 0 and "0 of 0 jobs" in of_lot.stdout
+    of_lot = await cli("tool", "jobs", "DB-1", "--lot", "NO-LOT", "--json", *via)
+    assert of_lot.returncode == 1 and json.loads(of_lot.stdout)["error"] == "unknown_lot"
     bad_since = await cli("tool", "jobs", "DB-1", "--since", "yesterday", *via)
     assert bad_since.returncode == 2 and "expected a duration ago (30m" in bad_since.stderr
     lately = await cli("tool", "jobs", "DB-1", "--since", "1h", "--json", *via)
