@@ -55,9 +55,19 @@ app.add_typer(lot_map.app, name="map")
 lot_migrate.register(app)
 
 LotArg = Annotated[str, typer.Argument(help="Lot id.", show_default=False)]
-ParamOption = Annotated[
+LotParamOption = Annotated[
     list[str] | None,
-    typer.Option("--param", help="A recipe or lot parameter value, NAME=VALUE (repeatable)."),
+    typer.Option(
+        "--param",
+        help="A lot parameter of the flow, NAME=VALUE (repeatable; pkgline flow show FLOW).",
+    ),
+]
+RecipeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="A recipe value of the step, NAME=VALUE (repeatable; the flow's default else).",
+    ),
 ]
 
 
@@ -190,8 +200,8 @@ def start(
     carriers: Annotated[int, typer.Option(help="Number of carriers (strips or panels).")] = 2,
     rows: Annotated[int, typer.Option(help="Site rows per carrier.")] = 4,
     cols: Annotated[int, typer.Option(help="Site columns per carrier.")] = 8,
-    param: ParamOption = None,
-    priority: Annotated[int, typer.Option(help="1 (most urgent) to 9.")] = 5,
+    param: LotParamOption = None,
+    priority: Annotated[int, typer.Option(min=1, max=9, help="1 (most urgent) to 9.")] = 5,
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
@@ -243,7 +253,7 @@ def track_in(
             "in manual, up and free (none: the step is done off the line's tools).",
         ),
     ] = None,
-    param: ParamOption = None,
+    param: RecipeOption = None,
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,

@@ -139,6 +139,9 @@ def test_a_malformed_command_line_exits_2(db: str) -> None:
     superscript = pkgline(db, "lot", "track-out", "L1", "--reject", "1:\u00b2:2:VOID")
     assert superscript.returncode == 2 and "ROW and COL are whole numbers" in superscript.stderr
     assert pkgline(db, "lot", "list", "--state", "sleeping").returncode == 2
+    for command in (("lot", "start", "L9", "--flow", "stiffener-bga"), ("lot", "list")):
+        urgent = pkgline(db, *command, "--priority", "0")  # alike: a usage error (probe)
+        assert urgent.returncode == 2 and "--priority" in urgent.stderr, urgent.stderr
     assert pkgline("mysql://nobody/db", "lot", "list").returncode == 2
     # --db "$DB" with DB unset: refused, never $PKGLINE_DB's database instead (probe)
     empty = pkgline(db, "lot", "hold", "L1", "--reason", "x", "--db", "")
