@@ -150,8 +150,8 @@ def add(
     def minutes(hours: float | None, option: str) -> int | None:
         if hours is None:
             return None
-        if not math.isfinite(hours * 60):  # nan, inf, or too large to count in minutes
-            usage_error(f"{option} {hours}: expected a number of hours", as_json=json)
+        if not math.isfinite(hours * 60) or hours < 0:  # nan, inf, too large, negative
+            usage_error(f"{option} {hours}: expected a number of hours, 0 or more", as_json=json)
         return round(hours * 60)
 
     thaw = minutes(thaw_hours, "--thaw-hours")

@@ -16,6 +16,7 @@ out: the tool did not answer, or its line controller did not take the request in
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import typer
@@ -69,6 +70,8 @@ def reset(
     recorded with who and why. The lot the alarm stopped stays on hold."""
     if not reason.strip():
         usage_error("--reason must say why the alarm may be cleared", as_json=json)
+    if not math.isfinite(wait):  # nan passes the option's range check
+        usage_error(f"--wait {wait}: expected a number of seconds, 0.1 or more", as_json=json)
     why = reason.strip()
 
     async def work() -> dict[str, Any]:

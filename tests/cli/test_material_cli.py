@@ -100,6 +100,7 @@ def test_dates_and_hours_past_what_can_be_counted_are_usage_errors(sqlite_url: s
         (("--expires", "9999-12-31"), "expected a date before 9999-12-31"),
         (("--expires", "2027-03-31", "--thaw-hours", "1e308"), "expected a number of hours"),
         (("--expires", "2027-03-31", "--floor-life-hours", "1e308"), "expected a number"),
+        (("--expires", "2027-03-31", "--thaw-hours", "-1"), "0 or more"),  # as nan (probe)
     ):
         refused = pkgline(db, *add, *extra)
         assert refused.returncode == 2, refused.stderr

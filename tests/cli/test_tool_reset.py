@@ -156,6 +156,9 @@ async def test_refusals_change_nothing_and_say_what_was_expected(tmp_path: Any) 
 
         no_reason = await cli(url, "tool", "reset", "DB-1", "--reason", "  ")
         assert no_reason.returncode == 2 and "--reason must say why" in no_reason.stderr
+        for wait in ("nan", "-1"):  # both usage errors, alike (the CLI probe)
+            waits = await cli(url, "tool", "reset", "DB-1", "--reason", "x", "--wait", wait)
+            assert waits.returncode == 2, waits.stdout + waits.stderr
         assert await _resets(line, "DB-1") == []
 
         wire = line.simulated.tool("WB-1")
