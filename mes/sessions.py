@@ -23,7 +23,8 @@ from typing import Protocol
 
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused, User
-from mes.identity import TOKEN_ID, IdentityService
+from mes.domain.tokens import TOKEN_ID
+from mes.identity import IdentityService
 
 SESSION_PREFIX = "pks"
 DEFAULT_LIFETIME = timedelta(hours=8)

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mes.adapters.outbox import OutboxSignal
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.identity import LoginRefused
-from mes.identity import API_KEY_PREFIX, IdentityService, split_api_key
+from mes.domain.tokens import API_KEY_PREFIX, split_api_key
+from mes.identity import IdentityService
 from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.api.errors import JsonAnswer

@@ -24,7 +24,6 @@ from pkgline.cli.common import (
     current_user,
     database_unavailable,
     err,
-    fail,
     last_entries,
     marked,
     out,
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
     # imports neither: tests/test_imports.py)
     from mes.domain.authority import Action
     from mes.service import LotService, Outcome
-    from pkgline.cli.remote import Server
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -69,37 +67,6 @@ RecipeOption = Annotated[
         help="A recipe value of the step, NAME=VALUE (repeatable; the flow's default else).",
     ),
 ]
-
-
-def _signature(
-    via: Server, lot: str, action: Action, meaning: str | None, reason: str | None, *, as_json: bool
-) -> dict[str, Any] | None:
-    """The requester's electronic signature for an operation through the server (21 CFR
-    11.200: both components, outside a session): who the server knows this client as, the
-    lot's version the signer saw, the meaning, and the password given again, read from the
-    terminal without echo (or one line of standard input when it is not a terminal). None
-    when no password is given: the request goes unsigned, and the server says what it needs
-    (not_authorized before anything else, else signature_required)."""
-    from mes.domain.errors import InvalidInput
-    from mes.domain.signatures import default_meaning
-
-    try:  # the meaning built from a reason that is not one line: refused before a prompt
-        text = meaning if meaning is not None else default_meaning(action, reason)
-    except InvalidInput as exc:
-        fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
-    shown = call(via, "GET", f"/lots/{_q(lot)}", as_json=as_json, quiet=True, with_principal=True)
-    body, said = shown
-    username = (said or "").split(" (")[0]
-    prompt = f"password of {username}, signing '{text}' for lot {lot}: "
-    password = modes.password_again(prompt)
-    if not password:
-        return None
-    return {
-        "username": username,
-        "password": password,
-        "meaning": text,
-        "lot_version": body["version"],
-    }
 
 
 def _q(lot: str) -> str:
@@ -128,7 +95,7 @@ def _act(
     via = target(server, db, as_json=as_json)
     if via is not None:
         path, body = remote
-        signature = None if sign is None else _signature(via, *sign, as_json=as_json)
+        signature = None if sign is None else signing.server_signature(via, *sign, as_json=as_json)
         if signature is not None:
             body = {**body, "signatures": [signature]}
         answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)

@@ -249,7 +249,6 @@ def _import_remote(
     """The import through the server: the map's text in the body, signed with the password
     given again for the lot's version as the signer saw it (as ``lot scrap --site``)."""
     from mes.domain.authority import Action
-    from pkgline.cli.lot import _signature  # lot imports this module: only once it runs
 
     try:
         text = document.decode("utf-8")
@@ -258,7 +257,9 @@ def _import_remote(
             f"{source}: the map is not UTF-8 text (through the server a map is sent as UTF-8)",
             as_json=as_json,
         )
-    signature = _signature(via, lot, Action.SCRAP_SITES, meaning, reason, as_json=as_json)
+    signature = signing.server_signature(
+        via, lot, Action.SCRAP_SITES, meaning, reason, as_json=as_json
+    )
     body: dict[str, Any] = {"xml": text, "source": source, "bins": codes}
     if carrier is not None:
         body["carrier"] = carrier

@@ -1,15 +1,20 @@
 """Electronic signatures on the command line, direct mode: the OS account signs (method
 ``os``) with the meaning ``--meaning`` gives, else one built from the command and its
 ``--reason``; ``--config`` (or ``$PKGLINE_CONFIG``) names the line.toml whose
-``[signatures]`` say which operations need two signers (docs/security.md)."""
+``[signatures]`` say which operations need two signers (docs/security.md). Through the
+server, the requester signs with their password given again (:func:`server_signature`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+from pkgline.cli import modes
+from pkgline.cli.common import EXIT_REFUSED, fail
+from pkgline.cli.modes import call
 
 if TYPE_CHECKING:
     # imported where used: the options below are on commands that also go through the
@@ -17,6 +22,7 @@ if TYPE_CHECKING:
     from mes.domain.authority import Action
     from mes.domain.signatures import SignatureGiven, SignaturePolicy
     from mes.service import LotService
+    from pkgline.cli.remote import Server
 
 T = TypeVar("T")
 
@@ -90,3 +96,36 @@ def signed(
             raise
 
     return act
+
+
+def server_signature(
+    via: Server, lot: str, action: Action, meaning: str | None, reason: str | None, *, as_json: bool
+) -> dict[str, Any] | None:
+    """The requester's electronic signature for an operation through the server (21 CFR
+    11.200: both components, outside a session): who the server knows this client as, the
+    lot's version the signer saw, the meaning, and the password given again, read from the
+    terminal without echo (or one line of standard input when it is not a terminal). None
+    when no password is given: the request goes unsigned, and the server says what it needs
+    (not_authorized before anything else, else signature_required)."""
+    from mes.domain.errors import InvalidInput
+    from mes.domain.signatures import default_meaning
+
+    try:  # the meaning built from a reason that is not one line: refused before a prompt
+        text = meaning if meaning is not None else default_meaning(action, reason)
+    except InvalidInput as exc:
+        fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
+    shown = call(
+        via, "GET", f"/lots/{modes.segment(lot)}", as_json=as_json, quiet=True, with_principal=True
+    )
+    body, said = shown
+    username = (said or "").split(" (")[0]
+    prompt = f"password of {username}, signing '{text}' for lot {lot}: "
+    password = modes.password_again(prompt)
+    if not password:
+        return None
+    return {
+        "username": username,
+        "password": password,
+        "meaning": text,
+        "lot_version": body["version"],
+    }

@@ -16,7 +16,7 @@ import pytest
 
 from mes.domain.authority import Role
 from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind
-from mes.identity import CLAIMED_MAX, claimed
+from mes.domain.tokens import CLAIMED_MAX, claimed
 from pkgline.config import HttpsConfig
 from simulators.line import free_loopback_ports
 from tests.api.conftest import ADMIN, RunningApi, cli, start_api
