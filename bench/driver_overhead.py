@@ -41,7 +41,7 @@ from drivers import certificates as C
 from drivers import pki as P
 from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, ModbusTls, ToolConfig
 from drivers.modbus.driver import ModbusDriver
-from drivers.modbus.regmap import packaged_map
+from drivers.modbus.mapfile import packaged_map
 from drivers.model import EquipmentClass
 
 Read = Callable[[], Awaitable[object]]

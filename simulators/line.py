@@ -44,7 +44,7 @@ from drivers.certificates import init_own
 from drivers.config import ModbusEndpoint, OpcUaEndpoint
 from drivers.credentials import read_credentials
 from drivers.errors import ConfigurationError
-from drivers.modbus.regmap import register_map_for
+from drivers.modbus.mapfile import register_map_for
 from drivers.model import EquipmentClass
 from drivers.pki import Pki, PkiError, load_certificate, tls_server_context
 from pkgline.config import ConfigError, LineConfig, LineTool

@@ -46,7 +46,8 @@ from drivers.modbus.codec import (
     pack_site_codes,
     unpack_site_codes,
 )
-from drivers.modbus.regmap import Command, RegisterMap, packaged_map
+from drivers.modbus.mapfile import packaged_map
+from drivers.modbus.regmap import Command, RegisterMap
 from drivers.model import (
     Alarm,
     EquipmentClass,

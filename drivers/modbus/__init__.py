@@ -3,8 +3,9 @@
 Layers, each testable alone (docs/equipment.md, "Modbus TCP"):
 
 - :mod:`drivers.modbus.codec`: pure encoding of values into registers and back (no I/O);
-- :mod:`drivers.modbus.regmap`: the register map files (``drivers/maps/modbus/*.yaml``),
-  loaded and checked against the class catalogue;
+- :mod:`drivers.modbus.regmap`: the register map, every block as a codec;
+  :mod:`drivers.modbus.mapfile`: its files (``drivers/maps/modbus/*.yaml``), read, merged
+  and checked against the class catalogue;
 - :mod:`drivers.modbus.session`: the one pymodbus connection to a tool, with every transport
   failure translated once into :mod:`drivers.errors`;
 - :mod:`drivers.modbus.driver`: :class:`~drivers.modbus.driver.ModbusDriver`, the

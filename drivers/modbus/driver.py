@@ -60,7 +60,8 @@ from drivers.modbus.codec import (
     site_registers,
     unpack_site_codes,
 )
-from drivers.modbus.regmap import MAX_READ, MAX_WRITE, Command, RegisterMap, register_map_for
+from drivers.modbus.mapfile import register_map_for
+from drivers.modbus.regmap import MAX_READ, MAX_WRITE, Command, RegisterMap
 from drivers.modbus.session import ModbusSession
 from drivers.model import (
     Alarm,

@@ -17,7 +17,8 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 
 from drivers.modbus.codec import decode_string, encode_string
-from drivers.modbus.regmap import Command, RegisterMap, packaged_map
+from drivers.modbus.mapfile import packaged_map
+from drivers.modbus.regmap import Command, RegisterMap
 from drivers.model import EquipmentClass, Mode, ProcessState, RefusalCode
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import FUNCTION_CODES, ModbusToolServer

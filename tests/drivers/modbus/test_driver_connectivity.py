@@ -14,7 +14,7 @@ import pytest
 from drivers.errors import ConfigurationError, ProtocolError, ToolTimeout, ToolUnreachable
 from drivers.interface import ConnectionLost, ConnectionRestored, StatusChanged
 from drivers.modbus.driver import ModbusDriver
-from drivers.modbus.regmap import packaged_map, packaged_map_path
+from drivers.modbus.mapfile import packaged_map, packaged_map_path
 from drivers.model import EquipmentClass, ProcessState
 from simulators.engine import VirtualTool
 from simulators.modbus_server import ModbusToolServer

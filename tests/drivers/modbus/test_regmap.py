@@ -13,13 +13,8 @@ from drivers.catalogue import class_spec
 from drivers.config import ModbusEndpoint, ToolConfig
 from drivers.errors import ConfigurationError
 from drivers.modbus.driver import ModbusDriver
-from drivers.modbus.regmap import (
-    MAPS_DIR,
-    MAX_READ,
-    load_register_map,
-    packaged_map,
-    register_map_for,
-)
+from drivers.modbus.mapfile import MAPS_DIR, load_register_map, packaged_map, register_map_for
+from drivers.modbus.regmap import MAX_READ
 from drivers.model import EquipmentClass, Job, ProcessState, Recipe, SiteMap
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
