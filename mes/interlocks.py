@@ -18,14 +18,17 @@ from mes.domain.commands import TrackIn
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownTool
 from mes.domain.interlocks import Qualification
-from mes.domain.model import Lot
+from mes.domain.model import Lot, LotHead
 from mes.domain.text import optional_line
 from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
+    get_last_track_outs,
+    get_lot,
     get_lots_running_on,
     get_qualifications,
+    get_queue_release,
     get_tools,
     nothing,
     save_qualifications,
@@ -55,6 +58,34 @@ def tool_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[None]:
         dispatched=cmd.dispatched,
         busy_with=busy,
     )
+
+
+def queue_clocks(
+    lot: Lot | LotHead, steps: Sequence[str]
+) -> Work[tuple[dict[str, datetime], datetime | None]]:
+    """What a lot's queue-time limits count from (:func:`mes.domain.queuetimes.waits`): its
+    last track-out of each of ``steps``, and when a queue-time hold of it was last released.
+    A lot split off that has not left one of the steps itself counts from its parent's
+    track-out before the split (and so on up its line), and its parent's release before the
+    split counts for it too: a split restarts no clock."""
+    track_outs, released = yield from together(
+        get_last_track_outs(lot.id, steps), get_queue_release(lot.id)
+    )
+    missing = [s for s in steps if s not in track_outs]
+    child = None
+    if missing:
+        child = lot if isinstance(lot, Lot) else (yield from get_lot(lot.id))
+    while missing and child is not None and child.parent_id is not None:
+        parent, until = child.parent_id, child.created_at
+        found, theirs = yield from together(
+            get_last_track_outs(parent, missing, until), get_queue_release(parent, until)
+        )
+        track_outs.update(found)
+        if theirs is not None and (released is None or theirs > released):
+            released = theirs
+        missing = [s for s in missing if s not in found]
+        child = (yield from get_lot(parent)) if missing else None
+    return track_outs, released
 
 
 def qualify_registered(

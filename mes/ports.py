@@ -117,11 +117,22 @@ class ToolJob:
 @dataclass(frozen=True, slots=True)
 class GetLastTrackOuts:
     """Read when a lot was last tracked out of each of ``steps`` (answer: ``dict[str,
-    datetime]``, a step it never left absent): what its queue-time limits count from, read
-    without its whole history."""
+    datetime]``, a step it never left absent), at or before ``until`` when given: what its
+    queue-time limits count from, read without its whole history."""
 
     lot_id: str
     steps: tuple[str, ...]
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetQueueRelease:
+    """Read when a queue-time hold of a lot was last released, at or before ``until`` when
+    given (answer: ``datetime | None``): an engineer's release waives the wait until then
+    (:mod:`mes.domain.queuetimes`). Read from its releases alone (few), not its history."""
+
+    lot_id: str
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +225,7 @@ LotRequest: TypeAlias = (
     | GetRejects
     | GetHistory
     | GetLastTrackOuts
+    | GetQueueRelease
     | GetChildren
     | GetHeads
     | Save
@@ -265,8 +277,15 @@ def get_tool_jobs(
     return found
 
 
-def get_last_track_outs(lot_id: str, steps: Iterable[str]) -> Work[dict[str, datetime]]:
-    found: dict[str, datetime] = yield GetLastTrackOuts(lot_id, tuple(sorted(set(steps))))
+def get_last_track_outs(
+    lot_id: str, steps: Iterable[str], until: datetime | None = None
+) -> Work[dict[str, datetime]]:
+    found: dict[str, datetime] = yield GetLastTrackOuts(lot_id, tuple(sorted(set(steps))), until)
+    return found
+
+
+def get_queue_release(lot_id: str, until: datetime | None = None) -> Work[datetime | None]:
+    found: datetime | None = yield GetQueueRelease(lot_id, until)
     return found
 
 

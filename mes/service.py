@@ -46,6 +46,7 @@ from mes.domain.errors import (
     LotExists,
     LotTrackerError,
     OperationNotAllowed,
+    SplitMergeNotAllowed,
     UnknownLot,
 )
 from mes.domain.flowversions import VersionState
@@ -65,7 +66,7 @@ from mes.domain.signatures import SignatureGiven, SignatureRequired
 from mes.domain.signatures import linked as linked_signatures
 from mes.durables import count_job, count_track_out, durable_interlock
 from mes.flowversions import VersionNotLoaded
-from mes.interlocks import tool_interlock
+from mes.interlocks import queue_clocks, tool_interlock
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
     Work,
@@ -73,7 +74,6 @@ from mes.ports import (
     get_job,
     get_job_with_lot,
     get_jobs_of,
-    get_last_track_outs,
     get_lot,
     get_rejects,
     nothing,
@@ -203,11 +203,11 @@ class LotService(LotServiceCore):
         change = ops.track_in(lot, flow, cmd, self._clock())
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
         # the interlocks' reads side by side (one round trip); they decide in this order
-        _, worn, uses, since = yield from together(
+        _, worn, uses, (since, released) = yield from together(
             tool_interlock(lot, flow, cmd),
             durable_interlock(lot, flow, cmd),
             material_interlock(lot, flow, cmd, change.entries[0].at),
-            get_last_track_outs(lot.id, queuetimes.first_steps(limits)) if limits else nothing({}),
+            queue_clocks(lot, queuetimes.first_steps(limits)) if limits else nothing(({}, None)),
         )
         extra: dict[str, object] = {}
         if worn:  # accepted, with the durables past their warning recorded
@@ -215,7 +215,7 @@ class LotService(LotServiceCore):
         if uses:  # the material lots loaded on the tool go into the lot
             extra["materials"] = [u.material_id for u in uses]
         if limits:
-            found = queuetimes.waits(limits, since, self._clock())
+            found = queuetimes.waits(limits, since, self._clock(), released)
             expired = [w for w in found if w.expired]
             if expired:  # on hold instead, with the reason: an engineer decides rework or release
                 reason = "; ".join(w.text() for w in expired)
@@ -250,14 +250,13 @@ class LotService(LotServiceCore):
             if limits:
                 waiting.append((lot, limits))
         # their last track-outs side by side: on PostgreSQL a statement for a hundred lots
-        sinces = await self._read(
+        clocks = await self._read(
             each_together(
-                get_last_track_outs(lot.id, queuetimes.first_steps(limits))
-                for lot, limits in waiting
+                queue_clocks(lot, queuetimes.first_steps(limits)) for lot, limits in waiting
             )
         )
-        for (lot, limits), since in zip(waiting, sinces, strict=True):
-            found = queuetimes.waits(limits, since, self._clock())
+        for (lot, limits), (since, released) in zip(waiting, clocks, strict=True):
+            found = queuetimes.waits(limits, since, self._clock(), released)
             expired = [w for w in found if w.expired]
             if not expired:
                 continue
@@ -495,11 +494,28 @@ class LotService(LotServiceCore):
         )
 
     async def merge(self, cmd: MergeLots, *, by: Principal | None = None) -> Outcome:
-        def rule(child: Lot, _: Flow) -> Work[Change]:
+        def rule(child: Lot, flow: Flow) -> Work[Change]:
             target = yield from get_lot(cmd.into_id)
             if target is None:
                 raise UnknownLot(f"there is no lot {cmd.into_id}", lot_id=cmd.into_id)
-            return genealogy.merge(child, target, cmd, self._clock())
+            now = self._clock()
+            change = genealogy.merge(child, target, cmd, now)
+            # the merged lot keeps the target's queue-time clock: not one that waited less
+            limits = queuetimes.limits_before(flow, child, [q.to_step for q in flow.queue_times])
+            if limits:
+                steps = queuetimes.first_steps(limits)
+                (c_outs, c_released), (t_outs, t_released) = yield from together(
+                    queue_clocks(child, steps), queue_clocks(target, steps)
+                )
+                longer = queuetimes.longer_waits(
+                    queuetimes.waits(limits, c_outs, now, c_released),
+                    queuetimes.waits(limits, t_outs, now, t_released),
+                )
+                if longer:
+                    raise SplitMergeNotAllowed(
+                        queuetimes.longer_wait_text(child.id, target.id, longer), lot_id=child.id
+                    )
+            return change
 
         return await self._on_lot(
             cmd.child_id, rule, action=Action.MERGE, by=by, primary=cmd.into_id

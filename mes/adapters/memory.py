@@ -47,6 +47,7 @@ from mes.domain.model import (
     Operation,
     SiteReject,
 )
+from mes.domain.queuetimes import queue_released
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import history_dict
 from mes.domain.signatures import Signature
@@ -64,6 +65,7 @@ from mes.ports import (
     GetJobWithLot,
     GetLastTrackOuts,
     GetLot,
+    GetQueueRelease,
     GetRejects,
     GetSignatures,
     GetToolJobs,
@@ -175,8 +177,17 @@ class MemoryLotRepository:
             return {
                 e.step: e.at
                 for e in self._history(request.lot_id)
-                if e.operation is Operation.TRACK_OUT and e.step in request.steps
+                if e.operation is Operation.TRACK_OUT
+                and e.step in request.steps
+                and (request.until is None or e.at <= request.until)
             }
+        if isinstance(request, GetQueueRelease):
+            return queue_released(
+                {"at": e.at, "data": e.data}
+                for e in self._history(request.lot_id)
+                if e.operation is Operation.RELEASE
+                and (request.until is None or e.at <= request.until)
+            )
         if isinstance(request, GetChildren):
             return [lot.id for lot in self._store.lots.values() if lot.parent_id == request.lot_id]
         if isinstance(request, GetHeads):

@@ -37,6 +37,7 @@ from mes.adapters.sql_statements import HeadCache, Statements
 from mes.domain import audit
 from mes.domain.errors import ConcurrentUpdate, LotExists
 from mes.domain.model import Change, HistoryEntry
+from mes.domain.queuetimes import queue_released
 from mes.domain.report import history_dict
 from mes.ports import (
     EquipmentRequest,
@@ -49,6 +50,7 @@ from mes.ports import (
     GetJobWithLot,
     GetLastTrackOuts,
     GetLot,
+    GetQueueRelease,
     GetRejects,
     GetToolJobs,
     InterlockRequest,
@@ -165,11 +167,17 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
     if isinstance(request, GetLastTrackOuts):
         if not request.steps:
             return {}
-        values = {f"p{i}": step for i, step in enumerate(request.steps)}
-        rows = yield Fetch(
-            sql.last_track_outs(len(request.steps)), {"lot_id": request.lot_id, **values}
-        )
+        outs: dict[str, Any] = {"lot_id": request.lot_id, "until": request.until}
+        outs.update({f"p{i}": step for i, step in enumerate(request.steps)})
+        statement = sql.last_track_outs(len(request.steps), request.until is not None)
+        rows = yield Fetch(statement, outs)
         return {r["step"]: r["at"] for r in rows}  # the last of each step wins
+    if isinstance(request, GetQueueRelease):
+        rows = yield Fetch(
+            sql.releases(request.until is not None),
+            {"lot_id": request.lot_id, "until": request.until},
+        )
+        return queue_released(rows)
     if isinstance(request, GetChildren):
         rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
         return [r["id"] for r in rows]

@@ -209,7 +209,8 @@ class Statements:
         )
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
         self._heads: dict[int, CompiledStatement] = {}
-        self._track_outs: dict[int, CompiledStatement] = {}
+        self._track_outs: dict[tuple[int, bool], CompiledStatement] = {}
+        self._releases: dict[bool, CompiledStatement] = {}
 
     def heads(self, states: int) -> CompiledStatement:
         """Lot heads by state (bound as s0, s1, ...), most urgent first."""
@@ -222,10 +223,11 @@ class Statements:
             self._heads[states] = CompiledStatement.compile(query, self.dialect)
         return self._heads[states]
 
-    def last_track_outs(self, steps: int) -> CompiledStatement:
+    def last_track_outs(self, steps: int, until: bool = False) -> CompiledStatement:
         """Each of a lot's track-outs of ``steps`` steps (bound as p0, p1, ...), in order:
-        the step and when (on the lot's history index; only those rows converted)."""
-        if steps not in self._track_outs:
+        the step and when (on the lot's history index; only those rows converted); with
+        ``until``, only those at or before it (bound as until)."""
+        if (steps, until) not in self._track_outs:
             query = (
                 select(lot_history.c.step, lot_history.c.at)
                 .where(
@@ -235,8 +237,27 @@ class Statements:
                 )
                 .order_by(lot_history.c.seq)
             )
-            self._track_outs[steps] = CompiledStatement.compile(query, self.dialect)
-        return self._track_outs[steps]
+            if until:
+                query = query.where(lot_history.c.at <= bindparam("until"))
+            self._track_outs[steps, until] = CompiledStatement.compile(query, self.dialect)
+        return self._track_outs[steps, until]
+
+    def releases(self, until: bool = False) -> CompiledStatement:
+        """A lot's releases in order: when, and their data (what was held); with ``until``,
+        only those at or before it."""
+        if until not in self._releases:
+            query = (
+                select(lot_history.c.at, lot_history.c.data)
+                .where(
+                    lot_history.c.lot_id == bindparam("lot_id"),
+                    lot_history.c.operation == Operation.RELEASE.value,
+                )
+                .order_by(lot_history.c.seq)
+            )
+            if until:
+                query = query.where(lot_history.c.at <= bindparam("until"))
+            self._releases[until] = CompiledStatement.compile(query, self.dialect)
+        return self._releases[until]
 
     def find(self, states: int, by_flow: bool) -> CompiledStatement:
         """Lots with their carriers by state (``states`` of them, bound as s0, s1, ...) and

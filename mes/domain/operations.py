@@ -394,7 +394,11 @@ def release(lot: Lot, flow: Flow, cmd: ReleaseLot, now: datetime) -> Change:
         state,
         step=lot.step,
         reason=cmd.reason,
-        data={"held_for": lot.hold.reason, "held_by": lot.hold.user},
+        data={
+            "held_for": lot.hold.reason,
+            "held_by": lot.hold.user,
+            "held_source": lot.hold.source.value,
+        },
     )
     return single_change(lot, after, entry)
 
