@@ -77,6 +77,18 @@ class Flow:
         """The name of the recipe the controller downloads for ``step``."""
         return f"{self.name}/{step}"
 
+    def checked_later(self) -> frozenset[str]:
+        """The names of values recorded at a step that a limit of a step reads later: a
+        step's checks on earlier values, and the values its limits compare with by name
+        (``mold_cap_um`` less than ``standoff_height_um``). Two lots that differ in one of
+        them are not one lot (a merge is refused)."""
+        names = {c.value for s in self.steps.values() for c in s.checks}
+        for s in self.steps.values():
+            for spec in (*s.recipe.values(), *s.measured.values()):
+                names.update(r for limit in spec.limits if (r := limit.reference) is not None)
+        recorded = {n for s in self.steps.values() for n in (*s.recipe, *s.measured)}
+        return frozenset(names & recorded)
+
     def step(self, code: str) -> StepSpec:
         """The spec of a step of this flow; ValueError for a step the flow does not have."""
         spec = self.steps.get(code)

@@ -499,7 +499,7 @@ class LotService(LotServiceCore):
             if target is None:
                 raise UnknownLot(f"there is no lot {cmd.into_id}", lot_id=cmd.into_id)
             now = self._clock()
-            change = genealogy.merge(child, target, cmd, now)
+            change = genealogy.merge(child, target, cmd, now, flow.checked_later())
             # the merged lot keeps the target's queue-time clock: not one that waited less
             limits = queuetimes.limits_before(flow, child, [q.to_step for q in flow.queue_times])
             if limits:

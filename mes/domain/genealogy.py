@@ -118,8 +118,12 @@ def split(lot: Lot, cmd: SplitLot, rejects: Collection[SiteReject], now: datetim
     )
 
 
-def merge(child: Lot, target: Lot, cmd: MergeLots, now: datetime) -> Change:
-    """Merge ``child`` into ``target``: same flow, same position, both waiting."""
+def merge(
+    child: Lot, target: Lot, cmd: MergeLots, now: datetime, checked: Collection[str] = ()
+) -> Change:
+    """Merge ``child`` into ``target``: same flow, same position, both waiting, and the same
+    values recorded for those of ``checked`` (values that later limits read: the merged lot
+    keeps the target's, so the child's would go unchecked)."""
     if child.id == target.id:
         raise SplitMergeNotAllowed("a lot cannot be merged into itself", lot_id=child.id)
     require(child.state, Operation.MERGE_INTO, child.id)
@@ -138,6 +142,15 @@ def merge(child: Lot, target: Lot, cmd: MergeLots, now: datetime) -> Change:
         differences.append(f"lot parameters {_params(child.params)} vs {_params(target.params)}")
     if child.pending_rework != target.pending_rework:
         differences.append("a pending rework on one of them")
+    unlike = sorted(n for n in checked if child.recorded.get(n) != target.recorded.get(n))
+    if unlike:
+        differences.append(
+            "values recorded at earlier steps that later limits check: "
+            + ", ".join(
+                f"{n} {_recorded(child.recorded.get(n))} vs {_recorded(target.recorded.get(n))}"
+                for n in unlike
+            )
+        )
     if (child.site_rows, child.site_cols) != (target.site_rows, target.site_cols):
         differences.append(
             f"carrier size {child.site_rows}x{child.site_cols} vs "
@@ -191,6 +204,10 @@ def merge(child: Lot, target: Lot, cmd: MergeLots, now: datetime) -> Change:
         entries=(child_entry, target_entry),
         moved_carriers=moved,
     )
+
+
+def _recorded(value: Value | None) -> str:
+    return "none" if value is None else format_value(value)
 
 
 def _params(params: Mapping[str, Value]) -> str:

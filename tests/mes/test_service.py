@@ -451,6 +451,32 @@ async def test_split_and_merge_move_carriers_between_lots_at_the_same_position(
         await service.track_in(cmd.TrackIn("L1A", "STIFFENER_ATTACH", USER))
 
 
+async def test_a_merge_needs_the_values_later_limits_check_alike(service: LotService) -> None:
+    """The merged lot keeps the target's recorded values: a lot loaded 300 um thick (to be
+    refused at VIA_PATTERN by claim 002: 109 until thinned) merged into one loaded 100 um
+    thick would be patterned unthinned, so the merge is refused, saying which value; lots
+    loaded alike merge."""
+    bond = ["DIE_ATTACH", "FILL", "GRIND", "SUBSTRATE_BOND"]
+    for lot, thickness in (("I1", 300.0), ("I2", 100.0), ("I3", 100.0)):
+        await _start(service, lot, "fo-organic-insulating")
+        await service.track_in(
+            cmd.TrackIn(lot, "CARRIER_LOAD", USER, values={"insulating_thickness_um": thickness})
+        )
+        await service.track_out(cmd.TrackOut(lot, USER))
+        await _run(service, lot, bond)
+    flow = service.flows.get("fo-organic-insulating")
+    assert "insulating_thickness_um" in flow.checked_later()
+    with pytest.raises(SplitMergeNotAllowed) as refused:
+        await service.merge(cmd.MergeLots("I1", "I2", USER))
+    assert refused.value.message == (
+        "lot I1 cannot be merged into I2: they differ in values recorded at earlier steps "
+        "that later limits check: insulating_thickness_um 300 vs 100"
+    )
+    assert (await service.get("I1")).state is LotState.WAITING
+    merged = (await service.merge(cmd.MergeLots("I3", "I2", USER))).lot
+    assert len(merged.carriers) == 4
+
+
 async def test_a_split_must_leave_the_parent_a_carrier(service: LotService) -> None:
     await _start(service, "L1", "stiffener-bga", carriers=2)
     with pytest.raises(SplitMergeNotAllowed):
