@@ -285,7 +285,6 @@ class SpcService:
                 points = yield from get_points(step, value, chart.tool_id)
                 xs = [p.x for p in points]
                 found: list[Violation] = []
-                cpk = ppk = None
                 if chart.center is not None and chart.sigma is not None:
                     start = (
                         rules.baseline_end(xs, chart.baseline_n) or 0
@@ -293,7 +292,7 @@ class SpcService:
                         else 0
                     )
                     found = rules.all_violations(xs, chart.center, chart.sigma, chart.rules, start)
-                    cpk, ppk = rules.capability(xs, chart.sigma, lower, upper)
+                cpk, ppk = rules.capability(xs, lower, upper)
                 views.append(ChartView(chart, points, found, cpk, ppk, lower, upper))
             return views
 

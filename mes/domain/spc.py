@@ -22,6 +22,7 @@ Nelson rules the Western Electric set lacks, on when a chart is configured with 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import sys
@@ -178,17 +179,19 @@ def baseline_end(xs: Sequence[float], n: int) -> int | None:
 
 
 def capability(
-    xs: Sequence[float], sigma_within: float | None, lower: float | None, upper: float | None
+    xs: Sequence[float], lower: float | None, upper: float | None
 ) -> tuple[float | None, float | None]:
     """(Cpk, Ppk) of ``xs`` against spec limits ``lower``/``upper`` (either may be None):
-    Cpk with the chart's within sigma, Ppk with the overall sample standard deviation.
-    None where it cannot be computed (no spec limit, too few points, no variation)."""
+    Cpk with the points' within sigma (their mean moving range / d2: the short-term spread of
+    the process, whatever sigma the chart's control limits were set with), Ppk with their
+    overall sample standard deviation. None where it cannot be computed (no spec limit, too
+    few points, no variation)."""
     if len(xs) < 2 or (lower is None and upper is None):
         return None, None
     mean = statistics.fmean(xs)
 
-    def index(sigma: float | None) -> float | None:
-        if sigma is None or sigma <= 0 or not math.isfinite(sigma):
+    def index(sigma: float) -> float | None:
+        if sigma <= 0 or not math.isfinite(sigma):
             return None
         sides = []
         if upper is not None:
@@ -197,7 +200,8 @@ def capability(
             sides.append((mean - lower) / (3 * sigma))
         return min(sides)
 
-    return index(sigma_within), index(statistics.stdev(xs))
+    within = statistics.fmean(abs(b - a) for a, b in itertools.pairwise(xs)) / D2
+    return index(within), index(statistics.stdev(xs))
 
 
 @dataclass(frozen=True, slots=True)

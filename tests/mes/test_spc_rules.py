@@ -139,12 +139,22 @@ def test_limits_come_from_the_mean_and_the_mean_moving_range() -> None:
 
 
 def test_cpk_and_ppk_on_known_numbers() -> None:
-    xs = [9.0, 11.0, 9.0, 11.0]  # mean 10, sample sd 1.1547
-    cpk, ppk = capability(xs, 1.0, 7.0, 16.0)
-    assert cpk == pytest.approx(1.0)  # (10 - 7) / 3
+    xs = [9.0, 11.0, 9.0, 11.0]  # mean 10, moving ranges 2: within sigma 2 / 1.128
+    cpk, ppk = capability(xs, 7.0, 16.0)  # sample sd 1.1547
+    assert cpk == pytest.approx(3.0 / (3 * 2 / 1.128))  # (10 - 7) / 3 sigma within
     assert ppk == pytest.approx(3.0 / (3 * 1.1547005), rel=1e-6)
-    assert capability(xs, 1.0, None, None) == (None, None)
-    assert capability([1.0], 1.0, 0.0, 2.0) == (None, None)
+    assert capability(xs, None, None) == (None, None)
+    assert capability([1.0], 0.0, 2.0) == (None, None)
+    assert capability([4.0, 4.0, 4.0], 0.0, 8.0) == (None, None)  # no variation
+
+
+def test_cpk_is_the_processs_not_the_sigma_engineering_set_the_chart_with() -> None:
+    """A chart set at center 5, sigma 0.5 whose points swing 9, 1, 9, ...: every point breaks
+    rule 1, and Cpk (against USL 15) is the swing's, 0.47, not 6.67 from the chart's sigma
+    (found by the probe)."""
+    cpk, _ = capability([9.0, 1.0, 9.0, 1.0, 9.0, 1.0], None, 15.0)
+    assert cpk == pytest.approx(10 / (3 * 8 / 1.128))
+    assert cpk is not None and round(cpk, 2) == 0.47
 
 
 @pytest.mark.parametrize(
