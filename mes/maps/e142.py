@@ -256,10 +256,11 @@ def _attr(element: ET.Element, name: str, where: str) -> str:
     return value.strip()
 
 
-def _count(element: ET.Element, name: str, where: str) -> int:
+def _count(element: ET.Element, name: str, where: str, least: int = 1) -> int:
     text = _attr(element, name, where)
-    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < 1:
-        raise MapRefused(f"{where}: {name}={text!r} is not a positive whole number")
+    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) < least:
+        what = "a positive whole number" if least else "a whole number"
+        raise MapRefused(f"{where}: {name}={text!r} is not {what}")
     return int(text)
 
 
@@ -290,6 +291,8 @@ def decode(text: str | bytes) -> list[SubstrateMap]:
     layouts: dict[str, tuple[int, int]] = {}
     for layout in _children(_child(root, "Layouts", "MapData"), "Layout"):
         lid = _attr(layout, "LayoutId", "Layout")
+        if lid in layouts:
+            raise MapRefused(f"Layout {lid} is defined twice; expected one Layout per LayoutId")
         dim = _child(layout, "Dimension", f"Layout {lid}")
         where = f"Layout {lid} Dimension"
         layouts[lid] = (_count(dim, "Y", where), _count(dim, "X", where))
@@ -362,11 +365,12 @@ def _decode_map(
             )
         if code in bins:
             raise MapRefused(f"{where}: bin {code!r} is defined twice")
+        declared = d.get("BinCount")
         bins[code] = BinDefinition(
             code,
             quality,
             d.get("BinDescription"),
-            None,
+            None if declared is None else _count(d, "BinCount", f"{where} bin {code!r}", 0),
             d.get(f"{{{PKGLINE_NAMESPACE}}}Step"),
         )
     lines = [(line.text or "").strip() for line in _children(bcm, "BinCode")]
@@ -389,6 +393,13 @@ def _decode_map(
                     f"(defined: {', '.join(bins)})"
                 )
         cells.append(row)
+    for b in bins.values():
+        found = sum(row.count(b.code) for row in cells)
+        if b.count is not None and b.count != found:
+            raise MapRefused(
+                f"{where}: bin {b.code!r} declares BinCount {b.count}; the map has "
+                f"{counted(found, 'site')} in it (a map cut or edited: expected them to agree)"
+            )
     return SubstrateMap(
         substrate_type=kind,
         substrate_id=sid,
@@ -448,6 +459,12 @@ def plan_import(
     Sites in a Fail bin are rejected with the bin's code; Pass, Null and Unknown sites are
     left as they are, as are sites the lot has rejected already (a reject is final)."""
     codes = dict(bin_codes or {})
+    if not lot_carriers:
+        raise MapRefused(
+            f"lot {lot_id} has no carriers (merged into another lot, or scrapped): no map "
+            "applies to it; expected a lot with carriers",
+            lot_id=lot_id,
+        )
     if onto is not None and len(maps) != 1:
         raise MapRefused(
             f"--carrier {onto}: the document holds {len(maps)} substrate maps; a carrier "
@@ -488,6 +505,12 @@ def plan_import(
                 f"{', '.join(lot_carriers)} (--carrier C applies a map to carrier C)",
                 lot_id=lot_id,
                 allowed=lot_carriers,
+            )
+        if onto is None and m.lot_id and m.lot_id != lot_id:
+            raise MapRefused(
+                f"{where}: its Substrate's LotId is {m.lot_id}, not {lot_id}; expected a map of "
+                f"lot {lot_id}'s carriers (--carrier C applies another lot's map to carrier C)",
+                lot_id=lot_id,
             )
         if carrier in applied.values():
             raise MapRefused(f"{where}: carrier {carrier} is mapped twice", lot_id=lot_id)

@@ -42,6 +42,12 @@ async def export_lot_maps(
 ) -> MapExport:
     """The lot's carriers (or the one named, by id or position) as one E142 document."""
     report = await service.report(lot_id)
+    if not report.carriers:
+        raise e142.MapRefused(
+            f"lot {lot_id} is {report.lot.state.value} and has no carriers: nothing to map; "
+            "expected a lot with carriers",
+            lot_id=lot_id,
+        )
     chosen = report.carriers
     if carrier is not None:
         ids = [m.carrier.id for m in report.carriers]

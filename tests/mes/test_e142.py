@@ -37,13 +37,22 @@ def hand_written(
     origin: str = "UpperLeft",
     axes: str = "DownRight",
     bin_type: str = "Ascii",
+    lot: str | None = None,
+    fail_count: str | None = None,
+    layouts: int = 1,
 ) -> str:
-    """An upstream inspection's map, not written by pkgline: its own bins and descriptions."""
+    """An upstream inspection's map, not written by pkgline: its own bins and descriptions
+    (``lot``: its Substrate's LotId; ``fail_count``: the F bin's BinCount; ``layouts``: how
+    many times its Layout is written, the others 9 x 9)."""
     body = "".join(f"<BinCode>{line}</BinCode>" for line in lines)
+    lot_id = f"<LotId>{lot}</LotId>" if lot is not None else ""
+    count = f' BinCount="{fail_count}"' if fail_count is not None else ""
+    other = '<Layout LayoutId="Strip"><Dimension X="9" Y="9"/></Layout>' * (layouts - 1)
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <MapData xmlns="urn:semi-org:xsd.E142-1.V1005.SubstrateMap">
-  <Layouts><Layout LayoutId="Strip"><Dimension X="{cols}" Y="{rows}"/></Layout></Layouts>
-  <Substrates><Substrate SubstrateType="Strip" SubstrateId="{substrate}"/></Substrates>
+  <Layouts><Layout LayoutId="Strip"><Dimension X="{cols}" Y="{rows}"/></Layout>{other}</Layouts>
+  <Substrates><Substrate SubstrateType="Strip" SubstrateId="{substrate}">{lot_id}</Substrate>
+  </Substrates>
   <SubstrateMaps>
     <SubstrateMap SubstrateType="Strip" SubstrateId="{substrate}" LayoutSpecifier="Strip"
         OriginLocation="{origin}" AxisDirection="{axes}">
@@ -51,7 +60,7 @@ def hand_written(
         <BinCodeMap BinType="{bin_type}" NullBin=".">
           <BinDefinitions>
             <BinDefinition BinCode="P" BinQuality="Pass" BinDescription="ok"/>
-            <BinDefinition BinCode="F" BinQuality="Fail" BinDescription="VOID"/>
+            <BinDefinition BinCode="F" BinQuality="Fail" BinDescription="VOID"{count}/>
             <BinDefinition BinCode="X" BinQuality="Fail" BinDescription="foreign material"/>
           </BinDefinitions>
           {body}
@@ -166,6 +175,12 @@ def test_sites_rejected_already_stay_as_they_are() -> None:
         (hand_written(lines=("P.F", "PZP")), {"L2-01": (2, 3)}, "site 2:2 has bin 'Z'"),
         (hand_written(origin="LowerLeft"), {"L2-01": (2, 3)}, "OriginLocation is LowerLeft"),
         (hand_written(bin_type="Decimal"), {"L2-01": (2, 3)}, "BinType Decimal is not read"),
+        # found by the probe: each was taken
+        (hand_written(lot="L7"), {"L2-01": (2, 3)}, "LotId is L7, not L2; expected a map of"),
+        (hand_written(fail_count="5"), {"L2-01": (2, 3)}, "BinCount 5; the map has 1 site in"),
+        (hand_written(fail_count="x"), {"L2-01": (2, 3)}, "BinCount='x' is not a whole number"),
+        (hand_written(layouts=2), {"L2-01": (2, 3)}, "Layout Strip is defined twice"),
+        (hand_written(), {}, "lot L2 has no carriers"),
     ],
 )
 def test_a_malformed_or_mismatched_map_is_refused_saying_what_differed(
@@ -225,6 +240,26 @@ async def test_a_lot_round_trips_through_e142_into_another_lot(service: LotServi
     assert entry.data["e142_import"]["carriers"] == {"A-01": "B-01"}
     again = await import_lot_map(service, "B", exported.xml, source="a.xml", user="op1", onto="1")
     assert again.outcome is None and len(again.plan.already_rejected) == 2
+
+
+def test_a_map_of_the_lot_itself_and_counts_that_agree_are_read() -> None:
+    (m,) = e142.decode(hand_written(lot="L2", fail_count="1"))
+    assert m.lot_id == "L2" and m.bins["F"].count == 1
+    plan = e142.plan_import("L2", {"L2-01": (2, 3)}, [m], {}, bin_codes={"X": "PARTICLE"})
+    assert len(plan.rejects) == 2
+
+
+async def test_a_lot_with_no_carriers_has_no_map_to_export(service: LotService) -> None:
+    """A merged lot's carriers went to the target: its export was an empty document, invalid
+    against the schema, reported as written (found by the probe)."""
+    await _lot(service, "A")
+    await _lot(service, "B")
+    await service.merge(cmd.MergeLots("A", "B", "op1"))
+    with pytest.raises(e142.MapRefused, match="lot A is MERGED and has no carriers"):
+        await export_lot_maps(service, "A")
+    with pytest.raises(e142.MapRefused, match="lot A has no carriers"):
+        await import_lot_map(service, "A", hand_written(), source="x", user="op1", onto="1")
+    valid((await export_lot_maps(service, "B")).xml)
 
 
 async def test_a_refused_import_changes_nothing(service: LotService) -> None:
