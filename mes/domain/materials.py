@@ -259,7 +259,13 @@ def add(
     if floor_minutes is None or not 1 <= floor_minutes <= MAX_CLOCK_MINUTES:
         raise InvalidInput(
             f"the floor life of {material_id} must be at least 1 minute and at most "
-            f"{MAX_CLOCK_MINUTES:,}, not {floor_minutes}"
+            f"{MAX_CLOCK_MINUTES:,} min, not {floor_minutes} min"
+        )
+    if thaw >= floor_minutes:
+        raise InvalidInput(
+            f"material lot {material_id} would never be usable: its floor life "
+            f"({_hours(floor_minutes)} after thaw) ends before its thaw time "
+            f"({_hours(thaw)}) does; expected a floor life longer than the thaw time"
         )
     material = Material(
         material_id,
@@ -290,6 +296,13 @@ def thaw(material: Material, by: str, now: datetime) -> Changed:
             f"material lot {material.id} expired at {utc_stamp(material.expires_at)}: an "
             "expired lot is not thawed (no track-in would take it); expected a lot within its "
             "expiry"
+        )
+    if now + timedelta(minutes=material.thaw_minutes) >= material.expires_at:
+        raise OperationNotAllowed(
+            f"material lot {material.id} expires at {utc_stamp(material.expires_at)}, "
+            f"before its thaw time ({_hours(material.thaw_minutes)}) would end: a lot that "
+            "would expire before it is usable is not thawed (no track-in would take it); "
+            "expected a lot whose expiry is past its thaw time"
         )
     return replace(material, thawed_at=now), MaterialEvent(
         material.id, MaterialEventKind.THAWED, now, by, tool_id=material.tool_id

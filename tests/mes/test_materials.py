@@ -79,7 +79,10 @@ def test_an_expired_compound_is_not_thawed() -> None:
         OperationNotAllowed, match=r"EMC-1 expired at .* UTC: an expired lot is not"
     ):
         rules.thaw(emc, "op", emc.expires_at)
-    assert rules.thaw(emc, "op", emc.expires_at - timedelta(minutes=1))[0].thawed_at is not None
+    slow = _compound(thaw_minutes=240)
+    with pytest.raises(OperationNotAllowed, match=r"before its thaw time \(4 h\) would end"):
+        rules.thaw(slow, "op", slow.expires_at - timedelta(hours=4))  # expires as it is thawed
+    assert rules.thaw(slow, "op", slow.expires_at - timedelta(hours=5))[0].thawed_at is not None
 
 
 @pytest.mark.parametrize(
@@ -91,7 +94,15 @@ def test_an_expired_compound_is_not_thawed() -> None:
         ("adhesive", 1, {"floor_life_minutes": 0}, "floor life of X-1 must be at least 1 min"),
         ("adhesive", 1, {"thaw_minutes": -5}, "thaw time of X-1 must be 0 to 1,000,000 min"),
         ("adhesive", 1, {"thaw_minutes": 10**19}, "thaw time of X-1 must be 0 to 1,000,000 min"),
-        ("adhesive", 1, {"floor_life_minutes": 6 * 10**18}, "and at most 1,000,000, not 6"),
+        ("adhesive", 1, {"floor_life_minutes": 6 * 10**18}, "at most 1,000,000 min, not 6"),
+        # found by the probe: never usable, taken
+        (
+            "mold_compound",
+            9,
+            {"thaw_minutes": 6000, "floor_life_minutes": 600},
+            r"X-1 would never be usable: its floor life \(10 h after thaw\) ends before its "
+            r"thaw time \(100 h\) does",
+        ),
     ],
 )
 def test_a_material_lot_with_a_bad_kind_expiry_or_clock_is_refused(
