@@ -7,6 +7,11 @@ claimed limit, or loosens it, would build a package the claims do not describe w
 history still cites them. :func:`loosened` lists each such limit, in words, for the
 version to be refused.
 
+The step order is claimed too: :func:`reordered` finds a path of the new version whose
+claimed steps the claimed sequence does not allow in that order, or that ends without a step
+the claims require. Steps of the line's own (an inspection) may come anywhere: method claims
+"comprising" the steps leave room for others.
+
 "Tighter" is decided rule by rule: a claimed limit is kept when one limit of the new version
 on the same value, at the same place, admits no value the old one refuses (a range inside
 the old range, a subset of the choices, a larger lower bound, ...). A limit kept in other
@@ -16,9 +21,11 @@ reported too: the engineer writes the claimed limit as it was and tightens besid
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 
-from flows.flow import Flow
+from flows.automaton import Automaton, compile_expression
+from flows.flow import Flow, count_params
 from flows.limits import as_number
 from flows.model import Equals, GreaterThan, LessThan, Limit, OneOf, Range, Rule, Value
 
@@ -118,4 +125,94 @@ def loosened(claimed: Flow, candidate: Flow) -> list[str]:
         else:
             allowed = "; ".join(other.describe() for other in found)
             out.append(f"{fixed}; this version allows {allowed}")
+    return out
+
+
+MAX_COUNT_CASES = 64
+"""At most this many repeat counts (``layers`` = 1, 2, ...) are compared; a count outside
+its claimed range is :func:`loosened`'s to refuse."""
+
+
+def _count_cases(claimed: Flow, candidate: Flow) -> list[dict[str, int]]:
+    """The repeat counts to compare the two orders at: each whole number the candidate's
+    limits on the count's lot parameter admit (its default when they bound nothing)."""
+    cases: list[dict[str, int]] = [{}]
+    for name in dict.fromkeys((*count_params(claimed), *count_params(candidate))):
+        spec = candidate.lot_params.get(name) or claimed.lot_params[name]
+        values: list[int] = []
+        for limit in spec.limits:
+            found = _interval(limit.rule)
+            if found is not None and found[1] - found[0] < MAX_COUNT_CASES:
+                low, high = int(max(found[0], 0)), int(found[1])
+                values = [n for n in range(low, high + 1) if implies_count(limit.rule, n)]
+        if not values and isinstance(spec.default, int):
+            values = [spec.default]
+        cases = [{**c, name: n} for c in cases for n in values][:MAX_COUNT_CASES]
+    return cases
+
+
+def implies_count(rule: Rule, n: int) -> bool:
+    """Whether ``rule`` admits the whole number ``n`` (for counts)."""
+    found = _interval(rule)
+    if found is None:
+        return True
+    low, high, low_in, high_in = found
+    return (low < n or (low_in and low == n)) and (n < high or (high_in and n == high))
+
+
+def _escape(claimed: Automaton, candidate: Automaton, steps: frozenset[str]) -> list[str] | None:
+    """A path the candidate allows whose claimed ``steps``, in order, the claimed automaton
+    does not (ending with the first step out of order, or complete where the claimed path is
+    not); None when there is none. Breadth first: the shortest such path."""
+    start: tuple[frozenset[int] | None, frozenset[int] | None] = (None, None)
+    seen = {start}
+    queue: deque[tuple[frozenset[int] | None, frozenset[int] | None, tuple[str, ...]]] = deque(
+        [(None, None, ())]
+    )
+    while queue:
+        mine, theirs, path = queue.popleft()
+        if candidate.accepts_end(mine) and not claimed.accepts_end(theirs):
+            return [*path, "(end)"]
+        for code in sorted(candidate.allowed(mine)):
+            after = candidate.step(mine, code)
+            claimed_after = theirs
+            if code in steps:
+                claimed_after = claimed.step(theirs, code)
+                if not claimed_after:
+                    return [*path, code]
+            if (after, claimed_after) not in seen:
+                seen.add((after, claimed_after))
+                queue.append((after, claimed_after, (*path, code)))
+    return None
+
+
+def reordered(claimed: Flow, candidate: Flow) -> list[str]:
+    """The candidate's departures from the claimed step order, as sentences (one per repeat
+    count that shows one, at most three): a claimed step out of order, or a path complete
+    without a step the claims require. Empty when every path of the candidate keeps the
+    claimed steps in the claimed order."""
+    steps = frozenset(claimed.steps)
+    out: list[str] = []
+    for counts in _count_cases(claimed, candidate):
+        path = _escape(
+            compile_expression(claimed.expression, counts),
+            compile_expression(candidate.expression, counts),
+            steps,
+        )
+        if path is None:
+            continue
+        where = "".join(f" with {k} = {v}" for k, v in sorted(counts.items()))
+        *before, last = path
+        done = " ".join(before) or "nothing"
+        what = (
+            f"this version may complete after {done}"
+            if last == "(end)"
+            else f"this version allows {last} after {done}"
+        )
+        out.append(
+            f"step order{where}: document {claimed.document}, claims {claimed.claims}, "
+            f"fixes '{claimed.sequence}'; {what}, which that order does not"
+        )
+        if len(out) == 3:
+            break
     return out

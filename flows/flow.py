@@ -190,6 +190,11 @@ class FlowLibrary:
         return flow
 
 
+def count_params(flow: Flow) -> tuple[str, ...]:
+    """The lot parameters the flow's repeat counts use (``layers``)."""
+    return _count_params(flow)
+
+
 @lru_cache(maxsize=64)
 def _count_params(flow: Flow) -> tuple[str, ...]:
     """The lot parameters the flow's repeat counts use, once per flow."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from flows import Flow, FlowError, FlowLibrary
-from flows.claimed import loosened
+from flows.claimed import loosened, reordered
 from flows.versions import content_hash, diff
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
@@ -342,12 +342,13 @@ class FlowVersionService:
         packaged = self._claimed.flows.get(flow.name)
         if packaged is None:
             return  # a flow of the line's own: its claims are as its files cite them
-        found = loosened(packaged, flow)
+        found = loosened(packaged, flow) + reordered(packaged, flow)
         if found:
             raise ClaimedLimitLoosened(
                 f"flow {flow.name} is not published: a version may tighten the limits the "
-                "claims fix, never drop or loosen them (docs/flow-files.md, 'Where each limit "
-                "comes from'):" + "".join(f"\n  - {text}" for text in found)
+                "claims fix, never drop or loosen them, and keeps their step order "
+                "(docs/flow-files.md, 'Where each limit comes from'):"
+                + "".join(f"\n  - {text}" for text in found)
             )
 
     async def versions(self, flow: str, *, by: Principal | None = None) -> list[FlowVersion]:

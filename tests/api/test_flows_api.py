@@ -162,6 +162,13 @@ async def test_refusals_of_the_flow_routes_change_nothing(
         assert loose.status_code == 422, loose.text
         assert loose.json()["error"] == "claimed_limit_loosened"
         assert "die_orientation: claim 001: 1 fixes one of face_down;" in loose.json()["message"]
+        swapped = text.replace("HEAT_SINK_ATTACH MOLD", "MOLD HEAT_SINK_ATTACH")
+        assert swapped != text
+        order = {FLOW: {**files[FLOW], f"{FLOW}.yaml": swapped}}
+        reordered = await client.post("/flows/versions", json={"note": "x", "flows": order})
+        assert reordered.status_code == 422, reordered.text
+        assert reordered.json()["error"] == "claimed_limit_loosened"
+        assert "this version allows MOLD after" in reordered.json()["message"]
         assert await _states(api) == [(1, "approved", 1)]
 
         unknown = await client.get("/flows/no-such-flow/versions")

@@ -11,9 +11,10 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows import FlowLibrary
-from flows.claimed import implies, loosened
+from flows import Flow, FlowLibrary
+from flows.claimed import implies, loosened, reordered
 from flows.limits import evaluate
+from flows.loader import flow_sources, load_sources
 from flows.model import Equals, GreaterThan, LessThan, Limit, OneOf, Range, Rule
 
 GRID = [i / 4 for i in range(-40, 41)]
@@ -99,3 +100,66 @@ def test_a_version_that_loosens_drops_or_tightens_a_claimed_limit(library: FlowL
     assert {line.split(":")[0] for line in loosened(packaged, no_step)} == {
         "STIFFENER_ATTACH recipe"
     }
+
+
+def _with_sequence(flow: str, old: str, new: str) -> Flow:
+    """The packaged flow with its sequence (or a fragment's) rewritten, loaded as a version."""
+    files = flow_sources(flow)
+    changed = {k: v.replace(old, new) for k, v in files.items()}
+    assert changed != files, f"{old!r} is not in {flow}'s files"
+    return load_sources(changed).get(flow)
+
+
+def test_every_packaged_flow_keeps_its_own_order(library: FlowLibrary) -> None:
+    for flow in library.flows.values():
+        assert reordered(flow, flow) == []
+
+
+def test_a_version_that_reorders_or_skips_a_claimed_step_is_refused(library: FlowLibrary) -> None:
+    """Found by the probe: a version with MOLD before STIFFENER_ATTACH (claim 000: 1) and the
+    wire bond optional (claim 7) was published."""
+    packaged = library.get("stiffener-bga")
+    seq = "SUBSTRATE_LOAD DIE_ATTACH WIRE_BOND STIFFENER_ATTACH MOLD"
+    swapped = _with_sequence(
+        "stiffener-bga", seq, "SUBSTRATE_LOAD DIE_ATTACH WIRE_BOND MOLD STIFFENER_ATTACH"
+    )
+    assert reordered(packaged, swapped) == [
+        "step order: document 000, claims 1-8 (structure claims 9-19), fixes 'SUBSTRATE_LOAD "
+        "DIE_ATTACH WIRE_BOND STIFFENER_ATTACH MOLD (BALL_MOUNT DICE | DICE BALL_MOUNT)'; this "
+        "version allows MOLD after SUBSTRATE_LOAD DIE_ATTACH WIRE_BOND, which that order does "
+        "not"
+    ]
+    optional = _with_sequence(
+        "stiffener-bga", seq, "SUBSTRATE_LOAD DIE_ATTACH [WIRE_BOND] STIFFENER_ATTACH MOLD"
+    )
+    (said,) = reordered(packaged, optional)
+    assert said.endswith(
+        "this version allows STIFFENER_ATTACH after SUBSTRATE_LOAD DIE_ATTACH, which that "
+        "order does not"
+    )
+    no_balls = _with_sequence("stiffener-bga", "| DICE BALL_MOUNT)", "| DICE [BALL_MOUNT])")
+    (said,) = reordered(packaged, no_balls)
+    assert said.endswith(
+        "this version may complete after SUBSTRATE_LOAD DIE_ATTACH WIRE_BOND STIFFENER_ATTACH "
+        "MOLD DICE, which that order does not"
+    )
+
+
+def test_a_version_may_add_its_own_steps_and_require_an_optional_one(
+    library: FlowLibrary,
+) -> None:
+    """Claims "comprising" the steps leave room for the line's own (an inspection between
+    two claimed steps); an optional step made required narrows the order, per layer count."""
+    packaged = library.get("fo-organic")
+    stricter = _with_sequence("fo-organic", "DIE_ATTACH [FILL]", "DIE_ATTACH FILL")
+    assert reordered(packaged, stricter) == []
+    inspected = _with_sequence(
+        "stiffener-bga", "WIRE_BOND STIFFENER_ATTACH", "WIRE_BOND DIE_ATTACH STIFFENER_ATTACH"
+    )
+    assert (
+        "DIE_ATTACH after SUBSTRATE_LOAD DIE_ATTACH WIRE_BOND"
+        in reordered(library.get("stiffener-bga"), inspected)[0]
+    ), "a claimed step twice is not the line's own step"
+    looser = _with_sequence("fo-organic", "{ LAYER } x layers", "{ LAYER } x (layers - 1)")
+    said = reordered(packaged, looser)
+    assert said and said[0].startswith("step order with layers = 1: ")
