@@ -169,6 +169,10 @@ def import_(
     try:
         if stdin:  # a pipe: curl ... | pkgline lot map import L -
             document = sys.stdin.buffer.read(MAX_MAP_BYTES + 1)
+        elif not file.exists():
+            raise MapRefused(
+                f"{file}: no such file; expected an E142 XML file (or - for standard input)"
+            )
         elif not file.is_file():  # a device or a directory: /dev/zero would never end
             raise MapRefused(
                 f"{file} is not a regular file: expected an E142 XML file (or - for standard input)"

@@ -203,9 +203,14 @@ def thaw(
         lambda s: s.materials.thaw(material, who),
         lambda found: _views().material_dict(found),
     )
-    until = material_from_dict(answer).usable_from
+    thawed = material_from_dict(answer)
+    until = thawed.usable_from
     _done(
-        answer, f"thawing, usable from {stamp(until, seconds=False)}" if until else "thawed", json
+        answer,
+        f"thawing, usable from {stamp(until, seconds=False)}"
+        if until and thawed.thaw_minutes
+        else "thawed, usable now",
+        json,
     )
 
 

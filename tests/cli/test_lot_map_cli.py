@@ -70,6 +70,8 @@ def test_maps_go_out_to_a_file_and_come_in_with_mapped_bins_or_are_refused(
         special = pkgline(db, "lot", "map", "import", "B", source, "--json")
         assert special.returncode == 2, special.stdout + special.stderr
         assert "is not a regular file" in json.loads(special.stdout)["message"]
+    missing = pkgline(db, "lot", "map", "import", "B", str(tmp_path / "nope.xml"))
+    assert missing.returncode == 2 and "nope.xml: no such file; expected an E142" in missing.stderr
     for target in ("", ".", str(tmp_path)):
         nowhere = pkgline(db, "lot", "map", "export", "A", "--out", target)
         assert nowhere.returncode == 2, nowhere.stderr

@@ -70,6 +70,10 @@ def test_a_frozen_or_thawing_compound_refuses_the_track_in_and_wire_goes_into_th
     assert "mold_compound EMC-1 is still frozen" in said["message"]
     assert said["expected"].startswith("EMC-1 out of the freezer at least 4 h before use")
     ok_json(db, "material", "thaw", "EMC-1")
+    ok_json(db, "material", "add", "DAF-0", "--kind", "die_attach_film", "--expires", "2099-12-31",
+            "--thaw-hours", "0")  # fmt: skip
+    at_once = pkgline(db, "material", "thaw", "DAF-0")  # it said "thawing, usable from <now>"
+    assert at_once.returncode == 0 and "thawed, usable now" in at_once.stdout, at_once.stdout
     thawing = pkgline(db, *mold)
     assert thawing.returncode == 1 and "is thawing since" in json.loads(thawing.stdout)["message"]
 
