@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from flows.automaton import compile_expression
 from flows.errors import FlowError
 from flows.flow import Flow, FlowLibrary
 from flows.grammar import Expr, counts, step_codes
@@ -166,10 +167,17 @@ class _Library:
             steps=frozen_mapping(steps),
             expression=expr,
             has_layers=has_wiring_layer(expr),
-            queue_times=self.queue_times(model, top, list(drafts)),
+            queue_times=self.queue_times(model, top, list(drafts), expr, lot_params),
         )
 
-    def queue_times(self, model: FlowModel, top: Origin, steps: list[str]) -> tuple[QueueTime, ...]:
+    def queue_times(
+        self,
+        model: FlowModel,
+        top: Origin,
+        steps: list[str],
+        expr: Expr,
+        lot_params: Mapping[str, ValueSpec],
+    ) -> tuple[QueueTime, ...]:
         found: list[QueueTime] = []
         for n, q in enumerate(model.queue_times):
             where = top.child("queue_times", n)
@@ -179,6 +187,13 @@ class _Library:
                         f"queue time {q.from_step} -> {q.to_step}: {step} is not a step of flow "
                         f"{model.name}{suggest(step, steps)}; expected one of {', '.join(steps)}"
                     )
+            if not _ever_follows(expr, lot_params, q.from_step, q.to_step):
+                raise where.error(
+                    f"queue time {q.from_step} -> {q.to_step}: {q.to_step} never comes after "
+                    f"{q.from_step} in flow {model.name} ('{' '.join(model.sequence.split())}'), "
+                    "so the limit would never run; expected a step that follows "
+                    f"{q.from_step}"
+                )
             found.append(
                 QueueTime(
                     q.from_step,
@@ -348,3 +363,30 @@ def load_library(directory: Path | None = None) -> FlowLibrary:
     return FlowLibrary(
         flows=frozen_mapping(library.flows()), step_codes=frozen_mapping(library.codes)
     )
+
+
+def _ever_follows(expr: Expr, lot_params: Mapping[str, ValueSpec], first: str, then: str) -> bool:
+    """Whether a path of the flow can take ``then`` some time after ``first``, with the
+    repeat counts at their lot parameters' defaults or at the top of their ranges."""
+    names = [c.param for c in counts(expr) if c.param is not None]
+    cases: list[dict[str, int]] = [{}, {}]
+    for name in names:
+        spec = lot_params[name]
+        highs = [int(lim.rule.high) for lim in spec.limits if isinstance(lim.rule, Range)]
+        default = spec.default if isinstance(spec.default, int) else min(highs, default=1)
+        cases[0][name], cases[1][name] = default, min(highs, default=default)
+    for case in cases:
+        automaton = compile_expression(expr, case)
+        todo = [
+            q for p, s in enumerate(automaton.symbols) if s == first for q in automaton.follow[p]
+        ]
+        seen: set[int] = set()
+        while todo:
+            q = todo.pop()
+            if q in seen:
+                continue
+            if automaton.symbols[q] == then:
+                return True
+            seen.add(q)
+            todo.extend(automaton.follow[q])
+    return False

@@ -1,6 +1,6 @@
 """Queue-time limits in the flow files: loaded with their origin; a limit naming a step the
-flow does not have, running from a step to itself, or warning after its maximum is a
-FlowError at its line."""
+flow does not have, running from a step to itself or to one that never comes after it, or
+warning after its maximum is a FlowError at its line."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def test_fo_organic_limits_dielectric_coat_to_via_pattern(library: FlowLibrary) 
     [
         (LIMIT.replace("to: VIA_PATTERN", "to: WIRE_BOND"), "WIRE_BOND is not a step of flow"),
         (LIMIT.replace("to: VIA_PATTERN", "to: DIELECTRIC_COAT"), "not DIELECTRIC_COAT to itself"),
+        # a limit that would never run (found by the probe: published without a word)
+        (LIMIT.replace("to: VIA_PATTERN", "to: DIE_ATTACH"),
+         "DIE_ATTACH never comes after DIELECTRIC_COAT in flow fo-organic"),
         (LIMIT.replace("warn_minutes: 180", "warn_minutes: 300"), "must come before max_minutes"),
         (LIMIT.replace(', origin: "line practice: dielectric moisture uptake before exposure"', ""),
          "origin"),
