@@ -12,7 +12,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import FlowLibrary
 from mes.domain import spc as rules
@@ -31,6 +31,9 @@ from mes.ports import (
     save_qualifications,
 )
 from mes.ports_spc import add_points, get_charts, get_points, save_chart
+
+if TYPE_CHECKING:
+    from mes.flowversions import VersionedFlows
 
 SPC_USER = "SPC"
 """Who disqualifies a tool for a step when a violation inhibits it."""
@@ -125,6 +128,9 @@ class ChartView:
     ppk: float | None
     spec_lower: float | None
     spec_upper: float | None
+    spec_from: str | None = None
+    """Where the spec limits come from (``fo-organic v2``), or why there are none though
+    flows give some (they differ between the flows that run the step)."""
 
 
 class SpcService:
@@ -138,9 +144,13 @@ class SpcService:
         *,
         principal: Principal | None = None,
         security: SecurityLog | None = None,
+        versions: VersionedFlows | None = None,
     ):
+        """``versions``: the published flow versions; the spec limits ``show`` compares with
+        are those of the version new lots of each flow start on (the flow files' without)."""
         self._uow = uow
         self._flows = flows
+        self._versions = versions
         self._clock = clock
         self._guard = Guard(principal, security, clock)
 
@@ -275,7 +285,7 @@ class SpcService:
         Cpk and Ppk against the step's spec limits."""
         await self._guard.allow(by, Action.READ)
         self._check_value(step, value)
-        lower, upper = self._spec(step, value)
+        lower, upper, spec_from = await self._spec(step, value)
 
         def work() -> Work[list[ChartView]]:
             if tool_id is not None and not (yield from get_tools([tool_id])):
@@ -293,17 +303,41 @@ class SpcService:
                     )
                     found = rules.all_violations(xs, chart.center, chart.sigma, chart.rules, start)
                 cpk, ppk = rules.capability(xs, lower, upper)
-                views.append(ChartView(chart, points, found, cpk, ppk, lower, upper))
+                views.append(ChartView(chart, points, found, cpk, ppk, lower, upper, spec_from))
             return views
 
         async with self._uow(readonly=True) as uow:
             return await uow.run(work(), commit=True)
 
-    def _spec(self, step: str, value: str) -> tuple[float | None, float | None]:
-        for flow in self._flows.flows.values():
+    async def _spec(self, step: str, value: str) -> tuple[float | None, float | None, str | None]:
+        """The spec limits of ``value`` at ``step`` that new lots are checked against: of each
+        flow that runs the step, the version its new lots start on (its file without
+        versions). (lower, upper, where from); none, saying so, where the flows differ."""
+        found: dict[tuple[float | None, float | None], list[str]] = {}
+        if self._versions is not None:
+            await self._versions.load()  # an approval or retirement since this process began
+        for name, packaged in sorted(self._flows.flows.items()):
+            flow, where = packaged, name
+            if self._versions is not None and self._versions.loaded and self._versions.has(name):
+                active = await self._versions.active(name)
+                if active is None:
+                    continue  # no version of it starts lots: it checks no new lot
+                where, flow = f"{name} v{active[0]}", active[1]
             spec = flow.steps[step].measured.get(value) if step in flow.steps else None
             if spec is not None and spec.spec is not None:
                 lower = None if spec.spec.lower is None else float(spec.spec.lower)
                 upper = None if spec.spec.upper is None else float(spec.spec.upper)
-                return lower, upper
-        return None, None
+                found.setdefault((lower, upper), []).append(where)
+        if len(found) == 1:
+            ((lower, upper), flows), *_ = found.items()
+            return lower, upper, ", ".join(flows)
+        if not found:
+            return None, None, None
+        differ = "; ".join(
+            f"{', '.join(flows)}: {_bound(lo)} to {_bound(hi)}" for (lo, hi), flows in found.items()
+        )
+        return None, None, f"none: the flows' spec limits differ ({differ})"
+
+
+def _bound(limit: float | None) -> str:
+    return "-" if limit is None else f"{limit:g}"

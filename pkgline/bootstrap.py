@@ -200,13 +200,14 @@ def services_for(
     factory = SqlUnitOfWorkFactory(engine, health=health, outbox=outbox)
     log = SqlSecurityLog(engine)
     store = SqlFlowVersionStore(engine)
+    versions = VersionedFlows(store, flow_builds())
     return Services(
         LotService(
             factory,
             flow_library(),
             principal=principal,
             security=log,
-            versions=VersionedFlows(store, flow_builds()),
+            versions=versions,
             signatures=signatures,
             verifier=_Signers(engine),
         ),
@@ -215,7 +216,9 @@ def services_for(
         DurableService(factory, utc_now, principal=principal, security=log),
         MaterialService(factory, utc_now, principal=principal, security=log),
         ReasonService(factory, utc_now, principal=principal, security=log),
-        SpcService(factory, flow_library(), utc_now, principal=principal, security=log),
+        SpcService(
+            factory, flow_library(), utc_now, principal=principal, security=log, versions=versions
+        ),
         FlowVersionService(
             store,
             utc_now,

@@ -271,6 +271,7 @@ def chart_view_dict(v: ChartView) -> Json:
         ],
         "spec_lower": v.spec_lower,
         "spec_upper": v.spec_upper,
+        "spec_from": v.spec_from,
         "cpk": _num(v.cpk),
         "ppk": _num(v.ppk),
     }

@@ -5,7 +5,7 @@ Thin: parse, one call of the SPC service through the pkgline server or directly
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -176,7 +176,9 @@ def show(
             + [f"{name} {v[key]:.2f}" for name, key in CAPABILITY if v[key] is not None]
         )
         if cap:
-            out.print(cap)
+            out.print(cap + _spec_source(v))
+        elif v["spec_from"]:
+            out.print(f"spec limits: {v['spec_from']}")
         if not v["points"]:
             since = datetime.fromisoformat(v["set_at"])
             out.print(
@@ -249,3 +251,12 @@ def list_(
             stamp(c["set_at"], seconds=False),
         )
     out.print(table)
+
+
+def _spec_source(v: dict[str, Any]) -> str:
+    """Whose spec limits: the flow versions (how many, past three; --json lists them)."""
+    if v["spec_lower"] is None and v["spec_upper"] is None:
+        return ""
+    versions = str(v["spec_from"]).split(", ")
+    which = ", ".join(versions) if len(versions) <= 3 else f"{len(versions)} flows' versions"
+    return f"  (spec limits of {which})"

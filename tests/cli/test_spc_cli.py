@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+from pathlib import Path
 
+from flows.loader import DEFS
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
@@ -97,3 +100,38 @@ def test_a_point_beyond_3_sigma_holds_the_lot_and_the_tool_waits_for_spc_clear(
     tiny = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
                    "--sigma", "1e-320")  # fmt: skip
     assert tiny.returncode == 1 and "too small to tell the control limits" in tiny.stderr
+
+
+def test_spc_show_compares_with_the_spec_limits_new_lots_are_checked_against(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Spec limits come from the version each flow's new lots start on, not the files the
+    process was installed with (a tighter approved version was ignored: found by the probe);
+    where the flows that run the step differ, there is no single spec: none, saying so."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    asyncio.run(_line(db))
+    ok_json(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
+            "--sigma", "1")  # fmt: skip
+    show = ("spc", "show", "DIE_ATTACH", BLT, "--tool", "DB-1", "--json")
+    [before] = json.loads(pkgline(db, *show).stdout)
+    assert (before["spec_lower"], before["spec_upper"]) == (10.0, 40.0)
+    assert "stiffener-bga v1" in before["spec_from"]
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    steps = defs / "steps.yaml"
+    text = steps.read_text()
+    tighter = text.replace(
+        "bond_line_thickness_um: {spec: {lower: 10.0, upper: 40.0,",
+        "bond_line_thickness_um: {spec: {lower: 20.0, upper: 30.0,",
+    )
+    assert tighter != text
+    steps.write_text(tighter)
+    ok_json(db, "flow", "publish", str(defs / "stiffener-bga.yaml"), "--note", "BLT 20-30")
+    ok_json(db, "flow", "approve", "stiffener-bga", "2")
+    [after] = json.loads(pkgline(db, *show).stdout)
+    assert (after["spec_lower"], after["spec_upper"], after["cpk"]) == (None, None, None)
+    assert after["spec_from"].startswith("none: the flows' spec limits differ (")
+    assert "stiffener-bga v2: 20 to 30" in after["spec_from"]
+    table = " ".join(pkgline(db, *show[:-1]).stdout.split())
+    assert "spec limits: none: the flows' spec limits differ" in table
