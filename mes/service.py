@@ -65,7 +65,7 @@ from mes.domain.physical import refuse_unphysical
 from mes.domain.signatures import SignatureGiven, SignatureRequired
 from mes.domain.signatures import linked as linked_signatures
 from mes.durables import count_job, count_track_out, durable_interlock
-from mes.flowversions import VersionNotLoaded
+from mes.flowversions import UnknownVersion, VersionNotLoaded
 from mes.interlocks import queue_clocks, tool_interlock
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
@@ -443,11 +443,15 @@ class LotService(LotServiceCore):
             target = versions.get(lot.flow, cmd.version)
             if target is None and state is not None:  # built, then the work done again
                 raise VersionNotLoaded(lot.flow, cmd.version)
+            if state is None:
+                raise UnknownVersion(
+                    f"flow {lot.flow} has no version {cmd.version}; expected one of its approved "
+                    "versions (pkgline flow versions " + lot.flow + ")",
+                    lot_id=lot.id,
+                )
             if target is None or state is not VersionState.APPROVED:
                 raise OperationNotAllowed(
-                    f"flow {lot.flow} has no version {cmd.version}"
-                    if state is None
-                    else f"flow {lot.flow} version {cmd.version} is {state.value}: a lot moves "
+                    f"flow {lot.flow} version {cmd.version} is {state.value}: a lot moves "
                     "only to an approved version",
                     lot_id=lot.id,
                 )

@@ -33,7 +33,7 @@ from mes.domain.signatures import (
     SignatureRequired,
     Signer,
 )
-from mes.flowversions import FlowVersionService, VersionedFlows
+from mes.flowversions import FlowVersionService, UnknownVersion, VersionedFlows
 from mes.service import LotService
 from pkgline.bootstrap import flow_library, seed_flow_versions
 from tests.mes.conftest import Clock
@@ -216,6 +216,8 @@ async def test_a_lot_migrates_only_where_its_path_so_far_is_valid_in_the_new_ver
     await _run(line.lots, "Q", ["SUBSTRATE_LOAD", "FLIP_CHIP_BOND"])
     with pytest.raises(OperationNotAllowed, match="version 2 is draft"):
         await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "new rules"), signatures=MOVE_SIGNED)
+    with pytest.raises(UnknownVersion, match=f"flow {FLOW} has no version 9; expected one of"):
+        await line.lots.migrate(cmd.MigrateLot("Q", 9, "eng1", "new rules"), signatures=MOVE_SIGNED)
     await line.versions.approve(FLOW, 2)
     with pytest.raises(OperationNotAllowed, match="path so far is not valid there"):
         await line.lots.migrate(cmd.MigrateLot("P", 2, "eng1", "new rules"), signatures=MOVE_SIGNED)
