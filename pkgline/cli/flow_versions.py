@@ -143,6 +143,13 @@ def publish(
                     f"{v['version']}",
                 )
             )
+        elif v["state"] == "retired":
+            out.print(
+                f"flow {v['flow']}: unchanged, version {v['version']} (retired) holds it, and "
+                "a retired version starts no lot; to start lots on these files again, say why "
+                "in a comment line of the flow file and publish it: a new version, approved as "
+                "any other"
+            )
         else:
             out.print(
                 f"flow {v['flow']}: unchanged, version {v['version']} ({v['state']}) holds it"

@@ -134,3 +134,28 @@ def test_a_version_that_loosens_a_claimed_limit_is_refused_and_nothing_is_writte
     flow_file.write_text(text.replace("one_of: [substrate, leadframe]", "one_of: [substrate]"))
     (tighter,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "substrate only")
     assert (tighter["version"], tighter["new"]) == (2, True)
+
+
+def test_a_retired_versions_files_published_again_say_how_to_bring_them_back(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The files of a retired version are that version (its content): publishing them again
+    changed nothing and said only 'unchanged' (found by the probe); it says how to bring them
+    back, and a comment line saying why makes them a new version."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / f"{FLOW}.yaml"
+    flow_file.write_text(flow_file.read_text().replace("MOLD [BALL_MOUNT]", "MOLD BALL_MOUNT"))
+    ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
+    ok_json(db, "flow", "approve", FLOW, "2")
+    ok_json(db, "flow", "retire", FLOW, "2")
+    again = pkgline(db, "flow", "publish", str(flow_file), "--note", "balls again")
+    assert again.returncode == 0, again.stderr
+    said = " ".join(again.stdout.split())
+    assert "unchanged, version 2 (retired) holds it, and a retired version starts no lot" in said
+    assert "say why in a comment line of the flow file and publish it: a new version" in said
+    flow_file.write_text(flow_file.read_text() + "# back: the balls-optional run is over\n")
+    (back,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "balls again")
+    assert (back["version"], back["state"], back["new"]) == (3, "draft", True)
