@@ -39,7 +39,7 @@ class Marker:
     acknowledged published (those acknowledged together, in one transaction). Until marked,
     their ids are :attr:`in_flight`, which the relay's reads skip; at most ``limit`` of them
     (the relay waits for :meth:`room`). ``acknowledged`` is told each batch acknowledged,
-    before its mark."""
+    before its mark; :attr:`marked` counts the ids marked."""
 
     def __init__(
         self,
@@ -50,6 +50,7 @@ class Marker:
         acknowledged: Acknowledged = lambda _: None,
     ):
         self.in_flight: set[int] = set()
+        self.marked = 0
         self._db = db
         self._clock = clock
         self._limit = limit
@@ -98,6 +99,7 @@ class Marker:
                     ready.append(await self._acked())
                 ids = [i for sent in ready for i in sent.ids]
                 await self._db.mark_published(ids, self._clock())
+                self.marked += len(ids)
                 self.in_flight.difference_update(ids)
                 self._marked.set()
 

@@ -19,8 +19,13 @@ with the controller's death as the MQTT will, publish its birth, then in a loop
 
 A broker or database failure ends the session: nothing of the batches in flight was marked,
 so they are published again after the reconnect (at least once: consumers drop duplicates by id),
-after a backoff doubling up to ``backoff_max_s``. The events committed meanwhile wait in the
-outbox and go out in order, before anything newer. SIGKILL loses nothing for the same reason.
+after a backoff doubling up to ``backoff_max_s``. The backoff starts again from
+``backoff_initial_s`` only after a session that got somewhere (:attr:`Relay.progress`), not
+at every connect: a session that fails once connected (a message the broker refuses for good,
+an acknowledgement that never comes, a database that fails the reads) would otherwise be
+opened again at once, and its birth and the start of its batch sent again, twice a second.
+The events committed meanwhile wait in the outbox and go out in order, before anything newer.
+SIGKILL loses nothing for the same reason.
 """
 
 from __future__ import annotations
@@ -115,6 +120,11 @@ class Relay:
         self._states_due = 0.0
         self._next_batch: list[OutboxEvent] | None = None
         """Read while the last batch was acknowledged (a backlog drains)."""
+        self.progress = False
+        """The current (or last) session got somewhere: it marked a batch published, or
+        everything it sent was acknowledged (its birth, its tools' states, the line's status)
+        with nothing left waiting for a PUBACK. Only such a session's failure starts the
+        backoff again from ``backoff_initial_s``."""
         self._host = socket.gethostname()
 
     def request_stop(self) -> None:
@@ -146,9 +156,9 @@ class Relay:
         delays = backoff_delays(policy)
         client_id = self.config.client_id_for(self.controller, "events")
         while not self._stop.is_set():
+            self.progress = False
             try:
                 async with connect(self.config, client_id, will=self._will()) as client:
-                    delays = backoff_delays(policy)
                     self.status.connected, self.status.error = True, None
                     log.info(
                         "event feed connected",
@@ -166,6 +176,8 @@ class Relay:
             finally:
                 self.status.connected = False
                 self.status.leader = False
+            if self.progress:  # a failure after a good run: retry soon; else back off further
+                delays = backoff_delays(policy)
             delay = next(delays)
             log.warning("event feed down", error=error, retry_in_s=round(delay, 2))
             self.status.error = error
@@ -262,6 +274,8 @@ class Relay:
             if db.leader and now >= next_prune:
                 await self._prune(db)
                 next_prune = now + PRUNE_S
+            if marker.marked or not marker.in_flight:
+                self.progress = True
             if self._stop.is_set():
                 stop_by = stop_by or now + STOP_DRAIN_S
                 if not full or now >= stop_by:

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,79 @@ async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_othe
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
         for engine in engines:
             await engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+async def test_an_event_the_broker_refuses_is_retried_with_a_growing_backoff_until_it_takes_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The broker's ACL denies one lot's events topic (MQTT 5: a PUBACK "Not authorized").
+    Found by the probe: the relay reset its backoff at every connect, so a session that
+    failed after connecting never backed off: it reconnected twice a second and sent its
+    birth and the events before the refused one again each time. Now each attempt waits
+    twice as long as the one before, and sends each event once; once the broker takes the
+    event (its ACL lifted), the feed drains."""
+    acl = tmp_path / "acl"
+    broker = Mosquitto(tmp_path / "deny-broker", extra=f"acl_file {acl}\n")
+    initial = 0.05
+    events = events_config(
+        broker.port, backoff_initial_s=initial, backoff_max_s=10.0, timeout_s=1.0
+    )
+    lots = await start_lots(stack.lots, FLOWS[:3])  # ids 1, 2, 3: one event per lot
+    engine = create_engine(stack.url)
+    relay = Relay(events, OutboxStore(engine), controller="feed-deny")
+    denied = relay.topics.lot_events(lots[1])
+    acl.write_text(f"topic deny {denied}\ntopic readwrite #\n")
+    broker.start()
+    attempts = 6
+    try:
+        async with subscribed(events, relay.topics) as sub:
+            with structlog.testing.capture_logs() as logs:
+                async with running(relay):
+                    await wait_until(
+                        lambda: sum(1 for e in logs if e["event"] == "event feed down") >= attempts,
+                        timeout_s=60,
+                        what=f"{attempts} refusals",
+                    )
+            downs = [e for e in logs if e["event"] == "event feed down"]
+            connects = sum(1 for e in logs if e["event"] == "event feed connected")
+            # Every attempt connected: each failed after it (mosquitto 2.0 answers the denied
+            # PUBLISH "Not authorized" and closes the connection, so the relay reads the
+            # refusal, or times out on an acknowledgement the close lost: either ends it).
+            assert connects >= len(downs) >= attempts
+            # Doubling from 0.05 s to the 10 s cap, each shortened by at most 25 % (jitter):
+            # the k-th delay is at least 0.75 x 0.05 x 2^k (with the reset, each was <= 0.05).
+            delays = [e["retry_in_s"] for e in downs]
+            assert all(
+                delay >= round(0.75 * min(initial * 2**k, 10.0), 2)
+                for k, delay in enumerate(delays)
+            ), delays
+
+            # One birth and each event sent once per connection: what the subscriber got of
+            # the session that the stop ended may still be on its way, nothing more comes.
+            def births() -> int:
+                said = sub.of("/controllers/feed-deny/status")
+                return sum(1 for m in said if m.payload["status"] == "online")
+
+            def received(event_id: int) -> int:
+                return sum(1 for e in sub.events() if e["id"] == event_id)
+
+            await wait_until(
+                lambda: births() >= connects and received(1) >= connects,
+                timeout_s=30,
+                what=f"{connects} births and event 1 {connects} times",
+            )
+            counts = {i: received(i) for i in (1, 2, 3)}
+            assert births() == connects and counts[1] == connects, (connects, counts)
+            assert counts[2] == 0 and counts[3] <= connects, (connects, counts)
+            assert (await OutboxReader(engine).backlog()).events == 3  # nothing marked
+            # The ACL lifted (mosquitto reads it again on SIGHUP): the next attempt drains.
+            acl.write_text("topic readwrite #\n")
+            assert broker.process is not None
+            broker.process.send_signal(signal.SIGHUP)
+            async with running(Relay(events, OutboxStore(engine), controller="feed-deny")):
+                await wait_until(drained(OutboxReader(engine)), timeout_s=60, what="drained")
+                await wait_until(lambda: [e for e in sub.events() if e["id"] == 2], timeout_s=30)
+    finally:
+        await engine.dispose()
+        broker.stop()
