@@ -273,6 +273,11 @@ class OutboxStore:
                 await session.unlisten()
                 await session.resign()
 
+    async def backlog(self) -> Backlog:
+        """The events waiting, read on a connection of the pool (the relay's status while it
+        has no session: the broker is away)."""
+        return await OutboxReader(self._engine).backlog()
+
 
 class RelaySession:
     """One relay's connection: leadership (PostgreSQL), reads and marks."""

@@ -24,7 +24,8 @@ after a backoff doubling up to ``backoff_max_s``. The backoff starts again from
 at every connect: a session that fails once connected (a message the broker refuses for good,
 an acknowledgement that never comes, a database that fails the reads) would otherwise be
 opened again at once, and its birth and the start of its batch sent again, twice a second.
-The events committed meanwhile wait in the outbox and go out in order, before anything newer.
+The events committed meanwhile wait in the outbox and go out in order, before anything newer;
+the relay reads their count and the oldest one's time at each retry, for the STATUS line.
 SIGKILL loses nothing for the same reason.
 """
 
@@ -200,9 +201,37 @@ class Relay:
         )
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
+        """Wait ``seconds``, or until a stop; meanwhile read the backlog (for at most
+        ``timeout_s``), so that the STATUS line says how many events wait while the broker is
+        away, not what the last session saw (or nothing, when it never connected)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        reading = asyncio.ensure_future(self._read_backlog())
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait(
+                [reading, stopped],
+                timeout=self.config.timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not stopped.done():
+                await asyncio.wait([stopped], timeout=max(0.0, until - loop.time()))
+        finally:
+            for waiting in (reading, stopped):
+                waiting.cancel()
+            await asyncio.gather(reading, stopped, return_exceptions=True)
+
+    async def _read_backlog(self) -> None:
+        """The backlog into the status (unknown if the database cannot say)."""
+        try:
+            backlog = await self._store.backlog()
+        except (SQLAlchemyError, DatabaseError, OSError) as exc:
+            log.debug("event backlog not read", error=str(exc) or type(exc).__name__)
+            self.status.backlog = None
+            return
+        self.status.backlog = backlog
+        if backlog.last_published_id is not None:
+            self.status.last_published_id = backlog.last_published_id
 
     # -- one connection -----------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ import hashlib
 import ipaddress
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -478,6 +480,54 @@ async def test_an_event_the_broker_refuses_is_retried_with_a_growing_backoff_unt
             async with running(Relay(events, OutboxStore(engine), controller="feed-deny")):
                 await wait_until(drained(OutboxReader(engine)), timeout_s=60, what="drained")
                 await wait_until(lambda: [e for e in sub.events() if e["id"] == 2], timeout_s=30)
+    finally:
+        await engine.dispose()
+        broker.stop()
+
+
+@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+async def test_while_the_broker_is_away_the_status_says_how_many_events_wait(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Found by the probe: the relay read the backlog only in a connected session, so while
+    the broker was away the STATUS line said "backlog unknown" (away from the start) or the
+    last session's figure ("0 events waiting" while 391 waited). Now each retry reads it.
+    And a session that got somewhere (the backlog drained) starts the backoff over."""
+    broker = Mosquitto(tmp_path / "away-broker")  # not started: away from the start
+    initial = 0.05
+    events = events_config(broker.port, backoff_initial_s=initial, backoff_max_s=0.4)
+    await start_lots(stack.lots, FLOWS[:2])
+    engine = create_engine(stack.url)
+    reader = OutboxReader(engine)
+    relay = Relay(events, OutboxStore(engine), controller="feed-away")
+
+    def waiting(events: int) -> Callable[[], bool]:
+        return lambda: relay.status.backlog is not None and relay.status.backlog.events == events
+
+    def downs() -> list[dict[str, Any]]:
+        return [e for e in logs if e["event"] == "event feed down"]
+
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(waiting(2), timeout_s=30, what="2 events waiting")
+                line = relay.status_line()
+                assert line.startswith("event feed down (") and "Connection refused" in line
+                assert "; 2 events waiting (oldest " in line, line
+                # three failed connects: the backoff has grown past its start
+                await wait_until(lambda: len(downs()) >= 3, timeout_s=30, what="3 retries")
+                broker.start()
+                await wait_until(drained(reader), timeout_s=30, what="published")
+                await wait_until(lambda: relay.progress, timeout_s=30, what="progress")
+                before = len(downs())
+                broker.stop()
+                await start_lots(stack.lots, FLOWS[2:5])
+                await wait_until(waiting(3), timeout_s=30, what="3 events waiting")
+                assert "; 3 events waiting (oldest " in relay.status_line()
+                assert not relay.status.connected
+        delays = [e["retry_in_s"] for e in downs()]
+        assert delays[2] >= 0.75 * 4 * initial  # grown while no session got anywhere
+        assert delays[before] <= initial  # the drained session's failure: over from the start
     finally:
         await engine.dispose()
         broker.stop()
