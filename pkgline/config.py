@@ -385,4 +385,6 @@ def load_line_config(path: Path | str) -> LineConfig:
         problems = [
             f"{_describe(tuple(e['loc']), data)}: {e['msg']}" for e in exc.errors(include_url=False)
         ]
-        raise ConfigError(f"{path}: " + "; ".join(problems)) from exc
+        # Not chained: pydantic's error repeats each setting's value (a traceback in the
+        # journal would show a broker URL's password given by mistake); the message says all.
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None

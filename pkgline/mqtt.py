@@ -7,7 +7,8 @@ credentials in it), TLS (CA, client certificate and key), the user name and the 
 from a file only the service may read, the keep-alive, and opening an aiomqtt client with MQTT
 5, falling back to 3.1.1 when the broker refuses 5. Connection failures become one
 :class:`BrokerError` whose message says what went wrong in an operator's words (wrong
-password, TLS, refused, unreachable) without the password.
+password, TLS, refused, unreachable) without the password; a URL refused is never repeated
+with what may hold one (:func:`shown_url`).
 
     BrokerError
      ├── BrokerConfigError   the settings or the password file are unusable (no retry helps)
@@ -38,6 +39,12 @@ from pkgline.oserrors import in_words
 
 PENDING_CALLS_WARNING = 20_000
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+EXPECTED_URL = "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+CREDENTIALS_IN_URL = (
+    "the URL must not hold a user or password (they would show in logs); "
+    "use username and password_file"
+)
+MASK = "***"
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 """Each message goes out at once: with Nagle's algorithm (paho leaves it on) a small PUBLISH
 waits for the ACK of the one before, which the broker's delayed ACK holds up to 40 ms."""
@@ -89,10 +96,41 @@ class BrokerUnavailable(BrokerError):
     """The broker could not be reached, refused the connection, or TLS failed."""
 
 
-class BrokerConfig(BaseModel):
-    """How to reach an MQTT broker: the keys ``[events]`` and ``[sparkplug]`` share."""
+def shown_url(url: str) -> str:
+    """``url`` as a message may repeat it: its scheme, host and port, and ``***`` for what
+    may hold a secret (a user and password, a path, a query, a fragment, a port that is not
+    a number)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    shown = f"{parts.scheme}:" if parts.scheme else ""
+    if parts.netloc or url.lstrip()[len(shown) :].startswith("//"):
+        user, _, host = parts.netloc.rpartition("@")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            host = f"{host.rpartition(':')[0]}:{MASK}"
+        shown += f"//{MASK + '@' if user else ''}{host}"
+    if parts.path not in ("", "/"):
+        shown += f"/{MASK}" if parts.path.startswith("/") else MASK
+    else:
+        shown += parts.path
+    if parts.query:
+        shown += f"?{MASK}"
+    if parts.fragment:
+        shown += f"#{MASK}"
+    return shown
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class BrokerConfig(BaseModel):
+    """How to reach an MQTT broker: the keys ``[events]`` and ``[sparkplug]`` share.
+
+    A URL refused is never repeated as given (:func:`shown_url`), and a validation error of
+    this model does not repeat its input (``hide_input_in_errors``): the URL may hold a
+    password by mistake."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: str = Field(
         "mqtt://127.0.0.1:1883",
@@ -120,22 +158,27 @@ class BrokerConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        parts = urlsplit(url)
+        # Credentials first, and no refusal repeats the URL as given: a password in it (the
+        # user-info, a query, whatever follows the host) would go to the journal or the
+        # terminal with the message. They show as :func:`shown_url` masks them.
+        if "@" in url:  # no host or port holds one: user-info, whatever the rest
+            raise ValueError(CREDENTIALS_IN_URL)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ValueError(f"{EXPECTED_URL}, got a URL with an unbalanced [ or ]") from None
         if parts.scheme not in DEFAULT_PORTS:
-            raise ValueError(f"expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError(
-                "the URL must not hold a user or password (they would show in logs); "
-                "use username and password_file"
-            )
+            raise ValueError(f"{EXPECTED_URL}, got {shown_url(url)!r}")
         if not parts.hostname:
-            raise ValueError(f"no host in {url!r}")
+            raise ValueError(f"no host in {shown_url(url)!r}")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"expected mqtt://HOST[:PORT] with nothing after it, got {url!r}")
+            raise ValueError(
+                f"expected mqtt://HOST[:PORT] with nothing after it, got {shown_url(url)!r}"
+            )
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
+        except ValueError:
+            raise ValueError(f"bad port in {shown_url(url)!r}") from None
         return url
 
     @property

@@ -4,9 +4,14 @@ and a mistake names the setting."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import traceback
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from pkgline.config import ConfigError, load_line_config
 from pkgline.events.topics import Topics, usable_level
@@ -98,3 +103,90 @@ def test_a_tls_file_that_is_not_there_is_named_in_words(tmp_path: Path) -> None:
     missing.write_text("not a certificate\n")
     with pytest.raises(BrokerConfigError, match=f"ca_file {missing}: no certificate or crl found"):
         tls_context(config)
+
+
+SECRET = "S3cretPW"
+URLS_WITH_A_SECRET = [
+    f"ssl://relay:{SECRET}@127.0.0.1:8883",
+    f"tcp://relay:{SECRET}@127.0.0.1:1883",
+    f"mqtt://relay:{SECRET}@127.0.0.1:1883",
+    f"mqtts://:{SECRET}@broker.plant",
+    f"relay:{SECRET}@127.0.0.1:1883",
+    f"mqtt://relay:{SECRET}@[::1",
+    f"mqtt://relay:pa/{SECRET}@127.0.0.1",
+    f"mqtt://127.0.0.1:1883?password={SECRET}",
+    f"ssl://127.0.0.1:8883?password={SECRET}",
+    f"mqtt://127.0.0.1:1883/?{SECRET}",
+    f"mqtt://127.0.0.1:1883#{SECRET}",
+    f"mqtt://127.0.0.1:1883/{SECRET}",
+    f"mqtt:///{SECRET}",
+    f"mqtt://127.0.0.1:{SECRET}",
+    f"relay:{SECRET}",
+    SECRET,
+]
+
+
+@pytest.mark.parametrize("url", URLS_WITH_A_SECRET)
+@pytest.mark.parametrize(
+    "table", ["[events]\nurl", '[sparkplug]\ngroup_id = "g"\nurl', '[sparkplug]\ngroup_id = "g"\nbroker']
+)  # fmt: skip
+def test_a_refused_broker_url_is_never_repeated_with_what_may_be_a_password(
+    tmp_path: Path, table: str, url: str
+) -> None:
+    """Found by the probe: ``ssl://relay:PW@host`` (or ``tcp://``, or ``?password=PW``) was
+    refused with the whole URL in the message, for the journal or the terminal. The
+    credentials are checked first, and a refusal shows the scheme, host and port only (the
+    rest masked), in the message and in anything chained to it; the same for [sparkplug],
+    which shares the broker settings."""
+    path = tmp_path / "line.toml"
+    path.write_text(f'name = "line-1"\n{table} = "{url}"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_line_config(path)
+    told = "".join(traceback.format_exception(raised.value))
+    assert "url: Value error, " in str(raised.value) or "broker: Value error" in str(raised.value)
+    assert SECRET not in told, told
+    with pytest.raises(ValidationError) as direct:
+        BrokerConfig(url=url)
+    assert SECRET not in "".join(traceback.format_exception(direct.value))
+    assert SECRET not in direct.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"ssl://relay:{SECRET}@h:8883", "must not hold a user or password"),
+        (f"ssl://h:8883?password={SECRET}", "mqtts://HOST[:PORT], got 'ssl://h:8883?***'"),
+        (f"mqtt://h:1883?password={SECRET}", "nothing after it, got 'mqtt://h:1883?***'"),
+        (f"mqtt://h:1883/{SECRET}#x", "nothing after it, got 'mqtt://h:1883/***#***'"),
+        (f"mqtt://h:{SECRET}", "bad port in 'mqtt://h:***'"),
+        ("http://broker.plant", "got 'http://broker.plant'"),
+        ("mqtt://", "no host in 'mqtt://'"),
+        ("mqtt://[::1", "got a URL with an unbalanced [ or ]"),
+    ],
+)
+def test_a_refused_broker_url_says_what_is_wrong_with_the_rest_masked(
+    url: str, message: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        BrokerConfig(url=url)
+    assert message in raised.value.errors()[0]["msg"]
+
+
+@pytest.mark.parametrize("command", [["serve"], ["events", "tail"]])
+def test_serve_and_tail_refuse_a_url_with_a_password_without_showing_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """The probe's case, as the operator sees it (exit 2, the message on the terminal)."""
+    path = tmp_path / "line.toml"
+    path.write_text(f'name = "line-1"\n[events]\nurl = "ssl://relay:{SECRET}@127.0.0.1:8883"\n')
+    ran = subprocess.run(
+        [sys.executable, "-m", "pkgline", *command, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert "events.url: Value error, the URL must not hold a user or password" in ran.stderr
+    assert SECRET not in ran.stdout + ran.stderr
