@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import secrets
 import shutil
 import signal
 import socket
@@ -260,7 +259,15 @@ async def _fresh_database(run: Demo) -> None:
         out.print(f"database: {path} (the earlier demo database there is replaced)")
     else:
         out.print(f"database: {path}")
-    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+    # An earlier run's spool (killed while the database was busy) holds its tools' states:
+    # written into the fresh database, they would be this run's.
+    spooled = run.spool_dir / f"{run.config.name}.jsonl"
+    for stale in (
+        path,
+        path.with_name(path.name + "-wal"),
+        path.with_name(path.name + "-shm"),
+        spooled,
+    ):
         stale.unlink(missing_ok=True)
     async with open_engine(run.url) as engine:
         await upgrade(engine)
@@ -271,9 +278,7 @@ def _write_config(run: Demo) -> None:
     from pkgline.security import secure_demo_line
     from simulators.line import with_free_ports, write_line_config
 
-    config = with_free_ports(run.config).model_copy(
-        update={"database": run.url, "events": _event_feed(run.config.name)}
-    )
+    config = demo_line(with_free_ports(run.config), run, _event_feed(run.config.name, run.run_id))
     # The secure configuration, as a line runs it: the controller and the simulators get
     # certificates of their own (kept next to the database) and trust each other's.
     config = secure_demo_line(config, run.database.with_suffix(".pki"))
@@ -295,16 +300,32 @@ def _write_config(run: Demo) -> None:
         )
 
 
-def _event_feed(line: str) -> EventsConfig | None:
-    """The event feed to the broker on 127.0.0.1:1883 if one answers there, else none (said
-    either way). Its MQTT client id is this run's own (``pkgline-<line>-events-<random>``):
-    a broker closes a connection when another client connects with the same id, so two demos
-    with the default id would take the broker from each other in turn."""
-    feed = EventsConfig(
+def demo_line(config: LineConfig, run: Demo, feed: EventsConfig | None) -> LineConfig:
+    """The example line as ``run`` runs it: on its database, with its event feed (or none),
+    and its controller's spool beside the database (a demo neither writes into another
+    controller's spool nor reads one: :attr:`Demo.spool_dir`)."""
+    controller = config.controller.model_copy(update={"spool_dir": run.spool_dir})
+    return config.model_copy(update={"database": run.url, "events": feed, "controller": controller})
+
+
+def demo_feed(line: str, run_id: str) -> EventsConfig:
+    """The event feed of the run ``run_id`` to the broker on 127.0.0.1:1883, its MQTT client
+    id (``pkgline-<line>-events-<run>``) and its topic root (``pkgline-demo-<run>``) its own:
+    a broker closes a connection when another client connects with the same id, and two
+    demos under one topic base would give each other's events the same ids, overwrite each
+    other's retained lot and controller states, and one's will would say the other is
+    offline."""
+    return EventsConfig(
         url=f"mqtt://127.0.0.1:{DEMO_BROKER_PORT}",
-        root="pkgline-demo",
-        client_id=_run_client_id(line, "events"),
+        root=f"pkgline-demo-{run_id}",
+        client_id=_run_client_id(line, "events", run_id),
     )
+
+
+def _event_feed(line: str, run_id: str) -> EventsConfig | None:
+    """:func:`demo_feed` if a broker answers on 127.0.0.1:1883, else none (said either
+    way)."""
+    feed = demo_feed(line, run_id)
     try:
         with socket.create_connection(("127.0.0.1", DEMO_BROKER_PORT), timeout=0.5):
             pass
@@ -317,10 +338,10 @@ def _event_feed(line: str) -> EventsConfig | None:
     return feed
 
 
-def _run_client_id(line: str, role: str) -> str:
-    """An MQTT client id unique to this run: the default one and 8 random hex digits (the
+def _run_client_id(line: str, role: str, run_id: str) -> str:
+    """An MQTT client id unique to the run ``run_id``: the default one and the run's id (the
     whole within MQTT's 64 characters the configuration allows)."""
-    suffix = f"-{secrets.token_hex(4)}"
+    suffix = f"-{run_id}"
     return f"pkgline-{line}-{role}"[: 64 - len(suffix)] + suffix
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -132,6 +133,9 @@ class Demo:
     user: demo_api.DemoUser | None = None
     station_port: int | None = None
     """The operator station's port on 127.0.0.1 (the server's plain HTTP, loopback only)."""
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    """8 random hex digits, this run's own: in its MQTT client id and its topic root, so that
+    two demos on one broker keep apart (pkgline.cli.demo.demo_feed)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -141,6 +145,12 @@ class Demo:
 
     def log(self, suffix: str) -> Path:
         return self.database.with_name(f"{self.database.stem}.{suffix}.log")
+
+    @property
+    def spool_dir(self) -> Path:
+        """The controller's spool, beside the database (``pkgline-demo.spool/``): never the
+        account's default, which every controller of the same line name shares."""
+        return self.database.with_suffix(".spool")
 
 
 # -- the line's processes ----------------------------------------------------------------------
