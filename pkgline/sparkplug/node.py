@@ -224,14 +224,16 @@ class EdgeNode:
         delays = backoff_delays(self._policy, self._rng)
         failing = False
         with structlog.contextvars.bound_contextvars(edge_node=self.edge_node_id):
+            loop = asyncio.get_running_loop()
             while not self._stop.is_set():
                 bdseq = self.bdseq.advance()
+                up_since: float | None = None
                 try:
                     async with self._client(bdseq) as client:
                         if failing:
                             log.info("sparkplug broker answers again", broker=self.config.url)
                         failing = False
-                        delays = backoff_delays(self._policy, self._rng)
+                        up_since = loop.time()
                         await self._session(client, bdseq)
                 except aiomqtt.MqttError as exc:
                     if not failing:
@@ -243,6 +245,11 @@ class EdgeNode:
                     failing = True
                 finally:
                     self._went_offline()
+                if up_since is not None and loop.time() - up_since >= self._policy.backoff_max_s:
+                    # a session that stayed up: the next retry comes soon; one that failed
+                    # once connected (a broker refusing what it sends) backs off further, or
+                    # it would be opened again, births and all, at the first delay each time
+                    delays = backoff_delays(self._policy, self._rng)
                 if self._stop.is_set():
                     break
                 if self._host_offline:  # start over at once: CONNECT, then wait for the host

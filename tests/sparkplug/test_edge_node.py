@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from drivers.catalogue import class_spec
@@ -313,3 +314,32 @@ async def test_a_malformed_command_is_ignored_and_the_node_goes_on(
         await sub.publish("spBv1.0/packaging/NCMD/line-test", ncmd)
         again = await sub.next()
         assert again.verb == "NBIRTH"
+
+
+async def test_a_session_that_fails_once_connected_backs_off_further(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker takes the connection and the session fails at once (a broker refusing
+    what the node sends): each retry waits twice as long, up to the maximum, instead of the
+    first delay every time (the backoff started over at each connect: NBIRTH and NDEATH twice
+    a second, as the event relay did; found by the probe)."""
+    node = node_for(broker, tmp_path, backoff_initial_s=0.05, backoff_max_s=0.4)
+    connects: list[int] = []
+    waits: list[float] = []
+
+    async def refused(client: object, bdseq: int) -> None:
+        connects.append(bdseq)
+        raise aiomqtt.MqttError("refused by the broker")
+
+    async def no_wait(delay_s: float) -> None:
+        waits.append(delay_s)
+        if len(waits) == 6:
+            node.stop()
+
+    monkeypatch.setattr(node, "_session", refused)
+    monkeypatch.setattr(node, "_pause", no_wait)
+    async with asyncio.timeout(WAIT_S):
+        await node.run()
+    assert len(connects) == 6, "each attempt connected"
+    floor = [0.7 * min(0.05 * 2**k, 0.4) for k in range(6)]  # jitter shortens by up to 25 %
+    assert all(w >= f for w, f in zip(waits, floor, strict=True)), waits
