@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, event, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.engine.interfaces import DBAPIConnection, ExceptionContext
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mes.adapters import jsontext
+from mes.adapters.errors import classify_opening
 from mes.adapters.location import DatabaseTimeouts as DatabaseTimeouts
 from mes.adapters.location import DatabaseUrlError as DatabaseUrlError
 from mes.adapters.location import check_password_file as check_password_file
@@ -117,14 +118,27 @@ def create_engine(
         kwargs.update(pool_size=pool_size, connect_args={"timeout": timeouts.statement_s})
         engine = create_async_engine(target, **kwargs)
         _configure_sqlite(engine, busy_timeout_ms=round(timeouts.statement_s * 1000))
-        return engine
-    kwargs.update(
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_pre_ping=False,
-        connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
-    )
-    return create_async_engine(target, **kwargs)
+    else:
+        kwargs.update(
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_pre_ping=False,
+            connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
+        )
+        engine = create_async_engine(target, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _opening_failed)
+    return engine
+
+
+def _opening_failed(context: ExceptionContext) -> Exception | None:
+    """SQLAlchemy's ``handle_error`` hook: an error raised while opening a connection (no
+    connection yet; a pre-ping's is SQLAlchemy's own business) is raised as the store's
+    (:func:`~mes.adapters.errors.classify_opening`: the database unavailable, whatever the
+    server's SQLSTATE, or the client's settings wrong). Errors of statements on a
+    connection pass through, for the store's edge to classify."""
+    if context.connection is not None or context.is_pre_ping:
+        return None
+    return classify_opening(context.sqlalchemy_exception or context.original_exception)
 
 
 def create_private_file(path: Path) -> None:

@@ -17,6 +17,15 @@ timeout (:class:`mes.adapters.database.DatabaseTimeouts`), server shutting down,
 refused, disk full. Anything else a driver raises (a syntax error, a missing table, a value
 of the wrong type) is a bug and is raised as it is.
 
+Opening a connection is different (:func:`classify_opening`): whatever the server answers
+then, it has begun no work, and whatever its SQLSTATE (55000 "database is not currently
+accepting connections" after ``ALTER DATABASE ... ALLOW_CONNECTIONS false``, say) the
+database cannot be used now: :class:`DatabaseUnavailable`, unless :func:`classify` says more
+(retryable, read-only). Only the client's own refusal of its connection settings, before it
+reaches any server (asyncpg's ClientConfigurationError: an unknown ``ssl`` mode, a
+certificate file it cannot read), is a configuration error (a
+:class:`~mes.adapters.location.DatabaseUrlError`): waiting would not mend it.
+
 A failed unit of work committed nothing, with one exception no client can rule out: a
 connection lost while its COMMIT was under way may have committed. Every write of the lot
 tracker is checked against what is recorded (version column, job status), so trying it
@@ -34,6 +43,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from mes.adapters.location import DatabaseUrlError
 
 if TYPE_CHECKING:
     import asyncpg
@@ -147,6 +158,28 @@ def classify(exc: BaseException) -> DatabaseError | None:
     if isinstance(exc, OSError):  # connection refused, reset, no route, no such file
         return DatabaseUnavailable(_message(exc))
     return None
+
+
+def classify_opening(exc: BaseException) -> Exception:
+    """The error to raise for what opening a connection raised (``exc``, the driver's own;
+    SQLAlchemy calls this through the engine's ``handle_error`` hook,
+    :func:`mes.adapters.database.create_engine`): :func:`classify`'s answer where it has one;
+    a configuration error (DatabaseUrlError) where the client refused its own settings; else
+    DatabaseUnavailable with the server's words. Nothing opening a connection raises is a
+    bug of a statement: the server refused the connection, for a reason an operator reads in
+    the message."""
+    found = classify(exc)
+    if found is not None:
+        return found
+    driver: BaseException = exc
+    if isinstance(driver, DBAPIError) and driver.orig is not None:
+        driver = driver.orig
+    if driver.__cause__ is not None:  # asyncpg's error, behind SQLAlchemy's adapter
+        driver = driver.__cause__
+    pg: Any = sys.modules.get("asyncpg")
+    if pg is not None and isinstance(driver, pg.ClientConfigurationError):
+        return DatabaseUrlError(f"the database connection settings are refused: {driver}")
+    return DatabaseUnavailable(_message(driver))
 
 
 def _postgres(exc: asyncpg.PostgresError) -> DatabaseError | None:

@@ -94,6 +94,9 @@ async def _serve(line: LineConfig, url: str) -> int:
         except SchemaMismatch as exc:
             log.error("refusing to start", database=display_url(url), reason=str(exc))
             return EXIT_UNAVAILABLE
+        except DatabaseUrlError as exc:  # settings the driver refused as it connected
+            log.error("refusing to start", database=display_url(url), reason=str(exc))
+            return EXIT_USAGE
         except Exception as exc:
             unavailable = _unavailable(exc)
             log.error(

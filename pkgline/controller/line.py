@@ -299,6 +299,7 @@ class LineController:
             asyncio.create_task(runner.run(), name=f"tool-{tool_id}")
             for tool_id, runner in self.runners.items()
         ]
+        failure: BaseException | None = None
         try:
             await self._first_contact()
             await self._reporter.flush()  # every tool's state is on record before READY
@@ -327,8 +328,17 @@ class LineController:
                 exc = task.exception()
                 if exc is not None:
                     raise exc
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
-            await self._shutdown(tasks)
+            try:
+                await self._shutdown(tasks)
+            except Exception as exc:
+                if failure is None:
+                    raise
+                # what ended the controller is raised, not what its stop met after it
+                log.error("the stop failed too", error=str(exc), exc_info=exc)
 
     async def _first_contact(self) -> None:
         """Every tool answered or was found unreachable (READY comes after this)."""

@@ -157,7 +157,8 @@ class ToolRunner(StepRunner):
     async def _contained(self, part: Callable[[], Coroutine[Any, Any, None]], what: str) -> None:
         """Run ``part`` of the runner; an exception nobody foresaw is logged with its
         traceback and quarantines the tool, and the part starts again (the one that works
-        lots waits for the tool to be brought back first). It never ends the line."""
+        lots waits for the tool to be brought back first). It never ends the line. A database
+        that cannot be used now quarantines nothing: the part starts again (:meth:`_unforeseen`)."""
         while True:
             try:
                 await part()
@@ -169,9 +170,17 @@ class ToolRunner(StepRunner):
                     log.exception("cannot quarantine the tool", stage=what)
                 await asyncio.sleep(RETRY_S)
 
-    async def _unforeseen(self, exc: Exception, what: str) -> Quarantined:
+    async def _unforeseen(self, exc: Exception, what: str) -> None:
+        """Quarantine the tool for ``exc``, which the runner did not foresee while ``what``.
+        Not for a database that cannot be used now, wherever it is met: that is no fault of
+        the tool but an outage (logged on its edges), and what waits for the database stays
+        on the tool until it is back (found by the probe: a refused connection quarantined a
+        tool whose results were being settled)."""
+        if isinstance(exc, DatabaseUnavailable):
+            self._outage.failed("tool results", exc)
+            return
         log.error("unexpected error in the tool's runner", stage=what, exc_info=exc)
-        return await self.quarantine.enter(
+        await self.quarantine.enter(
             f"controller error while {what} on {self.tool_id}: {type(exc).__name__}: {exc} "
             "(see the controller's log)"
         )

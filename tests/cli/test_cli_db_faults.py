@@ -47,6 +47,33 @@ async def test_a_read_only_database_refuses_a_change_with_exit_4_and_says_read_o
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [("line", "status"), ("events", "status"), ("lot", "show", "L1")], ids=" ".join
+)
+async def test_a_database_refusing_connections_is_said_cleanly_with_exit_4(
+    postgres_url: str, command: tuple[str, ...]
+) -> None:
+    """``ALTER DATABASE ... ALLOW_CONNECTIONS false``: the server refuses each connection
+    with SQLSTATE 55000, which the CLI printed as a traceback with exit 1 (found by the
+    probe); it is the database being unavailable, said as a refused port is."""
+    assert (await asyncio.to_thread(pkgline, postgres_url, "db", "upgrade")).returncode == 0
+    name = postgres_url.rsplit("/", 1)[1]
+    await asyncio.to_thread(run_admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        plain = await asyncio.to_thread(pkgline, postgres_url, *command)
+        as_json = await asyncio.to_thread(pkgline, postgres_url, *command, "--json")
+    finally:
+        await asyncio.to_thread(run_admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert plain.returncode == 4, plain.stdout + plain.stderr
+    assert "Traceback" not in plain.stderr
+    assert f"cannot use the database {postgres_url}: " in plain.stderr
+    assert "not currently accepting connections" in plain.stderr
+    assert as_json.returncode == 4, as_json.stdout + as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert answer["error"] == "database"
+    assert "not currently accepting connections" in answer["message"]
+
+
 def run_admin(sql: str) -> None:
     from tests.conftest import _admin
 

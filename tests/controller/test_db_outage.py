@@ -31,6 +31,7 @@ from mes.service import LotService
 from pkgline.bootstrap import flow_library
 from pkgline.config import DatabaseTimeoutsConfig, LineConfig
 from pkgline.controller.line import LineController
+from pkgline.controller.outage import DatabaseOutage
 from tests.conftest import _admin
 from tests.controller.conftest import (
     FLOWS,
@@ -317,6 +318,79 @@ async def test_a_controller_rides_out_a_switch_to_read_only_and_completes_its_lo
         await asyncio.sleep(5)  # it keeps trying meanwhile
         assert not line.task.done(), line.task
         await _failover(_name(postgres_url), read_only=False)
+
+
+async def _refuse_connections(name: str, refuse: bool) -> None:
+    """``ALTER DATABASE ... ALLOW_CONNECTIONS false`` and its sessions ended, as the probe
+    did: every connection the controller opens is refused (SQLSTATE 55000); or allowed
+    again."""
+    allow = "false" if refuse else "true"
+    await asyncio.to_thread(_admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {allow}')
+    if refuse:
+        await asyncio.to_thread(
+            _admin,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        )
+
+
+def _quarantined(controller: LineController) -> list[str]:
+    return [tool for tool, runner in controller.runners.items() if runner.quarantine.active]
+
+
+def _refusals_by_part(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many times each part of the controller (heartbeat, dispatch, tool results, ...)
+    met a refused connection, as it tells its outage."""
+    seen: dict[str, int] = {}
+    failed = DatabaseOutage.failed
+
+    def counting(outage: DatabaseOutage, part: str, error: BaseException) -> None:
+        if "not currently accepting connections" in str(error):
+            seen[part] = seen.get(part, 0) + 1
+        failed(outage, part, error)
+
+    monkeypatch.setattr(DatabaseOutage, "failed", counting)
+    return seen
+
+
+@pytest.mark.timeout(300)
+async def test_a_controller_rides_out_a_database_refusing_connections_and_spools_meanwhile(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the probe: the database refusing connections (SQLSTATE 55000, not in any
+    class the store took for unavailable) quarantined a tool whose results were being
+    settled, then ended `pkgline serve` with a traceback; the spool never took over. Now it
+    is an outage like a partition: the controller keeps running and its tools, spools their
+    states, and completes its lots once connections are allowed again, no tool
+    quarantined."""
+    await _migrated(postgres_url)
+    name = _name(postgres_url)
+    refused = _refusals_by_part(monkeypatch)
+    async with _controller_on(postgres_url, _config(time_scale=0.05)) as line:
+        await _refuse_connections(name, True)
+        try:
+            # the outage began with the pooled connections ended; then the heartbeat, the
+            # tools' results and their states (the reporter) are each refused a new one
+            await wait_until(
+                lambda: {"heartbeat", "tool results", "tool states"} <= set(refused),
+                timeout_s=60,
+                what="the controller's parts refused new connections",
+            )
+            await wait_until(
+                lambda: "tool state changes spooled" in line.controller.status_line(),
+                timeout_s=60,
+                what="tool states spooled",
+            )
+            assert "database unavailable" in line.controller.status_line()
+            assert not line.task.done(), line.task
+            assert _quarantined(line.controller) == []
+        finally:
+            await _refuse_connections(name, False)
+        await wait_until(lambda: _done(line.stack.lots, line.ids), timeout_s=180, what="lots done")
+        assert _quarantined(line.controller) == []
+        assert "spooled" not in line.controller.status_line()
+        tools = [await line.stack.equipment.tool(tool) for tool in line.controller.runners]
+        assert [t.id for t in tools if t.dispatch_reason] == [], tools
 
 
 PARTITION_S = 120.0

@@ -1,13 +1,22 @@
 """A stop cancels the controller's tasks and waits for them; a task that goes on after its
 cancellation (lost in Python 3.11 by ``asyncio.wait_for`` when what it waits for ends at that
 moment, as pymodbus's connect does when a tool refuses the connection) is cancelled again,
-so the stop does not wait for its whole timeout."""
+so the stop does not wait for its whole timeout. A stop that fails after a part of the
+controller failed does not hide what ended it."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from pkgline.controller.line import _cancelled
+import pytest
+from structlog.testing import capture_logs
+
+from drivers.factory import DriverFactory
+from mes.domain.equipment import ControllerRecord
+from mes.equipment import EquipmentService
+from pkgline.controller.line import LineController, _cancelled
+from tests.controller.conftest import Stack, line_config, simulated, wait_until
 
 GUARD_S = 30.0
 
@@ -57,3 +66,60 @@ async def test_what_does_not_end_by_the_deadline_is_reported_and_an_error_is_ret
     stubborn.cancel()
     await asyncio.gather(stubborn, return_exceptions=True)
     assert stubborn.cancelled()
+
+
+class _BreakingEquipment:
+    """The equipment service, its heartbeat failing once ``broken`` (a part of the controller
+    fails) and the stop's record failing after it."""
+
+    def __init__(self, real: EquipmentService):
+        self._real = real
+        self.broken = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def heartbeat(self, record: ControllerRecord, **kwargs: Any) -> Any:
+        if self.broken:
+            raise RuntimeError("the heartbeat failed")
+        return await self._real.heartbeat(record, **kwargs)
+
+    async def mark_unmonitored(self, *args: Any, **kwargs: Any) -> Any:
+        if self.broken:
+            raise RuntimeError("recording the stop failed")
+        return await self._real.mark_unmonitored(*args, **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+async def test_a_stop_that_fails_after_a_part_failed_does_not_hide_what_ended_the_controller(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the probe: the error that ended the controller was replaced by the one its
+    stop met recording itself (the same database error, raised again), and the log said
+    nothing of the first."""
+    monkeypatch.setattr("pkgline.controller.line.HEARTBEAT_S", 0.1)
+    config = line_config(tools=["DB-1"])
+    equipment = _BreakingEquipment(stack.equipment)
+    drivers = DriverFactory()
+    try:
+        async with simulated(config):
+            controller = LineController(
+                config,
+                stack.lots,
+                equipment,  # type: ignore[arg-type]
+                drivers.create_all(config.tools),
+            )
+            task = asyncio.create_task(controller.run(), name="controller")
+            await wait_until(
+                lambda: controller.ready.is_set() or task.done(), timeout_s=60, what="ready"
+            )
+            assert controller.ready.is_set(), task
+            with capture_logs() as logs:
+                equipment.broken = True
+                with pytest.raises(RuntimeError, match="the heartbeat failed"):
+                    await asyncio.wait_for(task, GUARD_S)
+    finally:
+        await drivers.aclose()
+    failed_too = [e for e in logs if e["event"] == "the stop failed too"]
+    assert [e["error"] for e in failed_too] == ["recording the stop failed"]

@@ -314,6 +314,64 @@ async def test_a_database_switched_to_read_only_refuses_writes_as_read_only_and_
         assert health.down is None
 
 
+async def _refuse_connections(name: str, refuse: bool) -> None:
+    """``ALTER DATABASE ... ALLOW_CONNECTIONS false`` and its sessions ended (as the probe
+    did): every new connection is refused with SQLSTATE 55000; or connections allowed again."""
+    await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"false" if refuse else "true"}')
+    if refuse:
+        await _admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.mark.postgres
+async def test_a_database_refusing_connections_is_unavailable_and_usable_again_once_it_allows_them(
+    postgres_url: str,
+) -> None:
+    """What the server answers while a connection opens is an unavailable database whatever
+    its SQLSTATE (here 55000, "not currently accepting connections", which no class of
+    SQLSTATEs marks as unavailable; found by the probe: it ended `pkgline serve`), for the
+    lot store and the stores on plain SQLAlchemy alike."""
+    await _migrated(postgres_url)
+    name = _database(postgres_url)
+    health = DatabaseHealth()
+    async with _store(postgres_url, health=health) as (engine, lots):
+        await lots.start(cmd.StartLot("L1", "stiffener-bga", "op"))
+        flows, sessions = SqlFlowVersionStore(engine), SqlSessionStore(engine)
+        await _refuse_connections(name, True)
+        try:
+            await engine.dispose()  # the pooled connections, ended: each call opens one
+            async with asyncio.timeout(HANG_GUARD_S):
+                with pytest.raises(DatabaseUnavailable, match="not currently accepting") as read:
+                    await lots.find()
+                with pytest.raises(DatabaseUnavailable, match="not currently accepting"):
+                    await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+                with pytest.raises(DatabaseUnavailable, match="not currently accepting"):
+                    await flows.versions()
+                with pytest.raises(DatabaseUnavailable, match="not currently accepting"):
+                    await sessions.get("nope")
+            assert not isinstance(read.value, DatabaseRetryable | DatabaseReadOnly)
+            assert health.down is not None
+        finally:
+            await _refuse_connections(name, False)
+        await lots.start(cmd.StartLot("L2", "stiffener-bga", "op"))
+        assert [lot.id for lot in await lots.find()] == ["L1", "L2"]
+        assert health.down is None
+
+
+@pytest.mark.postgres
+async def test_connection_settings_the_driver_refuses_are_a_configuration_error_not_an_outage(
+    postgres_url: str,
+) -> None:
+    """asyncpg's own refusal of its settings, before it reaches any server (an unknown ssl
+    mode), is no outage to wait out: a DatabaseUrlError, which the CLI and `pkgline serve`
+    say as a configuration error (exit 2)."""
+    async with _store(f"{postgres_url}?ssl=bogus") as (_, lots):
+        with pytest.raises(DatabaseUrlError, match="connection settings are refused: `sslmode`"):
+            await lots.find()
+
+
 @pytest.fixture
 def limited_role(postgres_url: str) -> Iterator[str]:
     """``postgres_url`` for a role of its own that may hold one connection (superusers are
