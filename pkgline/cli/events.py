@@ -153,24 +153,88 @@ def tail(
 
 
 async def _tail(events: Any, name: str, topic: str, as_json: bool, count: int | None) -> None:
-    from pkgline.mqtt import connect
+    """Follow ``topic`` until ``count`` events were printed (or Ctrl-C). A broker that cannot
+    be reached at the start is raised (BrokerError: exit 4); a connection lost once following
+    is said on stderr and made again with the feed's backoff (``backoff_initial_s`` doubling
+    to ``backoff_max_s``), as the controller's relay does, until the broker is back."""
+    import aiomqtt
+
+    from drivers.config import ConnectionPolicy
+    from drivers.supervision import backoff_delays
+    from pkgline.mqtt import BrokerConfigError, BrokerError, connect
 
     client_id = f"{events.client_id_for(name, 'tail')}-{os.getpid()}"
-    async with connect(events, client_id) as client:
-        await client.subscribe(topic, qos=1)
-        if not as_json:
-            err.print(f"following {topic} on {events.url} (Ctrl-C stops)")
-        seen = 0
-        async for message in client.messages:
-            payload = message.payload
-            text = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
-            if as_json:
-                out.print(text, markup=False)
-            else:
-                out.print(_describe(text), markup=False)
-            seen += 1
-            if count is not None and seen >= count:
-                return
+    policy = ConnectionPolicy(
+        backoff_initial_s=events.backoff_initial_s,
+        backoff_max_s=max(events.backoff_max_s, events.backoff_initial_s),
+    )
+    delays = backoff_delays(policy)
+    followed = _Followed(count)
+    lost: str | None = None  # why the connection was lost, while it is being made again
+    while True:
+        try:
+            async with connect(events, client_id) as client:
+                await client.subscribe(topic, qos=1)
+                if lost is None:
+                    if not as_json:
+                        err.print(f"following {topic} on {events.url} (Ctrl-C stops)")
+                else:
+                    delays, lost = backoff_delays(policy), None
+                    again = _again(topic, events.url, followed.last_id)
+                    err.print(again, markup=False, highlight=False)
+                followed.connected = True
+                async for message in client.messages:
+                    if followed.show(message.payload, as_json):
+                        return
+                raise aiomqtt.MqttError("the broker ended the subscription")
+        except BrokerConfigError:
+            raise  # the settings or the password file: no retry helps
+        except (BrokerError, aiomqtt.MqttError) as exc:
+            if not followed.connected:
+                raise  # never connected: the broker is down or refuses (exit 4)
+            why = str(exc) or type(exc).__name__
+            if lost is None:
+                lost_text = f"connection to the broker {events.url} lost ({why}); reconnecting"
+                err.print(marked("warning:", "yellow", lost_text))
+            lost = why
+        await asyncio.sleep(next(delays))
+
+
+class _Followed:
+    """What ``events tail`` printed: how many events, and the last id among them."""
+
+    def __init__(self, count: int | None):
+        self.count = count
+        self.seen = 0
+        self.last_id: int | None = None
+        self.connected = False
+        """It followed the topic once (a broker lost afterwards is waited for)."""
+
+    def show(self, payload: Any, as_json: bool) -> bool:
+        """Print one message; True once ``count`` were printed."""
+        text = payload.decode(errors="replace") if isinstance(payload, bytes) else str(payload)
+        if as_json:
+            out.print(text, markup=False)
+        else:
+            out.print(_describe(text), markup=False)
+        try:
+            found = jsonlib.loads(text).get("id")
+        except (ValueError, AttributeError):
+            found = None
+        if isinstance(found, int):
+            self.last_id = found
+        self.seen += 1
+        return self.count is not None and self.seen >= self.count
+
+
+def _again(topic: str, url: str, last_id: int | None) -> str:
+    """What is said once the broker is back: events published meanwhile were not delivered to
+    this tail (it keeps no session on the broker); the outbox replays them."""
+    replay = "pkgline events list" + (f" --after {last_id}" if last_id is not None else "")
+    return (
+        f"following {topic} on {url} again; events published while the broker was away "
+        f"are not shown here ({replay} replays them)"
+    )
 
 
 def _describe(text: str) -> str:
