@@ -71,13 +71,42 @@ def async_url(url: str | URL) -> URL:
     )
 
 
+POSTGRES_QUERY = (
+    "host",
+    "port",
+    "passfile",
+    "ssl",
+    "direct_tls",
+    "target_session_attrs",
+    "krbsrvname",
+    "gsslib",
+    "statement_cache_size",
+    "prepared_statement_cache_size",
+)
+"""What a PostgreSQL URL's query may set: the connection settings asyncpg takes by name
+(SQLAlchemy hands the query to it as they are), less those pkgline sets itself (timeouts)."""
+
+
 def usable_url(url: str | URL) -> URL:
-    """:func:`async_url`, and for PostgreSQL a password file it would read that cannot work
-    refused now (a DatabaseUrlError naming it), where asyncpg would warn and ignore it and
-    the login would then fail for want of the password."""
+    """:func:`async_url`, and for PostgreSQL a query asyncpg would not take, or a password
+    file it would read that cannot work, refused now (a DatabaseUrlError naming it), where
+    asyncpg would raise a TypeError at the first connection (``?sslmode=require``, libpq's
+    spelling) or warn, ignore the file and fail the login for want of the password."""
     target = async_url(url)
-    if target.get_backend_name() == "postgresql" and target.password is None:
-        check_password_file()
+    if target.get_backend_name() == "postgresql":
+        unknown = sorted(set(target.query) - set(POSTGRES_QUERY))
+        if unknown:
+            hint = (
+                " (libpq's sslmode is asyncpg's ssl: ?ssl=require, verify-full, ...)"
+                if "sslmode" in unknown
+                else ""
+            )
+            raise DatabaseUrlError(
+                f"the database URL sets {', '.join(unknown)}, which the PostgreSQL driver "
+                f"does not take{hint}; expected only {', '.join(POSTGRES_QUERY)}"
+            )
+        if target.password is None:
+            check_password_file()
     return target
 
 

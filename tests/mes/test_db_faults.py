@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 import subprocess
 import uuid
@@ -144,6 +145,25 @@ def test_a_postgresql_password_file_that_cannot_work_is_refused_before_connectin
     with pytest.raises(DatabaseUrlError, match="not a plain file"):
         usable_url(url)
     assert usable_url("sqlite:///x.db")  # SQLite has no password file
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("sslmode=require", "sets sslmode, which the PostgreSQL driver does not take (libpq's"),
+        ("application_name=x&foo=1", "sets application_name, foo, which the PostgreSQL driver"),
+    ],
+)
+def test_a_postgresql_url_setting_what_the_driver_does_not_take_is_refused_at_once(
+    query: str, says: str
+) -> None:
+    """asyncpg raised a TypeError at the first connection, a traceback in every command
+    (found by the probe); the URL is refused before anything starts, saying what it takes."""
+    with pytest.raises(DatabaseUrlError, match=re.escape(says)) as refused:
+        usable_url(f"postgresql://pkgline:pw@127.0.0.1/pkgline?{query}")
+    assert "expected only host, port, passfile, ssl," in str(refused.value)
+    for fine in ("host=/run/postgresql", "ssl=require&target_session_attrs=read-write"):
+        assert usable_url(f"postgresql://pkgline:pw@127.0.0.1/pkgline?{fine}")
 
 
 async def test_a_closed_port_is_said_in_the_os_s_words_not_asyncio_s() -> None:
