@@ -152,11 +152,16 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     yield_pct = 100.0 * good / total if total else 0.0
     head.add_row("sites", f"{good} good of {total} ({yield_pct:.1f} %)")
     head.add_row("units", "-" if lot["units"] is None else str(lot["units"]))
-    if lot["parent"] or lot["children"]:
-        head.add_row(
-            "genealogy",
-            f"parent {lot['parent'] or '-'}; children {', '.join(lot['children']) or '-'}",
-        )
+    own = [e for e in lot["history"] if e["lot"] == lot["id"]]
+    merged_in = [e["data"].get("merged") for e in own if e["operation"] == "merge"]
+    into = [e["data"].get("into") for e in own if e["operation"] == "merge_into"]
+    if lot["parent"] or lot["children"] or merged_in or into:
+        family = [f"parent {lot['parent'] or '-'}", f"children {', '.join(lot['children']) or '-'}"]
+        if merged_in:
+            family.append(f"merged in {', '.join(str(m) for m in merged_in)}")
+        if into:
+            family.append(f"merged into {into[-1]}")
+        head.add_row("genealogy", "; ".join(family))
     out.print(head)
 
     if lot["path"]:

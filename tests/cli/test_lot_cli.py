@@ -181,6 +181,11 @@ def test_hold_release_split_and_merge_from_the_command_line(db: str) -> None:
     assert child["id"] == "L1A" and child["parent"] == "L1"
     merged = ok_json(db, "lot", "merge", "L1A", "--into", "L1")
     assert merged["id"] == "L1" and merged["total_sites"] == 3 * 32
+    # the text says both ways what was merged (it named the children alone: found by the probe)
+    target = " ".join(pkgline(db, "lot", "show", "L1").stdout.split())
+    assert "genealogy parent -; children L1A; merged in L1A" in target, target
+    absorbed = " ".join(pkgline(db, "lot", "show", "L1A").stdout.split())
+    assert "genealogy parent L1; children -; merged into L1" in absorbed, absorbed
 
 
 @pytest.mark.postgres
