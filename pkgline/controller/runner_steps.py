@@ -122,9 +122,12 @@ class StepRunner(ResultsOnTool):
                 await self._driver.start_job(
                     Job(job_id, lot.id, running.step, carrier.id, incoming)
                 )
-            except CommandRefused as exc:
-                await self._give_back(
-                    lot, f"tool {self.tool_id} refused job {job_id}: {exc.message}"
+            except CommandRefused as exc:  # held, not given back: it would come straight back
+                await self._hold(
+                    lot,
+                    f"tool {self.tool_id} refused job {job_id} (carrier {carrier.id}): "
+                    f"{exc.message}; check the carrier and the tool, then release the lot",
+                    HoldSource.CONTROLLER,
                 )
                 return
             self._job_taken(job_id, len(incoming.codes))
@@ -190,8 +193,13 @@ class StepRunner(ResultsOnTool):
         try:
             await self._driver.load_recipe(recipe)
         except CommandRefused as exc:
-            await self._give_back(
-                lot, f"tool {self.tool_id} refused recipe {recipe.name}: {exc.message}"
+            # held, not given back: the same recipe would be sent again at once, and refused
+            # again, as fast as the controller can dispatch (found by the probe)
+            await self._hold(
+                lot,
+                f"tool {self.tool_id} refused recipe {recipe.name}: {exc.message}; check the "
+                "lot's recipe values against the tool's, then release the lot",
+                HoldSource.CONTROLLER,
             )
             raise StepGivenUp("recipe refused") from exc
         log.info("recipe loaded", recipe=recipe.name, version=recipe.version)

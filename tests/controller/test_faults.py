@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from drivers.model import Alarm, AlarmSeverity, ProcessState, Recipe
+from drivers.model import Alarm, AlarmSeverity, ProcessState, Recipe, RefusalCode
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import ConcurrentUpdate
 from mes.domain.model import HoldSource, JobStatus, LotState, Operation
+from simulators.engine import Refused
 from simulators.line import SimulatedLine
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
 
@@ -157,6 +158,43 @@ async def test_a_recipe_the_tool_does_not_hold_as_sent_gives_the_lot_back_and_st
             assert "checksum" in (aborts[-1].reason or "")
             record = await stack.equipment.tool("WB-1")
             assert record.dispatch_reason is not None and "recipe" in record.dispatch_reason
+
+
+async def test_a_recipe_the_tool_refuses_holds_the_lot_instead_of_sending_it_again(
+    stack: Stack,
+) -> None:
+    """The lot was given back, dispatched again at once and refused again: about 90 times a
+    second, each a pair of history entries and events, until someone switched the tool to
+    manual (found by the probe). A refusal of the same recipe is the same next time: the lot
+    is held with the tool's reason, and the tool goes on with other lots."""
+    config = line_config()
+    async with simulated(config) as line:
+        tool = line.tool("WB-1")
+        loads: list[str] = []
+
+        def refusing(recipe: Recipe) -> None:
+            loads.append(recipe.name)
+            raise Refused(RefusalCode.INVALID_ARGUMENT, "ultrasonic_power_mw out of range")
+
+        tool.load_recipe = refusing  # type: ignore[method-assign]
+        async with running_controller(config, stack):
+            await _start(stack)
+            await wait_until(
+                lambda: _state_is(stack, LotState.HOLD), timeout_s=30, what=f"{LOT} held"
+            )
+            lot = await stack.lots.get(LOT)
+            assert lot.hold is not None and lot.hold.source is HoldSource.CONTROLLER
+            assert "tool WB-1 refused recipe stiffener-bga/WIRE_BOND" in lot.hold.reason
+            assert "ultrasonic_power_mw out of range" in lot.hold.reason
+            await asyncio.sleep(1.0)  # the controller's passes go on: nothing is sent again
+            assert len(loads) == 1, loads
+            history = (await stack.lots.report(LOT)).history
+            assert not [e for e in history if e.operation is Operation.ABORT]
+            assert (await stack.equipment.tool("WB-1")).dispatch is DispatchMode.AUTO
+
+
+async def _state_is(stack: Stack, state: LotState) -> bool:
+    return (await _state(stack)) is state
 
 
 async def test_a_tool_switched_to_manual_gets_no_lots_until_switched_back(stack: Stack) -> None:
