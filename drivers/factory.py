@@ -43,7 +43,15 @@ class DriverFactory:
         tools are polled then, and each OPC UA tool's subscription is created then, so that
         the tools' completions reach the controller one by one, not bunched together."""
         phases = spread_phases((c.id, c.policy.poll_interval_s) for c in configs)
-        return [self.create(c, poll_phase_s=phases[c.id]) for c in configs]
+        made: list[ToolDriver] = []
+        for c in configs:
+            try:
+                made.append(self.create(c, poll_phase_s=phases[c.id]))
+            except ConfigurationError as exc:  # a map file's error names the file, not the tool
+                if exc.tool_id is None:
+                    raise ConfigurationError(exc.message, tool_id=c.id) from None
+                raise
+        return made
 
     def create(self, config: ToolConfig, *, poll_phase_s: float | None = None) -> ToolDriver:
         """The driver of one tool. ``poll_phase_s`` places the tool's reports in its poll

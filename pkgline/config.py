@@ -309,6 +309,9 @@ class LineConfig(BaseModel):
         tools = []
         for tool in self.tools:
             endpoint = tool.endpoint
+            if endpoint.map is not None:  # a map file named beside line.toml, wherever it runs
+                endpoint = endpoint.model_copy(update={"map": absolute(endpoint.map)})
+                tool = tool.model_copy(update={"endpoint": endpoint})
             if isinstance(endpoint, OpcUaEndpoint):
                 sec = endpoint.security
                 named = sec.credentials is not None or sec.user_certificate is not None

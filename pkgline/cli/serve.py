@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import structlog
 import typer
 
+from drivers.errors import ConfigurationError
 from mes.adapters.database import DatabaseUrlError, create_engine, display_url, usable_url
 from mes.adapters.errors import DatabaseUnavailable, classify
 from mes.adapters.health import DatabaseHealth
@@ -131,7 +132,8 @@ async def _serve(line: LineConfig, url: str) -> int:
                 database=health,
                 status_of_parts=[relay.relay.status_line] if relay else [],
             )
-        except (ConfigError, SparkplugError) as exc:
+        except (ConfigError, SparkplugError, ConfigurationError) as exc:
+            # ConfigurationError: a tool's map file (its path:line, the tool's id)
             log.error("refusing to start", reason=str(exc))
             return EXIT_USAGE
         log.info("database", url=display_url(url))
@@ -151,7 +153,8 @@ async def _serve(line: LineConfig, url: str) -> int:
 
 async def _run(controller: LineController, line: LineConfig, url: str) -> int:
     """Run the controller until it is asked to stop (SIGTERM, SIGINT): 0 then, also when the
-    stop had to cancel what hung; EXIT_UNAVAILABLE when the database fails it at start."""
+    stop had to cancel what hung; EXIT_UNAVAILABLE when the database fails it at start.
+    SIGHUP (a closed terminal, a reload asked by habit) is logged and ignored."""
     loop = asyncio.get_running_loop()
     running = asyncio.create_task(controller.run(), name="line-controller")
 
@@ -165,8 +168,18 @@ async def _run(controller: LineController, line: LineConfig, url: str) -> int:
         # this is for a part that does not).
         loop.call_later(line.controller.stop_timeout_s - STOP_RESERVE_S + 1.0, running.cancel)
 
+    def hang_up() -> None:
+        # not a stop: systemd takes an exit by SIGHUP for a clean one and would not start
+        # the controller again (found by the probe); nor a reload: the configuration is read
+        # at start only
+        log.warning(
+            "SIGHUP ignored: the line controller reads its configuration at start only; "
+            "restart it to apply a change (systemctl restart pkgline)"
+        )
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, hang_up)
     try:
         await running
     except asyncio.CancelledError:
@@ -177,7 +190,7 @@ async def _run(controller: LineController, line: LineConfig, url: str) -> int:
     except (DatabaseUnavailable, LineHeld) as exc:  # LineHeld: taken over after a stall
         return _ended("line controller stopped", exc, url)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
 

@@ -143,10 +143,18 @@ async def test_systemd_is_told_ready_after_every_tool_answered_then_status_watch
                     for line in (await next_message(10)).splitlines():
                         seen.add(line.split("=")[0] if line.startswith("STATUS=") else line)
                 assert any("tools answering" in m for m in messages)
+                # a hang-up (a closed terminal, a reload asked by habit) is no stop: it ended
+                # the process at once, and systemd takes that for a clean exit (the probe)
+                proc.send_signal(signal.SIGHUP)
+                await next_message(10)
+                await next_message(10)
+                assert proc.poll() is None, "SIGHUP ended the controller"
                 proc.send_signal(signal.SIGTERM)
                 while not any("STOPPING=1" in m.splitlines() for m in messages):
                     await next_message(10)
                 assert await _wait_exit(proc, 30) == 0
+                log = (tmp_path / f"{config.name}.log").read_text()
+                assert "SIGHUP ignored: the line controller reads its configuration" in log
             finally:
                 if proc.poll() is None:
                     proc.kill()
@@ -162,3 +170,24 @@ async def test_serve_refuses_a_database_without_its_schema(sqlite_url: str, tmp_
     assert code == 4
     log = (tmp_path / f"{config.name}.log").read_text()
     assert "pkgline db upgrade" in log
+
+
+async def test_serve_refuses_a_tool_map_that_does_not_load_saying_which(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A map file that does not load ended the start with a traceback and exit 1 (systemd
+    starts it again every 5 s, for ever), and a relative path was read from the working
+    directory, not line.toml's (found by the probe): exit 2, one line naming the tool and
+    the file's line, the path read next to line.toml."""
+    config = line_config(tools=["DB-1"])
+    (tool,) = config.tools
+    endpoint = tool.endpoint.model_copy(update={"map": Path("maps/db-1.yaml")})
+    config = config.model_copy(update={"tools": (tool.model_copy(update={"endpoint": endpoint}),)})
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "db-1.yaml").write_text("extends: pkgline:common.yaml\nblocks: [\n")
+    proc = _spawn(config, tmp_path, stack.url)
+    assert await _wait_exit(proc, 60) == 2
+    log = (tmp_path / f"{config.name}.log").read_text()
+    assert "refusing to start" in log and "tool DB-1" in log, log
+    assert str(tmp_path / "maps" / "db-1.yaml") in log, log
+    assert "Traceback" not in log, log

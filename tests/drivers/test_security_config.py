@@ -69,6 +69,7 @@ equipment_class = "molder"
 transport = "modbus"
 port = 802
 tls = {}
+map = "maps/molder-x.yaml"
 """,
         encoding="utf-8",
     )
@@ -82,6 +83,8 @@ tls = {}
     assert a.security.credentials == root / "secrets" / "user.toml"
     assert b.security.credentials is None, "no password for a plain endpoint"
     assert isinstance(c, ModbusEndpoint) and c.tls is not None and c.tls.pki == root / "pki"
+    # a map file too (it was read from the working directory, / under systemd: the probe)
+    assert c.map == root / "maps" / "molder-x.yaml"
 
 
 def test_an_unknown_security_setting_names_the_tool(tmp_path: Path) -> None:
