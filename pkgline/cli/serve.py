@@ -18,7 +18,7 @@ from mes.adapters.health import DatabaseHealth
 from mes.adapters.outbox import OutboxSignal
 from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
-from mes.domain.errors import LineHeld
+from mes.domain.errors import LineHeld, ToolOwnedElsewhere
 from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
 from pkgline.cli.common import EXIT_CONFLICT, EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
 from pkgline.config import ConfigError, LineConfig, load_line_config
@@ -189,6 +189,9 @@ async def _run(controller: LineController, line: LineConfig, url: str) -> int:
         log.info("line controller stopped before it was ready, or at the stop's deadline")
     except (DatabaseUnavailable, LineHeld) as exc:  # LineHeld: taken over after a stall
         return _ended("line controller stopped", exc, url)
+    except ToolOwnedElsewhere as exc:  # line.toml names another line's tool
+        log.error("refusing to start: a tool of line.toml is another line's", reason=exc.message)
+        return EXIT_USAGE
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -39,7 +39,7 @@ from flows import FlowLibrary
 from mes.adapters.driver import DatabaseUnavailable
 from mes.adapters.health import DatabaseHealth
 from mes.domain.equipment import CONTROLLER_STOPPED, ControllerRecord, LineFence, ToolRegistration
-from mes.domain.errors import LineHeld
+from mes.domain.errors import LineHeld, ToolOwnedElsewhere
 from mes.equipment import EquipmentService
 from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
@@ -267,18 +267,22 @@ class LineController:
         if not self._claimed:
             await self.claim_line()
         previous = self._previous
-        await self._equipment.register(
-            self.name,
-            [
-                ToolRegistration(
-                    r.tool_id,
-                    r.tool.equipment_class.value,
-                    describe_endpoint(r.tool),
-                    r.tool.steps or (),
-                )
-                for r in self.runners.values()
-            ],
-        )
+        try:
+            await self._equipment.register(
+                self.name,
+                [
+                    ToolRegistration(
+                        r.tool_id,
+                        r.tool.equipment_class.value,
+                        describe_endpoint(r.tool),
+                        r.tool.steps or (),
+                    )
+                    for r in self.runners.values()
+                ],
+            )
+        except ToolOwnedElsewhere:  # line.toml names another line's tool: not a start
+            await self._record_stop()  # or the line would stay listed as starting, for ever
+            raise
         if previous is not None and previous.status != STOPPED:
             # It died without a word: nobody followed the tools since its last heartbeat, or
             # since just after the last state it spooled (not at that very time: a tool's

@@ -110,6 +110,36 @@ async def test_a_second_serve_of_a_line_is_refused_and_a_controller_that_lost_it
             await _stop(first)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_a_line_naming_another_lines_tool_is_refused_without_a_ghost(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A second line.toml naming line-1's tool under another line name exited with a
+    traceback and exit 1 (systemd would start it again for ever), and left its line listed
+    as starting, for good (found by the probe): one line, exit 2, its line recorded stopped."""
+    config = line_config(tools=["DB-1"])
+    async with simulated(config):
+        first = _spawn(config, _mkdir(tmp_path / "first"), stack.url)
+        try:
+
+            async def ready() -> bool:
+                return "line controller ready" in _log(config.name, tmp_path / "first")
+
+            await wait_until(ready, timeout_s=60, what="the first controller ready")
+            other = config.model_copy(update={"name": "line-2"})
+            second = _spawn(other, _mkdir(tmp_path / "second"), stack.url)
+            assert await _wait_exit(second, 60) == 2
+            said = _log(other.name, tmp_path / "second")
+            assert "refusing to start: a tool of line.toml is another line's" in said, said
+            assert "DB-1" in said and "Traceback" not in said
+            records = {c.name: c.status for c in await stack.equipment.controllers()}
+            assert records["line-2"] == "stopped", records
+            assert first.poll() is None  # the first goes on
+        finally:
+            await _stop(first)
+
+
 def _mkdir(path: Path) -> Path:
     path.mkdir(exist_ok=True)
     return path
