@@ -31,6 +31,15 @@ class ConnectionPolicy(BaseModel):
         0.25, ge=0, le=1, description="Each delay is shortened by up to this fraction, at random."
     )
 
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> ConnectionPolicy:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError(
+                f"backoff_initial_s ({self.backoff_initial_s:g}) is above backoff_max_s "
+                f"({self.backoff_max_s:g}); expected the first delay at most the longest"
+            )
+        return self
+
 
 class ModbusTls(BaseModel):
     """Modbus/TCP Security: TLS 1.2 or later (by convention on port 802), both sides proving
@@ -62,6 +71,18 @@ class ModbusEndpoint(BaseModel):
         description="Modbus/TCP Security; none: plain Modbus/TCP, for a tool that can do no "
         "better, on a segmented network (docs/security.md).",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _a_host(cls, host: str) -> str:
+        name, colon, port = host.rpartition(":")
+        if not host.strip() or host != host.strip():
+            raise ValueError(f"host {host!r}: expected a host name or an IP address")
+        if colon and port.isdigit() and ":" not in name:  # "10.0.0.5:502": IPv6 has more
+            raise ValueError(
+                f"host {host!r} holds a port: expected host = {name!r} and port = {port}"
+            )
+        return host
 
 
 SecurityPolicyName = Literal[

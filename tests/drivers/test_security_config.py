@@ -103,3 +103,33 @@ security = { policy = "Basic256Sha256", mode = "Encrypt" }
     )
     with pytest.raises(ConfigError, match=r"tools\[0\] \(A\)\.endpoint.*mode"):
         load_line_config(tmp_path / "line.toml")
+
+
+@pytest.mark.parametrize(
+    ("tool", "endpoint", "says"),
+    [
+        ("", 'host = "127.0.0.1:502"', r"host '127.0.0.1:502' holds a port: expected host = "),
+        ("", 'host = ""', "host '': expected a host name or an IP address"),
+        ("policy = {backoff_initial_s = 60, backoff_max_s = 1}", "", r"backoff_initial_s \(60\)"),
+    ],
+)
+def test_an_endpoint_mistake_the_start_took_is_refused_naming_the_tool(
+    tmp_path: Path, tool: str, endpoint: str, says: str
+) -> None:
+    """Taken at start, then 'cannot connect to 127.0.0.1:502:16021' in the log, or a backoff
+    that shrank (found by the probe)."""
+    (tmp_path / "line.toml").write_text(
+        f"""
+name = "l1"
+[[tools]]
+id = "A"
+equipment_class = "dicer"
+{tool}
+[tools.endpoint]
+transport = "modbus"
+{endpoint}
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=rf"tools\[0\] \(A\).*{says}"):
+        load_line_config(tmp_path / "line.toml")
