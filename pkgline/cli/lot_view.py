@@ -135,7 +135,13 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     hold = lot["hold"]
     if hold:
         head.add_row(
-            "hold", Text(f"{hold['reason']} ({hold['source']}, {hold['user']})", style="red")
+            "hold",
+            Text(
+                f"{hold['reason']} ("
+                + ", ".join(dict.fromkeys((hold["source"], hold["user"])))  # not twice
+                + ")",
+                style="red",
+            ),
         )
         held = [e for e in lot["history"] if e["operation"] == "hold" and e["lot"] == lot["id"]]
         for label, text in _hold_record(held[-1]["data"] if held else {}):

@@ -40,6 +40,7 @@ from mes.adapters.driver import DatabaseUnavailable
 from mes.adapters.health import DatabaseHealth
 from mes.domain.equipment import CONTROLLER_STOPPED, ControllerRecord, LineFence, ToolRegistration
 from mes.domain.errors import LineHeld, ToolOwnedElsewhere
+from mes.domain.text import counted
 from mes.equipment import EquipmentService
 from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
@@ -221,8 +222,8 @@ class LineController:
         up = sum(1 for r in self.runners.values() if r.connected)
         running, waiting = self._dispatcher.counts
         status = (
-            f"{up}/{len(self.runners)} tools answering, {running} lots running here, "
-            f"{waiting} waiting"
+            f"{up}/{len(self.runners)} tools answering, {counted(running, 'lot')} running "
+            f"here, {waiting} waiting"
         )
         away = self._database.describe() if self._database is not None else None
         if away is None and self._outage.down:
