@@ -144,14 +144,14 @@ def _count_cases(claimed: Flow, candidate: Flow) -> list[dict[str, int]]:
             found = _interval(limit.rule)
             if found is not None and found[1] - found[0] < MAX_COUNT_CASES:
                 low, high = int(max(found[0], 0)), int(found[1])
-                values = [n for n in range(low, high + 1) if implies_count(limit.rule, n)]
+                values = [n for n in range(low, high + 1) if _admits_count(limit.rule, n)]
         if not values and isinstance(spec.default, int):
             values = [spec.default]
         cases = [{**c, name: n} for c in cases for n in values][:MAX_COUNT_CASES]
     return cases
 
 
-def implies_count(rule: Rule, n: int) -> bool:
+def _admits_count(rule: Rule, n: int) -> bool:
     """Whether ``rule`` admits the whole number ``n`` (for counts)."""
     found = _interval(rule)
     if found is None:

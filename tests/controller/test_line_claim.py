@@ -6,6 +6,9 @@ over the other's record. Two controllers on one line would both command its tool
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ from mes.domain.equipment import (
     line_holder,
 )
 from mes.domain.errors import LineHeld
+from pkgline.config import LineConfig
 from pkgline.controller.line import process_alive
 from tests.controller.conftest import Stack, line_config, simulated, wait_until
 from tests.controller.test_daemon import _spawn, _stop, _wait_exit
@@ -81,33 +85,24 @@ async def test_a_second_serve_of_a_line_is_refused_and_a_controller_that_lost_it
     stack: Stack, tmp_path: Path
 ) -> None:
     config = line_config(tools=["DB-1"])
-    async with simulated(config):
-        first = _spawn(config, _mkdir(tmp_path / "first"), stack.url)
-        try:
+    async with simulated(config), _first_ready(config, stack, tmp_path) as first:
+        second = _spawn(config, _mkdir(tmp_path / "second"), stack.url)
+        assert await _wait_exit(second, 60) == 3
+        said = _log(config.name, tmp_path / "second")
+        assert "refusing to start: another controller drives the line" in said, said
+        assert f"pid {first.pid}" in said and "Traceback" not in said
+        assert "tool online" not in said and "feed connected" not in said  # touched nothing
+        assert first.poll() is None  # the first goes on
 
-            async def ready() -> bool:
-                return "line controller ready" in _log(config.name, tmp_path / "first")
-
-            await wait_until(ready, timeout_s=60, what="the first controller ready")
-            second = _spawn(config, _mkdir(tmp_path / "second"), stack.url)
-            assert await _wait_exit(second, 60) == 3
-            said = _log(config.name, tmp_path / "second")
-            assert "refusing to start: another controller drives the line" in said, said
-            assert f"pid {first.pid}" in said and "Traceback" not in said
-            assert "tool online" not in said and "feed connected" not in said  # touched nothing
-            assert first.poll() is None  # the first goes on
-
-            # another controller takes the line (as after a stall of the first's): the
-            # first stops at its next heartbeat and leaves the other's record alone
-            now = datetime.now(UTC)
-            taker = ControllerRecord(config.name, "host-b", 4242, now, now, "running")
-            await stack.equipment.heartbeat(taker)  # unfenced: written over the first's
-            assert await _wait_exit(first, 60) == 3
-            said = _log(config.name, tmp_path / "first")
-            assert "lost its line" in said and "Traceback" not in said
-            assert await stack.equipment.controllers() == [taker]
-        finally:
-            await _stop(first)
+        # another controller takes the line (as after a stall of the first's): the
+        # first stops at its next heartbeat and leaves the other's record alone
+        now = datetime.now(UTC)
+        taker = ControllerRecord(config.name, "host-b", 4242, now, now, "running")
+        await stack.equipment.heartbeat(taker)  # unfenced: written over the first's
+        assert await _wait_exit(first, 60) == 3
+        said = _log(config.name, tmp_path / "first")
+        assert "lost its line" in said and "Traceback" not in said
+        assert await stack.equipment.controllers() == [taker]
 
 
 @pytest.mark.slow
@@ -119,25 +114,33 @@ async def test_a_line_naming_another_lines_tool_is_refused_without_a_ghost(
     traceback and exit 1 (systemd would start it again for ever), and left its line listed
     as starting, for good (found by the probe): one line, exit 2, its line recorded stopped."""
     config = line_config(tools=["DB-1"])
-    async with simulated(config):
-        first = _spawn(config, _mkdir(tmp_path / "first"), stack.url)
-        try:
+    async with simulated(config), _first_ready(config, stack, tmp_path) as first:
+        other = config.model_copy(update={"name": "line-2"})
+        second = _spawn(other, _mkdir(tmp_path / "second"), stack.url)
+        assert await _wait_exit(second, 60) == 2
+        said = _log(other.name, tmp_path / "second")
+        assert "refusing to start: a tool of line.toml is another line's" in said, said
+        assert "DB-1" in said and "Traceback" not in said
+        records = {c.name: c.status for c in await stack.equipment.controllers()}
+        assert records["line-2"] == "stopped", records
+        assert first.poll() is None  # the first goes on
 
-            async def ready() -> bool:
-                return "line controller ready" in _log(config.name, tmp_path / "first")
 
-            await wait_until(ready, timeout_s=60, what="the first controller ready")
-            other = config.model_copy(update={"name": "line-2"})
-            second = _spawn(other, _mkdir(tmp_path / "second"), stack.url)
-            assert await _wait_exit(second, 60) == 2
-            said = _log(other.name, tmp_path / "second")
-            assert "refusing to start: a tool of line.toml is another line's" in said, said
-            assert "DB-1" in said and "Traceback" not in said
-            records = {c.name: c.status for c in await stack.equipment.controllers()}
-            assert records["line-2"] == "stopped", records
-            assert first.poll() is None  # the first goes on
-        finally:
-            await _stop(first)
+@contextlib.asynccontextmanager
+async def _first_ready(
+    config: LineConfig, stack: Stack, tmp_path: Path
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """``pkgline serve`` of ``config`` (its log in tmp_path/first), ready; stopped after."""
+    first = _spawn(config, _mkdir(tmp_path / "first"), stack.url)
+    try:
+
+        async def ready() -> bool:
+            return "line controller ready" in _log(config.name, tmp_path / "first")
+
+        await wait_until(ready, timeout_s=60, what="the first controller ready")
+        yield first
+    finally:
+        await _stop(first)
 
 
 def _mkdir(path: Path) -> Path:
