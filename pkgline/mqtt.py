@@ -152,8 +152,10 @@ class BrokerConfig(BaseModel):
     timeout_s: float = Field(
         10.0, gt=0, le=300, description="Connect, and each publish's acknowledgement."
     )
-    backoff_initial_s: float = Field(0.5, gt=0)
-    backoff_max_s: float = Field(30.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(30.0, gt=0, le=600)
+    """As a tool connection's (drivers.config.ConnectionPolicy, which the retries use):
+    a longer one was taken here, and refused by the relay when it first retried."""
 
     @field_validator("url")
     @classmethod

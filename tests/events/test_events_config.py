@@ -72,6 +72,7 @@ def test_without_an_events_table_the_feed_is_off_and_an_empty_one_is_local_and_p
             "events.retention_days: Input should be greater than or equal to 0",
         ),
         ('passwd = "x"', "events.passwd: Extra inputs are not permitted"),
+        ("backoff_initial_s = 100", "events.backoff_initial_s: Input should be less than or"),
     ],
 )
 def test_a_mistake_in_the_events_table_names_the_setting(
