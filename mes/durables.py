@@ -20,7 +20,7 @@ from mes.domain.commands import TrackIn
 from mes.domain.durables import Changed, Durable, DurableEvent
 from mes.domain.errors import InvalidInput, UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
-from mes.domain.model import JobRecord, JobStatus, Lot, SiteRef, SiteReject
+from mes.domain.model import Change, JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools, together
 from mes.ports_durables import (
@@ -102,14 +102,56 @@ def count_track_out(
     else:
         jobs = yield from get_jobs_of(lot.id, len(lot.path))
     skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
+    carriers = [(c, None) for c in lot.carriers if c not in skip]
+    yield from save_durables(_use_each(on_tool, lot, running.step, carriers, rejected, by, now))
+
+
+ABANDONED_REASON = "job abandoned before its results: counted as if all its sites were processed"
+
+
+def count_abandoned(lot: Lot, change: Change, by: str, now: datetime) -> Work[None]:
+    """The jobs a hold or an abort of a running step abandons (``change.jobs``): the tool took
+    each and may have run it to its end, but reports nothing of it now, so each counts as a
+    whole job on the durables mounted on its tool, the most it can have used (as a track-in
+    counts a job in flight). Not counting them let a capillary past its life bond lots after
+    every interrupted job. Nothing is read when no job is abandoned."""
+    abandoned = [j for j, _ in change.jobs if j.status is JobStatus.ABANDONED]
+    if not abandoned:
+        return
+    for tool_id in dict.fromkeys(j.tool_id for j in abandoned):
+        on_tool, rejected = yield from together(get_durables(tool_id=tool_id), _rejects(lot))
+        if not on_tool:
+            continue
+        jobs = [(j.carrier_id, j) for j in abandoned if j.tool_id == tool_id]
+        yield from save_durables(
+            _use_each(on_tool, lot, jobs[0][1].step, jobs, rejected, by, now, ABANDONED_REASON)
+        )
+
+
+def _rejects(lot: Lot) -> Work[dict[SiteRef, SiteReject]]:
+    return {r.site: r for r in (yield from get_rejects(lot.id))}
+
+
+def _use_each(
+    on_tool: Sequence[Durable],
+    lot: Lot,
+    step: str,
+    carriers: Sequence[tuple[str, JobRecord | None]],
+    rejected: Mapping[SiteRef, SiteReject],
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+) -> list[Changed]:
+    """Each carrier (with its job, if the tool had one) counted as one job on each durable of
+    ``on_tool``: one event per durable with the sum."""
     total: dict[str, Changed] = {}
-    for carrier in (c for c in lot.carriers if c not in skip):
+    for carrier, job in carriers:
         current = [total[d.id][0] if d.id in total else d for d in on_tool]
         for after, event in rules.use(
             current,
             lot_id=lot.id,
-            step=running.step,
-            job_id=None,
+            step=step,
+            job_id=job.job_id if job is not None and len(carriers) == 1 else None,
             rows=lot.site_rows,
             cols=lot.site_cols,
             processed_sites=_processed(lot, carrier, rejected),
@@ -118,8 +160,8 @@ def count_track_out(
         ):
             before = total.get(after.id)
             amount = event.amount + (before[1].amount if before else 0)
-            total[after.id] = (after, replace(event, amount=amount))
-    yield from save_durables(list(total.values()))
+            total[after.id] = (after, replace(event, amount=amount, reason=reason))
+    return list(total.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ from mes.domain.model import (
 from mes.domain.physical import refuse_unphysical
 from mes.domain.signatures import SignatureGiven, SignatureRequired
 from mes.domain.signatures import linked as linked_signatures
-from mes.durables import count_job, count_track_out, durable_interlock
+from mes.durables import count_abandoned, count_job, count_track_out, durable_interlock
 from mes.flowversions import UnknownVersion, VersionNotLoaded
 from mes.interlocks import queue_clocks, tool_interlock
 from mes.materials import material_interlock, record_uses
@@ -329,7 +329,9 @@ class LotService(LotServiceCore):
 
     async def abort(self, cmd: AbortStep, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            return ops.abort(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
+            change = ops.abort(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
+            yield from count_abandoned(lot, change, cmd.user, self._clock())
+            return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.ABORT, by=by)
 
@@ -337,7 +339,9 @@ class LotService(LotServiceCore):
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             coded = yield from coded_hold(cmd)
             step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
-            return ops.hold(lot, coded, self._clock(), step_jobs)
+            change = ops.hold(lot, coded, self._clock(), step_jobs)
+            yield from count_abandoned(lot, change, cmd.user, self._clock())
+            return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)
 

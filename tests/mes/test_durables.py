@@ -26,7 +26,7 @@ from mes.domain.errors import (
     UnknownDurable,
     UnknownTool,
 )
-from mes.domain.model import LotState
+from mes.domain.model import HoldSource, LotState
 from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
@@ -286,6 +286,51 @@ async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
     assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
     assert "1 job of WB-1 not yet recorded: J1" in refused.value.message
     assert (await durables.show("CAP-1")).durable.count == 62
+
+
+@pytest.mark.parametrize("leave", ["hold", "abort"])
+@pytest.mark.usefixtures("line")
+async def test_a_job_a_hold_or_an_abort_abandons_counts_whole_and_refuses_past_life(
+    service: LotService, durables: DurableService, leave: str
+) -> None:
+    await durables.add("CAP-1", "capillary", 120, "eng")
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await _at_wire_bond(service, "L2")
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    first, second = (await service.get("L1")).carriers
+    await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J0", CTRL))  # 62: one site came in bad
+    await service.start_job(cmd.StartJob("L1", "J1", "WB-1", second, CTRL))
+    if leave == "hold":  # the tool faulted mid-job: the controller holds the lot
+        await service.hold(cmd.HoldLot("L1", CTRL, "tool alarm", HoldSource.ALARM))
+    else:
+        await service.abort(cmd.AbortStep("L1", OP, "wrong program"))
+
+    view = await durables.show("CAP-1")
+    assert view.durable.count == 62 + 64  # the job the tool took counts whole: it may have run
+    abandoned = view.events[-1]
+    assert (abandoned.lot_id, abandoned.job_id, abandoned.amount) == ("L1", "J1", 64)
+    assert abandoned.reason is not None and "abandoned" in abandoned.reason
+    with pytest.raises(InterlockRefused) as refused:  # counted once: not pending any more
+        await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
+    assert "not yet recorded" not in refused.value.message
+
+
+@pytest.mark.usefixtures("line")
+async def test_a_hold_of_a_lot_with_no_open_job_counts_nothing(
+    service: LotService, durables: DurableService
+) -> None:
+    await durables.add("CAP-1", "capillary", 1000, "eng")
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    first, _ = (await service.get("L1")).carriers
+    await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J0", CTRL))
+    await service.hold(cmd.HoldLot("L1", OP, "check the bonds"))
+    assert (await durables.show("CAP-1")).durable.count == 62  # the recorded job only
 
 
 @pytest.mark.usefixtures("line")
