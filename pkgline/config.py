@@ -10,6 +10,8 @@ settings and the tools) and ``pkgline sim`` (the simulators start every tool tha
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import os
 import tomllib
 from collections import Counter
@@ -52,6 +54,15 @@ class LineTool(ToolConfig):
         None, description="Step codes this tool may run; default: every step of its class."
     )
     simulation: SimulationConfig | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _some(cls, steps: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if steps == ():  # a tool that may run nothing: the controller would never use it
+            raise ValueError(
+                "expected at least one step code, or no steps for every step of its class"
+            )
+        return steps
 
 
 class ControllerConfig(BaseModel):
@@ -367,6 +378,28 @@ def _describe(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _not_plain(
+    node: Any, loc: tuple[int | str, ...] = ()
+) -> tuple[tuple[int | str, ...], str] | None:
+    """The first value TOML reads that no setting takes (a NaN or an infinity, a date or a
+    time), with where it is and what is expected instead."""
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    elif isinstance(node, float) and not math.isfinite(node):
+        return loc, f"expected a finite number, not {node}"
+    elif not isinstance(node, str | int | float | bool):
+        return loc, f"expected a string, a number or true/false, not a TOML {type(node).__name__}"
+    else:
+        return None
+    for key, value in items:
+        found = _not_plain(value, (*loc, key))
+        if found is not None:
+            return found
+    return None
+
+
 def load_line_config(path: Path | str) -> LineConfig:
     """Read and validate a line configuration file."""
     path = Path(path)
@@ -382,8 +415,15 @@ def load_line_config(path: Path | str) -> LineConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    odd = _not_plain(data)
+    if odd is not None:
+        raise ConfigError(f"{path}: {_describe(odd[0], data)}: {odd[1]}")
     try:
-        return LineConfig.model_validate(data).resolved(path.parent.resolve())
+        # Strictly, as the TOML types: true is no number, "2" no number, 2.5 no count (lax
+        # validation took a timeout_s = true as 1 s). Through JSON, whose strict mode still
+        # takes a string for a path or a choice and an array for a list.
+        config = LineConfig.model_validate_json(json.dumps(data), strict=True)
+        return config.resolved(path.parent.resolve())
     except ValidationError as exc:
         problems = [
             f"{_describe(tuple(e['loc']), data)}: {e['msg']}" for e in exc.errors(include_url=False)

@@ -133,3 +133,64 @@ transport = "modbus"
     )
     with pytest.raises(ConfigError, match=rf"tools\[0\] \(A\).*{says}"):
         load_line_config(tmp_path / "line.toml")
+
+
+@pytest.mark.parametrize(
+    ("tool", "says"),
+    [
+        ("policy = {timeout_s = true}", r"policy\.timeout_s: Input should be a valid number"),
+        ('policy = {timeout_s = "2"}', r"policy\.timeout_s: Input should be a valid number"),
+        ("policy = {timeout_s = nan}", r"policy\.timeout_s: expected a finite number, not nan"),
+        ("policy = {backoff_max_s = inf}", r"policy\.backoff_max_s: expected a finite number"),
+        ("simulation = {seed = 1.5}", r"simulation\.seed: Input should be a valid integer"),
+        ("simulation = {seed = 1979-05-27}", r"simulation\.seed: expected a string, a number"),
+        ("steps = []", r"steps: Value error, expected at least one step code, or no steps"),
+        ("steps = [1]", r"steps\[0\]: Input should be a valid string$"),
+    ],
+)
+def test_a_value_of_another_type_than_the_setting_is_refused_not_coerced(
+    tmp_path: Path, tool: str, says: str
+) -> None:
+    """Lax validation took timeout_s = true as one second, "2" as two and steps = [] as a
+    tool that may run nothing (found by the probe)."""
+    (tmp_path / "line.toml").write_text(
+        f"""
+name = "l1"
+[[tools]]
+id = "A"
+equipment_class = "dicer"
+{tool}
+[tools.endpoint]
+transport = "modbus"
+host = "127.0.0.1"
+port = 5020
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match=rf"tools\[0\] \(A\)\.{says}"):
+        load_line_config(tmp_path / "line.toml")
+
+
+def test_whole_numbers_are_taken_for_seconds_and_strings_for_paths_and_choices(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "line.toml").write_text(
+        """
+name = "l1"
+[[tools]]
+id = "A"
+equipment_class = "dicer"
+steps = ["DICE"]
+policy = {timeout_s = 2, backoff_max_s = 30}
+[tools.endpoint]
+transport = "opcua"
+url = "opc.tcp://127.0.0.1:4840"
+map = "maps/dicer.yaml"
+security = { policy = "Basic256Sha256", mode = "SignAndEncrypt" }
+""",
+        encoding="utf-8",
+    )
+    config = load_line_config(tmp_path / "line.toml")
+    [tool] = config.tools
+    assert tool.policy.timeout_s == 2.0 and tool.steps == ("DICE",)
+    assert tool.endpoint.map == tmp_path / "maps" / "dicer.yaml"
