@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
+from drivers.model import EquipmentClass
 from mes.domain.authority import Action, Principal
 from mes.domain.equipment import RECORDED_STATES, DispatchMode
 from mes.domain.errors import InvalidInput
@@ -62,7 +63,7 @@ async def list_tools(
         str | None, Query(max_length=64, description="Only the tools of this line controller.")
     ] = None,
     equipment_class: Annotated[
-        str | None, Query(alias="class", max_length=64, description="Only tools of this class.")
+        EquipmentClass | None, Query(alias="class", description="Only tools of this class.")
     ] = None,
     state: Annotated[
         str | None,
@@ -87,7 +88,7 @@ async def list_tools(
     the same request with ``after`` = ``next_after``."""
     query = ToolQuery(
         line=line,
-        equipment_class=equipment_class,
+        equipment_class=equipment_class.value if equipment_class else None,
         e10=state,
         dispatch=dispatch.value if dispatch else None,
         after=after,

@@ -166,6 +166,16 @@ def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) ->
 # -- commands ----------------------------------------------------------------------------------
 
 
+def _known_class(name: str, as_json: bool) -> None:
+    """Refuse a ``--class`` no tool can have (it listed no tools and said nothing of it)."""
+    from drivers.model import EquipmentClass  # the classes a tool may have; only when asked
+
+    if name not in set(EquipmentClass):
+        usage_error(
+            f"--class {name!r}: expected one of {', '.join(EquipmentClass)}", as_json=as_json
+        )
+
+
 @app.command("list")
 def list_tools(
     line: Annotated[
@@ -216,6 +226,8 @@ def list_tools(
         usage_error(
             f"--state {state!r}: expected one of {', '.join(RECORDED_STATES)}", as_json=json
         )
+    if equipment_class is not None:
+        _known_class(equipment_class, json)
     query = ToolQuery(
         line=line,
         equipment_class=equipment_class,

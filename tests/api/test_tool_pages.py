@@ -127,6 +127,12 @@ async def test_bad_cursor_limit_or_state_is_refused_either_way(api: RunningApi) 
         assert bad.returncode == 2 and "--limit" in bad.stderr, (limit, bad.stderr)
     state = await cli("tool", "list", "--state", "up", *via)
     assert state.returncode == 2 and "expected one of productive" in state.stderr
+    # a class no tool can have listed no tools and said nothing of it (found by a probe)
+    kind = await cli("tool", "list", "--class", "molders", *via)
+    assert kind.returncode == 2 and "--class 'molders': expected one of die_bonder" in kind.stderr
+    async with api.client() as client:
+        answer = await client.get("/tools", params={"class": "molders"})
+    assert answer.status_code == 422 and "die_bonder" in answer.text
 
 
 async def test_json_without_limit_is_every_tool_read_a_page_at_a_time(api: RunningApi) -> None:
