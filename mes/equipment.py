@@ -38,6 +38,7 @@ from mes.domain.equipment import (
     ToolRecord,
     ToolRegistration,
     ToolSnapshot,
+    change_reason,
     line_holder,
     reset_refusal,
     time_in_states,
@@ -503,7 +504,7 @@ def _apply(
                     snapshot.e10,
                     snapshot.process_state,
                     snapshot.connected,
-                    snapshot.reason,
+                    change_reason(snapshot),
                 )
             )
     yield from add_changes(changes)

@@ -66,6 +66,18 @@ class ToolSnapshot:
     """Why the state is what it is, when that is not obvious (e.g. the connection error)."""
 
 
+def change_reason(snapshot: ToolSnapshot) -> str | None:
+    """Why a tool entered the state it reports, for its E10 history: the reason given, else
+    the alarm it raised (an alarm row said nothing of which alarm)."""
+    if snapshot.reason is not None or not snapshot.alarm:
+        return snapshot.reason
+    alarm = snapshot.alarm
+    said = f"alarm {alarm.get('code', '?')}"
+    if alarm.get("severity"):
+        said += f" ({alarm['severity']})"
+    return f"{said}: {alarm['text']}" if alarm.get("text") else said
+
+
 @dataclass(frozen=True, slots=True)
 class ToolRecord:
     id: str

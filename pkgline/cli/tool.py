@@ -117,14 +117,17 @@ def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) ->
         columns += ["sites", "alarm"]
     # the long ones wrap; the rest stay on one line, folded only on a terminal too narrow
     for name in columns:
-        wraps = name in ("address", "lot / job", "alarm")
+        wraps = name in ("address", "state", "lot / job", "alarm")
         table.add_column(name, no_wrap=not wraps, overflow="fold")
     for t in tools:
         dispatch = Text(t["dispatch"], style="bold yellow" if t["dispatch"] == MANUAL else "")
-        state = t["process_state"] or Text(
-            "not connected" + (f": {t['reason']}" if t["reason"] and not compact else ""),
-            style="red",
-        )
+        state: str | Text = t["process_state"] or "-"
+        if not t["connected"]:  # what it last reported is on record, not what it does now
+            last = f" (last {t['process_state']})" if t["process_state"] else ""
+            # the reason, unless the caption says it (its controller is not running)
+            told = compact or not t["controller_running"]
+            why = f": {t['reason']}" if t["reason"] and not told else ""
+            state = Text(f"not connected{last}{why}", style="red")
         since = ago(timedelta(seconds=t["e10_for_s"]))
         if not compact:
             since = f"{clock(_at(t['e10_since']))} ({since})"

@@ -77,8 +77,9 @@ def test_tool_list_shows_state_mode_e10_and_alarm_as_the_controller_recorded(
     table = pkgline(line_db, "tool", "list")
     assert table.returncode == 0, table.stderr
     assert "WB-1" in table.stdout and "unmonitored" in table.stdout
-    assert "process fault during job" in table.stdout
+    assert "1001 error: process fault" in table.stdout
     assert "its line controller is not running" in table.stdout
+    assert "not connected (last ALARM)" in table.stdout  # not what it does now
 
 
 def test_tool_show_gives_seconds_and_percent_per_e10_state_availability_and_changes(
@@ -230,3 +231,41 @@ def test_durations_read_shortest_first() -> None:
         "3d04h",
         "0s",
     ]
+
+
+def test_a_tool_not_connected_shows_so_with_what_it_last_reported() -> None:
+    """It showed READY, what the tool last reported before the link went (the probe)."""
+    from rich.console import Console
+
+    from pkgline.cli.tool import tools_table
+
+    tool = {
+        "id": "MOLD-1",
+        "line": "l1",
+        "class": "molder",
+        "address": "modbus 127.0.0.1:5020",
+        "dispatch": "auto",
+        "e10": "unscheduled_down",
+        "e10_since": "2026-12-06T08:00:00+00:00",
+        "e10_for_s": 60.0,
+        "connected": False,
+        "process_state": "READY",
+        "mode": "PRODUCTION",
+        "reason": "connection refused",
+        "alarm": None,
+        "lot": None,
+        "job": None,
+        "sites_done": 0,
+        "sites_total": 0,
+        "controller_running": True,
+    }
+    for compact, says in (
+        (False, "not connected (last READY): connection refused"),
+        (True, "not connected (last READY)"),
+    ):
+        console = Console(width=400, record=True)
+        console.print(tools_table([tool], compact=compact))
+        assert says in console.export_text()
+        console = Console(width=400, record=True)
+        console.print(tools_table([{**tool, "connected": True}], compact=compact))
+        assert "not connected" not in console.export_text()

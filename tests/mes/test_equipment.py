@@ -94,8 +94,9 @@ async def test_state_changes_are_recorded_with_their_times(
         "MOLD-1", ToolSnapshot(True, "productive", "EXECUTING", "PRODUCTION", sites_done=9)
     )
     clock.now += timedelta(minutes=5)
+    alarm = {"code": 7, "text": "chase over temperature", "severity": "error"}
     await equipment.report(
-        "MOLD-1", ToolSnapshot(True, "unscheduled_down", "ALARM", "PRODUCTION", alarm={"code": 7})
+        "MOLD-1", ToolSnapshot(True, "unscheduled_down", "ALARM", "PRODUCTION", alarm=alarm)
     )
     clock.now += timedelta(minutes=10)
     changes = await equipment.changes("MOLD-1", start, clock.now)
@@ -105,12 +106,15 @@ async def test_state_changes_are_recorded_with_their_times(
         "productive",
         "unscheduled_down",
     ]
+    # the alarm's row says which alarm (it said nothing: the probe)
+    assert changes[-1].reason == "alarm 7 (error): chase over temperature"
+    assert changes[1].reason is None
     times = await equipment.state_times("MOLD-1", start + timedelta(seconds=1), clock.now)
     assert times.seconds["productive"] == pytest.approx(600, abs=3)
     assert times.seconds["unscheduled_down"] == pytest.approx(600, abs=3)
     assert times.availability == pytest.approx(2 / 3, abs=0.01)
     tool = await equipment.tool("MOLD-1")
-    assert tool.snapshot.alarm == {"code": 7} and tool.snapshot.process_state == "ALARM"
+    assert tool.snapshot.alarm == alarm and tool.snapshot.process_state == "ALARM"
 
 
 async def test_operators_switch_a_tool_between_automatic_and_manual(
