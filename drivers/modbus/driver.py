@@ -4,20 +4,10 @@ The controller calls ``load_recipe``, ``start_job``, ``results``...; this adapte
 into reads and writes of the registers its map names (:mod:`drivers.modbus.regmap`), through
 one :class:`~drivers.modbus.session.ModbusSession`. The controller never sees a register.
 
-Commands use a handshake a PLC can implement (docs/equipment.md, "Command handshake")::
-
-    controller                                         tool
-        |-- read answer block (last sequence S) ------->|
-        |-- write arguments (holding registers) ------->|
-        |-- write [command code, S+1] in one request -->|  runs the command once
-        |-- read answer block ------------------------->|  code, reason, then sequence
-        |<-------------- sequence == S+1 ? -------------|  (re-read until the timeout)
-
-A refusal is :class:`~drivers.errors.CommandRefused` with the tool's code and reason, or
-:class:`~drivers.errors.ToolAlarmed` when the tool refused because it is in ALARM (except
-a refused reset: that is about the alarm, and the tool's reason is what counts). Arguments
-the map cannot carry (an id too long for its field, a value the class does not take) are
-refused the same way, with INVALID_ARGUMENT, before anything is written.
+Reading the tool's blocks is :mod:`drivers.modbus.reads`; commands go through the handshake of
+:mod:`drivers.modbus.handshake` (docs/equipment.md, "Command handshake"). Arguments the map
+cannot carry (an id too long for its field, a value the class does not take) are refused
+with INVALID_ARGUMENT before anything is written.
 
 After :meth:`ModbusDriver.start`, one supervision task keeps the connection: it polls the
 status block (one read request) every ``poll_interval_s``, at a fixed rate and at a phase of
@@ -33,49 +23,27 @@ import asyncio
 import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
 from drivers.catalogue import ClassSpec, class_spec
 from drivers.config import ModbusEndpoint, ToolConfig
-from drivers.errors import (
-    CommandRefused,
-    ConfigurationError,
-    DriverError,
-    ProtocolError,
-    RecipeMismatch,
-    ToolAlarmed,
-    ToolTimeout,
-)
+from drivers.errors import ConfigurationError, DriverError
 from drivers.interface import ToolEvent
-from drivers.modbus.codec import (
-    BlockCodec,
-    CodecError,
-    FieldCodec,
-    Value,
-    int_enum,
-    pack_site_codes,
-    site_registers,
-    unpack_site_codes,
-)
+from drivers.modbus.codec import Value, pack_site_codes
+from drivers.modbus.handshake import CommandChannel
 from drivers.modbus.mapfile import register_map_for
-from drivers.modbus.regmap import MAX_READ, MAX_WRITE, Command, RegisterMap
+from drivers.modbus.reads import ToolReader
+from drivers.modbus.regmap import Command, RegisterMap
 from drivers.modbus.session import ModbusSession
 from drivers.model import (
-    Alarm,
-    AlarmSeverity,
     EquipmentClass,
     Job,
     JobResults,
-    MeasuredValue,
     Mode,
-    ProcessState,
     Recipe,
     RecipeInfo,
-    RefusalCode,
-    SiteMap,
     ToolIdentity,
     ToolStatus,
 )
@@ -83,40 +51,6 @@ from drivers.pki import Pki, check_tls_peer, tls_client_context
 from drivers.supervision import EventHub, PollClock, backoff_delays
 
 log = structlog.get_logger("pkgline.drivers.modbus")
-
-_ANSWER_FIRST_PAUSE_S = 0.002
-_ANSWER_MAX_PAUSE_S = 0.05
-_RESULTS_ATTEMPTS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    sequence: int
-    code: int
-    reason: str
-
-
-def _int(values: Mapping[str, Value], name: str) -> int:
-    value = values[name]
-    if not isinstance(value, int):  # pragma: no cover - the map checks field types
-        raise CodecError(f"{name}: expected an integer field, got {value!r}")
-    return value
-
-
-def _str(values: Mapping[str, Value], name: str) -> str:
-    value = values[name]
-    if not isinstance(value, str):  # pragma: no cover - the map checks field types
-        raise CodecError(f"{name}: expected a string field, got {value!r}")
-    return value
-
-
-def _chunks(writes: Sequence[tuple[int, list[int]]], size: int) -> list[tuple[int, list[int]]]:
-    """Runs of registers split into requests of at most ``size`` registers."""
-    return [
-        (address + offset, registers[offset : offset + size])
-        for address, registers in writes
-        for offset in range(0, len(registers), size)
-    ]
 
 
 class ModbusDriver:
@@ -173,22 +107,16 @@ class ModbusDriver:
                 else None
             ),
         )
-        self._commands = asyncio.Lock()
+        self._reader = ToolReader(
+            config.id, config.equipment_class, self._session, self._map, self._spec
+        )
+        self._channel = CommandChannel(
+            config.id, self._session, self._map, self._reader, self._policy.timeout_s
+        )
         self._supervisor: asyncio.Task[None] | None = None
         self._pause: asyncio.Future[None] | None = None
         self._closed = False
-        self._last_status: tuple[list[int], ToolStatus] | None = None
         self._recipe_bits = {f.name: i for i, f in enumerate(self._map.recipe.fields)}
-        self._measured_runs = self._runs(self._map.measured)
-        self._status_labels = {f.name: f.label for f in self._map.status.fields}
-
-    @staticmethod
-    def _runs(block: BlockCodec) -> tuple[tuple[int, int, tuple[FieldCodec, ...]], ...]:
-        runs = []
-        for start, count in block.runs():
-            inside = tuple(f for f in block.fields if start <= f.address < start + count)
-            runs.append((start, count, inside))
-        return tuple(runs)
 
     # -- what the tool is -------------------------------------------------------------------
 
@@ -307,280 +235,50 @@ class ModbusDriver:
             timer.cancel()
             self._pause = None
 
-    # -- reading ----------------------------------------------------------------------------
-
-    async def _read_block(self, block: BlockCodec, request: str) -> dict[str, Value]:
-        registers = await self._session.read_input_registers(
-            block.start, block.count, request=request
-        )
-        return self._decoded(block, registers, request)
-
-    def _decoded(self, block: BlockCodec, registers: list[int], request: str) -> dict[str, Value]:
-        try:
-            return block.decode(registers)
-        except CodecError as exc:
-            raise self._garbage(exc, request) from exc
-
-    def _garbage(self, exc: Exception, request: str) -> ProtocolError:
-        return ProtocolError(
-            f"the tool's registers hold an invalid value: {exc}",
-            tool_id=self.tool_id,
-            request=request,
-        )
+    # -- reading (drivers.modbus.reads) ----------------------------------------------------------------------------
 
     async def status(self) -> ToolStatus:
         """State, mode, progress, job, alarm and results flag: one read of the status block."""
-        block = self._map.status
-        registers = await self._session.read_input_registers(
-            block.start, block.count, request="status"
-        )
-        last = self._last_status
-        if last is not None and last[0] == registers:
-            return last[1]  # nothing changed: no decoding
-        try:
-            status = self._status_from(block.decode(registers))
-        except CodecError as exc:
-            raise self._garbage(exc, "status") from exc
-        self._last_status = (registers, status)
-        return status
-
-    def _status_from(self, values: Mapping[str, Value]) -> ToolStatus:
-        labels = self._status_labels
-        severity = _int(values, "alarm_severity")
-        alarm = None
-        if severity:
-            alarm = Alarm(
-                code=_int(values, "alarm_code"),
-                text=_str(values, "alarm_text"),
-                severity=int_enum(AlarmSeverity, severity, labels["alarm_severity"]),
-            )
-        return ToolStatus(
-            state=int_enum(ProcessState, _int(values, "state"), labels["state"]),
-            mode=int_enum(Mode, _int(values, "mode"), labels["mode"]),
-            sites_done=_int(values, "sites_done"),
-            sites_total=_int(values, "sites_total"),
-            job_id=_str(values, "job_id") or None,
-            alarm=alarm,
-            results_waiting=bool(values["results_waiting"]),
-        )
+        return await self._reader.status()
 
     async def identify(self) -> ToolIdentity:
-        values = await self._read_block(self._map.identity, "identify")
-        name = _str(values, "equipment_class")
-        try:
-            equipment_class = EquipmentClass(name)
-        except ValueError:
-            raise ProtocolError(
-                f"the tool reports an unknown equipment class {name!r}",
-                tool_id=self.tool_id,
-                request="identify",
-            ) from None
-        if equipment_class is not self.equipment_class:
-            raise ConfigurationError(
-                f"the tool reports class {equipment_class.value}, but it is configured as "
-                f"{self.equipment_class.value} (wrong address or wrong map?)",
-                tool_id=self.tool_id,
-                request="identify",
-            )
-        return ToolIdentity(
-            tool_id=_str(values, "tool_id"),
-            equipment_class=equipment_class,
-            manufacturer=_str(values, "manufacturer"),
-            model=_str(values, "model"),
-            serial_number=_str(values, "serial_number"),
-            software_version=_str(values, "software_version"),
-        )
+        return await self._reader.identify()
 
     async def active_recipe(self) -> RecipeInfo | None:
-        values = await self._read_block(self._map.active_recipe, "active_recipe")
-        if not values["present"]:
-            return None
-        return RecipeInfo(
-            name=_str(values, "name"),
-            version=_int(values, "version"),
-            checksum=_int(values, "checksum"),
-        )
+        return await self._reader.active_recipe()
 
     async def status_and_recipe(self) -> tuple[ToolStatus, RecipeInfo | None]:
         """Two reads: the status and active recipe blocks are too far apart for one."""
         return await self.status(), await self.active_recipe()
 
     async def verify_recipe(self, expected: Recipe) -> RecipeInfo:
-        want = expected.info()
-        actual = await self.active_recipe()
-        if actual != want:
-            raise RecipeMismatch(expected=want, actual=actual, tool_id=self.tool_id)
-        assert actual is not None
-        return actual
+        return await self._reader.verify_recipe(expected)
 
     async def results(self) -> JobResults | None:
-        """The finished job's results, read consistently: the results sequence number is read
-        before and after the values and the site map, and the read repeated if it moved."""
-        header_block = self._map.results
-        sequence_field = header_block.field("sequence")
-        for _ in range(_RESULTS_ATTEMPTS):
-            header = await self._read_block(header_block, "results")
-            if not header["present"]:
-                return None
-            measured = await self._read_measured()
-            rows, cols = _int(header, "rows"), _int(header, "cols")
-            codes = await self._read_site_map(rows, cols)
-            after = await self._session.read_input_registers(
-                sequence_field.address, sequence_field.size, request="results"
-            )
-            if after[0] == header["sequence"]:
-                try:
-                    site_map = SiteMap(rows, cols, codes)
-                except ValueError as exc:
-                    raise self._garbage(exc, "results") from exc
-                return JobResults(
-                    job_id=_str(header, "job_id"),
-                    lot_id=_str(header, "lot_id"),
-                    step=_str(header, "step"),
-                    carrier_id=_str(header, "carrier_id"),
-                    measured=measured,
-                    site_map=site_map,
-                )
-        raise ProtocolError(
-            f"the results kept changing while being read ({_RESULTS_ATTEMPTS} attempts)",
-            tool_id=self.tool_id,
-            request="results",
-        )
+        """The finished job's results, read consistently (:meth:`ToolReader.results`)."""
+        return await self._reader.results()
 
-    async def _read_measured(self) -> dict[str, MeasuredValue]:
-        measured: dict[str, MeasuredValue] = {}
-        for start, count, fields in self._measured_runs:
-            registers = await self._session.read_input_registers(start, count, request="results")
-            try:
-                for f in fields:
-                    raw = f.decode_at(registers, f.address - start)
-                    measured[f.name] = self._spec.measured[f.name].check(raw)
-            except (CodecError, ValueError) as exc:
-                raise self._garbage(exc, "results") from exc
-        return measured
-
-    async def _read_site_map(self, rows: int, cols: int) -> tuple[int, ...]:
-        area = self._map.outgoing
-        sites = rows * cols
-        if not 1 <= sites <= area.max_sites:
-            raise ProtocolError(
-                f"the results' site map is {rows}x{cols}: the map holds 1 to "
-                f"{area.max_sites} sites",
-                tool_id=self.tool_id,
-                request="results",
-            )
-        registers: list[int] = []
-        needed = site_registers(sites)
-        for offset in range(0, needed, MAX_READ):
-            count = min(MAX_READ, needed - offset)
-            registers += await self._session.read_input_registers(
-                area.address + offset, count, request="results"
-            )
-        return unpack_site_codes(registers, sites)
-
-    # -- commands ---------------------------------------------------------------------------
-
-    def _invalid(self, command: Command, message: str) -> CommandRefused:
-        return CommandRefused(
-            f"refused before sending (INVALID_ARGUMENT): {message}",
-            tool_id=self.tool_id,
-            request=command.value,
-            code=RefusalCode.INVALID_ARGUMENT,
-        )
-
-    def _encode(
-        self, command: Command, block: BlockCodec, values: Mapping[str, Value]
-    ) -> list[tuple[int, list[int]]]:
-        try:
-            return block.encode_runs(values)
-        except CodecError as exc:
-            raise self._invalid(command, str(exc)) from exc
-
-    async def _read_answer(self, request: str) -> _Answer:
-        values = await self._read_block(self._map.answer, request)
-        return _Answer(_int(values, "sequence"), _int(values, "code"), _str(values, "reason"))
-
-    async def _command(
-        self,
-        command: Command,
-        writes: Sequence[tuple[int, list[int]]],
-        *,
-        alarm_explains: bool = True,
-    ) -> None:
-        """Send ``command`` and wait for its answer. A WRONG_STATE refusal from a tool in
-        ALARM is :class:`ToolAlarmed` unless not ``alarm_explains`` (a reset: the alarm is
-        what it is about, the tool's reason says why it stays)."""
-        request = command.value
-        async with self._commands:
-            last = await self._read_answer(request)
-            sequence = last.sequence % 0xFFFF + 1
-            for address, registers in _chunks(writes, MAX_WRITE):
-                await self._session.write_registers(address, registers, request=request)
-            trigger = self._encode(
-                command,
-                self._map.command,
-                {"code": self._map.command_codes[command], "sequence": sequence},
-            )
-            for address, registers in trigger:  # one run: the map keeps them adjacent
-                await self._session.write_registers(address, registers, request=request)
-            answer = await self._await_answer(sequence, request)
-        if answer.code == RefusalCode.OK:
-            return
-        try:
-            code = int_enum(RefusalCode, answer.code, self._map.answer.field("code").label)
-        except CodecError as exc:
-            raise self._garbage(exc, request) from exc
-        if code is RefusalCode.WRONG_STATE and alarm_explains:
-            await self._raise_if_alarmed(request)
-        detail = f": {answer.reason}" if answer.reason else ""
-        raise CommandRefused(
-            f"refused ({code.name}){detail}", tool_id=self.tool_id, request=request, code=code
-        )
-
-    async def _await_answer(self, sequence: int, request: str) -> _Answer:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._policy.timeout_s
-        pause = _ANSWER_FIRST_PAUSE_S
-        while True:
-            answer = await self._read_answer(request)
-            if answer.sequence == sequence:
-                return answer
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ToolTimeout(
-                    f"the tool did not answer command {request} (sequence {sequence}) within "
-                    f"{self._policy.timeout_s:g} s",
-                    tool_id=self.tool_id,
-                    request=request,
-                )
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(2 * pause, _ANSWER_MAX_PAUSE_S)
-
-    async def _raise_if_alarmed(self, request: str) -> None:
-        try:
-            status = await self.status()
-        except DriverError:
-            return  # the refusal itself is what the caller gets
-        if status.state is ProcessState.ALARM and status.alarm is not None:
-            raise ToolAlarmed(status.alarm, tool_id=self.tool_id, request=request)
+    # -- commands (drivers.modbus.handshake) ---------------------------------------------------------------------------
 
     async def set_mode(self, mode: Mode) -> None:
-        writes = self._encode(Command.SET_MODE, self._map.mode, {"mode": int(Mode(mode))})
-        await self._command(Command.SET_MODE, writes)
+        writes = self._channel.encode(Command.SET_MODE, self._map.mode, {"mode": int(Mode(mode))})
+        await self._channel.send(Command.SET_MODE, writes)
 
     async def load_recipe(self, recipe: Recipe) -> None:
         command = Command.LOAD_RECIPE
         wrong = recipe.wrong_class(self.equipment_class.value)
         if wrong is not None:
-            raise self._invalid(command, wrong)
+            raise self._channel.invalid(command, wrong)
         mask = 0
         values: dict[str, Value] = {}
         for name, value in recipe.body.items():
             bit = self._recipe_bits.get(name)
             if bit is None:
                 if name in self._map.unmapped_recipe:
-                    raise self._invalid(command, f"this tool's map has no register for {name}")
-                raise self._invalid(
+                    raise self._channel.invalid(
+                        command, f"this tool's map has no register for {name}"
+                    )
+                raise self._channel.invalid(
                     command,
                     f"{self.equipment_class.value} takes no recipe value {name!r}; expected "
                     f"some of {', '.join(sorted(self._recipe_bits))}",
@@ -588,23 +286,23 @@ class ModbusDriver:
             try:
                 values[name] = self._spec.recipe[name].check(value)
             except ValueError as exc:
-                raise self._invalid(command, str(exc)) from exc
+                raise self._channel.invalid(command, str(exc)) from exc
             mask |= 1 << bit
         header: dict[str, Value] = {
             "name": recipe.name,
             "version": recipe.version,
             "present_mask": mask,
         }
-        writes = self._encode(command, self._map.recipe_header, header)
-        writes += self._encode(command, self._map.recipe, values)
-        await self._command(command, writes)
+        writes = self._channel.encode(command, self._map.recipe_header, header)
+        writes += self._channel.encode(command, self._map.recipe, values)
+        await self._channel.send(command, writes)
 
     async def start_job(self, job: Job) -> None:
         command = Command.START_JOB
         site_map = job.site_map
         area = self._map.incoming
         if len(site_map.codes) > area.max_sites:
-            raise self._invalid(
+            raise self._channel.invalid(
                 command,
                 f"a {site_map.rows}x{site_map.cols} site map has {len(site_map.codes)} sites; "
                 f"the tool takes at most {area.max_sites}",
@@ -617,20 +315,20 @@ class ModbusDriver:
             "rows": site_map.rows,
             "cols": site_map.cols,
         }
-        writes = self._encode(command, self._map.job, header)
+        writes = self._channel.encode(command, self._map.job, header)
         writes.append((area.address, pack_site_codes(site_map.codes)))
-        await self._command(command, writes)
+        await self._channel.send(command, writes)
 
     async def abort(self) -> None:
-        await self._command(Command.ABORT, [])
+        await self._channel.send(Command.ABORT, [])
 
     async def reset_alarm(self) -> None:
-        await self._command(Command.RESET_ALARM, [], alarm_explains=False)
+        await self._channel.send(Command.RESET_ALARM, [], alarm_explains=False)
 
     async def acknowledge_results(self, job_id: str) -> None:
         command = Command.ACKNOWLEDGE_RESULTS
-        writes = self._encode(command, self._map.acknowledge, {"job_id": job_id})
-        await self._command(command, writes)
+        writes = self._channel.encode(command, self._map.acknowledge, {"job_id": job_id})
+        await self._channel.send(command, writes)
 
     def __repr__(self) -> str:
         endpoint = self._config.endpoint
