@@ -78,14 +78,17 @@ async def verify_history(
             await _check_entries(conn, check, batch, signed)
             problem = check.problem
             if problem is None:
-                heads = await conn.execute(select(lots.c.id, lots.c.history_head))
+                heads = (
+                    await conn.execute(select(lots.c.id, lots.c.history_head, lots.c.state))
+                ).all()
                 lot_heads: Mapping[str, str | None] = {r.id: r.history_head for r in heads}
+                states: Mapping[str, str] = {r.id: r.state for r in heads}
                 recorded = (
                     await conn.execute(
                         select(audit_heads.c.head).where(audit_heads.c.chain == LOTS_CHAIN)
                     )
                 ).scalar_one_or_none()
-                problem = check.finish(lot_heads, recorded or "", anchors)
+                problem = check.finish(lot_heads, recorded or "", anchors, states)
             if problem is None:
                 rows = await conn.execute(select(signatures).order_by(signatures.c.seq))
                 problem, checked = check_signature_rows(

@@ -137,6 +137,9 @@ class Finding(StrEnum):
     ANCHOR_MISSING = "anchor_missing"
     """A hash kept outside the database (an earlier ``lots_head``) is no longer in the
     history: entries were cut, and the heads rewritten to hide it."""
+    STATE_CHANGED = "state_changed"
+    """A lot's record is in another state than its newest entry left it in: the lot was
+    changed behind the history's back (a hold lifted, a scrap undone by editing the table)."""
     GUARD_MISSING = "guard_missing"
     """The database no longer refuses changes to the history (a trigger dropped)."""
     SIGNATURE_UNLINKED = "signature_unlinked"
@@ -173,6 +176,8 @@ class ChainCheck:
         self._lots_head = GENESIS
         self._heads: dict[str, tuple[str, int]] = {}
         """Each lot's newest hash and seq so far."""
+        self._states: dict[str, str] = {}
+        """The state each lot's newest entry so far left it in."""
         self._seen: dict[str, int] = {}
         """Every hash so far, with its seq (to tell a missing entry from a misplaced one;
         about 150 bytes an entry: 150 MB for a million)."""
@@ -211,6 +216,7 @@ class ChainCheck:
         if known is None:
             self._lots_head = stored_hash
         self._heads[lot_id] = (stored_hash, seq or 0)
+        self._states[lot_id] = entry.state_after.value
         self._seen[stored_hash] = seq or 0
         self.entries += 1
         return True
@@ -220,10 +226,13 @@ class ChainCheck:
         lot_heads: Mapping[str, str | None],
         lots_head: str,
         anchors: Sequence[str] = (),
+        lot_states: Mapping[str, str] | None = None,
     ) -> Problem | None:
         """Check the heads the store keeps: each lot's newest entry, and the chain over lots'
         newest first entry. A head with no entry to match means the newest entries are gone.
-        ``anchors``: hashes kept elsewhere (earlier heads) that must still be entries."""
+        ``anchors``: hashes kept elsewhere (earlier heads) that must still be entries.
+        ``lot_states``: each lot's state as its record has it, which must be the state its
+        newest entry left it in (every change of a lot writes an entry)."""
         if self.problem is not None:
             return self.problem
         for anchor in anchors:
@@ -247,6 +256,18 @@ class ChainCheck:
                     f"lot {lot_id}: its newest entry is not in the history (the history ends "
                     f"at entry {mine[1]}, which is not the lot's newest)",
                 )
+        for lot_id, state in sorted((lot_states or {}).items()):
+            recorded = self._states.get(lot_id)
+            if recorded is not None and state != recorded:
+                self.problem = Problem(
+                    Finding.STATE_CHANGED,
+                    f"lot {lot_id} is {state} in its record, but its history leaves it "
+                    f"{recorded} (entry {self._heads[lot_id][1]}): the lot was changed "
+                    "without a history entry, behind pkgline's back",
+                    self._heads[lot_id][1],
+                    lot_id,
+                )
+                return self.problem
         orphans = sorted(set(self._heads) - set(lot_heads))
         if orphans:
             return self._stop_at_head(orphans[0], f"lot {orphans[0]} has history but no lot record")

@@ -203,6 +203,19 @@ async def test_a_whole_lot_removed_is_found_by_the_chain_over_lots(written: Asyn
     assert "the previous lot's first entry" in found.problem.message
 
 
+async def test_a_hold_lifted_by_editing_the_lots_record_is_found(written: AsyncEngine) -> None:
+    """Lot B held, then set WAITING in its record with no history entry (no guard to drop:
+    the lots table is the working state): the controller would run it, and the history, whose
+    newest entry of B is the hold, no longer says what the lot is."""
+    await _raw(written, "UPDATE lots SET state = 'WAITING', hold = NULL WHERE id = 'B'")
+    found = await verify_history(written)
+    assert found.problem is not None
+    assert found.problem.finding is Finding.STATE_CHANGED
+    assert found.problem.lot_id == "B"
+    assert found.problem.seq == (await _seqs(written, "B"))[-1]
+    assert "B is WAITING in its record, but its history leaves it HOLD" in found.problem.message
+
+
 async def test_a_dropped_guard_alone_is_reported(written: AsyncEngine) -> None:
     await _drop_guards(written)
     found = await verify_history(written)

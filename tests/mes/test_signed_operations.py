@@ -302,7 +302,8 @@ async def test_audit_verify_finds_a_signature_whose_entry_was_removed(line: Line
     done = await line.lots.release(cmd.ReleaseLot("L1", "op1"), signatures=(sig("op1", version),))
     signed_entry = done.entries[0]
     # an attacker with the database drops the guard, removes the signed entry and sets the
-    # lot's head back, so that the chain itself verifies: the signature still names it
+    # lot's head and state back (held, as its newest entry left it), so that the chain itself
+    # verifies: the signature still names it
     if line.engine.dialect.name == "postgresql":
         drop = "ALTER TABLE lot_history DISABLE TRIGGER lot_history_append_only"
         restore = "ALTER TABLE lot_history ENABLE TRIGGER lot_history_append_only"
@@ -316,7 +317,8 @@ async def test_audit_verify_finds_a_signature_whose_entry_was_removed(line: Line
         line.engine,
         drop,
         f"DELETE FROM lot_history WHERE seq = {signed_entry.seq}",
-        f"UPDATE lots SET history_head = '{signed_entry.prev_hash}' WHERE id = 'L1'",
+        f"UPDATE lots SET history_head = '{signed_entry.prev_hash}', state = 'HOLD' "
+        "WHERE id = 'L1'",
         restore,
     )
     found = await verify_history(line.engine)
