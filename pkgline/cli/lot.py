@@ -35,7 +35,7 @@ from pkgline.cli.common import (
 )
 from pkgline.cli.lot_view import print_report, state_text
 from pkgline.cli.modes import ServerOption, call, say_direct, target
-from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+from pkgline.cli.signing import MeaningOption, SecondSignerOption, SignaturesConfigOption
 from pkgline.page_sizes import SHOW_HISTORY
 
 if TYPE_CHECKING:
@@ -85,21 +85,26 @@ def _act(
     held_is_refused: bool = False,
     config: Path | None = None,
     sign: tuple[str, Action, str | None, str | None] | None = None,
+    second: str | None = None,
 ) -> None:
     """Run one lot operation, through the server (``remote``: the route and its body) or on
     the database (``action``), and print the lot as it now is, from the same JSON either
     way. ``held_is_refused``: a lot the operation put on hold instead (a track-in past a
     queue-time limit) is exit 1. ``config``: the line.toml whose ``[signatures]`` apply
     (direct mode). ``sign``: the lot, action, meaning and reason of a signed operation
-    (through the server, the requester signs with their password: :func:`_signature`)."""
+    (through the server, the requester signs with their password, and ``second``, a second
+    signer, with theirs: :func:`signing.server_signatures`)."""
     via = target(server, db, as_json=as_json)
     if via is not None:
         path, body = remote
-        signature = None if sign is None else signing.server_signature(via, *sign, as_json=as_json)
-        if signature is not None:
-            body = {**body, "signatures": [signature]}
+        given = (
+            [] if sign is None else signing.server_signatures(via, *sign, second, as_json=as_json)
+        )
+        if given:
+            body = {**body, "signatures": given}
         answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
     else:
+        signing.no_second_signer_here(second, as_json=as_json)
         say_direct(db)
 
         async def work() -> dict[str, Any]:
@@ -340,6 +345,7 @@ def release(
     server: ServerOption = None,
     user: UserOption = None,
     meaning: MeaningOption = None,
+    second_signer: SecondSignerOption = None,
     config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -361,6 +367,7 @@ def release(
         remote,
         "released",
         config=config,
+        second=second_signer,
         sign=(lot, Action.RELEASE, meaning, reason),
     )
 
@@ -384,6 +391,7 @@ def scrap(
     server: ServerOption = None,
     user: UserOption = None,
     meaning: MeaningOption = None,
+    second_signer: SecondSignerOption = None,
     config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -419,6 +427,7 @@ def scrap(
             remote,
             "sites scrapped",
             config=config,
+            second=second_signer,
             sign=(lot, Action.SCRAP_SITES, meaning, reason),
         )
     else:
@@ -436,6 +445,7 @@ def scrap(
             remote,
             "scrapped",
             config=config,
+            second=second_signer,
             sign=(lot, Action.SCRAP, meaning, reason),
         )
 
@@ -492,6 +502,7 @@ def rework(
     server: ServerOption = None,
     user: UserOption = None,
     meaning: MeaningOption = None,
+    second_signer: SecondSignerOption = None,
     config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -513,6 +524,7 @@ def rework(
         remote,
         "sent back for rework",
         config=config,
+        second=second_signer,
         sign=(lot, Action.REWORK, meaning, reason),
     )
 

@@ -17,7 +17,7 @@ from pkgline.cli.common import (
     current_user,
 )
 from pkgline.cli.modes import ServerOption
-from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+from pkgline.cli.signing import MeaningOption, SecondSignerOption, SignaturesConfigOption
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +32,7 @@ def migrate(
     server: ServerOption = None,
     user: UserOption = None,
     meaning: MeaningOption = None,
+    second_signer: SecondSignerOption = None,
     config: SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -56,5 +57,6 @@ def migrate(
         remote,
         f"moved to version {version}",
         config=config,
+        second=second_signer,
         sign=(lot, Action.MIGRATE, meaning, why),
     )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from pkgline.cli import modes
-from pkgline.cli.common import EXIT_REFUSED, fail
+from pkgline.cli.common import EXIT_REFUSED, fail, usage_error
 from pkgline.cli.modes import call
 
 if TYPE_CHECKING:
@@ -42,6 +42,17 @@ SignaturesConfigOption = Annotated[
         envvar="PKGLINE_CONFIG",
         help="The line configuration (line.toml) whose [signatures] apply "
         "(default: $PKGLINE_CONFIG; without one, one signer each).",
+        show_default=False,
+    ),
+]
+
+SecondSignerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--second-signer",
+        help="Through the server, where line.toml's [signatures] two_signers asks two people: "
+        "the second signer's user name (a different person with the role); their password is "
+        "asked after yours (or read from the second line of standard input).",
         show_default=False,
     ),
 ]
@@ -129,3 +140,42 @@ def server_signature(
         "meaning": text,
         "lot_version": body["version"],
     }
+
+
+def server_signatures(
+    via: Server,
+    lot: str,
+    action: Action,
+    meaning: str | None,
+    reason: str | None,
+    second: str | None,
+    *,
+    as_json: bool,
+) -> list[dict[str, Any]]:
+    """The requester's signature (:func:`server_signature`) and, with ``second``, the second
+    signer's: the same meaning and lot version, their own password given again (the terminal,
+    or the next line of standard input; none given: the request carries the first alone, and
+    the server says what it needs). None at all (``[]``) when the requester gives no password."""
+    first = server_signature(via, lot, action, meaning, reason, as_json=as_json)
+    if first is None:
+        return []
+    if second is None or not second.strip():
+        return [first]
+    second = second.strip()
+    password = modes.password_again(
+        f"password of {second} (second signer), signing '{first['meaning']}' for lot {lot}: "
+    )
+    if not password:
+        return [first]
+    return [first, {**first, "username": second, "password": password}]
+
+
+def no_second_signer_here(second: str | None, *, as_json: bool) -> None:
+    """Direct mode signs with the OS account alone: ``--second-signer`` is refused there,
+    before anything is done, saying where a second person signs."""
+    if second is not None:
+        usage_error(
+            "--second-signer: direct mode signs with your OS account alone; a second signer "
+            "signs through the pkgline server (--server, or PKGLINE_SERVER)",
+            as_json=as_json,
+        )

@@ -12,7 +12,8 @@ import pytest
 
 from mes.domain.authority import Role
 from mes.domain.identity import EventKind
-from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli
+from mes.domain.signatures import SignaturePolicy
+from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 
 
 @pytest.mark.slow
@@ -115,6 +116,41 @@ async def test_a_release_through_the_server_is_signed_with_the_password_given_ag
     [signature] = shown["signatures"]
     assert signature["meaning"] == "approved release"
     assert signature["method"] == "password" and signature["signer"] == ACCOUNT
+
+
+@pytest.mark.slow
+async def test_a_scrap_asking_two_signers_is_signed_by_a_second_person_from_the_cli(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """[signatures] two_signers = ["scrap"] on the server: the requester alone is refused
+    (signature_required, 2 needed); --second-signer names the second person, whose password
+    is read after the requester's (here the second line of standard input), and both sign.
+    Direct mode, which signs with the OS account alone, refuses the option before acting."""
+    two = SignaturePolicy.from_names(["scrap"])
+    async with start_api(sqlite_url, tmp_path / "api.sock", signatures=two) as api:
+        identity = api.state.identity
+        await api.roles(Role.OPERATOR, Role.QUALITY)
+        await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+        await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+        await identity.add_user(ADMIN, "qa2", "Quinn Two", [Role.QUALITY], password="set-by-ad-1")
+        await identity.change_own_password("qa2", "set-by-ad-1", "qa2-Secret-33")
+        via = ("--server", f"unix://{api.socket}")
+        assert (await cli("lot", "start", "S2", "--flow", "fo-organic", *via)).returncode == 0
+        scrap = ("lot", "scrap", "S2", "--reason", "voids", "--json", *via)
+
+        alone = await cli(*scrap, stdin="own-Secret-22\n")
+        assert alone.returncode == 1, alone.stdout
+        assert json.loads(alone.stdout)["error"] == "signature_required"
+        both = await cli(*scrap, "--second-signer", "qa2", stdin="own-Secret-22\nqa2-Secret-33\n")
+        assert both.returncode == 0, both.stdout + both.stderr
+        shown = json.loads((await cli("lot", "show", "S2", "--json", *via)).stdout)
+        assert shown["state"] == "SCRAPPED"
+        assert [s["signer"] for s in shown["signatures"]] == [ACCOUNT, "qa2"]
+        assert {s["meaning"] for s in shown["signatures"]} == {"approved scrap: voids"}
+
+        direct = await cli("lot", "release", "S2", "--second-signer", "qa2", "--db", api.db)
+        assert direct.returncode == 2, direct.stdout + direct.stderr
+        assert "direct mode signs with your OS account alone" in direct.stderr
 
 
 async def test_events_status_and_audit_verify_through_the_server_match_direct_mode(
