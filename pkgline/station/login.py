@@ -78,10 +78,25 @@ def safe_next(value: object) -> str:
     return PREFIX + "/"
 
 
+def page_of(method: str, path: str, query: str) -> str:
+    """Where the login goes on to for a request that found no session: the page itself for a
+    GET; for a form's POST (which a browser cannot repeat by a redirect) the page the form is
+    on: a lot's or a tool's page for their actions (``/station/lots/S-1/hold``), the start
+    page for a start, else the line."""
+    if method in ("GET", "HEAD"):
+        return path + (f"?{query}" if query else "")
+    parts = path.split("/")  # "", "station", "lots", ID, ACTION
+    if len(parts) == 5 and parts[2] in ("lots", "tools"):
+        return "/".join(parts[:4])
+    if path == f"{PREFIX}/start":
+        return path
+    return PREFIX + "/"
+
+
 async def viewer(request: Request) -> Principal:
     """The principal of the page's session (a FastAPI dependency), or NeedLogin."""
     token = request.cookies.get(COOKIE)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    here = page_of(request.method, request.url.path, request.url.query)
     if not token:
         raise NeedLogin(here)
     state = state_of(request)

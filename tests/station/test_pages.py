@@ -126,6 +126,41 @@ def test_a_form_without_the_sessions_csrf_token_changes_nothing(station: Station
         assert _state(station, client, "S-1") == before == "WAITING"
 
 
+def test_a_form_sent_after_the_session_ended_logs_in_again_to_the_page_it_came_from(
+    station: Station,
+) -> None:
+    """The session ends (a logout elsewhere, an expiry) while a lot's page is open; its hold
+    is sent: the login, then the lot's page again, not the form's own address, which is no
+    page (GET on it: 405 "is not for GET"). Nothing was held."""
+    with _login(station, "olga") as client:
+        page = client.get("/station/lots/S-1")
+        elsewhere = {"pkgline_station": client.cookies["pkgline_station"]}
+        ended = httpx.post(
+            station.url + "/station/logout",
+            data={"csrf": _csrf(page.text)},
+            cookies=elsewhere,
+            timeout=10,
+        )
+        assert ended.status_code == 303
+        sent = client.post("/station/lots/S-1/hold", data={"reason": "x", "csrf": _csrf(page.text)})
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/station/login?next=/station/lots/S-1"
+        form = client.get(sent.headers["location"])
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        next_field = re.search(r'name="next" value="([^"]*)"', form.text)
+        assert csrf is not None and next_field is not None, form.text
+        data = {
+            "csrf": csrf[1],
+            "username": "olga",
+            "password": PASSWORDS["olga"],
+            "next": html.unescape(next_field[1]),
+        }
+        answer = client.post("/station/login", data=data, follow_redirects=True)
+        assert answer.status_code == 200, answer.text
+        assert answer.url.path == "/station/lots/S-1"
+        assert _state(station, client, "S-1") == "WAITING"
+
+
 def test_a_role_that_may_not_release_is_refused_on_the_page_and_nothing_changes(
     station: Station,
 ) -> None:
