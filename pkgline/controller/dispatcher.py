@@ -290,8 +290,14 @@ class Dispatcher:
                 self._outage.failed("manual steps", exc)
 
     async def _track_out_manual(self, lots: list[LotHead]) -> None:
+        """Track out the lots running a manual step on no tool (one of ours, whose track-out
+        failed). A tool's step tracked in on no tool (an operator's or a script's, off the
+        line's tools: docs/interlocks.md) is theirs to track out, with its measured values."""
         for lot in lots:
             try:
+                running = (await self._lots.get(lot.id)).running
+                if running is None or running.tool is not None or not self._is_manual(running.step):
+                    continue
                 await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
             except LotTrackerError as exc:  # not a manual step of ours: asked every pass
                 log.debug("running lot not tracked out", lot=lot.id, reason=exc.message)

@@ -57,3 +57,30 @@ async def test_a_step_tracked_in_by_hand_on_a_tool_in_manual_is_left_to_the_oper
             timeout_s=30,
             what="H2 run on DB-1 by the controller",
         )
+
+
+async def test_a_tools_step_tracked_in_on_no_tool_is_left_to_whoever_tracked_it_in(
+    stack: Stack,
+) -> None:
+    """An operator (or a script) tracks DIE_ATTACH in with no tool named: a step done off the
+    line's tools (docs/interlocks.md). The controller, which completes the manual steps
+    (auto_manual_steps), does not track it out with no measured values: the die attach is
+    the operator's to finish."""
+    config = line_config(tools=["DB-1"])
+    async with simulated(config), running_controller(config, stack):
+        await stack.equipment.set_dispatch("DB-1", DispatchMode.MANUAL, OP, "by hand")
+        await stack.lots.start(cmd.StartLot("H3", "stiffener-bga", "planner", carriers=1))
+        await wait_until(
+            partial(_waiting_after, stack, "H3", "SUBSTRATE_LOAD"),
+            timeout_s=30,
+            what="H3 waiting for DIE_ATTACH",
+        )
+        await stack.lots.track_in(cmd.TrackIn("H3", "DIE_ATTACH", OP))
+        await asyncio.sleep(1.0)  # five full dispatch passes (every 0.2 s) go by
+        lot = await stack.lots.get("H3")
+        assert lot.state is LotState.RUNNING, "the controller tracked the operator's step out"
+        assert lot.running is not None and lot.running.step == "DIE_ATTACH"
+
+        await stack.lots.track_out(cmd.TrackOut("H3", OP, measured={"bond_force_n": 4.9}))
+        out = (await stack.lots.report("H3")).history[-1]
+        assert (out.operation, out.user) == (Operation.TRACK_OUT, OP)
