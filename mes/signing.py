@@ -16,7 +16,7 @@ from typing import Protocol
 
 from mes.domain.authority import Action, Principal
 from mes.domain.errors import InvalidInput
-from mes.domain.identity import EventKind, SecurityEvent
+from mes.domain.identity import EventKind, SecurityEvent, SignerRefused
 from mes.domain.model import Change, Lot
 from mes.domain.signatures import (
     SIGNED,
@@ -111,9 +111,19 @@ class Signing:
                     lot_id=lot_id,
                 )
             else:
-                signer = await self._verifier.verify_signer(
-                    g.username, g.password, action=action, lot_id=lot_id
-                )
+                try:
+                    signer = await self._verifier.verify_signer(
+                        g.username, g.password, action=action, lot_id=lot_id
+                    )
+                except SignerRefused as refused:
+                    if len(given) < 2:
+                        raise
+                    # two signers at one screen: say whose password to give again (the name
+                    # is the one typed; why stays the same for every cause, as for a login)
+                    which = "first" if not signed else "second"
+                    raise SignerRefused(
+                        f"the {which} signer's ({g.username}) {refused.message}", lot_id=lot_id
+                    ) from None
             signed.append((g, signer))
         return signed
 

@@ -196,6 +196,31 @@ async def test_scrap_of_a_whole_lot_takes_two_different_people_with_the_role(lin
     assert all(e.actor == "qa1" and e.lot_id == "L1" for e in refused)
 
 
+async def test_a_wrong_password_of_one_of_two_signers_says_whose_and_changes_nothing(
+    line: Line,
+) -> None:
+    """Two people sign a scrap at one screen: a refused password is told as the first or the
+    second signer's, by the name typed, so that the right one is given again (and the other
+    person's account is not locked by retries); why is still not said."""
+    await line.lots.start(cmd.StartLot("L1", "fo-organic", "op1"))
+    v = (await line.lots.get("L1")).version
+    scrap = cmd.ScrapLot("L1", "qa1", "voids in mold")
+    wrong = "wrong one 1"
+    with pytest.raises(LoginRefused) as second:
+        await line.lots.scrap(
+            scrap, by=line.who("qa1"), signatures=(sig("qa1", v), sig("qa2", v, password=wrong))
+        )
+    assert second.value.message == (
+        "the second signer's (qa2) signature refused: wrong user name or password, or the "
+        "account is disabled or locked"
+    )
+    with pytest.raises(LoginRefused, match=r"^the first signer's \(qa1\) signature refused"):
+        await line.lots.scrap(
+            scrap, by=line.who("qa1"), signatures=(sig("qa1", v, password=wrong), sig("qa2", v))
+        )
+    assert (await line.lots.get("L1")).state is LotState.WAITING
+
+
 async def test_a_wrong_password_counts_towards_the_lockout_and_changes_nothing(
     line: Line,
 ) -> None:
