@@ -31,7 +31,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, call, either, say_direct, segment, target
-from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
+from pkgline.cli.signing import MeaningOption, SecondSignerOption, SignaturesConfigOption
 
 app = typer.Typer(
     help="Strip and panel maps as SEMI E142 XML: export a lot's, import an upstream one.",
@@ -146,6 +146,7 @@ def import_(
         ),
     ] = None,
     meaning: MeaningOption = None,
+    second_signer: SecondSignerOption = None,
     config: SignaturesConfigOption = None,
     db: DbOption = None,
     server: ServerOption = None,
@@ -189,8 +190,11 @@ def import_(
     reason = f"E142 map import: {name}"
     via = target(server, db, as_json=json)
     if via is not None:
-        done = _import_remote(via, lot, name, document, carrier, codes, meaning, reason, json)
+        done = _import_remote(
+            via, lot, name, document, carrier, codes, (meaning, second_signer), reason, json
+        )
     else:
+        signing.no_second_signer_here(second_signer, as_json=json)
         say_direct(db)
         act = signing.signed(
             lambda service, signed: import_lot_map(
@@ -246,12 +250,13 @@ def _import_remote(
     document: bytes,
     carrier: str | None,
     codes: dict[str, str],
-    meaning: str | None,
+    signers: tuple[str | None, str | None],
     reason: str,
     as_json: bool,
 ) -> dict[str, Any]:
     """The import through the server: the map's text in the body, signed with the password
-    given again for the lot's version as the signer saw it (as ``lot scrap --site``)."""
+    given again for the lot's version as the signer saw it (as ``lot scrap --site``);
+    ``signers``: the meaning, and the second signer where two sign."""
     from mes.domain.authority import Action
 
     try:
@@ -261,14 +266,15 @@ def _import_remote(
             f"{source}: the map is not UTF-8 text (through the server a map is sent as UTF-8)",
             as_json=as_json,
         )
-    signature = signing.server_signature(
-        via, lot, Action.SCRAP_SITES, meaning, reason, as_json=as_json
+    meaning, second = signers
+    given = signing.server_signatures(
+        via, lot, Action.SCRAP_SITES, meaning, reason, second, as_json=as_json
     )
     body: dict[str, Any] = {"xml": text, "source": source, "bins": codes}
     if carrier is not None:
         body["carrier"] = carrier
-    if signature is not None:
-        body["signatures"] = [signature]
+    if given:
+        body["signatures"] = given
     path = f"/lots/{segment(lot)}/maps/e142"
     answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
     return answer

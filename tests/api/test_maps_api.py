@@ -13,6 +13,7 @@ import pytest
 from mes.domain import commands as cmd
 from mes.domain.authority import Role
 from mes.domain.identity import EventKind
+from mes.domain.signatures import SignaturePolicy
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 from tests.mes.test_e142 import hand_written
 
@@ -83,6 +84,34 @@ async def test_map_commands_through_the_server_match_direct_mode(
     assert written.returncode == 0, written.stderr
     assert "1 carrier map (B-01) written to" in written.stdout
     assert out.read_text() == json.loads(local.stdout)["xml"]
+
+
+@pytest.mark.slow
+async def test_an_import_two_must_sign_takes_the_second_signer_from_the_cli(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """[signatures] two_signers = ["scrap_sites"]: an imported map is a scrap of sites, so
+    --second-signer names the second person, whose password is read after the requester's."""
+    two = SignaturePolicy.from_names(["scrap_sites"])
+    async with start_api(sqlite_url, tmp_path / "api.sock", signatures=two) as api:
+        await _lot_b(api)
+        identity = api.state.identity
+        await api.roles(Role.OPERATOR, Role.QUALITY)
+        await identity.set_password(ADMIN, ACCOUNT, "set-by-the-admin")
+        await identity.change_own_password(ACCOUNT, "set-by-the-admin", OWN)
+        await identity.add_user(ADMIN, "qa2", "Quinn Two", [Role.QUALITY], password="set-by-ad-1")
+        await identity.change_own_password("qa2", "set-by-ad-1", "qa2-Secret-33")
+        upstream = tmp_path / "aoi.xml"
+        upstream.write_text(hand_written(substrate="B-01"))
+        imported = await cli(
+            "lot", "map", "import", "B", str(upstream), "--bin", "X=PARTICLE", "--json",
+            "--second-signer", "qa2", "--server", f"unix://{api.socket}",
+            stdin=f"{OWN}\nqa2-Secret-33\n",
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        async with api.client() as client:
+            shown = (await client.get("/lots/B")).json()
+        assert [s["signer"] for s in shown["signatures"]] == [ACCOUNT, "qa2"]
 
 
 async def test_map_refusals_change_nothing(sqlite_url: str, tmp_path: Path) -> None:
