@@ -5,6 +5,7 @@ made elsewhere."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,28 @@ def test_log_in_and_see_the_line_live(browser: WebDriver, station: Station, shot
         lambda b: b.find_element(By.ID, "live").get_attribute("data-state") == "live"
     )
     browser.save_screenshot(str(shots / "line.png"))
+
+
+def test_the_live_stamp_is_utc_in_a_browser_of_another_zone(
+    browser: WebDriver, station: Station
+) -> None:
+    """Every time the station shows is UTC: so is the stamp of the last update, whatever the
+    panel's zone and clock (here Chicago's, 12-hour)."""
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "America/Chicago"})
+    try:
+        log_in(browser, station, "olga")
+        wait(browser).until(
+            lambda b: b.find_element(By.ID, "live").get_attribute("data-state") == "live"
+        )
+        shown = browser.find_element(By.ID, "live").text
+        stamp = re.fullmatch(r"live · (\d\d):(\d\d):(\d\d) UTC", shown)
+        assert stamp is not None, shown
+        now = datetime.now(UTC)
+        said = now.replace(hour=int(stamp[1]), minute=int(stamp[2]), second=int(stamp[3]))
+        apart = abs((now - said).total_seconds()) % 86400  # around midnight too
+        assert min(apart, 86400 - apart) < 60, (shown, now)
+    finally:
+        browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
 
 
 def test_open_a_lot_by_its_id_and_read_a_rejected_site(

@@ -17,7 +17,8 @@ source.addEventListener("line", (event) => {
     line.innerHTML = event.data;
     line.dataset.version = event.lastEventId;
   }
-  say("live", `live · ${new Date().toLocaleTimeString()}`);
+  // UTC, as every time the station shows (not the panel's zone nor its 12-hour clock)
+  say("live", `live · ${new Date().toISOString().slice(11, 19)} UTC`);
 });
 source.addEventListener("logout", () => {
   source.close();
