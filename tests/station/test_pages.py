@@ -161,6 +161,51 @@ def test_a_form_sent_after_the_session_ended_logs_in_again_to_the_page_it_came_f
         assert _state(station, client, "S-1") == "WAITING"
 
 
+def test_a_new_person_chooses_their_own_password_at_the_station_to_sign(
+    station: Station,
+) -> None:
+    """An admin adds nina with a first password: it logs her in, but one someone else set
+    cannot sign, and a person who works only at the station had no way to choose her own.
+    The password page says so and changes it (the current one proven, the new one twice; a
+    wrong current one or a repetition that differs changes nothing); her session goes on."""
+    with _login(station, "ada") as admin:
+        token = admin.cookies["pkgline_station"]
+        added = admin.post(
+            "/users",
+            json={"username": "nina", "name": "Nina New", "roles": ["operator"],
+                  "password": "nina-Initial-0"},
+            headers={"authorization": f"Bearer {token}"},
+        )  # fmt: skip
+        assert added.status_code == 201, added.text
+    with httpx.Client(base_url=station.url, timeout=10) as client:
+        form = client.get("/station/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        data = {"csrf": csrf[1], "username": "nina", "password": "nina-Initial-0"}
+        assert client.post("/station/login", data=data).status_code == 303
+        page = client.get("/station/password")
+        assert page.status_code == 200 and 'id="may-not-sign"' in page.text
+        assert 'href="/station/password"' in client.get("/station/").text
+        base = {"csrf": _csrf(page.text), "current": "nina-Initial-0", "new": "nina-Own-Secret-1"}
+        differs = client.post("/station/password", data={**base, "again": "nina-Own-Secret-2"})
+        assert differs.status_code == 422 and "differ" in message(differs.text)
+        wrong = client.post(
+            "/station/password",
+            data={**base, "current": "not-it-at-all", "again": "nina-Own-Secret-1"},
+        )
+        assert wrong.status_code in (401, 403) and "wrong" in message(wrong.text)
+        done = client.post("/station/password", data={**base, "again": "nina-Own-Secret-1"})
+        assert done.status_code == 303, done.text
+        after = client.get(done.headers["location"])
+        assert after.status_code == 200 and 'id="notice"' in after.text
+        assert 'id="may-not-sign"' not in after.text  # the same session goes on
+    with _login(station, "ada") as admin:
+        shown = admin.get(
+            "/users/nina", headers={"authorization": f"Bearer {admin.cookies['pkgline_station']}"}
+        ).json()
+    assert (shown["password_set_by"], shown["may_sign"]) == ("nina", True)
+
+
 def test_a_role_that_may_not_release_is_refused_on_the_page_and_nothing_changes(
     station: Station,
 ) -> None:
