@@ -43,7 +43,9 @@ OPERATIONS = tuple(o.value for o in Operation)
 
 def parse_instant(text: str | None, name: str) -> datetime | None:
     """An ISO 8601 date or time (``2026-12-02``, ``2026-12-02T14:30``, with an offset or
-    without one: UTC), or None; InvalidInput saying what was expected otherwise."""
+    without one: UTC), or None; InvalidInput saying what was expected otherwise (also for a
+    time outside the years 1 to 9999 in UTC, ``0001-01-01T00:00+01:00``, which no store
+    can hold)."""
     if text is None:
         return None
     try:
@@ -53,7 +55,14 @@ def parse_instant(text: str | None, name: str) -> datetime | None:
             f"{name} {text!r}: expected an ISO 8601 date or time, e.g. 2026-12-02 or "
             "2026-12-02T14:30 (UTC unless an offset is given)"
         ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    try:  # the stores keep UTC, years 1 to 9999 there
+        at.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{name} {text!r}: expected a time from 0001-01-01 to 9999-12-31 in UTC"
+        ) from None
+    return at
 
 
 def parse_kind(text: str | None) -> EventKind | None:

@@ -221,6 +221,27 @@ async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
             assert "0001-01-01 to 9999-12-31 in UTC" in said.json()["message"], said.json()
 
 
+async def test_the_other_lists_refuse_a_time_no_store_can_hold(api: RunningApi) -> None:
+    """``/history`` and ``/security/events`` read their times as ``lot history`` and ``user
+    events`` do (an offset, or UTC): one that is no UTC time at all was a 500 (OverflowError
+    binding it), it is a 422 naming the parameter."""
+    await api.roles(Role.OPERATOR, Role.ADMIN)
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for path in ("/history", "/security/events"):
+            for name, edge in (
+                ("since", "0001-01-01T00:00+01:00"),
+                ("until", "9999-12-31T23:59-01:00"),
+            ):
+                said = await client.get(path, params={name: edge})
+                assert said.status_code == 422, (path, said.text)
+                assert said.json()["error"] == "invalid_input"
+                assert said.json()["message"].startswith(f"{name} '{edge}'"), said.json()
+                assert "0001-01-01 to 9999-12-31 in UTC" in said.json()["message"]
+            inside = await client.get(path, params={"since": "0001-01-01T00:00-01:00"})
+            assert inside.status_code == 200, inside.text
+
+
 async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: RunningApi) -> None:
     identity = api.state.identity
     await identity.add_user(
