@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
@@ -28,7 +29,7 @@ from pkgline.api import (
 )
 from pkgline.api.auth import ApiState
 from pkgline.api.defaults import MAX_BODY_BYTES
-from pkgline.api.errors import too_large
+from pkgline.api.errors import error_response, too_large
 from pkgline.api.fastlane import FastLane
 from pkgline.api.peer import PEER_KEY, PeerCredentials
 from pkgline.station import pages as station
@@ -46,7 +47,7 @@ the claim and what is allowed."""
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The ASGI application serving ``state`` (wrapped in the body limit)."""
     app = build_app(state, max_body_bytes)
-    inner = ServerTiming(FastLane(app, max_body_bytes))
+    inner = ServerTiming(NoNulInUrl(FastLane(app, max_body_bytes)))
     return RequestOrigin(DeclaredBodyLimit(inner, max_body_bytes))
 
 
@@ -119,6 +120,36 @@ def origin_of(scope: Scope) -> str | None:
         where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
         return f"{where} ({scope.get('scheme', 'http')})"
     return None
+
+
+class NoNulInUrl:
+    """A path or query that holds a NUL character (``/lots/%00``, ``?lot=%00``) is refused
+    (422 ``invalid_request``) before any route reads it: no id or text of pkgline holds one,
+    and PostgreSQL refuses it in any statement (the lookup was a 500, a traceback in the
+    log). Bodies are checked by :class:`pkgline.api.bodies.Body`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope["query_string"])
+        ):
+            await _nul_refused(scope)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+NUL_IN_URL = (
+    "the URL holds a NUL character (%00): no lot, tool, user or other id holds one, nor any "
+    "query value; nothing was changed"
+)
+
+
+def _nul_refused(scope: Scope) -> ASGIApp:
+    if station.is_page_path(scope["path"]):
+        return station.refusal_page(Request(scope), HTTPException(422, NUL_IN_URL))
+    return error_response(422, {"error": "invalid_request", "message": NUL_IN_URL})
 
 
 class DeclaredBodyLimit:

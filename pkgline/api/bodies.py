@@ -20,6 +20,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -85,8 +86,31 @@ ZonedTime = Annotated[datetime, BeforeValidator(iso_text)]
 says (they refuse a time without one)."""
 
 
+def _no_nul(value: object) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(
+                "the text holds a NUL character (U+0000): no id or text of pkgline holds one"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _no_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _no_nul(item)
+
+
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul(cls, value: object) -> object:
+        """A text with a NUL character is refused (422): none is a valid id or text, and
+        PostgreSQL refuses one in any statement (a login's user name with one was a 500)."""
+        _no_nul(value)
+        return value
 
 
 class SignatureBody(Body):
