@@ -126,6 +126,8 @@ async def login(request: Request) -> Response:
         return _login_page(request, next_path, "Enter your username and password.", 422)
     if len(username) > 64 or len(password) > MAX_FIELD:
         return _login_page(request, next_path, "Username or password too long.", 422)
+    if "\x00" in username:  # no account's name has one (PostgreSQL: a 500 looking it up)
+        return _login_page(request, next_path, "The username holds a NUL character.", 422)
     try:
         token, session, _ = await state_of(request).sessions.login(username, password)
     except LoginRefused as refused:

@@ -5,6 +5,7 @@ every refusal is a clear 4xx with the CLI's JSON body that changes nothing."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -315,6 +316,13 @@ async def test_a_nul_character_in_an_id_or_a_text_is_a_422_on_postgresql(
             assert answer.status_code == 422, (path, body, answer.text)
             assert answer.json()["error"] == "invalid_request", answer.json()
             assert "NUL character" in answer.json()["message"], answer.json()
+        # the station's login form too: its page says so
+        form = await client.get("/station/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None, form.text
+        login = {"csrf": csrf[1], "username": "a\x00", "password": "x", "next": "/station/"}
+        page = await client.post("/station/login", data=login)
+        assert page.status_code == 422 and "NUL character" in page.text, page.text
     assert len(await _history(pg_api, "A1")) == 1
 
 
