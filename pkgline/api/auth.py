@@ -13,9 +13,11 @@ passed to the service layer as ``by=`` (docs/api.md, docs/security.md).
 from __future__ import annotations
 
 import pwd
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
@@ -100,9 +102,37 @@ def _account(uid: int) -> str | None:
         return None
 
 
+TOKEN_IN_URL = re.compile(r"(pk[ls])_([0-9a-f]{12})_[A-Za-z0-9_-]")
+"""An API key or session token as issued (``pkl_<id>_<secret>``, ``pks_...``), anywhere in a
+URL's query."""
+
+
+async def _refuse_token_in_url(state: ApiState, query_string: bytes) -> None:
+    """A request whose URL carries a token is refused and recorded, whatever else it sends:
+    a URL ends up in proxies' and browsers' logs and histories, so the token is exposed."""
+    if not query_string:
+        return
+    found = TOKEN_IN_URL.search(unquote_plus(query_string.decode("latin-1")))
+    if found is None:
+        return
+    kind, token_id = found.groups()
+    key = kind == API_KEY_PREFIX
+    await state.identity.refused_credentials(
+        f"{'key' if key else 'session'} {token_id}",
+        AuthMethod.API_KEY if key else AuthMethod.SESSION,
+        "a token sent in the URL: exposed, to be revoked",
+    )
+    undo = f"revoke it: pkgline user revoke-key {token_id}" if key else "log out (pkgline logout)"
+    raise LoginRefused(
+        "credentials in the URL are refused (a URL ends up in logs and histories): send "
+        f"Authorization: Bearer TOKEN; this token is exposed now, {undo}; nothing was changed"
+    )
+
+
 async def principal(request: Request, response: Response) -> Principal:
     """The request's principal (a FastAPI dependency), or LoginRefused (401)."""
     state = state_of(request)
+    await _refuse_token_in_url(state, request.scope.get("query_string", b""))
     header = request.headers.get("authorization")
     if header is not None:
         found = await _bearer(state, header)

@@ -267,6 +267,35 @@ async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: Ru
     assert len(await _history(api, "A1")) == 1
 
 
+async def test_a_token_in_the_url_is_refused_and_recorded_even_with_a_valid_header(
+    api: RunningApi,
+) -> None:
+    """A key in the query (``?api_key=pkl_...``, as some clients do) was taken for no
+    credentials at all (401, not recorded) and, beside a valid Authorization header, ignored:
+    the request was served and the exposed key kept working. It is refused, and the security
+    log names the key (never its secret) for an admin to revoke."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+    for params in ({"api_key": token}, {"token": f"Bearer {token}"}, {"x": token + "&y=1"}):
+        for headers in ({}, {"authorization": f"Bearer {token}"}):
+            async with api.client(**headers) as client:
+                answer = await client.post("/lots/A1/hold", params=params, json={"reason": "x"})
+                listed = await client.get("/lots", params=params)
+            for refused in (answer, listed):
+                assert refused.status_code == 401, (params, headers, refused.text)
+                assert refused.json()["error"] == "login_refused"
+                assert "credentials in the URL are refused" in refused.json()["message"]
+                assert f"pkgline user revoke-key {key.key_id}" in refused.json()["message"]
+    assert len(await _history(api, "A1")) == 1
+    events = await identity.events(ADMIN)
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert len(failed) == 12 and {e.actor for e in failed} == {f"key {key.key_id}"}
+    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
+
+
 async def test_the_socket_is_0660_and_gone_after_the_stop(sqlite_url: str, tmp_path: Path) -> None:
     sock = tmp_path / "run" / "api.sock"
     async with start_api(sqlite_url, sock) as api:
