@@ -31,6 +31,7 @@ from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.errors import LotTrackerError
 from mes.domain.identity import SignerRefused
+from mes.domain.text import printable
 from pkgline.api.defaults import PRINCIPAL_HEADER
 
 STATUS_OF_KIND: dict[str, int] = {
@@ -107,6 +108,15 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
         problems.append({"where": where, "problem": str(e.get("msg", "invalid"))})
         not_json = not_json or e.get("type") == "json_invalid"
+    sent_as = _not_json_content_type(request)
+    if sent_as is not None and any(p["where"] == "body" for p in problems):
+        # FastAPI reads such a body as bytes, and says only that it is no object
+        problems = [
+            {
+                "where": "body",
+                "problem": f"sent as Content-Type {sent_as}: expected application/json",
+            }
+        ]
     message = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
     if not_json:
         return error_response(
@@ -120,6 +130,18 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
             "problems": problems,
         },
     )
+
+
+def _not_json_content_type(request: Request) -> str | None:
+    """The request's Content-Type when it says the body is not JSON (FastAPI then does not
+    parse it); None when it says JSON or says nothing (taken as JSON)."""
+    given = request.headers.get("content-type")
+    if given is None:
+        return None
+    main = given.partition(";")[0].strip().lower()
+    if main == "application/json" or (main.startswith("application/") and main.endswith("+json")):
+        return None
+    return printable(given[:64])
 
 
 async def http_refused(request: Request, exc: Exception) -> JSONResponse:

@@ -126,6 +126,17 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
             "/lots/A1/hold", content=b'{"reason": ', headers={"content-type": "application/json"}
         )
         assert broken.status_code == 400 and broken.json()["error"] == "invalid_request"
+        for sent_as in ("text/plain", "application/x-www-form-urlencoded"):  # curl -d's own
+            typed = await client.post(
+                "/lots/A1/hold", content=b'{"reason": "x"}', headers={"content-type": sent_as}
+            )
+            assert typed.status_code == 422 and typed.json()["error"] == "invalid_request"
+            assert typed.json()["problems"] == [
+                {
+                    "where": "body",
+                    "problem": f"sent as Content-Type {sent_as}: expected application/json",
+                }
+            ], typed.json()
         huge = await client.post("/lots/A1/hold", json={"reason": "x" * 300_000})
         assert huge.status_code == 413 and huge.json()["error"] == "too_large"
         # a lot id with '/' in it (quoted, but the route sees it decoded): no route, said so
