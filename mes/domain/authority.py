@@ -29,6 +29,9 @@ class Role(StrEnum):
     """Users and their roles; no lot or tool operations (separation of duties)."""
     CONTROLLER = "controller"
     """The line controller, a system: dispatch, jobs, tool states, holds on alarms."""
+    VIEWER = "viewer"
+    """Reads only: lots, history, tools, the line, the event feed's outbox (a reporting
+    system, an ERP or MES above that only reads); no operation on a lot, tool or user."""
 
 
 class AuthMethod(StrEnum):

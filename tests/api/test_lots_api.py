@@ -278,6 +278,36 @@ async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: Ru
     assert len(await _history(api, "A1")) == 1
 
 
+async def test_a_reporting_system_with_the_viewer_role_reads_and_changes_nothing(
+    api: RunningApi,
+) -> None:
+    """A system that only reads (reporting, an ERP that reconciles) had to be given a role
+    that writes: every role but admin moves, holds or scraps lots, and admin manages users.
+    ``viewer`` reads everything a role may read and nothing else; its refusals are recorded."""
+    identity = api.state.identity
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+    await identity.add_user(ADMIN, "report", "Reporting", [Role.VIEWER], kind=UserKind.SYSTEM)
+    _, token = await identity.issue_api_key(ADMIN, "report", "test")
+    async with api.client(authorization=f"Bearer {token}") as client:
+        for path in ("/lots", "/lots/A1", "/history", "/tools", "/events", "/line/status"):
+            read = await client.get(path)
+            assert read.status_code == 200, (path, read.text)
+        for path, body in (
+            ("/lots", {**START, "lot": "A2"}),
+            ("/lots/A1/hold", {"reason": "x"}),
+            ("/lots/A1/track-in", {"step": "SUBSTRATE_PREP"}),
+        ):
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 403, (path, refused.text)
+            assert refused.json()["error"] == "not_authorized"
+        assert (await client.get("/security/events")).status_code == 403
+    assert len(await _history(api, "A1")) == 1
+    events = await identity.events(ADMIN)
+    refused_events = [e for e in events if e.kind is EventKind.REFUSED and e.actor == "report"]
+    assert len(refused_events) == 4
+
+
 async def test_a_token_in_the_url_is_refused_and_recorded_even_with_a_valid_header(
     api: RunningApi,
 ) -> None:
