@@ -29,6 +29,7 @@ from mes.domain.common import check_window
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import (
     ApiKey,
+    CurrentPasswordRefused,
     EventKind,
     LoginRefused,
     SecurityEvent,
@@ -318,9 +319,12 @@ class IdentityService:
             await self._guard.refused(by, refusal)
             raise refusal
         check_password(new)
-        user = await self._attempt(
-            username, current, failed=EventKind.LOGIN_FAILED, succeeded=None, purpose="passwd"
-        )
+        try:
+            user = await self._attempt(
+                username, current, failed=EventKind.LOGIN_FAILED, succeeded=None, purpose="passwd"
+            )
+        except LoginRefused as refused:  # the password in the body, not the request's own
+            raise CurrentPasswordRefused(refused.message) from None
         if current == new:
             raise InvalidInput("the new password is the current one: choose another")
         hashed = await asyncio.to_thread(self._passwords.hash, new)

@@ -54,6 +54,12 @@ class SignerRefused(LoginRefused):
     stay valid (the server answers 403, not 401)."""
 
 
+class CurrentPasswordRefused(LoginRefused):
+    """The current password given to change one's own refused (wrong, or the account locked
+    or disabled): the same kind and message as a login's; the request's own credentials
+    (a session, the OS account) stay valid, so the server answers 403, not 401."""
+
+
 class UserKind(StrEnum):
     PERSON = "person"
     SYSTEM = "system"

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.errors import LotTrackerError
-from mes.domain.identity import SignerRefused
+from mes.domain.identity import CurrentPasswordRefused, SignerRefused
 from mes.domain.text import printable
 from pkgline.api.defaults import PRINCIPAL_HEADER
 
@@ -65,8 +65,8 @@ STATUS_OF_KIND: dict[str, int] = {
 
 
 def status_of(error: LotTrackerError) -> int:
-    if isinstance(error, SignerRefused):  # a signature's password: the request's credentials hold
-        return 403
+    if isinstance(error, SignerRefused | CurrentPasswordRefused):
+        return 403  # a password in the body (a signature's, the current one): the request's hold
     return STATUS_OF_KIND.get(error.kind, 422)
 
 

@@ -133,6 +133,14 @@ async def test_a_password_set_ends_the_sessions_that_knew_the_old_one(api: Runni
             refused = await client.get("/lots", headers=ended)
             assert refused.status_code == 401 and "session ended" in refused.json()["message"]
         third, fourth = await login(client, new), await login(client, new)
+        wrong = await client.post(
+            "/users/alice/own-password",
+            json={"current": "not it at all", "new": newer},
+            headers=third,
+        )  # the password in the body is refused, not the session: 403, no WWW-Authenticate
+        assert wrong.status_code == 403 and wrong.json()["error"] == "login_refused", wrong.text
+        assert "www-authenticate" not in wrong.headers
+        assert (await client.get("/lots", headers=third)).status_code == 200
         changed = await client.post(
             "/users/alice/own-password", json={"current": new, "new": newer}, headers=third
         )
