@@ -173,6 +173,8 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
         )
     rows = [replayed(e) for e in page.events]
     answer: dict[str, Any] = _page(rows, "events", "id", page.total, page.more)
+    if page.more and not rows:  # PostgreSQL: an id still held right after ``after``
+        answer["next_after"] = after
     answer.update(oldest=page.oldest, newest=page.newest, gap=None)
     if after is not None and page.oldest is not None and after < page.oldest - 1:
         answer["gap"] = (

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters import jsontext
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
+from mes.adapters.outbox_holes import Hole, holes, settle
 from mes.adapters.sql_expressions import rare
 from mes.adapters.tables import lot_counts, lots, outbox
 from mes.domain.model import FINAL_STATES, LotState
@@ -240,7 +241,29 @@ class OutboxReader:
     async def page(self, after: int | None, limit: int, *, count: bool = True) -> OutboxPage:
         """One page of the events kept (published or not, until the retention), oldest
         first, from the id after ``after`` on (along the primary key); ``total``: how many
-        are kept in all, with the lowest and highest id (with ``count``, else 0 and None)."""
+        are kept in all, with the lowest and highest id (with ``count``, else 0, and None
+        but on PostgreSQL the lowest).
+        On PostgreSQL a page never passes over an id a transaction still holds
+        (:mod:`mes.adapters.outbox_holes`): it ends before it, ``more`` true."""
+        rows, total, oldest, newest = await self._read(after, limit, count)
+        if not is_sqlite(self._engine):
+            for _ in range(3):  # a hole filled meanwhile: the page read again
+                seqs = [row[0] for row in rows[:limit]]
+                start = after if oldest is None or (after or 0) >= oldest else oldest - 1
+                hole, at = await settle(self._engine, holes(start, seqs))
+                if hole is Hole.FILLED:
+                    rows, total, oldest, newest = await self._read(after, limit, count)
+                    continue
+                if hole is Hole.HELD:
+                    kept = [OutboxEvent(*row) for row in rows[:limit] if row[0] < (at or 0)]
+                    return OutboxPage(kept, int(total), True, oldest, newest)
+                break
+        events = [OutboxEvent(*row) for row in rows[:limit]]
+        return OutboxPage(events, int(total), len(rows) > limit, oldest, newest)
+
+    async def _read(
+        self, after: int | None, limit: int, count: bool
+    ) -> tuple[Sequence[Any], int, int | None, int | None]:
         query = select(*_COLUMNS)
         if after is not None:
             query = query.where(outbox.c.seq > after)
@@ -253,8 +276,9 @@ class OutboxReader:
                 if count:
                     counted = select(func.count(), func.min(outbox.c.seq), func.max(outbox.c.seq))
                     total, oldest, newest = (await conn.execute(counted)).one()
-        events = [OutboxEvent(*row) for row in rows[:limit]]
-        return OutboxPage(events, int(total), len(rows) > limit, oldest, newest)
+                elif not is_sqlite(self._engine):  # where holes are looked for: from the oldest
+                    oldest = (await conn.execute(select(func.min(outbox.c.seq)))).scalar()
+        return rows, int(total), oldest, newest
 
 
 class OutboxStore:

@@ -7,10 +7,12 @@ and an unknown account is refused and recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, insert
 
 from mes.adapters.database import create_engine
@@ -173,3 +175,50 @@ async def test_a_replay_past_the_newest_id_is_refused_and_one_before_the_oldest_
         ) in late.stderr
         in_time = await cli("events", "list", "--after", "2", *mode)
         assert in_time.returncode == 0 and "warning" not in in_time.stderr, in_time.stderr
+
+
+@pytest.mark.postgres
+async def test_a_page_never_passes_over_an_id_a_transaction_still_holds_on_postgresql(
+    pg_api: RunningApi,
+) -> None:
+    """PostgreSQL hands out ids before commit: with a transaction holding id N uncommitted
+    while a move committed N+1, ``after=N-1`` answered N+1 alone, and a consumer asking on
+    ``after=N+1`` never saw N. The page now waits for the holder (up to HOLE_WAIT_S), or
+    ends before the hole (``more``: true); a hole no transaction holds is passed over."""
+    async with pg_api.client() as client:
+        assert (
+            await client.post(
+                "/lots", json={"lot": "H1", "flow": "fo-organic", "params": {"layers": "3"}}
+            )
+        ).status_code == 201
+        first = (await client.get("/events")).json()["newest"]
+        engine = create_engine(pg_api.db)
+        try:
+            # a writer holding the next id, committing a moment after the move's
+            async with engine.connect() as conn:
+                trans = await conn.begin()
+                await conn.execute(insert(outbox).values(**_ROW))
+                moved = await client.post("/lots/H1/track-in", json={"step": "SUBSTRATE_PREP"})
+                assert moved.status_code == 200, moved.text
+                reading = asyncio.create_task(client.get("/events", params={"after": first}))
+                await asyncio.sleep(0.3)
+                assert not reading.done()  # it waits for the holder
+                await trans.commit()
+            page = (await reading).json()
+            assert [e["id"] for e in page["events"]] == [first + 1, first + 2], page
+            # held past the wait: the page ends before the hole, and says more follow
+            async with engine.connect() as conn:
+                trans = await conn.begin()
+                await conn.execute(insert(outbox).values(**_ROW))
+                moved = await client.post("/lots/H1/abort", json={"reason": "x"})
+                assert moved.status_code == 200, moved.text
+                held = (await client.get("/events", params={"after": first + 2})).json()
+                assert (held["events"], held["more"], held["next_after"]) == ([], True, first + 2)
+                await trans.rollback()  # a hole for good now: passed over
+            page = (await client.get("/events", params={"after": first + 2})).json()
+            assert [e["id"] for e in page["events"]] == [first + 4] and not page["more"], page
+        finally:
+            await engine.dispose()
+
+
+_ROW = {"lot_id": "H1", "kind": "LotHeld", "payload": {"v": 1}, "created_at": utc_now()}
