@@ -267,10 +267,10 @@ async def test_a_track_in_on_a_tool_with_a_spent_durable_is_refused_the_controll
     assert (await durables.show("CAP-1")).durable.tool_id is None
 
 
-@pytest.mark.usefixtures("line")
-async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
-    service: LotService, durables: DurableService
-) -> None:
+async def _second_job_on_wb1(service: LotService, durables: DurableService) -> None:
+    """CAP-1 (life 120 touchdowns) on WB-1; lot L1's first carrier recorded there (62: one
+    site came in bad), its second on the tool as job J1, results not yet recorded; L2 waits
+    for WIRE_BOND."""
     await durables.add("CAP-1", "capillary", 120, "eng")
     await durables.mount("CAP-1", "WB-1", "tech")
     await _at_wire_bond(service, "L1")
@@ -280,6 +280,13 @@ async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
     await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
     await service.record_job(cmd.RecordJob("J0", CTRL))  # 62: one site came in bad
     await service.start_job(cmd.StartJob("L1", "J1", "WB-1", second, CTRL))
+
+
+@pytest.mark.usefixtures("line")
+async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
+    service: LotService, durables: DurableService
+) -> None:
+    await _second_job_on_wb1(service, durables)
     # J1 is on the tool, its results not yet recorded: counted as 64 more, 126 of 120
     with pytest.raises(InterlockRefused) as refused:
         await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
@@ -293,15 +300,7 @@ async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
 async def test_a_job_a_hold_or_an_abort_abandons_counts_whole_and_refuses_past_life(
     service: LotService, durables: DurableService, leave: str
 ) -> None:
-    await durables.add("CAP-1", "capillary", 120, "eng")
-    await durables.mount("CAP-1", "WB-1", "tech")
-    await _at_wire_bond(service, "L1")
-    await _at_wire_bond(service, "L2")
-    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
-    first, second = (await service.get("L1")).carriers
-    await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
-    await service.record_job(cmd.RecordJob("J0", CTRL))  # 62: one site came in bad
-    await service.start_job(cmd.StartJob("L1", "J1", "WB-1", second, CTRL))
+    await _second_job_on_wb1(service, durables)
     if leave == "hold":  # the tool faulted mid-job: the controller holds the lot
         await service.hold(cmd.HoldLot("L1", CTRL, "tool alarm", HoldSource.ALARM))
     else:
