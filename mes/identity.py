@@ -43,7 +43,9 @@ from mes.domain.identity import (
     after_failed_login,
     after_login,
     check_password,
+    check_roles,
     check_username,
+    login_refusal,
 )
 from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
 from mes.domain.text import one_line, optional_line
@@ -107,7 +109,7 @@ class IdentityService:
         if not one_line(full_name, "a user's printed name"):
             raise InvalidInput("a user needs their printed (full) name (--name)")
         wanted = frozenset(roles)
-        _check_roles(kind, wanted)
+        check_roles(kind, wanted)
         if kind is UserKind.SYSTEM and password is not None:
             raise InvalidInput("a system has no password: issue it an API key")
         hashed = None
@@ -169,7 +171,7 @@ class IdentityService:
         async with self._store.transaction() as tx:
             user = await _existing(tx, username)
             roles = (user.roles | added) - removed
-            _check_roles(user.kind, roles)
+            check_roles(user.kind, roles)
             if roles == user.roles:
                 return user
             changed = replace(user, roles=roles, updated_at=self._clock())
@@ -377,7 +379,7 @@ class IdentityService:
         now = self._clock()
         async with self._store.transaction() as tx:
             user = await tx.user(username)  # again, in the transaction that writes it
-            why = _refusal(user, now, matches)
+            why = login_refusal(user, now, matches)
             if user is None or why is not None:
                 detail: dict[str, object] = {"why": why or "unknown user"}
                 if purpose:
@@ -565,34 +567,6 @@ class IdentityService:
                 self._passwords.hash, secrets.token_urlsafe(16)
             )
         return self._dummy_hash
-
-
-def _refusal(user: User | None, now: datetime, matches: bool) -> str | None:
-    if user is None:
-        return "unknown user"
-    if user.kind is UserKind.SYSTEM or user.password_hash is None:
-        return "no password login for this account"
-    if user.disabled:
-        return "disabled"
-    if user.locked(now):
-        return "locked"
-    if not matches:
-        return "wrong password"
-    return None
-
-
-def _check_roles(kind: UserKind, roles: frozenset[Role]) -> None:
-    if not roles:
-        raise InvalidInput(
-            "a user has at least one role: to take them all away, disable the account "
-            "(pkgline user disable)",
-            allowed=[r.value for r in Role],
-        )
-    if kind is UserKind.PERSON and Role.CONTROLLER in roles:
-        raise InvalidInput(
-            "the controller role is for the line controller's system identity, not a person",
-            allowed=[r.value for r in Role if r is not Role.CONTROLLER],
-        )
 
 
 async def _existing(tx: IdentityTransaction, username: str) -> User:

@@ -148,6 +148,38 @@ def check_password(password: str) -> None:
         raise InvalidInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
 
 
+def login_refusal(user: User | None, now: datetime, matches: bool) -> str | None:
+    """Why a login (or a signature) of ``user`` at ``now`` is refused, for the security log;
+    None: it is not (``matches``: the password given is the user's)."""
+    if user is None:
+        return "unknown user"
+    if user.kind is UserKind.SYSTEM or user.password_hash is None:
+        return "no password login for this account"
+    if user.disabled:
+        return "disabled"
+    if user.locked(now):
+        return "locked"
+    if not matches:
+        return "wrong password"
+    return None
+
+
+def check_roles(kind: UserKind, roles: frozenset[Role]) -> None:
+    """Refuse roles a user of ``kind`` may not have (none at all; the controller's for a
+    person)."""
+    if not roles:
+        raise InvalidInput(
+            "a user has at least one role: to take them all away, disable the account "
+            "(pkgline user disable)",
+            allowed=[r.value for r in Role],
+        )
+    if kind is UserKind.PERSON and Role.CONTROLLER in roles:
+        raise InvalidInput(
+            "the controller role is for the line controller's system identity, not a person",
+            allowed=[r.value for r in Role if r is not Role.CONTROLLER],
+        )
+
+
 def after_failed_login(user: User, now: datetime) -> User:
     """One more failure; the one that reaches :data:`MAX_FAILED_ATTEMPTS` locks the account
     for :data:`LOCKOUT` (and the count starts again)."""

@@ -105,6 +105,26 @@ security = { policy = "Basic256Sha256", mode = "Encrypt" }
         load_line_config(tmp_path / "line.toml")
 
 
+def _dicer_a(tmp_path: Path, tool: str, endpoint: str) -> Path:
+    """A line.toml of one Modbus dicer A, with ``tool`` in its table and ``endpoint`` in its
+    endpoint's."""
+    path = tmp_path / "line.toml"
+    path.write_text(
+        f"""
+name = "l1"
+[[tools]]
+id = "A"
+equipment_class = "dicer"
+{tool}
+[tools.endpoint]
+transport = "modbus"
+{endpoint}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
 @pytest.mark.parametrize(
     ("tool", "endpoint", "says"),
     [
@@ -118,21 +138,8 @@ def test_an_endpoint_mistake_the_start_took_is_refused_naming_the_tool(
 ) -> None:
     """Taken at start, then 'cannot connect to 127.0.0.1:502:16021' in the log, or a backoff
     that shrank (found by the probe)."""
-    (tmp_path / "line.toml").write_text(
-        f"""
-name = "l1"
-[[tools]]
-id = "A"
-equipment_class = "dicer"
-{tool}
-[tools.endpoint]
-transport = "modbus"
-{endpoint}
-""",
-        encoding="utf-8",
-    )
     with pytest.raises(ConfigError, match=rf"tools\[0\] \(A\).*{says}"):
-        load_line_config(tmp_path / "line.toml")
+        load_line_config(_dicer_a(tmp_path, tool, endpoint))
 
 
 @pytest.mark.parametrize(
@@ -153,22 +160,8 @@ def test_a_value_of_another_type_than_the_setting_is_refused_not_coerced(
 ) -> None:
     """Lax validation took timeout_s = true as one second, "2" as two and steps = [] as a
     tool that may run nothing (found by the probe)."""
-    (tmp_path / "line.toml").write_text(
-        f"""
-name = "l1"
-[[tools]]
-id = "A"
-equipment_class = "dicer"
-{tool}
-[tools.endpoint]
-transport = "modbus"
-host = "127.0.0.1"
-port = 5020
-""",
-        encoding="utf-8",
-    )
     with pytest.raises(ConfigError, match=rf"tools\[0\] \(A\)\.{says}"):
-        load_line_config(tmp_path / "line.toml")
+        load_line_config(_dicer_a(tmp_path, tool, 'host = "127.0.0.1"\nport = 5020'))
 
 
 def test_whole_numbers_are_taken_for_seconds_and_strings_for_paths_and_choices(
