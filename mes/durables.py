@@ -22,7 +22,7 @@ from mes.domain.errors import InvalidInput, UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import Change, JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
-from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects, get_tools, together
+from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects_by_site, get_tools, together
 from mes.ports_durables import (
     DurablePage,
     DurableQuery,
@@ -97,8 +97,9 @@ def count_track_out(
     if not on_tool:
         return
     if rejected is None:  # side by side: one round trip
-        rejects, jobs = yield from together(get_rejects(lot.id), get_jobs_of(lot.id, len(lot.path)))
-        rejected = {r.site: r for r in rejects}
+        rejected, jobs = yield from together(
+            get_rejects_by_site(lot.id), get_jobs_of(lot.id, len(lot.path))
+        )
     else:
         jobs = yield from get_jobs_of(lot.id, len(lot.path))
     skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
@@ -119,17 +120,15 @@ def count_abandoned(lot: Lot, change: Change, by: str, now: datetime) -> Work[No
     if not abandoned:
         return
     for tool_id in dict.fromkeys(j.tool_id for j in abandoned):
-        on_tool, rejected = yield from together(get_durables(tool_id=tool_id), _rejects(lot))
+        on_tool, rejected = yield from together(
+            get_durables(tool_id=tool_id), get_rejects_by_site(lot.id)
+        )
         if not on_tool:
             continue
         jobs = [(j.carrier_id, j) for j in abandoned if j.tool_id == tool_id]
         yield from save_durables(
             _use_each(on_tool, lot, jobs[0][1].step, jobs, rejected, by, now, ABANDONED_REASON)
         )
-
-
-def _rejects(lot: Lot) -> Work[dict[SiteRef, SiteReject]]:
-    return {r.site: r for r in (yield from get_rejects(lot.id))}
 
 
 def _use_each(

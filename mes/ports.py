@@ -45,6 +45,7 @@ from mes.ports_lots import get_children as get_children
 from mes.ports_lots import get_history as get_history
 from mes.ports_lots import get_lot as get_lot
 from mes.ports_lots import get_rejects as get_rejects
+from mes.ports_lots import get_rejects_by_site as get_rejects_by_site
 from mes.ports_lots import get_signatures as get_signatures
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
-from mes.domain.model import Carrier, HistoryEntry, Lot, SiteReject
+from mes.domain.model import Carrier, HistoryEntry, Lot, SiteRef, SiteReject
 from mes.domain.signatures import Signature
 
 T = TypeVar("T")
@@ -83,6 +83,11 @@ def get_carriers(lot_id: str) -> Read[list[Carrier]]:
 def get_rejects(lot_id: str) -> Read[list[SiteReject]]:
     found: list[SiteReject] = yield GetRejects(lot_id)
     return found
+
+
+def get_rejects_by_site(lot_id: str) -> Read[dict[SiteRef, SiteReject]]:
+    """The lot's rejected sites, by site."""
+    return {r.site: r for r in (yield from get_rejects(lot_id))}
 
 
 def get_history(lot_id: str, *, before_seq: int | None = None) -> Read[list[HistoryEntry]]:

@@ -76,6 +76,7 @@ from mes.ports import (
     get_jobs_of,
     get_lot,
     get_rejects,
+    get_rejects_by_site,
     nothing,
     save,
     save_all,
@@ -274,7 +275,7 @@ class LotService(LotServiceCore):
             if lot.running is not None:
                 measured = flow.steps[lot.running.step].measured
                 refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
-            rejected = (yield from _rejected(lot)) if cmd.rejects else None
+            rejected = (yield from get_rejects_by_site(lot.id)) if cmd.rejects else None
             change = ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
             _, change = yield from together(  # their reads side by side
                 count_track_out(lot, cmd.user, self._clock(), rejected),
@@ -399,7 +400,9 @@ class LotService(LotServiceCore):
         """Scrap some sites of a lot (signed, as :meth:`release`)."""
 
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            return ops.scrap_sites(lot, cmd, (yield from _rejected(lot)), self._clock())
+            return ops.scrap_sites(
+                lot, cmd, (yield from get_rejects_by_site(lot.id)), self._clock()
+            )
 
         return await self._on_lot(
             cmd.lot_id, rule, action=Action.SCRAP_SITES, by=by, signatures=signatures
@@ -418,7 +421,7 @@ class LotService(LotServiceCore):
         imported map: :mod:`mes.maps.service`). Signed, as :meth:`release`."""
 
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            rejected = yield from _rejected(lot)
+            rejected = yield from get_rejects_by_site(lot.id)
             cmd, data = decide(lot, rejected)
             change = ops.scrap_sites(lot, cmd, rejected, self._clock())
             entry = change.entries[0]
@@ -558,7 +561,7 @@ class LotService(LotServiceCore):
             if job.status is JobStatus.RECORDED:
                 return JobOutcome(lot, job, (), already_recorded=True)
             jobs, rejected = yield from together(  # one round trip
-                get_jobs_of(lot.id, job.path_index), _rejected(lot)
+                get_jobs_of(lot.id, job.path_index), get_rejects_by_site(lot.id)
             )
             done = [j for j in jobs if j.status is JobStatus.RECORDED]
             change = job_rules.record_job(
@@ -587,7 +590,3 @@ def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:
         return []
     jobs = yield from get_jobs_of(lot.id, len(lot.path))
     return [j for j in jobs if j.status is JobStatus.STARTED]
-
-
-def _rejected(lot: Lot) -> Work[dict[SiteRef, SiteReject]]:
-    return {r.site: r for r in (yield from get_rejects(lot.id))}
