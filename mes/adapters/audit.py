@@ -1,9 +1,12 @@
-"""Verifying the lot history's hash chain on a database (``pkgline audit verify``).
+"""Verifying the lot history's and the security log's hash chains on a database (``pkgline
+audit verify``).
 
 Reads every history entry in ``seq`` order, in batches, within one snapshot (a read
 transaction on SQLite's WAL, REPEATABLE READ on PostgreSQL: writers carry on, and what they
 write meanwhile is not half seen), and checks it with :class:`mes.domain.audit.ChainCheck`,
-then the heads the store keeps, then that the append-only guards are still in place.
+then the heads the store keeps, the signatures, the security log with
+:class:`mes.domain.security_chain.SecurityChainCheck`, then that the append-only guards are
+still in place.
 """
 
 from __future__ import annotations
@@ -17,8 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
 from mes.adapters.rows import entry_from_row, signature_from_row
-from mes.adapters.tables import LOTS_CHAIN, audit_heads, lot_history, lots, signatures
+from mes.adapters.sql_identity import security_event_from_row
+from mes.adapters.tables import (
+    LOTS_CHAIN,
+    SECURITY_CHAIN,
+    audit_heads,
+    lot_history,
+    lots,
+    security_events,
+    signatures,
+)
 from mes.domain.audit import ChainCheck, Finding, Problem
+from mes.domain.security_chain import SecurityChainCheck
 from mes.domain.signature_audit import SignedEntry, check_signature_rows, signed_manifests
 
 APPEND_ONLY = ("lot_history", "security_events", "signatures")
@@ -43,6 +56,10 @@ class Verification:
     problem: Problem | None
     signatures: int = 0
     """Electronic signatures checked against the entries they sign."""
+    security_events: int = 0
+    """Events of the security log checked."""
+    security_head: str = ""
+    """The head of the security log's chain (worth keeping elsewhere, as ``lots_head``)."""
 
     @property
     def ok(self) -> bool:
@@ -55,6 +72,8 @@ class Verification:
             "lots": self.lots,
             "lots_head": self.lots_head,
             "signatures": self.signatures,
+            "security_events": self.security_events,
+            "security_head": self.security_head,
         }
         if self.problem is not None:
             out["problem"] = self.problem.to_dict()
@@ -64,9 +83,10 @@ class Verification:
 async def verify_history(
     engine: AsyncEngine, *, anchors: Sequence[str] = (), batch: int = 2000
 ) -> Verification:
-    """Check the whole history of the database behind ``engine`` (and that the ``anchors``,
-    hashes kept elsewhere, are still in it)."""
+    """Check the whole history and security log of the database behind ``engine`` (and that
+    the ``anchors``, hashes kept elsewhere, are still in one or the other)."""
     check = ChainCheck()
+    log = SecurityChainCheck()
     signed: dict[str, SignedEntry] = {}
     checked = 0
     options: dict[str, Any] = {READONLY: True}
@@ -76,6 +96,9 @@ async def verify_history(
         conn = await plain.execution_options(**options)
         async with conn.begin():
             await _check_entries(conn, check, batch, signed)
+            await _check_security_log(conn, log, batch)
+            # an anchor may be a head of either chain (each is printed to be kept elsewhere)
+            anchors = [a for a in anchors if a not in log]
             problem = check.problem
             if problem is None:
                 heads = (
@@ -95,8 +118,17 @@ async def verify_history(
                     signed, (signature_from_row(dict(r)) for r in rows.mappings()), check.seq_of
                 )
             if problem is None:
+                recorded = (
+                    await conn.execute(
+                        select(audit_heads.c.head).where(audit_heads.c.chain == SECURITY_CHAIN)
+                    )
+                ).scalar_one_or_none()
+                problem = log.finish(recorded)
+            if problem is None:
                 problem = await _missing_guard(conn)
-    return Verification(check.entries, check.lots, check.lots_head, problem, checked)
+    return Verification(
+        check.entries, check.lots, check.lots_head, problem, checked, log.events, log.head
+    )
 
 
 async def _check_entries(
@@ -131,6 +163,35 @@ async def _check_entries(
             manifests = signed_manifests(entry.data)
             if manifests:
                 signed[row["hash"]] = SignedEntry(row["seq"], row["lot_id"], manifests)
+        last = rows[-1]["seq"]
+
+
+async def _check_security_log(conn: AsyncConnection, log: SecurityChainCheck, batch: int) -> None:
+    """Feed every security event to ``log``, in ``seq`` order."""
+    last = 0
+    while log.problem is None:
+        result = await conn.execute(
+            select(security_events)
+            .where(security_events.c.seq > last)
+            .order_by(security_events.c.seq)
+            .limit(batch)
+        )
+        rows = result.mappings().all()
+        if not rows:
+            return
+        for row in rows:
+            try:
+                event = security_event_from_row(dict(row))
+            except (KeyError, TypeError, ValueError) as exc:  # not even a valid event now
+                log.stop(
+                    Finding.CONTENT_CHANGED,
+                    f"security event {row['seq']} is no longer a valid event ({exc}): it was "
+                    "changed after it was written",
+                    row["seq"],
+                )
+                return
+            if not log.add(event, row["prev_hash"], row["hash"]):
+                return
         last = rows[-1]["seq"]
 
 

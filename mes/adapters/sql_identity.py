@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
-from mes.adapters.tables import api_keys, api_sessions, security_events, users
+from mes.adapters.tables import (
+    SECURITY_CHAIN,
+    api_keys,
+    api_sessions,
+    audit_heads,
+    security_events,
+    users,
+)
+from mes.domain.audit import GENESIS
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import (
     ApiKey,
@@ -29,6 +38,7 @@ from mes.domain.identity import (
     UserExists,
     UserKind,
 )
+from mes.domain.security_chain import event_hash
 from mes.guard import with_origin
 
 
@@ -73,7 +83,8 @@ def _key(m: RowMapping) -> ApiKey:
     return ApiKey(**{c.name: m[c.name] for c in api_keys.c})
 
 
-def _event(m: RowMapping) -> SecurityEvent:
+def security_event_from_row(m: Mapping[str, Any] | RowMapping) -> SecurityEvent:
+    """A security event from its row (the ``security_events`` table's columns by name)."""
     return SecurityEvent(
         at=m["at"],
         kind=EventKind(m["kind"]),
@@ -149,6 +160,16 @@ class SqlIdentityTransaction:
         )
 
     async def add_event(self, event: SecurityEvent) -> None:
+        """Append the event to the log's chain: it follows the head (taken FOR UPDATE on
+        PostgreSQL, so writers of the log take turns; SQLite's BEGIN IMMEDIATE holds the one
+        write lock already), and becomes the head, in this transaction."""
+        # where the server's request came from, hashed as it is stored
+        event = replace(event, detail=with_origin(event.detail))
+        heads = audit_heads.c
+        prev = await self._conn.scalar(
+            select(heads.head).where(heads.chain == SECURITY_CHAIN).with_for_update()
+        )
+        digest = event_hash(event, prev or GENESIS)
         await self._conn.execute(
             insert(security_events).values(
                 at=event.at,
@@ -158,20 +179,28 @@ class SqlIdentityTransaction:
                 subject=event.subject,
                 action=event.action,
                 lot_id=event.lot_id,
-                detail=with_origin(event.detail),  # where the server's request came from
+                detail=event.detail,
+                prev_hash=prev or GENESIS,
+                hash=digest,
             )
         )
+        if prev is None:  # the head's row is gone: the chain goes on (verify reports the cut)
+            await self._conn.execute(insert(audit_heads).values(chain=SECURITY_CHAIN, head=digest))
+        else:
+            await self._conn.execute(
+                update(audit_heads).where(heads.chain == SECURITY_CHAIN).values(head=digest)
+            )
 
     async def events(self, limit: int) -> list[SecurityEvent]:
         rows = await self._conn.execute(
             select(security_events).order_by(security_events.c.seq.desc()).limit(limit)
         )
-        return [_event(r) for r in rows.mappings()][::-1]
+        return [security_event_from_row(r) for r in rows.mappings()][::-1]
 
     async def event_page(self, query: SecurityEventQuery) -> SecurityEventPage:
         page, count = event_page_statements(query)
         total = await self._conn.scalar(count)
-        found = [_event(r) for r in (await self._conn.execute(page)).mappings()]
+        found = [security_event_from_row(r) for r in (await self._conn.execute(page)).mappings()]
         return SecurityEventPage(found[: query.limit], int(total or 0), len(found) > query.limit)
 
     async def has_event(self, seq: int) -> bool:

@@ -183,9 +183,11 @@ audit_heads = Table(
     Column("head", String(64), nullable=False),
 )
 """The head of the chain over lots (row ``lots``): the hash of the newest lot's first
-history entry (:mod:`mes.domain.audit`). New lots take their turn on it (FOR UPDATE)."""
+history entry (:mod:`mes.domain.audit`). New lots take their turn on it (FOR UPDATE). And the
+head of the security log's chain (row ``security``, revision 0022): the newest event's hash."""
 
 LOTS_CHAIN = "lots"
+SECURITY_CHAIN = "security"
 
 outbox = Table(
     "outbox",
@@ -369,11 +371,15 @@ security_events = Table(
     Column("action", String(24)),
     Column("lot_id", String(32)),
     Column("detail", Json, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index("ix_security_events_at", "at"),
     Index("ix_security_events_actor", "actor", "seq"),
     Index("ix_security_events_subject", "subject", "seq"),
 )
-"""Append-only: logins, lockouts, refusals of authority, changes to users."""
+"""Append-only: logins, lockouts, refusals of authority, changes to users; chained, each
+event with the hash it follows and its own (:mod:`mes.domain.security_chain`, revision 0022),
+the newest's in ``audit_heads`` (row ``security``)."""
 
 signatures = Table(
     "signatures",

@@ -41,13 +41,15 @@ FORMAT = 1
 """The version of the canonical content (part of it, so a later format is told apart)."""
 
 
-def _normal(value: Any) -> Any:
+def normal(value: Any) -> Any:
+    """A value as it reads back from either database's JSON (a whole float as an integer,
+    keys as strings, tuples as lists)."""
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     if isinstance(value, Mapping):
-        return {str(k): _normal(v) for k, v in value.items()}
+        return {str(k): normal(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_normal(v) for v in value]
+        return [normal(v) for v in value]
     return value
 
 
@@ -67,7 +69,7 @@ def canonical(entry: HistoryEntry, prev_hash: str) -> bytes:
         "step": entry.step,
         "tool": entry.tool,
         "reason": entry.reason,
-        "data": _normal(entry.data),
+        "data": normal(entry.data),
         "by": entry.by,
         "auth": entry.auth,
     }
@@ -156,10 +158,14 @@ class Problem:
     message: str
     seq: int | None = None
     lot_id: str | None = None
+    log: str = "history"
+    """Where: the lot history (``seq`` an entry's) or the security log (``security``: ``seq``
+    an event's, :mod:`mes.domain.security_chain`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "finding": self.finding.value,
+            "log": self.log,
             "seq": self.seq,
             "lot": self.lot_id,
             "message": self.message,
@@ -239,10 +245,10 @@ class ChainCheck:
             if anchor not in self._seen:
                 self.problem = Problem(
                     Finding.ANCHOR_MISSING,
-                    f"no entry of the history has the hash {anchor[:12]}... kept outside the "
-                    "database: either entries were removed and the heads rewritten, or the "
-                    "anchor is not one this database's history ever had (check that it was "
-                    "copied whole, from this line's earlier run)",
+                    "no entry of the history nor event of the security log has the hash "
+                    f"{anchor[:12]}... kept outside the database: either entries were removed "
+                    "and the heads rewritten, or the anchor is not one this database's history "
+                    "ever had (check that it was copied whole, from this line's earlier run)",
                 )
                 return self.problem
         for lot_id in sorted(lot_heads):

@@ -223,7 +223,10 @@ async def disqualify(request: Request, who: Who, tool_id: str, body: QualifyBody
     return await _qualify(request, who, tool_id, body.step, False, reason)
 
 
-@router.get("/audit/verify", summary="Check the lot history's hash chain (audit verify)")
+@router.get(
+    "/audit/verify",
+    summary="Check the hash chains of the lot history and the security log (audit verify)",
+)
 async def audit_verify(
     request: Request,
     who: Who,

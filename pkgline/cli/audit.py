@@ -1,4 +1,4 @@
-"""``pkgline audit``: check that the lot history is as it was written."""
+"""``pkgline audit``: check that the lot history and the security log are as written."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from pkgline.cli.common import (
 from pkgline.cli.modes import Remote, ServerOption, either
 
 app = typer.Typer(
-    help="The audit trail: verify the lot history's hash chain.", no_args_is_help=True
+    help="The audit trail: verify the hash chains of the lot history and the security log.",
+    no_args_is_help=True,
 )
 
 
@@ -29,8 +30,8 @@ def verify(
         list[str] | None,
         typer.Option(
             "--anchor",
-            help="A lots_head an earlier verify printed (kept elsewhere): it must still be "
-            "in the history (repeatable).",
+            help="A lots_head or security_head an earlier verify printed (kept elsewhere): "
+            "it must still be in the history or the security log (repeatable).",
         ),
     ] = None,
     db: DbOption = None,
@@ -39,7 +40,8 @@ def verify(
 ) -> None:
     """Check every history entry against its hash and the entry before it, each lot's newest
     entry and the chain over lots, every electronic signature against the entry it signs,
-    and that the database still refuses changes to the history. Exits 0 with the count of
+    every security event against its hash and the event before it, and that the database
+    still refuses changes to the history and the security log. Exits 0 with the count of
     entries checked, or 6 naming the first entry that does not match (docs/security.md)."""
     anchors = [a.strip().lower() for a in anchor or []]
     for a in anchors:
@@ -70,8 +72,10 @@ def verify(
                 "green",
                 f"history verified: {_count(found['entries'], 'entry', 'entries')} of "
                 f"{_count(found['lots'], 'lot', 'lots')}, "
-                f"{_count(found['signatures'], 'signature', 'signatures')}; "
-                f"head of the chain over lots {found['lots_head']}",
+                f"{_count(found['signatures'], 'signature', 'signatures')}, "
+                f"{_count(found['security_events'], 'security event', 'security events')}; "
+                f"head of the chain over lots {found['lots_head']}, of the security log "
+                f"{found['security_head']}",
             )
         )
     else:

@@ -22,8 +22,10 @@ def test_verify_counts_the_entries_of_an_intact_history_and_names_an_edited_one(
     intact = pkgline(sqlite_url, "audit", "verify")
     assert intact.returncode == 0, intact.stderr
     assert "history verified: 3 entries of 2 lots" in intact.stdout
+    assert "0 security events" in intact.stdout and "of the security log 0000" in intact.stdout
     verified = json.loads(pkgline(sqlite_url, "audit", "verify", "--json").stdout)
     assert verified["entries"] == 3
+    assert verified["security_head"] == "0" * 64  # the file's owner acting: nothing refused
     anchored = pkgline(sqlite_url, "audit", "verify", "--anchor", verified["lots_head"])
     assert anchored.returncode == 0, anchored.stderr
     assert pkgline(sqlite_url, "audit", "verify", "--anchor", "nothex").returncode == 2

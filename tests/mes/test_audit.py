@@ -371,7 +371,8 @@ def test_every_field_of_an_entry_is_covered_by_its_hash() -> None:
     [
         (
             "security_events",
-            "(at, kind, actor, detail) VALUES ('2026-12-02 07:00:00+00:00', 'refused', 'eve', '{}')",
+            "(at, kind, actor, detail, prev_hash, hash) VALUES ('2026-12-02 07:00:00+00:00', "
+            f"'refused', 'eve', '{{}}', '{audit.GENESIS}', '{'e' * 64}')",
         ),
         (
             "signatures",
@@ -392,11 +393,14 @@ async def test_security_events_and_signatures_are_append_only_too(
         with pytest.raises(DBAPIError, match="append-only"):
             await _raw(engine, f"TRUNCATE {table}")
     found = await verify_history(engine)
-    if table == "signatures":  # a signature slipped in for no entry is found (esign)
-        assert found.problem is not None
+    # slipped in by SQL, behind pkgline's back: a signature for no entry (esign), an event
+    # whose hash is not its content's (the security log's chain)
+    assert found.problem is not None
+    if table == "signatures":
         assert found.problem.finding is Finding.SIGNATURE_UNLINKED
     else:
-        assert found.ok
+        assert found.problem.finding is Finding.CONTENT_CHANGED
+        assert found.problem.log == "security"
 
 
 async def test_concurrent_writers_starting_and_moving_lots_leave_a_history_that_verifies(
@@ -453,7 +457,7 @@ async def test_a_cut_hidden_by_rewritten_heads_is_found_only_by_an_anchor_kept_e
         "DELETE FROM lot_history WHERE lot_id = 'A.1'",
         "DELETE FROM carriers WHERE lot_id = 'A.1'",
         "DELETE FROM lots WHERE id = 'A.1'",
-        f"UPDATE audit_heads SET head = '{first_of_b}'",
+        f"UPDATE audit_heads SET head = '{first_of_b}' WHERE chain = 'lots'",
     )
     unanchored = await verify_history(written)
     assert unanchored.problem is not None  # the chain itself is consistent: only the guards

@@ -130,9 +130,11 @@ async def test_one_users_page_walks_its_indexes_not_the_log(postgres_url: str) -
         async with engine.begin() as conn:
             await conn.execute(
                 text(
-                    "INSERT INTO security_events (at, kind, actor, method, subject, detail)"
+                    "INSERT INTO security_events"
+                    " (at, kind, actor, method, subject, detail, prev_hash, hash)"
                     " SELECT now() - n * interval '1 second', 'login', 'u' || (n % 2000),"
-                    " 'password', 'u' || (n % 2000), '{}'::jsonb"
+                    " 'password', 'u' || (n % 2000), '{}'::jsonb,"
+                    " repeat('0', 64), repeat('0', 64)"  # the plan, not the chain, is tested
                     " FROM generate_series(1, 200000) AS n"
                 )
             )
