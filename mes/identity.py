@@ -40,6 +40,7 @@ from mes.domain.identity import (
     UnknownUser,
     User,
     UserKind,
+    UserUpdate,
     after_failed_login,
     after_login,
     check_password,
@@ -154,7 +155,8 @@ class IdentityService:
 
     async def change_roles(
         self, by: Principal, username: str, add: Iterable[Role], remove: Iterable[Role]
-    ) -> User:
+    ) -> UserUpdate:
+        """Give and take away roles; roles the user holds already are left (``changed``)."""
         await self.authorize(by, Action.USERS)
         added, removed = frozenset(add), frozenset(remove)
         if added & removed:
@@ -167,13 +169,13 @@ class IdentityService:
 
     async def _change_roles(
         self, by: Principal, username: str, added: frozenset[Role], removed: frozenset[Role]
-    ) -> User:
+    ) -> UserUpdate:
         async with self._store.transaction() as tx:
             user = await _existing(tx, username)
             roles = (user.roles | added) - removed
             check_roles(user.kind, roles)
             if roles == user.roles:
-                return user
+                return UserUpdate(user, changed=False)
             changed = replace(user, roles=roles, updated_at=self._clock())
             await tx.update_user(changed)
             await tx.add_event(
@@ -185,18 +187,19 @@ class IdentityService:
                     after=sorted(r.value for r in roles),
                 )
             )
-            return changed
+            return UserUpdate(changed, changed=True)
 
     async def set_disabled(
         self, by: Principal, username: str, disabled: bool, reason: str | None = None
-    ) -> User:
+    ) -> UserUpdate:
+        """Disable or enable a user; one already so is left as it is (``changed`` False)."""
         await self.authorize(by, Action.USERS)
         try:
             async with self._store.transaction() as tx:
                 reason = optional_line(reason, "the reason")
                 user = await _existing(tx, username)
                 if user.disabled == disabled:
-                    return user
+                    return UserUpdate(user, changed=False)
                 now = self._clock()
                 changed = replace(user, disabled=disabled, updated_at=now)
                 await tx.update_user(changed)
@@ -213,7 +216,7 @@ class IdentityService:
                     )
                 else:
                     await tx.add_event(self._event(by, EventKind.USER_ENABLED, username))
-                return changed
+                return UserUpdate(changed, changed=True)
         finally:
             self.generation += 1
 

@@ -117,6 +117,18 @@ class User:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class UserUpdate:
+    """A user after a change that may have been one already (disable a disabled user, give
+    a role they hold): ``changed`` False means nothing was written and nothing recorded."""
+
+    user: User
+    changed: bool
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        return {**self.user.to_dict(now), "changed": self.changed}
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 

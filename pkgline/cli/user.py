@@ -105,12 +105,17 @@ def _password(from_stdin: bool, as_json: bool) -> str:
     return first
 
 
-def _print_user(shown: Mapping[str, Any], as_json: bool, done: str | None = None) -> None:
-    """A user (its JSON: ``User.to_dict``)."""
+def _print_user(
+    shown: Mapping[str, Any], as_json: bool, done: str | None = None, already: str | None = None
+) -> None:
+    """A user (its JSON: ``User.to_dict``, or ``UserUpdate.to_dict`` after a change: then
+    ``already`` says so when ``changed`` is false: nothing was written or recorded)."""
     if as_json:
         print_json(shown)
         return
-    if done:
+    if already and shown.get("changed") is False:
+        out.print(marked("✔", "green", f"user {shown['username']} {already}: nothing changed"))
+    elif done:
         out.print(marked("✔", "green", f"user {shown['username']} {done}"))
     roles = ", ".join(shown["roles"]) or "(none)"
     out.print(f"  {shown['full_name']} ({shown['kind']}): {roles}")
@@ -244,7 +249,7 @@ def role(
         lambda s, by: _user_json(s.change_roles(by, username, added, removed)),
         Remote("POST", _u(username) + "/roles", body),
     )
-    _print_user(user, json, "has these roles now")
+    _print_user(user, json, "has these roles now", "had these roles already")
 
 
 @app.command()
@@ -263,7 +268,7 @@ def disable(
         lambda s, by: _user_json(s.set_disabled(by, username, True, reason)),
         Remote("POST", _u(username) + "/disable", {"reason": reason}),
     )
-    _print_user(user, json, "disabled")
+    _print_user(user, json, "disabled", "was disabled already")
 
 
 @app.command()
@@ -278,7 +283,7 @@ def enable(
         lambda s, by: _user_json(s.set_disabled(by, username, False)),
         Remote("POST", _u(username) + "/enable"),
     )
-    _print_user(user, json, "enabled")
+    _print_user(user, json, "enabled", "was enabled already")
 
 
 @app.command()

@@ -68,6 +68,8 @@ async def test_user_commands_through_the_server_are_the_admins(api: RunningApi) 
     assert roles.returncode == 0 and json.loads(roles.stdout)["roles"] == ["operator", "quality"]
     disabled = await cli("user", "disable", "bob", "--reason", "left", *via)
     assert disabled.returncode == 0 and "✔ user bob disabled" in disabled.stdout
+    again = await cli("user", "disable", "bob", *via)
+    assert again.returncode == 0 and "user bob was disabled already" in again.stdout
     assert (await api.state.identity.user(ADMIN, "bob")).disabled
     enabled = await cli("user", "enable", "bob", "--json", *via)
     assert enabled.returncode == 0 and json.loads(enabled.stdout)["disabled"] is False

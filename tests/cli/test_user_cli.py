@@ -71,6 +71,24 @@ def test_users_are_added_changed_and_disabled_and_each_change_is_a_security_even
     assert "['" not in table
 
 
+def test_a_change_that_was_made_already_says_so_and_records_nothing(db: str) -> None:
+    _ok(db, "user", "add", "dave", "--name", "Dave", "--role", "operator", "--no-password")
+    first = _ok(db, "user", "disable", "dave", "--reason", "left")
+    assert first["disabled"] is True and first["changed"] is True
+    again = _ok(db, "user", "disable", "dave", "--reason", "left")
+    assert again["disabled"] is True and again["changed"] is False
+    text = _run(db, "user", "disable", "dave")
+    assert text.returncode == 0
+    assert "user dave was disabled already: nothing changed" in text.stdout
+    roles = _run(db, "user", "role", "dave", "--add", "operator")
+    assert roles.returncode == 0
+    assert "user dave had these roles already: nothing changed" in roles.stdout
+    enabled = _run(db, "user", "enable", "dave")
+    assert "user dave enabled" in enabled.stdout and "already" not in enabled.stdout
+    kinds = [e["kind"] for e in _ok(db, "user", "events")]
+    assert kinds == ["user_enabled", "user_disabled", "user_added"]  # once each
+
+
 def test_the_password_is_kept_only_as_an_argon2id_hash(db: str) -> None:
     _ok(db, "user", "add", "bob", "--name", "Bob", "--role", "engineer", "--password-stdin",
         stdin=PASSWORD + "\n")  # fmt: skip
