@@ -15,8 +15,8 @@ from flows import Flow, FlowLibrary
 from mes.domain import interlocks as rules
 from mes.domain.authority import Action, Principal
 from mes.domain.commands import TrackIn
-from mes.domain.equipment import ToolRegistration
-from mes.domain.errors import InvalidInput, UnknownTool
+from mes.domain.equipment import DispatchMode, ToolRegistration
+from mes.domain.errors import InterlockRefused, InvalidInput, UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotHead
 from mes.domain.text import optional_line
@@ -24,6 +24,7 @@ from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
+    each_together,
     get_last_track_outs,
     get_lot,
     get_lots_running_on,
@@ -48,16 +49,30 @@ def tool_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[None]:
         nothing([]) if cmd.dispatched else get_lots_running_on(cmd.tool),
     )
     busy = [i for i in running if i != lot.id]
-    rules.check_tool(
-        lot.id,
-        cmd.step,
-        flow.steps[cmd.step].equipment_class,
-        cmd.tool,
-        tools.get(cmd.tool),
-        {q.tool_id: q for q in qualifications},
-        dispatched=cmd.dispatched,
-        busy_with=busy,
-    )
+    try:
+        rules.check_tool(
+            lot.id,
+            cmd.step,
+            flow.steps[cmd.step].equipment_class,
+            cmd.tool,
+            tools.get(cmd.tool),
+            {q.tool_id: q for q in qualifications},
+            dispatched=cmd.dispatched,
+            busy_with=busy,
+        )
+    except InterlockRefused as refusal:
+        if refusal.interlock not in rules.ELSEWHERE or not refusal.allowed:
+            raise
+        raise (yield from _where_else(refusal)) from None
+
+
+def _where_else(refusal: InterlockRefused) -> Work[InterlockRefused]:
+    """The refusal naming only the other qualified tools that can take the lot now (a read
+    on the refusal's path only: the tools' records, and what runs on those in manual)."""
+    others = yield from get_tools(refusal.allowed)
+    manual = [t for t, r in others.items() if r.dispatch is not DispatchMode.AUTO]
+    running = yield from each_together(get_lots_running_on(t) for t in manual)
+    return rules.where_else(refusal, others, dict(zip(manual, running, strict=True)))
 
 
 def queue_clocks(

@@ -139,6 +139,37 @@ def check_tool(
         )
 
 
+ELSEWHERE = frozenset({"tool_dispatch", "tool_state", "tool_busy"})
+"""The refusals of a tool that may run the step but not now: their ``allowed`` names the
+other qualified tools, where the lot could go instead (:func:`where_else` keeps those that
+can take it)."""
+
+
+def where_else(
+    refusal: InterlockRefused,
+    tools: Mapping[str, ToolRecord],
+    busy: Mapping[str, Sequence[str]],
+) -> InterlockRefused:
+    """``refusal`` (one of :data:`ELSEWHERE`) with ``allowed`` cut to the qualified tools
+    that can take the lot: up, and either dispatched by their controller (which takes the lot
+    when its turn comes) or in manual and free (``busy``: the lots running on those in
+    manual). A tool down, gone, or in manual and busy is no place to go now."""
+
+    def can_take(tool_id: str) -> bool:
+        tool = tools.get(tool_id)
+        if tool is None or tool.snapshot.e10 in DOWN_STATES:
+            return False
+        return tool.dispatch is DispatchMode.AUTO or not busy.get(tool_id)
+
+    return InterlockRefused(
+        refusal.message,
+        interlock=refusal.interlock,
+        expected=refusal.expected,
+        lot_id=refusal.lot_id,
+        allowed=[t for t in refusal.allowed if can_take(t)],
+    )
+
+
 def check_tool_class(step: str, step_class: str, tool_id: str, tool_class: str) -> str | None:
     """Why a tool of ``tool_class`` must not run ``step`` (None: it may). The line controller
     asks this before it sends a recipe, whatever the database says."""

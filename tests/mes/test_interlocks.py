@@ -189,6 +189,39 @@ async def test_a_tool_running_another_lot_is_refused_until_that_lot_leaves_it(
     await service.track_in(cmd.TrackIn("L2", "DIE_ATTACH", OP, tool="DB-1"))
 
 
+async def test_the_tools_offered_instead_are_the_qualified_ones_that_can_take_the_lot(
+    service: LotService, equipment: EquipmentService
+) -> None:
+    """A refusal of a tool that may run the step but not now names where the lot could go
+    instead: not a tool down, nor one in manual running another lot; one the controller
+    dispatches is a place to go (it takes the lot in its turn), busy or not."""
+    db3 = ToolRegistration("DB-3", "die_bonder", "modbus 127.0.0.1:5024", ("DIE_ATTACH",))
+    db4 = ToolRegistration("DB-4", "die_bonder", "modbus 127.0.0.1:5025", ("DIE_ATTACH",))
+    await _line(equipment, "DB-1")
+    await equipment.register(LINE, [BONDER, BONDER_2, DICER, db3, db4])
+    for tool in (db3, db4):
+        await equipment.report(tool.id, UP)
+        await equipment.set_dispatch(tool.id, DispatchMode.MANUAL, "eng")
+    for lot_id in ("L1", "L2", "L3"):
+        await _at_die_attach(service, lot_id)
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", OP, tool="DB-1"))
+    busy = await _refused(service, cmd.TrackIn("L2", "DIE_ATTACH", OP, tool="DB-1"))
+    assert busy.interlock == "tool_busy"
+    assert busy.allowed == ("DB-2", "DB-3", "DB-4")  # DB-2 dispatched, DB-3 and DB-4 free
+    await service.track_in(cmd.TrackIn("L2", "DIE_ATTACH", OP, tool="DB-3"))  # DB-3 busy now
+    await equipment.report("DB-2", ToolSnapshot(connected=False, e10="unscheduled_down"))
+    refusal = await _refused(service, cmd.TrackIn("L3", "DIE_ATTACH", OP, tool="DB-1"))
+    assert refusal.allowed == ("DB-4",)
+    assert refusal.to_dict()["allowed"] == ["DB-4"]
+    await equipment.report("DB-4", ToolSnapshot(connected=True, e10="scheduled_down"))
+    nowhere = await _refused(service, cmd.TrackIn("L3", "DIE_ATTACH", OP, tool="DB-1"))
+    assert nowhere.allowed == () and "DB-1 is running lot L1" in nowhere.message
+    # a refusal of the tool itself (not qualified, wrong class) still names every qualified
+    # tool: the operator asked for the wrong kind, not the wrong moment
+    wrong = await _refused(service, cmd.TrackIn("L3", "DIE_ATTACH", OP, tool="DICE-1"))
+    assert wrong.allowed == ("DB-1", "DB-2", "DB-3", "DB-4")
+
+
 async def test_the_controllers_own_track_ins_are_checked_for_class_and_qualification_only(
     service: LotService, equipment: EquipmentService, qualifications: QualificationService
 ) -> None:
