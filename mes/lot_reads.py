@@ -18,6 +18,7 @@ from mes.ports_lots import (
     get_lot,
     get_rejects,
     get_signatures,
+    get_tool_state,
 )
 
 
@@ -29,6 +30,7 @@ def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
         raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
     history = yield from lineage_history(lot_id)
     lots = sorted({e.lot_id for e in history} | {lot_id})
+    tool = lot.running.tool if lot.running is not None else None
     return build_report(
         lot,
         flow_of(lot),
@@ -37,6 +39,7 @@ def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
         history,
         (yield from get_children(lot_id)),
         (yield from get_signatures(lots)),
+        (yield from get_tool_state(tool)) if tool is not None else None,
     )
 
 

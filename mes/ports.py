@@ -38,6 +38,7 @@ from mes.ports_lots import GetHistory as GetHistory
 from mes.ports_lots import GetLot as GetLot
 from mes.ports_lots import GetRejects as GetRejects
 from mes.ports_lots import GetSignatures as GetSignatures
+from mes.ports_lots import GetToolState as GetToolState
 from mes.ports_lots import HistoryPage as HistoryPage
 from mes.ports_lots import HistoryQuery as HistoryQuery
 from mes.ports_lots import get_carriers as get_carriers
@@ -47,6 +48,7 @@ from mes.ports_lots import get_lot as get_lot
 from mes.ports_lots import get_rejects as get_rejects
 from mes.ports_lots import get_rejects_by_site as get_rejects_by_site
 from mes.ports_lots import get_signatures as get_signatures
+from mes.ports_lots import get_tool_state as get_tool_state
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
 from mes.ports_spc import SpcRequest
@@ -231,7 +233,7 @@ LotRequest: TypeAlias = (
     | GetHeads
     | Save
 )
-EquipmentRequest: TypeAlias = GetTools | GetDispatchModes | UpdateTools | AddChanges
+EquipmentRequest: TypeAlias = GetTools | GetToolState | GetDispatchModes | UpdateTools | AddChanges
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
 SignatureRequest: TypeAlias = SaveSignatures | GetSignatures
 Request: TypeAlias = (

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
+from mes.domain.equipment import ToolSnapshot
 from mes.domain.model import Carrier, HistoryEntry, Lot, SiteRef, SiteReject
 from mes.domain.signatures import Signature
 
@@ -63,7 +64,17 @@ class GetSignatures:
     lot_ids: tuple[str, ...]
 
 
-LotRead: TypeAlias = GetLot | GetCarriers | GetRejects | GetHistory | GetChildren | GetSignatures
+@dataclass(frozen=True, slots=True)
+class GetToolState:
+    """Read what is known of a tool now: connected or not, its E10 and process state, and why
+    (answer: ``ToolSnapshot | None``, None: no such tool). For a running lot's tool."""
+
+    tool_id: str
+
+
+LotRead: TypeAlias = (
+    GetLot | GetCarriers | GetRejects | GetHistory | GetChildren | GetSignatures | GetToolState
+)
 """The requests of a lot's report, a part of :data:`mes.ports.Request`."""
 
 Read: TypeAlias = Generator[LotRead, Any, T]
@@ -102,6 +113,11 @@ def get_children(lot_id: str) -> Read[list[str]]:
 
 def get_signatures(lot_ids: Sequence[str]) -> Read[list[Signature]]:
     found: list[Signature] = yield GetSignatures(tuple(lot_ids))
+    return found
+
+
+def get_tool_state(tool_id: str) -> Read[ToolSnapshot | None]:
+    found: ToolSnapshot | None = yield GetToolState(tool_id)
     return found
 
 

@@ -70,6 +70,7 @@ from mes.ports import (
     GetSignatures,
     GetToolJobs,
     GetTools,
+    GetToolState,
     HistoryPage,
     HistoryQuery,
     InterlockRequest,
@@ -405,6 +406,9 @@ class MemoryEquipmentRepository:
         if isinstance(request, GetTools):
             tools = self._store.tools
             return {i: tools[i] for i in request.tool_ids if i in tools}
+        if isinstance(request, GetToolState):
+            tool = self._store.tools.get(request.tool_id)
+            return None if tool is None else tool.snapshot
         if isinstance(request, GetDispatchModes):
             return {t.id: t.dispatch for t in self._tools(request.line)}
         if isinstance(request, UpdateTools):

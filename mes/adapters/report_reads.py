@@ -17,6 +17,7 @@ from mes.adapters.rows import (
     group_lots,
     reject_from_row,
     signature_from_row,
+    tool_snapshot_from_row,
 )
 from mes.ports_lots import (
     GetCarriers,
@@ -25,6 +26,7 @@ from mes.ports_lots import (
     GetLot,
     GetRejects,
     GetSignatures,
+    GetToolState,
     LotRead,
 )
 
@@ -106,6 +108,13 @@ def plan(request: LotRead) -> Plan:
             f"SELECT * FROM signatures WHERE lot_id IN ({marks}) ORDER BY seq",
             request.lot_ids,
             lambda rows: [signature_from_row(r) for r in rows],
+        )
+    if isinstance(request, GetToolState):
+        return Plan(
+            "tools",
+            "SELECT * FROM tools WHERE id = ?",
+            (request.tool_id,),
+            lambda rows: tool_snapshot_from_row(rows[0]) if rows else None,
         )
     raise NotAnswered(f"not a request this reader answers: {request!r}")
 

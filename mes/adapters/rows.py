@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from mes.domain.equipment import ToolSnapshot
 from mes.domain.model import (
     Carrier,
     HistoryEntry,
@@ -233,4 +234,20 @@ def signature_from_row(m: Mapping[str, Any]) -> Signature:
         method=SignatureMethod(m["method"]),
         entry_hash=m["entry_hash"],
         seq=m["seq"],
+    )
+
+
+def tool_snapshot_from_row(m: Mapping[str, Any]) -> ToolSnapshot:
+    """What is known of a tool now, from its row in ``tools``."""
+    return ToolSnapshot(
+        connected=bool(m["connected"]),
+        e10=m["e10"],
+        process_state=m["process_state"],
+        mode=m["mode"],
+        alarm=m["alarm"],
+        job_id=m["job_id"],
+        lot_id=m["lot_id"],
+        sites_done=m["sites_done"],
+        sites_total=m["sites_total"],
+        reason=m["reason"],
     )

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, DriverSession, ExecuteMany, Fetch, Plan
+from mes.adapters.rows import tool_snapshot_from_row
 from mes.adapters.tables import controllers, tool_resets, tool_states, tools
 from mes.domain.equipment import (
     ControllerRecord,
@@ -31,6 +32,7 @@ from mes.ports import (
     EquipmentRequest,
     GetDispatchModes,
     GetTools,
+    GetToolState,
     ToolPage,
     ToolQuery,
     UpdateTools,
@@ -88,18 +90,7 @@ def _tool_from_row(m: Mapping[str, Any]) -> ToolRecord:
         dispatch_reason=m["dispatch_reason"],
         dispatch_by=m["dispatch_by"],
         dispatch_at=m["dispatch_at"],
-        snapshot=ToolSnapshot(
-            connected=bool(m["connected"]),
-            e10=m["e10"],
-            process_state=m["process_state"],
-            mode=m["mode"],
-            alarm=m["alarm"],
-            job_id=m["job_id"],
-            lot_id=m["lot_id"],
-            sites_done=m["sites_done"],
-            sites_total=m["sites_total"],
-            reason=m["reason"],
-        ),
+        snapshot=tool_snapshot_from_row(m),
         e10_since=m["e10_since"],
         updated_at=m["updated_at"],
     )
@@ -349,6 +340,9 @@ def equipment_plan(sql: EquipmentStatements, request: EquipmentRequest) -> Plan[
             return {}
         rows = yield Fetch(sql.tools_by_id(len(ids)), {f"i{n}": i for n, i in enumerate(ids)})
         return {r["id"]: _tool_from_row(r) for r in rows}
+    if isinstance(request, GetToolState):
+        rows = yield Fetch(sql.tools_by_id(1), {"i0": request.tool_id})
+        return tool_snapshot_from_row(rows[0]) if rows else None
     if isinstance(request, GetDispatchModes):
         rows = yield Fetch(sql.dispatch_modes, {"line": request.line})
         return {r["id"]: DispatchMode(r["dispatch"]) for r in rows}

@@ -11,6 +11,7 @@ from typing import Any
 
 from flows import Flow, Value
 from mes.domain.common import position_of
+from mes.domain.equipment import ToolSnapshot
 from mes.domain.model import (
     SCRAP_STEP,
     Carrier,
@@ -83,6 +84,9 @@ class LotReport:
     children: tuple[str, ...]
     signatures: tuple[Signature, ...] = ()
     """The electronic signatures of the history's entries, oldest first."""
+    tool_state: ToolSnapshot | None = None
+    """What is known now of the tool the lot runs on (None: not running on a tool, or no
+    such tool): whether its controller is connected to it, and its state."""
 
     def signed_entry(self, signature: Signature) -> HistoryEntry | None:
         """The history entry a signature signs (None: not in this history)."""
@@ -143,6 +147,7 @@ def build_report(
     history: Sequence[HistoryEntry],
     children: Sequence[str] = (),
     signatures: Sequence[Signature] = (),
+    tool_state: ToolSnapshot | None = None,
 ) -> LotReport:
     by_carrier: dict[str, list[SiteReject]] = defaultdict(list)
     for r in rejects:
@@ -165,7 +170,21 @@ def build_report(
         history=tuple(history),
         children=tuple(children),
         signatures=tuple(s for s in signatures if s.entry_hash in hashes),
+        tool_state=tool_state,
     )
+
+
+def _tool_state_dict(state: ToolSnapshot | None) -> dict[str, Any] | None:
+    """The running lot's tool as its controller last knew it: ``connected`` false means what
+    it reported last is on record, not what it does now."""
+    if state is None:
+        return None
+    return {
+        "connected": state.connected,
+        "e10": state.e10,
+        "process_state": state.process_state,
+        "reason": state.reason,
+    }
 
 
 def report_dict(report: LotReport) -> dict[str, Any]:
@@ -198,6 +217,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
             "user": lot.running.user,
             "values": dict(lot.running.values),
             "by_hand": lot.running.by_hand,
+            "tool_state": _tool_state_dict(report.tool_state),
         },
         "hold": None
         if lot.hold is None

@@ -132,6 +132,14 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
             "running",
             f"{running['step']} on {running['tool'] or '-'} since {stamp(since)}",
         )
+        tool = running.get("tool_state")
+        if tool is not None and not tool["connected"]:  # what it did last, not what it does
+            last = f" (last {tool['process_state']})" if tool["process_state"] else ""
+            why = f": {tool['reason']}" if tool["reason"] else ""
+            head.add_row(
+                "tool",
+                Text(f"{running['tool']} not connected{last}{why}", style="red"),
+            )
     hold = lot["hold"]
     if hold:
         head.add_row(

@@ -20,6 +20,7 @@ import pytest
 from mes.adapters.sqlite_reads import NotAnswered, SqliteReader
 from mes.domain import commands as cmd
 from mes.domain.authority import Action
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.model import Lot
 from mes.domain.report import report_dict
 from mes.domain.signatures import SignatureGiven
@@ -28,6 +29,7 @@ from mes.service import LotService
 from pkgline.accounts import os_account
 from pkgline.bootstrap import Services, open_services
 from pkgline.direct_reads import lot_report
+from tests.cli.test_lot_cli import pkgline
 from tests.mes.test_service import _run, _start
 
 USER = "op1"
@@ -87,7 +89,18 @@ async def _line(services: Services) -> list[str]:
     await _run(lots, "PAB", ["WIRE_BOND"])
     await _run(lots, "PA", ["WIRE_BOND"])
     await lots.merge(cmd.MergeLots("PAB", "PA", USER))
-    return ["NEW", "RUN", "HELD", "REL", "SCR", "RWK", "P", "PA", "PAB"]
+
+    # running on a tool whose controller has lost it (lot show says so)
+    bonder = ToolRegistration("WB-1", "wire_bonder", "modbus 127.0.0.1:5020", ("WIRE_BOND",))
+    await services.equipment.register("line-a", [bonder])
+    await services.equipment.report("WB-1", ToolSnapshot(connected=True, e10="standby"))
+    await services.equipment.set_dispatch("WB-1", DispatchMode.MANUAL, "eng1")
+    await _start(lots, "TOOL", "stiffener-bga")
+    await _run(lots, "TOOL", ["SUBSTRATE_LOAD", "DIE_ATTACH"])
+    await lots.track_in(cmd.TrackIn("TOOL", "WIRE_BOND", USER, tool="WB-1"))
+    lost = ToolSnapshot(False, "unscheduled_down", "BONDING", reason="connection reset")
+    await services.equipment.report("WB-1", lost)
+    return ["NEW", "RUN", "HELD", "REL", "SCR", "RWK", "P", "PA", "PAB", "TOOL"]
 
 
 @pytest.fixture
@@ -134,6 +147,15 @@ async def test_every_kind_of_lot_reads_as_the_lot_service_reports_it(
         assert _same(quick, full), lot_id
     signed = await _quick(url, "SCR")
     assert signed is not None and signed["signatures"], "the scrap's signature is read"
+    on_tool = await _quick(url, "TOOL")
+    assert on_tool is not None and on_tool["running"]["tool_state"] == {
+        "connected": False,
+        "e10": "unscheduled_down",
+        "process_state": "BONDING",
+        "reason": "connection reset",
+    }
+    running = await _quick(url, "RUN")  # on no tool
+    assert running is not None and running["running"]["tool_state"] is None
     inherited = await _quick(url, "PAB")
     assert inherited is not None
     assert {e["lot"] for e in inherited["history"]} == {"P", "PA", "PAB"}
@@ -378,3 +400,16 @@ def test_a_postgresql_server_that_never_answers_is_waited_for_once(tmp_path: Pat
         "message": f"cannot use the database {url}: the database did not answer in time",
     }
     assert len(taken) == 1
+
+
+async def test_lot_show_says_the_running_lots_tool_is_not_connected(
+    line: tuple[str, list[str]],
+) -> None:
+    url, _ = line
+    shown = await asyncio.to_thread(pkgline, url, "lot", "show", "TOOL")
+    assert shown.returncode == 0, shown.stderr
+    said = " ".join(shown.stdout.split())
+    assert "running WIRE_BOND on WB-1 since" in said
+    assert "tool WB-1 not connected (last BONDING): connection reset" in said
+    running = await asyncio.to_thread(pkgline, url, "lot", "show", "RUN")  # on no tool
+    assert "not connected" not in running.stdout

@@ -4,12 +4,18 @@ for a scrap of sites: each refusal is shown on the page and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from mes.domain import commands as cmd
+from mes.domain.authority import CONTROLLER
+from mes.domain.equipment import ToolSnapshot
+from pkgline.bootstrap import open_services
 from tests.station.client import csrf, logged_in, lot_state, lot_version, message
 from tests.station.conftest import Station, running_station
 from tests.station.seed import PASSWORDS
@@ -244,3 +250,29 @@ def test_the_lot_page_says_what_went_into_the_lot(station: Station) -> None:
         assert "DAF-7" not in table[1]  # loaded after S-4's die attach
         other = client.get("/station/lots/S-1").text
         assert "no material lot recorded" in other
+
+
+def test_the_lot_page_says_the_tool_the_lot_runs_on_is_not_connected(
+    tmp_path: Path,
+) -> None:
+    async def lose_da1(db: str) -> None:
+        async with open_services(db) as services:
+            # the film thawing on DA-1 taken off (it would refuse the track-in), S-1 tracked
+            # in on DA-1 as its line controller does, then the link is lost
+            await services.materials.unload("DAF-7", "tom", "not thawed yet")
+            await services.lots.acting_as(CONTROLLER).track_in(
+                cmd.TrackIn("S-1", "DIE_ATTACH", "controller", "DA-1", {}, dispatched=True)
+            )
+            lost = ToolSnapshot(False, "unscheduled_down", "EXECUTING", reason="timed out")
+            await services.equipment.acting_as(CONTROLLER).report("DA-1", lost)
+
+    with running_station(tmp_path) as station:
+        with logged_in(station, "olga") as client:
+            before = client.get("/station/lots/S-1").text
+        assert 'id="lot-tool"' not in before
+        asyncio.run(lose_da1(station.db))
+        with logged_in(station, "olga") as client:
+            page = client.get("/station/lots/S-1").text
+    shown = re.search(r'id="lot-tool"[^>]*>([^<]*)<', page)
+    assert shown is not None, page
+    assert html.unescape(shown[1]) == "DA-1 not connected (last EXECUTING): timed out"
