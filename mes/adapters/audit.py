@@ -11,11 +11,12 @@ still in place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
@@ -131,24 +132,31 @@ async def verify_history(
     )
 
 
-async def _check_entries(
-    conn: AsyncConnection, check: ChainCheck, batch: int, signed: dict[str, SignedEntry]
-) -> None:
-    """Feed every entry to ``check``; keep the entries that record signatures in ``signed``."""
+async def _in_order(
+    conn: AsyncConnection, table: Table, batch: int
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Every row of ``table`` in ``seq`` order, read ``batch`` rows at a time."""
     last = 0
     while True:
         result = await conn.execute(
-            select(lot_history)
-            .where(lot_history.c.seq > last)
-            .order_by(lot_history.c.seq)
-            .limit(batch)
+            select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)
         )
         rows = result.mappings().all()
         if not rows:
             return
         for row in rows:
+            yield dict(row)
+        last = rows[-1]["seq"]
+
+
+async def _check_entries(
+    conn: AsyncConnection, check: ChainCheck, batch: int, signed: dict[str, SignedEntry]
+) -> None:
+    """Feed every entry to ``check``; keep the entries that record signatures in ``signed``."""
+    async with aclosing(_in_order(conn, lot_history, batch)) as rows:
+        async for row in rows:
             try:
-                entry = entry_from_row(dict(row))
+                entry = entry_from_row(row)
             except (KeyError, TypeError, ValueError) as exc:  # not even a valid entry now
                 check.problem = Problem(
                     Finding.CONTENT_CHANGED,
@@ -163,25 +171,14 @@ async def _check_entries(
             manifests = signed_manifests(entry.data)
             if manifests:
                 signed[row["hash"]] = SignedEntry(row["seq"], row["lot_id"], manifests)
-        last = rows[-1]["seq"]
 
 
 async def _check_security_log(conn: AsyncConnection, log: SecurityChainCheck, batch: int) -> None:
     """Feed every security event to ``log``, in ``seq`` order."""
-    last = 0
-    while log.problem is None:
-        result = await conn.execute(
-            select(security_events)
-            .where(security_events.c.seq > last)
-            .order_by(security_events.c.seq)
-            .limit(batch)
-        )
-        rows = result.mappings().all()
-        if not rows:
-            return
-        for row in rows:
+    async with aclosing(_in_order(conn, security_events, batch)) as rows:
+        async for row in rows:
             try:
-                event = security_event_from_row(dict(row))
+                event = security_event_from_row(row)
             except (KeyError, TypeError, ValueError) as exc:  # not even a valid event now
                 log.stop(
                     Finding.CONTENT_CHANGED,
@@ -192,7 +189,6 @@ async def _check_security_log(conn: AsyncConnection, log: SecurityChainCheck, ba
                 return
             if not log.add(event, row["prev_hash"], row["hash"]):
                 return
-        last = rows[-1]["seq"]
 
 
 async def _missing_guard(conn: AsyncConnection) -> Problem | None:
