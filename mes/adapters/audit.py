@@ -31,7 +31,7 @@ from mes.adapters.tables import (
     security_events,
     signatures,
 )
-from mes.domain.audit import ChainCheck, Finding, Problem
+from mes.domain.audit import GENESIS, ChainCheck, Finding, Problem
 from mes.domain.security_chain import SecurityChainCheck
 from mes.domain.signature_audit import SignedEntry, check_signature_rows, signed_manifests
 
@@ -98,8 +98,9 @@ async def verify_history(
         async with conn.begin():
             await _check_entries(conn, check, batch, signed)
             await _check_security_log(conn, log, batch)
-            # an anchor may be a head of either chain (each is printed to be kept elsewhere)
-            anchors = [a for a in anchors if a not in log]
+            # an anchor may be a head of either chain (each is printed and published to be
+            # kept elsewhere), or the start of both (the heads of a database with none yet)
+            anchors = [a for a in anchors if a not in log and a != GENESIS]
             problem = check.problem
             if problem is None:
                 heads = (

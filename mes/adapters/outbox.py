@@ -44,6 +44,7 @@ from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
 from mes.adapters.outbox_holes import Hole, holes, settle
 from mes.adapters.sql_expressions import rare
+from mes.adapters.tables import audit_heads as heads
 from mes.adapters.tables import lot_counts, lots, outbox
 from mes.domain.model import FINAL_STATES, LotState
 
@@ -420,6 +421,12 @@ class RelaySession:
     async def backlog(self) -> Backlog:
         async with self._read():
             return await _backlog(self._conn)
+
+    async def audit_heads(self) -> dict[str, str]:
+        """The heads of the hash chains by chain (``lots``, ``security``: audit_heads)."""
+        async with self._read():
+            rows = (await self._conn.execute(select(heads.c.chain, heads.c.head))).all()
+        return {str(chain): str(head) for chain, head in rows}
 
     async def lots_by_state(self) -> dict[str, int]:
         async with self._read():

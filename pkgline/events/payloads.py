@@ -277,6 +277,22 @@ def controller_status(
     }
 
 
+def audit_heads(
+    line: str, controller: str, at: datetime, heads: Mapping[str, str]
+) -> dict[str, Any]:
+    """The heads of the hash chains, as ``pkgline audit verify`` prints them: kept by a
+    subscriber, each is an anchor a later ``audit verify --anchor`` checks (a rewrite of the
+    history's or the security log's tail, with its heads set to match, no longer has it)."""
+    return {
+        "v": SCHEMA_VERSION,
+        "line": line,
+        "controller": controller,
+        "time": at.isoformat(),
+        "lots_head": heads.get("lots"),
+        "security_head": heads.get("security"),
+    }
+
+
 def line_status(
     line: str,
     controller: str,

@@ -460,8 +460,9 @@ class Relay:
             return
         now = self._clock()
         age = (now - backlog.oldest_at).total_seconds() if backlog.oldest_at else None
+        line = self.topics.base.rsplit("/", 1)[-1]
         status = payloads.line_status(
-            self.topics.base.rsplit("/", 1)[-1],
+            line,
             self.controller,
             now,
             await db.lots_by_state(),
@@ -470,6 +471,8 @@ class Relay:
             backlog.last_published_id,
         )
         await publisher.publish(self.topics.line_status, payloads.encode(status), retain=True)
+        heads = payloads.audit_heads(line, self.controller, now, await db.audit_heads())
+        await publisher.publish(self.topics.audit_heads, payloads.encode(heads), retain=True)
 
     async def _prune(self, db: RelaySession) -> None:
         before = self._clock() - timedelta(days=self.config.retention_days)

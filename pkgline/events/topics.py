@@ -59,6 +59,11 @@ class Topics:
     def line_status(self) -> str:
         return f"{self.base}/line/status"
 
+    @property
+    def audit_heads(self) -> str:
+        """The heads of the hash chains (anchors a historian keeps: docs/security.md)."""
+        return f"{self.base}/audit/heads"
+
     def controller_status(self, controller: str) -> str:
         return f"{self.base}/controllers/{controller}/status"
 

@@ -13,6 +13,7 @@ import pytest
 import structlog
 from sqlalchemy import func, select
 
+from mes.adapters.audit import verify_history
 from mes.adapters.database import create_engine
 from mes.adapters.outbox import OutboxReader, OutboxStore
 from mes.adapters.tables import lot_history
@@ -65,6 +66,8 @@ def schema_kind(topic: str) -> str:
         return "line-status"
     if "/controllers/" in topic:
         return "controller-status"
+    if topic.endswith("/audit/heads"):
+        return "audit-heads"
     assert topic.endswith("/dead-letter"), topic
     return "dead-letter"
 
@@ -122,6 +125,12 @@ async def test_every_event_of_a_lines_lots_reaches_a_subscriber_once_by_id_in_ea
         assert len(outbox) == await history_count(stack.url, ids)
         kinds = check_schemas(sub)
         assert {"lot-event", "lot-state", "tool-state", "line-status", "controller-status"} <= kinds
+        # the heads published are anchors the history and the security log still have
+        assert "audit-heads" in kinds
+        published = [m.payload for m in sub.of("/audit/heads")]
+        anchors = {p[k] for p in published for k in ("lots_head", "security_head")}
+        verified = await verify_history(engine, anchors=sorted(anchors))
+        assert verified.ok, verified.problem
         births = [m.payload["status"] for m in sub.of(f"/controllers/{config.name}/status")]
         assert births[0] == "online" and births[-1] == "offline"
         final = {
