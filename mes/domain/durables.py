@@ -123,8 +123,11 @@ class Durable:
 
     @property
     def warn_at(self) -> int:
-        """The count from which it warns."""
-        return math.ceil(self.life * self.warn_fraction)
+        """The count from which it warns: the life times the fraction (kept in thousandths),
+        rounded up, in whole numbers (in floats 10,000 x 0.81 is 8,100.000000000001, which
+        would warn one count late)."""
+        permille = round(self.warn_fraction * 1000)
+        return -(-self.life * permille // 1000)
 
     def text(self) -> str:
         """``capillary CAP-1 at 9,500 of 10,000 touchdowns (95 %)``"""

@@ -8,6 +8,7 @@ every store."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -106,6 +107,21 @@ def test_a_durable_warns_from_its_fraction_of_life_and_is_spent_at_its_life() ->
         refused.value.message
     )
     assert refused.value.expected.startswith("capillary CAP-1 under its life of 1,000 touchdowns")
+
+
+@pytest.mark.parametrize(
+    ("life", "warn", "warn_at"),
+    [(10_000, 0.81, 8_100), (100, 0.55, 55), (5_000, 0.68, 3_400), (1_000, 0.9, 900), (7, 0.5, 4)],
+)
+def test_a_durable_warns_at_its_fraction_of_life_exactly(
+    life: int, warn: float, warn_at: int
+) -> None:
+    """The warning count is the life times the fraction, rounded up only when it is not a
+    whole count: in floats 10,000 x 0.81 is 8,100.000000000001, and a capillary set to warn at
+    81 % of 10,000 touchdowns warned at 8,101."""
+    d = _new(life=life, warn=warn)
+    assert d.warn_at == warn_at
+    assert replace(d, count=warn_at).warned and not replace(d, count=warn_at - 1).warned
 
 
 @pytest.mark.parametrize(
