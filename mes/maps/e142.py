@@ -348,7 +348,10 @@ def _decode_map(
         raise MapRefused(
             f"{where}: BinType {bin_type} is not read; expected one of {', '.join(BIN_WIDTHS)}"
         )
+    # Hexadecimal digits are the same number in either case ('ff' is bin FF): kept upper-case.
+    hexa = bin_type == "HexaDecimal"
     null_bin = bcm.get("NullBin", "")
+    null_bin = null_bin.upper() if hexa else null_bin
     bins: dict[str, BinDefinition] = {}
     for d in _children(_child(bcm, "BinDefinitions", where), "BinDefinition"):
         code = d.get("BinCode", "")
@@ -357,6 +360,13 @@ def _decode_map(
                 f"{where}: BinCode {code!r} of a BinDefinition is not "
                 f"{counted(width, 'character')} long, as BinType {bin_type} needs"
             )
+        if hexa:
+            if not re.fullmatch(r"[0-9A-Fa-f]{2}", code):
+                raise MapRefused(
+                    f"{where}: BinCode {code!r} of a BinDefinition is not 2 hexadecimal "
+                    "digits, as BinType HexaDecimal needs"
+                )
+            code = code.upper()
         quality = _attr(d, "BinQuality", f"{where} bin {code!r}")
         if quality not in ("Pass", "Fail", "Null", "Unknown"):
             raise MapRefused(
@@ -386,6 +396,7 @@ def _decode_map(
                 f"{cols} columns (X) of {counted(width, 'character')}"
             )
         row = tuple(line[i : i + width] for i in range(0, len(line), width))
+        row = tuple(code.upper() for code in row) if hexa else row
         for c, code in enumerate(row, 1):
             if code not in bins and code != null_bin:
                 raise MapRefused(

@@ -133,6 +133,45 @@ def test_a_hand_written_map_is_read_with_its_bins_mapped_to_reject_codes() -> No
     }
 
 
+def hexadecimal(rows: tuple[str, ...], fail_bin: str = "FF") -> str:
+    """An upstream map with two hexadecimal digits a site: bin 01 passes, ``fail_bin``
+    fails (VOID), the NullBin is 00."""
+    body = "".join(f"<BinCode>{line}</BinCode>" for line in rows)
+    return f"""<MapData xmlns="urn:semi-org:xsd.E142-1.V1005.SubstrateMap">
+  <Layouts><Layout LayoutId="Strip"><Dimension X="3" Y="2"/></Layout></Layouts>
+  <SubstrateMaps>
+    <SubstrateMap SubstrateType="Strip" SubstrateId="L2-01" LayoutSpecifier="Strip"
+        OriginLocation="UpperLeft" AxisDirection="DownRight">
+      <Overlay><BinCodeMap BinType="HexaDecimal" NullBin="00">
+        <BinDefinitions>
+          <BinDefinition BinCode="01" BinQuality="Pass"/>
+          <BinDefinition BinCode="{fail_bin}" BinQuality="Fail" BinDescription="VOID"/>
+        </BinDefinitions>
+        {body}
+      </BinCodeMap></Overlay>
+    </SubstrateMap>
+  </SubstrateMaps>
+</MapData>"""
+
+
+@pytest.mark.parametrize(
+    ("fail_bin", "rows"),
+    [("FF", ("01FF01", "0101ff")), ("fF", ("01ff01", "0101FF")), ("Ab", ("01AB01", "0101ab"))],
+)
+def test_hexadecimal_bins_are_read_in_either_case(fail_bin: str, rows: tuple[str, ...]) -> None:
+    """Hexadecimal digits are one number in either case: a map whose rows write 'ff' for the
+    bin its BinDefinition writes 'FF' was refused ('site 2:3 has bin 'ff', which no
+    BinDefinition defines (defined: 01, FF)')."""
+    (m,) = e142.decode(hexadecimal(rows, fail_bin))
+    plan = e142.plan_import("L2", {"L2-01": (2, 3)}, [m], {})
+    assert {(g.row, g.col, g.code) for g in plan.rejects} == {(1, 2, "VOID"), (2, 3, "VOID")}
+
+
+def test_a_hexadecimal_bin_that_is_not_two_hex_digits_is_refused() -> None:
+    with pytest.raises(e142.MapRefused, match=r"BinCode 'ZZ' of a BinDefinition is not 2 hex"):
+        e142.decode(hexadecimal(("01ZZ01", "010101"), "ZZ"))
+
+
 def test_a_failing_bin_without_a_reject_code_is_refused_naming_the_bin() -> None:
     (m,) = e142.decode(hand_written())
     with pytest.raises(e142.MapRefused, match=r"failing bin 'X' has no reject code.*--bin X="):
