@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from mes.domain.authority import Action, NotAuthorized, Principal, Role
+from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.text import one_line, optional_line
 
@@ -84,6 +84,18 @@ def add(
             ) from None
     if roles and known is ReasonKind.SCRAP:
         raise InvalidInput("a scrap is not released: --release-by is for hold codes")
+    # A role that may release no lot at all would leave every hold with this code for good.
+    may_release = PERMISSIONS[Action.RELEASE] | PERMISSIONS[Action.RELEASE_RULED]
+    never = sorted(r.value for r in roles - may_release)
+    if never:
+        allowed = sorted(r.value for r in may_release)
+        raise InvalidInput(
+            f"--release-by {', '.join(never)}: "
+            f"{'that role releases' if len(never) == 1 else 'those roles release'} no lot, so "
+            f"no one could release a hold with code {code}; expected roles that release lots "
+            f"({', '.join(allowed)})",
+            allowed=allowed,
+        )
     return ReasonCode(
         code, known, one_line(text, "a reason code's text"), by, now, frozenset(roles)
     )

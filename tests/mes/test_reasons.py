@@ -161,6 +161,19 @@ async def test_a_bad_code_kind_or_text_is_refused(
     assert await reasons.find(retired=True) == []
 
 
+@pytest.mark.parametrize("role", ["viewer", "admin", "controller", "technician"])
+async def test_a_hold_code_released_by_a_role_that_releases_no_lot_is_refused(
+    reasons: ReasonService, role: str
+) -> None:
+    """A hold code whose --release-by names only roles that may release no lot (a viewer
+    reads, an admin keeps accounts) was added, and every lot held with it could be released
+    by no one: check_release asks for that role, the roles table refuses it the release."""
+    with pytest.raises(InvalidInput, match=rf"--release-by {role}: that role releases no lot"):
+        await reasons.add("STUCK", "hold", "x", "q1", release_roles=[role, "quality"])
+    assert await reasons.find(retired=True) == []
+    await reasons.add("OK", "hold", "x", "q1", release_roles=["operator", "quality"])
+
+
 async def test_only_quality_keeps_the_catalogues(reasons: ReasonService, log: Log) -> None:
     with pytest.raises(NotAuthorized) as refused:
         await reasons.acting_as(ENGINEER).add("V", "hold", "x", "eng1")
