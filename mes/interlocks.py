@@ -17,7 +17,7 @@ from mes.domain.authority import Action, Principal
 from mes.domain.commands import TrackIn
 from mes.domain.equipment import DispatchMode, ToolRegistration
 from mes.domain.errors import InterlockRefused, InvalidInput, UnknownTool
-from mes.domain.interlocks import Qualification
+from mes.domain.interlocks import MANUAL_CLASS, Qualification
 from mes.domain.model import Lot, LotHead
 from mes.domain.text import optional_line
 from mes.guard import Guard, SecurityLog
@@ -178,13 +178,15 @@ class QualificationService:
             )
             if step not in runs:
                 info = self._flows.step_codes.get(step)
-                what = (
-                    f"{step} is not a step code"
-                    if info is None
-                    else f"{step} runs on a {info.equipment_class}"
-                )
+                if info is None:
+                    what = f"{step} is not a step code"
+                elif info.equipment_class == MANUAL_CLASS:
+                    what = f"{step} is an operator step, run on no tool"
+                else:
+                    what = f"{step} runs on a {info.equipment_class}"
+                verb = "qualify" if qualified else "disqualify"
                 raise InvalidInput(
-                    f"cannot qualify {tool_id} for {step}: {what}, and {tool_id} is a "
+                    f"cannot {verb} {tool_id} for {step}: {what}, and {tool_id} is a "
                     f"{tool.equipment_class}; expected one of the steps a "
                     f"{tool.equipment_class} runs",
                     allowed=runs,

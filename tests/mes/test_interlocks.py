@@ -311,4 +311,9 @@ async def test_qualifying_a_tool_for_a_step_its_class_does_not_run_is_refused(
         await qualifications.set("DICE-1", "NOPE", True, "eng")
     with pytest.raises(UnknownTool):
         await qualifications.set("NOSUCHTOOL", "DICE", True, "eng")
+    # a disqualification says so, and an operator step is not "run on a manual"
+    with pytest.raises(InvalidInput, match=r"^cannot disqualify DICE-1 for DIE_ATTACH: DIE_ATT"):
+        await qualifications.set("DICE-1", "DIE_ATTACH", False, "eng", "drift")
+    with pytest.raises(InvalidInput, match="SUBSTRATE_LOAD is an operator step, run on no tool"):
+        await qualifications.set("DICE-1", "SUBSTRATE_LOAD", True, "eng")
     assert [q.step for q in await qualifications.list(tool_id="DICE-1")] == ["DICE"]
