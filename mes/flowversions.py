@@ -29,6 +29,7 @@ from typing import Protocol
 
 from flows import Flow, FlowError, FlowLibrary
 from flows.claimed import loosened, reordered
+from flows.physical import unphysical_values
 from flows.versions import content_hash, diff
 from mes.domain.authority import Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
@@ -322,6 +323,13 @@ class FlowVersionService:
                 flow = load_sources(files, name).get(name)
             except FlowError as exc:
                 raise InvalidInput(f"flow {name} is not published: {exc}") from None
+            bad = unphysical_values(flow)
+            if bad:
+                raise InvalidInput(
+                    f"flow {name} is not published: these values cannot be physical (a "
+                    "default goes to the tool as it is; expected values that can be):"
+                    + "".join(f"\n  - {text}" for text in bad)
+                )
             self._check_claims(flow)
         out = []
         for name, files in files_by_flow.items():

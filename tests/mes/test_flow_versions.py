@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import select
 
-from flows.loader import flow_sources
+from flows.loader import flow_sources, load_sources
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
@@ -21,7 +21,12 @@ from mes.adapters.sql_identity import SqlSecurityLog
 from mes.adapters.tables import security_events
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
-from mes.domain.errors import OperationNotAllowed, SplitMergeNotAllowed, StepNotAllowed
+from mes.domain.errors import (
+    InvalidInput,
+    OperationNotAllowed,
+    SplitMergeNotAllowed,
+    StepNotAllowed,
+)
 from mes.domain.flowversions import APPROVAL_MEANING, SYSTEM_AUTHOR, FlowVersion, VersionState
 from mes.domain.identity import EventKind
 from mes.domain.model import LotState, Operation
@@ -204,6 +209,51 @@ async def test_the_same_content_is_one_version_and_a_flow_that_does_not_load_is_
     with pytest.raises(Exception, match="BALL_MOUNTT"):
         await line.versions.publish(broken, "typo")
     assert [v.version for v in await line.versions.versions(FLOW)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "says"),
+    [
+        (
+            "steps.yaml",
+            "bond_temperature_c: {default: 260.0}",
+            "bond_temperature_c: {default: -300.0}",
+            "FLIP_CHIP_BOND recipe: bond_temperature_c: default -300.0 degC is below absolute zero",
+        ),
+        (
+            "steps.yaml",
+            "bond_force_n: {default: 30.0}",
+            "bond_force_n: {default: -30.0}",
+            "FLIP_CHIP_BOND recipe: bond_force_n: default -30.0 N is negative",
+        ),
+        (
+            "steps.yaml",
+            "bond_force_n: {default: 30.0}",
+            "bond_force_n: {default: .nan}",
+            "FLIP_CHIP_BOND recipe: bond_force_n: default nan N is not a finite number",
+        ),
+        (
+            f"{FLOW}.yaml",
+            "greater_than: 0\n",
+            "greater_than: -.inf\n",
+            "lot parameters: die_area_mm2: the limit greater than -inf is not of finite numbers",
+        ),
+    ],
+)
+async def test_a_version_with_a_value_that_cannot_be_physical_is_not_published(
+    line: Line, file: str, old: str, new: str, says: str
+) -> None:
+    """A default goes to the tool as it is; an operator's -300 degC, -30 N or NaN is refused
+    as bad data (mes/domain/physical.py), but a version whose steps.yaml made it the default
+    was published and approved (with .nan, every track-in of the step then failed writing
+    its history: malformed JSON), and YAML's .inf was taken as a limit. A version published
+    before this check still builds, so that its lots stay readable and can be moved."""
+    bad = edited({file: (old, new)})
+    with pytest.raises(InvalidInput, match="cannot be physical") as refused:
+        await line.versions.publish(bad, "typo")
+    assert says in refused.value.message
+    assert [v.version for v in await line.versions.versions(FLOW)] == [1]
+    assert load_sources(bad[FLOW], FLOW).get(FLOW).steps["FLIP_CHIP_BOND"].recipe
 
 
 async def test_a_lot_migrates_only_where_its_path_so_far_is_valid_in_the_new_version(
