@@ -23,6 +23,7 @@ from mes.domain import commands as cmd
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.errors import (
     InvalidInput,
+    LimitViolated,
     OperationNotAllowed,
     SplitMergeNotAllowed,
     StepNotAllowed,
@@ -292,6 +293,34 @@ async def test_a_lot_migrates_only_where_its_path_so_far_is_valid_in_the_new_ver
     with pytest.raises(OperationNotAllowed, match="already"):
         await line.lots.migrate(cmd.MigrateLot("Q", 2, "eng1", "again"), signatures=MOVE_SIGNED)
     assert (await line.lots.get("P")).flow_version == 1
+
+
+async def test_a_lot_migrates_only_where_its_parameters_are_within_the_new_versions_limits(
+    line: Line,
+) -> None:
+    """A lot's parameters were checked at its start, against its version then: a lot with a
+    300 mm2 die moved onto a version that allows dies under 200 mm2 only, and ran on it
+    outside its limits."""
+    smaller = edited(
+        {f"{FLOW}.yaml": ("    greater_than: 0\n", "    greater_than: 0\n    less_than: 200\n")}
+    )
+    big = await line.lots.start(cmd.StartLot("BIG", FLOW, "op1", params={"die_area_mm2": "300"}))
+    await line.lots.start(cmd.StartLot("FIT", FLOW, "op1", params={"die_area_mm2": "150"}))
+    await line.versions.publish(smaller, "dies under 200 mm2")
+    await line.versions.approve(FLOW, 2)
+    with pytest.raises(LimitViolated) as refused:
+        await line.lots.migrate(
+            cmd.MigrateLot("BIG", 2, "eng1", "new rules"), signatures=MOVE_SIGNED
+        )
+    assert refused.value.message.startswith(
+        f"lot BIG cannot move to version 2 of flow {FLOW}: its lot parameters break that "
+        "version's limits: At lot start, die_area_mm2 is 300"
+    )
+    assert (await line.lots.get("BIG")).version == big.lot.version  # nothing changed
+    moved = await line.lots.migrate(
+        cmd.MigrateLot("FIT", 2, "eng1", "new rules"), signatures=MOVE_SIGNED
+    )
+    assert moved.lot.flow_version == 2
 
 
 async def test_split_children_keep_the_version_and_a_merge_needs_the_same(line: Line) -> None:
