@@ -22,7 +22,15 @@ from mes.domain.errors import InvalidInput, UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import Change, JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
-from mes.ports import UnitOfWorkFactory, Work, get_jobs_of, get_rejects_by_site, get_tools, together
+from mes.ports import (
+    UnitOfWorkFactory,
+    Work,
+    get_jobs_of,
+    get_lots_running_on,
+    get_rejects_by_site,
+    get_tools,
+    together,
+)
 from mes.ports_durables import (
     DurablePage,
     DurableQuery,
@@ -247,8 +255,12 @@ class DurableService:
             tool = (yield from get_tools([tool_id])).get(tool_id)
             if tool is None:
                 raise UnknownTool(f"there is no tool {tool_id}")
-            on_tool = yield from get_durables(tool_id=tool_id)
-            return rules.mount(durable, tool_id, tool.equipment_class, on_tool, user, self._clock())
+            on_tool, running = yield from together(
+                get_durables(tool_id=tool_id), get_lots_running_on(tool_id)
+            )
+            return rules.mount(
+                durable, tool_id, tool.equipment_class, on_tool, user, self._clock(), running
+            )
 
         return await self._change(work, by)
 
@@ -262,7 +274,10 @@ class DurableService:
     ) -> Durable:
         def work() -> Work[Changed]:
             durable = yield from self._read_one(durable_id)
-            return rules.unmount(durable, user, self._clock(), reason)
+            running = (
+                [] if durable.tool_id is None else (yield from get_lots_running_on(durable.tool_id))
+            )
+            return rules.unmount(durable, user, self._clock(), reason, running)
 
         return await self._change(work, by)
 

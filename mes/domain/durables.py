@@ -253,6 +253,20 @@ def add(
     return durable, DurableEvent(durable_id, DurableEventKind.ADDED, now, by, 0)
 
 
+def _idle(durable: Durable, doing: str, tool_id: str, running: Sequence[str]) -> None:
+    """Refuse a mount or unmount on a tool a lot runs on: the step's use of the tool's
+    durables is counted when it ends (or is abandoned), on those mounted then, so a durable
+    swapped meanwhile would be credited with what the other one did."""
+    if running:
+        lots = ", ".join(running)
+        raise OperationNotAllowed(
+            f"{durable.kind.value} {durable.id} cannot be {doing} {tool_id} while lot {lots} "
+            f"runs on it: its use is counted on the durables mounted when the step ends; "
+            f"expected the step tracked out first (or the lot held or the step aborted, which "
+            f"counts it on the durables mounted now)"
+        )
+
+
 def mount(
     durable: Durable,
     tool_id: str,
@@ -260,10 +274,11 @@ def mount(
     on_tool: Sequence[Durable],
     by: str,
     now: datetime,
+    running: Sequence[str] = (),
 ) -> Changed:
-    """Mount ``durable`` on ``tool_id`` (of ``tool_class``), where ``on_tool`` are mounted.
-    Refused if it is mounted already, is not for a tool of that class, the tool has one of
-    its kind already, or it is spent."""
+    """Mount ``durable`` on ``tool_id`` (of ``tool_class``), where ``on_tool`` are mounted
+    and the lots ``running`` run. Refused if it is mounted already, is not for a tool of
+    that class, the tool has one of its kind already or runs a lot, or it is spent."""
     spec = KINDS[durable.kind]
     if durable.tool_id is not None:
         raise OperationNotAllowed(
@@ -275,6 +290,7 @@ def mount(
             f"a {durable.kind.value} is mounted on a {spec.equipment_class}; {tool_id} is a "
             f"{tool_class}",
         )
+    _idle(durable, "mounted on", tool_id, running)
     same = [d for d in on_tool if d.kind is durable.kind and d.id != durable.id]
     if same:
         raise OperationNotAllowed(
@@ -291,9 +307,17 @@ def mount(
     )
 
 
-def unmount(durable: Durable, by: str, now: datetime, reason: str | None = None) -> Changed:
+def unmount(
+    durable: Durable,
+    by: str,
+    now: datetime,
+    reason: str | None = None,
+    running: Sequence[str] = (),
+) -> Changed:
+    """Take ``durable`` off its tool, where the lots ``running`` run (refused if any)."""
     if durable.tool_id is None:
         raise OperationNotAllowed(f"durable {durable.id} is not mounted on any tool")
+    _idle(durable, "unmounted from", durable.tool_id, running)
     off = replace(durable, tool_id=None, mounted_at=None)
     return off, DurableEvent(
         durable.id,

@@ -369,6 +369,37 @@ async def test_an_operators_track_out_on_a_tool_counts_every_carrier_and_warning
 
 
 @pytest.mark.usefixtures("line")
+async def test_a_durable_is_not_swapped_while_a_lot_runs_on_its_tool(
+    service: LotService, durables: DurableService
+) -> None:
+    """A step's use of a tool's durables is counted when it ends, on those mounted then: a
+    capillary swapped mid-step (CAP-1 off, CAP-2 on) left CAP-1, which bonded the lot, with
+    no trace of it, and credited CAP-2 with all of its touchdowns (a recall by capillary
+    missed the lot)."""
+    await durables.add("CAP-1", "capillary", 10_000, "eng")
+    await durables.add("CAP-2", "capillary", 10_000, "eng")
+    await durables.mount("CAP-1", "WB-1", "tech")
+    await _at_wire_bond(service, "L1")
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    with pytest.raises(
+        OperationNotAllowed, match="CAP-1 cannot be unmounted from WB-1 while lot L1"
+    ):
+        await durables.unmount("CAP-1", "tech", "swap")
+    await durables.add("BLADE-1", "saw_blade", 10_000, "eng")
+    await durables.mount("BLADE-1", "DICE-1", "tech")  # another tool: free
+    for n, carrier in enumerate((await service.get("L1")).carriers):
+        await service.start_job(cmd.StartJob("L1", f"J{n}", "WB-1", carrier, CTRL))
+        await service.record_job(cmd.RecordJob(f"J{n}", CTRL))
+    assert (await durables.show("CAP-1")).lots == ["L1"]
+    await durables.unmount("CAP-1", "tech", "swap")  # the step is over
+    await _at_wire_bond(service, "L2")
+    await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    with pytest.raises(OperationNotAllowed, match="CAP-2 cannot be mounted on WB-1 while lot L2"):
+        await durables.mount("CAP-2", "WB-1", "tech")
+    assert (await durables.show("CAP-2")).durable.tool_id is None
+
+
+@pytest.mark.usefixtures("line")
 async def test_durable_commands_refuse_unknown_durables_and_tools_changing_nothing(
     durables: DurableService,
 ) -> None:
