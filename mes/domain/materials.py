@@ -62,6 +62,8 @@ material lot's own are given when it is added)."""
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 MAX_CLOCK_MINUTES = 1_000_000
+PART_NUMBER_MAX = 64
+"""What the store keeps of a part number (``material_lots.part_number``, String(64))."""
 """The longest thaw time or floor life a material lot may be given (about 694 days; the
 API's bound too)."""
 
@@ -236,6 +238,11 @@ def add(
             "expiry after now"
         )
     part_number = optional_line(part_number, "the part number")
+    if part_number is not None and len(part_number) > PART_NUMBER_MAX:
+        raise InvalidInput(
+            f"the part number is at most {PART_NUMBER_MAX} characters (got "
+            f"{len(part_number)}); expected the supplier's part number"
+        )
     spec = KINDS[known]
     if not spec.frozen:
         if thaw_minutes or floor_life_minutes is not None:

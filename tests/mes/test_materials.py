@@ -245,6 +245,20 @@ async def test_genealogy_and_where_used_follow_splits_and_merges_from_their_time
         await materials.where_used("NOPE")
 
 
+async def test_a_part_number_longer_than_the_store_keeps_is_refused_on_every_store(
+    materials: MaterialService,
+) -> None:
+    """The store keeps 64 characters of a part number (the API's body too): a longer one
+    failed on PostgreSQL with a traceback (StringDataRightTruncationError) and was kept
+    whole on SQLite."""
+    expires = T0 + timedelta(days=400)
+    with pytest.raises(InvalidInput, match=r"part number is at most 64 characters \(got 65\)"):
+        await materials.add("W-1", "wire", expires, "eng", part_number="P" * 65)
+    assert await materials.find() == []
+    added = await materials.add("W-1", "wire", expires, "eng", part_number="P" * 64)
+    assert added.part_number == "P" * 64
+
+
 async def test_an_operator_may_load_but_not_add_a_material_lot(
     store: UnitOfWorkFactory, clock: Clock
 ) -> None:
