@@ -23,7 +23,16 @@ from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.materials import Changed, Link, Material, MaterialEvent, Reached, Source, Use
 from mes.domain.model import Lot
 from mes.guard import Guard, SecurityLog
-from mes.ports import UnitOfWorkFactory, Work, each_together, get_history, get_lot, get_tools
+from mes.ports import (
+    UnitOfWorkFactory,
+    Work,
+    each_together,
+    get_history,
+    get_lot,
+    get_lots_running_on,
+    get_tools,
+    together,
+)
 from mes.ports_materials import (
     MaterialPage,
     MaterialQuery,
@@ -164,8 +173,15 @@ class MaterialService:
             tool = (yield from get_tools([tool_id])).get(tool_id)
             if tool is None:
                 raise UnknownTool(f"there is no tool {tool_id}")
-            on_tool = yield from get_materials(tool_id=tool_id)
-            return rules.load(material, tool_id, tool.equipment_class, on_tool, user, self._clock())
+            now = self._clock()
+            on_tool, running = yield from together(
+                get_materials(tool_id=tool_id), get_lots_running_on(tool_id)
+            )
+            changed = rules.load(material, tool_id, tool.equipment_class, on_tool, user, now)
+            if running:  # it goes into the lots running there from now: their uses
+                lots = yield from each_together(get_lot(lot_id) for lot_id in running)
+                yield from add_uses(rules.uses_mid_run(changed[0], [x for x in lots if x], now))
+            return changed
 
         return await self._change(Action.MATERIAL_HANDLING, work, by)
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
-from mes.domain.model import HistoryEntry, Operation
+from mes.domain.model import HistoryEntry, Lot, Operation
 from mes.domain.text import optional_line, utc_stamp
 
 
@@ -349,6 +349,27 @@ def load(
         raise OperationNotAllowed(f"{found[1]}; expected {found[2]}")
     loaded = replace(material, tool_id=tool_id, loaded_at=now)
     return loaded, MaterialEvent(material.id, MaterialEventKind.LOADED, now, by, tool_id=tool_id)
+
+
+def uses_mid_run(loaded: Material, running: Sequence[Lot], now: datetime) -> list[Use]:
+    """A material lot loaded on a tool while ``running`` lots run on it goes into them from
+    now (a wire spool changed mid-lot): their uses, for genealogy and the recall query. It
+    must be usable now, as a track-in would ask (no track-in checks it for these lots): one
+    still thawing is refused while a lot runs on the tool."""
+    tool_id = loaded.tool_id
+    on_tool = [lot for lot in running if lot.running is not None and lot.running.tool == tool_id]
+    if tool_id is None or not on_tool:
+        return []
+    found = loaded.problem(now)
+    if found is not None:
+        names = ", ".join(lot.id for lot in on_tool)
+        raise OperationNotAllowed(
+            f"lot {names} is running on {tool_id}, and material lot {loaded.id} loaded now "
+            f"would go into it: {found[1]}; expected {found[2]}, or the lot tracked out first"
+        )
+    return [
+        Use(loaded.id, lot.id, lot.running.step, tool_id, now) for lot in on_tool if lot.running
+    ]
 
 
 def unload(material: Material, by: str, now: datetime, reason: str | None = None) -> Changed:

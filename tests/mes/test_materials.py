@@ -245,6 +245,48 @@ async def test_genealogy_and_where_used_follow_splits_and_merges_from_their_time
         await materials.where_used("NOPE")
 
 
+@pytest.mark.usefixtures("line")
+async def test_a_spool_loaded_while_a_lot_runs_goes_into_it_and_must_be_usable_now(
+    service: LotService, materials: MaterialService, clock: Clock
+) -> None:
+    """A wire spool runs out mid-lot and the operator loads the next: the lot running on the
+    tool gets it from then on (genealogy, recall); one not usable now is refused, since no
+    track-in will check it for that lot."""
+    later = clock.now + timedelta(days=90)
+    await materials.add("WIRE-1", "wire", later, "eng")
+    await materials.add("WIRE-2", "wire", later, "eng")
+    await materials.add("EMC-1", "mold_compound", later, "eng", thaw_minutes=240)
+    await materials.load("WIRE-1", "WB-1", OP)
+    await service.start(cmd.StartLot("A", "stiffener-bga", OP))
+    await _run(service, "A", "SUBSTRATE_LOAD")
+    await _run(service, "A", "DIE_ATTACH", "DB-1")
+    await service.track_in(cmd.TrackIn("A", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
+    await materials.unload("WIRE-1", OP, "spool empty")
+    clock.now += timedelta(minutes=5)
+    await materials.load("WIRE-2", "WB-1", OP)
+    await service.track_out(cmd.TrackOut("A", CTRL))
+    found = [(s.use.material_id, s.use.step, s.use.tool_id) for s in await materials.genealogy("A")]
+    assert found == [("WIRE-1", "WIRE_BOND", "WB-1"), ("WIRE-2", "WIRE_BOND", "WB-1")]
+    assert [r.lot_id for r in await materials.where_used("WIRE-2")] == ["A"]
+    # a compound still frozen, loaded on the molder while B molds: refused, nothing changed
+    await service.start(cmd.StartLot("B", "stiffener-bga", OP))
+    for step, tool in [("SUBSTRATE_LOAD", None), ("DIE_ATTACH", "DB-1"), ("WIRE_BOND", "WB-1")]:
+        await _run(service, "B", step, tool)
+    await _run(service, "B", "STIFFENER_ATTACH", "SA-1")
+    await service.track_in(cmd.TrackIn("B", "MOLD", CTRL, tool="MOLD-1", dispatched=True))
+    with pytest.raises(OperationNotAllowed) as refused:
+        await materials.load("EMC-1", "MOLD-1", OP)
+    assert "lot B is running on MOLD-1" in str(refused.value)
+    assert "mold_compound EMC-1 is still frozen" in str(refused.value)
+    view = await materials.show("EMC-1")
+    assert view.material.tool_id is None and view.uses == []
+    assert [e.event.value for e in view.events] == ["added"]
+    # the same compound loaded on an idle molder waits for its thaw, as before
+    await service.track_out(cmd.TrackOut("B", CTRL))
+    assert (await materials.load("EMC-1", "MOLD-1", OP)).tool_id == "MOLD-1"
+    assert (await materials.show("EMC-1")).uses == []
+
+
 async def test_a_part_number_longer_than_the_store_keeps_is_refused_on_every_store(
     materials: MaterialService,
 ) -> None:
