@@ -95,6 +95,7 @@ class EventHub:
         self._subscribers: set[asyncio.Queue[ToolEvent | None]] = set()
         self._connected: bool | None = None
         self._status: ToolStatus | None = None
+        self._offline_reason: str | None = None
         self._closed = False
 
     @property
@@ -121,11 +122,24 @@ class EventHub:
             log.info("tool online", tool_id=self.tool_id)
         self._publish(ConnectionRestored(self.tool_id))
 
-    def offline(self, reason: str) -> None:
-        """The tool stopped answering. Publishes ConnectionLost only on the edge."""
+    def offline(self, reason: str, *, refused: bool = False) -> None:
+        """The tool stopped answering. Publishes ConnectionLost on the edge, and again when
+        the reason it stays offline changes, so that the tool's status says why it is
+        offline now, not why it went offline (a tool that went away and came back with a
+        certificate that is refused). A new reason is logged once, ``tool still offline``: a
+        warning when a certificate or a user was ``refused``
+        (:class:`~drivers.errors.SecurityRefused`), else at info (a reconnection that failed
+        otherwise than the connection did)."""
         if self._connected is False:
+            if reason == self._offline_reason:
+                return
+            self._offline_reason = reason
+            say = log.warning if refused else log.info
+            say("tool still offline", tool_id=self.tool_id, reason=reason)
+            self._publish(ConnectionLost(self.tool_id, reason))
             return
         self._connected = False
+        self._offline_reason = reason
         self._status = None
         log.warning("tool offline", tool_id=self.tool_id, reason=reason)
         self._publish(ConnectionLost(self.tool_id, reason))

@@ -29,7 +29,7 @@ import structlog
 
 from drivers.catalogue import ClassSpec, class_spec
 from drivers.config import ModbusEndpoint, ToolConfig
-from drivers.errors import ConfigurationError, DriverError
+from drivers.errors import ConfigurationError, DriverError, SecurityRefused
 from drivers.interface import ToolEvent
 from drivers.modbus.codec import Value, pack_site_codes
 from drivers.modbus.handshake import CommandChannel
@@ -205,12 +205,12 @@ class ModbusDriver:
                 try:
                     await self._session.connect()
                 except DriverError as exc:
-                    self._hub.offline(exc.message)
+                    self._hub.offline(exc.message, refused=isinstance(exc, SecurityRefused))
                     continue
             try:
                 status = await self.status()
             except DriverError as exc:
-                self._hub.offline(exc.message)
+                self._hub.offline(exc.message, refused=isinstance(exc, SecurityRefused))
                 if not self._session.connected:
                     continue
             else:

@@ -282,12 +282,12 @@ class OpcUaDriver:
         self._attach_error = error
         self._hub.offline(str(error))
 
-    def connection_lost(self, reason: str) -> None:
+    def connection_lost(self, reason: str, *, refused: bool = False) -> None:
         self._resolved = None
         self._latest.clear()
         self._attach_error = None
         self._offline_reason = reason
-        self._hub.offline(reason)
+        self._hub.offline(reason, refused=refused)
 
     def values_changed(self, changes: Sequence[tuple[int, ua.DataValue]]) -> None:
         for key, value in changes:

@@ -201,7 +201,10 @@ class SessionListener(Protocol):
 
     def event_received(self, key: int, fields: Sequence[ua.Variant]) -> None: ...
 
-    def connection_lost(self, reason: str) -> None: ...
+    def connection_lost(self, reason: str, *, refused: bool = False) -> None:
+        """The session is not connected, for ``reason``; ``refused``: a certificate or a
+        user was refused, by either side."""
+        ...
 
 
 def path_key(path: ua.BrowsePath) -> tuple[object, ...]:

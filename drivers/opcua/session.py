@@ -300,7 +300,7 @@ class EndpointSession:
                 try:
                     conn = await self._open()
                 except DriverError as exc:
-                    self._went_offline(exc.message)
+                    self._went_offline(exc.message, refused=isinstance(exc, SecurityRefused))
                     self._first_attempt.set()
                     await asyncio.sleep(next(delays))
                     continue
@@ -351,13 +351,13 @@ class EndpointSession:
         self._online = True
         return conn
 
-    def _went_offline(self, reason: str) -> None:
+    def _went_offline(self, reason: str, *, refused: bool = False) -> None:
         self._last_reason = reason
         if self._online is not False:
             log.warning("opc ua endpoint unreachable", url=self.url, reason=reason)
         self._online = False
         for listener in list(self._listeners):
-            listener.connection_lost(reason)
+            listener.connection_lost(reason, refused=refused)
 
     async def _attach(self, conn: Connection, listeners: Sequence[SessionListener]) -> None:
         """Resolve listeners' nodes and subscribe to them (call under the lock)."""

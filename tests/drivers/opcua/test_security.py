@@ -20,6 +20,7 @@ from drivers import certificates as C
 from drivers import pki as P
 from drivers.config import ConnectionPolicy, OpcUaSecurity
 from drivers.errors import SecurityRefused, ToolUnreachable
+from drivers.interface import ConnectionLost
 from drivers.model import EquipmentClass, Mode
 from drivers.opcua import OpcUaDriver, OpcUaSessionPool
 from drivers.opcua import security as client_security
@@ -417,6 +418,58 @@ async def test_a_renewed_tool_certificate_is_taken_when_the_tool_comes_back(
         assert tool.status.mode is Mode.ENGINEERING
     finally:
         await server.close()
+
+
+async def test_a_tool_back_with_an_untrusted_certificate_says_so_while_offline(
+    pair: Pair,
+    credentials: Path,
+    make_driver: DriverMaker,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A tool that drops, then comes back with a certificate nobody trusted (replaced at the
+    tool): the reason it stays offline is the refused certificate, not the connection closed
+    when it went away, in its events (the controller's tool status) and in the log."""
+    server = OpcUaToolServer([dicer()], security=simulator_security(pair))
+    await server.start()
+    try:
+        driver = await make_driver(
+            DICER, server.url, security=security(pair, credentials=credentials)
+        )
+        assert driver.connected
+        reasons: list[str] = []
+
+        async def follow() -> None:
+            async for event in driver.events():
+                if isinstance(event, ConnectionLost):
+                    reasons.append(event.reason)
+
+        follower = asyncio.get_running_loop().create_task(follow())
+        try:
+            await server.stop()
+
+            async def lost() -> bool:
+                return bool(reasons)
+
+            await eventually(lost, within=5.0)
+            assert "not trusted" not in reasons[-1]
+            C.renew_own(pair.simulator)  # not given to the controller
+            await server.start()
+
+            async def refused() -> bool:
+                return "is not trusted" in reasons[-1]
+
+            await eventually(refused, within=10.0)
+            assert not driver.connected
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+    finally:
+        await server.close()
+    said = [line for line in capsys.readouterr().out.splitlines() if "still offline" in line]
+    refused = [line for line in said if "is not trusted" in line and "DICER-1" in line]
+    assert len(refused) == 1 and said[-1] == refused[0], said  # once, however many retries
+    assert "warning" in refused[0]
 
 
 def test_own_identity_and_trust_list_are_parsed_once_and_again_when_files_change(
