@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters import jsontext
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
+from mes.adapters.errors import classify
 from mes.adapters.outbox_holes import Hole, holes, settle
 from mes.adapters.sql_expressions import rare
 from mes.adapters.tables import audit_heads as heads
@@ -325,7 +326,16 @@ class RelaySession:
 
         raw = await self._conn.get_raw_connection()
         asyncpg_connection: Any = raw.driver_connection
-        await asyncpg_connection.add_listener(OUTBOX_CHANNEL, notified)
+        try:
+            await asyncpg_connection.add_listener(OUTBOX_CHANNEL, notified)
+        except Exception as exc:
+            # The driver's own call, past SQLAlchemy: its errors are classified here, and a
+            # connection the server ended (an outage) is not given back to the pool.
+            found = classify(exc)
+            if found is None:
+                raise
+            await self._conn.invalidate()
+            raise found from exc
         self._listening = notified
 
     async def unlisten(self) -> None:

@@ -5,11 +5,16 @@ database."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import pytest
+
 from mes.adapters.database import create_engine
+from mes.adapters.errors import DatabaseUnavailable
 from mes.adapters.outbox import OutboxReader, OutboxStore
 from mes.service import utc_now
+from tests.conftest import _admin
 from tests.controller.conftest import FLOWS, Stack, start_lots
 
 
@@ -77,5 +82,34 @@ async def test_pending_events_carry_their_payloads_as_stored_even_what_only_json
             assert pending[2]["text"] == "été"
         else:
             assert pending[2] == read[2]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_listening_on_a_connection_the_server_ended_is_the_database_unavailable(
+    postgres_url: str,
+) -> None:
+    """The relay's LISTEN on a pooled connection that PostgreSQL ended meanwhile (an outage,
+    pg_terminate_backend): the database unavailable, which the relay waits out, not the
+    driver's own error (logged as a bug, with its traceback, at every retry); and the dead
+    connection is not given back to the pool, so that the next session listens."""
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        store = OutboxStore(engine)
+        async with store.session() as db:
+            await db.listen(lambda: None)  # a connection in the pool, and the channel works
+        name = postgres_url.rsplit("/", 1)[1]
+        await asyncio.to_thread(
+            _admin,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        )
+        with pytest.raises(DatabaseUnavailable, match="connection is closed"):
+            async with store.session() as db:
+                await db.listen(lambda: None)
+        async with store.session() as db:
+            await db.listen(lambda: None)
+            assert await db.try_lead()
     finally:
         await engine.dispose()
