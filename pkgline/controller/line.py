@@ -442,8 +442,7 @@ class LineController:
                 await asyncio.sleep(next(retry))
                 continue
             retry = db_retry_delays()
-            if full:  # a full pass reads the database: it answered
-                self._outage.answered()
+            if full:  # (it may only have read: the outage ends at a write, see outage.py)
                 last_full = loop.time()
 
     async def _watchdog_loop(self) -> None:

@@ -2,9 +2,12 @@
 lasts (with counts), one when it ends, whatever the number of calls that fail meanwhile.
 
 Every part of the controller that finds the database unavailable (the reporter, the
-runners, dispatch, the heartbeat) tells :class:`DatabaseOutage`; a part whose call went
-through says so. During a two-minute outage the log then has four lines, not one warning per
-retry of every part (611 of them before this).
+runners, dispatch, the heartbeat) tells :class:`DatabaseOutage`; a part whose write went
+through says so (the heartbeat, every 5 s; tool states; an alarm reset taken). A read that
+went through says nothing: reads go through on a read-only database (a standby after a
+failover) and on a SQLite file another process holds locked, and ending the outage at each
+of them logged it twice a second for as long as it lasted. During a two-minute outage the
+log then has four lines, not one warning per retry of every part (611 of them before this).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class DatabaseOutage:
             )
 
     def answered(self) -> None:
-        """A call went through: the database is back (logged once)."""
+        """A write went through: the database is back (logged once). Not for a read."""
         if self._since is None:
             return
         log.info(

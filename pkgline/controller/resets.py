@@ -69,14 +69,17 @@ class ResetDesk:
     async def run(self) -> None:
         """Carry out the open requests, oldest first, until cancelled."""
         while True:
+            taken = False
             try:
                 for request in await self._equipment.open_resets(self._line):
                     if request.status is ResetStatus.PENDING:
                         await self.carry_out(request)
+                        taken = True
             except DatabaseUnavailable as exc:  # logged on the outage's edges, with the rest
                 self._outage.failed("alarm resets", exc)
             else:
-                self._outage.answered()
+                if taken:  # written; a poll that only read ends no outage (outage.py)
+                    self._outage.answered()
             await asyncio.sleep(self._poll_s)
 
     async def carry_out(self, request: ResetRequest) -> ResetRequest | None:

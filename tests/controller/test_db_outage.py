@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url
+from structlog.testing import capture_logs
 
 from drivers.factory import DriverFactory
 from mes.adapters.database import DatabaseTimeouts, create_engine
@@ -318,6 +319,51 @@ async def test_a_controller_rides_out_a_switch_to_read_only_and_completes_its_lo
         await asyncio.sleep(5)  # it keeps trying meanwhile
         assert not line.task.done(), line.task
         await _failover(_name(postgres_url), read_only=False)
+
+
+@pytest.mark.timeout(300)
+async def test_a_read_only_database_is_one_outage_in_the_log_not_one_per_read_that_works(
+    postgres_url: str,
+) -> None:
+    """Reads go through on a read-only database (and on a SQLite file another process holds
+    locked): a read that worked is no sign that the database is back. Found by a probe: with
+    the database read-only for 40 s the log said "database unavailable" and "database
+    available again" twice a second (each alarm-reset poll and dispatch pass ended the
+    outage, the next write began it again); now one line when it begins and one when the
+    database takes writes again."""
+    await _migrated(postgres_url)
+    with capture_logs() as logs:
+        async with _controller_on(postgres_url, _config(time_scale=0.05)) as line:
+            outage = line.controller._outage
+            failed = DatabaseOutage.failed
+            heartbeats = [0]
+
+            def counting(self: DatabaseOutage, part: str, error: BaseException) -> None:
+                heartbeats[0] += part == "heartbeat" and "read-only" in str(error)
+                failed(self, part, error)
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(DatabaseOutage, "failed", counting)
+                await _failover(_name(postgres_url), read_only=True)
+                # two heartbeats refused: the reset polls and dispatch passes between them
+                # read the database many times
+                await wait_until(
+                    lambda: heartbeats[0] >= 2, timeout_s=60, what="two heartbeats refused"
+                )
+                assert outage.down
+                while_read_only = len(logs)
+                await _failover(_name(postgres_url), read_only=False)
+                await wait_until(lambda: not outage.down, timeout_s=60, what="writes again")
+    edges = [  # the controller's own lines (with the spool's size), not pkgline.database's
+        (i, e["event"])
+        for i, e in enumerate(logs)
+        if "spooled" in e
+        and (e["event"].startswith("database unavailable") or e["event"].endswith("again"))
+    ]
+    assert [event for i, event in edges if i < while_read_only] == [
+        "database unavailable: tool states are spooled, nothing new is dispatched"
+    ], edges
+    assert edges[-1][1] == "database available again"
 
 
 async def _refuse_connections(name: str, refuse: bool) -> None:
