@@ -131,11 +131,18 @@ class ToolReader:
                 text=field_str(values, "alarm_text"),
                 severity=int_enum(AlarmSeverity, severity, labels["alarm_severity"]),
             )
+        sites_done, sites_total = field_int(values, "sites_done"), field_int(values, "sites_total")
+        if not 0 <= sites_done <= max(sites_total, 0) or sites_total < 0:
+            # as the OPC UA codec says it (drivers/opcua/codec.py)
+            raise CodecError(
+                f"{labels['sites_done']}, {labels['sites_total']}: progress: {sites_done} of "
+                f"{sites_total} sites is impossible"
+            )
         return ToolStatus(
             state=int_enum(ProcessState, field_int(values, "state"), labels["state"]),
             mode=int_enum(Mode, field_int(values, "mode"), labels["mode"]),
-            sites_done=field_int(values, "sites_done"),
-            sites_total=field_int(values, "sites_total"),
+            sites_done=sites_done,
+            sites_total=sites_total,
             job_id=field_str(values, "job_id") or None,
             alarm=alarm,
             results_waiting=bool(values["results_waiting"]),

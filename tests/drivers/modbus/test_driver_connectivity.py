@@ -136,6 +136,29 @@ async def test_an_impossible_state_value_gives_a_protocol_error_naming_the_regis
             await driver.close()
 
 
+@pytest.mark.parametrize(("done", "total"), [(40, 32), (1, 0), (65535, 65534)])
+async def test_impossible_progress_gives_a_protocol_error_as_over_opc_ua(
+    equipment_class: EquipmentClass, done: int, total: int
+) -> None:
+    """More sites done than the job has: garbage, refused like every other impossible
+    register (the OPC UA driver refuses it too), not a progress that the controller would
+    record in a held lot's history (its partial work) and show in `tool list`."""
+    status = packaged_map(equipment_class).status
+    image = {
+        status.field("state").address: int(ProcessState.EXECUTING),
+        status.field("sites_done").address: done,
+        status.field("sites_total").address: total,
+    }
+    async with FakeModbusServer(serve_image(image)) as fake:
+        driver = ModbusDriver(tool_config(equipment_class, fake.port))
+        await driver.start()
+        try:
+            with pytest.raises(ProtocolError, match=f"{done} of {total} sites is impossible"):
+                await driver.status()
+        finally:
+            await driver.close()
+
+
 async def test_a_nan_or_unknown_enum_in_the_results_gives_a_protocol_error(
     equipment_class: EquipmentClass,
 ) -> None:
