@@ -47,7 +47,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from drivers.config import ConnectionPolicy
 from drivers.supervision import backoff_delays
-from mes.adapters.errors import DatabaseError
+from mes.adapters.errors import DatabaseError, DatabaseReadOnly, DatabaseUnavailable, classify
 from mes.adapters.outbox import Backlog, OutboxEvent, OutboxSignal, OutboxStore, RelaySession
 from mes.domain.equipment import ToolRecord
 from mes.service import utc_now
@@ -169,7 +169,9 @@ class Relay:
                     )
                     await self.publish_to(MqttPublisher(client, self.config.timeout_s))
                     return
-            except (BrokerError, PublishFailed, SQLAlchemyError, DatabaseError, OSError) as exc:
+            except (SQLAlchemyError, DatabaseError) as exc:
+                error = database_error(exc)
+            except (BrokerError, PublishFailed, OSError) as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not stop the line: log it, retry
                 log.exception("event relay failed")
@@ -487,3 +489,16 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def database_error(exc: SQLAlchemyError | DatabaseError) -> str:
+    """What the database said, in a few words for the log and the STATUS line, as the store
+    classifies it (``database unavailable: database is locked``), not SQLAlchemy's text with
+    the statement, its parameters and a link; SQLAlchemy's own first line for the rest."""
+    found = classify(exc)
+    if isinstance(found, DatabaseReadOnly):
+        return f"database read-only: {found.reason}"
+    if isinstance(found, DatabaseUnavailable):
+        return f"database unavailable: {found.reason}"
+    text = str(found if found is not None else exc) or type(exc).__name__
+    return text.splitlines()[0]

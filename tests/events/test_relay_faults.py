@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import os
 import signal
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 from sqlalchemy import insert
 
-from mes.adapters.database import create_engine
+from mes.adapters.database import DatabaseTimeouts, create_engine
+from mes.adapters.migrate import upgrade
 from mes.adapters.outbox import OutboxReader, OutboxStore
 from mes.adapters.tables import outbox
 from mes.domain import durables
@@ -532,3 +534,35 @@ async def test_while_the_broker_is_away_the_status_says_how_many_events_wait(
     finally:
         await engine.dispose()
         broker.stop()
+
+
+async def test_a_database_the_relay_cannot_write_is_said_in_a_few_words_not_as_sqlalchemy_says_it(
+    sqlite_url: str, broker: Mosquitto
+) -> None:
+    """Found by a probe: with the SQLite file held by another process's write transaction,
+    the relay logged "event feed down" and `line status` showed "event feed down
+    ((sqlite3.OperationalError) database is locked\n[SQL: BEGIN IMMEDIATE]\n(Background on
+    this error at: https://sqlalche.me/e/21/e3q8))". Now the database's error as the store
+    classifies it, in one line (here the relay's first write, its pruning, meets the lock)."""
+    timeouts = DatabaseTimeouts(connect_s=1.0, statement_s=0.2, pool_s=1.0)
+    engine = create_engine(sqlite_url, timeouts=timeouts)
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        await upgrade(engine)
+        relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-locked")
+        holder.execute("BEGIN IMMEDIATE")  # another process writing, for as long as it likes
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: relay.status.error is not None,
+                    timeout_s=60,
+                    what="the relay meeting the lock",
+                )
+                line = relay.status_line()
+                holder.execute("ROLLBACK")
+        said = [e["error"] for e in logs if e["event"] == "event feed down"]
+        assert said[0] == "database unavailable: database is locked", said
+        assert line.startswith("event feed down (database unavailable: database is locked);")
+    finally:
+        holder.close()
+        await engine.dispose()
