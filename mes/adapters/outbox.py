@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters import jsontext
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
-from mes.adapters.errors import classify
+from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.outbox_holes import Hole, holes, settle
 from mes.adapters.sql_expressions import rare
 from mes.adapters.tables import audit_heads as heads
@@ -291,13 +291,24 @@ class OutboxStore:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[RelaySession]:
+        """The relay's connection while the block runs. A block that ends with the database
+        unavailable (the relay's other connection may have met it) drops the connection
+        instead of giving it back to the pool: after an outage (pg_terminate_backend, a
+        failover) the pool held connections the server had ended, and each new session of
+        the relay met one more of them."""
         async with self._engine.connect() as conn:
             session = RelaySession(conn, sqlite=is_sqlite(self._engine))
+            failed: BaseException | None = None
             try:
                 yield session
+            except BaseException as exc:
+                failed = exc
+                raise
             finally:
                 await session.unlisten()
                 await session.resign()
+                if failed is not None and _broken(failed) and not conn.invalidated:
+                    await conn.invalidate()
 
     async def backlog(self) -> Backlog:
         """The events waiting, read on a connection of the pool (the relay's status while it
@@ -463,6 +474,12 @@ class RelaySession:
             await self._conn.execution_options(**{READONLY: False})
         async with self._conn.begin():
             yield
+
+
+def _broken(exc: BaseException) -> bool:
+    """The database unavailable (not only refusing for now: a lock, a deadlock)."""
+    found = classify(exc)
+    return isinstance(found, DatabaseUnavailable) and not isinstance(found, DatabaseRetryable)
 
 
 def _payload(stored: str | None) -> Any:

@@ -113,3 +113,35 @@ async def test_listening_on_a_connection_the_server_ended_is_the_database_unavai
             assert await db.try_lead()
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_relay_session_the_database_failed_gives_none_of_its_connections_back(
+    postgres_url: str,
+) -> None:
+    """The relay's session holds two connections (reads and marks). Found by the probe: after
+    an outage ended, each new session met one more connection PostgreSQL had ended, left in
+    the pool by the session before (only the one that failed was dropped), while the relay's
+    backoff grew: the feed stayed down 25 s after the database was back, 139 events waiting.
+    Now a session that ends with the database unavailable drops both."""
+    engine = create_engine(postgres_url, pool_size=2)
+    try:
+        store = OutboxStore(engine)
+        async with store.session() as db, store.session() as marks:
+            await db.listen(lambda: None)
+            await marks.try_lead()  # both connections used, then back in the pool
+        name = postgres_url.rsplit("/", 1)[1]
+        await asyncio.to_thread(
+            _admin,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        )
+        with pytest.raises(DatabaseUnavailable):
+            async with store.session() as db, store.session() as marks:
+                await db.listen(lambda: None)
+        async with store.session() as db, store.session() as marks:  # the next attempt
+            await db.listen(lambda: None)
+            assert await db.try_lead()
+            assert await marks.try_lead() is False  # another session: db holds the lock
+    finally:
+        await engine.dispose()
