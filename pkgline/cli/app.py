@@ -194,7 +194,11 @@ class Commands(LazyGroup):
         ),
         LazyCommand("version", "Print pkgline's version.", _version),
         LazyCommand("db", "The database: schema upgrades and status.", _db),
-        LazyCommand("audit", "The audit trail: verify the lot history's hash chain.", _audit),
+        LazyCommand(
+            "audit",
+            "The audit trail: verify the hash chains of the lot history and the security log.",
+            _audit,
+        ),
         LazyCommand(
             "flow",
             "Process flows: what each claimed package's line does, and their published versions.",
