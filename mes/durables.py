@@ -286,7 +286,10 @@ class DurableService:
     ) -> Durable:
         def work() -> Work[Changed]:
             durable = yield from self._read_one(durable_id)
-            return rules.renew(durable, user, self._clock(), reason)
+            running: list[str] = []
+            if durable.tool_id is not None:
+                running = yield from get_lots_running_on(durable.tool_id)
+            return rules.renew(durable, user, self._clock(), reason, running)
 
         return await self._change(work, by)
 

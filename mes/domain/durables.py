@@ -330,9 +330,12 @@ def unmount(
     )
 
 
-def renew(durable: Durable, by: str, now: datetime, reason: str) -> Changed:
+def renew(
+    durable: Durable, by: str, now: datetime, reason: str, running: Sequence[str] = ()
+) -> Changed:
     """A cleaning sets a renewable durable's count back to 0 (a mold chase's shots since
-    cleaning); others are replaced, not renewed."""
+    cleaning); others are replaced, not renewed. Not while a lot runs on its tool (the
+    ``running`` lots): the step's shots, counted when it ends, would land after the cleaning."""
     if not KINDS[durable.kind].renewable:
         renewable = [k.value for k, s in KINDS.items() if s.renewable]
         raise OperationNotAllowed(
@@ -340,6 +343,8 @@ def renew(durable: Durable, by: str, now: datetime, reason: str) -> Changed:
             f"{', '.join(renewable)}",
             allowed=renewable,
         )
+    if durable.tool_id is not None:
+        _idle(durable, "renewed on", durable.tool_id, running)
     return replace(durable, count=0), DurableEvent(
         durable.id,
         DurableEventKind.RENEWED,

@@ -400,6 +400,31 @@ async def test_a_durable_is_not_swapped_while_a_lot_runs_on_its_tool(
 
 
 @pytest.mark.usefixtures("line")
+async def test_a_mold_chase_is_not_cleaned_while_a_lot_molds_on_its_tool(
+    service: LotService, durables: DurableService, equipment: EquipmentService
+) -> None:
+    """A cleaning renews the chase's count; the molding lot's shots are counted when its
+    step ends, so a cleaning in between would leave them on the cleaned chase."""
+    molder = ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5024", ("MOLD",))
+    await equipment.register("line-a", [*TOOLS, molder])
+    await equipment.report("MOLD-1", UP)
+    await durables.add("CH-1", "mold_chase", 500, "eng")
+    await durables.mount("CH-1", "MOLD-1", "tech")
+    await _at_wire_bond(service, "L1")
+    for step in ("WIRE_BOND", "STIFFENER_ATTACH"):
+        await service.track_in(cmd.TrackIn("L1", step, OP))
+        await service.track_out(cmd.TrackOut("L1", OP))
+    await service.track_in(cmd.TrackIn("L1", "MOLD", CTRL, tool="MOLD-1", dispatched=True))
+    with pytest.raises(OperationNotAllowed, match="CH-1 cannot be renewed on MOLD-1 while lot L1"):
+        await durables.renew("CH-1", "tech", "chase cleaned")
+    await service.track_out(cmd.TrackOut("L1", CTRL))
+    shots = (await durables.show("CH-1")).durable.count
+    assert shots == 2  # one per carrier, on the chase as it was
+    renewed = await durables.renew("CH-1", "tech", "chase cleaned")
+    assert renewed.count == 0
+
+
+@pytest.mark.usefixtures("line")
 async def test_durable_commands_refuse_unknown_durables_and_tools_changing_nothing(
     durables: DurableService,
 ) -> None:
