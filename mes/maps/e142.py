@@ -367,6 +367,12 @@ def _decode_map(
                     "digits, as BinType HexaDecimal needs"
                 )
             code = code.upper()
+        elif not (code.isascii() and code.isprintable() and not code.isspace()):
+            # a row's spaces at either end are not kept (its text is stripped): no space bin
+            raise MapRefused(
+                f"{where}: BinCode {code!r} of a BinDefinition is not a printable ASCII "
+                "character other than a space, as BinType Ascii needs"
+            )
         quality = _attr(d, "BinQuality", f"{where} bin {code!r}")
         if quality not in ("Pass", "Fail", "Null", "Unknown"):
             raise MapRefused(

@@ -172,6 +172,15 @@ def test_a_hexadecimal_bin_that_is_not_two_hex_digits_is_refused() -> None:
         e142.decode(hexadecimal(("01ZZ01", "010101"), "ZZ"))
 
 
+@pytest.mark.parametrize("code", ["é", " ", "\u00a0"])
+def test_an_ascii_bin_that_is_not_a_printable_ascii_character_is_refused(code: str) -> None:
+    """BinType Ascii: one printable ASCII character a site. 'é' was taken as a bin, and a
+    space bin gave 'BinCode row 1 has 2 characters' (a row's text is stripped)."""
+    text = hand_written(lines=("P.F", f"P{code}P")).replace('BinCode="X"', f'BinCode="{code}"')
+    with pytest.raises(e142.MapRefused, match="is not a printable ASCII character other than"):
+        e142.decode(text)
+
+
 def test_a_failing_bin_without_a_reject_code_is_refused_naming_the_bin() -> None:
     (m,) = e142.decode(hand_written())
     with pytest.raises(e142.MapRefused, match=r"failing bin 'X' has no reject code.*--bin X="):
