@@ -21,6 +21,7 @@ from sqlalchemy import make_url
 from structlog.testing import capture_logs
 
 from drivers.factory import DriverFactory
+from drivers.model import ProcessState
 from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.errors import DatabaseUnavailable
 from mes.adapters.health import DatabaseHealth
@@ -380,6 +381,16 @@ async def _refuse_connections(name: str, refuse: bool) -> None:
         )
 
 
+def _early_in_a_job(controller: LineController) -> bool:
+    """Some tool is executing a job and has not done half its sites yet."""
+    return any(
+        (status := runner.status) is not None
+        and status.state is ProcessState.EXECUTING
+        and 2 * status.sites_done < status.sites_total
+        for runner in controller.runners.values()
+    )
+
+
 def _quarantined(controller: LineController) -> list[str]:
     return [tool for tool, runner in controller.runners.items() if runner.quarantine.active]
 
@@ -413,6 +424,11 @@ async def test_a_controller_rides_out_a_database_refusing_connections_and_spools
     name = _name(postgres_url)
     refused = _refusals_by_part(monkeypatch)
     async with _controller_on(postgres_url, _config(time_scale=0.05)) as line:
+        # a tool early in a job, so that it has results to record during the outage (a lot
+        # whose step ended just before would leave no tool working: a race seen once on CI)
+        await wait_until(
+            lambda: _early_in_a_job(line.controller), timeout_s=60, what="a tool early in a job"
+        )
         await _refuse_connections(name, True)
         try:
             # the outage began with the pooled connections ended; then the heartbeat, the
