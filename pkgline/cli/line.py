@@ -2,10 +2,10 @@
 controllers write, through the server (``GET /line/status``) or directly. Thin: the JSON of
 :mod:`pkgline.line_views` either way, printed.
 
-What it shows: each line controller (alive, or "not running" when its heartbeat is stale or it
-recorded its stop), the tools, the lots running (step, tool, since), the queue per step (waiting
-lots grouped by the step the controller would run next, most urgent first) and held lots with
-their reasons.
+What it shows: each line controller (alive; "not running (stopped)" when it recorded its stop;
+"no heartbeat" when its heartbeat is stale: killed, or alive and unable to write), the tools,
+the lots running (step, tool, since), the queue per step (waiting lots grouped by the step the
+controller would run next, most urgent first) and held lots with their reasons.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from pkgline.cli.common import DbOption, JsonOption, noun, out, print_json
 from pkgline.cli.modes import Remote, ServerOption, either
 from pkgline.cli.times import clock
 from pkgline.cli.tool import MANUAL, ago, tools_table
+from pkgline.controller import STALE_AFTER_S
+from pkgline.tool_views import STOPPED
 
 app = typer.Typer(help="The line at a glance: controllers, tools, lots.", no_args_is_help=True)
 
@@ -95,10 +97,30 @@ def _print_controllers(controllers: Sequence[Json], now: datetime) -> None:
             c["host"],
             str(c["pid"]),
             f"{clock(_at(c['heartbeat_at']))} ({ago(age)} ago)",
-            Text("yes", style="green") if c["running"] else Text("not running", style="bold red"),
+            _running_cell(c),
             c["status"],
         )
     out.print(table)
+    if any(not c["running"] and c["status"] != STOPPED for c in controllers):
+        out.print(
+            Text(
+                f"no heartbeat: none recorded for more than {STALE_AFTER_S:.0f} s; the controller "
+                "stopped without saying so (killed, host down) or cannot write to the database "
+                "(read-only after a failover, disk full, unreachable): see its log "
+                "(journalctl -u pkgline)",
+                style="yellow",
+            )
+        )
+
+
+def _running_cell(controller: Json) -> Text:
+    """Yes; "not running (stopped)" when it recorded its stop; "no heartbeat" when it is
+    silent, which is not known to be stopped (it may be alive and unable to write)."""
+    if controller["running"]:
+        return Text("yes", style="green")
+    if controller["status"] == STOPPED:
+        return Text("not running (stopped)", style="bold red")
+    return Text("no heartbeat", style="bold red")
 
 
 def _print_running(running: Sequence[Json], now: datetime) -> None:

@@ -240,6 +240,7 @@ def test_keep_leaves_the_line_running_until_its_processes_are_stopped(tmp_path: 
         assert status.returncode == 0, status.stdout + status.stderr
         assert re.search(r"line-sim-1 .* running", status.stdout), status.stdout
         assert "not running" not in status.stdout, status.stdout
+        assert "no heartbeat" not in status.stdout, status.stdout
         for command in (
             ["lot", "start", "HELD-1", "--flow", "fo-organic", "--param", "layers=3"],
             ["lot", "hold", "HELD-1", "--reason", "kept for a look"],

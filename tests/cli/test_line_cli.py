@@ -114,6 +114,30 @@ def test_a_controller_is_not_running_once_stopped_or_its_heartbeat_is_stale() ->
     assert not controller_running(record(0, "stopped"), now)
 
 
+async def test_a_silent_controller_is_shown_without_heartbeat_not_as_stopped(
+    tmp_path: Path,
+) -> None:
+    """A controller whose heartbeat is stale but that never recorded its stop may be alive
+    and unable to write (a database read-only after a failover): "no heartbeat", with what
+    it may mean, not "not running"."""
+    from pkgline.bootstrap import open_services
+
+    url = f"sqlite:///{tmp_path / 'silent.db'}"
+    await create_database(url)
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=STALE_AFTER_S + 60)
+    async with open_services(url) as services:
+        await services.equipment.heartbeat(
+            ControllerRecord(LINE, "cell-3", 4242, old, old, "2/2 tools answering")
+        )
+    result = await asyncio.to_thread(pkgline, url, "line", "status")
+    assert result.returncode == 0, result.stderr
+    assert "no heartbeat" in result.stdout and "not running" not in result.stdout
+    assert "cannot write to the database" in result.stdout
+    (controller,) = (await asyncio.to_thread(status_json, url))["controllers"]
+    assert controller["running"] is False and controller["status"] == "2/2 tools answering"
+
+
 async def _mold_with_a_frozen_compound(url: str) -> None:
     from pkgline.bootstrap import open_services
 
