@@ -90,12 +90,14 @@ async def open_engine(
     pool_size: int = 5,
     timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
     must_exist: bool = False,
+    role: str | None = None,
 ) -> AsyncIterator[AsyncEngine]:
     """An engine on ``url``; ``must_exist``: refused when it is a SQLite file that does not
-    exist (:func:`require_database_file`), where it would be created empty."""
+    exist (:func:`require_database_file`), where it would be created empty; ``role``
+    (PostgreSQL): the role its sessions act as (:func:`mes.adapters.database.create_engine`)."""
     if must_exist:
         require_database_file(url)
-    engine = create_engine(resolve_url(url), pool_size=pool_size, timeouts=timeouts)
+    engine = create_engine(resolve_url(url), pool_size=pool_size, timeouts=timeouts, role=role)
     try:
         yield engine
     finally:

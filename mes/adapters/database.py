@@ -127,9 +127,16 @@ def create_engine(
     pool_size: int = 5,
     echo: bool = False,
     timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS,
+    role: str | None = None,
 ) -> AsyncEngine:
-    """An async engine for ``url`` with pkgline's durability settings and ``timeouts``."""
+    """An async engine for ``url`` with pkgline's durability settings and ``timeouts``;
+    ``role`` (PostgreSQL only): every connection's session acts as that role (the server
+    sets it at connection, as ``SET ROLE``: the login role must be a member of it or a
+    superuser), so that what it creates is that role's (migrations as the tables' owner,
+    deploy/postgresql-roles.sql)."""
     target = usable_url(url)
+    if role is not None and target.get_backend_name() != "postgresql":
+        raise DatabaseUrlError("a role to act as is for PostgreSQL only (--as-role)")
     # No rollback on return to the pool: every unit of work ends its transaction itself, and
     # Connection.close() rolls back one left open. The reset would cost a round trip per
     # transaction (a thread hop on SQLite).
@@ -152,7 +159,11 @@ def create_engine(
             pool_size=pool_size,
             max_overflow=0,
             pool_pre_ping=False,
-            connect_args={"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s},
+            connect_args={
+                "timeout": timeouts.connect_s,
+                "command_timeout": timeouts.statement_s,
+                **({"server_settings": {"role": role}} if role is not None else {}),
+            },
         )
         engine = create_async_engine(target, **kwargs)
     event.listen(engine.sync_engine, "handle_error", _opening_failed)

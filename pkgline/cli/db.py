@@ -13,15 +13,26 @@ from pkgline.cli.common import DbOption, JsonOption, out, print_json, run
 
 app = typer.Typer(help="The database: schema upgrades and status.", no_args_is_help=True)
 
+AsRoleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-role",
+        help="PostgreSQL: act as this role (SET ROLE at connection), the tables' owner "
+        "(pkgline_owner, deploy/postgresql-roles.sql); the login role must be a member of "
+        "it or a superuser.",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
-def upgrade(db: DbOption = None, json: JsonOption = False) -> None:
+def upgrade(db: DbOption = None, json: JsonOption = False, as_role: AsRoleOption = None) -> None:
     """Create the schema or bring it to this pkgline's revision (safe to run again)."""
 
     from mes.adapters.migrate import upgrade as migrate_up  # Alembic: only when migrating
 
     async def work() -> tuple[SchemaStatus, list[str]]:
-        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS) as engine:
+        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS, role=as_role) as engine:
             await migrate_up(engine)
             return await schema_status(engine), await seed_flow_versions(engine)
 
@@ -46,13 +57,16 @@ def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for no schema.")],
     db: DbOption = None,
     json: JsonOption = False,
+    as_role: AsRoleOption = None,
 ) -> None:
     """Take the schema back to an earlier revision (engineers only: drops data)."""
 
     from mes.adapters.migrate import downgrade as migrate_down
 
     async def work() -> SchemaStatus:
-        async with open_engine(db, timeouts=MIGRATION_TIMEOUTS, must_exist=True) as engine:
+        async with open_engine(
+            db, timeouts=MIGRATION_TIMEOUTS, must_exist=True, role=as_role
+        ) as engine:
             await migrate_down(engine, revision)
             return await schema_status(engine)
 
