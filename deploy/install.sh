@@ -11,7 +11,9 @@
 #      /etc/pkgline/environment (the database URL), only when they do not exist,
 #   4. creates /var/lib/pkgline (0700) and the SQLite database in it (0600), both the service
 #      user's alone, and runs `pkgline db upgrade` as the service user; on a PostgreSQL on
-#      this host, runs deploy/postgresql-roles.sql (only the server's role writes),
+#      this host, as the local `postgres` account: deploy/postgresql-roles.sql, `pkgline db
+#      upgrade --as-role pkgline_owner` (the tables' owner, not the server's role) and the
+#      script again (the server's role may only append to the history),
 #   5. links /usr/local/bin/pkgline and gives members of group pkgline the server's socket
 #      at login (operators hold no database credentials),
 #   6. installs, enables and (re)starts pkgline.service and pkgline-api.service (the pkgline
@@ -35,6 +37,8 @@ API_SOCKET=/run/pkgline/api.sock
 PROFILE_SNIPPET=/etc/profile.d/pkgline.sh
 CLI_LINK=/usr/local/bin/pkgline
 DEFAULT_DB=sqlite:///$STATE_DIR/pkgline.db
+OWNER_ROLE=pkgline_owner
+REPORTS_ROLE=pkgline_reports
 
 CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DRY_RUN=0
@@ -228,26 +232,50 @@ if [[ $db_url == sqlite:///* ]]; then
         note "warning: $db_file is outside $STATE_DIR: make sure user $SERVICE_USER can write it and its directory"
     fi
 fi
-# setpriv, not su/runuser: no PAM session that could reset the umask (0077, as the units').
-run setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
-    env -i PATH=/usr/bin:/bin HOME="$STATE_DIR" PKGLINE_DB="$db_url" \
-    sh -c 'umask 0077 && exec "$0" db upgrade' "$VENV/bin/pkgline"
-# PostgreSQL on this host: the server's role (the service user's name, peer authentication)
-# owns the schema and alone writes; pkgline_reports reads (deploy/postgresql-roles.sql).
-# Run it yourself as a superuser for a database on another host (docs/operations.md).
+# PostgreSQL on this host: three roles (deploy/postgresql-roles.sql, run as the local
+# `postgres` account): $OWNER_ROLE (no login) owns the schema and every table, the server's
+# role (the service user's name, peer authentication) reads and writes what the server needs
+# and only appends to the history, $REPORTS_ROLE reads. The script first (the owner exists
+# and owns the schema: an earlier installation's tables, which the server's role owned, are
+# handed over), then the upgrade as postgres acting as the owner (`--as-role`: SET ROLE at
+# connection, over the local socket, no password anywhere), then the script again (grants on
+# the tables the upgrade made). A database on another host: its DBA does the same (the
+# notes below); here the upgrade is tried as the service user, as on SQLite.
+pg_local=0
 if [[ $db_url == postgres* ]]; then
-    pg_db=${db_url##*/}
-    pg_db=${pg_db%%\?*}
+    pg_db=${db_url%%\?*} # the query first: ?host=/run/postgresql has a slash too
+    pg_db=${pg_db##*/}
     pg_host=$(sed -E 's|^[a-z]+://([^@/]*@)?([^/:?]*).*|\2|' <<<"$db_url")
     roles_sql=$CHECKOUT/deploy/postgresql-roles.sql
+    roles_vars=(-v owner_role="$OWNER_ROLE" -v server_role="$SERVICE_USER" -v reports_role="$REPORTS_ROLE")
     if [[ -z $pg_host || $pg_host == localhost || $pg_host == 127.0.0.1 ]] && getent passwd postgres >/dev/null; then
-        run setpriv --reuid=postgres --regid=postgres --init-groups \
-            psql -X -q -v server_role="$SERVICE_USER" -v reports_role=pkgline_reports \
-            -d "$pg_db" -f "$roles_sql"
-    else
-        note "PostgreSQL on another host: as its superuser, run"
-        note "  psql -v server_role=$SERVICE_USER -v reports_role=pkgline_reports -d $pg_db -f $roles_sql"
+        pg_local=1
     fi
+fi
+if ((pg_local)); then
+    pg_home=$(getent passwd postgres | cut -d: -f6)
+    run setpriv --reuid=postgres --regid=postgres --init-groups \
+        psql -X -q "${roles_vars[@]}" -d "$pg_db" -f "$roles_sql"
+    run setpriv --reuid=postgres --regid=postgres --init-groups \
+        env -i PATH=/usr/bin:/bin HOME="$pg_home" PKGLINE_DB="postgresql:///$pg_db" \
+        sh -c 'umask 0077 && exec "$0" db upgrade --as-role "$1"' "$VENV/bin/pkgline" "$OWNER_ROLE"
+    run setpriv --reuid=postgres --regid=postgres --init-groups \
+        psql -X -q "${roles_vars[@]}" -d "$pg_db" -f "$roles_sql"
+else
+    # setpriv, not su/runuser: no PAM session that could reset the umask (0077, as the units').
+    run setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
+        env -i PATH=/usr/bin:/bin HOME="$STATE_DIR" PKGLINE_DB="$db_url" \
+        sh -c 'umask 0077 && exec "$0" db upgrade' "$VENV/bin/pkgline" || upgraded=$?
+    if [[ $db_url == postgres* ]]; then
+        note "PostgreSQL on another host: as its superuser (or a member of $OWNER_ROLE for the upgrade), run"
+        note "  psql ${roles_vars[*]} -d $pg_db -f $roles_sql"
+        note "  pkgline db upgrade --as-role $OWNER_ROLE --db postgresql://YOU@$pg_host/$pg_db"
+        note "  psql ${roles_vars[*]} -d $pg_db -f $roles_sql"
+        if ((${upgraded:-0})); then
+            die "the schema upgrade failed as user $SERVICE_USER: once $OWNER_ROLE owns the tables, the upgrade is the DBA's (above, docs/operations.md); then run this again"
+        fi
+    fi
+    if ((${upgraded:-0})); then exit "$upgraded"; fi
 fi
 
 # --- 5. operators' shell --------------------------------------------------------------------

@@ -5,6 +5,7 @@ services)."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -108,3 +109,73 @@ def test_a_wrong_command_line_exits_2(args: list[str]) -> None:
     result = _install(*args)
     assert result.returncode == 2
     assert "install.sh:" in result.stderr
+
+
+@pytest.fixture
+def config_dir() -> Iterator[tuple[Path, Path]]:
+    """install.sh in a copy whose configuration directory is a scratch one (the script and
+    the directory): the database URL is read from its ``environment``."""
+    root = Path(tempfile.mkdtemp(prefix="pkgline-install-"))
+    try:
+        shutil.copytree(SCRIPT.parent, root / "deploy")
+        shutil.copy(SCRIPT.parents[1] / "pyproject.toml", root)
+        config = root / "etc"
+        config.mkdir()
+        script = root / "deploy" / SCRIPT.name
+        text = script.read_text()
+        assert "\nCONFIG_DIR=/etc/pkgline\n" in text
+        script.write_text(text.replace("\nCONFIG_DIR=/etc/pkgline\n", f"\nCONFIG_DIR={config}\n"))
+        yield script, config
+    finally:
+        shutil.rmtree(root)
+
+
+def _postgres_home() -> str | None:
+    try:
+        return pwd.getpwnam("postgres").pw_dir
+    except KeyError:
+        return None
+
+
+def test_a_postgresql_of_this_host_is_upgraded_as_its_owner_between_two_runs_of_the_roles_script(
+    config_dir: tuple[Path, Path],
+) -> None:
+    home = _postgres_home()
+    if home is None:
+        pytest.skip("no 'postgres' account on this host: install.sh takes the other-host path")
+    script, config = config_dir
+    url = "postgresql://pkgline@/pkgline?host=/run/postgresql"
+    (config / "environment").write_text(f"PKGLINE_DB={url}\n")
+    result = _install("--dry-run", script=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    roles = (
+        "setpriv --reuid=postgres --regid=postgres --init-groups psql -X -q "
+        "-v owner_role=pkgline_owner -v server_role=pkgline -v reports_role=pkgline_reports "
+        f"-d pkgline -f {script.parent / 'postgresql-roles.sql'}"
+    )
+    upgrade = (
+        "setpriv --reuid=postgres --regid=postgres --init-groups env -i PATH=/usr/bin:/bin "
+        f"HOME={home} PKGLINE_DB=postgresql:///pkgline sh -c "
+        '\'umask 0077 && exec "$0" db upgrade --as-role "$1"\' '
+        "/opt/pkgline/.venv/bin/pkgline pkgline_owner"
+    )
+    first = out.index(roles)
+    assert first < out.index(upgrade) < out.index(roles, first + 1)
+    assert "setpriv --reuid=pkgline" not in out  # the server's role makes no tables
+    assert "database: postgresql://…" in out  # the URL is not shown
+
+
+def test_a_postgresql_of_another_host_is_the_dbas_to_upgrade(
+    config_dir: tuple[Path, Path],
+) -> None:
+    script, config = config_dir
+    (config / "environment").write_text("PKGLINE_DB=postgresql://pkgline@dbhost/pkgline\n")
+    result = _install("--dry-run", script=script)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "setpriv --reuid=pkgline --regid=pkgline" in out and "db upgrade" in out
+    assert "setpriv --reuid=postgres" not in out
+    assert "PostgreSQL on another host" in out
+    assert "pkgline db upgrade --as-role pkgline_owner --db postgresql://YOU@dbhost/pkgline" in out
+    assert out.count("-v owner_role=pkgline_owner -v server_role=pkgline") == 2
