@@ -84,9 +84,13 @@ class Form:
         return [v for k, v in self.items if k == name]
 
 
+NUL_TEXT = "the text holds a NUL character (U+0000): no id or text of pkgline holds one"
+
+
 async def read_form(request: Request) -> tuple[Form, str | None]:
     """The form's fields, or a message saying why it is refused (a wrong CSRF token, a
-    field that is not text or is too long, too many fields); nothing is changed then."""
+    field that is not text, is too long or holds a NUL character, too many fields); nothing
+    is changed then."""
     form = await request.form(max_fields=MAX_FIELDS)
     if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
         return Form([]), STALE
@@ -96,6 +100,8 @@ async def read_form(request: Request) -> tuple[Form, str | None]:
             return Form([]), f"{key}: expected text; nothing was changed"
         if len(value) > MAX_FIELD:
             return Form([]), f"{key}: longer than {MAX_FIELD} characters; nothing was changed"
+        if "\x00" in key + value:  # as the API's bodies (PostgreSQL refuses one: a 500)
+            return Form([]), f"{key}: {NUL_TEXT}; nothing was changed"
         items.append((key, value))
     return Form(items), None
 

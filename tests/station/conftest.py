@@ -47,10 +47,13 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
 
 
 @contextmanager
-def running_station(where: Path, line_toml: str | None = None) -> Iterator[Station]:
-    """The server over a freshly seeded database in ``where``; ``line_toml``: a line
-    configuration it is given (``--config``), e.g. a ``[signatures]`` table."""
-    db = f"sqlite:///{where / 'station.db'}"
+def running_station(
+    where: Path, line_toml: str | None = None, db: str | None = None
+) -> Iterator[Station]:
+    """The server over a freshly seeded database in ``where`` (or ``db``, an empty database
+    of the test's own: PostgreSQL); ``line_toml``: a line configuration it is given
+    (``--config``), e.g. a ``[signatures]`` table."""
+    db = db or f"sqlite:///{where / 'station.db'}"
     asyncio.run(_seeded(db))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}

@@ -8,12 +8,13 @@ import html
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.station.client import lot_version, message
-from tests.station.conftest import Station
+from tests.station.client import csrf, logged_in, lot_state, lot_version, message
+from tests.station.conftest import Station, running_station
 from tests.station.seed import PASSWORDS
 
 
@@ -305,3 +306,30 @@ def test_the_login_goes_on_only_to_a_page_of_the_station(
         answer = client.post("/station/login", data=data)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == goes_to
+
+
+def test_a_nul_character_in_a_form_is_refused_on_the_page_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The probe's: on PostgreSQL a form's field holding a NUL character (U+0000, which no
+    id or text of pkgline holds) reached the database, which refuses one in any statement: a
+    merge into ``S-4%00`` and a material lot ``WIRE-8%00`` scanned onto a tool were a bare
+    "Internal Server Error" (500) with a traceback in the server's log. The API refuses one
+    in a body (422); the station now refuses it on the page the form came from, naming the
+    field, and nothing is changed."""
+    with (
+        running_station(tmp_path, db=postgres_url) as station,
+        logged_in(station, "olga") as client,
+    ):
+        page = client.get("/station/lots/S-1").text
+        for path, data in (
+            ("/station/lots/S-1/merge", {"into": "S-4\x00", "lot_version": lot_version(page)}),
+            ("/station/tools/WB-1/load", {"material": "WIRE-8\x00"}),
+        ):
+            answer = client.post(path, data={"csrf": csrf(page), **data})
+            assert answer.status_code == 400, answer.text
+            said = html.unescape(message(answer.text))
+            assert "NUL character" in said and "nothing was changed" in said, said
+        assert lot_state(client, "S-1") == lot_state(client, "S-4") == "WAITING"
+        tool = client.get("/station/tools/WB-1").text
+        assert 'data-on-tool="WIRE-7"' in tool and 'data-on-tool="WIRE-8"' not in tool
