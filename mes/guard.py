@@ -81,7 +81,7 @@ class Guard:
             await self.refused(by, refused)
             raise
 
-    async def allow_some(self, by: Principal | None, action: Action, lot_id: str) -> None:
+    async def allow_some(self, by: Principal | None, action: Action, lot_id: str | None) -> None:
         """Refuse, recorded, a principal whom no lot lets do ``action`` (before a signature's
         password is checked: a role that may never is told so, not asked for a password
         and counted towards a lockout); the lot's own row is checked once it is read."""

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
-from mes.domain.authority import Principal
+from mes.domain.authority import Action, NotAuthorized, Principal
 from mes.domain.errors import LotTrackerError, UnknownLot
 from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE, LotState
 from mes.domain.signatures import SignatureGiven
@@ -183,16 +183,27 @@ async def _act_signed(
     return await _act(request, who, lot_id, form, done, lambda s: action(s, signed))
 
 
-async def _form(request: Request, who: Principal, lot_id: str) -> tuple[Form, Response | None]:
+async def _form(
+    request: Request, who: Principal, lot_id: str, action: Action
+) -> tuple[Form, Response | None]:
+    """The posted form, or the answer refusing it: a wrong CSRF token or a field not as
+    :func:`read_form` takes it (400); then a role that may do ``action`` on no lot (403,
+    recorded as a security event), before the form's own fields, its page's version or its
+    signatures are looked at, as the API refuses it first."""
     form, problem = await read_form(request)
     if problem is not None:
         return form, await lot_answer(request, who, lot_id, status=400, message=problem)
+    try:
+        await state_of(request).services.lots.authorize_some(action, lot_id, by=who)
+    except NotAuthorized as refused:
+        message = str(refused)
+        return form, await _refused_on(request, who, lot_id, status_of(refused), message, form)
     return form, None
 
 
 @router.post("/lots/{lot_id}/hold")
 async def hold(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.HOLD)
     if refused is not None:
         return refused
     command = cmd.HoldLot(lot_id, who.name, form.get("reason").strip())
@@ -203,7 +214,7 @@ async def hold(request: Request, who: Viewer, lot_id: str) -> Response:
 
 @router.post("/lots/{lot_id}/release")
 async def release(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.RELEASE)
     if refused is not None:
         return refused
     command = cmd.ReleaseLot(lot_id, who.name, form.get("reason").strip() or None)
@@ -233,7 +244,7 @@ async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
     """Track a step in by hand, on no tool or on the tool picked (one switched to manual: the
     interlocks check it), with the recipe values given (the flow's defaults for the
     others)."""
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.TRACK_IN)
     if refused is not None:
         return refused
     step = form.get("step").strip()
@@ -249,7 +260,7 @@ async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
 async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
     """Track the step the lot runs by hand out (on no tool, or on a tool in manual), with its
     measured values and rejects."""
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.TRACK_OUT)
     if refused is not None:
         return refused
     rejects = parse_sites(form.get("rejects"))
@@ -262,7 +273,7 @@ async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
 @router.post("/lots/{lot_id}/merge")
 async def merge(request: Request, who: Viewer, lot_id: str) -> Response:
     """Merge the lot into another of the same flow at the same position (it ends, MERGED)."""
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.MERGE)
     if refused is not None:
         return refused
     into = form.get("into").strip()
@@ -276,7 +287,7 @@ async def merge(request: Request, who: Viewer, lot_id: str) -> Response:
 @router.post("/lots/{lot_id}/complete")
 async def complete(request: Request, who: Viewer, lot_id: str) -> Response:
     """End a lot whose flow may end where it is (only optional steps remain)."""
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.COMPLETE)
     if refused is not None:
         return refused
     command = cmd.CompleteLot(lot_id, who.name, form.get("reason").strip() or None)
@@ -286,7 +297,7 @@ async def complete(request: Request, who: Viewer, lot_id: str) -> Response:
 @router.post("/lots/{lot_id}/migrate")
 async def migrate(request: Request, who: Viewer, lot_id: str) -> Response:
     """Move a waiting or held lot to another approved version of its flow (signed)."""
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.MIGRATE)
     if refused is not None:
         return refused
     version = form.get("version").strip()
@@ -310,7 +321,7 @@ async def migrate(request: Request, who: Viewer, lot_id: str) -> Response:
 
 @router.post("/lots/{lot_id}/rework")
 async def rework(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.REWORK)
     if refused is not None:
         return refused
     step = form.get("step").strip()
@@ -336,7 +347,7 @@ async def rework(request: Request, who: Viewer, lot_id: str) -> Response:
 
 @router.post("/lots/{lot_id}/scrap")
 async def scrap(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.SCRAP)
     if refused is not None:
         return refused
     reason = form.get("reason").strip()
@@ -360,7 +371,7 @@ async def scrap(request: Request, who: Viewer, lot_id: str) -> Response:
 
 @router.post("/lots/{lot_id}/abort")
 async def abort(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.ABORT)
     if refused is not None:
         return refused
     reason = form.get("reason").strip()
@@ -404,7 +415,7 @@ def parse_sites(text: str, code: str | None = None) -> tuple[cmd.SiteRejectGiven
 
 @router.post("/lots/{lot_id}/scrap-sites")
 async def scrap_sites(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.SCRAP_SITES)
     if refused is not None:
         return refused
     code = form.get("code").strip() or "SCRAP"
@@ -429,7 +440,7 @@ async def scrap_sites(request: Request, who: Viewer, lot_id: str) -> Response:
 
 @router.post("/lots/{lot_id}/split")
 async def split(request: Request, who: Viewer, lot_id: str) -> Response:
-    form, refused = await _form(request, who, lot_id)
+    form, refused = await _form(request, who, lot_id, Action.SPLIT)
     if refused is not None:
         return refused
     into = form.get("into").strip()

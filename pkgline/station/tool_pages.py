@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from mes.domain.authority import Principal
+from mes.domain.authority import Action, Principal
 from mes.domain.errors import InvalidInput, LotTrackerError, UnknownTool
 from mes.materials import MaterialService
 from pkgline.api.auth import state_of
@@ -118,8 +118,10 @@ async def _act(
     form, problem = await read_form(request)
     if problem is not None:
         return await tool_answer(request, who, tool_id, status=400, message=problem)
-    materials = state_of(request).services.materials.acting_as(who)
-    try:
+    state = state_of(request)
+    materials = state.services.materials.acting_as(who)
+    try:  # a role that may never handle material is told so (recorded) before the id
+        await state.identity.authorize(who, Action.MATERIAL_HANDLING)
         await action(materials, form.get("material").strip(), form)
     except LotTrackerError as refused:
         return await tool_answer(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
-from mes.domain.authority import Principal
+from mes.domain.authority import Action, NotAuthorized, Principal
 from mes.domain.errors import InvalidInput, LimitViolated, LotExists, LotTrackerError
 from mes.domain.model import (
     LOT_ID_PATTERN,
@@ -128,8 +128,12 @@ async def start(request: Request, who: Viewer) -> Response:
     if problem is not None:
         return await _start_answer(request, who, flow_name, form, {}, problem, 400)
     services = state_of(request).services
-    errors: dict[str, str] = {}
     lot_id = form.get("lot").strip()
+    try:  # a role that may never start a lot is told so (and recorded) before its fields
+        await services.lots.authorize_some(Action.START, lot_id, by=who)
+    except NotAuthorized as refused:
+        return await _start_answer(request, who, flow_name, form, {}, str(refused), 403)
+    errors: dict[str, str] = {}
     if not lot_id:
         errors["lot"] = "give the new lot's id"
     elif not LOT_ID_PATTERN.fullmatch(lot_id):

@@ -333,3 +333,70 @@ def test_a_nul_character_in_a_form_is_refused_on_the_page_on_postgresql(
         assert lot_state(client, "S-1") == lot_state(client, "S-4") == "WAITING"
         tool = client.get("/station/tools/WB-1").text
         assert 'data-on-tool="WIRE-7"' in tool and 'data-on-tool="WIRE-8"' not in tool
+
+
+def test_a_role_that_may_never_do_an_action_is_refused_first_and_recorded(
+    station: Station,
+) -> None:
+    """The probe's: a technician (who may hold, track in and out, abort) sent the forms of
+    what his role may never do, each with a field left empty or a stale page, as a careless
+    or curious user does. The station looked at the form first and answered with a hint to
+    fix it ("reason: say why the lot is scrapped", "pick the carriers", a stale page's 409,
+    a start's red fields), so the refusal of authority came only once the form was right,
+    and none of these attempts was in the security log. The API refuses a role that may
+    never first (403), recorded; so does the station now, on the page the form came from,
+    with nothing changed."""
+    with _login(station, "tom") as client:
+        page = client.get("/station/lots/S-3").text
+        base = {"csrf": _csrf(page), "lot_version": lot_version(page)}
+        stale = str(int(lot_version(page)) - 1)
+        sign = {"password": PASSWORDS["tom"], "meaning": ""}
+        sent = [
+            ("S-3", "scrap", {**base, "reason": "", **sign}),
+            ("S-3", "scrap-sites", {**base, "sites": "", "reason": "x", **sign}),
+            ("S-3", "rework", {**base, "step": "", "reason": "x", **sign}),
+            ("S-3", "release", {**base, "reason": "x", **sign}),
+            ("S-3", "split", {**base, "into": "", "reason": ""}),
+            ("S-3", "merge", {**base, "into": ""}),
+            ("S-3", "migrate", {**base, "version": "x"}),
+            ("S-3", "scrap", {**base, "lot_version": stale, "reason": "x", "code": ""}),
+            ("S-1", "complete", {**base, "lot_version": ""}),
+        ]
+        for lot, action, data in sent:
+            answer = client.post(f"/station/lots/{lot}/{action}", data=data)
+            said = html.unescape(message(answer.text))
+            assert answer.status_code == 403, (action, said)
+            assert said.startswith("tom (technician) may not ") and f"lot {lot}" in said, said
+        start = client.get("/station/start?flow=fo-organic").text
+        answer = client.post(
+            "/station/start",
+            data={"csrf": _csrf(start), "flow": "fo-organic", "lot": "", "carriers": "-1"},
+        )
+        assert answer.status_code == 403, answer.text
+        assert "tom (technician) may not start" in html.unescape(message(answer.text))
+        assert 'aria-invalid="true"' not in answer.text  # the refusal, not the fields
+        assert (_state(station, client, "S-3"), _state(station, client, "S-1")) == (
+            "HOLD",
+            "WAITING",
+        )
+    with _login(station, "ada") as admin:
+        token = admin.cookies["pkgline_station"]
+        events = admin.get(
+            "/security/events",
+            params={"user": "tom", "kind": "refused", "limit": 100},
+            headers={"authorization": f"Bearer {token}"},
+        ).json()["events"]
+    refused = [(e["lot"], e["action"]) for e in events]
+    for lot, action in [
+        ("S-3", "scrap"),
+        ("S-3", "scrap_sites"),
+        ("S-3", "rework"),
+        ("S-3", "release"),
+        ("S-3", "split"),
+        ("S-3", "merge"),
+        ("S-3", "migrate"),
+        ("S-1", "complete"),
+        (None, "start"),
+    ]:
+        assert (lot, action) in refused, (lot, action, refused)
+    assert refused.count(("S-3", "scrap")) >= 2, refused  # the stale page's too

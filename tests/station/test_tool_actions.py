@@ -75,4 +75,12 @@ def test_refusals_are_shown_on_the_tool_page_and_change_nothing(station: Station
         )
         assert refused.status_code == 403, refused.text
         assert "operator" in html.unescape(message(refused.text))
+        # her role may never handle material: told so first (and recorded), not asked to
+        # scan an id or pick one that is on the tool (the probe's: 422 for these)
+        for action, material in (("load", ""), ("unload", "NOPE-9")):
+            sent = admin.post(
+                f"/station/tools/DA-1/{action}", data={"csrf": csrf(page), "material": material}
+            )
+            assert sent.status_code == 403, (action, sent.text)
+            assert "ada (admin) may not" in html.unescape(message(sent.text))
         assert _on_tool(admin, "DA-1") == before["DA-1"]
