@@ -22,7 +22,16 @@ from mes.service import LotService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
-from pkgline.station.render import Form, Viewer, page, quote, read_form, signatures
+from pkgline.station.render import (
+    MAX_SITES,
+    MAX_SITES_FIELD,
+    Form,
+    Viewer,
+    page,
+    quote,
+    read_form,
+    signatures,
+)
 from pkgline.station.views import lot_view, map_filter
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
@@ -42,9 +51,6 @@ NOTICES = {
     "split": "The carriers were split off into a new lot.",
     "start": "The lot was started.",
 }
-
-MAX_SITES = 2000
-"""The most sites one scrap form names."""
 
 
 @router.get("/lots/{lot_id}")
@@ -91,6 +97,7 @@ async def lot_answer(
         notice=NOTICES.get(done),
         child=child if done in ("split", "merge") else "",
         given=form or Form([]),
+        max_sites_field=MAX_SITES_FIELD,
     )
 
 

@@ -19,6 +19,19 @@ from pkgline.station import login as auth
 MAX_FIELD = 1024
 """The longest form value read (a reason, a password); longer is refused with a message."""
 
+MAX_SITES = 2000
+"""The most sites one form names (a scrap of sites picked on the map, a track-out's
+rejects)."""
+
+MAX_SITES_FIELD = 64 * MAX_SITES
+"""The longest list of sites read (``sites``, ``rejects``: ``CARRIER:ROW:COL[:CODE]`` each,
+as the map's clicks write them, ``BIG-1-01:8:32, ...``): :data:`MAX_SITES` of them with a
+carrier id of the longest, not :data:`MAX_FIELD`, which the map's clicks passed at about 90
+sites."""
+
+SITE_LISTS = frozenset({"sites", "rejects"})
+"""The fields that hold a list of sites."""
+
 MAX_FIELDS = 4096
 """The most fields a form may have (a scrap of many sites picked on the map)."""
 
@@ -89,8 +102,9 @@ NUL_TEXT = "the text holds a NUL character (U+0000): no id or text of pkgline ho
 
 async def read_form(request: Request) -> tuple[Form, str | None]:
     """The form's fields, or a message saying why it is refused (a wrong CSRF token, a
-    field that is not text, is too long or holds a NUL character, too many fields); nothing
-    is changed then."""
+    field that is not text, is too long (:data:`MAX_FIELD`; a list of sites
+    :data:`MAX_SITES_FIELD`) or holds a NUL character, too many fields); nothing is changed
+    then."""
     form = await request.form(max_fields=MAX_FIELDS)
     if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
         return Form([]), STALE
@@ -98,8 +112,9 @@ async def read_form(request: Request) -> tuple[Form, str | None]:
     for key, value in form.multi_items():
         if not isinstance(value, str):
             return Form([]), f"{key}: expected text; nothing was changed"
-        if len(value) > MAX_FIELD:
-            return Form([]), f"{key}: longer than {MAX_FIELD} characters; nothing was changed"
+        longest = MAX_SITES_FIELD if key in SITE_LISTS else MAX_FIELD
+        if len(value) > longest:
+            return Form([]), f"{key}: longer than {longest} characters; nothing was changed"
         if "\x00" in key + value:  # as the API's bodies (PostgreSQL refuses one: a 500)
             return Form([]), f"{key}: {NUL_TEXT}; nothing was changed"
         items.append((key, value))

@@ -400,3 +400,54 @@ def test_a_role_that_may_never_do_an_action_is_refused_first_and_recorded(
     ]:
         assert (lot, action) in refused, (lot, action, refused)
     assert refused.count(("S-3", "scrap")) >= 2, refused  # the stale page's too
+
+
+def test_a_carrier_of_sites_picked_on_the_map_is_scrapped_and_rejects_tracked_out(
+    station: Station,
+) -> None:
+    """The probe's: on a strip of 8x32 sites, the 96th site clicked on the map made the scrap
+    form's list (``S-1-01:1:1, S-1-01:1:2, ...``, written by static/lot.js) longer than the
+    1,024 characters every field was held to, and the scrap was refused ("sites: longer
+    than 1024 characters"), the sites picked lost, although a form may name 2,000 sites
+    (``MAX_SITES``); a track-out's rejects likewise past about 60. The lists of sites are
+    read up to their own limit now: a whole carrier is scrapped, 100 rejects tracked out."""
+    with _login(station, "olga") as client:
+        start = client.get("/station/start?flow=fo-organic").text
+        fields = {"csrf": _csrf(start), "flow": "fo-organic", "lot": "BIG-1"}
+        size = {"carriers": "2", "rows": "8", "cols": "32", "priority": "3"}
+        started = client.post("/station/start", data={**fields, **size})
+        assert started.status_code == 303, message(started.text)
+        page = client.get("/station/lots/BIG-1").text
+        form = {"csrf": _csrf(page), "lot_version": lot_version(page)}
+        assert (
+            client.post(
+                "/station/lots/BIG-1/track-in", data={**form, "step": "SUBSTRATE_PREP"}
+            ).status_code
+            == 303
+        )
+        page = client.get("/station/lots/BIG-1").text
+        rejects = ", ".join(f"BIG-1-02:{1 + n // 32}:{1 + n % 32}:VOID" for n in range(100))
+        assert len(rejects) > 1024
+        out = client.post(
+            "/station/lots/BIG-1/track-out",
+            data={"csrf": _csrf(page), "lot_version": lot_version(page), "rejects": rejects},
+        )
+        assert out.status_code == 303, message(out.text)
+        page = client.get("/station/lots/BIG-1").text
+        sites = ", ".join(f"BIG-1-01:{r}:{c}" for r in range(1, 9) for c in range(1, 33))
+        assert len(sites) > 3000  # 256 sites, as the map's clicks write them
+        scrapped = client.post(
+            "/station/lots/BIG-1/scrap-sites",
+            data={
+                "csrf": _csrf(page),
+                "lot_version": lot_version(page),
+                "sites": sites,
+                "code": "SCRAP",
+                "reason": "the whole strip warped",
+                "meaning": "approved scrap of sites",
+                "password": PASSWORDS["olga"],
+            },
+        )
+        assert scrapped.status_code == 303, message(scrapped.text)
+        shown = client.get(scrapped.headers["location"]).text
+    assert "156/512 sites" in shown, shown  # 512 - 100 rejected - 256 scrapped
