@@ -63,6 +63,23 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+_CHANGE_TRIES = 3
+"""How often a change of one's own password checks again when the password changed while
+it was checked (another request of the same change: it finds it done then)."""
+
+
+class _DoneAlready(Exception):
+    """The password a change of one's own asks for is the password already."""
+
+    def __init__(self, user: User):
+        super().__init__(user.username)
+        self.user = user
+
+
+class _ChangedMeanwhile(LoginRefused):
+    """The password changed while the one given was checked against the one before."""
+
+
 class IdentityService:
     def __init__(
         self,
@@ -324,41 +341,57 @@ class IdentityService:
             await self._guard.refused(by, refusal)
             raise refusal
         check_password(new)
-        try:
-            user = await self._attempt(
-                username, current, failed=EventKind.LOGIN_FAILED, succeeded=None, purpose="passwd"
-            )
-        except LoginRefused as refused:  # the password in the body, not the request's own
-            raise CurrentPasswordRefused(refused.message) from None
         if current == new:
             raise InvalidInput("the new password is the current one: choose another")
-        hashed = await asyncio.to_thread(self._passwords.hash, new)
-        try:
-            async with self._store.transaction() as tx:
-                user = await _existing(tx, username)
-                now = self._clock()
-                changed = replace(
-                    user,
-                    password_hash=hashed,
-                    password_changed_at=now,
-                    password_set_by=username,
-                    updated_at=now,
+        for _ in range(_CHANGE_TRIES):
+            try:
+                checked = await self._attempt(
+                    username,
+                    current,
+                    failed=EventKind.LOGIN_FAILED,
+                    succeeded=None,
+                    purpose="passwd",
+                    done_if=new,
                 )
-                await tx.update_user(changed)
-                ended = await tx.end_sessions(username, now, keep=keep_session)
-                await tx.add_event(
-                    SecurityEvent(
-                        now,
-                        EventKind.PASSWORD_CHANGED,
-                        username,
-                        AuthMethod.PASSWORD,
-                        subject=username,
-                        detail={"sessions_ended": ended},
+            except _DoneAlready as done:  # the same change sent again (a double click)
+                return done.user
+            except _ChangedMeanwhile:
+                continue  # check again, against the password it is now
+            except LoginRefused as refused:  # the password in the body, not the request's own
+                raise CurrentPasswordRefused(refused.message) from None
+            hashed = await asyncio.to_thread(self._passwords.hash, new)
+            try:
+                async with self._store.transaction() as tx:
+                    user = await _existing(tx, username)
+                    if user.password_hash != checked.password_hash:
+                        continue  # changed since it was checked: check again (nothing written)
+                    now = self._clock()
+                    changed = replace(
+                        user,
+                        password_hash=hashed,
+                        password_changed_at=now,
+                        password_set_by=username,
+                        updated_at=now,
                     )
-                )
-                return changed
-        finally:
-            self.generation += 1
+                    await tx.update_user(changed)
+                    ended = await tx.end_sessions(username, now, keep=keep_session)
+                    await tx.add_event(
+                        SecurityEvent(
+                            now,
+                            EventKind.PASSWORD_CHANGED,
+                            username,
+                            AuthMethod.PASSWORD,
+                            subject=username,
+                            detail={"sessions_ended": ended},
+                        )
+                    )
+                    return changed
+            finally:
+                self.generation += 1
+        raise CurrentPasswordRefused(
+            "the password was changed by another request while this one was checked: give "
+            "the current password again; nothing was changed"
+        )
 
     async def _attempt(
         self,
@@ -370,18 +403,31 @@ class IdentityService:
         action: str | None = None,
         lot_id: str | None = None,
         purpose: str | None = None,
+        done_if: str | None = None,
     ) -> User:
         """Check a person's password: their record, or LoginRefused after recording the
-        failure (``failed``) and counting it towards the lockout."""
+        failure (``failed``) and counting it towards the lockout. ``done_if``: the password a
+        change of one's own asks for; when it is the password already (the same change sent
+        again), _DoneAlready, and when the password changed while this one was checked,
+        _ChangedMeanwhile: neither recorded nor counted."""
         async with self._store.transaction() as tx:
             user = await tx.user(username)
-        hashed = user.password_hash if user is not None else None
-        if hashed is None:
-            hashed = await self._dummy()  # as slow as a real check: names are not probed
+        seen = user.password_hash if user is not None else None
+        hashed = seen if seen is not None else await self._dummy()  # names are not probed
         matches = await asyncio.to_thread(self._passwords.verify, hashed, password)
+        if (
+            not matches
+            and done_if is not None
+            and seen is not None
+            and user is not None
+            and await asyncio.to_thread(self._passwords.verify, seen, done_if)
+        ):
+            raise _DoneAlready(user)
         now = self._clock()
         async with self._store.transaction() as tx:
             user = await tx.user(username)  # again, in the transaction that writes it
+            if done_if is not None and user is not None and user.password_hash != seen:
+                raise _ChangedMeanwhile("the password changed while it was checked")
             why = login_refusal(user, now, matches)
             if user is None or why is not None:
                 detail: dict[str, object] = {"why": why or "unknown user"}

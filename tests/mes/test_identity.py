@@ -4,6 +4,8 @@ change a security event. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -208,3 +210,70 @@ async def test_the_security_log_is_append_only(identity: IdentityService) -> Non
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM security_events"))
     assert EventKind.USER_ADDED in await _kinds(identity)
+
+
+async def test_the_same_change_of_ones_own_password_sent_again_is_done_already(
+    identity: IdentityService,
+) -> None:
+    """The probe's: the station's Password form sent twice (a double click, the browser's
+    back button and the form again) changed the password, then answered the second "login
+    refused: wrong user name or password", recorded a failed login and counted it towards
+    the lockout, as if someone had guessed. The same change again is done already: nothing
+    is written, nothing counted."""
+    await identity.add_user(ADMIN, "hana", "Hana Sato", {Role.OPERATOR}, password=PASSWORD)
+    for _ in range(2):
+        await identity.change_own_password("hana", PASSWORD, "hana's own secret")
+    assert (await identity.user(ADMIN, "hana")).failed_attempts == 0
+    kinds = await _kinds(identity)
+    assert kinds.count(EventKind.PASSWORD_CHANGED) == 1 and EventKind.LOGIN_FAILED not in kinds
+    assert (await identity.login("hana", "hana's own secret")).name == "hana"
+    with pytest.raises(LoginRefused):  # a wrong current password is still refused, counted
+        await identity.change_own_password("hana", "not the password", "another secret!")
+    assert (await identity.user(ADMIN, "hana")).failed_attempts == 1
+
+
+class _BothAtOnce:
+    """Passwords whose first two checks wait for each other (a barrier), so that two changes
+    each read and check the current password before either writes: a double click's two
+    requests, each checking for about half a second at argon2id's cost."""
+
+    def __init__(self, inner: Argon2Passwords):
+        self._inner = inner
+        self._barrier = threading.Barrier(2, timeout=60)
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def hash(self, password: str) -> str:
+        return self._inner.hash(password)
+
+    def verify(self, hashed: str, password: str) -> bool:
+        with self._lock:
+            self._calls += 1
+            first_two = self._calls <= 2
+        if first_two:
+            self._barrier.wait()
+        return self._inner.verify(hashed, password)
+
+
+async def test_the_same_change_of_ones_own_password_sent_twice_at_once_is_written_once(
+    sqlite_url: str, clock: Clock
+) -> None:
+    """Both requests of a double click checked the current password before either wrote:
+    both changed it, two password_changed events and the person's sessions ended twice."""
+    engine = create_engine(sqlite_url)
+    try:
+        await upgrade(engine)
+        fast = Argon2Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        setup = IdentityService(SqlIdentityStore(engine), fast, clock)
+        await setup.add_user(ADMIN, "ivo", "Ivo Berg", {Role.OPERATOR}, password=PASSWORD)
+        identity = IdentityService(SqlIdentityStore(engine), _BothAtOnce(fast), clock)
+        await asyncio.gather(
+            *(identity.change_own_password("ivo", PASSWORD, "ivo's own secret") for _ in "ab")
+        )
+        kinds = await _kinds(identity)
+        assert kinds.count(EventKind.PASSWORD_CHANGED) == 1, kinds
+        assert EventKind.LOGIN_FAILED not in kinds
+        assert (await identity.user(ADMIN, "ivo")).failed_attempts == 0
+        assert (await identity.login("ivo", "ivo's own secret")).name == "ivo"
+    finally:
+        await engine.dispose()

@@ -200,11 +200,16 @@ def test_a_new_person_chooses_their_own_password_at_the_station_to_sign(
         after = client.get(done.headers["location"])
         assert after.status_code == 200 and 'id="notice"' in after.text
         assert 'id="may-not-sign"' not in after.text  # the same session goes on
+        # the same form sent again (a double click; back, then the form again): done already,
+        # not "wrong password" counted towards her lockout (the probe's)
+        again = client.post("/station/password", data={**base, "again": "nina-Own-Secret-1"})
+        assert again.status_code == 303, message(again.text)
     with _login(station, "ada") as admin:
         shown = admin.get(
             "/users/nina", headers={"authorization": f"Bearer {admin.cookies['pkgline_station']}"}
         ).json()
     assert (shown["password_set_by"], shown["may_sign"]) == ("nina", True)
+    assert shown["failed_attempts"] == 0
 
 
 def test_a_role_that_may_not_release_is_refused_on_the_page_and_nothing_changes(
