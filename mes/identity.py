@@ -418,8 +418,9 @@ class IdentityService:
         if (
             not matches
             and done_if is not None
-            and seen is not None
             and user is not None
+            and seen is not None
+            and login_refusal(user, self._clock(), True) is None  # not while locked, disabled
             and await asyncio.to_thread(self._passwords.verify, seen, done_if)
         ):
             raise _DoneAlready(user)

@@ -232,6 +232,22 @@ async def test_the_same_change_of_ones_own_password_sent_again_is_done_already(
     assert (await identity.user(ADMIN, "hana")).failed_attempts == 1
 
 
+async def test_a_locked_account_learns_nothing_from_a_change_whose_new_password_is_right(
+    identity: IdentityService, clock: Clock
+) -> None:
+    """ "Done already" is no way round the lockout: on a locked account (guessed at from a
+    session left open), a change whose new password happens to be the account's is refused
+    like any other, not answered as done."""
+    await identity.add_user(ADMIN, "ines", "Ines Mota", {Role.OPERATOR}, password=PASSWORD)
+    for _ in range(MAX_FAILED_ATTEMPTS):
+        with pytest.raises(LoginRefused):
+            await identity.change_own_password("ines", "a guess", "another guess!")
+    assert (await identity.user(ADMIN, "ines")).locked(clock.now)
+    with pytest.raises(LoginRefused):
+        await identity.change_own_password("ines", "a guess", PASSWORD)
+    assert (await _kinds(identity))[-1] is EventKind.LOGIN_FAILED
+
+
 class _BothAtOnce:
     """Passwords whose first two checks wait for each other (a barrier), so that two changes
     each read and check the current password before either writes: a double click's two
