@@ -12,6 +12,7 @@ feed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from importlib import resources
@@ -37,6 +38,8 @@ KINDS = (
     "dead-letter",
 )
 _REQUIRED_TEXT = ("at", "user", "operation", "state_after")
+_HASH = re.compile(r"[0-9a-f]{64}")
+"""A history entry's ``prev_hash`` and ``hash`` (mes.domain.audit: SHA-256 in hex)."""
 
 
 class Undeliverable(ValueError):
@@ -85,6 +88,10 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
     data = entry.get("data", {})
     if not isinstance(data, Mapping):
         raise Undeliverable(f"data is a {type(data).__name__}, expected an object")
+    hashes = {k: entry.get(k) for k in ("prev_hash", "hash")}
+    for key, value in hashes.items():
+        if value is not None and not (isinstance(value, str) and _HASH.fullmatch(value)):
+            raise Undeliverable(f"history entry whose {key} is not a SHA-256 in hex")
     document = {
         "v": SCHEMA_VERSION,
         "id": event.id,
@@ -99,6 +106,8 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
         "state_after": entry["state_after"],
         "reason": entry.get("reason"),
         "history_seq": entry.get("seq"),
+        "prev_hash": hashes["prev_hash"],
+        "hash": hashes["hash"],
         "data": data,
     }
     return document, _encoded(document, max_bytes)
