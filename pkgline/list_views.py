@@ -173,8 +173,11 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
         )
     rows = [replayed(e) for e in page.events]
     answer: dict[str, Any] = _page(rows, "events", "id", page.total, page.more)
-    if page.more and not rows:  # PostgreSQL: an id still held right after ``after``
-        answer["next_after"] = after
+    # The outbox grows: the newest page has a next one too, later. So ``next_after`` is
+    # always the cursor to ask with next: the last id shown, or ``after`` itself when the
+    # page is empty (none newer yet, or on PostgreSQL an id still held right after it).
+    # A null one, taken as the cursor, would ask from the oldest event kept.
+    answer["next_after"] = rows[-1]["id"] if rows else (after or 0)
     answer.update(oldest=page.oldest, newest=page.newest, gap=None)
     if after is not None and page.oldest is not None and after < page.oldest - 1:
         answer["gap"] = (

@@ -222,3 +222,36 @@ async def test_a_page_never_passes_over_an_id_a_transaction_still_holds_on_postg
 
 
 _ROW = {"lot_id": "H1", "kind": "LotHeld", "payload": {"v": 1}, "created_at": utc_now()}
+
+
+async def test_a_consumer_polling_the_newest_page_goes_on_from_next_after_and_sees_each_event_once(
+    api: RunningApi,
+) -> None:
+    """A consumer following the outbox by polling ``GET /events`` takes ``after`` =
+    ``next_after`` every time, as docs/api.md says. The newest page (``more`` false) used to
+    answer ``next_after`` null: taken as the next cursor, the request had no ``after`` and
+    replayed every event kept from the oldest (found by a probe paging while the line ran)."""
+    async with api.client() as client:
+
+        async def poll(after: int) -> dict[str, Any]:
+            answer = await client.get("/events", params={"after": after, "limit": 2})
+            assert answer.status_code == 200, answer.text
+            page: dict[str, Any] = answer.json()
+            return page
+
+        seen: list[int] = []
+        after = 0
+        for round_ in range(3):
+            for _ in range(3):  # the line moves: three events committed
+                await _malformed_row(api.db)
+            while True:
+                page = await poll(after)
+                seen += [e["id"] for e in page["events"]]
+                assert isinstance(page["next_after"], int), page
+                after = page["next_after"]
+                if not page["more"]:
+                    break
+            assert after == 3 * (round_ + 1), "the next cursor is the newest event shown"
+        quiet = await poll(after)
+        assert (quiet["events"], quiet["more"], quiet["next_after"]) == ([], False, after)
+    assert seen == list(range(1, 10)), "every event once, in id order"
