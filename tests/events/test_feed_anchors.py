@@ -7,16 +7,19 @@ lot's chain re-hashed verified with every head the feed had published as anchors
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.adapters.audit import guard_names, verify_history
 from mes.adapters.database import create_engine
-from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.adapters.outbox import OutboxEvent, OutboxReader, OutboxStore
 from mes.adapters.rows import entry_from_row
 from mes.adapters.tables import lot_history, lots
 from mes.domain import commands as cmd
 from mes.domain.audit import Finding, entry_hash
+from mes.service import utc_now
+from pkgline.events import payloads
 from pkgline.events.relay import Relay
 from tests.controller.conftest import FLOWS, Stack, start_lots, wait_until
 from tests.events.conftest import (
@@ -99,3 +102,31 @@ async def test_lot_events_carry_their_entrys_hashes_which_find_a_rewritten_lot_t
         assert by_events.problem.finding is Finding.ANCHOR_MISSING
     finally:
         await engine.dispose()
+
+
+def _entry(**hashes: object) -> OutboxEvent:
+    entry = {
+        "seq": 1,
+        "lot": "L1",
+        "at": "2026-12-06T07:00:00+00:00",
+        "user": "planner",
+        "operation": "start",
+        "state_after": "WAITING",
+        "data": {},
+        **hashes,
+    }
+    return OutboxEvent(1, "L1", "LotStarted", entry, utc_now())
+
+
+def test_an_entry_from_before_the_chain_has_null_hashes_and_a_malformed_hash_is_a_dead_letter() -> (
+    None
+):
+    document, _ = payloads.lot_event(_entry(), 4096)
+    assert (document["prev_hash"], document["hash"]) == (None, None)
+    check_schema(document, "lot-event")
+    good = "0" * 64
+    document, _ = payloads.lot_event(_entry(prev_hash=good, hash="ab" * 32), 4096)
+    check_schema(document, "lot-event")
+    for bad in ("not a hash", 12, "AB" * 32):
+        with pytest.raises(payloads.Undeliverable, match="hash is not a SHA-256 in hex"):
+            payloads.lot_event(_entry(prev_hash=good, hash=bad), 4096)
