@@ -223,6 +223,23 @@ async def disqualify(request: Request, who: Who, tool_id: str, body: QualifyBody
     return await _qualify(request, who, tool_id, body.step, False, reason)
 
 
+MAX_ANCHORS = 3000
+"""Anchors one request may name (each 64 characters: within the server's default body limit
+of 256 KB). More, such as every lot's last hash at plant scale: ``audit verify --db``
+directly (the reports role may), or in parts."""
+
+Anchor = Annotated[str, Field(pattern="^[0-9a-fA-F]{64}$")]
+
+
+class AnchorsBody(b.Body):
+    anchors: list[Anchor] = Field(
+        max_length=MAX_ANCHORS,
+        description="Hashes kept outside the database (a lots_head or security_head printed "
+        "or published earlier, a lot event's hash from the feed): each must still be in the "
+        "history or the security log.",
+    )
+
+
 @router.get(
     "/audit/verify",
     summary="Check the hash chains of the lot history and the security log (audit verify)",
@@ -234,10 +251,22 @@ async def audit_verify(
         list[Annotated[str, Query(pattern="^[0-9a-fA-F]{64}$")]] | None, Query()
     ] = None,
 ) -> Json:
+    return await _verify(request, who, anchor or [])
+
+
+@router.post(
+    "/audit/verify",
+    summary="Check the hash chains against many anchors (audit verify --anchors-from)",
+)
+async def audit_verify_anchors(request: Request, who: Who, body: AnchorsBody) -> Json:
+    return await _verify(request, who, body.anchors)
+
+
+async def _verify(request: Request, who: Principal, anchors: list[str]) -> Json:
     from mes.adapters.audit import verify_history
 
     state = state_of(request)
     await state.identity.authorize(who, Action.READ)
-    anchors = [a.lower() for a in anchor or []]
-    found: Json = (await verify_history(state.engine, anchors=anchors)).to_dict()
+    wanted = list(dict.fromkeys(a.lower() for a in anchors))
+    found: Json = (await verify_history(state.engine, anchors=wanted)).to_dict()
     return found

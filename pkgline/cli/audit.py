@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +39,16 @@ def verify(
             "it must still be in the history or the security log (repeatable).",
         ),
     ] = None,
+    anchors_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchors-from",
+            help="A file of anchors ('-': standard input), one per line: a hash, or a JSON "
+            "object whose hash, lots_head and security_head are taken (the feed's lot "
+            "events and audit/heads as a subscriber saved them; 'mosquitto_sub -v' lines too).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
@@ -45,10 +60,13 @@ def verify(
     entries checked, or 6 naming the first entry that does not match (docs/security.md)."""
     anchors = [a.strip().lower() for a in anchor or []]
     for a in anchors:
-        if len(a) != 64 or any(c not in "0123456789abcdef" for c in a):
+        if not _HEX64.fullmatch(a):
             usage_error(
                 f"--anchor expects a SHA-256 in hex (64 characters), got {a!r}", as_json=json
             )
+    if anchors_from is not None:
+        anchors += _read_anchors(anchors_from, as_json=json)
+    anchors = list(dict.fromkeys(anchors))  # each once, in the order given
 
     async def direct() -> dict[str, Any]:
         from mes.adapters.audit import verify_history
@@ -60,7 +78,11 @@ def verify(
             found: dict[str, Any] = (await verify_history(engine, anchors=anchors)).to_dict()
             return found
 
-    remote = Remote("GET", "/audit/verify", query=[("anchor", a) for a in anchors])
+    remote = (
+        Remote("POST", "/audit/verify", {"anchors": anchors})
+        if anchors
+        else Remote("GET", "/audit/verify")
+    )
     found = either(db, server, json, direct, remote)
     problem = found.get("problem")
     if json:
@@ -87,3 +109,54 @@ def verify(
 
 def _count(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_FIELDS = ("hash", "lots_head", "security_head")
+"""What a saved message of the feed anchors: a lot event's entry, the heads of both chains."""
+
+
+def _read_anchors(path: Path, *, as_json: bool) -> list[str]:
+    """The anchors in ``path`` (``-``: standard input); a usage error naming the first line
+    that is none of: blank, ``#`` comment, a hash, a JSON object (after a topic and a space,
+    as ``mosquitto_sub -v`` prints)."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        usage_error(f"--anchors-from {path}: cannot read it ({exc})", as_json=as_json)
+    found: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            found.extend(_anchors_in(line.strip()))
+        except ValueError as exc:
+            usage_error(
+                f"--anchors-from {path}, line {number}: {exc}; expected a SHA-256 in hex (64 "
+                "characters) or a JSON object with hash, lots_head or security_head",
+                as_json=as_json,
+            )
+    if not found:
+        usage_error(f"--anchors-from {path}: no anchor in it", as_json=as_json)
+    return found
+
+
+def _anchors_in(line: str) -> Iterable[str]:
+    if not line or line.startswith("#"):
+        return []
+    if _HEX64.fullmatch(line.lower()):
+        return [line.lower()]
+    start = line.find("{")
+    if start < 0:
+        raise ValueError(f"{line[:80]!r} is not a hash")
+    try:
+        document = jsonlib.loads(line[start:])
+    except ValueError:
+        raise ValueError("not valid JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("the JSON is not an object")
+    values = [document[f] for f in _FIELDS if document.get(f) is not None]
+    if not values:
+        return []  # a message that anchors nothing (a lot event from before the chain, a state)
+    for value in values:
+        if not isinstance(value, str) or not _HEX64.fullmatch(value.lower()):
+            raise ValueError(f"{value!r} is not a SHA-256 in hex")
+    return [v.lower() for v in values]

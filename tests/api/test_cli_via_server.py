@@ -154,7 +154,7 @@ async def test_a_scrap_asking_two_signers_is_signed_by_a_second_person_from_the_
 
 
 async def test_events_status_and_audit_verify_through_the_server_match_direct_mode(
-    api: RunningApi,
+    api: RunningApi, tmp_path: Path
 ) -> None:
     via = ("--server", f"unix://{api.socket}")
     direct = ("--db", api.db)
@@ -183,6 +183,20 @@ async def test_events_status_and_audit_verify_through_the_server_match_direct_mo
     assert bad.returncode == 6 and "does not verify" in bad.stderr
     start = await cli("audit", "verify", "--anchor", "0" * 64, *via)  # the chains' start
     assert start.returncode == 0, start.stderr
+    heads = json.loads(verified.stdout)
+    kept = tmp_path / "anchors.jsonl"  # many anchors: in the body (POST), not the query
+    kept.write_text(
+        "\n".join(
+            json.dumps({"lots_head": heads["lots_head"], "security_head": h})
+            for h in (heads["security_head"], "0" * 64)
+        )
+    )
+    from_file = await cli("audit", "verify", "--anchors-from", str(kept), *via)
+    assert from_file.returncode == 0, from_file.stderr
+    kept.write_text(f"{'2' * 64}\n{heads['lots_head']}\n")
+    missing = await cli("audit", "verify", "--json", "--anchors-from", str(kept), *via)
+    assert missing.returncode == 6
+    assert json.loads(missing.stdout)["problem"]["finding"] == "anchor_missing"
 
 
 @pytest.mark.slow

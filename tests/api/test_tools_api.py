@@ -42,6 +42,12 @@ async def test_audit_verify_and_users_through_the_server(api: RunningApi) -> Non
         assert verified.status_code == 200 and verified.json()["ok"] is True
         bad = await client.get("/audit/verify", params={"anchor": "xyz"})
         assert bad.status_code == 422
+        head = verified.json()["lots_head"]
+        anchored = await client.post("/audit/verify", json={"anchors": [head, head.upper()]})
+        assert anchored.status_code == 200 and anchored.json()["ok"] is True, anchored.text
+        for refused in ({"anchors": ["xyz"]}, {"anchors": [head] * 3001}, {}, {"anchor": []}):
+            answer = await client.post("/audit/verify", json=refused)
+            assert answer.status_code == 422, (refused, answer.text)
         users = await client.get("/users")
         assert ACCOUNT in [u["username"] for u in users.json()]
         me = await client.get(f"/users/{ACCOUNT}")

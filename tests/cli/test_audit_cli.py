@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 from tests.cli.test_lot_cli import pkgline
 
@@ -42,3 +43,61 @@ def test_verify_counts_the_entries_of_an_intact_history_and_names_an_edited_one(
     assert found["problem"]["seq"] == 3 and found["problem"]["finding"] == "content_changed"
     text = pkgline(sqlite_url, "audit", "verify")
     assert text.returncode == 6 and "history entry 3 (lot L1, hold)" in text.stderr
+
+
+def test_verify_takes_its_anchors_from_a_file_of_hashes_or_of_the_feeds_saved_messages(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A subscriber keeps every lot event's hash: thousands of anchors, which no command line
+    holds. ``--anchors-from`` reads them as saved (hashes, JSON lines, ``mosquitto_sub -v``
+    lines); a lot's newest entry rewritten with its head set to match, which verifies without
+    them, does not with them."""
+    assert pkgline(sqlite_url, "db", "upgrade").returncode == 0
+    for args in (
+        ("lot", "start", "F1", "--flow", "fo-organic"),
+        ("lot", "hold", "F1", "--reason", "voids"),
+    ):
+        assert pkgline(sqlite_url, *args).returncode == 0
+    shown = json.loads(pkgline(sqlite_url, "lot", "show", "F1", "--json").stdout)
+    newest = shown["history"][-1]["hash"]
+    verified = json.loads(pkgline(sqlite_url, "audit", "verify", "--json").stdout)
+    saved = tmp_path / "anchors.txt"
+    saved.write_text(
+        "# kept by the historian\n\n"
+        f"{newest.upper()}\n"
+        f'pkgline/site/packaging/line-1/lots/F1 {{"kind": "lot-event", "hash": "{newest}"}}\n'
+        f'{{"lots_head": "{verified["lots_head"]}", "security_head": "{"0" * 64}"}}\n'
+        '{"kind": "tool-state", "tool": "DB-1"}\n'
+    )
+    anchored = pkgline(sqlite_url, "audit", "verify", "--anchors-from", str(saved))
+    assert anchored.returncode == 0, anchored.stderr
+
+    path = sqlite_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # the newest entry gone, the lot's head set back
+        conn.execute("DROP TRIGGER lot_history_no_delete")
+        conn.execute("DELETE FROM lot_history WHERE hash = ?", (newest,))
+        previous = shown["history"][-2]["hash"]
+        conn.execute(
+            "UPDATE lots SET history_head = ?, state = 'WAITING' WHERE id = 'F1'", (previous,)
+        )
+        conn.execute(
+            "CREATE TRIGGER lot_history_no_delete BEFORE DELETE ON lot_history "
+            "BEGIN SELECT RAISE(ABORT, 'lot_history is append-only'); END"
+        )
+    conn.close()
+    without = json.loads(pkgline(sqlite_url, "audit", "verify", "--json").stdout)
+    assert without["ok"] is True, without  # what the database alone says
+    found = pkgline(sqlite_url, "audit", "verify", "--json", "--anchors-from", str(saved))
+    assert found.returncode == 6
+    assert json.loads(found.stdout)["problem"]["finding"] == "anchor_missing"
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{newest}\nnot a hash\n")
+    refused = pkgline(sqlite_url, "audit", "verify", "--anchors-from", str(bad))
+    assert refused.returncode == 2 and "line 2" in refused.stderr, refused.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing kept yet\n")
+    assert (
+        "no anchor in it"
+        in pkgline(sqlite_url, "audit", "verify", "--anchors-from", str(empty)).stderr
+    )
