@@ -136,6 +136,7 @@ class LotService(LotServiceCore):
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             context = Context(lot_id, lot.hold.source if lot.hold else None)
             self._guard.check(by, action, context)
+            self._check_seen(lot)
             flow = self.flow_of(lot)
             try:
                 checked = self.signing.check(effective_action(action, context), lot, who, signed)

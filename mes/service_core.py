@@ -19,6 +19,7 @@ from mes.domain import common
 from mes.domain.authority import Action, NotAuthorized, Principal
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import (
+    ConcurrentUpdate,
     InvalidInput,
     UnknownLot,
     UnknownTool,
@@ -119,12 +120,31 @@ class LotServiceCore:
         self._clock = clock
         self._guard = Guard(principal, security, clock)
         self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
+        self._seen: tuple[str, int] | None = None
 
     def acting_as(self, principal: Principal) -> Self:
         """The same service (store, flows, clock, security log) acting for ``principal``."""
         other = copy.copy(self)
         other._guard = self._guard.acting_as(principal)
         return other
+
+    def as_seen(self, lot_id: str, version: int) -> Self:
+        """The same service, for an operation a person decided on lot ``lot_id`` as it was
+        at ``version`` (the page they acted from): refused with ConcurrentUpdate, nothing
+        changed, when the lot moved since; checked in the operation's own transaction, so
+        that two people acting on the same lot at once cannot both act on what they saw."""
+        other = copy.copy(self)
+        other._seen = (lot_id, version)
+        return other
+
+    def _check_seen(self, lot: Lot) -> None:
+        if self._seen is None or self._seen[0] != lot.id or self._seen[1] == lot.version:
+            return
+        raise ConcurrentUpdate(
+            f"lot {lot.id} changed since this page was loaded (it is now {lot.state.value}, "
+            f"step {lot.step or '-'}): look at it again; nothing was changed",
+            lot_id=lot.id,
+        )
 
     async def authorize_some(
         self, action: Action, lot_id: str | None = None, *, by: Principal | None = None

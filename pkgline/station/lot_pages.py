@@ -160,6 +160,8 @@ async def _act(
     if stale is not None:
         return await _refused_on(request, who, lot_id, *stale, form)
     lots = state_of(request).services.lots.acting_as(who)
+    if versioned:  # checked again in the operation's transaction: nobody moved it meanwhile
+        lots = lots.as_seen(lot_id, int(form.get("lot_version")))
     try:
         await action(lots)
     except LotTrackerError as refused:

@@ -581,3 +581,28 @@ async def test_a_running_lot_knows_the_steps_it_waits_for_once_tracked_out(
             assert predicted == service.next_in_order(lot), running.running
             steps += 1
         assert lot.state is LotState.COMPLETED and steps > 5, flow
+
+
+async def test_an_operation_decided_on_a_version_of_the_lot_is_refused_once_it_moved(
+    service: LotService,
+) -> None:
+    """Found by the station's probe: a page's version was compared before the operation, not
+    in its transaction, so two people acting on the same lot within that gap both acted on
+    what they saw. ``as_seen`` checks it where the lot is read to be written: a lot moved
+    since refuses the operation with ConcurrentUpdate and nothing changes; the version seen,
+    or another lot of the same operation, goes through."""
+    await _start(service, "V1", "stiffener-bga")
+    seen = (await service.get("V1")).version
+    await service.track_in(cmd.TrackIn("V1", "SUBSTRATE_LOAD", USER))  # another person
+    before = await _snapshot(service, "V1")
+    stale = service.as_seen("V1", seen)
+    with pytest.raises(ConcurrentUpdate, match="changed since this page was loaded"):
+        await stale.track_out(cmd.TrackOut("V1", USER))
+    with pytest.raises(ConcurrentUpdate):
+        await stale.abort(cmd.AbortStep("V1", USER, "wrong carrier"))
+    assert await _snapshot(service, "V1") == before
+    now = (await service.get("V1")).version
+    moved = await service.as_seen("V1", now).track_out(cmd.TrackOut("V1", USER))
+    assert moved.lot.step == "SUBSTRATE_LOAD" and moved.lot.version > now
+    await _start(service, "V2", "stiffener-bga")
+    await stale.track_in(cmd.TrackIn("V2", "SUBSTRATE_LOAD", USER))  # not the lot seen
