@@ -141,8 +141,9 @@ class LotServiceCore:
         if self._seen is None or self._seen[0] != lot.id or self._seen[1] == lot.version:
             return
         raise ConcurrentUpdate(
-            f"lot {lot.id} changed since this page was loaded (it is now {lot.state.value}, "
-            f"step {lot.step or '-'}): look at it again; nothing was changed",
+            f"lot {lot.id} changed since its version {self._seen[1]} was seen (it is now "
+            f"version {lot.version}, {lot.state.value}, step {lot.step or '-'}): look at it "
+            "again; nothing was changed",
             lot_id=lot.id,
         )
 

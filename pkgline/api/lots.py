@@ -31,12 +31,43 @@ def _lots(request: Request) -> LotService:
 
 
 async def _act(
-    request: Request, action: Callable[[LotService], Awaitable[Outcome]], status: int = 200
+    request: Request,
+    action: Callable[[LotService], Awaitable[Outcome]],
+    status: int = 200,
+    *,
+    lot_id: str | None = None,
 ) -> JSONResponse:
-    service = _lots(request)
+    """``action`` on the service, for the lot ``lot_id`` as the request last saw it when it
+    says (If-Match: :func:`as_seen`); the answer carries the lot's new version (ETag)."""
+    service = _lots(request) if lot_id is None else as_seen(request, _lots(request), lot_id)
     outcome = await action(service)
     flow = service.flow_of(outcome.lot)
-    return answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
+    response = answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
+    response.headers["ETag"] = _etag(outcome.lot.version)
+    return response
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def as_seen(request: Request, service: LotService, lot_id: str) -> LotService:
+    """The service for an operation on the lot of the route's path as the client last saw it,
+    when the request says which version (``If-Match: "7"``, the ETag of the lot's GET or of
+    the answer to its last operation): refused with 409, nothing changed, when the lot moved
+    since; checked in the operation's transaction (:meth:`LotService.as_seen`)."""
+    given = request.headers.get("if-match")
+    if given is None:
+        return service
+    text = given.strip()
+    if text.startswith('"') and text.endswith('"') and len(text) > 2:
+        text = text[1:-1]
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        raise InvalidInput(
+            "If-Match: expected the lot's version as its ETag gives it (a whole number in "
+            f'quotes, "7"); got {given[:40]!r}'
+        )
+    return service.as_seen(lot_id, int(text))
 
 
 def _signed(given: list[b.SignatureBody]) -> tuple[SignatureGiven, ...]:
@@ -94,7 +125,10 @@ async def list_lots(
 
 @router.get("/{lot_id}", summary="A lot with its site maps, yields, path and history (lot show)")
 async def show(request: Request, who: Who, lot_id: str) -> JSONResponse:
-    return answer(request, report_dict(await _lots(request).report(lot_id, by=who)))
+    found = report_dict(await _lots(request).report(lot_id, by=who))
+    response = answer(request, found)
+    response.headers["ETag"] = _etag(found["version"])  # for If-Match on its next operation
+    return response
 
 
 @router.post("", status_code=201, summary="Start a lot (lot start)")
@@ -115,39 +149,41 @@ async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
 @router.post("/{lot_id}/track-in", summary="Start a step (lot track-in)")
 async def track_in(request: Request, who: Who, lot_id: str, body: b.TrackInBody) -> JSONResponse:
     command = cmd.TrackIn(lot_id, body.step, who.name, body.tool, dict(body.params))
-    return await _act(request, lambda s: s.track_in(command, by=who))
+    return await _act(request, lambda s: s.track_in(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/track-out", summary="Finish the running step (lot track-out)")
 async def track_out(request: Request, who: Who, lot_id: str, body: b.TrackOutBody) -> JSONResponse:
     command = cmd.TrackOut(lot_id, who.name, dict(body.data), _sites(body.rejects))
-    return await _act(request, lambda s: s.track_out(command, by=who))
+    return await _act(request, lambda s: s.track_out(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/abort", summary="Abandon the running step (lot abort)")
 async def abort(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.AbortStep(lot_id, who.name, body.reason)
-    return await _act(request, lambda s: s.abort(command, by=who))
+    return await _act(request, lambda s: s.abort(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/hold", summary="Hold a lot (lot hold; a reason is required)")
 async def hold(request: Request, who: Who, lot_id: str, body: b.HoldBody) -> JSONResponse:
     command = cmd.HoldLot(lot_id, who.name, body.reason or "", code=body.code)
-    return await _act(request, lambda s: s.hold(command, by=who))
+    return await _act(request, lambda s: s.hold(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/release", summary="Release a held lot (lot release)")
 async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) -> JSONResponse:
     command = cmd.ReleaseLot(lot_id, who.name, body.reason)
     signed = _signed(body.signatures)
-    return await _act(request, lambda s: s.release(command, by=who, signatures=signed))
+    return await _act(
+        request, lambda s: s.release(command, by=who, signatures=signed), lot_id=lot_id
+    )
 
 
 @router.post("/{lot_id}/scrap", summary="Scrap a whole lot (lot scrap)")
 async def scrap(request: Request, who: Who, lot_id: str, body: b.ScrapBody) -> JSONResponse:
     command = cmd.ScrapLot(lot_id, who.name, body.reason or "", code=body.code)
     signed = _signed(body.signatures)
-    return await _act(request, lambda s: s.scrap(command, by=who, signatures=signed))
+    return await _act(request, lambda s: s.scrap(command, by=who, signatures=signed), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/scrap-sites", summary="Scrap some sites of a lot (lot scrap --site)")
@@ -156,36 +192,42 @@ async def scrap_sites(
 ) -> JSONResponse:
     command = cmd.ScrapSites(lot_id, who.name, body.reason or "", _sites(body.sites, body.code))
     signed = _signed(body.signatures)
-    return await _act(request, lambda s: s.scrap_sites(command, by=who, signatures=signed))
+    return await _act(
+        request, lambda s: s.scrap_sites(command, by=who, signatures=signed), lot_id=lot_id
+    )
 
 
 @router.post("/{lot_id}/rework", summary="Send a held lot back to a reworkable step")
 async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) -> JSONResponse:
     command = cmd.ReworkLot(lot_id, body.step, who.name, body.reason or "")
     signed = _signed(body.signatures)
-    return await _act(request, lambda s: s.rework(command, by=who, signatures=signed))
+    return await _act(
+        request, lambda s: s.rework(command, by=who, signatures=signed), lot_id=lot_id
+    )
 
 
 @router.post("/{lot_id}/split", summary="Split carriers off into a child lot (lot split)")
 async def split(request: Request, who: Who, lot_id: str, body: b.SplitBody) -> JSONResponse:
     command = cmd.SplitLot(lot_id, body.into, tuple(body.carriers), who.name, body.reason)
-    return await _act(request, lambda s: s.split(command, by=who))
+    return await _act(request, lambda s: s.split(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/merge", summary="Merge this lot into another (lot merge)")
 async def merge(request: Request, who: Who, lot_id: str, body: b.MergeBody) -> JSONResponse:
     command = cmd.MergeLots(lot_id, body.into, who.name, body.reason)
-    return await _act(request, lambda s: s.merge(command, by=who))
+    return await _act(request, lambda s: s.merge(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/complete", summary="End a lot whose flow may end here")
 async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.CompleteLot(lot_id, who.name, body.reason)
-    return await _act(request, lambda s: s.complete(command, by=who))
+    return await _act(request, lambda s: s.complete(command, by=who), lot_id=lot_id)
 
 
 @router.post("/{lot_id}/migrate", summary="Move a lot to another approved flow version")
 async def migrate(request: Request, who: Who, lot_id: str, body: b.MigrateBody) -> JSONResponse:
     command = cmd.MigrateLot(lot_id, body.version, who.name, body.reason or "")
     signed = _signed(body.signatures)
-    return await _act(request, lambda s: s.migrate(command, by=who, signatures=signed))
+    return await _act(
+        request, lambda s: s.migrate(command, by=who, signatures=signed), lot_id=lot_id
+    )

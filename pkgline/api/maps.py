@@ -14,6 +14,7 @@ from mes.maps.service import export_lot_maps, import_lot_map
 from pkgline import map_views as views
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.lots import as_seen
 
 router = APIRouter(prefix="/lots", tags=["maps"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -37,7 +38,7 @@ async def export(
     summary="Reject the sites an upstream E142 map fails, signed (lot map import)",
 )
 async def import_(request: Request, who: Who, lot_id: str, body: b.MapImportBody) -> Any:
-    lots = state_of(request).services.lots.acting_as(who)
+    lots = as_seen(request, state_of(request).services.lots.acting_as(who), lot_id)
     signed = tuple(
         SignatureGiven(g.username, g.meaning, g.password, g.lot_version) for g in body.signatures
     )

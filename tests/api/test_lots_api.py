@@ -210,6 +210,40 @@ async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -
     assert json.loads(direct.stdout) == shown
 
 
+async def test_an_operation_with_if_match_is_refused_once_the_lot_moved(api: RunningApi) -> None:
+    """Optimistic concurrency for systems and scripts, as HTTP has it: GET /lots/{id} and
+    every operation's answer carry the lot's version as an ETag; an operation sent with
+    ``If-Match`` is refused (409, nothing changed) when the lot has moved since, and a
+    malformed one is a 422 that says what is expected."""
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR)
+        assert (await client.post("/lots", json=START)).status_code == 201
+        seen = await client.get("/lots/A1")
+        etag = seen.headers["etag"]
+        assert etag == f'"{seen.json()["version"]}"'
+        moved = await client.post(
+            "/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"}, headers={"If-Match": etag}
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.headers["etag"] == f'"{moved.json()["version"]}"' != etag
+        stale = await client.post(
+            "/lots/A1/abort", json={"reason": "x"}, headers={"If-Match": etag}
+        )
+        assert stale.status_code == 409 and stale.json()["error"] == "conflict", stale.text
+        assert "changed since its version" in stale.json()["message"]
+        for bad in ("*", '"seven"', 'W/"3"', '""'):
+            refused = await client.post(
+                "/lots/A1/abort", json={"reason": "x"}, headers={"If-Match": bad}
+            )
+            assert refused.status_code == 422 and "If-Match" in refused.json()["message"], bad
+        assert (await client.get("/lots/A1")).json()["state"] == "RUNNING"  # nothing changed
+        current = moved.headers["etag"]
+        aborted = await client.post(
+            "/lots/A1/abort", json={"reason": "wrong carrier"}, headers={"If-Match": current}
+        )
+        assert aborted.status_code == 200 and aborted.json()["state"] == "WAITING", aborted.text
+
+
 async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
     async with api.client() as client:
         for n in range(3):

@@ -596,7 +596,7 @@ async def test_an_operation_decided_on_a_version_of_the_lot_is_refused_once_it_m
     await service.track_in(cmd.TrackIn("V1", "SUBSTRATE_LOAD", USER))  # another person
     before = await _snapshot(service, "V1")
     stale = service.as_seen("V1", seen)
-    with pytest.raises(ConcurrentUpdate, match="changed since this page was loaded"):
+    with pytest.raises(ConcurrentUpdate, match=f"changed since its version {seen} was seen"):
         await stale.track_out(cmd.TrackOut("V1", USER))
     with pytest.raises(ConcurrentUpdate):
         await stale.abort(cmd.AbortStep("V1", USER, "wrong carrier"))
