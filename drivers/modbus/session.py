@@ -35,7 +35,7 @@ import contextlib
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import structlog
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
@@ -77,6 +77,55 @@ waits for a slot first; its timeout runs from when it has one."""
 _handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
+
+
+_UNTRUSTED_CODES: Final = frozenset({2, 18, 19, 20, 21})
+"""OpenSSL's verify codes for a chain that ends at no trust anchor (unable to get the issuer,
+self-signed, self-signed in the chain, unable to get the local issuer, unable to verify)."""
+_TIME_CODES: Final = frozenset({9, 10})  # not yet valid, expired
+_HOST_CODES: Final = frozenset({62, 64})  # host name mismatch, IP address mismatch
+
+
+def tls_refusal(exc: ssl.SSLError, host: str) -> tuple[str, str]:
+    """What a failed TLS handshake says, for an operator, and the OPC UA status code of the
+    same rule (the reason logged, as for a revoked certificate). pymodbus logs the SSL error
+    and answers only False; the driver keeps it (:meth:`ModbusSession.connect`)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code, what = exc.verify_code, exc.verify_message or exc.reason or str(exc)
+        if code in _UNTRUSTED_CODES:
+            return (
+                f"its certificate is not trusted ({what}): neither it nor a CA that issued it "
+                "is in the controller's trusted/certs or issuers/certs; check its thumbprint "
+                "with the tool's vendor, then `pkgline pki trust` it",
+                "BadCertificateUntrusted",
+            )
+        if code in _TIME_CODES:
+            return (
+                f"its certificate is outside its validity period ({what}); is the tool's or "
+                "the controller's clock right, or is the tool's certificate to be renewed?",
+                "BadCertificateTimeInvalid",
+            )
+        if code in _HOST_CODES:
+            return (
+                f"its certificate does not name the host {host} in its subjectAltName "
+                f"({what}): another machine answers at this address, or the endpoint's host "
+                "is not the name the tool's certificate was made for",
+                "BadCertificateHostNameInvalid",
+            )
+        return f"its certificate is refused ({what})", "BadCertificateInvalid"
+    reason = exc.reason or str(exc)
+    if reason == "WRONG_VERSION_NUMBER":
+        return (
+            f"the TLS handshake failed ({reason}): the tool does not answer with TLS on this "
+            "port; does it speak plain Modbus/TCP (then the endpoint has no `tls` table), or "
+            "is it the wrong port?",
+            "BadSecurityChecksFailed",
+        )
+    return (
+        f"the TLS handshake failed ({reason}): does the tool trust the controller's "
+        "certificate, and is it not revoked? the tool's log says why it refused",
+        "BadSecurityChecksFailed",
+    )
 
 
 def _handshake_slot() -> asyncio.Semaphore:
@@ -211,6 +260,7 @@ class ModbusSession:
             return
         conn = _Connection()
         loop = asyncio.get_running_loop()
+        failures: list[BaseException] = []
         settings: dict[str, Any] = {
             "port": self.port,
             "name": f"pkgline:{self.tool_id}",
@@ -229,6 +279,7 @@ class ModbusSession:
             except (PkiError, OSError, ssl.SSLError) as exc:
                 raise self._error(ConfigurationError, f"TLS: {exc}", "connect") from exc
             client = AsyncModbusTlsClient(self.host, sslctx=context, **settings)
+            self._keep_handshake_error(client, failures)
         else:
             client = AsyncModbusTcpClient(self.host, **settings)
         conn.client = client
@@ -253,6 +304,8 @@ class ModbusSession:
                 self._last_failure,
                 "connect",
             )
+        if not connected and failures and isinstance(failures[0], ssl.SSLError):
+            self._refused_in_handshake(failures[0])
         if not connected:
             waited = loop.time() - began
             why = (
@@ -270,6 +323,41 @@ class ModbusSession:
             self._check_peer(client)
         self._last_failure = None
         self._conn = conn
+
+    @staticmethod
+    def _keep_handshake_error(client: AsyncModbusTlsClient, failures: list[BaseException]) -> None:
+        """Keep why pymodbus' connection attempt failed: it logs the exception and answers
+        only False, and with TLS the exception is what says which certificate was refused and
+        why (untrusted, expired, another host's)."""
+        create = client.ctx.call_create
+
+        async def create_keeping_the_error() -> Any:
+            try:
+                return await create()
+            except BaseException as exc:
+                failures.append(exc)
+                raise
+
+        client.ctx.call_create = create_keeping_the_error
+
+    def _refused_in_handshake(self, exc: ssl.SSLError) -> NoReturn:
+        """The TLS handshake failed: say why (the tool's certificate refused, and which rule
+        it broke, or the handshake itself), logged once per reason."""
+        reason, code = tls_refusal(exc, self.host)
+        failure = f"Modbus/TCP Security: refused the tool at {self.host}:{self.port}: {reason}"
+        if not isinstance(exc, ssl.SSLCertVerificationError):
+            failure = f"Modbus/TCP Security: cannot connect to {self.host}:{self.port}: {reason}"
+        if failure != self._last_failure:  # once per reason, not at every reconnection
+            log.warning(
+                "tool certificate refused"
+                if isinstance(exc, ssl.SSLCertVerificationError)
+                else "tls handshake failed",
+                tool_id=self.tool_id,
+                reason=code,
+                error=failure,
+            )
+        self._last_failure = failure
+        raise self._error(SecurityRefused, failure, "connect") from exc
 
     def _check_peer(self, client: AsyncModbusTcpClient) -> None:
         """Refuse a tool whose certificate passed the handshake but not our own check

@@ -7,6 +7,7 @@ error, the simulator's log line)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -123,6 +124,86 @@ async def test_a_tool_certificate_the_controller_does_not_trust_is_refused(
             await driver.status()
     finally:
         await driver.close()
+
+
+def serve_as_tool(pair: Pair, cert: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
+    """The tool presents ``cert``; the controller trusts exactly that certificate (when the
+    rule tested is not trust itself, the certificate passes it)."""
+    C.write_own(pair.simulator, cert, key)
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    pair.controller.store(cert, pair.controller.trusted)
+
+
+async def refused_in_handshake(
+    pair: Pair, tool: VirtualTool
+) -> tuple[str, list[dict[str, object]]]:
+    """Connect to a simulator serving ``pair.simulator``'s certificate: the driver's error and
+    what it logged."""
+    context = P.tls_server_context(pair.simulator)
+    async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
+        with capture_logs() as logs:
+            driver = await started(tls_driver(server, pair.controller))
+        try:
+            with capture_logs() as later:
+                message = await refusal(driver, "refused the tool")
+                with pytest.raises(ToolUnreachable, match="refused the tool"):
+                    await driver.set_mode(Mode.SETUP)
+            logs += later  # logged once, however often it reconnects meanwhile
+            assert f"refused the tool at 127.0.0.1:{server.port}" in message
+            assert tool.status.mode is Mode.PRODUCTION
+        finally:
+            await driver.close()
+    return message, [e for e in logs if e["event"] == "tool certificate refused"]
+
+
+async def test_an_untrusted_tool_certificate_is_refused_saying_so(
+    pair: Pair, tool: VirtualTool
+) -> None:
+    """pymodbus keeps the handshake's SSL error to itself (answers False): the driver keeps
+    it, and says which certificate rule failed instead of "refused or unreachable"."""
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    pair.controller.store(pair.controller_cert, pair.controller.trusted)  # something, not it
+    message, refusals = await refused_in_handshake(pair, tool)
+    assert "its certificate is not trusted" in message
+    assert "`pkgline pki trust` it" in message
+    assert "refused or unreachable" not in message
+    assert len(refusals) == 1 and refusals[0]["reason"] == "BadCertificateUntrusted"
+    assert refusals[0]["tool_id"] == "MOLD-1"
+
+
+@pytest.mark.parametrize("when", ["expired", "not yet valid"])
+async def test_a_tool_certificate_outside_its_validity_is_refused_saying_so(
+    pair: Pair, tool: VirtualTool, rsa_keys: Keys, when: str
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    start = now - dt.timedelta(days=3) if when == "expired" else now + dt.timedelta(days=3)
+    cert = app_certificate(rsa_keys.simulator, SIMULATOR_URI, days=1, not_before=start)
+    serve_as_tool(pair, cert, rsa_keys.simulator)
+    message, refusals = await refused_in_handshake(pair, tool)
+    assert (
+        f"outside its validity period (certificate {'has ' if when == 'expired' else 'is '}"
+        in message
+    )
+    assert when in message
+    assert len(refusals) == 1 and refusals[0]["reason"] == "BadCertificateTimeInvalid"
+
+
+async def test_a_trusted_certificate_for_another_host_is_refused_saying_so(
+    pair: Pair, tool: VirtualTool, rsa_keys: Keys
+) -> None:
+    """A man in the middle with a certificate the line trusts, but made for another tool."""
+    cert = C.make_certificate(
+        rsa_keys.simulator,
+        common_name="tool-9",
+        application_uri=SIMULATOR_URI,
+        hosts=["tool-9.example"],
+    )
+    serve_as_tool(pair, cert, rsa_keys.simulator)
+    message, refusals = await refused_in_handshake(pair, tool)
+    assert "does not name the host 127.0.0.1 in its subjectAltName" in message
+    assert len(refusals) == 1 and refusals[0]["reason"] == "BadCertificateHostNameInvalid"
 
 
 async def test_a_plain_modbus_client_gets_nothing_from_a_tls_tool(
