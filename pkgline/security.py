@@ -117,18 +117,26 @@ def listing(pki: Pki) -> list[Listed]:
     return found
 
 
+def secure_pkis(config: LineConfig) -> set[Path | None]:
+    """The PKI directories of the line's secure links: secure OPC UA endpoints and Modbus
+    endpoints with a ``tls`` table (Modbus/TCP Security)."""
+    found: set[Path | None] = set()
+    for tool in config.tools:
+        endpoint = tool.endpoint
+        if isinstance(endpoint, OpcUaEndpoint) and endpoint.security.secure:
+            found.add(endpoint.security.pki)
+        elif isinstance(endpoint, ModbusEndpoint) and endpoint.tls is not None:
+            found.add(endpoint.tls.pki)
+    return found
+
+
 def expiry_notes(config: LineConfig, *, within_days: int = EXPIRY_WARNING_DAYS) -> list[str]:
     """Sentences for the certificates the controller uses (its own, and those it trusts)
     that expire within ``within_days``: for ``pkgline line status`` and the heartbeat."""
-    if not any(
-        isinstance(t.endpoint, OpcUaEndpoint) and t.endpoint.security.secure for t in config.tools
-    ):
+    used = secure_pkis(config)
+    if not used:
         return []
-    pkis = {config.security.pki} | {
-        t.endpoint.security.pki
-        for t in config.tools
-        if isinstance(t.endpoint, OpcUaEndpoint) and t.endpoint.security.secure
-    }
+    pkis = {config.security.pki} | used
     certs: list[tuple[str, x509.Certificate]] = []
     for root in sorted(p for p in pkis if p is not None):
         pki = Pki(root)

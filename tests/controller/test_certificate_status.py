@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drivers.certificates import init_own
-from drivers.config import OpcUaEndpoint, OpcUaSecurity
+from drivers.config import ModbusEndpoint, ModbusTls, OpcUaEndpoint, OpcUaSecurity
 from drivers.pki import Pki
 from pkgline.config import LineConfig
 from pkgline.security import controller_uri, expiry_notes, secure_demo_line
@@ -50,6 +50,39 @@ def test_expiry_notes_name_the_certificates_that_expire_within_30_days(tmp_path:
     )
     config, _ = secure_line(tmp_path / "later", days=90)
     assert expiry_notes(config) == []
+
+
+def test_a_line_of_modbus_tcp_security_tools_only_is_told_of_expiring_certificates(
+    tmp_path: Path,
+) -> None:
+    """The controller's certificate serves Modbus/TCP Security as well: a line without a
+    secure OPC UA endpoint is told too, as is a Modbus tool's own PKI."""
+    config = line_config(tools=["MOLD-1"])
+    tools = tuple(
+        t.model_copy(update={"endpoint": t.endpoint.model_copy(update={"tls": ModbusTls()})})
+        for t in config.tools
+    )
+    config = secure_demo_line(config.model_copy(update={"tools": tools}), tmp_path / "pki")
+    assert config.security.pki is not None
+    init_own(
+        Pki(config.security.pki),
+        common_name="pkgline controller",
+        application_uri=controller_uri(),
+        days=10,
+    )
+    notes = expiry_notes(config)
+    assert len(notes) == 1 and notes[0].startswith(
+        "certificate expiring: own certificate CN=pkgline controller"
+    )
+    own = Pki(tmp_path / "tool-pki")
+    init_own(own, common_name="mold tls", application_uri=controller_uri(), days=5)
+    endpoint = config.tools[0].endpoint
+    assert isinstance(endpoint, ModbusEndpoint)
+    tool = config.tools[0].model_copy(
+        update={"endpoint": endpoint.model_copy(update={"tls": ModbusTls(pki=own.root)})}
+    )
+    notes = expiry_notes(config.model_copy(update={"tools": (tool,)}))
+    assert any("CN=mold tls" in note for note in notes), notes
 
 
 async def test_an_expiring_certificate_shows_in_status_and_in_line_status(
