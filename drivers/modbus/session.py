@@ -277,7 +277,9 @@ class ModbusSession:
                 self._identity = self._tls_identity() if self._tls_identity else None
                 context = self._tls()
             except (PkiError, OSError, ssl.SSLError) as exc:
-                raise self._error(ConfigurationError, f"TLS: {exc}", "connect") from exc
+                # said by the requests made meanwhile too, not only logged once
+                self._last_failure = f"Modbus/TCP Security: {exc}"
+                raise self._error(ConfigurationError, self._last_failure, "connect") from exc
             client = AsyncModbusTlsClient(self.host, sslctx=context, **settings)
             self._keep_handshake_error(client, failures)
         else:

@@ -225,6 +225,26 @@ async def test_a_plain_modbus_client_gets_nothing_from_a_tls_tool(
     assert tool.status.mode is Mode.PRODUCTION
 
 
+async def test_a_pki_without_the_controllers_certificate_is_said_by_every_request(
+    tls_server: ModbusToolServer, tool: VirtualTool, tmp_path: Path
+) -> None:
+    """A configuration mistake (the tls table's pki names a directory without own/): the
+    requests say what is missing and how to make it, not only "not connected" (the log said
+    it once)."""
+    empty = P.Pki(tmp_path / "no-such-pki")
+    driver = await started(tls_driver(tls_server, empty))
+    try:
+        for _ in range(2):  # the first attempt's error, and again from the reconnections
+            with pytest.raises(ToolUnreachable) as caught:
+                await driver.set_mode(Mode.ENGINEERING)
+            message = str(caught.value)
+            assert f"{empty.root}: no application instance certificate" in message
+            assert "`pkgline pki init`" in message
+        assert tool.status.mode is Mode.PRODUCTION
+    finally:
+        await driver.close()
+
+
 def test_tls_contexts_require_tls_1_2_and_a_peer_certificate(pair: Pair) -> None:
     for context in (P.tls_client_context(pair.controller), P.tls_server_context(pair.simulator)):
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
