@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import ssl
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -164,6 +165,22 @@ loaded it 500 times, past their timeout. A file replaced, added or removed chang
 the next connection parses again, so what changed is still taken at the next connection."""
 
 
+def check_key_mode(path: Path) -> None:
+    """Refuse a private key that the owner's group or others may read or write (the service
+    account's group holds the operators; deploy/install.sh): OPC UA's and TLS's proof of who
+    the controller is would be anyone's. A missing file is left to the loader to report."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PkiError(
+            f"{path}: the private key is readable or writable by group or others (mode "
+            f"{stat.S_IMODE(mode):04o}); expected 0600, the service account's alone: "
+            f"`chmod 600 {path}` (and, as the key may have been copied, `pkgline pki renew`)"
+        )
+
+
 def _load_key(path: Path) -> PrivateKeyTypes:
     try:
         data = path.read_bytes()
@@ -280,6 +297,7 @@ class Pki:
         file is replaced (``pkgline pki renew``). Raises PkiError when missing or unreadable."""
         if not self.has_own:
             self.own()  # raises the error that says how to make one
+        check_key_mode(self.own_key)  # at every call: a chmod changes none of the state below
         state = (_stat(self.own_certificate), _stat(self.own_key))
         cached = _parsed_own.get(self.root)
         if cached is None or cached[0] != state:
@@ -435,6 +453,7 @@ def _tls_context(pki: Pki, purpose: ssl.Purpose) -> ssl.SSLContext:
     if not pki.own_certificate_pem.is_file():
         pki.own()  # says what is missing
         raise PkiError(f"{pki.own_certificate_pem}: missing; `pkgline pki renew` writes it")
+    check_key_mode(pki.own_key)
     context.load_cert_chain(pki.own_certificate_pem, pki.own_key)
     anchors = pki.trusted_certificates() + pki.issuer_certificates()
     if not anchors:
@@ -474,7 +493,8 @@ def check_tls_peer(pki: Pki, transport: asyncio.BaseTransport | None) -> x509.Ce
 
 def _files_state(pki: Pki) -> tuple[object, ...]:
     """What a TLS context is made of, as file names, sizes and times: changes when the own
-    certificate or key is replaced or a certificate is trusted, rejected or removed."""
+    certificate or key is replaced or a certificate is trusted, rejected or removed (or the
+    key's mode changes: a context is not made from a key others may read)."""
     state: list[object] = []
     for path in (pki.own_certificate_pem, pki.own_key):
         try:
@@ -482,7 +502,7 @@ def _files_state(pki: Pki) -> tuple[object, ...]:
         except FileNotFoundError:
             state.append(None)
         else:
-            state.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            state.append((st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode))
     for directory in (pki.trusted, pki.issuers):
         for path in _files(directory):
             st = path.stat()

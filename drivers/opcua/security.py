@@ -21,7 +21,7 @@ from drivers.config import OpcUaSecurity
 from drivers.credentials import read_credentials, redact_asyncua_passwords
 from drivers.errors import ConfigurationError
 from drivers.opcua.ua_typed import Client, StatusCodes
-from drivers.pki import CertificateRejected, Pki, PkiError, application_uris
+from drivers.pki import CertificateRejected, Pki, PkiError, application_uris, check_key_mode
 
 POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -105,6 +105,10 @@ async def secure_client(client: Client, security: OpcUaSecurity) -> ServerCheck 
         client.set_password(credentials.password)
     if security.user_certificate is not None:
         assert security.user_key is not None
+        try:
+            check_key_mode(security.user_key)
+        except PkiError as exc:
+            raise ConfigurationError(str(exc)) from exc
         try:
             await client.load_client_certificate(str(security.user_certificate))
             await client.load_private_key(security.user_key)

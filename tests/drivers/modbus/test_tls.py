@@ -245,6 +245,23 @@ async def test_a_pki_without_the_controllers_certificate_is_said_by_every_reques
         await driver.close()
 
 
+async def test_a_controller_key_others_can_read_is_refused(
+    pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    P.tls_client_context(pair.controller)  # made while the key was 0600: a chmod is seen too
+    pair.controller.own_key.chmod(0o640)
+    driver = await started(tls_driver(tls_server, pair.controller))
+    try:
+        with pytest.raises(ToolUnreachable) as caught:
+            await driver.set_mode(Mode.ENGINEERING)
+        assert "the private key is readable or writable by group or others (mode 0640)" in str(
+            caught.value
+        )
+        assert tool.status.mode is Mode.PRODUCTION
+    finally:
+        await driver.close()
+
+
 def test_tls_contexts_require_tls_1_2_and_a_peer_certificate(pair: Pair) -> None:
     for context in (P.tls_client_context(pair.controller), P.tls_server_context(pair.simulator)):
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2

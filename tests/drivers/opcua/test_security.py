@@ -183,6 +183,43 @@ async def test_a_credentials_file_others_can_read_is_refused(
     assert str(loose) in message
 
 
+async def test_a_private_key_others_can_read_is_refused(
+    pair: Pair,
+    tmp_path: Path,
+    secure_server: OpcUaToolServer,
+    make_driver: DriverMaker,
+    credentials: Path,
+    rsa_keys: Keys,
+) -> None:
+    """The controller's key (own/private/key.pem) and a user certificate's key: 0600, the
+    service account's alone, or refused with the mode found (not used as it is)."""
+    pair.controller.own_identity()  # parsed while it was 0600: a chmod since is seen too
+    pair.controller.own_key.chmod(0o644)
+    driver = await make_driver(
+        DICER, secure_server.url, security=security(pair, credentials=credentials)
+    )
+    message = await refusal(driver)
+    assert (
+        f"{pair.controller.own_key}: the private key is readable or writable by group or others (mode 0644)"
+        in message
+    )
+    assert "chmod 600" in message
+    pair.controller.own_key.chmod(0o600)
+    _, cert_path, key_path = write_user_certificate(tmp_path, rsa_keys)
+    key_path.chmod(0o640)
+    driver = await make_driver(
+        DICER,
+        secure_server.url,
+        tool_id="DICER-1",
+        security=security(pair, user_certificate=cert_path, user_key=key_path),
+    )
+    message = await refusal(driver)
+    assert (
+        f"{key_path}: the private key is readable or writable by group or others (mode 0640)"
+        in message
+    )
+
+
 async def test_a_user_may_command_only_the_tools_it_operates(
     pair: Pair, credentials: Path, make_driver: DriverMaker
 ) -> None:
