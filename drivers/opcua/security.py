@@ -19,7 +19,7 @@ from cryptography import x509
 
 from drivers.config import OpcUaSecurity
 from drivers.credentials import read_credentials, redact_asyncua_passwords
-from drivers.errors import ConfigurationError
+from drivers.errors import ConfigurationError, SecurityRefused
 from drivers.opcua.ua_typed import Client, StatusCodes
 from drivers.pki import CertificateRejected, Pki, PkiError, application_uris, check_key_mode
 
@@ -80,6 +80,35 @@ class ServerCheck:
             raise ServiceError(getattr(StatusCodes, exc.reason.value)) from exc
 
 
+def _refuse_a_password_in_clear(client: Client) -> None:
+    """Never send the password readable on the wire. A server whose user token policy for
+    names and passwords says SecurityPolicy None asks for the password unencrypted in the
+    token (OPC UA Part 4, 7.41), which only a SignAndEncrypt channel then hides: asyncua
+    sends it so over a Sign channel too, logging only a warning. The session is refused
+    before ActivateSession instead (the token policy comes with CreateSession's answer, on
+    the signed channel), as the configuration refuses a password without security."""
+    activate = client.activate_session
+
+    async def activate_unless_in_clear(
+        username: str | None = None,
+        password: str | None = None,
+        certificate: x509.Certificate | None = None,
+    ) -> ua.ActivateSessionResult:
+        if password and certificate is None:
+            token = client.server_policy(ua.UserTokenType.UserName)
+            in_clear = token.SecurityPolicyUri == security_policies.SecurityPolicyNone.URI
+            if in_clear and client.security_policy.Mode != ua.MessageSecurityMode.SignAndEncrypt:
+                raise SecurityRefused(
+                    "the server asks for the user's password unencrypted (its user token "
+                    "policy for names and passwords has SecurityPolicy None) over a channel "
+                    "that is only signed: the password was not sent; use mode "
+                    '"SignAndEncrypt", or a user certificate'
+                )
+        return await activate(username, password, certificate)
+
+    client.activate_session = activate_unless_in_clear  # type: ignore[method-assign]
+
+
 def security_pki(security: OpcUaSecurity) -> Pki:
     if security.pki is None:
         raise ConfigurationError(
@@ -103,6 +132,7 @@ async def secure_client(client: Client, security: OpcUaSecurity) -> ServerCheck 
             raise ConfigurationError(str(exc)) from exc
         client.set_user(credentials.username)
         client.set_password(credentials.password)
+        _refuse_a_password_in_clear(client)
     if security.user_certificate is not None:
         assert security.user_key is not None
         try:

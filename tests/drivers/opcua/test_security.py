@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from asyncua import ua
 from cryptography.hazmat.primitives import serialization
 
 from drivers import certificates as C
@@ -171,6 +172,30 @@ async def test_a_password_is_never_logged_on_a_good_connection(
     assert secure_server.url in caplog.text + out.out + out.err  # the endpoint is logged...
     for text in (caplog.text, out.out, out.err):
         assert PASSWORD not in text  # ...its user's password is not
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_password_is_never_sent_in_clear_over_a_signed_only_channel(
+    mode: str, pair: Pair, credentials: Path, make_driver: DriverMaker
+) -> None:
+    """A tool whose user token policy asks for the password unencrypted (SecurityPolicy
+    None in the token): over SignAndEncrypt the channel hides it; over Sign it would be
+    readable on the wire, so the session is refused before the password is sent."""
+    async with OpcUaToolServer([dicer()], security=simulator_security(pair)) as server:
+        assert server._server is not None
+        for endpoint in server._server.iserver.endpoints:
+            for token in endpoint.UserIdentityTokens:
+                if token.TokenType == ua.UserTokenType.UserName:
+                    token.SecurityPolicyUri = "http://opcfoundation.org/UA/SecurityPolicy#None"
+        sec = security(pair, mode=mode, credentials=credentials)
+        driver = await make_driver(DICER, server.url, security=sec)
+        if mode == "SignAndEncrypt":
+            assert driver.connected
+            await driver.set_mode(Mode.SETUP)
+            return
+        message = await refusal(driver)
+        assert "asks for the user's password unencrypted" in message
+        assert "the password was not sent" in message
 
 
 async def test_a_credentials_file_others_can_read_is_refused(
