@@ -221,8 +221,18 @@ def renew_own(
 ) -> x509.Certificate:
     """Replace the own certificate with one of the same subject, URI and host names, valid
     from now (a new key unless told otherwise). Peers that trusted the old certificate one by
-    one must be given the new one (``pkgline pki list`` shows it)."""
+    one must be given the new one (``pkgline pki list`` shows it). A certificate a CA issued
+    is refused (PkiError): its renewal is the CA's, a self-signed one would break the peers'
+    trust in that CA."""
     old, _, key_path = pki.own()
+    if old.issuer != old.subject:
+        raise PkiError(
+            f"{pki.own_certificate} was issued by {old.issuer.rfc4514_string()}, not made "
+            "here: a renewal here would be self-signed, and the peers that trust that CA "
+            "would refuse it. Have the CA issue a new certificate for the same application "
+            f"URI and host names (for the key in {key_path}, or a new one) and put it in "
+            f"{pki.own_certificate.parent} (cert.der and cert.pem) and its key in {key_path}"
+        )
     key = new_key() if new_key_pair else load_key(key_path)
     names = old.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     try:

@@ -68,6 +68,27 @@ def test_trust_list_reject_and_renew(tmp_path: Path) -> None:
     assert [row["group"] for row in listed] == ["own", "rejected"]
 
 
+def test_renew_refuses_a_certificate_a_ca_issued_and_changes_nothing(tmp_path: Path) -> None:
+    """A controller whose certificate a site CA issued (the tools trust the CA): a renewal
+    here would be self-signed, and every tool would refuse it."""
+    pki = P.Pki(tmp_path / "ctl")
+    ca_key, key = C.new_key(), C.new_key()
+    ca = C.make_ca(ca_key, common_name="site CA")
+    issued = C.make_certificate(
+        key,
+        common_name="pkgline controller",
+        application_uri="urn:pkgline:controller:test",
+        hosts=["localhost"],
+        issuer=(ca, ca_key),
+    )
+    C.write_own(pki, issued, key)
+    renewed = pkgline("pki", "renew", "--dir", str(pki.root))
+    assert renewed.returncode == 4, renewed.stdout
+    assert "was issued by CN=site CA" in renewed.stderr
+    assert "Have the CA issue a new certificate" in renewed.stderr
+    assert pki.own()[0] == issued
+
+
 def test_a_file_that_is_no_certificate_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     assert pkgline("pki", "init", "--dir", str(tmp_path / "pki")).returncode == 0
     junk = tmp_path / "junk.der"
