@@ -66,6 +66,16 @@ TLS_HINT = (
     "log says why it refused; `pkgline pki list`)"
 )
 
+PLAIN_HINT = (
+    " (before any answer: a tool that speaks Modbus/TCP Security closes a plain connection; "
+    "does the endpoint need a `tls` table?)"
+)
+SILENT_HANDSHAKE = (
+    "no answer to the TLS handshake within {timeout:g} s (Modbus/TCP Security: a tool that "
+    "speaks plain Modbus/TCP waits for a request and never answers a handshake; is the tool "
+    "TLS on this port, or is it plain, without a `tls` table?)"
+)
+
 
 HANDSHAKES_AT_ONCE: Final = 16
 """TLS connections being opened at once by one event loop. A handshake costs both sides
@@ -299,7 +309,7 @@ class ModbusSession:
             # connection to keep, or the next request would find it gone.
             self._last_failure = (
                 f"cannot connect to {self.host}:{self.port}: the tool closed the connection"
-                + (TLS_HINT if self._tls is not None else "")
+                + (TLS_HINT if self._tls is not None else PLAIN_HINT)
             )
             raise self._error(
                 SecurityRefused if self._tls is not None else ToolUnreachable,
@@ -310,13 +320,14 @@ class ModbusSession:
             self._refused_in_handshake(failures[0])
         if not connected:
             waited = loop.time() - began
+            silent = waited >= 0.9 * self.timeout_s
             why = (
                 f"no answer within {self.timeout_s:g} s"
-                if waited >= 0.9 * self.timeout_s
-                else "connection refused or unreachable"
+                if silent
+                else ("connection refused or unreachable")
             )
             if self._tls is not None:
-                why += TLS_HINT
+                why = SILENT_HANDSHAKE.format(timeout=self.timeout_s) if silent else why + TLS_HINT
             self._last_failure = f"cannot connect to {self.host}:{self.port}: {why}"
             # (with TLS the hint says it may be the handshake: a refused or unreachable
             # tool cannot be told from a refused certificate here)
@@ -420,6 +431,10 @@ class ModbusSession:
             # at the first request: the connection closes before any answer.
             message += TLS_HINT
             self._last_failure = message  # said by the requests made until it reconnects
+        elif self._tls is None and not conn.answered:
+            # A TLS tool takes our first request for a bad handshake and hangs up.
+            message += PLAIN_HINT
+            self._last_failure = message
         self._break(conn, SecurityRefused if refused else ToolUnreachable, message)
 
     def _break(

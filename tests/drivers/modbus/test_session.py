@@ -129,7 +129,8 @@ async def test_a_dropped_connection_fails_the_waiting_requests_at_once() -> None
             async with asyncio.timeout(1.0):  # long before the 5 s timeout
                 with pytest.raises(ToolUnreachable, match="closed the connection"):
                     await session.read_input_registers(0, 1, request="status")
-            assert lost == ["the tool closed the connection"]
+            # (before any answer: with the hint that a TLS tool does this to a plain client)
+            assert len(lost) == 1 and lost[0].startswith("the tool closed the connection (")
         finally:
             await session.close()
 

@@ -262,6 +262,35 @@ async def test_a_controller_key_others_can_read_is_refused(
         await driver.close()
 
 
+async def test_a_tls_tool_configured_as_plain_says_a_tls_table_may_be_missing(
+    tls_server: ModbusToolServer, tool: VirtualTool
+) -> None:
+    """The endpoint has no tls table, the tool speaks Modbus/TCP Security: nothing is
+    served, and the error says what may be missing (not only "not connected")."""
+    driver = await started(ModbusDriver(tool_config(MOLDER, tls_server.port, tool_id="MOLD-1")))
+    try:
+        message = await refusal(driver, "`tls` table")
+        assert "a tool that speaks Modbus/TCP Security closes a plain connection" in message
+        assert tool.status.mode is Mode.PRODUCTION
+    finally:
+        await driver.close()
+
+
+async def test_a_plain_tool_configured_for_tls_says_so(pair: Pair, tool: VirtualTool) -> None:
+    """The endpoint has a tls table, the tool speaks plain Modbus/TCP: the handshake gets
+    no answer; the error says the tool may be plain, and nothing falls back to plain."""
+    async with ModbusToolServer(tool, host="127.0.0.1", port=0) as server:
+        driver = await started(tls_driver(server, pair.controller))
+        try:
+            message = await refusal(driver, "no answer to the TLS handshake")
+            assert "a tool that speaks plain Modbus/TCP" in message
+            with pytest.raises(ToolUnreachable):
+                await driver.set_mode(Mode.ENGINEERING)
+            assert tool.status.mode is Mode.PRODUCTION
+        finally:
+            await driver.close()
+
+
 def test_tls_contexts_require_tls_1_2_and_a_peer_certificate(pair: Pair) -> None:
     for context in (P.tls_client_context(pair.controller), P.tls_server_context(pair.simulator)):
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
