@@ -351,13 +351,19 @@ class Pki:
         *,
         expected_uri: str | None,
         trust_on_first_use: bool = False,
+        endpoint: str | None = None,
         now: dt.datetime | None = None,
     ) -> None:
         """Accept ``cert`` or raise :class:`CertificateRejected` (see the module docstring). An
         untrusted certificate is copied to rejected/certs, or, with ``trust_on_first_use``,
         to trusted/certs and accepted. The trust list's files are looked at on every call (and
         parsed again when they changed), so a certificate trusted, rejected or revoked since
-        is taken at the next connection."""
+        is taken at the next connection.
+
+        Trust on first use is for the first use of ``endpoint`` only: the certificate trusted
+        then is pinned to it (:meth:`first_use`), and a certificate not on the trust list
+        that comes later from that endpoint (replaced at the tool, or another machine
+        answering in its place) is refused like any untrusted one."""
         now = now or dt.datetime.now(dt.UTC)
         who = describe(cert)
         if cert.not_valid_after_utc < now:
@@ -380,10 +386,22 @@ class Pki:
             )
         issuer = self._trusted_issuer(cert)
         if issuer is None:
-            if trust_on_first_use:
+            pinned = self.first_use(endpoint) if endpoint is not None else None
+            if trust_on_first_use and pinned is None:
                 self.store(cert, self.trusted)
+                if endpoint is not None:
+                    self._pin_first_use(endpoint, cert)
                 return
             self.store(cert, self.rejected)
+            if trust_on_first_use:
+                raise CertificateRejected(
+                    RejectReason.UNTRUSTED,
+                    f"certificate {who} is not trusted, and trust on first use was used "
+                    f"up at {endpoint} (for the certificate with thumbprint {pinned}): the "
+                    "tool's certificate was replaced, or another machine answers in its "
+                    f"place; copied to {self.rejected}: if it is the right one, `pkgline pki "
+                    "trust` it",
+                )
             raise CertificateRejected(
                 RejectReason.UNTRUSTED,
                 f"certificate {who} is not trusted (not in {self.trusted}, nor issued by a CA "
@@ -391,6 +409,26 @@ class Pki:
                 "one, `pkgline pki trust` it",
             )
         self.check_revocation(cert)
+
+    @property
+    def first_use_pins(self) -> Path:
+        """One file per endpoint whose certificate was trusted on first use: its thumbprint."""
+        return self.root / "first-use"
+
+    def _pin_path(self, endpoint: str) -> Path:
+        return self.first_use_pins / (re.sub(r"[^A-Za-z0-9_.-]+", "_", endpoint)[:120] + ".txt")
+
+    def first_use(self, endpoint: str) -> str | None:
+        """The thumbprint of the certificate trusted on first use at ``endpoint``, if any."""
+        try:
+            return self._pin_path(endpoint).read_text(encoding="utf-8").split()[0]
+        except (FileNotFoundError, IndexError):
+            return None
+
+    def _pin_first_use(self, endpoint: str, cert: x509.Certificate) -> None:
+        write_private(
+            self._pin_path(endpoint), f"{thumbprint(cert)} {endpoint}\n".encode(), mode=0o644
+        )
 
     def check_revocation(self, cert: x509.Certificate) -> None:
         """Raise :class:`CertificateRejected` (``REVOKED``) when ``cert`` is on a revocation

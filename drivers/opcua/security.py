@@ -60,9 +60,10 @@ class ServerCheck:
     """The certificate validator given to asyncua: checks the server's certificate against the
     trust list, remembers why it refused one."""
 
-    def __init__(self, pki: Pki, security: OpcUaSecurity):
+    def __init__(self, pki: Pki, security: OpcUaSecurity, *, endpoint: str | None = None):
         self._pki = pki
         self._security = security
+        self._endpoint = endpoint
         self.rejected: CertificateRejected | None = None
 
     async def __call__(self, cert: x509.Certificate, server: ua.ApplicationDescription) -> None:
@@ -72,6 +73,7 @@ class ServerCheck:
                 cert,
                 expected_uri=expected,
                 trust_on_first_use=self._security.trust_on_first_use,
+                endpoint=self._endpoint,
             )
         except CertificateRejected as exc:
             self.rejected = exc
@@ -157,7 +159,7 @@ async def secure_client(client: Client, security: OpcUaSecurity) -> ServerCheck 
     uris = application_uris(own.certificate)
     if uris:
         client.application_uri = uris[0]
-    check = ServerCheck(pki, security)
+    check = ServerCheck(pki, security, endpoint=client.server_url.geturl())
     client.certificate_validator = check
     # What asyncua's Client.set_security does, with our certificate and key parsed once per
     # PKI directory (Pki.own_identity) instead of read and parsed again at every connection:

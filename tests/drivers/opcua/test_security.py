@@ -323,6 +323,39 @@ async def test_trust_on_first_use_only_where_configured(
     ]
 
 
+async def test_trust_on_first_use_trusts_the_first_certificate_only(
+    pair: Pair, rsa_keys: Keys, credentials: Path, make_driver: DriverMaker
+) -> None:
+    """After the first use, another certificate at the same endpoint (the tool's replaced,
+    or a man in the middle with a certificate of its own) is refused, not trusted too."""
+    for path in pair.controller.trusted.iterdir():
+        path.unlink()
+    server = OpcUaToolServer([dicer()], security=simulator_security(pair))
+    await server.start()
+    try:
+        sec = security(pair, credentials=credentials, trust_on_first_use=True)
+        driver = await make_driver(DICER, server.url, security=sec)
+        assert driver.connected  # the first use
+        await server.stop()
+        other = app_certificate(rsa_keys.user, SIMULATOR_URI, name="impostor")
+        C.write_own(pair.simulator, other, rsa_keys.user)
+        await server.start()  # the same endpoint, another certificate
+
+        async def refused() -> bool:
+            return "trust on first use was used up" in await refusal(driver)
+
+        await eventually(refused, within=5.0)
+        message = await refusal(driver)
+        assert "certificate CN=impostor" in message
+        assert P.thumbprint(pair.simulator_cert) in message
+        assert [c.serial_number for c in pair.controller.trusted_certificates()] == [
+            pair.simulator_cert.serial_number
+        ]
+        assert P.file_name(other) in [p.name for p in pair.controller.rejected.iterdir()]
+    finally:
+        await server.close()
+
+
 async def test_an_expired_server_certificate_is_refused(
     pair: Pair, rsa_keys: Keys, credentials: Path, make_driver: DriverMaker
 ) -> None:
