@@ -96,7 +96,10 @@ _TIME_CODES: Final = frozenset({9, 10})  # not yet valid, expired
 _HOST_CODES: Final = frozenset({62, 64})  # host name mismatch, IP address mismatch
 
 
-def tls_refusal(exc: ssl.SSLError, host: str) -> tuple[str, str]:
+_HUNG_UP: Final = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def tls_refusal(exc: ssl.SSLError | OSError, host: str) -> tuple[str, str]:
     """What a failed TLS handshake says, for an operator, and the OPC UA status code of the
     same rule (the reason logged, as for a revoked certificate). pymodbus logs the SSL error
     and answers only False; the driver keeps it (:meth:`ModbusSession.connect`)."""
@@ -123,6 +126,13 @@ def tls_refusal(exc: ssl.SSLError, host: str) -> tuple[str, str]:
                 "BadCertificateHostNameInvalid",
             )
         return f"its certificate is refused ({what})", "BadCertificateInvalid"
+    if not isinstance(exc, ssl.SSLError):
+        return (
+            "the tool closed the connection during the TLS handshake: does the tool trust "
+            "the controller's certificate, and is it not revoked? the tool's log says why it "
+            "refused",
+            "BadSecurityChecksFailed",
+        )
     reason = exc.reason or str(exc)
     if reason == "WRONG_VERSION_NUMBER":
         return (
@@ -318,6 +328,10 @@ class ModbusSession:
             )
         if not connected and failures and isinstance(failures[0], ssl.SSLError):
             self._refused_in_handshake(failures[0])
+        if not connected and failures and isinstance(failures[0], _HUNG_UP):
+            # TCP connected, then the tool hung up in the handshake (TLS 1.2: its refusal of
+            # our certificate, often without an alert)
+            self._refused_in_handshake(failures[0])
         if not connected:
             waited = loop.time() - began
             silent = waited >= 0.9 * self.timeout_s
@@ -353,7 +367,7 @@ class ModbusSession:
 
         client.ctx.call_create = create_keeping_the_error
 
-    def _refused_in_handshake(self, exc: ssl.SSLError) -> NoReturn:
+    def _refused_in_handshake(self, exc: ssl.SSLError | OSError) -> NoReturn:
         """The TLS handshake failed: say why (the tool's certificate refused, and which rule
         it broke, or the handshake itself), logged once per reason."""
         reason, code = tls_refusal(exc, self.host)

@@ -112,6 +112,27 @@ async def test_a_controller_certificate_from_another_ca_is_refused(
         await driver.close()
 
 
+async def test_a_tls_1_2_tool_refusing_the_controller_says_so(
+    pair: Pair, tool: VirtualTool
+) -> None:
+    """Over TLS 1.2 a tool refuses the client's certificate within the handshake, often by
+    hanging up: said as that, not as "connection refused or unreachable"."""
+    for path in pair.simulator.trusted.iterdir():
+        path.unlink()
+    pair.simulator.store(pair.simulator_cert, pair.simulator.trusted)  # not the controller
+    context = P.tls_server_context(pair.simulator)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
+        driver = await started(tls_driver(server, pair.controller))
+        try:
+            message = await refusal(driver, "does the tool trust the controller's certificate")
+            assert f"Modbus/TCP Security: cannot connect to 127.0.0.1:{server.port}" in message
+            assert "refused or unreachable" not in message
+            assert tool.status.mode is Mode.PRODUCTION
+        finally:
+            await driver.close()
+
+
 async def test_a_tool_certificate_the_controller_does_not_trust_is_refused(
     pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
 ) -> None:
