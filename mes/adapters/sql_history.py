@@ -22,8 +22,10 @@ def history_page_statements(
     the limit) and count (every entry the filters select), with their values. Keyset paging
     on ``seq``: a page costs the same whatever its number, and entries written meanwhile
     (they come first, with higher numbers) shift none of the pages after the first. The lot,
-    tool and user filters walk indexes ending in ``seq`` (ix_lot_history_lot_id,
-    ix_lot_history_tool, ix_lot_history_user: revision 0018), a time window ix_lot_history_at."""
+    tool, user, operation and step filters walk indexes ending in ``seq``
+    (ix_lot_history_lot_id; ix_lot_history_tool, ix_lot_history_user: revision 0018;
+    ix_lot_history_operation, ix_lot_history_step: revision 0023), a time window
+    ix_lot_history_at."""
     where: list[Any] = []
     values: dict[str, Any] = {}
     for name, column, given in (

@@ -214,7 +214,8 @@ def event_page_statements(query: SecurityEventQuery) -> tuple[Select[Any], Selec
     """A security log page (newest first by seq, the primary key: a stable order; the
     cursor as seq < after; one row more than the page, to say whether more follow) and its
     count (every event the filters select), the filters in SQL. One user's events walk
-    ix_security_events_actor and ix_security_events_subject (revision 0017)."""
+    ix_security_events_actor and ix_security_events_subject (revision 0017), one kind's
+    ix_security_events_kind (revision 0023)."""
     e = security_events.c
     where: list[ColumnElement[bool]] = []
     if query.user is not None:

@@ -173,6 +173,8 @@ lot_history = Table(
     Index("ix_lot_history_at", "at"),
     Index("ix_lot_history_tool", "tool", "seq"),
     Index("ix_lot_history_user", "user", "seq"),
+    Index("ix_lot_history_operation", "operation", "seq"),
+    Index("ix_lot_history_step", "step", "seq"),
 )
 """Append-only: the database refuses UPDATE and DELETE (triggers, revision 0004)."""
 
@@ -223,6 +225,7 @@ jobs = Table(
     Index("ix_jobs_carrier_id", "carrier_id", "path_index"),
     Index("ix_jobs_tool_id", "tool_id", "status"),
     Index("ix_jobs_tool_started", "tool_id", "started_at"),
+    Index("ix_jobs_lot_id", "lot_id", "tool_id", "started_at"),
 )
 
 tools = Table(
@@ -376,6 +379,7 @@ security_events = Table(
     Index("ix_security_events_at", "at"),
     Index("ix_security_events_actor", "actor", "seq"),
     Index("ix_security_events_subject", "subject", "seq"),
+    Index("ix_security_events_kind", "kind", "seq"),
 )
 """Append-only: logins, lockouts, refusals of authority, changes to users; chained, each
 event with the hash it follows and its own (:mod:`mes.domain.security_chain`, revision 0022),

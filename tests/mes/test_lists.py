@@ -243,16 +243,24 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
         "one tool's history list": HistoryQuery(tool="T7", limit=50),
         "one user's history list": HistoryQuery(user="op3", limit=50),
         "history of the last hour": HistoryQuery(since=lately, limit=50),
+        "one operation's history list": HistoryQuery(operation="hold", limit=50),
+        "one step's history list": HistoryQuery(step="DIE_ATTACH", limit=50),
     }.items():
         page, count, values = history_page_statements(history_query, dialect)
         plans[name] = await _plan(plant, page, {**values, "page_limit": 51})
-        if history_query.lot_id or history_query.since:
+        q = history_query
+        if q.lot_id or q.since or q.operation or q.step:
             plans[f"{name}: count"] = await _plan(plant, count, values)
     # one tool's or person's entries: along their index, not the whole history read backwards;
     # the lots on one tool or at one step: along theirs (revision 0019), not every lot's JSON
     for name, index in (
         ("one tool's history list", "ix_lot_history_tool"),
         ("one user's history list", "ix_lot_history_user"),
+        # and one operation's or step's, with their counts (revision 0023)
+        ("one operation's history list", "ix_lot_history_operation"),
+        ("one operation's history list: count", "ix_lot_history_operation"),
+        ("one step's history list", "ix_lot_history_step"),
+        ("one step's history list: count", "ix_lot_history_step"),
         ("one tool: page", "ix_lots_tool"),
         ("one tool: count", "ix_lots_tool"),
         ("one tool after: page", "ix_lots_tool"),

@@ -199,6 +199,42 @@ async def test_the_history_list_indexes_go_down_to_the_security_log_revision_and
         await engine.dispose()
 
 
+@pytest.mark.parametrize("database", DATABASES)
+async def test_the_history_operation_and_step_indexes_go_down_to_the_security_chain_and_up_again(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Revision 0023: lot_history (operation, seq) and (step, seq), for ``lot history
+    --operation`` and ``--step``, and security_events (kind, seq), for ``user events --kind``
+    (a page and its count)."""
+    engine = create_engine(request.getfixturevalue(database))
+    mine = {"ix_lot_history_operation", "ix_lot_history_step"}
+    kind = "ix_security_events_kind"
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert mine <= await conn.run_sync(_history_indexes)
+            assert kind in await conn.run_sync(_security_indexes)
+            assert "ix_jobs_lot_id" in await conn.run_sync(_job_indexes)
+        await downgrade(engine, "0022")
+        assert (await schema_status(engine)).current == "0022"
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(_history_indexes)
+            security = await conn.run_sync(_security_indexes)
+            jobs = await conn.run_sync(_job_indexes)
+        assert not mine & indexes and "ix_lot_history_user" in indexes
+        assert kind not in security and "ix_security_events_actor" in security
+        assert "ix_jobs_lot_id" not in jobs and "ix_jobs_tool_started" in jobs
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+def _security_indexes(conn: Connection) -> set[str]:
+    return {str(ix["name"]) for ix in inspect(conn).get_indexes("security_events")}
+
+
 def _lot_indexes(conn: Connection) -> dict[str, str]:
     """The lots' indexes and their SQL, from the catalogue (SQLAlchemy does not reflect
     SQLite's indexes on expressions)."""

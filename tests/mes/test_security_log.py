@@ -146,3 +146,35 @@ async def test_one_users_page_walks_its_indexes_not_the_log(postgres_url: str) -
         await engine.dispose()
     assert "Seq Scan on security_events" not in plan, plan
     assert "ix_security_events_actor" in plan and "ix_security_events_subject" in plan, plan
+
+
+@pytest.mark.postgres
+async def test_one_kinds_page_and_count_walk_its_index_not_the_log(postgres_url: str) -> None:
+    """``user events --kind`` (revision 0023): the failed logins among 200,000 logins, their
+    page and their count along ix_security_events_kind, not a scan of the whole log."""
+    engine = create_engine(postgres_url)
+    plans = []
+    try:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO security_events"
+                    " (at, kind, actor, method, subject, detail, prev_hash, hash)"
+                    " SELECT now() - n * interval '1 second',"
+                    " CASE WHEN n % 5000 = 0 THEN 'login_failed' ELSE 'login' END,"
+                    " 'u' || (n % 2000), 'password', 'u' || (n % 2000), '{}'::jsonb,"
+                    " repeat('0', 64), repeat('0', 64)"  # the plan, not the chain, is tested
+                    " FROM generate_series(1, 200000) AS n"
+                )
+            )
+            await conn.execute(text("ANALYZE security_events"))
+            query = SecurityEventQuery(kind=EventKind.LOGIN_FAILED, limit=50)
+            for statement in event_page_statements(query):
+                sql = statement.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+                plans.append("\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {sql}"))))
+    finally:
+        await engine.dispose()
+    for plan in plans:
+        assert "Seq Scan on security_events" not in plan, plan
+        assert "ix_security_events_kind" in plan, plan
