@@ -17,6 +17,7 @@ from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.equipment import E10Change
 from mes.domain.model import Lot, LotState
+from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
 from pkgline.interlock_views import durable_status, material_status
 from pkgline.station.views import E10_CLASS, now
@@ -111,6 +112,12 @@ class ToolView:
     alarms: tuple[E10Change, ...]
     durables: tuple[OnTool, ...]
     materials: tuple[OnTool, ...]
+    jobs_total: int
+    """How many jobs the tool started in the window: the page says so when ``jobs`` shows
+    fewer (the newest :data:`RECENT_JOBS`), and how to see the rest."""
+    changes_total: int
+    """How many state changes the window holds, with the one before it that the timeline
+    starts from (``changes`` shows the last 20)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +211,9 @@ async def tool_view(
             running = None
         if running is not None and running.running is not None:
             recipe, recipe_step = dict(running.running.values), running.running.step
-    jobs = await _recent_jobs(services, who, tool_id, start, end + timedelta(seconds=1))
+    until = end + timedelta(seconds=1)
+    jobs = await _recent_jobs(services, who, tool_id, start, until)
+    in_window = await lots.tool_job_page(ToolJobQuery(tool_id, since=start, until=until, limit=1))
     durables, materials = await _on_tool(services, who, tool_id, end)
     return ToolView(
         tool,
@@ -219,6 +228,8 @@ async def tool_view(
         tuple(reversed([c for c in changes if c.process_state == "ALARM" or c.reason][-10:])),
         durables,
         materials,
+        in_window.total,
+        len(changes),
     )
 
 

@@ -276,3 +276,44 @@ def test_the_lot_page_says_the_tool_the_lot_runs_on_is_not_connected(
     shown = re.search(r'id="lot-tool"[^>]*>([^<]*)<', page)
     assert shown is not None, page
     assert html.unescape(shown[1]) == "DA-1 not connected (last EXECUTING): timed out"
+
+
+async def test_the_tool_page_says_how_many_jobs_and_changes_of_the_window_it_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool page shows the newest jobs and the last state changes of its window; when
+    the window holds more, it says how many and how to see them all (it said nothing: at
+    plant size a tool starts hundreds of jobs in 8 h, and the page showed 20 as if they
+    were all)."""
+    from datetime import timedelta
+
+    from mes.domain.authority import Principal
+    from pkgline.station import work_views
+    from pkgline.station.render import Form, env
+    from tests.station.conftest import _seeded
+
+    db = f"sqlite:///{tmp_path / 'station.db'}"
+    await _seeded(db)
+    monkeypatch.setattr(work_views, "RECENT_JOBS", 1)
+    async with open_services(db) as services:
+        view = await work_views.tool_view(
+            services, Principal.file_owner("tom"), "DA-1", timedelta(hours=1), "1h"
+        )
+    assert (len(view.jobs), view.jobs_total) == (1, 2)
+    assert view.changes_total == len(view.changes)  # all shown: nothing said
+    shown = env.get_template("tool.html").render(
+        view=view,
+        tool=view.tool,
+        windows=work_views.WINDOWS,
+        who=None,
+        prefix="/station",
+        csrf="",
+        message=None,
+        notice=None,
+        given=Form([]),
+    )
+    more = re.search(r'<p class="more" id="jobs-more">(.*?)</p>', shown, re.S)
+    assert more is not None, shown
+    assert "The newest 1 of 2 jobs started in the last 1h" in more[1]
+    assert "pkgline tool jobs DA-1 --since 1h" in more[1]
+    assert 'id="changes-more"' not in shown
