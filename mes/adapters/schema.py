@@ -52,7 +52,12 @@ async def require_current_schema(engine: AsyncEngine) -> None:
     status = await schema_status(engine)
     if not status.up_to_date:
         found = "no pkgline schema" if status.current is None else f"revision {status.current}"
+        owner = (
+            " (on PostgreSQL as the tables' owner: --as-role pkgline_owner, docs/operations.md)"
+            if engine.dialect.name == "postgresql"
+            else ""
+        )
         raise SchemaMismatch(
             f"the database has {found}, this pkgline needs revision {status.head}: "
-            "run 'pkgline db upgrade'"
+            f"run 'pkgline db upgrade'{owner}"
         )
