@@ -51,6 +51,7 @@ from drivers.errors import (
     ToolTimeout,
     ToolUnreachable,
 )
+from drivers.modbus.tls_failures import HUNG_UP, PLAIN_HINT, SILENT_HANDSHAKE, TLS_HINT, tls_refusal
 from drivers.pki import CertificateRejected, PkiError
 
 log = structlog.get_logger("pkgline.drivers.modbus")
@@ -59,23 +60,6 @@ _READ_FUNCTIONS: Final = frozenset({3, 4})
 _WRITE_MULTIPLE: Final = 16
 
 LostCallback = Callable[[str], None]
-
-TLS_HINT = (
-    " (Modbus/TCP Security: the TLS handshake failed, or the tool refused the controller's "
-    "certificate; is each certificate trusted by the other side, and not revoked? the tool's "
-    "log says why it refused; `pkgline pki list`)"
-)
-
-PLAIN_HINT = (
-    " (before any answer: a tool that speaks Modbus/TCP Security closes a plain connection; "
-    "does the endpoint need a `tls` table?)"
-)
-SILENT_HANDSHAKE = (
-    "no answer to the TLS handshake within {timeout:g} s (Modbus/TCP Security: a tool that "
-    "speaks plain Modbus/TCP waits for a request and never answers a handshake; is the tool "
-    "TLS on this port, or is it plain, without a `tls` table?)"
-)
-
 
 HANDSHAKES_AT_ONCE: Final = 16
 """TLS connections being opened at once by one event loop. A handshake costs both sides
@@ -87,65 +71,6 @@ waits for a slot first; its timeout runs from when it has one."""
 _handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
-
-
-_UNTRUSTED_CODES: Final = frozenset({2, 18, 19, 20, 21})
-"""OpenSSL's verify codes for a chain that ends at no trust anchor (unable to get the issuer,
-self-signed, self-signed in the chain, unable to get the local issuer, unable to verify)."""
-_TIME_CODES: Final = frozenset({9, 10})  # not yet valid, expired
-_HOST_CODES: Final = frozenset({62, 64})  # host name mismatch, IP address mismatch
-
-
-_HUNG_UP: Final = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
-
-
-def tls_refusal(exc: ssl.SSLError | OSError, host: str) -> tuple[str, str]:
-    """What a failed TLS handshake says, for an operator, and the OPC UA status code of the
-    same rule (the reason logged, as for a revoked certificate). pymodbus logs the SSL error
-    and answers only False; the driver keeps it (:meth:`ModbusSession.connect`)."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code, what = exc.verify_code, exc.verify_message or exc.reason or str(exc)
-        if code in _UNTRUSTED_CODES:
-            return (
-                f"its certificate is not trusted ({what}): neither it nor a CA that issued it "
-                "is in the controller's trusted/certs or issuers/certs; check its thumbprint "
-                "with the tool's vendor, then `pkgline pki trust` it",
-                "BadCertificateUntrusted",
-            )
-        if code in _TIME_CODES:
-            return (
-                f"its certificate is outside its validity period ({what}); is the tool's or "
-                "the controller's clock right, or is the tool's certificate to be renewed?",
-                "BadCertificateTimeInvalid",
-            )
-        if code in _HOST_CODES:
-            return (
-                f"its certificate does not name the host {host} in its subjectAltName "
-                f"({what}): another machine answers at this address, or the endpoint's host "
-                "is not the name the tool's certificate was made for",
-                "BadCertificateHostNameInvalid",
-            )
-        return f"its certificate is refused ({what})", "BadCertificateInvalid"
-    if not isinstance(exc, ssl.SSLError):
-        return (
-            "the tool closed the connection during the TLS handshake: does the tool trust "
-            "the controller's certificate, and is it not revoked? the tool's log says why it "
-            "refused",
-            "BadSecurityChecksFailed",
-        )
-    reason = exc.reason or str(exc)
-    if reason == "WRONG_VERSION_NUMBER":
-        return (
-            f"the TLS handshake failed ({reason}): the tool does not answer with TLS on this "
-            "port; does it speak plain Modbus/TCP (then the endpoint has no `tls` table), or "
-            "is it the wrong port?",
-            "BadSecurityChecksFailed",
-        )
-    return (
-        f"the TLS handshake failed ({reason}): does the tool trust the controller's "
-        "certificate, and is it not revoked? the tool's log says why it refused",
-        "BadSecurityChecksFailed",
-    )
 
 
 def _handshake_slot() -> asyncio.Semaphore:
@@ -326,11 +251,9 @@ class ModbusSession:
                 self._last_failure,
                 "connect",
             )
-        if not connected and failures and isinstance(failures[0], ssl.SSLError):
-            self._refused_in_handshake(failures[0])
-        if not connected and failures and isinstance(failures[0], _HUNG_UP):
-            # TCP connected, then the tool hung up in the handshake (TLS 1.2: its refusal of
-            # our certificate, often without an alert)
+        if not connected and failures and isinstance(failures[0], (ssl.SSLError, *HUNG_UP)):
+            # the handshake refused, or the tool hung up in it (TLS 1.2: its refusal of our
+            # certificate, often without an alert)
             self._refused_in_handshake(failures[0])
         if not connected:
             waited = loop.time() - began
@@ -338,7 +261,7 @@ class ModbusSession:
             why = (
                 f"no answer within {self.timeout_s:g} s"
                 if silent
-                else ("connection refused or unreachable")
+                else "connection refused or unreachable"
             )
             if self._tls is not None:
                 why = SILENT_HANDSHAKE.format(timeout=self.timeout_s) if silent else why + TLS_HINT
