@@ -383,6 +383,9 @@ class LotPage:
     lots: list[Lot]
     total: int
     more: bool
+    total_exact: bool = True
+    """False: more than ``total`` (:data:`mes.domain.paging.COUNTED_UP_TO`) match, counted
+    no further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +442,9 @@ class ToolJobPage:
     jobs: list[ToolJob]
     total: int
     more: bool
+    total_exact: bool = True
+    """False: more than ``total`` (:data:`mes.domain.paging.COUNTED_UP_TO`) match, counted
+    no further."""
 
 
 class LotRepository(Protocol):

@@ -148,3 +148,6 @@ class HistoryPage:
     entries: list[HistoryEntry]
     total: int
     more: bool
+    total_exact: bool = True
+    """False: more than ``total`` (:data:`mes.domain.paging.COUNTED_UP_TO`) match, counted
+    no further."""

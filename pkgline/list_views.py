@@ -1,7 +1,7 @@
 """The answers of the lists added at plant size (issue 20) that the CLI and the API share:
 the security log, a tool's jobs, the line's lot history, the event feed's events kept in
 the outbox, the material lots and the durables, a page at a time, each as
-``{"<items>": [...], "total", "shown", "more", "next_after"}`` (the next page is the same
+``{"<items>": [...], "total", "total_exact", "shown", "more", "next_after"}`` (the next page is the same
 request with ``after`` = ``next_after``), built here in both modes so that they answer alike;
 and the reading of the instants their filters take."""
 
@@ -17,6 +17,7 @@ from mes.domain.model import Operation
 from mes.domain.report import history_dict
 from pkgline.page_sizes import HISTORY_PAGE as HISTORY_PAGE
 from pkgline.page_sizes import MAX_HISTORY_PAGE as MAX_HISTORY_PAGE
+from pkgline.page_sizes import page_answer
 from pkgline.tool_views import job_dict
 
 if TYPE_CHECKING:
@@ -85,16 +86,6 @@ def parse_operation(text: str | None, name: str) -> str | None:
     )
 
 
-def _page(items: list[dict[str, Any]], name: str, key: str, total: int, more: bool) -> Any:
-    return {
-        name: items,
-        "total": total,
-        "shown": len(items),
-        "more": more,
-        "next_after": items[-1][key] if more and items else None,
-    }
-
-
 async def security_events_answer(
     identity: IdentityService, by: Principal, query: SecurityEventQuery
 ) -> dict[str, Any]:
@@ -102,7 +93,9 @@ async def security_events_answer(
     first; the cursor is an event's ``seq``."""
     page = await identity.event_page(by, query)
     rows = [e.to_dict() for e in page.events]
-    answer: dict[str, Any] = _page(rows, "events", "seq", page.total, page.more)
+    answer: dict[str, Any] = page_answer(
+        rows, "events", "seq", page.total, page.more, page.total_exact
+    )
     return answer
 
 
@@ -111,7 +104,9 @@ async def tool_jobs_answer(lots: LotService, query: ToolJobQuery) -> dict[str, A
     each as in ``tool show``; the cursor is a job id. The caller has checked the tool."""
     page = await lots.tool_job_page(query)
     rows = [job_dict(j) for j in page.jobs]
-    answer: dict[str, Any] = _page(rows, "jobs", "job_id", page.total, page.more)
+    answer: dict[str, Any] = page_answer(
+        rows, "jobs", "job_id", page.total, page.more, page.total_exact
+    )
     return answer
 
 
@@ -150,7 +145,9 @@ async def history_answer(
         await known_tool(equipment, query.tool)
     page = await lots.history_page(query)
     rows = [history_dict(e) for e in page.entries]
-    answer: dict[str, Any] = _page(rows, "entries", "seq", page.total, page.more)
+    answer: dict[str, Any] = page_answer(
+        rows, "entries", "seq", page.total, page.more, page.total_exact
+    )
     return answer
 
 
@@ -172,7 +169,9 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
             "of the last event you processed from this database"
         )
     rows = [replayed(e) for e in page.events]
-    answer: dict[str, Any] = _page(rows, "events", "id", page.total, page.more)
+    answer: dict[str, Any] = page_answer(
+        rows, "events", "id", page.total, page.more, page.total_exact
+    )
     # The outbox grows: the newest page has a next one too, later. So ``next_after`` is
     # always the cursor to ask with next: the last id shown, or ``after`` itself when the
     # page is empty (none newer yet, or on PostgreSQL an id still held right after it).
@@ -196,7 +195,7 @@ async def materials_answer(
 
     page = await materials.page(query, by=by)
     rows = [material_dict(m) for m in page.materials]
-    answer: dict[str, Any] = _page(rows, "materials", "id", page.total, page.more)
+    answer: dict[str, Any] = page_answer(rows, "materials", "id", page.total, page.more, exact=True)
     return answer
 
 
@@ -209,5 +208,5 @@ async def durables_answer(
 
     page = await durables.page(query, by=by)
     rows = [durable_dict(d) for d in page.durables]
-    answer: dict[str, Any] = _page(rows, "durables", "id", page.total, page.more)
+    answer: dict[str, Any] = page_answer(rows, "durables", "id", page.total, page.more, exact=True)
     return answer

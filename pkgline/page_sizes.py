@@ -1,6 +1,8 @@
-"""Page sizes of the lists that the CLI and the API share, in a module that imports nothing:
-a CLI command declares its options with them before it knows whether it runs on the
-database or through a server."""
+"""Page sizes of the lists that the CLI and the API share, and the shape of a page's answer,
+in a module that imports nothing: a CLI command declares its options with them before it
+knows whether it runs on the database or through a server."""
+
+from typing import Any
 
 LOT_PAGE = 50
 """Lots per page (``lot list`` as a table, ``GET /lots``): most urgent first."""
@@ -28,3 +30,21 @@ SHOW_HISTORY = 20
 show``: ``--history N`` or ``all`` for more; ``--json`` has every one)."""
 SHOW_LOTS = 10
 """Lots a durable's or a material lot's ``show`` names by default (the last it served)."""
+
+
+def page_answer(
+    items: list[dict[str, Any]], name: str, key: str, total: int, more: bool, exact: bool
+) -> dict[str, Any]:
+    """A list's answer, in the CLI (``--json``) as in the API: ``{name: items, "total",
+    "total_exact", "shown", "more", "next_after"}``. ``total`` is how many the filters
+    select; ``total_exact`` false says more than that many (a count stops at
+    :data:`mes.domain.paging.COUNTED_UP_TO`); the next page is the same request with
+    ``after`` = ``next_after`` (the last item's ``key``), None on the last page."""
+    return {
+        name: items,
+        "total": total,
+        "total_exact": exact,
+        "shown": len(items),
+        "more": more,
+        "next_after": items[-1][key] if more and items else None,
+    }

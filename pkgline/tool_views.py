@@ -25,6 +25,7 @@ from mes.domain.interlocks import Qualification
 from mes.equipment import EquipmentService
 from mes.ports import ToolJob, ToolQuery
 from pkgline.controller import STALE_AFTER_S
+from pkgline.page_sizes import page_answer
 
 if TYPE_CHECKING:
     from mes.service import LotService
@@ -214,13 +215,7 @@ async def tools_page_answer(equipment: EquipmentService, query: ToolQuery) -> di
     now = _now()
     alive = await lines_running(equipment, now) if page.tools else frozenset()
     rows = [tool_dict(r, now, r.line in alive) for r in page.tools]
-    return {
-        "tools": rows,
-        "total": page.total,
-        "shown": len(rows),
-        "more": page.more,
-        "next_after": rows[-1]["id"] if page.more and rows else None,
-    }
+    return page_answer(rows, "tools", "id", page.total, page.more, exact=True)
 
 
 async def tool_show_answer(

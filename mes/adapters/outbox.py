@@ -44,10 +44,11 @@ from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.outbox_holes import Hole, holes, settle
-from mes.adapters.sql_expressions import rare
+from mes.adapters.sql_expressions import capped_count, rare
 from mes.adapters.tables import audit_heads as heads
 from mes.adapters.tables import lot_counts, lots, outbox
 from mes.domain.model import FINAL_STATES, LotState
+from mes.domain.paging import bounded_total
 
 RELAY_LOCK = 0x706B676C_72656C79
 """pg advisory lock key of the event relay role (the bytes of ``pkglrely``)."""
@@ -124,13 +125,16 @@ def subject_row(
 class OutboxPage:
     events: list[OutboxEvent]
     total: int
-    """How many events the outbox keeps in all (the cursor aside)."""
+    """How many events the outbox keeps in all (the cursor aside), counted up to
+    :data:`mes.domain.paging.COUNTED_UP_TO`."""
     more: bool
     """More follow the page: ask again with ``after`` = its last id."""
     oldest: int | None = None
     """The lowest id kept (with ``count``; None: the outbox is empty)."""
     newest: int | None = None
     """The highest id issued (with ``count``; pruning never deletes it)."""
+    total_exact: bool = True
+    """False: the outbox keeps more than ``total`` events, counted no further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,25 +251,25 @@ class OutboxReader:
         but on PostgreSQL the lowest).
         On PostgreSQL a page never passes over an id a transaction still holds
         (:mod:`mes.adapters.outbox_holes`): it ends before it, ``more`` true."""
-        rows, total, oldest, newest = await self._read(after, limit, count)
+        rows, (total, exact), oldest, newest = await self._read(after, limit, count)
         if not is_sqlite(self._engine):
             for _ in range(3):  # a hole filled meanwhile: the page read again
                 seqs = [row[0] for row in rows[:limit]]
                 start = after if oldest is None or (after or 0) >= oldest else oldest - 1
                 hole, at = await settle(self._engine, holes(start, seqs))
                 if hole is Hole.FILLED:
-                    rows, total, oldest, newest = await self._read(after, limit, count)
+                    rows, (total, exact), oldest, newest = await self._read(after, limit, count)
                     continue
                 if hole is Hole.HELD:
                     kept = [OutboxEvent(*row) for row in rows[:limit] if row[0] < (at or 0)]
-                    return OutboxPage(kept, int(total), True, oldest, newest)
+                    return OutboxPage(kept, total, True, oldest, newest, exact)
                 break
         events = [OutboxEvent(*row) for row in rows[:limit]]
-        return OutboxPage(events, int(total), len(rows) > limit, oldest, newest)
+        return OutboxPage(events, total, len(rows) > limit, oldest, newest, exact)
 
     async def _read(
         self, after: int | None, limit: int, count: bool
-    ) -> tuple[Sequence[Any], int, int | None, int | None]:
+    ) -> tuple[Sequence[Any], tuple[int, bool], int | None, int | None]:
         query = select(*_COLUMNS)
         if after is not None:
             query = query.where(outbox.c.seq > after)
@@ -276,11 +280,12 @@ class OutboxReader:
                 rows = (await conn.execute(query)).all()
                 total, oldest, newest = 0, None, None
                 if count:
-                    counted = select(func.count(), func.min(outbox.c.seq), func.max(outbox.c.seq))
-                    total, oldest, newest = (await conn.execute(counted)).one()
+                    total = (await conn.execute(capped_count(outbox))).scalar_one()
+                    ends = select(func.min(outbox.c.seq), func.max(outbox.c.seq))
+                    oldest, newest = (await conn.execute(ends)).one()
                 elif not is_sqlite(self._engine):  # where holes are looked for: from the oldest
                     oldest = (await conn.execute(select(func.min(outbox.c.seq)))).scalar()
-        return rows, int(total), oldest, newest
+        return rows, bounded_total(int(total)), oldest, newest
 
 
 class OutboxStore:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.driver import (
     AiosqliteSession,
+    CompiledStatement,
     DatabaseRetryable,
     DatabaseUnavailable,
     Done,
@@ -37,11 +38,13 @@ from mes.adapters.sql_plans import work_plan
 from mes.adapters.sql_statements import (
     HeadCache,
     Statements,
+    counted_by_state,
     page_statements,
     tool_job_page_statements,
 )
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import Lot, LotState
+from mes.domain.paging import bounded_total
 from mes.ports import (
     HistoryPage,
     HistoryQuery,
@@ -90,10 +93,8 @@ class SqlLotRepository:
                 await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
             ).values()
         )
-        total = (await self._db.fetch(count, values))[0]
-        return LotPage(
-            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
-        )
+        total, exact = await self._total(count, values, bounded=not counted_by_state(query))
+        return LotPage(found[: query.limit], total, len(found) > query.limit, exact)
 
     async def tool_job_page(self, query: ToolJobQuery) -> ToolJobPage:
         if query.limit < 1:
@@ -109,10 +110,8 @@ class SqlLotRepository:
             values.update(k_started_at=key[0]["started_at"], k_job_id=query.after)
         rows = await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
         found = [ToolJob(job_from_row(r), int(r["sites_in"])) for r in rows]
-        total = (await self._db.fetch(count, values))[0]
-        return ToolJobPage(
-            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
-        )
+        total, exact = await self._total(count, values)
+        return ToolJobPage(found[: query.limit], total, len(found) > query.limit, exact)
 
     async def history_page(self, query: HistoryQuery) -> HistoryPage:
         if query.limit < 1:
@@ -124,10 +123,19 @@ class SqlLotRepository:
             raise InvalidInput(_no_history_entry(query.after))
         rows = await self._db.fetch(page, {**values, "page_limit": query.limit + 1})
         found = [entry_from_row(r) for r in rows]
-        total = (await self._db.fetch(count, values))[0]
-        return HistoryPage(
-            found[: query.limit], int(next(iter(total.values()))), len(found) > query.limit
-        )
+        total, exact = await self._total(count, values)
+        return HistoryPage(found[: query.limit], total, len(found) > query.limit, exact)
+
+    async def _total(
+        self, count: CompiledStatement, values: dict[str, Any], *, bounded: bool = True
+    ) -> tuple[int, bool]:
+        """A list's count (the first column of its one row) and whether it is exact: a
+        ``bounded`` count read at most ``COUNTED_UP_TO + 1`` rows
+        (:func:`mes.adapters.sql_expressions.capped_count`); the lots' count by state and flow
+        is a tally, exact however large."""
+        row = (await self._db.fetch(count, values))[0]
+        counted = int(next(iter(row.values())))
+        return bounded_total(counted) if bounded else (counted, True)
 
 
 def _no_history_entry(seq: int) -> str:

@@ -1,16 +1,19 @@
 """SQL expressions of the store that each dialect writes its own way: a lot's running tool
-and step, as the lots' expression indexes hold them (revision 0019), and a filter that few
-rows meet (:func:`rare`), hinted to SQLite's planner."""
+and step, as the lots' expression indexes hold them (revision 0019), a filter that few
+rows meet (:func:`rare`), hinted to SQLite's planner, and a list's bounded count
+(:func:`capped_count`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, String
+from sqlalchemy import ColumnElement, FromClause, Select, String, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType
+
+from mes.domain.paging import COUNTED_UP_TO
 
 
 class LotTool(FunctionElement[str]):
@@ -105,3 +108,12 @@ def common(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     are found among the lots in progress, not among every lot the flow ever had. PostgreSQL
     gets the condition as it is."""
     return _Common(condition)
+
+
+def capped_count(table: FromClause, *where: Any) -> Select[Any]:
+    """The count of ``table``'s rows that meet ``where``, reading at most
+    ``COUNTED_UP_TO + 1`` of them (:func:`mes.domain.paging.bounded_total` reads it): the
+    rows are found as the page's are, along the filters' index, and the count stops there
+    instead of visiting every match."""
+    matching = select(literal(1)).select_from(table).where(*where).limit(COUNTED_UP_TO + 1)
+    return select(func.count()).select_from(matching.subquery("matching"))

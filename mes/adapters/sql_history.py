@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, select
+from sqlalchemy import Integer, bindparam, select
 from sqlalchemy.engine import Dialect
 
 from mes.adapters.driver import CompiledStatement
+from mes.adapters.sql_expressions import capped_count
 from mes.adapters.tables import lot_history
 from mes.ports_lots import HistoryQuery
 
@@ -19,7 +20,8 @@ def history_page_statements(
     query: HistoryQuery, dialect: Dialect
 ) -> tuple[CompiledStatement, CompiledStatement, dict[str, Any]]:
     """A history page (newest first, the entries before the cursor's ``seq``, one more than
-    the limit) and count (every entry the filters select), with their values. Keyset paging
+    the limit) and count (the entries the filters select, up to
+    :data:`mes.domain.paging.COUNTED_UP_TO` and one), with their values. Keyset paging
     on ``seq``: a page costs the same whatever its number, and entries written meanwhile
     (they come first, with higher numbers) shift none of the pages after the first. The lot,
     tool, user, operation and step filters walk indexes ending in ``seq``
@@ -44,7 +46,7 @@ def history_page_statements(
     if query.until is not None:
         where.append(_H.at < bindparam("until", type_=_H.at.type))
         values["until"] = query.until
-    count = select(func.count()).select_from(lot_history).where(*where)
+    count = capped_count(lot_history, *where)
     keyed = list(where)
     if query.after is not None:
         keyed.append(_H.seq < bindparam("k_seq", type_=_H.seq.type))

@@ -12,12 +12,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, Select, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
+from mes.adapters.sql_expressions import capped_count
 from mes.adapters.tables import (
     SECURITY_CHAIN,
     api_keys,
@@ -38,6 +39,7 @@ from mes.domain.identity import (
     UserExists,
     UserKind,
 )
+from mes.domain.paging import bounded_total
 from mes.domain.security_chain import event_hash
 from mes.guard import with_origin
 
@@ -199,9 +201,9 @@ class SqlIdentityTransaction:
 
     async def event_page(self, query: SecurityEventQuery) -> SecurityEventPage:
         page, count = event_page_statements(query)
-        total = await self._conn.scalar(count)
+        total, exact = bounded_total(int(await self._conn.scalar(count) or 0))
         found = [security_event_from_row(r) for r in (await self._conn.execute(page)).mappings()]
-        return SecurityEventPage(found[: query.limit], int(total or 0), len(found) > query.limit)
+        return SecurityEventPage(found[: query.limit], total, len(found) > query.limit, exact)
 
     async def has_event(self, seq: int) -> bool:
         found = await self._conn.scalar(
@@ -213,7 +215,8 @@ class SqlIdentityTransaction:
 def event_page_statements(query: SecurityEventQuery) -> tuple[Select[Any], Select[Any]]:
     """A security log page (newest first by seq, the primary key: a stable order; the
     cursor as seq < after; one row more than the page, to say whether more follow) and its
-    count (every event the filters select), the filters in SQL. One user's events walk
+    count (the events the filters select, up to :data:`mes.domain.paging.COUNTED_UP_TO` and
+    one), the filters in SQL. One user's events walk
     ix_security_events_actor and ix_security_events_subject (revision 0017), one kind's
     ix_security_events_kind (revision 0023)."""
     e = security_events.c
@@ -226,7 +229,7 @@ def event_page_statements(query: SecurityEventQuery) -> tuple[Select[Any], Selec
         where.append(e.at >= query.since)
     if query.until is not None:
         where.append(e.at < query.until)
-    count = select(func.count()).select_from(security_events).where(*where)
+    count = capped_count(security_events, *where)
     if query.after is not None:
         where.append(e.seq < query.after)
     page = select(security_events).where(*where).order_by(e.seq.desc()).limit(query.limit + 1)

@@ -28,7 +28,7 @@ from sqlalchemy.sql.expression import CTE
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.sql_durables import DurableStatements
 from mes.adapters.sql_equipment import EquipmentStatements
-from mes.adapters.sql_expressions import common, rare
+from mes.adapters.sql_expressions import capped_count, common, rare
 from mes.adapters.sql_interlocks import InterlockStatements
 from mes.adapters.sql_materials import MaterialStatements
 from mes.adapters.sql_reasons import ReasonStatements
@@ -399,6 +399,16 @@ def page_conditions(query: LotQuery, dialect: Dialect) -> tuple[list[Any], dict[
 _PAGE_ORDER = (lots.c.priority, lots.c.created_at, lots.c.id)
 
 
+def counted_by_state(query: LotQuery) -> bool:
+    """Whether a lot list's count is :func:`_kept_count`'s, exact whatever the number of lots
+    (filtered by state and flow at most), or else the lots that match, counted up to
+    :data:`mes.domain.paging.COUNTED_UP_TO`."""
+    return all(
+        given is None
+        for given in (query.priority, query.tool, query.step, query.moved_since, query.moved_before)
+    )
+
+
 def _kept_count(query: LotQuery, values: dict[str, Any]) -> Select[Any] | None:
     """The count of a list filtered by state and flow at most: the lots in progress that
     match, counted in ``lots`` (few, along ix_lots_state_priority), plus the finished ones
@@ -406,10 +416,7 @@ def _kept_count(query: LotQuery, values: dict[str, Any]) -> Select[Any] | None:
     number of lots the plant finished. None for other filters (a priority, a tool, a step, a
     time window): their count is of the lots that match, in ``lots``. The states' values are
     added to ``values`` (as c_live* and c_final*)."""
-    if any(
-        given is not None
-        for given in (query.priority, query.tool, query.step, query.moved_since, query.moved_before)
-    ):
+    if not counted_by_state(query):
         return None
     states = query.states or tuple(LotState)
     live = [s for s in LotState if s in states and s in _IN_PROGRESS]
@@ -448,7 +455,7 @@ def page_statements(
     where, values = page_conditions(query, dialect)
     count = _kept_count(query, values)
     if count is None:
-        count = select(func.count()).select_from(lots).where(*where)
+        count = capped_count(lots, *where)
     keyed = list(where)
     if query.after is not None:
         keyed.append(
@@ -500,7 +507,7 @@ def tool_job_page_statements(
         if given is not None:
             where.append(condition)
             values[name] = given
-    count = select(func.count()).select_from(jobs).where(*where)
+    count = capped_count(jobs, *where)
     keyed = list(where)
     if query.after is not None:
         at = bindparam("k_started_at", type_=c.started_at.type)

@@ -283,6 +283,9 @@ class SecurityEventPage:
     events: list[SecurityEvent]
     total: int
     more: bool
+    total_exact: bool = True
+    """False: more than ``total`` (:data:`mes.domain.paging.COUNTED_UP_TO`) match, counted
+    no further."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
-from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE
+from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE, page_answer
 
 router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS)
 
@@ -113,13 +113,7 @@ async def list_lots(
     rows = [summary_dict(lot, service.flow_of(lot)) for lot in page.lots]
     return answer(
         request,
-        {
-            "lots": rows,
-            "total": page.total,
-            "shown": len(rows),
-            "more": page.more,
-            "next_after": rows[-1]["id"] if page.more and rows else None,
-        },
+        page_answer(rows, "lots", "id", page.total, page.more, page.total_exact),
     )
 
 

@@ -19,7 +19,7 @@ from pkgline.cli.common import DbOption, JsonOption, err, print_json, run, usage
 from pkgline.cli.lot_view import print_lots
 from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.times import window
-from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE
+from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE, page_answer
 
 if TYPE_CHECKING:
     from mes.ports import LotPage, LotQuery
@@ -205,10 +205,8 @@ async def _write_every_lot(db: str | None, query: LotQuery) -> None:
         sys.stdout.write("]\n" if first else "\n]\n")
 
 
-def _page_notice(page: LotPage, rows: list[dict[str, object]]) -> dict[str, object]:
-    return {
-        "total": page.total,
-        "shown": len(rows),
-        "more": page.more,
-        "next_after": rows[-1]["id"] if page.more and rows else None,
-    }
+def _page_notice(page: LotPage, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the page left out, as the server says it (:func:`page_answer` without the lots)."""
+    notice = page_answer(rows, "lots", "id", page.total, page.more, page.total_exact)
+    del notice["lots"]
+    return notice

@@ -60,16 +60,7 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
             *([str(r.get("hold_reason") or "")] if held else []),
         )
     out.print(table)
-    more = bool(notice["more"])
-    print_notice(
-        {
-            "shown": len(rows),
-            "total": notice["total"],
-            "more": more,
-            "next_after": rows[-1]["id"] if more and rows else None,
-        },
-        "lots",
-    )
+    print_notice({**notice, "shown": len(rows)}, "lots")
 
 
 def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -123,14 +123,18 @@ def write_every_page(
 def json_notice(answer: dict[str, Any]) -> None:
     """What a page left out, as one line of JSON on standard error (scripts parse it)."""
     notice = {k: answer[k] for k in ("total", "shown", "more", "next_after")}
+    notice["total_exact"] = answer.get("total_exact", True)  # not said by an older server
     err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
 
 
 def print_notice(answer: dict[str, Any], noun: str = "tools") -> None:
-    """``N of M tools`` (or ``noun``), and how to see the next page when more follow."""
+    """``N of M tools`` (or ``noun``; ``N of more than M`` where the count stopped at its
+    bound), and how to see the next page when more follow."""
     from rich.text import Text
 
-    shown = f"{answer['shown']:,} of {answer['total']:,} {said(noun, answer['total'])}"
+    total = answer["total"]
+    of = f"{total:,}" if answer.get("total_exact", True) else f"more than {total:,}"
+    shown = f"{answer['shown']:,} of {of} {said(noun, total)}"
     if answer["more"]:
         out.print(
             Text.assemble(

@@ -115,6 +115,8 @@ class ToolView:
     jobs_total: int
     """How many jobs the tool started in the window: the page says so when ``jobs`` shows
     fewer (the newest :data:`RECENT_JOBS`), and how to see the rest."""
+    jobs_total_exact: bool
+    """False: more than ``jobs_total`` (the count stopped at its bound)."""
     changes_total: int
     """How many state changes the window holds, with the one before it that the timeline
     starts from (``changes`` shows the last 20)."""
@@ -229,6 +231,7 @@ async def tool_view(
         durables,
         materials,
         in_window.total,
+        in_window.total_exact,
         len(changes),
     )
 

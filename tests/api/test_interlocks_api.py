@@ -37,7 +37,7 @@ async def _refusals(api: RunningApi) -> list[tuple[str | None, list[str]]]:
     ]
 
 
-NONE = {"total": 0, "shown": 0, "more": False, "next_after": None}
+NONE = {"total": 0, "total_exact": True, "shown": 0, "more": False, "next_after": None}
 NO_DURABLES = {"durables": [], **NONE}
 NO_MATERIALS = {"materials": [], **NONE}
 

@@ -7,11 +7,13 @@ more."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from mes.domain import commands as cmd
+from mes.domain.paging import COUNTED_UP_TO
 from mes.domain.signatures import SignatureGiven
 from pkgline.bootstrap import open_lot_service, os_account
 from tests.cli.test_lot_cli import ok_json, pkgline
@@ -47,7 +49,7 @@ def test_json_without_a_limit_is_every_lot_and_with_one_a_page_noticed_on_stderr
     assert [lot["id"] for lot in json.loads(page.stdout)] == ["L1", "L2"]
     notice = json.loads(page.stderr)
     assert notice.pop("mode").startswith("direct database sqlite:///")
-    assert notice == {"total": 7, "shown": 2, "more": True, "next_after": "L2"}
+    assert notice == {"total": 7, "total_exact": True, "shown": 2, "more": True, "next_after": "L2"}
     empty = ok_json(lots_db, "lot", "list", "--state", "hold")
     assert empty == []
 
@@ -118,3 +120,30 @@ def test_a_database_that_does_not_exist_is_said_so_and_not_made(tmp_path: Path) 
         assert refused.returncode != 0, refused.stdout
         assert f"there is no database at {missing}" in refused.stderr, refused.stderr
     assert not missing.parent.exists()
+
+
+def test_a_count_past_its_bound_says_more_than_and_stops_there(lots_db: str) -> None:
+    """A list counts what its filters select up to COUNTED_UP_TO and says "more than" past
+    it (a plant's months of history counted in full took seconds: issue 20); the rows are
+    paged as ever, and a filter that selects fewer is counted exactly."""
+    path = lots_db.removeprefix("sqlite:///")
+    columns = (
+        'lot_id, at, "user", operation, state_before, state_after, step, tool, reason, data,'
+        " prev_hash, hash"
+    )
+    with sqlite3.connect(path) as db:  # entries of another lot, as a long history leaves them
+        db.executemany(
+            f"INSERT INTO lot_history ({columns}) SELECT {columns.replace('lot_id', '?')}"
+            " FROM lot_history WHERE lot_id = 'L1'",
+            [("L0",)] * (COUNTED_UP_TO + 5),
+        )
+    table = pkgline(lots_db, "lot", "history", "--limit", "2")
+    assert table.returncode == 0, table.stderr
+    assert "2 of more than 10,000 entries; more follow" in table.stdout
+    page = pkgline(lots_db, "lot", "history", "--json", "--limit", "2")
+    notice = json.loads(page.stderr.strip().splitlines()[-1])
+    assert notice["total"] == COUNTED_UP_TO and notice["total_exact"] is False
+    assert notice["more"] and len(json.loads(page.stdout)) == 2
+    one_lot = pkgline(lots_db, "lot", "history", "--json", "--lot", "L1", "--limit", "5")
+    exact = json.loads(one_lot.stderr.strip().splitlines()[-1])
+    assert (exact["total"], exact["total_exact"]) == (1, True)

@@ -26,6 +26,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import ToolRegistration
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import LotState
+from mes.domain.paging import COUNTED_UP_TO
 from mes.equipment import EquipmentService
 from mes.ports import HistoryQuery, LotQuery
 from mes.service import LotService
@@ -222,6 +223,12 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
     first_step = (await plant.get("L000")).path[0]  # where the 100,000 finished lots stopped
     finished = await plant.page(LotQuery(states=(LotState.COMPLETED,), limit=1))
     assert finished.total == FINISHED and finished.more  # the count the fixture made at once
+    assert finished.total_exact  # lot_counts' tally: exact and cheap, however many
+    # counts of 100,000 lots and 500,000 entries stop at their bound: "more than 10,000"
+    at_step = await plant.page(LotQuery(step=first_step, limit=1))
+    whole = await plant.history_page(HistoryQuery(limit=1))
+    for page in (at_step, whole):
+        assert (page.total, page.total_exact, page.more) == (COUNTED_UP_TO, False, True)
     plans: dict[str, str] = {}
     for name, query in {
         "first page": LotQuery(limit=50),
@@ -241,8 +248,8 @@ async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
         if query.after is None and query.step != first_step:
             # a count of few lots among many (the working set, the last hour, one tool's, one
             # step's), or of every lot or a flow's: the lots in progress plus the finished
-            # ones as lot_counts keeps them (revision 0021). The finished lots' step's is a
-            # count of 100,000 rows whatever the plan.
+            # ones as lot_counts keeps them (revision 0021). The finished lots' step's (every
+            # lot matches) reads the first COUNTED_UP_TO + 1 lots it meets, a scan cut short.
             plans[f"{name}: count"] = await _plan(plant, count, values)
     plans["heads"] = await _plan(plant, statements.heads(2), {"s0": "WAITING", "s1": "RUNNING"})
     async with factory.engine.connect() as conn:  # the relay's line status, by state
