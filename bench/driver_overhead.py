@@ -127,7 +127,7 @@ def _cross_trusted(root: Path) -> Pkis:
     """A controller PKI and a simulator PKI trusting each other, and an operator's
     credentials file (what the demo makes)."""
     from pkgline.security import controller_uri
-    from simulators.line import simulator_pki
+    from simulators.certificate import simulator_pki
 
     controller = P.Pki(root / "controller")
     C.init_own(controller, common_name="bench controller", application_uri=controller_uri())

@@ -112,7 +112,7 @@ def make_security(root: Path) -> Security:
     from drivers import certificates as C
     from drivers import pki as P
     from pkgline.security import controller_uri
-    from simulators.line import simulator_pki
+    from simulators.certificate import simulator_pki
 
     controller = P.Pki(root / "controller")
     C.init_own(controller, common_name="bench controller", application_uri=controller_uri())

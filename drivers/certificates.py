@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,27 @@ def load_key(path: Path) -> rsa.RSAPrivateKey:
 def default_hosts() -> list[str]:
     """The host names a certificate made on this machine names: its name, and localhost."""
     return list(dict.fromkeys([socket.gethostname(), "localhost", "127.0.0.1"]))
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def certificate_host(host: str) -> str:
+    """``host`` as a certificate names it: an IP address (an IPv6 one with or without
+    brackets) or a DNS name in ASCII (``*`` as its leftmost label allowed). Raises PkiError
+    for anything else (a URL, a port, a space) with what is expected."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(bare))
+    except ValueError:
+        pass
+    if len(host) > 253 or not _DNS_NAME.fullmatch(host):
+        raise PkiError(
+            f"host {host!r}: expected a host name (tool-3.cell-b.example) or an IP address "
+            "(10.0.0.5, fd00::5), as the tools' endpoint URLs name it"
+        )
+    return host
 
 
 def _san(uri: str, hosts: Sequence[str]) -> x509.SubjectAlternativeName:

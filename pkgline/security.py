@@ -10,12 +10,13 @@ from __future__ import annotations
 import secrets
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
-from drivers.certificates import expiring, init_own
+from drivers.certificates import default_hosts, expiring, init_own
 from drivers.config import ModbusEndpoint, OpcUaEndpoint
 from drivers.pki import (
     EXPIRY_WARNING_DAYS,
@@ -41,15 +42,22 @@ def controller_pki(config: LineConfig) -> Pki:
     return Pki(config.security.pki)
 
 
-def init_controller(pki: Pki, *, force: bool = False) -> x509.Certificate:
+def init_controller(
+    pki: Pki, *, force: bool = False, hosts: Sequence[str] = ()
+) -> x509.Certificate:
     """Create the PKI directories and the controller's certificate (kept if there is one,
-    unless ``force``)."""
+    unless ``force``), naming this machine and ``hosts``."""
     if pki.has_own and not force:
         raise PkiError(
             f"{pki.own_certificate} exists already; `pkgline pki renew` replaces it "
             "(or --force to start over with a new key)"
         )
-    return init_own(pki, common_name="pkgline controller", application_uri=controller_uri())
+    return init_own(
+        pki,
+        common_name="pkgline controller",
+        application_uri=controller_uri(),
+        hosts=list(dict.fromkeys([*default_hosts(), *hosts])),
+    )
 
 
 def trust(pki: Pki, path: Path) -> str:
@@ -166,14 +174,15 @@ def secure_demo_line(config: LineConfig, root: Path) -> LineConfig:
     """``config`` with a PKI of its own for the controller and for the simulators under
     ``root``, each trusting the other's certificate, and a demo user whose password is made
     here (mode 0600): the demo runs the secure configuration without any setup."""
-    from simulators.line import simulator_pki
+    from simulators.certificate import simulator_pki
+    from simulators.line import served_hosts
 
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
     controller = Pki(root / "controller")
     if not controller.has_own:
         init_controller(controller)
-    simulators = simulator_pki(root / "simulators")
+    simulators = simulator_pki(root / "simulators", served_hosts(config))
     for trusting, trusted in ((controller, simulators), (simulators, controller)):
         for stale in trusting.trusted.iterdir():
             stale.unlink()

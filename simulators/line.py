@@ -12,7 +12,8 @@ controller (``pkgline serve``) reading the same file finds it where it looks:
 
 An OPC UA gateway whose tools' endpoints are secure (the default; docs/security.md) serves
 only secure endpoints, with the certificate in the line's ``security.simulator_pki`` (made on
-the first start when there is none, :func:`simulator_pki`), trusting the controllers in that
+the first start when there is none, :func:`~simulators.certificate.simulator_pki`, naming
+the hosts the tools answer at: :func:`served_hosts`), trusting the controllers in that
 PKI's trust list. Each tool's operators are the users its endpoint names: the user of the
 ``credentials`` file, or of the ``user_certificate``, the controller connects with.
 
@@ -40,14 +41,14 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
-from drivers.certificates import init_own
 from drivers.config import ModbusEndpoint, OpcUaEndpoint
 from drivers.credentials import read_credentials
 from drivers.errors import ConfigurationError
 from drivers.modbus.mapfile import register_map_for
 from drivers.model import EquipmentClass
-from drivers.pki import Pki, PkiError, load_certificate, tls_server_context
+from drivers.pki import PkiError, load_certificate, tls_server_context
 from pkgline.config import ConfigError, LineConfig, LineTool
+from simulators.certificate import simulator_pki
 from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
 from simulators.opcua_security import SimulatorSecurity
@@ -279,7 +280,7 @@ class SimulatedLine:
             return
         if self.config.security.simulator_pki is None:
             raise ConfigError("secure simulated tools need security.simulator_pki")
-        pki = simulator_pki(self.config.security.simulator_pki)
+        pki = simulator_pki(self.config.security.simulator_pki, served_hosts(self.config))
         if tls_tools:
             context = tls_server_context(pki)
             for server in tls_tools:
@@ -516,18 +517,21 @@ def line_config_toml(config: LineConfig) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-SIMULATOR_URI = "urn:pkgline:simulator:{host}"
-
-
-def simulator_pki(root: Path) -> Pki:
-    """The simulators' PKI at ``root``, with a self-signed certificate made on first use."""
-    pki = Pki(root)
-    if not pki.has_own:
-        host = socket.gethostname()
-        init_own(
-            pki, common_name="pkgline simulator", application_uri=SIMULATOR_URI.format(host=host)
-        )
-    return pki
+def served_hosts(config: LineConfig) -> list[str]:
+    """The hosts where the line's simulated tools answer that the simulators' certificate
+    must name (:func:`~simulators.certificate.simulator_pki`): those of the secure OPC UA
+    endpoints and of the Modbus/TCP Security ones."""
+    hosts: list[str] = []
+    for tool in config.tools:
+        endpoint = tool.endpoint
+        if tool.simulation is None:
+            continue
+        if isinstance(endpoint, OpcUaEndpoint):
+            if endpoint.security.secure:
+                hosts.append(_opcua_address(endpoint.url)[0])
+        elif endpoint.tls is not None:
+            hosts.append(endpoint.host)
+    return list(dict.fromkeys(hosts))
 
 
 def write_line_config(config: LineConfig, path: Path | str) -> Path:

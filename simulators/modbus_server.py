@@ -538,9 +538,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     tls, pki = None, None
     if args.tls_pki:
         from drivers.pki import tls_server_context
-        from simulators.line import simulator_pki
+        from simulators.certificate import simulator_pki
 
-        pki = simulator_pki(Path(args.tls_pki))
+        pki = simulator_pki(Path(args.tls_pki), [args.host])
         tls = tls_server_context(pki)
 
     def ready(port: int) -> None:

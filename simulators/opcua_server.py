@@ -534,13 +534,13 @@ def _security(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Simu
 
     from drivers.credentials import read_credentials
     from drivers.pki import PkiError
-    from simulators.line import simulator_pki
+    from simulators.certificate import simulator_pki
 
     if not args.credentials and not args.anonymous_read:
         parser.error("nobody could log in: give --credentials (or --anonymous-read, or --insecure)")
     passwords: dict[str, tuple[str, frozenset[str]]] = {}
     try:
-        pki = simulator_pki(Path(args.pki))
+        pki = simulator_pki(Path(args.pki), [args.host])
         if args.credentials:
             user = read_credentials(Path(args.credentials))
             passwords[user.username] = (user.password, frozenset({"*"}))

@@ -1,13 +1,15 @@
 """``pkgline pki``: the controller's (or the simulators') certificate and trust list.
 
-    pkgline pki init   [--config line.toml | --dir PKI] [--simulators] [--force]
+    pkgline pki init   [--config line.toml | --dir PKI] [--simulators] [--host HOST]... [--force]
     pkgline pki trust  FILE     a peer's certificate, a CA, or a revocation list
     pkgline pki reject FILE     take a certificate off the trust list
     pkgline pki list            own, trusted, issuer and rejected certificates, with expiry
     pkgline pki renew           a new certificate (and key) for the same application
 
 The directory is the line's ``[security] pki`` (``--simulators``: ``simulator_pki``), or
-``--dir``. The running daemon takes a renewed certificate by itself (it reconnects).
+``--dir``. A certificate made names this machine (its name, localhost, 127.0.0.1) and each
+``--host``; the simulators' one also the hosts where the line's simulated tools answer (with
+``--config``): a controller checks that a tool's certificate names the host it connects to. The running daemon takes a renewed certificate by itself (it reconnects).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from drivers.certificates import renew_own
+from drivers.certificates import certificate_host, renew_own
+from drivers.host_names import certificate_hosts
 from drivers.pki import EXPIRY_WARNING_DAYS, Pki, PkiError, describe
 from pkgline.cli.common import (
     EXIT_UNAVAILABLE,
@@ -32,7 +35,7 @@ from pkgline.cli.common import (
     print_json,
     usage_error,
 )
-from pkgline.config import ConfigError, load_line_config
+from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.security import init_controller, listing, reject, trust
 
 app = typer.Typer(
@@ -57,17 +60,23 @@ SimOption = Annotated[
 ]
 
 
+def _line(config: Path | None) -> LineConfig | None:
+    if config is None:
+        return None
+    try:
+        return load_line_config(config)
+    except ConfigError as exc:
+        usage_error(str(exc))
+
+
 def _pki(config: Path | None, directory: Path | None, simulators: bool) -> Pki:
     if directory is not None:
         if config is not None:
             usage_error("give --config or --dir, not both")
         return Pki(directory.expanduser().resolve())
-    if config is None:
+    line = _line(config)
+    if line is None:
         usage_error("say which PKI: --config line.toml, or --dir DIRECTORY")
-    try:
-        line = load_line_config(config)
-    except ConfigError as exc:
-        usage_error(str(exc))
     root = line.security.simulator_pki if simulators else line.security.pki
     assert root is not None  # load_line_config gives both a default
     return Pki(root)
@@ -86,6 +95,16 @@ def init(
     config: ConfigOption = None,
     directory: DirOption = None,
     simulators: SimOption = False,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="A host name or IP address the certificate names besides this machine's "
+            "(its name, localhost, 127.0.0.1): where a tool answers, as its endpoint URL "
+            "says; repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing certificate and key.")
     ] = False,
@@ -93,19 +112,27 @@ def init(
     """Create the PKI directories and a self-signed application instance certificate."""
     pki = _pki(config, directory, simulators)
     try:
+        named = [certificate_host(host) for host in hosts or ()]
+    except PkiError as exc:
+        usage_error(str(exc))
+    try:
         if simulators:
-            from simulators.line import simulator_pki
+            from simulators.certificate import simulator_pki
+            from simulators.line import served_hosts
 
             if pki.has_own and not force:
                 raise PkiError(f"{pki.own_certificate} exists already")
             if force:
                 pki.own_certificate.unlink(missing_ok=True)
-            cert = simulator_pki(pki.root).own()[0]
+            line = _line(config)
+            served = served_hosts(line) if line is not None else []
+            cert = simulator_pki(pki.root, [*named, *served]).own()[0]
         else:
-            cert = init_controller(pki, force=force)
+            cert = init_controller(pki, force=force, hosts=named)
     except (PkiError, OSError) as exc:
         raise _fail(exc) from None
     out.print(f"created {describe(cert)}, valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    out.print(f"names {certificate_hosts(cert)}")
     out.print(f"certificate: {pki.own_certificate} (give it to the tools to trust)")
 
 

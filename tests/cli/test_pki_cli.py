@@ -108,3 +108,29 @@ def test_a_certificate_expiring_within_30_days_is_listed_as_expiring(tmp_path: P
     listed = json.loads(pkgline("pki", "list", "--dir", str(pki.root), "--json").stdout)
     assert listed[0]["expiring"] is True
     assert C.expiring([("own certificate", pki.own()[0])])[0].startswith("own certificate CN=short")
+
+
+def test_init_names_the_hosts_given_for_a_tool_or_the_controller(tmp_path: Path) -> None:
+    """A controller checks that a tool's certificate names the host of the endpoint URL: the
+    hosts where the tool (here the simulators) answers are given with --host."""
+    sim = tmp_path / "sim"
+    done = pkgline(
+        "pki", "init", "--dir", str(sim), "--simulators", "--host", "tool-3.cell-b.example",
+        "--host", "[fd00::5]",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    san = P.Pki(sim).own()[0].extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert {"localhost", "tool-3.cell-b.example"} <= set(
+        san.value.get_values_for_type(x509.DNSName)
+    )
+    assert {str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)} >= {
+        "127.0.0.1",
+        "fd00::5",
+    }
+    assert "tool-3.cell-b.example" in done.stdout and "IP fd00::5" in done.stdout
+    ctl = pkgline("pki", "init", "--dir", str(tmp_path / "ctl"), "--host", "mes-cell-b")
+    assert ctl.returncode == 0, ctl.stderr
+    assert "DNS mes-cell-b" in ctl.stdout
+    wrong = pkgline("pki", "init", "--dir", str(tmp_path / "bad"), "--host", "opc.tcp://tool-3")
+    assert wrong.returncode == 2 and "expected a host name" in wrong.stderr
+    assert not (tmp_path / "bad").exists()
