@@ -95,11 +95,11 @@ class OpcUaSecurity(BaseModel):
     """How the controller proves who it is to an OPC UA server, and checks who the server is.
 
     The default is Basic256Sha256 with SignAndEncrypt, the line's PKI directory (``pki`` in
-    line.toml: the controller's certificate, the trust list and its revocation lists), no
-    trust on first use, and an anonymous user (which the pkgline simulators refuse: give a
-    ``credentials`` file or a ``user_certificate``). ``policy = "None"`` (with ``mode =
-    "None"``) is plain OPC UA, for a tool that can do no better, on a segmented network only
-    (docs/security.md).
+    line.toml: the controller's certificate, the trust list and its revocation lists), the
+    server's certificate checked for the endpoint URL's host, no trust on first use, and an
+    anonymous user (which the pkgline simulators refuse: give a ``credentials`` file or a
+    ``user_certificate``). ``policy = "None"`` (with ``mode = "None"``) is plain OPC UA, for a
+    tool that can do no better, on a segmented network only (docs/security.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -113,6 +113,13 @@ class OpcUaSecurity(BaseModel):
         None,
         description="Application URI the server's certificate must name; default: the one "
         "the server announces.",
+    )
+    check_host_name: bool = Field(
+        True,
+        description="The server's certificate must name the host of the endpoint URL in its "
+        "subjectAltName (DNS name or IP address; OPC UA's BadCertificateHostNameInvalid). "
+        "false: not checked (logged as a warning at connect), only for a tool whose "
+        "certificate cannot be reissued.",
     )
     trust_on_first_use: bool = Field(
         False,

@@ -19,7 +19,8 @@ OPC UA's own (Part 12, "CertificateGroup" folders), used for Modbus/TCP Security
 A peer's certificate is accepted when it is in its validity period, is trusted (the very
 certificate is in trusted/certs, or it is signed by a CA certificate in trusted/certs or
 issuers/certs), is not on a revocation list of its issuer, and names the expected application
-URI in its subjectAltName. Otherwise :class:`CertificateRejected` says which of these failed.
+URI in its subjectAltName, and (a server's, checked by a client) the host connected to
+(:mod:`drivers.host_names`). Otherwise :class:`CertificateRejected` says which of these failed.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from drivers.host_names import certificate_hosts, names_host
+
 EXPIRY_WARNING_DAYS = 30
 """A certificate that expires within this many days is shown as expiring (``line status``)."""
 
@@ -59,6 +62,7 @@ class RejectReason(Enum):
     EXPIRED = "BadCertificateTimeInvalid"
     REVOKED = "BadCertificateRevoked"
     WRONG_URI = "BadCertificateUriInvalid"
+    WRONG_HOST = "BadCertificateHostNameInvalid"
     INVALID = "BadCertificateInvalid"
 
 
@@ -350,6 +354,7 @@ class Pki:
         cert: x509.Certificate,
         *,
         expected_uri: str | None,
+        expected_host: str | None,
         trust_on_first_use: bool = False,
         endpoint: str | None = None,
         now: dt.datetime | None = None,
@@ -359,6 +364,11 @@ class Pki:
         to trusted/certs and accepted. The trust list's files are looked at on every call (and
         parsed again when they changed), so a certificate trusted, rejected or revoked since
         is taken at the next connection.
+
+        ``expected_host``: the host of the endpoint URL a client connected to, which the
+        certificate must name (:mod:`drivers.host_names`); None: not checked (a server
+        checking a client, or a client configured not to). Checked before anything is
+        trusted or pinned: a certificate for another host is never trusted on first use.
 
         Trust on first use is for the first use of ``endpoint`` only: the certificate trusted
         then is pinned to it (:meth:`first_use`), and a certificate not on the trust list
@@ -384,6 +394,8 @@ class Pki:
                 f"certificate {who} is for application URI {', '.join(uris) or '(none)'}, "
                 f"expected {expected_uri}",
             )
+        if expected_host is not None:
+            check_host(cert, expected_host)
         issuer = self._trusted_issuer(cert)
         if issuer is None:
             pinned = self.first_use(endpoint) if endpoint is not None else None
@@ -463,6 +475,23 @@ class Pki:
                 continue
             return ca
         return None
+
+
+def check_host(cert: x509.Certificate, host: str) -> None:
+    """Raise :class:`CertificateRejected` (``WRONG_HOST``) unless ``cert`` names ``host`` in
+    its subjectAltName (:func:`drivers.host_names.names_host`)."""
+    hosts = certificate_hosts(cert)
+    if not names_host(hosts, host):
+        raise CertificateRejected(
+            RejectReason.WRONG_HOST,
+            f"certificate {describe(cert)} names {hosts} in its subjectAltName, not the "
+            f"host {host} of the endpoint URL: another machine may answer at this address (a "
+            "different tool, or a man in the middle with a certificate the line trusts), or "
+            "the certificate was made for another name of the tool. Have the tool's "
+            f"certificate issued for {host} (subjectAltName DNS or IP), or give the endpoint a "
+            "URL whose host the certificate names; only for a tool whose certificate cannot "
+            "be reissued: check_host_name = false in the endpoint's security",
+        )
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

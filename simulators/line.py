@@ -520,14 +520,14 @@ def line_config_toml(config: LineConfig) -> str:
 def served_hosts(config: LineConfig) -> list[str]:
     """The hosts where the line's simulated tools answer that the simulators' certificate
     must name (:func:`~simulators.certificate.simulator_pki`): those of the secure OPC UA
-    endpoints and of the Modbus/TCP Security ones."""
+    endpoints whose host name is checked, and of the Modbus/TCP Security ones."""
     hosts: list[str] = []
     for tool in config.tools:
         endpoint = tool.endpoint
         if tool.simulation is None:
             continue
         if isinstance(endpoint, OpcUaEndpoint):
-            if endpoint.security.secure:
+            if endpoint.security.secure and endpoint.security.check_host_name:
                 hosts.append(_opcua_address(endpoint.url)[0])
         elif endpoint.tls is not None:
             hosts.append(endpoint.host)

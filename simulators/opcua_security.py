@@ -132,7 +132,8 @@ class SimulatorSecurity:
         self, cert: x509.Certificate, client: ua.ApplicationDescription
     ) -> None:
         try:
-            self.pki.check_peer(cert, expected_uri=client.ApplicationUri)
+            # the host name check is the client's (OPC UA Part 4): a client has no endpoint URL
+            self.pki.check_peer(cert, expected_uri=client.ApplicationUri, expected_host=None)
         except CertificateRejected as exc:
             raise ServiceError(getattr(StatusCodes, exc.reason.value)) from exc
 

@@ -4,7 +4,8 @@
 instance certificate (``<pki>/own``), the user identity (a name and password from a
 credentials file only the service account can read, or an X.509 user certificate), and a
 certificate validator that checks the server's certificate against the trust list
-(:meth:`drivers.pki.Pki.check_peer`). The validator keeps the reason it refused a certificate
+(:meth:`drivers.pki.Pki.check_peer`), including that it names the host of the endpoint URL
+(unless ``check_host_name`` is off). The validator keeps the reason it refused a certificate
 (:attr:`ServerCheck.rejected`), so that the error names it, not only the status code asyncua
 turns it into.
 
@@ -20,6 +21,7 @@ from cryptography import x509
 from drivers.config import OpcUaSecurity
 from drivers.credentials import read_credentials, redact_asyncua_passwords
 from drivers.errors import ConfigurationError, SecurityRefused
+from drivers.host_names import url_host
 from drivers.opcua.ua_typed import Client, StatusCodes
 from drivers.pki import CertificateRejected, Pki, PkiError, application_uris, check_key_mode
 
@@ -39,6 +41,7 @@ CERTIFICATE_CODES = frozenset(
         StatusCodes.BadCertificateTimeInvalid,
         StatusCodes.BadCertificateRevoked,
         StatusCodes.BadCertificateUriInvalid,
+        StatusCodes.BadCertificateHostNameInvalid,
         StatusCodes.BadCertificateInvalid,
         StatusCodes.BadCertificateUseNotAllowed,
         StatusCodes.BadCertificateIssuerRevoked,
@@ -58,12 +61,21 @@ IDENTITY_CODES = frozenset(
 
 class ServerCheck:
     """The certificate validator given to asyncua: checks the server's certificate against the
-    trust list, remembers why it refused one."""
+    trust list and for the host of ``endpoint`` (the URL connected to), remembers why it
+    refused one."""
 
     def __init__(self, pki: Pki, security: OpcUaSecurity, *, endpoint: str | None = None):
         self._pki = pki
         self._security = security
         self._endpoint = endpoint
+        self.expected_host: str | None = None
+        """The host the server's certificate must name; None: not checked."""
+        if security.check_host_name:
+            self.expected_host = url_host(endpoint) if endpoint is not None else None
+            if self.expected_host is None:  # never skip the check for want of a host
+                raise ConfigurationError(
+                    f"endpoint {endpoint!r}: no host to check the server's certificate for"
+                )
         self.rejected: CertificateRejected | None = None
 
     async def __call__(self, cert: x509.Certificate, server: ua.ApplicationDescription) -> None:
@@ -72,6 +84,7 @@ class ServerCheck:
             self._pki.check_peer(
                 cert,
                 expected_uri=expected,
+                expected_host=self.expected_host,
                 trust_on_first_use=self._security.trust_on_first_use,
                 endpoint=self._endpoint,
             )

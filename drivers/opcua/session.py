@@ -294,6 +294,13 @@ class EndpointSession:
         )
 
     async def _supervise(self) -> None:
+        if self.security.secure and not self.security.check_host_name:
+            log.warning(
+                "opc ua server host name not checked",
+                url=self.url,
+                why="check_host_name = false: any certificate the line trusts is accepted "
+                "from whichever machine answers at this address",
+            )
         delays = backoff_delays(self.policy, self._rng)
         try:
             while not self._closed:
@@ -332,7 +339,7 @@ class EndpointSession:
             await close_client_now(client)
             if check is not None and check.rejected is not None:
                 raise SecurityRefused(
-                    f"the server's {check.rejected.message}",
+                    f"the server's {check.rejected.message} ({check.rejected.reason.value})",
                     request=f"connect to {self.url}",
                 ) from exc
             if isinstance(exc, UaError) and "No matching endpoints" in str(exc):

@@ -1,13 +1,16 @@
-"""Whether a server's certificate names the host connected to (drivers/host_names.py): IP
-addresses by value (IPv6 in brackets, IPv4-mapped, zones), names case-insensitively with one
-leftmost wildcard label at most, never a name for an address or an address for a name; and
-what a certificate may name (drivers/certificates.py)."""
+"""Whether a server's certificate names the host connected to (drivers/host_names.py, and
+Pki.check_peer's use of it): IP addresses by value (IPv6 in brackets, IPv4-mapped, zones),
+names case-insensitively with one leftmost wildcard label at most, never a name for an
+address or an address for a name; a certificate for another host is refused before trust on
+first use trusts or pins anything; what a certificate may name (drivers/certificates.py)."""
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from drivers import certificates as C
 from drivers import pki as P
@@ -98,6 +101,62 @@ def test_a_certificate_naming_no_host_names_none(rsa_keys: Keys) -> None:
     assert found == CertificateHosts((), ())
     assert str(found) == "no host"
     assert not names_host(found, "tool-3")  # the common name is not looked at
+
+
+def tool_certificate(keys: Keys, *named: str) -> x509.Certificate:
+    return C.make_certificate(
+        keys.simulator, common_name="tool-a", application_uri=SIMULATOR_URI, hosts=named
+    )
+
+
+def test_check_peer_refuses_a_certificate_for_another_host_saying_what_it_names(
+    tmp_path: Path, rsa_keys: Keys
+) -> None:
+    pki = P.Pki(tmp_path / "pki")
+    cert = tool_certificate(rsa_keys, "tool-a.example", "10.0.0.5")
+    pki.store(cert, pki.trusted)
+    with pytest.raises(P.CertificateRejected) as refused:
+        pki.check_peer(cert, expected_uri=SIMULATOR_URI, expected_host="10.0.0.6")
+    assert refused.value.reason is P.RejectReason.WRONG_HOST
+    assert refused.value.reason.value == "BadCertificateHostNameInvalid"
+    message = refused.value.message
+    assert "names DNS tool-a.example, IP 10.0.0.5 in its subjectAltName" in message
+    assert "not the host 10.0.0.6 of the endpoint URL" in message
+    assert "Have the tool's certificate issued for 10.0.0.6" in message
+    assert "check_host_name = false" in message
+    pki.check_peer(cert, expected_uri=SIMULATOR_URI, expected_host="10.0.0.5")
+    pki.check_peer(cert, expected_uri=SIMULATOR_URI, expected_host="TOOL-A.example")
+    pki.check_peer(cert, expected_uri=SIMULATOR_URI, expected_host=None)  # not checked
+
+
+def test_trust_on_first_use_never_trusts_nor_pins_a_certificate_for_another_host(
+    tmp_path: Path, rsa_keys: Keys
+) -> None:
+    pki = P.Pki(tmp_path / "pki")
+    pki.create_dirs()
+    url = "opc.tcp://10.0.0.6:4840"
+    wrong = tool_certificate(rsa_keys, "10.0.0.5")
+    with pytest.raises(P.CertificateRejected) as refused:
+        pki.check_peer(
+            wrong,
+            expected_uri=SIMULATOR_URI,
+            expected_host="10.0.0.6",
+            trust_on_first_use=True,
+            endpoint=url,
+        )
+    assert refused.value.reason is P.RejectReason.WRONG_HOST
+    assert pki.trusted_certificates() == []
+    assert pki.first_use(url) is None
+    assert list(pki.rejected.iterdir()) == []  # trusting it would not help: not kept
+    right = tool_certificate(rsa_keys, "10.0.0.6")  # the first use is still to come
+    pki.check_peer(
+        right,
+        expected_uri=SIMULATOR_URI,
+        expected_host="10.0.0.6",
+        trust_on_first_use=True,
+        endpoint=url,
+    )
+    assert pki.first_use(url) == P.thumbprint(right)
 
 
 @pytest.mark.parametrize(

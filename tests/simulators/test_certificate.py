@@ -53,7 +53,7 @@ def tool(tool_id: str, endpoint: dict[str, Any], *, simulated: bool = True) -> d
     }
 
 
-def test_the_hosts_served_are_those_of_simulated_tools_with_secure_endpoints() -> None:
+def test_the_hosts_served_are_those_of_simulated_tools_whose_host_is_checked() -> None:
     opcua, plain = "opcua", {"policy": "None", "mode": "None"}
     config = LineConfig.model_validate(
         {
@@ -64,6 +64,14 @@ def test_the_hosts_served_are_those_of_simulated_tools_with_secure_endpoints() -
                 tool("C", {"transport": opcua, "url": "opc.tcp://[fd00::7]:4841"}),
                 tool(
                     "D", {"transport": opcua, "url": "opc.tcp://10.0.0.8:4840", "security": plain}
+                ),
+                tool(
+                    "E",
+                    {
+                        "transport": opcua,
+                        "url": "opc.tcp://10.0.0.9:4840",
+                        "security": {"check_host_name": False},
+                    },
                 ),
                 tool("F", {"transport": opcua, "url": "opc.tcp://real-tool:4840"}, simulated=False),
                 tool("G", {"transport": "modbus", "host": "10.0.0.10", "port": 802, "tls": {}}),
