@@ -39,6 +39,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from drivers import certificates as C
 from drivers import pki as P
+from drivers import tls as T
 from drivers.config import INSECURE, ConnectionPolicy, ModbusEndpoint, ModbusTls, ToolConfig
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.mapfile import packaged_map
@@ -197,7 +198,7 @@ async def bench_modbus(reads: int, rounds: int, pkis: Pkis | None = None) -> Com
         client = AsyncModbusTlsClient(
             "127.0.0.1",
             port=port,
-            sslctx=P.tls_client_context(pkis.controller),
+            sslctx=T.tls_client_context(pkis.controller),
             timeout=2.0,
             retries=0,
             reconnect_delay=0,

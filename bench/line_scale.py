@@ -155,7 +155,8 @@ def worker_main(plan: WorkerPlan, conn: Connection) -> None:
 
 
 async def _worker(plan: WorkerPlan, conn: Connection) -> None:
-    from drivers.pki import Pki, tls_server_context
+    from drivers.pki import Pki
+    from drivers.tls import tls_server_context
     from simulators.engine import ClassProfile, SimulationSettings, VirtualTool, load_profiles
     from simulators.modbus_server import ModbusToolServer
     from simulators.opcua_security import SimulatorSecurity

@@ -46,7 +46,8 @@ from drivers.credentials import read_credentials
 from drivers.errors import ConfigurationError
 from drivers.modbus.mapfile import register_map_for
 from drivers.model import EquipmentClass
-from drivers.pki import PkiError, load_certificate, tls_server_context
+from drivers.pki import PkiError, load_certificate
+from drivers.tls import tls_server_context
 from pkgline.config import ConfigError, LineConfig, LineTool
 from simulators.certificate import simulator_pki
 from simulators.engine import SimulationSettings, VirtualTool

@@ -59,7 +59,8 @@ from drivers.model import (
     SiteMap,
     ToolStatus,
 )
-from drivers.pki import CertificateRejected, Pki, PkiError, check_tls_peer
+from drivers.pki import CertificateRejected, Pki, PkiError
+from drivers.tls import check_tls_peer
 from simulators.engine import ALARM_JOB_FAULT, Refused, SimulationSettings, VirtualTool
 
 log = structlog.get_logger("pkgline.simulators")
@@ -90,7 +91,7 @@ class ModbusToolServer:
         pki: Pki | None = None,
     ) -> None:
         """``tls``: serve Modbus/TCP Security (TLS, the client's certificate required) with
-        this context (drivers.pki.tls_server_context); none: plain Modbus TCP. ``pki``: the
+        this context (drivers.tls.tls_server_context); none: plain Modbus TCP. ``pki``: the
         PKI the context was made from; each client's certificate is checked against its
         revocation lists right after the handshake (read at each connection), and a revoked
         one is disconnected before any request is served, with a log line."""
@@ -212,7 +213,7 @@ class ModbusToolServer:
 
     def _check_client(self, transport: asyncio.BaseTransport | None) -> bool:
         """Whether the client that just finished its TLS handshake may stay: its certificate
-        is not revoked (:func:`drivers.pki.check_tls_peer`). Logs a refusal."""
+        is not revoked (:func:`drivers.tls.check_tls_peer`). Logs a refusal."""
         if self.pki is None:
             return True
         peer = transport.get_extra_info("peername") if transport is not None else None
@@ -537,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = SimulationSettings(args.time_scale, args.reject_rate, args.alarm_rate, args.seed)
     tls, pki = None, None
     if args.tls_pki:
-        from drivers.pki import tls_server_context
+        from drivers.tls import tls_server_context
         from simulators.certificate import simulator_pki
 
         pki = simulator_pki(Path(args.tls_pki), [args.host])

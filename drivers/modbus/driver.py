@@ -47,8 +47,9 @@ from drivers.model import (
     ToolIdentity,
     ToolStatus,
 )
-from drivers.pki import Pki, check_tls_peer, tls_client_context
+from drivers.pki import Pki
 from drivers.supervision import EventHub, PollClock, backoff_delays
+from drivers.tls import check_tls_peer, tls_client_context
 
 log = structlog.get_logger("pkgline.drivers.modbus")
 

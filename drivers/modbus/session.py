@@ -23,7 +23,7 @@ on its own, and translates every failure once into :mod:`drivers.errors`:
   :class:`~drivers.errors.ProtocolError` and closes the connection, instead of a hang until
   the timeout or an exception inside pymodbus' protocol callback.
 - With Modbus/TCP Security the tool's certificate is checked right after the handshake
-  (``tls_peer_check``: revocation, :func:`drivers.pki.check_tls_peer`); a refused tool's
+  (``tls_peer_check``: revocation, :func:`drivers.tls.check_tls_peer`); a refused tool's
   connection is closed before any request goes out, with :class:`~drivers.errors.SecurityRefused`
   naming the certificate and the reason.
 """
@@ -172,7 +172,7 @@ class ModbusSession:
         certificate trusted or renewed since is taken). ``tls_identity``: a value that changes
         when our own certificate is replaced (:meth:`identity_changed`). ``tls_peer_check``:
         checks the tool's certificate right after the handshake, from the connection's
-        transport (:func:`drivers.pki.check_tls_peer`: revocation); raises
+        transport (:func:`drivers.tls.check_tls_peer`: revocation); raises
         :class:`~drivers.pki.CertificateRejected` to refuse the tool."""
         self.tool_id = tool_id
         self._tls = tls

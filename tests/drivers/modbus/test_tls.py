@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from drivers import certificates as C
 from drivers import pki as P
+from drivers import tls as T
 from drivers.config import ModbusTls
 from drivers.errors import ToolUnreachable
 from drivers.interface import ConnectionLost, ConnectionRestored
@@ -57,7 +58,7 @@ async def tool() -> AsyncIterator[VirtualTool]:
 
 @pytest.fixture
 async def tls_server(pair: Pair, tool: VirtualTool) -> AsyncIterator[ModbusToolServer]:
-    context = P.tls_server_context(pair.simulator)
+    context = T.tls_server_context(pair.simulator)
     async with ModbusToolServer(tool, host="127.0.0.1", port=0, tls=context) as server:
         yield server
 
@@ -120,7 +121,7 @@ async def test_a_tls_1_2_tool_refusing_the_controller_says_so(
     for path in pair.simulator.trusted.iterdir():
         path.unlink()
     pair.simulator.store(pair.simulator_cert, pair.simulator.trusted)  # not the controller
-    context = P.tls_server_context(pair.simulator)
+    context = T.tls_server_context(pair.simulator)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
         driver = await started(tls_driver(server, pair.controller))
@@ -161,7 +162,7 @@ async def refused_in_handshake(
 ) -> tuple[str, list[dict[str, object]]]:
     """Connect to a simulator serving ``pair.simulator``'s certificate: the driver's error and
     what it logged."""
-    context = P.tls_server_context(pair.simulator)
+    context = T.tls_server_context(pair.simulator)
     async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
         with capture_logs() as logs:
             driver = await started(tls_driver(server, pair.controller))
@@ -269,7 +270,7 @@ async def test_a_pki_without_the_controllers_certificate_is_said_by_every_reques
 async def test_a_controller_key_others_can_read_is_refused(
     pair: Pair, tls_server: ModbusToolServer, tool: VirtualTool
 ) -> None:
-    P.tls_client_context(pair.controller)  # made while the key was 0600: a chmod is seen too
+    T.tls_client_context(pair.controller)  # made while the key was 0600: a chmod is seen too
     pair.controller.own_key.chmod(0o640)
     driver = await started(tls_driver(tls_server, pair.controller))
     try:
@@ -313,7 +314,7 @@ async def test_a_plain_tool_configured_for_tls_says_so(pair: Pair, tool: Virtual
 
 
 def test_tls_contexts_require_tls_1_2_and_a_peer_certificate(pair: Pair) -> None:
-    for context in (P.tls_client_context(pair.controller), P.tls_server_context(pair.simulator)):
+    for context in (T.tls_client_context(pair.controller), T.tls_server_context(pair.simulator)):
         assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
         assert context.verify_mode is ssl.CERT_REQUIRED
 
@@ -379,7 +380,7 @@ async def test_a_revoked_tool_certificate_is_refused_by_the_driver(
     pair.controller.store(ca, pair.controller.trusted)  # the tool is trusted through its CA
     other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other", issuer=(ca, rsa_keys.ca))
     write_crl(pair.controller, ca, rsa_keys.ca, other.serial_number)  # revokes another one
-    context = P.tls_server_context(pair.simulator)
+    context = T.tls_server_context(pair.simulator)
     async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
         driver = await started(tls_driver(server, pair.controller))
         try:
@@ -416,7 +417,7 @@ async def test_a_revoked_controller_certificate_is_refused_by_the_simulator(
     pair.simulator.store(ca, pair.simulator.trusted)
     other = app_certificate(rsa_keys.user, "urn:pkgline:controller:other", issuer=(ca, rsa_keys.ca))
     write_crl(pair.simulator, ca, rsa_keys.ca, other.serial_number)
-    context = P.tls_server_context(pair.simulator)
+    context = T.tls_server_context(pair.simulator)
     async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
         driver = await started(tls_driver(server, pair.controller))
         try:
@@ -455,7 +456,7 @@ async def test_a_revocation_list_without_the_peer_leaves_self_signed_peers_alone
     for pki in (pair.controller, pair.simulator):
         pki.store(ca, pki.trusted)
         write_crl(pki, ca, rsa_keys.ca, some.serial_number)
-    context = P.tls_server_context(pair.simulator)
+    context = T.tls_server_context(pair.simulator)
     async with ModbusToolServer(tool, port=0, tls=context, pki=pair.simulator) as server:
         driver = await started(tls_driver(server, pair.controller))
         try:
@@ -467,7 +468,7 @@ async def test_a_revocation_list_without_the_peer_leaves_self_signed_peers_alone
 
 def test_check_tls_peer_without_a_tls_connection_refuses(pair: Pair) -> None:
     with pytest.raises(P.CertificateRejected, match="presented no certificate") as caught:
-        P.check_tls_peer(pair.controller, None)
+        T.check_tls_peer(pair.controller, None)
     assert caught.value.reason is P.RejectReason.INVALID
 
 
@@ -476,18 +477,18 @@ def test_the_client_context_is_made_once_and_again_when_the_pki_changes(
 ) -> None:
     """Shared by every connection (making one takes milliseconds: 500 tools connecting at
     once would wait seconds for them), and made again when a file it is made of changes."""
-    first = P.tls_client_context(pair.controller)
-    assert P.tls_client_context(pair.controller) is first
+    first = T.tls_client_context(pair.controller)
+    assert T.tls_client_context(pair.controller) is first
     other = app_certificate(rsa_keys.user, "urn:pkgline:simulator:other")
     path = pair.controller.store(other, pair.controller.trusted)  # a peer trusted
-    second = P.tls_client_context(pair.controller)
+    second = T.tls_client_context(pair.controller)
     assert second is not first
-    assert P.tls_client_context(pair.controller) is second
+    assert T.tls_client_context(pair.controller) is second
     path.unlink()  # and rejected again
-    third = P.tls_client_context(pair.controller)
+    third = T.tls_client_context(pair.controller)
     assert third is not second
     C.renew_own(pair.controller, new_key_pair=False)  # our own certificate renewed
-    assert P.tls_client_context(pair.controller) is not third
+    assert T.tls_client_context(pair.controller) is not third
 
 
 async def test_tls_connections_are_opened_a_few_at_a_time(pair: Pair) -> None:
@@ -504,7 +505,7 @@ async def test_tls_connections_are_opened_a_few_at_a_time(pair: Pair) -> None:
 
     server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    context = P.tls_client_context(pair.controller)
+    context = T.tls_client_context(pair.controller)
     sessions = [
         ModbusSession(
             tool_id=f"T{i}", host="127.0.0.1", port=port, timeout_s=60, tls=lambda: context
