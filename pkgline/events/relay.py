@@ -15,7 +15,8 @@ with the controller's death as the MQTT will, publish its birth, then in a loop
   :class:`OutboxSignal` of this process, PostgreSQL's NOTIFY) or ``poll_interval_s``;
 - publish the state of this controller's tools when it changed, retained (every 0.5 s);
 - the line's status (every 5 s, leader) and pruning of the events published more than
-  ``retention_days`` ago (every minute, leader).
+  ``retention_days`` ago (every minute, leader), the retained states of the finished lots
+  whose last events go cleared first (:meth:`Relay._prune`).
 
 A broker or database failure ends the session: nothing of the batches in flight was marked,
 so they are published again after the reconnect (at least once: consumers drop duplicates by id),
@@ -55,7 +56,7 @@ from pkgline.events import payloads
 from pkgline.events.config import EventsConfig
 from pkgline.events.marker import Marker, Sent
 from pkgline.events.publisher import MqttPublisher, Publisher, PublishFailed
-from pkgline.events.topics import Topics
+from pkgline.events.topics import Topics, usable_level
 from pkgline.mqtt import BrokerError, connect, protocol_name
 
 log = structlog.get_logger("pkgline.events")
@@ -68,6 +69,8 @@ MARKS_IN_FLIGHT = 4
 """Batches acknowledged and not yet marked, at most, before the relay waits."""
 STATUS_S = 5.0
 PRUNE_S = 60.0
+PRUNE_CLEARS = 1000
+"""Finished lots whose retained states one prune clears, at most (the rest at the next)."""
 LEAD_RETRY_S = 2.0
 STOP_DRAIN_S = 5.0
 """On stop: how long the relay goes on publishing what is left before it says goodbye."""
@@ -303,7 +306,7 @@ class Relay:
                 await self._publish_status(db, publisher)
                 next_status = now + STATUS_S
             if db.leader and now >= next_prune:
-                await self._prune(db)
+                await self._prune(db, publisher)
                 next_prune = now + PRUNE_S
             if marker.marked or not marker.in_flight:
                 self.progress = True
@@ -476,11 +479,36 @@ class Relay:
         heads = payloads.audit_heads(line, self.controller, now, await db.audit_heads())
         await publisher.publish(self.topics.audit_heads, payloads.encode(heads), retain=True)
 
-    async def _prune(self, db: RelaySession) -> None:
+    async def _prune(self, db: RelaySession, publisher: Publisher) -> None:
+        """Delete the events published more than ``retention_days`` ago; the finished lots
+        whose last events go with them first have their retained states cleared (an empty
+        retained message: the broker forgets the topic's). Cleared before deleted: a failure
+        in between (the broker away, a crash) leaves the events, and the next prune clears
+        them again, which changes nothing; the other way round would leave a state retained
+        for ever, as nothing would find the lot again."""
         before = self._clock() - timedelta(days=self.config.retention_days)
-        pruned = await db.prune(before)
+        finished = await db.finished(before, PRUNE_CLEARS)
+        if finished.lots:
+            await self._clear_states(publisher, "lot", finished.lots)
+            log.info(
+                "finished lots' retained states cleared",
+                lots=len(finished.lots),
+                more=finished.until is not None,
+            )
+        pruned = await db.prune(before, until=finished.until)
         if pruned:
             log.info("published events pruned", events=pruned, published_before=before.isoformat())
+
+    async def _clear_states(self, publisher: Publisher, subject: str, ids: Sequence[str]) -> None:
+        """An empty retained message on each one's state topic, every one acknowledged (else
+        :class:`PublishFailed`, and the session ends)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for subject_id in filter(usable_level, ids):  # else none was published
+                    topic = self.topics.subject_state(subject, subject_id)
+                    group.create_task(publisher.publish(topic, b"", retain=True))
+        except* PublishFailed as failed:
+            raise failed.exceptions[0] from None
 
 
 def _age(seconds: float) -> str:
