@@ -112,6 +112,9 @@ def _count(n: int, one: str, many: str) -> str:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_EMPTY_MESSAGE = re.compile(r"\S+/\S+ \(null\)")
+"""``mosquitto_sub -v``'s line of an empty message: a finished lot's state cleared at the
+retention's end (docs/events.md, "lot-state"), which anchors nothing."""
 _FIELDS = ("hash", "lots_head", "security_head")
 """What a saved message of the feed anchors: a lot event's entry, the heads of both chains."""
 
@@ -140,7 +143,7 @@ def _read_anchors(path: Path, *, as_json: bool) -> list[str]:
 
 
 def _anchors_in(line: str) -> Iterable[str]:
-    if not line or line.startswith("#"):
+    if not line or line.startswith("#") or _EMPTY_MESSAGE.fullmatch(line):
         return []
     if _HEX64.fullmatch(line.lower()):
         return [line.lower()]
