@@ -269,13 +269,15 @@ async def test_the_servers_role_runs_the_line_and_cannot_undo_the_history(
         entries = verified.entries
         assert verified.signatures == 1 and verified.security_events >= 4
 
-        # The event relay: its lock, LISTEN, the outbox read, marked and pruned.
+        # The event relay: its lock, LISTEN, the outbox read, marked, the finished lots whose
+        # states it clears (none: L1 is in progress) and pruned.
         async with OutboxStore(engine).session() as relay:
             assert await relay.try_lead()
             await relay.listen(lambda: None)
             events = await relay.pending(100)
             assert events
             await relay.mark_published([e.id for e in events], utc_now() - timedelta(days=30))
+            assert (await relay.finished(utc_now() - timedelta(days=7), 10)).lots == []
             assert await relay.prune(utc_now() - timedelta(days=7)) >= 1
             assert set(await relay.audit_heads()) == {"lots", "security"}
     finally:
