@@ -27,6 +27,7 @@ from pkgline.station.render import (
     MAX_SITES_FIELD,
     Form,
     Viewer,
+    kept_for,
     page,
     quote,
     read_form,
@@ -86,9 +87,10 @@ async def lot_answer(
     map_text: str = "",
     history_all: bool = False,
 ) -> HTMLResponse:
-    """The lot page (with a refusal's ``message``, and the refused ``form``'s values kept;
-    ``map_text``: which rejects its maps show, :func:`map_filter`; ``history_all``: every
-    history entry, not the newest :data:`HISTORY_SHOWN`)."""
+    """The lot page (with a refusal's ``message``, and the refused ``form``'s values kept in
+    the form it came from, the action the request posted to: ``kept(action)`` in the
+    template; ``map_text``: which rejects its maps show, :func:`map_filter`; ``history_all``:
+    every history entry, not the newest :data:`HISTORY_SHOWN`)."""
     services = state_of(request).services
     try:
         lot = await services.lots.get(lot_id, by=who)
@@ -111,7 +113,7 @@ async def lot_answer(
         message=message,
         notice=NOTICES.get(done),
         child=child if done in ("split", "merge") else "",
-        given=form or Form([]),
+        kept=kept_for(request, form),
         max_sites_field=MAX_SITES_FIELD,
         history_shown=None if history_all else HISTORY_SHOWN,
     )
@@ -124,7 +126,9 @@ async def _refused_on(
     if form.get("back") == "holds":
         from pkgline.station.work_pages import holds_answer
 
-        return await holds_answer(request, who, status=status, message=message)
+        return await holds_answer(
+            request, who, status=status, message=message, form=form, reopen=lot_id
+        )
     return await lot_answer(request, who, lot_id, status=status, message=message, form=form)
 
 
@@ -217,7 +221,7 @@ async def _form(
     signatures are looked at, as the API refuses it first."""
     form, problem = await read_form(request)
     if problem is not None:
-        return form, await lot_answer(request, who, lot_id, status=400, message=problem)
+        return form, await _refused_on(request, who, lot_id, 400, problem, form)
     try:
         await state_of(request).services.lots.authorize_some(action, lot_id, by=who)
     except NotAuthorized as refused:

@@ -100,7 +100,11 @@ async def login_form(request: Request, next: str = "") -> HTMLResponse:
     return _login_page(request, next, None, 200)
 
 
-def _login_page(request: Request, next_path: str, message: str | None, status: int) -> HTMLResponse:
+def _login_page(
+    request: Request, next_path: str, message: str | None, status: int, username: str = ""
+) -> HTMLResponse:
+    """The login form (``username``: the name a refused login gave, shown again; never its
+    password)."""
     value = auth.login_csrf_value()
     response = _page(
         request,
@@ -110,6 +114,7 @@ def _login_page(request: Request, next_path: str, message: str | None, status: i
         next=auth.safe_next(next_path),
         message=message,
         login_csrf=value,
+        username=username,
     )
     auth.set_login_csrf(request, response, value)
     return response
@@ -131,7 +136,7 @@ async def login(request: Request) -> Response:
     try:
         token, session, _ = await state_of(request).sessions.login(username, password)
     except LoginRefused as refused:
-        return _login_page(request, next_path, str(refused), 401)
+        return _login_page(request, next_path, str(refused), 401, username)
     response = RedirectResponse(next_path, status_code=303)
     max_age = int((session.expires_at - datetime.now(UTC)).total_seconds())
     auth.set_session_cookie(request, response, token, max(max_age, 1))

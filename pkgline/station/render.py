@@ -4,6 +4,7 @@ and a signature from a form's fields."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote as _url_quote
 
@@ -97,6 +98,22 @@ class Form:
         return [v for k, v in self.items if k == name]
 
 
+NO_FORM = Form([])
+"""What a page shows in a form nobody sent: its defaults."""
+
+
+def kept_for(request: Request, form: Form | None) -> Callable[[str], Form]:
+    """``kept(action)``: the fields a refused form gave, for the form of the page that posts
+    to ``action`` (the last segment of the form's address: ``hold``, ``scrap-sites``); no
+    fields for the page's other forms, which show their defaults."""
+    posted = request.url.path.rsplit("/", 1)[-1] if form is not None else ""
+
+    def kept(action: str) -> Form:
+        return form if form is not None and action == posted else NO_FORM
+
+    return kept
+
+
 NUL_TEXT = "the text holds a NUL character (U+0000): no id or text of pkgline holds one"
 
 
@@ -104,21 +121,29 @@ async def read_form(request: Request) -> tuple[Form, str | None]:
     """The form's fields, or a message saying why it is refused (a wrong CSRF token, a
     field that is not text, is too long (:data:`MAX_FIELD`; a list of sites
     :data:`MAX_SITES_FIELD`) or holds a NUL character, too many fields); nothing is changed
-    then."""
+    then. A refused form's text fields are still given, for its page to show them again (the
+    operator corrects one field, not all of them): a NUL character left out of its field, a
+    field that is not text (a file) left out. Not those of a form without this session's
+    CSRF token: it may be another site's, and what it says is not shown as the person's."""
     form = await request.form(max_fields=MAX_FIELDS)
     if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
         return Form([]), STALE
     items: list[tuple[str, str]] = []
+    problem: str | None = None
     for key, value in form.multi_items():
         if not isinstance(value, str):
-            return Form([]), f"{key}: expected text; nothing was changed"
+            problem = problem or f"{key}: expected text; nothing was changed"
+            continue
         longest = MAX_SITES_FIELD if key in SITE_LISTS else MAX_FIELD
         if len(value) > longest:
-            return Form([]), f"{key}: longer than {longest} characters; nothing was changed"
+            problem = problem or f"{key}: longer than {longest} characters; nothing was changed"
         if "\x00" in key + value:  # as the API's bodies (PostgreSQL refuses one: a 500)
-            return Form([]), f"{key}: {NUL_TEXT}; nothing was changed"
+            problem = problem or (
+                f"{key}: {NUL_TEXT} (shown again without it: check the field); nothing was changed"
+            )
+            key, value = key.replace("\x00", ""), value.replace("\x00", "")
         items.append((key, value))
-    return Form(items), None
+    return Form(items), problem
 
 
 def signatures(who: Principal, form: Form) -> tuple[SignatureGiven, ...] | str:

@@ -19,7 +19,7 @@ from mes.materials import MaterialService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
-from pkgline.station.render import Form, Viewer, page, quote, read_form
+from pkgline.station.render import Form, Viewer, kept_for, page, quote, read_form
 from pkgline.station.work_views import WINDOWS, tool_view
 from pkgline.tool_views import parse_window
 
@@ -50,7 +50,7 @@ async def tool_answer(
     form: Form | None = None,
 ) -> Response:
     """The tool page over ``window`` (with a refusal's ``message`` and the refused ``form``'s
-    values kept)."""
+    values kept in the form it came from: ``kept(action)``, :func:`kept_for`)."""
     try:
         span = parse_window(window)
     except ValueError as exc:
@@ -73,7 +73,7 @@ async def tool_answer(
         windows=WINDOWS,
         message=message,
         notice=NOTICES.get(done),
-        given=form or Form([]),
+        kept=kept_for(request, form),
     )
 
 
@@ -117,7 +117,7 @@ async def _act(
     a refusal on the tool page (the form's values kept), else back to the page."""
     form, problem = await read_form(request)
     if problem is not None:
-        return await tool_answer(request, who, tool_id, status=400, message=problem)
+        return await tool_answer(request, who, tool_id, status=400, message=problem, form=form)
     state = state_of(request)
     materials = state.services.materials.acting_as(who)
     try:  # a role that may never handle material is told so (recorded) before the id

@@ -24,7 +24,7 @@ from mes.domain.model import (
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
-from pkgline.station.render import Form, Viewer, page, quote, read_form
+from pkgline.station.render import NO_FORM, Form, Viewer, page, quote, read_form
 from pkgline.station.work_views import (
     duration,
     holds_view,
@@ -50,7 +50,11 @@ async def holds_answer(
     status: int = 200,
     message: str | None = None,
     notice: str | None = None,
+    form: Form | None = None,
+    reopen: str = "",
 ) -> HTMLResponse:
+    """The holds page (with a refusal's ``message``; the release dialog opened again for lot
+    ``reopen``, with a refused release's ``form`` in it, its password fields empty)."""
     try:
         held = await holds_view(state_of(request).services, who)
     except LotTrackerError as refused:
@@ -64,6 +68,8 @@ async def holds_answer(
         duration=duration,
         message=message,
         notice=notice,
+        kept=form or NO_FORM,
+        reopen=reopen,
     )
 
 

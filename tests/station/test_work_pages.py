@@ -289,7 +289,7 @@ async def test_the_tool_page_says_how_many_jobs_and_changes_of_the_window_it_lef
 
     from mes.domain.authority import Principal
     from pkgline.station import work_views
-    from pkgline.station.render import Form, env
+    from pkgline.station.render import NO_FORM, env
     from tests.station.conftest import _seeded
 
     db = f"sqlite:///{tmp_path / 'station.db'}"
@@ -310,7 +310,7 @@ async def test_the_tool_page_says_how_many_jobs_and_changes_of_the_window_it_lef
         csrf="",
         message=None,
         notice=None,
-        given=Form([]),
+        kept=lambda action: NO_FORM,
     )
     more = re.search(r'<p class="more" id="jobs-more">(.*?)</p>', shown, re.S)
     assert more is not None, shown

@@ -1,5 +1,7 @@
 // The holds page: "Release…" on a row opens the signature dialog for that lot (its form
 // posts to the lot's release with the lot version the page showed). Escape or Cancel closes.
+// A release refused comes back here with the dialog's fields kept (the passwords empty): the
+// dialog opens again for that lot.
 const dialog = document.getElementById("release-dialog");
 const form = document.getElementById("release-dialog-form");
 const second = document.getElementById("dialog-second");
@@ -15,3 +17,9 @@ for (const button of document.querySelectorAll("button.open-release")) {
   });
 }
 document.getElementById("dialog-cancel").addEventListener("click", () => dialog.close());
+const reopen = form.dataset.reopen;
+if (reopen) {
+  for (const button of document.querySelectorAll("button.open-release")) {
+    if (button.dataset.lot === reopen) button.click();
+  }
+}
