@@ -18,9 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import quote, unquote
+from collections.abc import Mapping
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import Request, Response
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from mes.domain.authority import AuthMethod, Principal
 from mes.sessions import SessionRefused, split_token
@@ -78,27 +81,54 @@ def safe_next(value: object) -> str:
     return PREFIX + "/"
 
 
-def page_of(method: str, path: str, query: str) -> str:
+EXPIRED_FLAG = "expired"
+"""The query a page is given when the login went back to it for a form sent after the session
+ended: the page says that nothing was done (:func:`page_of`)."""
+
+
+def page_of(method: str, path: str, query: str, sent: Mapping[str, str] | None = None) -> str:
     """Where the login goes on to for a request that found no session: the page itself for a
-    GET; for a form's POST (which a browser cannot repeat by a redirect) the page the form is
-    on: a lot's or a tool's page for their actions (``/station/lots/S-1/hold``), the start
-    page for a start, else the line."""
+    GET; for a form's POST (which a browser cannot repeat by a redirect, and which is never
+    kept to be done after the login) the page the form is on, flagged :data:`EXPIRED_FLAG`
+    so that it says nothing was done: a lot's or a tool's page for their actions
+    (``/station/lots/S-1/hold``; the holds page, its dialog opened again for the lot, for a
+    release sent from there), the start page for a start (the flow the form was for), the
+    password page, else the line. ``sent``: the form's fields that say which page (``back``,
+    ``flow``), nothing else of it."""
     if method in ("GET", "HEAD"):
         return path + (f"?{query}" if query else "")
+    sent = sent or {}
     parts = path.split("/")  # "", "station", "lots", ID, ACTION
-    if len(parts) == 5 and parts[2] in ("lots", "tools"):
-        return "/".join(parts[:4])
-    if path == f"{PREFIX}/start":
-        return path
-    return PREFIX + "/"
+    where: dict[str, str] = {}
+    if len(parts) == 5 and parts[2] == "lots" and sent.get("back") == "holds":
+        page, where["lot"] = f"{PREFIX}/holds", unquote(parts[3])
+    elif len(parts) == 5 and parts[2] in ("lots", "tools"):
+        page = "/".join(parts[:4])
+    elif path == f"{PREFIX}/start":
+        page, flow = path, sent.get("flow", "")
+        if flow and len(flow) <= 64 and flow.isprintable():
+            where["flow"] = flow
+    elif path == f"{PREFIX}/password":
+        page = path
+    else:
+        return PREFIX + "/"
+    return f"{page}?{urlencode({**where, EXPIRED_FLAG: '1'})}"
+
+
+async def _sent(request: Request) -> dict[str, str]:
+    """The fields of a form sent without a live session that say which page it is on."""
+    try:
+        form = await request.form()
+    except (HTTPException, MultiPartException):  # not a form a page sends: the line, then
+        return {}
+    return {k: v for k, v in form.items() if k in ("back", "flow") and isinstance(v, str)}
 
 
 async def viewer(request: Request) -> Principal:
     """The principal of the page's session (a FastAPI dependency), or NeedLogin."""
     token = request.cookies.get(COOKIE)
-    here = page_of(request.method, request.url.path, request.url.query)
     if not token:
-        raise NeedLogin(here)
+        raise NeedLogin(await _here(request))
     state = state_of(request)
     try:
         return await state.sessions.authenticate(token)
@@ -106,7 +136,13 @@ async def viewer(request: Request) -> Principal:
         parts = split_token(token)
         name = f"session {parts[0]}" if parts else "-"
         await state.identity.refused_credentials(name, AuthMethod.SESSION, refused.why)
-        raise NeedLogin(here) from None
+        raise NeedLogin(await _here(request)) from None
+
+
+async def _here(request: Request) -> str:
+    """:func:`page_of` the request (which reads a form's ``back`` and ``flow``)."""
+    sent = await _sent(request) if request.method == "POST" else None
+    return page_of(request.method, request.url.path, request.url.query, sent)
 
 
 def secure(request: Request) -> bool:

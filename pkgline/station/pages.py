@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from importlib.resources import files
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
@@ -113,6 +114,7 @@ def _login_page(
         status,
         next=auth.safe_next(next_path),
         message=message,
+        ended=parse_qs(urlsplit(next_path).query).get(auth.EXPIRED_FLAG) == ["1"],
         login_csrf=value,
         username=username,
     )

@@ -76,6 +76,8 @@ def page(
 ) -> HTMLResponse:
     token = request.cookies.get(auth.COOKIE)
     context.update(
+        # the login came back here for a form sent after the session ended (nothing done)
+        expired=who is not None and request.query_params.get(auth.EXPIRED_FLAG) == "1",
         who=who,
         csrf=auth.csrf_for(token) if token and who else "",
         prefix=auth.PREFIX,

@@ -38,9 +38,13 @@ router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 
 
 @router.get("/holds")
-async def holds_page(request: Request, who: Viewer, done: str = "", lot: str = "") -> HTMLResponse:
+async def holds_page(
+    request: Request, who: Viewer, done: str = "", lot: str = "", expired: str = ""
+) -> HTMLResponse:
     notice = f"Lot {lot} was released." if done == "release" and lot else None
-    return await holds_answer(request, who, notice=notice)
+    # a release sent after the session ended: its dialog opened again (nothing was done)
+    reopen = lot if expired == "1" else ""
+    return await holds_answer(request, who, notice=notice, reopen=reopen)
 
 
 async def holds_answer(

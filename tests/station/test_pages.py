@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,9 +132,10 @@ def test_a_form_without_the_sessions_csrf_token_changes_nothing(station: Station
 def test_a_form_sent_after_the_session_ended_logs_in_again_to_the_page_it_came_from(
     station: Station,
 ) -> None:
-    """The session ends (a logout elsewhere, an expiry) while a lot's page is open; its hold
-    is sent: the login, then the lot's page again, not the form's own address, which is no
-    page (GET on it: 405 "is not for GET"). Nothing was held."""
+    """The session ends (a logout elsewhere) while a lot's page is open; its hold is sent:
+    nothing is held, the login says the session had ended, then goes back to the lot's page
+    (not the form's own address, which is no page: GET on it is 405), which says nothing was
+    done and to send the form again; the hold is not done by the login."""
     with _login(station, "olga") as client:
         page = client.get("/station/lots/S-1")
         elsewhere = {"pkgline_station": client.cookies["pkgline_station"]}
@@ -145,21 +148,101 @@ def test_a_form_sent_after_the_session_ended_logs_in_again_to_the_page_it_came_f
         assert ended.status_code == 303
         sent = client.post("/station/lots/S-1/hold", data={"reason": "x", "csrf": _csrf(page.text)})
         assert sent.status_code == 303
-        assert sent.headers["location"] == "/station/login?next=/station/lots/S-1"
-        form = client.get(sent.headers["location"])
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        next_field = re.search(r'name="next" value="([^"]*)"', form.text)
-        assert csrf is not None and next_field is not None, form.text
-        data = {
-            "csrf": csrf[1],
-            "username": "olga",
-            "password": PASSWORDS["olga"],
-            "next": html.unescape(next_field[1]),
-        }
-        answer = client.post("/station/login", data=data, follow_redirects=True)
-        assert answer.status_code == 200, answer.text
-        assert answer.url.path == "/station/lots/S-1"
+        assert sent.headers["location"] == "/station/login?next=/station/lots/S-1%3Fexpired%3D1"
+        landed = _log_in_again(client, sent.headers["location"])
+        assert landed.url.path == "/station/lots/S-1"
+        assert "nothing was done" in _expired_note(landed.text)
         assert _state(station, client, "S-1") == "WAITING"
+        assert 'id="expired"' not in client.get("/station/lots/S-1").text  # only that once
+
+
+def _log_in_again(client: httpx.Client, login: str) -> httpx.Response:
+    """Olga logs in on the login page the station sent her to; where it goes on to."""
+    form = client.get(login)
+    assert form.status_code == 200 and 'id="ended"' in form.text, form.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    next_field = re.search(r'name="next" value="([^"]*)"', form.text)
+    assert csrf is not None and next_field is not None, form.text
+    data = {
+        "csrf": csrf[1],
+        "username": "olga",
+        "password": PASSWORDS["olga"],
+        "next": html.unescape(next_field[1]),
+    }
+    answer = client.post("/station/login", data=data, follow_redirects=True)
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
+def _expired_note(page: str) -> str:
+    found = re.search(r'id="expired">([^<]*)<', page)
+    assert found is not None, page
+    return html.unescape(found[1])
+
+
+def _expire(station: Station, client: httpx.Client) -> None:
+    """Olga's session expires now (its end moved to the past in the database), and the
+    server has seen it (it keeps a session's person for about a second)."""
+    token = client.cookies["pkgline_station"]
+    with sqlite3.connect(station.db.removeprefix("sqlite:///")) as db:
+        db.execute("UPDATE api_sessions SET expires_at = '2000-01-01 00:00:00.000000'")
+    deadline = time.monotonic() + 10
+    while True:
+        probe = httpx.get(station.url + "/station/", cookies={"pkgline_station": token}, timeout=10)
+        if probe.status_code == 303:
+            return
+        assert time.monotonic() < deadline, "the expired session still answers"
+        time.sleep(0.2)
+
+
+def test_a_form_sent_after_the_session_expired_changes_nothing_and_comes_back_to_its_page(
+    station: Station,
+) -> None:
+    """The session expires while Olga fills in a scrap of sites, a release on the holds page
+    and a start: each sent form changes nothing, the login goes back to the page it was on
+    (the holds page with the lot's release dialog to open again, the start page of the flow
+    chosen), which says so. What the form said is never in the address: the lot's sites and
+    reason, the passwords (only which page: the lot, the flow)."""
+    secret = PASSWORDS["olga"]
+    for path, data, goes_to in (
+        (
+            "/station/lots/S-1/scrap-sites",
+            {"sites": "S-1-01:1:1", "reason": "chipped edge", "password": secret},
+            "/station/lots/S-1?expired=1",
+        ),
+        (
+            "/station/lots/S-3/release",
+            {"back": "holds", "reason": "re-inspected", "password": secret},
+            "/station/holds?lot=S-3&expired=1",
+        ),
+        (
+            "/station/start",
+            {"flow": "fo-organic", "lot": "E-1", "carriers": "2"},
+            "/station/start?flow=fo-organic&expired=1",
+        ),
+    ):
+        with _login(station, "olga") as client:
+            page = client.get("/station/lots/S-1").text
+            before = {lot: _state(station, client, lot) for lot in ("S-1", "S-3")}
+            _expire(station, client)
+            sent = client.post(
+                path, data={"csrf": _csrf(page), "lot_version": lot_version(page), **data}
+            )
+            assert sent.status_code == 303, sent.text
+            login = sent.headers["location"]
+            assert login.startswith("/station/login?next=")
+            for word in ("chipped", "re-inspected", secret, "E-1"):
+                assert word not in login
+            landed = _log_in_again(client, login)
+            assert str(landed.url).removeprefix(station.url) == goes_to
+            assert "nothing was done" in _expired_note(landed.text)
+            if "holds" in goes_to:
+                assert 'data-reopen="S-3"' in landed.text
+            if "start" in goes_to:
+                assert 'id="start-form"' in landed.text
+            assert {lot: _state(station, client, lot) for lot in before} == before
+            assert "E-1" not in client.get("/station/").text
+            assert client.get("/station/lots/E-1").status_code == 404
 
 
 def test_a_new_person_chooses_their_own_password_at_the_station_to_sign(
