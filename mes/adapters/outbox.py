@@ -25,12 +25,9 @@ from typing import Any
 
 from sqlalchemy import (
     Text,
-    and_,
     bindparam,
     column,
-    delete,
     func,
-    or_,
     select,
     text,
     type_coerce,
@@ -46,9 +43,10 @@ from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.outbox_holes import Hole, holes, settle
+from mes.adapters.outbox_prune import FINISHED_LOTS, PRUNE, PRUNE_UNTIL, Finished
 from mes.adapters.sql_expressions import capped_count, rare
 from mes.adapters.tables import audit_heads as heads
-from mes.adapters.tables import lot_counts, lot_history, lots, outbox
+from mes.adapters.tables import lot_counts, lots, outbox
 from mes.domain.model import FINAL_STATES, LotState
 from mes.domain.paging import bounded_total
 
@@ -140,19 +138,6 @@ class OutboxPage:
 
 
 @dataclass(frozen=True, slots=True)
-class Finished:
-    """The finished lots whose last events go at the next prune (:meth:`RelaySession.finished`):
-    the relay clears their retained states first, then prunes ``until`` what it cleared."""
-
-    lots: list[str]
-    """Their ids, oldest published first, each once."""
-    until: tuple[datetime, int] | None
-    """None: every lot found, the prune deletes every event published before the cutoff;
-    else (published_at, id) of the first event of a finished lot left for the next prune, and
-    the prune deletes only the events before it."""
-
-
-@dataclass(frozen=True, slots=True)
 class Backlog:
     events: int
     """Events not yet published."""
@@ -227,45 +212,6 @@ _LAST_PUBLISHED = (
     .order_by(outbox.c.published_at.desc(), outbox.c.seq.desc())
     .limit(1)
 )
-_HIGHEST = select(func.max(outbox.c.seq)).scalar_subquery()
-_PRUNABLE = (
-    outbox.c.published_at.is_not(None),
-    outbox.c.published_at < bindparam("before"),
-    outbox.c.seq < _HIGHEST,
-)
-_PRUNE = delete(outbox).where(*_PRUNABLE)
-_PRUNE_UNTIL = delete(outbox).where(
-    *_PRUNABLE,
-    or_(
-        outbox.c.published_at < bindparam("until_at"),
-        and_(outbox.c.published_at == bindparam("until_at"), outbox.c.seq < bindparam("until_seq")),
-    ),
-)
-_LAST_ENTRY_AT = (
-    select(lot_history.c.at)
-    .where(lot_history.c.lot_id == outbox.c.lot_id)
-    .order_by(lot_history.c.seq.desc())
-    .limit(1)
-    .scalar_subquery()
-)
-FINISHED_LOTS = (
-    select(outbox.c.seq, outbox.c.lot_id, outbox.c.published_at)
-    .join(lots, lots.c.id == outbox.c.lot_id)
-    .where(
-        *_PRUNABLE,
-        outbox.c.subject == "lot",
-        lots.c.state.in_(sorted(s.value for s in FINAL_STATES)),
-        # the event of the lot's last history entry (its outbox row has the entry's time;
-        # a finished lot gets no entry after it): none of the lot's events is newer
-        outbox.c.created_at >= _LAST_ENTRY_AT,
-    )
-    .order_by(outbox.c.published_at, outbox.c.seq)
-    .limit(bindparam("limit"))
-)
-"""The finished lots whose last event is among those :meth:`RelaySession.prune` would delete,
-in the order they were published: along the outbox's (published_at, seq) index from its
-oldest, each lot by its key and its last history entry by (lot_id, seq), never a scan of the
-lots (docs/events.md, "lot-state")."""
 LOTS_BY_STATE = union_all(
     # the few lots in progress, counted; the many finished, as the triggers keep them (0021)
     select(lots.c.state, func.count())
@@ -532,10 +478,10 @@ class RelaySession:
         before that (published_at, id). The number deleted."""
         async with self._write():
             if until is None:
-                result = await self._conn.execute(_PRUNE, {"before": before})
+                result = await self._conn.execute(PRUNE, {"before": before})
             else:
                 values = {"before": before, "until_at": until[0], "until_seq": until[1]}
-                result = await self._conn.execute(_PRUNE_UNTIL, values)
+                result = await self._conn.execute(PRUNE_UNTIL, values)
         return int(result.rowcount or 0)
 
     @asynccontextmanager

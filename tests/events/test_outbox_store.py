@@ -14,7 +14,8 @@ from sqlalchemy import text
 from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.errors import DatabaseUnavailable
 from mes.adapters.migrate import upgrade
-from mes.adapters.outbox import FINISHED_LOTS, Finished, OutboxReader, OutboxStore
+from mes.adapters.outbox import OutboxReader, OutboxStore
+from mes.adapters.outbox_prune import FINISHED_LOTS, Finished
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.service import LotService, utc_now
