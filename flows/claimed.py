@@ -94,28 +94,36 @@ def _same(a: Value, b: Value) -> bool:
     return a == b
 
 
-def _limits(flow: Flow) -> Iterator[tuple[str, str, Limit]]:
-    """Each claimed limit of a flow as (where, value name, limit)."""
+def _limits(flow: Flow) -> Iterator[tuple[str | None, str, str, Limit]]:
+    """Each claimed limit of a flow as (step code or None for a lot parameter, where, value
+    name, limit)."""
     for name, spec in flow.lot_params.items():
         for limit in spec.limits:
-            yield "lot parameters", name, limit
+            yield None, "lot parameters", name, limit
     for code, step in flow.steps.items():
         for kind, specs in (("recipe", step.recipe), ("measured", step.measured)):
             for name, spec in specs.items():
                 for limit in spec.limits:
-                    yield f"{code} {kind}", name, limit
+                    yield code, f"{code} {kind}", name, limit
         for limit in step.checks:
-            yield f"{code} check", limit.value, limit
+            yield code, f"{code} check", limit.value, limit
 
 
 def loosened(claimed: Flow, candidate: Flow) -> list[str]:
     """Each limit of ``claimed`` (the packaged flow) that ``candidate`` drops or loosens, as
-    a sentence; empty when the candidate keeps them all."""
+    a sentence; empty when the candidate keeps them all.
+
+    A limit on a step the candidate does not run at all (an optional step left out) admits
+    nothing there to refuse, and is not dropped: whether the candidate may leave the step
+    out is the step order's question (:func:`reordered`: a required claimed step left out is
+    refused there)."""
     new: dict[tuple[str, str], list[Limit]] = {}
-    for where, name, limit in _limits(candidate):
+    for _, where, name, limit in _limits(candidate):
         new.setdefault((where, name), []).append(limit)
     out: list[str] = []
-    for where, name, limit in _limits(claimed):
+    for code, where, name, limit in _limits(claimed):
+        if code is not None and code not in candidate.steps:
+            continue
         found = new.get((where, name), [])
         if any(implies(other.rule, limit.rule) for other in found):
             continue
