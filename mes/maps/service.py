@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mes.domain.commands import ScrapSites
-from mes.domain.model import Lot, SiteRef, SiteReject
+from mes.domain.model import Lot, LotState, SiteRef, SiteReject
 from mes.domain.signatures import SignatureGiven
 from mes.maps import e142
 from mes.service import LotService, Outcome
@@ -42,6 +42,14 @@ async def export_lot_maps(
 ) -> MapExport:
     """The lot's carriers (or the one named, by id or position) as one E142 document."""
     report = await service.report(lot_id)
+    if report.lot.state is LotState.SCRAPPED:
+        # Its carriers stay on record, but their sites went with the lot: a map of them
+        # would say every site not rejected before is good (Pass, to pick).
+        raise e142.MapRefused(
+            f"lot {lot_id} is SCRAPPED: every site was scrapped with it, nothing to map; "
+            f"its rejects before the scrap are in pkgline lot show {lot_id}",
+            lot_id=lot_id,
+        )
     if not report.carriers:
         raise e142.MapRefused(
             f"lot {lot_id} is {report.lot.state.value} and has no carriers: nothing to map; "

@@ -310,6 +310,19 @@ async def test_a_lot_with_no_carriers_has_no_map_to_export(service: LotService) 
     valid((await export_lot_maps(service, "B")).xml)
 
 
+async def test_a_scrapped_lot_has_no_map_to_export(service: LotService) -> None:
+    """A scrapped lot keeps its carriers on record, and its export said every site not
+    rejected before was good: Pass, Pick="true", GoodDevices 12 for a lot of 0 good sites
+    (found by the probe; docs/e142.md says a scrapped lot has none to export)."""
+    await _lot(service, "A", carriers=1)
+    await service.scrap(cmd.ScrapLot("A", "qa1", "dropped"))
+    assert (await service.get("A")).good_sites == 0
+    with pytest.raises(e142.MapRefused, match="lot A is SCRAPPED: every site was scrapped"):
+        await export_lot_maps(service, "A")
+    with pytest.raises(e142.MapRefused, match="lot A is SCRAPPED"):
+        await export_lot_maps(service, "A", carrier="1")
+
+
 async def test_a_refused_import_changes_nothing(service: LotService) -> None:
     await _lot(service, "B", carriers=1)
     before = await service.report("B")
