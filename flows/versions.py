@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 
 from flows.flow import Flow
-from flows.model import Limit, ValueSpec
+from flows.model import Limit, QueueTime, ValueSpec
 
 
 def content_hash(files: Mapping[str, str]) -> str:
@@ -96,15 +96,30 @@ def diff(a: Flow, b: Flow) -> list[str]:
             continue
         what = f"queue time {key[0]} -> {key[1]}"
         if old is None and new is not None:
-            out.append(f"{what} added: at most {new.max_minutes:g} min ({new.origin})")
+            warn = "" if new.warn_minutes is None else f", warning {new.warn_minutes:g} min"
+            out.append(f"{what} added: at most {new.max_minutes:g} min{warn} ({new.origin})")
         elif new is None and old is not None:
             out.append(f"{what} removed (was at most {old.max_minutes:g} min)")
         elif old is not None and new is not None:
-            out.append(
-                f"{what}: at most {old.max_minutes:g} -> {new.max_minutes:g} min, warning "
-                f"{old.warn_minutes} -> {new.warn_minutes} min"
-            )
+            out.append(f"{what}: " + ", ".join(_queue_time_changes(old, new)))
     return out
+
+
+def _queue_time_changes(old: QueueTime, new: QueueTime) -> list[str]:
+    """What differs between two limits on the same wait, each part once: the maximum, the
+    warning, the origin."""
+
+    def warning(q: QueueTime) -> str:
+        return "none" if q.warn_minutes is None else f"{q.warn_minutes:g} min"
+
+    parts = []
+    if old.max_minutes != new.max_minutes:
+        parts.append(f"at most {old.max_minutes:g} -> {new.max_minutes:g} min")
+    if old.warn_minutes != new.warn_minutes:
+        parts.append(f"warning {warning(old)} -> {warning(new)}")
+    if old.origin != new.origin:
+        parts.append(f"origin {old.origin!r} -> {new.origin!r}")
+    return parts
 
 
 def _rework(spec: object) -> str:

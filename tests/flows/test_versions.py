@@ -57,3 +57,39 @@ def test_the_diff_of_two_constructed_versions_names_each_change_in_words() -> No
         for c in changes
     ), changes
     assert len(changes) == 3, changes
+
+
+def test_a_queue_time_changed_names_only_what_changed() -> None:
+    """Found by the probe: a version that changed only a queue time's maximum was shown as
+    "at most 240 -> 200 min, warning 180.0 -> 180.0 min", and one that changed only its
+    origin as "at most 240 -> 240 min, warning 180.0 -> 180.0 min": a change the approver
+    could not see."""
+    line = 'warn_minutes: 180, max_minutes: 240, origin: "line practice: dielectric'
+    changed = {
+        "max": (line, line.replace("240", "200")),
+        "origin": (line, line.replace("line practice: dielectric", "line practice: resist")),
+        "warning": (line, line.replace("warn_minutes: 180, ", "")),
+    }
+    what = "queue time DIELECTRIC_COAT -> VIA_PATTERN"
+    said = {k: diff(_built({}), _built({f"{FLOW}.yaml": [pair]})) for k, pair in changed.items()}
+    assert said["max"] == [f"{what}: at most 240 -> 200 min"]
+    assert said["origin"] == [
+        f"{what}: origin 'line practice: dielectric moisture uptake before exposure' -> "
+        "'line practice: resist moisture uptake before exposure'"
+    ]
+    assert said["warning"] == [f"{what}: warning 180 min -> none"]
+    added = _built(
+        {
+            f"{FLOW}.yaml": [
+                (
+                    "queue_times:\n",
+                    "queue_times:\n  - {from: DIE_ATTACH, to: DIELECTRIC_COAT, warn_minutes: 30, "
+                    'max_minutes: 60, origin: "line practice: test"}\n',
+                )
+            ]
+        }
+    )
+    assert diff(_built({}), added) == [
+        "queue time DIE_ATTACH -> DIELECTRIC_COAT added: at most 60 min, warning 30 min "
+        "(line practice: test)"
+    ]
