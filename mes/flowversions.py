@@ -283,11 +283,16 @@ class FlowVersionService:
         signatures: SignaturePolicy | None = None,
         verifier: SignatureVerifier | None = None,
         claimed: FlowLibrary | None = None,
+        unreported: Callable[[Flow], list[str]] | None = None,
     ):
         """``claimed``: the flows whose limits the claims fix (the packaged flow files, read
         when first needed, by default); a published version of one of them keeps its
-        limits (:func:`flows.claimed.loosened`)."""
+        limits (:func:`flows.claimed.loosened`). ``unreported``: each measured value of a
+        flow that its step's equipment class does not report, in words (the equipment
+        catalogue is the drivers', which mes does not import: the caller gives the check);
+        a version with one is refused, since its limits would never see a tool's value."""
         self._claimed = claimed
+        self._unreported = unreported
         self._store = store
         self._clock = clock
         self._guard = Guard(principal, security, clock)
@@ -329,6 +334,14 @@ class FlowVersionService:
                     f"flow {name} is not published: these values cannot be physical (a "
                     "default goes to the tool as it is; expected values that can be):"
                     + "".join(f"\n  - {text}" for text in bad)
+                )
+            unknown = self._unreported(flow) if self._unreported is not None else []
+            if unknown:
+                raise InvalidInput(
+                    f"flow {name} is not published: the tools do not report these measured "
+                    "values, so no limit on them would ever apply (a value is named as its "
+                    "tool reports it, or aliased with tool_value: docs/flow-files.md):"
+                    + "".join(f"\n  - {text}" for text in unknown)
                 )
             self._check_claims(flow)
         out = []

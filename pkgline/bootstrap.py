@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flows import FlowLibrary
+from flows import Flow, FlowLibrary
 from mes.adapters.database import (
     DEFAULT_TIMEOUTS,
     DatabaseTimeouts,
@@ -229,8 +229,32 @@ def services_for(
             builds=flow_builds(),
             signatures=signatures,
             verifier=_Signers(engine),
+            unreported=measured_not_reported,
         ),
     )
+
+
+def measured_not_reported(flow: Flow) -> list[str]:
+    """Each measured value of ``flow`` at a tool step that the step's equipment class does
+    not report (drivers/classes.yaml), in words: a version that renames one (a typo, or the
+    engineer's own name for it) would check a value no tool ever gives, silently."""
+    from drivers.catalogue import load_catalogue
+    from drivers.model import EquipmentClass
+
+    catalogue = load_catalogue()
+    out = []
+    for code, step in flow.steps.items():
+        if step.equipment_class == "manual":
+            continue
+        reported = catalogue[EquipmentClass(step.equipment_class)].measured
+        for name, value in step.measured.items():
+            if value.tool_name not in reported:
+                alias = f" (tool_value {value.tool_name})" if value.tool_name != name else ""
+                out.append(
+                    f"{code} measured: {name}{alias} is not reported by a "
+                    f"{step.equipment_class}; it reports {', '.join(sorted(reported))}"
+                )
+    return out
 
 
 class _Signers:

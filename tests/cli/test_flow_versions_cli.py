@@ -136,6 +136,49 @@ def test_a_version_that_loosens_a_claimed_limit_is_refused_and_nothing_is_writte
     assert (tighter["version"], tighter["new"]) == (2, True)
 
 
+def test_every_packaged_flow_measures_only_what_its_tools_report() -> None:
+    from flows import load_library
+    from pkgline.bootstrap import measured_not_reported
+
+    for flow in load_library().flows.values():
+        assert measured_not_reported(flow) == [], flow.name
+
+
+def test_a_version_measuring_a_value_no_tool_reports_is_refused_and_nothing_is_written(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by the probe: a version whose flow file put tighter spec limits on
+    ``bond_line_um`` (the engineer's name for the die bonder's bond_line_thickness_um) was
+    published and could be approved: its spec limits never saw a tool's value, and the tool's
+    value kept the old ones. The alias the flow files offer (tool_value) is accepted."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / "fo-organic.yaml"
+    text = flow_file.read_text()
+    attach = '      die_orientation: {default: face_up, one_of: [face_up], claim: "002: 61"}\n'
+    assert attach in text
+    spec = '{spec: {lower: 12.0, upper: 30.0, target: 20.0, origin: "line practice: tighter"}'
+    flow_file.write_text(
+        text.replace(attach, f"{attach}    measured:\n      bond_line_um: {spec}}}\n")
+    )
+    refused = pkgline(db, "flow", "publish", str(flow_file), "--note", "tighter")
+    assert refused.returncode == 1, refused.stderr
+    assert "the tools do not report these measured values" in refused.stderr
+    assert (
+        "DIE_ATTACH measured: bond_line_um is not reported by a die_bonder; it reports "
+        "bond_force_n, bond_line_thickness_um, xy_offset_um"
+    ) in refused.stderr
+    assert [v["version"] for v in ok_json(db, "flow", "versions", "fo-organic")] == [1]
+    aliased = f"{spec}, tool_value: bond_line_thickness_um"
+    flow_file.write_text(
+        text.replace(attach, f"{attach}    measured:\n      bond_line_um: {aliased}}}\n")
+    )
+    (published,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "tighter, aliased")
+    assert published["version"] == 2
+
+
 def test_a_retired_versions_files_published_again_say_how_to_bring_them_back(
     sqlite_url: str, tmp_path: Path
 ) -> None:
