@@ -296,12 +296,22 @@ class SpcService:
                 xs = [p.x for p in points]
                 found: list[Violation] = []
                 if chart.center is not None and chart.sigma is not None:
+                    # the points since the chart was set, as the track-outs checked them
+                    # (after its baseline, where the limits came from one): earlier points
+                    # were another chart's
+                    first = len(points) - len(rules.since_set(chart, points))
+                    ours = xs[first:]
                     start = (
-                        rules.baseline_end(xs, chart.baseline_n) or 0
+                        rules.baseline_end(ours, chart.baseline_n) or 0
                         if chart.limits_source == "baseline"
                         else 0
                     )
-                    found = rules.all_violations(xs, chart.center, chart.sigma, chart.rules, start)
+                    found = [
+                        Violation(v.rule, tuple(i + first for i in v.points))
+                        for v in rules.all_violations(
+                            ours, chart.center, chart.sigma, chart.rules, start
+                        )
+                    ]
                 cpk, ppk = rules.capability(xs, lower, upper)
                 views.append(ChartView(chart, points, found, cpk, ppk, lower, upper, spec_from))
             return views

@@ -168,6 +168,12 @@ def _resolvable(center: float, sigma: float) -> bool:
     return math.isfinite(sigma) and sigma >= sys.float_info.min and center + sigma != center
 
 
+def since_set(chart: Chart, points: Sequence[Point]) -> list[Point]:
+    """The points of ``points`` (oldest first) recorded since ``chart`` was set: those of a
+    chart it replaced are kept and shown, but are not its baseline nor checked against it."""
+    return [p for p in points if p.at >= chart.set_at]
+
+
 def baseline_end(xs: Sequence[float], n: int) -> int | None:
     """Where the points after the baseline start, in a chart's points ``xs`` whose limits
     came from a baseline of ``n``: after the first ``n`` points in a row that vary (as
@@ -295,15 +301,17 @@ def observe(
     baseline while it has no limits): the chart (with limits from the baseline once it is
     complete), the point, and the violations it completes (none while the baseline fills)."""
     if chart.center is None or chart.sigma is None:
-        # the latest baseline_n points, once there are as many and they vary: a value
-        # reported the same at every lot gives no limits, and the window moves on
-        xs = [p.x for p in recent] + [x]
+        # the latest baseline_n points since the chart was set, once there are as many and
+        # they vary: a value reported the same at every lot gives no limits, and the window
+        # moves on. Points of the chart it replaced (before a process change, say) are not
+        # its baseline.
+        xs = [p.x for p in since_set(chart, recent)] + [x]
         limits = baseline_limits(xs[-chart.baseline_n :]) if len(xs) >= chart.baseline_n else None
         if limits is not None:
             center, sigma = limits
             chart = replace(chart, center=center, sigma=sigma, limits_source="baseline")
         return chart, Point(chart.step, chart.value, chart.tool_id, lot_id, now, x), []
-    window = [*[p.x for p in recent][-(WINDOW - 1) :], x]
+    window = [*[p.x for p in since_set(chart, recent)][-(WINDOW - 1) :], x]
     found = rules_at_end(window, chart.center, chart.sigma, chart.rules)
     shift = len(recent) - len(window) + 1
     found = [Violation(v.rule, tuple(i + shift for i in v.points)) for v in found]

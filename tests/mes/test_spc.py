@@ -105,6 +105,36 @@ async def test_a_baseline_that_does_not_vary_gives_no_limits_and_refuses_no_trac
 
 
 @pytest.mark.usefixtures("line")
+async def test_a_chart_set_again_takes_its_baseline_from_the_points_after_it(
+    service: LotService, spc: SpcService
+) -> None:
+    """Found by the probe: a chart set again with --baseline 5 (after a bond head was
+    changed, say) took its limits at the second track-out after it, from the three points of
+    the chart it replaced, an out-of-control one among them; and show checked the new limits
+    over the old points."""
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", center=25.0, sigma=1.0)
+    for n, blt in enumerate([25.1, 29.5, 25.4]):
+        await _die_attach(service, f"O{n}", blt)
+    assert (await service.get("O1")).state is LotState.HOLD  # rule 1 on the old chart
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", baseline_n=5)
+    new = [30.0, 31.0, 30.5, 29.5, 30.2]
+    for n, blt in enumerate(new[:4]):
+        await _die_attach(service, f"N{n}", blt)
+        [view] = await spc.show("DIE_ATTACH", BLT)
+        assert view.chart.center is None, f"limits after {n + 1} new points"
+    await _die_attach(service, "N4", new[4])
+    [view] = await spc.show("DIE_ATTACH", BLT)
+    assert view.chart.limits_source == "baseline"
+    assert view.chart.center == pytest.approx(sum(new) / 5)
+    assert [p.lot_id for p in view.points][:3] == ["O0", "O1", "O2"]  # still shown
+    assert view.violations == []  # O1 broke the old chart's rule, not this one's
+    await _die_attach(service, "N5", 36.0)
+    [view] = await spc.show("DIE_ATTACH", BLT)
+    assert [(v.rule, v.points) for v in view.violations] == [(1, (8,))]
+    assert (await service.get("N5")).state is LotState.HOLD
+
+
+@pytest.mark.usefixtures("line")
 async def test_limits_come_from_the_baseline_and_a_run_on_one_side_is_caught_with_nelson(
     service: LotService, spc: SpcService
 ) -> None:
