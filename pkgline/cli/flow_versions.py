@@ -262,7 +262,7 @@ def approve(
     else:
         say_direct(db)
         signature = SignatureGiven(os_account(), text)
-        rules = signing_policy(config)
+        rules = signing_policy(config, as_json=json)
 
         async def work() -> Json:
             async with _service(db, rules) as service:

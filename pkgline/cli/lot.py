@@ -105,13 +105,14 @@ def _act(
         answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
     else:
         signing.no_second_signer_here(second, as_json=as_json)
+        rules = signing.policy(config, as_json=as_json)
         say_direct(db)
 
         async def work() -> dict[str, Any]:
             from mes.domain.report import outcome_dict
             from pkgline.bootstrap import open_lot_service
 
-            async with open_lot_service(db, signatures=signing.policy(config)) as service:
+            async with open_lot_service(db, signatures=rules) as service:
                 outcome = await action(service)
                 return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
 

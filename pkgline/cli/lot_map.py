@@ -212,8 +212,10 @@ def import_(
             reason,
         )
 
+        rules = signing.policy(config, as_json=json)
+
         async def work() -> dict[str, Any]:
-            async with open_lot_service(db, signatures=signing.policy(config)) as service:
+            async with open_lot_service(db, signatures=rules) as service:
                 return views.import_dict(await act(service))
 
         done = run(work, as_json=json, db=db)

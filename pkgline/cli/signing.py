@@ -58,13 +58,18 @@ SecondSignerOption = Annotated[
 ]
 
 
-def policy(config: Path | None) -> SignaturePolicy | None:
-    """The signature policy of ``config`` (None: the default, one signer each)."""
+def policy(config: Path | None, *, as_json: bool = False) -> SignaturePolicy | None:
+    """The signature policy of ``config`` (None: the default, one signer each); a file that
+    does not load is a usage error (exit 2), before anything is read or written."""
     if config is None:
         return None
-    from pkgline.config import load_line_config  # pydantic: only when a config is given
+    # pydantic: only when a config is given
+    from pkgline.config import ConfigError, load_line_config
 
-    return load_line_config(config).signatures.policy()
+    try:
+        return load_line_config(config).signatures.policy()
+    except ConfigError as exc:
+        usage_error(f"--config {exc}", as_json=as_json)
 
 
 def os_signature(action: Action, meaning: str | None, reason: str | None) -> SignatureGiven:

@@ -108,6 +108,30 @@ def test_a_configuration_asking_for_two_signers_is_refused_in_direct_mode(
     assert released.returncode == 0, released.stderr
 
 
+def test_a_configuration_that_does_not_load_is_exit_2_naming_it_and_nothing_changes(
+    db: str, tmp_path: Path
+) -> None:
+    """Found by the probe: a --config without its line's name (or no such file) made every
+    signed command of direct mode (release, scrap, rework, migrate, lot map import, flow
+    approve) end in a traceback of ConfigError."""
+    config = tmp_path / "line.toml"
+    config.write_text('[signatures]\ntwo_signers = ["approve_flow"]\n')
+    missing = tmp_path / "nope.toml"
+    for given, said in ((config, "name: Field required"), (missing, "no such file")):
+        for args in (
+            ("lot", "release", "L1", "--reason", "re-measured"),
+            ("flow", "approve", "fo-organic", "1"),
+        ):
+            refused = pkgline(db, *args, "--config", str(given), "--json")
+            assert refused.returncode == 2, refused.stderr
+            assert "Traceback" not in refused.stderr
+            body = json.loads(refused.stdout)
+            assert body["error"] == "usage" and body["message"] == f"--config {given}: {said}"
+        text = pkgline(db, "lot", "scrap", "L1", "--reason", "voids", "--config", str(given))
+        assert text.returncode == 2 and f"error: --config {given}: {said}" in text.stderr
+    assert ok_json(db, "lot", "show", "L1")["state"] == "HOLD"
+
+
 def test_rework_is_signed_with_the_meaning_built_from_the_command(db: str) -> None:
     reworked = ok_json(
         db, "lot", "rework", "L3", "--step", "DIELECTRIC_COAT", "--reason", "strip and re-coat"
