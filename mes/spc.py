@@ -35,7 +35,7 @@ from mes.ports_spc import add_points, get_charts, get_points, save_chart
 if TYPE_CHECKING:
     from mes.flowversions import VersionedFlows
 
-SPC_USER = "SPC"
+SPC_USER = rules.SPC_USER
 """Who disqualifies a tool for a step when a violation inhibits it."""
 
 

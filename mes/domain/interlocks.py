@@ -20,6 +20,7 @@ from mes.domain.durables import Durable, replacement_expected
 from mes.domain.equipment import UNMONITORED, DispatchMode, ToolRecord
 from mes.domain.errors import InterlockRefused
 from mes.domain.materials import Material
+from mes.domain.spc import SPC_USER
 from mes.domain.text import utc_stamp
 
 MANUAL_CLASS = "manual"
@@ -110,7 +111,14 @@ def check_tool(
             else f"{tool_id} was disqualified for {step} by {found.by} at "
             f"{utc_stamp(found.at, seconds=True)}" + (f" ({found.reason})" if found.reason else "")
         )
-        raise refuse("tool_qualification", why, qualified_text)
+        expected = qualified_text
+        if found is not None and found.by == SPC_USER and not allowed:
+            # the way back is the engineer's clearing of the inhibit, not a qualification
+            expected = (
+                f"a tool qualified for {step} (none is: an engineer clears {tool_id} once the "
+                f"violation is dealt with: pkgline spc clear {step} --tool {tool_id} --reason ...)"
+            )
+        raise refuse("tool_qualification", why, expected)
     if dispatched:
         return
     if tool.dispatch is DispatchMode.AUTO:

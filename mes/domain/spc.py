@@ -32,6 +32,10 @@ from datetime import datetime
 
 from mes.domain.errors import InvalidInput
 
+SPC_USER = "SPC"
+"""Who disqualifies a tool when a chart set with ``inhibit`` finds a violation (the
+qualification table's ``by``): ``pkgline spc clear`` lifts only those."""
+
 D2 = 1.128
 """d2 for moving ranges of two points."""
 D4 = 3.267

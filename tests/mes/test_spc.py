@@ -70,6 +70,11 @@ async def test_a_point_beyond_3_sigma_holds_the_lot_and_inhibits_the_tool_until_
         await service.track_in(cmd.TrackIn("N1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     assert refused.value.interlock == "tool_qualification"
     assert "disqualified for DIE_ATTACH by SPC" in refused.value.message
+    # the way back is spc clear (found by the probe: it said "pkgline tool qualify")
+    assert refused.value.expected == (
+        "a tool qualified for DIE_ATTACH (none is: an engineer clears DB-1 once the violation "
+        "is dealt with: pkgline spc clear DIE_ATTACH --tool DB-1 --reason ...)"
+    )
     with pytest.raises(InvalidInput, match="NOPE is not a step code"):  # not "not inhibited"
         await spc.clear("NOPE", "DB-1", "eng1", "bond head re-levelled")
     await spc.clear("DIE_ATTACH", "DB-1", "eng1", "bond head re-levelled")
