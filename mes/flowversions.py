@@ -372,6 +372,14 @@ class FlowVersionService:
                 + "".join(f"\n  - {text}" for text in found)
             )
 
+    async def active_version(self, flow: str, *, by: Principal | None = None) -> int | None:
+        """The version new lots of ``flow`` start on: its newest approved one (None: none).
+        An older draft approved later does not take its place."""
+        approved = [
+            v.version for v in await self.versions(flow, by=by) if v.state is VersionState.APPROVED
+        ]
+        return max(approved, default=None)
+
     async def versions(self, flow: str, *, by: Principal | None = None) -> list[FlowVersion]:
         await self._guard.allow(by, Action.READ)
         found = await self._store.versions(flow, with_files=False)

@@ -99,9 +99,11 @@ def published_dicts(done: Sequence[tuple[FlowVersion, bool]]) -> list[Json]:
     return [{**version_dict(v), "new": new} for v, new in done]
 
 
-def approved_dict(v: FlowVersion, needed: int) -> Json:
-    """A version after an approval, with how many approvals it needs in all."""
-    return {**version_dict(v), "approvals_needed": needed}
+def approved_dict(v: FlowVersion, needed: int, active: int | None) -> Json:
+    """A version after an approval, with how many approvals it needs in all and the version
+    new lots of the flow start on now (``active_version``: an older draft approved after a
+    newer version does not become it)."""
+    return {**version_dict(v), "approvals_needed": needed, "active_version": active}
 
 
 def diff_dict(flow: str, old: int, new: int, changes: Sequence[str]) -> Json:

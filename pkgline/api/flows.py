@@ -82,7 +82,8 @@ async def approve(
     )
     service = _versions(request)
     v = await service.approve(flow, version, by=who, signatures=signed)
-    return answer(request, views.approved_dict(v, service.approvals_needed))
+    active = await service.active_version(flow, by=who)
+    return answer(request, views.approved_dict(v, service.approvals_needed, active))
 
 
 @router.post(

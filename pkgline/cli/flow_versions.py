@@ -267,7 +267,8 @@ def approve(
         async def work() -> Json:
             async with _service(db, rules) as service:
                 done = await service.approve(flow, version, signatures=(signature,))
-                return views.approved_dict(done, service.approvals_needed)
+                active = await service.active_version(flow)
+                return views.approved_dict(done, service.approvals_needed, active)
 
         v = run(work, as_json=json, db=db)
     if json:
@@ -276,12 +277,19 @@ def approve(
     a = v["approvals"][-1]
     if v["state"] == VersionState.APPROVED.value:
         names = ", ".join(f"{x['printed_name']} ({x['signer']})" for x in v["approvals"])
+        active = v.get("active_version")
+        starts = (
+            "new lots start on it"
+            if active in (None, v["version"])
+            else f"version {active}, newer, stays the one new lots start on (this one takes "
+            f"lots moved to it: pkgline lot migrate; or retire {active})"
+        )
         out.print(
             marked(
                 "✔",
                 "green",
                 f"flow {v['flow']} version {v['version']} approved by {names}: "
-                f"{a['meaning']} ({v['content_hash'][:12]}); new lots start on it",
+                f"{a['meaning']} ({v['content_hash'][:12]}); {starts}",
             )
         )
         return

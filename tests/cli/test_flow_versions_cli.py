@@ -136,6 +136,32 @@ def test_a_version_that_loosens_a_claimed_limit_is_refused_and_nothing_is_writte
     assert (tighter["version"], tighter["new"]) == (2, True)
 
 
+def test_an_older_draft_approved_after_a_newer_version_says_new_lots_start_on_the_newer(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by the probe: approving version 4 while version 5 was approved said "new lots
+    start on it", and lots started on version 5 (the newest approved one, as documented)."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / f"{FLOW}.yaml"
+    text = flow_file.read_text()
+    flow_file.write_text(text.replace("MOLD [BALL_MOUNT]", "MOLD BALL_MOUNT"))
+    ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
+    flow_file.write_text(text + "\n# version 3: the same as 1, re-published\n")
+    ok_json(db, "flow", "publish", str(flow_file), "--note", "back to optional balls")
+    newer = ok_json(db, "flow", "approve", FLOW, "3")
+    assert newer["active_version"] == 3
+    older = pkgline(db, "flow", "approve", FLOW, "2")
+    assert older.returncode == 0, older.stderr
+    assert "new lots start on it" not in older.stdout
+    assert "version 3, newer, stays the one new lots start on" in older.stdout
+    assert ok_json(db, "lot", "start", "L1", "--flow", FLOW, "--carriers", "1")["flow_version"] == 3
+    ok_json(db, "flow", "retire", FLOW, "3")
+    assert ok_json(db, "lot", "start", "L2", "--flow", FLOW, "--carriers", "1")["flow_version"] == 2
+
+
 def test_every_packaged_flow_measures_only_what_its_tools_report() -> None:
     from flows import load_library
     from pkgline.bootstrap import measured_not_reported
