@@ -42,9 +42,13 @@ class StepYield:
 class CarrierMap:
     carrier: Carrier
     rejects: tuple[SiteReject, ...]
+    scrapped: bool = False
+    """The lot was scrapped whole: its carriers stay on record, none of their sites is good."""
 
     @property
     def good_sites(self) -> int:
+        if self.scrapped:
+            return 0
         return self.carrier.rows * self.carrier.cols - len(self.rejects)
 
     def grid(self) -> list[list[str | None]]:
@@ -162,7 +166,11 @@ def build_report(
         layer=layer,
         layers=layers,
         carriers=tuple(
-            CarrierMap(c, tuple(sorted(by_carrier[c.id], key=lambda r: (r.row, r.col))))
+            CarrierMap(
+                c,
+                tuple(sorted(by_carrier[c.id], key=lambda r: (r.row, r.col))),
+                scrapped=lot.state is LotState.SCRAPPED,
+            )
             for c in sorted(carriers, key=lambda c: c.position)
         ),
         yields=step_yields(lot, rejects),

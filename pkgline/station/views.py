@@ -228,7 +228,9 @@ def _shown(maps: tuple[CarrierMap, ...], view: tuple[str, int | None]) -> tuple[
             ]
             for m in maps
         ]
-    return tuple(CarrierMap(m.carrier, tuple(k)) for m, k in zip(maps, keep, strict=True))
+    return tuple(
+        CarrierMap(m.carrier, tuple(k), m.scrapped) for m, k in zip(maps, keep, strict=True)
+    )
 
 
 async def lot_view(

@@ -323,6 +323,20 @@ async def test_a_scrapped_lot_has_no_map_to_export(service: LotService) -> None:
         await export_lot_maps(service, "A", carrier="1")
 
 
+async def test_a_scrapped_lots_carriers_have_no_good_site(service: LotService) -> None:
+    """Found by the probe: `lot show` of a scrapped lot said "0 good of 12" for the lot and
+    "carrier A-01 (3x4, 11 good)" below it; --json's carriers[].good_sites said 11 too."""
+    await _lot(service, "A", carriers=1)
+    await service.scrap_sites(
+        cmd.ScrapSites("A", "op1", "chipped", (cmd.SiteRejectGiven("1", 2, 1, "CHIP"),))
+    )
+    assert [m.good_sites for m in (await service.report("A")).carriers] == [11]
+    await service.scrap(cmd.ScrapLot("A", "qa1", "dropped"))
+    report = await service.report("A")
+    assert [m.good_sites for m in report.carriers] == [0]
+    assert [len(m.rejects) for m in report.carriers] == [1]  # the rejects before stay
+
+
 async def test_a_refused_import_changes_nothing(service: LotService) -> None:
     await _lot(service, "B", carriers=1)
     before = await service.report("B")
