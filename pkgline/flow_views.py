@@ -5,7 +5,7 @@ drift."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flows import Flow, Limit, ValueSpec
@@ -93,10 +93,15 @@ def version_dict(v: FlowVersion) -> Json:
     }
 
 
-def published_dicts(done: Sequence[tuple[FlowVersion, bool]]) -> list[Json]:
-    """What a publication did, per flow: its version, and whether it is new (false: the
-    same content was published already and keeps its version)."""
-    return [{**version_dict(v), "new": new} for v, new in done]
+def published_dicts(
+    done: Sequence[tuple[FlowVersion, bool]], active: Mapping[str, int | None]
+) -> list[Json]:
+    """What a publication did, per flow: its version, whether it is new (false: the same
+    content was published already and keeps its version), and the version new lots of the
+    flow start on (``active_version``: an approved version that is not the newest is not)."""
+    return [
+        {**version_dict(v), "new": new, "active_version": active.get(v.flow)} for v, new in done
+    ]
 
 
 def approved_dict(v: FlowVersion, needed: int, active: int | None) -> Json:

@@ -43,8 +43,10 @@ def _files(body: b.PublishBody) -> dict[str, dict[str, str]]:
 
 @router.post("/versions", summary="Publish flow files as new draft versions (flow publish)")
 async def publish(request: Request, who: Who, body: b.PublishBody) -> Any:
-    done = await _versions(request).publish(_files(body), body.note, by=who)
-    return answer(request, views.published_dicts([(p.version, p.new) for p in done]))
+    service = _versions(request)
+    done = await service.publish(_files(body), body.note, by=who)
+    active = {p.version.flow: await service.active_version(p.version.flow, by=who) for p in done}
+    return answer(request, views.published_dicts([(p.version, p.new) for p in done], active))
 
 
 @router.get("/{flow}/versions", summary="A flow's versions and their approvals (flow versions)")

@@ -125,7 +125,8 @@ def publish(
     async def direct() -> list[Json]:
         async with _service(db) as service:
             done = await service.publish(files, note)
-        return views.published_dicts([(p.version, p.new) for p in done])
+            active = {p.version.flow: await service.active_version(p.version.flow) for p in done}
+        return views.published_dicts([(p.version, p.new) for p in done], active)
 
     remote = Remote("POST", "/flows/versions", {"note": note, "flows": files})
     done: list[Json] = either(db, server, json, direct, remote)
@@ -149,6 +150,13 @@ def publish(
                 "a retired version starts no lot; to start lots on these files again, say why "
                 "in a comment line of the flow file and publish it: a new version, approved as "
                 "any other"
+            )
+        elif v["state"] == "approved" and v.get("active_version") not in (None, v["version"]):
+            active = v["active_version"]
+            out.print(
+                f"flow {v['flow']}: unchanged, version {v['version']} (approved) holds it, but "
+                f"new lots start on version {active}, newer; to start them on these files "
+                f"again, retire version {active} (pkgline flow retire {v['flow']} {active})"
             )
         else:
             out.print(

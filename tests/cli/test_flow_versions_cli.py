@@ -162,6 +162,33 @@ def test_an_older_draft_approved_after_a_newer_version_says_new_lots_start_on_th
     assert ok_json(db, "lot", "start", "L2", "--flow", FLOW, "--carriers", "1")["flow_version"] == 2
 
 
+def test_the_files_of_an_approved_version_that_is_not_the_newest_say_so_when_published(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by the probe: publishing the packaged files again, to go back to them after
+    version 2, said only "unchanged, version 1 (approved) holds it", and lots went on
+    starting on version 2."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / f"{FLOW}.yaml"
+    text = flow_file.read_text()
+    flow_file.write_text(text.replace("MOLD [BALL_MOUNT]", "MOLD BALL_MOUNT"))
+    ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
+    ok_json(db, "flow", "approve", FLOW, "2")
+    flow_file.write_text(text)
+    (again,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "back")
+    assert (again["version"], again["new"], again["active_version"]) == (1, False, 2)
+    said = pkgline(db, "flow", "publish", str(flow_file), "--note", "back")
+    assert said.returncode == 0, said.stderr
+    assert (
+        f"flow {FLOW}: unchanged, version 1 (approved) holds it, but new lots start on version "
+        f"2, newer; to start them on these files again, retire version 2 (pkgline flow retire "
+        f"{FLOW} 2)"
+    ) in " ".join(said.stdout.split())
+
+
 def test_every_packaged_flow_measures_only_what_its_tools_report() -> None:
     from flows import load_library
     from pkgline.bootstrap import measured_not_reported
