@@ -35,9 +35,6 @@ from mes.ports_spc import add_points, get_charts, get_points, save_chart
 if TYPE_CHECKING:
     from mes.flowversions import VersionedFlows
 
-SPC_USER = rules.SPC_USER
-"""Who disqualifies a tool for a step when a violation inhibits it."""
-
 
 def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> Work[Change]:
     """The lot ``before`` tracked out by ``change``: each measured value of the step that is
@@ -83,7 +80,7 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
     if inhibited:
         reason = f"SPC at {running.step}: {text}"
         yield from save_qualifications(
-            [Qualification(running.tool, running.step, False, SPC_USER, now, reason)]
+            [Qualification(running.tool, running.step, False, rules.SPC_USER, now, reason)]
         )
     lot = change.lots[0]
     data = {**entry.data, "spc": found}
@@ -246,7 +243,7 @@ class SpcService:
                     f"{tool_id} is not inhibited by SPC at {step}: nothing to clear "
                     "(spc clear lifts only an SPC violation's inhibit)"
                 )
-            if current.by != SPC_USER:
+            if current.by != rules.SPC_USER:
                 raise OperationNotAllowed(
                     f"{tool_id} was disqualified for {step} by {current.by}"
                     + (f" ({current.reason})" if current.reason else "")

@@ -93,10 +93,7 @@ async def security_events_answer(
     first; the cursor is an event's ``seq``."""
     page = await identity.event_page(by, query)
     rows = [e.to_dict() for e in page.events]
-    answer: dict[str, Any] = page_answer(
-        rows, "events", "seq", page.total, page.more, page.total_exact
-    )
-    return answer
+    return page_answer(rows, "events", "seq", page.total, page.more, page.total_exact)
 
 
 async def tool_jobs_answer(lots: LotService, query: ToolJobQuery) -> dict[str, Any]:
@@ -104,10 +101,7 @@ async def tool_jobs_answer(lots: LotService, query: ToolJobQuery) -> dict[str, A
     each as in ``tool show``; the cursor is a job id. The caller has checked the tool."""
     page = await lots.tool_job_page(query)
     rows = [job_dict(j) for j in page.jobs]
-    answer: dict[str, Any] = page_answer(
-        rows, "jobs", "job_id", page.total, page.more, page.total_exact
-    )
-    return answer
+    return page_answer(rows, "jobs", "job_id", page.total, page.more, page.total_exact)
 
 
 def history_query(given: Mapping[str, Any], option: str = "") -> HistoryQuery:
@@ -145,10 +139,7 @@ async def history_answer(
         await known_tool(equipment, query.tool)
     page = await lots.history_page(query)
     rows = [history_dict(e) for e in page.entries]
-    answer: dict[str, Any] = page_answer(
-        rows, "entries", "seq", page.total, page.more, page.total_exact
-    )
-    return answer
+    return page_answer(rows, "entries", "seq", page.total, page.more, page.total_exact)
 
 
 async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> dict[str, Any]:
@@ -195,8 +186,7 @@ async def materials_answer(
 
     page = await materials.page(query, by=by)
     rows = [material_dict(m) for m in page.materials]
-    answer: dict[str, Any] = page_answer(rows, "materials", "id", page.total, page.more, exact=True)
-    return answer
+    return page_answer(rows, "materials", "id", page.total, page.more, exact=True)
 
 
 async def durables_answer(
@@ -208,5 +198,4 @@ async def durables_answer(
 
     page = await durables.page(query, by=by)
     rows = [durable_dict(d) for d in page.durables]
-    answer: dict[str, Any] = page_answer(rows, "durables", "id", page.total, page.more, exact=True)
-    return answer
+    return page_answer(rows, "durables", "id", page.total, page.more, exact=True)
