@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flows import Flow, Limit, ValueSpec
+from flows.model import QueueTime, SpecLimits
 from mes.domain.authority import Principal
 from mes.domain.errors import InvalidInput
 from mes.domain.flowversions import FlowVersion
@@ -35,13 +36,32 @@ def _value_dict(spec: ValueSpec) -> Json:
         "unit": spec.unit,
         "description": spec.description,
         "limits": [_limit_dict(limit) for limit in spec.limits],
+        "spec": _spec_dict(spec.spec),
         **({"tool_value": spec.tool_value} if spec.tool_value else {}),
     }
 
 
+def _spec_dict(spec: SpecLimits | None) -> Json | None:
+    """A measured value's spec limits (out of spec holds the lot), or None: it has none."""
+    if spec is None:
+        return None
+    return {"lower": spec.lower, "upper": spec.upper, "target": spec.target, "origin": spec.origin}
+
+
+def _queue_time_dict(q: QueueTime) -> Json:
+    return {
+        "from": q.from_step,
+        "to": q.to_step,
+        "max_minutes": q.max_minutes,
+        "warn_minutes": q.warn_minutes,
+        "origin": q.origin,
+    }
+
+
 def flow_dict(flow: Flow) -> Json:
-    """A flow: sequence, lot parameters, and per step its equipment, recipe, measured
-    values, checks (with their claims) and rework (``flow show --json``)."""
+    """A flow: sequence, lot parameters, queue times, and per step its equipment, recipe,
+    measured values (with their spec limits), checks (with their claims) and rework (``flow
+    show --json``)."""
     return {
         "name": flow.name,
         "title": flow.title,
@@ -51,6 +71,7 @@ def flow_dict(flow: Flow) -> Json:
         "sequence": flow.sequence,
         "description": flow.description,
         "lot_params": {n: _value_dict(s) for n, s in flow.lot_params.items()},
+        "queue_times": [_queue_time_dict(q) for q in flow.queue_times],
         "steps": {
             code: {
                 "equipment_class": s.equipment_class,

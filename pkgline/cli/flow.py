@@ -64,7 +64,8 @@ def show(
     json: JsonOption = False,
 ) -> None:
     """A flow's sequence, lot parameters, and per step: equipment, recipe defaults, limits
-    with the claims they come from, and rework. Without --version: the flow files installed
+    with the claims they come from, and rework; the spec limits of its measured values and
+    its queue times. Without --version: the flow files installed
     here (no database, no server); with it: the published version, from the database or
     through the server."""
     if version is not None:
@@ -149,3 +150,50 @@ def _print_flow(f: Mapping[str, Any]) -> None:
             + (f", through {', '.join(rework['through'])}" if rework["through"] else ""),
         )
     out.print(steps)
+    _print_spec_limits(f)
+    _print_queue_times(f)
+
+
+def _print_spec_limits(f: Mapping[str, Any]) -> None:
+    """The spec limits of the measured values (line practice beside the claims): out of spec
+    holds the lot (docs/interlocks.md)."""
+    rows = [
+        (code, name, v)
+        for code, s in f["steps"].items()
+        for name, v in s["measured"].items()
+        if v["spec"] is not None
+    ]
+    if not rows:
+        return
+    table = Table(title="Spec limits of measured values", title_justify="left")
+    for column in ("step", "value", "lower", "target", "upper", "unit", "origin"):
+        table.add_column(column, overflow="fold")
+    for code, name, v in rows:
+        spec = v["spec"]
+        table.add_row(
+            code,
+            name,
+            *("" if spec[k] is None else f"{spec[k]:.10g}" for k in ("lower", "target", "upper")),
+            v["unit"] or "",
+            spec["origin"],
+        )
+    out.print(table)
+
+
+def _print_queue_times(f: Mapping[str, Any]) -> None:
+    """The flow's queue-time limits: past the maximum, the lot is held at its next track-in."""
+    if not f["queue_times"]:
+        return
+    table = Table(title="Queue times", title_justify="left")
+    for column in ("from (track-out)", "to (track-in)", "warn after", "at most", "origin"):
+        table.add_column(column, overflow="fold")
+    for q in f["queue_times"]:
+        warn = q["warn_minutes"]
+        table.add_row(
+            q["from"],
+            q["to"],
+            "" if warn is None else f"{warn:.10g} min",
+            f"{q['max_minutes']:.10g} min",
+            q["origin"],
+        )
+    out.print(table)

@@ -69,6 +69,36 @@ def test_flows_are_listed_and_shown(db: str) -> None:
     assert missing.returncode == 1 and "stiffener-bga" in json.loads(missing.stdout)["allowed"]
 
 
+def test_flow_show_gives_the_spec_limits_and_queue_times_an_engineer_set(db: str) -> None:
+    """A process engineer reads back what the flow holds them to beside the claims: the spec
+    limits of measured values (out of spec holds the lot) and the queue times."""
+    shown = ok_json(db, "flow", "show", "fo-organic")
+    measured = shown["steps"]["DIE_ATTACH"]["measured"]
+    assert measured["bond_line_thickness_um"]["spec"] == {
+        "lower": 10.0,
+        "upper": 40.0,
+        "target": 25.0,
+        "origin": "line practice: die attach film",
+    }
+    assert measured["bond_force_n"]["spec"] is None
+    assert shown["queue_times"] == [
+        {
+            "from": "DIELECTRIC_COAT",
+            "to": "VIA_PATTERN",
+            "max_minutes": 240.0,
+            "warn_minutes": 180.0,
+            "origin": "line practice: dielectric moisture uptake before exposure",
+        }
+    ]
+    table = pkgline(db, "flow", "show", "fo-organic")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    [spec] = [line for line in lines if "bond_line_thickness_um" in line and "40" in line]
+    assert spec.split("│")[3:7] == [" 10    ", " 25     ", " 40    ", " um   "]
+    [queue] = [line for line in lines if "DIELECTRIC_COAT" in line and "min" in line]
+    assert "180 min" in queue and "240 min" in queue and "moisture uptake" in queue
+
+
 def test_a_lot_is_started_moved_and_shown(db: str) -> None:
     started = ok_json(
         db, "lot", "start", "L1", "--flow", "stiffener-bga", "--carriers", "1", "--priority", "2"
