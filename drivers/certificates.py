@@ -239,13 +239,18 @@ def init_own(
 
 
 def renew_own(
-    pki: Pki, *, days: int = VALIDITY_DAYS, new_key_pair: bool = True
+    pki: Pki,
+    *,
+    days: int = VALIDITY_DAYS,
+    new_key_pair: bool = True,
+    more_hosts: Sequence[str] = (),
 ) -> x509.Certificate:
     """Replace the own certificate with one of the same subject, URI and host names, valid
-    from now (a new key unless told otherwise). Peers that trusted the old certificate one by
-    one must be given the new one (``pkgline pki list`` shows it). A certificate a CA issued
-    is refused (PkiError): its renewal is the CA's, a self-signed one would break the peers'
-    trust in that CA."""
+    from now (a new key unless told otherwise), naming ``more_hosts`` too (each as
+    :func:`certificate_host` gives it; one it names already is not named twice). Peers that
+    trusted the old certificate one by one must be given the new one (``pkgline pki list``
+    shows it). A certificate a CA issued is refused (PkiError): its renewal is the CA's, a
+    self-signed one would break the peers' trust in that CA."""
     old, _, key_path = pki.own()
     if old.issuer != old.subject:
         raise PkiError(
@@ -265,6 +270,11 @@ def renew_own(
     hosts = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] + list(
         san.get_values_for_type(x509.DNSName)
     )
+    named = {h.lower() for h in hosts}
+    for host in more_hosts:
+        if host.lower() not in named:
+            named.add(host.lower())
+            hosts.append(host)
     cert = make_certificate(
         key,
         common_name=str(names[0].value) if names else uris[0],

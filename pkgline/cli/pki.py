@@ -4,7 +4,8 @@
     pkgline pki trust  FILE     a peer's certificate, a CA, or a revocation list
     pkgline pki reject FILE     take a certificate off the trust list
     pkgline pki list            own, trusted, issuer and rejected certificates, with expiry
-    pkgline pki renew           a new certificate (and key) for the same application
+    pkgline pki renew  [--host HOST]...  a new certificate (and key) for the same application,
+                                its host names and each --host
 
 The directory is the line's ``[security] pki`` (``--simulators``: ``simulator_pki``), or
 ``--dir``. A certificate made names this machine (its name, localhost, 127.0.0.1) and each
@@ -214,14 +215,28 @@ def renew(
     directory: DirOption = None,
     simulators: SimOption = False,
     keep_key: Annotated[bool, typer.Option("--keep-key", help="Keep the key pair.")] = False,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="A host name or IP address the new certificate names besides those the old "
+            "one named (a tool that now answers at another address); repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """A new certificate for the same application URI and host names (a new key unless
-    --keep-key). A running controller reconnects with it by itself; peers that trust the old
-    certificate one by one must be given the new one."""
+    --keep-key), and each --host. A running controller reconnects with it by itself; peers
+    that trust the old certificate one by one must be given the new one."""
     pki = _pki(config, directory, simulators)
     try:
-        cert = renew_own(pki, new_key_pair=not keep_key)
+        named = [certificate_host(host) for host in hosts or ()]
+    except PkiError as exc:
+        usage_error(str(exc))
+    try:
+        cert = renew_own(pki, new_key_pair=not keep_key, more_hosts=named)
     except (PkiError, OSError) as exc:
         raise _fail(exc) from None
     out.print(f"renewed: {describe(cert)}, valid until {cert.not_valid_after_utc:%Y-%m-%d}")
+    out.print(f"names {certificate_hosts(cert)}")
     out.print(f"give {pki.own_certificate} to the peers that trust it one by one")

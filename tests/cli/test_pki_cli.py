@@ -68,6 +68,42 @@ def test_trust_list_reject_and_renew(tmp_path: Path) -> None:
     assert [row["group"] for row in listed] == ["own", "rejected"]
 
 
+def test_renew_adds_the_hosts_given_to_those_the_certificate_named(tmp_path: Path) -> None:
+    """A tool moved to another address: its simulator's (or a controller's) certificate is
+    renewed naming the new host too, and keeps every name it had; a malformed host is
+    refused as a usage error and changes nothing."""
+    pki_dir = tmp_path / "pki"
+    made = pkgline("pki", "init", "--dir", str(pki_dir), "--host", "tool-3.cell-b.example")
+    assert made.returncode == 0, made.stderr
+    old = P.Pki(pki_dir).own()[0]
+
+    def hosts(cert: x509.Certificate) -> list[str]:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [str(v) for v in san.get_values_for_type(x509.IPAddress)] + list(
+            san.get_values_for_type(x509.DNSName)
+        )
+
+    bad = pkgline("pki", "renew", "--dir", str(pki_dir), "--host", "opc.tcp://10.0.0.9:4840")
+    assert bad.returncode == 2 and "expected a host name" in bad.stderr
+    assert P.Pki(pki_dir).own()[0] == old, "a refused renewal changes nothing"
+
+    renewed = pkgline(
+        "pki",
+        "renew",
+        "--dir",
+        str(pki_dir),
+        "--host",
+        "10.0.0.9",
+        "--host",
+        "TOOL-3.cell-b.example",
+    )
+    assert renewed.returncode == 0, renewed.stderr
+    new = P.Pki(pki_dir).own()[0]
+    assert set(hosts(new)) == {*hosts(old), "10.0.0.9"}
+    assert len(hosts(new)) == len(hosts(old)) + 1, "a name it had is not named twice"
+    assert "10.0.0.9" in renewed.stdout
+
+
 def test_renew_refuses_a_certificate_a_ca_issued_and_changes_nothing(tmp_path: Path) -> None:
     """A controller whose certificate a site CA issued (the tools trust the CA): a renewal
     here would be self-signed, and every tool would refuse it."""
