@@ -51,6 +51,7 @@ from mes.ports_lots import get_signatures as get_signatures
 from mes.ports_lots import get_tool_state as get_tool_state
 from mes.ports_materials import MaterialRequest
 from mes.ports_reasons import ReasonRequest
+from mes.ports_security import SecurityRequest
 from mes.ports_spc import SpcRequest
 from mes.ports_together import Together as Together
 from mes.ports_together import each_together as each_together
@@ -245,6 +246,7 @@ Request: TypeAlias = (
     | MaterialRequest
     | ReasonRequest
     | SpcRequest
+    | SecurityRequest
     | Together
 )
 Work: TypeAlias = Generator[Request, Any, T]

@@ -21,7 +21,9 @@ from mes.adapters.memory_interlocks import (
     answer_interlock,
     answer_materials,
     answer_reasons,
+    answer_security,
     answer_spc,
+    append_event,
 )
 from mes.domain import audit
 from mes.domain.durables import Durable, DurableEvent
@@ -34,6 +36,7 @@ from mes.domain.equipment import (
     ToolRecord,
 )
 from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot, UnknownTool
+from mes.domain.identity import SecurityEvent
 from mes.domain.interlocks import Qualification
 from mes.domain.materials import Material, MaterialEvent, Use
 from mes.domain.model import (
@@ -97,6 +100,7 @@ from mes.ports_materials import (
     MaterialRequest,
 )
 from mes.ports_reasons import ReasonRequest
+from mes.ports_security import SecurityRequest
 from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
@@ -128,6 +132,10 @@ class MemoryStore:
     spc_charts: dict[tuple[str, str, str], Chart] = field(default_factory=dict)
     spc_points: list[Point] = field(default_factory=list)
     signatures: list[Signature] = field(default_factory=list)
+    security_events: list[SecurityEvent] = field(default_factory=list)
+    security_head: str = audit.GENESIS
+    """The security log (:mod:`mes.domain.security_chain`): engineering changes, and the
+    refusals of services given the factory as their log."""
 
 
 def _page_key(lot: Lot) -> tuple[int, datetime, str]:
@@ -562,6 +570,8 @@ class MemoryUnitOfWork:
             return answer_spc(self._work, request)
         if isinstance(request, SignatureRequest):
             return answer_signature(self._work, request)
+        if isinstance(request, SecurityRequest):
+            return answer_security(self._work, request)
         return self.lots.answer(request)
 
     async def __aexit__(
@@ -583,3 +593,8 @@ class MemoryUnitOfWorkFactory:
     async def write(self, work: Work[T]) -> T:
         async with self() as uow:
             return await uow.run(work, commit=True)
+
+    async def record(self, event: SecurityEvent) -> None:
+        """The store as a :class:`mes.guard.SecurityLog`: one log for the refusals and the
+        changes, as the SQL stores keep."""
+        append_event(self.store, event)

@@ -1,5 +1,6 @@
 """The in-memory store's answers to the track-in interlocks' requests (tool qualifications,
-durables, material lots, reason codes, SPC charts): the same contract as their SQL stores
+durables, material lots, reason codes, SPC charts) and to the security log's (an engineering
+change's event): the same contract as their SQL stores
 (:mod:`mes.adapters.sql_interlocks` and its neighbours), on a :class:`MemoryStore`'s
 tables. :class:`mes.adapters.memory.MemoryUnitOfWork` runs them on its working copy."""
 
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from mes.adapters.outbox import subject_row
 from mes.domain import durables, materials
 from mes.domain.durables import DurableEventKind, Mounted, PendingJob
+from mes.domain.identity import SecurityEvent
 from mes.domain.model import JobStatus, LotState
+from mes.domain.security_chain import event_hash
 from mes.ports import GetLotsRunningOn, GetQualifications, InterlockRequest, SaveQualifications
 from mes.ports_durables import (
     DurablePage,
@@ -33,6 +36,7 @@ from mes.ports_materials import (
     SaveMaterials,
 )
 from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
+from mes.ports_security import AppendSecurityEvent, SecurityRequest
 from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
 
 if TYPE_CHECKING:
@@ -196,3 +200,18 @@ def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
         store.spc_points.extend(request.points)
         return None
     raise TypeError(f"not an SPC store request: {request!r}")
+
+
+def answer_security(store: MemoryStore, request: SecurityRequest) -> Any:
+    if isinstance(request, AppendSecurityEvent):
+        append_event(store, request.event)
+        return None
+    raise TypeError(f"not a security log request: {request!r}")
+
+
+def append_event(store: MemoryStore, event: SecurityEvent) -> None:
+    """Append ``event`` to the store's security log, chained as the SQL stores chain it
+    (the request's origin is the service's to add: the memory store serves no requests)."""
+    event = replace(event, seq=len(store.security_events) + 1)
+    store.security_head = event_hash(event, store.security_head)
+    store.security_events.append(event)

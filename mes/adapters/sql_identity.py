@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
 from mes.adapters.sql_expressions import capped_count
+from mes.adapters.sql_security import event_row
 from mes.adapters.tables import (
     SECURITY_CHAIN,
     api_keys,
@@ -27,7 +27,6 @@ from mes.adapters.tables import (
     security_events,
     users,
 )
-from mes.domain.audit import GENESIS
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import (
     ApiKey,
@@ -40,8 +39,6 @@ from mes.domain.identity import (
     UserKind,
 )
 from mes.domain.paging import bounded_total
-from mes.domain.security_chain import event_hash
-from mes.guard import with_origin
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -165,27 +162,12 @@ class SqlIdentityTransaction:
         """Append the event to the log's chain: it follows the head (taken FOR UPDATE on
         PostgreSQL, so writers of the log take turns; SQLite's BEGIN IMMEDIATE holds the one
         write lock already), and becomes the head, in this transaction."""
-        # where the server's request came from, hashed as it is stored
-        event = replace(event, detail=with_origin(event.detail))
         heads = audit_heads.c
         prev = await self._conn.scalar(
             select(heads.head).where(heads.chain == SECURITY_CHAIN).with_for_update()
         )
-        digest = event_hash(event, prev or GENESIS)
-        await self._conn.execute(
-            insert(security_events).values(
-                at=event.at,
-                kind=event.kind.value,
-                actor=event.actor,
-                method=event.method.value if event.method else None,
-                subject=event.subject,
-                action=event.action,
-                lot_id=event.lot_id,
-                detail=event.detail,
-                prev_hash=prev or GENESIS,
-                hash=digest,
-            )
-        )
+        row, digest = event_row(event, prev)  # with where the server's request came from
+        await self._conn.execute(insert(security_events).values(row))
         if prev is None:  # the head's row is gone: the chain goes on (verify reports the cut)
             await self._conn.execute(insert(audit_heads).values(chain=SECURITY_CHAIN, head=digest))
         else:

@@ -31,6 +31,7 @@ from mes.adapters.sql_equipment import equipment_plan
 from mes.adapters.sql_interlocks import interlock_plan
 from mes.adapters.sql_materials import material_plan
 from mes.adapters.sql_reasons import reason_plan
+from mes.adapters.sql_security import security_plan
 from mes.adapters.sql_signatures import signature_plan
 from mes.adapters.sql_spc import spc_plan
 from mes.adapters.sql_statements import HeadCache, Statements
@@ -64,6 +65,7 @@ from mes.ports import (
 from mes.ports_durables import DurableRequest, SaveDurables
 from mes.ports_materials import MaterialRequest, SaveMaterials
 from mes.ports_reasons import ReasonRequest
+from mes.ports_security import SecurityRequest
 from mes.ports_spc import SpcRequest
 
 T = TypeVar("T")
@@ -114,6 +116,8 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
         return (yield from spc_plan(sql.spc, request))
     if isinstance(request, SignatureRequest):
         return (yield from signature_plan(sql.signatures, request))
+    if isinstance(request, SecurityRequest):
+        return (yield from security_plan(sql.security, request))
     if isinstance(request, GetHeads):
         if not request.states:
             return []

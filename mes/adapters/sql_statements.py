@@ -43,6 +43,7 @@ from mes.adapters.sql_rows import (
     OUTBOX_KEYS,
     REJECT_KEYS,
 )
+from mes.adapters.sql_security import SecurityStatements
 from mes.adapters.sql_signatures import SignatureStatements
 from mes.adapters.sql_spc import SpcStatements
 from mes.adapters.tables import (
@@ -89,6 +90,7 @@ class Statements:
         self.reasons = ReasonStatements(dialect)
         self.spc = SpcStatements(dialect)
         self.signatures = SignatureStatements(dialect)
+        self.security = SecurityStatements(dialect)
 
         def c(statement: ClauseElement, keys: list[str] | None = None) -> CompiledStatement:
             return CompiledStatement.compile(statement, dialect, keys)
