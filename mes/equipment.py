@@ -51,6 +51,7 @@ from mes.domain.errors import (
     UnknownTool,
 )
 from mes.domain.text import one_line, optional_line
+from mes.engineering import ChangeRecord, dispatch_change
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import qualify_registered
 from mes.ports import (
@@ -209,21 +210,22 @@ class EquipmentService:
         *,
         by: Principal | None = None,
     ) -> ToolRecord:
+        """Set how lots start on a tool (``auto``: the line controller; ``manual``: operators
+        only). Recorded in the security log (``tool_dispatch``, the mode before and after:
+        :mod:`mes.engineering`), in the same transaction."""
         await self._guard.allow(by, Action.TOOL_MODE)
         now = self._clock()
+        change = ChangeRecord.of(self._guard.who(by), user, "tool_dispatch", now)
         async with self._uow() as uow:
             known = await uow.equipment.tool(tool_id)
             if known is None:
                 raise UnknownTool(f"there is no tool {tool_id}")
+            why = optional_line(reason, "the reason")
             record = replace(
-                known,
-                dispatch=mode,
-                dispatch_by=user,
-                dispatch_at=now,
-                dispatch_reason=optional_line(reason, "the reason"),
+                known, dispatch=mode, dispatch_by=user, dispatch_at=now, dispatch_reason=why
             )
             await uow.equipment.update_tool(record, ToolPart.DISPATCH)
-            await uow.commit()
+            await uow.run(change.write(dispatch_change(known, record, why)), commit=True)
         return record
 
     async def tool(self, tool_id: str, *, by: Principal | None = None) -> ToolRecord:

@@ -20,6 +20,7 @@ from mes.domain.errors import InterlockRefused, InvalidInput, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS, Qualification
 from mes.domain.model import Lot, LotHead
 from mes.domain.text import optional_line
+from mes.engineering import ChangeRecord, qualification_change
 from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
@@ -164,8 +165,13 @@ class QualificationService:
     ) -> Qualification:
         """Qualify (or disqualify) ``tool_id`` for ``step``. Refused, changing nothing, for
         a principal without the role, a tool that does not exist or a step its equipment
-        class does not run."""
+        class does not run. The change is recorded in the security log (``tool_qualify`` or
+        ``tool_disqualify``, the qualification before and after: :mod:`mes.engineering`), in
+        the same transaction; qualifying a qualified tool again is a change too (who, when
+        and why are the new ones)."""
         await self._guard.allow(by, Action.QUALIFY)
+        action = "tool_qualify" if qualified else "tool_disqualify"
+        record = ChangeRecord.of(self._guard.who(by), user, action, self._clock())
 
         def work() -> Work[Qualification]:
             tool = (yield from get_tools([tool_id])).get(tool_id)
@@ -192,8 +198,10 @@ class QualificationService:
                     allowed=runs,
                 )
             why = optional_line(reason, "the reason")
-            q = Qualification(tool_id, step, qualified, user, self._clock(), why)
+            q = Qualification(tool_id, step, qualified, user, record.at, why)
+            before = yield from get_qualifications(step=step, tool_id=tool_id)
             yield from save_qualifications([q])
+            yield from record.write(qualification_change(tool_id, step, before, q, why))
             return q
 
         return await self._uow.write(work())

@@ -16,6 +16,7 @@ from mes.domain.commands import HoldLot, ScrapLot
 from mes.domain.errors import UnknownReasonCode
 from mes.domain.model import Lot
 from mes.domain.reasons import ReasonCode, ReasonKind
+from mes.engineering import ChangeRecord, reason_change
 from mes.guard import Guard, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work
 from mes.ports_reasons import get_reason_code, get_reason_codes, save_reason_code
@@ -75,12 +76,16 @@ class ReasonService:
         release_roles: Sequence[str] = (),
         by: Principal | None = None,
     ) -> ReasonCode:
+        """Add a code to the catalogue; recorded in the security log (``reason_add``), in the
+        same transaction."""
         await self._guard.allow(by, Action.REASONS)
+        record = ChangeRecord.of(self._guard.who(by), user, "reason_add", self._clock())
 
         def work() -> Work[ReasonCode]:
             found = yield from get_reason_code(code)
-            new = rules.add(code, kind, text, release_roles, user, self._clock(), found)
+            new = rules.add(code, kind, text, release_roles, user, record.at, found)
             yield from save_reason_code(new, new=True)
+            yield from record.write(reason_change(None, new))
             return new
 
         return await self._uow.write(work())
@@ -88,14 +93,18 @@ class ReasonService:
     async def retire(
         self, code: str, user: str, reason: str, *, by: Principal | None = None
     ) -> ReasonCode:
+        """Retire a code: no new hold or scrap takes it. Recorded in the security log
+        (``reason_retire``), in the same transaction."""
         await self._guard.allow(by, Action.REASONS)
+        record = ChangeRecord.of(self._guard.who(by), user, "reason_retire", self._clock())
 
         def work() -> Work[ReasonCode]:
             found = yield from get_reason_code(code)
             if found is None:
                 raise UnknownReasonCode(f"there is no reason code {code}")
-            retired = rules.retire(found, user, self._clock(), reason)
+            retired = rules.retire(found, user, record.at, reason)
             yield from save_reason_code(retired, new=False)
+            yield from record.write(reason_change(found, retired))
             return retired
 
         return await self._uow.write(work())

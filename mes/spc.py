@@ -22,6 +22,7 @@ from mes.domain.interlocks import Qualification
 from mes.domain.model import Change, Hold, HoldSource, Lot, LotState, Operation
 from mes.domain.spc import Chart, Point, Violation
 from mes.domain.text import one_line
+from mes.engineering import ChangeRecord, chart_state, qualification_change
 from mes.guard import Guard, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
@@ -191,15 +192,18 @@ class SpcService:
         by: Principal | None = None,
     ) -> Chart:
         """Set a chart (replacing the one of its step, value and tool): limits given, or
-        from the first ``baseline_n`` points from now on."""
+        from the first ``baseline_n`` points from now on. Recorded in the security log
+        (``spc_set``, the chart before and after: :mod:`mes.engineering`), in the same
+        transaction."""
         await self._guard.allow(by, Action.SPC)
         self._check_value(step, value)
+        record = ChangeRecord.of(self._guard.who(by), user, "spc_set", self._clock())
         chart = rules.configure(
             step,
             value,
             tool_id,
             user,
-            self._clock(),
+            record.at,
             baseline_n=baseline_n,
             nelson=nelson,
             inhibit=inhibit,
@@ -216,7 +220,17 @@ class SpcService:
                     f"{tool_id} is a {tool.equipment_class}; {step} runs on a "
                     f"{self._flows.step_codes[step].equipment_class}"
                 )
+            before = yield from get_charts(step, tool_id=tool_id, value=value)
             yield from save_chart(chart)
+            yield from record.write(
+                {
+                    "step": step,
+                    "value": value,
+                    "tool": tool_id,
+                    "before": chart_state(before[0] if before else None),
+                    "after": chart_state(chart),
+                }
+            )
             return chart
 
         return await self._uow.write(work())
@@ -226,12 +240,15 @@ class SpcService:
     ) -> Qualification:
         """An engineer clears a tool an SPC violation inhibited: qualified for the step
         again. Refused for a tool SPC did not inhibit at that step (qualified, never
-        qualified, or disqualified by engineering: ``tool qualify`` is theirs)."""
+        qualified, or disqualified by engineering: ``tool qualify`` is theirs). Recorded in
+        the security log (``spc_clear``, the qualification before and after), in the same
+        transaction."""
         await self._guard.allow(by, Action.SPC)
         if step not in self._flows.step_codes:
             raise InvalidInput(f"{step} is not a step code", allowed=sorted(self._flows.step_codes))
         why = one_line(reason, "the reason")
-        q = Qualification(tool_id, step, True, user, self._clock(), f"SPC cleared: {why}")
+        record = ChangeRecord.of(self._guard.who(by), user, "spc_clear", self._clock())
+        q = Qualification(tool_id, step, True, user, record.at, f"SPC cleared: {why}")
 
         def work() -> Work[Qualification]:
             if not (yield from get_tools([tool_id])):
@@ -251,6 +268,7 @@ class SpcService:
                     f"{tool_id} --step {step}"
                 )
             yield from save_qualifications([q])
+            yield from record.write(qualification_change(tool_id, step, found, q, why))
             return q
 
         return await self._uow.write(work())

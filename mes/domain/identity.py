@@ -3,7 +3,8 @@
 Pure values and rules; the service (:mod:`mes.identity`) reads and writes them. A user is a
 person (logs in with a password, or is known by their OS account on the server's socket) or
 a system (the line controller; an API key). Repeated failed logins lock the account for a
-while; every login, lockout, refusal of authority and change to a user is a security event.
+while; every login, lockout, refusal of authority and change to a user is a security event,
+and so is every engineering change to what the line checks at track-in.
 """
 
 from __future__ import annotations
@@ -228,6 +229,11 @@ class EventKind(StrEnum):
     SIGNATURE_REFUSED = "signature_refused"
     """A signature that cannot count: signing for someone else, without the role, the same
     person twice, a password someone else set, or a replay (given for another version)."""
+    ENGINEERING_CHANGE = "engineering_change"
+    """A change to what the line checks at track-in (a tool's qualification, an SPC chart,
+    an SPC inhibit cleared, a reason code, a tool's dispatch mode): ``action`` says which,
+    ``detail`` the tool, step or code, what it was before and what it is after
+    (:mod:`mes.engineering`)."""
 
 
 @dataclass(frozen=True, slots=True)
