@@ -23,7 +23,7 @@ from rich.table import Table
 
 from mes.domain.authority import Principal, Role
 from mes.domain.errors import InvalidInput
-from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
+from mes.domain.identity import EventKind, SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, usage_error
@@ -476,7 +476,7 @@ def events(
         table.add_row(
             str(e["seq"]),
             stamp(e["at"]),
-            e["kind"],
+            _event(e),
             e["actor"],
             e["subject"] or "",
             _detail(detail),
@@ -486,11 +486,22 @@ def events(
     pages.print_notice(shown, "events")
 
 
+def _event(e: dict[str, Any]) -> str:
+    """An event's kind, and an engineering change's action (``engineering_change
+    tool_qualify``)."""
+    if e["kind"] == EventKind.ENGINEERING_CHANGE.value and e["action"]:
+        return f"{e['kind']} {e['action']}"
+    return str(e["kind"])
+
+
 def _detail(detail: dict[str, Any]) -> str:
     """A security event's detail as a person reads it: ``roles: admin, operator; from:
-    127.0.0.1:55104 (https)`` (lists as words, not Python's brackets and quotes)."""
+    127.0.0.1:55104 (https)`` (lists as words, not Python's brackets and quotes; an
+    engineering change's before and after as ``before: qualified yes, by line-1, ...``)."""
 
     def words(value: Any) -> str:
+        if value is None or isinstance(value, bool):
+            return {None: "none", True: "yes", False: "no"}[value]
         if isinstance(value, list | tuple):
             return ", ".join(words(v) for v in value) or "none"
         if isinstance(value, dict):

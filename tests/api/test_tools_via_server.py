@@ -254,6 +254,24 @@ async def _qualifications(api: RunningApi) -> None:
     by_step = await cli("tool", "qualifications", "--step", "NOPE", "--json", "--db", api.db)
     assert by_step.returncode == 1 and json.loads(by_step.stdout)["error"] == "invalid_input"
 
+    # the one change made (the refused ones made none) is in the security log, from where
+    await api.roles(Role.ADMIN)
+    async with api.client() as client:
+        page = await client.get("/security/events", params={"kind": "engineering_change"})
+    assert page.status_code == 200, page.text
+    [change] = page.json()["events"]
+    assert (change["action"], change["actor"], change["method"]) == (
+        "tool_disqualify",
+        ACCOUNT,
+        "os_account",
+    )
+    assert (change["detail"]["tool"], change["detail"]["step"]) == ("DB-1", "DIE_ATTACH")
+    assert change["detail"]["before"]["qualified"] is True
+    assert change["detail"]["after"] == {**change["detail"]["after"], "qualified": False}
+    assert change["detail"]["reason"] == "drift" and "local socket" in change["detail"]["from"]
+    verified = await cli("audit", "verify", "--json", "--db", api.db)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
 
 async def test_line_status_through_the_server_matches_direct_mode(api: RunningApi) -> None:
     await _line_status(api)

@@ -1,14 +1,17 @@
 """Track-in interlocks through ``pkgline`` in a subprocess, on a database a real line
 controller wrote: the issue's first reproduction (a tool that does not exist) is exit 1 with
 which interlock refused, what was expected and the qualified tools; engineering's
-qualification table is kept with ``tool qualify|disqualify|qualifications``; a track-in past
-its queue time puts the lot on hold instead and exits 1."""
+qualification table is kept with ``tool qualify|disqualify|qualifications``, each change
+recorded in the security log (``user events --kind engineering_change``); a track-in past its
+queue time puts the lot on hold instead and exits 1."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 from datetime import timedelta
+from typing import Any
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -79,6 +82,51 @@ def test_qualifications_are_kept_by_engineering_and_checked_at_track_in(line_db:
     assert again["qualified"] is True
     listed = pkgline(line_db, "tool", "qualifications", "--step", "DIE_ATTACH")
     assert listed.returncode == 0 and "DB-1" in listed.stdout and "yes" in listed.stdout
+
+
+def test_each_qualification_change_is_one_event_in_the_security_log_that_verifies(
+    line_db: str,
+) -> None:
+    def changes() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = ok_json(
+            line_db, "user", "events", "--kind", "engineering_change"
+        )
+        return found
+
+    assert changes() == []  # the controller's registration qualified by configuration
+    ok_json(line_db, "tool", "disqualify", "DB-1", "--step", "DIE_ATTACH", "--reason", "BLT drift")
+    [off] = changes()
+    assert (off["kind"], off["action"]) == ("engineering_change", "tool_disqualify")
+    assert (off["actor"], off["method"]) == (getpass.getuser(), "file_owner")
+    detail = off["detail"]
+    assert (detail["tool"], detail["step"], detail["reason"]) == ("DB-1", "DIE_ATTACH", "BLT drift")
+    assert (detail["before"]["qualified"], detail["before"]["by"]) == (True, f"line {LINE}")
+    assert (detail["after"]["qualified"], detail["after"]["by"]) == (False, "op1")
+    assert detail["after"]["reason"] == "BLT drift"
+
+    for refused, code in (
+        (("tool", "qualify", "DB-1", "--step", "WIRE_BOND"), 1),  # a wire bonder's step
+        (("tool", "qualify", "NOPE", "--step", "DICE"), 1),
+        (("tool", "disqualify", "DB-1", "--step", "DIE_ATTACH"), 2),  # no reason
+    ):
+        assert pkgline(line_db, *refused).returncode == code
+    assert changes() == [off]
+
+    ok_json(line_db, "tool", "qualify", "DB-1", "--step", "DIE_ATTACH", "--reason", "re-levelled")
+    on, was = changes()  # newest first
+    assert was == off and on["action"] == "tool_qualify"
+    assert on["detail"]["before"] == detail["after"]
+    assert on["detail"]["after"]["qualified"] is True and on["seq"] > off["seq"]
+    table = " ".join(
+        pkgline(line_db, "user", "events", "--kind", "engineering_change").stdout.split()
+    )
+    assert "engineering_change tool_qualify" in table, table
+    assert "tool: DB-1; step: DIE_ATTACH; before: qualified no, by op1" in table
+
+    verified = pkgline(line_db, "audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    every = ok_json(line_db, "user", "events", "--limit", "500")
+    assert json.loads(verified.stdout)["security_events"] == len(every) >= 2
 
 
 async def test_a_track_in_past_its_queue_time_puts_the_lot_on_hold_and_exits_1(

@@ -1,14 +1,17 @@
 """SPC through ``pkgline`` in a subprocess: engineering sets a chart (``spc chart``), an
 operator's track-out beyond 3 sigma holds the lot (source spc) and inhibits the tool, the
-next track-in there is refused until ``spc clear``; ``spc show --json`` gives the points,
-limits, violations and Cpk/Ppk."""
+next track-in there is refused until ``spc clear``; each chart set and each clear is one event
+in the security log, with the chart or qualification before and after; ``spc show --json``
+gives the points, limits, violations and Cpk/Ppk."""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from flows.loader import DEFS
 from mes.adapters.database import create_engine
@@ -100,6 +103,69 @@ def test_a_point_beyond_3_sigma_holds_the_lot_and_the_tool_waits_for_spc_clear(
     tiny = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
                    "--sigma", "1e-320")  # fmt: skip
     assert tiny.returncode == 1 and "too small to tell the control limits" in tiny.stderr
+
+
+def test_each_chart_set_and_clear_is_one_event_in_the_security_log_that_verifies(
+    sqlite_url: str,
+) -> None:
+    asyncio.run(_line(sqlite_url))
+    db = sqlite_url
+
+    def changes() -> list[dict[str, Any]]:
+        """SPC's changes, newest first (the line's set-up switched DB-1 to manual)."""
+        found = ok_json(db, "user", "events", "--kind", "engineering_change")
+        return [e for e in found if e["action"] != "tool_dispatch"]
+
+    [manual] = ok_json(db, "user", "events", "--kind", "engineering_change")
+    assert (manual["action"], manual["actor"], manual["detail"]["tool"]) == (
+        "tool_dispatch",
+        "tech",
+        "DB-1",
+    )
+    ok_json(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--baseline", "20")
+    [made] = changes()
+    assert (made["action"], made["actor"]) == ("spc_set", getpass.getuser())
+    assert (made["detail"]["step"], made["detail"]["value"], made["detail"]["tool"]) == (
+        "DIE_ATTACH",
+        BLT,
+        "DB-1",
+    )
+    assert made["detail"]["before"] is None
+    assert (made["detail"]["after"]["baseline_n"], made["detail"]["after"]["center"]) == (20, None)
+    ok_json(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25", "--sigma",
+            "1", "--inhibit")  # fmt: skip
+    reset, _ = changes()
+    assert reset["detail"]["before"] == made["detail"]["after"]
+    after = reset["detail"]["after"]
+    assert (after["center"], after["sigma"], after["inhibit"], after["set_by"]) == (
+        25,
+        1,
+        True,
+        "op1",
+    )
+    refused = pkgline(db, "spc", "chart", "DIE_ATTACH", "xy_nope", "--tool", "DB-1")
+    assert refused.returncode != 0
+    ok_json(db, "lot", "track-in", "S1", "--step", "DIE_ATTACH", "--tool", "DB-1")
+    ok_json(db, "lot", "track-out", "S1", "--data", f"{BLT}=28.7")  # SPC inhibits DB-1
+    assert pkgline(
+        db, "spc", "clear", "SUBSTRATE_PREP", "--tool", "DB-1", "--reason", "x"
+    ).returncode
+    assert len(changes()) == 2  # neither SPC's own inhibit nor a refused clear is a change
+
+    ok_json(db, "spc", "clear", "DIE_ATTACH", "--tool", "DB-1", "--reason", "head levelled")
+    cleared, *_ = changes()
+    assert (cleared["action"], cleared["detail"]["reason"]) == ("spc_clear", "head levelled")
+    assert (cleared["detail"]["before"]["qualified"], cleared["detail"]["before"]["by"]) == (
+        False,
+        "SPC",
+    )
+    assert cleared["detail"]["after"]["reason"] == "SPC cleared: head levelled"
+    table = " ".join(pkgline(db, "user", "events", "--kind", "engineering_change").stdout.split())
+    assert "engineering_change spc_clear" in table and "engineering_change spc_set" in table
+    verified = pkgline(db, "audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    every = ok_json(db, "user", "events", "--limit", "500")
+    assert json.loads(verified.stdout)["security_events"] == len(every) >= 4
 
 
 def test_spc_show_compares_with_the_spec_limits_new_lots_are_checked_against(
