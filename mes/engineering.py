@@ -1,6 +1,6 @@
 """Engineering changes in the security log: every change to what the line checks at track-in
 (a tool's qualification, an SPC chart, an SPC inhibit cleared, a hold or scrap reason code, a
-tool's dispatch mode) appends one ``engineering_change`` event, in the transaction that makes
+tool's dispatch mode, a flow version retired) appends one ``engineering_change`` event, in the transaction that makes
 the change: who (``actor``, ``method``), what (``action``), and in ``detail`` the tool, step
 or code with what it was ``before`` (None: nothing was) and what it is ``after``. A refused
 change writes none (a refusal of authority is its own event, ``refused``).
@@ -19,6 +19,7 @@ from typing import Any
 
 from mes.domain.authority import AuthMethod, Principal
 from mes.domain.equipment import ToolRecord
+from mes.domain.flowversions import FlowVersion
 from mes.domain.identity import EventKind, SecurityEvent
 from mes.domain.interlocks import Qualification
 from mes.domain.reasons import ReasonCode
@@ -146,4 +147,23 @@ def dispatch_change(before: ToolRecord, after: ToolRecord, reason: str | None) -
         "before": dispatch_state(before),
         "after": dispatch_state(after),
         "reason": reason,
+    }
+
+
+def flow_retire_change(before: FlowVersion, after: FlowVersion) -> dict[str, Any]:
+    """A flow version retired: no new lot starts on it."""
+
+    def state(v: FlowVersion) -> dict[str, Any]:
+        return {
+            "state": v.state.value,
+            "content_hash": v.content_hash,
+            "retired_by": v.retired_by,
+            "retired_at": _iso(v.retired_at),
+        }
+
+    return {
+        "flow": after.flow,
+        "version": after.version,
+        "before": state(before),
+        "after": state(after),
     }

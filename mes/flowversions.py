@@ -44,6 +44,7 @@ from mes.domain.flowversions import (
     check_approvable,
     check_retirable,
 )
+from mes.domain.identity import SecurityEvent
 from mes.domain.signatures import (
     SignatureGiven,
     SignaturePolicy,
@@ -51,6 +52,7 @@ from mes.domain.signatures import (
     SignatureStale,
 )
 from mes.domain.text import one_line
+from mes.engineering import ChangeRecord, flow_retire_change
 from mes.guard import Guard, SecurityLog
 from mes.signing import SignatureVerifier, Signing
 
@@ -74,8 +76,16 @@ class FlowVersionStore(Protocol):
     ) -> None: ...
 
     async def retire(
-        self, version: FlowVersion, by: str, at: datetime, check: Callable[[FlowVersion], None]
-    ) -> None: ...
+        self,
+        version: FlowVersion,
+        by: str,
+        at: datetime,
+        check: Callable[[FlowVersion], None],
+        change: Callable[[FlowVersion], SecurityEvent] | None = None,
+    ) -> None:
+        """Retire ``version`` if ``check`` passes on it as stored, appending the security
+        event ``change`` makes of it, in the same transaction."""
+        ...
 
 
 class UnknownVersion(InvalidInput):
@@ -456,15 +466,23 @@ class FlowVersionService:
         return await self.version(flow, number, by=by)
 
     async def retire(self, flow: str, number: int, *, by: Principal | None = None) -> FlowVersion:
-        """No new lot starts on the version; lots running on it go on to their end."""
+        """No new lot starts on the version; lots running on it go on to their end. Recorded
+        in the security log (``flow_retire``: :mod:`mes.engineering`), in the same
+        transaction."""
         await self._guard.allow(by, Action.FLOW_RETIRE)
         version = await self.version(flow, number, by=by)
         check_retirable(version)
         who = self._guard.who(by)
         name = who.name if who is not None else SYSTEM_AUTHOR
         now = self._clock()
-        await self._store.retire(version, name, now, check_retirable)
-        return replace(version, state=VersionState.RETIRED, retired_at=now, retired_by=name)
+        record = ChangeRecord.of(who, name, "flow_retire", now)
+        retired = replace(version, state=VersionState.RETIRED, retired_at=now, retired_by=name)
+
+        def change(current: FlowVersion) -> SecurityEvent:
+            return record.event(flow_retire_change(current, retired))
+
+        await self._store.retire(version, name, now, check_retirable, change)
+        return retired
 
     async def seed(self, names: Sequence[str], directory: Path | None = None) -> list[str]:
         """Publish and approve the packaged files of every flow that has no version yet, as

@@ -14,8 +14,10 @@ from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mes.adapters.errors import classified
+from mes.adapters.sql_security import add_event
 from mes.adapters.tables import flow_approvals, flow_versions
 from mes.domain.flowversions import Approval, FlowVersion, VersionState
+from mes.domain.identity import SecurityEvent
 
 
 def _approval(m: RowMapping) -> Approval:
@@ -151,11 +153,19 @@ class SqlFlowVersionStore:
                 )
 
     async def retire(
-        self, version: FlowVersion, by: str, at: Any, check: Callable[[FlowVersion], None]
+        self,
+        version: FlowVersion,
+        by: str,
+        at: Any,
+        check: Callable[[FlowVersion], None],
+        change: Callable[[FlowVersion], SecurityEvent] | None = None,
     ) -> None:
         async with self._begin() as conn:
             row = await self._row(conn, version.flow, version.version)
-            check(_version(row, (), False))
+            current = _version(row, (), False)
+            check(current)
+            if change is not None:
+                await add_event(conn, change(current))
             await conn.execute(
                 update(flow_versions)
                 .where(

@@ -18,12 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
 from mes.adapters.sql_expressions import capped_count
-from mes.adapters.sql_security import event_row
+from mes.adapters.sql_security import add_event
 from mes.adapters.tables import (
-    SECURITY_CHAIN,
     api_keys,
     api_sessions,
-    audit_heads,
     security_events,
     users,
 )
@@ -159,21 +157,9 @@ class SqlIdentityTransaction:
         )
 
     async def add_event(self, event: SecurityEvent) -> None:
-        """Append the event to the log's chain: it follows the head (taken FOR UPDATE on
-        PostgreSQL, so writers of the log take turns; SQLite's BEGIN IMMEDIATE holds the one
-        write lock already), and becomes the head, in this transaction."""
-        heads = audit_heads.c
-        prev = await self._conn.scalar(
-            select(heads.head).where(heads.chain == SECURITY_CHAIN).with_for_update()
-        )
-        row, digest = event_row(event, prev)  # with where the server's request came from
-        await self._conn.execute(insert(security_events).values(row))
-        if prev is None:  # the head's row is gone: the chain goes on (verify reports the cut)
-            await self._conn.execute(insert(audit_heads).values(chain=SECURITY_CHAIN, head=digest))
-        else:
-            await self._conn.execute(
-                update(audit_heads).where(heads.chain == SECURITY_CHAIN).values(head=digest)
-            )
+        """Append the event to the log's chain, in this transaction
+        (:func:`mes.adapters.sql_security.add_event`)."""
+        await add_event(self._conn, event)
 
     async def events(self, limit: int) -> list[SecurityEvent]:
         rows = await self._conn.execute(

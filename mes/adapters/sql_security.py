@@ -1,7 +1,7 @@
 """The security log's chain on SQLite and PostgreSQL: the row an event is appended as (one
-function, for the identity store's transactions and for the lot store's units of work), and
-the compiled statements a unit of work appends with (an engineering change's event, in the
-change's own transaction)."""
+function, for the identity store's transactions, the flow version store's and the lot store's
+units of work), appending on a SQLAlchemy connection, and the compiled statements a unit of
+work appends with (an engineering change's event, in the change's own transaction)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, Fetch, Plan
@@ -45,6 +46,21 @@ def event_row(event: SecurityEvent, head: str | None) -> tuple[dict[str, Any], s
         "hash": digest,
     }
     return row, digest
+
+
+async def add_event(conn: AsyncConnection, event: SecurityEvent) -> None:
+    """Append ``event`` to the log's chain in ``conn``'s transaction: it follows the head
+    (taken FOR UPDATE on PostgreSQL, so writers of the log take turns; SQLite's BEGIN
+    IMMEDIATE holds the one write lock already), and becomes the head."""
+    prev = await conn.scalar(select(_H.head).where(_H.chain == SECURITY_CHAIN).with_for_update())
+    row, digest = event_row(event, prev)  # with where the server's request came from
+    await conn.execute(insert(security_events).values(row))
+    if prev is None:  # the head's row is gone: the chain goes on (verify reports the cut)
+        await conn.execute(insert(audit_heads).values(chain=SECURITY_CHAIN, head=digest))
+    else:
+        await conn.execute(
+            update(audit_heads).where(_H.chain == SECURITY_CHAIN).values(head=digest)
+        )
 
 
 class SecurityStatements:

@@ -381,9 +381,10 @@ security_events = Table(
     Index("ix_security_events_subject", "subject", "seq"),
     Index("ix_security_events_kind", "kind", "seq"),
 )
-"""Append-only: logins, lockouts, refusals of authority, changes to users; chained, each
-event with the hash it follows and its own (:mod:`mes.domain.security_chain`, revision 0022),
-the newest's in ``audit_heads`` (row ``security``)."""
+"""Append-only: logins, lockouts, refusals of authority, changes to users, engineering changes
+(:mod:`mes.engineering`); chained, each event with the hash it follows and its own
+(:mod:`mes.domain.security_chain`, revision 0022), the newest's in ``audit_heads`` (row
+``security``)."""
 
 signatures = Table(
     "signatures",

@@ -1,13 +1,14 @@
 """The security log's hash chain: every security event (a login, a refusal of authority, a
-change to a user) carries the hash of the event before it and its own hash over its canonical
-content, so that an event edited, removed or slipped in after the fact no longer matches.
-Pure functions; the store calls :func:`event_hash` when it appends an event, and ``pkgline
-audit verify`` feeds every event to :class:`SecurityChainCheck`.
+change to a user, an engineering change) carries the hash of the event before it and its own
+hash over its canonical content, so that an event edited, removed or slipped in after the fact
+no longer matches. Pure functions; the store calls :func:`event_hash` when it appends an event,
+and ``pkgline audit verify`` feeds every event to :class:`SecurityChainCheck`.
 
 One chain for the whole log, in ``seq`` order (``GENESIS <- e1 <- e2 <- ...``), its head kept
 in ``audit_heads`` (row ``security``): writers of the log take their turn on it. The log is
-written at a person's pace (logins, refusals, changes to users), never by a move, so the turn
-costs the line nothing; a chain per lot, as the history has, is not needed here.
+written at a person's pace (logins, refusals, changes to users and to what the line checks),
+never by a move, so the turn costs the line nothing; a chain per lot, as the history has, is
+not needed here.
 
 Canonical content: the event's fields (not its ``seq``, which the database assigns) and the
 hash it follows, as JSON with sorted keys and no spaces, UTF-8; times in UTC with

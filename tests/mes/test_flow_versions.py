@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from flows.loader import flow_sources, load_sources
+from mes.adapters.audit import verify_history
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
@@ -177,6 +178,25 @@ async def test_drafts_and_retired_versions_start_no_lot(line: Line) -> None:
     assert await _start(line.lots, "L1") == 2
     with pytest.raises(OperationNotAllowed, match="only a draft can be approved"):
         await line.versions.approve(FLOW, 2)
+
+
+async def test_a_retirement_is_an_engineering_change_in_the_security_log(line: Line) -> None:
+    store = line.versions.service._store
+    await line.versions.retire(FLOW, 1)
+    with pytest.raises(OperationNotAllowed, match="retired already"):
+        await line.versions.retire(FLOW, 1)
+    async with store._engine.connect() as conn:
+        query = select(security_events).where(security_events.c.kind == "engineering_change")
+        rows = (await conn.execute(query)).mappings().all()
+    [row] = rows  # the refused second retirement recorded none
+    assert (row["actor"], row["method"], row["action"]) == ("eng1", "file_owner", "flow_retire")
+    detail = row["detail"]
+    assert (detail["flow"], detail["version"]) == (FLOW, 1)
+    assert detail["before"]["state"] == "approved" and detail["before"]["retired_by"] is None
+    assert detail["after"]["state"] == "retired" and detail["after"]["retired_by"] == "eng1"
+    assert detail["after"]["content_hash"] == detail["before"]["content_hash"]
+    found = await verify_history(store._engine)
+    assert found.ok and found.security_events >= 1, found.problem
 
 
 async def test_approval_needs_the_engineering_role_and_is_a_signed_record_of_the_content(
