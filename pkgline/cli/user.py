@@ -434,7 +434,9 @@ def events(
     json: JsonOption = False,
 ) -> None:
     """The security log, newest first, a page at a time: logins, lockouts, refusals, changes
-    to users; says how many match and how to see the next (older) page."""
+    to users, engineering changes (--kind engineering_change: qualifications, SPC charts,
+    reason codes, dispatch modes, flow retirements, each with its before and after); says
+    how many match and how to see the next (older) page."""
     from pkgline.cli import pages
 
     since_at, until_at = window(since, until, as_json=json)
