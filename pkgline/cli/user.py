@@ -498,16 +498,28 @@ def _event(e: dict[str, Any]) -> str:
 
 def _detail(detail: dict[str, Any]) -> str:
     """A security event's detail as a person reads it: ``roles: admin, operator; from:
-    127.0.0.1:55104 (https)`` (lists as words, not Python's brackets and quotes; an
-    engineering change's before and after as ``before: qualified yes, by line-1, ...``)."""
+    127.0.0.1:55104 (https)`` (lists as words, not Python's brackets and quotes). An
+    engineering change's before and after (two records) as what changed: ``changed:
+    qualified no → yes, by op1 → eng2, ...``, or ``new: ...`` when there was none before;
+    ``--json`` keeps both whole."""
+    before, after = detail.get("before"), detail.get("after")
+    if not isinstance(after, dict) or not (before is None or isinstance(before, dict)):
+        return "; ".join(f"{k}: {_words(v)}" for k, v in detail.items())
+    rest = [f"{k}: {_words(v)}" for k, v in detail.items() if k not in ("before", "after")]
+    if before is None:
+        new = ", ".join(f"{k} {_words(v)}" for k, v in after.items() if v is not None)
+        return "; ".join([*rest, f"new: {new}"])
+    changed = ", ".join(
+        f"{k} {_words(before.get(k))} → {_words(v)}" for k, v in after.items() if before.get(k) != v
+    )
+    return "; ".join([*rest, f"changed: {changed or 'nothing'}"])
 
-    def words(value: Any) -> str:
-        if value is None or isinstance(value, bool):
-            return {None: "none", True: "yes", False: "no"}[value]
-        if isinstance(value, list | tuple):
-            return ", ".join(words(v) for v in value) or "none"
-        if isinstance(value, dict):
-            return ", ".join(f"{k} {words(v)}" for k, v in value.items())
-        return str(value)
 
-    return "; ".join(f"{k}: {words(v)}" for k, v in detail.items())
+def _words(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "none", True: "yes", False: "no"}[value]
+    if isinstance(value, list | tuple):
+        return ", ".join(_words(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_words(v)}" for k, v in value.items())
+    return str(value)

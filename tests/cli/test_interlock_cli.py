@@ -121,7 +121,10 @@ def test_each_qualification_change_is_one_event_in_the_security_log_that_verifie
         pkgline(line_db, "user", "events", "--kind", "engineering_change").stdout.split()
     )
     assert "engineering_change tool_qualify" in table, table
-    assert "tool: DB-1; step: DIE_ATTACH; before: qualified no, by op1" in table
+    # what changed, not two whole records: the reason, kept the same, is the new one's
+    assert "tool: DB-1; step: DIE_ATTACH; reason: re-levelled; changed: qualified no → yes" in table
+    assert "reason BLT drift → re-levelled" in table
+    assert "new: " not in table.split("tool_qualify", 1)[1].split("tool_disqualify")[0]
 
     verified = pkgline(line_db, "audit", "verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
