@@ -570,8 +570,11 @@ class IdentityService:
     async def event_page(self, by: Principal, query: SecurityEventQuery) -> SecurityEventPage:
         """``user events``, ``GET /security/events``: one page of the security log, newest
         first. Refused (InvalidInput, nothing read) for a limit below 1, a window that ends
-        before it starts, or a cursor that names no event."""
-        await self.authorize(by, Action.USERS)
+        before it starts, or a cursor that names no event. The whole log is the admins';
+        its engineering changes alone (``kind`` ``engineering_change``) are also theirs who
+        make them and quality's (:attr:`Action.CHANGES`)."""
+        changes = query.kind is EventKind.ENGINEERING_CHANGE
+        await self.authorize(by, Action.CHANGES if changes else Action.USERS)
         if query.limit < 1:
             raise InvalidInput(f"expected a limit of 1 or more (got {query.limit})")
         check_window(query.since, query.until)

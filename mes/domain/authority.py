@@ -107,7 +107,11 @@ class Action(StrEnum):
     TOOL_REPORT = "tool_report"
     """Register tools, report their states, heartbeat (the line controller)."""
     USERS = "users"
-    """Add users, change roles, disable, reset passwords, issue and revoke API keys."""
+    """Add users, change roles, disable, reset passwords, issue and revoke API keys; read the
+    whole security log."""
+    CHANGES = "changes"
+    """Read the engineering changes of the security log (``user events --kind
+    engineering_change``): those who make them and quality, who reviews them."""
     DURABLES = "durables"
     """Add durables (capillaries, saw blades, mold chases, stencils, nozzles), mount and
     unmount them, renew them after cleaning (``pkgline durable``)."""
@@ -160,6 +164,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.QUALIFY: frozenset({_T, _E}),
     Action.TOOL_REPORT: frozenset({_C}),
     Action.USERS: frozenset({_A}),
+    Action.CHANGES: frozenset({_T, _E, _Q, _A}),
     Action.DURABLES: frozenset({_T, _E}),
     Action.MATERIALS: frozenset({_E, _Q}),
     Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
@@ -203,6 +208,7 @@ DOING: dict[Action, str] = {
     Action.QUALIFY: "qualify or disqualify tools for steps",
     Action.TOOL_REPORT: "report tools' states as a line controller",
     Action.USERS: "manage users and API keys",
+    Action.CHANGES: "read the engineering changes",
     Action.DURABLES: "add, mount, unmount or renew durables",
     Action.MATERIALS: "add material lots",
     Action.MATERIAL_HANDLING: "thaw, load or unload material lots",

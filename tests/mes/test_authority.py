@@ -42,6 +42,7 @@ SPEC = {
     Action.QUALIFY: ".TE....",
     Action.TOOL_REPORT: ".....C.",
     Action.USERS: "....A..",
+    Action.CHANGES: ".TEQA..",
     Action.DURABLES: ".TE....",
     Action.MATERIALS: "..EQ...",
     Action.MATERIAL_HANDLING: "OTEQ...",

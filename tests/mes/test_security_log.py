@@ -17,7 +17,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.passwords import Argon2Passwords
 from mes.adapters.sql_identity import SqlIdentityStore, event_page_statements
-from mes.domain.authority import NotAuthorized, Principal, Role
+from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import EventKind, LoginRefused, SecurityEventQuery
 from mes.identity import IdentityService
@@ -120,6 +120,28 @@ async def test_a_bad_cursor_window_or_limit_is_refused_and_only_an_admin_reads(
         await identity.event_page(operator, SecurityEventQuery())
     after = await identity.event_page(ADMIN, SecurityEventQuery(limit=1))
     assert after.total == before + 1 and after.events[0].kind is EventKind.REFUSED
+
+
+async def test_engineering_changes_are_read_by_who_makes_and_reviews_them_the_rest_by_admins(
+    identity: IdentityService,
+) -> None:
+    """Engineers, technicians and quality read the engineering changes (quality reviews
+    them); the rest of the log (logins, users, refusals) stays the admins'. Every refusal is
+    recorded."""
+    await _fill(identity)
+    changes = SecurityEventQuery(kind=EventKind.ENGINEERING_CHANGE)
+    for role in (Role.ENGINEER, Role.TECHNICIAN, Role.QUALITY):
+        reader = Principal(f"r-{role.value}", frozenset({role}), AuthMethod.PASSWORD)
+        assert (await identity.event_page(reader, changes)).events == []
+        for query in (SecurityEventQuery(), SecurityEventQuery(kind=EventKind.LOGIN_FAILED)):
+            with pytest.raises(NotAuthorized):
+                await identity.event_page(reader, query)
+    refused = await identity.event_page(ADMIN, SecurityEventQuery(kind=EventKind.REFUSED))
+    assert refused.total == 6
+    assert {e.actor for e in refused.events} == {"r-engineer", "r-technician", "r-quality"}
+    operator = Principal("op", frozenset({Role.OPERATOR}), AuthMethod.PASSWORD)
+    with pytest.raises(NotAuthorized, match="read the engineering changes"):
+        await identity.event_page(operator, changes)
 
 
 @pytest.mark.postgres
