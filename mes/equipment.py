@@ -67,6 +67,9 @@ from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
 RESET_STUCK_S = 60.0
+MAX_RESET_WAIT_S = 86_400.0
+"""The longest an alarm reset may wait to be taken (a day): a request is for now, and a
+longer wait would leave it open for a controller to carry out long after it was asked."""
 """A reset its controller took but never answered (it died meanwhile) stops blocking new
 ones this long after it expired."""
 
@@ -336,8 +339,11 @@ class EquipmentService:
         reason = one_line(reason, "the reason")
         if not reason:
             raise InvalidInput("a reset needs a reason: say why the alarm may be cleared")
-        if not wait_s > 0:
-            raise InvalidInput(f"the wait must be longer than 0 s, not {wait_s:g}")
+        if not 0 < wait_s <= MAX_RESET_WAIT_S:
+            raise InvalidInput(
+                f"the wait must be longer than 0 s and at most {MAX_RESET_WAIT_S:,.0f} s, "
+                f"not {wait_s:g}"
+            )
         now = self._clock()
         async with self._uow() as uow:
             repo = uow.equipment

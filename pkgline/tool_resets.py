@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mes.domain.equipment import ResetRequest, ResetStatus, ToolRecord
-from mes.equipment import EquipmentService
+from mes.equipment import MAX_RESET_WAIT_S, EquipmentService
 from mes.service import utc_now
 from pkgline.tool_views import controller_running, known_tool, reset_dict
 
@@ -23,6 +23,8 @@ WAIT_S = 30.0
 """How long ``pkgline tool reset`` waits for the outcome by default."""
 MAX_WAIT_S = 300.0
 """The longest wait the server takes on."""
+MAX_DIRECT_WAIT_S = MAX_RESET_WAIT_S
+"""The longest wait asked directly of the database (a request is for now)."""
 POLL_S = 0.1
 """How often it reads whether the outcome is there (a read, no write)."""
 TAKEN_GRACE_S = 10.0

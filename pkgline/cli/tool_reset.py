@@ -38,7 +38,13 @@ from pkgline.cli.common import (
 )
 from pkgline.cli.modes import Remote, ServerOption, either, segment
 from pkgline.cli.tool import ToolArg
-from pkgline.tool_resets import TAKEN_GRACE_S, WAIT_S, reset_and_wait
+from pkgline.tool_resets import (
+    MAX_DIRECT_WAIT_S,
+    MAX_WAIT_S,
+    TAKEN_GRACE_S,
+    WAIT_S,
+    reset_and_wait,
+)
 
 ANSWER_MARGIN_S = 15.0
 """Through the server: how much longer than ``--wait`` (and the controller's grace) the
@@ -58,7 +64,10 @@ def reset(
         typer.Option(
             "--wait",
             min=0.1,
-            help="Wait this many seconds for the outcome; not carried out after that.",
+            help=(
+                "Wait this many seconds for the outcome (at most a day, 86,400; through the"
+                " server 300); not carried out after that."
+            ),
         ),
     ] = WAIT_S,
     db: DbOption = None,
@@ -70,8 +79,12 @@ def reset(
     recorded with who and why. The lot the alarm stopped stays on hold."""
     if not reason.strip():
         usage_error("--reason must say why the alarm may be cleared", as_json=json)
-    if not math.isfinite(wait):  # nan passes the option's range check
-        usage_error(f"--wait {wait}: expected a number of seconds, 0.1 or more", as_json=json)
+    if not (math.isfinite(wait) and wait <= MAX_DIRECT_WAIT_S):  # nan passes the range check
+        usage_error(
+            f"--wait {wait:g}: expected a number of seconds, 0.1 to {MAX_DIRECT_WAIT_S:,.0f}"
+            f" (through the server at most {MAX_WAIT_S:g})",
+            as_json=json,
+        )
     why = reason.strip()
 
     async def work() -> dict[str, Any]:

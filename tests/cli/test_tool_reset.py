@@ -230,6 +230,27 @@ async def test_a_request_no_controller_takes_in_time_expires_and_is_never_carrie
         assert await services.equipment.open_resets(LINE) == []
 
 
+async def test_a_wait_too_long_to_be_a_time_is_a_usage_error_and_asks_nothing(
+    line_db: str,
+) -> None:
+    """``--wait 1e12`` (31,700 years) ended in an OverflowError traceback (exit 1) once the
+    tool was in alarm and its controller alive: the request's expiry is past year 9999."""
+    async with open_services(line_db) as services:
+        now = utc_now()
+        await services.equipment.heartbeat(
+            ControllerRecord(LINE, "host", 1, now, now, "hung", ("DB-1", "WB-1"))
+        )
+    for wait in ("1e12", "86401"):
+        result = await cli(line_db, "tool", "reset", "WB-1", "--reason", "x", "--wait", wait)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"--wait {float(wait):g}: expected a number of seconds, 0.1 to 86,400" in (
+            result.stderr
+        )
+    async with open_services(line_db) as services:
+        assert await services.equipment.resets("WB-1") == []
+
+
 async def test_an_operator_who_stops_waiting_withdraws_the_request(line_db: str) -> None:
     """Ctrl-C at the command: the request expires at once instead of at the end of --wait,
     so no controller carries it out after the operator has gone."""

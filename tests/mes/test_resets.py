@@ -6,6 +6,8 @@ carried out later. On every store."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from mes.domain.equipment import (
@@ -102,6 +104,11 @@ async def test_a_reset_of_an_unknown_tool_or_without_a_reason_is_refused(
         await equipment.request_reset(MOLDER.id, "op1", "  ", wait_s=30, controller_running=running)
     with pytest.raises(InvalidInput, match="the wait must be longer than 0 s"):
         await equipment.request_reset(MOLDER.id, "op1", "why", wait_s=0, controller_running=running)
+    for too_long in (86_401.0, 1e12, math.inf):  # 1e12 s ended past year 9999: OverflowError
+        with pytest.raises(InvalidInput, match="at most 86,400 s"):
+            await equipment.request_reset(
+                MOLDER.id, "op1", "why", wait_s=too_long, controller_running=running
+            )
     assert await equipment.resets(MOLDER.id) == []
 
 
