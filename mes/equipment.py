@@ -213,23 +213,53 @@ class EquipmentService:
         *,
         by: Principal | None = None,
     ) -> ToolRecord:
-        """Set how lots start on a tool (``auto``: the line controller; ``manual``: operators
-        only). Recorded in the security log (``tool_dispatch``, the mode before and after:
-        :mod:`mes.engineering`), in the same transaction."""
+        """Put the tool in ``mode`` with who and why, whatever it was (the line controller's
+        quarantine marks a tool a person made manual as quarantined). Recorded in the security
+        log (``tool_dispatch``, the mode before and after: :mod:`mes.engineering`), in the
+        same transaction."""
+        record, _ = await self._dispatch(tool_id, mode, user, reason, by, again=True)
+        return record
+
+    async def switch_dispatch(
+        self,
+        tool_id: str,
+        mode: DispatchMode,
+        user: str,
+        reason: str | None = None,
+        *,
+        by: Principal | None = None,
+    ) -> tuple[ToolRecord, bool]:
+        """A person's ``tool manual|auto``: the tool and whether it changed. A tool in
+        ``mode`` already keeps its record (who switched it, when and why, a quarantine's
+        reason): asking twice writes nothing, in the security log neither."""
+        return await self._dispatch(tool_id, mode, user, reason, by, again=False)
+
+    async def _dispatch(
+        self,
+        tool_id: str,
+        mode: DispatchMode,
+        user: str,
+        reason: str | None,
+        by: Principal | None,
+        *,
+        again: bool,
+    ) -> tuple[ToolRecord, bool]:
         await self._guard.allow(by, Action.TOOL_MODE)
         now = self._clock()
         change = ChangeRecord.of(self._guard.who(by), user, "tool_dispatch", now)
+        reason = optional_line(reason, "the reason")
         async with self._uow() as uow:
             known = await uow.equipment.tool(tool_id)
             if known is None:
                 raise UnknownTool(f"there is no tool {tool_id}")
-            why = optional_line(reason, "the reason")
+            if known.dispatch is mode and not again:
+                return known, False
             record = replace(
-                known, dispatch=mode, dispatch_by=user, dispatch_at=now, dispatch_reason=why
+                known, dispatch=mode, dispatch_by=user, dispatch_at=now, dispatch_reason=reason
             )
             await uow.equipment.update_tool(record, ToolPart.DISPATCH)
-            await uow.run(change.write(dispatch_change(known, record, why)), commit=True)
-        return record
+            await uow.run(change.write(dispatch_change(known, record, reason)), commit=True)
+        return record, True
 
     async def tool(self, tool_id: str, *, by: Principal | None = None) -> ToolRecord:
         await self._guard.allow(by, Action.READ)

@@ -257,8 +257,11 @@ async def tool_show_answer(
 async def dispatch_answer(
     equipment: EquipmentService, tool_id: str, mode: DispatchMode, user: str, reason: str | None
 ) -> dict[str, Any]:
-    """``tool manual|auto --json``, ``POST /tools/{tool}/manual|auto``: the tool as it now is."""
+    """``tool manual|auto --json``, ``POST /tools/{tool}/manual|auto``: the tool as it now is,
+    and ``changed``: false when it was in that mode already (its record kept: who switched
+    it, when and why)."""
     await known_tool(equipment, tool_id)
-    record = await equipment.set_dispatch(tool_id, mode, user, reason)
+    record, changed = await equipment.switch_dispatch(tool_id, mode, user, reason)
     now = _now()
-    return tool_dict(record, now, record.line in await lines_running(equipment, now))
+    answer = tool_dict(record, now, record.line in await lines_running(equipment, now))
+    return {**answer, "changed": changed}

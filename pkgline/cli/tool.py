@@ -320,6 +320,19 @@ def _set_dispatch(
     if json:
         print_json(record)
         return
+    if not record.get("changed", True):
+        by = record["dispatch_by"] or "-"
+        why = f": {record['dispatch_reason']}" if record["dispatch_reason"] else ""
+        since = f"since {clock(record['dispatch_at'])}, " if record["dispatch_at"] else ""
+        out.print(
+            Text.assemble(
+                ("✔ ", "green"),
+                f"tool {record['id']} is ",
+                (mode.value, "bold yellow" if mode is DispatchMode.MANUAL else "bold green"),
+                f" already ({since}by {by}{why}); nothing changed",
+            )
+        )
+        return
     out.print(
         Text.assemble(
             ("✔ ", "green"),

@@ -163,6 +163,32 @@ def test_manual_and_auto_are_recorded_with_the_user_and_the_reason(line_db: str)
     assert shown["dispatch"] == "auto" and shown["dispatch_by"] == "op2"
 
 
+def test_manual_or_auto_again_changes_nothing_and_says_since_when(line_db: str) -> None:
+    """The same command twice rewrote who, when and why: DB-1 looked manual since the
+    second time, for the second reason."""
+    first = ok_json(line_db, "tool", "manual", "DB-1", "--reason", "bond head cleaning")
+    assert first["changed"] is True
+    again = pkgline(line_db, "tool", "manual", "DB-1", "--reason", "still cleaning", user="op2")
+    assert again.returncode == 0, again.stderr
+    assert "tool DB-1 is manual already (since " in again.stdout
+    assert "by op1: bond head cleaning); nothing changed" in again.stdout
+    shown = ok_json(line_db, "tool", "show", "DB-1")
+    assert (shown["dispatch_by"], shown["dispatch_at"], shown["dispatch_reason"]) == (
+        "op1",
+        first["dispatch_at"],
+        "bond head cleaning",
+    )
+    switched = pkgline(line_db, "tool", "auto", "DB-1", "--json", user="op2")
+    assert switched.returncode == 0, switched.stderr
+    back = json.loads(switched.stdout)
+    assert back["changed"] is True and back["dispatch_by"] == "op2"
+    twice = pkgline(line_db, "tool", "auto", "DB-1", "--json", user="op3")
+    assert twice.returncode == 0, twice.stderr
+    kept = json.loads(twice.stdout)
+    assert kept["changed"] is False
+    assert (kept["dispatch_by"], kept["dispatch_at"]) == ("op2", back["dispatch_at"])
+
+
 def test_manual_needs_a_reason(line_db: str) -> None:
     result = pkgline(line_db, "tool", "manual", "DB-1", "--reason", " ")
     assert result.returncode == 2

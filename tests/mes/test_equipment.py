@@ -130,6 +130,27 @@ async def test_operators_switch_a_tool_between_automatic_and_manual(
         await equipment.set_dispatch("NOPE", DispatchMode.AUTO, "eng1")
 
 
+async def test_a_person_switching_a_tool_to_the_mode_it_is_in_writes_nothing(
+    equipment: EquipmentService,
+) -> None:
+    """``tool manual`` twice rewrote who, when and why: the tool looked manual since the
+    second time, and a quarantine's reason (which the controller finds again at its start)
+    was replaced by the person's."""
+    await equipment.register("line-1", [MOLDER])
+    quarantined = await equipment.set_dispatch(
+        "MOLD-1", DispatchMode.MANUAL, "controller", "quarantined: results of another job"
+    )
+    kept, changed = await equipment.switch_dispatch(
+        "MOLD-1", DispatchMode.MANUAL, "ana", "checking it"
+    )
+    assert not changed and kept == quarantined
+    assert await equipment.tool("MOLD-1") == quarantined
+    back, changed = await equipment.switch_dispatch("MOLD-1", DispatchMode.AUTO, "ana")
+    assert changed and (back.dispatch, back.dispatch_by) == (DispatchMode.AUTO, "ana")
+    again, changed = await equipment.switch_dispatch("MOLD-1", DispatchMode.AUTO, "bob", "x")
+    assert not changed and again == back == await equipment.tool("MOLD-1")
+
+
 def test_unmonitored_time_counts_in_no_e10_figure() -> None:
     changes = [
         E10Change("T", _at(0), "productive"),
