@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Integer, String, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
@@ -23,6 +23,7 @@ from mes.domain.durables import (
     event_dict,
     event_kind,
 )
+from mes.domain.errors import ConcurrentUpdate
 from mes.domain.model import JobStatus
 from mes.ports_durables import (
     DurablePage,
@@ -92,9 +93,15 @@ class DurableStatements:
             .where(_D.id == bindparam("b_id"))
             .values(count=_D.count + bindparam("b_amount"))
         )
+        # a mount, unmount or renewal writes only over the durable as the command read it
+        # (its tool and count): two commands on it at once, one wins, the other changes nothing
         self.write = c(
             update(durables)
-            .where(_D.id == bindparam("b_id"))
+            .where(
+                _D.id == bindparam("b_id"),
+                _D.tool_id.is_not_distinct_from(bindparam("b_was_tool_id", type_=String())),
+                _D.count == bindparam("b_was_count", type_=BigInteger()),
+            )
             .values(
                 count=bindparam("b_count"),
                 tool_id=bindparam("b_tool_id"),
@@ -229,7 +236,7 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
         added = [d for d, e in request.changed if e.event is DurableEventKind.ADDED]
         used = [e for _, e in request.changed if e.event is DurableEventKind.USED]
         others = [
-            d
+            (d, e)
             for d, e in request.changed
             if e.event not in (DurableEventKind.ADDED, DurableEventKind.USED)
         ]
@@ -239,16 +246,25 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
             yield ExecuteMany(
                 sql.count_up, [{"b_id": e.durable_id, "b_amount": e.amount} for e in used]
             )
-        for d in others:
-            yield Execute(
+        for d, e in others:
+            was_tool_id = None if e.event is DurableEventKind.MOUNTED else e.tool_id
+            written = yield Execute(
                 sql.write,
                 {
                     "b_id": d.id,
                     "b_count": d.count,
                     "b_tool_id": d.tool_id,
                     "b_mounted_at": d.mounted_at,
+                    "b_was_tool_id": was_tool_id,
+                    "b_was_count": e.count_after - e.amount,
                 },
             )
+            if not written:
+                raise ConcurrentUpdate(
+                    f"durable {d.id} changed while this command ran (mounted, unmounted, "
+                    "renewed or counted by another): nothing was changed; see pkgline durable "
+                    f"show {d.id} and try again"
+                )
         yield ExecuteMany(sql.insert_event, [_event_row(e) for _, e in request.changed])
         yield ExecuteMany(  # for the event feed, in the same transaction
             sql.insert_outbox,

@@ -8,18 +8,24 @@ every store."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 
 from flows import FlowLibrary
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain import durables as rules
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.durables import DurableEventKind, DurableKind
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.errors import (
+    ConcurrentUpdate,
     InterlockRefused,
     InvalidInput,
     OperationNotAllowed,
@@ -34,7 +40,9 @@ from mes.ports import UnitOfWorkFactory
 from mes.ports_durables import DurableQuery
 from mes.service import LotService
 from tests.mes.conftest import Clock
+from tests.mes.racing import BothReadFirst
 
+T = TypeVar("T")
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 CTRL = "controller"
 OP = "op1"
@@ -496,3 +504,45 @@ async def test_durables_are_listed_a_page_at_a_time_alike_on_every_store(
 def test_every_durable_kind_mounts_on_a_class_of_the_catalogue(library: FlowLibrary) -> None:
     classes = {info.equipment_class for info in library.step_codes.values()}
     assert {spec.equipment_class for spec in rules.KINDS.values()} <= classes
+
+
+# -- two commands on one durable at once -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_one_durable_mounted_on_two_tools_at_once_is_mounted_once(
+    request: pytest.FixtureRequest, database: str, clock: Clock
+) -> None:
+    """Both mounts read CAP-1 off the tools, then both wrote: each said 'mounted', the
+    history had it mounted on WB-1 and on WB-2, and it was on whichever wrote last."""
+    url = request.getfixturevalue(f"{database}_url")
+    engines = [create_engine(url), create_engine(url)]
+    try:
+        await upgrade(engines[0])
+        plain = SqlUnitOfWorkFactory(engines[0])
+        await EquipmentService(plain, clock).register("line-a", TOOLS)
+        durables = DurableService(plain, clock)
+        await durables.add("CAP-1", "capillary", 1000, "eng")
+        barrier = asyncio.Barrier(2)
+        racing = [
+            DurableService(BothReadFirst(SqlUnitOfWorkFactory(e), barrier), clock) for e in engines
+        ]
+        results = await asyncio.gather(
+            racing[0].mount("CAP-1", "WB-1", "tech"),
+            racing[1].mount("CAP-1", "WB-2", "tech"),
+            return_exceptions=True,
+        )
+        wins = [r for r in results if not isinstance(r, BaseException)]
+        losses = [r for r in results if isinstance(r, BaseException)]
+        assert len(wins) == 1 and len(losses) == 1, results
+        assert isinstance(losses[0], ConcurrentUpdate), losses[0]
+        assert "durable CAP-1 changed while this command ran" in losses[0].message
+        shown = await durables.show("CAP-1")
+        assert shown.durable.tool_id == wins[0].tool_id
+        mounted = [e.tool_id for e in shown.events if e.event is DurableEventKind.MOUNTED]
+        assert mounted == [wins[0].tool_id]
+    finally:
+        for engine in engines:
+            await engine.dispose()
