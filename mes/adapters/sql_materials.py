@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, insert, select, update
+from sqlalchemy import Integer, String, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from mes.adapters.driver import CompiledStatement, ExecuteMany, Fetch, Plan
+from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
 from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
 from mes.adapters.tables import material_events, material_uses, materials, outbox
+from mes.domain.errors import ConcurrentUpdate
 from mes.domain.materials import (
     Material,
     MaterialEvent,
@@ -71,9 +72,17 @@ class MaterialStatements:
                         everything.where(*keyed).limit(bindparam("page_limit", type_=Integer()))
                     )
         self.insert = c(insert(materials), [col.name for col in materials.c])
+        # a thaw, load or unload writes only over the lot as the command read it (its thaw
+        # and its tool): two commands on it at once, one wins, the other changes nothing
         self.write = c(
             update(materials)
-            .where(_M.id == bindparam("b_id"))
+            .where(
+                _M.id == bindparam("b_id"),
+                _M.thawed_at.is_not_distinct_from(
+                    bindparam("b_was_thawed_at", type_=_M.thawed_at.type)
+                ),
+                _M.tool_id.is_not_distinct_from(bindparam("b_was_tool_id", type_=String())),
+            )
             .values(
                 thawed_at=bindparam("b_thawed_at"),
                 tool_id=bindparam("b_tool_id"),
@@ -179,22 +188,28 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
         return (yield from _page(sql, request.query))
     if isinstance(request, SaveMaterials):
         added = [m for m, e in request.changed if e.event is MaterialEventKind.ADDED]
-        changed = [m for m, e in request.changed if e.event is not MaterialEventKind.ADDED]
+        changed = [(m, e) for m, e in request.changed if e.event is not MaterialEventKind.ADDED]
         if added:
             yield ExecuteMany(sql.insert, [_row(m) for m in added])
-        if changed:
-            yield ExecuteMany(
+        for m, e in changed:
+            written = yield Execute(
                 sql.write,
-                [
-                    {
-                        "b_id": m.id,
-                        "b_thawed_at": m.thawed_at,
-                        "b_tool_id": m.tool_id,
-                        "b_loaded_at": m.loaded_at,
-                    }
-                    for m in changed
-                ],
+                {
+                    "b_id": m.id,
+                    "b_thawed_at": m.thawed_at,
+                    "b_tool_id": m.tool_id,
+                    "b_loaded_at": m.loaded_at,
+                    # as it was read: a thaw found it frozen, a load off the tools
+                    "b_was_thawed_at": None if e.event is MaterialEventKind.THAWED else m.thawed_at,
+                    "b_was_tool_id": None if e.event is MaterialEventKind.LOADED else e.tool_id,
+                },
             )
+            if not written:
+                raise ConcurrentUpdate(
+                    f"material lot {m.id} changed while this command ran (thawed, loaded or "
+                    f"unloaded by another): nothing was changed; see pkgline material show "
+                    f"{m.id} and try again"
+                )
         yield ExecuteMany(
             sql.insert_event,
             [

@@ -8,15 +8,20 @@ every store."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain import materials as rules
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
 from mes.domain.errors import (
+    ConcurrentUpdate,
     InterlockRefused,
     InvalidInput,
     OperationNotAllowed,
@@ -30,6 +35,7 @@ from mes.ports import UnitOfWorkFactory
 from mes.ports_materials import MaterialQuery
 from mes.service import LotService
 from tests.mes.conftest import Clock
+from tests.mes.racing import BothReadFirst
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 CTRL = "controller"
@@ -343,3 +349,56 @@ async def test_material_lots_are_listed_a_page_at_a_time_alike_on_every_store(
         await service.page(MaterialQuery(tool_id="NOPE"))
     with pytest.raises(InvalidInput):
         await service.page(MaterialQuery(limit=0))
+
+
+# -- two commands on one material lot at once --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_two_thaws_or_loads_of_one_material_lot_at_once_are_done_once(
+    request: pytest.FixtureRequest, database: str, clock: Clock
+) -> None:
+    """Both commands read the lot as it was, then both wrote: a lot thawed twice (two
+    'thawed' events, the second clock start kept), or loaded on two tools (history on both,
+    the lot on whichever wrote last)."""
+    url = request.getfixturevalue(f"{database}_url")
+    engines = [create_engine(url), create_engine(url)]
+    try:
+        await upgrade(engines[0])
+        plain = SqlUnitOfWorkFactory(engines[0])
+        await EquipmentService(plain, clock).register("line-a", TOOLS)
+        materials = MaterialService(plain, clock)
+        await materials.add("DAF-1", "die_attach_film", T0 + timedelta(days=90), "eng")
+
+        def racing() -> list[MaterialService]:
+            barrier = asyncio.Barrier(2)
+            return [
+                MaterialService(BothReadFirst(SqlUnitOfWorkFactory(e), barrier), clock)
+                for e in engines
+            ]
+
+        first, second = racing()
+        thaws = await asyncio.gather(
+            first.thaw("DAF-1", "op1"), second.thaw("DAF-1", "op2"), return_exceptions=True
+        )
+        first, second = racing()
+        loads = await asyncio.gather(
+            first.load("DAF-1", "DB-1", "op1"),
+            second.load("DAF-1", "SA-1", "op2"),
+            return_exceptions=True,
+        )
+        for results in (thaws, loads):
+            losses = [r for r in results if isinstance(r, BaseException)]
+            assert len(losses) == 1, results
+            assert isinstance(losses[0], ConcurrentUpdate), losses[0]
+            assert "material lot DAF-1 changed while this command ran" in losses[0].message
+        shown = await materials.show("DAF-1")
+        events = [(e.event.value, e.tool_id) for e in shown.events]
+        assert [e for e, _ in events].count("thawed") == 1
+        [loaded] = [tool for e, tool in events if e == "loaded"]
+        assert shown.material.tool_id == loaded
+    finally:
+        for engine in engines:
+            await engine.dispose()
