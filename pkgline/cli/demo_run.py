@@ -33,6 +33,8 @@ from pkgline.config import LineConfig
 
 SIM_READY = "Ctrl-C or SIGTERM stops it"
 EXIT_INCOMPLETE = 1
+CONTROLLER_READY_S = 60.0
+"""How long the demo waits for its line controller to reach every tool (at most)."""
 
 # Run in the child before it becomes ``python -m pkgline ...``: ask the kernel for SIGTERM when
 # the demo dies (PR_SET_PDEATHSIG = 1; kept across exec), unless it died already.
@@ -182,7 +184,8 @@ async def start_line(run: Demo) -> None:
 async def wait_until(
     run: Demo, child: Child, ready: Callable[[], bool], *, within_s: float, what: str
 ) -> None:
-    deadline = min(time.monotonic() + within_s, run.deadline)
+    own = time.monotonic() + within_s
+    deadline = min(own, run.deadline)
     while not ready():
         if not child.running():
             raise DemoFailed(
@@ -190,8 +193,21 @@ async def wait_until(
                 f"{child.tail()}"
             )
         if time.monotonic() > deadline:
-            raise DemoFailed(f"no {what} within {within_s:.0f} s; {child.log}:\n{child.tail()}")
+            raise DemoFailed(_gave_up(run, what, within_s, child, limited=run.deadline < own))
         await asyncio.sleep(0.1)
+
+
+def _gave_up(run: Demo, what: str, within_s: float, child: Child, *, limited: bool) -> str:
+    """Why a wait for the line to come up ended: its own time, or the run's --time-limit
+    when that came first (``limited``), with the child's log."""
+    logged = child.tail() or "(nothing logged yet)"
+    if limited:
+        return (
+            f"--time-limit {run.deadline - run.started:g} s ran out after {run.elapsed():.1f} s "
+            f"while waiting for {what} (a longer --time-limit gives the line more time to "
+            f"start); {child.log}:\n{logged}"
+        )
+    return f"{what}: not within {within_s:.0f} s; {child.log}:\n{logged}"
 
 
 async def wait_for_controller(run: Demo, services: Services) -> None:
@@ -209,14 +225,23 @@ async def wait_for_controller(run: Demo, services: Services) -> None:
         up = all(t.snapshot.connected for t in tools) and len(tools) == len(run.config.tools)
         return up
 
-    deadline = min(time.monotonic() + 60, run.deadline)
+    own = time.monotonic() + CONTROLLER_READY_S
+    deadline = min(own, run.deadline)
     while not await check():
         if not serve.running():
             raise DemoFailed(
                 f"the line controller exited ({serve.process.returncode}):\n{serve.tail()}"
             )
         if time.monotonic() > deadline:
-            raise DemoFailed(f"the line controller did not get ready; {serve.log}:\n{serve.tail()}")
+            raise DemoFailed(
+                _gave_up(
+                    run,
+                    "the line controller to get ready",
+                    CONTROLLER_READY_S,
+                    serve,
+                    limited=run.deadline < own,
+                )
+            )
         await asyncio.sleep(0.2)
     out.print(
         f"line controller ready after {run.elapsed():.1f} s: "

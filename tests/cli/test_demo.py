@@ -286,6 +286,24 @@ def test_keep_keeps_a_line_whose_lots_ran_out_of_time(tmp_path: Path) -> None:
     assert gone(children), "the kept line did not stop on SIGTERM"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_time_limit_that_ends_before_the_line_is_up_says_so(tmp_path: Path) -> None:
+    """--time-limit 5 gave up waiting for the simulators after 5 s and said "error: no
+    the simulators to listen within 30 s" above an empty log: neither 30 s nor their fault."""
+    process = demo(tmp_path / "demo.db", "--time-limit", "5")
+    code, output = finish(process, 90)
+    assert code == 1, output
+    assert "within 30 s" not in output and "no the" not in output
+    if "out of time after" not in output:  # a machine fast enough gets the lots started
+        assert re.search(
+            r"error: --time-limit 5 s ran out after \d+\.\d s while waiting for (the "
+            r"simulators to listen|the line controller to get ready)",
+            output,
+        ), output
+    assert "nothing left running" in output
+
+
 def test_slower_tools_get_a_longer_time_limit() -> None:
     assert time_limit_for(DEFAULT_TIME_SCALE) == TIME_LIMIT_S
     assert time_limit_for(0.01) == TIME_LIMIT_S  # faster tools: never less
