@@ -25,6 +25,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -34,7 +35,7 @@ from rich.live import Live
 from rich.text import Text
 
 from flows import Flow
-from mes.domain.equipment import ToolRecord
+from mes.domain.equipment import CONTROLLER_STOPPED, ToolRecord
 from mes.domain.model import Lot, LotState
 from mes.service import utc_now
 from pkgline.bootstrap import Services, open_engine, open_services, seed_flow_versions
@@ -60,6 +61,7 @@ from pkgline.cli.demo_view import (
     where,
 )
 from pkgline.config import LineConfig, load_line_config
+from pkgline.controller import STALE_AFTER_S
 from pkgline.events.config import EventsConfig
 
 EXAMPLE = "line.example.toml"
@@ -244,6 +246,29 @@ def _not_the_demos(path: Path) -> str | None:
     return f"holds lots the demo did not start ({named})"
 
 
+def _line_still_running(path: Path) -> str | None:
+    """Why the demo database at ``path`` is still in use: a line controller of it has not
+    recorded its stop and its heartbeat is fresh (a demo kept running, ``--keep``)."""
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+            if "controllers" not in tables:
+                return None
+            rows = conn.execute("SELECT pid, heartbeat_at, status FROM controllers").fetchall()
+    except sqlite3.Error:
+        return None
+    now = utc_now()
+    for pid, heartbeat_at, status in rows:
+        try:
+            beat = datetime.fromisoformat(str(heartbeat_at)).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        age_s = (now - beat).total_seconds()
+        if status != CONTROLLER_STOPPED and age_s <= STALE_AFTER_S:
+            return f"line controller pid {pid}, last heartbeat {max(age_s, 0):.0f} s ago"
+    return None
+
+
 async def _fresh_database(run: Demo) -> None:
     from mes.adapters.migrate import upgrade  # Alembic: only when migrating
 
@@ -254,6 +279,14 @@ async def _fresh_database(run: Demo) -> None:
             raise DemoFailed(
                 f"{path} {why}: the demo replaces only a database of its own; choose another "
                 "--db, or remove the file if nothing in it is needed",
+                EXIT_USAGE,
+            )
+        running = _line_still_running(path)
+        if running is not None:
+            raise DemoFailed(
+                f"{path} is the database of a demo whose line is still running ({running}; "
+                "kept with --keep): stop it first with the kill command that demo printed, or "
+                "choose another --db",
                 EXIT_USAGE,
             )
         out.print(f"database: {path} (the earlier demo database there is replaced)")

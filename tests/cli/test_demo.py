@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,31 @@ def test_a_database_that_is_not_a_demo_database_is_never_replaced(tmp_path: Path
     assert code == 2, output
     assert "holds lots the demo did not start (L2024-0001)" in output
     assert "choose another --db, or remove the file" in output
+    assert db.read_bytes() == before
+
+
+def test_the_database_of_a_demo_still_running_is_not_replaced(tmp_path: Path) -> None:
+    """A second demo on the --db of one kept running (--keep) deleted the database under
+    its line controller and server, and wrote its own line.toml and logs over theirs."""
+    db = tmp_path / "demo.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TABLE lots (id TEXT)")
+        conn.execute("INSERT INTO lots VALUES ('DEMO-1')")
+        conn.execute(
+            "CREATE TABLE controllers (name TEXT, host TEXT, pid INTEGER, started_at TEXT, "
+            "heartbeat_at TEXT, status TEXT, tools TEXT)"
+        )
+        beat = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+        conn.execute(
+            "INSERT INTO controllers VALUES ('line-sim-1', 'host', 4242, ?, ?, 'ok', '[]')",
+            (beat, beat),
+        )
+        conn.commit()
+    before = db.read_bytes()
+    code, output = finish(demo(db), 60)
+    assert code == 2, output
+    assert "is the database of a demo whose line is still running" in output
+    assert "line controller pid 4242" in output
     assert db.read_bytes() == before
 
 
