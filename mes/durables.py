@@ -22,6 +22,7 @@ from mes.domain.errors import InvalidInput, UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import Change, JobRecord, JobStatus, Lot, SiteRef, SiteReject
 from mes.guard import Guard, SecurityLog
+from mes.known_tools import naming_the_tools
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -213,7 +214,10 @@ class DurableService:
             yield from save_durables([(durable, event)])
             return durable
 
-        return await self._uow.write(write())
+        try:
+            return await self._uow.write(write())
+        except UnknownTool as unknown:  # the tools there are, as the tool commands say them
+            raise await naming_the_tools(self._uow, unknown) from None
 
     def _read_one(self, durable_id: str) -> Work[Durable]:
         found = yield from get_durables([durable_id])
@@ -310,7 +314,7 @@ class DurableService:
         await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise await naming_the_tools(self._uow, UnknownTool(f"there is no tool {tool_id}"))
             return await uow.run(get_durables(tool_id=tool_id, mounted=mounted), commit=True)
 
     async def page(self, query: DurableQuery, *, by: Principal | None = None) -> DurablePage:
@@ -331,5 +335,8 @@ class DurableService:
                 )
             return (yield from get_durable_page(query))
 
-        async with self._uow(readonly=True) as uow:
-            return await uow.run(work(), commit=True)
+        try:
+            async with self._uow(readonly=True) as uow:
+                return await uow.run(work(), commit=True)
+        except UnknownTool as unknown:
+            raise await naming_the_tools(self._uow, unknown) from None

@@ -23,6 +23,7 @@ from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.materials import Changed, Link, Material, MaterialEvent, Reached, Source, Use
 from mes.domain.model import Lot
 from mes.guard import Guard, SecurityLog
+from mes.known_tools import naming_the_tools
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -118,12 +119,18 @@ class MaterialService:
             yield from save_materials([(material, event)])
             return material
 
-        return await self._uow.write(write())
+        try:
+            return await self._uow.write(write())
+        except UnknownTool as unknown:  # the tools there are, as the tool commands say them
+            raise await naming_the_tools(self._uow, unknown) from None
 
     async def _read(self, work: Work[object], by: Principal | None) -> object:
         await self._guard.allow(by, Action.READ)
-        async with self._uow(readonly=True) as uow:
-            return await uow.run(work, commit=True)
+        try:
+            async with self._uow(readonly=True) as uow:
+                return await uow.run(work, commit=True)
+        except UnknownTool as unknown:
+            raise await naming_the_tools(self._uow, unknown) from None
 
     def _one(self, material_id: str) -> Work[Material]:
         found = yield from get_materials([material_id])

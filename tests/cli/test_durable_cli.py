@@ -106,3 +106,32 @@ def test_bad_durable_input_is_refused_with_what_was_expected_changing_nothing(
     assert renewed["count"] == 0
     listed = ok_json(sqlite_url, "durable", "list")
     assert [(d["id"], d["tool"]) for d in listed] == [("CH-1", None)]  # X-1 was not added
+
+
+def test_a_tool_that_does_not_exist_is_refused_naming_the_tools_as_tool_show_does(
+    sqlite_url: str,
+) -> None:
+    """``durable mount CAP-1 --tool WB-9`` said only "there is no tool WB-9" (no ``allowed``
+    in its JSON), where ``tool show WB-9`` names the tools there are."""
+    asyncio.run(_line(sqlite_url))
+    ok_json(sqlite_url, "durable", "add", "CAP-1", "--kind", "capillary", "--life", "1000")
+    sibling = json.loads(pkgline(sqlite_url, "tool", "show", "WB-9", "--json").stdout)
+    for args in (
+        ("durable", "mount", "CAP-1", "--tool", "WB-9"),
+        ("durable", "list", "--tool", "WB-9"),
+    ):
+        for paged in ((), ("--limit", "5")) if args[1] == "list" else ((),):
+            result = pkgline(sqlite_url, *args, *paged, "--json")
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert (
+                json.loads(result.stdout)
+                == sibling
+                == {
+                    "error": "unknown_tool",
+                    "message": "there is no tool WB-9",
+                    "allowed": ["MOLD-1", "WB-1"],
+                }
+            )
+    text = pkgline(sqlite_url, "durable", "mount", "CAP-1", "--tool", "WB-9")
+    assert text.returncode == 1 and "allowed: MOLD-1, WB-1" in text.stderr
+    assert ok_json(sqlite_url, "durable", "show", "CAP-1")["tool"] is None

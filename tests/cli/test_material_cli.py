@@ -154,3 +154,30 @@ def test_an_expired_compound_is_not_thawed(sqlite_url: str) -> None:
     assert refused.returncode == 1
     assert "expired at" in refused.stderr and "UTC: an expired lot is not thawed" in refused.stderr
     assert ok_json(db, "material", "show", "EMC-8")["thawed_at"] is None
+
+
+def test_a_tool_that_does_not_exist_is_refused_naming_the_tools_as_tool_show_does(
+    sqlite_url: str,
+) -> None:
+    """``material load W-1 --tool WB-9`` said only "there is no tool WB-9" (no ``allowed``
+    in its JSON), where ``tool show WB-9`` names the tools there are."""
+    asyncio.run(_line(sqlite_url))
+    ok_json(sqlite_url, "material", "add", "W-1", "--kind", "wire", "--expires", "2099-12-31")
+    sibling = json.loads(pkgline(sqlite_url, "tool", "show", "WB-9", "--json").stdout)
+    for args in (
+        ("material", "load", "W-1", "--tool", "WB-9"),
+        ("material", "list", "--tool", "WB-9"),
+        ("material", "list", "--tool", "WB-9", "--limit", "5"),
+    ):
+        result = pkgline(sqlite_url, *args, "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert (
+            json.loads(result.stdout)
+            == sibling
+            == {
+                "error": "unknown_tool",
+                "message": "there is no tool WB-9",
+                "allowed": ["MOLD-1", "WB-1"],
+            }
+        )
+    assert ok_json(sqlite_url, "material", "show", "W-1")["tool"] is None
