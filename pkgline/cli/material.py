@@ -61,6 +61,20 @@ app = typer.Typer(
 MaterialArg = Annotated[str, typer.Argument(help="Material lot id.", show_default=False)]
 
 
+def _expiry(at: datetime, *, word: bool = True) -> str:
+    """``expires 2027-04-01 00:00``, and for an expiry at a local midnight (``--expires
+    2027-03-31``: usable through that day) the day it is usable through, so that the date
+    typed is the date read back."""
+    said = f"expires {stamp(at, seconds=False)}" if word else stamp(at, seconds=False)
+    try:
+        local = at.astimezone()
+    except (OverflowError, ValueError):
+        return said
+    if local.time() != time(0):
+        return said
+    return f"{said}, usable through {(local.date() - timedelta(days=1)).isoformat()}"
+
+
 def _when(text: str, as_json: bool) -> datetime:
     """An ISO 8601 time (local when no zone); a date alone is the end of that day."""
     try:
@@ -180,7 +194,7 @@ def add(
         ),
         lambda found: _views().material_dict(found),
     )
-    _done(answer, f"added (expires {stamp(expires_at, seconds=False)})", json)
+    _done(answer, f"added ({_expiry(expires_at)})", json)
 
 
 @app.command()
@@ -293,7 +307,7 @@ def show(
     from rich.text import Text
 
     out.print(Text.assemble((m.id, "bold"), f"  {m.kind.value}  ", _status(m)))
-    out.print(f"expires   {stamp(m.expires_at, seconds=False)}")
+    out.print(f"expires   {_expiry(m.expires_at, word=False)}")
     if m.frozen:
         thawed = stamp(m.thawed_at, seconds=False) if m.thawed_at else "(frozen)"
         out.print(

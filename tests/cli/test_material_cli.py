@@ -181,3 +181,24 @@ def test_a_tool_that_does_not_exist_is_refused_naming_the_tools_as_tool_show_doe
             }
         )
     assert ok_json(sqlite_url, "material", "show", "W-1")["tool"] is None
+
+
+def test_a_date_given_as_expiry_is_read_back_as_the_day_it_is_usable_through(
+    sqlite_url: str,
+) -> None:
+    """``--expires 2027-03-31`` (usable through that day) printed only "expires 2027-04-01
+    00:00": the date typed never came back, and the next day's looked like a mistake."""
+    db = sqlite_url
+    assert pkgline(db, "db", "upgrade").returncode == 0
+    tokyo = "Asia/Tokyo"
+    added = pkgline(
+        db, "material", "add", "W-1", "--kind", "wire", "--expires", "2027-03-31", tz=tokyo
+    )
+    assert added.returncode == 0, added.stderr
+    assert "added (expires 2027-04-01 00:00, usable through 2027-03-31)" in added.stdout
+    shown = pkgline(db, "material", "show", "W-1", tz=tokyo)
+    assert "expires   2027-04-01 00:00, usable through 2027-03-31" in shown.stdout, shown.stdout
+    timed = pkgline(
+        db, "material", "add", "W-2", "--kind", "wire", "--expires", "2027-03-31 18:00", tz=tokyo
+    )
+    assert "added (expires 2027-03-31 18:00)" in timed.stdout, timed.stdout
