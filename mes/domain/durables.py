@@ -447,7 +447,7 @@ def check_durables(
             lot_id=lot_id,
         )
     return [
-        f"{d.text()}: past its warning at {d.warn_fraction:.0%} of life"
+        f"{d.text()}: past its warning at {d.warn_fraction * 100:g}% of life"
         for d in with_pending
         if d.warned
     ]

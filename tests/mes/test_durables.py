@@ -546,3 +546,15 @@ async def test_one_durable_mounted_on_two_tools_at_once_is_mounted_once(
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+def test_a_warning_names_the_fraction_it_was_given_to_the_thousandth() -> None:
+    """--warn-at 0.905 warned 'past its warning at 90% of life' (rounded to a percent) while
+    it warns from 90.5 %: at 905 of 1,000, not at 900."""
+    d = rules.add("CAP-1", "capillary", 1000, 0.905, "eng", NOW)[0]
+    worn = replace(d, count=905)
+    [warning] = rules.check_durables("L1", "WIRE_BOND", "WB-1", [worn])
+    assert warning.endswith("(90 %): past its warning at 90.5% of life")
+    assert rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(d, count=904)]) == []
+    [usual] = rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(_new(), count=900)])
+    assert usual.endswith("(90 %): past its warning at 90% of life")
