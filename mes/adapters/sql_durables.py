@@ -10,7 +10,14 @@ from sqlalchemy import BigInteger, Integer, String, and_, bindparam, func, inser
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
+from mes.adapters.driver import (
+    CompiledStatement,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    IntegrityViolation,
+    Plan,
+)
 from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
 from mes.adapters.tables import durable_events, durables, jobs, lots, outbox
 from mes.domain.durables import (
@@ -248,17 +255,22 @@ def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
             )
         for d, e in others:
             was_tool_id = None if e.event is DurableEventKind.MOUNTED else e.tool_id
-            written = yield Execute(
-                sql.write,
-                {
-                    "b_id": d.id,
-                    "b_count": d.count,
-                    "b_tool_id": d.tool_id,
-                    "b_mounted_at": d.mounted_at,
-                    "b_was_tool_id": was_tool_id,
-                    "b_was_count": e.count_after - e.amount,
-                },
-            )
+            row: dict[str, Any] = {
+                "b_id": d.id,
+                "b_count": d.count,
+                "b_tool_id": d.tool_id,
+                "b_mounted_at": d.mounted_at,
+                "b_was_tool_id": was_tool_id,
+                "b_was_count": e.count_after - e.amount,
+            }
+            try:
+                written = yield Execute(sql.write, row)
+            except IntegrityViolation:  # ux_durables_tool_kind (revision 0024)
+                raise ConcurrentUpdate(
+                    f"a {d.kind.value} was mounted on {d.tool_id} by another command while this "
+                    f"one mounted {d.id}: nothing was changed; see pkgline durable list --tool "
+                    f"{d.tool_id}"
+                ) from None
             if not written:
                 raise ConcurrentUpdate(
                     f"durable {d.id} changed while this command ran (mounted, unmounted, "

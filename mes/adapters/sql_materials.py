@@ -10,7 +10,14 @@ from sqlalchemy import Integer, String, bindparam, func, insert, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
-from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
+from mes.adapters.driver import (
+    CompiledStatement,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    IntegrityViolation,
+    Plan,
+)
 from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
 from mes.adapters.tables import material_events, material_uses, materials, outbox
 from mes.domain.errors import ConcurrentUpdate
@@ -192,18 +199,23 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
         if added:
             yield ExecuteMany(sql.insert, [_row(m) for m in added])
         for m, e in changed:
-            written = yield Execute(
-                sql.write,
-                {
-                    "b_id": m.id,
-                    "b_thawed_at": m.thawed_at,
-                    "b_tool_id": m.tool_id,
-                    "b_loaded_at": m.loaded_at,
-                    # as it was read: a thaw found it frozen, a load off the tools
-                    "b_was_thawed_at": None if e.event is MaterialEventKind.THAWED else m.thawed_at,
-                    "b_was_tool_id": None if e.event is MaterialEventKind.LOADED else e.tool_id,
-                },
-            )
+            row: dict[str, Any] = {
+                "b_id": m.id,
+                "b_thawed_at": m.thawed_at,
+                "b_tool_id": m.tool_id,
+                "b_loaded_at": m.loaded_at,
+                # as it was read: a thaw found it frozen, a load off the tools
+                "b_was_thawed_at": None if e.event is MaterialEventKind.THAWED else m.thawed_at,
+                "b_was_tool_id": None if e.event is MaterialEventKind.LOADED else e.tool_id,
+            }
+            try:
+                written = yield Execute(sql.write, row)
+            except IntegrityViolation:  # ux_materials_tool_kind (revision 0024)
+                raise ConcurrentUpdate(
+                    f"a {m.kind.value} was loaded on {m.tool_id} by another command while this "
+                    f"one loaded {m.id}: nothing was changed; see pkgline material list --tool "
+                    f"{m.tool_id}"
+                ) from None
             if not written:
                 raise ConcurrentUpdate(
                     f"material lot {m.id} changed while this command ran (thawed, loaded or "

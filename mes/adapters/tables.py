@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -415,8 +416,17 @@ durables = Table(
     Column("mounted_at", UtcDateTime),
     Column("description", Text),
     Index("ix_durables_tool_id", "tool_id"),
+    Index(
+        "ux_durables_tool_kind",
+        "tool_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("tool_id IS NOT NULL"),
+        postgresql_where=text("tool_id IS NOT NULL"),
+    ),
 )
-"""Durables with life counters, and the tool each is mounted on (mes.domain.durables)."""
+"""Durables with life counters, and the tool each is mounted on (mes.domain.durables): one
+of a kind on a tool (revision 0024)."""
 
 durable_events = Table(
     "durable_events",
@@ -453,9 +463,17 @@ materials = Table(
     Column("loaded_at", UtcDateTime),
     Column("part_number", String(64)),
     Index("ix_materials_tool_id", "tool_id"),
+    Index(
+        "ux_materials_tool_kind",
+        "tool_id",
+        "kind",
+        unique=True,
+        sqlite_where=text("tool_id IS NOT NULL"),
+        postgresql_where=text("tool_id IS NOT NULL"),
+    ),
 )
 """Consumable material lots, their clocks, and the tool each is loaded on
-(mes.domain.materials)."""
+(mes.domain.materials): one of a kind on a tool (revision 0024)."""
 
 material_events = Table(
     "material_events",

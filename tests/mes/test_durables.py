@@ -558,3 +558,39 @@ def test_a_warning_names_the_fraction_it_was_given_to_the_thousandth() -> None:
     assert rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(d, count=904)]) == []
     [usual] = rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(_new(), count=900)])
     assert usual.endswith("(90 %): past its warning at 90% of life")
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_the_database_keeps_one_durable_of_a_kind_on_a_tool(
+    request: pytest.FixtureRequest, database: str, clock: Clock
+) -> None:
+    """Two mounts of two capillaries on WB-1 at once (on PostgreSQL each read a tool with
+    none, and both wrote) end as the second write of the race would: the index of revision
+    0024 refuses it, said as a change by another command, and nothing of it is written."""
+    from mes.ports_durables import save_durables
+
+    url = request.getfixturevalue(f"{database}_url")
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        store = SqlUnitOfWorkFactory(engine)
+        await EquipmentService(store, clock).register("line-a", TOOLS)
+        durables = DurableService(store, clock)
+        for name in ("CAP-1", "CAP-2"):
+            await durables.add(name, "capillary", 1000, "eng")
+        await durables.mount("CAP-1", "WB-1", "tech")
+        second = (await durables.show("CAP-2")).durable
+        # what the race's loser wrote: its check had seen WB-1 with no capillary
+        raced = rules.mount(second, "WB-1", "wire_bonder", [], "tech2", NOW)
+        with pytest.raises(ConcurrentUpdate, match="a capillary was mounted on WB-1 by another"):
+            await store.write(save_durables([raced]))
+        shown = await durables.show("CAP-2")
+        assert shown.durable.tool_id is None
+        assert [e.event for e in shown.events] == [DurableEventKind.ADDED]
+        assert [d.id for d in (await durables.page(DurableQuery(tool_id="WB-1"))).durables] == [
+            "CAP-1"
+        ]
+    finally:
+        await engine.dispose()

@@ -402,3 +402,38 @@ async def test_two_thaws_or_loads_of_one_material_lot_at_once_are_done_once(
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_the_database_keeps_one_material_lot_of_a_kind_on_a_tool(
+    request: pytest.FixtureRequest, database: str, clock: Clock
+) -> None:
+    """Two die attach films loaded on DB-1 at once (on PostgreSQL each load read a tool with
+    none, and both wrote): the index of revision 0024 refuses the second write, said as a
+    change by another command, and nothing of it is written."""
+    from mes.ports_materials import save_materials
+
+    engine = create_engine(request.getfixturevalue(f"{database}_url"))
+    try:
+        await upgrade(engine)
+        store = SqlUnitOfWorkFactory(engine)
+        await EquipmentService(store, clock).register("line-a", TOOLS)
+        materials = MaterialService(store, clock)
+        for name in ("DAF-1", "DAF-2"):
+            await materials.add(name, "die_attach_film", T0 + timedelta(days=90), "eng")
+            await materials.thaw(name, "op1")
+        clock.now += timedelta(hours=2)
+        await materials.load("DAF-1", "DB-1", "op1")
+        second = (await materials.show("DAF-2")).material
+        raced = rules.load(second, "DB-1", "die_bonder", [], "op2", clock())
+        with pytest.raises(
+            ConcurrentUpdate, match="a die_attach_film was loaded on DB-1 by another"
+        ):
+            await store.write(save_materials([raced]))
+        shown = await materials.show("DAF-2")
+        assert shown.material.tool_id is None
+        assert [e.event.value for e in shown.events] == ["added", "thawed"]
+    finally:
+        await engine.dispose()

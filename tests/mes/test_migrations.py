@@ -21,7 +21,10 @@ from mes.adapters.schema import (
     require_current_schema,
     schema_status,
 )
+from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.tables import metadata
+from mes.domain.equipment import ToolRegistration
+from mes.equipment import EquipmentService
 
 DATABASES = ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)]
 
@@ -229,6 +232,57 @@ async def test_the_history_operation_and_step_indexes_go_down_to_the_security_ch
         assert "ix_jobs_lot_id" not in jobs and "ix_jobs_tool_started" in jobs
         await upgrade(engine)
         async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+def _one_of_a_kind(conn: Connection) -> set[str]:
+    return {
+        str(ix["name"])
+        for table in ("durables", "materials")
+        for ix in inspect(conn).get_indexes(table)
+        if ix["unique"]
+    }
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_one_of_a_kind_per_tool_goes_down_to_the_list_indexes_and_up_only_when_kept(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Revision 0024: one durable of a kind mounted on a tool, one material lot of a kind
+    loaded on it (unique where on a tool). Up refuses a database where a tool has two of a
+    kind already (a race before it), naming them, and changes nothing."""
+    engine = create_engine(request.getfixturevalue(database))
+    mine = {"ux_durables_tool_kind", "ux_materials_tool_kind"}
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_one_of_a_kind) == mine
+        tool = ToolRegistration("WB-1", "wire_bonder", "modbus 127.0.0.1:5021", ("WIRE_BOND",))
+        await EquipmentService(SqlUnitOfWorkFactory(engine)).register("line-a", [tool])
+        await downgrade(engine, "0023")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_one_of_a_kind) == set()
+            for name in ("CAP-1", "CAP-2", "CAP-3"):  # two on WB-1, as a race left them
+                tool = "NULL" if name == "CAP-3" else "'WB-1'"
+                await conn.execute(
+                    text(
+                        "INSERT INTO durables (id, kind, life, warn_permille, count, added_by, "
+                        f"added_at, tool_id) VALUES ('{name}', 'capillary', 100, 900, 0, 'e', "
+                        f"'2026-12-06 08:00:00+00:00', {tool})"
+                    )
+                )
+            await conn.commit()
+        with pytest.raises(RuntimeError, match=r"more: 2 capillary mounted on WB-1\. Expected one"):
+            await upgrade(engine)
+        assert (await schema_status(engine)).current == "0023"
+        async with engine.connect() as conn:
+            await conn.execute(text("UPDATE durables SET tool_id = NULL WHERE id = 'CAP-2'"))
+            await conn.commit()
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_one_of_a_kind) == mine
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
