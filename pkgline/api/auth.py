@@ -20,7 +20,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.adapters.outbox import OutboxSignal
@@ -160,7 +163,46 @@ async def principal(request: Request, response: Response) -> Principal:
     said = f"{found.name} ({found.method.value})"
     response.headers[PRINCIPAL_HEADER] = said
     request.state.principal = said  # for a refusal's answer too (pkgline.api.errors)
+    _refuse_unknown_query(request)
     return found
+
+
+_QUERY_OF_ROUTE: dict[int, tuple[APIRoute, tuple[str, ...]]] = {}
+"""The query parameters each route takes, by the route's id (APIRoute is not hashable); the
+route is kept with them, so that an id is never another route's."""
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def _refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is refused (422 ``invalid_request``), after
+    the credentials (a token in the URL is refused and recorded first): ignored, a typo of a
+    filter (``/lots?sate=HOLD``) answered every lot as if filtered."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    kept = _QUERY_OF_ROUTE.get(id(route))
+    if kept is None or kept[0] is not route:
+        kept = _QUERY_OF_ROUTE[id(route)] = (route, tuple(sorted(_query_names(route.dependant))))
+    known = kept[1]
+    takes = f"this route takes {', '.join(known)}" if known else "this route takes none"
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"an unknown query parameter: {takes}",
+                }
+                for name in unknown
+            ]
+        )
 
 
 def _bearer_token(header: str) -> str | None:

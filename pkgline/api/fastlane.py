@@ -15,7 +15,8 @@ same shape: the request, its principal, the lot's id and one body model) take th
   answered by the handlers FastAPI uses (:mod:`pkgline.api.errors`).
 
 Anything else goes to FastAPI unchanged, the body given again: a body that is not JSON or
-not valid (FastAPI says why, in its words), another content type, any other path or method.
+not valid (FastAPI says why, in its words), another content type, a query string (refused
+there: these routes take none), any other path or method.
 The answers are the same either way: the API's tests run through this lane for valid bodies
 and through FastAPI for the rest. OpenAPI still documents the routes (FastAPI's)."""
 
@@ -80,7 +81,12 @@ class FastLane:
             return
         matched = _PATH.fullmatch(scope["path"])
         operation = self.operations.get(matched["operation"]) if matched else None
-        if matched is None or operation is None or not _json_or_none(scope):
+        if (
+            matched is None
+            or operation is None
+            or not _json_or_none(scope)
+            or scope["query_string"]  # these routes take none: FastAPI refuses it
+        ):
             await self.app(scope, receive, send)
             return
         body = await _read(receive, self.max_body_bytes)

@@ -267,6 +267,37 @@ async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
             assert "0001-01-01 to 9999-12-31 in UTC" in said.json()["message"], said.json()
 
 
+async def test_an_unknown_query_parameter_is_refused_and_changes_nothing(api: RunningApi) -> None:
+    """A query parameter the route does not take was ignored: ``/lots?sate=HOLD`` (a typo of
+    ``state``) answered every lot, as if filtered, and ``POST /lots/A1/hold?x=1`` was done.
+    It is ``invalid_request`` (422) naming the parameter and the ones the route takes."""
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for path, params in (
+            ("/lots", {"sate": "HOLD"}),
+            ("/lots", {"state": "HOLD", "limt": "5"}),
+            ("/history", {"lots": "A1"}),
+            ("/lots/A1", {"verbose": "1"}),
+        ):
+            said = await client.get(path, params=params)
+            assert said.status_code == 422, (path, params, said.text)
+            body = said.json()
+            assert body["error"] == "invalid_request", body
+            [problem] = body["problems"]
+            assert problem["where"].startswith("query.") and problem["where"] != "query.state"
+            assert "unknown query parameter" in problem["problem"], body
+        said = (await client.get("/lots", params={"sate": "HOLD"})).json()
+        assert "state" in said["problems"][0]["problem"] and "limit" in said["message"]
+        held = await client.post("/lots/A1/hold", params={"x": "1"}, json={"reason": "x"})
+        assert held.status_code == 422, held.text
+        assert held.json()["problems"] == [
+            {"where": "query.x", "problem": "an unknown query parameter: this route takes none"}
+        ]
+        listed = await client.get("/lots", params=[("state", "WAITING"), ("state", "HOLD")])
+        assert listed.status_code == 200 and listed.json()["total"] == 1
+    assert len(await _history(api, "A1")) == 1
+
+
 async def test_the_other_lists_refuse_a_time_no_store_can_hold(api: RunningApi) -> None:
     """``/history`` and ``/security/events`` read their times as ``lot history`` and ``user
     events`` do (an offset, or UTC): one that is no UTC time at all was a 500 (OverflowError
