@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.schema import SchemaMismatch
@@ -164,8 +165,29 @@ async def http_refused(request: Request, exc: Exception) -> JSONResponse:
             "is no lot, tool or user id)"
         )
     elif exc.status_code == 405 and message == "Method Not Allowed":
-        message = f"{where}: the route does not take {request.method} (docs/api.md)"
+        allowed = _methods_of_path(request)
+        message = (
+            f"{where}: the route does not take {request.method}; it takes "
+            f"{', '.join(allowed)} (docs/api.md)"
+        )
+        response = error_response(405, {"error": kind, "message": message})
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     return error_response(exc.status_code, {"error": kind, "message": message})
+
+
+def _methods_of_path(request: Request) -> list[str]:
+    """The methods the routes of the request's path take (every route of that path, not
+    only the first one the router found: ``GET /lots`` and ``POST /lots`` are two)."""
+    taken = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            taken.append(method)
+    return taken
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 async def schema(request: Request, exc: Exception) -> JSONResponse:

@@ -145,9 +145,14 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
         assert slashed.json()["message"].startswith("no route GET /lots/A/b on this server")
         wrong = await client.delete("/lots/A1")
         assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+        # what it takes is said, in the body and in Allow (RFC 9110 asks for it with a 405)
         assert wrong.json()["message"] == (
-            "DELETE /lots/A1: the route does not take DELETE (docs/api.md)"
+            "DELETE /lots/A1: the route does not take DELETE; it takes GET (docs/api.md)"
         )
+        assert wrong.headers["allow"] == "GET"
+        posted = await client.put("/lots")
+        assert posted.status_code == 405 and posted.headers["allow"] == "GET, POST"
+        assert posted.json()["message"].endswith("it takes GET, POST (docs/api.md)")
     assert len(await _history(api, "A1")) == 1
     events = await api.state.identity.events(ADMIN)
     refused = [e for e in events if e.kind is EventKind.REFUSED]
