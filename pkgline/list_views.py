@@ -7,6 +7,7 @@ and the reading of the instants their filters take."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,20 @@ EVENT_KINDS = tuple(k.value for k in EventKind)
 OPERATIONS = tuple(o.value for o in Operation)
 
 
+_OFFSET_AS_SPACE = re.compile(r"\d \d{2}(:?\d{2})?$")
+
+
+def plus_read_as_space(text: str) -> str | None:
+    """What to say of a time whose offset's ``+`` came as a space (``2026-12-02T14:30
+    01:00``): typed unencoded in a URL's query, where ``+`` is a space; None otherwise."""
+    if not _OFFSET_AS_SPACE.search(text.strip()):
+        return None
+    return (
+        "a '+' in a URL's query is read as a space: send the offset's '+' as %2B "
+        "(2026-12-02T14:30%2B01:00), or the time in UTC with Z"
+    )
+
+
 def parse_instant(text: str | None, name: str) -> datetime | None:
     """An ISO 8601 date or time (``2026-12-02``, ``2026-12-02T14:30``, with an offset or
     without one: UTC), or None; InvalidInput saying what was expected otherwise (also for a
@@ -52,8 +67,11 @@ def parse_instant(text: str | None, name: str) -> datetime | None:
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
+        plus = plus_read_as_space(text)
         raise InvalidInput(
-            f"{name} {text!r}: expected an ISO 8601 date or time, e.g. 2026-12-02 or "
+            f"{name} {text!r}: {plus}"
+            if plus
+            else f"{name} {text!r}: expected an ISO 8601 date or time, e.g. 2026-12-02 or "
             "2026-12-02T14:30 (UTC unless an offset is given)"
         ) from None
     at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE
 from mes.maps.e142 import MAX_MAP_BYTES
+from pkgline.list_views import plus_read_as_space
 
 GivenValue = StrictStr | StrictInt | StrictFloat
 Values = Annotated[
@@ -64,10 +65,13 @@ def iso_text(value: object) -> object:
     try:
         at = datetime.fromisoformat(value.strip())
     except ValueError:
+        plus = plus_read_as_space(value)
         raise PydanticCustomError(
             "iso_time",
-            "{given} is no ISO 8601 time: expected e.g. 2026-12-02T14:30Z",
-            {"given": repr(value[:40])},
+            "{given}: {plus}"
+            if plus
+            else "{given} is no ISO 8601 time: expected e.g. 2026-12-02T14:30Z",
+            {"given": repr(value[:40]), "plus": plus},
         ) from None
     if at.tzinfo is not None:  # kept in UTC: years 1 to 9999 there
         try:

@@ -303,6 +303,24 @@ async def test_an_unknown_query_parameter_is_refused_and_changes_nothing(api: Ru
     assert len(await _history(api, "A1")) == 1
 
 
+async def test_a_plus_of_an_offset_sent_unencoded_is_said_to_be_read_as_a_space(
+    api: RunningApi,
+) -> None:
+    """``?since=2026-12-02T14:30+01:00`` typed as it is: a ``+`` in a query is a space, so the
+    server read ``2026-12-02T14:30 01:00``, and the refusal said an ISO 8601 time was expected,
+    which is what the client believed it sent. It says to send the ``+`` as ``%2B`` (or Z)."""
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for path in ("/lots", "/history"):
+            said = await client.get(f"{path}?since=2026-12-02T14:30+01:00")
+            assert said.status_code == 422, (path, said.text)
+            message = said.json()["message"]
+            assert "'+' in a URL's query is read as a space" in message, (path, message)
+            assert "%2B" in message, message
+            encoded = await client.get(f"{path}?since=2026-12-02T14:30%2B01:00")
+            assert encoded.status_code == 200, (path, encoded.text)
+
+
 async def test_the_other_lists_refuse_a_time_no_store_can_hold(api: RunningApi) -> None:
     """``/history`` and ``/security/events`` read their times as ``lot history`` and ``user
     events`` do (an offset, or UTC): one that is no UTC time at all was a 500 (OverflowError
