@@ -309,14 +309,45 @@ class MapImportBody(Body):
     signatures: Signatures = []
 
 
+class Problem(BaseModel):
+    """Where an invalid request is wrong, and how."""
+
+    where: str = Field(description="body, a field's path, query.NAME or path.NAME.")
+    problem: str
+
+
+class LimitViolation(BaseModel):
+    """A value outside a limit the claims fix (``limit_violated``)."""
+
+    step: str | None
+    value: str
+    given: Any
+    expected: str
+    claim: str | None
+    kind: str = Field(description="claimed, spec_lower or spec_upper.")
+    message: str
+
+
 class Refusal(BaseModel):
-    """What every refusal answers (the JSON the CLI prints for it)."""
+    """What every refusal answers (the JSON the CLI prints for it); the fields after
+    ``claim`` come with the refusals named."""
 
     error: str = Field(description="The kind: not_authorized, unknown_lot, step_not_allowed ...")
     message: str = Field(description="What was refused and why, for a person.")
     lot: str | None = None
     allowed: list[str] | None = Field(None, description="What would be allowed instead.")
     claim: str | None = Field(None, description="The claim a refused limit comes from.")
+    problems: list[Problem] | None = Field(None, description="invalid_request: what is wrong.")
+    violations: list[LimitViolation] | None = Field(None, description="limit_violated.")
+    interlock: str | None = Field(None, description="interlock: which refused.")
+    expected: str | None = Field(None, description="interlock: what it would accept.")
+    action: str | None = Field(None, description="signature_required: the action to sign.")
+    signers_needed: int | None = Field(None, description="signature_required.")
+    signers_given: int | None = Field(None, description="signature_required.")
+    meaning: str | None = Field(None, description="signature_required: a meaning to sign.")
+    signer: str | None = Field(None, description="signature_refused: whose signature.")
+    signed_version: int | None = Field(None, description="signature_stale: the lot signed.")
+    lot_version: int | None = Field(None, description="signature_stale: the lot now.")
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {

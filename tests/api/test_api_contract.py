@@ -44,6 +44,25 @@ async def test_the_served_openapi_document_is_the_one_in_docs(api: RunningApi) -
     )
 
 
+async def test_every_refusals_fields_are_in_the_documents_refusal_schema(api: RunningApi) -> None:
+    """The document's Refusal named error, message, lot, allowed and claim only: a client made
+    from it knew nothing of ``problems`` (where an invalid request is wrong), nor of a limit's
+    ``violations``, an interlock's ``interlock`` and ``expected``, nor of what a signature's
+    refusal says (``signers_needed``, ``lot_version`` ...), all of which the server answers."""
+    schema = json.loads(DOCUMENT.read_text(encoding="utf-8"))["components"]["schemas"]
+    documented = set(schema["Refusal"]["properties"])
+    answered = {"problems", "violations", "interlock", "expected", "action", "signers_needed"}
+    answered |= {"signers_given", "meaning", "signer", "signed_version", "lot_version"}
+    assert answered <= documented, answered - documented
+    async with api.client() as client:
+        wrong = await client.get("/lots", params={"limit": "many"})
+    assert wrong.status_code == 422
+    assert set(wrong.json()) <= documented, wrong.json()
+    problem = schema["Problem"]
+    assert set(problem["required"]) == {"where", "problem"}
+    assert set(wrong.json()["problems"][0]) == set(problem["properties"])
+
+
 def _free_port() -> int:
     return free_loopback_ports(1)[0]
 
