@@ -13,3 +13,7 @@ a few hundred bytes; a track-out with every site of a large panel rejected is te
 
 PRINCIPAL_HEADER = "pkgline-principal"
 """The response header naming who the server took the caller for (the CLI says so)."""
+
+MAX_ANCHORS = 3000
+"""Anchors one ``POST /audit/verify`` may name (each 64 characters: within the default body
+limit of 256 KB); ``audit verify --anchors-from`` through the server sends more in parts."""

@@ -17,6 +17,7 @@ from mes.domain.errors import InvalidInput
 from mes.ports import ToolJobQuery, ToolQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
+from pkgline.api.defaults import MAX_ANCHORS
 from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, parse_instant, tool_jobs_answer
 from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
 from pkgline.tool_views import (
@@ -222,11 +223,6 @@ async def disqualify(request: Request, who: Who, tool_id: str, body: QualifyBody
         raise InvalidInput("reason: say why the tool is disqualified")
     return await _qualify(request, who, tool_id, body.step, False, reason)
 
-
-MAX_ANCHORS = 3000
-"""Anchors one request may name (each 64 characters: within the server's default body limit
-of 256 KB). More, such as every lot's last hash at plant scale: ``audit verify --db``
-directly (the reports role may), or in parts."""
 
 Anchor = Annotated[str, Field(pattern="^[0-9a-fA-F]{64}$")]
 

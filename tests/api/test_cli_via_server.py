@@ -199,6 +199,37 @@ async def test_events_status_and_audit_verify_through_the_server_match_direct_mo
     assert json.loads(missing.stdout)["problem"]["finding"] == "anchor_missing"
 
 
+async def test_audit_verify_through_the_server_takes_a_feed_kept_longer_than_one_request(
+    api: RunningApi, tmp_path: Path
+) -> None:
+    """A subscriber's kept file holds a hash per lot event: past 3,000 of them (minutes of a
+    line's feed), ``audit verify --anchors-from`` through the server was refused as a request
+    not as expected (exit 2), however sound the history. The CLI sends them in parts (each
+    part a POST /audit/verify), and stops at the first part that does not verify."""
+    from sqlalchemy import text
+
+    from mes.domain.authority import AuthMethod
+
+    identity = api.state.identity
+    for n in range(3001):  # 3,001 security events: 3,001 anchors that hold
+        await identity.refused_credentials(f"probe {n}", AuthMethod.API_KEY, "a test")
+    async with api.state.engine.connect() as connection:
+        found = await connection.execute(text("SELECT hash FROM security_events ORDER BY seq"))
+        hashes = [str(h) for h in found.scalars()]
+    assert len(set(hashes)) >= 3001
+    via = ("--server", f"unix://{api.socket}")
+    kept = tmp_path / "kept.txt"
+    kept.write_text("\n".join(hashes) + "\n")
+    verified = await cli("audit", "verify", "--json", "--anchors-from", str(kept), *via)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["ok"] is True
+    kept.write_text("\n".join([*hashes, "3" * 64]) + "\n")  # the last one, in the second part
+    missing = await cli("audit", "verify", "--json", "--anchors-from", str(kept), *via)
+    assert missing.returncode == 6, missing.stdout + missing.stderr
+    problem = json.loads(missing.stdout)["problem"]
+    assert problem["finding"] == "anchor_missing" and "333333333333" in problem["message"]
+
+
 @pytest.mark.slow
 async def test_the_lines_history_through_the_server_matches_direct_mode(api: RunningApi) -> None:
     """``lot history``: the same pages, notice and refusals through the server as on the
