@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mes.adapters.errors import DatabaseUnavailable
+from mes.domain.identity import LoginRefused
 from mes.guard import REQUEST_ORIGIN
 from pkgline import __version__
 from pkgline.api import (
@@ -27,7 +29,7 @@ from pkgline.api import (
     tools,
     users,
 )
-from pkgline.api.auth import ApiState
+from pkgline.api.auth import ApiState, refuse_token_in_url
 from pkgline.api.defaults import MAX_BODY_BYTES
 from pkgline.api.errors import error_response, too_large
 from pkgline.api.fastlane import FastLane
@@ -47,7 +49,7 @@ the claim and what is allowed."""
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
     """The ASGI application serving ``state`` (wrapped in the body limit)."""
     app = build_app(state, max_body_bytes)
-    inner = ServerTiming(NoNulInUrl(FastLane(app, max_body_bytes)))
+    inner = ServerTiming(NoNulInUrl(NoTokenInUrl(FastLane(app, max_body_bytes), state)))
     return RequestOrigin(DeclaredBodyLimit(inner, max_body_bytes))
 
 
@@ -150,6 +152,35 @@ def _nul_refused(scope: Scope) -> ASGIApp:
     if station.is_page_path(scope["path"]):
         return station.refusal_page(Request(scope), HTTPException(422, NUL_IN_URL))
     return error_response(422, {"error": "invalid_request", "message": NUL_IN_URL})
+
+
+class NoTokenInUrl:
+    """A request whose URL's query holds an API key or a session token is refused (401) and
+    recorded as a failed login naming the token's id, before any route: the routes that ask
+    for no credentials (the login and logout, /health, /openapi.json, the station's pages)
+    served it, and the exposed token kept working unrecorded
+    (:func:`pkgline.api.auth.refuse_token_in_url`)."""
+
+    def __init__(self, app: ASGIApp, state: ApiState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["query_string"]:
+            refusal: ASGIApp | None = None
+            try:
+                await refuse_token_in_url(self.state, scope["query_string"])
+            except LoginRefused as exc:
+                if station.is_page_path(scope["path"]):
+                    refusal = station.refusal_page(Request(scope), HTTPException(401, exc.message))
+                else:
+                    refusal = error_response(401, exc.to_dict())
+            except (DatabaseUnavailable, OSError) as exc:
+                refusal = await errors.database(Request(scope), exc)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class DeclaredBodyLimit:

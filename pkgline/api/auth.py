@@ -110,9 +110,11 @@ TOKEN_IN_URL = re.compile(r"(pk[ls])_([0-9a-f]{12})_[A-Za-z0-9_-]")
 URL's query."""
 
 
-async def _refuse_token_in_url(state: ApiState, query_string: bytes) -> None:
-    """A request whose URL carries a token is refused and recorded, whatever else it sends:
-    a URL ends up in proxies' and browsers' logs and histories, so the token is exposed."""
+async def refuse_token_in_url(state: ApiState, query_string: bytes) -> None:
+    """A request whose URL carries a token is refused and recorded, whatever else it sends
+    and whichever route it asks for (:class:`pkgline.api.app.NoTokenInUrl`, before any
+    route): a URL ends up in proxies' and browsers' logs and histories, so the token is
+    exposed."""
     if not query_string:
         return
     found = TOKEN_IN_URL.search(unquote_plus(query_string.decode("latin-1")))
@@ -134,8 +136,7 @@ async def _refuse_token_in_url(state: ApiState, query_string: bytes) -> None:
 
 async def principal(request: Request, response: Response) -> Principal:
     """The request's principal (a FastAPI dependency), or LoginRefused (401)."""
-    state = state_of(request)
-    await _refuse_token_in_url(state, request.scope.get("query_string", b""))
+    state = state_of(request)  # a token in the URL was refused before: NoTokenInUrl
     header = request.headers.get("authorization")
     if header is not None:
         found = await _bearer(state, header)

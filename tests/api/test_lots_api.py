@@ -425,6 +425,36 @@ async def test_a_token_in_the_url_is_refused_and_recorded_even_with_a_valid_head
     assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
 
 
+async def test_a_token_in_the_url_of_a_route_that_asks_no_credentials_is_refused_too(
+    api: RunningApi,
+) -> None:
+    """The routes that take no principal (the login and logout, /health, /openapi.json, the
+    station's pages) served a request whose URL held a key or a session token, and nothing
+    was recorded: the exposed key kept working, unknown to an admin. They refuse it (401; the
+    station with its page), and the security log names the key, as every other route does."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
+    login = {"username": "nobody", "password": "x"}
+    async with api.client() as client:
+        for method, path, body in (
+            ("POST", "/session", login),
+            ("DELETE", "/session", None),
+            ("GET", "/health", None),
+            ("GET", "/openapi.json", None),
+            ("GET", "/station/", None),
+        ):
+            said = await client.request(method, path, params={"api_key": token}, json=body)
+            assert said.status_code == 401, (method, path, said.text)
+            if not path.startswith("/station"):
+                assert said.json()["error"] == "login_refused", said.text
+                assert f"pkgline user revoke-key {key.key_id}" in said.json()["message"]
+        assert (await client.get("/health")).status_code == 200
+    events = await identity.events(ADMIN)
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert len(failed) == 5 and {e.actor for e in failed} == {f"key {key.key_id}"}
+
+
 async def test_the_socket_is_0660_and_gone_after_the_stop(sqlite_url: str, tmp_path: Path) -> None:
     sock = tmp_path / "run" / "api.sock"
     async with start_api(sqlite_url, sock) as api:
