@@ -28,6 +28,7 @@ from mes.domain.signatures import (
     SignatureStale,
     Signer,
     check_meaning,
+    check_not_a_system,
     check_signatures,
     sign_entry,
 )
@@ -90,6 +91,12 @@ class Signing:
                 lot_id=lot_id,
                 allowed=sorted(a.value for a in SIGNED),
             )
+        if action in SIGNED and self.policy.signers(action) > 0:
+            try:  # before any password is checked; recorded, as in the transaction
+                check_not_a_system(action, lot_id, who)
+            except SignatureRefused as refused:
+                await self.refused(who, refused)
+                raise
         for g in given:  # bad input first, before any password is checked
             check_meaning(g.meaning)
         signed: Signed = []

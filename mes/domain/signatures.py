@@ -305,6 +305,23 @@ def _sentence(action: Action, lot_id: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def check_not_a_system(action: Action, lot_id: str | None, principal: Principal) -> None:
+    """A system (known by its API key) asking for a signed operation is refused, saying why:
+    it has no password, so it can never sign, and the first signature must be the one who
+    asks (it was told to give a password again, or that its password was wrong)."""
+    if principal.method is not AuthMethod.API_KEY:
+        return
+    what = _what(action, lot_id or "?")
+    raise SignatureRefused(
+        f"{principal.name} is a system (an API key), and a system signs nothing: {what} "
+        "must be asked for and signed by a person holding the role, with their password",
+        signer=principal.name,
+        action=action,
+        lot_id=lot_id,
+        allowed=sorted(r.value for r in PERMISSIONS[action]),
+    )
+
+
 def check_signatures(
     action: Action,
     lot: Lot,
@@ -331,6 +348,7 @@ def check_signatures(
                 allowed=sorted(a.value for a in SIGNED),
             )
         return ()
+    check_not_a_system(action, lot.id, principal)
     expected = SIGNED[action]
     if len(signed) < needed:
         who = "two different people" if needed == 2 else "one person"

@@ -564,6 +564,38 @@ async def test_a_signers_wrong_password_is_403_and_the_requests_credentials_hold
     assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 1
 
 
+async def test_a_system_asking_for_a_signed_operation_is_told_a_system_signs_nothing(
+    api: RunningApi,
+) -> None:
+    """A system (an API key) with a role that may release asked for a release: unsigned, it
+    was told to have each signer give their password again (signature_required, 422); signed
+    with its own name, "wrong user name or password" (403): neither says that a system, having
+    no password, can never sign. It is ``signature_refused`` (403, recorded) saying so, before
+    any password is looked at, and the lot stays held."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "mes-bridge", "MES", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    _, token = await identity.issue_api_key(ADMIN, "mes-bridge", "test")
+    async with api.client(authorization=f"Bearer {token}") as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        held = await client.post("/lots/A1/hold", json={"reason": "voids"})
+        version = held.json()["version"]
+        mine = {"username": "mes-bridge", "password": "x" * 12, "meaning": "approved"}
+        for body in (
+            {"reason": "ok"},
+            {"reason": "ok", "signatures": [{**mine, "lot_version": version}]},
+        ):
+            said = await client.post("/lots/A1/release", json=body)
+            assert said.status_code == 403, said.text
+            assert said.json()["error"] == "signature_refused", said.text
+            assert "mes-bridge is a system" in said.json()["message"], said.text
+            assert "a system signs nothing" in said.json()["message"], said.text
+        assert (await client.get("/lots/A1")).json()["state"] == "HOLD"
+    events = await identity.events(ADMIN)
+    kinds = [e.kind for e in events if e.actor == "mes-bridge"]
+    assert kinds.count(EventKind.SIGNATURE_REFUSED) == 2, kinds
+    assert EventKind.SIGNATURE_FAILED not in kinds
+
+
 async def test_an_unsigned_operation_the_lot_refuses_anyway_says_so_first(api: RunningApi) -> None:
     """A release of a lot that is not held is refused for that (409), signed or not; asking
     for a signature first would have the person sign for nothing (found by the probe)."""
