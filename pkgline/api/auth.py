@@ -206,7 +206,7 @@ def _refuse_unknown_query(request: Request) -> None:
         )
 
 
-def _bearer_token(header: str) -> str | None:
+def bearer_token(header: str) -> str | None:
     """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
@@ -215,14 +215,14 @@ def _bearer_token(header: str) -> str | None:
 
 def session_id(request: Request) -> str | None:
     """The id of the session token the request carries, if it carries one."""
-    token = _bearer_token(request.headers.get("authorization", ""))
+    token = bearer_token(request.headers.get("authorization", ""))
     parts = split_token(token) if token is not None else None
     return parts[0] if parts else None
 
 
 async def _bearer(state: ApiState, header: str) -> Principal:
     identity = state.identity
-    token = _bearer_token(header)
+    token = bearer_token(header)
     if token is None:
         await identity.refused_credentials("-", AuthMethod.API_KEY, "not a Bearer credential")
         raise LoginRefused("Authorization: expected 'Bearer TOKEN'")

@@ -9,8 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
+from mes.domain.authority import AuthMethod
 from mes.domain.identity import LoginRefused
-from pkgline.api.auth import state_of
+from mes.domain.tokens import API_KEY_PREFIX, split_api_key
+from mes.sessions import split_token
+from pkgline.api.auth import bearer_token, state_of
 from pkgline.api.bodies import REFUSALS, Body
 
 router = APIRouter(prefix="/session", tags=["session"], responses=REFUSALS)
@@ -33,7 +36,37 @@ async def login(request: Request, body: LoginBody) -> dict[str, Any]:
 
 @router.delete("", status_code=204, summary="Log out: end the session of the Bearer token")
 async def logout(request: Request) -> Response:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not await state_of(request).sessions.logout(token.strip()):
+    """204 once the token's session is ended (again: a logout retried after a lost answer).
+    A token that is no live session of this server, or an API key, is refused and recorded
+    as any route records refused credentials (this route let anyone try tokens unseen)."""
+    state = state_of(request)
+    header = request.headers.get("authorization")
+    token = bearer_token(header) if header is not None else None
+    if token is None:
+        if header is not None:
+            await state.identity.refused_credentials(
+                "-", AuthMethod.SESSION, "not a Bearer credential (logout)"
+            )
         raise LoginRefused("no session to end: send Authorization: Bearer with its token")
+    if token.startswith(API_KEY_PREFIX + "_"):
+        key = split_api_key(token)
+        await state.identity.refused_credentials(
+            f"key {key[0]}" if key else "-",
+            AuthMethod.API_KEY,
+            "an API key sent to log out: it is no session",
+        )
+        raise LoginRefused(
+            "an API key is no session: there is none to end (a key is revoked by an admin: "
+            "pkgline user revoke-key ID); nothing was changed"
+        )
+    if not await state.sessions.logout(token):
+        parts = split_token(token)
+        await state.identity.refused_credentials(
+            f"session {parts[0]}" if parts else "-",
+            AuthMethod.SESSION,
+            "logout with a token that is no session of this server",
+        )
+        raise LoginRefused(
+            "the token is no session of this server (unknown, or not its secret): nothing was ended"
+        )
     return Response(status_code=204)

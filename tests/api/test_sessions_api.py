@@ -80,6 +80,38 @@ async def test_a_refused_token_is_recorded_by_its_id_as_issued_never_at_length(
     assert sorted((e.actor, e.detail["why"]) for e in failed) == sorted(sent.values())
 
 
+async def test_a_logout_with_a_token_that_is_no_session_is_refused_and_recorded(
+    api: RunningApi,
+) -> None:
+    """``DELETE /session`` with a token that names no live session (a made-up one, or a real
+    session's id with a wrong secret) was 401 and recorded nothing, where any other route
+    records it: the logout route let anyone try tokens unseen. It records them as every
+    route does; an API key is told it is no session (and recorded: no key logs out); a
+    logout repeated after a lost answer still ends well (204)."""
+    await _alice(api)
+    identity = api.state.identity
+    async with api.client() as client:
+        login = await client.post("/session", json={"username": "alice", "password": PASSWORD})
+        token = login.json()["token"]
+        session = token.split("_")[1]
+        for sent in ("pks_0123456789ab_x", f"pks_{session}_wrong", "pks_nonsense"):
+            refused = await client.delete("/session", headers={"authorization": f"Bearer {sent}"})
+            assert refused.status_code == 401, sent
+            assert refused.json()["error"] == "login_refused"
+        keyed = await client.delete("/session", headers={"authorization": "Bearer pkl_x_y"})
+        assert keyed.status_code == 401
+        assert "an API key is no session" in keyed.json()["message"], keyed.text
+        bearer = {"authorization": f"Bearer {token}"}
+        assert (await client.get("/lots", headers=bearer)).status_code == 200  # still live
+        assert (await client.delete("/session", headers=bearer)).status_code == 204
+        assert (await client.delete("/session", headers=bearer)).status_code == 204  # retried
+        assert (await client.delete("/session")).status_code == 401  # none: not recorded
+    failed = [e for e in await identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED]
+    assert sorted(e.actor for e in failed) == sorted(
+        ["session 0123456789ab", f"session {session}", "-", "-"]
+    ), [(e.actor, e.detail) for e in failed]
+
+
 def test_a_claimed_name_is_recorded_on_one_line_and_cut_with_its_length() -> None:
     assert claimed("alice") == "alice"
     assert claimed("a\nb") == "a\ufffdb"
