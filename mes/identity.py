@@ -340,6 +340,11 @@ class IdentityService:
             )
             await self._guard.refused(by, refusal)
             raise refusal
+        if by is not None and by.method is AuthMethod.API_KEY:  # it asks for itself: it may know
+            raise InvalidInput(
+                f"{username} is a system (an API key): it has no password to change; an admin "
+                "issues and revokes its keys (pkgline user key, user revoke-key)"
+            )
         check_password(new)
         if current == new:
             raise InvalidInput("the new password is the current one: choose another")

@@ -596,6 +596,22 @@ async def test_a_system_asking_for_a_signed_operation_is_told_a_system_signs_not
     assert EventKind.SIGNATURE_FAILED not in kinds
 
 
+async def test_a_system_changing_its_own_password_is_told_it_has_none(api: RunningApi) -> None:
+    """``POST /users/NAME/own-password`` by a system (its API key) was "login refused: wrong
+    user name or password, or the account is disabled or locked" (403): a system has no
+    password, and the answer had it look for a wrong one. It is ``invalid_input`` saying so."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "mes-bridge", "MES", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    _, token = await identity.issue_api_key(ADMIN, "mes-bridge", "test")
+    async with api.client(authorization=f"Bearer {token}") as client:
+        body = {"current": "x" * 12, "new": "y" * 14}
+        said = await client.post("/users/mes-bridge/own-password", json=body)
+    assert said.status_code == 422, said.text
+    assert said.json()["error"] == "invalid_input"
+    assert "mes-bridge is a system" in said.json()["message"], said.text
+    assert "no password" in said.json()["message"], said.text
+
+
 async def test_an_unsigned_operation_the_lot_refuses_anyway_says_so_first(api: RunningApi) -> None:
     """A release of a lot that is not held is refused for that (409), signed or not; asking
     for a signature first would have the person sign for nothing (found by the probe)."""
