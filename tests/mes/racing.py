@@ -17,7 +17,7 @@ def _answered(request: object) -> Work[Any]:
     return answer
 
 
-def _resumed(work: Work[T], answer: object) -> Work[T]:
+def resumed(work: Work[T], answer: object) -> Work[T]:
     """``work`` after its first request, answered with ``answer``."""
     try:
         while True:
@@ -43,4 +43,4 @@ class BothReadFirst:
             answer = await uow.run(_answered(first), commit=True)
         await asyncio.wait_for(self._barrier.wait(), timeout=10)
         async with self._inner() as uow:
-            return await uow.run(_resumed(work, answer), commit=True)
+            return await uow.run(resumed(work, answer), commit=True)

@@ -23,17 +23,9 @@ from mes.domain.errors import ConcurrentUpdate, OperationNotAllowed
 from mes.domain.model import LotState, Operation
 from mes.ports import EquipmentRepository, GetLot, LotRepository, UnitOfWork, Work, get_lot
 from mes.service import LotService
+from tests.mes.racing import resumed
 
 T = TypeVar("T")
-
-
-def _resumed(work: Work[T], answer: object) -> Work[T]:
-    """``work`` after its first request, answered with ``answer``."""
-    try:
-        while True:
-            answer = yield work.send(answer)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
 
 
 class _BarrierUnitOfWork:
@@ -68,7 +60,7 @@ class _BarrierUnitOfWork:
         assert isinstance(first, GetLot), first
         lot = await self._inner.run(get_lot(first.lot_id))
         await asyncio.wait_for(self._barrier.wait(), timeout=10)
-        return await self._inner.run(_resumed(work, lot), commit=commit)
+        return await self._inner.run(resumed(work, lot), commit=commit)
 
 
 class _BarrierFactory:
