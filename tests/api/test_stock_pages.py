@@ -21,7 +21,9 @@ from sqlalchemy import Table, insert
 from mes.adapters.database import create_engine
 from mes.adapters.tables import durables, materials
 from mes.domain.authority import CONTROLLER
+from mes.domain.durables import DurableKind
 from mes.domain.equipment import ToolRegistration
+from mes.domain.materials import MaterialKind
 from pkgline.page_sizes import MAX_DURABLE_PAGE, MAX_MATERIAL_PAGE
 from tests.api.conftest import RunningApi, cli, walk_pages
 
@@ -55,8 +57,18 @@ class Stock:
         return f"/{self.key}"
 
 
-def _on_wb1(i: int) -> dict[str, Any]:
-    return {"tool_id": "WB-1" if i % 3 == 0 else None}
+def _placed(i: int, kinds: list[str]) -> dict[str, Any]:
+    """Every third row on a tool, each of another kind there (the database keeps one of a
+    kind on a tool, revision 0024): the first ``len(kinds)`` such on WB-1, the next on WB-2,
+    and so on; the rest on none, of the first kind."""
+    if i % 3:
+        return {"tool_id": None, "kind": kinds[0]}
+    k = i // 3
+    return {"tool_id": f"WB-{k // len(kinds) + 1}", "kind": kinds[k % len(kinds)]}
+
+
+DURABLE_KINDS = [k.value for k in DurableKind]
+MATERIAL_KINDS = [k.value for k in MaterialKind]
 
 
 DURABLES = Stock(
@@ -70,7 +82,6 @@ DURABLES = Stock(
     durables,
     lambda i: {
         "id": f"CAP-{i:04d}",
-        "kind": "capillary",
         "life": 500_000,
         "warn_permille": 900,
         "count": i,
@@ -78,7 +89,7 @@ DURABLES = Stock(
         "added_at": AT,
         "mounted_at": AT if i % 3 == 0 else None,
         "description": None,
-        **_on_wb1(i),
+        **_placed(i, DURABLE_KINDS),
     },
     MAX_DURABLE_PAGE,
 )
@@ -93,13 +104,12 @@ MATERIALS = Stock(
     materials,
     lambda i: {
         "id": f"W-{i:04d}",
-        "kind": "wire",
         "expires_at": datetime(2099, 1, 1, tzinfo=UTC),
         "added_by": "quality",
         "added_at": AT,
         "thaw_minutes": 0,
         "loaded_at": AT if i % 3 == 0 else None,
-        **_on_wb1(i),
+        **_placed(i, MATERIAL_KINDS),
     },
     MAX_MATERIAL_PAGE,
 )
@@ -107,13 +117,16 @@ STOCKS = [pytest.param(DURABLES, id="durables"), pytest.param(MATERIALS, id="mat
 
 
 async def _add(api: RunningApi, stock: Stock, n: int) -> tuple[list[str], list[str]]:
-    """``n`` of ``stock``, every third on WB-1 (registered), written in SQL (more than the
-    rules would let one bonder hold: these tests are about the pages): all their ids, sorted,
-    and those on WB-1."""
-    await api.state.services.equipment.register(
-        "line-a", [ToolRegistration("WB-1", "wire_bonder", "modbus 127.0.0.1", ())], by=CONTROLLER
-    )
+    """``n`` of ``stock``, every third on a tool (registered: :func:`_placed`), written in
+    SQL (kinds the rules would not let a bonder hold: these tests are about the pages): all
+    their ids, sorted, and those on a tool (of 12, the four on WB-1)."""
     rows = [stock.row(i) for i in range(n)]
+    tools = sorted({r["tool_id"] for r in rows if r["tool_id"]}, key=lambda t: int(t[3:]))
+    await api.state.services.equipment.register(
+        "line-a",
+        [ToolRegistration(t, "wire_bonder", "modbus 127.0.0.1", ()) for t in tools],
+        by=CONTROLLER,
+    )
     engine = create_engine(api.db)
     try:
         async with engine.begin() as conn:
@@ -136,7 +149,7 @@ async def test_the_route_pages_filters_and_counts(api: RunningApi, stock: Stock)
         after = {stock.on_tool: "true", "after": on_wb1[1]}
         rest = (await client.get(stock.route, params=after)).json()
         assert [x["id"] for x in rest[stock.key]] == on_wb1[2:] and rest["total"] == 4
-        assert rest[stock.key][0]["kind"] == stock.row(0)["kind"]  # its own JSON
+        assert rest[stock.key][0]["kind"] == stock.row(6)["kind"]  # its own JSON
 
         unknown = await client.get(stock.route, params={"after": "NOPE"})
         assert unknown.status_code == 404, unknown.text
