@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from urllib.parse import urlencode
 
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.cli.servers import TIMEOUT_S as TIMEOUT_S
+from pkgline.cli.servers import ApiKeyFileError as ApiKeyFileError
 from pkgline.cli.servers import Server as Server
 from pkgline.cli.servers import ServerTrustError as ServerTrustError
 from pkgline.cli.servers import ServerUrlError as ServerUrlError
@@ -57,6 +59,43 @@ def session_file(server: Server) -> Path:
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     name = f"{server.host}_{server.port}" if server.host else "local"
     return base / "pkgline" / "sessions" / name
+
+
+API_KEY_FILE = "PKGLINE_API_KEY_FILE"
+
+
+def api_key() -> str | None:
+    """The API key a system's scripts call the server with: the first line of the file
+    ``$PKGLINE_API_KEY_FILE`` names (as ``pkgline user key`` printed it), or None when it
+    names none. Never from the command line or the environment itself, where other users'
+    ``ps`` or a shell's history would see it; the file must be readable by its owner only
+    (ApiKeyFileError, saying what is expected)."""
+    named = os.environ.get(API_KEY_FILE)
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    what = f"{API_KEY_FILE} {path}"
+    try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise ApiKeyFileError(f"{what}: not a plain file; expected a file holding an API key")
+        if mode & 0o077:
+            raise ApiKeyFileError(
+                f"{what}: others may read it (mode {stat.S_IMODE(mode):04o}), so its key is not "
+                f"used: chmod 600 {path}"
+            )
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ApiKeyFileError(f"{what}: cannot read it: {in_words(exc)}") from None
+    except UnicodeDecodeError:
+        lines = []
+    key = lines[0].strip() if lines else ""
+    if not key.startswith("pkl_"):
+        raise ApiKeyFileError(
+            f"{what}: expected an API key (pkl_...) on its first line, as pkgline user key "
+            "printed it"
+        )
+    return key
 
 
 def stored_token(server: Server) -> str | None:
@@ -153,7 +192,7 @@ def request(
     if body is not None:
         data = json.dumps(body).encode()
         headers["content-type"] = "application/json"
-    token = token or stored_token(server)
+    token = token or api_key() or stored_token(server)
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
     conn = _connection(server, timeout)

@@ -24,6 +24,11 @@ class ServerTrustError(ServerUrlError):
     """``$PKGLINE_SERVER_CA`` does not name a CA file the client can check the server with."""
 
 
+class ApiKeyFileError(ServerUrlError):
+    """``$PKGLINE_API_KEY_FILE`` does not name a file holding an API key that only its owner
+    may read."""
+
+
 class Unreachable(Exception):
     """The server did not answer (no one listens, refused, timed out)."""
 

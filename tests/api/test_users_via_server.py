@@ -7,12 +7,13 @@ bodies only."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mes.domain.authority import Role
-from mes.domain.identity import EventKind
+from mes.domain.identity import EventKind, SecurityEventQuery, UserKind
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli
 
 pytestmark = pytest.mark.slow
@@ -169,3 +170,49 @@ async def test_a_person_changes_their_own_password_through_the_server_and_nobody
     assert "may sign (their own password)" in own.stdout
     me = await api.state.identity.user(ADMIN, ACCOUNT)
     assert me.may_sign and me.password_set_by == ACCOUNT
+
+
+async def test_a_systems_script_calls_the_cli_with_its_api_key_from_a_file_only_its_owner_reads(
+    api: RunningApi, tmp_path: Path
+) -> None:
+    """A plant script runs the CLI as its system account: the key, as ``user key`` printed
+    it, in a file of mode 0600 that $PKGLINE_API_KEY_FILE names (never on the command line);
+    the server takes the script for that system, with its roles. A file others may read, or
+    one that holds no key, is a usage error that names the fix, and nothing is sent."""
+    via = ("--server", f"unix://{api.socket}")
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "mes1", "MES", {Role.VIEWER}, kind=UserKind.SYSTEM)
+    issued, token = await identity.issue_api_key(ADMIN, "mes1", "ERP link")
+    key = {"token": token, "key_id": issued.key_id}
+    key_file = tmp_path / "mes1.key"
+    key_file.write_text(key["token"] + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    as_system = {"PKGLINE_API_KEY_FILE": str(key_file)}
+
+    listed = await cli("lot", "list", "--json", *via, env=as_system)
+    assert listed.returncode == 0, listed.stderr
+    assert "as mes1 (api_key)" in listed.stderr, listed.stderr
+    refused = await cli("lot", "start", "S1", "--flow", "stiffener-bga", *via, env=as_system)
+    assert refused.returncode == 1 and "viewer" in refused.stderr, refused.stderr  # its roles
+
+    key_file.chmod(0o644)
+    open_file = await cli("lot", "list", *via, env=as_system)
+    assert open_file.returncode == 2, open_file.stderr
+    assert "others may read it (mode 0644)" in open_file.stderr
+    assert f"chmod 600 {key_file}" in open_file.stderr
+    key_file.write_text("my secret\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    no_key = await cli("lot", "list", "--json", *via, env=as_system)
+    assert no_key.returncode == 2 and "expected an API key (pkl_...)" in no_key.stdout
+    missing = await cli("lot", "list", *via, env={"PKGLINE_API_KEY_FILE": str(tmp_path / "x")})
+    assert missing.returncode == 2 and "cannot read it" in missing.stderr, missing.stderr
+
+    await identity.revoke_api_key(ADMIN, key["key_id"])
+    key_file.write_text(key["token"] + "\n", encoding="utf-8")
+    revoked = await cli("lot", "list", *via, env=as_system)
+    assert revoked.returncode != 0 and "as mes1" not in revoked.stderr, revoked.stderr
+    failed = await api.state.identity.event_page(
+        ADMIN, SecurityEventQuery(kind=EventKind.LOGIN_FAILED, limit=5)
+    )
+    assert f"key {key['key_id']}" in [e.actor for e in failed.events]  # recorded, never the secret
+    assert all(token not in str(e.detail) for e in failed.events)
