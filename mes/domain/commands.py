@@ -59,6 +59,9 @@ class TrackOut:
     rejects: tuple[SiteRejectGiven, ...] = ()
     tool_data: Mapping[str, object] = field(default_factory=dict)
     """Anything else the tool reported (kept in history as it came)."""
+    step: str | None = None
+    """The step the caller means to finish, where it says: refused if the lot runs another
+    (a retried track-out that finds the lot tracked in again at its next step)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,6 +220,13 @@ def track_out(
     require(lot.state, Operation.TRACK_OUT, lot.id)
     assert lot.running is not None
     step = lot.running.step
+    if cmd.step is not None and cmd.step != step:
+        raise StepNotAllowed(
+            f"track-out of {cmd.step} refused: lot {lot.id} runs {step} "
+            f"(tracked in at {lot.running.since.isoformat()}), not {cmd.step}; nothing was changed",
+            lot_id=lot.id,
+            allowed=(step,),
+        )
     spec = flow.steps[step]
     measured = coerce_values(spec.measured, cmd.measured, f"measured values of step {step}", lot.id)
     rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))

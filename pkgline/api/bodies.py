@@ -165,6 +165,16 @@ class Reject(Site):
 
 
 class TrackOutBody(Body):
+    step: Annotated[
+        str | None,
+        Field(
+            None,
+            min_length=1,
+            max_length=64,
+            description="The step being finished: refused (409, step_not_allowed) if the lot "
+            "runs another, e.g. a retried track-out after the lot was tracked in again.",
+        ),
+    ] = None
     data: Values = {}
     rejects: Annotated[list[Reject], Field(max_length=100000)] = []
 

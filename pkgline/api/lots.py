@@ -148,7 +148,7 @@ async def track_in(request: Request, who: Who, lot_id: str, body: b.TrackInBody)
 
 @router.post("/{lot_id}/track-out", summary="Finish the running step (lot track-out)")
 async def track_out(request: Request, who: Who, lot_id: str, body: b.TrackOutBody) -> JSONResponse:
-    command = cmd.TrackOut(lot_id, who.name, dict(body.data), _sites(body.rejects))
+    command = cmd.TrackOut(lot_id, who.name, dict(body.data), _sites(body.rejects), step=body.step)
     return await _act(request, lambda s: s.track_out(command, by=who), lot_id=lot_id)
 
 

@@ -258,6 +258,14 @@ def track_in(
 @app.command("track-out")
 def track_out(
     lot: LotArg,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            "--step",
+            help="The step being finished: refused if the lot runs another (a script that "
+            "retries cannot finish the lot's next step by mistake).",
+        ),
+    ] = None,
     data: Annotated[
         list[str] | None, typer.Option("--data", help="A measured value, NAME=VALUE (repeatable).")
     ] = None,
@@ -281,8 +289,10 @@ def track_out(
         user=current_user(user),
         measured=parse_assignments(data or [], "--data", as_json=json),
         rejects=parse_sites(reject or [], "--reject", with_code=True, as_json=json),
+        step=step,
     )
     body = {
+        "step": step,
         "data": dict(command.measured),
         "rejects": [
             {"carrier": r.carrier, "row": r.row, "col": r.col, "code": r.code}

@@ -298,7 +298,7 @@ class Dispatcher:
                 running = (await self._lots.get(lot.id)).running
                 if running is None or running.tool is not None or not self._is_manual(running.step):
                     continue
-                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user, step=running.step))
             except LotTrackerError as exc:  # not a manual step of ours: asked every pass
                 log.debug("running lot not tracked out", lot=lot.id, reason=exc.message)
                 continue
@@ -310,7 +310,7 @@ class Dispatcher:
             lot = candidate.lot
             try:
                 await self._lots.track_in(cmd.TrackIn(lot.id, candidate.step, self._user))
-                await self._lots.track_out(cmd.TrackOut(lot.id, self._user))
+                await self._lots.track_out(cmd.TrackOut(lot.id, self._user, step=candidate.step))
             except LotTrackerError as exc:
                 log.info(
                     "manual step not completed", lot=lot.id, step=candidate.step, reason=exc.message

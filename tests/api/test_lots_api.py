@@ -188,9 +188,14 @@ async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -
         assert (await client.post("/lots", json=START)).status_code == 201
         moved = await client.post("/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"})
         assert moved.status_code == 200 and moved.json()["state"] == "RUNNING", moved.text
+        other = await client.post("/lots/A1/track-out", json={"step": "DIE_ATTACH"})
+        assert other.status_code == 409 and other.json()["allowed"] == ["SUBSTRATE_PREP"]
         out = await client.post(
             "/lots/A1/track-out",
-            json={"rejects": [{"carrier": "1", "row": 1, "col": 2, "code": "VOID"}]},
+            json={
+                "step": "SUBSTRATE_PREP",
+                "rejects": [{"carrier": "1", "row": 1, "col": 2, "code": "VOID"}],
+            },
         )
         assert out.status_code == 200, out.text
         assert out.json()["good_sites"] == 63

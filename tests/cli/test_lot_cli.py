@@ -118,7 +118,12 @@ def test_a_lot_is_started_moved_and_shown(db: str) -> None:
         moved["state"] == "RUNNING"
         and moved["recorded"][0]["data"]["values"]["substrate_thickness_mm"] == 0.2
     )
-    out = ok_json(db, "lot", "track-out", "L1", "--reject", "1:2:3:SCRATCH")
+    wrong = pkgline(db, "lot", "track-out", "L1", "--step", "DIE_ATTACH", "--json")
+    assert wrong.returncode == 1 and json.loads(wrong.stdout)["error"] == "step_not_allowed"
+    assert json.loads(wrong.stdout)["allowed"] == ["SUBSTRATE_LOAD"]
+    out = ok_json(
+        db, "lot", "track-out", "L1", "--step", "SUBSTRATE_LOAD", "--reject", "1:2:3:SCRATCH"
+    )
     assert out["state"] == "WAITING" and out["step"] == "SUBSTRATE_LOAD"
     shown = ok_json(db, "lot", "show", "L1")
     for key in ("id", "flow", "state", "step", "next_steps", "units", "history"):

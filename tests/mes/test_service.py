@@ -132,6 +132,27 @@ async def test_a_refused_command_changes_nothing(service: LotService) -> None:
     assert await _snapshot(service, "L1") == before
 
 
+async def test_a_track_out_that_names_another_step_than_the_running_one_is_refused(
+    service: LotService,
+) -> None:
+    """A retried track-out that says which step it finishes cannot finish the lot's next
+    one: the lot was tracked out and in again (by the controller) in between."""
+    await _start(service, "L1", "stiffener-bga")
+    await _run(service, "L1", ["SUBSTRATE_LOAD"])
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", USER))
+    before = await _snapshot(service, "L1")
+    with pytest.raises(StepNotAllowed) as refused:
+        await service.track_out(cmd.TrackOut("L1", USER, step="SUBSTRATE_LOAD"))
+    assert refused.value.allowed == ("DIE_ATTACH",)
+    assert (
+        "runs DIE_ATTACH" in refused.value.message
+        and "nothing was changed" in refused.value.message
+    )
+    assert await _snapshot(service, "L1") == before
+    done = await service.track_out(cmd.TrackOut("L1", USER, step="DIE_ATTACH"))
+    assert done.lot.state is LotState.WAITING and done.lot.path[-1] == "DIE_ATTACH"
+
+
 async def test_an_unknown_lot_is_refused(service: LotService) -> None:
     with pytest.raises(UnknownLot):
         await service.track_in(cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER))
