@@ -37,7 +37,7 @@ from mes.adapters.sql_spc import spc_plan
 from mes.adapters.sql_statements import HeadCache, Statements
 from mes.domain import audit
 from mes.domain.errors import ConcurrentUpdate, LotExists
-from mes.domain.model import Change, HistoryEntry
+from mes.domain.model import Change, HistoryEntry, Lot
 from mes.domain.queuetimes import queue_released
 from mes.domain.report import history_dict
 from mes.ports import (
@@ -262,7 +262,12 @@ def save_plan(sql: Statements, change: Change) -> Plan[tuple[HistoryEntry, ...]]
                 raise LotExists(f"lot {lot.id} already exists", lot_id=lot.id) from None
             continue
         values = {f"v_{k}": v for k, v in lot_values(lot).items()}
-        updated = yield Fetch(sql.update_lot, {"b_id": lot.id, "b_expected": expected, **values})
+        try:
+            updated = yield Fetch(
+                sql.update_lot, {"b_id": lot.id, "b_expected": expected, **values}
+            )
+        except IntegrityViolation as exc:
+            raise tool_taken(lot, exc) from None
         if not updated:
             raise conflict(lot.id, expected)
     if change.new_carriers:
@@ -358,7 +363,10 @@ def _move_in_one_plan(sql: Statements, change: Change) -> Plan[HistoryEntry]:
     assert expected is not None
     values: dict[str, Any] = {f"v_{k}": v for k, v in lot_values(lot).items()}
     values.update(_entry_in_one_values(entry), b_id=lot.id, b_expected=expected)
-    rows = yield Fetch(sql.move_in_one, values)
+    try:
+        rows = yield Fetch(sql.move_in_one, values)
+    except IntegrityViolation as exc:  # the unit of work rolls the transaction back
+        raise tool_taken(lot, exc) from None
     if not rows:
         raise conflict(lot.id, expected)
     return replace(entry, seq=int(rows[0]["seq"]))
@@ -385,6 +393,19 @@ def _moves_one_lot(change: Change) -> bool:
         and bool(change.entries)
         and change.entries[0].lot_id == change.lots[0].id
         and not (change.new_carriers or change.moved_carriers)
+    )
+
+
+def tool_taken(lot: Lot, exc: IntegrityViolation) -> Exception:
+    """A lot's write that ux_lots_by_hand_tool refused (revision 0025): another lot was
+    tracked in on its tool while this command ran (any other violation as it is)."""
+    if "ux_lots_by_hand_tool" not in str(exc):
+        return exc
+    tool = lot.running.tool if lot.running is not None else None
+    return ConcurrentUpdate(
+        f"tool {tool} took another lot while this command ran: lot {lot.id} was not tracked "
+        f"in on it; nothing was changed: track it in when {tool} is free, or on another tool",
+        lot_id=lot.id,
     )
 
 

@@ -127,6 +127,17 @@ Index(
     sqlite_where=LOT_TOOL.is_not(None),
 )
 Index("ix_lots_step", LOT_STEP, lots.c.priority, lots.c.created_at, lots.c.id)
+Index(
+    "ux_lots_by_hand_tool",
+    LOT_TOOL,
+    unique=True,
+    # one lot tracked in by hand on a tool (revision 0025): two operators' track-ins on one
+    # free tool at once could both pass the tool_busy interlock on PostgreSQL. ``by_hand``
+    # is written only when true (mes.adapters.rows); the controller's own track-ins are not
+    # in it (it tracks a tool's next lot in while the last one's results are recorded)
+    postgresql_where=text("(running ->> 'by_hand') = 'true'"),
+    sqlite_where=text("json_extract(running, '$.by_hand') = 1"),
+)
 
 carriers = Table(
     "carriers",

@@ -5,11 +5,15 @@ and changes nothing. The issue's two reproductions come first. Every store in tu
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
 
 from flows import FlowLibrary
+from mes.adapters.database import create_engine
+from mes.adapters.migrate import upgrade
+from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.errors import InterlockRefused, InvalidInput, LotTrackerError, UnknownTool
@@ -19,6 +23,7 @@ from mes.interlocks import QualificationService
 from mes.ports import UnitOfWorkFactory
 from mes.service import LotService, TrackedIn
 from tests.mes.conftest import Clock
+from tests.mes.racing import BothReadFirst
 
 LINE = "line-a"
 OP = "op1"
@@ -317,3 +322,52 @@ async def test_qualifying_a_tool_for_a_step_its_class_does_not_run_is_refused(
     with pytest.raises(InvalidInput, match="SUBSTRATE_LOAD is an operator step, run on no tool"):
         await qualifications.set("DICE-1", "SUBSTRATE_LOAD", True, "eng")
     assert [q.step for q in await qualifications.list(tool_id="DICE-1")] == ["DICE"]
+
+
+# -- two track-ins on one tool at once ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_two_lots_tracked_in_on_one_free_tool_at_once_run_one_at_a_time(
+    request: pytest.FixtureRequest, database: str, library: FlowLibrary, clock: Clock
+) -> None:
+    """Two operators track two lots in on DB-1 (in manual, free) at the same instant: each
+    track-in read the tool free, and on PostgreSQL both wrote, so two lots ran on one tool.
+    The second is now refused as a conflict and changes nothing."""
+    url = request.getfixturevalue(f"{database}_url")
+    engines = [create_engine(url), create_engine(url)]
+    try:
+        await upgrade(engines[0])
+        plain = SqlUnitOfWorkFactory(engines[0])
+        await _line(EquipmentService(plain, clock), "DB-1")
+        service = LotService(plain, library, clock)
+        for lot_id in ("L1", "L2"):
+            await _at_die_attach(service, lot_id)
+        before = {lot_id: await service.get(lot_id) for lot_id in ("L1", "L2")}
+        barrier = asyncio.Barrier(2)
+        racing = [
+            LotService(BothReadFirst(SqlUnitOfWorkFactory(e), barrier), library, clock)
+            for e in engines
+        ]
+        results = await asyncio.gather(
+            *(
+                racer.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", OP, tool="DB-1"))
+                for racer, lot_id in zip(racing, ("L1", "L2"), strict=True)
+            ),
+            return_exceptions=True,
+        )
+        wins = [r for r in results if not isinstance(r, BaseException)]
+        losses = [r for r in results if isinstance(r, BaseException)]
+        assert len(wins) == 1 and len(losses) == 1, results
+        assert isinstance(losses[0], LotTrackerError), losses[0]
+        assert "DB-1" in losses[0].message, losses[0].message
+        lots = [await service.get(lot_id) for lot_id in ("L1", "L2")]
+        assert [lot.id for lot in lots if lot.state is LotState.RUNNING] == [wins[0].lot.id]
+        assert [lot for lot in lots if lot.id != wins[0].lot.id] == [
+            before[lot_id] for lot_id in before if lot_id != wins[0].lot.id
+        ]
+    finally:
+        for engine in engines:
+            await engine.dispose()

@@ -3,6 +3,7 @@ upgraded schema is exactly what the code's table definitions say."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import Column, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateIndex
 
+from flows import FlowLibrary
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import downgrade, head_revision, upgrade
 from mes.adapters.schema import (
@@ -23,8 +25,10 @@ from mes.adapters.schema import (
 )
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.tables import metadata
+from mes.domain.commands import StartLot
 from mes.domain.equipment import ToolRegistration
 from mes.equipment import EquipmentService
+from mes.service import LotService
 
 DATABASES = ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)]
 
@@ -283,6 +287,50 @@ async def test_one_of_a_kind_per_tool_goes_down_to_the_list_indexes_and_up_only_
         await upgrade(engine)
         async with engine.connect() as conn:
             assert await conn.run_sync(_one_of_a_kind) == mine
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_one_lot_per_tool_goes_down_to_one_of_a_kind_and_up_only_when_kept(
+    request: pytest.FixtureRequest, database: str, library: FlowLibrary
+) -> None:
+    """Revision 0025: one lot tracked in by hand on a tool (unique where by hand; the
+    controller's own lots are not in it). Up refuses a database where two lots are tracked in
+    by hand on one tool already (a race before it), naming them, and changes nothing."""
+    engine = create_engine(request.getfixturevalue(database))
+    try:
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(_lot_indexes)
+        assert "UNIQUE" in indexes["ux_lots_by_hand_tool"].upper()
+        assert "WHERE" in indexes["ux_lots_by_hand_tool"]
+        lots = LotService(SqlUnitOfWorkFactory(engine), library)
+        for lot_id in ("L1", "L2", "L3"):
+            await lots.start(StartLot(lot_id, "fo-organic", "op"))
+        await downgrade(engine, "0024")
+        async with engine.connect() as conn:
+            assert "ux_lots_by_hand_tool" not in await conn.run_sync(_lot_indexes)
+            for lot_id, by_hand in (("L1", True), ("L2", True), ("L3", False)):
+                # L1 and L2 by hand on DB-1, as a race left them; L3 the controller's
+                running = {"tool": "DB-1", "step": "DIE_ATTACH"} | (
+                    {"by_hand": True} if by_hand else {}
+                )
+                await conn.execute(
+                    text("UPDATE lots SET running = :running WHERE id = :id"),
+                    {"running": json.dumps(running), "id": lot_id},
+                )
+            await conn.commit()
+        with pytest.raises(RuntimeError, match=r"more: DB-1 runs lots L1, L2\. Expected one"):
+            await upgrade(engine)
+        assert (await schema_status(engine)).current == "0024"
+        async with engine.connect() as conn:
+            await conn.execute(text("UPDATE lots SET running = NULL WHERE id = 'L2'"))
+            await conn.commit()
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            assert "ux_lots_by_hand_tool" in await conn.run_sync(_lot_indexes)
             assert await conn.run_sync(_diff) == []
     finally:
         await engine.dispose()
