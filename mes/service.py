@@ -179,6 +179,8 @@ class LotService(LotServiceCore):
                     lot_id=cmd.lot_id,
                 )
             version, flow = found
+        # a whole number past 64 bits is refused here, before a limit compares it as a float
+        refuse_unphysical(flow.lot_params, cmd.params, f"start of lot {cmd.lot_id}", cmd.lot_id)
         change = _stamped(ops.start_lot(cmd, flow, self._clock(), version), self._guard.who(by))
 
         def work() -> Work[Outcome]:

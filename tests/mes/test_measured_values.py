@@ -1,7 +1,8 @@
 """Measured values at track-out: a value outside its spec limits (flow files, beside the
 claimed limits) holds the lot with the value, the limit and which kind, for an operator's
 track-out and for a tool's job alike; a value that cannot be physical (a mold temperature of
--300 C, not a number) is refused as bad data and changes nothing. Every store in turn."""
+-300 C, not a number) is refused as bad data and changes nothing, as is a lot parameter past 64 bits at a start.
+Every store in turn."""
 
 from __future__ import annotations
 
@@ -128,6 +129,20 @@ async def test_a_negative_size_or_force_is_refused_as_bad_data(
     if refused is not None:
         assert refused in said.value.message and "refused as bad data" in said.value.message
     assert await service.get("L1") == before
+
+
+@pytest.mark.parametrize("layers", ["9" * 400, 2**64])
+async def test_a_lot_parameter_past_64_bits_is_refused_as_bad_data(
+    service: LotService, layers: GivenValue
+) -> None:
+    """A whole number no database column keeps, given to a lot parameter with claimed limits
+    (found at the station's start page: the limit's check raised OverflowError, a 500 and
+    the connection dropped) is refused as bad data; no lot is started."""
+    with pytest.raises(InvalidInput) as said:
+        await service.start(cmd.StartLot("L1", "fo-organic", OP, params={"layers": layers}))
+    assert "start of lot L1 refused as bad data: layers" in said.value.message
+    assert "outside the range of a 64-bit whole number" in said.value.message
+    assert await service.find() == []
 
 
 def test_a_length_with_a_sign_may_be_negative() -> None:
