@@ -235,7 +235,12 @@ async def hold(request: Request, who: Viewer, lot_id: str) -> Response:
     form, refused = await _form(request, who, lot_id, Action.HOLD)
     if refused is not None:
         return refused
-    command = cmd.HoldLot(lot_id, who.name, form.get("reason").strip())
+    reason = form.get("reason").strip()
+    code = form.get("code").strip() or None
+    if not reason and code is None:
+        message = "reason: say why the lot is held, or give a hold reason code; nothing was changed"
+        return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
+    command = cmd.HoldLot(lot_id, who.name, reason, code=code)
     return await _act(
         request, who, lot_id, form, "hold", lambda s: s.hold(command), versioned=False
     )

@@ -19,6 +19,7 @@ from mes.domain.errors import LotTrackerError
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.materials import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
+from mes.domain.reasons import ReasonCode
 from mes.domain.report import CarrierMap, LotReport
 from mes.equipment import EquipmentService
 from mes.ports import LotQuery, ToolQuery
@@ -154,6 +155,9 @@ class LotView:
     """What an operator does at the station with the lot's steps that run on no tool: the
     next ones to track in (their recipe values), or the running one to track out (its
     measured values)."""
+    reason_codes: tuple[ReasonCode, ...] = ()
+    """The active hold and scrap reason codes of the catalogue (``pkgline reason list``),
+    offered beside the hold's and the scrap's code fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +237,10 @@ def _shown(maps: tuple[CarrierMap, ...], view: tuple[str, int | None]) -> tuple[
     )
 
 
+ACTIVE = (LotState.WAITING, LotState.RUNNING, LotState.HOLD)
+"""The states in which the lot page has a hold's or a scrap's form."""
+
+
 async def lot_view(
     services: Services,
     who: Principal,
@@ -284,6 +292,7 @@ async def lot_view(
         ),
         await migrate_to(services, who, lot),
         await by_hand(services, who, report, flow),
+        tuple(await services.reasons.find(by=who)) if lot.state in ACTIVE else (),
     )
 
 

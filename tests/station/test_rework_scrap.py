@@ -22,7 +22,7 @@ from tests.station.seed import OWNER, PASSWORDS, fast_passwords
 
 async def _held_after_ball_mount(db: str) -> None:
     """R-1, a stiffener-bga lot, held after BALL_MOUNT (reworkable, through nothing after it);
-    R-2, the same flow, held before any step."""
+    R-2, the same flow, held before any step; R-3 waiting; a hold and a scrap reason code."""
     async with open_state(db, passwords=fast_passwords()) as state:
         lots = state.services.lots.acting_as(OWNER)
         for lot_id in ("R-1", "R-2"):
@@ -33,6 +33,12 @@ async def _held_after_ball_mount(db: str) -> None:
             await lots.track_out(cmd.TrackOut("R-1", "olga", {}, ()))
         for lot_id in ("R-1", "R-2"):
             await lots.hold(cmd.HoldLot(lot_id, "olga", "bridged balls at inspection"))
+        await lots.start(cmd.StartLot("R-3", "stiffener-bga", "olga", carriers=1))  # waits
+        reasons = state.services.reasons
+        await reasons.add(
+            "VOID", "hold", "voids at X-ray", "quinn", release_roles=["engineer"], by=OWNER
+        )
+        await reasons.add("DROP", "scrap", "dropped carrier", "quinn", by=OWNER)
 
 
 LINE_TOML = 'name = "line-1"\n\n[signatures]\ntwo_signers = ["scrap"]\n'
@@ -124,3 +130,45 @@ def test_a_whole_lot_is_scrapped_signed_by_two_of_quality(station: Station) -> N
         assert done.status_code == 303, done.text
         assert "The lot was scrapped." in client.get(done.headers["location"]).text
         assert lot_state(client, "R-2") == "SCRAPPED"
+
+
+def test_a_lot_is_held_with_a_reason_code_of_the_catalogue(station: Station) -> None:
+    """The hold form takes a hold reason code, as `lot hold --code` does (found probing the
+    station: it had no code field, and an empty reason was answered with the CLI's
+    "(--reason TEXT)"); the codes of the catalogue are offered beside the hold's and the
+    scrap's code fields; a code's release roles then apply."""
+    with logged_in(station, "olga") as client:
+        page = client.get("/station/lots/R-3").text
+        offered = re.search(r'<datalist id="hold-codes">(.*?)</datalist>', page, re.S)
+        assert offered is not None and '<option value="VOID">voids at X-ray' in offered[1]
+        assert "DROP" not in offered[1]  # a scrap code
+        data = {"csrf": csrf(page), "reason": " ", "code": ""}
+        empty = client.post("/station/lots/R-3/hold", data=data)
+        assert empty.status_code == 422
+        assert "say why the lot is held, or give a hold reason code" in html.unescape(
+            message(empty.text)
+        )
+        assert "--reason" not in empty.text
+        assert lot_state(client, "R-3") == "WAITING"
+        done = client.post("/station/lots/R-3/hold", data={**data, "code": "VOID"})
+        assert done.status_code == 303, done.text
+        held = client.get("/station/lots/R-3").text
+        assert re.search(r'id="lot-hold">VOID voids at X-ray', held), held
+        page = client.get("/station/lots/R-3").text
+        refused = client.post(
+            "/station/lots/R-3/release",
+            data={
+                "csrf": csrf(page),
+                "lot_version": lot_version(page),
+                "reason": "looked again",
+                "meaning": "approved release",
+                "password": PASSWORDS["olga"],
+            },
+        )
+        assert refused.status_code == 403
+        assert "released by engineer" in html.unescape(message(refused.text))
+        assert lot_state(client, "R-3") == "HOLD"
+    with logged_in(station, "quinn") as client:
+        page = client.get("/station/lots/R-1").text
+        scrap_codes = re.search(r'<datalist id="scrap-codes">(.*?)</datalist>', page, re.S)
+        assert scrap_codes is not None and '<option value="DROP">dropped carrier' in scrap_codes[1]
