@@ -16,6 +16,7 @@ from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import RULED_HOLDS, Action, Principal
 from mes.domain.equipment import E10Change
+from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotState
 from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
@@ -120,6 +121,9 @@ class ToolView:
     changes_total: int
     """How many state changes the window holds, with the one before it that the timeline
     starts from (``changes`` shows the last 20)."""
+    disqualified: tuple[Qualification, ...] = ()
+    """The steps the tool is disqualified for (``pkgline tool disqualify``, or an SPC
+    violation's inhibit): their track-ins on it are refused until it is qualified again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +237,11 @@ async def tool_view(
         in_window.total,
         in_window.total_exact,
         len(changes),
+        tuple(
+            q
+            for q in await services.qualifications.acting_as(who).list(tool_id=tool_id)
+            if not q.qualified
+        ),
     )
 
 

@@ -6,13 +6,16 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 
 import httpx
 
+from pkgline.api.server import open_state
 from tests.station.client import csrf, logged_in, message
 from tests.station.conftest import Station
+from tests.station.seed import OWNER, fast_passwords
 
 
 def _on_tool(client: httpx.Client, tool: str) -> dict[str, str]:
@@ -84,3 +87,24 @@ def test_refusals_are_shown_on_the_tool_page_and_change_nothing(station: Station
             assert sent.status_code == 403, (action, sent.text)
             assert "ada (admin) may not" in html.unescape(message(sent.text))
         assert _on_tool(admin, "DA-1") == before["DA-1"]
+
+
+async def _disqualify(db: str, tool: str, step: str, reason: str) -> None:
+    async with open_state(db, passwords=fast_passwords()) as state:
+        service = state.services.qualifications
+        await service.set(tool, step, False, "erin", reason, by=OWNER)
+
+
+def test_the_tool_page_says_which_steps_the_tool_is_disqualified_for(station: Station) -> None:
+    """A tool an SPC violation inhibited (or an engineer disqualified) for a step refuses its
+    track-ins: the tool page says so, by whom and why (found probing the station: DB-1 stood
+    idle after an SPC hold with nothing on its page saying why)."""
+    with logged_in(station, "olga") as client:
+        assert 'id="tool-disqualified"' not in client.get("/station/tools/WB-1").text
+        asyncio.run(_disqualify(station.db, "WB-1", "WIRE_BOND", "pull test failed"))
+        page = client.get("/station/tools/WB-1").text
+        shown = re.search(r'id="tool-disqualified">(.*?)</dd>', page, re.S)
+        assert shown is not None, page
+        said = html.unescape(re.sub(r"<[^>]+>", "", shown[1]))
+        assert said.startswith("WIRE_BOND, by erin since ")
+        assert "pull test failed" in said and "track-ins on this tool are refused" in said
