@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mes.domain.authority import Principal
-from mes.domain.signatures import SignatureGiven
+from mes.domain.signatures import MAX_MEANING_LENGTH, SignatureGiven
 from pkgline.station import login as auth
 
 MAX_FIELD = 1024
@@ -55,6 +55,7 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+env.globals["max_meaning"] = MAX_MEANING_LENGTH  # a signature's meaning, as the domain takes it
 templates = Jinja2Templates(env=env)
 
 STALE = (

@@ -172,3 +172,15 @@ def test_a_lot_is_held_with_a_reason_code_of_the_catalogue(station: Station) -> 
         page = client.get("/station/lots/R-1").text
         scrap_codes = re.search(r'<datalist id="scrap-codes">(.*?)</datalist>', page, re.S)
         assert scrap_codes is not None and '<option value="DROP">dropped carrier' in scrap_codes[1]
+
+
+def test_each_signature_field_takes_the_meaning_the_lot_tracker_takes(station: Station) -> None:
+    """A signature's meaning has at most 500 characters (mes.domain.signatures); the forms'
+    fields let 1,024 be typed, then the server refused them (found probing the station)."""
+    from mes.domain.signatures import MAX_MEANING_LENGTH
+
+    with logged_in(station, "quinn") as client:
+        pages = client.get("/station/lots/R-3").text + client.get("/station/holds").text
+    fields = re.findall(r'<input id="([^"]+)" name="meaning" maxlength="(\d+)"', pages)
+    assert {"release-meaning", "scrap-lot-meaning", "dialog-meaning"} <= {f for f, _ in fields}
+    assert {int(n) for _, n in fields} == {MAX_MEANING_LENGTH}
