@@ -155,6 +155,8 @@ class LotView:
     """What an operator does at the station with the lot's steps that run on no tool: the
     next ones to track in (their recipe values), or the running one to track out (its
     measured values)."""
+    family: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The lots this one is related to, as ``lot show``'s genealogy (:func:`family_of`)."""
     reason_codes: tuple[ReasonCode, ...] = ()
     """The active hold and scrap reason codes of the catalogue (``pkgline reason list``),
     offered beside the hold's and the scrap's code fields."""
@@ -237,6 +239,24 @@ def _shown(maps: tuple[CarrierMap, ...], view: tuple[str, int | None]) -> tuple[
     )
 
 
+def family_of(report: LotReport) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The lots ``report``'s lot is related to, each kind with its lots: its parent (it was
+    split off), its children (split off it), the lots merged into it and the one it was
+    merged into, from its own history as ``lot show`` reads them; none: no relative."""
+    lot = report.lot
+    own = [e for e in report.history if e.lot_id == lot.id]
+    kinds = (
+        ("parent", (lot.parent_id,) if lot.parent_id else ()),
+        ("children", report.children),
+        ("merged in", tuple(str(e.data["merged"]) for e in own if e.operation is Operation.MERGE)),
+        (
+            "merged into",
+            tuple(str(e.data["into"]) for e in own if e.operation is Operation.MERGE_INTO),
+        ),
+    )
+    return tuple((kind, ids) for kind, ids in kinds if ids)
+
+
 ACTIVE = (LotState.WAITING, LotState.RUNNING, LotState.HOLD)
 """The states in which the lot page has a hold's or a scrap's form."""
 
@@ -292,6 +312,7 @@ async def lot_view(
         ),
         await migrate_to(services, who, lot),
         await by_hand(services, who, report, flow),
+        family_of(report),
         tuple(await services.reasons.find(by=who)) if lot.state in ACTIVE else (),
     )
 

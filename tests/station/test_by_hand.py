@@ -163,7 +163,10 @@ def test_a_waiting_lot_is_merged_into_another_at_the_same_position(station: Stat
         page = client.get(done.headers["location"]).text
         assert "The lot was merged into" in page and '/station/lots/H-4">H-4</a>' in page
         assert lot_state(client, "H-3") == "MERGED"
-        assert 'data-carrier="H-3-01"' in client.get("/station/lots/H-4").text
+        target = client.get("/station/lots/H-4").text
+        assert 'data-carrier="H-3-01"' in target
+        assert 'id="lot-family">merged in <a href="/station/lots/H-3">H-3</a></dd>' in target
+        assert 'id="lot-family">merged into <a href="/station/lots/H-4">H-4</a></dd>' in page
 
 
 async def _at_its_optional_steps(db: str) -> None:

@@ -219,6 +219,11 @@ def test_split_by_picking_carriers(station: Station) -> None:
         child = client.get("/station/lots/W-2A").text
         assert 'data-carrier="W-2-02"' in child and 'data-carrier="W-2-03"' in child
         assert 'data-carrier="W-2-01"' not in child
+        # each page links the other, as lot show's genealogy says (the split's history entry
+        # names neither: found probing the station, the child could not be found from it)
+        assert re.search(r'id="lot-family">parent <a href="/station/lots/W-2">W-2</a></dd>', child)
+        parent = client.get("/station/lots/W-2").text
+        assert re.search(r'id="lot-family">children <a href="/station/lots/W-2A">W-2A</a>', parent)
 
 
 def test_the_maps_per_step_and_cumulative(station: Station) -> None:
