@@ -76,7 +76,8 @@ def moved_lot(before: Lot, now: datetime, **changes: Any) -> Lot:
 
 def require_reason(value: str | None, what: str, lot_id: str) -> str:
     if value is None or not value.strip():
-        raise InvalidInput(f"{what} needs a reason (--reason TEXT)", lot_id=lot_id)
+        # the lot tracker's words, for the API's and the station's users too: no CLI option
+        raise InvalidInput(f"{what} needs a reason: say why; nothing was changed", lot_id=lot_id)
     return one_line(value, "a reason", lot_id=lot_id)
 
 

@@ -153,6 +153,17 @@ async def test_a_track_out_that_names_another_step_than_the_running_one_is_refus
     assert done.lot.state is LotState.WAITING and done.lot.path[-1] == "DIE_ATTACH"
 
 
+async def test_a_hold_without_a_reason_says_so_in_no_interface_s_words(
+    service: LotService,
+) -> None:
+    """The API answered an empty hold with the CLI's "(--reason TEXT)" (found probing the
+    station and the API)."""
+    await _start(service, "L1", "stiffener-bga")
+    with pytest.raises(InvalidInput) as refused:
+        await service.hold(cmd.HoldLot("L1", USER, " "))
+    assert refused.value.message == "a hold needs a reason: say why; nothing was changed"
+
+
 async def test_an_unknown_lot_is_refused(service: LotService) -> None:
     with pytest.raises(UnknownLot):
         await service.track_in(cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER))
