@@ -309,7 +309,8 @@ class IdentityService:
             )
             raise SignatureRefused(
                 f"{username} cannot sign with a password someone else set ({setter}): change "
-                "it first ('pkgline user passwd --own'), then sign",
+                "it first (the operator station's Password page, or 'pkgline user passwd "
+                "--own'), then sign",
                 signer=username,
                 action=action,
                 lot_id=lot_id,

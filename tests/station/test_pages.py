@@ -270,6 +270,18 @@ def test_a_new_person_chooses_their_own_password_at_the_station_to_sign(
         page = client.get("/station/password")
         assert page.status_code == 200 and 'id="may-not-sign"' in page.text
         assert 'href="/station/password"' in client.get("/station/").text
+        # signing first is refused, and says where to change it (it named only the CLI's
+        # command, which a person at the station cannot run: found probing the station)
+        lot = client.get("/station/lots/S-3").text
+        signed = {"lot_version": lot_version(lot), "reason": "checked", "meaning": "ok"}
+        refused = client.post(
+            "/station/lots/S-3/release",
+            data={"csrf": _csrf(lot), **signed, "password": "nina-Initial-0"},
+        )
+        assert refused.status_code == 403
+        said = html.unescape(message(refused.text))
+        assert "someone else set (ada): change it first (the operator station's Password" in said
+        assert lot_state(client, "S-3") == "HOLD"
         base = {"csrf": _csrf(page.text), "current": "nina-Initial-0", "new": "nina-Own-Secret-1"}
         differs = client.post("/station/password", data={**base, "again": "nina-Own-Secret-2"})
         assert differs.status_code == 422 and "differ" in message(differs.text)
