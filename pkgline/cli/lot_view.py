@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pkgline.cli.common import MORE_HISTORY, out, the_last
 from pkgline.cli.pages import print_notice
 from pkgline.cli.times import short, stamp
+from pkgline.hold_views import hold_record
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -63,42 +64,6 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
     print_notice({**notice, "shown": len(rows)}, "lots")
 
 
-def _hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What the hold's record says of the work done before it (the carriers done at the
-    step, the sites the interrupted job had done) and of results the controller refused."""
-    rows: list[tuple[str, str]] = []
-    if "abandoned_step" in data:
-        done = data.get("carriers_done") or []
-        rows.append(
-            (
-                "done at step",
-                f"{data['abandoned_step']}: carriers {', '.join(done) or 'none'} done",
-            )
-        )
-    partial = data.get("partial")
-    if isinstance(partial, Mapping):
-        total = partial.get("sites_total")
-        sites = " ".join(f"{r}:{c}" for r, c in partial.get("sites") or [])
-        rows.append(
-            (
-                "interrupted job",
-                f"{partial.get('job')} on carrier {partial.get('carrier') or '-'}: "
-                f"{partial.get('sites_done')} of {total if total is not None else '?'} sites "
-                f"done{f' ({sites})' if sites else ''}",
-            )
-        )
-    refused = data.get("quarantine")
-    if isinstance(refused, Mapping):
-        rows.append(
-            (
-                "refused results",
-                f"{refused.get('what')} from {refused.get('tool')}: received "
-                f"{refused.get('received')!r}, expected {refused.get('expected')}",
-            )
-        )
-    return rows
-
-
 def print_report(report: Mapping[str, Any], history: int | None) -> None:
     """``lot show`` for people, from its JSON (:func:`mes.domain.report.report_dict`)."""
     from rich.table import Table
@@ -143,7 +108,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
             ),
         )
         held = [e for e in lot["history"] if e["operation"] == "hold" and e["lot"] == lot["id"]]
-        for label, text in _hold_record(held[-1]["data"] if held else {}):
+        for label, text in hold_record(held[-1]["data"] if held else {}):
             head.add_row(label, text)
     if lot["pending_rework"]:
         head.add_row("rework", f"must run {lot['pending_rework']} next")

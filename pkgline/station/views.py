@@ -24,6 +24,7 @@ from mes.domain.report import CarrierMap, LotReport
 from mes.equipment import EquipmentService
 from mes.ports import LotQuery, ToolQuery
 from pkgline.bootstrap import Services
+from pkgline.hold_views import hold_record
 from pkgline.line_views import queue_by_step
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
 from pkgline.tool_views import lines_running, tool_dict
@@ -155,6 +156,9 @@ class LotView:
     """What an operator does at the station with the lot's steps that run on no tool: the
     next ones to track in (their recipe values), or the running one to track out (its
     measured values)."""
+    hold_record: tuple[tuple[str, str], ...] = ()
+    """What the hold's entry records of the work done before it (``lot show``'s rows under
+    the hold: :func:`pkgline.hold_views.hold_record`)."""
     family: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """The lots this one is related to, as ``lot show``'s genealogy (:func:`family_of`)."""
     reason_codes: tuple[ReasonCode, ...] = ()
@@ -290,6 +294,7 @@ async def lot_view(
     ruled = lot.hold is not None and lot.hold.source in RULED_HOLDS
     release = Action.RELEASE_RULED if ruled else Action.RELEASE
     materials = await services.materials.acting_as(who).genealogy(lot_id)
+    held = [e for e in report.history if e.lot_id == lot.id and e.operation is Operation.HOLD]
     return LotView(
         report,
         route_of(report, tuple(flow.steps)),
@@ -312,6 +317,7 @@ async def lot_view(
         ),
         await migrate_to(services, who, lot),
         await by_hand(services, who, report, flow),
+        tuple(hold_record(held[-1].data if held else {})) if lot.hold else (),
         family_of(report),
         tuple(await services.reasons.find(by=who)) if lot.state in ACTIVE else (),
     )

@@ -22,7 +22,8 @@ from tests.station.seed import OWNER, PASSWORDS, fast_passwords
 
 async def _held_after_ball_mount(db: str) -> None:
     """R-1, a stiffener-bga lot, held after BALL_MOUNT (reworkable, through nothing after it);
-    R-2, the same flow, held before any step; R-3 waiting; a hold and a scrap reason code."""
+    R-2, the same flow, held before any step; R-3 waiting; R-4 running its first step; a
+    hold and a scrap reason code."""
     async with open_state(db, passwords=fast_passwords()) as state:
         lots = state.services.lots.acting_as(OWNER)
         for lot_id in ("R-1", "R-2"):
@@ -34,6 +35,8 @@ async def _held_after_ball_mount(db: str) -> None:
         for lot_id in ("R-1", "R-2"):
             await lots.hold(cmd.HoldLot(lot_id, "olga", "bridged balls at inspection"))
         await lots.start(cmd.StartLot("R-3", "stiffener-bga", "olga", carriers=1))  # waits
+        await lots.start(cmd.StartLot("R-4", "stiffener-bga", "olga", carriers=1))
+        await lots.track_in(cmd.TrackIn("R-4", "SUBSTRATE_LOAD", "olga", None, {}))  # runs
         reasons = state.services.reasons
         await reasons.add(
             "VOID", "hold", "voids at X-ray", "quinn", release_roles=["engineer"], by=OWNER
@@ -184,3 +187,19 @@ def test_each_signature_field_takes_the_meaning_the_lot_tracker_takes(station: S
     fields = re.findall(r'<input id="([^"]+)" name="meaning" maxlength="(\d+)"', pages)
     assert {"release-meaning", "scrap-lot-meaning", "dialog-meaning"} <= {f for f, _ in fields}
     assert {int(n) for _, n in fields} == {MAX_MEANING_LENGTH}
+
+
+def test_a_lot_held_while_it_ran_says_what_was_done_at_the_step(station: Station) -> None:
+    """A hold stops the running step; its record says which step and which carriers were
+    done, as lot show prints under the hold (the station's page did not: found comparing
+    the two)."""
+    with logged_in(station, "olga") as client:
+        page = client.get("/station/lots/R-4").text
+        held = client.post(
+            "/station/lots/R-4/hold", data={"csrf": csrf(page), "reason": "substrate cracked"}
+        )
+        assert held.status_code == 303, held.text
+        page = client.get("/station/lots/R-4").text
+    shown = re.search(r'<dt>done at step</dt><dd class="hold-record">([^<]*)</dd>', page)
+    assert shown is not None, page
+    assert shown[1] == "SUBSTRATE_LOAD: carriers none done"
