@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mes.adapters import jsontext
 from mes.adapters.database import READONLY, is_sqlite
 from mes.adapters.driver import AiosqliteSession, CompiledStatement, Execute, Fetch, Plan
-from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
+from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classified, classify
 from mes.adapters.outbox_holes import Hole, holes, settle
 from mes.adapters.outbox_prune import FINISHED_LOTS, PRUNE, PRUNE_UNTIL, Finished
 from mes.adapters.sql_expressions import capped_count, rare
@@ -366,11 +366,12 @@ class RelaySession:
         """Become the publishing relay if no other relay is (PostgreSQL advisory lock, held
         until this session's connection closes). True when this session leads."""
         if not self.leader:
-            async with self._conn.begin():
-                result = await self._conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_LOCK}
-                )
-                self.leader = bool(result.scalar())
+            with classified():
+                async with self._conn.begin():
+                    result = await self._conn.execute(
+                        text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_LOCK}
+                    )
+            self.leader = bool(result.scalar())
         return self.leader
 
     async def resign(self) -> None:
@@ -384,7 +385,7 @@ class RelaySession:
                 await self._conn.execute(
                     text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_LOCK}
                 )
-        except SQLAlchemyError:
+        except (SQLAlchemyError, OSError):  # asyncpg's command timeout is a TimeoutError
             await self._conn.invalidate()
 
     async def pending(self, limit: int, *, skip: Collection[int] = ()) -> list[OutboxEvent]:
@@ -486,17 +487,22 @@ class RelaySession:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[None]:
-        if self._sqlite:
-            await self._conn.execution_options(**{READONLY: True})
-        async with self._conn.begin():
-            yield
+        """A read transaction; the driver's errors are the store's (:func:`classified`):
+        asyncpg's command timeout, a bare TimeoutError, reached the relay as such, and a
+        partition was logged as "event feed down: TimeoutError" (found by a probe)."""
+        with classified():
+            if self._sqlite:
+                await self._conn.execution_options(**{READONLY: True})
+            async with self._conn.begin():
+                yield
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[None]:
-        if self._sqlite:
-            await self._conn.execution_options(**{READONLY: False})
-        async with self._conn.begin():
-            yield
+        with classified():
+            if self._sqlite:
+                await self._conn.execution_options(**{READONLY: False})
+            async with self._conn.begin():
+                yield
 
 
 def _broken(exc: BaseException) -> bool:

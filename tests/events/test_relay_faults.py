@@ -1,7 +1,8 @@
 """The relay when things go wrong: a malformed or oversized outbox event goes to the
 dead-letter topic and never blocks the feed; TLS with a CA of the test's own; a wrong password
 is refused with a clear error and retried with a growing backoff (no busy loop); a password
-file others may read is refused; several relays on one PostgreSQL publish each event once."""
+file others may read is refused; several relays on one PostgreSQL publish each event once; a
+database the relay cannot reach or use is said as the store classifies it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
-from sqlalchemy import insert
+from sqlalchemy import insert, make_url
 
 from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.migrate import upgrade
@@ -49,6 +50,7 @@ from tests.events.conftest import (
     running,
     subscribed,
 )
+from tests.faultproxy import FaultProxy
 
 
 async def _insert_raw(
@@ -566,3 +568,41 @@ async def test_a_database_the_relay_cannot_write_is_said_in_a_few_words_not_as_s
     finally:
         holder.close()
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_the_relay_cannot_reach_is_said_as_the_database_not_as_timeouterror(
+    postgres_url: str, broker: Mosquitto
+) -> None:
+    """Found by a probe: with the network to PostgreSQL silent (a partition) the relay logged
+    "event feed down" with the error "TimeoutError", and the STATUS line said the same: an
+    operator would look at the broker. Now the database's error as the store classifies it."""
+    setup = create_engine(postgres_url)
+    try:
+        await upgrade(setup)
+    finally:
+        await setup.dispose()
+    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
+    async with FaultProxy("127.0.0.1", 5432) as proxy:
+        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(url, timeouts=timeouts)
+        try:
+            relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-cut")
+            with structlog.testing.capture_logs() as logs:
+                async with running(relay):
+                    await wait_until(
+                        lambda: relay.status.leader, timeout_s=30, what="the relay publishing"
+                    )
+                    proxy.set_mode("silent")
+                    await wait_until(
+                        lambda: relay.status.error is not None,
+                        timeout_s=60,
+                        what="the relay meeting the partition",
+                    )
+                    line = relay.status_line()
+                    proxy.set_mode("pass")
+            said = [e["error"] for e in logs if e["event"] == "event feed down"]
+            assert said[0] == "database unavailable: the database did not answer in time", said
+            assert line.startswith("event feed down (database unavailable: "), line
+        finally:
+            await engine.dispose()
