@@ -295,8 +295,12 @@ class OutboxStore:
         unavailable (the relay's other connection may have met it) drops the connection
         instead of giving it back to the pool: after an outage (pg_terminate_backend, a
         failover) the pool held connections the server had ended, and each new session of
-        the relay met one more of them."""
-        async with self._engine.connect() as conn:
+        the relay met one more of them. A connection that cannot be opened is the store's
+        error (:func:`classified`): a reset as it opened reached the relay as the OS's, and
+        "event feed down: [Errno 104] Connect call failed" named no database."""
+        async with contextlib.AsyncExitStack() as opened:
+            with classified():
+                conn = await opened.enter_async_context(self._engine.connect())
             session = RelaySession(conn, sqlite=is_sqlite(self._engine))
             failed: BaseException | None = None
             try:

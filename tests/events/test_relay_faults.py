@@ -606,3 +606,36 @@ async def test_a_postgresql_the_relay_cannot_reach_is_said_as_the_database_not_a
             assert line.startswith("event feed down (database unavailable: "), line
         finally:
             await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_that_resets_the_relays_connections_is_said_as_the_database(
+    postgres_url: str, broker: Mosquitto
+) -> None:
+    """Found by the same probe: a connection to PostgreSQL reset as it opened reached the
+    relay as the OS's error, and "event feed down: [Errno 104] Connect call failed
+    ('127.0.0.1', 34559)" named no database (the port was the database's)."""
+    setup = create_engine(postgres_url)
+    try:
+        await upgrade(setup)
+    finally:
+        await setup.dispose()
+    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
+    async with FaultProxy("127.0.0.1", 5432, mode="reset") as proxy:
+        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(url, timeouts=timeouts)
+        try:
+            relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-rst")
+            with structlog.testing.capture_logs() as logs:
+                async with running(relay):
+                    await wait_until(
+                        lambda: relay.status.error is not None,
+                        timeout_s=60,
+                        what="the relay meeting the resets",
+                    )
+                    line = relay.status_line()
+            said = [e["error"] for e in logs if e["event"] == "event feed down"]
+            assert said[0].startswith("database unavailable: "), said
+            assert line.startswith("event feed down (database unavailable: "), line
+        finally:
+            await engine.dispose()
