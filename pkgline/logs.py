@@ -47,6 +47,19 @@ QUIET_LOGGERS: Final[Mapping[str, int]] = {
 """Library loggers and the least severe level they may log at (or the configured level,
 when that is more severe)."""
 
+_PAHO_SOCKET_ECHOES: Final = ("failed to receive on socket", "timeout on socket")
+"""What paho (the MQTT client under aiomqtt, logger ``mqtt``) logs at ERROR when the broker's
+connection breaks: the event feed and the Sparkplug node say it themselves, once, as a
+warning naming the broker (``event feed down``, ``sparkplug broker unreachable``). Found by
+a probe: each broker restart or network cut put an error line with no broker in it in the
+journal (``journalctl -p err``, a plant's alerting). paho's other errors (a callback's
+exception, an unknown command) and aiomqtt's own lines are kept."""
+
+
+def _not_a_socket_echo(record: logging.LogRecord) -> bool:
+    return not (record.name == "mqtt" and str(record.msg).startswith(_PAHO_SOCKET_ECHOES))
+
+
 _SYSLOG_PRIORITY: Final[Mapping[str, int]] = {
     "critical": 2,
     "error": 3,
@@ -116,6 +129,7 @@ def configure_logging(
         final.append(structlog.dev.ConsoleRenderer(colors=is_tty))
 
     handler = _Handler(out)
+    handler.addFilter(_not_a_socket_echo)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
     )

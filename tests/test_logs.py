@@ -233,3 +233,15 @@ def test_another_file_than_the_journal_stream_gets_plain_json(
 def test_an_unknown_level_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown log level 'loud'; one of debug, info"):
         configure_logging("loud", stream=io.StringIO())
+
+
+def test_paho_socket_failures_are_dropped_but_its_other_errors_kept() -> None:
+    """The event feed logs a broken broker connection itself ("event feed down", naming the
+    broker); paho's own error line for it, with no broker, is dropped."""
+    out = io.StringIO()
+    configure_logging("debug", json=True, stream=out)
+    paho = logging.getLogger("mqtt")  # the logger aiomqtt gives paho
+    paho.error("failed to receive on socket: %s", "[Errno 104] Connection reset by peer")
+    paho.error("timeout on socket: %s", "timed out")
+    paho.error("Caught exception in on_connect: %s", "boom")
+    assert [line["event"] for line in _lines(out)] == ["Caught exception in on_connect: boom"]
