@@ -102,7 +102,7 @@ def count_track_out(
     running = lot.running
     if running is None or running.tool is None:
         return
-    on_tool = yield from get_durables(tool_id=running.tool)
+    on_tool = yield from get_durables(running_lot=lot.id)  # as read with the lot: its tool's
     if not on_tool:
         return
     if rejected is None:  # side by side: one round trip

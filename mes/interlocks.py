@@ -23,6 +23,10 @@ from mes.domain.text import optional_line
 from mes.engineering import ChangeRecord, qualification_change
 from mes.guard import Guard, SecurityLog
 from mes.ports import (
+    GetLotsRunningOn,
+    GetQualifications,
+    GetTools,
+    Request,
     UnitOfWorkFactory,
     Work,
     each_together,
@@ -36,6 +40,8 @@ from mes.ports import (
     save_qualifications,
     together,
 )
+from mes.ports_durables import GetMounted
+from mes.ports_materials import GetMaterials
 
 
 def tool_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[None]:
@@ -65,6 +71,27 @@ def tool_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[None]:
         if refusal.interlock not in rules.ELSEWHERE or not refusal.allowed:
             raise
         raise (yield from _where_else(refusal)) from None
+
+
+def track_in_reads(cmd: TrackIn, flows: FlowLibrary) -> tuple[Request, ...]:
+    """What the track-in interlocks of ``cmd`` read first, known from the command alone (the
+    tool, the step's qualifications and, for an operator's track-in, what runs on the tool:
+    :func:`tool_interlock`; the tool's durables: :func:`mes.durables.durable_interlock`; its
+    material lots: :func:`mes.materials.material_interlock`), for the track-in to ask with
+    the lot (:func:`mes.ports.asked_with`): one round trip on PostgreSQL, not two. Nothing for
+    a track-in that names no tool or a step that is no tool's (those read nothing, or the
+    step rule refuses); a read the lot's flow turns out not to need is not used."""
+    info = flows.step_codes.get(cmd.step)
+    if cmd.tool is None or info is None or info.equipment_class == MANUAL_CLASS:
+        return ()
+    running = () if cmd.dispatched else (GetLotsRunningOn(cmd.tool),)
+    return (
+        GetTools((cmd.tool,)),
+        GetQualifications(step=cmd.step),
+        *running,
+        GetMounted(cmd.tool),
+        GetMaterials(tool_id=cmd.tool),
+    )
 
 
 def _where_else(refusal: InterlockRefused) -> Work[InterlockRefused]:

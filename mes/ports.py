@@ -54,8 +54,10 @@ from mes.ports_reasons import ReasonRequest
 from mes.ports_security import SecurityRequest
 from mes.ports_spc import SpcRequest
 from mes.ports_together import Together as Together
+from mes.ports_together import asked_with as asked_with
 from mes.ports_together import each_together as each_together
 from mes.ports_together import nothing as nothing
+from mes.ports_together import served as served
 from mes.ports_together import together as together
 
 T = TypeVar("T")

@@ -13,13 +13,15 @@ from mes.domain.durables import Changed, Durable, DurableEvent, Mounted
 @dataclass(frozen=True, slots=True)
 class GetDurables:
     """Read durables: those of ``durable_ids``, or those mounted on ``tool_id``, or those
-    mounted on any tool (``mounted``), or (none of these given) all of them (answer:
-    ``list[Durable]``, by id). One statement whatever the number (a track-in reads its
-    tool's in one query)."""
+    mounted on any tool (``mounted``), or those mounted on the tool lot ``running_lot`` runs
+    on (as its record says: none for a lot not running on a tool), or (none of these given)
+    all of them (answer: ``list[Durable]``, by id). One statement whatever the number (a
+    track-in reads its tool's in one query; a track-out its lot's tool's with the lot)."""
 
     durable_ids: tuple[str, ...] | None = None
     tool_id: str | None = None
     mounted: bool = False
+    running_lot: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +92,10 @@ def get_durables(
     *,
     tool_id: str | None = None,
     mounted: bool = False,
+    running_lot: str | None = None,
 ) -> Generator[DurableRequest, Any, list[Durable]]:
     ids = None if durable_ids is None else tuple(durable_ids)
-    found: list[Durable] = yield GetDurables(ids, tool_id, mounted)
+    found: list[Durable] = yield GetDurables(ids, tool_id, mounted, running_lot)
     return found
 
 

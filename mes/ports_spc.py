@@ -13,11 +13,14 @@ from mes.domain.spc import Chart, Point
 @dataclass(frozen=True, slots=True)
 class GetCharts:
     """Read the charts of a step (or of every step: ``step`` None), on one tool and/or of
-    one value (answer: ``list[Chart]`` by step, value then tool; one statement)."""
+    one value (answer: ``list[Chart]`` by step, value then tool; one statement). With
+    ``running_lot`` (and no step or tool given): those of the step lot ``running_lot`` runs
+    and the tool it runs on, as its record says (none for a lot not running on a tool)."""
 
     step: str | None
     tool_id: str | None = None
     value: str | None = None
+    running_lot: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +50,13 @@ SpcRequest: TypeAlias = GetCharts | SaveChart | GetPoints | AddPoints
 
 
 def get_charts(
-    step: str | None, *, tool_id: str | None = None, value: str | None = None
+    step: str | None,
+    *,
+    tool_id: str | None = None,
+    value: str | None = None,
+    running_lot: str | None = None,
 ) -> Generator[SpcRequest, Any, list[Chart]]:
-    found: list[Chart] = yield GetCharts(step, tool_id, value)
+    found: list[Chart] = yield GetCharts(step, tool_id, value, running_lot)
     return found
 
 

@@ -12,7 +12,7 @@ raised (docs/architecture.md, "Reads side by side").
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
@@ -101,3 +101,76 @@ def nothing(value: A) -> _Work[A]:
     need, in a :func:`together`)."""
     yield from ()
     return value
+
+
+# -- reads asked ahead ---------------------------------------------------------------------
+
+
+def asked_with(first: _Work[A], reads: Sequence[Any]) -> _Work[tuple[A, dict[Any, Any]]]:
+    """``first`` with ``reads`` (requests that do not depend on what it reads) asked side by
+    side with its first round: what ``first`` returned, and each read's answer by its request,
+    for :func:`served` to give to the work that asks them next. A lot's operation reads the
+    lot, then its rule reads what it decides by (a track-in's interlocks read the tool it
+    names): asked with the lot, what the command alone says it will read costs PostgreSQL no
+    round trip of its own. The answers are read in the same transaction as the lot, before
+    it (in the same statement on PostgreSQL), so they are what the rule would have read."""
+    if not reads:
+        return (yield from first), {}
+    unique = tuple(dict.fromkeys(reads))
+    result, answers = yield from together(first, each_together(_ask(r) for r in unique))
+    return result, dict(zip(unique, answers, strict=True))
+
+
+def _ask(request: Any) -> _Work[Any]:
+    return (yield request)
+
+
+def served(work: _Work[A], answers: dict[Any, Any]) -> _Work[A]:
+    """``work`` with the requests of its first round that ``answers`` holds (read by
+    :func:`asked_with` just before it, in the same transaction, nothing written since)
+    answered from there, each answer given once; the rest of that round, and every later
+    round, asked of the store. Only the first round: an answer read ahead is not kept past
+    anything the work asks after it (a write among it)."""
+    if not answers:
+        return (yield from work)
+    try:
+        try:
+            request = work.send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        kinds = {type(r) for r in answers}
+        taken = [0]
+        asked, build = _split(request, answers, kinds, taken)
+        if not taken[0]:
+            answer = yield request
+        elif not asked:
+            answer = build(iter(()))
+        elif len(asked) == 1:
+            answer = build(iter(((yield asked[0]),)))
+        else:
+            answer = build(iter((yield Together(tuple(asked)))))
+        while True:
+            try:
+                request = work.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer = yield request
+    finally:
+        work.close()
+
+
+def _split(
+    request: Any, answers: dict[Any, Any], kinds: set[type], taken: list[int]
+) -> tuple[list[Any], Any]:
+    """The requests of ``request`` (a Together's, at any depth) that ``answers`` does not
+    hold, and a function from an iterator of their answers to ``request``'s answer."""
+    if isinstance(request, Together):
+        parts = [_split(r, answers, kinds, taken) for r in request.requests]
+        return [a for asked, _ in parts for a in asked], lambda found: tuple(
+            build(found) for _, build in parts
+        )
+    if type(request) in kinds and request in answers:
+        answer = answers.pop(request)
+        taken[0] += 1
+        return [], lambda found: answer
+    return [request], next

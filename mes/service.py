@@ -66,10 +66,12 @@ from mes.domain.signatures import SignatureGiven, SignatureRequired
 from mes.domain.signatures import linked as linked_signatures
 from mes.durables import count_abandoned, count_job, count_track_out, durable_interlock
 from mes.flowversions import UnknownVersion, VersionNotLoaded
-from mes.interlocks import queue_clocks, tool_interlock
+from mes.interlocks import queue_clocks, tool_interlock, track_in_reads
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
+    Request,
     Work,
+    asked_with,
     each_together,
     get_job,
     get_job_with_lot,
@@ -81,8 +83,11 @@ from mes.ports import (
     save,
     save_all,
     save_signatures,
+    served,
     together,
 )
+from mes.ports_durables import GetDurables
+from mes.ports_spc import GetCharts
 from mes.reasons import coded_hold, coded_scrap, release_allowed
 from mes.service_core import (
     JobOutcome,
@@ -124,14 +129,17 @@ class LotService(LotServiceCore):
         by: Principal | None,
         primary: str | None = None,
         signatures: Sequence[SignatureGiven] = (),
+        reads: Sequence[Request] = (),
     ) -> Outcome:
+        """``reads``: what the rule will ask first, known from the command alone, asked with
+        the lot (:func:`mes.ports.asked_with`)."""
         who = self._guard.who(by)
         if signatures:  # a role that may never: 403 before any password is checked
             await self._guard.allow_some(by, action, lot_id)
         signed = await self.signing.verify(who, action, lot_id, signatures)
 
         def work() -> Work[Outcome]:
-            lot = yield from get_lot(lot_id)
+            lot, ahead = yield from asked_with(get_lot(lot_id), reads)
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             context = Context(lot_id, lot.hold.source if lot.hold else None)
@@ -148,7 +156,7 @@ class LotService(LotServiceCore):
                     yield from refused
                 raise
             decided = rule(lot, flow)
-            change = decided if isinstance(decided, Change) else (yield from decided)
+            change = decided if isinstance(decided, Change) else (yield from served(decided, ahead))
             change, signed_now = self.signing.sign(_stamped(change, who), checked)
             entries = yield from save(change)
             if signed_now:  # in the same transaction, linked to the entry by its hash
@@ -196,6 +204,7 @@ class LotService(LotServiceCore):
             lambda lot, flow: self._track_in(lot, flow, cmd),
             action=Action.TRACK_IN,
             by=by,
+            reads=track_in_reads(cmd, self.flows),
         )
 
     def _track_in(self, lot: Lot, flow: Flow, cmd: TrackIn) -> Work[Change]:
@@ -286,7 +295,9 @@ class LotService(LotServiceCore):
             )
             return change
 
-        return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by)
+        # its durables and charts, those of the tool and step the lot runs, read with the lot
+        reads = (GetDurables(running_lot=cmd.lot_id), GetCharts(None, running_lot=cmd.lot_id))
+        return await self._on_lot(cmd.lot_id, rule, action=Action.TRACK_OUT, by=by, reads=reads)
 
     async def track_in_all(
         self, cmds: Sequence[TrackIn], *, by: Principal | None = None

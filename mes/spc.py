@@ -54,7 +54,7 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
         for k, v in dict(entry.data.get("measured", {})).items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
-    charts = yield from get_charts(running.step, tool_id=running.tool)
+    charts = yield from get_charts(None, running_lot=before.id)  # read with the lot: its step's
     charts = [c for c in charts if c.value in measured]
     if not charts:
         return change

@@ -66,8 +66,18 @@ def answer_interlock(store: MemoryStore, request: InterlockRequest) -> Any:
     raise TypeError(f"not an interlock store request: {request!r}")
 
 
+def _running(store: MemoryStore, lot_id: str) -> tuple[str | None, str | None]:
+    """The tool lot ``lot_id`` runs on and the step it runs (None, None: not running)."""
+    lot = store.lots.get(lot_id)
+    running = lot.running if lot is not None else None
+    return (running.tool, running.step) if running is not None else (None, None)
+
+
 def answer_durables(store: MemoryStore, request: DurableRequest) -> Any:
     """What a store answers to a durables request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetDurables) and request.running_lot is not None:
+        tool, _ = _running(store, request.running_lot)
+        return [d for _, d in sorted(store.durables.items()) if tool and d.tool_id == tool]
     if isinstance(request, GetDurables):
         ids = request.durable_ids
         return [
@@ -177,6 +187,11 @@ def answer_reasons(store: MemoryStore, request: ReasonRequest) -> Any:
 
 def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
     """What a store answers to an SPC request (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetCharts) and request.running_lot is not None:
+        tool, on = _running(store, request.running_lot)
+        return [
+            c for (s, _, t), c in sorted(store.spc_charts.items()) if tool and (s, t) == (on, tool)
+        ]
     if isinstance(request, GetCharts):
         return [
             c

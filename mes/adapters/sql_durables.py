@@ -19,7 +19,7 @@ from mes.adapters.driver import (
     Plan,
 )
 from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
-from mes.adapters.tables import durable_events, durables, jobs, lots, outbox
+from mes.adapters.tables import durable_events, durables, jobs, lots, outbox, tool_of_lot
 from mes.domain.durables import (
     Durable,
     DurableEvent,
@@ -61,6 +61,7 @@ class DurableStatements:
         self.all = c(everything)
         self.on_tool = c(everything.where(_D.tool_id == bindparam("tool_id")))
         self.on_any_tool = c(everything.where(_D.tool_id.is_not(None)))
+        self.on_lots_tool = c(everything.where(_D.tool_id == tool_of_lot()))
         # a list's pages (by id, after the cursor's id, limit + 1 to tell more) and counts:
         # keyed by (on a tool, mounted, after a cursor)
         self.pages: dict[tuple[bool, bool, bool], CompiledStatement] = {}
@@ -214,7 +215,9 @@ def _page(sql: DurableStatements, query: DurableQuery) -> Plan[DurablePage]:
 def durable_plan(sql: DurableStatements, request: DurableRequest) -> Plan[Any]:
     """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
     if isinstance(request, GetDurables):
-        if request.tool_id is not None:
+        if request.running_lot is not None:
+            rows = yield Fetch(sql.on_lots_tool, {"lot_id": request.running_lot})
+        elif request.tool_id is not None:
             rows = yield Fetch(sql.on_tool, {"tool_id": request.tool_id})
         elif request.mounted:
             rows = yield Fetch(sql.on_any_tool, {})

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
-from mes.adapters.tables import spc_charts, spc_points
+from mes.adapters.tables import LOT_STEP, spc_charts, spc_points, tool_of_lot
 from mes.domain.spc import Chart, Point
 from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
 
@@ -27,6 +27,9 @@ class SpcStatements:
             return CompiledStatement.compile(statement, dialect, keys)
 
         every = select(spc_charts).order_by(_C.step, _C.value, _C.tool_id)
+        self.lots_charts = c(
+            every.where(_C.step == tool_of_lot(LOT_STEP), _C.tool_id == tool_of_lot())
+        )
         self.charts: dict[tuple[bool, bool, bool], CompiledStatement] = {}
         """By which of step, tool and value are given."""
         for step, tool, value in itertools.product((False, True), repeat=3):
@@ -87,6 +90,9 @@ def _point(m: Mapping[str, Any]) -> Point:
 
 def spc_plan(sql: SpcStatements, request: SpcRequest) -> Plan[Any]:
     """The statements that answer ``request`` (:data:`mes.ports.Work`)."""
+    if isinstance(request, GetCharts) and request.running_lot is not None:
+        rows = yield Fetch(sql.lots_charts, {"lot_id": request.running_lot})
+        return [_chart(r) for r in rows]
     if isinstance(request, GetCharts):
         values = {"step": request.step, "tool_id": request.tool_id, "value": request.value}
         statement = sql.charts[

@@ -25,6 +25,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -115,6 +117,15 @@ LOT_TOOL: ColumnElement[str] = LotTool(lots.c.running)
 """``lot list --tool``'s column, in SQL exactly as ix_lots_tool has it (revision 0019)."""
 LOT_STEP: ColumnElement[str] = LotStep(lots.c.running, lots.c.path)
 """``lot list --step``'s column, in SQL exactly as ix_lots_step has it (revision 0019)."""
+
+
+def tool_of_lot(column: ColumnElement[Any] = LOT_TOOL) -> ColumnElement[Any]:
+    """``column`` of the lot whose id is bound as ``lot_id`` (the tool it runs on, or its
+    step: LOT_STEP), as a scalar subquery: what a read by the tool a lot runs on compares
+    with, the lot's record read in the same statement."""
+    return select(column).where(lots.c.id == bindparam("lot_id")).scalar_subquery()
+
+
 Index(
     "ix_lots_tool",
     LOT_TOOL,

@@ -30,6 +30,7 @@ from mes.ports import (
     Together,
     UnitOfWorkFactory,
     Work,
+    asked_with,
     each_together,
     get_history,
     get_last_track_outs,
@@ -38,11 +39,14 @@ from mes.ports import (
     get_tools,
     nothing,
     save_qualifications,
+    served,
     together,
 )
-from mes.ports_durables import get_mounted
+from mes.ports_durables import get_durables, get_mounted
 from mes.ports_materials import get_materials
+from mes.ports_spc import get_charts
 from mes.service import LotService
+from mes.spc import SpcService
 from tests.mes.conftest import Clock
 
 OP = "op1"
@@ -98,6 +102,33 @@ def test_a_together_within_a_together_is_answered_within_it() -> None:
     asked, result = _drive(together(together(_asks("a"), _asks("b")), _asks("c")), _echo)
     assert asked == [Together((Together(("a", "b")), "c"))]
     assert result == ((["answer to a"], ["answer to b"]), ["answer to c"])
+
+
+def test_reads_asked_with_a_work_go_in_its_first_round() -> None:
+    asked, (result, ahead) = _drive(asked_with(_asks("lot", "more"), ["r1", "r2", "r1"]), _echo)
+    assert asked == [Together(("lot", Together(("r1", "r2")))), "more"]
+    assert result == ["answer to lot", "answer to more"]
+    assert ahead == {"r1": "answer to r1", "r2": "answer to r2"}
+
+
+def test_a_work_served_gets_its_first_rounds_reads_from_those_asked_ahead_once() -> None:
+    ahead = {"r1": "ahead r1", "r2": "ahead r2", "unused": "ahead"}
+    work = together(_asks("r1", "r2"), together(_asks("r2"), _asks("x", "r1")))
+    asked, result = _drive(served(work, ahead), _echo)
+    # round one: r1, r2 answered from ahead, x asked (a round of one: itself); round two
+    # asked of the store, r2 and r1 too (an answer read ahead is given once, in round one)
+    assert asked == ["x", Together(("r2", "r1"))]
+    assert result == (
+        ["ahead r1", "answer to r2"],
+        (["ahead r2"], ["answer to x", "answer to r1"]),
+    )
+
+
+def test_a_work_whose_first_round_is_all_served_asks_nothing_for_it() -> None:
+    asked, result = _drive(served(together(_asks("r1"), _asks("r2")), {"r1": 1, "r2": 2}), _echo)
+    assert asked == [] and result == ([1], [2])
+    asked, result = _drive(served(_asks("r1", "r1"), {"r1": 1}), _echo)
+    assert asked == ["r1"] and result == [1, "answer to r1"]
 
 
 class Refused(Exception):
@@ -254,6 +285,34 @@ async def test_reads_together_answer_as_they_do_one_after_the_other(
     assert lot is not None and lot.id == "L1" and lot.params == expected[6].params
 
 
+async def test_reads_by_the_tool_a_lot_runs_on_are_of_its_tool_and_step_as_recorded(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
+) -> None:
+    """What a track-out reads with its lot (its tool's durables, the charts of its step on
+    its tool) follows the lot's record: nothing once it runs no more, nothing of a tool it
+    does not run on."""
+    service = await _line(store, clock, library)
+    spc = SpcService(store, library, clock)
+    await spc.configure("WIRE_BOND", "wire_pull_g", "WB-1", "eng", center=8.0, sigma=1.0)
+    await spc.configure(
+        "DIE_ATTACH", "bond_line_thickness_um", "DB-1", "eng", center=25.0, sigma=1.0
+    )
+
+    def of_l1() -> Work[tuple[list[str], list[tuple[str, str]]]]:
+        durables, charts = yield from together(
+            get_durables(running_lot="L1"), get_charts(None, running_lot="L1")
+        )
+        return [d.id for d in durables], [(c.step, c.tool_id) for c in charts]
+
+    assert await _read(store, of_l1()) == ([], [])  # waiting
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    assert await _read(store, of_l1()) == (["CAP-1"], [("WIRE_BOND", "WB-1")])
+    await service.track_out(cmd.TrackOut("L1", OP, measured={"wire_pull_g": 8.1}))
+    assert await _read(store, of_l1()) == ([], [])
+    [chart] = await spc.show("WIRE_BOND", "wire_pull_g", tool_id="WB-1")
+    assert [p.x for p in chart.points] == [8.1]  # the track-out charted it
+
+
 async def test_more_reads_together_than_one_statement_may_hold_are_answered_all(
     store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary
 ) -> None:
@@ -362,20 +421,20 @@ def _counting(method: Any, name: str, sent: Counter[str]) -> Any:
 
 
 @ON_POSTGRES
-async def test_on_postgresql_a_track_in_reads_its_interlocks_in_one_round_trip(
+async def test_on_postgresql_a_track_in_reads_its_lot_and_interlocks_in_one_round_trip(
     store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = await _line(store, clock, library)
     sent = _counted(monkeypatch)
     await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
-    # the lot, then one statement for the tool, its qualifications, durables and
-    # material lots; the move; the material lots' uses recorded
-    assert sent == Counter({"fetch_raw": 2, "fetch_all": 1, "execute_many": 1})
+    # one statement for the lot with the tool, its qualifications, durables and material
+    # lots (asked with the lot: the command names them); the move; the uses recorded
+    assert sent == Counter({"fetch_raw": 1, "fetch_all": 1, "execute_many": 1})
     sent.clear()
     await service.track_out(cmd.TrackOut("L1", OP))
-    # the lot; its durables and SPC charts, then its rejects and jobs (a durable is
-    # mounted: it counts); the move; the durable's count and event
-    assert sent["fetch_all"] == 2 and sent["fetch_raw"] == 2
+    # the lot with the durables and SPC charts of the tool and step it runs; then its
+    # rejects and jobs (a durable is mounted: it counts); the move; the durable's count
+    assert sent["fetch_all"] == 2 and sent["fetch_raw"] == 1
 
 
 @ON_POSTGRES
