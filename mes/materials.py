@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from flows import Flow
@@ -262,7 +262,12 @@ class MaterialService:
             yield from self._one(material_id)
             uses = yield from get_uses(material_id=material_id)
             links = yield from _reach([u.lot_id for u in uses], rules.DOWNSTREAM)
-            return rules.where_used(material_id, uses, links)
+            found = rules.where_used(material_id, uses, links)
+            lots = yield from each_together(get_lot(r.lot_id) for r in found)
+            return [
+                replace(r, state=lot.state, step=lot.step) if lot is not None else r
+                for r, lot in zip(found, lots, strict=True)
+            ]
 
         found = await self._read(work(), by)
         assert isinstance(found, list)

@@ -202,7 +202,14 @@ def where_used_dict(material_id: str, found: list[Reached]) -> Json:
     return {
         "material": material_id,
         "lots": [
-            {"lot": r.lot_id, "since": r.since.isoformat(), "via": list(r.via)} for r in found
+            {
+                "lot": r.lot_id,
+                "since": r.since.isoformat(),
+                "via": list(r.via),
+                "state": r.state.value if r.state is not None else None,
+                "step": r.step,
+            }
+            for r in found
         ],
     }
 

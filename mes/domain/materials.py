@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
-from mes.domain.model import HistoryEntry, Lot, Operation
+from mes.domain.model import HistoryEntry, Lot, LotState, Operation
 from mes.domain.text import optional_line, utc_stamp
 
 
@@ -484,6 +484,10 @@ class Reached:
     lot_id: str
     since: datetime
     via: tuple[str, ...]
+    state: LotState | None = None
+    """Where the lot is now (filled in by the service, for a recall: which lots are still
+    on the line to hold, which have left it)."""
+    step: str | None = None
 
 
 def where_used(

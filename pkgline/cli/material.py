@@ -430,9 +430,24 @@ def where_used(
     if not answer["lots"]:
         out.print(f"material lot {material} went into no product lot")
         return
-    for r in answer["lots"]:
+    lots = answer["lots"]
+    on_line = [r["lot"] for r in lots if r["state"] in _ON_THE_LINE]
+    out.print(
+        f"material lot {material} went into {len(lots)} product lot(s); "
+        + (
+            f"{len(on_line)} still on the line (waiting, running or held): {', '.join(on_line)}"
+            if on_line
+            else "none is still on the line"
+        )
+    )
+    for r in lots:
         how = "used at a step" if len(r["via"]) == 1 else "through " + " -> ".join(r["via"])
-        out.print(f"{r['lot']:<20} since {stamp(_t(r['since']))}  {how}")
+        where = f"{r['state'] or '?':<10} {r['step'] or '-':<18}"
+        out.print(f"{r['lot']:<20} {where} since {stamp(_t(r['since']))}  {how}")
+
+
+_ON_THE_LINE = frozenset({"WAITING", "RUNNING", "HOLD"})
+"""The states of a lot a recall can still stop (hold): not finished, scrapped or merged."""
 
 
 def genealogy(

@@ -87,6 +87,10 @@ def test_a_frozen_or_thawing_compound_refuses_the_track_in_and_wire_goes_into_th
     ]
     used = pkgline(db, "material", "where-used", "W-1")
     assert used.returncode == 0 and "M1" in used.stdout and "used at a step" in used.stdout
+    assert "1 still on the line (waiting, running or held): M1" in used.stdout, used.stdout
+    assert "RUNNING    WIRE_BOND" in used.stdout, used.stdout
+    recalled = ok_json(db, "material", "where-used", "W-1")["lots"]
+    assert [(r["lot"], r["state"], r["step"]) for r in recalled] == [("M1", "RUNNING", "WIRE_BOND")]
     bad = pkgline(db, "material", "add", "W-2", "--kind", "wire", "--expires", "next week")
     assert bad.returncode == 2 and "expected a date" in bad.stderr
     for option in ("--thaw-hours", "--floor-life-hours"):  # no number: no traceback

@@ -247,6 +247,12 @@ async def test_genealogy_and_where_used_follow_splits_and_merges_from_their_time
     assert lots(await materials.where_used("DAF-1")) == [("A", ("A",)), ("A2", ("A", "A2"))]
     assert lots(await materials.where_used("WIRE-1")) == [("A", ("A",))]
     assert lots(await materials.where_used("WIRE-2")) == [("A2", ("A2",)), ("A", ("A2", "A"))]
+    # a recall says where each lot is now: A waits after wire bond, A2 went into it
+    now = {r.lot_id: (r.state, r.step) for r in await materials.where_used("WIRE-2")}
+    assert now == {
+        "A": (LotState.WAITING, "WIRE_BOND"),
+        "A2": (LotState.MERGED, "WIRE_BOND"),
+    }
     with pytest.raises(UnknownMaterial, match="there is no material lot NOPE"):
         await materials.where_used("NOPE")
 
