@@ -23,7 +23,7 @@ from rich.table import Table
 
 from mes.domain.authority import Principal, Role
 from mes.domain.errors import InvalidInput
-from mes.domain.identity import EventKind, SecurityEventQuery, UserKind, parse_roles
+from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, usage_error
@@ -37,6 +37,7 @@ from pkgline.list_views import (
     security_events_answer,
 )
 from pkgline.page_sizes import MAX_CURSOR
+from pkgline.security_words import event_detail, event_name
 
 app = typer.Typer(
     help="Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
@@ -478,48 +479,11 @@ def events(
         table.add_row(
             str(e["seq"]),
             stamp(e["at"]),
-            _event(e),
+            event_name(e),
             e["actor"],
             e["subject"] or "",
-            _detail(detail),
+            event_detail(detail),
         )
     if shown["events"]:
         out.print(table)
     pages.print_notice(shown, "events")
-
-
-def _event(e: dict[str, Any]) -> str:
-    """An event's kind, and an engineering change's action (``engineering_change
-    tool_qualify``)."""
-    if e["kind"] == EventKind.ENGINEERING_CHANGE.value and e["action"]:
-        return f"{e['kind']} {e['action']}"
-    return str(e["kind"])
-
-
-def _detail(detail: dict[str, Any]) -> str:
-    """A security event's detail as a person reads it: ``roles: admin, operator; from:
-    127.0.0.1:55104 (https)`` (lists as words, not Python's brackets and quotes). An
-    engineering change's before and after (two records) as what changed: ``changed:
-    qualified no → yes, by op1 → eng2, ...``, or ``new: ...`` when there was none before;
-    ``--json`` keeps both whole."""
-    before, after = detail.get("before"), detail.get("after")
-    if not isinstance(after, dict) or not (before is None or isinstance(before, dict)):
-        return "; ".join(f"{k}: {_words(v)}" for k, v in detail.items())
-    rest = [f"{k}: {_words(v)}" for k, v in detail.items() if k not in ("before", "after")]
-    if before is None:
-        new = ", ".join(f"{k} {_words(v)}" for k, v in after.items() if v is not None)
-        return "; ".join([*rest, f"new: {new}"])
-    changed = ", ".join(
-        f"{k} {_words(before.get(k))} → {_words(v)}" for k, v in after.items() if before.get(k) != v
-    )
-    return "; ".join([*rest, f"changed: {changed or 'nothing'}"])
-
-
-def _words(value: Any) -> str:
-    if value is None or isinstance(value, bool):
-        return {None: "none", True: "yes", False: "no"}[value]
-    if isinstance(value, list | tuple):
-        return ", ".join(_words(v) for v in value) or "none"
-    if isinstance(value, dict):
-        return ", ".join(f"{k} {_words(v)}" for k, v in value.items())
-    return str(value)
