@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from mes.domain.authority import Principal
+from mes.domain.authority import Action, Principal, may_ever
 from mes.domain.signatures import MAX_MEANING_LENGTH, SignatureGiven
 from pkgline.station import login as auth
 
@@ -82,6 +82,8 @@ def page(
         who=who,
         csrf=auth.csrf_for(token) if token and who else "",
         prefix=auth.PREFIX,
+        # the navigation's link to the security log: for those who may read some of it
+        reads_log=who is not None and may_ever(who, Action.CHANGES),
     )
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers.update(PAGE_HEADERS)
