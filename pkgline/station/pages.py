@@ -1,7 +1,8 @@
 """The station's routes: the login, the line page and its live stream, the search field.
 The lot page and its actions are in :mod:`pkgline.station.lot_pages`, the tool page and its
 in :mod:`pkgline.station.tool_pages`, the holds and start-lot pages in
-:mod:`pkgline.station.work_pages`, your own password in :mod:`pkgline.station.account_pages`, the security log in
+:mod:`pkgline.station.work_pages`, the SPC charts in :mod:`pkgline.station.spc_pages`, your
+own password in :mod:`pkgline.station.account_pages`, the security log in
 :mod:`pkgline.station.security_pages`. Each page turns the request into a call
 of the service layer for the person logged in and renders the answer; a refusal (role,
 state, bad input) is shown on the page and changes nothing, as the API answers it. Not in
@@ -24,7 +25,14 @@ from mes.domain.authority import Action, Principal
 from mes.domain.identity import LoginRefused
 from pkgline.api.auth import state_of
 from pkgline.api.errors import http_refused
-from pkgline.station import account_pages, lot_pages, security_pages, tool_pages, work_pages
+from pkgline.station import (
+    account_pages,
+    lot_pages,
+    security_pages,
+    spc_pages,
+    tool_pages,
+    work_pages,
+)
 from pkgline.station import login as auth
 from pkgline.station.live import Streams, fingerprint, line_events
 from pkgline.station.render import MAX_FIELD, Viewer, env, quote
@@ -45,6 +53,7 @@ def install(app: FastAPI) -> None:
     app.include_router(work_pages.router)
     app.include_router(tool_pages.router)
     app.include_router(account_pages.router)
+    app.include_router(spc_pages.router)
     app.include_router(security_pages.router)
     static = StaticFiles(directory=str(files("pkgline.station").joinpath("static")))
     app.mount(f"{auth.PREFIX}/static", static, name="station-static")

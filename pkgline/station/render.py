@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from mes.domain.authority import Action, Principal, may_ever
 from mes.domain.signatures import MAX_MEANING_LENGTH, SignatureGiven
+from mes.domain.spc import SPC_USER
 from pkgline.station import login as auth
 
 MAX_FIELD = 1024
@@ -56,6 +57,7 @@ env = Environment(
     lstrip_blocks=True,
 )
 env.globals["max_meaning"] = MAX_MEANING_LENGTH  # a signature's meaning, as the domain takes it
+env.globals["spc_user"] = SPC_USER  # who disqualified a tool an SPC violation inhibited
 templates = Jinja2Templates(env=env)
 
 STALE = (

@@ -1,0 +1,236 @@
+"""The SPC pages: the charts set (``pkgline spc list``) and one chart (``pkgline spc show``)
+drawn as an individuals chart in server-rendered SVG: its last :data:`SHOWN` points in order,
+the centre line and control limits, the spec limits, the points that broke a rule marked and
+listed with their lots, Cpk and Ppk. Each page is one call of the SPC service for the person
+logged in (its READ, as the API's ``GET /spc/charts``); nothing here decides a rule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+from fastapi import APIRouter, Request, Response
+
+from mes.domain.errors import InvalidInput, LotTrackerError, UnknownTool
+from mes.domain.model import HistoryEntry
+from mes.domain.spc import RULES, Point
+from mes.spc import ChartView
+from pkgline.api.auth import state_of
+from pkgline.api.errors import status_of
+from pkgline.station import login as auth
+from pkgline.station.render import Viewer, env, page, quote
+
+router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
+
+SHOWN = 100
+"""How many of a chart's points its page draws and lists (the newest); it says how many
+older ones there are (``pkgline spc show --json`` gives every one)."""
+
+MAX_NAME = 64
+W, H, PAD_L, PAD_R, PAD_Y = 900, 260, 8, 60, 14
+
+
+@dataclass(frozen=True, slots=True)
+class ShownViolation:
+    rule: int
+    text: str
+    points: tuple[tuple[int, str], ...]
+    """(point number from 1 over the whole chart, its lot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShownChart:
+    view: ChartView
+    first: int
+    """The number (from 0) of the first point shown: how many older points are not."""
+    points: tuple[Point, ...]
+    broke: frozenset[int]
+    """The numbers of the points (over the whole chart) that broke a rule."""
+    violations: tuple[ShownViolation, ...]
+    older_violations: int
+    svg: str
+    limits: str
+    """The limits in words, or why there are none yet."""
+
+
+def spc_charts_of(history: Sequence[HistoryEntry], lot_id: str) -> list[tuple[str, str, str]]:
+    """The charts (step, value, tool) whose violations the lot's last SPC hold records (the
+    track-out entry that held it: its ``spc`` data), for the lot page's links."""
+    for entry in reversed(history):
+        found = entry.data.get("spc") if entry.lot_id == lot_id else None
+        if found and entry.step is not None and entry.tool is not None:
+            values = dict.fromkeys(str(v.get("value")) for v in found if isinstance(v, dict))
+            return [(entry.step, value, entry.tool) for value in values]
+    return []
+
+
+env.globals["spc_charts_of"] = spc_charts_of  # the lot page's links from an SPC hold
+
+
+def _name(what: str, text: str | None) -> str | None:
+    """A problem with a step, value or tool named in the address, or None."""
+    if text is None:
+        return None
+    if not text or len(text) > MAX_NAME or "\x00" in text or not text.isprintable():
+        return f"{what}: expected a name of 1 to {MAX_NAME} printable characters"
+    return None
+
+
+def _limits(v: ChartView) -> str:
+    c = v.chart
+    if c.center is not None and c.sigma is not None:
+        return (
+            f"centre {c.center:.4g}, sigma {c.sigma:.4g}, UCL {c.ucl:.4g}, LCL {c.lcl:.4g} "
+            f"({c.limits_source})"
+        )
+    if len(v.points) < c.baseline_n:
+        return f"no limits yet: baseline {len(v.points)} of {c.baseline_n} points"
+    return (
+        f"no limits yet: the last {c.baseline_n} points do not vary (the limits come from "
+        f"the first {c.baseline_n} in a row that do)"
+    )
+
+
+def shown(v: ChartView, last: int = SHOWN) -> ShownChart:
+    """What the page shows of ``v``: its newest ``last`` points and the violations among
+    them (a violation is listed when its last point is shown)."""
+    first = max(len(v.points) - last, 0)
+    points = tuple(v.points[first:])
+    broke = frozenset(
+        {i for x in v.violations for i in x.points}
+        | {first + n for n, p in enumerate(points) if p.rules}
+    )
+    listed = [x for x in v.violations if x.points and max(x.points) >= first]
+    violations = tuple(
+        ShownViolation(
+            x.rule,
+            RULES[x.rule],
+            tuple((i + 1, v.points[i].lot_id) for i in x.points if i < len(v.points)),
+        )
+        for x in listed
+    )
+    older = len(v.violations) - len(listed)
+    svg = chart_svg(v, first, points, broke)
+    return ShownChart(v, first, points, broke, violations, older, svg, _limits(v))
+
+
+def chart_svg(v: ChartView, first: int, points: tuple[Point, ...], broke: frozenset[int]) -> str:
+    """The points as an individuals chart (SVG, no script): x in order, the centre line and
+    control limits dashed, the spec limits solid; a point that broke a rule in red, each a
+    link to its lot's page with a tooltip of its number, lot, value and time."""
+    c = v.chart
+    lines = [
+        ("ucl", "UCL", c.ucl if c.center is not None and c.sigma is not None else None),
+        ("center", "CL", c.center),
+        ("lcl", "LCL", c.lcl if c.center is not None and c.sigma is not None else None),
+        ("spec", "USL", v.spec_upper),
+        ("spec", "LSL", v.spec_lower),
+    ]
+    drawn = [(k, name, y) for k, name, y in lines if y is not None]
+    ys = [p.x for p in points] + [y for _, _, y in drawn]
+    low, high = (min(ys), max(ys)) if ys else (0.0, 1.0)
+    if high - low < 1e-12:
+        low, high = low - 1.0, high + 1.0
+    span = high - low
+    low, high = low - span * 0.05, high + span * 0.05
+
+    def y_of(x: float) -> float:
+        return PAD_Y + (H - 2 * PAD_Y) * (high - x) / (high - low)
+
+    inner = W - PAD_L - PAD_R
+    step = inner / max(len(points) - 1, 1)
+
+    def x_of(n: int) -> float:
+        return PAD_L + (step * n if len(points) > 1 else inner / 2)
+
+    label = f"{c.step} {c.value} on {c.tool_id}: {len(points)} points"
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="spc-chart" role="img" '
+        f'viewBox="0 0 {W} {H}" aria-label="{escape(label)}">',
+        f'<rect class="plot" x="0" y="0" width="{W}" height="{H}"/>',
+    ]
+    for kind, name, y in drawn:
+        at = y_of(y)
+        out.append(
+            f'<line class="limit {kind}" data-limit="{name}" x1="{PAD_L}" x2="{W - PAD_R}" '
+            f'y1="{at:.1f}" y2="{at:.1f}"><title>{name} {y:.4g}</title></line>'
+            f'<text x="{W - PAD_R + 4}" y="{at + 4:.1f}">{name} {y:.4g}</text>'
+        )
+    if len(points) > 1:
+        path = " ".join(f"{x_of(n):.1f},{y_of(p.x):.1f}" for n, p in enumerate(points))
+        out.append(f'<polyline class="series" points="{path}"/>')
+    for n, p in enumerate(points):
+        number = first + n + 1
+        bad = (first + n) in broke
+        tip = f"#{number} {p.lot_id}: {p.x:.4g} at {p.at:%Y-%m-%d %H:%M}" + (
+            f" (rule {', '.join(str(r) for r in p.rules)})" if p.rules else ""
+        )
+        out.append(
+            f'<a href="{auth.PREFIX}/lots/{escape(quote(p.lot_id))}">'
+            f'<circle class="point{" broke" if bad else ""}" data-point="{number}" '
+            f'data-lot="{escape(p.lot_id)}" cx="{x_of(n):.1f}" cy="{y_of(p.x):.1f}" '
+            f'r="{5 if bad else 3.5}"><title>{escape(tip)}</title></circle></a>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _refused(request: Request, who: Viewer, refused: LotTrackerError) -> Response:
+    text = str(refused)
+    status = status_of(refused)
+    if isinstance(refused, UnknownTool | InvalidInput):
+        status = 404  # a step, value or tool in the address that does not exist
+        if refused.allowed and "expected one of" not in text:
+            text = f"{text}; there are: {', '.join(refused.allowed)}"
+    return page(request, "message.html", who, status, message=text)
+
+
+@router.get("/spc")
+async def charts_page(
+    request: Request, who: Viewer, step: str | None = None, tool: str | None = None
+) -> Response:
+    """The charts set (a step's, a tool's), each a link to its page."""
+    problem = _name("step", step) or _name("tool", tool)
+    if problem is not None:
+        return page(request, "message.html", who, 422, message=problem)
+    service = state_of(request).services.spc
+    try:
+        charts = await service.charts(step=step, tool_id=tool, by=who)
+    except LotTrackerError as refused:
+        return _refused(request, who, refused)
+    return page(request, "spc_list.html", who, charts=charts, step=step, tool=tool)
+
+
+@router.get("/spc/{step}/{value}")
+async def chart_page(
+    request: Request, who: Viewer, step: str, value: str, tool: str | None = None
+) -> Response:
+    """The charts of (step, value): each tool's, or ``tool``'s."""
+    problem = _name("step", step) or _name("value", value) or _name("tool", tool)
+    if problem is not None:
+        return page(request, "message.html", who, 422, message=problem)
+    service = state_of(request).services.spc
+    try:
+        views = await service.show(step, value, tool_id=tool, by=who)
+        unknown = ""
+    except UnknownTool as refused:  # the step and value exist: the charts of the step said
+        views, unknown = [], f"{refused}: "
+    except LotTrackerError as refused:
+        return _refused(request, who, refused)
+    if not views:
+        where = f"{value} at {step}" + (f" on {tool}" if tool else "")
+        others = await service.charts(step=step, by=who)
+        there = ", ".join(f"{c.value} on {c.tool_id}" for c in others) or "none"
+        text = f"{unknown}no SPC chart of {where}; the charts of {step}: {there}"
+        return page(request, "message.html", who, 404, message=text)
+    return page(
+        request,
+        "spc.html",
+        who,
+        step=step,
+        value=value,
+        tool=tool,
+        charts=[shown(v) for v in views],
+        shown_max=SHOWN,
+    )
