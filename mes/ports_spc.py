@@ -42,11 +42,20 @@ class GetPoints:
 
 
 @dataclass(frozen=True, slots=True)
+class CountPoints:
+    """How many points a chart has (answer: ``int``; one statement, on the chart's index)."""
+
+    step: str
+    value: str
+    tool_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddPoints:
     points: tuple[Point, ...]
 
 
-SpcRequest: TypeAlias = GetCharts | SaveChart | GetPoints | AddPoints
+SpcRequest: TypeAlias = GetCharts | SaveChart | GetPoints | CountPoints | AddPoints
 
 
 def get_charts(
@@ -68,6 +77,11 @@ def get_points(
     step: str, value: str, tool_id: str, *, last: int | None = None
 ) -> Generator[SpcRequest, Any, list[Point]]:
     found: list[Point] = yield GetPoints(step, value, tool_id, last)
+    return found
+
+
+def count_points(step: str, value: str, tool_id: str) -> Generator[SpcRequest, Any, int]:
+    found: int = yield CountPoints(step, value, tool_id)
     return found
 
 

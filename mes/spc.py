@@ -31,7 +31,7 @@ from mes.ports import (
     get_tools,
     save_qualifications,
 )
-from mes.ports_spc import add_points, get_charts, get_points, save_chart
+from mes.ports_spc import add_points, count_points, get_charts, get_points, save_chart
 
 if TYPE_CHECKING:
     from mes.flowversions import VersionedFlows
@@ -129,6 +129,10 @@ class ChartView:
     spec_from: str | None = None
     """Where the spec limits come from (``fo-organic v2``), or why there are none though
     flows give some (they differ between the flows that run the step)."""
+    total: int | None = None
+    """How many points the chart has, when ``points`` are only its newest (``show``'s
+    ``last``): the violations are then those its track-outs recorded on them, and Cpk and
+    Ppk are of them alone."""
 
 
 class SpcService:
@@ -294,10 +298,18 @@ class SpcService:
             return await uow.run(work(), commit=True)
 
     async def show(
-        self, step: str, value: str, *, tool_id: str | None = None, by: Principal | None = None
+        self,
+        step: str,
+        value: str,
+        *,
+        tool_id: str | None = None,
+        last: int | None = None,
+        by: Principal | None = None,
     ) -> list[ChartView]:
         """The charts of (step, value), on one tool or all: points, limits, violations,
-        Cpk and Ppk against the step's spec limits."""
+        Cpk and Ppk against the step's spec limits. ``last``: only the newest ``last`` points
+        of a chart that has more are read (the station's page, whatever the chart's length:
+        :meth:`_recent`)."""
         await self._guard.allow(by, Action.READ)
         self._check_value(step, value)
         lower, upper, spec_from = await self._spec(step, value)
@@ -307,6 +319,12 @@ class SpcService:
                 raise UnknownTool(f"there is no tool {tool_id}")
             views = []
             for chart in (yield from get_charts(step, tool_id=tool_id, value=value)):
+                if last is not None:
+                    total = yield from count_points(step, value, chart.tool_id)
+                    if total > last:
+                        view = yield from _recent(chart, last, total, lower, upper, spec_from)
+                        views.append(view)
+                        continue
                 points = yield from get_points(step, value, chart.tool_id)
                 xs = [p.x for p in points]
                 found: list[Violation] = []
@@ -362,6 +380,24 @@ class SpcService:
             f"{', '.join(flows)}: {_bound(lo)} to {_bound(hi)}" for (lo, hi), flows in found.items()
         )
         return None, None, f"none: the flows' spec limits differ ({differ})"
+
+
+def _recent(
+    chart: Chart,
+    last: int,
+    total: int,
+    lower: float | None,
+    upper: float | None,
+    spec_from: str | None,
+) -> Work[ChartView]:
+    """The newest ``last`` of a chart's ``total`` points, read alone: each violation is one
+    its track-out recorded on a point (the rule that held the lot), numbered over the whole
+    chart; Cpk and Ppk of these points."""
+    points = yield from get_points(chart.step, chart.value, chart.tool_id, last=last)
+    first = total - len(points)
+    found = [Violation(r, (first + i,)) for i, p in enumerate(points) for r in p.rules]
+    cpk, ppk = rules.capability([p.x for p in points], lower, upper)
+    return ChartView(chart, points, found, cpk, ppk, lower, upper, spec_from, total)
 
 
 def _bound(limit: float | None) -> str:

@@ -37,7 +37,14 @@ from mes.ports_materials import (
 )
 from mes.ports_reasons import GetReasonCodes, ReasonRequest, SaveReasonCode
 from mes.ports_security import AppendSecurityEvent, SecurityRequest
-from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
+from mes.ports_spc import (
+    AddPoints,
+    CountPoints,
+    GetCharts,
+    GetPoints,
+    SaveChart,
+    SpcRequest,
+)
 
 if TYPE_CHECKING:
     from mes.adapters.memory import MemoryStore
@@ -211,6 +218,9 @@ def answer_spc(store: MemoryStore, request: SpcRequest) -> Any:
             if (p.step, p.value, p.tool_id) == (request.step, request.value, request.tool_id)
         ]
         return mine if request.last is None else mine[-request.last :]
+    if isinstance(request, CountPoints):
+        key = (request.step, request.value, request.tool_id)
+        return sum(1 for p in store.spc_points if (p.step, p.value, p.tool_id) == key)
     if isinstance(request, AddPoints):
         store.spc_points.extend(request.points)
         return None

@@ -8,14 +8,21 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, delete, insert, select
+from sqlalchemy import Integer, bindparam, delete, func, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
 from mes.adapters.tables import LOT_STEP, spc_charts, spc_points, tool_of_lot
 from mes.domain.spc import Chart, Point
-from mes.ports_spc import AddPoints, GetCharts, GetPoints, SaveChart, SpcRequest
+from mes.ports_spc import (
+    AddPoints,
+    CountPoints,
+    GetCharts,
+    GetPoints,
+    SaveChart,
+    SpcRequest,
+)
 
 _C = spc_charts.c
 _P = spc_points.c
@@ -60,6 +67,13 @@ class SpcStatements:
         )
         self.points = c(of_chart.order_by(_P.seq))
         self.last_points = c(of_chart.order_by(_P.seq.desc()).limit(bindparam("n", type_=Integer)))
+        self.count_points = c(
+            select(func.count().label("n")).where(
+                _P.step == bindparam("step"),
+                _P.value == bindparam("value"),
+                _P.tool_id == bindparam("tool_id"),
+            )
+        )
         self.insert_point = c(
             insert(spc_points), [col.name for col in spc_points.c if col.name != "seq"]
         )
@@ -131,6 +145,10 @@ def spc_plan(sql: SpcStatements, request: SpcRequest) -> Plan[Any]:
             return [_point(r) for r in (yield Fetch(sql.points, key))]
         rows = yield Fetch(sql.last_points, {**key, "n": request.last})
         return [_point(r) for r in reversed(rows)]
+    if isinstance(request, CountPoints):
+        key = {"step": request.step, "value": request.value, "tool_id": request.tool_id}
+        rows = yield Fetch(sql.count_points, key)
+        return int(rows[0]["n"])
     if isinstance(request, AddPoints):
         yield ExecuteMany(
             sql.insert_point,

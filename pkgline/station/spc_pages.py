@@ -84,8 +84,9 @@ def _limits(v: ChartView) -> str:
             f"centre {c.center:.4g}, sigma {c.sigma:.4g}, UCL {c.ucl:.4g}, LCL {c.lcl:.4g} "
             f"({c.limits_source})"
         )
-    if len(v.points) < c.baseline_n:
-        return f"no limits yet: baseline {len(v.points)} of {c.baseline_n} points"
+    count = v.total or len(v.points)
+    if count < c.baseline_n:
+        return f"no limits yet: baseline {count} of {c.baseline_n} points"
     return (
         f"no limits yet: the last {c.baseline_n} points do not vary (the limits come from "
         f"the first {c.baseline_n} in a row that do)"
@@ -93,10 +94,12 @@ def _limits(v: ChartView) -> str:
 
 
 def shown(v: ChartView, last: int = SHOWN) -> ShownChart:
-    """What the page shows of ``v``: its newest ``last`` points and the violations among
-    them (a violation is listed when its last point is shown)."""
-    first = max(len(v.points) - last, 0)
-    points = tuple(v.points[first:])
+    """What the page shows of ``v``: its newest ``last`` points (of the whole chart's, or of
+    the newest the service read: ``v.total``) and the violations among them (a violation is
+    listed when its last point is shown)."""
+    read_from = (v.total or len(v.points)) - len(v.points)  # the number of v.points[0]
+    first = read_from + max(len(v.points) - last, 0)
+    points = tuple(v.points[first - read_from :])
     broke = frozenset(
         {i for x in v.violations for i in x.points}
         | {first + n for n, p in enumerate(points) if p.rules}
@@ -106,7 +109,11 @@ def shown(v: ChartView, last: int = SHOWN) -> ShownChart:
         ShownViolation(
             x.rule,
             RULES[x.rule],
-            tuple((i + 1, v.points[i].lot_id) for i in x.points if i < len(v.points)),
+            tuple(
+                (i + 1, v.points[i - read_from].lot_id)
+                for i in x.points
+                if 0 <= i - read_from < len(v.points)
+            ),
         )
         for x in listed
     )
@@ -212,7 +219,7 @@ async def chart_page(
         return page(request, "message.html", who, 422, message=problem)
     service = state_of(request).services.spc
     try:
-        views = await service.show(step, value, tool_id=tool, by=who)
+        views = await service.show(step, value, tool_id=tool, last=SHOWN, by=who)
         unknown = ""
     except UnknownTool as refused:  # the step and value exist: the charts of the step said
         views, unknown = [], f"{refused}: "

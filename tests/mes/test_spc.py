@@ -86,6 +86,15 @@ async def test_a_point_beyond_3_sigma_holds_the_lot_and_inhibits_the_tool_until_
     assert (view.spec_lower, view.spec_upper) == (10.0, 40.0)
     assert view.cpk is not None and view.ppk is not None
 
+    # the station's page reads only the newest points of a chart that has more: the count of
+    # all, the violations their track-outs recorded numbered over the whole chart
+    [newest] = await spc.show("DIE_ATTACH", BLT, tool_id="DB-1", last=2)
+    assert [p.x for p in newest.points] == [25.1, 28.5] and newest.total == 4
+    assert [(v.rule, v.points) for v in newest.violations] == [(1, (3,))]
+    assert newest.cpk is not None and newest.cpk != view.cpk  # of the two points read
+    [whole] = await spc.show("DIE_ATTACH", BLT, tool_id="DB-1", last=4)
+    assert whole == view  # no more than asked for: read as without it
+
 
 @pytest.mark.usefixtures("line")
 async def test_a_baseline_that_does_not_vary_gives_no_limits_and_refuses_no_track_out(

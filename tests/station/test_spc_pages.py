@@ -13,6 +13,8 @@ import asyncio
 import html
 import re
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,9 +23,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
+from mes.adapters.database import create_engine
+from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.domain.spc import Point
+from mes.ports import Work
+from mes.ports_spc import add_points
 from pkgline.api.server import open_state
 from pkgline.station.spc_pages import SHOWN
 from tests.station.browsing import log_in, shot, wait
@@ -33,6 +40,8 @@ from tests.station.seed import OWNER, fast_passwords
 
 BLT = "bond_line_thickness_um"
 XOFF = "xy_offset_um"
+FORCE = "bond_force_n"
+LONG = SHOWN + 250
 CALM = [25.0, 25.4, 24.7, 25.2, 24.9, 25.1]
 """Bond line thickness within 1 sigma of 25 (the chart's centre, sigma 1): no rule broken."""
 OUT = 31.0
@@ -71,6 +80,23 @@ async def _charted(db: str) -> None:
         lots = services.lots.acting_as(OWNER)
         for n, x in enumerate([*CALM, OUT], start=1):
             await _through_die_attach(lots, f"P-{n}", {BLT: x, XOFF: 4.0 + n / 10})
+        # a long chart: more points than the page reads, their lots P-1 to P-7
+        await spc.configure("DIE_ATTACH", FORCE, "DB-9", "erin", center=2.0, sigma=0.1)
+        at = datetime.now(UTC)
+        points = [
+            Point("DIE_ATTACH", FORCE, "DB-9", f"P-{i % 7 + 1}", at, 2.0 + (i % 3) / 100)
+            for i in range(LONG)
+        ]
+        points[-2] = replace(points[-2], x=2.5, rules=(1,))  # as its track-out recorded it
+
+        def work() -> Work[None]:
+            yield from add_points(points)
+
+        engine = create_engine(db)  # the points straight into the store, as track-outs write them
+        try:
+            await SqlUnitOfWorkFactory(engine).write(work())
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +120,11 @@ def test_the_chart_page_draws_the_points_limits_and_the_violation_in_a_browser(
     wait(browser).until(ec.presence_of_element_located((By.ID, "spc-charts")))
     rows = browser.find_elements(By.CSS_SELECTOR, "#spc-charts tr[data-chart]")
     assert [r.get_attribute("data-chart") for r in rows] == [
+        f"DIE_ATTACH/{FORCE}/DB-9",
         f"DIE_ATTACH/{BLT}/DB-9",
         f"DIE_ATTACH/{XOFF}/DB-9",
     ]
-    rows[0].find_element(By.LINK_TEXT, BLT).click()
+    rows[1].find_element(By.LINK_TEXT, BLT).click()
     wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg.spc-chart")))
     assert browser.current_url.endswith(f"/station/spc/DIE_ATTACH/{BLT}?tool=DB-9")
     svg = browser.find_element(By.CSS_SELECTOR, "svg.spc-chart")
@@ -143,7 +170,7 @@ def test_a_chart_without_limits_yet_and_the_tool_pages_link(spc_station: Station
             "/station/spc?step=DIE_ATTACH&tool=DB-9"
         )
         listed = client.get(html.unescape(link[1])).text
-        assert listed.count("data-chart=") == 2
+        assert listed.count("data-chart=") == 3
 
 
 def test_only_the_newest_points_are_shown_with_the_count_of_the_older(
@@ -168,6 +195,25 @@ def test_only_the_newest_points_are_shown_with_the_count_of_the_older(
     assert s.svg.count("<circle") == SHOWN and 'data-point="251"' in s.svg
 
 
+def test_a_long_chart_shows_its_newest_points_and_says_how_many_are_older(
+    spc_station: Station,
+) -> None:
+    """The page reads the newest SHOWN points of a chart with more (the service's ``last``):
+    they are drawn and listed, the older counted, the point its track-out recorded as broken
+    marked and listed with its number over the whole chart."""
+    with logged_in(spc_station, "olga") as client:
+        page = client.get(f"/station/spc/DIE_ATTACH/{FORCE}", params={"tool": "DB-9"}).text
+    numbers = [int(n) for n in re.findall(r'data-point="(\d+)"', page)]
+    assert numbers == list(range(LONG - SHOWN + 1, LONG + 1))
+    older = re.search(r'id="spc-older-DB-9">(.*?)</p>', page, re.S)
+    assert older is not None, page
+    said = html.unescape(re.sub(r"<[^>]+>", "", older[1]))
+    assert said.startswith(f"The newest {SHOWN} of {LONG} points (the violations are those")
+    assert f"the {LONG - SHOWN} older ones" in said
+    assert re.findall(r'class="point broke" data-point="(\d+)"', page) == [str(LONG - 1)]
+    assert re.search(rf'data-rule="1">.*?#{LONG - 1} \(<a href="/station/lots/P-', page, re.S)
+
+
 def test_unknown_and_malformed_names_are_answered_with_what_there_is(
     spc_station: Station,
 ) -> None:
@@ -180,14 +226,14 @@ def test_unknown_and_malformed_names_are_answered_with_what_there_is(
                 {"tool": "NOPE-1"},
                 404,
                 f"there is no tool NOPE-1: no SPC chart of {BLT} at DIE_ATTACH on NOPE-1; "
-                f"the charts of DIE_ATTACH: {BLT} on DB-9, {XOFF} on DB-9",
+                f"the charts of DIE_ATTACH: {FORCE} on DB-9, {BLT} on DB-9, {XOFF} on DB-9",
             ),
             (
                 f"/station/spc/DIE_ATTACH/{BLT}",
                 {"tool": "DA-1"},
                 404,
                 f"no SPC chart of {BLT} at DIE_ATTACH on DA-1; the charts of DIE_ATTACH: "
-                f"{BLT} on DB-9, {XOFF} on DB-9",
+                f"{FORCE} on DB-9, {BLT} on DB-9, {XOFF} on DB-9",
             ),
             ("/station/spc", {"step": "NOPE"}, 404, "there is no step NOPE"),
             (f"/station/spc/DIE_ATTACH/{BLT}", {"tool": "X" * 65}, 422, "tool: expected a name"),
