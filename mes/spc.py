@@ -135,6 +135,18 @@ class ChartView:
     Ppk are of them alone."""
 
 
+@dataclass(frozen=True, slots=True)
+class ChartSummary:
+    """One chart of a list: how many points it has and the newest that broke a rule."""
+
+    chart: Chart
+    points: int
+    last_violation: Point | None
+    """The newest point its track-out recorded as breaking a rule, among the chart's newest
+    ``looked`` points (None: none of them did)."""
+    looked: int
+
+
 class SpcService:
     """Engineering's SPC charts."""
 
@@ -282,6 +294,19 @@ class SpcService:
     ) -> list[Chart]:
         """Every chart set (by step, value, tool), or a step's, or a tool's: what SPC watches.
         Refused (InvalidInput, UnknownTool) for a step or tool that does not exist."""
+        return [s.chart for s in await self.summaries(step=step, tool_id=tool_id, by=by)]
+
+    async def summaries(
+        self,
+        *,
+        step: str | None = None,
+        tool_id: str | None = None,
+        looked: int = 0,
+        by: Principal | None = None,
+    ) -> list[ChartSummary]:
+        """:meth:`charts`, with each one's number of points and the newest of its newest
+        ``looked`` points that broke a rule (two statements a chart; none with ``looked``
+        0, the points then not counted: 0)."""
         await self._guard.allow(by, Action.READ)
         if step is not None and step not in self._flows.step_codes:
             known = sorted(self._flows.step_codes)
@@ -289,10 +314,19 @@ class SpcService:
                 f"there is no step {step}; expected one of the flows' step codes", allowed=known
             )
 
-        def work() -> Work[list[Chart]]:
+        def work() -> Work[list[ChartSummary]]:
             if tool_id is not None and not (yield from get_tools([tool_id])):
                 raise UnknownTool(f"there is no tool {tool_id}")
-            return (yield from get_charts(step, tool_id=tool_id))
+            found = []
+            for c in (yield from get_charts(step, tool_id=tool_id)):
+                if not looked:
+                    found.append(ChartSummary(c, 0, None, 0))
+                    continue
+                total = yield from count_points(c.step, c.value, c.tool_id)
+                newest = yield from get_points(c.step, c.value, c.tool_id, last=looked)
+                broke = next((p for p in reversed(newest) if p.rules), None)
+                found.append(ChartSummary(c, total, broke, looked))
+            return found
 
         async with self._uow(readonly=True) as uow:
             return await uow.run(work(), commit=True)

@@ -197,13 +197,14 @@ def _refused(request: Request, who: Viewer, refused: LotTrackerError) -> Respons
 async def charts_page(
     request: Request, who: Viewer, step: str | None = None, tool: str | None = None
 ) -> Response:
-    """The charts set (a step's, a tool's), each a link to its page."""
+    """The charts set (a step's, a tool's), each a link to its page, with its number of
+    points and the newest of its last :data:`SHOWN` that broke a rule."""
     problem = _name("step", step) or _name("tool", tool)
     if problem is not None:
         return page(request, "message.html", who, 422, message=problem)
     service = state_of(request).services.spc
     try:
-        charts = await service.charts(step=step, tool_id=tool, by=who)
+        charts = await service.summaries(step=step, tool_id=tool, looked=SHOWN, by=who)
     except LotTrackerError as refused:
         return _refused(request, who, refused)
     return page(request, "spc_list.html", who, charts=charts, step=step, tool=tool)

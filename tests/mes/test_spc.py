@@ -94,6 +94,12 @@ async def test_a_point_beyond_3_sigma_holds_the_lot_and_inhibits_the_tool_until_
     assert newest.cpk is not None and newest.cpk != view.cpk  # of the two points read
     [whole] = await spc.show("DIE_ATTACH", BLT, tool_id="DB-1", last=4)
     assert whole == view  # no more than asked for: read as without it
+    # the station's list: each chart's points counted, the newest that broke a rule
+    [summary] = await spc.summaries(step="DIE_ATTACH", looked=3)
+    assert summary.chart == view.chart and summary.points == 4
+    assert summary.last_violation is not None and summary.last_violation.lot_id == "L9"
+    [unseen] = await spc.summaries(tool_id="DB-1", looked=0)
+    assert (unseen.points, unseen.last_violation) == (0, None)
 
 
 @pytest.mark.usefixtures("line")

@@ -124,6 +124,20 @@ def test_the_chart_page_draws_the_points_limits_and_the_violation_in_a_browser(
         f"DIE_ATTACH/{BLT}/DB-9",
         f"DIE_ATTACH/{XOFF}/DB-9",
     ]
+    counted = [
+        (
+            r.find_element(By.CLASS_NAME, "spc-count").text,
+            re.sub(
+                r", \d{4}-\d\d-\d\d \d\d:\d\d$", "", r.find_element(By.CLASS_NAME, "spc-last").text
+            ),
+        )
+        for r in rows
+    ]
+    assert counted == [
+        (f"{LONG}", f"rule 1, P-{(LONG - 2) % 7 + 1}"),  # the one recorded among the newest
+        ("7", "rule 1, P-7"),
+        ("7", f"none in the last {SHOWN}"),
+    ]
     rows[1].find_element(By.LINK_TEXT, BLT).click()
     wait(browser).until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg.spc-chart")))
     assert browser.current_url.endswith(f"/station/spc/DIE_ATTACH/{BLT}?tool=DB-9")
