@@ -503,7 +503,8 @@ async def test_on_postgresql_a_recall_reads_the_lots_histories_side_by_side(
     store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """material where-used walks the lots a step at a time, each step's histories read in
-    one statement (was a round trip per lot)."""
+    one statement (was a round trip per lot), then reads where the lots reached are now in
+    one more."""
     service = await _line(store, clock, library)
     for lot in ("L2", "L3"):
         await service.start(cmd.StartLot(lot, "stiffener-bga", OP))
@@ -515,5 +516,5 @@ async def test_on_postgresql_a_recall_reads_the_lots_histories_side_by_side(
     sent = _counted(monkeypatch)
     reached = await MaterialService(store, clock).where_used("WIRE-1")
     assert sorted(r.lot_id for r in reached) == ["L1", "L2", "L3"]
-    # the material lot; its uses; the three lots' histories in one
-    assert sent == Counter({"fetch_raw": 2, "fetch_all": 1})
+    # the material lot; its uses; the three lots' histories in one; the three lots in one
+    assert sent == Counter({"fetch_raw": 2, "fetch_all": 2})

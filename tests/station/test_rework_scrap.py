@@ -22,17 +22,18 @@ from tests.station.seed import OWNER, PASSWORDS, fast_passwords
 
 async def _held_after_ball_mount(db: str) -> None:
     """R-1, a stiffener-bga lot, held after BALL_MOUNT (reworkable, through nothing after it);
-    R-2, the same flow, held before any step; R-3 waiting; R-4 running its first step; a
-    hold and a scrap reason code."""
+    R-2, the same flow, held before any step; R-3 waiting; R-4 running its first step; R-5
+    held before any step, left as it is (its page's forms are read); a hold and a scrap
+    reason code."""
     async with open_state(db, passwords=fast_passwords()) as state:
         lots = state.services.lots.acting_as(OWNER)
-        for lot_id in ("R-1", "R-2"):
+        for lot_id in ("R-1", "R-2", "R-5"):
             await lots.start(cmd.StartLot(lot_id, "stiffener-bga", "olga", carriers=1))
         while "BALL_MOUNT" not in (await lots.get("R-1")).path:
             step = lots.next_in_order(await lots.get("R-1"))[0]
             await lots.track_in(cmd.TrackIn("R-1", step, "olga", None, {}))
             await lots.track_out(cmd.TrackOut("R-1", "olga", {}, ()))
-        for lot_id in ("R-1", "R-2"):
+        for lot_id in ("R-1", "R-2", "R-5"):
             await lots.hold(cmd.HoldLot(lot_id, "olga", "bridged balls at inspection"))
         await lots.start(cmd.StartLot("R-3", "stiffener-bga", "olga", carriers=1))  # waits
         await lots.start(cmd.StartLot("R-4", "stiffener-bga", "olga", carriers=1))
@@ -183,7 +184,7 @@ def test_each_signature_field_takes_the_meaning_the_lot_tracker_takes(station: S
     from mes.domain.signatures import MAX_MEANING_LENGTH
 
     with logged_in(station, "quinn") as client:
-        pages = client.get("/station/lots/R-3").text + client.get("/station/holds").text
+        pages = client.get("/station/lots/R-5").text + client.get("/station/holds").text
     fields = re.findall(r'<input id="([^"]+)" name="meaning" maxlength="(\d+)"', pages)
     assert {"release-meaning", "scrap-lot-meaning", "dialog-meaning"} <= {f for f, _ in fields}
     assert {int(n) for _, n in fields} == {MAX_MEANING_LENGTH}
