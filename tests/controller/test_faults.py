@@ -149,6 +149,11 @@ async def test_a_recipe_the_tool_does_not_hold_as_sent_gives_the_lot_back_and_st
                 timeout_s=30,
                 what="WB-1 manual",
             )
+            # the tool out of dispatch first, then the lot given back: a read between the two
+            # finds it still running on WB-1
+            await wait_until(
+                lambda: _state_is(stack, LotState.WAITING), timeout_s=30, what="the lot given back"
+            )
             lot = await stack.lots.get(LOT)
             assert lot.state is LotState.WAITING and lot.path[-1] == "DIE_ATTACH"
             aborts = [
