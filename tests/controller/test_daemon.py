@@ -80,9 +80,14 @@ async def test_sigkill_at_any_moment_loses_no_track_out_and_moves_no_lot_twice(
             kills += 1
         proc = _spawn(config, tmp_path, stack.url)
         try:
-            await wait_until(
-                lambda: _done(stack, ids), timeout_s=240, every_s=0.5, what="every lot done"
-            )
+            try:
+                await wait_until(
+                    lambda: _done(stack, ids), timeout_s=240, every_s=0.5, what="every lot done"
+                )
+            except AssertionError as timed_out:
+                raise AssertionError(await _why_not_done(stack, ids, tmp_path, config)) from (
+                    timed_out
+                )
         finally:
             assert await _stop(proc) == 0
     found = await lots_in(stack.lots, ids)
@@ -101,6 +106,20 @@ async def test_sigkill_at_any_moment_loses_no_track_out_and_moves_no_lot_twice(
             if entry.operation is Operation.JOB_START:
                 job = await stack.lots.job(entry.data["job"])
                 assert job is not None and job.status is JobStatus.RECORDED
+
+
+async def _why_not_done(stack: Stack, ids: list[str], tmp_path: Path, config: LineConfig) -> str:
+    """Which lots are not done, where, and the controller's last words: what a failure says."""
+    found = await lots_in(stack.lots, ids)
+    stuck = {
+        k: (v.state.value, v.path[-1:], v.running)
+        for k, v in found.items()
+        if v.state not in (LotState.COMPLETED, LotState.HOLD, LotState.SCRAPPED)
+    }
+    log = (tmp_path / f"{config.name}.log").read_text(errors="replace").splitlines()
+    return f"lots not done after 240 s: {stuck}\nlast of the controller's log:\n" + "\n".join(
+        log[-60:]
+    )
 
 
 async def _done(stack: Stack, ids: list[str]) -> bool:
