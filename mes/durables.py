@@ -8,7 +8,6 @@ each comes from.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,7 +20,7 @@ from mes.domain.durables import Changed, Durable, DurableEvent
 from mes.domain.errors import InvalidInput, UnknownDurable, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.model import Change, JobRecord, JobStatus, Lot, SiteRef, SiteReject
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.known_tools import naming_the_tools
 from mes.ports import (
     UnitOfWorkFactory,
@@ -185,7 +184,7 @@ class DurableView:
         return list(dict.fromkeys(e.lot_id for e in self.events if e.lot_id is not None))
 
 
-class DurableService:
+class DurableService(Guarded):
     """Durables: added by engineering, mounted and unmounted by technicians, counted by the
     jobs their tools run."""
 
@@ -200,11 +199,6 @@ class DurableService:
         self._uow = uow
         self._clock = clock
         self._guard = Guard(principal, security, clock)
-
-    def acting_as(self, principal: Principal) -> DurableService:
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     async def _change(self, work: Callable[[], Work[Changed]], by: Principal | None) -> Durable:
         await self._guard.allow(by, Action.DURABLES)

@@ -17,7 +17,6 @@ automatic and manual a technician's (or an engineer's, or the controller's).
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -52,7 +51,7 @@ from mes.domain.errors import (
 )
 from mes.domain.text import one_line, optional_line
 from mes.engineering import ChangeRecord, dispatch_change
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.interlocks import qualify_registered
 from mes.ports import (
     ToolPage,
@@ -74,7 +73,7 @@ longer wait would leave it open for a controller to carry out long after it was 
 ones this long after it expired."""
 
 
-class EquipmentService:
+class EquipmentService(Guarded):
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -86,12 +85,6 @@ class EquipmentService:
         self._uow = uow
         self._clock = clock
         self._guard = Guard(principal, security, clock)
-
-    def acting_as(self, principal: Principal) -> EquipmentService:
-        """The same service (store, clock, security log) acting for ``principal``."""
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     async def register(
         self, line: str, tools: Sequence[ToolRegistration], *, by: Principal | None = None

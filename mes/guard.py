@@ -10,10 +10,11 @@ point, which always passes a principal (:mod:`pkgline.bootstrap`).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from mes.domain.authority import (
     Action,
@@ -105,3 +106,16 @@ class Guard:
                 detail={"needed": list(refusal.allowed), "message": refusal.message},
             )
         )
+
+
+class Guarded:
+    """A service whose calls :class:`Guard` checks: :meth:`acting_as` gives the same service
+    (store, clock, security log) acting for another default principal."""
+
+    _guard: Guard
+
+    def acting_as(self, principal: Principal) -> Self:
+        """The same service acting for ``principal``."""
+        other = copy.copy(self)
+        other._guard = self._guard.acting_as(principal)
+        return other

@@ -7,7 +7,6 @@ each comes from.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -21,7 +20,7 @@ from mes.domain.interlocks import MANUAL_CLASS, Qualification
 from mes.domain.model import Lot, LotHead
 from mes.domain.text import optional_line
 from mes.engineering import ChangeRecord, qualification_change
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.ports import (
     GetLotsRunningOn,
     GetQualifications,
@@ -156,7 +155,7 @@ def qualify_registered(
     yield from save_qualifications(new)
 
 
-class QualificationService:
+class QualificationService(Guarded):
     """Engineering's qualification table: which tool may run which step. Changes need the
     ``qualify`` row of the roles table (technician, engineer), reads ``read``; a refusal is
     recorded in the security log (:mod:`mes.guard`)."""
@@ -174,11 +173,6 @@ class QualificationService:
         self._flows = flows
         self._clock = clock
         self._guard = Guard(principal, security, clock)
-
-    def acting_as(self, principal: Principal) -> QualificationService:
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     async def set(
         self,

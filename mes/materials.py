@@ -9,7 +9,6 @@ where each comes from.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -22,7 +21,7 @@ from mes.domain.errors import InvalidInput, UnknownLot, UnknownMaterial, Unknown
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.materials import Changed, Link, Material, MaterialEvent, Reached, Source, Use
 from mes.domain.model import Lot
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.known_tools import naming_the_tools
 from mes.ports import (
     UnitOfWorkFactory,
@@ -88,7 +87,7 @@ def _reach(start: Sequence[str], kinds: frozenset[str]) -> Work[dict[str, list[L
     return found
 
 
-class MaterialService:
+class MaterialService(Guarded):
     """Material lots: added by engineering or quality, thawed, loaded and unloaded on the
     floor; what went into each product lot, and which product lots got each."""
 
@@ -103,11 +102,6 @@ class MaterialService:
         self._uow = uow
         self._clock = clock
         self._guard = Guard(principal, security, clock)
-
-    def acting_as(self, principal: Principal) -> MaterialService:
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     async def _change(
         self, action: Action, work: Callable[[], Work[Changed]], by: Principal | None

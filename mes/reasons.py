@@ -5,7 +5,6 @@ The rules are pure (:mod:`mes.domain.reasons`)."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -17,7 +16,7 @@ from mes.domain.errors import UnknownReasonCode
 from mes.domain.model import Lot
 from mes.domain.reasons import ReasonCode, ReasonKind
 from mes.engineering import ChangeRecord, reason_change
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.ports import UnitOfWorkFactory, Work
 from mes.ports_reasons import get_reason_code, get_reason_codes, save_reason_code
 
@@ -46,7 +45,7 @@ def release_allowed(lot: Lot, who: Principal | None) -> Work[None]:
     rules.check_release(who, lot.id, (yield from get_reason_code(lot.hold.code)))
 
 
-class ReasonService:
+class ReasonService(Guarded):
     """Quality's catalogues of hold and scrap reason codes."""
 
     def __init__(
@@ -60,11 +59,6 @@ class ReasonService:
         self._uow = uow
         self._clock = clock
         self._guard = Guard(principal, security, clock)
-
-    def acting_as(self, principal: Principal) -> ReasonService:
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     async def add(
         self,

@@ -36,7 +36,7 @@ from mes.domain.model import (
 from mes.domain.report import LotReport
 from mes.domain.signatures import SignaturePolicy, SignatureRefused, SignatureStale
 from mes.flowversions import VersionedFlows, VersionNotLoaded
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.lot_reads import report_work
 from mes.ports import (
     HistoryPage,
@@ -97,7 +97,7 @@ class StepView:
     """Every site rejected so far."""
 
 
-class LotServiceCore:
+class LotServiceCore(Guarded):
     """The lot service's wiring, transactions and reads (see the module docstring)."""
 
     def __init__(
@@ -121,12 +121,6 @@ class LotServiceCore:
         self._guard = Guard(principal, security, clock)
         self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
         self._seen: tuple[str, int] | None = None
-
-    def acting_as(self, principal: Principal) -> Self:
-        """The same service (store, flows, clock, security log) acting for ``principal``."""
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     def as_seen(self, lot_id: str, version: int) -> Self:
         """The same service, for an operation a person decided on lot ``lot_id`` as it was

@@ -8,7 +8,6 @@ numbered and where the limits come from.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,7 +22,7 @@ from mes.domain.model import Change, Hold, HoldSource, Lot, LotState, Operation
 from mes.domain.spc import Chart, Point, Violation
 from mes.domain.text import one_line
 from mes.engineering import ChangeRecord, chart_state, qualification_change
-from mes.guard import Guard, SecurityLog
+from mes.guard import Guard, Guarded, SecurityLog
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -149,7 +148,7 @@ class ChartSummary:
     looked: int
 
 
-class SpcService:
+class SpcService(Guarded):
     """Engineering's SPC charts."""
 
     def __init__(
@@ -169,11 +168,6 @@ class SpcService:
         self._versions = versions
         self._clock = clock
         self._guard = Guard(principal, security, clock)
-
-    def acting_as(self, principal: Principal) -> SpcService:
-        other = copy.copy(self)
-        other._guard = self._guard.acting_as(principal)
-        return other
 
     def _check_value(self, step: str, value: str) -> None:
         info = self._flows.step_codes.get(step)
