@@ -412,7 +412,8 @@ def free_loopback_ports(count: int) -> list[int]:
     also hands out as the source port of outgoing connections, and one of those (a database
     or HTTP client of any process) took such a port between its choice and the line's start
     (seen on CI with the suite on two workers). Another process could still bind one first,
-    which then shows as an OSError when the line starts."""
+    which then shows as an OSError when the line starts (``pkgline demo`` then chooses
+    again and starts its simulators anew)."""
     top = _ephemeral_start()
     with contextlib.ExitStack() as stack:
         ports: list[int] = []

@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,6 +33,12 @@ from pkgline.cli.remote import Server
 from pkgline.config import LineConfig
 
 SIM_READY = "Ctrl-C or SIGTERM stops it"
+ADDRESS_IN_USE = "address already in use"
+"""What a child says (lower-cased) when a port it was to listen on is taken."""
+_BIND_ADDRESS = re.compile(r"bind on address \('([^']+)', (\d+)\)")
+PORT_ATTEMPTS = 5
+"""How many times the demo starts a child that listens on ports it chose, choosing new ports
+each time another process took one first (:func:`start_listening`)."""
 EXIT_INCOMPLETE = 1
 CONTROLLER_READY_S = 60.0
 """How long the demo waits for its line controller to reach every tool (at most)."""
@@ -159,18 +166,11 @@ class Demo:
 
 
 async def start_line(run: Demo) -> None:
-    config = str(run.config_path)
-    sim_args = ["sim", "--config", config, "--time-scale", f"{run.time_scale:g}"]
-    if run.reject_rate is not None:
-        sim_args += ["--reject-rate", f"{run.reject_rate:g}"]
-    sim = Child.start("simulators", sim_args, run.log("sim"), keep=run.keep)
-    run.children.append(sim)
-    await wait_until(
-        run, sim, lambda: SIM_READY in sim.output(), within_s=30, what="the simulators to listen"
-    )
+    """The simulators, once they listen, then the line controller (not waited for)."""
+    sim = await start_simulators(run)
     serve = Child.start(
         "line controller",
-        ["serve", "--config", config, "--db", run.url],
+        ["serve", "--config", str(run.config_path), "--db", run.url],
         run.log("serve"),
         keep=run.keep,
     )
@@ -179,6 +179,87 @@ async def start_line(run: Demo) -> None:
         f"started: simulators (pkgline sim, pid {sim.pid}), line controller "
         f"(pkgline serve, pid {serve.pid}); logs: {sim.log.name}, {serve.log.name}"
     )
+
+
+async def start_simulators(run: Demo) -> Child:
+    """``pkgline sim`` on the line's configuration, until its tools listen; on new ports
+    (the configuration rewritten) when another process took one first."""
+    sim_args = ["sim", "--config", str(run.config_path), "--time-scale", f"{run.time_scale:g}"]
+    if run.reject_rate is not None:
+        sim_args += ["--reject-rate", f"{run.reject_rate:g}"]
+
+    async def listening(sim: Child) -> None:
+        await wait_until(
+            run,
+            sim,
+            lambda: SIM_READY in sim.output(),
+            within_s=30,
+            what="the simulators to listen",
+        )
+
+    return await start_listening(
+        run,
+        lambda: Child.start("simulators", sim_args, run.log("sim"), keep=run.keep),
+        listening,
+        lambda: _move_simulated_tools(run),
+    )
+
+
+def _move_simulated_tools(run: Demo) -> None:
+    """New free ports for the simulated tools, written into the line's configuration (the
+    one the simulators, the controller and the server read)."""
+    from simulators.line import with_free_ports, write_line_config
+
+    run.config = with_free_ports(run.config)
+    write_line_config(run.config, run.config_path)
+
+
+def port_taken(child: Child) -> str | None:
+    """The address (``127.0.0.1:PORT``; else the line it said) the child could not listen
+    on, when it exited because that address was taken (None: it runs, or it ended for
+    another reason)."""
+    if child.running():
+        return None
+    for line in reversed(child.output().splitlines()):
+        if ADDRESS_IN_USE in line.lower():
+            bound = _BIND_ADDRESS.search(line)  # asyncio's words, under the servers' own
+            return f"{bound[1]}:{bound[2]}" if bound else line.strip()
+    return None
+
+
+async def start_listening(
+    run: Demo,
+    start: Callable[[], Child],
+    ready: Callable[[Child], Awaitable[None]],
+    new_ports: Callable[[], None],
+) -> Child:
+    """Start a child that listens on ports the demo chose, and wait until it is ``ready``
+    (which raises :class:`DemoFailed` if it is not). The ports were free when chosen, but
+    another process can bind one before the child does (the child then exits: address
+    already in use); then ``new_ports`` chooses others and the child is started again, up to
+    :data:`PORT_ATTEMPTS` times in all, each said on the terminal."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        child = start()
+        run.children.append(child)
+        try:
+            await ready(child)
+        except DemoFailed:
+            taken = port_taken(child)
+            if taken is None or attempt == PORT_ATTEMPTS:
+                raise
+        else:
+            return child
+        child.kill()
+        run.children.remove(child)
+        new_ports()
+        out.print(
+            Text(
+                f"the {child.name} could not listen: another process took {taken} after the "
+                f"demo chose it; new ports, attempt {attempt + 1} of {PORT_ATTEMPTS}",
+                style="yellow",
+            )
+        )
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 async def wait_until(

@@ -1,0 +1,108 @@
+"""``pkgline demo`` chooses free loopback ports for the simulated tools, and the simulators
+bind them later; another process can take one in between (seen in a full test run, where
+many tests bind ports). The demo then chooses new ports and starts the simulators again,
+saying so, and the line's configuration names the ports really listened on.
+
+The test holds a port bound and listening and makes the demo's choice of ports give it
+first: the old demo failed with "address already in use"."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import simulators.line
+from drivers.config import ModbusEndpoint
+from pkgline.cli import demo, demo_run
+from pkgline.cli.demo_run import PORT_ATTEMPTS, Child, Demo
+from pkgline.config import LineConfig, load_line_config
+from simulators.line import LOOPBACK, free_loopback_ports
+
+# Under xdist, with the other demo tests: it starts a real `pkgline sim`.
+pytestmark = pytest.mark.xdist_group("plant-broker")
+
+
+@contextlib.contextmanager
+def port_held() -> Iterator[int]:
+    """A port of 127.0.0.1 another process has taken: bound and listening until the end."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def a_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Demo:
+    monkeypatch.setattr(demo, "_event_feed", lambda line, run_id: None)  # no broker needed
+    started = time.monotonic()
+    database = tmp_path / "demo.db"
+    return Demo(
+        database=database,
+        url=f"sqlite:///{database}",
+        config_path=database,
+        config=demo._example_config(),
+        time_scale=0.05,
+        reject_rate=None,
+        keep=False,
+        started=started,
+        deadline=started + 60,
+    )
+
+
+def simulated_ports(config: LineConfig) -> set[int]:
+    ports: set[int] = set()
+    for tool in config.tools:
+        endpoint = tool.endpoint
+        if isinstance(endpoint, ModbusEndpoint):
+            ports.add(endpoint.port)
+        else:
+            ports.add(simulators.line._opcua_address(endpoint.url)[1])
+    return ports
+
+
+def listened_on(sim: Child) -> set[int]:
+    """The ports the simulators say they listen on (their table of endpoints)."""
+    return {int(p) for p in re.findall(r"(?:opc\.tcp://)?127\.0\.0\.1:(\d+)", sim.output())}
+
+
+async def test_the_simulators_start_on_new_ports_when_one_the_demo_chose_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    picks: list[list[int]] = []
+    with port_held() as taken:
+
+        def first_one_taken(count: int) -> list[int]:
+            ports = free_loopback_ports(count)
+            if not picks:  # the demo's first choice: another process took one of its ports
+                ports[0] = taken
+            picks.append(ports)
+            return ports
+
+        monkeypatch.setattr(simulators.line, "free_loopback_ports", first_one_taken)
+        run = a_demo(tmp_path, monkeypatch)
+        try:
+            demo._write_config(run)
+            assert taken in simulated_ports(load_line_config(run.config_path))
+            sim = await demo_run.start_simulators(run)
+
+            assert sim.running()
+            assert run.children == [sim]  # the one that could not listen has ended
+            config = load_line_config(run.config_path)
+            assert config == run.config
+            ports = simulated_ports(config)
+            assert taken not in ports
+            assert ports == listened_on(sim)
+            for port in ports:  # something listens there: the simulators, not the holder
+                socket.create_connection((LOOPBACK, port), timeout=5).close()
+        finally:
+            for child in run.children:
+                child.kill()
+    said = capsys.readouterr().out
+    assert f"the simulators could not listen: another process took 127.0.0.1:{taken}" in said
+    assert f"new ports, attempt 2 of {PORT_ATTEMPTS}" in said
+    assert len(picks) == 2
