@@ -5,6 +5,7 @@ started through the server as an operator's CLI would (docs/api.md)."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import secrets
 import time
 from collections.abc import Sequence
@@ -74,6 +75,31 @@ async def wait_for_server(server: Server, within_s: float, alive: Any) -> None:
             return
         await asyncio.sleep(0.1)
     raise TimeoutError("the pkgline server did not answer")
+
+
+async def wait_for_station(port: int, within_s: float, alive: Any) -> None:
+    """Until the server answers /health on the station's port of 127.0.0.1 (``alive()``
+    false: it exited; TimeoutError). Its socket answering is not enough: the server exits
+    when another process took the station's port, maybe after its socket answered."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the pkgline server exited")
+        if await asyncio.to_thread(_answers_health, port):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the pkgline server did not answer on 127.0.0.1:{port}")
+
+
+def _answers_health(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
 
 
 async def start_lot(server: Server, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

@@ -333,30 +333,40 @@ async def wait_for_controller(run: Demo, services: Services) -> None:
 async def start_api(run: Demo) -> None:
     """The pkgline server on a socket beside the database: the lots are started through it."""
     sock = demo_api.socket_path(run.database)
-    run.station_port = demo_api.free_loopback_port()
-    api = Child.start(
-        "pkgline server",
-        [
-            "api",
-            "--config",  # the line's rules: two signers for a scrap, the security settings
-            str(run.config_path),
-            "--db",
-            run.url,
-            "--socket",
-            str(sock),
-            "--http-port",
-            str(run.station_port),
-            "--log-level",
-            "warning",
-        ],
-        run.log("api"),
-        keep=run.keep,
-    )
-    run.children.append(api)
-    try:
-        await demo_api.wait_for_server(server(run), 30, api.running)
-    except (RuntimeError, TimeoutError) as exc:
-        raise DemoFailed(f"{exc}; {api.log}:\n{api.tail()}") from None
+
+    def start() -> Child:
+        return Child.start(
+            "pkgline server",
+            [
+                "api",
+                "--config",  # the line's rules: two signers for a scrap, the security settings
+                str(run.config_path),
+                "--db",
+                run.url,
+                "--socket",
+                str(sock),
+                "--http-port",
+                str(run.station_port),
+                "--log-level",
+                "warning",
+            ],
+            run.log("api"),
+            keep=run.keep,
+        )
+
+    async def answering(api: Child) -> None:
+        try:
+            await demo_api.wait_for_server(server(run), 30, api.running)
+            assert run.station_port is not None
+            await demo_api.wait_for_station(run.station_port, 30, api.running)
+        except (RuntimeError, TimeoutError) as exc:
+            raise DemoFailed(f"{exc}; {api.log}:\n{api.tail()}") from None
+
+    def new_port() -> None:
+        run.station_port = demo_api.free_loopback_port()
+
+    new_port()
+    api = await start_listening(run, start, answering, new_port)
     out.print(f"pkgline server (pkgline api, pid {api.pid}) on unix://{sock}")
     print_station(run)
 

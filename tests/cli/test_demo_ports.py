@@ -1,14 +1,15 @@
-"""``pkgline demo`` chooses free loopback ports for the simulated tools, and the simulators
-bind them later; another process can take one in between (seen in a full test run, where
-many tests bind ports). The demo then chooses new ports and starts the simulators again,
-saying so, and the line's configuration names the ports really listened on.
+"""``pkgline demo`` chooses free loopback ports for its children (the simulated tools, the
+operator station) and they bind them later; another process can take one in between (seen
+in a full test run, where many tests bind ports). The demo then chooses new ports and starts
+the child again, saying so, and the line's configuration names the ports really listened on.
 
-The test holds a port bound and listening and makes the demo's choice of ports give it
+Each test holds a port bound and listening and makes the demo's choice of ports give it
 first: the old demo failed with "address already in use"."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import re
 import socket
 import time
@@ -19,12 +20,12 @@ import pytest
 
 import simulators.line
 from drivers.config import ModbusEndpoint
-from pkgline.cli import demo, demo_run
+from pkgline.cli import demo, demo_api, demo_run
 from pkgline.cli.demo_run import PORT_ATTEMPTS, Child, Demo
 from pkgline.config import LineConfig, load_line_config
 from simulators.line import LOOPBACK, free_loopback_ports
 
-# Under xdist, with the other demo tests: it starts a real `pkgline sim`.
+# Under xdist, with the other demo tests: it starts real `pkgline sim` and `pkgline api`.
 pytestmark = pytest.mark.xdist_group("plant-broker")
 
 
@@ -106,3 +107,37 @@ async def test_the_simulators_start_on_new_ports_when_one_the_demo_chose_is_take
     assert f"the simulators could not listen: another process took 127.0.0.1:{taken}" in said
     assert f"new ports, attempt 2 of {PORT_ATTEMPTS}" in said
     assert len(picks) == 2
+
+
+async def test_the_server_starts_on_a_new_station_port_when_the_one_chosen_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    picks: list[int] = []
+    with port_held() as taken:
+
+        def first_one_taken() -> int:
+            port = taken if not picks else free_loopback_ports(1)[0]
+            picks.append(port)
+            return port
+
+        monkeypatch.setattr(demo_api, "free_loopback_port", first_one_taken)
+        run = a_demo(tmp_path, monkeypatch)
+        try:
+            await demo._fresh_database(run)
+            demo._write_config(run)
+            await demo_run.start_api(run)
+
+            assert picks[0] == taken
+            assert run.station_port == picks[-1] != taken
+            assert len(run.children) == 1 and run.children[0].running()
+            station = http.client.HTTPConnection(LOOPBACK, run.station_port, timeout=5)
+            try:
+                station.request("GET", "/health")
+                assert station.getresponse().status == 200
+            finally:
+                station.close()
+        finally:
+            for child in run.children:
+                child.kill()
+    said = capsys.readouterr().out
+    assert f"the pkgline server could not listen: another process took 127.0.0.1:{taken}" in said
