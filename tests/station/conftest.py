@@ -25,6 +25,41 @@ from pkgline.api.server import open_state
 from tests.station.seed import fast_passwords, free_port, migrate, seed
 
 START_S = 30.0
+PORT_ATTEMPTS = 5
+"""How many free ports the station is started on, one after another, while another process
+takes the one chosen before the server binds it."""
+
+
+def _answering_api(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``args`` (``pkgline api``) with ``--http-port`` a free port, once it answers /health
+    there: the child and its URL. The port is free when chosen, but another process can bind
+    it before the server does, which then exits (address already in use): then the server is
+    started on another port, up to :data:`PORT_ATTEMPTS` times in all."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        url = f"http://127.0.0.1:{(port := free_port())}"
+        with log_path.open("w") as log:
+            child = subprocess.Popen(
+                [*args, "--http-port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        deadline = time.monotonic() + START_S
+        while child.poll() is None:
+            try:
+                with httpx.Client(timeout=1) as probe:
+                    if probe.get(f"{url}/health").status_code == 200:
+                        return child, url
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                child.kill()
+                child.wait()
+                raise AssertionError(f"pkgline api did not answer in {START_S:g} s")
+            time.sleep(0.1)
+        said = log_path.read_text()
+        if "address already in use" not in said.lower() or attempt == PORT_ATTEMPTS:
+            raise AssertionError(f"pkgline api exited {child.returncode}: {said}")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @dataclass
@@ -55,47 +90,15 @@ def running_station(
     (``--config``), e.g. a ``[signatures]`` table."""
     db = db or f"sqlite:///{where / 'station.db'}"
     asyncio.run(_seeded(db))
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
     config: list[str] = []
     if line_toml is not None:
         (where / "line.toml").write_text(line_toml)
         config = ["--config", str(where / "line.toml")]
-    with (where / "api.log").open("w") as log:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pkgline",
-                "api",
-                *config,
-                "--db",
-                db,
-                "--socket",
-                str(where / "api.sock"),
-                "--http-port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "pkgline", "api", *config, "--db", db]
+    args += ["--socket", str(where / "api.sock")]
+    child, url = _answering_api(args, env, where / "api.log")
     try:
-        deadline = time.monotonic() + START_S
-        while True:
-            if child.poll() is not None:
-                raise AssertionError(
-                    f"pkgline api exited {child.returncode}: {(where / 'api.log').read_text()}"
-                )
-            try:
-                with httpx.Client(timeout=1) as probe:
-                    if probe.get(f"{url}/health").status_code == 200:
-                        break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "pkgline api did not answer in 30 s"
-            time.sleep(0.1)
         yield Station(url, db)
     finally:
         child.send_signal(signal.SIGTERM)
