@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -171,12 +172,27 @@ class ModbusToolServer:
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:
-            raise OSError(f"cannot listen on {self.host}:{self._port}: {exc}") from None
+            raise self._cannot_listen(exc) from None
         listener = server.transport
         assert isinstance(listener, asyncio.Server)
         self._port = listener.sockets[0].getsockname()[1]
         self._server = server
         self._stale = True  # a new server starts with an empty image
+
+    def _cannot_listen(self, exc: RuntimeError) -> OSError:
+        """Why the server cannot listen, in the OS's words. pymodbus logs the OSError of its
+        bind and raises "Could not start listen, please check address." instead: binding the
+        address again here gets that reason back (the port taken: EADDRINUSE, "Address
+        already in use"), so that a caller can tell a taken port from other failures."""
+        where = f"{self.host}:{self._port}"
+        try:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's
+                probe.bind((self.host, self._port))
+        except OSError as reason:
+            return OSError(reason.errno, f"cannot listen on {where}: {reason.strerror}")
+        return OSError(f"cannot listen on {where}: {exc}")  # free again by now
 
     async def _close_server(self) -> None:
         server, self._server = self._server, None

@@ -35,7 +35,10 @@ from pkgline.config import LineConfig
 SIM_READY = "Ctrl-C or SIGTERM stops it"
 ADDRESS_IN_USE = "address already in use"
 """What a child says (lower-cased) when a port it was to listen on is taken."""
-_BIND_ADDRESS = re.compile(r"bind on address \('([^']+)', (\d+)\)")
+_TAKEN_ADDRESS = (
+    re.compile(r"bind on address \('([^']+)', (\d+)\)"),  # asyncio's words (uvicorn, OPC UA)
+    re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d+)"),  # the simulators' own: HOST:PORT
+)
 PORT_ATTEMPTS = 5
 """How many times the demo starts a child that listens on ports it chose, choosing new ports
 each time another process took one first (:func:`start_listening`)."""
@@ -222,8 +225,10 @@ def port_taken(child: Child) -> str | None:
         return None
     for line in reversed(child.output().splitlines()):
         if ADDRESS_IN_USE in line.lower():
-            bound = _BIND_ADDRESS.search(line)  # asyncio's words, under the servers' own
-            return f"{bound[1]}:{bound[2]}" if bound else line.strip()
+            for pattern in _TAKEN_ADDRESS:
+                if found := pattern.search(line):
+                    return f"{found[1]}:{found[2]}"
+            return line.strip()
     return None
 
 

@@ -71,16 +71,22 @@ def listened_on(sim: Child) -> set[int]:
     return {int(p) for p in re.findall(r"(?:opc\.tcp://)?127\.0\.0\.1:(\d+)", sim.output())}
 
 
+@pytest.mark.parametrize("which", [0, -1], ids=["opc-ua-gateway", "modbus-tool"])
 async def test_the_simulators_start_on_new_ports_when_one_the_demo_chose_is_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    which: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """``which``: the port taken, of those chosen (with_free_ports gives the OPC UA
+    gateways theirs first, then the Modbus tools)."""
     picks: list[list[int]] = []
     with port_held() as taken:
 
         def first_one_taken(count: int) -> list[int]:
             ports = free_loopback_ports(count)
             if not picks:  # the demo's first choice: another process took one of its ports
-                ports[0] = taken
+                ports[which] = taken
             picks.append(ports)
             return ports
 

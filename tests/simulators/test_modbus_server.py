@@ -8,7 +8,9 @@ These tests use a bare pymodbus client, as a third-party integrator would, not o
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -80,6 +82,26 @@ async def test_the_server_binds_a_free_port_and_serves_the_status_block(
     status = await read_status(client)
     assert status["state"] == ProcessState.IDLE and status["mode"] == Mode.PRODUCTION
     assert status["job_id"] == "" and status["alarm_severity"] == 0
+
+
+async def test_a_port_taken_is_said_in_the_os_s_words(tool: VirtualTool) -> None:
+    """pymodbus says only "Could not start listen, please check address."; the server says
+    that the address is in use (EADDRINUSE), as a caller choosing ports needs to know
+    (pkgline demo chooses new ones then)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = ModbusToolServer(tool, host="127.0.0.1", port=port)
+        try:
+            with pytest.raises(OSError) as raised:
+                await server.start()
+        finally:
+            await server.stop()
+    assert raised.value.errno == errno.EADDRINUSE
+    assert str(raised.value) == (
+        f"[Errno {errno.EADDRINUSE}] cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
 
 
 async def test_a_command_runs_once_per_sequence_number_and_is_answered(
