@@ -265,13 +265,20 @@ def may_ever(principal: Principal, action: Action) -> bool:
     return any(principal.roles & PERMISSIONS[row] for row in rows)
 
 
+def may(principal: Principal, action: Action, context: Context | None = None) -> bool:
+    """Whether ``principal`` may do ``action`` on the lot and hold of ``context``: the answer
+    :func:`authorize` gives, without the refusal. What a page offers a person is read from
+    here (a form they may not send is not shown); the service layer still decides."""
+    return bool(principal.roles & PERMISSIONS[effective_action(action, context or Context())])
+
+
 def authorize(principal: Principal, action: Action, context: Context | None = None) -> Action:
     """Return the row that allowed ``action``, or raise NotAuthorized naming the roles needed."""
     ctx = context or Context()
     row = effective_action(action, ctx)
-    needed = PERMISSIONS[row]
-    if principal.roles & needed:
+    if may(principal, action, ctx):
         return row
+    needed = PERMISSIONS[row]
     held = ", ".join(sorted(r.value for r in principal.roles)) or "no role"
     raise NotAuthorized(
         f"{principal.name} ({held}) may not {doing(row, ctx)}: that needs the role "

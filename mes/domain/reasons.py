@@ -128,10 +128,17 @@ def resolve(code: str, kind: ReasonKind, found: ReasonCode | None, free: str | N
     return f"{text}: {free}" if free else text
 
 
+def releases(who: Principal, found: ReasonCode | None) -> bool:
+    """Whether the code ``found`` a hold was placed with lets ``who`` release it (no code, or
+    a code naming no roles: as the table says): :func:`check_release`'s answer without the
+    refusal, for what a page offers."""
+    return found is None or not found.release_roles or bool(who.roles & found.release_roles)
+
+
 def check_release(who: Principal, lot_id: str, found: ReasonCode | None) -> None:
     """Refuse (NotAuthorized) the release of a hold placed with ``found`` by someone who
     holds none of the roles its code names."""
-    if found is None or not found.release_roles or who.roles & found.release_roles:
+    if found is None or releases(who, found):
         return
     needed = sorted(r.value for r in found.release_roles)
     held = ", ".join(sorted(r.value for r in who.roles)) or "no role"

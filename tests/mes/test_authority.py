@@ -16,6 +16,7 @@ from mes.domain.authority import (
     authorize,
     doing,
     effective_action,
+    may,
 )
 from mes.domain.errors import LotTrackerError
 from mes.domain.model import HoldSource
@@ -132,3 +133,29 @@ def test_every_refusal_says_what_was_asked_in_words(action: Action) -> None:
         row = effective_action(action, context)
         assert said.startswith(f"eve (no role) may not {doing(row, context)}: that needs")
         assert "_" not in said.split(":")[0] and "{" not in said
+
+
+@pytest.mark.parametrize("action", list(Action))
+def test_may_answers_as_authorize_for_every_role_action_and_hold_source(action: Action) -> None:
+    """What a page offers (``may``) is what the server allows (``authorize``), for each role
+    alone and for the roles together, on no hold and on a hold of each source."""
+    people = [_who(role) for role in Role] + [
+        Principal("olga", frozenset({Role.OPERATOR, Role.QUALITY}), AuthMethod.PASSWORD),
+        Principal("eve", frozenset(), AuthMethod.API_KEY),
+    ]
+    for who in people:
+        for source in (None, *HoldSource):
+            context = Context("L1", source)
+            try:
+                authorize(who, action, context)
+                allowed = True
+            except NotAuthorized:
+                allowed = False
+            assert may(who, action, context) is allowed, (who.roles, action, source)
+
+
+def test_may_follows_the_source_of_the_hold_a_release_lifts() -> None:
+    operator, quality = _who(Role.OPERATOR), _who(Role.QUALITY)
+    assert may(operator, Action.RELEASE, Context("L1", HoldSource.OPERATOR))
+    assert not may(operator, Action.RELEASE, Context("L1", HoldSource.SPC))
+    assert may(quality, Action.RELEASE, Context("L1", HoldSource.SPC))

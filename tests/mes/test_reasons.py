@@ -5,6 +5,8 @@ released by them only, and a refusal is recorded as a security event. Every stor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from flows import FlowLibrary
@@ -13,7 +15,7 @@ from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, R
 from mes.domain.errors import InvalidInput, OperationNotAllowed
 from mes.domain.identity import SecurityEvent
 from mes.domain.model import LotState
-from mes.domain.reasons import ReasonKind
+from mes.domain.reasons import ReasonCode, ReasonKind, check_release, releases
 from mes.ports import UnitOfWorkFactory
 from mes.reasons import ReasonService
 from mes.service import LotService
@@ -179,3 +181,20 @@ async def test_only_quality_keeps_the_catalogues(reasons: ReasonService, log: Lo
         await reasons.acting_as(ENGINEER).add("V", "hold", "x", "eng1")
     assert refused.value.allowed == ("quality",)
     assert log.events[-1].action == Action.REASONS.value
+
+
+@pytest.mark.parametrize("named", [frozenset(), frozenset({Role.ENGINEER}), frozenset(Role)])
+def test_releases_answers_as_check_release_for_every_role(named: frozenset[Role]) -> None:
+    """What the station offers (``releases``) is what the service allows (``check_release``)
+    for a hold placed with a code naming ``named`` (none: as the table says)."""
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    code = ReasonCode("VOID", ReasonKind.HOLD, "voids", "quinn", at, release_roles=named)
+    for role in Role:
+        who = Principal("p", frozenset({role}), AuthMethod.SESSION)
+        try:
+            check_release(who, "L1", code)
+            allowed = True
+        except NotAuthorized:
+            allowed = False
+        assert releases(who, code) is allowed, role
+        assert releases(who, None)
