@@ -22,6 +22,7 @@ from mes.service import LotService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
+from pkgline.station.offers import lot_page_offers
 from pkgline.station.render import (
     MAX_SITES,
     MAX_SITES_FIELD,
@@ -109,6 +110,7 @@ async def lot_answer(
         status,
         view=view,
         lot=view.report.lot,
+        offers=lot_page_offers(who, view),
         states=LotState,
         message=message,
         notice=NOTICES.get(done),

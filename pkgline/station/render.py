@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from mes.domain.authority import Action, Principal, may_ever
+from mes.domain.authority import Principal
 from mes.domain.signatures import MAX_MEANING_LENGTH, SignatureGiven
 from mes.domain.spc import SPC_USER
 from pkgline.station import login as auth
+from pkgline.station.offers import nav_offers
 
 MAX_FIELD = 1024
 """The longest form value read (a reason, a password); longer is refused with a message."""
@@ -84,8 +85,8 @@ def page(
         who=who,
         csrf=auth.csrf_for(token) if token and who else "",
         prefix=auth.PREFIX,
-        # the navigation's link to the security log: for those who may read some of it
-        reads_log=who is not None and may_ever(who, Action.CHANGES),
+        # the navigation's links to the pages of an action or a read the person's roles have
+        nav=nav_offers(who) if who is not None else None,
     )
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers.update(PAGE_HEADERS)

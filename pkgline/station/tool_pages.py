@@ -19,6 +19,7 @@ from mes.materials import MaterialService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
+from pkgline.station.offers import not_yours
 from pkgline.station.render import Form, Viewer, kept_for, page, quote, read_form
 from pkgline.station.work_views import WINDOWS, tool_view
 from pkgline.tool_views import parse_window
@@ -74,6 +75,8 @@ async def tool_answer(
         message=message,
         notice=NOTICES.get(done),
         kept=kept_for(request, form),
+        # the load and unload forms, or why they are not the person's
+        not_handling=not_yours(who, Action.MATERIAL_HANDLING),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flows import Flow
 from flows.model import ValueSpec
-from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import LotTrackerError
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
@@ -164,6 +164,9 @@ class LotView:
     reason_codes: tuple[ReasonCode, ...] = ()
     """The active hold and scrap reason codes of the catalogue (``pkgline reason list``),
     offered beside the hold's and the scrap's code fields."""
+    hold_code: ReasonCode | None = None
+    """The reason code the lot's hold was placed with (retired since or not): it may name
+    the roles that release it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,10 +294,12 @@ async def lot_view(
     )
     policy = services.lots.signing.policy
     lot = report.lot
-    ruled = lot.hold is not None and lot.hold.source in RULED_HOLDS
-    release = Action.RELEASE_RULED if ruled else Action.RELEASE
+    held_by = lot.hold.source if lot.hold is not None else None
+    release = effective_action(Action.RELEASE, Context(lot.id, held_by))
     materials = await services.materials.acting_as(who).genealogy(lot_id)
     held = [e for e in report.history if e.lot_id == lot.id and e.operation is Operation.HOLD]
+    codes = await services.reasons.find(retired=True, by=who) if lot.state in ACTIVE else []
+    hold_code = lot.hold.code if lot.hold is not None else None
     return LotView(
         report,
         route_of(report, tuple(flow.steps)),
@@ -319,7 +324,8 @@ async def lot_view(
         await by_hand(services, who, report, flow),
         tuple(hold_record(held[-1].data if held else {})) if lot.hold else (),
         family_of(report),
-        tuple(await services.reasons.find(by=who)) if lot.state in ACTIVE else (),
+        tuple(r for r in codes if r.active),
+        next((r for r in codes if r.code == hold_code), None),
     )
 
 

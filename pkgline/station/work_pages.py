@@ -24,6 +24,7 @@ from mes.domain.model import (
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
+from pkgline.station.offers import not_yours, roles_of
 from pkgline.station.render import NO_FORM, Form, Viewer, page, quote, read_form
 from pkgline.station.work_views import (
     duration,
@@ -74,6 +75,8 @@ async def holds_answer(
         notice=notice,
         kept=form or NO_FORM,
         reopen=reopen,
+        releases=any(h.releasable for h in held),
+        roles=roles_of(who),
     )
 
 
@@ -128,6 +131,8 @@ async def _start_answer(
         given=form,
         errors=errors,
         message=message,
+        # the start form, or why it is not the person's (the flows' parameters are read)
+        not_starting=not_yours(who, Action.START),
     )
 
 

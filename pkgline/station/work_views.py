@@ -14,13 +14,14 @@ from typing import Any
 
 from flows import Flow
 from flows.model import ValueSpec
-from mes.domain.authority import RULED_HOLDS, Action, Principal
+from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotState
 from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
 from pkgline.interlock_views import durable_status, material_status
+from pkgline.station.offers import may_release, needs
 from pkgline.station.views import E10_CLASS, now
 from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
 
@@ -37,20 +38,32 @@ class HeldLot:
     ruled: bool
     """Placed by the rules (a claimed limit, an alarm, the controller, SPC): releasing it is
     the row ``release_ruled`` of the authority table."""
+    releasable: bool = False
+    """The person looking may release it (:func:`pkgline.station.offers.may_release`): its
+    row offers the release dialog."""
+    needs: str = ""
+    """The roles that may release it, in words (``engineer or quality``)."""
 
 
 async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
     """Every held lot, longest held first."""
     lots = services.lots.acting_as(who)
     found = await lots.find(states=[LotState.HOLD], limit=1_000_000)
+    codes = {r.code: r for r in await services.reasons.find(retired=True, by=who)}
     at = now()
     policy = lots.signing.policy
     out = []
     for lot in found:
         assert lot.hold is not None
-        ruled = lot.hold.source in RULED_HOLDS
-        signers = policy.signers(Action.RELEASE_RULED if ruled else Action.RELEASE)
-        out.append(HeldLot(lot, lot.step or "-", at - lot.hold.since, signers, ruled))
+        context = Context(lot.id, lot.hold.source)
+        row = effective_action(Action.RELEASE, context)
+        ruled = row is Action.RELEASE_RULED
+        held_for = at - lot.hold.since
+        code = codes.get(lot.hold.code) if lot.hold.code else None
+        yours = may_release(who, lot.id, lot.hold.source, code)
+        signers = policy.signers(row)
+        words = needs(Action.RELEASE, context, code)
+        out.append(HeldLot(lot, lot.step or "-", held_for, signers, ruled, yours, words))
     return tuple(sorted(out, key=lambda h: (h.lot.hold.since if h.lot.hold else at, h.lot.id)))
 
 

@@ -34,7 +34,9 @@ def csrf(page: str) -> str:
 
 
 def lot_version(page: str) -> str:
-    found = re.search(r'name="lot_version" value="(\d+)"', page)
+    """The version of the lot its page showed (every role's page says it, whether or not it
+    has a form that sends it)."""
+    found = re.search(r'data-lot-version="(\d+)"', page)
     assert found is not None, page
     return found[1]
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import httpx
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from pkgline.api.auth import ApiState
 from pkgline.api.server import open_state
 from tests.station.seed import fast_passwords, free_port, migrate, seed
 
@@ -69,10 +70,17 @@ class Station:
     db: str
 
 
-async def _seeded(db: str) -> None:
+Prepare = Callable[[ApiState], Awaitable[None]]
+"""More for a test module's line, done after the seed and before the server starts (so that
+nothing else writes to the database meanwhile)."""
+
+
+async def _seeded(db: str, prepare: Prepare | None = None) -> None:
     await migrate(db)
     async with open_state(db, passwords=fast_passwords()) as state:
         await seed(state)
+        if prepare is not None:
+            await prepare(state)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +91,13 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
 
 @contextmanager
 def running_station(
-    where: Path, line_toml: str | None = None, db: str | None = None
+    where: Path, line_toml: str | None = None, db: str | None = None, prepare: Prepare | None = None
 ) -> Iterator[Station]:
     """The server over a freshly seeded database in ``where`` (or ``db``, an empty database
     of the test's own: PostgreSQL); ``line_toml``: a line configuration it is given
     (``--config``), e.g. a ``[signatures]`` table."""
     db = db or f"sqlite:///{where / 'station.db'}"
-    asyncio.run(_seeded(db))
+    asyncio.run(_seeded(db, prepare))
     env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
     config: list[str] = []
     if line_toml is not None:

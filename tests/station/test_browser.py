@@ -116,17 +116,20 @@ def test_hold_and_release_a_lot_and_the_line_page_follows(
     assert "approved release" in browser.find_element(By.TAG_NAME, "main").text
 
 
-def test_a_role_that_lacks_release_is_refused_on_the_page(
+def test_a_role_that_lacks_release_is_not_offered_it(
     browser: WebDriver, station: Station, shots: Path
 ) -> None:
-    """A technician may hold but not release: the refusal is shown on the page, naming the
-    roles that may, and the lot stays held."""
+    """A technician may hold but not release: the held lot's page offers him no release (nor
+    any of its other actions, none his) and says so, naming his role and the roles that may;
+    the lot stays held. The server still refuses the release he forges
+    (tests/station/test_pages.py)."""
     log_in(browser, station, "tom")
     browser.get(f"{station.url}/station/lots/S-3")
-    browser.find_element(By.ID, "release").click()
-    message = wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
-    assert "may not release" in message.text
     assert browser.find_element(By.ID, "lot-state").text == "HOLD"
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.action[method=post]")
+    said = browser.find_element(By.ID, "no-actions").text
+    assert said.startswith("Your role (technician) may do none of what this held lot offers")
+    assert "release" in said and "the role engineer, operator or quality" in said, said
     browser.save_screenshot(str(shots / "refused.png"))
 
 

@@ -189,14 +189,19 @@ def test_maps_per_step_split_abort_and_the_limits_of_each_step(
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-state"), "WAITING"))
 
 
-def test_a_technician_is_refused_a_start_on_the_page(browser: WebDriver, station: Station) -> None:
+def test_a_technician_is_offered_no_start(browser: WebDriver, station: Station) -> None:
+    """A technician starts no lot: the navigation has no link to the start page, and the page
+    opened by its address shows the flow but no start form, saying why. The server still
+    refuses (and records) a start he forges (tests/station/test_pages.py)."""
     log_in(browser, station, "tom")
+    assert not browser.find_elements(By.ID, "nav-start")
     browser.get(f"{station.url}/station/start?flow=fo-organic")
-    browser.find_element(By.ID, "f-lot").send_keys("T-1" + Keys.ENTER)
-    message = wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
-    assert "may not start" in message.text
-    browser.get(f"{station.url}/station/lots/T-1")
-    assert "no lot T-1" in browser.find_element(By.ID, "message").text
+    said = browser.find_element(By.ID, "no-start").text
+    assert said == (
+        "Your role (technician) may not start lots: that needs the role engineer or operator."
+    )
+    assert not browser.find_elements(By.ID, "start-form")
+    assert not browser.find_elements(By.ID, "f-lot")
 
 
 def test_a_step_run_by_hand_tracked_in_and_out_on_the_lot_page(

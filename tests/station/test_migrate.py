@@ -49,10 +49,14 @@ def test_a_lot_moves_to_another_approved_version_signed_by_an_engineer(
     with logged_in(station, "erin") as client:
         assert 'id="migrate-form"' not in client.get("/station/lots/S-1").text  # none yet
     asyncio.run(_version_2(station.db))
-    with logged_in(station, "olga") as client:  # an operator may not
-        page = client.get("/station/lots/S-1").text
-        form = re.search(r'id="migrate-form">(.*?)</form>', page, re.S)
+    with logged_in(station, "erin") as client:  # the version she may move it to
+        form = re.search(
+            r'id="migrate-form">(.*?)</form>', client.get("/station/lots/S-1").text, re.S
+        )
         assert form is not None and re.findall(r'<option value="(\d+)"', form[1]) == ["2"]
+    with logged_in(station, "olga") as client:  # an operator may not: no form; one forged
+        page = client.get("/station/lots/S-1").text
+        assert 'id="migrate-form"' not in page
         data = {
             "csrf": csrf(page),
             "lot_version": lot_version(page),

@@ -75,9 +75,9 @@ def test_a_held_lot_is_offered_the_reworkable_steps_it_has_run(station: Station)
         steps = re.findall(r'<select id="rework-step" name="step">(.*?)</select>', page, re.S)
         assert steps and re.findall(r'<option value="([A-Z_]+)"', steps[0]) == ["BALL_MOUNT"]
         assert 'id="rework-meaning"' in page and 'value="approved rework"' in page
-        # R-2 has run nothing: no rework offered, a scrap is
+        # R-2 has run nothing: no rework offered, a split is (a scrap is quality's)
         fresh = client.get("/station/lots/R-2").text
-        assert 'id="rework-form"' not in fresh and 'id="scrap-lot-form"' in fresh
+        assert 'id="rework-form"' not in fresh and 'id="split-form"' in fresh
 
 
 def test_a_rework_is_signed_and_refused_on_the_page_without_a_reason_or_role(
