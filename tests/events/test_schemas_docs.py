@@ -4,8 +4,11 @@ from the schemas), so a value or a field they get wrong breaks that consumer."""
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -49,3 +52,28 @@ def test_events_md_names_the_e10_states_as_published() -> None:
     for state in RECORDED_STATES:
         assert f"`{state}`" in section, state
     assert "UNMONITORED" not in section
+
+
+def _examples() -> dict[str, dict[str, Any]]:
+    """The JSON example under each ``### KIND`` heading of docs/events.md."""
+    text = EVENTS_MD.read_text()
+    found = {}
+    for match in re.finditer(r"^### ([a-z-]+)\n\n```json\n(.*?)\n```", text, re.M | re.S):
+        found[match.group(1)] = json.loads(match.group(2))
+    return found
+
+
+def test_events_md_examples_have_every_field_of_their_schema() -> None:
+    """Each payload example of docs/events.md is valid against its schema (the schemas
+    allow no other fields and require every one), the shortened hashes apart: the
+    durable-event example lacked ``mounted_on`` and the material-event one ``loaded_on``,
+    which the relay always sends."""
+    examples = _examples()
+    assert set(examples) == {"lot-event", "durable-event", "material-event"}
+    for kind, example in examples.items():
+        problems = [
+            f"{kind}: {error.message}"
+            for error in _validator(kind).iter_errors(example)
+            if not (error.validator == "pattern" and error.path[-1] in ("hash", "prev_hash"))
+        ]
+        assert problems == []
