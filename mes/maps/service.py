@@ -30,11 +30,14 @@ class MapExport:
 
 @dataclass(frozen=True, slots=True)
 class MapImport:
-    """What an import did: the plan, and the lot as it is now (None: nothing to reject)."""
+    """What an import did: the plan, the lot as it is now (None: nothing to reject) and the
+    lot's version after it (its ETag through the server: unchanged when nothing was
+    rejected)."""
 
     lot_id: str
     plan: e142.ImportPlan
     outcome: Outcome | None
+    version: int
 
 
 async def export_lot_maps(
@@ -101,6 +104,7 @@ async def import_lot_map(
     A scrap of sites: signed (``signatures``, as :meth:`LotService.scrap_sites`)."""
     maps = e142.decode(document)  # refused before anything is read or written
     planned: list[e142.ImportPlan] = []
+    versions: list[int] = []
 
     def decide(
         lot: Lot, rejected: Mapping[SiteRef, SiteReject]
@@ -113,6 +117,7 @@ async def import_lot_map(
                 target = lot.carriers[int(onto) - 1]
         plan = e142.plan_import(lot.id, carriers, maps, rejected, onto=target, bin_codes=bin_codes)
         planned.append(plan)
+        versions.append(lot.version)
         if not plan.rejects:
             raise _NothingToReject(plan)
         names = ", ".join(m.map_name or m.substrate_id for m in maps)
@@ -132,5 +137,5 @@ async def import_lot_map(
     try:
         outcome = await service.scrap_sites_decided(lot_id, decide, signatures=signatures)
     except _NothingToReject as nothing:
-        return MapImport(lot_id, nothing.plan, None)
-    return MapImport(lot_id, planned[-1], outcome)
+        return MapImport(lot_id, nothing.plan, None, versions[-1])
+    return MapImport(lot_id, planned[-1], outcome, outcome.lot.version)

@@ -4,7 +4,7 @@ request's principal, and answers the JSON the CLI's ``--json`` prints."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -43,12 +43,40 @@ async def _act(
     outcome = await action(service)
     flow = service.flow_of(outcome.lot)
     response = answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
-    response.headers["ETag"] = _etag(outcome.lot.version)
+    response.headers["ETag"] = etag(outcome.lot.version)
     return response
 
 
-def _etag(version: int) -> str:
+def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def etag_answer(
+    status: int = 200, description: str = "The lot as it is now."
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI of an answer that carries the lot's version as its ``ETag``."""
+    header = {
+        "description": "The lot's version, for If-Match on its next operation.",
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+    return {status: {"description": description, "headers": {"ETag": header}}}
+
+
+IF_MATCH: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": (
+                'The lot\'s version as the ETag gave it ("7"): done only if the lot is still at '
+                "that version, else conflict (409) and nothing changed. Not a list, * or W/."
+            ),
+            "schema": {"type": "string", "pattern": '^[ \\t]*("[0-9]{1,19}"|[0-9]{1,19})[ \\t]*$'},
+        }
+    ]
+}
+"""The OpenAPI of the ``If-Match`` header an operation on a lot takes (:func:`as_seen`)."""
 
 
 def as_seen(request: Request, service: LotService, lot_id: str) -> LotService:
@@ -59,7 +87,7 @@ def as_seen(request: Request, service: LotService, lot_id: str) -> LotService:
     given = request.headers.get("if-match")
     if given is None:
         return service
-    text = given.strip()
+    text = given.strip(" \t")  # optional white space (RFC 9110), as the document says
     if text.startswith('"') and text.endswith('"') and len(text) > 2:
         text = text[1:-1]
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
@@ -117,15 +145,19 @@ async def list_lots(
     )
 
 
-@router.get("/{lot_id}", summary="A lot with its site maps, yields, path and history (lot show)")
+@router.get(
+    "/{lot_id}",
+    summary="A lot with its site maps, yields, path and history (lot show)",
+    responses=etag_answer(),
+)
 async def show(request: Request, who: Who, lot_id: str) -> JSONResponse:
     found = report_dict(await _lots(request).report(lot_id, by=who))
     response = answer(request, found)
-    response.headers["ETag"] = _etag(found["version"])  # for If-Match on its next operation
+    response.headers["ETag"] = etag(found["version"])  # for If-Match on its next operation
     return response
 
 
-@router.post("", status_code=201, summary="Start a lot (lot start)")
+@router.post("", status_code=201, summary="Start a lot (lot start)", responses=etag_answer(201))
 async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
     command = cmd.StartLot(
         lot_id=body.lot,
@@ -140,31 +172,56 @@ async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
     return await _act(request, lambda s: s.start(command, by=who), 201)
 
 
-@router.post("/{lot_id}/track-in", summary="Start a step (lot track-in)")
+@router.post(
+    "/{lot_id}/track-in",
+    summary="Start a step (lot track-in)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def track_in(request: Request, who: Who, lot_id: str, body: b.TrackInBody) -> JSONResponse:
     command = cmd.TrackIn(lot_id, body.step, who.name, body.tool, dict(body.params))
     return await _act(request, lambda s: s.track_in(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/track-out", summary="Finish the running step (lot track-out)")
+@router.post(
+    "/{lot_id}/track-out",
+    summary="Finish the running step (lot track-out)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def track_out(request: Request, who: Who, lot_id: str, body: b.TrackOutBody) -> JSONResponse:
     command = cmd.TrackOut(lot_id, who.name, dict(body.data), _sites(body.rejects), step=body.step)
     return await _act(request, lambda s: s.track_out(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/abort", summary="Abandon the running step (lot abort)")
+@router.post(
+    "/{lot_id}/abort",
+    summary="Abandon the running step (lot abort)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def abort(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.AbortStep(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.abort(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/hold", summary="Hold a lot (lot hold; a reason is required)")
+@router.post(
+    "/{lot_id}/hold",
+    summary="Hold a lot (lot hold; a reason is required)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def hold(request: Request, who: Who, lot_id: str, body: b.HoldBody) -> JSONResponse:
     command = cmd.HoldLot(lot_id, who.name, body.reason or "", code=body.code)
     return await _act(request, lambda s: s.hold(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/release", summary="Release a held lot (lot release)")
+@router.post(
+    "/{lot_id}/release",
+    summary="Release a held lot (lot release)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) -> JSONResponse:
     command = cmd.ReleaseLot(lot_id, who.name, body.reason)
     signed = _signed(body.signatures)
@@ -173,14 +230,24 @@ async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) 
     )
 
 
-@router.post("/{lot_id}/scrap", summary="Scrap a whole lot (lot scrap)")
+@router.post(
+    "/{lot_id}/scrap",
+    summary="Scrap a whole lot (lot scrap)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def scrap(request: Request, who: Who, lot_id: str, body: b.ScrapBody) -> JSONResponse:
     command = cmd.ScrapLot(lot_id, who.name, body.reason or "", code=body.code)
     signed = _signed(body.signatures)
     return await _act(request, lambda s: s.scrap(command, by=who, signatures=signed), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/scrap-sites", summary="Scrap some sites of a lot (lot scrap --site)")
+@router.post(
+    "/{lot_id}/scrap-sites",
+    summary="Scrap some sites of a lot (lot scrap --site)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def scrap_sites(
     request: Request, who: Who, lot_id: str, body: b.ScrapSitesBody
 ) -> JSONResponse:
@@ -191,7 +258,12 @@ async def scrap_sites(
     )
 
 
-@router.post("/{lot_id}/rework", summary="Send a held lot back to a reworkable step")
+@router.post(
+    "/{lot_id}/rework",
+    summary="Send a held lot back to a reworkable step",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) -> JSONResponse:
     command = cmd.ReworkLot(lot_id, body.step, who.name, body.reason or "")
     signed = _signed(body.signatures)
@@ -200,25 +272,45 @@ async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) ->
     )
 
 
-@router.post("/{lot_id}/split", summary="Split carriers off into a child lot (lot split)")
+@router.post(
+    "/{lot_id}/split",
+    summary="Split carriers off into a child lot (lot split)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def split(request: Request, who: Who, lot_id: str, body: b.SplitBody) -> JSONResponse:
     command = cmd.SplitLot(lot_id, body.into, tuple(body.carriers), who.name, body.reason)
     return await _act(request, lambda s: s.split(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/merge", summary="Merge this lot into another (lot merge)")
+@router.post(
+    "/{lot_id}/merge",
+    summary="Merge this lot into another (lot merge)",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def merge(request: Request, who: Who, lot_id: str, body: b.MergeBody) -> JSONResponse:
     command = cmd.MergeLots(lot_id, body.into, who.name, body.reason)
     return await _act(request, lambda s: s.merge(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/complete", summary="End a lot whose flow may end here")
+@router.post(
+    "/{lot_id}/complete",
+    summary="End a lot whose flow may end here",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.CompleteLot(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.complete(command, by=who), lot_id=lot_id)
 
 
-@router.post("/{lot_id}/migrate", summary="Move a lot to another approved flow version")
+@router.post(
+    "/{lot_id}/migrate",
+    summary="Move a lot to another approved flow version",
+    responses=etag_answer(),
+    openapi_extra=IF_MATCH,
+)
 async def migrate(request: Request, who: Who, lot_id: str, body: b.MigrateBody) -> JSONResponse:
     command = cmd.MigrateLot(lot_id, body.version, who.name, body.reason or "")
     signed = _signed(body.signatures)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
 from mes.domain.authority import Principal
 from mes.domain.signatures import SignatureGiven
@@ -14,7 +15,7 @@ from mes.maps.service import export_lot_maps, import_lot_map
 from pkgline import map_views as views
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
-from pkgline.api.lots import as_seen
+from pkgline.api.lots import IF_MATCH, as_seen, etag, etag_answer
 
 router = APIRouter(prefix="/lots", tags=["maps"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -36,8 +37,10 @@ async def export(
 @router.post(
     "/{lot_id}/maps/e142",
     summary="Reject the sites an upstream E142 map fails, signed (lot map import)",
+    responses=etag_answer(200, "What the import did (the lot's version: its ETag)."),
+    openapi_extra=IF_MATCH,
 )
-async def import_(request: Request, who: Who, lot_id: str, body: b.MapImportBody) -> Any:
+async def import_(request: Request, who: Who, lot_id: str, body: b.MapImportBody) -> JSONResponse:
     lots = as_seen(request, state_of(request).services.lots.acting_as(who), lot_id)
     signed = tuple(
         SignatureGiven(g.username, g.meaning, g.password, g.lot_version) for g in body.signatures
@@ -52,4 +55,6 @@ async def import_(request: Request, who: Who, lot_id: str, body: b.MapImportBody
         bin_codes=dict(body.bins),
         signatures=signed,
     )
-    return answer(request, views.import_dict(done))
+    response = answer(request, views.import_dict(done))
+    response.headers["ETag"] = etag(done.version)  # for If-Match on its next operation
+    return response

@@ -63,6 +63,29 @@ async def test_every_refusals_fields_are_in_the_documents_refusal_schema(api: Ru
     assert set(wrong.json()["problems"][0]) == set(problem["properties"])
 
 
+def test_the_document_says_which_routes_answer_an_etag_and_take_if_match() -> None:
+    """docs/api.md's optimistic concurrency is in the document a client is made from: every
+    operation on a lot (``POST /lots/{lot_id}/...``, the E142 map import too) takes an
+    ``If-Match`` header, and its answer, a lot's (``GET /lots/{lot_id}``) and a start's carry
+    an ``ETag``. The document named neither, so a generated client could not send one nor
+    read the other (found by probing the demo as an integrator)."""
+    document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    operations = [
+        path for path, ops in document["paths"].items()
+        if path.startswith("/lots/{lot_id}/") and "post" in ops
+    ]  # fmt: skip
+    assert len(operations) == 13, operations
+    answered = [("/lots", "post", "201"), ("/lots/{lot_id}", "get", "200")]
+    answered += [(path, "post", "200") for path in operations]
+    for path, method, status in answered:
+        headers = document["paths"][path][method]["responses"][status].get("headers", {})
+        assert "ETag" in headers, (method, path)
+    for path in operations:
+        parameters = document["paths"][path]["post"]["parameters"]
+        [if_match] = [p for p in parameters if p["in"] == "header" and p["name"] == "If-Match"]
+        assert if_match["required"] is False, path
+
+
 def _free_port() -> int:
     return free_loopback_ports(1)[0]
 

@@ -143,3 +143,51 @@ async def test_map_refusals_change_nothing(sqlite_url: str, tmp_path: Path) -> N
             unknown = await client.get("/lots/NOPE/maps/e142")
             assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_lot"
         assert await _version(api) == before
+
+
+async def test_an_import_answers_the_lots_version_as_an_etag_and_takes_if_match(
+    api: RunningApi,
+) -> None:
+    """A map import is an operation on a lot like the others (docs/api.md, "Acting on the
+    lot one saw"): sent with a stale ``If-Match`` it is refused (409, nothing changed), and
+    its answer carries the lot's version as an ``ETag``, the new one when it rejected sites
+    and the same when the map rejected nothing new. The answer carried none, so a system
+    importing maps had to read the lot again before its next operation."""
+    await _lot_b(api)
+    await api.roles(Role.OPERATOR, Role.QUALITY)
+    await api.state.identity.set_password(ADMIN, ACCOUNT, "set-by-the-admin")
+    await api.state.identity.change_own_password(ACCOUNT, "set-by-the-admin", OWN)
+    xml = hand_written(substrate="B-01")
+    async with api.client() as client:
+        seen = await client.get("/lots/B")
+        version = seen.json()["version"]
+        assert seen.headers["etag"] == f'"{version}"'
+
+        def body(lot_version: int) -> dict[str, object]:
+            signature = {"username": ACCOUNT, "password": OWN, "meaning": "AOI map",
+                         "lot_version": lot_version}  # fmt: skip
+            return {"xml": xml, "source": "aoi.xml", "bins": {"X": "PARTICLE"},
+                    "signatures": [signature]}  # fmt: skip
+
+        stale = await client.post(
+            "/lots/B/maps/e142", json=body(version), headers={"If-Match": f'"{version - 1}"'}
+        )
+        assert stale.status_code == 409 and stale.json()["error"] == "conflict", stale.text
+        assert await _version(api) == (version, 6)
+
+        done = await client.post(
+            "/lots/B/maps/e142", json=body(version), headers={"If-Match": seen.headers["etag"]}
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["good_sites"] == 4
+        now, _ = await _version(api)
+        assert now > version
+        assert done.headers["etag"] == f'"{now}"'
+
+        again = await client.post(
+            "/lots/B/maps/e142", json=body(now), headers={"If-Match": done.headers["etag"]}
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["rejected"] == [] and again.json()["good_sites"] is None
+        assert again.headers["etag"] == f'"{now}"'
+        assert await _version(api) == (now, 4)
