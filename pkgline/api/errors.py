@@ -19,6 +19,7 @@ refused, why, the claim, what is allowed) under the status that says what kind i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -104,11 +105,11 @@ async def refused(request: Request, exc: Exception) -> JSONResponse:
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
-    not_json = False
     for e in exc.errors():
+        if e.get("type") == "json_invalid":  # its loc is ("body", the character's offset)
+            return _not_json(e)
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
         problems.append({"where": where, "problem": str(e.get("msg", "invalid"))})
-        not_json = not_json or e.get("type") == "json_invalid"
     sent_as = _not_json_content_type(request)
     if sent_as is not None and any(p["where"] == "body" for p in problems):
         # FastAPI reads such a body as bytes, and says only that it is no object
@@ -119,10 +120,6 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
             }
         ]
     message = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
-    if not_json:
-        return error_response(
-            400, {"error": "invalid_request", "message": f"the body is not JSON: {message}"}
-        )
     return error_response(
         422,
         {
@@ -131,6 +128,24 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
             "problems": problems,
         },
     )
+
+
+def _not_json(error: Mapping[str, Any]) -> JSONResponse:
+    """400 for a body that does not parse, saying where and what was expected (FastAPI's own
+    words were "1: JSON decode error", the offset taken for a field's name)."""
+    offset = next((x for x in error.get("loc", ()) if isinstance(x, int)), None)
+    said = str((error.get("ctx") or {}).get("error") or error.get("msg") or "does not parse")
+    at = f"at character {offset}: " if offset is not None else ""
+    problem = f"not JSON ({at}{printable(said[:200])})"
+    message = (
+        f"the body is {problem}: expected one JSON object, as docs/api.md shows; "
+        "nothing was changed"
+    )
+    return error_response(
+        400,
+        {"error": "invalid_request", "message": message,
+         "problems": [{"where": "body", "problem": problem}]},
+    )  # fmt: skip
 
 
 def _not_json_content_type(request: Request) -> str | None:

@@ -254,6 +254,30 @@ async def test_an_operation_with_if_match_is_refused_once_the_lot_moved(api: Run
         assert aborted.status_code == 200 and aborted.json()["state"] == "WAITING", aborted.text
 
 
+async def test_a_body_that_is_not_json_is_refused_saying_where_and_what_was_expected(
+    api: RunningApi,
+) -> None:
+    """A body that does not parse is 400 ``invalid_request`` naming the character where it
+    broke, the parser's reason and what the server expects, on a lot operation (the
+    short way hands it to FastAPI) and on any other route alike; the message was "the body
+    is not JSON: 1: JSON decode error", the offset read as a field's name."""
+    headers = {"content-type": "application/json"}
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR, Role.TECHNICIAN)
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for path in ("/lots/A1/hold", "/durables"):
+            broken = await client.post(path, content=b"{nope: 1}", headers=headers)
+            assert broken.status_code == 400, broken.text
+            said = broken.json()
+            assert said["error"] == "invalid_request"
+            assert said["message"].startswith("the body is not JSON (at character 1: "), said
+            assert "double quotes" in said["message"]
+            assert "expected one JSON object" in said["message"]
+            [problem] = said["problems"]
+            assert problem["where"] == "body" and problem["problem"] in said["message"]
+        assert (await client.get("/lots/A1")).json()["state"] == "WAITING"
+
+
 async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
     async with api.client() as client:
         for n in range(3):
