@@ -25,7 +25,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
-from mes.domain.text import one_line, utc_stamp
+from mes.domain.text import blank, one_line, utc_stamp
 
 SINGULATION_STEP = "DICE"
 """At DICE the good sites become the lot's unit count (flows.md, "Strips, panels and sites")."""
@@ -75,7 +75,7 @@ def moved_lot(before: Lot, now: datetime, **changes: Any) -> Lot:
 
 
 def require_reason(value: str | None, what: str, lot_id: str) -> str:
-    if value is None or not value.strip():
+    if value is None or blank(value):
         # the lot tracker's words, for the API's and the station's users too: no CLI option
         raise InvalidInput(f"{what} needs a reason: say why; nothing was changed", lot_id=lot_id)
     return one_line(value, "a reason", lot_id=lot_id)

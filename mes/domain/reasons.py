@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
-from mes.domain.text import one_line, optional_line
+from mes.domain.text import blank, one_line, optional_line
 
 
 class ReasonKind(StrEnum):
@@ -71,7 +71,7 @@ def add(
             f"{kind!r} is not a kind of reason code; expected hold or scrap",
             allowed=[k.value for k in ReasonKind],
         ) from None
-    if not text.strip():
+    if blank(text):
         raise InvalidInput(f"reason code {code} needs a text saying what it means")
     roles: set[Role] = set()
     for name in release_roles:

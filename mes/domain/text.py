@@ -30,6 +30,20 @@ def _unprintable(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
 
 
+_FILLERS = frozenset("\u034f\u115f\u1160\u3164\uffa0")
+"""Letters and marks that draw nothing (the combining grapheme joiner, the Hangul fillers)."""
+
+
+def blank(value: str) -> bool:
+    """True when ``value`` shows nothing: only blanks and characters that draw nothing, the
+    format characters (zero-width space, zero-width joiner, word joiner, byte order mark, soft
+    hyphen) and fillers. A reason, a meaning or a printed name made of them alone would be
+    recorded as given while the reader sees none."""
+    return all(
+        char.isspace() or unicodedata.category(char) == "Cf" or char in _FILLERS for char in value
+    )
+
+
 def _name(char: str) -> str:
     code = f"U+{ord(char):04X}"
     name = unicodedata.name(char, "")
@@ -60,7 +74,8 @@ bodies take too."""
 def one_line(value: str, what: str, *, lot_id: str | None = None) -> str:
     """``value`` without its surrounding blanks, refused (InvalidInput) if a character in it
     is a control character, a line or paragraph separator or a bidirectional control, or if
-    it is longer than :data:`TEXT_MAX` characters."""
+    it is longer than :data:`TEXT_MAX` characters; empty when it shows nothing
+    (:func:`blank`), so that a caller that needs a text refuses it as it refuses ``""``."""
     text = value.strip()
     if len(text) > TEXT_MAX:
         raise InvalidInput(
@@ -74,12 +89,13 @@ def one_line(value: str, what: str, *, lot_id: str | None = None) -> str:
                 "write it without control characters (no tab, newline or escape)",
                 lot_id=lot_id,
             )
-    return text
+    return "" if blank(text) else text
 
 
 def optional_line(value: str | None, what: str, *, lot_id: str | None = None) -> str | None:
-    """:func:`one_line` of a text that may be left out: None or blank is None."""
-    if value is None or not value.strip():
+    """:func:`one_line` of a text that may be left out: None or blank (:func:`blank`) is
+    None."""
+    if value is None or blank(value):
         return None
     return one_line(value, what, lot_id=lot_id)
 

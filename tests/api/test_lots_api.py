@@ -654,3 +654,34 @@ async def test_an_unsigned_operation_the_lot_refuses_anyway_says_so_first(api: R
         held = await client.post("/lots/A1/release", json={"reason": "ok"})
         assert held.status_code == 422 and held.json()["error"] == "signature_required"
     assert len(await _history(api, "A1")) == 2
+
+
+async def test_a_reason_or_meaning_of_zero_width_characters_alone_is_refused(
+    api: RunningApi,
+) -> None:
+    """Found by probing the running server: a hold with the reason U+200B (zero-width space),
+    its release signed with the meaning U+200B, and a user whose printed name was U+200B were
+    all accepted, recorded as given while the reader sees nothing. Each is refused (422
+    ``invalid_input``) as an empty one is, and nothing changes."""
+    identity = api.state.identity
+    await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+    await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.roles(Role.OPERATOR, Role.ADMIN)
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for reason in ("\u200b", "\ufeff", " \u2060\u00ad "):
+            refused = await client.post("/lots/A1/hold", json={"reason": reason})
+            assert refused.status_code == 422, refused.text
+            assert "needs a reason" in refused.json()["message"]
+        held = await client.post("/lots/A1/hold", json={"reason": "voids"})
+        version = held.json()["version"]
+        body = {"reason": "ok", **_signed(version, "own-Secret-22", "\u200b")}
+        unsigned = await client.post("/lots/A1/release", json=body)
+        assert unsigned.status_code == 422, unsigned.text
+        assert "needs its meaning" in unsigned.json()["message"]
+        assert (await client.get("/lots/A1")).json()["state"] == "HOLD"
+        nameless = {"username": "ghost", "name": "\u200b", "roles": ["operator"]}
+        added = await client.post("/users", json=nameless)
+        assert added.status_code == 422 and "printed (full) name" in added.text, added.text
+        assert (await client.get("/users/ghost")).status_code == 404
+    assert len(await _history(api, "A1")) == 2
