@@ -155,10 +155,11 @@ def _nul_refused(scope: Scope) -> ASGIApp:
 
 
 class NoTokenInUrl:
-    """A request whose URL's query holds an API key or a session token is refused (401) and
-    recorded as a failed login naming the token's id, before any route: the routes that ask
-    for no credentials (the login and logout, /health, /openapi.json, the station's pages)
-    served it, and the exposed token kept working unrecorded
+    """A request whose URL's query or path holds an API key or a session token is refused
+    (401) and recorded as a failed login naming the token's id, before any route: the routes
+    that ask for no credentials (the login and logout, /health, /openapi.json, the station's
+    pages) served it, and the exposed token kept working unrecorded; one in the path
+    (``/lots/pkl_...``) was answered 404 and not recorded
     (:func:`pkgline.api.auth.refuse_token_in_url`)."""
 
     def __init__(self, app: ASGIApp, state: ApiState) -> None:
@@ -166,10 +167,10 @@ class NoTokenInUrl:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["query_string"]:
+        if scope["type"] == "http" and (scope["query_string"] or "_" in scope["path"]):
             refusal: ASGIApp | None = None
             try:
-                await refuse_token_in_url(self.state, scope["query_string"])
+                await refuse_token_in_url(self.state, scope["query_string"], scope["path"])
             except LoginRefused as exc:
                 if station.is_page_path(scope["path"]):
                     refusal = station.refusal_page(Request(scope), HTTPException(401, exc.message))

@@ -110,14 +110,20 @@ TOKEN_IN_URL = re.compile(r"(pk[ls])_([0-9a-f]{12})_[A-Za-z0-9_-]")
 URL's query."""
 
 
-async def refuse_token_in_url(state: ApiState, query_string: bytes) -> None:
-    """A request whose URL carries a token is refused and recorded, whatever else it sends
-    and whichever route it asks for (:class:`pkgline.api.app.NoTokenInUrl`, before any
-    route): a URL ends up in proxies' and browsers' logs and histories, so the token is
-    exposed."""
-    if not query_string:
-        return
-    found = TOKEN_IN_URL.search(unquote_plus(query_string.decode("latin-1")))
+TOKEN_IN_PATH = re.compile(r"(pk[ls])_([0-9a-f]{12})_[A-Za-z0-9_-]{20}")
+"""An API key or session token in a URL's path (``/lots/pkl_...``, ``/session/pks_...``):
+with 20 characters of its secret at least (one issued has 43), so that no id a route takes
+(a lot id has at most 32 characters) is taken for one."""
+
+
+async def refuse_token_in_url(state: ApiState, query_string: bytes, path: str = "") -> None:
+    """A request whose URL (its query, or its path as decoded) carries a token is refused
+    and recorded, whatever else it sends and whichever route it asks for
+    (:class:`pkgline.api.app.NoTokenInUrl`, before any route): a URL ends up in proxies' and
+    browsers' logs and histories, so the token is exposed."""
+    found = TOKEN_IN_PATH.search(path) if path else None
+    if found is None and query_string:
+        found = TOKEN_IN_URL.search(unquote_plus(query_string.decode("latin-1")))
     if found is None:
         return
     kind, token_id = found.groups()

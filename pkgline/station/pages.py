@@ -93,6 +93,8 @@ def _refusal_words(request: Request, exc: HTTPException) -> str:
         return f"{path} is not for {request.method}: go back and use the page's own buttons."
     if exc.status_code == 413:
         return "What the form sent is larger than the station reads; nothing was changed."
+    if exc.status_code == 401:  # a token in the URL: the path may hold it, not shown again
+        return str(exc.detail)
     return f"{path}: {exc.detail}"
 
 

@@ -685,3 +685,38 @@ async def test_a_reason_or_meaning_of_zero_width_characters_alone_is_refused(
         assert added.status_code == 422 and "printed (full) name" in added.text, added.text
         assert (await client.get("/users/ghost")).status_code == 404
     assert len(await _history(api, "A1")) == 2
+
+
+async def test_a_token_in_the_urls_path_is_refused_and_recorded_too(api: RunningApi) -> None:
+    """Found by probing the running server: a key put in the path (``GET /lots/pkl_...``, a
+    client that joins its token to the URL, or a session token under ``/session/``) was
+    answered 404 ``unknown_lot`` (the key echoed in the body), the station's path a redirect
+    to its login, and nothing was recorded: the exposed key kept working, unknown to an
+    admin. It is refused as one in the query is (401, the security log names the key), and
+    an id that merely starts like a token is still an id."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for method, path in (
+            ("GET", f"/lots/{token}"),
+            ("POST", f"/lots/{token}/hold"),
+            ("DELETE", f"/session/{token}"),
+            ("GET", f"/station/lots/{token}"),
+            ("GET", f"/lots/A1%2F{token}"),
+        ):
+            body = {"reason": "x"} if method == "POST" else None
+            said = await client.request(method, path, json=body)
+            assert said.status_code == 401, (path, said.text)
+            assert token not in said.text
+            if not path.startswith("/station"):
+                assert said.json()["error"] == "login_refused", said.text
+                assert f"pkgline user revoke-key {key.key_id}" in said.json()["message"]
+        lookalike = await client.get("/lots/pkl_0123456789ab_X")
+        assert lookalike.status_code == 404 and lookalike.json()["error"] == "unknown_lot"
+    assert len(await _history(api, "A1")) == 1
+    events = await identity.events(ADMIN)
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert len(failed) == 5 and {e.actor for e in failed} == {f"key {key.key_id}"}
+    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
