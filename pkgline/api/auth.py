@@ -145,6 +145,7 @@ async def principal(request: Request, response: Response) -> Principal:
     state = state_of(request)  # a token in the URL was refused before: NoTokenInUrl
     header = request.headers.get("authorization")
     if header is not None:
+        await _refuse_more_than_one(state, request)
         found = await _bearer(state, header)
     else:
         peer = request.scope.get(PEER_KEY)
@@ -224,6 +225,20 @@ def session_id(request: Request) -> str | None:
     token = bearer_token(request.headers.get("authorization", ""))
     parts = split_token(token) if token is not None else None
     return parts[0] if parts else None
+
+
+async def _refuse_more_than_one(state: ApiState, request: Request) -> None:
+    """Two ``Authorization`` headers (HTTP allows one) are refused and recorded: the server
+    acted as the first and ignored the second, which a proxy in front, a log or a reader of
+    the request may take for the one that acted."""
+    given = request.headers.getlist("authorization")
+    if len(given) > 1:
+        await state.identity.refused_credentials(
+            "-", AuthMethod.SESSION, f"{len(given)} Authorization headers in one request"
+        )
+        raise LoginRefused(
+            f"{len(given)} Authorization headers: send one (Bearer TOKEN); nothing was changed"
+        )
 
 
 async def _bearer(state: ApiState, header: str) -> Principal:

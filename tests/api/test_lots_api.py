@@ -720,3 +720,33 @@ async def test_a_token_in_the_urls_path_is_refused_and_recorded_too(api: Running
     failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
     assert len(failed) == 5 and {e.actor for e in failed} == {f"key {key.key_id}"}
     assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
+
+
+async def test_two_authorization_headers_are_refused_and_recorded(api: RunningApi) -> None:
+    """Found by probing the running server: a request with two ``Authorization`` headers (a
+    viewer's session, then an admin's) was served as the first and the second ignored, so a
+    proxy or a log that reads the other one names someone who did not act. HTTP allows one:
+    two are refused (401), on the lot operations' short way too, recorded, and nothing
+    changes."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    await identity.add_user(ADMIN, "report", "Reporting", [Role.VIEWER], kind=UserKind.SYSTEM)
+    _, operator = await identity.issue_api_key(ADMIN, "erp", "test")
+    _, viewer = await identity.issue_api_key(ADMIN, "report", "test")
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+    transport = httpx.AsyncHTTPTransport(uds=str(api.socket))
+    async with httpx.AsyncClient(transport=transport, base_url="http://pkgline") as client:
+        for first, second in ((operator, viewer), (viewer, operator), (operator, operator)):
+            headers = [("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}")]
+            held = await client.post("/lots/A1/hold", json={"reason": "x"}, headers=headers)
+            read = await client.get("/lots", headers=headers)
+            for refused in (held, read):
+                assert refused.status_code == 401, refused.text
+                assert refused.json()["error"] == "login_refused"
+                assert "2 Authorization headers" in refused.json()["message"]
+    assert len(await _history(api, "A1")) == 1
+    events = await identity.events(ADMIN)
+    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
+    assert len(failed) == 6
+    assert {e.detail["why"] for e in failed} == {"2 Authorization headers in one request"}
