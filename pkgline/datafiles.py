@@ -76,25 +76,48 @@ class YamlDocument:
         return DataFileError(self.path, self.line_of(loc), message)
 
 
-def _check_duplicate_keys(path: Path, node: yaml.Node) -> None:
-    # PyYAML keeps the last of two equal keys without a word: in a recipe or a map that hides
-    # a typo, so we refuse it.
+MAX_NODES = 100_000
+"""The most values a data file may hold, an alias (``*name``) counted as the values it
+repeats. The project's largest data file has under 1,000; a flow version's request body
+(256 KB) written out without aliases, under 70,000. A few lines of anchors whose aliases
+repeat each other (``&b [*a, *a, ...]``, nested) stand for a billion values: walking them
+held the server's event loop for minutes (a publish of a flow version)."""
+
+
+def _check_nodes(path: Path, root: yaml.Node) -> None:
+    """Refuse two equal keys in a mapping (PyYAML keeps the last without a word: in a recipe
+    or a map that hides a typo), and a document of more than :data:`MAX_NODES` values, its
+    aliases expanded (walked once here, in document order, stopping at the limit: what reads
+    the document after would walk them all)."""
     import yaml
 
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise DataFileError(
-                    path, line, f"duplicate key {key!r} (first at line {seen[key]})"
-                )
-            seen[key] = line
-            _check_duplicate_keys(path, value_node)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(path, item)
+    pending: list[yaml.Node] = [root]
+    walked = 0
+    while pending:
+        node = pending.pop()
+        walked += 1
+        if walked > MAX_NODES:
+            raise DataFileError(
+                path,
+                node.start_mark.line + 1,
+                f"more than {MAX_NODES:,} values, counting each alias (*name) as the values "
+                "it repeats: write the values out, or repeat fewer of them",
+            )
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DataFileError(
+                        path, line, f"duplicate key {key!r} (first at line {seen[key]})"
+                    )
+                seen[key] = line
+                children.append(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        pending.extend(reversed(children))
 
 
 def read_yaml(path: Path | str, text: str | None = None) -> YamlDocument:
@@ -111,6 +134,12 @@ def read_yaml(path: Path | str, text: str | None = None) -> YamlDocument:
             raise DataFileError(path, None, f"not UTF-8 text (byte {exc.start})") from None
     try:
         node, data = _compose(path, text)
+    except RecursionError:
+        # PyYAML composes and constructs a document recursively: brackets nested some
+        # hundreds deep exhausted the stack (the server answered 500, a traceback logged)
+        raise DataFileError(
+            path, None, "not valid YAML: nested too deeply (lists or mappings in each other)"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -148,7 +177,7 @@ def _compose_with(loader_class: Any, path: Path, text: str) -> tuple[yaml.Node |
         node = loader.get_single_node()
         if node is None:
             return None, None
-        _check_duplicate_keys(path, node)
+        _check_nodes(path, node)
         data = loader.construct_document(node)
     finally:
         loader.dispose()

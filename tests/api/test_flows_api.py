@@ -253,3 +253,33 @@ async def test_an_engineer_and_a_quality_engineer_approve_through_the_server_eac
             ("qa1", "password"),
         ]
         assert done["approvals"][1]["printed_name"] == "Quinn Quality"
+
+
+async def test_a_flow_file_of_repeating_aliases_or_deep_brackets_is_refused(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by probing the running server: an engineer's publish of a flow file with seven
+    lines of anchors repeating each other (a million values; ten lines, ten billion) held
+    the server's event loop, every station and client waiting, ten times longer each line;
+    brackets nested 5,000 deep answered 500 with the connection reset. Both are 422
+    ``invalid_input`` saying why, nothing published, and the server answers the next
+    request."""
+    async with start_api(sqlite_url, tmp_path / "api.sock") as api:
+        await seed_flow_versions(api.state.engine)
+        await _engineer(api)
+        files = _files(DEFS / f"{FLOW}.yaml")
+        text = files[FLOW][f"{FLOW}.yaml"]
+        repeated = ['zz0: &a0 ["x"]'] + [
+            f"zz{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 7)
+        ]
+        deep = "zz: " + "[" * 5000 + "]" * 5000
+        async with api.client() as client:
+            for extra, says in ((repeated, "more than 100,000 values"), ([deep], "too deeply")):
+                flow = {**files[FLOW], f"{FLOW}.yaml": text + "\n".join(extra) + "\n"}
+                body = {"note": "x", "flows": {FLOW: flow}}
+                refused = await client.post("/flows/versions", json=body)
+                assert refused.status_code == 422, refused.text
+                assert refused.json()["error"] == "invalid_input"
+                assert says in refused.json()["message"], refused.json()
+            assert (await client.get("/health")).status_code == 200
+        assert await _states(api) == [(1, "approved", 1)]
