@@ -3,6 +3,9 @@ says, a refusal names the role needed, and direct mode's file owner holds every 
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import pytest
 
 from mes.domain.authority import (
@@ -64,6 +67,63 @@ COLUMNS = (
     Role.VIEWER,
 )
 PAIRS = [(a, r, SPEC[a][i] != ".") for a in Action for i, r in enumerate(COLUMNS)]
+
+
+DOC_ROWS = {
+    "read (lots, tools, users)": (Action.READ,),
+    "start a lot": (Action.START,),
+    "track-in, track-out": (Action.TRACK_IN, Action.TRACK_OUT),
+    "complete": (Action.COMPLETE,),
+    "abort a step": (Action.ABORT,),
+    "hold": (Action.HOLD,),
+    "release a hold an operator placed": (Action.RELEASE,),
+    "release a hold a claimed limit": (Action.RELEASE_RULED,),
+    "rework": (Action.REWORK,),
+    "scrap a lot, scrap sites": (Action.SCRAP, Action.SCRAP_SITES),
+    "split, merge": (Action.SPLIT, Action.MERGE),
+    "start and record a tool's job": (Action.JOB,),
+    "tool manual / auto": (Action.TOOL_MODE,),
+    "ask for a tool's alarm reset": (Action.TOOL_RESET,),
+    "qualify, disqualify a tool": (Action.QUALIFY,),
+    "register tools": (Action.TOOL_REPORT,),
+    "users, roles, passwords": (Action.USERS,),
+    "read the engineering changes": (Action.CHANGES,),
+    "durables:": (Action.DURABLES,),
+    "material lots: add": (Action.MATERIALS,),
+    "material lots: thaw": (Action.MATERIAL_HANDLING,),
+    "hold and scrap reason codes": (Action.REASONS,),
+    "SPC charts and limits": (Action.SPC,),
+    "publish and retire flow versions": (
+        Action.FLOW_PUBLISH,
+        Action.FLOW_RETIRE,
+        Action.MIGRATE,
+    ),
+    "approve a flow version": (Action.FLOW_APPROVE,),
+}
+"""Each row of docs/security.md's table (by how its first cell starts: the longest that
+fits) and the actions it stands for."""
+
+
+def test_the_table_in_docs_security_md_is_the_code_s() -> None:
+    """docs/security.md's table is "the one table of which role may do what": it had no row
+    for a tool's alarm reset (operators, technicians and engineers may ask for one), and gave
+    a flow version's approval to engineers alone (quality signs second). Every action has a
+    row, and its marks are PERMISSIONS'."""
+    text = (Path(__file__).parents[2] / "docs" / "security.md").read_text(encoding="utf-8")
+    header = "| action | operator | technician | engineer | quality | admin | controller | viewer |"
+    lines = text[text.index(header) :].splitlines()[2:]
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines))
+    shown: dict[Action, frozenset[Role]] = {}
+    for row in rows:
+        label, *marks = (cell.strip() for cell in row.strip("|").split("|"))
+        starts = [start for start in DOC_ROWS if label.startswith(start)]
+        assert starts, f"a row of docs/security.md's table this test does not know: {label!r}"
+        actions = DOC_ROWS[max(starts, key=len)]  # "hold", and "hold and scrap reason codes"
+        roles = frozenset(r for r, mark in zip(COLUMNS, marks, strict=True) if mark == "✔")
+        for action in actions:
+            assert action not in shown, label
+            shown[action] = roles
+    assert shown == dict(PERMISSIONS)
 
 
 def _who(role: Role) -> Principal:
