@@ -157,3 +157,16 @@ async def walk_pages(
             return seen
         assert answer["next_after"] == seen[-1]
         params["after"] = answer["next_after"]
+
+
+START = {"lot": "A1", "flow": "fo-organic", "params": {"layers": "3"}}
+"""A lot to start (POST /lots), as the lot routes' tests do."""
+
+
+async def lot_history(api: RunningApi, lot: str) -> list[dict[str, object]]:
+    """The lot's history as GET /lots/{lot} answers it."""
+    async with api.client() as client:
+        shown = await client.get(f"/lots/{lot}")
+    assert shown.status_code == 200, shown.text
+    history: list[dict[str, object]] = shown.json()["history"]
+    return history

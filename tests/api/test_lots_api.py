@@ -15,17 +15,7 @@ import pytest
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import EventKind, UserKind
 from mes.ports import LotQuery
-from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
-
-START = {"lot": "A1", "flow": "fo-organic", "params": {"layers": "3"}}
-
-
-async def _history(api: RunningApi, lot: str) -> list[dict[str, object]]:
-    async with api.client() as client:
-        shown = await client.get(f"/lots/{lot}")
-    assert shown.status_code == 200, shown.text
-    history: list[dict[str, object]] = shown.json()["history"]
-    return history
+from tests.api.conftest import ACCOUNT, ADMIN, START, RunningApi, cli, lot_history, start_api
 
 
 async def test_the_os_account_of_the_peer_is_who_acts(api: RunningApi) -> None:
@@ -42,7 +32,7 @@ async def test_the_os_account_of_the_peer_is_who_acts(api: RunningApi) -> None:
         assert entry["auth"] == AuthMethod.OS_ACCOUNT.value
         spoof = await client.post("/lots/A1/hold", json={"reason": "x", "user": "mallory"})
         assert spoof.status_code == 422 and spoof.json()["error"] == "invalid_request"
-    assert len(await _history(api, "A1")) == 1
+    assert len(await lot_history(api, "A1")) == 1
 
 
 async def test_an_unknown_os_account_is_refused_and_recorded(
@@ -153,7 +143,7 @@ async def test_every_refusal_is_a_clear_4xx_with_the_cli_body_and_changes_nothin
         posted = await client.put("/lots")
         assert posted.status_code == 405 and posted.headers["allow"] == "GET, POST"
         assert posted.json()["message"].endswith("it takes GET, POST (docs/api.md)")
-    assert len(await _history(api, "A1")) == 1
+    assert len(await lot_history(api, "A1")) == 1
     events = await api.state.identity.events(ADMIN)
     refused = [e for e in events if e.kind is EventKind.REFUSED]
     assert {e.action for e in refused} >= {"rework", "scrap"}
@@ -176,7 +166,7 @@ async def test_a_body_sent_in_chunks_past_the_limit_is_refused(
                 "/lots/A1/hold", content=chunks(), headers={"content-type": "application/json"}
             )
         assert answer.status_code == 413
-        assert len(await _history(api, "A1")) == 1
+        assert len(await lot_history(api, "A1")) == 1
 
 
 async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -> None:
@@ -329,7 +319,7 @@ async def test_an_unknown_query_parameter_is_refused_and_changes_nothing(api: Ru
         ]
         listed = await client.get("/lots", params=[("state", "WAITING"), ("state", "HOLD")])
         assert listed.status_code == 200 and listed.json()["total"] == 1
-    assert len(await _history(api, "A1")) == 1
+    assert len(await lot_history(api, "A1")) == 1
 
 
 async def test_a_plus_of_an_offset_sent_unencoded_is_said_to_be_read_as_a_space(
@@ -371,119 +361,6 @@ async def test_the_other_lists_refuse_a_time_no_store_can_hold(api: RunningApi) 
             assert inside.status_code == 200, inside.text
 
 
-async def test_a_system_acts_with_its_api_key_and_a_wrong_key_is_refused(api: RunningApi) -> None:
-    identity = api.state.identity
-    await identity.add_user(
-        ADMIN, "mes-bridge", "MES bridge", [Role.OPERATOR], kind=UserKind.SYSTEM
-    )
-    key, token = await identity.issue_api_key(ADMIN, "mes-bridge", "test")
-    async with api.client(authorization=f"Bearer {token}") as client:
-        started = await client.post("/lots", json=START)
-        assert started.status_code == 201, started.text
-        assert started.json()["recorded"][0]["by"] == "mes-bridge"
-        assert started.json()["recorded"][0]["auth"] == "api_key"
-    await identity.revoke_api_key(ADMIN, key.key_id)
-    for header in (f"Bearer {token}", "Bearer pkl_nope_nope", "Bearer something", "Basic abc"):
-        async with api.client(authorization=header) as client:
-            answer = await client.post("/lots/A1/hold", json={"reason": "x"})
-        assert answer.status_code == 401, header
-        assert answer.headers["www-authenticate"] == "Bearer"
-    events = await identity.events(ADMIN)
-    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
-    assert len(failed) == 4
-    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
-    assert len(await _history(api, "A1")) == 1
-
-
-async def test_a_reporting_system_with_the_viewer_role_reads_and_changes_nothing(
-    api: RunningApi,
-) -> None:
-    """A system that only reads (reporting, an ERP that reconciles) had to be given a role
-    that writes: every role but admin moves, holds or scraps lots, and admin manages users.
-    ``viewer`` reads everything a role may read and nothing else; its refusals are recorded."""
-    identity = api.state.identity
-    async with api.client() as client:
-        assert (await client.post("/lots", json=START)).status_code == 201
-    await identity.add_user(ADMIN, "report", "Reporting", [Role.VIEWER], kind=UserKind.SYSTEM)
-    _, token = await identity.issue_api_key(ADMIN, "report", "test")
-    async with api.client(authorization=f"Bearer {token}") as client:
-        for path in ("/lots", "/lots/A1", "/history", "/tools", "/events", "/line/status"):
-            read = await client.get(path)
-            assert read.status_code == 200, (path, read.text)
-        for path, body in (
-            ("/lots", {**START, "lot": "A2"}),
-            ("/lots/A1/hold", {"reason": "x"}),
-            ("/lots/A1/track-in", {"step": "SUBSTRATE_PREP"}),
-        ):
-            refused = await client.post(path, json=body)
-            assert refused.status_code == 403, (path, refused.text)
-            assert refused.json()["error"] == "not_authorized"
-        assert (await client.get("/security/events")).status_code == 403
-    assert len(await _history(api, "A1")) == 1
-    events = await identity.events(ADMIN)
-    refused_events = [e for e in events if e.kind is EventKind.REFUSED and e.actor == "report"]
-    assert len(refused_events) == 4
-
-
-async def test_a_token_in_the_url_is_refused_and_recorded_even_with_a_valid_header(
-    api: RunningApi,
-) -> None:
-    """A key in the query (``?api_key=pkl_...``, as some clients do) was taken for no
-    credentials at all (401, not recorded) and, beside a valid Authorization header, ignored:
-    the request was served and the exposed key kept working. It is refused, and the security
-    log names the key (never its secret) for an admin to revoke."""
-    identity = api.state.identity
-    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
-    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
-    async with api.client() as client:
-        assert (await client.post("/lots", json=START)).status_code == 201
-    for params in ({"api_key": token}, {"token": f"Bearer {token}"}, {"x": token + "&y=1"}):
-        for headers in ({}, {"authorization": f"Bearer {token}"}):
-            async with api.client(**headers) as client:
-                answer = await client.post("/lots/A1/hold", params=params, json={"reason": "x"})
-                listed = await client.get("/lots", params=params)
-            for refused in (answer, listed):
-                assert refused.status_code == 401, (params, headers, refused.text)
-                assert refused.json()["error"] == "login_refused"
-                assert "credentials in the URL are refused" in refused.json()["message"]
-                assert f"pkgline user revoke-key {key.key_id}" in refused.json()["message"]
-    assert len(await _history(api, "A1")) == 1
-    events = await identity.events(ADMIN)
-    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
-    assert len(failed) == 12 and {e.actor for e in failed} == {f"key {key.key_id}"}
-    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
-
-
-async def test_a_token_in_the_url_of_a_route_that_asks_no_credentials_is_refused_too(
-    api: RunningApi,
-) -> None:
-    """The routes that take no principal (the login and logout, /health, /openapi.json, the
-    station's pages) served a request whose URL held a key or a session token, and nothing
-    was recorded: the exposed key kept working, unknown to an admin. They refuse it (401; the
-    station with its page), and the security log names the key, as every other route does."""
-    identity = api.state.identity
-    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
-    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
-    login = {"username": "nobody", "password": "x"}
-    async with api.client() as client:
-        for method, path, body in (
-            ("POST", "/session", login),
-            ("DELETE", "/session", None),
-            ("GET", "/health", None),
-            ("GET", "/openapi.json", None),
-            ("GET", "/station/", None),
-        ):
-            said = await client.request(method, path, params={"api_key": token}, json=body)
-            assert said.status_code == 401, (method, path, said.text)
-            if not path.startswith("/station"):
-                assert said.json()["error"] == "login_refused", said.text
-                assert f"pkgline user revoke-key {key.key_id}" in said.json()["message"]
-        assert (await client.get("/health")).status_code == 200
-    events = await identity.events(ADMIN)
-    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
-    assert len(failed) == 5 and {e.actor for e in failed} == {f"key {key.key_id}"}
-
-
 async def test_the_socket_is_0660_and_gone_after_the_stop(sqlite_url: str, tmp_path: Path) -> None:
     sock = tmp_path / "run" / "api.sock"
     async with start_api(sqlite_url, sock) as api:
@@ -506,7 +383,7 @@ async def test_the_api_on_postgresql(pg_api: RunningApi) -> None:
         assert denied.status_code == 403
         moved = await client.post("/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"})
         assert moved.status_code == 200, moved.text
-    assert len(await _history(pg_api, "A1")) == 2
+    assert len(await lot_history(pg_api, "A1")) == 2
 
 
 @pytest.mark.postgres
@@ -540,7 +417,7 @@ async def test_a_nul_character_in_an_id_or_a_text_is_a_422_on_postgresql(
         login = {"csrf": csrf[1], "username": "a\x00", "password": "x", "next": "/station/"}
         page = await client.post("/station/login", data=login)
         assert page.status_code == 422 and "NUL character" in page.text, page.text
-    assert len(await _history(pg_api, "A1")) == 1
+    assert len(await lot_history(pg_api, "A1")) == 1
 
 
 def _signed(version: int, password: str, meaning: str = "approved") -> dict[str, object]:
@@ -653,7 +530,7 @@ async def test_an_unsigned_operation_the_lot_refuses_anyway_says_so_first(api: R
         assert (await client.post("/lots/A1/hold", json={"reason": "voids"})).status_code == 200
         held = await client.post("/lots/A1/release", json={"reason": "ok"})
         assert held.status_code == 422 and held.json()["error"] == "signature_required"
-    assert len(await _history(api, "A1")) == 2
+    assert len(await lot_history(api, "A1")) == 2
 
 
 async def test_a_reason_or_meaning_of_zero_width_characters_alone_is_refused(
@@ -684,69 +561,4 @@ async def test_a_reason_or_meaning_of_zero_width_characters_alone_is_refused(
         added = await client.post("/users", json=nameless)
         assert added.status_code == 422 and "printed (full) name" in added.text, added.text
         assert (await client.get("/users/ghost")).status_code == 404
-    assert len(await _history(api, "A1")) == 2
-
-
-async def test_a_token_in_the_urls_path_is_refused_and_recorded_too(api: RunningApi) -> None:
-    """Found by probing the running server: a key put in the path (``GET /lots/pkl_...``, a
-    client that joins its token to the URL, or a session token under ``/session/``) was
-    answered 404 ``unknown_lot`` (the key echoed in the body), the station's path a redirect
-    to its login, and nothing was recorded: the exposed key kept working, unknown to an
-    admin. It is refused as one in the query is (401, the security log names the key), and
-    an id that merely starts like a token is still an id."""
-    identity = api.state.identity
-    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
-    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
-    async with api.client() as client:
-        assert (await client.post("/lots", json=START)).status_code == 201
-        for method, path in (
-            ("GET", f"/lots/{token}"),
-            ("POST", f"/lots/{token}/hold"),
-            ("DELETE", f"/session/{token}"),
-            ("GET", f"/station/lots/{token}"),
-            ("GET", f"/lots/A1%2F{token}"),
-        ):
-            body = {"reason": "x"} if method == "POST" else None
-            said = await client.request(method, path, json=body)
-            assert said.status_code == 401, (path, said.text)
-            assert token not in said.text
-            if not path.startswith("/station"):
-                assert said.json()["error"] == "login_refused", said.text
-                assert f"pkgline user revoke-key {key.key_id}" in said.json()["message"]
-        lookalike = await client.get("/lots/pkl_0123456789ab_X")
-        assert lookalike.status_code == 404 and lookalike.json()["error"] == "unknown_lot"
-    assert len(await _history(api, "A1")) == 1
-    events = await identity.events(ADMIN)
-    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
-    assert len(failed) == 5 and {e.actor for e in failed} == {f"key {key.key_id}"}
-    assert all(token.split("_", 2)[2] not in json.dumps(e.to_dict()) for e in events)
-
-
-async def test_two_authorization_headers_are_refused_and_recorded(api: RunningApi) -> None:
-    """Found by probing the running server: a request with two ``Authorization`` headers (a
-    viewer's session, then an admin's) was served as the first and the second ignored, so a
-    proxy or a log that reads the other one names someone who did not act. HTTP allows one:
-    two are refused (401), on the lot operations' short way too, recorded, and nothing
-    changes."""
-    identity = api.state.identity
-    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
-    await identity.add_user(ADMIN, "report", "Reporting", [Role.VIEWER], kind=UserKind.SYSTEM)
-    _, operator = await identity.issue_api_key(ADMIN, "erp", "test")
-    _, viewer = await identity.issue_api_key(ADMIN, "report", "test")
-    async with api.client() as client:
-        assert (await client.post("/lots", json=START)).status_code == 201
-    transport = httpx.AsyncHTTPTransport(uds=str(api.socket))
-    async with httpx.AsyncClient(transport=transport, base_url="http://pkgline") as client:
-        for first, second in ((operator, viewer), (viewer, operator), (operator, operator)):
-            headers = [("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}")]
-            held = await client.post("/lots/A1/hold", json={"reason": "x"}, headers=headers)
-            read = await client.get("/lots", headers=headers)
-            for refused in (held, read):
-                assert refused.status_code == 401, refused.text
-                assert refused.json()["error"] == "login_refused"
-                assert "2 Authorization headers" in refused.json()["message"]
-    assert len(await _history(api, "A1")) == 1
-    events = await identity.events(ADMIN)
-    failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
-    assert len(failed) == 6
-    assert {e.detail["why"] for e in failed} == {"2 Authorization headers in one request"}
+    assert len(await lot_history(api, "A1")) == 2
