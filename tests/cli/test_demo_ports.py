@@ -40,6 +40,9 @@ def port_held() -> Iterator[int]:
 
 def a_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Demo:
     monkeypatch.setattr(demo, "_event_feed", lambda line, run_id: None)  # no broker needed
+    # the children print their table of endpoints whole: pytest-xdist's workers have
+    # COLUMNS=80, at which a port folds onto the next line of its cell
+    monkeypatch.setenv("COLUMNS", "300")
     started = time.monotonic()
     database = tmp_path / "demo.db"
     return Demo(
