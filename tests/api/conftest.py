@@ -28,6 +28,8 @@ from pkgline.config import ApiConfig, HttpsConfig
 
 ADMIN = Principal.file_owner("test-admin")
 ACCOUNT = os_account()
+OWN_PASSWORD = "own-Secret-22"
+"""The password :meth:`RunningApi.own_password` gives the test's OS account."""
 
 
 @dataclass
@@ -39,6 +41,13 @@ class RunningApi:
     def client(self, **headers: str) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(uds=str(self.socket))
         return httpx.AsyncClient(transport=transport, base_url="http://pkgline", headers=headers)
+
+    async def own_password(self) -> str:
+        """Give the test's OS account a password of its own (an admin sets one, then the
+        account changes it: a password someone else set signs nothing) and return it."""
+        await self.state.identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
+        await self.state.identity.change_own_password(ACCOUNT, "first-Secret-1", OWN_PASSWORD)
+        return OWN_PASSWORD
 
     async def roles(self, *roles: Role) -> None:
         """Give the test's OS account exactly ``roles`` (none: written in the store as an

@@ -87,8 +87,7 @@ async def test_a_release_through_the_server_is_signed_with_the_password_given_ag
     standard input), signs the release; without it the server says a signature is needed
     and nothing changes; a wrong one is refused, and counts."""
     await api.roles(Role.OPERATOR, Role.QUALITY)
-    await api.state.identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
-    await api.state.identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.own_password()
     via = ("--server", f"unix://{api.socket}")
     assert (await cli("lot", "start", "S1", "--flow", "fo-organic", *via)).returncode == 0
     assert (await cli("lot", "hold", "S1", "--reason", "voids", *via)).returncode == 0
@@ -130,8 +129,7 @@ async def test_a_scrap_asking_two_signers_is_signed_by_a_second_person_from_the_
     async with start_api(sqlite_url, tmp_path / "api.sock", signatures=two) as api:
         identity = api.state.identity
         await api.roles(Role.OPERATOR, Role.QUALITY)
-        await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
-        await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+        await api.own_password()
         await identity.add_user(ADMIN, "qa2", "Quinn Two", [Role.QUALITY], password="set-by-ad-1")
         await identity.change_own_password("qa2", "set-by-ad-1", "qa2-Secret-33")
         via = ("--server", f"unix://{api.socket}")

@@ -432,8 +432,7 @@ async def test_a_signed_request_is_told_its_role_before_its_password_is_checked(
     signature: the password is not checked, so no failed attempt counts towards a lockout;
     a blank meaning is not looked at either (found by the API probe: 401 and a count)."""
     identity = api.state.identity
-    await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
-    await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.own_password()
     await api.roles(Role.OPERATOR)
     async with api.client() as client:
         assert (await client.post("/lots", json=START)).status_code == 201
@@ -455,8 +454,7 @@ async def test_a_signers_wrong_password_is_403_and_the_requests_credentials_hold
     """A signature's wrong password refuses the operation (403, ``login_refused``, counted),
     not the request's credentials: no ``WWW-Authenticate``, and the next request goes on."""
     identity = api.state.identity
-    await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
-    await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.own_password()
     await api.roles(Role.OPERATOR, Role.QUALITY)
     async with api.client() as client:
         assert (await client.post("/lots", json=START)).status_code == 201
@@ -540,9 +538,7 @@ async def test_a_reason_or_meaning_of_zero_width_characters_alone_is_refused(
     its release signed with the meaning U+200B, and a user whose printed name was U+200B were
     all accepted, recorded as given while the reader sees nothing. Each is refused (422
     ``invalid_input``) as an empty one is, and nothing changes."""
-    identity = api.state.identity
-    await identity.set_password(ADMIN, ACCOUNT, "first-Secret-1")
-    await identity.change_own_password(ACCOUNT, "first-Secret-1", "own-Secret-22")
+    await api.own_password()
     await api.roles(Role.OPERATOR, Role.ADMIN)
     async with api.client() as client:
         assert (await client.post("/lots", json=START)).status_code == 201
