@@ -79,6 +79,16 @@ IF_MATCH: dict[str, Any] = {
 """The OpenAPI of the ``If-Match`` header an operation on a lot takes (:func:`as_seen`)."""
 
 
+def lot_operation(
+    on: APIRouter, path: str, summary: str, answers: str = "The lot as it is now."
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``on.post(path)`` for an operation on a lot: it takes :data:`IF_MATCH` and answers
+    the lot's version as its ``ETag`` (``answers``: what the answer is, in the document)."""
+    return on.post(
+        path, summary=summary, responses=etag_answer(200, answers), openapi_extra=IF_MATCH
+    )
+
+
 def as_seen(request: Request, service: LotService, lot_id: str) -> LotService:
     """The service for an operation on the lot of the route's path as the client last saw it,
     when the request says which version (``If-Match: "7"``, the ETag of the lot's GET or of
@@ -172,56 +182,31 @@ async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
     return await _act(request, lambda s: s.start(command, by=who), 201)
 
 
-@router.post(
-    "/{lot_id}/track-in",
-    summary="Start a step (lot track-in)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/track-in", "Start a step (lot track-in)")
 async def track_in(request: Request, who: Who, lot_id: str, body: b.TrackInBody) -> JSONResponse:
     command = cmd.TrackIn(lot_id, body.step, who.name, body.tool, dict(body.params))
     return await _act(request, lambda s: s.track_in(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/track-out",
-    summary="Finish the running step (lot track-out)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/track-out", "Finish the running step (lot track-out)")
 async def track_out(request: Request, who: Who, lot_id: str, body: b.TrackOutBody) -> JSONResponse:
     command = cmd.TrackOut(lot_id, who.name, dict(body.data), _sites(body.rejects), step=body.step)
     return await _act(request, lambda s: s.track_out(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/abort",
-    summary="Abandon the running step (lot abort)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/abort", "Abandon the running step (lot abort)")
 async def abort(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.AbortStep(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.abort(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/hold",
-    summary="Hold a lot (lot hold; a reason is required)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/hold", "Hold a lot (lot hold; a reason is required)")
 async def hold(request: Request, who: Who, lot_id: str, body: b.HoldBody) -> JSONResponse:
     command = cmd.HoldLot(lot_id, who.name, body.reason or "", code=body.code)
     return await _act(request, lambda s: s.hold(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/release",
-    summary="Release a held lot (lot release)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/release", "Release a held lot (lot release)")
 async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) -> JSONResponse:
     command = cmd.ReleaseLot(lot_id, who.name, body.reason)
     signed = _signed(body.signatures)
@@ -230,24 +215,14 @@ async def release(request: Request, who: Who, lot_id: str, body: b.ReleaseBody) 
     )
 
 
-@router.post(
-    "/{lot_id}/scrap",
-    summary="Scrap a whole lot (lot scrap)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/scrap", "Scrap a whole lot (lot scrap)")
 async def scrap(request: Request, who: Who, lot_id: str, body: b.ScrapBody) -> JSONResponse:
     command = cmd.ScrapLot(lot_id, who.name, body.reason or "", code=body.code)
     signed = _signed(body.signatures)
     return await _act(request, lambda s: s.scrap(command, by=who, signatures=signed), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/scrap-sites",
-    summary="Scrap some sites of a lot (lot scrap --site)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/scrap-sites", "Scrap some sites of a lot (lot scrap --site)")
 async def scrap_sites(
     request: Request, who: Who, lot_id: str, body: b.ScrapSitesBody
 ) -> JSONResponse:
@@ -258,12 +233,7 @@ async def scrap_sites(
     )
 
 
-@router.post(
-    "/{lot_id}/rework",
-    summary="Send a held lot back to a reworkable step",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/rework", "Send a held lot back to a reworkable step")
 async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) -> JSONResponse:
     command = cmd.ReworkLot(lot_id, body.step, who.name, body.reason or "")
     signed = _signed(body.signatures)
@@ -272,45 +242,25 @@ async def rework(request: Request, who: Who, lot_id: str, body: b.ReworkBody) ->
     )
 
 
-@router.post(
-    "/{lot_id}/split",
-    summary="Split carriers off into a child lot (lot split)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/split", "Split carriers off into a child lot (lot split)")
 async def split(request: Request, who: Who, lot_id: str, body: b.SplitBody) -> JSONResponse:
     command = cmd.SplitLot(lot_id, body.into, tuple(body.carriers), who.name, body.reason)
     return await _act(request, lambda s: s.split(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/merge",
-    summary="Merge this lot into another (lot merge)",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/merge", "Merge this lot into another (lot merge)")
 async def merge(request: Request, who: Who, lot_id: str, body: b.MergeBody) -> JSONResponse:
     command = cmd.MergeLots(lot_id, body.into, who.name, body.reason)
     return await _act(request, lambda s: s.merge(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/complete",
-    summary="End a lot whose flow may end here",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/complete", "End a lot whose flow may end here")
 async def complete(request: Request, who: Who, lot_id: str, body: b.ReasonBody) -> JSONResponse:
     command = cmd.CompleteLot(lot_id, who.name, body.reason)
     return await _act(request, lambda s: s.complete(command, by=who), lot_id=lot_id)
 
 
-@router.post(
-    "/{lot_id}/migrate",
-    summary="Move a lot to another approved flow version",
-    responses=etag_answer(),
-    openapi_extra=IF_MATCH,
-)
+@lot_operation(router, "/{lot_id}/migrate", "Move a lot to another approved flow version")
 async def migrate(request: Request, who: Who, lot_id: str, body: b.MigrateBody) -> JSONResponse:
     command = cmd.MigrateLot(lot_id, body.version, who.name, body.reason or "")
     signed = _signed(body.signatures)

@@ -15,7 +15,7 @@ from mes.maps.service import export_lot_maps, import_lot_map
 from pkgline import map_views as views
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
-from pkgline.api.lots import IF_MATCH, as_seen, etag, etag_answer
+from pkgline.api.lots import as_seen, etag, lot_operation
 
 router = APIRouter(prefix="/lots", tags=["maps"], responses=b.REFUSALS)
 Who = Annotated[Principal, Depends(principal)]
@@ -34,11 +34,11 @@ async def export(
     return answer(request, views.export_dict(await export_lot_maps(lots, lot_id, carrier)))
 
 
-@router.post(
+@lot_operation(
+    router,
     "/{lot_id}/maps/e142",
-    summary="Reject the sites an upstream E142 map fails, signed (lot map import)",
-    responses=etag_answer(200, "What the import did (the lot's version: its ETag)."),
-    openapi_extra=IF_MATCH,
+    "Reject the sites an upstream E142 map fails, signed (lot map import)",
+    "What the import did (the lot's version: its ETag).",
 )
 async def import_(request: Request, who: Who, lot_id: str, body: b.MapImportBody) -> JSONResponse:
     lots = as_seen(request, state_of(request).services.lots.acting_as(who), lot_id)
