@@ -81,6 +81,7 @@ def chart_state(chart: Chart | None) -> dict[str, Any] | None:
         "center": chart.center,
         "sigma": chart.sigma,
         "limits": chart.limits_source,
+        "kind": chart.kind.value,
         "baseline_n": chart.baseline_n,
         "nelson": chart.nelson,
         "inhibit": chart.inhibit,

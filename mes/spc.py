@@ -50,34 +50,43 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
     if not at:
         return change
     entry = change.entries[at[-1]]
-    measured = {
-        k: float(v)
-        for k, v in dict(entry.data.get("measured", {})).items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    measured = _numbers(entry.data.get("measured", {}))
     charts = yield from get_charts(None, running_lot=before.id)  # read with the lot: its step's
     charts = [c for c in charts if c.value in measured]
     if not charts:
         return change
+    by_carrier = {
+        carrier: _numbers(values)
+        for carrier, values in dict(entry.data.get("measured_by_carrier", {})).items()
+    }
     found: list[dict[str, Any]] = []
     points: list[Point] = []
     inhibited: list[str] = []
-    for chart in charts:
+    for before_chart in charts:
+        chart = before_chart
         last = max(rules.WINDOW - 1, chart.baseline_n if chart.center is None else 0)
         recent = yield from get_points(chart.step, chart.value, chart.tool_id, last=last)
-        after, point, broken = rules.observe(chart, recent, measured[chart.value], before.id, now)
-        points.append(point)
-        if after != chart:
-            yield from save_chart(after)
-        if broken:
+        carriers = [(c, v[chart.value]) for c, v in by_carrier.items() if chart.value in v]
+        for x, carrier, n, spread in rules.observations(
+            chart.kind, measured[chart.value], carriers
+        ):
+            new = Point(
+                chart.step, chart.value, chart.tool_id, before.id, now, x, (), carrier, n, spread
+            )
+            after, point, broken = rules.observe(chart, recent, new)
+            points.append(point)
             found.extend(_violation_dict(after, v, [*recent, point]) for v in broken)
-            if after.inhibit:
+            if broken and after.inhibit and after.value not in inhibited:
                 inhibited.append(after.value)
+            recent, chart = [*recent, point], after
+        if chart != before_chart:
+            yield from save_chart(chart)  # its limits, from the baseline just completed
     yield from add_points(points)
     if not found:
         return change
     text = "; ".join(
-        f"SPC {v['value']} on {running.tool}: rule {v['rule']} ({v['text']})" for v in found
+        f"SPC {v['value']} on {running.tool}{_of_carrier(v)}: rule {v['rule']} ({v['text']})"
+        for v in found
     )
     if inhibited:
         reason = f"SPC at {running.step}: {text}"
@@ -97,6 +106,22 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
     )
 
 
+def _numbers(values: Any) -> dict[str, float]:
+    """The numeric values of a record's measured values (SPC charts only numbers)."""
+    return {
+        k: float(v)
+        for k, v in dict(values).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _of_carrier(violation: dict[str, Any]) -> str:
+    """On a carrier chart: the carrier whose point completed the violation."""
+    points = violation["points"]
+    carrier = points[-1].get("carrier") if points else None
+    return f" (carrier {carrier})" if carrier else ""
+
+
 def _replaced(change: Change, index: int, entry: Any) -> tuple[Any, ...]:
     entries = list(change.entries)
     entries[index] = entry
@@ -108,12 +133,21 @@ def _violation_dict(chart: Chart, v: Violation, series: list[Point]) -> dict[str
         "value": chart.value,
         "rule": v.rule,
         "text": rules.RULES[v.rule],
-        "points": [
-            {"lot": series[i].lot_id, "x": series[i].x} for i in v.points if i < len(series)
-        ],
+        "points": [_point_dict(series[i]) for i in v.points if i < len(series)],
         "center": chart.center,
         "sigma": chart.sigma,
     }
+
+
+def _point_dict(p: Point) -> dict[str, Any]:
+    """A point of a violation, as the track-out's entry records it: its lot and value, and
+    its carrier (a carrier chart's) or its n and s (a subgroup chart's)."""
+    found: dict[str, Any] = {"lot": p.lot_id, "x": p.x}
+    if p.carrier_id is not None:
+        found["carrier"] = p.carrier_id
+    if p.n > 1:
+        found.update(n=p.n, s=p.s)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +235,7 @@ class SpcService(Guarded):
         inhibit: bool = False,
         center: float | None = None,
         sigma: float | None = None,
+        kind: str = rules.ChartKind.LOT,
         by: Principal | None = None,
     ) -> Chart:
         """Set a chart (replacing the one of its step, value and tool): limits given, or
@@ -209,6 +244,14 @@ class SpcService(Guarded):
         transaction."""
         await self._guard.allow(by, Action.SPC)
         self._check_value(step, value)
+        try:
+            chart_kind = rules.ChartKind(kind)
+        except ValueError:
+            known = [k.value for k in rules.ChartKind]
+            raise InvalidInput(
+                f"{kind!r} is not a kind of chart; expected one of {', '.join(known)}",
+                allowed=known,
+            ) from None
         record = ChangeRecord.of(self._guard.who(by), user, "spc_set", self._clock())
         chart = rules.configure(
             step,
@@ -221,6 +264,7 @@ class SpcService(Guarded):
             inhibit=inhibit,
             center=center,
             sigma=sigma,
+            kind=chart_kind,
         )
 
         def work() -> Work[Chart]:
@@ -357,26 +401,32 @@ class SpcService(Guarded):
                         views.append(view)
                         continue
                 points = yield from get_points(step, value, chart.tool_id)
-                xs = [p.x for p in points]
                 found: list[Violation] = []
                 if chart.center is not None and chart.sigma is not None:
                     # the points since the chart was set, as the track-outs checked them
                     # (after its baseline, where the limits came from one): earlier points
                     # were another chart's
                     first = len(points) - len(rules.since_set(chart, points))
-                    ours = xs[first:]
+                    ours = points[first:]
                     start = (
-                        rules.baseline_end(ours, chart.baseline_n) or 0
+                        rules.baseline_end(ours, chart.baseline_n, chart.kind) or 0
                         if chart.limits_source == "baseline"
                         else 0
                     )
+                    subgroups = chart.kind is rules.ChartKind.SUBGROUP
                     found = [
                         Violation(v.rule, tuple(i + first for i in v.points))
                         for v in rules.all_violations(
-                            ours, chart.center, chart.sigma, chart.rules, start
+                            [p.x for p in ours],
+                            chart.center,
+                            chart.sigma,
+                            chart.rules,
+                            start,
+                            ns=[p.n for p in ours] if subgroups else None,
+                            ss=[p.s for p in ours] if subgroups else None,
                         )
                     ]
-                cpk, ppk = rules.capability(xs, lower, upper)
+                cpk, ppk = rules.capability_of(chart.kind, points, lower, upper)
                 views.append(ChartView(chart, points, found, cpk, ppk, lower, upper, spec_from))
             return views
 
@@ -427,7 +477,7 @@ def _recent(
     points = yield from get_points(chart.step, chart.value, chart.tool_id, last=last)
     first = total - len(points)
     found = [Violation(r, (first + i,)) for i, p in enumerate(points) for r in p.rules]
-    cpk, ppk = rules.capability([p.x for p in points], lower, upper)
+    cpk, ppk = rules.capability_of(chart.kind, points, lower, upper)
     return ChartView(chart, points, found, cpk, ppk, lower, upper, spec_from, total)
 
 

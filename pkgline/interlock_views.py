@@ -252,6 +252,7 @@ def chart_dict(c: Chart) -> Json:
         "step": c.step,
         "value": c.value,
         "tool": c.tool_id,
+        "kind": c.kind.value,
         "center": c.center,
         "sigma": c.sigma,
         "ucl": c.ucl,
@@ -266,11 +267,24 @@ def chart_dict(c: Chart) -> Json:
 
 
 def chart_view_dict(v: ChartView) -> Json:
-    """One chart of ``spc show``: its points, violations and capability."""
+    """One chart of ``spc show``: its points, violations and capability. Each point has
+    the control limits it is judged against (a subgroup chart's follow its n: center +- 3
+    sigma / sqrt(n)), null while the chart has none."""
+    c = v.chart
     return {
-        **chart_dict(v.chart),
+        **chart_dict(c),
         "points": [
-            {"lot": p.lot_id, "at": p.at.isoformat(), "x": p.x, "rules": list(p.rules)}
+            {
+                "lot": p.lot_id,
+                "carrier": p.carrier_id,
+                "at": p.at.isoformat(),
+                "x": p.x,
+                "n": p.n,
+                "s": p.s,
+                "lcl": None if (found := c.limits_for(p.n)) is None else found[0],
+                "ucl": None if found is None else found[1],
+                "rules": list(p.rules),
+            }
             for p in v.points
         ],
         "violations": [

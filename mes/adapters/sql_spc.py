@@ -14,7 +14,7 @@ from sqlalchemy.sql import ClauseElement
 
 from mes.adapters.driver import CompiledStatement, Execute, ExecuteMany, Fetch, Plan
 from mes.adapters.tables import LOT_STEP, spc_charts, spc_points, tool_of_lot
-from mes.domain.spc import Chart, Point
+from mes.domain.spc import Chart, ChartKind, Point
 from mes.ports_spc import (
     AddPoints,
     CountPoints,
@@ -93,12 +93,22 @@ def _chart(m: Mapping[str, Any]) -> Chart:
         center=limits.get("center"),
         sigma=limits.get("sigma"),
         limits_source=limits.get("source"),
+        kind=ChartKind(m["kind"]),
     )
 
 
 def _point(m: Mapping[str, Any]) -> Point:
     return Point(
-        m["step"], m["value"], m["tool_id"], m["lot_id"], m["at"], float(m["x"]), tuple(m["rules"])
+        m["step"],
+        m["value"],
+        m["tool_id"],
+        m["lot_id"],
+        m["at"],
+        float(m["x"]),
+        tuple(m["rules"]),
+        m["carrier_id"],
+        int(m["n"]),
+        None if m["s"] is None else float(m["s"]),
     )
 
 
@@ -136,6 +146,7 @@ def spc_plan(sql: SpcStatements, request: SpcRequest) -> Plan[Any]:
                 "set_by": ch.set_by,
                 "set_at": ch.set_at,
                 "limits": limits,
+                "kind": ch.kind.value,
             },
         )
         return None
@@ -161,6 +172,9 @@ def spc_plan(sql: SpcStatements, request: SpcRequest) -> Plan[Any]:
                     "at": p.at,
                     "x": p.x,
                     "rules": list(p.rules),
+                    "carrier_id": p.carrier_id,
+                    "n": p.n,
+                    "s": p.s,
                 }
                 for p in request.points
             ],

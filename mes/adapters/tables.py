@@ -552,10 +552,12 @@ spc_charts = Table(
     Column("set_by", String(64), nullable=False),
     Column("set_at", UtcDateTime, nullable=False),
     Column("limits", Json),
+    Column("kind", String(16), nullable=False, server_default="lot"),
     Index("ix_spc_charts_tool_id", "tool_id", "step"),
 )
 """Engineering's SPC charts per (step, measured value, tool): rules, baseline, limits
-(``{"center", "sigma", "source"}``, JSON: exact floats on both dialects)."""
+(``{"center", "sigma", "source"}``, JSON: exact floats on both dialects), and what a point
+is (``kind``: lot, carrier or subgroup, mes.domain.spc.ChartKind)."""
 
 spc_points = Table(
     "spc_points",
@@ -568,9 +570,14 @@ spc_points = Table(
     Column("at", UtcDateTime, nullable=False),
     Column("x", Json, nullable=False),
     Column("rules", Json, nullable=False),
+    Column("carrier_id", String(32)),
+    Column("n", Integer, nullable=False, server_default="1"),
+    Column("s", Json),
     Index("ix_spc_points_chart", "step", "value", "tool_id", "seq"),
 )
-"""One point per lot tracked out on a charted (step, value, tool), with the rules it broke."""
+"""The points of a charted (step, value, tool), each with the rules it broke: one per lot
+tracked out, or per carrier (``carrier_id``) on a carrier chart; a subgroup chart's is the
+mean of ``n`` carriers' values, with their standard deviation ``s``."""
 
 flow_versions = Table(
     "flow_versions",

@@ -223,6 +223,7 @@ def record_job(
         cmd.user,
         now,
         {"jobs": [j.job_id for j in jobs]},
+        {j.carrier_id: j.measured for j in jobs},
     )
     return Change(
         lots=(after,),

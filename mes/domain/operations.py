@@ -248,8 +248,12 @@ def finish_step(
     user: str,
     now: datetime,
     tool_data: Mapping[str, Any],
+    by_carrier: Mapping[str, Mapping[str, Value]] | None = None,
 ) -> tuple[Lot, HistoryEntry]:
-    """The running step is done: the lot's new state and the track-out history entry."""
+    """The running step is done: the lot's new state and the track-out history entry.
+    ``by_carrier``: each carrier's measured values, where they were recorded job by job
+    (``measured`` is then what they make together); the entry keeps them, in the lot's
+    carrier order, for SPC's carrier and subgroup charts."""
     assert lot.running is not None
     step = lot.running.step
     path_index = len(lot.path)
@@ -286,6 +290,10 @@ def finish_step(
         "path_index": path_index,
         "good_sites": good,
     }
+    if by_carrier:
+        data["measured_by_carrier"] = {
+            c: dict(by_carrier[c]) for c in lot.carriers if c in by_carrier
+        }
     if after.units is not None:
         data["units"] = after.units
     if violations:
