@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from mes.domain.authority import Principal
+from mes.domain.spc import ChartKind
 from mes.spc import SpcService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
@@ -33,6 +34,14 @@ class ChartBody(b.Body):
     ] = 20
     center: Limit = None
     sigma: Limit = None
+    kind: Annotated[
+        ChartKind,
+        Field(
+            ChartKind.LOT,
+            description="What a point is: the lot's value (lot), each carrier's (carrier), "
+            "or the mean and spread of the lot's carriers (subgroup: an X-bar / S chart).",
+        ),
+    ] = ChartKind.LOT
     nelson: bool = False
     inhibit: Annotated[
         bool, Field(False, description="A violation disqualifies the tool for the step.")
@@ -60,6 +69,7 @@ async def chart(request: Request, who: Who, body: ChartBody) -> JSONResponse:
         inhibit=body.inhibit,
         center=body.center,
         sigma=body.sigma,
+        kind=body.kind,
         by=who,
     )
     return answer(request, chart_dict(found))

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from mes.domain.spc import KIND_TEXT, ChartKind
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -46,6 +47,14 @@ def chart(
     ] = 20,
     center: Annotated[float | None, typer.Option("--center", help="Limits set: center.")] = None,
     sigma: Annotated[float | None, typer.Option("--sigma", help="Limits set: sigma.")] = None,
+    kind: Annotated[
+        ChartKind,
+        typer.Option(
+            "--kind",
+            help="What a point is: the lot's value (lot), each carrier's (carrier), or the "
+            "mean and spread of the lot's carriers (subgroup: X-bar / S).",
+        ),
+    ] = ChartKind.LOT,
     nelson: Annotated[bool, typer.Option("--nelson", help="Rules 5-8 too.")] = False,
     inhibit: Annotated[
         bool, typer.Option("--inhibit", help="A violation disqualifies the tool for the step.")
@@ -64,6 +73,7 @@ def chart(
         "baseline": baseline,
         "center": center,
         "sigma": sigma,
+        "kind": kind.value,
         "nelson": nelson,
         "inhibit": inhibit,
     }
@@ -82,6 +92,7 @@ def chart(
             inhibit=inhibit,
             center=center,
             sigma=sigma,
+            kind=kind,
         ),
         chart_dict,
     )
@@ -93,7 +104,12 @@ def chart(
         if found["center"] is not None
         else f"limits from the first {found['baseline']} points"
     )
-    out.print(Text.assemble(("✔ ", "green"), f"chart {step} {value} on {tool}: {limits}"))
+    out.print(
+        Text.assemble(
+            ("✔ ", "green"),
+            f"chart {step} {value} on {tool} ({KIND_TEXT[found['kind']]}): {limits}",
+        )
+    )
 
 
 @app.command()
@@ -165,12 +181,18 @@ def show(
                 f"no limits yet: the last {v['baseline']} points do not vary (the limits come "
                 f"from the first {v['baseline']} in a row that do)"
             )
+        elif v["kind"] == "subgroup":
+            limits = (
+                f"center {v['center']:.4g}  sigma {v['sigma']:.4g}  limits center +- 3 sigma / "
+                f"sqrt(n) for a lot of n carriers ({v['limits_source']})"
+            )
         else:
             limits = (
                 f"center {v['center']:.4g}  sigma {v['sigma']:.4g}  UCL {v['ucl']:.4g}  "
                 f"LCL {v['lcl']:.4g}  ({v['limits_source']})"
             )
-        out.print(Text.assemble((f"{step} {value} on {v['tool']}", "bold"), f"  {limits}"))
+        title = f"{step} {value} on {v['tool']}, {KIND_TEXT[v['kind']]}"
+        out.print(Text.assemble((title, "bold"), f"  {limits}"))
         cap = "  ".join(
             [f"{name} {v[key]:.4g}" for name, key in SPEC if v[key] is not None]
             + [f"{name} {v[key]:.2f}" for name, key in CAPABILITY if v[key] is not None]
@@ -186,19 +208,7 @@ def show(
                 f"since the chart was set ({stamp(since, seconds=False)})"
             )
             continue
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("#", "lot", "at", "x", "rules"):
-            table.add_column(column, overflow="fold")
-        for n, p in enumerate(v["points"], start=1):
-            rules = p["rules"]
-            table.add_row(
-                str(n),
-                p["lot"],
-                stamp(p["at"]),
-                f"{p['x']:.4g}",
-                Text(", ".join(str(r) for r in rules), style="bold red") if rules else "",
-            )
-        out.print(table)
+        out.print(_points_table(v))
         for x in v["violations"]:
             numbers = ", ".join(str(i + 1) for i in x["points"])
             out.print(f"  rule {x['rule']} ({x['text']}) at points {numbers}")
@@ -230,7 +240,7 @@ def list_(
         out.print("no SPC chart" + (f" of {where}" if where else " set (pkgline spc chart)"))
         return
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("step", "value", "tool", "center", "sigma", "LCL", "UCL", "limits"):
+    for column in ("step", "value", "tool", "kind", "center", "sigma", "LCL", "UCL", "limits"):
         table.add_column(column, overflow="fold")
     for column in ("rules", "inhibit", "set by", "at"):
         table.add_column(column, overflow="fold")
@@ -240,10 +250,8 @@ def list_(
             c["step"],
             c["value"],
             c["tool"],
-            *(
-                f"{c[k]:.4g}" if c[k] is not None else "-"
-                for k in ("center", "sigma", "lcl", "ucl")
-            ),
+            c["kind"],
+            *(_number(c, k) for k in ("center", "sigma", "lcl", "ucl")),
             limits,
             ",".join(str(r) for r in c["rules"]),
             "yes" if c["inhibit"] else "no",
@@ -251,6 +259,35 @@ def list_(
             stamp(c["set_at"], seconds=False),
         )
     out.print(table)
+
+
+def _number(chart: dict[str, Any], key: str) -> str:
+    """A chart's center, sigma or limit for the list ("-": none yet; a subgroup chart's
+    limits follow each lot's number of carriers: ``spc show`` gives them point by point)."""
+    value = chart[key]
+    if value is None or (chart["kind"] == "subgroup" and key in ("lcl", "ucl")):
+        return "-"
+    return f"{value:.4g}"
+
+
+def _points_table(v: dict[str, Any]) -> Table:
+    """A chart's points: a carrier chart's name their carrier; a subgroup chart's give their
+    n, their spread s and the limits of their n."""
+    kind = v["kind"]
+    columns = ["#", "lot", *(["carrier"] if kind == "carrier" else []), "at"]
+    columns += ["mean", "n", "s", "LCL", "UCL"] if kind == "subgroup" else ["x"]
+    table = Table(show_edge=False, pad_edge=False)
+    for column in [*columns, "rules"]:
+        table.add_column(column, overflow="fold")
+    for number, p in enumerate(v["points"], start=1):
+        cells = [str(number), p["lot"], *([p["carrier"] or "-"] if kind == "carrier" else [])]
+        cells += [stamp(p["at"]), f"{p['x']:.4g}"]
+        if kind == "subgroup":
+            cells += [str(p["n"]), "-" if p["s"] is None else f"{p['s']:.4g}"]
+            cells += ["-" if p[k] is None else f"{p[k]:.4g}" for k in ("lcl", "ucl")]
+        rules = ", ".join(str(r) for r in p["rules"])
+        table.add_row(*cells, Text(rules, style="bold red") if rules else "")
+    return table
 
 
 def _spec_source(v: dict[str, Any]) -> str:

@@ -185,6 +185,8 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
             ("/spc/charts", {"step": "DIE_ATTACH", "value": BLT, "tool": "DB-1",
                              "center": 25}, "invalid_input"),
             ("/spc/charts", {"step": "NO_STEP", "value": BLT, "tool": "DB-1"}, "invalid_input"),
+            ("/spc/charts", {"step": "DIE_ATTACH", "value": BLT, "tool": "DB-1",
+                             "kind": "xbar"}, "invalid_request"),
             ("/spc/clear", {"step": "DIE_ATTACH", "tool": "DB-1"}, "invalid_request"),
         ]  # fmt: skip
         for path, body, error in malformed:
@@ -211,3 +213,28 @@ async def test_unknown_ids_are_404_and_malformed_values_422_changing_nothing(
         assert (await client.get("/durables/CAP-1")).json()["history"] == history
         assert (await client.get("/spc/charts/DIE_ATTACH/" + BLT)).json() == []
         assert (await client.get("/spc/charts")).json() == []
+
+
+async def test_a_chart_of_each_kind_is_set_and_listed_and_another_kind_refused(
+    api: RunningApi,
+) -> None:
+    await make_line(api.db)
+    await api.roles(Role.ENGINEER)
+    async with api.client() as client:
+        for value, kind in ((BLT, "subgroup"), ("xy_offset_um", "carrier")):
+            body = {"step": "DIE_ATTACH", "value": value, "tool": "DB-1", "kind": kind}
+            made = await client.post("/spc/charts", json=body)
+            assert made.status_code == 200, made.text
+            assert made.json()["kind"] == kind
+        listed = (await client.get("/spc/charts?tool=DB-1")).json()
+        assert [(c["value"], c["kind"], c["rules"]) for c in listed] == [
+            (BLT, "subgroup", [1, 2, 3, 4, 9]),
+            ("xy_offset_um", "carrier", [1, 2, 3, 4]),
+        ]
+        body = {"step": "DIE_ATTACH", "value": BLT, "tool": "DB-1", "kind": "xbar"}
+        said = await _expect(client, "POST", "/spc/charts", body, 422, "invalid_request")
+        assert "'lot', 'carrier' or 'subgroup'" in said["message"], said
+        assert [c["kind"] for c in (await client.get("/spc/charts")).json()] == [
+            "subgroup",
+            "carrier",
+        ]

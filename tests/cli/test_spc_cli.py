@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flows.loader import DEFS
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
@@ -201,3 +203,62 @@ def test_spc_show_compares_with_the_spec_limits_new_lots_are_checked_against(
     assert "stiffener-bga v2: 20 to 30" in after["spec_from"]
     table = " ".join(pkgline(db, *show[:-1]).stdout.split())
     assert "spec limits: none: the flows' spec limits differ" in table
+
+
+async def _jobs(url: str, lots: dict[str, list[float]]) -> None:
+    """Each lot of ``lots`` through DIE_ATTACH on DB-1 as the line controller runs it: a job
+    per carrier, each measuring its BLT."""
+    engine = create_engine(url)
+    try:
+        factory = SqlUnitOfWorkFactory(engine)
+        service = LotService(factory, flow_library())
+        for lot_id, blts in lots.items():
+            await service.start(cmd.StartLot(lot_id, "fo-organic", "op1", carriers=len(blts)))
+            await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", "op1"))
+            await service.track_out(cmd.TrackOut(lot_id, "op1"))
+            await service.track_in(
+                cmd.TrackIn(lot_id, "DIE_ATTACH", "controller", tool="DB-1", dispatched=True)
+            )
+            carriers = (await service.get(lot_id)).carriers
+            for n, (carrier, blt) in enumerate(zip(carriers, blts, strict=True)):
+                job = f"{lot_id}-{n}"
+                await service.start_job(cmd.StartJob(lot_id, job, "DB-1", carrier, "controller"))
+                await service.record_job(cmd.RecordJob(job, "controller", {BLT: blt}))
+    finally:
+        await engine.dispose()
+
+
+def test_a_subgroup_chart_set_and_shown_with_each_lots_n_spread_and_limits(
+    sqlite_url: str,
+) -> None:
+    db = sqlite_url
+    asyncio.run(_line(db))
+    chart = ok_json(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
+                    "--sigma", "1", "--kind", "subgroup")  # fmt: skip
+    assert (chart["kind"], chart["rules"]) == ("subgroup", [1, 2, 3, 4, 9])
+    said = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
+                   "--sigma", "1", "--kind", "subgroup").stdout  # fmt: skip
+    assert (
+        f"chart DIE_ATTACH {BLT} on DB-1 (X-bar / S chart of each lot's carriers): center 25"
+    ) in " ".join(said.split())
+    asyncio.run(_jobs(db, {"G1": [25.4, 24.6, 25.2, 24.8], "G2": [22.0, 28.0, 22.0, 28.0]}))
+    [shown] = json.loads(
+        pkgline(db, "spc", "show", "DIE_ATTACH", BLT, "--tool", "DB-1", "--json").stdout
+    )
+    g1, g2 = shown["points"]
+    assert (g1["lot"], g1["n"], g1["carrier"]) == ("G1", 4, None)
+    assert (g1["lcl"], g1["ucl"]) == (23.5, 26.5)  # 25 +- 3 / sqrt(4)
+    assert (g2["x"], g2["rules"]) == (25.0, [9])
+    assert g2["s"] == pytest.approx(3.4641, abs=1e-4)
+    assert shown["violations"] == [
+        {"rule": 9, "text": "a lot's spread beyond the S chart's limits", "points": [1]}
+    ]
+    table = " ".join(pkgline(db, "spc", "show", "DIE_ATTACH", BLT, "--tool", "DB-1").stdout.split())
+    assert "limits center +- 3 sigma / sqrt(n) for a lot of n carriers" in table
+    assert "mean ┃ n ┃ s ┃ LCL ┃ UCL" in table
+    assert "G2 │" in table and "│ 25 │ 4 │ 3.464 │ 23.5 │ 26.5 │ 9" in table
+    listed = " ".join(pkgline(db, "spc", "list").stdout.split())
+    assert "DB-1 │ subgroup │ 25 │ 1 │ - │ - │" in listed
+    wrong = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--kind", "xbar")
+    assert wrong.returncode == 2
+    assert "'xbar' is not one of 'lot', 'carrier', 'subgroup'" in " ".join(wrong.stderr.split())
