@@ -1,5 +1,6 @@
 """The SPC pages: the charts set (``pkgline spc list``) and one chart (``pkgline spc show``)
-drawn as an individuals chart in server-rendered SVG: its last :data:`SHOWN` points in order,
+drawn in server-rendered SVG (an individuals chart; a subgroup chart's X-bar chart over its
+S chart): its last :data:`SHOWN` points in order,
 the centre line and control limits, the spec limits, the points that broke a rule marked and
 listed with their lots, Cpk and Ppk. Each page is one call of the SPC service for the person
 logged in (its READ, as the API's ``GET /spc/charts``); nothing here decides a rule."""
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 
 from mes.domain.errors import InvalidInput, LotTrackerError, UnknownTool
 from mes.domain.model import HistoryEntry
-from mes.domain.spc import RULES, Point
+from mes.domain.spc import KIND_TEXT, RULES, SPREAD, ChartKind, Point, c4, spread_limits
 from mes.spc import ChartView
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
@@ -79,6 +80,12 @@ def _name(what: str, text: str | None) -> str | None:
 
 def _limits(v: ChartView) -> str:
     c = v.chart
+    if c.center is not None and c.sigma is not None and c.kind is ChartKind.SUBGROUP:
+        return (
+            f"centre {c.center:.4g}, sigma {c.sigma:.4g} (of one carrier's value); a lot of n "
+            f"carriers: centre +- 3 sigma / sqrt(n), and its spread s against the S chart's "
+            f"limits ({c.limits_source})"
+        )
     if c.center is not None and c.sigma is not None:
         return (
             f"centre {c.center:.4g}, sigma {c.sigma:.4g}, UCL {c.ucl:.4g}, LCL {c.lcl:.4g} "
@@ -122,20 +129,95 @@ def shown(v: ChartView, last: int = SHOWN) -> ShownChart:
     return ShownChart(v, first, points, broke, violations, older, svg, _limits(v))
 
 
-def chart_svg(v: ChartView, first: int, points: tuple[Point, ...], broke: frozenset[int]) -> str:
-    """The points as an individuals chart (SVG, no script): x in order, the centre line and
-    control limits dashed, the spec limits solid; a point that broke a rule in red, each a
-    link to its lot's page with a tooltip of its number, lot, value and time."""
+@dataclass(frozen=True, slots=True)
+class Series:
+    """What one SVG chart draws: a value per point (None: no point there), the lines across
+    it (each a value per point: a subgroup chart's limits follow each lot's n) and which
+    points broke its rules."""
+
+    label: str
+    caption: str
+    """What is drawn, in a few words, at the chart's top left."""
+    ys: tuple[float | None, ...]
+    lines: tuple[tuple[str, str, tuple[float | None, ...]], ...]
+    """(kind: ucl, center, lcl or spec; its name; its value at each point, None where it has
+    none: an S chart's at a lot of one carrier)."""
+    broke: frozenset[int]
+
+
+def _broke(v: ChartView, first: int, points: tuple[Point, ...], spread: bool) -> frozenset[int]:
+    """The numbers of the points that broke the S chart's rule (``spread``) or the others."""
+
+    def ours(rule: int) -> bool:
+        return (rule == SPREAD) == spread
+
+    return frozenset(
+        {i for x in v.violations if ours(x.rule) for i in x.points}
+        | {first + n for n, p in enumerate(points) if any(ours(r) for r in p.rules)}
+    )
+
+
+def _series(v: ChartView, first: int, points: tuple[Point, ...], broke: frozenset[int]) -> Series:
+    """The chart of the points' values (an individuals or X-bar chart): its control limits
+    (at each point's n) dashed, the spec limits solid (individual values: not on an X-bar
+    chart, whose points are means)."""
     c = v.chart
-    lines = [
-        ("ucl", "UCL", c.ucl if c.center is not None and c.sigma is not None else None),
-        ("center", "CL", c.center),
-        ("lcl", "LCL", c.lcl if c.center is not None and c.sigma is not None else None),
-        ("spec", "USL", v.spec_upper),
-        ("spec", "LSL", v.spec_lower),
-    ]
-    drawn = [(k, name, y) for k, name, y in lines if y is not None]
-    ys = [p.x for p in points] + [y for _, _, y in drawn]
+    lines: list[tuple[str, str, tuple[float | None, ...]]] = []
+    if c.center is not None and c.sigma is not None:
+        at = [c.limits_for(p.n) or (c.center, c.center) for p in points]
+        lines += [
+            ("ucl", "UCL", tuple(hi for _, hi in at)),
+            ("center", "CL", tuple(c.center for _ in points)),
+            ("lcl", "LCL", tuple(lo for lo, _ in at)),
+        ]
+    if c.kind is ChartKind.SUBGROUP:
+        broke = _broke(v, first, points, spread=False)
+    if c.kind is not ChartKind.SUBGROUP:
+        for name, spec in (("USL", v.spec_upper), ("LSL", v.spec_lower)):
+            if spec is not None:
+                lines.append(("spec", name, tuple(spec for _ in points)))
+    what = "lot means" if c.kind is ChartKind.SUBGROUP else "points"
+    label = f"{c.step} {c.value} on {c.tool_id}: {len(points)} {what}"
+    caption = {
+        ChartKind.LOT: "each lot's value",
+        ChartKind.CARRIER: "each carrier's value",
+        ChartKind.SUBGROUP: "X-bar: the mean of each lot's carriers",
+    }[c.kind]
+    return Series(label, caption, tuple(p.x for p in points), tuple(lines), broke)
+
+
+def _spread_series(v: ChartView, first: int, points: tuple[Point, ...]) -> Series:
+    """A subgroup chart's S chart: each lot's spread against the limits of its n."""
+    c, sigma = v.chart, v.chart.sigma
+    lines: list[tuple[str, str, tuple[float | None, ...]]] = []
+    if sigma is not None:
+        at = [spread_limits(sigma, p.n) if p.n >= 2 else None for p in points]
+        lines = [
+            ("ucl", "UCL", tuple(None if x is None else x[1] for x in at)),
+            ("center", "CL", tuple(c4(p.n) * sigma if p.n >= 2 else None for p in points)),
+            ("lcl", "LCL", tuple(None if x is None else x[0] for x in at)),
+        ]
+    label = f"{c.step} {c.value} on {c.tool_id}: the spread (s) of each lot's carriers"
+    broke = _broke(v, first, points, spread=True)
+    caption = "S: the spread (standard deviation) of each lot's carriers"
+    return Series(label, caption, tuple(p.s for p in points), tuple(lines), broke)
+
+
+def chart_svg(v: ChartView, first: int, points: tuple[Point, ...], broke: frozenset[int]) -> str:
+    """The points as an individuals chart, or a subgroup chart's X-bar chart with its S chart
+    below (SVG, no script): values in order, the centre line and control limits dashed, the
+    spec limits solid; a point that broke a rule in red, each a link to its lot's page with a
+    tooltip of its number, lot (and carrier, or n and s), value and time."""
+    svg = _svg(_series(v, first, points, broke), first, points, "spc-chart")
+    if v.chart.kind is ChartKind.SUBGROUP:
+        svg += _svg(_spread_series(v, first, points), first, points, "spc-chart spc-spread")
+    return svg
+
+
+def _svg(series: Series, first: int, points: tuple[Point, ...], css: str) -> str:
+    drawn = series.lines
+    ys = [y for y in series.ys if y is not None]
+    ys += [y for _, _, at in drawn for y in at if y is not None]
     low, high = (min(ys), max(ys)) if ys else (0.0, 1.0)
     if high - low < 1e-12:
         low, high = low - 1.0, high + 1.0
@@ -151,36 +233,62 @@ def chart_svg(v: ChartView, first: int, points: tuple[Point, ...], broke: frozen
     def x_of(n: int) -> float:
         return PAD_L + (step * n if len(points) > 1 else inner / 2)
 
-    label = f"{c.step} {c.value} on {c.tool_id}: {len(points)} points"
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="spc-chart" role="img" '
-        f'viewBox="0 0 {W} {H}" aria-label="{escape(label)}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css}" role="img" '
+        f'viewBox="0 0 {W} {H}" aria-label="{escape(series.label)}">',
         f'<rect class="plot" x="0" y="0" width="{W}" height="{H}"/>',
+        f'<text class="caption" x="{PAD_L + 4}" y="{PAD_Y - 2}">{escape(series.caption)}</text>',
     ]
-    for kind, name, y in drawn:
-        at = y_of(y)
-        out.append(
-            f'<line class="limit {kind}" data-limit="{name}" x1="{PAD_L}" x2="{W - PAD_R}" '
-            f'y1="{at:.1f}" y2="{at:.1f}"><title>{name} {y:.4g}</title></line>'
-            f'<text x="{W - PAD_R + 4}" y="{at + 4:.1f}">{name} {y:.4g}</text>'
+    for kind, name, at in drawn:
+        values = [y for y in at if y is not None]
+        if not values:
+            continue
+        last = values[-1]
+        spans: list[tuple[float, float, float]]
+        if len(set(at)) == 1:  # the same all along: one line across
+            spans = [(PAD_L, W - PAD_R, last)]
+        else:  # a subgroup chart's limits: a step at each point, as its n has them
+            half = step / 2
+            spans = [
+                (max(x_of(n) - half, PAD_L), min(x_of(n) + half, W - PAD_R), y)
+                for n, y in enumerate(at)
+                if y is not None
+            ]
+        out.extend(
+            f'<line class="limit {kind}" data-limit="{name}" x1="{x1:.1f}" x2="{x2:.1f}" '
+            f'y1="{y_of(y):.1f}" y2="{y_of(y):.1f}"><title>{name} {y:.4g}</title></line>'
+            for x1, x2, y in spans
         )
-    if len(points) > 1:
-        path = " ".join(f"{x_of(n):.1f},{y_of(p.x):.1f}" for n, p in enumerate(points))
+        out.append(f'<text x="{W - PAD_R + 4}" y="{y_of(last) + 4:.1f}">{name} {last:.4g}</text>')
+    shown = [
+        (n, p, y) for n, (p, y) in enumerate(zip(points, series.ys, strict=True)) if y is not None
+    ]
+    if len(shown) > 1:
+        path = " ".join(f"{x_of(n):.1f},{y_of(y):.1f}" for n, _, y in shown)
         out.append(f'<polyline class="series" points="{path}"/>')
-    for n, p in enumerate(points):
+    for n, p, y in shown:
         number = first + n + 1
-        bad = (first + n) in broke
-        tip = f"#{number} {p.lot_id}: {p.x:.4g} at {p.at:%Y-%m-%d %H:%M}" + (
+        bad = (first + n) in series.broke
+        tip = f"#{number} {p.lot_id}{_what(p)}: {y:.4g} at {p.at:%Y-%m-%d %H:%M}" + (
             f" (rule {', '.join(str(r) for r in p.rules)})" if p.rules else ""
         )
         out.append(
             f'<a href="{auth.PREFIX}/lots/{escape(quote(p.lot_id))}">'
             f'<circle class="point{" broke" if bad else ""}" data-point="{number}" '
-            f'data-lot="{escape(p.lot_id)}" cx="{x_of(n):.1f}" cy="{y_of(p.x):.1f}" '
+            f'data-lot="{escape(p.lot_id)}" cx="{x_of(n):.1f}" cy="{y_of(y):.1f}" '
             f'r="{5 if bad else 3.5}"><title>{escape(tip)}</title></circle></a>'
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def _what(p: Point) -> str:
+    """A point's carrier, or its number of carriers and their spread."""
+    if p.carrier_id is not None:
+        return f" carrier {p.carrier_id}"
+    if p.n > 1:
+        return f" (mean of {p.n}, s {p.s:.4g})" if p.s is not None else f" (mean of {p.n})"
+    return ""
 
 
 def _refused(request: Request, who: Viewer, refused: LotTrackerError) -> Response:
@@ -241,4 +349,5 @@ async def chart_page(
         tool=tool,
         charts=[shown(v) for v in views],
         shown_max=SHOWN,
+        kinds=KIND_TEXT,
     )
