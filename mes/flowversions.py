@@ -294,15 +294,20 @@ class FlowVersionService:
         verifier: SignatureVerifier | None = None,
         claimed: FlowLibrary | None = None,
         unreported: Callable[[Flow], list[str]] | None = None,
+        untaken: Callable[[Flow], list[str]] | None = None,
     ):
         """``claimed``: the flows whose limits the claims fix (the packaged flow files, read
         when first needed, by default); a published version of one of them keeps its
         limits (:func:`flows.claimed.loosened`). ``unreported``: each measured value of a
         flow that its step's equipment class does not report, in words (the equipment
         catalogue is the drivers', which mes does not import: the caller gives the check);
-        a version with one is refused, since its limits would never see a tool's value."""
+        a version with one is refused, since its limits would never see a tool's value.
+        ``untaken``: likewise each recipe value of a tool step that its class does not take
+        (the material and claim values kept for the lot record aside): the controller sends
+        the tool only what it takes, so such a value would be recorded but never run."""
         self._claimed = claimed
         self._unreported = unreported
+        self._untaken = untaken
         self._store = store
         self._clock = clock
         self._guard = Guard(principal, security, clock)
@@ -352,6 +357,14 @@ class FlowVersionService:
                     "values, so no limit on them would ever apply (a value is named as its "
                     "tool reports it, or aliased with tool_value: docs/flow-files.md):"
                     + "".join(f"\n  - {text}" for text in unknown)
+                )
+            untaken = self._untaken(flow) if self._untaken is not None else []
+            if untaken:
+                raise InvalidInput(
+                    f"flow {name} is not published: the tools do not take these recipe "
+                    "values, so a lot would record them but its tool would never run them (a "
+                    "value is named as its tool takes it, or aliased with tool_value: "
+                    "docs/flow-files.md):" + "".join(f"\n  - {text}" for text in untaken)
                 )
             self._check_claims(flow)
         out = []

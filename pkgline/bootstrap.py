@@ -230,6 +230,7 @@ def services_for(
             signatures=signatures,
             verifier=_Signers(engine),
             unreported=measured_not_reported,
+            untaken=recipe_not_taken,
         ),
     )
 
@@ -254,6 +255,47 @@ def measured_not_reported(flow: Flow) -> list[str]:
                     f"{code} measured: {name}{alias} is not reported by a "
                     f"{step.equipment_class}; it reports {', '.join(sorted(reported))}"
                 )
+    return out
+
+
+LOT_RECORD_VALUES = frozenset(
+    {
+        ("STIFFENER_ATTACH", "stiffener_material"),
+        ("STIFFENER_ATTACH", "stiffener_opening_rows"),
+        ("STIFFENER_ATTACH", "stiffener_opening_cols"),
+        ("HEAT_SINK_ATTACH", "heat_sink_material"),
+        ("HEAT_SINK_ATTACH", "heat_sink_area_mm2"),
+        ("HEAT_SINK_ATTACH", "standoff_height_um"),
+        ("SUBSTRATE_BOND", "substrate_material"),
+    }
+)
+"""(step, recipe value): the material and claim values a tool step records for the lot and
+its claimed limits, which no tool takes (docs/flow-files.md, "Values")."""
+
+
+def recipe_not_taken(flow: Flow) -> list[str]:
+    """Each recipe value of ``flow`` at a tool step that the step's equipment class does not
+    take (drivers/classes.yaml) and that is none of :data:`LOT_RECORD_VALUES`, in words: the
+    controller sends a tool only the values its class takes, so a version that renames one (a
+    typo, ``bond_temprature_c: {default: 140}``) would record 140 for every lot while the
+    tool bonds at the default, silently."""
+    from drivers.catalogue import load_catalogue
+    from drivers.model import EquipmentClass
+
+    catalogue = load_catalogue()
+    out = []
+    for code, step in flow.steps.items():
+        if step.equipment_class == "manual":
+            continue
+        takes = catalogue[EquipmentClass(step.equipment_class)].recipe
+        for name, value in step.recipe.items():
+            if value.tool_name in takes or (code, name) in LOT_RECORD_VALUES:
+                continue
+            alias = f" (tool_value {value.tool_name})" if value.tool_name != name else ""
+            out.append(
+                f"{code} recipe: {name}{alias} is not taken by a {step.equipment_class}; it "
+                f"takes {', '.join(sorted(takes))}"
+            )
     return out
 
 

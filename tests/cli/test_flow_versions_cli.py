@@ -232,6 +232,48 @@ def test_a_version_measuring_a_value_no_tool_reports_is_refused_and_nothing_is_w
     assert published["version"] == 2
 
 
+def test_every_packaged_flow_gives_its_tools_only_recipe_values_they_take() -> None:
+    from flows import load_library
+    from pkgline.bootstrap import recipe_not_taken
+
+    for flow in load_library().flows.values():
+        assert recipe_not_taken(flow) == [], flow.name
+
+
+def test_a_version_with_a_recipe_value_no_tool_takes_is_refused_and_nothing_is_written(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by the engineer's walk-through: a version whose flow file set
+    ``bond_temprature_c: {default: 140}`` (a typo of the die bonder's bond_temperature_c)
+    was published and could be approved: every lot would record 140 while the controller,
+    which sends a tool only the values its class takes, left it out and the tool bonded at
+    the default. A value aliased to the tool's name with tool_value is accepted."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / "fo-organic.yaml"
+    text = flow_file.read_text()
+    attach = '      die_orientation: {default: face_up, one_of: [face_up], claim: "002: 61"}\n'
+    assert attach in text
+    flow_file.write_text(
+        text.replace(attach, f"{attach}      bond_temprature_c: {{default: 140}}\n")
+    )
+    refused = pkgline(db, "flow", "publish", str(flow_file), "--note", "hotter")
+    assert refused.returncode == 1, refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert "the tools do not take these recipe values" in said
+    assert (
+        "DIE_ATTACH recipe: bond_temprature_c is not taken by a die_bonder; it takes "
+        "bond_force_n, bond_temperature_c, bond_time_ms, die_orientation, dispense_volume_nl"
+    ) in said
+    assert [v["version"] for v in ok_json(db, "flow", "versions", "fo-organic")] == [1]
+    aliased = "{default: 140, tool_value: bond_temperature_c}"
+    flow_file.write_text(text.replace(attach, f"{attach}      bond_temprature_c: {aliased}\n"))
+    (published,) = ok_json(db, "flow", "publish", str(flow_file), "--note", "hotter, aliased")
+    assert published["version"] == 2
+
+
 def test_a_retired_versions_files_published_again_say_how_to_bring_them_back(
     sqlite_url: str, tmp_path: Path
 ) -> None:
