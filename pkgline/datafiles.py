@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from types import UnionType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -188,6 +189,105 @@ def _describe(loc: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
+_UNION_TAGS = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false"}
+"""The member of a union that pydantic names at the end of an error's place (``max_minutes.int``,
+``max_minutes.float``): one mistake, said once, with every kind of value it may be."""
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str] | None:
+    """The field names (as written in the file: aliases) of the model at ``loc`` inside
+    ``model``, None where the place is not a model (or not found)."""
+    import typing
+
+    from pydantic import BaseModel, RootModel
+
+    def unwrap(tp: Any) -> Any:
+        while True:
+            origin = typing.get_origin(tp)
+            if origin is typing.Annotated:
+                tp = typing.get_args(tp)[0]
+                continue
+            if origin in (typing.Union, UnionType):
+                members = [a for a in typing.get_args(tp) if a is not type(None)]
+                if len(members) != 1:
+                    return tp
+                tp = members[0]
+                continue
+            if isinstance(tp, type) and issubclass(tp, RootModel):
+                tp = tp.model_fields["root"].annotation
+                continue
+            return tp
+
+    def names(m: type[BaseModel]) -> dict[str, Any]:
+        return {(f.alias or n): f.annotation for n, f in m.model_fields.items()}
+
+    tp: Any = model
+    for part in loc:
+        tp = unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            tp = names(tp).get(str(part))
+            if tp is None:
+                return None
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) in (list, tuple):
+            tp = typing.get_args(tp)[0]
+        else:
+            return None
+    tp = unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(names(tp))
+    return None
+
+
+def _explained(model: type[BaseModel], errors: list[Any]) -> list[tuple[list[str | int], str]]:
+    """Each mistake once, in the file's words: an unknown field with the fields expected there
+    (and the nearest, for a typo), a missing one by name, a value of the wrong kind with the
+    kinds it may be (pydantic says it once per member of the union)."""
+    import difflib
+
+    out: list[tuple[list[str | int], str]] = []
+    kinds: dict[tuple[str | int, ...], list[str]] = {}
+    for e in errors:
+        loc = list(e["loc"])
+        if loc and loc[-1] in _UNION_TAGS and e["type"].endswith(("_type", "_parsing")):
+            place = tuple(loc[:-1])
+            if place not in kinds:
+                kinds[place] = []
+                got = e.get("input")
+                out.append((list(place), f"not {got!r}" if got is not None else ""))
+            kinds[place].append(_UNION_TAGS[str(loc[-1])])
+            continue
+        if e["type"] == "extra_forbidden" and loc:
+            name = str(loc[-1])
+            fields = _fields_at(model, loc[:-1])
+            text = f"unknown field {name!r}"
+            if fields:
+                close = difflib.get_close_matches(name, fields, n=1)
+                if close:
+                    text += f" (did you mean {close[0]}?)"
+                text += f"; expected one of {', '.join(fields)}"
+            out.append((loc, text))
+        elif e["type"] == "missing" and loc:
+            out.append((loc, f"the field {loc[-1]} is missing; it is required here"))
+        elif e["type"] == "value_error":
+            out.append((loc, str(e["msg"]).removeprefix("Value error, ")))
+        else:
+            got = e.get("input")
+            scalar = isinstance(got, bool | int | float | str)
+            out.append((loc, str(e["msg"]) + (f", not {got!r}" if scalar else "")))
+    explained = []
+    for loc, text in out:
+        said = kinds.get(tuple(loc))
+        if said is not None:
+            if "a number" in said:  # an int or a float: any number
+                said = [k for k in said if k != "a whole number"]
+            expected = " or ".join(dict.fromkeys(said))
+            text = f"expected {expected}, {text}" if text else f"expected {expected}"
+        explained.append((loc, text))
+    return explained
+
+
 def validate(doc: YamlDocument, model: type[M], *, context: dict[str, Any] | None = None) -> M:
     """Validate a parsed document against ``model``; errors name the file and line."""
     from pydantic import ValidationError
@@ -195,13 +295,13 @@ def validate(doc: YamlDocument, model: type[M], *, context: dict[str, Any] | Non
     try:
         return model.model_validate(doc.data, context=context)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        loc = list(errors[0]["loc"])
-        parts = [f"{_describe(loc)}: {errors[0]['msg']}"]
+        errors = _explained(model, exc.errors(include_url=False))
+        loc = errors[0][0]
+        parts = [f"{_describe(loc)}: {errors[0][1]}"]
         if len(errors) > 1:
             more = "; ".join(
-                f"line {doc.line_of(list(e['loc']))} {_describe(list(e['loc']))}: {e['msg']}"
-                for e in errors[1:6]
+                f"line {doc.line_of(where)} {_describe(where)}: {text}"
+                for where, text in errors[1:6]
             )
             parts.append(f"(and {len(errors) - 1} more: {more})")
         raise doc.error(loc, " ".join(parts)) from exc

@@ -274,6 +274,32 @@ def test_a_version_with_a_recipe_value_no_tool_takes_is_refused_and_nothing_is_w
     assert published["version"] == 2
 
 
+def test_a_version_with_a_misspelt_field_names_the_fields_expected_and_nothing_is_written(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by the engineer's walk-through: spec limits written ``{low: 12, upper: 38, ...}``
+    were refused with pydantic's "Extra inputs are not permitted", which says neither what
+    was expected nor which field was meant."""
+    db = sqlite_url
+    ok_json(db, "db", "upgrade")
+    defs = tmp_path / "defs"
+    shutil.copytree(DEFS, defs)
+    flow_file = defs / "fo-organic.yaml"
+    text = flow_file.read_text()
+    attach = '      die_orientation: {default: face_up, one_of: [face_up], claim: "002: 61"}\n'
+    spec = '{spec: {low: 12.0, upper: 38.0, target: 25.0, origin: "line practice: tighter"}}'
+    flow_file.write_text(
+        text.replace(attach, f"{attach}    measured:\n      bond_line_thickness_um: {spec}\n")
+    )
+    refused = pkgline(db, "flow", "publish", str(flow_file), "--note", "tighter")
+    assert refused.returncode == 1, refused.stderr
+    assert (
+        "steps.DIE_ATTACH.measured.bond_line_thickness_um.spec.low: unknown field 'low' (did "
+        "you mean lower?); expected one of lower, upper, target, origin"
+    ) in " ".join(refused.stderr.split())
+    assert [v["version"] for v in ok_json(db, "flow", "versions", "fo-organic")] == [1]
+
+
 def test_a_retired_versions_files_published_again_say_how_to_bring_them_back(
     sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -276,7 +276,31 @@ def test_a_comma_inside_an_unquoted_text_is_explained(defs: Path) -> None:
 def test_an_unknown_field_is_refused(defs: Path) -> None:
     flow = defs / "fo-organic.yaml"
     edit(flow, "range: [1, 8]", "range: [1, 8], maximum: 8")
-    assert_at(load_error(defs), flow, "maximum: 8", "maximum", "Extra inputs are not permitted")
+    assert_at(
+        load_error(defs),
+        flow,
+        "maximum: 8",
+        "lot_params.layers.maximum: unknown field 'maximum'; expected one of range, one_of, ",
+        "tool_value",
+    )
+
+
+def test_a_misspelt_field_is_named_with_the_fields_expected_and_the_nearest(defs: Path) -> None:
+    """Found by the engineer's walk-through: ``spec: {low: 12, ...}`` said only "Extra inputs
+    are not permitted", and ``max_minutes: 4h`` said it twice, once per kind of number."""
+    flow = defs / "fo-organic.yaml"
+    edit(flow, "warn_minutes: 180, max_minutes: 240", "warn_minutes: 180, max_minute: 240")
+    assert_at(
+        load_error(defs),
+        flow,
+        "max_minute: 240",
+        "queue_times.0.max_minutes: the field max_minutes is missing; it is required here",
+        "queue_times.0.max_minute: unknown field 'max_minute' (did you mean max_minutes?); "
+        "expected one of from, to, max_minutes, warn_minutes, origin",
+    )
+    edit(flow, "max_minute: 240", "max_minutes: 4h")
+    error = str(load_error(defs))
+    assert error.endswith("queue_times.0.max_minutes: expected a number, not '4h'"), error
 
 
 def test_duplicate_keys_are_refused(defs: Path) -> None:
