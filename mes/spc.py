@@ -266,6 +266,8 @@ class SpcService(Guarded):
             sigma=sigma,
             kind=chart_kind,
         )
+        if center is not None:
+            await self._check_center(step, value, center)
 
         def work() -> Work[Chart]:
             tool = (yield from get_tools([tool_id])).get(tool_id)
@@ -290,6 +292,31 @@ class SpcService(Guarded):
             return chart
 
         return await self._uow.write(work())
+
+    async def _check_center(self, step: str, value: str, center: float) -> None:
+        """A center set by engineering outside the value's spec limits (those new lots are
+        checked against) is refused: a process centred out of spec is no process to chart,
+        and it is the mark of limits typed in another unit (0.025 for 25 um)."""
+        lower, upper, spec_from = await self._spec(step, value)
+        if (lower is None or center >= lower) and (upper is None or center <= upper):
+            return
+        units = {
+            flow.steps[step].measured[value].unit
+            for flow in self._flows.flows.values()
+            if step in flow.steps and value in flow.steps[step].measured
+        }
+        unit = f" {units.pop()}" if len(units) == 1 and None not in units else ""
+        if lower is not None and upper is not None:
+            window = f"{lower:g} to {upper:g}{unit}"
+        elif lower is not None:
+            window = f"at least {lower:g}{unit}"
+        else:
+            window = f"at most {upper:g}{unit}"
+        raise InvalidInput(
+            f"center {center:g} is outside the spec limits of {value} at {step}, {window} "
+            f"({spec_from}); expected a center within them, in the value's unit"
+            + (f" ({unit.strip()})" if unit else "")
+        )
 
     async def clear(
         self, step: str, tool_id: str, user: str, reason: str, *, by: Principal | None = None

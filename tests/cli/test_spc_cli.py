@@ -107,6 +107,38 @@ def test_a_point_beyond_3_sigma_holds_the_lot_and_the_tool_waits_for_spc_clear(
     assert tiny.returncode == 1 and "too small to tell the control limits" in tiny.stderr
 
 
+def test_a_center_outside_the_spec_limits_is_refused_naming_them_and_the_unit(
+    sqlite_url: str,
+) -> None:
+    """Found by the engineer's walk-through: a chart of bond_line_thickness_um set with its
+    limits in mm (--center 0.025 --sigma 0.0012 for 25 um) was accepted beside spec limits of
+    10 to 40 um; every point would have broken rule 1. It is refused, saying the spec limits,
+    whose they are and the unit, and nothing is written (no chart, no security event)."""
+    asyncio.run(_line(sqlite_url))
+    db = sqlite_url
+    mm = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "0.025",
+                 "--sigma", "0.0012")  # fmt: skip
+    assert mm.returncode == 1, mm.stderr
+    said = " ".join(mm.stderr.split())
+    assert (
+        "center 0.025 is outside the spec limits of bond_line_thickness_um at DIE_ATTACH, 10 "
+        "to 40 um (fc-stack-muf, fc-stack3-muf, fo-metal, "
+    ) in said
+    assert "expected a center within them, in the value's unit (um)" in said
+    above = pkgline(db, "spc", "chart", "DIE_ATTACH", "xy_offset_um", "--tool", "DB-1",
+                    "--center", "20", "--sigma", "1")  # fmt: skip
+    assert above.returncode == 1
+    assert "outside the spec limits of xy_offset_um at DIE_ATTACH, at most 15 um" in " ".join(
+        above.stderr.split()
+    )
+    assert ok_json(db, "spc", "list") == []
+    assert [e["action"] for e in ok_json(db, "user", "events", "--kind", "engineering_change")] == [
+        "tool_dispatch"
+    ]
+    ok_json(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
+            "--sigma", "1.2")  # fmt: skip
+
+
 def test_each_chart_set_and_clear_is_one_event_in_the_security_log_that_verifies(
     sqlite_url: str,
 ) -> None:
