@@ -425,8 +425,11 @@ def load_line_config(path: Path | str) -> LineConfig:
         config = LineConfig.model_validate_json(json.dumps(data), strict=True)
         return config.resolved(path.parent.resolve())
     except ValidationError as exc:
+        from pkgline.datafiles import explained
+
         problems = [
-            f"{_describe(tuple(e['loc']), data)}: {e['msg']}" for e in exc.errors(include_url=False)
+            f"{_describe(tuple(loc), data)}: {text}"
+            for loc, text in explained(LineConfig, exc.errors(include_url=False), quote=False)
         ]
         # Not chained: pydantic's error repeats each setting's value (a traceback in the
         # journal would show a broker URL's password given by mistake); the message says all.

@@ -240,10 +240,13 @@ def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str] | 
     return None
 
 
-def _explained(model: type[BaseModel], errors: list[Any]) -> list[tuple[list[str | int], str]]:
+def explained(
+    model: type[BaseModel], errors: list[Any], *, quote: bool = True
+) -> list[tuple[list[str | int], str]]:
     """Each mistake once, in the file's words: an unknown field with the fields expected there
     (and the nearest, for a typo), a missing one by name, a value of the wrong kind with the
-    kinds it may be (pydantic says it once per member of the union)."""
+    kinds it may be (pydantic says it once per member of the union). ``quote``: say the value
+    refused (False where a value may be a secret: a configuration's password)."""
     import difflib
 
     out: list[tuple[list[str | int], str]] = []
@@ -255,7 +258,8 @@ def _explained(model: type[BaseModel], errors: list[Any]) -> list[tuple[list[str
             if place not in kinds:
                 kinds[place] = []
                 got = e.get("input")
-                out.append((list(place), f"not {got!r}" if got is not None else ""))
+                given = f"not {got!r}" if quote and got is not None else ""
+                out.append((list(place), given))
             kinds[place].append(_UNION_TAGS[str(loc[-1])])
             continue
         if e["type"] == "extra_forbidden" and loc:
@@ -274,18 +278,18 @@ def _explained(model: type[BaseModel], errors: list[Any]) -> list[tuple[list[str
             out.append((loc, str(e["msg"]).removeprefix("Value error, ")))
         else:
             got = e.get("input")
-            scalar = isinstance(got, bool | int | float | str)
+            scalar = quote and isinstance(got, bool | int | float | str)
             out.append((loc, str(e["msg"]) + (f", not {got!r}" if scalar else "")))
-    explained = []
+    said = []
     for loc, text in out:
-        said = kinds.get(tuple(loc))
-        if said is not None:
-            if "a number" in said:  # an int or a float: any number
-                said = [k for k in said if k != "a whole number"]
-            expected = " or ".join(dict.fromkeys(said))
+        may_be = kinds.get(tuple(loc))
+        if may_be is not None:
+            if "a number" in may_be:  # an int or a float: any number
+                may_be = [k for k in may_be if k != "a whole number"]
+            expected = " or ".join(dict.fromkeys(may_be))
             text = f"expected {expected}, {text}" if text else f"expected {expected}"
-        explained.append((loc, text))
-    return explained
+        said.append((loc, text))
+    return said
 
 
 def validate(doc: YamlDocument, model: type[M], *, context: dict[str, Any] | None = None) -> M:
@@ -295,7 +299,7 @@ def validate(doc: YamlDocument, model: type[M], *, context: dict[str, Any] | Non
     try:
         return model.model_validate(doc.data, context=context)
     except ValidationError as exc:
-        errors = _explained(model, exc.errors(include_url=False))
+        errors = explained(model, exc.errors(include_url=False))
         loc = errors[0][0]
         parts = [f"{_describe(loc)}: {errors[0][1]}"]
         if len(errors) > 1:

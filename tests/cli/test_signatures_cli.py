@@ -117,7 +117,10 @@ def test_a_configuration_that_does_not_load_is_exit_2_naming_it_and_nothing_chan
     config = tmp_path / "line.toml"
     config.write_text('[signatures]\ntwo_signers = ["approve_flow"]\n')
     missing = tmp_path / "nope.toml"
-    for given, said in ((config, "name: Field required"), (missing, "no such file")):
+    for given, said in (
+        (config, "name: the field name is missing; it is required here"),
+        (missing, "no such file"),
+    ):
         for args in (
             ("lot", "release", "L1", "--reason", "re-measured"),
             ("flow", "approve", "fo-organic", "1"),

@@ -218,6 +218,28 @@ def test_a_missing_or_invalid_configuration_is_exit_2_naming_the_file(tmp_path: 
     assert str(nothing) in unsimulated.stderr and "[tools.simulation]" in unsimulated.stderr
 
 
+def test_a_misspelt_setting_is_named_with_the_settings_expected_and_the_nearest(
+    tmp_path: Path,
+) -> None:
+    """Found by the engineer's walk-through: a line.toml with ``dispatch_intervall_s`` under
+    [controller] was refused with pydantic's "Extra inputs are not permitted", which says
+    neither which setting was meant nor which there are. No value is quoted back: a setting
+    of line.toml may be a secret."""
+    bad = tmp_path / "line.toml"
+    bad.write_text(
+        'name = "x"\n[controller]\ndispatch_intervall_s = 2.0\n[[tools]]\nid = "T-1"\n'
+        'equipment_class = "dicer"\n[tools.endpoint]\ntransport = "modbus"\n',
+        encoding="utf-8",
+    )
+    for command in ("sim", "serve"):
+        refused = pkgline(command, "--config", str(bad))
+        assert refused.returncode == 2, refused.stderr
+        assert (
+            "controller.dispatch_intervall_s: unknown field 'dispatch_intervall_s' (did you mean "
+            "dispatch_interval_s?); expected one of user, dispatch, dispatch_interval_s, "
+        ) in " ".join(refused.stderr.split()), refused.stderr
+
+
 def test_a_reject_rate_out_of_range_is_exit_2(config_file: tuple[LineConfig, Path]) -> None:
     _, path = config_file
     assert pkgline("sim", "--config", str(path), "--reject-rate", "1.5").returncode == 2

@@ -64,14 +64,14 @@ def test_without_an_events_table_the_feed_is_off_and_an_empty_one_is_local_and_p
         ('root = "a/b"', "events.root: String should match pattern"),
         (
             'url = "mqtt://u:pw@host"',
-            "events.url: Value error, the URL must not hold a user or password",
+            "events.url: the URL must not hold a user or password",
         ),
         ('site = "#"', "events.site: String should match pattern"),
         (
             "retention_days = -1",
             "events.retention_days: Input should be greater than or equal to 0",
         ),
-        ('passwd = "x"', "events.passwd: Extra inputs are not permitted"),
+        ('passwd = "x"', "events.passwd: unknown field 'passwd' (did you mean "),
         ("backoff_initial_s = 100", "events.backoff_initial_s: Input should be less than or"),
     ],
 )
@@ -144,7 +144,8 @@ def test_a_refused_broker_url_is_never_repeated_with_what_may_be_a_password(
     with pytest.raises(ConfigError) as raised:
         load_line_config(path)
     told = "".join(traceback.format_exception(raised.value))
-    assert "url: Value error, " in str(raised.value) or "broker: Value error" in str(raised.value)
+    said = str(raised.value)
+    assert ".url: " in said or ".broker: " in said, said
     assert SECRET not in told, told
     with pytest.raises(ValidationError) as direct:
         BrokerConfig(url=url)
@@ -189,5 +190,5 @@ def test_serve_and_tail_refuse_a_url_with_a_password_without_showing_it(
         env={**os.environ, "COLUMNS": "300"},
     )
     assert ran.returncode == 2, ran.stderr
-    assert "events.url: Value error, the URL must not hold a user or password" in ran.stderr
+    assert "events.url: the URL must not hold a user or password" in ran.stderr
     assert SECRET not in ran.stdout + ran.stderr

@@ -48,8 +48,8 @@ def test_the_table_is_read_with_its_defaults(tmp_path: Path) -> None:
         ),
         ('group_id = "g"\nbroker = "mqtt://h:99999"', "bad port"),
         ('group_id = "g"\nkeepalive_s = 1', "sparkplug.keepalive_s"),
-        ('group_id = "g"\nqos = 2', "sparkplug.qos: Extra inputs are not permitted"),
-        ("", "sparkplug.group_id: Field required"),
+        ('group_id = "g"\nqos = 2', "sparkplug.qos: unknown field 'qos'; expected one of "),
+        ("", "sparkplug.group_id: the field group_id is missing; it is required here"),
     ],
 )
 def test_a_bad_setting_is_refused_with_what_was_expected(
