@@ -21,6 +21,7 @@ from mes.domain.model import Lot, LotHead
 from mes.domain.text import optional_line
 from mes.engineering import ChangeRecord, qualification_change
 from mes.guard import Guard, Guarded, SecurityLog
+from mes.known_tools import naming_the_tools
 from mes.ports import (
     GetLotsRunningOn,
     GetQualifications,
@@ -225,7 +226,10 @@ class QualificationService(Guarded):
             yield from record.write(qualification_change(tool_id, step, before, q, why))
             return q
 
-        return await self._uow.write(work())
+        try:
+            return await self._uow.write(work())
+        except UnknownTool as unknown:  # the tools there are, as the tool commands say them
+            raise await naming_the_tools(self._uow, unknown) from None
 
     async def list(
         self, *, tool_id: str | None = None, step: str | None = None, by: Principal | None = None
@@ -238,5 +242,7 @@ class QualificationService(Guarded):
             )
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
-                raise UnknownTool(f"there is no tool {tool_id}")
-            return await uow.run(get_qualifications(step=step, tool_id=tool_id), commit=True)
+                unknown = UnknownTool(f"there is no tool {tool_id}")
+            else:
+                return await uow.run(get_qualifications(step=step, tool_id=tool_id), commit=True)
+        raise await naming_the_tools(self._uow, unknown)

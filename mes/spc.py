@@ -23,6 +23,7 @@ from mes.domain.spc import Chart, Point, Violation
 from mes.domain.text import one_line
 from mes.engineering import ChangeRecord, chart_state, qualification_change
 from mes.guard import Guard, Guarded, SecurityLog
+from mes.known_tools import naming_the_tools
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -291,7 +292,10 @@ class SpcService(Guarded):
             )
             return chart
 
-        return await self._uow.write(work())
+        try:
+            return await self._uow.write(work())
+        except UnknownTool as unknown:  # the tools there are, as the tool commands say them
+            raise await naming_the_tools(self._uow, unknown) from None
 
     async def _check_center(self, step: str, value: str, center: float) -> None:
         """A center set by engineering outside the value's spec limits (those new lots are
@@ -354,7 +358,10 @@ class SpcService(Guarded):
             yield from record.write(qualification_change(tool_id, step, found, q, why))
             return q
 
-        return await self._uow.write(work())
+        try:
+            return await self._uow.write(work())
+        except UnknownTool as unknown:  # the tools there are, as the tool commands say them
+            raise await naming_the_tools(self._uow, unknown) from None
 
     async def charts(
         self, *, step: str | None = None, tool_id: str | None = None, by: Principal | None = None

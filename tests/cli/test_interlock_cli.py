@@ -84,6 +84,34 @@ def test_qualifications_are_kept_by_engineering_and_checked_at_track_in(line_db:
     assert listed.returncode == 0 and "DB-1" in listed.stdout and "yes" in listed.stdout
 
 
+def test_an_unknown_tool_in_an_engineering_command_is_refused_naming_the_tools(
+    line_db: str,
+) -> None:
+    """Found by the engineer's walk-through: ``tool qualify NOSUCH --step DIE_ATTACH`` and
+    ``spc chart ... --tool NOPE`` said only "there is no tool NOSUCH" (no ``allowed``), where
+    ``durable mount`` and ``tool show`` name the tools there are; nothing is written."""
+    before = ok_json(line_db, "user", "events", "--kind", "engineering_change")
+    for args in (
+        ("tool", "qualify", "NOSUCH", "--step", "DIE_ATTACH"),
+        ("tool", "disqualify", "NOSUCH", "--step", "DIE_ATTACH", "--reason", "drift"),
+        ("tool", "qualifications", "--tool", "NOSUCH"),
+        ("spc", "chart", "DIE_ATTACH", "bond_line_thickness_um", "--tool", "NOSUCH",
+         "--center", "25", "--sigma", "1"),
+        ("spc", "clear", "DIE_ATTACH", "--tool", "NOSUCH", "--reason", "levelled"),
+    ):  # fmt: skip
+        refused = pkgline(line_db, *args, "--json")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert json.loads(refused.stdout) == {
+            "error": "unknown_tool",
+            "message": "there is no tool NOSUCH",
+            "allowed": ["DB-1", "WB-1"],
+        }, args
+        text = pkgline(line_db, *args)
+        assert text.returncode == 1 and "allowed: DB-1, WB-1" in text.stderr, text.stderr
+    assert ok_json(line_db, "user", "events", "--kind", "engineering_change") == before
+    assert ok_json(line_db, "spc", "list") == []
+
+
 def test_each_qualification_change_is_one_event_in_the_security_log_that_verifies(
     line_db: str,
 ) -> None:
