@@ -251,7 +251,9 @@ def explained(
 
     out: list[tuple[list[str | int], str]] = []
     kinds: dict[tuple[str | int, ...], list[str]] = {}
-    for e in errors:
+    # an unknown field first: beside the field it misspells (missing, then), it is the
+    # mistake, and its line is the one to edit
+    for e in sorted(errors, key=lambda e: e["type"] != "extra_forbidden"):
         loc = list(e["loc"])
         if loc and loc[-1] in _UNION_TAGS and e["type"].endswith(("_type", "_parsing")):
             place = tuple(loc[:-1])

@@ -297,6 +297,18 @@ def test_a_version_with_a_misspelt_field_names_the_fields_expected_and_nothing_i
         "steps.DIE_ATTACH.measured.bond_line_thickness_um.spec.low: unknown field 'low' (did "
         "you mean lower?); expected one of lower, upper, target, origin"
     ) in " ".join(refused.stderr.split())
+    flow_file.write_text(text)
+    steps = defs / "steps.yaml"
+    steps.write_text(
+        steps.read_text().replace("equipment_class: manual", "equipment_clas: manual", 1)
+    )
+    misspelt = pkgline(db, "flow", "publish", str(flow_file), "--note", "typo")
+    assert misspelt.returncode == 1, misspelt.stderr
+    said = " ".join(misspelt.stderr.split())
+    assert (  # the misspelling first, at its own line: the field missing follows
+        "steps.yaml:16: SUBSTRATE_LOAD.equipment_clas: unknown field 'equipment_clas' (did you "
+        "mean equipment_class?)"
+    ) in said, said
     assert [v["version"] for v in ok_json(db, "flow", "versions", "fo-organic")] == [1]
 
 

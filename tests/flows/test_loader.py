@@ -303,6 +303,24 @@ def test_a_misspelt_field_is_named_with_the_fields_expected_and_the_nearest(defs
     assert error.endswith("queue_times.0.max_minutes: expected a number, not '4h'"), error
 
 
+def test_a_misspelt_required_field_is_said_first_as_the_unknown_field_at_its_own_line(
+    defs: Path,
+) -> None:
+    """``equipment_clas: manual`` is two mistakes to pydantic, equipment_class missing (at
+    the step's line) and equipment_clas unknown; the misspelling is the one to fix, at its
+    own line, so it comes first."""
+    steps = defs / "steps.yaml"
+    text = steps.read_text()
+    steps.write_text(text.replace("equipment_class: manual", "equipment_clas: manual", 1))
+    error = str(load_error(defs))
+    first = next(n for n, line in enumerate(text.splitlines(), 1) if "equipment_class" in line)
+    assert error.startswith(
+        f"{steps}:{first}: SUBSTRATE_LOAD.equipment_clas: unknown field 'equipment_clas' (did "
+        "you mean equipment_class?)"
+    ), error
+    assert "(and 1 more: " in error and "the field equipment_class is missing" in error
+
+
 def test_duplicate_keys_are_refused(defs: Path) -> None:
     flow = defs / "fc-heatsink-muf.yaml"
     edit(flow, "  MOLD:\n    recipe:", "  MOLD:\n    recipe: {}\n    recipe:")
