@@ -560,12 +560,30 @@ class IdentityService:
             )
         return user.principal(AuthMethod.OS_ACCOUNT)
 
-    async def refused_credentials(self, name: str, method: AuthMethod, why: str) -> None:
+    async def refused_credentials(
+        self, name: str, method: AuthMethod, why: str, *, form: str | None = None
+    ) -> None:
         """Record credentials the server refused (an unknown OS account, a wrong or expired
-        token, an unknown or revoked API key) as a failed login; ``name`` is who they
-        claimed to be, never the secret."""
+        token, an unknown or revoked API key, a station login form without its token) as a
+        failed login; ``name`` is who they claimed to be, never the secret; ``form``: the
+        form that sent them (``POST /station/login``)."""
+        detail = {"why": why} if form is None else {"form": form, "why": why}
         await self.record(
-            SecurityEvent(self._clock(), EventKind.LOGIN_FAILED, name, method, detail={"why": why})
+            SecurityEvent(self._clock(), EventKind.LOGIN_FAILED, name, method, detail=detail)
+        )
+
+    async def refused_form(self, by: Principal, form: str, why: str) -> None:
+        """Record a form of the station refused for want of its session's CSRF token (it may be
+        another site's, or a page of an earlier session, sent with the person's cookie) as a
+        refusal of authority: who the session is, which form, and why; never the token."""
+        await self.record(
+            SecurityEvent(
+                self._clock(),
+                EventKind.REFUSED,
+                by.name,
+                by.method,
+                detail={"form": form, "why": why},
+            )
         )
 
     async def events(self, by: Principal, limit: int = 100) -> list[SecurityEvent]:

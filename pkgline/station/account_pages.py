@@ -27,7 +27,7 @@ async def password_page(request: Request, who: Viewer, done: str = "") -> HTMLRe
 
 @router.post("/password")
 async def change_password(request: Request, who: Viewer) -> Response:
-    form, refused = await read_form(request)
+    form, refused = await read_form(request, who)
     if refused is not None:
         return await _answer(request, who, status=400, message=refused)
     current, new, again = form.get("current"), form.get("new"), form.get("again")

@@ -10,7 +10,8 @@
   form's field (double submit).
 - A page without a live session redirects to the login; a refused session cookie (ended,
   expired, disabled account) is recorded as a security event, as the API records a refused
-  token.
+  token. So is a form refused for its CSRF token (:func:`csrf_refused`,
+  :func:`login_csrf_refused`): who, which form and why, never the token.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from mes.domain.authority import AuthMethod, Principal
+from mes.domain.text import printable
+from mes.domain.tokens import claimed
 from mes.sessions import SessionRefused, split_token
 from pkgline.api.auth import state_of
 
@@ -57,6 +60,61 @@ def csrf_ok(request: Request, given: object) -> bool:
     if not token or not isinstance(given, str):
         return False
     return hmac.compare_digest(csrf_for(token), given)
+
+
+MAX_FORM_NAME = 200
+"""The most characters of a refused form's name (its method and path) the security log keeps
+(longer is cut and its length said, as a claimed name is: :func:`mes.domain.tokens.claimed`):
+the path is the client's to choose (a lot id of any length), the log's line is bounded."""
+
+NO_TOKEN = "the form carries no CSRF token"
+NOT_THIS_SESSIONS = (
+    "the form's CSRF token is not this session's (another site's form, or a page of an "
+    "ended session)"
+)
+NOT_THIS_LOGIN_FORMS = (
+    "the login form's CSRF token does not match its cookie (another site's form, or a login "
+    "page over an hour old)"
+)
+
+
+def form_name(request: Request) -> str:
+    """The form a refusal names: ``POST /station/lots/S-1/hold``."""
+    name = f"{request.method} {request.url.path}"
+    if len(name) <= MAX_FORM_NAME:
+        return printable(name)
+    return f"{printable(name[: MAX_FORM_NAME - 20])}... ({len(name)} chars)"
+
+
+async def csrf_refused(request: Request, who: Principal, given: object) -> bool:
+    """Whether a form posted in ``who``'s session is refused for its CSRF token (``given``):
+    then the refusal is recorded in the security log as a refusal of authority (who the
+    session is, which form, why; never the token given), one event per refused request as
+    for a role refused. Nothing else of the form is recorded: it may be another site's."""
+    if csrf_ok(request, given):
+        return False
+    why = NO_TOKEN if given is None or given == "" else NOT_THIS_SESSIONS
+    await state_of(request).identity.refused_form(who, form_name(request), why)
+    return True
+
+
+async def login_csrf_refused(request: Request, given: object, username: object) -> bool:
+    """Whether the login form is refused for its CSRF token (``given``): then, when it names a
+    user, recorded as a failed login of that name (as a refusal records a claimed name: one
+    line, cut past 64 characters, :func:`mes.domain.tokens.claimed`), the
+    form and why, as a wrong password is (not counted towards the lockout: no password was
+    tried). One that names nobody claims no one's identity and is not recorded, as the API
+    does not record a request without credentials: else any scanner posting to the login
+    would fill the log."""
+    if login_csrf_ok(request, given):
+        return False
+    name = username.strip() if isinstance(username, str) else ""
+    if name:
+        why = NO_TOKEN if given is None or given == "" else NOT_THIS_LOGIN_FORMS
+        await state_of(request).identity.refused_credentials(
+            claimed(name), AuthMethod.PASSWORD, why, form=form_name(request)
+        )
+    return True
 
 
 def login_url(next_path: str) -> str:

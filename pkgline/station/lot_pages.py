@@ -221,7 +221,7 @@ async def _form(
     :func:`read_form` takes it (400); then a role that may do ``action`` on no lot (403,
     recorded as a security event), before the form's own fields, its page's version or its
     signatures are looked at, as the API refuses it first."""
-    form, problem = await read_form(request)
+    form, problem = await read_form(request, who)
     if problem is not None:
         return form, await _refused_on(request, who, lot_id, 400, problem, form)
     try:

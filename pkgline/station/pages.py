@@ -139,7 +139,7 @@ def _login_page(
 async def login(request: Request) -> Response:
     form = await request.form()
     next_path = auth.safe_next(form.get("next"))
-    if not auth.login_csrf_ok(request, form.get(auth.CSRF_FIELD)):
+    if await auth.login_csrf_refused(request, form.get(auth.CSRF_FIELD), form.get("username")):
         return _login_page(request, next_path, "The form had expired; try again.", 400)
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username:
@@ -162,7 +162,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, who: Viewer) -> Response:
     form = await request.form()
-    if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
+    if await auth.csrf_refused(request, who, form.get(auth.CSRF_FIELD)):
         return _page(request, "message.html", who, 400, message="The form had expired.")
     await state_of(request).sessions.logout(request.cookies.get(auth.COOKIE, ""))
     response = RedirectResponse(f"{auth.PREFIX}/login", status_code=303)

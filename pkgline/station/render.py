@@ -125,8 +125,9 @@ def kept_for(request: Request, form: Form | None) -> Callable[[str], Form]:
 NUL_TEXT = "the text holds a NUL character (U+0000): no id or text of pkgline holds one"
 
 
-async def read_form(request: Request) -> tuple[Form, str | None]:
-    """The form's fields, or a message saying why it is refused (a wrong CSRF token, a
+async def read_form(request: Request, who: Principal) -> tuple[Form, str | None]:
+    """The form ``who`` posted, or a message saying why it is refused (a wrong CSRF token,
+    recorded in the security log (:func:`pkgline.station.login.csrf_refused`), a
     field that is not text, is too long (:data:`MAX_FIELD`; a list of sites
     :data:`MAX_SITES_FIELD`) or holds a NUL character, too many fields); nothing is changed
     then. A refused form's text fields are still given, for its page to show them again (the
@@ -134,7 +135,7 @@ async def read_form(request: Request) -> tuple[Form, str | None]:
     field that is not text (a file) left out. Not those of a form without this session's
     CSRF token: it may be another site's, and what it says is not shown as the person's."""
     form = await request.form(max_fields=MAX_FIELDS)
-    if not auth.csrf_ok(request, form.get(auth.CSRF_FIELD)):
+    if await auth.csrf_refused(request, who, form.get(auth.CSRF_FIELD)):
         return Form([]), STALE
     items: list[tuple[str, str]] = []
     problem: str | None = None

@@ -118,7 +118,7 @@ async def _act(
 ) -> Response:
     """Read the form, run ``action`` with the material lot it names for the person logged in;
     a refusal on the tool page (the form's values kept), else back to the page."""
-    form, problem = await read_form(request)
+    form, problem = await read_form(request, who)
     if problem is not None:
         return await tool_answer(request, who, tool_id, status=400, message=problem, form=form)
     state = state_of(request)

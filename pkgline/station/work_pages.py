@@ -138,7 +138,7 @@ async def _start_answer(
 
 @router.post("/start")
 async def start(request: Request, who: Viewer) -> Response:
-    form, problem = await read_form(request)
+    form, problem = await read_form(request, who)
     flow_name = form.get("flow").strip()
     if problem is not None:
         return await _start_answer(request, who, flow_name, form, {}, problem, 400)
