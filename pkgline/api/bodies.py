@@ -363,7 +363,7 @@ class Refusal(BaseModel):
 REFUSALS: dict[int | str, dict[str, Any]] = {
     status: {"model": Refusal, "description": why}
     for status, why in (
-        (400, "The body is not JSON."),
+        (400, "The body is not JSON, or an object of it gives a key twice."),
         (401, "No credentials, or refused ones."),
         (403, "The principal lacks the role (recorded as a security event)."),
         (404, "No such lot, tool, user, durable, material lot or reason code."),

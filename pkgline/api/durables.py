@@ -16,11 +16,14 @@ from mes.durables import DurableService
 from mes.ports_durables import DurableQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.interlock_views import durable_dict, durable_view_dict
 from pkgline.list_views import durables_answer
 from pkgline.page_sizes import DURABLE_PAGE, MAX_DURABLE_PAGE
 
-router = APIRouter(prefix="/durables", tags=["durables"], responses=b.REFUSALS)
+router = APIRouter(
+    prefix="/durables", tags=["durables"], responses=b.REFUSALS, route_class=JsonRoute
+)
 Who = Annotated[Principal, Depends(principal)]
 
 

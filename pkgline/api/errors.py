@@ -12,7 +12,7 @@ refused, why, the claim, what is allowed) under the status that says what kind i
             the lot first / the database said retry
 413         the request body is larger than the server reads
 422         a value is invalid (a claimed limit, a malformed value, an unknown field, a wrong
-            type); 400 for a body that is not JSON
+            type); 400 for a body that is not JSON, or whose object gives a key twice
 503         the database is unavailable (or its schema is not this server's)
 ==========  ==================================================================================
 """
@@ -35,6 +35,7 @@ from mes.domain.errors import LotTrackerError
 from mes.domain.identity import CurrentPasswordRefused, SignerRefused
 from mes.domain.text import printable
 from pkgline.api.defaults import PRINCIPAL_HEADER
+from pkgline.api.json_bodies import DuplicateKey
 
 STATUS_OF_KIND: dict[str, int] = {
     "login_refused": 401,
@@ -104,6 +105,8 @@ async def refused(request: Request, exc: Exception) -> JSONResponse:
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if isinstance(exc.__cause__, DuplicateKey):  # FastAPI's json_invalid, made of it
+        return _duplicate_key(exc.__cause__)
     problems = []
     for e in exc.errors():
         if e.get("type") == "json_invalid":  # its loc is ("body", the character's offset)
@@ -145,6 +148,25 @@ def _not_json(error: Mapping[str, Any]) -> JSONResponse:
         400,
         {"error": "invalid_request", "message": message,
          "problems": [{"where": "body", "problem": problem}]},
+    )  # fmt: skip
+
+
+def _duplicate_key(error: DuplicateKey) -> JSONResponse:
+    """400 for a body whose object gives a key twice, naming the key and where it is (the
+    parser kept the last value silently: one reader of the request may take the first)."""
+    key = printable(error.key[:64])
+    problem = (
+        f"the key {key!r} is given {error.count} times in one object: give each key once "
+        "(which value was meant is not clear)"
+    )
+    message = (
+        f"the body is not JSON the server takes ({error.where}: {problem}): expected one "
+        "JSON object, as docs/api.md shows; nothing was changed"
+    )
+    return error_response(
+        400,
+        {"error": "invalid_request", "message": message,
+         "problems": [{"where": error.where, "problem": problem}]},
     )  # fmt: skip
 
 

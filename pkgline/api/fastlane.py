@@ -8,21 +8,21 @@ operations a line calls most (track-in, track-out, and every other lot operation
 same shape: the request, its principal, the lot's id and one body model) take this lane:
 
 - the body is read whole (the server's body limit applies: past it, 413), parsed as FastAPI
-  parses it (the standard library's JSON) and validated by the route's own body model;
+  parses it (:func:`pkgline.api.json_bodies.loads`: the standard library's JSON, an object
+  giving a key twice refused) and validated by the route's own body model;
 - the principal comes from :func:`pkgline.api.auth.principal`, as the route's dependency;
 - the route's function is called with them, and its answer sent;
 - a refusal of the lot tracker, the database's unavailability or a schema mismatch is
   answered by the handlers FastAPI uses (:mod:`pkgline.api.errors`).
 
-Anything else goes to FastAPI unchanged, the body given again: a body that is not JSON or
-not valid (FastAPI says why, in its words), another content type, a query string (refused
+Anything else goes to FastAPI unchanged, the body given again: a body that is not JSON,
+gives a key twice or is not valid (FastAPI says why, in its words), another content type, a query string (refused
 there: these routes take none), any other path or method.
 The answers are the same either way: the API's tests run through this lane for valid bodies
 and through FastAPI for the rest. OpenAPI still documents the routes (FastAPI's)."""
 
 from __future__ import annotations
 
-import json
 import re
 import typing
 from collections.abc import Awaitable, Callable
@@ -38,6 +38,7 @@ from mes.domain.errors import LotTrackerError
 from pkgline.api import errors
 from pkgline.api.auth import principal
 from pkgline.api.errors import too_large
+from pkgline.api.json_bodies import loads
 from pkgline.api.lots import router as lots_router
 
 Operation = Callable[..., Awaitable[Response]]
@@ -96,7 +97,7 @@ class FastLane:
         replay = _replay(body, receive)
         model, endpoint = operation
         try:
-            given = model.model_validate(json.loads(body))
+            given = model.model_validate(loads(body))
         except (ValueError, ValidationError, RecursionError):  # FastAPI says what, in its words
             await self.app(scope, replay, send)
             return

@@ -16,8 +16,9 @@ from mes.flowversions import FlowVersionService
 from pkgline import flow_views as views
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 
-router = APIRouter(prefix="/flows", tags=["flows"], responses=b.REFUSALS)
+router = APIRouter(prefix="/flows", tags=["flows"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 Json = dict[str, Any]
 FlowPath = Annotated[str, Path(max_length=64)]

@@ -16,6 +16,7 @@ from mes.adapters.outbox import OutboxReader
 from mes.domain.authority import Action, Principal
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.line_views import backlog_dict, line_answer, read_status
 from pkgline.list_views import (
     HISTORY_PAGE,
@@ -26,7 +27,7 @@ from pkgline.list_views import (
 )
 from pkgline.page_sizes import FEED_PAGE, MAX_CURSOR, MAX_FEED_PAGE
 
-router = APIRouter(tags=["line"], responses=b.REFUSALS)
+router = APIRouter(tags=["line"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 
 

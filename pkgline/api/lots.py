@@ -19,9 +19,10 @@ from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE, page_answer
 
-router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS)
+router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS, route_class=JsonRoute)
 
 Who = Annotated[Principal, Depends(principal)]
 

@@ -15,9 +15,10 @@ from mes.maps.service import export_lot_maps, import_lot_map
 from pkgline import map_views as views
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.api.lots import as_seen, etag, lot_operation
 
-router = APIRouter(prefix="/lots", tags=["maps"], responses=b.REFUSALS)
+router = APIRouter(prefix="/lots", tags=["maps"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 
 

@@ -16,6 +16,7 @@ from mes.materials import MaterialService
 from mes.ports_materials import MaterialQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.interlock_views import (
     genealogy_dict,
     material_dict,
@@ -25,7 +26,7 @@ from pkgline.interlock_views import (
 from pkgline.list_views import materials_answer
 from pkgline.page_sizes import MATERIAL_PAGE, MAX_MATERIAL_PAGE
 
-router = APIRouter(tags=["materials"], responses=b.REFUSALS)
+router = APIRouter(tags=["materials"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 
 Minutes = Annotated[

@@ -15,9 +15,10 @@ from mes.domain.reasons import ReasonKind
 from mes.reasons import ReasonService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.interlock_views import reason_dict
 
-router = APIRouter(prefix="/reasons", tags=["reasons"], responses=b.REFUSALS)
+router = APIRouter(prefix="/reasons", tags=["reasons"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 
 

@@ -15,8 +15,9 @@ from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.sessions import split_token
 from pkgline.api.auth import bearer_token, state_of
 from pkgline.api.bodies import REFUSALS, Body
+from pkgline.api.json_bodies import JsonRoute
 
-router = APIRouter(prefix="/session", tags=["session"], responses=REFUSALS)
+router = APIRouter(prefix="/session", tags=["session"], responses=REFUSALS, route_class=JsonRoute)
 
 
 class LoginBody(Body):

@@ -14,9 +14,10 @@ from mes.domain.spc import ChartKind
 from mes.spc import SpcService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.interlock_views import chart_dict, chart_view_dict, cleared_dict
 
-router = APIRouter(prefix="/spc", tags=["spc"], responses=b.REFUSALS)
+router = APIRouter(prefix="/spc", tags=["spc"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 
 Limit = Annotated[

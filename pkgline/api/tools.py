@@ -18,6 +18,7 @@ from mes.ports import ToolJobQuery, ToolQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 from pkgline.api.defaults import MAX_ANCHORS
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, parse_instant, tool_jobs_answer
 from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
 from pkgline.tool_views import (
@@ -32,7 +33,7 @@ from pkgline.tool_views import (
     tools_page_answer,
 )
 
-router = APIRouter(tags=["tools", "audit"], responses=b.REFUSALS)
+router = APIRouter(tags=["tools", "audit"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 Json = dict[str, Any]
 Step = Annotated[str, Field(min_length=1, max_length=64, description="A step code.")]

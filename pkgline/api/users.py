@@ -21,6 +21,7 @@ from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, session_id, state_of
+from pkgline.api.json_bodies import JsonRoute
 from pkgline.list_views import (
     EVENT_KINDS,
     EVENTS_PAGE,
@@ -31,7 +32,7 @@ from pkgline.list_views import (
 )
 from pkgline.page_sizes import MAX_CURSOR
 
-router = APIRouter(tags=["users"], responses=b.REFUSALS)
+router = APIRouter(tags=["users"], responses=b.REFUSALS, route_class=JsonRoute)
 Who = Annotated[Principal, Depends(principal)]
 Json = dict[str, Any]
 Password = Annotated[str, Field(min_length=1, max_length=1024)]

@@ -1,0 +1,71 @@
+"""Request bodies as the server reads them, over the real socket: an object that gives a key
+twice is refused (400) naming the key and where, on every route that takes a body (the lot
+operations' short way and FastAPI's alike); nothing is changed."""
+
+from __future__ import annotations
+
+from fastapi.routing import APIRoute
+
+from mes.domain.authority import Role
+from pkgline.api.app import build_app
+from pkgline.api.json_bodies import JsonRoute
+from tests.api.conftest import START, RunningApi, lot_history
+
+JSON = {"content-type": "application/json"}
+
+
+async def test_a_key_given_twice_is_refused_naming_the_key_and_where(api: RunningApi) -> None:
+    """``{"reason": "a", "reason": "b"}`` was a hold for "b" (the parser kept the last value);
+    now it is 400 ``invalid_request`` saying which key, how many times and where, as the
+    answer to a body that is not JSON is worded: on a lot operation (the short way), a key
+    twice in a signature of a list (its path), a lot start and the login (FastAPI's way)."""
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR, Role.QUALITY)
+        assert (await client.post("/lots", json=START)).status_code == 201
+        before = await lot_history(api, "A1")
+        signature = (
+            '{"username": "x", "password": "p", "meaning": "a", "meaning": "b", "lot_version": 1}'
+        )
+        sent = [
+            ("/lots/A1/hold", '{"reason": "a", "reason": "b"}', "reason", "reason", 2),
+            ("/lots/A1/scrap", f'{{"signatures": [{signature}]}}', "signatures.0.meaning",
+             "meaning", 2),
+            ("/lots", '{"lot": "A2", "flow": "fo-organic", "lot": "A3", "lot": "A4"}', "lot",
+             "lot", 3),
+            ("/session", '{"username": "a", "password": "x", "username": "b"}', "username",
+             "username", 2),
+        ]  # fmt: skip
+        for path, body, where, key, count in sent:
+            refused = await client.post(path, content=body.encode(), headers=JSON)
+            assert refused.status_code == 400, (path, refused.text)
+            said = refused.json()
+            problem = (
+                f"the key '{key}' is given {count} times in one object: give each key once "
+                "(which value was meant is not clear)"
+            )
+            assert said == {
+                "error": "invalid_request",
+                "message": f"the body is not JSON the server takes ({where}: {problem}): "
+                "expected one JSON object, as docs/api.md shows; nothing was changed",
+                "problems": [{"where": where, "problem": problem}],
+            }, path
+        assert await lot_history(api, "A1") == before
+        assert (await client.get("/lots/A1")).json()["state"] == "WAITING"
+        assert (await client.get("/lots/A2")).status_code == 404
+        assert (await client.get("/lots/A4")).status_code == 404
+        held = await client.post("/lots/A1/hold", json={"reason": "b"})  # once: taken
+        assert held.status_code == 200 and held.json()["state"] == "HOLD", held.text
+
+
+def test_every_route_that_takes_a_json_body_reads_it_refusing_a_key_given_twice() -> None:
+    """Each router's routes are :class:`JsonRoute`s (a router added without ``route_class``
+    would take a key given twice again); the station's pages read forms, not JSON."""
+    app = build_app(None, 1024)
+    taking: list[str] = []
+    for included in app.routes:
+        router = getattr(included, "original_router", None)
+        for route in [included] if router is None else router.routes:
+            if isinstance(route, APIRoute) and route.body_field is not None:
+                assert isinstance(route, JsonRoute), route.path
+                taking.append(route.path)
+    assert "/lots/{lot_id}/hold" in taking and "/session" in taking and len(taking) > 30
