@@ -1,6 +1,6 @@
 """Request bodies of the lot, flow and map routes: exactly what each operation takes,
-nothing more (an unknown field is refused, 422), typed (a wrong type is refused), sized (a
-value past its limit is refused). Who acts is never in a body: it is the request's principal.
+nothing more (an unknown field is refused, 422), typed (a wrong type is refused, a number
+given as text too: :class:`Body`), sized (a value past its limit is refused). Who acts is never in a body: it is the request's principal.
 
 Signed operations carry ``signatures``: the electronic signatures (21 CFR Part 11), each
 with the signer's password given again and what binds it to what the signer saw (the lot's
@@ -106,7 +106,12 @@ def _no_nul(value: object) -> None:
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: a number, a whole number or true/false given as text ("3" for 3) is refused,
+    # 422, as is a whole number given as 3.0 (JSON's own types, as the CLI sends them; the
+    # flows' values, Values, take text by design). The station's forms, whose values are all
+    # text, do not come through these: their pages read them. No docstring: the OpenAPI
+    # document would show it as the description of the (unused) schema Body.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @field_validator("*", mode="after")
     @classmethod

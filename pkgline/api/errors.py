@@ -19,6 +19,7 @@ refused, why, the claim, what is allowed) under the status that says what kind i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,7 +113,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         if e.get("type") == "json_invalid":  # its loc is ("body", the character's offset)
             return _not_json(e)
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
-        problems.append({"where": where, "problem": str(e.get("msg", "invalid"))})
+        problems.append({"where": where, "problem": _problem(e)})
     sent_as = _not_json_content_type(request)
     if sent_as is not None and any(p["where"] == "body" for p in problems):
         # FastAPI reads such a body as bytes, and says only that it is no object
@@ -131,6 +132,27 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
             "problems": problems,
         },
     )
+
+
+_EXPECTED = {
+    "int_type": "a whole number (a JSON number, without quotes)",
+    "float_type": "a number (a JSON number, without quotes)",
+    "bool_type": "true or false (a JSON boolean, without quotes)",
+}
+"""What a strict body's field expected, by the error's type, where pydantic says "Input should
+be a valid integer" for the text "3" too (:class:`pkgline.api.bodies.Body`)."""
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """An error's problem in words: what a number's or a boolean's field expected and what it
+    was given (text, ``"3"``, or another type), else pydantic's own words."""
+    expected = _EXPECTED.get(str(error.get("type")))
+    given = error.get("input")
+    if expected is None or not (given is None or isinstance(given, str | int | float)):
+        return str(error.get("msg", "invalid"))
+    if isinstance(given, str):
+        return f"expected {expected}, got the text {printable(repr(given[:40]))}"
+    return f"expected {expected}, got {json.dumps(given)[:40]}"
 
 
 def _not_json(error: Mapping[str, Any]) -> JSONResponse:

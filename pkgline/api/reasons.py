@@ -27,9 +27,13 @@ class AddReasonBody(b.Body):
     kind: b.Name
     text: Annotated[str, Field(max_length=2000, description="What it means.")]
     release_by: Annotated[
-        tuple[b.Name, ...],
-        Field(max_length=16, description="Hold codes: only these roles release such a hold."),
-    ] = ()
+        list[b.Name],  # a JSON array: a tuple the strict body takes from Python alone
+        Field(
+            [],  # pydantic copies it for each body
+            max_length=16,
+            description="Hold codes: only these roles release such a hold.",
+        ),
+    ]
 
 
 def _reasons(request: Request) -> ReasonService:

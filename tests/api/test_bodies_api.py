@@ -69,3 +69,45 @@ def test_every_route_that_takes_a_json_body_reads_it_refusing_a_key_given_twice(
                 assert isinstance(route, JsonRoute), route.path
                 taking.append(route.path)
     assert "/lots/{lot_id}/hold" in taking and "/session" in taking and len(taking) > 30
+
+
+async def test_numbers_and_booleans_given_as_text_are_refused_saying_what_was_expected(
+    api: RunningApi,
+) -> None:
+    """``"priority": "3"`` was taken as 3: a body's number, whole number or boolean given as
+    text (or a whole number as 3.0) is 422 ``invalid_request`` saying what was expected and
+    what was given, nothing changed, on a lot start, a lot operation (the short way hands it
+    to FastAPI) and an SPC chart; JSON's own types are taken, and the flows' values
+    (``params``) still take text, parsed with the flow's type as the CLI's."""
+    whole = "expected a whole number (a JSON number, without quotes)"
+    boolean = "expected true or false (a JSON boolean, without quotes)"
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR, Role.ENGINEER)
+        assert (await client.post("/lots", json=START)).status_code == 201  # "layers": "3"
+        before = await lot_history(api, "A1")
+        sent = [
+            ("/lots", {**START, "lot": "A2", "priority": "3"},
+             [("priority", f"{whole}, got the text '3'")]),
+            ("/lots", {**START, "lot": "A2", "carriers": 2.0},
+             [("carriers", f"{whole}, got 2.0")]),
+            ("/lots/A1/migrate", {"version": "1"}, [("version", f"{whole}, got the text '1'")]),
+            ("/spc/charts",
+             {"step": "DIE_ATTACH", "value": "bond_line_um", "tool": "DA-1", "baseline": "20",
+              "nelson": "true", "inhibit": 1},
+             [("baseline", f"{whole}, got the text '20'"),
+              ("nelson", f"{boolean}, got the text 'true'"),
+              ("inhibit", f"{boolean}, got 1")]),
+        ]  # fmt: skip
+        for path, body, problems in sent:
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 422, (path, refused.text)
+            said = refused.json()
+            assert said["error"] == "invalid_request"
+            assert [(p["where"], p["problem"]) for p in said["problems"]] == problems, path
+            assert said["message"].endswith("; nothing was changed")
+            assert all(problem in said["message"] for _, problem in problems)
+        assert (await client.get("/lots/A2")).status_code == 404
+        assert await lot_history(api, "A1") == before
+        assert (await client.get("/spc/charts")).json() == []
+        started = await client.post("/lots", json={**START, "lot": "A2", "priority": 3})
+        assert started.status_code == 201 and started.json()["priority"] == 3, started.text
