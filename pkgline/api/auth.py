@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
@@ -96,6 +96,21 @@ def answer(request: Request, data: Any, status: int = 200) -> JSONResponse:
     if said is not None:
         response.headers[PRINCIPAL_HEADER] = said
     return response
+
+
+def created(request: Request, data: Any, *path: str) -> JSONResponse:
+    """``data`` as the 201 answer for the resource made at the URL path of ``path``'s
+    segments, which ``Location`` gives (:func:`location`)."""
+    response = answer(request, data, 201)
+    response.headers["Location"] = location(request, *path)
+    return response
+
+
+def location(request: Request, *path: str) -> str:
+    """The URL path of ``path``'s segments on this server, each quoted (an id may hold a
+    character a URL does not: a space, ``%``, ``?``), as a ``Location`` gives it."""
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return root + "".join("/" + quote(segment, safe="") for segment in path)
 
 
 def _account(uid: int) -> str | None:

@@ -365,6 +365,19 @@ class Refusal(BaseModel):
     lot_version: int | None = Field(None, description="signature_stale: the lot now.")
 
 
+LOCATION_HEADER: dict[str, Any] = {
+    "description": "The URL path of the resource made (its GET), each id quoted.",
+    "schema": {"type": "string"},
+}
+"""The OpenAPI of the ``Location`` header of a 201 answer (:func:`created_answer`)."""
+
+
+def created_answer(description: str, **headers: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI of a 201 answer that gives the URL path of what it made as ``Location``
+    (``headers``: more it carries, ``ETag=...``)."""
+    return {201: {"description": description, "headers": {"Location": LOCATION_HEADER, **headers}}}
+
+
 REFUSALS: dict[int | str, dict[str, Any]] = {
     status: {"model": Refusal, "description": why}
     for status, why in (

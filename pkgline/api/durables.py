@@ -15,7 +15,7 @@ from mes.domain.durables import DEFAULT_WARN_FRACTION
 from mes.durables import DurableService
 from mes.ports_durables import DurableQuery
 from pkgline.api import bodies as b
-from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.auth import answer, created, principal, state_of
 from pkgline.api.json_bodies import JsonRoute
 from pkgline.interlock_views import durable_dict, durable_view_dict
 from pkgline.list_views import durables_answer
@@ -72,7 +72,12 @@ async def show(request: Request, who: Who, durable_id: str) -> JSONResponse:
     return answer(request, durable_view_dict(await _durables(request).show(durable_id, by=who)))
 
 
-@router.post("", status_code=201, summary="Add a durable, off the tools (durable add)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Add a durable, off the tools (durable add)",
+    responses=b.created_answer("The durable added."),
+)
 async def add(request: Request, who: Who, body: AddDurableBody) -> JSONResponse:
     found = await _durables(request).add(
         body.durable,
@@ -83,7 +88,7 @@ async def add(request: Request, who: Who, body: AddDurableBody) -> JSONResponse:
         description=body.description,
         by=who,
     )
-    return answer(request, durable_dict(found), 201)
+    return created(request, durable_dict(found), "durables", found.id)
 
 
 @router.post("/{durable_id}/mount", summary="Mount a durable on a tool (durable mount)")

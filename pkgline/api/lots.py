@@ -18,7 +18,7 @@ from mes.domain.signatures import SignatureGiven
 from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
-from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.auth import answer, created, principal, state_of
 from pkgline.api.json_bodies import JsonRoute
 from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE, page_answer
 
@@ -34,16 +34,20 @@ def _lots(request: Request) -> LotService:
 async def _act(
     request: Request,
     action: Callable[[LotService], Awaitable[Outcome]],
-    status: int = 200,
     *,
     lot_id: str | None = None,
+    started: bool = False,
 ) -> JSONResponse:
     """``action`` on the service, for the lot ``lot_id`` as the request last saw it when it
-    says (If-Match: :func:`as_seen`); the answer carries the lot's new version (ETag)."""
+    says (If-Match: :func:`as_seen`); the answer carries the lot's new version (ETag), and
+    for a lot ``started`` is 201 with its URL path (Location)."""
     service = _lots(request) if lot_id is None else as_seen(request, _lots(request), lot_id)
     outcome = await action(service)
     flow = service.flow_of(outcome.lot)
-    response = answer(request, outcome_dict(outcome.lot, outcome.entries, flow), status)
+    shown = outcome_dict(outcome.lot, outcome.entries, flow)
+    response = (
+        created(request, shown, "lots", outcome.lot.id) if started else answer(request, shown)
+    )
     response.headers["ETag"] = etag(outcome.lot.version)
     return response
 
@@ -52,15 +56,17 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+ETAG_HEADER: dict[str, Any] = {
+    "description": "The lot's version, for If-Match on its next operation.",
+    "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+}
+
+
 def etag_answer(
     status: int = 200, description: str = "The lot as it is now."
 ) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI of an answer that carries the lot's version as its ``ETag``."""
-    header = {
-        "description": "The lot's version, for If-Match on its next operation.",
-        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
-    }
-    return {status: {"description": description, "headers": {"ETag": header}}}
+    return {status: {"description": description, "headers": {"ETag": ETAG_HEADER}}}
 
 
 IF_MATCH: dict[str, Any] = {
@@ -168,7 +174,12 @@ async def show(request: Request, who: Who, lot_id: str) -> JSONResponse:
     return response
 
 
-@router.post("", status_code=201, summary="Start a lot (lot start)", responses=etag_answer(201))
+@router.post(
+    "",
+    status_code=201,
+    summary="Start a lot (lot start)",
+    responses=b.created_answer("The lot as it is now.", ETag=ETAG_HEADER),
+)
 async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
     command = cmd.StartLot(
         lot_id=body.lot,
@@ -180,7 +191,7 @@ async def start(request: Request, who: Who, body: b.StartBody) -> JSONResponse:
         params=dict(body.params),
         priority=body.priority,
     )
-    return await _act(request, lambda s: s.start(command, by=who), 201)
+    return await _act(request, lambda s: s.start(command, by=who), started=True)
 
 
 @lot_operation(router, "/{lot_id}/track-in", "Start a step (lot track-in)")

@@ -15,7 +15,7 @@ from mes.domain.materials import MAX_CLOCK_MINUTES
 from mes.materials import MaterialService
 from mes.ports_materials import MaterialQuery
 from pkgline.api import bodies as b
-from pkgline.api.auth import answer, principal, state_of
+from pkgline.api.auth import answer, created, principal, state_of
 from pkgline.api.json_bodies import JsonRoute
 from pkgline.interlock_views import (
     genealogy_dict,
@@ -97,7 +97,12 @@ async def genealogy(request: Request, who: Who, lot_id: str) -> JSONResponse:
     return answer(request, genealogy_dict(lot_id, found))
 
 
-@router.post("/materials", status_code=201, summary="Add a material lot (material add)")
+@router.post(
+    "/materials",
+    status_code=201,
+    summary="Add a material lot (material add)",
+    responses=b.created_answer("The material lot added."),
+)
 async def add(request: Request, who: Who, body: AddMaterialBody) -> JSONResponse:
     found = await _materials(request).add(
         body.material,
@@ -109,7 +114,7 @@ async def add(request: Request, who: Who, body: AddMaterialBody) -> JSONResponse
         part_number=body.part_number,
         by=who,
     )
-    return answer(request, material_dict(found), 201)
+    return created(request, material_dict(found), "materials", found.id)
 
 
 @router.post("/materials/{material_id}/thaw", summary="Out of the freezer now (material thaw)")

@@ -20,7 +20,7 @@ from mes.domain.errors import InvalidInput
 from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
 from mes.identity import IdentityService
 from pkgline.api import bodies as b
-from pkgline.api.auth import answer, principal, session_id, state_of
+from pkgline.api.auth import answer, created, principal, session_id, state_of
 from pkgline.api.json_bodies import JsonRoute
 from pkgline.list_views import (
     EVENT_KINDS,
@@ -96,7 +96,12 @@ async def show_user(request: Request, who: Who, username: str) -> Json:
     return (await _identity(request).user(who, username)).to_dict(_now())
 
 
-@router.post("/users", status_code=201, summary="Add a person or a system (user add)")
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Add a person or a system (user add)",
+    responses=b.created_answer("The user added."),
+)
 async def add_user(request: Request, who: Who, body: AddUserBody) -> JSONResponse:
     roles = _roles(body.roles, "roles")
     if not roles:
@@ -105,7 +110,7 @@ async def add_user(request: Request, who: Who, body: AddUserBody) -> JSONRespons
     user = await _identity(request).add_user(
         who, body.username, body.name, roles, kind=kind, password=body.password
     )
-    return answer(request, user.to_dict(_now()), 201)
+    return created(request, user.to_dict(_now()), "users", user.username)
 
 
 @router.post("/users/{username}/roles", summary="Give and take away roles (user role)")
