@@ -3,14 +3,13 @@ principal, answering the JSON the CLI's ``--json`` prints (:mod:`pkgline.interlo
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from mes.domain.authority import Principal
-from mes.domain.spc import ChartKind
 from mes.spc import SpcService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
@@ -36,13 +35,13 @@ class ChartBody(b.Body):
     center: Limit = None
     sigma: Limit = None
     kind: Annotated[
-        ChartKind,
+        Literal["lot", "carrier", "subgroup"],  # mes.domain.spc.ChartKind's values
         Field(
-            ChartKind.LOT,
+            "lot",
             description="What a point is: the lot's value (lot), each carrier's (carrier), "
             "or the mean and spread of the lot's carriers (subgroup: an X-bar / S chart).",
         ),
-    ] = ChartKind.LOT
+    ] = "lot"
     nelson: bool = False
     inhibit: Annotated[
         bool, Field(False, description="A violation disqualifies the tool for the step.")

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 
 from mes.domain.authority import Role
 from mes.domain.identity import EventKind
+from mes.domain.spc import ChartKind
+from pkgline.api.spc import ChartBody
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, start_api
 from tests.api.interlock_line import BLT, make_line
 
@@ -231,6 +233,8 @@ async def test_a_chart_of_each_kind_is_set_and_listed_and_another_kind_refused(
             (BLT, "subgroup", [1, 2, 3, 4, 9]),
             ("xy_offset_um", "carrier", [1, 2, 3, 4]),
         ]
+        # the body's kinds are the domain's (pkgline/api/spc.py names them for the schema)
+        assert get_args(ChartBody.model_fields["kind"].annotation) == tuple(ChartKind)
         body = {"step": "DIE_ATTACH", "value": BLT, "tool": "DB-1", "kind": "xbar"}
         said = await _expect(client, "POST", "/spc/charts", body, 422, "invalid_request")
         assert "'lot', 'carrier' or 'subgroup'" in said["message"], said
