@@ -32,6 +32,8 @@ from mes.domain.model import (
 )
 from mes.domain.signatures import Signature
 from mes.ports_durables import DurableRequest
+from mes.ports_history import HistoryPage as HistoryPage
+from mes.ports_history import HistoryQuery as HistoryQuery
 from mes.ports_lots import GetCarriers as GetCarriers
 from mes.ports_lots import GetChildren as GetChildren
 from mes.ports_lots import GetHistory as GetHistory
@@ -39,8 +41,6 @@ from mes.ports_lots import GetLot as GetLot
 from mes.ports_lots import GetRejects as GetRejects
 from mes.ports_lots import GetSignatures as GetSignatures
 from mes.ports_lots import GetToolState as GetToolState
-from mes.ports_lots import HistoryPage as HistoryPage
-from mes.ports_lots import HistoryQuery as HistoryQuery
 from mes.ports_lots import get_carriers as get_carriers
 from mes.ports_lots import get_children as get_children
 from mes.ports_lots import get_history as get_history

@@ -160,7 +160,19 @@ async def test_lot_show_json_imports_what_it_uses_only(tmp_path: Path) -> None:
     assert _found(modules, NOT_FOR_LOT_SHOW) == []
 
 
-NOT_FOR_A_DIRECT_READ = (*NOT_FOR_LOT_SHOW, "sqlalchemy", "aiosqlite", "asyncio", "mes.service")
+NOT_FOR_A_REPORT = ("mes.domain.equipment", "mes.domain.signatures", "mes.domain.authority")
+"""What a lot's report read directly needs none of: the tools' records, the rules of signing
+and the authority table (what a report shows of a tool and of a signature is in
+mes.domain.tool_state and mes.domain.signature_records)."""
+
+NOT_FOR_A_DIRECT_READ = (
+    *NOT_FOR_LOT_SHOW,
+    *NOT_FOR_A_REPORT,
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncio",
+    "mes.service",
+)
 """What ``pkgline lot show X --json`` of a lot on a SQLite file the user owns needs none of:
 the standard library's sqlite3 reads it (pkgline.direct_reads), with the flows and the
 report's rules."""
@@ -183,6 +195,7 @@ async def test_lot_show_json_of_a_lot_reads_it_without_sqlalchemy(tmp_path: Path
 
 NOT_FOR_A_POSTGRESQL_READ = (
     *(m for m in NOT_FOR_LOT_SHOW if m != "asyncpg"),
+    *NOT_FOR_A_REPORT,
     "sqlalchemy",
     "aiosqlite",
     "mes.service",

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from mes.domain.equipment import ToolSnapshot
 from mes.domain.model import (
     Carrier,
     HistoryEntry,
@@ -23,7 +22,8 @@ from mes.domain.model import (
     RunningStep,
     SiteReject,
 )
-from mes.domain.signatures import Signature, SignatureMethod
+from mes.domain.signature_records import Signature, SignatureMethod
+from mes.domain.tool_state import ToolSnapshot
 
 
 def iso(value: datetime) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Dialect
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.sql_expressions import capped_count
 from mes.adapters.tables import lot_history
-from mes.ports_lots import HistoryQuery
+from mes.ports_history import HistoryQuery
 
 _H = lot_history.c
 

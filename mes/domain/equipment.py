@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Any
+
+# re-exported: part of the records' vocabulary, kept in a module of its own for lot reports
+from mes.domain.tool_state import ToolSnapshot as ToolSnapshot
 
 E10_STATES = (
     "productive",
@@ -47,23 +49,6 @@ class ToolRegistration:
     equipment_class: str
     address: str
     steps: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSnapshot:
-    """What the controller knows of a tool now."""
-
-    connected: bool
-    e10: str
-    process_state: str | None = None
-    mode: str | None = None
-    alarm: Mapping[str, Any] | None = None
-    job_id: str | None = None
-    lot_id: str | None = None
-    sites_done: int = 0
-    sites_total: int = 0
-    reason: str | None = None
-    """Why the state is what it is, when that is not obvious (e.g. the connection error)."""
 
 
 def change_reason(snapshot: ToolSnapshot) -> str | None:

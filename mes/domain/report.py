@@ -11,7 +11,6 @@ from typing import Any
 
 from flows import Flow, Value
 from mes.domain.common import position_of
-from mes.domain.equipment import ToolSnapshot
 from mes.domain.model import (
     SCRAP_STEP,
     Carrier,
@@ -21,7 +20,8 @@ from mes.domain.model import (
     Operation,
     SiteReject,
 )
-from mes.domain.signatures import Signature
+from mes.domain.signature_records import Signature
+from mes.domain.tool_state import ToolSnapshot
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,24 +27,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from mes.domain.authority import PERMISSIONS, Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, LotTrackerError
 from mes.domain.model import Change, Lot
+
+# re-exported: what a signature is, kept in a module of its own for lot reports
+from mes.domain.signature_records import Signature as Signature
+from mes.domain.signature_records import SignatureMethod as SignatureMethod
 from mes.domain.text import counted, one_line, optional_line
 
 MAX_MEANING_LENGTH = 500
-
-
-class SignatureMethod(StrEnum):
-    """How the signer was known when they signed (recorded with the signature)."""
-
-    PASSWORD = "password"
-    """The signer gave their password again for this signature (and their user name)."""
-    OS = "os"
-    """Direct database mode: the OS account that owns the database file signs as itself."""
 
 
 SIGNED: Mapping[Action, str] = {
@@ -162,35 +156,6 @@ class Signer:
     printed_name: str
     roles: frozenset[Role]
     method: SignatureMethod
-
-
-@dataclass(frozen=True, slots=True)
-class Signature:
-    """One signature as recorded: the printed name, time and meaning (§11.50), linked to
-    the history entry it signs by that entry's hash (§11.70; ``entry_hash`` is set once the
-    entry is chained)."""
-
-    lot_id: str
-    signer: str
-    printed_name: str
-    meaning: str
-    at: datetime
-    method: SignatureMethod
-    entry_hash: str | None = None
-    seq: int | None = None
-
-    def manifest(self) -> dict[str, Any]:
-        """What the signed entry records of it (part of the entry's hash)."""
-        return {
-            "signer": self.signer,
-            "printed_name": self.printed_name,
-            "meaning": self.meaning,
-            "at": self.at.isoformat(),
-            "method": self.method.value,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.manifest(), "lot": self.lot_id, "entry_hash": self.entry_hash}
 
 
 class SignatureRequired(LotTrackerError):
