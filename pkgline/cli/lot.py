@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pkgline.cli import lot_history, lot_list, lot_map, lot_migrate, modes, signing
+from pkgline.cli import loading, lot_history, lot_list, lot_map, lot_migrate, modes, signing
 from pkgline.cli.common import (
     EXIT_REFUSED,
     DbOption,
@@ -573,13 +573,14 @@ def show(
         report: dict[str, Any] = call(via, "GET", f"/lots/{_q(lot)}", as_json=json)
     else:
         say_direct(db)
-        from mes.adapters.report_reads import Silent
-        from pkgline.direct_reads import lot_report
+        with loading():  # a one-shot read, mostly imports (the lot tracker's, asyncpg's)
+            from mes.adapters.report_reads import Silent
+            from pkgline.direct_reads import lot_report
 
-        try:
-            quick = lot_report(db, lot)  # without SQLAlchemy, where it can
-        except Silent as exc:
-            database_unavailable(db, str(exc), as_json=json)
+            try:
+                quick = lot_report(db, lot)  # without SQLAlchemy, where it can
+            except Silent as exc:
+                database_unavailable(db, str(exc), as_json=json)
 
         async def work() -> dict[str, Any]:
             from mes.domain.report import report_dict
