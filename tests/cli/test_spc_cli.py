@@ -25,6 +25,7 @@ from mes.equipment import EquipmentService
 from mes.service import LotService
 from pkgline.bootstrap import flow_library
 from tests.cli.test_tool_cli import ok_json, pkgline
+from tests.mes.spc_lots import by_jobs
 
 UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
 BLT = "bond_line_thickness_um"
@@ -245,17 +246,7 @@ async def _jobs(url: str, lots: dict[str, list[float]]) -> None:
         factory = SqlUnitOfWorkFactory(engine)
         service = LotService(factory, flow_library())
         for lot_id, blts in lots.items():
-            await service.start(cmd.StartLot(lot_id, "fo-organic", "op1", carriers=len(blts)))
-            await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", "op1"))
-            await service.track_out(cmd.TrackOut(lot_id, "op1"))
-            await service.track_in(
-                cmd.TrackIn(lot_id, "DIE_ATTACH", "controller", tool="DB-1", dispatched=True)
-            )
-            carriers = (await service.get(lot_id)).carriers
-            for n, (carrier, blt) in enumerate(zip(carriers, blts, strict=True)):
-                job = f"{lot_id}-{n}"
-                await service.start_job(cmd.StartJob(lot_id, job, "DB-1", carrier, "controller"))
-                await service.record_job(cmd.RecordJob(job, "controller", {BLT: blt}))
+            await by_jobs(service, lot_id, blts, "DB-1")
     finally:
         await engine.dispose()
 

@@ -22,9 +22,8 @@ from mes.ports import UnitOfWorkFactory
 from mes.service import LotService
 from mes.spc import SpcService
 from tests.mes.conftest import Clock
+from tests.mes.spc_lots import BLT, at_die_attach, by_jobs
 
-CTRL = "controller"
-BLT = "bond_line_thickness_um"
 TOOLS = [ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1:5020", ("DIE_ATTACH",))]
 
 
@@ -39,21 +38,11 @@ async def line(equipment: EquipmentService) -> None:
 
 
 async def _at_die_attach(service: LotService, lot_id: str, carriers: int) -> list[str]:
-    """A lot of ``carriers`` carriers tracked in at DIE_ATTACH on DB-1: its carriers."""
-    await service.start(cmd.StartLot(lot_id, "fo-organic", "op1", carriers=carriers))
-    await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", "op1"))
-    await service.track_out(cmd.TrackOut(lot_id, "op1"))
-    await service.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
-    return list((await service.get(lot_id)).carriers)
+    return await at_die_attach(service, lot_id, carriers, "DB-1")
 
 
 async def _by_jobs(service: LotService, lot_id: str, blts: list[float]) -> None:
-    """A lot through DIE_ATTACH as the line controller runs it: one job per carrier, each
-    measuring its ``blt``; the last job tracks the lot out."""
-    carriers = await _at_die_attach(service, lot_id, len(blts))
-    for n, (carrier, blt) in enumerate(zip(carriers, blts, strict=True)):
-        await service.start_job(cmd.StartJob(lot_id, f"{lot_id}-{n}", "DB-1", carrier, CTRL))
-        await service.record_job(cmd.RecordJob(f"{lot_id}-{n}", CTRL, {BLT: blt}))
+    await by_jobs(service, lot_id, blts, "DB-1")
 
 
 @pytest.mark.usefixtures("line")

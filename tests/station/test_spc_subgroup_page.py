@@ -15,10 +15,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 
-from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
 from pkgline.api.server import open_state
+from tests.mes.spc_lots import by_jobs
 from tests.station.browsing import log_in, shot, wait
 from tests.station.client import logged_in
 from tests.station.conftest import Station, running_station
@@ -49,17 +49,7 @@ async def _charted(db: str) -> None:
         )
         lots, controller = services.lots.acting_as(OWNER), services.lots.acting_as(CONTROLLER)
         for lot_id, blts in LOTS.items():
-            await lots.start(cmd.StartLot(lot_id, "fo-organic", "olga", carriers=len(blts)))
-            await lots.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", "olga"))
-            await lots.track_out(cmd.TrackOut(lot_id, "olga"))
-            await controller.track_in(
-                cmd.TrackIn(lot_id, "DIE_ATTACH", "controller", tool="DB-8", dispatched=True)
-            )
-            carriers = (await lots.get(lot_id)).carriers
-            for n, (carrier, blt) in enumerate(zip(carriers, blts, strict=True)):
-                job = f"{lot_id}-{n}"
-                await controller.start_job(cmd.StartJob(lot_id, job, "DB-8", carrier, "controller"))
-                await controller.record_job(cmd.RecordJob(job, "controller", {BLT: blt}))
+            await by_jobs(lots, lot_id, blts, "DB-8", controller)
 
 
 @pytest.fixture(scope="module")
