@@ -72,7 +72,15 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
             chart.kind, measured[chart.value], carriers
         ):
             new = Point(
-                chart.step, chart.value, chart.tool_id, before.id, now, x, (), carrier, n, spread
+                chart.step,
+                chart.value,
+                chart.tool_id,
+                before.id,
+                now,
+                x,
+                carrier_id=carrier,
+                n=n,
+                s=spread,
             )
             after, point, broken = rules.observe(chart, recent, new)
             points.append(point)
