@@ -33,6 +33,14 @@ security log keeps it with every event recorded while it is set (detail ``from``
 in direct mode, where the OS account on this host is the whole story."""
 
 
+REQUEST_PLACE: ContextVar[str | None] = ContextVar("pkgline_request_place", default=None)
+"""Where the request being served came from, as the place its failed password checks are
+counted against (:class:`mes.domain.throttle.FailureThrottle`): the peer's host over TCP
+(``"host 10.0.4.33"``: every port of it alike), the peer's OS account on the local socket
+(``"local uid 1000"``). Set by the server with :data:`REQUEST_ORIGIN`; not set in direct
+mode (no throttle: the OS account on this host is the whole story, the lockout still holds)."""
+
+
 def with_origin(detail: Mapping[str, Any]) -> dict[str, Any]:
     """``detail`` with the request's origin (``from``) when one is set and it has none."""
     origin = REQUEST_ORIGIN.get()

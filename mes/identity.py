@@ -36,6 +36,7 @@ from mes.domain.identity import (
     SecurityEventPage,
     SecurityEventQuery,
     SignerRefused,
+    TooManyFailures,
     UnknownApiKey,
     UnknownUser,
     User,
@@ -50,8 +51,9 @@ from mes.domain.identity import (
 )
 from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
 from mes.domain.text import one_line, optional_line
+from mes.domain.throttle import FailureThrottle
 from mes.domain.tokens import API_KEY_PREFIX, split_api_key
-from mes.guard import Guard
+from mes.guard import REQUEST_PLACE, Guard
 from mes.ports_identity import IdentityStore, IdentityTransaction, Passwords
 
 
@@ -86,10 +88,13 @@ class IdentityService:
         store: IdentityStore,
         passwords: Passwords,
         clock: Callable[[], datetime] = _utc_now,
+        throttle: FailureThrottle | None = None,
     ):
         self._store = store
         self._passwords = passwords
         self._clock = clock
+        self._throttle = throttle if throttle is not None else FailureThrottle()
+        """Failed password checks per place a request came from (:data:`REQUEST_PLACE`)."""
         self._dummy_hash: str | None = None
         self._guard = Guard(None, self, clock)
         self.generation = 0
@@ -415,7 +420,11 @@ class IdentityService:
         failure (``failed``) and counting it towards the lockout. ``done_if``: the password a
         change of one's own asks for; when it is the password already (the same change sent
         again), _DoneAlready, and when the password changed while this one was checked,
-        _ChangedMeanwhile: neither recorded nor counted."""
+        _ChangedMeanwhile: neither recorded nor counted. A place (:data:`REQUEST_PLACE`) that
+        failed too many checks lately has none checked: TooManyFailures, recorded."""
+        place = REQUEST_PLACE.get()
+        if place is not None:
+            await self._refuse_if_throttled(place, username, failed, action, lot_id, purpose)
         async with self._store.transaction() as tx:
             user = await tx.user(username)
         seen = user.password_hash if user is not None else None
@@ -437,6 +446,8 @@ class IdentityService:
                 raise _ChangedMeanwhile("the password changed while it was checked")
             why = login_refusal(user, now, matches)
             if user is None or why is not None:
+                if place is not None:
+                    self._throttle.failed(place, now)
                 detail: dict[str, object] = {"why": why or "unknown user"}
                 if purpose:
                     detail["purpose"] = purpose
@@ -486,6 +497,41 @@ class IdentityService:
                     await tx.add_event(SecurityEvent(now, succeeded, username, AuthMethod.PASSWORD))
                 return user
         raise refused
+
+    async def _refuse_if_throttled(
+        self,
+        place: str,
+        username: str,
+        failed: EventKind,
+        action: str | None,
+        lot_id: str | None,
+        purpose: str | None,
+    ) -> None:
+        now = self._clock()
+        throttled = self._throttle.check(place, now)
+        if throttled is None:
+            return
+        detail: dict[str, object] = {
+            "why": "too many failed password checks from here: not checked",
+            "failures": throttled.failures,
+            "retry_after_s": throttled.retry_after_seconds,
+        }
+        if purpose:
+            detail["purpose"] = purpose
+        await self.record(
+            SecurityEvent(
+                now,
+                failed,
+                username,
+                AuthMethod.PASSWORD,
+                action=action,
+                lot_id=lot_id,
+                detail=detail,
+            )
+        )
+        raise TooManyFailures(
+            throttled.message(), retry_after_seconds=throttled.retry_after_seconds, lot_id=lot_id
+        )
 
     async def issue_api_key(self, by: Principal, username: str, label: str) -> tuple[ApiKey, str]:
         """A new key for a system: the key and its token (shown once, never stored)."""

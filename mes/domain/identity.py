@@ -61,6 +61,21 @@ class CurrentPasswordRefused(LoginRefused):
     (a session, the OS account) stay valid, so the server answers 403, not 401."""
 
 
+class TooManyFailures(LotTrackerError):
+    """A password was not checked: too many failed checks came from the same place (a host,
+    a local account) lately (:mod:`mes.domain.throttle`). Not a judgement of the credentials
+    given (the server answers 429 with ``Retry-After``); the security event says so."""
+
+    kind = "too_many_failures"
+
+    def __init__(self, message: str, *, retry_after_seconds: int, lot_id: str | None = None):
+        super().__init__(message, lot_id=lot_id)
+        self.retry_after_seconds = retry_after_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retry_after_seconds": self.retry_after_seconds}
+
+
 class UserKind(StrEnum):
     PERSON = "person"
     SYSTEM = "system"

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mes.adapters.errors import DatabaseUnavailable
 from mes.domain.identity import LoginRefused
-from mes.guard import REQUEST_ORIGIN
+from mes.guard import REQUEST_ORIGIN, REQUEST_PLACE
 from pkgline import __version__
 from pkgline.api import (
     durables,
@@ -95,7 +95,9 @@ class RequestOrigin:
     """Each request is served with where it came from in :data:`mes.guard.REQUEST_ORIGIN`,
     so that the security events it makes say it (a failed login's address, as a plant's
     security review asks): the peer's address and port and the listener's scheme over TCP,
-    the peer's pid on the Unix socket (its OS account is the principal already)."""
+    the peer's pid on the Unix socket (its OS account is the principal already); and in
+    :data:`mes.guard.REQUEST_PLACE` the place its failed password checks count against
+    (the host, the local account: the throttle of :mod:`mes.domain.throttle`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -105,9 +107,11 @@ class RequestOrigin:
             await self.app(scope, receive, send)
             return
         token = REQUEST_ORIGIN.set(origin_of(scope))
+        place = REQUEST_PLACE.set(place_of(scope))
         try:
             await self.app(scope, receive, send)
         finally:
+            REQUEST_PLACE.reset(place)
             REQUEST_ORIGIN.reset(token)
 
 
@@ -122,6 +126,16 @@ def origin_of(scope: Scope) -> str | None:
         where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
         return f"{where} ({scope.get('scheme', 'http')})"
     return None
+
+
+def place_of(scope: Scope) -> str | None:
+    """The place the failed password checks of ``scope``'s request count against
+    (:data:`mes.guard.REQUEST_PLACE`): the peer's host, or its OS account on the local socket."""
+    peer = scope.get(PEER_KEY)
+    if isinstance(peer, PeerCredentials):
+        return f"local uid {peer.uid}"
+    client = scope.get("client")
+    return f"host {client[0]}" if client else None
 
 
 class NoNulInUrl:

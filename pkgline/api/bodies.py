@@ -363,6 +363,9 @@ class Refusal(BaseModel):
     signer: str | None = Field(None, description="signature_refused: whose signature.")
     signed_version: int | None = Field(None, description="signature_stale: the lot signed.")
     lot_version: int | None = Field(None, description="signature_stale: the lot now.")
+    retry_after_seconds: int | None = Field(
+        None, description="too_many_failures: when to try again (as Retry-After says)."
+    )
 
 
 LOCATION_HEADER: dict[str, Any] = {
@@ -391,6 +394,11 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
         ),
         (413, "The body is larger than the server reads."),
         (422, "A value is invalid, a field unknown, or a type wrong."),
+        (
+            429,
+            "A password the request gives (a login's, a signature's, the current one) was not "
+            "checked: too many failed password checks from this host lately (Retry-After).",
+        ),
         (503, "The database is unavailable."),
     )
 }

@@ -13,6 +13,8 @@ refused, why, the claim, what is allowed) under the status that says what kind i
 413         the request body is larger than the server reads
 422         a value is invalid (a claimed limit, a malformed value, an unknown field, a wrong
             type); 400 for a body that is not JSON, or whose object gives a key twice
+429         a password (a login's, a signature's, the current one) not checked: too many failed
+            password checks from the same host lately (``too_many_failures``, ``Retry-After``)
 503         the database is unavailable (or its schema is not this server's)
 ==========  ==================================================================================
 """
@@ -33,13 +35,14 @@ from starlette.routing import Match
 from mes.adapters.errors import DatabaseRetryable, DatabaseUnavailable, classify
 from mes.adapters.schema import SchemaMismatch
 from mes.domain.errors import LotTrackerError
-from mes.domain.identity import CurrentPasswordRefused, SignerRefused
+from mes.domain.identity import CurrentPasswordRefused, SignerRefused, TooManyFailures
 from mes.domain.text import printable
 from pkgline.api.defaults import PRINCIPAL_HEADER
 from pkgline.api.json_bodies import DuplicateKey
 
 STATUS_OF_KIND: dict[str, int] = {
     "login_refused": 401,
+    "too_many_failures": 429,
     "not_authorized": 403,
     "unknown_lot": 404,
     "unknown_tool": 404,
@@ -98,6 +101,8 @@ def too_large() -> JSONResponse:
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LotTrackerError)
     response = error_response(status_of(exc), exc.to_dict())
+    if isinstance(exc, TooManyFailures):
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
     said = getattr(request.state, "principal", None)
     if said is not None:
         response.headers[PRINCIPAL_HEADER] = said

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException
 
 from mes.domain.authority import Action, Principal
-from mes.domain.identity import LoginRefused
+from mes.domain.identity import LoginRefused, TooManyFailures
 from pkgline.api.auth import state_of
 from pkgline.api.errors import http_refused
 from pkgline.station import (
@@ -152,6 +152,8 @@ async def login(request: Request) -> Response:
         token, session, _ = await state_of(request).sessions.login(username, password)
     except LoginRefused as refused:
         return _login_page(request, next_path, str(refused), 401, username)
+    except TooManyFailures as throttled:  # this host's guesses: nothing was checked
+        return _login_page(request, next_path, str(throttled), 429, username)
     response = RedirectResponse(next_path, status_code=303)
     max_age = int((session.expires_at - datetime.now(UTC)).total_seconds())
     auth.set_session_cookie(request, response, token, max(max_age, 1))
