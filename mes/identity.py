@@ -26,7 +26,7 @@ from mes.domain.authority import (
     effective_action,
 )
 from mes.domain.common import check_window
-from mes.domain.errors import InvalidInput
+from mes.domain.errors import InvalidInput, RecordExists
 from mes.domain.identity import (
     ApiKey,
     CurrentPasswordRefused,
@@ -55,6 +55,21 @@ from mes.domain.throttle import FailureThrottle
 from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.guard import REQUEST_PLACE, Guard
 from mes.ports_identity import IdentityStore, IdentityTransaction, Passwords
+
+
+def _refuse_label_taken(keys: Iterable[ApiKey], username: str, label: str) -> None:
+    """RecordExists when a live key of ``username`` has ``label``: a key is issued once per
+    purpose, so that a request sent again after its answer was lost (whose token nobody
+    holds) issues no second live key."""
+    for key in keys:
+        if key.revoked_at is None and key.label == label:
+            raise RecordExists(
+                f"{username} has a live API key labelled {label!r} already: {key.key_id}, "
+                f"issued {key.created_at.isoformat(timespec='seconds')} by {key.created_by} "
+                f"(if its token was lost, revoke it: pkgline user revoke-key {key.key_id}, "
+                "then issue again; or give another label); nothing was issued",
+                allowed=(key.key_id,),
+            )
 
 
 def _utc_now() -> datetime:
@@ -542,12 +557,23 @@ class IdentityService:
             user = await _existing(tx, username)
             if user.kind is not UserKind.SYSTEM:
                 raise InvalidInput(f"{username} is a person: API keys are for systems")
-            key = ApiKey(key_id, username, _digest(secret), label, self._clock(), by.name)
-            await tx.add_key(key)
+            # the event first: writers of the security log take their turn, so that two
+            # keys of one label issued at once are checked one after the other
             await tx.add_event(
                 self._event(by, EventKind.API_KEY_ISSUED, username, key_id=key_id, label=label)
             )
+            _refuse_label_taken(await tx.keys(username), username, label)
+            key = ApiKey(key_id, username, _digest(secret), label, self._clock(), by.name)
+            await tx.add_key(key)
         return key, f"{API_KEY_PREFIX}_{key_id}_{secret}"
+
+    async def api_keys(self, by: Principal, username: str) -> list[ApiKey]:
+        """The keys issued to a system, revoked ones too, the newest first (never a secret:
+        only its hash is kept); UnknownUser for no such user."""
+        await self.authorize(by, Action.USERS)
+        async with self._store.transaction(readonly=True) as tx:
+            await _existing(tx, username)
+            return await tx.keys(username)
 
     async def revoke_api_key(self, by: Principal, key_id: str) -> ApiKey:
         await self.authorize(by, Action.USERS)

@@ -149,6 +149,12 @@ class SqlIdentityTransaction:
         row = rows.mappings().first()
         return None if row is None else _key(row)
 
+    async def keys(self, username: str) -> list[ApiKey]:
+        k = api_keys.c
+        query = select(api_keys).where(k.username == username)
+        rows = await self._conn.execute(query.order_by(k.created_at.desc(), k.key_id))
+        return [_key(r) for r in rows.mappings()]
+
     async def revoke_key(self, key: ApiKey) -> None:
         await self._conn.execute(
             update(api_keys)

@@ -164,6 +164,14 @@ async def issue_key(request: Request, who: Who, username: str, body: KeyBody) ->
     return answer(request, {**issued.to_dict(), "token": token}, 201)
 
 
+@router.get(
+    "/users/{username}/keys",
+    summary="The API keys issued to a system, revoked ones too, newest first (user keys)",
+)
+async def list_keys(request: Request, who: Who, username: str) -> list[Json]:
+    return [k.to_dict() for k in await _identity(request).api_keys(who, username)]
+
+
 @router.post("/keys/{key_id}/revoke", summary="Revoke an API key (user revoke-key)")
 async def revoke_key(request: Request, who: Who, key_id: str) -> Json:
     return (await _identity(request).revoke_api_key(who, key_id)).to_dict()

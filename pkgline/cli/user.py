@@ -379,6 +379,36 @@ def key(
     out.print(issued["token"])
 
 
+@app.command()
+def keys(
+    system: Annotated[str, typer.Argument(help="The system's user name.")],
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+) -> None:
+    """The API keys issued to a system, revoked ones too, newest first (never a token)."""
+
+    async def listed(s: IdentityService, by: Principal) -> list[dict[str, Any]]:
+        return [k.to_dict() for k in await s.api_keys(by, system)]
+
+    found = _either(db, server, json, listed, Remote("GET", _u(system) + "/keys"))
+    if json:
+        print_json(found)
+        return
+    if not found:
+        out.print(f"{system} has no API key (issue one: pkgline user key {system} --label TEXT)")
+        return
+    table = Table()
+    for name in ("key", "label", "issued", "by", "state"):
+        table.add_column(name, overflow="fold")
+    for k in found:
+        state = (
+            f"revoked {stamp(k['revoked_at'])} by {k['revoked_by']}" if k["revoked_at"] else "live"
+        )
+        table.add_row(k["key_id"], k["label"], stamp(k["created_at"]), k["created_by"], state)
+    out.print(table)
+
+
 @app.command("revoke-key")
 def revoke_key(
     key_id: Annotated[str, typer.Argument(help="The key's id (as 'user key' printed it).")],

@@ -85,9 +85,21 @@ async def test_user_commands_through_the_server_are_the_admins(api: RunningApi) 
     assert issued.returncode == 0, issued.stderr
     key = json.loads(issued.stdout)
     assert key["token"].startswith("pkl_") and key["user"] == "mes1"
+    twice = await cli("user", "key", "mes1", "--label", "ERP link", "--json", *via)  # a retry
+    assert twice.returncode == 1, twice.stdout
+    assert json.loads(twice.stdout)["error"] == "record_exists"
+    assert json.loads(twice.stdout)["allowed"] == [key["key_id"]]
     revoked = await cli("user", "revoke-key", key["key_id"], *via)
     assert revoked.returncode == 0
     assert f"✔ API key {key['key_id']} of mes1 revoked" in revoked.stdout
+    listed = await cli("user", "keys", "mes1", "--json", *via)
+    listed_direct = await cli("user", "keys", "mes1", "--json", "--db", api.db)
+    assert listed.returncode == listed_direct.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == json.loads(listed_direct.stdout)
+    assert [
+        (k["key_id"], k["label"], k["revoked_by"] is not None) for k in json.loads(listed.stdout)
+    ] == [(key["key_id"], "ERP link", True)]
+    assert "token" not in listed.stdout and key["token"] not in listed.stdout
     again = await cli("user", "revoke-key", "000000000000", "--json", *via)
     assert again.returncode == 1 and json.loads(again.stdout)["error"] == "unknown_api_key"
 

@@ -134,3 +134,25 @@ def test_an_api_key_is_printed_once_and_can_be_revoked(db: str) -> None:
     assert secret not in b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
     revoked = _ok(db, "user", "revoke-key", issued["key_id"])
     assert revoked["revoked_by"] == getpass.getuser()
+
+
+def test_a_systems_keys_are_listed_for_review_and_a_label_is_issued_once_while_live(
+    db: str,
+) -> None:
+    assert "controller has no API key" in _run(db, "user", "keys", "controller").stdout
+    first = _ok(db, "user", "key", "controller", "--label", "line 1")
+    again = _run(db, "user", "key", "controller", "--label", "line 1")
+    assert again.returncode == 1
+    assert f"labelled 'line 1' already: {first['key_id']}" in again.stdout + again.stderr
+    second = _ok(db, "user", "key", "controller", "--label", "line 2")
+    _ok(db, "user", "revoke-key", first["key_id"])
+    table = _run(db, "user", "keys", "controller")
+    assert table.returncode == 0, table.stderr
+    rows = [line for line in table.stdout.splitlines() if "line " in line]
+    assert len(rows) == 2
+    assert second["key_id"] in rows[0] and "live" in rows[0]
+    assert first["key_id"] in rows[1] and f"by {getpass.getuser()}" in rows[1]
+    assert "revoked" in rows[1]
+    assert first["token"] not in table.stdout and second["token"] not in table.stdout
+    missing = _run(db, "user", "keys", "nobody", "--json")
+    assert missing.returncode == 1 and json.loads(missing.stdout)["error"] == "unknown_user"

@@ -18,7 +18,7 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.passwords import Argon2Passwords
 from mes.adapters.sql_identity import SqlIdentityStore
 from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
-from mes.domain.errors import InvalidInput
+from mes.domain.errors import InvalidInput, RecordExists
 from mes.domain.identity import (
     LOCKOUT,
     MAX_FAILED_ATTEMPTS,
@@ -201,6 +201,49 @@ async def test_an_api_key_identifies_its_system_until_revoked_and_is_stored_hash
     await identity.add_user(ADMIN, "hank", "Hank Po", {Role.OPERATOR})
     with pytest.raises(InvalidInput, match="API keys are for systems"):
         await identity.issue_api_key(ADMIN, "hank", "no")
+
+
+async def test_a_system_has_one_live_key_per_label_and_its_keys_are_listed(
+    identity: IdentityService,
+) -> None:
+    """A key request sent again after its answer was lost (its token held by nobody) issues
+    no second live key: refused naming the live one, nothing written; once that one is
+    revoked the label is free again. The list shows every key, the newest first."""
+    first, _ = await identity.issue_api_key(ADMIN, "controller", "line 1")
+    events = len(await identity.events(ADMIN))
+    with pytest.raises(RecordExists, match=f"labelled 'line 1' already: {first.key_id}") as taken:
+        await identity.issue_api_key(ADMIN, "controller", "line 1")
+    assert taken.value.allowed == (first.key_id,)
+    assert "pkgline user revoke-key" in taken.value.message
+    assert len(await identity.events(ADMIN)) == events  # nothing recorded, nothing issued
+    other, _ = await identity.issue_api_key(ADMIN, "controller", "line 2")
+    await identity.revoke_api_key(ADMIN, first.key_id)
+    again, _ = await identity.issue_api_key(ADMIN, "controller", "line 1")
+    listed = await identity.api_keys(ADMIN, "controller")
+    assert [(k.key_id, k.label, k.revoked_at is not None) for k in listed] == [
+        (again.key_id, "line 1", False),
+        (other.key_id, "line 2", False),
+        (first.key_id, "line 1", True),
+    ]
+    with pytest.raises(UnknownUser):
+        await identity.api_keys(ADMIN, "nobody")
+    operator = Principal("olga", frozenset({Role.OPERATOR}), AuthMethod.SESSION)
+    with pytest.raises(NotAuthorized):
+        await identity.api_keys(operator, "controller")
+    assert (await identity.events(ADMIN))[-1].kind is EventKind.REFUSED
+
+
+async def test_keys_of_one_label_issued_at_once_give_one_live_key(
+    identity: IdentityService,
+) -> None:
+    results = await asyncio.gather(
+        *(identity.issue_api_key(ADMIN, "controller", "at once") for _ in range(4)),
+        return_exceptions=True,
+    )
+    issued = [r for r in results if not isinstance(r, BaseException)]
+    assert len(issued) == 1, results
+    assert all(isinstance(r, RecordExists) for r in results if isinstance(r, BaseException))
+    assert len(await identity.api_keys(ADMIN, "controller")) == 1
 
 
 async def test_the_security_log_is_append_only(identity: IdentityService) -> None:
