@@ -23,11 +23,15 @@ floor still commits every move), PostgreSQL with 1 and 8 writers.
 
 Goals (issue 20), against the honest floor: PostgreSQL 8 writers at 0.8 or better; SQLite
 1 writer at 0.7 or better; SQLite 8 writers through group commit above the 1-writer
-floor's moves per second. pkgline runs with the track-in interlocks on (issue 17): each tool
-step is tracked in on a registered, qualified tool of its class, as its line controller
-does, with durables mounted (each track-out counts on them) and material lots loaded (each
-track-in checks their clocks and records them in the lot). ``--interlocks-off`` adds a run
-of pkgline with them off (tool steps tracked in with no tool) to each round.
+floor's moves per second. pkgline runs with the track-in interlocks and SPC on (issue 17:
+"with every interlock and SPC rule on"): each writer has its own tool of each class, and
+each tool step is tracked in on one, registered and qualified, as its line controller does,
+with durables mounted (each track-out counts on them), material lots loaded (each track-in
+checks their clocks and records them in the lot), and an SPC chart of every real-valued
+measured value of its steps, all eight Nelson rules on; each track-out reports those values
+(a pattern in control, :data:`PATTERN`), each a point checked by its chart's rules.
+``--interlocks-off`` adds a run of pkgline with them off (tool steps tracked in with no tool:
+no interlock, no chart; the same values reported) to each round.
 
     .venv/bin/python bench/mes_moves.py [--moves N] [--pairs N] [--no-postgres] [--interlocks-off]
 
@@ -82,6 +86,7 @@ from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.materials import MaterialService
 from mes.service import LotService, utc_now
+from mes.spc import SpcService
 
 FLOW = "fo-organic"
 PARAMS = {"layers": "8"}  # a long flow: few lot starts per measured move
@@ -104,19 +109,88 @@ class Result:
 # -- pkgline -------------------------------------------------------------------------------
 
 
-def _bench_tool(service: LotService, step: str) -> str | None:
-    """The bench's tool for a step: one per equipment class (None for an operator step)."""
+def _bench_tool(service: LotService, step: str, tools: int) -> str | None:
+    """The bench's tool for a step: writer ``tools``' own of the step's equipment class
+    (None for an operator step)."""
     cls = service.flows.step_codes[step].equipment_class
-    return None if cls == MANUAL_CLASS else f"B-{cls}"[:32]
+    return None if cls == MANUAL_CLASS else _tool_id(tools, cls)
+
+
+def _tool_id(tools: int, cls: str) -> str:
+    return f"B{tools}-{cls}"[:32]
+
+
+PATTERN = (0.5, -1.2, 0.8, 0.3, -0.4, 1.3, -0.9, -0.2)
+"""The measured values of a chart, in sigmas from its center, over and over: a process in
+control that breaks none of the eight Nelson rules (no point past 2 sigma, no run of the
+same side, no trend, no alternation of 14, and past 1 sigma every eighth point, so rule 7's
+15 within 1 sigma is never met either). Each writer has tools of its own, so each chart
+gets its points in this order."""
+
+
+@dataclass(frozen=True)
+class Charted:
+    """A measured value of a step, charted on every bench tool of its class."""
+
+    value: str
+    center: float
+    sigma: float
+
+
+def _charted(service: LotService) -> dict[str, list[Charted]]:
+    """Every real-valued measured value of the flow's tool steps, per step, with the center
+    and sigma of its chart: the spec's target (or middle) and a twelfth of its width (a
+    sixth of target to limit), else 100 and 1 where the flow gives no spec."""
+    found: dict[str, list[Charted]] = {}
+    for code, step in service.flows.flows[FLOW].steps.items():
+        if service.flows.step_codes[code].equipment_class == MANUAL_CLASS:
+            continue
+        for name, spec in step.measured.items():
+            if spec.type != "float":
+                continue
+            center, sigma = 100.0, 1.0
+            limits = spec.spec
+            if limits is not None:
+                lower, upper = limits.lower, limits.upper
+                if limits.target is not None:
+                    center = float(limits.target)
+                elif lower is not None and upper is not None:
+                    center = (float(lower) + float(upper)) / 2
+                sides = [abs(float(x) - center) for x in (lower, upper) if x is not None]
+                sigma = min(sides) / 6 if sides else 1.0
+            found.setdefault(code, []).append(Charted(name, center, sigma))
+    return found
+
+
+@dataclass
+class Measuring:
+    """What each track-out reports: every charted value of its step, the next of
+    :data:`PATTERN` for its tool (or for no tool, with the interlocks off)."""
+
+    charted: dict[str, list[Charted]]
+    counts: dict[tuple[str | None, str, str], int] = field(default_factory=dict)
+
+    def measured(self, tool: str | None, step: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self.charted.get(step, ()):
+            n = self.counts.get((tool, step, c.value), 0)
+            self.counts[tool, step, c.value] = n + 1
+            out[c.value] = round(c.center + PATTERN[n % len(PATTERN)] * c.sigma, 6)
+        return out
 
 
 async def _register_tools(
-    service: LotService, equipment: EquipmentService, factory: SqlUnitOfWorkFactory
+    service: LotService,
+    equipment: EquipmentService,
+    factory: SqlUnitOfWorkFactory,
+    writers: int,
+    charted: dict[str, list[Charted]],
 ) -> None:
-    """One tool per equipment class, qualified (by its registration) for the class's steps,
-    with a durable of each kind its class takes mounted (counted by every track-out) and a
-    material lot of each kind loaded (thawed, within its clocks), so that every track-in
-    interlock reads and every track-out counts."""
+    """Each writer's own tool of each equipment class, qualified (by its registration) for
+    the class's steps, with a durable of each kind its class takes mounted (counted by every
+    track-out), a material lot of each kind loaded (thawed, within its clocks), and an SPC
+    chart of each charted value of its steps, every Nelson rule on, so that every track-in
+    interlock reads, every track-out counts and every measured value is a point checked."""
     by_class: dict[str, list[str]] = {}
     for code, info in service.flows.step_codes.items():
         if info.equipment_class != MANUAL_CLASS:
@@ -124,24 +198,35 @@ async def _register_tools(
     await equipment.register(
         "bench",
         [
-            ToolRegistration(f"B-{cls}"[:32], cls, "bench", tuple(steps))
+            ToolRegistration(_tool_id(w, cls), cls, "bench", tuple(steps))
+            for w in range(writers)
             for cls, steps in sorted(by_class.items())
         ],
     )
     durables, materials = DurableService(factory, utc_now), MaterialService(factory, utc_now)
-    for kind, spec in DURABLE_KINDS.items():
-        if spec.equipment_class in by_class:
-            await durables.add(f"D-{kind.value}", kind.value, MAX_LIFE, "bench")
-            await durables.mount(f"D-{kind.value}", f"B-{spec.equipment_class}"[:32], "bench")
+    spc = SpcService(factory, service.flows, utc_now)
     far = utc_now() + timedelta(days=365)
-    for mkind, mspec in MATERIAL_KINDS.items():
-        if mspec.equipment_class in by_class:
-            name = f"M-{mkind.value}"
-            clocks = {"thaw_minutes": 0, "floor_life_minutes": 10**6} if mspec.frozen else {}
-            await materials.add(name, mkind.value, far, "bench", **clocks)
-            if mspec.frozen:
-                await materials.thaw(name, "bench")
-            await materials.load(name, f"B-{mspec.equipment_class}"[:32], "bench")
+    for w in range(writers):
+        for kind, spec in DURABLE_KINDS.items():
+            if spec.equipment_class in by_class:
+                await durables.add(f"D{w}-{kind.value}", kind.value, MAX_LIFE, "bench")
+                await durables.mount(
+                    f"D{w}-{kind.value}", _tool_id(w, spec.equipment_class), "bench"
+                )
+        for mkind, mspec in MATERIAL_KINDS.items():
+            if mspec.equipment_class in by_class:
+                name = f"M{w}-{mkind.value}"
+                clocks = {"thaw_minutes": 0, "floor_life_minutes": 10**6} if mspec.frozen else {}
+                await materials.add(name, mkind.value, far, "bench", **clocks)
+                if mspec.frozen:
+                    await materials.thaw(name, "bench")
+                await materials.load(name, _tool_id(w, mspec.equipment_class), "bench")
+        for step, values in charted.items():
+            tool = _tool_id(w, service.flows.step_codes[step].equipment_class)
+            for c in values:
+                await spc.configure(
+                    step, c.value, tool, "bench", center=c.center, sigma=c.sigma, nelson=True
+                )
 
 
 async def _pkgline_writer(
@@ -149,10 +234,14 @@ async def _pkgline_writer(
     writer: int,
     moves: int,
     lat: list[float],
+    measuring: Measuring,
     *,
+    tools: int = 0,
     one_lot: bool = False,
     interlocks: bool = True,
 ) -> None:
+    """``moves`` moves, lot after lot, on the tools of ``tools`` (a writer's own), each
+    track-out reporting the step's charted values."""
     n, lot_id = 0, ""
     done = 0
     while done < moves:
@@ -165,9 +254,10 @@ async def _pkgline_writer(
             lot = await service.get(lot_id)
         step = sorted(service.next_steps(lot))[0]
         t0 = time.perf_counter()
-        tool = _bench_tool(service, step) if interlocks else None
+        tool = _bench_tool(service, step, tools) if interlocks else None
+        measured = measuring.measured(tool, step)
         await service.track_in(cmd.TrackIn(lot_id, step, "bench", tool=tool, dispatched=True))
-        lot = (await service.track_out(cmd.TrackOut(lot_id, "bench"))).lot
+        lot = (await service.track_out(cmd.TrackOut(lot_id, "bench", measured=measured))).lot
         lat.append(time.perf_counter() - t0)
         done += 1
         if lot.state is not LotState.WAITING:
@@ -179,7 +269,8 @@ async def moves_per_lot() -> int:
     after as many, as pkgline's writers do: its path stays as long as a real lot's)."""
     count: list[float] = []
     service = LotService(MemoryUnitOfWorkFactory(), load_library())
-    await _pkgline_writer(service, 0, 10_000, count, one_lot=True, interlocks=False)
+    measuring = Measuring(_charted(service))
+    await _pkgline_writer(service, 0, 10_000, count, measuring, one_lot=True, interlocks=False)
     return len(count)
 
 
@@ -189,14 +280,25 @@ async def run_pkgline(url: str, writers: int, moves: int, *, interlocks: bool = 
         await upgrade(engine)
         factory = SqlUnitOfWorkFactory(engine)
         service = LotService(factory, load_library())
-        await _register_tools(service, EquipmentService(factory), factory)
+        measuring = Measuring(_charted(service))
+        if interlocks:
+            await _register_tools(
+                service, EquipmentService(factory), factory, writers, measuring.charted
+            )
         # warm up the pool (a connection per writer, statements prepared) and the caches
-        await asyncio.gather(*(_pkgline_writer(service, 90 + w, 2, []) for w in range(writers)))
+        await asyncio.gather(
+            *(
+                _pkgline_writer(service, 90 + w, 2, [], measuring, tools=w, interlocks=interlocks)
+                for w in range(writers)
+            )
+        )
         lat: list[float] = []
         t0 = time.perf_counter()
         await asyncio.gather(
             *(
-                _pkgline_writer(service, w, moves // writers, lat, interlocks=interlocks)
+                _pkgline_writer(
+                    service, w, moves // writers, lat, measuring, tools=w, interlocks=interlocks
+                )
                 for w in range(writers)
             )
         )
@@ -560,7 +662,7 @@ def _line(label: str, what: str, results: Sequence[Result]) -> str:
 def report(runs: Runs) -> None:
     print(_line(runs.label, "pkgline", runs.pkgline))
     if runs.off:
-        print(_line("", "(off)", runs.off) + "  (interlocks off)")
+        print(_line("", "(off)", runs.off) + "  (interlocks and SPC off)")
     print(_line("", "floor", runs.floor))
     ratios = " ".join(f"{r:.2f}" for r in runs.ratios())
     print(f"{'':<22} {'ratio':<8} {Spread.of(runs.ratios()).format()}; pair by pair: {ratios}")
@@ -630,7 +732,7 @@ def main() -> None:
     parser.add_argument(
         "--interlocks-off",
         action="store_true",
-        help="also run pkgline with the track-in interlocks off, in each round",
+        help="also run pkgline with the track-in interlocks and SPC off, in each round",
     )
     args = parser.parse_args()
     if args.pairs < 1 or args.moves < 8:

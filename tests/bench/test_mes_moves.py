@@ -15,7 +15,8 @@ from mes.adapters.database import create_engine
 from mes.adapters.driver import CompiledStatement
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql_statements import move_in_one_statement
-from mes.adapters.tables import lot_history, lots, outbox
+from mes.adapters.tables import lot_history, lots, outbox, spc_charts, spc_points
+from mes.domain.spc import all_violations
 from tests.bench.conftest import bench_module
 
 moves = bench_module("mes_moves")
@@ -80,13 +81,32 @@ async def test_a_floor_moves_its_lots_as_pkgline_does(url: str) -> None:
         )
 
 
-async def test_pkgline_s_side_moves_its_lots_with_the_interlocks_on(url: str) -> None:
-    """The run that the floor is held against: tools, durables and material lots set up as
-    the bench does, then moves through the service, every one counted."""
-    result = await moves.run_pkgline(url, 2, 6)
-    assert result.moves == 6
-    assert len(result.latencies) == 6
+async def test_pkgline_s_side_moves_its_lots_with_the_interlocks_and_spc_on(url: str) -> None:
+    """The run that the floor is held against: each writer's tools, durables, material lots
+    and SPC charts (every Nelson rule) set up as the bench does, then moves through the
+    service, every one counted, every measured value a point on its tool's chart, no lot
+    held by a rule."""
+    result = await moves.run_pkgline(url, 2, 40)
+    assert result.moves == 40
+    assert len(result.latencies) == 40
     assert all(t > 0 for t in result.latencies)
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            charts = (await conn.execute(select(spc_charts.c.tool_id, spc_charts.c.nelson))).all()
+            points = (await conn.execute(select(spc_points.c.tool_id))).all()
+            held = (await conn.execute(select(lots.c.id).where(lots.c.state == "HELD"))).all()
+    finally:
+        await engine.dispose()
+    assert {c.tool_id[:3] for c in charts} == {"B0-", "B1-"}  # each writer's own tools
+    assert all(c.nelson for c in charts)  # every rule on
+    assert len(points) > 20  # the first 40 moves of a lot cross several charted steps
+    assert held == []
+
+
+def test_the_measured_pattern_breaks_no_nelson_rule() -> None:
+    xs = [z for _ in range(40) for z in moves.PATTERN]
+    assert all_violations(xs, 0.0, 1.0, range(1, 9)) == []
 
 
 def test_the_postgres_floor_sends_pkgline_s_own_statement() -> None:
