@@ -63,10 +63,18 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
     found: list[dict[str, Any]] = []
     points: list[Point] = []
     inhibited: list[str] = []
-    for before_chart in charts:
+    # every chart's recent points in one round (on PostgreSQL one statement)
+    recents = yield from each_together(
+        get_points(
+            c.step,
+            c.value,
+            c.tool_id,
+            last=max(rules.WINDOW - 1, c.baseline_n if c.center is None else 0),
+        )
+        for c in charts
+    )
+    for before_chart, recent in zip(charts, recents, strict=True):
         chart = before_chart
-        last = max(rules.WINDOW - 1, chart.baseline_n if chart.center is None else 0)
-        recent = yield from get_points(chart.step, chart.value, chart.tool_id, last=last)
         carriers = [(c, v[chart.value]) for c, v in by_carrier.items() if chart.value in v]
         for x, carrier, n, spread in rules.observations(
             chart.kind, measured[chart.value], carriers

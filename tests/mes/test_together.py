@@ -438,6 +438,28 @@ async def test_on_postgresql_a_track_in_reads_its_lot_and_interlocks_in_one_roun
 
 
 @ON_POSTGRES
+async def test_on_postgresql_a_track_out_reads_the_points_of_all_its_charts_in_one_statement(
+    store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three values of the step charted on the tool: their recent points are read side by
+    side (was a statement per chart), and each chart gets its own point."""
+    service = await _line(store, clock, library)
+    spc = SpcService(store, library, clock)
+    values = {"ball_shear_g": 20.0, "wire_pull_g": 8.0, "loop_height_um": 150.0}
+    for value, center in values.items():
+        await spc.configure("WIRE_BOND", value, "WB-1", "eng", center=center, sigma=1.0)
+    await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
+    sent = _counted(monkeypatch)
+    await service.track_out(cmd.TrackOut("L1", OP, measured=values))
+    # three reads in all: the lot with its durables and charts, its
+    # rejects and jobs, and the three charts' points in one (was one statement each)
+    assert sent["fetch_all"] + sent["fetch_raw"] == 3, sent
+    for value in values:
+        (view,) = await spc.show("WIRE_BOND", value, tool_id="WB-1")
+        assert [(p.lot_id, p.x) for p in view.points] == [("L1", values[value])]
+
+
+@ON_POSTGRES
 async def test_on_postgresql_a_dispatch_pass_reads_in_two_statements_for_two_lots_or_five(
     store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
