@@ -388,6 +388,15 @@ async def _equip_line(run: Demo) -> None:
         f"(capillaries, saw blades, mold chases, stencils, nozzles), {equipped.materials} "
         "material lots loaded (mold compound, die attach film, adhesive, solder balls, wire)"
     )
+    chart = demo_api.SPC_CHART
+    try:
+        await demo_api.chart_spc(server(run), chart)
+    except RuntimeError as exc:
+        raise DemoFailed(str(exc)) from None
+    out.print(
+        f"SPC chart set through the pkgline server: {chart.step} {chart.value} on {chart.tool} "
+        f"(center {chart.center:g}, sigma {chart.sigma:g}; each lot's {chart.step} adds a point)"
+    )
 
 
 async def _start_lots(run: Demo, services: Services) -> None:
@@ -522,6 +531,7 @@ def _print_next(run: Demo) -> None:
     out.print("\nLook further (the database stays):", style="bold")
     # a kept line keeps its server: the commands go through it
     via = f"--server unix://{demo_api.socket_path(run.database)}" if run.keep else db
+    spc = demo_api.SPC_CHART
     for line in (
         f"{pkgline} lot list {via}",
         f"{pkgline} lot show {LOT_PREFIX}1 {via}",
@@ -529,6 +539,7 @@ def _print_next(run: Demo) -> None:
         f"{pkgline} tool show {tool} --window 10m {via}",
         f"{pkgline} lot genealogy {LOT_PREFIX}{len(LOTS)} {via}",
         f"{pkgline} durable list {via}",
+        f"{pkgline} spc show {spc.step} {spc.value} --tool {spc.tool} {via}",
         f"{pkgline} events list --limit 20 {via}",
     ):
         out.print(Text(f"  {line}"))

@@ -159,6 +159,39 @@ def material_kinds_by_tool(tools: Sequence[ToolConfig]) -> dict[str, list[Materi
     return loads
 
 
+@dataclass(frozen=True, slots=True)
+class DemoChart:
+    """The SPC chart the demo sets, with limits given (``pkgline spc chart STEP VALUE --tool
+    T --center C --sigma S``)."""
+
+    step: str
+    value: str
+    tool: str
+    center: float
+    sigma: float
+
+    def body(self) -> dict[str, Any]:
+        """The chart as ``POST /spc/charts`` takes it: a lot chart, rules 1-4."""
+        return {
+            "step": self.step,
+            "value": self.value,
+            "tool": self.tool,
+            "center": self.center,
+            "sigma": self.sigma,
+        }
+
+
+SPC_CHART = DemoChart("FILL", "mold_temperature_c", "MOLD-1", center=150.0, sigma=1.6)
+"""The molder's temperature at FILL, charted so that the station's SPC page shows a chart
+with the demo's points. It is fitted to the simulators, so no demo lot is held by a rule:
+the center is the FILL recipe's 150 degC, which the simulated molder measures with a noise of
+0.8 degC a carrier (simulators/profiles.yaml), and a lot's point is the mean of its two
+carriers (0.57 degC); a sigma of 1.6, twice a carrier's noise, puts rule 1 beyond 8 of the
+points' own sigmas and rule 3 beyond 2.8 (a chance of about 1e-9 in a run). The demo's lots
+run FILL seven times, fewer than the eight points in a row rule 4 needs
+(tests/cli/test_demo_spc.py checks all of this against the flows and the profiles)."""
+
+
 async def _post(server: Server, path: str, body: dict[str, Any], expect: int = 200) -> None:
     answer = await asyncio.to_thread(request, server, "POST", path, body)
     if answer.status != expect:
@@ -198,3 +231,10 @@ async def equip_line(server: Server, tools: Sequence[ToolConfig]) -> Equipped:
             await _post(server, f"/materials/{material}/load", {"tool": tool.id})
             materials += 1
     return Equipped(durables, materials)
+
+
+async def chart_spc(server: Server, chart: DemoChart = SPC_CHART) -> None:
+    """Set the demo's SPC chart through the server, as a process engineer would (``pkgline
+    spc chart``): each lot's track-out at the chart's step on its tool adds a point. A
+    refusal raises RuntimeError with the server's message."""
+    await _post(server, "/spc/charts", chart.body())

@@ -39,6 +39,7 @@ from pkgline.cli.demo import (
     planned_steps,
     time_limit_for,
 )
+from pkgline.cli.demo_api import SPC_CHART
 
 STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
 API_STARTED = re.compile(r"\(pkgline api, pid (\d+)\)")
@@ -168,6 +169,26 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
     feed = _json_of("events", "list", "--limit", "10000", "--json", "--db", f"sqlite:///{db}")
     kinds = {e["kind"] for e in feed}
     assert {"LotStarted", "DurableMounted", "DurableUsed", "MaterialLoaded"} <= kinds, kinds
+    # The SPC chart the demo set through the server: a point for each lot's track-out at its
+    # step on its tool, none of which broke a rule (the demo's lots all completed, above).
+    spc = SPC_CHART
+    assert f"spc show {spc.step} {spc.value} --tool {spc.tool} --db sqlite:///{db}" in output
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (charted,) = conn.execute(
+            "SELECT count(*) FROM lot_history WHERE operation = 'track_out' AND step = ? "
+            "AND tool = ?",
+            (spc.step, spc.tool),
+        ).fetchone()
+    (chart,) = _json_of(
+        "spc", "show", spc.step, spc.value, "--tool", spc.tool, "--json", "--db", f"sqlite:///{db}"
+    )
+    assert (chart["center"], chart["sigma"], chart["limits_source"]) == (
+        spc.center,
+        spc.sigma,
+        "engineering",
+    )
+    assert charted > 0 and len(chart["points"]) == charted, (charted, chart)
+    assert chart["violations"] == [] and all(p["rules"] == [] for p in chart["points"]), chart
     # The live view's "steps done / planned": the route the controller took, step for step.
     for number, (flow, _) in enumerate(LOTS, start=1):
         lot = start_lot(cmd.StartLot(f"P{number}", flow, "t"), library.get(flow), utc_now()).lot
