@@ -15,9 +15,17 @@ Bad CLI text (a value that is not a number, an unknown value name) raises a plai
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 from pkgline.datafiles import DataFileError
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)``, X the known name closest to ``name``; empty when none is
+    close: for a refusal of a misspelt name (a step, a value, a reason code)."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 class FlowError(DataFileError):

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from flows.automaton import compile_expression
-from flows.errors import FlowError
+from flows.errors import FlowError, suggest
 from flows.flow import Flow, FlowLibrary
 from flows.grammar import Expr, counts, step_codes
 from flows.model import (
@@ -28,7 +28,7 @@ from flows.model import (
     ValueType,
     frozen_mapping,
 )
-from flows.origin import Origin, read_doc, suggest, validated
+from flows.origin import Origin, read_doc, validated
 from flows.resolve import (
     FRAGMENTS_FILE,
     STEPS_FILE,

@@ -3,8 +3,6 @@ every problem can be reported as ``path:line: message``."""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +11,6 @@ import yaml
 
 from flows.errors import FlowError
 from pkgline.datafiles import DataFileError, YamlDocument, read_yaml, validate
-
-
-def suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 @dataclass(frozen=True)

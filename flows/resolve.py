@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flows.errors import suggest
 from flows.grammar import Alt, Expr, Group, Name, Opt, Repeat, Seq, SequenceError, Step, parse
 from flows.model import StepCodeInfo
-from flows.origin import Origin, suggest
+from flows.origin import Origin
 from flows.schema import FragmentModel
 
 STEPS_FILE = "steps.yaml"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from flows.errors import suggest
 from flows.limits import evaluate
 from flows.model import (
     RULE_KINDS,
@@ -28,7 +29,7 @@ from flows.model import (
     ValueSpec,
     ValueType,
 )
-from flows.origin import Origin, suggest
+from flows.origin import Origin
 from flows.schema import LimitModel, ReworkModel, SpecModel, StepBodyModel, StepCodeModel
 
 # The unit of a value follows from its name ("units in the names"); longest suffix first.

@@ -26,15 +26,23 @@ def coded_hold(cmd: HoldLot) -> Work[HoldLot]:
     code is an active hold code); as it is without a code."""
     if cmd.code is None:
         return cmd
-    found = yield from get_reason_code(cmd.code)
-    return replace(cmd, reason=rules.resolve(cmd.code, ReasonKind.HOLD, found, cmd.reason))
+    reason = yield from _coded(cmd.code, ReasonKind.HOLD, cmd.reason)
+    return replace(cmd, reason=reason)
 
 
 def coded_scrap(cmd: ScrapLot) -> Work[ScrapLot]:
     if cmd.code is None:
         return cmd
-    found = yield from get_reason_code(cmd.code)
-    return replace(cmd, reason=rules.resolve(cmd.code, ReasonKind.SCRAP, found, cmd.reason))
+    reason = yield from _coded(cmd.code, ReasonKind.SCRAP, cmd.reason)
+    return replace(cmd, reason=reason)
+
+
+def _coded(code: str, kind: ReasonKind, free: str | None) -> Work[str]:
+    """The reason ``code`` gives (:func:`mes.domain.reasons.resolve`); the catalogue is read
+    only for a code not in it, to name the closest in the refusal."""
+    found = yield from get_reason_code(code)
+    catalogue = [] if found is not None else (yield from get_reason_codes())
+    return rules.resolve(code, kind, found, free, catalogue)
 
 
 def release_allowed(lot: Lot, who: Principal | None) -> Work[None]:

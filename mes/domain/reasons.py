@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from flows.errors import suggest
 from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.text import blank, one_line, optional_line
@@ -109,13 +110,23 @@ def retire(found: ReasonCode, by: str, now: datetime, reason: str) -> ReasonCode
     )
 
 
-def resolve(code: str, kind: ReasonKind, found: ReasonCode | None, free: str | None) -> str:
+def resolve(
+    code: str,
+    kind: ReasonKind,
+    found: ReasonCode | None,
+    free: str | None,
+    catalogue: Iterable[ReasonCode] = (),
+) -> str:
     """The reason a hold or scrap records for ``code`` (and the free text beside it);
-    refused unless the code is an active one of ``kind``."""
+    refused unless the code is an active one of ``kind``. ``catalogue``: the codes there are,
+    for a code not found, so that the refusal names the active one of ``kind`` closest to
+    it (a misspelt ``VIOD``: did you mean VOID?)."""
     if found is None:
+        known = sorted(c.code for c in catalogue if c.kind is kind and c.active)
         raise InvalidInput(
-            f"there is no {kind.value} reason code {code}; expected one of the catalogue "
-            f"(pkgline reason list --kind {kind.value})"
+            f"there is no {kind.value} reason code {code}{suggest(code.upper(), known)}; "
+            f"expected one of the catalogue (pkgline reason list --kind {kind.value})",
+            allowed=known,
         )
     if found.kind is not kind:
         raise InvalidInput(

@@ -32,6 +32,9 @@ def test_holds_and_scraps_name_codes_of_the_catalogue(sqlite_url: str) -> None:
     unknown = pkgline(db, "lot", "hold", "R2", "--code", "NOPE", "--reason", "x")
     assert unknown.returncode == 1
     assert "there is no hold reason code NOPE; expected one of the catalogue" in unknown.stderr
+    misspelt = pkgline(db, "lot", "hold", "R2", "--code", "VIOD")
+    assert misspelt.returncode == 1
+    assert "there is no hold reason code VIOD (did you mean VOID?)" in misspelt.stderr
     assert ok_json(db, "lot", "hold", "R2", "--reason", "free text only")["state"] == "HOLD"
     ok_json(db, "reason", "retire", "DROP", "--reason", "split into DROP-A and DROP-B")
     listed = pkgline(db, "reason", "list")

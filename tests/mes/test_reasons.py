@@ -97,6 +97,30 @@ async def test_a_hold_with_an_unknown_or_scrap_code_is_refused_changing_nothing(
 
 
 @pytest.mark.usefixtures("catalogue")
+async def test_a_misspelt_code_is_refused_naming_the_closest_active_code_of_its_kind(
+    lots: LotService, reasons: ReasonService
+) -> None:
+    lot = (await lots.start(cmd.StartLot("L1", "fo-organic", "op1"))).lot
+    before = await lots.get("L1")
+    with pytest.raises(InvalidInput, match=r"hold reason code VIOD \(did you mean VOID\?\)") as e:
+        await lots.hold(cmd.HoldLot("L1", "op1", "", code="VIOD"))
+    assert e.value.allowed == ("INSP", "VOID")
+    with pytest.raises(InvalidInput, match=r"scrap reason code DORP \(did you mean DROP\?\)"):
+        await lots.acting_as(QUALITY).scrap(
+            cmd.ScrapLot("L1", "q1", "", code="DORP"), signatures=signed(QUALITY, lot)
+        )
+    # only a code that may be given: no scrap code for a hold, no retired one
+    await reasons.retire("INSP", "q1", "replaced")
+    with pytest.raises(InvalidInput) as e:
+        await lots.hold(cmd.HoldLot("L1", "op1", "", code="DRP"))
+    assert "did you mean" not in e.value.message and e.value.allowed == ("VOID",)
+    with pytest.raises(InvalidInput) as e:
+        await lots.hold(cmd.HoldLot("L1", "op1", "", code="INPS"))
+    assert "did you mean" not in e.value.message
+    assert await lots.get("L1") == before
+
+
+@pytest.mark.usefixtures("catalogue")
 async def test_a_retired_code_is_refused_and_retiring_twice_is_refused(
     lots: LotService, reasons: ReasonService
 ) -> None:
