@@ -1,7 +1,7 @@
 """Engineering changes in the security log: every change to what the line checks at track-in
 (a tool's qualification, an SPC chart, an SPC inhibit cleared, a hold or scrap reason code, a
-tool's dispatch mode, a flow version retired) appends one ``engineering_change`` event, in the transaction that makes
-the change: who (``actor``, ``method``), what (``action``), and in ``detail`` the tool, step
+tool's dispatch mode, a flow version published, approved or retired) appends one
+``engineering_change`` event, in the transaction that makes the change: who (``actor``, ``method``), what (``action``), and in ``detail`` the tool, step
 or code with what it was ``before`` (None: nothing was) and what it is ``after``. A refused
 change writes none (a refusal of authority is its own event, ``refused``).
 
@@ -151,20 +151,42 @@ def dispatch_change(before: ToolRecord, after: ToolRecord, reason: str | None) -
     }
 
 
-def flow_retire_change(before: FlowVersion, after: FlowVersion) -> dict[str, Any]:
-    """A flow version retired: no new lot starts on it."""
-
-    def state(v: FlowVersion) -> dict[str, Any]:
-        return {
-            "state": v.state.value,
-            "content_hash": v.content_hash,
-            "retired_by": v.retired_by,
-            "retired_at": _iso(v.retired_at),
-        }
-
+def flow_version_state(v: FlowVersion | None) -> dict[str, Any] | None:
+    """A flow version as a change's before or after records it (not its files: the content
+    hash names them)."""
+    if v is None:
+        return None
     return {
+        "state": v.state.value,
+        "content_hash": v.content_hash,
+        "author": v.author,
+        "published_at": _iso(v.published_at),
+        "note": v.note,
+        "approvals": [
+            {
+                "signer": a.signer,
+                "printed_name": a.printed_name,
+                "meaning": a.meaning,
+                "at": _iso(a.at),
+                "method": a.method,
+            }
+            for a in v.approvals
+        ],
+        "retired_by": v.retired_by,
+        "retired_at": _iso(v.retired_at),
+    }
+
+
+def flow_version_change(
+    before: FlowVersion | None, after: FlowVersion, reason: str | None = None
+) -> dict[str, Any]:
+    """A flow version published (``before`` None: a new draft), approved (an approval
+    added, and the state approved once every approval needed is given) or retired (no new
+    lot starts on it; with the reason why)."""
+    detail = {
         "flow": after.flow,
         "version": after.version,
-        "before": state(before),
-        "after": state(after),
+        "before": flow_version_state(before),
+        "after": flow_version_state(after),
     }
+    return detail if reason is None else {**detail, "reason": reason}

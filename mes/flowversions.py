@@ -52,7 +52,7 @@ from mes.domain.signatures import (
     SignatureStale,
 )
 from mes.domain.text import one_line
-from mes.engineering import ChangeRecord, flow_retire_change
+from mes.engineering import ChangeRecord, flow_version_change
 from mes.guard import Guard, SecurityLog
 from mes.signing import SignatureVerifier, Signing
 
@@ -66,14 +66,26 @@ class FlowVersionStore(Protocol):
     ) -> list[FlowVersion]: ...
 
     async def publish(
-        self, flow: str, make: Callable[[int], FlowVersion], content_hash: str
-    ) -> tuple[FlowVersion, bool]: ...
+        self,
+        flow: str,
+        make: Callable[[int], FlowVersion],
+        content_hash: str,
+        change: Callable[[FlowVersion], SecurityEvent] | None = None,
+    ) -> tuple[FlowVersion, bool]:
+        """Write the version ``make(next number)`` unless one of ``flow`` holds the same
+        content, appending the security event ``change`` makes of a new one, in the same
+        transaction."""
+        ...
 
     async def approve(
         self,
         version: FlowVersion,
         decide: Callable[[FlowVersion], tuple[Sequence[Approval], VersionState]],
-    ) -> None: ...
+        change: Callable[[FlowVersion, FlowVersion], SecurityEvent] | None = None,
+    ) -> None:
+        """Record what ``decide`` makes of the version as stored, appending the security
+        event ``change`` makes of it before and after, in the same transaction."""
+        ...
 
     async def retire(
         self,
@@ -372,9 +384,13 @@ class FlowVersionService:
             digest = content_hash(files)
             author = who.name if who is not None else SYSTEM_AUTHOR
             now = self._clock()
+            record = ChangeRecord.of(who, author, "flow_publish", now)
+
+            def change(new: FlowVersion, record: ChangeRecord = record) -> SecurityEvent:
+                return record.event(flow_version_change(None, new))
 
             make = partial(_draft, name, files, author, now, note.strip())
-            version, new = await self._store.publish(name, make, digest)
+            version, new = await self._store.publish(name, make, digest, change)
             out.append(Published(version, new))
         return out
 
@@ -464,25 +480,34 @@ class FlowVersionService:
         check_approvable(version)
         if who is None:
             raise OperationNotAllowed("an approval needs a person to sign it")
+        record = ChangeRecord.of(who, who.name, "flow_approve", self._clock())
         try:
             signed = await self.signing.verify(
                 who, Action.FLOW_APPROVE, None, signatures, requests=FLOW_SIGNED
             )
 
             def decide(current: FlowVersion) -> tuple[Sequence[Approval], VersionState]:
-                return check_approval(current, who, signed, self.signing.policy, self._clock())
+                return check_approval(current, who, signed, self.signing.policy, record.at)
 
-            await self._store.approve(version, decide)
+            def change(before: FlowVersion, after: FlowVersion) -> SecurityEvent:
+                return record.event(flow_version_change(before, after))
+
+            await self._store.approve(version, decide, change)
         except (SignatureRefused, SignatureStale) as refused:
             await self.signing.refused(who, refused)
             raise
         return await self.version(flow, number, by=by)
 
-    async def retire(self, flow: str, number: int, *, by: Principal | None = None) -> FlowVersion:
+    async def retire(
+        self, flow: str, number: int, reason: str, *, by: Principal | None = None
+    ) -> FlowVersion:
         """No new lot starts on the version; lots running on it go on to their end. Recorded
-        in the security log (``flow_retire``: :mod:`mes.engineering`), in the same
-        transaction."""
+        in the security log with ``reason``, why (``flow_retire``: :mod:`mes.engineering`),
+        in the same transaction; a blank reason is refused."""
         await self._guard.allow(by, Action.FLOW_RETIRE)
+        why = one_line(reason, "the reason")
+        if not why:
+            raise InvalidInput("a reason is required (--reason: why the version is retired)")
         version = await self.version(flow, number, by=by)
         check_retirable(version)
         who = self._guard.who(by)
@@ -492,7 +517,8 @@ class FlowVersionService:
         retired = replace(version, state=VersionState.RETIRED, retired_at=now, retired_by=name)
 
         def change(current: FlowVersion) -> SecurityEvent:
-            return record.event(flow_retire_change(current, retired))
+            after = replace(current, state=VersionState.RETIRED, retired_at=now, retired_by=name)
+            return record.event(flow_version_change(current, after, why))
 
         await self._store.retire(version, name, now, check_retirable, change)
         return retired

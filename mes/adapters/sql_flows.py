@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import RowMapping, func, insert, select, update
@@ -85,10 +86,15 @@ class SqlFlowVersionStore:
         ]
 
     async def publish(
-        self, flow: str, make: Callable[[int], FlowVersion], content_hash: str
+        self,
+        flow: str,
+        make: Callable[[int], FlowVersion],
+        content_hash: str,
+        change: Callable[[FlowVersion], SecurityEvent] | None = None,
     ) -> tuple[FlowVersion, bool]:
         """Write the version ``make(next number)`` unless a version of ``flow`` holds the
-        same content already: (the version, True if it is new)."""
+        same content already: (the version, True if it is new); with the security event
+        ``change`` makes of a new one, in the same transaction."""
         async with self._begin() as conn:
             found = (
                 await conn.execute(
@@ -111,6 +117,8 @@ class SqlFlowVersionStore:
                 await conn.execute(insert(flow_versions).values(**_values(version)))
                 for a in version.approvals:
                     await conn.execute(insert(flow_approvals).values(**_approval_values(a)))
+                if change is not None:
+                    await add_event(conn, change(version))
                 return version, True
         existing = [v for v in await self.versions(flow) if v.version == same]
         return existing[0], False
@@ -119,10 +127,12 @@ class SqlFlowVersionStore:
         self,
         version: FlowVersion,
         decide: Callable[[FlowVersion], tuple[Sequence[Approval], VersionState]],
+        change: Callable[[FlowVersion, FlowVersion], SecurityEvent] | None = None,
     ) -> None:
         """Record the approvals ``decide`` makes of the version as it is in the database now
-        (its state and the approvals it has) and put it in the state it says, in one
-        transaction; nothing is written when ``decide`` refuses."""
+        (its state and the approvals it has) and put it in the state it says, with the
+        security event ``change`` makes of it before and after, in one transaction; nothing
+        is written when ``decide`` refuses."""
         async with self._begin() as conn:
             row = await self._row(conn, version.flow, version.version)
             had = (
@@ -139,7 +149,11 @@ class SqlFlowVersionStore:
                 .mappings()
                 .all()
             )
-            approvals, state = decide(_version(row, tuple(_approval(a) for a in had), False))
+            current = _version(row, tuple(_approval(a) for a in had), False)
+            approvals, state = decide(current)
+            if change is not None:
+                after = replace(current, approvals=(*current.approvals, *approvals), state=state)
+                await add_event(conn, change(current, after))
             for approval in approvals:
                 await conn.execute(insert(flow_approvals).values(**_approval_values(approval)))
             if state.value != row["state"]:

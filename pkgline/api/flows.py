@@ -92,7 +92,8 @@ async def approve(
 @router.post(
     "/{flow}/versions/{version}/retire", summary="No new lot starts on a version (flow retire)"
 )
-async def retire(request: Request, who: Who, flow: FlowPath, version: Number) -> Any:
-    return answer(
-        request, views.version_dict(await _versions(request).retire(flow, version, by=who))
-    )
+async def retire(
+    request: Request, who: Who, flow: FlowPath, version: Number, body: b.RequiredReasonBody
+) -> Any:
+    retired = await _versions(request).retire(flow, version, body.reason, by=who)
+    return answer(request, views.version_dict(retired))

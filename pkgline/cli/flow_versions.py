@@ -156,7 +156,8 @@ def publish(
             out.print(
                 f"flow {v['flow']}: unchanged, version {v['version']} (approved) holds it, but "
                 f"new lots start on version {active}, newer; to start them on these files "
-                f"again, retire version {active} (pkgline flow retire {v['flow']} {active})"
+                f"again, retire version {active} (pkgline flow retire {v['flow']} {active} "
+                "--reason ...)"
             )
         else:
             out.print(
@@ -290,7 +291,8 @@ def approve(
             "new lots start on it"
             if active in (None, v["version"])
             else f"version {active}, newer, stays the one new lots start on (this one takes "
-            f"lots moved to it: pkgline lot migrate; or retire {active})"
+            f"lots moved to it: pkgline lot migrate; or retire {active}: pkgline flow retire "
+            f"{v['flow']} {active} --reason ...)"
         )
         out.print(
             marked(
@@ -322,18 +324,25 @@ def approve(
 def retire(
     flow: FlowArg,
     version: VersionArg,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is retired (required; recorded).")
+    ] = "",
     db: DbOption = None,
     server: ServerOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Retire a version (engineering): no new lot starts on it; lots on it run to their end."""
+    """Retire a version (engineering): no new lot starts on it; lots on it run to their end.
+    The reason is recorded with it in the security log."""
+    if not reason.strip():
+        usage_error("--reason must say why the version is retired", as_json=json)
+    why = reason.strip()
 
     async def direct() -> Json:
         async with _service(db) as service:
-            return views.version_dict(await service.retire(flow, version))
+            return views.version_dict(await service.retire(flow, version, why))
 
     path = f"/flows/{segment(flow)}/versions/{version}/retire"
-    v: Json = either(db, server, json, direct, Remote("POST", path, {}))
+    v: Json = either(db, server, json, direct, Remote("POST", path, {"reason": why}))
     if json:
         print_json(v)
         return

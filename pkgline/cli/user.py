@@ -466,7 +466,8 @@ def events(
 ) -> None:
     """The security log, newest first, a page at a time: logins, lockouts, refusals, changes
     to users, engineering changes (--kind engineering_change: qualifications, SPC charts,
-    reason codes, dispatch modes, flow retirements, each with its before and after); says
+    reason codes, dispatch modes, flow versions published, approved and retired, each with
+    its before and after); says
     how many match and how to see the next (older) page."""
     from pkgline.cli import pages
 

@@ -98,9 +98,19 @@ async def test_flow_commands_through_the_server_match_direct_mode(
     )
     assert approval["content_hash"] == v2["content_hash"]
 
-    retired = await cli("flow", "retire", FLOW, "1", *via)
+    retired = await cli("flow", "retire", FLOW, "1", "--reason", "balls always now", *via)
     assert retired.returncode == 0, retired.stderr
     assert f"flow {FLOW} version 1 retired" in retired.stdout
+    # published, approved and retired: each an engineering change in the security log, the
+    # retirement with its reason
+    events = await cli(
+        "user", "events", "--kind", "engineering_change", "--json", "--limit", "10", *via
+    )
+    assert events.returncode == 0, events.stderr
+    changes = [e for e in json.loads(events.stdout) if e["detail"].get("flow") == FLOW]
+    assert sorted(e["action"] for e in changes) == ["flow_approve", "flow_publish", "flow_retire"]
+    (retire,) = (e for e in changes if e["action"] == "flow_retire")
+    assert retire["detail"]["reason"] == "balls always now" and retire["actor"] == ACCOUNT
     through = await cli("flow", "versions", FLOW, "--json", *via)
     local = await cli("flow", "versions", FLOW, "--json", *direct)
     assert json.loads(through.stdout) == json.loads(local.stdout)

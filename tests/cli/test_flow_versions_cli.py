@@ -158,7 +158,12 @@ def test_an_older_draft_approved_after_a_newer_version_says_new_lots_start_on_th
     assert "new lots start on it" not in older.stdout
     assert "version 3, newer, stays the one new lots start on" in older.stdout
     assert ok_json(db, "lot", "start", "L1", "--flow", FLOW, "--carriers", "1")["flow_version"] == 3
-    ok_json(db, "flow", "retire", FLOW, "3")
+    unsaid = pkgline(db, "flow", "retire", FLOW, "3")
+    assert unsaid.returncode == 2 and "--reason must say why the version is retired" in (
+        unsaid.stderr
+    )
+    assert ok_json(db, "lot", "start", "L0", "--flow", FLOW, "--carriers", "1")["flow_version"] == 3
+    ok_json(db, "flow", "retire", FLOW, "3", "--reason", "balls optional again")
     assert ok_json(db, "lot", "start", "L2", "--flow", FLOW, "--carriers", "1")["flow_version"] == 2
 
 
@@ -185,7 +190,7 @@ def test_the_files_of_an_approved_version_that_is_not_the_newest_say_so_when_pub
     assert (
         f"flow {FLOW}: unchanged, version 1 (approved) holds it, but new lots start on version "
         f"2, newer; to start them on these files again, retire version 2 (pkgline flow retire "
-        f"{FLOW} 2)"
+        f"{FLOW} 2 --reason ...)"
     ) in " ".join(said.stdout.split())
 
 
@@ -326,7 +331,7 @@ def test_a_retired_versions_files_published_again_say_how_to_bring_them_back(
     flow_file.write_text(flow_file.read_text().replace("MOLD [BALL_MOUNT]", "MOLD BALL_MOUNT"))
     ok_json(db, "flow", "publish", str(flow_file), "--note", "balls always")
     ok_json(db, "flow", "approve", FLOW, "2")
-    ok_json(db, "flow", "retire", FLOW, "2")
+    ok_json(db, "flow", "retire", FLOW, "2", "--reason", "balls optional again")
     again = pkgline(db, "flow", "publish", str(flow_file), "--note", "balls again")
     assert again.returncode == 0, again.stderr
     said = " ".join(again.stdout.split())

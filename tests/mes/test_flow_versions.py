@@ -169,34 +169,104 @@ async def test_a_lot_started_before_a_change_completes_on_its_old_rules_and_a_ne
 
 async def test_drafts_and_retired_versions_start_no_lot(line: Line) -> None:
     await line.versions.publish(edited(BALLS_REQUIRED), "balls always")
-    await line.versions.retire(FLOW, 1)
+    await line.versions.retire(FLOW, 1, "balls always from now on")
     with pytest.raises(OperationNotAllowed, match="no approved version"):
         await _start(line.lots, "L1")
     with pytest.raises(OperationNotAllowed, match="retired already"):
-        await line.versions.retire(FLOW, 1)
+        await line.versions.retire(FLOW, 1, "again")
     await line.versions.approve(FLOW, 2)
     assert await _start(line.lots, "L1") == 2
     with pytest.raises(OperationNotAllowed, match="only a draft can be approved"):
         await line.versions.approve(FLOW, 2)
 
 
-async def test_a_retirement_is_an_engineering_change_in_the_security_log(line: Line) -> None:
+async def _changes(line: Line) -> list[Any]:
     store = line.versions.service._store
-    await line.versions.retire(FLOW, 1)
-    with pytest.raises(OperationNotAllowed, match="retired already"):
-        await line.versions.retire(FLOW, 1)
     async with store._engine.connect() as conn:
-        query = select(security_events).where(security_events.c.kind == "engineering_change")
-        rows = (await conn.execute(query)).mappings().all()
-    [row] = rows  # the refused second retirement recorded none
+        query = (
+            select(security_events)
+            .where(security_events.c.kind == "engineering_change")
+            .order_by(security_events.c.seq)
+        )
+        return list((await conn.execute(query)).mappings().all())
+
+
+async def test_a_retirement_is_an_engineering_change_in_the_security_log_with_its_reason(
+    line: Line,
+) -> None:
+    store = line.versions.service._store
+    await line.versions.retire(FLOW, 1, "  voids at MOLD: back to the bench  ")
+    with pytest.raises(OperationNotAllowed, match="retired already"):
+        await line.versions.retire(FLOW, 1, "again")
+    [row] = await _changes(line)  # the refused second retirement recorded none
     assert (row["actor"], row["method"], row["action"]) == ("eng1", "file_owner", "flow_retire")
     detail = row["detail"]
     assert (detail["flow"], detail["version"]) == (FLOW, 1)
+    assert detail["reason"] == "voids at MOLD: back to the bench"
     assert detail["before"]["state"] == "approved" and detail["before"]["retired_by"] is None
     assert detail["after"]["state"] == "retired" and detail["after"]["retired_by"] == "eng1"
     assert detail["after"]["content_hash"] == detail["before"]["content_hash"]
     found = await verify_history(store._engine)
     assert found.ok and found.security_events >= 1, found.problem
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "\u200b"])
+async def test_a_retirement_without_a_reason_is_refused_changing_nothing(
+    line: Line, reason: str
+) -> None:
+    with pytest.raises(InvalidInput, match="reason"):
+        await line.versions.retire(FLOW, 1, reason)
+    assert (await line.versions.version(FLOW, 1)).state is VersionState.APPROVED
+    assert await _changes(line) == []
+
+
+async def test_a_publication_and_each_approval_are_engineering_changes_in_the_security_log(
+    line: Line,
+) -> None:
+    """A flow version's publication and approvals were kept only in its own rows; the
+    security log, where the other engineering changes are read (user events, the station's
+    security page), now has them too, in the same transaction."""
+    (published,) = await line.versions.publish(edited(BALLS_REQUIRED), "balls always")
+    (again,) = await line.versions.publish(edited(BALLS_REQUIRED), "the same files")
+    assert published.new and not again.new
+    [publish] = await _changes(line)  # the same content again: no new version, no change
+    assert (publish["actor"], publish["method"], publish["action"]) == (
+        "eng1",
+        "file_owner",
+        "flow_publish",
+    )
+    detail = publish["detail"]
+    assert (detail["flow"], detail["version"], detail["before"]) == (FLOW, 2, None)
+    after = detail["after"]
+    assert (after["state"], after["author"], after["note"], after["approvals"]) == (
+        "draft",
+        "eng1",
+        "balls always",
+        [],
+    )
+    assert after["content_hash"] == published.version.content_hash
+
+    with pytest.raises(NotAuthorized):
+        await line.versions.approve(FLOW, 2, by=OPERATOR)
+    approved = await line.versions.approve(FLOW, 2)
+    with pytest.raises(OperationNotAllowed, match="only a draft can be approved"):
+        await line.versions.approve(FLOW, 2)
+    [_, approve] = await _changes(line)  # neither refusal recorded a change
+    assert (approve["actor"], approve["action"]) == ("eng1", "flow_approve")
+    detail = approve["detail"]
+    assert (detail["flow"], detail["version"]) == (FLOW, 2)
+    assert (detail["before"]["state"], detail["before"]["approvals"]) == ("draft", [])
+    (signed,) = detail["after"]["approvals"]
+    assert detail["after"]["state"] == "approved"
+    assert (signed["signer"], signed["printed_name"], signed["meaning"], signed["method"]) == (
+        "eng1",
+        "Erin Engineer",
+        APPROVAL_MEANING,
+        "os",
+    )
+    assert signed["at"] == approved.approvals[0].at.isoformat()
+    found = await verify_history(line.versions.service._store._engine)
+    assert found.ok, found.problem
 
 
 async def test_approval_needs_the_engineering_role_and_is_a_signed_record_of_the_content(
