@@ -4,6 +4,7 @@ made elsewhere."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +17,13 @@ from selenium.webdriver.support import expected_conditions as ec
 
 from tests.station.browsing import log_in, shot, wait
 from tests.station.conftest import Station
-from tests.station.seed import PASSWORDS
+from tests.station.seed import PASSWORDS, beat
 
 
 def test_log_in_and_see_the_line_live(browser: WebDriver, station: Station, shots: Path) -> None:
     """The login leads to the line: a tile per tool with its E10 state, the alarm text, the
     held lot; the page's event stream connects (the page says "live")."""
+    asyncio.run(beat(station.db))  # the controller running now, however long the start took
     log_in(browser, station, "olga", shots)
     tile = browser.find_element(By.CSS_SELECTOR, '[data-tool="PREP-1"]')
     assert tile.get_attribute("data-e10") == "productive"
