@@ -3,10 +3,11 @@ each call. Runs ``python -c pass``, ``pkgline version``, ``pkgline --help`` and 
 show X --json`` (direct mode, on a seeded SQLite file and, when it answers, on PostgreSQL)
 ``--runs`` times each, interleaved, and through a ``pkgline api`` server on the SQLite file
 (client mode, ``--server unix://...``), and prints p50/p90 of each and the ratio of ``lot show``
-to ``python -c pass``. Goal (issue 14): ``lot show`` p50 under 0.25 s and at most 8 times
-``python -c pass`` from the same venv in the same run. Two floors are measured too: the
-imports any typer command pays (typer < 0.29: without pydantic, see pyproject.toml), and with them
-SQLAlchemy's asyncio engine (which imports its ORM) that any direct-mode command pays.
+to ``python -c pass``. Goal (issue 20, "Plant scale, measured honestly"): ``lot show`` p50
+under 0.25 s and at most 8 times ``python -c pass`` from the same venv in the same run. Two
+floors are measured too: the imports any typer command pays (typer < 0.29: without pydantic,
+see pyproject.toml), and with them SQLAlchemy's asyncio engine (which imports its ORM) that
+any direct-mode command pays.
 
     .venv/bin/python bench/cli.py [--runs 21] [--lots 50] [--no-postgres] [--before CHECKOUT]
 
@@ -18,13 +19,15 @@ interleaved with the rest: before/after figures measured under the same load.
 The machine's load is printed at start and end: on a shared machine, compare the ratios,
 and rerun before believing a single figure. PostgreSQL is reached at
 $PKGLINE_BENCH_POSTGRES (default postgresql://postgres@127.0.0.1:5432/test); a scratch
-database is created and dropped.
+database of the run's own (``pkgline_bench_cli_<8 hex digits>``) is created and dropped, so
+that two runs at once leave each other's alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,10 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load, load_printed, postgres_admin, print_verdict
+from common import scratch_postgres as common_scratch_postgres
 
 GOAL_S = 0.25
 GOAL_RATIO = 8.0
 SCRATCH_PG = "pkgline_bench_cli"
+"""The prefix of the scratch PostgreSQL database's name; a run adds 8 hex digits of its own
+(common.scratch_postgres): with one fixed name, dropped WITH (FORCE), a second run at once
+dropped the first's database under it."""
 FLOOR_TYPER = "import typer.main"
 FLOOR_SQLALCHEMY = FLOOR_TYPER + ", sqlalchemy.ext.asyncio, sqlalchemy.dialects.sqlite.aiosqlite"
 
@@ -117,23 +125,23 @@ async def seeded(url: str, lots: int) -> str:
     return page.lots[0].id
 
 
-async def scratch_postgres(admin: str, *, drop: bool = False) -> str | None:
-    """A fresh scratch database next to ``admin`` (its URL), or None when PostgreSQL does
-    not answer; ``drop``: drop it."""
+@contextlib.asynccontextmanager
+async def scratch_postgres(admin: str) -> AsyncIterator[str | None]:
+    """A fresh scratch database of this run's own next to ``admin`` (its URL), dropped
+    after the block, connections and all; None when PostgreSQL does not answer (said)."""
     import asyncpg
 
     try:
         conn = await asyncpg.connect(admin, timeout=3)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         print(f"PostgreSQL at {admin} not reachable ({exc}): its figures are left out")
-        return None
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_PG}" WITH (FORCE)')
-        if not drop:
-            await conn.execute(f'CREATE DATABASE "{SCRATCH_PG}"')
-    finally:
-        await conn.close()
-    return admin.rsplit("/", 1)[0] + "/" + SCRATCH_PG
+        conn = None
+    if conn is None:
+        yield None
+        return
+    await conn.close()
+    async with common_scratch_postgres(admin, SCRATCH_PG) as url:
+        yield url
 
 
 def lot_show(
@@ -244,40 +252,53 @@ async def _bench(runs: int, lots: int, postgres: bool, before: Path | None) -> N
         if before is not None:
             commands.append(lot_show("lot show --json (SQLite, before)", sqlite_url, lot, before))
             shown[commands[-1].name] = lot
-        pg_url = await scratch_postgres(admin) if postgres else None
-        server: subprocess.Popen[bytes] | None = None
-        try:
-            if pg_url is not None:
-                lot = await seeded(pg_url, lots)
-                commands.append(lot_show("lot show --json (PostgreSQL)", pg_url, lot))
-                shown[commands[-1].name] = lot
-                if before is not None:
-                    name = "lot show --json (PG, before)"
-                    commands.append(lot_show(name, pg_url, lot, before))
-                    shown[commands[-1].name] = lot
-            # the client mode: through a ``pkgline api`` server on the SQLite file
-            lot = shown["lot show --json (SQLite)"]
-            server = start_server(sqlite_url, Path(scratch) / "api.sock")
-            url = f"unix://{Path(scratch) / 'api.sock'}"
-            commands.append(lot_show("lot show --json (server)", sqlite_url, lot, server=url))
+        async with scratch_postgres(admin) if postgres else contextlib.nullcontext() as pg_url:
+            await _measure(runs, lots, before, commands, shown, scratch, sqlite_url, pg_url)
+    report(commands, baseline)
+
+
+async def _measure(
+    runs: int,
+    lots: int,
+    before: Path | None,
+    commands: list[Command],
+    shown: dict[str, str],
+    scratch: str,
+    sqlite_url: str,
+    pg_url: str | None,
+) -> None:
+    """Seed PostgreSQL (``pg_url``), start the server on the SQLite file and run every
+    command ``runs`` times, interleaved; the server stopped at the end."""
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        if pg_url is not None:
+            lot = await seeded(pg_url, lots)
+            commands.append(lot_show("lot show --json (PostgreSQL)", pg_url, lot))
             shown[commands[-1].name] = lot
             if before is not None:
-                name = "lot show --json (server, before)"
-                commands.append(lot_show(name, sqlite_url, lot, before, server=url))
+                name = "lot show --json (PG, before)"
+                commands.append(lot_show(name, pg_url, lot, before))
                 shown[commands[-1].name] = lot
+        # the client mode: through a ``pkgline api`` server on the SQLite file
+        lot = shown["lot show --json (SQLite)"]
+        server = start_server(sqlite_url, Path(scratch) / "api.sock")
+        url = f"unix://{Path(scratch) / 'api.sock'}"
+        commands.append(lot_show("lot show --json (server)", sqlite_url, lot, server=url))
+        shown[commands[-1].name] = lot
+        if before is not None:
+            name = "lot show --json (server, before)"
+            commands.append(lot_show(name, sqlite_url, lot, before, server=url))
+            shown[commands[-1].name] = lot
+        for command in commands:
+            check(command, shown.get(command.name))
+        print(f"{len(commands)} commands, {runs} runs each, interleaved ({load()})")
+        for _ in range(runs):
             for command in commands:
-                check(command, shown.get(command.name))
-            print(f"{len(commands)} commands, {runs} runs each, interleaved ({load()})")
-            for _ in range(runs):
-                for command in commands:
-                    command.run()
-        finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
-            if pg_url is not None:
-                await scratch_postgres(admin, drop=True)
-    report(commands, baseline)
+                command.run()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def main() -> None:
