@@ -25,7 +25,6 @@ from mes.domain.authority import (
     Role,
     effective_action,
 )
-from mes.domain.common import check_window
 from mes.domain.errors import InvalidInput, RecordExists
 from mes.domain.identity import (
     ApiKey,
@@ -55,6 +54,7 @@ from mes.domain.throttle import FailureThrottle
 from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.guard import REQUEST_PLACE, Guard
 from mes.ports_identity import IdentityStore, IdentityTransaction, Passwords
+from mes.security_reads import SecurityLogReads
 
 
 def _refuse_label_taken(keys: Iterable[ApiKey], username: str, label: str) -> None:
@@ -112,6 +112,7 @@ class IdentityService:
         """Failed password checks per place a request came from (:data:`REQUEST_PLACE`)."""
         self._dummy_hash: str | None = None
         self._guard = Guard(None, self, clock)
+        self._log = SecurityLogReads(store, self.authorize)
         self.generation = 0
         """Counts the changes of users' roles and of their being disabled made through this
         service: what a caller keeps of a user (the server's principals) is stale once it
@@ -659,28 +660,13 @@ class IdentityService:
         )
 
     async def events(self, by: Principal, limit: int = 100) -> list[SecurityEvent]:
-        await self.authorize(by, Action.USERS)
-        async with self._store.transaction() as tx:
-            return await tx.events(limit)
+        """The newest events (:meth:`mes.security_reads.SecurityLogReads.events`)."""
+        return await self._log.events(by, limit)
 
     async def event_page(self, by: Principal, query: SecurityEventQuery) -> SecurityEventPage:
-        """``user events``, ``GET /security/events``: one page of the security log, newest
-        first. Refused (InvalidInput, nothing read) for a limit below 1, a window that ends
-        before it starts, or a cursor that names no event. The whole log is the admins';
-        its engineering changes alone (``kind`` ``engineering_change``) are also theirs who
-        make them and quality's (:attr:`Action.CHANGES`)."""
-        changes = query.kind is EventKind.ENGINEERING_CHANGE
-        await self.authorize(by, Action.CHANGES if changes else Action.USERS)
-        if query.limit < 1:
-            raise InvalidInput(f"expected a limit of 1 or more (got {query.limit})")
-        check_window(query.since, query.until)
-        async with self._store.transaction(readonly=True) as tx:
-            if query.after is not None and not await tx.has_event(query.after):
-                raise InvalidInput(
-                    f"--after {query.after}: expected the seq of an event of the security log "
-                    "(the last of the page before)"
-                )
-            return await tx.event_page(query)
+        """``user events``, ``GET /security/events``: one page of the security log
+        (:meth:`mes.security_reads.SecurityLogReads.event_page`)."""
+        return await self._log.event_page(by, query)
 
     # -- helpers --------------------------------------------------------------------------
 

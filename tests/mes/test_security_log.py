@@ -17,10 +17,11 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.passwords import Argon2Passwords
 from mes.adapters.sql_identity import SqlIdentityStore, event_page_statements
-from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
+from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import EventKind, LoginRefused, SecurityEventQuery
 from mes.identity import IdentityService
+from mes.security_reads import SecurityLogReads
 from tests.mes.conftest import Clock
 
 DATABASES = ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)]
@@ -200,3 +201,29 @@ async def test_one_kinds_page_and_count_walk_its_index_not_the_log(postgres_url:
     for plan in plans:
         assert "Seq Scan on security_events" not in plan, plan
         assert "ix_security_events_kind" in plan, plan
+
+
+async def test_the_log_reads_stand_alone_asking_their_authority_first(
+    identity: IdentityService,
+) -> None:
+    """mes.security_reads reads the log for the identity service: on the same store it
+    reads what the service answers, having asked ``authorize`` for the action each read
+    needs (a refusal reads nothing)."""
+    await _fill(identity)
+    asked: list[Action] = []
+
+    async def authorize(by: Principal, action: Action) -> Action:
+        asked.append(action)
+        if by.name != ADMIN.name:
+            raise NotAuthorized(f"{by.name} may not", needed=[Role.ADMIN], action=action)
+        return action
+
+    reads = SecurityLogReads(identity._store, authorize)
+    page = await reads.event_page(ADMIN, SecurityEventQuery(limit=3))
+    assert page == await identity.event_page(ADMIN, SecurityEventQuery(limit=3))
+    assert {e.seq for e in await reads.events(ADMIN, 2)} == {e.seq for e in page.events[:2]}
+    changes = SecurityEventQuery(kind=EventKind.ENGINEERING_CHANGE)
+    assert (await reads.event_page(ADMIN, changes)).events == []
+    assert asked == [Action.USERS, Action.USERS, Action.CHANGES]
+    with pytest.raises(NotAuthorized):
+        await reads.event_page(Principal.file_owner("someone"), SecurityEventQuery(after=999999))
