@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mes.adapters.database import READONLY
 from mes.adapters.location import SCHEMA_REVISION as SCHEMA_REVISION
 
 
@@ -32,7 +33,11 @@ class SchemaStatus:
 
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The revision recorded in the database, None when it has no pkgline schema."""
-    async with engine.connect() as conn:
+    # A read: on SQLite a plain BEGIN, which a writer holding the lock does not hold up (every
+    # command and start checks this first; under BEGIN IMMEDIATE a long write elsewhere made
+    # even `line status` wait for it, then fail).
+    async with engine.connect() as plain:
+        conn = await plain.execution_options(**{READONLY: True})
         exists = await conn.run_sync(lambda sync: sync.dialect.has_table(sync, "alembic_version"))
         if not exists:
             return None

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
 from mes.adapters.sql_security import add_event
 from mes.adapters.tables import flow_approvals, flow_versions
@@ -62,9 +63,10 @@ class SqlFlowVersionStore:
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        # Reads only: a plain BEGIN on SQLite, which a writer holding the lock does not hold up.
         with classified():
-            async with self._engine.connect() as conn:
-                yield conn
+            async with self._engine.connect() as plain:
+                yield await plain.execution_options(**{READONLY: True})
 
     async def versions(
         self, flow: str | None = None, *, with_files: bool = True

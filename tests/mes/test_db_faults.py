@@ -31,13 +31,21 @@ from mes.adapters.errors import (
 )
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.migrate import upgrade
+from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_flows import SqlFlowVersionStore
 from mes.adapters.sql_identity import SqlIdentityStore
 from mes.adapters.sql_sessions import SqlSessionStore
 from mes.domain import commands as cmd
 from mes.service import LotService
-from pkgline.bootstrap import flow_library, seed_flow_versions
+from pkgline.bootstrap import (
+    direct_principal,
+    flow_library,
+    load_versions,
+    seed_flow_versions,
+    services_for,
+)
+from pkgline.line_views import read_status
 from tests.conftest import PG_ADMIN_URL
 from tests.faultproxy import FaultProxy
 
@@ -486,3 +494,33 @@ async def test_sqlite_disk_full_is_database_unavailable_and_the_store_works_once
         await lots.start(cmd.StartLot("AFTER", "stiffener-bga", "op"))
         assert health.down is None
         assert len(await lots.find()) == started + 1
+
+
+async def test_reads_are_not_held_up_by_another_process_writing_to_the_sqlite_file(
+    sqlite_url: str,
+) -> None:
+    """SQLite in WAL lets readers read while one writer holds the lock; pkgline's reads must
+    not ask for it. The schema check every command and start makes first, the flow versions
+    (read at every opening and in the controller's dispatch passes) and the whole of
+    ``line status`` go through while another process holds the write lock longer than the
+    busy timeout (found by a fault drill: `line status` waited 15 s for the lock, then failed
+    with "database is locked, retry" while the line was stuck behind another writer)."""
+    await _migrated(sqlite_url)
+    engine = create_engine(sqlite_url, timeouts=SHORT)
+    try:
+        await seed_flow_versions(engine)
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process writing, for as long as it likes
+            async with asyncio.timeout(HANG_GUARD_S):
+                await require_current_schema(engine)
+                assert await SqlFlowVersionStore(engine).versions()
+                services = services_for(engine, direct_principal(sqlite_url))
+                await load_versions(services)
+                status = await read_status(services, datetime.now(UTC))
+            assert status.tools == () and status.held == ()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    finally:
+        await engine.dispose()
