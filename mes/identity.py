@@ -183,12 +183,12 @@ class IdentityService:
 
     async def users(self, by: Principal) -> list[User]:
         await self.authorize(by, Action.READ)
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             return await tx.users()
 
     async def user(self, by: Principal, username: str) -> User:
         await self.authorize(by, Action.READ)
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             return await _existing(tx, username)
 
     async def change_roles(
@@ -441,7 +441,7 @@ class IdentityService:
         place = REQUEST_PLACE.get()
         if place is not None:
             await self._refuse_if_throttled(place, username, failed, action, lot_id, purpose)
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             user = await tx.user(username)
         seen = user.password_hash if user is not None else None
         hashed = seen if seen is not None else await self._dummy()  # names are not probed

@@ -28,7 +28,7 @@ class SecurityLogReads:
     async def events(self, by: Principal, limit: int = 100) -> list[SecurityEvent]:
         """The newest ``limit`` events (the admins')."""
         await self._authorize(by, Action.USERS)
-        async with self._store.transaction() as tx:
+        async with self._store.transaction(readonly=True) as tx:
             return await tx.events(limit)
 
     async def event_page(self, by: Principal, query: SecurityEventQuery) -> SecurityEventPage:

@@ -18,6 +18,7 @@ from typing import Literal
 
 import asyncpg
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,12 +32,16 @@ from mes.adapters.errors import (
 )
 from mes.adapters.health import DatabaseHealth
 from mes.adapters.migrate import upgrade
+from mes.adapters.passwords import Argon2Passwords
 from mes.adapters.schema import require_current_schema
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_flows import SqlFlowVersionStore
 from mes.adapters.sql_identity import SqlIdentityStore
 from mes.adapters.sql_sessions import SqlSessionStore
 from mes.domain import commands as cmd
+from mes.domain.authority import Principal, Role
+from mes.domain.identity import EventKind
+from mes.identity import IdentityService
 from mes.service import LotService
 from pkgline.bootstrap import (
     direct_principal,
@@ -519,6 +524,33 @@ async def test_reads_are_not_held_up_by_another_process_writing_to_the_sqlite_fi
                 await load_versions(services)
                 status = await read_status(services, datetime.now(UTC))
             assert status.tools == () and status.held == ()
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    finally:
+        await engine.dispose()
+
+
+async def test_users_and_the_security_log_are_read_while_another_process_writes_sqlite(
+    sqlite_url: str,
+) -> None:
+    """``user list``, ``user show`` and the security log are reads too: through the server
+    they went on waiting for the write lock, then failed ("database is locked, retry") while
+    another process held it (the same fault drill as above)."""
+    await _migrated(sqlite_url)
+    engine = create_engine(sqlite_url, timeouts=SHORT)
+    owner = Principal.file_owner("root-owner")
+    try:
+        hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        identity = IdentityService(SqlIdentityStore(engine), Argon2Passwords(hasher))
+        await identity.add_user(owner, "alice", "Alice", {Role.OPERATOR}, password="a long one")
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process writing, for as long as it likes
+            async with asyncio.timeout(HANG_GUARD_S):
+                assert "alice" in [u.username for u in await identity.users(owner)]
+                assert (await identity.user(owner, "alice")).full_name == "Alice"
+                assert [e.kind for e in await identity.events(owner)] == [EventKind.USER_ADDED]
         finally:
             holder.execute("ROLLBACK")
             holder.close()
