@@ -27,6 +27,9 @@ an acknowledgement that never comes, a database that fails the reads) would othe
 opened again at once, and its birth and the start of its batch sent again, twice a second.
 The events committed meanwhile wait in the outbox and go out in order, before anything newer;
 the relay reads their count and the oldest one's time at each retry, for the STATUS line.
+After a session that ended on the database, that read is also what the next one waits for:
+while the database does not answer it, the relay does not connect again (each session
+would publish the controller's birth anew and fail at its first read).
 SIGKILL loses nothing for the same reason.
 """
 
@@ -130,6 +133,8 @@ class Relay:
         with nothing left waiting for a PUBACK. Only such a session's failure starts the
         backoff again from ``backoff_initial_s``."""
         self._host = socket.gethostname()
+        self._database_answered = False
+        """The database answered the backlog's read in the last pause between sessions."""
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -159,7 +164,16 @@ class Relay:
         )
         delays = backoff_delays(policy)
         client_id = self.config.client_id_for(self.controller, "events")
+        database_down = False
         while not self._stop.is_set():
+            if database_down and not self._database_answered:
+                # The last session ended on the database, which has not answered since (the
+                # backlog's read in the pause): a new session would only tell the plant the
+                # controller's birth again ("online, started") and end at its first read, at
+                # every retry of an outage. Wait for the database, saying nothing new.
+                await self._pause(next(delays))
+                continue
+            database_down = False
             self.progress = False
             try:
                 async with connect(self.config, client_id, will=self._will()) as client:
@@ -174,6 +188,7 @@ class Relay:
                     return
             except (SQLAlchemyError, DatabaseError) as exc:
                 error = database_error(exc)
+                database_down = True
             except (BrokerError, PublishFailed, OSError) as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:  # a bug must not stop the line: log it, retry
@@ -211,6 +226,7 @@ class Relay:
         away, not what the last session saw (or nothing, when it never connected)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + seconds
+        self._database_answered = False
         reading = asyncio.ensure_future(self._read_backlog())
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
@@ -234,6 +250,7 @@ class Relay:
             log.debug("event backlog not read", error=str(exc) or type(exc).__name__)
             self.status.backlog = None
             return
+        self._database_answered = True
         self.status.backlog = backlog
         if backlog.last_published_id is not None:
             self.status.last_published_id = backlog.last_published_id

@@ -639,3 +639,55 @@ async def test_a_postgresql_that_resets_the_relays_connections_is_said_as_the_da
             assert line.startswith("event feed down (database unavailable: "), line
         finally:
             await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_while_the_database_is_away_the_relay_does_not_announce_its_birth_at_every_retry(
+    postgres_url: str, broker: Mosquitto
+) -> None:
+    """Found by a fault drill (PostgreSQL stopped for 20 s under `pkgline serve`): the relay
+    connected to the broker again at every retry, published the controller's birth
+    ("online", reason "started", retained) and failed at its first read of the database:
+    15 births in 22 s, each logged as "event feed connected", though nothing had started.
+    Now, once a session ended on the database, the relay waits until the database answers
+    the backlog's read before it connects again: one birth when it is back."""
+    setup = create_engine(postgres_url)
+    try:
+        await upgrade(setup)
+    finally:
+        await setup.dispose()
+    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
+    async with FaultProxy("127.0.0.1", 5432) as proxy:
+        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(url, timeouts=timeouts)
+        try:
+            relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-gone")
+            with structlog.testing.capture_logs() as logs:
+
+                def said(event: str) -> int:
+                    return sum(1 for e in logs if e["event"] == event)
+
+                async with running(relay):
+                    await wait_until(
+                        lambda: relay.status.leader, timeout_s=30, what="the relay publishing"
+                    )
+                    proxy.set_mode("reset")  # the database refuses every connection
+                    await wait_until(
+                        lambda: said("event backlog not read") >= 4,
+                        timeout_s=60,
+                        what="four retries with the database away",
+                    )
+                    births_while_away = said("event feed connected")
+                    proxy.set_mode("pass")
+                    await wait_until(
+                        lambda: relay.status.leader,
+                        timeout_s=60,
+                        what="the relay publishing again",
+                    )
+            assert births_while_away == 1, [e["event"] for e in logs]
+            assert said("event feed connected") == 2  # and once more when it is back
+            assert said("event feed down") == 1, [
+                e for e in logs if e["event"] != "event backlog not read"
+            ]
+        finally:
+            await engine.dispose()
