@@ -34,25 +34,21 @@ from mes.domain.identity import (
     SecurityEvent,
     SecurityEventPage,
     SecurityEventQuery,
-    SignerRefused,
-    TooManyFailures,
     UnknownApiKey,
     UnknownUser,
     User,
     UserKind,
     UserUpdate,
-    after_failed_login,
-    after_login,
     check_password,
     check_roles,
     check_username,
-    login_refusal,
 )
 from mes.domain.signatures import SignatureMethod, SignatureRefused, Signer
 from mes.domain.text import one_line, optional_line
 from mes.domain.throttle import FailureThrottle
 from mes.domain.tokens import API_KEY_PREFIX, split_api_key
-from mes.guard import REQUEST_PLACE, Guard
+from mes.guard import Guard
+from mes.password_checks import ChangedMeanwhile, DoneAlready, PasswordChecks
 from mes.ports_identity import IdentityStore, IdentityTransaction, Passwords
 from mes.security_reads import SecurityLogReads
 
@@ -85,18 +81,6 @@ _CHANGE_TRIES = 3
 it was checked (another request of the same change: it finds it done then)."""
 
 
-class _DoneAlready(Exception):
-    """The password a change of one's own asks for is the password already."""
-
-    def __init__(self, user: User):
-        super().__init__(user.username)
-        self.user = user
-
-
-class _ChangedMeanwhile(LoginRefused):
-    """The password changed while the one given was checked against the one before."""
-
-
 class IdentityService:
     def __init__(
         self,
@@ -108,9 +92,7 @@ class IdentityService:
         self._store = store
         self._passwords = passwords
         self._clock = clock
-        self._throttle = throttle if throttle is not None else FailureThrottle()
-        """Failed password checks per place a request came from (:data:`REQUEST_PLACE`)."""
-        self._dummy_hash: str | None = None
+        self._checks = PasswordChecks(store, passwords, clock, throttle)
         self._guard = Guard(None, self, clock)
         self._log = SecurityLogReads(store, self.authorize)
         self.generation = 0
@@ -296,7 +278,7 @@ class IdentityService:
         """A person's password login: their principal, or LoginRefused (the same refusal
         whether the name, the password, or the account's state was wrong; the security event
         says which). Failures count towards a lockout."""
-        user = await self._attempt(
+        user = await self._checks.attempt(
             username, password, failed=EventKind.LOGIN_FAILED, succeeded=EventKind.LOGIN
         )
         return user.principal(AuthMethod.PASSWORD)
@@ -309,7 +291,7 @@ class IdentityService:
         a failed login and is recorded (``signature_failed``); a disabled or locked user, or
         a system, cannot sign. A person whose password someone else set (an admin's reset)
         must change it first (``pkgline user passwd --own``): whoever set it knows it."""
-        user = await self._attempt(
+        user = await self._checks.attempt(
             username,
             password,
             failed=EventKind.SIGNATURE_FAILED,
@@ -372,7 +354,7 @@ class IdentityService:
             raise InvalidInput("the new password is the current one: choose another")
         for _ in range(_CHANGE_TRIES):
             try:
-                checked = await self._attempt(
+                checked = await self._checks.attempt(
                     username,
                     current,
                     failed=EventKind.LOGIN_FAILED,
@@ -380,9 +362,9 @@ class IdentityService:
                     purpose="passwd",
                     done_if=new,
                 )
-            except _DoneAlready as done:  # the same change sent again (a double click)
+            except DoneAlready as done:  # the same change sent again (a double click)
                 return done.user
-            except _ChangedMeanwhile:
+            except ChangedMeanwhile:
                 continue  # check again, against the password it is now
             except LoginRefused as refused:  # the password in the body, not the request's own
                 raise CurrentPasswordRefused(refused.message) from None
@@ -418,135 +400,6 @@ class IdentityService:
         raise CurrentPasswordRefused(
             "the password was changed by another request while this one was checked: give "
             "the current password again; nothing was changed"
-        )
-
-    async def _attempt(
-        self,
-        username: str,
-        password: str,
-        *,
-        failed: EventKind,
-        succeeded: EventKind | None,
-        action: str | None = None,
-        lot_id: str | None = None,
-        purpose: str | None = None,
-        done_if: str | None = None,
-    ) -> User:
-        """Check a person's password: their record, or LoginRefused after recording the
-        failure (``failed``) and counting it towards the lockout. ``done_if``: the password a
-        change of one's own asks for; when it is the password already (the same change sent
-        again), _DoneAlready, and when the password changed while this one was checked,
-        _ChangedMeanwhile: neither recorded nor counted. A place (:data:`REQUEST_PLACE`) that
-        failed too many checks lately has none checked: TooManyFailures, recorded."""
-        place = REQUEST_PLACE.get()
-        if place is not None:
-            await self._refuse_if_throttled(place, username, failed, action, lot_id, purpose)
-        async with self._store.transaction(readonly=True) as tx:
-            user = await tx.user(username)
-        seen = user.password_hash if user is not None else None
-        hashed = seen if seen is not None else await self._dummy()  # names are not probed
-        matches = await asyncio.to_thread(self._passwords.verify, hashed, password)
-        if (
-            not matches
-            and done_if is not None
-            and user is not None
-            and seen is not None
-            and login_refusal(user, self._clock(), True) is None  # not while locked, disabled
-            and await asyncio.to_thread(self._passwords.verify, seen, done_if)
-        ):
-            raise _DoneAlready(user)
-        now = self._clock()
-        async with self._store.transaction() as tx:
-            user = await tx.user(username)  # again, in the transaction that writes it
-            if done_if is not None and user is not None and user.password_hash != seen:
-                raise _ChangedMeanwhile("the password changed while it was checked")
-            why = login_refusal(user, now, matches)
-            if user is None or why is not None:
-                if place is not None:
-                    self._throttle.failed(place, now)
-                detail: dict[str, object] = {"why": why or "unknown user"}
-                if purpose:
-                    detail["purpose"] = purpose
-                event = SecurityEvent(
-                    now,
-                    failed,
-                    username,
-                    AuthMethod.PASSWORD,
-                    subject=username if user else None,
-                    action=action,
-                    lot_id=lot_id,
-                    detail=detail,
-                )
-                await tx.add_event(event)
-                if user is not None and why == "wrong password":
-                    after = after_failed_login(user, now)
-                    await tx.update_user(after)
-                    if after.locked(now):
-                        await tx.add_event(
-                            SecurityEvent(
-                                now,
-                                EventKind.LOCKED_OUT,
-                                username,
-                                AuthMethod.PASSWORD,
-                                subject=username,
-                                detail={"until": after.locked_until.isoformat()}
-                                if after.locked_until
-                                else {},
-                            )
-                        )
-                refused = (
-                    LoginRefused(
-                        "login refused: wrong user name or password, or the account is "
-                        "disabled or locked"
-                    )
-                    if failed is EventKind.LOGIN_FAILED
-                    else SignerRefused(
-                        "signature refused: wrong user name or password, or the account is "
-                        "disabled or locked"
-                    )
-                )
-            else:
-                after = after_login(user, now)
-                if after is not user:  # failures counted before: start again
-                    await tx.update_user(after)
-                if succeeded is not None:
-                    await tx.add_event(SecurityEvent(now, succeeded, username, AuthMethod.PASSWORD))
-                return user
-        raise refused
-
-    async def _refuse_if_throttled(
-        self,
-        place: str,
-        username: str,
-        failed: EventKind,
-        action: str | None,
-        lot_id: str | None,
-        purpose: str | None,
-    ) -> None:
-        now = self._clock()
-        throttled = self._throttle.check(place, now)
-        if throttled is None:
-            return
-        detail: dict[str, object] = {
-            "why": "too many failed password checks from here: not checked",
-            "failures": throttled.failures,
-            "retry_after_s": throttled.retry_after_seconds,
-        }
-        if purpose:
-            detail["purpose"] = purpose
-        await self.record(
-            SecurityEvent(
-                now,
-                failed,
-                username,
-                AuthMethod.PASSWORD,
-                action=action,
-                lot_id=lot_id,
-                detail=detail,
-            )
-        )
-        raise TooManyFailures(
-            throttled.message(), retry_after_seconds=throttled.retry_after_seconds, lot_id=lot_id
         )
 
     async def issue_api_key(self, by: Principal, username: str, label: str) -> tuple[ApiKey, str]:
@@ -695,13 +548,6 @@ class IdentityService:
     ) -> SecurityEvent:
         clean = {k: v for k, v in detail.items() if v is not None}
         return SecurityEvent(self._clock(), kind, by.name, by.method, subject=subject, detail=clean)
-
-    async def _dummy(self) -> str:
-        if self._dummy_hash is None:
-            self._dummy_hash = await asyncio.to_thread(
-                self._passwords.hash, secrets.token_urlsafe(16)
-            )
-        return self._dummy_hash
 
 
 async def _existing(tx: IdentityTransaction, username: str) -> User:
