@@ -66,7 +66,7 @@ def history(
     lot's, tool's or person's; says how many match and how to see the next (older) page."""
     from mes.domain.errors import InvalidInput
     from pkgline.cli import pages
-    from pkgline.cli.lot_view import print_entries
+    from pkgline.cli.lot_view import print_entries, print_entry_signatures
     from pkgline.list_views import history_answer, history_query
 
     since_at, until_at = window(since, until, as_json=json)
@@ -99,4 +99,5 @@ def history(
         return
     if shown["entries"]:
         print_entries(shown["entries"], "Lot history, newest first", None)
+        print_entry_signatures(shown["entries"])
     pages.print_notice(shown, "entries")

@@ -4,7 +4,7 @@ server alike). rich is imported where a table is printed, not for ``--json``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +188,26 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
 def _print_signatures(report: Mapping[str, Any]) -> None:
     """Each electronic signature with the entry it signs (21 CFR 11.50: printed name, time,
     meaning)."""
-    signatures = report.get("signatures") or []
+    print_signatures(report.get("signatures") or [], "Signatures", with_lot=False)
+
+
+def print_entry_signatures(entries: list[Mapping[str, Any]]) -> None:
+    """The electronic signatures the ``entries`` record (``lot history``: a page of entries
+    of any lots), oldest first, as ``lot show`` lists a lot's: every signer of an entry signed
+    by two people is named, not only the entry's user."""
+    signatures = [
+        {**s, "entry_seq": e["seq"], "operation": e["operation"], "lot": e["lot"]}
+        for e in sorted(entries, key=lambda e: int(e["seq"]))
+        for s in ((e.get("data") or {}).get("signatures") or [])
+    ]
+    print_signatures(signatures, "Signatures on these entries", with_lot=True)
+
+
+def print_signatures(
+    signatures: Sequence[Mapping[str, Any]], title: str, *, with_lot: bool
+) -> None:
+    """Signatures as aligned columns: the entry each signs, printed name and user name,
+    meaning, time and method (21 CFR 11.50)."""
     if not signatures:
         return
     from rich.text import Text
@@ -198,6 +217,7 @@ def _print_signatures(report: Mapping[str, Any]) -> None:
     rows = [
         [
             Text(str(s["entry_seq"]) if s["entry_seq"] is not None else "?"),
+            *([Text(s["lot"])] if with_lot else []),
             Text(s["operation"] or "-"),
             Text(f"{s['printed_name']} ({s['signer']})"),
             Text(s["meaning"]),
@@ -206,8 +226,10 @@ def _print_signatures(report: Mapping[str, Any]) -> None:
         ]
         for s in signatures
     ]
-    out.print(Text(f"Signatures ({len(rows)})", style="italic"))
-    out.print(columns(("entry", "operation", "signed by", "meaning", "at", "method"), rows))
+    lot = ("lot",) if with_lot else ()
+    out.print(Text(f"{title} ({len(rows)})", style="italic"))
+    header = ("entry", *lot, "operation", "signed by", "meaning", "at", "method")
+    out.print(columns(header, rows))
 
 
 def _print_history(report: Mapping[str, Any], last: int | None) -> None:

@@ -189,3 +189,22 @@ def test_a_reason_that_is_not_one_line_is_refused_without_a_traceback(
     refused = json.loads(done.stdout)
     assert refused["error"] == "invalid_input" and "one line" in refused["message"]
     assert ok_json(db, "lot", "show", "L1")["version"] == before
+
+
+def test_lot_history_names_every_signature_of_the_entries_it_lists(db: str) -> None:
+    """Found by a quality engineer's walkthrough: `lot history --operation scrap`, the
+    report of every scrap, showed the entry's user alone, not who signed it, with what
+    meaning, when and how (a scrap signed by two people looked signed by one)."""
+    assert pkgline(db, "lot", "release", "L1", "--reason", "checked by eye").returncode == 0
+    scrapped = pkgline(db, "lot", "scrap", "L2", "--reason", "voids", "--meaning", "scrap: voids")
+    assert scrapped.returncode == 0, scrapped.stderr
+    shown = pkgline(db, "lot", "history", "--operation", "scrap")
+    assert shown.returncode == 0, shown.stderr
+    assert "Signatures on these entries (1)" in shown.stdout
+    [line] = [ln for ln in shown.stdout.splitlines() if "scrap: voids" in ln]
+    assert "L2" in line and f"({ME})" in line and "os" in line.split()
+    every = pkgline(db, "lot", "history")
+    assert "Signatures on these entries (2)" in every.stdout
+    assert "approved release: checked by eye" in every.stdout
+    unsigned = pkgline(db, "lot", "history", "--operation", "hold")
+    assert unsigned.returncode == 0 and "Signatures" not in unsigned.stdout
