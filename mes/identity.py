@@ -24,6 +24,7 @@ from mes.domain.authority import (
     Principal,
     Role,
     effective_action,
+    may,
 )
 from mes.domain.errors import InvalidInput, RecordExists
 from mes.domain.identity import (
@@ -50,7 +51,7 @@ from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.guard import Guard
 from mes.password_checks import ChangedMeanwhile, DoneAlready, PasswordChecks
 from mes.ports_identity import IdentityStore, IdentityTransaction, Passwords
-from mes.security_reads import SecurityLogReads
+from mes.security_reads import SecurityLogReads, log_refused
 
 
 def _refuse_label_taken(keys: Iterable[ApiKey], username: str, label: str) -> None:
@@ -94,7 +95,7 @@ class IdentityService:
         self._clock = clock
         self._checks = PasswordChecks(store, passwords, clock, throttle)
         self._guard = Guard(None, self, clock)
-        self._log = SecurityLogReads(store, self.authorize)
+        self._log = SecurityLogReads(store, self._allow_log_read)
         self.generation = 0
         """Counts the changes of users' roles and of their being disabled made through this
         service: what a caller keeps of a user (the server's principals) is stale once it
@@ -511,6 +512,16 @@ class IdentityService:
                 detail={"form": form, "why": why},
             )
         )
+
+    async def _allow_log_read(self, by: Principal, action: Action) -> None:
+        """Allow a read of the security log (``action``: the whole log, or its engineering
+        changes), or refuse it in the words of that read (:func:`log_refused`), recorded."""
+        who = self._guard.who(by)
+        if who is not None and not may(who, action):
+            refusal = log_refused(who, action)
+            await self._guard.refused(by, refusal)
+            raise refusal
+        await self.authorize(by, action)
 
     async def events(self, by: Principal, limit: int = 100) -> list[SecurityEvent]:
         """The newest events (:meth:`mes.security_reads.SecurityLogReads.events`)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from mes.domain.authority import Action, Principal
+from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, may
 from mes.domain.common import check_window
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import EventKind, SecurityEvent, SecurityEventPage, SecurityEventQuery
@@ -49,3 +49,22 @@ class SecurityLogReads:
                     "(the last of the page before)"
                 )
             return await tx.event_page(query)
+
+
+def log_refused(who: Principal, action: Action) -> NotAuthorized:
+    """The refusal of a read of the security log (``action``: the whole log, or its
+    engineering changes), in the words of that read: the authority table's words for the
+    whole log are those of managing users, which is not what the reader asked for; one whose
+    roles may read the engineering changes is told to ask for those."""
+    needed = PERMISSIONS[action]
+    held = ", ".join(sorted(r.value for r in who.roles)) or "no role"
+    what = "the security log" if action is Action.USERS else "the engineering changes"
+    message = (
+        f"{who.name} ({held}) may not read {what}: that needs the role "
+        f"{' or '.join(sorted(r.value for r in needed))}"
+    )
+    if action is Action.USERS and may(who, Action.CHANGES):
+        message += (
+            "; your roles may read its engineering changes alone (the kind engineering_change)"
+        )
+    return NotAuthorized(message, needed=needed, action=action)

@@ -145,6 +145,32 @@ async def test_engineering_changes_are_read_by_who_makes_and_reviews_them_the_re
         await identity.event_page(operator, changes)
 
 
+async def test_a_refused_read_of_the_whole_log_says_so_and_points_reviewers_to_the_changes(
+    identity: IdentityService,
+) -> None:
+    """Found by a quality engineer's walkthrough: `pkgline user events` as quality was
+    refused with "may not manage users and API keys", which they had not asked to do, and
+    did not say that their role reads the engineering changes. The refusal, shown and
+    recorded, names the read; a reviewer is pointed to the kind they may read."""
+    await _fill(identity)
+    quality = Principal("qa", frozenset({Role.QUALITY}), AuthMethod.SESSION)
+    with pytest.raises(NotAuthorized) as refused:
+        await identity.event_page(quality, SecurityEventQuery())
+    said = refused.value.message
+    assert said.startswith("qa (quality) may not read the security log: that needs the role admin")
+    assert "may read its engineering changes alone (the kind engineering_change)" in said
+    assert refused.value.to_dict()["allowed"] == ["admin"]
+    operator = Principal("op", frozenset({Role.OPERATOR}), AuthMethod.SESSION)
+    with pytest.raises(NotAuthorized) as plain:
+        await identity.event_page(operator, SecurityEventQuery())
+    assert plain.value.message == (
+        "op (operator) may not read the security log: that needs the role admin"
+    )
+    recorded = await identity.event_page(ADMIN, SecurityEventQuery(kind=EventKind.REFUSED))
+    assert [e.detail["message"] for e in recorded.events] == [plain.value.message, said]
+    assert {e.action for e in recorded.events} == {"users"}
+
+
 @pytest.mark.postgres
 async def test_one_users_page_walks_its_indexes_not_the_log(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
