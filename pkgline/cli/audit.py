@@ -106,6 +106,11 @@ def verify(
                 f"{found['security_head']}",
             )
         )
+        if anchors:
+            out.print(
+                f"  {_count(len(anchors), 'anchor', 'anchors')} given, each found in the "
+                "history or the security log"
+            )
     else:
         err.print(marked("✘", "bold red", f"history does not verify: {problem['message']}"))
         err.print(f"  ({found['entries']} entries checked before it)")

@@ -27,8 +27,12 @@ def test_verify_counts_the_entries_of_an_intact_history_and_names_an_edited_one(
     verified = json.loads(pkgline(sqlite_url, "audit", "verify", "--json").stdout)
     assert verified["entries"] == 3
     assert verified["security_head"] == "0" * 64  # the file's owner acting: nothing refused
+    assert "anchor" not in intact.stdout
     anchored = pkgline(sqlite_url, "audit", "verify", "--anchor", verified["lots_head"])
     assert anchored.returncode == 0, anchored.stderr
+    # found by a quality engineer's walkthrough: the answer said nothing of the anchor given,
+    # the same line as without one, so it did not show that the anchor was checked
+    assert "1 anchor given, each found in the history or the security log" in anchored.stdout
     assert pkgline(sqlite_url, "audit", "verify", "--anchor", "nothex").returncode == 2
 
     path = sqlite_url.removeprefix("sqlite:///")
@@ -73,6 +77,7 @@ def test_verify_takes_its_anchors_from_a_file_of_hashes_or_of_the_feeds_saved_me
     )
     anchored = pkgline(sqlite_url, "audit", "verify", "--anchors-from", str(saved))
     assert anchored.returncode == 0, anchored.stderr
+    assert "3 anchors given, each found" in anchored.stdout  # the hash twice counts once
 
     path = sqlite_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:  # the newest entry gone, the lot's head set back
