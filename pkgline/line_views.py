@@ -5,14 +5,14 @@ so the CLI's direct mode and the server cannot drift."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from mes.adapters.outbox import Backlog
 from mes.domain.equipment import ControllerRecord, ToolRecord
-from mes.domain.interlocks import consumable_blocks
+from mes.domain.interlocks import Qualification, consumable_blocks, qualification_blocks
 from mes.domain.model import Lot, LotState
 from mes.service import LotService
 from pkgline.bootstrap import Services
@@ -31,7 +31,9 @@ class QueueGroup:
     lots: tuple[Lot, ...]
     blocked: dict[str, list[str]]
     """The group's tools that would refuse every track-in now for a durable or material lot
-    on them, with why (:func:`mes.domain.interlocks.consumable_blocks`)."""
+    on them (:func:`mes.domain.interlocks.consumable_blocks`), or every track-in of the
+    group's step for their disqualification for it (an SPC inhibit, say:
+    :func:`mes.domain.interlocks.qualification_blocks`), with why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
         await services.materials.find(loaded=True),
         now,
     )
+    qualifications = await services.qualifications.list()
     queue = []
     for step, waiting in queue_by_step(lots, found):
         info = lots.flows.step_codes.get(step)
@@ -87,7 +90,7 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
                 equipment_class=info.equipment_class if info else "-",
                 tools=group_tools,
                 lots=waiting,
-                blocked={t.id: blocks[t.id] for t in group_tools if t.id in blocks},
+                blocked=_group_blocks(step, group_tools, blocks, qualifications),
             )
         )
     running = sorted(
@@ -98,6 +101,19 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
     return LineStatus(
         now, tuple(controllers), tuple(tools), tuple(running), tuple(queue), tuple(held), blocks
     )
+
+
+def _group_blocks(
+    step: str,
+    tools: Sequence[ToolRecord],
+    blocks: Mapping[str, list[str]],
+    qualifications: Sequence[Qualification],
+) -> dict[str, list[str]]:
+    """What keeps each tool of a queue group from taking its lots: what is on the tool, then
+    its disqualification for the group's step."""
+    disqualified = qualification_blocks(step, tools, qualifications)
+    found = {t.id: [*blocks.get(t.id, []), *disqualified.get(t.id, [])] for t in tools}
+    return {tool: why for tool, why in found.items() if why}
 
 
 # -- JSON (a contract: scripts read it) --------------------------------------------------------

@@ -189,6 +189,34 @@ def check_tool_class(step: str, step_class: str, tool_id: str, tool_class: str) 
     )
 
 
+def qualification_blocks(
+    step: str, tools: Sequence[ToolRecord], qualifications: Sequence[Qualification]
+) -> dict[str, list[str]]:
+    """The tools of ``tools`` disqualified for ``step`` (by engineering, or by an SPC
+    violation's inhibit), by tool, with why and what is expected, in the words of the refused
+    track-in (:func:`check_tool`): every track-in of ``step`` on them is refused. Tools with
+    nothing in the way are left out."""
+    found = {(q.tool_id, q.step): q for q in qualifications}
+    blocks: dict[str, list[str]] = {}
+    for tool in tools:
+        q = found.get((tool.id, step))
+        if q is None or q.qualified:
+            continue
+        expected = (
+            f"an engineer clears {tool.id} once the violation is dealt with (pkgline spc clear "
+            f"{step} --tool {tool.id} --reason ...)"
+            if q.by == SPC_USER
+            else f"{tool.id} qualified again (pkgline tool qualify {tool.id} --step {step})"
+        )
+        blocks[tool.id] = [
+            f"{tool.id} was disqualified for {step} by {q.by} at "
+            f"{utc_stamp(q.at, seconds=True)}"
+            + (f" ({q.reason})" if q.reason else "")
+            + f"; expected {expected}"
+        ]
+    return blocks
+
+
 def consumable_blocks(
     durables: Sequence[Durable], materials: Sequence[Material], now: datetime
 ) -> dict[str, list[str]]:

@@ -44,6 +44,7 @@ async def line_status(request: Request, who: Who) -> dict[str, Any]:
         equipment=state.services.equipment.acting_as(who),
         durables=state.services.durables.acting_as(who),
         materials=state.services.materials.acting_as(who),
+        qualifications=state.services.qualifications.acting_as(who),
     )
     current = await read_status(services, datetime.now().astimezone())
     backlog = await OutboxReader(state.engine).backlog()

@@ -153,9 +153,20 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json]) -> None:
     )
     for name in ("next step", "class", "tools", "lots", "waiting (lot/priority)"):
         table.add_column(name, overflow="fold")
-    blocked: dict[str, list[str]] = {}
+    said: list[str] = []  # each once: a tool of two groups refuses both for what is on it
     for g in queue:
-        blocked.update(g["blocked"])
+        for tool, why in sorted(g["blocked"].items()):
+            on_tool = tools.get(tool, {}).get("blocked") or []
+            every = [w for w in why if w in on_tool]
+            of_step = [w for w in why if w not in on_tool]
+            for line in (
+                f"{tool} refuses every track-in: {'; '.join(every)}" if every else "",
+                f"{tool} refuses every track-in of {g['step']}: {'; '.join(of_step)}"
+                if of_step
+                else "",
+            ):
+                if line and line not in said:
+                    said.append(line)
         names = ", ".join(
             t
             + (" (manual)" if tools.get(t, {}).get("dispatch") == MANUAL else "")
@@ -172,8 +183,8 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json]) -> None:
             ),
         )
     out.print(table)
-    for tool, why in sorted(blocked.items()):
-        out.print(Text(f"{tool} refuses every track-in: {'; '.join(why)}", style="bold yellow"))
+    for line in said:
+        out.print(Text(line, style="bold yellow"))
 
 
 def _print_held(held: Sequence[Json], now: datetime) -> None:

@@ -170,3 +170,37 @@ def test_a_tool_that_would_refuse_every_track_in_is_shown_blocked_with_what_it_e
     assert text.returncode == 0, text.stderr
     assert "MOLD-1 (blocked)" in text.stdout
     assert f"MOLD-1 refuses every track-in: {why}" in " ".join(text.stdout.split())
+
+
+async def _mold_disqualified(url: str) -> None:
+    from pkgline.bootstrap import open_services
+
+    async with open_services(url) as services:
+        await services.equipment.register(
+            "line-b",
+            [ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5022", ("MOLD", "FILL"))],
+        )
+        await services.qualifications.set("MOLD-1", "MOLD", False, "eng", "chase worn")
+
+
+def test_a_tool_disqualified_for_the_step_a_lot_waits_for_is_shown_blocked_with_why(
+    line_db: str,
+) -> None:
+    """Found by a quality engineer's walkthrough: an SPC inhibit disqualified the only
+    molder for MOLD, and every lot for MOLD waited with nothing in `line status` saying why
+    (the controller refuses their track-ins and only logs it). The queue's group names the
+    tool blocked for its step, in the words of the refused track-in; the tool's own
+    `blocked` (every track-in) stays empty: FILL runs there still."""
+    asyncio.run(_mold_disqualified(line_db))
+    status = status_json(line_db)
+    mold = next(q for q in status["queue"] if q["step"] == "MOLD")
+    assert mold["lots"] == ["L-1"]
+    (why,) = mold["blocked"]["MOLD-1"]
+    assert why.startswith("MOLD-1 was disqualified for MOLD by ")
+    assert "(chase worn); expected MOLD-1 qualified again (pkgline tool qualify MOLD-1" in why
+    assert {t["id"]: t["blocked"] for t in status["tools"]}["MOLD-1"] == []
+
+    text = pkgline(line_db, "line", "status")
+    assert text.returncode == 0, text.stderr
+    assert "MOLD-1 (blocked)" in text.stdout
+    assert f"MOLD-1 refuses every track-in of MOLD: {why}" in " ".join(text.stdout.split())
