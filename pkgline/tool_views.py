@@ -28,6 +28,7 @@ from pkgline.controller import STALE_AFTER_S
 from pkgline.page_sizes import page_answer
 
 if TYPE_CHECKING:
+    from mes.interlocks import QualificationService
     from mes.service import LotService
 
 STOPPED = CONTROLLER_STOPPED
@@ -224,11 +225,18 @@ async def tool_show_answer(
     span: timedelta,
     changes: int,
     lots: LotService | None = None,
+    qualifications: QualificationService | None = None,
 ) -> dict[str, Any]:
     """``tool show --json``, ``GET /tools/{tool}``: the tool, its time in each E10 state over
-    ``span``, its last ``changes`` state changes, its latest alarm resets and (given
-    ``lots``) its newest jobs started in the window."""
+    ``span``, its last ``changes`` state changes, its latest alarm resets, (given ``lots``)
+    its newest jobs started in the window and (given ``qualifications``) the steps it is
+    disqualified for, as the station's tool page shows them."""
     record = await known_tool(equipment, tool_id)
+    disqualified = (
+        [q for q in await qualifications.list(tool_id=tool_id) if not q.qualified]
+        if qualifications is not None
+        else []
+    )
     end = _now()
     times = await equipment.state_times(tool_id, end - span, end)
     found = await equipment.changes(tool_id, end - span, end)
@@ -241,6 +249,7 @@ async def tool_show_answer(
         "changes_in_window": sum(1 for c in found if c.at >= times.start),
         "changes": [change_dict(c) for c in recent],
         "resets": [reset_dict(r) for r in resets],
+        "disqualified": [qualification_dict(q) for q in disqualified],
         "jobs": [
             job_dict(j)
             for j in (

@@ -120,7 +120,14 @@ async def show_tool(
         raise InvalidInput(str(exc).replace("--window", "window")) from None
     services = state_of(request).services
     equipment = services.equipment.acting_as(who)
-    return await tool_show_answer(equipment, tool_id, span, changes, services.lots.acting_as(who))
+    return await tool_show_answer(
+        equipment,
+        tool_id,
+        span,
+        changes,
+        services.lots.acting_as(who),
+        services.qualifications.acting_as(who),
+    )
 
 
 @router.get(

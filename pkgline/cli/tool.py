@@ -31,7 +31,7 @@ from pkgline.cli.common import (
     usage_error,
 )
 from pkgline.cli.modes import Remote, ServerOption, either, segment
-from pkgline.cli.times import clock
+from pkgline.cli.times import clock, stamp
 from pkgline.tool_views import (
     MAX_TOOL_PAGE,
     TOOL_PAGE,
@@ -283,7 +283,9 @@ def show(
 
     async def work() -> dict[str, Any]:
         async with open_services(db) as services:
-            return await tool_show_answer(services.equipment, tool, span, changes, services.lots)
+            return await tool_show_answer(
+                services.equipment, tool, span, changes, services.lots, services.qualifications
+            )
 
     query = [("window", window), ("changes", str(changes))]
     shown = either(db, server, json, work, Remote("GET", f"/tools/{segment(tool)}", query=query))
@@ -430,6 +432,16 @@ def _print_tool(tool: Mapping[str, Any], now: datetime) -> None:
         )
     if tool["alarm"]:
         head.add_row("alarm", Text(alarm_text(tool), style="bold red"))
+    for q in tool.get("disqualified", []):
+        head.add_row(
+            "disqualified",
+            Text(
+                f"for {q['step']} by {q['by']} since {stamp(q['at'], zone=True)}"
+                + (f": {q['reason']}" if q["reason"] else "")
+                + f" (its track-ins of {q['step']} here are refused until it is qualified again)",
+                style="bold red",
+            ),
+        )
     updated = _at(tool["updated_at"])
     head.add_row("recorded", f"{clock(updated)} ({ago(now - updated)} ago)")
     out.print(head)

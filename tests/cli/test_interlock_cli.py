@@ -84,6 +84,31 @@ def test_qualifications_are_kept_by_engineering_and_checked_at_track_in(line_db:
     assert listed.returncode == 0 and "DB-1" in listed.stdout and "yes" in listed.stdout
 
 
+def test_tool_show_names_the_steps_the_tool_is_disqualified_for(line_db: str) -> None:
+    """Found by a quality engineer's walkthrough: an SPC inhibit disqualified a molder, the
+    station's tool page said so, and `pkgline tool show` did not (only `tool qualifications`,
+    which one has to know to ask): the tool looked ready while every lot for the step
+    waited."""
+    assert ok_json(line_db, "tool", "show", "DB-1")["disqualified"] == []
+    ok_json(line_db, "tool", "disqualify", "DB-1", "--step", "DIE_ATTACH", "--reason", "BLT drift")
+    shown = ok_json(line_db, "tool", "show", "DB-1")
+    [q] = shown["disqualified"]
+    assert (q["tool"], q["step"], q["qualified"], q["by"], q["reason"]) == (
+        "DB-1",
+        "DIE_ATTACH",
+        False,
+        "op1",
+        "BLT drift",
+    )
+    text = pkgline(line_db, "tool", "show", "DB-1")
+    assert text.returncode == 0, text.stderr
+    said = " ".join(text.stdout.split())
+    assert "disqualified for DIE_ATTACH by op1 since " in said
+    assert ": BLT drift (its track-ins of DIE_ATTACH here are refused" in said
+    ok_json(line_db, "tool", "qualify", "DB-1", "--step", "DIE_ATTACH")
+    assert ok_json(line_db, "tool", "show", "DB-1")["disqualified"] == []
+
+
 def test_an_unknown_tool_in_an_engineering_command_is_refused_naming_the_tools(
     line_db: str,
 ) -> None:
