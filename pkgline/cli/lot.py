@@ -102,7 +102,9 @@ def _act(
         )
         if given:
             body = {**body, "signatures": given}
-        answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
+        answer: dict[str, Any] = call(
+            via, "POST", path, body, as_json=as_json, hint=signing.second_signer_hint(second)
+        )
     else:
         signing.no_second_signer_here(second, as_json=as_json)
         rules = signing.policy(config, as_json=as_json)

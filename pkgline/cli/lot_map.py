@@ -278,5 +278,7 @@ def _import_remote(
     if given:
         body["signatures"] = given
     path = f"/lots/{segment(lot)}/maps/e142"
-    answer: dict[str, Any] = call(via, "POST", path, body, as_json=as_json)
+    answer: dict[str, Any] = call(
+        via, "POST", path, body, as_json=as_json, hint=signing.second_signer_hint(second)
+    )
     return answer

@@ -103,11 +103,14 @@ def call(
     quiet: bool = False,
     with_principal: bool = False,
     timeout: float | None = None,
+    hint: Callable[[Mapping[str, Any]], str | None] | None = None,
 ) -> Any:
     """One request to ``server``; a refusal is printed as in direct mode and exits with its
     code. ``quiet``: do not say the mode on standard error (a command's second request;
     ``lot list --json``, whose notice there says it). ``with_principal``: the answer's body
-    and who the server took the client for (``name (method)``), as a pair."""
+    and who the server took the client for (``name (method)``), as a pair. ``hint``: what
+    the command adds to a refusal's message in words (how to give what it lacks, in this
+    command's options); the JSON stays the server's."""
     from pkgline.cli.remote import request  # http.client: only where a server answers
 
     try:
@@ -123,7 +126,8 @@ def call(
         body_ = answer.body if isinstance(answer.body, dict) else {}
         payload = {"error": "http", "message": f"HTTP {answer.status}", **body_}
         code = EXIT_OF_ERROR.get(str(payload["error"]), EXIT_REFUSED)
-        fail(str(payload["message"]), payload, code, as_json)
+        added = hint(payload) if hint is not None else None
+        fail(str(payload["message"]) + (added or ""), payload, code, as_json)
     return (answer.body, answer.principal) if with_principal else answer.body
 
 

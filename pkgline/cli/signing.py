@@ -6,7 +6,7 @@ server, the requester signs with their password given again (:func:`server_signa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -173,6 +173,24 @@ def server_signatures(
     if not password:
         return [first]
     return [first, {**first, "username": second, "password": password}]
+
+
+def second_signer_hint(second: str | None) -> Callable[[Mapping[str, Any]], str | None]:
+    """What a refusal for a missing second signature adds in words when the command was given
+    no ``--second-signer``: the server's message says a second person must sign, not how to
+    name them here."""
+
+    def hint(refused: Mapping[str, Any]) -> str | None:
+        if refused.get("error") != "signature_required" or second:
+            return None
+        if int(refused.get("signers_needed") or 0) < 2:
+            return None
+        return (
+            ". Name the second signer with --second-signer NAME: their password is asked "
+            "after yours"
+        )
+
+    return hint
 
 
 def no_second_signer_here(second: str | None, *, as_json: bool) -> None:

@@ -139,6 +139,13 @@ async def test_a_scrap_asking_two_signers_is_signed_by_a_second_person_from_the_
         alone = await cli(*scrap, stdin="own-Secret-22\n")
         assert alone.returncode == 1, alone.stdout
         assert json.loads(alone.stdout)["error"] == "signature_required"
+        assert "--second-signer" not in json.loads(alone.stdout)["message"]  # the server's
+        # found by a quality engineer's walkthrough: the refusal said a second person must
+        # sign, not how to name them on this command
+        said = await cli(*scrap[:-3], *via, stdin="own-Secret-22\n")
+        assert said.returncode == 1, said.stdout
+        assert "must be signed by two different people" in said.stderr
+        assert "Name the second signer with --second-signer NAME" in said.stderr
         both = await cli(*scrap, "--second-signer", "qa2", stdin="own-Secret-22\nqa2-Secret-33\n")
         assert both.returncode == 0, both.stdout + both.stderr
         shown = json.loads((await cli("lot", "show", "S2", "--json", *via)).stdout)
