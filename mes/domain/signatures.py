@@ -222,10 +222,23 @@ class SignatureStale(LotTrackerError):
 
     kind = "signature_stale"
 
-    def __init__(self, message: str, *, lot_id: str | None, signed: int, current: int):
+    def __init__(
+        self,
+        message: str,
+        *,
+        lot_id: str | None,
+        signed: int,
+        current: int,
+        signer: str | None = None,
+        action: Action | None = None,
+    ):
         super().__init__(message, lot_id=lot_id)
         self.signed = signed
         self.current = current
+        self.signer = signer
+        """Whose signature was given for another version (the security event's subject)."""
+        self.action = action
+        """The operation it was given for (the security event's action)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "signed_version": self.signed, "lot_version": self.current}
@@ -395,6 +408,8 @@ def check_signatures(
                 lot_id=lot.id,
                 signed=given.lot_version,
                 current=lot.version,
+                signer=signer.username,
+                action=action,
             )
         out.append(
             Signature(lot.id, signer.username, signer.printed_name, meaning, now, signer.method)

@@ -289,6 +289,9 @@ async def test_the_same_signed_request_sent_again_is_refused_and_changes_nothing
         e for e in await line.identity.events(ADMIN) if e.kind is EventKind.SIGNATURE_REFUSED
     ]
     assert [e.detail["error"] for e in refused] == ["signature_stale", "signature_stale"]
+    # found by a quality engineer's walkthrough: a replay's event named neither the operation
+    # nor whose signature it was (the other refused signatures' events name both)
+    assert {(e.action, e.subject, e.lot_id) for e in refused} == {("release", "op1", "L1")}
 
 
 async def test_two_copies_of_a_signed_request_sent_at_once_are_carried_out_once(
