@@ -177,7 +177,15 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
 }
 """The one table of who may do what."""
 
-RULED_HOLDS = frozenset({HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER, HoldSource.SPC})
+RULED_HOLDS = frozenset(
+    {
+        HoldSource.LIMIT,
+        HoldSource.ALARM,
+        HoldSource.CONTROLLER,
+        HoldSource.SPC,
+        HoldSource.QUEUE_TIME,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

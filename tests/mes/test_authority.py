@@ -151,10 +151,22 @@ def test_every_action_is_allowed_or_refused_to_every_role_as_specified(
     assert refused.value.to_dict()["error"] == "not_authorized"
 
 
-@pytest.mark.parametrize("source", [HoldSource.LIMIT, HoldSource.ALARM, HoldSource.CONTROLLER])
+@pytest.mark.parametrize(
+    "source",
+    [
+        HoldSource.LIMIT,
+        HoldSource.ALARM,
+        HoldSource.CONTROLLER,
+        HoldSource.SPC,
+        HoldSource.QUEUE_TIME,
+    ],
+)
 def test_a_hold_the_rules_placed_is_released_only_by_quality_or_engineering(
     source: HoldSource,
 ) -> None:
+    """A queue-time hold too (found by a quality engineer's walkthrough): the flow's limit
+    placed it, and docs/flow-files.md has an engineer decide rework or release, yet the
+    operator who tracked the lot in late could release it with their own signature."""
     with pytest.raises(NotAuthorized, match=f"release a hold placed by {source.value}"):
         authorize(_who(Role.OPERATOR), Action.RELEASE, Context("L1", source))
     for role in (Role.QUALITY, Role.ENGINEER):
