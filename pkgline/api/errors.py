@@ -148,10 +148,21 @@ _EXPECTED = {
 be a valid integer" for the text "3" too (:class:`pkgline.api.bodies.Body`)."""
 
 
+HEX64 = "^[0-9a-fA-F]{64}$"
+"""A SHA-256 in hex: an anchor of ``audit verify`` (a head or an entry's hash)."""
+
+_PATTERNS = {HEX64: "a SHA-256 in hex (64 characters: a lots_head, security_head or hash)"}
+"""What a text that must match a pattern expected, in words, where pydantic names the
+regular expression ("String should match pattern '^[0-9a-fA-F]{64}$'")."""
+
+
 def _problem(error: Mapping[str, Any]) -> str:
     """An error's problem in words: what a number's or a boolean's field expected and what it
-    was given (text, ``"3"``, or another type), else pydantic's own words."""
+    was given (text, ``"3"``, or another type), what a text of a known pattern expected, else
+    pydantic's own words."""
     expected = _EXPECTED.get(str(error.get("type")))
+    if error.get("type") == "string_pattern_mismatch":
+        expected = _PATTERNS.get(str((error.get("ctx") or {}).get("pattern")))
     given = error.get("input")
     if expected is None or not (given is None or isinstance(given, str | int | float)):
         return str(error.get("msg", "invalid"))

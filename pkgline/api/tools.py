@@ -18,6 +18,7 @@ from mes.ports import ToolJobQuery, ToolQuery
 from pkgline.api import bodies as b
 from pkgline.api.auth import principal, state_of
 from pkgline.api.defaults import MAX_ANCHORS
+from pkgline.api.errors import HEX64
 from pkgline.api.json_bodies import JsonRoute
 from pkgline.list_views import JOBS_PAGE, MAX_JOBS_PAGE, parse_instant, tool_jobs_answer
 from pkgline.tool_resets import MAX_WAIT_S, WAIT_S, reset_and_wait
@@ -232,7 +233,7 @@ async def disqualify(request: Request, who: Who, tool_id: str, body: QualifyBody
     return await _qualify(request, who, tool_id, body.step, False, reason)
 
 
-Anchor = Annotated[str, Field(pattern="^[0-9a-fA-F]{64}$")]
+Anchor = Annotated[str, Field(pattern=HEX64)]
 
 
 class AnchorsBody(b.Body):
@@ -251,9 +252,7 @@ class AnchorsBody(b.Body):
 async def audit_verify(
     request: Request,
     who: Who,
-    anchor: Annotated[
-        list[Annotated[str, Query(pattern="^[0-9a-fA-F]{64}$")]] | None, Query()
-    ] = None,
+    anchor: Annotated[list[Annotated[str, Query(pattern=HEX64)]] | None, Query()] = None,
 ) -> Json:
     return await _verify(request, who, anchor or [])
 

@@ -42,6 +42,15 @@ async def test_audit_verify_and_users_through_the_server(api: RunningApi) -> Non
         assert verified.status_code == 200 and verified.json()["ok"] is True
         bad = await client.get("/audit/verify", params={"anchor": "xyz"})
         assert bad.status_code == 422
+        # found by a quality engineer's walkthrough: the answer named pydantic's regular
+        # expression ("String should match pattern '^[0-9a-fA-F]{64}$'"), not what an anchor is
+        [problem] = bad.json()["problems"]
+        assert problem["problem"] == (
+            "expected a SHA-256 in hex (64 characters: a lots_head, security_head or hash), "
+            "got the text 'xyz'"
+        )
+        cut = await client.post("/audit/verify", json={"anchors": ["923c65c5"]})
+        assert "expected a SHA-256 in hex" in cut.json()["message"], cut.text
         head = verified.json()["lots_head"]
         anchored = await client.post("/audit/verify", json={"anchors": [head, head.upper()]})
         assert anchored.status_code == 200 and anchored.json()["ok"] is True, anchored.text
