@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mes.domain.identity import EventKind
-
 
 def event_name(e: dict[str, Any]) -> str:
-    """An event's kind (``SecurityEvent.to_dict``), and an engineering change's action
-    (``engineering_change tool_qualify``)."""
-    if e["kind"] == EventKind.ENGINEERING_CHANGE.value and e["action"]:
+    """An event's kind (``SecurityEvent.to_dict``) and its action where it has one: an
+    engineering change's (``engineering_change tool_qualify``), the operation a refused
+    signature or authority was for (``signature_refused scrap``, ``refused release``)."""
+    if e.get("action"):
         return f"{e['kind']} {e['action']}"
     return str(e["kind"])
 

@@ -503,7 +503,7 @@ def events(
         pages.json_notice(shown)
         return
     table = Table()
-    for name in ("seq", "at", "event", "by", "user", "detail"):
+    for name in ("seq", "at", "event", "by", "user", "lot", "detail"):
         table.add_column(name, overflow="fold")
     for e in shown["events"]:
         detail: dict[str, Any] = dict(e["detail"])
@@ -513,6 +513,7 @@ def events(
             event_name(e),
             e["actor"],
             e["subject"] or "",
+            e["lot"] or "",
             event_detail(detail),
         )
     if shown["events"]:

@@ -156,3 +156,45 @@ def test_a_systems_keys_are_listed_for_review_and_a_label_is_issued_once_while_l
     assert first["token"] not in table.stdout and second["token"] not in table.stdout
     missing = _run(db, "user", "keys", "nobody", "--json")
     assert missing.returncode == 1 and json.loads(missing.stdout)["error"] == "unknown_user"
+
+
+async def _a_refused_signature(db: str) -> None:
+    from datetime import UTC, datetime
+
+    from mes.adapters.database import create_engine
+    from mes.adapters.sql_identity import SqlSecurityLog
+    from mes.domain.authority import AuthMethod
+    from mes.domain.identity import EventKind, SecurityEvent
+
+    engine = create_engine(db)
+    try:
+        await SqlSecurityLog(engine).record(
+            SecurityEvent(
+                datetime.now(UTC),
+                EventKind.SIGNATURE_REFUSED,
+                "qa1",
+                AuthMethod.SESSION,
+                subject="op1",
+                action="scrap",
+                lot_id="L-77",
+                detail={"error": "signature_refused", "signer": "op1"},
+            )
+        )
+    finally:
+        await engine.dispose()
+
+
+def test_the_security_log_table_names_each_events_lot_and_operation(db: str) -> None:
+    """Found by a quality engineer's walkthrough: `user events` showed a refused signature
+    without the lot it was given for nor the operation (the JSON and the station's page
+    have both): a reviewer could not tell which scrap or release was refused."""
+    import asyncio
+
+    asyncio.run(_a_refused_signature(db))
+    [event] = _ok(db, "user", "events", "--kind", "signature_refused")
+    assert (event["lot"], event["action"]) == ("L-77", "scrap")
+    table = _run(db, "user", "events", "--kind", "signature_refused").stdout
+    [row] = [line for line in table.splitlines() if "L-77" in line]
+    assert "signature_refused scrap" in row and "op1" in row
+    [header] = [line for line in table.splitlines() if "detail" in line]
+    assert header.split()[1::2][:7] == ["seq", "at", "event", "by", "user", "lot", "detail"]
