@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
 import os
 import signal
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 from sqlalchemy import insert, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.adapters.database import DatabaseTimeouts, create_engine
 from mes.adapters.migrate import upgrade
@@ -50,7 +52,7 @@ from tests.events.conftest import (
     running,
     subscribed,
 )
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, Mode
 
 
 async def _insert_raw(
@@ -570,6 +572,27 @@ async def test_a_database_the_relay_cannot_write_is_said_in_a_few_words_not_as_s
         await engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def _behind_a_proxy(
+    postgres_url: str, *, mode: Mode = "pass"
+) -> AsyncIterator[tuple[FaultProxy, AsyncEngine]]:
+    """The test database migrated, and an engine on it through a fault proxy (``mode`` to
+    begin with), with short timeouts: the relay's database made to fail at will."""
+    setup = create_engine(postgres_url)
+    try:
+        await upgrade(setup)
+    finally:
+        await setup.dispose()
+    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
+    async with FaultProxy("127.0.0.1", 5432, mode=mode) as proxy:
+        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(url, timeouts=timeouts)
+        try:
+            yield proxy, engine
+        finally:
+            await engine.dispose()
+
+
 @pytest.mark.postgres
 async def test_a_postgresql_the_relay_cannot_reach_is_said_as_the_database_not_as_timeouterror(
     postgres_url: str, broker: Mosquitto
@@ -577,35 +600,24 @@ async def test_a_postgresql_the_relay_cannot_reach_is_said_as_the_database_not_a
     """Found by a probe: with the network to PostgreSQL silent (a partition) the relay logged
     "event feed down" with the error "TimeoutError", and the STATUS line said the same: an
     operator would look at the broker. Now the database's error as the store classifies it."""
-    setup = create_engine(postgres_url)
-    try:
-        await upgrade(setup)
-    finally:
-        await setup.dispose()
-    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
-    async with FaultProxy("127.0.0.1", 5432) as proxy:
-        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
-        engine = create_engine(url, timeouts=timeouts)
-        try:
-            relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-cut")
-            with structlog.testing.capture_logs() as logs:
-                async with running(relay):
-                    await wait_until(
-                        lambda: relay.status.leader, timeout_s=30, what="the relay publishing"
-                    )
-                    proxy.set_mode("silent")
-                    await wait_until(
-                        lambda: relay.status.error is not None,
-                        timeout_s=60,
-                        what="the relay meeting the partition",
-                    )
-                    line = relay.status_line()
-                    proxy.set_mode("pass")
-            said = [e["error"] for e in logs if e["event"] == "event feed down"]
-            assert said[0] == "database unavailable: the database did not answer in time", said
-            assert line.startswith("event feed down (database unavailable: "), line
-        finally:
-            await engine.dispose()
+    async with _behind_a_proxy(postgres_url) as (proxy, engine):
+        relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-cut")
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: relay.status.leader, timeout_s=30, what="the relay publishing"
+                )
+                proxy.set_mode("silent")
+                await wait_until(
+                    lambda: relay.status.error is not None,
+                    timeout_s=60,
+                    what="the relay meeting the partition",
+                )
+                line = relay.status_line()
+                proxy.set_mode("pass")
+        said = [e["error"] for e in logs if e["event"] == "event feed down"]
+        assert said[0] == "database unavailable: the database did not answer in time", said
+        assert line.startswith("event feed down (database unavailable: "), line
 
 
 @pytest.mark.postgres
@@ -615,30 +627,19 @@ async def test_a_postgresql_that_resets_the_relays_connections_is_said_as_the_da
     """Found by the same probe: a connection to PostgreSQL reset as it opened reached the
     relay as the OS's error, and "event feed down: [Errno 104] Connect call failed
     ('127.0.0.1', 34559)" named no database (the port was the database's)."""
-    setup = create_engine(postgres_url)
-    try:
-        await upgrade(setup)
-    finally:
-        await setup.dispose()
-    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
-    async with FaultProxy("127.0.0.1", 5432, mode="reset") as proxy:
-        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
-        engine = create_engine(url, timeouts=timeouts)
-        try:
-            relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-rst")
-            with structlog.testing.capture_logs() as logs:
-                async with running(relay):
-                    await wait_until(
-                        lambda: relay.status.error is not None,
-                        timeout_s=60,
-                        what="the relay meeting the resets",
-                    )
-                    line = relay.status_line()
-            said = [e["error"] for e in logs if e["event"] == "event feed down"]
-            assert said[0].startswith("database unavailable: "), said
-            assert line.startswith("event feed down (database unavailable: "), line
-        finally:
-            await engine.dispose()
+    async with _behind_a_proxy(postgres_url, mode="reset") as (_, engine):
+        relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-rst")
+        with structlog.testing.capture_logs() as logs:
+            async with running(relay):
+                await wait_until(
+                    lambda: relay.status.error is not None,
+                    timeout_s=60,
+                    what="the relay meeting the resets",
+                )
+                line = relay.status_line()
+        said = [e["error"] for e in logs if e["event"] == "event feed down"]
+        assert said[0].startswith("database unavailable: "), said
+        assert line.startswith("event feed down (database unavailable: "), line
 
 
 @pytest.mark.postgres
@@ -651,43 +652,32 @@ async def test_while_the_database_is_away_the_relay_does_not_announce_its_birth_
     15 births in 22 s, each logged as "event feed connected", though nothing had started.
     Now, once a session ended on the database, the relay waits until the database answers
     the backlog's read before it connects again: one birth when it is back."""
-    setup = create_engine(postgres_url)
-    try:
-        await upgrade(setup)
-    finally:
-        await setup.dispose()
-    timeouts = DatabaseTimeouts(connect_s=0.5, statement_s=0.5, pool_s=0.5)
-    async with FaultProxy("127.0.0.1", 5432) as proxy:
-        url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
-        engine = create_engine(url, timeouts=timeouts)
-        try:
-            relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-gone")
-            with structlog.testing.capture_logs() as logs:
+    async with _behind_a_proxy(postgres_url) as (proxy, engine):
+        relay = Relay(events_config(broker.port), OutboxStore(engine), controller="feed-gone")
+        with structlog.testing.capture_logs() as logs:
 
-                def said(event: str) -> int:
-                    return sum(1 for e in logs if e["event"] == event)
+            def said(event: str) -> int:
+                return sum(1 for e in logs if e["event"] == event)
 
-                async with running(relay):
-                    await wait_until(
-                        lambda: relay.status.leader, timeout_s=30, what="the relay publishing"
-                    )
-                    proxy.set_mode("reset")  # the database refuses every connection
-                    await wait_until(
-                        lambda: said("event backlog not read") >= 4,
-                        timeout_s=60,
-                        what="four retries with the database away",
-                    )
-                    births_while_away = said("event feed connected")
-                    proxy.set_mode("pass")
-                    await wait_until(
-                        lambda: relay.status.leader,
-                        timeout_s=60,
-                        what="the relay publishing again",
-                    )
-            assert births_while_away == 1, [e["event"] for e in logs]
-            assert said("event feed connected") == 2  # and once more when it is back
-            assert said("event feed down") == 1, [
-                e for e in logs if e["event"] != "event backlog not read"
-            ]
-        finally:
-            await engine.dispose()
+            async with running(relay):
+                await wait_until(
+                    lambda: relay.status.leader, timeout_s=30, what="the relay publishing"
+                )
+                proxy.set_mode("reset")  # the database refuses every connection
+                await wait_until(
+                    lambda: said("event backlog not read") >= 4,
+                    timeout_s=60,
+                    what="four retries with the database away",
+                )
+                births_while_away = said("event feed connected")
+                proxy.set_mode("pass")
+                await wait_until(
+                    lambda: relay.status.leader,
+                    timeout_s=60,
+                    what="the relay publishing again",
+                )
+        assert births_while_away == 1, [e["event"] for e in logs]
+        assert said("event feed connected") == 2  # and once more when it is back
+        assert said("event feed down") == 1, [
+            e for e in logs if e["event"] != "event backlog not read"
+        ]
