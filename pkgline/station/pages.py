@@ -28,6 +28,7 @@ from pkgline.api.errors import http_refused
 from pkgline.station import (
     account_pages,
     lot_pages,
+    material_pages,
     security_pages,
     spc_pages,
     tool_pages,
@@ -52,6 +53,7 @@ def install(app: FastAPI) -> None:
     app.include_router(lot_pages.router)
     app.include_router(work_pages.router)
     app.include_router(tool_pages.router)
+    app.include_router(material_pages.router)
     app.include_router(account_pages.router)
     app.include_router(spc_pages.router)
     app.include_router(security_pages.router)
