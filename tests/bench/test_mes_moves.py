@@ -1,6 +1,7 @@
-"""bench/mes_moves.py: the floors write what pkgline's moves write (a lot moved version by
-version, a chained history row and an outbox row per transaction), PostgreSQL's through the
-very statement pkgline sends; the ratios pair runs as they ran."""
+"""bench/mes_moves.py and its floors (bench/moves_floor.py): the floors write what pkgline's
+moves write (a lot moved version by version, a chained history row and an outbox row per
+transaction), PostgreSQL's through the very statement pkgline sends; the ratios pair runs as
+they ran."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mes.domain.spc import all_violations
 from tests.bench.conftest import bench_module
 
 moves = bench_module("mes_moves")
+floors = bench_module("moves_floor")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,7 +36,7 @@ async def test_a_floor_moves_its_lots_as_pkgline_does(url: str) -> None:
     try:
         await upgrade(engine)
         # 2 writers, 5 moves each, 3 moves a lot: each writer starts 2 lots
-        result = await moves.run_floor(moves.make_floor(url, 3), 2, 10)
+        result = await floors.run_floor(floors.make_floor(url, 3), 2, 10)
         assert result.moves == 10
         async with engine.connect() as conn:
             found = (
@@ -110,7 +112,7 @@ def test_the_measured_pattern_breaks_no_nelson_rule() -> None:
 
 
 def test_the_postgres_floor_sends_pkgline_s_own_statement() -> None:
-    sql, names, fixed = moves.one_statement(move_in_one_statement())
+    sql, names, fixed = floors.one_statement(move_in_one_statement())
     ours = CompiledStatement.compile(move_in_one_statement(), asyncpg_dialect.dialect())
     assert sql == ours.sql
     assert names == [name for name, _, _ in ours.params]
