@@ -7,15 +7,12 @@ allowed, and changes nothing (see :mod:`pkgline.cli.common` for exit codes).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from pkgline.cli import loading, lot_history, lot_list, lot_map, lot_migrate, modes, signing
+from pkgline.cli import loading, lot_history, lot_list, lot_map, lot_migrate, signing
 from pkgline.cli.common import (
-    EXIT_REFUSED,
     DbOption,
     HistoryOption,
     JsonOption,
@@ -23,27 +20,22 @@ from pkgline.cli.common import (
     UserOption,
     current_user,
     database_unavailable,
-    err,
     last_entries,
-    marked,
-    out,
     parse_assignments,
     parse_sites,
     print_json,
     run,
     usage_error,
 )
-from pkgline.cli.lot_view import print_report, state_text
+from pkgline.cli.lot_act import operate, segment
+from pkgline.cli.lot_view import print_report
 from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SecondSignerOption, SignaturesConfigOption
 from pkgline.page_sizes import SHOW_HISTORY
 
-if TYPE_CHECKING:
-    # imported where used: rich where a table or styled text is printed (not for --json),
-    # the lot tracker and SQLAlchemy in direct mode only (a command through the server
-    # imports neither: tests/test_imports.py)
-    from mes.domain.authority import Action
-    from mes.service import LotService, Outcome
+# Imported where used: rich where a table or styled text is printed (not for --json), the
+# lot tracker and SQLAlchemy in direct mode only (a command through the server imports
+# neither: tests/test_imports.py).
 
 app = typer.Typer(
     help="Lots: start, move, hold, release, split, merge and inspect.", no_args_is_help=True
@@ -67,105 +59,6 @@ RecipeOption = Annotated[
         help="A recipe value of the step, NAME=VALUE (repeatable; the flow's default else).",
     ),
 ]
-
-
-def _q(lot: str) -> str:
-    """A lot id as one path segment of a route."""
-    return modes.segment(lot)
-
-
-def _act(
-    db: str | None,
-    server: str | None,
-    as_json: bool,
-    action: Callable[[LotService], Awaitable[Outcome]],
-    remote: tuple[str, dict[str, Any]],
-    done: str,
-    *,
-    held_is_refused: bool = False,
-    config: Path | None = None,
-    sign: tuple[str, Action, str | None, str | None] | None = None,
-    second: str | None = None,
-) -> None:
-    """Run one lot operation, through the server (``remote``: the route and its body) or on
-    the database (``action``), and print the lot as it now is, from the same JSON either
-    way. ``held_is_refused``: a lot the operation put on hold instead (a track-in past a
-    queue-time limit) is exit 1. ``config``: the line.toml whose ``[signatures]`` apply
-    (direct mode). ``sign``: the lot, action, meaning and reason of a signed operation
-    (through the server, the requester signs with their password, and ``second``, a second
-    signer, with theirs: :func:`signing.server_signatures`)."""
-    via = target(server, db, as_json=as_json)
-    if via is not None:
-        path, body = remote
-        given = (
-            [] if sign is None else signing.server_signatures(via, *sign, second, as_json=as_json)
-        )
-        if given:
-            body = {**body, "signatures": given}
-        answer: dict[str, Any] = call(
-            via, "POST", path, body, as_json=as_json, hint=signing.second_signer_hint(second)
-        )
-    else:
-        signing.no_second_signer_here(second, as_json=as_json)
-        rules = signing.policy(config, as_json=as_json)
-        say_direct(db)
-
-        async def work() -> dict[str, Any]:
-            from mes.domain.report import outcome_dict
-            from pkgline.bootstrap import open_lot_service
-
-            async with open_lot_service(db, signatures=rules) as service:
-                outcome = await action(service)
-                return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
-
-        answer = run(work, as_json=as_json, db=db)
-    _print_outcome(answer, done, as_json, held_is_refused=held_is_refused)
-
-
-def _print_outcome(
-    answer: Mapping[str, Any], done: str, as_json: bool, *, held_is_refused: bool
-) -> None:
-    from rich.text import Text
-
-    from mes.domain.model import LotState
-
-    state = LotState(str(answer["state"]))
-    held = held_is_refused and state is LotState.HOLD
-    if as_json:
-        print_json(answer)
-        if held:
-            raise typer.Exit(EXIT_REFUSED)
-        return
-    if held and answer.get("hold_reason") is not None:
-        err.print(
-            marked(
-                "✘",
-                "bold red",
-                f"lot {answer['id']} not tracked in, put on hold: {answer['hold_reason']}",
-            )
-        )
-        err.print("an engineer decides: pkgline lot rework or pkgline lot release")
-        raise typer.Exit(EXIT_REFUSED)
-    line = Text.assemble(("✔ ", "green"), f"lot {answer['id']} {done}: ", state_text(state))
-    if answer.get("step"):
-        where = " at " if state is LotState.RUNNING else " after "
-        line.append(where + str(answer["step"]))
-    if state is LotState.RUNNING and answer.get("tool"):
-        line.append(f" on {answer['tool']}")
-    out.print(line)
-    if answer.get("hold_reason") is not None:
-        out.print(Text(f"  on hold: {answer['hold_reason']}", style="red"))
-    nxt = answer.get("next_steps")
-    if isinstance(nxt, list) and nxt:
-        out.print(f"  next: {', '.join(str(s) for s in nxt)}")
-    if answer.get("units") is not None:
-        out.print(f"  units: {answer['units']}")
-    for e in answer.get("recorded") or []:
-        for sig in (e.get("data") or {}).get("signatures") or []:
-            out.print(
-                f"  signed by {sig['printed_name']} ({sig['signer']}, {sig['method']}): "
-                f"{sig['meaning']}"
-            )
 
 
 @app.command()
@@ -195,7 +88,7 @@ def start(
         params=parse_assignments(param or [], "--param", as_json=json),
         priority=priority,
     )
-    _act(
+    operate(
         db,
         server,
         json,
@@ -246,12 +139,12 @@ def track_in(
         values=parse_assignments(param or [], "--param", as_json=json),
     )
     body = {"step": step, "tool": tool, "params": dict(command.values)}
-    _act(
+    operate(
         db,
         server,
         json,
         lambda s: s.track_in(command),
-        (f"/lots/{_q(lot)}/track-in", body),
+        (f"/lots/{segment(lot)}/track-in", body),
         "tracked in",
         held_is_refused=True,
     )
@@ -301,12 +194,12 @@ def track_out(
             for r in command.rejects
         ],
     }
-    _act(
+    operate(
         db,
         server,
         json,
         lambda s: s.track_out(command),
-        (f"/lots/{_q(lot)}/track-out", body),
+        (f"/lots/{segment(lot)}/track-out", body),
         "tracked out",
     )
 
@@ -324,8 +217,8 @@ def abort(
     from mes.domain import commands as cmd
 
     command = cmd.AbortStep(lot, current_user(user), reason)
-    remote = (f"/lots/{_q(lot)}/abort", {"reason": reason})
-    _act(db, server, json, lambda s: s.abort(command), remote, "aborted")
+    remote = (f"/lots/{segment(lot)}/abort", {"reason": reason})
+    operate(db, server, json, lambda s: s.abort(command), remote, "aborted")
 
 
 @app.command()
@@ -346,8 +239,8 @@ def hold(
     from mes.domain import commands as cmd
 
     command = cmd.HoldLot(lot, current_user(user), reason or "", code=code)
-    remote = (f"/lots/{_q(lot)}/hold", {"reason": reason, "code": code})
-    _act(db, server, json, lambda s: s.hold(command), remote, "held")
+    remote = (f"/lots/{segment(lot)}/hold", {"reason": reason, "code": code})
+    operate(db, server, json, lambda s: s.hold(command), remote, "held")
 
 
 @app.command()
@@ -371,8 +264,8 @@ def release(
     act = signing.signed(
         lambda s, sig: s.release(command, signatures=sig), Action.RELEASE, meaning, reason
     )
-    remote = (f"/lots/{_q(lot)}/release", {"reason": reason})
-    _act(
+    remote = (f"/lots/{segment(lot)}/release", {"reason": reason})
+    operate(
         db,
         server,
         json,
@@ -431,8 +324,8 @@ def scrap(
             meaning,
             reason,
         )
-        remote = (f"/lots/{_q(lot)}/scrap-sites", body)
-        _act(
+        remote = (f"/lots/{segment(lot)}/scrap-sites", body)
+        operate(
             db,
             server,
             json,
@@ -449,8 +342,8 @@ def scrap(
             lambda s, sig: s.scrap(scrap_lot, signatures=sig), Action.SCRAP, meaning, reason
         )
         body = {"reason": reason, "code": code}
-        remote = (f"/lots/{_q(lot)}/scrap", body)
-        _act(
+        remote = (f"/lots/{segment(lot)}/scrap", body)
+        operate(
             db,
             server,
             json,
@@ -484,8 +377,11 @@ def split(
     if not names:
         usage_error("--carriers names no carrier", as_json=json)
     command = cmd.SplitLot(lot, into, names, current_user(user), reason)
-    remote = (f"/lots/{_q(lot)}/split", {"carriers": list(names), "into": into, "reason": reason})
-    _act(db, server, json, lambda s: s.split(command), remote, f"split off from {lot}")
+    remote = (
+        f"/lots/{segment(lot)}/split",
+        {"carriers": list(names), "into": into, "reason": reason},
+    )
+    operate(db, server, json, lambda s: s.split(command), remote, f"split off from {lot}")
 
 
 @app.command()
@@ -502,8 +398,8 @@ def merge(
     from mes.domain import commands as cmd
 
     command = cmd.MergeLots(lot, into, current_user(user), reason)
-    remote = (f"/lots/{_q(lot)}/merge", {"into": into, "reason": reason})
-    _act(db, server, json, lambda s: s.merge(command), remote, f"took in {lot}")
+    remote = (f"/lots/{segment(lot)}/merge", {"into": into, "reason": reason})
+    operate(db, server, json, lambda s: s.merge(command), remote, f"took in {lot}")
 
 
 @app.command()
@@ -528,8 +424,8 @@ def rework(
     act = signing.signed(
         lambda s, sig: s.rework(command, signatures=sig), Action.REWORK, meaning, reason
     )
-    remote = (f"/lots/{_q(lot)}/rework", {"step": step, "reason": reason})
-    _act(
+    remote = (f"/lots/{segment(lot)}/rework", {"step": step, "reason": reason})
+    operate(
         db,
         server,
         json,
@@ -555,8 +451,8 @@ def complete(
     from mes.domain import commands as cmd
 
     command = cmd.CompleteLot(lot, current_user(user), reason)
-    remote = (f"/lots/{_q(lot)}/complete", {"reason": reason})
-    _act(db, server, json, lambda s: s.complete(command), remote, "completed")
+    remote = (f"/lots/{segment(lot)}/complete", {"reason": reason})
+    operate(db, server, json, lambda s: s.complete(command), remote, "completed")
 
 
 @app.command()
@@ -572,7 +468,7 @@ def show(
     last = last_entries(history, as_json=json)
     via = target(server, db, as_json=json)
     if via is not None:
-        report: dict[str, Any] = call(via, "GET", f"/lots/{_q(lot)}", as_json=json)
+        report: dict[str, Any] = call(via, "GET", f"/lots/{segment(lot)}", as_json=json)
     else:
         say_direct(db)
         with loading():  # a one-shot read, mostly imports (the lot tracker's, asyncpg's)

@@ -41,15 +41,15 @@ def migrate(
     you (your OS account in direct mode) with --meaning."""
     from mes.domain.authority import Action
     from mes.domain.commands import MigrateLot
-    from pkgline.cli.lot import _act, _q  # the lot commands' one way to act and print
+    from pkgline.cli.lot_act import operate, segment  # the lot commands' one way to act
 
     command = MigrateLot(lot, version, current_user(user), reason or "")
     why = f"to version {version}" + (f", {reason.strip()}" if reason and reason.strip() else "")
     act = signing.signed(
         lambda s, sig: s.migrate(command, signatures=sig), Action.MIGRATE, meaning, why
     )
-    remote = (f"/lots/{_q(lot)}/migrate", {"version": version, "reason": reason})
-    _act(
+    remote = (f"/lots/{segment(lot)}/migrate", {"version": version, "reason": reason})
+    operate(
         db,
         server,
         json,
