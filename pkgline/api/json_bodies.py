@@ -11,11 +11,13 @@ Every route of the API reads its body through :class:`JsonRoute` (each router's
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from mes.domain.text import printable
@@ -108,12 +110,47 @@ class JsonRequest(Request):
 
 
 class JsonRoute(APIRoute):
-    """A route whose body FastAPI reads through :class:`JsonRequest`."""
+    """A route whose body FastAPI reads through :class:`JsonRequest`.
+
+    FastAPI parses the body before it solves the route's dependencies, so a body that does
+    not parse (or gives a key twice) would be answered 400 before the credentials were
+    looked at: a forged or revoked key sent with such a body was never refused nor recorded
+    (``login_failed``), and an anonymous client got the body's refusal instead of 401. On a
+    route that asks for credentials they are checked first, as for every other refusal of
+    the body."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        credentials = _credentials_of(self)
 
         async def handle(request: Request) -> Response:
-            return await handler(JsonRequest(request.scope, request.receive))
+            json_request = JsonRequest(request.scope, request.receive)
+            try:
+                return await handler(json_request)
+            except RequestValidationError as refused:
+                if credentials is not None and _unparsed(refused):
+                    # refused credentials raise here (401, recorded); an unknown query
+                    # parameter is passed over: the body's refusal comes first
+                    with contextlib.suppress(RequestValidationError):
+                        await credentials(json_request, Response())
+                raise refused
 
         return handle
+
+
+Credentials = Callable[[Request, Response], Coroutine[Any, Any, Any]]
+
+
+def _credentials_of(route: APIRoute) -> Credentials | None:
+    """The route's principal dependency (:func:`pkgline.api.auth.principal`), None for a
+    route that asks for no credentials (the login's)."""
+    from pkgline.api.auth import principal  # auth imports this module (through errors)
+
+    found = any(dependency.call is principal for dependency in route.dependant.dependencies)
+    return principal if found else None
+
+
+def _unparsed(refused: RequestValidationError) -> bool:
+    """Whether FastAPI refused the body for not parsing (``json_invalid``: not JSON, or an
+    object giving a key twice), before any dependency was solved."""
+    return any(error.get("type") == "json_invalid" for error in refused.errors())

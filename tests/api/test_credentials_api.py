@@ -190,3 +190,31 @@ async def test_two_authorization_headers_are_refused_and_recorded(api: RunningAp
     failed = [e for e in events if e.kind is EventKind.LOGIN_FAILED]
     assert len(failed) == 6
     assert {e.detail["why"] for e in failed} == {"2 Authorization headers in one request"}
+
+
+async def test_credentials_are_checked_before_a_body_that_does_not_parse(api: RunningApi) -> None:
+    """FastAPI parses a body before it solves the route's dependencies: a revoked key (or no
+    credentials) sent with a body that is not JSON was answered 400, the key neither refused
+    nor recorded. The credentials come first, as for every other refusal of a body."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "erp", "ERP", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    key, token = await identity.issue_api_key(ADMIN, "erp", "test")
+    await identity.revoke_api_key(ADMIN, key.key_id)
+    bodies = ('{"lot": "A1"', '{"reason": "a", "reason": "b"}')
+    for path in ("/lots", "/lots/A1/hold", "/durables"):
+        for body in bodies:
+            async with api.client(authorization=f"Bearer {token}") as client:
+                answer = await client.post(
+                    path, content=body, headers={"content-type": "application/json"}
+                )
+            assert answer.status_code == 401, (path, body, answer.text)
+            assert answer.json()["error"] == "login_refused"
+            assert answer.headers["www-authenticate"] == "Bearer"
+    failed = [e for e in await identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED]
+    assert len(failed) == 6
+    async with api.client() as client:  # the socket's OS account: the body's own refusal
+        answer = await client.post(
+            "/lots/A1/hold", content=bodies[0], headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_request"
