@@ -16,14 +16,15 @@ import pwd
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, unquote_plus
 
-from fastapi import Request, Response
+from fastapi import Request, Response, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.adapters.outbox import OutboxSignal
@@ -155,7 +156,24 @@ async def refuse_token_in_url(state: ApiState, query_string: bytes, path: str = 
     )
 
 
-async def principal(request: Request, response: Response) -> Principal:
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description=(
+        "Authorization: Bearer TOKEN, TOKEN a system's API key (pkl_..., pkgline user key) or "
+        "a person's session token (pks_..., POST /session). On the server's Unix socket a "
+        "request without it is known by the peer's OS account instead (docs/api.md)."
+    ),
+    auto_error=False,
+)
+"""The credentials scheme, for the OpenAPI document only: FastAPI declares it on every
+operation whose route asks for a principal (:func:`principal` reads the header itself, and
+takes the socket's OS account too). Without it the document named no credentials, and a
+client generated from it sent none and met 401 on every route."""
+
+Declared = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+async def principal(request: Request, response: Response, _: Declared = None) -> Principal:
     """The request's principal (a FastAPI dependency), or LoginRefused (401)."""
     state = state_of(request)  # a token in the URL was refused before: NoTokenInUrl
     header = request.headers.get("authorization")
@@ -188,6 +206,12 @@ async def principal(request: Request, response: Response) -> Principal:
     request.state.principal = said  # for a refusal's answer too (pkgline.api.errors)
     _refuse_unknown_query(request)
     return found
+
+
+def asks_credentials(route: APIRoute) -> bool:
+    """Whether ``route`` knows its principal (:func:`principal`): every route but the login,
+    /health and the station's pages."""
+    return any(dependency.call is principal for dependency in route.dependant.dependencies)
 
 
 _QUERY_OF_ROUTE: dict[int, tuple[APIRoute, tuple[str, ...]]] = {}

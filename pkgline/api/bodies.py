@@ -403,3 +403,14 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     )
 }
 """The refusals every route may answer, for the OpenAPI document."""
+
+_SECONDS = {"type": "string", "pattern": "^[0-9]+$"}
+REFUSALS[401]["headers"] = {
+    "WWW-Authenticate": {"description": "Bearer.", "schema": {"type": "string"}}
+}
+REFUSALS[429]["headers"] = {
+    "Retry-After": {"description": "Seconds until a password is checked again.", "schema": _SECONDS}
+}
+REFUSALS[503]["headers"] = {
+    "Retry-After": {"description": "Seconds to wait (database unavailable).", "schema": _SECONDS}
+}

@@ -144,10 +144,9 @@ Credentials = Callable[[Request, Response], Coroutine[Any, Any, Any]]
 def _credentials_of(route: APIRoute) -> Credentials | None:
     """The route's principal dependency (:func:`pkgline.api.auth.principal`), None for a
     route that asks for no credentials (the login's)."""
-    from pkgline.api.auth import principal  # auth imports this module (through errors)
+    from pkgline.api.auth import asks_credentials, principal  # auth imports this (errors)
 
-    found = any(dependency.call is principal for dependency in route.dependant.dependencies)
-    return principal if found else None
+    return principal if asks_credentials(route) else None
 
 
 def _unparsed(refused: RequestValidationError) -> bool:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from pydantic import Field
 
 from mes.domain.authority import AuthMethod
 from mes.domain.identity import LoginRefused
 from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.sessions import split_token
-from pkgline.api.auth import bearer_token, state_of
+from pkgline.api.auth import BEARER, bearer_token, state_of
 from pkgline.api.bodies import REFUSALS, Body
 from pkgline.api.json_bodies import JsonRoute
 
@@ -35,7 +35,12 @@ async def login(request: Request, body: LoginBody) -> dict[str, Any]:
     }
 
 
-@router.delete("", status_code=204, summary="Log out: end the session of the Bearer token")
+@router.delete(
+    "",
+    status_code=204,
+    summary="Log out: end the session of the Bearer token",
+    dependencies=[Security(BEARER)],  # declared in the OpenAPI document: the token it ends
+)
 async def logout(request: Request) -> Response:
     """204 once the token's session is ended (again: a logout retried after a lost answer).
     A token that is no live session of this server, or an API key, is refused and recorded

@@ -167,3 +167,27 @@ async def test_fifty_clients_moving_lots_at_once(api: RunningApi) -> None:
     finally:
         await engine.dispose()
     assert verified.problem is None and verified.entries == clients * 5
+
+
+def test_the_document_declares_the_bearer_credentials_each_operation_asks_for() -> None:
+    """The routes read ``Authorization`` themselves, so the document named no credentials:
+    a client generated from it (an ERP's, a report's) sent no API key and met 401 on every
+    route, and nothing said the 401 carries ``WWW-Authenticate`` nor a 429 or 503
+    ``Retry-After`` (found by walking the API as a plant's integrator)."""
+    document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    open_to_all = {("/session", "post"), ("/health", "get")}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            declared = operation.get("security")
+            if (path, method) in open_to_all:
+                assert declared is None, (method, path)
+            else:
+                assert declared == [{"bearer": []}], (method, path)
+            responses = operation["responses"]
+            for status, header in (("401", "WWW-Authenticate"), ("429", "Retry-After")):
+                if status in responses:
+                    assert header in responses[status]["headers"], (method, path, status)
+            if "503" in responses:
+                assert "Retry-After" in responses["503"]["headers"], (method, path)
