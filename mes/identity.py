@@ -29,6 +29,7 @@ from mes.domain.authority import (
 from mes.domain.errors import InvalidInput, RecordExists
 from mes.domain.identity import (
     ApiKey,
+    ApiKeyRefused,
     CurrentPasswordRefused,
     EventKind,
     LoginRefused,
@@ -446,24 +447,23 @@ class IdentityService:
             return revoked
 
     async def authenticate_api_key(self, token: str) -> Principal:
-        """The system a token was issued to, or LoginRefused (unknown, revoked, or its system
-        disabled)."""
+        """The system a token was issued to, or ApiKeyRefused (malformed, unknown, a wrong
+        secret, revoked, or its system disabled: ``why`` says which)."""
         parts = split_api_key(token)
-        refused = LoginRefused("API key refused: unknown, revoked, or its system is disabled")
         if parts is None:
-            raise refused
+            raise ApiKeyRefused("malformed API key")
         key_id, secret = parts
         async with self._store.transaction(readonly=True) as tx:
             key = await tx.key(key_id)
             user = await tx.user(key.username) if key is not None else None
-        if (
-            key is None
-            or user is None
-            or key.revoked_at is not None
-            or user.disabled
-            or not hmac.compare_digest(key.key_hash, _digest(secret))
-        ):
-            raise refused
+        if key is None or user is None:
+            raise ApiKeyRefused("unknown key")
+        if not hmac.compare_digest(key.key_hash, _digest(secret)):
+            raise ApiKeyRefused("wrong secret for the key (forged, or the token cut short)")
+        if key.revoked_at is not None:
+            raise ApiKeyRefused("revoked key")
+        if user.disabled:
+            raise ApiKeyRefused("its system disabled")
         return user.principal(AuthMethod.API_KEY)
 
     async def os_account(self, account: str) -> Principal:

@@ -49,6 +49,21 @@ class LoginRefused(LotTrackerError):
     kind = "login_refused"
 
 
+class ApiKeyRefused(LoginRefused):
+    """An API key refused: one message for all (no such key, revoked, its system disabled, a
+    secret that is not the key's), so that a caller learns nothing about which; ``why`` says
+    which, for the security event (a wrong secret for a live key is someone holding its id:
+    a forgery, or a token cut short, which an admin reviewing the log tells from a script
+    still sending a key revoked long ago)."""
+
+    def __init__(self, why: str):
+        super().__init__(
+            "API key refused: unknown, revoked, its system disabled, or not the secret issued "
+            "with it (the whole token, as pkgline user key printed it)"
+        )
+        self.why = why
+
+
 class SignerRefused(LoginRefused):
     """A signature's credentials refused (wrong name or password, a disabled or locked
     signer): the same kind and message for all, as a login's; the request's own credentials

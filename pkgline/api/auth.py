@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mes.adapters.outbox import OutboxSignal
 from mes.domain.authority import AuthMethod, Principal
-from mes.domain.identity import LoginRefused
+from mes.domain.identity import ApiKeyRefused, LoginRefused
 from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.identity import IdentityService
 from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
@@ -290,12 +290,9 @@ async def _bearer(state: ApiState, header: str) -> Principal:
         key = split_api_key(token)
         try:
             return await identity.authenticate_api_key(token)
-        except LoginRefused:
-            await identity.refused_credentials(
-                f"key {key[0]}" if key else "-",
-                AuthMethod.API_KEY,
-                "unknown or revoked key, or system disabled" if key else "malformed API key",
-            )
+        except ApiKeyRefused as refused:
+            claimed = f"key {key[0]}" if key else "-"
+            await identity.refused_credentials(claimed, AuthMethod.API_KEY, refused.why)
             raise
     if token.startswith(SESSION_PREFIX + "_"):
         parts = split_token(token)

@@ -218,3 +218,35 @@ async def test_credentials_are_checked_before_a_body_that_does_not_parse(api: Ru
         )
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"] == "invalid_request"
+
+
+async def test_a_refused_keys_security_event_says_why_it_was_refused(api: RunningApi) -> None:
+    """Every refused API key was recorded "unknown or revoked key, or system disabled": an
+    admin could not tell a script still sending a key revoked long ago from someone sending
+    a live key's id with a secret of their own (a forgery, or a token cut short). The answer
+    says no more than before (the caller learns nothing of which); the event says which."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "erp", "ERP", [Role.VIEWER], kind=UserKind.SYSTEM)
+    await identity.add_user(ADMIN, "old", "Old", [Role.VIEWER], kind=UserKind.SYSTEM)
+    live, live_token = await identity.issue_api_key(ADMIN, "erp", "live")
+    gone, gone_token = await identity.issue_api_key(ADMIN, "erp", "gone")
+    _, old_token = await identity.issue_api_key(ADMIN, "old", "old")
+    await identity.revoke_api_key(ADMIN, gone.key_id)
+    await identity.set_disabled(ADMIN, "old", True, "retired")
+    sent = {
+        live_token[
+            :-4
+        ]: f"key {live.key_id}: wrong secret for the key (forged, or the token cut short)",
+        gone_token: f"key {gone.key_id}: revoked key",
+        old_token: f"key {old_token.split('_')[1]}: its system disabled",
+        "pkl_0123456789ab_" + "x" * 43: "key 0123456789ab: unknown key",
+    }
+    answers = set()
+    for token in sent:
+        async with api.client(authorization=f"Bearer {token}") as client:
+            refused = await client.get("/lots")
+        assert refused.status_code == 401, refused.text
+        answers.add(refused.json()["message"])
+    assert len(answers) == 1, answers  # the caller is told the same whatever the cause
+    failed = [e for e in await identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED]
+    assert sorted(f"{e.actor}: {e.detail['why']}" for e in failed) == sorted(sent.values())

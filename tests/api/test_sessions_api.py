@@ -69,7 +69,7 @@ async def test_a_refused_token_is_recorded_by_its_id_as_issued_never_at_length(
         f"pks_{long}_x": ("-", "malformed session token"),
         f"pkl_{long}_x": ("-", "malformed API key"),
         "pks_0123456789ab_x": ("session 0123456789ab", "unknown session"),
-        "pkl_0123456789ab_x": ("key 0123456789ab", "unknown or revoked key, or system disabled"),
+        "pkl_0123456789ab_x": ("key 0123456789ab", "unknown key"),
         f"pks_{'A' * 12}_x": ("-", "malformed session token"),
     }
     async with api.client() as client:
