@@ -118,6 +118,9 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         if e.get("type") == "json_invalid":  # its loc is ("body", the character's offset)
             return _not_json(e)
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        if e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",):
+            problems.append({"where": "body", "problem": NO_BODY})  # pydantic: "Field required"
+            continue
         problems.append({"where": where, "problem": _problem(e)})
     sent_as = _not_json_content_type(request)
     if sent_as is not None and any(p["where"] == "body" for p in problems):
@@ -138,6 +141,12 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         },
     )
 
+
+NO_BODY = (
+    "no body was sent: expected one JSON object, as docs/api.md shows ({} when no field is needed)"
+)
+"""The problem of a request to a route that takes a body sent without one, where pydantic
+said "body: Field required", as if a field named body were missing."""
 
 _EXPECTED = {
     "int_type": "a whole number (a JSON number, without quotes)",

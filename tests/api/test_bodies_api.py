@@ -8,6 +8,7 @@ from fastapi.routing import APIRoute
 
 from mes.domain.authority import Role
 from pkgline.api.app import build_app
+from pkgline.api.errors import NO_BODY
 from pkgline.api.json_bodies import JsonRoute
 from tests.api.conftest import START, RunningApi, lot_history
 
@@ -111,3 +112,25 @@ async def test_numbers_and_booleans_given_as_text_are_refused_saying_what_was_ex
         assert (await client.get("/spc/charts")).json() == []
         started = await client.post("/lots", json={**START, "lot": "A2", "priority": 3})
         assert started.status_code == 201 and started.json()["priority"] == 3, started.text
+
+
+async def test_a_request_sent_without_its_body_is_told_so(api: RunningApi) -> None:
+    """A POST sent with no body at all (curl -X POST without -d) was refused "body: Field
+    required", as if a field named body were missing (found by walking the API as an
+    integrator). It says no body was sent and what to send, on the lot operations' short way
+    and FastAPI's alike."""
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for path in ("/lots", "/lots/A1/hold", "/durables", "/lots/A1/track-in"):
+            for headers in ({}, JSON):
+                refused = await client.post(path, headers=headers)
+                assert refused.status_code == 422, (path, refused.text)
+                answer = refused.json()
+                assert answer["error"] == "invalid_request"
+                assert answer["problems"] == [{"where": "body", "problem": NO_BODY}], (
+                    path,
+                    headers,
+                    answer,
+                )
+                assert "no body was sent" in answer["message"]
+    assert len(await lot_history(api, "A1")) == 1
