@@ -118,10 +118,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         if e.get("type") == "json_invalid":  # its loc is ("body", the character's offset)
             return _not_json(e)
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
-        if e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",):
-            problems.append({"where": "body", "problem": NO_BODY})  # pydantic: "Field required"
-            continue
-        problems.append({"where": where, "problem": _problem(e)})
+        problems.append({"where": where, "problem": _body_problem(request, e) or _problem(e)})
     sent_as = _not_json_content_type(request)
     if sent_as is not None and any(p["where"] == "body" for p in problems):
         # FastAPI reads such a body as bytes, and says only that it is no object
@@ -147,6 +144,47 @@ NO_BODY = (
 )
 """The problem of a request to a route that takes a body sent without one, where pydantic
 said "body: Field required", as if a field named body were missing."""
+
+
+def _body_problem(request: Request, error: Mapping[str, Any]) -> str | None:
+    """A problem of the body as a whole, or of one of its top-level fields, in the API's
+    words where pydantic's misled: no body ("body: Field required", as if a field named body
+    were missing), not an object ("Input should be a valid dictionary or object to extract
+    fields from"), an unknown field ("Extra inputs are not permitted", which named none of
+    the fields the body takes); None for any other."""
+    loc, kind = tuple(error.get("loc", ())), error.get("type")
+    if loc == ("body",) and kind == "missing":
+        return NO_BODY
+    if loc == ("body",) and kind in ("model_attributes_type", "dict_type", "model_type"):
+        given = error.get("input")
+        return f"expected one JSON object, as docs/api.md shows; got {_json_kind(given)}"
+    if len(loc) == 2 and loc[0] == "body" and kind == "extra_forbidden":
+        fields = _body_fields(request)
+        if fields:
+            return f"an unknown field: this body takes {', '.join(fields)}"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return "a number"
+    return "a text" if isinstance(value, str) else "something else"
+
+
+def _body_fields(request: Request) -> list[str]:
+    """The fields the body of the request's route takes (its model's), [] when not known."""
+    route = request.scope.get("route")
+    params = getattr(getattr(route, "dependant", None), "body_params", None) or []
+    if len(params) != 1:
+        return []
+    model = params[0].field_info.annotation
+    fields = getattr(model, "model_fields", None)
+    return [info.alias or name for name, info in fields.items()] if fields else []
+
 
 _EXPECTED = {
     "int_type": "a whole number (a JSON number, without quotes)",

@@ -134,3 +134,33 @@ async def test_a_request_sent_without_its_body_is_told_so(api: RunningApi) -> No
                 )
                 assert "no body was sent" in answer["message"]
     assert len(await lot_history(api, "A1")) == 1
+
+
+async def test_a_body_that_is_no_object_or_names_an_unknown_field_is_told_what_it_takes(
+    api: RunningApi,
+) -> None:
+    """A body that is an array was "Input should be a valid dictionary or object to extract
+    fields from"; a misspelt field ("resaon") "Extra inputs are not permitted", naming none
+    of the fields the body takes. Both say what was expected; nothing is changed."""
+    async with api.client() as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        for path, body, problem in (
+            ("/lots/A1/hold", [], "expected one JSON object, as docs/api.md shows; got an array"),
+            ("/lots", "A1", "expected one JSON object, as docs/api.md shows; got a text"),
+            (
+                "/lots/A1/hold",
+                {"resaon": "voids"},
+                "an unknown field: this body takes reason, code",
+            ),
+            (
+                "/lots",
+                {"lot": "A2", "flow": "fo-organic", "priorty": 2},
+                "an unknown field: this body takes lot, flow, carriers, rows, cols, params, "
+                "priority",
+            ),
+        ):
+            refused = await client.post(path, json=body)
+            assert refused.status_code == 422, (path, refused.text)
+            assert refused.json()["error"] == "invalid_request"
+            assert [p["problem"] for p in refused.json()["problems"]] == [problem], refused.text
+    assert len(await lot_history(api, "A1")) == 1
