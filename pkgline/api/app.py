@@ -41,9 +41,10 @@ E142 maps, flow versions, tools, and the interlocks' durables, material lots, re
 and SPC charts), with the same rules, service layer, JSON and refusals as the `pkgline` CLI
 (docs/api.md). Local clients on the Unix socket are known by their OS account; remote ones
 send `Authorization: Bearer` with a session token (POST /session with a password) or an API
-key. Refusals: 401 credentials, 403 role, 404 unknown, 409 state or conflict, 413 body too
-large, 422 invalid value, 503 database unavailable; the body says what was refused, why,
-the claim and what is allowed."""
+key (the `bearer` scheme). Refusals: 400 a body that is not JSON, 401 credentials, 403 role,
+404 unknown, 405 method, 409 state or conflict, 413 body too large, 422 invalid value, 429
+too many failed password checks, 503 database unavailable; the body (`Refusal`) says what was
+refused, why, the claim and what is allowed."""
 
 
 def create_app(state: ApiState, *, max_body_bytes: int = MAX_BODY_BYTES) -> Any:
