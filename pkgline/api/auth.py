@@ -303,4 +303,7 @@ async def _bearer(state: ApiState, header: str) -> Principal:
             await identity.refused_credentials(name, AuthMethod.SESSION, refused.why)
             raise
     await identity.refused_credentials("-", AuthMethod.SESSION, "not a pkgline token")
-    raise LoginRefused("the token is not valid (unknown or expired): log in again")
+    raise LoginRefused(
+        "the token is not a pkgline token: expected an API key (pkl_..., as pkgline user key "
+        "printed it, whole) or a session token (pks_..., from POST /session or pkgline login)"
+    )

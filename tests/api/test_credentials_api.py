@@ -250,3 +250,20 @@ async def test_a_refused_keys_security_event_says_why_it_was_refused(api: Runnin
     assert len(answers) == 1, answers  # the caller is told the same whatever the cause
     failed = [e for e in await identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED]
     assert sorted(f"{e.actor}: {e.detail['why']}" for e in failed) == sorted(sent.values())
+
+
+async def test_a_bearer_that_is_no_pkgline_token_is_told_what_one_looks_like(
+    api: RunningApi,
+) -> None:
+    """A Bearer that is neither an API key nor a session token (a key pasted without its
+    pkl_ prefix, another system's JWT) was told "the token is not valid (unknown or
+    expired): log in again", which a system, that has no login, cannot follow."""
+    for sent in ("582b3b52e694_lSnnIQy6AgGEbWGHuMWx2qd7JwmT2BDB6sPWw1zgTME", "eyJhbGciOi.x.y"):
+        async with api.client(authorization=f"Bearer {sent}") as client:
+            refused = await client.get("/lots")
+        assert refused.status_code == 401
+        message = refused.json()["message"]
+        assert "not a pkgline token" in message and "pkl_" in message and "pks_" in message
+        assert "log in again" not in message
+    failed = [e for e in await api.state.identity.events(ADMIN) if e.kind is EventKind.LOGIN_FAILED]
+    assert [e.detail["why"] for e in failed] == ["not a pkgline token"] * 2
