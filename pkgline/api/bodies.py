@@ -381,6 +381,37 @@ def created_answer(description: str, **headers: dict[str, Any]) -> dict[int | st
     return {201: {"description": description, "headers": {"Location": LOCATION_HEADER, **headers}}}
 
 
+def page_answer_schema(
+    items: str, cursor: str, description: str, *, feed: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI of a 200 answer that is a page of a list (:func:`pkgline.page_sizes.
+    page_answer`): ``{items: [...], "total", "total_exact", "shown", "more", "next_after"}``,
+    ``cursor`` the JSON type of ``next_after`` (null on the last page); ``feed``: the event
+    feed's page, whose ``next_after`` is never null, with ``oldest``, ``newest`` and ``gap``.
+    The items are objects, each as its own GET or the feed's JSON Schemas describe it."""
+    count = {"type": "integer", "minimum": 0}
+    properties: dict[str, Any] = {
+        items: {"type": "array", "items": {"type": "object"}},
+        "total": {**count, "description": "How many the filters select (up to 10,000)."},
+        "total_exact": {"type": "boolean", "description": "False: more than total."},
+        "shown": count,
+        "more": {"type": "boolean", "description": "Another page follows: ask with next_after."},
+        "next_after": {
+            "type": cursor if feed else [cursor, "null"],
+            "description": "The after of the next page's request.",
+        },
+    }
+    if feed:
+        id_or_none = {"type": ["integer", "null"]}
+        properties |= {
+            "oldest": id_or_none,
+            "newest": id_or_none,
+            "gap": {"type": ["string", "null"]},
+        }
+    schema = {"type": "object", "required": list(properties), "properties": properties}
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
 REFUSALS: dict[int | str, dict[str, Any]] = {
     status: {"model": Refusal, "description": why}
     for status, why in (

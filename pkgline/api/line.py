@@ -65,6 +65,9 @@ async def events_backlog(request: Request, who: Who) -> dict[str, Any]:
 @router.get(
     "/events",
     summary="The event feed's events kept in the outbox, oldest first, by id (events list)",
+    responses=b.page_answer_schema(
+        "events", "integer", "A page of events, each as the feed published it.", feed=True
+    ),
 )
 async def feed_events(
     request: Request,
@@ -90,7 +93,9 @@ Instant = Annotated[str | None, Query(max_length=40)]
 
 
 @router.get(
-    "/history", summary="The line's lot history, newest first, a page at a time (lot history)"
+    "/history",
+    summary="The line's lot history, newest first, a page at a time (lot history)",
+    responses=b.page_answer_schema("entries", "integer", "A page of history entries."),
 )
 async def history(
     request: Request,

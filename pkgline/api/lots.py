@@ -125,7 +125,11 @@ def _sites(items: list[b.Reject] | list[b.Site], code: str = "") -> tuple[cmd.Si
     )
 
 
-@router.get("", summary="Lots, most urgent first, a page at a time (lot list)")
+@router.get(
+    "",
+    summary="Lots, most urgent first, a page at a time (lot list)",
+    responses=b.page_answer_schema("lots", "string", "A page of lots, each as lot list shows it."),
+)
 async def list_lots(
     request: Request,
     who: Who,

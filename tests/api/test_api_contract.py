@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from mes.adapters.audit import verify_history
@@ -191,3 +192,27 @@ def test_the_document_declares_the_bearer_credentials_each_operation_asks_for() 
                     assert header in responses[status]["headers"], (method, path, status)
             if "503" in responses:
                 assert "Retry-After" in responses["503"]["headers"], (method, path)
+
+
+async def test_the_pages_an_integrator_walks_are_described_and_answered_as_described(
+    api: RunningApi,
+) -> None:
+    """``GET /lots``, ``/history`` and ``/events`` answered a page whose shape the document
+    left empty (``{}``, or an object of anything): a client made from it knew of no
+    ``next_after`` to page with. Each declares its page, and what the server answers (a
+    page with more to follow, and the last) is valid against it."""
+    document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    async with api.client() as client:
+        for lot in ("A1", "A2", "A3"):
+            started = await client.post("/lots", json={"lot": lot, "flow": "fo-organic"})
+            assert started.status_code == 201, started.text
+        for path, items in (("/lots", "lots"), ("/history", "entries"), ("/events", "events")):
+            answer = document["paths"][path]["get"]["responses"]["200"]
+            schema = answer["content"]["application/json"]["schema"]
+            assert schema["properties"][items]["type"] == "array", path
+            assert {"next_after", "more", "total"} <= set(schema["required"]), path
+            first = (await client.get(path, params={"limit": 2})).json()
+            assert first["more"] is True, (path, first)
+            jsonschema.validate(first, schema)
+            last = (await client.get(path, params={"after": first["next_after"]})).json()
+            jsonschema.validate(last, schema)
