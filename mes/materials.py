@@ -10,24 +10,28 @@ where each comes from.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from flows import Flow
+from mes.domain import material_quarantine as quarantines
+from mes.domain import material_reach as reach
 from mes.domain import materials as rules
 from mes.domain.authority import Action, Principal
-from mes.domain.commands import TrackIn
+from mes.domain.commands import HoldLot, TrackIn
 from mes.domain.errors import InvalidInput, UnknownLot, UnknownMaterial, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
-from mes.domain.materials import Changed, Link, Material, MaterialEvent, Reached, Source, Use
+from mes.domain.material_reach import Reached, Source
+from mes.domain.materials import Changed, Material, MaterialEvent, Use
 from mes.domain.model import Lot
+from mes.domain.text import blank
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.known_tools import naming_the_tools
+from mes.material_recall import Quarantined, Recall, hold_reached, reach_lots, reached_lots
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
     each_together,
-    get_history,
     get_lot,
     get_lots_running_on,
     get_tools,
@@ -43,6 +47,7 @@ from mes.ports_materials import (
     get_uses,
     save_materials,
 )
+from mes.reasons import coded_hold
 
 
 def material_interlock(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Work[list[Use]]:
@@ -67,24 +72,6 @@ class MaterialView:
     material: Material
     events: list[MaterialEvent]
     uses: list[Use]
-
-
-def _links(lot_id: str) -> Work[list[Link]]:
-    return rules.links_of((yield from get_history(lot_id)))
-
-
-def _reach(start: Sequence[str], kinds: frozenset[str]) -> Work[dict[str, list[Link]]]:
-    """Every lot reached from ``start`` through links of ``kinds``, with its links: a history
-    read per lot, those of each step of the walk side by side (a recall over a thousand lots
-    costs PostgreSQL a statement per hundred lots at each step, not a round trip per lot)."""
-    found: dict[str, list[Link]] = {}
-    frontier = list(dict.fromkeys(start))
-    while frontier:
-        read = yield from each_together(_links(lot) for lot in frontier)
-        found.update(zip(frontier, read, strict=True))
-        reached = (link.other for links in read for link in links if link.kind in kinds)
-        frontier = [lot for lot in dict.fromkeys(reached) if lot not in found]
-    return found
 
 
 class MaterialService(Guarded):
@@ -200,6 +187,75 @@ class MaterialService(Guarded):
 
         return await self._change(Action.MATERIAL_HANDLING, work, by)
 
+    async def quarantine(
+        self,
+        material_id: str,
+        code: str,
+        reason: str,
+        user: str,
+        *,
+        hold_lots: bool = False,
+        by: Principal | None = None,
+    ) -> Quarantined:
+        """Quarantine a material lot (quality): it is not loaded, and no track-in runs on a
+        tool where it is loaded, until quality releases it. ``code``: an active hold reason
+        code of the catalogue; ``reason``: why (required). With ``hold_lots``, in the same
+        transaction, the holds of :meth:`hold_lots`."""
+        await self._guard.allow(by, Action.QUARANTINE)
+        who = self._guard.who(by)
+
+        def work() -> Work[Quarantined]:
+            material = yield from self._one(material_id)
+            if blank(reason):
+                raise InvalidInput(
+                    f"the quarantine of material lot {material_id} needs a reason: expected "
+                    "what is wrong with it (--reason)"
+                )
+            now = self._clock()
+            coded = yield from coded_hold(HoldLot(material_id, user, reason, code=code))
+            changed = quarantines.quarantine(material, code, coded.reason, user, now)
+            yield from save_materials([changed])
+            recall = None
+            if hold_lots:
+                recall = yield from hold_reached(material_id, code, reason, user, who, now)
+            return Quarantined(changed[0], recall)
+
+        return await self._uow.write(work())
+
+    async def release(
+        self, material_id: str, reason: str, user: str, *, by: Principal | None = None
+    ) -> Material:
+        """Lift a material lot's quarantine (quality), saying why. The lots a recall held
+        stay held: each is released as a hold is (``pkgline lot release``)."""
+
+        def work() -> Work[Changed]:
+            material = yield from self._one(material_id)
+            return quarantines.release(material, user, self._clock(), reason)
+
+        return await self._change(Action.QUARANTINE, work, by)
+
+    async def hold_lots(
+        self,
+        material_id: str,
+        code: str,
+        reason: str | None,
+        user: str,
+        *,
+        by: Principal | None = None,
+    ) -> Recall:
+        """Hold every product lot still on the line that got the material lot (quality; as
+        far as :meth:`where_used` reaches), in one transaction: each a hold with ``code`` (an
+        active hold reason code) and a text naming the material lot. Lots on hold already,
+        or off the line, are reported and not touched: run twice, it holds nothing twice."""
+        await self._guard.allow(by, Action.QUARANTINE)
+        who = self._guard.who(by)
+
+        def work() -> Work[Recall]:
+            yield from self._one(material_id)
+            return (yield from hold_reached(material_id, code, reason, user, who, self._clock()))
+
+        return await self._uow.write(work())
+
     async def show(self, material_id: str, *, by: Principal | None = None) -> MaterialView:
         def work() -> Work[MaterialView]:
             material = yield from self._one(material_id)
@@ -254,14 +310,7 @@ class MaterialService(Guarded):
 
         def work() -> Work[list[Reached]]:
             yield from self._one(material_id)
-            uses = yield from get_uses(material_id=material_id)
-            links = yield from _reach([u.lot_id for u in uses], rules.DOWNSTREAM)
-            found = rules.where_used(material_id, uses, links)
-            lots = yield from each_together(get_lot(r.lot_id) for r in found)
-            return [
-                replace(r, state=lot.state, step=lot.step) if lot is not None else r
-                for r, lot in zip(found, lots, strict=True)
-            ]
+            return [r for r, _ in (yield from reached_lots(material_id))]
 
         found = await self._read(work(), by)
         assert isinstance(found, list)
@@ -274,12 +323,12 @@ class MaterialService(Guarded):
         def work() -> Work[list[Source]]:
             if (yield from get_lot(lot_id)) is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            links = yield from _reach([lot_id], rules.UPSTREAM)
+            links = yield from reach_lots([lot_id], reach.UPSTREAM)
             uses = yield from get_uses(lot_ids=list(links))
             by_lot: dict[str, list[Use]] = {}
             for use in uses:
                 by_lot.setdefault(use.lot_id, []).append(use)
-            return rules.genealogy(lot_id, links, by_lot)
+            return reach.genealogy(lot_id, links, by_lot)
 
         found = await self._read(work(), by)
         assert isinstance(found, list)

@@ -157,7 +157,7 @@ class LotService(LotServiceCore):
                 raise
             decided = rule(lot, flow)
             change = decided if isinstance(decided, Change) else (yield from served(decided, ahead))
-            change, signed_now = self.signing.sign(_stamped(change, who), checked)
+            change, signed_now = self.signing.sign(common.stamped(change, who), checked)
             entries = yield from save(change)
             if signed_now:  # in the same transaction, linked to the entry by its hash
                 yield from save_signatures(linked_signatures(signed_now, entries[0].hash))
@@ -189,7 +189,9 @@ class LotService(LotServiceCore):
             version, flow = found
         # a whole number past 64 bits is refused here, before a limit compares it as a float
         refuse_unphysical(flow.lot_params, cmd.params, f"start of lot {cmd.lot_id}", cmd.lot_id)
-        change = _stamped(ops.start_lot(cmd, flow, self._clock(), version), self._guard.who(by))
+        change = common.stamped(
+            ops.start_lot(cmd, flow, self._clock(), version), self._guard.who(by)
+        )
 
         def work() -> Work[Outcome]:
             if (yield from get_lot(cmd.lot_id)) is not None:
@@ -325,7 +327,7 @@ class LotService(LotServiceCore):
                 decide(c, lot) for c, lot in zip(cmds, lots, strict=True)
             )
             who = self._guard.who(by)
-            changes = [_stamped(d, who) for d in decided if isinstance(d, Change)]
+            changes = [common.stamped(d, who) for d in decided if isinstance(d, Change)]
             written = iter((yield from save_all(changes)))
             moved = [d.lot for d in decided if isinstance(d, Change)]
             views = iter((yield from each_together(step_view_work(lot) for lot in moved)))
@@ -583,20 +585,12 @@ class LotService(LotServiceCore):
             )
             if change.lot.state is not LotState.RUNNING:  # the last carrier: tracked out
                 change = yield from spc_on_track_out(lot, change, cmd.user, change.entries[-1].at)
-            entries = yield from save(_stamped(change, self._guard.who(by)))
+            entries = yield from save(common.stamped(change, self._guard.who(by)))
             yield from count_job(lot, job, rejected, cmd.user, self._clock())
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 
         return await self._write(work, by)
-
-
-def _stamped(change: Change, who: Principal | None) -> Change:
-    """The change with its history entries saying who made it, and how they were known."""
-    if who is None:
-        return change
-    entries = tuple(replace(e, by=who.name, auth=who.method.value) for e in change.entries)
-    return replace(change, entries=entries)
 
 
 def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:

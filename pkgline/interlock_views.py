@@ -14,13 +14,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mes.domain.durables import Durable, DurableEvent, DurableKind
-from mes.domain.materials import Material, MaterialEvent, MaterialKind, Reached, Source, Use
+from mes.domain.material_reach import Reached, Source
+from mes.domain.materials import Material, MaterialEvent, MaterialKind, Quarantine, Use
 from mes.domain.reasons import ReasonCode
 from mes.domain.spc import RULES, Chart
 
 if TYPE_CHECKING:
     from mes.domain.interlocks import Qualification
     from mes.durables import DurableView
+    from mes.material_recall import Quarantined, Recall
     from mes.materials import MaterialView
     from mes.spc import ChartView
 
@@ -146,7 +148,14 @@ def material_dict(m: Material, now: datetime | None = None) -> Json:
         "loaded_at": _iso(m.loaded_at),
         "added_by": m.added_by,
         "added_at": m.added_at.isoformat(),
+        "quarantine": _quarantine_dict(m.quarantine),
     }
+
+
+def _quarantine_dict(q: Quarantine | None) -> Json | None:
+    if q is None:
+        return None
+    return {"code": q.code, "reason": q.reason, "by": q.by, "at": q.at.isoformat()}
 
 
 def material_from_dict(data: Json) -> Material:
@@ -164,7 +173,14 @@ def material_from_dict(data: Json) -> Material:
         tool_id=data["tool"],
         loaded_at=_at(data["loaded_at"]),
         part_number=data["part_number"],
+        quarantine=_quarantine_from(data.get("quarantine")),
     )
+
+
+def _quarantine_from(data: Any) -> Quarantine | None:
+    if not isinstance(data, dict):
+        return None
+    return Quarantine(data["code"], data["reason"], data["by"], _when(data["at"]))
 
 
 def material_event_dict(e: MaterialEvent) -> Json:
@@ -201,16 +217,37 @@ def where_used_dict(material_id: str, found: list[Reached]) -> Json:
     """``material where-used`` (a recall)."""
     return {
         "material": material_id,
-        "lots": [
-            {
-                "lot": r.lot_id,
-                "since": r.since.isoformat(),
-                "via": list(r.via),
-                "state": r.state.value if r.state is not None else None,
-                "step": r.step,
-            }
-            for r in found
-        ],
+        "lots": [_reached_dict(r) for r in found],
+    }
+
+
+def _reached_dict(r: Reached) -> Json:
+    return {
+        "lot": r.lot_id,
+        "since": r.since.isoformat(),
+        "via": list(r.via),
+        "state": r.state.value if r.state is not None else None,
+        "step": r.step,
+    }
+
+
+def recall_dict(recall: Recall) -> Json:
+    """``material hold-lots`` (a recall's holds): the lots held now, and those left as they
+    were, on hold already or off the line."""
+    return {
+        "material": recall.material_id,
+        "held": [_reached_dict(r) for r in recall.held],
+        "on_hold": [_reached_dict(r) for r in recall.on_hold],
+        "off_line": [_reached_dict(r) for r in recall.off_line],
+    }
+
+
+def quarantined_dict(done: Quarantined) -> Json:
+    """``material quarantine``: the material lot, and the recall's holds when asked for
+    (``recall``: null without ``--hold-lots``)."""
+    return {
+        **material_dict(done.material),
+        "recall": recall_dict(done.recall) if done.recall is not None else None,
     }
 
 

@@ -26,6 +26,7 @@ from mes.domain.materials import (
     MaterialEvent,
     MaterialEventKind,
     MaterialKind,
+    Quarantine,
     Use,
     event_dict,
     event_kind,
@@ -89,12 +90,34 @@ class MaterialStatements:
                     bindparam("b_was_thawed_at", type_=_M.thawed_at.type)
                 ),
                 _M.tool_id.is_not_distinct_from(bindparam("b_was_tool_id", type_=String())),
+                # a load does not write over a quarantine it did not see
+                _M.quarantined_at.is_not_distinct_from(
+                    bindparam("b_was_quarantined_at", type_=_M.quarantined_at.type)
+                ),
             )
             .values(
                 thawed_at=bindparam("b_thawed_at"),
                 tool_id=bindparam("b_tool_id"),
                 loaded_at=bindparam("b_loaded_at"),
             )
+        )
+        # a quarantine writes over a lot not quarantined, a release over a quarantined one:
+        # two at once, one wins
+        quarantined: dict[str, Any] = {
+            "quarantine_code": bindparam("b_code"),
+            "quarantine_reason": bindparam("b_reason"),
+            "quarantined_by": bindparam("b_by"),
+            "quarantined_at": bindparam("b_at"),
+        }
+        self.quarantine = c(
+            update(materials)
+            .where(_M.id == bindparam("b_id"), _M.quarantined_at.is_(None))
+            .values(**quarantined)
+        )
+        self.release = c(
+            update(materials)
+            .where(_M.id == bindparam("b_id"), _M.quarantined_at.is_not(None))
+            .values(**quarantined)
         )
         self.insert_event = c(
             insert(material_events), [col.name for col in material_events.c if col.name != "seq"]
@@ -138,7 +161,22 @@ def _material(m: Mapping[str, Any]) -> Material:
         tool_id=m["tool_id"],
         loaded_at=m["loaded_at"],
         part_number=m["part_number"],
+        quarantine=None
+        if m["quarantined_at"] is None
+        else Quarantine(
+            m["quarantine_code"], m["quarantine_reason"], m["quarantined_by"], m["quarantined_at"]
+        ),
     )
+
+
+def _quarantine_row(m: Material) -> dict[str, Any]:
+    q = m.quarantine
+    return {
+        "quarantine_code": q.code if q else None,
+        "quarantine_reason": q.reason if q else None,
+        "quarantined_by": q.by if q else None,
+        "quarantined_at": q.at if q else None,
+    }
 
 
 def _row(m: Material) -> dict[str, Any]:
@@ -154,6 +192,7 @@ def _row(m: Material) -> dict[str, Any]:
         "tool_id": m.tool_id,
         "loaded_at": m.loaded_at,
         "part_number": m.part_number,
+        **_quarantine_row(m),
     }
 
 
@@ -174,6 +213,26 @@ def _page(sql: MaterialStatements, query: MaterialQuery) -> Plan[MaterialPage]:
     return MaterialPage(
         found[: query.limit], int(next(iter(total[0].values()))), len(found) > query.limit
     )
+
+
+_QUARANTINE = frozenset({MaterialEventKind.QUARANTINED, MaterialEventKind.RELEASED})
+
+
+def _quarantine(sql: MaterialStatements, m: Material, e: MaterialEvent) -> Plan[None]:
+    statement = sql.quarantine if e.event is MaterialEventKind.QUARANTINED else sql.release
+    q = _quarantine_row(m)
+    row = {
+        "b_id": m.id,
+        "b_code": q["quarantine_code"],
+        "b_reason": q["quarantine_reason"],
+        "b_by": q["quarantined_by"],
+        "b_at": q["quarantined_at"],
+    }
+    if not (yield Execute(statement, row)):
+        raise ConcurrentUpdate(
+            f"material lot {m.id} was quarantined or released by another command while this "
+            f"one ran: nothing was changed; see pkgline material show {m.id}"
+        )
 
 
 def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any]:
@@ -199,6 +258,9 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
         if added:
             yield ExecuteMany(sql.insert, [_row(m) for m in added])
         for m, e in changed:
+            if e.event in _QUARANTINE:
+                yield from _quarantine(sql, m, e)
+                continue
             row: dict[str, Any] = {
                 "b_id": m.id,
                 "b_thawed_at": m.thawed_at,
@@ -207,6 +269,7 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
                 # as it was read: a thaw found it frozen, a load off the tools
                 "b_was_thawed_at": None if e.event is MaterialEventKind.THAWED else m.thawed_at,
                 "b_was_tool_id": None if e.event is MaterialEventKind.LOADED else e.tool_id,
+                "b_was_quarantined_at": m.quarantine.at if m.quarantine else None,
             }
             try:
                 written = yield Execute(sql.write, row)

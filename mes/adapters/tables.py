@@ -484,6 +484,10 @@ materials = Table(
     Column("tool_id", String(32), ForeignKey("tools.id")),
     Column("loaded_at", UtcDateTime),
     Column("part_number", String(64)),
+    Column("quarantine_code", String(16)),
+    Column("quarantine_reason", Text),
+    Column("quarantined_by", String(64)),
+    Column("quarantined_at", UtcDateTime),
     Index("ix_materials_tool_id", "tool_id"),
     Index(
         "ux_materials_tool_kind",
@@ -495,7 +499,8 @@ materials = Table(
     ),
 )
 """Consumable material lots, their clocks, and the tool each is loaded on
-(mes.domain.materials): one of a kind on a tool (revision 0024)."""
+(mes.domain.materials): one of a kind on a tool (revision 0024); a quarantine, its hold
+reason code, text, who and when (revision 0027, mes.domain.material_quarantine)."""
 
 material_events = Table(
     "material_events",

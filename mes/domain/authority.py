@@ -119,6 +119,9 @@ class Action(StrEnum):
     """Add consumable material lots with their expiry and clocks (``pkgline material add``)."""
     MATERIAL_HANDLING = "material_handling"
     """Thaw material lots, load them on tools and unload them (the floor's handling)."""
+    QUARANTINE = "quarantine"
+    """Quarantine a material lot, release it, and hold the product lots that got it (a
+    recall: ``pkgline material quarantine|release|hold-lots``)."""
     REASONS = "reasons"
     """Keep the hold and scrap reason-code catalogues (``pkgline reason``)."""
     SPC = "spc"
@@ -168,6 +171,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.DURABLES: frozenset({_T, _E}),
     Action.MATERIALS: frozenset({_E, _Q}),
     Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
+    Action.QUARANTINE: frozenset({_Q}),
     Action.REASONS: frozenset({_Q}),
     Action.SPC: frozenset({_E}),
     Action.FLOW_PUBLISH: frozenset({_E}),
@@ -220,6 +224,7 @@ DOING: dict[Action, str] = {
     Action.DURABLES: "add, mount, unmount or renew durables",
     Action.MATERIALS: "add material lots",
     Action.MATERIAL_HANDLING: "thaw, load or unload material lots",
+    Action.QUARANTINE: "quarantine or release material lots, or hold the lots that got them",
     Action.REASONS: "keep the reason codes",
     Action.SPC: "set SPC charts or clear an inhibited tool",
     Action.FLOW_PUBLISH: "publish flow versions",

@@ -27,7 +27,20 @@ from mes.domain.model import (
 )
 from mes.domain.text import blank, one_line, utc_stamp
 
+if TYPE_CHECKING:
+    from mes.domain.authority import Principal
+
 SINGULATION_STEP = "DICE"
+
+
+def stamped(change: Change, who: Principal | None) -> Change:
+    """The change with its history entries saying who made it, and how they were known."""
+    if who is None:
+        return change
+    entries = tuple(replace(e, by=who.name, auth=who.method.value) for e in change.entries)
+    return replace(change, entries=entries)
+
+
 """At DICE the good sites become the lot's unit count (flows.md, "Strips, panels and sites")."""
 
 if TYPE_CHECKING:  # the commands' module only for its types: a report needs none of it

@@ -5,23 +5,24 @@ A material lot is added with its expiry; the frozen kinds (mold compound, die at
 adhesive) also with the time they need to thaw once out of the freezer and their floor life
 after that (line practice, defaults in :data:`KINDS`, set per lot with ``add``). It is thawed
 (taken out of the freezer: ``thaw``), loaded on a tool of its kind's class (one of a kind per
-tool) and unloaded. A track-in on a tool with a material loaded that is expired, not yet
-thawed, or past its floor life is refused (:func:`check_materials`); an accepted track-in
+tool) and unloaded. Quality may quarantine it (:mod:`mes.domain.material_quarantine`). A
+track-in on a tool with a material loaded that is quarantined, expired, not yet thawed, or
+past its floor life is refused (:func:`check_materials`); an accepted track-in
 records the material lots loaded on the tool as gone into the product lot (:class:`Use`),
-which genealogy (:func:`genealogy`) and the recall query (:func:`where_used`) read through
+which genealogy and the recall query (:mod:`mes.domain.material_reach`) read through
 splits and merges.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
-from mes.domain.model import HistoryEntry, Lot, LotState, Operation
+from mes.domain.model import Lot
 from mes.domain.text import optional_line, utc_stamp
 
 
@@ -73,6 +74,20 @@ class MaterialEventKind(StrEnum):
     THAWED = "thawed"
     LOADED = "loaded"
     UNLOADED = "unloaded"
+    QUARANTINED = "quarantined"
+    RELEASED = "released"
+    """Out of quarantine (:mod:`mes.domain.material_quarantine`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantine:
+    """A material lot quality stopped (a recall): with which hold reason code, why, by whom,
+    since when (:mod:`mes.domain.material_quarantine`)."""
+
+    code: str
+    reason: str
+    by: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +104,8 @@ class Material:
     tool_id: str | None = None
     loaded_at: datetime | None = None
     part_number: str | None = None
+    quarantine: Quarantine | None = None
+    """Quarantined by quality: not loaded, no track-in with it on the tool."""
 
     @property
     def frozen(self) -> bool:
@@ -110,6 +127,15 @@ class Material:
     def problem(self, now: datetime) -> tuple[str, str, str] | None:
         """Why it may not be used at ``now``: (interlock, what is wrong, what is expected);
         None when it may."""
+        if self.quarantine is not None:
+            q = self.quarantine
+            return (
+                "material_quarantined",
+                f"{self.kind.value} {self.id} is quarantined by {q.by} since "
+                f"{utc_stamp(q.at)}: {q.reason}",
+                f"{self.kind.value} {self.id} unloaded and replaced (pkgline material unload "
+                f"{self.id}), or released by quality (pkgline material release {self.id})",
+            )
         if now >= self.expires_at:
             return (
                 "material_expired",
@@ -389,8 +415,8 @@ def check_materials(
     lot_id: str, step: str, tool_id: str, on_tool: Sequence[Material], now: datetime
 ) -> None:
     """Refuse a track-in of ``lot_id`` at ``step`` on ``tool_id`` (InterlockRefused
-    ``material_expired``, ``material_not_thawed`` or ``material_floor_life``) if a material
-    lot loaded on it may not be used now."""
+    ``material_quarantined``, ``material_expired``, ``material_not_thawed`` or
+    ``material_floor_life``) if a material lot loaded on it may not be used now."""
     for material in on_tool:
         found = material.problem(now)
         if found is None:
@@ -403,111 +429,3 @@ def check_materials(
             expected=expected,
             lot_id=lot_id,
         )
-
-
-# -- genealogy through splits and merges ----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A lot's edge to another in its history: ``split_from`` (its parent, at the split),
-    ``split`` (a child split off it), ``merged`` (a lot merged into it), ``merged_into``."""
-
-    kind: str
-    other: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """A material lot that went into a product lot: how (``via``: the lots it came through,
-    from the one it was used in to the lot asked about)."""
-
-    use: Use
-    via: tuple[str, ...]
-
-
-_LINKS = {
-    Operation.SPLIT_FROM: ("split_from", "parent"),
-    Operation.SPLIT: ("split", "child"),
-    Operation.MERGE: ("merged", "merged"),
-    Operation.MERGE_INTO: ("merged_into", "into"),
-}
-
-
-def links_of(history: Sequence[HistoryEntry]) -> list[Link]:
-    """A lot's splits and merges, from its history."""
-    found: list[Link] = []
-    for entry in history:
-        known = _LINKS.get(entry.operation)
-        if known is not None and entry.data.get(known[1]):
-            found.append(Link(known[0], str(entry.data[known[1]]), entry.at))
-    return found
-
-
-UPSTREAM = frozenset({"split_from", "merged"})
-DOWNSTREAM = frozenset({"split", "merged_into"})
-
-
-def genealogy(
-    lot_id: str, links: Mapping[str, Sequence[Link]], uses: Mapping[str, Sequence[Use]]
-) -> list[Source]:
-    """Every material lot that went into ``lot_id``: its own uses, its parent's before it
-    was split off, and those of the lots merged into it before they were (recursively).
-    ``links`` and ``uses`` hold each lot reached (through :data:`UPSTREAM` links)."""
-    found: dict[Use, Source] = {}
-    seen: set[tuple[str, datetime | None]] = set()
-
-    def walk(lot: str, until: datetime | None, via: tuple[str, ...]) -> None:
-        if (lot, until) in seen:
-            return
-        seen.add((lot, until))
-        for use in uses.get(lot, ()):
-            known = found.get(use)
-            if (until is None or use.at <= until) and (known is None or len(via) < len(known.via)):
-                found[use] = Source(use, via)  # a lot split off and merged back: once
-        for link in links.get(lot, ()):
-            if until is not None and link.at > until:
-                continue
-            if link.kind in UPSTREAM:
-                walk(link.other, link.at, (link.other, *via))
-
-    walk(lot_id, None, (lot_id,))
-    return sorted(found.values(), key=lambda s: (s.use.at, s.use.material_id, s.use.lot_id))
-
-
-@dataclass(frozen=True, slots=True)
-class Reached:
-    """A lot a material lot went into: directly (``via`` is just the lot) or through splits
-    and merges from the lot it was used in."""
-
-    lot_id: str
-    since: datetime
-    via: tuple[str, ...]
-    state: LotState | None = None
-    """Where the lot is now (filled in by the service, for a recall: which lots are still
-    on the line to hold, which have left it)."""
-    step: str | None = None
-
-
-def where_used(
-    material_id: str, uses: Sequence[Use], links: Mapping[str, Sequence[Link]]
-) -> list[Reached]:
-    """Every product lot that got ``material_id``: those it was used in, the lots split off
-    them after the use, and those they were merged into after it (recursively). ``links``
-    holds each lot reached."""
-    reached: dict[str, Reached] = {}
-
-    def walk(lot: str, since: datetime, via: tuple[str, ...]) -> None:
-        known = reached.get(lot)
-        if known is not None and known.since <= since:
-            return
-        reached[lot] = Reached(lot, since, via)
-        for link in links.get(lot, ()):
-            if link.at >= since and link.kind in DOWNSTREAM:
-                walk(link.other, link.at, (*via, link.other))
-
-    for use in sorted(uses, key=lambda u: u.at):
-        if use.material_id == material_id:
-            walk(use.lot_id, use.at, (use.lot_id,))
-    return sorted(reached.values(), key=lambda r: (r.since, r.lot_id))

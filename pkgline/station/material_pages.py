@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 
 from mes.domain.errors import LotTrackerError, UnknownMaterial
-from mes.domain.materials import Material, MaterialEvent, Reached
+from mes.domain.material_reach import Reached
+from mes.domain.materials import Material, MaterialEvent
 from mes.domain.model import LotState
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of

@@ -17,7 +17,7 @@ from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import LotTrackerError
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
-from mes.domain.materials import Source
+from mes.domain.material_reach import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import CarrierMap, LotReport

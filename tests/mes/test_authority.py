@@ -50,6 +50,7 @@ SPEC = {
     Action.DURABLES: ".TE....",
     Action.MATERIALS: "..EQ...",
     Action.MATERIAL_HANDLING: "OTEQ...",
+    Action.QUARANTINE: "...Q...",
     Action.REASONS: "...Q...",
     Action.SPC: "..E....",
     Action.FLOW_PUBLISH: "..E....",
@@ -91,6 +92,7 @@ DOC_ROWS = {
     "durables:": (Action.DURABLES,),
     "material lots: add": (Action.MATERIALS,),
     "material lots: thaw": (Action.MATERIAL_HANDLING,),
+    "material lots: quarantine": (Action.QUARANTINE,),
     "hold and scrap reason codes": (Action.REASONS,),
     "SPC charts and limits": (Action.SPC,),
     "publish and retire flow versions": (

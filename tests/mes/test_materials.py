@@ -17,6 +17,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
+from mes.domain import material_reach as reach
 from mes.domain import materials as rules
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.equipment import ToolRegistration, ToolSnapshot
@@ -228,7 +229,7 @@ async def test_genealogy_and_where_used_follow_splits_and_merges_from_their_time
     await _run(service, "A2", "WIRE_BOND", "WB-1")  # WIRE-2: A2, then A once merged
     await service.merge(cmd.MergeLots("A2", "A", OP))
 
-    def names(found: list[rules.Source]) -> list[tuple[str, str, tuple[str, ...]]]:
+    def names(found: list[reach.Source]) -> list[tuple[str, str, tuple[str, ...]]]:
         return [(s.use.material_id, s.use.lot_id, s.via) for s in found]
 
     assert names(await materials.genealogy("A")) == [
@@ -241,7 +242,7 @@ async def test_genealogy_and_where_used_follow_splits_and_merges_from_their_time
         ("WIRE-2", "A2", ("A2",)),
     ]
 
-    def lots(found: list[rules.Reached]) -> list[tuple[str, tuple[str, ...]]]:
+    def lots(found: list[reach.Reached]) -> list[tuple[str, tuple[str, ...]]]:
         return [(r.lot_id, r.via) for r in found]
 
     assert lots(await materials.where_used("DAF-1")) == [("A", ("A",)), ("A2", ("A", "A2"))]

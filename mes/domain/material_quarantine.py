@@ -1,0 +1,96 @@
+"""A material recall's rules: quality quarantines a material lot (a bad lot of mold
+compound), and holds the product lots still on the line that got it. Pure, no I/O.
+
+A quarantined material lot is not loaded on a tool, and a track-in on a tool where it is
+loaded is refused (``material_quarantined``: :meth:`mes.domain.materials.Material.problem`);
+it may still be unloaded, and quality releases it. Both are events of its history, with who
+and why. The quarantine names a hold reason code of the catalogue (as a hold does), which
+the recall's holds carry too: a code whose release roles are quality's keeps those lots
+held until quality looks.
+
+The recall's holds (:func:`recall_plan`) reach what ``material where-used`` reaches
+(:mod:`mes.domain.material_reach`): of those lots, the ones waiting or running are held,
+those on hold already or off the line (completed, scrapped, merged into another) are only
+reported. A recall run twice holds nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from mes.domain.errors import InvalidInput, OperationNotAllowed
+from mes.domain.material_reach import Reached
+from mes.domain.materials import Changed, Material, MaterialEvent, MaterialEventKind, Quarantine
+from mes.domain.model import LotState
+from mes.domain.text import blank, one_line, utc_stamp
+
+TO_HOLD = frozenset({LotState.WAITING, LotState.RUNNING})
+"""The states of a lot a recall holds: still on the line, not held yet."""
+
+
+def quarantine(material: Material, code: str, reason: str, by: str, now: datetime) -> Changed:
+    """Quarantine ``material`` (``reason``: the text its hold reason ``code`` resolves to,
+    :func:`mes.domain.reasons.resolve`). Refused when it is quarantined already, saying by
+    whom, since when and why."""
+    found = material.quarantine
+    if found is not None:
+        raise OperationNotAllowed(
+            f"material lot {material.id} is quarantined already, by {found.by} since "
+            f"{utc_stamp(found.at)}: {found.reason}; expected a material lot not quarantined "
+            f"(pkgline material hold-lots {material.id} holds the lots that got it)"
+        )
+    reason = one_line(reason, "the reason")
+    stopped = replace(material, quarantine=Quarantine(code, reason, by, now))
+    event = MaterialEvent(
+        material.id, MaterialEventKind.QUARANTINED, now, by, material.tool_id, reason
+    )
+    return stopped, event
+
+
+def release(material: Material, by: str, now: datetime, reason: str) -> Changed:
+    """Lift the quarantine of ``material``, saying why (required). Refused when it is not
+    quarantined."""
+    if material.quarantine is None:
+        raise OperationNotAllowed(f"material lot {material.id} is not quarantined")
+    if blank(reason):
+        raise InvalidInput(
+            f"the release of material lot {material.id} needs a reason: expected why it may "
+            "be used again (--reason)"
+        )
+    event = MaterialEvent(
+        material.id,
+        MaterialEventKind.RELEASED,
+        now,
+        by,
+        material.tool_id,
+        one_line(reason, "the reason"),
+    )
+    return replace(material, quarantine=None), event
+
+
+def recall_text(material_id: str, free: str | None) -> str:
+    """The text of a recall's hold beside its code: names the material lot."""
+    said = f"recall of material lot {material_id}"
+    return said if free is None or blank(free) else f"{said}: {one_line(free, 'the reason')}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecallPlan:
+    """Which lots a recall holds, and which it leaves as they are (with where they are)."""
+
+    to_hold: list[Reached]
+    on_hold: list[Reached]
+    """Held already (by this recall before, or for another reason): not touched."""
+    off_line: list[Reached]
+    """Completed, scrapped or merged into another lot (which the recall reaches itself)."""
+
+
+def recall_plan(reached: Sequence[Reached]) -> RecallPlan:
+    """Split ``reached`` (with each lot's state) by what a recall does with it."""
+    return RecallPlan(
+        [r for r in reached if r.state in TO_HOLD],
+        [r for r in reached if r.state is LotState.HOLD],
+        [r for r in reached if r.state not in TO_HOLD and r.state is not LotState.HOLD],
+    )
