@@ -21,6 +21,8 @@ from pkgline.interlock_views import (
     genealogy_dict,
     material_dict,
     material_view_dict,
+    quarantined_dict,
+    recall_dict,
     where_used_dict,
 )
 from pkgline.list_views import materials_answer
@@ -51,6 +53,29 @@ class AddMaterialBody(b.Body):
 
 class LoadBody(b.Body):
     tool: b.Name
+
+
+HoldCode = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="A hold reason code (pkgline reason list)."),
+]
+
+
+class QuarantineBody(b.Body):
+    code: HoldCode
+    reason: Annotated[
+        str,
+        Field(min_length=1, max_length=2000, pattern=r"\S", description="What is wrong with it."),
+    ]
+    hold_lots: Annotated[
+        bool,
+        Field(description="Hold the product lots still on the line that got it, as well."),
+    ] = False
+
+
+class HoldLotsBody(b.Body):
+    code: HoldCode
+    reason: b.Reason = None
 
 
 def _materials(request: Request) -> MaterialService:
@@ -135,3 +160,43 @@ async def load(request: Request, who: Who, material_id: str, body: LoadBody) -> 
 async def unload(request: Request, who: Who, material_id: str, body: b.ReasonBody) -> JSONResponse:
     found = await _materials(request).unload(material_id, who.name, body.reason, by=who)
     return answer(request, material_dict(found))
+
+
+@router.post(
+    "/materials/{material_id}/quarantine",
+    summary="Quarantine a material lot, optionally holding the lots that got it (a recall)",
+)
+async def quarantine(
+    request: Request, who: Who, material_id: str, body: QuarantineBody
+) -> JSONResponse:
+    """Answers the material lot with ``recall``: the lots held, those on hold already and
+    those off the line (null without ``hold_lots``)."""
+    done = await _materials(request).quarantine(
+        material_id, body.code, body.reason, who.name, hold_lots=body.hold_lots, by=who
+    )
+    return answer(request, quarantined_dict(done))
+
+
+@router.post(
+    "/materials/{material_id}/release", summary="Lift a material lot's quarantine (quality)"
+)
+async def release(
+    request: Request, who: Who, material_id: str, body: b.RequiredReasonBody
+) -> JSONResponse:
+    found = await _materials(request).release(material_id, body.reason, who.name, by=who)
+    return answer(request, material_dict(found))
+
+
+@router.post(
+    "/materials/{material_id}/hold-lots",
+    summary="Hold every product lot still on the line that got a material lot (a recall)",
+)
+async def hold_lots(
+    request: Request, who: Who, material_id: str, body: HoldLotsBody
+) -> JSONResponse:
+    """Answers ``{"material", "held", "on_hold", "off_line"}``: only the lots in ``held``
+    were changed."""
+    done = await _materials(request).hold_lots(
+        material_id, body.code, body.reason, who.name, by=who
+    )
+    return answer(request, recall_dict(done))

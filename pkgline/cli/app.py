@@ -95,10 +95,17 @@ def _durable(app: typer.Typer) -> None:
     app.add_typer(durable.app, name="durable")
 
 
-def _material(app: typer.Typer) -> None:
-    from pkgline.cli import material
+@cache
+def _material_app() -> typer.Typer:
+    """``pkgline material`` with the recall's commands (once per process)."""
+    from pkgline.cli import material, material_recall
 
-    app.add_typer(material.app, name="material")
+    material_recall.register(material.app)
+    return material.app
+
+
+def _material(app: typer.Typer) -> None:
+    app.add_typer(_material_app(), name="material")
 
 
 def _reason(app: typer.Typer) -> None:
@@ -216,7 +223,7 @@ class Commands(LazyGroup):
         LazyCommand(
             "material",
             "Material lots with their clocks: add, thaw, load on a tool, unload, show, list, "
-            "where-used (recalls).",
+            "where-used, quarantine, release, hold-lots (recalls).",
             _material,
         ),
         LazyCommand(

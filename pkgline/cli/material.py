@@ -54,7 +54,7 @@ tracker (tests/test_imports.py checks that the two agree)."""
 
 app = typer.Typer(
     help="Material lots with their clocks: add, thaw, load on a tool, unload, show, list, "
-    "where-used (recalls).",
+    "where-used, quarantine, release, hold-lots (recalls).",
     no_args_is_help=True,
 )
 
@@ -315,6 +315,8 @@ def show(
             f"floor life {(m.floor_life_minutes or 0) / 60:g} h"
         )
     out.print(f"tool      {m.tool_id or '(not loaded)'}")
+    if (q := m.quarantine) is not None:
+        out.print(f"quarantined by {q.by} since {stamp(q.at, seconds=False)}: {q.reason}")
     events, said = the_last(answer["history"], last, "events", MORE_HISTORY)
     out.print(Text(f"History ({said})", style="italic"))
     for e in events:
