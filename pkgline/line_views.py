@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from mes.adapters.outbox import Backlog
-from mes.domain.equipment import ControllerRecord, ToolRecord
+from mes.domain.equipment import ControllerRecord, ToolRecord, TrackInRefusal
 from mes.domain.interlocks import Qualification, consumable_blocks, qualification_blocks
 from mes.domain.model import Lot, LotState
 from mes.service import LotService
@@ -34,6 +34,9 @@ class QueueGroup:
     on them (:func:`mes.domain.interlocks.consumable_blocks`), or every track-in of the
     group's step for their disqualification for it (an SPC inhibit, say:
     :func:`mes.domain.interlocks.qualification_blocks`), with why."""
+    refused: tuple[TrackInRefusal, ...] = ()
+    """The line controllers' refused track-ins of the group's lots at its step
+    (:func:`refusals_of`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,17 @@ def queue_by_step(lots: LotService, found: Iterable[Lot]) -> list[tuple[str, tup
     ]
 
 
+def refusals_of(
+    step: str, waiting: Sequence[Lot], controllers: Iterable[ControllerRecord]
+) -> tuple[TrackInRefusal, ...]:
+    """What the line controllers recorded (at their last heartbeat) of their refused
+    track-ins of the ``waiting`` lots at ``step``, by lot (in ``waiting``'s order) then tool:
+    a refusal of a lot that has left that queue since is not shown."""
+    order = {lot.id: i for i, lot in enumerate(waiting)}
+    found = [r for c in controllers for r in c.refusals if r.step == step and r.lot in order]
+    return tuple(sorted(found, key=lambda r: (order[r.lot], r.tool)))
+
+
 async def read_status(services: Services, now: datetime) -> LineStatus:
     """Everything ``line status`` shows, read from the services."""
     lots = services.lots
@@ -91,6 +105,7 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
                 tools=group_tools,
                 lots=waiting,
                 blocked=_group_blocks(step, group_tools, blocks, qualifications),
+                refused=refusals_of(step, waiting, controllers),
             )
         )
     running = sorted(
@@ -164,6 +179,7 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
                 "lots": [lot.id for lot in g.lots],
                 "priorities": [lot.priority for lot in g.lots],
                 "blocked": g.blocked,
+                "refused": [refusal_dict(r) for r in g.refused],
             }
             for g in status.queue
         ],
@@ -180,6 +196,18 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
             for lot in status.held
             if lot.hold
         ],
+    }
+
+
+def refusal_dict(refusal: TrackInRefusal) -> dict[str, Any]:
+    """A refused track-in as ``line status --json`` gives it in its queue group."""
+    return {
+        "lot": refusal.lot,
+        "tool": refusal.tool,
+        "step": refusal.step,
+        "interlock": refusal.interlock,
+        "reason": refusal.reason,
+        "since": refusal.since.isoformat(),
     }
 
 

@@ -25,6 +25,7 @@ from mes.domain.equipment import (
     ToolPart,
     ToolRecord,
     ToolSnapshot,
+    TrackInRefusal,
 )
 from mes.domain.errors import InvalidInput, UnknownTool
 from mes.ports import (
@@ -116,6 +117,7 @@ def _controller_from_row(m: Mapping[str, Any]) -> ControllerRecord:
         heartbeat_at=m["heartbeat_at"],
         status=m["status"],
         tools=tuple(m["tools"]),
+        refusals=tuple(TrackInRefusal.from_dict(r) for r in m["refusals"] or ()),
     )
 
 
@@ -128,6 +130,7 @@ def _controller_values(c: ControllerRecord) -> dict[str, Any]:
         "heartbeat_at": c.heartbeat_at,
         "status": c.status,
         "tools": list(c.tools),
+        "refusals": [r.to_dict() for r in c.refusals],
     }
 
 

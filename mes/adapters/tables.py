@@ -314,7 +314,10 @@ controllers = Table(
     Column("heartbeat_at", UtcDateTime, nullable=False),
     Column("status", Text, nullable=False),
     Column("tools", Json, nullable=False),
+    Column("refusals", Json, nullable=False),
 )
+"""Each line controller's record, written at every heartbeat: ``refusals`` its refused
+track-ins of waiting lots (mes.domain.equipment.TrackInRefusal), a JSON list."""
 
 tool_resets = Table(
     "tool_resets",

@@ -110,6 +110,43 @@ class E10Change:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackInRefusal:
+    """A line controller's latest refused track-in of ``lot`` on ``tool``: the step offered,
+    which check refused it (``interlock``: an interlock's name, ``tool_qualification``,
+    ``durable`` ..., or the refusal's kind) and its own message, which says what was
+    expected; ``since``: when the controller was first refused so (the same refusal at every
+    dispatch pass after keeps it)."""
+
+    tool: str
+    lot: str
+    step: str
+    interlock: str
+    reason: str
+    since: datetime
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "tool": self.tool,
+            "lot": self.lot,
+            "step": self.step,
+            "interlock": self.interlock,
+            "reason": self.reason,
+            "since": self.since.isoformat(),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, str]) -> TrackInRefusal:
+        return TrackInRefusal(
+            tool=d["tool"],
+            lot=d["lot"],
+            step=d["step"],
+            interlock=d["interlock"],
+            reason=d["reason"],
+            since=datetime.fromisoformat(d["since"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerRecord:
     name: str
     host: str
@@ -118,6 +155,9 @@ class ControllerRecord:
     heartbeat_at: datetime
     status: str
     tools: tuple[str, ...] = field(default_factory=tuple)
+    refusals: tuple[TrackInRefusal, ...] = ()
+    """The controller's refused track-ins of the lots still waiting for them, as of its
+    heartbeat (none once it stopped): what keeps a waiting lot off a tool."""
 
     def same_instance(self, other: ControllerRecord) -> bool:
         """The same running controller: host, process and start alike."""

@@ -64,7 +64,7 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
     if shown["tools"]:
         out.print(tools_table(shown["tools"], compact=True))
     _print_running(shown["running"], now)
-    _print_queue(shown["queue"], {t["id"]: t for t in shown["tools"]})
+    _print_queue(shown["queue"], {t["id"]: t for t in shown["tools"]}, now)
     _print_held(shown["held"], now)
 
 
@@ -143,7 +143,7 @@ def _print_running(running: Sequence[Json], now: datetime) -> None:
     out.print(table)
 
 
-def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json]) -> None:
+def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json], now: datetime) -> None:
     if not queue:
         out.print("queue: no lot waiting")
         return
@@ -185,6 +185,16 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json]) -> None:
     out.print(table)
     for line in said:
         out.print(Text(line, style="bold yellow"))
+    for g in queue:
+        for refused in g.get("refused", ()):
+            since = _at(refused["since"])
+            out.print(
+                Text(
+                    f"{refused['lot']} not started on {refused['tool']} ({refused['step']}) "
+                    f"since {clock(since)} ({ago(now - since)}): {refused['reason']}",
+                    style="yellow",
+                )
+            )
 
 
 def _print_held(held: Sequence[Json], now: datetime) -> None:

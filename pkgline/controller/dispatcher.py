@@ -2,7 +2,8 @@
 manual steps completed when configured to (:class:`Dispatcher`). What to pick is
 :mod:`pkgline.controller.dispatch` (pure); this is the passes that read the lots, track the
 picks in and hand each to its tool's runner, with what they keep from one pass to the next
-(each lot's next step, the tools left idle, the refusals already logged)."""
+(each lot's next step, the tools left idle, the refused track-ins: logged once, and kept for
+the heartbeat to record, :meth:`Dispatcher.refusals`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import structlog
 
 from mes.adapters.driver import DatabaseUnavailable
 from mes.domain import commands as cmd
-from mes.domain.equipment import DispatchMode
+from mes.domain.equipment import DispatchMode, TrackInRefusal
 from mes.domain.errors import ConcurrentUpdate, InterlockRefused, LotTrackerError
 from mes.domain.model import LotHead, LotState
-from mes.service import LotService, Outcome, TrackedIn
+from mes.service import LotService, Outcome, TrackedIn, utc_now
 from pkgline.config import ControllerConfig
 from pkgline.controller.dispatch import Candidate, Pool, keeps_tool, next_step_of
 from pkgline.controller.outage import DatabaseOutage
@@ -26,8 +27,11 @@ log = structlog.get_logger("pkgline.controller")
 
 MANUAL = "manual"
 REFUSALS_KEPT = 10_000
-"""Lots whose last refused track-in is remembered (to log each refusal once): past that, the
-memory starts again (a refusal may then be logged once more)."""
+"""(tool, lot) pairs whose last refused track-in is remembered (to log each refusal once):
+past that, the memory starts again (a refusal may then be logged once more)."""
+REFUSALS_RECORDED = 200
+"""The most recent refusals the heartbeat records (:meth:`Dispatcher.refusals`); a pass is
+refused at most once a tool, so a line has far fewer."""
 
 
 class Dispatcher:
@@ -65,8 +69,9 @@ class Dispatcher:
         """The tools the last pass left idle: no waiting lot it read fits them."""
         self._next: dict[str, tuple[LotHead, Candidate | None]] = {}
         """Each waiting lot's head as last read, and the step it goes to next."""
-        self._refused: dict[str, tuple[str, str]] = {}
-        """Each lot's last refused track-in (step, why): logged once, not on every pass."""
+        self._refused: dict[tuple[str, str], TrackInRefusal] = {}
+        """Each (tool, lot)'s last refused track-in: logged once, not on every pass, and
+        recorded with the heartbeat while the lot waits for that step."""
         self._by_hand: frozenset[str] = frozenset()
         """Our tools running a lot an operator tracked in by hand, as the last full pass read
         them: the lot is the operator's to track out, and no other starts there meanwhile,
@@ -123,7 +128,9 @@ class Dispatcher:
             self._held = self._by_hand | (manual if dispatching else self._held)
         else:
             self._held |= manual
-        candidates = Pool(self._candidates(lots))
+        found = self._candidates(lots)
+        self._forget_refusals_of_lots_gone(found)
+        candidates = Pool(found)
         working = sum(1 for r in self._runners.values() if r.current_lot is not None)
         self.counts = (working, len(candidates))
         self._unserved = (
@@ -223,18 +230,51 @@ class Dispatcher:
         self._started(pick, runner, outcome)
         return outcome
 
+    def refusals(self) -> tuple[TrackInRefusal, ...]:
+        """The refused track-ins of the lots still waiting for the step refused (the latest
+        per tool and lot, at most :data:`REFUSALS_RECORDED`, the newest), by tool and lot:
+        what the heartbeat records for ``line status``."""
+        newest = sorted(self._refused.values(), key=lambda r: r.since)[-REFUSALS_RECORDED:]
+        return tuple(sorted(newest, key=lambda r: (r.tool, r.lot)))
+
+    def _forget_refusals_of_lots_gone(self, waiting: Sequence[Candidate]) -> None:
+        """A lot that no longer waits for the step it was refused (tracked in elsewhere or by
+        hand, held, moved on) is not kept off a tool by that refusal any more."""
+        steps = {c.lot.id: c.step for c in waiting}
+        for key, refusal in list(self._refused.items()):
+            if steps.get(refusal.lot) != refusal.step:
+                del self._refused[key]
+
     def _started(
         self, pick: Candidate, runner: ToolRunner, outcome: Outcome | LotTrackerError
     ) -> None:
+        key = (runner.tool_id, pick.lot.id)
         if isinstance(outcome, LotTrackerError):
-            refusal = (pick.step, outcome.message)
-            if self._refused.get(pick.lot.id) != refusal:  # said on the edge, as it changes
+            last = self._refused.get(key)
+            if last is None or (last.step, last.reason) != (pick.step, outcome.message):
+                # said on the edge, as it changes; the same refusal again keeps its time
                 if len(self._refused) >= REFUSALS_KEPT:
                     self._refused.clear()
-                self._refused[pick.lot.id] = refusal
-                log.info("lot not started", lot=pick.lot.id, step=pick.step, reason=outcome.message)
+                self._refused[key] = TrackInRefusal(
+                    tool=runner.tool_id,
+                    lot=pick.lot.id,
+                    step=pick.step,
+                    interlock=(
+                        outcome.interlock if isinstance(outcome, InterlockRefused) else outcome.kind
+                    ),
+                    reason=outcome.message,
+                    since=utc_now(),
+                )
+                log.info(
+                    "lot not started",
+                    lot=pick.lot.id,
+                    step=pick.step,
+                    tool_id=runner.tool_id,
+                    reason=outcome.message,
+                )
             return
-        self._refused.pop(pick.lot.id, None)
+        for refused in [k for k in self._refused if k[1] == pick.lot.id]:
+            del self._refused[refused]  # tracked in: no tool keeps it off any more
         if outcome.lot.state is not LotState.RUNNING:  # held at track-in (a queue time)
             hold = outcome.lot.hold
             log.warning(

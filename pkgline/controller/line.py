@@ -499,6 +499,8 @@ class LineController:
             heartbeat_at=utc_now(),
             status=status,
             tools=tuple(self.runners),
+            # what keeps waiting lots off the tools; a stopped controller keeps none off
+            refusals=() if status == STOPPED else self._dispatcher.refusals(),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import Action, Context, Principal, effective_action
-from mes.domain.equipment import DispatchMode
+from mes.domain.equipment import DispatchMode, TrackInRefusal
 from mes.domain.errors import LotTrackerError
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.material_reach import Source
@@ -25,7 +25,7 @@ from mes.equipment import EquipmentService
 from mes.ports import LotQuery, ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record
-from pkgline.line_views import queue_by_step
+from pkgline.line_views import queue_by_step, refusals_of
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
 from pkgline.tool_views import lines_running, tool_dict
 
@@ -44,6 +44,9 @@ E10_CLASS = {
 class QueueRow:
     step: str
     lots: tuple[Lot, ...]
+    refused: tuple[TrackInRefusal, ...] = ()
+    """The line controllers' refused track-ins of these lots at this step (what keeps them
+    waiting), as ``line status`` shows them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,11 @@ async def line_view(services: Services, who: Principal) -> LineView:
     found = await lots.find(
         states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
     )
-    queue = tuple(QueueRow(step, waiting) for step, waiting in queue_by_step(lots, found))
+    controllers = await equipment.controllers()
+    queue = tuple(
+        QueueRow(step, waiting, refusals_of(step, waiting, controllers))
+        for step, waiting in queue_by_step(lots, found)
+    )
     running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
     held = tuple(
         sorted(

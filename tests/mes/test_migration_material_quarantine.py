@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import downgrade, upgrade
-from mes.adapters.schema import SCHEMA_REVISION, schema_status
+from mes.adapters.schema import schema_status
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.materials import MaterialService
 from mes.reasons import ReasonService
@@ -43,8 +43,7 @@ async def test_the_quarantine_goes_down_only_when_no_material_lot_is_quarantined
                 {"expires": AT + timedelta(days=90), "at": AT},
             )
             await conn.commit()
-        await upgrade(engine)
-        assert SCHEMA_REVISION == "0027"
+        await upgrade(engine, "0027")
         factory = SqlUnitOfWorkFactory(engine)
         materials = MaterialService(factory, lambda: AT)
         assert (await materials.show("W-1")).material.quarantine is None
