@@ -49,6 +49,7 @@ from mes.domain.signatures import (
     SignatureGiven,
     SignaturePolicy,
     SignatureRefused,
+    SignatureRequired,
     SignatureStale,
 )
 from mes.domain.text import one_line
@@ -493,7 +494,7 @@ class FlowVersionService:
                 return record.event(flow_version_change(before, after))
 
             await self._store.approve(version, decide, change)
-        except (SignatureRefused, SignatureStale) as refused:
+        except (SignatureRefused, SignatureStale, SignatureRequired) as refused:
             await self.signing.refused(who, refused)
             raise
         return await self.version(flow, number, by=by)

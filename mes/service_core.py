@@ -34,7 +34,12 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.report import LotReport
-from mes.domain.signatures import SignaturePolicy, SignatureRefused, SignatureStale
+from mes.domain.signatures import (
+    SignaturePolicy,
+    SignatureRefused,
+    SignatureRequired,
+    SignatureStale,
+)
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.lot_reads import report_work
@@ -195,7 +200,7 @@ class LotServiceCore(Guarded):
         except NotAuthorized as refused:
             await self._guard.refused(by, refused)
             raise
-        except (SignatureRefused, SignatureStale) as refused:
+        except (SignatureRefused, SignatureStale, SignatureRequired) as refused:
             await self.signing.refused(self._guard.who(by), refused)
             raise
 

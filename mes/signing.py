@@ -2,7 +2,8 @@
 through the identity service (before the transaction: argon2id takes its time), then the
 pure rules (:func:`mes.domain.signatures.check_signatures`) inside the transaction that
 reads the lot, the signatures recorded in the entry they sign and written in the same
-transaction, linked by its hash; refusals recorded as security events.
+transaction, linked by its hash; refusals recorded as security events, too few signatures
+(:class:`~mes.domain.signatures.SignatureRequired`) among them.
 
 A service acting for nobody (code embedding the lot tracker: tests, benchmarks) asks for no
 signature, as it checks no authority (:mod:`mes.guard`).
@@ -25,6 +26,7 @@ from mes.domain.signatures import (
     SignatureMethod,
     SignaturePolicy,
     SignatureRefused,
+    SignatureRequired,
     SignatureStale,
     Signer,
     check_meaning,
@@ -153,13 +155,18 @@ class Signing:
         return sign_entry(change, signatures)
 
     async def refused(
-        self, who: Principal | None, refusal: SignatureRefused | SignatureStale
+        self, who: Principal | None, refusal: SignatureRefused | SignatureStale | SignatureRequired
     ) -> None:
-        """Record a signature that could not count (after its transaction was rolled back)."""
+        """Record a signature that could not count, or an operation asked for with too few
+        signatures (after its transaction was rolled back): a refusal of authority, as
+        every one is."""
         if self._log is None or who is None:
             return
         action = getattr(refusal, "action", None)
         detail: dict[str, object] = {"message": refusal.message, "error": refusal.kind}
+        if isinstance(refusal, SignatureRequired):
+            detail["signers_needed"] = refusal.needed
+            detail["signers_given"] = refusal.given
         signer = getattr(refusal, "signer", None)
         if signer:
             detail["signer"] = signer

@@ -483,6 +483,10 @@ async def test_two_person_approval_needs_a_second_different_signer_with_the_qual
         rows = (await conn.execute(select(security_events))).mappings().all()
     refused = [r for r in rows if r["kind"] == EventKind.SIGNATURE_REFUSED.value]
     assert {r["subject"] for r in refused} >= {"eng1", "eng2", "qa1"}
+    # the approval asked for unsigned is a refusal recorded too
+    unsigned = [r for r in refused if r["subject"] is None]
+    assert [(r["actor"], r["action"]) for r in unsigned] == [("eng1", "flow_approve")]
+    assert "signature_required" in str(unsigned[0]["detail"])
     approved = await two.approve(
         FLOW, 2, by=QUALITY, signatures=(SignatureGiven("qa1", "quality approved", "qa-secret", 1),)
     )

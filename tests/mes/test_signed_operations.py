@@ -192,7 +192,13 @@ async def test_scrap_of_a_whole_lot_takes_two_different_people_with_the_role(lin
     refused = [
         e for e in await line.identity.events(ADMIN) if e.kind is EventKind.SIGNATURE_REFUSED
     ]
-    assert [e.detail["signer"] for e in refused] == ["qa1", "op1", "qa2"]
+    # too few signatures first, recorded too (without a signer: one was missing)
+    assert [(e.detail["error"], e.detail.get("signer")) for e in refused] == [
+        ("signature_required", None),
+        ("signature_refused", "qa1"),
+        ("signature_refused", "op1"),
+        ("signature_refused", "qa2"),
+    ]
     assert all(e.actor == "qa1" and e.lot_id == "L1" for e in refused)
 
 
@@ -323,6 +329,41 @@ async def test_an_unsigned_release_says_what_is_needed_and_changes_nothing(line:
         )
     lot = await line.lots.get("L1")
     assert (lot.state, lot.version) == (LotState.HOLD, version)
+
+
+async def test_too_few_signatures_are_a_refusal_recorded_in_the_security_log(line: Line) -> None:
+    """Every refusal of authority is recorded: an operation asked for with fewer signatures
+    than it needs (none for a release, one of a scrap's two) as much as a signature that
+    cannot count. Nothing changes."""
+    version = await _held(line)
+    with pytest.raises(SignatureRequired):
+        await line.lots.release(cmd.ReleaseLot("L1", "op1"))
+    await line.lots.start(cmd.StartLot("L2", "fo-organic", "op1"))
+    v2 = (await line.lots.get("L2")).version
+    with pytest.raises(SignatureRequired):
+        await line.lots.scrap(
+            cmd.ScrapLot("L2", "qa1", "voids"), by=line.who("qa1"), signatures=(sig("qa1", v2),)
+        )
+    refused = [
+        e for e in await line.identity.events(ADMIN) if e.kind is EventKind.SIGNATURE_REFUSED
+    ]
+    assert [
+        (
+            e.actor,
+            e.action,
+            e.lot_id,
+            e.detail["error"],
+            e.detail["signers_needed"],
+            e.detail["signers_given"],
+        )
+        for e in refused
+    ] == [
+        ("op1", "release", "L1", "signature_required", 1, 0),
+        ("qa1", "scrap", "L2", "signature_required", 2, 1),
+    ]
+    assert "must be signed by one person: 0 signatures given" in refused[0].detail["message"]
+    assert (await line.lots.get("L1")).version == version
+    assert (await line.lots.get("L2")).state is LotState.WAITING
 
 
 async def test_audit_verify_finds_a_signature_whose_entry_was_removed(line: Line) -> None:
