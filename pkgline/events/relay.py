@@ -20,7 +20,9 @@ with the controller's death as the MQTT will, publish its birth, then in a loop
 
 A broker or database failure ends the session: nothing of the batches in flight was marked,
 so they are published again after the reconnect (at least once: consumers drop duplicates by id),
-after a backoff doubling up to ``backoff_max_s``. The backoff starts again from
+after a backoff doubling up to ``backoff_max_s``; the log says the outage when it begins,
+every few minutes while it lasts and when it ends, not at every retry
+(:class:`~pkgline.events.outage.FeedOutage`). The backoff starts again from
 ``backoff_initial_s`` only after a session that got somewhere (:attr:`Relay.progress`), not
 at every connect: a session that fails once connected (a message the broker refuses for good,
 an acknowledgement that never comes, a database that fails the reads) would otherwise be
@@ -40,6 +42,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +61,7 @@ from mes.service import utc_now
 from pkgline.events import payloads
 from pkgline.events.config import EventsConfig
 from pkgline.events.marker import Marker, Sent
+from pkgline.events.outage import FeedOutage
 from pkgline.events.publisher import MqttPublisher, Publisher, PublishFailed
 from pkgline.events.topics import Topics, usable_level
 from pkgline.mqtt import BrokerError, connect, protocol_name
@@ -105,15 +109,17 @@ class Relay:
         tools: ToolSource | None = None,
         clock: Callable[[], datetime] = utc_now,
         committed: OutboxSignal | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         """``tools``: this controller's tools' records (their retained states);
         ``committed``: told when this process commits outbox events (the relay then reads
         them at once; without it, and for other processes' commits on SQLite, it finds them
-        at its next poll)."""
+        at its next poll); ``monotonic``: the clock of an outage's length in the log."""
         self.config = config
         self.controller = controller
         self.topics = Topics.of(config.root, config.site, config.area, config.line or controller)
         self.status = RelayStatus()
+        self.outage = FeedOutage(config.url, clock=monotonic)
         self._store = store
         self._tools = tools
         self._clock = clock
@@ -178,11 +184,8 @@ class Relay:
             try:
                 async with connect(self.config, client_id, will=self._will()) as client:
                     self.status.connected, self.status.error = True, None
-                    log.info(
-                        "event feed connected",
-                        broker=self.config.url,
-                        protocol=protocol_name(client),
-                        topics=self.topics.base,
+                    self.outage.connected(
+                        self._waiting(), protocol=protocol_name(client), topics=self.topics.base
                     )
                     await self.publish_to(MqttPublisher(client, self.config.timeout_s))
                     return
@@ -200,9 +203,13 @@ class Relay:
             if self.progress:  # a failure after a good run: retry soon; else back off further
                 delays = backoff_delays(policy)
             delay = next(delays)
-            log.warning("event feed down", error=error, retry_in_s=round(delay, 2))
+            self.outage.failed(error, delay, self._waiting())
             self.status.error = error
             await self._pause(delay)
+
+    def _waiting(self) -> int | None:
+        """The events in the outbox as last read (None: not known)."""
+        return self.status.backlog.events if self.status.backlog is not None else None
 
     def _will(self) -> aiomqtt.Will:
         death = payloads.controller_status(

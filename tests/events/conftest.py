@@ -243,6 +243,16 @@ async def subscribed(config: EventsConfig, topics: Topics) -> AsyncIterator[Subs
             await task
 
 
+ATTEMPTS = ("event feed down", "event feed retry", "event feed still down")
+"""The relay's log lines of a failed attempt (each with ``error`` and ``retry_in_s``): an
+outage's first, a retry (debug), a reminder (pkgline.events.outage)."""
+
+
+def attempts(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The relay's failed attempts in captured ``logs``, in order."""
+    return [e for e in logs if e["event"] in ATTEMPTS]
+
+
 @contextlib.asynccontextmanager
 async def running(relay: Any) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(relay.run(), name="relay")

@@ -27,7 +27,7 @@ from pkgline.events.config import EventsConfig
 from pkgline.events.relay import Relay
 from pkgline.events.topics import Topics
 from tests.controller.conftest import FLOWS, Stack, start_lots, wait_until
-from tests.events.conftest import Mosquitto, drained, events_config, running
+from tests.events.conftest import Mosquitto, attempts, drained, events_config, running
 
 
 class FeedClock:
@@ -168,7 +168,7 @@ async def test_a_broker_away_or_refusing_at_the_prune_leaves_a_finished_lots_eve
         with structlog.testing.capture_logs() as logs:
 
             def downs() -> int:
-                return sum(1 for e in logs if e["event"] == "event feed down")
+                return len(attempts(logs))
 
             async with running(relay):
                 await wait_until(drained(reader), timeout_s=30, what="published")
@@ -201,7 +201,7 @@ async def test_a_broker_away_or_refusing_at_the_prune_leaves_a_finished_lots_eve
                 await wait_until(_pruned(reader, newest), timeout_s=30, what="pruned")
                 found = await retained_states(events, topics)
                 assert scrapped not in found and waiting in found
-        refused = [e["error"] for e in logs if e["event"] == "event feed down"][3:]
+        refused = [e["error"] for e in attempts(logs)][3:]
         assert refused and all(
             "refused the message: Not authorized" in error or "timed out" in error
             for error in refused

@@ -46,6 +46,7 @@ from tests.controller.conftest import (
 from tests.events.conftest import (
     Mosquitto,
     all_outbox_ids,
+    attempts,
     check_feed,
     drained,
     events_config,
@@ -281,11 +282,10 @@ async def test_a_wrong_password_is_refused_clearly_and_retried_with_a_growing_ba
         with structlog.testing.capture_logs() as logs:
             async with running(relay):
                 await wait_until(
-                    lambda: sum(1 for e in logs if e["event"] == "event feed down") >= 6,
-                    timeout_s=30,
-                    what="six refusals",
+                    lambda: len(attempts(logs)) >= 6, timeout_s=30, what="six refusals"
                 )
-        downs = [e for e in logs if e["event"] == "event feed down"]
+        downs = attempts(logs)
+        assert sum(1 for e in downs if e["event"] == "event feed down") == 1  # one outage
         assert all("refused the credentials (user 'relay')" in e["error"] for e in downs)
         assert all("wrong-pw" not in str(e) for e in logs)
         delays = [e["retry_in_s"] for e in downs]
@@ -437,22 +437,24 @@ async def test_an_event_the_broker_refuses_is_retried_with_a_growing_backoff_unt
     denied = relay.topics.lot_events(lots[1])
     acl.write_text(f"topic deny {denied}\ntopic readwrite #\n")
     broker.start()
-    attempts = 6
+    tries = 6
     try:
         async with subscribed(events, relay.topics) as sub:
             with structlog.testing.capture_logs() as logs:
                 async with running(relay):
                     await wait_until(
-                        lambda: sum(1 for e in logs if e["event"] == "event feed down") >= attempts,
+                        lambda: len(attempts(logs)) >= tries,
                         timeout_s=60,
-                        what=f"{attempts} refusals",
+                        what=f"{tries} refusals",
                     )
-            downs = [e for e in logs if e["event"] == "event feed down"]
-            connects = sum(1 for e in logs if e["event"] == "event feed connected")
+            downs = attempts(logs)
+            connects = sum(
+                1 for e in logs if e["event"] in ("event feed connected", "event feed back")
+            )
             # Every attempt connected: each failed after it (mosquitto 2.0 answers the denied
             # PUBLISH "Not authorized" and closes the connection, so the relay reads the
             # refusal, or times out on an acknowledgement the close lost: either ends it).
-            assert connects >= len(downs) >= attempts
+            assert connects >= len(downs) >= tries
             # Doubling from 0.05 s to the 10 s cap, each shortened by at most 25 % (jitter):
             # the k-th delay is at least 0.75 x 0.05 x 2^k (with the reset, each was <= 0.05).
             delays = [e["retry_in_s"] for e in downs]
@@ -511,7 +513,7 @@ async def test_while_the_broker_is_away_the_status_says_how_many_events_wait(
         return lambda: relay.status.backlog is not None and relay.status.backlog.events == events
 
     def downs() -> list[dict[str, Any]]:
-        return [e for e in logs if e["event"] == "event feed down"]
+        return attempts(logs)
 
     try:
         with structlog.testing.capture_logs() as logs:
@@ -677,7 +679,8 @@ async def test_while_the_database_is_away_the_relay_does_not_announce_its_birth_
                     what="the relay publishing again",
                 )
         assert births_while_away == 1, [e["event"] for e in logs]
-        assert said("event feed connected") == 2  # and once more when it is back
+        assert said("event feed connected") == 1  # and once more when it is back:
+        assert said("event feed back") == 1
         assert said("event feed down") == 1, [
             e for e in logs if e["event"] != "event backlog not read"
         ]
