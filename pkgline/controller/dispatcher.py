@@ -252,18 +252,21 @@ class Dispatcher:
         if isinstance(outcome, LotTrackerError):
             last = self._refused.get(key)
             if last is None or (last.step, last.reason) != (pick.step, outcome.message):
-                # said on the edge, as it changes; the same refusal again keeps its time
+                # said on the edge, as it changes; the same refusal again keeps its time, and
+                # so does the same interlock's in other words (a durable's count gone on)
+                interlock = (
+                    outcome.interlock if isinstance(outcome, InterlockRefused) else outcome.kind
+                )
+                same = last is not None and (last.step, last.interlock) == (pick.step, interlock)
                 if len(self._refused) >= REFUSALS_KEPT:
                     self._refused.clear()
                 self._refused[key] = TrackInRefusal(
                     tool=runner.tool_id,
                     lot=pick.lot.id,
                     step=pick.step,
-                    interlock=(
-                        outcome.interlock if isinstance(outcome, InterlockRefused) else outcome.kind
-                    ),
+                    interlock=interlock,
                     reason=outcome.message,
-                    since=utc_now(),
+                    since=last.since if same and last is not None else utc_now(),
                 )
                 log.info(
                     "lot not started",
