@@ -252,7 +252,7 @@ class DurableService(Guarded):
             durable = yield from self._read_one(durable_id)
             tool = (yield from get_tools([tool_id])).get(tool_id)
             if tool is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             on_tool, running = yield from together(
                 get_durables(tool_id=tool_id), get_lots_running_on(tool_id)
             )
@@ -308,7 +308,9 @@ class DurableService(Guarded):
         await self._guard.allow(by, Action.READ)
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
-                raise await naming_the_tools(self._uow, UnknownTool(f"there is no tool {tool_id}"))
+                raise await naming_the_tools(
+                    self._uow, UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
+                )
             return await uow.run(get_durables(tool_id=tool_id, mounted=mounted), commit=True)
 
     async def page(self, query: DurableQuery, *, by: Principal | None = None) -> DurablePage:
@@ -321,7 +323,7 @@ class DurableService(Guarded):
             if query.limit < 1:
                 raise InvalidInput(f"a page holds 1 durable or more, not {query.limit}")
             if query.tool_id is not None and not (yield from get_tools([query.tool_id])):
-                raise UnknownTool(f"there is no tool {query.tool_id}")
+                raise UnknownTool(f"there is no tool {query.tool_id}", tool_id=query.tool_id)
             if query.after is not None and not (yield from get_durables([query.after])):
                 raise UnknownDurable(
                     f"there is no durable {query.after} to list the durables after: "

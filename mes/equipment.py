@@ -147,7 +147,7 @@ class EquipmentService(Guarded):
         await self._guard.allow(by, Action.TOOL_REPORT)
         applied = await self._uow.write(_apply([(tool_id, snapshot, at or self._clock())]))
         if tool_id not in applied:
-            raise UnknownTool(f"there is no tool {tool_id}")
+            raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
         return applied[tool_id]
 
     async def report_many(
@@ -244,7 +244,7 @@ class EquipmentService(Guarded):
         async with self._uow() as uow:
             known = await uow.equipment.tool(tool_id)
             if known is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             if known.dispatch is mode and not again:
                 return known, False
             record = replace(
@@ -259,7 +259,7 @@ class EquipmentService(Guarded):
         async with self._uow(readonly=True) as uow:
             known = await uow.equipment.tool(tool_id)
         if known is None:
-            raise UnknownTool(f"there is no tool {tool_id}")
+            raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
         return known
 
     async def tools(
@@ -302,7 +302,7 @@ class EquipmentService(Guarded):
             raise InvalidInput("the window must end after it starts")
         async with self._uow(readonly=True) as uow:
             if await uow.equipment.tool(tool_id) is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             changes = await uow.equipment.changes(tool_id, start, end)
         return time_in_states(changes, start, end)
 
@@ -372,7 +372,7 @@ class EquipmentService(Guarded):
             repo = uow.equipment
             tool = await repo.tool(tool_id)
             if tool is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             controller = await repo.controller(tool.line)
             running = (
                 controller is not None

@@ -198,7 +198,7 @@ class QualificationService(Guarded):
         def work() -> Work[Qualification]:
             tool = (yield from get_tools([tool_id])).get(tool_id)
             if tool is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             runs = sorted(
                 code
                 for code, info in self._flows.step_codes.items()
@@ -242,7 +242,7 @@ class QualificationService(Guarded):
             )
         async with self._uow(readonly=True) as uow:
             if tool_id is not None and not (await uow.run(get_tools([tool_id]))):
-                unknown = UnknownTool(f"there is no tool {tool_id}")
+                unknown = UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             else:
                 return await uow.run(get_qualifications(step=step, tool_id=tool_id), commit=True)
         raise await naming_the_tools(self._uow, unknown)

@@ -160,7 +160,7 @@ class MaterialService(Guarded):
             material = yield from self._one(material_id)
             tool = (yield from get_tools([tool_id])).get(tool_id)
             if tool is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             now = self._clock()
             on_tool, running = yield from together(
                 get_materials(tool_id=tool_id), get_lots_running_on(tool_id)
@@ -276,7 +276,7 @@ class MaterialService(Guarded):
 
         def work() -> Work[list[Material]]:
             if tool_id is not None and not (yield from get_tools([tool_id])):
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             return (yield from get_materials(tool_id=tool_id, loaded=loaded))
 
         found = await self._read(work(), by)
@@ -292,7 +292,7 @@ class MaterialService(Guarded):
             if query.limit < 1:
                 raise InvalidInput(f"a page holds 1 material lot or more, not {query.limit}")
             if query.tool_id is not None and not (yield from get_tools([query.tool_id])):
-                raise UnknownTool(f"there is no tool {query.tool_id}")
+                raise UnknownTool(f"there is no tool {query.tool_id}", tool_id=query.tool_id)
             if query.after is not None and not (yield from get_materials([query.after])):
                 raise UnknownMaterial(
                     f"there is no material lot {query.after} to list the material lots after: "

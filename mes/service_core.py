@@ -337,7 +337,7 @@ class LotServiceCore(Guarded):
         self._check_step(query.step)
         async with self._uow(readonly=True) as uow:
             if query.tool is not None and await uow.equipment.tool(query.tool) is None:
-                raise UnknownTool(f"there is no tool {query.tool}")
+                raise UnknownTool(f"there is no tool {query.tool}", tool_id=query.tool)
             page = await uow.lots.page(query)
         await self.load_versions_of(page.lots)
         return page

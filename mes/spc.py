@@ -289,7 +289,7 @@ class SpcService(Guarded):
         def work() -> Work[Chart]:
             tool = (yield from get_tools([tool_id])).get(tool_id)
             if tool is None:
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             if self._flows.step_codes[step].equipment_class != tool.equipment_class:
                 raise InvalidInput(
                     f"{tool_id} is a {tool.equipment_class}; {step} runs on a "
@@ -355,7 +355,7 @@ class SpcService(Guarded):
 
         def work() -> Work[Qualification]:
             if not (yield from get_tools([tool_id])):
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             found = yield from get_qualifications(step=step, tool_id=tool_id)
             current = next((f for f in found if f.step == step), None)
             if current is None or current.qualified:
@@ -406,7 +406,7 @@ class SpcService(Guarded):
 
         def work() -> Work[list[ChartSummary]]:
             if tool_id is not None and not (yield from get_tools([tool_id])):
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             charts = yield from get_charts(step, tool_id=tool_id)
             if not looked:
                 return [ChartSummary(c, 0, None, 0) for c in charts]
@@ -441,7 +441,7 @@ class SpcService(Guarded):
 
         def work() -> Work[list[ChartView]]:
             if tool_id is not None and not (yield from get_tools([tool_id])):
-                raise UnknownTool(f"there is no tool {tool_id}")
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             views = []
             for chart in (yield from get_charts(step, tool_id=tool_id, value=value)):
                 if last is not None:

@@ -23,6 +23,7 @@ from mes.domain.equipment import (
 from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.equipment import EquipmentService
+from mes.known_tools import unknown_tool
 from mes.ports import ToolJob, ToolQuery
 from pkgline.controller import STALE_AFTER_S
 from pkgline.page_sizes import page_answer
@@ -173,11 +174,7 @@ async def known_tool(equipment: EquipmentService, tool_id: str) -> ToolRecord:
     try:
         return await equipment.tool(tool_id)
     except UnknownTool:
-        known = [t.id for t in await equipment.tools()]
-        raise UnknownTool(
-            f"there is no tool {tool_id}" + ("" if known else " (no tool is registered yet)"),
-            allowed=known,
-        ) from None
+        raise unknown_tool(tool_id, [t.id for t in await equipment.tools()]) from None
 
 
 def qualification_dict(q: Qualification) -> dict[str, Any]:

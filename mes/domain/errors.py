@@ -97,6 +97,13 @@ class SplitMergeNotAllowed(LotTrackerError):
 class UnknownTool(LotTrackerError):
     kind = "unknown_tool"
 
+    def __init__(
+        self, message: str, *, tool_id: str | None = None, allowed: Iterable[str] = ()
+    ) -> None:
+        super().__init__(message, allowed=allowed)
+        self.tool_id = tool_id
+        """The id asked for, where the refusal names one (to say which tools are close)."""
+
 
 class UnknownDurable(LotTrackerError):
     kind = "unknown_durable"
