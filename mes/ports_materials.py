@@ -71,7 +71,10 @@ class GetMaterialEvents:
 
 @dataclass(frozen=True, slots=True)
 class AddUses:
-    """Record material lots gone into product lots (answer: None)."""
+    """Record material lots gone into product lots (answer: None). Each use only while its
+    material lot is not quarantined, checked as it is written: a quarantine committed after
+    the track-in read the tool's material lots refuses it (ConcurrentUpdate, nothing
+    written), one not committed yet comes after it."""
 
     uses: tuple[Use, ...]
 

@@ -13,6 +13,7 @@ from mes.adapters.outbox import subject_row
 from mes.domain import durables, materials
 from mes.domain.durables import DurableEventKind, Mounted, PendingJob
 from mes.domain.identity import SecurityEvent
+from mes.domain.material_quarantine import quarantined_meanwhile
 from mes.domain.model import JobStatus, LotState
 from mes.domain.security_chain import event_hash
 from mes.ports import GetLotsRunningOn, GetQualifications, InterlockRequest, SaveQualifications
@@ -166,6 +167,10 @@ def answer_materials(store: MemoryStore, request: MaterialRequest) -> Any:
     if isinstance(request, GetMaterialEvents):
         return [e for e in store.material_events if e.material_id == request.material_id]
     if isinstance(request, AddUses):
+        for use in request.uses:  # as the SQL store: only of a lot not quarantined
+            found = store.materials.get(use.material_id)
+            if found is not None and found.quarantine is not None:
+                raise quarantined_meanwhile(use.material_id)
         store.material_uses.extend(request.uses)
         return None
     if isinstance(request, GetUses):

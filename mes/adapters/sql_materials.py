@@ -21,6 +21,7 @@ from mes.adapters.driver import (
 from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
 from mes.adapters.tables import material_events, material_uses, materials, outbox
 from mes.domain.errors import ConcurrentUpdate
+from mes.domain.material_quarantine import quarantined_meanwhile
 from mes.domain.materials import (
     Material,
     MaterialEvent,
@@ -118,6 +119,15 @@ class MaterialStatements:
             update(materials)
             .where(_M.id == bindparam("b_id"), _M.quarantined_at.is_not(None))
             .values(**quarantined)
+        )
+        # a use is written only while its material lot is not quarantined: a write that
+        # changes nothing and locks the row, so that a quarantine committed after the
+        # track-in read the tool's material lots refuses the track-in (0 rows), and one not
+        # committed yet waits for it (and comes after it: the recall then finds the use)
+        self.still_usable = c(
+            update(materials)
+            .where(_M.id == bindparam("b_id"), _M.quarantined_at.is_(None))
+            .values(id=_M.id)
         )
         self.insert_event = c(
             insert(material_events), [col.name for col in material_events.c if col.name != "seq"]
@@ -322,6 +332,9 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
             for r in rows
         ]
     if isinstance(request, AddUses):
+        for material_id in sorted({u.material_id for u in request.uses}):  # in id order
+            if not (yield Execute(sql.still_usable, {"b_id": material_id})):
+                raise quarantined_meanwhile(material_id)
         yield ExecuteMany(
             sql.insert_use,
             [

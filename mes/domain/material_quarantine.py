@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from mes.domain.errors import InvalidInput, OperationNotAllowed
+from mes.domain.errors import ConcurrentUpdate, InvalidInput, OperationNotAllowed
 from mes.domain.material_reach import Reached
 from mes.domain.materials import Changed, Material, MaterialEvent, MaterialEventKind, Quarantine
 from mes.domain.model import LotState
@@ -68,6 +68,17 @@ def release(material: Material, by: str, now: datetime, reason: str) -> Changed:
         one_line(reason, "the reason"),
     )
     return replace(material, quarantine=None), event
+
+
+def quarantined_meanwhile(material_id: str) -> ConcurrentUpdate:
+    """The refusal of a track-in that read ``material_id`` loaded and not quarantined, and
+    would record its use after a quarantine committed (the store checks it as it writes the
+    use: :class:`mes.ports_materials.AddUses`)."""
+    return ConcurrentUpdate(
+        f"material lot {material_id} was quarantined while this command ran (after it read "
+        f"the material lots on the tool): nothing was changed; see pkgline material show "
+        f"{material_id}"
+    )
 
 
 def recall_text(material_id: str, free: str | None) -> str:

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from flows import FlowLibrary
 from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
@@ -38,7 +39,7 @@ from mes.ports_materials import save_materials
 from mes.reasons import ReasonService
 from mes.service import LotService
 from tests.mes.conftest import Clock
-from tests.mes.racing import BothReadFirst
+from tests.mes.racing import BothReadFirst, ReadFirstThen
 from tests.mes.test_materials import CTRL, OP, T0, TOOLS, UP
 from tests.mes.test_service_authority import Log
 
@@ -359,6 +360,53 @@ async def test_a_load_at_the_time_of_a_quarantine_does_not_write_over_it(
         assert len(losses) == 1 and isinstance(losses[0], ConcurrentUpdate), twice
         events = [e.event.value for e in (await materials.show("EMC-1")).events]
         assert events.count("quarantined") == 2  # the one before, and one of these two
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_track_in_that_read_the_compound_before_a_quarantine_is_refused(
+    request: pytest.FixtureRequest, database: str, library: FlowLibrary, clock: Clock
+) -> None:
+    """A track-in on the molder read EMC-1 loaded and not quarantined; quality quarantined it
+    before the track-in wrote: on PostgreSQL it went through, the lot ran on the quarantined
+    compound and its use was recorded. Refused now as a conflict, nothing written; tried
+    again, it is refused by the interlock."""
+    url = request.getfixturevalue(f"{database}_url")
+    engines = [create_engine(url), create_engine(url)]
+    try:
+        await upgrade(engines[0])
+        plain = SqlUnitOfWorkFactory(engines[0])
+        equipment = EquipmentService(plain, clock)
+        await equipment.register("line-a", TOOLS)
+        for tool in TOOLS:
+            await equipment.report(tool.id, UP)
+        await ReasonService(plain, clock).add("RECALL", "hold", "Material recall", QA)
+        materials = MaterialService(plain, clock)
+        await _loaded_emc(materials, clock)
+        service = LotService(plain, library, clock)
+        await _at_mold(service, "L1")
+        before = await service.get("L1")
+        quality = MaterialService(SqlUnitOfWorkFactory(engines[1]), clock)
+        racing = LotService(
+            ReadFirstThen(
+                SqlUnitOfWorkFactory(engines[0]),
+                lambda: quality.quarantine("EMC-1", "RECALL", "voids", QA),
+            ),
+            library,
+            clock,
+        )
+        with pytest.raises(ConcurrentUpdate, match="EMC-1 was quarantined while this command"):
+            await racing.track_in(_mold("L1"))
+        assert await service.get("L1") == before
+        assert (await materials.show("EMC-1")).uses == []
+        assert await materials.where_used("EMC-1") == []
+        with pytest.raises(InterlockRefused) as refused:
+            await service.track_in(_mold("L1"))
+        assert refused.value.interlock == "material_quarantined"
     finally:
         for engine in engines:
             await engine.dispose()
