@@ -24,6 +24,13 @@ from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.material_reach import Reached, Source
 from mes.domain.materials import Changed, Material, MaterialEvent, Use
 from mes.domain.model import Lot
+from mes.domain.signatures import (
+    SignatureGiven,
+    SignaturePolicy,
+    SignatureRefused,
+    SignatureRequired,
+    SignatureStale,
+)
 from mes.domain.text import blank
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.known_tools import naming_the_tools
@@ -48,6 +55,10 @@ from mes.ports_materials import (
     save_materials,
 )
 from mes.reasons import coded_hold
+from mes.signing import SignatureVerifier, Signing
+
+MATERIAL_SIGNED = frozenset({Action.MATERIAL_RELEASE})
+"""The calls of this service that take signatures: a release from quarantine."""
 
 
 def material_interlock(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Work[list[Use]]:
@@ -85,10 +96,13 @@ class MaterialService(Guarded):
         *,
         principal: Principal | None = None,
         security: SecurityLog | None = None,
+        signatures: SignaturePolicy | None = None,
+        verifier: SignatureVerifier | None = None,
     ):
         self._uow = uow
         self._clock = clock
         self._guard = Guard(principal, security, clock)
+        self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
 
     async def _change(
         self, action: Action, work: Callable[[], Work[Changed]], by: Principal | None
@@ -96,7 +110,7 @@ class MaterialService(Guarded):
         await self._guard.allow(by, action)
 
         def write() -> Work[Material]:
-            material, event = yield from work()
+            material, event = rules.bumped((yield from work()))
             yield from save_materials([(material, event)])
             return material
 
@@ -213,7 +227,7 @@ class MaterialService(Guarded):
                 )
             now = self._clock()
             coded = yield from coded_hold(HoldLot(material_id, user, reason, code=code))
-            changed = quarantines.quarantine(material, code, coded.reason, user, now)
+            changed = rules.bumped(quarantines.quarantine(material, code, coded.reason, user, now))
             yield from save_materials([changed])
             recall = None
             if hold_lots:
@@ -223,16 +237,44 @@ class MaterialService(Guarded):
         return await self._uow.write(work())
 
     async def release(
-        self, material_id: str, reason: str, user: str, *, by: Principal | None = None
+        self,
+        material_id: str,
+        reason: str,
+        user: str,
+        *,
+        by: Principal | None = None,
+        signatures: Sequence[SignatureGiven] = (),
     ) -> Material:
-        """Lift a material lot's quarantine (quality), saying why. The lots a recall held
-        stay held: each is released as a hold is (``pkgline lot release``)."""
+        """Lift a material lot's quarantine (quality), saying why, electronically signed as a
+        hold's release is (:mod:`mes.signing`; the row ``material_release``): each signature
+        names the material lot's version its signer saw, so a replay is refused. The lots a
+        recall held stay held: each is released as a hold is (``pkgline lot release``)."""
+        await self._guard.allow(by, Action.QUARANTINE)  # 403 before any password is checked
+        who = self._guard.who(by)
+        row = Action.MATERIAL_RELEASE
+        # passwords first (argon2id takes its time), outside the transaction
+        signed = await self.signing.verify(
+            who, row, material_id, signatures, requests=MATERIAL_SIGNED
+        )
 
-        def work() -> Work[Changed]:
+        def work() -> Work[Material]:
             material = yield from self._one(material_id)
-            return quarantines.release(material, user, self._clock(), reason)
+            now = self._clock()
+            try:
+                checked = self.signing.check(row, material, who, signed)
+            except SignatureRequired:
+                quarantines.release(material, user, now, reason)  # not quarantined: says so
+                raise
+            changed = rules.bumped(quarantines.release(material, user, now, reason))
+            changed = rules.signed_event(changed, checked)
+            yield from save_materials([changed])
+            return changed[0]
 
-        return await self._change(Action.QUARANTINE, work, by)
+        try:
+            return await self._uow.write(work())
+        except (SignatureRefused, SignatureStale, SignatureRequired) as refused:
+            await self.signing.refused(who, refused)  # after the rollback, as a lot's
+            raise
 
     async def hold_lots(
         self,

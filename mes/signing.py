@@ -18,9 +18,10 @@ from typing import Protocol
 from mes.domain.authority import Action, Principal
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import EventKind, SecurityEvent, SignerRefused
-from mes.domain.model import Change, Lot
+from mes.domain.model import Change
 from mes.domain.signatures import (
     SIGNED,
+    Signable,
     Signature,
     SignatureGiven,
     SignatureMethod,
@@ -137,7 +138,7 @@ class Signing:
         return signed
 
     def check(
-        self, row: Action, lot: Lot, who: Principal | None, signed: Signed
+        self, row: Action, lot: Signable, who: Principal | None, signed: Signed
     ) -> tuple[Signature, ...]:
         """The signatures the operation needs, from those given, or a refusal (pure: runs
         inside the transaction that read ``lot``, before the operation's rule, so that a

@@ -216,7 +216,14 @@ def services_for(
         EquipmentService(factory, principal=principal, security=log),
         QualificationService(factory, flow_library(), utc_now, principal=principal, security=log),
         DurableService(factory, utc_now, principal=principal, security=log),
-        MaterialService(factory, utc_now, principal=principal, security=log),
+        MaterialService(
+            factory,
+            utc_now,
+            principal=principal,
+            security=log,
+            signatures=signatures,
+            verifier=_Signers(engine),
+        ),
         ReasonService(factory, utc_now, principal=principal, security=log),
         SpcService(
             factory, flow_library(), utc_now, principal=principal, security=log, versions=versions

@@ -149,6 +149,7 @@ def material_dict(m: Material, now: datetime | None = None) -> Json:
         "added_by": m.added_by,
         "added_at": m.added_at.isoformat(),
         "quarantine": _quarantine_dict(m.quarantine),
+        "version": m.version,
     }
 
 
@@ -174,6 +175,7 @@ def material_from_dict(data: Json) -> Material:
         loaded_at=_at(data["loaded_at"]),
         part_number=data["part_number"],
         quarantine=_quarantine_from(data.get("quarantine")),
+        version=int(data.get("version") or 1),
     )
 
 
@@ -191,6 +193,8 @@ def material_event_dict(e: MaterialEvent) -> Json:
         "by": e.by,
         "tool": e.tool_id,
         "reason": e.reason,
+        "version": e.version,
+        "signatures": [s.manifest() for s in e.signatures],
     }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Table, select, text
@@ -28,15 +28,19 @@ from mes.adapters.tables import (
     audit_heads,
     lot_history,
     lots,
+    material_events,
+    material_signatures,
     security_events,
     signatures,
 )
 from mes.domain.audit import GENESIS, ChainCheck, Finding, Problem
 from mes.domain.security_chain import SecurityChainCheck
 from mes.domain.signature_audit import SignedEntry, check_signature_rows, signed_manifests
+from mes.domain.signature_records import Signature, SignatureMethod
 
-APPEND_ONLY = ("lot_history", "security_events", "signatures")
-"""Tables whose rows the database refuses to change or delete (revisions 0004, 0005)."""
+APPEND_ONLY = ("lot_history", "security_events", "signatures", "material_signatures")
+"""Tables whose rows the database refuses to change or delete (revisions 0004, 0005,
+0029)."""
 
 
 def guard_names(table: str, dialect: str) -> tuple[str, ...]:
@@ -120,6 +124,9 @@ async def verify_history(
                     signed, (signature_from_row(dict(r)) for r in rows.mappings()), check.seq_of
                 )
             if problem is None:
+                problem, of_materials = await _check_material_signatures(conn)
+                checked += of_materials
+            if problem is None:
                 recorded = (
                     await conn.execute(
                         select(audit_heads.c.head).where(audit_heads.c.chain == SECURITY_CHAIN)
@@ -131,6 +138,48 @@ async def verify_history(
     return Verification(
         check.entries, check.lots, check.lots_head, problem, checked, log.events, log.head
     )
+
+
+async def _check_material_signatures(conn: AsyncConnection) -> tuple[Problem | None, int]:
+    """The signatures of material lots' releases from quarantine (revision 0029), as a lot's
+    are checked against its entries: every row of ``material_signatures`` must name, by the
+    material lot and the version it made, an event that records it, and every signature an
+    event records must have its row. (A material lot's history is not hash-chained: this
+    finds a signature changed, removed or made up on one side only.)"""
+    _E, _S = material_events.c, material_signatures.c
+
+    def key(material_id: str, version: object) -> str:
+        return f"{material_id}@{version}"
+
+    events = await conn.execute(
+        select(_E.seq, _E.material_id, _E.version, _E.signatures).order_by(_E.seq)
+    )
+    seqs: dict[str, int] = {}
+    signed: dict[str, SignedEntry] = {}
+    for e in events.mappings():
+        k = key(e["material_id"], e["version"])
+        seqs[k] = int(e["seq"])
+        manifests = signed_manifests({"signatures": e["signatures"]})
+        if manifests:
+            signed[k] = SignedEntry(int(e["seq"]), e["material_id"], manifests)
+    rows = await conn.execute(select(material_signatures).order_by(_S.seq))
+    found = (
+        Signature(
+            r["material_id"],
+            r["signer"],
+            r["printed_name"],
+            r["meaning"],
+            r["at"],
+            SignatureMethod(r["method"]),
+            key(r["material_id"], r["material_version"]),
+            int(r["seq"]),
+        )
+        for r in rows.mappings()
+    )
+    problem, checked = check_signature_rows(signed, found, seqs.get)
+    if problem is not None:
+        problem = replace(problem, message=f"material lot signatures: {problem.message}")
+    return problem, checked
 
 
 async def _in_order(

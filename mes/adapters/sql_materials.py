@@ -4,6 +4,7 @@ SQLite and PostgreSQL, on the same compiled statements and driver sessions as th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, func, insert, select, update
@@ -19,7 +20,13 @@ from mes.adapters.driver import (
     Plan,
 )
 from mes.adapters.outbox import SUBJECT_ROW_KEYS, subject_row
-from mes.adapters.tables import material_events, material_uses, materials, outbox
+from mes.adapters.tables import (
+    material_events,
+    material_signatures,
+    material_uses,
+    materials,
+    outbox,
+)
 from mes.domain.errors import ConcurrentUpdate
 from mes.domain.material_quarantine import quarantined_meanwhile
 from mes.domain.materials import (
@@ -32,6 +39,7 @@ from mes.domain.materials import (
     event_dict,
     event_kind,
 )
+from mes.domain.signature_records import Signature, SignatureMethod
 from mes.ports_materials import (
     AddUses,
     GetMaterialEvents,
@@ -100,6 +108,7 @@ class MaterialStatements:
                 thawed_at=bindparam("b_thawed_at"),
                 tool_id=bindparam("b_tool_id"),
                 loaded_at=bindparam("b_loaded_at"),
+                version=_M.version + 1,
             )
         )
         # a quarantine writes over a lot not quarantined, a release over a quarantined one:
@@ -109,16 +118,26 @@ class MaterialStatements:
             "quarantine_reason": bindparam("b_reason"),
             "quarantined_by": bindparam("b_by"),
             "quarantined_at": bindparam("b_at"),
+            "version": _M.version + 1,
         }
         self.quarantine = c(
             update(materials)
             .where(_M.id == bindparam("b_id"), _M.quarantined_at.is_(None))
             .values(**quarantined)
         )
+        # and a release over the version its signatures were checked against
         self.release = c(
             update(materials)
-            .where(_M.id == bindparam("b_id"), _M.quarantined_at.is_not(None))
+            .where(
+                _M.id == bindparam("b_id"),
+                _M.quarantined_at.is_not(None),
+                _M.version == bindparam("b_was_version", type_=Integer()),
+            )
             .values(**quarantined)
+        )
+        self.insert_signature = c(
+            insert(material_signatures),
+            [col.name for col in material_signatures.c if col.name != "seq"],
         )
         # a use is written only while its material lot is not quarantined: a write that
         # changes nothing and locks the row, so that a quarantine committed after the
@@ -176,6 +195,7 @@ def _material(m: Mapping[str, Any]) -> Material:
         else Quarantine(
             m["quarantine_code"], m["quarantine_reason"], m["quarantined_by"], m["quarantined_at"]
         ),
+        version=int(m["version"]),
     )
 
 
@@ -203,6 +223,7 @@ def _row(m: Material) -> dict[str, Any]:
         "loaded_at": m.loaded_at,
         "part_number": m.part_number,
         **_quarantine_row(m),
+        "version": m.version,
     }
 
 
@@ -231,18 +252,53 @@ _QUARANTINE = frozenset({MaterialEventKind.QUARANTINED, MaterialEventKind.RELEAS
 def _quarantine(sql: MaterialStatements, m: Material, e: MaterialEvent) -> Plan[None]:
     statement = sql.quarantine if e.event is MaterialEventKind.QUARANTINED else sql.release
     q = _quarantine_row(m)
-    row = {
+    row: dict[str, Any] = {
         "b_id": m.id,
         "b_code": q["quarantine_code"],
         "b_reason": q["quarantine_reason"],
         "b_by": q["quarantined_by"],
         "b_at": q["quarantined_at"],
     }
+    if e.event is MaterialEventKind.RELEASED:
+        row["b_was_version"] = m.version - 1
     if not (yield Execute(statement, row)):
         raise ConcurrentUpdate(
             f"material lot {m.id} was quarantined or released by another command while this "
             f"one ran: nothing was changed; see pkgline material show {m.id}"
         )
+
+
+def signature_row(e: MaterialEvent, s: Signature) -> dict[str, Any]:
+    """The ``material_signatures`` row of ``s``, which signs ``e``."""
+    if e.version is None:
+        raise ValueError(f"a signature of material lot {e.material_id} on an event with no version")
+    return {
+        "material_id": e.material_id,
+        "material_version": e.version,
+        "signer": s.signer,
+        "printed_name": s.printed_name,
+        "meaning": s.meaning,
+        "at": s.at,
+        "method": s.method.value,
+    }
+
+
+def signatures_of(material_id: str, manifests: Any) -> tuple[Signature, ...]:
+    """The signatures an event records (its ``signatures``, a list of manifests, or null)."""
+    if not isinstance(manifests, list):
+        return ()
+    return tuple(
+        Signature(
+            material_id,
+            str(m["signer"]),
+            str(m["printed_name"]),
+            str(m["meaning"]),
+            datetime.fromisoformat(str(m["at"])),
+            SignatureMethod(str(m["method"])),
+        )
+        for m in manifests
+        if isinstance(m, Mapping)
+    )
 
 
 def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any]:
@@ -305,10 +361,15 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
                     "by": e.by,
                     "tool_id": e.tool_id,
                     "reason": e.reason,
+                    "version": e.version,
+                    "signatures": [s.manifest() for s in e.signatures] or None,
                 }
                 for _, e in request.changed
             ],
         )
+        signed = [(e, s) for _, e in request.changed for s in e.signatures]
+        if signed:  # in the same transaction, linked to the event by the version it made
+            yield ExecuteMany(sql.insert_signature, [signature_row(e, s) for e, s in signed])
         yield ExecuteMany(  # for the event feed, in the same transaction
             sql.insert_outbox,
             [
@@ -328,6 +389,8 @@ def material_plan(sql: MaterialStatements, request: MaterialRequest) -> Plan[Any
                 r["tool_id"],
                 r["reason"],
                 int(r["seq"]),
+                r["version"],
+                signatures_of(r["material_id"], r["signatures"]),
             )
             for r in rows
         ]

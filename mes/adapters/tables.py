@@ -491,6 +491,7 @@ materials = Table(
     Column("quarantine_reason", Text),
     Column("quarantined_by", String(64)),
     Column("quarantined_at", UtcDateTime),
+    Column("version", Integer, nullable=False, server_default=text("1")),
     Index("ix_materials_tool_id", "tool_id"),
     Index(
         "ux_materials_tool_kind",
@@ -503,7 +504,9 @@ materials = Table(
 )
 """Consumable material lots, their clocks, and the tool each is loaded on
 (mes.domain.materials): one of a kind on a tool (revision 0024); a quarantine, its hold
-reason code, text, who and when (revision 0027, mes.domain.material_quarantine)."""
+reason code, text, who and when (revision 0027, mes.domain.material_quarantine); its
+version, the number of events of its history, which a signed release names (revision
+0029)."""
 
 material_events = Table(
     "material_events",
@@ -515,9 +518,30 @@ material_events = Table(
     Column("by", String(64), nullable=False),
     Column("tool_id", String(32)),
     Column("reason", Text),
+    Column("version", Integer),
+    Column("signatures", Json),
     Index("ix_material_events_material_id", "material_id", "seq"),
 )
-"""A material lot's history: added, thawed, loaded, unloaded."""
+"""A material lot's history: added, thawed, loaded, unloaded, quarantined, released; the
+version each event made the material lot, and what a signed release records of its
+signatures (revision 0029; a list of manifests, null for an event not signed)."""
+
+material_signatures = Table(
+    "material_signatures",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("material_id", String(32), ForeignKey("materials.id"), nullable=False),
+    Column("material_version", Integer, nullable=False),
+    Column("signer", String(64), nullable=False),
+    Column("printed_name", Text, nullable=False),
+    Column("meaning", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("method", String(16), nullable=False),
+    Index("ix_material_signatures_material", "material_id", "material_version"),
+)
+"""Append-only: the electronic signatures of material lots' releases from quarantine, each
+linked to the event it signs by the material lot and the version that event made it
+(revision 0029)."""
 
 material_uses = Table(
     "material_uses",

@@ -122,6 +122,9 @@ class Action(StrEnum):
     QUARANTINE = "quarantine"
     """Quarantine a material lot, release it, and hold the product lots that got it (a
     recall: ``pkgline material quarantine|release|hold-lots``)."""
+    MATERIAL_RELEASE = "material_release"
+    """The signature of a material lot's release from quarantine (the row of the signed
+    operation: who may sign it; asking for it is QUARANTINE's)."""
     REASONS = "reasons"
     """Keep the hold and scrap reason-code catalogues (``pkgline reason``)."""
     SPC = "spc"
@@ -172,6 +175,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.MATERIALS: frozenset({_E, _Q}),
     Action.MATERIAL_HANDLING: frozenset({_O, _T, _E, _Q}),
     Action.QUARANTINE: frozenset({_Q}),
+    Action.MATERIAL_RELEASE: frozenset({_Q}),
     Action.REASONS: frozenset({_Q}),
     Action.SPC: frozenset({_E}),
     Action.FLOW_PUBLISH: frozenset({_E}),
@@ -225,6 +229,7 @@ DOING: dict[Action, str] = {
     Action.MATERIALS: "add material lots",
     Action.MATERIAL_HANDLING: "thaw, load or unload material lots",
     Action.QUARANTINE: "quarantine or release material lots, or hold the lots that got them",
+    Action.MATERIAL_RELEASE: "sign the release of material lots from quarantine",
     Action.REASONS: "keep the reason codes",
     Action.SPC: "set SPC charts or clear an inhibited tool",
     Action.FLOW_PUBLISH: "publish flow versions",

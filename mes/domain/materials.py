@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.model import Lot
+from mes.domain.signature_records import Signature
 from mes.domain.text import optional_line, utc_stamp
 
 
@@ -106,6 +107,9 @@ class Material:
     part_number: str | None = None
     quarantine: Quarantine | None = None
     """Quarantined by quality: not loaded, no track-in with it on the tool."""
+    version: int = 1
+    """How many events its history has: every change bumps it (:func:`bumped`); a signed
+    release names the version its signers saw (a replay is refused)."""
 
     @property
     def frozen(self) -> bool:
@@ -180,6 +184,10 @@ class MaterialEvent:
     tool_id: str | None = None
     reason: str | None = None
     seq: int | None = None
+    version: int | None = None
+    """The material lot's version this event made it (None: written before revision 0029)."""
+    signatures: tuple[Signature, ...] = ()
+    """The electronic signatures of a release from quarantine (docs/security.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +202,22 @@ class Use:
 
 
 Changed = tuple[Material, MaterialEvent]
+
+
+def bumped(changed: Changed) -> Changed:
+    """The change with the material lot's next version, on the lot and its event (an added
+    lot is at version 1)."""
+    material, event = changed
+    version = 1 if event.event is MaterialEventKind.ADDED else material.version + 1
+    return replace(material, version=version), replace(event, version=version)
+
+
+def signed_event(changed: Changed, signatures: Sequence[Signature]) -> Changed:
+    """The change with its event carrying ``signatures``, timed as the event is (one moment
+    for the release and its signatures)."""
+    material, event = changed
+    timed = tuple(replace(s, at=event.at) for s in signatures)
+    return material, replace(event, signatures=timed)
 
 
 def event_kind(event: MaterialEvent) -> str:

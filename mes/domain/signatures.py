@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from mes.domain.authority import PERMISSIONS, Action, AuthMethod, Principal, Role
 from mes.domain.errors import InvalidInput, LotTrackerError
-from mes.domain.model import Change, Lot
+from mes.domain.model import Change
 
 # re-exported: what a signature is, kept in a module of its own for lot reports
 from mes.domain.signature_records import Signature as Signature
@@ -49,6 +49,7 @@ SIGNED: Mapping[Action, str] = {
     Action.REWORK: "approved rework",
     Action.MIGRATE: "approved move to another flow version",
     Action.FLOW_APPROVE: "approved for production: new lots of this flow start on this version",
+    Action.MATERIAL_RELEASE: "approved release from quarantine",
 }
 """The operations that need a signature (the rows of the authority table, so a release of a
 hold a claimed limit, an alarm or the controller placed, the override, is its own row), each
@@ -271,7 +272,22 @@ _NOUNS: Mapping[Action, str] = {
     Action.SCRAP_SITES: "the scrap of sites of lot {}",
     Action.REWORK: "the rework of lot {}",
     Action.MIGRATE: "the move of lot {} to another flow version",
+    Action.MATERIAL_RELEASE: "the release of material lot {} from quarantine",
 }
+
+_SUBJECTS: Mapping[Action, str] = {Action.MATERIAL_RELEASE: "material lot"}
+"""What a signature's subject is called where it is not a product lot."""
+
+
+class Signable(Protocol):
+    """What a signature is bound to: a lot, or a material lot (its id, and its version,
+    which every change of it bumps)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
 
 
 def _what(action: Action, lot_id: str) -> str:
@@ -302,7 +318,7 @@ def check_not_a_system(action: Action, lot_id: str | None, principal: Principal)
 
 def check_signatures(
     action: Action,
-    lot: Lot,
+    lot: Signable,
     principal: Principal,
     signed: Sequence[tuple[SignatureGiven, Signer]],
     policy: SignaturePolicy,
@@ -316,6 +332,7 @@ def check_signatures(
     signs for anybody else); every signer a different person holding a role the action
     needs; a meaning; a password signature names the lot's current version; an ``os``
     signature only in direct mode, by the file owner."""
+    subject = _SUBJECTS.get(action, "lot")
     needed = policy.signers(action)
     if needed == 0:
         if signed:
@@ -395,16 +412,17 @@ def check_signatures(
                 )
         elif given.lot_version is None:
             raise InvalidInput(
-                f"a signature with a password names the version of lot {lot.id} it signs "
-                f"(lot_version; the lot is at version {lot.version} now)",
+                f"a signature with a password names the version of {subject} {lot.id} it "
+                f"signs (lot_version; the {subject} is at version {lot.version} now)",
                 lot_id=lot.id,
             )
         if given.lot_version is not None and given.lot_version != lot.version:
             raise SignatureStale(
-                f"the signature of {signer.username} was given for lot {lot.id} at version "
-                f"{given.lot_version}; the lot is at version {lot.version} now: this signed "
-                "request was carried out already, or the lot changed after it was signed. "
-                "Nothing was changed: look at the lot again and sign what it is now",
+                f"the signature of {signer.username} was given for {subject} {lot.id} at "
+                f"version {given.lot_version}; the {subject} is at version {lot.version} now: "
+                f"this signed request was carried out already, or the {subject} changed after "
+                f"it was signed. Nothing was changed: look at the {subject} again and sign "
+                "what it is now",
                 lot_id=lot.id,
                 signed=given.lot_version,
                 current=lot.version,

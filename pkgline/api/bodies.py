@@ -200,6 +200,19 @@ class ReleaseBody(Body):
     signatures: Signatures = []
 
 
+class ReleaseMaterialBody(Body):
+    """A material lot's release from quarantine: why (required), signed as a lot's release
+    is; each signature's ``lot_version`` is the material lot's ``version``."""
+
+    reason: Annotated[
+        str,
+        Field(
+            min_length=1, max_length=2000, pattern=r"\S", description="Why it may be used again."
+        ),
+    ]
+    signatures: Signatures = []
+
+
 ReasonCode = Annotated[
     str | None,
     Field(None, min_length=1, max_length=64, description="A reason code (pkgline reason list)."),

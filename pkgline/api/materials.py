@@ -12,6 +12,7 @@ from pydantic import Field
 
 from mes.domain.authority import Principal
 from mes.domain.materials import MAX_CLOCK_MINUTES
+from mes.domain.signatures import SignatureGiven
 from mes.materials import MaterialService
 from mes.ports_materials import MaterialQuery
 from pkgline.api import bodies as b
@@ -181,9 +182,15 @@ async def quarantine(
     "/materials/{material_id}/release", summary="Lift a material lot's quarantine (quality)"
 )
 async def release(
-    request: Request, who: Who, material_id: str, body: b.RequiredReasonBody
+    request: Request, who: Who, material_id: str, body: b.ReleaseMaterialBody
 ) -> JSONResponse:
-    found = await _materials(request).release(material_id, body.reason, who.name, by=who)
+    """Signed as a lot's release is: ``signatures`` name the material lot's ``version``."""
+    signed = tuple(
+        SignatureGiven(g.username, g.meaning, g.password, g.lot_version) for g in body.signatures
+    )
+    found = await _materials(request).release(
+        material_id, body.reason, who.name, by=who, signatures=signed
+    )
     return answer(request, material_dict(found))
 
 

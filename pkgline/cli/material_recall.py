@@ -12,8 +12,17 @@ from typing import Annotated, Any
 
 import typer
 
-from pkgline.cli.common import DbOption, JsonOption, UserOption, current_user, out, print_json
-from pkgline.cli.modes import Remote, ServerOption, segment, served
+from pkgline.cli import signing
+from pkgline.cli.common import (
+    DbOption,
+    JsonOption,
+    UserOption,
+    current_user,
+    out,
+    print_json,
+    run,
+)
+from pkgline.cli.modes import Remote, ServerOption, call, say_direct, segment, served, target
 
 MaterialArg = Annotated[str, typer.Argument(help="Material lot id.", show_default=False)]
 CodeOption = Annotated[
@@ -108,18 +117,48 @@ def release(
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
+    meaning: signing.MeaningOption = None,
+    second_signer: signing.SecondSignerOption = None,
+    config: signing.SignaturesConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Lift a material lot's quarantine (quality). The lots a recall held stay held."""
+    """Lift a material lot's quarantine (quality), signed by you (your OS account in direct
+    mode; through the server, your password given again) with --meaning. The lots a recall
+    held stay held."""
+    from mes.domain.authority import Action
+
     who = current_user(user)
-    answer = served(
-        db,
-        server,
-        json,
-        Remote("POST", _path(material, "release"), {"reason": reason}),
-        lambda s: s.materials.release(material, reason, who),
-        lambda found: _views().material_dict(found),
-    )
+    row = Action.MATERIAL_RELEASE
+    body: dict[str, Any] = {"reason": reason}
+    via = target(server, db, as_json=json)
+    if via is not None:
+        given = signing.server_signatures(
+            via, material, row, meaning, reason, second_signer, as_json=json, subject="material lot"
+        )
+        answer = call(
+            via,
+            "POST",
+            _path(material, "release"),
+            {**body, "signatures": given} if given else body,
+            as_json=json,
+            hint=signing.second_signer_hint(second_signer),
+        )
+    else:
+        signing.no_second_signer_here(second_signer, as_json=json)
+        rules = signing.policy(config, as_json=json)
+        say_direct(db)
+
+        async def direct() -> Any:
+            from pkgline.bootstrap import open_services
+
+            signature = signing.os_signature(row, meaning, reason)
+            async with open_services(db, signatures=rules) as services:
+                found = await signing.direct_mode_says(
+                    services.materials.release(material, reason, who, signatures=(signature,))
+                )
+                return _views().material_dict(found)
+
+        answer = run(direct, as_json=json, db=db)
     if json:
         print_json(answer)
         return

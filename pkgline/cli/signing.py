@@ -58,6 +58,10 @@ SecondSignerOption = Annotated[
 ]
 
 
+_ROUTES = {"lot": "lots", "material lot": "materials"}
+"""Where the server shows what a signature binds to (its ``version``), by what it is."""
+
+
 def policy(config: Path | None, *, as_json: bool = False) -> SignaturePolicy | None:
     """The signature policy of ``config`` (None: the default, one signer each); a file that
     does not load is a usage error (exit 2), before anything is read or written."""
@@ -91,36 +95,50 @@ def signed(
     is refused saying that direct mode cannot give one."""
 
     async def act(service: LotService) -> T:
-        from mes.domain.signatures import SignatureRequired
-
         signature = os_signature(action, meaning, reason)  # a bad reason: refused, as any
-        try:
-            return await call(service, (signature,))
-        except SignatureRequired as exc:
-            if exc.needed > 1:
-                raise SignatureRequired(
-                    f"{exc.message}. Direct mode signs with your OS account alone: a second "
-                    "signer cannot be given here. Do this through the pkgline server, where "
-                    "both signers give their passwords, or change [signatures] two_signers in "
-                    "the line configuration",
-                    action=exc.action,
-                    needed=exc.needed,
-                    given=exc.given,
-                    meaning=exc.meaning,
-                    lot_id=exc.lot_id,
-                ) from None
-            raise
+        return await direct_mode_says(call(service, (signature,)))
 
     return act
 
 
+async def direct_mode_says(signed_call: Awaitable[T]) -> T:
+    """The answer of a call signed in direct mode; a configuration that asks for a second
+    signer is refused saying that direct mode cannot give one."""
+    from mes.domain.signatures import SignatureRequired
+
+    try:
+        return await signed_call
+    except SignatureRequired as exc:
+        if exc.needed > 1:
+            raise SignatureRequired(
+                f"{exc.message}. Direct mode signs with your OS account alone: a second "
+                "signer cannot be given here. Do this through the pkgline server, where "
+                "both signers give their passwords, or change [signatures] two_signers in "
+                "the line configuration",
+                action=exc.action,
+                needed=exc.needed,
+                given=exc.given,
+                meaning=exc.meaning,
+                lot_id=exc.lot_id,
+            ) from None
+        raise
+
+
 def server_signature(
-    via: Server, lot: str, action: Action, meaning: str | None, reason: str | None, *, as_json: bool
+    via: Server,
+    lot: str,
+    action: Action,
+    meaning: str | None,
+    reason: str | None,
+    *,
+    as_json: bool,
+    subject: str = "lot",
 ) -> dict[str, Any] | None:
     """The requester's electronic signature for an operation through the server (21 CFR
     11.200: both components, outside a session): who the server knows this client as, the
     lot's version the signer saw, the meaning, and the password given again, read from the
-    terminal without echo (or one line of standard input when it is not a terminal). None
+    terminal without echo (or one line of standard input when it is not a terminal);
+    ``subject``: "lot", or "material lot" (its release from quarantine). None
     when no password is given: the request goes unsigned, and the server says what it needs
     (not_authorized before anything else, else signature_required)."""
     from mes.domain.errors import InvalidInput
@@ -130,12 +148,11 @@ def server_signature(
         text = meaning if meaning is not None else default_meaning(action, reason)
     except InvalidInput as exc:
         fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
-    shown = call(
-        via, "GET", f"/lots/{modes.segment(lot)}", as_json=as_json, quiet=True, with_principal=True
-    )
+    path = f"/{_ROUTES[subject]}/{modes.segment(lot)}"
+    shown = call(via, "GET", path, as_json=as_json, quiet=True, with_principal=True)
     body, said = shown
     username = (said or "").split(" (")[0]
-    prompt = f"password of {username}, signing '{text}' for lot {lot}: "
+    prompt = f"password of {username}, signing '{text}' for {subject} {lot}: "
     password = modes.password_again(prompt)
     if not password:
         return None
@@ -156,19 +173,20 @@ def server_signatures(
     second: str | None,
     *,
     as_json: bool,
+    subject: str = "lot",
 ) -> list[dict[str, Any]]:
     """The requester's signature (:func:`server_signature`) and, with ``second``, the second
     signer's: the same meaning and lot version, their own password given again (the terminal,
     or the next line of standard input; none given: the request carries the first alone, and
     the server says what it needs). None at all (``[]``) when the requester gives no password."""
-    first = server_signature(via, lot, action, meaning, reason, as_json=as_json)
+    first = server_signature(via, lot, action, meaning, reason, as_json=as_json, subject=subject)
     if first is None:
         return []
     if second is None or not second.strip():
         return [first]
     second = second.strip()
     password = modes.password_again(
-        f"password of {second} (second signer), signing '{first['meaning']}' for lot {lot}: "
+        f"password of {second} (second signer), signing '{first['meaning']}' for {subject} {lot}: "
     )
     if not password:
         return [first]

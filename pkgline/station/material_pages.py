@@ -7,7 +7,8 @@ page that says so.
 
 Its actions, quality's (``quarantine``: :mod:`mes.domain.material_quarantine`): quarantine
 the material lot with a hold reason code and a reason, holding the lots still on the line
-that got it too when asked; hold those lots alone; release the quarantine. Each is one call
+that got it too when asked; hold those lots alone; release the quarantine (signed: the
+password given again, as the lot page's release). Each is one call
 of the material service for the person logged in, which checks the role (a refusal is
 recorded) before anything else; a refusal is shown on the page with the form's values kept,
 nothing changed; after an action the browser is sent back to the page (POST, redirect,
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from mes.domain.authority import Action, Principal
-from mes.domain.errors import LotTrackerError, UnknownMaterial
+from mes.domain.errors import InvalidInput, LotTrackerError, UnknownMaterial
 from mes.domain.material_reach import Reached
 from mes.domain.materials import Material, MaterialEvent
 from mes.domain.model import LotState
@@ -35,7 +36,7 @@ from pkgline.api.errors import status_of
 from pkgline.interlock_views import material_status
 from pkgline.station import login as auth
 from pkgline.station.offers import not_yours
-from pkgline.station.render import Form, Viewer, kept_for, page, quote, read_form
+from pkgline.station.render import Form, Viewer, kept_for, page, quote, read_form, signatures
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 
@@ -116,6 +117,7 @@ async def material_answer(
         kept=kept_for(request, form),
         not_quality=not_quality,
         hold_codes=codes,
+        release_signers=services.materials.signing.policy.signers(Action.MATERIAL_RELEASE),
     )
 
 
@@ -151,10 +153,15 @@ async def hold_lots(request: Request, who: Viewer, material_id: str) -> Response
 
 @router.post("/materials/{material_id}/release")
 async def release(request: Request, who: Viewer, material_id: str) -> Response:
-    """Lift the material lot's quarantine, with the form's reason."""
+    """Lift the material lot's quarantine, with the form's reason, signed as the lot page's
+    release is: the password given again, the meaning, and the material lot's version the
+    page showed (``lot_version``: a stale page or a replay is refused by the service)."""
 
     async def action(materials: MaterialService, form: Form) -> int | None:
-        await materials.release(material_id, form.get("reason"), who.name)
+        signed = signatures(who, form)
+        if isinstance(signed, str):  # the form's own problem: nothing done
+            raise InvalidInput(signed)
+        await materials.release(material_id, form.get("reason"), who.name, signatures=signed)
         return None
 
     return await _act(request, who, material_id, "release", action)

@@ -285,3 +285,36 @@ async def test_the_lines_history_through_the_server_matches_direct_mode(api: Run
 
     held = await cli("lot", "list", "--state", "HOLD", *via, env={"COLUMNS": "200"})
     assert "held for" in held.stdout and "voids seen" in held.stdout, held.stdout
+
+
+@pytest.mark.slow
+async def test_a_material_release_through_the_server_is_signed_with_the_password_again(
+    api: RunningApi,
+) -> None:
+    """``material release`` through the server: the requester's password, read again, signs
+    the release of the material lot at the version the server showed; without it the server
+    says a signature is needed, and nothing changes."""
+    await api.roles(Role.QUALITY)
+    await api.own_password()
+    via = ("--server", f"unix://{api.socket}")
+    for args in (
+        ("reason", "add", "RECALL", "--kind", "hold", "--text", "Material recall"),
+        ("material", "add", "W-1", "--kind", "wire", "--expires", "2099-01-31"),
+        ("material", "quarantine", "W-1", "--code", "RECALL", "--reason", "kinks"),
+    ):
+        done = await cli(*args, *via)
+        assert done.returncode == 0, (args, done.stdout + done.stderr)
+    release = ("material", "release", "W-1", "--reason", "cleared", "--json", *via)
+
+    unsigned = await cli(*release, stdin="")
+    assert unsigned.returncode == 1, unsigned.stdout
+    assert json.loads(unsigned.stdout)["error"] == "signature_required"
+    signed = await cli(*release, stdin="own-Secret-22\n")
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    shown = json.loads((await cli("material", "show", "W-1", "--json", *via)).stdout)
+    assert shown["quarantine"] is None and shown["version"] == 3
+    [signature] = shown["history"][-1]["signatures"]
+    assert (signature["signer"], signature["method"]) == (ACCOUNT, "password")
+    events = await api.state.identity.events(ADMIN)
+    refused = [e for e in events if e.kind is EventKind.SIGNATURE_REFUSED]
+    assert [(e.action, e.lot_id) for e in refused] == [("material_release", "W-1")]

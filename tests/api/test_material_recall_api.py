@@ -74,14 +74,41 @@ async def test_quality_quarantines_a_spool_holds_the_lot_that_got_it_and_release
         assert twice.status_code == 409, twice.text
         assert "quarantined already" in twice.json()["message"]
 
-        released = await client.post("/materials/W-1/release", json={"reason": "cleared"})
+        unsigned = await client.post("/materials/W-1/release", json={"reason": "cleared"})
+        assert unsigned.status_code == 422, unsigned.text
+        assert unsigned.json()["error"] == "signature_required"
+        assert unsigned.json()["action"] == "material_release"
+        version = (await client.get("/materials/W-1")).json()["version"]
+        signature = {
+            "username": ACCOUNT,
+            "password": await api.own_password(),
+            "meaning": "approved release from quarantine: cleared",
+            "lot_version": version,
+        }
+        body = {"reason": "cleared", "signatures": [signature]}
+        released = await client.post("/materials/W-1/release", json=body)
         assert released.status_code == 200, released.text
         assert released.json()["quarantine"] is None
+        assert released.json()["version"] == version + 1
+        again = await client.post(
+            "/materials/W-1/quarantine", json={"code": "RECALL", "reason": "cleared"}
+        )
+        assert again.status_code == 200, again.text
+        replayed = await client.post("/materials/W-1/release", json=body)
+        assert replayed.status_code == 409, replayed.text
+        assert replayed.json()["error"] == "signature_stale"
         shown = (await client.get("/materials/W-1")).json()
-    assert [(e["event"], e["reason"]) for e in shown["history"]][-2:] == [
+    assert [(e["event"], e["reason"]) for e in shown["history"]][-3:] == [
         ("quarantined", "RECALL Material recall: kinks"),
         ("released", "cleared"),
+        ("quarantined", "RECALL Material recall: cleared"),
     ]
+    released_event = [e for e in shown["history"] if e["event"] == "released"][-1]
+    assert [(s["signer"], s["meaning"], s["method"]) for s in released_event["signatures"]] == [
+        (ACCOUNT, "approved release from quarantine: cleared", "password")
+    ]
+    kinds = [e.kind for e in await api.state.identity.events(ADMIN)]
+    assert kinds.count(EventKind.SIGNATURE_REFUSED) == 2  # unsigned, and the replay
 
 
 async def test_a_recall_is_quality_s_and_its_bodies_are_strict(api: RunningApi) -> None:

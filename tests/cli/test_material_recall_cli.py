@@ -82,3 +82,8 @@ def test_a_quarantined_spool_holds_its_lot_and_stops_the_bonder_until_released(
         ("quarantined", "qa1"),
         ("released", "op1"),
     ]
+    # signed, as a hold's release is: in direct mode by the OS account, the meaning built
+    # from the command and its reason
+    [signature] = history[-1]["signatures"]
+    assert signature["method"] == "os"
+    assert signature["meaning"] == "approved release from quarantine: supplier cleared it"

@@ -8,8 +8,7 @@ from collections.abc import Iterable
 
 from mes.domain.authority import Action, Principal
 from mes.domain.identity import LoginRefused
-from mes.domain.model import Lot
-from mes.domain.signatures import SignatureGiven, SignatureMethod, Signer
+from mes.domain.signatures import Signable, SignatureGiven, SignatureMethod, Signer
 
 PASSWORD = "the signer's own password"
 
@@ -37,6 +36,6 @@ class Signers:
         )
 
 
-def signed(who: Principal, lot: Lot, meaning: str = "approved") -> tuple[SignatureGiven, ...]:
+def signed(who: Principal, lot: Signable, meaning: str = "approved") -> tuple[SignatureGiven, ...]:
     """``who``'s password signature of ``lot`` as it is now."""
     return (SignatureGiven(who.name, meaning, password=PASSWORD, lot_version=lot.version),)

@@ -51,6 +51,7 @@ SPEC = {
     Action.MATERIALS: "..EQ...",
     Action.MATERIAL_HANDLING: "OTEQ...",
     Action.QUARANTINE: "...Q...",
+    Action.MATERIAL_RELEASE: "...Q...",
     Action.REASONS: "...Q...",
     Action.SPC: "..E....",
     Action.FLOW_PUBLISH: "..E....",
@@ -93,6 +94,7 @@ DOC_ROWS = {
     "material lots: add": (Action.MATERIALS,),
     "material lots: thaw": (Action.MATERIAL_HANDLING,),
     "material lots: quarantine": (Action.QUARANTINE,),
+    "material lots: sign a release from quarantine": (Action.MATERIAL_RELEASE,),
     "hold and scrap reason codes": (Action.REASONS,),
     "SPC charts and limits": (Action.SPC,),
     "publish and retire flow versions": (

@@ -40,6 +40,7 @@ from mes.reasons import ReasonService
 from mes.service import LotService
 from tests.mes.conftest import Clock
 from tests.mes.racing import BothReadFirst, ReadFirstThen
+from tests.mes.signers import Signers, signed
 from tests.mes.test_materials import CTRL, OP, T0, TOOLS, UP
 from tests.mes.test_service_authority import Log
 
@@ -121,7 +122,9 @@ def log() -> Log:
 
 @pytest.fixture
 def materials(store: UnitOfWorkFactory, clock: Clock, log: Log) -> MaterialService:
-    return MaterialService(store, clock, principal=QUALITY, security=log)
+    return MaterialService(
+        store, clock, principal=QUALITY, security=log, verifier=Signers([QUALITY])
+    )
 
 
 @pytest.fixture
@@ -190,7 +193,10 @@ async def test_a_quarantined_compound_stops_the_molder_until_quality_releases_it
         await materials.load("EMC-1", "MOLD-1", OP)
     with pytest.raises(OperationNotAllowed, match="quarantined already, by qa1"):
         await materials.quarantine("EMC-1", "RECALL", "again", QA)
-    released = await materials.release("EMC-1", "supplier's analysis: not affected", QA)
+    seen = (await materials.show("EMC-1")).material
+    released = await materials.release(
+        "EMC-1", "supplier's analysis: not affected", QA, signatures=signed(QUALITY, seen)
+    )
     assert released.quarantine is None
     await materials.load("EMC-1", "MOLD-1", OP)
     assert (await service.track_in(_mold("L1"))).lot.state is LotState.RUNNING

@@ -67,6 +67,7 @@ def test_release_scrap_rework_migrate_the_override_and_approval_are_signed_and_n
         Action.REWORK,
         Action.MIGRATE,
         Action.FLOW_APPROVE,
+        Action.MATERIAL_RELEASE,
     }
     assert SignaturePolicy.from_names(["approve_flow"]).signers(Action.FLOW_APPROVE) == 2
     assert TWO_FOR_SCRAP.signers(Action.SCRAP) == 2

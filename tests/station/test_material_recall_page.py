@@ -18,7 +18,7 @@ from mes.domain.reasons import ReasonKind
 from pkgline.api.auth import ApiState
 from tests.station.client import csrf, logged_in, message
 from tests.station.conftest import Station, running_station
-from tests.station.seed import OWNER
+from tests.station.seed import OWNER, PASSWORDS
 
 
 async def _prepare(state: ApiState) -> None:
@@ -80,9 +80,23 @@ def test_quality_quarantines_the_adhesive_and_holds_its_lots_from_the_page(
             follow_redirects=True,
         )
         assert str(again.url).endswith("?done=hold-lots&held=0")  # nothing held twice
+        assert 'name="password" type="password"' in done.text  # signed, as a lot's release
+        version = re.search(r'name="lot_version" value="(\d+)"', done.text)
+        assert version is not None, done.text
+        form = {"csrf": csrf(page), "reason": "supplier cleared it", "lot_version": version[1]}
+        unsigned = client.post("/station/materials/ADH-7/release", data=form)
+        assert unsigned.status_code == 422, unsigned.text
+        assert "must be signed by one person" in html.unescape(message(unsigned.text))
+        signed = {**form, "meaning": "approved release from quarantine"}
+        wrong = client.post(
+            "/station/materials/ADH-7/release",
+            data={**signed, "password": PASSWORDS["quinn"], "lot_version": "1"},
+        )
+        assert wrong.status_code == 409, wrong.text  # a stale page: signed another version
+        assert "given for material lot ADH-7 at version 1" in html.unescape(message(wrong.text))
         released = client.post(
             "/station/materials/ADH-7/release",
-            data={"csrf": csrf(page), "reason": "supplier cleared it"},
+            data={**signed, "password": PASSWORDS["quinn"]},
             follow_redirects=True,
         )
         assert released.status_code == 200 and "released from quarantine" in released.text
