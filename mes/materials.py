@@ -104,6 +104,11 @@ class MaterialService(Guarded):
         self._guard = Guard(principal, security, clock)
         self.signing = Signing(signatures or SignaturePolicy(), verifier, security, clock)
 
+    async def authorize(self, action: Action, *, by: Principal | None = None) -> None:
+        """Refuse (NotAuthorized, recorded) a principal who may not ``action``: what a form
+        checks before its own fields, as the service does before anything."""
+        await self._guard.allow(by, action)
+
     async def _change(
         self, action: Action, work: Callable[[], Work[Changed]], by: Principal | None
     ) -> Material:

@@ -159,7 +159,8 @@ async def release(request: Request, who: Viewer, material_id: str) -> Response:
 
     async def action(materials: MaterialService, form: Form) -> int | None:
         signed = signatures(who, form)
-        if isinstance(signed, str):  # the form's own problem: nothing done
+        if isinstance(signed, str):  # the form's own problem, after the role: nothing done
+            await materials.authorize(Action.QUARANTINE)
             raise InvalidInput(signed)
         await materials.release(material_id, form.get("reason"), who.name, signatures=signed)
         return None

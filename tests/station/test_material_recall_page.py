@@ -149,3 +149,10 @@ def test_refusals_are_shown_on_the_material_page_and_change_nothing(station: Sta
         assert refused.status_code == 403, refused.text
         assert "tom (technician) may not quarantine" in html.unescape(message(refused.text))
         assert 'data-status="quarantined"' not in tech.get("/station/materials/DAF-7").text
+        # a signed form not as expected (no meaning): the role is refused first, as the API's
+        unsigned = tech.post(
+            "/station/materials/DAF-7/release",
+            data={"csrf": csrf(page), "reason": "x", "password": "y", "lot_version": "1"},
+        )
+        assert unsigned.status_code == 403, unsigned.text
+        assert "tom (technician) may not quarantine" in html.unescape(message(unsigned.text))
