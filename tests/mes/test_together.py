@@ -428,8 +428,10 @@ async def test_on_postgresql_a_track_in_reads_its_lot_and_interlocks_in_one_roun
     sent = _counted(monkeypatch)
     await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
     # one statement for the lot with the tool, its qualifications, durables and material
-    # lots (asked with the lot: the command names them); the move; the uses recorded
-    assert sent == Counter({"fetch_raw": 1, "fetch_all": 1, "execute_many": 1})
+    # lots (asked with the lot: the command names them); the move; the material lot's row
+    # locked while it is not quarantined (a quarantine cannot race the track-in); the uses
+    # recorded
+    assert sent == Counter({"fetch_raw": 1, "fetch_all": 1, "execute": 1, "execute_many": 1})
     sent.clear()
     await service.track_out(cmd.TrackOut("L1", OP))
     # the lot with the durables and SPC charts of the tool and step it runs; then its
