@@ -321,7 +321,13 @@ def show(
     out.print(Text(f"History ({said})", style="italic"))
     for e in events:
         tool = f" {e['tool']}" if e["tool"] else ""
-        out.print(f"  {stamp(_t(e['at']))}  {e['event']}{tool} by {e['by']}")
+        why = f": {e['reason']}" if e.get("reason") else ""
+        out.print(f"  {stamp(_t(e['at']))}  {e['event']}{tool} by {e['by']}{why}")
+        for sig in e.get("signatures") or []:
+            out.print(
+                f"      signed by {sig['printed_name']} ({sig['signer']}, {sig['method']}): "
+                f"{sig['meaning']}"
+            )
     out.print(f"used in   {served_lots(list(dict.fromkeys(u['lot'] for u in answer['uses'])))}")
 
 

@@ -87,3 +87,8 @@ def test_a_quarantined_spool_holds_its_lot_and_stops_the_bonder_until_released(
     [signature] = history[-1]["signatures"]
     assert signature["method"] == "os"
     assert signature["meaning"] == "approved release from quarantine: supplier cleared it"
+    # the table says why each event happened and who signed the release, as lot show does
+    table = pkgline(db, "material", "show", "W-1").stdout
+    assert "quarantined WB-1 by qa1: RECALL Material recall: kinks" in table
+    assert "released WB-1 by op1: supplier cleared it" in table
+    assert f"signed by {signature['printed_name']} ({signature['signer']}, os): " in table
