@@ -216,7 +216,7 @@ class MaterialService(Guarded):
         hold_lots: bool = False,
         by: Principal | None = None,
     ) -> Quarantined:
-        """Quarantine a material lot (quality): it is not loaded, and no track-in runs on a
+        """Quarantine a material lot (quality): it cannot be loaded, and no track-in runs on a
         tool where it is loaded, until quality releases it. ``code``: an active hold reason
         code of the catalogue; ``reason``: why (required). With ``hold_lots``, in the same
         transaction, the holds of :meth:`hold_lots`."""

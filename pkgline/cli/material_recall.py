@@ -82,7 +82,7 @@ def quarantine(
     user: UserOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Quarantine a material lot (quality): it is not loaded, and no track-in runs on a tool
+    """Quarantine a material lot (quality): it cannot be loaded, and no track-in runs on a tool
     where it is loaded, until quality releases it."""
     who = current_user(user)
     body = {"code": code, "reason": reason, "hold_lots": hold_lots}

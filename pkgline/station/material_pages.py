@@ -44,7 +44,7 @@ OFF_THE_LINE = frozenset({LotState.COMPLETED, LotState.SCRAPPED})
 """States of a lot that has left the line (a recall finds it at the customer or nowhere)."""
 
 NOTICES = {
-    "quarantine": "The material lot was quarantined: it is not loaded, and no track-in runs "
+    "quarantine": "The material lot was quarantined: it cannot be loaded, and no track-in runs "
     "on a tool where it is loaded, until quality releases it.",
     "release": "The material lot was released from quarantine. The lots a recall held stay "
     "held: each is released as a hold is.",
