@@ -234,7 +234,8 @@ async def _pkgline_writer(
         tool = _bench_tool(service, step, tools) if interlocks else None
         measured = measuring.measured(tool, step)
         await service.track_in(cmd.TrackIn(lot_id, step, "bench", tool=tool, dispatched=True))
-        lot = (await service.track_out(cmd.TrackOut(lot_id, "bench", measured=measured))).lot
+        done_step = cmd.TrackOut(lot_id, "bench", measured=measured, dispatched=True)
+        lot = (await service.track_out(done_step)).lot
         lat.append(time.perf_counter() - t0)
         done += 1
         if lot.state is not LotState.WAITING:

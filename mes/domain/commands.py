@@ -62,6 +62,11 @@ class TrackOut:
     step: str | None = None
     """The step the caller means to finish, where it says: refused if the lot runs another
     (a retried track-out that finds the lot tracked in again at its next step)."""
+    dispatched: bool = False
+    """Tracked out by the line controller that tracked the lot in (``TrackIn.dispatched``).
+    The controller records a tool's step job by job (``RecordJob``, the last one tracks the
+    lot out); this is for scripts and benches that stand in for it. A person's track-out of
+    a step the controller runs is refused (:func:`mes.domain.operations.track_out`)."""
 
 
 @dataclass(frozen=True, slots=True)

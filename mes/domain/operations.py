@@ -43,6 +43,7 @@ from mes.domain.common import (
 from mes.domain.errors import (
     InvalidInput,
     LimitViolated,
+    OperationNotAllowed,
     ReworkNotAllowed,
     StepNotAllowed,
 )
@@ -67,7 +68,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
-from mes.domain.text import counted
+from mes.domain.text import counted, utc_stamp
 
 # -- start -----------------------------------------------------------------------------------
 
@@ -227,6 +228,8 @@ def track_out(
             lot_id=lot.id,
             allowed=(step,),
         )
+    if lot.running.tool is not None and lot.running.by_hand == cmd.dispatched:
+        raise OperationNotAllowed(_whose_step(lot, lot.running), lot_id=lot.id)
     spec = flow.steps[step]
     measured = coerce_values(spec.measured, cmd.measured, f"measured values of step {step}", lot.id)
     rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))
@@ -237,6 +240,30 @@ def track_out(
         lot, flow, measured, rejects, violations, cmd.user, now, dict(cmd.tool_data)
     )
     return single_change(lot, after, entry, rejects=rejects)
+
+
+def _whose_step(lot: Lot, running: RunningStep) -> str:
+    """Why the track-out of a step on a tool is not the caller's. The line controller tracks
+    out the steps it tracked in (job by job, with the tool's results: a track-out by hand would
+    leave the tool's job open and put values no tool measured in their place); the operator
+    who tracked a step in by hand, the tool in manual, tracks it out (the controller leaves it
+    be: no tool job ran it)."""
+    since = utc_stamp(running.since, seconds=True)
+    if running.by_hand:
+        return (
+            f"track-out of lot {lot.id} refused: {running.step} on {running.tool} was tracked "
+            f"in by hand by {running.user} at {since}; its line controller leaves it to them "
+            "(no tool job ran it); nothing was changed"
+        )
+    return (
+        f"track-out of lot {lot.id} refused: {running.step} runs on {running.tool}, tracked in "
+        f"by its line controller ({running.user}) at {since}, which tracks it out with the "
+        f"tool's results; nothing was changed. To take the lot off the tool: pkgline lot "
+        f"abort {lot.id} --reason ... (it waits at {running.step} again; the tool's job is "
+        f"aborted) or pkgline lot hold {lot.id} --reason ...; to finish the step by hand, abort "
+        f"it, switch the tool to manual (pkgline tool manual {running.tool}) and track the lot "
+        "in and out there"
+    )
 
 
 def finish_step(

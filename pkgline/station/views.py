@@ -372,9 +372,11 @@ async def by_hand(
     """The lot's steps an operator runs at the station. When it waits: each next step run on
     no tool (class ``manual``: a substrate or carrier entering the line), and each next step
     on a tool of which some are switched to manual (``pkgline tool manual``: the operator
-    runs it there, not the line controller). When it runs a step on no tool, one tracked in
-    by hand (on a tool in manual then, whatever its mode now), or one on a tool in manual:
-    that step, to track out. Anything else is its line controller's."""
+    runs it there, not the line controller). When it runs a step on no tool, or one tracked
+    in by hand (on a tool in manual then, whatever its mode now): that step, to track out.
+    A step its line controller tracked in is the controller's to track out, with the tool's
+    results (mes.domain.operations.track_out), whatever the tool's mode now: the page offers
+    to abort or hold it."""
     from pkgline.station.work_views import value_fields
 
     lot = report.lot
@@ -395,10 +397,8 @@ async def by_hand(
     running = lot.running
     if running is None:
         return ()
-    if running.tool is not None and not running.by_hand:  # by hand: the operator's, always
-        tool = await equipment.tool(running.tool)
-        if tool.dispatch is not DispatchMode.MANUAL:
-            return ()
+    if running.tool is not None and not running.by_hand:
+        return ()  # its line controller's, tracked out with the tool's results
     spec = flow.steps[running.step]
     return (HandStep(running.step, spec.description, "track-out", value_fields(spec.measured)),)
 

@@ -425,7 +425,7 @@ async def test_a_mold_chase_is_not_cleaned_while_a_lot_molds_on_its_tool(
     await service.track_in(cmd.TrackIn("L1", "MOLD", CTRL, tool="MOLD-1", dispatched=True))
     with pytest.raises(OperationNotAllowed, match="CH-1 cannot be renewed on MOLD-1 while lot L1"):
         await durables.renew("CH-1", "tech", "chase cleaned")
-    await service.track_out(cmd.TrackOut("L1", CTRL))
+    await service.track_out(cmd.TrackOut("L1", CTRL, dispatched=True))
     shots = (await durables.show("CH-1")).durable.count
     assert shots == 2  # one per carrier, on the chase as it was
     renewed = await durables.renew("CH-1", "tech", "chase cleaned")

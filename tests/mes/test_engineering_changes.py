@@ -166,7 +166,7 @@ async def test_spc_set_and_clear_each_leave_one_change_with_before_and_after(
     await lots.track_in(cmd.TrackIn("L1", "SUBSTRATE_PREP", "op1"))
     await lots.track_out(cmd.TrackOut("L1", "op1"))
     await lots.track_in(cmd.TrackIn("L1", "DIE_ATTACH", "ctl", tool="DB-1", dispatched=True))
-    await lots.track_out(cmd.TrackOut("L1", "op1", measured={BLT: 28.5}))
+    await lots.track_out(cmd.TrackOut("L1", "op1", measured={BLT: 28.5}, dispatched=True))
     assert len(await _changes(store)) == 2  # SPC's own inhibit is in the lot's history
 
     cleared = await spc.clear("DIE_ATTACH", "DB-1", "eng1", "head levelled")

@@ -16,7 +16,13 @@ from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
-from mes.domain.errors import InterlockRefused, InvalidInput, LotTrackerError, UnknownTool
+from mes.domain.errors import (
+    InterlockRefused,
+    InvalidInput,
+    LotTrackerError,
+    OperationNotAllowed,
+    UnknownTool,
+)
 from mes.domain.model import LotState, Operation
 from mes.equipment import EquipmentService
 from mes.interlocks import QualificationService
@@ -252,6 +258,45 @@ async def test_the_controllers_own_track_ins_are_checked_for_class_and_qualifica
     assert isinstance(wrong_class, InterlockRefused) and wrong_class.interlock == "tool_class"
     assert (await service.get("L3")).state is LotState.WAITING
     assert (await service.get("L4")).state is LotState.WAITING
+
+
+async def test_a_step_on_a_tool_is_tracked_out_by_whoever_tracked_it_in(
+    service: LotService, equipment: EquipmentService
+) -> None:
+    """The controller's step (its jobs on the tool) is the controller's to track out, with
+    the tool's results, even with the tool switched to manual since; a step tracked in by
+    hand is the operator's, whom the controller leaves it to. Each refusal changes nothing."""
+    await _line(equipment)
+    for lot_id in ("L1", "L2"):
+        await _at_die_attach(service, lot_id)
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", "ctl", tool="DB-1", dispatched=True))
+    await equipment.set_dispatch("DB-1", DispatchMode.MANUAL, OP, "L1 to finish by hand")
+    await equipment.set_dispatch("DB-2", DispatchMode.MANUAL, OP, "engineering lot")
+    await service.track_in(cmd.TrackIn("L2", "DIE_ATTACH", OP, tool="DB-2"))
+    before = {lot_id: await service.report(lot_id) for lot_id in ("L1", "L2")}
+
+    with pytest.raises(OperationNotAllowed) as refused:
+        await service.track_out(cmd.TrackOut("L1", OP, measured={"bond_force_n": "4.9"}))
+    assert refused.value.message.startswith(
+        "track-out of lot L1 refused: DIE_ATTACH runs on DB-1, tracked in by its line "
+        "controller (ctl) at "
+    )
+    assert "pkgline lot abort L1 --reason" in refused.value.message
+    assert "pkgline tool manual DB-1" in refused.value.message
+    with pytest.raises(OperationNotAllowed) as refused:
+        await service.track_out(cmd.TrackOut("L2", "ctl", dispatched=True))
+    assert "was tracked in by hand by op1" in refused.value.message
+    assert {lot_id: await service.report(lot_id) for lot_id in ("L1", "L2")} == before
+
+    await service.track_out(cmd.TrackOut("L1", "ctl", dispatched=True))
+    await service.track_out(cmd.TrackOut("L2", OP, measured={"bond_force_n": "4.9"}))
+    for lot_id, who in (("L1", "ctl"), ("L2", OP)):
+        out = (await service.report(lot_id)).history[-1]
+        assert (out.operation, out.user, out.state_after) == (
+            Operation.TRACK_OUT,
+            who,
+            LotState.WAITING,
+        )
 
 
 async def test_a_track_in_without_a_tool_is_accepted_and_recorded_as_off_the_tools(

@@ -139,7 +139,7 @@ async def line(equipment: EquipmentService, store: UnitOfWorkFactory, clock: Clo
 
 async def _run(service: LotService, lot_id: str, step: str, tool: str | None = None) -> None:
     await service.track_in(cmd.TrackIn(lot_id, step, CTRL, tool=tool, dispatched=tool is not None))
-    await service.track_out(cmd.TrackOut(lot_id, CTRL))
+    await service.track_out(cmd.TrackOut(lot_id, CTRL, dispatched=tool is not None))
 
 
 async def _at_mold(service: LotService, lot_id: str) -> None:

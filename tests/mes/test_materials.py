@@ -148,7 +148,7 @@ async def line(equipment: EquipmentService) -> None:
 
 async def _run(service: LotService, lot_id: str, step: str, tool: str | None = None) -> None:
     await service.track_in(cmd.TrackIn(lot_id, step, CTRL, tool=tool, dispatched=tool is not None))
-    await service.track_out(cmd.TrackOut(lot_id, CTRL))
+    await service.track_out(cmd.TrackOut(lot_id, CTRL, dispatched=tool is not None))
 
 
 async def _at_mold(service: LotService, lot_id: str) -> None:
@@ -191,7 +191,7 @@ async def test_a_track_in_waits_for_the_compound_to_thaw_and_stops_after_its_flo
     tracked = await service.track_in(mold)
     assert tracked.lot.state is LotState.RUNNING
     assert tracked.entries[0].data["materials"] == ["EMC-1"]
-    await service.track_out(cmd.TrackOut("L1", CTRL))
+    await service.track_out(cmd.TrackOut("L1", CTRL, dispatched=True))
     view = await materials.show("EMC-1")
     assert [(u.lot_id, u.step, u.tool_id) for u in view.uses] == [("L1", "MOLD", "MOLD-1")]
     assert [e.event.value for e in view.events] == ["added", "loaded", "thawed"]
@@ -277,7 +277,7 @@ async def test_a_spool_loaded_while_a_lot_runs_goes_into_it_and_must_be_usable_n
     await materials.unload("WIRE-1", OP, "spool empty")
     clock.now += timedelta(minutes=5)
     await materials.load("WIRE-2", "WB-1", OP)
-    await service.track_out(cmd.TrackOut("A", CTRL))
+    await service.track_out(cmd.TrackOut("A", CTRL, dispatched=True))
     found = [(s.use.material_id, s.use.step, s.use.tool_id) for s in await materials.genealogy("A")]
     assert found == [("WIRE-1", "WIRE_BOND", "WB-1"), ("WIRE-2", "WIRE_BOND", "WB-1")]
     assert [r.lot_id for r in await materials.where_used("WIRE-2")] == ["A"]
@@ -295,7 +295,7 @@ async def test_a_spool_loaded_while_a_lot_runs_goes_into_it_and_must_be_usable_n
     assert view.material.tool_id is None and view.uses == []
     assert [e.event.value for e in view.events] == ["added"]
     # the same compound loaded on an idle molder waits for its thaw, as before
-    await service.track_out(cmd.TrackOut("B", CTRL))
+    await service.track_out(cmd.TrackOut("B", CTRL, dispatched=True))
     assert (await materials.load("EMC-1", "MOLD-1", OP)).tool_id == "MOLD-1"
     assert (await materials.show("EMC-1")).uses == []
 

@@ -471,7 +471,7 @@ async def test_history_tells_who_did_what_with_states_before_and_after(
 ) -> None:
     await _start(service, "L1", "stiffener-bga")
     await _on_bonder(service, equipment, "L1", "alice")
-    await service.track_out(cmd.TrackOut("L1", "bob"))
+    await service.track_out(cmd.TrackOut("L1", "bob", dispatched=True))
     await service.hold(cmd.HoldLot("L1", "carol", "customer request"))
     history = (await service.report("L1")).history
     history = history[:1] + history[3:]  # SUBSTRATE_LOAD's track-in and out left out
@@ -545,7 +545,7 @@ async def test_lot_heads_read_again_show_every_lot_as_it_is_now(
     assert before["A"].state is LotState.WAITING and before["A"].tool is None
     assert after["A"].state is LotState.RUNNING and after["A"].tool == "DB-1"
     assert after["B"] == before["B"]
-    await service.track_out(cmd.TrackOut("A", USER))
+    await service.track_out(cmd.TrackOut("A", USER, dispatched=True))
     (a,) = [h for h in await service.heads([LotState.WAITING]) if h.id == "A"]
     assert a.path == ("SUBSTRATE_LOAD", "DIE_ATTACH") and a.tool is None
 

@@ -43,7 +43,9 @@ async def _die_attach(service: LotService, lot_id: str, blt: float, **more: floa
     await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_PREP", "op1"))
     await service.track_out(cmd.TrackOut(lot_id, "op1"))
     await service.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
-    await service.track_out(cmd.TrackOut(lot_id, "op1", measured={BLT: blt, **more}))
+    await service.track_out(
+        cmd.TrackOut(lot_id, "op1", measured={BLT: blt, **more}, dispatched=True)
+    )
 
 
 @pytest.mark.usefixtures("line")

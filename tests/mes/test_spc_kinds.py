@@ -122,7 +122,9 @@ async def test_a_subgroup_charts_limits_come_from_lots_of_different_sizes(
     for n, blts in enumerate(lots):
         if len(blts) == 1:  # tracked out by hand: the lot's one value, n 1
             await _at_die_attach(service, f"B{n}", 1)
-            await service.track_out(cmd.TrackOut(f"B{n}", "op1", measured={BLT: blts[0]}))
+            await service.track_out(
+                cmd.TrackOut(f"B{n}", "op1", measured={BLT: blts[0]}, dispatched=True)
+            )
         else:
             await _by_jobs(service, f"B{n}", blts)
         assert (await service.get(f"B{n}")).state is LotState.WAITING
@@ -142,12 +144,12 @@ async def test_a_subgroup_charts_limits_come_from_lots_of_different_sizes(
 
 
 @pytest.mark.usefixtures("line")
-async def test_a_track_out_by_hand_adds_the_lots_one_value_to_a_carrier_chart(
+async def test_a_track_out_not_job_by_job_adds_the_lots_one_value_to_a_carrier_chart(
     service: LotService, spc: SpcService
 ) -> None:
     await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", center=25.0, sigma=1.0, kind="carrier")
     await _at_die_attach(service, "H1", 2)
-    await service.track_out(cmd.TrackOut("H1", "op1", measured={BLT: 28.4}))
+    await service.track_out(cmd.TrackOut("H1", "op1", measured={BLT: 28.4}, dispatched=True))
     held = await service.get("H1")
     assert held.state is LotState.HOLD and held.hold is not None
     assert f"SPC {BLT} on DB-1: rule 1" in held.hold.reason  # no carrier: the lot's value

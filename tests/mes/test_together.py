@@ -239,7 +239,7 @@ async def _line(store: UnitOfWorkFactory, clock: Clock, library: FlowLibrary) ->
     await service.track_out(cmd.TrackOut("L1", OP))
     await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", OP, tool="DB-1", dispatched=True))
     reject = cmd.SiteRejectGiven("1", 1, 1, "PICK_FAIL")
-    await service.track_out(cmd.TrackOut("L1", OP, rejects=(reject,)))
+    await service.track_out(cmd.TrackOut("L1", OP, rejects=(reject,), dispatched=True))
     return service
 
 
@@ -307,7 +307,7 @@ async def test_reads_by_the_tool_a_lot_runs_on_are_of_its_tool_and_step_as_recor
     assert await _read(store, of_l1()) == ([], [])  # waiting
     await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
     assert await _read(store, of_l1()) == (["CAP-1"], [("WIRE_BOND", "WB-1")])
-    await service.track_out(cmd.TrackOut("L1", OP, measured={"wire_pull_g": 8.1}))
+    await service.track_out(cmd.TrackOut("L1", OP, measured={"wire_pull_g": 8.1}, dispatched=True))
     assert await _read(store, of_l1()) == ([], [])
     [chart] = await spc.show("WIRE_BOND", "wire_pull_g", tool_id="WB-1")
     assert [p.x for p in chart.points] == [8.1]  # the track-out charted it
@@ -433,7 +433,7 @@ async def test_on_postgresql_a_track_in_reads_its_lot_and_interlocks_in_one_roun
     # recorded
     assert sent == Counter({"fetch_raw": 1, "fetch_all": 1, "execute": 1, "execute_many": 1})
     sent.clear()
-    await service.track_out(cmd.TrackOut("L1", OP))
+    await service.track_out(cmd.TrackOut("L1", OP, dispatched=True))
     # the lot with the durables and SPC charts of the tool and step it runs; then its
     # rejects and jobs (a durable is mounted: it counts); the move; the durable's count
     assert sent["fetch_all"] == 2 and sent["fetch_raw"] == 1
@@ -452,7 +452,7 @@ async def test_on_postgresql_a_track_out_reads_the_points_of_all_its_charts_in_o
         await spc.configure("WIRE_BOND", value, "WB-1", "eng", center=center, sigma=1.0)
     await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1", dispatched=True))
     sent = _counted(monkeypatch)
-    await service.track_out(cmd.TrackOut("L1", OP, measured=values))
+    await service.track_out(cmd.TrackOut("L1", OP, measured=values, dispatched=True))
     # three reads in all: the lot with its durables and charts, its
     # rejects and jobs, and the three charts' points in one (was one statement each)
     assert sent["fetch_all"] + sent["fetch_raw"] == 3, sent

@@ -129,7 +129,7 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert done.status_code == 303, done.text
         page = client.get("/station/lots/H-5").text
         assert lot_state(client, "H-5") == "RUNNING" and "on DA-1" in page
-        assert 'id="track-out-DIE_ATTACH"' in page  # the tool is in manual: the operator's
+        assert 'id="track-out-DIE_ATTACH"' in page  # tracked in by hand: the operator's
         assert "on DA-1 (by hand)" in page
         asyncio.run(_dispatch("DA-1", DispatchMode.AUTO, station.db))
         page = client.get("/station/lots/H-5").text  # tracked in by hand: still the operator's
@@ -137,6 +137,49 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         finished = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
         assert finished.status_code == 303, finished.text
         assert lot_state(client, "H-5") == "WAITING"
+
+
+async def _dispatched(lot: str, tool: str, db: str) -> None:
+    """``lot`` tracked in at DIE_ATTACH on ``tool`` as the tool's line controller does."""
+    async with open_state(db, passwords=fast_passwords()) as state:
+        await state.services.lots.acting_as(CONTROLLER).track_in(
+            cmd.TrackIn(lot, "DIE_ATTACH", "line-1", tool, {}, dispatched=True)
+        )
+
+
+def test_a_step_its_line_controller_tracked_in_is_not_tracked_out_on_the_page(
+    station: Station,
+) -> None:
+    """The controller tracks its step out with the tool's results, whatever the tool's mode
+    (DA-1 is in manual, seeded so): the page offers no track-out, says whose the step is and
+    how to take the lot off the tool; a track-out posted anyway is refused, nothing changed."""
+    with logged_in(station, "olga") as client:
+        _start(client, "H-6")
+        for action in ("track-in", "track-out"):
+            done = client.post(
+                f"/station/lots/H-6/{action}", data=_form(client, "H-6", step="SUBSTRATE_PREP")
+            )
+            assert done.status_code == 303, done.text
+        asyncio.run(_dispatched("H-6", "DA-1", station.db))
+        page = html.unescape(client.get("/station/lots/H-6").text)
+        assert "on DA-1 (its line controller's)" in page
+        assert 'id="track-out-' not in page
+        note = re.search(r'id="controller-step">([^<]*)<', page)
+        assert note is not None, page
+        assert note[1] == (
+            "line-1, the line controller of DA-1, tracked DIE_ATTACH in and tracks it out "
+            "with the tool's results. To take the lot off the tool, abort the step (the lot "
+            "waits at DIE_ATTACH again, the tool's job is aborted) or hold the lot."
+        )
+        assert 'id="abort-form"' in page and 'id="hold-form"' in page
+        version = lot_version(page)
+        refused = client.post(
+            "/station/lots/H-6/track-out", data=_form(client, "H-6", step="DIE_ATTACH")
+        )
+        assert refused.status_code == 409
+        assert "tracked in by its line controller (line-1)" in html.unescape(message(refused.text))
+        after = client.get("/station/lots/H-6").text
+        assert lot_state(client, "H-6") == "RUNNING" and lot_version(after) == version
 
 
 def test_a_stale_page_tracks_nothing_in(station: Station) -> None:
