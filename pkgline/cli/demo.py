@@ -388,6 +388,18 @@ async def _equip_line(run: Demo) -> None:
         f"(capillaries, saw blades, mold chases, stencils, nozzles), {equipped.materials} "
         "material lots loaded (mold compound, die attach film, adhesive, solder balls, wire)"
     )
+    codes = demo_api.REASON_CODES
+    try:
+        await demo_api.add_reason_codes(server(run), codes)
+    except RuntimeError as exc:
+        raise DemoFailed(str(exc)) from None
+    out.print(
+        "reason codes added through the pkgline server: hold "
+        + ", ".join(c.code for c in codes if c.kind == "hold")
+        + "; scrap "
+        + ", ".join(c.code for c in codes if c.kind == "scrap")
+        + " (pkgline reason list)"
+    )
     chart = demo_api.SPC_CHART
     try:
         await demo_api.chart_spc(server(run), chart)

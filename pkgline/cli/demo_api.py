@@ -160,6 +160,41 @@ def material_kinds_by_tool(tools: Sequence[ToolConfig]) -> dict[str, list[Materi
 
 
 @dataclass(frozen=True, slots=True)
+class DemoReason:
+    """A reason code of the demo's catalogue (``pkgline reason add CODE --kind K --text T
+    [--release-by ROLE]``)."""
+
+    code: str
+    kind: str
+    text: str
+    release_by: tuple[str, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        """The code as ``POST /reasons`` takes it."""
+        return {
+            "code": self.code,
+            "kind": self.kind,
+            "text": self.text,
+            "release_by": list(self.release_by),
+        }
+
+
+REASON_CODES = (
+    DemoReason("VOID", "hold", "voids at X-ray inspection", ("engineer",)),
+    DemoReason("CONTAM", "hold", "contamination or foreign material on the strip"),
+    DemoReason("RECALL", "hold", "material recall (a quarantined material lot)", ("quality",)),
+    DemoReason("CUSTOMER", "hold", "customer request"),
+    DemoReason("DROP", "scrap", "dropped carrier"),
+    DemoReason("CRACK", "scrap", "cracked die or substrate"),
+)
+"""The demo's hold and scrap reason codes, added through the server as quality would before
+the first shift, so that a hold, a scrap and a material lot's quarantine can be tried on the
+demo's line with a code (``lot hold --code``, ``material quarantine --code RECALL``) without
+making a catalogue first. A hold with VOID is released by an engineer, one with RECALL by
+quality (``release_by``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DemoChart:
     """The SPC chart the demo sets, with limits given (``pkgline spc chart STEP VALUE --tool
     T --center C --sigma S``)."""
@@ -231,6 +266,13 @@ async def equip_line(server: Server, tools: Sequence[ToolConfig]) -> Equipped:
             await _post(server, f"/materials/{material}/load", {"tool": tool.id})
             materials += 1
     return Equipped(durables, materials)
+
+
+async def add_reason_codes(server: Server, codes: Sequence[DemoReason] = REASON_CODES) -> None:
+    """Add the demo's reason codes through the server, as quality would (``pkgline reason
+    add``). A refusal raises RuntimeError with the server's message."""
+    for code in codes:
+        await _post(server, "/reasons", code.body(), 201)
 
 
 async def chart_spc(server: Server, chart: DemoChart = SPC_CHART) -> None:

@@ -39,7 +39,7 @@ from pkgline.cli.demo import (
     planned_steps,
     time_limit_for,
 )
-from pkgline.cli.demo_api import SPC_CHART
+from pkgline.cli.demo_api import REASON_CODES, SPC_CHART
 
 STARTED = re.compile(r"pkgline sim, pid (\d+)\), line controller \(pkgline serve, pid (\d+)\)")
 API_STARTED = re.compile(r"\(pkgline api, pid (\d+)\)")
@@ -169,6 +169,13 @@ def test_the_demo_runs_the_nine_flows_to_completion_and_leaves_nothing_running(
     feed = _json_of("events", "list", "--limit", "10000", "--json", "--db", f"sqlite:///{db}")
     kinds = {e["kind"] for e in feed}
     assert {"LotStarted", "DurableMounted", "DurableUsed", "MaterialLoaded"} <= kinds, kinds
+    # The reason codes the demo added through the server, as quality would: a hold, a scrap
+    # and a material lot's quarantine can be tried with a code on the demo's line.
+    assert "reason codes added through the pkgline server: hold VOID, CONTAM, RECALL" in output
+    codes = _json_of("reason", "list", "--json", "--db", f"sqlite:///{db}")
+    assert {(c["code"], c["kind"], tuple(c["release_by"]), c["active"]) for c in codes} == {
+        (r.code, r.kind, r.release_by, True) for r in REASON_CODES
+    }
     # The SPC chart the demo set through the server: a point for each lot's track-out at its
     # step on its tool, none of which broke a rule (the demo's lots all completed, above).
     spc = SPC_CHART
