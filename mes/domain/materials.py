@@ -228,12 +228,14 @@ def event_kind(event: MaterialEvent) -> str:
 
 def event_dict(changed: Changed) -> dict[str, object]:
     """A material lot's history event as the outbox keeps it for the feed (docs/events.md,
-    ``material-event``), with the material lot's clocks as they stand after it."""
+    ``material-event``), with the material lot's clocks and quarantine as they stand after
+    it, the version it made the material lot, and a release's signatures."""
 
     def iso(at: datetime | None) -> str | None:
         return at.isoformat() if at is not None else None
 
     material, event = changed
+    q = material.quarantine
     return {
         "material": event.material_id,
         "material_kind": material.kind.value,
@@ -248,6 +250,11 @@ def event_dict(changed: Changed) -> dict[str, object]:
         "thawed_at": iso(material.thawed_at),
         "usable_from": iso(material.usable_from),
         "floor_life_ends": iso(material.floor_life_ends),
+        "quarantine": None
+        if q is None
+        else {"code": q.code, "reason": q.reason, "by": q.by, "at": q.at.isoformat()},
+        "version": event.version,
+        "signatures": [s.manifest() for s in event.signatures],
     }
 
 

@@ -253,11 +253,23 @@ def describe(e: dict[str, Any]) -> str:
         count = f"count {e['count_after']:,} of {e['life']:,} {e['unit']}"
         what = [e["durable"], e["kind"], count, " ".join(_given(e, "tool", "lot", "step"))]
     elif "material" in e:
-        what = [e["material"], e["kind"], " ".join(_given(e, "tool"))]
+        what = [e["material"], e["kind"], " ".join(_given(e, "tool")), *_recall(e)]
     else:
         moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
         what = [e["lot"], e["kind"], moved, " ".join(_given(e, "step", "tool"))]
     return "  ".join(x for x in [f"#{e['id']}", e["time"], *what, f"by {e['user']}"] if x)
+
+
+def _recall(e: dict[str, Any]) -> list[str]:
+    """A material event's part in a recall: the quarantine's code (its event), the release's
+    signers (an event written before the feed carried them has neither)."""
+    said = []
+    q = e.get("quarantine")
+    if e["kind"] == "MaterialQuarantined" and q:
+        said.append(f"code {q['code']}")
+    for s in e.get("signatures") or []:
+        said.append(f"signed by {s['printed_name']} ({s['signer']})")
+    return said
 
 
 def _given(event: dict[str, Any], *keys: str) -> list[str]:

@@ -128,6 +128,12 @@ _SUBJECT_KEYS = {
 }
 """What a durable's or material lot's state is made of (:func:`subject_state`): an event
 without one of them is a dead letter, not a state that cannot be told."""
+_SUBJECT_LATER: dict[str, dict[str, Any]] = {
+    "durable": {},
+    "material": {"quarantine": None, "version": None, "signatures": []},
+}
+"""What an event written before its subject's events said more has in their place: not
+known (a material lot's quarantine, version and a release's signatures)."""
 
 
 def feed_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
@@ -173,6 +179,7 @@ def subject_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], b
         "v": SCHEMA_VERSION,
         "id": event.id,
         "kind": event.kind,
+        **_SUBJECT_LATER[subject],
         **{k: v for k, v in entry.items() if k != "at"},
         "time": entry["at"],
     }
@@ -219,6 +226,7 @@ def material_state(event: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "v": SCHEMA_VERSION,
         **{k: event[k] for k in (*keys, *clocks)},
+        "quarantine": event.get("quarantine"),
         "last_event_id": event["id"],
         "last_event": event["kind"],
         "time": event["time"],
