@@ -379,8 +379,13 @@ def _run_client_id(line: str, role: str, run_id: str) -> str:
 
 
 async def _equip_line(run: Demo) -> None:
+    """Through the server, as engineering and quality would before a shift: the tools'
+    durables and material lots, a catalogue of reason codes, an SPC chart."""
+    codes, chart = demo_api.REASON_CODES, demo_api.SPC_CHART
     try:
         equipped = await demo_api.equip_line(server(run), run.config.tools)
+        await demo_api.add_reason_codes(server(run), codes)
+        await demo_api.chart_spc(server(run), chart)
     except RuntimeError as exc:
         raise DemoFailed(str(exc)) from None
     out.print(
@@ -388,11 +393,6 @@ async def _equip_line(run: Demo) -> None:
         f"(capillaries, saw blades, mold chases, stencils, nozzles), {equipped.materials} "
         "material lots loaded (mold compound, die attach film, adhesive, solder balls, wire)"
     )
-    codes = demo_api.REASON_CODES
-    try:
-        await demo_api.add_reason_codes(server(run), codes)
-    except RuntimeError as exc:
-        raise DemoFailed(str(exc)) from None
     out.print(
         "reason codes added through the pkgline server: hold "
         + ", ".join(c.code for c in codes if c.kind == "hold")
@@ -400,11 +400,6 @@ async def _equip_line(run: Demo) -> None:
         + ", ".join(c.code for c in codes if c.kind == "scrap")
         + " (pkgline reason list)"
     )
-    chart = demo_api.SPC_CHART
-    try:
-        await demo_api.chart_spc(server(run), chart)
-    except RuntimeError as exc:
-        raise DemoFailed(str(exc)) from None
     out.print(
         f"SPC chart set through the pkgline server: {chart.step} {chart.value} on {chart.tool} "
         f"(center {chart.center:g}, sigma {chart.sigma:g}; each lot's {chart.step} adds a point)"
