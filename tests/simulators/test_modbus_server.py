@@ -26,6 +26,9 @@ from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import FUNCTION_CODES, ModbusToolServer
 
 MOLDER: RegisterMap = packaged_map(EquipmentClass.MOLDER)
+ANSWER_WITHIN_S = 5.0
+"""The bare client's timeout: a loopback answer takes milliseconds, but on a loaded 2-core CI
+machine a request once waited past 1 s (no test here waits for a timeout)."""
 
 
 @pytest.fixture
@@ -44,7 +47,7 @@ async def server(tool: VirtualTool) -> AsyncIterator[ModbusToolServer]:
 @pytest.fixture
 async def client(server: ModbusToolServer) -> AsyncIterator[AsyncModbusTcpClient]:
     client = AsyncModbusTcpClient(
-        "127.0.0.1", port=server.port, timeout=1.0, retries=0, reconnect_delay=0
+        "127.0.0.1", port=server.port, timeout=ANSWER_WITHIN_S, retries=0, reconnect_delay=0
     )
     assert await client.connect()
     yield client
@@ -208,7 +211,9 @@ async def test_a_stopped_server_can_be_started_again_on_the_same_port(
     assert not server.serving
     await server.start()
     assert server.port == port
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0, reconnect_delay=0)
+    client = AsyncModbusTcpClient(
+        "127.0.0.1", port=port, timeout=ANSWER_WITHIN_S, retries=0, reconnect_delay=0
+    )
     assert await client.connect()
     try:
         assert (await read_status(client))["state"] == ProcessState.IDLE
