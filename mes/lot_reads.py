@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from flows import Flow
 from mes.domain.errors import UnknownLot
-from mes.domain.model import HistoryEntry, Lot, Operation
+from mes.domain.model import HistoryEntry, Lot, LotState, Operation
 from mes.domain.report import LotReport, build_report
 from mes.ports_lots import (
     Read,
@@ -16,6 +16,7 @@ from mes.ports_lots import (
     get_children,
     get_history,
     get_lot,
+    get_refusals,
     get_rejects,
     get_signatures,
     get_tool_state,
@@ -40,6 +41,7 @@ def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
         (yield from get_children(lot_id)),
         (yield from get_signatures(lots)),
         (yield from get_tool_state(tool)) if tool is not None else None,
+        (yield from get_refusals(lot_id)) if lot.state is LotState.WAITING else (),
     )
 
 

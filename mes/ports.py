@@ -38,6 +38,7 @@ from mes.ports_lots import GetCarriers as GetCarriers
 from mes.ports_lots import GetChildren as GetChildren
 from mes.ports_lots import GetHistory as GetHistory
 from mes.ports_lots import GetLot as GetLot
+from mes.ports_lots import GetRefusals as GetRefusals
 from mes.ports_lots import GetRejects as GetRejects
 from mes.ports_lots import GetSignatures as GetSignatures
 from mes.ports_lots import GetToolState as GetToolState
@@ -45,6 +46,7 @@ from mes.ports_lots import get_carriers as get_carriers
 from mes.ports_lots import get_children as get_children
 from mes.ports_lots import get_history as get_history
 from mes.ports_lots import get_lot as get_lot
+from mes.ports_lots import get_refusals as get_refusals
 from mes.ports_lots import get_rejects as get_rejects
 from mes.ports_lots import get_rejects_by_site as get_rejects_by_site
 from mes.ports_lots import get_signatures as get_signatures
@@ -236,7 +238,9 @@ LotRequest: TypeAlias = (
     | GetHeads
     | Save
 )
-EquipmentRequest: TypeAlias = GetTools | GetToolState | GetDispatchModes | UpdateTools | AddChanges
+EquipmentRequest: TypeAlias = (
+    GetTools | GetToolState | GetRefusals | GetDispatchModes | UpdateTools | AddChanges
+)
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
 SignatureRequest: TypeAlias = SaveSignatures | GetSignatures
 Request: TypeAlias = (

@@ -11,6 +11,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
+from mes.domain.equipment import TrackInRefusal
 from mes.domain.model import Carrier, HistoryEntry, Lot, SiteRef, SiteReject
 from mes.domain.signature_records import Signature
 from mes.domain.tool_state import ToolSnapshot
@@ -71,8 +72,24 @@ class GetToolState:
     tool_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class GetRefusals:
+    """Read what the line controllers recorded, at their last heartbeat, of their refused
+    track-ins of a lot (answer: ``list[TrackInRefusal]``, by step then tool). For a waiting
+    lot: why no controller has started it."""
+
+    lot_id: str
+
+
 LotRead: TypeAlias = (
-    GetLot | GetCarriers | GetRejects | GetHistory | GetChildren | GetSignatures | GetToolState
+    GetLot
+    | GetCarriers
+    | GetRejects
+    | GetHistory
+    | GetChildren
+    | GetSignatures
+    | GetToolState
+    | GetRefusals
 )
 """The requests of a lot's report, a part of :data:`mes.ports.Request`."""
 
@@ -118,3 +135,16 @@ def get_signatures(lot_ids: Sequence[str]) -> Read[list[Signature]]:
 def get_tool_state(tool_id: str) -> Read[ToolSnapshot | None]:
     found: ToolSnapshot | None = yield GetToolState(tool_id)
     return found
+
+
+def get_refusals(lot_id: str) -> Read[list[TrackInRefusal]]:
+    found: list[TrackInRefusal] = yield GetRefusals(lot_id)
+    return found
+
+
+def refusals_of_lot(
+    lot_id: str, controllers_refusals: Sequence[Sequence[TrackInRefusal]]
+) -> list[TrackInRefusal]:
+    """``lot_id``'s refusals among every controller's (:class:`GetRefusals`'s answer)."""
+    found = [r for refusals in controllers_refusals for r in refusals if r.lot == lot_id]
+    return sorted(found, key=lambda r: (r.step, r.tool))

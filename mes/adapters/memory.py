@@ -69,6 +69,7 @@ from mes.ports import (
     GetLastTrackOuts,
     GetLot,
     GetQueueRelease,
+    GetRefusals,
     GetRejects,
     GetSignatures,
     GetToolJobs,
@@ -96,6 +97,7 @@ from mes.ports import (
 from mes.ports_durables import (
     DurableRequest,
 )
+from mes.ports_lots import refusals_of_lot
 from mes.ports_materials import (
     MaterialRequest,
 )
@@ -417,6 +419,9 @@ class MemoryEquipmentRepository:
         if isinstance(request, GetToolState):
             tool = self._store.tools.get(request.tool_id)
             return None if tool is None else tool.snapshot
+        if isinstance(request, GetRefusals):
+            controllers = self._store.controllers.values()
+            return refusals_of_lot(request.lot_id, [c.refusals for c in controllers])
         if isinstance(request, GetDispatchModes):
             return {t.id: t.dispatch for t in self._tools(request.line)}
         if isinstance(request, UpdateTools):

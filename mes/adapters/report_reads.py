@@ -19,15 +19,18 @@ from mes.adapters.rows import (
     signature_from_row,
     tool_snapshot_from_row,
 )
+from mes.domain.equipment import TrackInRefusal
 from mes.ports_lots import (
     GetCarriers,
     GetChildren,
     GetHistory,
     GetLot,
+    GetRefusals,
     GetRejects,
     GetSignatures,
     GetToolState,
     LotRead,
+    refusals_of_lot,
 )
 
 Row = Mapping[str, Any]
@@ -115,6 +118,17 @@ def plan(request: LotRead) -> Plan:
             "SELECT * FROM tools WHERE id = ?",
             (request.tool_id,),
             lambda rows: tool_snapshot_from_row(rows[0]) if rows else None,
+        )
+    if isinstance(request, GetRefusals):
+        lot_id = request.lot_id
+        return Plan(
+            "controllers",
+            "SELECT refusals FROM controllers",
+            (),
+            lambda rows: refusals_of_lot(
+                lot_id,
+                [[TrackInRefusal.from_dict(r) for r in row["refusals"] or ()] for row in rows],
+            ),
         )
     raise NotAnswered(f"not a request this reader answers: {request!r}")
 

@@ -32,12 +32,14 @@ from mes.ports import (
     AddChanges,
     EquipmentRequest,
     GetDispatchModes,
+    GetRefusals,
     GetTools,
     GetToolState,
     ToolPage,
     ToolQuery,
     UpdateTools,
 )
+from mes.ports_lots import refusals_of_lot
 
 
 def _tool_values(t: ToolRecord) -> dict[str, Any]:
@@ -346,6 +348,9 @@ def equipment_plan(sql: EquipmentStatements, request: EquipmentRequest) -> Plan[
     if isinstance(request, GetToolState):
         rows = yield Fetch(sql.tools_by_id(1), {"i0": request.tool_id})
         return tool_snapshot_from_row(rows[0]) if rows else None
+    if isinstance(request, GetRefusals):
+        rows = yield Fetch(sql.all_controllers, {})
+        return refusals_of_lot(request.lot_id, [_controller_from_row(r).refusals for r in rows])
     if isinstance(request, GetDispatchModes):
         rows = yield Fetch(sql.dispatch_modes, {"line": request.line})
         return {r["id"]: DispatchMode(r["dispatch"]) for r in rows}

@@ -11,6 +11,7 @@ from typing import Any
 
 from flows import Flow, Value
 from mes.domain.common import position_of
+from mes.domain.equipment import TrackInRefusal
 from mes.domain.model import (
     SCRAP_STEP,
     Carrier,
@@ -91,6 +92,9 @@ class LotReport:
     tool_state: ToolSnapshot | None = None
     """What is known now of the tool the lot runs on (None: not running on a tool, or no
     such tool): whether its controller is connected to it, and its state."""
+    refused: tuple[TrackInRefusal, ...] = ()
+    """A waiting lot: the line controllers' refused track-ins of it at its next steps, as
+    recorded at their last heartbeat (by step, then tool): why no controller started it."""
 
     def signed_entry(self, signature: Signature) -> HistoryEntry | None:
         """The history entry a signature signs (None: not in this history)."""
@@ -152,6 +156,7 @@ def build_report(
     children: Sequence[str] = (),
     signatures: Sequence[Signature] = (),
     tool_state: ToolSnapshot | None = None,
+    refused: Sequence[TrackInRefusal] = (),
 ) -> LotReport:
     by_carrier: dict[str, list[SiteReject]] = defaultdict(list)
     for r in rejects:
@@ -179,6 +184,8 @@ def build_report(
         children=tuple(children),
         signatures=tuple(s for s in signatures if s.entry_hash in hashes),
         tool_state=tool_state,
+        # a refusal at a step the lot is no longer offered (it moved on since) is not why
+        refused=tuple(r for r in refused if r.step in following) if waiting else (),
     )
 
 
@@ -280,6 +287,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
         ],
         "history": [history_dict(e) for e in report.history],
         "signatures": [signature_dict(s, report.signed_entry(s)) for s in report.signatures],
+        "refused": [r.to_dict() for r in report.refused],
     }
 
 

@@ -113,6 +113,16 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     if lot["pending_rework"]:
         head.add_row("rework", f"must run {lot['pending_rework']} next")
     head.add_row("next steps", ", ".join(lot["next_steps"]) or "-")
+    for refused in lot.get("refused", ()):  # why no line controller started it
+        since = datetime.fromisoformat(refused["since"])
+        head.add_row(
+            "not started",
+            Text(
+                f"on {refused['tool']} ({refused['step']}) since {stamp(since)}: "
+                f"{refused['reason']}",
+                style="yellow",
+            ),
+        )
     if lot["may_complete"]:
         head.add_row("", "the flow may end here (pkgline lot complete)")
     if lot["layers"]:

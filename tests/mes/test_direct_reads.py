@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,13 @@ import pytest
 from mes.adapters.sqlite_reads import NotAnswered, SqliteReader
 from mes.domain import commands as cmd
 from mes.domain.authority import Action
-from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.domain.equipment import (
+    ControllerRecord,
+    DispatchMode,
+    ToolRegistration,
+    ToolSnapshot,
+    TrackInRefusal,
+)
 from mes.domain.model import Lot
 from mes.domain.report import report_dict
 from mes.domain.signatures import SignatureGiven
@@ -100,7 +108,31 @@ async def _line(services: Services) -> list[str]:
     await lots.track_in(cmd.TrackIn("TOOL", "WIRE_BOND", USER, tool="WB-1"))
     lost = ToolSnapshot(False, "unscheduled_down", "BONDING", reason="connection reset")
     await services.equipment.report("WB-1", lost)
-    return ["NEW", "RUN", "HELD", "REL", "SCR", "RWK", "P", "PA", "PAB", "TOOL"]
+
+    # waiting for WIRE_BOND, refused by the line controller (lot show says why it waits); a
+    # refusal at a step it has left since is not shown
+    await _start(lots, "WAIT", "stiffener-bga")
+    await _run(lots, "WAIT", ["SUBSTRATE_LOAD", "DIE_ATTACH"])
+    await services.equipment.heartbeat(
+        ControllerRecord("line-a", "host", 1, REFUSED_AT, REFUSED_AT, "running", ("WB-1",), (
+            WAIT_REFUSED,
+            replace(WAIT_REFUSED, step="DIE_ATTACH", interlock="tool_busy"),
+            replace(WAIT_REFUSED, lot="NEW"),
+        ))
+    )  # fmt: skip
+    return ["NEW", "RUN", "HELD", "REL", "SCR", "RWK", "P", "PA", "PAB", "TOOL", "WAIT"]
+
+
+REFUSED_AT = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+WAIT_REFUSED = TrackInRefusal(
+    "WB-1",
+    "WAIT",
+    "WIRE_BOND",
+    "durable",
+    "track-in of lot WAIT at WIRE_BOND on WB-1 refused: capillary CAP-1 is spent; expected a "
+    "capillary mounted with life left",
+    REFUSED_AT,
+)
 
 
 @pytest.fixture
@@ -159,6 +191,10 @@ async def test_every_kind_of_lot_reads_as_the_lot_service_reports_it(
     inherited = await _quick(url, "PAB")
     assert inherited is not None
     assert {e["lot"] for e in inherited["history"]} == {"P", "PA", "PAB"}
+    waiting = await _quick(url, "WAIT")
+    assert waiting is not None and waiting["refused"] == [WAIT_REFUSED.to_dict()]
+    new = await _quick(url, "NEW")  # refused at a step it is not offered now
+    assert new is not None and new["refused"] == []
 
 
 @pytest.mark.parametrize("database", ["sqlite_url", "postgres_url"])
@@ -413,3 +449,19 @@ async def test_lot_show_says_the_running_lots_tool_is_not_connected(
     assert "tool WB-1 not connected (last BONDING): connection reset" in said
     running = await asyncio.to_thread(pkgline, url, "lot", "show", "RUN")  # on no tool
     assert "not connected" not in running.stdout
+
+
+async def test_lot_show_says_why_a_waiting_lot_is_not_started(
+    line: tuple[str, list[str]],
+) -> None:
+    """The line controller's refused track-ins of a waiting lot at its next steps, as the
+    line status shows them under the queue, in ``lot show`` (direct mode's reader)."""
+    url, _ = line
+    shown = await asyncio.to_thread(pkgline, url, "lot", "show", "WAIT")
+    assert shown.returncode == 0, shown.stderr
+    said = " ".join(shown.stdout.split())
+    assert "not started on WB-1 (WIRE_BOND) since 2026-12-02" in said
+    assert "capillary CAP-1 is spent; expected a capillary mounted with life left" in said
+    assert "tool_busy" not in said and "DIE_ATTACH) since" not in said
+    new = await asyncio.to_thread(pkgline, url, "lot", "show", "NEW")
+    assert "not started" not in new.stdout

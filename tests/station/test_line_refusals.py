@@ -58,3 +58,20 @@ def test_the_line_page_shows_why_a_waiting_lot_is_not_started(station: Station) 
     assert '<time datetime="2026-12-07T03:04:05+00:00">2026-12-07 03:04:05 UTC</time>' in text
     assert "adhesive ADH-9 expired; expected a material lot within its expiry" in text
     assert "stale one" not in text and "held one" not in text
+
+
+def test_the_lot_page_of_a_waiting_lot_says_why_it_is_not_started(station: Station) -> None:
+    """The lot page says so too, as ``lot show`` does: the refusals of the lot at its next
+    steps (not the stale one at a step it is past); a held lot's page shows none."""
+    with logged_in(station, "olga") as client:
+        page = client.get("/station/lots/S-1")
+        held = client.get("/station/lots/S-3")
+    assert page.status_code == 200
+    text = html.unescape(page.text)
+    shown = text[text.index('id="lot-refused"') :]
+    shown = shown[: shown.index("</dd>")]
+    assert shown.count('class="refused"') == 1, shown
+    assert 'data-tool="DA-1"' in shown and "adhesive ADH-9 expired" in shown
+    assert "2026-12-07 03:04:05 UTC" in shown
+    assert "stale one" not in text
+    assert 'id="lot-refused"' not in held.text and "held one" not in held.text
