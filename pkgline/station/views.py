@@ -76,17 +76,18 @@ async def line_view(services: Services, who: Principal) -> LineView:
         await services.materials.acting_as(who).find(loaded=True),
         at,
     )
+    found = await lots.find(
+        states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
+    )
+    on_tool = {x.running.tool: x for x in found if x.running is not None and x.running.tool}
     tools = []
     for record in sorted(records, key=lambda r: (r.line, r.id)):
-        tool = tool_dict(record, at, record.line in alive)
+        tool = with_tracked_lot(tool_dict(record, at, record.line in alive), on_tool)
         tool["blocked"] = blocks.get(record.id, [])
         e10 = tool["e10"] if tool["controller_running"] else "unmonitored"
         tool["e10_shown"] = e10
         tool["e10_class"] = E10_CLASS.get(e10, "e10-unknown")
         tools.append(tool)
-    found = await lots.find(
-        states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
-    )
     controllers = await equipment.controllers()
     queue = tuple(
         QueueRow(step, waiting, refusals_of(step, waiting, controllers))
@@ -100,6 +101,20 @@ async def line_view(services: Services, who: Principal) -> LineView:
         )
     )
     return LineView(at, tuple(tools), running, queue, held, await lots_per_hour(services, who, at))
+
+
+def with_tracked_lot(tool: dict[str, Any], running: dict[str, Lot]) -> dict[str, Any]:
+    """``tool`` (:func:`pkgline.tool_views.tool_dict`) with the lot the lot tracker has
+    running on it (``running``: by tool id) when the tool itself reports none: a step
+    tracked in by hand on a tool in manual runs no job there, yet the tool is taken (a
+    track-in of another lot on it is refused). ``by_hand`` says so."""
+    lot = running.get(tool["id"])
+    tool["by_hand"] = False
+    if lot is not None and lot.running is not None:
+        if not tool["lot"]:
+            tool["lot"] = lot.id
+        tool["by_hand"] = tool["lot"] == lot.id and lot.running.by_hand
+    return tool
 
 
 async def lots_per_hour(services: Services, who: Principal, at: datetime) -> tuple[int, ...]:

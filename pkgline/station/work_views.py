@@ -18,11 +18,11 @@ from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotState
-from mes.ports import ToolJobQuery
+from mes.ports import LotQuery, ToolJobQuery
 from pkgline.bootstrap import Services
 from pkgline.interlock_views import durable_status, material_status
 from pkgline.station.offers import may_release, needs
-from pkgline.station.views import E10_CLASS, now
+from pkgline.station.views import E10_CLASS, now, with_tracked_lot
 from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
 
 # -- holds -------------------------------------------------------------------------------------
@@ -221,11 +221,13 @@ async def tool_view(
     tool["e10_shown"] = tool["e10"] if alive else "unmonitored"
     tool["e10_class"] = E10_CLASS.get(tool["e10_shown"], "e10-unknown")
     segments = segments_of(changes, start, end)
+    tracked = await lots.page(LotQuery(states=(LotState.RUNNING,), tool=tool_id, limit=1))
+    tool = with_tracked_lot(tool, {tool_id: tracked.lots[0]} if tracked.lots else {})
     recipe: dict[str, Any] = {}
     recipe_step = None
-    if record.snapshot.lot_id:
+    if tool["lot"]:
         try:
-            running = await lots.get(record.snapshot.lot_id)
+            running = await lots.get(tool["lot"])
         except Exception:  # the tool reports a lot the tracker does not know
             running = None
         if running is not None and running.running is not None:

@@ -83,6 +83,13 @@ def test_a_manual_step_is_tracked_in_and_out_on_the_lot_page(station: Station) -
         assert "31/32 good" in page  # the reject on carrier 1
 
 
+def _tile_lot(line_page: str, tool: str) -> str:
+    """What the line page's tile of ``tool`` says of its lot, as text."""
+    tile = re.search(rf'data-tool="{tool}".*?<p class="lot">(.*?)</p>', line_page, re.S)
+    assert tile is not None, line_page
+    return html.unescape(re.sub(r"<[^>]+>", "", tile[1])).strip()
+
+
 async def _up(tool: str, db: str) -> None:
     async with open_state(db, passwords=fast_passwords()) as state:
         await state.services.equipment.acting_as(CONTROLLER).report(
@@ -131,6 +138,13 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert lot_state(client, "H-5") == "RUNNING" and "on DA-1" in page
         assert 'id="track-out-DIE_ATTACH"' in page  # tracked in by hand: the operator's
         assert "on DA-1 (by hand)" in page
+        # DA-1 runs no job for it and reports no lot: its tile and page still say it is taken
+        assert _tile_lot(client.get("/station/").text, "DA-1") == "H-5 (by hand)"
+        tool_page = client.get("/station/tools/DA-1").text
+        facts = re.search(r'id="tool-facts".*?<dt>lot</dt><dd>(.*?)</dd>', tool_page, re.S)
+        assert facts is not None, tool_page
+        assert re.sub(r"<[^>]+>", "", facts[1]) == "H-5 (tracked in by hand)"
+        assert "DIE_ATTACH of H-5" in tool_page and "no lot runs on the tool" not in tool_page
         asyncio.run(_dispatch("DA-1", DispatchMode.AUTO, station.db))
         page = client.get("/station/lots/H-5").text  # tracked in by hand: still the operator's
         assert 'id="track-out-DIE_ATTACH"' in page
