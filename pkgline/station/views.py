@@ -202,8 +202,9 @@ class HandStep:
     """``track-in`` or ``track-out``."""
     fields: tuple[Any, ...]
     tools: tuple[str, ...] = ()
-    """A step on a tool: the tools of its class switched to manual, one of which an operator
-    picks (the interlocks decide whether it may run the step now)."""
+    """A step on a tool: the tools of its class switched to manual and qualified for the
+    step, one of which an operator picks (the interlocks decide whether it may run the step
+    now)."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -403,6 +404,10 @@ async def by_hand(
             tools: tuple[str, ...] = ()
             if spec.equipment_class != MANUAL_CLASS:
                 tools = await tools_in_manual(equipment, spec.equipment_class)
+                if tools:  # a tool not qualified for the step would only be refused
+                    qualified = await services.qualifications.acting_as(who).list(step=step)
+                    runs = {q.tool_id for q in qualified if q.qualified}
+                    tools = tuple(t for t in tools if t in runs)
                 if not tools:
                     continue
             steps.append(

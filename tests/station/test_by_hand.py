@@ -90,6 +90,17 @@ def _tile_lot(line_page: str, tool: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", tile[1])).strip()
 
 
+async def _another_die_bonder(tool: str, db: str) -> None:
+    """``tool``, a die bonder of another line qualified for no step, switched to manual."""
+    async with open_state(db, passwords=fast_passwords()) as state:
+        await state.services.equipment.acting_as(CONTROLLER).register(
+            "line-2", [ToolRegistration(tool, "die_bonder", "127.0.0.1:1599", ())]
+        )
+        await state.services.equipment.acting_as(OWNER).set_dispatch(
+            tool, DispatchMode.MANUAL, "tom", "engineering lot"
+        )
+
+
 async def _up(tool: str, db: str) -> None:
     async with open_state(db, passwords=fast_passwords()) as state:
         await state.services.equipment.acting_as(CONTROLLER).report(
@@ -113,10 +124,12 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert prep.status_code == 303, prep.text
         out = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
         assert out.status_code == 303, out.text
+        asyncio.run(_another_die_bonder("DA-2", station.db))  # in manual, not for DIE_ATTACH
         page = client.get("/station/lots/H-5").text
         form = re.search(r'id="track-in-DIE_ATTACH">(.*?)</form>', page, re.S)
         assert form is not None, page
-        assert re.findall(r'<option value="([^"]+)"', form[1]) == ["DA-1"]  # in manual only
+        # in manual and qualified for the step only (DA-2's track-in would only be refused)
+        assert re.findall(r'<option value="([^"]+)"', form[1]) == ["DA-1"]
         data = _form(client, "H-5", step="DIE_ATTACH", tool="DA-1")
         down = client.post("/station/lots/H-5/track-in", data=data)
         assert down.status_code == 409
