@@ -52,6 +52,10 @@ NOTICES = {
     "rework": "The lot was sent back for rework: it waits for the step again.",
     "track-in": "The step was tracked in: the lot runs it.",
     "track-out": "The step was tracked out.",
+    "track-in-held": (
+        "The step was not tracked in: the lot was put on hold instead (its hold says why)."
+    ),
+    "track-out-held": "The step was tracked out, and the lot was put on hold (its hold says why).",
     "merge": "The lot was merged into",
     "complete": "The lot was completed.",
     "migrate": "The lot was moved to another version of its flow.",
@@ -185,10 +189,20 @@ async def _act(
     if versioned:  # checked again in the operation's transaction: nobody moved it meanwhile
         lots = lots.as_seen(lot_id, int(form.get("lot_version")))
     try:
-        await action(lots)
+        outcome = await action(lots)
     except LotTrackerError as refused:
         return await _refused_on(request, who, lot_id, status_of(refused), str(refused), form)
+    if f"{done}-held" in NOTICES:
+        done = done_as(done, outcome.lot.state)
     return RedirectResponse(_done_url(lot_id, done, form, **more), status_code=303)
+
+
+def done_as(done: str, state: LotState) -> str:
+    """The notice of a track-in or track-out (``done``) that left the lot in ``state``: a
+    lot the lot tracker put on hold instead of tracking it in (past a queue time) or as it
+    tracked it out (a measured value past its spec limits) is not said to run or wait."""
+    held = f"{done}-held"
+    return held if state is LotState.HOLD and held in NOTICES else done
 
 
 Signed = Callable[[LotService, tuple[SignatureGiven, ...]], Awaitable[Any]]

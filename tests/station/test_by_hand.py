@@ -17,6 +17,7 @@ import httpx
 from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from mes.domain.model import LotState
 from pkgline.api.server import open_state
 from tests.station.client import csrf, logged_in, lot_state, lot_version, message
 from tests.station.conftest import Station
@@ -161,9 +162,18 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         asyncio.run(_dispatch("DA-1", DispatchMode.AUTO, station.db))
         page = client.get("/station/lots/H-5").text  # tracked in by hand: still the operator's
         assert 'id="track-out-DIE_ATTACH"' in page
-        finished = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
+        # a measured value past its spec limit (15 um): tracked out, and the lot held
+        past = _form(client, "H-5", **{"value.xy_offset_um": "20"})
+        finished = client.post("/station/lots/H-5/track-out", data=past)
         assert finished.status_code == 303, finished.text
-        assert lot_state(client, "H-5") == "WAITING"
+        page = html.unescape(client.get(finished.headers["location"]).text)
+        assert lot_state(client, "H-5") == "HOLD"
+        notice = re.search(r'id="notice">([^<]*)<', page)
+        assert notice is not None, page
+        assert notice[1] == (
+            "The step was tracked out, and the lot was put on hold (its hold says why)."
+        )
+        assert "xy_offset_um 20 um is outside its upper spec limit 15 um" in page
 
 
 async def _dispatched(lot: str, tool: str, db: str) -> None:
@@ -318,3 +328,16 @@ def test_numbers_in_a_form_are_read_as_ascii_digits_only(station: Station) -> No
         assert refused.status_code == 422, refused.text
         assert "with whole numbers" in html.unescape(message(refused.text))
         assert lot_state(client, "D-2") == "RUNNING"
+
+
+def test_a_track_in_or_out_that_put_the_lot_on_hold_is_not_said_to_have_moved_it() -> None:
+    """A track-in past a queue time holds the lot instead: the notice does not say it runs
+    the step (the track-out past a spec limit is shown on a page above)."""
+    from pkgline.station.lot_pages import NOTICES, done_as
+
+    assert NOTICES[done_as("track-in", LotState.HOLD)] == (
+        "The step was not tracked in: the lot was put on hold instead (its hold says why)."
+    )
+    assert done_as("track-in", LotState.RUNNING) == "track-in"
+    assert done_as("track-out", LotState.WAITING) == "track-out"
+    assert done_as("hold", LotState.HOLD) == "hold"
