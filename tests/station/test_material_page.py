@@ -47,6 +47,16 @@ def test_a_material_lots_page_lists_every_lot_it_went_into_through_the_split(
     assert '<a href="/station/tools/DA-1">DA-1</a>' in page  # loaded there
     on_line = _rows(page, "on-line")
     assert sorted(on_line) == ["S-4", "S-4B"]
+    # when each lot got it, not since when it is in its state (a lot held later)
+    head = re.search(r'<table id="on-line"><thead>(.*?)</thead>', page, re.S)
+    assert head is not None
+    assert re.findall(r"<th>([^<]*)</th>", head[1]) == [
+        "lot",
+        "state",
+        "step",
+        "got it (UTC)",
+        "through",
+    ]
     assert "used in it" in on_line["S-4"]
     through = re.sub(r"<[^>]+>", "", on_line["S-4B"])
     assert "S-4 → S-4B" in through  # through the split after the use

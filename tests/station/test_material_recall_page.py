@@ -67,8 +67,9 @@ def test_quality_quarantines_the_adhesive_and_holds_its_lots_from_the_page(
         assert "Lots held now: 2" in done.text
         shown = html.unescape(done.text)
         assert 'data-status="quarantined"' in shown
-        assert re.search(r'id="quarantine-facts">by quinn since .*?code RECALL: RECALL Material '
-                         r"recall: voids", shown)  # fmt: skip
+        # the reason begins with its code (RECALL Material recall: ...), said once
+        assert re.search(r'id="quarantine-facts">by quinn since [0-9: -]+ \(UTC\): RECALL '
+                         r"Material recall: voids\. It cannot be loaded", shown)  # fmt: skip
         assert _states(done.text) == {"S-4": "HOLD", "S-4B": "HOLD"}
         assert 'id="release-form"' in done.text and 'id="quarantine-form"' not in done.text
         lot = html.unescape(client.get("/station/lots/S-4B").text)
