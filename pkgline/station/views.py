@@ -450,10 +450,28 @@ class StepLimits:
 def _limit_text(spec: ValueSpec) -> str:
     parts = [f"{limit.describe()} ({limit.claim})" for limit in spec.limits]
     if spec.spec is not None:
-        low, high = spec.spec.lower, spec.spec.upper
-        span = " to ".join(str(v) for v in (low, high) if v is not None)
-        parts.append(f"spec {span} ({spec.spec.origin})")
+        parts.append(spec_text(spec))
     return "; ".join(parts) or "-"
+
+
+def spec_text(spec: ValueSpec) -> str:
+    """A measured value's spec limits in words, with its unit: ``spec 10.0 to 40.0 um``, a
+    one-sided one ``spec at most 15.0 um`` (not ``spec 15.0``, which reads as a target),
+    the target when there is one, and where they come from."""
+    assert spec.spec is not None
+    low, high, target = spec.spec.lower, spec.spec.upper, spec.spec.target
+    unit = f" {spec.unit}" if spec.unit else ""
+    if low is not None and high is not None:
+        text = f"spec {low} to {high}{unit}"
+    elif high is not None:
+        text = f"spec at most {high}{unit}"
+    elif low is not None:
+        text = f"spec at least {low}{unit}"
+    else:
+        text = "spec"
+    if target is not None:
+        text += f", target {target}{unit}"
+    return f"{text} ({spec.spec.origin})"
 
 
 def step_limits(report: LotReport, flow: Flow) -> tuple[StepLimits, ...]:

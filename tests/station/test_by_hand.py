@@ -84,6 +84,15 @@ def test_a_manual_step_is_tracked_in_and_out_on_the_lot_page(station: Station) -
         assert "31/32 good" in page  # the reject on carrier 1
 
 
+def _limits_row(lot_page: str, value: str) -> str:
+    """The claimed and spec limits the lot page gives ``value`` (measured) at its step."""
+    rows = re.findall(
+        rf'<tr data-value="{value}"><td>[^<]*</td><td>measured</td><td>([^<]*)</td>', lot_page
+    )
+    assert len(rows) == 1, lot_page
+    return html.unescape(rows[0])
+
+
 def _tile_lot(line_page: str, tool: str) -> str:
     """What the line page's tile of ``tool`` says of its lot, as text."""
     tile = re.search(rf'data-tool="{tool}".*?<p class="lot">(.*?)</p>', line_page, re.S)
@@ -152,6 +161,14 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert lot_state(client, "H-5") == "RUNNING" and "on DA-1" in page
         assert 'id="track-out-DIE_ATTACH"' in page  # tracked in by hand: the operator's
         assert "on DA-1 (by hand)" in page
+        # the spec limits of what the track-out measures, in words: an upper one alone is
+        # no target (it read "spec 15.0")
+        assert _limits_row(page, "xy_offset_um") == (
+            "spec at most 15.0 um, target 0.0 um (line practice: die placement)"
+        )
+        assert _limits_row(page, "bond_line_thickness_um") == (
+            "spec 10.0 to 40.0 um, target 25.0 um (line practice: die attach film)"
+        )
         # DA-1 runs no job for it and reports no lot: its tile and page still say it is taken
         assert _tile_lot(client.get("/station/").text, "DA-1") == "H-5 (by hand)"
         tool_page = client.get("/station/tools/DA-1").text
