@@ -114,6 +114,10 @@ class LotOffers:
     """When the lot could be acted upon but no action is the person's: the sentence saying
     so (their roles; the roles the lot's actions need)."""
 
+    release_by: str | None = None
+    """A held lot the person may not release: the roles that may (``engineer``: those its
+    reason code names, or the table's), as the holds page says them."""
+
     def __contains__(self, form: object) -> bool:
         return form in self.forms
 
@@ -140,8 +144,11 @@ def lot_offers(
     ]
     code = hold_code if state is LotState.HOLD else None
     forms = frozenset(name for name in there if _may(who, LOT_FORMS[name][0], context, code))
+    release_by = None
+    if state is LotState.HOLD and "release" not in forms:
+        release_by = needs(Action.RELEASE, context, code)
     if forms or not there:
-        return LotOffers(forms)
+        return LotOffers(forms, release_by=release_by)
     if not any(may_ever(who, action) for action in LOT_ACTIONS):
         reads = "reads only" if who.roles <= {Role.VIEWER} else "takes no action on lots"
         return LotOffers(forms, f"{roles_of(who)} {reads}; no action on this lot is yours.")
@@ -151,6 +158,7 @@ def lot_offers(
         forms,
         f"{roles_of(who)} may do none of what this {STATE_WORDS[state]} lot offers ({words}: "
         f"the role {either(roles)}); no action on this lot is yours.",
+        release_by,
     )
 
 

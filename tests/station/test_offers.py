@@ -76,6 +76,8 @@ def test_a_hold_whose_reason_code_names_its_releasers_is_offered_to_them_only() 
         offers = lot_offers(_who(role), "S-1", LotState.HOLD, HoldSource.OPERATOR, BY_HAND, VOID)
         assert ("release" in offers) is offered, role
         assert may_release(_who(role), "S-1", HoldSource.OPERATOR, VOID) is offered
+        # the lot page says whose the release is, to the person it is not offered to
+        assert offers.release_by == (None if offered else "engineer"), role
 
 
 def test_a_technician_on_a_held_lot_is_told_which_roles_its_actions_need() -> None:

@@ -158,6 +158,9 @@ def test_a_lot_is_held_with_a_reason_code_of_the_catalogue(station: Station) -> 
         assert done.status_code == 303, done.text
         held = client.get("/station/lots/R-3").text
         assert re.search(r'id="lot-hold">VOID voids at X-ray', held), held
+        # no release form for her, and the hold says whose it is (as the holds page does)
+        assert 'id="release-form"' not in held
+        assert '<span class="note not-yours" id="release-by">release: engineer</span>' in held
         page = client.get("/station/lots/R-3").text
         refused = client.post(
             "/station/lots/R-3/release",
