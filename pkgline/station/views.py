@@ -14,7 +14,7 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import Action, Context, Principal, effective_action
-from mes.domain.equipment import DispatchMode, TrackInRefusal
+from mes.domain.equipment import DispatchMode, ToolRecord, TrackInRefusal
 from mes.domain.errors import LotTrackerError
 from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.material_reach import Source
@@ -47,6 +47,9 @@ class QueueRow:
     refused: tuple[TrackInRefusal, ...] = ()
     """The line controllers' refused track-ins of these lots at this step (what keeps them
     waiting), as ``line status`` shows them."""
+    manual: tuple[str, ...] = ()
+    """The tools qualified for the step when every one of them is switched to manual: no
+    line controller starts these lots, an operator tracks them in by hand."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +92,10 @@ async def line_view(services: Services, who: Principal) -> LineView:
         tool["e10_class"] = E10_CLASS.get(e10, "e10-unknown")
         tools.append(tool)
     controllers = await equipment.controllers()
-    queue = tuple(
-        QueueRow(step, waiting, refusals_of(step, waiting, controllers))
-        for step, waiting in queue_by_step(lots, found)
-    )
+    queue = []
+    for step, waiting in queue_by_step(lots, found):
+        manual = await all_in_manual(services, who, step, records)
+        queue.append(QueueRow(step, waiting, refusals_of(step, waiting, controllers), manual))
     running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
     held = tuple(
         sorted(
@@ -100,7 +103,24 @@ async def line_view(services: Services, who: Principal) -> LineView:
             key=lambda x: (x.hold.since if x.hold else at, x.id),
         )
     )
-    return LineView(at, tuple(tools), running, queue, held, await lots_per_hour(services, who, at))
+    per_hour = await lots_per_hour(services, who, at)
+    return LineView(at, tuple(tools), running, tuple(queue), held, per_hour)
+
+
+async def all_in_manual(
+    services: Services, who: Principal, step: str, records: list[ToolRecord]
+) -> tuple[str, ...]:
+    """The tools qualified for ``step`` when there are some and all are switched to manual
+    (``pkgline tool manual``), else nothing: a step no tool may run (one run on no tool, or
+    none qualified) is not this."""
+    if step not in services.lots.flows.step_codes:
+        return ()  # the lots that only have to be completed
+    qualified = await services.qualifications.acting_as(who).list(step=step)
+    tools = {q.tool_id for q in qualified if q.qualified}
+    dispatch = {r.id: r.dispatch for r in records if r.id in tools}
+    if not dispatch or any(d is not DispatchMode.MANUAL for d in dispatch.values()):
+        return ()
+    return tuple(sorted(dispatch))
 
 
 def with_tracked_lot(tool: dict[str, Any], running: dict[str, Lot]) -> dict[str, Any]:

@@ -135,6 +135,14 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         out = client.post("/station/lots/H-5/track-out", data=_form(client, "H-5"))
         assert out.status_code == 303, out.text
         asyncio.run(_another_die_bonder("DA-2", station.db))  # in manual, not for DIE_ATTACH
+        # the line says why nobody starts it: DA-1, the one die bonder for it, is in manual
+        line = html.unescape(client.get("/station/").text)
+        note = re.search(r'class="note manual-only"[^>]*data-step="DIE_ATTACH">(.*?)</p>', line)
+        assert note is not None, line
+        assert re.sub(r"<[^>]+>", "", note[1]) == (
+            "every tool qualified for DIE_ATTACH is in manual (DA-1): no line controller "
+            "starts these lots; track them in by hand on their pages"
+        )
         page = client.get("/station/lots/H-5").text
         form = re.search(r'id="track-in-DIE_ATTACH">(.*?)</form>', page, re.S)
         assert form is not None, page
