@@ -35,10 +35,10 @@ from pkgline.station import (
     work_pages,
 )
 from pkgline.station import login as auth
+from pkgline.station.line_view import line_view
 from pkgline.station.live import Streams, fingerprint, line_events
 from pkgline.station.render import MAX_FIELD, Viewer, env, quote
 from pkgline.station.render import page as _page
-from pkgline.station.views import line_view
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 

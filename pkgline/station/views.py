@@ -1,159 +1,30 @@
-"""What the pages show, read from the service layer for the person looking (``by=``): the
-line (tools, lots running, queue per step, held lots) and a lot (its route, strip maps,
-yields, history). Plain values for the templates; no rule is decided here: the service
-layer refuses what the person may not read or do.
+"""What a lot's page shows, read from the service layer for the person looking (``by=``):
+its route, strip maps, yields, limits, history and the steps an operator runs by hand (the
+line page's: :mod:`pkgline.station.line_view`). Plain values for the templates; no rule is
+decided here: the service layer refuses what the person may not read or do.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from flows import Flow
 from flows.model import ValueSpec
 from mes.domain.authority import Action, Context, Principal, effective_action
-from mes.domain.equipment import DispatchMode, ToolRecord, TrackInRefusal
+from mes.domain.equipment import DispatchMode
 from mes.domain.errors import LotTrackerError
-from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
+from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.material_reach import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import CarrierMap, LotReport
 from mes.equipment import EquipmentService
-from mes.ports import LotQuery, ToolQuery
+from mes.ports import ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record
-from pkgline.line_views import queue_by_step, refusals_of
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
-from pkgline.tool_views import lines_running, tool_dict
-
-E10_CLASS = {
-    "productive": "e10-productive",
-    "standby": "e10-standby",
-    "engineering": "e10-engineering",
-    "scheduled_down": "e10-scheduled",
-    "unscheduled_down": "e10-unscheduled",
-    "non_scheduled": "e10-nonscheduled",
-}
-"""The CSS class (colour) of each SEMI E10 state; anything else (unmonitored) is grey."""
-
-
-@dataclass(frozen=True, slots=True)
-class QueueRow:
-    step: str
-    lots: tuple[Lot, ...]
-    refused: tuple[TrackInRefusal, ...] = ()
-    """The line controllers' refused track-ins of these lots at this step (what keeps them
-    waiting), as ``line status`` shows them."""
-    manual: tuple[str, ...] = ()
-    """The tools qualified for the step when every one of them is switched to manual: no
-    line controller starts these lots, an operator tracks them in by hand."""
-
-
-@dataclass(frozen=True, slots=True)
-class LineView:
-    at: datetime
-    tools: tuple[dict[str, Any], ...]
-    running: tuple[Lot, ...]
-    queue: tuple[QueueRow, ...]
-    held: tuple[Lot, ...]
-    per_hour: tuple[int, ...] = ()
-    """Lots completed in each hour of today (UTC) so far, from 00:00."""
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-async def line_view(services: Services, who: Principal) -> LineView:
-    """The line as ``who`` may see it (every role may read)."""
-    lots = services.lots.acting_as(who)
-    equipment = services.equipment.acting_as(who)
-    records = await equipment.tools()
-    at = now()
-    alive = await lines_running(equipment, at)
-    blocks = consumable_blocks(
-        await services.durables.acting_as(who).list(mounted=True),
-        await services.materials.acting_as(who).find(loaded=True),
-        at,
-    )
-    found = await lots.find(
-        states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
-    )
-    on_tool = {x.running.tool: x for x in found if x.running is not None and x.running.tool}
-    tools = []
-    for record in sorted(records, key=lambda r: (r.line, r.id)):
-        tool = with_tracked_lot(tool_dict(record, at, record.line in alive), on_tool)
-        tool["blocked"] = blocks.get(record.id, [])
-        e10 = tool["e10"] if tool["controller_running"] else "unmonitored"
-        tool["e10_shown"] = e10
-        tool["e10_class"] = E10_CLASS.get(e10, "e10-unknown")
-        tools.append(tool)
-    controllers = await equipment.controllers()
-    queue = []
-    for step, waiting in queue_by_step(lots, found):
-        manual = await all_in_manual(services, who, step, records)
-        queue.append(QueueRow(step, waiting, refusals_of(step, waiting, controllers), manual))
-    running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
-    held = tuple(
-        sorted(
-            (x for x in found if x.state is LotState.HOLD),
-            key=lambda x: (x.hold.since if x.hold else at, x.id),
-        )
-    )
-    per_hour = await lots_per_hour(services, who, at)
-    return LineView(at, tuple(tools), running, tuple(queue), held, per_hour)
-
-
-async def all_in_manual(
-    services: Services, who: Principal, step: str, records: list[ToolRecord]
-) -> tuple[str, ...]:
-    """The tools qualified for ``step`` when there are some and all are switched to manual
-    (``pkgline tool manual``), else nothing: a step no tool may run (one run on no tool, or
-    none qualified) is not this."""
-    if step not in services.lots.flows.step_codes:
-        return ()  # the lots that only have to be completed
-    qualified = await services.qualifications.acting_as(who).list(step=step)
-    tools = {q.tool_id for q in qualified if q.qualified}
-    dispatch = {r.id: r.dispatch for r in records if r.id in tools}
-    if not dispatch or any(d is not DispatchMode.MANUAL for d in dispatch.values()):
-        return ()
-    return tuple(sorted(dispatch))
-
-
-def with_tracked_lot(tool: dict[str, Any], running: dict[str, Lot]) -> dict[str, Any]:
-    """``tool`` (:func:`pkgline.tool_views.tool_dict`) with the lot the lot tracker has
-    running on it (``running``: by tool id) when the tool itself reports none: a step
-    tracked in by hand on a tool in manual runs no job there, yet the tool is taken (a
-    track-in of another lot on it is refused). ``by_hand`` says so."""
-    lot = running.get(tool["id"])
-    tool["by_hand"] = False
-    if lot is not None and lot.running is not None:
-        if not tool["lot"]:
-            tool["lot"] = lot.id
-        tool["by_hand"] = tool["lot"] == lot.id and lot.running.by_hand
-    return tool
-
-
-async def lots_per_hour(services: Services, who: Principal, at: datetime) -> tuple[int, ...]:
-    """Lots completed in each hour of today (UTC) up to ``at``, the current hour last."""
-    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
-    lots = services.lots.acting_as(who)
-    counts = [0] * (at.hour + 1)
-    after = None
-    while True:  # a page at a time (a line completes hundreds of lots a day, not millions)
-        page = await lots.page(
-            LotQuery(states=(LotState.COMPLETED,), moved_since=midnight, after=after, limit=1000)
-        )
-        for lot in page.lots:
-            hour = lot.updated_at.astimezone(UTC).hour
-            if lot.updated_at <= at:
-                counts[hour] += 1
-        if not page.more or not page.lots:
-            return tuple(counts)
-        after = page.lots[-1].id
 
 
 @dataclass(frozen=True, slots=True)

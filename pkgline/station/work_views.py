@@ -21,8 +21,8 @@ from mes.domain.model import Lot, LotState
 from mes.ports import LotQuery, ToolJobQuery
 from pkgline.bootstrap import Services
 from pkgline.interlock_views import durable_status, material_status
+from pkgline.station.line_view import E10_CLASS, now, with_tracked_lot
 from pkgline.station.offers import may_release, needs
-from pkgline.station.views import E10_CLASS, now, with_tracked_lot
 from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
 
 # -- holds -------------------------------------------------------------------------------------
