@@ -23,6 +23,7 @@ from flows.model import QueueTime
 from mes.domain import common, genealogy, migration, queuetimes
 from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
+from mes.domain import steps as step_ops
 from mes.domain.authority import Action, Context, NotAuthorized, Principal, effective_action
 from mes.domain.commands import (
     AbortStep,
@@ -215,7 +216,7 @@ class LotService(LotServiceCore):
             refuse_unphysical(
                 flow.steps[cmd.step].recipe, cmd.values, f"track-in of lot {lot.id}", lot.id
             )
-        change = ops.track_in(lot, flow, cmd, self._clock())
+        change = step_ops.track_in(lot, flow, cmd, self._clock())
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
         # the interlocks' reads side by side (one round trip); they decide in this order
         _, worn, uses, (since, released) = yield from together(
@@ -290,7 +291,7 @@ class LotService(LotServiceCore):
                 measured = flow.steps[lot.running.step].measured
                 refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
             rejected = (yield from get_rejects_by_site(lot.id)) if cmd.rejects else None
-            change = ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
+            change = step_ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
             _, change = yield from together(  # their reads side by side
                 count_track_out(lot, cmd.user, self._clock(), rejected),
                 spc_on_track_out(lot, change, cmd.user, change.entries[0].at),

@@ -66,7 +66,7 @@ class TrackOut:
     """Tracked out by the line controller that tracked the lot in (``TrackIn.dispatched``).
     The controller records a tool's step job by job (``RecordJob``, the last one tracks the
     lot out); this is for scripts and benches that stand in for it. A person's track-out of
-    a step the controller runs is refused (:func:`mes.domain.operations.track_out`)."""
+    a step the controller runs is refused (:func:`mes.domain.steps.track_out`)."""
 
 
 @dataclass(frozen=True, slots=True)

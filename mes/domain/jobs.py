@@ -37,7 +37,7 @@ from mes.domain.model import (
     SiteRef,
     SiteReject,
 )
-from mes.domain.operations import finish_step
+from mes.domain.steps import finish_step
 
 # -- jobs: one carrier of the running step on its tool (line controller) --------------------
 

@@ -4,7 +4,8 @@ Each takes the lot as it is (and whatever else the rule needs to see: its flow, 
 sites, its jobs), the command and the time, and returns a :class:`~mes.domain.model.Change`
 describing everything to write, or raises a :mod:`mes.domain.errors` refusal. Nothing here
 does I/O; the service layer loads, calls and stores, in one transaction. Jobs (one carrier on
-a tool) are in :mod:`mes.domain.jobs`; split and merge in :mod:`mes.domain.genealogy`.
+a tool) are in :mod:`mes.domain.jobs`; a step's track-in and track-out in
+:mod:`mes.domain.steps`; split and merge in :mod:`mes.domain.genealogy`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from flows import Flow, Value, Violation
+from flows import Flow
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
@@ -24,8 +25,6 @@ from mes.domain.commands import (
     ScrapLot,
     ScrapSites,
     StartLot,
-    TrackIn,
-    TrackOut,
 )
 from mes.domain.common import (
     check_lot_id,
@@ -43,7 +42,6 @@ from mes.domain.common import (
 from mes.domain.errors import (
     InvalidInput,
     LimitViolated,
-    OperationNotAllowed,
     ReworkNotAllowed,
     StepNotAllowed,
 )
@@ -64,11 +62,10 @@ from mes.domain.model import (
     Lot,
     LotState,
     Operation,
-    RunningStep,
     SiteRef,
     SiteReject,
 )
-from mes.domain.text import counted, utc_stamp
+from mes.domain.text import counted
 
 # -- start -----------------------------------------------------------------------------------
 
@@ -152,202 +149,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = No
     )
 
 
-# -- track-in / track-out / abort ------------------------------------------------------------
-
-
-def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
-    require(lot.state, Operation.TRACK_IN, lot.id)
-    allowed, _, _, _ = position_of(lot, flow)
-    if cmd.step not in allowed:
-        done = " ".join(lot.path) if lot.path else "(nothing yet)"
-        if lot.pending_rework is not None:
-            why = f"lot {lot.id} was sent back for rework to {lot.pending_rework} and must run it next"
-        elif cmd.step not in flow.steps:
-            why = f"{cmd.step} is not a step of flow {flow.name}"
-        else:
-            why = f"{cmd.step} is not allowed now in flow {flow.name}"
-        raise StepNotAllowed(
-            f"{why} (document {flow.document}, claims {flow.claims}); after: {done}; "
-            f"allowed next: {', '.join(sorted(allowed)) or 'nothing (the flow is complete)'}",
-            lot_id=lot.id,
-            allowed=sorted(allowed),
-            claim=f"{flow.document}: {flow.claims}",
-        )
-    spec = flow.steps[cmd.step]
-    values: dict[str, Value] = spec.recipe_defaults()
-    values.update(
-        coerce_values(spec.recipe, cmd.values, f"recipe values of step {cmd.step}", lot.id)
-    )
-    violations = flow.check_track_in(cmd.step, values, context(lot))
-    if violations:
-        raise LimitViolated(
-            f"track-in of lot {lot.id} at {cmd.step} refused: {violations_text(violations)}",
-            violations,
-            lot_id=lot.id,
-        )
-    by_hand = cmd.tool is not None and not cmd.dispatched
-    running = RunningStep(cmd.step, cmd.tool, values, now, cmd.user, by_hand=by_hand)
-    after = moved_lot(lot, now, state=LotState.RUNNING, running=running)
-    entry = history_entry(
-        lot,
-        Operation.TRACK_IN,
-        cmd.user,
-        now,
-        after.state,
-        step=cmd.step,
-        tool=cmd.tool,
-        data={
-            "values": values,
-            "path_index": len(lot.path),
-            # a tool step with no tool named: done off the line's tools (mes.domain.interlocks)
-            **(
-                {"off_tools": True} if cmd.tool is None and spec.equipment_class != "manual" else {}
-            ),
-        },
-    )
-    return single_change(lot, after, entry)
-
-
-def track_out(
-    lot: Lot,
-    flow: Flow,
-    cmd: TrackOut,
-    rejected: Mapping[SiteRef, SiteReject],
-    now: datetime,
-) -> Change:
-    """Finish the running step: record measured values and rejects; the lot waits for its next
-    step, or goes on hold (a measured value outside a claimed limit, or no good site left), or
-    completes (the flow ends here and allows nothing more)."""
-    require(lot.state, Operation.TRACK_OUT, lot.id)
-    assert lot.running is not None
-    step = lot.running.step
-    if cmd.step is not None and cmd.step != step:
-        raise StepNotAllowed(
-            f"track-out of {cmd.step} refused: lot {lot.id} runs {step} "
-            f"(tracked in at {lot.running.since.isoformat()}), not {cmd.step}; nothing was changed",
-            lot_id=lot.id,
-            allowed=(step,),
-        )
-    if lot.running.tool is not None and lot.running.by_hand == cmd.dispatched:
-        raise OperationNotAllowed(_whose_step(lot, lot.running), lot_id=lot.id)
-    spec = flow.steps[step]
-    measured = coerce_values(spec.measured, cmd.measured, f"measured values of step {step}", lot.id)
-    rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))
-    violations = flow.check_track_out(
-        step, measured, context(lot, extra_recorded=lot.running.values)
-    ) + flow.check_spec(step, measured)
-    after, entry = finish_step(
-        lot, flow, measured, rejects, violations, cmd.user, now, dict(cmd.tool_data)
-    )
-    return single_change(lot, after, entry, rejects=rejects)
-
-
-def _whose_step(lot: Lot, running: RunningStep) -> str:
-    """Why the track-out of a step on a tool is not the caller's. The line controller tracks
-    out the steps it tracked in (job by job, with the tool's results: a track-out by hand would
-    leave the tool's job open and put values no tool measured in their place); the operator
-    who tracked a step in by hand, the tool in manual, tracks it out (the controller leaves it
-    be: no tool job ran it)."""
-    since = utc_stamp(running.since, seconds=True)
-    if running.by_hand:
-        return (
-            f"track-out of lot {lot.id} refused: {running.step} on {running.tool} was tracked "
-            f"in by hand by {running.user} at {since}; its line controller leaves it to them "
-            "(no tool job ran it); nothing was changed"
-        )
-    return (
-        f"track-out of lot {lot.id} refused: {running.step} runs on {running.tool}, tracked in "
-        f"by its line controller ({running.user}) at {since}, which tracks it out with the "
-        f"tool's results; nothing was changed. To take the lot off the tool: pkgline lot "
-        f"abort {lot.id} --reason ... (it waits at {running.step} again; the tool's job is "
-        f"aborted) or pkgline lot hold {lot.id} --reason ...; to finish the step by hand, abort "
-        f"it, switch the tool to manual (pkgline tool manual {running.tool}) and track the lot "
-        "in and out there"
-    )
-
-
-def finish_step(
-    lot: Lot,
-    flow: Flow,
-    measured: Mapping[str, Value],
-    rejects: Sequence[SiteReject],
-    violations: Sequence[Violation],
-    user: str,
-    now: datetime,
-    tool_data: Mapping[str, Any],
-    by_carrier: Mapping[str, Mapping[str, Value]] | None = None,
-) -> tuple[Lot, HistoryEntry]:
-    """The running step is done: the lot's new state and the track-out history entry.
-    ``by_carrier``: each carrier's measured values, where they were recorded job by job
-    (``measured`` is then what they make together); the entry keeps them, in the lot's
-    carrier order, for SPC's carrier and subgroup charts."""
-    assert lot.running is not None
-    step = lot.running.step
-    path_index = len(lot.path)
-    path = (*lot.path, step)
-    good = lot.good_sites - len(rejects)
-    recorded = {**lot.recorded, **lot.running.values, **measured}
-    hold: Hold | None = None
-    if violations:
-        hold = Hold(
-            f"measured at {step}: {violations_text(violations)}", user, now, HoldSource.LIMIT
-        )
-    elif good <= 0:
-        hold = Hold(f"every site of lot {lot.id} has been rejected", user, now, HoldSource.LIMIT)
-    state = LotState.HOLD if hold else LotState.WAITING
-    if state is LotState.WAITING:
-        following, may_end, _, _ = position_of(replace(lot, path=path, pending_rework=None), flow)
-        if may_end and not following:
-            state = LotState.COMPLETED
-    after = moved_lot(
-        lot,
-        now,
-        state=state,
-        path=path,
-        running=None,
-        hold=hold,
-        recorded=recorded,
-        good_sites=good,
-        units=units_after(path, good),
-        pending_rework=None,
-    )
-    data: dict[str, Any] = {
-        "measured": dict(measured),
-        "rejects": [f"{r.carrier_id}:{r.row}:{r.col}:{r.code}" for r in rejects],
-        "path_index": path_index,
-        "good_sites": good,
-    }
-    if by_carrier:
-        data["measured_by_carrier"] = {
-            c: dict(by_carrier[c]) for c in lot.carriers if c in by_carrier
-        }
-    if after.units is not None:
-        data["units"] = after.units
-    if violations:
-        data["violations"] = [
-            {
-                "value": v.value_name,
-                "given": v.value,
-                "expected": v.expected,
-                "claim": v.claim,
-                "kind": v.kind,
-            }
-            for v in violations
-        ]
-    if tool_data:
-        data["tool_data"] = dict(tool_data)
-    entry = history_entry(
-        lot,
-        Operation.TRACK_OUT,
-        user,
-        now,
-        state,
-        step=step,
-        tool=lot.running.tool,
-        reason=hold.reason if hold else None,
-        data=data,
-    )
-    return after, entry
+# -- abort (track-in and track-out: mes.domain.steps) ----------------------------------------
 
 
 def _abandoned(open_jobs: Sequence[JobRecord]) -> tuple[tuple[JobRecord, JobStatus | None], ...]:

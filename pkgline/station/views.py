@@ -282,7 +282,7 @@ async def by_hand(
     runs it there, not the line controller). When it runs a step on no tool, or one tracked
     in by hand (on a tool in manual then, whatever its mode now): that step, to track out.
     A step its line controller tracked in is the controller's to track out, with the tool's
-    results (mes.domain.operations.track_out), whatever the tool's mode now: the page offers
+    results (mes.domain.steps.track_out), whatever the tool's mode now: the page offers
     to abort or hold it."""
     from pkgline.station.work_views import value_fields
 

@@ -14,7 +14,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
-from mes.domain import operations as ops
+from mes.domain import steps
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import InterlockRefused, UnknownLot
 from mes.domain.model import HoldSource, LotState, Operation
@@ -41,7 +41,7 @@ def _tracked_in_unchecked(lot_id: str, step: str, tool: str) -> Work[None]:
         raise UnknownLot(lot_id)
     flow = load_library().get(lot.flow)
     dispatched = cmd.TrackIn(lot_id, step, OP, tool=tool, dispatched=True)
-    yield from save(ops.track_in(lot, flow, dispatched, utc_now()))
+    yield from save(steps.track_in(lot, flow, dispatched, utc_now()))
 
 
 async def test_die_attach_recorded_on_the_dicer_is_given_back_and_no_recipe_is_sent(
