@@ -161,6 +161,10 @@ def test_a_lot_is_held_with_a_reason_code_of_the_catalogue(station: Station) -> 
         # no release form for her, and the hold says whose it is (as the holds page does)
         assert 'id="release-form"' not in held
         assert '<span class="note not-yours" id="release-by">release: engineer</span>' in held
+        holds = html.unescape(client.get("/station/holds").text)
+        row = re.search(r'<a href="/station/lots/R-3">R-3</a></td>(.*?)</tr>', holds, re.S)
+        assert row is not None, holds
+        assert "VOID voids at X-ray" in row[1] and "(VOID)" not in row[1]  # the code once
         page = client.get("/station/lots/R-3").text
         refused = client.post(
             "/station/lots/R-3/release",
