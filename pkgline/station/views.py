@@ -25,6 +25,7 @@ from mes.ports import ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
+from pkgline.station.work_views import spec_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,26 +344,6 @@ def _limit_text(spec: ValueSpec) -> str:
     if spec.spec is not None:
         parts.append(spec_text(spec))
     return "; ".join(parts) or "-"
-
-
-def spec_text(spec: ValueSpec) -> str:
-    """A measured value's spec limits in words, with its unit: ``spec 10.0 to 40.0 um``, a
-    one-sided one ``spec at most 15.0 um`` (not ``spec 15.0``, which reads as a target),
-    the target when there is one, and where they come from."""
-    assert spec.spec is not None
-    low, high, target = spec.spec.lower, spec.spec.upper, spec.spec.target
-    unit = f" {spec.unit}" if spec.unit else ""
-    if low is not None and high is not None:
-        text = f"spec {low} to {high}{unit}"
-    elif high is not None:
-        text = f"spec at most {high}{unit}"
-    elif low is not None:
-        text = f"spec at least {low}{unit}"
-    else:
-        text = "spec"
-    if target is not None:
-        text += f", target {target}{unit}"
-    return f"{text} ({spec.spec.origin})"
 
 
 def step_limits(report: LotReport, flow: Flow) -> tuple[StepLimits, ...]:

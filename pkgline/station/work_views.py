@@ -331,6 +331,9 @@ class ParamField:
     limits: str
     description: str
     choices: tuple[Any, ...]
+    spec: str = ""
+    """A measured value's spec limits in words (:func:`spec_text`), shown beside its field:
+    past them, the track-out holds the lot."""
 
 
 async def start_flow(services: Services, name: str) -> tuple[Flow, int | None]:
@@ -373,6 +376,27 @@ def value_fields(specs: Mapping[str, ValueSpec]) -> tuple[ParamField, ...]:
                 limits,
                 spec.description,
                 choices,
+                spec_text(spec) if spec.spec is not None else "",
             )
         )
     return tuple(out)
+
+
+def spec_text(spec: ValueSpec) -> str:
+    """A measured value's spec limits in words, with its unit: ``spec 10.0 to 40.0 um``, a
+    one-sided one ``spec at most 15.0 um`` (not ``spec 15.0``, which reads as a target),
+    the target when there is one, and where they come from."""
+    assert spec.spec is not None
+    low, high, target = spec.spec.lower, spec.spec.upper, spec.spec.target
+    unit = f" {spec.unit}" if spec.unit else ""
+    if low is not None and high is not None:
+        text = f"spec {low} to {high}{unit}"
+    elif high is not None:
+        text = f"spec at most {high}{unit}"
+    elif low is not None:
+        text = f"spec at least {low}{unit}"
+    else:
+        text = "spec"
+    if target is not None:
+        text += f", target {target}{unit}"
+    return f"{text} ({spec.spec.origin})"

@@ -177,6 +177,13 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert _limits_row(page, "bond_line_thickness_um") == (
             "spec 10.0 to 40.0 um, target 25.0 um (line practice: die attach film)"
         )
+        # and beside the track-out's field, where the value is typed
+        form = re.search(r'id="track-out-DIE_ATTACH">(.*?)</form>', html.unescape(page), re.S)
+        assert form is not None, page
+        assert (
+            "spec at most 15.0 um, target 0.0 um (line practice: die placement) (past it, the "
+            "lot is held)"
+        ) in form[1]
         # DA-1 runs no job for it and reports no lot: its tile and page still say it is taken
         assert _tile_lot(client.get("/station/").text, "DA-1") == "H-5 (by hand)"
         tool_page = client.get("/station/tools/DA-1").text
