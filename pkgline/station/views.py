@@ -7,7 +7,8 @@ decided here: the service layer refuses what the person may not read or do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from flows import Flow
@@ -21,7 +22,7 @@ from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import CarrierMap, LotReport
 from mes.equipment import EquipmentService
-from mes.ports import ToolQuery
+from mes.ports import LotQuery, ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
@@ -97,6 +98,8 @@ class HandStep:
     """A step on a tool: the tools of its class switched to manual and qualified for the
     step, one of which an operator picks (the interlocks decide whether it may run the step
     now)."""
+    busy: Mapping[str, str] = field(default_factory=dict)
+    """Of ``tools``, those a lot runs on now (tool id -> lot id): said beside them."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -244,6 +247,18 @@ async def lot_view(
     )
 
 
+async def running_on(services: Services, who: Principal, tools: tuple[str, ...]) -> dict[str, str]:
+    """The lot running on each of ``tools`` that runs one (by tool id): the picker says so
+    beside the tool, whose track-in the interlocks would refuse while it runs."""
+    lots = services.lots.acting_as(who)
+    found: dict[str, str] = {}
+    for tool in tools:
+        page = await lots.page(LotQuery(states=(LotState.RUNNING,), tool=tool, limit=1))
+        if page.lots:
+            found[tool] = page.lots[0].id
+    return found
+
+
 async def tools_in_manual(equipment: EquipmentService, equipment_class: str) -> tuple[str, ...]:
     """The tools of ``equipment_class`` switched to manual, read a page at a time."""
     found: list[str] = []
@@ -303,7 +318,14 @@ async def by_hand(
                 if not tools:
                     continue
             steps.append(
-                HandStep(step, spec.description, "track-in", value_fields(spec.recipe), tools)
+                HandStep(
+                    step,
+                    spec.description,
+                    "track-in",
+                    value_fields(spec.recipe),
+                    tools,
+                    await running_on(services, who, tools),
+                )
             )
         return tuple(steps)
     running = lot.running

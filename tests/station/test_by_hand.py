@@ -169,6 +169,19 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert lot_state(client, "H-5") == "RUNNING" and "on DA-1" in page
         assert 'id="track-out-DIE_ATTACH"' in page  # tracked in by hand: the operator's
         assert "on DA-1 (by hand)" in page
+        # another lot's picker says DA-1 is taken (its track-in there would be refused)
+        _start(client, "H-7")
+        for action in ("track-in", "track-out"):
+            moved = client.post(
+                f"/station/lots/H-7/{action}", data=_form(client, "H-7", step="SUBSTRATE_PREP")
+            )
+            assert moved.status_code == 303, moved.text
+        other = client.get("/station/lots/H-7").text
+        picker = re.search(r'id="track-in-DIE_ATTACH">(.*?)</form>', other, re.S)
+        assert picker is not None, other
+        assert re.findall(r'<option value="[^"]+"[^>]*>([^<]+)</option>', picker[1]) == [
+            "DA-1 (running H-5)"
+        ]
         # the spec limits of what the track-out measures, in words: an upper one alone is
         # no target (it read "spec 15.0")
         assert _limits_row(page, "xy_offset_um") == (
