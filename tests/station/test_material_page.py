@@ -74,6 +74,10 @@ def test_a_material_lot_never_used_and_an_unknown_one(station: Station) -> None:
     assert shelf.status_code == 200
     assert "no lot that got it is still on the line" in shelf.text
     assert 'id="material-id">WIRE-8<' in shelf.text and "on tool</dt><dd>none" in shelf.text
+    # quality may quarantine it, but there is no lot to hold: no form nor box offers to
+    assert 'id="quarantine-form"' in shelf.text and 'id="no-lots-to-hold"' in shelf.text
+    assert 'id="hold-lots-form"' not in shelf.text
+    assert 'id="quarantine-hold-lots"' not in shelf.text
     assert unknown.status_code == 404
     assert "NO-SUCH" in unknown.text
 
