@@ -179,8 +179,8 @@ def subject_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], b
         "v": SCHEMA_VERSION,
         "id": event.id,
         "kind": event.kind,
-        **_SUBJECT_LATER[subject],
         **{k: v for k, v in entry.items() if k != "at"},
+        **{k: v for k, v in _SUBJECT_LATER[subject].items() if k not in entry},
         "time": entry["at"],
     }
     return document, _encoded(document, max_bytes)
