@@ -249,7 +249,7 @@ def test_a_step_its_line_controller_tracked_in_is_not_tracked_out_on_the_page(
         note = re.search(r'id="controller-step">([^<]*)<', page)
         assert note is not None, page
         assert note[1] == (
-            "line-1, the line controller of DA-1, tracked DIE_ATTACH in and tracks it out "
+            "The line controller of DA-1 (line-1) tracked DIE_ATTACH in and tracks it out "
             "with the tool's results. To take the lot off the tool, abort the step (the lot "
             "waits at DIE_ATTACH again, the tool's job is aborted) or hold the lot."
         )
