@@ -222,8 +222,12 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
 
 
 async def _dispatched(lot: str, tool: str, db: str) -> None:
-    """``lot`` tracked in at DIE_ATTACH on ``tool`` as the tool's line controller does."""
+    """``lot`` tracked in at DIE_ATTACH on ``tool`` as the tool's line controller does (the
+    film thawing on DA-1, which would refuse it, taken off first if it is still there)."""
     async with open_state(db, passwords=fast_passwords()) as state:
+        materials = state.services.materials.acting_as(OWNER)
+        if (await materials.show("DAF-7")).material.tool_id is not None:
+            await materials.unload("DAF-7", "tom", "not thawed yet")
         await state.services.lots.acting_as(CONTROLLER).track_in(
             cmd.TrackIn(lot, "DIE_ATTACH", "line-1", tool, {}, dispatched=True)
         )
