@@ -84,8 +84,14 @@ async def line_view(services: Services, who: Principal) -> LineView:
         tools.append(tool)
     controllers = await equipment.controllers()
     queue = []
-    for step, waiting in queue_by_step(lots, found):
-        manual = await all_in_manual(services, who, step, records)
+    waiting_by_step = queue_by_step(lots, found)
+    qualified: dict[str, set[str]] = {}
+    if waiting_by_step:  # one read of the qualification table, not one per step
+        for q in await services.qualifications.acting_as(who).list():
+            if q.qualified:
+                qualified.setdefault(q.step, set()).add(q.tool_id)
+    for step, waiting in waiting_by_step:
+        manual = all_in_manual(qualified.get(step, set()), records)
         queue.append(QueueRow(step, waiting, refusals_of(step, waiting, controllers), manual))
     running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
     held = tuple(
@@ -98,17 +104,11 @@ async def line_view(services: Services, who: Principal) -> LineView:
     return LineView(at, tuple(tools), running, tuple(queue), held, per_hour)
 
 
-async def all_in_manual(
-    services: Services, who: Principal, step: str, records: list[ToolRecord]
-) -> tuple[str, ...]:
-    """The tools qualified for ``step`` when there are some and all are switched to manual
+def all_in_manual(qualified: set[str], records: list[ToolRecord]) -> tuple[str, ...]:
+    """The tools ``qualified`` for a step when there are some and all are switched to manual
     (``pkgline tool manual``), else nothing: a step no tool may run (one run on no tool, or
     none qualified) is not this."""
-    if step not in services.lots.flows.step_codes:
-        return ()  # the lots that only have to be completed
-    qualified = await services.qualifications.acting_as(who).list(step=step)
-    tools = {q.tool_id for q in qualified if q.qualified}
-    dispatch = {r.id: r.dispatch for r in records if r.id in tools}
+    dispatch = {r.id: r.dispatch for r in records if r.id in qualified}
     if not dispatch or any(d is not DispatchMode.MANUAL for d in dispatch.values()):
         return ()
     return tuple(sorted(dispatch))
