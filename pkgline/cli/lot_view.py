@@ -84,9 +84,12 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     running = lot["running"]
     if running:
         since = datetime.fromisoformat(running["since"])
+        whose = ""  # whose to track out (mes.domain.steps.track_out)
+        if running["tool"]:
+            whose = " (by hand)" if running.get("by_hand") else " (its line controller's)"
         head.add_row(
             "running",
-            f"{running['step']} on {running['tool'] or '-'} since {stamp(since)}",
+            f"{running['step']} on {running['tool'] or '-'}{whose} since {stamp(since)}",
         )
         tool = running.get("tool_state")
         if tool is not None and not tool["connected"]:  # what it did last, not what it does

@@ -445,7 +445,7 @@ async def test_lot_show_says_the_running_lots_tool_is_not_connected(
     shown = await asyncio.to_thread(pkgline, url, "lot", "show", "TOOL")
     assert shown.returncode == 0, shown.stderr
     said = " ".join(shown.stdout.split())
-    assert "running WIRE_BOND on WB-1 since" in said
+    assert "running WIRE_BOND on WB-1 (by hand) since" in said  # tracked in by hand: theirs
     assert "tool WB-1 not connected (last BONDING): connection reset" in said
     running = await asyncio.to_thread(pkgline, url, "lot", "show", "RUN")  # on no tool
     assert "not connected" not in running.stdout
