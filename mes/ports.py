@@ -146,9 +146,10 @@ class GetQueueRelease:
 @dataclass(frozen=True, slots=True)
 class GetHeads:
     """Read the heads of the lots in ``states``, most urgent first (priority, then age)
-    (answer: ``list[LotHead]``)."""
+    (answer: ``list[LotHead]``); given ``tools``, only those running on one of them."""
 
     states: tuple[LotState, ...]
+    tools: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,8 +301,10 @@ def get_queue_release(lot_id: str, until: datetime | None = None) -> Work[dateti
     return found
 
 
-def get_heads(states: Sequence[LotState]) -> Work[list[LotHead]]:
-    found: list[LotHead] = yield GetHeads(tuple(states))
+def get_heads(
+    states: Sequence[LotState], tools: Sequence[str] | None = None
+) -> Work[list[LotHead]]:
+    found: list[LotHead] = yield GetHeads(tuple(states), None if tools is None else tuple(tools))
     return found
 
 

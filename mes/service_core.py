@@ -343,10 +343,15 @@ class LotServiceCore(Guarded):
         return page
 
     async def heads(
-        self, states: Sequence[LotState], *, by: Principal | None = None
+        self,
+        states: Sequence[LotState],
+        *,
+        tools: Sequence[str] | None = None,
+        by: Principal | None = None,
     ) -> list[LotHead]:
-        """What dispatching needs of the lots in ``states``, most urgent first."""
-        heads = await self._read(get_heads(states), by)
+        """What dispatching needs of the lots in ``states``, most urgent first; given
+        ``tools``, only those running on one of them (read by the store, not filtered after)."""
+        heads = await self._read(get_heads(states, tools), by)
         await self.load_versions_of(heads)
         return heads
 

@@ -202,7 +202,10 @@ class MemoryLotRepository:
         if isinstance(request, GetChildren):
             return [lot.id for lot in self._store.lots.values() if lot.parent_id == request.lot_id]
         if isinstance(request, GetHeads):
-            return self._heads(request.states)
+            heads = self._heads(request.states)
+            if request.tools is None:
+                return heads
+            return [h for h in heads if h.tool is not None and h.tool in request.tools]
         raise TypeError(f"not a lot store request: {request!r}")
 
     def _carriers(self, lot_id: str) -> list[Carrier]:

@@ -119,10 +119,16 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
     if isinstance(request, SecurityRequest):
         return (yield from security_plan(sql.security, request))
     if isinstance(request, GetHeads):
-        if not request.states:
+        if not request.states or request.tools == ():
             return []
-        statement = sql.heads(len(request.states))
-        values = {f"s{i}": s.value for i, s in enumerate(request.states)}
+        # as many tools bound as the next power of two (the last repeated): a few statements
+        # compiled and kept for every page size, not one per number of tools
+        tools = request.tools or ()
+        if tools:
+            tools = (*tools, *(tools[-1],) * ((1 << (len(tools) - 1).bit_length()) - len(tools)))
+        statement = sql.heads(len(request.states), None if request.tools is None else len(tools))
+        values: dict[str, Any] = {f"s{i}": s.value for i, s in enumerate(request.states)}
+        values.update({f"t{i}": t for i, t in enumerate(tools)})
         raw = yield Fetch(statement, values, raw=True)
         return [heads.get(statement, r) for r in raw]
     if isinstance(request, Save):

@@ -210,20 +210,24 @@ class Statements:
             select(lot_history.c.seq).where(lot_history.c.seq == bindparam("history_seq"))
         )
         self._find: dict[tuple[int, bool], CompiledStatement] = {}
-        self._heads: dict[int, CompiledStatement] = {}
+        self._heads: dict[tuple[int, int | None], CompiledStatement] = {}
         self._track_outs: dict[tuple[int, bool], CompiledStatement] = {}
         self._releases: dict[bool, CompiledStatement] = {}
 
-    def heads(self, states: int) -> CompiledStatement:
-        """Lot heads by state (bound as s0, s1, ...), most urgent first."""
-        if states not in self._heads:
+    def heads(self, states: int, tools: int | None = None) -> CompiledStatement:
+        """Lot heads by state (bound as s0, s1, ...), most urgent first; given ``tools``,
+        only those running on one of that many tools (bound as t0, t1, ...)."""
+        key = (states, tools)
+        if key not in self._heads:
             query = (
                 select(*(lots.c[n] for n in HEAD_COLUMNS))
                 .where(rare(lots.c.state.in_([bindparam(f"s{i}") for i in range(states)])))
                 .order_by(lots.c.priority, lots.c.created_at, lots.c.id)
             )
-            self._heads[states] = CompiledStatement.compile(query, self.dialect)
-        return self._heads[states]
+            if tools is not None:
+                query = query.where(LOT_TOOL.in_([bindparam(f"t{i}") for i in range(tools)]))
+            self._heads[key] = CompiledStatement.compile(query, self.dialect)
+        return self._heads[key]
 
     def last_track_outs(self, steps: int, until: bool = False) -> CompiledStatement:
         """Each of a lot's track-outs of ``steps`` steps (bound as p0, p1, ...), in order:

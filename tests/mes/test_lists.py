@@ -23,7 +23,7 @@ from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.adapters.sql_history import history_page_statements
 from mes.adapters.sql_statements import page_statements
 from mes.domain import commands as cmd
-from mes.domain.equipment import ToolRegistration
+from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import LotState
 from mes.domain.paging import COUNTED_UP_TO
@@ -122,6 +122,38 @@ async def test_filters_select_by_state_flow_step_tool_priority_and_time_moved(
         "L000",
         "L003",
     ]
+
+
+async def test_the_heads_of_the_lots_running_on_some_tools_only(
+    service: LotService, equipment: EquipmentService
+) -> None:
+    """What ``tool list`` reads of the lots (the page's tools' lots tracked in, by hand or
+    not): the lots running on those tools, read by the store; none for no tools."""
+    tools = [
+        ToolRegistration(t, "die_bonder", f"modbus 127.0.0.1:50{i}", ("DIE_ATTACH",))
+        for i, t in enumerate(("T1", "T2", "T3"))
+    ]
+    await equipment.register("line-1", tools)
+    up = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+    await equipment.report("T1", up)
+    await equipment.set_dispatch("T1", DispatchMode.MANUAL, "tech", "by hand")
+    await _start(service, 4)
+    for lot_id, tool, dispatched in (("L000", "T1", False), ("L001", "T2", True)):
+        await _move(service, lot_id)
+        track_in = cmd.TrackIn(lot_id, "DIE_ATTACH", "op", tool=tool, dispatched=dispatched)
+        await service.track_in(track_in)
+    running = [LotState.RUNNING]
+    found = await service.heads(running, tools=["T1", "T3"])
+    assert [(h.id, h.tool, h.by_hand) for h in found] == [("L000", "T1", True)]
+    both = await service.heads(running, tools=["T1", "T2"])
+    assert sorted((h.id, h.tool, h.by_hand) for h in both) == [
+        ("L000", "T1", True),
+        ("L001", "T2", False),
+    ]
+    three = await service.heads(running, tools=["T3", "T2", "T1"])  # bound as four
+    assert sorted(h.id for h in three) == ["L000", "L001"]
+    assert await service.heads(running, tools=[]) == []
+    assert len(await service.heads(running)) == 2
 
 
 async def test_a_cursor_naming_no_lot_and_an_empty_page_are_refused(service: LotService) -> None:
@@ -368,10 +400,18 @@ async def test_lists_by_tool_and_step_and_the_working_set_use_indexes_on_sqlite(
                 ("line status's lots", statements.find(3, False), working),
                 ("the lots running", statements.interlocks.running, {}),
                 ("a lot's children", statements.children, {"lot_id": "L001"}),
+                # tool list's lots tracked in (by hand) on a page's tools: the running ones
+                (
+                    "the lots running on some tools",
+                    statements.heads(1, 2),
+                    {"s0": "RUNNING", "t0": "T9", "t1": "T7"},
+                ),
             ):
                 key = f"{name} ({statistics})"
                 plan = plans[key] = await _plan(service, statement, values)
                 index = "ix_lots_parent_id" if "children" in name else "ix_lots_state_priority"
+                if "some tools" in name and "ix_lots_tool" in plan:
+                    index = "ix_lots_tool"  # either: a few rows, not every lot
                 assert f"INDEX {index} " in plan, f"{key}:\n{plan}"
             waiting = LotQuery(states=(LotState.WAITING,), limit=50)
             page, count, values = page_statements(waiting, engine.dialect)
