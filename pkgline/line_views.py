@@ -16,7 +16,7 @@ from mes.domain.interlocks import Qualification, consumable_blocks, qualificatio
 from mes.domain.model import Lot, LotState
 from mes.service import LotService
 from pkgline.bootstrap import Services
-from pkgline.tool_views import controller_running, tool_dict
+from pkgline.tool_views import controller_running, running_by_tool, tool_dict, with_tracked_lot
 
 MAY_COMPLETE = "(may complete)"
 
@@ -150,12 +150,16 @@ def controller_dict(record: ControllerRecord, now: datetime) -> dict[str, Any]:
 
 def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
     now = status.at
+    running = running_by_tool(status.running)  # the lots in progress: read already
     return {
         "database": database,
         "at": now.isoformat(),
         "controllers": [controller_dict(c, now) for c in status.controllers],
         "tools": [
-            {**tool_dict(t, now, _alive(status, t)), "blocked": status.blocked.get(t.id, [])}
+            {
+                **with_tracked_lot(tool_dict(t, now, _alive(status, t)), running),
+                "blocked": status.blocked.get(t.id, []),
+            }
             for t in status.tools
         ],
         "running": [

@@ -7,6 +7,7 @@ builder each, so the two cannot drift."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from mes.domain.equipment import (
 )
 from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
+from mes.domain.model import Lot, LotHead, LotState
 from mes.equipment import EquipmentService
 from mes.known_tools import unknown_tool
 from mes.ports import ToolJob, ToolQuery
@@ -95,6 +97,7 @@ def tool_dict(record: ToolRecord, now: datetime, controller_running: bool) -> di
         "e10_since": record.e10_since.isoformat(),
         "e10_for_s": round((now - record.e10_since).total_seconds(), 3),
         "lot": snap.lot_id,
+        "by_hand": False,
         "job": snap.job_id,
         "sites_done": snap.sites_done,
         "sites_total": snap.sites_total,
@@ -102,6 +105,54 @@ def tool_dict(record: ToolRecord, now: datetime, controller_running: bool) -> di
         "reason": snap.reason,
         "updated_at": record.updated_at.isoformat(),
     }
+
+
+def with_tracked_lot(tool: dict[str, Any], running: Mapping[str, Lot | LotHead]) -> dict[str, Any]:
+    """``tool`` (:func:`tool_dict`) with the lot the lot tracker has running on it
+    (``running``: by tool id, :func:`running_by_tool`) when the tool itself reports none: a
+    step tracked in by hand on a tool in manual runs no job there, yet the tool is taken (a
+    track-in of another lot on it is refused). ``by_hand`` says so. One function for the
+    CLI, the API and the station (line tile, tool page)."""
+    lot = running.get(tool["id"])
+    tool["by_hand"] = False
+    if lot is not None and _tool_of(lot) == tool["id"]:
+        if not tool["lot"]:
+            tool["lot"] = lot.id
+        tool["by_hand"] = tool["lot"] == lot.id and _by_hand(lot)
+    return tool
+
+
+def _tool_of(lot: Lot | LotHead) -> str | None:
+    if isinstance(lot, LotHead):
+        return lot.tool
+    return lot.running.tool if lot.running is not None else None
+
+
+def _by_hand(lot: Lot | LotHead) -> bool:
+    if isinstance(lot, LotHead):
+        return lot.by_hand
+    return lot.running is not None and lot.running.by_hand
+
+
+def running_by_tool(lots: Iterable[Lot | LotHead]) -> dict[str, Lot | LotHead]:
+    """The running lots of ``lots`` by the tool they run on (one tracked in by hand before
+    another: only one lot may be tracked in by hand on a tool)."""
+    found: dict[str, Lot | LotHead] = {}
+    for lot in lots:
+        tool = _tool_of(lot)
+        if tool and (tool not in found or _by_hand(lot)):
+            found[tool] = lot
+    return found
+
+
+async def tracked_lots(lots: LotService, tool_ids: Iterable[str]) -> dict[str, Lot | LotHead]:
+    """The lots running on the tools ``tool_ids`` (:func:`running_by_tool`): one read of
+    the heads of the running lots on those tools only (no carriers, no recorded values),
+    whatever the number of lots the plant has."""
+    wanted = sorted(set(tool_ids))
+    if not wanted:
+        return {}
+    return running_by_tool(await lots.heads([LotState.RUNNING], tools=wanted))
 
 
 def state_times_dict(times: StateTimes) -> dict[str, Any]:
@@ -206,13 +257,18 @@ MAX_TOOL_PAGE = 1000
 tool this many at a time)."""
 
 
-async def tools_page_answer(equipment: EquipmentService, query: ToolQuery) -> dict[str, Any]:
+async def tools_page_answer(
+    equipment: EquipmentService, query: ToolQuery, lots: LotService | None = None
+) -> dict[str, Any]:
     """``GET /tools``: one page of tools (:func:`tool_dict` each, by id) with how many match
-    in all, whether more follow, and the cursor of the next page (``next_after``)."""
+    in all, whether more follow, and the cursor of the next page (``next_after``). Given
+    ``lots``, each with the lot tracked in on it by hand (:func:`with_tracked_lot`), read
+    for the page's tools only (:func:`tracked_lots`)."""
     page = await equipment.page(query)
     now = _now()
     alive = await lines_running(equipment, now) if page.tools else frozenset()
-    rows = [tool_dict(r, now, r.line in alive) for r in page.tools]
+    running = await tracked_lots(lots, (r.id for r in page.tools)) if lots is not None else {}
+    rows = [with_tracked_lot(tool_dict(r, now, r.line in alive), running) for r in page.tools]
     return page_answer(rows, "tools", "id", page.total, page.more, exact=True)
 
 
@@ -227,8 +283,10 @@ async def tool_show_answer(
     """``tool show --json``, ``GET /tools/{tool}``: the tool, its time in each E10 state over
     ``span``, its last ``changes`` state changes, its latest alarm resets, (given ``lots``)
     its newest jobs started in the window and (given ``qualifications``) the steps it is
-    disqualified for, as the station's tool page shows them."""
+    disqualified for, as the station's tool page shows them, and the lot tracked in on it by
+    hand (:func:`with_tracked_lot`)."""
     record = await known_tool(equipment, tool_id)
+    running = await tracked_lots(lots, [tool_id]) if lots is not None else {}
     disqualified = (
         [q for q in await qualifications.list(tool_id=tool_id) if not q.qualified]
         if qualifications is not None
@@ -241,7 +299,7 @@ async def tool_show_answer(
     alive = record.line in await lines_running(equipment, end)
     recent = found[-changes:] if changes else []
     return {
-        **tool_dict(record, times.end, alive),
+        **with_tracked_lot(tool_dict(record, times.end, alive), running),
         "window": state_times_dict(times),
         "changes_in_window": sum(1 for c in found if c.at >= times.start),
         "changes": [change_dict(c) for c in recent],

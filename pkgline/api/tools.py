@@ -97,7 +97,10 @@ async def list_tools(
         after=after,
         limit=limit,
     )
-    return await tools_page_answer(state_of(request).services.equipment.acting_as(who), query)
+    services = state_of(request).services
+    return await tools_page_answer(
+        services.equipment.acting_as(who), query, services.lots.acting_as(who)
+    )
 
 
 @router.get("/tools/{tool_id}", summary="A tool with its time in state (tool show)")

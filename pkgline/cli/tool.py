@@ -87,6 +87,14 @@ def progress_text(tool: Mapping[str, Any]) -> str:
     return f"{tool['sites_done']}/{tool['sites_total']}" if tool["sites_total"] else "-"
 
 
+def lot_text(tool: Mapping[str, Any]) -> str:
+    """The lot on the tool, "(by hand)" after one an operator tracked in (no job runs it),
+    as the station's line tile says it; "-" for none."""
+    if not tool["lot"]:
+        return "-"
+    return f"{tool['lot']} (by hand)" if tool.get("by_hand") else tool["lot"]
+
+
 def alarm_text(tool: Mapping[str, Any]) -> str:
     alarm = tool["alarm"]
     if not alarm:
@@ -141,13 +149,13 @@ def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) ->
                 e10_text(t["e10"]),
                 since,
                 state,
-                t["lot"] or "-",
+                lot_text(t),
                 progress_text(t),
                 alarm,
                 style=style,
             )
         else:
-            lot_job = (t["lot"] or "-") + (f" / {t['job']}" if t["job"] else "")
+            lot_job = lot_text(t) + (f" / {t['job']}" if t["job"] else "")
             table.add_row(
                 t["id"],
                 t["line"],
@@ -425,11 +433,13 @@ def _print_tool(tool: Mapping[str, Any], now: datetime) -> None:
     e10 = e10_text(tool["e10"])
     e10.append(f" since {clock(since)} ({ago(now - since)})", style="")
     head.add_row("E10 state", e10)
-    if tool["lot"] or tool["job"]:
-        head.add_row(
-            "lot / job",
-            f"{tool['lot'] or '-'} / {tool['job'] or '-'}, sites {progress_text(tool)}",
-        )
+    lot = tool["lot"] or "-"
+    if tool.get("by_hand"):  # as the station's tool page says it
+        lot += " (tracked in by hand)"
+    if tool.get("by_hand") and not tool["job"]:  # no job runs it: no job, no sites to show
+        head.add_row("lot", lot)
+    elif tool["lot"] or tool["job"]:
+        head.add_row("lot / job", f"{lot} / {tool['job'] or '-'}, sites {progress_text(tool)}")
     if tool["alarm"]:
         head.add_row("alarm", Text(alarm_text(tool), style="bold red"))
     for q in tool.get("disqualified", []):

@@ -33,7 +33,9 @@ def _ways(query: ToolQuery) -> tuple[Params, DirectPage]:
     """``query``'s page after a cursor, through the server and on the database."""
     return (
         lambda after: query_params(replace(query, after=after)),
-        lambda services, after: tools_page_answer(services.equipment, replace(query, after=after)),
+        lambda services, after: tools_page_answer(
+            services.equipment, replace(query, after=after), services.lots
+        ),
     )
 
 

@@ -18,7 +18,7 @@ from mes.domain.model import Lot, LotState
 from mes.ports import LotQuery
 from pkgline.bootstrap import Services
 from pkgline.line_views import queue_by_step, refusals_of
-from pkgline.tool_views import lines_running, tool_dict
+from pkgline.tool_views import lines_running, running_by_tool, tool_dict, with_tracked_lot
 
 E10_CLASS = {
     "productive": "e10-productive",
@@ -73,7 +73,7 @@ async def line_view(services: Services, who: Principal) -> LineView:
     found = await lots.find(
         states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
     )
-    on_tool = {x.running.tool: x for x in found if x.running is not None and x.running.tool}
+    on_tool = running_by_tool(x for x in found if x.state is LotState.RUNNING)
     tools = []
     for record in sorted(records, key=lambda r: (r.line, r.id)):
         tool = with_tracked_lot(tool_dict(record, at, record.line in alive), on_tool)
@@ -112,20 +112,6 @@ def all_in_manual(qualified: set[str], records: list[ToolRecord]) -> tuple[str, 
     if not dispatch or any(d is not DispatchMode.MANUAL for d in dispatch.values()):
         return ()
     return tuple(sorted(dispatch))
-
-
-def with_tracked_lot(tool: dict[str, Any], running: dict[str, Lot]) -> dict[str, Any]:
-    """``tool`` (:func:`pkgline.tool_views.tool_dict`) with the lot the lot tracker has
-    running on it (``running``: by tool id) when the tool itself reports none: a step
-    tracked in by hand on a tool in manual runs no job there, yet the tool is taken (a
-    track-in of another lot on it is refused). ``by_hand`` says so."""
-    lot = running.get(tool["id"])
-    tool["by_hand"] = False
-    if lot is not None and lot.running is not None:
-        if not tool["lot"]:
-            tool["lot"] = lot.id
-        tool["by_hand"] = tool["lot"] == lot.id and lot.running.by_hand
-    return tool
 
 
 async def lots_per_hour(services: Services, who: Principal, at: datetime) -> tuple[int, ...]:

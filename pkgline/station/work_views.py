@@ -18,12 +18,19 @@ from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotState
-from mes.ports import LotQuery, ToolJobQuery
+from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
 from pkgline.interlock_views import durable_status, material_status
-from pkgline.station.line_view import E10_CLASS, now, with_tracked_lot
+from pkgline.station.line_view import E10_CLASS, now
 from pkgline.station.offers import may_release, needs
-from pkgline.tool_views import known_tool, lines_running, state_times_dict, tool_dict
+from pkgline.tool_views import (
+    known_tool,
+    lines_running,
+    state_times_dict,
+    tool_dict,
+    tracked_lots,
+    with_tracked_lot,
+)
 
 # -- holds -------------------------------------------------------------------------------------
 
@@ -221,8 +228,7 @@ async def tool_view(
     tool["e10_shown"] = tool["e10"] if alive else "unmonitored"
     tool["e10_class"] = E10_CLASS.get(tool["e10_shown"], "e10-unknown")
     segments = segments_of(changes, start, end)
-    tracked = await lots.page(LotQuery(states=(LotState.RUNNING,), tool=tool_id, limit=1))
-    tool = with_tracked_lot(tool, {tool_id: tracked.lots[0]} if tracked.lots else {})
+    tool = with_tracked_lot(tool, await tracked_lots(lots, [tool_id]))
     recipe: dict[str, Any] = {}
     recipe_step = None
     if tool["lot"]:

@@ -193,6 +193,46 @@ async def test_tool_show_gives_the_tools_jobs_in_the_window_through_the_server(
         assert (await client.get("/tools/NOPE/jobs")).status_code == 404
 
 
+async def test_a_lot_tracked_in_by_hand_is_named_on_its_tool_through_the_server(
+    api: RunningApi,
+) -> None:
+    """``tool list``, ``tool show`` and ``line status`` through the server name the lot an
+    operator tracked in by hand on a tool in manual (no job runs it, the tool reports no
+    lot), as direct mode does: ``lot`` and ``by_hand`` in the JSON, "(by hand)" in tables."""
+    from mes.domain import commands as cmd
+    from mes.domain.equipment import DispatchMode, ToolSnapshot
+
+    await _registered(api)
+    equipment, lots = api.state.services.equipment, api.state.services.lots
+    up = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+    await equipment.report("DB-1", up, by=CONTROLLER)
+    await equipment.set_dispatch("DB-1", DispatchMode.MANUAL, "tech", "by hand", by=ADMIN)
+    await lots.start(cmd.StartLot("H-3", "stiffener-bga", "olga"), by=ADMIN)
+    await lots.track_in(cmd.TrackIn("H-3", "SUBSTRATE_LOAD", "olga"), by=ADMIN)
+    await lots.track_out(cmd.TrackOut("H-3", "olga"), by=ADMIN)
+    await lots.track_in(cmd.TrackIn("H-3", "DIE_ATTACH", "olga", tool="DB-1"), by=ADMIN)
+    via = ("--server", f"unix://{api.socket}")
+
+    for args in (("tool", "list"), ("tool", "show", "DB-1"), ("line", "status")):
+        shown = await cli(*args, "--json", *via)
+        direct = await cli(*args, "--json", "--db", api.db)
+        assert shown.returncode == direct.returncode == 0, shown.stderr + direct.stderr
+        remote, local = json.loads(shown.stdout), json.loads(direct.stdout)
+        tools = remote if args == ("tool", "list") else remote.get("tools", [remote])
+        db1 = next(t for t in tools if t["id"] == "DB-1")
+        assert (db1["lot"], db1["by_hand"], db1["job"]) == ("H-3", True, None), args
+        if args == ("tool", "list"):
+            assert _steady(remote) == _steady(local)
+    wide = {"COLUMNS": "200"}
+    listed = await cli("tool", "list", *via, env=wide)
+    assert listed.returncode == 0, listed.stderr
+    assert "H-3 (by hand)" in listed.stdout
+    human = await cli("tool", "show", "DB-1", *via, env=wide)
+    assert human.returncode == 0 and "H-3 (tracked in by hand)" in human.stdout
+    status = await cli("line", "status", *via, env=wide)
+    assert status.returncode == 0 and "H-3 (by hand)" in status.stdout
+
+
 async def test_qualifications_through_the_server_need_a_technician_or_an_engineer(
     api: RunningApi,
 ) -> None:
