@@ -451,7 +451,9 @@ def where_used(
     for r in lots:
         how = "used at a step" if len(r["via"]) == 1 else "through " + " -> ".join(r["via"])
         where = f"{r['state'] or '?':<10} {r['step'] or '-':<18}"
-        out.print(f"{r['lot']:<20} {where} since {stamp(_t(r['since']))}  {how}")
+        # when the lot got the material lot (``since`` in the JSON), not since when it is in
+        # its state: "HOLD ... since" read as held since then
+        out.print(f"{r['lot']:<20} {where} got it {stamp(_t(r['since']))}  {how}")
 
 
 _ON_THE_LINE = frozenset({"WAITING", "RUNNING", "HOLD"})

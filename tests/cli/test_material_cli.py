@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -89,6 +90,10 @@ def test_a_frozen_or_thawing_compound_refuses_the_track_in_and_wire_goes_into_th
     assert used.returncode == 0 and "M1" in used.stdout and "used at a step" in used.stdout
     assert "1 still on the line (waiting, running or held): M1" in used.stdout, used.stdout
     assert "RUNNING    WIRE_BOND" in used.stdout, used.stdout
+    # the time is when M1 got W-1: beside its state, "since" read as running since then
+    row = next(line for line in used.stdout.splitlines() if line.startswith("M1 "))
+    assert re.search(r"WIRE_BOND +got it \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  used at", row), row
+    assert "since" not in row, row
     recalled = ok_json(db, "material", "where-used", "W-1")["lots"]
     assert [(r["lot"], r["state"], r["step"]) for r in recalled] == [("M1", "RUNNING", "WIRE_BOND")]
     bad = pkgline(db, "material", "add", "W-2", "--kind", "wire", "--expires", "next week")
