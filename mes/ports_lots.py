@@ -11,10 +11,9 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
-from mes.domain.equipment import TrackInRefusal
 from mes.domain.model import Carrier, HistoryEntry, Lot, SiteRef, SiteReject
 from mes.domain.signature_records import Signature
-from mes.domain.tool_state import ToolSnapshot
+from mes.domain.tool_state import ToolSnapshot, TrackInRefusal
 
 T = TypeVar("T")
 

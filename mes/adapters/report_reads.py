@@ -19,7 +19,7 @@ from mes.adapters.rows import (
     signature_from_row,
     tool_snapshot_from_row,
 )
-from mes.domain.equipment import TrackInRefusal
+from mes.domain.tool_state import TrackInRefusal
 from mes.ports_lots import (
     GetCarriers,
     GetChildren,

@@ -16,6 +16,7 @@ from enum import Enum, StrEnum
 
 # re-exported: part of the records' vocabulary, kept in a module of its own for lot reports
 from mes.domain.tool_state import ToolSnapshot as ToolSnapshot
+from mes.domain.tool_state import TrackInRefusal as TrackInRefusal
 
 E10_STATES = (
     "productive",
@@ -107,43 +108,6 @@ class E10Change:
     process_state: str | None = None
     connected: bool = True
     reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TrackInRefusal:
-    """A line controller's latest refused track-in of ``lot`` on ``tool``: the step offered,
-    which check refused it (``interlock``: an interlock's name, ``tool_qualification``,
-    ``durable`` ..., or the refusal's kind) and its own message, which says what was
-    expected; ``since``: when the controller was first refused so (the same refusal at every
-    dispatch pass after keeps it)."""
-
-    tool: str
-    lot: str
-    step: str
-    interlock: str
-    reason: str
-    since: datetime
-
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "tool": self.tool,
-            "lot": self.lot,
-            "step": self.step,
-            "interlock": self.interlock,
-            "reason": self.reason,
-            "since": self.since.isoformat(),
-        }
-
-    @staticmethod
-    def from_dict(d: Mapping[str, str]) -> TrackInRefusal:
-        return TrackInRefusal(
-            tool=d["tool"],
-            lot=d["lot"],
-            step=d["step"],
-            interlock=d["interlock"],
-            reason=d["reason"],
-            since=datetime.fromisoformat(d["since"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)

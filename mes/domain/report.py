@@ -11,7 +11,6 @@ from typing import Any
 
 from flows import Flow, Value
 from mes.domain.common import position_of
-from mes.domain.equipment import TrackInRefusal
 from mes.domain.model import (
     SCRAP_STEP,
     Carrier,
@@ -22,7 +21,7 @@ from mes.domain.model import (
     SiteReject,
 )
 from mes.domain.signature_records import Signature
-from mes.domain.tool_state import ToolSnapshot
+from mes.domain.tool_state import ToolSnapshot, TrackInRefusal
 
 
 @dataclass(frozen=True, slots=True)
