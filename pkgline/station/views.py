@@ -22,11 +22,12 @@ from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.reasons import ReasonCode
 from mes.domain.report import CarrierMap, LotReport
 from mes.equipment import EquipmentService
-from mes.ports import LotQuery, ToolQuery
+from mes.ports import ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
-from pkgline.station.work_views import spec_text
+from pkgline.station.work_views import spec_text, value_fields
+from pkgline.tool_views import tracked_lots
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,14 +250,10 @@ async def lot_view(
 
 async def running_on(services: Services, who: Principal, tools: tuple[str, ...]) -> dict[str, str]:
     """The lot running on each of ``tools`` that runs one (by tool id): the picker says so
-    beside the tool, whose track-in the interlocks would refuse while it runs."""
-    lots = services.lots.acting_as(who)
-    found: dict[str, str] = {}
-    for tool in tools:
-        page = await lots.page(LotQuery(states=(LotState.RUNNING,), tool=tool, limit=1))
-        if page.lots:
-            found[tool] = page.lots[0].id
-    return found
+    beside the tool, whose track-in the interlocks would refuse while it runs. One read of
+    the lots running on those tools (:func:`pkgline.tool_views.tracked_lots`)."""
+    found = await tracked_lots(services.lots.acting_as(who), tools)
+    return {tool: lot.id for tool, lot in found.items()}
 
 
 async def tools_in_manual(equipment: EquipmentService, equipment_class: str) -> tuple[str, ...]:
@@ -300,8 +297,6 @@ async def by_hand(
     A step its line controller tracked in is the controller's to track out, with the tool's
     results (mes.domain.steps.track_out), whatever the tool's mode now: the page offers
     to abort or hold it."""
-    from pkgline.station.work_views import value_fields
-
     lot = report.lot
     equipment = services.equipment.acting_as(who)
     if lot.state is LotState.WAITING:
