@@ -59,6 +59,7 @@ from mes.domain.model import (
     Lot,
     LotHead,
     LotState,
+    Operation,
     SiteRef,
     SiteReject,
 )
@@ -74,6 +75,7 @@ from mes.ports import (
     Work,
     asked_with,
     each_together,
+    get_history,
     get_job,
     get_job_with_lot,
     get_jobs_of,
@@ -581,13 +583,15 @@ class LotService(LotServiceCore):
                 get_jobs_of(lot.id, job.path_index), get_rejects_by_site(lot.id)
             )
             done = [j for j in jobs if j.status is JobStatus.RECORDED]
+            history = (yield from get_history(lot.id)) if job_rules.needs_history(lot, job) else []
             change = job_rules.record_job(
-                lot, self.flow_of(lot), job, cmd, done, rejected, self._clock()
+                lot, self.flow_of(lot), job, cmd, done, rejected, self._clock(), history
             )
-            if change.lot.state is not LotState.RUNNING:  # the last carrier: tracked out
+            if change.entries[-1].operation is Operation.TRACK_OUT:  # the last carrier
                 change = yield from spc_on_track_out(lot, change, cmd.user, change.entries[-1].at)
             entries = yield from save(common.stamped(change, self._guard.who(by)))
-            yield from count_job(lot, job, rejected, cmd.user, self._clock())
+            if job.status is JobStatus.STARTED:  # an abandoned job counted when abandoned
+                yield from count_job(lot, job, rejected, cmd.user, self._clock())
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 

@@ -44,15 +44,18 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
     charted on the tool gets its point, checked by the chart's rules; a violation holds the
     lot (source SPC, the rule and the points, in the track-out's own entry) and, where the
     chart says so, disqualifies the tool for the step. One query when nothing is charted."""
-    running = before.running
-    if running is None or running.tool is None:
-        return change
     at = [i for i, e in enumerate(change.entries) if e.operation is Operation.TRACK_OUT]
     if not at:
         return change
     entry = change.entries[at[-1]]
+    step, tool = entry.step, entry.tool
+    if step is None or tool is None:
+        return change
     measured = _numbers(entry.data.get("measured", {}))
-    charts = yield from get_charts(None, running_lot=before.id)  # read with the lot: its step's
+    if before.running is not None:  # read with the lot: its step's
+        charts = yield from get_charts(None, running_lot=before.id)
+    else:  # a step tracked out by a job recorded after the lot left the tool
+        charts = yield from get_charts(step, tool_id=tool)
     charts = [c for c in charts if c.value in measured]
     if not charts:
         return change
@@ -102,20 +105,19 @@ def spc_on_track_out(before: Lot, change: Change, user: str, now: datetime) -> W
     if not found:
         return change
     text = "; ".join(
-        f"SPC {v['value']} on {running.tool}{_of_carrier(v)}: rule {v['rule']} ({v['text']})"
-        for v in found
+        f"SPC {v['value']} on {tool}{_of_carrier(v)}: rule {v['rule']} ({v['text']})" for v in found
     )
     if inhibited:
-        reason = f"SPC at {running.step}: {text}"
+        reason = f"SPC at {step}: {text}"
         yield from save_qualifications(
-            [Qualification(running.tool, running.step, False, rules.SPC_USER, now, reason)]
+            [Qualification(tool, step, False, rules.SPC_USER, now, reason)]
         )
     lot = change.lots[0]
     data = {**entry.data, "spc": found}
     if lot.state is LotState.HOLD:  # held already (a limit): the violations are added
         new_entry = replace(entry, data=data)
         return replace(change, entries=_replaced(change, at[-1], new_entry))
-    hold = Hold(f"at {running.step}: {text}", user, now, HoldSource.SPC)
+    hold = Hold(f"at {step}: {text}", user, now, HoldSource.SPC)
     held = replace(lot, state=LotState.HOLD, hold=hold)
     new_entry = replace(entry, state_after=LotState.HOLD, reason=hold.reason, data=data)
     return replace(

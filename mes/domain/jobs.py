@@ -28,6 +28,7 @@ from mes.domain.errors import (
 from mes.domain.lifecycle import require
 from mes.domain.model import (
     Change,
+    HistoryEntry,
     JobRecord,
     JobStatus,
     Lot,
@@ -132,16 +133,33 @@ def record_job(
     done: Sequence[JobRecord],
     rejected: Mapping[SiteRef, SiteReject],
     now: datetime,
+    history: Sequence[HistoryEntry] = (),
 ) -> Change:
     """Record one carrier's results. The last carrier of the step also tracks the lot out, in
     the same change: measured values are checked carrier by carrier (any one outside a claimed
     limit holds the lot) and recorded as their mean; every carrier's rejects are recorded.
 
-    ``done`` are the jobs recorded already at this step occurrence for the lot's carriers."""
+    ``done`` are the jobs recorded already at this step occurrence for the lot's carriers.
+
+    A job that a hold or an abort abandoned while the tool ran it, and that the tool completed
+    all the same, is recorded too, as long as the lot has not moved on (:func:`_late`): the
+    carrier was processed, and its results (rejects, values, the durables' wear) are facts.
+    ``history``: the lot's, for such a job only (:func:`tracked_in_values`)."""
     require(lot.state, Operation.JOB_RECORD, lot.id)
-    running = _require_running_on(lot, job.tool_id)
-    if job.status is not JobStatus.STARTED:
-        raise OperationNotAllowed(f"job {job.job_id} is {job.status.value}", lot_id=lot.id)
+    late = lot.state is not LotState.RUNNING
+    if late:
+        running = _late(lot, job, cmd.user, history)
+    else:
+        running = _require_running_on(lot, job.tool_id)
+        if job.status is JobStatus.ABANDONED:
+            raise OperationNotAllowed(
+                f"job {job.job_id} (carrier {job.carrier_id}) is abandoned: a hold or an abort "
+                f"took lot {lot.id} off the tool while it ran, and the lot runs "
+                f"{running.step} again since",
+                lot_id=lot.id,
+            )
+        if job.status is not JobStatus.STARTED:
+            raise OperationNotAllowed(f"job {job.job_id} is {job.status.value}", lot_id=lot.id)
     if (
         job.step != running.step
         or job.path_index != len(lot.path)
@@ -181,6 +199,8 @@ def record_job(
         "measured": measured,
         "rejects": [f"{r.carrier_id}:{r.row}:{r.col}:{r.code}" for r in rejects],
     }
+    was = job.status
+    reason = LATE_REASON.format(state=lot.state.value) if late else None
     if not finished:
         after = moved_lot(lot, now)
         entry = history_entry(
@@ -191,9 +211,10 @@ def record_job(
             after.state,
             step=running.step,
             tool=job.tool_id,
+            reason=reason,
             data=job_data,
         )
-        return single_change(lot, after, entry, jobs=((recorded, JobStatus.STARTED),))
+        return single_change(lot, after, entry, jobs=((recorded, was),))
     jobs = [*done, recorded]
     ctx = context(lot, extra_recorded=running.values)
     violations: dict[str, Violation] = {}
@@ -209,13 +230,14 @@ def record_job(
         Operation.JOB_RECORD,
         cmd.user,
         now,
-        LotState.RUNNING,
+        lot.state,
         step=running.step,
         tool=job.tool_id,
+        reason=reason,
         data=job_data,
     )
     after, out_entry = finish_step(
-        replace(lot, version=lot.version + 1),
+        replace(lot, version=lot.version + 1, running=running),
         flow,
         _aggregate(spec.measured, [j.measured for j in jobs]),
         all_rejects,
@@ -225,10 +247,64 @@ def record_job(
         {"jobs": [j.job_id for j in jobs]},
         {j.carrier_id: j.measured for j in jobs},
     )
+    if lot.hold is not None:  # tracked out late, the lot stays held as it was
+        after = replace(after, state=LotState.HOLD, hold=lot.hold)
+        out_entry = replace(out_entry, state_before=LotState.HOLD, state_after=LotState.HOLD)
+    elif late:
+        out_entry = replace(out_entry, state_before=lot.state)
     return Change(
         lots=(after,),
         expected_versions={lot.id: lot.version},
         entries=(job_entry, out_entry),
         rejects=all_rejects,
-        jobs=((recorded, JobStatus.STARTED),),
+        jobs=((recorded, was),),
+    )
+
+
+LATE_REASON = (
+    "the tool completed this job after the lot left it ({state}): its results are recorded, "
+    "the carrier was processed"
+)
+
+
+def needs_history(lot: Lot, job: JobRecord) -> bool:
+    """Whether :func:`record_job` needs the lot's history for this job: one a hold or an
+    abort abandoned, whose step's values are in the track-in's entry."""
+    return lot.state is not LotState.RUNNING and job.status is JobStatus.ABANDONED
+
+
+def _late(lot: Lot, job: JobRecord, user: str, history: Sequence[HistoryEntry]) -> RunningStep:
+    """The step a job abandoned by a hold or an abort ran (the lot no longer runs it), for
+    the record of its results, with the values it was tracked in with; refused when the lot
+    has moved on since."""
+    if (
+        job.status is not JobStatus.ABANDONED
+        or job.path_index != len(lot.path)
+        or lot.pending_rework is not None
+    ):
+        moved = (
+            ""
+            if job.path_index == len(lot.path) and lot.pending_rework is None
+            else " and has moved on since"
+        )
+        raise OperationNotAllowed(
+            f"lot {lot.id} is {lot.state.value}{moved}: job {job.job_id} "
+            f"({job.step}, carrier {job.carrier_id}) is {job.status.value}, not one its step "
+            "left open",
+            lot_id=lot.id,
+        )
+    tracked_in = next(
+        (
+            e
+            for e in reversed(history)
+            if e.operation is Operation.TRACK_IN and e.step == job.step and e.at <= job.started_at
+        ),
+        None,
+    )
+    if tracked_in is None:
+        raise OperationNotAllowed(
+            f"lot {lot.id} has no track-in at {job.step} before job {job.job_id}", lot_id=lot.id
+        )
+    return RunningStep(
+        job.step, job.tool_id, dict(tracked_in.data.get("values") or {}), tracked_in.at, user
     )

@@ -14,6 +14,10 @@ can lead. Guards that depend on the flow (step order, limits) live in
                   |                  track-out (value outside a limit) ^
                   +-- complete / last track-out --> COMPLETED          |
                   +-- merge into another lot -----> MERGED    WAITING -+ scrap
+
+A job the tool completed after a hold or an abort took its lot off the tool is still recorded
+(job_record in HOLD or WAITING, :func:`mes.domain.jobs.record_job`): the last carrier's record
+tracks the step out, and a held lot stays held.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ TRANSITIONS: Mapping[tuple[LotState, Operation], frozenset[LotState]] = {
     (R, Operation.HOLD): frozenset({H}),
     (R, Operation.JOB_START): frozenset({R}),
     (R, Operation.JOB_RECORD): frozenset({R, W, H, C}),
+    (H, Operation.JOB_RECORD): frozenset({H}),
+    (W, Operation.JOB_RECORD): frozenset({W, H, C}),
     (H, Operation.RELEASE): frozenset({W, C}),
     (H, Operation.REWORK): frozenset({W}),
     (H, Operation.SCRAP): frozenset({S}),

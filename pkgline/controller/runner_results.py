@@ -58,9 +58,23 @@ class ResultsOnTool(RunnerBase):
                 job_id=results.job_id,
                 lot=results.lot_id,
             )
-        elif job.status is JobStatus.STARTED:
+        elif job.status in (JobStatus.STARTED, JobStatus.ABANDONED):
+            # abandoned: a hold or an abort took the lot off the tool while it ran the job,
+            # and the tool completed it all the same: the carrier was processed, its results
+            # are recorded (refused only when the lot has moved on since)
             lot = await self._lots.get(job.lot_id)
-            carrier = next(c for c in await self._lots.carriers(lot.id) if c.id == job.carrier_id)
+            carriers = {c.id: c for c in await self._lots.carriers(lot.id)}
+            if job.carrier_id not in carriers:  # split off the held lot since
+                log.warning(
+                    "results of a job abandoned by a hold, for a carrier split off its lot "
+                    "since: acknowledged without recording",
+                    job_id=job.job_id,
+                    lot=lot.id,
+                    carrier=job.carrier_id,
+                )
+                await self._driver.acknowledge_results(results.job_id)
+                return
+            carrier = carriers[job.carrier_id]
             incoming = translate.incoming_site_map(carrier, await self._rejected_before(lot))
             expected = ExpectedResults(job.job_id, lot.id, job.step, carrier, incoming)
             try:
@@ -69,9 +83,28 @@ class ResultsOnTool(RunnerBase):
                 if await self._released(results, exc):
                     return
                 raise await self._refuse(exc, lot.id, job.job_id, carrier.id) from None
-            log.info("recording results found on the tool", job_id=job.job_id, lot=lot.id)
-            await self._record(lot, carrier, job.job_id, checked)
-            return
+            log.info(
+                "recording results found on the tool",
+                job_id=job.job_id,
+                lot=lot.id,
+                job_status=job.status.value,
+            )
+            try:
+                await self._record(lot, carrier, job.job_id, checked)
+                return
+            except LotTrackerError as exc:
+                if job.status is not JobStatus.ABANDONED:
+                    raise
+                log.warning(
+                    "results of a job abandoned by a hold or an abort, for a lot that has "
+                    "moved on since: acknowledged without recording",
+                    job_id=job.job_id,
+                    lot=lot.id,
+                    carrier=carrier.id,
+                    measured=checked.measured,
+                    rejects=len(checked.rejects),
+                    reason=exc.message,
+                )
         else:
             log.info(
                 "results already recorded: acknowledging",

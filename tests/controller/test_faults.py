@@ -1,6 +1,7 @@
 """What the line controller does when a tool misbehaves: an alarm mid-job, a lost connection
 (the tool comes back with or without the job), a recipe the tool does not hold as sent, a tool
-taken out of dispatch, and a lot taken off a tool by an operator while its job runs."""
+taken out of dispatch, and a lot taken off a tool by an operator while its job runs (or held
+just as the tool completes it)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import ConcurrentUpdate
 from mes.domain.model import HoldSource, JobStatus, LotState, Operation
+from pkgline.controller import runner_steps
 from simulators.engine import Refused
 from simulators.line import SimulatedLine
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
@@ -233,6 +235,52 @@ async def test_a_lot_held_by_an_operator_while_its_job_runs_is_taken_off_the_too
         )
         lot = await stack.lots.get(LOT)
         assert lot.state is LotState.HOLD and lot.hold is not None and lot.hold.user == "op2"
+
+
+async def test_a_job_the_tool_completes_before_the_controller_sees_the_hold_is_recorded(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hold reaches the controller only when it next looks at the lot (every
+    ``LOT_CHECK_S``); a tool that completes the job before then processed the carrier: its
+    results are recorded (not dropped, or the carrier runs the step twice after the release),
+    the lot stays held, and no other carrier is started."""
+    monkeypatch.setattr(runner_steps, "LOT_CHECK_S", 60.0)  # the completion comes first
+    config = line_config(slow=SLOW_DIE_BONDER)
+    async with simulated(config) as line, running_controller(config, stack):
+        await _start(stack)
+        await _executing_on(line, "DB-1", stack)
+        job_id = line.tool("DB-1").status.job_id
+        assert job_id is not None
+        await _hold_as_an_operator_would(stack, cmd.HoldLot(LOT, "op2", "customer asked"))
+
+        async def recorded() -> bool:
+            job = await stack.lots.job(job_id)
+            return job is not None and job.status is JobStatus.RECORDED
+
+        await wait_until(recorded, timeout_s=15, what="the completed job recorded")
+        await wait_until(
+            lambda: not line.tool("DB-1").status.results_waiting,
+            timeout_s=5,
+            what="the results acknowledged",
+        )
+        await asyncio.sleep(0.5)  # two dispatch passes: nothing more starts on the held lot
+        lot = await stack.lots.get(LOT)
+        assert lot.state is LotState.HOLD and lot.hold is not None
+        assert lot.hold.reason == "customer asked"
+        report = await stack.lots.report(LOT)
+        late = [e for e in report.history if e.operation is Operation.JOB_RECORD][-1]
+        assert late.state_before is LotState.HOLD and late.data["job"] == job_id
+        await stack.lots.release(cmd.ReleaseLot(LOT, "op2", "customer agrees"))
+        await wait_until(
+            lambda: _is(stack, LotState.COMPLETED), timeout_s=60, what="the lot to finish"
+        )
+    history = (await stack.lots.report(LOT)).history
+    carriers = [
+        e.data["carrier"]
+        for e in history
+        if e.operation is Operation.JOB_RECORD and e.step == "DIE_ATTACH"
+    ]
+    assert sorted(carriers) == sorted(lot.carriers)  # each carrier bonded once
 
 
 async def _hold_as_an_operator_would(stack: Stack, hold: cmd.HoldLot) -> None:

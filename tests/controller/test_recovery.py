@@ -122,6 +122,40 @@ async def test_a_job_the_tool_still_runs_that_was_not_written_down_is_followed_a
     assert await _jobs_recorded(stack, "J1") == (1, 1)
 
 
+async def test_results_of_a_job_a_hold_abandoned_are_recorded_and_the_lot_stays_held(
+    stack: Stack,
+) -> None:
+    config = line_config()
+    async with simulated(config) as line:
+        first, second = await _at_die_attach(stack)
+        tool = line.tool("DB-1")
+        await _run_on_tool(stack, tool, "J1", first, wait=True)
+        await stack.lots.hold(cmd.HoldLot(LOT, "qe1", "customer asked"))  # while it was down
+        async with running_controller(config, stack):
+
+            async def recorded() -> bool:
+                job = await stack.lots.job("J1")
+                return job is not None and job.status is JobStatus.RECORDED
+
+            await wait_until(recorded, timeout_s=30, what="the tool's results recorded")
+            await wait_until(
+                lambda: not tool.status.results_waiting, timeout_s=5, what="acknowledged"
+            )
+            lot = await stack.lots.get(LOT)
+            assert lot.state is LotState.HOLD and lot.hold is not None
+            assert lot.hold.reason == "customer asked"
+            await stack.lots.release(cmd.ReleaseLot(LOT, "qe1", "customer agrees"))
+            await _finishes_without_hold(stack)
+    assert await _jobs_recorded(stack, "J1") == (1, 1)
+    history = (await stack.lots.report(LOT)).history
+    at_die_attach = [
+        e.data["carrier"]
+        for e in history
+        if e.operation is Operation.JOB_START and e.step == "DIE_ATTACH"
+    ]
+    assert at_die_attach == [first, second]  # the first carrier not bonded again
+
+
 async def test_a_job_written_down_that_the_tool_lost_holds_the_lot(stack: Stack) -> None:
     config = line_config()
     async with simulated(config):

@@ -33,7 +33,7 @@ from mes.domain.errors import (
     UnknownDurable,
     UnknownTool,
 )
-from mes.domain.model import HoldSource, LotState
+from mes.domain.model import HoldSource, JobStatus, LotState
 from mes.durables import DurableService
 from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
@@ -339,6 +339,10 @@ async def test_a_job_a_hold_or_an_abort_abandons_counts_whole_and_refuses_past_l
         await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
     assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
     assert "not yet recorded" not in refused.value.message
+    # the tool completed the job all the same: its results are recorded, its wear not again
+    late = await service.record_job(cmd.RecordJob("J1", CTRL))
+    assert late.job.status is JobStatus.RECORDED
+    assert (await durables.show("CAP-1")).durable.count == 62 + 64
 
 
 @pytest.mark.usefixtures("line")

@@ -1,6 +1,7 @@
 """A step on a tool runs as one job per carrier. Each job is recorded before the tool forgets
 its results, exactly once; the last carrier's record tracks the lot out in the same
-transaction. A hold abandons the open job but keeps the carriers already done."""
+transaction. A hold abandons the open job but keeps the carriers already done; a job it
+abandoned that the tool completed all the same is recorded, the lot held as it was."""
 
 from __future__ import annotations
 
@@ -156,8 +157,6 @@ async def test_a_hold_abandons_the_open_job_and_keeps_the_carriers_done(
     await service.start_job(cmd.StartJob("L1", "J2", "DB-1", second, CTRL))
     await service.hold(cmd.HoldLot("L1", CTRL, "alarm 1001 on DB-1"))
     assert (job := await service.job("J2")) is not None and job.status is JobStatus.ABANDONED
-    with pytest.raises(OperationNotAllowed):
-        await service.record_job(cmd.RecordJob("J2", CTRL))
     await service.release(cmd.ReleaseLot("L1", "eng"))
     await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     lot = await service.get("L1")
@@ -236,3 +235,108 @@ async def test_a_count_is_summed_over_the_carriers_and_a_measurement_averaged(
     recorded = outcome.lot.recorded
     assert recorded["missing_balls"] == 3 and isinstance(recorded["missing_balls"], int)
     assert recorded["reflow_peak_c"] == pytest.approx(245.0)
+
+
+async def test_a_job_the_tool_completed_after_a_hold_is_recorded_and_the_lot_stays_held(
+    service: LotService,
+) -> None:
+    first, second = await _at_die_attach(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    await service.hold(cmd.HoldLot("L1", "qe", "customer asked", code=None))
+    late = await service.record_job(
+        cmd.RecordJob(
+            "J1", CTRL, {"bond_force_n": 10.0}, (cmd.SiteRejectGiven(first, 1, 1, "PICK_FAIL"),)
+        )
+    )
+    assert late.job.status is JobStatus.RECORDED and late.job.measured == {"bond_force_n": 10.0}
+    lot = await service.get("L1")
+    assert lot.state is LotState.HOLD and lot.hold is not None
+    assert lot.hold.reason == "customer asked" and lot.path[-1] == "SUBSTRATE_LOAD"
+    [entry] = late.entries
+    assert entry.operation is Operation.JOB_RECORD and entry.state_after is LotState.HOLD
+    assert entry.reason is not None and "after the lot left it (HOLD)" in entry.reason
+    again = await service.record_job(cmd.RecordJob("J1", CTRL))  # once only
+    assert again.already_recorded
+    await service.release(cmd.ReleaseLot("L1", "qe"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    with pytest.raises(InvalidInput, match="done at DIE_ATTACH already"):
+        await service.start_job(cmd.StartJob("L1", "J2", "DB-1", first, CTRL))
+    await service.start_job(cmd.StartJob("L1", "J3", "DB-1", second, CTRL))
+    done = await service.record_job(cmd.RecordJob("J3", CTRL, {"bond_force_n": 12.0}))
+    assert done.lot.state is LotState.WAITING and done.lot.path[-1] == "DIE_ATTACH"
+    assert done.lot.good_sites == done.lot.total_sites - 1
+    assert done.lot.recorded["bond_force_n"] == pytest.approx(11.0)
+
+
+async def test_the_last_job_completed_after_a_hold_tracks_the_step_out_with_its_values(
+    service: LotService,
+) -> None:
+    await service.start(cmd.StartLot("L1", "fc-heatsink-muf", "op", carriers=1))
+    for step in ("SUBSTRATE_LOAD", "FLIP_CHIP_BOND"):
+        await service.track_in(cmd.TrackIn("L1", step, "op"))
+        await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(
+        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", "op", values={"standoff_height_um": "100"})
+    )
+    await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(
+        cmd.TrackIn(
+            "L1",
+            "MOLD",
+            CTRL,
+            tool="MOLD-1",
+            dispatched=True,
+            values={"mold_cap_over_heat_sink_um": "100"},
+        )
+    )
+    [carrier] = (await service.get("L1")).carriers
+    await service.start_job(cmd.StartJob("L1", "M1", "MOLD-1", carrier, CTRL))
+    await service.hold(cmd.HoldLot("L1", "qe", "void scan due"))
+    # the cap is checked against the value the step was tracked in with (100 +- 5 um)
+    late = await service.record_job(cmd.RecordJob("M1", CTRL, {"mold_cap_over_heat_sink_um": 112}))
+    job_entry, out = late.entries
+    assert [job_entry.operation, out.operation] == [Operation.JOB_RECORD, Operation.TRACK_OUT]
+    assert out.state_before is LotState.HOLD and out.state_after is LotState.HOLD
+    assert [v["value"] for v in out.data["violations"]] == ["mold_cap_over_heat_sink_um"]
+    lot = late.lot
+    assert lot.state is LotState.HOLD and lot.path[-1] == "MOLD"
+    assert lot.hold is not None and lot.hold.reason == "void scan due"
+    assert lot.recorded["mold_cap_over_heat_sink_um"] == 112
+    stored = await service.get("L1")
+    assert (stored.state, stored.path, stored.hold) == (lot.state, lot.path, lot.hold)
+    released = await service.release(cmd.ReleaseLot("L1", "qe"))
+    assert released.lot.state is LotState.WAITING and released.lot.path[-1] == "MOLD"
+
+
+async def test_a_job_completed_after_an_abort_tracks_the_step_out(service: LotService) -> None:
+    [carrier] = await _at_die_attach(service, carriers=1)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", carrier, CTRL))
+    await service.abort(cmd.AbortStep("L1", "op", "wrong magazine"))
+    late = await service.record_job(cmd.RecordJob("J1", CTRL, {"bond_force_n": 10.0}))
+    assert late.lot.state is LotState.WAITING and late.lot.path[-1] == "DIE_ATTACH"
+    assert [e.state_before for e in late.entries] == [LotState.WAITING, LotState.WAITING]
+
+
+async def test_a_job_abandoned_for_a_lot_that_moved_on_is_refused_and_changes_nothing(
+    service: LotService,
+) -> None:
+    first, _ = await _at_die_attach(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "DB-1", first, CTRL))
+    await service.hold(cmd.HoldLot("L1", "qe", "check"))
+    await service.release(cmd.ReleaseLot("L1", "qe"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    await service.start_job(cmd.StartJob("L1", "J2", "DB-1", first, CTRL))
+    before = await service.report("L1")
+    with pytest.raises(
+        OperationNotAllowed, match=r"job J1 .* is abandoned: a hold or an abort took lot L1 off"
+    ):
+        await service.record_job(cmd.RecordJob("J1", CTRL))
+    await service.abort(cmd.AbortStep("L1", "op", "again"))
+    await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", "op"))
+    await service.track_out(cmd.TrackOut("L1", "op"))
+    moved = await service.report("L1")
+    with pytest.raises(OperationNotAllowed, match="has moved on since"):
+        await service.record_job(cmd.RecordJob("J1", CTRL))
+    assert (await service.report("L1")).history == moved.history
+    assert len(before.history) < len(moved.history)
+    assert (job := await service.job("J1")) is not None and job.status is JobStatus.ABANDONED

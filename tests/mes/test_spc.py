@@ -196,6 +196,27 @@ async def test_the_controllers_track_out_by_its_last_job_is_checked_too(
     assert lot.hold.source is HoldSource.SPC  # the mean, 30.5, beyond 28
 
 
+@pytest.mark.usefixtures("line")
+async def test_a_step_tracked_out_by_a_job_recorded_after_a_hold_gets_its_point(
+    service: LotService, spc: SpcService
+) -> None:
+    await spc.configure("DIE_ATTACH", BLT, "DB-1", "eng1", center=25.0, sigma=1.0)
+    await service.start(cmd.StartLot("J1", "fo-organic", "op1", carriers=1))
+    await service.track_in(cmd.TrackIn("J1", "SUBSTRATE_PREP", "op1"))
+    await service.track_out(cmd.TrackOut("J1", "op1"))
+    await service.track_in(cmd.TrackIn("J1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
+    [carrier] = (await service.get("J1")).carriers
+    await service.start_job(cmd.StartJob("J1", "J1-0", "DB-1", carrier, CTRL))
+    await service.hold(cmd.HoldLot("J1", "qe1", "audit"))
+    late = await service.record_job(cmd.RecordJob("J1-0", CTRL, {BLT: 30.0}))
+    [view] = await spc.show("DIE_ATTACH", BLT)
+    assert [(p.lot_id, p.x) for p in view.points] == [("J1", 30.0)]
+    assert [v.rule for v in view.violations] == [1]
+    assert late.entries[-1].data["spc"][0]["rule"] == 1  # beside the hold the lot had
+    lot = await service.get("J1")
+    assert lot.hold is not None and lot.hold.reason == "audit"
+
+
 async def test_charts_are_engineerings_and_name_a_numeric_measured_value(
     store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock, equipment: EquipmentService
 ) -> None:
