@@ -17,6 +17,7 @@ from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import OperationNotAllowed
 from mes.domain.model import JobStatus, LotState, Operation
+from pkgline.controller import runner_steps
 from simulators.line import SimulatedLine
 from tests.controller.conftest import Stack, line_config, running_controller, simulated, wait_until
 
@@ -105,7 +106,7 @@ async def _job_executing(stack: Stack, line: SimulatedLine, lot_id: str) -> bool
 
 
 async def test_the_controllers_step_is_tracked_out_by_it_with_the_tools_results_not_by_hand(
-    stack: Stack,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An operator's track-out of a step the controller runs (its job on the tool) is
     refused, even with the tool switched to manual, and changes nothing: the controller
@@ -113,6 +114,8 @@ async def test_the_controllers_step_is_tracked_out_by_it_with_the_tools_results_
     controller, its results unrecordable, took the tool out of dispatch. Aborted by the
     operator instead, the step is taken off the tool: the tool's job is aborted and
     abandoned, and the lot waits at the step again."""
+    # the abort seen mid-job (a job the tool completes first is recorded: test_faults.py)
+    monkeypatch.setattr(runner_steps, "LOT_CHECK_S", 0.2)
     config = line_config(tools=["DB-1"], slow={"DB-1": 1.0})
     async with simulated(config) as line, running_controller(config, stack):
         for lot_id in ("C1", "C2"):

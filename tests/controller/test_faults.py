@@ -221,8 +221,9 @@ async def test_a_tool_switched_to_manual_gets_no_lots_until_switched_back(stack:
 
 
 async def test_a_lot_held_by_an_operator_while_its_job_runs_is_taken_off_the_tool(
-    stack: Stack,
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runner_steps, "LOT_CHECK_S", 0.2)  # seen mid-job: aborted there
     config = line_config(slow={"DB-1": 1.0})
     async with simulated(config) as line, running_controller(config, stack):
         await _start(stack)
@@ -235,6 +236,8 @@ async def test_a_lot_held_by_an_operator_while_its_job_runs_is_taken_off_the_too
         )
         lot = await stack.lots.get(LOT)
         assert lot.state is LotState.HOLD and lot.hold is not None and lot.hold.user == "op2"
+        jobs = await stack.lots.jobs_of_step(lot)
+        assert [j.status for j in jobs] == [JobStatus.ABANDONED], "not aborted on the tool"
 
 
 async def test_a_job_the_tool_completes_before_the_controller_sees_the_hold_is_recorded(
