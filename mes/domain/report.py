@@ -78,6 +78,7 @@ class PathStep:
 class LotReport:
     lot: Lot
     next_steps: tuple[str, ...]
+    """The steps the lot may take now (a waiting lot's; empty in any other state)."""
     may_complete: bool
     layer: int | None
     layers: int | None
@@ -94,6 +95,9 @@ class LotReport:
     refused: tuple[TrackInRefusal, ...] = ()
     """A waiting lot: the line controllers' refused track-ins of it at its next steps, as
     recorded at their last heartbeat (by step, then tool): why no controller started it."""
+    next_after_release: tuple[str, ...] = ()
+    """A held lot: the steps it may take once released (:func:`offered_steps`); empty when
+    it is not held."""
 
     def signed_entry(self, signature: Signature) -> HistoryEntry | None:
         """The history entry a signature signs (None: not in this history)."""
@@ -146,6 +150,26 @@ def reconstruct_path(history: Sequence[HistoryEntry]) -> tuple[PathStep, ...]:
     return tuple(path)
 
 
+def offered_steps(lot: Lot, following: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(next steps, next steps once released) of a lot whose position offers ``following``
+    (:func:`mes.domain.common.position_of`), each sorted: a waiting lot may take them now, a
+    held lot once released (a release leaves it where it was: the reworked step it must run,
+    or the step its hold interrupted, for the carriers not done there). Empty otherwise, and
+    for a held lot at the end of its flow, which a release completes."""
+    steps = tuple(sorted(following))
+    if lot.state is LotState.WAITING:
+        return steps, ()
+    if lot.state is LotState.HOLD:
+        return (), steps
+    return (), ()
+
+
+def next_after_release(lot: Lot, flow: Flow) -> tuple[str, ...]:
+    """The steps a held lot may take once released, sorted (:func:`offered_steps`); empty
+    when it is not held."""
+    return offered_steps(lot, position_of(lot, flow)[0])[1]
+
+
 def build_report(
     lot: Lot,
     flow: Flow,
@@ -163,9 +187,10 @@ def build_report(
     following, may_end, layer, layers = position_of(lot, flow)
     hashes = {e.hash for e in history}
     waiting = lot.state is LotState.WAITING
+    next_now, once_released = offered_steps(lot, following)
     return LotReport(
         lot=lot,
-        next_steps=tuple(sorted(following)) if waiting else (),
+        next_steps=next_now,
         may_complete=waiting and may_end,
         layer=layer,
         layers=layers,
@@ -185,6 +210,7 @@ def build_report(
         tool_state=tool_state,
         # a refusal at a step the lot is no longer offered (it moved on since) is not why
         refused=tuple(r for r in refused if r.step in following) if waiting else (),
+        next_after_release=once_released,
     )
 
 
@@ -211,6 +237,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
         "state": lot.state.value,
         "step": lot.step,
         "next_steps": list(report.next_steps),
+        "next_after_release": list(report.next_after_release),
         "may_complete": report.may_complete,
         "layer": report.layer,
         "layers": report.layers,
@@ -330,13 +357,15 @@ def summary_dict(lot: Lot, flow: Flow) -> dict[str, Any]:
     """A lot in one line of JSON: what ``lot list`` and every lot command print."""
     following, may_end, layer, layers = position_of(lot, flow)
     waiting = lot.state is LotState.WAITING
+    next_now, once_released = offered_steps(lot, following)
     return {
         "id": lot.id,
         "flow": lot.flow,
         "flow_version": lot.flow_version,
         "state": lot.state.value,
         "step": lot.step,
-        "next_steps": sorted(following) if waiting else [],
+        "next_steps": list(next_now),
+        "next_after_release": list(once_released),
         "may_complete": waiting and may_end,
         "layer": layer,
         "layers": layers,

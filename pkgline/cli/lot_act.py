@@ -108,6 +108,9 @@ def print_outcome(
     nxt = answer.get("next_steps")
     if isinstance(nxt, list) and nxt:
         out.print(f"  next: {', '.join(str(s) for s in nxt)}")
+    later = answer.get("next_after_release")
+    if isinstance(later, list) and later:
+        out.print(f"  next once released: {', '.join(str(s) for s in later)}")
     if answer.get("units") is not None:
         out.print(f"  units: {answer['units']}")
     for e in answer.get("recorded") or []:

@@ -36,6 +36,18 @@ def state_text(state: LotState) -> Text:
     return Text(state.value, style=STATE_STYLE[state])
 
 
+def next_text(lot: Mapping[str, Any], released: str, none: str) -> str:
+    """A lot's next steps in words (``none`` when it has none): those it may take now, or a
+    held lot's once released, marked with ``released``: ``MOLD (once released)``."""
+    now = lot.get("next_steps")
+    if isinstance(now, list) and now:
+        return ", ".join(str(s) for s in now)
+    later = lot.get("next_after_release")  # absent from an older server's answer
+    if isinstance(later, list) and later:
+        return f"{', '.join(str(s) for s in later)} ({released})"
+    return none
+
+
 def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
     from rich.table import Table
 
@@ -48,13 +60,12 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
     if held:
         table.add_column("held for", overflow="fold")
     for r in rows:
-        nxt = r["next_steps"]
         table.add_row(
             str(r["id"]),
             str(r["flow"]),
             state_text(LotState(str(r["state"]))),
             str(r["step"] or "-"),
-            ", ".join(str(x) for x in nxt) if isinstance(nxt, list) else "",
+            next_text(r, "on release", ""),
             str(r["priority"]),
             f"{r['good_sites']}/{r['total_sites']}",
             "-" if r["units"] is None else str(r["units"]),
@@ -115,7 +126,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
             head.add_row(label, text)
     if lot["pending_rework"]:
         head.add_row("rework", f"must run {lot['pending_rework']} next")
-    head.add_row("next steps", ", ".join(lot["next_steps"]) or "-")
+    head.add_row("next steps", next_text(lot, "once released", "-"))
     for refused in lot.get("refused", ()):  # why no line controller started it
         since = datetime.fromisoformat(refused["since"])
         head.add_row(

@@ -210,6 +210,38 @@ async def test_a_lot_moves_through_the_api_as_through_the_cli(api: RunningApi) -
     assert json.loads(direct.stdout) == shown
 
 
+async def test_a_held_lot_answers_where_it_goes_once_released(api: RunningApi) -> None:
+    """GET /lots/{id}, GET /lots and every operation's answer keep ``next_steps`` for what
+    the lot may take now (nothing, held) and say in ``next_after_release`` what it would take
+    once released; ``lot show`` and ``lot list`` through the server print it, marked."""
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR)
+        assert (await client.post("/lots", json=START)).status_code == 201
+        await client.post("/lots/A1/track-in", json={"step": "SUBSTRATE_PREP"})
+        out = await client.post("/lots/A1/track-out", json={})
+        assert out.status_code == 200, out.text
+        assert out.json()["next_steps"] == ["DIE_ATTACH"]
+        assert out.json()["next_after_release"] == []
+        held = await client.post("/lots/A1/hold", json={"reason": "check the strip"})
+        assert held.status_code == 200, held.text
+        assert held.json()["next_steps"] == [] and held.json()["next_after_release"] == [
+            "DIE_ATTACH"
+        ]
+        shown = (await client.get("/lots/A1")).json()
+        listed = (await client.get("/lots")).json()["lots"]
+    assert shown["next_steps"] == [] and shown["next_after_release"] == ["DIE_ATTACH"]
+    [row] = listed
+    assert row["next_steps"] == [] and row["next_after_release"] == ["DIE_ATTACH"]
+    via = ("--server", f"unix://{api.socket}")
+    text = await cli("lot", "show", "A1", *via, env={"COLUMNS": "200"})
+    assert text.returncode == 0, text.stderr
+    assert "next steps DIE_ATTACH (once released)" in " ".join(text.stdout.split())
+    table = await cli("lot", "list", *via, env={"COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    [line] = [line for line in table.stdout.splitlines() if line.startswith("│ A1 ")]
+    assert [cell.strip() for cell in line.split("│")][5] == "DIE_ATTACH (on release)", line
+
+
 async def test_an_operation_with_if_match_is_refused_once_the_lot_moved(api: RunningApi) -> None:
     """Optimistic concurrency for systems and scripts, as HTTP has it: GET /lots/{id} and
     every operation's answer carry the lot's version as an ETag; an operation sent with

@@ -223,6 +223,37 @@ def test_hold_release_split_and_merge_from_the_command_line(db: str) -> None:
     assert "genealogy parent L1; children -; merged into L1" in absorbed, absorbed
 
 
+def test_a_held_lot_shows_where_it_goes_once_released(db: str) -> None:
+    """A held lot may take no step now (``next_steps`` stays empty, as scripts expect); what
+    it would take once released is said beside it: ``lot hold``, ``lot show`` and the next
+    column of ``lot list``, text and JSON."""
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga")
+    ok_json(db, "lot", "start", "L2", "--flow", "stiffener-bga")
+    waiting = ok_json(db, "lot", "show", "L2")
+    assert waiting["next_steps"] == ["SUBSTRATE_LOAD"] and waiting["next_after_release"] == []
+    held = pkgline(db, "lot", "hold", "L1", "--reason", "customer asks")
+    assert held.returncode == 0, held.stderr
+    assert "next once released: SUBSTRATE_LOAD" in held.stdout
+    shown = ok_json(db, "lot", "show", "L1")
+    assert shown["next_steps"] == [] and shown["next_after_release"] == ["SUBSTRATE_LOAD"]
+    text = " ".join(pkgline(db, "lot", "show", "L1").stdout.split())
+    assert "next steps SUBSTRATE_LOAD (once released)" in text, text
+    listed = {r["id"]: r for r in ok_json(db, "lot", "list")}
+    assert listed["L1"]["next_steps"] == [] and listed["L1"]["next_after_release"] == [
+        "SUBSTRATE_LOAD"
+    ]
+    assert listed["L2"]["next_after_release"] == []
+    rows = {
+        line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in pkgline(db, "lot", "list").stdout.splitlines()
+        if line.startswith("│")
+    }
+    assert rows["L1"][4] == "SUBSTRATE_LOAD (on release)", rows
+    assert rows["L2"][4] == "SUBSTRATE_LOAD", rows
+    released = ok_json(db, "lot", "release", "L1")
+    assert released["next_steps"] == ["SUBSTRATE_LOAD"] and released["next_after_release"] == []
+
+
 @pytest.mark.postgres
 def test_the_same_commands_work_on_postgresql(postgres_url: str) -> None:
     assert pkgline(postgres_url, "db", "upgrade").returncode == 0
