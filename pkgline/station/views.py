@@ -34,7 +34,8 @@ from pkgline.tool_views import tracked_lots
 class RouteStep:
     step: str
     status: str
-    """``done``, ``current`` (running now), ``next`` (allowed next) or ``later``."""
+    """``done``, ``current`` (running now), ``next`` (allowed next), ``on-release`` (a held
+    lot's next once released) or ``later``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,17 +105,21 @@ class HandStep:
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
-    """The flow's steps in its order, each marked done, current, next or later for the lot."""
+    """The flow's steps in its order, each marked done, current, next, on-release or later
+    for the lot."""
     lot = report.lot
     done = set(lot.path)
     current = lot.running.step if lot.running is not None else None
     following = set(report.next_steps)
+    once_released = set(report.next_after_release)
     out = []
     for step in flow_steps:
         if step == current:
             status = "current"
         elif step in following:
             status = "next"
+        elif step in once_released:
+            status = "on-release"
         elif step in done:
             status = "done"
         else:

@@ -18,6 +18,7 @@ from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotState
+from mes.domain.report import next_after_release
 from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
 from pkgline.interlock_views import durable_status, material_status
@@ -50,6 +51,8 @@ class HeldLot:
     row offers the release dialog."""
     needs: str = ""
     """The roles that may release it, in words (``engineer or quality``)."""
+    next_after_release: tuple[str, ...] = ()
+    """The steps it may take once released (:func:`mes.domain.report.next_after_release`)."""
 
 
 async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
@@ -70,7 +73,8 @@ async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
         yours = may_release(who, lot.id, lot.hold.source, code)
         signers = policy.signers(row)
         words = needs(Action.RELEASE, context, code)
-        out.append(HeldLot(lot, lot.step or "-", held_for, signers, ruled, yours, words))
+        following = next_after_release(lot, lots.flow_of(lot))
+        out.append(HeldLot(lot, lot.step or "-", held_for, signers, ruled, yours, words, following))
     return tuple(sorted(out, key=lambda h: (h.lot.hold.since if h.lot.hold else at, h.lot.id)))
 
 
