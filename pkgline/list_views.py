@@ -57,31 +57,43 @@ def plus_read_as_space(text: str) -> str | None:
     )
 
 
-def parse_instant(text: str | None, name: str) -> datetime | None:
-    """An ISO 8601 date or time (``2026-12-02``, ``2026-12-02T14:30``, with an offset or
-    without one: UTC), or None; InvalidInput saying what was expected otherwise (also for a
-    time outside the years 1 to 9999 in UTC, ``0001-01-01T00:00+01:00``, which no store
-    can hold)."""
-    if text is None:
-        return None
+LIST_TIME = (
+    "an ISO 8601 date or time, e.g. 2026-12-02 or 2026-12-02T14:30 (UTC unless an offset is given)"
+)
+"""What a list's time filter takes (:func:`parse_instant`), as its refusals say."""
+
+
+def read_iso_time(text: str, expected: str) -> datetime:
+    """``text`` as an ISO 8601 date or time, naive when it gives no offset: the one reading
+    of a time the API, the station's filters and direct mode share (:func:`parse_instant`
+    for the lists' filters, :func:`pkgline.api.bodies.iso_text` for a body's time).
+    ValueError saying what is wrong, and ``expected`` where the text is no such time: also
+    for one outside the years 1 to 9999 in UTC (``0001-01-01T00:00+01:00``), which no store
+    can hold."""
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError:
-        plus = plus_read_as_space(text)
-        raise InvalidInput(
-            f"{name} {text!r}: {plus}"
-            if plus
-            else f"{name} {text!r}: expected an ISO 8601 date or time, e.g. 2026-12-02 or "
-            "2026-12-02T14:30 (UTC unless an offset is given)"
-        ) from None
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    try:  # the stores keep UTC, years 1 to 9999 there
-        at.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(
-            f"{name} {text!r}: expected a time from 0001-01-01 to 9999-12-31 in UTC"
-        ) from None
+        raise ValueError(plus_read_as_space(text) or f"expected {expected}") from None
+    if at.tzinfo is not None:
+        try:  # the stores keep UTC, years 1 to 9999 there
+            at.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("expected a time from 0001-01-01 to 9999-12-31 in UTC") from None
     return at
+
+
+def parse_instant(text: str | None, name: str) -> datetime | None:
+    """A list's time filter (``since``, ``until`` of every list, in the API, the station and
+    direct mode): an ISO 8601 date or time (``2026-12-02``, ``2026-12-02T14:30``, with an
+    offset or without one: UTC), or None; InvalidInput naming ``name`` and saying what was
+    expected otherwise (:func:`read_iso_time`)."""
+    if text is None:
+        return None
+    try:
+        at = read_iso_time(text, LIST_TIME)
+    except ValueError as exc:
+        raise InvalidInput(f"{name} {text!r}: {exc}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def parse_kind(text: str | None) -> EventKind | None:

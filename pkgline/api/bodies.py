@@ -9,9 +9,10 @@ version; a flow version's approvals), checked by the service layer (docs/securit
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -26,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE
 from mes.maps.e142 import MAX_MAP_BYTES
-from pkgline.list_views import plus_read_as_space
+from pkgline.list_views import read_iso_time
 
 GivenValue = StrictStr | StrictInt | StrictFloat
 Values = Annotated[
@@ -52,10 +53,15 @@ Id = Annotated[
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+BODY_TIME = "an ISO 8601 time with its zone, e.g. 2026-12-02T14:30Z"
+"""What a body's time takes (:data:`ZonedTime`), as its refusals say."""
+
+
 def iso_text(value: object) -> object:
     """A time given as ISO 8601 text, as the documents say, and nothing else: pydantic alone
-    would take a number for seconds since 1970 (``until=0.5``: a time in 1970, and a
-    list that is silently empty)."""
+    would take a number for seconds since 1970 (a time in 1970). Read by the one reading of
+    a time the lists' filters share (:func:`pkgline.list_views.read_iso_time`); a time
+    without its zone is passed on as such, for the service to refuse (a fact recorded)."""
     if isinstance(value, datetime):  # already one (a default, or Python calling)
         return value
     if not isinstance(value, str):
@@ -63,31 +69,32 @@ def iso_text(value: object) -> object:
             "iso_time", "expected a time as ISO 8601 text with its zone, e.g. 2026-12-02T14:30Z"
         )
     try:
-        at = datetime.fromisoformat(value.strip())
-    except ValueError:
-        plus = plus_read_as_space(value)
+        return read_iso_time(value, BODY_TIME)
+    except ValueError as exc:
         raise PydanticCustomError(
-            "iso_time",
-            "{given}: {plus}"
-            if plus
-            else "{given} is no ISO 8601 time: expected e.g. 2026-12-02T14:30Z",
-            {"given": repr(value[:40]), "plus": plus},
+            "iso_time", "{given}: {problem}", {"given": repr(value[:40]), "problem": str(exc)}
         ) from None
-    if at.tzinfo is not None:  # kept in UTC: years 1 to 9999 there
-        try:
-            at.astimezone(UTC)
-        except OverflowError:
-            raise PydanticCustomError(
-                "iso_time",
-                "{given}: expected a time from 0001-01-01 to 9999-12-31 in UTC",
-                {"given": repr(value[:40])},
-            ) from None
-    return at
 
 
 ZonedTime = Annotated[datetime, BeforeValidator(iso_text)]
-"""A time as ISO 8601 text (a number is refused); whether it must carry its zone the route
-says (they refuse a time without one)."""
+"""A body field's time that records a fact (a material lot's ``expires_at``): ISO 8601 text
+(a number is refused) with its zone: the service refuses one without (docs/api.md, "Times").
+The lists' filters are query parameters read by :func:`pkgline.list_views.parse_instant`
+instead, where a time without an offset is UTC."""
+
+
+def time_filter(what: str) -> Any:
+    """The query parameter of a list's time filter, ``since`` or ``until`` (``what`` it
+    selects, for the document): ISO 8601 text, read in the route by
+    :func:`pkgline.list_views.parse_instant`, as every list reads it (docs/api.md, "Times"):
+    without an offset, UTC; a bad one is refused (422 ``invalid_input``) naming the parameter
+    and saying what is expected."""
+    return Query(
+        max_length=40,
+        description=f"{what}: an ISO 8601 date or time, UTC unless an offset is given "
+        "(2026-12-02T14:30, 2026-12-02T14:30Z, 2026-12-02T15:30%2B01:00: the offset's + "
+        "sent as %2B).",
+    )
 
 
 def _no_nul(value: object) -> None:

@@ -89,7 +89,6 @@ async def feed_events(
 
 
 Filter = Annotated[str | None, Query(max_length=64)]
-Instant = Annotated[str | None, Query(max_length=40)]
 
 
 @router.get(
@@ -107,8 +106,8 @@ async def history(
         str | None, Query(max_length=32, description="track_in, track_out, hold, ...")
     ] = None,
     step: Filter = None,
-    since: Instant = None,
-    until: Instant = None,
+    since: Annotated[str | None, b.time_filter("Recorded at or after")] = None,
+    until: Annotated[str | None, b.time_filter("Recorded before")] = None,
     after: Annotated[
         int | None, Query(ge=1, le=MAX_CURSOR, description="The page's cursor (an entry's seq).")
     ] = None,

@@ -20,6 +20,7 @@ from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, created, principal, state_of
 from pkgline.api.json_bodies import JsonRoute
+from pkgline.list_views import parse_instant
 from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE, page_answer
 
 router = APIRouter(prefix="/lots", tags=["lots"], responses=b.REFUSALS, route_class=JsonRoute)
@@ -138,22 +139,19 @@ async def list_lots(
     step: Annotated[str | None, Query(max_length=64)] = None,
     tool: Annotated[str | None, Query(max_length=64)] = None,
     priority: Annotated[int | None, Query(ge=1, le=9)] = None,
-    since: Annotated[b.ZonedTime | None, Query(description="Moved since (ISO 8601).")] = None,
-    until: Annotated[b.ZonedTime | None, Query(description="Last moved before (ISO 8601).")] = None,
+    since: Annotated[str | None, b.time_filter("Last moved at or after")] = None,
+    until: Annotated[str | None, b.time_filter("Last moved before")] = None,
     after: Annotated[str | None, Query(max_length=64, description="The page's cursor.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LOT_PAGE)] = LOT_PAGE,
 ) -> JSONResponse:
-    for name, when in (("since", since), ("until", until)):
-        if when is not None and when.tzinfo is None:
-            raise InvalidInput(f"{name}: expected a time with its zone (ISO 8601, +00:00)")
     query = LotQuery(
         states=tuple(state or ()),
         flow=flow,
         step=step,
         tool=tool,
         priority=priority,
-        moved_since=since,
-        moved_before=until,
+        moved_since=parse_instant(since, "since"),
+        moved_before=parse_instant(until, "until"),
         after=after,
         limit=limit,
     )

@@ -142,13 +142,8 @@ async def tool_jobs(
     who: Who,
     tool_id: str,
     lot: Annotated[str | None, Query(max_length=64, description="Only this lot's jobs.")] = None,
-    since: Annotated[
-        str | None,
-        Query(max_length=40, description="Started at or after (ISO 8601; UTC if no offset)."),
-    ] = None,
-    until: Annotated[
-        str | None, Query(max_length=40, description="Started before (ISO 8601; UTC if no offset).")
-    ] = None,
+    since: Annotated[str | None, b.time_filter("Started at or after")] = None,
+    until: Annotated[str | None, b.time_filter("Started before")] = None,
     after: Annotated[
         str | None, Query(max_length=64, description="The page's cursor (a job id).")
     ] = None,

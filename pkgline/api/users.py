@@ -189,12 +189,8 @@ async def events(
     kind: Annotated[
         str | None, Query(max_length=32, description=f"One of {', '.join(EVENT_KINDS)}.")
     ] = None,
-    since: Annotated[
-        str | None, Query(max_length=40, description="At or after (ISO 8601; UTC if no offset).")
-    ] = None,
-    until: Annotated[
-        str | None, Query(max_length=40, description="Before (ISO 8601; UTC if no offset).")
-    ] = None,
+    since: Annotated[str | None, b.time_filter("At or after")] = None,
+    until: Annotated[str | None, b.time_filter("Before")] = None,
     after: Annotated[
         int | None, Query(ge=1, le=MAX_CURSOR, description="The page's cursor (an event's seq).")
     ] = None,

@@ -3,9 +3,10 @@ same JSON, output and exit codes as in direct mode, and each command says which 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,41 @@ async def test_the_lines_history_through_the_server_matches_direct_mode(api: Run
 
     held = await cli("lot", "list", "--state", "HOLD", *via, env={"COLUMNS": "200"})
     assert "held for" in held.stdout and "voids seen" in held.stdout, held.stdout
+
+
+@pytest.mark.slow
+async def test_a_local_time_in_tz_selects_alike_through_the_server_and_directly(
+    api: RunningApi,
+) -> None:
+    """``lot list``, ``lot history`` and ``tool jobs`` read ``--since``/``--until`` given
+    without an offset in the local zone ($TZ, docs/cli.md) and send it to the server with its
+    offset (the ``+`` of ``+09:00`` encoded): through the server they select what they select
+    directly, in a zone east of UTC and one west of it."""
+    from mes.domain.authority import CONTROLLER
+    from mes.domain.equipment import ToolRegistration
+
+    tool = ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1", ("DIE_ATTACH",))
+    await api.state.services.equipment.register("line-1", [tool], by=CONTROLLER)
+    via = ("--server", f"unix://{api.socket}")
+    assert (await cli("lot", "start", "T1", "--flow", "fo-organic", *via)).returncode == 0
+    for zone, hours in (("JST-9", 9), ("EST5", -5)):
+        local = datetime.now(timezone(timedelta(hours=hours))) + timedelta(minutes=1)
+        soon = f"{local:%Y-%m-%dT%H:%M}"  # a minute from now, in that zone, no offset
+        for command, items in (
+            (("lot", "list"), ["T1"]),
+            (("lot", "history"), ["T1"]),
+            (("tool", "jobs", "DB-1"), []),
+        ):
+            asked = [
+                ((*command, option, soon, "--json", *mode), selected)
+                for option, selected in (("--until", items), ("--since", []))
+                for mode in (via, ("--db", api.db))
+            ]
+            answers = await asyncio.gather(*(cli(*a, env={"TZ": zone}) for a, _ in asked))
+            for (args, selected), ran in zip(asked, answers, strict=True):
+                assert ran.returncode == 0, (zone, args, ran.stderr)
+                found = [x.get("lot", x.get("id")) for x in json.loads(ran.stdout)]
+                assert found == selected, (zone, args, found)
 
 
 @pytest.mark.slow

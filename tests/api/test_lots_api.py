@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -310,12 +312,10 @@ async def test_lists_page_with_a_cursor(api: RunningApi) -> None:
         assert (first["total"], first["more"], first["next_after"]) == (3, True, "L1")
         rest = (await client.get("/lots", params={"limit": 2, "after": "L1"})).json()
         assert [x["id"] for x in rest["lots"]] == ["L2"] and rest["more"] is False
-        naive = await client.get("/lots", params={"since": "2026-01-01T00:00:00"})
-        assert naive.status_code == 422
         for number in ("0.5", "1893456000"):  # no seconds since 1970: ISO 8601 text only
             said = await client.get("/lots", params={"until": number})
             assert said.status_code == 422, said.text
-            assert said.json()["error"] == "invalid_request"
+            assert said.json()["error"] == "invalid_input"
             assert "ISO 8601" in said.json()["message"], said.json()
         for edge in ("9999-12-31T23:59-12:00", "0001-01-01T00:00+14:00"):  # no UTC time
             said = await client.get("/lots", params={"until": edge})
@@ -391,6 +391,79 @@ async def test_the_other_lists_refuse_a_time_no_store_can_hold(api: RunningApi) 
                 assert "0001-01-01 to 9999-12-31 in UTC" in said.json()["message"]
             inside = await client.get(path, params={"since": "0001-01-01T00:00-01:00"})
             assert inside.status_code == 200, inside.text
+
+
+@pytest.fixture
+def far_east(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process (the server under test runs in it) in a zone 9 hours east of UTC
+    (``JST-9``: no time zone database needed), so that a time read in the server's local
+    zone would not be the time read as UTC."""
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _naive(at: datetime) -> str:
+    """``at`` in UTC as ISO 8601 without an offset: ``2026-12-07T10:00:01.250000``."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat()
+
+
+@pytest.mark.usefixtures("far_east")
+async def test_every_lists_time_filter_reads_a_time_without_an_offset_as_utc(
+    api: RunningApi,
+) -> None:
+    """``GET /lots?since=2026-12-07T10:00:00`` was refused (422, "expected a time with its
+    zone"), where ``/history``, ``/tools/{tool}/jobs`` and ``/security/events`` read the same
+    text as UTC, as docs/api.md says. Every list reads its ``since`` and ``until`` so now, by
+    the one parser (``pkgline.list_views.parse_instant``): a lot moved, an entry or an event
+    recorded at T is selected by ``since`` a second before T in UTC without an offset, not by
+    ``since`` a second after, whatever the server's own zone; the same time with ``Z``
+    answers the same; text that is no time is refused alike on every list (422
+    ``invalid_input``), naming the parameter and what is expected."""
+    from mes.domain.authority import CONTROLLER
+    from mes.domain.equipment import ToolRegistration
+
+    await api.roles(Role.OPERATOR, Role.ADMIN)
+    tool = ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1", ("DIE_ATTACH",))
+    await api.state.services.equipment.register("line-1", [tool], by=CONTROLLER)
+    async with api.client() as client:
+        started = await client.post("/lots", json=START)
+        assert started.status_code == 201, started.text
+        moved = datetime.fromisoformat(started.json()["updated_at"])
+        [recorded] = started.json()["recorded"]
+        [event, *_] = (await client.get("/security/events")).json()["events"]  # roles given
+        second = timedelta(seconds=1)
+        for path, items, key, item, at in (
+            ("/lots", "lots", "id", "A1", moved),
+            ("/history", "entries", "seq", recorded["seq"], recorded["at"]),
+            ("/security/events", "events", "seq", event["seq"], event["at"]),
+        ):
+            at = datetime.fromisoformat(at) if isinstance(at, str) else at
+            for name, when, selected in (
+                ("since", at - second, True),
+                ("since", at + second, False),
+                ("until", at + second, True),
+                ("until", at - second, False),
+            ):
+                said = await client.get(path, params={name: _naive(when)})
+                assert said.status_code == 200, (path, name, said.text)
+                found = [x[key] for x in said.json()[items]]
+                assert (item in found) is selected, (path, name, when, found)
+                zoned = await client.get(path, params={name: f"{_naive(when)}Z"})
+                assert zoned.json()[items] == said.json()[items], (path, name)
+        for path in ("/lots", "/history", "/tools/DB-1/jobs", "/security/events"):
+            for name in ("since", "until"):
+                day = await client.get(path, params={name: _naive(moved)[:10]})
+                assert day.status_code == 200, (path, name, day.text)
+                said = await client.get(path, params={name: "yesterday"})
+                assert said.status_code == 422, (path, said.text)
+                assert said.json()["error"] == "invalid_input", (path, said.json())
+                assert said.json()["message"] == (
+                    f"{name} 'yesterday': expected an ISO 8601 date or time, e.g. 2026-12-02 "
+                    "or 2026-12-02T14:30 (UTC unless an offset is given)"
+                ), (path, said.json())
 
 
 async def test_the_socket_is_0660_and_gone_after_the_stop(sqlite_url: str, tmp_path: Path) -> None:
