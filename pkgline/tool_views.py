@@ -319,13 +319,21 @@ async def tool_show_answer(
 
 
 async def dispatch_answer(
-    equipment: EquipmentService, tool_id: str, mode: DispatchMode, user: str, reason: str | None
+    equipment: EquipmentService,
+    tool_id: str,
+    mode: DispatchMode,
+    user: str,
+    reason: str | None,
+    lots: LotService | None = None,
 ) -> dict[str, Any]:
     """``tool manual|auto --json``, ``POST /tools/{tool}/manual|auto``: the tool as it now is,
-    and ``changed``: false when it was in that mode already (its record kept: who switched
-    it, when and why)."""
+    as ``tool show`` gives it (given ``lots``, with the lot tracked in on it by hand:
+    :func:`with_tracked_lot`; a script switching a tool would see it idle otherwise), and
+    ``changed``: false when it was in that mode already (its record kept: who switched it,
+    when and why)."""
     await known_tool(equipment, tool_id)
     record, changed = await equipment.switch_dispatch(tool_id, mode, user, reason)
+    running = await tracked_lots(lots, [tool_id]) if lots is not None else {}
     now = _now()
     answer = tool_dict(record, now, record.line in await lines_running(equipment, now))
-    return {**answer, "changed": changed}
+    return {**with_tracked_lot(answer, running), "changed": changed}

@@ -167,8 +167,15 @@ async def tool_jobs(
 async def _dispatch(
     request: Request, who: Who, tool_id: str, mode: DispatchMode, reason: str | None
 ) -> Json:
-    equipment = state_of(request).services.equipment.acting_as(who)
-    return await dispatch_answer(equipment, tool_id, mode, who.name, reason)
+    services = state_of(request).services
+    return await dispatch_answer(
+        services.equipment.acting_as(who),
+        tool_id,
+        mode,
+        who.name,
+        reason,
+        services.lots.acting_as(who),
+    )
 
 
 @router.post("/tools/{tool_id}/manual", summary="Take a tool out of automatic dispatch")

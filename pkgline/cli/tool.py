@@ -323,7 +323,9 @@ def _set_dispatch(
 ) -> None:
     async def work() -> dict[str, Any]:
         async with open_services(db) as services:
-            return await dispatch_answer(services.equipment, tool, mode, current_user(user), reason)
+            return await dispatch_answer(
+                services.equipment, tool, mode, current_user(user), reason, services.lots
+            )
 
     remote = Remote("POST", f"/tools/{segment(tool)}/{mode.value}", {"reason": reason})
     record = either(db, server, json, work, remote)
@@ -342,6 +344,7 @@ def _set_dispatch(
                 f" already ({since}by {by}{why}); nothing changed",
             )
         )
+        _print_lot_on(record)
         return
     out.print(
         Text.assemble(
@@ -366,6 +369,15 @@ def _set_dispatch(
             f"  line controller {record['line']} dispatches waiting lots to it again within its "
             "dispatch interval"
         )
+    _print_lot_on(record)
+
+
+def _print_lot_on(tool: Mapping[str, Any]) -> None:
+    """The lot on a tool just switched, as ``tool show`` names it: one an operator tracked in
+    by hand keeps the tool taken whatever its dispatch."""
+    if tool["lot"]:
+        by_hand = " (tracked in by hand)" if tool.get("by_hand") else ""
+        out.print(f"  lot {tool['lot']}{by_hand} is on it")
 
 
 @app.command()

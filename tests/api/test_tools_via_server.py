@@ -233,6 +233,57 @@ async def test_a_lot_tracked_in_by_hand_is_named_on_its_tool_through_the_server(
     assert status.returncode == 0 and "H-3 (by hand)" in status.stdout
 
 
+async def test_manual_and_auto_answer_the_tool_with_the_lot_tracked_in_by_hand_on_it(
+    api: RunningApi,
+) -> None:
+    """``tool manual|auto --json`` (and ``POST /tools/{tool}/manual|auto``) answered the tool
+    without the lot an operator tracked in by hand on it (``lot`` null, ``by_hand`` false):
+    a script switching the tool saw it idle. They answer the tool as ``tool show`` gives it,
+    ``lot`` and ``by_hand`` too, through the server and directly, and the table names the
+    lot as ``tool show`` does."""
+    from mes.domain import commands as cmd
+    from mes.domain.equipment import DispatchMode, ToolSnapshot
+
+    await _registered(api)
+    equipment, lots = api.state.services.equipment, api.state.services.lots
+    up = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+    await equipment.report("DB-1", up, by=CONTROLLER)
+    await equipment.set_dispatch("DB-1", DispatchMode.MANUAL, "tech", "by hand", by=ADMIN)
+    await lots.start(cmd.StartLot("H-3", "stiffener-bga", "olga"), by=ADMIN)
+    await lots.track_in(cmd.TrackIn("H-3", "SUBSTRATE_LOAD", "olga"), by=ADMIN)
+    await lots.track_out(cmd.TrackOut("H-3", "olga"), by=ADMIN)
+    await lots.track_in(cmd.TrackIn("H-3", "DIE_ATTACH", "olga", tool="DB-1"), by=ADMIN)
+    await api.roles(Role.TECHNICIAN)
+    via = ("--server", f"unix://{api.socket}")
+    ignore = ("e10_for_s", "updated_at", "changed")
+
+    for command in (
+        ("tool", "auto", "DB-1"),
+        ("tool", "manual", "DB-1", "--reason", "bond head check"),
+    ):
+        for mode in (via, ("--db", api.db)):  # the second finds it switched: changed false
+            ran = await cli(*command, "--json", *mode)
+            assert ran.returncode == 0, ran.stderr
+            switched = json.loads(ran.stdout)
+            assert (switched["lot"], switched["by_hand"], switched["job"]) == ("H-3", True, None)
+            shown = json.loads((await cli("tool", "show", "DB-1", "--json", *mode)).stdout)
+            assert {k: v for k, v in switched.items() if k not in ignore} == {
+                k: shown[k] for k in switched if k not in ignore
+            }
+    async with api.client() as client:
+        answered = await client.post("/tools/DB-1/auto", json={})
+        assert answered.status_code == 200, answered.text
+        assert (answered.json()["lot"], answered.json()["by_hand"]) == ("H-3", True)
+    for command, mode in (
+        (("tool", "manual", "DB-1", "--reason", "again"), via),  # manual already
+        (("tool", "auto", "DB-1"), ("--db", api.db)),
+        (("tool", "manual", "DB-1", "--reason", "again"), via),
+    ):
+        table = await cli(*command, *mode)
+        assert table.returncode == 0, table.stderr
+        assert "\n  lot H-3 (tracked in by hand) is on it\n" in table.stdout, table.stdout
+
+
 async def test_qualifications_through_the_server_need_a_technician_or_an_engineer(
     api: RunningApi,
 ) -> None:
