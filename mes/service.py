@@ -191,7 +191,9 @@ class LotService(LotServiceCore):
                 )
             version, flow = found
         # a whole number past 64 bits is refused here, before a limit compares it as a float
-        refuse_unphysical(flow.lot_params, cmd.params, f"start of lot {cmd.lot_id}", cmd.lot_id)
+        refuse_unphysical(
+            flow.lot_params, cmd.params, f"start of lot {cmd.lot_id}", cmd.lot_id, field="params"
+        )
         change = common.stamped(
             ops.start_lot(cmd, flow, self._clock(), version), self._guard.who(by)
         )
@@ -216,7 +218,11 @@ class LotService(LotServiceCore):
         """The track-in rule, after its interlocks (mes.interlocks)."""
         if cmd.step in flow.steps:
             refuse_unphysical(
-                flow.steps[cmd.step].recipe, cmd.values, f"track-in of lot {lot.id}", lot.id
+                flow.steps[cmd.step].recipe,
+                cmd.values,
+                f"track-in of lot {lot.id}",
+                lot.id,
+                field="values",
             )
         change = step_ops.track_in(lot, flow, cmd, self._clock())
         limits = queuetimes.limits_before(flow, lot, [cmd.step])
@@ -291,7 +297,9 @@ class LotService(LotServiceCore):
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
             if lot.running is not None:
                 measured = flow.steps[lot.running.step].measured
-                refuse_unphysical(measured, cmd.measured, f"track-out of lot {lot.id}", lot.id)
+                refuse_unphysical(
+                    measured, cmd.measured, f"track-out of lot {lot.id}", lot.id, field="measured"
+                )
             rejected = (yield from get_rejects_by_site(lot.id)) if cmd.rejects else None
             change = step_ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
             _, change = yield from together(  # their reads side by side

@@ -154,9 +154,16 @@ def check_window(since: datetime | None, until: datetime | None) -> None:
 
 
 def coerce_values(
-    specs: Mapping[str, ValueSpec], given: Mapping[str, GivenValue], what: str, lot_id: str
+    specs: Mapping[str, ValueSpec],
+    given: Mapping[str, GivenValue],
+    what: str,
+    lot_id: str,
+    *,
+    field: str,
 ) -> dict[str, Value]:
-    """Turn given values (text or typed) into values of the flow's types."""
+    """Turn given values (text or typed) into values of the flow's types; a refusal names
+    the value as ``field.NAME`` (``field``: the command's input that gives them,
+    ``measured``)."""
     out: dict[str, Value] = {}
     for name, raw in given.items():
         spec = specs.get(name)
@@ -166,11 +173,12 @@ def coerce_values(
                 f"{name!r} is not one of the {what}; expected: {expected}",
                 lot_id=lot_id,
                 allowed=sorted(specs),
+                field=f"{field}.{name}",
             )
         try:
             out[name] = _coerce(spec, raw)
         except ValueError as exc:
-            raise InvalidInput(f"{what}: {exc}", lot_id=lot_id) from None
+            raise InvalidInput(f"{what}: {exc}", lot_id=lot_id, field=f"{field}.{name}") from None
     return out
 
 
@@ -191,7 +199,9 @@ def _coerce(spec: ValueSpec, raw: GivenValue) -> Value:
     return value
 
 
-def resolve_carrier(lot: Lot, given: str) -> str:
+def resolve_carrier(lot: Lot, given: str, *, field: str | None = None) -> str:
+    """The id of the lot's carrier ``given`` names (its id, or its position); a refusal
+    names ``field``, the command's input that gave it."""
     if given in lot.carriers:
         return given
     if given.isascii() and given.isdigit() and 1 <= int(given) <= len(lot.carriers):
@@ -201,6 +211,7 @@ def resolve_carrier(lot: Lot, given: str) -> str:
         f"{', '.join(lot.carriers)} (or their positions 1..{len(lot.carriers)})",
         lot_id=lot.id,
         allowed=lot.carriers,
+        field=field,
     )
 
 
@@ -211,36 +222,41 @@ def resolve_sites(
     *,
     step: str,
     path_index: int,
+    field: str,
 ) -> tuple[SiteReject, ...]:
     """Check rejects given for ``lot`` and turn them into site rejects.
 
     Refused: an unknown carrier, a row/col outside the carrier, a malformed code, the same site
-    twice, or a site rejected before (a rejected site stays rejected)."""
+    twice, or a site rejected before (a rejected site stays rejected); the refusal names
+    ``field``, the command's input that gave them (``rejects``, ``sites``)."""
     out: list[SiteReject] = []
     seen: set[SiteRef] = set()
     for g in given:
-        carrier = resolve_carrier(lot, g.carrier)
+        carrier = resolve_carrier(lot, g.carrier, field=field)
         if not (1 <= g.row <= lot.site_rows and 1 <= g.col <= lot.site_cols):
             raise InvalidInput(
                 f"site {carrier}:{g.row}:{g.col} is outside the carrier: rows are "
                 f"1..{lot.site_rows}, columns 1..{lot.site_cols}",
                 lot_id=lot.id,
+                field=field,
             )
         if not REJECT_CODE_PATTERN.fullmatch(g.code):
             raise InvalidInput(
                 f"reject code {g.code!r} is not valid: expected an upper-case word such as "
                 "VOID or MISSING_BALL (A-Z, 0-9, _; at most 24)",
                 lot_id=lot.id,
+                field=field,
             )
         site = SiteRef(carrier, g.row, g.col)
         if site in seen:
-            raise InvalidInput(f"site {site} is given twice", lot_id=lot.id)
+            raise InvalidInput(f"site {site} is given twice", lot_id=lot.id, field=field)
         before = already.get(site)
         if before is not None:
             raise InvalidInput(
                 f"site {site} was already rejected at {before.step} ({before.code}): "
                 "a rejected site stays rejected",
                 lot_id=lot.id,
+                field=field,
             )
         seen.add(site)
         out.append(SiteReject(carrier, g.row, g.col, g.code, step, path_index))

@@ -6,6 +6,7 @@
     ├── UnknownLot                  no lot of that id
     ├── LotExists                   a lot of that id already exists
     ├── InvalidInput                a malformed value, unknown parameter, bad site, bad id
+    │                               (``field``: which of the command's inputs, where one)
     ├── OperationNotAllowed         the lot's state does not allow the operation
     ├── StepNotAllowed              the flow does not allow that step now (claim cited)
     ├── LimitViolated               a value outside a limit the claims fix (claims cited)
@@ -75,7 +76,25 @@ class RecordExists(LotTrackerError):
 
 
 class InvalidInput(LotTrackerError):
+    """A malformed or impossible input. ``field`` names which of the command's inputs it
+    is, where the refusal is about one: ``INPUT.NAME`` for a value of one of its mappings
+    (``measured.xy_offset_um`` of a TrackOut, ``values.bond_force_n`` of a TrackIn,
+    ``params.layers`` of a StartLot), ``INPUT`` for a list (``rejects`` of a TrackOut,
+    ``sites`` of a ScrapSites), for a form to mark the field it was typed in."""
+
     kind = "invalid_input"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        lot_id: str | None = None,
+        allowed: Iterable[str] = (),
+        claim: str | None = None,
+        field: str | None = None,
+    ):
+        super().__init__(message, lot_id=lot_id, allowed=allowed, claim=claim)
+        self.field = field
 
 
 class OperationNotAllowed(LotTrackerError):

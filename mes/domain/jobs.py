@@ -172,18 +172,27 @@ def record_job(
         )
     spec = flow.steps[running.step]
     measured = coerce_values(
-        spec.measured, cmd.measured, f"measured values of step {running.step}", lot.id
+        spec.measured,
+        cmd.measured,
+        f"measured values of step {running.step}",
+        lot.id,
+        field="measured",
     )
-    foreign = [g for g in cmd.rejects if resolve_carrier(lot, g.carrier) != job.carrier_id]
+    foreign = [
+        g for g in cmd.rejects if resolve_carrier(lot, g.carrier, field="rejects") != job.carrier_id
+    ]
     if foreign:
         raise InvalidInput(
             f"job {job.job_id} processed carrier {job.carrier_id}; rejects name other carriers",
             lot_id=lot.id,
+            field="rejects",
         )
     taken = dict(rejected)
     for other in done:
         taken.update({r.site: r for r in other.rejects})
-    rejects = resolve_sites(lot, cmd.rejects, taken, step=running.step, path_index=len(lot.path))
+    rejects = resolve_sites(
+        lot, cmd.rejects, taken, step=running.step, path_index=len(lot.path), field="rejects"
+    )
     recorded = replace(
         job,
         status=JobStatus.RECORDED,

@@ -86,7 +86,11 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = No
             f"not {cmd.priority}"
         )
     given = coerce_values(
-        flow.lot_params, cmd.params, f"lot parameters of flow {flow.name}", cmd.lot_id
+        flow.lot_params,
+        cmd.params,
+        f"lot parameters of flow {flow.name}",
+        cmd.lot_id,
+        field="params",
     )
     params = {
         name: spec.default for name, spec in flow.lot_params.items() if spec.default is not None
@@ -272,7 +276,9 @@ def scrap_sites(
     reason = require_reason(cmd.reason, "scrapping sites", lot.id)
     if not cmd.sites:
         raise InvalidInput("name the sites to scrap (CARRIER:ROW:COL)", lot_id=lot.id)
-    rejects = resolve_sites(lot, cmd.sites, rejected, step=SCRAP_STEP, path_index=len(lot.path))
+    rejects = resolve_sites(
+        lot, cmd.sites, rejected, step=SCRAP_STEP, path_index=len(lot.path), field="sites"
+    )
     good = lot.good_sites - len(rejects)
     state, held = lot.state, lot.hold
     if good <= 0 and state is LotState.WAITING:

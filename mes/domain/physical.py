@@ -20,11 +20,17 @@ from mes.domain.errors import InvalidInput
 
 
 def refuse_unphysical(
-    specs: Mapping[str, ValueSpec], given: Mapping[str, GivenValue], what: str, lot_id: str
+    specs: Mapping[str, ValueSpec],
+    given: Mapping[str, GivenValue],
+    what: str,
+    lot_id: str,
+    *,
+    field: str,
 ) -> None:
-    """Refuse (InvalidInput, nothing written) given values that cannot be physical. Values
-    that do not parse, or that no spec names, are left to the rules, which say what they
-    expect."""
+    """Refuse (InvalidInput, nothing written) given values that cannot be physical, the
+    value named as ``field.NAME`` (``field``: the command's input that gives them,
+    ``measured``). Values that do not parse, or that no spec names, are left to the rules,
+    which say what they expect."""
     for name, raw in given.items():
         spec = specs.get(name)
         if spec is None or spec.type == "str" or isinstance(raw, bool):
@@ -42,4 +48,5 @@ def refuse_unphysical(
                 f"{what} refused as bad data: {name} {raw}{unit} {why}; expected a value "
                 "that can be physical",
                 lot_id=lot_id,
+                field=f"{field}.{name}",
             )

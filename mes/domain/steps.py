@@ -70,7 +70,9 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
     spec = flow.steps[cmd.step]
     values: dict[str, Value] = spec.recipe_defaults()
     values.update(
-        coerce_values(spec.recipe, cmd.values, f"recipe values of step {cmd.step}", lot.id)
+        coerce_values(
+            spec.recipe, cmd.values, f"recipe values of step {cmd.step}", lot.id, field="values"
+        )
     )
     violations = flow.check_track_in(cmd.step, values, context(lot))
     if violations:
@@ -125,8 +127,12 @@ def track_out(
     if lot.running.tool is not None and lot.running.by_hand == cmd.dispatched:
         raise OperationNotAllowed(_whose_step(lot, lot.running), lot_id=lot.id)
     spec = flow.steps[step]
-    measured = coerce_values(spec.measured, cmd.measured, f"measured values of step {step}", lot.id)
-    rejects = resolve_sites(lot, cmd.rejects, rejected, step=step, path_index=len(lot.path))
+    measured = coerce_values(
+        spec.measured, cmd.measured, f"measured values of step {step}", lot.id, field="measured"
+    )
+    rejects = resolve_sites(
+        lot, cmd.rejects, rejected, step=step, path_index=len(lot.path), field="rejects"
+    )
     violations = flow.check_track_out(
         step, measured, context(lot, extra_recorded=lot.running.values)
     ) + flow.check_spec(step, measured)

@@ -154,3 +154,52 @@ def test_a_length_with_a_sign_may_be_negative() -> None:
     assert unphysical(offset, -3.0) is None
     assert unphysical(thickness, -3.0) is not None
     assert unphysical(thickness, 0.0) is None
+
+
+@pytest.mark.parametrize(
+    ("measured", "rejects", "field"),
+    [
+        ({"xy_offset_um": "twelve"}, (), "measured.xy_offset_um"),  # not a number
+        ({"bond_force_n": -2}, (), "measured.bond_force_n"),  # cannot be physical
+        ({"wire_pull_g": "1"}, (), "measured.wire_pull_g"),  # not one DIE_ATTACH measures
+        ({}, (cmd.SiteRejectGiven("1", 9, 9, "VOID"),), "rejects"),  # off the carrier
+        ({}, (cmd.SiteRejectGiven("7", 1, 1, "VOID"),), "rejects"),  # no such carrier
+        ({}, (cmd.SiteRejectGiven("1", 1, 1, "void"),), "rejects"),  # a malformed code
+    ],
+)
+async def test_a_refused_track_out_names_the_input_it_is_about(
+    service: LotService,
+    measured: dict[str, GivenValue],
+    rejects: tuple[cmd.SiteRejectGiven, ...],
+    field: str,
+) -> None:
+    """``InvalidInput.field`` says which of the command's inputs was refused (the station
+    marks that field of its form with it); nothing changes."""
+    await _at_die_attach(service, "L1")
+    before = await service.get("L1")
+    with pytest.raises(InvalidInput) as said:
+        await service.track_out(cmd.TrackOut("L1", OP, measured=measured, rejects=rejects))
+    assert said.value.field == field
+    assert await service.get("L1") == before
+
+
+async def test_a_refused_track_in_start_or_scrap_of_sites_names_the_input_it_is_about(
+    service: LotService,
+) -> None:
+    with pytest.raises(InvalidInput) as said:
+        await service.start(cmd.StartLot("L0", "fo-organic", OP, params={"layers": 2**64}))
+    assert said.value.field == "params.layers"
+    await _at_die_attach(service, "L1")
+    await service.abort(cmd.AbortStep("L1", OP, "again, with its recipe"))
+    for values, field in (
+        ({"bond_temperature_c": "-300"}, "values.bond_temperature_c"),  # cannot be physical
+        ({"bond_force_n": "a lot"}, "values.bond_force_n"),  # not a number
+    ):
+        with pytest.raises(InvalidInput) as said:
+            await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", OP, values=values))
+        assert said.value.field == field
+    with pytest.raises(InvalidInput) as said:
+        await service.scrap_sites(
+            cmd.ScrapSites("L1", OP, "dropped", (cmd.SiteRejectGiven("1", 0, 1, "SCRAP"),))
+        )
+    assert said.value.field == "sites"
