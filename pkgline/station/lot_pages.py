@@ -1,12 +1,13 @@
 """The lot page and its actions: hold, release (signed), abort the running step, scrap
 sites picked on the strip map (signed), split carriers off into a new lot. Each action is
 one service call for the person logged in; a refusal (role, state, bad input, a stale page)
-is shown on the page it came from and changes nothing. After an action succeeds the browser
-is sent back to the page (POST, redirect, GET), so a reload does not repeat it."""
+is shown on the page it came from and changes nothing (a track-out's on the field it is
+about, too). After an action succeeds the browser is sent back to the page (POST, redirect,
+GET), so a reload does not repeat it."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, NotAuthorized, Principal
-from mes.domain.errors import LotTrackerError, UnknownLot
+from mes.domain.errors import InvalidInput, LotTrackerError, UnknownLot
 from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE, LotState
 from mes.domain.signatures import SignatureGiven
 from mes.service import LotService
@@ -91,11 +92,14 @@ async def lot_answer(
     form: Form | None = None,
     map_text: str = "",
     history_all: bool = False,
+    errors: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     """The lot page (with a refusal's ``message``, and the refused ``form``'s values kept in
     the form it came from, the action the request posted to: ``kept(action)`` in the
-    template; ``map_text``: which rejects its maps show, :func:`map_filter`; ``history_all``:
-    every history entry, not the newest :data:`HISTORY_SHOWN`)."""
+    template; ``errors``: the message of each of its fields the refusal is about (by the
+    field's name, ``value.xy_offset_um``, ``rejects``), shown beside it in that form;
+    ``map_text``: which rejects its maps show, :func:`map_filter`; ``history_all``: every
+    history entry, not the newest :data:`HISTORY_SHOWN`)."""
     services = state_of(request).services
     try:
         lot = await services.lots.get(lot_id, by=who)
@@ -120,22 +124,46 @@ async def lot_answer(
         notice=NOTICES.get(done),
         child=child if done in ("split", "merge") else "",
         kept=kept_for(request, form),
+        field_errors=errors or {},
         max_sites_field=MAX_SITES_FIELD,
         history_shown=None if history_all else HISTORY_SHOWN,
     )
 
 
 async def _refused_on(
-    request: Request, who: Principal, lot_id: str, status: int, message: str, form: Form
+    request: Request,
+    who: Principal,
+    lot_id: str,
+    status: int,
+    message: str,
+    form: Form,
+    errors: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
-    """A refusal shown where the form came from: the holds page or the lot page."""
+    """A refusal shown where the form came from: the holds page or the lot page (``errors``:
+    on the fields it is about, :func:`lot_answer`)."""
     if form.get("back") == "holds":
         from pkgline.station.work_pages import holds_answer
 
         return await holds_answer(
             request, who, status=status, message=message, form=form, reopen=lot_id
         )
-    return await lot_answer(request, who, lot_id, status=status, message=message, form=form)
+    return await lot_answer(
+        request, who, lot_id, status=status, message=message, form=form, errors=errors
+    )
+
+
+def refused_fields(refused: LotTrackerError, inputs: Mapping[str, str]) -> dict[str, str]:
+    """The form's field a refusal is about, with its message: the command's input an
+    InvalidInput names (:attr:`InvalidInput.field`, ``measured.xy_offset_um``, ``rejects``)
+    as the form's field (``inputs``: the command's input -> the form's, ``measured`` ->
+    ``value``: ``value.xy_offset_um``); none for a refusal that names no input of the
+    form."""
+    named = refused.field if isinstance(refused, InvalidInput) else None
+    if named is None:
+        return {}
+    given, dot, name = named.partition(".")
+    field = inputs.get(given)
+    return {} if field is None else {f"{field}{dot}{name}": refused.message}
 
 
 def _done_url(lot_id: str, done: str, form: Form, **more: str) -> str:
@@ -178,10 +206,12 @@ async def _act(
     done: str,
     action: Callable[[LotService], Awaitable[Any]],
     versioned: bool = True,
+    inputs: Mapping[str, str] | None = None,
     **more: str,
 ) -> Response:
     """Do ``action`` for the form, on the version of the lot its page showed (unless not
-    ``versioned``: a hold stops the lot whatever moved it since)."""
+    ``versioned``: a hold stops the lot whatever moved it since); a refusal about one of the
+    command's ``inputs`` is shown on its field too (:func:`refused_fields`)."""
     stale = await _stale(request, who, lot_id, form) if versioned else None
     if stale is not None:
         return await _refused_on(request, who, lot_id, *stale, form)
@@ -191,7 +221,10 @@ async def _act(
     try:
         outcome = await action(lots)
     except LotTrackerError as refused:
-        return await _refused_on(request, who, lot_id, status_of(refused), str(refused), form)
+        errors = refused_fields(refused, inputs or {})
+        return await _refused_on(
+            request, who, lot_id, status_of(refused), str(refused), form, errors
+        )
     if f"{done}-held" in NOTICES:
         done = done_as(done, outcome.lot.state)
     return RedirectResponse(_done_url(lot_id, done, form, **more), status_code=303)
@@ -306,18 +339,39 @@ async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
     return await _act(request, who, lot_id, form, "track-in", lambda s: s.track_in(command))
 
 
+TRACK_OUT_FIELDS = {"measured": "value", "rejects": "rejects"}
+"""A track-out's inputs (:class:`mes.domain.commands.TrackOut`) -> its form's fields."""
+
+
 @router.post("/lots/{lot_id}/track-out")
 async def track_out(request: Request, who: Viewer, lot_id: str) -> Response:
     """Track the step the lot runs by hand out (on no tool, or on a tool in manual), with its
-    measured values and rejects."""
+    measured values and rejects. A refusal of one (a value not a number or that cannot be
+    physical, a reject malformed or not on the lot's carriers) is shown on its field too."""
     form, refused = await _form(request, who, lot_id, Action.TRACK_OUT)
     if refused is not None:
         return refused
     rejects = parse_sites(form.get("rejects"))
     if isinstance(rejects, str):
-        return await lot_answer(request, who, lot_id, status=422, message=rejects, form=form)
+        return await lot_answer(
+            request,
+            who,
+            lot_id,
+            status=422,
+            message=rejects,
+            form=form,
+            errors={"rejects": rejects},
+        )
     command = cmd.TrackOut(lot_id, who.name, given_values(form), rejects)
-    return await _act(request, who, lot_id, form, "track-out", lambda s: s.track_out(command))
+    return await _act(
+        request,
+        who,
+        lot_id,
+        form,
+        "track-out",
+        lambda s: s.track_out(command),
+        inputs=TRACK_OUT_FIELDS,
+    )
 
 
 @router.post("/lots/{lot_id}/merge")
