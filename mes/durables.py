@@ -106,10 +106,10 @@ def count_track_out(
         return
     if rejected is None:  # side by side: one round trip
         rejected, jobs = yield from together(
-            get_rejects_by_site(lot.id), get_jobs_of(lot.id, len(lot.path))
+            get_rejects_by_site(lot.id), get_jobs_of(lot.id, len(lot.path), step=running.step)
         )
     else:
-        jobs = yield from get_jobs_of(lot.id, len(lot.path))
+        jobs = yield from get_jobs_of(lot.id, len(lot.path), step=running.step)
     skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
     carriers = [(c, None) for c in lot.carriers if c not in skip]
     yield from save_durables(_use_each(on_tool, lot, running.step, carriers, rejected, by, now))

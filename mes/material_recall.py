@@ -95,7 +95,11 @@ def hold_reached(
     for r in plan.to_hold:
         lot = lots[r.lot_id]
         assert lot is not None  # a lot with a state was read
-        step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
+        step_jobs = (
+            (yield from get_jobs_of(lot.id, len(lot.path), step=lot.running.step))
+            if lot.running
+            else []
+        )
         change = ops.hold(lot, replace(coded, lot_id=lot.id), now, step_jobs)
         yield from count_abandoned(lot, change, user, now)
         yield from save(common.stamped(change, who))

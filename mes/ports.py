@@ -277,9 +277,14 @@ def get_job_with_lot(job_id: str) -> Work[tuple[JobRecord, Lot] | None]:
     return found
 
 
-def get_jobs_of(lot_id: str, path_index: int, *, and_later: bool = False) -> Work[list[JobRecord]]:
+def get_jobs_of(
+    lot_id: str, path_index: int, *, step: str | None = None, and_later: bool = False
+) -> Work[list[JobRecord]]:
+    """The jobs of the lot's carriers at a step occurrence (its position in the path), only
+    those of ``step`` when given: a lot held mid-step and released may take another step the
+    flow allows at that position, and the carriers done at the first are not done at it."""
     found: list[JobRecord] = yield GetJobsOf(lot_id, path_index, and_later)
-    return found
+    return found if step is None else [j for j in found if j.step == step]
 
 
 def get_tool_jobs(

@@ -357,7 +357,7 @@ class LotService(LotServiceCore):
 
     async def abort(self, cmd: AbortStep, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            change = ops.abort(lot, cmd, self._clock(), (yield from _open_jobs(lot)))
+            change = ops.abort(lot, cmd, self._clock(), (yield from _step_jobs(lot)))
             yield from count_abandoned(lot, change, cmd.user, self._clock())
             return change
 
@@ -366,8 +366,7 @@ class LotService(LotServiceCore):
     async def hold(self, cmd: HoldLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             coded = yield from coded_hold(cmd)
-            step_jobs = (yield from get_jobs_of(lot.id, len(lot.path))) if lot.running else []
-            change = ops.hold(lot, coded, self._clock(), step_jobs)
+            change = ops.hold(lot, coded, self._clock(), (yield from _step_jobs(lot)))
             yield from count_abandoned(lot, change, cmd.user, self._clock())
             return change
 
@@ -564,7 +563,9 @@ class LotService(LotServiceCore):
 
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             jobs, taken = yield from together(  # one round trip
-                get_jobs_of(lot.id, len(lot.path)) if lot.running else nothing([]),
+                get_jobs_of(lot.id, len(lot.path), step=lot.running.step)
+                if lot.running
+                else nothing([]),
                 get_job(cmd.job_id),
             )
             if taken is not None:
@@ -588,7 +589,7 @@ class LotService(LotServiceCore):
             if job.status is JobStatus.RECORDED:
                 return JobOutcome(lot, job, (), already_recorded=True)
             jobs, rejected = yield from together(  # one round trip
-                get_jobs_of(lot.id, job.path_index), get_rejects_by_site(lot.id)
+                get_jobs_of(lot.id, job.path_index, step=job.step), get_rejects_by_site(lot.id)
             )
             done = [j for j in jobs if j.status is JobStatus.RECORDED]
             history = (yield from get_history(lot.id)) if job_rules.needs_history(lot, job) else []
@@ -606,8 +607,8 @@ class LotService(LotServiceCore):
         return await self._write(work, by)
 
 
-def _open_jobs(lot: Lot) -> Work[list[JobRecord]]:
+def _step_jobs(lot: Lot) -> Work[list[JobRecord]]:
+    """The jobs of the step the lot runs (none when it runs none)."""
     if lot.running is None:
         return []
-    jobs = yield from get_jobs_of(lot.id, len(lot.path))
-    return [j for j in jobs if j.status is JobStatus.STARTED]
+    return (yield from get_jobs_of(lot.id, len(lot.path), step=lot.running.step))

@@ -241,8 +241,10 @@ class LotServiceCore(Guarded):
         return await self._read(work, by)
 
     async def jobs_of_step(self, lot: Lot, *, by: Principal | None = None) -> list[JobRecord]:
-        """The jobs of the lot's carriers at its current step occurrence."""
-        return await self._read(get_jobs_of(lot.id, len(lot.path)), by)
+        """The jobs of the lot's carriers at its current step occurrence (of the step it runs,
+        when it runs one)."""
+        step = lot.running.step if lot.running else None
+        return await self._read(get_jobs_of(lot.id, len(lot.path), step=step), by)
 
     async def tool_jobs(
         self,
@@ -392,7 +394,8 @@ class LotServiceCore(Guarded):
 def step_view_work(lot: Lot) -> Work[StepView]:
     """What running the lot's current step takes, read as work (in a transaction of its own,
     or in a track-in's)."""
+    step = lot.running.step if lot.running else None
     jobs, carriers, rejects = yield from together(  # one round trip
-        get_jobs_of(lot.id, len(lot.path)), get_carriers(lot.id), get_rejects(lot.id)
+        get_jobs_of(lot.id, len(lot.path), step=step), get_carriers(lot.id), get_rejects(lot.id)
     )
     return StepView(lot, jobs, carriers, rejects)

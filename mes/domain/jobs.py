@@ -210,8 +210,8 @@ def record_job(
     }
     was = job.status
     reason = LATE_REASON.format(state=lot.state.value) if late else None
-    if not finished:
-        after = moved_lot(lot, now)
+    if not finished:  # a late one: the lot must finish the step it ran (ops.unfinished)
+        after = moved_lot(lot, now, pending_rework=running.step) if late else moved_lot(lot, now)
         entry = history_entry(
             lot,
             Operation.JOB_RECORD,
@@ -286,16 +286,9 @@ def _late(lot: Lot, job: JobRecord, user: str, history: Sequence[HistoryEntry]) 
     """The step a job abandoned by a hold or an abort ran (the lot no longer runs it), for
     the record of its results, with the values it was tracked in with; refused when the lot
     has moved on since."""
-    if (
-        job.status is not JobStatus.ABANDONED
-        or job.path_index != len(lot.path)
-        or lot.pending_rework is not None
-    ):
-        moved = (
-            ""
-            if job.path_index == len(lot.path) and lot.pending_rework is None
-            else " and has moved on since"
-        )
+    stays = job.path_index == len(lot.path) and lot.pending_rework in (None, job.step)
+    if job.status is not JobStatus.ABANDONED or not stays:
+        moved = "" if stays else " and has moved on since"
         raise OperationNotAllowed(
             f"lot {lot.id} is {lot.state.value}{moved}: job {job.job_id} "
             f"({job.step}, carrier {job.carrier_id}) is {job.status.value}, not one its step "

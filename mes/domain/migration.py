@@ -57,7 +57,7 @@ def migrate(lot: Lot, flow: Flow, version: int, cmd: MigrateLot, now: datetime) 
         ) from None
     if lot.pending_rework is not None and lot.pending_rework not in flow.steps:
         raise OperationNotAllowed(
-            f"lot {lot.id} must run {lot.pending_rework} next (a rework), which version "
+            f"lot {lot.id} must run {lot.pending_rework} next (a rework, or a step stopped with carriers done), which version "
             f"{version} of flow {lot.flow} does not have",
             lot_id=lot.id,
         )

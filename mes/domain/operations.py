@@ -64,6 +64,7 @@ from mes.domain.model import (
     Operation,
     SiteRef,
     SiteReject,
+    StepCode,
 )
 from mes.domain.text import counted
 
@@ -164,12 +165,15 @@ def _abandoned(open_jobs: Sequence[JobRecord]) -> tuple[tuple[JobRecord, JobStat
     )
 
 
-def abort(lot: Lot, cmd: AbortStep, now: datetime, open_jobs: Sequence[JobRecord] = ()) -> Change:
+def abort(lot: Lot, cmd: AbortStep, now: datetime, step_jobs: Sequence[JobRecord] = ()) -> Change:
     """Back to waiting at the same position: the running step did not happen. Carriers whose
-    jobs are recorded stay done at this step; an open job is abandoned."""
+    jobs are recorded stay done at this step, and the lot must then run it next
+    (:func:`unfinished`); an open job is abandoned. ``step_jobs``: the running step's."""
     require(lot.state, Operation.ABORT, lot.id)
     assert lot.running is not None
-    after = moved_lot(lot, now, state=LotState.WAITING, running=None)
+    after = moved_lot(
+        lot, now, state=LotState.WAITING, running=None, pending_rework=unfinished(lot, step_jobs)
+    )
     entry = history_entry(
         lot,
         Operation.ABORT,
@@ -180,7 +184,20 @@ def abort(lot: Lot, cmd: AbortStep, now: datetime, open_jobs: Sequence[JobRecord
         tool=lot.running.tool,
         reason=cmd.reason,
     )
-    return single_change(lot, after, entry, jobs=_abandoned(open_jobs))
+    return single_change(lot, after, entry, jobs=_abandoned(step_jobs))
+
+
+def unfinished(lot: Lot, step_jobs: Sequence[JobRecord]) -> StepCode | None:
+    """The step a lot must run next once a hold or an abort stops it: the running step, when
+    carriers are done there already (the others still to do: another step the flow allows at
+    this position would leave the lot's carriers at different steps), else what it had to
+    run next before (a rework's step)."""
+    running = lot.running
+    if running is not None and any(
+        j.status is JobStatus.RECORDED and j.step == running.step for j in step_jobs
+    ):
+        return running.step
+    return lot.pending_rework
 
 
 # -- hold / release / scrap ------------------------------------------------------------------
@@ -200,6 +217,7 @@ def hold(lot: Lot, cmd: HoldLot, now: datetime, step_jobs: Sequence[JobRecord] =
         state=LotState.HOLD,
         running=None,
         hold=Hold(reason, cmd.user, now, cmd.source, cmd.code),
+        pending_rework=unfinished(lot, step_jobs),
     )
     data: dict[str, Any] = {**(cmd.data or {}), "source": cmd.source.value}
     if cmd.code is not None:
@@ -375,10 +393,10 @@ def rework(
             "max_reworks": spec.rework.max_reworks,
         },
     )
-    superseded = tuple(
-        (replace(j, status=JobStatus.SUPERSEDED), JobStatus.RECORDED)
+    superseded = tuple(  # an abandoned job's results, should they come, are moot too
+        (replace(j, status=JobStatus.SUPERSEDED), j.status)
         for j in done_jobs
-        if j.status is JobStatus.RECORDED and j.path_index >= index
+        if j.status in (JobStatus.RECORDED, JobStatus.ABANDONED) and j.path_index >= index
     )
     return single_change(lot, after, entry, jobs=superseded)
 

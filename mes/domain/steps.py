@@ -55,7 +55,11 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
     if cmd.step not in allowed:
         done = " ".join(lot.path) if lot.path else "(nothing yet)"
         if lot.pending_rework is not None:
-            why = f"lot {lot.id} was sent back for rework to {lot.pending_rework} and must run it next"
+            why = (
+                f"lot {lot.id} must run {lot.pending_rework} next: it was sent back for rework "
+                "to it, or a hold or an abort stopped it there with carriers done (they are "
+                f"not run again; pkgline lot show {lot.id})"
+            )
         elif cmd.step not in flow.steps:
             why = f"{cmd.step} is not a step of flow {flow.name}"
         else:

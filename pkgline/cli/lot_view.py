@@ -125,7 +125,10 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
         for label, text in hold_record(held[-1]["data"] if held else {}):
             head.add_row(label, text)
     if lot["pending_rework"]:
-        head.add_row("rework", f"must run {lot['pending_rework']} next")
+        head.add_row(
+            "must run",
+            f"{lot['pending_rework']} next (a rework, or the step stopped with carriers done)",
+        )
     head.add_row("next steps", next_text(lot, "once released", "-"))
     for refused in lot.get("refused", ()):  # why no line controller started it
         since = datetime.fromisoformat(refused["since"])

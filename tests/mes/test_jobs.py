@@ -9,7 +9,7 @@ import pytest
 
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
-from mes.domain.errors import InvalidInput, OperationNotAllowed, UnknownLot
+from mes.domain.errors import InvalidInput, OperationNotAllowed, StepNotAllowed, UnknownLot
 from mes.domain.model import JobStatus, LotState, Operation
 from mes.equipment import EquipmentService
 from mes.service import LotService
@@ -20,6 +20,7 @@ TOOLS = [
     ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5021", ("MOLD",)),
     ToolRegistration("LITHO-1", "litho", "modbus 127.0.0.1:5022", ("VIA_PATTERN",)),
     ToolRegistration("BM-1", "ball_mounter", "modbus 127.0.0.1:5023", ("BALL_MOUNT",)),
+    ToolRegistration("DICE-1", "dicer", "modbus 127.0.0.1:5024", ("DICE",)),
 ]
 
 
@@ -252,6 +253,7 @@ async def test_a_job_the_tool_completed_after_a_hold_is_recorded_and_the_lot_sta
     lot = await service.get("L1")
     assert lot.state is LotState.HOLD and lot.hold is not None
     assert lot.hold.reason == "customer asked" and lot.path[-1] == "SUBSTRATE_LOAD"
+    assert lot.pending_rework == "DIE_ATTACH"  # a carrier done there: the lot finishes it
     [entry] = late.entries
     assert entry.operation is Operation.JOB_RECORD and entry.state_after is LotState.HOLD
     assert entry.reason is not None and "after the lot left it (HOLD)" in entry.reason
@@ -340,3 +342,75 @@ async def test_a_job_abandoned_for_a_lot_that_moved_on_is_refused_and_changes_no
     assert (await service.report("L1")).history == moved.history
     assert len(before.history) < len(moved.history)
     assert (job := await service.job("J1")) is not None and job.status is JobStatus.ABANDONED
+
+
+async def _at_ball_mount(service: LotService) -> list[str]:
+    """A lot of stiffener-bga at BALL_MOUNT on BM-1 (tracked in by its controller); its flow
+    also allows DICE first at that position."""
+    await service.start(cmd.StartLot("L1", "stiffener-bga", "op", carriers=2))
+    for step in ("SUBSTRATE_LOAD", "DIE_ATTACH", "WIRE_BOND", "STIFFENER_ATTACH", "MOLD"):
+        await service.track_in(cmd.TrackIn("L1", step, "op"))
+        await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(cmd.TrackIn("L1", "BALL_MOUNT", CTRL, tool="BM-1", dispatched=True))
+    return list((await service.get("L1")).carriers)
+
+
+@pytest.mark.parametrize("stop", ["hold", "abort"])
+async def test_a_step_stopped_with_carriers_done_must_be_finished_before_any_other(
+    service: LotService, stop: str
+) -> None:
+    first, second = await _at_ball_mount(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "BM-1", first, CTRL))
+    await service.record_job(cmd.RecordJob("J1", CTRL))
+    await service.start_job(cmd.StartJob("L1", "J2", "BM-1", second, CTRL))
+    if stop == "hold":
+        await service.hold(cmd.HoldLot("L1", "op", "ball feeder jam"))
+        report = await service.report("L1")
+        assert report.next_after_release == ("BALL_MOUNT",)  # not DICE, which the flow allows
+        await service.release(cmd.ReleaseLot("L1", "qe"))
+    else:
+        await service.abort(cmd.AbortStep("L1", "op", "ball feeder jam"))
+    lot = await service.get("L1")
+    assert lot.state is LotState.WAITING and lot.pending_rework == "BALL_MOUNT"
+    before = await service.report("L1")
+    assert before.next_steps == ("BALL_MOUNT",)
+    with pytest.raises(StepNotAllowed, match="must run BALL_MOUNT next: .* with carriers done"):
+        await service.track_in(cmd.TrackIn("L1", "DICE", "op"))
+    assert (await service.report("L1")).history == before.history
+    await service.track_in(cmd.TrackIn("L1", "BALL_MOUNT", CTRL, tool="BM-1", dispatched=True))
+    with pytest.raises(InvalidInput, match="done at BALL_MOUNT already"):
+        await service.start_job(cmd.StartJob("L1", "J3", "BM-1", first, CTRL))
+    await service.start_job(cmd.StartJob("L1", "J4", "BM-1", second, CTRL))
+    done = await service.record_job(cmd.RecordJob("J4", CTRL))
+    assert done.lot.path[-1] == "BALL_MOUNT" and done.lot.pending_rework is None
+    assert (await service.report("L1")).next_steps == ("DICE",)
+
+
+async def test_a_step_stopped_before_any_carrier_was_done_leaves_the_flow_its_choice(
+    service: LotService,
+) -> None:
+    first, _ = await _at_ball_mount(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "BM-1", first, CTRL))
+    await service.hold(cmd.HoldLot("L1", "op", "ball feeder jam"))
+    await service.release(cmd.ReleaseLot("L1", "qe"))
+    assert (await service.get("L1")).pending_rework is None
+    assert set((await service.report("L1")).next_steps) == {"BALL_MOUNT", "DICE"}
+
+
+async def test_carriers_done_at_one_step_are_not_done_at_another_at_the_same_position(
+    service: LotService,
+) -> None:
+    """Jobs are kept by step occurrence (position in the path) and step: a lot that went on
+    to another step there (its first stopped before any carrier was done) sees none of the
+    first step's jobs as its own."""
+    first, second = await _at_ball_mount(service)
+    await service.start_job(cmd.StartJob("L1", "J1", "BM-1", first, CTRL))
+    await service.hold(cmd.HoldLot("L1", "op", "ball feeder jam"))
+    await service.release(cmd.ReleaseLot("L1", "qe"))
+    await service.track_in(cmd.TrackIn("L1", "DICE", CTRL, tool="DICE-1", dispatched=True))
+    lot = await service.get("L1")
+    assert await service.jobs_of_step(lot) == []  # J1 was BALL_MOUNT's
+    for n, carrier in enumerate((first, second)):
+        await service.start_job(cmd.StartJob("L1", f"D{n}", "DICE-1", carrier, CTRL))
+        out = await service.record_job(cmd.RecordJob(f"D{n}", CTRL))
+    assert out.lot.path[-1] == "DICE" and out.lot.state is LotState.WAITING
