@@ -4,22 +4,32 @@ step it stopped, the job it interrupted) and of results the controller refused, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+Later = Sequence[tuple[str, str | None, Mapping[str, Any]]]
+"""The lot's history entries after the hold, each as (operation, step, data)."""
 
-def hold_record(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+
+def hold_record(data: Mapping[str, Any], later: Later = ()) -> list[tuple[str, str]]:
     """What the hold's record says of the work done before it (the carriers done at the
-    step, the sites the interrupted job had done) and of results the controller refused."""
+    step, the sites the interrupted job had done) and of results the controller refused;
+    ``later``: what the tool did after the hold, its results recorded late (the carriers its
+    jobs completed, the step then tracked out)."""
     rows: list[tuple[str, str]] = []
     if "abandoned_step" in data:
+        step = data["abandoned_step"]
         done = data.get("carriers_done") or []
-        rows.append(
-            (
-                "done at step",
-                f"{data['abandoned_step']}: carriers {', '.join(done) or 'none'} done",
+        text = f"{step}: carriers {', '.join(done) or 'none'} done"
+        late = [d.get("carrier") for op, s, d in later if op == "job_record" and s == step]
+        if late:
+            text += (
+                f"; then {', '.join(str(c) for c in late)} by the tool after the hold "
+                "(its results recorded late)"
             )
-        )
+        if any(op == "track_out" and s == step for op, s, _ in later):
+            text += f"; {step} is done"
+        rows.append(("done at step", text))
     partial = data.get("partial")
     if isinstance(partial, Mapping):
         total = partial.get("sites_total")

@@ -121,8 +121,16 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
                 style="red",
             ),
         )
-        held = [e for e in lot["history"] if e["operation"] == "hold" and e["lot"] == lot["id"]]
-        for label, text in hold_record(held[-1]["data"] if held else {}):
+        entries: list[dict[str, Any]] = lot["history"]
+        held = [
+            i for i, e in enumerate(entries) if e["operation"] == "hold" and e["lot"] == lot["id"]
+        ]
+        later = (
+            [(e["operation"], e["step"], e["data"]) for e in entries[held[-1] + 1 :]]
+            if held
+            else []
+        )
+        for label, text in hold_record(entries[held[-1]]["data"] if held else {}, later):
             head.add_row(label, text)
     if lot["pending_rework"]:
         head.add_row(

@@ -221,7 +221,16 @@ async def lot_view(
     held_by = lot.hold.source if lot.hold is not None else None
     release = effective_action(Action.RELEASE, Context(lot.id, held_by))
     materials = await services.materials.acting_as(who).genealogy(lot_id)
-    held = [e for e in report.history if e.lot_id == lot.id and e.operation is Operation.HOLD]
+    held = [
+        i
+        for i, e in enumerate(report.history)
+        if e.lot_id == lot.id and e.operation is Operation.HOLD
+    ]
+    later = (
+        [(e.operation.value, e.step, e.data) for e in report.history[held[-1] + 1 :]]
+        if held
+        else []
+    )
     codes = await services.reasons.find(retired=True, by=who) if lot.state in ACTIVE else []
     hold_code = lot.hold.code if lot.hold is not None else None
     return LotView(
@@ -246,7 +255,9 @@ async def lot_view(
         ),
         await migrate_to(services, who, lot),
         await by_hand(services, who, report, flow),
-        tuple(hold_record(held[-1].data if held else {})) if lot.hold else (),
+        tuple(hold_record(report.history[held[-1]].data if held else {}, later))
+        if lot.hold
+        else (),
         family_of(report),
         tuple(r for r in codes if r.active),
         next((r for r in codes if r.code == hold_code), None),
