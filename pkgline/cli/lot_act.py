@@ -13,6 +13,7 @@ from pkgline.cli import modes, signing
 from pkgline.cli.common import EXIT_REFUSED, err, marked, out, print_json, run
 from pkgline.cli.lot_view import state_text
 from pkgline.cli.modes import call, say_direct, target
+from pkgline.hold_views import hold_record
 
 if TYPE_CHECKING:
     from mes.domain.authority import Action
@@ -105,6 +106,10 @@ def print_outcome(
     out.print(line)
     if answer.get("hold_reason") is not None:
         out.print(Text(f"  on hold: {answer['hold_reason']}", style="red"))
+    for e in answer.get("recorded") or []:  # a hold of a running lot: the step it stopped
+        if e.get("operation") == "hold":
+            for label, text in hold_record(e.get("data") or {}):
+                out.print(f"  {label}: {text}")
     nxt = answer.get("next_steps")
     if isinstance(nxt, list) and nxt:
         out.print(f"  next: {', '.join(str(s) for s in nxt)}")

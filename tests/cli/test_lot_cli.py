@@ -254,6 +254,14 @@ def test_a_held_lot_shows_where_it_goes_once_released(db: str) -> None:
     assert released["next_steps"] == ["SUBSTRATE_LOAD"] and released["next_after_release"] == []
 
 
+def test_a_hold_of_a_running_lot_says_which_step_it_stopped(db: str) -> None:
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga", "--carriers", "1")
+    ok_json(db, "lot", "track-in", "L1", "--step", "SUBSTRATE_LOAD")
+    held = pkgline(db, "lot", "hold", "L1", "--reason", "wrong substrate lot")
+    assert held.returncode == 0, held.stderr
+    assert "done at step: SUBSTRATE_LOAD: carriers none done" in held.stdout, held.stdout
+
+
 @pytest.mark.postgres
 def test_the_same_commands_work_on_postgresql(postgres_url: str) -> None:
     assert pkgline(postgres_url, "db", "upgrade").returncode == 0
