@@ -154,13 +154,23 @@ class Flow:
     def check_track_in(self, step: str, values: Values, ctx: LotContext) -> list[Violation]:
         """Recipe values of a track-in (defaults fill what ``values`` lacks) against their
         limits, then the step's checks on values recorded at earlier steps."""
+        recipe, earlier = self.track_in_violations(step, values, ctx)
+        return recipe + earlier
+
+    def track_in_violations(
+        self, step: str, values: Values, ctx: LotContext
+    ) -> tuple[list[Violation], list[Violation]]:
+        """:meth:`check_track_in`'s violations apart: those of the recipe values, and those
+        of the step's checks on values recorded at earlier steps (a recipe value and an
+        earlier one may have the same name)."""
         spec = self.step(step)
         _known(spec.recipe, values, f"recipe value of {step}:")
         merged = {**spec.recipe_defaults(), **values}
         resolve = resolver(merged, ctx)
         where = f"{step} track-in"
-        return check_values(spec.recipe, merged, resolve, where) + check_recorded(
-            spec.checks, ctx.recorded, resolve, where
+        return (
+            check_values(spec.recipe, merged, resolve, where),
+            check_recorded(spec.checks, ctx.recorded, resolve, where),
         )
 
     def check_track_out(self, step: str, measured: Values, ctx: LotContext) -> list[Violation]:

@@ -9,7 +9,8 @@
     │                               (``field``: which of the command's inputs, where one)
     ├── OperationNotAllowed         the lot's state does not allow the operation
     ├── StepNotAllowed              the flow does not allow that step now (claim cited)
-    ├── LimitViolated               a value outside a limit the claims fix (claims cited)
+    ├── LimitViolated               a value outside a limit the claims fix (claims cited;
+    │                               ``fields``: which of the command's inputs, where given)
     ├── ReworkNotAllowed
     ├── SplitMergeNotAllowed
     ├── UnknownTool                 no tool of that id is registered
@@ -179,14 +180,36 @@ class ConcurrentUpdate(LotTrackerError):
 
 
 class LimitViolated(LotTrackerError):
-    """Values outside the limits the claims fix. ``violations`` cite each claim."""
+    """Values outside the limits the claims fix. ``violations`` cite each claim; ``fields``
+    name the command's input each is about, in their order, as :attr:`InvalidInput.field`
+    does (``values.bond_force_n`` for a TrackIn's recipe value, ``params.layers`` for a
+    StartLot's parameter; None for a value the command does not give, one recorded at an
+    earlier step), for a form to mark the fields the values were typed in."""
 
     kind = "limit_violated"
 
-    def __init__(self, message: str, violations: Sequence[Violation], *, lot_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        violations: Sequence[Violation],
+        *,
+        lot_id: str | None = None,
+        fields: Sequence[str | None] = (),
+    ):
         claims = "; ".join(dict.fromkeys(v.claim for v in violations if v.claim))
         super().__init__(message, lot_id=lot_id, claim=claims or None)
         self.violations = tuple(violations)
+        if fields and len(fields) != len(violations):
+            raise ValueError("LimitViolated: one field (or None) per violation")
+        self.fields: tuple[str | None, ...] = tuple(fields) or (None,) * len(violations)
+
+    def about(self) -> dict[str, list[Violation]]:
+        """The violations of each command's input they are about (:attr:`fields`)."""
+        out: dict[str, list[Violation]] = {}
+        for field, violation in zip(self.fields, self.violations, strict=True):
+            if field is not None:
+                out.setdefault(field, []).append(violation)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

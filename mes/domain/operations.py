@@ -121,6 +121,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = No
             f"lot {cmd.lot_id} refused: {violations_text(violations)}",
             violations,
             lot_id=cmd.lot_id,
+            fields=[f"params.{v.value_name}" for v in violations],
         )
     try:
         flow.position((), params)

@@ -78,12 +78,14 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
             spec.recipe, cmd.values, f"recipe values of step {cmd.step}", lot.id, field="values"
         )
     )
-    violations = flow.check_track_in(cmd.step, values, context(lot))
+    recipe, earlier = flow.track_in_violations(cmd.step, values, context(lot))
+    violations = recipe + earlier
     if violations:
         raise LimitViolated(
             f"track-in of lot {lot.id} at {cmd.step} refused: {violations_text(violations)}",
             violations,
             lot_id=lot.id,
+            fields=[f"values.{v.value_name}" for v in recipe] + [None] * len(earlier),
         )
     by_hand = cmd.tool is not None and not cmd.dispatched
     running = RunningStep(cmd.step, cmd.tool, values, now, cmd.user, by_hand=by_hand)

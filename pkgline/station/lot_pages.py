@@ -1,9 +1,9 @@
 """The lot page and its actions: hold, release (signed), abort the running step, scrap
 sites picked on the strip map (signed), split carriers off into a new lot. Each action is
 one service call for the person logged in; a refusal (role, state, bad input, a stale page)
-is shown on the page it came from and changes nothing (a track-out's on the field it is
-about, too). After an action succeeds the browser is sent back to the page (POST, redirect,
-GET), so a reload does not repeat it."""
+is shown on the page it came from and changes nothing (a track-in's or a track-out's on
+the field it is about, too). After an action succeeds the browser is sent back to the page
+(POST, redirect, GET), so a reload does not repeat it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, NotAuthorized, Principal
-from mes.domain.errors import InvalidInput, LotTrackerError, UnknownLot
+from mes.domain.errors import InvalidInput, LimitViolated, LotTrackerError, UnknownLot
 from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE, LotState
 from mes.domain.signatures import SignatureGiven
 from mes.service import LotService
@@ -153,17 +153,26 @@ async def _refused_on(
 
 
 def refused_fields(refused: LotTrackerError, inputs: Mapping[str, str]) -> dict[str, str]:
-    """The form's field a refusal is about, with its message: the command's input an
-    InvalidInput names (:attr:`InvalidInput.field`, ``measured.xy_offset_um``, ``rejects``)
-    as the form's field (``inputs``: the command's input -> the form's, ``measured`` ->
-    ``value``: ``value.xy_offset_um``); none for a refusal that names no input of the
-    form."""
-    named = refused.field if isinstance(refused, InvalidInput) else None
-    if named is None:
-        return {}
-    given, dot, name = named.partition(".")
-    field = inputs.get(given)
-    return {} if field is None else {f"{field}{dot}{name}": refused.message}
+    """The form's fields a refusal is about, with their messages: the command's input an
+    InvalidInput names (:attr:`InvalidInput.field`, ``measured.xy_offset_um``, ``rejects``),
+    with its message, or those a LimitViolated's violations are about
+    (:attr:`LimitViolated.fields`, ``values.bond_force_n``), each with its violations'
+    messages, as the form's fields (``inputs``: the command's input -> the form's,
+    ``measured`` -> ``value``: ``value.xy_offset_um``); none for a refusal that names no
+    input of the form."""
+    named: dict[str, str] = {}
+    if isinstance(refused, InvalidInput) and refused.field is not None:
+        named[refused.field] = refused.message
+    elif isinstance(refused, LimitViolated):
+        for about, violations in refused.about().items():
+            named[about] = " ".join(v.message for v in violations)
+    out: dict[str, str] = {}
+    for about, message in named.items():
+        given, dot, name = about.partition(".")
+        field = inputs.get(given)
+        if field is not None:
+            out[f"{field}{dot}{name}"] = message
+    return out
 
 
 def _done_url(lot_id: str, done: str, form: Form, **more: str) -> str:
@@ -322,11 +331,16 @@ def given_values(form: Form) -> dict[str, str]:
     }
 
 
+TRACK_IN_FIELDS = {"values": "value"}
+"""A track-in's inputs (:class:`mes.domain.commands.TrackIn`) -> its form's fields."""
+
+
 @router.post("/lots/{lot_id}/track-in")
 async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
     """Track a step in by hand, on no tool or on the tool picked (one switched to manual: the
     interlocks check it), with the recipe values given (the flow's defaults for the
-    others)."""
+    others). A refusal of one (a value not of its type, that cannot be physical, or outside
+    a claimed limit) is shown on its field too."""
     form, refused = await _form(request, who, lot_id, Action.TRACK_IN)
     if refused is not None:
         return refused
@@ -336,7 +350,15 @@ async def track_in(request: Request, who: Viewer, lot_id: str) -> Response:
         return await lot_answer(request, who, lot_id, status=422, message=message, form=form)
     tool = form.get("tool").strip() or None
     command = cmd.TrackIn(lot_id, step, who.name, tool, given_values(form))
-    return await _act(request, who, lot_id, form, "track-in", lambda s: s.track_in(command))
+    return await _act(
+        request,
+        who,
+        lot_id,
+        form,
+        "track-in",
+        lambda s: s.track_in(command),
+        inputs=TRACK_IN_FIELDS,
+    )
 
 
 TRACK_OUT_FIELDS = {"measured": "value", "rejects": "rejects"}

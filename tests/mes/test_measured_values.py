@@ -11,7 +11,7 @@ import pytest
 from mes.domain import commands as cmd
 from mes.domain.commands import GivenValue
 from mes.domain.equipment import ToolRegistration
-from mes.domain.errors import InvalidInput
+from mes.domain.errors import InvalidInput, LimitViolated
 from mes.domain.model import HoldSource, LotState
 from mes.equipment import EquipmentService
 from mes.service import LotService
@@ -203,3 +203,50 @@ async def test_a_refused_track_in_start_or_scrap_of_sites_names_the_input_it_is_
             cmd.ScrapSites("L1", OP, "dropped", (cmd.SiteRejectGiven("1", 0, 1, "SCRAP"),))
         )
     assert said.value.field == "sites"
+
+
+async def test_a_track_in_or_start_refused_by_a_claimed_limit_names_the_inputs_it_is_about(
+    service: LotService,
+) -> None:
+    """``LimitViolated.fields``: the command's input each violation is about, in their order
+    (the station marks those fields of its form); nothing changes."""
+    with pytest.raises(LimitViolated) as violated:
+        await service.start(cmd.StartLot("L0", "fo-organic", OP, params={"layers": "9"}))
+    assert violated.value.fields == ("params.layers",)
+    await service.start(cmd.StartLot("L1", "fo-organic", OP))
+    before = await service.get("L1")
+    values = {"substrate_material": "glass", "cavity_method": "drilled", "cavity_depth_um": "90"}
+    with pytest.raises(LimitViolated) as violated:
+        await service.track_in(cmd.TrackIn("L1", "SUBSTRATE_PREP", OP, values=values))
+    assert violated.value.fields == ("values.substrate_material", "values.cavity_method")
+    assert [v.value_name for v in violated.value.violations] == [
+        "substrate_material",
+        "cavity_method",
+    ]
+    assert set(violated.value.about()) == {"values.substrate_material", "values.cavity_method"}
+    assert await service.get("L1") == before
+
+
+async def test_a_limit_on_a_value_recorded_at_an_earlier_step_names_no_input(
+    service: LotService,
+) -> None:
+    """A track-in refused for a value an earlier step recorded (VIA_PATTERN's check of the
+    insulating substrate's thickness, given at CARRIER_LOAD) names no input of the track-in,
+    though a step's recipe could hold a value of that name."""
+    await service.start(cmd.StartLot("L1", "fo-organic-insulating", OP))
+    thick = {"insulating_thickness_um": "250"}
+    await service.track_in(cmd.TrackIn("L1", "CARRIER_LOAD", OP, values=thick))
+    await service.track_out(cmd.TrackOut("L1", OP))
+    for step, values in (
+        ("DIE_ATTACH", {}),
+        ("FILL", {"filling_material": "epoxy"}),
+        ("GRIND", {}),
+        ("SUBSTRATE_BOND", {}),
+    ):
+        await service.track_in(cmd.TrackIn("L1", step, OP, values=values))
+        await service.track_out(cmd.TrackOut("L1", OP))
+    with pytest.raises(LimitViolated) as violated:
+        await service.track_in(cmd.TrackIn("L1", "VIA_PATTERN", OP))
+    (violation,) = violated.value.violations
+    assert violation.value_name == "insulating_thickness_um"
+    assert violated.value.fields == (None,) and violated.value.about() == {}
