@@ -6,11 +6,13 @@
     ├── UnknownLot                  no lot of that id
     ├── LotExists                   a lot of that id already exists
     ├── InvalidInput                a malformed value, unknown parameter, bad site, bad id
-    │                               (``field``: which of the command's inputs, where one)
+    │                               (``field``: which of the command's inputs, where one;
+    │                               its JSON's ``field``)
     ├── OperationNotAllowed         the lot's state does not allow the operation
     ├── StepNotAllowed              the flow does not allow that step now (claim cited)
     ├── LimitViolated               a value outside a limit the claims fix (claims cited;
-    │                               ``fields``: which of the command's inputs, where given)
+    │                               ``fields``: which of the command's inputs, where given;
+    │                               each violation's ``field`` in its JSON)
     ├── ReworkNotAllowed
     ├── SplitMergeNotAllowed
     ├── UnknownTool                 no tool of that id is registered
@@ -20,7 +22,8 @@
     │                               was expected (mes.domain.interlocks)
     └── ConcurrentUpdate            another transaction moved the lot first; retry
 
-Each error knows what was expected (``allowed``) and renders itself for ``--json``.
+Each error knows what was expected (``allowed``) and renders itself for ``--json`` and the
+API's error body (``to_dict``).
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ class InvalidInput(LotTrackerError):
     ):
         super().__init__(message, lot_id=lot_id, allowed=allowed, claim=claim)
         self.field = field
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.field is not None:
+            out["field"] = self.field
+        return out
 
 
 class OperationNotAllowed(LotTrackerError):
@@ -213,7 +222,10 @@ class LimitViolated(LotTrackerError):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        out["violations"] = [violation_dict(v) for v in self.violations]
+        out["violations"] = [
+            violation_dict(v) | ({} if field is None else {"field": field})
+            for field, v in zip(self.fields, self.violations, strict=True)
+        ]
         return out
 
 

@@ -361,6 +361,12 @@ class LimitViolation(BaseModel):
     claim: str | None
     kind: str = Field(description="claimed, spec_lower or spec_upper.")
     message: str
+    field: str | None = Field(
+        None,
+        description="The lot tracker's name of the input the value was given in: values.NAME "
+        "(a track-in's recipe value, the body's params), params.NAME (a start's lot "
+        "parameter); absent for a value an earlier step recorded.",
+    )
 
 
 class Refusal(BaseModel):
@@ -372,6 +378,12 @@ class Refusal(BaseModel):
     lot: str | None = None
     allowed: list[str] | None = Field(None, description="What would be allowed instead.")
     claim: str | None = Field(None, description="The claim a refused limit comes from.")
+    field: str | None = Field(
+        None,
+        description="invalid_input: the lot tracker's name of the input refused, where it "
+        "is one: measured.NAME (a track-out's data), values.NAME (a track-in's params), "
+        "params.NAME (a start's), rejects, sites.",
+    )
     problems: list[Problem] | None = Field(None, description="invalid_request: what is wrong.")
     violations: list[LimitViolation] | None = Field(None, description="limit_violated.")
     interlock: str | None = Field(None, description="interlock: which refused.")
