@@ -1,6 +1,8 @@
 """Request bodies of the lot, flow and map routes: exactly what each operation takes,
 nothing more (an unknown field is refused, 422), typed (a wrong type is refused, a number
-given as text too: :class:`Body`), sized (a value past its limit is refused). Who acts is never in a body: it is the request's principal.
+given as text too: :class:`Body`), sized (a value past its limit is refused; a limit the lot
+tracker sets is its own constant: carriers, site rows and columns, priority). Who acts is
+never in a body: it is the request's principal.
 
 Signed operations carry ``signatures``: the electronic signatures (21 CFR Part 11), each
 with the signer's password given again and what binds it to what the signer saw (the lot's
@@ -25,7 +27,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mes.domain.model import LOT_ID_PATTERN, LOT_ID_RULE
+from mes.domain.model import (
+    LOT_ID_PATTERN,
+    LOT_ID_RULE,
+    MAX_CARRIERS,
+    MAX_SITE_COLS,
+    MAX_SITE_ROWS,
+    PRIORITY_RANGE,
+)
 from mes.maps.e142 import MAX_MAP_BYTES
 from pkgline.list_views import read_iso_time
 
@@ -150,14 +159,21 @@ Signatures = Annotated[
 ]
 
 
+Priority = Annotated[int, Field(ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1)]
+
+
 class StartBody(Body):
+    """A lot's carriers, their sites and its priority are bounded by the lot tracker's
+    constants (the CLI's options by the same, pkgline.cli.bounds): the document says what
+    the lot tracker accepts."""
+
     lot: NewLotId
     flow: Annotated[str, Field(min_length=1, max_length=64)]
-    carriers: Annotated[int, Field(2, ge=1, le=1000)] = 2
-    rows: Annotated[int, Field(4, ge=1, le=1000)] = 4
-    cols: Annotated[int, Field(8, ge=1, le=1000)] = 8
+    carriers: Annotated[int, Field(2, ge=1, le=MAX_CARRIERS)] = 2
+    rows: Annotated[int, Field(4, ge=1, le=MAX_SITE_ROWS)] = 4
+    cols: Annotated[int, Field(8, ge=1, le=MAX_SITE_COLS)] = 8
     params: Values = {}
-    priority: Annotated[int, Field(5, ge=1, le=9)] = 5
+    priority: Priority = 5
 
 
 class TrackInBody(Body):
@@ -168,8 +184,8 @@ class TrackInBody(Body):
 
 class Site(Body):
     carrier: Annotated[str, Field(min_length=1, max_length=64)]
-    row: Annotated[int, Field(ge=1, le=100000)]
-    col: Annotated[int, Field(ge=1, le=100000)]
+    row: Annotated[int, Field(ge=1, le=MAX_SITE_ROWS)]
+    col: Annotated[int, Field(ge=1, le=MAX_SITE_COLS)]
 
 
 class Reject(Site):
@@ -258,7 +274,8 @@ class MigrateBody(Body):
 
 class SplitBody(Body):
     carriers: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=64)]], Field(min_length=1)
+        list[Annotated[str, Field(min_length=1, max_length=64)]],
+        Field(min_length=1, max_length=MAX_CARRIERS),
     ]
     into: NewLotId
     reason: Reason = None

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, StrictFloat, StrictInt
 
 from mes.domain.authority import Principal
-from mes.domain.durables import DEFAULT_WARN_FRACTION
+from mes.domain.durables import DEFAULT_WARN_FRACTION, MAX_LIFE
 from mes.durables import DurableService
 from mes.ports_durables import DurableQuery
 from pkgline.api import bodies as b
@@ -32,7 +32,7 @@ class AddDurableBody(b.Body):
     kind: b.Name
     life: Annotated[
         StrictInt,
-        Field(ge=-(2**53), le=2**53, description="In its kind's unit (touchdowns, cuts, ...)."),
+        Field(ge=1, le=MAX_LIFE, description="In its kind's unit (touchdowns, cuts, ...)."),
     ]
     warn_fraction: Annotated[
         StrictFloat | StrictInt, Field(description="Warn at this fraction of its life.")

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from mes.domain import commands as cmd
 from mes.domain.authority import Principal
 from mes.domain.errors import InvalidInput
-from mes.domain.model import LotState
+from mes.domain.model import PRIORITY_RANGE, LotState
 from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.domain.signatures import SignatureGiven
 from mes.ports import LotQuery
@@ -138,7 +138,9 @@ async def list_lots(
     flow: Annotated[str | None, Query(max_length=64)] = None,
     step: Annotated[str | None, Query(max_length=64)] = None,
     tool: Annotated[str | None, Query(max_length=64)] = None,
-    priority: Annotated[int | None, Query(ge=1, le=9)] = None,
+    priority: Annotated[
+        int | None, Query(ge=PRIORITY_RANGE.start, le=PRIORITY_RANGE.stop - 1)
+    ] = None,
     since: Annotated[str | None, b.time_filter("Last moved at or after")] = None,
     until: Annotated[str | None, b.time_filter("Last moved before")] = None,
     after: Annotated[str | None, Query(max_length=64, description="The page's cursor.")] = None,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from mes.domain.authority import Principal
+from mes.domain.spc import MAX_BASELINE, MIN_BASELINE
 from mes.spc import SpcService
 from pkgline.api import bodies as b
 from pkgline.api.auth import answer, principal, state_of
@@ -30,7 +31,8 @@ class ChartBody(b.Body):
     value: b.Name
     tool: b.Name
     baseline: Annotated[
-        int, Field(20, ge=-1_000_000, le=1_000_000, description="Limits from the first N points.")
+        int,
+        Field(20, ge=MIN_BASELINE, le=MAX_BASELINE, description="Limits from the first N points."),
     ] = 20
     center: Limit = None
     sigma: Limit = None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
+from pkgline.cli.bounds import MAX_SITE_COLS, MAX_SITE_ROWS
 from pkgline.page_sizes import SHOW_HISTORY, SHOW_LOTS
 
 if TYPE_CHECKING:
@@ -262,8 +263,19 @@ def parse_sites(
         if len(parts) != (4 if with_code else 3) or not all(parts):
             usage_error(f"{option} expects {form}, got {item!r}", as_json=as_json)
         carrier, row, col = parts[0], parts[1], parts[2]
-        if not (row.isascii() and row.isdigit() and col.isascii() and col.isdigit()):
-            usage_error(f"{option} {item!r}: ROW and COL are whole numbers from 1", as_json=as_json)
+        if not (
+            row.isascii()
+            and row.isdigit()
+            and col.isascii()
+            and col.isdigit()
+            and 1 <= int(row) <= MAX_SITE_ROWS
+            and 1 <= int(col) <= MAX_SITE_COLS
+        ):
+            usage_error(
+                f"{option} {item!r}: ROW and COL are whole numbers from 1 (a carrier has at "
+                f"most {MAX_SITE_ROWS} rows and {MAX_SITE_COLS} columns)",
+                as_json=as_json,
+            )
         code = parts[3] if with_code else default_code
         sites.append(SiteRejectGiven(carrier, int(row), int(col), code))
     return tuple(sites)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pkgline.cli.bounds import MAX_LIFE
 from pkgline.cli.common import (
     MORE_HISTORY,
     DbOption,
@@ -97,6 +98,8 @@ def add(
         int,
         typer.Option(
             "--life",
+            min=1,
+            max=MAX_LIFE,
             help="Its life, in its kind's unit (touchdowns, cuts, shots, prints).",
             show_default=False,
         ),

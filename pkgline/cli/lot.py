@@ -12,6 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from pkgline.cli import loading, lot_history, lot_list, lot_map, lot_migrate, signing
+from pkgline.cli.bounds import (
+    MAX_CARRIERS,
+    MAX_PRIORITY,
+    MAX_SITE_COLS,
+    MAX_SITE_ROWS,
+    MIN_PRIORITY,
+)
 from pkgline.cli.common import (
     DbOption,
     HistoryOption,
@@ -65,11 +72,21 @@ RecipeOption = Annotated[
 def start(
     lot: LotArg,
     flow: Annotated[str, typer.Option("--flow", help="Flow name (pkgline flow list).")],
-    carriers: Annotated[int, typer.Option(help="Number of carriers (strips or panels).")] = 2,
-    rows: Annotated[int, typer.Option(help="Site rows per carrier.")] = 4,
-    cols: Annotated[int, typer.Option(help="Site columns per carrier.")] = 8,
+    carriers: Annotated[
+        int,
+        typer.Option(min=1, max=MAX_CARRIERS, help="Number of carriers (strips or panels)."),
+    ] = 2,
+    rows: Annotated[int, typer.Option(min=1, max=MAX_SITE_ROWS, help="Site rows per carrier.")] = 4,
+    cols: Annotated[
+        int, typer.Option(min=1, max=MAX_SITE_COLS, help="Site columns per carrier.")
+    ] = 8,
     param: LotParamOption = None,
-    priority: Annotated[int, typer.Option(min=1, max=9, help="1 (most urgent) to 9.")] = 5,
+    priority: Annotated[
+        int,
+        typer.Option(
+            min=MIN_PRIORITY, max=MAX_PRIORITY, help=f"1 (most urgent) to {MAX_PRIORITY}."
+        ),
+    ] = 5,
     db: DbOption = None,
     server: ServerOption = None,
     user: UserOption = None,
@@ -376,6 +393,11 @@ def split(
     names = tuple(c.strip() for item in carriers for c in item.split(",") if c.strip())
     if not names:
         usage_error("--carriers names no carrier", as_json=json)
+    if len(names) > MAX_CARRIERS:
+        usage_error(
+            f"--carriers names {len(names)} carriers: a lot has at most {MAX_CARRIERS}",
+            as_json=json,
+        )
     command = cmd.SplitLot(lot, into, names, current_user(user), reason)
     remote = (
         f"/lots/{segment(lot)}/split",

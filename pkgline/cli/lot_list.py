@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pkgline.cli import modes
+from pkgline.cli.bounds import MAX_PRIORITY, MIN_PRIORITY
 from pkgline.cli.common import DbOption, JsonOption, err, print_json, run, usage_error
 from pkgline.cli.lot_view import print_lots
 from pkgline.cli.modes import ServerOption, call, say_direct, target
@@ -49,7 +50,13 @@ def list_lots(
         str | None, typer.Option("--tool", help="Only lots running on this tool.")
     ] = None,
     priority: Annotated[
-        int | None, typer.Option("--priority", help="Only lots of this priority (1-9).")
+        int | None,
+        typer.Option(
+            "--priority",
+            min=MIN_PRIORITY,
+            max=MAX_PRIORITY,
+            help=f"Only lots of this priority ({MIN_PRIORITY}-{MAX_PRIORITY}).",
+        ),
     ] = None,
     since: Annotated[
         str | None,

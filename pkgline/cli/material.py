@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pkgline.cli.bounds import MAX_CLOCK_MINUTES
 from pkgline.cli.common import (
     MORE_HISTORY,
     DbOption,
@@ -164,8 +165,13 @@ def add(
     def minutes(hours: float | None, option: str) -> int | None:
         if hours is None:
             return None
-        if not math.isfinite(hours * 60) or hours < 0:  # nan, inf, too large, negative
-            usage_error(f"{option} {hours}: expected a number of hours, 0 or more", as_json=json)
+        # nan, inf, negative, or past the lot tracker's longest (the API's bound too)
+        if not math.isfinite(hours * 60) or hours < 0 or round(hours * 60) > MAX_CLOCK_MINUTES:
+            usage_error(
+                f"{option} {hours}: expected a number of hours, 0 or more, at most "
+                f"{MAX_CLOCK_MINUTES // 60:,}",
+                as_json=json,
+            )
         return round(hours * 60)
 
     thaw = minutes(thaw_hours, "--thaw-hours")

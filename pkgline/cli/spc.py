@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from mes.domain.spc import KIND_TEXT, ChartKind
+from mes.domain.spc import KIND_TEXT, MAX_BASELINE, MIN_BASELINE, ChartKind
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -43,7 +43,13 @@ def chart(
     value: ValueArg,
     tool: ToolOption,
     baseline: Annotated[
-        int, typer.Option("--baseline", help="Limits from the first N points from now on.")
+        int,
+        typer.Option(
+            "--baseline",
+            min=MIN_BASELINE,
+            max=MAX_BASELINE,
+            help="Limits from the first N points from now on.",
+        ),
     ] = 20,
     center: Annotated[float | None, typer.Option("--center", help="Limits set: center.")] = None,
     sigma: Annotated[float | None, typer.Option("--sigma", help="Limits set: sigma.")] = None,

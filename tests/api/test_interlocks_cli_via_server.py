@@ -24,7 +24,8 @@ Args = tuple[str, ...]
 DURABLE_CHANGES: list[Args] = [
     ("durable", "add", "CAP-1", "--kind", "capillary", "--life", "500", "--warn-at", "0.5"),
     ("durable", "add", "CH-1", "--kind", "mold_chase", "--life", "1000", "--description", "4x"),
-    ("durable", "add", "CAP-2", "--kind", "capillary", "--life", "0"),  # refused: life
+    # refused: the warning fraction (a life of 0 is a usage error: test_bounds_via_server.py)
+    ("durable", "add", "CAP-2", "--kind", "capillary", "--life", "5", "--warn-at", "2"),
     ("durable", "mount", "CAP-1", "--tool", "WB-1"),
     ("durable", "mount", "CH-1", "--tool", "MOLD-1"),
     ("durable", "renew", "CH-1", "--reason", "cleaned"),
