@@ -374,7 +374,7 @@ async def test_a_step_stopped_with_carriers_done_must_be_finished_before_any_oth
     assert lot.state is LotState.WAITING and lot.pending_rework == "BALL_MOUNT"
     before = await service.report("L1")
     assert before.next_steps == ("BALL_MOUNT",)
-    with pytest.raises(StepNotAllowed, match="must run BALL_MOUNT next: .* with carriers done"):
+    with pytest.raises(StepNotAllowed, match=r"must run BALL_MOUNT next: .* with carriers done"):
         await service.track_in(cmd.TrackIn("L1", "DICE", "op"))
     assert (await service.report("L1")).history == before.history
     await service.track_in(cmd.TrackIn("L1", "BALL_MOUNT", CTRL, tool="BM-1", dispatched=True))
