@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from mes.domain import reasons as rules
-from mes.domain.authority import Action, Principal
+from mes.domain.authority import Action, Context, Principal
 from mes.domain.commands import HoldLot, ScrapLot
 from mes.domain.errors import UnknownReasonCode
 from mes.domain.model import Lot
@@ -46,11 +46,14 @@ def _coded(code: str, kind: ReasonKind, free: str | None) -> Work[str]:
 
 
 def release_allowed(lot: Lot, who: Principal | None) -> Work[None]:
-    """Refuse (NotAuthorized) the release of a hold whose code names the roles that may
-    release it, by anyone else."""
-    if who is None or lot.hold is None or lot.hold.code is None:
+    """Refuse (NotAuthorized) the release of the lot's hold by anyone the table (the hold's
+    source) or the hold's code (the roles it names) does not let release it; the refusal
+    names who may (:func:`mes.domain.reasons.check_release_by`). Nothing for a lot not
+    held: the release says why."""
+    if who is None or lot.hold is None:
         return
-    rules.check_release(who, lot.id, (yield from get_reason_code(lot.hold.code)))
+    found = (yield from get_reason_code(lot.hold.code)) if lot.hold.code is not None else None
+    rules.check_release_by(who, Context(lot.id, lot.hold.source), found)
 
 
 class ReasonService(Guarded):

@@ -118,6 +118,11 @@ class TrackedIn(Outcome):
 Rule = Callable[[Lot, Flow], Change | Work[Change]]
 """What an operation on one lot decides: the change, or work that reads more first."""
 
+Gate = Callable[[Lot, Principal], Work[None]]
+"""Who may do an operation on the lot as it is, where that depends on more than the lot's
+row (a release: the hold's reason code): refuses with NotAuthorized. Checked before any
+signature's password (a read of its own), and again in the operation's transaction."""
+
 
 class LotService(LotServiceCore):
     """Start, move, hold and end lots; each call is one transaction (the reads:
@@ -133,11 +138,15 @@ class LotService(LotServiceCore):
         primary: str | None = None,
         signatures: Sequence[SignatureGiven] = (),
         reads: Sequence[Request] = (),
+        gate: Gate | None = None,
     ) -> Outcome:
         """``reads``: what the rule will ask first, known from the command alone, asked with
-        the lot (:func:`mes.ports.asked_with`)."""
+        the lot (:func:`mes.ports.asked_with`). ``gate``: who may, from the lot and what it
+        reads (:data:`Gate`)."""
         who = self._guard.who(by)
-        if signatures:  # a role that may never: 403 before any password is checked
+        if signatures:  # a role that may not: 403 before any password is checked
+            if gate is not None and who is not None:
+                await self._gate_first(lot_id, gate, who, by)
             await self._guard.allow_some(by, action, lot_id)
         signed = await self.signing.verify(who, action, lot_id, signatures)
 
@@ -146,6 +155,8 @@ class LotService(LotServiceCore):
             if lot is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
             context = Context(lot_id, lot.hold.source if lot.hold else None)
+            if gate is not None and who is not None:  # the lot may have changed since
+                yield from gate(lot, who)
             self._guard.check(by, action, context)
             self._check_seen(lot)
             flow = self.flow_of(lot)
@@ -168,6 +179,25 @@ class LotService(LotServiceCore):
             return Outcome(next(x for x in change.lots if x.id == wanted), entries)
 
         return await self._write(work, by)
+
+    async def _gate_first(
+        self, lot_id: str, gate: Gate, who: Principal, by: Principal | None
+    ) -> None:
+        """``gate`` on the lot as it is now, in a read of its own, its refusal recorded: before
+        a signature's password is checked (a person who may not is told so, not asked for a
+        password and counted towards a lockout). An unknown lot: the operation says so."""
+
+        def work() -> Work[None]:
+            lot = yield from get_lot(lot_id)
+            if lot is not None:
+                yield from gate(lot, who)
+
+        try:
+            async with self._uow(readonly=True) as uow:
+                await uow.run(work(), commit=True)
+        except NotAuthorized as refused:
+            await self._guard.refused(by, refused)
+            raise
 
     async def start(self, cmd: StartLot, *, by: Principal | None = None) -> Outcome:
         """Start a lot on its flow's active version: the newest approved one (a draft or a
@@ -392,12 +422,16 @@ class LotService(LotServiceCore):
         another lot version), LoginRefused-like wrong passwords (counted towards the lockout).
         Same for :meth:`scrap`, :meth:`scrap_sites` and :meth:`rework`."""
 
-        def rule(lot: Lot, flow: Flow) -> Work[Change]:
-            yield from release_allowed(lot, self._guard.who(by))  # a code may name who
+        def rule(lot: Lot, flow: Flow) -> Change:
             return ops.release(lot, flow, cmd, self._clock())
 
         return await self._on_lot(
-            cmd.lot_id, rule, action=Action.RELEASE, by=by, signatures=signatures
+            cmd.lot_id,
+            rule,
+            action=Action.RELEASE,
+            by=by,
+            signatures=signatures,
+            gate=release_allowed,  # the hold's code may name who; before any password
         )
 
     async def scrap(

@@ -16,7 +16,17 @@ from datetime import datetime
 from enum import StrEnum
 
 from flows.errors import suggest
-from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, Role
+from mes.domain.authority import (
+    PERMISSIONS,
+    Action,
+    Context,
+    NotAuthorized,
+    Principal,
+    Role,
+    authorize,
+    effective_action,
+    may,
+)
 from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.text import blank, one_line, optional_line
 
@@ -159,4 +169,34 @@ def check_release(who: Principal, lot_id: str, found: ReasonCode | None) -> None
         needed=found.release_roles,
         lot_id=lot_id,
         action=Action.RELEASE,
+    )
+
+
+def release_roles(context: Context, found: ReasonCode | None) -> frozenset[Role]:
+    """The roles that may release the hold of ``context`` placed with ``found``: the table's
+    row for the hold's source, narrowed by the roles the code names (those the code names,
+    where none of them is in the row)."""
+    row = PERMISSIONS[effective_action(Action.RELEASE, context)]
+    if found is None or not found.release_roles:
+        return row
+    return (row & found.release_roles) or found.release_roles
+
+
+def check_release_by(who: Principal, context: Context, found: ReasonCode | None) -> None:
+    """Refuse (NotAuthorized) the release of the hold of ``context`` (placed with ``found``)
+    by someone the table or the code does not let release it, naming who may: the whole
+    check, which the service makes before a signature's password is looked at."""
+    if found is None or not found.release_roles:
+        authorize(who, Action.RELEASE, context)
+        return
+    if may(who, Action.RELEASE, context) and releases(who, found):
+        return
+    needed = release_roles(context, found)
+    held = ", ".join(sorted(r.value for r in who.roles)) or "no role"
+    raise NotAuthorized(
+        f"{who.name} ({held}) may not release lot {context.lot_id}: its hold, code "
+        f"{found.code}, is released by {' or '.join(sorted(r.value for r in needed))}",
+        needed=needed,
+        lot_id=context.lot_id,
+        action=effective_action(Action.RELEASE, context),
     )

@@ -573,6 +573,48 @@ async def test_a_signers_wrong_password_is_403_and_the_requests_credentials_hold
     assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 1
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    """The server on SQLite, and on PostgreSQL."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    async with start_api(url, tmp_path / "api.sock") as running:
+        yield running
+
+
+async def test_a_release_a_hold_code_refuses_is_refused_before_the_password_is_checked(
+    any_api: RunningApi,
+) -> None:
+    """qa2 (quality) releasing a lot held with code VOID (released by engineer only), with a
+    wrong password: 403 not_authorized, naming engineer, recorded; no signature_failed event
+    and no failed attempt counted (one who may not cannot lock their own account by trying);
+    with the right password or none, the same."""
+    api = any_api
+    identity = api.state.identity
+    await api.own_password()
+    await api.roles(Role.OPERATOR, Role.QUALITY)
+    async with api.client() as client:
+        added = await client.post(
+            "/reasons",
+            json={"code": "VOID", "kind": "hold", "text": "voids", "release_by": ["engineer"]},
+        )
+        assert added.status_code == 201, added.text
+        assert (await client.post("/lots", json=START)).status_code == 201
+        held = await client.post("/lots/A1/hold", json={"reason": "x", "code": "VOID"})
+        version = held.json()["version"]
+        await api.roles(Role.QUALITY)
+        before = len(await identity.events(ADMIN))
+        for body in ({"reason": "ok", **_signed(version, "not-it")}, {"reason": "ok"}):
+            refused = await client.post("/lots/A1/release", json=body)
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"] == "not_authorized", refused.text
+            assert refused.json()["allowed"] == ["engineer"], refused.text
+        assert (await client.get("/lots/A1")).json()["state"] == "HOLD"
+    assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 0
+    events = (await identity.events(ADMIN))[before:]
+    assert [e.kind for e in events] == [EventKind.REFUSED, EventKind.REFUSED]
+    assert all(e.action == "release" and e.lot_id == "A1" for e in events)
+
+
 async def test_a_system_asking_for_a_signed_operation_is_told_a_system_signs_nothing(
     api: RunningApi,
 ) -> None:

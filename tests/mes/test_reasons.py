@@ -13,9 +13,10 @@ from flows import FlowLibrary
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, AuthMethod, NotAuthorized, Principal, Role
 from mes.domain.errors import InvalidInput, OperationNotAllowed
-from mes.domain.identity import SecurityEvent
+from mes.domain.identity import EventKind, SecurityEvent
 from mes.domain.model import LotState
 from mes.domain.reasons import ReasonCode, ReasonKind, check_release, releases
+from mes.domain.signatures import SignatureGiven
 from mes.ports import UnitOfWorkFactory
 from mes.reasons import ReasonService
 from mes.service import LotService
@@ -149,6 +150,43 @@ async def test_a_hold_whose_code_names_engineering_is_released_by_engineering_on
         cmd.ReleaseLot("L1", "eng1"), by=ENGINEER, signatures=signed(ENGINEER, held)
     )
     assert released.lot.state is LotState.WAITING
+
+
+@pytest.mark.usefixtures("catalogue")
+async def test_a_code_refuses_a_release_before_the_signatures_password_is_checked(
+    lots: LotService, log: Log
+) -> None:
+    """Quality, whom the table lets release an operator's hold but the code VOID does not,
+    signing with a wrong password: refused for the code (not_authorized, recorded), not for
+    the password (which would count towards quality's own lockout)."""
+    await lots.start(cmd.StartLot("L1", "fo-organic", "op1"))
+    held = (await lots.hold(cmd.HoldLot("L1", "op1", "", code="VOID"))).lot
+    wrong = (SignatureGiven("q1", "approved", password="not-it", lot_version=held.version),)
+    for signatures in (wrong, signed(QUALITY, held), ()):
+        with pytest.raises(NotAuthorized, match="code VOID, is released by engineer") as e:
+            await lots.release(cmd.ReleaseLot("L1", "q1"), by=QUALITY, signatures=signatures)
+        assert e.value.allowed == ("engineer",)
+        refused = log.events[-1]
+        assert refused.kind is EventKind.REFUSED and refused.actor == "q1"
+        assert refused.action == Action.RELEASE.value and refused.lot_id == "L1"
+        assert refused.detail["needed"] == ["engineer"]
+    assert (await lots.get("L1")).state is LotState.HOLD
+
+
+@pytest.mark.usefixtures("catalogue")
+async def test_a_refusal_of_a_role_that_releases_nothing_names_who_releases_that_hold(
+    lots: LotService, log: Log
+) -> None:
+    """An ERP key (viewer) refused the release of a lot held with VOID is told engineer, not
+    every role that releases some hold; signed or not."""
+    erp = Principal("erp", frozenset({Role.VIEWER}), AuthMethod.API_KEY)
+    await lots.start(cmd.StartLot("L1", "fo-organic", "op1"))
+    held = (await lots.hold(cmd.HoldLot("L1", "op1", "", code="VOID"))).lot
+    for signatures in ((), signed(erp, held)):
+        with pytest.raises(NotAuthorized) as e:
+            await lots.release(cmd.ReleaseLot("L1", "erp"), by=erp, signatures=signatures)
+        assert e.value.allowed == ("engineer",), e.value.message
+        assert log.events[-1].detail["needed"] == ["engineer"]
 
 
 @pytest.mark.usefixtures("catalogue")
