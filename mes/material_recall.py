@@ -7,6 +7,7 @@ The rules are pure (:mod:`mes.domain.material_quarantine`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -14,14 +15,16 @@ from mes.domain import common
 from mes.domain import material_quarantine as rules
 from mes.domain import material_reach as reach
 from mes.domain import operations as ops
-from mes.domain.authority import Principal
+from mes.domain.authority import Action, Context, Principal, Role, authorize
 from mes.domain.commands import HoldLot
-from mes.domain.material_reach import Reached
-from mes.domain.materials import Material
+from mes.domain.material_quarantine import QuarantinedInput
+from mes.domain.material_reach import Reached, Source
+from mes.domain.materials import Material, Use
 from mes.domain.model import Lot, LotState
 from mes.durables import count_abandoned
 from mes.ports import Work, each_together, get_history, get_jobs_of, get_lot, save
-from mes.ports_materials import get_uses
+from mes.ports_materials import get_materials, get_uses
+from mes.ports_reasons import get_reason_code
 from mes.reasons import coded_hold
 
 
@@ -74,6 +77,53 @@ def reached_lots(material_id: str) -> Work[list[tuple[Reached, Lot | None]]]:
         (replace(r, state=lot.state, step=lot.step) if lot is not None else r, lot)
         for r, lot in zip(found, lots, strict=True)
     ]
+
+
+def lot_sources(lot_id: str) -> Work[list[Source]]:
+    """Every material lot that went into ``lot_id`` (``lot genealogy``): its own, its
+    parent's before it was split off, those of the lots merged into it before they were."""
+    links = yield from reach_lots([lot_id], reach.UPSTREAM)
+    uses = yield from get_uses(lot_ids=list(links))
+    by_lot: dict[str, list[Use]] = {}
+    for use in uses:
+        by_lot.setdefault(use.lot_id, []).append(use)
+    return reach.genealogy(lot_id, links, by_lot)
+
+
+def _roles_of(code: str) -> Work[frozenset[Role]]:
+    found = yield from get_reason_code(code)
+    return found.release_roles if found is not None else frozenset()
+
+
+def quarantined_in(lot_id: str) -> Work[list[QuarantinedInput]]:
+    """The material lots that went into ``lot_id`` (:func:`lot_sources`) and are quarantined
+    now, each with the roles its quarantine's hold code names."""
+    sources = yield from lot_sources(lot_id)
+    ids = sorted({s.use.material_id for s in sources})
+    if not ids:
+        return []
+    stopped = [m for m in (yield from get_materials(ids)) if m.quarantine is not None]
+    if not stopped:
+        return []
+    roles = yield from each_together(
+        _roles_of(m.quarantine.code) for m in stopped if m.quarantine is not None
+    )
+    return rules.quarantined_inputs(sources, stopped, roles)
+
+
+def quarantine_gate(action: Action) -> Callable[[Lot, Principal], Work[None]]:
+    """The gate (:data:`mes.service.Gate`) of a held lot's release or rework (``action``):
+    refused, by the table first, then to a role none of the quarantines of the material lots
+    it got names (:func:`mes.domain.material_quarantine.check_quarantined`)."""
+
+    def gate(lot: Lot, who: Principal) -> Work[None]:
+        if lot.hold is None:  # not held: the operation says why
+            return
+        if action is not Action.RELEASE:  # a release's table: the code's gate did it
+            authorize(who, action, Context(lot.id, lot.hold.source))
+        rules.check_quarantined(who, lot.id, action, (yield from quarantined_in(lot.id)))
+
+    return gate
 
 
 def hold_reached(

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from flows import Flow
 from mes.domain import material_quarantine as quarantines
-from mes.domain import material_reach as reach
 from mes.domain import materials as rules
 from mes.domain.authority import Action, Principal
 from mes.domain.commands import HoldLot, TrackIn
@@ -34,7 +33,7 @@ from mes.domain.signatures import (
 from mes.domain.text import blank
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.known_tools import naming_the_tools
-from mes.material_recall import Quarantined, Recall, hold_reached, reach_lots, reached_lots
+from mes.material_recall import Quarantined, Recall, hold_reached, lot_sources, reached_lots
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -370,12 +369,7 @@ class MaterialService(Guarded):
         def work() -> Work[list[Source]]:
             if (yield from get_lot(lot_id)) is None:
                 raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            links = yield from reach_lots([lot_id], reach.UPSTREAM)
-            uses = yield from get_uses(lot_ids=list(links))
-            by_lot: dict[str, list[Use]] = {}
-            for use in uses:
-                by_lot.setdefault(use.lot_id, []).append(use)
-            return reach.genealogy(lot_id, links, by_lot)
+            return (yield from lot_sources(lot_id))
 
         found = await self._read(work(), by)
         assert isinstance(found, list)

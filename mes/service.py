@@ -69,6 +69,7 @@ from mes.domain.signatures import linked as linked_signatures
 from mes.durables import count_abandoned, count_job, count_track_out, durable_interlock
 from mes.flowversions import UnknownVersion, VersionNotLoaded
 from mes.interlocks import queue_clocks, tool_interlock, track_in_reads
+from mes.material_recall import quarantine_gate
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
     Request,
@@ -411,7 +412,10 @@ class LotService(LotServiceCore):
     ) -> Outcome:
         """Release a hold: one a claimed limit, an alarm or the controller placed needs
         quality or engineering (:mod:`mes.domain.authority`); one whose reason code names who
-        may release it, only by them (:mod:`mes.domain.reasons`).
+        may release it, only by them (:mod:`mes.domain.reasons`); a lot that got a material
+        lot quarantined now, only by a role its quarantine's code names
+        (:mod:`mes.domain.material_quarantine`), whatever held it. Checked before any
+        signature's password, and again in the transaction.
 
         Signed (docs/security.md, "Electronic signatures"): ``signatures`` are the signers'
         :class:`~mes.domain.signatures.SignatureGiven`, the first the principal acting
@@ -431,7 +435,7 @@ class LotService(LotServiceCore):
             action=Action.RELEASE,
             by=by,
             signatures=signatures,
-            gate=release_allowed,  # the hold's code may name who; before any password
+            gate=_release_gate,  # the hold's code may name who; before any password
         )
 
     async def scrap(
@@ -535,14 +539,20 @@ class LotService(LotServiceCore):
         by: Principal | None = None,
         signatures: Sequence[SignatureGiven] = (),
     ) -> Outcome:
-        """Send a held lot back to a reworkable step (signed, as :meth:`release`)."""
+        """Send a held lot back to a reworkable step (signed, as :meth:`release`); a lot that
+        got a quarantined material lot only by a role its quarantine's code names."""
 
         def rule(lot: Lot, flow: Flow) -> Work[Change]:
             done = yield from get_jobs_of(lot.id, 0, and_later=True)
             return ops.rework(lot, flow, cmd, self._clock(), done)
 
         return await self._on_lot(
-            cmd.lot_id, rule, action=Action.REWORK, by=by, signatures=signatures
+            cmd.lot_id,
+            rule,
+            action=Action.REWORK,
+            by=by,
+            signatures=signatures,
+            gate=_REWORK_GATE,  # a quarantined material it got; before any password
         )
 
     async def complete(self, cmd: CompleteLot, *, by: Principal | None = None) -> Outcome:
@@ -639,6 +649,18 @@ class LotService(LotServiceCore):
             return JobOutcome(change.lot, recorded, entries)
 
         return await self._write(work, by)
+
+
+_RELEASE_QUARANTINES = quarantine_gate(Action.RELEASE)
+_REWORK_GATE = quarantine_gate(Action.REWORK)
+
+
+def _release_gate(lot: Lot, who: Principal) -> Work[None]:
+    """Who may release the lot's hold: the table for its source and its reason code
+    (:func:`mes.reasons.release_allowed`), then the quarantines of the material lots it got
+    (:func:`mes.material_recall.quarantine_gate`)."""
+    yield from release_allowed(lot, who)
+    yield from _RELEASE_QUARANTINES(lot, who)
 
 
 def _step_jobs(lot: Lot) -> Work[list[JobRecord]]:

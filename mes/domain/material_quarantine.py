@@ -12,6 +12,11 @@ The recall's holds (:func:`recall_plan`) reach what ``material where-used`` reac
 (:mod:`mes.domain.material_reach`): of those lots, the ones waiting or running are held,
 those on hold already or off the line (completed, scrapped, merged into another) are only
 reported. A recall run twice holds nothing twice.
+
+Whatever holds a product lot that got a material lot quarantined now (through splits and
+merges: ``lot genealogy``), its release and its rework are allowed only to a role the
+quarantine's hold code names (:func:`check_quarantined`), as for a lot's own hold code: a
+lot an operator held for another reason, then recalled, is not released by that operator.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, Role
 from mes.domain.errors import ConcurrentUpdate, InvalidInput, OperationNotAllowed
-from mes.domain.material_reach import Reached
+from mes.domain.material_reach import Reached, Source
 from mes.domain.materials import Changed, Material, MaterialEvent, MaterialEventKind, Quarantine
 from mes.domain.model import LotState
 from mes.domain.text import blank, one_line, utc_stamp
@@ -105,3 +111,83 @@ def recall_plan(reached: Sequence[Reached]) -> RecallPlan:
         [r for r in reached if r.state is LotState.HOLD],
         [r for r in reached if r.state not in TO_HOLD and r.state is not LotState.HOLD],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedInput:
+    """A material lot quarantined now that went into a product lot (``via``: the lots it
+    came through, :class:`mes.domain.material_reach.Source`), with its quarantine and the
+    roles the quarantine's hold code names (none: the table decides)."""
+
+    material_id: str
+    quarantine: Quarantine
+    via: tuple[str, ...]
+    release_roles: frozenset[Role]
+
+    def text(self) -> str:
+        """``material lot EMC-1, quarantined with code RECALL by qa1 since 2026-12-01 08:00
+        UTC: RECALL Material recall: voids``."""
+        q = self.quarantine
+        return (
+            f"material lot {self.material_id}, quarantined with code {q.code} by {q.by} "
+            f"since {utc_stamp(q.at)}: {q.reason}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        q = self.quarantine
+        return {
+            "material": self.material_id,
+            "code": q.code,
+            "by": q.by,
+            "since": q.at.isoformat(),
+            "reason": q.reason,
+            "via": list(self.via),
+            "release_by": sorted(r.value for r in self.release_roles),
+        }
+
+
+def quarantined_inputs(
+    sources: Sequence[Source],
+    materials: Sequence[Material],
+    release_roles: Sequence[frozenset[Role]],
+) -> list[QuarantinedInput]:
+    """The material lots of ``sources`` (a lot's genealogy) that ``materials`` (as read now,
+    each with the roles its quarantine's code names, in ``release_roles``) say are
+    quarantined: each once, by material lot id."""
+    roles = dict(zip((m.id for m in materials), release_roles, strict=True))
+    stopped = {m.id: m.quarantine for m in materials if m.quarantine is not None}
+    found: dict[str, QuarantinedInput] = {}
+    for s in sources:
+        q = stopped.get(s.use.material_id)
+        if q is not None and s.use.material_id not in found:
+            found[s.use.material_id] = QuarantinedInput(
+                s.use.material_id, q, s.via, roles[s.use.material_id]
+            )
+    return [found[m] for m in sorted(found)]
+
+
+def may_lift(who: Principal, found: Sequence[QuarantinedInput]) -> bool:
+    """Whether every quarantine of ``found`` lets ``who`` release (or rework) the lot:
+    :func:`check_quarantined`'s answer without the refusal, for what a page offers."""
+    return all(not q.release_roles or who.roles & q.release_roles for q in found)
+
+
+def check_quarantined(
+    who: Principal, lot_id: str, action: Action, found: Sequence[QuarantinedInput]
+) -> None:
+    """Refuse (NotAuthorized) the release or rework (``action``) of ``lot_id`` by someone who
+    holds none of the roles the hold code of a quarantine of ``found`` names: naming the
+    material lot, its quarantine (code, by whom, since when, why) and who may."""
+    for q in found:
+        if not q.release_roles or who.roles & q.release_roles:
+            continue
+        needed = (PERMISSIONS[action] & q.release_roles) or q.release_roles
+        held = ", ".join(sorted(r.value for r in who.roles)) or "no role"
+        raise NotAuthorized(
+            f"{who.name} ({held}) may not {action.value} lot {lot_id}: it got {q.text()}; "
+            f"until that quarantine is lifted, its {action.value} is for "
+            f"{' or '.join(sorted(r.value for r in needed))}",
+            needed=needed,
+            lot_id=lot_id,
+            action=action,
+        )

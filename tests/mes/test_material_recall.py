@@ -32,6 +32,7 @@ from mes.domain.errors import (
 from mes.domain.identity import EventKind
 from mes.domain.material_reach import Reached
 from mes.domain.model import LotState, Operation
+from mes.domain.signatures import SignatureGiven
 from mes.equipment import EquipmentService
 from mes.materials import MaterialService
 from mes.ports import UnitOfWorkFactory
@@ -266,6 +267,73 @@ async def test_a_quarantine_with_its_holds_is_one_command(
     assert done.material.quarantine is not None
     assert done.recall is not None and [r.lot_id for r in done.recall.held] == ["A"]
     assert (await service.get("A")).state is LotState.HOLD
+
+
+@pytest.mark.usefixtures("line")
+async def test_a_lot_held_for_another_reason_that_got_a_recalled_material_stays_quality_s(
+    service: LotService,
+    materials: MaterialService,
+    store: UnitOfWorkFactory,
+    library: FlowLibrary,
+    clock: Clock,
+    log: Log,
+) -> None:
+    """An operator held lot D with a code of their own (CUSTOMER) before the recall, which
+    reported D on hold and did not touch it; B2 split off B after B got the compound, and
+    was held likewise. Until quality lifts the quarantine, their release and rework are
+    RECALL's roles' (quality): the operator is refused before the signature's password is
+    looked at (a wrong one: not_authorized, not counted), naming the material lot and its
+    quarantine; the engineer's rework too; quality releases; and once the quarantine is
+    lifted the operator releases their own hold again."""
+    await ReasonService(store, clock).add("CUSTOMER", "hold", "Customer request", QA)
+    signers = Signers([OPERATOR, QUALITY, ENGINEER])
+    lots = LotService(store, library, clock, principal=OPERATOR, security=log, verifier=signers)
+    await _loaded_emc(materials, clock)
+    for lot_id in ("B", "D", "E"):
+        await _at_mold(service, lot_id)
+        await _run(service, lot_id, "MOLD", "MOLD-1")
+    await service.split(cmd.SplitLot("B", "B2", ("2",), OP))  # B2 got it through B
+    for lot_id in ("D", "B2"):
+        await lots.hold(cmd.HoldLot(lot_id, OP, "hold for the customer", code="CUSTOMER"))
+    await lots.hold(cmd.HoldLot("E", OP, "hold for the customer", code="CUSTOMER"))
+    await materials.unload("EMC-1", OP)
+    q = await materials.quarantine("EMC-1", "RECALL", "voids in X-ray", QA, hold_lots=True)
+    assert q.recall is not None and {r.lot_id for r in q.recall.on_hold} == {"D", "B2", "E"}
+    # E got it too; only D and B2 are tried below
+
+    for lot_id in ("D", "B2"):
+        held = await lots.get(lot_id)
+        wrong = (SignatureGiven(OP, "approved", password="not-it", lot_version=held.version),)
+        for signatures in (wrong, signed(OPERATOR, held), ()):
+            with pytest.raises(NotAuthorized) as refused:
+                await lots.release(cmd.ReleaseLot(lot_id, OP), signatures=signatures)
+            said = refused.value.message
+            assert (
+                f"op1 (operator) may not release lot {lot_id}: it got material lot EMC-1, " in said
+            )
+            assert "quarantined with code RECALL by qa1 since " in said
+            assert "RECALL Material recall: voids in X-ray" in said and "for quality" in said
+            assert refused.value.allowed == ("quality",)
+            assert (log.events[-1].kind, log.events[-1].lot_id) == (EventKind.REFUSED, lot_id)
+            assert log.events[-1].action == "release"
+        with pytest.raises(NotAuthorized, match="may not rework lot") as refused:
+            await lots.rework(
+                cmd.ReworkLot(lot_id, "MOLD", "pe1", "x"),
+                by=ENGINEER,
+                signatures=signed(ENGINEER, held),
+            )
+        assert refused.value.allowed == ("quality",)
+        assert (await lots.get(lot_id)).state is LotState.HOLD
+    assert not [e for e in log.events if e.kind is not EventKind.REFUSED]
+
+    released = await lots.release(
+        cmd.ReleaseLot("D", QA), by=QUALITY, signatures=signed(QUALITY, await lots.get("D"))
+    )
+    assert released.lot.state is LotState.WAITING
+    seen = (await materials.show("EMC-1")).material
+    await materials.release("EMC-1", "not affected", QA, signatures=signed(QUALITY, seen))
+    back = await lots.release(cmd.ReleaseLot("B2", OP), signatures=signed(OPERATOR, held))
+    assert back.lot.state is LotState.WAITING
 
 
 @pytest.mark.usefixtures("line")
