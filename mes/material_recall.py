@@ -37,6 +37,10 @@ class Recall:
     held: list[Reached]
     on_hold: list[Reached]
     off_line: list[Reached]
+    release_by: frozenset[Role] = frozenset()
+    """While the material lot is quarantined, the roles its quarantine's code names: those
+    alone release or rework the lots that got it, those on hold already included (none: not
+    quarantined, or a code naming none; each lot's own hold decides)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,4 +158,6 @@ def hold_reached(
         yield from count_abandoned(lot, change, user, now)
         yield from save(common.stamped(change, who))
         held.append(replace(r, state=LotState.HOLD, step=change.lot.step))
-    return Recall(material_id, held, plan.on_hold, plan.off_line)
+    quarantine = next((m.quarantine for m in (yield from get_materials([material_id]))), None)
+    roles = (yield from _roles_of(quarantine.code)) if quarantine is not None else frozenset()
+    return Recall(material_id, held, plan.on_hold, plan.off_line, roles)

@@ -20,6 +20,7 @@ from mes.domain.authority import Action, Principal
 from mes.domain.commands import HoldLot, TrackIn
 from mes.domain.errors import InvalidInput, UnknownLot, UnknownMaterial, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
+from mes.domain.material_quarantine import QuarantinedInput
 from mes.domain.material_reach import Reached, Source
 from mes.domain.materials import Changed, Material, MaterialEvent, Use
 from mes.domain.model import Lot
@@ -33,7 +34,14 @@ from mes.domain.signatures import (
 from mes.domain.text import blank
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.known_tools import naming_the_tools
-from mes.material_recall import Quarantined, Recall, hold_reached, lot_sources, reached_lots
+from mes.material_recall import (
+    Quarantined,
+    Recall,
+    hold_reached,
+    lot_sources,
+    quarantined_in,
+    reached_lots,
+)
 from mes.ports import (
     UnitOfWorkFactory,
     Work,
@@ -361,6 +369,25 @@ class MaterialService(Guarded):
         found = await self._read(work(), by)
         assert isinstance(found, list)
         return found
+
+    async def quarantined_in(
+        self, lot_ids: Sequence[str], *, by: Principal | None = None
+    ) -> dict[str, list[QuarantinedInput]]:
+        """For each of ``lot_ids`` that got some, the material lots quarantined now that went
+        into it (its genealogy): while they are, its release and rework are for the roles
+        their quarantines' codes name (the holds page)."""
+
+        def work() -> Work[dict[str, list[QuarantinedInput]]]:
+            found: dict[str, list[QuarantinedInput]] = {}
+            for lot in lot_ids:  # one after the other: each walks its genealogy side by side
+                q = yield from quarantined_in(lot)
+                if q:
+                    found[lot] = q
+            return found
+
+        answer = await self._read(work(), by)
+        assert isinstance(answer, dict)
+        return answer
 
     async def genealogy(self, lot_id: str, *, by: Principal | None = None) -> list[Source]:
         """Every material lot that went into the product lot: its own, its parent's before

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Self, TypeVar
 
@@ -43,6 +43,7 @@ from mes.domain.signatures import (
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.lot_reads import report_work
+from mes.material_recall import quarantined_in
 from mes.ports import (
     HistoryPage,
     HistoryQuery,
@@ -308,7 +309,9 @@ class LotServiceCore(Guarded):
         """Everything ``lot show`` tells, read in one transaction."""
 
         def work() -> Work[LotReport]:
-            return (yield from report_work(lot_id, self.flow_of))
+            report = yield from report_work(lot_id, self.flow_of)
+            found = yield from quarantined_in(lot_id)  # read by lot show, the API, the station
+            return replace(report, quarantined=tuple(found)) if found else report
 
         return await self._read(work, by)
 

@@ -5,7 +5,9 @@ path takes to start (docs/api.md, the CLI's figures).
 
 Each answers what the full path would, or None where it does not answer (another database,
 a file of another account, a URL with options, a server that does not answer, another
-schema revision, an unknown lot, a flow version not built yet): the caller then takes the
+schema revision, an unknown lot, a flow version not built yet, a lot that may have got a
+material lot while some material lot is quarantined: which, only the full path reads): the
+caller then takes the
 full path, which answers, or refuses and says why, as ever; a database that does not answer
 in time is said so at once (:class:`mes.adapters.report_reads.Silent`), where the full path
 would wait as long again to say the same. The authority is the full
@@ -27,8 +29,8 @@ from mes.adapters.location import (
 )
 from mes.adapters.report_reads import NotAnswered
 from mes.domain.errors import UnknownLot
-from mes.domain.model import Lot
-from mes.domain.report import report_dict
+from mes.domain.model import Lot, Operation
+from mes.domain.report import LotReport, report_dict
 from mes.lot_reads import report_work
 
 
@@ -48,9 +50,25 @@ def lot_report(url: str | None, lot_id: str) -> dict[str, Any] | None:
             if reader.revision() != SCHEMA_REVISION:
                 return None
             flows = _Flows(reader.flow_version_hashes())
-            return report_dict(reader.run(report_work(lot_id, flows.of)))
+            report = reader.run(report_work(lot_id, flows.of))
+            return _answered(report, reader.any_quarantined())
     except (OSError, NotAnswered, UnknownLot, UnknownFlow, DatabaseUrlError):
         return None
+
+
+def _answered(report: LotReport, any_quarantined: bool) -> dict[str, Any] | None:
+    """``report``'s JSON, or None where a material lot quarantined now may have gone into
+    the lot (some material lot is quarantined, and the lot's history shows a track-in that
+    recorded material lots, its own or its parent's before the split, or a lot merged into
+    it): which (``quarantined_materials``, which decides who may release it) is the full
+    path's to read. The common case, no quarantine at all, is answered here."""
+    if any_quarantined:
+        for e in report.history:
+            if e.operation is Operation.MERGE or (
+                e.operation is Operation.TRACK_IN and e.data.get("materials")
+            ):
+                return None
+    return report_dict(report)
 
 
 def _postgres_report(url: str, lot_id: str) -> dict[str, Any] | None:
@@ -68,7 +86,8 @@ def _postgres_report(url: str, lot_id: str) -> dict[str, Any] | None:
             if await reader.revision() != SCHEMA_REVISION:
                 return None
             flows = _Flows(await reader.flow_version_hashes())
-            return report_dict(await reader.run(report_work(lot_id, flows.of)))
+            report = await reader.run(report_work(lot_id, flows.of))
+            return _answered(report, await reader.any_quarantined())
 
     return asyncio.run(read())
 

@@ -237,12 +237,14 @@ def _reached_dict(r: Reached) -> Json:
 
 def recall_dict(recall: Recall) -> Json:
     """``material hold-lots`` (a recall's holds): the lots held now, and those left as they
-    were, on hold already or off the line."""
+    were, on hold already or off the line; ``release_by``: while the material lot is
+    quarantined, the roles that alone release or rework the lots that got it."""
     return {
         "material": recall.material_id,
         "held": [_reached_dict(r) for r in recall.held],
         "on_hold": [_reached_dict(r) for r in recall.on_hold],
         "off_line": [_reached_dict(r) for r in recall.off_line],
+        "release_by": sorted(r.value for r in recall.release_by),
     }
 
 

@@ -30,6 +30,7 @@ import asyncpg
 from mes.adapters import jsontext
 from mes.adapters.location import DatabaseTimeouts, check_password_file
 from mes.adapters.report_reads import (
+    ANY_QUARANTINE,
     FLOW_VERSION_HASHES,
     REVISION,
     NotAnswered,
@@ -140,6 +141,13 @@ class PostgresReader:
             for r in records
         ]
         return step.answer(rows)
+
+    async def any_quarantined(self) -> bool:
+        """Whether any material lot is quarantined now (:data:`ANY_QUARANTINE`)."""
+        try:
+            return await self._conn.fetchval(ANY_QUARANTINE) is not None
+        except asyncpg.PostgresError as exc:
+            raise NotAnswered(f"materials: {exc}") from exc
 
     async def flow_version_hashes(self) -> dict[tuple[str, int], str]:
         """The content hash of every published flow version, by flow and version (empty:

@@ -137,4 +137,8 @@ FLOW_VERSION_HASHES = "SELECT flow, version, content_hash FROM flow_versions"
 """The content hash of every published flow version (a few rows per flow)."""
 
 REVISION = "SELECT version_num FROM alembic_version"
+
+ANY_QUARANTINE = "SELECT 1 FROM materials WHERE quarantined_at IS NOT NULL LIMIT 1"
+"""Whether any material lot is quarantined now: where none is, no lot got one, and a lot's
+report says so (``quarantined_materials`` empty) without reading its genealogy."""
 """The schema revision recorded in the database."""

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from mes.adapters import jsontext
 from mes.adapters.report_reads import (
+    ANY_QUARANTINE,
     FLOW_VERSION_HASHES,
     REVISION,
     NotAnswered,
@@ -116,6 +117,13 @@ class SqliteReader:
         """What the lot store answers to ``request`` (:mod:`mes.adapters.report_reads`)."""
         step = plan(request)
         return step.answer(self._rows(step.table, step.sql, step.values))
+
+    def any_quarantined(self) -> bool:
+        """Whether any material lot is quarantined now (:data:`ANY_QUARANTINE`)."""
+        try:
+            return self._conn.execute(ANY_QUARANTINE).fetchone() is not None
+        except sqlite3.Error as exc:
+            raise NotAnswered(f"materials: {exc}") from exc
 
     def flow_version_hashes(self) -> dict[tuple[str, int], str]:
         """The content hash of every published flow version, by flow and version (empty:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flows import Flow, Value
 from mes.domain.common import position_of
@@ -22,6 +22,9 @@ from mes.domain.model import (
 )
 from mes.domain.signature_records import Signature
 from mes.domain.tool_state import ToolSnapshot, TrackInRefusal
+
+if TYPE_CHECKING:
+    from mes.domain.material_quarantine import QuarantinedInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,9 @@ class LotReport:
     next_after_release: tuple[str, ...] = ()
     """A held lot: the steps it may take once released (:func:`offered_steps`); empty when
     it is not held."""
+    quarantined: tuple[QuarantinedInput, ...] = ()
+    """The material lots it got (its genealogy) that are quarantined now: while they are,
+    its release and rework are for the roles their quarantines' codes name."""
 
     def signed_entry(self, signature: Signature) -> HistoryEntry | None:
         """The history entry a signature signs (None: not in this history)."""
@@ -269,6 +275,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
             "source": lot.hold.source.value,
             "code": lot.hold.code,
         },
+        "quarantined_materials": [q.to_dict() for q in report.quarantined],
         "pending_rework": lot.pending_rework,
         "rework_counts": dict(lot.rework_counts),
         "parent": lot.parent_id,

@@ -132,6 +132,18 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
         )
         for label, text in hold_record(entries[held[-1]]["data"] if held else {}, later):
             head.add_row(label, text)
+    for q in lot.get("quarantined_materials", ()):  # absent from an older server's answer
+        via = f" via {', '.join(q['via'])}" if len(q["via"]) > 1 else ""
+        roles = " or ".join(q["release_by"])
+        head.add_row(
+            "quarantined",
+            Text(
+                f"got material lot {q['material']}{via}, quarantined ({q['code']}) by "
+                f"{q['by']} since {stamp(datetime.fromisoformat(q['since']))}: {q['reason']}"
+                + (f"; its release and rework need {roles}" if roles else ""),
+                style="red",
+            ),
+        )
     if lot["pending_rework"]:
         head.add_row(
             "must run",

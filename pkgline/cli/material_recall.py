@@ -57,7 +57,14 @@ def _print_recall(recall: dict[str, Any]) -> None:
     )
     if recall["on_hold"]:
         lots = ", ".join(r["lot"] for r in recall["on_hold"])
-        out.print(f"on hold already, not touched: {lots}")
+        roles = recall.get("release_by")  # absent from an older server's answer
+        if roles:
+            out.print(
+                f"on hold already, not touched: {lots}; while {material} is quarantined, "
+                f"their release and rework need {' or '.join(roles)}"
+            )
+        else:
+            out.print(f"on hold already, not touched: {lots}")
     if recall["off_line"]:
         lots = ", ".join(f"{r['lot']} ({r['state'] or '?'})" for r in recall["off_line"])
         out.print(f"off the line, not held: {lots}")

@@ -10,7 +10,7 @@ again and refuses (and records) what a forged one asks, as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from mes.domain.authority import (
     may,
     may_ever,
 )
+from mes.domain.material_quarantine import QuarantinedInput, may_lift
 from mes.domain.model import HoldSource, LotState
 from mes.domain.reasons import ReasonCode, releases
 
@@ -66,24 +67,49 @@ def roles_of(who: Principal) -> str:
 
 
 def needs(
-    action: Action, context: Context | None = None, hold_code: ReasonCode | None = None
+    action: Action,
+    context: Context | None = None,
+    hold_code: ReasonCode | None = None,
+    quarantined: Sequence[QuarantinedInput] = (),
 ) -> str:
     """The roles that may do ``action`` (on the hold of ``context``, placed with
-    ``hold_code``), in words: ``engineer or quality``."""
-    return either(r.value for r in _needed(action, context or Context(), hold_code))
+    ``hold_code``, of a lot that got the ``quarantined`` material lots), in words:
+    ``engineer or quality``."""
+    return either(r.value for r in _needed(action, context or Context(), hold_code, quarantined))
 
 
-def _needed(action: Action, context: Context, hold_code: ReasonCode | None) -> frozenset[Role]:
+_LIFTED = frozenset({Action.RELEASE, Action.REWORK})
+"""The actions a quarantined material lot the lot got narrows, as the service."""
+
+
+def _needed(
+    action: Action,
+    context: Context,
+    hold_code: ReasonCode | None,
+    quarantined: Sequence[QuarantinedInput] = (),
+) -> frozenset[Role]:
     roles = PERMISSIONS[effective_action(action, context)]
     if action is Action.RELEASE and hold_code is not None and hold_code.release_roles:
         roles = roles & hold_code.release_roles  # the code narrows the table, as the service
+    if action in _LIFTED:
+        for q in quarantined:
+            if q.release_roles:
+                roles = (roles & q.release_roles) or q.release_roles
     return roles
 
 
-def _may(who: Principal, action: Action, context: Context, hold_code: ReasonCode | None) -> bool:
-    """:func:`may`, and for a release the hold's reason code (both are checked by the
-    service)."""
+def _may(
+    who: Principal,
+    action: Action,
+    context: Context,
+    hold_code: ReasonCode | None,
+    quarantined: Sequence[QuarantinedInput] = (),
+) -> bool:
+    """:func:`may`, and for a release the hold's reason code, for a release or a rework the
+    quarantines of the material lots the lot got (all are checked by the service)."""
     if action is Action.RELEASE and not releases(who, hold_code):
+        return False
+    if action in _LIFTED and not may_lift(who, quarantined):
         return False
     return may(who, action, context)
 
@@ -129,10 +155,13 @@ def lot_offers(
     hold_source: HoldSource | None,
     present: Mapping[str, bool] | None = None,
     hold_code: ReasonCode | None = None,
+    quarantined: Sequence[QuarantinedInput] = (),
 ) -> LotOffers:
     """The forms of lot ``lot_id``'s page ``who`` may send: those the lot's ``state`` has, of
     an action :func:`may` lets ``who`` do on it (a release: of a hold of ``hold_source``,
-    placed with the reason code ``hold_code``, which may name the roles that release it).
+    placed with the reason code ``hold_code``, which may name the roles that release it; a
+    release or a rework of a lot that got the ``quarantined`` material lots: the roles their
+    quarantines' codes name).
     ``present``: forms that also need something of the lot (steps run by hand, a step to
     rework to, another approved version, only optional steps left), ``False`` when it has
     none: those are not offered to anyone."""
@@ -143,16 +172,19 @@ def lot_offers(
         if state in states and (present or {}).get(name, True)
     ]
     code = hold_code if state is LotState.HOLD else None
-    forms = frozenset(name for name in there if _may(who, LOT_FORMS[name][0], context, code))
+    stopped = quarantined if state is LotState.HOLD else ()
+    forms = frozenset(
+        name for name in there if _may(who, LOT_FORMS[name][0], context, code, stopped)
+    )
     release_by = None
     if state is LotState.HOLD and "release" not in forms:
-        release_by = needs(Action.RELEASE, context, code)
+        release_by = needs(Action.RELEASE, context, code, stopped)
     if forms or not there:
         return LotOffers(forms, release_by=release_by)
     if not any(may_ever(who, action) for action in LOT_ACTIONS):
         reads = "reads only" if who.roles <= {Role.VIEWER} else "takes no action on lots"
         return LotOffers(forms, f"{roles_of(who)} {reads}; no action on this lot is yours.")
-    roles = {r.value for name in there for r in _needed(LOT_FORMS[name][0], context, code)}
+    roles = {r.value for name in there for r in _needed(LOT_FORMS[name][0], context, code, stopped)}
     words = ", ".join(LOT_FORMS[name][2] for name in there)
     return LotOffers(
         forms,
@@ -163,11 +195,16 @@ def lot_offers(
 
 
 def may_release(
-    who: Principal, lot_id: str, hold_source: HoldSource, hold_code: ReasonCode | None = None
+    who: Principal,
+    lot_id: str,
+    hold_source: HoldSource,
+    hold_code: ReasonCode | None = None,
+    quarantined: Sequence[QuarantinedInput] = (),
 ) -> bool:
     """Whether ``who`` may release lot ``lot_id``'s hold, placed by ``hold_source`` (a hold
-    the rules placed: engineering or quality) with the reason code ``hold_code``."""
-    return _may(who, Action.RELEASE, Context(lot_id, hold_source), hold_code)
+    the rules placed: engineering or quality) with the reason code ``hold_code``, the lot
+    having got the ``quarantined`` material lots."""
+    return _may(who, Action.RELEASE, Context(lot_id, hold_source), hold_code, quarantined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,4 +235,6 @@ def lot_page_offers(who: Principal, view: LotView) -> LotOffers:
         "complete": view.report.may_complete,
     }
     source = lot.hold.source if lot.hold else None
-    return lot_offers(who, lot.id, lot.state, source, present, view.hold_code)
+    return lot_offers(
+        who, lot.id, lot.state, source, present, view.hold_code, view.report.quarantined
+    )

@@ -17,6 +17,7 @@ from flows.model import ValueSpec
 from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
+from mes.domain.material_quarantine import QuarantinedInput
 from mes.domain.model import Lot, LotState
 from mes.domain.report import next_after_release
 from mes.ports import ToolJobQuery
@@ -53,6 +54,9 @@ class HeldLot:
     """The roles that may release it, in words (``engineer or quality``)."""
     next_after_release: tuple[str, ...] = ()
     """The steps it may take once released (:func:`mes.domain.report.next_after_release`)."""
+    quarantined: tuple[QuarantinedInput, ...] = ()
+    """The material lots quarantined now that went into it: while they are, its release is
+    for the roles their quarantines' codes name."""
 
 
 async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
@@ -60,6 +64,7 @@ async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
     lots = services.lots.acting_as(who)
     found = await lots.find(states=[LotState.HOLD], limit=1_000_000)
     codes = {r.code: r for r in await services.reasons.find(retired=True, by=who)}
+    stopped = await services.materials.acting_as(who).quarantined_in([x.id for x in found])
     at = now()
     policy = lots.signing.policy
     out = []
@@ -70,11 +75,16 @@ async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
         ruled = row is Action.RELEASE_RULED
         held_for = at - lot.hold.since
         code = codes.get(lot.hold.code) if lot.hold.code else None
-        yours = may_release(who, lot.id, lot.hold.source, code)
+        quarantined = tuple(stopped.get(lot.id, ()))
+        yours = may_release(who, lot.id, lot.hold.source, code, quarantined)
         signers = policy.signers(row)
-        words = needs(Action.RELEASE, context, code)
+        words = needs(Action.RELEASE, context, code, quarantined)
         following = next_after_release(lot, lots.flow_of(lot))
-        out.append(HeldLot(lot, lot.step or "-", held_for, signers, ruled, yours, words, following))
+        out.append(
+            HeldLot(
+                lot, lot.step or "-", held_for, signers, ruled, yours, words, following, quarantined
+            )
+        )
     return tuple(sorted(out, key=lambda h: (h.lot.hold.since if h.lot.hold else at, h.lot.id)))
 
 

@@ -164,3 +164,70 @@ async def test_a_recall_is_quality_s_and_its_bodies_are_strict(api: RunningApi) 
     events = await api.state.identity.events(ADMIN)
     refused = [e.action for e in events if e.kind is EventKind.REFUSED and e.actor == ACCOUNT]
     assert refused == ["quarantine", "quarantine", "quarantine"]
+
+
+async def test_a_lot_held_already_that_got_a_recalled_spool_is_released_by_quality_only(
+    api: RunningApi,
+) -> None:
+    """M1 got W-1 and an operator held it with a code of their own (CUSTOMER) before the
+    recall, which reports it on hold and says its release now needs quality; ``GET /lots/M1``
+    names the quarantined spool; the operator's release, with a wrong password, is 403
+    not_authorized naming the spool, recorded, the password not checked nor counted; quality
+    releases it."""
+    await make_line(api.db)
+    identity = api.state.identity
+    password = await api.own_password()
+    await api.roles(Role.OPERATOR, Role.QUALITY)
+    async with api.client() as client:
+        made = [
+            ("/reasons", {"code": "RECALL", "kind": "hold", "text": "Material recall",
+                          "release_by": ["quality"]}),
+            ("/reasons", {"code": "CUSTOMER", "kind": "hold", "text": "Customer request"}),
+            ("/materials", {"material": "W-1", "kind": "wire", "expires_at": EXPIRY}),
+        ]  # fmt: skip
+        for path, body in made:
+            assert (await client.post(path, json=body)).status_code == 201, path
+        assert (await client.post("/materials/W-1/load", json={"tool": "WB-1"})).is_success
+        tracked = await client.post("/lots/M1/track-in", json={"step": "WIRE_BOND", "tool": "WB-1"})
+        assert tracked.status_code == 200, tracked.text
+        held = await client.post("/lots/M1/hold", json={"reason": "x", "code": "CUSTOMER"})
+        assert held.status_code == 200, held.text
+        body = {"code": "RECALL", "reason": "kinks", "hold_lots": True}
+        done = await client.post("/materials/W-1/quarantine", json=body)
+        assert done.status_code == 200, done.text
+        recall = done.json()["recall"]
+        assert [r["lot"] for r in recall["on_hold"]] == ["M1"] and recall["held"] == []
+        assert recall["release_by"] == ["quality"]
+        lot = await _lot(client, "M1")
+        [q] = lot["quarantined_materials"]
+        assert (q["material"], q["code"], q["by"], q["release_by"]) == (
+            "W-1",
+            "RECALL",
+            ACCOUNT,
+            ["quality"],
+        )
+        assert q["reason"] == "RECALL Material recall: kinks"
+
+        await api.roles(Role.OPERATOR)
+        before = len(await identity.events(ADMIN))
+        signature = {"username": ACCOUNT, "meaning": "approved", "lot_version": lot["version"]}
+        for given in ("not-it", password):
+            refused = await client.post(
+                "/lots/M1/release",
+                json={"reason": "ok", "signatures": [{**signature, "password": given}]},
+            )
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"] == "not_authorized", refused.text
+            assert refused.json()["allowed"] == ["quality"]
+            assert "it got material lot W-1, quarantined with code RECALL" in refused.text
+        events = (await identity.events(ADMIN))[before:]
+        assert [(e.kind, e.action) for e in events] == [(EventKind.REFUSED, "release")] * 2
+        assert (await identity.user(ADMIN, ACCOUNT)).failed_attempts == 0
+
+        await api.roles(Role.QUALITY)
+        released = await client.post(
+            "/lots/M1/release",
+            json={"reason": "ok", "signatures": [{**signature, "password": password}]},
+        )
+        assert released.status_code == 200, released.text
+        assert released.json()["state"] == "WAITING"

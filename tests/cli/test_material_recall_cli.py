@@ -38,8 +38,21 @@ def test_a_quarantined_spool_holds_its_lot_and_stops_the_bonder_until_released(
 
     again = pkgline(db, "material", "hold-lots", "W-1", "--code", "RECALL")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "no lot held" in again.stdout and "on hold already, not touched: M1" in again.stdout
-    assert ok_json(db, "material", "hold-lots", "W-1", "--code", "RECALL")["held"] == []
+    assert "no lot held" in again.stdout
+    said = "on hold already, not touched: M1; while W-1 is quarantined, their release and rework"
+    assert f"{said} need quality" in again.stdout
+    recall = ok_json(db, "material", "hold-lots", "W-1", "--code", "RECALL")
+    assert recall["held"] == [] and recall["release_by"] == ["quality"]
+    [q] = ok_json(db, "lot", "show", "M1")["quarantined_materials"]
+    assert (q["material"], q["code"], q["by"], q["release_by"]) == (
+        "W-1",
+        "RECALL",
+        "qa1",
+        ["quality"],
+    )
+    shown_lot = pkgline(db, "lot", "show", "M1")
+    assert "got material lot W-1, quarantined (RECALL) by qa1 since" in shown_lot.stdout
+    assert "its release and rework need quality" in shown_lot.stdout
 
     shown = pkgline(db, "material", "show", "W-1")
     assert "quarantined" in shown.stdout
