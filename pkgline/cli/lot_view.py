@@ -140,7 +140,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
             Text(
                 f"got material lot {q['material']}{via}, quarantined ({q['code']}) by "
                 f"{q['by']} since {stamp(datetime.fromisoformat(q['since']))}: {q['reason']}"
-                + (f"; its release and rework need {roles}" if roles else ""),
+                + (f"; its release and rework need {roles}" if roles and hold else ""),
                 style="red",
             ),
         )
