@@ -121,8 +121,10 @@ class MaterialService(Guarded):
     ) -> Material:
         await self._guard.allow(by, action)
 
+        who = self._guard.who(by)
+
         def write() -> Work[Material]:
-            material, event = rules.bumped((yield from work()))
+            material, event = rules.stamped(rules.bumped((yield from work())), who)
             yield from save_materials([(material, event)])
             return material
 

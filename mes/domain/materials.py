@@ -20,11 +20,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.model import Lot
 from mes.domain.signature_records import Signature
 from mes.domain.text import optional_line, utc_stamp
+
+if TYPE_CHECKING:
+    from mes.domain.authority import Principal
 
 
 class MaterialKind(StrEnum):
@@ -188,6 +192,10 @@ class MaterialEvent:
     """The material lot's version this event made it (None: written before revision 0029)."""
     signatures: tuple[Signature, ...] = ()
     """The electronic signatures of a release from quarantine (docs/security.md)."""
+    principal: str | None = None
+    """Who acted (the principal's name; ``by`` is the user the command named, free text) and
+    how they were known (``auth``): kept for the event feed only (None: not recorded)."""
+    auth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +218,15 @@ def bumped(changed: Changed) -> Changed:
     material, event = changed
     version = 1 if event.event is MaterialEventKind.ADDED else material.version + 1
     return replace(material, version=version), replace(event, version=version)
+
+
+def stamped(changed: Changed, who: Principal | None) -> Changed:
+    """The change with its event saying who made it and how they were known (as a lot's
+    history entries: :func:`mes.domain.common.stamped`)."""
+    if who is None:
+        return changed
+    material, event = changed
+    return material, replace(event, principal=who.name, auth=who.method.value)
 
 
 def signed_event(changed: Changed, signatures: Sequence[Signature]) -> Changed:
@@ -243,6 +260,8 @@ def event_dict(changed: Changed) -> dict[str, object]:
         "event": event.event.value,
         "at": event.at.isoformat(),
         "user": event.by,
+        "by": event.principal,
+        "auth": event.auth,
         "tool": event.tool_id,
         "loaded_on": material.tool_id,
         "reason": event.reason,

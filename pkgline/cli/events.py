@@ -257,7 +257,20 @@ def describe(e: dict[str, Any]) -> str:
     else:
         moved = f"{e['state_before'] or '-'} -> {e['state_after']}"
         what = [e["lot"], e["kind"], moved, " ".join(_given(e, "step", "tool"))]
-    return "  ".join(x for x in [f"#{e['id']}", e["time"], *what, f"by {e['user']}"] if x)
+    return "  ".join(x for x in [f"#{e['id']}", e["time"], *what, _who(e)] if x)
+
+
+def _who(e: dict[str, Any]) -> str:
+    """Who acted: the user the command named (free text), and the principal the history
+    recorded with how it was known where that is someone else ("by eng1, acting: root
+    (file_owner)"); the user alone in an event without them (older, or a newer server's)."""
+    user, by, auth = e["user"], e.get("by"), e.get("auth")
+    how = f" ({auth})" if auth else ""
+    if by is None:
+        return f"by {user}"
+    if by == user:
+        return f"by {user}{how}"
+    return f"by {user}, acting: {by}{how}"
 
 
 def _recall(e: dict[str, Any]) -> list[str]:

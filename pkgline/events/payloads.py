@@ -40,6 +40,11 @@ KINDS = (
 _REQUIRED_TEXT = ("at", "user", "operation", "state_after")
 _HASH = re.compile(r"[0-9a-f]{64}")
 """A history entry's ``prev_hash`` and ``hash`` (mes.domain.audit: SHA-256 in hex)."""
+_PRINCIPAL = ("by", "auth")
+"""Who really acted and how they were known (``user`` is the name the command was given, free
+text): text, or null in an entry written before the history recorded them (revision 0004) and
+in an outbox row written before the feed published them (a lot event), or an event that did
+not record them (a material event)."""
 
 
 class Undeliverable(ValueError):
@@ -88,6 +93,9 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
     data = entry.get("data", {})
     if not isinstance(data, Mapping):
         raise Undeliverable(f"data is a {type(data).__name__}, expected an object")
+    for key in _PRINCIPAL:
+        if not isinstance(entry.get(key), str | None):
+            raise Undeliverable(f"history entry whose {key} is not text")
     hashes = {k: entry.get(k) for k in ("prev_hash", "hash")}
     for key, value in hashes.items():
         if value is not None and not (isinstance(value, str) and _HASH.fullmatch(value)):
@@ -99,6 +107,8 @@ def lot_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes
         "lot": event.lot_id,
         "time": entry["at"],
         "user": entry["user"],
+        "by": entry.get("by"),
+        "auth": entry.get("auth"),
         "operation": entry["operation"],
         "step": entry.get("step"),
         "tool": entry.get("tool"),
@@ -130,10 +140,16 @@ _SUBJECT_KEYS = {
 without one of them is a dead letter, not a state that cannot be told."""
 _SUBJECT_LATER: dict[str, dict[str, Any]] = {
     "durable": {},
-    "material": {"quarantine": None, "version": None, "signatures": []},
+    "material": {
+        "quarantine": None,
+        "version": None,
+        "signatures": [],
+        "by": None,
+        "auth": None,
+    },
 }
 """What an event written before its subject's events said more has in their place: not
-known (a material lot's quarantine, version and a release's signatures)."""
+known (a material lot's quarantine, version, a release's signatures, and who acted)."""
 
 
 def feed_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
