@@ -607,8 +607,9 @@ spc_points = Table(
     Column("s", Json),
     Index("ix_spc_points_chart", "step", "value", "tool_id", "seq"),
 )
-"""The points of a charted (step, value, tool), each with the rules it broke: one per lot
-tracked out, or per carrier (``carrier_id``) on a carrier chart; a subgroup chart's is the
+"""The points of a charted (step, value, tool), each with the rules it broke: one per lot at
+each track-out of the step (a lot passing it twice has two), or per carrier (``carrier_id``)
+on a carrier chart; a subgroup chart's is the
 mean of ``n`` carriers' values, with their standard deviation ``s``."""
 
 flow_versions = Table(

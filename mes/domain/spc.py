@@ -2,19 +2,20 @@
 baseline window or set by engineering, and the run rules checked at each new point. Pure, no
 I/O. A chart is of one of three kinds (:class:`ChartKind`):
 
-- ``lot``: an individuals / moving-range chart of one point per lot tracked out (the lot's
-  value: the mean of its carriers when they were measured job by job). Center = the mean of
-  the baseline points; sigma = their mean moving range / 1.128 (d2 for ranges of two); limits
-  center +- 3 sigma.
-- ``carrier``: the same chart with one point per carrier (each job's value), so a lot of
-  four carriers adds four points, checked one after the other.
-- ``subgroup``: an X-bar / S chart of one point per lot, its subgroup the lot's carriers: the
-  point is their mean, plotted against center +- 3 sigma / sqrt(n) for its n carriers, and
-  their standard deviation s is checked against the S chart's limits (rule 9). Center = the
-  baseline's grand mean (each lot weighted by its carriers); sigma = the mean of s / c4(n)
-  over its subgroups of two or more (the spread within a lot: the short-term sigma). Subgroup
-  sizes may differ from lot to lot (the limits follow n); c4(n) is exact (gamma functions),
-  so any n works.
+- ``lot``: an individuals / moving-range chart of one point per lot at each track-out of the
+  step (the lot's value: the mean of its carriers when they were measured job by job): a lot
+  whose flow runs the step twice (the recon flows' FILL, a step of each wiring layer) or that
+  is reworked through it adds a point at each pass. Center = the mean of the baseline points;
+  sigma = their mean moving range / 1.128 (d2 for ranges of two); limits center +- 3 sigma.
+- ``carrier``: the same chart with one point per carrier at each pass (each job's value), so
+  a lot of four carriers adds four points a pass, checked one after the other.
+- ``subgroup``: an X-bar / S chart of one point per lot at each pass, its subgroup the lot's
+  carriers at that pass: the point is their mean, plotted against center +- 3 sigma /
+  sqrt(n) for its n carriers, and their standard deviation s is checked against the S
+  chart's limits (rule 9). Center = the baseline's grand mean (each lot weighted by its
+  carriers); sigma = the mean of s / c4(n) over its subgroups of two or more (the spread
+  within a lot: the short-term sigma). Subgroup sizes may differ from lot to lot (the limits
+  follow n); c4(n) is exact (gamma functions), so any n works.
 
 The rules (a violation is reported at the point that completes it; "zone" distances are in
 sigma from the center). Rules 1-4 are the Western Electric rules, always on; 5-8 are the
@@ -80,17 +81,20 @@ class ChartKind(StrEnum):
     """What a chart's points are (the module's docstring says how each is computed)."""
 
     LOT = "lot"
-    """Individuals / moving range: one point per lot, the lot's value."""
+    """Individuals / moving range: one point per lot at each pass through the step, the lot's
+    value."""
     CARRIER = "carrier"
-    """Individuals / moving range: one point per carrier, each job's value."""
+    """Individuals / moving range: one point per carrier at each pass, each job's value."""
     SUBGROUP = "subgroup"
-    """X-bar / S: one point per lot, the mean and spread of its carriers' values."""
+    """X-bar / S: one point per lot at each pass, the mean and spread of its carriers'
+    values."""
 
 
 KIND_TEXT: dict[str, str] = {
-    ChartKind.LOT: "individuals chart, one point per lot",
-    ChartKind.CARRIER: "individuals chart, one point per carrier",
-    ChartKind.SUBGROUP: "X-bar / S chart of each lot's carriers",
+    ChartKind.LOT: "individuals chart, one point per lot at each pass through the step",
+    ChartKind.CARRIER: "individuals chart, one point per carrier at each pass through the step",
+    ChartKind.SUBGROUP: "X-bar / S chart of each lot's carriers, a point at each pass through the "
+    "step",
 }
 """Each kind in words, for the CLI and the station."""
 

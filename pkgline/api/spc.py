@@ -40,8 +40,10 @@ class ChartBody(b.Body):
         Literal["lot", "carrier", "subgroup"],  # mes.domain.spc.ChartKind's values
         Field(
             "lot",
-            description="What a point is: the lot's value (lot), each carrier's (carrier), "
-            "or the mean and spread of the lot's carriers (subgroup: an X-bar / S chart).",
+            description="What a point is, at each pass of a lot through the step (a flow "
+            "that runs it twice, or a rework, adds points again): the lot's value (lot), each "
+            "carrier's (carrier), or the mean and spread of the lot's carriers (subgroup: an "
+            "X-bar / S chart).",
         ),
     ] = "lot"
     nelson: bool = False

@@ -402,7 +402,8 @@ async def _equip_line(run: Demo) -> None:
     )
     out.print(
         f"SPC chart set through the pkgline server: {chart.step} {chart.value} on {chart.tool} "
-        f"(center {chart.center:g}, sigma {chart.sigma:g}; each lot's {chart.step} adds a point)"
+        f"(center {chart.center:g}, sigma {chart.sigma:g}; each pass of a lot through {chart.step} adds "
+        "a point)"
     )
 
 

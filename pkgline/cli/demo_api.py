@@ -277,6 +277,6 @@ async def add_reason_codes(server: Server, codes: Sequence[DemoReason] = REASON_
 
 async def chart_spc(server: Server, chart: DemoChart = SPC_CHART) -> None:
     """Set the demo's SPC chart through the server, as a process engineer would (``pkgline
-    spc chart``): each lot's track-out at the chart's step on its tool adds a point. A
+    spc chart``): each track-out of a lot at the chart's step on its tool adds a point. A
     refusal raises RuntimeError with the server's message."""
     await _post(server, "/spc/charts", chart.body())

@@ -57,8 +57,9 @@ def chart(
         ChartKind,
         typer.Option(
             "--kind",
-            help="What a point is: the lot's value (lot), each carrier's (carrier), or the "
-            "mean and spread of the lot's carriers (subgroup: X-bar / S).",
+            help="What a point is, at each pass of a lot through the step (a flow that runs "
+            "it twice, or a rework, adds points again): the lot's value (lot), each carrier's "
+            "(carrier), or the mean and spread of the lot's carriers (subgroup: X-bar / S).",
         ),
     ] = ChartKind.LOT,
     nelson: Annotated[bool, typer.Option("--nelson", help="Rules 5-8 too.")] = False,

@@ -236,6 +236,8 @@ def test_spc_show_compares_with_the_spec_limits_new_lots_are_checked_against(
     assert "stiffener-bga v2: 20 to 30" in after["spec_from"]
     table = " ".join(pkgline(db, *show[:-1]).stdout.split())
     assert "spec limits: none: the flows' spec limits differ" in table
+    # a lot passing the step twice (a flow that runs it twice, a rework) adds two points
+    assert "individuals chart, one point per lot at each pass through the step" in table
 
 
 async def _jobs(url: str, lots: dict[str, list[float]]) -> None:
@@ -262,7 +264,8 @@ def test_a_subgroup_chart_set_and_shown_with_each_lots_n_spread_and_limits(
     said = pkgline(db, "spc", "chart", "DIE_ATTACH", BLT, "--tool", "DB-1", "--center", "25",
                    "--sigma", "1", "--kind", "subgroup").stdout  # fmt: skip
     assert (
-        f"chart DIE_ATTACH {BLT} on DB-1 (X-bar / S chart of each lot's carriers): center 25"
+        f"chart DIE_ATTACH {BLT} on DB-1 (X-bar / S chart of each lot's carriers, a point at "
+        "each pass through the step): center 25"
     ) in " ".join(said.split())
     asyncio.run(_jobs(db, {"G1": [25.4, 24.6, 25.2, 24.8], "G2": [22.0, 28.0, 22.0, 28.0]}))
     [shown] = json.loads(

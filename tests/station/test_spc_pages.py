@@ -174,6 +174,10 @@ def test_a_chart_without_limits_yet_and_the_tool_pages_link(spc_station: Station
         page = client.get(f"/station/spc/DIE_ATTACH/{XOFF}", params={"tool": "DB-9"})
         assert page.status_code == 200, page.text
         assert _text(page.text, "spc-limits") == "no limits yet: baseline 7 of 20 points"
+        # not "one point per lot": a lot passing the step twice adds two
+        assert _text(page.text, "spc-kind") == (
+            "individuals chart, one point per lot at each pass through the step"
+        )
         assert 'data-limit="CL"' not in page.text and 'data-limit="UCL"' not in page.text
         assert page.text.count('class="point"') == 7
         tool = client.get("/station/tools/DB-9").text

@@ -68,7 +68,7 @@ def test_the_xbar_and_s_charts_are_drawn_with_limits_for_each_lots_carriers(
     kind = browser.find_element(By.CLASS_NAME, "spc-kind")
     assert (kind.get_attribute("data-kind"), kind.text) == (
         "subgroup",
-        "X-bar / S chart of each lot's carriers",
+        "X-bar / S chart of each lot's carriers, a point at each pass through the step",
     )
     said = browser.find_element(By.CLASS_NAME, "spc-limits").text
     assert said.startswith("centre 25, sigma 1 (of one carrier's value); a lot of n carriers"), said
