@@ -181,7 +181,7 @@ class DemoReason:
 
 REASON_CODES = (
     DemoReason("VOID", "hold", "voids at X-ray inspection", ("engineer",)),
-    DemoReason("CONTAM", "hold", "contamination or foreign material on the strip"),
+    DemoReason("CONTAM", "hold", "contamination or foreign material on the strip", ("quality",)),
     DemoReason("RECALL", "hold", "material recall (a quarantined material lot)", ("quality",)),
     DemoReason("CUSTOMER", "hold", "customer request"),
     DemoReason("DROP", "scrap", "dropped carrier"),
@@ -190,8 +190,9 @@ REASON_CODES = (
 """The demo's hold and scrap reason codes, added through the server as quality would before
 the first shift, so that a hold, a scrap and a material lot's quarantine can be tried on the
 demo's line with a code (``lot hold --code``, ``material quarantine --code RECALL``) without
-making a catalogue first. A hold with VOID is released by an engineer, one with RECALL by
-quality (``release_by``)."""
+making a catalogue first. A hold with VOID is released by an engineer, one with CONTAM or
+RECALL by quality (``release_by``: contamination, as a recall, is quality's to judge before the
+lot goes on), one with CUSTOMER by anyone who may release a hold."""
 
 
 @dataclass(frozen=True, slots=True)
