@@ -87,10 +87,15 @@ def moved_lot(before: Lot, now: datetime, **changes: Any) -> Lot:
     return replace(before, updated_at=now, version=before.version + 1, **changes)
 
 
-def require_reason(value: str | None, what: str, lot_id: str) -> str:
+def require_reason(value: str | None, what: str, lot_id: str, *, coded: str | None = None) -> str:
+    """``value``, one line; InvalidInput if there is none. ``coded``: the kind of reason code
+    (``hold``, ``scrap``) the command takes instead of a text (a code alone gives the reason
+    its text: mes.reasons), which the refusal then names too."""
     if value is None or blank(value):
         # the lot tracker's words, for the API's and the station's users too: no CLI option
-        raise InvalidInput(f"{what} needs a reason: say why; nothing was changed", lot_id=lot_id)
+        needs = f"a {coded} reason code of the catalogue or a text saying why" if coded else ""
+        said = f"a reason ({needs})" if coded else "a reason: say why"
+        raise InvalidInput(f"{what} needs {said}; nothing was changed", lot_id=lot_id)
     return one_line(value, "a reason", lot_id=lot_id)
 
 

@@ -210,7 +210,7 @@ def hold(lot: Lot, cmd: HoldLot, now: datetime, step_jobs: Sequence[JobRecord] =
     carriers were done (recorded) and which job was open, so that an engineer can decide to
     run only what is left."""
     require(lot.state, Operation.HOLD, lot.id)
-    reason = require_reason(cmd.reason, "a hold", lot.id)
+    reason = require_reason(cmd.reason, "a hold", lot.id, coded="hold")
     running = lot.running
     after = moved_lot(
         lot,
@@ -272,7 +272,7 @@ def release(lot: Lot, flow: Flow, cmd: ReleaseLot, now: datetime) -> Change:
 
 def scrap(lot: Lot, cmd: ScrapLot, now: datetime) -> Change:
     require(lot.state, Operation.SCRAP, lot.id)
-    reason = require_reason(cmd.reason, "scrapping a lot", lot.id)
+    reason = require_reason(cmd.reason, "scrapping a lot", lot.id, coded="scrap")
     after = moved_lot(lot, now, state=LotState.SCRAPPED, hold=None, good_sites=0, units=None)
     entry = history_entry(
         lot,

@@ -479,7 +479,7 @@ async def scrap(request: Request, who: Viewer, lot_id: str) -> Response:
     reason = form.get("reason").strip()
     code = form.get("code").strip() or None
     problem = (
-        "reason: say why the lot is scrapped; nothing was changed"
+        "reason: say why the lot is scrapped, or give a scrap reason code; nothing was changed"
         if not reason and code is None
         else None
     )

@@ -693,6 +693,9 @@ async def test_a_reason_or_meaning_of_zero_width_characters_alone_is_refused(
             refused = await client.post("/lots/A1/hold", json={"reason": reason})
             assert refused.status_code == 422, refused.text
             assert "needs a reason" in refused.json()["message"]
+        empty = await client.post("/lots/A1/hold", json={})  # a code alone would do: said
+        assert empty.status_code == 422, empty.text
+        assert "a hold reason code of the catalogue or a text" in empty.json()["message"]
         held = await client.post("/lots/A1/hold", json={"reason": "voids"})
         version = held.json()["version"]
         body = {"reason": "ok", **_signed(version, "own-Secret-22", "\u200b")}

@@ -161,7 +161,26 @@ async def test_a_hold_without_a_reason_says_so_in_no_interface_s_words(
     await _start(service, "L1", "stiffener-bga")
     with pytest.raises(InvalidInput) as refused:
         await service.hold(cmd.HoldLot("L1", USER, " "))
-    assert refused.value.message == "a hold needs a reason: say why; nothing was changed"
+    assert refused.value.message == (
+        "a hold needs a reason (a hold reason code of the catalogue or a text saying why); "
+        "nothing was changed"
+    )
+
+
+async def test_a_hold_or_a_scrap_refused_without_a_reason_says_a_code_alone_would_do(
+    service: LotService,
+) -> None:
+    """A hold (and a whole lot's scrap) takes a reason code alone, its text then the reason
+    (mes.reasons.coded_hold): the refusal of one with neither said only "say why", so a
+    client that had a code did not know it was enough. Rework's needs a text and says so."""
+    await _start(service, "L1", "stiffener-bga")
+    with pytest.raises(InvalidInput) as held:
+        await service.hold(cmd.HoldLot("L1", USER, ""))
+    with pytest.raises(InvalidInput) as scrapped:
+        await service.scrap(cmd.ScrapLot("L1", USER, ""))
+    for refused, kind in ((held, "hold"), (scrapped, "scrap")):
+        said = refused.value.message
+        assert f"a {kind} reason code of the catalogue or a text saying why" in said, said
 
 
 async def test_an_unknown_lot_is_refused(service: LotService) -> None:

@@ -124,6 +124,7 @@ def test_a_whole_lot_is_scrapped_signed_by_two_of_quality(station: Station) -> N
         data = _signed(client, "R-2", "quinn")
         empty = client.post("/station/lots/R-2/scrap", data={**data, "reason": ""})
         assert empty.status_code == 422 and "reason" in message(empty.text)
+        assert "or give a scrap reason code" in html.unescape(message(empty.text))
         alone = client.post("/station/lots/R-2/scrap", data={**data, "reason": "bridged balls"})
         assert alone.status_code == 422 and "signed by two" in html.unescape(message(alone.text))
         assert lot_state(client, "R-2") == "HOLD"
