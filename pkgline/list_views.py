@@ -178,7 +178,8 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
     letter it went out as: :func:`pkgline.events.payloads.replayed`); the cursor is an
     event's ``id``. For a subscriber that lost its session: the events after the last id
     it processed, refused (InvalidInput) past the newest id, and told (``gap``) when events
-    after it are no longer kept."""
+    after it are no longer kept. ``total`` is how many the outbox keeps in all,
+    ``total_after`` how many of them come after ``after``."""
     from pkgline.events.payloads import replayed
 
     page = await reader.page(after, limit)
@@ -198,6 +199,10 @@ async def feed_answer(reader: OutboxReader, after: int | None, limit: int) -> di
     # page is empty (none newer yet, or on PostgreSQL an id still held right after it).
     # A null one, taken as the cursor, would ask from the oldest event kept.
     answer["next_after"] = rows[-1]["id"] if rows else (after or 0)
+    # ``total`` counts every event kept, whatever ``after``: how many come after it (this
+    # page's and those that follow) is ``total_after`` (``events list`` says both).
+    following, exact = page.after if page.after is not None else (page.total, page.total_exact)
+    answer.update(total_after=following, total_after_exact=exact)
     answer.update(oldest=page.oldest, newest=page.newest, gap=None)
     if after is not None and page.oldest is not None and after < page.oldest - 1:
         answer["gap"] = (

@@ -135,6 +135,9 @@ class OutboxPage:
     """The highest id issued (with ``count``; pruning never deletes it)."""
     total_exact: bool = True
     """False: the outbox keeps more than ``total`` events, counted no further."""
+    after: tuple[int, bool] | None = None
+    """How many of them come after the cursor (this page's and those that follow), and
+    whether that count is exact (as ``total``'s); None without a cursor or ``count``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,25 +249,27 @@ class OutboxReader:
         but on PostgreSQL the lowest).
         On PostgreSQL a page never passes over an id a transaction still holds
         (:mod:`mes.adapters.outbox_holes`): it ends before it, ``more`` true."""
-        rows, (total, exact), oldest, newest = await self._read(after, limit, count)
+        rows, (total, exact), oldest, newest, following = await self._read(after, limit, count)
         if not is_sqlite(self._engine):
             for _ in range(3):  # a hole filled meanwhile: the page read again
                 seqs = [row[0] for row in rows[:limit]]
                 start = after if oldest is None or (after or 0) >= oldest else oldest - 1
                 hole, at = await settle(self._engine, holes(start, seqs))
                 if hole is Hole.FILLED:
-                    rows, (total, exact), oldest, newest = await self._read(after, limit, count)
+                    read = await self._read(after, limit, count)
+                    rows, (total, exact), oldest, newest, following = read
                     continue
                 if hole is Hole.HELD:
                     kept = [OutboxEvent(*row) for row in rows[:limit] if row[0] < (at or 0)]
-                    return OutboxPage(kept, total, True, oldest, newest, exact)
+                    return OutboxPage(kept, total, True, oldest, newest, exact, following)
                 break
         events = [OutboxEvent(*row) for row in rows[:limit]]
-        return OutboxPage(events, total, len(rows) > limit, oldest, newest, exact)
+        more = len(rows) > limit
+        return OutboxPage(events, total, more, oldest, newest, exact, following)
 
     async def _read(
         self, after: int | None, limit: int, count: bool
-    ) -> tuple[Sequence[Any], tuple[int, bool], int | None, int | None]:
+    ) -> tuple[Sequence[Any], tuple[int, bool], int | None, int | None, tuple[int, bool] | None]:
         query = select(*_COLUMNS)
         if after is not None:
             query = query.where(outbox.c.seq > after)
@@ -273,14 +278,17 @@ class OutboxReader:
             conn = await conn.execution_options(**{READONLY: True})
             async with conn.begin():
                 rows = (await conn.execute(query)).all()
-                total, oldest, newest = 0, None, None
+                total, oldest, newest, following = 0, None, None, None
                 if count:
                     total = (await conn.execute(capped_count(outbox))).scalar_one()
+                    if after is not None:  # along the primary key, as the page is read
+                        later = capped_count(outbox, outbox.c.seq > after)
+                        following = bounded_total(int((await conn.execute(later)).scalar_one()))
                     ends = select(func.min(outbox.c.seq), func.max(outbox.c.seq))
                     oldest, newest = (await conn.execute(ends)).one()
                 elif not is_sqlite(self._engine):  # where holes are looked for: from the oldest
                     oldest = (await conn.execute(select(func.min(outbox.c.seq)))).scalar()
-        return rows, bounded_total(int(total)), oldest, newest
+        return rows, bounded_total(int(total)), oldest, newest, following
 
 
 class OutboxStore:

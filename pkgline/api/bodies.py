@@ -452,7 +452,21 @@ def page_answer_schema(
     }
     if feed:
         id_or_none = {"type": ["integer", "null"]}
+        properties["total"] = {
+            **count,
+            "description": "How many events the outbox keeps in all, whatever after (up to "
+            "10,000): those after it are total_after.",
+        }
         properties |= {
+            "total_after": {
+                **count,
+                "description": "How many of the events kept come after after (this page's and "
+                "those that follow; up to 10,000); without after, total.",
+            },
+            "total_after_exact": {
+                "type": "boolean",
+                "description": "False: more than total_after.",
+            },
             "oldest": id_or_none,
             "newest": id_or_none,
             "gap": {"type": ["string", "null"]},

@@ -78,7 +78,8 @@ async def feed_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_FEED_PAGE)] = FEED_PAGE,
 ) -> dict[str, Any]:
-    """Answers ``{"events": [...], "total", "shown", "more", "next_after"}``, each event
+    """Answers ``{"events": [...], "total", "total_after", "shown", "more", "next_after"}``
+    (``total``: every event kept; ``total_after``: those after ``after``), each event
     the JSON document the feed published (docs/events.md: lot-event, durable-event,
     material-event, or its dead letter); the next page is the same request with ``after`` =
     ``next_after``. A subscriber that lost its MQTT session asks from the last id it

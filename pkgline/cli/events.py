@@ -98,7 +98,32 @@ def list_events(
             out.print(describe(event), markup=False, highlight=False)
         except (KeyError, TypeError):  # a newer server's kind of event
             out.print(jsonlib.dumps(event), markup=False, highlight=False)
-    pages.print_notice(shown, "events")
+    if after is None:
+        pages.print_notice(shown, "events")
+    else:
+        _print_notice_after(shown, after)
+
+
+def _print_notice_after(answer: dict[str, Any], after: int) -> None:
+    """A page from ``--after``: how many it shows of those after the cursor, and how many
+    the outbox keeps in all ("3 shown of 53 after #830; 883 in all"), not the whole outbox's
+    count as if it were what follows; how to see the next page when more follow."""
+    from rich.text import Text
+
+    def count(key: str) -> str:
+        n = answer[key]
+        return f"{n:,}" if answer.get(f"{key}_exact", True) else f"more than {n:,}"
+
+    kept = f"{count('total')} in all"
+    if "total_after" in answer:
+        shown = f"{answer['shown']:,} shown of {count('total_after')} after #{after}; {kept}"
+    else:  # a server older than total_after
+        shown = f"{answer['shown']:,} shown after #{after}; {kept}"
+    if answer["more"]:
+        follow = f"the same command with --after {answer['next_after']}"
+        out.print(Text.assemble((f"{shown}; more follow: ", "yellow"), follow))
+    else:
+        out.print(shown)
 
 
 @app.command()

@@ -124,6 +124,9 @@ def json_notice(answer: dict[str, Any]) -> None:
     """What a page left out, as one line of JSON on standard error (scripts parse it)."""
     notice = {k: answer[k] for k in ("total", "shown", "more", "next_after")}
     notice["total_exact"] = answer.get("total_exact", True)  # not said by an older server
+    for key in ("total_after", "total_after_exact"):  # the event feed's: those after --after
+        if key in answer:
+            notice[key] = answer[key]
     err.print_json(data={**notice, "mode": modes.last_mode[0]}, indent=None)
 
 

@@ -95,7 +95,20 @@ async def test_the_feeds_events_page_by_id_the_same_through_the_server_and_on_th
     lines = text.stdout.splitlines()
     assert "CAP-7  DurableAdded  count 0 of 500 touchdowns" in lines[0]
     assert "Q1  LotStarted  dead letter: payload is a str" in lines[1]
-    assert lines[-1] == "2 of 6 events; more follow: the same command with --after 4"
+    # of the 4 events after #2, not of the 6 the outbox keeps ("2 of 6 events" said the
+    # whole outbox's count as if it were what follows the cursor)
+    assert lines[-1] == (
+        "2 shown of 4 after #2; 6 in all; more follow: the same command with --after 4"
+    )
+    direct_text = await cli("events", "list", "--after", "2", "--limit", "2", "--db", api.db)
+    assert direct_text.stdout.splitlines()[-1] == lines[-1], direct_text.stderr
+    first = await cli("events", "list", "--limit", "2", *via)
+    assert first.stdout.splitlines()[-1].startswith("2 of 6 events; more follow")
+    async with api.client() as client:
+        answer = (await client.get("/events", params={"after": 2, "limit": 2})).json()
+        whole = (await client.get("/events", params={"limit": 2})).json()
+    assert (answer["total"], answer["total_after"], answer["total_after_exact"]) == (6, 4, True)
+    assert (whole["total"], whole["total_after"]) == (6, 6)
 
     for args, said in (
         (("--after", "-1"), "-1 is not in the range"),
@@ -157,7 +170,8 @@ async def test_a_replay_past_the_newest_id_is_refused_and_one_before_the_oldest_
         said = json.loads(refused.stdout)
         assert said["error"] == "invalid_input"
         assert "there is no event 5 to list the events after: the newest is 4" in said["message"]
-        assert (await cli("events", "list", "--after", "4", *mode)).stdout.startswith("0 of 4")
+        newest = await cli("events", "list", "--after", "4", *mode)
+        assert newest.stdout.startswith("0 shown of 0 after #4; 4 in all"), newest.stdout
     async with api.client() as client:
         answer = await client.get("/events?after=5")
         assert answer.status_code == 422 and "the newest is 4" in answer.json()["message"]
