@@ -24,6 +24,7 @@ from mes.domain.errors import (
     UnknownLot,
     UnknownTool,
 )
+from mes.domain.lifecycle import NotInState
 from mes.domain.model import (
     Carrier,
     HistoryEntry,
@@ -204,6 +205,8 @@ class LotServiceCore(Guarded):
         except (SignatureRefused, SignatureStale, SignatureRequired) as refused:
             await self.signing.refused(self._guard.who(by), refused)
             raise
+        except NotInState as refused:  # what the state allows that the caller may do
+            raise refused.for_principal(self._guard.who(by)) from refused
 
     async def _read(self, work: Work[T] | Callable[[], Work[T]], by: Principal | None = None) -> T:
         await self._guard.allow(by, Action.READ)

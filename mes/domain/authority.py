@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from mes.domain.errors import LotTrackerError
-from mes.domain.model import HoldSource
+from mes.domain.model import HoldSource, Operation
 
 
 class Role(StrEnum):
@@ -184,6 +184,41 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.MIGRATE: frozenset({_E}),
 }
 """The one table of who may do what."""
+
+OPERATION_ACTIONS: Mapping[Operation, Action] = {
+    Operation.START: Action.START,
+    Operation.TRACK_IN: Action.TRACK_IN,
+    Operation.TRACK_OUT: Action.TRACK_OUT,
+    Operation.ABORT: Action.ABORT,
+    Operation.HOLD: Action.HOLD,
+    Operation.RELEASE: Action.RELEASE,
+    Operation.SCRAP: Action.SCRAP,
+    Operation.SCRAP_SITES: Action.SCRAP_SITES,
+    Operation.SPLIT: Action.SPLIT,
+    Operation.SPLIT_FROM: Action.SPLIT,
+    Operation.MERGE: Action.MERGE,
+    Operation.MERGE_INTO: Action.MERGE,
+    Operation.REWORK: Action.REWORK,
+    Operation.COMPLETE: Action.COMPLETE,
+    Operation.JOB_START: Action.JOB,
+    Operation.JOB_RECORD: Action.JOB,
+    Operation.MIGRATE: Action.MIGRATE,
+}
+"""The row of :data:`PERMISSIONS` each lot operation is asked by."""
+
+CONTROLLER_ONLY = frozenset(a for a, roles in PERMISSIONS.items() if roles == {Role.CONTROLLER})
+"""What only the line controller does (a tool's jobs, its states)."""
+
+
+def may_operate(principal: Principal, operation: Operation) -> bool:
+    """Whether ``principal`` could do ``operation`` on some lot (a release: of some hold),
+    for what a refusal offers instead: what only the line controller does is the controller's
+    alone, not the file owner's, who holds every role but runs no tool."""
+    action = OPERATION_ACTIONS[operation]
+    if action in CONTROLLER_ONLY and principal.method is AuthMethod.FILE_OWNER:
+        return False
+    return may_ever(principal, action)
+
 
 RULED_HOLDS = frozenset(
     {

@@ -22,8 +22,9 @@ tracks the step out, and a held lot stays held.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from mes.domain.authority import Principal, may_operate
 from mes.domain.errors import OperationNotAllowed
 from mes.domain.model import FINAL_STATES, LotState, Operation
 
@@ -67,17 +68,52 @@ def allowed_operations(state: LotState) -> tuple[Operation, ...]:
     return tuple(op for (s, op) in TRANSITIONS if s is state)
 
 
+class NotInState(OperationNotAllowed):
+    """An operation the lot's state does not allow (:func:`require`), with the operations it
+    does allow in ``allowed``. It keeps the state and the operation, so that the service
+    layer, which knows who asked, makes the list the caller's own (:meth:`for_principal`)."""
+
+    def __init__(
+        self,
+        state: LotState,
+        operation: Operation,
+        lot_id: str,
+        allowed: Sequence[Operation],
+        *,
+        narrowed: bool = False,
+    ):
+        self.state, self.operation = state, operation
+        names = [op.value for op in allowed]
+        if state in FINAL_STATES:
+            why = f"lot {lot_id} is {state.value}: nothing more can be done to it"
+        elif names:
+            why = (
+                f"{operation.value} is not allowed while lot {lot_id} is {state.value}; "
+                f"allowed: {', '.join(names)}"
+            )
+        else:  # the state allows some, none of them the caller's
+            why = (
+                f"{operation.value} is not allowed while lot {lot_id} is {state.value}, and "
+                "none of what its state allows is yours to do"
+            )
+        super().__init__(why, lot_id=lot_id, allowed=names)
+        self.narrowed = narrowed
+
+    def for_principal(self, who: Principal | None) -> NotInState:
+        """The refusal as ``who`` is told it: ``allowed`` only the operations the state
+        allows that ``who``'s roles allow too (not a tool's jobs, the line controller's, to an
+        operator or an API key). Unchanged without a principal (the lot tracker embedded)."""
+        if who is None or self.narrowed or self.lot_id is None:
+            return self
+        yours = [op for op in allowed_operations(self.state) if may_operate(who, op)]
+        return NotInState(self.state, self.operation, self.lot_id, yours, narrowed=True)
+
+
 def require(state: LotState, operation: Operation, lot_id: str) -> frozenset[LotState]:
-    """The states ``operation`` may lead to from ``state``; refuse it if there are none."""
+    """The states ``operation`` may lead to from ``state``; refuse it if there are none
+    (:class:`NotInState`: ``allowed`` all the state allows, which the service layer narrows
+    to what the caller may do)."""
     targets = TRANSITIONS.get((state, operation))
     if targets is not None:
         return targets
-    allowed = [op.value for op in allowed_operations(state)]
-    if state in FINAL_STATES:
-        why = f"lot {lot_id} is {state.value}: nothing more can be done to it"
-    else:
-        why = (
-            f"{operation.value} is not allowed while lot {lot_id} is {state.value}; "
-            f"allowed: {', '.join(allowed)}"
-        )
-    raise OperationNotAllowed(why, lot_id=lot_id, allowed=allowed)
+    raise NotInState(state, operation, lot_id, allowed_operations(state))

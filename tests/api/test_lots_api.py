@@ -647,6 +647,31 @@ async def test_a_system_asking_for_a_signed_operation_is_told_a_system_signs_not
     assert EventKind.SIGNATURE_FAILED not in kinds
 
 
+async def test_a_refusals_allowed_operations_are_those_the_callers_roles_allow(
+    api: RunningApi,
+) -> None:
+    """A refusal of an operation the lot's state does not allow lists what is allowed
+    instead: to a system (an API key) with the operator role it listed job_record, which only
+    the line controller does, and the scrap and rework that are quality's and engineering's.
+    It lists the operations the state allows that the caller may do, in the message too."""
+    identity = api.state.identity
+    await identity.add_user(ADMIN, "mes-bridge", "MES", [Role.OPERATOR], kind=UserKind.SYSTEM)
+    _, token = await identity.issue_api_key(ADMIN, "mes-bridge", "test")
+    async with api.client(authorization=f"Bearer {token}") as client:
+        assert (await client.post("/lots", json=START)).status_code == 201
+        waiting = await client.post("/lots/A1/abort", json={"reason": "x"})
+        assert waiting.status_code == 409, waiting.text
+        said = waiting.json()
+        assert said["error"] == "operation_not_allowed"
+        mine = ["track_in", "hold", "split", "merge", "merge_into", "complete"]
+        assert said["allowed"] == mine, said
+        assert said["message"].endswith(f"allowed: {', '.join(mine)}"), said
+        assert (await client.post("/lots/A1/hold", json={"reason": "voids"})).status_code == 200
+        held = (await client.post("/lots/A1/abort", json={"reason": "x"})).json()
+        assert held["allowed"] == ["release", "split"], held
+        assert "job_record" not in held["message"], held
+
+
 async def test_a_system_changing_its_own_password_is_told_it_has_none(api: RunningApi) -> None:
     """``POST /users/NAME/own-password`` by a system (its API key) was "login refused: wrong
     user name or password, or the account is disabled or locked" (403): a system has no
