@@ -241,7 +241,9 @@ class MaterialService(Guarded):
                 )
             now = self._clock()
             coded = yield from coded_hold(HoldLot(material_id, user, reason, code=code))
-            changed = rules.bumped(quarantines.quarantine(material, code, coded.reason, user, now))
+            changed = rules.stamped(
+                rules.bumped(quarantines.quarantine(material, code, coded.reason, user, now)), who
+            )
             yield from save_materials([changed])
             recall = None
             if hold_lots:
@@ -280,7 +282,7 @@ class MaterialService(Guarded):
                 quarantines.release(material, user, now, reason)  # not quarantined: says so
                 raise
             changed = rules.bumped(quarantines.release(material, user, now, reason))
-            changed = rules.signed_event(changed, checked)
+            changed = rules.stamped(rules.signed_event(changed, checked), who)
             yield from save_materials([changed])
             return changed[0]
 

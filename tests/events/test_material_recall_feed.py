@@ -107,6 +107,8 @@ async def test_a_quarantine_and_its_signed_release_reach_the_plant_with_code_and
         }
         assert signature["at"] == released["time"]
         assert all(e["quarantine"] is None for e in emc[:3])
+        # who acted, as the lot events say it (the quarantine's and the release's too)
+        assert [(e["by"], e["auth"]) for e in emc[3:]] == [("qa1", "password")] * 2
         # as pkgline events tail --all prints them
         assert "EMC-9  MaterialQuarantined  MOLD-1  code RECALL  by qa1" in describe(stopped)
         assert "EMC-9  MaterialReleased  MOLD-1  signed by Quinn Abel (qa1)  by qa1" in describe(
