@@ -297,6 +297,10 @@ def baseline_end(points: Sequence[Point], n: int, kind: ChartKind = ChartKind.LO
     return None
 
 
+NO_SPREAD = 1e-12
+"""A sigma at most this fraction of the mean (or of 1) is no variation (:func:`_index`)."""
+
+
 def capability(
     xs: Sequence[float], lower: float | None, upper: float | None
 ) -> tuple[float | None, float | None]:
@@ -332,8 +336,10 @@ def capability_of(
 
 
 def _index(mean: float, sigma: float, lower: float | None, upper: float | None) -> float | None:
-    """The capability index of ``mean`` and ``sigma`` against the spec limits given."""
-    if sigma <= 0 or not math.isfinite(sigma):
+    """The capability index of ``mean`` and ``sigma`` against the spec limits given; None
+    where the values do not vary: a sigma within floating-point noise of the mean (pooled from
+    lots of equal values, the grand mean's rounding leaves 1e-16 of it, not a spread)."""
+    if not math.isfinite(sigma) or sigma <= NO_SPREAD * max(1.0, abs(mean)):
         return None
     sides = []
     if upper is not None:

@@ -174,3 +174,11 @@ def test_a_carrier_or_lot_charts_capability_is_that_of_its_points() -> None:
         assert capability_of(kind, points, 7.0, 16.0) == capability(
             [9.0, 11.0, 10.0, 12.0], 7.0, 16.0
         )
+
+
+def test_lots_of_one_value_have_no_ppk_though_the_pooled_mean_rounds() -> None:
+    """Found by hypothesis: the grand mean of 1.35, 1.35, 1.35 pooled from two lots rounds,
+    leaving a sigma of 1e-16 and a Ppk of 1.6e15 where the carriers' values gave none."""
+    points = [point(1.35, 1, None), point(1.35, 2, 0.0)]
+    assert capability_of(ChartKind.SUBGROUP, points, 0.0, 60.0) == (None, None)
+    assert capability([1.35, 1.35, 1.35], 0.0, 60.0) == (None, None)
