@@ -10,7 +10,7 @@ import pytest
 from mes.domain import commands as cmd
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.errors import InvalidInput, OperationNotAllowed, StepNotAllowed, UnknownLot
-from mes.domain.model import JobStatus, LotState, Operation
+from mes.domain.model import JobStatus, Lot, LotState, Operation
 from mes.equipment import EquipmentService
 from mes.service import LotService
 
@@ -38,6 +38,24 @@ async def _at_die_attach(service: LotService, carriers: int = 2) -> list[str]:
     await service.track_out(cmd.TrackOut("L1", "op"))
     await service.track_in(cmd.TrackIn("L1", "DIE_ATTACH", CTRL, tool="DB-1", dispatched=True))
     return list((await service.get("L1")).carriers)
+
+
+async def _at_mold(service: LotService, *, carriers: int) -> Lot:
+    """A lot of fc-heatsink-muf at MOLD on MOLD-1, tracked in by its controller with a cap
+    over the heat sink of 100 um (its claim: the carriers' within 5 um of it)."""
+    await service.start(cmd.StartLot("L1", "fc-heatsink-muf", "op", carriers=carriers))
+    for step in ("SUBSTRATE_LOAD", "FLIP_CHIP_BOND"):
+        await service.track_in(cmd.TrackIn("L1", step, "op"))
+        await service.track_out(cmd.TrackOut("L1", "op"))
+    await service.track_in(
+        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", "op", values={"standoff_height_um": "100"})
+    )
+    await service.track_out(cmd.TrackOut("L1", "op"))
+    values = {"mold_cap_over_heat_sink_um": "100"}
+    await service.track_in(
+        cmd.TrackIn("L1", "MOLD", CTRL, tool="MOLD-1", dispatched=True, values=values)
+    )
+    return await service.get("L1")
 
 
 async def test_the_last_carrier_recorded_tracks_the_lot_out(service: LotService) -> None:
@@ -174,25 +192,7 @@ async def test_a_hold_abandons_the_open_job_and_keeps_the_carriers_done(
 
 
 async def test_one_carrier_outside_a_claimed_limit_holds_the_lot(service: LotService) -> None:
-    await service.start(cmd.StartLot("L1", "fc-heatsink-muf", "op", carriers=2))
-    lot = await service.get("L1")
-    for step in ("SUBSTRATE_LOAD", "FLIP_CHIP_BOND"):
-        await service.track_in(cmd.TrackIn("L1", step, "op"))
-        await service.track_out(cmd.TrackOut("L1", "op"))
-    await service.track_in(
-        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", "op", values={"standoff_height_um": "100"})
-    )
-    await service.track_out(cmd.TrackOut("L1", "op"))
-    await service.track_in(
-        cmd.TrackIn(
-            "L1",
-            "MOLD",
-            CTRL,
-            tool="MOLD-1",
-            dispatched=True,
-            values={"mold_cap_over_heat_sink_um": "100"},
-        )
-    )
+    lot = await _at_mold(service, carriers=2)
     caps = {lot.carriers[0]: 101.0, lot.carriers[1]: 106.0}  # the mean (103.5) is within 5 um
     for n, (carrier, cap) in enumerate(caps.items()):
         await service.start_job(cmd.StartJob("L1", f"M{n}", "MOLD-1", carrier, CTRL))
@@ -273,24 +273,7 @@ async def test_a_job_the_tool_completed_after_a_hold_is_recorded_and_the_lot_sta
 async def test_the_last_job_completed_after_a_hold_tracks_the_step_out_with_its_values(
     service: LotService,
 ) -> None:
-    await service.start(cmd.StartLot("L1", "fc-heatsink-muf", "op", carriers=1))
-    for step in ("SUBSTRATE_LOAD", "FLIP_CHIP_BOND"):
-        await service.track_in(cmd.TrackIn("L1", step, "op"))
-        await service.track_out(cmd.TrackOut("L1", "op"))
-    await service.track_in(
-        cmd.TrackIn("L1", "HEAT_SINK_ATTACH", "op", values={"standoff_height_um": "100"})
-    )
-    await service.track_out(cmd.TrackOut("L1", "op"))
-    await service.track_in(
-        cmd.TrackIn(
-            "L1",
-            "MOLD",
-            CTRL,
-            tool="MOLD-1",
-            dispatched=True,
-            values={"mold_cap_over_heat_sink_um": "100"},
-        )
-    )
+    await _at_mold(service, carriers=1)
     [carrier] = (await service.get("L1")).carriers
     await service.start_job(cmd.StartJob("L1", "M1", "MOLD-1", carrier, CTRL))
     await service.hold(cmd.HoldLot("L1", "qe", "void scan due"))
