@@ -21,29 +21,25 @@ from typing import Any, TypeVar
 from flows import Flow
 from flows.model import QueueTime
 from mes.domain import common, genealogy, migration, queuetimes
-from mes.domain import jobs as job_rules
 from mes.domain import operations as ops
 from mes.domain import steps as step_ops
-from mes.domain.authority import Action, Context, NotAuthorized, Principal, effective_action
+from mes.domain.authority import Action, Context, NotAuthorized, Principal
 from mes.domain.commands import (
     AbortStep,
     CompleteLot,
     HoldLot,
     MergeLots,
     MigrateLot,
-    RecordJob,
     ReleaseLot,
     ReworkLot,
     ScrapLot,
     ScrapSites,
     SplitLot,
-    StartJob,
     StartLot,
     TrackIn,
     TrackOut,
 )
 from mes.domain.errors import (
-    InvalidInput,
     LotExists,
     LotTrackerError,
     OperationNotAllowed,
@@ -54,31 +50,22 @@ from mes.domain.flowversions import VersionState
 from mes.domain.model import (
     Change,
     HoldSource,
-    JobRecord,
-    JobStatus,
     Lot,
     LotHead,
     LotState,
-    Operation,
     SiteRef,
     SiteReject,
 )
 from mes.domain.physical import refuse_unphysical
-from mes.domain.signatures import SignatureGiven, SignatureRequired
-from mes.domain.signatures import linked as linked_signatures
-from mes.durables import count_abandoned, count_job, count_track_out, durable_interlock
+from mes.domain.signatures import SignatureGiven
+from mes.durables import count_abandoned, count_track_out, durable_interlock
 from mes.flowversions import UnknownVersion, VersionNotLoaded
 from mes.interlocks import queue_clocks, tool_interlock, track_in_reads
 from mes.material_recall import quarantine_gate
 from mes.materials import material_interlock, record_uses
 from mes.ports import (
-    Request,
     Work,
-    asked_with,
     each_together,
-    get_history,
-    get_job,
-    get_job_with_lot,
     get_jobs_of,
     get_lot,
     get_rejects,
@@ -86,8 +73,6 @@ from mes.ports import (
     nothing,
     save,
     save_all,
-    save_signatures,
-    served,
     together,
 )
 from mes.ports_durables import GetDurables
@@ -95,12 +80,12 @@ from mes.ports_spc import GetCharts
 from mes.reasons import coded_hold, coded_scrap, release_allowed
 from mes.service_core import (
     JobOutcome,
-    LotServiceCore,
     Outcome,
     StepView,
     step_view_work,
     utc_now,
 )
+from mes.service_jobs import LotJobs, step_jobs
 from mes.spc import spc_on_track_out
 
 __all__ = ["JobOutcome", "LotService", "Outcome", "StepView", "TrackedIn", "utc_now"]
@@ -116,89 +101,9 @@ class TrackedIn(Outcome):
     view: StepView
 
 
-Rule = Callable[[Lot, Flow], Change | Work[Change]]
-"""What an operation on one lot decides: the change, or work that reads more first."""
-
-Gate = Callable[[Lot, Principal], Work[None]]
-"""Who may do an operation on the lot as it is, where that depends on more than the lot's
-row (a release: the hold's reason code): refuses with NotAuthorized. Checked before any
-signature's password (a read of its own), and again in the operation's transaction."""
-
-
-class LotService(LotServiceCore):
+class LotService(LotJobs):
     """Start, move, hold and end lots; each call is one transaction (the reads:
     :class:`mes.service_core.LotServiceCore`)."""
-
-    async def _on_lot(
-        self,
-        lot_id: str,
-        rule: Rule,
-        *,
-        action: Action,
-        by: Principal | None,
-        primary: str | None = None,
-        signatures: Sequence[SignatureGiven] = (),
-        reads: Sequence[Request] = (),
-        gate: Gate | None = None,
-    ) -> Outcome:
-        """``reads``: what the rule will ask first, known from the command alone, asked with
-        the lot (:func:`mes.ports.asked_with`). ``gate``: who may, from the lot and what it
-        reads (:data:`Gate`)."""
-        who = self._guard.who(by)
-        if signatures:  # a role that may not: 403 before any password is checked
-            if gate is not None and who is not None:
-                await self._gate_first(lot_id, gate, who, by)
-            await self._guard.allow_some(by, action, lot_id)
-        signed = await self.signing.verify(who, action, lot_id, signatures)
-
-        def work() -> Work[Outcome]:
-            lot, ahead = yield from asked_with(get_lot(lot_id), reads)
-            if lot is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
-            context = Context(lot_id, lot.hold.source if lot.hold else None)
-            if gate is not None and who is not None:  # the lot may have changed since
-                yield from gate(lot, who)
-            self._guard.check(by, action, context)
-            self._check_seen(lot)
-            flow = self.flow_of(lot)
-            try:
-                checked = self.signing.check(effective_action(action, context), lot, who, signed)
-            except SignatureRequired:
-                # unsigned: an operation the lot refuses anyway says so first (a release of a
-                # lot not held is 409, not "sign it"); the rule only reads
-                refused = rule(lot, flow)
-                if not isinstance(refused, Change):
-                    yield from refused
-                raise
-            decided = rule(lot, flow)
-            change = decided if isinstance(decided, Change) else (yield from served(decided, ahead))
-            change, signed_now = self.signing.sign(common.stamped(change, who), checked)
-            entries = yield from save(change)
-            if signed_now:  # in the same transaction, linked to the entry by its hash
-                yield from save_signatures(linked_signatures(signed_now, entries[0].hash))
-            wanted = primary or lot_id
-            return Outcome(next(x for x in change.lots if x.id == wanted), entries)
-
-        return await self._write(work, by)
-
-    async def _gate_first(
-        self, lot_id: str, gate: Gate, who: Principal, by: Principal | None
-    ) -> None:
-        """``gate`` on the lot as it is now, in a read of its own, its refusal recorded: before
-        a signature's password is checked (a person who may not is told so, not asked for a
-        password and counted towards a lockout). An unknown lot: the operation says so."""
-
-        def work() -> Work[None]:
-            lot = yield from get_lot(lot_id)
-            if lot is not None:
-                yield from gate(lot, who)
-
-        try:
-            async with self._uow(readonly=True) as uow:
-                await uow.run(work(), commit=True)
-        except NotAuthorized as refused:
-            await self._guard.refused(by, refused)
-            raise
 
     async def start(self, cmd: StartLot, *, by: Principal | None = None) -> Outcome:
         """Start a lot on its flow's active version: the newest approved one (a draft or a
@@ -388,7 +293,7 @@ class LotService(LotServiceCore):
 
     async def abort(self, cmd: AbortStep, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            change = ops.abort(lot, cmd, self._clock(), (yield from _step_jobs(lot)))
+            change = ops.abort(lot, cmd, self._clock(), (yield from step_jobs(lot)))
             yield from count_abandoned(lot, change, cmd.user, self._clock())
             return change
 
@@ -397,7 +302,7 @@ class LotService(LotServiceCore):
     async def hold(self, cmd: HoldLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             coded = yield from coded_hold(cmd)
-            change = ops.hold(lot, coded, self._clock(), (yield from _step_jobs(lot)))
+            change = ops.hold(lot, coded, self._clock(), (yield from step_jobs(lot)))
             yield from count_abandoned(lot, change, cmd.user, self._clock())
             return change
 
@@ -602,54 +507,6 @@ class LotService(LotServiceCore):
             cmd.child_id, rule, action=Action.MERGE, by=by, primary=cmd.into_id
         )
 
-    async def start_job(self, cmd: StartJob, *, by: Principal | None = None) -> Outcome:
-        """Record that a tool is about to process one carrier of the lot's running step."""
-
-        def rule(lot: Lot, _: Flow) -> Work[Change]:
-            jobs, taken = yield from together(  # one round trip
-                get_jobs_of(lot.id, len(lot.path), step=lot.running.step)
-                if lot.running
-                else nothing([]),
-                get_job(cmd.job_id),
-            )
-            if taken is not None:
-                raise InvalidInput(f"job id {cmd.job_id} is taken", lot_id=lot.id)
-            return job_rules.start_job(lot, cmd, jobs, self._clock())
-
-        return await self._on_lot(cmd.lot_id, rule, action=Action.JOB, by=by)
-
-    async def record_job(self, cmd: RecordJob, *, by: Principal | None = None) -> JobOutcome:
-        """Record a tool's results for one carrier; the last carrier tracks the lot out.
-
-        Idempotent: results recorded before (a controller that failed before it could tell the
-        tool) are not recorded again, and the outcome says so."""
-
-        def work() -> Work[JobOutcome]:
-            self._guard.check(by, Action.JOB)
-            found = yield from get_job_with_lot(cmd.job_id)
-            if found is None:
-                raise InvalidInput(f"there is no job {cmd.job_id}")
-            job, lot = found
-            if job.status is JobStatus.RECORDED:
-                return JobOutcome(lot, job, (), already_recorded=True)
-            jobs, rejected = yield from together(  # one round trip
-                get_jobs_of(lot.id, job.path_index, step=job.step), get_rejects_by_site(lot.id)
-            )
-            done = [j for j in jobs if j.status is JobStatus.RECORDED]
-            history = (yield from get_history(lot.id)) if job_rules.needs_history(lot, job) else []
-            change = job_rules.record_job(
-                lot, self.flow_of(lot), job, cmd, done, rejected, self._clock(), history
-            )
-            if change.entries[-1].operation is Operation.TRACK_OUT:  # the last carrier
-                change = yield from spc_on_track_out(lot, change, cmd.user, change.entries[-1].at)
-            entries = yield from save(common.stamped(change, self._guard.who(by)))
-            if job.status is JobStatus.STARTED:  # an abandoned job counted when abandoned
-                yield from count_job(lot, job, rejected, cmd.user, self._clock())
-            recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
-            return JobOutcome(change.lot, recorded, entries)
-
-        return await self._write(work, by)
-
 
 _RELEASE_QUARANTINES = quarantine_gate(Action.RELEASE)
 _REWORK_GATE = quarantine_gate(Action.REWORK)
@@ -661,10 +518,3 @@ def _release_gate(lot: Lot, who: Principal) -> Work[None]:
     (:func:`mes.material_recall.quarantine_gate`)."""
     yield from release_allowed(lot, who)
     yield from _RELEASE_QUARANTINES(lot, who)
-
-
-def _step_jobs(lot: Lot) -> Work[list[JobRecord]]:
-    """The jobs of the step the lot runs (none when it runs none)."""
-    if lot.running is None:
-        return []
-    return (yield from get_jobs_of(lot.id, len(lot.path), step=lot.running.step))
