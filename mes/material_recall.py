@@ -22,7 +22,7 @@ from mes.domain.material_reach import Reached, Source
 from mes.domain.materials import Material, Use
 from mes.domain.model import Lot, LotState
 from mes.durables import count_abandoned
-from mes.ports import Work, each_together, get_history, get_jobs_of, get_lot, save
+from mes.ports import Work, each_together, get_history, get_lot, get_step_jobs, save
 from mes.ports_materials import get_materials, get_uses
 from mes.ports_reasons import get_reason_code
 from mes.reasons import coded_hold
@@ -149,12 +149,7 @@ def hold_reached(
     for r in plan.to_hold:
         lot = lots[r.lot_id]
         assert lot is not None  # a lot with a state was read
-        step_jobs = (
-            (yield from get_jobs_of(lot.id, len(lot.path), step=lot.running.step))
-            if lot.running
-            else []
-        )
-        change = ops.hold(lot, replace(coded, lot_id=lot.id), now, step_jobs)
+        change = ops.hold(lot, replace(coded, lot_id=lot.id), now, (yield from get_step_jobs(lot)))
         yield from count_abandoned(lot, change, user, now)
         yield from save(common.stamped(change, who))
         held.append(replace(r, state=LotState.HOLD, step=change.lot.step))

@@ -287,6 +287,13 @@ def get_jobs_of(
     return found if step is None else [j for j in found if j.step == step]
 
 
+def get_step_jobs(lot: Lot) -> Work[list[JobRecord]]:
+    """The jobs of the step the lot runs (none when it runs none)."""
+    if lot.running is None:
+        return []
+    return (yield from get_jobs_of(lot.id, len(lot.path), step=lot.running.step))
+
+
 def get_tool_jobs(
     tool_id: str, since: datetime, until: datetime, limit: int
 ) -> Work[list[ToolJob]]:

@@ -70,6 +70,7 @@ from mes.ports import (
     get_lot,
     get_rejects,
     get_rejects_by_site,
+    get_step_jobs,
     nothing,
     save,
     save_all,
@@ -85,7 +86,7 @@ from mes.service_core import (
     step_view_work,
     utc_now,
 )
-from mes.service_jobs import LotJobs, step_jobs
+from mes.service_jobs import LotJobs
 from mes.spc import spc_on_track_out
 
 __all__ = ["JobOutcome", "LotService", "Outcome", "StepView", "TrackedIn", "utc_now"]
@@ -293,7 +294,7 @@ class LotService(LotJobs):
 
     async def abort(self, cmd: AbortStep, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
-            change = ops.abort(lot, cmd, self._clock(), (yield from step_jobs(lot)))
+            change = ops.abort(lot, cmd, self._clock(), (yield from get_step_jobs(lot)))
             yield from count_abandoned(lot, change, cmd.user, self._clock())
             return change
 
@@ -302,7 +303,7 @@ class LotService(LotJobs):
     async def hold(self, cmd: HoldLot, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             coded = yield from coded_hold(cmd)
-            change = ops.hold(lot, coded, self._clock(), (yield from step_jobs(lot)))
+            change = ops.hold(lot, coded, self._clock(), (yield from get_step_jobs(lot)))
             yield from count_abandoned(lot, change, cmd.user, self._clock())
             return change
 

@@ -17,7 +17,6 @@ from mes.domain.errors import (
 )
 from mes.domain.model import (
     Change,
-    JobRecord,
     JobStatus,
     Lot,
     Operation,
@@ -92,10 +91,3 @@ class LotJobs(LotWrites):
             return JobOutcome(change.lot, recorded, entries)
 
         return await self._write(work, by)
-
-
-def step_jobs(lot: Lot) -> Work[list[JobRecord]]:
-    """The jobs of the step the lot runs (none when it runs none)."""
-    if lot.running is None:
-        return []
-    return (yield from get_jobs_of(lot.id, len(lot.path), step=lot.running.step))

@@ -609,8 +609,8 @@ spc_points = Table(
 )
 """The points of a charted (step, value, tool), each with the rules it broke: one per lot at
 each track-out of the step (a lot passing it twice has two), or per carrier (``carrier_id``)
-on a carrier chart; a subgroup chart's is the
-mean of ``n`` carriers' values, with their standard deviation ``s``."""
+on a carrier chart; a subgroup chart's is the mean of ``n`` carriers' values, with their
+standard deviation ``s``."""
 
 flow_versions = Table(
     "flow_versions",
