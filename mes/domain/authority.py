@@ -206,6 +206,18 @@ OPERATION_ACTIONS: Mapping[Operation, Action] = {
 }
 """The row of :data:`PERMISSIONS` each lot operation is asked by."""
 
+
+def narrowed(row: frozenset[Role], named: frozenset[Role]) -> frozenset[Role]:
+    """The roles of ``row`` (who may, by the table) that a reason code naming ``named`` leaves:
+    those of ``row`` it names; where it names none of them, those it names (a code's word
+    stands over the table's); where it names no role, ``row`` as it is. How a hold's code
+    (:func:`mes.domain.reasons.release_roles`) and a material lot's quarantine
+    (:meth:`mes.domain.material_quarantine.QuarantinedInput.narrow`) narrow a release."""
+    if not named:
+        return row
+    return (row & named) or named
+
+
 CONTROLLER_ONLY = frozenset(a for a, roles in PERMISSIONS.items() if roles == {Role.CONTROLLER})
 """What only the line controller does (a tool's jobs, its states)."""
 

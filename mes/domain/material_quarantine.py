@@ -25,7 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from mes.domain.authority import PERMISSIONS, Action, NotAuthorized, Principal, Role
+from mes.domain.authority import (
+    PERMISSIONS,
+    Action,
+    NotAuthorized,
+    Principal,
+    Role,
+    narrowed,
+)
 from mes.domain.errors import ConcurrentUpdate, InvalidInput, OperationNotAllowed
 from mes.domain.material_reach import Reached, Source
 from mes.domain.materials import Changed, Material, MaterialEvent, MaterialEventKind, Quarantine
@@ -133,6 +140,11 @@ class QuarantinedInput:
             f"since {utc_stamp(q.at)}: {q.reason}"
         )
 
+    def narrow(self, roles: frozenset[Role]) -> frozenset[Role]:
+        """Those of ``roles`` (who may release or rework the lot otherwise) who still may,
+        with this quarantine on: as a hold's code narrows a release (:func:`narrowed`)."""
+        return narrowed(roles, self.release_roles)
+
     def to_dict(self) -> dict[str, object]:
         q = self.quarantine
         return {
@@ -181,7 +193,7 @@ def check_quarantined(
     for q in found:
         if not q.release_roles or who.roles & q.release_roles:
             continue
-        needed = (PERMISSIONS[action] & q.release_roles) or q.release_roles
+        needed = q.narrow(PERMISSIONS[action])
         held = ", ".join(sorted(r.value for r in who.roles)) or "no role"
         raise NotAuthorized(
             f"{who.name} ({held}) may not {action.value} lot {lot_id}: it got {q.text()}; "

@@ -26,6 +26,7 @@ from mes.domain.authority import (
     authorize,
     effective_action,
     may,
+    narrowed,
 )
 from mes.domain.errors import InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.text import blank, one_line, optional_line
@@ -177,9 +178,7 @@ def release_roles(context: Context, found: ReasonCode | None) -> frozenset[Role]
     row for the hold's source, narrowed by the roles the code names (those the code names,
     where none of them is in the row)."""
     row = PERMISSIONS[effective_action(Action.RELEASE, context)]
-    if found is None or not found.release_roles:
-        return row
-    return (row & found.release_roles) or found.release_roles
+    return row if found is None else narrowed(row, found.release_roles)
 
 
 def check_release_by(who: Principal, context: Context, found: ReasonCode | None) -> None:

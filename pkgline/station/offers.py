@@ -27,7 +27,7 @@ from mes.domain.authority import (
 )
 from mes.domain.material_quarantine import QuarantinedInput, may_lift
 from mes.domain.model import HoldSource, LotState
-from mes.domain.reasons import ReasonCode, releases
+from mes.domain.reasons import ReasonCode, release_roles, releases
 
 if TYPE_CHECKING:
     from pkgline.station.views import LotView
@@ -88,13 +88,13 @@ def _needed(
     hold_code: ReasonCode | None,
     quarantined: Sequence[QuarantinedInput] = (),
 ) -> frozenset[Role]:
-    roles = PERMISSIONS[effective_action(action, context)]
-    if action is Action.RELEASE and hold_code is not None and hold_code.release_roles:
-        roles = roles & hold_code.release_roles  # the code narrows the table, as the service
+    if action is Action.RELEASE:
+        roles = release_roles(context, hold_code)  # the code narrows the table, as the service
+    else:
+        roles = PERMISSIONS[effective_action(action, context)]
     if action in _LIFTED:
         for q in quarantined:
-            if q.release_roles:
-                roles = (roles & q.release_roles) or q.release_roles
+            roles = q.narrow(roles)
     return roles
 
 

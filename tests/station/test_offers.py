@@ -18,14 +18,18 @@ from mes.domain.authority import (
     Role,
     authorize,
 )
+from mes.domain.material_quarantine import QuarantinedInput, check_quarantined
+from mes.domain.materials import Quarantine
 from mes.domain.model import HoldSource, LotState
-from mes.domain.reasons import ReasonCode, ReasonKind, check_release
+from mes.domain.reasons import ReasonCode, ReasonKind, check_release, check_release_by
 from pkgline.station.offers import (
     LOT_FORMS,
     NavOffers,
+    either,
     lot_offers,
     may_release,
     nav_offers,
+    needs,
     not_yours,
 )
 
@@ -125,6 +129,47 @@ def test_a_form_is_offered_exactly_when_the_service_would_allow_it(
                 except NotAuthorized:
                     allowed = False
                 assert (name in offers) is allowed, (name, source, code)
+
+
+def _refused_needs(check: object) -> str:
+    """The roles a refusal names (``NotAuthorized.needed``), as a page says them."""
+    try:
+        check()  # type: ignore[operator]
+    except NotAuthorized as refused:
+        return either(r.value for r in refused.needed)
+    raise AssertionError("not refused")
+
+
+@pytest.mark.parametrize("source", list(HoldSource))
+@pytest.mark.parametrize("named", [frozenset(), *(frozenset({r}) for r in Role)])
+def test_the_roles_a_page_names_for_a_release_are_those_the_service_names(
+    source: HoldSource, named: frozenset[Role]
+) -> None:
+    """Whatever the hold's source and the roles its code names, the page's "that needs"
+    and the service's refusal name the same roles (one domain rule narrows both)."""
+    code = ReasonCode("X", ReasonKind.HOLD, "x", "quinn", datetime(2026, 12, 1, tzinfo=UTC),
+                      release_roles=named)  # fmt: skip
+    context = Context("S-1", source)
+    nobody = _who()
+    assert needs(Action.RELEASE, context, code) == _refused_needs(
+        lambda: check_release_by(nobody, context, code)
+    )
+
+
+@pytest.mark.parametrize("action", [Action.RELEASE, Action.REWORK])
+@pytest.mark.parametrize("named", [frozenset(), *(frozenset({r}) for r in Role)])
+def test_the_roles_a_page_names_for_a_quarantined_lot_are_those_the_service_names(
+    action: Action, named: frozenset[Role]
+) -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    q = QuarantinedInput("EMC-1", Quarantine("RECALL", "voids", "quinn", at), ("S-1",), named)
+    nobody = _who()
+    if not named:  # the quarantine's code names nobody: the table decides
+        check_quarantined(nobody, "S-1", action, [q])
+        return
+    assert needs(action, Context("S-1", HoldSource.OPERATOR), None, [q]) == _refused_needs(
+        lambda: check_quarantined(nobody, "S-1", action, [q])
+    )
 
 
 def test_the_navigation_links_the_start_page_and_the_log_to_whom_they_serve() -> None:
