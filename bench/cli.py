@@ -2,7 +2,8 @@
 each call. Runs ``python -c pass``, ``pkgline version``, ``pkgline --help`` and ``pkgline lot
 show X --json`` (direct mode, on a seeded SQLite file and, when it answers, on PostgreSQL)
 ``--runs`` times each, interleaved, and through a ``pkgline api`` server on the SQLite file
-(client mode, ``--server unix://...``), and prints p50/p90 of each and the ratio of ``lot show``
+(client mode, ``--server unix://...``: ``lot show``, and ``lot list`` and ``line status`` as
+tables), and prints p50/p90 of each and the ratio of ``lot show``
 to ``python -c pass``. Goal (issue 20, "Plant scale, measured honestly"): ``lot show`` p50
 under 0.25 s and at most 8 times ``python -c pass`` from the same venv in the same run. Two
 floors are measured too: the imports any typer command pays (typer < 0.29: without pydantic,
@@ -13,7 +14,8 @@ any direct-mode command pays.
 
 The databases are made as ``pkgline db upgrade`` makes them: every packaged flow published
 and approved as version 1, so ``lot show`` reads its lot's flow version. ``--before`` runs
-``lot show`` with another checkout's code too (its tree first on PYTHONPATH, this venv),
+``lot show`` (and ``lot list`` and ``line status`` through the server, the operator's
+tables) with another checkout's code too (its tree first on PYTHONPATH, this venv),
 interleaved with the rest: before/after figures measured under the same load.
 
 The machine's load is printed at start and end: on a shared machine, compare the ratios,
@@ -289,6 +291,15 @@ async def _measure(
             name = "lot show --json (server, before)"
             commands.append(lot_show(name, sqlite_url, lot, before, server=url))
             shown[commands[-1].name] = lot
+        for args in (("lot", "list"), ("line", "status")):  # the operator's tables
+            commands.append(
+                Command(f"{' '.join(args)} (server)", [pkgline(), *args], {"PKGLINE_SERVER": url})
+            )
+            if before is not None:
+                env = {"PKGLINE_SERVER": url, "PYTHONPATH": str(before)}
+                commands.append(
+                    Command(f"{' '.join(args)} (server, before)", [pkgline(), *args], env)
+                )
         for command in commands:
             check(command, shown.get(command.name))
         print(f"{len(commands)} commands, {runs} runs each, interleaved ({load()})")

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from mes.domain.authority import Action, Principal
 from mes.domain.equipment import (
+    MAX_RESET_WAIT_S,
     RECORDED_STATES,
     UNMONITORED,
     ControllerRecord,
@@ -66,9 +67,6 @@ from mes.service import utc_now
 
 NOT_CONNECTED = ToolSnapshot(connected=False, e10="unscheduled_down", reason="not connected yet")
 RESET_STUCK_S = 60.0
-MAX_RESET_WAIT_S = 86_400.0
-"""The longest an alarm reset may wait to be taken (a day): a request is for now, and a
-longer wait would leave it open for a controller to carry out long after it was asked."""
 """A reset its controller took but never answered (it died meanwhile) stops blocking new
 ones this long after it expired."""
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from mes.domain.equipment import ResetRequest, ResetStatus, ToolRecord
-from mes.equipment import MAX_RESET_WAIT_S, EquipmentService
-from mes.service import utc_now
+from mes.domain.equipment import MAX_RESET_WAIT_S, ResetRequest, ResetStatus, ToolRecord
 from pkgline.tool_views import controller_running, known_tool, reset_dict
+
+if TYPE_CHECKING:  # the CLI reads this module's waits; only direct mode runs a reset here
+    from mes.equipment import EquipmentService
 
 WAIT_S = 30.0
 """How long ``pkgline tool reset`` waits for the outcome by default."""
@@ -58,7 +60,7 @@ async def reset_and_wait(
         user,
         reason,
         wait_s=wait_s,
-        controller_running=lambda c: controller_running(c, utc_now()),
+        controller_running=lambda c: controller_running(c, datetime.now(UTC)),
     )
     try:
         found = await _wait_for_outcome(equipment, asked, record, wait_s, gone)

@@ -24,13 +24,13 @@ from mes.domain.equipment import (
 from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotHead, LotState
-from mes.equipment import EquipmentService
 from mes.known_tools import unknown_tool
 from mes.ports import ToolJob, ToolQuery
 from pkgline.controller import STALE_AFTER_S
 from pkgline.page_sizes import page_answer
 
 if TYPE_CHECKING:
+    from mes.equipment import EquipmentService
     from mes.interlocks import QualificationService
     from mes.service import LotService
 

@@ -317,6 +317,66 @@ async def test_material_and_durable_reads_through_the_server_import_no_lot_track
         assert _found(modules, NOT_THROUGH_THE_SERVER) == []
 
 
+NOT_FOR_A_SERVER_CALL = (
+    "sqlalchemy",
+    "alembic",
+    "asyncpg",
+    "aiosqlite",
+    "asyncua",
+    "pymodbus",
+    "aiomqtt",
+    "argon2",
+    "structlog",
+    "drivers",
+    "simulators",
+    "pkgline.bootstrap",
+    "pkgline.api.app",
+    "pkgline.api.server",
+    "pkgline.config",
+    "mes.adapters",
+    "mes.service",
+    "mes.equipment",
+    "mes.identity",
+    "mes.flowversions",
+)
+"""What a command through the server needs none of, whatever it prints: the database's code
+and the services answer on the server (a table may still use the lot tracker's constants)."""
+
+
+async def test_the_operators_lists_through_the_server_import_no_database_code(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """``lot list``, ``line status``, the tools, the feed, the accounts and the flow versions
+    through the server import none of the database's code, the services or the server's;
+    ``lot list`` not the lot tracker either (it sends the query string it was given)."""
+    async with start_api(sqlite_url, tmp_path / "api.sock") as api:
+        via = ("--server", f"unix://{api.socket}")
+        started = await cli("lot", "start", "L1", "--flow", "fc-heatsink-muf", *via)
+        assert started.returncode == 0, started.stderr[-2000:]
+        for args, exit_code in (
+            (("lot", "list"), 0),
+            (("lot", "list", "--state", "waiting", "--limit", "5"), 0),
+            (("line", "status"), 0),
+            (("tool", "list"), 0),
+            (("tool", "show", "NOPE"), 1),
+            (("tool", "qualifications"), 0),
+            (("events", "list"), 0),
+            (("events", "status"), 0),
+            (("user", "list"), 0),
+            (("flow", "versions", "fc-heatsink-muf"), 1),  # none published on this database
+        ):
+            code, out, said, modules = await _imported_via(api, *args)
+            assert code == exit_code, (args, said[-2000:])
+            assert _found(modules, NOT_FOR_A_SERVER_CALL) == [], args
+            if args[:2] == ("lot", "list"):
+                assert "L1" in out
+                assert _found(modules, ("mes", "flows")) == [], args
+        code, out, said, modules = await _imported_via(api, "lot", "list", "--json")
+        assert code == 0, said[-2000:]
+        assert [lot["id"] for lot in json.loads(out)] == ["L1"]
+        assert _found(modules, (*NOT_FOR_A_SERVER_CALL, "mes", "flows")) == []
+
+
 def test_the_material_kinds_in_the_help_are_the_lot_trackers() -> None:
     """``pkgline material add --kind``'s help names the kinds from a constant of its own (the
     CLI module imports no lot tracker): it is the lot tracker's list."""

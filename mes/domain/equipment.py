@@ -255,6 +255,9 @@ class ResetStatus(StrEnum):
 
 RESETTABLE_STATES = frozenset({"ALARM", "ABORTED"})
 """The process states a reset clears (drivers.model.ProcessState names)."""
+MAX_RESET_WAIT_S = 86_400.0
+"""The longest an alarm reset may wait to be taken (a day): a request is for now, and a
+longer wait would leave it open for a controller to carry out long after it was asked."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-from mes.adapters.outbox import OutboxReader
-from pkgline.bootstrap import open_engine
 from pkgline.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
@@ -29,7 +27,6 @@ from pkgline.cli.common import (
     print_json,
 )
 from pkgline.cli.modes import Remote, ServerOption, either, query_params
-from pkgline.line_views import backlog_dict
 from pkgline.page_sizes import FEED_PAGE, MAX_CURSOR, MAX_FEED_PAGE
 
 app = typer.Typer(help="The event feed to the plant (MQTT).", no_args_is_help=True)
@@ -45,6 +42,10 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
     oldest one waiting)."""
 
     async def direct() -> dict[str, Any]:
+        from mes.adapters.outbox import OutboxReader
+        from pkgline.bootstrap import open_engine
+        from pkgline.line_views import backlog_dict
+
         async with open_engine(db, must_exist=True) as engine:
             return backlog_dict(await OutboxReader(engine).backlog(), datetime.now(UTC))
 
@@ -82,6 +83,9 @@ def list_events(
     from pkgline.list_views import feed_answer
 
     async def direct() -> dict[str, Any]:
+        from mes.adapters.outbox import OutboxReader
+        from pkgline.bootstrap import open_engine
+
         async with open_engine(db, must_exist=True) as engine:
             return await feed_answer(OutboxReader(engine), after, limit)
 

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from mes.domain.errors import InvalidInput
-from pkgline.bootstrap import flow_library
 from pkgline.cli import flow_versions
 from pkgline.cli.common import EXIT_REFUSED, DbOption, JsonOption, err, marked, out, print_json
 from pkgline.cli.flow_versions import show_version
@@ -26,6 +25,8 @@ flow_versions.register(app)
 @app.command("list")
 def list_flows(json: JsonOption = False) -> None:
     """The flows this line runs."""
+    from pkgline.bootstrap import flow_library
+
     library = flow_library()
     if json:
         print_json(
@@ -86,6 +87,8 @@ def show(
             )
         _print_flow(shown)
         return
+    from pkgline.bootstrap import flow_library
+
     library = flow_library()
     if flow not in library.flows:
         error = InvalidInput(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,9 +21,8 @@ from flows.resolve import FRAGMENTS_FILE, STEPS_FILE
 from mes.domain.authority import Action
 from mes.domain.flowversions import VersionState
 from mes.domain.signatures import SIGNED, SignatureGiven, SignaturePolicy
-from mes.flowversions import FlowVersionService
 from pkgline import flow_views as views
-from pkgline.bootstrap import open_services, os_account
+from pkgline.accounts import os_account
 from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, run, usage_error
 from pkgline.cli.modes import (
     Remote,
@@ -39,6 +38,9 @@ from pkgline.cli.signing import MeaningOption, SignaturesConfigOption
 from pkgline.cli.signing import policy as signing_policy
 from pkgline.cli.times import stamp
 
+if TYPE_CHECKING:  # the service is opened in direct mode only
+    from mes.flowversions import FlowVersionService
+
 FlowArg = Annotated[str, typer.Argument(help="Flow name.", show_default=False)]
 VersionArg = Annotated[int, typer.Argument(help="Version number.", show_default=False)]
 Json = dict[str, Any]
@@ -48,6 +50,8 @@ Json = dict[str, Any]
 async def _service(
     db: str | None, policy: SignaturePolicy | None = None
 ) -> AsyncIterator[FlowVersionService]:
+    from pkgline.bootstrap import open_services
+
     async with open_services(db, signatures=policy) as services:
         yield services.flow_versions
 

@@ -17,8 +17,8 @@ import typer
 from pkgline.cli import modes
 from pkgline.cli.bounds import MAX_PRIORITY, MIN_PRIORITY
 from pkgline.cli.common import DbOption, JsonOption, err, print_json, run, usage_error
-from pkgline.cli.lot_view import print_lots
-from pkgline.cli.modes import ServerOption, call, say_direct, target
+from pkgline.cli.lot_view import STATE_STYLE, print_lots
+from pkgline.cli.modes import ServerOption, call, query_params, say_direct, target
 from pkgline.cli.times import window
 from pkgline.page_sizes import LOT_PAGE, MAX_LOT_PAGE, page_answer
 
@@ -87,45 +87,54 @@ def list_lots(
 ) -> None:
     """Lots, most urgent first (priority, then age), a page at a time: says how many match
     and how to see the next page."""
-    from mes.adapters.database import display_url
-    from mes.domain.model import LotState
-    from mes.domain.report import summary_dict
-    from mes.ports import LotQuery
-    from pkgline.bootstrap import open_lot_service, resolve_url
-
-    states = []
+    wanted = []
     for s in state or []:
-        try:
-            states.append(LotState(s.upper()))
-        except ValueError:
-            usage_error(
-                f"--state {s!r}: expected one of {', '.join(x.value for x in LotState)}",
-                as_json=json,
-            )
+        if s.upper() not in STATE_STYLE:  # the lot tracker's states (tests/test_imports.py)
+            usage_error(f"--state {s!r}: expected one of {', '.join(STATE_STYLE)}", as_json=json)
+        wanted.append(s.upper())
     if priority is not None and not 1 <= priority <= 9:
         usage_error(f"--priority {priority}: expected 1 (most urgent) to 9", as_json=json)
     since_at, until_at = window(since, until, as_json=json)
-    query = LotQuery(
-        states=tuple(states),
-        flow=flow,
-        step=step,
-        tool=tool,
-        priority=priority,
-        moved_since=since_at,
-        moved_before=until_at,
-        after=after,
-        limit=limit or (JSON_PAGE if json else LIST_PAGE),
-    )
+    size = limit or (JSON_PAGE if json else LIST_PAGE)
     via = target(server, db, as_json=json)
-    if via is not None:
+    if via is not None:  # the server's query string; no lot tracker imported on this path
+        params = [("state", s) for s in wanted] + query_params(
+            {
+                "flow": flow,
+                "step": step,
+                "tool": tool,
+                "priority": priority,
+                "since": since_at.isoformat() if since_at else None,
+                "until": until_at.isoformat() if until_at else None,
+                "after": after,
+                "limit": size,
+            }
+        )
         if json and limit is None:
-            _write_every_remote_lot(via, query)
+            _write_every_remote_lot(via, params)
             return
-        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=json, quiet=json)
+        answer = call(via, "GET", "/lots", query=params, as_json=json, quiet=json)
         rows = answer.pop("lots")
         notice = answer
         caption = f"server: {via.url}"
-    else:
+    else:  # direct mode: only here the lot tracker and the database's modules are imported
+        from mes.adapters.database import display_url
+        from mes.domain.model import LotState
+        from mes.domain.report import summary_dict
+        from mes.ports import LotQuery
+        from pkgline.bootstrap import open_lot_service, resolve_url
+
+        query = LotQuery(
+            states=tuple(LotState(s) for s in wanted),
+            flow=flow,
+            step=step,
+            tool=tool,
+            priority=priority,
+            moved_since=since_at,
+            moved_before=until_at,
+            after=after,
+            limit=size,
+        )
         if json and limit is None:
             say_direct(db)
             run(lambda: _write_every_lot(db, query), as_json=True, db=db)
@@ -148,30 +157,13 @@ def list_lots(
     print_lots(rows, notice, caption)
 
 
-def _query_params(query: LotQuery) -> list[tuple[str, str]]:
-    """A lot query as the query string of GET /lots."""
-    params = [("state", s.value) for s in query.states]
-    for name, value in (
-        ("flow", query.flow),
-        ("step", query.step),
-        ("tool", query.tool),
-        ("priority", query.priority),
-        ("since", query.moved_since.isoformat() if query.moved_since else None),
-        ("until", query.moved_before.isoformat() if query.moved_before else None),
-        ("after", query.after),
-        ("limit", query.limit),
-    ):
-        if value is not None:
-            params.append((name, str(value)))
-    return params
-
-
-def _write_every_remote_lot(via: Any, query: LotQuery) -> None:
-    """``lot list --json`` without ``--limit`` through the server: every lot, a page of
-    :data:`JSON_PAGE` at a time, as one JSON list (as in direct mode)."""
+def _write_every_remote_lot(via: Any, params: list[tuple[str, str]]) -> None:
+    """``lot list --json`` without ``--limit`` through the server (``params``: the query
+    string of GET /lots): every lot, a page of :data:`JSON_PAGE` at a time, as one JSON list
+    (as in direct mode)."""
     first, quiet = True, False
     while True:
-        answer = call(via, "GET", "/lots", query=_query_params(query), as_json=True, quiet=quiet)
+        answer = call(via, "GET", "/lots", query=params, as_json=True, quiet=quiet)
         if not quiet:
             sys.stdout.write("[")
         quiet = True
@@ -181,7 +173,7 @@ def _write_every_remote_lot(via: Any, query: LotQuery) -> None:
             first = False
         if not answer["more"]:
             break
-        query = replace(query, after=answer["next_after"])
+        params = [(k, v) for k, v in params if k != "after"] + [("after", answer["next_after"])]
     sys.stdout.write("]\n" if first else "\n]\n")
 
 

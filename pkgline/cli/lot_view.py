@@ -16,7 +16,6 @@ from pkgline.hold_views import hold_record
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from mes.domain.model import LotState
 
 STATE_STYLE: dict[str, str] = {
     "WAITING": "cyan",
@@ -30,10 +29,12 @@ STATE_STYLE: dict[str, str] = {
 value: this module imports no lot tracker, for ``lot show --json``)."""
 
 
-def state_text(state: LotState) -> Text:
+def state_text(state: str) -> Text:
+    """A lot state (its value, as the JSON says it, or a :class:`LotState`), styled; one this
+    client does not know (a newer server's) plain."""
     from rich.text import Text
 
-    return Text(state.value, style=STATE_STYLE[state])
+    return Text(str(state), style=STATE_STYLE.get(state, ""))
 
 
 def next_text(lot: Mapping[str, Any], released: str, none: str) -> str:
@@ -51,8 +52,6 @@ def next_text(lot: Mapping[str, Any], released: str, none: str) -> str:
 def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: str) -> None:
     from rich.table import Table
 
-    from mes.domain.model import LotState
-
     table = Table(title="Lots", caption=caption)
     held = any(r.get("hold_reason") for r in rows)  # lot list --state HOLD: the holds list
     for column in ("lot", "flow", "state", "step", "next", "prio", "good/total", "units"):
@@ -63,7 +62,7 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
         table.add_row(
             str(r["id"]),
             str(r["flow"]),
-            state_text(LotState(str(r["state"]))),
+            state_text(str(r["state"])),
             str(r["step"] or "-"),
             next_text(r, "on release", ""),
             str(r["priority"]),
@@ -80,8 +79,6 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from mes.domain.model import LotState
-
     lot = report
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -90,7 +87,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
         "lot",
         f"{lot['id']}  (flow {lot['flow']} v{lot['flow_version']}, priority {lot['priority']})",
     )
-    head.add_row("state", state_text(LotState(lot["state"])))
+    head.add_row("state", state_text(lot["state"]))
     head.add_row("step", lot["step"] or "-")
     running = lot["running"]
     if running:

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 
-from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -41,6 +40,8 @@ def _set(
     as_json: bool,
 ) -> None:
     async def work() -> dict[str, Any]:
+        from pkgline.bootstrap import open_services  # direct mode only
+
         async with open_services(db) as services:
             q = await services.qualifications.set(
                 tool, step.strip(), qualified, current_user(user), reason
@@ -107,6 +108,8 @@ def qualifications(
     """The qualification table: tool, step, qualified or not, by whom, when, why."""
 
     async def work() -> list[dict[str, Any]]:
+        from pkgline.bootstrap import open_services  # direct mode only
+
         async with open_services(db) as services:
             found = await services.qualifications.list(tool_id=tool, step=step)
             return [qualification_dict(q) for q in found]

@@ -20,7 +20,6 @@ from rich.table import Table
 from rich.text import Text
 
 from mes.domain.equipment import E10_STATES, RECORDED_STATES, DispatchMode
-from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -290,6 +289,8 @@ def show(
         usage_error(str(exc), as_json=json)
 
     async def work() -> dict[str, Any]:
+        from pkgline.bootstrap import open_services  # direct mode only
+
         async with open_services(db) as services:
             return await tool_show_answer(
                 services.equipment, tool, span, changes, services.lots, services.qualifications
@@ -322,6 +323,8 @@ def _set_dispatch(
     json: bool,
 ) -> None:
     async def work() -> dict[str, Any]:
+        from pkgline.bootstrap import open_services  # direct mode only
+
         async with open_services(db) as services:
             return await dispatch_answer(
                 services.equipment, tool, mode, current_user(user), reason, services.lots

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     EXIT_NOT_CARRIED_OUT,
     EXIT_REFUSED,
@@ -88,6 +87,8 @@ def reset(
     why = reason.strip()
 
     async def work() -> dict[str, Any]:
+        from pkgline.bootstrap import open_services  # direct mode only
+
         async with open_services(db) as services:
             return await reset_and_wait(services.equipment, tool, current_user(user), why, wait)
 

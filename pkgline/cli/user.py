@@ -16,7 +16,7 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,8 +24,6 @@ from rich.table import Table
 from mes.domain.authority import Principal, Role
 from mes.domain.errors import InvalidInput
 from mes.domain.identity import SecurityEventQuery, UserKind, parse_roles
-from mes.identity import IdentityService
-from pkgline.bootstrap import direct_principal, open_identity
 from pkgline.cli.common import DbOption, JsonOption, marked, out, print_json, usage_error
 from pkgline.cli.modes import Remote, ServerOption, either, query_params, segment
 from pkgline.cli.times import iso, stamp, window
@@ -38,6 +36,9 @@ from pkgline.list_views import (
 )
 from pkgline.page_sizes import MAX_CURSOR
 from pkgline.security_words import event_detail, event_name
+
+if TYPE_CHECKING:  # the identity service is opened in direct mode only
+    from mes.identity import IdentityService
 
 app = typer.Typer(
     help="Users, roles, passwords and API keys (admins; in direct mode the database's owner).",
@@ -68,6 +69,8 @@ def _either(
     (``action``, acting as the database's owner, answering the same JSON)."""
 
     async def work() -> Any:
+        from pkgline.bootstrap import direct_principal, open_identity
+
         principal = direct_principal(db)
         async with open_identity(db) as identity:
             return await action(identity, principal)
