@@ -74,6 +74,21 @@ def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_directories(
+    tmp_path_factory: pytest.TempPathFactory, _cache_home: Path
+) -> Iterator[None]:
+    """The state and cache directories of the session's for what is set up before a test's
+    own (below): a module's server (tests/station/conftest.py) and its seed would otherwise
+    write into the user's ~/.cache and ~/.local/state."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("STATE_DIRECTORY", raising=False)
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        patch.delenv("CACHE_DIRECTORY", raising=False)
+        patch.setenv("XDG_CACHE_HOME", str(_cache_home))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _own_state_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _cache_home: Path

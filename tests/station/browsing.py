@@ -5,6 +5,14 @@ conftest.py) and the helpers here. Each page visited is saved as a screenshot in
 ``$PKGLINE_SCREENSHOTS`` when set (docs/screenshots/ for the README), else in the test's
 tmp dir.
 
+A browser leaves nothing behind: chromedriver and chromium keep their temporary files (the
+profile, and the singleton socket's directory, which chromium does not remove when
+chromedriver ends it) under ``$TMPDIR``, the crash reporter its database and dconf its cache
+under the home's ``.config`` and ``.cache``; for each browser these all point into a
+directory of its own (:data:`BROWSER_DIR_PREFIX`), removed once it has quit. That directory
+is made in the system's temporary directory, not in pytest's: the singleton socket's path
+must fit a Unix socket address (107 bytes), which a test's tmp_path may not.
+
 Skipped with the reason when chromium or chromedriver is missing, except on CI
 (``CI=true``), where .ci/run installs them and their absence is a failure."""
 
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,9 +40,27 @@ from tests.station.seed import PASSWORDS
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 10.0
+BROWSER_DIR_PREFIX = "pkgline-chromium-"
+
+
+def _own_environment(where: Path) -> dict[str, str]:
+    """The environment of chromedriver (and so of chromium, its child) with every place they
+    write outside the profile in ``where``."""
+    env = dict(os.environ)
+    for name, sub in (
+        ("TMPDIR", "tmp"),
+        ("HOME", "home"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_CACHE_HOME", "cache"),
+    ):
+        (where / sub).mkdir()
+        env[name] = str(where / sub)
+    return env
 
 
 def start_browser() -> Iterator[WebDriver]:
+    """A headless chromium whose files are all in a directory of its own, removed after the
+    browser has quit."""
     missing = [p for p in (CHROMIUM, DRIVER) if not Path(p).is_file()]
     if missing:
         reason = f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)"
@@ -53,15 +80,18 @@ def start_browser() -> Iterator[WebDriver]:
         "--disable-extensions",
     ):
         options.add_argument(argument)
-    # no keep-alive: each command its own connection, none left open between tests
-    driver = webdriver.Chrome(
-        service=Service(executable_path=DRIVER), options=options, keep_alive=False
-    )
-    driver.set_page_load_timeout(WAIT_S)
+    where = Path(tempfile.mkdtemp(prefix=BROWSER_DIR_PREFIX))
     try:
-        yield driver
+        service = Service(executable_path=DRIVER, env=_own_environment(where))
+        # no keep-alive: each command its own connection, none left open between tests
+        driver = webdriver.Chrome(service=service, options=options, keep_alive=False)
+        try:
+            driver.set_page_load_timeout(WAIT_S)
+            yield driver
+        finally:
+            driver.quit()
     finally:
-        driver.quit()
+        shutil.rmtree(where)
 
 
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:

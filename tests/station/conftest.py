@@ -121,7 +121,8 @@ def running_station(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    """One headless chromium for the test module (tests/station/browsing.py)."""
+    """One headless chromium for the test module (tests/station/browsing.py), its files in a
+    directory of its own, removed after it."""
     from tests.station.browsing import start_browser
 
     yield from start_browser()
