@@ -34,7 +34,7 @@ from mes.domain.tokens import API_KEY_PREFIX, split_api_key
 from mes.identity import IdentityService
 from mes.sessions import SESSION_PREFIX, SessionRefused, SessionService, split_token
 from pkgline.api.defaults import PRINCIPAL_HEADER
-from pkgline.api.errors import JsonAnswer
+from pkgline.api.errors import JsonAnswer, says_principal
 from pkgline.api.peer import PEER_KEY, PeerCredentials
 from pkgline.bootstrap import Services
 
@@ -93,9 +93,7 @@ def answer(request: Request, data: Any, status: int = 200) -> JSONResponse:
     """``data`` as the JSON answer, sent as it is (no response model to check it against
     again: a lot show of thousands of entries would pay for that), saying who asked."""
     response = JsonAnswer(data, status_code=status)
-    said = getattr(request.state, "principal", None)
-    if said is not None:
-        response.headers[PRINCIPAL_HEADER] = said
+    says_principal(request, response)
     return response
 
 

@@ -17,18 +17,22 @@ refused, why, the claim, what is allowed) under the status that says what kind i
             password checks from the same host lately (``too_many_failures``, ``Retry-After``)
 503         the database is unavailable (or its schema is not this server's)
 ==========  ==================================================================================
+
+Every refusal of a request whose credentials were taken names its principal in the header
+``pkgline-principal``, as every other answer does (:func:`says_principal`); a 401 never does.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -86,6 +90,33 @@ class JsonAnswer(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
+def says_principal(request: Request, response: Response) -> Response:
+    """``response`` naming the request's principal (``pkgline-principal``), when its
+    credentials were taken (:func:`pkgline.api.auth.principal` noted it); never a 401, which
+    says that credentials were refused."""
+    said = getattr(request.state, "principal", None)
+    if said is not None and response.status_code != 401:
+        response.headers[PRINCIPAL_HEADER] = said
+    return response
+
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+
+def _saying_principal(handler: Handler) -> Handler:
+    """``handler`` whose answers name the principal (:func:`says_principal`): a refusal of a
+    value (422), of an unknown lot (404) or of the database (503) is an answer to the same
+    caller as the success would have been."""
+
+    @functools.wraps(handler)
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        says_principal(request, response)
+        return response
+
+    return handle
+
+
 def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:
@@ -98,17 +129,16 @@ def too_large() -> JSONResponse:
     return error_response(413, {"error": "too_large", "message": message})
 
 
+@_saying_principal
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LotTrackerError)
     response = error_response(status_of(exc), exc.to_dict())
     if isinstance(exc, TooManyFailures):
         response.headers["Retry-After"] = str(exc.retry_after_seconds)
-    said = getattr(request.state, "principal", None)
-    if said is not None:
-        response.headers[PRINCIPAL_HEADER] = said
     return response
 
 
+@_saying_principal
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     if isinstance(exc.__cause__, DuplicateKey):  # FastAPI's json_invalid, made of it
@@ -267,6 +297,7 @@ def _not_json_content_type(request: Request) -> str | None:
     return printable(given[:64])
 
 
+@_saying_principal
 async def http_refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:
@@ -312,11 +343,13 @@ def _methods_of_path(request: Request) -> list[str]:
 _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
+@_saying_principal
 async def schema(request: Request, exc: Exception) -> JSONResponse:
     message = f"the server's database is not usable: {exc}"
     return error_response(503, {"error": "schema", "message": message})
 
 
+@_saying_principal
 async def database(request: Request, exc: Exception) -> JSONResponse:
     found = exc if isinstance(exc, DatabaseUnavailable) else classify(exc)
     if isinstance(found, DatabaseRetryable):
