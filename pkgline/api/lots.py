@@ -15,6 +15,7 @@ from mes.domain.errors import InvalidInput
 from mes.domain.model import PRIORITY_RANGE, LotState
 from mes.domain.report import outcome_dict, report_dict, summary_dict
 from mes.domain.signatures import SignatureGiven
+from mes.domain.text import printable
 from mes.ports import LotQuery
 from mes.service import LotService, Outcome
 from pkgline.api import bodies as b
@@ -77,10 +78,11 @@ IF_MATCH: dict[str, Any] = {
             "in": "header",
             "required": False,
             "description": (
-                'The lot\'s version as the ETag gave it ("7"): done only if the lot is still at '
-                "that version, else conflict (409) and nothing changed. Not a list, * or W/."
+                'The lot\'s version as the ETag gave it, in its quotes ("7"): done only if the '
+                "lot is still at that version, else conflict (409) and nothing changed. Not "
+                "unquoted (7), a list, * or W/."
             ),
-            "schema": {"type": "string", "pattern": '^[ \\t]*("[0-9]{1,19}"|[0-9]{1,19})[ \\t]*$'},
+            "schema": {"type": "string", "pattern": '^[ \\t]*"[0-9]{1,19}"[ \\t]*$'},
         }
     ]
 }
@@ -101,19 +103,26 @@ def as_seen(request: Request, service: LotService, lot_id: str) -> LotService:
     """The service for an operation on the lot of the route's path as the client last saw it,
     when the request says which version (``If-Match: "7"``, the ETag of the lot's GET or of
     the answer to its last operation): refused with 409, nothing changed, when the lot moved
-    since; checked in the operation's transaction (:meth:`LotService.as_seen`)."""
+    since; checked in the operation's transaction (:meth:`LotService.as_seen`).
+
+    Any other If-Match is refused (422), nothing changed: ``*``, a weak tag (``W/"7"``, which
+    RFC 9110 never lets If-Match match), a list, a tag that is no version, and a version
+    without its quotes (``7``), which is no entity-tag (RFC 9110 §8.8.3: ``opaque-tag =
+    DQUOTE *etagc DQUOTE``; a server evaluates an If-Match that is no list of tags as false,
+    §13.1.1): the client that sent it meant a precondition, and is told the form it takes
+    rather than served as if it had sent one, or acted for unconditionally."""
     given = request.headers.get("if-match")
     if given is None:
         return service
     text = given.strip(" \t")  # optional white space (RFC 9110), as the document says
-    if text.startswith('"') and text.endswith('"') and len(text) > 2:
-        text = text[1:-1]
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+    version = text[1:-1] if len(text) > 2 and text[0] == text[-1] == '"' else ""
+    if not (version.isascii() and version.isdigit()) or len(version) > 19:
         raise InvalidInput(
-            "If-Match: expected the lot's version as its ETag gives it (a whole number in "
-            f'quotes, "7"); got {given[:40]!r}'
+            "If-Match: expected one entity-tag, the lot's version in double quotes as its ETag "
+            f'gives it (If-Match: "7"; not 7 without quotes, *, W/"7" or a list); got '
+            f"{printable(repr(given[:40]))}; nothing was changed"
         )
-    return service.as_seen(lot_id, int(text))
+    return service.as_seen(lot_id, int(version))
 
 
 def _signed(given: list[b.SignatureBody]) -> tuple[SignatureGiven, ...]:

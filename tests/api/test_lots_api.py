@@ -17,6 +17,7 @@ import pytest
 from mes.domain.authority import AuthMethod, Role
 from mes.domain.identity import EventKind, UserKind
 from mes.ports import LotQuery
+from pkgline.api.lots import IF_MATCH
 from tests.api.conftest import ACCOUNT, ADMIN, START, RunningApi, cli, lot_history, start_api
 
 
@@ -276,6 +277,37 @@ async def test_an_operation_with_if_match_is_refused_once_the_lot_moved(api: Run
             "/lots/A1/abort", json={"reason": "wrong carrier"}, headers={"If-Match": current}
         )
         assert aborted.status_code == 200 and aborted.json()["state"] == "WAITING", aborted.text
+
+
+async def test_an_if_match_without_its_quotes_is_refused_saying_the_form_and_changes_nothing(
+    api: RunningApi,
+) -> None:
+    """``If-Match: 7`` is no entity-tag (RFC 9110 §8.8.3: a tag is quoted, ``"7"``), even when
+    7 is the lot's version: it is refused (422, nothing changed) with the form the header
+    takes, rather than taken as if quoted, so that a client that sends it learns so before
+    it meets a server or proxy that holds it false. The document's pattern refuses it too."""
+    async with api.client() as client:
+        await api.roles(Role.OPERATOR)
+        assert (await client.post("/lots", json=START)).status_code == 201
+        version = (await client.get("/lots/A1")).json()["version"]
+        for unquoted in (str(version), f'"{version}', f'{version}"', f"'{version}'"):
+            refused = await client.post(
+                "/lots/A1/hold", json={"reason": "x"}, headers={"If-Match": unquoted}
+            )
+            assert refused.status_code == 422, (unquoted, refused.text)
+            said = refused.json()
+            assert said["error"] == "invalid_input"
+            assert 'If-Match: "7"' in said["message"] and "quotes" in said["message"]
+            assert "nothing was changed" in said["message"]
+        shown = (await client.get("/lots/A1")).json()
+        assert (shown["state"], shown["version"]) == ("WAITING", version)
+        quoted = await client.post(
+            "/lots/A1/hold", json={"reason": "x"}, headers={"If-Match": f'"{version}"'}
+        )
+        assert quoted.status_code == 200 and quoted.json()["state"] == "HOLD", quoted.text
+    pattern = IF_MATCH["parameters"][0]["schema"]["pattern"]
+    assert re.fullmatch(pattern, f'"{version}"') and re.fullmatch(pattern, f' "{version}" ')
+    assert not re.fullmatch(pattern, str(version))
 
 
 async def test_a_body_that_is_not_json_is_refused_saying_where_and_what_was_expected(
