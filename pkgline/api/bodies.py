@@ -380,9 +380,9 @@ class LimitViolation(BaseModel):
     message: str
     field: str | None = Field(
         None,
-        description="The lot tracker's name of the input the value was given in: values.NAME "
-        "(a track-in's recipe value, the body's params), params.NAME (a start's lot "
-        "parameter); absent for a value an earlier step recorded.",
+        description="Where the request gave the value, as problems say where: params.NAME (a "
+        "track-in's recipe value, a start's lot parameter); absent for a value an earlier "
+        "step recorded.",
     )
 
 
@@ -397,9 +397,9 @@ class Refusal(BaseModel):
     claim: str | None = Field(None, description="The claim a refused limit comes from.")
     field: str | None = Field(
         None,
-        description="invalid_input: the lot tracker's name of the input refused, where it "
-        "is one: measured.NAME (a track-out's data), values.NAME (a track-in's params), "
-        "params.NAME (a start's), rejects, sites.",
+        description="invalid_input: where the request gave the input refused, where it is "
+        "one, as problems say where: params.NAME (a track-in's or a start's params), "
+        "data.NAME (a track-out's), rejects, sites.",
     )
     problems: list[Problem] | None = Field(None, description="invalid_request: what is wrong.")
     violations: list[LimitViolation] | None = Field(None, description="limit_violated.")

@@ -42,6 +42,7 @@ from mes.domain.errors import LotTrackerError
 from mes.domain.identity import CurrentPasswordRefused, SignerRefused, TooManyFailures
 from mes.domain.text import printable
 from pkgline.api.defaults import PRINCIPAL_HEADER
+from pkgline.api.fields import BODY_KEYS, located
 from pkgline.api.json_bodies import DuplicateKey
 
 STATUS_OF_KIND: dict[str, int] = {
@@ -132,7 +133,7 @@ def too_large() -> JSONResponse:
 @_saying_principal
 async def refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LotTrackerError)
-    response = error_response(status_of(exc), exc.to_dict())
+    response = error_response(status_of(exc), as_sent(request, exc))
     if isinstance(exc, TooManyFailures):
         response.headers["Retry-After"] = str(exc.retry_after_seconds)
     return response
@@ -167,6 +168,15 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
             "problems": problems,
         },
     )
+
+
+def as_sent(request: Request, exc: LotTrackerError) -> dict[str, Any]:
+    """The refusal's JSON, its ``field`` (and each violation's) naming where the request gave
+    the input, by the body's keys of the request's route (:data:`pkgline.api.fields.BODY_KEYS`:
+    a track-in's ``values.NAME`` is its body's ``params.NAME``, as a 422's ``problems`` say
+    ``where``); a field the route's body gives nowhere is left out."""
+    route = getattr(request.scope.get("route"), "path", None)
+    return located(exc.to_dict(), BODY_KEYS.get(str(route), {}))
 
 
 NO_BODY = (

@@ -42,15 +42,16 @@ from pkgline.api.json_bodies import loads
 from pkgline.api.lots import router as lots_router
 
 Operation = Callable[..., Awaitable[Response]]
+Lane = tuple[type[BaseModel], Operation, APIRoute]
 
 _PATH = re.compile(r"/lots/(?P<lot_id>[^/]+)/(?P<operation>[a-z-]+)")
 _JSON = (b"application/json", b"application/json; charset=utf-8")
 
 
-def lot_operations() -> dict[str, tuple[type[BaseModel], Operation]]:
+def lot_operations() -> dict[str, Lane]:
     """The lot routes that take this lane: ``POST /lots/{lot_id}/OPERATION`` whose function
-    takes exactly ``(request, who, lot_id, body)``, with the body's model."""
-    found: dict[str, tuple[type[BaseModel], Operation]] = {}
+    takes exactly ``(request, who, lot_id, body)``, with the body's model and the route."""
+    found: dict[str, Lane] = {}
     prefix = lots_router.prefix + "/{lot_id}/"
     for route in lots_router.routes:
         if not (isinstance(route, APIRoute) and route.methods == {"POST"}):
@@ -64,7 +65,7 @@ def lot_operations() -> dict[str, tuple[type[BaseModel], Operation]]:
             isinstance(body, type) and issubclass(body, BaseModel)
         ):
             continue
-        found[route.path.removeprefix(prefix)] = (body, route.endpoint)
+        found[route.path.removeprefix(prefix)] = (body, route.endpoint, route)
     return found
 
 
@@ -95,13 +96,14 @@ class FastLane:
             await too_large()(scope, receive, send)
             return
         replay = _replay(body, receive)
-        model, endpoint = operation
+        model, endpoint, route = operation
         try:
             given = model.model_validate(loads(body))
         except (ValueError, ValidationError, RecursionError):  # FastAPI says what, in its words
             await self.app(scope, replay, send)
             return
-        scope["app"] = self.app  # as FastAPI sets it: request.app.state
+        scope["app"] = self.app  # as FastAPI sets them: request.app.state,
+        scope["route"] = route  # the route a refusal's field is named for (errors.as_sent)
         request = Request(scope, replay)
         try:
             who = await principal(request, Response())

@@ -48,6 +48,9 @@ EXIT_TAMPERED = 6
 
 T = TypeVar("T")
 
+Refusal = Callable[[dict[str, Any]], dict[str, Any]]
+"""A refusal's JSON as a command prints it (:func:`run`, :func:`pkgline.cli.modes.call`)."""
+
 
 PIPE_WIDTH = 1000
 """The width a table is printed at into a pipe or a file: rich would take 80 columns there
@@ -287,8 +290,16 @@ def database_unavailable(db: str | None, reason: str, *, as_json: bool) -> NoRet
     fail(message, {"error": "database", "message": message}, EXIT_UNAVAILABLE, as_json)
 
 
-def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | None = None) -> T:
-    """Run one command's async work, turning failures into a message and an exit code."""
+def run(
+    work: Callable[[], Awaitable[T]],
+    *,
+    as_json: bool = False,
+    db: str | None = None,
+    refusal: Refusal | None = None,
+) -> T:
+    """Run one command's async work, turning failures into a message and an exit code
+    (``refusal``: a lot tracker's refusal's JSON as the command says it, its ``field`` named
+    by the command's option, :class:`pkgline.cli.lot_act.Options`)."""
     import asyncio
 
     from mes.adapters.database import DatabaseUrlError
@@ -301,7 +312,8 @@ def run(work: Callable[[], Awaitable[T]], *, as_json: bool = False, db: str | No
     except ConcurrentUpdate as exc:
         fail(exc.message, exc.to_dict(), EXIT_CONFLICT, as_json)
     except LotTrackerError as exc:
-        fail(exc.message, exc.to_dict(), EXIT_REFUSED, as_json)
+        said = exc.to_dict() if refusal is None else refusal(exc.to_dict())
+        fail(exc.message, said, EXIT_REFUSED, as_json)
     except DatabaseUrlError as exc:
         fail(str(exc), {"error": "usage", "message": str(exc)}, EXIT_USAGE, as_json)
     except SchemaMismatch as exc:

@@ -34,7 +34,7 @@ from pkgline.cli.common import (
     run,
     usage_error,
 )
-from pkgline.cli.lot_act import operate, segment
+from pkgline.cli.lot_act import Options, operate, segment
 from pkgline.cli.lot_view import print_report
 from pkgline.cli.modes import ServerOption, call, say_direct, target
 from pkgline.cli.signing import MeaningOption, SecondSignerOption, SignaturesConfigOption
@@ -123,6 +123,7 @@ def start(
             },
         ),
         "started",
+        options=Options("/lots", {"params": "--param"}),
     )
 
 
@@ -164,6 +165,7 @@ def track_in(
         (f"/lots/{segment(lot)}/track-in", body),
         "tracked in",
         held_is_refused=True,
+        options=Options("/lots/{lot_id}/track-in", {"params": "--param"}),
     )
 
 
@@ -218,6 +220,7 @@ def track_out(
         lambda s: s.track_out(command),
         (f"/lots/{segment(lot)}/track-out", body),
         "tracked out",
+        options=Options("/lots/{lot_id}/track-out", {"data": "--data", "rejects": "--reject"}),
     )
 
 
@@ -352,6 +355,7 @@ def scrap(
             config=config,
             second=second_signer,
             sign=(lot, Action.SCRAP_SITES, meaning, reason),
+            options=Options("/lots/{lot_id}/scrap-sites", {"sites": "--site"}),
         )
     else:
         scrap_lot = cmd.ScrapLot(lot, who, reason or "", code=code)

@@ -4,11 +4,13 @@ database, and the lot as it now is printed from the same JSON either way."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from pkgline.api.fields import BODY_KEYS, located
 from pkgline.cli import modes, signing
 from pkgline.cli.common import EXIT_REFUSED, err, marked, out, print_json, run
 from pkgline.cli.lot_view import state_text
@@ -25,6 +27,28 @@ def segment(lot: str) -> str:
     return modes.segment(lot)
 
 
+@dataclass(frozen=True)
+class Options:
+    """Which of a lot command's options gave each key of its route's body, for a refusal's
+    ``field`` to name the option (``--param cavity_depth_um``, ``--reject``) where the lot
+    tracker names the command's input (``values.cavity_depth_um``) and the server the body's
+    key (``params.cavity_depth_um``): the same JSON directly and through the server."""
+
+    route: str
+    """The route's path, as :data:`pkgline.api.fields.BODY_KEYS` has it."""
+    of_key: Mapping[str, str]
+    """The body's key -> the option that gives it (``params`` -> ``--param``)."""
+
+    def through_server(self, refusal: dict[str, Any]) -> dict[str, Any]:
+        """The server's refusal, its field named by the body's key, as the command says it."""
+        return located(refusal, self.of_key, sep=" ")
+
+    def direct(self, refusal: dict[str, Any]) -> dict[str, Any]:
+        """The lot tracker's refusal, its field named by the command's input, as the command
+        says it (by way of the body's key, as the server names it)."""
+        return self.through_server(located(refusal, BODY_KEYS[self.route]))
+
+
 def operate(
     db: str | None,
     server: str | None,
@@ -37,6 +61,7 @@ def operate(
     config: Path | None = None,
     sign: tuple[str, Action, str | None, str | None] | None = None,
     second: str | None = None,
+    options: Options | None = None,
 ) -> None:
     """Run one lot operation, through the server (``remote``: the route and its body) or on
     the database (``action``), and print the lot as it now is, from the same JSON either
@@ -44,7 +69,8 @@ def operate(
     queue-time limit) is exit 1. ``config``: the line.toml whose ``[signatures]`` apply
     (direct mode). ``sign``: the lot, action, meaning and reason of a signed operation
     (through the server, the requester signs with their password, and ``second``, a second
-    signer, with theirs: :func:`signing.server_signatures`)."""
+    signer, with theirs: :func:`signing.server_signatures`). ``options``: the options that
+    gave the body's keys, which a refusal's ``field`` names."""
     via = target(server, db, as_json=as_json)
     if via is not None:
         path, body = remote
@@ -54,7 +80,13 @@ def operate(
         if given:
             body = {**body, "signatures": given}
         answer: dict[str, Any] = call(
-            via, "POST", path, body, as_json=as_json, hint=signing.second_signer_hint(second)
+            via,
+            "POST",
+            path,
+            body,
+            as_json=as_json,
+            hint=signing.second_signer_hint(second),
+            refusal=None if options is None else options.through_server,
         )
     else:
         signing.no_second_signer_here(second, as_json=as_json)
@@ -69,7 +101,8 @@ def operate(
                 outcome = await action(service)
                 return outcome_dict(outcome.lot, outcome.entries, service.flow_of(outcome.lot))
 
-        answer = run(work, as_json=as_json, db=db)
+        refusal = None if options is None else options.direct
+        answer = run(work, as_json=as_json, db=db, refusal=refusal)
     print_outcome(answer, done, as_json, held_is_refused=held_is_refused)
 
 

@@ -17,6 +17,7 @@ from pkgline.cli.common import (
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    Refusal,
     fail,
     run,
     usage_error,
@@ -104,13 +105,15 @@ def call(
     with_principal: bool = False,
     timeout: float | None = None,
     hint: Callable[[Mapping[str, Any]], str | None] | None = None,
+    refusal: Refusal | None = None,
 ) -> Any:
     """One request to ``server``; a refusal is printed as in direct mode and exits with its
     code. ``quiet``: do not say the mode on standard error (a command's second request;
     ``lot list --json``, whose notice there says it). ``with_principal``: the answer's body
     and who the server took the client for (``name (method)``), as a pair. ``hint``: what
     the command adds to a refusal's message in words (how to give what it lacks, in this
-    command's options); the JSON stays the server's."""
+    command's options); the JSON stays the server's, but for ``refusal``: its ``field``
+    named by the command's option (:class:`pkgline.cli.lot_act.Options`)."""
     from pkgline.cli.remote import request  # http.client: only where a server answers
 
     try:
@@ -125,6 +128,8 @@ def call(
     if answer.status >= 400:
         body_ = answer.body if isinstance(answer.body, dict) else {}
         payload = {"error": "http", "message": f"HTTP {answer.status}", **body_}
+        if refusal is not None:
+            payload = refusal(payload)
         code = EXIT_OF_ERROR.get(str(payload["error"]), EXIT_REFUSED)
         added = hint(payload) if hint is not None else None
         fail(str(payload["message"]) + (added or ""), payload, code, as_json)

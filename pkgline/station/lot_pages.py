@@ -22,6 +22,7 @@ from mes.domain.signatures import SignatureGiven
 from mes.service import LotService
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
+from pkgline.api.fields import named
 from pkgline.station import login as auth
 from pkgline.station.offers import lot_page_offers
 from pkgline.station.render import (
@@ -160,18 +161,17 @@ def refused_fields(refused: LotTrackerError, inputs: Mapping[str, str]) -> dict[
     messages, as the form's fields (``inputs``: the command's input -> the form's,
     ``measured`` -> ``value``: ``value.xy_offset_um``); none for a refusal that names no
     input of the form."""
-    named: dict[str, str] = {}
+    said: dict[str, str] = {}
     if isinstance(refused, InvalidInput) and refused.field is not None:
-        named[refused.field] = refused.message
+        said[refused.field] = refused.message
     elif isinstance(refused, LimitViolated):
         for about, violations in refused.about().items():
-            named[about] = " ".join(v.message for v in violations)
+            said[about] = " ".join(v.message for v in violations)
     out: dict[str, str] = {}
-    for about, message in named.items():
-        given, dot, name = about.partition(".")
-        field = inputs.get(given)
+    for about, message in said.items():
+        field = named(about, inputs)
         if field is not None:
-            out[f"{field}{dot}{name}"] = message
+            out[field] = message
     return out
 
 

@@ -296,8 +296,9 @@ def _refused(request: Request, who: Viewer, refused: LotTrackerError) -> Respons
     status = status_of(refused)
     if isinstance(refused, UnknownTool | InvalidInput):
         status = 404  # a step, value or tool in the address that does not exist
-        if refused.allowed and "expected one of" not in text:
-            text = f"{text}; there are: {', '.join(refused.allowed)}"
+        there = ", ".join(refused.allowed)
+        if there and there not in text:  # what there is, unless the message lists it already
+            text = f"{text}; there are: {there}"
     return page(request, "message.html", who, status, message=text)
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, NotAuthorized, Principal
-from mes.domain.errors import InvalidInput, LimitViolated, LotExists, LotTrackerError
+from mes.domain.errors import LotExists, LotTrackerError
 from mes.domain.model import (
     LOT_ID_PATTERN,
     LOT_ID_RULE,
@@ -24,6 +24,7 @@ from mes.domain.model import (
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
+from pkgline.station.lot_pages import refused_fields
 from pkgline.station.offers import not_yours, roles_of
 from pkgline.station.render import NO_FORM, Form, Viewer, page, quote, read_form
 from pkgline.station.work_views import (
@@ -89,6 +90,10 @@ LOT_FIELDS: dict[str, tuple[int, int, int]] = {
     "priority": (5, PRIORITY_RANGE.start, PRIORITY_RANGE.stop - 1),
 }
 """The start form's whole-number fields: default, lowest, highest (the lot tracker's)."""
+
+
+START_FIELDS = {"params": "param"}
+"""A start's inputs (:class:`mes.domain.commands.StartLot`) -> its form's fields."""
 
 
 @router.get("/start")
@@ -190,19 +195,11 @@ async def start(request: Request, who: Viewer) -> Response:
     )
     try:
         await services.lots.acting_as(who).start(command)
-    except LimitViolated as violated:
-        for v in violated.violations:
-            errors[f"param.{v.value_name}"] = v.message
-        return await _start_answer(request, who, flow_name, form, errors, str(violated), 422)
     except LotExists as exists:
         errors["lot"] = str(exists)
         return await _start_answer(request, who, flow_name, form, errors, None, 409)
-    except InvalidInput as invalid:
-        for name in flow.lot_params:
-            if repr(name) in str(invalid) or f"{name}:" in str(invalid):
-                errors[f"param.{name}"] = str(invalid)
-        return await _start_answer(request, who, flow_name, form, errors, str(invalid), 422)
-    except LotTrackerError as refused:
+    except LotTrackerError as refused:  # on the parameters' fields it names, if any
+        errors |= refused_fields(refused, START_FIELDS)
         return await _start_answer(
             request, who, flow_name, form, errors, str(refused), status_of(refused)
         )

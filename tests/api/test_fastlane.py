@@ -116,6 +116,11 @@ async def test_a_valid_move_takes_the_lane_and_answers_as_fastapi(
         ),
         ("/lots/NOPE/track-in", b'{"step": "DIE_ATTACH"}', {}),  # unknown lot
         ("/lots/F1/track-out", b"{}", {}),  # nothing running
+        (  # a value the lot tracker refuses: its field named by the body's key
+            "/lots/F1/track-in",
+            b'{"step": "SUBSTRATE_LOAD", "params": {"substrate_thickness_mm": "thick"}}',
+            {},
+        ),
         ("/lots/F1/release", b"{}", {}),  # not held
         ("/lots/F1/nosuch", b"{}", {}),  # no such operation
         ("/lots/F1/track-in", b'{"step": "' + b"x" * LIMIT + b'"}', {}),  # too large
@@ -173,7 +178,7 @@ def test_every_lot_operation_of_the_lanes_shape_takes_it() -> None:
         operations
     )
     document = build_app(None, MAX_BODY_BYTES).openapi()
-    for op, (model, _) in operations.items():
+    for op, (model, _, _) in operations.items():
         posted = document["paths"][f"/lots/{{lot_id}}/{op}"]["post"]
         schema = posted["requestBody"]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/" + model.__name__), op

@@ -121,6 +121,12 @@ def test_start_a_lot_with_a_refusal_on_its_field_first(
     assert field.get_attribute("aria-invalid") == "true" and field.get_attribute("value") == "12"
     shot(browser, shots / "start-refused.png")
     field.clear()
+    field.send_keys(str(2**64) + Keys.ENTER)  # the lot tracker's refusal, on the field it names
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "e-param.layers"), "bad data"))
+    field = browser.find_element(By.ID, "f-param.layers")
+    assert field.get_attribute("aria-invalid") == "true"
+    assert field.get_attribute("value") == str(2**64)
+    field.clear()
     field.send_keys("3" + Keys.ENTER)
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "lot-id"), "B-1"))
     assert browser.find_element(By.ID, "lot-state").text == "WAITING"

@@ -253,7 +253,13 @@ def test_unknown_and_malformed_names_are_answered_with_what_there_is(
                 f"no SPC chart of {BLT} at DIE_ATTACH on DA-1; the charts of DIE_ATTACH: "
                 f"{FORCE} on DB-9, {BLT} on DB-9, {XOFF} on DB-9",
             ),
-            ("/station/spc", {"step": "NOPE"}, 404, "there is no step NOPE"),
+            # the steps listed, as the refusal's allowed are where its message does not list them
+            (
+                "/station/spc",
+                {"step": "NOPE"},
+                404,
+                "there is no step NOPE; expected one of the flows' step codes; there are: ",
+            ),
             (f"/station/spc/DIE_ATTACH/{BLT}", {"tool": "X" * 65}, 422, "tool: expected a name"),
             (f"/station/spc/DIE_ATTACH/{BLT}", {"tool": ""}, 422, "tool: expected a name"),
             ("/station/spc", {"tool": "DB\x009"}, 422, "the URL holds a NUL character"),
@@ -262,6 +268,10 @@ def test_unknown_and_malformed_names_are_answered_with_what_there_is(
             answer = client.get(path, params=query)
             assert answer.status_code == status, (path, query, answer.text)
             assert said in html.unescape(message(answer.text)), (path, message(answer.text))
+        listed = html.unescape(message(client.get("/station/spc/DIE_ATTACH/colour").text))
+        assert "there are" not in listed  # its message lists them: not twice
+        steps = html.unescape(message(client.get("/station/spc", params={"step": "NOPE"}).text))
+        assert "DIE_ATTACH" in steps.partition("there are: ")[2]
 
 
 def test_the_pages_ask_for_a_login_as_the_api_asks_for_credentials(spc_station: Station) -> None:

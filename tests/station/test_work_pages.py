@@ -119,6 +119,8 @@ def test_the_start_page_shows_parameters_and_refuses_on_the_field(station: Stati
         for field, value, said in (
             ("param.layers", "three", "expected a whole number"),
             ("param.layers", "20", "1 to 8"),
+            # the lot tracker's refusal names the parameter (its message says "layers 1844..."):
+            ("param.layers", str(2**64), "refused as bad data"),
             ("carriers", "x", "expected a whole number from 1 to 100"),
             ("rows", "0", "expected a whole number from 1 to 128"),
             ("cols", "1000", "expected a whole number from 1 to 128"),
