@@ -48,20 +48,21 @@ MAX_WINDOW_S = 36500 * 86400
 """The longest window back from now (a hundred years: every record a line keeps)."""
 
 
-def parse_window(text: str) -> timedelta:
-    """``90s``, ``30m``, ``8h``, ``2d`` as a duration; ValueError for anything else."""
+def parse_window(text: str, name: str = "--window") -> timedelta:
+    """``90s``, ``30m``, ``8h``, ``2d`` as a duration; ValueError for anything else, naming
+    the window as its caller gave it (``name``: the CLI's ``--window``, a query's ``window``)."""
     match = _WINDOW.match(text)
     if match is None:
         months = " (M is no unit: m for minutes, or days for months: 90d)" if "M" in text else ""
         raise ValueError(
-            f"--window {text!r}: expected a number and a unit s, m, h or d, e.g. 30m, 8h or "
+            f"{name} {text!r}: expected a number and a unit s, m, h or d, e.g. 30m, 8h or "
             f"2d{months}"
         )
     seconds = float(match[1]) * WINDOW_UNITS[match[2].lower()]
     if seconds <= 0:
-        raise ValueError(f"--window {text!r}: the window must be longer than 0")
+        raise ValueError(f"{name} {text!r}: the window must be longer than 0")
     if seconds > MAX_WINDOW_S:
-        raise ValueError(f"--window {text!r}: the window is at most {MAX_WINDOW_S // 86400}d")
+        raise ValueError(f"{name} {text!r}: the window is at most {MAX_WINDOW_S // 86400}d")
     return timedelta(seconds=seconds)
 
 

@@ -119,9 +119,9 @@ async def show_tool(
     changes: Annotated[int, Query(ge=0, le=10000)] = 20,
 ) -> Json:
     try:
-        span = parse_window(window)
+        span = parse_window(window, "window")
     except ValueError as exc:
-        raise InvalidInput(str(exc).replace("--window", "window")) from None
+        raise InvalidInput(str(exc)) from None
     services = state_of(request).services
     equipment = services.equipment.acting_as(who)
     return await tool_show_answer(

@@ -53,9 +53,9 @@ async def tool_answer(
     """The tool page over ``window`` (with a refusal's ``message`` and the refused ``form``'s
     values kept in the form it came from: ``kept(action)``, :func:`kept_for`)."""
     try:
-        span = parse_window(window)
+        span = parse_window(window, "window")
     except ValueError as exc:
-        status, message, window = 422, str(exc).replace("--window", "window"), "8h"
+        status, message, window = 422, str(exc), "8h"
         span = parse_window(window)
     try:
         view = await tool_view(state_of(request).services, who, tool_id, span, window)
