@@ -139,6 +139,8 @@ def print_outcome(
     out.print(line)
     if answer.get("hold_reason") is not None:
         out.print(Text(f"  on hold: {answer['hold_reason']}", style="red"))
+    for moved in carriers_moved(answer):
+        out.print(f"  {moved}")
     for e in answer.get("recorded") or []:  # a hold of a running lot: the step it stopped
         if e.get("operation") == "hold":
             for label, text in hold_record(e.get("data") or {}):
@@ -157,3 +159,31 @@ def print_outcome(
                 f"  signed by {sig['printed_name']} ({sig['signer']}, {sig['method']}): "
                 f"{sig['meaning']}"
             )
+
+
+def carriers_moved(answer: Mapping[str, Any]) -> list[str]:
+    """What a split or a merge moved, from the history entries ``answer`` (the lot as it now
+    is) recorded: the carriers by id, how many, and the sites the lot now has. A split's
+    ``--carriers 2`` names the carrier at position 2, not a count: the answer says which
+    carriers went (it said only "split off from L", and an operator who meant two carriers
+    had one moved with nothing telling them)."""
+    from mes.domain.text import counted
+
+    found: list[str] = []
+    sites = f"{answer.get('good_sites', 0):,} good of {answer.get('total_sites', 0):,} sites"
+    for e in answer.get("recorded") or []:
+        if e.get("lot") != answer.get("id"):
+            continue
+        data = e.get("data") or {}
+        carriers = [str(c) for c in data.get("carriers") or []]
+        if e.get("operation") == "split_from":
+            found.append(
+                f"carriers from {data.get('parent')}: {', '.join(carriers)} "
+                f"({counted(len(carriers), 'carrier')}; {sites})"
+            )
+        elif e.get("operation") == "merge":
+            found.append(
+                f"carriers from {data.get('merged')}: {', '.join(carriers)} "
+                f"({counted(len(carriers), 'carrier')}); the lot now has {sites}"
+            )
+    return found

@@ -223,6 +223,23 @@ def test_hold_release_split_and_merge_from_the_command_line(db: str) -> None:
     assert "genealogy parent L1; children -; merged into L1" in absorbed, absorbed
 
 
+def test_a_split_and_a_merge_say_which_carriers_moved(db: str) -> None:
+    """Found by a process engineer's walkthrough: `lot split L --carriers 2` (as docs/cli.md
+    shows it) moves the carrier at position 2, not two carriers, and the answer said only
+    "split off from L": one who meant a count had one carrier moved with nothing saying so.
+    The answer names the carriers, how many and the sites the lot now has."""
+    ok_json(db, "lot", "start", "L1", "--flow", "stiffener-bga", "--carriers", "4")
+    split = pkgline(db, "lot", "split", "L1", "--carriers", "2", "--into", "L1A")
+    assert split.returncode == 0, split.stderr
+    text = " ".join(split.stdout.split())
+    assert "lot L1A split off from L1" in text, text
+    assert "carriers from L1: L1-02 (1 carrier; 32 good of 32 sites)" in text, text
+    merged = pkgline(db, "lot", "merge", "L1A", "--into", "L1")
+    assert merged.returncode == 0, merged.stderr
+    text = " ".join(merged.stdout.split())
+    assert "carriers from L1A: L1-02 (1 carrier); the lot now has 128 good of 128 sites" in text
+
+
 def test_a_held_lot_shows_where_it_goes_once_released(db: str) -> None:
     """A held lot may take no step now (``next_steps`` stays empty, as scripts expect); what
     it would take once released is said beside it: ``lot hold``, ``lot show`` and the next
