@@ -12,7 +12,12 @@ from typing import Any
 
 from mes.adapters.outbox import Backlog
 from mes.domain.equipment import ControllerRecord, ToolRecord, TrackInRefusal
-from mes.domain.interlocks import Qualification, consumable_blocks, qualification_blocks
+from mes.domain.interlocks import (
+    Qualification,
+    consumable_blocks,
+    qualification_blocks,
+    state_blocks,
+)
 from mes.domain.model import Lot, LotState
 from mes.service import LotService
 from pkgline.bootstrap import Services
@@ -30,8 +35,8 @@ class QueueGroup:
     tools: tuple[ToolRecord, ...]
     lots: tuple[Lot, ...]
     blocked: dict[str, list[str]]
-    """The group's tools that would refuse every track-in now for a durable or material lot
-    on them (:func:`mes.domain.interlocks.consumable_blocks`), or every track-in of the
+    """The group's tools that would refuse every track-in now (down by their E10 state, or
+    for a durable or material lot on them: :attr:`LineStatus.blocked`), or every track-in of the
     group's step for their disqualification for it (an SPC inhibit, say:
     :func:`mes.domain.interlocks.qualification_blocks`), with why."""
     refused: tuple[TrackInRefusal, ...] = ()
@@ -48,8 +53,9 @@ class LineStatus:
     queue: tuple[QueueGroup, ...]
     held: tuple[Lot, ...]
     blocked: dict[str, list[str]]
-    """The tools that would refuse every track-in now for a durable or material lot on them,
-    with why (:func:`mes.domain.interlocks.consumable_blocks`)."""
+    """The tools that would refuse every track-in now, with why: down by their recorded E10
+    state (:func:`mes.domain.interlocks.state_blocks`), or for a durable or material lot on
+    them (:func:`mes.domain.interlocks.consumable_blocks`)."""
 
 
 def queue_by_step(lots: LotService, found: Iterable[Lot]) -> list[tuple[str, tuple[Lot, ...]]]:
@@ -88,11 +94,14 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
     found = await lots.find(
         states=[LotState.WAITING, LotState.RUNNING, LotState.HOLD], limit=1_000_000
     )
-    blocks = consumable_blocks(
+    blocks = state_blocks(tools)
+    consumables = consumable_blocks(
         await services.durables.list(mounted=True),
         await services.materials.find(loaded=True),
         now,
     )
+    for tool_id, why in consumables.items():
+        blocks.setdefault(tool_id, []).extend(why)
     qualifications = await services.qualifications.list()
     queue = []
     for step, waiting in queue_by_step(lots, found):

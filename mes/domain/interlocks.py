@@ -128,16 +128,9 @@ def check_tool(
             f"{tool_id} switched to manual first (pkgline tool manual {tool_id})",
             elsewhere=True,
         )
-    snapshot = tool.snapshot
-    if tool.snapshot.e10 in DOWN_STATES:
-        state = snapshot.e10 + (f", mode {snapshot.mode}" if snapshot.mode else "")
-        detail = f": {snapshot.reason}" if snapshot.reason else ""
-        raise refuse(
-            "tool_state",
-            f"{tool_id} is {state}{detail}",
-            f"{tool_id} up (standby, productive or engineering)",
-            elsewhere=True,
-        )
+    down = down_text(tool)
+    if down is not None:
+        raise refuse("tool_state", *down, elsewhere=True)
     if busy_with:
         raise refuse(
             "tool_busy",
@@ -145,6 +138,17 @@ def check_tool(
             f"{tool_id} free (track {', '.join(busy_with)} out or abort it first)",
             elsewhere=True,
         )
+
+
+def down_text(tool: ToolRecord) -> tuple[str, str] | None:
+    """Why ``tool`` takes no lot for its E10 state, and what is expected (None: it is up):
+    the words of the ``tool_state`` refusal."""
+    snapshot = tool.snapshot
+    if snapshot.e10 not in DOWN_STATES:
+        return None
+    state = snapshot.e10 + (f", mode {snapshot.mode}" if snapshot.mode else "")
+    detail = f": {snapshot.reason}" if snapshot.reason else ""
+    return f"{tool.id} is {state}{detail}", f"{tool.id} up (standby, productive or engineering)"
 
 
 ELSEWHERE = frozenset({"tool_dispatch", "tool_state", "tool_busy"})
@@ -235,4 +239,19 @@ def consumable_blocks(
         problem = m.problem(now)
         if m.tool_id is not None and problem is not None:
             blocks.setdefault(m.tool_id, []).append(f"{problem[1]}; expected {problem[2]}")
+    return blocks
+
+
+def state_blocks(tools: Sequence[ToolRecord]) -> dict[str, list[str]]:
+    """The tools of ``tools`` down by the state their line controller last recorded (E10
+    ``scheduled_down``: a maintenance or setup mode; ``unscheduled_down``: an alarm or no
+    answer; ``non_scheduled``), by tool, with why and what is expected, in the words of the
+    refused track-in (:func:`check_tool`): the controller starts no lot on them and an
+    operator's track-in is refused. A tool ``unmonitored`` (no controller follows it) is left
+    out: its controller's own line says it is not running, for every tool it has."""
+    blocks: dict[str, list[str]] = {}
+    for tool in tools:
+        down = down_text(tool)
+        if down is not None and tool.snapshot.e10 != UNMONITORED:
+            blocks[tool.id] = [f"{down[0]}; expected {down[1]}"]
     return blocks

@@ -15,6 +15,7 @@ from typing import Any
 
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord, ToolRegistration
+from mes.domain.tool_state import ToolSnapshot
 from pkgline.tool_views import STALE_AFTER_S, controller_running
 from tests.cli.recorded_line import (
     FLOW,
@@ -138,6 +139,11 @@ async def test_a_silent_controller_is_shown_without_heartbeat_not_as_stopped(
     assert controller["running"] is False and controller["status"] == "2/2 tools answering"
 
 
+UP = ToolSnapshot(True, "standby", "READY", "PRODUCTION")
+"""A tool connected and up (registered alone, it is unscheduled_down, "not connected yet",
+which blocks it too)."""
+
+
 async def _mold_with_a_frozen_compound(url: str) -> None:
     from pkgline.bootstrap import open_services
 
@@ -146,6 +152,7 @@ async def _mold_with_a_frozen_compound(url: str) -> None:
             "line-b",
             [ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5022", ("MOLD",))],
         )
+        await services.equipment.report("MOLD-1", UP)  # up: only the compound is in the way
         expires = datetime.now(UTC) + timedelta(days=30)
         await services.materials.add("EMC-9", "mold_compound", expires, "eng")
         await services.materials.load("EMC-9", "MOLD-1", "eng")
@@ -180,6 +187,7 @@ async def _mold_disqualified(url: str) -> None:
             "line-b",
             [ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5022", ("MOLD", "FILL"))],
         )
+        await services.equipment.report("MOLD-1", UP)  # up: only the disqualification is in the way
         await services.qualifications.set("MOLD-1", "MOLD", False, "eng", "chase worn")
 
 
@@ -204,3 +212,37 @@ def test_a_tool_disqualified_for_the_step_a_lot_waits_for_is_shown_blocked_with_
     assert text.returncode == 0, text.stderr
     assert "MOLD-1 (blocked)" in text.stdout
     assert f"MOLD-1 refuses every track-in of MOLD: {why}" in " ".join(text.stdout.split())
+
+
+async def _mold_in_maintenance(url: str) -> None:
+    from pkgline.bootstrap import open_services
+
+    async with open_services(url) as services:
+        await services.equipment.register(
+            "line-b",
+            [ToolRegistration("MOLD-1", "molder", "modbus 127.0.0.1:5022", ("MOLD", "FILL"))],
+        )
+        await services.equipment.report(
+            "MOLD-1", ToolSnapshot(True, "scheduled_down", "READY", "MAINTENANCE")
+        )
+
+
+def test_a_tool_down_for_maintenance_is_shown_blocked_with_why(line_db: str) -> None:
+    """Found by an equipment engineer's walkthrough: the only molder in its MAINTENANCE mode
+    (E10 scheduled_down), L-1 waited for MOLD and the queue named MOLD-1 with nothing saying
+    it takes no lot. It is blocked for every track-in, in the words of the refused one."""
+    asyncio.run(_mold_in_maintenance(line_db))
+    status = status_json(line_db)
+    mold = next(q for q in status["queue"] if q["step"] == "MOLD")
+    assert mold["lots"] == ["L-1"]
+    why = "MOLD-1 is scheduled_down, mode MAINTENANCE; expected MOLD-1 up (standby, productive "
+    why += "or engineering)"
+    assert mold["blocked"] == {"MOLD-1": [why]}
+    tools = {t["id"]: t["blocked"] for t in status["tools"]}
+    # the stopped controller's tools (unmonitored) are not: its own line says so
+    assert tools == {"DB-1": [], "WB-1": [], "MOLD-1": [why]}
+
+    text = pkgline(line_db, "line", "status")
+    assert text.returncode == 0, text.stderr
+    assert "MOLD-1 (blocked)" in text.stdout
+    assert f"MOLD-1 refuses every track-in: {why}" in " ".join(text.stdout.split())
