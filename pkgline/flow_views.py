@@ -114,6 +114,13 @@ def version_dict(v: FlowVersion) -> Json:
     }
 
 
+def versions_dicts(found: Sequence[FlowVersion], active: int | None) -> list[Json]:
+    """A flow's versions (``flow versions --json``), each saying whether it is the one new
+    lots start on (``active``: the newest approved; an approved version that is not the
+    newest is there for the lots on it, and ``state`` alone did not tell them apart)."""
+    return [{**version_dict(v), "active": v.version == active} for v in found]
+
+
 def published_dicts(
     done: Sequence[tuple[FlowVersion, bool]], active: Mapping[str, int | None]
 ) -> list[Json]:

@@ -52,8 +52,10 @@ async def publish(request: Request, who: Who, body: b.PublishBody) -> Any:
 
 @router.get("/{flow}/versions", summary="A flow's versions and their approvals (flow versions)")
 async def versions(request: Request, who: Who, flow: FlowPath) -> Any:
-    found = await _versions(request).versions(flow, by=who)
-    return answer(request, [views.version_dict(v) for v in found])
+    service = _versions(request)
+    found = await service.versions(flow, by=who)
+    active = await service.active_version(flow, by=who)
+    return answer(request, views.versions_dicts(found, active))
 
 
 @router.get(

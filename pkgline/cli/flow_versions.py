@@ -176,7 +176,8 @@ def versions(
 
     async def direct() -> list[Json]:
         async with _service(db) as service:
-            return [views.version_dict(v) for v in await service.versions(flow)]
+            found = await service.versions(flow)
+            return views.versions_dicts(found, await service.active_version(flow))
 
     found: list[Json] = either(
         db, server, json, direct, Remote("GET", f"/flows/{segment(flow)}/versions")
@@ -192,7 +193,7 @@ def versions(
     for v in found:
         table.add_row(
             str(v["version"]),
-            v["state"],
+            v["state"] + (" (active)" if v.get("active") else ""),
             v["content_hash"][:12],
             v["author"],
             _when(v["published_at"]),
@@ -200,6 +201,12 @@ def versions(
             approvals_text(v),
         )
     out.print(table)
+    active = next((v["version"] for v in found if v.get("active")), None)
+    out.print(
+        f"new lots of {flow} start on version {active} (active: the newest approved)"
+        if active is not None
+        else f"no version of {flow} is approved: no lot of it starts"
+    )
 
 
 def diff(

@@ -165,6 +165,20 @@ def test_an_older_draft_approved_after_a_newer_version_says_new_lots_start_on_th
     assert ok_json(db, "lot", "start", "L0", "--flow", FLOW, "--carriers", "1")["flow_version"] == 3
     ok_json(db, "flow", "retire", FLOW, "3", "--reason", "balls optional again")
     assert ok_json(db, "lot", "start", "L2", "--flow", FLOW, "--carriers", "1")["flow_version"] == 2
+    # `flow versions` says which one that is (a process engineer's walkthrough: versions 1 and
+    # 2 both read "approved", and nothing said new lots start on 2)
+    listed = ok_json(db, "flow", "versions", FLOW)
+    assert [(v["version"], v["state"], v["active"]) for v in listed] == [
+        (1, "approved", False),
+        (2, "approved", True),
+        (3, "retired", False),
+    ]
+    text = pkgline(db, "flow", "versions", FLOW)
+    assert text.returncode == 0, text.stderr
+    assert "approved (active)" in text.stdout
+    assert f"new lots of {FLOW} start on version 2 (active: the newest approved)" in " ".join(
+        text.stdout.split()
+    )
 
 
 def test_the_files_of_an_approved_version_that_is_not_the_newest_say_so_when_published(
