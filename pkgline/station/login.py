@@ -147,20 +147,35 @@ ended: the page says that nothing was done (:func:`page_of`)."""
 def page_of(method: str, path: str, query: str, sent: Mapping[str, str] | None = None) -> str:
     """Where the login goes on to for a request that found no session: the page itself for a
     GET; for a form's POST (which a browser cannot repeat by a redirect, and which is never
-    kept to be done after the login) the page the form is on, flagged :data:`EXPIRED_FLAG`
-    so that it says nothing was done: a lot's or a tool's page for their actions
-    (``/station/lots/S-1/hold``; the holds page, its dialog opened again for the lot, for a
-    release sent from there), the start page for a start (the flow the form was for), the
-    password page, else the line. ``sent``: the form's fields that say which page (``back``,
-    ``flow``), nothing else of it."""
+    kept to be done after the login) the page the form is on (:func:`form_page`), flagged
+    :data:`EXPIRED_FLAG` so that it says nothing was done; else the line. ``sent``: the
+    form's fields that say which page (``back``, ``flow``), nothing else of it."""
     if method in ("GET", "HEAD"):
         return path + (f"?{query}" if query else "")
+    found = form_page(path, sent)
+    if found is None:
+        return PREFIX + "/"
+    page, where = found
+    return f"{page}?{urlencode({**where, EXPIRED_FLAG: '1'})}"
+
+
+FORM_OWNERS = ("lots", "tools", "materials")
+"""The pages whose forms post to ``/station/KIND/ID/ACTION``."""
+
+
+def form_page(
+    path: str, sent: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str]] | None:
+    """The page a form that posts to ``path`` is on, and its query: a lot's, a tool's or a
+    material lot's page for their actions (``/station/lots/S-1/hold``; the holds page, its
+    dialog opened again for the lot, for a release sent from there), the start page for a
+    start (the flow the form was for), the password page; None for another path."""
     sent = sent or {}
     parts = path.split("/")  # "", "station", "lots", ID, ACTION
     where: dict[str, str] = {}
     if len(parts) == 5 and parts[2] == "lots" and sent.get("back") == "holds":
         page, where["lot"] = f"{PREFIX}/holds", unquote(parts[3])
-    elif len(parts) == 5 and parts[2] in ("lots", "tools"):
+    elif len(parts) == 5 and parts[2] in FORM_OWNERS:
         page = "/".join(parts[:4])
     elif path == f"{PREFIX}/start":
         page, flow = path, sent.get("flow", "")
@@ -169,8 +184,8 @@ def page_of(method: str, path: str, query: str, sent: Mapping[str, str] | None =
     elif path == f"{PREFIX}/password":
         page = path
     else:
-        return PREFIX + "/"
-    return f"{page}?{urlencode({**where, EXPIRED_FLAG: '1'})}"
+        return None
+    return page, where
 
 
 async def _sent(request: Request) -> dict[str, str]:

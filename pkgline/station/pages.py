@@ -73,6 +73,11 @@ async def _refused(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if not is_page_path(request.url.path):
         return await http_refused(request, exc)
+    form = auth.form_page(request.url.path)
+    if exc.status_code == 405 and request.method in ("GET", "HEAD") and form is not None:
+        # a form's address asked for as a page (a refused form's page refreshed, its tab
+        # restored, the address given again): the page the form is on, as it is now
+        return RedirectResponse("/".join(map(quote, form[0].split("/"))), status_code=303)
     return refusal_page(request, exc)
 
 

@@ -87,6 +87,9 @@ def page(
         prefix=auth.PREFIX,
         # the navigation's links to the pages of an action or a read the person's roles have
         nav=nav_offers(who) if who is not None else None,
+        # the answer to a form (a refusal shown on its page): draft.js makes its history
+        # entry a GET of its address, which leads to the page as it is then
+        posted=request.method == "POST",
     )
     response = templates.TemplateResponse(request, name, context, status_code=status)
     response.headers.update(PAGE_HEADERS)

@@ -68,6 +68,13 @@ def test_anything_else_goes_to_the_line(given: object) -> None:
         ("POST", "/station/tools/WB-1/load", "", {}, "/station/tools/WB-1?expired=1"),
         (
             "POST",
+            "/station/materials/DAF-7/quarantine",
+            "",
+            {},
+            "/station/materials/DAF-7?expired=1",
+        ),
+        (
+            "POST",
             "/station/lots/S-3/release",
             "",
             {"back": "holds"},

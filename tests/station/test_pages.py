@@ -134,7 +134,7 @@ def test_a_form_sent_after_the_session_ended_logs_in_again_to_the_page_it_came_f
 ) -> None:
     """The session ends (a logout elsewhere) while a lot's page is open; its hold is sent:
     nothing is held, the login says the session had ended, then goes back to the lot's page
-    (not the form's own address, which is no page: GET on it is 405), which says nothing was
+    (not the form's own address, which a browser cannot send again), which says nothing was
     done and to send the form again; the hold is not done by the login."""
     with _login(station, "olga") as client:
         page = client.get("/station/lots/S-1")
@@ -380,6 +380,32 @@ def test_what_no_station_route_answers_is_a_page_and_the_api_keeps_its_json(
         assert answer.headers["content-type"].startswith("text/html"), answer.headers
         assert said in html.unescape(message(answer.text)), answer.text
     assert api.status_code == 404 and api.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("address", "page"),
+    [
+        ("/station/lots/S-1/track-in", "/station/lots/S-1"),
+        ("/station/lots/S-3/release", "/station/lots/S-3"),
+        ("/station/tools/WB-1/load", "/station/tools/WB-1"),
+        ("/station/materials/DAF-7/quarantine", "/station/materials/DAF-7"),
+    ],
+)
+def test_a_forms_address_asked_for_as_a_page_leads_to_the_page_the_form_is_on(
+    station: Station, address: str, page: str
+) -> None:
+    """A refused form is shown at its own address; asked for again as a page (reloaded, its
+    tab restored, the address given again) it leads to the page of the form as it is now,
+    where it was a dead end ("not for GET"). Nothing is sent, nothing changed."""
+    with _login(station, "olga") as client:
+        before = _state(station, client, "S-1")
+        answer = client.get(address)
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == page
+        assert client.get(page).status_code == 200
+        assert _state(station, client, "S-1") == before
+        still = client.get("/station/logout")  # no page has a form there: still refused
+        assert still.status_code == 405 and "is not for GET" in html.unescape(still.text)
 
 
 @pytest.mark.parametrize(

@@ -53,3 +53,13 @@ for (const form of document.querySelectorAll('form[method="post"][id]')) {
     sessionStorage.setItem(KEY, JSON.stringify(draft));
   });
 }
+
+// The browser's back button, and its reload, never show a page as it was: a page kept in the
+// back-forward cache (a lot WAITING with its track-in form, after it was held) is loaded
+// again when it is shown; the answer to a form (a refusal, at the form's address) becomes a
+// GET of that address in this tab's history, which the server sends on to the form's page as
+// it is now (pages.py), so that neither back nor reload sends the form a second time.
+if (document.body.dataset.posted) history.replaceState(history.state, "", location.href);
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) location.reload();
+});

@@ -1,0 +1,67 @@
+"""The browser's back button and reload, in a real browser (tests/station/browsing.py): they
+show a lot as it is now, never as it was when its page was left, and never send a form
+again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+
+from tests.station.browsing import log_in, shot, wait
+from tests.station.conftest import Station
+
+
+def _history_rows(browser: WebDriver) -> int:
+    return len(browser.find_elements(By.CSS_SELECTOR, "#history tbody tr"))
+
+
+def test_back_after_a_hold_shows_the_lot_held(
+    browser: WebDriver, station: Station, shots: Path
+) -> None:
+    """Olga holds S-1 from its page, then goes back: the page she left (S-1 WAITING, its hold
+    form) is not shown from the browser's back-forward cache, which kept it as it was; the
+    lot is shown held, with no hold form to send again."""
+    log_in(browser, station, "olga")
+    browser.get(f"{station.url}/station/lots/S-1")
+    assert browser.find_element(By.ID, "lot-state").text == "WAITING"
+    browser.find_element(By.ID, "hold-reason").send_keys("smear on carrier 2")
+    browser.find_element(By.ID, "hold").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "notice")))
+    assert browser.find_element(By.ID, "lot-state").text == "HOLD"
+    browser.back()
+    wait(browser).until(lambda b: b.find_element(By.ID, "lot-state").text == "HOLD")
+    assert browser.current_url == f"{station.url}/station/lots/S-1"
+    assert not browser.find_elements(By.ID, "hold-form")
+    assert "smear on carrier 2" in browser.find_element(By.ID, "lot-hold").text
+    shot(browser, shots / "back-after-hold.png")
+
+
+def test_a_refused_form_reloaded_is_not_sent_again(browser: WebDriver, station: Station) -> None:
+    """A hold of S-4 refused (a code not in the catalogue) is shown at the form's address;
+    reloading it shows S-4's page as it is now, without sending the form a second time (it
+    had been sent again, silently or after the browser's "resubmit the form?"), and so does
+    the back button from the page after it."""
+    log_in(browser, station, "olga")
+    browser.get(f"{station.url}/station/lots/S-4")
+    entries = _history_rows(browser)
+    browser.find_element(By.ID, "hold-reason").send_keys("check the film")
+    browser.find_element(By.ID, "hold-code").send_keys("NO-SUCH-CODE")
+    browser.find_element(By.ID, "hold").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
+    assert browser.current_url == f"{station.url}/station/lots/S-4/hold"
+    assert "NO-SUCH-CODE" in browser.find_element(By.ID, "message").text
+    browser.refresh()
+    wait(browser).until(lambda b: b.current_url == f"{station.url}/station/lots/S-4")
+    assert not browser.find_elements(By.ID, "message")  # nothing was sent to refuse
+    assert browser.find_element(By.ID, "lot-state").text == "WAITING"
+    assert _history_rows(browser) == entries
+    browser.find_element(By.ID, "hold-code").send_keys("NO-SUCH-CODE")
+    browser.find_element(By.ID, "hold").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
+    browser.get(f"{station.url}/station/holds")
+    browser.back()
+    wait(browser).until(lambda b: b.current_url == f"{station.url}/station/lots/S-4")
+    assert not browser.find_elements(By.ID, "message")
