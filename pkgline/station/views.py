@@ -16,7 +16,7 @@ from flows.model import ValueSpec
 from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import DispatchMode
 from mes.domain.errors import LotTrackerError
-from mes.domain.interlocks import MANUAL_CLASS
+from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.material_reach import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.reasons import ReasonCode
@@ -25,6 +25,7 @@ from mes.equipment import EquipmentService
 from mes.ports import ToolQuery
 from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record
+from pkgline.station.line_view import now
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
 from pkgline.station.work_views import spec_text, value_fields
 from pkgline.tool_views import tracked_lots
@@ -102,6 +103,10 @@ class HandStep:
     now)."""
     busy: Mapping[str, str] = field(default_factory=dict)
     """Of ``tools``, those a lot runs on now (tool id -> lot id): said beside them."""
+    blocked: Mapping[str, list[str]] = field(default_factory=dict)
+    """Of ``tools``, those whose track-ins are refused now for what is on them (a material
+    lot quarantined, expired or thawing, a durable past its life; tool id -> why): said
+    beside them, as the line page's tiles say it."""
 
 
 def route_of(report: LotReport, flow_steps: tuple[str, ...]) -> tuple[RouteStep, ...]:
@@ -272,6 +277,22 @@ async def running_on(services: Services, who: Principal, tools: tuple[str, ...])
     return {tool: lot.id for tool, lot in found.items()}
 
 
+async def blocked_on(
+    services: Services, who: Principal, tools: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """Why each of ``tools`` refuses every track-in now for what is on it (those it refuses
+    none are left out; :func:`mes.domain.interlocks.consumable_blocks`, as the line page's
+    tiles): one read of the durables mounted and one of the material lots loaded."""
+    if not tools:
+        return {}
+    blocks = consumable_blocks(
+        await services.durables.acting_as(who).list(mounted=True),
+        await services.materials.acting_as(who).find(loaded=True),
+        now(),
+    )
+    return {tool: blocks[tool] for tool in tools if tool in blocks}
+
+
 async def tools_in_manual(equipment: EquipmentService, equipment_class: str) -> tuple[str, ...]:
     """The tools of ``equipment_class`` switched to manual, read a page at a time."""
     found: list[str] = []
@@ -336,6 +357,7 @@ async def by_hand(
                     value_fields(spec.recipe),
                     tools,
                     await running_on(services, who, tools),
+                    await blocked_on(services, who, tools),
                 )
             )
         return tuple(steps)

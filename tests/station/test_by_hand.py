@@ -148,6 +148,14 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert form is not None, page
         # in manual and qualified for the step only (DA-2's track-in would only be refused)
         assert re.findall(r'<option value="([^"]+)"', form[1]) == ["DA-1"]
+        # which says, before a value is typed, that DA-1 refuses track-ins now and why (DAF-7
+        # on it thaws), as its tile on the line does
+        picked = re.findall(r'<option value="[^"]+"[^>]*>([^<]+)</option>', form[1])
+        assert picked == ["DA-1 (track-ins refused)"]
+        why = re.search(r'class="refused-tool" data-tool="DA-1">([^<]*)<', form[1])
+        assert why is not None, form[1]
+        assert html.unescape(why[1]).startswith("DA-1 refuses track-ins now: die_attach_film DAF-7")
+        assert "is thawing since" in why[1]
         data = _form(client, "H-5", step="DIE_ATTACH", tool="DA-1")
         down = client.post("/station/lots/H-5/track-in", data=data)
         assert down.status_code == 409
