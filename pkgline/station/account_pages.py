@@ -63,3 +63,16 @@ async def _answer(
     return page(
         request, "password.html", who, status, message=message, notice=notice, may_sign=may_sign
     )
+
+
+async def password_set_by_another(request: Request, who: Principal) -> str | None:
+    """Who set ``who``'s password, when it was someone else (an admin, for a new account or a
+    reset): it logs in, but signs nothing until its person chooses their own. None when it is
+    their own, or when there is none or it cannot be read (the signature then says why)."""
+    try:
+        user = await state_of(request).identity.user(who, who.name)
+    except LotTrackerError:
+        return None
+    if user.password_set_by is None or user.password_set_by == user.username:
+        return None
+    return user.password_set_by

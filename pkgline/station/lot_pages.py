@@ -24,6 +24,7 @@ from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.api.fields import named
 from pkgline.station import login as auth
+from pkgline.station.account_pages import password_set_by_another
 from pkgline.station.offers import lot_page_offers
 from pkgline.station.render import (
     MAX_SITES,
@@ -64,6 +65,10 @@ NOTICES = {
     "split": "The carriers were split off into a new lot.",
     "start": "The lot was started.",
 }
+
+
+SIGNED = ("release", "rework", "migrate", "scrap", "scrap-sites")
+"""The lot page's forms that are signed (each asks for the password again)."""
 
 
 @router.get("/lots/{lot_id}")
@@ -112,6 +117,8 @@ async def lot_answer(
         return page(request, "message.html", who, 404, message=str(unknown), lot_id=lot_id)
     except LotTrackerError as refused:
         return page(request, "message.html", who, status_of(refused), message=str(refused))
+    offers = lot_page_offers(who, view)
+    signs = any(action in offers for action in SIGNED)
     return page(
         request,
         "lot.html",
@@ -119,7 +126,10 @@ async def lot_answer(
         status,
         view=view,
         lot=view.report.lot,
-        offers=lot_page_offers(who, view),
+        offers=offers,
+        # a signed form offered to a person whose password an admin set: say so before they
+        # fill it in (the signature would be refused)
+        sign_first=await password_set_by_another(request, who) if signs else None,
         states=LotState,
         message=message,
         notice=NOTICES.get(done),

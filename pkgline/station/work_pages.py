@@ -24,6 +24,7 @@ from mes.domain.model import (
 from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
+from pkgline.station.account_pages import password_set_by_another
 from pkgline.station.lot_pages import refused_fields
 from pkgline.station.offers import not_yours, roles_of
 from pkgline.station.render import NO_FORM, Form, Viewer, page, quote, read_form
@@ -65,18 +66,20 @@ async def holds_answer(
         held = await holds_view(state_of(request).services, who)
     except LotTrackerError as refused:
         return page(request, "message.html", who, status_of(refused), message=str(refused))
+    releases = any(h.releasable for h in held)
     return page(
         request,
         "holds.html",
         who,
         status,
+        sign_first=await password_set_by_another(request, who) if releases else None,
         held=held,
         duration=duration,
         message=message,
         notice=notice,
         kept=form or NO_FORM,
         reopen=reopen,
-        releases=any(h.releasable for h in held),
+        releases=releases,
         roles=roles_of(who),
     )
 
