@@ -65,3 +65,30 @@ def test_a_refused_form_reloaded_is_not_sent_again(browser: WebDriver, station: 
     browser.back()
     wait(browser).until(lambda b: b.current_url == f"{station.url}/station/lots/S-4")
     assert not browser.find_elements(By.ID, "message")
+
+
+def test_a_narrow_panel_scrolls_a_wide_table_not_the_page(
+    browser: WebDriver, station: Station, shots: Path
+) -> None:
+    """At 800 px wide the tool page's E10 times and the security log keep to the page's
+    width: their many columns scroll inside the table's box, beside nothing hidden off the
+    page's edge (the whole page scrolled sideways, the last columns out of sight)."""
+    size = browser.get_window_size()
+    browser.set_window_size(800, 700)
+    try:
+        log_in(browser, station, "quinn")
+        for path, table in (
+            ("/station/tools/DA-1", "e10-times"),
+            ("/station/security", "security-events"),
+        ):
+            browser.get(f"{station.url}{path}")
+            wait(browser).until(ec.presence_of_element_located((By.ID, table)))
+            page_width, view_width = browser.execute_script(
+                "const e = document.documentElement; return [e.scrollWidth, e.clientWidth];"
+            )
+            assert page_width <= view_width, (path, page_width, view_width)
+            box = browser.find_element(By.ID, table).find_element(By.XPATH, "..")
+            assert box.get_attribute("class") == "wide"
+            shot(browser, shots / f"narrow-{table}.png")
+    finally:
+        browser.set_window_size(size["width"], size["height"])
