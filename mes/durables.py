@@ -68,9 +68,11 @@ def count_job(
     rejected: Mapping[SiteRef, SiteReject],
     by: str,
     now: datetime,
+    who: Principal | None,
 ) -> Work[None]:
     """Add one recorded job (one carrier) to the count of each durable mounted on its tool,
-    with an event naming the lot, step and job (one query when the tool has none)."""
+    with an event naming the lot, step and job (one query when the tool has none); ``who``
+    recorded it (the event feed's ``by``)."""
     on_tool = yield from get_durables(tool_id=job.tool_id)
     if not on_tool:
         return
@@ -85,13 +87,14 @@ def count_job(
         by=by,
         now=now,
     )
-    yield from save_durables(used)
+    yield from save_durables(rules.stamped(used, who))
 
 
 def count_track_out(
     lot: Lot,
     by: str,
     now: datetime,
+    who: Principal | None,
     rejected: Mapping[SiteRef, SiteReject] | None = None,
 ) -> Work[None]:
     """An operator's track-out of a step run on a tool: every carrier of the lot that no job
@@ -112,13 +115,16 @@ def count_track_out(
         jobs = yield from get_jobs_of(lot.id, len(lot.path), step=running.step)
     skip = {j.carrier_id for j in jobs if j.status is JobStatus.RECORDED}
     carriers = [(c, None) for c in lot.carriers if c not in skip]
-    yield from save_durables(_use_each(on_tool, lot, running.step, carriers, rejected, by, now))
+    used = _use_each(on_tool, lot, running.step, carriers, rejected, by, now)
+    yield from save_durables(rules.stamped(used, who))
 
 
 ABANDONED_REASON = "job abandoned before its results: counted as if all its sites were processed"
 
 
-def count_abandoned(lot: Lot, change: Change, by: str, now: datetime) -> Work[None]:
+def count_abandoned(
+    lot: Lot, change: Change, by: str, now: datetime, who: Principal | None
+) -> Work[None]:
     """The jobs a hold or an abort of a running step abandons (``change.jobs``): the tool took
     each and may have run it to its end, but reports nothing of it now, so each counts as a
     whole job on the durables mounted on its tool, the most it can have used (as a track-in
@@ -134,9 +140,8 @@ def count_abandoned(lot: Lot, change: Change, by: str, now: datetime) -> Work[No
         if not on_tool:
             continue
         jobs = [(j.carrier_id, j) for j in abandoned if j.tool_id == tool_id]
-        yield from save_durables(
-            _use_each(on_tool, lot, jobs[0][1].step, jobs, rejected, by, now, ABANDONED_REASON)
-        )
+        used = _use_each(on_tool, lot, jobs[0][1].step, jobs, rejected, by, now, ABANDONED_REASON)
+        yield from save_durables(rules.stamped(used, who))
 
 
 def _use_each(
@@ -202,11 +207,12 @@ class DurableService(Guarded):
 
     async def _change(self, work: Callable[[], Work[Changed]], by: Principal | None) -> Durable:
         await self._guard.allow(by, Action.DURABLES)
+        who = self._guard.who(by)
 
         def write() -> Work[Durable]:
-            durable, event = yield from work()
-            yield from save_durables([(durable, event)])
-            return durable
+            changed = rules.stamped([(yield from work())], who)
+            yield from save_durables(changed)
+            return changed[0][0]
 
         try:
             return await self._uow.write(write())

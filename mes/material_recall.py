@@ -150,7 +150,7 @@ def hold_reached(
         lot = lots[r.lot_id]
         assert lot is not None  # a lot with a state was read
         change = ops.hold(lot, replace(coded, lot_id=lot.id), now, (yield from get_step_jobs(lot)))
-        yield from count_abandoned(lot, change, user, now)
+        yield from count_abandoned(lot, change, user, now, who)
         yield from save(common.stamped(change, who))
         held.append(replace(r, state=LotState.HOLD, step=change.lot.step))
     quarantine = next((m.quarantine for m in (yield from get_materials([material_id]))), None)

@@ -240,7 +240,7 @@ class LotService(LotJobs):
             rejected = (yield from get_rejects_by_site(lot.id)) if cmd.rejects else None
             change = step_ops.track_out(lot, flow, cmd, rejected or {}, self._clock())
             _, change = yield from together(  # their reads side by side
-                count_track_out(lot, cmd.user, self._clock(), rejected),
+                count_track_out(lot, cmd.user, self._clock(), self._guard.who(by), rejected),
                 spc_on_track_out(lot, change, cmd.user, change.entries[0].at),
             )
             return change
@@ -295,7 +295,7 @@ class LotService(LotJobs):
     async def abort(self, cmd: AbortStep, *, by: Principal | None = None) -> Outcome:
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             change = ops.abort(lot, cmd, self._clock(), (yield from get_step_jobs(lot)))
-            yield from count_abandoned(lot, change, cmd.user, self._clock())
+            yield from count_abandoned(lot, change, cmd.user, self._clock(), self._guard.who(by))
             return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.ABORT, by=by)
@@ -304,7 +304,7 @@ class LotService(LotJobs):
         def rule(lot: Lot, _: Flow) -> Work[Change]:
             coded = yield from coded_hold(cmd)
             change = ops.hold(lot, coded, self._clock(), (yield from get_step_jobs(lot)))
-            yield from count_abandoned(lot, change, cmd.user, self._clock())
+            yield from count_abandoned(lot, change, cmd.user, self._clock(), self._guard.who(by))
             return change
 
         return await self._on_lot(cmd.lot_id, rule, action=Action.HOLD, by=by)

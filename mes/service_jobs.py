@@ -86,7 +86,9 @@ class LotJobs(LotWrites):
                 change = yield from spc_on_track_out(lot, change, cmd.user, change.entries[-1].at)
             entries = yield from save(common.stamped(change, self._guard.who(by)))
             if job.status is JobStatus.STARTED:  # an abandoned job counted when abandoned
-                yield from count_job(lot, job, rejected, cmd.user, self._clock())
+                yield from count_job(
+                    lot, job, rejected, cmd.user, self._clock(), self._guard.who(by)
+                )
             recorded = next(j for j, _ in change.jobs if j.job_id == cmd.job_id)
             return JobOutcome(change.lot, recorded, entries)
 

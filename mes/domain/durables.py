@@ -31,9 +31,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
 from mes.domain.text import counted, one_line, optional_line
+
+if TYPE_CHECKING:
+    from mes.domain.authority import Principal
 
 
 class DurableKind(StrEnum):
@@ -155,9 +159,26 @@ class DurableEvent:
     reason: str | None = None
     seq: int | None = None
     """Set by the store when it is written."""
+    principal: str | None = None
+    """Who acted (the principal's name; ``by`` is the user the command named, free text) and
+    how they were known (``auth``): kept for the event feed only, as a material lot's
+    (None: not recorded)."""
+    auth: str | None = None
 
 
 Changed = tuple[Durable, DurableEvent]
+
+
+def stamped(changed: Sequence[Changed], who: Principal | None) -> list[Changed]:
+    """The changes with their events saying who made them and how they were known (as a
+    lot's history entries: :func:`mes.domain.common.stamped`; a job's count on the durables
+    of its tool: whoever recorded the job, tracked the step out, held or aborted it)."""
+    if who is None:
+        return list(changed)
+    return [
+        (durable, replace(event, principal=who.name, auth=who.method.value))
+        for durable, event in changed
+    ]
 
 
 def event_kind(event: DurableEvent) -> str:
@@ -175,6 +196,8 @@ def event_dict(changed: Changed) -> dict[str, object]:
         "event": event.event.value,
         "at": event.at.isoformat(),
         "user": event.by,
+        "by": event.principal,
+        "auth": event.auth,
         "count_after": event.count_after,
         "amount": event.amount,
         "life": durable.life,

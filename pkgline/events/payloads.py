@@ -43,8 +43,8 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 _PRINCIPAL = ("by", "auth")
 """Who really acted and how they were known (``user`` is the name the command was given, free
 text): text, or null in an entry written before the history recorded them (revision 0004) and
-in an outbox row written before the feed published them (a lot event), or an event that did
-not record them (a material event)."""
+in an outbox row written before the feed published them (a lot event; a durable's or a
+material lot's: :data:`_SUBJECT_LATER`)."""
 
 
 class Undeliverable(ValueError):
@@ -139,7 +139,7 @@ _SUBJECT_KEYS = {
 """What a durable's or material lot's state is made of (:func:`subject_state`): an event
 without one of them is a dead letter, not a state that cannot be told."""
 _SUBJECT_LATER: dict[str, dict[str, Any]] = {
-    "durable": {},
+    "durable": {"by": None, "auth": None},
     "material": {
         "quarantine": None,
         "version": None,
@@ -149,7 +149,7 @@ _SUBJECT_LATER: dict[str, dict[str, Any]] = {
     },
 }
 """What an event written before its subject's events said more has in their place: not
-known (a material lot's quarantine, version, a release's signatures, and who acted)."""
+known (a material lot's quarantine, version, a release's signatures; who acted, of both)."""
 
 
 def feed_event(event: OutboxEvent, max_bytes: int) -> tuple[dict[str, Any], bytes]:
