@@ -18,6 +18,7 @@ from mes.adapters.database import create_engine
 from mes.adapters.memory import MemoryUnitOfWorkFactory
 from mes.adapters.outbox import OutboxEvent, OutboxReader, OutboxStore
 from mes.domain import commands as cmd
+from mes.domain import durables as rules
 from mes.domain.authority import CONTROLLER, AuthMethod, Principal, Role
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
 from mes.domain.identity import UserKind
@@ -187,3 +188,29 @@ def test_a_durable_event_written_before_the_feed_said_who_acted_has_them_null() 
     check_schema(document, "durable-event")
     assert (document["by"], document["auth"]) == (None, None)
     assert describe(document).endswith("by tech")
+
+
+def test_a_renewal_of_a_used_mold_chase_is_a_valid_durable_event() -> None:
+    """A cleaning sets a chase's count back to 0, its ``amount`` minus the count it had: the
+    schema allowed no amount below 0, so a renewal of a chase that had shot was invalid to a
+    consumer that checks what it receives."""
+    now = utc_now()
+    chase = rules.add("CH-1", "mold_chase", 500, 0.9, "eng", now)[0]
+    shot = rules.use(
+        [chase],
+        lot_id="L",
+        step="MOLD",
+        job_id=None,
+        rows=4,
+        cols=8,
+        processed_sites=32,
+        by="c",
+        now=now,
+    )[0][0]
+    renewed = rules.renew(shot, "tech", now, "chase cleaned")
+    row = OutboxEvent(
+        4, "CH-1", "DurableRenewed", rules.event_dict(renewed), now, subject="durable"
+    )
+    document, _ = payloads.feed_event(row, 256_000)
+    assert document["amount"] == -1
+    check_schema(document, "durable-event")
