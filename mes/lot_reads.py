@@ -4,12 +4,12 @@ SQLite file with the standard library alone (:mod:`mes.adapters.sqlite_reads`)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from flows import Flow
 from mes.domain.errors import UnknownLot
 from mes.domain.model import HistoryEntry, Lot, LotState, Operation
-from mes.domain.report import LotReport, build_report
+from mes.domain.report import LotReport, build_report, hold_entry
 from mes.ports_lots import (
     Read,
     get_carriers,
@@ -21,6 +21,7 @@ from mes.ports_lots import (
     get_signatures,
     get_tool_state,
 )
+from mes.ports_together import each_together
 
 
 def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
@@ -62,3 +63,12 @@ def lineage_history(lot_id: str) -> Read[list[HistoryEntry]]:
             parent, before = str(rows[0].data.get("parent")), rows[0].seq
         return inherited + own
     return own
+
+
+def hold_entries(lots: Sequence[Lot]) -> Read[dict[str, HistoryEntry]]:
+    """The history entry that placed each held lot's hold, by lot id
+    (:func:`mes.domain.report.hold_entry`: who placed it; a lot whose entry is not found is
+    left out): their histories, read side by side."""
+    histories = yield from each_together(lineage_history(lot.id) for lot in lots)
+    found = {lot.id: hold_entry(lot, h) for lot, h in zip(lots, histories, strict=True)}
+    return {lot_id: e for lot_id, e in found.items() if e is not None}

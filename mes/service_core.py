@@ -43,7 +43,7 @@ from mes.domain.signatures import (
 )
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, Guarded, SecurityLog
-from mes.lot_reads import report_work
+from mes.lot_reads import hold_entries, report_work
 from mes.material_recall import quarantined_in
 from mes.ports import (
     HistoryPage,
@@ -317,6 +317,13 @@ class LotServiceCore(Guarded):
             return replace(report, quarantined=tuple(found)) if found else report
 
         return await self._read(work, by)
+
+    async def hold_entries(
+        self, lots: Sequence[Lot], *, by: Principal | None = None
+    ) -> dict[str, HistoryEntry]:
+        """The history entry that placed each held lot's hold, by lot id (its ``by`` and
+        ``auth``: who placed it; :func:`mes.lot_reads.hold_entries`), in one read."""
+        return await self._read(lambda: hold_entries(lots), by)
 
     async def find(
         self,

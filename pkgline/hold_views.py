@@ -52,3 +52,26 @@ def hold_record(data: Mapping[str, Any], later: Later = ()) -> list[tuple[str, s
             )
         )
     return rows
+
+
+CONTROLLER_USER = "controller"
+"""The line controller's system identity (:data:`mes.domain.identity.CONTROLLER_USER`; this
+module imports no lot tracker, for ``lot show --json``)."""
+
+
+def placed_by(user: str, by: str | None, auth: str | None) -> str:
+    """Who placed a hold, in words, from the name its command was given (``user``, free text)
+    and the principal its history entry records (``by``, known as ``auth``): the line
+    controller (``line controller``), a system's API key (``system spc-bridge with its API
+    key``),
+    or a person (their name; ``eng1, acting: root (file_owner)`` where someone else acted
+    under the name). The name alone where the entry does not say (before revision 0004)."""
+    if by is None or auth is None:
+        return user
+    if auth == "system":
+        who = "line controller" if by == CONTROLLER_USER else f"system {by}"
+    elif auth == "api_key":
+        who = f"system {by} with its API key"
+    else:
+        return user if by == user else f"{user}, acting: {by} ({auth})"
+    return who if user == by else f"{who}, as {user}"

@@ -156,6 +156,27 @@ def reconstruct_path(history: Sequence[HistoryEntry]) -> tuple[PathStep, ...]:
     return tuple(path)
 
 
+def hold_entry(lot: Lot, history: Sequence[HistoryEntry]) -> HistoryEntry | None:
+    """The history entry that put ``lot`` on its current hold: its ``by`` and ``auth`` say who
+    placed it and how they were known (a person, the line controller, a system's API key),
+    where the hold keeps only the name the command was given. The last entry that took a lot
+    into HOLD at the hold's time (an ancestor's, for a lot split off while held: ``history``
+    as ``lot show`` reads it); None when it is not held or ``history`` has none."""
+    if lot.hold is None:
+        return None
+    since = lot.hold.since
+    return next(
+        (
+            e
+            for e in reversed(history)
+            if e.at == since
+            and e.state_after is LotState.HOLD
+            and e.state_before is not e.state_after
+        ),
+        None,
+    )
+
+
 def offered_steps(lot: Lot, following: frozenset[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(next steps, next steps once released) of a lot whose position offers ``following``
     (:func:`mes.domain.common.position_of`), each sorted: a waiting lot may take them now, a
@@ -274,6 +295,7 @@ def report_dict(report: LotReport) -> dict[str, Any]:
             "since": lot.hold.since.isoformat(),
             "source": lot.hold.source.value,
             "code": lot.hold.code,
+            **_placed_by(lot, report.history),
         },
         "quarantined_materials": [q.to_dict() for q in report.quarantined],
         "pending_rework": lot.pending_rework,
@@ -322,6 +344,13 @@ def report_dict(report: LotReport) -> dict[str, Any]:
         "signatures": [signature_dict(s, report.signed_entry(s)) for s in report.signatures],
         "refused": [r.to_dict() for r in report.refused],
     }
+
+
+def _placed_by(lot: Lot, history: Sequence[HistoryEntry]) -> dict[str, str | None]:
+    """Who placed the lot's hold (``by``, ``auth``: :func:`hold_entry`), null where not
+    known (the history entry from before revision 0004, or the lot tracker embedded)."""
+    entry = hold_entry(lot, history)
+    return {"by": entry.by if entry else None, "auth": entry.auth if entry else None}
 
 
 def signature_dict(s: Signature, entry: HistoryEntry | None) -> dict[str, Any]:

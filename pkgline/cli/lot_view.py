@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pkgline.cli.common import MORE_HISTORY, out, the_last
 from pkgline.cli.pages import print_notice
 from pkgline.cli.times import short, stamp
-from pkgline.hold_views import hold_record
+from pkgline.hold_views import hold_record, placed_by
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -74,6 +74,12 @@ def print_lots(rows: list[dict[str, Any]], notice: Mapping[str, Any], caption: s
     print_notice({**notice, "shown": len(rows)}, "lots")
 
 
+def _placed_by(hold: Mapping[str, Any]) -> str:
+    """Who placed the hold, in words (:func:`pkgline.hold_views.placed_by`); the name alone
+    from an older server, whose answer says no more."""
+    return placed_by(hold["user"], hold.get("by"), hold.get("auth"))
+
+
 def print_report(report: Mapping[str, Any], history: int | None) -> None:
     """``lot show`` for people, from its JSON (:func:`mes.domain.report.report_dict`)."""
     from rich.table import Table
@@ -112,9 +118,7 @@ def print_report(report: Mapping[str, Any], history: int | None) -> None:
         head.add_row(
             "hold",
             Text(
-                f"{hold['reason']} ("
-                + ", ".join(dict.fromkeys((hold["source"], hold["user"])))  # not twice
-                + ")",
+                f"{hold['reason']} ({hold['source']}, by {_placed_by(hold)})",
                 style="red",
             ),
         )

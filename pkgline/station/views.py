@@ -20,11 +20,11 @@ from mes.domain.interlocks import MANUAL_CLASS, consumable_blocks
 from mes.domain.material_reach import Source
 from mes.domain.model import SCRAP_STEP, Lot, LotState, Operation
 from mes.domain.reasons import ReasonCode
-from mes.domain.report import CarrierMap, LotReport
+from mes.domain.report import CarrierMap, LotReport, hold_entry
 from mes.equipment import EquipmentService
 from mes.ports import ToolQuery
 from pkgline.bootstrap import Services
-from pkgline.hold_views import hold_record
+from pkgline.hold_views import hold_record, placed_by
 from pkgline.station.line_view import now
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
 from pkgline.station.work_views import spec_text, value_fields
@@ -85,6 +85,9 @@ class LotView:
     hold_code: ReasonCode | None = None
     """The reason code the lot's hold was placed with (retired since or not): it may name
     the roles that release it."""
+    hold_placed_by: str = ""
+    """Who placed the lot's hold, in words (:func:`pkgline.hold_views.placed_by`): a person,
+    the line controller, or a system's API key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +269,17 @@ async def lot_view(
         family_of(report),
         tuple(r for r in codes if r.active),
         next((r for r in codes if r.code == hold_code), None),
+        _hold_placed_by(report),
     )
+
+
+def _hold_placed_by(report: LotReport) -> str:
+    """Who placed the lot's hold, in words (the empty string when it is not held)."""
+    lot = report.lot
+    if lot.hold is None:
+        return ""
+    entry = hold_entry(lot, report.history)
+    return placed_by(lot.hold.user, entry.by if entry else None, entry.auth if entry else None)
 
 
 async def running_on(services: Services, who: Principal, tools: tuple[str, ...]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from mes.domain.model import Lot, LotState
 from mes.domain.report import next_after_release
 from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
+from pkgline.hold_views import placed_by
 from pkgline.interlock_views import durable_status, material_status
 from pkgline.station.line_view import E10_CLASS, now
 from pkgline.station.offers import may_release, needs
@@ -57,6 +58,9 @@ class HeldLot:
     quarantined: tuple[QuarantinedInput, ...] = ()
     """The material lots quarantined now that went into it: while they are, its release is
     for the roles their quarantines' codes name."""
+    placed_by: str = ""
+    """Who placed the hold, in words (:func:`pkgline.hold_views.placed_by`): a person, the
+    line controller, or a system's API key."""
 
 
 async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
@@ -65,6 +69,7 @@ async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
     found = await lots.find(states=[LotState.HOLD], limit=1_000_000)
     codes = {r.code: r for r in await services.reasons.find(retired=True, by=who)}
     stopped = await services.materials.acting_as(who).quarantined_in([x.id for x in found])
+    placed = await lots.hold_entries(found)
     at = now()
     policy = lots.signing.policy
     out = []
@@ -80,9 +85,22 @@ async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
         signers = policy.signers(row)
         words = needs(Action.RELEASE, context, code, quarantined)
         following = next_after_release(lot, lots.flow_of(lot))
+        entry = placed.get(lot.id)
+        placer = placed_by(
+            lot.hold.user, entry.by if entry else None, entry.auth if entry else None
+        )
         out.append(
             HeldLot(
-                lot, lot.step or "-", held_for, signers, ruled, yours, words, following, quarantined
+                lot,
+                lot.step or "-",
+                held_for,
+                signers,
+                ruled,
+                yours,
+                words,
+                following,
+                quarantined,
+                placer,
             )
         )
     return tuple(sorted(out, key=lambda h: (h.lot.hold.since if h.lot.hold else at, h.lot.id)))
