@@ -1,0 +1,51 @@
+"""Who placed a lot's hold (:func:`mes.domain.report.hold_entry`): the history entry that put
+it on hold, whose ``by`` and ``auth`` say who acted, on every store; a lot split off a held
+lot keeps its parent's hold, and its placer with it (not whoever split it); the entries of
+the lot held already (a late job record, sites scrapped) do not count as placing it."""
+
+from __future__ import annotations
+
+from flows import FlowLibrary
+from mes.domain import commands as cmd
+from mes.domain.authority import AuthMethod, Principal, Role
+from mes.domain.report import hold_entry, report_dict
+from mes.ports import UnitOfWorkFactory
+from mes.service import LotService
+from pkgline.hold_views import placed_by
+from tests.mes.conftest import Clock
+
+SPC = Principal("spc-bridge", frozenset({Role.OPERATOR}), AuthMethod.API_KEY)
+ENGINEER = Principal("eng1", frozenset(Role), AuthMethod.PASSWORD)
+
+
+async def test_a_hold_keeps_its_placer_through_a_split_and_a_scrap_of_sites(
+    store: UnitOfWorkFactory, library: FlowLibrary, clock: Clock
+) -> None:
+    lots = LotService(store, library, clock)
+    start = cmd.StartLot("L1", "fo-organic", "eng1", 2, 4, 8, {"layers": 3})
+    await lots.start(start, by=ENGINEER)
+    await lots.hold(cmd.HoldLot("L1", "spc-bridge", "Cpk 0.9"), by=SPC)
+    scrap = cmd.ScrapSites("L1", "eng1", "chipped", (cmd.SiteRejectGiven("1", 1, 1, "CHIP"),))
+    await lots.scrap_sites(scrap)  # embedded: no signature asked
+    carrier = (await lots.get("L1")).carriers[1]
+    await lots.split(cmd.SplitLot("L1", "L1-A", (carrier,), "eng1"), by=ENGINEER)
+    for lot_id in ("L1", "L1-A"):
+        report = await lots.report(lot_id)
+        entry = hold_entry(report.lot, report.history)
+        assert entry is not None and (entry.lot_id, entry.operation.value) == ("L1", "hold")
+        hold = report_dict(report)["hold"]
+        assert (hold["by"], hold["auth"]) == ("spc-bridge", "api_key"), lot_id
+        words = placed_by(hold["user"], hold["by"], hold["auth"])
+        assert words == "system spc-bridge with its API key"
+    released = await lots.release(cmd.ReleaseLot("L1", "eng1", "ok"))
+    report = await lots.report(released.lot.id)
+    assert hold_entry(report.lot, report.history) is None
+
+
+def test_who_placed_a_hold_in_words() -> None:
+    assert placed_by("controller", "controller", "system") == "line controller"
+    assert placed_by("ctl-a", "controller", "system") == "line controller, as ctl-a"
+    assert placed_by("mes", "mes", "api_key") == "system mes with its API key"
+    assert placed_by("olga", "olga", "session") == "olga"
+    assert placed_by("eng1", "root", "file_owner") == "eng1, acting: root (file_owner)"
+    assert placed_by("olga", None, None) == "olga"  # an entry from before revision 0004
