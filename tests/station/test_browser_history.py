@@ -92,3 +92,24 @@ def test_a_narrow_panel_scrolls_a_wide_table_not_the_page(
             shot(browser, shots / f"narrow-{table}.png")
     finally:
         browser.set_window_size(size["width"], size["height"])
+
+
+def test_a_form_clicked_twice_is_sent_once(browser: WebDriver, station: Station) -> None:
+    """A second submit of a form whose answer is on its way (a double click) is not sent:
+    its answer would have said the lot changed since the page was loaded, as if the first,
+    which worked, had failed. The page's own script decides it, before any request."""
+    log_in(browser, station, "olga")
+    browser.get(f"{station.url}/station/lots/S-4")
+    browser.find_element(By.ID, "hold-reason").send_keys("check the film")
+    browser.find_element(By.ID, "hold-code").send_keys("NO-SUCH-CODE")  # refused: S-4 stays
+    sent = browser.execute_script(
+        """const form = document.getElementById("hold-form");
+        const seen = [];
+        form.addEventListener("submit", (e) => seen.push(e.defaultPrevented));
+        form.requestSubmit();
+        form.requestSubmit();
+        return seen;"""
+    )
+    assert sent == [False, True]  # the first sent, the second held back
+    wait(browser).until(ec.presence_of_element_located((By.ID, "message")))
+    assert "NO-SUCH-CODE" in browser.find_element(By.ID, "message").text

@@ -41,8 +41,21 @@ if (saved && document.getElementById("expired")) {
   }
 }
 
+// A form is sent once: a second click (a double click, an impatient one) while its answer
+// is on its way is not sent, whose answer would say the lot had changed meanwhile, as if the
+// first had failed. After RESEND_AFTER_MS without an answer (a network that lost it) it may
+// be sent again; the server refuses a repeat that would do the same thing twice.
+const RESEND_AFTER_MS = 15 * 1000;
+
 for (const form of document.querySelectorAll('form[method="post"][id]')) {
-  form.addEventListener("submit", () => {
+  form.addEventListener("submit", (event) => {
+    const sent = Number(form.dataset.sentAt || 0);
+    if (sent && Date.now() - sent < RESEND_AFTER_MS) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.sentAt = String(Date.now());
+    form.setAttribute("aria-busy", "true");
     const fields = [];
     for (const element of form.elements) {
       if (!kept(element) || element.disabled) continue;
