@@ -5,12 +5,14 @@ SQLite file with the standard library alone (:mod:`mes.adapters.sqlite_reads`)."
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from flows import Flow
 from mes.domain.errors import UnknownLot
 from mes.domain.model import HistoryEntry, Lot, LotState, Operation
 from mes.domain.report import LotReport, build_report, hold_entry
 from mes.ports_lots import (
+    GetHistoryAt,
     Read,
     get_carriers,
     get_children,
@@ -22,6 +24,9 @@ from mes.ports_lots import (
     get_tool_state,
 )
 from mes.ports_together import each_together
+
+if TYPE_CHECKING:  # a direct read of a report imports the lot store's requests alone
+    from mes.ports import Work
 
 
 def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
@@ -65,10 +70,21 @@ def lineage_history(lot_id: str) -> Read[list[HistoryEntry]]:
     return own
 
 
-def hold_entries(lots: Sequence[Lot]) -> Read[dict[str, HistoryEntry]]:
+def hold_entries(lots: Sequence[Lot]) -> Work[dict[str, HistoryEntry]]:
     """The history entry that placed each held lot's hold, by lot id
     (:func:`mes.domain.report.hold_entry`: who placed it; a lot whose entry is not found is
-    left out): their histories, read side by side."""
-    histories = yield from each_together(lineage_history(lot.id) for lot in lots)
-    found = {lot.id: hold_entry(lot, h) for lot, h in zip(lots, histories, strict=True)}
-    return {lot_id: e for lot_id, e in found.items() if e is not None}
+    left out), read side by side: the entries of each lot at its hold's time, not its
+    history (the holds page reads every held lot's); a lot's whole lineage only where its
+    own has none (split off a held lot: its parent placed the hold)."""
+    found = yield from each_together(_hold_entry(lot) for lot in lots)
+    return {lot.id: e for lot, e in zip(lots, found, strict=True) if e is not None}
+
+
+def _hold_entry(lot: Lot) -> Work[HistoryEntry | None]:
+    if lot.hold is None:
+        return None
+    at: list[HistoryEntry] = yield GetHistoryAt(lot.id, lot.hold.since)
+    entry = hold_entry(lot, at)
+    if entry is None:
+        entry = hold_entry(lot, (yield from lineage_history(lot.id)))
+    return entry

@@ -37,6 +37,7 @@ from mes.ports_history import HistoryQuery as HistoryQuery
 from mes.ports_lots import GetCarriers as GetCarriers
 from mes.ports_lots import GetChildren as GetChildren
 from mes.ports_lots import GetHistory as GetHistory
+from mes.ports_lots import GetHistoryAt as GetHistoryAt
 from mes.ports_lots import GetLot as GetLot
 from mes.ports_lots import GetRefusals as GetRefusals
 from mes.ports_lots import GetRejects as GetRejects
@@ -233,6 +234,7 @@ LotRequest: TypeAlias = (
     | GetCarriers
     | GetRejects
     | GetHistory
+    | GetHistoryAt
     | GetLastTrackOuts
     | GetQueueRelease
     | GetChildren

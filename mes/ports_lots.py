@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 from mes.domain.model import Carrier, HistoryEntry, Lot, SiteRef, SiteReject
@@ -46,6 +47,17 @@ class GetHistory:
 
     lot_id: str
     before_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistoryAt:
+    """Read the entries of a lot's history written at ``at`` (answer: ``list[HistoryEntry]``,
+    in order): the entry that placed a hold, by the hold's time, without the rest. Not a
+    request of a lot's report (:data:`LotRead`): the lot store answers it, a direct read
+    does not (:func:`mes.lot_reads.hold_entries`)."""
+
+    lot_id: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

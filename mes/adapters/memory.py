@@ -63,6 +63,7 @@ from mes.ports import (
     GetDispatchModes,
     GetHeads,
     GetHistory,
+    GetHistoryAt,
     GetJob,
     GetJobsOf,
     GetJobWithLot,
@@ -184,6 +185,8 @@ class MemoryLotRepository:
             return self._carriers(request.lot_id)
         if isinstance(request, GetHistory):
             return self._history(request.lot_id, before_seq=request.before_seq)
+        if isinstance(request, GetHistoryAt):
+            return [e for e in self._history(request.lot_id) if e.at == request.at]
         if isinstance(request, GetLastTrackOuts):
             return {
                 e.step: e.at

@@ -46,6 +46,7 @@ from mes.ports import (
     GetChildren,
     GetHeads,
     GetHistory,
+    GetHistoryAt,
     GetJob,
     GetJobsOf,
     GetJobWithLot,
@@ -173,6 +174,9 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
             rows = yield Fetch(
                 sql.history_before, {"lot_id": request.lot_id, "before_seq": request.before_seq}
             )
+        return [entry_from_row(r) for r in rows]
+    if isinstance(request, GetHistoryAt):
+        rows = yield Fetch(sql.history_at, {"lot_id": request.lot_id, "at": request.at})
         return [entry_from_row(r) for r in rows]
     if isinstance(request, GetLastTrackOuts):
         if not request.steps:

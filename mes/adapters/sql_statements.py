@@ -117,6 +117,9 @@ class Statements:
         self.history_before = c(
             history.where(lot_history.c.seq < bindparam("before_seq")).order_by(lot_history.c.seq)
         )
+        self.history_at = c(
+            history.where(lot_history.c.at == bindparam("at")).order_by(lot_history.c.seq)
+        )
         self.page_key = c(
             select(lots.c.priority, lots.c.created_at).where(lots.c.id == bindparam("lot_id"))
         )

@@ -37,6 +37,13 @@ async def test_a_hold_keeps_its_placer_through_a_split_and_a_scrap_of_sites(
         assert (hold["by"], hold["auth"]) == ("spc-bridge", "api_key"), lot_id
         words = placed_by(hold["user"], hold["by"], hold["auth"])
         assert words == "system spc-bridge with its API key"
+    # the holds page's read: the entry at each hold's time, the lineage only for L1-A
+    held = [await lots.get("L1"), await lots.get("L1-A")]
+    placed = await lots.hold_entries(held)
+    assert {k: (e.lot_id, e.operation.value, e.by) for k, e in placed.items()} == {
+        "L1": ("L1", "hold", "spc-bridge"),
+        "L1-A": ("L1", "hold", "spc-bridge"),
+    }
     released = await lots.release(cmd.ReleaseLot("L1", "eng1", "ok"))
     report = await lots.report(released.lot.id)
     assert hold_entry(report.lot, report.history) is None
