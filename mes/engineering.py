@@ -151,6 +151,26 @@ def dispatch_change(before: ToolRecord, after: ToolRecord, reason: str | None) -
     }
 
 
+def down_state(t: ToolRecord) -> dict[str, Any]:
+    """A tool's declaration as a ``tool_down`` change's before or after records it."""
+    return {
+        "down": t.down,
+        "by": t.down_by,
+        "at": _iso(t.down_at),
+        "reason": t.down_reason,
+        "e10": t.snapshot.e10,
+    }
+
+
+def down_change(before: ToolRecord, after: ToolRecord, reason: str | None) -> dict[str, Any]:
+    return {
+        "tool": after.id,
+        "before": down_state(before),
+        "after": down_state(after),
+        "reason": reason,
+    }
+
+
 def flow_version_state(v: FlowVersion | None) -> dict[str, Any] | None:
     """A flow version as a change's before or after records it (not its files: the content
     hash names them)."""

@@ -46,12 +46,14 @@ from mes.domain.equipment import (
 from mes.domain.errors import (
     InvalidInput,
     LineHeld,
+    OperationNotAllowed,
     ResetNotPossible,
     ToolOwnedElsewhere,
     UnknownTool,
 )
 from mes.domain.text import one_line, optional_line
-from mes.engineering import ChangeRecord, dispatch_change
+from mes.domain.tool_down import DECLARABLE, as_recorded, brought_up, declared_down, down_refusal
+from mes.engineering import ChangeRecord, dispatch_change, down_change
 from mes.guard import Guard, Guarded, SecurityLog
 from mes.interlocks import qualify_registered
 from mes.ports import (
@@ -60,6 +62,7 @@ from mes.ports import (
     UnitOfWorkFactory,
     Work,
     add_changes,
+    get_lots_running_on,
     get_tools,
     update_tools,
 )
@@ -187,12 +190,21 @@ class EquipmentService(Guarded):
                     continue
                 at = max(since, known.e10_since)
                 # What it last did stays on record (last seen READY, with this alarm, ...).
-                snapshot = replace(known.snapshot, connected=False, e10=UNMONITORED, reason=reason)
+                unknown = replace(known.snapshot, connected=False, e10=UNMONITORED, reason=reason)
+                # A tool declared down stays so: people's word, whoever follows it.
+                snapshot, reported = as_recorded(known, unknown)
                 await repo.update_tool(
-                    replace(known, snapshot=snapshot, e10_since=at, updated_at=now),
+                    replace(
+                        known,
+                        snapshot=snapshot,
+                        reported_e10=reported,
+                        e10_since=at if known.down is None else known.e10_since,
+                        updated_at=now,
+                    ),
                     ToolPart.STATE,
                 )
-                await repo.add_change(E10Change(tool_id, at, UNMONITORED, None, False, reason))
+                if known.down is None:
+                    await repo.add_change(E10Change(tool_id, at, UNMONITORED, None, False, reason))
             await uow.commit()
 
     async def set_dispatch(
@@ -250,6 +262,66 @@ class EquipmentService(Guarded):
             )
             await uow.equipment.update_tool(record, ToolPart.DISPATCH)
             await uow.run(change.write(dispatch_change(known, record, reason)), commit=True)
+        return record, True
+
+    async def declare_down(
+        self,
+        tool_id: str,
+        e10: str,
+        user: str,
+        reason: str,
+        *,
+        by: Principal | None = None,
+    ) -> tuple[ToolRecord, bool]:
+        """A person's ``tool down``: the tool is ``scheduled_down`` (planned maintenance) or
+        ``non_scheduled`` from now on, whatever it reports, until brought up
+        (:mod:`mes.domain.tool_down`); the tool and whether it changed (declared so already:
+        nothing written). Refused, writing nothing, without a reason or while a lot runs on
+        it. Recorded in the security log (``tool_down``), in the same transaction."""
+        await self._guard.allow(by, Action.TOOL_DOWN)
+        reason = one_line(reason, "the reason")
+        if not reason:
+            raise InvalidInput(f"a tool goes {e10} with a reason: say why (--reason)")
+        now = self._clock()
+        change = ChangeRecord.of(self._guard.who(by), user, "tool_down", now)
+        async with self._uow() as uow:
+            known = await uow.equipment.tool(tool_id)
+            if known is None:
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
+            if known.down == e10:
+                return known, False
+            running = await uow.run(get_lots_running_on(tool_id))
+            refusal = down_refusal(known, e10, running)
+            if refusal is not None:
+                raise (InvalidInput if e10 not in DECLARABLE else OperationNotAllowed)(refusal)
+            record, e10_change = declared_down(known, e10, user, reason, now)
+            await uow.equipment.update_tool(record, ToolPart.DOWN)
+            if e10_change is not None:
+                await uow.equipment.add_change(e10_change)
+            await uow.run(change.write(down_change(known, record, reason)), commit=True)
+        return record, True
+
+    async def bring_up(
+        self, tool_id: str, user: str, reason: str | None = None, *, by: Principal | None = None
+    ) -> tuple[ToolRecord, bool]:
+        """A person's ``tool up``: the declaration ends and the tool is in the state it
+        reports; the tool and whether it changed (not declared down: nothing written).
+        Recorded in the security log (``tool_down``, before and after)."""
+        await self._guard.allow(by, Action.TOOL_DOWN)
+        reason = optional_line(reason, "the reason")
+        now = self._clock()
+        change = ChangeRecord.of(self._guard.who(by), user, "tool_down", now)
+        async with self._uow() as uow:
+            known = await uow.equipment.tool(tool_id)
+            if known is None:
+                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
+            if known.down is None:
+                return known, False
+            record, e10_change = brought_up(known, user, now)
+            await uow.equipment.update_tool(record, ToolPart.DOWN)
+            if e10_change is not None:
+                await uow.equipment.add_change(e10_change)
+            await uow.run(change.write(down_change(known, record, reason)), commit=True)
         return record, True
 
     async def tool(self, tool_id: str, *, by: Principal | None = None) -> ToolRecord:
@@ -518,10 +590,12 @@ def _apply(
         if only_newer and at <= known[tool_id].updated_at:
             unchanged[tool_id] = last  # recorded already
             continue
+        snapshot, reported = as_recorded(last, snapshot)
         changed = snapshot.e10 != last.snapshot.e10
         records[tool_id] = replace(
             last,
             snapshot=snapshot,
+            reported_e10=reported,
             e10_since=at if changed else last.e10_since,
             updated_at=at,
         )

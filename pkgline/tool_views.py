@@ -105,6 +105,11 @@ def tool_dict(record: ToolRecord, now: datetime, controller_running: bool) -> di
         "alarm": dict(snap.alarm) if snap.alarm else None,
         "reason": snap.reason,
         "updated_at": record.updated_at.isoformat(),
+        "down": record.down,
+        "down_by": record.down_by,
+        "down_at": record.down_at.isoformat() if record.down_at else None,
+        "down_reason": record.down_reason,
+        "reported_e10": record.reported_e10,
     }
 
 
@@ -334,6 +339,28 @@ async def dispatch_answer(
     when and why)."""
     await known_tool(equipment, tool_id)
     record, changed = await equipment.switch_dispatch(tool_id, mode, user, reason)
+    running = await tracked_lots(lots, [tool_id]) if lots is not None else {}
+    now = _now()
+    answer = tool_dict(record, now, record.line in await lines_running(equipment, now))
+    return {**with_tracked_lot(answer, running), "changed": changed}
+
+
+async def down_answer(
+    equipment: EquipmentService,
+    tool_id: str,
+    down: str | None,
+    user: str,
+    reason: str | None,
+    lots: LotService | None = None,
+) -> dict[str, Any]:
+    """``tool down|up --json``, ``POST /tools/{tool}/down|up``: ``down`` (an E10 state a
+    person declares: :mod:`mes.domain.tool_down`), or None to bring the tool back up; the
+    tool as it now is, as :func:`dispatch_answer` gives it, and ``changed``."""
+    await known_tool(equipment, tool_id)
+    if down is None:
+        record, changed = await equipment.bring_up(tool_id, user, reason)
+    else:
+        record, changed = await equipment.declare_down(tool_id, down, user, reason or "")
     running = await tracked_lots(lots, [tool_id]) if lots is not None else {}
     now = _now()
     answer = tool_dict(record, now, record.line in await lines_running(equipment, now))

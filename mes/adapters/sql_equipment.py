@@ -66,6 +66,11 @@ def _tool_values(t: ToolRecord) -> dict[str, Any]:
         "sites_total": s.sites_total,
         "reason": s.reason,
         "updated_at": t.updated_at,
+        "down": t.down,
+        "down_reason": t.down_reason,
+        "down_by": t.down_by,
+        "down_at": t.down_at,
+        "reported_e10": t.reported_e10,
     }
 
 
@@ -96,6 +101,11 @@ def _tool_from_row(m: Mapping[str, Any]) -> ToolRecord:
         snapshot=tool_snapshot_from_row(m),
         e10_since=m["e10_since"],
         updated_at=m["updated_at"],
+        down=m["down"],
+        down_reason=m["down_reason"],
+        down_by=m["down_by"],
+        down_at=m["down_at"],
+        reported_e10=m["reported_e10"],
     )
 
 

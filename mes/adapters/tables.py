@@ -275,6 +275,11 @@ tools = Table(
     Column("sites_total", Integer, nullable=False),
     Column("reason", Text),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("down", String(20)),
+    Column("down_reason", Text),
+    Column("down_by", String(64)),
+    Column("down_at", UtcDateTime),
+    Column("reported_e10", String(20)),
     Index("ix_tools_line", "line"),
 )
 

@@ -98,6 +98,9 @@ class Action(StrEnum):
     TOOL_MODE = "tool_mode"
     """Switch a tool between automatic dispatch and manual (the controller too: a tool whose
     recipe does not verify is taken out of dispatch)."""
+    TOOL_DOWN = "tool_down"
+    """Declare a tool out of production (planned maintenance, not scheduled) and bring it
+    back: people's word, not the controller's (it reports what the tool does)."""
     TOOL_RESET = "tool_reset"
     """Ask a tool's line controller to reset its alarm (``pkgline tool reset``), or withdraw
     the request."""
@@ -166,6 +169,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = {
     Action.MERGE: frozenset({_O, _E}),
     Action.JOB: frozenset({_C}),
     Action.TOOL_MODE: frozenset({_T, _E, _C}),
+    Action.TOOL_DOWN: frozenset({_T, _E}),
     Action.TOOL_RESET: frozenset({_O, _T, _E}),
     Action.QUALIFY: frozenset({_T, _E}),
     Action.TOOL_REPORT: frozenset({_C}),
@@ -267,6 +271,7 @@ DOING: dict[Action, str] = {
     Action.MERGE: "merge {lot}",
     Action.JOB: "run tools' jobs on {lot}",
     Action.TOOL_MODE: "switch a tool between automatic and manual dispatch",
+    Action.TOOL_DOWN: "declare a tool down for planned maintenance or not scheduled, and up",
     Action.TOOL_RESET: "ask for a tool's alarm reset",
     Action.QUALIFY: "qualify or disqualify tools for steps",
     Action.TOOL_REPORT: "report tools' states as a line controller",

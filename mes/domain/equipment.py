@@ -78,6 +78,15 @@ class ToolRecord:
     dispatch_reason: str | None = None
     dispatch_by: str | None = None
     dispatch_at: datetime | None = None
+    down: str | None = None
+    """The E10 state a person declared (``scheduled_down``, ``non_scheduled``:
+    :mod:`mes.domain.tool_down`), which ``snapshot.e10`` holds while declared; None: none."""
+    down_reason: str | None = None
+    down_by: str | None = None
+    down_at: datetime | None = None
+    reported_e10: str | None = None
+    """While a state is declared, the one the tool's controller last reported (what it is
+    in once brought back up); None otherwise."""
 
 
 class ToolPart(Enum):
@@ -85,8 +94,11 @@ class ToolPart(Enum):
     part only, so an operator switching a tool to manual and the controller recording its
     state at the same moment do not undo each other."""
 
-    STATE = ("snapshot", "e10_since", "updated_at")
+    STATE = ("snapshot", "e10_since", "updated_at", "reported_e10")
     """What the tool does: its controller's observations."""
+    DOWN = ("down", "down_reason", "down_by", "down_at", "snapshot", "e10_since", "reported_e10")
+    """A person's declaration of planned maintenance or non-scheduled time, and the E10
+    state it records."""
     DISPATCH = ("dispatch", "dispatch_reason", "dispatch_by", "dispatch_at")
     """Manual or auto: the operator's."""
     REGISTRATION = ("equipment_class", "address", "steps", "updated_at")

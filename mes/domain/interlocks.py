@@ -22,6 +22,7 @@ from mes.domain.errors import InterlockRefused
 from mes.domain.materials import Material
 from mes.domain.spc import SPC_USER
 from mes.domain.text import utc_stamp
+from mes.domain.tool_down import down_text
 
 MANUAL_CLASS = "manual"
 """The equipment class of operator steps (flows/defs/steps.yaml)."""
@@ -65,7 +66,8 @@ def check_tool(
     ``dispatched``: the tool's own line controller tracks the lot in. It follows the tool live
     and knows better than the database whether the tool is up and free (the database's record
     of the tool's state is written after the fact, and the controller tracks a tool's next lot
-    in while the last one's results are recorded): only class and qualification are checked.
+    in while the last one's results are recorded): only class, qualification and a person's
+    declaration that the tool is down (:mod:`mes.domain.tool_down`) are checked.
     """
     allowed = qualified_tools(list(qualifications.values()))
     where = f"{step} (class {step_class})"
@@ -119,6 +121,15 @@ def check_tool(
                 f"violation is dealt with: pkgline spc clear {step} --tool {tool_id} --reason ...)"
             )
         raise refuse("tool_qualification", why, expected)
+    if tool.down is not None:
+        # people's word, which the controller (following the tool itself) does not know
+        raise refuse(
+            "tool_down",
+            f"{tool_id} is {down_text(tool)}",
+            f"{tool_id} brought back up first (pkgline tool up {tool_id}), "
+            "or another qualified tool",
+            elsewhere=True,
+        )
     if dispatched:
         return
     if tool.dispatch is DispatchMode.AUTO:
@@ -151,7 +162,7 @@ def down_text(tool: ToolRecord) -> tuple[str, str] | None:
     return f"{tool.id} is {state}{detail}", f"{tool.id} up (standby, productive or engineering)"
 
 
-ELSEWHERE = frozenset({"tool_dispatch", "tool_state", "tool_busy"})
+ELSEWHERE = frozenset({"tool_down", "tool_dispatch", "tool_state", "tool_busy"})
 """The refusals of a tool that may run the step but not now: their ``allowed`` names the
 other qualified tools, where the lot could go instead (:func:`where_else` keeps those that
 can take it)."""

@@ -5,7 +5,7 @@ for the request's principal, answering the JSON of ``pkgline tool`` and ``audit 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
@@ -27,6 +27,7 @@ from pkgline.tool_views import (
     TOOL_PAGE,
     WINDOW_PATTERN,
     dispatch_answer,
+    down_answer,
     known_tool,
     parse_window,
     qualification_dict,
@@ -51,6 +52,19 @@ class ResetBody(b.Body):
             description="Seconds to wait for the outcome; not carried out after that.",
         ),
     ] = WAIT_S
+
+
+class DownBody(b.Body):
+    e10: Annotated[
+        Literal["scheduled_down", "non_scheduled"],
+        Field(
+            description="scheduled_down: planned (preventive) maintenance; non_scheduled: "
+            "not scheduled for production."
+        ),
+    ]
+    reason: Annotated[
+        str, Field(min_length=1, max_length=2000, pattern=r"\S", description="Why (recorded).")
+    ]
 
 
 class QualifyBody(b.Body):
@@ -188,6 +202,37 @@ async def manual(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -
 @router.post("/tools/{tool_id}/auto", summary="Give a tool back to automatic dispatch")
 async def auto(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -> Json:
     return await _dispatch(request, who, tool_id, DispatchMode.AUTO, body.reason)
+
+
+@router.post(
+    "/tools/{tool_id}/down",
+    summary="Declare a tool out of production: planned maintenance or not scheduled (tool down)",
+)
+async def down(request: Request, who: Who, tool_id: str, body: DownBody) -> Json:
+    """Refused (409, nothing changed) while a lot runs on the tool; ``changed`` false when it
+    was declared so already."""
+    services = state_of(request).services
+    return await down_answer(
+        services.equipment.acting_as(who),
+        tool_id,
+        body.e10,
+        who.name,
+        body.reason.strip(),
+        services.lots.acting_as(who),
+    )
+
+
+@router.post("/tools/{tool_id}/up", summary="Bring a tool declared down back up (tool up)")
+async def up(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -> Json:
+    services = state_of(request).services
+    return await down_answer(
+        services.equipment.acting_as(who),
+        tool_id,
+        None,
+        who.name,
+        body.reason,
+        services.lots.acting_as(who),
+    )
 
 
 @router.post(

@@ -122,11 +122,13 @@ def _spc(app: typer.Typer) -> None:
 
 @cache
 def _tool_app() -> typer.Typer:
-    """``pkgline tool`` with ``reset`` and the qualification commands (once per process)."""
-    from pkgline.cli import qualify, tool, tool_jobs, tool_reset
+    """``pkgline tool`` with ``reset``, ``down``/``up`` and the qualification commands (once per process)."""
+    from pkgline.cli import qualify, tool, tool_down, tool_jobs, tool_reset
 
     tool.app.command(name="jobs")(tool_jobs.jobs)
     tool.app.command(name="reset")(tool_reset.reset)
+    tool.app.command(name="down")(tool_down.down)
+    tool.app.command(name="up")(tool_down.up)
     qualify.register(tool.app)
     return tool.app
 

@@ -74,6 +74,29 @@ def ago(delta: timedelta) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def down_text(tool: Mapping[str, Any]) -> Text:
+    """A tool's declaration (``tool down``) in words: who, since when, why, what it reports."""
+    said = Text(f"{tool['down']} by {tool['down_by'] or '-'}", style="bold")
+    if tool["down_at"]:
+        said.append(f" since {clock(_at(tool['down_at']))}")
+    if tool["down_reason"]:
+        said.append(f": {tool['down_reason']}")
+    reported = tool.get("reported_e10")
+    said.append(
+        f" (the tool reports {reported or 'nothing yet'}; pkgline tool up {tool['id']})",
+        style="dim",
+    )
+    return said
+
+
+def e10_cell(tool: Mapping[str, Any]) -> Text:
+    """A tool's E10 state in a table: declared by a person (``tool down``) says by whom."""
+    e10 = e10_text(tool["e10"])
+    if tool.get("down"):
+        e10.append(f" (declared by {tool['down_by'] or '-'})", style="")
+    return e10
+
+
 def e10_text(state: str) -> Text:
     return Text(state, style=E10_STYLE.get(state, ""))
 
@@ -145,7 +168,7 @@ def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) ->
                 t["id"],
                 t["class"],
                 dispatch,
-                e10_text(t["e10"]),
+                e10_cell(t),
                 since,
                 state,
                 lot_text(t),
@@ -161,7 +184,7 @@ def tools_table(tools: Sequence[Mapping[str, Any]], *, compact: bool = False) ->
                 t["class"],
                 t["address"],
                 dispatch,
-                e10_text(t["e10"]),
+                e10_cell(t),
                 since,
                 state,
                 t["mode"] or "-",
@@ -448,6 +471,8 @@ def _print_tool(tool: Mapping[str, Any], now: datetime) -> None:
     e10 = e10_text(tool["e10"])
     e10.append(f" since {clock(since)} ({ago(now - since)})", style="")
     head.add_row("E10 state", e10)
+    if tool.get("down"):
+        head.add_row("declared", down_text(tool))
     lot = tool["lot"] or "-"
     if tool.get("by_hand"):  # as the station's tool page says it
         lot += " (tracked in by hand)"

@@ -1,0 +1,110 @@
+"""A person's declaration that a tool is out of production (SEMI E10 ``scheduled_down``:
+planned maintenance; ``non_scheduled``: not scheduled for production), and its end. Pure
+values and functions, no I/O.
+
+While declared, the tool's recorded E10 state is the declared one whatever the tool reports
+(its controller's observations are kept in the record's ``reported_e10``), so time in state,
+availability and the track-in interlocks count it so; brought back up, the tool is in the
+state it reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from mes.domain.equipment import E10Change, ToolRecord, ToolSnapshot
+from mes.domain.text import utc_stamp
+
+DECLARABLE = {
+    "scheduled_down": "planned maintenance",
+    "non_scheduled": "not scheduled for production",
+}
+"""The E10 states a person declares, with what each means."""
+
+
+def down_text(tool: ToolRecord) -> str:
+    """The declaration in words: state, meaning, who, since when, why."""
+    return (
+        f"{tool.down} ({DECLARABLE.get(tool.down or '', '')}) declared by {tool.down_by} "
+        f"at {utc_stamp(tool.down_at, seconds=True) if tool.down_at else '?'}"
+        + (f": {tool.down_reason}" if tool.down_reason else "")
+    )
+
+
+def down_refusal(tool: ToolRecord, e10: str, running: Sequence[str]) -> str | None:
+    """Why ``tool`` cannot be declared ``e10`` now (None: it can): not a declarable state, or
+    a lot runs on it (it finishes, or is aborted, first: its time is productive)."""
+    if e10 not in DECLARABLE:
+        return f"{e10!r}: a person declares a tool one of {', '.join(DECLARABLE)}"
+    lots = sorted(set(running) | ({tool.snapshot.lot_id} if tool.snapshot.lot_id else set()))
+    if lots:
+        return (
+            f"tool {tool.id} is running lot {', '.join(lots)}: it finishes (or is aborted: "
+            f"pkgline lot abort) before the tool goes {e10}"
+        )
+    return None
+
+
+def declared_down(
+    tool: ToolRecord, e10: str, by: str, reason: str, at: datetime
+) -> tuple[ToolRecord, E10Change | None]:
+    """``tool`` declared ``e10`` by ``by`` at ``at``, and the E10 change to record (None when
+    it was in that state already)."""
+    reported = tool.reported_e10 if tool.down else tool.snapshot.e10
+    changed = tool.snapshot.e10 != e10
+    record = replace(
+        tool,
+        down=e10,
+        down_by=by,
+        down_reason=reason,
+        down_at=at,
+        reported_e10=reported,
+        snapshot=replace(tool.snapshot, e10=e10),
+        e10_since=at if changed else tool.e10_since,
+    )
+    change = E10Change(
+        tool.id,
+        at,
+        e10,
+        tool.snapshot.process_state,
+        tool.snapshot.connected,
+        f"declared {e10} by {by}: {reason}",
+    )
+    return record, change if changed else None
+
+
+def brought_up(tool: ToolRecord, by: str, at: datetime) -> tuple[ToolRecord, E10Change | None]:
+    """``tool``'s declaration ended by ``by`` at ``at``: back in the state its controller last
+    reported; and the E10 change to record (None when that is the declared state)."""
+    reported = tool.reported_e10 or tool.snapshot.e10
+    changed = reported != tool.snapshot.e10
+    record = replace(
+        tool,
+        down=None,
+        down_by=None,
+        down_reason=None,
+        down_at=None,
+        reported_e10=None,
+        snapshot=replace(tool.snapshot, e10=reported),
+        e10_since=at if changed else tool.e10_since,
+    )
+    change = E10Change(
+        tool.id,
+        at,
+        reported,
+        tool.snapshot.process_state,
+        tool.snapshot.connected,
+        f"brought up by {by} from {tool.down}",
+    )
+    return record, change if changed else None
+
+
+def as_recorded(tool: ToolRecord, snapshot: ToolSnapshot) -> tuple[ToolSnapshot, str | None]:
+    """What a controller's observation ``snapshot`` of ``tool`` records: the snapshot with the
+    declared state while a person declared one, and the state the tool reported (None when
+    nothing is declared: the snapshot's own)."""
+    if tool.down is None:
+        return snapshot, None
+    return replace(snapshot, e10=tool.down), snapshot.e10
