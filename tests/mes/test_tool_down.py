@@ -15,7 +15,7 @@ import pytest
 
 from mes.domain import commands as cmd
 from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
-from mes.domain.equipment import DispatchMode, ToolRecord, ToolSnapshot
+from mes.domain.equipment import DispatchMode, ToolRecord
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed
 from mes.domain.tool_down import brought_up, declared_down, down_refusal
 from mes.equipment import EquipmentService
