@@ -78,7 +78,8 @@ async def line_view(services: Services, who: Principal) -> LineView:
     for record in sorted(records, key=lambda r: (r.line, r.id)):
         tool = with_tracked_lot(tool_dict(record, at, record.line in alive), on_tool)
         tool["blocked"] = blocks.get(record.id, [])
-        e10 = tool["e10"] if tool["controller_running"] else "unmonitored"
+        # a person's declaration (tool down) holds whether a controller follows the tool
+        e10 = tool["e10"] if tool["controller_running"] or tool["down"] else "unmonitored"
         tool["e10_shown"] = e10
         tool["e10_class"] = E10_CLASS.get(e10, "e10-unknown")
         tools.append(tool)

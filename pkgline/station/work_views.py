@@ -257,7 +257,7 @@ async def tool_view(
     changes = await equipment.changes(tool_id, start, end)
     alive = record.line in await lines_running(equipment, end)
     tool = tool_dict(record, end, alive)
-    tool["e10_shown"] = tool["e10"] if alive else "unmonitored"
+    tool["e10_shown"] = tool["e10"] if alive or tool["down"] else "unmonitored"
     tool["e10_class"] = E10_CLASS.get(tool["e10_shown"], "e10-unknown")
     segments = segments_of(changes, start, end)
     tool = with_tracked_lot(tool, await tracked_lots(lots, [tool_id]))
