@@ -123,13 +123,7 @@ def check_tool(
         raise refuse("tool_qualification", why, expected)
     if tool.down is not None:
         # people's word, which the controller (following the tool itself) does not know
-        raise refuse(
-            "tool_down",
-            f"{tool_id} is {down_text(tool)}",
-            f"{tool_id} brought back up first (pkgline tool up {tool_id}), "
-            "or another qualified tool",
-            elsewhere=True,
-        )
+        raise refuse("tool_down", *declared_down(tool), elsewhere=True)
     if dispatched:
         return
     if tool.dispatch is DispatchMode.AUTO:
@@ -139,7 +133,7 @@ def check_tool(
             f"{tool_id} switched to manual first (pkgline tool manual {tool_id})",
             elsewhere=True,
         )
-    down = down_text(tool)
+    down = state_down(tool)
     if down is not None:
         raise refuse("tool_state", *down, elsewhere=True)
     if busy_with:
@@ -151,9 +145,21 @@ def check_tool(
         )
 
 
-def down_text(tool: ToolRecord) -> tuple[str, str] | None:
+def declared_down(tool: ToolRecord) -> tuple[str, str]:
+    """Why ``tool``, which a person declared down, takes no lot, and what is expected: the
+    words of the ``tool_down`` refusal."""
+    return (
+        f"{tool.id} is {down_text(tool)}",
+        f"{tool.id} brought back up first (pkgline tool up {tool.id}), or another qualified tool",
+    )
+
+
+def state_down(tool: ToolRecord) -> tuple[str, str] | None:
     """Why ``tool`` takes no lot for its E10 state, and what is expected (None: it is up):
-    the words of the ``tool_state`` refusal."""
+    the words of the ``tool_down`` refusal where a person declared it down, else of the
+    ``tool_state`` one."""
+    if tool.down is not None:
+        return declared_down(tool)
     snapshot = tool.snapshot
     if snapshot.e10 not in DOWN_STATES:
         return None
@@ -256,13 +262,13 @@ def consumable_blocks(
 def state_blocks(tools: Sequence[ToolRecord]) -> dict[str, list[str]]:
     """The tools of ``tools`` down by the state their line controller last recorded (E10
     ``scheduled_down``: a maintenance or setup mode; ``unscheduled_down``: an alarm or no
-    answer; ``non_scheduled``), by tool, with why and what is expected, in the words of the
+    answer; ``non_scheduled``) or that a person declared down (``pkgline tool down``), by tool, with why and what is expected, in the words of the
     refused track-in (:func:`check_tool`): the controller starts no lot on them and an
     operator's track-in is refused. A tool ``unmonitored`` (no controller follows it) is left
     out: its controller's own line says it is not running, for every tool it has."""
     blocks: dict[str, list[str]] = {}
     for tool in tools:
-        down = down_text(tool)
+        down = state_down(tool)
         if down is not None and tool.snapshot.e10 != UNMONITORED:
             blocks[tool.id] = [f"{down[0]}; expected {down[1]}"]
     return blocks

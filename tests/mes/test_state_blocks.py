@@ -52,3 +52,29 @@ def test_a_tool_in_maintenance_or_alarm_is_blocked_in_the_words_of_the_refused_t
     assert refused.value.interlock == "tool_state"
     assert refused.value.expected is not None and refused.value.expected in blocks["WB-1"][0]
     assert "WB-1 is scheduled_down, mode MAINTENANCE" in str(refused.value)
+
+
+def test_a_tool_a_person_declared_down_is_blocked_in_the_words_of_its_refusal() -> None:
+    """A tool declared down for planned maintenance (``pkgline tool down``) is blocked in the
+    queue with who declared it and why, and the way back (``pkgline tool up``), as its
+    refused track-in says; not as a tool in maintenance mode of its own."""
+    from dataclasses import replace
+
+    declared = replace(
+        _tool("WB-1", "scheduled_down"),
+        down="scheduled_down",
+        down_by="tech1",
+        down_at=T0,
+        down_reason="PM: capillary and transducer",
+        reported_e10="standby",
+    )
+    (why,) = state_blocks([declared])["WB-1"]
+    assert "declared by tech1" in why and "PM: capillary and transducer" in why
+    assert why.endswith(
+        "expected WB-1 brought back up first (pkgline tool up WB-1), or another qualified tool"
+    )
+    qualified = {"WB-1": Qualification("WB-1", "WIRE_BOND", True, "eng", T0)}
+    with pytest.raises(InterlockRefused) as refused:
+        check_tool("L1", "WIRE_BOND", "wire_bonder", "WB-1", declared, qualified, dispatched=False)
+    assert refused.value.interlock == "tool_down"
+    assert refused.value.expected is not None and refused.value.expected in why
