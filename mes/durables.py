@@ -44,16 +44,25 @@ from mes.ports_durables import (
 
 def durable_interlock(lot: Lot, flow: Flow, cmd: TrackIn) -> Work[list[str]]:
     """Refuse ``cmd`` (InterlockRefused ``durable_life``) if a durable mounted on the tool it
-    names is spent, counting the tool's jobs not yet recorded (the line controller tracks a
-    tool's next lot in while the last one's results are recorded); else the warnings to
-    record with the track-in. One query: the durables mounted on the tool with those jobs. A track-in without a tool, or of a step the flow does not have or an
-    operator step, reads nothing."""
+    names is spent, or the lot's carriers still to run at the step would take one past its
+    life, counting the tool's jobs not yet recorded (the line controller tracks a tool's
+    next lot in while the last one's results are recorded); else the warnings to record
+    with the track-in. One query: the durables mounted on the tool with those jobs; with the
+    step's jobs beside it only when the lot resumes a step a hold or an abort stopped (its
+    carriers done there are not run again). A track-in without a tool, or of a step the flow
+    does not have or an operator step, reads nothing."""
     if cmd.tool is None or cmd.step not in flow.steps:
         return []
     if flow.steps[cmd.step].equipment_class == MANUAL_CLASS:
         return []
-    mounted = yield from get_mounted(cmd.tool)
-    return rules.check_durables(lot.id, cmd.step, cmd.tool, mounted.durables, mounted.pending)
+    if lot.pending_rework == cmd.step:  # it may resume the step (ops.unfinished)
+        mounted, step_jobs = yield from together(
+            get_mounted(cmd.tool), get_jobs_of(lot.id, len(lot.path), step=cmd.step)
+        )
+    else:
+        mounted, step_jobs = (yield from get_mounted(cmd.tool)), []
+    need = rules.lot_need(lot, cmd.step, step_jobs)
+    return rules.check_durables(lot.id, cmd.step, cmd.tool, mounted.durables, mounted.pending, need)
 
 
 def _processed(lot: Lot, carrier_id: str, rejected: Mapping[SiteRef, SiteReject]) -> int:

@@ -4,9 +4,11 @@ chases, stencils and ball-mount nozzles). Pure rules, no I/O.
 A durable is added with its life (a count in its kind's unit) and the fraction of it at
 which it warns; it is mounted on a tool of its kind's equipment class, one of a kind per
 tool; each job the tool records adds to its count (:func:`job_count`); a track-in on a tool
-with a durable at or past its life is refused (:func:`check_durables`), one at or past its
-warning fraction is accepted with a warning. Every change is a :class:`DurableEvent`, so a
-durable's history says which lots it served.
+with a durable at or past its life is refused (:func:`check_durables`), and so is one whose
+lot would take a durable past its life at the step (each carrier still to run there counted
+as a whole job, :class:`LotNeed`: a mold chase 2 shots from its life takes no 3-carrier
+lot); one at or past its warning fraction is accepted with a warning. Every change is a
+:class:`DurableEvent`, so a durable's history says which lots it served.
 
 The count per job (docs/interlocks.md, "Durables"): the simulated tools, like many real
 ones, report no life counter of their own, so it is derived from what a job's results say
@@ -34,6 +36,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed, RecordExists
+from mes.domain.model import JobRecord, JobStatus, Lot
 from mes.domain.text import counted, one_line, optional_line
 
 if TYPE_CHECKING:
@@ -424,13 +427,52 @@ def use(
     return used
 
 
-def replacement_expected(d: Durable) -> str:
-    """What a track-in refused for a spent durable expects."""
-    return (
-        f"{d.kind.value} {d.id} under its life of {d.life:,} {d.unit} (count {d.count:,}): "
-        f"unmount it and mount a new one"
-        + (" or renew it after cleaning" if KINDS[d.kind].renewable else "")
+@dataclass(frozen=True, slots=True)
+class LotNeed:
+    """What a lot tracked in will run at the step: one job per carrier still to run there,
+    of ``rows`` x ``cols`` sites (``done``: its carriers recorded done there already, when it
+    resumes a step a hold or an abort stopped)."""
+
+    carriers: int
+    rows: int
+    cols: int
+    done: int = 0
+
+    def per_carrier(self, kind: DurableKind) -> int:
+        """The most one of its jobs can add to a durable of ``kind`` (as a PendingJob)."""
+        return job_count(kind, self.rows, self.cols, self.rows * self.cols)
+
+
+def lot_need(lot: Lot, step: str, step_jobs: Sequence[JobRecord] = ()) -> LotNeed:
+    """What ``lot`` will run at ``step``: its carriers but those whose jobs there are recorded
+    (``step_jobs``: read only when it resumes a step a hold or an abort stopped,
+    :func:`mes.domain.operations.unfinished`)."""
+    done = {j.carrier_id for j in step_jobs if j.step == step and j.status is JobStatus.RECORDED}
+    left = [c for c in lot.carriers if c not in done]
+    return LotNeed(len(left), lot.site_rows, lot.site_cols, len(lot.carriers) - len(left))
+
+
+def replacement_expected(d: Durable, lot_id: str = "", need: LotNeed | None = None) -> str:
+    """What a track-in refused for a spent durable expects; for one that lot ``lot_id``'s
+    ``need`` would run past its life, one with enough left, or the lot split (if a carrier fits)."""
+    swap = "unmount it and mount a new one" + (
+        " or renew it after cleaning" if KINDS[d.kind].renewable else ""
     )
+    if need is None:
+        life = f"its life of {d.life:,} {d.unit} (count {d.count:,})"
+        return f"{d.kind.value} {d.id} under {life}: {swap}"
+    left, one = d.life - d.count, need.per_carrier(d.kind)
+    split = (
+        f", or split lot {lot_id} to at most {counted(left // one, 'carrier')}"
+        if left >= one
+        else ""
+    )
+    return f"{d.kind.value} {d.id} with {_amount(d, need.carriers * one)} left: {swap}{split}"
+
+
+def _amount(d: Durable, amount: int) -> str:
+    """``1 shot``, ``128 touchdowns``: an amount in the durable's unit."""
+    return counted(amount, d.unit.removesuffix("s"), d.unit)
 
 
 def check_durables(
@@ -439,11 +481,13 @@ def check_durables(
     tool_id: str,
     on_tool: Sequence[Durable],
     pending: Sequence[PendingJob] = (),
+    need: LotNeed | None = None,
 ) -> list[str]:
     """Refuse a track-in of ``lot_id`` at ``step`` on ``tool_id`` (InterlockRefused
     ``durable_life``) if a durable mounted on it is spent, counting the tool's ``pending``
-    jobs as done; else the warnings of those past their warning fraction (recorded with the
-    track-in)."""
+    jobs as done, or if what the lot will run there (``need``, each carrier a whole job)
+    would take it past its life (to its life exactly is allowed); else the warnings of
+    those past their warning fraction (recorded with the track-in)."""
     with_pending = [
         replace(
             d,
@@ -458,17 +502,28 @@ def check_durables(
         if pending
         else ""
     )
-    spent = [d for d in with_pending if d.spent]
-    if spent:
-        d = spent[0]
-        expected = replacement_expected(d)
-        raise InterlockRefused(
-            f"track-in of lot {lot_id} at {step} on {tool_id} refused: {d.text()}{waiting}, "
-            f"at or past its life; expected {expected}",
-            interlock="durable_life",
-            expected=expected,
-            lot_id=lot_id,
-        )
+    refused = f"track-in of lot {lot_id} at {step} on {tool_id} refused: "
+    for d in with_pending:  # a spent one first, in the words it always had
+        if d.spent:
+            expected = replacement_expected(d)
+            message = f"{d.text()}{waiting}, at or past its life; expected {expected}"
+            raise InterlockRefused(
+                refused + message, interlock="durable_life", expected=expected, lot_id=lot_id
+            )
+    if need is not None:
+        for d in with_pending:
+            adds = need.carriers * need.per_carrier(d.kind)
+            if d.count + adds > d.life:
+                expected = replacement_expected(d, lot_id, need)
+                done = f", {need.done:,} done already" if need.done else ""
+                message = (
+                    f"{d.text()}{waiting}; lot {lot_id} needs up to {_amount(d, adds)} at {step} "
+                    f"({counted(need.carriers, 'carrier')}{done}), {d.life - d.count:,} left; "
+                    f"expected {expected}"
+                )
+                raise InterlockRefused(
+                    refused + message, interlock="durable_life", expected=expected, lot_id=lot_id
+                )
     return [
         f"{d.text()}: past its warning at {d.warn_fraction * 100:g}% of life"
         for d in with_pending

@@ -1,7 +1,8 @@
 """Durables through ``pkgline`` in a subprocess: ``durable add|mount|unmount|renew|show|list``,
 an operator's run on a tool counted on its capillary, the next track-in on it refused once the
-capillary is spent (exit 1, which durable, its count and its life), and bad input refused
-with what was expected, changing nothing."""
+capillary is spent (exit 1, which durable, its count and its life) or a lot would take it past
+its life (what the lot needs), and bad input refused with what was expected, changing
+nothing."""
 
 from __future__ import annotations
 
@@ -84,6 +85,33 @@ def test_a_capillary_counts_an_operators_run_and_refuses_the_next_lot_once_spent
     ok_json(sqlite_url, "durable", "mount", "CAP-2", "--tool", "WB-1")
     tracked = ok_json(sqlite_url, "lot", "track-in", "D2", "--step", "WIRE_BOND", "--tool", "WB-1")
     assert tracked["state"] == "RUNNING"
+
+
+def test_a_lot_that_would_run_a_capillary_past_its_life_is_refused_then_split_to_fit(
+    sqlite_url: str,
+) -> None:
+    """CAP-1 (life 100) is not spent, but D1's two carriers may need 128 touchdowns: refused
+    (exit 1) saying what the lot needs and what is left, and that a split fits; split to one
+    carrier (64), D1 is tracked in."""
+    asyncio.run(_line(sqlite_url))
+    ok_json(sqlite_url, "durable", "add", "CAP-1", "--kind", "capillary", "--life", "100")
+    ok_json(sqlite_url, "durable", "mount", "CAP-1", "--tool", "WB-1")
+    track_in = ("lot", "track-in", "D1", "--step", "WIRE_BOND", "--tool", "WB-1")
+    refused = pkgline(sqlite_url, *track_in, "--json")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = json.loads(refused.stdout)
+    assert said["error"] == "interlock" and said["interlock"] == "durable_life"
+    assert (
+        "capillary CAP-1 at 0 of 100 touchdowns (0 %); lot D1 needs up to 128 touchdowns at "
+        "WIRE_BOND (2 carriers), 100 left" in said["message"]
+    )
+    assert said["expected"] == (
+        "capillary CAP-1 with 128 touchdowns left: unmount it and mount a new one, or split "
+        "lot D1 to at most 1 carrier"
+    )
+    assert ok_json(sqlite_url, "lot", "show", "D1")["state"] == "WAITING"
+    ok_json(sqlite_url, "lot", "split", "D1", "--carriers", "2", "--into", "D1A")
+    assert ok_json(sqlite_url, *track_in)["state"] == "RUNNING"
 
 
 def test_bad_durable_input_is_refused_with_what_was_expected_changing_nothing(

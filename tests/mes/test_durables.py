@@ -217,15 +217,17 @@ async def line(equipment: EquipmentService) -> None:
         await equipment.report(tool.id, UP)
 
 
-async def _at_wire_bond(service: LotService, lot_id: str, carriers: int = 2) -> None:
+async def _at_wire_bond(
+    service: LotService, lot_id: str, carriers: int = 2, *, reject: bool = True
+) -> None:
     """A stiffener-bga lot waiting for WIRE_BOND, with carrier 1 site (1, 1) rejected at
-    die attach (so it comes in bad to wire bond)."""
+    die attach (so it comes in bad to wire bond) unless not ``reject``."""
     await service.start(cmd.StartLot(lot_id, "stiffener-bga", OP, carriers=carriers))
     await service.track_in(cmd.TrackIn(lot_id, "SUBSTRATE_LOAD", OP))
     await service.track_out(cmd.TrackOut(lot_id, OP))
     await service.track_in(cmd.TrackIn(lot_id, "DIE_ATTACH", OP))
-    reject = cmd.SiteRejectGiven("1", 1, 1, "PICK_FAIL")
-    await service.track_out(cmd.TrackOut(lot_id, OP, rejects=(reject,)))
+    rejects = (cmd.SiteRejectGiven("1", 1, 1, "PICK_FAIL"),) if reject else ()
+    await service.track_out(cmd.TrackOut(lot_id, OP, rejects=rejects))
 
 
 async def _wire_bond_jobs(service: LotService, lot_id: str, tool: str) -> None:
@@ -268,16 +270,16 @@ async def test_each_recorded_job_counts_on_the_durables_of_its_tool_and_names_it
 async def test_a_track_in_on_a_tool_with_a_spent_durable_is_refused_the_controllers_too(
     service: LotService, durables: DurableService
 ) -> None:
-    await durables.add("CAP-1", "capillary", 126, "eng", warn_fraction=0.5)
+    await durables.add("CAP-1", "capillary", 128, "eng", warn_fraction=0.5)
     await durables.mount("CAP-1", "WB-1", "tech")
-    await _at_wire_bond(service, "L1")
-    await _wire_bond_jobs(service, "L1", "WB-1")  # exactly its life: 126 touchdowns
+    await _at_wire_bond(service, "L1", reject=False)
+    await _wire_bond_jobs(service, "L1", "WB-1")  # exactly its life: 128 touchdowns
     await _at_wire_bond(service, "L2")
     before = await service.get("L2")
     with pytest.raises(InterlockRefused) as refused:
         await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
     assert refused.value.interlock == "durable_life"
-    assert "capillary CAP-1 at 126 of 126 touchdowns" in refused.value.message
+    assert "capillary CAP-1 at 128 of 128 touchdowns" in refused.value.message
     assert await service.get("L2") == before  # nothing changed
     [batch] = await service.track_in_all(
         [cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True)]
@@ -292,17 +294,17 @@ async def test_a_track_in_on_a_tool_with_a_spent_durable_is_refused_the_controll
 
 
 async def _second_job_on_wb1(service: LotService, durables: DurableService) -> None:
-    """CAP-1 (life 120 touchdowns) on WB-1; lot L1's first carrier recorded there (62: one
-    site came in bad), its second on the tool as job J1, results not yet recorded; L2 waits
-    for WIRE_BOND."""
-    await durables.add("CAP-1", "capillary", 120, "eng")
+    """CAP-1 (life 128 touchdowns: lot L1's two carriers) on WB-1; L1's first carrier
+    recorded there (64), its second on the tool as job J1, results not yet recorded; L2
+    waits for WIRE_BOND."""
+    await durables.add("CAP-1", "capillary", 128, "eng")
     await durables.mount("CAP-1", "WB-1", "tech")
-    await _at_wire_bond(service, "L1")
+    await _at_wire_bond(service, "L1", reject=False)
     await _at_wire_bond(service, "L2")
     await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
     first, second = (await service.get("L1")).carriers
     await service.start_job(cmd.StartJob("L1", "J0", "WB-1", first, CTRL))
-    await service.record_job(cmd.RecordJob("J0", CTRL))  # 62: one site came in bad
+    await service.record_job(cmd.RecordJob("J0", CTRL))  # 64
     await service.start_job(cmd.StartJob("L1", "J1", "WB-1", second, CTRL))
 
 
@@ -311,12 +313,12 @@ async def test_a_track_in_counts_the_jobs_of_the_tool_not_yet_recorded(
     service: LotService, durables: DurableService
 ) -> None:
     await _second_job_on_wb1(service, durables)
-    # J1 is on the tool, its results not yet recorded: counted as 64 more, 126 of 120
+    # J1 is on the tool, its results not yet recorded: counted as 64 more, 128 of 128
     with pytest.raises(InterlockRefused) as refused:
         await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
-    assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
+    assert "capillary CAP-1 at 128 of 128 touchdowns" in refused.value.message
     assert "1 job of WB-1 not yet recorded: J1" in refused.value.message
-    assert (await durables.show("CAP-1")).durable.count == 62
+    assert (await durables.show("CAP-1")).durable.count == 64
 
 
 @pytest.mark.parametrize("leave", ["hold", "abort"])
@@ -331,18 +333,18 @@ async def test_a_job_a_hold_or_an_abort_abandons_counts_whole_and_refuses_past_l
         await service.abort(cmd.AbortStep("L1", OP, "wrong program"))
 
     view = await durables.show("CAP-1")
-    assert view.durable.count == 62 + 64  # the job the tool took counts whole: it may have run
+    assert view.durable.count == 64 + 64  # the job the tool took counts whole: it may have run
     abandoned = view.events[-1]
     assert (abandoned.lot_id, abandoned.job_id, abandoned.amount) == ("L1", "J1", 64)
     assert abandoned.reason is not None and "abandoned" in abandoned.reason
     with pytest.raises(InterlockRefused) as refused:  # counted once: not pending any more
         await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", CTRL, tool="WB-1", dispatched=True))
-    assert "capillary CAP-1 at 126 of 120 touchdowns" in refused.value.message
+    assert "capillary CAP-1 at 128 of 128 touchdowns" in refused.value.message
     assert "not yet recorded" not in refused.value.message
     # the tool completed the job all the same: its results are recorded, its wear not again
     late = await service.record_job(cmd.RecordJob("J1", CTRL))
     assert late.job.status is JobStatus.RECORDED
-    assert (await durables.show("CAP-1")).durable.count == 62 + 64
+    assert (await durables.show("CAP-1")).durable.count == 64 + 64
 
 
 @pytest.mark.usefixtures("line")
@@ -365,7 +367,7 @@ async def test_an_operators_track_out_on_a_tool_counts_every_carrier_and_warning
     service: LotService, durables: DurableService, equipment: EquipmentService
 ) -> None:
     await equipment.set_dispatch("WB-1", DispatchMode.MANUAL, "tech", "engineering lot")
-    await durables.add("CAP-1", "capillary", 200, "eng", warn_fraction=0.5)
+    await durables.add("CAP-1", "capillary", 300, "eng", warn_fraction=0.4)
     await durables.mount("CAP-1", "WB-1", "tech")
     await _at_wire_bond(service, "L1")
     await service.track_in(cmd.TrackIn("L1", "WIRE_BOND", OP, tool="WB-1"))
@@ -374,7 +376,7 @@ async def test_an_operators_track_out_on_a_tool_counts_every_carrier_and_warning
     await _at_wire_bond(service, "L2")
     tracked = await service.track_in(cmd.TrackIn("L2", "WIRE_BOND", OP, tool="WB-1"))
     assert tracked.entries[0].data["durable_warnings"] == [
-        "capillary CAP-1 at 126 of 200 touchdowns (63 %): past its warning at 50% of life"
+        "capillary CAP-1 at 126 of 300 touchdowns (42 %): past its warning at 40% of life"
     ]
     events = (await durables.show("CAP-1")).events
     assert [(e.lot_id, e.amount, e.job_id) for e in events if e.lot_id] == [("L1", 126, None)]
