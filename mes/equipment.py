@@ -285,7 +285,7 @@ class EquipmentService(Guarded):
         now = self._clock()
         change = ChangeRecord.of(self._guard.who(by), user, "tool_down", now)
         async with self._uow() as uow:
-            known = await uow.equipment.tool(tool_id)
+            known = (await uow.run(get_tools([tool_id], for_update=True))).get(tool_id)
             if known is None:
                 raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             if known.down == e10:
@@ -312,7 +312,7 @@ class EquipmentService(Guarded):
         now = self._clock()
         change = ChangeRecord.of(self._guard.who(by), user, "tool_down", now)
         async with self._uow() as uow:
-            known = await uow.equipment.tool(tool_id)
+            known = (await uow.run(get_tools([tool_id], for_update=True))).get(tool_id)
             if known is None:
                 raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
             if known.down is None:
@@ -579,7 +579,9 @@ def _apply(
     tool the database does not know is left out; with ``only_newer``, a tool whose record
     is newer than every report is in the result, unchanged). Three statements, whatever the
     number of reports: read the tools, add the changes, update the records."""
-    known = yield from get_tools(list(dict.fromkeys(tool_id for tool_id, _, _ in reports)))
+    # locked: a person's tool down or up in between would be undone by this write
+    ids = list(dict.fromkeys(tool_id for tool_id, _, _ in reports))
+    known = yield from get_tools(ids, for_update=True)
     records: dict[str, ToolRecord] = {}
     changes: list[E10Change] = []
     unchanged: dict[str, ToolRecord] = {}

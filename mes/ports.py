@@ -156,9 +156,11 @@ class GetHeads:
 @dataclass(frozen=True, slots=True)
 class GetTools:
     """Read tools' records (answer: ``dict[str, ToolRecord]`` by tool id, the tools the
-    store knows of ``tool_ids``)."""
+    store knows of ``tool_ids``); ``for_update``: locked until the transaction ends
+    (PostgreSQL; SQLite's writer is alone), for a write that depends on what it read."""
 
     tool_ids: tuple[str, ...]
+    for_update: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,8 +324,8 @@ def get_heads(
     return found
 
 
-def get_tools(tool_ids: Sequence[str]) -> Work[dict[str, ToolRecord]]:
-    found: dict[str, ToolRecord] = yield GetTools(tuple(tool_ids))
+def get_tools(tool_ids: Sequence[str], *, for_update: bool = False) -> Work[dict[str, ToolRecord]]:
+    found: dict[str, ToolRecord] = yield GetTools(tuple(tool_ids), for_update)
     return found
 
 

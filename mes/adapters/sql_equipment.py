@@ -195,7 +195,7 @@ class EquipmentStatements:
             select(tools).where(tools.c.line == bindparam("line")).order_by(tools.c.id)
         )
         self.dialect = dialect
-        self._by_id: dict[int, CompiledStatement] = {}
+        self._by_id: dict[tuple[int, bool], CompiledStatement] = {}
         self._pages: dict[tuple[bool, ...], tuple[CompiledStatement, CompiledStatement]] = {}
         self.dispatch_modes = c(
             select(tools.c.id, tools.c.dispatch).where(tools.c.line == bindparam("line"))
@@ -286,12 +286,16 @@ class EquipmentStatements:
             )
         )
 
-    def tools_by_id(self, count: int) -> CompiledStatement:
-        """The records of ``count`` tools (ids bound as i0, i1, ...)."""
-        if count not in self._by_id:
+    def tools_by_id(self, count: int, for_update: bool = False) -> CompiledStatement:
+        """The records of ``count`` tools (ids bound as i0, i1, ...); ``for_update``: locked
+        on PostgreSQL, in the order of their ids (two writers lock alike: no deadlock)."""
+        key = (count, for_update)
+        if key not in self._by_id:
             query = select(tools).where(tools.c.id.in_([bindparam(f"i{n}") for n in range(count)]))
-            self._by_id[count] = CompiledStatement.compile(query, self.dialect)
-        return self._by_id[count]
+            if for_update:
+                query = query.order_by(tools.c.id).with_for_update()
+            self._by_id[key] = CompiledStatement.compile(query, self.dialect)
+        return self._by_id[key]
 
     def page(self, query: ToolQuery) -> tuple[CompiledStatement, CompiledStatement]:
         """A tool list's page (the tools after the cursor ``after``, by id, ``page_limit``
@@ -353,7 +357,8 @@ def equipment_plan(sql: EquipmentStatements, request: EquipmentRequest) -> Plan[
         ids = request.tool_ids
         if not ids:
             return {}
-        rows = yield Fetch(sql.tools_by_id(len(ids)), {f"i{n}": i for n, i in enumerate(ids)})
+        statement = sql.tools_by_id(len(ids), request.for_update)
+        rows = yield Fetch(statement, {f"i{n}": i for n, i in enumerate(ids)})
         return {r["id"]: _tool_from_row(r) for r in rows}
     if isinstance(request, GetToolState):
         rows = yield Fetch(sql.tools_by_id(1), {"i0": request.tool_id})

@@ -187,3 +187,57 @@ async def test_declaring_and_ending_are_engineering_changes_of_technicians_and_e
     assert up.detail["after"]["down"] is None and up.detail["after"]["e10"] == "standby"
     assert up.detail["reason"] == "PM done"
     assert (await equipment.tool("DB-2")).down is None
+
+
+async def test_a_report_read_before_a_declaration_committed_does_not_undo_it(
+    postgres_url: str, clock: Clock
+) -> None:
+    """PostgreSQL, two writers at once: a person declares DB-1 down (this test's own
+    transaction, held open) while its controller records a report. The report waits for the
+    declaration (it reads the tool locked), then keeps the declared state; it read DB-1 as it
+    was before, and its write put the reported state back over the declaration (the tool
+    declared down, its E10 state standby: maintenance counted as standby time)."""
+    import asyncio
+
+    import asyncpg
+
+    from mes.adapters.database import create_engine
+    from mes.adapters.migrate import upgrade
+    from mes.adapters.sql import SqlUnitOfWorkFactory
+
+    engine = create_engine(postgres_url)
+    try:
+        await upgrade(engine)
+        equipment = EquipmentService(SqlUnitOfWorkFactory(engine), clock)
+        await _line(equipment)
+        person = await asyncpg.connect(postgres_url)
+        try:
+            declaring = person.transaction()
+            await declaring.start()
+            await person.execute(
+                "UPDATE tools SET down = 'scheduled_down', down_by = 'tech1', down_reason = 'PM',"
+                " down_at = now(), reported_e10 = e10, e10 = 'scheduled_down' WHERE id = 'DB-1'"
+            )
+            report = asyncio.create_task(
+                equipment.report("DB-1", replace(UP, e10="productive", process_state="EXECUTING"))
+            )
+            watcher = await asyncpg.connect(postgres_url)
+            try:
+                while not await watcher.fetchval(  # the report waits on DB-1's row
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ):
+                    assert not report.done(), report
+                    await asyncio.sleep(0.01)
+            finally:
+                await watcher.close()
+            await declaring.commit()
+            await report
+        finally:
+            await person.close()
+        stored = await equipment.tool("DB-1")
+        assert stored.down == "scheduled_down"
+        assert stored.snapshot.e10 == "scheduled_down"  # the declaration, not the report
+        assert stored.reported_e10 == "productive"  # what the tool said is kept
+    finally:
+        await engine.dispose()
