@@ -20,7 +20,7 @@ def hold_record(data: Mapping[str, Any], later: Later = ()) -> list[tuple[str, s
     if "abandoned_step" in data:
         step = data["abandoned_step"]
         done = data.get("carriers_done") or []
-        text = f"{step}: carriers {', '.join(done) or 'none'} done"
+        text = f"{step}: carriers {', '.join(done)} done" if done else f"{step}: no carrier done"
         late = [d.get("carrier") for op, s, d in later if op == "job_record" and s == step]
         if late:
             text += (

@@ -11,9 +11,7 @@ HOLD = {"abandoned_step": "MOLD", "carriers_done": ["H-01"], "jobs_open": [{"job
 
 def test_the_carriers_done_at_the_step_the_hold_stopped() -> None:
     assert hold_record(HOLD) == [("done at step", "MOLD: carriers H-01 done")]
-    assert hold_record({**HOLD, "carriers_done": []}) == [
-        ("done at step", "MOLD: carriers none done")
-    ]
+    assert hold_record({**HOLD, "carriers_done": []}) == [("done at step", "MOLD: no carrier done")]
 
 
 def test_a_carrier_the_tool_completed_after_the_hold_and_the_step_done_then() -> None:

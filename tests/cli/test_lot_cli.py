@@ -276,7 +276,7 @@ def test_a_hold_of_a_running_lot_says_which_step_it_stopped(db: str) -> None:
     ok_json(db, "lot", "track-in", "L1", "--step", "SUBSTRATE_LOAD")
     held = pkgline(db, "lot", "hold", "L1", "--reason", "wrong substrate lot")
     assert held.returncode == 0, held.stderr
-    assert "done at step: SUBSTRATE_LOAD: carriers none done" in held.stdout, held.stdout
+    assert "done at step: SUBSTRATE_LOAD: no carrier done" in held.stdout, held.stdout
 
 
 @pytest.mark.postgres

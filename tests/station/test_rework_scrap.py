@@ -211,4 +211,4 @@ def test_a_lot_held_while_it_ran_says_what_was_done_at_the_step(station: Station
         page = client.get("/station/lots/R-4").text
     shown = re.search(r'<dt>done at step</dt><dd class="hold-record">([^<]*)</dd>', page)
     assert shown is not None, page
-    assert shown[1] == "SUBSTRATE_LOAD: carriers none done"
+    assert shown[1] == "SUBSTRATE_LOAD: no carrier done"
