@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from pkgline.bootstrap import open_services
 from pkgline.cli.common import (
     DbOption,
     JsonOption,
@@ -45,6 +44,8 @@ def _declare(
     json: bool,
 ) -> dict[str, Any]:
     async def work() -> dict[str, Any]:
+        from pkgline.bootstrap import open_services  # direct mode only
+
         async with open_services(db) as services:
             return await down_answer(
                 services.equipment, tool, down, current_user(user), reason, services.lots
