@@ -17,6 +17,11 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # SQLite's DDL is transactional on pkgline's engines (BEGIN IMMEDIATE, mes.adapters.database):
+    # every revision of one upgrade or downgrade in the one transaction, as on PostgreSQL, so
+    # that a revision refusing to go down leaves the database where it was (Alembic would
+    # otherwise commit each revision of SQLite on its own)
+    transactional_ddl=True,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -42,10 +42,11 @@ async def test_chart_kinds_go_down_only_without_carrier_or_subgroup_charts(
 ) -> None:
     engine = create_engine(request.getfixturevalue(database))
     try:
-        await upgrade(engine, "0025")
+        await upgrade(engine)  # the tool and the lot written by this code, then down to 0025
         factory = SqlUnitOfWorkFactory(engine)
         await EquipmentService(factory).register("a", [TOOL])
         await LotService(factory, library).start(StartLot("L1", "fo-organic", "op1"))
+        await downgrade(engine, "0025")
         async with engine.connect() as conn:  # a chart and its point as revision 0025 kept them
             await conn.execute(
                 text(

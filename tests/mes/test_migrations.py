@@ -474,3 +474,37 @@ async def test_the_triggers_that_guard_the_history_are_there_at_the_head(
             assert await conn.run_sync(_triggers) == TRIGGERS[conn.dialect.name]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("database", DATABASES)
+async def test_a_downgrade_refused_by_a_revision_undoes_the_revisions_before_it(
+    request: pytest.FixtureRequest, database: str
+) -> None:
+    """Down from the head to 0026: revision 0027 refuses (a material lot is quarantined),
+    after 0030 to 0028 went down. Nothing is changed, on SQLite too: there Alembic committed
+    each revision on its own, and the refusal left the database at 0027 (the tools' declared
+    states dropped) while saying nothing was changed."""
+    from datetime import UTC, datetime
+
+    engine = create_engine(request.getfixturevalue(database))
+    try:
+        await upgrade(engine)
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        async with engine.connect() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO materials (id, kind, expires_at, thaw_minutes, "
+                    "floor_life_minutes, added_by, added_at, quarantine_code, quarantine_reason, "
+                    "quarantined_by, quarantined_at, version) VALUES ('W-1', 'wire', :at, 0, 0, "
+                    "'qa1', :at, 'RECALL', 'voids', 'qa1', :at, 1)"
+                ),
+                {"at": at},
+            )
+            await conn.commit()
+        with pytest.raises(RuntimeError, match="quarantined material lots: W-1"):
+            await downgrade(engine, "0026")
+        assert (await schema_status(engine)).current == head_revision()
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_diff) == []  # every column of the head still there
+    finally:
+        await engine.dispose()
