@@ -53,51 +53,35 @@ def declared_down(
     """``tool`` declared ``e10`` by ``by`` at ``at``, and the E10 change to record (None when
     it was in that state already)."""
     reported = tool.reported_e10 if tool.down else tool.snapshot.e10
-    changed = tool.snapshot.e10 != e10
-    record = replace(
-        tool,
-        down=e10,
-        down_by=by,
-        down_reason=reason,
-        down_at=at,
-        reported_e10=reported,
-        snapshot=replace(tool.snapshot, e10=e10),
-        e10_since=at if changed else tool.e10_since,
+    declared = replace(
+        tool, down=e10, down_by=by, down_reason=reason, down_at=at, reported_e10=reported
     )
-    change = E10Change(
-        tool.id,
-        at,
-        e10,
-        tool.snapshot.process_state,
-        tool.snapshot.connected,
-        f"declared {e10} by {by}: {reason}",
-    )
-    return record, change if changed else None
+    return _in_state(declared, tool, e10, at, f"declared {e10} by {by}: {reason}")
 
 
 def brought_up(tool: ToolRecord, by: str, at: datetime) -> tuple[ToolRecord, E10Change | None]:
     """``tool``'s declaration ended by ``by`` at ``at``: back in the state its controller last
     reported; and the E10 change to record (None when that is the declared state)."""
     reported = tool.reported_e10 or tool.snapshot.e10
-    changed = reported != tool.snapshot.e10
+    ended = replace(
+        tool, down=None, down_by=None, down_reason=None, down_at=None, reported_e10=None
+    )
+    return _in_state(ended, tool, reported, at, f"brought up by {by} from {tool.down}")
+
+
+def _in_state(
+    record: ToolRecord, before: ToolRecord, e10: str, at: datetime, why: str
+) -> tuple[ToolRecord, E10Change | None]:
+    """``record`` (``before`` with its declaration changed) in the E10 state ``e10`` from
+    ``at``, and the change to record, saying ``why`` (None when ``before`` was in it)."""
+    changed = before.snapshot.e10 != e10
+    snapshot = before.snapshot
     record = replace(
-        tool,
-        down=None,
-        down_by=None,
-        down_reason=None,
-        down_at=None,
-        reported_e10=None,
-        snapshot=replace(tool.snapshot, e10=reported),
-        e10_since=at if changed else tool.e10_since,
+        record,
+        snapshot=replace(snapshot, e10=e10),
+        e10_since=at if changed else before.e10_since,
     )
-    change = E10Change(
-        tool.id,
-        at,
-        reported,
-        tool.snapshot.process_state,
-        tool.snapshot.connected,
-        f"brought up by {by} from {tool.down}",
-    )
+    change = E10Change(before.id, at, e10, snapshot.process_state, snapshot.connected, why)
     return record, change if changed else None
 
 
