@@ -59,6 +59,7 @@ from mes.interlocks import qualify_registered
 from mes.ports import (
     ToolPage,
     ToolQuery,
+    UnitOfWork,
     UnitOfWorkFactory,
     Work,
     add_changes,
@@ -285,9 +286,7 @@ class EquipmentService(Guarded):
         now = self._clock()
         change = ChangeRecord.of(self._guard.who(by), user, "tool_down", now)
         async with self._uow() as uow:
-            known = (await uow.run(get_tools([tool_id], for_update=True))).get(tool_id)
-            if known is None:
-                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
+            known = await uow.run(_locked_tool(tool_id))
             if known.down == e10:
                 return known, False
             running = await uow.run(get_lots_running_on(tool_id))
@@ -295,10 +294,7 @@ class EquipmentService(Guarded):
             if refusal is not None:
                 raise (InvalidInput if e10 not in DECLARABLE else OperationNotAllowed)(refusal)
             record, e10_change = declared_down(known, e10, user, reason, now)
-            await uow.equipment.update_tool(record, ToolPart.DOWN)
-            if e10_change is not None:
-                await uow.equipment.add_change(e10_change)
-            await uow.run(change.write(down_change(known, record, reason)), commit=True)
+            await _write_down(uow, known, record, e10_change, change, reason)
         return record, True
 
     async def bring_up(
@@ -312,16 +308,11 @@ class EquipmentService(Guarded):
         now = self._clock()
         change = ChangeRecord.of(self._guard.who(by), user, "tool_down", now)
         async with self._uow() as uow:
-            known = (await uow.run(get_tools([tool_id], for_update=True))).get(tool_id)
-            if known is None:
-                raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
+            known = await uow.run(_locked_tool(tool_id))
             if known.down is None:
                 return known, False
             record, e10_change = brought_up(known, user, now)
-            await uow.equipment.update_tool(record, ToolPart.DOWN)
-            if e10_change is not None:
-                await uow.equipment.add_change(e10_change)
-            await uow.run(change.write(down_change(known, record, reason)), commit=True)
+            await _write_down(uow, known, record, e10_change, change, reason)
         return record, True
 
     async def tool(self, tool_id: str, *, by: Principal | None = None) -> ToolRecord:
@@ -569,6 +560,31 @@ def _stale(request: ResetRequest, now: datetime) -> bool:
 
 def _expired(request: ResetRequest, now: datetime, outcome: str) -> ResetRequest:
     return replace(request, status=ResetStatus.EXPIRED, outcome=outcome, answered_at=now)
+
+
+def _locked_tool(tool_id: str) -> Work[ToolRecord]:
+    """The tool, read locked (a controller's report waits: :func:`_apply`); refused when
+    there is none."""
+    known = (yield from get_tools([tool_id], for_update=True)).get(tool_id)
+    if known is None:
+        raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
+    return known
+
+
+async def _write_down(
+    uow: UnitOfWork,
+    known: ToolRecord,
+    record: ToolRecord,
+    e10_change: E10Change | None,
+    change: ChangeRecord,
+    reason: str | None,
+) -> None:
+    """Write a tool down or up: the declaration, its E10 change, and its entry in the
+    security log (before and after), then commit."""
+    await uow.equipment.update_tool(record, ToolPart.DOWN)
+    if e10_change is not None:
+        await uow.equipment.add_change(e10_change)
+    await uow.run(change.write(down_change(known, record, reason)), commit=True)
 
 
 def _apply(
