@@ -107,14 +107,14 @@ async def start_api(
 
 
 @pytest.fixture
-async def api(sqlite_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
-    async with start_api(sqlite_url, tmp_path / "api.sock") as running:
+async def api(migrated_sqlite_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    async with start_api(migrated_sqlite_url, tmp_path / "api.sock") as running:
         yield running
 
 
 @pytest.fixture
-async def pg_api(postgres_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
-    async with start_api(postgres_url, tmp_path / "api.sock") as running:
+async def pg_api(migrated_postgres_url: str, tmp_path: Path) -> AsyncIterator[RunningApi]:
+    async with start_api(migrated_postgres_url, tmp_path / "api.sock") as running:
         yield running
 
 

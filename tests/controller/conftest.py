@@ -13,7 +13,6 @@ import pytest
 from drivers.config import INSECURE, ModbusEndpoint, OpcUaEndpoint
 from drivers.factory import DriverFactory
 from mes.adapters.database import create_engine
-from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER
@@ -81,8 +80,14 @@ class Stack:
     url: str
 
 
-@pytest.fixture(params=["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "migrated_sqlite_url",
+        pytest.param("migrated_postgres_url", marks=pytest.mark.postgres),
+    ]
+)
 def database(request: pytest.FixtureRequest) -> str:
+    """A database of the test's own at the head revision, on each store in turn."""
     return str(request.getfixturevalue(request.param))
 
 
@@ -90,7 +95,6 @@ def database(request: pytest.FixtureRequest) -> str:
 async def stack(database: str) -> AsyncIterator[Stack]:
     engine = create_engine(database, pool_size=10)
     try:
-        await upgrade(engine)
         factory = SqlUnitOfWorkFactory(engine)
         yield Stack(LotService(factory, flow_library()), EquipmentService(factory), database)
     finally:

@@ -10,7 +10,6 @@ import pytest
 from flows import FlowLibrary, load_library
 from mes.adapters.database import create_engine
 from mes.adapters.memory import MemoryUnitOfWorkFactory
-from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
@@ -47,10 +46,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[UnitOfWorkFacto
     if request.param == "memory":
         yield MemoryUnitOfWorkFactory()
         return
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    engine = create_engine(url)
+    name = "migrated_sqlite_url" if request.param == "sqlite" else "migrated_postgres_url"
+    engine = create_engine(request.getfixturevalue(name))
     try:
-        await upgrade(engine)
         yield SqlUnitOfWorkFactory(engine)
     finally:
         await engine.dispose()

@@ -21,7 +21,6 @@ import aiomqtt
 import pytest
 
 from mes.adapters.database import create_engine
-from mes.adapters.migrate import upgrade
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
 from mes.service import LotService
@@ -199,12 +198,13 @@ async def subscribed(
 
 
 @pytest.fixture
-async def stack(sqlite_url: str) -> AsyncIterator[Stack]:
+async def stack(migrated_sqlite_url: str) -> AsyncIterator[Stack]:
     """The lot tracker and equipment tracking on a migrated SQLite file of this test's own."""
-    engine = create_engine(sqlite_url, pool_size=10)
+    engine = create_engine(migrated_sqlite_url, pool_size=10)
     try:
-        await upgrade(engine)
         factory = SqlUnitOfWorkFactory(engine)
-        yield Stack(LotService(factory, flow_library()), EquipmentService(factory), sqlite_url)
+        yield Stack(
+            LotService(factory, flow_library()), EquipmentService(factory), migrated_sqlite_url
+        )
     finally:
         await engine.dispose()
