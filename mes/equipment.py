@@ -293,7 +293,9 @@ class EquipmentService(Guarded):
             refusal = down_refusal(known, e10, running)
             if refusal is not None:
                 raise (InvalidInput if e10 not in DECLARABLE else OperationNotAllowed)(refusal)
-            record, e10_change = declared_down(known, e10, user, reason, now)
+            record, e10_change = declared_down(
+                known, e10, user, reason, now, acting=self._guard.who(by)
+            )
             await _write_down(uow, known, record, e10_change, change, reason)
         return record, True
 
@@ -311,7 +313,7 @@ class EquipmentService(Guarded):
             known = await uow.run(_locked_tool(tool_id))
             if known.down is None:
                 return known, False
-            record, e10_change = brought_up(known, user, now)
+            record, e10_change = brought_up(known, user, now, reason, acting=self._guard.who(by))
             await _write_down(uow, known, record, e10_change, change, reason)
         return record, True
 

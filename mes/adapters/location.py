@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-SCHEMA_REVISION = "0030"
+SCHEMA_REVISION = "0031"
 """The head of the Alembic revisions in ``mes/migrations`` (a test keeps them equal)."""
 
 _SQLITE_SCHEMES = ("sqlite:///", "sqlite+aiosqlite:///")

@@ -71,6 +71,11 @@ def _tool_values(t: ToolRecord) -> dict[str, Any]:
         "down_by": t.down_by,
         "down_at": t.down_at,
         "reported_e10": t.reported_e10,
+        "declared_user": t.declared_user,
+        "declared_by": t.declared_by,
+        "declared_auth": t.declared_auth,
+        "declared_reason": t.declared_reason,
+        "declared_at": t.declared_at,
     }
 
 
@@ -106,6 +111,11 @@ def _tool_from_row(m: Mapping[str, Any]) -> ToolRecord:
         down_by=m["down_by"],
         down_at=m["down_at"],
         reported_e10=m["reported_e10"],
+        declared_user=m["declared_user"],
+        declared_by=m["declared_by"],
+        declared_auth=m["declared_auth"],
+        declared_reason=m["declared_reason"],
+        declared_at=m["declared_at"],
     )
 
 

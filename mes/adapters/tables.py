@@ -280,6 +280,11 @@ tools = Table(
     Column("down_by", String(64)),
     Column("down_at", UtcDateTime),
     Column("reported_e10", String(20)),
+    Column("declared_user", String(64)),
+    Column("declared_by", String(64)),
+    Column("declared_auth", String(16)),
+    Column("declared_reason", Text),
+    Column("declared_at", UtcDateTime),
     Index("ix_tools_line", "line"),
 )
 

@@ -87,6 +87,17 @@ class ToolRecord:
     reported_e10: str | None = None
     """While a state is declared, the one the tool's controller last reported (what it is
     in once brought back up); None otherwise."""
+    declared_user: str | None = None
+    declared_by: str | None = None
+    declared_auth: str | None = None
+    declared_reason: str | None = None
+    declared_at: datetime | None = None
+    """The last ``tool down`` or ``tool up`` of the tool, kept once it is brought up (the
+    ``down_*`` fields are the declaration in force): the name it was given
+    (``declared_user``: free text, as a lot history entry's ``user``), who really acted and
+    how they were known (``declared_by``, ``declared_auth``: the principal's name and its
+    ``AuthMethod`` value; None when no principal acted, and for a declaration made before
+    revision 0031), why and when. ``down`` says which it was (None: brought up)."""
 
 
 class ToolPart(Enum):
@@ -96,7 +107,20 @@ class ToolPart(Enum):
 
     STATE = ("snapshot", "e10_since", "updated_at", "reported_e10")
     """What the tool does: its controller's observations."""
-    DOWN = ("down", "down_reason", "down_by", "down_at", "snapshot", "e10_since", "reported_e10")
+    DOWN = (
+        "down",
+        "down_reason",
+        "down_by",
+        "down_at",
+        "snapshot",
+        "e10_since",
+        "reported_e10",
+        "declared_user",
+        "declared_by",
+        "declared_auth",
+        "declared_reason",
+        "declared_at",
+    )
     """A person's declaration of planned maintenance or non-scheduled time, and the E10
     state it records."""
     DISPATCH = ("dispatch", "dispatch_reason", "dispatch_by", "dispatch_at")

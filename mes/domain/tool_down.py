@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from mes.domain.authority import Principal
 from mes.domain.equipment import E10Change, ToolRecord, ToolSnapshot
 from mes.domain.text import utc_stamp
 
@@ -48,25 +49,63 @@ def down_refusal(tool: ToolRecord, e10: str, running: Sequence[str]) -> str | No
 
 
 def declared_down(
-    tool: ToolRecord, e10: str, by: str, reason: str, at: datetime
+    tool: ToolRecord,
+    e10: str,
+    by: str,
+    reason: str,
+    at: datetime,
+    *,
+    acting: Principal | None = None,
 ) -> tuple[ToolRecord, E10Change | None]:
-    """``tool`` declared ``e10`` by ``by`` at ``at``, and the E10 change to record (None when
-    it was in that state already)."""
+    """``tool`` declared ``e10`` by ``by`` (the name given; ``acting``: who really acted) at
+    ``at``, and the E10 change to record (None when it was in that state already)."""
     reported = tool.reported_e10 if tool.down else tool.snapshot.e10
     declared = replace(
-        tool, down=e10, down_by=by, down_reason=reason, down_at=at, reported_e10=reported
+        _declared(tool, by, acting, reason, at),
+        down=e10,
+        down_by=by,
+        down_reason=reason,
+        down_at=at,
+        reported_e10=reported,
     )
     return _in_state(declared, tool, e10, at, f"declared {e10} by {by}: {reason}")
 
 
-def brought_up(tool: ToolRecord, by: str, at: datetime) -> tuple[ToolRecord, E10Change | None]:
-    """``tool``'s declaration ended by ``by`` at ``at``: back in the state its controller last
-    reported; and the E10 change to record (None when that is the declared state)."""
+def brought_up(
+    tool: ToolRecord,
+    by: str,
+    at: datetime,
+    reason: str | None = None,
+    *,
+    acting: Principal | None = None,
+) -> tuple[ToolRecord, E10Change | None]:
+    """``tool``'s declaration ended by ``by`` (the name given; ``acting``: who really acted)
+    at ``at``, for ``reason``: back in the state its controller last reported; and the E10
+    change to record (None when that is the declared state)."""
     reported = tool.reported_e10 or tool.snapshot.e10
     ended = replace(
-        tool, down=None, down_by=None, down_reason=None, down_at=None, reported_e10=None
+        _declared(tool, by, acting, reason, at),
+        down=None,
+        down_by=None,
+        down_reason=None,
+        down_at=None,
+        reported_e10=None,
     )
     return _in_state(ended, tool, reported, at, f"brought up by {by} from {tool.down}")
+
+
+def _declared(
+    tool: ToolRecord, by: str, acting: Principal | None, reason: str | None, at: datetime
+) -> ToolRecord:
+    """``tool`` with its last declaration (down or up) said: by whom, how known, why, when."""
+    return replace(
+        tool,
+        declared_user=by,
+        declared_by=acting.name if acting is not None else None,
+        declared_auth=acting.method.value if acting is not None else None,
+        declared_reason=reason,
+        declared_at=at,
+    )
 
 
 def _in_state(

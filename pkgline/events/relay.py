@@ -464,7 +464,8 @@ class Relay:
         assert self._tools is not None
         changed = []
         for tool in await self._tools():
-            key = (tool.snapshot, tool.dispatch, tool.e10_since)
+            # a declaration (down or up) changes the message even where the E10 state stays
+            key = (tool.snapshot, tool.dispatch, tool.e10_since, tool.down, tool.declared_at)
             if self._tool_states.get(tool.id) != key:
                 changed.append((tool, key))
         if not changed:

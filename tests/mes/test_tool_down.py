@@ -112,6 +112,31 @@ async def test_planned_maintenance_is_scheduled_down_time_whatever_the_tool_repo
     assert not changed
 
 
+async def test_the_tool_says_who_last_declared_it_down_or_up_how_known_and_why(
+    equipment: EquipmentService,
+) -> None:
+    """The tool's record keeps its last declaration (down or up) with the principal that
+    acted and how it was known, as a lot history entry does (the event feed's tool-state
+    says it), and keeps it once the tool is up: the declaration in force does not."""
+    await _line(equipment)
+    tech = equipment.acting_as(TECH)
+    down, _ = await tech.declare_down("DB-1", "scheduled_down", "tom", "PM 500 h")
+    stored = await equipment.tool("DB-1")
+    said = (stored.declared_user, stored.declared_by, stored.declared_auth)
+    assert said == ("tom", "tech1", "password")  # the name given, who acted, how known
+    assert (stored.declared_reason, stored.declared_at) == ("PM 500 h", down.down_at)
+    await tech.bring_up("DB-1", "tech1", "PM done")
+    stored = await equipment.tool("DB-1")
+    assert stored.down is None and stored.down_by is None
+    said = (stored.declared_user, stored.declared_by, stored.declared_auth)
+    assert said == ("tech1", "tech1", "password") and stored.declared_reason == "PM done"
+    assert down.down_at is not None and stored.declared_at is not None
+    assert stored.declared_at >= down.down_at
+    await equipment.declare_down("DB-1", "non_scheduled", "eng1", "no orders")  # no principal
+    stored = await equipment.tool("DB-1")
+    assert (stored.declared_user, stored.declared_by, stored.declared_auth) == ("eng1", None, None)
+
+
 async def test_non_scheduled_time_is_left_out_of_operations_time(
     equipment: EquipmentService, clock: Clock
 ) -> None:
