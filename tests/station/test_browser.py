@@ -1,6 +1,6 @@
 """The station in a real browser (tests/station/browsing.py): log in, the line live, a lot
 and its strip map, hold and a signed release, a role refused, the line following a hold
-made elsewhere."""
+made elsewhere, a tool declared down for maintenance and brought up."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.select import Select
 
 from tests.station.browsing import log_in, shot, wait
 from tests.station.conftest import Station
@@ -116,6 +117,27 @@ def test_hold_and_release_a_lot_and_the_line_page_follows(
     history = browser.find_element(By.ID, "history").text
     assert "release" in history and "olga (session)" in history
     assert "approved release" in browser.find_element(By.TAG_NAME, "main").text
+
+
+def test_a_technician_declares_a_tool_down_for_maintenance_and_brings_it_up(
+    browser: WebDriver, station: Station, shots: Path
+) -> None:
+    """DA-1 in alarm: the technician declares it down for planned maintenance on its page
+    (the state chosen, a reason), the page says by whom and why; then brings it up."""
+    log_in(browser, station, "tom")
+    browser.get(f"{station.url}/station/tools/DA-1")
+    Select(browser.find_element(By.ID, "down-e10")).select_by_value("scheduled_down")
+    browser.find_element(By.ID, "down-reason").send_keys("vacuum pump PM")
+    browser.find_element(By.ID, "declare-down").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "tool-down")))
+    declared = browser.find_element(By.ID, "tool-down").text
+    assert "scheduled down by tom" in declared and "vacuum pump PM" in declared
+    assert "declared down" in browser.find_element(By.ID, "notice").text
+    shot(browser, shots / "tool-declared-down.png")
+    browser.find_element(By.ID, "bring-up").click()
+    wait(browser).until(ec.presence_of_element_located((By.ID, "declare-down")))
+    assert "brought up" in browser.find_element(By.ID, "notice").text
+    assert not browser.find_elements(By.ID, "tool-down")
 
 
 def test_a_role_that_lacks_release_is_not_offered_it(

@@ -6,6 +6,7 @@ and changes nothing; a tool running a lot is refused on the form."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Iterator
@@ -15,9 +16,12 @@ import httpx
 import pytest
 
 from mes.domain.authority import AuthMethod, Principal, Role
+from mes.domain.equipment import ToolRecord
 from pkgline.api.auth import ApiState
+from pkgline.api.server import open_state
 from tests.station.client import csrf, logged_in, message
 from tests.station.conftest import Station, running_station
+from tests.station.seed import OWNER, fast_passwords
 
 
 async def _declared(state: ApiState) -> None:
@@ -59,6 +63,11 @@ def _declared_on(client: httpx.Client, tool: str) -> str | None:
         r'<dd id="tool-down" data-down="([^"]+)">', client.get(f"/station/tools/{tool}").text
     )
     return found[1] if found else None
+
+
+async def _record(db: str, tool: str) -> ToolRecord:
+    async with open_state(db, passwords=fast_passwords()) as state:
+        return await state.services.equipment.tool(tool, by=OWNER)
 
 
 def _refusals(station: Station, user: str) -> list[dict[str, Any]]:
@@ -109,6 +118,8 @@ def test_a_technician_declares_a_tool_down_from_its_page_and_brings_it_up(
         assert shown is not None, done.text
         assert "scheduled down by tom since" in shown[1] and "vacuum pump PM" in shown[1]
         assert 'id="up-form"' in done.text and 'id="down-form"' not in done.text
+        record = asyncio.run(_record(station.db, "DA-1"))  # what the event feed says
+        assert (record.declared_by, record.declared_auth) == ("tom", "session")
         up = client.post(
             "/station/tools/DA-1/up",
             data={"csrf": csrf(done.text), "reason": "PM done"},
