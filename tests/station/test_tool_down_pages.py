@@ -114,6 +114,8 @@ def test_a_technician_declares_a_tool_down_from_its_page_and_brings_it_up(
         )
         assert str(done.url).endswith("/station/tools/DA-1?done=down")  # after a redirect
         assert "The tool was declared down" in done.text
+        back = client.get("/station/tools/DA-1/down")  # the form's address reloaded: the page
+        assert back.status_code == 303 and back.headers["location"] == "/station/tools/DA-1"
         shown = re.search(r'<dd id="tool-down" data-down="scheduled_down">(.*?)</dd>', done.text)
         assert shown is not None, done.text
         assert "scheduled down by tom since" in shown[1] and "vacuum pump PM" in shown[1]
