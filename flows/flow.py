@@ -24,7 +24,7 @@ from flows.model import (
     ValueSpec,
     Violation,
 )
-from flows.speclimits import check_spec
+from flows.speclimits import check_spec, check_window
 
 
 def _unknown(what: str, name: str, expected: Sequence[str]) -> ValueError:
@@ -183,6 +183,11 @@ class Flow:
     def check_spec(self, step: str, measured: Values) -> list[Violation]:
         """Measured values of a track-out against their spec limits (:mod:`flows.speclimits`)."""
         return check_spec(step, self.step(step).measured, measured)
+
+    def check_window(self, step: str, values: Values) -> list[Violation]:
+        """Recipe values of a track-in against their set-point windows
+        (:mod:`flows.speclimits`)."""
+        return check_window(step, self.step(step).recipe, values)
 
 
 @dataclass(frozen=True, eq=False)

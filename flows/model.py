@@ -149,8 +149,9 @@ class Violation:
     claim: str
     message: str
     kind: str = "claimed"
-    """``claimed`` (a limit the claims fix), or ``spec_lower`` / ``spec_upper`` (a spec limit
-    of a measured value: :mod:`flows.speclimits`)."""
+    """``claimed`` (a limit the claims fix), ``spec_lower`` / ``spec_upper`` (a spec limit
+    of a measured value) or ``window_lower`` / ``window_upper`` (the set-point window of a
+    recipe value): :mod:`flows.speclimits`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +168,9 @@ class QueueTime:
 
 @dataclass(frozen=True, slots=True)
 class SpecLimits:
-    """Spec limits of a measured value, beside its claimed limits: lower, upper (either may be
-    None), target, and where they come from (``origin``: a claim, or line practice)."""
+    """Spec limits of a measured value, or the set-point window of a recipe value, beside its
+    claimed limits: lower, upper (either may be None), target, and where they come from
+    (``origin``: a claim, or line practice)."""
 
     lower: float | None
     upper: float | None
@@ -202,6 +204,9 @@ class ValueSpec:
     tool_value: str | None = None
     spec: SpecLimits | None = None
     """Spec limits (measured values only)."""
+    window: SpecLimits | None = None
+    """The set-point window (recipe values only): a track-in outside it is refused
+    (:func:`flows.speclimits.outside_window`)."""
 
     @property
     def optional(self) -> bool:

@@ -6,6 +6,7 @@ describes the format for process engineers.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from pydantic import (
@@ -106,8 +107,37 @@ class SpecModel(BaseModel):
         return self
 
 
+class WindowModel(BaseModel):
+    """The set-point window of a recipe value (line practice, or a claim): a track-in with a
+    value outside it is refused. The shape of :class:`SpecModel`, finite numbers only."""
+
+    model_config = _CONFIG
+    lower: Number | None = None
+    upper: Number | None = None
+    target: Number | None = None
+    origin: Annotated[StrictStr, StringConstraints(min_length=1)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowModel:
+        for key in ("lower", "upper", "target"):
+            value = getattr(self, key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"window {key} {value} is not a finite number")
+        if self.lower is None and self.upper is None:
+            raise ValueError("a window needs a lower or an upper limit (or both)")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"window lower {self.lower} is above upper {self.upper}")
+        if self.target is not None and not (
+            (self.lower is None or self.lower <= self.target)
+            and (self.upper is None or self.target <= self.upper)
+        ):
+            raise ValueError(f"window target {self.target} is outside [lower, upper]")
+        return self
+
+
 class ValueSpecModel(LimitModel):
     spec: SpecModel | None = None
+    window: WindowModel | None = None
     type: ValueType | None = None
     default: Scalar | None = None
     optional: StrictBool | None = None

@@ -28,9 +28,18 @@ from flows.model import (
     Value,
     ValueSpec,
     ValueType,
+    format_value,
 )
 from flows.origin import Origin
-from flows.schema import LimitModel, ReworkModel, SpecModel, StepBodyModel, StepCodeModel
+from flows.schema import (
+    LimitModel,
+    ReworkModel,
+    SpecModel,
+    StepBodyModel,
+    StepCodeModel,
+    WindowModel,
+)
+from flows.speclimits import outside_window, window_text
 
 # The unit of a value follows from its name ("units in the names"); longest suffix first.
 _UNIT_SUFFIXES = (
@@ -139,12 +148,34 @@ def spec_limits(draft: Draft, kind: Kind, vtype: ValueType) -> SpecLimits | None
     if given is None:
         return None
     if kind != "measured":
+        window = " or a set-point window (window:, line practice)" if kind == "recipe" else ""
         raise draft.where("spec").error(
             f"{draft.name}: spec limits are for measured values; a {kind} value has limits "
-            "(range, one_of ...) with their claim"
+            f"(range, one_of ...) with their claim{window}"
         )
     if vtype == "str":
         raise draft.where("spec").error(f"{draft.name}: spec limits need a number, not a word")
+
+    def number(v: float | None) -> float | None:
+        return None if v is None else float(v)
+
+    return SpecLimits(number(given.lower), number(given.upper), number(given.target), given.origin)
+
+
+def window_of(draft: Draft, kind: Kind, vtype: ValueType) -> SpecLimits | None:
+    """A recipe value's set-point window, if the files give one."""
+    given: WindowModel | None = draft.get("window")
+    if given is None:
+        return None
+    where = draft.where("window")
+    if kind != "recipe":
+        other = "spec limits (spec:)" if kind == "measured" else "limits (range ...)"
+        raise where.error(
+            f"{draft.name}: a window is for a recipe set point, refused at track-in outside "
+            f"it; a {kind} value has {other}"
+        )
+    if vtype == "str":
+        raise where.error(f"{draft.name}: a window needs a number, not a word")
 
     def number(v: float | None) -> float | None:
         return None if v is None else float(v)
@@ -263,13 +294,25 @@ class SpecBuilder:
                         f"{draft.name}: default {default!r} is outside its own limit "
                         f"{violation.expected} (claim {limit.claim})"
                     )
+        window = window_of(draft, kind, vtype)
+        unit = draft.get("unit") or unit_of(draft.name)
+        if window is not None and default is not None and not isinstance(default, str):
+            why = outside_window(window, default, unit)
+            if why is not None:
+                u = f" {unit}" if unit else ""
+                raise draft.where("default").error(
+                    f"{draft.name}: default {format_value(default)}{u} is outside its own window "
+                    f"{window_text(window, unit)} ({window.origin}): {why}; expected a default "
+                    "inside it"
+                )
         return ValueSpec(
             name=draft.name,
             type=vtype,
             default=default,
-            unit=draft.get("unit") or unit_of(draft.name),
+            unit=unit,
             description=draft.get("description") or "",
             limits=limits,
             tool_value=draft.get("tool_value"),
             spec=spec_limits(draft, kind, vtype),
+            window=window,
         )

@@ -5,7 +5,7 @@ A version of a flow is the text of the files it is made of (``steps.yaml``,
 publications of the same files are the same version, and a version's flow, built from its
 files, can be kept by hash (versions never change). :func:`diff` compares two flows as an
 engineer reads them: the sequence, steps added or removed, and per step the recipe defaults,
-limits with their claims, spec limits, checks and rework; the lot parameters and the
+limits with their claims, spec limits, set-point windows, checks and rework; the lot parameters and the
 queue-time limits.
 """
 
@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 
 from flows.flow import Flow
-from flows.model import Limit, QueueTime, ValueSpec
+from flows.model import Limit, QueueTime, SpecLimits, ValueSpec
 
 
 def content_hash(files: Mapping[str, str]) -> str:
@@ -51,12 +51,13 @@ def _value_changes(where: str, a: Mapping[str, ValueSpec], b: Mapping[str, Value
             if la[text] != lb[text]:
                 out.append(f"{where}: limit {text}: claim {la[text]} -> {lb[text]}")
         if old.spec != new.spec:
-            out.append(f"{where}: {name} spec limits {_spec(old)} -> {_spec(new)}")
+            out.append(f"{where}: {name} spec limits {_spec(old.spec)} -> {_spec(new.spec)}")
+        if old.window != new.window:
+            out.append(f"{where}: {name} window {_spec(old.window)} -> {_spec(new.window)}")
     return out
 
 
-def _spec(spec: ValueSpec) -> str:
-    s = spec.spec
+def _spec(s: SpecLimits | None) -> str:
     if s is None:
         return "none"
     return f"[{s.lower}, {s.upper}] target {s.target} ({s.origin})"

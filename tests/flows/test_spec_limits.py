@@ -62,16 +62,15 @@ def test_spec_limits_on_a_recipe_value_are_refused_at_their_line(defs: Path) -> 
     steps = defs / "steps.yaml"
     edit(
         steps,
-        "    bond_temperature_c: {default: 130.0}\n    bond_time_ms: {default: 500.0}\n  measured:\n"
-        "    bond_force_n: {}\n    # Spec",
-        "    bond_temperature_c: {default: 130.0, spec: {upper: 200, origin: line practice}}\n"
-        "    bond_time_ms: {default: 500.0}\n  measured:\n    bond_force_n: {}\n    # Spec",
+        "    bond_temperature_c: {default: 240.0}",
+        "    bond_temperature_c: {default: 240.0, spec: {upper: 260, origin: line practice}}",
     )
     assert_at(
         load_error(defs),
         steps,
-        "bond_temperature_c: {default: 130.0, spec",
+        "bond_temperature_c: {default: 240.0, spec",
         "spec limits are for measured values",
+        "or a set-point window (window:, line practice)",
     )
 
 
