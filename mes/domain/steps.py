@@ -1,5 +1,5 @@
 """The lot tracker's rules of a step: track a lot in (the step order, the claimed limits on
-its recipe values) and out (its measured values and rejects, checked against the claims, the
+its recipe values, their set-point windows) and out (its measured values and rejects, checked against the claims, the
 spec limits and, by :mod:`mes.spc`, the charts), and the end of a step the jobs of a tool
 share (:func:`finish_step`, :mod:`mes.domain.jobs`). Pure functions, as
 :mod:`mes.domain.operations`; a step on a tool is tracked out by whoever tracked it in.
@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from flows import Flow, Value, Violation
+from flows.model import format_value
+from flows.speclimits import window_text
 from mes.domain.commands import (
     TrackIn,
     TrackOut,
@@ -29,6 +31,7 @@ from mes.domain.common import (
     violations_text,
 )
 from mes.domain.errors import (
+    InvalidInput,
     LimitViolated,
     OperationNotAllowed,
     StepNotAllowed,
@@ -87,6 +90,7 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
             lot_id=lot.id,
             fields=[f"values.{v.value_name}" for v in recipe] + [None] * len(earlier),
         )
+    refuse_outside_window(lot, flow, cmd.step, values)
     by_hand = cmd.tool is not None and not cmd.dispatched
     running = RunningStep(cmd.step, cmd.tool, values, now, cmd.user, by_hand=by_hand)
     after = moved_lot(lot, now, state=LotState.RUNNING, running=running)
@@ -108,6 +112,34 @@ def track_in(lot: Lot, flow: Flow, cmd: TrackIn, now: datetime) -> Change:
         },
     )
     return single_change(lot, after, entry)
+
+
+def refuse_outside_window(lot: Lot, flow: Flow, step: str, values: Mapping[str, Value]) -> None:
+    """Refuse (InvalidInput, nothing written) recipe values outside their set-point windows
+    (line practice, ``window:`` in the flow files): a set point the line does not run never
+    reaches the tool. The field named is the first value outside (``values.NAME``); the
+    message names each, its window and origin, and what is expected. Defaults sit inside
+    their windows (the loader refuses a flow where one does not)."""
+    outside = flow.check_window(step, values)
+    if not outside:
+        return
+    recipe = flow.steps[step].recipe
+    wanted = []
+    for v in outside:
+        spec = recipe[v.value_name]
+        assert spec.window is not None
+        unit = f" {spec.unit}" if spec.unit else ""
+        default = "" if spec.default is None else f" (default {format_value(spec.default)}{unit})"
+        window = window_text(spec.window, spec.unit, target=False)
+        within = window if window.startswith("at ") else f"from {window}"
+        wanted.append(f"{v.value_name} {within}{default}")
+    raise InvalidInput(
+        f"track-in of lot {lot.id} at {step} refused: "
+        + "; ".join(v.message for v in outside)
+        + f"; expected {'; '.join(wanted)}; nothing was changed",
+        lot_id=lot.id,
+        field=f"values.{outside[0].value_name}",
+    )
 
 
 def track_out(

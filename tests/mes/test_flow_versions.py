@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from re import sub
 from typing import Any, ClassVar
 
 import pytest
@@ -506,3 +507,48 @@ async def test_a_quality_signer_cannot_give_the_first_approval(line: Line) -> No
     with pytest.raises(SignatureRefused, match="nobody signs for anybody else"):
         await line.versions.approve(FLOW, 2, signatures=(SignatureGiven("someone", "ok"),))
     assert (await line.versions.version(FLOW, 2)).state is VersionState.DRAFT
+
+
+MOLD_WINDOW = "window: {lower: 165.0, upper: 185.0, target: 175.0, origin: "
+MOLD_ORIGIN = "(line practice: epoxy molding compound transfer molding)"
+
+
+async def test_a_lot_keeps_the_set_point_windows_of_the_version_it_started_on(
+    line: Line,
+) -> None:
+    """Windows are part of a version's files: a database seeded before they existed keeps
+    its versions (and their lots) without them until a version with them is published and
+    approved. Version 1 here (db upgrade) has MOLD's window 165 to 185 degC; version 2
+    widens it, version 3 has none (the files as they were before windows). A lot is held to
+    the window of the version it started on, whatever is approved after, and flow diff names
+    the change."""
+    await _start(line.lots, "A")
+    wider = MOLD_WINDOW.replace("185.0", "195.0")
+    await line.versions.publish(edited({"steps.yaml": (MOLD_WINDOW, wider)}), "wider window")
+    await line.versions.approve(FLOW, 2)
+    assert await _start(line.lots, "B") == 2
+    before = sub(r"window: \{[^}]*\}", "", flow_sources(FLOW)["steps.yaml"])
+    await line.versions.publish(
+        edited({"steps.yaml": (flow_sources(FLOW)["steps.yaml"], before)}), "none"
+    )
+    await line.versions.approve(FLOW, 3)
+    assert await _start(line.lots, "C") == 3
+    for lot in "ABC":
+        await _run(line.lots, lot, TO_MOLD[:-1])
+    at_190 = {"mold_temperature_c": "190"}
+    with pytest.raises(InvalidInput, match="set-point window 165 to 185 degC") as refused:
+        await line.lots.track_in(cmd.TrackIn("A", "MOLD", "op1", values=at_190))
+    assert refused.value.field == "values.mold_temperature_c"
+    assert (await line.lots.get("A")).state is LotState.WAITING
+    assert (await line.lots.track_in(cmd.TrackIn("B", "MOLD", "op1", values=at_190))).lot.running
+    at_900 = {"mold_temperature_c": "900"}
+    assert (await line.lots.track_in(cmd.TrackIn("C", "MOLD", "op1", values=at_900))).lot.running
+    assert await line.versions.diff(FLOW, 1, 2) == [
+        f"MOLD recipe: mold_temperature_c window [165.0, 185.0] target 175.0 {MOLD_ORIGIN} -> "
+        f"[165.0, 195.0] target 175.0 {MOLD_ORIGIN}"
+    ]
+    removed = await line.versions.diff(FLOW, 1, 3)
+    assert (
+        f"MOLD recipe: mold_temperature_c window [165.0, 185.0] target 175.0 {MOLD_ORIGIN} -> none"
+        in removed
+    )
