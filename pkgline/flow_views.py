@@ -37,12 +37,14 @@ def _value_dict(spec: ValueSpec) -> Json:
         "description": spec.description,
         "limits": [_limit_dict(limit) for limit in spec.limits],
         "spec": _spec_dict(spec.spec),
+        "window": _spec_dict(spec.window),
         **({"tool_value": spec.tool_value} if spec.tool_value else {}),
     }
 
 
 def _spec_dict(spec: SpecLimits | None) -> Json | None:
-    """A measured value's spec limits (out of spec holds the lot), or None: it has none."""
+    """A measured value's spec limits (out of spec holds the lot), or a recipe value's
+    set-point window (outside it, the track-in is refused); None: it has none."""
     if spec is None:
         return None
     return {"lower": spec.lower, "upper": spec.upper, "target": spec.target, "origin": spec.origin}
@@ -59,8 +61,8 @@ def _queue_time_dict(q: QueueTime) -> Json:
 
 
 def flow_dict(flow: Flow) -> Json:
-    """A flow: sequence, lot parameters, queue times, and per step its equipment, recipe,
-    measured values (with their spec limits), checks (with their claims) and rework (``flow
+    """A flow: sequence, lot parameters, queue times, and per step its equipment, recipe
+    (with the set-point windows), measured values (with their spec limits), checks (with their claims) and rework (``flow
     show --json``)."""
     return {
         "name": flow.name,

@@ -153,8 +153,36 @@ def _print_flow(f: Mapping[str, Any]) -> None:
             + (f", through {', '.join(rework['through'])}" if rework["through"] else ""),
         )
     out.print(steps)
+    _print_windows(f)
     _print_spec_limits(f)
     _print_queue_times(f)
+
+
+def _print_windows(f: Mapping[str, Any]) -> None:
+    """The set-point windows of the recipe values (line practice beside the claims): a
+    track-in outside one is refused (docs/interlocks.md)."""
+    rows = [
+        (code, name, v)
+        for code, s in f["steps"].items()
+        for name, v in s["recipe"].items()
+        if v.get("window") is not None
+    ]
+    if not rows:
+        return
+    table = Table(title="Set-point windows of recipe values", title_justify="left")
+    for column in ("step", "value", "lower", "default", "target", "upper", "unit", "origin"):
+        table.add_column(column, overflow="fold")
+    for code, name, v in rows:
+        window = v["window"]
+        numbers = (window["lower"], v["default"], window["target"], window["upper"])
+        table.add_row(
+            code,
+            name,
+            *("" if n is None else f"{n:.10g}" for n in numbers),
+            v["unit"] or "",
+            window["origin"],
+        )
+    out.print(table)
 
 
 def _print_spec_limits(f: Mapping[str, Any]) -> None:

@@ -27,7 +27,7 @@ from pkgline.bootstrap import Services
 from pkgline.hold_views import hold_record, placed_by
 from pkgline.station.line_view import now
 from pkgline.station.stripmap import LegendEntry, code_colours, legend, strip_map_svg
-from pkgline.station.work_views import spec_text, value_fields
+from pkgline.station.work_views import spec_text, value_fields, window_words
 from pkgline.tool_views import tracked_lots
 
 
@@ -393,7 +393,8 @@ class LimitRow:
     """``recipe``, ``measured`` or ``check`` (a limit on an earlier step's value)."""
     unit: str | None
     limits: str
-    """The claimed limits in words (``0.1 to 0.5 (claim 1)``), and the spec limits."""
+    """The claimed limits in words (``0.1 to 0.5 (claim 1)``), the spec limits and the
+    set-point window."""
     value: Any
 
 
@@ -411,6 +412,8 @@ def _limit_text(spec: ValueSpec) -> str:
     parts = [f"{limit.describe()} ({limit.claim})" for limit in spec.limits]
     if spec.spec is not None:
         parts.append(spec_text(spec))
+    if spec.window is not None:
+        parts.append(window_words(spec))
     return "; ".join(parts) or "-"
 
 

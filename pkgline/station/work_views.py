@@ -14,6 +14,7 @@ from typing import Any
 
 from flows import Flow
 from flows.model import ValueSpec
+from flows.speclimits import window_text
 from mes.domain.authority import Action, Context, Principal, effective_action
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
@@ -372,6 +373,9 @@ class ParamField:
     spec: str = ""
     """A measured value's spec limits in words (:func:`spec_text`), shown beside its field:
     past them, the track-out holds the lot."""
+    window: str = ""
+    """A recipe value's set-point window in words (:func:`window_words`), shown beside its
+    field: outside it, the track-in is refused."""
 
 
 async def start_flow(services: Services, name: str) -> tuple[Flow, int | None]:
@@ -395,7 +399,8 @@ def param_fields(flow: Flow) -> tuple[ParamField, ...]:
 
 def value_fields(specs: Mapping[str, ValueSpec]) -> tuple[ParamField, ...]:
     """Values of a flow (lot parameters, a step's recipe or measured values) as a form's
-    fields: the default, what is expected, the claimed limits with their claims, the choices."""
+    fields: the default, what is expected, the claimed limits with their claims, the choices,
+    the spec limits (measured) or the set-point window (recipe)."""
     from flows.model import OneOf
 
     out = []
@@ -415,9 +420,17 @@ def value_fields(specs: Mapping[str, ValueSpec]) -> tuple[ParamField, ...]:
                 spec.description,
                 choices,
                 spec_text(spec) if spec.spec is not None else "",
+                window_words(spec) if spec.window is not None else "",
             )
         )
     return tuple(out)
+
+
+def window_words(spec: ValueSpec) -> str:
+    """A recipe value's set-point window in words, with its unit and origin: ``window 165 to
+    185 degC, target 175 degC (line practice: ...)``."""
+    assert spec.window is not None
+    return f"window {window_text(spec.window, spec.unit)} ({spec.window.origin})"
 
 
 def spec_text(spec: ValueSpec) -> str:

@@ -229,6 +229,37 @@ def test_a_tool_step_is_run_by_hand_on_a_tool_switched_to_manual(station: Statio
         assert "xy_offset_um 20 um is outside its upper spec limit 15 um" in page
 
 
+def test_a_set_point_outside_its_window_is_refused_on_its_field(station: Station) -> None:
+    """The track-in form shows each recipe value's set-point window beside its field; a value
+    outside it is refused (the lot tracker's InvalidInput, ``values.NAME``) on that field, as
+    typed, and the lot still waits. DIE_ATTACH's form is there while DA-1 is in manual."""
+    asyncio.run(_dispatch("DA-1", DispatchMode.MANUAL, station.db))
+    with logged_in(station, "olga") as client:
+        _start(client, "H-8")
+        for action in ("track-in", "track-out"):
+            moved = client.post(
+                f"/station/lots/H-8/{action}", data=_form(client, "H-8", step="SUBSTRATE_PREP")
+            )
+            assert moved.status_code == 303, moved.text
+        page = html.unescape(client.get("/station/lots/H-8").text)
+        form = re.search(r'id="track-in-DIE_ATTACH">(.*?)</form>', page, re.S)
+        assert form is not None, page
+        assert (
+            "window 100 to 160 degC, target 130 degC (line practice: die attach film tack "
+            "temperature) (outside it, the track-in is refused)"
+        ) in form[1]
+        hot = _form(client, "H-8", step="DIE_ATTACH", **{"value.bond_temperature_c": "300"})
+        refused = client.post("/station/lots/H-8/track-in", data=hot)
+        assert refused.status_code == 422, refused.text
+        said = html.unescape(message(refused.text))
+        assert "bond_temperature_c 300 degC is outside its set-point window 100 to 160 degC" in said
+        assert "expected bond_temperature_c from 100 to 160 degC (default 130 degC)" in said
+        field = re.search(r'<input id="track-in-DIE_ATTACH-bond_temperature_c"[^>]*>', refused.text)
+        assert field is not None, refused.text
+        assert 'aria-invalid="true"' in field[0] and 'value="300"' in field[0]
+        assert lot_state(client, "H-8") == "WAITING"
+
+
 async def _dispatched(lot: str, tool: str, db: str) -> None:
     """``lot`` tracked in at DIE_ATTACH on ``tool`` as the tool's line controller does (the
     film thawing on DA-1, which would refuse it, taken off first if it is still there)."""
