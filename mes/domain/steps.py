@@ -1,7 +1,7 @@
 """The lot tracker's rules of a step: track a lot in (the step order, the claimed limits on
-its recipe values, their set-point windows) and out (its measured values and rejects, checked against the claims, the
-spec limits and, by :mod:`mes.spc`, the charts), and the end of a step the jobs of a tool
-share (:func:`finish_step`, :mod:`mes.domain.jobs`). Pure functions, as
+its recipe values, their set-point windows) and out (its measured values and rejects,
+checked against the claims, the spec limits and, by :mod:`mes.spc`, the charts), and the end
+of a step the jobs of a tool share (:func:`finish_step`, :mod:`mes.domain.jobs`). Pure functions, as
 :mod:`mes.domain.operations`; a step on a tool is tracked out by whoever tracked it in.
 """
 
