@@ -174,10 +174,12 @@ class EquipmentService(AlarmResets):
         now = self._clock()
         async with self._uow() as uow:
             repo = uow.equipment
-            for tool_id in tool_ids:
-                known = await repo.tool(tool_id)
-                if known is None or known.snapshot.e10 == UNMONITORED:
+            # read locked, as a report does (_apply): a declaration committed meanwhile is kept
+            found = await uow.run(get_tools(tool_ids, for_update=True))
+            for known in found.values():
+                if known.snapshot.e10 == UNMONITORED:
                     continue
+                tool_id = known.id
                 at = max(since, known.e10_since)
                 # What it last did stays on record (last seen READY, with this alarm, ...).
                 unknown = replace(known.snapshot, connected=False, e10=UNMONITORED, reason=reason)

@@ -8,6 +8,7 @@ tool is in the state it last reported. Every store in turn."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -214,28 +215,41 @@ async def test_declaring_and_ending_are_engineering_changes_of_technicians_and_e
     assert (await equipment.tool("DB-2")).down is None
 
 
-async def test_a_report_read_before_a_declaration_committed_does_not_undo_it(
-    postgres_url: str, clock: Clock
+async def _report(equipment: EquipmentService) -> None:
+    await equipment.report("DB-1", replace(UP, e10="productive", process_state="EXECUTING"))
+
+
+async def _unmonitored(equipment: EquipmentService) -> None:
+    await equipment.mark_unmonitored(["DB-1"], datetime.now(UTC), "its controller stopped")
+
+
+@pytest.mark.parametrize(
+    ("write", "reported"), [(_report, "productive"), (_unmonitored, "unmonitored")]
+)
+async def test_a_write_read_before_a_declaration_committed_does_not_undo_it(
+    migrated_postgres_url: str,
+    clock: Clock,
+    write: Callable[[EquipmentService], Awaitable[None]],
+    reported: str,
 ) -> None:
     """PostgreSQL, two writers at once: a person declares DB-1 down (this test's own
-    transaction, held open) while its controller records a report. The report waits for the
-    declaration (it reads the tool locked), then keeps the declared state; it read DB-1 as it
-    was before, and its write put the reported state back over the declaration (the tool
-    declared down, its E10 state standby: maintenance counted as standby time)."""
+    transaction, held open) while its controller records a report, or the line marks DB-1
+    unmonitored (its controller stopped). The write waits for the declaration (it reads the
+    tool locked), then keeps the declared state; it read DB-1 as it was before, and put its
+    state back over the declaration (the tool declared down, its E10 state standby or
+    unmonitored: maintenance counted as standby time, or as none)."""
     import asyncio
 
     import asyncpg
 
     from mes.adapters.database import create_engine
-    from mes.adapters.migrate import upgrade
     from mes.adapters.sql import SqlUnitOfWorkFactory
 
-    engine = create_engine(postgres_url)
+    engine = create_engine(migrated_postgres_url)
     try:
-        await upgrade(engine)
         equipment = EquipmentService(SqlUnitOfWorkFactory(engine), clock)
         await _line(equipment)
-        person = await asyncpg.connect(postgres_url)
+        person = await asyncpg.connect(migrated_postgres_url)
         try:
             declaring = person.transaction()
             await declaring.start()
@@ -243,12 +257,10 @@ async def test_a_report_read_before_a_declaration_committed_does_not_undo_it(
                 "UPDATE tools SET down = 'scheduled_down', down_by = 'tech1', down_reason = 'PM',"
                 " down_at = now(), reported_e10 = e10, e10 = 'scheduled_down' WHERE id = 'DB-1'"
             )
-            report = asyncio.create_task(
-                equipment.report("DB-1", replace(UP, e10="productive", process_state="EXECUTING"))
-            )
-            watcher = await asyncpg.connect(postgres_url)
+            report = asyncio.create_task(write(equipment))
+            watcher = await asyncpg.connect(migrated_postgres_url)
             try:
-                while not await watcher.fetchval(  # the report waits on DB-1's row
+                while not await watcher.fetchval(  # the write waits on DB-1's row
                     "SELECT count(*) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 ):
@@ -262,7 +274,7 @@ async def test_a_report_read_before_a_declaration_committed_does_not_undo_it(
             await person.close()
         stored = await equipment.tool("DB-1")
         assert stored.down == "scheduled_down"
-        assert stored.snapshot.e10 == "scheduled_down"  # the declaration, not the report
-        assert stored.reported_e10 == "productive"  # what the tool said is kept
+        assert stored.snapshot.e10 == "scheduled_down"  # the declaration, not the write
+        assert stored.reported_e10 == reported  # what the tool said (or that none hears) is kept
     finally:
         await engine.dispose()
