@@ -91,7 +91,7 @@ class _BreakingEquipment:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_a_stop_that_fails_after_a_part_failed_does_not_hide_what_ended_the_controller(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

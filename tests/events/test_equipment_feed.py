@@ -166,7 +166,7 @@ async def test_durable_and_material_events_reach_the_plant_in_order_with_the_lot
         await engine.dispose()
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_events_tail_all_prints_the_durables_and_material_lots_events_as_they_come(
     stack: Stack, broker: Mosquitto, tmp_path: Path
 ) -> None:

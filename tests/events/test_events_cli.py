@@ -24,7 +24,7 @@ from simulators.line import write_line_config
 from tests.controller.conftest import FLOWS, Stack, line_config, start_lots, wait_until
 from tests.events.conftest import Mosquitto, events_config, free_port, running
 
-pytestmark = pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+pytestmark = pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 
 
 async def pkgline(db: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -34,7 +34,7 @@ def _said(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [e for e in logs if e["event"] == event]
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_a_broker_outage_is_logged_when_it_begins_now_and_then_and_when_it_ends(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -235,7 +235,7 @@ def _password_file(path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_over_tls_with_a_password_from_a_file_every_event_is_published(
     stack: Stack, tls_broker: tuple[Mosquitto, Path], tmp_path: Path
 ) -> None:
@@ -261,7 +261,7 @@ async def test_over_tls_with_a_password_from_a_file_every_event_is_published(
         await engine.dispose()
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_a_wrong_password_is_refused_clearly_and_retried_with_a_growing_backoff(
     stack: Stack, tls_broker: tuple[Mosquitto, Path], tmp_path: Path
 ) -> None:
@@ -297,7 +297,7 @@ async def test_a_wrong_password_is_refused_clearly_and_retried_with_a_growing_ba
         await engine.dispose()
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_a_server_certificate_from_another_ca_fails_tls_with_a_clear_error(
     stack: Stack, tls_broker: tuple[Mosquitto, Path], tmp_path: Path
 ) -> None:
@@ -373,7 +373,7 @@ async def test_a_broker_that_refuses_the_publishes_gets_them_again_and_none_is_m
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("database", ["postgres_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_postgres_url"], indirect=True)
 async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_other_takes_over(
     stack: Stack, broker: Mosquitto
 ) -> None:
@@ -415,7 +415,7 @@ async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_othe
             await engine.dispose()
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_an_event_the_broker_refuses_is_retried_with_a_growing_backoff_until_it_takes_it(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -493,7 +493,7 @@ async def test_an_event_the_broker_refuses_is_retried_with_a_growing_backoff_unt
         broker.stop()
 
 
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_while_the_broker_is_away_the_status_says_how_many_events_wait(
     stack: Stack, tmp_path: Path
 ) -> None:

@@ -69,7 +69,7 @@ async def test_a_move_committed_in_this_process_is_published_without_waiting_for
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("database", ["postgres_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_postgres_url"], indirect=True)
 async def test_on_postgresql_a_move_committed_by_another_writer_wakes_the_relay_by_notify(
     stack: Stack,
 ) -> None:

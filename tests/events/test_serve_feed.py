@@ -54,7 +54,7 @@ def _pkgline(*args: str, log: Path, db: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("database", ["sqlite_url"], indirect=True)
+@pytest.mark.parametrize("database", ["migrated_sqlite_url"], indirect=True)
 async def test_serve_killed_with_sigkill_mid_run_misses_no_event_and_repeats_only_by_id(
     stack: Stack, broker: Mosquitto, tmp_path: Path
 ) -> None:
