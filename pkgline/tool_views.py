@@ -24,6 +24,7 @@ from mes.domain.equipment import (
 from mes.domain.errors import UnknownTool
 from mes.domain.interlocks import Qualification
 from mes.domain.model import Lot, LotHead, LotState
+from mes.domain.tool_down import declaration
 from mes.known_tools import unknown_tool
 from mes.ports import ToolJob, ToolQuery
 from pkgline.controller import STALE_AFTER_S
@@ -110,6 +111,7 @@ def tool_dict(record: ToolRecord, now: datetime, controller_running: bool) -> di
         "down_at": record.down_at.isoformat() if record.down_at else None,
         "down_reason": record.down_reason,
         "reported_e10": record.reported_e10,
+        "declared": declaration(record),
     }
 
 

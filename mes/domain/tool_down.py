@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from mes.domain.authority import Principal
 from mes.domain.equipment import E10Change, ToolRecord, ToolSnapshot
@@ -131,3 +132,30 @@ def as_recorded(tool: ToolRecord, snapshot: ToolSnapshot) -> tuple[ToolSnapshot,
     if tool.down is None:
         return snapshot, None
     return replace(snapshot, e10=tool.down), snapshot.e10
+
+
+def declaration(tool: ToolRecord) -> dict[str, Any] | None:
+    """The last person's ``tool down`` or ``tool up`` of ``tool``: ``down`` the state it
+    declared (None: brought up), the name given (``user``), who acted and how they were known
+    (``by``, ``auth``, as a lot event's), why and when; a declaration made before revision
+    0031 with ``by`` and ``auth`` null; None when no person declared the tool down since.
+    One builder for the feed's tool state, the API's and the CLI's tool (docs/events.md)."""
+    if tool.declared_at is None:
+        if tool.down is None or tool.down_at is None:
+            return None
+        return {
+            "down": tool.down,
+            "user": tool.down_by,
+            "by": None,
+            "auth": None,
+            "reason": tool.down_reason,
+            "at": tool.down_at.isoformat(),
+        }
+    return {
+        "down": tool.down,
+        "user": tool.declared_user,
+        "by": tool.declared_by,
+        "auth": tool.declared_auth,
+        "reason": tool.declared_reason,
+        "at": tool.declared_at.isoformat(),
+    }

@@ -431,16 +431,22 @@ def created_answer(description: str, **headers: dict[str, Any]) -> dict[int | st
 
 
 def page_answer_schema(
-    items: str, cursor: str, description: str, *, feed: bool = False
+    items: str,
+    cursor: str,
+    description: str,
+    *,
+    feed: bool = False,
+    item: dict[str, Any] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI of a 200 answer that is a page of a list (:func:`pkgline.page_sizes.
     page_answer`): ``{items: [...], "total", "total_exact", "shown", "more", "next_after"}``,
     ``cursor`` the JSON type of ``next_after`` (null on the last page); ``feed``: the event
     feed's page, whose ``next_after`` is never null, with ``oldest``, ``newest`` and ``gap``.
-    The items are objects, each as its own GET or the feed's JSON Schemas describe it."""
+    The items are objects, each as its own GET or the feed's JSON Schemas describe it (``item``:
+    the schema of an item, when given)."""
     count = {"type": "integer", "minimum": 0}
     properties: dict[str, Any] = {
-        items: {"type": "array", "items": {"type": "object"}},
+        items: {"type": "array", "items": item or {"type": "object"}},
         "total": {**count, "description": "How many the filters select (up to 10,000)."},
         "total_exact": {"type": "boolean", "description": "False: more than total."},
         "shown": count,
@@ -473,6 +479,58 @@ def page_answer_schema(
         }
     schema = {"type": "object", "required": list(properties), "properties": properties}
     return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_DOWN = {
+    "type": ["string", "null"],
+    "enum": ["scheduled_down", "non_scheduled", None],
+    "description": "The E10 state a person declared (tool down); null: none in force.",
+}
+DECLARED_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "The last person's tool down or tool up of the tool, kept once it is up "
+    "(null: no person declared it down), as the event feed's tool-state gives it "
+    "(docs/events.md).",
+    "required": ["down", "user", "by", "auth", "reason", "at"],
+    "properties": {
+        "down": {**_DOWN, "description": "The state declared; null: brought up."},
+        "user": {**_TEXT_OR_NULL, "description": "The name the command was given."},
+        "by": {
+            **_TEXT_OR_NULL,
+            "description": "Who acted (null: declared before the record kept it).",
+        },
+        "auth": {**_TEXT_OR_NULL, "description": "How they were known (null: as by)."},
+        "reason": {**_TEXT_OR_NULL, "description": "Why (optional to bring a tool up)."},
+        "at": {"type": "string", "format": "date-time"},
+    },
+}
+"""The ``declared`` of a tool (:func:`mes.domain.tool_down.declaration`) in the OpenAPI
+document."""
+TOOL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A tool (tool show --json); its other keys in docs/api.md.",
+    "required": ["id", "e10", "down", "down_by", "down_at", "down_reason", "declared"],
+    "properties": {
+        "id": {"type": "string"},
+        "e10": {"type": "string"},
+        "down": _DOWN,
+        "down_by": {**_TEXT_OR_NULL, "description": "Who declared the state in force."},
+        "down_at": {"type": ["string", "null"], "format": "date-time"},
+        "down_reason": _TEXT_OR_NULL,
+        "declared": DECLARED_SCHEMA,
+    },
+    "additionalProperties": True,
+}
+"""A tool as ``GET /tools/{tool}`` answers it and ``GET /tools`` lists it: the keys a reader
+of its declaration relies on (the JSON's other keys: docs/api.md)."""
+
+
+def tool_answer_schema(description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI of a 200 answer that is a tool (:data:`TOOL_SCHEMA`)."""
+    return {
+        200: {"description": description, "content": {"application/json": {"schema": TOOL_SCHEMA}}}
+    }
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {

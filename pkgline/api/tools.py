@@ -72,7 +72,16 @@ class QualifyBody(b.Body):
     reason: b.Reason = None
 
 
-@router.get("/tools", summary="Tools by id, a page at a time (tool list)")
+@router.get(
+    "/tools",
+    summary="Tools by id, a page at a time (tool list)",
+    responses=b.page_answer_schema(
+        "tools",
+        "string",
+        "A page of tools, each as GET /tools/{tool} gives it.",
+        item=b.TOOL_SCHEMA,
+    ),
+)
 async def list_tools(
     request: Request,
     who: Who,
@@ -117,7 +126,11 @@ async def list_tools(
     )
 
 
-@router.get("/tools/{tool_id}", summary="A tool with its time in state (tool show)")
+@router.get(
+    "/tools/{tool_id}",
+    summary="A tool with its time in state (tool show)",
+    responses=b.tool_answer_schema("The tool, its time in state, jobs and disqualifications."),
+)
 async def show_tool(
     request: Request,
     who: Who,
@@ -207,6 +220,7 @@ async def auto(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -> 
 @router.post(
     "/tools/{tool_id}/down",
     summary="Declare a tool out of production: planned maintenance or not scheduled (tool down)",
+    responses=b.tool_answer_schema("The tool as GET /tools gives it, with changed."),
 )
 async def down(request: Request, who: Who, tool_id: str, body: DownBody) -> Json:
     """Refused (409, nothing changed) while a lot runs on the tool; ``changed`` false when it
@@ -222,7 +236,11 @@ async def down(request: Request, who: Who, tool_id: str, body: DownBody) -> Json
     )
 
 
-@router.post("/tools/{tool_id}/up", summary="Bring a tool declared down back up (tool up)")
+@router.post(
+    "/tools/{tool_id}/up",
+    summary="Bring a tool declared down back up (tool up)",
+    responses=b.tool_answer_schema("The tool as GET /tools gives it, with changed."),
+)
 async def up(request: Request, who: Who, tool_id: str, body: b.ReasonBody) -> Json:
     services = state_of(request).services
     return await down_answer(

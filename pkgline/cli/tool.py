@@ -89,6 +89,13 @@ def down_text(tool: Mapping[str, Any]) -> Text:
     return said
 
 
+def up_text(declared: Mapping[str, Any]) -> str:
+    """The last declaration of a tool that is up (its JSON ``declared``): who brought it
+    up, when, why."""
+    said = f"brought up by {declared['user'] or '-'} at {clock(_at(declared['at']))}"
+    return said + (f": {declared['reason']}" if declared["reason"] else "")
+
+
 def e10_cell(tool: Mapping[str, Any]) -> Text:
     """A tool's E10 state in a table: declared by a person (``tool down``) says by whom."""
     e10 = e10_text(tool["e10"])
@@ -473,6 +480,8 @@ def _print_tool(tool: Mapping[str, Any], now: datetime) -> None:
     head.add_row("E10 state", e10)
     if tool.get("down"):
         head.add_row("declared", down_text(tool))
+    elif tool.get("declared"):
+        head.add_row("declared", up_text(tool["declared"]))
     lot = tool["lot"] or "-"
     if tool.get("by_hand"):  # as the station's tool page says it
         lot += " (tracked in by hand)"

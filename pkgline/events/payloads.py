@@ -22,6 +22,7 @@ import orjson
 
 from mes.adapters.outbox import SUBJECTS, OutboxEvent
 from mes.domain.equipment import ToolRecord
+from mes.domain.tool_down import declaration
 from pkgline.events.topics import usable_level
 
 SCHEMA_VERSION = 1
@@ -294,33 +295,7 @@ def tool_state(tool: ToolRecord) -> dict[str, Any]:
         "reason": s.reason,
         "time": tool.updated_at.isoformat(),
         "down": tool.down,
-        "declared": declared(tool),
-    }
-
-
-def declared(tool: ToolRecord) -> dict[str, Any] | None:
-    """The last person's ``tool down`` or ``tool up`` of ``tool``: ``down`` the state it
-    declared (None: brought up), the name given (``user``), who acted and how they were known
-    (``by``, ``auth``, as a lot event's), why and when; a declaration made before revision
-    0031 with ``by`` and ``auth`` null; None when no person declared the tool down since."""
-    if tool.declared_at is None:
-        if tool.down is None or tool.down_at is None:
-            return None
-        return {
-            "down": tool.down,
-            "user": tool.down_by,
-            "by": None,
-            "auth": None,
-            "reason": tool.down_reason,
-            "at": tool.down_at.isoformat(),
-        }
-    return {
-        "down": tool.down,
-        "user": tool.declared_user,
-        "by": tool.declared_by,
-        "auth": tool.declared_auth,
-        "reason": tool.declared_reason,
-        "at": tool.declared_at.isoformat(),
+        "declared": declaration(tool),
     }
 
 

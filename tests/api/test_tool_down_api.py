@@ -6,12 +6,16 @@ when; an operator is refused (403); a malformed body is 422; a tool running a lo
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from mes.domain import commands as cmd
 from mes.domain.authority import CONTROLLER, Role
 from mes.domain.equipment import DispatchMode, ToolRegistration, ToolSnapshot
+from pkgline.events.payloads import tool_state
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli
 
 pytestmark = pytest.mark.slow
@@ -19,6 +23,22 @@ pytestmark = pytest.mark.slow
 BONDER = ToolRegistration("DB-1", "die_bonder", "modbus 127.0.0.1", ("DIE_ATTACH",))
 WIDE = {"COLUMNS": "250"}
 UP = ToolSnapshot(connected=True, e10="standby", process_state="IDLE", mode="PRODUCTION")
+DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.json"
+
+
+def _answer_schema(path: str, method: str = "get") -> dict[str, Any]:
+    document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = document["paths"][path][method]["responses"]["200"]["content"][
+        "application/json"
+    ]["schema"]
+    return schema
+
+
+async def _feeds_declared(api: RunningApi) -> dict[str, Any] | None:
+    """The ``declared`` the event feed's tool-state of DB-1 gives now."""
+    record = await api.state.services.equipment.tool("DB-1", by=ADMIN)
+    declared: dict[str, Any] | None = tool_state(record)["declared"]
+    return declared
 
 
 async def _registered(api: RunningApi) -> None:
@@ -46,12 +66,19 @@ async def test_a_tool_declared_down_and_up_through_the_api(api: RunningApi) -> N
         )
         assert tool["down_reason"] == "PM 500 h" and tool["reported_e10"] == "standby"
         assert tool["changed"] is True
+        feed = await _feeds_declared(api)
+        assert feed is not None and (feed["down"], feed["user"]) == ("scheduled_down", ACCOUNT)
+        assert tool["declared"] == feed
         shown = (await client.get("/tools/DB-1")).json()
+        assert shown["declared"] == feed
+        jsonschema.validate(shown, _answer_schema("/tools/{tool_id}"))
         assert (
             shown["down"] == "scheduled_down" and shown["window"]["seconds"]["scheduled_down"] >= 0
         )
         listed = await client.get("/tools", params={"state": "scheduled_down"})
         assert [t["id"] for t in listed.json()["tools"]] == ["DB-1"]
+        assert listed.json()["tools"][0]["declared"] == feed
+        jsonschema.validate(listed.json(), _answer_schema("/tools"))
         up = await client.post("/tools/DB-1/up", json={"reason": "PM done"})
         assert up.status_code == 200, up.text
         assert (up.json()["e10"], up.json()["down"], up.json()["changed"]) == (
@@ -59,6 +86,19 @@ async def test_a_tool_declared_down_and_up_through_the_api(api: RunningApi) -> N
             None,
             True,
         )
+        # Up, the tool keeps its last declaration: who brought it up, why, as the feed says.
+        feed = await _feeds_declared(api)
+        assert feed is not None and (feed["down"], feed["user"], feed["reason"]) == (
+            None,
+            ACCOUNT,
+            "PM done",
+        )
+        shown = (await client.get("/tools/DB-1")).json()
+        listed = await client.get("/tools")
+        assert shown["declared"] == listed.json()["tools"][0]["declared"] == feed
+        jsonschema.validate(shown, _answer_schema("/tools/{tool_id}"))
+        jsonschema.validate(listed.json(), _answer_schema("/tools"))
+        jsonschema.validate(up.json(), _answer_schema("/tools/{tool_id}/up", "post"))
 
 
 async def test_a_tool_running_a_lot_is_refused_with_409(api: RunningApi) -> None:
@@ -103,8 +143,22 @@ async def test_tool_down_and_up_from_the_cli_through_the_server_and_directly(
         "tool", "down", "DB-1", "--planned", "--reason", "x", "--json", "--db", api.db
     )
     assert json.loads(again.stdout)["changed"] is False
-    up = await cli("tool", "up", "DB-1", *via)
+    # tool show and tool list --json give the feed's declared, through the server and directly
+    feed = await _feeds_declared(api)
+    shown_json = await cli("tool", "show", "DB-1", "--json", *via)
+    assert json.loads(shown_json.stdout)["declared"] == feed, shown_json.stderr
+    listed_json = await cli("tool", "list", "--json", "--db", api.db)
+    assert json.loads(listed_json.stdout)[0]["declared"] == feed, listed_json.stderr
+    up = await cli("tool", "up", "DB-1", "--reason", "PM done", *via)
     assert up.returncode == 0, up.stderr
     assert "✔ tool DB-1 is up: standby as it reports" in up.stdout
+    feed = await _feeds_declared(api)
+    assert feed is not None and (feed["down"], feed["reason"]) == (None, "PM done")
+    shown = await cli("tool", "show", "DB-1", *via, env=WIDE)
+    assert f"brought up by {ACCOUNT} at " in shown.stdout and ": PM done" in shown.stdout
+    shown_json = await cli("tool", "show", "DB-1", "--json", "--db", api.db)
+    assert json.loads(shown_json.stdout)["declared"] == feed, shown_json.stderr
+    listed_json = await cli("tool", "list", "--json", *via)
+    assert json.loads(listed_json.stdout)[0]["declared"] == feed, listed_json.stderr
     direct = await cli("tool", "down", "DB-1", "--not-scheduled", "--reason", "no orders", "--json", "--db", api.db)  # fmt: skip
     assert json.loads(direct.stdout)["e10"] == "non_scheduled", direct.stderr
