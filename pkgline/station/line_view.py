@@ -7,7 +7,8 @@ Plain values for the templates; no rule is decided here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from mes.domain.interlocks import consumable_blocks
 from mes.domain.model import Lot, LotState
 from mes.ports import LotQuery
 from pkgline.bootstrap import Services
+from pkgline.hold_views import placed_by
 from pkgline.line_views import queue_by_step, refusals_of
 from pkgline.tool_views import lines_running, running_by_tool, tool_dict, with_tracked_lot
 
@@ -52,6 +54,10 @@ class LineView:
     held: tuple[Lot, ...]
     per_hour: tuple[int, ...] = ()
     """Lots completed in each hour of today (UTC) so far, from 00:00."""
+    placed_by: Mapping[str, str] = field(default_factory=dict)
+    """Who placed each held lot's hold, by lot id, in the holds page's words
+    (:func:`pkgline.hold_views.placed_by`): a person, the line controller, a system's API
+    key."""
 
 
 def now() -> datetime:
@@ -102,7 +108,14 @@ async def line_view(services: Services, who: Principal) -> LineView:
         )
     )
     per_hour = await lots_per_hour(services, who, at)
-    return LineView(at, tuple(tools), running, tuple(queue), held, per_hour)
+    placed = await lots.hold_entries(held)  # the holds page's read: entries at the hold's time
+    words = {}
+    for lot in held:
+        if lot.hold is not None:
+            entry = placed.get(lot.id)
+            by, auth = (entry.by, entry.auth) if entry is not None else (None, None)
+            words[lot.id] = placed_by(lot.hold.user, by, auth)
+    return LineView(at, tuple(tools), running, tuple(queue), held, per_hour, words)
 
 
 def all_in_manual(qualified: set[str], records: list[ToolRecord]) -> tuple[str, ...]:

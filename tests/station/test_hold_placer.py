@@ -97,3 +97,24 @@ def test_the_lot_page_says_who_placed_its_hold(station: Station, lot: str, words
     found = re.search(r'<span id="hold-placed-by">([^<]*)</span>', page)
     assert found is not None, page
     assert found[1] == words
+
+
+def test_the_line_pages_held_lots_say_who_placed_each_hold(station: Station) -> None:
+    """The line page's held table said the name the command was given (``controller``,
+    ``spc-bridge``); it says who placed each hold in the holds page's words."""
+    with logged_in(station, "erin") as client:
+        page = client.get("/station/").text
+    table = page[page.index('<table id="held">') :]
+    placed = {
+        lot: _text(cell)
+        for lot, cell in re.findall(
+            r'<tr data-lot="([^"]+)">.*?<td class="placed-by">(.*?)</td>', table, re.S
+        )
+        if lot.startswith("H-")
+    }
+    assert placed == {
+        "H-1": "line controller (queue_time)",
+        "H-2": "system spc-bridge with its API key (operator)",
+        "H-3": "olga (operator)",
+        "H-4": "olga, acting: test-owner (file_owner) (operator)",
+    }
