@@ -38,6 +38,7 @@ from mes.ports_lots import GetCarriers as GetCarriers
 from mes.ports_lots import GetChildren as GetChildren
 from mes.ports_lots import GetHistory as GetHistory
 from mes.ports_lots import GetHistoryAt as GetHistoryAt
+from mes.ports_lots import GetHoldEntries as GetHoldEntries
 from mes.ports_lots import GetLot as GetLot
 from mes.ports_lots import GetRefusals as GetRefusals
 from mes.ports_lots import GetRejects as GetRejects
@@ -237,6 +238,7 @@ LotRequest: TypeAlias = (
     | GetRejects
     | GetHistory
     | GetHistoryAt
+    | GetHoldEntries
     | GetLastTrackOuts
     | GetQueueRelease
     | GetChildren

@@ -61,6 +61,16 @@ class GetHistoryAt:
 
 
 @dataclass(frozen=True, slots=True)
+class GetHoldEntries:
+    """Read the entries written at each of ``holds`` (lot id, the hold's time) in one query
+    (answer: ``list[HistoryEntry]``, by lot and order): the entries that placed many lots'
+    holds, for ``line status``, without a query per lot (:func:`mes.lot_reads.hold_placers`).
+    Not a request of a lot's report."""
+
+    holds: tuple[tuple[str, datetime], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class GetChildren:
     """Read the ids of the lots split from a lot (answer: ``list[str]``)."""
 

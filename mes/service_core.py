@@ -43,7 +43,7 @@ from mes.domain.signatures import (
 )
 from mes.flowversions import VersionedFlows, VersionNotLoaded
 from mes.guard import Guard, Guarded, SecurityLog
-from mes.lot_reads import hold_entries, report_work
+from mes.lot_reads import hold_entries, hold_placers, report_work
 from mes.material_recall import quarantined_in
 from mes.ports import (
     HistoryPage,
@@ -324,6 +324,14 @@ class LotServiceCore(Guarded):
         """The history entry that placed each held lot's hold, by lot id (its ``by`` and
         ``auth``: who placed it; :func:`mes.lot_reads.hold_entries`), in one read."""
         return await self._read(lambda: hold_entries(lots), by)
+
+    async def hold_placers(
+        self, lots: Sequence[Lot], *, by: Principal | None = None
+    ) -> dict[str, HistoryEntry]:
+        """The history entry that placed each held lot's hold, by lot id, in one query
+        whatever their number (:func:`mes.lot_reads.hold_placers`: a lot split off a held lot
+        is left out, its lineage not read): ``line status``'s held lots."""
+        return await self._read(lambda: hold_placers(lots), by)
 
     async def find(
         self,

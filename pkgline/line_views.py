@@ -6,7 +6,7 @@ so the CLI's direct mode and the server cannot drift."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from mes.domain.interlocks import (
 from mes.domain.model import Lot, LotState
 from mes.service import LotService
 from pkgline.bootstrap import Services
+from pkgline.hold_views import placed_by
 from pkgline.tool_views import controller_running, running_by_tool, tool_dict, with_tracked_lot
 
 MAY_COMPLETE = "(may complete)"
@@ -56,6 +57,8 @@ class LineStatus:
     """The tools that would refuse every track-in now, with why: down by their recorded E10
     state (:func:`mes.domain.interlocks.state_blocks`), or for a durable or material lot on
     them (:func:`mes.domain.interlocks.consumable_blocks`)."""
+    placed_by: Mapping[str, str] = field(default_factory=dict)
+    """Who placed each held lot's hold, by lot id (:func:`hold_placers`)."""
 
 
 def queue_by_step(lots: LotService, found: Iterable[Lot]) -> list[tuple[str, tuple[Lot, ...]]]:
@@ -83,6 +86,22 @@ def refusals_of(
     order = {lot.id: i for i, lot in enumerate(waiting)}
     found = [r for c in controllers for r in c.refusals if r.step == step and r.lot in order]
     return tuple(sorted(found, key=lambda r: (order[r.lot], r.tool)))
+
+
+async def hold_placers(lots: LotService, held: Sequence[Lot]) -> dict[str, str]:
+    """Who placed each of the ``held`` lots' holds, by lot id, in the holds page's words
+    (:func:`pkgline.hold_views.placed_by`: a person, the line controller, a system's API
+    key), from their history entries at their holds' times read in one query
+    (:meth:`mes.service.LotService.hold_placers`; a lot split off a held lot: the name its
+    hold was given). ``line status`` and the station's line page."""
+    entries = await lots.hold_placers(held)
+    words = {}
+    for lot in held:
+        if lot.hold is not None:
+            entry = entries.get(lot.id)
+            by, auth = (entry.by, entry.auth) if entry is not None else (None, None)
+            words[lot.id] = placed_by(lot.hold.user, by, auth)
+    return words
 
 
 async def read_status(services: Services, now: datetime) -> LineStatus:
@@ -123,7 +142,14 @@ async def read_status(services: Services, now: datetime) -> LineStatus:
     )
     held = [lot for lot in found if lot.state is LotState.HOLD]
     return LineStatus(
-        now, tuple(controllers), tuple(tools), tuple(running), tuple(queue), tuple(held), blocks
+        now,
+        tuple(controllers),
+        tuple(tools),
+        tuple(running),
+        tuple(queue),
+        tuple(held),
+        blocks,
+        await hold_placers(lots, held),
     )
 
 
@@ -204,6 +230,7 @@ def status_dict(status: LineStatus, database: str) -> dict[str, Any]:
                 "reason": lot.hold.reason,
                 "source": lot.hold.source.value,
                 "user": lot.hold.user,
+                "placed_by": status.placed_by.get(lot.id, lot.hold.user),
                 "since": lot.hold.since.isoformat(),
             }
             for lot in status.held

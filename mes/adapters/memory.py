@@ -61,6 +61,7 @@ from mes.ports import (
     GetHeads,
     GetHistory,
     GetHistoryAt,
+    GetHoldEntries,
     GetJob,
     GetJobsOf,
     GetJobWithLot,
@@ -177,6 +178,13 @@ class MemoryLotRepository:
             return self._history(request.lot_id, before_seq=request.before_seq)
         if isinstance(request, GetHistoryAt):
             return [e for e in self._history(request.lot_id) if e.at == request.at]
+        if isinstance(request, GetHoldEntries):
+            return [
+                e
+                for lot_id, at in sorted(set(request.holds))
+                for e in self._history(lot_id)
+                if e.at == at
+            ]
         if isinstance(request, GetLastTrackOuts):
             return {
                 e.step: e.at

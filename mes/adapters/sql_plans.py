@@ -47,6 +47,7 @@ from mes.ports import (
     GetHeads,
     GetHistory,
     GetHistoryAt,
+    GetHoldEntries,
     GetJob,
     GetJobsOf,
     GetJobWithLot,
@@ -178,6 +179,8 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
     if isinstance(request, GetHistoryAt):
         rows = yield Fetch(sql.history_at, {"lot_id": request.lot_id, "at": request.at})
         return [entry_from_row(r) for r in rows]
+    if isinstance(request, GetHoldEntries):
+        return (yield from _hold_entries(sql, request.holds))
     if isinstance(request, GetLastTrackOuts):
         if not request.steps:
             return {}
@@ -196,6 +199,24 @@ def answer_plan(sql: Statements, heads: HeadCache, request: Request) -> Plan[Any
         rows = yield Fetch(sql.children, {"lot_id": request.lot_id})
         return [r["id"] for r in rows]
     raise TypeError(f"not a lot store request: {request!r}")
+
+
+HOLDS_PER_QUERY = 500
+"""Holds read by one query of :class:`GetHoldEntries` (two parameters each: well under
+SQLite's and PostgreSQL's limits); more take a query per this many."""
+
+
+def _hold_entries(sql: Statements, holds: tuple[tuple[str, Any], ...]) -> Plan[list[HistoryEntry]]:
+    found: list[HistoryEntry] = []
+    for start in range(0, len(holds), HOLDS_PER_QUERY):
+        chunk = holds[start : start + HOLDS_PER_QUERY]
+        params: dict[str, Any] = {}
+        for i, (lot_id, at) in enumerate(chunk):
+            params[f"l{i}"], params[f"a{i}"] = lot_id, at
+        rows = yield Fetch(sql.hold_entries(len(chunk)), params)
+        wanted = set(chunk)
+        found += [e for e in map(entry_from_row, rows) if (e.lot_id, e.at) in wanted]
+    return found
 
 
 def side_by_side(plans: list[Plan[Any]]) -> Plan[list[Any]]:

@@ -216,6 +216,7 @@ class Statements:
         self._heads: dict[tuple[int, int | None], CompiledStatement] = {}
         self._track_outs: dict[tuple[int, bool], CompiledStatement] = {}
         self._releases: dict[bool, CompiledStatement] = {}
+        self._hold_entries: dict[int, CompiledStatement] = {}
 
     def heads(self, states: int, tools: int | None = None) -> CompiledStatement:
         """Lot heads by state (bound as s0, s1, ...), most urgent first; given ``tools``,
@@ -250,6 +251,24 @@ class Statements:
                 query = query.where(lot_history.c.at <= bindparam("until"))
             self._track_outs[steps, until] = CompiledStatement.compile(query, self.dialect)
         return self._track_outs[steps, until]
+
+    def hold_entries(self, holds: int) -> CompiledStatement:
+        """The entries of ``holds`` lots (bound as l0, l1, ...) written at any of their holds'
+        times (a0, a1, ...), by lot and order, on the history's index of times: a superset
+        of each lot's entries at its own hold's time, which the caller keeps."""
+        if holds not in self._hold_entries:
+            query = (
+                select(lot_history)
+                .where(
+                    lot_history.c.at.in_(
+                        [bindparam(f"a{i}", type_=lot_history.c.at.type) for i in range(holds)]
+                    ),
+                    lot_history.c.lot_id.in_([bindparam(f"l{i}") for i in range(holds)]),
+                )
+                .order_by(lot_history.c.lot_id, lot_history.c.seq)
+            )
+            self._hold_entries[holds] = CompiledStatement.compile(query, self.dialect)
+        return self._hold_entries[holds]
 
     def releases(self, until: bool = False) -> CompiledStatement:
         """A lot's releases in order: when, and their data (what was held); with ``until``,

@@ -210,7 +210,7 @@ def _print_held(held: Sequence[Json], now: datetime) -> None:
             lot["flow"],
             lot["step"] or "-",
             f"{clock(since)} ({ago(now - since)})",
-            f"{lot['user']} ({lot['source']})",
+            f"{lot.get('placed_by') or lot['user']} ({lot['source']})",
             Text(lot["reason"], style="red"),
         )
     out.print(table)

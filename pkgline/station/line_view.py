@@ -18,8 +18,7 @@ from mes.domain.interlocks import consumable_blocks
 from mes.domain.model import Lot, LotState
 from mes.ports import LotQuery
 from pkgline.bootstrap import Services
-from pkgline.hold_views import placed_by
-from pkgline.line_views import queue_by_step, refusals_of
+from pkgline.line_views import hold_placers, queue_by_step, refusals_of
 from pkgline.tool_views import lines_running, running_by_tool, tool_dict, with_tracked_lot
 
 E10_CLASS = {
@@ -108,13 +107,7 @@ async def line_view(services: Services, who: Principal) -> LineView:
         )
     )
     per_hour = await lots_per_hour(services, who, at)
-    placed = await lots.hold_entries(held)  # the holds page's read: entries at the hold's time
-    words = {}
-    for lot in held:
-        if lot.hold is not None:
-            entry = placed.get(lot.id)
-            by, auth = (entry.by, entry.auth) if entry is not None else (None, None)
-            words[lot.id] = placed_by(lot.hold.user, by, auth)
+    words = await hold_placers(lots, held)  # one query, as line status reads them
     return LineView(at, tuple(tools), running, tuple(queue), held, per_hour, words)
 
 

@@ -5,9 +5,15 @@ the lot held already (a late job record, sites scrapped) do not count as placing
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
+
 from flows import FlowLibrary
+from mes.adapters import sql_plans
 from mes.domain import commands as cmd
-from mes.domain.authority import AuthMethod, Principal, Role
+from mes.domain.authority import CONTROLLER, AuthMethod, Principal, Role
+from mes.domain.model import HoldSource
 from mes.domain.report import hold_entry, report_dict
 from mes.ports import UnitOfWorkFactory
 from mes.service import LotService
@@ -44,6 +50,9 @@ async def test_a_hold_keeps_its_placer_through_a_split_and_a_scrap_of_sites(
         "L1": ("L1", "hold", "spc-bridge"),
         "L1-A": ("L1", "hold", "spc-bridge"),
     }
+    # line status's read, one query: the lineage not read, L1-A left out
+    placers = await lots.hold_placers(held)
+    assert {k: (e.lot_id, e.by) for k, e in placers.items()} == {"L1": ("L1", "spc-bridge")}
     released = await lots.release(cmd.ReleaseLot("L1", "eng1", "ok"))
     report = await lots.report(released.lot.id)
     assert hold_entry(report.lot, report.history) is None
@@ -56,3 +65,34 @@ def test_who_placed_a_hold_in_words() -> None:
     assert placed_by("olga", "olga", "session") == "olga"
     assert placed_by("eng1", "root", "file_owner") == "eng1, acting: root (file_owner)"
     assert placed_by("olga", None, None) == "olga"  # an entry from before revision 0004
+
+
+async def test_the_placers_of_many_holds_are_read_together_each_at_its_own_time(
+    store: UnitOfWorkFactory,
+    library: FlowLibrary,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``line status``'s read (:meth:`LotService.hold_placers`): each lot's entry at its own
+    hold's time, though another lot read with it has an entry at that time too (two lots held
+    at the same instant, another's entry at a third's hold time), over more holds than one
+    query takes (here 2), a lot not held left out."""
+    monkeypatch.setattr(sql_plans, "HOLDS_PER_QUERY", 2)
+    lots = LotService(store, library, clock)
+    for lot_id in ("A", "B", "C", "D"):
+        await lots.start(cmd.StartLot(lot_id, "fo-organic", "eng1", 1, 4, 8, {"layers": 3}))
+    expired = cmd.HoldLot("A", "controller", "queue time run out", HoldSource.QUEUE_TIME)
+    await lots.hold(expired, by=CONTROLLER)
+    clock.now -= timedelta(seconds=1)  # B held at A's hold's instant
+    await lots.hold(cmd.HoldLot("B", "spc-bridge", "Cpk 0.9"), by=SPC)
+    clock.now -= timedelta(seconds=1)  # D tracked in at that instant too, then C held
+    await lots.track_in(cmd.TrackIn("D", "SUBSTRATE_PREP", "eng1"), by=ENGINEER)
+    await lots.hold(cmd.HoldLot("C", "eng1", "chipped die"), by=ENGINEER)
+    found = [await lots.get(x) for x in ("A", "B", "C", "D")]
+    placers = await lots.hold_placers(found)
+    assert {k: (e.lot_id, e.operation.value, e.by, e.auth) for k, e in placers.items()} == {
+        "A": ("A", "hold", "controller", "system"),
+        "B": ("B", "hold", "spc-bridge", "api_key"),
+        "C": ("C", "hold", "eng1", "password"),
+    }
+    assert placers == await lots.hold_entries(found)  # the holds page's read agrees
