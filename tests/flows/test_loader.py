@@ -54,7 +54,7 @@ def test_the_packaged_defs_load(defs: Path) -> None:
 
 
 def test_a_flow_error_is_a_data_file_error(defs: Path) -> None:
-    edit(defs / "fo-metal.yaml", "version: 2", "version: one")
+    edit(defs / "fo-metal.yaml", "version: 1", "version: one")
     assert isinstance(load_error(defs), DataFileError)
 
 

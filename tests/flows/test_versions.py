@@ -34,7 +34,7 @@ def test_the_diff_of_two_constructed_versions_names_each_change_in_words() -> No
     b = _built(
         {
             f"{FLOW}.yaml": [
-                ("version: 2", "version: 3"),
+                ("version: 1", "version: 2"),
                 ("warn_minutes: 180, max_minutes: 240", "warn_minutes: 120, max_minutes: 200"),
             ],
             "steps.yaml": [
@@ -46,7 +46,7 @@ def test_the_diff_of_two_constructed_versions_names_each_change_in_words() -> No
         }
     )
     changes = diff(_built({}), b)
-    assert "version: 2 -> 3" in changes
+    assert "version: 1 -> 2" in changes
     assert any(
         c.startswith("queue time DIELECTRIC_COAT -> VIA_PATTERN: at most 240 -> 200 min")
         for c in changes
