@@ -95,15 +95,7 @@ class SpecModel(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> SpecModel:
-        if self.lower is None and self.upper is None:
-            raise ValueError("spec limits need a lower or an upper limit (or both)")
-        if self.lower is not None and self.upper is not None and self.lower > self.upper:
-            raise ValueError(f"spec lower {self.lower} is above upper {self.upper}")
-        if self.target is not None and not (
-            (self.lower is None or self.lower <= self.target)
-            and (self.upper is None or self.target <= self.upper)
-        ):
-            raise ValueError(f"spec target {self.target} is outside [lower, upper]")
+        _check_limits(self, "spec", "spec limits need")
         return self
 
 
@@ -123,16 +115,21 @@ class WindowModel(BaseModel):
             value = getattr(self, key)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"window {key} {value} is not a finite number")
-        if self.lower is None and self.upper is None:
-            raise ValueError("a window needs a lower or an upper limit (or both)")
-        if self.lower is not None and self.upper is not None and self.lower > self.upper:
-            raise ValueError(f"window lower {self.lower} is above upper {self.upper}")
-        if self.target is not None and not (
-            (self.lower is None or self.lower <= self.target)
-            and (self.upper is None or self.target <= self.upper)
-        ):
-            raise ValueError(f"window target {self.target} is outside [lower, upper]")
+        _check_limits(self, "window", "a window needs")
         return self
+
+
+def _check_limits(limits: SpecModel | WindowModel, word: str, needs: str) -> None:
+    """Refuse limits with neither end, upside down, or with their target outside."""
+    lower, upper, target = limits.lower, limits.upper, limits.target
+    if lower is None and upper is None:
+        raise ValueError(f"{needs} a lower or an upper limit (or both)")
+    if lower is not None and upper is not None and lower > upper:
+        raise ValueError(f"{word} lower {lower} is above upper {upper}")
+    if target is not None and not (
+        (lower is None or lower <= target) and (upper is None or target <= upper)
+    ):
+        raise ValueError(f"{word} target {target} is outside [lower, upper]")
 
 
 class ValueSpecModel(LimitModel):
