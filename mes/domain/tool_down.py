@@ -140,22 +140,18 @@ def declaration(tool: ToolRecord) -> dict[str, Any] | None:
     (``by``, ``auth``, as a lot event's), why and when; a declaration made before revision
     0031 with ``by`` and ``auth`` null; None when no person declared the tool down since.
     One builder for the feed's tool state, the API's and the CLI's tool (docs/events.md)."""
-    if tool.declared_at is None:
-        if tool.down is None or tool.down_at is None:
-            return None
-        return {
-            "down": tool.down,
-            "user": tool.down_by,
-            "by": None,
-            "auth": None,
-            "reason": tool.down_reason,
-            "at": tool.down_at.isoformat(),
-        }
+    if tool.declared_at is not None:
+        user, by, auth = tool.declared_user, tool.declared_by, tool.declared_auth
+        reason, at = tool.declared_reason, tool.declared_at
+    elif tool.down is not None and tool.down_at is not None:  # declared before 0031
+        user, by, auth, reason, at = tool.down_by, None, None, tool.down_reason, tool.down_at
+    else:
+        return None
     return {
         "down": tool.down,
-        "user": tool.declared_user,
-        "by": tool.declared_by,
-        "auth": tool.declared_auth,
-        "reason": tool.declared_reason,
-        "at": tool.declared_at.isoformat(),
+        "user": user,
+        "by": by,
+        "auth": auth,
+        "reason": reason,
+        "at": at.isoformat(),
     }
