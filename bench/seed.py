@@ -42,7 +42,6 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
@@ -54,8 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seed_walk import LINE as LINE  # the walk's names, re-exported: the seed's own
-from seed_walk import TEMPLATE, Cut, Walk, register_tools, walk_flow
+from seed_walk import TEMPLATE, Cut, Walk, register_tools, walk_flows
 from seed_walk import seed_tools as seed_tools
+from seed_walk import walk_flow as walk_flow  # the tests walk one flow
 from sqlalchemy import Table, select, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -401,9 +401,7 @@ async def seed(
     now = now or datetime.now(UTC)
     await register_tools(EquipmentService(SqlUnitOfWorkFactory(engine), clock=lambda: now), library)
     first = await next_number(engine, prefix)
-    # on tmpfs where there is one: the walk's commits need no fsync
-    with tempfile.TemporaryDirectory(dir=_tmpfs()) as scratch:
-        walks = [await walk_flow(library, name, Path(scratch)) for name in sorted(library.flows)]
+    walks = await walk_flows(library)
     written = {"lots": 0, "carriers": 0, "lot_history": 0, "jobs": 0}
     batch = Batch(engine.dialect)
     t0 = time.perf_counter()
@@ -425,10 +423,6 @@ async def seed(
     async with engine.begin() as conn:
         await conn.execute(text("ANALYZE"))
     return written
-
-
-def _tmpfs() -> str | None:
-    return "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -246,3 +246,15 @@ async def test_a_seed_tool_owned_by_another_line_is_refused_before_any_lot_is_wr
         await seed.seed(engine, 5, library=library, now=NOW)
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(lots))).scalar() == 0
+
+
+async def test_a_library_is_walked_once_a_process_and_another_library_again(
+    library: FlowLibrary,
+) -> None:
+    """Seeding again in one process (a bench at several sizes) takes the walks made the first
+    time: they depend on the flows alone. Another library is walked for itself."""
+    first = await seed.walk_flows(library)
+    assert [w.flow for w in first] == sorted(library.flows)
+    assert await seed.walk_flows(library) is first
+    other = load_library()
+    assert await seed.walk_flows(other) is not first
