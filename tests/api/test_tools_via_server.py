@@ -451,6 +451,12 @@ async def test_an_alarm_is_reset_through_the_server_by_the_line_controller(
         [recorded] = await line.services.equipment.resets("DB-1")
         assert recorded.status.value == "done" and recorded.requested_by == ACCOUNT
 
+        # both ways find the tool out of its alarm once the controller has recorded it so
+        # (until then the server asks the controller, and the tool itself refuses)
+        async def recorded_idle() -> bool:
+            return not await alarmed()
+
+        await wait_until(recorded_idle, "the tool recorded out of its alarm")
         not_alarmed = await cli("tool", "reset", "DB-1", "--reason", "again", *via)
         direct = await cli("tool", "reset", "DB-1", "--reason", "again", "--db", api.db)
         assert not_alarmed.returncode == direct.returncode == 1

@@ -8,13 +8,13 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from mes.domain import commands as cmd
 from mes.domain.equipment import ControllerRecord, ToolRegistration
+from mes.domain.model import LotState
 from mes.domain.tool_state import ToolSnapshot
 from pkgline.tool_views import STALE_AFTER_S, controller_running
 from tests.cli.recorded_line import (
@@ -26,18 +26,12 @@ from tests.cli.recorded_line import (
     running_line,
     wait_until,
 )
+from tests.pkgline_cli import pkgline as run_pkgline
 
 
 def pkgline(db: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PKGLINE_DB": db, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_pkgline(*args, env=env)
 
 
 def status_json(db: str) -> Any:
@@ -92,7 +86,8 @@ async def test_a_running_controller_is_shown_alive_with_its_lots(tmp_path: Path)
         await lots.start(cmd.StartLot("R-1", FLOW, "planner", carriers=1))
 
         async def parked() -> bool:  # the line has no molder: the lot stops before MOLD
-            return (await lots.get("R-1")).step == "STIFFENER_ATTACH"
+            lot = await lots.get("R-1")  # its stiffener attached, not attaching
+            return lot.step == "STIFFENER_ATTACH" and lot.state is LotState.WAITING
 
         await wait_until(parked, "the lot waiting for MOLD")
         status = await asyncio.to_thread(status_json, url)

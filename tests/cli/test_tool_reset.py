@@ -32,6 +32,7 @@ from tests.cli.recorded_line import (
     wait_until,
 )
 from tests.interrupt import interrupt
+from tests.pkgline_cli import pkgline as run_pkgline
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +41,7 @@ FAULT = Alarm(4711, "bond head crash", AlarmSeverity.ERROR)
 
 def pkgline(db: str, *args: str, user: str = "op1") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": user, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    return run_pkgline(*args, env=env, timeout=90)
 
 
 async def cli(db: str, *args: str, user: str = "op1") -> subprocess.CompletedProcess[str]:
@@ -124,6 +118,7 @@ async def test_after_a_reset_the_lot_the_alarm_stopped_stays_held_and_the_tool_r
             return (await lots.get("A-1")).state is LotState.HOLD
 
         await wait_until(held, "A-1 held by the alarm")
+        await _alarm_recorded(line, "DB-1")  # the hold may be written before the tool's state
         bonder.settings.time_scale = 0.02
         result = await cli(url, "tool", "reset", "DB-1", "--reason", "crash cleared", "--json")
         assert result.returncode == 0, result.stdout + result.stderr
