@@ -25,6 +25,7 @@ from pkgline.api.auth import ApiState
 from pkgline.api.server import open_state, serve_api
 from pkgline.bootstrap import os_account
 from pkgline.config import ApiConfig, HttpsConfig
+from tests.pkgline_cli import Ran, pkgline_async
 
 ADMIN = Principal.file_owner("test-admin")
 ACCOUNT = os_account()
@@ -118,35 +119,14 @@ async def pg_api(migrated_postgres_url: str, tmp_path: Path) -> AsyncIterator[Ru
         yield running
 
 
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 async def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Ran:
-    """``pkgline ARGS`` as a child process, awaited (the server under test runs in this
-    event loop: a blocking wait would stall it)."""
+    """``pkgline ARGS`` (tests/pkgline_cli.py), awaited on a thread of its own: the server
+    under test runs in this event loop, and a blocking wait would stall it."""
     import os
-    import sys
 
     environ = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
     environ.update(env or {})
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pkgline",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environ,
-    )
-    given = stdin.encode() if stdin is not None else b""
-    out, err = await asyncio.wait_for(child.communicate(given), 60)
-    assert child.returncode is not None
-    return Ran(child.returncode, out.decode(), err.decode())
+    return await pkgline_async(*args, env=environ, input=stdin)
 
 
 async def walk_pages(

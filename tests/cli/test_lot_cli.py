@@ -6,22 +6,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 
+from tests.pkgline_cli import pkgline as run_pkgline
+
 
 def pkgline(db: str, *args: str, user: str = "op1") -> subprocess.CompletedProcess[str]:
+    """``pkgline ARGS`` on the database at ``db`` as OS account ``user`` (tests/pkgline_cli.py)."""
     env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": user, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_pkgline(*args, env=env)
 
 
 def ok_json(db: str, *args: str) -> Any:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.cli.recorded_line import HOLD_REASON
+from tests.pkgline_cli import pkgline as run_pkgline
 
 COMMANDS = [
     ("line", "status"),
@@ -33,14 +32,7 @@ def pkgline(db: str, *args: str, columns: int | None) -> str:
     env["PKGLINE_DB"] = db
     if columns is not None:
         env["COLUMNS"] = str(columns)
-    result = subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_pkgline(*args, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -14,19 +14,14 @@ import sys
 
 import pytest
 
+from tests.pkgline_cli import pkgline as run_pkgline
+
 REASON = "[red] marks near [/b] fiducial, see [SPC]"
 
 
 def pkgline(db: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": "op1", "COLUMNS": "250"}
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_pkgline(*args, env=env)
 
 
 def test_a_reason_with_brackets_prints_as_typed_everywhere(line_db: str) -> None:

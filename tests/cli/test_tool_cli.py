@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.cli.recorded_line import (
     running_line,
     wait_until,
 )
+from tests.pkgline_cli import pkgline as run_pkgline
 
 
 def pkgline(
@@ -37,14 +37,7 @@ def pkgline(
     env = {**os.environ, "PKGLINE_DB": db, "PKGLINE_USER": user, "COLUMNS": "200"}
     if tz is not None:
         env["TZ"] = tz
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_pkgline(*args, env=env)
 
 
 def ok_json(db: str, *args: str) -> Any:

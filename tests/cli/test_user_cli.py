@@ -8,28 +8,20 @@ import getpass
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cli.test_lot_cli import pkgline
+from tests.pkgline_cli import pkgline as run_pkgline
 
 PASSWORD = "a long enough secret"
 
 
 def _run(db: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PKGLINE_DB": db, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "pkgline", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_pkgline(*args, env=env, input=stdin or None)  # nothing given: an empty stdin
 
 
 def _ok(db: str, *args: str, stdin: str = "") -> Any:
