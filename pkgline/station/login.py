@@ -31,6 +31,7 @@ from mes.domain.text import printable
 from mes.domain.tokens import claimed
 from mes.sessions import SessionRefused, split_token
 from pkgline.api.auth import state_of
+from pkgline.station.holds_paging import PAGING, kept_paging
 
 COOKIE = "pkgline_station"
 LOGIN_CSRF_COOKIE = "pkgline_station_login"
@@ -149,7 +150,8 @@ def page_of(method: str, path: str, query: str, sent: Mapping[str, str] | None =
     GET; for a form's POST (which a browser cannot repeat by a redirect, and which is never
     kept to be done after the login) the page the form is on (:func:`form_page`), flagged
     :data:`EXPIRED_FLAG` so that it says nothing was done; else the line. ``sent``: the
-    form's fields that say which page (``back``, ``flow``), nothing else of it."""
+    form's fields that say which page (``back``, ``flow``; the holds page's ``after`` and
+    ``limit``), nothing else of it."""
     if method in ("GET", "HEAD"):
         return path + (f"?{query}" if query else "")
     found = form_page(path, sent)
@@ -168,13 +170,15 @@ def form_page(
 ) -> tuple[str, dict[str, str]] | None:
     """The page a form that posts to ``path`` is on, and its query: a lot's, a tool's or a
     material lot's page for their actions (``/station/lots/S-1/hold``; the holds page, its
-    dialog opened again for the lot, for a release sent from there), the start page for a
+    dialog opened again for the lot, for a release sent from there: the page it was sent
+    from, its well-formed cursor and size), the start page for a
     start (the flow the form was for), the password page; None for another path."""
     sent = sent or {}
     parts = path.split("/")  # "", "station", "lots", ID, ACTION
     where: dict[str, str] = {}
     if len(parts) == 5 and parts[2] == "lots" and sent.get("back") == "holds":
-        page, where["lot"] = f"{PREFIX}/holds", unquote(parts[3])
+        page, where = f"{PREFIX}/holds", kept_paging(sent)  # its page, as the release's
+        where["lot"] = unquote(parts[3])
     elif len(parts) == 5 and parts[2] in FORM_OWNERS:
         page = "/".join(parts[:4])
     elif path == f"{PREFIX}/start":
@@ -194,7 +198,8 @@ async def _sent(request: Request) -> dict[str, str]:
         form = await request.form()
     except (HTTPException, MultiPartException):  # not a form a page sends: the line, then
         return {}
-    return {k: v for k, v in form.items() if k in ("back", "flow") and isinstance(v, str)}
+    said = ("back", "flow", *PAGING)
+    return {k: v for k, v in form.items() if k in said and isinstance(v, str)}
 
 
 async def viewer(request: Request) -> Principal:

@@ -25,6 +25,7 @@ from pkgline.api.errors import status_of
 from pkgline.api.fields import named
 from pkgline.station import login as auth
 from pkgline.station.account_pages import password_set_by_another
+from pkgline.station.holds_paging import PAGING, kept_paging
 from pkgline.station.offers import lot_page_offers
 from pkgline.station.render import (
     MAX_SITES,
@@ -186,8 +187,9 @@ def refused_fields(refused: LotTrackerError, inputs: Mapping[str, str]) -> dict[
 
 
 def _done_url(lot_id: str, done: str, form: Form, **more: str) -> str:
-    if form.get("back") == "holds":
-        return f"{auth.PREFIX}/holds?{urlencode({'done': done, 'lot': lot_id})}"
+    if form.get("back") == "holds":  # the page it was sent from (its cursor, its size)
+        paging = kept_paging({k: form.get(k) for k in PAGING})
+        return f"{auth.PREFIX}/holds?{urlencode({**paging, 'done': done, 'lot': lot_id})}"
     return f"{auth.PREFIX}/lots/{quote(lot_id)}?{urlencode({'done': done, **more})}"
 
 

@@ -1,4 +1,4 @@
-"""The holds page (every held lot; release from there, signed) and the start-lot page (the
+"""The holds page (the held lots a page at a time; release from there, signed) and the start-lot page (the
 flow's parameters with their defaults, units and claimed limits; a refusal shown on its
 field, nothing changed). The tool page is :mod:`pkgline.station.tool_pages`."""
 
@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from mes.domain import commands as cmd
 from mes.domain.authority import Action, NotAuthorized, Principal
-from mes.domain.errors import LotExists, LotTrackerError
+from mes.domain.errors import InvalidInput, LotExists, LotTrackerError, UnknownLot
 from mes.domain.model import (
     LOT_ID_PATTERN,
     LOT_ID_RULE,
@@ -25,15 +25,12 @@ from pkgline.api.auth import state_of
 from pkgline.api.errors import status_of
 from pkgline.station import login as auth
 from pkgline.station.account_pages import password_set_by_another
+from pkgline.station.holds_paging import PAGING, kept_paging, paging_of
+from pkgline.station.holds_view import holds_view
 from pkgline.station.lot_pages import refused_fields
 from pkgline.station.offers import not_yours, roles_of
 from pkgline.station.render import NO_FORM, Form, Viewer, page, quote, read_form
-from pkgline.station.work_views import (
-    duration,
-    holds_view,
-    param_fields,
-    start_flow,
-)
+from pkgline.station.work_views import duration, param_fields, start_flow
 
 router = APIRouter(prefix=auth.PREFIX, include_in_schema=False)
 
@@ -60,20 +57,42 @@ async def holds_answer(
     form: Form | None = None,
     reopen: str = "",
 ) -> HTMLResponse:
-    """The holds page (with a refusal's ``message``; the release dialog opened again for lot
-    ``reopen``, with a refused release's ``form`` in it, its password fields empty)."""
+    """One page of the held lots (``after``, ``limit``: the URL's, or those a refused
+    release's ``form`` kept; :mod:`pkgline.station.holds_paging`), with a refusal's
+    ``message``; the release dialog opened again for lot ``reopen``, with a refused release's
+    ``form`` in it, its password fields empty. A malformed cursor or page size, or a cursor
+    naming no lot, is answered with the page saying what was expected (422, 404), no lot
+    read."""
+    if form is None:
+        given = {k: request.query_params.get(k, "") for k in PAGING}
+    else:
+        given = kept_paging({k: form.get(k) for k in PAGING})
     try:
-        held = await holds_view(state_of(request).services, who)
+        after, limit = paging_of(given)
+        shown = await holds_view(
+            state_of(request).services, who, after=after, limit=limit, reopen=reopen
+        )
+    except InvalidInput as bad:  # the cursor or the page size
+        return _paging_refused(request, who, given, 422, str(bad))
+    except UnknownLot as unknown:  # a cursor naming no lot
+        return _paging_refused(request, who, given, status_of(unknown), str(unknown))
     except LotTrackerError as refused:
         return page(request, "message.html", who, status_of(refused), message=str(refused))
-    releases = any(h.releasable for h in held)
+    rows = (*shown.held, *((shown.reopened,) if shown.reopened else ()))
+    releases = any(h.releasable for h in rows)
+    kept = {k: v for k, v in given.items() if v}
     return page(
         request,
         "holds.html",
         who,
         status,
         sign_first=await password_set_by_another(request, who) if releases else None,
-        held=held,
+        shown=shown,
+        held=shown.held,
+        reopened=shown.reopened,
+        paging=kept,
+        next_page=_holds_url({**kept, "after": shown.next_after}) if shown.next_after else None,
+        first_page=_holds_url({k: v for k, v in kept.items() if k != "after"}),
         duration=duration,
         message=message,
         notice=notice,
@@ -81,6 +100,34 @@ async def holds_answer(
         reopen=reopen,
         releases=releases,
         roles=roles_of(who),
+    )
+
+
+def _holds_url(query: dict[str, str]) -> str:
+    return f"{auth.PREFIX}/holds" + (f"?{urlencode(query)}" if query else "")
+
+
+def _paging_refused(
+    request: Request, who: Principal, given: dict[str, str], status: int, why: str
+) -> HTMLResponse:
+    """The holds page saying why its cursor or page size was refused: no lot read, nothing
+    changed, a link to the first page."""
+    first = {"limit": given["limit"]} if given.get("limit") else {}
+    try:
+        paging_of(first)
+    except InvalidInput:
+        first = {}
+    return page(
+        request,
+        "holds.html",
+        who,
+        status,
+        shown=None,
+        refused_paging=f"{why}; nothing was read",
+        first_page=_holds_url(first),
+        message=None,
+        notice=None,
+        releases=False,
     )
 
 

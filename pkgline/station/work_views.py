@@ -1,8 +1,8 @@
-"""What the holds, tool and start-lot pages show, read from the service layer for the
-person looking: every held lot; a tool's E10 states over a window (a timeline), its
-availability and utilization, recipe, recent jobs and alarms; a flow's lot parameters with
-their defaults, units and claimed limits. Plain values for the templates; no rule is decided
-here."""
+"""What the tool and start-lot pages show, read from the service layer for the person
+looking (the holds page's: :mod:`pkgline.station.holds_view`): a tool's E10 states over a
+window (a timeline), its availability and utilization, recipe, recent jobs and alarms; a
+flow's lot parameters with their defaults, units and claimed limits. Plain values for the
+templates; no rule is decided here."""
 
 from __future__ import annotations
 
@@ -15,18 +15,13 @@ from typing import Any
 from flows import Flow
 from flows.model import ValueSpec
 from flows.speclimits import window_text
-from mes.domain.authority import Action, Context, Principal, effective_action
+from mes.domain.authority import Principal
 from mes.domain.equipment import E10Change
 from mes.domain.interlocks import Qualification
-from mes.domain.material_quarantine import QuarantinedInput
-from mes.domain.model import Lot, LotState
-from mes.domain.report import next_after_release
 from mes.ports import ToolJobQuery
 from pkgline.bootstrap import Services
-from pkgline.hold_views import placed_by
 from pkgline.interlock_views import durable_status, material_status
 from pkgline.station.line_view import E10_CLASS, now
-from pkgline.station.offers import may_release, needs
 from pkgline.tool_views import (
     known_tool,
     lines_running,
@@ -35,76 +30,6 @@ from pkgline.tool_views import (
     tracked_lots,
     with_tracked_lot,
 )
-
-# -- holds -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HeldLot:
-    lot: Lot
-    step: str
-    held_for: timedelta
-    signers: int
-    """How many people sign its release (two where ``[signatures] two_signers`` asks)."""
-    ruled: bool
-    """Placed by the rules (a claimed limit, an alarm, the controller, SPC): releasing it is
-    the row ``release_ruled`` of the authority table."""
-    releasable: bool = False
-    """The person looking may release it (:func:`pkgline.station.offers.may_release`): its
-    row offers the release dialog."""
-    needs: str = ""
-    """The roles that may release it, in words (``engineer or quality``)."""
-    next_after_release: tuple[str, ...] = ()
-    """The steps it may take once released (:func:`mes.domain.report.next_after_release`)."""
-    quarantined: tuple[QuarantinedInput, ...] = ()
-    """The material lots quarantined now that went into it: while they are, its release is
-    for the roles their quarantines' codes name."""
-    placed_by: str = ""
-    """Who placed the hold, in words (:func:`pkgline.hold_views.placed_by`): a person, the
-    line controller, or a system's API key."""
-
-
-async def holds_view(services: Services, who: Principal) -> tuple[HeldLot, ...]:
-    """Every held lot, longest held first."""
-    lots = services.lots.acting_as(who)
-    found = await lots.find(states=[LotState.HOLD], limit=1_000_000)
-    codes = {r.code: r for r in await services.reasons.find(retired=True, by=who)}
-    stopped = await services.materials.acting_as(who).quarantined_in([x.id for x in found])
-    placed = await lots.hold_entries(found)
-    at = now()
-    policy = lots.signing.policy
-    out = []
-    for lot in found:
-        assert lot.hold is not None
-        context = Context(lot.id, lot.hold.source)
-        row = effective_action(Action.RELEASE, context)
-        ruled = row is Action.RELEASE_RULED
-        held_for = at - lot.hold.since
-        code = codes.get(lot.hold.code) if lot.hold.code else None
-        quarantined = tuple(stopped.get(lot.id, ()))
-        yours = may_release(who, lot.id, lot.hold.source, code, quarantined)
-        signers = policy.signers(row)
-        words = needs(Action.RELEASE, context, code, quarantined)
-        following = next_after_release(lot, lots.flow_of(lot))
-        entry = placed.get(lot.id)
-        placer = placed_by(
-            lot.hold.user, entry.by if entry else None, entry.auth if entry else None
-        )
-        out.append(
-            HeldLot(
-                lot,
-                lot.step or "-",
-                held_for,
-                signers,
-                ruled,
-                yours,
-                words,
-                following,
-                quarantined,
-                placer,
-            )
-        )
-    return tuple(sorted(out, key=lambda h: (h.lot.hold.since if h.lot.hold else at, h.lot.id)))
 
 
 def duration(span: timedelta) -> str:

@@ -80,6 +80,20 @@ def test_anything_else_goes_to_the_line(given: object) -> None:
             {"back": "holds"},
             "/station/holds?lot=S-3&expired=1",
         ),
+        (  # sent from a later page of the holds: back to it
+            "POST",
+            "/station/lots/S-3/release",
+            "",
+            {"back": "holds", "after": "S-2", "limit": "5"},
+            "/station/holds?after=S-2&limit=5&lot=S-3&expired=1",
+        ),
+        (  # a malformed cursor (a forged form): the first page
+            "POST",
+            "/station/lots/S-3/release",
+            "",
+            {"back": "holds", "after": "../x?lot=Z", "limit": "5"},
+            "/station/holds?lot=S-3&expired=1",
+        ),
         (
             "POST",
             "/station/start",
