@@ -1,6 +1,7 @@
-"""The holds page (the held lots a page at a time; release from there, signed) and the start-lot page (the
-flow's parameters with their defaults, units and claimed limits; a refusal shown on its
-field, nothing changed). The tool page is :mod:`pkgline.station.tool_pages`."""
+"""The holds page (the held lots a page at a time; release from there, signed) and the
+start-lot page (the flow's parameters with their defaults, units and claimed limits; a
+refusal shown on its field, nothing changed). The tool page is
+:mod:`pkgline.station.tool_pages`."""
 
 from __future__ import annotations
 
@@ -63,19 +64,20 @@ async def holds_answer(
     ``form`` in it, its password fields empty. A malformed cursor or page size, or a cursor
     naming no lot, is answered with the page saying what was expected (422, 404), no lot
     read."""
+    services = state_of(request).services
     if form is None:
-        given = {k: request.query_params.get(k, "") for k in PAGING}
+        given = {k: request.query_params.get(k, "").strip() for k in PAGING}
     else:
         given = kept_paging({k: form.get(k) for k in PAGING})
     try:
-        after, limit = paging_of(given)
-        shown = await holds_view(
-            state_of(request).services, who, after=after, limit=limit, reopen=reopen
-        )
-    except InvalidInput as bad:  # the cursor or the page size
-        return _paging_refused(request, who, given, 422, str(bad))
-    except UnknownLot as unknown:  # a cursor naming no lot
-        return _paging_refused(request, who, given, status_of(unknown), str(unknown))
+        try:
+            after, limit = paging_of(given)
+            shown = await holds_view(services, who, after=after, limit=limit, reopen=reopen)
+        except (InvalidInput, UnknownLot) as bad:  # the cursor or the size; the cursor's lot
+            if form is None:
+                return _paging_refused(request, who, given, bad, notice)
+            given = {}  # a refused release's form naming no lot: its refusal on the first page
+            shown = await holds_view(services, who, reopen=reopen)
     except LotTrackerError as refused:
         return page(request, "message.html", who, status_of(refused), message=str(refused))
     rows = (*shown.held, *((shown.reopened,) if shown.reopened else ()))
@@ -108,10 +110,15 @@ def _holds_url(query: dict[str, str]) -> str:
 
 
 def _paging_refused(
-    request: Request, who: Principal, given: dict[str, str], status: int, why: str
+    request: Request,
+    who: Principal,
+    given: dict[str, str],
+    refused: LotTrackerError,
+    notice: str | None,
 ) -> HTMLResponse:
-    """The holds page saying why its cursor or page size was refused: no lot read, nothing
-    changed, a link to the first page."""
+    """The holds page saying why its cursor or page size was refused (422; 404 for a cursor
+    naming no lot): no lot read, nothing changed, a link to the first page; a release's
+    ``notice`` (done before, sent from a page whose cursor names no lot) kept."""
     first = {"limit": given["limit"]} if given.get("limit") else {}
     try:
         paging_of(first)
@@ -121,12 +128,12 @@ def _paging_refused(
         request,
         "holds.html",
         who,
-        status,
+        status_of(refused),
         shown=None,
-        refused_paging=f"{why}; nothing was read",
+        refused_paging=f"{refused}; nothing was read",
         first_page=_holds_url(first),
         message=None,
-        notice=None,
+        notice=notice,
         releases=False,
     )
 

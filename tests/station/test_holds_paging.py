@@ -248,3 +248,19 @@ def test_a_release_sent_without_a_session_leads_back_to_its_page(station: Statio
     assert answer.headers["location"] == "/station/login?next=" + urllib.parse.quote(
         f"/station/holds?after={EXPECTED[4]}&limit={PAGE}&lot={EXPECTED[6]}&expired=1", safe="/"
     )
+
+
+def test_a_refused_release_whose_form_names_no_lot_is_shown_on_the_first_page(
+    station: Station,
+) -> None:
+    """A forged form (its cursor naming no lot, or malformed): the release's own refusal is
+    shown, on the first page, not a refusal of the cursor."""
+    lot = EXPECTED[6]
+    with logged_in(station, "olga") as client:
+        page = client.get(f"/station/holds?limit={PAGE}&after={EXPECTED[4]}").text
+        for after in ("NOPE-1", "../x"):
+            refused = _release(client, page, lot, lot_version="1", after=after)
+            assert refused.status_code == 409, refused.text
+            assert "nothing was read" not in message(refused.text)
+            assert _rows(refused.text) == EXPECTED and f'data-reopen="{lot}"' in refused.text
+        assert lot_state(client, lot) == "HOLD"
