@@ -93,6 +93,7 @@ def _free_port() -> int:
     return free_loopback_ports(1)[0]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)  # a hang guard: the run takes 60-125 s on a loaded 2-core machine
 async def test_schemathesis_finds_no_server_error(sqlite_url: str, tmp_path: Path) -> None:
     ca, cert, key = tls_files(tmp_path / "tls")

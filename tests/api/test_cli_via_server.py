@@ -205,6 +205,7 @@ async def test_events_status_and_audit_verify_through_the_server_match_direct_mo
     assert json.loads(missing.stdout)["problem"]["finding"] == "anchor_missing"
 
 
+@pytest.mark.slow
 async def test_audit_verify_through_the_server_takes_a_feed_kept_longer_than_one_request(
     api: RunningApi, tmp_path: Path
 ) -> None:

@@ -13,6 +13,8 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from mes.adapters.database import create_engine
 from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.domain import commands as cmd
@@ -37,6 +39,7 @@ async def _record(stack: Stack) -> ControllerRecord:
     return record
 
 
+@pytest.mark.slow
 async def test_a_refused_track_in_shows_in_line_status_until_the_lot_leaves_the_queue(
     stack: Stack,
 ) -> None:

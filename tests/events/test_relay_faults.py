@@ -372,6 +372,7 @@ async def test_a_broker_that_refuses_the_publishes_gets_them_again_and_none_is_m
 # -- several relays on one database -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("database", ["migrated_postgres_url"], indirect=True)
 async def test_two_relays_on_one_postgresql_publish_each_event_once_and_the_other_takes_over(
@@ -542,6 +543,7 @@ async def test_while_the_broker_is_away_the_status_says_how_many_events_wait(
         broker.stop()
 
 
+@pytest.mark.slow
 async def test_a_database_the_relay_cannot_write_is_said_in_a_few_words_not_as_sqlalchemy_says_it(
     sqlite_url: str, broker: Mosquitto
 ) -> None:

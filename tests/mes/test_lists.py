@@ -242,6 +242,7 @@ async def _plan(service: LotService, compiled: CompiledStatement, values: dict[s
     return "\n".join(r[0] for r in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(600)  # 600,000 rows written first, on a shared machine
 async def test_lists_counts_heads_and_history_use_indexes_at_100000_lots(
