@@ -41,15 +41,6 @@ def _open_sockets() -> dict[str, str]:
     return found
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked ``slow`` first, each part in the order collected: the workers begin
-    with the tests that take half a minute to two (an outage held for 120 s, the demo, a
-    relay killed 20 times), which wait more than they compute, beside each other and then
-    beside the short ones, rather than one of them starting near the end of the run and
-    leaving the other workers idle until it ends."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture
 async def _task_guard() -> AsyncIterator[None]:
     before = asyncio.all_tasks()
