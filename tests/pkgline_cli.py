@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TextIO, cast
 
 CHILD_COMMANDS = frozenset({"api", "demo", "events", "login", "logout", "serve", "sim"})
@@ -126,9 +126,9 @@ def in_process(args: Sequence[str], env: Mapping[str, str] | None = None) -> Ran
         )
 
 
-def _exit_code(main: object) -> int:
+def _exit_code(main: Callable[[], object]) -> int:
     try:
-        main()  # type: ignore[operator]
+        main()
     except SystemExit as exc:
         if exc.code is None:
             return 0

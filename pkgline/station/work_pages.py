@@ -119,11 +119,7 @@ def _paging_refused(
     """The holds page saying why its cursor or page size was refused (422; 404 for a cursor
     naming no lot): no lot read, nothing changed, a link to the first page; a release's
     ``notice`` (done before, sent from a page whose cursor names no lot) kept."""
-    first = {"limit": given["limit"]} if given.get("limit") else {}
-    try:
-        paging_of(first)
-    except InvalidInput:
-        first = {}
+    first = kept_paging({"limit": given.get("limit", "")})  # its size, when well-formed
     return page(
         request,
         "holds.html",
