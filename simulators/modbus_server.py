@@ -160,7 +160,7 @@ class ModbusToolServer:
 
     async def _listen(self) -> None:
         server = (
-            ModbusTcpServer(self._device(), address=(self.host, self._port))
+            _TcpServer(self._device(), address=(self.host, self._port))
             if self.tls is None
             else _CheckedTlsServer(
                 self._device(),
@@ -465,7 +465,28 @@ class ModbusToolServer:
         return f"ModbusToolServer({self.tool!r}, {self.host}:{self._port})"
 
 
-class _CheckedHandler(ServerRequestHandler):
+class _Handler(ServerRequestHandler):
+    """pymodbus' handler of one connection, which drops the answer to a client that left
+    before it was sent (a driver closing or timing out with a request in flight), as a tool's
+    server does. pymodbus logs that as an ERROR with the last frames, for nothing the
+    simulated tool did wrong."""
+
+    def server_send(self, pdu: object, addr: tuple[str, int] | None) -> None:
+        if not self.is_active():  # the connection is lost: nobody to answer
+            return
+        super().server_send(pdu, addr)  # type: ignore[no-untyped-call]  # unannotated
+
+
+class _TcpServer(ModbusTcpServer):
+    """``ModbusTcpServer`` whose connections are :class:`_Handler`."""
+
+    def callback_new_connection(self) -> _Handler:
+        return _Handler(  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
+            self, self.trace_packet, self.trace_pdu, self.trace_connect
+        )
+
+
+class _CheckedHandler(_Handler):
     """pymodbus' handler of one connection, which asks ``peer_check`` (with the transport)
     when the connection is made, that is after the TLS handshake, and closes it at once when
     the answer is no; nothing it received is served."""

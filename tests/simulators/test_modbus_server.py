@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import re
 import socket
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -184,6 +186,25 @@ async def test_drop_connections_closes_the_clients_and_the_server_keeps_listenin
     assert not client.connected
     assert await client.connect(), "new connections are accepted"
     await read_status(client)
+
+
+async def test_a_client_that_leaves_before_its_answer_is_no_error_of_the_server(
+    server: ModbusToolServer, client: AsyncModbusTcpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A driver that closes (or times out) with a request in flight: the answer has nobody to
+    go to. pymodbus logged "Cancel send, because not connected!" at ERROR, with the frames,
+    on the simulator's stderr (seen in CI, as `pkgline sim` stopped after a test's driver)."""
+    block = MOLDER.status
+    request = struct.pack(">HHHBBHH", 1, 0, 6, 1, 0x04, block.start, block.count)
+    with caplog.at_level(logging.DEBUG, logger="pymodbus"):
+        for _ in range(5):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request)
+            await writer.drain()
+            writer.transport.abort()  # gone before the server answers
+            await asyncio.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert (await read_status(client))["state"] == ProcessState.IDLE, "the others are served"
 
 
 async def test_refusing_connections_for_a_while_then_listening_again_on_the_same_port(
