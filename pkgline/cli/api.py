@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Annotated
 import structlog
 import typer
 
-from pkgline.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
+from pkgline.cli.common import (
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    DbOption,
+    LogLevel,
+    LogLevelOption,
+    err,
+    marked,
+)
 
 if TYPE_CHECKING:
     from mes.adapters.database import DatabaseTimeouts
@@ -42,7 +50,7 @@ def api(
             "operator station: /station/; default: [api.http]).",
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = LogLevel.INFO,
     print_openapi: Annotated[
         bool, typer.Option("--print-openapi", help="Print the OpenAPI document and exit.")
     ] = False,
@@ -78,7 +86,7 @@ def api(
         from pkgline.config import LoopbackHttpConfig
 
         api_config = api_config.model_copy(update={"http": LoopbackHttpConfig(port=http_port)})
-    configure_logging(log_level)
+    configure_logging(log_level.value)
     from mes.adapters.database import DatabaseUrlError, usable_url
     from pkgline.bootstrap import resolve_url
 

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
@@ -129,6 +130,20 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+class LogLevel(StrEnum):
+    """The least severe lines a daemon logs (``serve``, ``api``, ``sim``)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+LogLevelOption = Annotated[
+    LogLevel, typer.Option(case_sensitive=False, help="The least severe lines logged.")
+]
 USER_MAX = 64
 """The longest ``--user`` the history records (the server's user names are as long)."""
 

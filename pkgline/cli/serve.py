@@ -20,7 +20,16 @@ from mes.adapters.schema import SchemaMismatch, require_current_schema
 from mes.domain.authority import CONTROLLER
 from mes.domain.errors import LineHeld, ToolOwnedElsewhere
 from pkgline.bootstrap import flow_library, load_versions, resolve_url, services_for
-from pkgline.cli.common import EXIT_CONFLICT, EXIT_UNAVAILABLE, EXIT_USAGE, DbOption, err, marked
+from pkgline.cli.common import (
+    EXIT_CONFLICT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    DbOption,
+    LogLevel,
+    LogLevelOption,
+    err,
+    marked,
+)
 from pkgline.config import ConfigError, LineConfig, load_line_config
 from pkgline.controller.line import (
     STOP_RESERVE_S,
@@ -46,7 +55,7 @@ CLOSE_S = 2.0
 def serve(
     config: Annotated[Path, typer.Option("--config", help="The line configuration (line.toml).")],
     db: DbOption = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Run the line controller: drive this line's tools through each lot's flow."""
     try:
@@ -54,7 +63,7 @@ def serve(
     except ConfigError as exc:
         err.print(marked("error:", "bold red", str(exc)))
         raise typer.Exit(EXIT_USAGE) from None
-    configure_logging(log_level)
+    configure_logging(log_level.value)
     url = resolve_url(db or line.database)
     try:
         usable_url(url)  # a URL no driver takes is a usage error, before anything starts

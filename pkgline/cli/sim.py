@@ -18,7 +18,7 @@ from rich import box
 from rich.table import Table
 
 from drivers.pki import PkiError
-from pkgline.cli.common import err, marked, out, usage_error
+from pkgline.cli.common import LogLevel, LogLevelOption, err, marked, out, usage_error
 from pkgline.config import ConfigError, load_line_config
 
 if TYPE_CHECKING:  # imported when the command runs: other commands need no asyncua or pymodbus
@@ -62,6 +62,7 @@ def sim(
     config: ConfigOption,
     time_scale: TimeScaleOption = None,
     reject_rate: RejectRateOption = None,
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Run the simulated tools of a line (those with a simulation table) on the endpoints
     the configuration names, print them, and run until Ctrl-C or SIGTERM."""
@@ -76,6 +77,9 @@ def sim(
         usage_error(named)
     if not line.tool_ids:
         usage_error(f"{config}: no tool has a [tools.simulation] table; nothing to simulate")
+    from pkgline.logs import configure_logging
+
+    configure_logging(log_level.value)  # the simulators' and libraries' lines, as `serve` logs its
     try:
         asyncio.run(_run(line))
     except (PkiError, ConfigError) as exc:  # the simulators' certificate, a credentials file
