@@ -29,11 +29,8 @@ configuration back to a TOML file (for a demo or a test that starts ``pkgline si
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +51,11 @@ from simulators.engine import SimulationSettings, VirtualTool
 from simulators.modbus_server import ModbusToolServer
 from simulators.opcua_security import SimulatorSecurity
 from simulators.opcua_server import OpcUaToolServer
+from simulators.ports import LOOPBACK, free_loopback_ports
 
 Transport = Literal["modbus", "opcua"]
 ToolServer = ModbusToolServer | OpcUaToolServer
 
-LOOPBACK = "127.0.0.1"
 OPCUA_DEFAULT_PORT = 4840
 
 
@@ -391,47 +388,6 @@ class SimulatedLine:
 
 
 # -- free ports and writing a configuration ---------------------------------------------------
-
-
-PORTS_FROM = 20000
-"""Free ports are chosen from here up to the start of the system's ephemeral range."""
-_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def _ephemeral_start() -> int:
-    try:
-        return int(_EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
-def free_loopback_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 now, held together while they are
-    chosen, so they differ. They are chosen at random below the system's ephemeral range
-    (from :data:`PORTS_FROM`): a port the kernel hands out for binding to port 0 is one it
-    also hands out as the source port of outgoing connections, and one of those (a database
-    or HTTP client of any process) took such a port between its choice and the line's start
-    (seen on CI with the suite on two workers). Another process could still bind one first,
-    which then shows as an OSError when the line starts (``pkgline demo`` then chooses
-    again and starts its simulators anew)."""
-    top = _ephemeral_start()
-    with contextlib.ExitStack() as stack:
-        ports: list[int] = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            for _try in range(1000 if top - PORTS_FROM >= 1000 else 0):
-                port = random.randrange(PORTS_FROM, top)
-                if port in ports:
-                    continue
-                try:
-                    sock.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                break
-            else:
-                sock.bind((LOOPBACK, 0))  # a machine with no room below its ephemeral range
-            ports.append(int(sock.getsockname()[1]))
-        return ports
 
 
 def with_free_ports(config: LineConfig) -> LineConfig:

@@ -23,10 +23,32 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from simulators.ports import PORTS_ENV, default_port_range
 from tests.pki_material import Keys, make_keys
 
 PG_ADMIN_URL = os.environ.get("PKGLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("PKGLINE_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _ports_of_this_worker(getattr(config, "workerinput", None))
+
+
+def _ports_of_this_worker(workerinput: dict[str, object] | None) -> None:
+    """Each xdist worker chooses the free ports of its simulated lines, brokers and servers
+    from a slice of the range of its own (``$PKGLINE_SIM_PORTS``, which the ``pkgline``
+    children it starts inherit), so that two workers never choose the same port between
+    one's choice and its bind (a simulated OPC UA server found its port taken, in a full run).
+    A range set by hand is kept."""
+    if workerinput is None or os.environ.get(PORTS_ENV):
+        return
+    whole = default_port_range()
+    workers = int(str(workerinput["workercount"]))
+    size = len(whole) // workers
+    if size < 500:  # too narrow for a worker's lines: the whole range, as without workers
+        return
+    first = whole.start + int(str(workerinput["workerid"]).removeprefix("gw")) * size
+    os.environ[PORTS_ENV] = f"{first}-{first + size - 1}"
 
 
 def _open_sockets() -> dict[str, str]:

@@ -141,6 +141,12 @@ def demo(
             f"--db {str(db)!r}: the demo runs on a SQLite file of its own; give the file's "
             "path (e.g. pkgline-demo.db), not a database URL"
         )
+    from simulators.ports import PortRangeError, port_range
+
+    try:
+        port_range()  # where the simulated tools' ports are chosen from
+    except PortRangeError as exc:
+        usage_error(str(exc))
     database = db.expanduser().resolve()
     run = Demo(
         database=database,

@@ -56,7 +56,7 @@ async def add_demo_user(url: str) -> DemoUser:
 
 def free_loopback_port() -> int:
     """A TCP port free on 127.0.0.1 now (the station's; the server binds it right after)."""
-    from simulators.line import free_loopback_ports
+    from simulators.ports import free_loopback_ports
 
     return free_loopback_ports(1)[0]
 

@@ -20,7 +20,7 @@ from mes.adapters.database import create_engine
 from mes.domain.authority import Role
 from mes.domain.identity import UserKind
 from pkgline.config import HttpsConfig
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 from tests.api.conftest import ADMIN, RunningApi, start_api
 from tests.events.test_relay_faults import _pki as tls_files
 

@@ -17,7 +17,7 @@ import httpx
 from mes.domain.authority import Role
 from mes.domain.identity import UserKind
 from pkgline.api.server import open_state
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 from tests.api.conftest import ACCOUNT, ADMIN, _migrated
 from tests.events.test_relay_faults import _pki as tls_files
 

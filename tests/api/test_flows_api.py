@@ -20,7 +20,7 @@ from mes.domain.identity import EventKind
 from mes.domain.signatures import SignaturePolicy
 from pkgline.bootstrap import seed_flow_versions
 from pkgline.config import HttpsConfig
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 from tests.events.test_relay_faults import _pki as tls_files
 

@@ -18,7 +18,7 @@ from mes.domain.authority import Role
 from mes.domain.identity import MAX_FAILED_ATTEMPTS, EventKind
 from mes.domain.tokens import CLAIMED_MAX, claimed
 from pkgline.config import HttpsConfig
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 from tests.api.conftest import ADMIN, RunningApi, cli, start_api
 from tests.events.test_relay_faults import _pki as tls_files
 

@@ -23,7 +23,7 @@ from drivers.config import ModbusEndpoint
 from pkgline.cli import demo, demo_api, demo_run
 from pkgline.cli.demo_run import PORT_ATTEMPTS, Child, Demo
 from pkgline.config import LineConfig, load_line_config
-from simulators.line import LOOPBACK, free_loopback_ports
+from simulators.ports import LOOPBACK, free_loopback_ports
 
 # Under xdist, with the other demo tests: it starts real `pkgline sim` and `pkgline api`.
 pytestmark = pytest.mark.xdist_group("plant-broker")

@@ -28,7 +28,7 @@ import pytest
 from mes.adapters.outbox import OutboxReader
 from pkgline.events.config import EventsConfig
 from pkgline.events.topics import Topics
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 from tests.controller.conftest import database, stack  # noqa: F401 - the fixtures, for tests/events
 
 REQUIRE_MQTT = os.environ.get("CI") == "true" or os.environ.get("PKGLINE_REQUIRE_MQTT") == "1"

@@ -182,7 +182,7 @@ def test_a_postgresql_url_setting_what_the_driver_does_not_take_is_refused_at_on
 async def test_a_closed_port_is_said_in_the_os_s_words_not_asyncio_s() -> None:
     """asyncio's connect puts "Connect call failed ('127.0.0.1', N)" where the OS says
     "Connection refused"; the reason an operator reads is the OS's."""
-    from simulators.line import free_loopback_ports
+    from simulators.ports import free_loopback_ports
 
     (port,) = free_loopback_ports(1)
     with pytest.raises(OSError) as raised:

@@ -398,16 +398,3 @@ async def test_the_example_line_starts_and_every_tool_answers_over_secure_links(
                 assert (await driver.identify()).equipment_class is driver.equipment_class
         finally:
             await close_drivers(factory, drivers)
-
-
-def test_free_ports_are_chosen_below_the_ephemeral_range_and_free() -> None:
-    """No outgoing connection's source port can take one between its choice and its use."""
-    from simulators.line import PORTS_FROM, _ephemeral_start, free_loopback_ports
-
-    ports = free_loopback_ports(50)
-    assert len(set(ports)) == 50
-    assert all(PORTS_FROM <= p < _ephemeral_start() for p in ports)
-    with socket.socket() as taken:  # a port in use is never chosen
-        taken.bind(("127.0.0.1", ports[0]))
-        taken.listen()
-        assert ports[0] not in free_loopback_ports(200)

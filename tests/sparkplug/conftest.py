@@ -25,7 +25,7 @@ from mes.adapters.sql import SqlUnitOfWorkFactory
 from mes.equipment import EquipmentService
 from mes.service import LotService
 from pkgline.bootstrap import flow_library
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 from tests.controller.conftest import Stack
 from tests.sparkplug.wire import WirePayload, read_payload
 

@@ -22,7 +22,7 @@ from mes.domain.equipment import (
     ToolSnapshot,
 )
 from pkgline.api.auth import ApiState
-from simulators.line import free_loopback_ports
+from simulators.ports import free_loopback_ports
 
 OWNER = Principal.file_owner("test-owner")
 PASSWORDS = {
