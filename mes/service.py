@@ -46,7 +46,7 @@ from mes.domain.errors import (
     SplitMergeNotAllowed,
     UnknownLot,
 )
-from mes.domain.flowversions import VersionState
+from mes.domain.flowversions import FIRST_VERSION, VersionState
 from mes.domain.model import (
     Change,
     HoldSource,
@@ -113,8 +113,9 @@ class LotService(LotJobs):
         if self.versions is not None:
             await self.versions.load()  # an approval or retirement since this process began
         if self.versions is None or not self.versions.loaded:
-            # no version published at all (a schema made without db upgrade): the files rule
-            flow, version = self.flow(cmd.flow), None
+            # no version published at all (a schema made without db upgrade): the files rule,
+            # as the first version, which db upgrade publishes them as
+            flow, version = self.flow(cmd.flow), FIRST_VERSION
         else:
             found = await self.versions.active(cmd.flow)
             if found is None and not self.versions.has(cmd.flow):

@@ -18,7 +18,7 @@ from mes.adapters.database import READONLY
 from mes.adapters.errors import classified
 from mes.adapters.sql_security import add_event
 from mes.adapters.tables import flow_approvals, flow_versions
-from mes.domain.flowversions import Approval, FlowVersion, VersionState
+from mes.domain.flowversions import FIRST_VERSION, Approval, FlowVersion, VersionState
 from mes.domain.identity import SecurityEvent
 
 
@@ -115,7 +115,7 @@ class SqlFlowVersionStore:
                         )
                     )
                 ).scalar()
-                version = make(int(newest or 0) + 1)
+                version = make(FIRST_VERSION if newest is None else int(newest) + 1)
                 await conn.execute(insert(flow_versions).values(**_values(version)))
                 for a in version.approvals:
                     await conn.execute(insert(flow_approvals).values(**_approval_values(a)))

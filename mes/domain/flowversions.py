@@ -21,6 +21,12 @@ from mes.domain.errors import OperationNotAllowed
 SYSTEM_AUTHOR = "system"
 """The author of the versions ``db upgrade`` publishes from the packaged flow files."""
 
+FIRST_VERSION = 1
+"""The number of a flow's first published version: ``db upgrade`` publishes the packaged flow
+files as it. A lot started where no version is published yet (a schema made without ``db
+upgrade``) is on it, whatever the flow file's own ``version:`` says, so that it is on the
+flow's version 1 once that is published."""
+
 APPROVAL_MEANING = "approved for production: new lots of this flow start on this version"
 
 

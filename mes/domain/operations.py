@@ -45,6 +45,7 @@ from mes.domain.errors import (
     ReworkNotAllowed,
     StepNotAllowed,
 )
+from mes.domain.flowversions import FIRST_VERSION
 from mes.domain.lifecycle import INITIAL_STATE, require
 from mes.domain.model import (
     MAX_CARRIERS,
@@ -71,8 +72,9 @@ from mes.domain.text import counted
 # -- start -----------------------------------------------------------------------------------
 
 
-def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = None) -> Change:
-    """Start a lot on ``flow``, the published ``version`` of it (default: the flow file's)."""
+def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int = FIRST_VERSION) -> Change:
+    """Start a lot on ``flow``, the published ``version`` of it (default: the first, which
+    ``db upgrade`` publishes the flow files as)."""
     check_lot_id(cmd.lot_id)
     if not 1 <= cmd.carriers <= MAX_CARRIERS:
         raise InvalidInput(f"a lot has 1 to {MAX_CARRIERS} carriers, not {cmd.carriers}")
@@ -102,7 +104,7 @@ def start_lot(cmd: StartLot, flow: Flow, now: datetime, version: int | None = No
     lot = Lot(
         id=cmd.lot_id,
         flow=flow.name,
-        flow_version=flow.version if version is None else version,
+        flow_version=version,
         state=INITIAL_STATE,
         params=params,
         priority=cmd.priority,

@@ -178,19 +178,20 @@ def tool_recipe(
     step: str,
     values: Mapping[str, Value],
     accepted: Iterable[str],
-    version: int | None = None,
+    version: int,
 ) -> Recipe:
     """The recipe to download for ``step``: the step's values under the tool's names, those
     the tool's class accepts, marked with the step's equipment class (a driver refuses it for
-    a tool of another class). Its version is the lot's flow version (``version``; the flow
-    file's when not given): a tool reporting another recipe is refused naming it."""
+    a tool of another class). Its version is the lot's flow version (``version``, the
+    published one, never the flow file's own ``version:``): a tool reporting another recipe
+    is refused naming it."""
     takes = frozenset(accepted)
     body = {
         name: value for name, value in flow.steps[step].to_tool(values).items() if name in takes
     }
     return Recipe(
         flow.recipe_name(step),
-        flow.version if version is None else version,
+        version,
         body,
         equipment_class=flow.steps[step].equipment_class,
     )

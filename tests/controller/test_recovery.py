@@ -47,7 +47,11 @@ async def _run_on_tool(
     assert lot.running is not None
     flow = stack.lots.flow(lot.flow)
     recipe = translate.tool_recipe(
-        flow, "DIE_ATTACH", lot.running.values, class_spec(EquipmentClass.DIE_BONDER).recipe
+        flow,
+        "DIE_ATTACH",
+        lot.running.values,
+        class_spec(EquipmentClass.DIE_BONDER).recipe,
+        lot.flow_version,
     )
     if tool.active_recipe != recipe.info():
         tool.load_recipe(recipe)

@@ -552,3 +552,34 @@ async def test_a_lot_keeps_the_set_point_windows_of_the_version_it_started_on(
         f"MOLD recipe: mold_temperature_c window [165.0, 185.0] target 175.0 {MOLD_ORIGIN} -> none"
         in removed
     )
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_lot_started_before_any_version_is_published_is_on_the_first_whatever_the_file_says(
+    request: pytest.FixtureRequest, db: str
+) -> None:
+    """A schema made without db upgrade's flow versions (the files rule): the lot is on
+    version 1, the number db upgrade then publishes the files as, not the file's own
+    ``version:`` (7 here), which would name a version that never exists: the lot would no
+    longer move once the versions are published."""
+    engine = create_engine(request.getfixturevalue(f"{db}_url"))
+    try:
+        await upgrade(engine)
+        files = edited({f"{FLOW}.yaml": ("\nversion: 1\n", "\nversion: 7\n")})[FLOW]
+        library = load_sources(files)
+        assert library.get(FLOW).version == 7
+        lots = LotService(
+            SqlUnitOfWorkFactory(engine),
+            library,
+            Clock(),
+            principal=ENGINEER,
+            versions=VersionedFlows(SqlFlowVersionStore(engine)),
+        )
+        assert await _start(lots, "EARLY") == 1
+        await _run(lots, "EARLY", TO_MOLD[:2])
+        assert await seed_flow_versions(engine)  # db upgrade, later: the files as version 1
+        await _run(lots, "EARLY", TO_MOLD[2:])
+        assert (await lots.get("EARLY")).flow_version == 1
+        assert await _start(lots, "LATER") == 1
+    finally:
+        await engine.dispose()
