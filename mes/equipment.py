@@ -44,7 +44,14 @@ from mes.domain.errors import (
     UnknownTool,
 )
 from mes.domain.text import one_line, optional_line
-from mes.domain.tool_down import DECLARABLE, as_recorded, brought_up, declared_down, down_refusal
+from mes.domain.tool_down import (
+    DECLARABLE,
+    InForce,
+    as_recorded,
+    brought_up,
+    declared_down,
+    down_refusal,
+)
 from mes.engineering import ChangeRecord, dispatch_change, down_change
 from mes.guard import Guard, SecurityLog
 from mes.interlocks import qualify_registered
@@ -55,6 +62,7 @@ from mes.ports import (
     UnitOfWorkFactory,
     Work,
     add_changes,
+    get_declared_down,
     get_lots_running_on,
     get_tools,
     update_tools,
@@ -315,6 +323,15 @@ class EquipmentService(AlarmResets):
         if known is None:
             raise UnknownTool(f"there is no tool {tool_id}", tool_id=tool_id)
         return known
+
+    async def declarations_in_force(
+        self, line: str, *, by: Principal | None = None
+    ) -> dict[str, InForce]:
+        """The declarations in force on the tools of ``line``, by tool id (one indexed read
+        of the few tools declared; the line controller's live feed polls it)."""
+        await self._guard.allow(by, Action.READ)
+        async with self._uow(readonly=True) as uow:
+            return await uow.run(get_declared_down(line))
 
     async def tools(
         self, line: str | None = None, *, by: Principal | None = None

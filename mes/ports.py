@@ -31,6 +31,7 @@ from mes.domain.model import (
     LotState,
 )
 from mes.domain.signatures import Signature
+from mes.domain.tool_down import InForce
 from mes.ports_durables import DurableRequest
 from mes.ports_history import HistoryPage as HistoryPage
 from mes.ports_history import HistoryQuery as HistoryQuery
@@ -173,6 +174,14 @@ class GetDispatchModes:
 
 
 @dataclass(frozen=True, slots=True)
+class GetDeclaredDown:
+    """Read the tools of a line that a person declared down (answer: ``dict[str, InForce]``
+    by tool id, the declarations in force; tools not declared are left out)."""
+
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateTools:
     """Write one part of tools' records; the rest stays as stored (answer: None)."""
 
@@ -246,7 +255,13 @@ LotRequest: TypeAlias = (
     | Save
 )
 EquipmentRequest: TypeAlias = (
-    GetTools | GetToolState | GetRefusals | GetDispatchModes | UpdateTools | AddChanges
+    GetTools
+    | GetToolState
+    | GetRefusals
+    | GetDispatchModes
+    | GetDeclaredDown
+    | UpdateTools
+    | AddChanges
 )
 InterlockRequest: TypeAlias = GetQualifications | SaveQualifications | GetLotsRunningOn
 SignatureRequest: TypeAlias = SaveSignatures | GetSignatures
@@ -333,6 +348,11 @@ def get_tools(tool_ids: Sequence[str], *, for_update: bool = False) -> Work[dict
 
 def get_dispatch_modes(line: str) -> Work[dict[str, DispatchMode]]:
     found: dict[str, DispatchMode] = yield GetDispatchModes(line)
+    return found
+
+
+def get_declared_down(line: str) -> Work[dict[str, InForce]]:
+    found: dict[str, InForce] = yield GetDeclaredDown(line)
     return found
 
 

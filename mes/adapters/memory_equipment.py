@@ -18,9 +18,11 @@ from mes.domain.equipment import (
     ToolRecord,
 )
 from mes.domain.errors import InvalidInput, UnknownTool
+from mes.domain.tool_down import in_force
 from mes.ports import (
     AddChanges,
     EquipmentRequest,
+    GetDeclaredDown,
     GetDispatchModes,
     GetRefusals,
     GetTools,
@@ -52,6 +54,9 @@ class MemoryEquipmentRepository:
             return refusals_of_lot(request.lot_id, [c.refusals for c in controllers])
         if isinstance(request, GetDispatchModes):
             return {t.id: t.dispatch for t in self._tools(request.line)}
+        if isinstance(request, GetDeclaredDown):
+            declared = ((t.id, in_force(t)) for t in self._tools(request.line))
+            return {tool_id: d for tool_id, d in declared if d is not None}
         if isinstance(request, UpdateTools):
             for tool in request.tools:
                 self._update_tool(tool, request.part)

@@ -28,9 +28,11 @@ from mes.domain.equipment import (
     TrackInRefusal,
 )
 from mes.domain.errors import InvalidInput, UnknownTool
+from mes.domain.tool_down import InForce
 from mes.ports import (
     AddChanges,
     EquipmentRequest,
+    GetDeclaredDown,
     GetDispatchModes,
     GetRefusals,
     GetTools,
@@ -210,6 +212,11 @@ class EquipmentStatements:
         self.dispatch_modes = c(
             select(tools.c.id, tools.c.dispatch).where(tools.c.line == bindparam("line"))
         )
+        self.declared_down = c(
+            select(
+                tools.c.id, tools.c.down, tools.c.down_by, tools.c.down_reason, tools.c.down_at
+            ).where(tools.c.line == bindparam("line"), tools.c.down.is_not(None))
+        )
         self.insert_tool = c(insert(tools), tool_keys)
         self.tool_part_columns = {part: _part_columns(part) for part in ToolPart}
         self.update_tool = {
@@ -379,6 +386,11 @@ def equipment_plan(sql: EquipmentStatements, request: EquipmentRequest) -> Plan[
     if isinstance(request, GetDispatchModes):
         rows = yield Fetch(sql.dispatch_modes, {"line": request.line})
         return {r["id"]: DispatchMode(r["dispatch"]) for r in rows}
+    if isinstance(request, GetDeclaredDown):
+        rows = yield Fetch(sql.declared_down, {"line": request.line})
+        return {
+            r["id"]: InForce(r["down"], r["down_by"], r["down_reason"], r["down_at"]) for r in rows
+        }
     if isinstance(request, UpdateTools):
         part = request.part
         yield ExecuteMany(

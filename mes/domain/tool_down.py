@@ -11,7 +11,7 @@ state it reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,24 @@ DECLARABLE = {
     "non_scheduled": "not scheduled for production",
 }
 """The E10 states a person declares, with what each means."""
+
+
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """A declaration in force on a tool: the E10 state declared, the name given for who
+    declared it (free text, as a lot history entry's ``user``), why and since when."""
+
+    state: str
+    user: str | None
+    reason: str | None
+    at: datetime | None
+
+
+def in_force(tool: ToolRecord) -> InForce | None:
+    """The declaration in force on ``tool``; None when it is not declared down."""
+    if tool.down is None:
+        return None
+    return InForce(tool.down, tool.down_by, tool.down_reason, tool.down_at)
 
 
 def down_text(tool: ToolRecord) -> str:

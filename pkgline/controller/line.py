@@ -46,7 +46,7 @@ from mes.service import LotService, utc_now
 from pkgline.config import ConfigError, LineConfig, LineTool
 from pkgline.controller import HEARTBEAT_S, STALE_AFTER_S
 from pkgline.controller.dispatcher import Dispatcher
-from pkgline.controller.feed import ToolFeed
+from pkgline.controller.feed import DeclarationWatch, ToolFeed
 from pkgline.controller.outage import DatabaseOutage
 from pkgline.controller.reporter import EquipmentReporter
 from pkgline.controller.resets import ResetDesk
@@ -179,6 +179,11 @@ class LineController:
             )
             self.runners[tool.id] = runner
         self.resets = ResetDesk(self.name, equipment, self.runners, by_id, outage=self._outage)
+        self._declarations = (
+            DeclarationWatch(self.name, equipment, feed, outage=self._outage)
+            if feed is not None and feed.wants_declarations
+            else None
+        )
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._dispatcher = Dispatcher(
@@ -300,6 +305,8 @@ class LineController:
             # from the start, not from READY: the claim must not go stale while tools answer
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
+        if self._declarations is not None:  # from the start too: the first births carry them
+            tasks.append(asyncio.create_task(self._declarations.run(), name="declarations"))
         tasks += [
             asyncio.create_task(runner.run(), name=f"tool-{tool_id}")
             for tool_id, runner in self.runners.items()

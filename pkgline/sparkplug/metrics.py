@@ -8,6 +8,13 @@ name and alias; in DDATA by alias only):
     Process/State                String    IDLE, SETUP, READY, EXECUTING, COMPLETE, ALARM, ABORTED
     Process/Mode                 String    PRODUCTION, ENGINEERING, SETUP, MAINTENANCE
     E10/State                    String    productive, standby, engineering, scheduled_down, ...
+                                           (the declared state while a person declared the
+                                           tool down, as equipment tracking records it)
+    E10/Declared                 String    scheduled_down or non_scheduled while declared
+                                           (pkgline tool down), null otherwise
+    E10/Declared By              String    the name given for who declared it, null
+    E10/Declared Reason          String    why, null
+    E10/Declared At              DateTime  since when (ms since the epoch), null
     Recipe/Name                  String    the active recipe, null when none is known
     Recipe/Version               Int32
     Recipe/Checksum              UInt32    the CRC-32 the tool computed
@@ -34,6 +41,7 @@ from dataclasses import dataclass
 from drivers.catalogue import class_spec
 from drivers.model import EquipmentClass, JobResults, RecipeInfo
 from mes.domain.equipment import ToolSnapshot
+from mes.domain.tool_down import InForce
 from pkgline.sparkplug.codec import DataType, MetricValue
 
 BDSEQ = "bdSeq"
@@ -43,6 +51,10 @@ EQUIPMENT_CLASS = "Properties/Equipment Class"
 PROCESS_STATE = "Process/State"
 MODE = "Process/Mode"
 E10_STATE = "E10/State"
+E10_DECLARED = "E10/Declared"
+E10_DECLARED_BY = "E10/Declared By"
+E10_DECLARED_REASON = "E10/Declared Reason"
+E10_DECLARED_AT = "E10/Declared At"
 RECIPE_NAME = "Recipe/Name"
 RECIPE_VERSION = "Recipe/Version"
 RECIPE_CHECKSUM = "Recipe/Checksum"
@@ -62,6 +74,10 @@ _COMMON: tuple[tuple[str, DataType], ...] = (
     (PROCESS_STATE, DataType.String),
     (MODE, DataType.String),
     (E10_STATE, DataType.String),
+    (E10_DECLARED, DataType.String),
+    (E10_DECLARED_BY, DataType.String),
+    (E10_DECLARED_REASON, DataType.String),
+    (E10_DECLARED_AT, DataType.DateTime),
     (RECIPE_NAME, DataType.String),
     (RECIPE_VERSION, DataType.Int32),
     (RECIPE_CHECKSUM, DataType.UInt32),
@@ -143,6 +159,25 @@ def from_snapshot(snapshot: ToolSnapshot) -> dict[str, MetricValue]:
     if snapshot.connected and snapshot.process_state == "IDLE":
         values.update(_NO_RECIPE)
     return values
+
+
+def from_declaration(declared: InForce | None) -> dict[str, MetricValue]:
+    """The metrics of a person's declaration in force (all null without one). ``E10/State``
+    is the node's to set: the declared state, or the tool's own when there is none."""
+    if declared is None:
+        return {
+            E10_DECLARED: None,
+            E10_DECLARED_BY: None,
+            E10_DECLARED_REASON: None,
+            E10_DECLARED_AT: None,
+        }
+    at = declared.at
+    return {
+        E10_DECLARED: declared.state,
+        E10_DECLARED_BY: declared.user,
+        E10_DECLARED_REASON: declared.reason,
+        E10_DECLARED_AT: None if at is None else int(at.timestamp() * 1000),
+    }
 
 
 def from_recipe(recipe: RecipeInfo) -> dict[str, MetricValue]:

@@ -2,7 +2,9 @@
 
 The controller's runners call :meth:`EdgeNode.tool_seen`, :meth:`recipe_active` and
 :meth:`job_measured` (the :class:`~pkgline.controller.feed.ToolFeed` calls) as they observe their
-tools; those never block. Each updates the tool's values and, while the node is born, queues
+tools, and the controller :meth:`declared` with the declarations in force it reads (a person's
+``tool down``: the tool's E10 state is the declared one meanwhile, as equipment tracking
+records it); those never block. Each updates the tool's values and, while the node is born, queues
 what the specification asks for: a DBIRTH when a device comes (back) online, a DDATA with the
 metrics that changed (by alias), a DDEATH when its tool stops answering. One task sends the
 queue in order. While the node is not born (no broker, or waiting for the primary host), only
@@ -29,7 +31,7 @@ import contextlib
 import json
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ from drivers.config import ConnectionPolicy
 from drivers.model import EquipmentClass, JobResults, RecipeInfo
 from drivers.supervision import backoff_delays
 from mes.domain.equipment import ToolSnapshot
+from mes.domain.tool_down import InForce
 from pkgline.mqtt import NO_DELAY, BrokerConfigError, read_password, tls_context
 from pkgline.sparkplug import metrics as m
 from pkgline.sparkplug.bdseq import BdSeq
@@ -104,6 +107,10 @@ class _Tool:
     online: bool = False
     published: dict[str, MetricValue] = field(default_factory=dict)
     """The values as the messages queued so far tell them (DBIRTH then each DDATA)."""
+    declared: InForce | None = None
+    """A person's declaration in force: its state is the tool's E10 state meanwhile."""
+    reported_e10: MetricValue = None
+    """The E10 state the controller last saw the tool in (its own, declared or not)."""
 
 
 class _SessionOver(Exception):
@@ -164,7 +171,27 @@ class EdgeNode:
     # -- what the controller tells (never blocks) --------------------------------------------
 
     def tool_seen(self, tool_id: str, snapshot: ToolSnapshot, at: datetime) -> None:
-        self._change(tool_id, m.from_snapshot(snapshot), at, online=snapshot.connected)
+        values = m.from_snapshot(snapshot)
+        tool = self._tools.get(tool_id)
+        if tool is not None:
+            tool.reported_e10 = values[m.E10_STATE]
+            if tool.declared is not None:  # as equipment tracking records it
+                values[m.E10_STATE] = tool.declared.state
+        self._change(tool_id, values, at, online=snapshot.connected)
+
+    @property
+    def wants_declarations(self) -> bool:
+        return True
+
+    def declared(self, in_force: Mapping[str, InForce], at: datetime) -> None:
+        for tool_id, tool in self._tools.items():
+            declared = in_force.get(tool_id)
+            if declared == tool.declared:
+                continue
+            tool.declared = declared
+            values = m.from_declaration(declared)
+            values[m.E10_STATE] = tool.reported_e10 if declared is None else declared.state
+            self._change(tool_id, values, at)
 
     def recipe_active(self, tool_id: str, recipe: RecipeInfo, at: datetime) -> None:
         self._change(tool_id, m.from_recipe(recipe), at)

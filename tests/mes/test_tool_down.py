@@ -16,15 +16,15 @@ import pytest
 
 from mes.domain import commands as cmd
 from mes.domain.authority import AuthMethod, NotAuthorized, Principal, Role
-from mes.domain.equipment import DispatchMode, ToolRecord
+from mes.domain.equipment import DispatchMode, ToolRecord, ToolRegistration
 from mes.domain.errors import InterlockRefused, InvalidInput, OperationNotAllowed
-from mes.domain.tool_down import brought_up, declared_down, down_refusal
+from mes.domain.tool_down import InForce, brought_up, declared_down, down_refusal
 from mes.equipment import EquipmentService
 from mes.ports import UnitOfWorkFactory
 from mes.service import LotService
 from tests.mes.conftest import Clock
 from tests.mes.test_engineering_changes import _changes, _log
-from tests.mes.test_interlocks import OP, UP, _at_die_attach, _line, _refused
+from tests.mes.test_interlocks import LINE, OP, UP, _at_die_attach, _line, _refused
 
 TECH = Principal("tech1", frozenset({Role.TECHNICIAN}), AuthMethod.PASSWORD)
 OPERATOR = Principal("op1", frozenset({Role.OPERATOR}), AuthMethod.PASSWORD)
@@ -136,6 +136,44 @@ async def test_the_tool_says_who_last_declared_it_down_or_up_how_known_and_why(
     await equipment.declare_down("DB-1", "non_scheduled", "eng1", "no orders")  # no principal
     stored = await equipment.tool("DB-1")
     assert (stored.declared_user, stored.declared_by, stored.declared_auth) == ("eng1", None, None)
+
+
+async def test_the_declarations_in_force_on_a_line_are_read_for_its_controller(
+    equipment: EquipmentService,
+) -> None:
+    """What the line controller's live feed polls (Sparkplug's E10/Declared): the tools of
+    its line declared down now, with who, why and since when; not another line's, not a tool
+    brought up."""
+    await _line(equipment)
+    other = ToolRegistration("MOLD-9", "molder", "modbus 127.0.0.1:5029", ("MOLD",))
+    await equipment.register("line-b", [other])
+    await equipment.report("MOLD-9", UP)
+    assert await equipment.declarations_in_force(LINE) == {}
+    down, _ = await equipment.declare_down("DB-1", "scheduled_down", "tom", "PM 500 h")
+    await equipment.declare_down("DICE-1", "non_scheduled", "eng1", "no orders")
+    await equipment.declare_down("MOLD-9", "scheduled_down", "tom", "chase cleaning")
+    assert await equipment.declarations_in_force(LINE) == {
+        "DB-1": InForce("scheduled_down", "tom", "PM 500 h", down.down_at),
+        "DICE-1": InForce("non_scheduled", "eng1", "no orders", ANY_TIME),
+    }
+    await equipment.bring_up("DICE-1", "eng1")
+    assert set(await equipment.declarations_in_force(LINE)) == {"DB-1"}
+    assert set(await equipment.declarations_in_force("line-b")) == {"MOLD-9"}
+    assert await equipment.declarations_in_force("no-such-line") == {}
+    with pytest.raises(NotAuthorized):
+        await equipment.acting_as(NOBODY).declarations_in_force(LINE)
+
+
+class _AnyTime:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, datetime) and other.tzinfo is not None
+
+    def __hash__(self) -> int:
+        return 0
+
+
+ANY_TIME = _AnyTime()
+NOBODY = Principal("nobody", frozenset(), AuthMethod.PASSWORD)
 
 
 async def test_non_scheduled_time_is_left_out_of_operations_time(

@@ -30,7 +30,7 @@ from tests.sparkplug.conftest import Broker, Received, Subscriber, check_seq, su
 
 pytestmark = pytest.mark.slow
 
-COMMON = 16  # metrics every tool has (pkgline/sparkplug/metrics.py)
+COMMON = 20  # metrics every tool has (pkgline/sparkplug/metrics.py)
 
 
 def with_sparkplug(config: LineConfig, broker: Broker, tmp_path: Path) -> LineConfig:
@@ -121,6 +121,51 @@ async def test_the_controller_feeds_births_data_and_deaths_of_its_tools(
         back = await sub.next("DBIRTH", "DB-1")
         assert set(back.payload.by_name()) == set(alias)
     check_seq([r for r in sub.seen if r.verb != "NDEATH"])
+
+
+async def test_a_tool_a_person_declares_down_is_published_so_until_brought_up(
+    broker: Broker, stack: Stack, tmp_path: Path
+) -> None:
+    """``tool down`` through any client reaches SCADA: the controller reads the declarations
+    in force and its edge node publishes the declared E10 state (as equipment tracking records
+    it, not the standby the tool reports), who, why and since when; ``tool up`` puts back the
+    state the tool reports."""
+    config = with_sparkplug(line_config(tools=["DB-1", "WB-1"]), broker, tmp_path)
+    assert config.sparkplug is not None
+    node = EdgeNode(
+        config.sparkplug, config.name, [(t.id, t.equipment_class) for t in config.tools]
+    )
+    async with (
+        subscribed(broker) as sub,
+        simulated(config),
+        running(node),
+        controller_with(config, stack, node),
+    ):
+        birth = await sub.next("DBIRTH", "DB-1")
+        alias = {n: m.alias for n, m in birth.payload.by_name().items()}
+        assert birth.payload.by_name()["E10/Declared"].is_null
+
+        record, changed = await stack.equipment.declare_down(
+            "DB-1", "scheduled_down", "tech1", "PM: bond head"
+        )
+        assert changed and record.snapshot.e10 == "scheduled_down"
+        data = await ddata_until(sub, "DB-1", alias["E10/State"], "scheduled_down")
+        values = {m.alias: m.value for m in data.payload.metrics}
+        assert values[alias["E10/Declared"]] == "scheduled_down"
+        assert values[alias["E10/Declared By"]] == "tech1"
+        assert values[alias["E10/Declared Reason"]] == "PM: bond head"
+        assert record.down_at is not None
+        assert values[alias["E10/Declared At"]] == int(record.down_at.timestamp() * 1000)
+
+        await stack.equipment.bring_up("DB-1", "tech1", "PM done")
+        data = await ddata_until(sub, "DB-1", alias["E10/State"], "standby")
+        values = {m.alias: m.value for m in data.payload.metrics}
+        assert values[alias["E10/Declared"]] is None
+        wb_birth = next(i for i in sub.seen if i.verb == "DBIRTH" and i.device == "WB-1")
+        wb_declared = {m.alias for n, m in wb_birth.payload.by_name().items() if "Declared" in n}
+        for item in sub.seen:  # a tool nobody declared: nothing of it, however often read
+            if item.verb == "DDATA" and item.device == "WB-1":
+                assert not {m.alias for m in item.payload.metrics} & wb_declared
 
 
 def _spawn(config: LineConfig, tmp_path: Path, db: str) -> subprocess.Popen[bytes]:

@@ -16,10 +16,11 @@ import pytest
 from drivers.catalogue import class_spec
 from drivers.model import EquipmentClass, JobResults, Recipe, SiteMap
 from mes.domain.equipment import ToolSnapshot
+from mes.domain.tool_down import InForce
 from pkgline.sparkplug.config import SparkplugConfig
 from pkgline.sparkplug.node import EdgeNode, running
 from tests.sparkplug.conftest import WAIT_S, Broker, Subscriber, check_seq, subscribed
-from tests.sparkplug.wire import BOOLEAN, INT64, command_payload
+from tests.sparkplug.wire import BOOLEAN, DATETIME, INT64, command_payload
 
 TOOLS = [("DB-1", EquipmentClass.DIE_BONDER), ("WB-1", EquipmentClass.WIRE_BONDER)]
 COMMON = {
@@ -27,6 +28,10 @@ COMMON = {
     "Process/State",
     "Process/Mode",
     "E10/State",
+    "E10/Declared",
+    "E10/Declared By",
+    "E10/Declared Reason",
+    "E10/Declared At",
     "Recipe/Name",
     "Recipe/Version",
     "Recipe/Checksum",
@@ -175,6 +180,51 @@ async def test_births_data_and_deaths_follow_the_tools_in_order_with_aliases(
         assert {n: m.alias for n, m in again.items()} == alias
     check_seq(sub.seen[: sub.seen.index(back) + 1])
     assert all(r.qos == 0 and not r.retain for r in sub.seen if r.verb != "NDEATH")
+
+
+async def test_a_declaration_is_the_tools_e10_state_until_it_is_brought_up(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """As equipment tracking records it: while a person declared the tool down, its E10 state
+    is the declared one whatever the tool reports, with who, why and since when; brought up,
+    the state the tool last reported. Births carry it; the same declarations again send
+    nothing."""
+    since = datetime(2026, 12, 7, 8, 30, tzinfo=UTC)
+    down = InForce("scheduled_down", "tech1", "PM: capillary change", since)
+    node = node_for(broker, tmp_path)
+    node.tool_seen("DB-1", seen("IDLE"), now())
+    node.declared({"DB-1": down}, now())  # before the session: carried by the births
+    async with subscribed(broker) as sub, running(node):
+        await sub.next("NBIRTH")
+        birth = (await sub.next("DBIRTH", "DB-1")).payload.by_name()
+        assert birth["E10/State"].value == "scheduled_down"
+        assert birth["E10/Declared"].value == "scheduled_down"
+        assert birth["E10/Declared By"].value == "tech1"
+        assert birth["E10/Declared Reason"].value == "PM: capillary change"
+        assert birth["E10/Declared At"].datatype == DATETIME
+        assert birth["E10/Declared At"].value == int(since.timestamp() * 1000)
+        alias = {name: m.alias for name, m in birth.items()}
+
+        node.declared({"DB-1": down}, now())  # read again, unchanged: nothing is sent
+        node.tool_seen("DB-1", seen("READY"), now())  # the tool's own change, still declared
+        data = await sub.next("DDATA", "DB-1")
+        assert {m.alias: m.value for m in data.payload.metrics} == {alias["Process/State"]: "READY"}
+
+        node.declared({}, now())  # brought up: the state the tool last reported
+        data = await sub.next("DDATA", "DB-1")
+        values = {m.alias: m.value for m in data.payload.metrics}
+        assert values[alias["E10/State"]] == "standby"
+        for name in ("E10/Declared", "E10/Declared By", "E10/Declared Reason", "E10/Declared At"):
+            assert values[alias[name]] is None, name
+
+        not_scheduled = InForce("non_scheduled", "eng1", None, since)
+        node.declared({"DB-1": not_scheduled}, now())
+        data = await sub.next("DDATA", "DB-1")
+        values = {m.alias: m.value for m in data.payload.metrics}
+        assert values[alias["E10/State"]] == "non_scheduled"
+        assert values[alias["E10/Declared"]] == "non_scheduled"
+        assert values[alias["E10/Declared By"]] == "eng1"
+        assert alias["E10/Declared Reason"] not in values, "still null: not sent again"
 
 
 async def test_seq_runs_0_to_255_and_wraps_to_0(broker: Broker, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-INT64, UINT32, INT32, DOUBLE, BOOLEAN, STRING = 4, 7, 3, 10, 11, 12
+INT64, UINT32, INT32, DOUBLE, BOOLEAN, STRING, DATETIME = 4, 7, 3, 10, 11, 12, 13
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
