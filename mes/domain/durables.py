@@ -487,7 +487,8 @@ def check_durables(
     ``durable_life``) if a durable mounted on it is spent, counting the tool's ``pending``
     jobs as done, or if what the lot will run there (``need``, each carrier a whole job)
     would take it past its life (to its life exactly is allowed); else the warnings of
-    those past their warning fraction (recorded with the track-in)."""
+    those past their warning fraction, and of those the lot may take to it (recorded with the
+    track-in: the replacement is due during this lot, not after it)."""
     with_pending = [
         replace(
             d,
@@ -524,8 +525,15 @@ def check_durables(
                 raise InterlockRefused(
                     refused + message, interlock="durable_life", expected=expected, lot_id=lot_id
                 )
-    return [
-        f"{d.text()}: past its warning at {d.warn_fraction * 100:g}% of life"
-        for d in with_pending
-        if d.warned
-    ]
+    warnings = []
+    for d in with_pending:
+        at = f"its warning at {d.warn_fraction * 100:g}% of life"
+        if d.warned:
+            warnings.append(f"{d.text()}: past {at}")
+        elif need is not None and d.count + need.carriers * need.per_carrier(d.kind) >= d.warn_at:
+            adds = need.carriers * need.per_carrier(d.kind)
+            warnings.append(
+                f"{d.text()}: lot {lot_id} may take it to {at} ({d.warn_at:,}), needing up to "
+                f"{_amount(d, adds)} at {step}"
+            )
+    return warnings

@@ -36,9 +36,30 @@ TWO = rules.LotNeed(carriers=2, rows=4, cols=8)
 
 
 def test_a_lot_that_takes_a_durable_exactly_to_its_life_is_tracked_in() -> None:
-    assert rules.check_durables("L2", "MOLD", "MOLD-1", [_chase(1)], need=TWO) == []
+    [warned] = rules.check_durables("L2", "MOLD", "MOLD-1", [_chase(1)], need=TWO)
+    assert "lot L2 may take it to its warning" in warned  # accepted, warned
     with pytest.raises(InterlockRefused):  # one carrier more: one shot past
         rules.check_durables("L2", "MOLD", "MOLD-1", [_chase(1)], need=replace(TWO, carriers=3))
+
+
+def test_a_lot_that_may_take_a_durable_to_its_warning_is_tracked_in_with_the_warning() -> None:
+    """The replacement falls due during the lot, not after it: the track-in is accepted and
+    says so (recorded with it), where only a durable past its warning already had warned. A
+    capillary of 1,000 touchdowns warns from 900; a 2-carrier lot of 4 x 8 needs up to 128."""
+    cap = rules.add("CAP-1", "capillary", 1000, 0.9, "eng", NOW)[0]
+    assert (
+        rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(cap, count=771)], need=TWO) == []
+    )
+    [warned] = rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(cap, count=772)], need=TWO)
+    assert warned == (
+        "capillary CAP-1 at 772 of 1,000 touchdowns (77 %): lot L1 may take it to its warning "
+        "at 90% of life (900), needing up to 128 touchdowns at WIRE_BOND"
+    )
+    one = replace(TWO, carriers=1)
+    [past] = rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(cap, count=900)], need=one)
+    assert past.endswith("(90 %): past its warning at 90% of life"), "in the words it had"
+    # without the lot's need (an unknown amount), only one past its warning warns
+    assert rules.check_durables("L1", "WIRE_BOND", "WB-1", [replace(cap, count=899)]) == []
 
 
 def test_a_lot_one_past_a_durables_life_is_refused_saying_what_it_needs_and_what_is_left() -> None:
@@ -63,7 +84,8 @@ def test_the_jobs_not_yet_recorded_count_with_the_lot() -> None:
     the lot fits in 63, so splitting it is not offered."""
     cap = replace(rules.add("CAP-1", "capillary", 292, 0.9, "eng", NOW)[0], count=100)
     flight = [rules.PendingJob("J9", 4, 8)]
-    assert rules.check_durables("L2", "WIRE_BOND", "WB-1", [cap], flight, TWO) == []
+    [warned] = rules.check_durables("L2", "WIRE_BOND", "WB-1", [cap], flight, TWO)
+    assert "at 164 of 292 touchdowns (56 %): lot L2 may take it to its warning" in warned
     with pytest.raises(InterlockRefused) as refused:
         rules.check_durables("L2", "WIRE_BOND", "WB-1", [replace(cap, count=101)], flight, TWO)
     assert (
@@ -92,7 +114,8 @@ def test_a_lot_resuming_a_step_counts_only_the_carriers_it_has_left_there(
     need = rules.lot_need(lot, "MOLD", jobs)
     assert (need.carriers, need.done) == (2, 1)
     assert rules.lot_need(lot, "MOLD") == rules.LotNeed(3, lot.site_rows, lot.site_cols)
-    assert rules.check_durables("L1", "MOLD", "MOLD-1", [_chase(1)], need=need) == []
+    [warned] = rules.check_durables("L1", "MOLD", "MOLD-1", [_chase(1)], need=need)
+    assert "needing up to 2 shots at MOLD" in warned  # accepted: 2 carriers, not 3
     with pytest.raises(InterlockRefused, match=r"needs up to 2 shots at MOLD \(2 carriers, 1 "):
         rules.check_durables("L1", "MOLD", "MOLD-1", [_chase(2)], need=need)
 
