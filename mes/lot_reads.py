@@ -83,8 +83,9 @@ def hold_entries(lots: Sequence[Lot]) -> Work[dict[str, HistoryEntry]]:
 
 def hold_placers(lots: Sequence[Lot]) -> Work[dict[str, HistoryEntry]]:
     """:func:`hold_entries` in one query whatever the number of lots (``line status``: every
-    held lot of the line): each held lot's entries at its hold's time; a lot whose own history
-    has none (split off a held lot) is left out, its lineage not read."""
+    held lot of the line): each held lot's entries at its hold's time; then, for the few whose
+    own history has none (split off a held lot: its parent placed the hold), their lineage,
+    side by side, as the holds page and ``lot show`` read it."""
     held = [lot for lot in lots if lot.hold is not None]
     if not held:
         return {}
@@ -94,7 +95,14 @@ def hold_placers(lots: Sequence[Lot]) -> Work[dict[str, HistoryEntry]]:
     for e in entries:
         by_lot.setdefault(e.lot_id, []).append(e)
     found = {lot.id: hold_entry(lot, by_lot.get(lot.id, [])) for lot in held}
+    split_off = [lot for lot in held if found[lot.id] is None]
+    inherited = yield from each_together(_lineage_hold_entry(lot) for lot in split_off)
+    found.update(zip((lot.id for lot in split_off), inherited, strict=True))
     return {lot_id: e for lot_id, e in found.items() if e is not None}
+
+
+def _lineage_hold_entry(lot: Lot) -> Work[HistoryEntry | None]:
+    return hold_entry(lot, (yield from lineage_history(lot.id)))
 
 
 def _hold_entry(lot: Lot) -> Work[HistoryEntry | None]:
@@ -103,5 +111,5 @@ def _hold_entry(lot: Lot) -> Work[HistoryEntry | None]:
     at: list[HistoryEntry] = yield GetHistoryAt(lot.id, lot.hold.since)
     entry = hold_entry(lot, at)
     if entry is None:
-        entry = hold_entry(lot, (yield from lineage_history(lot.id)))
+        entry = yield from _lineage_hold_entry(lot)
     return entry

@@ -50,9 +50,13 @@ async def test_a_hold_keeps_its_placer_through_a_split_and_a_scrap_of_sites(
         "L1": ("L1", "hold", "spc-bridge"),
         "L1-A": ("L1", "hold", "spc-bridge"),
     }
-    # line status's read, one query: the lineage not read, L1-A left out
+    # line status's read: one query for every hold, then the lineage of L1-A alone (it had
+    # been left out, and line status showed the name its hold was given)
     placers = await lots.hold_placers(held)
-    assert {k: (e.lot_id, e.by) for k, e in placers.items()} == {"L1": ("L1", "spc-bridge")}
+    assert {k: (e.lot_id, e.operation.value, e.by) for k, e in placers.items()} == {
+        "L1": ("L1", "hold", "spc-bridge"),
+        "L1-A": ("L1", "hold", "spc-bridge"),
+    }
     released = await lots.release(cmd.ReleaseLot("L1", "eng1", "ok"))
     report = await lots.report(released.lot.id)
     assert hold_entry(report.lot, report.history) is None
