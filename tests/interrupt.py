@@ -6,11 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 SIGNAL_MASKS = ("SigBlk", "SigIgn", "SigCgt")
+
+_SIGINT_AT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interruptible(*command: str) -> tuple[str, ...]:
+    """``command`` (a program's path, then its arguments) run with SIGINT at its default, as
+    from a terminal, whatever the test run inherited: a run started in the background by a
+    non-interactive shell (``make test &`` in a script) has SIGINT ignored, and a child
+    inherits that (two tests failed so, the command ignoring the Ctrl-C they sent)."""
+    return (sys.executable, "-c", _SIGINT_AT_DEFAULT, *command)
 
 
 def sigint_state(pid: int) -> dict[str, bool]:

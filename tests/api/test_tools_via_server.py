@@ -17,7 +17,7 @@ from mes.domain.equipment import ToolRegistration
 from mes.domain.identity import EventKind
 from tests.api.conftest import ACCOUNT, ADMIN, RunningApi, cli, start_api
 from tests.cli.recorded_line import line_config, running_line, wait_until
-from tests.interrupt import interrupt
+from tests.interrupt import interrupt, interruptible
 
 pytestmark = pytest.mark.slow
 
@@ -486,8 +486,8 @@ async def test_a_client_that_stops_waiting_withdraws_its_reset_through_the_serve
     await equipment.report("DB-1", snapshot, by=CONTROLLER)
     env = {k: v for k, v in os.environ.items() if k not in ("PKGLINE_SERVER", "PKGLINE_DB")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pkgline", "tool", "reset", "DB-1", "--reason", "x",
-        "--wait", "120", "--server", f"unix://{api.socket}",
+        *interruptible(sys.executable, "-m", "pkgline", "tool", "reset", "DB-1"),
+        "--reason", "x", "--wait", "120", "--server", f"unix://{api.socket}",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -31,7 +31,7 @@ from tests.cli.recorded_line import (
     running_line,
     wait_until,
 )
-from tests.interrupt import interrupt
+from tests.interrupt import interrupt, interruptible
 from tests.pkgline_cli import pkgline as run_pkgline
 
 pytestmark = pytest.mark.slow
@@ -255,7 +255,7 @@ async def test_an_operator_who_stops_waiting_withdraws_the_request(line_db: str)
             ControllerRecord(LINE, "host", 1, now, now, "hung", ("DB-1", "WB-1"))
         )
         env = {**os.environ, "PKGLINE_DB": line_db, "PKGLINE_USER": "op1"}
-        command = [sys.executable, "-m", "pkgline", "tool", "reset", "WB-1"]
+        command = interruptible(sys.executable, "-m", "pkgline", "tool", "reset", "WB-1")
         process = await asyncio.create_subprocess_exec(
             *command,
             "--reason",
