@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -37,8 +37,28 @@ def _at(text: str) -> datetime:
 # -- the command -------------------------------------------------------------------------------
 
 
+SHOW_ROWS = 20
+"""Lots running and held lots the table prints by default, and waiting lots per step of the
+queue (``--all``: every one; ``--json`` has every one): at plant size a table of thousands of
+rows is read by nobody, and what it leaves out is said with where to see it."""
+
+AllOption = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help=f"Print every lot running, held and waiting (default: the first {SHOW_ROWS} of "
+        "each, saying how many more; --json has every one).",
+    ),
+]
+
+
 @app.command()
-def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = False) -> None:
+def status(
+    db: DbOption = None,
+    server: ServerOption = None,
+    json: JsonOption = False,
+    every: AllOption = False,
+) -> None:
     """Controllers (alive or not), tools, lots running, the queue per step, held lots."""
 
     async def work() -> dict[str, Any]:
@@ -63,9 +83,16 @@ def status(db: DbOption = None, server: ServerOption = None, json: JsonOption = 
     _print_controllers(shown["controllers"], now)
     if shown["tools"]:
         out.print(tools_table(shown["tools"], compact=True))
-    _print_running(shown["running"], now)
-    _print_queue(shown["queue"], {t["id"]: t for t in shown["tools"]}, now)
-    _print_held(shown["held"], now)
+    rows = None if every else SHOW_ROWS
+    _print_running(shown["running"], now, rows)
+    _print_queue(shown["queue"], {t["id"]: t for t in shown["tools"]}, now, rows)
+    _print_held(shown["held"], now, rows)
+
+
+def _more(left_out: int, what: str, where: str) -> None:
+    """Say what a table left out, and where to see it."""
+    if left_out > 0:
+        out.print(Text(f"and {left_out:,} more {what}: {where}", style="dim"))
 
 
 def backlog_text(events: Json) -> str:
@@ -123,14 +150,14 @@ def _running_cell(controller: Json) -> Text:
     return Text("no heartbeat", style="bold red")
 
 
-def _print_running(running: Sequence[Json], now: datetime) -> None:
+def _print_running(running: Sequence[Json], now: datetime, rows: int | None) -> None:
     if not running:
         out.print("lots running: none")
         return
-    table = Table(title=f"Lots running ({len(running)})", title_justify="left")
+    table = Table(title=f"Lots running ({len(running):,}; the longest first)", title_justify="left")
     for name in ("lot", "flow", "prio", "step", "tool", "since"):
         table.add_column(name, overflow="fold")
-    for lot in running:
+    for lot in running[:rows]:
         since = _at(lot["since"])
         table.add_row(
             lot["lot"],
@@ -141,15 +168,23 @@ def _print_running(running: Sequence[Json], now: datetime) -> None:
             f"{clock(since)} ({ago(now - since)})",
         )
     out.print(table)
+    shown = len(running[:rows])
+    _more(
+        len(running) - shown,
+        "lots running",
+        "pkgline line status --all, or lot list --state RUNNING",
+    )
 
 
-def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json], now: datetime) -> None:
+def _print_queue(
+    queue: Sequence[Json], tools: Mapping[str, Json], now: datetime, rows: int | None
+) -> None:
     if not queue:
         out.print("queue: no lot waiting")
         return
     total = sum(g["count"] for g in queue)
     table = Table(
-        title=f"Queue per step ({total} waiting; most urgent first)", title_justify="left"
+        title=f"Queue per step ({total:,} waiting; most urgent first)", title_justify="left"
     )
     for name in ("next step", "class", "tools", "lots", "waiting (lot/priority)"):
         table.add_column(name, overflow="fold")
@@ -173,16 +208,24 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json], now: datetime
             + (" (blocked)" if t in g["blocked"] else "")
             for t in g["tools"]
         )
+        waiting = [f"{lot}/{prio}" for lot, prio in zip(g["lots"], g["priorities"], strict=True)]
+        left_out = len(waiting[rows:]) if rows is not None else 0
         table.add_row(
             g["step"],
             g["class"],
             names or ("operator" if g["class"] == "manual" else "-"),
-            str(g["count"]),
-            ", ".join(
-                f"{lot}/{prio}" for lot, prio in zip(g["lots"], g["priorities"], strict=True)
-            ),
+            f"{g['count']:,}",
+            ", ".join(waiting[:rows]) + (f" and {left_out:,} more" if left_out else ""),
         )
     out.print(table)
+    if rows is not None and any(len(g["lots"]) > rows for g in queue):
+        out.print(
+            Text(
+                f"each step's first {rows} waiting lots, most urgent first: every one with "
+                "pkgline line status --all (or --json)",
+                style="dim",
+            )
+        )
     for line in said:
         out.print(Text(line, style="bold yellow"))
     for g in queue:
@@ -197,13 +240,13 @@ def _print_queue(queue: Sequence[Json], tools: Mapping[str, Json], now: datetime
             )
 
 
-def _print_held(held: Sequence[Json], now: datetime) -> None:
+def _print_held(held: Sequence[Json], now: datetime, rows: int | None) -> None:
     if not held:
         return
-    table = Table(title=f"Held lots ({len(held)})", title_justify="left")
+    table = Table(title=f"Held lots ({len(held):,}; most urgent first)", title_justify="left")
     for name in ("lot", "flow", "after step", "since", "by", "reason"):
         table.add_column(name, overflow="fold")
-    for lot in held:
+    for lot in held[:rows]:
         since = _at(lot["since"])
         table.add_row(
             lot["lot"],
@@ -214,3 +257,8 @@ def _print_held(held: Sequence[Json], now: datetime) -> None:
             Text(lot["reason"], style="red"),
         )
     out.print(table)
+    _more(
+        len(held) - len(held[:rows]),
+        "held lots",
+        "pkgline line status --all, lot list --state HOLD, or the station's holds page",
+    )

@@ -32,7 +32,7 @@ async def test_line_status_says_who_placed_each_hold(api: RunningApi) -> None:
     }
     shown = await cli("line", "status", "--server", f"unix://{api.socket}", env=WIDE)
     assert shown.returncode == 0, shown.stderr
-    held = shown.stdout[shown.stdout.index("Held lots (2)") :]
+    held = shown.stdout[shown.stdout.index("Held lots (2;") :]
     for lot_id, placer in words.items():
         row = next(line for line in held.splitlines() if f" {lot_id} " in line)
         assert placer in row, held

@@ -69,6 +69,45 @@ def test_status_shows_the_stopped_controller_tools_running_lots_queue_and_holds(
         assert expected in text.stdout
 
 
+async def _many_lots(url: str) -> None:
+    """On top of the recorded line: 22 more lots held, 22 more running the manual first step
+    and 22 more waiting for it (24 of each in all, with the recorded line's)."""
+    from pkgline.bootstrap import open_services
+
+    async with open_services(url) as services:
+        lots = services.lots
+        for n in range(22):
+            for kind in ("H", "R", "W"):
+                await lots.start(cmd.StartLot(f"{kind}-{n:02d}", FLOW, "planner", carriers=1))
+            await lots.hold(cmd.HoldLot(f"H-{n:02d}", "op1", "inspection"))
+            await lots.track_in(cmd.TrackIn(f"R-{n:02d}", "SUBSTRATE_LOAD", "op1"))
+
+
+def test_a_table_of_many_lots_shows_the_first_of_each_saying_how_many_more_and_all_shows_every_one(
+    line_db: str,
+) -> None:
+    """At plant size the table is read by a person: the first 20 lots running, held and
+    waiting at each step, and how many more with where to see them; --all and --json have
+    every one."""
+    asyncio.run(_many_lots(line_db))
+    everything = status_json(line_db)
+    assert (len(everything["running"]), len(everything["held"])) == (23, 23)
+    assert everything["queue"][0]["count"] == 24
+    text = pkgline(line_db, "line", "status").stdout
+    assert "Lots running (23; the longest first)" in text
+    assert "and 3 more lots running: pkgline line status --all" in text
+    assert "Held lots (23; most urgent first)" in text
+    assert "and 3 more held lots: pkgline line status --all, lot list --state HOLD" in text
+    assert "and 4 more" in text  # of the 24 waiting for SUBSTRATE_LOAD
+    assert "each step's first 20 waiting lots, most urgent first" in text
+    shown = [lot["lot"] for lot in everything["held"]]
+    assert all(lot in text for lot in shown[:20]) and not any(lot in text for lot in shown[20:])
+    every = pkgline(line_db, "line", "status", "--all").stdout
+    assert all(lot["lot"] in every for lot in everything["held"] + everything["running"])
+    assert all(lot in every for lot in everything["queue"][0]["lots"])
+    assert " more " not in every
+
+
 def test_status_of_a_database_no_controller_has_used(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     asyncio.run(create_database(url))
