@@ -46,6 +46,9 @@ class QueueRow:
 
 @dataclass(frozen=True, slots=True)
 class LineView:
+    """The line page's content. Its lists show their first :data:`SHOWN` lots and say how
+    many more there are (the page is read by a person, and reloaded every few seconds)."""
+
     at: datetime
     tools: tuple[dict[str, Any], ...]
     running: tuple[Lot, ...]
@@ -57,6 +60,12 @@ class LineView:
     """Who placed each held lot's hold, by lot id, in the holds page's words
     (:func:`pkgline.hold_views.placed_by`): a person, the line controller, a system's API
     key."""
+
+
+SHOWN = 20
+"""Lots the line page lists running, held and waiting at each step (the oldest or most
+urgent first), saying how many more: at plant size thousands of rows would be read by nobody
+and sent again at every refresh."""
 
 
 def now() -> datetime:
@@ -107,7 +116,7 @@ async def line_view(services: Services, who: Principal) -> LineView:
         )
     )
     per_hour = await lots_per_hour(services, who, at)
-    words = await hold_placers(lots, held)  # one query, as line status reads them
+    words = await hold_placers(lots, held[:SHOWN])  # one query, as line status reads them
     return LineView(at, tuple(tools), running, tuple(queue), held, per_hour, words)
 
 

@@ -35,6 +35,7 @@ from pkgline.station import (
     work_pages,
 )
 from pkgline.station import login as auth
+from pkgline.station.line_view import SHOWN as LINE_SHOWN
 from pkgline.station.line_view import line_view
 from pkgline.station.live import Streams, fingerprint, line_events
 from pkgline.station.render import MAX_FIELD, Viewer, env, quote
@@ -199,7 +200,9 @@ async def _line_for(request: Request, who: Principal) -> str:
 
     async def render() -> str:
         view = await line_view(state.services, who)
-        return env.get_template("_line.html").render(line=view, prefix=auth.PREFIX)
+        return env.get_template("_line.html").render(
+            line=view, prefix=auth.PREFIX, shown=LINE_SHOWN
+        )
 
     return await streams.line.get(render)
 
