@@ -63,9 +63,11 @@ class LineView:
 
 
 SHOWN = 20
-"""Lots the line page lists running, held and waiting at each step (the oldest or most
-urgent first), saying how many more: at plant size thousands of rows would be read by nobody
-and sent again at every refresh."""
+"""Lots the line page lists running and held (the oldest first), saying how many more: at
+plant size thousands of rows would be read by nobody and sent again at every refresh."""
+SHOWN_PER_STEP = 10
+"""Lots the line page names waiting at each step (the most urgent first), saying how many
+more: a line has a score of steps."""
 
 
 def now() -> datetime:

@@ -13,7 +13,7 @@ import pytest
 from mes.domain import commands as cmd
 from mes.domain.model import LotState
 from pkgline.api.auth import ApiState
-from pkgline.station.line_view import SHOWN
+from pkgline.station.line_view import SHOWN, SHOWN_PER_STEP
 from tests.station.client import logged_in
 from tests.station.conftest import Station, running_station
 from tests.station.seed import OWNER
@@ -65,7 +65,7 @@ def test_the_line_page_lists_the_first_lots_of_each_and_says_how_many_more(
 
     queue = _section(page, "queue-h")
     (row,) = re.findall(r"<tr><td>SUBSTRATE_PREP</td>(.*?)</tr>", queue, re.S)
-    assert len(re.findall(r'href="/station/lots/', row)) == SHOWN
+    assert len(re.findall(r'href="/station/lots/', row)) == SHOWN_PER_STEP
     said = re.search(r"and (\d+) more \((\d+) waiting; the most urgent first\)", row)
     assert said is not None, row
-    assert int(said[2]) >= COUNTS["waiting"] and int(said[1]) == int(said[2]) - SHOWN
+    assert int(said[2]) >= COUNTS["waiting"] and int(said[1]) == int(said[2]) - SHOWN_PER_STEP
