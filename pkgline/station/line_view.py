@@ -63,8 +63,9 @@ class LineView:
 
 
 SHOWN = 20
-"""Lots the line page lists running and held (the oldest first), saying how many more: at
-plant size thousands of rows would be read by nobody and sent again at every refresh."""
+"""Lots the line page lists running (the longest first) and held (the oldest holds first),
+saying how many more: at plant size thousands of rows would be read by nobody and sent again
+at every refresh."""
 SHOWN_PER_STEP = 10
 """Lots the line page names waiting at each step (the most urgent first), saying how many
 more: a line has a score of steps."""
@@ -110,7 +111,12 @@ async def line_view(services: Services, who: Principal) -> LineView:
     for step, waiting in waiting_by_step:
         manual = all_in_manual(qualified.get(step, set()), records)
         queue.append(QueueRow(step, waiting, refusals_of(step, waiting, controllers), manual))
-    running = tuple(sorted((x for x in found if x.state is LotState.RUNNING), key=lambda x: x.id))
+    running = tuple(  # the longest first, as line status lists them
+        sorted(
+            (x for x in found if x.state is LotState.RUNNING),
+            key=lambda x: (x.running.since if x.running else at, x.id),
+        )
+    )
     held = tuple(
         sorted(
             (x for x in found if x.state is LotState.HOLD),

@@ -56,7 +56,10 @@ def test_the_line_page_lists_the_first_lots_of_each_and_says_how_many_more(
     running = _section(page, "running-h")
     assert len(re.findall(r"<tr><td><a href=", running)) == SHOWN
     more = COUNTS["running"] - SHOWN
-    assert f"and {more:,} more lots running" in running
+    assert f"and {more:,} more lots running (the {SHOWN} running longest above)" in running
+    ours = re.findall(r'href="/station/lots/(MR-\d+)"', running)
+    assert ours == sorted(ours) and f"MR-{SHOWN + 4:02d}" not in ours, "the longest first"
+    assert 'href="/station/lots/S-2"' in running, "the seed's, running before them, first"
 
     held = _section(page, "held-h")
     assert len(re.findall(r'<tr data-lot="', held)) == SHOWN
