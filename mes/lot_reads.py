@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from flows import Flow
-from mes.domain.errors import UnknownLot
+from mes.domain.common import no_lot
 from mes.domain.model import HistoryEntry, Lot, LotState, Operation
 from mes.domain.report import LotReport, build_report, hold_entry
 from mes.ports_lots import (
@@ -35,7 +35,7 @@ def report_work(lot_id: str, flow_of: Callable[[Lot], Flow]) -> Read[LotReport]:
     for it (an unknown lot: :class:`UnknownLot`)."""
     lot = yield from get_lot(lot_id)
     if lot is None:
-        raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+        raise no_lot(lot_id)
     history = yield from lineage_history(lot_id)
     lots = sorted({e.lot_id for e in history} | {lot_id})
     tool = lot.running.tool if lot.running is not None else None

@@ -18,7 +18,8 @@ from mes.domain import material_quarantine as quarantines
 from mes.domain import materials as rules
 from mes.domain.authority import Action, Principal
 from mes.domain.commands import HoldLot, TrackIn
-from mes.domain.errors import InvalidInput, UnknownLot, UnknownMaterial, UnknownTool
+from mes.domain.common import no_lot
+from mes.domain.errors import InvalidInput, UnknownMaterial, UnknownTool
 from mes.domain.interlocks import MANUAL_CLASS
 from mes.domain.material_quarantine import QuarantinedInput
 from mes.domain.material_reach import Reached, Source
@@ -399,7 +400,7 @@ class MaterialService(Guarded):
 
         def work() -> Work[list[Source]]:
             if (yield from get_lot(lot_id)) is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+                raise no_lot(lot_id)
             return (yield from lot_sources(lot_id))
 
         found = await self._read(work(), by)

@@ -44,7 +44,6 @@ from mes.domain.errors import (
     LotTrackerError,
     OperationNotAllowed,
     SplitMergeNotAllowed,
-    UnknownLot,
 )
 from mes.domain.flowversions import FIRST_VERSION, VersionState
 from mes.domain.model import (
@@ -262,7 +261,7 @@ class LotService(LotJobs):
         def decide(c: TrackIn, lot: Lot | None) -> Work[Change | LotTrackerError]:
             try:
                 if lot is None:
-                    raise UnknownLot(f"there is no lot {c.lot_id}", lot_id=c.lot_id)
+                    raise common.no_lot(c.lot_id)
                 self._guard.check(by, Action.TRACK_IN, Context(c.lot_id))
                 return (yield from self._track_in(lot, self.flow_of(lot), c))
             except LotTrackerError as exc:
@@ -485,7 +484,7 @@ class LotService(LotJobs):
         def rule(child: Lot, flow: Flow) -> Work[Change]:
             target = yield from get_lot(cmd.into_id)
             if target is None:
-                raise UnknownLot(f"there is no lot {cmd.into_id}", lot_id=cmd.into_id)
+                raise common.no_lot(cmd.into_id)
             now = self._clock()
             change = genealogy.merge(child, target, cmd, now, flow.checked_later())
             # the merged lot keeps the target's queue-time clock: not one that waited less

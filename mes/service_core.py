@@ -21,7 +21,6 @@ from mes.domain.equipment import DispatchMode
 from mes.domain.errors import (
     ConcurrentUpdate,
     InvalidInput,
-    UnknownLot,
     UnknownTool,
 )
 from mes.domain.lifecycle import NotInState
@@ -239,7 +238,7 @@ class LotServiceCore(Guarded):
         def work() -> Work[StepView]:
             lot = yield from get_lot(lot_id)
             if lot is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+                raise common.no_lot(lot_id)
             return (yield from step_view_work(lot))
 
         return await self._read(work, by)
@@ -277,7 +276,7 @@ class LotServiceCore(Guarded):
         common.check_window(query.since, query.until)
         async with self._uow(readonly=True) as uow:
             if query.lot_id is not None and await uow.run(get_lot(query.lot_id)) is None:
-                raise UnknownLot(f"there is no lot {query.lot_id}", lot_id=query.lot_id)
+                raise common.no_lot(query.lot_id)
             return await uow.lots.tool_job_page(query)
 
     async def history_page(
@@ -304,7 +303,7 @@ class LotServiceCore(Guarded):
     async def get(self, lot_id: str, *, by: Principal | None = None) -> Lot:
         lot = await self._read(get_lot(lot_id), by)
         if lot is None:
-            raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+            raise common.no_lot(lot_id)
         await self.load_versions_of([lot])
         return lot
 

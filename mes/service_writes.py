@@ -9,9 +9,6 @@ from collections.abc import Callable, Sequence
 from flows import Flow
 from mes.domain import common
 from mes.domain.authority import Action, Context, NotAuthorized, Principal, effective_action
-from mes.domain.errors import (
-    UnknownLot,
-)
 from mes.domain.model import (
     Change,
     Lot,
@@ -70,7 +67,7 @@ class LotWrites(LotServiceCore):
         def work() -> Work[Outcome]:
             lot, ahead = yield from asked_with(get_lot(lot_id), reads)
             if lot is None:
-                raise UnknownLot(f"there is no lot {lot_id}", lot_id=lot_id)
+                raise common.no_lot(lot_id)
             context = Context(lot_id, lot.hold.source if lot.hold else None)
             if gate is not None and who is not None:  # the lot may have changed since
                 yield from gate(lot, who)

@@ -28,7 +28,7 @@ from mes.adapters.location import (
     sqlite_file,
 )
 from mes.adapters.report_reads import NotAnswered
-from mes.domain.errors import UnknownLot
+from mes.domain.errors import InvalidInput, UnknownLot
 from mes.domain.model import Lot, Operation
 from mes.domain.report import LotReport, report_dict
 from mes.lot_reads import report_work
@@ -52,7 +52,7 @@ def lot_report(url: str | None, lot_id: str) -> dict[str, Any] | None:
             flows = _Flows(reader.flow_version_hashes())
             report = reader.run(report_work(lot_id, flows.of))
             return _answered(report, reader.any_quarantined())
-    except (OSError, NotAnswered, UnknownLot, UnknownFlow, DatabaseUrlError):
+    except (OSError, NotAnswered, UnknownLot, InvalidInput, UnknownFlow, DatabaseUrlError):
         return None
 
 

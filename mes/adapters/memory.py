@@ -27,6 +27,7 @@ from mes.adapters.memory_interlocks import (
     append_event,
 )
 from mes.domain import audit
+from mes.domain.common import no_lot
 from mes.domain.durables import Durable, DurableEvent
 from mes.domain.equipment import (
     ControllerRecord,
@@ -34,7 +35,7 @@ from mes.domain.equipment import (
     ResetRequest,
     ToolRecord,
 )
-from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists, UnknownLot
+from mes.domain.errors import ConcurrentUpdate, InvalidInput, LotExists
 from mes.domain.identity import SecurityEvent
 from mes.domain.interlocks import Qualification
 from mes.domain.materials import Material, MaterialEvent, Use
@@ -240,9 +241,7 @@ class MemoryLotRepository:
         if query.after is not None:
             after = self._store.lots.get(query.after)
             if after is None:
-                raise UnknownLot(
-                    f"there is no lot {query.after} to list the lots after", lot_id=query.after
-                )
+                raise no_lot(query.after, " to list the lots after")
             start = bisect.bisect_right([_page_key(lot) for lot in found], _page_key(after))
         page = found[start : start + query.limit + 1]
         return LotPage(page[: query.limit], len(found), len(page) > query.limit)

@@ -42,7 +42,8 @@ from mes.adapters.sql_statements import (
     page_statements,
     tool_job_page_statements,
 )
-from mes.domain.errors import InvalidInput, UnknownLot
+from mes.domain.common import no_lot
+from mes.domain.errors import InvalidInput
 from mes.domain.model import Lot, LotState
 from mes.domain.paging import bounded_total
 from mes.ports import (
@@ -82,9 +83,7 @@ class SqlLotRepository:
         if query.after is not None:
             key = await self._db.fetch(self._sql.page_key, {"lot_id": query.after})
             if not key:
-                raise UnknownLot(
-                    f"there is no lot {query.after} to list the lots after", lot_id=query.after
-                )
+                raise no_lot(query.after, " to list the lots after")
             values.update(
                 k_priority=key[0]["priority"], k_created_at=key[0]["created_at"], k_id=query.after
             )

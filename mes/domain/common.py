@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from flows import Flow, LotContext, Value, ValueSpec
 from mes.domain.errors import (
     InvalidInput,
+    LotTrackerError,
+    UnknownLot,
 )
 from mes.domain.model import (
     LOT_ID_PATTERN,
@@ -102,6 +104,16 @@ def require_reason(value: str | None, what: str, lot_id: str, *, coded: str | No
 def check_lot_id(lot_id: str) -> None:
     if not LOT_ID_PATTERN.fullmatch(lot_id):
         raise InvalidInput(f"lot id {lot_id!r} is not valid: expected {LOT_ID_RULE}")
+
+
+def no_lot(lot_id: str, what: str = "") -> LotTrackerError:
+    """The refusal for a lot that is not there (``what``: the words after its id, as in
+    "there is no lot L to list the lots after"): UnknownLot; for an id no lot can have (empty,
+    too long, a space in it), InvalidInput saying what a lot id is, rather than "there is no
+    lot" as if a lot of that name might have been made."""
+    if not LOT_ID_PATTERN.fullmatch(lot_id):
+        return InvalidInput(f"{lot_id!r} is not a lot id: expected {LOT_ID_RULE}")
+    return UnknownLot(f"there is no lot {lot_id}{what}", lot_id=lot_id)
 
 
 def context(lot: Lot, *, extra_recorded: Mapping[str, Value] | None = None) -> LotContext:

@@ -44,7 +44,7 @@ def test_an_id_with_markup_in_it_is_refused_naming_it_as_typed(line_db: str) -> 
     for lot in ("A[/b]", "A[red]B"):
         result = pkgline(line_db, "lot", "show", lot)
         assert result.returncode == 1, result.stdout + result.stderr
-        assert f"there is no lot {lot}" in result.stderr
+        assert f"{lot!r} is not a lot id: expected 1-32 ASCII letters" in result.stderr
         assert "Traceback" not in result.stderr
 
 

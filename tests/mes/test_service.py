@@ -4,6 +4,7 @@ as an operator expects (split and merge: test_split_merge.py)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -26,6 +27,7 @@ from mes.domain.errors import (
 from mes.domain.model import HoldSource, LotState, Operation
 from mes.domain.report import report_dict
 from mes.equipment import EquipmentService
+from mes.ports import LotQuery
 from mes.service import LotService, TrackedIn
 
 USER = "op1"
@@ -188,6 +190,23 @@ async def test_an_unknown_lot_is_refused(service: LotService) -> None:
         await service.track_in(cmd.TrackIn("NOPE", "SUBSTRATE_LOAD", USER))
     with pytest.raises(UnknownLot):
         await service.report("NOPE")
+
+
+@pytest.mark.parametrize("lot_id", ["", "a b", "L" * 33, "-L1", "L1\n"])
+async def test_an_id_no_lot_can_have_is_refused_saying_what_a_lot_id_is(
+    service: LotService, lot_id: str
+) -> None:
+    """Not "there is no lot", as if a lot of that name might have been made: what a lot id
+    is, for a read, a move and a page's cursor alike."""
+    expected = f"{lot_id!r} is not a lot id: expected 1-32 ASCII letters"
+    with pytest.raises(InvalidInput, match=re.escape(expected)):
+        await service.report(lot_id)
+    with pytest.raises(InvalidInput, match=re.escape(expected)):
+        await service.hold(cmd.HoldLot(lot_id, USER, "why"))
+    with pytest.raises(InvalidInput, match=re.escape(expected)):
+        await service.page(LotQuery(after=lot_id))
+    with pytest.raises(UnknownLot, match="there is no lot NOPE to list the lots after"):
+        await service.page(LotQuery(after="NOPE"))
 
 
 async def test_starting_a_lot_twice_is_refused(service: LotService) -> None:

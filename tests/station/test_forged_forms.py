@@ -83,12 +83,12 @@ def test_a_forged_form_with_a_long_path_is_recorded_cut_to_a_bounded_length(
     station: Station,
 ) -> None:
     """The path is the client's to choose: a hold posted to a lot id of 5,000 characters is
-    refused (404: no such lot's page to show it on) and recorded with the form's name cut to
+    refused (422: no lot has such an id) and recorded with the form's name cut to
     200 characters, its length said."""
     with logged_in(station, "olga") as client:
         before = _newest_seq(station)
         answer = client.post(f"/station/lots/{'L' * 5000}/hold", data={"reason": "x"})
-        assert answer.status_code == 404 and "there is no lot" in answer.text
+        assert answer.status_code == 422 and "is not a lot id: expected 1-32" in answer.text
     [event] = _since(station, before, user="olga")
     assert event["kind"] == "refused"
     assert event["detail"]["form"] == "POST /station/lots/" + "L" * 161 + "... (5024 chars)"
