@@ -14,8 +14,9 @@ its class (``drivers/maps/modbus``), exactly as a real tool following docs/equip
   write, ...) are illegal functions (exception 1): a command runs from a function 16 write
   only (tests/simulators/test_modbus_server.py holds this and docs/equipment.md together).
 
-The server is pymodbus' ``ModbusTcpServer`` with a ``SimDevice`` whose ``action`` hook sees
-every request. Faults for tests: :meth:`ModbusToolServer.drop_connections` (optionally
+The server is pymodbus' ``ModbusTcpServer`` (or TLS server; their connections:
+:mod:`simulators.modbus_connections`) with a ``SimDevice`` whose ``action`` hook sees every
+request. Faults for tests: :meth:`ModbusToolServer.drop_connections` (optionally
 refusing new connections for a while), the tool's :meth:`~VirtualTool.inject_alarm`, and
 the tool's :class:`~simulators.engine.SimulationSettings` (time scale, reject and alarm rate).
 
@@ -35,8 +36,7 @@ from types import TracebackType
 
 import structlog
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer, ModbusTlsServer
-from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.modbus.codec import (
@@ -63,6 +63,7 @@ from drivers.model import (
 from drivers.pki import CertificateRejected, Pki, PkiError
 from drivers.tls import check_tls_peer
 from simulators.engine import ALARM_JOB_FAULT, Refused, SimulationSettings, VirtualTool
+from simulators.modbus_connections import CheckedTlsServer, TcpServer
 
 log = structlog.get_logger("pkgline.simulators")
 
@@ -160,9 +161,9 @@ class ModbusToolServer:
 
     async def _listen(self) -> None:
         server = (
-            _TcpServer(self._device(), address=(self.host, self._port))
+            TcpServer(self._device(), address=(self.host, self._port))
             if self.tls is None
-            else _CheckedTlsServer(
+            else CheckedTlsServer(
                 self._device(),
                 address=(self.host, self._port),
                 sslctx=self.tls,
@@ -463,72 +464,6 @@ class ModbusToolServer:
 
     def __repr__(self) -> str:
         return f"ModbusToolServer({self.tool!r}, {self.host}:{self._port})"
-
-
-class _Handler(ServerRequestHandler):
-    """pymodbus' handler of one connection, which drops the answer to a client that left
-    before it was sent (a driver closing or timing out with a request in flight), as a tool's
-    server does. pymodbus logs that as an ERROR with the last frames, for nothing the
-    simulated tool did wrong."""
-
-    def server_send(self, pdu: object, addr: tuple[str, int] | None) -> None:
-        if not self.is_active():  # the connection is lost: nobody to answer
-            return
-        super().server_send(pdu, addr)  # type: ignore[no-untyped-call]  # unannotated
-
-
-class _TcpServer(ModbusTcpServer):
-    """``ModbusTcpServer`` whose connections are :class:`_Handler`."""
-
-    def callback_new_connection(self) -> _Handler:
-        return _Handler(  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
-            self, self.trace_packet, self.trace_pdu, self.trace_connect
-        )
-
-
-class _CheckedHandler(_Handler):
-    """pymodbus' handler of one connection, which asks ``peer_check`` (with the transport)
-    when the connection is made, that is after the TLS handshake, and closes it at once when
-    the answer is no; nothing it received is served."""
-
-    def __init__(
-        self, owner: _CheckedTlsServer, peer_check: Callable[[asyncio.BaseTransport], bool]
-    ) -> None:
-        super().__init__(  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
-            owner, owner.trace_packet, owner.trace_pdu, owner.trace_connect
-        )
-        self._peer_check = peer_check
-        self._refused = False
-
-    def callback_connected(self) -> None:
-        if not self._peer_check(self.transport):
-            self._refused = True
-            self.close()
-            return
-        super().callback_connected()
-
-    def callback_data(self, data: bytes, addr: tuple[str, int] | None = None) -> int:
-        if self._refused:  # a request sent with the handshake's last flight: dropped
-            return len(data)
-        return int(super().callback_data(data, addr))
-
-
-class _CheckedTlsServer(ModbusTlsServer):
-    """``ModbusTlsServer`` whose connections are :class:`_CheckedHandler`."""
-
-    def __init__(
-        self,
-        context: SimDevice,
-        *,
-        address: tuple[str, int],
-        sslctx: ssl.SSLContext,
-        peer_check: Callable[[asyncio.BaseTransport], bool],
-    ) -> None:
-        super().__init__(context, address=address, sslctx=sslctx)
-        self._peer_check = peer_check
-
-    def callback_new_connection(self) -> _CheckedHandler:
-        return _CheckedHandler(self, self._peer_check)
 
 
 async def serve(
