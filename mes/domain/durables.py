@@ -528,10 +528,10 @@ def check_durables(
     warnings = []
     for d in with_pending:
         at = f"its warning at {d.warn_fraction * 100:g}% of life"
+        adds = need.carriers * need.per_carrier(d.kind) if need is not None else 0
         if d.warned:
             warnings.append(f"{d.text()}: past {at}")
-        elif need is not None and d.count + need.carriers * need.per_carrier(d.kind) >= d.warn_at:
-            adds = need.carriers * need.per_carrier(d.kind)
+        elif adds and d.count + adds >= d.warn_at:
             warnings.append(
                 f"{d.text()}: lot {lot_id} may take it to {at} ({d.warn_at:,}), needing up to "
                 f"{_amount(d, adds)} at {step}"

@@ -89,10 +89,10 @@ def status(
     _print_held(shown["held"], now, rows)
 
 
-def _more(left_out: int, what: str, where: str) -> None:
-    """Say what a table left out, and where to see it."""
-    if left_out > 0:
-        out.print(Text(f"and {left_out:,} more {what}: {where}", style="dim"))
+def _more(total: int, rows: int | None, what: str, where: str) -> None:
+    """Say what a table of the first ``rows`` of ``total`` left out, and where to see it."""
+    if rows is not None and total > rows:
+        out.print(Text(f"and {total - rows:,} more {what}: {where}", style="dim"))
 
 
 def backlog_text(events: Json) -> str:
@@ -168,9 +168,9 @@ def _print_running(running: Sequence[Json], now: datetime, rows: int | None) -> 
             f"{clock(since)} ({ago(now - since)})",
         )
     out.print(table)
-    shown = len(running[:rows])
     _more(
-        len(running) - shown,
+        len(running),
+        rows,
         "lots running",
         "pkgline line status --all, or lot list --state RUNNING",
     )
@@ -258,7 +258,8 @@ def _print_held(held: Sequence[Json], now: datetime, rows: int | None) -> None:
         )
     out.print(table)
     _more(
-        len(held) - len(held[:rows]),
+        len(held),
+        rows,
         "held lots",
         "pkgline line status --all, lot list --state HOLD, or the station's holds page",
     )

@@ -165,12 +165,7 @@ def from_declaration(declared: InForce | None) -> dict[str, MetricValue]:
     """The metrics of a person's declaration in force (all null without one). ``E10/State``
     is the node's to set: the declared state, or the tool's own when there is none."""
     if declared is None:
-        return {
-            E10_DECLARED: None,
-            E10_DECLARED_BY: None,
-            E10_DECLARED_REASON: None,
-            E10_DECLARED_AT: None,
-        }
+        return dict.fromkeys((E10_DECLARED, E10_DECLARED_BY, E10_DECLARED_REASON, E10_DECLARED_AT))
     at = declared.at
     return {
         E10_DECLARED: declared.state,

@@ -35,8 +35,7 @@ from pkgline.station import (
     work_pages,
 )
 from pkgline.station import login as auth
-from pkgline.station.line_view import SHOWN as LINE_SHOWN
-from pkgline.station.line_view import SHOWN_PER_STEP, line_view
+from pkgline.station.line_view import SHOWN, SHOWN_PER_STEP, line_view
 from pkgline.station.live import Streams, fingerprint, line_events
 from pkgline.station.render import MAX_FIELD, Viewer, env, quote
 from pkgline.station.render import page as _page
@@ -201,7 +200,7 @@ async def _line_for(request: Request, who: Principal) -> str:
     async def render() -> str:
         view = await line_view(state.services, who)
         return env.get_template("_line.html").render(
-            line=view, prefix=auth.PREFIX, shown=LINE_SHOWN, per_step=SHOWN_PER_STEP
+            line=view, prefix=auth.PREFIX, shown=SHOWN, per_step=SHOWN_PER_STEP
         )
 
     return await streams.line.get(render)
